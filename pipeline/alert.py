@@ -1,0 +1,67 @@
+"""The alert contract: deterministic ids, and folding repeated findings into one alert.
+
+An alert's id is `sha256(detector | key | window)`, so replaying the log yields the same ids and a
+warehouse or feed that keeps the latest version per id never shows a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.event import Event
+
+Alert = dict[str, Any]
+MAX_EVIDENCE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What a detector decided about one event; the detect agent folds findings into alerts."""
+
+    detector: str
+    severity: str
+    key: str
+    window: str
+    title: str
+    summary: str
+    response: tuple[str, ...]
+
+
+def alert_id(detector: str, key: str, window: str) -> str:
+    return hashlib.sha256(f"{detector}|{key}|{window}".encode()).hexdigest()[:32]
+
+
+def fold(previous: Alert | None, finding: Finding, event: Event) -> Alert:
+    """A new alert for `finding`, or `previous` updated with one more piece of evidence."""
+    actor = event["actor"]
+    seen = event["occurred_at"]
+    if previous is None:
+        return {
+            "alert_id": alert_id(finding.detector, finding.key, finding.window),
+            "detector": finding.detector,
+            "severity": finding.severity,
+            "account_id": event["account_id"],
+            "provider_id": actor.get("provider_id", ""),
+            "principal_id": actor["principal_id"],
+            "title": finding.title,
+            "summary": finding.summary,
+            "evidence_event_ids": [event["event_id"]],
+            "first_seen": seen,
+            "last_seen": seen,
+            "count": 1,
+            "response": list(finding.response),
+        }
+    alert = dict(previous)
+    evidence = list(alert["evidence_event_ids"])
+    if event["event_id"] in evidence:
+        return alert
+    if len(evidence) < MAX_EVIDENCE:
+        evidence.append(event["event_id"])
+    alert["evidence_event_ids"] = evidence
+    alert["count"] = int(alert["count"]) + 1
+    alert["first_seen"] = min(alert["first_seen"], seen)
+    alert["last_seen"] = max(alert["last_seen"], seen)
+    alert["summary"] = finding.summary
+    return alert

@@ -1,0 +1,99 @@
+"""All configuration, from environment variables with the `PW_` prefix, typed, in one place.
+
+The README's configuration table is generated from `Settings` (`partnerwatch config --markdown`),
+so the docs and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _setting(default: Any, env: str, help: str) -> Any:
+    return field(default=default, metadata={"env": env, "help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings; build with `Settings.from_env()`."""
+
+    kafka_broker: str = _setting("127.0.0.1:9092", "PW_KAFKA_BROKER", "Kafka bootstrap servers, host:port[,host:port]")
+    topic_prefix: str = _setting("pw.", "PW_TOPIC_PREFIX", "prefix of every topic name (actions, ledger, alerts, deadletter)")
+    topic_partitions: int = _setting(4, "PW_TOPIC_PARTITIONS", "partitions of the pipeline topics (fixed once created)")
+    app_id: str = _setting("partnerwatch", "PW_APP_ID", "Faust application id: consumer group and changelog topic prefix")
+    data_dir: Path = _setting(Path("data"), "PW_DATA_DIR", "local state: Faust tables and the embedded warehouse")
+    clickhouse_url: str = _setting("", "PW_CLICKHOUSE_URL", "empty: embedded chDB in PW_DATA_DIR/warehouse; or clickhouse://user:pass@host:9000/db")
+    retention_days: int = _setting(730, "PW_RETENTION_DAYS", "TTL of audit.events and audit.alerts (evidence: at least 730)")
+    dedup_window_days: int = _setting(7, "PW_DEDUP_WINDOW_DAYS", "a repeated event_id within this window is accepted once")
+    max_event_bytes: int = _setting(65536, "PW_MAX_EVENT_BYTES", "larger ingest messages go to the dead-letter topic")
+    batch_rows: int = _setting(5000, "PW_WAREHOUSE_BATCH_ROWS", "warehouse insert batch: at most this many rows")
+    batch_seconds: float = _setting(1.0, "PW_WAREHOUSE_BATCH_SECONDS", "warehouse insert batch: at most this old")
+    commit_interval: float = _setting(0.5, "PW_COMMIT_INTERVAL", "seconds between Kafka transaction commits (bounds alert latency)")
+    processing_guarantee: str = _setting("exactly_once", "PW_PROCESSING_GUARANTEE", "exactly_once (default, keeps the chain gap-free) or at_least_once")
+    web_host: str = _setting("127.0.0.1", "PW_WEB_HOST", "bind address of the worker's web server")
+    web_port: int = _setting(6066, "PW_WEB_PORT", "port of the worker's web server (health, SQL)")
+    api_token: str = _setting("", "PW_API_TOKEN", "bearer token required by the worker's HTTP API (empty: none, loopback only)")
+    log_level: str = _setting("info", "PW_LOG_LEVEL", "debug, info, warning or error")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read `PW_*` variables; a bad value raises ValueError naming the variable."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is None:
+                continue
+            kind = type(f.default)
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
+        settings = replace(cls(), **values, **overrides)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.processing_guarantee not in ("exactly_once", "at_least_once"):
+            raise ValueError("PW_PROCESSING_GUARANTEE must be exactly_once or at_least_once")
+        if self.retention_days < 1 or self.dedup_window_days < 1 or self.topic_partitions < 1:
+            raise ValueError("PW_RETENTION_DAYS, PW_DEDUP_WINDOW_DAYS and PW_TOPIC_PARTITIONS must be positive")
+
+    # Topic names (shared/CONTRACT.md)
+    @property
+    def actions_topic(self) -> str:
+        return f"{self.topic_prefix}actions"
+
+    @property
+    def ledger_topic(self) -> str:
+        return f"{self.topic_prefix}ledger"
+
+    @property
+    def alerts_topic(self) -> str:
+        return f"{self.topic_prefix}alerts"
+
+    @property
+    def deadletter_topic(self) -> str:
+        return f"{self.topic_prefix}deadletter"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.web_host}:{self.web_port}"
+
+
+def markdown_table() -> str:
+    """The README's configuration table."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for f in fields(Settings):
+        default = f.default if f.default != "" else "(empty)"
+        lines.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['help']} |")
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""The closed vocabularies of the external contract (shared/CONTRACT.md), in one place."""
+
+from __future__ import annotations
+
+ACTIONS: frozenset[str] = frozenset(
+    {
+        "listing.create",
+        "listing.update",
+        "listing.delete",
+        "listing.price_change",
+        "inventory.update",
+        "ads.campaign_update",
+        "tax.filing",
+        "report.download",
+        "funds.bank_account_change",
+        "funds.disbursement_request",
+        "funds.refund",
+        "funds.transfer_schedule_change",
+        "permission.grant",
+        "permission.revoke",
+        "auth.login",
+        "auth.credentials_create",
+        "auth.mfa_change",
+        "account.contact_change",
+        "account.legal_info_change",
+        "approval.grant",
+        "policy.update",
+    }
+)
+
+MARKETPLACES: frozenset[str] = frozenset(
+    "US CA MX BR UK DE FR IT ES NL SE PL BE TR JP AU SG IN AE SA".split()
+)
+
+#: Actions under these prefixes name the site they act on.
+MARKETPLACE_REQUIRED_PREFIXES: tuple[str, ...] = ("listing.", "inventory.", "ads.", "funds.", "tax.")
+
+#: Actions that move money carry an amount.
+AMOUNT_REQUIRED: frozenset[str] = frozenset({"funds.disbursement_request", "funds.refund"})
+
+ACTOR_TYPES: frozenset[str] = frozenset({"provider", "seller", "amazon"})
+OUTCOMES: frozenset[str] = frozenset({"success", "failure", "denied"})
+SEVERITIES: tuple[str, ...] = ("info", "low", "medium", "high", "critical")
+
+#: Actions that write to the seller's account (used by detectors and rollups).
+WRITE_PREFIXES: tuple[str, ...] = ("listing.", "inventory.", "ads.", "funds.", "tax.", "account.")
+
+
+def needs_marketplace(action: str) -> bool:
+    """True for actions that act on one marketplace site."""
+    return action.startswith(MARKETPLACE_REQUIRED_PREFIXES)
+
+
+def action_matches(pattern: str, action: str) -> bool:
+    """Match a grant scope pattern (`listing.*`, `inventory.update`, `*`) against an action."""
+    if pattern in ("*", action):
+        return True
+    if pattern.endswith(".*"):
+        return action.startswith(pattern[:-1])
+    return False

@@ -1,0 +1,96 @@
+"""Authorization state of one seller account, derived from the log itself.
+
+`permission.grant` adds or replaces a grant, `permission.revoke` marks it revoked; replaying the
+ledger in `seq` order rebuilds exactly the state every decision saw. The state is a plain dict
+(`grant_id -> grant`) so it can live in a Faust table and serialize as JSON.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from typing import Any
+
+from pipeline.contract import action_matches
+from pipeline.event import Event
+
+Grant = dict[str, Any]
+AccountGrants = dict[str, Grant]
+
+
+def apply(grants: AccountGrants, event: Event) -> bool:
+    """Fold a grant event into the account's grants; return True when the state changed."""
+    action = event["action"]
+    if action == "permission.grant" and event["outcome"] == "success":
+        grant = dict(event["grant"])
+        grant["granted_at"] = event["occurred_at"]
+        grant["granted_by_event"] = event["event_id"]
+        grants[grant["grant_id"]] = grant
+        return True
+    if action == "permission.revoke" and event["outcome"] == "success":
+        grant = grants.get(event["grant"]["grant_id"])
+        if grant is not None and "revoked_at" not in grant:
+            grant["revoked_at"] = event["occurred_at"]
+            grant["revoked_by_event"] = event["event_id"]
+            return True
+    return False
+
+
+def is_live(grant: Grant, at: str) -> bool:
+    """Not revoked and not expired at `at` (both UTC strings of the same format)."""
+    if "revoked_at" in grant:
+        return False
+    valid_until = grant.get("valid_until")
+    return valid_until is None or at < valid_until
+
+
+def covers_actor(grant: Grant, provider_id: str, principal_id: str) -> bool:
+    """The grant was given to this provider and covers this principal."""
+    if grant.get("provider_id") != provider_id:
+        return False
+    principals = grant.get("principals")
+    return principals is None or principal_id in principals
+
+
+def covering(grants: AccountGrants, event: Event) -> list[Grant]:
+    """Live grants that cover the event's provider principal (empty for non-provider actors)."""
+    actor = event["actor"]
+    if actor["type"] != "provider":
+        return []
+    return [
+        g
+        for g in grants.values()
+        if covers_actor(g, actor["provider_id"], actor["principal_id"])
+        and is_live(g, event["occurred_at"])
+    ]
+
+
+def allows_scope(grant: Grant, action: str) -> bool:
+    return any(action_matches(p, action) for p in grant.get("scopes", ()))
+
+
+@lru_cache(maxsize=4096)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr, strict=False)
+
+
+@lru_cache(maxsize=65536)
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(ip)
+
+
+def allows_ip(grant: Grant, ip: str) -> bool:
+    """The grant's `ip_allowlist` admits `ip` (no allowlist: anywhere)."""
+    allowlist = grant.get("ip_allowlist")
+    if allowlist is None:
+        return True
+    address = _address(ip)
+    for cidr in allowlist:
+        net = _network(cidr)
+        if address.version == net.version and address in net:
+            return True
+        # An IPv4-mapped IPv6 source matches the IPv4 allowlist entry it maps to.
+        mapped = getattr(address, "ipv4_mapped", None)
+        if mapped is not None and net.version == 4 and mapped in net:
+            return True
+    return False

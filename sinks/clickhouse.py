@@ -1,0 +1,284 @@
+"""Where a row is written: the warehouse, one interface over two ClickHouse backends.
+
+- `EmbeddedWarehouse`: chDB, ClickHouse in-process on disk; the default, needs no server. The
+  engine locks its folder to one process, so while the worker runs, other processes query through
+  the worker's `/v1/sql` endpoint (see `pipeline.cli sql`).
+- `ServerWarehouse`: clickhouse-driver over the native protocol to a ClickHouse server; the
+  production path (`PW_CLICKHOUSE_URL=clickhouse://user:pass@host:9000/db`).
+
+Both take the same SQL, with server-side `{name:Type}` parameters (never string formatting), and
+the same migrations from `infra/clickhouse/migrations/`. Rows are dicts of JSON-friendly values;
+timestamps are `YYYY-MM-DD HH:MM:SS.mmm` strings in UTC.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlparse
+
+import orjson
+import structlog
+
+from pipeline.config import REPO_ROOT, Settings
+from pipeline.event import timestamp_ms
+
+log = structlog.get_logger(__name__)
+
+MIGRATIONS_DIR = REPO_ROOT / "infra" / "clickhouse" / "migrations"
+Row = dict[str, Any]
+
+
+class WarehouseError(RuntimeError):
+    """A warehouse operation failed; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]]
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+
+class Warehouse(Protocol):
+    """What the pipeline needs from ClickHouse."""
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> None: ...
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult: ...
+
+    def insert(self, table: str, rows: Sequence[Row]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# -- embedded (chDB) ----------------------------------------------------------------------------
+
+
+def _text_param(value: Any) -> str:
+    """A parameter in ClickHouse's text format, as chDB expects for `{name:Type}`."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_quoted(v) for v in value) + "]"
+    raise WarehouseError(f"unsupported query parameter type {type(value).__name__}")
+
+
+def _quoted(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return _text_param(value)
+
+
+class EmbeddedWarehouse:
+    """chDB on disk. One session per process; calls are serialized by a lock."""
+
+    def __init__(self, path: Path) -> None:
+        from chdb import session
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._session = session.Session(str(path))
+        except Exception as exc:
+            raise WarehouseError(
+                f"cannot open the embedded warehouse at {path}: {exc}. If the worker is running, "
+                "it owns this folder: query through it (`partnerwatch sql` does so by itself)."
+            ) from exc
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._run(sql, "CSV", params)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
+        raw = self._run(sql, "JSONCompact", params)
+        if not raw.strip():
+            return QueryResult([], [], [])
+        doc = orjson.loads(raw)
+        meta = doc.get("meta", [])
+        return QueryResult([m["name"] for m in meta], [m["type"] for m in meta], doc.get("data", []))
+
+    def insert(self, table: str, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        body = b"\n".join(orjson.dumps(r) for r in rows).decode()
+        self._run(f"INSERT INTO {_identifier(table)} FORMAT JSONEachRow\n{body}", "CSV", None)
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+    def _run(self, sql: str, fmt: str, params: dict[str, Any] | None) -> bytes:
+        text_params = {k: _text_param(v) for k, v in (params or {}).items()}
+        with self._lock:
+            try:
+                result = self._session.query(sql, fmt, params=text_params or None)
+            except Exception as exc:
+                raise WarehouseError(str(exc).strip()) from exc
+        return bytes(result.bytes()) if result is not None else b""
+
+
+# -- ClickHouse server (native protocol) ----------------------------------------------------------
+
+
+class ServerWarehouse:
+    """A ClickHouse server over the native protocol, reconnecting after the server restarts."""
+
+    def __init__(self, url: str, *, retries: int = 5, retry_delay: float = 0.5) -> None:
+        from clickhouse_driver import Client
+
+        parsed = urlparse(url)
+        if parsed.scheme not in ("clickhouse", "clickhouses"):
+            raise WarehouseError(f"PW_CLICKHOUSE_URL must start with clickhouse://, got {parsed.scheme}://")
+        options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        self.database = parsed.path.lstrip("/") or "default"
+        self._client = Client(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 9000,
+            user=unquote(parsed.username or "default"),
+            password=unquote(parsed.password or ""),
+            database=self.database,
+            secure=parsed.scheme == "clickhouses",
+            connect_timeout=float(options.get("connect_timeout", 5)),
+            send_receive_timeout=float(options.get("timeout", 60)),
+            settings={"server_side_params": True},
+        )
+        self._retries = retries
+        self._retry_delay = retry_delay
+        self._lock = threading.Lock()
+        self._types: dict[str, dict[str, str]] = {}
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._call(lambda: self._client.execute(sql, params or None))
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
+        rows, meta = self._call(
+            lambda: self._client.execute(sql, params or None, with_column_types=True)
+        )
+        return QueryResult([m[0] for m in meta], [m[1] for m in meta], [list(r) for r in rows])
+
+    def insert(self, table: str, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        types = self._column_types(table)
+        columns = list(rows[0].keys())
+        data = [tuple(_to_native(r.get(c), types.get(c, "")) for c in columns) for r in rows]
+        sql = f"INSERT INTO {_identifier(table)} ({', '.join(_identifier(c) for c in columns)}) VALUES"
+        self._call(lambda: self._client.execute(sql, data))
+
+    def close(self) -> None:
+        self._client.disconnect()
+
+    def _column_types(self, table: str) -> dict[str, str]:
+        if table not in self._types:
+            db, _, name = table.rpartition(".")
+            result = self.query(
+                "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String}",
+                {"db": db or self.database, "t": name},
+            )
+            self._types[table] = {r[0]: r[1] for r in result.rows}
+        return self._types[table]
+
+    def _call(self, fn: Any) -> Any:
+        from clickhouse_driver import errors
+
+        delay = self._retry_delay
+        for attempt in range(self._retries + 1):
+            try:
+                with self._lock:
+                    return fn()
+            except (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError) as exc:
+                self._client.disconnect()
+                if attempt == self._retries:
+                    raise WarehouseError(f"ClickHouse server unreachable: {exc}") from exc
+                log.warning("clickhouse.retry", attempt=attempt + 1, error=str(exc))
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except errors.Error as exc:
+                raise WarehouseError(str(exc).strip()) from exc
+        raise AssertionError("unreachable")
+
+
+def _to_native(value: Any, ch_type: str) -> Any:
+    """Convert a JSON-friendly row value for clickhouse-driver's typed insert."""
+    if value is None:
+        return None
+    if "DateTime" in ch_type and isinstance(value, str):
+        return datetime.fromtimestamp(timestamp_ms(value.replace(" ", "T") + "Z", "value") / 1000, UTC)
+    return value
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def _identifier(name: str) -> str:
+    if not _IDENTIFIER.fullmatch(name):
+        raise WarehouseError(f"not a plain identifier: {name!r}")
+    return name
+
+
+# -- opening, migrating ---------------------------------------------------------------------------
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    """The configured backend: a server when PW_CLICKHOUSE_URL is set, else embedded chDB."""
+    if settings.clickhouse_url:
+        return ServerWarehouse(settings.clickhouse_url)
+    return EmbeddedWarehouse(settings.warehouse_path)
+
+
+def migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, str]]:
+    """Numbered migrations `NNNN_name.sql`, in order, as (version, name, sql)."""
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        number, _, name = path.stem.partition("_")
+        found.append((int(number), name, path.read_text()))
+    return found
+
+
+def migrate(warehouse: Warehouse, settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply the migrations not yet applied; return the names of those applied now.
+
+    Migrations may use `${PW_RETENTION_DAYS}`, substituted with the validated integer setting
+    (DDL takes no query parameters).
+    """
+    warehouse.execute("CREATE DATABASE IF NOT EXISTS audit")
+    warehouse.execute(
+        "CREATE TABLE IF NOT EXISTS audit.schema_migrations "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {r[0] for r in warehouse.query("SELECT version FROM audit.schema_migrations").rows}
+    applied = []
+    for version, name, sql in migrations(directory):
+        if version in done:
+            continue
+        sql = sql.replace("${PW_RETENTION_DAYS}", str(int(settings.retention_days)))
+        for statement in _statements(sql):
+            warehouse.execute(statement)
+        warehouse.insert("audit.schema_migrations", [{"version": version, "name": name}])
+        applied.append(f"{version:04d}_{name}")
+        log.info("warehouse.migrated", migration=f"{version:04d}_{name}")
+    return applied
+
+
+def _statements(sql: str) -> Iterable[str]:
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    for statement in "\n".join(lines).split(";"):
+        if statement.strip():
+            yield statement.strip()
