@@ -39,6 +39,7 @@ REASONS = (
     "bad_value",
     "unknown_action",
     "bad_timestamp",
+    "wrong_key",
 )
 
 _EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

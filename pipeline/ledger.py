@@ -92,3 +92,65 @@ def verify(
             return ChainBreak(seq, event_id, "hash does not match the stored event")
         head = ChainHead(seq, stored_hash)
     return None
+
+
+#: One account's stored chain, in the order `verify_stored` expects (same SQL on both backends).
+CHAIN_QUERY = (
+    "SELECT seq, event_id, prev_hash, hash, toString(ingested_at), payload FROM audit.events"
+    " WHERE account_id = {account:String} ORDER BY seq"
+)
+
+
+def verify_stored(rows: Iterable[list[Any] | tuple[Any, ...]]) -> ChainBreak | None:
+    """Verify rows of `CHAIN_QUERY` (warehouse timestamps are `YYYY-MM-DD HH:MM:SS.mmm`)."""
+    return verify(
+        (int(r[0]), str(r[1]), str(r[2]), str(r[3]), f"{str(r[4]).replace(' ', 'T')}Z", str(r[5]).encode())
+        for r in rows
+    )
+
+
+class LedgerState:
+    """Sequencing state of the accounts of one partition: chain heads and recent event ids.
+
+    It is derived from the ledger itself (`observe` every committed entry of the partition, in
+    order), never kept in a separate store, so it cannot disagree with what was committed: after
+    a crash the worker re-reads the ledger partition and continues exactly after its last
+    committed entry, and a source event redelivered after it was sequenced is recognized as seen.
+    """
+
+    def __init__(self, dedup_window_days: int) -> None:
+        self.window = dedup_window_days
+        self.heads: dict[str, ChainHead] = {}
+        self.seen: dict[tuple[str, str], int] = {}  # (account, event_id) -> epoch day ingested
+        self._swept_day = -1
+
+    def observe(self, entry: dict[str, Any]) -> None:
+        """Fold one committed ledger entry into the state (recovery)."""
+        account = entry["account_id"]
+        self.heads[account] = ChainHead(int(entry["seq"]), entry["hash"])
+        self.seen[(account, entry["event_id"])] = epoch_day(entry["ingested_at"])
+
+    def accept(self, event: Event, ingested_at: str) -> dict[str, Any] | None:
+        """Sequence `event`, or return None when its id was seen inside the dedup window."""
+        account, event_id = event["account_id"], event["event_id"]
+        today = epoch_day(ingested_at)
+        if today != self._swept_day:
+            self._sweep(today)
+        if (account, event_id) in self.seen:
+            return None
+        entry, self.heads[account] = append(self.heads.get(account, ChainHead()), event, ingested_at)
+        self.seen[(account, event_id)] = today
+        return entry
+
+    def _sweep(self, today: int) -> None:
+        self._swept_day = today
+        oldest = today - self.window
+        for key in [k for k, day in self.seen.items() if day < oldest]:
+            del self.seen[key]
+
+
+def epoch_day(ts: str) -> int:
+    """Days since 1970-01-01 of a `YYYY-MM-DDTHH:MM:SS.mmmZ` timestamp."""
+    from datetime import date
+
+    return (date(int(ts[0:4]), int(ts[5:7]), int(ts[8:10])) - date(1970, 1, 1)).days

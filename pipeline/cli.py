@@ -1,0 +1,384 @@
+"""`partnerwatch`: the command line, and the composition root.
+
+This is the one module of `pipeline/` that may import `streams` and `sinks`, and only inside the
+commands that need them, so `partnerwatch simulate` never loads Faust or the warehouse.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pipeline.config import REPO_ROOT, Settings, markdown_table
+
+cli = typer.Typer(help="PartnerWatch: audit and abuse detection for delegated seller access.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+SEVERITY_STYLE = {"info": "dim", "low": "cyan", "medium": "yellow", "high": "bold red", "critical": "bold white on red"}
+KAFKA_SH = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def config(markdown: Annotated[bool, typer.Option(help="print the README's table")] = False) -> None:
+    """Show the configuration in force (PW_* environment variables)."""
+    if markdown:
+        print(markdown_table())
+        return
+    s = _settings()
+    for name, value in vars(s).items():
+        console.print(f"{name} = {value!r}")
+
+
+@cli.command()
+def kafka(action: Annotated[str, typer.Argument(help="start | stop | status | reset")]) -> None:
+    """Run the local single-node Kafka broker (infra/kafka/kafka.sh)."""
+    raise typer.Exit(subprocess.call(["bash", str(KAFKA_SH), action]))
+
+
+@cli.command()
+def topics() -> None:
+    """Create the pipeline topics (idempotent)."""
+    from pipeline.kafka_io import ensure_topics
+
+    created = ensure_topics(_settings())
+    console.print(f"created: {', '.join(created) or 'none (all exist)'}")
+
+
+@cli.command()
+def worker(
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "",
+) -> None:
+    """Run the stream worker: ingest, sequence, detect, load the warehouse, serve the HTTP API."""
+    from pipeline.kafka_io import ensure_topics
+
+    settings = _settings()
+    ensure_topics(settings)
+    from streams.worker import app
+
+    sys.argv = [sys.argv[0], "--loop", "uvloop", "worker", "-l", loglevel or settings.log_level]
+    app.main()
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the warehouse migrations (the worker also does this at start)."""
+    from sinks.clickhouse import WarehouseError, migrate, open_warehouse
+
+    settings = _settings()
+    try:
+        warehouse = open_warehouse(settings)
+        applied = migrate(warehouse, settings)
+        warehouse.close()
+    except WarehouseError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"applied: {', '.join(applied) or 'none (up to date)'}")
+
+
+def _parse_params(params: list[str]) -> dict[str, str]:
+    out = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--param takes key=value, got {item!r}")
+        out[key] = value
+    return out
+
+
+def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Run a read-only query through the worker when it runs (it owns the embedded engine), else directly."""
+    body = orjson.dumps({"query": query, "params": params})
+    request = urllib.request.Request(
+        f"{settings.web_url}/v1/sql", data=body, headers={"Content-Type": "application/json"}
+    )
+    if settings.api_token:
+        request.add_header("Authorization", f"Bearer {settings.api_token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            doc = orjson.loads(response.read())
+            return doc["columns"], doc["rows"]
+    except urllib.error.HTTPError as exc:
+        message = orjson.loads(exc.read()).get("error", str(exc))
+        err.print(f"[red]query failed:[/] {message}")
+        raise typer.Exit(1) from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        pass  # no worker: open the warehouse here
+    from sinks.clickhouse import WarehouseError, open_warehouse
+
+    try:
+        warehouse = open_warehouse(settings)
+        try:
+            result = warehouse.query(query, params)
+        finally:
+            warehouse.close()
+    except WarehouseError as exc:
+        err.print(f"[red]query failed:[/] {exc}")
+        raise typer.Exit(1) from None
+    return result.columns, result.rows
+
+
+@cli.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="a read-only statement; {name:Type} parameters")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+) -> None:
+    """Query the warehouse (through the running worker, or directly when it is stopped)."""
+    columns, rows = run_query(_settings(), query, _parse_params(param or []))
+    _print_rows(columns, rows, fmt)
+
+
+def _print_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
+    if fmt == "json":
+        for row in rows:
+            sys.stdout.write(orjson.dumps(dict(zip(columns, row, strict=True))).decode() + "\n")
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*(str(v) for v in row))
+        console.print(table)
+
+
+def _produce(settings: Settings, items: Any, total: int, label: str, rate: float = 0.0) -> int:
+    from pipeline.kafka_io import ensure_topics, send_events
+
+    ensure_topics(settings)
+    started = time.monotonic()
+    sent = 0
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=False
+    ) as progress:
+        task = progress.add_task(label, total=total or None)
+        for sent in send_events(settings, items):
+            if sent % 200 == 0 or sent == total:
+                progress.update(task, completed=sent)
+            if rate > 0:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+        progress.update(task, completed=sent)
+    return sent
+
+
+@cli.command()
+def simulate(
+    count: Annotated[int, typer.Option(help="events to produce (grants included)")] = 10_000,
+    rate: Annotated[float, typer.Option(help="events per second; 0 = as fast as possible")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="same seed, same events (and event ids)")] = None,
+    accounts: Annotated[int, typer.Option()] = 6,
+    providers: Annotated[int, typer.Option()] = 4,
+    attack_rate: Annotated[float, typer.Option(help="share of injected attack events")] = 0.01,
+    truth: Annotated[Path | None, typer.Option(help="write injected attacks (event_id, kind) as JSONL")] = None,
+) -> None:
+    """Produce realistic provider traffic with injected attacks to pw.actions."""
+    from pipeline.simulator import generate
+
+    settings = _settings()
+    seed = seed if seed is not None else int(time.time())
+    truth_file = truth.open("w") if truth else None
+
+    def events() -> Any:
+        for event, attack in generate(count, seed=seed, accounts=accounts, providers=providers, attack_rate=attack_rate):
+            if attack and truth_file:
+                truth_file.write(orjson.dumps({"event_id": event["event_id"], "attack": attack}).decode() + "\n")
+            yield event
+
+    try:
+        sent = _produce(settings, events(), count, f"simulate seed={seed}", rate)
+    finally:
+        if truth_file:
+            truth_file.close()
+    err.print(f"produced {sent} events to {settings.actions_topic} (seed {seed})")
+
+
+@cli.command()
+def send(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines, one event per line")]) -> None:
+    """Produce a file of events to pw.actions, as they are (bad lines reach the dead-letter topic)."""
+    settings = _settings()
+    with file.open("rb") as handle:
+        total = sum(1 for line in handle if line.strip())
+    with file.open("rb") as handle:
+        lines = (line.rstrip(b"\r\n") for line in handle if line.strip())
+        sent = _produce(settings, lines, total, f"send {file.name}")
+    err.print(f"produced {sent} messages to {settings.actions_topic}")
+
+
+@cli.command("verify-chain")
+def verify_chain(account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None) -> None:
+    """Recompute every account's hash chain from the warehouse; report the first break."""
+    from pipeline.ledger import CHAIN_QUERY, ChainBreak, verify_stored
+
+    settings = _settings()
+    if account:
+        accounts = [account]
+    else:
+        _, rows = run_query(settings, "SELECT DISTINCT account_id FROM audit.events ORDER BY account_id", {})
+        accounts = [r[0] for r in rows]
+    broken: list[tuple[str, ChainBreak]] = []
+    total = 0
+    for acct in accounts:
+        _, rows = run_query(settings, CHAIN_QUERY, {"account": acct})
+        total += len(rows)
+        found = verify_stored(rows)
+        if found:
+            broken.append((acct, found))
+    for acct, b in broken:
+        err.print(f"[red]account {acct}: chain breaks at seq {b.seq} (event {b.event_id}): {b.problem}[/]")
+    if broken:
+        raise typer.Exit(1)
+    console.print(f"[green]{len(accounts)} account chains verified, {total} events, no break[/]")
+
+
+@cli.command()
+def demo(
+    count: Annotated[int, typer.Option(help="simulated events")] = 5000,
+    rate: Annotated[float, typer.Option(help="events per second")] = 500.0,
+    seed: Annotated[int | None, typer.Option()] = None,
+    keep_running: Annotated[bool, typer.Option(help="leave Kafka and the worker running")] = False,
+) -> None:
+    """The main job, locally: Kafka, the worker and the simulator; prints alerts as they fire."""
+    settings = _settings()
+    if subprocess.call(["bash", str(KAFKA_SH), "start"]) != 0:
+        err.print("[red]could not start the local Kafka broker[/]")
+        raise typer.Exit(1)
+    log_path = settings.data_dir / "worker.log"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    err.print(f"starting the worker (log: {log_path})")
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker"], stdout=log_file, stderr=subprocess.STDOUT
+        )
+    try:
+        _wait_for_worker(settings, proc)
+        tail = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "alerts-tail", "--from-now"])
+        time.sleep(2)
+        seed = seed if seed is not None else int(time.time())
+        simulate(count=count, rate=rate, seed=seed, accounts=6, providers=4, attack_rate=0.01, truth=None)
+        _wait_until_stored(settings, count, timeout=120)
+        tail.terminate()
+        tail.wait(10)
+        columns, rows = run_query(
+            settings,
+            "SELECT (SELECT count() FROM audit.events) AS events,"
+            " (SELECT count() FROM audit.alerts FINAL) AS alerts,"
+            " (SELECT count(DISTINCT account_id) FROM audit.events) AS accounts",
+            {},
+        )
+        _print_rows(columns, rows, "table")
+        if keep_running:
+            err.print(f"worker running (pid {proc.pid}); query with `partnerwatch sql`; Ctrl-C stops it")
+            proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    err.print("worker stopped; the warehouse stays queryable: partnerwatch sql \"SELECT ...\"")
+
+
+def _wait_for_worker(settings: Settings, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err.print(f"[red]the worker exited ({proc.returncode}); see {settings.data_dir / 'worker.log'}[/]")
+            raise typer.Exit(1)
+        try:
+            with urllib.request.urlopen(f"{settings.web_url}/v1/health", timeout=2) as response:
+                if orjson.loads(response.read()).get("warehouse_error") != "starting":
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    err.print("[red]the worker did not become ready in time[/]")
+    raise typer.Exit(1)
+
+
+def _wait_until_stored(settings: Settings, at_least: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, rows = run_query(settings, "SELECT count() FROM audit.events", {})
+        if int(rows[0][0]) >= at_least:
+            return
+        time.sleep(1)
+
+
+@cli.command("alerts-tail")
+def alerts_tail(
+    from_now: Annotated[bool, typer.Option(help="only alerts raised from now on")] = False,
+    severity: Annotated[str | None, typer.Option(help="minimum severity")] = None,
+) -> None:
+    """Print alerts from pw.alerts as they arrive, coloured by severity."""
+    from kafka import KafkaConsumer
+
+    from pipeline.contract import SEVERITIES
+
+    settings = _settings()
+    floor = SEVERITIES.index(severity) if severity in SEVERITIES else 0
+    consumer = KafkaConsumer(
+        settings.alerts_topic,
+        bootstrap_servers=settings.kafka_broker,
+        auto_offset_reset="latest" if from_now else "earliest",
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    try:
+        for record in consumer:
+            alert = orjson.loads(record.value)
+            if SEVERITIES.index(alert["severity"]) < floor:
+                continue
+            style = SEVERITY_STYLE.get(alert["severity"], "")
+            when = datetime.now(UTC).strftime("%H:%M:%S")
+            console.print(
+                f"[dim]{when}[/] [{style}]{alert['severity'].upper():8}[/] {alert['detector']} "
+                f"account={alert['account_id']} provider={alert['provider_id']} x{alert['count']}\n"
+                f"         {alert['title']}"
+            )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    cli()
+
+
+if __name__ == "__main__":
+    main()

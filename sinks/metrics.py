@@ -1,0 +1,13 @@
+"""Prometheus metrics of the worker, exposed at `GET /metrics` on its web server."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+EVENTS_ACCEPTED = Counter("pw_events_accepted_total", "Events sequenced onto the ledger")
+EVENTS_DUPLICATE = Counter("pw_events_duplicate_total", "Repeated event_ids dropped inside the dedup window")
+EVENTS_REJECTED = Counter("pw_events_rejected_total", "Ingest messages sent to the dead-letter topic", ["reason"])
+ALERTS = Counter("pw_alerts_total", "Alert versions published on the alerts topic", ["detector", "severity"])
+WAREHOUSE_ROWS = Counter("pw_warehouse_rows_total", "Rows stored in the warehouse", ["table"])
+WAREHOUSE_FAILURES = Counter("pw_warehouse_failures_total", "Failed warehouse batch inserts (retried)")
+WAREHOUSE_BATCH_SECONDS = Gauge("pw_warehouse_last_batch_seconds", "Duration of the last stored batch")

@@ -1,0 +1,19 @@
+"""The worker: the Faust app with every agent, view and service registered.
+
+Run with `partnerwatch worker` (or `python -m streams.worker worker -l info`).
+"""
+
+from __future__ import annotations
+
+from streams import detect, ingest, monitor, views
+from streams.app import app
+
+__all__ = ["app", "detect", "ingest", "monitor", "views"]
+
+
+def main() -> None:
+    app.main()
+
+
+if __name__ == "__main__":
+    main()
