@@ -26,7 +26,7 @@ class Settings:
     topic_prefix: str = _setting("pw.", "PW_TOPIC_PREFIX", "prefix of every topic name (actions, ledger, alerts, deadletter)")
     topic_partitions: int = _setting(4, "PW_TOPIC_PARTITIONS", "partitions of the pipeline topics (fixed once created)")
     app_id: str = _setting("partnerwatch", "PW_APP_ID", "Faust application id: consumer group and changelog topic prefix")
-    data_dir: Path = _setting(Path("data"), "PW_DATA_DIR", "local state: Faust tables and the embedded warehouse")
+    data_dir: Path = _setting(Path("data"), "PW_DATA_DIR", "local state: worker log, Faust tables, the embedded warehouse")  # noqa: RUF009
     clickhouse_url: str = _setting("", "PW_CLICKHOUSE_URL", "empty: embedded chDB in PW_DATA_DIR/warehouse; or clickhouse://user:pass@host:9000/db")
     retention_days: int = _setting(730, "PW_RETENTION_DAYS", "TTL of audit.events and audit.alerts (evidence: at least 730)")
     dedup_window_days: int = _setting(7, "PW_DEDUP_WINDOW_DAYS", "a repeated event_id within this window is accepted once")
@@ -49,7 +49,7 @@ class Settings:
             raw = env.get(f.metadata["env"])
             if raw is None:
                 continue
-            kind = type(f.default)
+            kind: Any = type(f.default)
             try:
                 values[f.name] = kind(raw)
             except ValueError:

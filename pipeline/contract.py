@@ -29,7 +29,7 @@ ACTIONS: frozenset[str] = frozenset(
 )
 
 MARKETPLACES: frozenset[str] = frozenset(
-    "US CA MX BR UK DE FR IT ES NL SE PL BE TR JP AU SG IN AE SA".split()
+    ["US", "CA", "MX", "BR", "UK", "DE", "FR", "IT", "ES", "NL", "SE", "PL", "BE", "TR", "JP", "AU", "SG", "IN", "AE", "SA"]
 )
 
 #: Actions under these prefixes name the site they act on.

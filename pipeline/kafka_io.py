@@ -83,8 +83,7 @@ def send_events(
     target = topic or settings.actions_topic
     prod = producer(settings)
     try:
-        sent = 0
-        for item in events:
+        for sent, item in enumerate(events, start=1):
             if isinstance(item, bytes):
                 value = item
                 try:
@@ -95,7 +94,6 @@ def send_events(
             else:
                 value, key = orjson.dumps(item), action_key(item)
             prod.send(target, key=key, value=value)
-            sent += 1
             yield sent
         prod.flush()
     finally:

@@ -74,7 +74,7 @@ async def load_state(partition: int) -> LedgerState:
     return state
 
 
-@app.on_partitions_revoked.connect
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def _forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
     """A revoked partition's state may move on elsewhere: reload it if it comes back."""
     for tp in revoked:

@@ -18,7 +18,8 @@ from sinks.clickhouse import WarehouseError
 from streams.app import app, settings
 from streams.warehouse_loader import WarehouseLoaderService
 
-loader_service = app.service(WarehouseLoaderService(settings))
+loader_service = WarehouseLoaderService(settings)
+app.service(loader_service)  # type: ignore[arg-type]  # Faust accepts instances too
 
 _READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
 

@@ -63,8 +63,8 @@ class Namespace:
     def send(self, events: Iterable[dict[str, Any] | bytes]) -> int:
         ensure_topics(self.settings)
         sent = 0
-        for sent in send_events(self.settings, events):
-            pass
+        for count in send_events(self.settings, events):
+            sent = count
         return sent
 
     def sql(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:

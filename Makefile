@@ -1,0 +1,56 @@
+# Developer entry points. Everything bootstraps itself from nothing: `make test` on a fresh clone
+# creates .venv, installs the project, fetches Kafka from Maven Central and runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test unit integration lint typecheck bench kafka-start kafka-stop clickhouse-server clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## the main job: local Kafka + worker + simulator, alerts printed as they fire
+demo: install
+	$(BIN)/partnerwatch demo
+
+## the whole suite: lint, types, unit, detector and integration tests (real Kafka, chDB, ClickHouse server)
+test: install lint typecheck
+	bash infra/kafka/kafka.sh start
+	$(BIN)/python -m pytest -q
+
+unit: install
+	$(BIN)/python -m pytest -q tests/unit tests/detectors
+
+integration: install
+	bash infra/kafka/kafka.sh start
+	$(BIN)/python -m pytest -q tests/integration
+
+lint: install
+	$(BIN)/ruff check pipeline streams detectors sinks tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+## throughput of the pipeline, figures written to bench/results/
+bench: install
+	bash infra/kafka/kafka.sh start
+	$(BIN)/python -m bench.pipeline_throughput
+
+kafka-start:
+	bash infra/kafka/kafka.sh start
+
+kafka-stop:
+	bash infra/kafka/kafka.sh stop
+
+clickhouse-server:
+	bash infra/clickhouse/server.sh start
+
+clean:
+	bash infra/kafka/kafka.sh stop || true
+	rm -rf $(VENV) .cache data .mypy_cache .pytest_cache .ruff_cache
