@@ -28,10 +28,12 @@ def apply(grants: AccountGrants, event: Event) -> bool:
         grants[grant["grant_id"]] = grant
         return True
     if action == "permission.revoke" and event["outcome"] == "success":
-        grant = grants.get(event["grant"]["grant_id"])
-        if grant is not None and "revoked_at" not in grant:
-            grant["revoked_at"] = event["occurred_at"]
-            grant["revoked_by_event"] = event["event_id"]
+        current = grants.get(event["grant"]["grant_id"])
+        if current is not None and "revoked_at" not in current:
+            revoked = dict(current)  # never mutate a value a table may still hold
+            revoked["revoked_at"] = event["occurred_at"]
+            revoked["revoked_by_event"] = event["event_id"]
+            grants[revoked["grant_id"]] = revoked
             return True
     return False
 
