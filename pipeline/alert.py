@@ -33,12 +33,17 @@ def alert_id(detector: str, key: str, window: str) -> str:
     return hashlib.sha256(f"{detector}|{key}|{window}".encode()).hexdigest()[:32]
 
 
-def fold(previous: Alert | None, finding: Finding, event: Event) -> Alert:
-    """A new alert for `finding`, or `previous` updated with one more piece of evidence."""
+def fold(previous: Alert | None, finding: Finding, event: Event, seq: int | None = None) -> Alert:
+    """A new alert for `finding`, or `previous` updated with one more piece of evidence.
+
+    `seq` is the event's ledger position on its account: an alert remembers the last one it
+    folded (`last_seq`), so an event replayed after a crash is never counted twice, even once
+    the evidence list is full.
+    """
     actor = event["actor"]
     seen = event["occurred_at"]
     if previous is None:
-        return {
+        alert: Alert = {
             "alert_id": alert_id(finding.detector, finding.key, finding.window),
             "detector": finding.detector,
             "severity": finding.severity,
@@ -53,6 +58,11 @@ def fold(previous: Alert | None, finding: Finding, event: Event) -> Alert:
             "count": 1,
             "response": list(finding.response),
         }
+        if seq is not None:
+            alert["last_seq"] = seq
+        return alert
+    if seq is not None and seq <= int(previous.get("last_seq", 0)):
+        return previous  # a replayed event, already folded
     alert = dict(previous)
     evidence = list(alert["evidence_event_ids"])
     if event["event_id"] in evidence:
@@ -64,4 +74,6 @@ def fold(previous: Alert | None, finding: Finding, event: Event) -> Alert:
     alert["first_seen"] = min(alert["first_seen"], seen)
     alert["last_seen"] = max(alert["last_seen"], seen)
     alert["summary"] = finding.summary
+    if seq is not None:
+        alert["last_seq"] = seq
     return alert

@@ -43,9 +43,16 @@ REASONS = (
 )
 
 _EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_DECIMAL = re.compile(r"-?\d{1,18}(\.\d{1,8})?")
+_DECIMAL = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,8})?")  # ASCII digits: `\d` matches any Unicode digit
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+#: RFC 3339 date-time (section 5.6; a space may replace the T, as its note allows). Checked before
+#: `datetime.fromisoformat`, which also takes forms RFC 3339 does not (`+01`, `+0100`, `+01:99`,
+#: week dates, a comma before the fraction, offsets with seconds, no seconds at all).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
 _TOP_LEVEL = frozenset(
     {
         "event_id", "occurred_at", "account_id", "marketplace", "actor", "source", "action",
@@ -154,7 +161,7 @@ def timestamp_ms(value: Any, name: str) -> int:
         raise Rejected("missing_field", f"{name} is required")
     if not isinstance(value, str):
         raise Rejected("wrong_type", f"{name} must be an RFC 3339 string, got {_type(value)}")
-    if len(value) > 40 or len(value) < 20 or value[10] not in "Tt ":
+    if len(value) > 40 or not _RFC3339.fullmatch(value):
         raise Rejected("bad_timestamp", f"{name} {value[:40]!r} is not RFC 3339")
     try:
         parsed = datetime.fromisoformat(value.upper().replace(" ", "T"))
@@ -162,7 +169,8 @@ def timestamp_ms(value: Any, name: str) -> int:
         raise Rejected("bad_timestamp", f"{name} {value!r} is not RFC 3339") from None
     if parsed.tzinfo is None:
         raise Rejected("bad_timestamp", f"{name} {value!r} has no UTC offset")
-    if not 1970 <= parsed.year <= 2200:
+    # Both the local and the UTC year: the stored UTC value must itself pass this check again.
+    if not (1970 <= parsed.year <= 2200 and 1970 <= parsed.astimezone(UTC).year <= 2200):
         raise Rejected("bad_timestamp", f"{name} {value!r} is out of range")
     delta = parsed - _EPOCH
     return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
@@ -234,9 +242,16 @@ def _ip(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise Rejected("wrong_type", f"{name} must be a string, got {_type(value)}")
     try:
-        return str(ipaddress.ip_address(value[:64]))
+        if "%" in value:  # an IPv6 zone id names a host's interface, not a source address
+            raise ValueError(value)
+        address = ipaddress.ip_address(value)
     except ValueError:
         raise Rejected("bad_value", f"{name} {value[:64]!r} is not an IPv4 or IPv6 address") from None
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        # RFC 5952 section 5 form; str() gives ::ffff:c000:201 before Python 3.13, ::ffff:192.0.2.1 after.
+        return f"::ffff:{mapped}"
+    return str(address)
 
 
 def _source(value: Any) -> dict[str, str]:
@@ -353,7 +368,7 @@ def _active_hours(value: Any) -> dict[str, str]:
     tz = _str(hours, "tz", required=True, max_len=64, where="grant.active_hours.")
     try:
         ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata folder, e.g. "America"
         raise Rejected("bad_value", f"grant.active_hours.tz {tz!r} is not an IANA time zone") from None
     out = {"tz": tz}
     for name in ("start", "end"):
@@ -395,6 +410,10 @@ def _policy(value: Any) -> dict[str, Any]:
             day = filing.get("due_day")
             if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 31:
                 raise Rejected("bad_value", f"policy.tax_filings[{i}].due_day must be 1-31")
-    if len(orjson.dumps(policy)) > 16384:
+    try:
+        size = len(orjson.dumps(policy))
+    except orjson.JSONEncodeError:  # deeper than orjson writes (255 levels), or a huge integer
+        raise Rejected("bad_value", "policy cannot be serialized (nested too deeply?)") from None
+    if size > 16384:
         raise Rejected("bad_value", "policy is larger than 16 KiB")
     return policy

@@ -18,8 +18,9 @@ import orjson
 from pipeline.event import Event, canonical
 
 GENESIS = "0" * 64
-#: Fields the ledger adds to an accepted event.
-LEDGER_FIELDS = ("seq", "prev_hash", "hash", "ingested_at")
+#: Fields the ledger adds to an accepted event. `ingest_offset` is the offset of the source message
+#: on the same partition of the actions topic (not covered by the hash: it is transport, not content).
+LEDGER_FIELDS = ("seq", "prev_hash", "hash", "ingested_at", "ingest_offset")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +124,20 @@ class LedgerState:
         self.heads: dict[str, ChainHead] = {}
         self.seen: dict[tuple[str, str], int] = {}  # (account, event_id) -> epoch day ingested
         self._swept_day = -1
+        #: The next source offset to sequence on this partition (after the last one in the ledger).
+        self.next_offset = 0
 
     def observe(self, entry: dict[str, Any]) -> None:
         """Fold one committed ledger entry into the state (recovery)."""
         account = entry["account_id"]
         self.heads[account] = ChainHead(int(entry["seq"]), entry["hash"])
         self.seen[(account, entry["event_id"])] = epoch_day(entry["ingested_at"])
+        if "ingest_offset" in entry:
+            self.next_offset = max(self.next_offset, int(entry["ingest_offset"]) + 1)
 
-    def accept(self, event: Event, ingested_at: str) -> dict[str, Any] | None:
+    def accept(
+        self, event: Event, ingested_at: str, ingest_offset: int | None = None
+    ) -> dict[str, Any] | None:
         """Sequence `event`, or return None when its id was seen inside the dedup window."""
         account, event_id = event["account_id"], event["event_id"]
         today = epoch_day(ingested_at)
@@ -140,6 +147,8 @@ class LedgerState:
             return None
         entry, self.heads[account] = append(self.heads.get(account, ChainHead()), event, ingested_at)
         self.seen[(account, event_id)] = today
+        if ingest_offset is not None:
+            entry["ingest_offset"] = ingest_offset
         return entry
 
     def _sweep(self, today: int) -> None:

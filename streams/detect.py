@@ -24,7 +24,8 @@ GRANT_ACTIONS = frozenset({"permission.grant", "permission.revoke"})
 async def detect(stream: Any) -> None:
     async for event in stream.events():
         msg = event.message
-        action = event_of(orjson.loads(msg.value))
+        entry = orjson.loads(msg.value)
+        action = event_of(entry)
         account = action["account_id"]
         grants = account_grants.get(account) or {}
         if action["action"] in GRANT_ACTIONS:
@@ -37,7 +38,7 @@ async def detect(stream: Any) -> None:
                 continue
             key = alert_id(finding.detector, finding.key, finding.window)
             previous = open_alerts.get(key)
-            alert = fold(previous, finding, action)
+            alert = fold(previous, finding, action, entry["seq"])
             if alert == previous:
                 continue  # this event is already part of the alert's evidence
             open_alerts[key] = alert

@@ -8,6 +8,14 @@ holds exactly the sequenced events whose offsets were committed, and re-reading 
 worker right after the last of them: `seq` never forks or skips, and a redelivered event is
 recognized as seen. (Faust's table changelogs are written outside the transaction, which is why
 no Faust table holds this state; tests/integration/test_restart.py kills the worker to check.)
+
+Each entry also records its source offset (`ingest_offset`), so the ledger, not the consumer
+group, says where sequencing stands: a message at or below the ledger's position is a
+redelivery and is skipped, and source messages the stream did not deliver (we saw the group's
+committed offset run ahead of the committed ledger after a SIGKILL) are read back directly and
+sequenced first (`_catch_up`, counted in `pw_ingest_catch_up_total`). Rejected messages after
+the last accepted one may be dead-lettered twice after a crash; accepted events never are.
+
 The ledger topic is compacted by account after the dedup window, so it stays small while
 keeping every chain head.
 """
@@ -82,29 +90,72 @@ async def _forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
             _states.pop(tp.partition, None)
 
 
+async def _ingest_one(
+    state: LedgerState, key: bytes | None, value: bytes | None, partition: int, offset: int
+) -> None:
+    """Validate one source message; dead-letter it, drop it as seen, or sequence it."""
+    state.next_offset = offset + 1
+    try:
+        action = parse_action(value or b"", settings.max_event_bytes)
+        if key != action["account_id"].encode():
+            raise Rejected("wrong_key", "the message key must be the event's account_id")
+    except Rejected as exc:
+        await deadletter_topic.send(
+            key=key,
+            value=deadletter.record(exc.reason, exc.detail, settings.actions_topic, partition, offset, value),
+            partition=partition,  # same partition: same transaction as the source offset
+        )
+        return
+    entry = state.accept(action, _now(), offset)
+    if entry is None:
+        metrics.EVENTS_DUPLICATE.inc()
+        return
+    await ledger_topic.send(key=key, value=encode_entry(entry), partition=partition)
+    metrics.EVENTS_ACCEPTED.inc()
+
+
+async def _catch_up(state: LedgerState, partition: int, until: int) -> None:
+    """Sequence source messages [state.next_offset, until) that the stream did not deliver.
+
+    The ledger records the source offset of every entry, so the worker knows exactly where the
+    committed sequence ends, whatever offset the consumer group had committed. Messages the
+    stream skipped are read here directly and sequenced before the current one, inside the
+    current one's transaction.
+    """
+    start = state.next_offset
+    tp = TopicPartition(settings.actions_topic, partition)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_broker, group_id=None, enable_auto_commit=False,
+        isolation_level="read_committed", max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    await consumer.start()
+    count = 0
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        while await consumer.position(tp) < until:
+            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5_000)
+            for record in batch.get(tp, ()):
+                if record.offset >= until:
+                    break
+                await _ingest_one(state, record.key, record.value, partition, record.offset)
+                count += 1
+    finally:
+        await consumer.stop()
+    state.next_offset = until
+    metrics.INGEST_CATCH_UP.inc(count)
+    log.warning("ingest.catch_up", partition=partition, first=start, until=until, records=count)
+
+
 @app.agent(actions_topic)
 async def ingest(stream: Any) -> None:
     async for event in stream.events():
         msg = event.message
-        try:
-            action = parse_action(msg.value or b"", settings.max_event_bytes)
-            if msg.key != action["account_id"].encode():
-                raise Rejected("wrong_key", "the message key must be the event's account_id")
-        except Rejected as exc:
-            await deadletter_topic.send(
-                key=msg.key,
-                value=deadletter.record(
-                    exc.reason, exc.detail, msg.topic, msg.partition, msg.offset, msg.value
-                ),
-                partition=msg.partition,  # same partition: same transaction as the source offset
-            )
-            continue
         state = _states.get(msg.partition)
         if state is None:
             state = _states[msg.partition] = await load_state(msg.partition)
-        entry = state.accept(action, _now())
-        if entry is None:
-            metrics.EVENTS_DUPLICATE.inc()
-            continue
-        await ledger_topic.send(key=msg.key, value=encode_entry(entry), partition=msg.partition)
-        metrics.EVENTS_ACCEPTED.inc()
+        if msg.offset < state.next_offset:
+            continue  # already sequenced: a redelivery after a restart
+        if msg.offset > state.next_offset and state.next_offset > 0:
+            await _catch_up(state, msg.partition, msg.offset)
+        await _ingest_one(state, msg.key, msg.value, msg.partition, msg.offset)

@@ -1,0 +1,58 @@
+"""An account's authorization state: grants, approvals and policy, folded from the log itself.
+
+`permission.grant` / `permission.revoke` change grants (see `pipeline.grants`), `approval.grant`
+records an approval that later actions may name in `approval_id`, `policy.update` merges account
+settings (rate limit, tax filing cadence). Replaying the ledger in `seq` order rebuilds exactly
+the state every decision saw. The state is plain JSON so it can live in a Faust table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline import grants as grant_rules
+from pipeline.contract import action_matches
+from pipeline.event import Event
+
+AUTHORIZATION_ACTIONS = frozenset({"permission.grant", "permission.revoke", "approval.grant", "policy.update"})
+
+
+def empty() -> dict[str, Any]:
+    return {"grants": {}, "approvals": {}, "policy": {}}
+
+
+def apply(state: dict[str, Any], event: Event) -> bool:
+    """Fold an authorization event into `state` (in place); True when it changed."""
+    action = event["action"]
+    if event["outcome"] != "success":
+        return False
+    if action in ("permission.grant", "permission.revoke"):
+        return grant_rules.apply(state["grants"], event)
+    if action == "approval.grant":
+        approval = dict(event["approval"])
+        approval["granted_at"] = event["occurred_at"]
+        approval["granted_by_event"] = event["event_id"]
+        state["approvals"][approval["approval_id"]] = approval
+        return True
+    if action == "policy.update":
+        state["policy"] = {**state["policy"], **event["policy"]}
+        return True
+    return False
+
+
+def live_approval(state: dict[str, Any], event: Event) -> dict[str, Any] | None:
+    """The approval the event names, if it exists, covers this action and resource, and is live."""
+    approval_id = event.get("approval_id")
+    if approval_id is None:
+        return None
+    approval = state["approvals"].get(approval_id)
+    if approval is None:
+        return None
+    if not action_matches(approval["action"], event["action"]):
+        return None
+    resource_id = approval.get("resource_id")
+    if resource_id is not None and resource_id != event.get("resource", {}).get("id"):
+        return None
+    if not approval["granted_at"] <= event["occurred_at"] < approval["expires_at"]:
+        return None
+    return approval
