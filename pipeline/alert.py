@@ -63,10 +63,10 @@ def fold(previous: Alert | None, finding: Finding, event: Event, seq: int | None
         return alert
     if seq is not None and seq <= int(previous.get("last_seq", 0)):
         return previous  # a replayed event, already folded
+    if event["event_id"] in previous["evidence_event_ids"]:
+        return previous
     alert = dict(previous)
     evidence = list(alert["evidence_event_ids"])
-    if event["event_id"] in evidence:
-        return alert
     if len(evidence) < MAX_EVIDENCE:
         evidence.append(event["event_id"])
     alert["evidence_event_ids"] = evidence

@@ -1,7 +1,12 @@
-"""Detect agent: pw.ledger -> fold grant events into account state -> run detectors -> pw.alerts.
+"""Detect agent: pw.ledger -> fold authorization events -> run detectors -> pw.alerts.
 
 Input is the ledger, so every detector sees each account's events once and in `seq` order, and
 decides on event time; replaying the ledger reproduces every alert with the same `alert_id`.
+State lives in two account-keyed tables: `account_state` (authorization and each detector's own
+state, one write per event) and `open_alerts` (the latest version of each alert). Their
+changelogs are not part of the Kafka transaction, so after a crash they may be a little ahead
+of the ledger position; folding is idempotent for that reason (`fold` ignores a `seq` it has
+already seen).
 """
 
 from __future__ import annotations
@@ -10,14 +15,14 @@ from typing import Any
 
 import orjson
 
-from detectors import ALL
+from detectors.config import DetectionConfig
+from detectors.run import new_state, observe
 from pipeline.alert import alert_id, fold
-from pipeline.grants import apply
 from pipeline.ledger import event_of
 from streams.app import app
-from streams.topics import account_grants, alerts_topic, ledger_topic, open_alerts
+from streams.topics import account_state, alerts_topic, ledger_topic, open_alerts
 
-GRANT_ACTIONS = frozenset({"permission.grant", "permission.revoke"})
+CONFIG = DetectionConfig.from_env()
 
 
 @app.agent(ledger_topic)
@@ -27,19 +32,16 @@ async def detect(stream: Any) -> None:
         entry = orjson.loads(msg.value)
         action = event_of(entry)
         account = action["account_id"]
-        grants = account_grants.get(account) or {}
-        if action["action"] in GRANT_ACTIONS:
-            grants = dict(grants)
-            if apply(grants, action):
-                account_grants[account] = grants
-        for detector in ALL:
-            finding = detector(action, grants)
-            if finding is None:
-                continue
+        previous = account_state.get(account)
+        # A private copy: the table's value must change only through the table.
+        state = orjson.loads(orjson.dumps(previous)) if previous else new_state()
+        for finding in observe(state, action, CONFIG):
             key = alert_id(finding.detector, finding.key, finding.window)
-            previous = open_alerts.get(key)
-            alert = fold(previous, finding, action, entry["seq"])
-            if alert == previous:
-                continue  # this event is already part of the alert's evidence
+            before = open_alerts.get(key)
+            alert = fold(before, finding, action, entry["seq"])
+            if alert is before:
+                continue  # a replayed event, already part of the alert
             open_alerts[key] = alert
             await alerts_topic.send(key=msg.key, value=orjson.dumps(alert), partition=msg.partition)
+        if state != previous:
+            account_state[account] = state

@@ -26,7 +26,7 @@ deadletter_topic = app.topic(
     settings.deadletter_topic, key_serializer="raw", value_serializer="raw", partitions=PARTITIONS
 )
 
-#: account_id -> {grant_id: grant}, folded from permission.* events.
-account_grants = app.Table("account_grants", partitions=PARTITIONS, key_type=str)
+#: account_id -> {"auth": grants, approvals, policy; "det": each detector's own state}.
+account_state = app.Table("account_state", partitions=PARTITIONS, key_type=str)
 #: alert_id -> latest alert version, so repeated findings update one alert.
 open_alerts = app.Table("open_alerts", partitions=PARTITIONS, key_type=str)

@@ -188,7 +188,7 @@ def test_rule(case: Case) -> None:
 
 
 def test_detector_is_registered() -> None:
-    assert ip_allowlist.detect in ALL
+    assert "ip_allowlist" in dict(ALL)
 
 
 def test_finding_names_the_grants_and_networks() -> None:

@@ -1,0 +1,71 @@
+"""Every detector's fixture cases, true positives and benign lookalikes side by side.
+
+Each file in tests/detectors/cases/ holds the cases of one detector module:
+
+    {"detector": "<detector id>", "cases": [
+      {"name": "...", "alert": true | false, "events": [<event>, ...]}, ...]}
+
+Events are ProviderAction documents; missing `event_id`, `account_id` and `actor` get defaults
+(`<case>-<n>`, `A0001SELLER`, the seller). The events of a case run in order through
+`detectors.run.observe`, exactly as the detect agent runs them. `alert: true` means the detector
+fires on the case's LAST event; `alert: false` means it fires on none of them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from detectors.config import DetectionConfig
+from detectors.run import new_state, observe
+from pipeline.event import normalize
+
+CASES_DIR = Path(__file__).parent / "cases"
+
+
+def load_cases() -> list[Any]:
+    params = []
+    for path in sorted(CASES_DIR.glob("*.json")):
+        doc = orjson.loads(path.read_bytes())
+        for case in doc["cases"]:
+            slug = re.sub(r"[^a-z0-9]+", "-", case["name"].lower()).strip("-")
+            params.append(pytest.param(doc["detector"], case, id=f"{path.stem}:{slug}"))
+    return params
+
+
+def build_event(raw: dict[str, Any], case: str, n: int) -> dict[str, Any]:
+    doc = {
+        "event_id": f"{case[:60]}-{n}",
+        "account_id": "A0001SELLER",
+        "actor": {"type": "seller", "principal_id": "A0001SELLER-owner"},
+        **raw,
+    }
+    doc["event_id"] = re.sub(r"[^A-Za-z0-9._:-]", "-", doc["event_id"])
+    return normalize(doc)
+
+
+@pytest.mark.parametrize(("detector", "case"), load_cases())
+def test_case(detector: str, case: dict[str, Any]) -> None:
+    config = DetectionConfig()
+    states: dict[str, dict[str, Any]] = {}
+    fired_on = []
+    events = [build_event(raw, case["name"], n) for n, raw in enumerate(case["events"])]
+    for n, event in enumerate(events):
+        state = states.setdefault(event["account_id"], new_state())
+        if any(f.detector == detector for f in observe(state, event, config)):
+            fired_on.append(n)
+    if case["alert"]:
+        assert fired_on and fired_on[-1] == len(events) - 1, f"{detector} did not fire on the last event: {fired_on}"
+    else:
+        assert not fired_on, f"{detector} fired on benign events {fired_on}"
+
+
+def test_every_case_file_has_three_alerts_and_three_lookalikes() -> None:
+    for path in sorted(CASES_DIR.glob("*.json")):
+        cases = orjson.loads(path.read_bytes())["cases"]
+        assert sum(c["alert"] for c in cases) >= 3, path.name
+        assert sum(not c["alert"] for c in cases) >= 3, path.name
