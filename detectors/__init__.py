@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from importlib import import_module
+from typing import Any, cast
 
-from detectors import ip_allowlist
 from detectors.config import DetectionConfig
 from pipeline.alert import Finding
 from pipeline.event import Event
@@ -31,10 +31,15 @@ class Context:
 
 DetectFn = Callable[[Event, dict[str, Any], Context], list[Finding]]
 
+#: Detector modules, each with `detect(event, state, ctx) -> list[Finding]`; `state` is kept per
+#: account under the module's name.
+MODULES: tuple[str, ...] = (
+    "ip_allowlist",
+    # listing edits, scope and off-hours
+    # fund moves, API rate, exfiltration, compliance drift
+    # IP and geography
+)
 
-def _ip_allowlist(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
-    finding = ip_allowlist.detect(event, ctx.auth["grants"])
-    return [finding] if finding is not None else []
-
-
-ALL: tuple[tuple[str, DetectFn], ...] = (("ip_allowlist", _ip_allowlist),)
+ALL: tuple[tuple[str, DetectFn], ...] = tuple(
+    (name, cast(DetectFn, import_module(f"detectors.{name}").detect)) for name in MODULES
+)

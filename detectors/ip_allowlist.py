@@ -8,9 +8,14 @@ the scope detector's business, not this one's.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pipeline.alert import Finding
 from pipeline.event import Event
 from pipeline.grants import AccountGrants, allows_ip, covering
+
+if TYPE_CHECKING:
+    from detectors import Context
 
 DETECTOR = "ip_outside_allowlist"
 SEVERITY = "high"
@@ -22,7 +27,7 @@ RESPONSE = (
 )
 
 
-def detect(event: Event, grants: AccountGrants) -> Finding | None:
+def decide(event: Event, grants: AccountGrants) -> Finding | None:
     ip = event.get("source", {}).get("ip")
     if ip is None:
         return None
@@ -44,3 +49,8 @@ def detect(event: Event, grants: AccountGrants) -> Finding | None:
         ),
         response=RESPONSE,
     )
+
+
+def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
+    finding = decide(event, ctx.auth["grants"])
+    return [finding] if finding is not None else []
