@@ -21,8 +21,8 @@ from pathlib import Path
 
 import orjson
 
+from pipeline.local_worker import Namespace, Worker
 from pipeline.simulator import generate
-from tests.integration.harness import Namespace, Worker
 
 RESULTS = Path(__file__).parent / "results" / "pipeline_throughput.json"
 

@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from pipeline.attacks import RECIPES, Scene
 from pipeline.event import Event, format_ms
 
-#: Attack kinds the simulator can inject (ground truth labels).
-ATTACKS = ("ip_outside_allowlist",)
+#: Attack kinds the simulator can inject (ground truth labels, named like the detector that must fire).
+ATTACKS = tuple(RECIPES)
 
 _SITES = ("US", "CA", "UK", "DE", "FR", "IT", "ES", "JP")
 _BENIGN_MIX = (
@@ -95,6 +96,7 @@ def _grant_event(event_id: str, at: int, account: Account, provider: Provider) -
             "marketplaces": list(account.sites),
             "ip_allowlist": [f"{p.office_net}.0/24" for p in provider.principals],
             "max_price_change_pct": 30,
+            "require_approval": ["listing.delete"],
         },
     }
 
@@ -111,20 +113,28 @@ def generate(
     accounts: int = 6,
     providers: int = 4,
     attack_rate: float = 0.01,
+    attack_kinds: tuple[str, ...] = ("ip_outside_allowlist",),
     start: datetime | None = None,
     events_per_hour: float = 3600.0,
 ) -> Iterator[tuple[Event, str | None]]:
-    """Yield `count` events as (event, attack kind or None), grants first, in event-time order."""
+    """Yield `count` events as (event, attack kind or None), grants first, in event-time order.
+
+    At `attack_rate` per benign event an attack of one of `attack_kinds` (see pipeline/attacks.py)
+    is injected; its events' ids end in `-atk<N>`, N numbering the attack instances.
+    """
     rng = random.Random(seed)
     world = _world(rng, accounts, providers)
+    all_providers = sorted({p.provider_id: p for a in world for p in a.providers}.values(), key=lambda p: p.provider_id)
     clock = int((start or datetime(2026, 11, 2, 6, 0, tzinfo=UTC)).timestamp() * 1000)
     n = 0
+    instance = 0
 
     def next_id() -> str:
         nonlocal n
         n += 1
-        return f"sim-{seed}-{n:09d}"
+        return f"sim-{seed}-{n:09d}" + (f"-atk{instance}" if attacking else "")
 
+    attacking = False
     for account in world:
         for provider in account.providers:
             if n >= count:
@@ -132,15 +142,33 @@ def generate(
             clock += rng.randint(100, 2000)
             yield _grant_event(next_id(), clock, account, provider), None
 
-    while n < count:
+    yielded = n
+    while yielded < count:
         hour = (clock / 3_600_000) % 24
         gap_ms = rng.expovariate(events_per_hour * _activity(hour) / 3_600_000)
         clock += max(1, int(gap_ms))
         account = rng.choice(world)
         provider = rng.choice(account.providers)
         principal = rng.choice(provider.principals)
-        attack = "ip_outside_allowlist" if rng.random() < attack_rate else None
-        yield _provider_action(rng, next_id(), clock, account, provider, principal, attack), attack
+        if attack_kinds and rng.random() < attack_rate:
+            instance += 1
+            kind = attack_kinds[instance % len(attack_kinds)]  # round robin: every kind gets its turns
+            strangers = [p for p in all_providers if p not in account.providers] or all_providers
+            attacking = True
+            scene = Scene(rng, account, provider, principal, rng.choice(strangers), clock, next_id)
+            events = RECIPES[kind](scene)
+            attacking = False
+            for event in events[: count - yielded]:
+                clock = max(clock, _ms(event["occurred_at"]))
+                yielded += 1
+                yield event, kind
+            continue
+        yielded += 1
+        yield _provider_action(rng, next_id(), clock, account, provider, principal, None), None
+
+
+def _ms(ts: str) -> int:
+    return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _provider_action(

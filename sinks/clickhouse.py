@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
@@ -137,7 +137,12 @@ class EmbeddedWarehouse:
 
 
 class ServerWarehouse:
-    """A ClickHouse server over the native protocol, reconnecting after the server restarts."""
+    """A ClickHouse server over the native protocol, reconnecting after the server restarts.
+
+    Query parameters go to the server (`{name:Type}`), which needs protocol revision 54459
+    (ClickHouse 22.8+); older servers get a clear error for a query with parameters, while
+    queries without parameters and inserts work on any server the driver speaks to.
+    """
 
     def __init__(self, url: str, *, retries: int = 5, retry_delay: float = 0.5) -> None:
         from clickhouse_driver import Client
@@ -164,12 +169,10 @@ class ServerWarehouse:
         self._types: dict[str, dict[str, str]] = {}
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
-        self._call(lambda: self._client.execute(sql, params or None))
+        self._call(lambda: self._run(sql, params))
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
-        rows, meta = self._call(
-            lambda: self._client.execute(sql, params or None, with_column_types=True)
-        )
+        rows, meta = self._call(lambda: self._run(sql, params, with_column_types=True))
         return QueryResult([m[0] for m in meta], [m[1] for m in meta], [list(r) for r in rows])
 
     def insert(self, table: str, rows: Sequence[Row]) -> None:
@@ -182,44 +185,73 @@ class ServerWarehouse:
         self._call(lambda: self._client.execute(sql, data))
 
     def close(self) -> None:
-        self._client.disconnect()
+        with self._lock:
+            self._client.disconnect()
+
+    def _run(self, sql: str, params: dict[str, Any] | None, **kwargs: Any) -> Any:
+        if params:
+            # The driver silently drops parameters for a server older than the protocol revision
+            # that carries them, and the server then fails on `{name:Type}` as a syntax error.
+            connection = self._client.connection
+            if not connection.connected:
+                connection.connect()
+            info = connection.server_info
+            if info.used_revision < _REVISION_WITH_PARAMETERS:
+                raise WarehouseError(
+                    f"ClickHouse server {info.version_major}.{info.version_minor}.{info.version_patch} "
+                    "is too old for query parameters over the native protocol (22.8 or later)"
+                )
+        return self._client.execute(sql, params or None, **kwargs)
 
     def _column_types(self, table: str) -> dict[str, str]:
+        # DESCRIBE, not system.columns with parameters: it needs none, so it works on any server.
         if table not in self._types:
-            db, _, name = table.rpartition(".")
-            result = self.query(
-                "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String}",
-                {"db": db or self.database, "t": name},
-            )
+            result = self.query(f"DESCRIBE TABLE {_identifier(table)}")
             self._types[table] = {r[0]: r[1] for r in result.rows}
         return self._types[table]
 
-    def _call(self, fn: Any) -> Any:
+    def _call(self, fn: Callable[[], Any]) -> Any:
         from clickhouse_driver import errors
 
         delay = self._retry_delay
         for attempt in range(self._retries + 1):
-            try:
-                with self._lock:
+            with self._lock:
+                try:
                     return fn()
-            except (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError) as exc:
-                self._client.disconnect()
-                if attempt == self._retries:
-                    raise WarehouseError(f"ClickHouse server unreachable: {exc}") from exc
-                log.warning("clickhouse.retry", attempt=attempt + 1, error=str(exc))
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            except errors.Error as exc:
-                raise WarehouseError(str(exc).strip()) from exc
+                except (errors.NetworkError, errors.SocketTimeoutError, EOFError, OSError) as exc:
+                    self._client.disconnect()
+                    failure: Exception = exc
+                except errors.Error as exc:
+                    # Old servers append a stack trace to the message; keep the first part.
+                    message = " ".join(str(exc).split("Stack trace:")[0].split())
+                    raise WarehouseError(message) from exc
+            if attempt == self._retries:
+                raise WarehouseError(
+                    f"ClickHouse server unreachable after {attempt + 1} attempts: {failure}"
+                ) from failure
+            log.warning("clickhouse.retry", attempt=attempt + 1, error=str(failure))
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
         raise AssertionError("unreachable")
 
 
+_REVISION_WITH_PARAMETERS = 54459  # clickhouse_driver.defines.DBMS_MIN_PROTOCOL_VERSION_WITH_PARAMETERS
+_UTC_OFFSET = re.compile(r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _to_native(value: Any, ch_type: str) -> Any:
-    """Convert a JSON-friendly row value for clickhouse-driver's typed insert."""
-    if value is None:
-        return None
+    """Convert a JSON-friendly row value for clickhouse-driver's typed insert.
+
+    A timestamp string (`YYYY-MM-DD HH:MM:SS[.mmm]`, UTC unless it carries an offset) becomes an
+    aware UTC datetime for a DateTime/DateTime64 column, in exact integer milliseconds.
+    """
     if "DateTime" in ch_type and isinstance(value, str):
-        return datetime.fromtimestamp(timestamp_ms(value.replace(" ", "T") + "Z", "value") / 1000, UTC)
+        text = value if _UTC_OFFSET.search(value) else value + "Z"
+        try:
+            return _EPOCH + timedelta(milliseconds=timestamp_ms(text, "value"))
+        except ValueError as exc:
+            raise WarehouseError(f"not a timestamp for a {ch_type} column: {value!r}") from exc
     return value
 
 

@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from pipeline.config import REPO_ROOT
+from pipeline.local_worker import Namespace, Worker, wait_for
 from pipeline.simulator import generate
 from sinks.clickhouse import EmbeddedWarehouse
-from tests.integration.harness import Namespace, Worker, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ import orjson
 import pytest
 
 from pipeline.ledger import CHAIN_QUERY, verify_stored
+from pipeline.local_worker import Namespace, Worker, wait_for
 from pipeline.simulator import generate
-from tests.integration.harness import Namespace, Worker, wait_for
 
 pytestmark = pytest.mark.integration
 

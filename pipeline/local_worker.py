@@ -1,7 +1,7 @@
-"""Run the real worker against the real local broker, in an isolated namespace per test.
+"""Run the real worker against the local broker in an isolated namespace (tests, evaluation, benchmarks).
 
 Each `Namespace` gets its own topic prefix, app id (consumer groups, changelogs), data folder
-(embedded warehouse) and web port, so tests never see each other's events.
+(embedded warehouse) and web port, so runs never see each other's events.
 """
 
 from __future__ import annotations

@@ -1,0 +1,194 @@
+"""Attack recipes the simulator injects among benign traffic: one per detector, labelled.
+
+Each recipe returns the events of one attack instance (one or a short burst), starting at the
+scene's clock. The events carry the attack kind as ground truth; `partnerwatch evaluate` checks
+that the detector named like the kind raises an alert whose evidence includes them, and that no
+alert names only benign events. Recipes use the world of `pipeline.simulator` (accounts, their
+sites and SKUs, providers with office networks, grants published at the start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipeline.event import Event, format_ms
+
+if TYPE_CHECKING:
+    import random
+
+    from pipeline.simulator import Account, Principal, Provider
+
+#: Report types holding buyer personal data (see detectors/report_exfiltration.py).
+PII_REPORT = "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL"
+#: Foreign networks for stolen credentials, with the country geoip data places them in.
+FOREIGN_NETS = {"RU": "5.45.207", "BR": "177.71.200", "VN": "113.160.10", "NG": "105.112.4", "CN": "36.110.1"}
+
+
+@dataclass
+class Scene:
+    rng: random.Random
+    account: Account
+    provider: Provider
+    principal: Principal
+    stranger: Provider  # a provider with no grant on this account
+    clock: int
+    next_id: Callable[[], str]
+
+    def event(self, at: int, action: str, actor: dict[str, str] | None = None, **fields: Any) -> Event:
+        doc: Event = {
+            "event_id": self.next_id(),
+            "occurred_at": format_ms(at),
+            "account_id": self.account.account_id,
+            "actor": actor or self.provider_actor(),
+            "action": action,
+        }
+        doc.update(fields)
+        return doc
+
+    def provider_actor(self) -> dict[str, str]:
+        return {"type": "provider", "provider_id": self.provider.provider_id, "principal_id": self.principal.principal_id}
+
+    def seller_actor(self) -> dict[str, str]:
+        return {"type": "seller", "principal_id": f"{self.account.account_id}-owner"}
+
+    def office_ip(self) -> dict[str, str]:
+        return {"ip": f"{self.principal.office_net}.{self.rng.randint(1, 254)}"}
+
+    def foreign_ip(self, country: str | None = None) -> dict[str, str]:
+        net = FOREIGN_NETS[country or self.rng.choice(sorted(FOREIGN_NETS))]
+        return {"ip": f"{net}.{self.rng.randint(1, 254)}"}
+
+    def site(self) -> str:
+        return self.rng.choice(self.account.sites)
+
+    def sku(self) -> dict[str, str]:
+        return {"type": "listing", "id": self.rng.choice(self.account.skus)}
+
+
+def ip_outside_allowlist(s: Scene) -> list[Event]:
+    return [s.event(s.clock, "listing.update", marketplace=s.site(), resource=s.sku(), source=s.foreign_ip())]
+
+
+def listing_out_of_scope(s: Scene) -> list[Event]:
+    other = sorted({"US", "CA", "UK", "DE", "FR", "IT", "ES", "JP", "MX", "BR"} - set(s.account.sites))
+    return [s.event(s.clock, "listing.update", marketplace=s.rng.choice(other), resource=s.sku(), source=s.office_ip())]
+
+
+def price_change_over_limit(s: Scene) -> list[Event]:
+    sku = s.sku()
+    old = s.account.prices[sku["id"]]
+    new = max(99, old * 35 // 100)  # a 65% price slash
+    return [
+        s.event(
+            s.clock, "listing.price_change", marketplace=s.site(), resource=sku, source=s.office_ip(),
+            operation="patchListingsItem",
+            changes=[{"field": "price", "old": f"{old / 100:.2f}", "new": f"{new / 100:.2f}"}],
+        )
+    ]
+
+
+def approval_missing(s: Scene) -> list[Event]:
+    return [s.event(s.clock, "listing.delete", marketplace=s.site(), resource=s.sku(), source=s.office_ip())]
+
+
+def bulk_listing_burst(s: Scene) -> list[Event]:
+    skus = s.rng.sample(s.account.skus, min(len(s.account.skus), 60))
+    action = "listing.update"
+    return [
+        s.event(s.clock + i * 2_000, action, marketplace=s.site(), resource={"type": "listing", "id": sku}, source=s.office_ip())
+        for i, sku in enumerate(skus)
+    ]
+
+
+def provider_sensitive_action(s: Scene) -> list[Event]:
+    return [s.event(s.clock, "auth.credentials_create", source=s.office_ip(), operation="createCredentials")]
+
+
+def provider_without_grant(s: Scene) -> list[Event]:
+    intruder = s.stranger.principals[0]
+    actor = {"type": "provider", "provider_id": s.stranger.provider_id, "principal_id": intruder.principal_id}
+    return [
+        s.event(s.clock, "report.download", actor=actor, source={"ip": f"{intruder.office_net}.9"},
+                resource={"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"})
+    ]
+
+
+def funds_without_approval(s: Scene) -> list[Event]:
+    return [
+        s.event(s.clock, "funds.refund", marketplace=s.site(), source=s.office_ip(),
+                amount={"value": f"{s.rng.randint(50, 900)}.00", "currency": "EUR"})
+    ]
+
+
+def account_takeover_sequence(s: Scene) -> list[Event]:
+    change = s.event(s.clock, "funds.bank_account_change", actor=s.seller_actor(), marketplace=s.site(),
+                     source=s.foreign_ip(), changes=[{"field": "bank_account", "old": "****1234", "new": "****9876"}])
+    payout = s.event(s.clock + 3_600_000, "funds.disbursement_request", actor=s.seller_actor(), marketplace=s.site(),
+                     source=s.foreign_ip(), amount={"value": f"{s.rng.randint(5_000, 40_000)}.00", "currency": "EUR"})
+    return [change, payout]
+
+
+def refund_burst(s: Scene) -> list[Event]:
+    return [
+        s.event(s.clock + i * 60_000, "funds.refund", actor=s.seller_actor(), marketplace=s.site(),
+                amount={"value": f"{s.rng.randint(20, 300)}.00", "currency": "EUR"})
+        for i in range(15)
+    ]
+
+
+def api_rate_exceeded(s: Scene) -> list[Event]:
+    return [
+        s.event(s.clock + i * 1_500, "inventory.update", marketplace=s.site(), resource=s.sku(), source=s.office_ip(),
+                changes=[{"field": "quantity", "old": 5, "new": 6}])
+        for i in range(35)
+    ]
+
+
+def report_exfiltration(s: Scene) -> list[Event]:
+    return [
+        s.event(s.clock, "report.download", source=s.office_ip(), operation="getReportDocument",
+                resource={"type": "report", "id": PII_REPORT})
+    ]
+
+
+def failed_writes_spike(s: Scene) -> list[Event]:
+    return [
+        s.event(s.clock + i * 30_000, "listing.update", marketplace=s.site(), resource=s.sku(), source=s.office_ip(),
+                outcome="failure")
+        for i in range(14)
+    ]
+
+
+def impossible_travel(s: Scene) -> list[Event]:
+    home = s.event(s.clock, "auth.login", source=s.office_ip())
+    away = s.event(s.clock + 120_000, "listing.update", marketplace=s.site(), resource=s.sku(), source=s.foreign_ip("VN"))
+    return [home, away]
+
+
+def ip_churn(s: Scene) -> list[Event]:
+    return [
+        s.event(s.clock + i * 45_000, "listing.update", marketplace=s.site(), resource=s.sku(),
+                source={"ip": f"{net}.{s.rng.randint(1, 254)}"})
+        for i, net in enumerate([*sorted(FOREIGN_NETS.values()), "89.160.20", "62.210.16", "188.166.1"])
+    ]
+
+
+RECIPES: dict[str, Callable[[Scene], list[Event]]] = {
+    "ip_outside_allowlist": ip_outside_allowlist,
+    "listing_out_of_scope": listing_out_of_scope,
+    "price_change_over_limit": price_change_over_limit,
+    "approval_missing": approval_missing,
+    "bulk_listing_burst": bulk_listing_burst,
+    "provider_sensitive_action": provider_sensitive_action,
+    "provider_without_grant": provider_without_grant,
+    "funds_without_approval": funds_without_approval,
+    "account_takeover_sequence": account_takeover_sequence,
+    "refund_burst": refund_burst,
+    "api_rate_exceeded": api_rate_exceeded,
+    "report_exfiltration": report_exfiltration,
+    "failed_writes_spike": failed_writes_spike,
+    "impossible_travel": impossible_travel,
+    "ip_churn": ip_churn,
+}
