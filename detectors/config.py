@@ -38,6 +38,7 @@ class DetectionConfig:
     failed_writes_window_minutes: int = _knob(15, "window for failed or denied provider writes on an account")
     failed_writes_min: int = _knob(10, "failed or denied writes in the window before the sync rule can fire")
     tax_grace_days: int = _knob(0, "days after the due day before a missing filing fires")
+    rate_sustained_min: int = _knob(120, "requests in an hour before the sustained-rate rule can fire")
     severities: dict[str, str] = field(default_factory=dict, metadata={"help": "detector=level overrides"})
 
     @classmethod

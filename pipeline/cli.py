@@ -44,8 +44,20 @@ def _settings() -> Settings:
 
 
 @cli.command()
-def config(markdown: Annotated[bool, typer.Option(help="print the README's table")] = False) -> None:
+def config(
+    markdown: Annotated[bool, typer.Option(help="print the README's table")] = False,
+    detectors: Annotated[bool, typer.Option(help="the detectors' thresholds (PW_DETECT_*)")] = False,
+) -> None:
     """Show the configuration in force (PW_* environment variables)."""
+    if detectors:
+        from detectors import config as detection
+
+        if markdown:
+            print(detection.markdown_table())
+        else:
+            for name, value in vars(detection.DetectionConfig.from_env()).items():
+                console.print(f"{name} = {value!r}")
+        return
     if markdown:
         print(markdown_table())
         return

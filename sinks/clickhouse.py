@@ -235,7 +235,8 @@ class ServerWarehouse:
         raise AssertionError("unreachable")
 
 
-_REVISION_WITH_PARAMETERS = 54459  # clickhouse_driver.defines.DBMS_MIN_PROTOCOL_VERSION_WITH_PARAMETERS
+# clickhouse_driver.defines.DBMS_MIN_PROTOCOL_VERSION_WITH_PARAMETERS (ClickHouse 22.8)
+_REVISION_WITH_PARAMETERS = 54459
 _UTC_OFFSET = re.compile(r"([Zz]|[+-][0-9]{2}:[0-9]{2})$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

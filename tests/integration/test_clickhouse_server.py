@@ -102,7 +102,9 @@ def warehouse(database: str) -> Iterator[ServerWarehouse]:
 
 def new_table(warehouse: ServerWarehouse, database: str, name: str) -> str:
     table = f"{database}.{name}"
-    warehouse.execute(f"CREATE TABLE {table} {COLUMNS} ENGINE = MergeTree ORDER BY (account_id, seq)")
+    warehouse.execute(
+        f"CREATE TABLE {table} {COLUMNS} ENGINE = MergeTree ORDER BY (account_id, seq)"
+    )
     return table
 
 
@@ -130,17 +132,27 @@ def test_batched_insert_of_pipeline_rows(warehouse: ServerWarehouse, database: s
     assert_stored(warehouse, table, total)
     # Timestamps: UTC, truncated to DateTime's whole seconds, no shift by any local time zone.
     expected_seconds = sum(occurred_ms(seq) // 1000 for seq in range(total))
-    assert scalar(warehouse, f"SELECT sum(toUnixTimestamp(occurred_at)) FROM {table}") == expected_seconds
-    assert scalar(warehouse, f"SELECT toString(occurred_at) FROM {table} WHERE seq = 12345") == ch_time(
-        format_ms(occurred_ms(12345))
-    )[:19]
+    assert (
+        scalar(warehouse, f"SELECT sum(toUnixTimestamp(occurred_at)) FROM {table}")
+        == expected_seconds
+    )
+    assert (
+        scalar(warehouse, f"SELECT toString(occurred_at) FROM {table} WHERE seq = 12345")
+        == ch_time(format_ms(occurred_ms(12345)))[:19]
+    )
     # Arrays and the table's order: per account, seq ascending.
     assert scalar(warehouse, f"SELECT sum(length(evidence)) FROM {table}") == 2 * total - 3
     result = warehouse.query(
         f"SELECT seq, evidence FROM {table} WHERE account_id = 'acct-3' ORDER BY account_id, seq LIMIT 3"
     )
-    assert result.rows == [[3, ["evt-00000001", "evt-00000002"]], [10, ["evt-00000008", "evt-00000009"]], [17, ["evt-00000015", "evt-00000016"]]]
-    per_account = warehouse.query(f"SELECT account_id, count() FROM {table} GROUP BY account_id ORDER BY account_id")
+    assert result.rows == [
+        [3, ["evt-00000001", "evt-00000002"]],
+        [10, ["evt-00000008", "evt-00000009"]],
+        [17, ["evt-00000015", "evt-00000016"]],
+    ]
+    per_account = warehouse.query(
+        f"SELECT account_id, count() FROM {table} GROUP BY account_id ORDER BY account_id"
+    )
     assert per_account.rows == [[f"acct-{a}", len(range(a, total, 7))] for a in range(7)]
     assert warehouse.query(f"SELECT occurred_at FROM {table} LIMIT 1").types == ["DateTime('UTC')"]
 
@@ -153,7 +165,9 @@ def test_reconnects_after_a_server_restart(warehouse: ServerWarehouse, database:
     assert_stored(warehouse, table, 2 * BATCH)
 
 
-def test_retries_an_insert_until_the_server_is_back(warehouse: ServerWarehouse, database: str) -> None:
+def test_retries_an_insert_until_the_server_is_back(
+    warehouse: ServerWarehouse, database: str
+) -> None:
     table = new_table(warehouse, database, "retried")
     warehouse.insert(table, rows(0, BATCH))
     server("stop")
@@ -207,7 +221,9 @@ def test_unreachable_server_raises_a_warehouse_error_in_bounded_time() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     warehouse = ServerWarehouse(
-        f"clickhouse://default@127.0.0.1:{port}/default?connect_timeout=1", retries=2, retry_delay=0.1
+        f"clickhouse://default@127.0.0.1:{port}/default?connect_timeout=1",
+        retries=2,
+        retry_delay=0.1,
     )
     started = time.monotonic()
     with pytest.raises(WarehouseError, match="unreachable after 3 attempts") as raised:

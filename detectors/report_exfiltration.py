@@ -1,0 +1,162 @@
+"""Reports leaving the account: an unusual volume of downloads, or buyer personal data.
+
+Reports are how a partner (or whoever holds its token) takes the seller's data in bulk: the
+catalogue and prices for a competitor, or the buyers' names and addresses. Two rules on
+successful `report.download` events, whose `resource.id` names the SP-API report type:
+- volume: one principal's downloads in a clock hour reach `report_downloads_min` and
+  `report_baseline_factor` x its usual hour (mean of its previous hours with downloads, at most
+  `HISTORY`; a principal without history is held to `report_downloads_min` alone). Any actor:
+  a hijacked seller staff login exfiltrates the same way.
+- buyer data: a provider downloads a report type in `BUYER_PII_REPORTS`.
+
+`BUYER_PII_REPORTS` is Amazon's own list of restricted report types, the ones whose
+getReportDocument needs a Restricted Data Token because they hold buyer PII (names, shipping
+and billing addresses, phone numbers, buyer tax ids): the order shipping, invoicing, tax and
+reconciliation reports, the Amazon-fulfilled shipments reports, Easy Ship documents and the VAT
+and GST transaction reports; plus the VAT invoice data reports, which carry buyer names and
+addresses. Deliberately left out: the All Orders reports (GET_FLAT_FILE_ALL_ORDERS_DATA_*: not
+restricted, only ship-to city and postal code), listings and inventory reports (no buyer data),
+and downloads that did not succeed (no data left; denied calls are the scope rule's business).
+State: per principal, the current hour's count and the bounded hourly history; principals idle
+for `IDLE_HOURS` are forgotten.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from detectors.responses import ABUSE, ROTATE
+from detectors.windows import bucket, epoch_ms
+from pipeline.alert import Finding
+from pipeline.event import Event
+
+if TYPE_CHECKING:
+    from detectors import Context
+
+DETECTOR = "report_exfiltration"
+SEVERITY = "high"
+HISTORY = 24
+IDLE_HOURS = 30 * 24
+
+#: SP-API report types holding buyer personal data (see the module docstring).
+BUYER_PII_REPORTS: frozenset[str] = frozenset(
+    {
+        # Restricted report types (Tokens API: getReportDocument needs an RDT).
+        "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
+        "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_INVOICING",
+        "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_TAX",
+        "GET_FLAT_FILE_ACTIONABLE_ORDER_DATA_SHIPPING",
+        "GET_FLAT_FILE_ORDER_REPORT_DATA_SHIPPING",
+        "GET_FLAT_FILE_ORDER_REPORT_DATA_INVOICING",
+        "GET_FLAT_FILE_ORDER_REPORT_DATA_TAX",
+        "GET_FLAT_FILE_ORDERS_RECONCILIATION_DATA_SHIPPING",
+        "GET_FLAT_FILE_ORDERS_RECONCILIATION_DATA_INVOICING",
+        "GET_FLAT_FILE_ORDERS_RECONCILIATION_DATA_TAX",
+        "GET_ORDER_REPORT_DATA_SHIPPING",
+        "GET_ORDER_REPORT_DATA_INVOICING",
+        "GET_ORDER_REPORT_DATA_TAX",
+        "GET_EASYSHIP_DOCUMENTS",
+        "GET_GST_MTR_B2B_CUSTOM",
+        "GET_VAT_TRANSACTION_DATA",
+        "SC_VAT_TAX_REPORT",
+        # VAT invoice data reports: buyer names and billing/shipping addresses.
+        "GET_FLAT_FILE_VAT_INVOICE_DATA_REPORT",
+        "GET_XML_VAT_INVOICE_DATA_REPORT",
+    }
+)
+RESPONSE = (
+    "Ask the provider which job downloaded these reports and where the files are now; buyer"
+    " personal data may have to be reported as a data breach (GDPR art. 33: 72 hours).",
+    ROTATE,
+    *ABUSE,
+)
+
+
+def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
+    if event["action"] != "report.download" or event["outcome"] != "success":
+        return []
+    findings = []
+    pii = _buyer_data(event, ctx)
+    if pii is not None:
+        findings.append(pii)
+    volume = _volume(event, state, ctx)
+    if volume is not None:
+        findings.append(volume)
+    return findings
+
+
+def _report(event: Event) -> str:
+    return event.get("resource", {}).get("id", "(unnamed report)")
+
+
+def _who(actor: dict[str, str]) -> str:
+    if actor["type"] == "provider":
+        return f"provider {actor['provider_id']} ({actor['principal_id']})"
+    return f"{actor['type']} {actor['principal_id']}"
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _buyer_data(event: Event, ctx: Context) -> Finding | None:
+    actor = event["actor"]
+    report = _report(event)
+    if actor["type"] != "provider" or report not in BUYER_PII_REPORTS:
+        return None
+    return Finding(
+        detector=DETECTOR,
+        severity=ctx.config.severity(DETECTOR, SEVERITY),
+        key=f"{event['account_id']}|{actor['principal_id']}|buyer-data",
+        window=bucket(event["occurred_at"], ctx.config.suppression_minutes),
+        title=f"Provider {actor['provider_id']} downloaded buyer personal data ({report})",
+        summary=(
+            f"{_capital(_who(actor))} downloaded {report} on account {event['account_id']} at"
+            f" {event['occurred_at']} (event {event['event_id']}); this report type holds buyer"
+            " names, addresses or tax ids (an SP-API restricted report)."
+        ),
+        response=RESPONSE,
+    )
+
+
+def _volume(event: Event, state: dict[str, Any], ctx: Context) -> Finding | None:
+    actor = event["actor"]
+    principal = actor["principal_id"]
+    hour = epoch_ms(event["occurred_at"]) // 3_600_000
+    principals: dict[str, Any] = state.setdefault("p", {})
+    for idle in [p for p, s in principals.items() if s["h"] < hour - IDLE_HOURS]:
+        del principals[idle]
+    mine = principals.setdefault(principal, {"h": hour, "n": 0})
+    if hour > mine["h"]:
+        if mine["n"] > 0:
+            mine["hist"] = [*mine.get("hist", []), mine["n"]][-HISTORY:]
+        mine["h"], mine["n"] = hour, 0
+    if hour < mine["h"]:
+        return None  # a late event of a closed hour
+    mine["n"] += 1
+    count = mine["n"]
+    history = mine.get("hist", [])
+    usual = sum(history) / len(history) if history else 0.0
+    cfg = ctx.config
+    if count < cfg.report_downloads_min or count < cfg.report_baseline_factor * usual:
+        return None
+    start = bucket(event["occurred_at"], 60)
+    baseline = (
+        f"its usual hour has {usual:.1f} (mean of {len(history)} previous active hours)"
+        if history
+        else "it has no download history yet"
+    )
+    return Finding(
+        detector=DETECTOR,
+        severity=cfg.severity(DETECTOR, SEVERITY),
+        key=f"{event['account_id']}|{principal}|volume",
+        window=start,
+        title=f"{count} report downloads in an hour by {principal}",
+        summary=(
+            f"{_capital(_who(actor))} downloaded {count} reports on account"
+            f" {event['account_id']} in the hour from {start} (latest {_report(event)}, event"
+            f" {event['event_id']}); {baseline}. Thresholds: at least {cfg.report_downloads_min}"
+            f" and {cfg.report_baseline_factor:g}x the usual hour."
+        ),
+        response=RESPONSE,
+    )
