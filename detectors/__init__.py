@@ -36,8 +36,23 @@ DetectFn = Callable[[Event, dict[str, Any], Context], list[Finding]]
 MODULES: tuple[str, ...] = (
     "ip_allowlist",
     # listing edits, scope and off-hours
+    "listing_scope",
+    "price_limit",
+    "approval_required",
+    "bulk_edits",
+    "sensitive_actions",
+    "off_hours",
     # fund moves, API rate, exfiltration, compliance drift
+    "fund_moves",
+    "account_takeover",
+    "refund_burst",
+    "api_rate",
+    "report_exfiltration",
+    "compliance_drift",
     # IP and geography
+    "geo_novelty",
+    "ip_churn",
+    "impossible_travel",
 )
 
 ALL: tuple[tuple[str, DetectFn], ...] = tuple(

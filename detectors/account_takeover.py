@@ -5,7 +5,8 @@ sends mail or money (`account.contact_change`, `funds.bank_account_change`), the
 (`funds.disbursement_request`) or change when it is paid (`funds.transfer_schedule_change`).
 Either step alone is routine; both on one account within `takeover_window_hours` of event time
 is the pattern. It fires on the payout-side event, whoever the actor is (a hijacked seller login
-looks like the seller), and names the earlier change (event id, time, actor) in the summary.
+looks like the seller), and names the latest change before it (event id, time, actor) in the
+summary, with up to three earlier ones; payouts after the same change fold into one alert.
 
 Only successful changes count (a rejected bank change redirected nothing); payout-side events
 count whatever their outcome (an attempt is the signal). Payouts before the change, or more than
@@ -51,7 +52,11 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
 
     findings = []
     if action in PAYOUTS:
-        earlier = [c for c in changes if c["ms"] <= now and now - c["ms"] <= window_ms and c["id"] != event["event_id"]]
+        earlier = [
+            c
+            for c in changes
+            if c["ms"] <= now and now - c["ms"] <= window_ms and c["id"] != event["event_id"]
+        ]
         if earlier:
             findings.append(_finding(event, earlier, ctx))
     elif event["outcome"] == "success":
@@ -76,25 +81,28 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
 
 
 def _finding(event: Event, earlier: list[dict[str, Any]], ctx: Context) -> Finding:
-    first = earlier[0]  # the oldest change in the window anchors the incident
-    others = earlier[1:]
+    first = earlier[-1]  # the latest change before the payout anchors the incident
+    others = earlier[:-1]
     also = ""
     if others:
-        also = "; also " + "; ".join(f"{c['action']} {c['id']} at {c['at']} by {c['who']}" for c in others[-3:])
+        also = "; before it " + "; ".join(
+            f"{c['action']} {c['id']} at {c['at']} by {c['who']}" for c in others[-3:]
+        )
     amount = event.get("amount")
     money = f" of {amount['value']} {amount['currency']}" if amount else ""
-    hours = (epoch_ms(event["occurred_at"]) - first["ms"]) / 3_600_000
+    minutes = (epoch_ms(event["occurred_at"]) - first["ms"]) // 60_000
+    after = f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
     return Finding(
         detector=DETECTOR,
         severity=ctx.config.severity(DETECTOR, SEVERITY),
-        # One alert per incident: every payout after the same first change folds into it.
+        # One alert per change: every payout after the same change folds into it.
         key=f"{event['account_id']}|{first['id']}",
         window=first["at"],
-        title=f"{first['action']} followed by {event['action']} within {hours:.0f} h",
+        title=f"{first['action']} followed by {event['action']} {after} later",
         summary=(
             f"{event['action']}{money} (event {event['event_id']}, outcome {event['outcome']}) by"
             f" {_who(event['actor'])} at {event['occurred_at']} on account {event['account_id']}"
-            f" came {hours:.1f} h after {first['action']} (event {first['id']}) at {first['at']} by"
+            f" came {after} after {first['action']} (event {first['id']}) at {first['at']} by"
             f" {first['who']}{also}. A change of contact or bank details followed by a payout"
             f" within {ctx.config.takeover_window_hours} h is the account-takeover pattern."
         ),

@@ -5,8 +5,9 @@ order access can issue them quickly. The rule counts `funds.refund` events on th
 window of `refund_window_minutes` that slides in sixths (so a burst split across a clock boundary
 is still seen whole) and fires while the count is both >= `refund_min` and >=
 `refund_baseline_factor` x the account's baseline: the mean refund count of its previous
-completed (clock-aligned) windows that had refunds, over at most `HISTORY` windows. An account
-with no history yet is held to `refund_min` alone.
+completed (clock-aligned) windows that had refunds, over at most `HISTORY` windows, leaving out
+windows that overlap the sliding window or held a burst (a burst learned as usual would hide the
+next one). An account with no history yet is held to `refund_min` alone.
 
 Deliberately ignored: refunds by the `amazon` actor (A-to-z claims, FBA returns processing: not
 delegated access), and refunds whose event time falls before the current sliding window (a late
@@ -54,17 +55,16 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if here <= newest - SLICES:
         return []  # older than the sliding window: too late to count
 
-    # The clock-aligned window feeds the baseline; its count moves to history once it completes.
+    # The clock-aligned window feeds the baseline; its count moves to history once it completes,
+    # unless it held a burst (a burst learned as usual would hide the next one).
     win = now // window_ms
-    history: list[int] = state.get("hist", [])
     if "win" not in state or win > state["win"]:
-        if state.get("n", 0) > 0:
-            history = [*history, state["n"]][-HISTORY:]
+        if state.get("n", 0) > 0 and not state.get("burst"):
+            state["hist"] = [*state.get("hist", []), [state["win"], state["n"]]][-HISTORY:]
         state["win"], state["n"] = win, 0
+        state.pop("burst", None)
     if win == state["win"]:
         state["n"] += 1
-    if history:
-        state["hist"] = history
 
     slices: dict[str, Any] = {
         k: v for k, v in state.get("slices", {}).items() if int(k) > newest - SLICES
@@ -78,11 +78,20 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     state["slices"] = slices
     state["newest"] = newest
 
+    # The baseline: windows that ended before the sliding window began (none of this burst).
+    start = (newest - SLICES + 1) * slice_ms
+    before = [h for h in state.get("hist", []) if (h[0] + 1) * window_ms <= start]
+    history = [n for _, n in before]
     count = sum(s["n"] for s in slices.values())
     baseline = sum(history) / len(history) if history else 0.0
     cfg = ctx.config
     if count < cfg.refund_min or count < cfg.refund_baseline_factor * baseline:
         return []
+    state["burst"] = True
+    if before:
+        state["hist"] = before
+    else:
+        state.pop("hist", None)
     totals: dict[str, Decimal] = {}
     for s in slices.values():
         for cur, value in s["sum"].items():

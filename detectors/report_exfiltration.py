@@ -4,9 +4,13 @@ Reports are how a partner (or whoever holds its token) takes the seller's data i
 catalogue and prices for a competitor, or the buyers' names and addresses. Two rules on
 successful `report.download` events, whose `resource.id` names the SP-API report type:
 - volume: one principal's downloads in a clock hour reach `report_downloads_min` and
-  `report_baseline_factor` x its usual hour (mean of its previous hours with downloads, at most
-  `HISTORY`; a principal without history is held to `report_downloads_min` alone). Any actor:
-  a hijacked seller staff login exfiltrates the same way.
+  `report_baseline_factor` x its usual busy hour: the second-highest count among its previous
+  hours with downloads (at most `HISTORY`). A mean would flag every morning after a quiet night,
+  and one odd hour cannot inflate the second-highest; an hour that fired is not learned. The
+  rule arms once the principal was first seen `LEARN_HOURS` before and has `MIN_HISTORY` active
+  hours: integrations differ by orders of magnitude, so without a day of baseline there is no
+  "unusual" (a first-day grab of buyer data is still caught by the rule below). Any actor: a
+  hijacked seller staff login exfiltrates the same way.
 - buyer data: a provider downloads a report type in `BUYER_PII_REPORTS`.
 
 `BUYER_PII_REPORTS` is Amazon's own list of restricted report types, the ones whose
@@ -36,6 +40,8 @@ if TYPE_CHECKING:
 DETECTOR = "report_exfiltration"
 SEVERITY = "high"
 HISTORY = 24
+MIN_HISTORY = 3
+LEARN_HOURS = 24
 IDLE_HOURS = 30 * 24
 
 #: SP-API report types holding buyer personal data (see the module docstring).
@@ -126,25 +132,27 @@ def _volume(event: Event, state: dict[str, Any], ctx: Context) -> Finding | None
     principals: dict[str, Any] = state.setdefault("p", {})
     for idle in [p for p, s in principals.items() if s["h"] < hour - IDLE_HOURS]:
         del principals[idle]
-    mine = principals.setdefault(principal, {"h": hour, "n": 0})
+    mine = principals.setdefault(principal, {"h": hour, "n": 0, "since": hour})
     if hour > mine["h"]:
-        if mine["n"] > 0:
+        if mine["n"] > 0 and "fired" not in mine:  # an hour that alerted is not usual
             mine["hist"] = [*mine.get("hist", []), mine["n"]][-HISTORY:]
         mine["h"], mine["n"] = hour, 0
+        mine.pop("fired", None)
     if hour < mine["h"]:
         return None  # a late event of a closed hour
     mine["n"] += 1
     count = mine["n"]
     history = mine.get("hist", [])
-    usual = sum(history) / len(history) if history else 0.0
+    if len(history) < MIN_HISTORY or hour - mine["since"] < LEARN_HOURS:
+        return None  # still learning: no usual hour yet
+    usual = sorted(history)[-2]
     cfg = ctx.config
     if count < cfg.report_downloads_min or count < cfg.report_baseline_factor * usual:
         return None
+    mine["fired"] = True
     start = bucket(event["occurred_at"], 60)
     baseline = (
-        f"its usual hour has {usual:.1f} (mean of {len(history)} previous active hours)"
-        if history
-        else "it has no download history yet"
+        f"its usual busy hour has {usual} (second-highest of {len(history)} previous active hours)"
     )
     return Finding(
         detector=DETECTOR,
@@ -156,7 +164,7 @@ def _volume(event: Event, state: dict[str, Any], ctx: Context) -> Finding | None
             f"{_capital(_who(actor))} downloaded {count} reports on account"
             f" {event['account_id']} in the hour from {start} (latest {_report(event)}, event"
             f" {event['event_id']}); {baseline}. Thresholds: at least {cfg.report_downloads_min}"
-            f" and {cfg.report_baseline_factor:g}x the usual hour."
+            f" and {cfg.report_baseline_factor:g}x the usual busy hour."
         ),
         response=RESPONSE,
     )

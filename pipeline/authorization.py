@@ -2,7 +2,8 @@
 
 `permission.grant` / `permission.revoke` change grants (see `pipeline.grants`), `approval.grant`
 records an approval that later actions may name in `approval_id`, `policy.update` merges account
-settings (rate limit, tax filing cadence). Replaying the ledger in `seq` order rebuilds exactly
+settings (rate limit, tax filing cadence). Only the seller (or Amazon) holds that authority.
+Replaying the ledger in `seq` order rebuilds exactly
 the state every decision saw. The state is plain JSON so it can live in a Faust table.
 """
 
@@ -24,7 +25,9 @@ def empty() -> dict[str, Any]:
 def apply(state: dict[str, Any], event: Event) -> bool:
     """Fold an authorization event into `state` (in place); True when it changed."""
     action = event["action"]
-    if event["outcome"] != "success":
+    if event["outcome"] != "success" or event["actor"]["type"] == "provider":
+        # A provider cannot widen its own access: its grants, approvals and policy changes are
+        # not authority (detectors/sensitive_actions.py raises on them instead).
         return False
     if action in ("permission.grant", "permission.revoke"):
         return grant_rules.apply(state["grants"], event)

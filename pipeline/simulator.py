@@ -21,6 +21,10 @@ from pipeline.event import Event, format_ms
 #: Attack kinds the simulator can inject (ground truth labels, named like the detector that must fire).
 ATTACKS = tuple(RECIPES)
 
+#: Benign partners stay under the SP-API guidance of 20 requests per minute per account, in any
+#: 60 seconds (a sliding minute can straddle two clock minutes).
+BENIGN_MAX_PER_MINUTE = 10
+
 _SITES = ("US", "CA", "UK", "DE", "FR", "IT", "ES", "JP")
 _BENIGN_MIX = (
     ("listing.update", 30),
@@ -143,6 +147,7 @@ def generate(
             yield _grant_event(next_id(), clock, account, provider), None
 
     yielded = n
+    per_minute: dict[tuple[str, str, int], int] = {}
     while yielded < count:
         hour = (clock / 3_600_000) % 24
         gap_ms = rng.expovariate(events_per_hour * _activity(hour) / 3_600_000)
@@ -163,6 +168,12 @@ def generate(
                 yielded += 1
                 yield event, kind
             continue
+        minute = (account.account_id, provider.provider_id, clock // 60_000)
+        if per_minute.get(minute, 0) >= BENIGN_MAX_PER_MINUTE:
+            clock = (clock // 60_000 + 1) * 60_000  # a well-behaved partner waits for the next minute
+        per_minute = {k: v for k, v in per_minute.items() if k[2] >= clock // 60_000 - 1}
+        minute = (account.account_id, provider.provider_id, clock // 60_000)
+        per_minute[minute] = per_minute.get(minute, 0) + 1
         yielded += 1
         yield _provider_action(rng, next_id(), clock, account, provider, principal, None), None
 

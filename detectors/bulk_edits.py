@@ -1,0 +1,161 @@
+"""One provider principal editing or deleting far more listings than it usually does, fast.
+
+A co-operation partner normally touches a handful of SKUs at a time; a script rewriting or
+deleting the whole catalogue in minutes is either a compromised API client or a partner on its
+way out. The rule counts distinct SKUs (`resource.id`) a principal edits (`listing.*`,
+`inventory.*`) in a sliding `bulk_window_minutes` window and fires when the count reaches both
+`bulk_min_skus` and `bulk_baseline_factor` times the principal's own baseline: the mean of the
+peak counts of its last completed windows (tumbling, `HISTORY` of them, idle windows not
+recorded). Until a principal has `MIN_HISTORY` completed windows its baseline is taken to be
+`bulk_min_skus`, so a new principal must reach factor x min SKUs: onboarding syncs are big, and a
+missing history is no evidence of a burst. When the deleted SKUs alone reach the threshold the
+burst is a mass delete and the alert is `critical` (a separate alert key), otherwise `medium`.
+An alert's window is the moment its burst crossed the threshold: every event while the count
+stays above it folds into that one alert, so a burst across an hour boundary is still one alert.
+Burst windows enter the history like any other, so a lasting new workload stops firing after a
+few windows (its first burst has raised the alert by then).
+
+State per account: per principal, the last-seen time of each SKU in the sliding window (insertion
+ordered, pruned from the front, at most `MAX_SKUS`: larger counts read as `MAX_SKUS`), the
+current window's peak and a short history of peaks; principals idle for `IDLE_DAYS` are
+forgotten, at most `MAX_PRINCIPALS` are kept.
+Deliberately ignored: sellers and Amazon (a seller bulk-editing its own catalogue is routine),
+`ads.*` (campaigns, not SKUs), and events without a `resource.id`. All outcomes count.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from detectors import responses
+from detectors.windows import epoch_ms
+from pipeline.alert import Finding
+from pipeline.event import Event
+
+if TYPE_CHECKING:
+    from detectors import Context
+
+DETECTOR = "bulk_listing_burst"
+EDIT_PREFIXES = ("listing.", "inventory.")
+HISTORY = 6  # completed windows averaged for the baseline: recent ones (activity has a daily cycle)
+MIN_HISTORY = 3
+MAX_SKUS = 2000
+MAX_PRINCIPALS = 200
+IDLE_DAYS = 30
+RESPONSE = (
+    "Pause the principal's API access (SP-API authorization) and check the listings it touched;"
+    " restore deleted or altered listings from the last flat-file export.",
+    *responses.ABUSE,
+)
+
+
+def _touch(seen: dict[str, int], sku: str | None, at: int, cutoff: int) -> dict[str, int]:
+    """Record `sku` at `at` (when given) and drop entries at or before `cutoff`, oldest first."""
+    if sku is not None and at > cutoff:
+        seen.pop(sku, None)
+        seen[sku] = at
+    while seen:
+        oldest = next(iter(seen))
+        if seen[oldest] > cutoff and len(seen) <= MAX_SKUS:
+            break
+        del seen[oldest]
+    return seen
+
+
+def _forget_idle(principals: dict[str, Any], now: int) -> None:
+    cutoff = now - IDLE_DAYS * 86_400_000
+    for who in [w for w, p in principals.items() if p["clock"] < cutoff]:
+        del principals[who]
+    while len(principals) > MAX_PRINCIPALS:
+        del principals[min(principals, key=lambda w: principals[w]["clock"])]
+
+
+def _principal(principals: dict[str, Any], who: str, at: int, size: int) -> dict[str, Any]:
+    """The principal's record, its clock advanced to `at` and its window rolled over if due."""
+    p = principals.get(who)
+    if p is None:
+        p = {
+            "clock": at,
+            "bucket": at // size,
+            "peak": 0,
+            "history": [],
+            "edits": {},
+            "deletes": {},
+        }
+        principals[who] = p
+        _forget_idle(principals, at)
+    p["clock"] = max(p["clock"], at)
+    if p["clock"] // size > p["bucket"]:
+        p["history"] = [*p["history"], p["peak"]][-HISTORY:]
+        p["bucket"], p["peak"] = p["clock"] // size, 0
+        _forget_idle(principals, p["clock"])
+    return p
+
+
+def threshold(history: list[int], ctx: Context) -> float:
+    config = ctx.config
+    baseline = sum(history) / len(history) if len(history) >= MIN_HISTORY else config.bulk_min_skus
+    return max(config.bulk_min_skus, config.bulk_baseline_factor * baseline)
+
+
+def _burst(
+    p: dict[str, Any], counts: dict[str, int], deleting: bool, at: str, ctx: Context
+) -> str | None:
+    """The kind of burst ("deletes" or "edits") this event belongs to, if any.
+
+    An ongoing burst (`p["bursts"]`: kind -> [start, threshold]) keeps the threshold it crossed,
+    so its own peak entering the history does not split it in two.
+    """
+    bursts = p.setdefault("bursts", {})
+    for kind in list(bursts):
+        if counts[kind] < bursts[kind][1]:
+            del bursts[kind]
+    current = threshold(p["history"], ctx)
+    for kind in ("deletes", "edits") if deleting else ("edits",):
+        if counts[kind] >= (bursts[kind][1] if kind in bursts else current):
+            bursts.setdefault(kind, [at, current])
+            return kind
+    if not bursts:
+        del p["bursts"]
+    return None
+
+
+def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
+    actor, action = event["actor"], event["action"]
+    sku = event.get("resource", {}).get("id")
+    if actor["type"] != "provider" or not action.startswith(EDIT_PREFIXES) or sku is None:
+        return []
+    size = max(1, ctx.config.bulk_window_minutes) * 60_000
+    at = epoch_ms(event["occurred_at"])
+    provider, principal = actor["provider_id"], actor["principal_id"]
+    p = _principal(state.setdefault("principals", {}), f"{provider}|{principal}", at, size)
+    cutoff = p["clock"] - size
+    deleting = action == "listing.delete"
+    counts = {
+        "edits": len(_touch(p["edits"], sku, at, cutoff)),
+        "deletes": len(_touch(p["deletes"], sku if deleting else None, at, cutoff)),
+    }
+    p["peak"] = max(p["peak"], counts["edits"])
+    kind = _burst(p, counts, deleting, event["occurred_at"], ctx)
+    if kind is None:
+        return []
+    started, limit = p["bursts"][kind]
+    severity = "critical" if kind == "deletes" else ctx.config.severity(DETECTOR, "medium")
+    verb, minutes = ("deleted" if kind == "deletes" else "edited"), size // 60_000
+    return [
+        Finding(
+            detector=DETECTOR,
+            severity=severity,
+            key=f"{event['account_id']}|{provider}|{principal}|{kind}",
+            window=started,  # one alert per burst, however long it lasts
+            title=f"Provider {provider} {verb} {counts[kind]} listings within {minutes} minutes",
+            summary=(
+                f"Principal {principal} of provider {provider} {verb} {counts[kind]} distinct SKUs"
+                f" on account {event['account_id']} in the {minutes} minutes up to"
+                f" {event['occurred_at']} (last: {action} on {sku}); the threshold is {limit:g}"
+                f" SKUs ({len(p['history'])} earlier windows on record), the burst began at"
+                f" {started}."
+            ),
+            response=RESPONSE,
+        )
+    ]
