@@ -72,11 +72,10 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         changes.sort(key=lambda c: c["ms"])
         changes = changes[-MAX_CHANGES:]
 
-    state["newest"] = newest
     if changes:
-        state["changes"] = changes
+        state["newest"], state["changes"] = newest, changes
     else:
-        state.pop("changes", None)
+        state.clear()  # nothing left to pair a payout with
     return findings
 
 

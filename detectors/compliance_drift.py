@@ -93,16 +93,17 @@ def _ms(moment: datetime) -> int:
 
 
 def _tax(event: Event, now: int, state: dict[str, Any], ctx: Context) -> list[Finding]:
-    tax: dict[str, Any] = state.setdefault("tax", {"filings": {}, "plans": {}})
-    if event["action"] == "tax.filing" and event["outcome"] == "success":
-        site = event["marketplace"]
-        times = sorted([*tax["filings"].get(site, []), now])[-MAX_FILINGS:]
-        tax["filings"][site] = times
-
+    filed = event["action"] == "tax.filing" and event["outcome"] == "success"
     obligations = {
         f"{o['marketplace']}|{o['cadence']}|{o['due_day']}": o
         for o in ctx.auth["policy"].get("tax_filings", [])
     }
+    if not filed and not obligations and "tax" not in state:
+        return []
+    tax: dict[str, Any] = state.setdefault("tax", {"filings": {}, "plans": {}})
+    if filed:
+        site = event["marketplace"]
+        tax["filings"][site] = sorted([*tax["filings"].get(site, []), now])[-MAX_FILINGS:]
     plans: dict[str, Any] = tax["plans"]
     for gone in plans.keys() - obligations.keys():
         del plans[gone]

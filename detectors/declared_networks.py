@@ -52,7 +52,11 @@ def declared_network(event: Event, grants: AccountGrants) -> str | None:
     for grant in covering(grants, event):
         for cidr in grant.get("ip_allowlist") or ():
             net = _network(cidr)
-            if net is not None and net.version == address.version and address in net:
-                if best is None or net.prefixlen > best.prefixlen:
-                    best = net
+            if (
+                net is not None
+                and net.version == address.version
+                and address in net
+                and (best is None or net.prefixlen > best.prefixlen)
+            ):
+                best = net
     return str(best) if best is not None else None

@@ -67,11 +67,15 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     declared = declared_network(event, ctx.auth["grants"]) is not None
     here: dict[str, Any] = {"country": country, "at": now, "declared": declared}
     if last is not None and last["at"] > now:  # a late event: keep the newest position
-        here = {"country": last["country"], "at": last["at"], "declared": last["declared"]}
+        here = {
+            "country": last["country"],
+            "at": last["at"],
+            "declared": last.get("declared", False),
+        }
     if last is not None and "left" in last and now - last["flagged_at"] <= horizon_ms:
         here["left"], here["flagged_at"] = last["left"], last["flagged_at"]  # an open incident
     principals[actor["principal_id"]] = here
-    if last is None or last["country"] == country or (declared and last["declared"]):
+    if last is None or last["country"] == country or (declared and last.get("declared", False)):
         return []  # nowhere new, or between two networks the seller allowlisted for the principal
     if here.get("left") == country:  # back where the incident started: its other side
         return []
@@ -82,6 +86,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     here.setdefault("left", last["country"])
     here["flagged_at"] = now
     speed = "instantly" if hours == 0 else f"at {km / hours:,.0f} km/h or more"
+    gap = f"{hours * 3600:,.0f} seconds" if hours < 1 / 60 else f"{hours * 60:,.0f} minutes"
     return [
         Finding(
             detector=DETECTOR,
@@ -91,8 +96,8 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
             title=f"Provider {actor['provider_id']} principal {actor['principal_id']} acted from {last['country']} and {country} too close in time",
             summary=(
                 f"Principal {actor['principal_id']} of provider {actor['provider_id']} acted on"
-                f" account {event['account_id']} from {last['country']} and then, {hours * 60:,.0f}"
-                f" minutes later, from {country} ({ip}, {event['action']}): at least {km:,.0f} km"
+                f" account {event['account_id']} from {last['country']} and then, {gap} later,"
+                f" from {country} ({ip}, {event['action']}): at least {km:,.0f} km"
                 f" apart, so travelling {speed}, over the {max_kmh:,.0f} km/h limit."
             ),
             response=RESPONSE,

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 PII_REPORT = "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL"
 #: Foreign networks for stolen credentials, with the country geoip data places them in.
 FOREIGN_NETS = {"RU": "5.45.207", "BR": "177.71.200", "VN": "113.160.10", "NG": "105.112.4", "CN": "36.110.1"}
+#: Other European networks (SE, FR, NL), for IP churn that never leaves the continent.
+CHURN_NETS = ("89.160.20", "62.210.16", "188.166.1")
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Scene:
     stranger: Provider  # a provider with no grant on this account
     clock: int
     next_id: Callable[[], str]
+    #: a seller's `permission.grant` re-issuing this provider's grant at a time, with changes
+    regrant: Callable[[str, int, dict[str, Any]], Event]
 
     def event(self, at: int, action: str, actor: dict[str, str] | None = None, **fields: Any) -> Event:
         doc: Event = {
@@ -171,7 +175,32 @@ def ip_churn(s: Scene) -> list[Event]:
     return [
         s.event(s.clock + i * 45_000, "listing.update", marketplace=s.site(), resource=s.sku(),
                 source={"ip": f"{net}.{s.rng.randint(1, 254)}"})
-        for i, net in enumerate([*sorted(FOREIGN_NETS.values()), "89.160.20", "62.210.16", "188.166.1"])
+        for i, net in enumerate([*sorted(FOREIGN_NETS.values()), *CHURN_NETS])
+    ]
+
+
+def new_country_or_asn(s: Scene) -> list[Event]:
+    """A principal with a working history appears from a country it never used."""
+    usual = [
+        s.event(s.clock + i * 20_000, "listing.update", marketplace=s.site(), resource=s.sku(), source=s.office_ip())
+        for i in range(25)
+    ]
+    return [*usual, s.event(s.clock + 26 * 20_000, "report.download", source=s.foreign_ip("BR"),
+                            resource={"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"})]
+
+
+def off_hours_activity(s: Scene) -> list[Event]:
+    """The seller narrows the grant to office hours that exclude now; the provider acts anyway.
+
+    The grant is restored right after, so the benign traffic that follows is not off-hours.
+    """
+    hour = s.clock // 3_600_000 % 24
+    hours = {"tz": "UTC", "start": f"{(hour + 10) % 24:02d}:00", "end": f"{(hour + 14) % 24:02d}:00"}
+    return [
+        s.regrant(s.next_id(), s.clock, {"active_hours": hours}),
+        s.event(s.clock + 1_000, "inventory.update", marketplace=s.site(), resource=s.sku(), source=s.office_ip(),
+                changes=[{"field": "quantity", "old": 3, "new": 30}]),
+        s.regrant(s.next_id(), s.clock + 2_000, {}),
     ]
 
 
@@ -191,4 +220,6 @@ RECIPES: dict[str, Callable[[Scene], list[Event]]] = {
     "failed_writes_spike": failed_writes_spike,
     "impossible_travel": impossible_travel,
     "ip_churn": ip_churn,
+    "new_country_or_asn": new_country_or_asn,
+    "off_hours_activity": off_hours_activity,
 }

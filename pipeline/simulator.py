@@ -14,12 +14,18 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from typing import Any
 
 from pipeline.attacks import RECIPES, Scene
 from pipeline.event import Event, format_ms
 
 #: Attack kinds the simulator can inject (ground truth labels, named like the detector that must fire).
 ATTACKS = tuple(RECIPES)
+
+#: European /16s the bundled GeoLite2 data places wholly in one country (DE, FR, NL, ES, IT):
+#: agencies' offices. Attacks come from far away (pipeline/attacks.py FOREIGN_NETS).
+OFFICE_PREFIXES = ("91.64", "80.128", "86.192", "145.53", "88.0", "79.0", "84.57", "2.200", "46.114", "109.190", "151.15")
 
 #: Benign partners stay under the SP-API guidance of 20 requests per minute per account, in any
 #: 60 seconds (a sliding minute can straddle two clock minutes).
@@ -67,7 +73,7 @@ def _world(rng: random.Random, accounts: int, providers: int) -> list[Account]:
     for p in range(providers):
         agency = Provider(f"prov-{p:03d}")
         for i in range(rng.randint(2, 3)):
-            net = f"{rng.choice((45, 62, 81, 103, 151, 185))}.{rng.randint(0, 255)}.{rng.randint(0, 255)}"
+            net = f"{rng.choice(OFFICE_PREFIXES)}.{rng.randint(0, 255)}"
             agency.principals.append(Principal(f"{agency.provider_id}-user-{i}", net))
         agencies.append(agency)
     world = []
@@ -85,8 +91,10 @@ def _world(rng: random.Random, accounts: int, providers: int) -> list[Account]:
     return world
 
 
-def _grant_event(event_id: str, at: int, account: Account, provider: Provider) -> Event:
-    return {
+def _grant_event(
+    event_id: str, at: int, account: Account, provider: Provider, extra: dict[str, Any] | None = None
+) -> Event:
+    event: Event = {
         "event_id": event_id,
         "occurred_at": format_ms(at),
         "account_id": account.account_id,
@@ -101,8 +109,10 @@ def _grant_event(event_id: str, at: int, account: Account, provider: Provider) -
             "ip_allowlist": [f"{p.office_net}.0/24" for p in provider.principals],
             "max_price_change_pct": 30,
             "require_approval": ["listing.delete"],
+            **(extra or {}),
         },
     }
+    return event
 
 
 def _activity(hour: float) -> float:
@@ -160,7 +170,10 @@ def generate(
             kind = attack_kinds[instance % len(attack_kinds)]  # round robin: every kind gets its turns
             strangers = [p for p in all_providers if p not in account.providers] or all_providers
             attacking = True
-            scene = Scene(rng, account, provider, principal, rng.choice(strangers), clock, next_id)
+            scene = Scene(
+                rng, account, provider, principal, rng.choice(strangers), clock, next_id,
+                partial(_regrant, account, provider),
+            )
             events = RECIPES[kind](scene)
             attacking = False
             for event in events[: count - yielded]:
@@ -176,6 +189,10 @@ def generate(
         per_minute[minute] = per_minute.get(minute, 0) + 1
         yielded += 1
         yield _provider_action(rng, next_id(), clock, account, provider, principal, None), None
+
+
+def _regrant(account: Account, provider: Provider, event_id: str, at: int, extra: dict[str, Any]) -> Event:
+    return _grant_event(event_id, at, account, provider, extra)
 
 
 def _ms(ts: str) -> int:

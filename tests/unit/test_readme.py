@@ -21,3 +21,22 @@ def test_every_action_is_documented() -> None:
 def test_every_rejection_reason_is_documented() -> None:
     missing = [r for r in REASONS if f"`{r}`" not in README]
     assert not missing
+
+
+def test_detector_table_matches_detection_config() -> None:
+    from detectors.config import markdown_table as detector_table
+
+    assert detector_table() in README
+
+
+def test_every_registered_detector_id_is_documented() -> None:
+    import re
+
+    from pipeline.config import REPO_ROOT as root
+
+    ids = set()
+    for path in (root / "detectors").glob("*.py"):
+        ids.update(re.findall(r'^[A-Z_]+ = "([a-z]+(?:_[a-z]+)+)"$', path.read_text(), re.MULTILINE))
+    documented = {i for i in ids if f"| `{i}` |" in README}
+    assert len(documented) >= 20
+    assert not (ids & {"ip_outside_allowlist", "impossible_travel"}) - documented
