@@ -22,7 +22,7 @@ from detectors import responses
 from detectors.listing_scope import allows
 from detectors.windows import bucket
 from pipeline.alert import Finding
-from pipeline.authorization import live_approval
+from pipeline.authorization import approval_problem, live_approval
 from pipeline.contract import action_matches
 from pipeline.event import Event
 from pipeline.grants import Grant, covering
@@ -35,23 +35,6 @@ DETECTOR = "approval_missing"
 
 def requires_approval(grant: Grant, action: str) -> bool:
     return any(action_matches(p, action) for p in grant.get("require_approval", ()))
-
-
-def why_not_approved(auth: dict[str, Any], event: Event) -> str:
-    approval_id = event.get("approval_id")
-    if approval_id is None:
-        return "no approval_id was given"
-    approval = auth["approvals"].get(approval_id)
-    if approval is None:
-        return f"approval {approval_id} does not exist"
-    if not action_matches(approval["action"], event["action"]):
-        return f"approval {approval_id} is for {approval['action']}"
-    resource = approval.get("resource_id")
-    if resource is not None and resource != event.get("resource", {}).get("id"):
-        return f"approval {approval_id} is for resource {resource}"
-    if event["occurred_at"] < approval["granted_at"]:
-        return f"approval {approval_id} was only granted at {approval['granted_at']}"
-    return f"approval {approval_id} expired at {approval['expires_at']}"
 
 
 def decide(event: Event, auth: dict[str, Any], ctx: Context) -> Finding | None:
@@ -80,7 +63,7 @@ def decide(event: Event, auth: dict[str, Any], ctx: Context) -> Finding | None:
             f"Principal {principal} of provider {provider} performed {action} on {target} on"
             f" account {event['account_id']} (outcome {event['outcome']}) at"
             f" {event['occurred_at']}; grant(s) {grants} require an approval for it, and"
-            f" {why_not_approved(auth, event)}."
+            f" {approval_problem(auth, event)}."
         ),
         response=responses.ABUSE,
     )

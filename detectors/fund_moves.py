@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 from detectors.responses import TAKEOVER
 from detectors.windows import bucket
 from pipeline.alert import Finding
-from pipeline.authorization import live_approval
-from pipeline.contract import action_matches
+from pipeline.authorization import approval_problem
 from pipeline.event import Event
 from pipeline.grants import allows_scope, covering
 
@@ -31,27 +30,6 @@ if TYPE_CHECKING:
 
 DETECTOR = "funds_without_approval"
 SEVERITY = "critical"
-
-
-def _missing_approval(auth: dict[str, Any], event: Event) -> str | None:
-    """Why the event's approval does not authorize it, or None when it does."""
-    if live_approval(auth, event) is not None:
-        return None
-    approval_id = event.get("approval_id")
-    if approval_id is None:
-        return "the event names no approval_id"
-    approval = auth["approvals"].get(approval_id)
-    if approval is None:
-        return f"approval {approval_id} was never granted"
-    if not action_matches(approval["action"], event["action"]):
-        return f"approval {approval_id} is for {approval['action']}, not {event['action']}"
-    resource_id = approval.get("resource_id")
-    if resource_id is not None and resource_id != event.get("resource", {}).get("id"):
-        return f"approval {approval_id} is for resource {resource_id}, not this one"
-    return (
-        f"approval {approval_id} is not live at {event['occurred_at']}"
-        f" (granted {approval['granted_at']}, expires {approval['expires_at']})"
-    )
 
 
 def decide(event: Event, ctx: Context) -> Finding | None:
@@ -67,9 +45,9 @@ def decide(event: Event, ctx: Context) -> Finding | None:
     elif not scoped:
         names = ", ".join(sorted(g["grant_id"] for g in live))
         reasons.append(f"live grant(s) {names} have no scope matching {action}")
-    approval_problem = _missing_approval(ctx.auth, event)
-    if approval_problem is not None:
-        reasons.append(approval_problem)
+    problem = approval_problem(ctx.auth, event)
+    if problem is not None:
+        reasons.append(problem)
     if not reasons:
         return None
     amount = event.get("amount")

@@ -43,19 +43,33 @@ def apply(state: dict[str, Any], event: Event) -> bool:
     return False
 
 
-def live_approval(state: dict[str, Any], event: Event) -> dict[str, Any] | None:
-    """The approval the event names, if it exists, covers this action and resource, and is live."""
+def approval_problem(state: dict[str, Any], event: Event) -> str | None:
+    """Why the approval the event names does not authorize it, or None when it does.
+
+    An approval authorizes an event when it exists, covers the event's action (a pattern such
+    as `listing.*`) and resource (when it names one), and is live at the event's time.
+    """
     approval_id = event.get("approval_id")
     if approval_id is None:
-        return None
+        return "the event names no approval_id"
     approval = state["approvals"].get(approval_id)
     if approval is None:
-        return None
+        return f"approval {approval_id} was never granted"
     if not action_matches(approval["action"], event["action"]):
-        return None
+        return f"approval {approval_id} is for {approval['action']}, not {event['action']}"
     resource_id = approval.get("resource_id")
     if resource_id is not None and resource_id != event.get("resource", {}).get("id"):
+        return f"approval {approval_id} is for resource {resource_id}, not this one"
+    if event["occurred_at"] < approval["granted_at"]:
+        return f"approval {approval_id} was only granted at {approval['granted_at']}"
+    if event["occurred_at"] >= approval["expires_at"]:
+        return f"approval {approval_id} expired at {approval['expires_at']}"
+    return None
+
+
+def live_approval(state: dict[str, Any], event: Event) -> dict[str, Any] | None:
+    """The approval the event names, if it authorizes the event (see `approval_problem`)."""
+    if approval_problem(state, event) is not None:
         return None
-    if not approval["granted_at"] <= event["occurred_at"] < approval["expires_at"]:
-        return None
+    approval: dict[str, Any] = state["approvals"][event["approval_id"]]
     return approval
