@@ -51,23 +51,20 @@ def test_ten_thousand_events_stored_once_with_verified_chains_and_alerts(
         assert ns.scalar("SELECT uniqExact(event_id) FROM audit.events") == 10_000
         assert_chains_verify(ns)
 
-        # Out-of-allowlist events raise alerts on the topic and in the warehouse; benign ones none.
+        # Out-of-allowlist events raise alerts on the topic and in the warehouse; benign ones none
+        # (other rules, such as a first use of a country, may flag the same attack events too).
         on_topic: set[str] = set()
         for record in ns.read_topic(ns.settings.alerts_topic, expect=len(attacks)):
             alert = orjson.loads(record.value)
-            assert alert["detector"] == "ip_outside_allowlist"
-            on_topic.update(alert["evidence_event_ids"])
+            assert set(alert["evidence_event_ids"]) <= attacks, f"alert on benign events: {alert}"
+            if alert["detector"] == "ip_outside_allowlist":
+                on_topic.update(alert["evidence_event_ids"])
         assert on_topic == attacks
-        wait_for(
-            lambda: ns.scalar("SELECT count() FROM audit.alerts FINAL") >= len(attacks) * 0.5,
-            60,
-            "alerts stored",
+        stored_sql = (
+            "SELECT groupUniqArrayArray(evidence_event_ids) FROM audit.alerts"
+            " WHERE detector = 'ip_outside_allowlist'"
         )
-        wait_for(
-            lambda: set(ns.scalar("SELECT groupUniqArrayArray(evidence_event_ids) FROM audit.alerts")) == attacks,
-            60,
-            "every attack in audit.alerts evidence",
-        )
+        wait_for(lambda: set(ns.scalar(stored_sql)) == attacks, 60, "every attack in audit.alerts evidence")
         assert worker.alive()
     finally:
         worker.stop()
