@@ -210,18 +210,26 @@ def simulate(
     seed: Annotated[int | None, typer.Option(help="same seed, same events (and event ids)")] = None,
     accounts: Annotated[int, typer.Option()] = 6,
     providers: Annotated[int, typer.Option()] = 4,
-    attack_rate: Annotated[float, typer.Option(help="share of injected attack events")] = 0.01,
+    attack_rate: Annotated[float, typer.Option(help="attack instances per benign event")] = 0.01,
+    attacks: Annotated[str, typer.Option(help="'all', or comma-separated kinds (see pipeline/attacks.py)")] = "all",
     truth: Annotated[Path | None, typer.Option(help="write injected attacks (event_id, kind) as JSONL")] = None,
 ) -> None:
     """Produce realistic provider traffic with injected attacks to pw.actions."""
-    from pipeline.simulator import generate
+    from pipeline.simulator import ATTACKS, generate
 
     settings = _settings()
+    kinds = ATTACKS if attacks == "all" else tuple(k.strip() for k in attacks.split(",") if k.strip())
+    unknown = set(kinds) - set(ATTACKS)
+    if unknown:
+        err.print(f"[red]unknown attack kind(s): {', '.join(sorted(unknown))}; known: {', '.join(ATTACKS)}[/]")
+        raise typer.Exit(2)
     seed = seed if seed is not None else int(time.time())
     truth_file = truth.open("w") if truth else None
 
     def events() -> Any:
-        for event, attack in generate(count, seed=seed, accounts=accounts, providers=providers, attack_rate=attack_rate):
+        for event, attack in generate(
+            count, seed=seed, accounts=accounts, providers=providers, attack_rate=attack_rate, attack_kinds=kinds
+        ):
             if attack and truth_file:
                 truth_file.write(orjson.dumps({"event_id": event["event_id"], "attack": attack}).decode() + "\n")
             yield event
@@ -296,7 +304,7 @@ def demo(
         tail = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "alerts-tail", "--from-now"])
         time.sleep(2)
         seed = seed if seed is not None else int(time.time())
-        simulate(count=count, rate=rate, seed=seed, accounts=6, providers=4, attack_rate=0.01, truth=None)
+        simulate(count=count, rate=rate, seed=seed, accounts=6, providers=4, attack_rate=0.005, attacks="all", truth=None)
         _wait_until_stored(settings, count, timeout=120)
         tail.terminate()
         tail.wait(10)
@@ -449,7 +457,10 @@ def alerts_tail(
     from_now: Annotated[bool, typer.Option(help="only alerts raised from now on")] = False,
     severity: Annotated[str | None, typer.Option(help="minimum severity")] = None,
 ) -> None:
-    """Print alerts from pw.alerts as they arrive, coloured by severity."""
+    """Print alerts from pw.alerts as they arrive, coloured by severity.
+
+    An alert gathering evidence is shown when it opens and again at 2, 4, 8, ... events.
+    """
     from kafka import KafkaConsumer
 
     from pipeline.contract import SEVERITIES
@@ -464,11 +475,16 @@ def alerts_tail(
         enable_auto_commit=False,
         group_id=None,
     )
+    seen: set[str] = set()
     try:
         for record in consumer:
             alert = orjson.loads(record.value)
             if SEVERITIES.index(alert["severity"]) < floor:
                 continue
+            count = int(alert["count"])
+            if alert["alert_id"] in seen and count & (count - 1):
+                continue  # an update of an alert already shown: show it again at 2, 4, 8, ... events
+            seen.add(alert["alert_id"])
             style = SEVERITY_STYLE.get(alert["severity"], "")
             when = datetime.now(UTC).strftime("%H:%M:%S")
             console.print(
