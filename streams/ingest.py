@@ -23,6 +23,7 @@ keeping every chain head.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,11 +49,10 @@ def _now() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
-async def load_state(partition: int) -> LedgerState:
-    """Read one partition of the ledger, committed records only, into a `LedgerState`."""
-    started = time.monotonic()
-    state = LedgerState(settings.dedup_window_days)
-    tp = TopicPartition(settings.ledger_topic, partition)
+async def _read_partition(topic: str, partition: int, start: int | None, until: int | None) -> AsyncIterator[Any]:
+    """Committed records of one partition from `start` (None: the beginning) up to `until`
+    (None: the end as of now), read with a consumer of its own, outside any group."""
+    tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_broker,
         group_id=None,
@@ -63,18 +63,29 @@ async def load_state(partition: int) -> LedgerState:
     await consumer.start()
     try:
         consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        count = 0
+        if start is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, start)
+        end = until if until is not None else (await consumer.end_offsets([tp]))[tp]
         while await consumer.position(tp) < end:
             batch = await consumer.getmany(tp, timeout_ms=1000, max_records=20_000)
             for record in batch.get(tp, ()):
-                state.observe(orjson.loads(record.value))
-                count += 1
-            if time.monotonic() - started > 600:
-                raise RuntimeError(f"ledger partition {partition} did not load in 600 s")
+                if record.offset >= end:
+                    return
+                yield record
     finally:
         await consumer.stop()
+
+
+async def load_state(partition: int) -> LedgerState:
+    """Read one partition of the ledger, committed records only, into a `LedgerState`."""
+    started = time.monotonic()
+    state = LedgerState(settings.dedup_window_days)
+    count = 0
+    async for record in _read_partition(settings.ledger_topic, partition, None, None):
+        state.observe(orjson.loads(record.value))
+        count += 1
     log.info(
         "ingest.state_loaded", partition=partition, entries=count, accounts=len(state.heads),
         seconds=round(time.monotonic() - started, 3),
@@ -123,25 +134,10 @@ async def _catch_up(state: LedgerState, partition: int, until: int) -> None:
     current one's transaction.
     """
     start = state.next_offset
-    tp = TopicPartition(settings.actions_topic, partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_broker, group_id=None, enable_auto_commit=False,
-        isolation_level="read_committed", max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
     count = 0
-    try:
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        while await consumer.position(tp) < until:
-            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5_000)
-            for record in batch.get(tp, ()):
-                if record.offset >= until:
-                    break
-                await _ingest_one(state, record.key, record.value, partition, record.offset)
-                count += 1
-    finally:
-        await consumer.stop()
+    async for record in _read_partition(settings.actions_topic, partition, start, until):
+        await _ingest_one(state, record.key, record.value, partition, record.offset)
+        count += 1
     state.next_offset = until
     metrics.INGEST_CATCH_UP.inc(count)
     log.warning("ingest.catch_up", partition=partition, first=start, until=until, records=count)
