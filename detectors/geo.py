@@ -76,17 +76,21 @@ def _load() -> Any:
     return _reader
 
 
-@lru_cache(maxsize=65536)
-def lookup(ip: str) -> Place:
-    """Country and operator of `ip`; `NOWHERE` for private, reserved or unknown addresses."""
+def plain_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`ip` parsed, an IPv4-mapped IPv6 address as the IPv4 it maps; None if it is no address."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
-        return NOWHERE
+        return None
     mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
-    if not address.is_global:
+    return mapped if mapped is not None else address
+
+
+@lru_cache(maxsize=65536)
+def lookup(ip: str) -> Place:
+    """Country and operator of `ip`; `NOWHERE` for private, reserved or unknown addresses."""
+    address = plain_address(ip)
+    if address is None or not address.is_global:
         return NOWHERE
     found = _load().lookup(str(address))
     if getattr(found, "is_private", False):

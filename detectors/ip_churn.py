@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import responses
 from detectors.declared_networks import declared_network
+from detectors.geo import plain_address
 from detectors.windows import bucket, epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
@@ -49,13 +50,9 @@ IPV6_PREFIX = 48
 @lru_cache(maxsize=65536)
 def network(ip: str) -> str | None:
     """The /24 (IPv4) or /48 (IPv6) holding `ip`, as a CIDR string; None if `ip` is no address."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
+    address = plain_address(ip)
+    if address is None:
         return None
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
     prefix = IPV4_PREFIX if address.version == 4 else IPV6_PREFIX
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
