@@ -77,3 +77,16 @@ def fold(previous: Alert | None, finding: Finding, event: Event, seq: int | None
     if seq is not None:
         alert["last_seq"] = seq
     return alert
+
+
+#: An alert that gathered no evidence for this long (event time) is closed: it leaves the detect
+#: agent's state. Longer than any detector's window (the takeover rule folds payouts for 72 h).
+OPEN_DAYS = 7
+
+
+def closed_alerts(opened: dict[str, str], now: str, days: int = OPEN_DAYS) -> list[str]:
+    """Ids in `opened` (alert id -> last_seen) whose last evidence is older than `days` before `now`."""
+    from pipeline.event import format_ms, timestamp_ms
+
+    horizon = format_ms(timestamp_ms(now, "now") - days * 86_400_000)
+    return [alert for alert, last_seen in opened.items() if last_seen < horizon]

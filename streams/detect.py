@@ -2,8 +2,10 @@
 
 Input is the ledger, so every detector sees each account's events once and in `seq` order, and
 decides on event time; replaying the ledger reproduces every alert with the same `alert_id`.
-State lives in two account-keyed tables: `account_state` (authorization and each detector's own
-state, one write per event) and `open_alerts` (the latest version of each alert). Their
+State lives in two account-keyed tables: `account_state` (authorization, each detector's own
+state and the account's open alerts, one write per event) and `open_alerts` (the latest version
+of each open alert; an alert without new evidence for `OPEN_DAYS` of event time is closed and
+dropped, so the table stays bounded). Their
 changelogs are not part of the Kafka transaction, so after a crash they may be a little ahead
 of the ledger position; folding is idempotent for that reason (`fold` ignores a `seq` it has
 already seen).
@@ -17,7 +19,7 @@ import orjson
 
 from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
-from pipeline.alert import alert_id, fold
+from pipeline.alert import alert_id, closed_alerts, fold
 from pipeline.ledger import event_of
 from streams.app import app
 from streams.topics import account_state, alerts_topic, ledger_topic, open_alerts
@@ -42,6 +44,10 @@ async def detect(stream: Any) -> None:
             if alert is before:
                 continue  # a replayed event, already part of the alert
             open_alerts[key] = alert
+            state.setdefault("open", {})[key] = alert["last_seen"]
             await alerts_topic.send(key=msg.key, value=orjson.dumps(alert), partition=msg.partition)
+        for key in closed_alerts(state.get("open", {}), action["occurred_at"]):
+            del state["open"][key]
+            open_alerts.pop(key, None)  # same account, same partition: a tombstone in this changelog
         if state != previous:
             account_state[account] = state
