@@ -13,7 +13,7 @@ import ipaddress
 from functools import lru_cache
 
 from pipeline.event import Event
-from pipeline.grants import AccountGrants, covering
+from pipeline.grants import AccountGrants, covering, plain_address
 
 MIN_PREFIX = {4: 16, 6: 32}
 
@@ -29,23 +29,13 @@ def _network(cidr: str) -> _Network | None:
     return net if net.prefixlen >= MIN_PREFIX[net.version] else None
 
 
-@lru_cache(maxsize=65536)
-def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    mapped = getattr(address, "ipv4_mapped", None)
-    return mapped if mapped is not None else address
-
-
 def declared_network(event: Event, grants: AccountGrants) -> str | None:
     """The narrowest allowlisted CIDR, of a live grant covering the event's provider principal,
     that holds the event's source IP; None when there is none (or no IP)."""
     ip = event.get("source", {}).get("ip")
     if ip is None:
         return None
-    address = _address(ip)
+    address = plain_address(ip)
     if address is None:
         return None
     best: _Network | None = None

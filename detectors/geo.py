@@ -22,13 +22,14 @@ neighbours) are never "too far apart", whatever their centroids say.
 from __future__ import annotations
 
 import csv
-import ipaddress
 import math
 import os
 import threading
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, NamedTuple
+
+from pipeline.grants import plain_address
 
 #: geoip2fast's bundled data file with country and ASN, IPv4 and IPv6.
 DATA_FILE = "geoip2fast-asn-ipv6.dat.gz"
@@ -74,16 +75,6 @@ def _load() -> Any:
                 with resources.as_file(path) as data_file:
                     _reader = GeoIP2Fast(geoip2fast_data_file=str(data_file))
     return _reader
-
-
-def plain_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """`ip` parsed, an IPv4-mapped IPv6 address as the IPv4 it maps; None if it is no address."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    mapped = getattr(address, "ipv4_mapped", None)
-    return mapped if mapped is not None else address
 
 
 @lru_cache(maxsize=65536)

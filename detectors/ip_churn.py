@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import responses
 from detectors.declared_networks import declared_network
-from detectors.geo import plain_address
 from detectors.windows import bucket, epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
+from pipeline.grants import plain_address
 
 if TYPE_CHECKING:
     from detectors import Context

@@ -81,6 +81,17 @@ def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(ip)
 
 
+@lru_cache(maxsize=65536)
+def plain_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`ip` parsed, an IPv4-mapped IPv6 address as the IPv4 it maps; None if it is no address."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped if mapped is not None else address
+
+
 def allows_ip(grant: Grant, ip: str) -> bool:
     """The grant's `ip_allowlist` admits `ip` (no allowlist: anywhere)."""
     allowlist = grant.get("ip_allowlist")
