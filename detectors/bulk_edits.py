@@ -16,7 +16,8 @@ Burst windows enter the history like any other, so a lasting new workload stops 
 few windows (its first burst has raised the alert by then).
 
 State per account: per principal, the last-seen time of each SKU in the sliding window (insertion
-ordered, pruned from the front, at most `MAX_SKUS`: larger counts read as `MAX_SKUS`), the
+ordered, pruned from the front, at most `MAX_SKUS`: larger counts read as `MAX_SKUS`), the ids of
+its latest `RECENT` edits in the window (the alert's evidence besides the crossing event), the
 current window's peak and a short history of peaks; principals idle for `IDLE_DAYS` are
 forgotten, at most `MAX_PRINCIPALS` are kept.
 Deliberately ignored: sellers and Amazon (a seller bulk-editing its own catalogue is routine),
@@ -41,6 +42,9 @@ HISTORY = 6  # completed windows averaged for the baseline: recent ones (activit
 MIN_HISTORY = 3
 MAX_SKUS = 2000
 MAX_PRINCIPALS = 200
+#: The principal's latest edits in the window, named as the burst's evidence with the event
+#: that crossed the threshold (the crossing event may be an ordinary edit after a scripted run).
+RECENT = 20
 IDLE_DAYS = 30
 RESPONSE = (
     "Pause the principal's API access (SP-API authorization) and check the listings it touched;"
@@ -136,6 +140,8 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         "deletes": len(_touch(p["deletes"], sku if deleting else None, at, cutoff)),
     }
     p["peak"] = max(p["peak"], counts["edits"])
+    recent = [r for r in p.get("recent", []) if r[0] > cutoff][-(RECENT - 1) :]
+    p["recent"] = [*recent, [at, event["event_id"]]]
     kind = _burst(p, counts, deleting, event["occurred_at"], ctx)
     if kind is None:
         return []
@@ -157,5 +163,6 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
                 f" {started}."
             ),
             response=RESPONSE,
+            related=tuple(r[1] for r in recent),
         )
     ]

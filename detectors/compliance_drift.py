@@ -14,6 +14,8 @@ arrived in time (a late filing itself is such an event, and is reported as misse
 only judged when the policy named the obligation before its deadline AND the detector had seen
 the account since the period began (so it knows every filing of the period): no alerts for
 periods before the policy existed or before the account's history starts here.
+An alert names as evidence the `policy.update` that set the obligation, then the event that
+noticed the absence.
 
 `failed_writes_spike`: provider writes (`listing.*`, `inventory.*`, `ads.*`) with outcome
 `failure` or `denied` on the account reach `failed_writes_min` within a sliding
@@ -109,7 +111,9 @@ def _tax(event: Event, now: int, state: dict[str, Any], ctx: Context) -> list[Fi
         del plans[gone]
     findings = []
     for name, obligation in obligations.items():
-        plan = plans.setdefault(name, {"since": now})
+        plan = plans.get(name)
+        if plan is None:  # the obligation is new: remember the policy event that set it
+            plan = plans[name] = {"since": now, "by": event["event_id"]}
         findings.extend(_judge(event, now, obligation, plan, state, ctx))
     return findings
 
@@ -141,19 +145,22 @@ def _judge(
         filings = state["tax"]["filings"].get(obligation["marketplace"], [])
         if any(start <= t < deadline for t in filings):
             continue
-        findings.append(_missed(event, obligation, start, deadline, filings, ctx))
+        findings.append(_missed(event, obligation, plan, start, deadline, filings, ctx))
     return findings
 
 
 def _missed(
     event: Event,
     obligation: dict[str, Any],
+    plan: dict[str, Any],
     start: int,
     deadline: int,
     filings: list[int],
     ctx: Context,
 ) -> Finding:
     site = obligation["marketplace"]
+    policy = plan.get("by")
+    source = f" set by event {policy}" if policy else ""
     period = format_ms(start)[:7]
     earlier = [t for t in filings if t < start]
     last = (
@@ -178,10 +185,11 @@ def _missed(
         title=f"Tax filing for {site} ({obligation['cadence']}, period {period}) missed its due date",
         summary=(
             f"Account {event['account_id']} has no tax.filing for {site} between {format_ms(start)}"
-            f" and the deadline {format_ms(deadline)} (policy: {obligation['cadence']}, due day"
-            f" {obligation['due_day']}, grace {ctx.config.tax_grace_days} days); {last}. {noticed}"
+            f" and the deadline {format_ms(deadline)} (policy{source}: {obligation['cadence']}, due"
+            f" day {obligation['due_day']}, grace {ctx.config.tax_grace_days} days); {last}. {noticed}"
         ),
         response=TAX_RESPONSE,
+        related=(policy,) if policy else (),
     )
 
 

@@ -27,6 +27,9 @@ class Finding:
     title: str
     summary: str
     response: tuple[str, ...]
+    #: Earlier events the finding rests on (the policy that set an obligation whose absence it
+    #: reports), named as evidence before the event that triggered it.
+    related: tuple[str, ...] = ()
 
 
 def alert_id(detector: str, key: str, window: str) -> str:
@@ -52,7 +55,7 @@ def fold(previous: Alert | None, finding: Finding, event: Event, seq: int | None
             "principal_id": actor["principal_id"],
             "title": finding.title,
             "summary": finding.summary,
-            "evidence_event_ids": [event["event_id"]],
+            "evidence_event_ids": _with_evidence([], finding, event)[:MAX_EVIDENCE],
             "first_seen": seen,
             "last_seen": seen,
             "count": 1,
@@ -66,10 +69,7 @@ def fold(previous: Alert | None, finding: Finding, event: Event, seq: int | None
     if event["event_id"] in previous["evidence_event_ids"]:
         return previous
     alert = dict(previous)
-    evidence = list(alert["evidence_event_ids"])
-    if len(evidence) < MAX_EVIDENCE:
-        evidence.append(event["event_id"])
-    alert["evidence_event_ids"] = evidence
+    alert["evidence_event_ids"] = _with_evidence(list(alert["evidence_event_ids"]), finding, event)[:MAX_EVIDENCE]
     alert["count"] = int(alert["count"]) + 1
     alert["first_seen"] = min(alert["first_seen"], seen)
     alert["last_seen"] = max(alert["last_seen"], seen)
@@ -77,6 +77,14 @@ def fold(previous: Alert | None, finding: Finding, event: Event, seq: int | None
     if seq is not None:
         alert["last_seq"] = seq
     return alert
+
+
+def _with_evidence(evidence: list[str], finding: Finding, event: Event) -> list[str]:
+    """`evidence` plus the finding's related events and the triggering event, each named once."""
+    for event_id in (*finding.related, event["event_id"]):
+        if event_id not in evidence:
+            evidence.append(event_id)
+    return evidence
 
 
 #: An alert that gathered no evidence for this long (event time) is closed: it leaves the detect

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pipeline.event import Event, format_ms
@@ -39,12 +40,37 @@ class Scene:
     next_id: Callable[[], str]
     #: a seller's `permission.grant` re-issuing this provider's grant at a time, with changes
     regrant: Callable[[str, int, dict[str, Any]], Event]
+    #: ids for the benign events of a scene (the history an attack needs), labelled benign
+    benign_id: Callable[[], str]
+    #: a `permission.grant` of this provider on another account (id, time, account)
+    grant_on: Callable[[str, int, Account], Event]
 
-    def event(self, at: int, action: str, actor: dict[str, str] | None = None, **fields: Any) -> Event:
+    def detached(self, tag: str) -> Account:
+        """A fresh account like the scene's, for attacks that need more history than the stream.
+
+        Its events lie before the scene's clock (an account the stream has not met yet), so the
+        stream stays in event-time order per account and its benign world is untouched.
+        """
+        from dataclasses import replace
+
+        return replace(self.account, account_id=f"{self.account.account_id}-{tag}", prices=dict(self.account.prices))
+
+    def event(
+        self,
+        at: int,
+        action: str,
+        actor: dict[str, str] | None = None,
+        *,
+        on: Account | None = None,
+        event_id: str | None = None,
+        **fields: Any,
+    ) -> Event:
+        """An event of the scene (on its account unless `on` names another), an attack event
+        unless `event_id` is given (e.g. `benign_id()`)."""
         doc: Event = {
-            "event_id": self.next_id(),
+            "event_id": event_id or self.next_id(),
             "occurred_at": format_ms(at),
-            "account_id": self.account.account_id,
+            "account_id": (on or self.account).account_id,
             "actor": actor or self.provider_actor(),
             "action": action,
         }
@@ -204,6 +230,58 @@ def off_hours_activity(s: Scene) -> list[Event]:
     ]
 
 
+def api_rate_sustained(s: Scene) -> list[Event]:
+    """A provider with a day of modest use (3 hours of 20 requests) sends 130 in the scene's hour.
+
+    The rule learns a provider's usual busy hour over at least a day, longer than evaluate's
+    stream, so the scene brings its own history on a detached account; its 12 requests per
+    minute stay under the per-minute limit, and campaign edits touch no listing SKUs.
+    """
+    account = s.detached(f"R{s.clock % 100_000}")
+    events = [s.grant_on(s.benign_id(), s.clock - 26 * 3_600_000, account)]
+    for hours_before in (25, 13, 2):
+        at = s.clock - hours_before * 3_600_000
+        events += [_campaign_edit(s, account, at + i * 30_000, s.benign_id()) for i in range(20)]
+    hour = s.clock - s.clock % 3_600_000
+    return events + [_campaign_edit(s, account, hour + i * 5_000, s.next_id()) for i in range(130)]
+
+
+def _campaign_edit(s: Scene, account: Account, at: int, event_id: str) -> Event:
+    budget = s.rng.randint(10, 200)
+    return s.event(
+        at, "ads.campaign_update", on=account, event_id=event_id, marketplace=s.site(), source=s.office_ip(),
+        resource={"type": "campaign", "id": f"cmp-{s.rng.randint(1, 40)}"},
+        changes=[{"field": "daily_budget", "old": f"{budget}.00", "new": f"{budget + 5}.00"}],
+    )
+
+
+def tax_filing_missed(s: Scene) -> list[Event]:
+    """An account whose policy expects a monthly filing by the 1st, and none arrives.
+
+    An absence is only seen once its deadline passes: the scene's account (detached, its history
+    before the scene's clock) gets the obligation the day before a month starts, works through
+    the due day without filing, and its next event after the deadline reveals the miss. The
+    ground truth is the `policy.update` that set the obligation; the alert names it as evidence.
+    """
+    account = s.detached(f"T{s.clock % 100_000}")
+    month = datetime.fromtimestamp(s.clock / 1000, UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if s.clock - month.timestamp() * 1000 < 26 * 3_600_000:  # too early in this month: use the last one
+        month = (month - timedelta(days=1)).replace(day=1)
+    begins = int(month.timestamp() * 1000)
+    site = s.site()
+    owner = {"type": "seller", "principal_id": f"{account.account_id}-owner"}
+    policy = s.event(
+        begins - 14 * 3_600_000, "policy.update", actor=owner, on=account,
+        policy={"tax_filings": [{"marketplace": site, "cadence": "monthly", "due_day": 1}]},
+    )
+    work = [
+        s.event(at, "listing.update", on=account, event_id=s.benign_id(), marketplace=site, resource=s.sku(),
+                source=s.office_ip())
+        for at in (begins + 9 * 3_600_000, s.clock)
+    ]
+    return [s.grant_on(s.benign_id(), begins - 15 * 3_600_000, account), policy, *work]
+
+
 RECIPES: dict[str, Callable[[Scene], list[Event]]] = {
     "ip_outside_allowlist": ip_outside_allowlist,
     "listing_out_of_scope": listing_out_of_scope,
@@ -222,4 +300,6 @@ RECIPES: dict[str, Callable[[Scene], list[Event]]] = {
     "ip_churn": ip_churn,
     "new_country_or_asn": new_country_or_asn,
     "off_hours_activity": off_hours_activity,
+    "api_rate_sustained": api_rate_sustained,
+    "tax_filing_missed": tax_filing_missed,
 }

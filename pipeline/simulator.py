@@ -148,6 +148,11 @@ def generate(
         n += 1
         return f"sim-{seed}-{n:09d}" + (f"-atk{instance}" if attacking else "")
 
+    def benign_id() -> str:
+        nonlocal n
+        n += 1
+        return f"sim-{seed}-{n:09d}"
+
     attacking = False
     for account in world:
         for provider in account.providers:
@@ -172,14 +177,14 @@ def generate(
             attacking = True
             scene = Scene(
                 rng, account, provider, principal, rng.choice(strangers), clock, next_id,
-                partial(_regrant, account, provider),
+                partial(_regrant, account, provider), benign_id, partial(_grant_on, provider),
             )
             events = RECIPES[kind](scene)
             attacking = False
             for event in events[: count - yielded]:
                 clock = max(clock, _ms(event["occurred_at"]))
                 yielded += 1
-                yield event, kind
+                yield event, (kind if event["event_id"].endswith(f"-atk{instance}") else None)
             continue
         minute = (account.account_id, provider.provider_id, clock // 60_000)
         if per_minute.get(minute, 0) >= BENIGN_MAX_PER_MINUTE:
@@ -189,6 +194,10 @@ def generate(
         per_minute[minute] = per_minute.get(minute, 0) + 1
         yielded += 1
         yield _provider_action(rng, next_id(), clock, account, provider, principal, None), None
+
+
+def _grant_on(provider: Provider, event_id: str, at: int, account: Account) -> Event:
+    return _grant_event(event_id, at, account, provider)
 
 
 def _regrant(account: Account, provider: Provider, event_id: str, at: int, extra: dict[str, Any]) -> Event:
