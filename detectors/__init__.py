@@ -14,19 +14,37 @@ account in `seq` order and deciding on event time only:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, cast
 
 from detectors.config import DetectionConfig
 from pipeline.alert import Finding
 from pipeline.event import Event
+from pipeline.grants import covering
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
+    """What the detectors share for one event; built per event, so its memo is per event."""
+
     auth: dict[str, Any]
     config: DetectionConfig
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    def covering(self, event: Event) -> list[dict[str, Any]]:
+        """`pipeline.grants.covering` for this event, computed once for all detectors."""
+        if "covering" not in self.memo:
+            self.memo["covering"] = covering(self.auth["grants"], event)
+        return cast(list[dict[str, Any]], self.memo["covering"])
+
+    def declared_network(self, event: Event) -> str | None:
+        """`detectors.declared_networks.declared_network` for this event, computed once."""
+        if "declared" not in self.memo:
+            from detectors.declared_networks import declared_network
+
+            self.memo["declared"] = declared_network(event, self.auth["grants"], self)
+        return cast(str | None, self.memo["declared"])
 
 
 DetectFn = Callable[[Event, dict[str, Any], Context], list[Finding]]

@@ -25,7 +25,7 @@ from pipeline.alert import Finding
 from pipeline.authorization import approval_problem, live_approval
 from pipeline.contract import action_matches
 from pipeline.event import Event
-from pipeline.grants import Grant, covering
+from pipeline.grants import Grant
 
 if TYPE_CHECKING:
     from detectors import Context
@@ -42,7 +42,7 @@ def decide(event: Event, auth: dict[str, Any], ctx: Context) -> Finding | None:
     if actor["type"] != "provider":
         return None
     action = event["action"]
-    live = covering(auth["grants"], event)
+    live = ctx.covering(event)
     requiring = [g for g in live if requires_approval(g, action)]
     if not requiring:
         return None

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from pipeline.event import Event
 from pipeline.grants import AccountGrants, covering, plain_address
+
+if TYPE_CHECKING:
+    from detectors import Context
 
 MIN_PREFIX = {4: 16, 6: 32}
 
@@ -29,7 +33,7 @@ def _network(cidr: str) -> _Network | None:
     return net if net.prefixlen >= MIN_PREFIX[net.version] else None
 
 
-def declared_network(event: Event, grants: AccountGrants) -> str | None:
+def declared_network(event: Event, grants: AccountGrants, ctx: Context | None = None) -> str | None:
     """The narrowest allowlisted CIDR, of a live grant covering the event's provider principal,
     that holds the event's source IP; None when there is none (or no IP)."""
     ip = event.get("source", {}).get("ip")
@@ -39,7 +43,7 @@ def declared_network(event: Event, grants: AccountGrants) -> str | None:
     if address is None:
         return None
     best: _Network | None = None
-    for grant in covering(grants, event):
+    for grant in ctx.covering(event) if ctx is not None else covering(grants, event):
         for cidr in grant.get("ip_allowlist") or ():
             net = _network(cidr)
             if (

@@ -23,7 +23,7 @@ from detectors.windows import bucket
 from pipeline.alert import Finding
 from pipeline.authorization import approval_problem
 from pipeline.event import Event
-from pipeline.grants import allows_scope, covering
+from pipeline.grants import allows_scope
 
 if TYPE_CHECKING:
     from detectors import Context
@@ -37,7 +37,7 @@ def decide(event: Event, ctx: Context) -> Finding | None:
     actor = event["actor"]
     if actor["type"] != "provider" or not action.startswith("funds."):
         return None
-    live = covering(ctx.auth["grants"], event)
+    live = ctx.covering(event)
     scoped = [g for g in live if allows_scope(g, action)]
     reasons = []
     if not live:

@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import geo, responses
-from detectors.declared_networks import declared_network
 from detectors.windows import bucket, epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
@@ -88,7 +87,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     seen["last"] = max(seen["last"], now)
     if not baselined or not (new_country or new_operator):
         return []
-    if declared_network(event, ctx.auth["grants"]) is not None:
+    if ctx.declared_network(event) is not None:
         return []  # the seller allowlisted this network for the principal
     return [_finding(event, ctx, ip, place, new_country, known_countries)]
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import geo, responses
-from detectors.declared_networks import declared_network
 from detectors.windows import bucket, epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
@@ -64,7 +63,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     principals: dict[str, dict[str, Any]] = state.setdefault("principals", {})
     _sweep(state, principals, now, horizon_ms)
     last = principals.get(actor["principal_id"])
-    declared = declared_network(event, ctx.auth["grants"]) is not None
+    declared = ctx.declared_network(event) is not None
     here: dict[str, Any] = {"country": country, "at": now, "declared": declared}
     if last is not None and last["at"] > now:  # a late event: keep the newest position
         here = {

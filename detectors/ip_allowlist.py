@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.alert import Finding
 from pipeline.event import Event
-from pipeline.grants import AccountGrants, allows_ip, covering
+from pipeline.grants import AccountGrants, Grant, allows_ip, covering
 
 if TYPE_CHECKING:
     from detectors import Context
@@ -27,11 +27,12 @@ RESPONSE = (
 )
 
 
-def decide(event: Event, grants: AccountGrants) -> Finding | None:
+def decide(event: Event, grants: AccountGrants, live: list[Grant] | None = None) -> Finding | None:
+    """`live`: the grants covering the event's principal, when the caller has them already."""
     ip = event.get("source", {}).get("ip")
     if ip is None:
         return None
-    live = covering(grants, event)
+    live = covering(grants, event) if live is None else live
     if not live or any(allows_ip(g, ip) for g in live):
         return None
     actor = event["actor"]
@@ -52,5 +53,5 @@ def decide(event: Event, grants: AccountGrants) -> Finding | None:
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
-    finding = decide(event, ctx.auth["grants"])
+    finding = decide(event, ctx.auth["grants"], ctx.covering(event))
     return [finding] if finding is not None else []

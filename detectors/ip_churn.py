@@ -24,7 +24,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from detectors import responses
-from detectors.declared_networks import declared_network
 from detectors.windows import bucket, epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
@@ -62,7 +61,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     ip = event.get("source", {}).get("ip")
     if actor["type"] != "provider" or ip is None:
         return []
-    net = declared_network(event, ctx.auth["grants"]) or network(ip)
+    net = ctx.declared_network(event) or network(ip)
     if net is None:
         return []
     now = epoch_ms(event["occurred_at"])

@@ -23,7 +23,7 @@ from detectors import responses
 from detectors.windows import bucket
 from pipeline.alert import Finding
 from pipeline.event import Event
-from pipeline.grants import AccountGrants, Grant, allows_scope, covering
+from pipeline.grants import AccountGrants, Grant, allows_scope
 
 if TYPE_CHECKING:
     from detectors import Context
@@ -84,7 +84,7 @@ def decide(event: Event, grants: AccountGrants, ctx: Context) -> Finding | None:
     actor = event["actor"]
     if actor["type"] != "provider" or not event["action"].startswith(PREFIXES):
         return None
-    live = covering(grants, event)
+    live = ctx.covering(event)
     if any(allows(g, event) for g in live):
         return None
     reason = why_out_of_scope(live, event) if live else why_not_covered(grants, event)

@@ -23,7 +23,7 @@ from detectors import responses
 from detectors.windows import bucket, local_time
 from pipeline.alert import Finding
 from pipeline.event import Event
-from pipeline.grants import AccountGrants, Grant, covering
+from pipeline.grants import AccountGrants, Grant
 
 if TYPE_CHECKING:
     from detectors import Context
@@ -59,7 +59,7 @@ def within_hours(grant: Grant, ts: str) -> bool:
 
 def decide(event: Event, grants: AccountGrants, ctx: Context) -> Finding | None:
     actor = event["actor"]
-    live = covering(grants, event)
+    live = ctx.covering(event)
     ts = event["occurred_at"]
     if not live or any(within_hours(g, ts) for g in live):
         return None

@@ -26,7 +26,6 @@ from detectors.windows import bucket
 from pipeline.alert import Finding
 from pipeline.authorization import live_approval
 from pipeline.event import Event
-from pipeline.grants import covering
 
 if TYPE_CHECKING:
     from detectors import Context
@@ -68,7 +67,7 @@ def decide(event: Event, auth: dict[str, Any], ctx: Context) -> Finding | None:
         return None
     old, new, pct = move
     default = ctx.config.max_price_change_pct
-    live = covering(auth["grants"], event)
+    live = ctx.covering(event)
     limits = [g.get("max_price_change_pct", default) for g in live] or [default]
     limit = max(Decimal(str(x)) for x in limits)
     if pct <= limit or live_approval(auth, event) is not None:

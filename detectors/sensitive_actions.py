@@ -25,7 +25,7 @@ from detectors.listing_scope import why_not_covered
 from detectors.windows import bucket
 from pipeline.alert import Finding
 from pipeline.event import Event
-from pipeline.grants import AccountGrants, covering
+from pipeline.grants import AccountGrants
 
 if TYPE_CHECKING:
     from detectors import Context
@@ -74,7 +74,7 @@ def without_grant(event: Event, grants: AccountGrants, ctx: Context) -> Finding 
         actor["type"] != "provider"
         or action in SENSITIVE_ACTIONS
         or action.startswith((*LISTING_PREFIXES, "funds."))
-        or covering(grants, event)
+        or ctx.covering(event)
     ):
         return None
     provider, principal = actor["provider_id"], actor["principal_id"]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from pipeline.event import format_ms, timestamp_ms
 
 
+@lru_cache(maxsize=8192)
 def epoch_ms(ts: str) -> int:
-    """Milliseconds since the epoch of a normalized `...Z` timestamp."""
+    """Milliseconds since the epoch of a normalized `...Z` timestamp (cached: every detector
+    asks for the same event's time)."""
     return timestamp_ms(ts, "occurred_at")
 
 

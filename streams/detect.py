@@ -2,8 +2,10 @@
 
 Input is the ledger, so every detector sees each account's events once and in `seq` order, and
 decides on event time; replaying the ledger reproduces every alert with the same `alert_id`.
+Entries are handled in batches (`take_events`; acked once the batch is done).
 State lives in two account-keyed tables: `account_state` (authorization, each detector's own
-state and the account's open alerts, one write per event) and `open_alerts` (the latest version
+state and the account's open alerts, changed in place and written once per account and batch)
+and `open_alerts` (the latest version
 of each open alert; an alert without new evidence for `OPEN_DAYS` of event time is closed and
 dropped, so the table stays bounded). Their
 changelogs are not part of the Kafka transaction, so after a crash they may be a little ahead
@@ -27,27 +29,44 @@ from streams.topics import account_state, alerts_topic, ledger_topic, open_alert
 CONFIG = DetectionConfig.from_env()
 
 
+#: Ledger entries handled per batch: account states are written to their table once per batch,
+#: not once per event (a state holds every detector's windows, so each write is large).
+BATCH_EVENTS = 1000
+BATCH_SECONDS = 0.05
+
+
 @app.agent(ledger_topic)
 async def detect(stream: Any) -> None:
-    async for event in stream.events():
-        msg = event.message
-        entry = orjson.loads(msg.value)
-        action = event_of(entry)
-        account = action["account_id"]
-        previous = account_state.get(account)
-        # A private copy: the table's value must change only through the table.
-        state = orjson.loads(orjson.dumps(previous)) if previous else new_state()
-        for finding in observe(state, action, CONFIG):
-            key = alert_id(finding.detector, finding.key, finding.window)
-            before = open_alerts.get(key)
-            alert = fold(before, finding, action, entry["seq"])
-            if alert is before:
-                continue  # a replayed event, already part of the alert
-            open_alerts[key] = alert
-            state.setdefault("open", {})[key] = alert["last_seen"]
-            await alerts_topic.send(key=msg.key, value=orjson.dumps(alert), partition=msg.partition)
-        for key in closed_alerts(state.get("open", {}), action["occurred_at"]):
-            del state["open"][key]
-            open_alerts.pop(key, None)  # same account, same partition: a tombstone in this changelog
-        if state != previous:
+    async for events in stream.take_events(BATCH_EVENTS, within=BATCH_SECONDS):
+        # account -> (its working state, the batch's last event of the account)
+        touched: dict[str, tuple[dict[str, Any], Any]] = {}
+        for event in events:
+            msg = event.message
+            entry = orjson.loads(msg.value)
+            action = event_of(entry)
+            account = action["account_id"]
+            if account in touched:
+                state = touched[account][0]
+            else:
+                # Changed in place and written back below: the table sees one write per batch.
+                state = account_state.get(account) or new_state()
+            touched[account] = (state, event)
+            for finding in observe(state, action, CONFIG):
+                key = alert_id(finding.detector, finding.key, finding.window)
+                before = open_alerts.get(key)
+                alert = fold(before, finding, action, entry["seq"])
+                if alert is before:
+                    continue  # a replayed event, already part of the alert
+                stream._set_current_event(event)  # the changelog partition is the event's
+                open_alerts[key] = alert
+                state.setdefault("open", {})[key] = alert["last_seen"]
+                await alerts_topic.send(key=msg.key, value=orjson.dumps(alert), partition=msg.partition)
+            closed = closed_alerts(state.get("open", {}), action["occurred_at"])
+            if closed:
+                stream._set_current_event(event)
+            for key in closed:
+                del state["open"][key]
+                open_alerts.pop(key, None)  # same account, same partition: a tombstone in this changelog
+        for account, (state, event) in touched.items():
+            stream._set_current_event(event)
             account_state[account] = state
