@@ -92,7 +92,9 @@ def worker(
     ensure_topics(settings)
     from streams.worker import app
 
-    sys.argv = [sys.argv[0], "--loop", "uvloop", "worker", "-l", loglevel or settings.log_level]
+    level = loglevel or settings.log_level
+    level = {"warning": "warn", "critical": "crit"}.get(level, level)  # Faust's own spelling
+    sys.argv = [sys.argv[0], "--loop", "uvloop", "worker", "-l", level]
     app.main()
 
 

@@ -59,6 +59,8 @@ class Settings:
         return settings
 
     def check(self) -> None:
+        if self.log_level not in ("debug", "info", "warning", "error"):
+            raise ValueError("PW_LOG_LEVEL must be debug, info, warning or error")
         if self.processing_guarantee not in ("exactly_once", "at_least_once"):
             raise ValueError("PW_PROCESSING_GUARANTEE must be exactly_once or at_least_once")
         if self.retention_days < 1 or self.dedup_window_days < 1 or self.topic_partitions < 1:
