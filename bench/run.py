@@ -1,0 +1,350 @@
+"""`make bench`: the pipeline's throughput, latency, scaling and warehouse figures on the local Kafka.
+
+Five measurements, each in a namespace of its own on the real broker (pipeline.local_worker):
+
+1. ceiling: a bare aiokafka consumer (read_committed, no work) reads N pre-produced events;
+2. pipeline: one worker (ingest, sequencing, every detector, alerts, warehouse sink) over the
+   same N events, already waiting on its actions topic: sustained events/s until the ledger and
+   until the warehouse hold them all, the ratio to the ceiling, the worker's CPU and peak RSS
+   (and RSS at each quarter of the run: flat once windows are full, or growing);
+3. latency: a fresh worker fed at a fixed rate (half the measured maximum), event-to-alert
+   latency from the Kafka timestamp of the triggering event's ingest record to the alert record;
+4. scaling: two worker processes on the same N events (PW_TOPIC_PARTITIONS partitions);
+5. warehouse: insert rows/s (the loader's own insert time) and the active part count after (2).
+
+Figures go to bench/results/<date>.json and .md (the README links the latest); nothing is
+asserted (shared machines are noisy). Default N is 1,000,000; `--count` for shorter runs.
+
+    python -m bench.run [--count N] [--skip-scaling] [--latency-seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from pipeline.config import REPO_ROOT
+from pipeline.kafka_io import action_key, ensure_topics, producer
+from pipeline.local_worker import Namespace, Worker, free_port
+from pipeline.simulator import ATTACKS, generate
+
+RESULTS = REPO_ROOT / "bench" / "results"
+#: More accounts than the demo's six, so the account-keyed partitions share the load.
+ACCOUNTS, PROVIDERS = 48, 12
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+#: Worker settings for every namespace of the run (`--env PW_COMMIT_INTERVAL=0.1`).
+WORKER_ENV: dict[str, str] = {"PW_LOG_LEVEL": "warning"}
+
+
+def stream(count: int, seed: int = 99) -> list[tuple[bytes, bytes]]:
+    """The realistic mix as (key, value) messages: benign traffic with every attack kind."""
+    return [
+        (action_key(event), orjson.dumps(event))
+        for event, _ in generate(
+            count, seed=seed, accounts=ACCOUNTS, providers=PROVIDERS, attack_rate=0.001, attack_kinds=ATTACKS
+        )
+    ]
+
+
+def produce(ns: Namespace, messages: list[tuple[bytes, bytes]]) -> float:
+    """Produce every message to the namespace's actions topic; return the seconds it took."""
+    ensure_topics(ns.settings)
+    prod = producer(ns.settings, linger_ms=20)
+    started = time.monotonic()
+    topic = ns.settings.actions_topic
+    for key, value in messages:
+        prod.send(topic, key=key, value=value)
+    prod.flush()
+    prod.close()
+    return time.monotonic() - started
+
+
+async def _drain(broker: str, topic: str, partitions: int, count: int) -> float:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker, group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+        max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        seen, started = 0, time.monotonic()
+        while seen < count:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=50_000)).values():
+                seen += len(records)
+        return time.monotonic() - started
+    finally:
+        await consumer.stop()
+
+
+def ceiling(ns: Namespace, count: int) -> dict[str, Any]:
+    settings = ns.settings
+    seconds = asyncio.run(_drain(settings.kafka_broker, settings.actions_topic, settings.topic_partitions, count))
+    return {"events": count, "seconds": round(seconds, 3), "events_per_second": round(count / seconds)}
+
+
+def metric(port: int, name: str) -> float:
+    """Sum of a metric's samples on a worker's /metrics (0 when absent)."""
+    total = 0.0
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name) and line[len(name)] in " {":
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mib(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def broker_pid() -> int | None:
+    path = REPO_ROOT / ".cache" / "kafka" / "broker.pid"
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def run_pipeline(root: Path, messages: list[tuple[bytes, bytes]], workers: int) -> dict[str, Any]:
+    """`workers` worker processes over the messages, pre-produced before they start."""
+    count = len(messages)
+    ns = Namespace(root, extra_env=dict(WORKER_ENV))
+    produced = produce(ns, messages)
+    procs = [Worker(ns)] + [
+        Worker(Namespace(root, name=ns.name, port=free_port(), extra_env={**WORKER_ENV, "PW_DATA_DIR": str(root / f"{ns.name}-w{i}")}))
+        for i in range(1, workers)
+    ]
+    broker = broker_pid()
+    broker_cpu0 = cpu_seconds(broker) if broker else 0.0
+    for w in procs:
+        w.start()
+    pids = [w.proc.pid for w in procs if w.proc is not None]
+    ports = [w.ns.port for w in procs]
+    cpu0 = sum(cpu_seconds(p) for p in pids)
+    started = time.monotonic()
+    quarters: list[float] = []
+    sequenced = stored = None
+    try:
+        while time.monotonic() - started < 3600 and stored is None:
+            accepted = sum(metric(p, "pw_events_accepted_total") for p in ports)
+            while len(quarters) < 4 and accepted >= count * (len(quarters) + 1) / 4:
+                quarters.append(round(sum(rss_mib(p) for p in pids), 1))
+            if sequenced is None and accepted >= count:
+                sequenced = time.monotonic() - started
+            if sequenced is not None:
+                rows = sum(int(w.ns.scalar("SELECT count() FROM audit.events")) for w in procs)
+                if rows >= count:
+                    stored = time.monotonic() - started
+            time.sleep(0.25)
+        if sequenced is None or stored is None:
+            raise SystemExit(f"the pipeline did not finish within an hour: {procs[0].log_tail()}")
+        cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+        peak = sum(rss_mib(p, "VmHWM") for p in pids)
+        insert_rows = sum(metric(p, "pw_warehouse_rows_total") for p in ports)
+        insert_seconds = sum(metric(p, "pw_warehouse_insert_seconds_sum") for p in ports)
+        parts = sum(
+            int(w.ns.scalar("SELECT count() FROM system.parts WHERE database = 'audit' AND table = 'events' AND active"))
+            for w in procs
+        )
+        alerts = sum(metric(p, "pw_alerts_total") for p in ports)
+    finally:
+        for w in procs:
+            w.stop()
+    result: dict[str, Any] = {
+        "workers": workers,
+        "events": count,
+        "produce_seconds": round(produced, 3),
+        "sequenced_seconds": round(sequenced, 3),
+        "stored_seconds": round(stored, 3),
+        "ingest_events_per_second": round(count / sequenced),
+        "end_to_end_events_per_second": round(count / stored),
+        "alert_records": int(alerts),
+        "worker_cpu_seconds": round(cpu, 1),
+        "worker_cpu_cores_busy": round(cpu / stored, 2),
+        "broker_cpu_seconds": round(cpu_seconds(broker) - broker_cpu0, 1) if broker else None,
+        "worker_peak_rss_mib": round(peak, 1),
+        "worker_rss_mib_at_quarters": quarters,
+        "warehouse": {
+            "rows": int(insert_rows),
+            "insert_seconds": round(insert_seconds, 3) if insert_seconds else None,
+            "insert_rows_per_second": round(insert_rows / insert_seconds) if insert_seconds else None,
+            "active_parts_events": parts,
+        },
+    }
+    return result
+
+
+def latency(root: Path, rate: float, seconds: float) -> dict[str, Any]:
+    """Feed a fresh worker at `rate` events/s for `seconds`; event-to-alert latency per alert record.
+
+    Two clocks, both on this machine: the alert record's own Kafka timestamp (when the worker
+    produced it), and when a read_committed consumer tailing the alerts topic received it (the
+    alert is visible only once its transaction commits, every PW_COMMIT_INTERVAL).
+    """
+    ns = Namespace(root, extra_env=dict(WORKER_ENV))
+    ensure_topics(ns.settings)
+    total = int(rate * seconds)
+    messages = stream(total, seed=5)
+    worker = Worker(ns).start()
+    received: list[tuple[str, float]] = []
+    stop = threading.Event()
+    tail = threading.Thread(target=_tail, args=(ns, received, stop), daemon=True)
+    tail.start()
+    try:
+        prod = producer(ns.settings, linger_ms=1)
+        topic = ns.settings.actions_topic
+        started = time.monotonic()
+        for i, (key, value) in enumerate(messages):
+            pause = started + i / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            prod.send(topic, key=key, value=value)
+        prod.flush()
+        prod.close()
+        time.sleep(5)  # let the last alerts out (commit interval)
+        stop.set()
+        tail.join(30)
+        sources = {orjson.loads(r.value)["event_id"]: r.timestamp for r in ns.read_topic(topic, expect=total, timeout=120)}
+        alerts = ns.read_topic(ns.settings.alerts_topic, expect=len(received), timeout=30)
+    finally:
+        worker.stop()
+    produced = sorted(
+        r.timestamp - sources[t] for r in alerts if (t := orjson.loads(r.value)["evidence_event_ids"][-1]) in sources
+    )
+    visible = sorted(at - sources[t] for t, at in received if t in sources)
+    return {
+        "rate_events_per_second": round(rate),
+        "seconds": seconds,
+        "events": total,
+        "alert_records": len(produced),
+        "latency_ms_alert_produced": _quantiles(produced),
+        "latency_ms_alert_visible": _quantiles(visible),
+    }
+
+
+def _tail(ns: Namespace, received: list[tuple[str, float]], stop: threading.Event) -> None:
+    """Note when each alert record becomes visible to a read_committed consumer."""
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KafkaTopicPartition
+
+    topic = ns.settings.alerts_topic
+    consumer = KafkaConsumer(
+        bootstrap_servers=ns.settings.kafka_broker, isolation_level="read_committed", enable_auto_commit=False,
+        group_id=None,
+    )
+    parts = [KafkaTopicPartition(topic, p) for p in range(ns.settings.topic_partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    try:
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=50).values():
+                now = time.time() * 1000
+                received.extend((orjson.loads(r.value)["evidence_event_ids"][-1], now) for r in records)
+    finally:
+        consumer.close()
+
+
+def _quantiles(values: list[float]) -> dict[str, float] | None:
+    if len(values) < 2:
+        return None
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": round(q[49], 1), "p95": round(q[94], 1), "p99": round(q[98], 1), "max": round(values[-1], 1)}
+
+
+def markdown(figures: dict[str, Any]) -> str:
+    one = figures["pipeline_1_worker"]
+    rows = [
+        ("events", f"{one['events']:,}"),
+        ("ceiling: bare aiokafka consumer", f"{figures['ceiling']['events_per_second']:,} events/s"),
+        ("pipeline, 1 worker: sequenced (ledger)", f"{one['ingest_events_per_second']:,} events/s"),
+        ("pipeline, 1 worker: end to end (warehouse)", f"{one['end_to_end_events_per_second']:,} events/s"),
+        ("ratio to the ceiling", f"{figures['ratio_to_ceiling']:.3f}"),
+        ("worker CPU (cores busy)", f"{one['worker_cpu_cores_busy']}"),
+        ("worker peak RSS", f"{one['worker_peak_rss_mib']} MiB"),
+        ("worker RSS at 25/50/75/100 %", " / ".join(f"{v}" for v in one["worker_rss_mib_at_quarters"]) + " MiB"),
+        ("warehouse insert", f"{one['warehouse']['insert_rows_per_second'] or '-'} rows/s"),
+        ("warehouse active parts (audit.events)", f"{one['warehouse']['active_parts_events']}"),
+    ]
+    lat = figures.get("latency") or {}
+    for clock in ("produced", "visible"):
+        ms = lat.get(f"latency_ms_alert_{clock}")
+        if ms:
+            rows.append((
+                f"event-to-alert latency, alert {clock}, at {lat['rate_events_per_second']:,} events/s",
+                f"p50 {ms['p50']} ms, p95 {ms['p95']} ms, p99 {ms['p99']} ms ({lat['alert_records']} alerts)",
+            ))
+    two = figures.get("pipeline_2_workers")
+    if two:
+        rows.append(("2 workers: end to end", f"{two['end_to_end_events_per_second']:,} events/s"))
+        rows.append(("scaling factor (2 workers / 1)", f"{figures['scaling_factor']:.2f}"))
+    lines = [f"# Benchmark {figures['measured_at']}", "", f"Command: `{figures['command']}`", "",
+             "| measure | result |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in rows]
+    lines += ["", f"Machine: {figures['machine']}", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--env", action="append", default=[], help="worker setting K=V (repeatable)")
+    args = parser.parse_args()
+    WORKER_ENV.update(item.split("=", 1) for item in args.env)
+    messages = stream(args.count)
+    figures: dict[str, Any] = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": f"python -m bench.run --count {args.count}" + (" --skip-scaling" if args.skip_scaling else "")
+        + "".join(f" --env {item}" for item in args.env),
+        "worker_env": WORKER_ENV,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
+    }
+    with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
+        root = Path(tmp)
+        ns = Namespace(root)
+        produce(ns, messages)
+        figures["ceiling"] = ceiling(ns, len(messages))
+        print("ceiling", figures["ceiling"], flush=True)
+        figures["pipeline_1_worker"] = one = run_pipeline(root, messages, workers=1)
+        print("pipeline", one, flush=True)
+        figures["ratio_to_ceiling"] = round(one["end_to_end_events_per_second"] / figures["ceiling"]["events_per_second"], 4)
+        rate = max(10.0, one["end_to_end_events_per_second"] / 2)
+        figures["latency"] = latency(root, rate, args.latency_seconds)
+        print("latency", figures["latency"], flush=True)
+        if not args.skip_scaling:
+            figures["pipeline_2_workers"] = two = run_pipeline(root, messages, workers=2)
+            figures["scaling_factor"] = round(two["end_to_end_events_per_second"] / one["end_to_end_events_per_second"], 3)
+            print("scaling", two, flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / datetime.now(UTC).strftime("%Y-%m-%d")
+    stem.with_suffix(".json").write_text(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n")
+    stem.with_suffix(".md").write_text(markdown(figures))
+    print(markdown(figures))
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench"
+    main()
