@@ -7,6 +7,7 @@ so the docs and the code cannot drift apart.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,14 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def _setting(default: Any, env: str, help: str) -> Any:
-    return field(default=default, metadata={"env": env, "help": help})
+def _setting(default: Any, env: str, help: str, secret: bool = False) -> Any:
+    """A setting; a `secret` one is left out of repr() and shown as *** by `redacted()`."""
+    return field(default=default, repr=not secret, metadata={"env": env, "help": help, "secret": secret})
+
+
+def redact_url(url: str) -> str:
+    """`clickhouse://user:secret@host/db` -> `clickhouse://user:***@host/db` (for logs and errors)."""
+    return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", url)
 
 
 @dataclass(frozen=True)
@@ -37,8 +44,15 @@ class Settings:
     processing_guarantee: str = _setting("exactly_once", "PW_PROCESSING_GUARANTEE", "exactly_once (default, keeps the chain gap-free) or at_least_once")
     web_host: str = _setting("127.0.0.1", "PW_WEB_HOST", "bind address of the worker's web server")
     web_port: int = _setting(6066, "PW_WEB_PORT", "port of the worker's web server (health, SQL)")
-    api_token: str = _setting("", "PW_API_TOKEN", "bearer token required by the worker's HTTP API (empty: none, loopback only)")
+    api_token: str = _setting("", "PW_API_TOKEN", "bearer token required by the worker's HTTP API (empty: none, loopback only)", secret=True)
     log_level: str = _setting("info", "PW_LOG_LEVEL", "debug, info, warning or error")
+    mask_key: str = _setting("", "PW_MASK_KEY", "HMAC key of masked bank and personal data (empty: unkeyed SHA-256, guessable: set it)", secret=True)
+    ingest_hmac_secret: str = _setting("", "PW_INGEST_HMAC_SECRET", "POST /v1/events also accepts requests signed with this secret (empty: bearer token only)", secret=True)
+    ingest_hmac_window: int = _setting(300, "PW_INGEST_HMAC_WINDOW", "seconds a signed request's timestamp may differ from now; a signature is accepted once")
+    http_max_body_bytes: int = _setting(1048576, "PW_HTTP_MAX_BODY_BYTES", "POST /v1/events: larger bodies are refused (413)")
+    http_max_events: int = _setting(1000, "PW_HTTP_MAX_EVENTS", "POST /v1/events: at most this many events per request (413)")
+    http_rate: float = _setting(50.0, "PW_HTTP_RATE", "POST /v1/events: requests per second per credential, sustained (0: no limit)")
+    http_burst: int = _setting(100, "PW_HTTP_BURST", "POST /v1/events: requests per credential allowed at once above the rate (429 beyond)")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -65,6 +79,21 @@ class Settings:
             raise ValueError("PW_PROCESSING_GUARANTEE must be exactly_once or at_least_once")
         if self.retention_days < 1 or self.dedup_window_days < 1 or self.topic_partitions < 1:
             raise ValueError("PW_RETENTION_DAYS, PW_DEDUP_WINDOW_DAYS and PW_TOPIC_PARTITIONS must be positive")
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.redacted().items()) + ")"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a dict that is safe to print or log: secrets as ***, URL passwords hidden."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["secret"] and value:
+                value = "***"
+            elif isinstance(value, str) and "://" in value:
+                value = redact_url(value)
+            out[f.name] = value
+        return out
 
     # Topic names (shared/CONTRACT.md)
     @property

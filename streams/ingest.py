@@ -34,6 +34,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pipeline import deadletter
 from pipeline.event import Rejected, parse_action
 from pipeline.ledger import LedgerState, encode_entry
+from pipeline.masking import Masker
 from sinks import metrics
 from streams.app import app, settings
 from streams.topics import actions_topic, deadletter_topic, ledger_topic
@@ -42,6 +43,8 @@ log = structlog.get_logger(__name__)
 
 #: partition -> its sequencing state, loaded from the ledger on first use after assignment.
 _states: dict[int, LedgerState] = {}
+#: Bank and personal data are masked here, before sequencing: nothing downstream sees them.
+_masker = Masker(settings.mask_key)
 
 
 def _now() -> str:
@@ -117,7 +120,7 @@ async def _ingest_one(
             partition=partition,  # same partition: same transaction as the source offset
         )
         return
-    entry = state.accept(action, _now(), offset)
+    entry = state.accept(_masker.mask_event(action), _now(), offset)
     if entry is None:
         metrics.EVENTS_DUPLICATE.inc()
         return
