@@ -62,7 +62,7 @@ def config(
         print(markdown_table())
         return
     s = _settings()
-    for name, value in vars(s).items():
+    for name, value in s.redacted().items():  # secrets as ***, URL passwords hidden
         console.print(f"{name} = {value!r}")
 
 
