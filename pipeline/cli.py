@@ -86,7 +86,13 @@ def worker(
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "",
 ) -> None:
     """Run the stream worker: ingest, sequence, detect, load the warehouse, serve the HTTP API."""
+    import mode.loop
+
     from pipeline.kafka_io import ensure_topics
+
+    # Faust reads `--loop` from argv when it is first imported, which is before argv is set
+    # below: choose uvloop here, before any event loop exists.
+    mode.loop.use("uvloop")
 
     settings = _settings()
     ensure_topics(settings)
