@@ -69,9 +69,11 @@ class Namespace:
 
     def sql(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
         body = orjson.dumps({"query": query, "params": params or {}})
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/v1/sql", data=body, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"}
+        token = self.env.get("PW_API_TOKEN")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/v1/sql", data=body, headers=headers)
         with urllib.request.urlopen(request, timeout=60) as response:
             return list(orjson.loads(response.read())["rows"])
 
