@@ -7,6 +7,7 @@ three cannot disagree. `state` is the account's JSON-serializable state
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any
 
 from detectors import ALL, Context
@@ -20,8 +21,14 @@ def new_state() -> dict[str, Any]:
     return {"auth": authorization.empty(), "det": {}}
 
 
-def observe(state: dict[str, Any], event: Event, config: DetectionConfig) -> list[Finding]:
-    """Fold `event` into the account's state and return what the detectors found."""
+def observe(
+    state: dict[str, Any], event: Event, config: DetectionConfig, timings: dict[str, float] | None = None
+) -> list[Finding]:
+    """Fold `event` into the account's state and return what the detectors found.
+
+    With `timings`, each detector's time on this event (seconds) is added under its name: the
+    detect agent times a sample of events for its metrics, so the hot path stays untimed.
+    """
     if event["action"] in authorization.AUTHORIZATION_ACTIONS:
         authorization.apply(state["auth"], event)
     ctx = Context(auth=state["auth"], config=config)
@@ -29,7 +36,12 @@ def observe(state: dict[str, Any], event: Event, config: DetectionConfig) -> lis
     detector_state = state["det"]
     for name, detector in ALL:
         own = detector_state.setdefault(name, {})
-        findings.extend(detector(event, own, ctx))
+        if timings is None:
+            findings.extend(detector(event, own, ctx))
+        else:
+            started = perf_counter()
+            findings.extend(detector(event, own, ctx))
+            timings[name] = timings.get(name, 0.0) + perf_counter() - started
         if not own:
             del detector_state[name]
     return findings

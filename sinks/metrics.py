@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_ACCEPTED = Counter("pw_events_accepted_total", "Events sequenced onto the ledger")
 EVENTS_DUPLICATE = Counter("pw_events_duplicate_total", "Repeated event_ids dropped inside the dedup window")
@@ -12,6 +12,46 @@ WAREHOUSE_ROWS = Counter("pw_warehouse_rows_total", "Rows stored in the warehous
 WAREHOUSE_FAILURES = Counter("pw_warehouse_failures_total", "Failed warehouse batch inserts (retried)")
 WAREHOUSE_BATCH_SECONDS = Gauge("pw_warehouse_last_batch_seconds", "Duration of the last stored batch")
 INGEST_CATCH_UP = Counter("pw_ingest_catch_up_total", "Source messages the stream skipped and ingest read back itself")
+
+# -- observability (issue 7): labels are small closed sets, never an IP, principal or account id --
+EVENTS_CONSUMED = Counter(
+    "pw_events_consumed_total", "Ingest messages handled (accepted, duplicate or dead-lettered), redeliveries excluded"
+)
+DETECTOR_SECONDS = Histogram(
+    "pw_detector_evaluation_seconds",
+    "Time one detector takes on one ledger event; sampled (1 event in DETECTOR_SAMPLE_EVERY)",
+    ["detector"],
+    buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
+)
+ALERT_LATENCY = Histogram(
+    "pw_alert_latency_seconds",
+    "Kafka timestamp of the ledger record that triggered an alert to the alert's publication",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+)
+WAREHOUSE_BATCH_ROWS = Histogram(
+    "pw_warehouse_batch_rows",
+    "Rows (events and alerts) per stored warehouse batch",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000),
+)
+WAREHOUSE_INSERT_SECONDS = Histogram(
+    "pw_warehouse_insert_seconds",
+    "Duration of one warehouse insert, per table (successful attempts)",
+    ["table"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+CONSUMER_LAG = Gauge(
+    "pw_consumer_lag_messages",
+    "Offsets between a partition's end (last stable offset) and the worker group's committed offset",
+    ["topic", "partition"],
+)
+WAREHOUSE_LAG = Gauge(
+    "pw_warehouse_lag_messages",
+    "Offsets between a partition's end (last stable offset) and the warehouse loader group's committed offset",
+    ["topic", "partition"],
+)
+
+#: Detector timing is sampled so the hot path pays for it on one event in this many.
+DETECTOR_SAMPLE_EVERY = 16
 
 HTTP_INGEST_EVENTS = Counter(
     "pw_http_ingest_events_total",

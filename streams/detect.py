@@ -24,9 +24,11 @@ from detectors.run import new_state, observe
 from pipeline.alert import alert_id, closed_alerts, fold
 from pipeline.ledger import event_of
 from streams.app import app
+from streams.detect_metrics import DetectMetrics
 from streams.topics import account_state, alerts_topic, ledger_topic, open_alerts
 
 CONFIG = DetectionConfig.from_env()
+METRICS = DetectMetrics()
 
 
 #: Ledger entries handled per batch: account states are written to their table once per batch,
@@ -51,7 +53,8 @@ async def detect(stream: Any) -> None:
                 # Changed in place and written back below: the table sees one write per batch.
                 state = account_state.get(account) or new_state()
             touched[account] = (state, event)
-            for finding in observe(state, action, CONFIG):
+            timings = METRICS.sample()
+            for finding in observe(state, action, CONFIG, timings=timings):
                 key = alert_id(finding.detector, finding.key, finding.window)
                 before = open_alerts.get(key)
                 alert = fold(before, finding, action, entry["seq"])
@@ -61,6 +64,8 @@ async def detect(stream: Any) -> None:
                 open_alerts[key] = alert
                 state.setdefault("open", {})[key] = alert["last_seen"]
                 await alerts_topic.send(key=msg.key, value=orjson.dumps(alert), partition=msg.partition)
+                METRICS.alert_published(msg)
+            METRICS.record(timings)
             closed = closed_alerts(state.get("open", {}), action["occurred_at"])
             if closed:
                 stream._set_current_event(event)

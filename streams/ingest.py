@@ -109,6 +109,7 @@ async def _ingest_one(
 ) -> None:
     """Validate one source message; dead-letter it, drop it as seen, or sequence it."""
     state.next_offset = offset + 1
+    metrics.EVENTS_CONSUMED.inc()
     try:
         action = parse_action(value or b"", settings.max_event_bytes)
         if key != action["account_id"].encode():

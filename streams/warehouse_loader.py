@@ -115,13 +115,19 @@ class WarehouseLoader:
         self.last_error = ""
         await consumer.commit()
         metrics.WAREHOUSE_BATCH_SECONDS.set(time.monotonic() - started)
+        metrics.WAREHOUSE_BATCH_ROWS.observe(len(events) + len(alerts))
 
     def _write(self, events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
+        started = time.monotonic()
         stored = store_events(self.warehouse, events)
+        if events:
+            metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.events").observe(time.monotonic() - started)
         self.stored_events += stored
         metrics.WAREHOUSE_ROWS.labels("audit.events").inc(stored)
         if alerts:
+            started = time.monotonic()
             stored = store_alerts(self.warehouse, alerts)
+            metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.alerts").observe(time.monotonic() - started)
             self.stored_alerts += stored
             metrics.WAREHOUSE_ROWS.labels("audit.alerts").inc(stored)
 
