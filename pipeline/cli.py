@@ -262,32 +262,6 @@ def send(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help=
     err.print(f"produced {sent} messages to {settings.actions_topic}")
 
 
-@cli.command("verify-chain")
-def verify_chain(account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None) -> None:
-    """Recompute every account's hash chain from the warehouse; report the first break."""
-    from pipeline.ledger import CHAIN_QUERY, ChainBreak, verify_stored
-
-    settings = _settings()
-    if account:
-        accounts = [account]
-    else:
-        _, rows = run_query(settings, "SELECT DISTINCT account_id FROM audit.events ORDER BY account_id", {})
-        accounts = [r[0] for r in rows]
-    broken: list[tuple[str, ChainBreak]] = []
-    total = 0
-    for acct in accounts:
-        _, rows = run_query(settings, CHAIN_QUERY, {"account": acct})
-        total += len(rows)
-        found = verify_stored(rows)
-        if found:
-            broken.append((acct, found))
-    for acct, b in broken:
-        err.print(f"[red]account {acct}: chain breaks at seq {b.seq} (event {b.event_id}): {b.problem}[/]")
-    if broken:
-        raise typer.Exit(1)
-    console.print(f"[green]{len(accounts)} account chains verified, {total} events, no break[/]")
-
-
 @cli.command()
 def demo(
     count: Annotated[int, typer.Option(help="simulated events")] = 5000,
@@ -504,6 +478,12 @@ def alerts_tail(
         pass
     finally:
         consumer.close()
+
+
+# verify-chain, digest, evidence, report (pipeline/cli_integrity.py)
+from pipeline.cli_integrity import register as _register_integrity  # noqa: E402
+
+_register_integrity(cli)
 
 
 def main() -> None:

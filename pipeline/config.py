@@ -53,6 +53,11 @@ class Settings:
     http_max_events: int = _setting(1000, "PW_HTTP_MAX_EVENTS", "POST /v1/events: at most this many events per request (413)")
     http_rate: float = _setting(50.0, "PW_HTTP_RATE", "POST /v1/events: requests per second per credential, sustained (0: no limit)")
     http_burst: int = _setting(100, "PW_HTTP_BURST", "POST /v1/events: requests per credential allowed at once above the rate (429 beyond)")
+    digest_key_file: str = _setting("", "PW_DIGEST_KEY_FILE", "Ed25519 private key (PEM) signing chain digests and evidence manifests (`partnerwatch digest keygen`)")
+    digest_hmac_key: str = _setting("", "PW_DIGEST_HMAC_KEY", "HMAC-SHA256 key for digests when no PW_DIGEST_KEY_FILE (verifying needs the same key)", secret=True)
+    digest_period: str = _setting("hour", "PW_DIGEST_PERIOD", "chain digests per account and closed period: hour or day")
+    digest_interval: float = _setting(300.0, "PW_DIGEST_INTERVAL", "seconds between the worker's digest runs when a digest key is set (0: off, use `partnerwatch digest create`)")
+    digest_delay: float = _setting(120.0, "PW_DIGEST_DELAY", "seconds after a period closes before it is digested (late rows reach the warehouse)")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -79,6 +84,8 @@ class Settings:
             raise ValueError("PW_PROCESSING_GUARANTEE must be exactly_once or at_least_once")
         if self.retention_days < 1 or self.dedup_window_days < 1 or self.topic_partitions < 1:
             raise ValueError("PW_RETENTION_DAYS, PW_DEDUP_WINDOW_DAYS and PW_TOPIC_PARTITIONS must be positive")
+        if self.digest_period not in ("hour", "day"):
+            raise ValueError("PW_DIGEST_PERIOD must be hour or day")
 
     def __repr__(self) -> str:
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.redacted().items()) + ")"
