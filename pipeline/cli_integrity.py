@@ -257,3 +257,103 @@ def digest_verify(
         f"[green]{report.digests} digests of {report.accounts} accounts verified with {verifier.key_id}; "
         f"{report.events} stored events match them[/]"
     )
+
+
+# -- evidence -------------------------------------------------------------------------------------
+
+
+@evidence_app.callback(invoke_without_command=True)
+def evidence(
+    ctx: typer.Context,
+    account: Annotated[str | None, typer.Option(help="seller account")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="event time (occurred_at), UTC date or RFC 3339")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="event time, exclusive")] = None,
+    out: Annotated[Path, typer.Option(help="zip to write")] = Path("case.zip"),
+) -> None:
+    """Write an evidence bundle: events and alerts of the period, chain proof, digests, manifest.
+
+    `partnerwatch evidence verify case.zip` checks one without the warehouse.
+    """
+    from pipeline.evidence import build_bundle, verify_bundle
+    from pipeline.signing import configured_signer
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if not (account and start and end):
+        raise typer.BadParameter("give --account, --from and --to (or the `verify` command)")
+    start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
+    assert start_ms is not None and end_ms is not None
+    settings = _settings()
+    with _failures():
+        signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
+    with _failures(), warehouse_access(settings) as db:
+        summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
+    console.print(
+        f"{out}: {summary.events} events, {summary.alerts} alerts, chain seq {summary.chain_from}..{summary.chain_to}, "
+        f"{summary.digests} digests" + (f", manifest signed with {signer.key_id}" if signer else ", manifest not signed (no digest key)")
+    )
+    report = verify_bundle(out, hmac_verifier=signer.verifier() if signer else None)
+    for problem in report.problems:
+        err.print(f"[red]{problem}[/]")
+    if report.problems:
+        err.print("[red]the warehouse does not verify for this period: the bundle shows where[/]")
+        raise typer.Exit(1)
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the evidence zip")],
+    public_key: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="the seller's Ed25519 public key (PEM)")] = None,
+) -> None:
+    """Check a bundle offline: file hashes, the chain recomputed from payloads, digest signatures.
+
+    HMAC-signed bundles need PW_DIGEST_HMAC_KEY.
+    """
+    from pipeline.evidence import verify_bundle
+    from pipeline.signing import hmac_signer
+
+    hmac_key = _settings().digest_hmac_key if not public_key else ""
+    with _failures():
+        report = verify_bundle(
+            bundle,
+            public_key.read_bytes() if public_key else None,
+            hmac_signer(hmac_key).verifier() if hmac_key else None,
+        )
+    for note in report.notes:
+        console.print(f"[dim]{note}[/]")
+    for problem in report.problems:
+        err.print(f"[red]{problem}[/]")
+    if report.problems:
+        err.print(f"[red]{bundle.name} does NOT verify ({len(report.problems)} problems)[/]")
+        raise typer.Exit(1)
+    console.print(f"[green]{bundle.name} verifies[/]")
+
+
+# -- reports --------------------------------------------------------------------------------------
+
+
+@report_app.command("provider")
+def report_provider(
+    account: Annotated[str, typer.Option(help="seller account")],
+    provider: Annotated[str, typer.Option(help="provider id")],
+    quarter: Annotated[str, typer.Option(help="e.g. 2026Q3 (event time, UTC)")],
+    out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("review.html"),
+) -> None:
+    """A provider's quarter on one account as a self-contained HTML review (charts and tables)."""
+    from datetime import UTC, datetime
+
+    from detectors.geo import lookup
+    from pipeline.review import collect, quarter_bounds, render
+
+    try:
+        quarter_bounds(quarter)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    settings = _settings()
+    with _failures(), warehouse_access(settings) as db:
+        review = collect(db, account, provider, quarter, lambda ip: lookup(ip).country)
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(review, generated), encoding="utf-8")
+    m = review.metrics()
+    console.print(f"{out}: {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs")
