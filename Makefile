@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint typecheck bench kafka-start kafka-stop clickhouse-server clean
+.PHONY: install demo test unit integration lint typecheck bench kafka-start kafka-stop clickhouse-server observability-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ kafka-stop:
 
 clickhouse-server:
 	bash infra/clickhouse/server.sh start
+
+## Prometheus config, alert rules and their unit tests (Debian's prometheus package: promtool)
+observability-check:
+	cd infra/prometheus && promtool check config prometheus.yml
+	cd infra/prometheus && promtool check rules rules/partnerwatch.rules.yml
+	cd infra/prometheus && promtool test rules rules/partnerwatch.rules.test.yml
 
 clean:
 	bash infra/kafka/kafka.sh stop || true

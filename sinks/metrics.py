@@ -14,12 +14,14 @@ WAREHOUSE_BATCH_SECONDS = Gauge("pw_warehouse_last_batch_seconds", "Duration of 
 INGEST_CATCH_UP = Counter("pw_ingest_catch_up_total", "Source messages the stream skipped and ingest read back itself")
 
 # -- observability (issue 7): labels are small closed sets, never an IP, principal or account id --
+#: Detector timing is sampled so the hot path pays for it on one event in this many.
+DETECTOR_SAMPLE_EVERY = 16
 EVENTS_CONSUMED = Counter(
     "pw_events_consumed_total", "Ingest messages handled (accepted, duplicate or dead-lettered), redeliveries excluded"
 )
 DETECTOR_SECONDS = Histogram(
     "pw_detector_evaluation_seconds",
-    "Time one detector takes on one ledger event; sampled (1 event in DETECTOR_SAMPLE_EVERY)",
+    f"Time one detector takes on one ledger event; sampled (1 event in {DETECTOR_SAMPLE_EVERY})",
     ["detector"],
     buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05),
 )
@@ -49,9 +51,6 @@ WAREHOUSE_LAG = Gauge(
     "Offsets between a partition's end (last stable offset) and the warehouse loader group's committed offset",
     ["topic", "partition"],
 )
-
-#: Detector timing is sampled so the hot path pays for it on one event in this many.
-DETECTOR_SAMPLE_EVERY = 16
 
 HTTP_INGEST_EVENTS = Counter(
     "pw_http_ingest_events_total",
