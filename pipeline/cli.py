@@ -148,12 +148,18 @@ def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[l
         raise typer.Exit(1) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         pass  # no worker: open the warehouse here
+    from pipeline.sql_guard import UnsafeQuery, read_only
     from sinks.clickhouse import WarehouseError, open_warehouse
 
     try:
+        safe = read_only(query)  # the same guard as the worker's /v1/sql
+    except UnsafeQuery as exc:
+        err.print(f"[red]query refused:[/] {exc}")
+        raise typer.Exit(1) from None
+    try:
         warehouse = open_warehouse(settings)
         try:
-            result = warehouse.query(query, params)
+            result = warehouse.query(safe, params)
         finally:
             warehouse.close()
     except WarehouseError as exc:

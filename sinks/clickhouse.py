@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import orjson
 import structlog
 
-from pipeline.config import REPO_ROOT, Settings
+from pipeline.config import REPO_ROOT, Settings, redact_url
 from pipeline.event import timestamp_ms
 
 log = structlog.get_logger(__name__)
@@ -163,6 +163,7 @@ class ServerWarehouse:
             send_receive_timeout=float(options.get("timeout", 60)),
             settings={"server_side_params": True},
         )
+        self._password = unquote(parsed.password or "")
         self._retries = retries
         self._retry_delay = retry_delay
         self._lock = threading.Lock()
@@ -203,6 +204,11 @@ class ServerWarehouse:
                 )
         return self._client.execute(sql, params or None, **kwargs)
 
+    def _scrub(self, text: str) -> str:
+        """An error for logs and answers: no password, whether in a URL or echoed on its own."""
+        text = redact_url(text)
+        return text.replace(self._password, "***") if self._password else text
+
     def _column_types(self, table: str) -> dict[str, str]:
         # DESCRIBE, not system.columns with parameters: it needs none, so it works on any server.
         if table not in self._types:
@@ -224,12 +230,12 @@ class ServerWarehouse:
                 except errors.Error as exc:
                     # Old servers append a stack trace to the message; keep the first part.
                     message = " ".join(str(exc).split("Stack trace:")[0].split())
-                    raise WarehouseError(message) from exc
+                    raise WarehouseError(self._scrub(message)) from exc
             if attempt == self._retries:
                 raise WarehouseError(
-                    f"ClickHouse server unreachable after {attempt + 1} attempts: {failure}"
+                    self._scrub(f"ClickHouse server unreachable after {attempt + 1} attempts: {failure}")
                 ) from failure
-            log.warning("clickhouse.retry", attempt=attempt + 1, error=str(failure))
+            log.warning("clickhouse.retry", attempt=attempt + 1, error=self._scrub(str(failure)))
             time.sleep(delay)
             delay = min(delay * 2, 10.0)
         raise AssertionError("unreachable")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import math
 import time
 from typing import Any
@@ -125,6 +126,10 @@ class IngestProducer(Service):
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
+        # The Kafka client's debug log prints every record it sends (raw bank data, before
+        # masking): held at info even when PW_LOG_LEVEL=debug.
+        for name in ("aiokafka", "kafka"):
+            logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.INFO))
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_broker,
             client_id=f"{self.settings.app_id}-http-ingest",

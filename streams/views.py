@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import re
 from typing import Any
 
 from faust import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from pipeline.sql_guard import UnsafeQuery, read_only
 from sinks.clickhouse import WarehouseError
 from streams.app import app, settings
 from streams.warehouse_loader import WarehouseLoaderService
 
 loader_service = WarehouseLoaderService(settings)
 app.service(loader_service)  # type: ignore[arg-type]  # Faust accepts instances too
-
-_READ_ONLY = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
 
 
 def _authorized(request: web.Request) -> bool:
@@ -64,8 +62,10 @@ class Sql(web.View):
         params = body.get("params") or {} if isinstance(body, dict) else {}
         if not isinstance(query, str) or not isinstance(params, dict):
             return self.json({"error": "query must be a string and params an object"}, status=400)
-        if not _READ_ONLY.match(query):
-            return self.json({"error": "only read-only statements (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN)"}, status=400)
+        try:
+            query = read_only(query)  # one statement, run with readonly=1 (pipeline/sql_guard.py)
+        except UnsafeQuery as exc:
+            return self.json({"error": str(exc)}, status=400)
         loader = loader_service.loader
         if loader is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
