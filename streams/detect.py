@@ -25,7 +25,14 @@ from pipeline.alert import alert_id, closed_alerts, fold
 from pipeline.ledger import event_of
 from streams.app import app
 from streams.detect_metrics import DetectMetrics
-from streams.topics import account_state, alerts_topic, ledger_topic, open_alerts
+from streams.topics import (
+    account_state,
+    alerts_topic,
+    ledger_topic,
+    open_alerts,
+    table_delete,
+    table_set,
+)
 
 CONFIG = DetectionConfig.from_env()
 METRICS = DetectMetrics()
@@ -60,18 +67,13 @@ async def detect(stream: Any) -> None:
                 alert = fold(before, finding, action, entry["seq"])
                 if alert is before:
                     continue  # a replayed event, already part of the alert
-                stream._set_current_event(event)  # the changelog partition is the event's
-                open_alerts[key] = alert
+                table_set(open_alerts, msg.partition, key, alert)
                 state.setdefault("open", {})[key] = alert["last_seen"]
                 await alerts_topic.send(key=msg.key, value=orjson.dumps(alert), partition=msg.partition)
                 METRICS.alert_published(msg)
             METRICS.record(timings)
-            closed = closed_alerts(state.get("open", {}), action["occurred_at"])
-            if closed:
-                stream._set_current_event(event)
-            for key in closed:
+            for key in closed_alerts(state.get("open", {}), action["occurred_at"]):
                 del state["open"][key]
-                open_alerts.pop(key, None)  # same account, same partition: a tombstone in this changelog
+                table_delete(open_alerts, msg.partition, key)
         for account, (state, event) in touched.items():
-            stream._set_current_event(event)
-            account_state[account] = state
+            table_set(account_state, event.message.partition, account, state)

@@ -9,6 +9,8 @@ state is not kept in a table at all (see streams/ingest.py).
 
 from __future__ import annotations
 
+from typing import Any
+
 from streams.app import app, settings
 
 PARTITIONS = settings.topic_partitions
@@ -30,3 +32,21 @@ deadletter_topic = app.topic(
 account_state = app.Table("account_state", partitions=PARTITIONS, key_type=str)
 #: alert_id -> latest alert version, so repeated findings update one alert.
 open_alerts = app.Table("open_alerts", partitions=PARTITIONS, key_type=str)
+
+
+def table_set(table: Any, partition: int, key: str, value: Any) -> None:
+    """`table[key] = value`, its changelog record on `partition` (the source event's).
+
+    A plain `table[key] = ...` takes the partition from the stream's current event; in a batch
+    (`take_events`) that is not the event being handled, and setting it (`_set_current_event`)
+    corrupts the batch being filled: the buffer takes the stream's current event as its own.
+    """
+    table.data[key] = value
+    table.send_changelog(partition, key, value)
+
+
+def table_delete(table: Any, partition: int, key: str) -> None:
+    """`table.pop(key)`, a tombstone on `partition`; nothing when the key is absent."""
+    if key in table.data:
+        del table.data[key]
+        table.send_changelog(partition, key, None, value_serializer="raw")
