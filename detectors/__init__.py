@@ -16,12 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from detectors.config import DetectionConfig
 from pipeline.alert import Finding
 from pipeline.event import Event
 from pipeline.grants import covering
+
+if TYPE_CHECKING:
+    from detectors.behaviour_model import BehaviourModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,8 @@ class Context:
     auth: dict[str, Any]
     config: DetectionConfig
     memo: dict[str, Any] = field(default_factory=dict)
+    #: The behaviour model in force (read-only, shared by all accounts); None: not trained yet.
+    model: BehaviourModel | None = None
 
     def covering(self, event: Event) -> list[dict[str, Any]]:
         """`pipeline.grants.covering` for this event, computed once for all detectors."""
@@ -71,6 +76,8 @@ MODULES: tuple[str, ...] = (
     "geo_novelty",
     "ip_churn",
     "impossible_travel",
+    # learned behaviour (idle until a model is trained)
+    "behaviour_anomaly",
 )
 
 ALL: tuple[tuple[str, DetectFn], ...] = tuple(

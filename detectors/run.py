@@ -8,7 +8,7 @@ three cannot disagree. `state` is the account's JSON-serializable state
 from __future__ import annotations
 
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detectors import ALL, Context
 from detectors.config import DetectionConfig
@@ -16,22 +16,31 @@ from pipeline import authorization
 from pipeline.alert import Finding
 from pipeline.event import Event
 
+if TYPE_CHECKING:
+    from detectors.behaviour_model import BehaviourModel
+
 
 def new_state() -> dict[str, Any]:
     return {"auth": authorization.empty(), "det": {}}
 
 
 def observe(
-    state: dict[str, Any], event: Event, config: DetectionConfig, timings: dict[str, float] | None = None
+    state: dict[str, Any],
+    event: Event,
+    config: DetectionConfig,
+    model: BehaviourModel | None = None,
+    timings: dict[str, float] | None = None,
 ) -> list[Finding]:
     """Fold `event` into the account's state and return what the detectors found.
 
     With `timings`, each detector's time on this event (seconds) is added under its name: the
     detect agent times a sample of events for its metrics, so the hot path stays untimed.
+
+    `model`: the behaviour model in force (detectors/behaviour_model.py), None before training.
     """
     if event["action"] in authorization.AUTHORIZATION_ACTIONS:
         authorization.apply(state["auth"], event)
-    ctx = Context(auth=state["auth"], config=config)
+    ctx = Context(auth=state["auth"], config=config, model=model)
     findings: list[Finding] = []
     detector_state = state["det"]
     for name, detector in ALL:
