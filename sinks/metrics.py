@@ -15,7 +15,7 @@ INGEST_CATCH_UP = Counter("pw_ingest_catch_up_total", "Source messages the strea
 
 # -- observability (issue 7): labels are small closed sets, never an IP, principal or account id --
 #: Detector timing is sampled so the hot path pays for it on one event in this many.
-DETECTOR_SAMPLE_EVERY = 16
+DETECTOR_SAMPLE_EVERY = 64
 EVENTS_CONSUMED = Counter(
     "pw_events_consumed_total", "Ingest messages handled (accepted, duplicate or dead-lettered), redeliveries excluded"
 )
