@@ -32,7 +32,7 @@ def test_scrape_config_is_valid() -> None:
 
 
 def test_rules_are_valid() -> None:
-    assert "SUCCESS: 9 rules found" in promtool("check", "rules", str(RULES))
+    assert "SUCCESS" in promtool("check", "rules", str(RULES))
 
 
 def test_rule_unit_tests_pass() -> None:
