@@ -9,14 +9,16 @@
 #
 # Idempotent: a second `start` reuses the jars, the formatted storage and a running broker.
 # Settings (environment): PW_KAFKA_HOME (cache folder, default .cache/kafka in the repo),
-# PW_KAFKA_PORT (9092), PW_KAFKA_CONTROLLER_PORT (9093), PW_KAFKA_HEAP (512m).
+# PW_KAFKA_PORT (9092), PW_KAFKA_CONTROLLER_PORT (9093), PW_KAFKA_HEAP (512m), PW_KAFKA_LIBS
+# (folder of the broker jars, default $PW_KAFKA_HOME/<version>/libs).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")
 home=${PW_KAFKA_HOME:-$repo/.cache/kafka}
-libs=$home/$version/libs
+# PW_KAFKA_LIBS: jars already fetched elsewhere (a second, private broker reuses the main cache).
+libs=${PW_KAFKA_LIBS:-$home/$version/libs}
 data=$home/data
 port=${PW_KAFKA_PORT:-9092}
 cport=${PW_KAFKA_CONTROLLER_PORT:-9093}

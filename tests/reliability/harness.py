@@ -1,0 +1,110 @@
+"""Shared pieces of the fault tests: a private Kafka broker, exact end checks, a steady sender, RSS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.config import REPO_ROOT
+from pipeline.local_worker import Namespace, free_port, wait_for
+from tests.integration.test_pipeline import assert_chains_verify
+
+KAFKA_SH = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
+
+
+class PrivateBroker:
+    """A second single-node broker on free ports, in a folder of its own, reusing the fetched jars.
+
+    Only this broker is ever stopped: other tests and helpers share the one on 9092.
+    """
+
+    def __init__(self, home: Path) -> None:
+        version = subprocess.run(
+            ["sed", "-n", r"s:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p", str(KAFKA_SH.parent / "pom.xml")],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        shared = Path(os.environ.get("PW_KAFKA_HOME", REPO_ROOT / ".cache" / "kafka"))
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "PW_KAFKA_HOME": str(home),
+            "PW_KAFKA_LIBS": str(shared / version / "libs"),
+            "PW_KAFKA_PORT": str(self.port),
+            "PW_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "PW_KAFKA_HEAP": "384m",
+        }
+        self.address = f"127.0.0.1:{self.port}"
+
+    def _run(self, action: str) -> None:
+        subprocess.run(["bash", str(KAFKA_SH), action], env=self.env, check=True, timeout=180)
+
+    def start(self) -> None:
+        self._run("start")
+
+    def stop(self) -> None:
+        self._run("stop")
+
+
+@contextmanager
+def private_broker(home: Path) -> Iterator[PrivateBroker]:
+    broker = PrivateBroker(home)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def stored(ns: Namespace) -> int:
+    return int(ns.scalar("SELECT count() FROM audit.events"))
+
+
+def assert_exact(ns: Namespace, expected: int) -> dict[str, Any]:
+    """Every accepted event stored once, every chain intact, every alert once: the figures seen."""
+    count, unique = (int(v) for v in ns.sql("SELECT count(), uniqExact(account_id, event_id) FROM audit.events")[0])
+    assert (count, unique) == (expected, expected)
+    assert_chains_verify(ns)
+    on_topic = {orjson.loads(r.value)["alert_id"] for r in ns.read_topic(ns.settings.alerts_topic, 10**9, timeout=8)}
+    wait_for(
+        lambda: int(ns.scalar("SELECT uniqExact(alert_id) FROM audit.alerts")) >= len(on_topic), 120, "alerts stored"
+    )
+    alerts, alert_ids = (int(v) for v in ns.sql("SELECT count(), uniqExact(alert_id) FROM audit.alerts FINAL")[0])
+    stored_ids = {r[0] for r in ns.sql("SELECT DISTINCT alert_id FROM audit.alerts")}
+    assert alerts == alert_ids == len(on_topic)
+    assert stored_ids == on_topic
+    accounts = int(ns.scalar("SELECT uniqExact(account_id) FROM audit.events"))
+    return {"events": count, "unique_events": unique, "accounts": accounts, "alerts": alerts}
+
+
+class Sender(threading.Thread):
+    """Produces `events` steadily (chunks with pauses), so faults land while events are in flight."""
+
+    def __init__(self, ns: Namespace, events: Sequence[dict[str, Any]], chunk: int = 250, pause: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.ns, self.events, self.chunk, self.pause = ns, events, chunk, pause
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            for i in range(0, len(self.events), self.chunk):
+                self.sent += self.ns.send(self.events[i:i + self.chunk])
+                time.sleep(self.pause)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, in MiB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
