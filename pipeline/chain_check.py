@@ -137,28 +137,16 @@ class RangeReport:
     broken: ChainBreak | None
 
 
-def verify_entries(
-    rows: Iterator[StoredEntry], head: ChainHead, chunk: int = 10_000
-) -> tuple[ChainHead, int, ChainBreak | None]:
+def verify_entries(rows: Iterator[StoredEntry], head: ChainHead) -> tuple[ChainHead, int, ChainBreak | None]:
     """Verify `rows` after `head`; return the last good head, the rows checked and the first break."""
     checked = 0
-    batch: list[StoredEntry] = []
-
-    def flush() -> ChainBreak | None:
-        nonlocal head, checked
-        found = verify(batch, head)
-        if found is None and batch:
-            head = ChainHead(batch[-1][0], batch[-1][3])
-        checked += len(batch)
-        batch.clear()
-        return found
-
     for row in rows:
-        batch.append(row)
-        if len(batch) >= chunk and (found := flush()):
+        checked += 1
+        found = verify((row,), head)
+        if found:
             return head, checked, found
-    found = flush()
-    return head, checked, found
+        head = ChainHead(row[0], row[3])
+    return head, checked, None
 
 
 def verify_range(

@@ -199,6 +199,14 @@ svg .axis{stroke:#999}svg .empty{fill:#888;font-style:italic}@media print{body{m
 """
 
 
+def _shown(value: Any) -> str:
+    """Timestamps to the second, for reading; everything else as it is."""
+    text = "" if value is None else str(value)
+    if len(text) == 24 and text[10] == "T" and text.endswith("Z"):
+        return f"{text[:10]} {text[11:19]}"
+    return text
+
+
 def _table(chart_id: str, header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
     if not rows:
         return f'<p id="{chart_id}" class="empty" data-rows="0">None in this quarter.</p>'
@@ -207,7 +215,7 @@ def _table(chart_id: str, header: Sequence[str], rows: Sequence[Sequence[Any]], 
     for row in rows:
         cells = []
         for i, value in enumerate(row):
-            text = "" if value is None else str(value)
+            text = _shown(value)
             cls = ' class="num"' if i in numeric else ""
             if header[i] == "severity":
                 cls = f' class="sev-{escape(text)}"'
