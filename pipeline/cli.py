@@ -15,7 +15,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +30,6 @@ cli = typer.Typer(help="PartnerWatch: audit and abuse detection for delegated se
 console = Console()
 err = Console(stderr=True)
 
-SEVERITY_STYLE = {"info": "dim", "low": "cyan", "medium": "yellow", "high": "bold red", "critical": "bold white on red"}
 KAFKA_SH = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
 
 
@@ -440,56 +438,26 @@ def _settled_alerts(ns: Any, quiet_seconds: float = 8.0) -> dict[str, dict[str, 
     return latest
 
 
-@cli.command("alerts-tail")
+@cli.command("alerts-tail", hidden=True)
 def alerts_tail(
     from_now: Annotated[bool, typer.Option(help="only alerts raised from now on")] = False,
     severity: Annotated[str | None, typer.Option(help="minimum severity")] = None,
 ) -> None:
-    """Print alerts from pw.alerts as they arrive, coloured by severity.
+    """Old name of `alerts tail` (pipeline/cli_alerts.py), kept as a hidden alias."""
+    from pipeline.cli_alerts import tail
 
-    An alert gathering evidence is shown when it opens and again at 2, 4, 8, ... events.
-    """
-    from kafka import KafkaConsumer
-
-    from pipeline.contract import SEVERITIES
-
-    settings = _settings()
-    floor = SEVERITIES.index(severity) if severity in SEVERITIES else 0
-    consumer = KafkaConsumer(
-        settings.alerts_topic,
-        bootstrap_servers=settings.kafka_broker,
-        auto_offset_reset="latest" if from_now else "earliest",
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    seen: set[str] = set()
-    try:
-        for record in consumer:
-            alert = orjson.loads(record.value)
-            if SEVERITIES.index(alert["severity"]) < floor:
-                continue
-            count = int(alert["count"])
-            if alert["alert_id"] in seen and count & (count - 1):
-                continue  # an update of an alert already shown: show it again at 2, 4, 8, ... events
-            seen.add(alert["alert_id"])
-            style = SEVERITY_STYLE.get(alert["severity"], "")
-            when = datetime.now(UTC).strftime("%H:%M:%S")
-            console.print(
-                f"[dim]{when}[/] [{style}]{alert['severity'].upper():8}[/] {alert['detector']} "
-                f"account={alert['account_id']} provider={alert['provider_id']} x{alert['count']}\n"
-                f"         {alert['title']}"
-            )
-    except KeyboardInterrupt:
-        pass
-    finally:
-        consumer.close()
+    tail(from_now=from_now, severity=severity)
 
 
 # verify-chain, digest, evidence, report (pipeline/cli_integrity.py)
 from pipeline.cli_integrity import register as _register_integrity  # noqa: E402
 
 _register_integrity(cli)
+
+# alerts tail|ack|resolve (pipeline/cli_alerts.py); other alert commands join the same group
+from pipeline.cli_alerts import alerts_cli  # noqa: E402
+
+cli.add_typer(alerts_cli, name="alerts")
 
 
 def main() -> None:
