@@ -459,6 +459,11 @@ from pipeline.cli_alerts import alerts_cli  # noqa: E402
 
 cli.add_typer(alerts_cli, name="alerts")
 
+# query (the named query library), hunt (retro-hunt a detector) (pipeline/cli_query.py)
+from pipeline.cli_query import register as _register_forensics  # noqa: E402
+
+_register_forensics(cli)
+
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -13,6 +13,7 @@ timestamps are `YYYY-MM-DD HH:MM:SS.mmm` strings in UTC.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -129,8 +130,15 @@ class EmbeddedWarehouse:
             try:
                 result = self._session.query(sql, fmt, params=text_params or None)
             except Exception as exc:
+                self._drain()
                 raise WarehouseError(str(exc).strip()) from exc
         return bytes(result.bytes()) if result is not None else b""
+
+    def _drain(self) -> None:
+        """After a query failed mid-output, chDB prepends what it had written (e.g. a JSON
+        header) to the next query's result; one throwaway query takes it (lock held)."""
+        with contextlib.suppress(Exception):  # best effort: the original error is the one to report
+            self._session.query("SELECT 1", "CSV")
 
 
 # -- ClickHouse server (native protocol) ----------------------------------------------------------
