@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit integration lint typecheck bench kafka-start kafka-stop clickhouse-server observability-check clean
+.PHONY: install demo test unit integration reliability lint typecheck bench kafka-start kafka-stop clickhouse-server observability-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ unit: install
 integration: install
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m pytest -q tests/integration
+
+## faults under load and long fuzz (tests/reliability, everything in it, marked or not); see README
+reliability: install
+	bash infra/kafka/kafka.sh start
+	$(BIN)/python -m pytest -q -s -m '' tests/reliability
 
 lint: install
 	$(BIN)/ruff check pipeline streams detectors sinks tests bench
