@@ -69,6 +69,9 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
                 findings.append(_finding(event, c, score, ctx, state, early=False))
             else:
                 _learn(state.setdefault("b", {}), c.key, c.vector)
+        baselines = state.get("b", {})
+        if len(baselines) > len(features.state["p"]):  # principals forgotten as idle
+            state["b"] = {k: v for k, v in baselines.items() if k in features.state["p"]}
     if key is not None:
         early = _early(features, key, model)
         if early is not None and model.flags(early[0].vector, early[1]):

@@ -32,6 +32,8 @@ KIND = "behaviour_anomaly"
 MODEL_FILE = "model.skops"
 META_FILE = "meta.json"
 PREFIX = "behaviour-"
+#: Up to this many vectors per call are scored by walking the trees in Python (see `score`).
+FAST_BATCH = 16
 #: The only types skops may build besides its own defaults (checked before loading).
 TRUSTED_TYPES: frozenset[str] = frozenset({"sklearn.tree._tree.Tree"})
 
@@ -53,6 +55,7 @@ class BehaviourModel:
 
     #: Per feature (low, high) bounds: the training range widened by `range_margin` spreads.
     bounds: tuple[tuple[float, float], ...] = field(init=False)
+    _compiled: tuple[Any, ...] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.threshold = float(self.meta["threshold"])
@@ -76,10 +79,47 @@ class BehaviourModel:
         return score >= self.threshold or bool(self.out_of_range(vector))
 
     def score(self, vectors: list[list[float]]) -> list[float]:
-        """Anomaly scores (higher = stranger, IsolationForest's score negated), one call for all."""
+        """Anomaly scores (higher = stranger: IsolationForest's `score_samples` negated).
+
+        A few vectors (an account's hours closing together) are scored by walking the compiled
+        trees in Python: scikit-learn's own call costs ~15 ms whatever the batch (a dispatch per
+        tree), ~30x more than the walk; larger batches go to scikit-learn. Both give the same
+        numbers (tests/ml/test_artifact.py).
+        """
         import numpy as np
 
+        if len(vectors) <= FAST_BATCH:
+            return [self._walk(v) for v in vectors]
         return [float(-s) for s in self.pipeline.score_samples(np.asarray(vectors, dtype=np.float64))]
+
+    def _walk(self, vector: list[float]) -> float:
+        compiled = self._compiled or self._compile()
+        center, scale, trees, denominator = compiled
+        import numpy as np
+
+        # the scaler's arithmetic in float64, then float32 as the trees compare
+        x = np.asarray([(v - c) / s for v, c, s in zip(vector, center, scale, strict=True)], dtype=np.float32).tolist()
+        total = 0.0
+        for feature, threshold, left, right, value in trees:
+            node = 0
+            while left[node] != -1:
+                node = left[node] if x[feature[node]] <= threshold[node] else right[node]
+            total += value[node]
+        return float(2 ** (-(total / denominator)))
+
+    def _compile(self) -> tuple[Any, ...]:
+        """The scaler's parameters and each tree's arrays as plain lists (built once, read-only)."""
+        scaler, forest = self.pipeline[0], self.pipeline[-1]
+        from sklearn.ensemble._iforest import _average_path_length
+
+        trees = []
+        for i, estimator in enumerate(forest.estimators_):
+            t = estimator.tree_
+            value = forest._decision_path_lengths[i] + forest._average_path_length_per_tree[i] - 1.0
+            trees.append((t.feature.tolist(), t.threshold.tolist(), t.children_left.tolist(), t.children_right.tolist(), value.tolist()))
+        denominator = len(forest.estimators_) * float(_average_path_length([forest._max_samples])[0])
+        self._compiled = (scaler.center_.tolist(), scaler.scale_.tolist(), trees, denominator)
+        return self._compiled
 
 
 def file_sha256(path: Path) -> str:

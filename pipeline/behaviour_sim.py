@@ -129,7 +129,7 @@ def generate(
             continue
         planned += 1
         starts, begins = begins, 0
-        not_before = starts + (HOURS[kind] + 1) * HOUR
+        not_before = starts + HOURS[kind] * HOUR
         who = rng.choice(candidates)
         ids = _ids(seed, planned)
         for extra in RECIPES[kind](rng, who, world, starts, ids, scale):

@@ -349,9 +349,23 @@ def evaluate(
     seed: Annotated[int, typer.Option()] = 7,
     attack_rate: Annotated[float, typer.Option(help="attack instances per benign event")] = 0.004,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
+    ml: Annotated[bool, typer.Option("--ml", help="the behaviour model on behavioural anomalies instead (pipeline/cli_ml.py)")] = False,
+    ml_train_events: Annotated[int, typer.Option(help="--ml: benign history to train on")] = 140_000,
+    ml_test_events: Annotated[int, typer.Option(help="--ml: benign events of the test window")] = 80_000,
+    ml_episodes: Annotated[int, typer.Option(help="--ml: behavioural episodes to inject")] = 8,
+    ml_target_far: Annotated[float, typer.Option(help="--ml: false alerts per 10,000 training events")] = 0.5,
 ) -> None:
     """Run a labelled scenario (every attack kind among benign traffic) through the real pipeline
-    on the local Kafka broker, in a namespace of its own, and score every detector."""
+    on the local Kafka broker, in a namespace of its own, and score every detector.
+
+    With --ml: train the behaviour model on a benign history and score it on injected
+    behavioural anomalies, offline on vectors and through the detectors in process, beside the
+    rules on the same stream (no broker needed)."""
+    if ml:
+        from pipeline.cli_ml import evaluate_ml
+
+        evaluate_ml(ml_train_events, ml_test_events, seed, ml_episodes, ml_target_far, as_json)
+        return
     import tempfile
 
     from detectors.config import DetectionConfig
@@ -463,6 +477,11 @@ cli.add_typer(alerts_cli, name="alerts")
 from pipeline.cli_query import register as _register_forensics  # noqa: E402
 
 _register_forensics(cli)
+
+# train (pipeline/cli_ml.py); `evaluate --ml` calls into it too
+from pipeline.cli_ml import register as _register_ml  # noqa: E402
+
+_register_ml(cli)
 
 
 def main() -> None:

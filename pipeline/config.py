@@ -58,6 +58,8 @@ class Settings:
     digest_period: str = _setting("hour", "PW_DIGEST_PERIOD", "chain digests per account and closed period: hour or day")
     digest_interval: float = _setting(300.0, "PW_DIGEST_INTERVAL", "seconds between the worker's digest runs when a digest key is set (0: off, use `partnerwatch digest create`)")
     digest_delay: float = _setting(120.0, "PW_DIGEST_DELAY", "seconds after a period closes before it is digested (late rows reach the warehouse)")
+    model_dir: str = _setting("", "PW_MODEL_DIR", "behaviour model artifacts (`partnerwatch train`; empty: PW_DATA_DIR/models)")
+    model_reload_seconds: float = _setting(60.0, "PW_MODEL_RELOAD_SECONDS", "how often the worker looks for a newer behaviour model artifact")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -122,6 +124,10 @@ class Settings:
     @property
     def warehouse_path(self) -> Path:
         return self.data_dir / "warehouse"
+
+    @property
+    def models_path(self) -> Path:
+        return Path(self.model_dir) if self.model_dir else self.data_dir / "models"
 
     @property
     def web_url(self) -> str:

@@ -65,7 +65,14 @@ def fit(
     scores = -pipeline.score_samples(x)
     allowed = math.floor(target_per_10k * events / 10_000)
     ranked = np.sort(scores)[::-1]
-    threshold = float(np.nextafter(ranked[allowed], np.inf)) if allowed < len(ranked) else float(ranked[-1])
+    # halfway between the last hour allowed to alert and the first that may not: a last-bit
+    # difference between scorers (detectors/behaviour_model.py) cannot flip a training hour
+    if allowed >= len(ranked):
+        threshold = float(ranked[-1])
+    elif allowed == 0:
+        threshold = float(ranked[0]) + 1e-9
+    else:
+        threshold = float((ranked[allowed] + ranked[allowed - 1]) / 2)
     flagged = int((scores >= threshold).sum())
     baseline = {
         name: {

@@ -62,3 +62,10 @@ HTTP_INGEST_REFUSED = Counter(
     "Requests to POST /v1/events refused whole, nothing written, by HTTP status (401, 413, 415, 429)",
     ["status"],
 )
+BEHAVIOUR_MODEL_LOADED = Gauge(
+    "pw_behaviour_model_loaded", "1 when a behaviour model is loaded; 0: behaviour_anomaly is idle (cold start)"
+)
+BEHAVIOUR_MODEL_LOADS = Counter("pw_behaviour_model_loads_total", "Behaviour model artifacts swapped in by the worker")
+BEHAVIOUR_MODEL_REFUSED = Counter(
+    "pw_behaviour_model_refused_total", "Behaviour model artifacts refused (feature version, hash, types)"
+)

@@ -23,6 +23,7 @@ from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import alert_id, closed_alerts, fold
 from pipeline.ledger import event_of
+from streams import ml_models
 from streams.app import app
 from streams.detect_metrics import DetectMetrics
 from streams.topics import (
@@ -61,7 +62,7 @@ async def detect(stream: Any) -> None:
                 state = account_state.get(account) or new_state()
             touched[account] = (state, event)
             timings = METRICS.sample()
-            for finding in observe(state, action, CONFIG, timings=timings):
+            for finding in observe(state, action, CONFIG, ml_models.current(), timings=timings):
                 key = alert_id(finding.detector, finding.key, finding.window)
                 before = open_alerts.get(key)
                 alert = fold(before, finding, action, entry["seq"])

@@ -5,10 +5,19 @@ Run with `partnerwatch worker` (or `python -m streams.worker worker -l info`).
 
 from __future__ import annotations
 
-from streams import consumer_lag, detect, digest_service, ingest, ingest_views, monitor, views
+from streams import (
+    consumer_lag,
+    detect,
+    digest_service,
+    ingest,
+    ingest_views,
+    ml_models,
+    monitor,
+    views,
+)
 from streams.app import app
 
-__all__ = ["app", "consumer_lag", "detect", "digest_service", "ingest", "ingest_views", "monitor", "views"]
+__all__ = ["app", "consumer_lag", "detect", "digest_service", "ingest", "ingest_views", "ml_models", "monitor", "views"]
 
 
 def main() -> None:

@@ -1,0 +1,65 @@
+"""A small benign history, its trained behaviour model, and a spy standing in for a model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detectors.behaviour_features import FEATURES, MONOTONE
+from detectors.behaviour_model import BehaviourModel, load
+from pipeline.event import Event, normalize
+from pipeline.ml_training import train_and_save
+from pipeline.simulator import generate
+
+HISTORY_EVENTS = 24_000  # a little over a day at 1,800 events an hour: ~500 principal-hours
+
+
+def benign(count: int, seed: int = 5) -> list[Event]:
+    return [normalize(e) for e, _ in generate(count, seed=seed, attack_kinds=(), events_per_hour=1800)]
+
+
+@pytest.fixture(scope="session")
+def history() -> list[Event]:
+    return benign(HISTORY_EVENTS)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory, history: list[Event]) -> Path:
+    """A models directory holding one artifact trained on `history`."""
+    path = tmp_path_factory.mktemp("models")
+    train_and_save(iter(history), path, random_state=3, trees=100)
+    return path
+
+
+@pytest.fixture(scope="session")
+def model(models_dir: Path) -> BehaviourModel:
+    return load(next(p for p in models_dir.iterdir() if p.name.startswith("behaviour-")))
+
+
+class SpyModel:
+    """Quacks like `BehaviourModel`, flags nothing, and records every vector it is asked to score."""
+
+    name = "spy"
+    threshold = float("inf")
+    early = tuple(float("inf") for _ in MONOTONE)
+    def __init__(self) -> None:
+        self.meta: dict[str, Any] = {"baseline": {f: {"mean": 0.0, "std": 1.0} for f in FEATURES}}
+        self.scored: list[list[float]] = []
+
+    def score(self, vectors: list[list[float]]) -> list[float]:
+        self.scored.extend(list(v) for v in vectors)
+        return [0.0] * len(vectors)
+
+    def out_of_range(self, vector: list[float]) -> list[str]:
+        return []
+
+    def flags(self, vector: list[float], score: float) -> bool:
+        return False
+
+
+@pytest.fixture()
+def spy() -> Iterator[SpyModel]:
+    yield SpyModel()
