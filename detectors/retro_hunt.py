@@ -181,6 +181,7 @@ def hunt(
         found, count = replay(history(source, acct, to_ms), detector, from_ms, to_ms, config)
         alerts.extend(found)
         replayed += count
+    alerts.sort(key=lambda a: (a["first_seen"], a["alert_id"]))
     stored = existing_ids(source, [a["alert_id"] for a in alerts])
     findings = tuple(HuntFinding(a, a["alert_id"] in stored) for a in alerts)
     return HuntReport(detector, tuple(accounts), replayed, findings)

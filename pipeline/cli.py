@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
@@ -142,7 +143,7 @@ def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[l
             return doc["columns"], doc["rows"]
     except urllib.error.HTTPError as exc:
         message = orjson.loads(exc.read()).get("error", str(exc))
-        err.print(f"[red]query failed:[/] {message}")
+        err.print(f"[red]query failed:[/] {escape(str(message))}")
         raise typer.Exit(1) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         pass  # no worker: open the warehouse here
@@ -152,7 +153,7 @@ def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[l
     try:
         safe = read_only(query)  # the same guard as the worker's /v1/sql
     except UnsafeQuery as exc:
-        err.print(f"[red]query refused:[/] {exc}")
+        err.print(f"[red]query refused:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     try:
         warehouse = open_warehouse(settings)
@@ -161,7 +162,7 @@ def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[l
         finally:
             warehouse.close()
     except WarehouseError as exc:
-        err.print(f"[red]query failed:[/] {exc}")
+        err.print(f"[red]query failed:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     return result.columns, result.rows
 
@@ -190,7 +191,7 @@ def _print_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
     else:
         table = Table(*columns)
         for row in rows:
-            table.add_row(*(str(v) for v in row))
+            table.add_row(*(escape(str(v)) for v in row))  # values are data, not markup
         console.print(table)
 
 

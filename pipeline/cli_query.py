@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.queries import NamedQuery, QueryLibraryError
@@ -31,7 +32,7 @@ def register(cli: typer.Typer) -> None:
 
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
-        err.print(f"[red]--format must be one of {', '.join(FORMATS)}, got {fmt!r}[/]")
+        err.print(f"[red]--format must be one of {', '.join(FORMATS)}, got {escape(repr(fmt))}[/]")
         raise typer.Exit(2)
 
 
@@ -49,7 +50,7 @@ def query(
     try:
         library = queries.load()
     except QueryLibraryError as exc:
-        err.print(f"[red]query library:[/] {exc}")
+        err.print(f"[red]query library:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     if list_:
         _print_library(list(library.values()), fmt)
@@ -58,12 +59,12 @@ def query(
         err.print("[red]name a query, or use --list[/]")
         raise typer.Exit(2)
     if name not in library:
-        err.print(f"[red]no query named {name!r};[/] known: {', '.join(library)}")
+        err.print(f"[red]no query named {escape(repr(name))};[/] known: {', '.join(library)}")
         raise typer.Exit(2)
     try:
         params = library[name].bind(_parse_params(param or []))
     except QueryLibraryError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from None
     columns, rows = run_query(_settings(), library[name].sql, params)
     _print_rows(columns, rows, fmt)
@@ -83,10 +84,10 @@ def _print_library(library: list[NamedQuery], fmt: str) -> None:
             sys.stdout.write(orjson.dumps(doc).decode() + "\n")
         return
     for q in library:
-        console.print(f"[bold]{q.name}[/]  {q.description}", highlight=False)
+        console.print(f"[bold]{q.name}[/]  {escape(q.description)}", highlight=False)
         for p in q.params:
             need = "required" if p.required else f"default {p.default!r}"
-            console.print(f"    --param {p.name}=<{p.type}>  ({need})  {p.description}", highlight=False)
+            console.print(escape(f"    --param {p.name}=<{p.type}>  ({need})  {p.description}"), highlight=False)
         console.print()
 
 
@@ -113,7 +114,7 @@ def hunt(
     from sinks.clickhouse import WarehouseError
 
     if fmt not in ("table", "json"):
-        err.print(f"[red]--format must be table or json, got {fmt!r}[/]")
+        err.print(f"[red]--format must be table or json, got {escape(repr(fmt))}[/]")
         raise typer.Exit(2)
     try:
         start, end = parse_when(from_), parse_when(to)
@@ -132,10 +133,10 @@ def hunt(
 
                 stored = store_alerts(source, report.new)
     except ValueError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from None
     except (WarehouseError, SqlFailed) as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(1) from None
     if fmt == "json":
         for f in report.findings:
@@ -154,8 +155,9 @@ def _print_hunt(findings: Any) -> None:
     table = Table("status", "alert_id", "severity", "account", "provider", "principal", "first_seen", "last_seen", "count", "title")
     for f in findings:
         a = f.alert
-        table.add_row(
+        cells = (
             f.status, a["alert_id"], a["severity"], a["account_id"], a["provider_id"], a["principal_id"],
             a["first_seen"], a["last_seen"], str(a["count"]), a["title"],
         )
+        table.add_row(*(escape(c) for c in cells))
     console.print(table)

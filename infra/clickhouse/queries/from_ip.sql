@@ -13,7 +13,7 @@ WITH
     throwIf(
         length(net_parts) > 2 OR net_bits IS NULL OR net_bits > if(net_v4, 32, 128)
             OR toIPv6OrNull(net_parts[1]) IS NULL,
-        'network must be an IP address or a CIDR: a.b.c.d[/0-32] or an IPv6 address[/0-128]'
+        'network must be an IP address or a CIDR: a.b.c.d, a.b.c.d/0-32, an IPv6 address or IPv6/0-128'
     ) AS net_invalid,
     -- net_invalid (0 unless it throws) is part of the range, so a bad network fails the query
     -- even where no row is compared with it.
