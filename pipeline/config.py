@@ -58,6 +58,8 @@ class Settings:
     digest_period: str = _setting("hour", "PW_DIGEST_PERIOD", "chain digests per account and closed period: hour or day")
     digest_interval: float = _setting(300.0, "PW_DIGEST_INTERVAL", "seconds between the worker's digest runs when a digest key is set (0: off, use `partnerwatch digest create`)")
     digest_delay: float = _setting(120.0, "PW_DIGEST_DELAY", "seconds after a period closes before it is digested (late rows reach the warehouse)")
+    sse_queue_size: int = _setting(1000, "PW_SSE_QUEUE_SIZE", "GET /v1/alerts/stream: alerts queued per subscriber; a client that falls further behind is disconnected (it resumes with Last-Event-ID)")
+    sse_keepalive: float = _setting(15.0, "PW_SSE_KEEPALIVE", "GET /v1/alerts/stream: seconds between keep-alive comments")
     model_dir: str = _setting("", "PW_MODEL_DIR", "behaviour model artifacts (`partnerwatch train`; empty: PW_DATA_DIR/models)")
     model_reload_seconds: float = _setting(60.0, "PW_MODEL_RELOAD_SECONDS", "how often the worker looks for a newer behaviour model artifact")
 
@@ -88,6 +90,8 @@ class Settings:
             raise ValueError("PW_RETENTION_DAYS, PW_DEDUP_WINDOW_DAYS and PW_TOPIC_PARTITIONS must be positive")
         if self.digest_period not in ("hour", "day"):
             raise ValueError("PW_DIGEST_PERIOD must be hour or day")
+        if self.sse_queue_size < 1 or self.sse_keepalive <= 0:
+            raise ValueError("PW_SSE_QUEUE_SIZE and PW_SSE_KEEPALIVE must be positive")
 
     def __repr__(self) -> str:
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.redacted().items()) + ")"

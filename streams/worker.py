@@ -6,6 +6,7 @@ Run with `partnerwatch worker` (or `python -m streams.worker worker -l info`).
 from __future__ import annotations
 
 from streams import (
+    alert_views,
     consumer_lag,
     detect,
     digest_service,
@@ -17,7 +18,7 @@ from streams import (
 )
 from streams.app import app
 
-__all__ = ["app", "consumer_lag", "detect", "digest_service", "ingest", "ingest_views", "ml_models", "monitor", "views"]
+__all__ = ["alert_views", "app", "consumer_lag", "detect", "digest_service", "ingest", "ingest_views", "ml_models", "monitor", "views"]
 
 
 def main() -> None:
