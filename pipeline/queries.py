@@ -109,7 +109,7 @@ def parse(name: str, text: str) -> NamedQuery:
     sql = "\n".join(lines).strip()
     if not sql:
         raise QueryLibraryError(f"query {name}: no SQL after the header")
-    if ";" in sql.rstrip(";") or sql.endswith(";"):
+    if ";" in sql:
         raise QueryLibraryError(f"query {name}: one statement, without `;`")
     description: list[str] = []
     params: list[QueryParam] = []

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from detectors.config import DetectionConfig
-from detectors.retro_hunt import hunt
+from detectors.retro_hunt import history, hunt
 from pipeline.chain_check import parse_when
 from pipeline.config import Settings
 from pipeline.event import timestamp_ms
+from pipeline.ledger import event_of
 from pipeline.simulator import generate
 from sinks.audit_store import store_alerts, store_events
 from sinks.clickhouse import EmbeddedWarehouse, migrate
@@ -96,3 +97,15 @@ def test_hunt_refuses_an_unknown_detector_and_an_empty_period(stored: Any) -> No
     with pytest.raises(ValueError, match="--from must be before --to"):
         hunt(wh, "ip_churn", EVER[1], EVER[0])
 
+
+
+def test_history_pages_through_an_account_in_seq_order_up_to_the_end(stored: Any) -> None:
+    wh, entries, _ = stored
+    account = entries[0]["account_id"]
+    mine = [e for e in entries if e["account_id"] == account]
+    end = timestamp_ms(mine[len(mine) // 2]["occurred_at"], "t")
+    read = list(history(wh, account, end, page=97))
+    expected = [e for e in mine if e["seq"] <= max(x["seq"] for x in mine if timestamp_ms(x["occurred_at"], "t") < end)]
+    assert len(expected) > 3 * 97
+    assert [seq for seq, _ in read] == [e["seq"] for e in expected]
+    assert [event for _, event in read] == [event_of(e) for e in expected]  # the events the detect agent saw
