@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from typing import Any, Protocol
 
 import orjson
@@ -171,13 +172,14 @@ def _account_digests(
         for seq, _, _, entry_hash, ingested_at, _ in chunk:
             if seq > good.seq:
                 break
-            periods.add(seq, entry_hash, timestamp_ms(ingested_at, "ingested_at"))
+            periods.add(seq, entry_hash, _hour_ms(ingested_at[:13]))
         head = good
         chunk.clear()
         return found
 
+    cutoff_at = format_ms(cutoff)  # ledger timestamps compare as strings (one fixed format)
     for entry in entries(db, account, head.seq + 1, last_seq(db, account)):
-        if timestamp_ms(entry[4], "ingested_at") >= cutoff:
+        if entry[4] >= cutoff_at:
             break
         chunk.append(entry)
         if len(chunk) >= 10_000 and (broken := consume()):
@@ -190,6 +192,12 @@ def _account_digests(
         if broken.problem.startswith("gap"):
             problem = replace(problem, message=f"{broken.problem}; digests wait for seq {head.seq + 1}")
     return periods.finish(), problem
+
+
+@lru_cache(maxsize=4096)
+def _hour_ms(hour: str) -> int:
+    """`YYYY-MM-DDTHH` -> epoch ms of that hour (periods are whole hours or days)."""
+    return timestamp_ms(f"{hour}:00:00Z", "ingested_at")
 
 
 class _Periods:
