@@ -157,6 +157,7 @@ def is_off_hours(ts: str, live: list[Grant]) -> bool:
     return not OFFICE_START <= now < OFFICE_END
 
 
+@lru_cache(maxsize=65536)
 def _network_of(ip: str) -> str | None:
     """The operator (ASN name) of a public address, else its /24 or /48."""
     from detectors.geo import lookup
