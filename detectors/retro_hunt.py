@@ -34,12 +34,15 @@ ID_BATCH = 1_000
 
 
 class Rows(Protocol):
-    columns: list[str]
-    rows: list[list[Any]]
+    @property
+    def columns(self) -> list[str]: ...
+
+    @property
+    def rows(self) -> list[list[Any]]: ...
 
 
 class Source(Protocol):
-    def query(self, sql: str, params: dict[str, Any] | None = ...) -> Rows: ...
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> Rows: ...
 
 
 def detector_ids() -> tuple[str, ...]:

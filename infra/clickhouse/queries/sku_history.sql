@@ -19,8 +19,8 @@ SELECT
     source_ip,
     approval_id,
     arrayFirst(c -> JSONExtractString(c, 'field') = 'price', JSONExtractArrayRaw(changes)) AS price_change,
-    trimBoth(JSONExtractRaw(price_change, 'old'), '"') AS price_old,
-    trimBoth(JSONExtractRaw(price_change, 'new'), '"') AS price_new,
+    trim(BOTH '"' FROM JSONExtractRaw(price_change, 'old')) AS price_old,
+    trim(BOTH '"' FROM JSONExtractRaw(price_change, 'new')) AS price_new,
     if(
         toFloat64OrZero(price_old) > 0 AND isNotNull(toFloat64OrNull(price_new)),
         round((toFloat64OrZero(price_new) - toFloat64OrZero(price_old)) * 100 / toFloat64OrZero(price_old), 2),
