@@ -192,8 +192,8 @@ def _verifier(settings: Settings, public_key: Path | None) -> Verifier:
     if public_key:
         with _failures():
             return load_public(public_key.read_bytes(), str(public_key))
-    if settings.digest_hmac_key:
-        return _signer(settings).verifier()
+    if settings.digest_hmac_key or settings.digest_key_file:
+        return _signer(settings).verifier()  # the configured key (an auditor passes --public-key)
     err.print("[red]give --public-key (Ed25519), or set PW_DIGEST_HMAC_KEY for HMAC digests[/]")
     raise typer.Exit(2)
 

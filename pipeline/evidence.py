@@ -31,7 +31,7 @@ from pipeline.chain_check import SqlReader, ch_ms, entries, iso_of_ch
 from pipeline.digests import Digest, Problem, check_digest_chain, digests_covering
 from pipeline.event import canonical, format_ms
 from pipeline.ledger import GENESIS, event_of
-from pipeline.signing import Signer, Verifier, load_public
+from pipeline.signing import Signer, SigningKeyError, Verifier, load_public
 
 FORMAT = "partnerwatch-evidence/1"
 EVENT_COLUMNS = (
@@ -260,7 +260,11 @@ def _choose_key(
     if public_key is not None:
         verifier = load_public(public_key, "given public key")
     elif "public_key.pem" in files:
-        verifier = load_public(files["public_key.pem"], "public_key.pem")
+        try:
+            verifier = load_public(files["public_key.pem"], "public_key.pem")
+        except SigningKeyError as exc:
+            report.problems.append(f"public_key.pem: {exc}")
+            return None
         report.notes.append(
             f"signatures checked with the bundle's own public key {verifier.key_id}: compare it with the key "
             "the seller published, or pass --public-key"

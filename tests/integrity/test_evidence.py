@@ -213,3 +213,9 @@ def test_a_later_period_starts_from_an_anchor(seeded: Seeded, signer: Signer, tm
     assert summary.digests == 1
     assert summary.chain_from == second_hour[0]["seq"] - 1 > 1  # the anchor: last entry of the 06:00 digest
     assert verify_bundle(out).problems == []
+
+
+def test_an_unreadable_bundle_key_is_a_problem_not_a_crash(bundle: Path) -> None:
+    rewrite(bundle, "public_key.pem", lambda b: b.replace(b"MCowBQYDK2VwAyEA", b"MCowBQYDK2VwAyEB"), fix_manifest=True)
+    problems = verify_bundle(bundle).problems
+    assert any(p.startswith("public_key.pem: cannot load the public_key.pem") for p in problems)
