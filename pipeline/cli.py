@@ -474,6 +474,9 @@ from pipeline.cli_alerts import alerts_cli  # noqa: E402
 
 cli.add_typer(alerts_cli, name="alerts")
 
+# alerts feed|redeliver|check-routes (pipeline/cli_alert_feed.py): delivery to webhooks and chat bots
+import pipeline.cli_alert_feed  # noqa: E402, F401
+
 # query (the named query library), hunt (retro-hunt a detector) (pipeline/cli_query.py)
 from pipeline.cli_query import register as _register_forensics  # noqa: E402
 

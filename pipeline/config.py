@@ -62,6 +62,8 @@ class Settings:
     sse_keepalive: float = _setting(15.0, "PW_SSE_KEEPALIVE", "GET /v1/alerts/stream: seconds between keep-alive comments")
     model_dir: str = _setting("", "PW_MODEL_DIR", "behaviour model artifacts (`partnerwatch train`; empty: PW_DATA_DIR/models)")
     model_reload_seconds: float = _setting(60.0, "PW_MODEL_RELOAD_SECONDS", "how often the worker looks for a newer behaviour model artifact")
+    alert_routes: str = _setting("", "PW_ALERT_ROUTES", "routes file (TOML or YAML) of `partnerwatch alerts feed`: outputs and which alerts go to them (infra/alerts/routes.example.toml)")
+    alert_feed_metrics_port: int = _setting(9466, "PW_ALERT_FEED_METRICS_PORT", "port of the alert feed's /metrics server, bound to 127.0.0.1 (0: none)")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

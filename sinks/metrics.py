@@ -69,3 +69,16 @@ BEHAVIOUR_MODEL_LOADS = Counter("pw_behaviour_model_loads_total", "Behaviour mod
 BEHAVIOUR_MODEL_REFUSED = Counter(
     "pw_behaviour_model_refused_total", "Behaviour model artifacts refused (feature version, hash, types)"
 )
+
+# -- alert feed (`partnerwatch alerts feed`, its own /metrics port); output = a name from the routes file --
+ALERT_DELIVERIES = Counter(
+    "pw_alert_deliveries",
+    "Alert deliveries by output and result: delivered, retried (one failed attempt, retried) or parked (budget spent)",
+    ["output", "result"],
+)
+ALERT_DELIVERY_SECONDS = Histogram(
+    "pw_alert_delivery_seconds",
+    "Time from the first attempt to a successful delivery, retries and backoff included",
+    ["output"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+)

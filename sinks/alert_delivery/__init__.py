@@ -1,0 +1,1 @@
+"""Alert delivery: the feed process (pw.alerts -> outputs), retries, parking and redelivery."""

@@ -1,0 +1,118 @@
+"""The readable content every chat output shows, in English or Simplified Chinese.
+
+One place decides what a human sees about an alert (title, severity, account, provider, what
+happened, evidence, response steps); Slack, Feishu, DingTalk and WeCom only lay it out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sinks.alert_outputs.base import Alert
+
+Lang = Literal["en", "zh"]
+
+#: Evidence ids listed on a card; the rest are counted ("and 12 more").
+EVIDENCE_SHOWN = 10
+
+SEVERITY_NAMES: dict[str, dict[str, str]] = {
+    "en": {"info": "Info", "low": "Low", "medium": "Medium", "high": "High", "critical": "Critical"},
+    "zh": {"info": "提示", "low": "低", "medium": "中", "high": "高", "critical": "严重"},
+}
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "alert": "PartnerWatch alert",
+        "severity": "Severity",
+        "account": "Account",
+        "provider": "Provider",
+        "principal": "Principal",
+        "detector": "Detector",
+        "count": "Events",
+        "seen": "Seen",
+        "what": "What happened",
+        "evidence": "Evidence (event ids)",
+        "response": "Response steps",
+        "more": "and {n} more",
+        "alert_id": "Alert id",
+    },
+    "zh": {
+        "alert": "PartnerWatch 告警",
+        "severity": "严重级别",
+        "account": "卖家账户",
+        "provider": "服务商",
+        "principal": "操作主体",
+        "detector": "检测规则",
+        "count": "事件数",
+        "seen": "发生时间",
+        "what": "发生了什么",
+        "evidence": "证据 (事件 ID)",
+        "response": "处置步骤",
+        "more": "另有 {n} 条",
+        "alert_id": "告警 ID",
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    lang: str
+    severity: str
+    severity_name: str
+    heading: str
+    fields: tuple[tuple[str, str], ...]
+    what: str
+    evidence: tuple[str, ...]
+    evidence_more: str
+    response: tuple[str, ...]
+    alert_id: str
+
+    def label(self, key: str) -> str:
+        return LABELS[self.lang][key]
+
+
+def card(alert: Alert, lang: str = "en") -> Card:
+    """The card of `alert` in `lang` (en or zh)."""
+    labels = LABELS[lang]
+    severity = str(alert.get("severity", "info"))
+    severity_name = SEVERITY_NAMES[lang].get(severity, severity)
+    evidence = [str(e) for e in alert.get("evidence_event_ids", [])]
+    hidden = len(evidence) - EVIDENCE_SHOWN
+    seen = str(alert.get("first_seen", ""))
+    if alert.get("last_seen") and alert.get("last_seen") != alert.get("first_seen"):
+        seen = f"{seen} → {alert['last_seen']}"
+    fields = (
+        (labels["severity"], severity_name),
+        (labels["account"], str(alert.get("account_id", ""))),
+        (labels["provider"], str(alert.get("provider_id", "")) or "-"),
+        (labels["principal"], str(alert.get("principal_id", "")) or "-"),
+        (labels["detector"], str(alert.get("detector", ""))),
+        (labels["count"], str(alert.get("count", 1))),
+        (labels["seen"], seen),
+    )
+    return Card(
+        lang=lang,
+        severity=severity,
+        severity_name=severity_name,
+        heading=f"[{severity_name.upper() if lang == 'en' else severity_name}] {alert.get('title', '')}",
+        fields=fields,
+        what=str(alert.get("summary", "")),
+        evidence=tuple(evidence[:EVIDENCE_SHOWN]),
+        evidence_more=labels["more"].format(n=hidden) if hidden > 0 else "",
+        response=tuple(str(step) for step in alert.get("response", [])),
+        alert_id=str(alert.get("alert_id", "")),
+    )
+
+
+def markdown_body(c: Card, bullet: str = "- ") -> str:
+    """The card as plain Markdown (DingTalk and WeCom render this subset; no tables, no HTML)."""
+    lines = [f"**{name}**: {value}" for name, value in c.fields]
+    lines += ["", f"**{c.label('what')}**", c.what, "", f"**{c.label('evidence')}**"]
+    lines += [f"{bullet}`{e}`" for e in c.evidence]
+    if c.evidence_more:
+        lines.append(f"{bullet}{c.evidence_more}")
+    lines += ["", f"**{c.label('response')}**"]
+    lines += [f"{i}. {step}" for i, step in enumerate(c.response, 1)]
+    lines += ["", f"{c.label('alert_id')}: {c.alert_id}"]
+    return "\n".join(lines)
