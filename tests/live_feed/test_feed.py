@@ -1,0 +1,221 @@
+"""GET /v1/alerts/stream on a real worker and broker, read with a plain HTTP client."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.config import REPO_ROOT
+from pipeline.local_worker import Namespace, wait_for
+from pipeline.sse import SseError, open_stream
+from tests.live_feed.conftest import AUTH, QUEUE, TOKEN, Reader, provider_event, stream_url, unique
+
+pytestmark = pytest.mark.integration
+
+
+def topic_alerts(ns: Namespace, accounts: set[str], expect: int) -> list[tuple[int, int, dict[str, Any]]]:
+    """(partition, offset, alert) of every record of these accounts on the alerts topic."""
+    found: list[tuple[int, int, dict[str, Any]]] = []
+    deadline = time.monotonic() + 60
+    while len(found) < expect and time.monotonic() < deadline:
+        records = ns.read_topic(ns.settings.alerts_topic, expect=10**9, timeout=3)
+        found = [(r.partition, r.offset, a) for r in records if (a := orjson.loads(r.value))["account_id"] in accounts]
+    return found
+
+
+def test_no_token_no_stream_and_bad_parameters_are_refused(live: Namespace) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        with pytest.raises(SseError) as refused:
+            open_stream(stream_url(live), headers)
+        assert refused.value.status == 401
+    with pytest.raises(SseError) as bad:
+        open_stream(stream_url(live, "severity=urgent"), AUTH)
+    assert bad.value.status == 400 and "severity" in bad.value.body
+    with pytest.raises(SseError) as bad:
+        open_stream(stream_url(live), AUTH | {"Last-Event-ID": "1.2.3.4.5.6.7.8.9"})
+    assert bad.value.status == 400 and "Last-Event-ID" in bad.value.body
+
+
+def test_clients_connected_before_the_attack_get_what_their_filters_select(live: Namespace) -> None:
+    a1, a2, a3 = unique("A1"), unique("A2"), unique("A3")
+    everything = Reader(stream_url(live), AUTH)
+    critical = Reader(stream_url(live, "severity=critical"), AUTH)
+    only_a2 = Reader(stream_url(live, f"account={a2}"), AUTH)
+    a1_or_a3 = Reader(stream_url(live, f"account={a1}&account={a3}&severity=high"), AUTH)
+    try:
+        time.sleep(0.5)  # the four are subscribed before anything is produced
+        live.send([
+            provider_event(a1, "auth.credentials_create"),  # critical
+            provider_event(a2, "report.download"),  # high
+            provider_event(a3, "auth.credentials_create"),  # critical
+        ])
+        mine = {a1, a2, a3}
+        got = [a for a in everything.wait_alerts(3) if a["account_id"] in mine]
+        assert sorted((a["account_id"], a["severity"]) for a in got) == [(a1, "critical"), (a2, "high"), (a3, "critical")]
+        assert {a["account_id"] for a in critical.wait_alerts(2) if a["account_id"] in mine} == {a1, a3}
+        assert all(a["severity"] == "critical" for a in critical.alerts())
+        assert [a["account_id"] for a in only_a2.wait_alerts(1)] == [a2]
+        assert sorted(a["account_id"] for a in a1_or_a3.wait_alerts(2)) == sorted([a1, a3])
+        time.sleep(1.0)  # nothing else arrives for the filtered ones
+        assert [a["account_id"] for a in only_a2.alerts()] == [a2]
+        assert len(a1_or_a3.alerts()) == 2
+    finally:
+        for reader in (everything, critical, only_a2, a1_or_a3):
+            reader.close()
+
+
+def test_resume_from_any_event_id_gets_exactly_the_rest(live: Namespace) -> None:
+    account = unique("R")
+    reader = Reader(stream_url(live, f"account={account}"), AUTH)
+    try:
+        time.sleep(0.3)
+        live.send([provider_event(account, "auth.credentials_create", principal=f"p{i}") for i in range(6)])
+        seen = reader.wait_alerts(6)
+        ids = [e.id for e in reader.events if e.event == "alert"]
+    finally:
+        reader.close()
+    on_topic = topic_alerts(live, {account}, 6)
+    assert sorted(a["alert_id"] for a in seen) == sorted(a["alert_id"] for _, _, a in on_topic)
+    assert all(i is not None for i in ids)
+    for k, last_id in enumerate(ids):
+        # the header for a client, the query parameter for a browser's reconnect
+        if k % 2:
+            resumed = Reader(stream_url(live, f"account={account}"), AUTH | {"Last-Event-ID": str(last_id)})
+        else:
+            resumed = Reader(stream_url(live, f"account={account}&last_event_id={last_id}"), AUTH)
+        try:
+            rest = seen[k + 1:]
+            got = resumed.wait_alerts(len(rest)) if rest else resumed.alerts()
+            time.sleep(0.5)  # and no more than that
+            assert [a["alert_id"] for a in resumed.alerts()] == [a["alert_id"] for a in rest], f"resume after event {k}"
+            assert got == resumed.alerts()
+        finally:
+            resumed.close()
+    replay = Reader(stream_url(live, f"account={account}&last_event_id=0"), AUTH)
+    try:
+        assert [a["alert_id"] for a in replay.wait_alerts(6)] == [a["alert_id"] for a in seen]
+    finally:
+        replay.close()
+
+
+def test_keep_alive_comments_on_a_quiet_stream(live: Namespace) -> None:
+    """PW_SSE_KEEPALIVE is 2 s in these tests: a quiet stream still carries comment lines."""
+    response = open_stream(stream_url(live, f"account={unique('quiet')}"), AUTH, timeout=30)
+    try:
+        lines = [response.readline() for _ in range(5)]
+    finally:
+        response.close()
+    assert lines[0].startswith(b": connected ")
+    assert b": keep-alive\n" in lines
+
+
+def _raw_stream(ns: Namespace, query: str) -> socket.socket:
+    """A client with a tiny receive buffer that sends its request and then reads nothing."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", ns.port))
+    sock.sendall(
+        f"GET /v1/alerts/stream?{query} HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+    )
+    return sock
+
+
+def _read_all(sock: socket.socket, timeout: float) -> bytes:
+    sock.settimeout(timeout)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except TimeoutError:
+        pass
+    finally:
+        sock.close()
+    return b"".join(chunks)
+
+
+def test_a_client_that_stops_reading_is_disconnected_with_a_message_and_resumes_without_loss(live: Namespace) -> None:
+    account = unique("slow")
+    query = f"account={account}&detector=provider_sensitive_action"  # 2000 events a minute also trip the rate rule
+    sock = _raw_stream(live, query)
+    time.sleep(0.5)
+    # One alert gathering evidence: every event publishes a new version of it (about 1.5 kB each),
+    # far more than the 16-record queue plus what the socket buffers hold.
+    versions = 2000
+    live.send([provider_event(account, "auth.credentials_create", event_id=f"{account}-{i}") for i in range(versions)])
+    on_topic = topic_alerts(live, {account}, versions)
+    assert sum(a["detector"] == "provider_sensitive_action" for _, _, a in on_topic) == versions
+    raw = _read_all(sock, timeout=20)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
+    blocks = body.decode(errors="replace").split("\n\n")
+    assert blocks[-1] == "", "the server closed the stream after a whole event"
+    assert f"more than {QUEUE} alerts waiting" in blocks[-2], blocks[-2][:300]
+    # what a client had when it was dropped: the whole alert events before the message
+    had = [b for b in blocks[:-2] if "\nevent: alert\n" in b]
+    assert 0 < len(had) < versions
+    counts = [int(orjson.loads(b.split("\ndata: ", 1)[1])["count"]) for b in had]
+    assert counts == list(range(1, len(had) + 1))
+    last_id = had[-1].split("\n", 1)[0].removeprefix("id: ")
+    resumed = Reader(stream_url(live, query), AUTH | {"Last-Event-ID": last_id})
+    try:
+        rest = resumed.wait_alerts(versions - len(had))
+        time.sleep(0.5)
+        counts = [int(a["count"]) for a in resumed.alerts()]
+        assert counts == list(range(len(had) + 1, versions + 1)), "every later version once, in order"
+    finally:
+        resumed.close()
+    assert len(rest) == versions - len(had)
+
+
+def test_alerts_tail_follows_the_feed_with_its_filters(live: Namespace) -> None:
+    a1, a2 = unique("T1"), unique("T2")
+    live.send([provider_event(a1, "auth.credentials_create"), provider_event(a2, "report.download"),
+               provider_event(a1, "report.download", principal="other")])
+    env = live.env | {"COLUMNS": "250"}
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "alerts", "tail", "--account", a1, "--severity", "critical"],
+        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    out: list[str] = []
+
+    def pump() -> None:
+        assert tail.stdout is not None
+        for line in tail.stdout:
+            out.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        wait_for(lambda: "provider_sensitive_action" in "".join(out), 60, "the critical alert printed", interval=0.2)
+        time.sleep(1.0)  # and nothing the filters leave out
+    finally:
+        tail.terminate()
+        tail.wait(10)
+    text = "".join(out)
+    assert f"account={a1}" in text and "CRITICAL" in text
+    assert a2 not in text and "provider_without_grant" not in text  # other account, lower severity
+
+
+def test_the_page_is_self_contained_and_served_without_the_token(live: Namespace) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{live.port}/alerts", timeout=10) as r:
+        html = r.read().decode()
+        csp = r.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "unsafe-inline" not in csp
+    assert 'data-token-required="true"' in html
+    for external in ("http://", "https://", "src=", "<link", "@import", "innerHTML"):
+        assert external not in html, external
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{live.port}/v1/alerts/anything/ack", data=b'{"by": "x"}',
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 401
