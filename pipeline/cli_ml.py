@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,18 +38,23 @@ def parse_span(text: str) -> int:
     return int(match.group(1)) * (86_400_000 if match.group(2) == "d" else 3_600_000)
 
 
-def warehouse_events(settings: Any, since: str, until: str) -> Iterator[dict[str, Any]]:
-    """The window's events, account by account in `seq` order, a page at a time."""
-    from pipeline.cli import run_query
+Query = Callable[[str, dict[str, Any]], tuple[list[str], list[list[Any]]]]
+
+
+def warehouse_events(query: Query, since: str, until: str, page_rows: int = PAGE_ROWS) -> Iterator[dict[str, Any]]:
+    """The window's events, account by account in `seq` order, a page at a time.
+
+    `query` runs one read-only statement (`run_query` through the worker or the warehouse).
+    """
     from sinks.audit_store import ch_time
 
     account, seq = "", 0
     while True:
-        params = {"since": ch_time(since), "until": ch_time(until), "account": account, "seq": seq, "limit": PAGE_ROWS}
-        _, rows = run_query(settings, PAGE_QUERY, params)
+        params = {"since": ch_time(since), "until": ch_time(until), "account": account, "seq": seq, "limit": page_rows}
+        _, rows = query(PAGE_QUERY, params)
         for row in rows:
             yield orjson.loads(row[2])
-        if len(rows) < PAGE_ROWS:
+        if len(rows) < page_rows:
             return
         account, seq = rows[-1][0], int(rows[-1][1])
 
@@ -79,7 +84,7 @@ def train(
     begin = format_ms(timestamp_ms(until, "until") - span)
     try:
         path, trained = train_and_save(
-            warehouse_events(settings, begin, until), out or settings.models_path,
+            warehouse_events(lambda q, p: run_query(settings, q, p), begin, until), out or settings.models_path,
             target_per_10k=target_far, random_state=seed,
         )
     except ValueError as exc:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from detectors.behaviour_features import FEATURES, AccountFeatures, build, is_off_hours
 from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
@@ -19,8 +17,9 @@ from tests.ml.conftest import SpyModel, benign
 
 
 def _stored_and_read_back(events: list[Event], tmp_path: Path) -> list[Event]:
-    """Sequence `events`, store them as the loader does, read them back as `partnerwatch train` does."""
-    from pipeline.cli_ml import PAGE_QUERY
+    """Sequence `events`, store them as the loader does, read them back as `partnerwatch train` does
+    (in pages of 700 rows, so the paging is exercised)."""
+    from pipeline.cli_ml import warehouse_events
 
     heads: dict[str, ChainHead] = {}
     entries = []
@@ -31,13 +30,16 @@ def _stored_and_read_back(events: list[Event], tmp_path: Path) -> list[Event]:
     try:
         migrate(warehouse, Settings.from_env({}))
         store_events(warehouse, entries)
-        rows = warehouse.query(PAGE_QUERY, {
-            "since": "2000-01-01 00:00:00.000", "until": "2100-01-01 00:00:00.000", "account": "", "seq": 0, "limit": 10**6,
-        }).rows
+
+        def query(sql: str, params: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+            result = warehouse.query(sql, params)
+            return result.columns, result.rows
+
+        read = list(warehouse_events(query, "2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z", page_rows=700))
     finally:
         warehouse.close()
-    assert len(rows) == len(events)
-    return [orjson.loads(row[2]) for row in rows]
+    assert len(read) == len(events) and len({e["event_id"] for e in read}) == len(events)
+    return read
 
 
 def test_vectors_from_warehouse_rows_equal_the_streaming_detectors(tmp_path: Path, spy: SpyModel) -> None:
