@@ -49,7 +49,7 @@ def feed() -> None:
     """Deliver alerts from pw.alerts to the outputs of PW_ALERT_ROUTES (runs until stopped).
 
     Retries with backoff per output, in order per account; after the retry budget an alert is
-    parked on <prefix>alerts.parked (see `alerts redeliver`). Metrics on 127.0.0.1:PW_ALERT_FEED_METRICS_PORT.
+    parked on <prefix>alerts.parked (see `alerts redeliver`). Metrics on PW_ALERT_FEED_METRICS_HOST:PW_ALERT_FEED_METRICS_PORT (127.0.0.1:9466).
     """
     import structlog
     from prometheus_client import start_http_server
@@ -59,7 +59,7 @@ def feed() -> None:
     settings, routes = _load()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(settings.log_level.upper()))
     if settings.alert_feed_metrics_port:
-        start_http_server(settings.alert_feed_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.alert_feed_metrics_port, addr=settings.alert_feed_metrics_host)
     run_feed(settings, routes)
 
 

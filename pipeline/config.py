@@ -63,7 +63,8 @@ class Settings:
     model_dir: str = _setting("", "PW_MODEL_DIR", "behaviour model artifacts (`partnerwatch train`; empty: PW_DATA_DIR/models)")
     model_reload_seconds: float = _setting(60.0, "PW_MODEL_RELOAD_SECONDS", "how often the worker looks for a newer behaviour model artifact")
     alert_routes: str = _setting("", "PW_ALERT_ROUTES", "routes file (TOML or YAML) of `partnerwatch alerts feed`: outputs and which alerts go to them (infra/alerts/routes.example.toml)")
-    alert_feed_metrics_port: int = _setting(9466, "PW_ALERT_FEED_METRICS_PORT", "port of the alert feed's /metrics server, bound to 127.0.0.1 (0: none)")
+    alert_feed_metrics_port: int = _setting(9466, "PW_ALERT_FEED_METRICS_PORT", "port of the alert feed's /metrics server (0: none)")
+    alert_feed_metrics_host: str = _setting("127.0.0.1", "PW_ALERT_FEED_METRICS_HOST", "bind address of the alert feed's /metrics server (0.0.0.0 only inside a private network, e.g. compose)")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:

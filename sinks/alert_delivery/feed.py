@@ -113,7 +113,8 @@ class AlertFeed:
         except Exception:
             # Not committed: seek back so the record is tried again rather than skipped.
             log.exception("alert_feed.partition_failed", partition=tp.partition)
-            self.consumer.seek(tp, record.offset)
+            if tp in self.consumer.assignment():  # else revoked meanwhile: the next owner re-reads it
+                self.consumer.seek(tp, record.offset)
             await asyncio.sleep(1.0)
         finally:
             if self.tasks.get(tp) is asyncio.current_task():
