@@ -77,6 +77,7 @@ SCRIPT = r"""
     if (fresh) {
       tr = document.createElement("tr");
       tr.dataset.alertId = alert.alert_id;
+      tr.dataset.receivedAt = String(Date.now());  // when it reached this screen (bench/alert_feed_latency.py)
       rows.set(alert.alert_id, tr);
     }
     const status = tr.querySelector("td.status");
