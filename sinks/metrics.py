@@ -27,8 +27,8 @@ DETECTOR_SECONDS = Histogram(
 )
 ALERT_LATENCY = Histogram(
     "pw_alert_latency_seconds",
-    "Kafka timestamp of the ledger record that triggered an alert to the alert's publication",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
+    "Kafka timestamp of the pw.actions record that triggered an alert to the alert's publication",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
 WAREHOUSE_BATCH_ROWS = Histogram(
     "pw_warehouse_batch_rows",

@@ -1,16 +1,24 @@
-"""Detect agent: pw.ledger -> fold authorization events -> run detectors -> pw.alerts.
+"""Detection: each ledger entry, as the ingest agent appends it -> detectors -> pw.alerts.
 
-Input is the ledger, so every detector sees each account's events once and in `seq` order, and
-decides on event time; replaying the ledger reproduces every alert with the same `alert_id`.
-Entries are handled in batches (`take_events`; acked once the batch is done).
+The ingest agent (streams/ingest.py) hands every entry it sequences to `Detection.entry`, in
+`seq` order per account, so every detector sees each account's events once and in ledger order
+and decides on event time; replaying the ledger reproduces every alert with the same
+`alert_id` (`partnerwatch evaluate` checks it). Running in the ingest agent, not behind a second
+hop over pw.ledger, saves a transaction commit (up to `PW_COMMIT_INTERVAL`) of latency per alert.
+
+Alerts are published at once by a producer of their own (`streams/alert_publisher.py`), not in
+the ingest transaction, so they are visible within milliseconds instead of at the next commit;
+each batch waits for their delivery before its source offsets can commit. The price: after a
+crash, the events of the uncommitted transaction are sequenced again and may publish an alert
+version a second time, identical (same `alert_id` and `count`); consumers keep the latest
+version per `alert_id` (the warehouse's ReplacingMergeTree, the alert feeds).
+
 State lives in two account-keyed tables: `account_state` (authorization, each detector's own
-state and the account's open alerts, changed in place and written once per account and batch)
-and `open_alerts` (the latest version
-of each open alert; an alert without new evidence for `OPEN_DAYS` of event time is closed and
-dropped, so the table stays bounded). Their
-changelogs are not part of the Kafka transaction, so after a crash they may be a little ahead
-of the ledger position; folding is idempotent for that reason (`fold` ignores a `seq` it has
-already seen).
+state, the account's open alerts and the last `seq` it saw, changed in place and written once per
+account and batch) and `open_alerts` (the latest version of each open alert; an alert without new
+evidence for `OPEN_DAYS` of event time is closed and dropped, so the table stays bounded). Their
+changelogs are not part of the Kafka transaction, so after a crash they may be ahead of the
+ledger: an entry at or below the state's `seq` is skipped, and `fold` ignores a `seq` it has seen.
 """
 
 from __future__ import annotations
@@ -24,57 +32,66 @@ from detectors.run import new_state, observe
 from pipeline.alert import alert_id, closed_alerts, fold
 from pipeline.ledger import event_of
 from streams import ml_models
+from streams.alert_publisher import publisher
 from streams.app import app
 from streams.detect_metrics import DetectMetrics
-from streams.topics import (
-    account_state,
-    alerts_topic,
-    ledger_topic,
-    open_alerts,
-    table_delete,
-    table_set,
-)
+from streams.topics import account_state, ledger_topic, open_alerts, table_delete, table_set
 
 CONFIG = DetectionConfig.from_env()
 METRICS = DetectMetrics()
 
 
-#: Ledger entries handled per batch: account states are written to their table once per batch,
-#: not once per event (a state holds every detector's windows, so each write is large).
-BATCH_EVENTS = 1000
-BATCH_SECONDS = 0.05
+class Detection:
+    """Detection over one batch of the ingest agent; `flush` writes the touched account states."""
+
+    def __init__(self) -> None:
+        #: account -> (its working state, the batch's last Faust event of the account)
+        self.touched: dict[str, tuple[dict[str, Any], Any]] = {}
+
+    def entry(self, entry: dict[str, Any], event: Any) -> None:
+        """Run the detectors over one sequenced entry; `event` is the Faust event it came from."""
+        action = event_of(entry)
+        account = action["account_id"]
+        if account in self.touched:
+            state = self.touched[account][0]
+        else:
+            # Changed in place and written back in `flush`: one table write per batch.
+            state = account_state.get(account) or new_state()
+        self.touched[account] = (state, event)
+        seq = int(entry["seq"])
+        if seq <= state.get("seq", 0):
+            return  # already folded into this state before a crash
+        state["seq"] = seq
+        msg = event.message
+        timings = METRICS.sample()
+        for finding in observe(state, action, CONFIG, ml_models.current(), timings=timings):
+            key = alert_id(finding.detector, finding.key, finding.window)
+            before = open_alerts.get(key)
+            alert = fold(before, finding, action, seq)
+            if alert is before:
+                continue  # a replayed event, already part of the alert
+            table_set(open_alerts, msg.partition, key, alert)
+            state.setdefault("open", {})[key] = alert["last_seen"]
+            publisher.publish(account.encode(), orjson.dumps(alert), msg.partition)
+            METRICS.alert_published(msg)
+        METRICS.record(timings)
+        for key in closed_alerts(state.get("open", {}), action["occurred_at"]):
+            del state["open"][key]
+            table_delete(open_alerts, msg.partition, key)
+
+    async def flush(self) -> None:
+        """Wait for the batch's alerts to be delivered, then write its account states."""
+        await publisher.delivered()
+        for account, (state, event) in self.touched.items():
+            table_set(account_state, event.message.partition, account, state)
+        self.touched.clear()
 
 
 @app.agent(ledger_topic)
-async def detect(stream: Any) -> None:
-    async for events in stream.take_events(BATCH_EVENTS, within=BATCH_SECONDS):
-        # account -> (its working state, the batch's last event of the account)
-        touched: dict[str, tuple[dict[str, Any], Any]] = {}
-        for event in events:
-            msg = event.message
-            entry = orjson.loads(msg.value)
-            action = event_of(entry)
-            account = action["account_id"]
-            if account in touched:
-                state = touched[account][0]
-            else:
-                # Changed in place and written back below: the table sees one write per batch.
-                state = account_state.get(account) or new_state()
-            touched[account] = (state, event)
-            timings = METRICS.sample()
-            for finding in observe(state, action, CONFIG, ml_models.current(), timings=timings):
-                key = alert_id(finding.detector, finding.key, finding.window)
-                before = open_alerts.get(key)
-                alert = fold(before, finding, action, entry["seq"])
-                if alert is before:
-                    continue  # a replayed event, already part of the alert
-                table_set(open_alerts, msg.partition, key, alert)
-                state.setdefault("open", {})[key] = alert["last_seen"]
-                await alerts_topic.send(key=msg.key, value=orjson.dumps(alert), partition=msg.partition)
-                METRICS.alert_published(msg)
-            METRICS.record(timings)
-            for key in closed_alerts(state.get("open", {}), action["occurred_at"]):
-                del state["open"][key]
-                table_delete(open_alerts, msg.partition, key)
-        for account, (state, event) in touched.items():
-            table_set(account_state, event.message.partition, account, state)
+async def ledger_member(stream: Any) -> None:
+    """Reads pw.ledger and does nothing with it: consuming the topic puts it in the app's topic
+    group, and only then do the ingest agent's sends to it join the source partition's
+    transaction (a Faust 0.15 behaviour: sends to topics the app does not consume are not
+    transactional)."""
+    async for _ in stream.take_events(10_000, within=1.0):
+        pass

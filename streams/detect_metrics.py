@@ -1,11 +1,10 @@
-"""Metrics of the detect agent, kept off its hot path.
+"""Metrics of detection (streams/detect.py), kept off its hot path.
 
 Timing 19 detectors on every event would cost more than some detectors do, so one event in
 `metrics.DETECTOR_SAMPLE_EVERY` is timed (`sample()` returns a dict to fill, else None) and each
 detector's time on it is observed once. Alert latency is measured from the Kafka timestamp of
-the ledger record that triggered the alert (CreateTime: when ingest appended it) to the moment
-the alert is handed to the producer; readers see it after the transaction commits, up to
-`PW_COMMIT_INTERVAL` later.
+the `pw.actions` record that triggered the alert (CreateTime: when its producer sent it) to the
+moment the alert is handed to the alert publisher, which sends it at once (streams/alert_publisher.py).
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ class DetectMetrics:
 
     @staticmethod
     def alert_published(message: Any) -> None:
-        """Observe the latency of an alert triggered by the ledger record `message`."""
+        """Observe the latency of an alert triggered by the source record `message`."""
         timestamp = getattr(message, "timestamp", None)
         if timestamp:
             metrics.ALERT_LATENCY.observe(max(0.0, time.time() - float(timestamp)))

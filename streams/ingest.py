@@ -37,6 +37,7 @@ from pipeline.ledger import LedgerState, encode_entry
 from pipeline.masking import Masker
 from sinks import metrics
 from streams.app import app, settings
+from streams.detect import Detection
 from streams.topics import actions_topic, deadletter_topic, ledger_topic
 
 log = structlog.get_logger(__name__)
@@ -105,9 +106,15 @@ async def _forget_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
 
 
 async def _ingest_one(
-    state: LedgerState, key: bytes | None, value: bytes | None, partition: int, offset: int
+    state: LedgerState,
+    key: bytes | None,
+    value: bytes | None,
+    partition: int,
+    offset: int,
+    detection: Detection,
+    event: Any,
 ) -> None:
-    """Validate one source message; dead-letter it, drop it as seen, or sequence it."""
+    """Validate one source message; dead-letter it, drop it as seen, or sequence it and detect."""
     state.next_offset = offset + 1
     metrics.EVENTS_CONSUMED.inc()
     try:
@@ -127,9 +134,10 @@ async def _ingest_one(
         return
     await ledger_topic.send(key=key, value=encode_entry(entry), partition=partition)
     metrics.EVENTS_ACCEPTED.inc()
+    detection.entry(entry, event)
 
 
-async def _catch_up(state: LedgerState, partition: int, until: int) -> None:
+async def _catch_up(state: LedgerState, partition: int, until: int, detection: Detection, event: Any) -> None:
     """Sequence source messages [state.next_offset, until) that the stream did not deliver.
 
     The ledger records the source offset of every entry, so the worker knows exactly where the
@@ -140,22 +148,31 @@ async def _catch_up(state: LedgerState, partition: int, until: int) -> None:
     start = state.next_offset
     count = 0
     async for record in _read_partition(settings.actions_topic, partition, start, until):
-        await _ingest_one(state, record.key, record.value, partition, record.offset)
+        await _ingest_one(state, record.key, record.value, partition, record.offset, detection, event)
         count += 1
     state.next_offset = until
     metrics.INGEST_CATCH_UP.inc(count)
     log.warning("ingest.catch_up", partition=partition, first=start, until=until, records=count)
 
 
+#: Source messages handled per batch (`take_events`: acked once the batch is done, so its
+#: offsets commit with its ledger entries) and how long a batch waits to fill.
+BATCH_EVENTS = 500
+BATCH_SECONDS = 0.01
+
+
 @app.agent(actions_topic)
 async def ingest(stream: Any) -> None:
-    async for event in stream.events():
-        msg = event.message
-        state = _states.get(msg.partition)
-        if state is None:
-            state = _states[msg.partition] = await load_state(msg.partition)
-        if msg.offset < state.next_offset:
-            continue  # already sequenced: a redelivery after a restart
-        if msg.offset > state.next_offset and state.next_offset > 0:
-            await _catch_up(state, msg.partition, msg.offset)
-        await _ingest_one(state, msg.key, msg.value, msg.partition, msg.offset)
+    async for events in stream.take_events(BATCH_EVENTS, within=BATCH_SECONDS):
+        detection = Detection()
+        for event in events:
+            msg = event.message
+            state = _states.get(msg.partition)
+            if state is None:
+                state = _states[msg.partition] = await load_state(msg.partition)
+            if msg.offset < state.next_offset:
+                continue  # already sequenced: a redelivery after a restart
+            if msg.offset > state.next_offset and state.next_offset > 0:
+                await _catch_up(state, msg.partition, msg.offset, detection, event)
+            await _ingest_one(state, msg.key, msg.value, msg.partition, msg.offset, detection, event)
+        await detection.flush()

@@ -1,0 +1,60 @@
+"""Alerts out at once: a producer of its own, outside the ingest transaction.
+
+Inside the transaction an alert would become visible only at the next commit (every
+`PW_COMMIT_INTERVAL`); published here it is visible within milliseconds. `publish` does not wait;
+`delivered` waits for everything published so far and raises if a delivery failed, so the
+ingest agent calls it before its batch may commit: an alert is durable before the offsets of the
+event that raised it. Idempotent producer, acks from all replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+from mode import Service
+
+from streams.app import app, settings
+
+
+class AlertPublisher(Service):
+    """Started with the worker; owns the alert producer."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._producer: AIOKafkaProducer | None = None
+        self._pending: list[asyncio.Future[asyncio.Future[object]]] = []
+
+    async def on_start(self) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_broker,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
+            client_id=f"{settings.app_id}-alerts",
+        )
+        await self._producer.start()
+
+    async def on_stop(self) -> None:
+        if self._producer is not None:
+            await self.delivered()
+            await self._producer.stop()
+
+    def publish(self, key: bytes, value: bytes, partition: int) -> None:
+        """Queue one alert on its account's partition of pw.alerts."""
+        if self._producer is None:
+            raise RuntimeError("the alert publisher is not started")
+        task = asyncio.ensure_future(self._producer.send(settings.alerts_topic, value, key=key, partition=partition))
+        self._pending.append(task)
+
+    async def delivered(self) -> None:
+        """Wait until every alert published so far is acknowledged by the broker."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        sent = await asyncio.gather(*pending)  # queued in the producer's batches
+        await asyncio.gather(*sent)  # each send's delivery future: acknowledged by the broker
+
+
+publisher = AlertPublisher()
+app.service(publisher)  # type: ignore[arg-type]
