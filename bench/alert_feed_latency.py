@@ -4,8 +4,9 @@ Starts a real worker in its own namespace on the local broker, connects an SSE c
 (`GET /v1/alerts/stream`) and, when Chromium is installed, the live page (`GET /alerts`) before
 anything is produced, then produces one attack event at a time (a provider creating credentials
 on a fresh account: one critical alert each) and records, per event, the wall-clock time from
-just before the produce call to the alert's arrival at the SSE client and on the page (each
-row carries the `Date.now()` it was drawn at). Figures (p50, p90, p99, max) go to
+just before the produce call to the alert's arrival at a plain Kafka consumer of the topic
+(when the alert is readable at all), at the SSE client and on the page (each row carries the
+`Date.now()` it was drawn at). Figures (p50, p90, p99, max) go to
 bench/results/alert_feed_latency.json; nothing is asserted.
 
     python -m bench.alert_feed_latency --events 200
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from kafka import KafkaConsumer
 
 from pipeline.config import REPO_ROOT
 from pipeline.kafka_io import ensure_topics, send_events
@@ -92,6 +94,22 @@ async def run(ns: Namespace, tmp: Path, count: int, interval: float, with_page: 
 
     threading.Thread(target=read, daemon=True).start()
     settings = ns.settings
+    # A plain Kafka consumer beside the feed: when the alert is readable on the topic at all,
+    # so the pipeline's share and the feed's share of the latency can be told apart.
+    on_topic: dict[str, float] = {}
+    tail = KafkaConsumer(settings.alerts_topic, bootstrap_servers=settings.kafka_broker, group_id=None,
+                         auto_offset_reset="latest", isolation_level="read_committed", enable_auto_commit=False)
+    tail.poll(timeout_ms=1000)  # joined and positioned at the end before anything is produced
+    stop_tail = threading.Event()
+
+    def read_topic() -> None:
+        while not stop_tail.is_set():
+            for records in tail.poll(timeout_ms=200).values():
+                for r in records:
+                    on_topic.setdefault(orjson.loads(r.value)["account_id"], time.time())
+        tail.close()
+
+    threading.Thread(target=read_topic, daemon=True).start()
     ensure_topics(settings)
     page_cm = None
     if with_page:
@@ -116,8 +134,14 @@ async def run(ns: Namespace, tmp: Path, count: int, interval: float, with_page: 
 
         await asyncio.to_thread(lambda: sum(1 for _ in send_events(settings, paced())))
         await asyncio.to_thread(wait_for, lambda: len(arrived) >= count, 120, "every alert on the SSE client")
+        await asyncio.to_thread(wait_for, lambda: len(on_topic) >= count, 60, "every alert on the topic")
+        stop_tail.set()
         report: dict[str, Any] = {
-            "sse": percentiles([(arrived[a] - t) * 1000 for a, t in produced.items() if a in arrived])
+            "topic": percentiles([(on_topic[a] - t) * 1000 for a, t in produced.items() if a in on_topic]),
+            "sse": percentiles([(arrived[a] - t) * 1000 for a, t in produced.items() if a in arrived]),
+            "sse_after_topic": percentiles(
+                [(arrived[a] - on_topic[a]) * 1000 for a in produced if a in arrived and a in on_topic]
+            ),
         }
         if page is not None:
             await page.wait(f'document.querySelectorAll("#alerts tr").length >= {count}', 120, "every alert on the page")
