@@ -1,10 +1,11 @@
 """Alerts out at once: a producer of its own, outside the ingest transaction.
 
 Inside the transaction an alert would become visible only at the next commit (every
-`PW_COMMIT_INTERVAL`); published here it is visible within milliseconds. `publish` does not wait;
-`delivered` waits for everything published so far and raises if a delivery failed, so the
-ingest agent calls it before its batch may commit: an alert is durable before the offsets of the
-event that raised it. Idempotent producer, acks from all replicas.
+`PW_COMMIT_INTERVAL`); published here it is visible within milliseconds. `publish` appends to the
+producer's batch in call order (an alert's versions stay in order) without waiting for the
+broker; `delivered` waits for everything published so far and raises if a delivery failed, so
+the ingest agent calls it before its batch may commit: an alert is durable before the offsets of
+the event that raised it. Idempotent producer, acks from all replicas.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class AlertPublisher(Service):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._producer: AIOKafkaProducer | None = None
-        self._pending: list[asyncio.Future[asyncio.Future[object]]] = []
+        self._pending: list[asyncio.Future[object]] = []
 
     async def on_start(self) -> None:
         self._producer = AIOKafkaProducer(
@@ -40,20 +41,22 @@ class AlertPublisher(Service):
             await self.delivered()
             await self._producer.stop()
 
-    def publish(self, key: bytes, value: bytes, partition: int) -> None:
-        """Queue one alert on its account's partition of pw.alerts."""
+    async def publish(self, key: bytes, value: bytes, partition: int) -> None:
+        """Send one alert to its account's partition of pw.alerts; do not wait for the broker.
+
+        Awaiting `send` only appends to the producer's batch, in call order, so an alert's
+        versions stay in order on its partition.
+        """
         if self._producer is None:
             raise RuntimeError("the alert publisher is not started")
-        task = asyncio.ensure_future(self._producer.send(settings.alerts_topic, value, key=key, partition=partition))
-        self._pending.append(task)
+        self._pending.append(await self._producer.send(settings.alerts_topic, value, key=key, partition=partition))
 
     async def delivered(self) -> None:
         """Wait until every alert published so far is acknowledged by the broker."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        sent = await asyncio.gather(*pending)  # queued in the producer's batches
-        await asyncio.gather(*sent)  # each send's delivery future: acknowledged by the broker
+        await asyncio.gather(*pending)
 
 
 publisher = AlertPublisher()

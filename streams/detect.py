@@ -48,7 +48,7 @@ class Detection:
         #: account -> (its working state, the batch's last Faust event of the account)
         self.touched: dict[str, tuple[dict[str, Any], Any]] = {}
 
-    def entry(self, entry: dict[str, Any], event: Any) -> None:
+    async def entry(self, entry: dict[str, Any], event: Any) -> None:
         """Run the detectors over one sequenced entry; `event` is the Faust event it came from."""
         action = event_of(entry)
         account = action["account_id"]
@@ -72,7 +72,7 @@ class Detection:
                 continue  # a replayed event, already part of the alert
             table_set(open_alerts, msg.partition, key, alert)
             state.setdefault("open", {})[key] = alert["last_seen"]
-            publisher.publish(account.encode(), orjson.dumps(alert), msg.partition)
+            await publisher.publish(account.encode(), orjson.dumps(alert), msg.partition)
             METRICS.alert_published(msg)
         METRICS.record(timings)
         for key in closed_alerts(state.get("open", {}), action["occurred_at"]):

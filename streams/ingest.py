@@ -134,7 +134,7 @@ async def _ingest_one(
         return
     await ledger_topic.send(key=key, value=encode_entry(entry), partition=partition)
     metrics.EVENTS_ACCEPTED.inc()
-    detection.entry(entry, event)
+    await detection.entry(entry, event)
 
 
 async def _catch_up(state: LedgerState, partition: int, until: int, detection: Detection, event: Any) -> None:

@@ -8,6 +8,10 @@ A failing output therefore holds its partition back (later alerts of those accou
 order) while other partitions go on; the partition is paused meanwhile so the consumer does not
 fetch ahead. The offset is committed after each finished record, so a crash re-sends at most the
 record in hand (at-least-once; receivers dedup by `alert_id` and `count`).
+
+The worker publishes alerts outside its Kafka transaction (streams/alert_publisher.py), so after
+a worker crash an alert version can appear twice on pw.alerts, identical; the feed remembers the
+last `SEEN_VERSIONS` versions it finished and skips such a repeat.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections import OrderedDict
 from typing import Any
 
 import aiohttp
@@ -29,6 +34,10 @@ from sinks.alert_delivery.topics import ensure_feed_topics, parked_topic
 from sinks.alert_outputs.routes import AlertRoutes
 
 log = structlog.get_logger(__name__)
+
+
+#: (alert_id, count) versions remembered, to skip identical repeats on pw.alerts.
+SEEN_VERSIONS = 100_000
 
 
 def feed_group(settings: Settings) -> str:
@@ -56,6 +65,7 @@ class AlertFeed:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.session: aiohttp.ClientSession | None = None
+        self.finished: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -126,9 +136,13 @@ class AlertFeed:
         assert self.session is not None and self.producer is not None
         try:
             alert = orjson.loads(record.value)
+            version = (str(alert["alert_id"]), int(alert["count"]))
             targets = self.routes.targets(alert)
-        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError, KeyError):
             log.error("alert_feed.bad_record", partition=record.partition, offset=record.offset)
+            return
+        if version in self.finished:
+            log.info("alert_feed.repeat_skipped", alert_id=version[0], count=version[1])
             return
         outcomes = await asyncio.gather(
             *(
@@ -140,6 +154,9 @@ class AlertFeed:
         for outcome in outcomes:
             if not outcome.delivered:
                 await park(self.producer, parked_topic(self.settings), parked_record(alert, outcome, source))
+        self.finished[version] = None
+        if len(self.finished) > SEEN_VERSIONS:
+            self.finished.popitem(last=False)
 
 
 def run_feed(settings: Settings, routes: AlertRoutes) -> None:

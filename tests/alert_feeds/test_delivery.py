@@ -217,3 +217,37 @@ def test_bad_routes_file_fails_at_start_naming_the_field(kafka_broker: str, tmp_
     routes.write_text('[outputs.x]\ntype = "webhook"\nurl = "http://127.0.0.1:1/"\nsecret_env = "NOT_SET_ANYWHERE"\n[[routes]]\nname = "r"\noutputs = ["x"]\n')
     run = Feed(ns, routes).cli("alerts", "feed", timeout=60)
     assert run.returncode == 2 and "outputs.x.secret_env: environment variable NOT_SET_ANYWHERE is not set" in run.stderr
+
+
+def test_identical_repeat_of_an_alert_version_is_delivered_once(kafka_broker: str, tmp_path: Path) -> None:
+    """After a worker crash an alert version may be published twice (outside the transaction)."""
+    ns = Namespace(tmp_path)
+    receiver = Receiver(check=signed_by(SECRET))
+    routes = routes_file(
+        tmp_path,
+        f"""
+[outputs.soc]
+type = "webhook"
+url = "{receiver.url}/hook"
+secret_env = "TEST_HOOK_SECRET"
+
+[[routes]]
+name = "all"
+outputs = ["soc"]
+versions = "all"
+""",
+    )
+    receiver.set("up")
+    first = sample_alert(account="A-1", count=1, window="w")
+    grown = sample_alert(account="A-1", count=2, window="w")
+    other = sample_alert(account="A-1", count=1, window="other")
+    feed = Feed(ns, routes, {"TEST_HOOK_SECRET": SECRET}).start()
+    try:
+        assert produce_alerts(ns, [first, first, grown, grown, other]) == 5
+        wait_for(lambda: committed_everything(ns, f"{ns.settings.app_id}-alert-feed", ns.settings.alerts_topic), 60, "offsets committed")
+        time.sleep(1.0)
+        got = [(b["alert_id"], b["count"]) for b in (orjson.loads(i.body) for i in receiver.received)]
+        assert got == [(first["alert_id"], 1), (grown["alert_id"], 2), (other["alert_id"], 1)]
+    finally:
+        feed.stop()
+        receiver.close()
