@@ -104,11 +104,24 @@ def worker(
 
 
 @cli.command()
-def migrate() -> None:
+def migrate(
+    print_ddl: Annotated[bool, typer.Option("--print-ddl", help="print every migration's DDL as it would run (PW_CLICKHOUSE_CLUSTER: cluster DDL); connect to nothing")] = False,
+) -> None:
     """Apply the warehouse migrations (the worker also does this at start)."""
-    from sinks.clickhouse import WarehouseError, migrate, open_warehouse
+    from sinks.clickhouse import (
+        WarehouseError,
+        bootstrap_ddl,
+        migrate,
+        migration_ddl,
+        open_warehouse,
+    )
 
     settings = _settings()
+    if print_ddl:
+        print(";\n\n".join(bootstrap_ddl(settings)) + ";\n")
+        for version, name, statements in migration_ddl(settings):
+            print(f"-- {version:04d}_{name}\n" + ";\n\n".join(statements) + ";\n")
+        return
     try:
         warehouse = open_warehouse(settings)
         applied = migrate(warehouse, settings)

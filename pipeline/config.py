@@ -35,6 +35,7 @@ class Settings:
     app_id: str = _setting("partnerwatch", "PW_APP_ID", "Faust application id: consumer group and changelog topic prefix")
     data_dir: Path = _setting(Path("data"), "PW_DATA_DIR", "local state: worker log, Faust tables, the embedded warehouse")  # noqa: RUF009
     clickhouse_url: str = _setting("", "PW_CLICKHOUSE_URL", "empty: embedded chDB in PW_DATA_DIR/warehouse; or clickhouse://user:pass@host:9000/db")
+    clickhouse_cluster: str = _setting("", "PW_CLICKHOUSE_CLUSTER", "empty: single server; else the cluster (remote_servers) migrations target: Replicated tables, Distributed tables, ON CLUSTER (`partnerwatch migrate --print-ddl`)")
     retention_days: int = _setting(730, "PW_RETENTION_DAYS", "TTL of audit.events and audit.alerts (evidence: at least 730)")
     dedup_window_days: int = _setting(7, "PW_DEDUP_WINDOW_DAYS", "a repeated event_id within this window is accepted once")
     max_event_bytes: int = _setting(65536, "PW_MAX_EVENT_BYTES", "larger ingest messages go to the dead-letter topic")
@@ -91,6 +92,8 @@ class Settings:
             raise ValueError("PW_PROCESSING_GUARANTEE must be exactly_once or at_least_once")
         if self.retention_days < 1 or self.dedup_window_days < 1 or self.topic_partitions < 1:
             raise ValueError("PW_RETENTION_DAYS, PW_DEDUP_WINDOW_DAYS and PW_TOPIC_PARTITIONS must be positive")
+        if self.clickhouse_cluster and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.clickhouse_cluster):
+            raise ValueError("PW_CLICKHOUSE_CLUSTER must be an identifier ([A-Za-z_][A-Za-z0-9_]*)")
         if self.digest_period not in ("hour", "day"):
             raise ValueError("PW_DIGEST_PERIOD must be hour or day")
         if self.sse_queue_size < 1 or self.sse_keepalive <= 0:

@@ -1,0 +1,62 @@
+"""infra/clickhouse/access.sql: valid ClickHouse (chDB's parser), and it grants reading only."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+from pipeline.config import REPO_ROOT
+from tests.unit.chdb_syntax import format_queries, split_statements
+
+ACCESS_SQL = REPO_ROOT / "infra" / "clickhouse" / "access.sql"
+GRAFANA_XML = REPO_ROOT / "infra" / "clickhouse" / "users.d" / "grafana_ro.xml"
+ROLE = "partnerwatch_analyst"
+
+
+def normalised() -> list[str]:
+    statements = split_statements(ACCESS_SQL.read_text())
+    results = format_queries(statements)
+    for statement, result in zip(statements, results, strict=True):
+        assert "ok" in result, (statement, result)
+    return [" ".join(r["ok"].split()) for r in results]
+
+
+def test_every_statement_parses() -> None:
+    statements = normalised()
+    kinds = {" ".join(s.split()[:2]) for s in statements}
+    assert {"CREATE SETTINGS", "CREATE ROLE", "GRANT SELECT", "CREATE USER", "CREATE QUOTA"} <= kinds
+
+
+def test_grants_are_select_only() -> None:
+    grants = [s for s in normalised() if s.startswith(("GRANT", "REVOKE"))]
+    assert grants
+    privilege_grants = role_grants = 0
+    for g in grants:
+        on = re.fullmatch(r"GRANT (.+) ON (\S+) TO (\S+)", g)
+        if on:
+            assert [p.strip() for p in on[1].split(",")] == ["SELECT"], g
+            assert on[2] == "audit.*", g
+            assert on[3] == ROLE
+            privilege_grants += 1
+        else:
+            assert re.fullmatch(rf"GRANT {ROLE} TO grafana_ro", g), g
+            role_grants += 1
+    assert privilege_grants == 1 and role_grants == 1
+    text = " ".join(normalised())
+    assert not re.search(r"\b(INSERT|ALTER|DROP|TRUNCATE|ALL|WITH GRANT OPTION|ADMIN OPTION)\b", text)
+
+
+def test_profile_is_readonly_with_limits_like_the_compose_user() -> None:
+    profile = next(s for s in normalised() if s.startswith("CREATE SETTINGS PROFILE"))
+    xml = ET.parse(GRAFANA_XML).getroot().find("profiles/grafana_readonly")
+    assert xml is not None
+    assert "readonly = 1" in profile and xml.findtext("readonly") == "1"
+    assert f"max_execution_time = {xml.findtext('max_execution_time')} CHANGEABLE_IN_READONLY" in profile
+    assert f"max_result_rows = {xml.findtext('max_result_rows')}" in profile
+    user = next(s for s in normalised() if s.startswith("CREATE USER"))
+    assert "grafana_ro" in user and "SETTINGS PROFILE `partnerwatch_readonly`" in user
+
+
+def test_no_real_password_committed() -> None:
+    user = next(s for s in normalised() if s.startswith("CREATE USER"))
+    assert re.search(r"BY 'CHANGE_ME_GRAFANA_PASSWORD'", user)
