@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from sinks.alert_outputs import zh
 from sinks.alert_outputs.base import Alert
 
 Lang = Literal["en", "zh"]
@@ -73,7 +74,11 @@ class Card:
 
 
 def card(alert: Alert, lang: str = "en") -> Card:
-    """The card of `alert` in `lang` (en or zh)."""
+    """The card of `alert` in `lang` (en or zh).
+
+    In zh the title, what happened and the response steps come from the catalogue in
+    sinks/alert_outputs/zh.py (English for a detector or step it does not know).
+    """
     labels = LABELS[lang]
     severity = str(alert.get("severity", "info"))
     severity_name = SEVERITY_NAMES[lang].get(severity, severity)
@@ -91,16 +96,21 @@ def card(alert: Alert, lang: str = "en") -> Card:
         (labels["count"], str(alert.get("count", 1))),
         (labels["seen"], seen),
     )
+    title, what = str(alert.get("title", "")), str(alert.get("summary", ""))
+    response = tuple(str(step) for step in alert.get("response", []))
+    if lang == "zh":
+        title, what = zh.text_for(alert) or (title, what)
+        response = tuple(zh.step(step) for step in response)
     return Card(
         lang=lang,
         severity=severity,
         severity_name=severity_name,
-        heading=f"[{severity_name.upper() if lang == 'en' else severity_name}] {alert.get('title', '')}",
+        heading=f"[{severity_name.upper() if lang == 'en' else severity_name}] {title}",
         fields=fields,
-        what=str(alert.get("summary", "")),
+        what=what,
         evidence=tuple(evidence[:EVIDENCE_SHOWN]),
         evidence_more=labels["more"].format(n=hidden) if hidden > 0 else "",
-        response=tuple(str(step) for step in alert.get("response", [])),
+        response=response,
         alert_id=str(alert.get("alert_id", "")),
     )
 

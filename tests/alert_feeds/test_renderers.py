@@ -120,10 +120,11 @@ def test_feishu_interactive_card_with_signature() -> None:
     key = b"1790000000\nfs-secret"
     assert body["sign"] == base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
     header = body["card"]["header"]
-    assert header["template"] == "red" and header["title"] == {"tag": "plain_text", "content": f"[严重] {sample_alert()['title']}"}
+    assert header["template"] == "red" and header["title"] == {"tag": "plain_text", "content": "[严重] 服务商 P-7 从 IP 白名单之外的地址进行操作"}
     elements = body["card"]["elements"]
     assert elements[0]["tag"] == "div" and all(f["is_short"] for f in elements[0]["fields"])
     texts = " ".join(e["text"]["content"] for e in elements if "text" in e)
+    # a step the catalogue does not know (the sample's) stays English
     assert "发生了什么" in texts and "ev-A-1001-0" in texts and "1. Suspend" in texts
 
 
