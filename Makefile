@@ -42,10 +42,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-## throughput of the pipeline, figures written to bench/results/
+## throughput, latency, scaling and warehouse figures, written to bench/results/<date>.json and .md
+## (BENCH_ARGS="--count 200000" for a shorter run than the default 1,000,000 events)
 bench: install
 	bash infra/kafka/kafka.sh start
-	$(BIN)/python -m bench.pipeline_throughput
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 kafka-start:
 	bash infra/kafka/kafka.sh start
