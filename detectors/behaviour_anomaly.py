@@ -1,10 +1,14 @@
-"""A provider principal's hour unlike the behaviour the model learned (IsolationForest).
+"""A provider principal's hour -- or a provider's, over all its principals on an account -- unlike
+the behaviour the model learned (IsolationForest).
 
 Rules catch what a seller wrote down; a partner abusing access slowly, inside every limit (prices
 eroded a little at a time, a principal busy at night, report downloads creeping up, a new mix of
 actions) needs a model of normal behaviour. The model (detectors/behaviour_model.py, fitted by
 `partnerwatch train` on the warehouse's history) scores one principal's hour, described by
-detectors/behaviour_features.py, the same code training used.
+detectors/behaviour_features.py, the same code training used. Two kinds of vector are scored by
+the one model: each principal's hour, and the provider-level hour (the same features over all of
+the provider's principals on the account: load spread over several principals, each
+unremarkable alone); an alert says which kind deviated, in its title and summary.
 
 Scoring costs nothing per event beyond counting: an hour is scored when it closes (the account's
 first event of a later hour; all the account's closing hours in one call), or early, once, when a
@@ -27,12 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import responses
 from detectors.behaviour_features import (
+    ALL_PRINCIPALS,
     DESCRIPTIONS,
     FEATURES,
     HOUR_MS,
     AccountFeatures,
     Closed,
+    kind_of,
+    kind_of_vector,
     principal_key,
+    provider_key,
 )
 from pipeline.alert import Finding
 from pipeline.event import Event, format_ms
@@ -73,19 +81,21 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         if len(baselines) > len(features.state["p"]):  # principals forgotten as idle
             state["b"] = {k: v for k, v in baselines.items() if k in features.state["p"]}
     if key is not None:
-        early = _early(features, key, model)
-        if early is not None and model.flags(early[0].vector, early[1]):
-            findings.append(_finding(event, early[0], early[1], ctx, state, early=True))
+        for k in (key, provider_key(key)):
+            early = _early(features, k, model)
+            if early is not None and model.flags(early[0].vector, early[1]):
+                findings.append(_finding(event, early[0], early[1], ctx, state, early=True))
     return findings
 
 
 def _early(features: AccountFeatures, key: str, model: BehaviourModel) -> tuple[Closed, float] | None:
-    """Score the principal's open hour once, when a growing count passes the training range."""
+    """Score the open hour of `key` (a principal or `provider|*`) once, when a growing count passes
+    its kind's training range."""
     w = features.state["p"][key]["w"]
     if w.get("early"):
         return None
     counts = (w["n"], len(w["sku"]), len(w["ip"]), w["off"], w["fund"], w["rep"], w["new"])
-    if not any(c > limit for c, limit in zip(counts, model.early, strict=True)):
+    if not any(c > limit for c, limit in zip(counts, model.early[kind_of(key)], strict=True)):
         return None
     w["early"] = 1
     vector = features.open_vector(key)
@@ -115,7 +125,7 @@ def deviations(vector: list[float], model: BehaviourModel, baseline: dict[str, A
     the spread never falls below the training spread's tenth (a feature constant in the past
     would otherwise make any change infinite).
     """
-    stats = model.meta["baseline"]
+    stats = model.meta["baseline"][kind_of_vector(vector)]
     own = baseline is not None and baseline["n"] >= MIN_BASELINE_HOURS
     out = []
     for i, name in enumerate(FEATURES):
@@ -156,6 +166,12 @@ def _finding(event: Event, c: Closed, score: float, ctx: Context, state: dict[st
     assert model is not None
     provider, _, principal = c.key.partition("|")
     hour = format_ms(c.hour * HOUR_MS)
+    if principal == ALL_PRINCIPALS:
+        title = f"Unusual behaviour of provider {provider} across its principals (provider-level vector)"
+        who = f"Provider {provider}'s principals together on account {event['account_id']} (the provider-level vector)"
+    else:
+        title = f"Unusual behaviour of principal {principal} (provider {provider}; principal vector)"
+        who = f"Principal {principal} of provider {provider} on account {event['account_id']} (the principal vector)"
     when = f"so far in the hour from {hour}" if early else f"in the hour from {hour}"
     words, top = explain(c.vector, model, state.get("b", {}).get(c.key))
     beyond = model.out_of_range(c.vector)
@@ -166,10 +182,9 @@ def _finding(event: Event, c: Closed, score: float, ctx: Context, state: dict[st
         severity=ctx.config.severity(DETECTOR, "medium"),
         key=f"{event['account_id']}|{c.key}",
         window=hour,
-        title=f"Unusual behaviour of principal {principal} (provider {provider})",
+        title=title,
         summary=(
-            f"Principal {principal} of provider {provider} on account {event['account_id']} behaved"
-            f" unlike its history {when} (anomaly score {score:.3f}, threshold"
+            f"{who} behaved unlike its history {when} (anomaly score {score:.3f}, threshold"
             f" {model.threshold:.3f}, model {model.name}): "
             + words
             + "."

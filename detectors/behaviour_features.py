@@ -6,7 +6,11 @@ Training (`partnerwatch train`, rows read back from the warehouse) and streaming
 drift apart. The state is a plain JSON dict (it lives in the detect agent's `account_state`
 table), built per account in `seq` order, on event time only.
 
-A vector describes one principal (`provider|principal`, on one account) in one clock hour (UTC).
+A vector describes one principal (`provider|principal`, on one account) in one clock hour (UTC),
+or -- the provider-level kind -- the same features over all of one provider's principals on the
+account in that hour (key `provider|*`): load spread over several principals, each unremarkable
+alone, shows there. Both kinds are folded by the same `add`, on the same event, and are scored
+by one model; the last feature, `provider_level`, says which kind a vector is.
 An hour closes when the account's first event of a later hour arrives; the last, still open hour
 of a history is never scored. Besides the hour's own counts, two features compare the hour with
 the principal's past (kept in the same state): networks it never used before, and how far the
@@ -30,7 +34,7 @@ from pipeline.contract import WRITE_PREFIXES
 from pipeline.event import Event
 from pipeline.grants import Grant
 
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: provider-level vectors and the `provider_level` indicator
 HOUR_MS = 3_600_000
 
 #: The vector's columns, in order; `DESCRIPTIONS` words them for alerts.
@@ -50,7 +54,12 @@ FEATURES: tuple[str, ...] = (
     "report_share",
     "new_networks",
     "mix_shift",
+    "provider_level",
 )
+#: The two kinds of vector: one principal, or all of one provider's principals on an account.
+KINDS: tuple[str, ...] = ("principal", "provider")
+#: The principal part of a provider-level key (`provider|*`).
+ALL_PRINCIPALS = "*"
 DESCRIPTIONS: dict[str, str] = {
     "events": "events in the hour",
     "distinct_skus": "distinct SKUs touched",
@@ -67,6 +76,7 @@ DESCRIPTIONS: dict[str, str] = {
     "report_share": "share of report downloads",
     "new_networks": "networks (ASN or /24) never used before",
     "mix_shift": "shift of the action mix from the principal's usual mix (distance x sqrt(events))",
+    "provider_level": "1 for a provider-level vector (all its principals), 0 for one principal",
 }
 #: Features that only grow while an hour is open: a partial hour already beyond the training
 #: range on one of them can be scored early.
@@ -108,11 +118,16 @@ IDLE_HOURS = 30 * 24
 class Closed:
     """One closed hour of one principal: what gets scored."""
 
-    key: str  # provider|principal
+    key: str  # provider|principal, or provider|* for the provider-level vector
     hour: int  # epoch hour (UTC)
     vector: list[float]
     #: evidence kind ("all", "price", "report", ... see EVIDENCE_OF) -> the hour's first such events
     evidence: dict[str, list[str]]
+
+    @property
+    def kind(self) -> str:
+        """"provider" for the provider-level vector, else "principal"."""
+        return kind_of(self.key)
 
     def evidence_for(self, features: list[str], limit: int = 20) -> list[str]:
         """The events behind `features` (their evidence kinds, in order), then the hour's first."""
@@ -130,6 +145,19 @@ def principal_key(event: Event) -> str | None:
     if actor["type"] != "provider":
         return None
     return f"{actor.get('provider_id', '')}|{actor['principal_id']}"
+
+
+def provider_key(key: str) -> str:
+    """The provider-level key of a principal key: `provider|*`."""
+    return key.partition("|")[0] + "|" + ALL_PRINCIPALS
+
+
+def kind_of(key: str) -> str:
+    return "provider" if key.endswith("|" + ALL_PRINCIPALS) else "principal"
+
+
+def kind_of_vector(vector: list[float]) -> str:
+    return "provider" if vector[-1] >= 0.5 else "principal"
 
 
 @lru_cache(maxsize=16384)
@@ -260,6 +288,7 @@ def vector(principal: dict[str, Any]) -> list[float]:
         (w["rep"] + k * report_usual) / (w["n"] + k),
         float(w["new"]),
         shift,
+        1.0 if principal.get("agg") else 0.0,
     ]
 
 
@@ -284,6 +313,8 @@ class AccountFeatures:
 
     `state` is `{"hour": last event hour, "p": {key: principal}}`; a principal is
     `{"w": open window, "known": {network: 1}, "mix": [usual family shares], "hours": n, "last": h}`.
+    A provider's aggregate over its principals is one more such entry, keyed `provider|*` and
+    marked `"agg": 1`; every provider event is added to both (one `add` each).
     """
 
     __slots__ = ("state",)
@@ -299,13 +330,23 @@ class AccountFeatures:
         closed = self.advance(hour) if hour > self.state["hour"] else []
         key = principal_key(event)
         if key is not None:
-            principal = self.state["p"].get(key)
-            if principal is None:
-                principal = self.state["p"][key] = {"known": {}, "mix": [0.0] * len(FAMILIES), "hours": 0, "last": hour}
-            if "w" not in principal:
-                principal["w"] = _new_window(hour)  # a late event joins the open window
-            add(principal, event, is_off_hours(event["occurred_at"], live))
+            off = is_off_hours(event["occurred_at"], live)
+            self._entry(key, hour, False)
+            add(self.state["p"][key], event, off)
+            aggregate = provider_key(key)
+            self._entry(aggregate, hour, True)
+            add(self.state["p"][aggregate], event, off)
         return closed
+
+    def _entry(self, key: str, hour: int, aggregate: bool) -> None:
+        """Make sure `key` has an entry with an open window (a late event joins the open one)."""
+        entry = self.state["p"].get(key)
+        if entry is None:
+            entry = self.state["p"][key] = {"known": {}, "mix": [0.0] * len(FAMILIES), "hours": 0, "last": hour}
+            if aggregate:
+                entry["agg"] = 1
+        if "w" not in entry:
+            entry["w"] = _new_window(hour)
 
     def advance(self, hour: int) -> list[Closed]:
         """Move the account's clock to `hour`: close every window of an earlier hour."""
@@ -321,7 +362,7 @@ class AccountFeatures:
         return closed
 
     def open_vector(self, key: str) -> list[float] | None:
-        """The vector of a principal's still open hour (for early scoring)."""
+        """The vector of a principal's (or a `provider|*` aggregate's) still open hour (for early scoring)."""
         principal = self.state["p"].get(key)
         return vector(principal) if principal is not None and "w" in principal else None
 

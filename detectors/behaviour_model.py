@@ -3,9 +3,12 @@
 An artifact is a directory `behaviour-<created>-<hash>/` under the models directory
 (`PW_DATA_DIR/models`) holding `model.skops` (the fitted scikit-learn Pipeline, in skops' format:
 no pickle, so loading runs no code) and `meta.json` (features, FEATURE_VERSION, training window,
-library versions, threshold, range margin, data hash, per-feature baseline and range, the SHA-256
-of `model.skops`). An hour is flagged when its forest score reaches the threshold, or when a
-feature lies beyond the training range by more than `range_margin` training spreads.
+library versions, threshold, range margin, data hash, per-feature baseline and range for each kind
+of vector -- one principal, or a provider's principals together (detectors/behaviour_features.py)
+-- and the SHA-256 of `model.skops`). One forest scores both kinds (the `provider_level` feature
+tells them apart); ranges and early limits are each kind's own. An hour is flagged when its
+forest score reaches the threshold, or when a feature lies beyond its kind's training range by
+more than `range_margin` training spreads.
 Loading checks, in order: the feature version and names (a model fitted on other features is
 refused with a clear error), the file's SHA-256 against the metadata (a changed file is refused),
 and skops' list of types the file would build against `TRUSTED_TYPES`. Directories are written
@@ -26,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from detectors.behaviour_features import FEATURE_VERSION, FEATURES, MONOTONE
+from detectors.behaviour_features import FEATURE_VERSION, FEATURES, KINDS, MONOTONE, kind_of_vector
 
 KIND = "behaviour_anomaly"
 MODEL_FILE = "model.skops"
@@ -50,22 +53,26 @@ class BehaviourModel:
     meta: dict[str, Any]
     pipeline: Any  # sklearn Pipeline(scale, forest)
     threshold: float = field(init=False)
-    #: Raw-count limits of the monotone features: a partial hour past one is scored early.
-    early: tuple[float, ...] = field(init=False)
+    #: Per kind of vector, raw-count limits of the monotone features: a partial hour past one is
+    #: scored early.
+    early: dict[str, tuple[float, ...]] = field(init=False)
 
-    #: Per feature (low, high) bounds: the training range widened by `range_margin` spreads.
-    bounds: tuple[tuple[float, float], ...] = field(init=False)
+    #: Per kind, per feature (low, high) bounds: the kind's training range widened by
+    #: `range_margin` spreads.
+    bounds: dict[str, tuple[tuple[float, float], ...]] = field(init=False)
     _compiled: tuple[Any, ...] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.threshold = float(self.meta["threshold"])
-        limits = self.meta["early_limits"]
-        self.early = tuple(float(limits[f]) for f in MONOTONE)
         margin = float(self.meta["range_margin"])
-        stats = self.meta["baseline"]
-        self.bounds = tuple(
-            (stats[f]["min"] - margin * stats[f]["std"], stats[f]["max"] + margin * stats[f]["std"]) for f in FEATURES
-        )
+        self.early, self.bounds = {}, {}
+        for kind in KINDS:
+            limits = self.meta["early_limits"][kind]
+            self.early[kind] = tuple(float(limits[f]) for f in MONOTONE)
+            stats = self.meta["baseline"][kind]
+            self.bounds[kind] = tuple(
+                (stats[f]["min"] - margin * stats[f]["std"], stats[f]["max"] + margin * stats[f]["std"]) for f in FEATURES
+            )
 
     def out_of_range(self, vector: list[float]) -> list[str]:
         """Features of `vector` beyond anything the training window held (by the margin).
@@ -73,7 +80,8 @@ class BehaviourModel:
         An IsolationForest cannot extrapolate: its splits lie inside the training range, so a
         value far past the largest ever seen scores like that largest value. This check covers it.
         """
-        return [FEATURES[i] for i, (lo, hi) in enumerate(self.bounds) if not lo <= vector[i] <= hi]
+        bounds = self.bounds[kind_of_vector(vector)]
+        return [FEATURES[i] for i, (lo, hi) in enumerate(bounds) if not lo <= vector[i] <= hi]
 
     def flags(self, vector: list[float], score: float) -> bool:
         return score >= self.threshold or bool(self.out_of_range(vector))

@@ -368,6 +368,7 @@ def evaluate(
     ml_test_events: Annotated[int, typer.Option(help="--ml: benign events of the test window")] = 80_000,
     ml_episodes: Annotated[int, typer.Option(help="--ml: behavioural episodes to inject")] = 8,
     ml_target_far: Annotated[float, typer.Option(help="--ml: false alerts per 10,000 training events")] = 0.5,
+    ml_pipeline: Annotated[bool, typer.Option("--pipeline", help="--ml: through the real worker on the local Kafka broker (a smaller stream: pipeline/ml_pipeline_eval.py)")] = False,
 ) -> None:
     """Run a labelled scenario (every attack kind among benign traffic) through the real pipeline
     on the local Kafka broker, in a namespace of its own, and score every detector.
@@ -378,7 +379,7 @@ def evaluate(
     if ml:
         from pipeline.cli_ml import evaluate_ml
 
-        evaluate_ml(ml_train_events, ml_test_events, seed, ml_episodes, ml_target_far, as_json)
+        evaluate_ml(ml_train_events, ml_test_events, seed, ml_episodes, ml_target_far, as_json, pipeline=ml_pipeline)
         return
     import tempfile
 

@@ -99,13 +99,19 @@ def train(
 
 
 def evaluate_ml(
-    train_events: int, test_events: int, seed: int, episodes: int, target_far: float, as_json: bool
+    train_events: int, test_events: int, seed: int, episodes: int, target_far: float, as_json: bool,
+    *, pipeline: bool = False,
 ) -> None:
-    """`partnerwatch evaluate --ml`: offline vectors and the in-process streaming path."""
+    """`partnerwatch evaluate --ml`: offline vectors and the in-process streaming path;
+    with `--pipeline`, the real worker on the local broker instead (a smaller stream)."""
     from rich.table import Table
 
     from pipeline.cli import console
     from pipeline.ml_evaluation import run
+
+    if pipeline:
+        _evaluate_pipeline(train_events, test_events, seed, episodes, target_far, as_json)
+        return
 
     report = run(train_events=train_events, test_events=test_events, seed=seed, episodes=episodes, target_per_10k=target_far)
     if as_json:
@@ -135,8 +141,56 @@ def evaluate_ml(
         + (", ".join(f"{d} {r['alerts']} alerts ({r['naming_behaviour_events']} on behaviour events)" for d, r in s["rules"].items()) or "no alert")
         + f" in the test window -> {s['rule_alerts_naming_behaviour_events']} rule alerts name behaviour events"
     )
+    for vkind, v in off["per_vector_kind"].items():
+        console.print(
+            f"{vkind} vectors (offline): {v['vectors']} hours, {v['anomalous']} anomalous, ROC-AUC {fmt(v['roc_auc'])},"
+            f" precision {fmt(v['precision'])}, recall {fmt(v['recall'])}, {v['false_alerts']} false"
+        )
+    console.print("streaming ML alerts per vector kind: " + ", ".join(
+        f"{k} {v['alerts']} ({v['true_alerts']} true)" for k, v in s["ml_per_vector_kind"].items()))
     if s.get("example_summary"):
         console.print(f"example: {s['example_summary']}")
+
+
+def _evaluate_pipeline(train_events: int, test_events: int, seed: int, episodes: int, target_far: float, as_json: bool) -> None:
+    from rich.table import Table
+
+    from pipeline.cli import KAFKA_SH, console, err
+    from pipeline.ml_pipeline_eval import PIPELINE_TEST_EVENTS, PIPELINE_TRAIN_EVENTS, run
+
+    try:
+        report = run(
+            kafka_sh=KAFKA_SH, train_events=min(train_events, PIPELINE_TRAIN_EVENTS),
+            test_events=min(test_events, PIPELINE_TEST_EVENTS), seed=seed, episodes=episodes, target_per_10k=target_far,
+        )
+    except RuntimeError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(orjson.dumps(report).decode() + "\n")
+        return
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    table = Table("vector kind", "alerts", "true", "precision", "anomalous hours", "recall (hours)",
+                  title="through the worker on Kafka: behaviour_anomaly alerts of the test window")
+    for vkind, v in report["per_vector_kind"].items():
+        table.add_row(vkind, str(v["alerts"]), str(v["true_alerts"]), fmt(v["precision"]), str(v["anomalous_hours"]), fmt(v["recall"]))
+    table.add_row("all", str(report["ml_alerts"]), str(report["ml_true_alerts"]), fmt(report["ml_precision"]),
+                  str(sum(v["anomalous_hours"] for v in report["per_vector_kind"].values())), fmt(report["ml_recall_hours"]))
+    console.print(table)
+    kinds = Table("episode kind", "episodes caught", "hours alerted / anomalous")
+    for kind, k in report["per_kind"].items():
+        kinds.add_row(kind, f"{k['episodes_caught']}/{k['episodes']}", f"{k['hours_alerted']}/{k['anomalous_hours']}")
+    console.print(kinds)
+    console.print(
+        f"{report['events']} events ({report['train_events']} training, {report['test_benign_events']} benign in the test"
+        f" window); threshold {report['threshold']:.4f}; {report['ml_false_alerts']} false ML alerts ="
+        f" {report['ml_false_alerts_per_10k_benign']} per 10,000 benign events; episodes caught"
+        f" {report['episodes_caught']}/{report['episodes']}\nrules on the same stream (test window): "
+        + (", ".join(f"{d} {r['alerts']} alerts ({r['naming_behaviour_events']} on behaviour events)" for d, r in report["rules"].items()) or "no alert")
+        + f"\n{report['seconds']} s ({report['pipeline_seconds']} s through the worker)"
+    )
+    if report.get("example_summary"):
+        console.print(f"example: {report['example_summary']}")
 
 
 def register(cli: typer.Typer) -> None:

@@ -12,6 +12,10 @@ the test window's, two ways:
   detect agent runs it (every rule plus `behaviour_anomaly`, hours scored on close and early):
   alerts of the test window, true when the alert's principal-hour holds episode events. The
   rules' alerts on the same stream are counted beside: which of them name episode events.
+
+Both kinds of vector are judged: a principal's hour is anomalous when it holds episode events,
+and so is its provider's provider-level hour (the episode is part of that aggregate too).
+The same stream through the real worker on Kafka is pipeline/ml_pipeline_eval.py.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import re
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detectors.behaviour_features import HOUR_MS, build, principal_key
+from detectors.behaviour_features import HOUR_MS, Closed, build, principal_key, provider_key
+from detectors.behaviour_features import KINDS as VECTOR_KINDS
 from detectors.windows import epoch_ms
 from pipeline.behaviour_sim import KINDS, LABEL_PREFIX
 from pipeline.behaviour_sim import generate as behaviour_generate
@@ -41,17 +47,31 @@ def _auc(labels: list[int], scores: list[float]) -> float | None:
     return float(roc_auc_score(labels, scores))
 
 
-def run(
+@dataclass
+class Prepared:
+    """A labelled stream split into a training window and a test window, and the model fitted on the first."""
+
+    stream: list[tuple[Event, str | None]]
+    split_hour: int
+    train_count: int
+    test_benign: int
+    #: (account, vector key, hour) -> episode kind, for principal and provider-level keys
+    window_kind: dict[tuple[str, str, int], str]
+    episode_hours: dict[str, set[tuple[str, str, int]]]
+    episode_kind: dict[str, str]
+    closed: list[tuple[str, Closed]]
+    trained: Any
+
+
+def prepare(
     *,
-    train_events: int = 140_000,
-    test_events: int = 80_000,
-    seed: int = 11,
-    events_per_hour: float = 1800.0,
-    episodes: int = 8,
-    target_per_10k: float = DEFAULT_TARGET_PER_10K,
-    streaming: bool = True,
-) -> dict[str, Any]:
-    started = time.perf_counter()
+    train_events: int,
+    test_events: int,
+    seed: int,
+    events_per_hour: float,
+    episodes: int,
+    target_per_10k: float,
+) -> Prepared:
     stream: list[tuple[Event, str | None]] = [
         (normalize(e), label)
         for e, label in behaviour_generate(
@@ -79,16 +99,36 @@ def run(
         elif label is None:
             test_benign += 1
         if label is not None:
-            where = (event["account_id"], principal_key(event) or "", hour)
+            key = principal_key(event) or ""
             kind = label.removeprefix(LABEL_PREFIX)
-            window_kind[where] = kind
             match = _EPISODE.search(event["event_id"])
             episode = match.group(1) if match else event["event_id"]
-            episode_hours[episode].add(where)
+            for where in ((event["account_id"], key, hour), (event["account_id"], provider_key(key), hour)):
+                window_kind[where] = kind
+                episode_hours[episode].add(where)
             episode_kind[episode] = kind
     closed = list(build(e for e, _ in stream))
     train = [c.vector for _, c in closed if c.hour < split_hour]
     trained = fit(train, train_count, target_per_10k=target_per_10k, random_state=seed)
+    return Prepared(stream, split_hour, train_count, test_benign, window_kind, episode_hours, episode_kind, closed, trained)
+
+
+def run(
+    *,
+    train_events: int = 140_000,
+    test_events: int = 80_000,
+    seed: int = 11,
+    events_per_hour: float = 1800.0,
+    episodes: int = 8,
+    target_per_10k: float = DEFAULT_TARGET_PER_10K,
+    streaming: bool = True,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    p = prepare(train_events=train_events, test_events=test_events, seed=seed, events_per_hour=events_per_hour,
+                episodes=episodes, target_per_10k=target_per_10k)
+    stream, split_hour, train_count, test_benign = p.stream, p.split_hour, p.train_count, p.test_benign
+    window_kind, episode_hours, episode_kind, closed, trained = p.window_kind, p.episode_hours, p.episode_kind, p.closed, p.trained
+    train = [c.vector for _, c in closed if c.hour < split_hour]
     threshold = float(trained.meta["threshold"])
     test = [(a, c) for a, c in closed if c.hour >= split_hour]
     scores = [-float(s) for s in trained.pipeline.score_samples(_array([c.vector for _, c in test]))]
@@ -126,7 +166,21 @@ def run(
         "episodes": len(episode_hours),
         "episodes_caught": sum(1 for hours in episode_hours.values() if hours & flagged_windows),
         "per_kind": {},
+        "per_vector_kind": {},
     }
+    for vkind in VECTOR_KINDS:
+        pick = [i for i, (_, c) in enumerate(test) if c.kind == vkind]
+        sub = [labels[i] for i in pick]
+        vtp = sum(1 for i in pick if labels[i] and flagged[i])
+        vfp = sum(1 for i in pick if flagged[i] and not labels[i])
+        offline["per_vector_kind"][vkind] = {
+            "vectors": len(pick),
+            "anomalous": sum(sub),
+            "roc_auc": _auc(sub, [scores[i] for i in pick]),
+            "precision": vtp / (vtp + vfp) if vtp + vfp else None,
+            "recall": vtp / sum(sub) if sum(sub) else None,
+            "false_alerts": vfp,
+        }
     for kind in KINDS:
         pick = [i for i, k in enumerate(kinds) if k == kind or k is None]
         sub_labels = [labels[i] for i in pick]
@@ -183,11 +237,15 @@ def _streaming(
     ml = [a for a in alerts.values() if a["detector"] == DETECTOR]
     true_windows = set()
     ml_true = 0
+    per_vector_kind = {k: {"alerts": 0, "true_alerts": 0} for k in VECTOR_KINDS}
     for a in ml:
         account, provider, principal = a["key"].split("|", 2)
         where = (account, f"{provider}|{principal}", epoch_ms(a["window"]) // HOUR_MS)
+        counts = per_vector_kind["provider" if principal == "*" else "principal"]
+        counts["alerts"] += 1
         if where in window_kind:
             ml_true += 1
+            counts["true_alerts"] += 1
             true_windows.add(where)
     rules: dict[str, dict[str, int]] = defaultdict(lambda: {"alerts": 0, "naming_behaviour_events": 0})
     for a in alerts.values():
@@ -204,6 +262,7 @@ def _streaming(
         "ml_false_alerts": len(ml) - ml_true,
         "ml_precision": ml_true / len(ml) if ml else None,
         "ml_false_alerts_per_10k_benign": round(10_000 * (len(ml) - ml_true) / max(1, test_benign), 3),
+        "ml_per_vector_kind": per_vector_kind,
         "ml_alerts_with_episode_evidence": sum(1 for a in ml if a["evidence"] & behaviour_events),
         "episodes": len(episode_hours),
         "episodes_caught": sum(1 for hours in episode_hours.values() if hours & true_windows),

@@ -4,8 +4,9 @@ The threshold is calibrated on the training window itself, in the unit the accep
 in: the score above which at most `target_per_10k` hours would have alerted per 10,000 training
 events. The training window is assumed to be (mostly) benign history; a handful of strange hours
 in it only raise the threshold a little (IsolationForest scores are ranks of isolation depth).
-Per-feature baseline statistics go into the metadata: the detector explains alerts with them
-until a principal has a baseline of its own.
+Per-feature baseline statistics of each kind of vector (principal, provider-level) go into the
+metadata: the detector explains alerts with them until a principal (or provider) has a baseline
+of its own. One threshold serves both kinds, so the budget counts every alert, whatever its kind.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from detectors.behaviour_features import FEATURE_VERSION, FEATURES, HOUR_MS, MONOTONE, Closed, build
+from detectors.behaviour_features import (
+    FEATURE_VERSION,
+    FEATURES,
+    HOUR_MS,
+    KINDS,
+    MONOTONE,
+    Closed,
+    build,
+)
 from pipeline.event import Event, format_ms
 
 DEFAULT_TARGET_PER_10K = 0.5
@@ -55,6 +64,8 @@ def fit(
 
     if len(vectors) < 10:
         raise ValueError(f"only {len(vectors)} closed principal-hours in the window: too little history to train on")
+    if any(not any(v[-1] == (kind == "provider") for v in vectors) for kind in KINDS):
+        raise ValueError("the window holds no vector of one kind (principal or provider-level): too little history")
     x = np.asarray(vectors, dtype=np.float64)
     started = time.perf_counter()
     pipeline = Pipeline([
@@ -74,18 +85,24 @@ def fit(
     else:
         threshold = float((ranked[allowed] + ranked[allowed - 1]) / 2)
     flagged = int((scores >= threshold).sum())
-    baseline = {
-        name: {
-            "min": float(x[:, i].min()),
-            "mean": float(x[:, i].mean()),
-            "std": float(x[:, i].std()),
-            "p50": float(np.percentile(x[:, i], 50)),
-            "p99": float(np.percentile(x[:, i], 99)),
-            "max": float(x[:, i].max()),
+    baseline: dict[str, dict[str, dict[str, float]]] = {}
+    early: dict[str, dict[str, float]] = {}
+    flagged_of: dict[str, int] = {}
+    for kind in KINDS:
+        rows = x[x[:, -1] == float(kind == "provider")]
+        flagged_of[kind] = int((scores[x[:, -1] == float(kind == "provider")] >= threshold).sum())
+        baseline[kind] = {
+            name: {
+                "min": float(rows[:, i].min()),
+                "mean": float(rows[:, i].mean()),
+                "std": float(rows[:, i].std()),
+                "p50": float(np.percentile(rows[:, i], 50)),
+                "p99": float(np.percentile(rows[:, i], 99)),
+                "max": float(rows[:, i].max()),
+            }
+            for i, name in enumerate(FEATURES)
         }
-        for i, name in enumerate(FEATURES)
-    }
-    early = {name: baseline[name]["max"] * EARLY_FACTOR + 1 for name in MONOTONE}
+        early[kind] = {name: baseline[kind][name]["max"] * EARLY_FACTOR + 1 for name in MONOTONE}
     meta = {
         "feature_version": FEATURE_VERSION,
         "features": list(FEATURES),
@@ -100,7 +117,9 @@ def fit(
         "training": {
             "events": events,
             "vectors": len(x),
+            "vectors_per_kind": {kind: int((x[:, -1] == float(kind == "provider")).sum()) for kind in KINDS},
             "flagged_at_threshold": flagged,
+            "flagged_per_kind": flagged_of,
             "false_alerts_per_10k_events": round(10_000 * flagged / max(1, events), 4),
             "fit_seconds": round(time.perf_counter() - started, 3),
         },

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from detectors.behaviour_features import FEATURES, MONOTONE
+from detectors.behaviour_features import FEATURES, KINDS, MONOTONE
 from detectors.behaviour_model import BehaviourModel, load
 from pipeline.event import Event, normalize
 from pipeline.ml_training import train_and_save
@@ -44,9 +44,10 @@ class SpyModel:
 
     name = "spy"
     threshold = float("inf")
-    early = tuple(float("inf") for _ in MONOTONE)
+
     def __init__(self) -> None:
-        self.meta: dict[str, Any] = {"baseline": {f: {"mean": 0.0, "std": 1.0} for f in FEATURES}}
+        self.early = {kind: tuple(float("inf") for _ in MONOTONE) for kind in KINDS}
+        self.meta: dict[str, Any] = {"baseline": {kind: {f: {"mean": 0.0, "std": 1.0} for f in FEATURES} for kind in KINDS}}
         self.scored: list[list[float]] = []
 
     def score(self, vectors: list[list[float]]) -> list[float]:

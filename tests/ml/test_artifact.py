@@ -10,7 +10,7 @@ import orjson
 import pytest
 import sklearn
 
-from detectors.behaviour_features import FEATURE_VERSION, FEATURES, build
+from detectors.behaviour_features import FEATURE_VERSION, FEATURES, KINDS, build
 from detectors.behaviour_model import (
     META_FILE,
     MODEL_FILE,
@@ -35,7 +35,7 @@ def test_round_trip_scores_like_the_fitted_pipeline(model: BehaviourModel, histo
     assert meta["sklearn_version"] == sklearn.__version__
     assert meta["window"]["since"] < meta["window"]["until"]
     assert len(meta["data_sha256"]) == 64 and meta["created_at"].endswith("Z")
-    assert set(meta["baseline"]) == set(FEATURES)
+    assert set(meta["baseline"]) == set(KINDS) and all(set(b) == set(FEATURES) for b in meta["baseline"].values())
     vectors = [c.vector for _, c in build(iter(history))]
     refit = fit(vectors, len(history), random_state=3, trees=100)
     assert refit.meta["data_sha256"] == meta["data_sha256"]  # same history, same vectors
@@ -83,3 +83,15 @@ def test_the_tree_walk_for_a_few_vectors_scores_exactly_like_scikit_learn(model:
     reference = list(-model.pipeline.score_samples(np.asarray(vectors)))
     assert walked == pytest.approx(reference, rel=1e-12, abs=1e-12)
     assert model.score(vectors[:3]) == walked[:3]
+
+
+def test_an_artifact_of_feature_version_1_without_provider_vectors_is_refused(
+    model: BehaviourModel, models_dir: Path, tmp_path: Path
+) -> None:
+    path = _copy(model, models_dir, tmp_path)
+    meta = orjson.loads((path / META_FILE).read_bytes())
+    meta["feature_version"] = 1
+    meta["features"] = [f for f in FEATURES if f != "provider_level"]
+    (path / META_FILE).write_bytes(orjson.dumps(meta))
+    with pytest.raises(ArtifactError, match="feature version 1; this code computes feature version 2: retrain"):
+        load(path)

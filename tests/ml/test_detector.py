@@ -78,7 +78,7 @@ def test_a_partial_hour_far_out_is_scored_before_it_closes(
     last = next(e for e in reversed(history) if e["actor"]["type"] == "provider")
     start = (timestamp_ms(history[-1]["occurred_at"], "t") // 3_600_000 + 1) * 3_600_000
     # past the training range of report downloads (by the early factor), the hour is scored early
-    passes = int(model.early[MONOTONE.index("report_downloads")]) + 1
+    passes = int(model.early["principal"][MONOTONE.index("report_downloads")]) + 1
     limit = passes + 5
     burst = [
         normalize({

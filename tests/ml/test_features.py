@@ -71,7 +71,9 @@ def test_an_hour_closes_on_the_first_event_after_it_with_the_counted_features() 
     assert not features.observe(_provider_event(3, "2026-11-02T10:40:00Z", "report.download", outcome="denied",
                                                 resource={"type": "report", "id": "R"}), [])
     closed = features.observe(_provider_event(4, "2026-11-02T11:00:00Z"), [])
-    assert len(closed) == 1
+    assert [(c.key, c.kind) for c in closed] == [("prov-1|p-1", "principal"), ("prov-1|*", "provider")]
+    # one principal: the provider-level vector is the principal's, but for the kind indicator
+    assert closed[0].vector[:-1] == closed[1].vector[:-1] and (closed[0].vector[-1], closed[1].vector[-1]) == (0.0, 1.0)
     v = dict(zip(FEATURES, closed[0].vector, strict=True))
     assert v["events"] == 3 and v["distinct_skus"] == 2 and v["distinct_ips"] == 3 and v["report_downloads"] == 1
     assert v["price_change_max_abs_pct"] == 20.0
