@@ -185,7 +185,9 @@ def _evaluate_pipeline(train_events: int, test_events: int, seed: int, episodes:
         f"{report['events']} events ({report['train_events']} training, {report['test_benign_events']} benign in the test"
         f" window); threshold {report['threshold']:.4f}; {report['ml_false_alerts']} false ML alerts ="
         f" {report['ml_false_alerts_per_10k_benign']} per 10,000 benign events; episodes caught"
-        f" {report['episodes_caught']}/{report['episodes']}\nrules on the same stream (test window): "
+        f" {report['episodes_caught']}/{report['episodes']}\nROC-AUC of the forest score on this stream's test"
+        " vectors (offline, the same model): " + ", ".join(f"{k} {fmt(v)}" for k, v in report["offline_roc_auc"].items())
+        + "\nrules on the same stream (test window): "
         + (", ".join(f"{d} {r['alerts']} alerts ({r['naming_behaviour_events']} on behaviour events)" for d, r in report["rules"].items()) or "no alert")
         + f"\n{report['seconds']} s ({report['pipeline_seconds']} s through the worker)"
     )
