@@ -106,7 +106,7 @@ def _early(features: AccountFeatures, key: str, model: BehaviourModel) -> tuple[
 def _learn(baselines: dict[str, Any], key: str, vector: list[float]) -> None:
     """Fold a normal hour into the principal's running mean and variance (Welford, capped)."""
     b = baselines.get(key)
-    if b is None:
+    if b is None or len(b["mean"]) != len(vector):  # none yet, or kept under another feature version
         baselines[key] = {"n": 1, "mean": list(vector), "m2": [0.0] * len(vector)}
         return
     n = min(b["n"] + 1, BASELINE_HOURS_CAP)
@@ -173,7 +173,10 @@ def _finding(event: Event, c: Closed, score: float, ctx: Context, state: dict[st
         title = f"Unusual behaviour of principal {principal} (provider {provider}; principal vector)"
         who = f"Principal {principal} of provider {provider} on account {event['account_id']} (the principal vector)"
     when = f"so far in the hour from {hour}" if early else f"in the hour from {hour}"
-    words, top = explain(c.vector, model, state.get("b", {}).get(c.key))
+    baseline = state.get("b", {}).get(c.key)
+    if baseline is not None and len(baseline["mean"]) != len(FEATURES):
+        baseline = None  # kept under another feature version: the training baseline speaks
+    words, top = explain(c.vector, model, baseline)
     beyond = model.out_of_range(c.vector)
     if beyond:
         words += "; beyond anything in the training window: " + ", ".join(DESCRIPTIONS[f] for f in beyond)

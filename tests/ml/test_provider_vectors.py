@@ -90,3 +90,19 @@ def test_load_spread_over_the_principals_is_caught_only_on_the_provider_vector(
     assert "provider-level vector" in f.title and "provider-level vector" in f.summary
     assert "events in the hour" in f.summary
     assert set(f.related) & {e["event_id"] for e in spread}
+
+
+def test_state_kept_under_feature_version_1_does_not_break_scoring(history: list[Event], model: BehaviourModel) -> None:
+    """A worker's account state from before provider vectors (15-feature baselines) meets a new model."""
+    states: dict[str, Any] = {}
+    config = DetectionConfig()
+    for event in history[:6000]:
+        observe(states.setdefault(event["account_id"], new_state()), event, config, model)
+    for state in states.values():
+        for b in state["det"][DETECTOR].get("b", {}).values():
+            b["mean"], b["m2"] = b["mean"][:-1], b["m2"][:-1]  # as feature version 1 kept them
+            b["n"] = 30
+    found = _run(history[6000:12000], model, states)
+    assert len(found) <= 1
+    learned = [b for s in states.values() for b in s["det"][DETECTOR].get("b", {}).values()]
+    assert learned and all(len(b["mean"]) == len(FEATURES) for b in learned)
