@@ -104,7 +104,7 @@ def main() -> None:
         "training": {
             "events": len(events),
             "simulated_days": round((len(events) / 1800 / 0.46) / 24, 1),
-            "principal_hours": len(vectors),
+            "vectors_principal_and_provider_hours": len(vectors),
             "generate_seconds": round(generate_s, 1),
             "features_seconds": round(features_s, 1),
             "fit_seconds": round(fit_s, 2),
