@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
+from pipeline.cli_common import load_settings as _settings
 from pipeline.config import REPO_ROOT, Settings, markdown_table
 
 cli = typer.Typer(help="PartnerWatch: audit and abuse detection for delegated seller access.", no_args_is_help=True)
@@ -32,14 +33,6 @@ console = Console()
 err = Console(stderr=True)
 
 KAFKA_SH = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ValueError as exc:
-        err.print(f"[red]configuration error:[/] {exc}")
-        raise typer.Exit(2) from None
 
 
 @cli.command()

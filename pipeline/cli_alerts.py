@@ -18,6 +18,8 @@ import orjson
 import typer
 from rich.console import Console
 
+from pipeline.cli_common import load_settings as _settings
+from pipeline.cli_common import worker_running
 from pipeline.config import Settings
 from pipeline.contract import SEVERITIES
 
@@ -26,14 +28,6 @@ console = Console()
 err = Console(stderr=True)
 
 SEVERITY_STYLE = {"info": "dim", "low": "cyan", "medium": "yellow", "high": "bold red", "critical": "bold white on red"}
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ValueError as exc:
-        err.print(f"[red]configuration error:[/] {exc}")
-        raise typer.Exit(2) from None
 
 
 @alerts_cli.command("tail")
@@ -57,7 +51,7 @@ def tail(
     settings = _settings()
     printer = _AlertPrinter(severity or "info", set(account or []), set(detector or []))
     try:
-        if source == "kafka" or (source == "auto" and not _worker_up(settings)):
+        if source == "kafka" or (source == "auto" and not worker_running(settings)):
             _tail_kafka(settings, printer, from_now)
         else:
             _tail_sse(settings, printer, from_now)
@@ -96,14 +90,6 @@ class _AlertPrinter:
 
 def _auth(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
-
-
-def _worker_up(settings: Settings) -> bool:
-    try:
-        with urllib.request.urlopen(f"{settings.web_url}/v1/health", timeout=2):
-            return True
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 def _tail_sse(settings: Settings, printer: _AlertPrinter, from_now: bool) -> None:

@@ -21,6 +21,8 @@ import orjson
 import typer
 from rich.console import Console
 
+from pipeline.cli_common import load_settings as _settings
+from pipeline.cli_common import worker_running
 from pipeline.config import Settings
 from pipeline.signing import Signer, SigningKeyError, Verifier
 
@@ -38,14 +40,6 @@ def register(cli: typer.Typer) -> None:
     cli.add_typer(digest_app, name="digest")
     cli.add_typer(evidence_app, name="evidence")
     cli.add_typer(report_app, name="report")
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ValueError as exc:
-        err.print(f"[red]configuration error:[/] {exc}")
-        raise typer.Exit(2) from None
 
 
 class SqlFailed(RuntimeError):
@@ -80,20 +74,12 @@ class WorkerSql:
         return _Result(doc["columns"], doc["rows"])
 
 
-def _worker_running(settings: Settings) -> bool:
-    try:
-        with urllib.request.urlopen(f"{settings.web_url}/v1/health", timeout=2):
-            return True
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
-
-
 @contextmanager
 def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any]:
     """The warehouse to use: a server directly; the embedded engine directly, or via the worker."""
     from sinks.clickhouse import WarehouseError, migrate, open_warehouse
 
-    if not settings.clickhouse_url and _worker_running(settings):
+    if not settings.clickhouse_url and worker_running(settings):
         if write:
             err.print(
                 "[red]the worker owns the embedded warehouse:[/] it creates digests itself every "

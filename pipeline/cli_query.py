@@ -110,7 +110,8 @@ def hunt(
     from detectors.retro_hunt import hunt as run_hunt
     from pipeline.chain_check import parse_when
     from pipeline.cli import _settings
-    from pipeline.cli_integrity import SqlFailed, _worker_running, warehouse_access
+    from pipeline.cli_common import worker_running
+    from pipeline.cli_integrity import SqlFailed, warehouse_access
     from sinks.clickhouse import WarehouseError
 
     if fmt not in ("table", "json"):
@@ -121,7 +122,7 @@ def hunt(
     except ValueError:
         raise typer.BadParameter(f"--from/--to take a date or an RFC 3339 time, got {from_!r} / {to!r}") from None
     settings = _settings()
-    if publish and not settings.clickhouse_url and _worker_running(settings):
+    if publish and not settings.clickhouse_url and worker_running(settings):
         err.print("[red]--publish needs the embedded warehouse, which the running worker owns: stop it first[/]")
         raise typer.Exit(1)
     try:
