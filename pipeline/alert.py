@@ -94,6 +94,8 @@ OPEN_DAYS = 7
 
 def closed_alerts(opened: dict[str, str], now: str, days: int = OPEN_DAYS) -> list[str]:
     """Ids in `opened` (alert id -> last_seen) whose last evidence is older than `days` before `now`."""
+    if not opened:
+        return []
     from pipeline.event import format_ms, timestamp_ms
 
     horizon = format_ms(timestamp_ms(now, "now") - days * 86_400_000)

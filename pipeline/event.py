@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -178,9 +179,14 @@ def timestamp_ms(value: Any, name: str) -> int:
 
 def format_ms(ms: int) -> str:
     """Epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{ms % 1000:03d}Z"
-    )
+    seconds, millis = divmod(ms, 1000)
+    return f"{_second_prefix(seconds)}{millis:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _second_prefix(seconds: int) -> str:
+    """`YYYY-MM-DDTHH:MM:SS.` of an epoch second: events arrive close in time, so most calls hit."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 # -- field helpers ------------------------------------------------------------------------------
@@ -241,12 +247,22 @@ def _actor(value: Any) -> dict[str, str]:
 def _ip(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise Rejected("wrong_type", f"{name} must be a string, got {_type(value)}")
+    # Longer than any address text: refused before the cache, which must not hold large keys.
+    canonical_ip = _canonical_ip(value) if len(value) <= 64 else None
+    if canonical_ip is None:
+        raise Rejected("bad_value", f"{name} {value[:64]!r} is not an IPv4 or IPv6 address")
+    return canonical_ip
+
+
+@lru_cache(maxsize=65536)
+def _canonical_ip(value: str) -> str | None:
+    """The canonical text of an IP address, None if `value` is none (cached: sources repeat)."""
+    if "%" in value:  # an IPv6 zone id names a host's interface, not a source address
+        return None
     try:
-        if "%" in value:  # an IPv6 zone id names a host's interface, not a source address
-            raise ValueError(value)
         address = ipaddress.ip_address(value)
     except ValueError:
-        raise Rejected("bad_value", f"{name} {value[:64]!r} is not an IPv4 or IPv6 address") from None
+        return None
     mapped = getattr(address, "ipv4_mapped", None)
     if mapped is not None:
         # RFC 5952 section 5 form; str() gives ::ffff:c000:201 before Python 3.13, ::ffff:192.0.2.1 after.

@@ -97,6 +97,12 @@ def allows_ip(grant: Grant, ip: str) -> bool:
     allowlist = grant.get("ip_allowlist")
     if allowlist is None:
         return True
+    return _allowlist_admits(tuple(allowlist), ip)
+
+
+@lru_cache(maxsize=65536)
+def _allowlist_admits(allowlist: tuple[str, ...], ip: str) -> bool:
+    """Cached: an account's few allowlists meet the same source addresses over and over."""
     address = _address(ip)
     for cidr in allowlist:
         net = _network(cidr)

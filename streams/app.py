@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import faust
+import orjson
+from faust.sensors import Monitor
+from faust.serializers import codecs
 
 from pipeline.config import Settings
 
@@ -20,6 +23,56 @@ class Worker(faust.Worker):
     def _setup_spinner_handler(self, logger: Any, level: int) -> None:
         self.spinner = None
 
+
+class LeanMonitor(Monitor):
+    """Faust's monitor without its per-message and per-table-access bookkeeping.
+
+    Faust calls these hooks for every message and every table access; the pipeline's own
+    figures are Prometheus metrics (sinks/metrics.py), so the monitor's counters, timers and
+    per-message attributes were pure cost on the hot path. Assignment, rebalance and commit
+    hooks (rare) keep Faust's behaviour.
+    """
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        pass
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+        pass
+
+    def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
+        pass
+
+    def on_table_get(self, table: Any, key: Any) -> None:
+        pass
+
+    def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+        pass
+
+    def on_table_del(self, table: Any, key: Any) -> None:
+        pass
+
+    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> None:
+        return None
+
+    def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+        pass
+
+
+class OrjsonCodec(codecs.Codec):
+    """JSON through orjson for the detection tables' changelogs: the same bytes on the wire as
+    Faust's `json` codec (old changelog records still load), several times cheaper to write."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+
+    def _loads(self, s: bytes) -> Any:
+        return orjson.loads(s)
+
+
+codecs.register("orjson", OrjsonCodec())
 
 settings = Settings.from_env()
 (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
@@ -37,9 +90,10 @@ app = faust.App(
     # A killed worker's group membership expires fast, so a restarted worker resumes in seconds.
     broker_session_timeout=10.0,
     broker_heartbeat_interval=2.0,
-    stream_buffer_maxsize=1024,
+    stream_buffer_maxsize=8192,
     stream_wait_empty=False,
     producer_linger=0.005,
+    producer_max_batch_size=512 * 1024,
     producer_max_request_size=4 * 1024 * 1024,
     consumer_max_fetch_size=4 * 1024 * 1024,
     web_bind=settings.web_host,
@@ -49,4 +103,5 @@ app = faust.App(
     autodiscover=False,
     origin="streams",
     Worker=Worker,
+    Monitor=LeanMonitor,
 )

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -32,13 +31,14 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import deadletter
-from pipeline.event import Rejected, parse_action
+from pipeline.event import Rejected, format_ms, parse_action
 from pipeline.ledger import LedgerState, encode_entry
 from pipeline.masking import Masker
 from sinks import metrics
 from streams.app import app, settings
 from streams.detect import Detection
-from streams.topics import actions_topic, deadletter_topic, ledger_topic
+from streams.ledger_writer import LedgerWriter
+from streams.topics import actions_topic, deadletter_topic
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +49,7 @@ _masker = Masker(settings.mask_key)
 
 
 def _now() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    return format_ms(time.time_ns() // 1_000_000)
 
 
 async def _read_partition(topic: str, partition: int, start: int | None, until: int | None) -> AsyncIterator[Any]:
@@ -111,6 +110,7 @@ async def _ingest_one(
     value: bytes | None,
     partition: int,
     offset: int,
+    ledger: LedgerWriter,
     detection: Detection,
     event: Any,
 ) -> None:
@@ -132,12 +132,14 @@ async def _ingest_one(
     if entry is None:
         metrics.EVENTS_DUPLICATE.inc()
         return
-    await ledger_topic.send(key=key, value=encode_entry(entry), partition=partition)
+    ledger.add(partition, key, encode_entry(entry))
     metrics.EVENTS_ACCEPTED.inc()
     await detection.entry(entry, event)
 
 
-async def _catch_up(state: LedgerState, partition: int, until: int, detection: Detection, event: Any) -> None:
+async def _catch_up(
+    state: LedgerState, partition: int, until: int, ledger: LedgerWriter, detection: Detection, event: Any
+) -> None:
     """Sequence source messages [state.next_offset, until) that the stream did not deliver.
 
     The ledger records the source offset of every entry, so the worker knows exactly where the
@@ -148,7 +150,7 @@ async def _catch_up(state: LedgerState, partition: int, until: int, detection: D
     start = state.next_offset
     count = 0
     async for record in _read_partition(settings.actions_topic, partition, start, until):
-        await _ingest_one(state, record.key, record.value, partition, record.offset, detection, event)
+        await _ingest_one(state, record.key, record.value, partition, record.offset, ledger, detection, event)
         count += 1
     state.next_offset = until
     metrics.INGEST_CATCH_UP.inc(count)
@@ -164,7 +166,7 @@ BATCH_SECONDS = 0.01
 @app.agent(actions_topic)
 async def ingest(stream: Any) -> None:
     async for events in stream.take_events(BATCH_EVENTS, within=BATCH_SECONDS):
-        detection = Detection()
+        ledger, detection = LedgerWriter(), Detection()
         for event in events:
             msg = event.message
             state = _states.get(msg.partition)
@@ -173,6 +175,7 @@ async def ingest(stream: Any) -> None:
             if msg.offset < state.next_offset:
                 continue  # already sequenced: a redelivery after a restart
             if msg.offset > state.next_offset and state.next_offset > 0:
-                await _catch_up(state, msg.partition, msg.offset, detection, event)
-            await _ingest_one(state, msg.key, msg.value, msg.partition, msg.offset, detection, event)
+                await _catch_up(state, msg.partition, msg.offset, ledger, detection, event)
+            await _ingest_one(state, msg.key, msg.value, msg.partition, msg.offset, ledger, detection, event)
+        await ledger.write()
         await detection.flush()

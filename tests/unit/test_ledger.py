@@ -19,6 +19,7 @@ from pipeline.ledger import (
     entry_hash,
     epoch_day,
     event_of,
+    id_digest,
     verify,
     verify_stored,
 )
@@ -219,7 +220,7 @@ def test_state_forgets_ids_after_the_window() -> None:
     # A later day's accept sweeps ids older than the window, whichever event triggers it.
     second = state.accept(make_event(2), ingested(1, day=8))
     assert second is not None
-    assert ("A0001SELLER", first["event_id"]) not in state.seen
+    assert not state.has_seen(id_digest("A0001SELLER", first["event_id"]))
     again = state.accept(make_event(1), ingested(2, day=8))
     assert again is not None and again["seq"] == 3
     assert verify(rows_of([first, second, again])) is None
@@ -230,7 +231,9 @@ def test_sweep_keeps_ids_seen_inside_the_window() -> None:
     state.accept(make_event(1), ingested(1, day=0))
     state.accept(make_event(2), ingested(1, day=1))
     state.accept(make_event(3), ingested(1, day=3))  # sweeps day 0 only (3 - 2 = 1 is kept)
-    assert {k[1] for k in state.seen} == {"gw-000002", "gw-000003"}
+    kept = {f"gw-{i:06d}" for i in range(1, 4) if state.has_seen(id_digest("A0001SELLER", f"gw-{i:06d}"))}
+    assert kept == {"gw-000002", "gw-000003"}
+    assert state.seen_count() == 2 and len(state.seen_by_day) == 2
 
 
 def test_observe_then_accept_continues_the_chain_exactly() -> None:
