@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit integration reliability lint typecheck bench kafka-start kafka-stop clickhouse-server observability-check clean
+.PHONY: install demo test unit integration reliability lint typecheck bench profile kafka-start kafka-stop clickhouse-server observability-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ typecheck: install
 bench: install
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## where one worker's time goes (py-spy): bench/results/profile-<date>.md
+profile: install
+	bash infra/kafka/kafka.sh start
+	$(BIN)/python -m bench.profile $(PROFILE_ARGS)
 
 kafka-start:
 	bash infra/kafka/kafka.sh start

@@ -17,8 +17,11 @@ State lives in two account-keyed tables: `account_state` (authorization, each de
 state, the account's open alerts and the last `seq` it saw, changed in place and written once per
 account and batch) and `open_alerts` (the latest version of each open alert; an alert without new
 evidence for `OPEN_DAYS` of event time is closed and dropped, so the table stays bounded). Their
-changelogs are not part of the Kafka transaction, so after a crash they may be ahead of the
-ledger: an entry at or below the state's `seq` is skipped, and `fold` ignores a `seq` it has seen.
+changelog records go out in the ingest transaction (streams/batch_writer.py), so after a crash
+the tables come back as of the last committed batch. The in-memory tables can still be ahead of
+the ledger where a transaction aborts and the worker lives on (and changelogs written by older
+versions, outside the transaction, may be), so an entry at or below the state's `seq` is
+skipped, and `fold` ignores a `seq` it has seen.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from pipeline.alert import alert_id, closed_alerts, fold
 from pipeline.ledger import event_of
 from streams import ml_models
 from streams.alert_publisher import publisher
-from streams.app import app
+from streams.batch_writer import BatchWriter
 from streams.detect_metrics import DetectMetrics
-from streams.topics import account_state, ledger_topic, open_alerts, table_delete, table_set
+from streams.topics import account_state, open_alerts
 
 CONFIG = DetectionConfig.from_env()
 METRICS = DetectMetrics()
@@ -44,7 +47,8 @@ METRICS = DetectMetrics()
 class Detection:
     """Detection over one batch of the ingest agent; `flush` writes the touched account states."""
 
-    def __init__(self) -> None:
+    def __init__(self, writer: BatchWriter) -> None:
+        self.writer = writer
         #: account -> (its working state, the batch's last Faust event of the account)
         self.touched: dict[str, tuple[dict[str, Any], Any]] = {}
 
@@ -70,28 +74,18 @@ class Detection:
             alert = fold(before, finding, action, seq)
             if alert is before:
                 continue  # a replayed event, already part of the alert
-            table_set(open_alerts, msg.partition, key, alert)
+            self.writer.table_set(open_alerts, msg.partition, key, alert)
             state.setdefault("open", {})[key] = alert["last_seen"]
             await publisher.publish(account.encode(), orjson.dumps(alert), msg.partition)
             METRICS.alert_published(msg)
         METRICS.record(timings)
         for key in closed_alerts(state.get("open", {}), action["occurred_at"]):
             del state["open"][key]
-            table_delete(open_alerts, msg.partition, key)
+            self.writer.table_delete(open_alerts, msg.partition, key)
 
     async def flush(self) -> None:
-        """Wait for the batch's alerts to be delivered, then write its account states."""
+        """Wait for the batch's alerts to be delivered, then hand its account states to the writer."""
         await publisher.delivered()
         for account, (state, event) in self.touched.items():
-            table_set(account_state, event.message.partition, account, state)
+            self.writer.table_set(account_state, event.message.partition, account, state)
         self.touched.clear()
-
-
-@app.agent(ledger_topic)
-async def ledger_member(stream: Any) -> None:
-    """Reads pw.ledger and does nothing with it: consuming the topic puts it in the app's topic
-    group, and only then do the ingest agent's sends to it join the source partition's
-    transaction (a Faust 0.15 behaviour: sends to topics the app does not consume are not
-    transactional)."""
-    async for _ in stream.take_events(10_000, within=1.0):
-        pass

@@ -6,8 +6,10 @@ the ledger itself: when the agent first sees a partition, it reads that partitio
 ledger entry and the source offset commit in one Kafka transaction, so after a crash the ledger
 holds exactly the sequenced events whose offsets were committed, and re-reading it puts the
 worker right after the last of them: `seq` never forks or skips, and a redelivered event is
-recognized as seen. (Faust's table changelogs are written outside the transaction, which is why
-no Faust table holds this state; tests/integration/test_restart.py kills the worker to check.)
+recognized as seen. (Faust's own table writes go outside the transaction, which is why no Faust
+table held this state; tests/integration/test_restart.py kills the worker to check.) A batch's
+entries and table changes are written by `BatchWriter` (streams/batch_writer.py), as record
+batches in the source partition's transaction.
 
 Each entry also records its source offset (`ingest_offset`), so the ledger, not the consumer
 group, says where sequencing stands: a message at or below the ledger's position is a
@@ -36,8 +38,8 @@ from pipeline.ledger import LedgerState, encode_entry
 from pipeline.masking import Masker
 from sinks import metrics
 from streams.app import app, settings
+from streams.batch_writer import BatchWriter
 from streams.detect import Detection
-from streams.ledger_writer import LedgerWriter
 from streams.topics import actions_topic, deadletter_topic
 
 log = structlog.get_logger(__name__)
@@ -110,7 +112,7 @@ async def _ingest_one(
     value: bytes | None,
     partition: int,
     offset: int,
-    ledger: LedgerWriter,
+    writer: BatchWriter,
     detection: Detection,
     event: Any,
 ) -> None:
@@ -132,13 +134,13 @@ async def _ingest_one(
     if entry is None:
         metrics.EVENTS_DUPLICATE.inc()
         return
-    ledger.add(partition, key, encode_entry(entry))
+    writer.append_entry(partition, key, encode_entry(entry))
     metrics.EVENTS_ACCEPTED.inc()
     await detection.entry(entry, event)
 
 
 async def _catch_up(
-    state: LedgerState, partition: int, until: int, ledger: LedgerWriter, detection: Detection, event: Any
+    state: LedgerState, partition: int, until: int, writer: BatchWriter, detection: Detection, event: Any
 ) -> None:
     """Sequence source messages [state.next_offset, until) that the stream did not deliver.
 
@@ -150,7 +152,7 @@ async def _catch_up(
     start = state.next_offset
     count = 0
     async for record in _read_partition(settings.actions_topic, partition, start, until):
-        await _ingest_one(state, record.key, record.value, partition, record.offset, ledger, detection, event)
+        await _ingest_one(state, record.key, record.value, partition, record.offset, writer, detection, event)
         count += 1
     state.next_offset = until
     metrics.INGEST_CATCH_UP.inc(count)
@@ -166,7 +168,8 @@ BATCH_SECONDS = 0.01
 @app.agent(actions_topic)
 async def ingest(stream: Any) -> None:
     async for events in stream.take_events(BATCH_EVENTS, within=BATCH_SECONDS):
-        ledger, detection = LedgerWriter(), Detection()
+        writer = BatchWriter()
+        detection = Detection(writer)
         for event in events:
             msg = event.message
             state = _states.get(msg.partition)
@@ -175,7 +178,7 @@ async def ingest(stream: Any) -> None:
             if msg.offset < state.next_offset:
                 continue  # already sequenced: a redelivery after a restart
             if msg.offset > state.next_offset and state.next_offset > 0:
-                await _catch_up(state, msg.partition, msg.offset, ledger, detection, event)
-            await _ingest_one(state, msg.key, msg.value, msg.partition, msg.offset, ledger, detection, event)
-        await ledger.write()
+                await _catch_up(state, msg.partition, msg.offset, writer, detection, event)
+            await _ingest_one(state, msg.key, msg.value, msg.partition, msg.offset, writer, detection, event)
         await detection.flush()
+        await writer.write()

@@ -2,14 +2,12 @@
 
 Values are raw bytes decoded with orjson in the agents: cheaper than a Record per event. The
 tables are keyed by something that lives on one partition of the account-keyed topics, so state
-moves with the events that change it. Their changelogs are written outside Kafka transactions,
-so detection state is built to be idempotent under replay (see streams/detect.py); sequencing
-state is not kept in a table at all (see streams/ingest.py).
+moves with the events that change it. The ingest agent writes their changelogs itself, in the
+source partition's Kafka transaction (streams/batch_writer.py), never through `table[key] = ...`;
+sequencing state is not kept in a table at all (see streams/ingest.py).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from streams.app import app, settings
 
@@ -35,21 +33,3 @@ open_alerts = app.Table("open_alerts", partitions=PARTITIONS, key_type=str)
 # Values are plain JSON either way; orjson (streams/app.py) writes it several times faster.
 for _table in (account_state, open_alerts):
     _table.value_serializer = "orjson"  # type: ignore[attr-defined]  # set by Collection.__init__
-
-
-def table_set(table: Any, partition: int, key: str, value: Any) -> None:
-    """`table[key] = value`, its changelog record on `partition` (the source event's).
-
-    A plain `table[key] = ...` takes the partition from the stream's current event; in a batch
-    (`take_events`) that is not the event being handled, and setting it (`_set_current_event`)
-    corrupts the batch being filled: the buffer takes the stream's current event as its own.
-    """
-    table.data[key] = value
-    table.send_changelog(partition, key, value)
-
-
-def table_delete(table: Any, partition: int, key: str) -> None:
-    """`table.pop(key)`, a tombstone on `partition`; nothing when the key is absent."""
-    if key in table.data:
-        del table.data[key]
-        table.send_changelog(partition, key, None, value_serializer="raw")

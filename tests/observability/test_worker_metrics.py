@@ -117,7 +117,7 @@ def test_worker_exposes_pipeline_metrics_with_sane_values(worker_with_traffic: t
 
     # Lag: one series per topic and partition, never negative; the ingest topic is drained.
     lag = {(s.labels["topic"], s.labels["partition"]): s.value for s in f["pw_consumer_lag_messages"].samples}
-    topics = {ns.settings.actions_topic, ns.settings.ledger_topic, ns.settings.alerts_topic, ns.settings.deadletter_topic}
+    topics = {ns.settings.actions_topic, ns.settings.alerts_topic, ns.settings.deadletter_topic}
     assert {t for t, _ in lag} == topics
     assert {p for _, p in lag} == {str(p) for p in range(ns.settings.topic_partitions)}
     assert all(v >= 0 for v in lag.values())
@@ -189,7 +189,7 @@ def test_prometheus_scrapes_the_worker_and_evaluates_the_rules(
         consumed = _prometheus_api(port, "/api/v1/query", query="sum(pw_events_consumed_total)")["result"]
         assert float(consumed[0]["value"][1]) == accepted + REPEATS + len(BAD)
         lag = _prometheus_api(port, "/api/v1/query", query="count(pw_consumer_lag_messages)")["result"]
-        assert float(lag[0]["value"][1]) == 4 * ns.settings.topic_partitions
+        assert float(lag[0]["value"][1]) == 3 * ns.settings.topic_partitions  # actions, alerts, dead letters
         p99 = "histogram_quantile(0.99, sum by (le) (pw_alert_latency_seconds_bucket))"
         assert float(_prometheus_api(port, "/api/v1/query", query=p99)["result"][0]["value"][1]) >= 0
 
