@@ -125,7 +125,8 @@ class Worker:
             assert self.proc.poll() is None, f"worker exited early: {self.log_tail()}"
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.ns.port}/v1/health", timeout=2) as r:
-                    if orjson.loads(r.read())["warehouse_error"] != "starting":
+                    health = orjson.loads(r.read())
+                    if health["warehouse_error"] != "starting" and health["http_ingest"] == "ready":
                         return self
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass

@@ -130,7 +130,7 @@ class IngestProducer(Service):
         # masking): held at info even when PW_LOG_LEVEL=debug.
         for name in ("aiokafka", "kafka"):
             logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.INFO))
-        self.producer = AIOKafkaProducer(
+        producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_broker,
             client_id=f"{self.settings.app_id}-http-ingest",
             acks="all",
@@ -139,7 +139,8 @@ class IngestProducer(Service):
             max_request_size=4 * 1024 * 1024,
             request_timeout_ms=30_000,
         )
-        await self.producer.start()
+        await producer.start()
+        self.producer = producer  # only a started producer is visible to requests (503 before)
 
     async def on_stop(self) -> None:
         if self.producer is not None:

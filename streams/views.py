@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.sql_guard import UnsafeQuery, read_only
 from sinks.clickhouse import WarehouseError
 from streams.app import app, settings
+from streams.ingest_views import producer_service
 from streams.warehouse_loader import WarehouseLoaderService
 
 loader_service = WarehouseLoaderService(settings)
@@ -39,6 +40,8 @@ class Health(web.View):
                 "stored_events": loader.stored_events if loader else 0,
                 "stored_alerts": loader.stored_alerts if loader else 0,
                 "warehouse_error": loader.last_error if loader else "starting",
+                # POST /v1/events answers 503 until its producer has started.
+                "http_ingest": "ready" if producer_service.producer is not None else "starting",
             }
         )
 
