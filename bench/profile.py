@@ -20,6 +20,7 @@ import collections
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -78,7 +79,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
-    spy = shutil.which("py-spy")
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
         raise SystemExit("py-spy is not installed: pip install -e '.[dev]'")
     stem = RESULTS / f"profile-{datetime.now(UTC):%Y-%m-%d}"
