@@ -196,28 +196,43 @@ def run_pipeline(root: Path, messages: list[tuple[bytes, bytes]], workers: int) 
     return result
 
 
-def latency(root: Path, rate: float, seconds: float) -> dict[str, Any]:
+def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> dict[str, Any]:
     """Feed a fresh worker at `rate` events/s for `seconds`; event-to-alert latency per alert record.
 
     Two clocks, both on this machine: the alert record's own Kafka timestamp (when the worker
-    produced it), and when a read_committed consumer tailing the alerts topic received it (the
-    alert is visible only once its transaction commits, every PW_COMMIT_INTERVAL).
+    produced it), and when a read_committed consumer tailing the alerts topic received it.
+    Before the measured run the worker gets `warmup` seconds of the same rate (its partitions,
+    caches and warehouse come up; a backlog built meanwhile would be measured as latency), and
+    the backlog (events sent, not yet sequenced) is sampled through the run: a rate the worker
+    cannot hold shows as a growing backlog, not only as latency.
     """
     ns = Namespace(root, extra_env=dict(WORKER_ENV))
     ensure_topics(ns.settings)
     total = int(rate * seconds)
     messages = stream(total, seed=5)
     worker = Worker(ns).start()
-    # Warm up: the worker takes its partitions a few seconds after it answers on HTTP; a backlog
-    # built meanwhile would be measured as latency.
-    warm = stream(50, seed=6)
+    warm = stream(max(50, int(rate * warmup)), seed=6)
     prod = producer(ns.settings, linger_ms=1)
-    for key, value in warm:
+    started = time.monotonic()
+    for i, (key, value) in enumerate(warm):
+        pause = started + i / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
         prod.send(ns.settings.actions_topic, key=key, value=value)
     prod.flush()
     deadline = time.monotonic() + 120
     while metric(ns.port, "pw_events_accepted_total") < len(warm) and time.monotonic() < deadline:
         time.sleep(0.2)
+    backlog: list[float] = []
+    sent = [0]
+    sampling = threading.Event()
+
+    def sample_backlog() -> None:
+        while not sampling.wait(0.5):
+            backlog.append(len(warm) + sent[0] - metric(ns.port, "pw_events_accepted_total"))
+
+    sampler = threading.Thread(target=sample_backlog, daemon=True)
+    sampler.start()
     received: list[tuple[str, float]] = []
     stop = threading.Event()
     tail = threading.Thread(target=_tail, args=(ns, received, stop), daemon=True)
@@ -230,14 +245,18 @@ def latency(root: Path, rate: float, seconds: float) -> dict[str, Any]:
             if pause > 0:
                 time.sleep(pause)
             prod.send(topic, key=key, value=value)
+            sent[0] = i + 1
         prod.flush()
         prod.close()
+        sampling.set()
         time.sleep(5)  # let the last alerts out (commit interval)
         stop.set()
         tail.join(30)
+        measured = {orjson.loads(value)["event_id"] for _, value in messages}  # not the warm-up's
         sources = {
-            orjson.loads(r.value)["event_id"]: r.timestamp
+            event_id: r.timestamp
             for r in ns.read_topic(topic, expect=total + len(warm), timeout=120)
+            if (event_id := orjson.loads(r.value)["event_id"]) in measured
         }
         alerts = ns.read_topic(ns.settings.alerts_topic, expect=len(received), timeout=30)
     finally:
@@ -250,6 +269,9 @@ def latency(root: Path, rate: float, seconds: float) -> dict[str, Any]:
         "rate_events_per_second": round(rate),
         "seconds": seconds,
         "events": total,
+        "warmup_seconds": warmup,
+        "backlog_events_max": round(max(backlog)) if backlog else None,
+        "backlog_events_median": round(statistics.median(backlog)) if backlog else None,
         "alert_records": len(produced),
         "latency_ms_alert_produced": _quantiles(produced),
         "latency_ms_alert_visible": _quantiles(visible),
@@ -307,6 +329,9 @@ def markdown(figures: dict[str, Any]) -> str:
                 f"event-to-alert latency, alert {clock}, at {lat['rate_events_per_second']:,} events/s",
                 f"p50 {ms['p50']} ms, p95 {ms['p95']} ms, p99 {ms['p99']} ms ({lat['alert_records']} alerts)",
             ))
+    if lat.get("backlog_events_max") is not None:
+        rows.append(("backlog during the latency run (sent, not yet sequenced)",
+                     f"median {lat['backlog_events_median']:,}, max {lat['backlog_events_max']:,} events"))
     two = figures.get("pipeline_2_workers")
     if two:
         rows.append(("2 workers: end to end", f"{two['end_to_end_events_per_second']:,} events/s"))
@@ -318,14 +343,44 @@ def markdown(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def latency_only(rates: list[float], seconds: float) -> None:
+    """The latency run alone at the given rates, e.g. to see where a worker stops keeping up."""
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
+        for rate in rates:
+            runs.append(latency(Path(tmp), rate, seconds))
+            print("latency", runs[-1], flush=True)
+    stem = RESULTS / (datetime.now(UTC).strftime("%Y-%m-%d") + "-latency")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(orjson.dumps({"worker_env": WORKER_ENV, "runs": runs}, option=orjson.OPT_INDENT_2).decode() + "\n")
+    lines = [f"# Event-to-alert latency {datetime.now(UTC).isoformat(timespec='seconds')}", "",
+             f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)}`", "",
+             "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts |",
+             "|---|---|---|---|---|"]
+    for run in runs:
+        p, v = run["latency_ms_alert_produced"] or {}, run["latency_ms_alert_visible"] or {}
+        lines.append(
+            f"| {run['rate_events_per_second']:,} | {p.get('p50')} / {p.get('p95')} / {p.get('p99')} / {p.get('max')}"
+            f" | {v.get('p50')} / {v.get('p95')} / {v.get('p99')} | {run['backlog_events_median']} / {run['backlog_events_max']}"
+            f" | {run['alert_records']} |"
+        )
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--skip-scaling", action="store_true")
+    parser.add_argument("--latency-rate", type=float, action="append", default=[],
+                        help="only the latency run, at this rate (repeatable); to <date>-latency.json/.md")
     parser.add_argument("--env", action="append", default=[], help="worker setting K=V (repeatable)")
     args = parser.parse_args()
     WORKER_ENV.update(item.split("=", 1) for item in args.env)
+    if args.latency_rate:
+        latency_only(args.latency_rate, args.latency_seconds)
+        return
     messages = stream(args.count)
     figures: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
