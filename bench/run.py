@@ -248,7 +248,7 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
             sent[0] = i + 1
         prod.flush()
         prod.close()
-        sampling.set()
+        sampling.set()  # the backlog while sending, not while draining
         time.sleep(5)  # let the last alerts out (commit interval)
         stop.set()
         tail.join(30)
@@ -260,6 +260,7 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
         }
         alerts = ns.read_topic(ns.settings.alerts_topic, expect=len(received), timeout=30)
     finally:
+        sampling.set()  # also on failure: the sampler would poll a stopped worker
         worker.stop()
     produced = sorted(
         r.timestamp - sources[t] for r in alerts if (t := orjson.loads(r.value)["evidence_event_ids"][-1]) in sources

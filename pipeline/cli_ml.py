@@ -69,11 +69,12 @@ def train(
 
     A running worker picks the new artifact up within PW_MODEL_RELOAD_SECONDS.
     """
-    from pipeline.cli import _settings, console, err, run_query
+    from pipeline.cli import console, err, run_query
+    from pipeline.cli_common import load_settings
     from pipeline.event import format_ms, timestamp_ms
     from pipeline.ml_training import train_and_save
 
-    settings = _settings()
+    settings = load_settings()
     span = parse_span(since)
     _, rows = run_query(settings, "SELECT toString(max(occurred_at)), count() FROM audit.events", {})
     if not rows or int(rows[0][1]) == 0:

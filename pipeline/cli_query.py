@@ -44,7 +44,8 @@ def query(
 ) -> None:
     """Run a named forensic query with typed parameters (server-side, never spliced into SQL)."""
     from pipeline import queries
-    from pipeline.cli import _parse_params, _print_rows, _settings, run_query
+    from pipeline.cli import _parse_params, _print_rows, run_query
+    from pipeline.cli_common import load_settings
 
     _check_format(fmt)
     try:
@@ -66,7 +67,7 @@ def query(
     except QueryLibraryError as exc:
         err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from None
-    columns, rows = run_query(_settings(), library[name].sql, params)
+    columns, rows = run_query(load_settings(), library[name].sql, params)
     _print_rows(columns, rows, fmt)
 
 
@@ -109,8 +110,7 @@ def hunt(
     """
     from detectors.retro_hunt import hunt as run_hunt
     from pipeline.chain_check import parse_when
-    from pipeline.cli import _settings
-    from pipeline.cli_common import worker_running
+    from pipeline.cli_common import load_settings, worker_running
     from pipeline.cli_integrity import SqlFailed, warehouse_access
     from sinks.clickhouse import WarehouseError
 
@@ -121,7 +121,7 @@ def hunt(
         start, end = parse_when(from_), parse_when(to)
     except ValueError:
         raise typer.BadParameter(f"--from/--to take a date or an RFC 3339 time, got {from_!r} / {to!r}") from None
-    settings = _settings()
+    settings = load_settings()
     if publish and not settings.clickhouse_url and worker_running(settings):
         err.print("[red]--publish needs the embedded warehouse, which the running worker owns: stop it first[/]")
         raise typer.Exit(1)

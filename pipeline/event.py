@@ -256,7 +256,7 @@ def _ip(value: Any, name: str) -> str:
 
 @lru_cache(maxsize=65536)
 def _canonical_ip(value: str) -> str | None:
-    """The canonical text of an IP address, None if `value` is none (cached: sources repeat)."""
+    """The canonical text of an IP address, None if `value` is not one (cached: sources repeat)."""
     if "%" in value:  # an IPv6 zone id names a host's interface, not a source address
         return None
     try:

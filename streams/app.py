@@ -7,9 +7,7 @@ import gc
 from typing import Any
 
 import faust
-import orjson
 from faust.sensors import Monitor
-from faust.serializers import codecs
 
 from pipeline.config import Settings
 
@@ -63,19 +61,6 @@ class LeanMonitor(Monitor):
         pass
 
 
-class OrjsonCodec(codecs.Codec):
-    """JSON through orjson for the detection tables' changelogs: the same bytes on the wire as
-    Faust's `json` codec (old changelog records still load), several times cheaper to write."""
-
-    def _dumps(self, obj: Any) -> bytes:
-        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
-
-    def _loads(self, s: bytes) -> Any:
-        return orjson.loads(s)
-
-
-codecs.register("orjson", OrjsonCodec())
-
 settings = Settings.from_env()
 (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
 
@@ -95,6 +80,7 @@ app = faust.App(
     stream_buffer_maxsize=1024,
     stream_wait_empty=False,
     producer_linger=0.005,
+    # The size of the record batches streams/batch_writer.py builds (aiokafka's default: 16 KiB).
     producer_max_batch_size=512 * 1024,
     producer_max_request_size=4 * 1024 * 1024,
     consumer_max_fetch_size=4 * 1024 * 1024,

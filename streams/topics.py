@@ -30,6 +30,3 @@ deadletter_topic = app.topic(
 account_state = app.Table("account_state", partitions=PARTITIONS, key_type=str)
 #: alert_id -> latest alert version, so repeated findings update one alert.
 open_alerts = app.Table("open_alerts", partitions=PARTITIONS, key_type=str)
-# Values are plain JSON either way; orjson (streams/app.py) writes it several times faster.
-for _table in (account_state, open_alerts):
-    _table.value_serializer = "orjson"  # type: ignore[attr-defined]  # set by Collection.__init__
