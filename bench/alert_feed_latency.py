@@ -30,10 +30,10 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer
 
+from partnerwatch.local_worker import Namespace, Worker, wait_for
+from partnerwatch.sse import events, open_stream
 from pipeline.config import REPO_ROOT
-from pipeline.kafka_io import ensure_topics, send_events
-from pipeline.local_worker import Namespace, Worker, wait_for
-from pipeline.sse import events, open_stream
+from sinks.kafka_io import ensure_topics, send_events
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -26,12 +26,12 @@ from detectors.config import DetectionConfig
 from detectors.retro_hunt import hunt
 from detectors.run import new_state, observe
 from pipeline.alert import alert_id, fold
-from pipeline.chain_check import ch_ms
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.event import format_ms, normalize, timestamp_ms
+from pipeline.forensics.chain_check import ch_ms
+from pipeline.forensics.queries import load
 from pipeline.ledger import ChainHead, append
-from pipeline.queries import load
-from pipeline.simulator import ATTACKS, generate
+from pipeline.simulation.traffic import ATTACKS, generate
 from sinks.audit_store import event_row, store_alerts
 from sinks.clickhouse import EmbeddedWarehouse, migrate
 

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.forensic_queries import seed
-from pipeline.chain_check import ch_ms
 from pipeline.config import REPO_ROOT, Settings
-from pipeline.queries import load
+from pipeline.forensics.chain_check import ch_ms
+from pipeline.forensics.queries import load
 from sinks.clickhouse import EmbeddedWarehouse, migrate
 
 WEEK_MS = 7 * 24 * 3_600_000

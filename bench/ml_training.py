@@ -27,7 +27,7 @@ RESULTS = Path(__file__).parent / "results" / "ml_training.json"
 
 def _events(count: int, seed: int) -> list[Any]:
     from pipeline.event import normalize
-    from pipeline.simulator import generate
+    from pipeline.simulation.traffic import generate
 
     return [normalize(e) for e, _ in generate(count, seed=seed, attack_kinds=(), events_per_hour=1800)]
 
@@ -41,13 +41,13 @@ def main() -> None:
     import numpy as np
     import sklearn
 
-    from detectors.behaviour_features import AccountFeatures, build, principal_key
-    from detectors.behaviour_model import BehaviourModel
+    from detectors.behaviour.features import AccountFeatures, build, principal_key
+    from detectors.behaviour.model import BehaviourModel
+    from detectors.behaviour.training import fit
     from detectors.config import DetectionConfig
     from detectors.run import new_state, observe
     from pipeline import authorization
-    from pipeline.grants import covering
-    from pipeline.ml_training import fit
+    from pipeline.authorization import covering
 
     started = time.perf_counter()
     events = _events(args.events, seed=21)

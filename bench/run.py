@@ -1,6 +1,6 @@
 """`make bench`: the pipeline's throughput, latency, scaling and warehouse figures on the local Kafka.
 
-Five measurements, each in a namespace of its own on the real broker (pipeline.local_worker):
+Five measurements, each in a namespace of its own on the real broker (partnerwatch.local_worker):
 
 1. ceiling: a bare aiokafka consumer (read_committed, no work) reads N pre-produced events;
 2. pipeline: one worker (ingest, sequencing, every detector, alerts, warehouse sink) over the
@@ -36,10 +36,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from partnerwatch.local_worker import Namespace, Worker, free_port
 from pipeline.config import REPO_ROOT
-from pipeline.kafka_io import action_key, ensure_topics, producer
-from pipeline.local_worker import Namespace, Worker, free_port
-from pipeline.simulator import ATTACKS, generate
+from pipeline.simulation.traffic import ATTACKS, generate
+from sinks.kafka_io import action_key, ensure_topics, producer
 
 RESULTS = REPO_ROOT / "bench" / "results"
 #: More accounts than the demo's six, so the account-keyed partitions share the load.

@@ -19,13 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline.chain_check import verify_range
 from pipeline.config import REPO_ROOT, Settings
-from pipeline.digests import create_digests, verify_digests
 from pipeline.event import format_ms, normalize, timestamp_ms
+from pipeline.forensics.chain_check import verify_range
+from pipeline.forensics.digests import create_digests, verify_digests
+from pipeline.forensics.signing import hmac_signer
 from pipeline.ledger import ChainHead, append
-from pipeline.signing import hmac_signer
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 from sinks.audit_store import event_row
 from sinks.clickhouse import EmbeddedWarehouse, migrate
 

@@ -13,18 +13,20 @@ account in `seq` order and deciding on event time only:
 
 from __future__ import annotations
 
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, cast
 
+from detectors import rules
 from detectors.config import DetectionConfig
 from pipeline.alert import Finding
+from pipeline.authorization import covering
 from pipeline.event import Event
-from pipeline.grants import covering
 
 if TYPE_CHECKING:
-    from detectors.behaviour_model import BehaviourModel
+    from detectors.behaviour.model import BehaviourModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +40,15 @@ class Context:
     model: BehaviourModel | None = None
 
     def covering(self, event: Event) -> list[dict[str, Any]]:
-        """`pipeline.grants.covering` for this event, computed once for all detectors."""
+        """`pipeline.authorization.covering` for this event, computed once for all detectors."""
         if "covering" not in self.memo:
             self.memo["covering"] = covering(self.auth["grants"], event)
         return cast(list[dict[str, Any]], self.memo["covering"])
 
     def declared_network(self, event: Event) -> str | None:
-        """`detectors.declared_networks.declared_network` for this event, computed once."""
+        """`detectors.networks.declared_network` for this event, computed once."""
         if "declared" not in self.memo:
-            from detectors.declared_networks import declared_network
+            from detectors.networks import declared_network
 
             self.memo["declared"] = declared_network(event, self.auth["grants"], self)
         return cast(str | None, self.memo["declared"])
@@ -54,32 +56,12 @@ class Context:
 
 DetectFn = Callable[[Event, dict[str, Any], Context], list[Finding]]
 
-#: Detector modules, each with `detect(event, state, ctx) -> list[Finding]`; `state` is kept per
-#: account under the module's name.
-MODULES: tuple[str, ...] = (
-    "ip_allowlist",
-    # listing edits, scope and off-hours
-    "listing_scope",
-    "price_limit",
-    "approval_required",
-    "bulk_edits",
-    "sensitive_actions",
-    "off_hours",
-    # fund moves, API rate, exfiltration, compliance drift
-    "fund_moves",
-    "account_takeover",
-    "refund_burst",
-    "api_rate",
-    "report_exfiltration",
-    "compliance_drift",
-    # IP and geography
-    "geo_novelty",
-    "ip_churn",
-    "impossible_travel",
-    # learned behaviour (idle until a model is trained)
-    "behaviour_anomaly",
+#: Detector modules, one per detector id in `detectors/rules/`, discovered with pkgutil; each has
+#: `detect(event, state, ctx) -> list[Finding]` and keeps its `state` per account under its name.
+MODULES: tuple[str, ...] = tuple(
+    sorted(info.name for info in pkgutil.iter_modules(rules.__path__) if not info.name.startswith("_"))
 )
 
 ALL: tuple[tuple[str, DetectFn], ...] = tuple(
-    (name, cast(DetectFn, import_module(f"detectors.{name}").detect)) for name in MODULES
+    (name, cast(DetectFn, import_module(f"detectors.rules.{name}").detect)) for name in MODULES
 )

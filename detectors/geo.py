@@ -29,7 +29,7 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, NamedTuple
 
-from pipeline.grants import plain_address
+from pipeline.authorization import plain_address
 
 #: geoip2fast's bundled data file with country and ASN, IPv4 and IPv6.
 DATA_FILE = "geoip2fast-asn-ipv6.dat.gz"

@@ -10,7 +10,7 @@ the same id: the report marks it `exists`, and `publish` stores only the `new` o
 
 It lives with the detectors because it drives them (layering: detectors/ may use pipeline/, not
 the reverse). `source` is anything with `query(sql, params)` returning `.columns` and `.rows`: a
-warehouse (sinks.clickhouse) or the worker's `/v1/sql` (pipeline.cli_integrity.WorkerSql); this
+warehouse (sinks.clickhouse) or the worker's `/v1/sql` (partnerwatch.integrity.WorkerSql); this
 module imports neither, only sends read-only SQL with `{name:Type}` parameters.
 """
 
@@ -47,7 +47,7 @@ class Source(Protocol):
 
 def detector_ids() -> tuple[str, ...]:
     """Detector ids a hunt accepts: every attack kind is named like its detector, plus the learned one."""
-    from pipeline.attacks import RECIPES
+    from pipeline.simulation.attacks import RECIPES
 
     return tuple(sorted({*RECIPES, "behaviour_anomaly"}))
 

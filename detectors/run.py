@@ -17,7 +17,7 @@ from pipeline.alert import Finding
 from pipeline.event import Event
 
 if TYPE_CHECKING:
-    from detectors.behaviour_model import BehaviourModel
+    from detectors.behaviour.model import BehaviourModel
 
 
 def new_state() -> dict[str, Any]:
@@ -36,7 +36,7 @@ def observe(
     With `timings`, each detector's time on this event (seconds) is added under its name: the
     detect agent times a sample of events for its metrics, so the hot path stays untimed.
 
-    `model`: the behaviour model in force (detectors/behaviour_model.py), None before training.
+    `model`: the behaviour model in force (detectors/behaviour/model.py), None before training.
     """
     if event["action"] in authorization.AUTHORIZATION_ACTIONS:
         authorization.apply(state["auth"], event)

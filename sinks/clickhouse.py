@@ -2,7 +2,7 @@
 
 - `EmbeddedWarehouse`: chDB, ClickHouse in-process on disk; the default, needs no server. The
   engine locks its folder to one process, so while the worker runs, other processes query through
-  the worker's `/v1/sql` endpoint (see `pipeline.cli sql`).
+  the worker's `/v1/sql` endpoint (see `partnerwatch.main sql`).
 - `ServerWarehouse`: clickhouse-driver over the native protocol to a ClickHouse server; the
   production path (`PW_CLICKHOUSE_URL=clickhouse://user:pass@host:9000/db`).
 

@@ -1,7 +1,7 @@
 """Periodic signed chain digests, made by the worker that owns the warehouse.
 
 Every `PW_DIGEST_INTERVAL` seconds (when a digest key is configured) this service signs the
-periods closed since the last run (`pipeline.digests.create_digests`), on the loader's warehouse
+periods closed since the last run (`pipeline.forensics.digests.create_digests`), on the loader's warehouse
 (the embedded engine is locked to this process). The work runs in an executor thread, off the
 event loop; the warehouse serializes it with the loader's inserts. Only the key id is logged.
 """
@@ -16,12 +16,12 @@ import structlog
 from mode import Service
 
 from pipeline.config import Settings
-from pipeline.digests import create_digests
-from pipeline.signing import Signer, SigningKeyError, configured_signer
+from pipeline.forensics.digests import create_digests
+from pipeline.forensics.signing import Signer, SigningKeyError, configured_signer
 from sinks.clickhouse import WarehouseError
 from streams.app import app, settings
-from streams.views import loader_service
 from streams.warehouse_loader import WarehouseLoaderService
+from streams.web.sql import loader_service
 
 log = structlog.get_logger(__name__)
 

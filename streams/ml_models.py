@@ -2,7 +2,7 @@
 
 `partnerwatch train` writes artifacts into `PW_MODEL_DIR` (default `PW_DATA_DIR/models`); every
 `PW_MODEL_RELOAD_SECONDS` this module checks that directory and swaps in the newest valid
-artifact (`detectors.behaviour_model.ModelSlot`), without stopping the worker: the detect agent
+artifact (`detectors.behaviour.model.ModelSlot`), without stopping the worker: the detect agent
 reads `current()` for each event, a read-only handle shared by every account. Loading (sklearn
 and skops imports, file hashing) runs in a thread, off the event loop. Without a model the
 `behaviour_anomaly` detector stays idle: said once in the log, and `pw_behaviour_model_loaded`
@@ -16,7 +16,7 @@ import asyncio
 
 import structlog
 
-from detectors.behaviour_model import BehaviourModel, ModelSlot
+from detectors.behaviour.model import BehaviourModel, ModelSlot
 from sinks.metrics import BEHAVIOUR_MODEL_LOADED, BEHAVIOUR_MODEL_LOADS, BEHAVIOUR_MODEL_REFUSED
 from streams.app import app, settings
 

@@ -6,17 +6,17 @@ Run with `partnerwatch worker` (or `python -m streams.worker worker -l info`).
 from __future__ import annotations
 
 from streams import (
-    alert_views,
     consumer_lag,
     detect,
     digest_service,
     ingest,
-    ingest_views,
     ml_models,
     monitor,
-    views,
 )
 from streams.app import app
+from streams.web import alerts as alert_views
+from streams.web import ingest as ingest_views
+from streams.web import sql as views
 
 __all__ = ["alert_views", "app", "consumer_lag", "detect", "digest_service", "ingest", "ingest_views", "ml_models", "monitor", "views"]
 

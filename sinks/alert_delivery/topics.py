@@ -9,7 +9,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from pipeline.config import Settings
-from pipeline.kafka_io import ensure_topics
+from sinks.kafka_io import ensure_topics
 
 
 def parked_topic(settings: Settings) -> str:

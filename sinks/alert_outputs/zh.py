@@ -210,22 +210,22 @@ RESPONSES: dict[str, str] = {
     " and restore the verified bank account.": (
         "立即检查 Payments > Disbursements 及收款方式；取消待处理的付款，并恢复已验证的银行账户。"
     ),
-    # detectors/api_rate.py
+    # detectors/rules/api_rate.py
     "Check the provider's integration with them: a runaway job, or a leaked SP-API token?": (
         "与服务商一起检查其集成：是失控的任务，还是 SP-API 令牌已泄露？"
     ),
-    # detectors/behaviour_anomaly.py
+    # detectors/rules/behaviour_anomaly.py
     "Compare the hour's evidence with the work agreed with the provider; if it is not explained,"
     " rotate the principal's credentials.": (
         "将该小时内的证据与和服务商约定的工作内容进行比对；若无法解释，请轮换该操作主体的凭证。"
     ),
-    # detectors/bulk_edits.py
+    # detectors/rules/bulk_listing_burst.py
     "Pause the principal's API access (SP-API authorization) and check the listings it touched;"
     " restore deleted or altered listings from the last flat-file export.": (
         "暂停该操作主体的 API 访问（SP-API 授权），检查其改动过的商品；用最近一次的平面文件"
         "（flat file）导出恢复被删除或被修改的商品。"
     ),
-    # detectors/compliance_drift.py
+    # detectors/rules/compliance_drift.py
     "Check with the tax agent whether the return was filed outside PartnerWatch's view; if not,"
     " file now and ask the tax office about late-filing penalties.": (
         "向税务代理确认申报是否已在 PartnerWatch 记录之外提交；如未提交，请立即申报，并向税务机关"
@@ -236,7 +236,7 @@ RESPONSES: dict[str, str] = {
         "与服务商一起查看失败操作涉及的操作和资源（audit.events 的 outcome）：是数据推送中断、"
         "权限过期，还是它无权进行的更改？"
     ),
-    # detectors/geo_novelty.py
+    # detectors/rules/new_country_or_asn.py
     "Ask the provider whether this principal now works from this country or network (travel, new"
     " office, VPN, cloud host); a principal nobody can place is a leaked credential.": (
         "询问服务商该操作主体现在是否从这个国家或网络工作（出差、新办公室、VPN、云主机）；"
@@ -247,14 +247,14 @@ RESPONSES: dict[str, str] = {
         "用 `partnerwatch sql` 审查该操作主体从此地址进行的操作（audit.events 的 source_ip）；"
         "只要有一项不是服务商所为，就撤销授权。"
     ),
-    # detectors/impossible_travel.py
+    # detectors/rules/impossible_travel.py
     "Treat the principal's credential as shared or stolen until the provider explains both locations.": (
         "在服务商说明这两个地点之前，将该操作主体的凭证视为已被共用或被盗。"
     ),
     "Ask the provider which of the two locations is its own; revoke the grant until it answers.": (
         "询问服务商两个地点中哪一个是其自己的；在其答复之前撤销授权。"
     ),
-    # detectors/ip_allowlist.py
+    # detectors/rules/ip_outside_allowlist.py
     "Confirm with the provider whether this address is theirs; if not, rotate the principal's"
     " credentials (SP-API refresh token or Seller Central password) at once.": (
         "向服务商确认该地址是否属于他们；如果不是，立即轮换该操作主体的凭证"
@@ -266,7 +266,7 @@ RESPONSES: dict[str, str] = {
     "Review every action from this IP with `partnerwatch sql` (audit.events, source_ip).": (
         "用 `partnerwatch sql` 审查来自该 IP 的每一项操作（audit.events 的 source_ip）。"
     ),
-    # detectors/ip_churn.py
+    # detectors/rules/ip_churn.py
     "Ask the provider how this principal reaches the account (proxy pool, VPN, several users"
     " sharing one login); many unrelated networks in an hour usually mean a leaked credential.": (
         "询问服务商该操作主体如何访问账户（代理池、VPN、多人共用一个登录）；一小时内出现许多"
@@ -275,22 +275,22 @@ RESPONSES: dict[str, str] = {
     "Set an `ip_allowlist` on the provider's grant so only its own networks are accepted.": (
         "在该服务商的授权上设置 `ip_allowlist`，只接受其自有网络的访问。"
     ),
-    # detectors/off_hours.py
+    # detectors/rules/off_hours_activity.py
     "If the provider cannot account for the activity, rotate the principal's credentials and"
     " revoke the grant until it can.": (
         "如果服务商无法说明这些活动，请轮换该操作主体的凭证，并在其说明之前撤销授权。"
     ),
-    # detectors/price_limit.py
+    # detectors/rules/price_change_over_limit.py
     "Restore the listing's previous price in Seller Central (or via the Listings API) now.": (
         "立即在 Seller Central 中（或通过 Listings API）恢复该商品原来的价格。"
     ),
-    # detectors/refund_burst.py
+    # detectors/rules/refund_burst.py
     "Review the refunds in the window (Orders > Manage Refunds): who issued them, to which orders"
     " and buyers; contact Seller Support to stop refunds that were not yours.": (
         "审查该时间窗口内的退款（Orders > Manage Refunds）：由谁发起、涉及哪些订单和买家；"
         "联系 Seller Support 阻止不是您发起的退款。"
     ),
-    # detectors/report_exfiltration.py
+    # detectors/rules/report_exfiltration.py
     "Ask the provider which job downloaded these reports and where the files are now; buyer"
     " personal data may have to be reported as a data breach (GDPR art. 33: 72 hours).": (
         "询问服务商是哪个任务下载了这些报告、文件现在在哪里；涉及买家个人数据的，可能需要"

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 from kafka import KafkaProducer
 
+from partnerwatch.local_worker import Namespace, free_port, wait_for
 from pipeline.config import REPO_ROOT
-from pipeline.kafka_io import ensure_topics
-from pipeline.local_worker import Namespace, free_port, wait_for
+from sinks.kafka_io import ensure_topics
 
 
 def produce_alerts(ns: Namespace, alerts: Iterable[dict[str, Any]]) -> int:
@@ -66,7 +66,7 @@ class Feed:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", "alerts", "feed"],
+                [sys.executable, "-m", "partnerwatch", "alerts", "feed"],
                 env=self.env,
                 cwd=REPO_ROOT,
                 stdout=log,
@@ -91,7 +91,7 @@ class Feed:
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Another `partnerwatch` command with the feed's environment (e.g. `alerts redeliver`)."""
         return subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", *args],
+            [sys.executable, "-m", "partnerwatch", *args],
             env=self.env,
             cwd=REPO_ROOT,
             capture_output=True,

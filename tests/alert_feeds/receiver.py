@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pipeline.local_worker import free_port
+from partnerwatch.local_worker import free_port
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from pipeline.local_worker import Namespace, wait_for
+from partnerwatch.local_worker import Namespace, wait_for
 from sinks.alert_delivery.topics import parked_topic
 from sinks.alert_outputs.webhook import verify_signature
 from tests.alert_feeds.harness import Feed, produce_alerts

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.local_worker import Namespace, Worker, wait_for
+from partnerwatch.local_worker import Namespace, Worker, wait_for
 from sinks.alert_outputs import dingtalk, feishu, slack, wecom
 from sinks.alert_outputs.ocsf import to_ocsf
 from sinks.alert_outputs.webhook import verify_signature

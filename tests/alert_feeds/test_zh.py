@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-import detectors
+import detectors.rules
 from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from sinks.alert_outputs import dingtalk, feishu, slack, wecom, zh
@@ -46,8 +46,8 @@ def from_source() -> tuple[set[str], set[str]]:
     """(detector ids, response steps) of every Finding(...) written in detectors/*.py."""
     ids: set[str] = set()
     steps: set[str] = set()
-    for info in pkgutil.iter_modules(detectors.__path__):
-        module = importlib.import_module(f"detectors.{info.name}")
+    for info in pkgutil.iter_modules(detectors.rules.__path__):
+        module = importlib.import_module(f"detectors.rules.{info.name}")
         tree = ast.parse(Path(module.__file__ or "").read_text())
         for call in ast.walk(tree):
             if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Finding"):
@@ -127,7 +127,7 @@ def _real_alert(detector: str, steps: tuple[str, ...]) -> dict[str, Any]:
 
 
 TAKEOVER = importlib.import_module("detectors.responses").TAKEOVER
-ALLOWLIST = importlib.import_module("detectors.ip_allowlist").RESPONSE
+ALLOWLIST = importlib.import_module("detectors.rules.ip_outside_allowlist").RESPONSE
 
 
 def _rendered(output: str, alert: dict[str, Any]) -> str:

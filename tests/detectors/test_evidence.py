@@ -13,7 +13,7 @@ from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import Finding, fold
 from pipeline.event import normalize
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 
 PROVIDER = {"type": "provider", "provider_id": "prov-1", "principal_id": "prov-1-ops"}
 

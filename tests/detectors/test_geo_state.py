@@ -6,8 +6,10 @@ from typing import Any
 
 import orjson
 
-from detectors import Context, geo_novelty, impossible_travel, ip_churn
+from detectors import Context
 from detectors.config import DetectionConfig
+from detectors.rules import impossible_travel, ip_churn
+from detectors.rules import new_country_or_asn as geo_novelty
 from pipeline.event import Event, format_ms, normalize
 
 START = 1_793_606_400_000  # 2026-11-02T08:00:00Z
@@ -47,8 +49,8 @@ def test_one_principal_spraying_hundreds_of_networks_keeps_bounded_state() -> No
     found, states = run(events)
     assert {d for _, d, _, _ in found} == {"new_country_or_asn", "ip_churn", "impossible_travel"}
     limit = DetectionConfig().ip_churn_per_hour
-    assert len(states["detectors.ip_churn"]["principals"]["p1"]) <= 2 * limit + 2
-    seen = states["detectors.geo_novelty"]["principals"]["p1"]
+    assert len(states["detectors.rules.ip_churn"]["principals"]["p1"]) <= 2 * limit + 2
+    seen = states["detectors.rules.new_country_or_asn"]["principals"]["p1"]
     assert len(seen["countries"]) <= geo_novelty.MAX_COUNTRIES
     assert len(seen["operators"]) <= geo_novelty.MAX_OPERATORS
     assert len(orjson.dumps(states)) < 10_000

@@ -1,6 +1,6 @@
 """ip_outside_allowlist: true positives and false positives side by side (panther-analysis style).
 
-Each case is the account's grant history (applied in order through `pipeline.grants.apply`) and
+Each case is the account's grant history (applied in order through `pipeline.authorization.apply`) and
 one provider action; the rule must fire on exactly the true positives.
 """
 
@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
-from detectors import ALL, ip_allowlist
+from detectors import ALL
+from detectors.rules import ip_outside_allowlist as ip_allowlist
 from pipeline.alert import MAX_EVIDENCE, alert_id, fold
+from pipeline.authorization import AccountGrants
+from pipeline.authorization import apply_grant as apply
 from pipeline.contract import SEVERITIES
 from pipeline.event import Event, normalize
-from pipeline.grants import AccountGrants, apply
 
 ACCOUNT = "A0001SELLER"
 OFFICE = ["185.12.40.0/24", "2001:db8:40::/48"]
@@ -188,7 +190,7 @@ def test_rule(case: Case) -> None:
 
 
 def test_detector_is_registered() -> None:
-    assert "ip_allowlist" in dict(ALL)
+    assert "ip_outside_allowlist" in dict(ALL)
 
 
 def test_finding_names_the_grants_and_networks() -> None:

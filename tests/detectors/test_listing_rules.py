@@ -10,8 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
-from detectors import ALL, bulk_edits, off_hours, price_limit
+from detectors import ALL
 from detectors.config import DetectionConfig
+from detectors.rules import bulk_listing_burst as bulk_edits
+from detectors.rules import off_hours_activity as off_hours
+from detectors.rules import price_change_over_limit as price_limit
 from detectors.run import new_state, observe
 from pipeline.alert import Finding
 from pipeline.event import normalize
@@ -72,12 +75,12 @@ def edit(
 def test_registered() -> None:
     names = dict(ALL)
     for module in (
-        "listing_scope",
-        "price_limit",
-        "approval_required",
-        "bulk_edits",
+        "listing_out_of_scope",
+        "price_change_over_limit",
+        "approval_missing",
+        "bulk_listing_burst",
         "sensitive_actions",
-        "off_hours",
+        "off_hours_activity",
     ):
         assert module in names
 
@@ -232,7 +235,7 @@ def test_bulk_state_stays_small() -> None:
     account = Account(DetectionConfig(bulk_min_skus=10_000))
     for n in range(bulk_edits.MAX_SKUS + 300):
         edit(account, n, T0 + timedelta(milliseconds=10 * n))
-    principal = account.state["det"]["bulk_edits"]["principals"]["prov-1|p1"]
+    principal = account.state["det"]["bulk_listing_burst"]["principals"]["prov-1|p1"]
     assert len(principal["edits"]) == bulk_edits.MAX_SKUS
     edit(account, 1, T0 + timedelta(hours=5))  # the old window is pruned, its peak kept
     assert len(principal["edits"]) == 1 and len(principal["history"]) == 1
@@ -241,7 +244,7 @@ def test_bulk_state_stays_small() -> None:
     assert len(principal["history"]) == bulk_edits.HISTORY
     other = {"type": "provider", "provider_id": "prov-2", "principal_id": "q1"}
     edit(account, 1, T0 + timedelta(days=bulk_edits.IDLE_DAYS + 1), actor=other)
-    assert list(account.state["det"]["bulk_edits"]["principals"]) == ["prov-2|q1"]
+    assert list(account.state["det"]["bulk_listing_burst"]["principals"]) == ["prov-2|q1"]
     orjson.dumps(account.state)
 
 
@@ -249,7 +252,7 @@ def test_sellers_never_count_towards_a_burst() -> None:
     account = Account()
     for n in range(200):
         assert not edit(account, n, T0 + timedelta(seconds=n), actor=OWNER)
-    assert "bulk_edits" not in account.state["det"]
+    assert "bulk_listing_burst" not in account.state["det"]
 
 
 def test_one_alert_per_event_for_a_stranger_creating_credentials() -> None:

@@ -11,20 +11,21 @@ from typing import Any
 import orjson
 import pytest
 
-from detectors import ALL, report_exfiltration
+from detectors import ALL
 from detectors.config import DetectionConfig
+from detectors.rules import report_exfiltration
 from detectors.run import new_state, observe
 from pipeline.alert import Finding
 from pipeline.event import normalize
-from pipeline.simulator import ATTACKS, generate
+from pipeline.simulation.traffic import ATTACKS, generate
 
 from .test_cases import build_event
 
 ACCOUNT = "A0001SELLER"
 AGENCY = {"type": "provider", "provider_id": "prov-1", "principal_id": "p1"}
 MODULES = (
-    "fund_moves",
-    "account_takeover",
+    "funds_without_approval",
+    "account_takeover_sequence",
     "refund_burst",
     "api_rate",
     "report_exfiltration",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.event import normalize
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.event import format_ms, timestamp_ms
-from pipeline.simulator import ATTACKS, generate
+from pipeline.simulation.traffic import ATTACKS, generate
 from sinks.audit_store import store_alerts, store_events
 from sinks.clickhouse import EmbeddedWarehouse, migrate
 from tests.integrity.conftest import detected_alerts, sequence

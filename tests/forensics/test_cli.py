@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from pipeline.config import REPO_ROOT, Settings
-from pipeline.queries import load
-from pipeline.simulator import generate
+from pipeline.forensics.queries import load
+from pipeline.simulation.traffic import generate
 from sinks.audit_store import store_alerts, store_events
 from sinks.clickhouse import EmbeddedWarehouse, migrate
 from tests.integrity.conftest import detected_alerts, sequence
@@ -46,7 +46,7 @@ def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # A port nothing listens on: the CLI finds no worker and opens the warehouse itself.
     env.update({"PW_DATA_DIR": str(root), "PW_WEB_PORT": "9", "COLUMNS": "200"})
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "partnerwatch", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180
     )
 
 

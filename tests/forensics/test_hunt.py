@@ -10,11 +10,11 @@ import pytest
 
 from detectors.config import DetectionConfig
 from detectors.retro_hunt import history, hunt
-from pipeline.chain_check import parse_when
 from pipeline.config import Settings
 from pipeline.event import timestamp_ms
+from pipeline.forensics.chain_check import parse_when
 from pipeline.ledger import event_of
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 from sinks.audit_store import store_alerts, store_events
 from sinks.clickhouse import EmbeddedWarehouse, migrate
 from tests.integrity.conftest import detected_alerts, sequence

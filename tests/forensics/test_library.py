@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import REPO_ROOT
-from pipeline.queries import QUERIES_DIR, QueryLibraryError, get, load, parse
+from pipeline.forensics.queries import QUERIES_DIR, QueryLibraryError, get, load, parse
 
 GOOD = """-- description: Events of one account
 -- since a time.

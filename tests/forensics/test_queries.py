@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from pipeline import authorization
-from pipeline.chain_check import parse_when
+from pipeline.authorization import allows_scope, covering, plain_address
 from pipeline.contract import WRITE_PREFIXES
-from pipeline.grants import allows_scope, covering, plain_address
+from pipeline.forensics.chain_check import parse_when
+from pipeline.forensics.queries import get, load
+from pipeline.forensics.sql_guard import read_only
 from pipeline.ledger import event_of
-from pipeline.queries import get, load
-from pipeline.sql_guard import read_only
 from sinks.clickhouse import WarehouseError
 from tests.forensics.conftest import ACCOUNT, Seeded
 

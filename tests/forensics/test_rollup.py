@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 from pipeline.config import Settings
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 from sinks.audit_store import store_events
 from sinks.clickhouse import MIGRATIONS_DIR, EmbeddedWarehouse, migrate
 from tests.integrity.conftest import sequence

@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.config import REPO_ROOT
-from pipeline.local_worker import Namespace, Worker, wait_for
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 from tests.integrity.conftest import detected_alerts, sequence
 
 pytestmark = pytest.mark.integration
@@ -25,7 +25,7 @@ def cli(ns: Namespace, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**ns.env, "COLUMNS": "200"}
     assert env["PW_WEB_PORT"] == str(ns.port) and os.path.isdir(REPO_ROOT)
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "partnerwatch", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
     )
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.config import REPO_ROOT
-from pipeline.local_worker import Namespace, Worker, wait_for
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 from sinks.clickhouse import EmbeddedWarehouse
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 def cli(ns: Namespace, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
+        [sys.executable, "-m", "partnerwatch", *args],
         env=ns.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
     )
 

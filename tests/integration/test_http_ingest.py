@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.local_worker import Namespace, Worker, wait_for
-from pipeline.simulator import generate
+from partnerwatch.local_worker import Namespace, Worker, wait_for
+from pipeline.simulation.traffic import generate
 from tests.integration.test_pipeline import assert_chains_verify
 
 pytestmark = pytest.mark.integration

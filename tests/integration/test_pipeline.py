@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.ledger import CHAIN_QUERY, verify_stored
-from pipeline.local_worker import Namespace, Worker, wait_for
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pipeline.alert import alert_id, fold
 from pipeline.config import Settings
 from pipeline.event import format_ms, normalize, timestamp_ms
 from pipeline.ledger import ChainHead, append, event_of
-from pipeline.simulator import ATTACKS, generate
+from pipeline.simulation.traffic import ATTACKS, generate
 from sinks.audit_store import store_alerts, store_events
 from sinks.clickhouse import EmbeddedWarehouse, migrate
 

@@ -14,10 +14,16 @@ from typing import Any
 import pytest
 
 from pipeline.config import REPO_ROOT
-from pipeline.digests import Digest, create_digests, stored_digests, verify_digests
 from pipeline.event import timestamp_ms
+from pipeline.forensics.digests import Digest, create_digests, stored_digests, verify_digests
+from pipeline.forensics.signing import (
+    SigningKeyError,
+    hmac_signer,
+    keygen,
+    load_private,
+    load_public,
+)
 from pipeline.ledger import GENESIS, ChainHead, append, event_of
-from pipeline.signing import SigningKeyError, hmac_signer, keygen, load_private, load_public
 from sinks.audit_store import event_row
 from sinks.clickhouse import EmbeddedWarehouse
 from tests.integrity.conftest import HOUR, T0
@@ -99,7 +105,7 @@ def _rechain(entries: list[dict[str, Any]], index: int, change: dict[str, Any]) 
 
 
 def test_a_rehashed_history_fails_against_the_signed_digests(seeded: Seeded) -> None:
-    from pipeline.chain_check import verify_range
+    from pipeline.forensics.chain_check import verify_range
 
     wh, entries = seeded
     signer = hmac_signer("k" * 32)
@@ -176,7 +182,7 @@ def test_cli_keygen_create_and_verify(seeded: Seeded, tmp_path: Path) -> None:
 
     def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", *args], env={**env, **extra}, cwd=REPO_ROOT,
+            [sys.executable, "-m", "partnerwatch", *args], env={**env, **extra}, cwd=REPO_ROOT,
             capture_output=True, text=True, timeout=180,
         )
 

@@ -18,10 +18,10 @@ import orjson
 import pytest
 
 from pipeline.config import REPO_ROOT
-from pipeline.digests import create_digests
 from pipeline.event import timestamp_ms
-from pipeline.evidence import EVENT_COLUMNS, build_bundle, verify_bundle
-from pipeline.signing import Signer, hmac_signer, keygen, load_private
+from pipeline.forensics.digests import create_digests
+from pipeline.forensics.evidence import EVENT_COLUMNS, build_bundle, verify_bundle
+from pipeline.forensics.signing import Signer, hmac_signer, keygen, load_private
 from sinks.clickhouse import EmbeddedWarehouse
 from tests.integrity.conftest import HOUR, T0
 
@@ -184,7 +184,7 @@ def test_cli_evidence_and_verify(seeded: Seeded, tmp_path: Path) -> None:
     env.update({"PW_DATA_DIR": str(data_dir), "PW_WEB_PORT": "9", "PW_DIGEST_KEY_FILE": str(tmp_path / "k.pem"), "PW_DIGEST_DELAY": "0"})
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+        return subprocess.run([sys.executable, "-m", "partnerwatch", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
 
     assert cli("digest", "create", "--period", "day").returncode == 0
     out = tmp_path / "case" / "case.zip"

@@ -17,7 +17,7 @@ import pytest
 from detectors.geo import lookup
 from pipeline.config import REPO_ROOT
 from pipeline.event import timestamp_ms
-from pipeline.review import collect, price_histogram, quarter_bounds, render
+from pipeline.forensics.review import collect, price_histogram, quarter_bounds, render
 from sinks.audit_store import store_alerts, store_events
 from sinks.clickhouse import EmbeddedWarehouse
 from tests.integrity.conftest import detected_alerts, simulated_entries
@@ -59,7 +59,7 @@ class Figures(HTMLParser):
 def quarter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]:
     """About two months of traffic (2026-11-02 onwards, into 2027Q1) with attacks, and its alerts."""
     from pipeline.config import Settings
-    from pipeline.simulator import ATTACKS
+    from pipeline.simulation.traffic import ATTACKS
     from sinks.clickhouse import migrate
 
     entries = simulated_entries(3000, seed=5, attack_rate=0.02, attack_kinds=ATTACKS, events_per_hour=2.0)
@@ -156,7 +156,7 @@ def test_quarter_bounds() -> None:
 
 
 def test_escapes_what_it_shows(quarter: tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]) -> None:
-    from pipeline.review import Review
+    from pipeline.forensics.review import Review
 
     review = Review("<script>x</script>", "p\"><img src=x>", "2026Q4")
     html = render(review, "now")
@@ -171,7 +171,7 @@ def test_cli_writes_the_report_and_chromium_renders_it(
     env.update({"PW_DATA_DIR": str(path.parent), "PW_WEB_PORT": "9"})
     out = tmp_path / "review.html"
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "report", "provider", "--account", ACCOUNT, "--provider", PROVIDER,
+        [sys.executable, "-m", "partnerwatch", "report", "provider", "--account", ACCOUNT, "--provider", PROVIDER,
          "--quarter", QUARTER, "--out", str(out)],
         env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
     )
@@ -179,7 +179,7 @@ def test_cli_writes_the_report_and_chromium_renders_it(
     events = len(expected(entries, alerts)["events"])
     assert f"{events} events" in " ".join(done.stdout.split())
     bad = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "report", "provider", "--account", ACCOUNT, "--provider", PROVIDER, "--quarter", "Q3"],
+        [sys.executable, "-m", "partnerwatch", "report", "provider", "--account", ACCOUNT, "--provider", PROVIDER, "--quarter", "Q3"],
         env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )
     assert bad.returncode == 2

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.chain_check import ch_ms, parse_when, verify_range
 from pipeline.config import REPO_ROOT
 from pipeline.event import timestamp_ms
+from pipeline.forensics.chain_check import ch_ms, parse_when, verify_range
 from sinks.audit_store import event_row
 from sinks.clickhouse import EmbeddedWarehouse
 from tests.integrity.conftest import HOUR, T0
@@ -124,7 +124,7 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # A port nothing listens on: the CLI finds no worker and opens the warehouse itself.
     env.update({"PW_DATA_DIR": str(data_dir), "PW_WEB_PORT": "9"})
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "partnerwatch", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180
     )
 
 

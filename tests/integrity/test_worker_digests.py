@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.config import REPO_ROOT
-from pipeline.local_worker import Namespace, Worker, wait_for
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 
 pytestmark = pytest.mark.integration
 KEY = "integration-test-digest-key-0123456789"
@@ -27,7 +27,7 @@ def test_worker_signs_digests_and_cli_reads_through_it(kafka_broker: str, tmp_pa
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", *args], env=ns.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
+            [sys.executable, "-m", "partnerwatch", *args], env=ns.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
         )
 
     worker = Worker(ns).start()

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.local_worker import Namespace, Worker, wait_for
-from pipeline.sse import SseEvent, events, open_stream
+from partnerwatch.local_worker import Namespace, Worker, wait_for
+from partnerwatch.sse import SseEvent, events, open_stream
 
 TOKEN = "live-feed-test-token"
 QUEUE = 16

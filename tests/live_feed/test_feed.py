@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
+from partnerwatch.local_worker import Namespace, wait_for
+from partnerwatch.sse import SseError, open_stream
 from pipeline.config import REPO_ROOT
-from pipeline.local_worker import Namespace, wait_for
-from pipeline.sse import SseError, open_stream
 from tests.live_feed.conftest import AUTH, QUEUE, TOKEN, Reader, provider_event, stream_url, unique
 
 pytestmark = pytest.mark.integration
@@ -186,7 +186,7 @@ def test_alerts_tail_follows_the_feed_with_its_filters(live: Namespace) -> None:
                provider_event(a1, "report.download", principal="other")])
     env = live.env | {"COLUMNS": "250"}
     tail = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "alerts", "tail", "--account", a1, "--severity", "critical"],
+        [sys.executable, "-m", "partnerwatch", "alerts", "tail", "--account", a1, "--severity", "critical"],
         env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     out: list[str] = []

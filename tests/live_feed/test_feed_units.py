@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from partnerwatch.sse import SseError, events, open_stream
 from pipeline.config import Settings
-from pipeline.sse import SseError, events, open_stream
 from sinks.alert_status import BadRequest, StatusConflict, UnknownAlert, record_status
 from sinks.audit_store import store_alerts
 from sinks.clickhouse import EmbeddedWarehouse, migrate

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
+from partnerwatch.local_worker import Namespace, wait_for
 from pipeline.config import REPO_ROOT, Settings
-from pipeline.local_worker import Namespace, wait_for
 from sinks.audit_store import store_alerts
 from sinks.clickhouse import EmbeddedWarehouse, migrate
 from tests.live_feed.conftest import AUTH, Reader, provider_event, stream_url, unique
@@ -39,7 +39,7 @@ def post(ns: Namespace, path: str, body: Any, headers: dict[str, str] | None = N
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "alerts", *args],
+        [sys.executable, "-m", "partnerwatch", "alerts", *args],
         env=env | {"COLUMNS": "250"}, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )
 

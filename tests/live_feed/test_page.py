@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local_worker import Namespace
+from partnerwatch.local_worker import Namespace
 from tests.live_feed.cdp import chromium, chromium_binary
 from tests.live_feed.conftest import TOKEN, provider_event, unique
 

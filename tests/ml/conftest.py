@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from detectors.behaviour_features import FEATURES, KINDS, MONOTONE
-from detectors.behaviour_model import BehaviourModel, load
+from detectors.behaviour.features import FEATURES, KINDS, MONOTONE
+from detectors.behaviour.model import BehaviourModel, load
+from detectors.behaviour.training import train_and_save
 from pipeline.event import Event, normalize
-from pipeline.ml_training import train_and_save
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 
 HISTORY_EVENTS = 24_000  # a little over a day at 1,800 events an hour: ~500 principal-hours
 

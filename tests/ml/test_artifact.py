@@ -10,8 +10,8 @@ import orjson
 import pytest
 import sklearn
 
-from detectors.behaviour_features import FEATURE_VERSION, FEATURES, KINDS, build
-from detectors.behaviour_model import (
+from detectors.behaviour.features import FEATURE_VERSION, FEATURES, KINDS, build
+from detectors.behaviour.model import (
     META_FILE,
     MODEL_FILE,
     ArtifactError,
@@ -19,8 +19,8 @@ from detectors.behaviour_model import (
     file_sha256,
     load,
 )
+from detectors.behaviour.training import fit
 from pipeline.event import Event
-from pipeline.ml_training import fit
 
 
 def _copy(model: BehaviourModel, models_dir: Path, tmp_path: Path) -> Path:

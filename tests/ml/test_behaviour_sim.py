@@ -7,9 +7,9 @@ from typing import Any
 
 from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
-from pipeline.behaviour_sim import KINDS, LABEL_PREFIX, generate
 from pipeline.event import normalize
-from pipeline.simulator import generate as benign_generate
+from pipeline.simulation.behaviour import KINDS, LABEL_PREFIX, generate
+from pipeline.simulation.traffic import generate as benign_generate
 
 
 def test_episodes_leave_the_benign_stream_as_it_was_and_no_rule_names_them() -> None:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from detectors.behaviour_anomaly import DETECTOR
-from detectors.behaviour_features import MONOTONE
-from detectors.behaviour_model import BehaviourModel
+from detectors.behaviour.features import MONOTONE
+from detectors.behaviour.model import BehaviourModel
 from detectors.config import DetectionConfig
+from detectors.rules.behaviour_anomaly import DETECTOR
 from detectors.run import new_state, observe
 from pipeline.alert import Finding
 from pipeline.event import Event, format_ms, normalize, timestamp_ms

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from detectors.behaviour_features import FEATURES, AccountFeatures, build, is_off_hours
+from detectors.behaviour.features import FEATURES, AccountFeatures, build, is_off_hours
 from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.config import Settings
@@ -19,7 +19,7 @@ from tests.ml.conftest import SpyModel, benign
 def _stored_and_read_back(events: list[Event], tmp_path: Path) -> list[Event]:
     """Sequence `events`, store them as the loader does, read them back as `partnerwatch train` does
     (in pages of 700 rows, so the paging is exercised)."""
-    from pipeline.cli_ml import warehouse_events
+    from partnerwatch.ml import warehouse_events
 
     heads: dict[str, ChainHead] = {}
     entries = []

@@ -11,10 +11,10 @@ import copy
 from collections import defaultdict
 from typing import Any
 
-from detectors.behaviour_anomaly import DETECTOR
-from detectors.behaviour_features import FEATURES, KINDS, build
-from detectors.behaviour_model import BehaviourModel
+from detectors.behaviour.features import FEATURES, KINDS, build
+from detectors.behaviour.model import BehaviourModel
 from detectors.config import DetectionConfig
+from detectors.rules.behaviour_anomaly import DETECTOR
 from detectors.run import new_state, observe
 from pipeline.alert import Finding
 from pipeline.event import Event, format_ms, normalize, timestamp_ms

@@ -5,14 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from detectors.behaviour_model import MODEL_FILE, ModelSlot, save
+from detectors.behaviour.model import MODEL_FILE, ModelSlot, save
 
 
 def _clone(source: Path, models_dir: Path, stamp: str) -> Path:
     """A copy of `source` written as a newer artifact (same model, later creation time)."""
     import skops.io as sio
 
-    from detectors.behaviour_model import load
+    from detectors.behaviour.model import load
 
     model = load(source)
     return save(models_dir, sio.load(source / MODEL_FILE, trusted=["sklearn.tree._tree.Tree"]), {**model.meta, "created_at": stamp})

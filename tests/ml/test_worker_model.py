@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.config import REPO_ROOT
-from pipeline.local_worker import Namespace, Worker, wait_for
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def metric(ns: Namespace, name: str) -> float:
 
 def train(ns: Namespace) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "train", "--since", "30d"],
+        [sys.executable, "-m", "partnerwatch", "train", "--since", "30d"],
         env=ns.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr + done.stdout

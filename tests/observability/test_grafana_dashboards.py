@@ -29,11 +29,11 @@ import sinks.metrics
 from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import alert_id, fold
-from pipeline.attacks import RECIPES
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.event import format_ms, normalize
 from pipeline.ledger import ChainHead, append
-from pipeline.simulator import generate
+from pipeline.simulation.attacks import RECIPES
+from pipeline.simulation.traffic import generate
 from sinks.audit_store import store_alerts, store_events
 from sinks.clickhouse import EmbeddedWarehouse, WarehouseError, migrate
 

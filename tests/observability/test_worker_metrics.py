@@ -26,9 +26,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from detectors import ALL
+from partnerwatch.local_worker import Namespace, Worker, free_port, wait_for
 from pipeline.config import REPO_ROOT
-from pipeline.local_worker import Namespace, Worker, free_port, wait_for
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def test_worker_exposes_pipeline_metrics_with_sane_values(worker_with_traffic: t
     # Detector timing is sampled: every detector (by module state name) is timed on some events.
     timed = {s.labels["detector"] for s in f["pw_detector_evaluation_seconds"].samples if s.labels.get("detector")}
     assert timed == {name for name, _ in ALL}
-    per_detector = value(f, "pw_detector_evaluation_seconds_count", detector="ip_allowlist")
+    per_detector = value(f, "pw_detector_evaluation_seconds_count", detector="ip_outside_allowlist")
     assert 0 < per_detector <= consumed
 
     # Warehouse: batches observed, their rows add up to at least the events stored.

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local_worker import Namespace, Worker, wait_for
-from pipeline.simulator import generate
+from partnerwatch.local_worker import Namespace, Worker, wait_for
+from pipeline.simulation.traffic import generate
 from tests.reliability.harness import assert_exact, private_broker, stored
 
 pytestmark = pytest.mark.reliability

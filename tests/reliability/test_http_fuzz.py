@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.event import REASONS, Rejected, parse_action
-from pipeline.local_worker import Namespace, Worker, wait_for
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 from tests.integration.test_http_ingest import http_env, post
 from tests.integration.test_pipeline import assert_chains_verify
 from tests.reliability.test_validator_fuzz import (

@@ -20,8 +20,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.local_worker import Namespace, Worker, free_port, wait_for
-from pipeline.simulator import generate
+from partnerwatch.local_worker import Namespace, Worker, free_port, wait_for
+from pipeline.simulation.traffic import generate
 from tests.integration.test_http_ingest import SECRET, TOKEN, post, signed
 
 pytestmark = pytest.mark.integration

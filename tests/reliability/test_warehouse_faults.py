@@ -24,8 +24,8 @@ import orjson
 import pytest
 from kafka import KafkaAdminClient
 
-from pipeline.local_worker import Namespace, Worker, wait_for
-from pipeline.simulator import generate
+from partnerwatch.local_worker import Namespace, Worker, wait_for
+from pipeline.simulation.traffic import generate
 from tests.reliability.harness import Sender, assert_exact, rss_mb, stored
 
 pytestmark = pytest.mark.reliability

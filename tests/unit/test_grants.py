@@ -6,16 +6,18 @@ from typing import Any
 
 import pytest
 
-from pipeline.event import Event, normalize
-from pipeline.grants import (
+from pipeline.authorization import (
     AccountGrants,
     allows_ip,
     allows_scope,
-    apply,
     covering,
     covers_actor,
     is_live,
 )
+from pipeline.authorization import (
+    apply_grant as apply,
+)
+from pipeline.event import Event, normalize
 
 ACCOUNT = "A0001SELLER"
 OWNER = {"type": "seller", "principal_id": f"{ACCOUNT}-owner"}

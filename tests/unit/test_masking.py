@@ -13,7 +13,7 @@ from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.event import normalize
 from pipeline.masking import Masker
-from pipeline.simulator import generate
+from pipeline.simulation.traffic import generate
 
 BASE: dict[str, Any] = {
     "event_id": "gw-1",
@@ -103,7 +103,7 @@ def test_detectors_find_the_same_on_masked_events() -> None:
     masked: dict[str, Any] = {}
     found_plain, found_masked = [], []
     masked_events = 0
-    from pipeline.simulator import ATTACKS
+    from pipeline.simulation.traffic import ATTACKS
 
     for raw, _ in generate(3000, seed=9, attack_rate=0.02, attack_kinds=ATTACKS):
         ev = normalize(raw)

@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from detectors import ip_allowlist
+from detectors.rules import ip_outside_allowlist as ip_allowlist
+from pipeline.authorization import AccountGrants
+from pipeline.authorization import apply_grant as apply
 from pipeline.event import normalize, parse_action
-from pipeline.grants import AccountGrants, apply
-from pipeline.simulator import ATTACKS, generate
+from pipeline.simulation.traffic import ATTACKS, generate
 
 
 def test_same_seed_same_events() -> None:

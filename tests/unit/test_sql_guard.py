@@ -1,4 +1,4 @@
-"""The SQL guard (`pipeline/sql_guard.py`): one read-only statement, or refused; checked on chDB."""
+"""The SQL guard (`pipeline/forensics/sql_guard.py`): one read-only statement, or refused; checked on chDB."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sql_guard import UnsafeQuery, read_only
+from pipeline.forensics.sql_guard import UnsafeQuery, read_only
 from sinks.clickhouse import EmbeddedWarehouse, WarehouseError
 
 REFUSED = [

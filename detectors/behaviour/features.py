@@ -1,0 +1,390 @@
+"""Hourly behaviour vectors of provider principals: the one feature code of the ML detector.
+
+Training (`partnerwatch train`, rows read back from the warehouse) and streaming scoring (the
+`behaviour_anomaly` detector, fed by the detect agent) both run events through
+`AccountFeatures.observe`, so the vectors a model was fitted on and the ones it scores cannot
+drift apart. The state is a plain JSON dict (it lives in the detect agent's `account_state`
+table), built per account in `seq` order, on event time only.
+
+A vector describes one principal (`provider|principal`, on one account) in one clock hour (UTC),
+or -- the provider-level kind -- the same features over all of one provider's principals on the
+account in that hour (key `provider|*`): load spread over several principals, each unremarkable
+alone, shows there. Both kinds are folded by the same `add`, on the same event, and are scored
+by one model; the last feature, `provider_level`, says which kind a vector is.
+An hour closes when the account's first event of a later hour arrives; the last, still open hour
+of a history is never scored. Besides the hour's own counts, two features compare the hour with
+the principal's past (kept in the same state): networks it never used before, and how far the
+hour's mix of actions is from its usual mix. Bump `FEATURE_VERSION` whenever a feature's meaning
+changes: a model fitted on other features is then refused (detectors/behaviour/model.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from detectors.rules.ip_churn import network
+from detectors.rules.off_hours_activity import within_hours
+from detectors.rules.price_change_over_limit import price_move
+from detectors.windows import epoch_ms
+from pipeline.authorization import Grant
+from pipeline.contract import WRITE_PREFIXES
+from pipeline.event import Event
+
+FEATURE_VERSION = 2  # 2: provider-level vectors and the `provider_level` indicator
+HOUR_MS = 3_600_000
+
+#: The vector's columns, in order; `DESCRIPTIONS` words them for alerts.
+FEATURES: tuple[str, ...] = (
+    "events",
+    "distinct_skus",
+    "distinct_ips",
+    "write_share",
+    "price_change_mean_abs_pct",
+    "price_change_max_abs_pct",
+    "price_change_mean_pct",
+    "off_hours_share",
+    "off_hours_events",
+    "failed_share",
+    "funds_actions",
+    "report_downloads",
+    "report_share",
+    "new_networks",
+    "mix_shift",
+    "provider_level",
+)
+#: The two kinds of vector: one principal, or all of one provider's principals on an account.
+KINDS: tuple[str, ...] = ("principal", "provider")
+#: The principal part of a provider-level key (`provider|*`).
+ALL_PRINCIPALS = "*"
+DESCRIPTIONS: dict[str, str] = {
+    "events": "events in the hour",
+    "distinct_skus": "distinct SKUs touched",
+    "distinct_ips": "distinct source IPs",
+    "write_share": "share of writes",
+    "price_change_mean_abs_pct": "mean absolute price change (%)",
+    "price_change_max_abs_pct": "largest absolute price change (%)",
+    "price_change_mean_pct": "mean price change (%, negative: cuts)",
+    "off_hours_share": "share of events outside office hours",
+    "off_hours_events": "events outside office hours",
+    "failed_share": "share of failed or denied calls",
+    "funds_actions": "funds actions",
+    "report_downloads": "report downloads",
+    "report_share": "share of report downloads",
+    "new_networks": "networks (ASN or /24) never used before",
+    "mix_shift": "shift of the action mix from the principal's usual mix (distance x sqrt(events))",
+    "provider_level": "1 for a provider-level vector (all its principals), 0 for one principal",
+}
+#: Features that only grow while an hour is open: a partial hour already beyond the training
+#: range on one of them can be scored early.
+MONOTONE: tuple[str, ...] = (
+    "events", "distinct_skus", "distinct_ips", "off_hours_events", "funds_actions", "report_downloads", "new_networks",
+)
+FAMILIES: tuple[str, ...] = ("listing", "inventory", "ads", "report", "auth")
+
+#: Office hours assumed when no covering grant sets `active_hours` (local time, minutes).
+OFFICE_START, OFFICE_END = 7 * 60, 20 * 60
+#: Distinct SKUs / IPs remembered per hour, networks per principal, evidence ids per hour
+#: and kind of evidence.
+MAX_DISTINCT = 500
+MAX_KNOWN_NETWORKS = 200
+MAX_EVIDENCE = 10
+#: Which of the hour's events back a deviating feature (evidence kinds kept per window).
+EVIDENCE_OF: dict[str, str] = {
+    "price_change_mean_abs_pct": "price",
+    "price_change_max_abs_pct": "price",
+    "price_change_mean_pct": "price",
+    "off_hours_share": "off",
+    "off_hours_events": "off",
+    "failed_share": "bad",
+    "funds_actions": "funds",
+    "report_downloads": "report",
+    "report_share": "report",
+    "new_networks": "new",
+}
+#: Pseudo-counts shrinking shares (toward the principal's usual) and mean price moves (toward 0).
+SHARE_PRIOR = 5
+PRICE_PRIOR = 3
+#: Weight of a closed hour in the principal's usual action mix (an exponential average).
+MIX_ALPHA = 0.05
+#: Principals idle this long are forgotten.
+IDLE_HOURS = 30 * 24
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """One closed hour of one principal: what gets scored."""
+
+    key: str  # provider|principal, or provider|* for the provider-level vector
+    hour: int  # epoch hour (UTC)
+    vector: list[float]
+    #: evidence kind ("all", "price", "report", ... see EVIDENCE_OF) -> the hour's first such events
+    evidence: dict[str, list[str]]
+
+    @property
+    def kind(self) -> str:
+        """"provider" for the provider-level vector, else "principal"."""
+        return kind_of(self.key)
+
+    def evidence_for(self, features: list[str], limit: int = 20) -> list[str]:
+        """The events behind `features` (their evidence kinds, in order), then the hour's first."""
+        out: list[str] = []
+        for kind in [*(EVIDENCE_OF.get(f, "all") for f in features), "all"]:
+            for event_id in self.evidence.get(kind, ()):
+                if event_id not in out and len(out) < limit:
+                    out.append(event_id)
+        return out
+
+
+def principal_key(event: Event) -> str | None:
+    """The principal a provider event belongs to; None for sellers and Amazon (not scored)."""
+    actor = event["actor"]
+    if actor["type"] != "provider":
+        return None
+    return f"{actor.get('provider_id', '')}|{actor['principal_id']}"
+
+
+def provider_key(key: str) -> str:
+    """The provider-level key of a principal key: `provider|*`."""
+    return key.partition("|")[0] + "|" + ALL_PRINCIPALS
+
+
+def kind_of(key: str) -> str:
+    return "provider" if key.endswith("|" + ALL_PRINCIPALS) else "principal"
+
+
+def kind_of_vector(vector: list[float]) -> str:
+    return "provider" if vector[-1] >= 0.5 else "principal"
+
+
+@lru_cache(maxsize=16384)
+def _local_minutes(minute: int, tz: str) -> int:
+    if tz == "UTC":
+        return minute % 1440
+    from detectors.windows import local_time
+    from pipeline.event import format_ms
+
+    local = local_time(format_ms(minute * 60_000), tz)
+    return local.hour * 60 + local.minute
+
+
+def is_off_hours(ts: str, live: list[Grant]) -> bool:
+    """Outside office hours: outside every covering grant's `active_hours` when any sets them,
+    or outside 07:00-20:00 local time (the first such grant's time zone, else UTC) -- so night
+    work inside a round-the-clock grant still counts."""
+    with_hours = [g for g in live if g.get("active_hours")]
+    tz = "UTC"
+    if with_hours:
+        if not any(within_hours(g, ts) for g in with_hours):
+            return True
+        tz = min(with_hours, key=lambda g: g["grant_id"])["active_hours"]["tz"]
+    now = _local_minutes(epoch_ms(ts) // 60_000, tz)
+    return not OFFICE_START <= now < OFFICE_END
+
+
+@lru_cache(maxsize=65536)
+def _network_of(ip: str) -> str | None:
+    """The operator (ASN name) of a public address, else its /24 or /48."""
+    from detectors.geo import lookup
+
+    place = lookup(ip)
+    return place.asn_name or network(ip)
+
+
+def _new_window(hour: int) -> dict[str, Any]:
+    return {"h": hour, "n": 0, "sku": {}, "ip": {}, "wr": 0, "pcn": 0, "pcs": 0.0, "pcd": 0.0, "pcm": 0.0,
+            "off": 0, "bad": 0, "fund": 0, "rep": 0, "new": 0, "fam": {}, "ev": {}}
+
+
+def _evidence(w: dict[str, Any], kind: str, event_id: str) -> None:
+    ids = w["ev"].setdefault(kind, [])
+    if len(ids) < MAX_EVIDENCE:
+        ids.append(event_id)
+
+
+def add(principal: dict[str, Any], event: Event, off_hours: bool) -> None:
+    """Count `event` into the principal's open window (opened by the caller)."""
+    w = principal["w"]
+    w["n"] += 1
+    event_id = event["event_id"]
+    _evidence(w, "all", event_id)
+    action = event["action"]
+    family = action.partition(".")[0]
+    w["fam"][family] = w["fam"].get(family, 0) + 1
+    _evidence(w, family, event_id)
+    if action.startswith(WRITE_PREFIXES):
+        w["wr"] += 1
+    if family == "funds":
+        w["fund"] += 1
+    elif action == "report.download":
+        w["rep"] += 1
+    if event["outcome"] != "success":
+        w["bad"] += 1
+        _evidence(w, "bad", event_id)
+    if off_hours:
+        w["off"] += 1
+        _evidence(w, "off", event_id)
+    resource = event.get("resource")
+    if resource and resource.get("type") == "listing" and len(w["sku"]) < MAX_DISTINCT:
+        w["sku"][resource["id"]] = 1
+    ip = (event.get("source") or {}).get("ip")
+    if ip and ip not in w["ip"] and len(w["ip"]) < MAX_DISTINCT:
+        w["ip"][ip] = 1
+        net = _network_of(ip)
+        known = principal["known"]
+        if net is not None and net not in known:
+            if principal["hours"]:  # a principal's first hour has nothing to be new against
+                w["new"] += 1
+                _evidence(w, "new", event_id)
+            if len(known) >= MAX_KNOWN_NETWORKS:
+                del known[next(iter(known))]  # forget the oldest network
+            known[net] = 1
+    if action == "listing.price_change":
+        move = price_move(event)
+        if move is not None:
+            pct = float(move[2])
+            w["pcn"] += 1
+            w["pcs"] += pct
+            w["pcd"] += pct if move[1] >= move[0] else -pct
+            w["pcm"] = max(w["pcm"], pct)
+            _evidence(w, "price", event_id)
+
+
+def vector(principal: dict[str, Any]) -> list[float]:
+    """The open window's feature vector, against the principal's usual mix.
+
+    Shares and mean price moves are shrunk toward the usual value (pseudo-counts `SHARE_PRIOR`
+    and `PRICE_PRIOR`): in an hour of three events, one download is not a third of the work, and
+    one price change is not a trend.
+    """
+    w = principal["w"]
+    n = max(1, w["n"])
+    fam = w["fam"]
+    shares = [fam.get(f, 0) / n for f in FAMILIES]
+    usual = principal["mix"] if principal["hours"] else shares
+    report_usual = usual[FAMILIES.index("report")]
+    write_usual = sum(usual[FAMILIES.index(f)] for f in ("listing", "inventory", "ads"))
+    prices = w["pcn"] + PRICE_PRIOR
+    k = SHARE_PRIOR
+    # total variation distance, times sqrt(events): a few events are a noisy mix, many are not
+    distance = 0.5 * sum(abs(shares[i] - usual[i]) for i in range(len(FAMILIES)))
+    shift = distance * math.sqrt(w["n"]) if principal["hours"] else 0.0
+    return [
+        float(w["n"]),
+        float(len(w["sku"])),
+        float(len(w["ip"])),
+        (w["wr"] + k * write_usual) / (w["n"] + k),
+        w["pcs"] / prices,
+        w["pcm"],
+        w["pcd"] / prices,
+        w["off"] / n,
+        float(w["off"]),
+        w["bad"] / (w["n"] + k),
+        float(w["fund"]),
+        float(w["rep"]),
+        (w["rep"] + k * report_usual) / (w["n"] + k),
+        float(w["new"]),
+        shift,
+        1.0 if principal.get("agg") else 0.0,
+    ]
+
+
+def close(key: str, principal: dict[str, Any]) -> Closed:
+    """Close the principal's window: its vector, then the hour joins the principal's usual mix."""
+    w = principal["w"]
+    closed = Closed(key, w["h"], vector(principal), w["ev"])
+    n = max(1, w["n"])
+    shares = [w["fam"].get(f, 0) / n for f in FAMILIES]
+    if principal["hours"]:
+        principal["mix"] = [(1 - MIX_ALPHA) * u + MIX_ALPHA * s for u, s in zip(principal["mix"], shares, strict=True)]
+    else:
+        principal["mix"] = shares
+    principal["hours"] += 1
+    principal["last"] = w["h"]
+    del principal["w"]
+    return closed
+
+
+class AccountFeatures:
+    """One account's principals and their open hours, over a JSON dict owned by the caller.
+
+    `state` is `{"hour": last event hour, "p": {key: principal}}`; a principal is
+    `{"w": open window, "known": {network: 1}, "mix": [usual family shares], "hours": n, "last": h}`.
+    A provider's aggregate over its principals is one more such entry, keyed `provider|*` and
+    marked `"agg": 1`; every provider event is added to both (one `add` each).
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        state.setdefault("hour", -1)
+        state.setdefault("p", {})
+        self.state = state
+
+    def observe(self, event: Event, live: list[Grant]) -> list[Closed]:
+        """Fold `event` (with its covering grants); return the hours its arrival closed."""
+        hour = epoch_ms(event["occurred_at"]) // HOUR_MS
+        closed = self.advance(hour) if hour > self.state["hour"] else []
+        key = principal_key(event)
+        if key is not None:
+            off = is_off_hours(event["occurred_at"], live)
+            self._entry(key, hour, False)
+            add(self.state["p"][key], event, off)
+            aggregate = provider_key(key)
+            self._entry(aggregate, hour, True)
+            add(self.state["p"][aggregate], event, off)
+        return closed
+
+    def _entry(self, key: str, hour: int, aggregate: bool) -> None:
+        """Make sure `key` has an entry with an open window (a late event joins the open one)."""
+        entry = self.state["p"].get(key)
+        if entry is None:
+            entry = self.state["p"][key] = {"known": {}, "mix": [0.0] * len(FAMILIES), "hours": 0, "last": hour}
+            if aggregate:
+                entry["agg"] = 1
+        if "w" not in entry:
+            entry["w"] = _new_window(hour)
+
+    def advance(self, hour: int) -> list[Closed]:
+        """Move the account's clock to `hour`: close every window of an earlier hour."""
+        self.state["hour"] = hour
+        closed = []
+        principals = self.state["p"]
+        for key in list(principals):
+            principal = principals[key]
+            if "w" in principal and principal["w"]["h"] < hour:
+                closed.append(close(key, principal))
+            elif "w" not in principal and hour - principal["last"] > IDLE_HOURS:
+                del principals[key]
+        return closed
+
+    def open_vector(self, key: str) -> list[float] | None:
+        """The vector of a principal's (or a `provider|*` aggregate's) still open hour (for early scoring)."""
+        principal = self.state["p"].get(key)
+        return vector(principal) if principal is not None and "w" in principal else None
+
+
+def build(events: Iterable[Event]) -> Iterator[tuple[str, Closed]]:
+    """(account, closed hour) for a history of normalized events, each account's in `seq` order.
+
+    The batch path (training from the warehouse): authorization is folded from the same events
+    exactly as `detectors.run.observe` does, so covering grants (and office hours) agree.
+    """
+    from pipeline import authorization
+    from pipeline.authorization import covering
+
+    accounts: dict[str, tuple[dict[str, Any], AccountFeatures]] = {}
+    for event in events:
+        account = event["account_id"]
+        found = accounts.get(account)
+        if found is None:
+            found = accounts[account] = (authorization.empty(), AccountFeatures({}))
+        auth, features = found
+        if event["action"] in authorization.AUTHORIZATION_ACTIONS:
+            authorization.apply(auth, event)
+        live = covering(auth["grants"], event) if principal_key(event) is not None else []
+        for closed in features.observe(event, live):
+            yield account, closed

@@ -1,0 +1,239 @@
+"""The behaviour model artifact: writing it, loading it safely, and swapping in newer ones.
+
+An artifact is a directory `behaviour-<created>-<hash>/` under the models directory
+(`PW_DATA_DIR/models`) holding `model.skops` (the fitted scikit-learn Pipeline, in skops' format:
+no pickle, so loading runs no code) and `meta.json` (features, FEATURE_VERSION, training window,
+library versions, threshold, range margin, data hash, per-feature baseline and range for each kind
+of vector -- one principal, or a provider's principals together (detectors/behaviour/features.py)
+-- and the SHA-256 of `model.skops`). One forest scores both kinds (the `provider_level` feature
+tells them apart); ranges and early limits are each kind's own. An hour is flagged when its
+forest score reaches the threshold, or when a feature lies beyond its kind's training range by
+more than `range_margin` training spreads.
+Loading checks, in order: the feature version and names (a model fitted on other features is
+refused with a clear error), the file's SHA-256 against the metadata (a changed file is refused),
+and skops' list of types the file would build against `TRUSTED_TYPES`. Directories are written
+under a dot name and renamed into place, so a reader never sees half an artifact.
+
+sklearn and skops are imported only when a model is loaded or written: a worker without a
+model never pays for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from detectors.behaviour.features import FEATURE_VERSION, FEATURES, KINDS, MONOTONE, kind_of_vector
+
+KIND = "behaviour_anomaly"
+MODEL_FILE = "model.skops"
+META_FILE = "meta.json"
+PREFIX = "behaviour-"
+#: Up to this many vectors per call are scored by walking the trees in Python (see `score`).
+FAST_BATCH = 16
+#: The only types skops may build besides its own defaults (checked before loading).
+TRUSTED_TYPES: frozenset[str] = frozenset({"sklearn.tree._tree.Tree"})
+
+
+class ArtifactError(ValueError):
+    """An artifact that must not be used; the message says why and what to do."""
+
+
+@dataclass
+class BehaviourModel:
+    """A loaded model: a read-only handle shared by every account's detector state."""
+
+    name: str
+    meta: dict[str, Any]
+    pipeline: Any  # sklearn Pipeline(scale, forest)
+    threshold: float = field(init=False)
+    #: Per kind of vector, raw-count limits of the monotone features: a partial hour past one is
+    #: scored early.
+    early: dict[str, tuple[float, ...]] = field(init=False)
+
+    #: Per kind, per feature (low, high) bounds: the kind's training range widened by
+    #: `range_margin` spreads.
+    bounds: dict[str, tuple[tuple[float, float], ...]] = field(init=False)
+    _compiled: tuple[Any, ...] | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.threshold = float(self.meta["threshold"])
+        margin = float(self.meta["range_margin"])
+        self.early, self.bounds = {}, {}
+        for kind in KINDS:
+            limits = self.meta["early_limits"][kind]
+            self.early[kind] = tuple(float(limits[f]) for f in MONOTONE)
+            stats = self.meta["baseline"][kind]
+            self.bounds[kind] = tuple(
+                (stats[f]["min"] - margin * stats[f]["std"], stats[f]["max"] + margin * stats[f]["std"]) for f in FEATURES
+            )
+
+    def out_of_range(self, vector: list[float]) -> list[str]:
+        """Features of `vector` beyond anything the training window held (by the margin).
+
+        An IsolationForest cannot extrapolate: its splits lie inside the training range, so a
+        value far past the largest ever seen scores like that largest value. This check covers it.
+        """
+        bounds = self.bounds[kind_of_vector(vector)]
+        return [FEATURES[i] for i, (lo, hi) in enumerate(bounds) if not lo <= vector[i] <= hi]
+
+    def flags(self, vector: list[float], score: float) -> bool:
+        return score >= self.threshold or bool(self.out_of_range(vector))
+
+    def score(self, vectors: list[list[float]]) -> list[float]:
+        """Anomaly scores (higher = stranger: IsolationForest's `score_samples` negated).
+
+        A few vectors (an account's hours closing together) are scored by walking the compiled
+        trees in Python: scikit-learn's own call costs ~15 ms whatever the batch (a dispatch per
+        tree), ~30x more than the walk; larger batches go to scikit-learn. Both give the same
+        numbers (tests/ml/test_artifact.py).
+        """
+        import numpy as np
+
+        if len(vectors) <= FAST_BATCH:
+            return [self._walk(v) for v in vectors]
+        return [float(-s) for s in self.pipeline.score_samples(np.asarray(vectors, dtype=np.float64))]
+
+    def _walk(self, vector: list[float]) -> float:
+        compiled = self._compiled or self._compile()
+        center, scale, trees, denominator = compiled
+        import numpy as np
+
+        # the scaler's arithmetic in float64, then float32 as the trees compare
+        x = np.asarray([(v - c) / s for v, c, s in zip(vector, center, scale, strict=True)], dtype=np.float32).tolist()
+        total = 0.0
+        for feature, threshold, left, right, value in trees:
+            node = 0
+            while left[node] != -1:
+                node = left[node] if x[feature[node]] <= threshold[node] else right[node]
+            total += value[node]
+        return float(2 ** (-(total / denominator)))
+
+    def _compile(self) -> tuple[Any, ...]:
+        """The scaler's parameters and each tree's arrays as plain lists (built once, read-only)."""
+        scaler, forest = self.pipeline[0], self.pipeline[-1]
+        from sklearn.ensemble._iforest import _average_path_length
+
+        trees = []
+        for i, estimator in enumerate(forest.estimators_):
+            t = estimator.tree_
+            value = forest._decision_path_lengths[i] + forest._average_path_length_per_tree[i] - 1.0
+            trees.append((t.feature.tolist(), t.threshold.tolist(), t.children_left.tolist(), t.children_right.tolist(), value.tolist()))
+        denominator = len(forest.estimators_) * float(_average_path_length([forest._max_samples])[0])
+        self._compiled = (scaler.center_.tolist(), scaler.scale_.tolist(), trees, denominator)
+        return self._compiled
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save(models_dir: Path, pipeline: Any, meta: dict[str, Any]) -> Path:
+    """Write an artifact atomically; return its directory. `meta` gets the model file's hash."""
+    import skops.io as sio
+
+    models_dir.mkdir(parents=True, exist_ok=True)
+    stamp = meta["created_at"].replace("-", "").replace(":", "").replace(".", "")[:15]
+    tmp = models_dir / f".tmp-{os.getpid()}-{stamp}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    sio.dump(pipeline, tmp / MODEL_FILE)
+    meta = {**meta, "kind": KIND, "artifact_sha256": file_sha256(tmp / MODEL_FILE)}
+    (tmp / META_FILE).write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    final = models_dir / f"{PREFIX}{stamp}-{meta['artifact_sha256'][:8]}"
+    os.rename(tmp, final)
+    return final
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = orjson.loads((path / META_FILE).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path.name}: no readable {META_FILE} ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("kind") != KIND:
+        raise ArtifactError(f"{path.name}: not a {KIND} artifact")
+    return meta
+
+
+def load(path: Path) -> BehaviourModel:
+    """Load and verify an artifact directory; raise ArtifactError naming what is wrong."""
+    meta = read_meta(path)
+    version = meta.get("feature_version")
+    if version != FEATURE_VERSION or list(meta.get("features", ())) != list(FEATURES):
+        raise ArtifactError(
+            f"{path.name} was trained on feature version {version}; this code computes feature"
+            f" version {FEATURE_VERSION}: retrain with `partnerwatch train`"
+        )
+    model_file = path / MODEL_FILE
+    if not model_file.is_file():
+        raise ArtifactError(f"{path.name}: {MODEL_FILE} is missing")
+    if file_sha256(model_file) != meta.get("artifact_sha256"):
+        raise ArtifactError(f"{path.name}: {MODEL_FILE} does not match the SHA-256 in {META_FILE}; refusing to load it")
+    import skops.io as sio
+
+    untrusted = set(sio.get_untrusted_types(file=model_file))
+    unexpected = untrusted - TRUSTED_TYPES
+    if unexpected:
+        raise ArtifactError(f"{path.name}: {MODEL_FILE} would build untrusted types {sorted(unexpected)}")
+    try:
+        pipeline = sio.load(model_file, trusted=sorted(untrusted))
+    except Exception as exc:  # a corrupt file: skops raises many kinds
+        raise ArtifactError(f"{path.name}: cannot load {MODEL_FILE}: {exc}") from None
+    return BehaviourModel(path.name, meta, pipeline)
+
+
+def candidates(models_dir: Path) -> list[Path]:
+    """Artifact directories, newest first (their names start with the UTC creation time)."""
+    if not models_dir.is_dir():
+        return []
+    return sorted((p for p in models_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX)), reverse=True)
+
+
+@dataclass
+class ModelSlot:
+    """The model in force for one worker, and what to say about it (log line and metric).
+
+    `reload()` swaps in the newest valid artifact when there is one newer than the current;
+    a refused artifact is remembered, so it is reported once and not re-read on every check.
+    """
+
+    models_dir: Path
+    model: BehaviourModel | None = None
+    status: str = "idle"
+    message: str = ""
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def reload(self) -> bool:
+        """Check the directory; True when there is something new to say (log it, update the metric)."""
+        changed = False
+        for path in candidates(self.models_dir):
+            if self.model is not None and path.name <= self.model.name:
+                break  # nothing newer than what is loaded
+            if path.name in self.refused:
+                continue
+            try:
+                model = load(path)
+            except ArtifactError as exc:
+                self.refused[path.name] = str(exc)
+                self.message, changed = f"behaviour model refused: {exc}", True
+                continue
+            self.model, self.status = model, "loaded"
+            self.message = f"behaviour model {path.name} loaded (threshold {model.threshold:.4f})"
+            return True
+        if self.model is None and not changed and not self.message:
+            self.message = (
+                f"no behaviour model in {self.models_dir}: behaviour_anomaly stays idle until"
+                " `partnerwatch train` writes one"
+            )
+            return True
+        return changed

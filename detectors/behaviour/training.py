@@ -1,0 +1,163 @@
+"""Fitting the behaviour model: vectors -> scaled IsolationForest -> calibrated threshold -> artifact.
+
+The threshold is calibrated on the training window itself, in the unit the acceptance is stated
+in: the score above which at most `target_per_10k` hours would have alerted per 10,000 training
+events. The training window is assumed to be (mostly) benign history; a handful of strange hours
+in it only raise the threshold a little (IsolationForest scores are ranks of isolation depth).
+Per-feature baseline statistics of each kind of vector (principal, provider-level) go into the
+metadata: the detector explains alerts with them until a principal (or provider) has a baseline
+of its own. One threshold serves both kinds, so the budget counts every alert, whatever its kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from detectors.behaviour.features import (
+    FEATURE_VERSION,
+    FEATURES,
+    HOUR_MS,
+    KINDS,
+    MONOTONE,
+    Closed,
+    build,
+)
+from pipeline.event import Event, format_ms
+
+DEFAULT_TARGET_PER_10K = 0.5
+DEFAULT_TREES = 200
+#: Beyond the training range by this many training standard deviations: flagged as out of range.
+RANGE_MARGIN = 1.0
+#: A partial hour is scored early once a growing count passes the training maximum by this factor.
+EARLY_FACTOR = 1.25
+
+
+@dataclass
+class Trained:
+    pipeline: Any
+    meta: dict[str, Any]
+
+
+def fit(
+    vectors: list[list[float]],
+    events: int,
+    *,
+    target_per_10k: float = DEFAULT_TARGET_PER_10K,
+    random_state: int = 0,
+    trees: int = DEFAULT_TREES,
+    window: tuple[str, str] = ("", ""),
+) -> Trained:
+    """Fit the scaled forest on `vectors` (from `events` events) and calibrate its threshold."""
+    import numpy as np
+    import sklearn
+    import skops
+    from sklearn.ensemble import IsolationForest
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import RobustScaler
+
+    if len(vectors) < 10:
+        raise ValueError(f"only {len(vectors)} closed principal-hours in the window: too little history to train on")
+    if any(not any(v[-1] == (kind == "provider") for v in vectors) for kind in KINDS):
+        raise ValueError("the window holds no vector of one kind (principal or provider-level): too little history")
+    x = np.asarray(vectors, dtype=np.float64)
+    started = time.perf_counter()
+    pipeline = Pipeline([
+        ("scale", RobustScaler(quantile_range=(5.0, 95.0))),
+        ("forest", IsolationForest(n_estimators=trees, max_samples=min(512, len(x)), random_state=random_state)),
+    ])
+    pipeline.fit(x)
+    scores = -pipeline.score_samples(x)
+    allowed = math.floor(target_per_10k * events / 10_000)
+    ranked = np.sort(scores)[::-1]
+    # halfway between the last hour allowed to alert and the first that may not: a last-bit
+    # difference between scorers (detectors/behaviour/model.py) cannot flip a training hour
+    if allowed >= len(ranked):
+        threshold = float(ranked[-1])
+    elif allowed == 0:
+        threshold = float(ranked[0]) + 1e-9
+    else:
+        threshold = float((ranked[allowed] + ranked[allowed - 1]) / 2)
+    flagged = int((scores >= threshold).sum())
+    baseline: dict[str, dict[str, dict[str, float]]] = {}
+    early: dict[str, dict[str, float]] = {}
+    flagged_of: dict[str, int] = {}
+    for kind in KINDS:
+        rows = x[x[:, -1] == float(kind == "provider")]
+        flagged_of[kind] = int((scores[x[:, -1] == float(kind == "provider")] >= threshold).sum())
+        baseline[kind] = {
+            name: {
+                "min": float(rows[:, i].min()),
+                "mean": float(rows[:, i].mean()),
+                "std": float(rows[:, i].std()),
+                "p50": float(np.percentile(rows[:, i], 50)),
+                "p99": float(np.percentile(rows[:, i], 99)),
+                "max": float(rows[:, i].max()),
+            }
+            for i, name in enumerate(FEATURES)
+        }
+        early[kind] = {name: baseline[kind][name]["max"] * EARLY_FACTOR + 1 for name in MONOTONE}
+    meta = {
+        "feature_version": FEATURE_VERSION,
+        "features": list(FEATURES),
+        "window": {"since": window[0], "until": window[1]},
+        "sklearn_version": sklearn.__version__,
+        "skops_version": skops.__version__,
+        "numpy_version": np.__version__,
+        "params": {"scaler": "RobustScaler(5-95)", "trees": trees, "max_samples": min(512, len(x)), "random_state": random_state},
+        "threshold": threshold,
+        "range_margin": RANGE_MARGIN,
+        "target_false_alerts_per_10k_events": target_per_10k,
+        "training": {
+            "events": events,
+            "vectors": len(x),
+            "vectors_per_kind": {kind: int((x[:, -1] == float(kind == "provider")).sum()) for kind in KINDS},
+            "flagged_at_threshold": flagged,
+            "flagged_per_kind": flagged_of,
+            "false_alerts_per_10k_events": round(10_000 * flagged / max(1, events), 4),
+            "fit_seconds": round(time.perf_counter() - started, 3),
+        },
+        "data_sha256": hashlib.sha256(np.round(x, 6).tobytes()).hexdigest(),
+        "baseline": baseline,
+        "early_limits": early,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z",
+    }
+    return Trained(pipeline, meta)
+
+
+def vectors_of(events: Iterable[Event]) -> tuple[list[Closed], int, str, str]:
+    """Closed hours of a history, the events counted, and the first and last event time."""
+    count = 0
+    first = last = ""
+    closed: list[Closed] = []
+
+    def counted() -> Iterable[Event]:
+        nonlocal count, first, last
+        for event in events:
+            count += 1
+            ts = event["occurred_at"]
+            first = ts if not first or ts < first else first
+            last = ts if ts > last else last
+            yield event
+
+    closed = [c for _, c in build(counted())]
+    return closed, count, first, last
+
+
+def train_and_save(events: Iterable[Event], models_dir: Path, **options: Any) -> tuple[Path, Trained]:
+    """The whole of `partnerwatch train` after reading: vectors, fit, artifact."""
+    from detectors.behaviour.model import save
+
+    closed, count, first, last = vectors_of(events)
+    trained = fit([c.vector for c in closed], count, window=(first, last), **options)
+    return save(models_dir, trained.pipeline, trained.meta), trained
+
+
+def hour_start(hour: int) -> str:
+    return format_ms(hour * HOUR_MS)

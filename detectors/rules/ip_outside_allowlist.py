@@ -1,0 +1,57 @@
+"""A provider principal acting from an IP address outside its grant's `ip_allowlist`.
+
+Leaked API keys and shared agency logins show up first as requests from somewhere new. The rule
+fires only when the principal holds at least one live grant and none of those grants admits the
+source IP; a grant without an allowlist admits any address. Actions without a grant at all are
+the scope detector's business, not this one's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pipeline.alert import Finding
+from pipeline.authorization import AccountGrants, Grant, allows_ip, covering
+from pipeline.event import Event
+
+if TYPE_CHECKING:
+    from detectors import Context
+
+DETECTOR = "ip_outside_allowlist"
+SEVERITY = "high"
+RESPONSE = (
+    "Confirm with the provider whether this address is theirs; if not, rotate the principal's"
+    " credentials (SP-API refresh token or Seller Central password) at once.",
+    "Revoke or narrow the grant until the provider explains the access.",
+    "Review every action from this IP with `partnerwatch sql` (audit.events, source_ip).",
+)
+
+
+def decide(event: Event, grants: AccountGrants, live: list[Grant] | None = None) -> Finding | None:
+    """`live`: the grants covering the event's principal, when the caller has them already."""
+    ip = event.get("source", {}).get("ip")
+    if ip is None:
+        return None
+    live = covering(grants, event) if live is None else live
+    if not live or any(allows_ip(g, ip) for g in live):
+        return None
+    actor = event["actor"]
+    allowed = sorted({cidr for g in live for cidr in g.get("ip_allowlist", ())})
+    return Finding(
+        detector=DETECTOR,
+        severity=SEVERITY,
+        key=f"{event['account_id']}|{actor['principal_id']}|{ip}",
+        window=event["occurred_at"][:13],  # one alert per principal, IP and hour
+        title=f"Provider {actor['provider_id']} acted from {ip}, outside its IP allowlist",
+        summary=(
+            f"Principal {actor['principal_id']} of provider {actor['provider_id']} performed"
+            f" {event['action']} on account {event['account_id']} from {ip}; the live grant(s)"
+            f" {', '.join(sorted(g['grant_id'] for g in live))} allow only {', '.join(allowed)}."
+        ),
+        response=RESPONSE,
+    )
+
+
+def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
+    finding = decide(event, ctx.auth["grants"], ctx.covering(event))
+    return [finding] if finding is not None else []

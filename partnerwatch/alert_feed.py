@@ -1,0 +1,95 @@
+"""`partnerwatch alerts feed|redeliver|check-routes`: alert delivery commands.
+
+They join the `alerts` sub-app of partnerwatch/alerts.py. Composition-root code: `sinks` is
+imported inside the command bodies only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+
+from partnerwatch.alerts import alerts_cli
+from pipeline.config import Settings
+
+if TYPE_CHECKING:
+    from sinks.alert_outputs.routes import AlertRoutes
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _load() -> tuple[Settings, AlertRoutes]:
+    """Settings and the validated routes file; a bad one exits 2 with the field named."""
+    import os
+
+    from sinks.alert_outputs.routes import RoutesError, load
+
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if not settings.alert_routes:
+        err.print("[red]configuration error:[/] PW_ALERT_ROUTES is not set (a routes file; see infra/alerts/routes.example.toml)")
+        raise typer.Exit(2)
+    try:
+        routes = load(settings.alert_routes, os.environ)
+    except RoutesError as exc:
+        err.print(f"[red]configuration error:[/] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    return settings, routes
+
+
+@alerts_cli.command("feed")
+def feed() -> None:
+    """Deliver alerts from pw.alerts to the outputs of PW_ALERT_ROUTES (runs until stopped).
+
+    Retries with backoff per output, in order per account; after the retry budget an alert is
+    parked on <prefix>alerts.parked (see `alerts redeliver`). Metrics on PW_ALERT_FEED_METRICS_HOST:PW_ALERT_FEED_METRICS_PORT (127.0.0.1:9466).
+    """
+    import structlog
+    from prometheus_client import start_http_server
+
+    from sinks.alert_delivery.feed import run_feed
+
+    settings, routes = _load()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(settings.log_level.upper()))
+    if settings.alert_feed_metrics_port:
+        start_http_server(settings.alert_feed_metrics_port, addr=settings.alert_feed_metrics_host)
+    run_feed(settings, routes)
+
+
+@alerts_cli.command("redeliver")
+def redeliver(
+    output: Annotated[str | None, typer.Option(help="only alerts parked for this output (others stay parked)")] = None,
+) -> None:
+    """Send parked alerts again, to the output each was parked for; failures are parked again."""
+    from sinks.alert_delivery.redeliver import redeliver as run
+
+    settings, routes = _load()
+    if output is not None and output not in routes.outputs:
+        err.print(f"[red]unknown output[/] {output!r}; the routes file defines: {', '.join(sorted(routes.outputs))}")
+        raise typer.Exit(2)
+    report = asyncio.run(run(settings, routes, output))
+    console.print(
+        f"redelivered {report.delivered}, parked again {report.parked_again}, left parked for other outputs {report.passed_over}"
+    )
+    if report.parked_again:
+        raise typer.Exit(1)
+
+
+@alerts_cli.command("check-routes")
+def check_routes() -> None:
+    """Validate PW_ALERT_ROUTES (types, URLs, secrets in the environment) and print the routes."""
+    _settings, routes = _load()
+    for route in routes.config.routes:
+        scope = f"severity >= {route.min_severity}"
+        if route.detectors:
+            scope += f", detectors {', '.join(route.detectors)}"
+        if route.accounts:
+            scope += f", accounts {', '.join(route.accounts)}"
+        console.print(f"{route.name}: {scope} -> {', '.join(route.outputs)} ({route.versions})")

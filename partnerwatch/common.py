@@ -1,0 +1,106 @@
+"""What every command module shares: the settings, or a clear error, and whether a worker answers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pipeline.config import REPO_ROOT, Settings
+
+console = Console()
+err = Console(stderr=True)
+
+KAFKA_SH = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
+
+
+def load_settings() -> Settings:
+    """`Settings.from_env()`; a bad PW_* value exits 2 with the variable named."""
+    try:
+        return Settings.from_env()
+    except ValueError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def worker_running(settings: Settings) -> bool:
+    """The worker answers on its web port (it then owns the embedded warehouse)."""
+    try:
+        with urllib.request.urlopen(f"{settings.web_url}/v1/health", timeout=2):
+            return True
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def parse_params(params: list[str]) -> dict[str, str]:
+    out = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--param takes key=value, got {item!r}")
+        out[key] = value
+    return out
+
+
+def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Run a read-only query through the worker when it runs (it owns the embedded engine), else directly."""
+    body = orjson.dumps({"query": query, "params": params})
+    request = urllib.request.Request(
+        f"{settings.web_url}/v1/sql", data=body, headers={"Content-Type": "application/json"}
+    )
+    if settings.api_token:
+        request.add_header("Authorization", f"Bearer {settings.api_token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            doc = orjson.loads(response.read())
+            return doc["columns"], doc["rows"]
+    except urllib.error.HTTPError as exc:
+        message = orjson.loads(exc.read()).get("error", str(exc))
+        err.print(f"[red]query failed:[/] {escape(str(message))}")
+        raise typer.Exit(1) from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        pass  # no worker: open the warehouse here
+    from pipeline.forensics.sql_guard import UnsafeQuery, read_only
+    from sinks.clickhouse import WarehouseError, open_warehouse
+
+    try:
+        safe = read_only(query)  # the same guard as the worker's /v1/sql
+    except UnsafeQuery as exc:
+        err.print(f"[red]query refused:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    try:
+        warehouse = open_warehouse(settings)
+        try:
+            result = warehouse.query(safe, params)
+        finally:
+            warehouse.close()
+    except WarehouseError as exc:
+        err.print(f"[red]query failed:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    return result.columns, result.rows
+
+
+def print_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
+    if fmt == "json":
+        for row in rows:
+            sys.stdout.write(orjson.dumps(dict(zip(columns, row, strict=True))).decode() + "\n")
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        sys.stdout.write(buffer.getvalue())
+    else:
+        table = Table(*columns)
+        for row in rows:
+            table.add_row(*(escape(str(v)) for v in row))  # values are data, not markup
+        console.print(table)

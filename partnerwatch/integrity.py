@@ -1,0 +1,345 @@
+"""Integrity commands: `verify-chain`, `digest keygen|create|verify`, `evidence`, `report provider`.
+
+Registered on the main CLI by `register(cli)`. Like `partnerwatch/main.py` this is composition-root
+code: it may import `sinks` inside command bodies. Reads go to the warehouse directly (a
+ClickHouse server, or the embedded engine when no worker holds it) or through the running worker's
+`/v1/sql`; commands that write (`digest create`) need the warehouse itself.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+
+from partnerwatch.common import load_settings as _settings
+from partnerwatch.common import worker_running
+from pipeline.config import Settings
+from pipeline.forensics.signing import Signer, SigningKeyError, Verifier
+
+console = Console()
+err = Console(stderr=True)
+
+digest_app = typer.Typer(help="Signed digests of each account's chain (audit.chain_digests).", no_args_is_help=True)
+evidence_app = typer.Typer(help="Evidence bundles for a case: create (options below) or `verify`.")
+report_app = typer.Typer(help="Reports for compliance reviews.", no_args_is_help=True)
+
+
+def register(cli: typer.Typer) -> None:
+    """Add the integrity commands to the main CLI."""
+    cli.command("verify-chain")(verify_chain)
+    cli.add_typer(digest_app, name="digest")
+    cli.add_typer(evidence_app, name="evidence")
+    cli.add_typer(report_app, name="report")
+
+
+class SqlFailed(RuntimeError):
+    """A query through the worker failed."""
+
+
+@dataclass(frozen=True)
+class _Result:
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+class WorkerSql:
+    """Read-only SQL through the running worker's `/v1/sql` (it owns the embedded engine)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> _Result:
+        request = urllib.request.Request(
+            f"{self.settings.web_url}/v1/sql",
+            data=orjson.dumps({"query": sql, "params": params or {}}),
+            headers={"Content-Type": "application/json"},
+        )
+        if self.settings.api_token:
+            request.add_header("Authorization", f"Bearer {self.settings.api_token}")
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                doc = orjson.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise SqlFailed(orjson.loads(exc.read()).get("error", str(exc))) from None
+        return _Result(doc["columns"], doc["rows"])
+
+
+@contextmanager
+def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any]:
+    """The warehouse to use: a server directly; the embedded engine directly, or via the worker."""
+    from sinks.clickhouse import WarehouseError, migrate, open_warehouse
+
+    if not settings.clickhouse_url and worker_running(settings):
+        if write:
+            err.print(
+                "[red]the worker owns the embedded warehouse:[/] it creates digests itself every "
+                "PW_DIGEST_INTERVAL seconds when a digest key is set; stop it to run this command"
+            )
+            raise typer.Exit(1)
+        yield WorkerSql(settings)
+        return
+    try:
+        warehouse = open_warehouse(settings)
+        if write:
+            migrate(warehouse, settings)
+    except WarehouseError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    try:
+        yield warehouse
+    finally:
+        warehouse.close()
+
+
+@contextmanager
+def _failures() -> Iterator[None]:
+    """Warehouse and key errors as a one-line message and exit code 1."""
+    from sinks.clickhouse import WarehouseError
+
+    try:
+        yield
+    except (WarehouseError, SqlFailed, SigningKeyError) as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+def _when(text: str | None, name: str) -> int | None:
+    from pipeline.forensics.chain_check import parse_when
+
+    if text is None:
+        return None
+    try:
+        return parse_when(text)
+    except ValueError:
+        raise typer.BadParameter(f"{name} takes a date or an RFC 3339 time, got {text!r}") from None
+
+
+# -- verify-chain ---------------------------------------------------------------------------------
+
+
+def verify_chain(
+    account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="ingest time (UTC date or RFC 3339)")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="ingest time, inclusive")] = None,
+) -> None:
+    """Recompute account hash chains from the warehouse; report the first break (seq, event_id).
+
+    With --from, verification starts at the last entry ingested before it (the anchor, whose
+    hash the range must continue) and runs through the last entry ingested at or before --to.
+    """
+    from pipeline.forensics.chain_check import accounts, verify_range
+
+    settings = _settings()
+    start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
+    broken = []
+    total = 0
+    with _failures(), warehouse_access(settings) as db:
+        names = [account] if account else accounts(db)
+        for acct in names:
+            report = verify_range(db, acct, start_ms, end_ms)
+            total += report.events
+            if report.broken:
+                broken.append((acct, report.broken))
+    for acct, b in broken:
+        err.print(f"[red]account {acct}: chain breaks at seq {b.seq} (event {b.event_id}): {b.problem}[/]")
+    if broken:
+        raise typer.Exit(1)
+    scope = " in range" if start or end else ""
+    console.print(f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]")
+
+
+# -- digests --------------------------------------------------------------------------------------
+
+
+def _signer(settings: Settings) -> Signer:
+    from pipeline.forensics.signing import configured_signer
+
+    with _failures():
+        signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
+    if signer is None:
+        err.print("[red]no digest key:[/] set PW_DIGEST_KEY_FILE (see `partnerwatch digest keygen`) or PW_DIGEST_HMAC_KEY")
+        raise typer.Exit(2)
+    return signer
+
+
+def _verifier(settings: Settings, public_key: Path | None) -> Verifier:
+    from pipeline.forensics.signing import load_public
+
+    if public_key:
+        with _failures():
+            return load_public(public_key.read_bytes(), str(public_key))
+    if settings.digest_hmac_key or settings.digest_key_file:
+        return _signer(settings).verifier()  # the configured key (an auditor passes --public-key)
+    err.print("[red]give --public-key (Ed25519), or set PW_DIGEST_HMAC_KEY for HMAC digests[/]")
+    raise typer.Exit(2)
+
+
+@digest_app.command("keygen")
+def digest_keygen(
+    private: Annotated[Path, typer.Option(help="private key file to write (mode 0600, never overwritten)")] = Path("digest-key.pem"),
+    public: Annotated[Path, typer.Option(help="public key file to write, for auditors")] = Path("digest-key.pub.pem"),
+) -> None:
+    """Write a new Ed25519 keypair; point PW_DIGEST_KEY_FILE at the private key."""
+    from pipeline.forensics.signing import keygen
+
+    if private.exists():
+        err.print(f"[red]{private} exists; not overwritten[/]")
+        raise typer.Exit(1)
+    key_id = keygen(private, public)
+    console.print(f"key {key_id}: private key {private} (0600), public key {public}")
+
+
+@digest_app.command("create")
+def digest_create(
+    period: Annotated[str | None, typer.Option(help="hour | day (default PW_DIGEST_PERIOD)")] = None,
+    account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
+) -> None:
+    """Sign digests for closed periods not digested yet (idempotent; the worker does this periodically)."""
+    from pipeline.forensics.digests import PERIOD_MS, create_digests
+
+    settings = _settings()
+    period = period or settings.digest_period
+    if period not in PERIOD_MS:
+        raise typer.BadParameter("--period is hour or day")
+    signer = _signer(settings)
+    with _failures(), warehouse_access(settings, write=True) as db:
+        made, problems = create_digests(
+            db, signer, period, int(time.time() * 1000), int(settings.digest_delay * 1000), account
+        )
+    for problem in problems:
+        err.print(f"[yellow]{problem}[/]")
+    console.print(f"{len(made)} digests signed with {signer.key_id}")
+    if problems:
+        raise typer.Exit(1)
+
+
+@digest_app.command("verify")
+def digest_verify(
+    public_key: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Ed25519 public key (PEM)")] = None,
+    account: Annotated[str | None, typer.Option(help="one account (default: all with digests)")] = None,
+) -> None:
+    """Check digest signatures, the chain of digests, and that the warehouse still matches them."""
+    from pipeline.forensics.digests import verify_digests
+
+    settings = _settings()
+    verifier = _verifier(settings, public_key)
+    with _failures(), warehouse_access(settings) as db:
+        report = verify_digests(db, verifier, account)
+    for problem in report.problems:
+        err.print(f"[red]{problem}[/]")
+    if report.problems:
+        raise typer.Exit(1)
+    console.print(
+        f"[green]{report.digests} digests of {report.accounts} accounts verified with {verifier.key_id}; "
+        f"{report.events} stored events match them[/]"
+    )
+
+
+# -- evidence -------------------------------------------------------------------------------------
+
+
+@evidence_app.callback(invoke_without_command=True)
+def evidence(
+    ctx: typer.Context,
+    account: Annotated[str | None, typer.Option(help="seller account")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="event time (occurred_at), UTC date or RFC 3339")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="event time, exclusive")] = None,
+    out: Annotated[Path, typer.Option(help="zip to write")] = Path("case.zip"),
+) -> None:
+    """Write an evidence bundle: events and alerts of the period, chain proof, digests, manifest.
+
+    `partnerwatch evidence verify case.zip` checks one without the warehouse.
+    """
+    from pipeline.forensics.evidence import build_bundle, verify_bundle
+    from pipeline.forensics.signing import configured_signer
+
+    if ctx.invoked_subcommand is not None:
+        return
+    if not (account and start and end):
+        raise typer.BadParameter("give --account, --from and --to (or the `verify` command)")
+    start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
+    assert start_ms is not None and end_ms is not None
+    settings = _settings()
+    with _failures():
+        signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
+    with _failures(), warehouse_access(settings) as db:
+        summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
+    console.print(
+        f"{out}: {summary.events} events, {summary.alerts} alerts, chain seq {summary.chain_from}..{summary.chain_to}, "
+        f"{summary.digests} digests" + (f", manifest signed with {signer.key_id}" if signer else ", manifest not signed (no digest key)")
+    )
+    report = verify_bundle(out, hmac_verifier=signer.verifier() if signer else None)
+    for problem in report.problems:
+        err.print(f"[red]{problem}[/]")
+    if report.problems:
+        err.print("[red]the warehouse does not verify for this period: the bundle shows where[/]")
+        raise typer.Exit(1)
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the evidence zip")],
+    public_key: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="the seller's Ed25519 public key (PEM)")] = None,
+) -> None:
+    """Check a bundle offline: file hashes, the chain recomputed from payloads, digest signatures.
+
+    HMAC-signed bundles need PW_DIGEST_HMAC_KEY.
+    """
+    from pipeline.forensics.evidence import verify_bundle
+    from pipeline.forensics.signing import hmac_signer
+
+    hmac_key = _settings().digest_hmac_key if not public_key else ""
+    with _failures():
+        report = verify_bundle(
+            bundle,
+            public_key.read_bytes() if public_key else None,
+            hmac_signer(hmac_key).verifier() if hmac_key else None,
+        )
+    for note in report.notes:
+        console.print(f"[dim]{note}[/]")
+    for problem in report.problems:
+        err.print(f"[red]{problem}[/]")
+    if report.problems:
+        err.print(f"[red]{bundle.name} does NOT verify ({len(report.problems)} problems)[/]")
+        raise typer.Exit(1)
+    console.print(f"[green]{bundle.name} verifies[/]")
+
+
+# -- reports --------------------------------------------------------------------------------------
+
+
+@report_app.command("provider")
+def report_provider(
+    account: Annotated[str, typer.Option(help="seller account")],
+    provider: Annotated[str, typer.Option(help="provider id")],
+    quarter: Annotated[str, typer.Option(help="e.g. 2026Q3 (event time, UTC)")],
+    out: Annotated[Path, typer.Option(help="HTML file to write")] = Path("review.html"),
+) -> None:
+    """A provider's quarter on one account as a self-contained HTML review (charts and tables)."""
+    from datetime import UTC, datetime
+
+    from detectors.geo import lookup
+    from pipeline.forensics.review import collect, quarter_bounds, render
+
+    try:
+        quarter_bounds(quarter)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    settings = _settings()
+    with _failures(), warehouse_access(settings) as db:
+        review = collect(db, account, provider, quarter, lambda ip: lookup(ip).country)
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(review, generated), encoding="utf-8")
+    m = review.metrics()
+    console.print(f"{out}: {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs")

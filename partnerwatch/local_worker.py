@@ -1,0 +1,200 @@
+"""Run the real worker against the local broker in an isolated namespace (tests, evaluation, benchmarks).
+
+Each `Namespace` gets its own topic prefix, app id (consumer groups, changelogs), data folder
+(embedded warehouse) and web port, so runs never see each other's events.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer
+
+from pipeline.config import REPO_ROOT, Settings
+from sinks.kafka_io import ensure_topics, send_events
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Namespace:
+    root: Path
+    name: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PW_")}
+        env.update(
+            {
+                "PW_TOPIC_PREFIX": f"t{self.name}.",
+                "PW_APP_ID": f"pw-test-{self.name}",
+                "PW_DATA_DIR": str(self.root / self.name),
+                "PW_WEB_PORT": str(self.port),
+                "PW_WAREHOUSE_BATCH_SECONDS": "0.5",
+                "PW_LOG_LEVEL": "info",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+    def send(self, events: Iterable[dict[str, Any] | bytes]) -> int:
+        ensure_topics(self.settings)
+        sent = 0
+        for count in send_events(self.settings, events):
+            sent = count
+        return sent
+
+    def sql(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+        body = orjson.dumps({"query": query, "params": params or {}})
+        headers = {"Content-Type": "application/json"}
+        token = self.env.get("PW_API_TOKEN")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/v1/sql", data=body, headers=headers)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return list(orjson.loads(response.read())["rows"])
+
+    def scalar(self, query: str, params: dict[str, Any] | None = None) -> Any:
+        return self.sql(query, params)[0][0]
+
+    def read_topic(self, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
+        """Read committed records of `topic` from the start until `expect` arrive or time runs out."""
+        consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=self.settings.kafka_broker,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            group_id=None,
+            consumer_timeout_ms=2000,
+        )
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(records) < expect and time.monotonic() < deadline:
+                records.extend(consumer)
+        finally:
+            consumer.close()
+        return records
+
+
+class Worker:
+    """`partnerwatch worker` as a child process."""
+
+    def __init__(self, ns: Namespace) -> None:
+        self.ns = ns
+        self.log_path = ns.root / f"{ns.name}-worker.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 120.0) -> Worker:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "partnerwatch", "worker"],
+                env=self.ns.env,
+                cwd=REPO_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"worker exited early: {self.log_tail()}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.ns.port}/v1/health", timeout=2) as r:
+                    health = orjson.loads(r.read())
+                    if health["warehouse_error"] != "starting" and health["http_ingest"] == "ready":
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"worker not ready in {timeout}s: {self.log_tail()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no commit, no goodbye."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if not self.alive():
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    return 0.0
+
+
+def settled_alerts(ns: Any, quiet_seconds: float = 8.0) -> dict[str, dict[str, Any]]:
+    """The latest version of every alert on the alerts topic, once nothing new arrives."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        ns.settings.alerts_topic, bootstrap_servers=ns.settings.kafka_broker, auto_offset_reset="earliest",
+        isolation_level="read_committed", enable_auto_commit=False, group_id=None,
+    )
+    latest: dict[str, dict[str, Any]] = {}
+    last_new = time.monotonic()
+    try:
+        while time.monotonic() - last_new < quiet_seconds:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    alert = orjson.loads(record.value)
+                    seen = latest.get(alert["alert_id"])
+                    if seen is None or alert["count"] >= seen["count"]:
+                        latest[alert["alert_id"]] = alert
+                    last_new = time.monotonic()
+    finally:
+        consumer.close()
+    return latest

@@ -1,0 +1,165 @@
+"""`partnerwatch evaluate --ml --pipeline`: the behaviour model judged through the real worker on Kafka.
+
+The labelled behavioural stream (pipeline/simulation/behaviour.py) is split as `detectors.behaviour.evaluation`
+splits it; the model is fitted in process on the training window's vectors (the same vectors
+`partnerwatch train` builds from the warehouse: tests/ml/test_features.py) and its artifact is
+written into the worker's `PW_MODEL_DIR` before the worker starts. Then the whole stream --
+history first, so every principal's feature state and baseline are warm -- goes through the
+local broker into `partnerwatch worker` (partnerwatch.local_worker: own topics, app id, data dir),
+and the alerts are read back from the alerts topic once they settle.
+
+An alert on the topic names no vector key; its id is `sha256(detector|key|window)`
+(pipeline/alert.py), so every closed vector's possible behaviour alert id is computed and the
+alerts are matched to (account, key, hour): true when that principal's (or provider-level) hour
+holds episode events. Only alerts of test-window hours count. Rule alerts on the same stream
+are counted beside (the stream injects no rule attack: a rule alert naming an episode event
+would be a rule catching the behaviour; any other is a rule false alert).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from detectors.behaviour.evaluation import prepare
+from detectors.behaviour.features import HOUR_MS
+from detectors.behaviour.features import KINDS as VECTOR_KINDS
+from detectors.behaviour.training import DEFAULT_TARGET_PER_10K
+from detectors.windows import epoch_ms
+from pipeline.event import format_ms
+from pipeline.simulation.behaviour import KINDS
+
+#: Smaller than the in-process evaluation's stream: the worker sequences ~800 events/s here.
+PIPELINE_TRAIN_EVENTS = 45_000
+PIPELINE_TEST_EVENTS = 45_000
+
+
+def run(
+    *,
+    kafka_sh: Path,
+    train_events: int = PIPELINE_TRAIN_EVENTS,
+    test_events: int = PIPELINE_TEST_EVENTS,
+    seed: int = 11,
+    events_per_hour: float = 1800.0,
+    episodes: int = 8,
+    target_per_10k: float = DEFAULT_TARGET_PER_10K,
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    from detectors.behaviour.model import save
+    from detectors.rules.behaviour_anomaly import DETECTOR
+    from partnerwatch.local_worker import Namespace, Worker, metric, settled_alerts, wait_for
+    from pipeline.alert import alert_id
+
+    started = time.perf_counter()
+    p = prepare(train_events=train_events, test_events=test_events, seed=seed, events_per_hour=events_per_hour,
+                episodes=episodes, target_per_10k=target_per_10k)
+    prepared_s = time.perf_counter() - started
+    roc_auc = _offline_auc(p)
+    # every closed vector's behaviour alert id -> (account, key, hour)
+    where_of = {
+        alert_id(DETECTOR, f"{account}|{c.key}", format_ms(c.hour * HOUR_MS)): (account, c.key, c.hour)
+        for account, c in p.closed
+    }
+    behaviour_events = {e["event_id"] for e, label in p.stream if label is not None}
+    hour_of = {e["event_id"]: epoch_ms(e["occurred_at"]) // HOUR_MS for e, _ in p.stream}
+    if subprocess.call(["bash", str(kafka_sh), "start"], stdout=subprocess.DEVNULL) != 0:
+        raise RuntimeError("could not start the local Kafka broker")
+    with tempfile.TemporaryDirectory(prefix="pw-evaluate-ml-") as tmp:
+        models = Path(tmp) / "models"
+        save(models, p.trained.pipeline, p.trained.meta)
+        ns = Namespace(Path(tmp), extra_env={"PW_MODEL_DIR": str(models)})
+        worker = Worker(ns).start()
+        try:
+            wait_for(lambda: metric(ns.port, "pw_behaviour_model_loaded") >= 1, 60, "the behaviour model loaded")
+            sent_at = time.perf_counter()
+            ns.send(event for event, _ in p.stream)
+            wait_for(lambda: metric(ns.port, "pw_events_accepted_total") >= len(p.stream), timeout, "all events sequenced")
+            pipeline_s = time.perf_counter() - sent_at
+            alerts = settled_alerts(ns)
+        finally:
+            worker.stop()
+    ml: list[tuple[dict[str, Any], tuple[str, str, int] | None]] = []
+    rules: dict[str, dict[str, int]] = defaultdict(lambda: {"alerts": 0, "naming_behaviour_events": 0})
+    for alert in alerts.values():
+        evidence = set(alert["evidence_event_ids"])
+        if alert["detector"] == DETECTOR:
+            where = where_of.get(alert["alert_id"])
+            if where is None or where[2] >= p.split_hour:
+                ml.append((alert, where))
+            continue
+        if min((hour_of.get(e, p.split_hour) for e in evidence), default=p.split_hour) < p.split_hour:
+            continue  # a rule alert of the training window
+        r = rules[alert["detector"]]
+        r["alerts"] += 1
+        r["naming_behaviour_events"] += int(bool(evidence & behaviour_events))
+    true_windows = {w for _, w in ml if w is not None and w in p.window_kind}
+    per_vector_kind = {}
+    for vkind in VECTOR_KINDS:
+        mine = [w for _, w in ml if w is not None and (w[1].endswith("|*") == (vkind == "provider"))]
+        true = [w for w in mine if w in p.window_kind]
+        anomalous = {w for w in p.window_kind if w[1].endswith("|*") == (vkind == "provider")}
+        per_vector_kind[vkind] = {
+            "alerts": len(mine), "true_alerts": len(true),
+            "precision": len(true) / len(mine) if mine else None,
+            "recall": len(set(true)) / len(anomalous) if anomalous else None,
+            "anomalous_hours": len(anomalous),
+        }
+    per_kind = {}
+    for kind in KINDS:
+        episodes_of = [e for e, k in p.episode_kind.items() if k == kind]
+        hours = {w for w, k in p.window_kind.items() if k == kind}
+        per_kind[kind] = {
+            "episodes": len(episodes_of),
+            "episodes_caught": sum(1 for e in episodes_of if p.episode_hours[e] & true_windows),
+            "anomalous_hours": len(hours),
+            "hours_alerted": len(hours & true_windows),
+        }
+    ml_true = sum(1 for _, w in ml if w is not None and w in p.window_kind)
+    unmatched = sum(1 for _, w in ml if w is None)
+    return {
+        "seed": seed,
+        "events": len(p.stream),
+        "train_events": p.train_count,
+        "test_benign_events": p.test_benign,
+        "threshold": float(p.trained.meta["threshold"]),
+        "offline_roc_auc": roc_auc,
+        "ml_alerts": len(ml),
+        "ml_true_alerts": ml_true,
+        "ml_false_alerts": len(ml) - ml_true,
+        "ml_alerts_unmatched": unmatched,
+        "ml_precision": ml_true / len(ml) if ml else None,
+        "ml_recall_hours": len(true_windows) / len(p.window_kind) if p.window_kind else None,
+        "ml_false_alerts_per_10k_benign": round(10_000 * (len(ml) - ml_true) / max(1, p.test_benign), 3),
+        "episodes": len(p.episode_hours),
+        "episodes_caught": sum(1 for hours in p.episode_hours.values() if hours & true_windows),
+        "per_vector_kind": per_vector_kind,
+        "per_kind": per_kind,
+        "rules": dict(sorted(rules.items())),
+        "rule_alerts_naming_behaviour_events": sum(r["naming_behaviour_events"] for r in rules.values()),
+        "rule_false_alerts": sum(r["alerts"] - r["naming_behaviour_events"] for r in rules.values()),
+        "prepare_seconds": round(prepared_s, 1),
+        "pipeline_seconds": round(pipeline_s, 1),
+        "seconds": round(time.perf_counter() - started, 1),
+        "example_summary": next((a["summary"] for a, w in ml if w is not None and w in p.window_kind), None),
+    }
+
+
+def _offline_auc(p: Any) -> dict[str, float | None]:
+    """ROC-AUC of the forest score on this (smaller) stream's test vectors, overall and per vector
+    kind: the alerts on the topic carry no score, so this one is computed beside them."""
+    import numpy as np
+
+    from detectors.behaviour.evaluation import _auc
+
+    test = [(a, c) for a, c in p.closed if c.hour >= p.split_hour]
+    scores = [-float(s) for s in p.trained.pipeline.score_samples(np.asarray([c.vector for _, c in test], dtype=np.float64))]
+    labels = [int((a, c.key, c.hour) in p.window_kind) for a, c in test]
+    out: dict[str, float | None] = {"all": _auc(labels, scores)}
+    for vkind in VECTOR_KINDS:
+        pick = [i for i, (_, c) in enumerate(test) if c.kind == vkind]
+        out[vkind] = _auc([labels[i] for i in pick], [scores[i] for i in pick])
+    return out
