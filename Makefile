@@ -31,7 +31,7 @@ integration: install
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m pytest -q tests/integration
 
-## faults under load and long fuzz (tests/reliability, everything in it, marked or not); see README
+## faults under load and long fuzz (tests/reliability, everything in it, marked or not); see docs/operations.md
 reliability: install
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m pytest -q -s -m '' tests/reliability

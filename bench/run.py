@@ -12,7 +12,7 @@ Five measurements, each in a namespace of its own on the real broker (partnerwat
 4. scaling: two worker processes on the same N events (PW_TOPIC_PARTITIONS partitions);
 5. warehouse: insert rows/s (the loader's own insert time) and the active part count after (2).
 
-Figures go to bench/results/<date>.json and .md (the README links the latest); nothing is
+Figures go to bench/results/<date>.json and .md (docs/performance.md links the latest); nothing is
 asserted (shared machines are noisy). Default N is 1,000,000; `--count` for shorter runs.
 
     python -m bench.run [--count N] [--skip-scaling] [--latency-seconds S]

@@ -1,8 +1,8 @@
 """Thresholds, windows and severities of the detectors: one typed configuration.
 
 Every field can be set with an environment variable `PW_DETECT_<FIELD>` (upper case);
-`PW_DETECT_SEVERITIES="detector=level,..."` overrides default severities. The README's detector
-table is generated from this class (`partnerwatch config --detectors`).
+`PW_DETECT_SEVERITIES="detector=level,..."` overrides default severities. The detector
+table in docs/detectors.md is generated from this class (`partnerwatch config --detectors --markdown`).
 """
 
 from __future__ import annotations

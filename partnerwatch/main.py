@@ -34,7 +34,7 @@ cli = typer.Typer(help="PartnerWatch: audit and abuse detection for delegated se
 
 @cli.command()
 def config(
-    markdown: Annotated[bool, typer.Option(help="print the README's table")] = False,
+    markdown: Annotated[bool, typer.Option(help="print the table in docs/operations.md (with --detectors: docs/detectors.md)")] = False,
     detectors: Annotated[bool, typer.Option(help="the detectors' thresholds (PW_DETECT_*)")] = False,
 ) -> None:
     """Show the configuration in force (PW_* environment variables)."""

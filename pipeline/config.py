@@ -1,6 +1,6 @@
 """All configuration, from environment variables with the `PW_` prefix, typed, in one place.
 
-The README's configuration table is generated from `Settings` (`partnerwatch config --markdown`),
+The configuration table in docs/operations.md is generated from `Settings` (`partnerwatch config --markdown`),
 so the docs and the code cannot drift apart.
 """
 
@@ -114,7 +114,7 @@ class Settings:
             out[f.name] = value
         return out
 
-    # Topic names (shared/CONTRACT.md)
+    # Topic names (docs/contract.md)
     @property
     def actions_topic(self) -> str:
         return f"{self.topic_prefix}actions"
@@ -145,7 +145,7 @@ class Settings:
 
 
 def markdown_table() -> str:
-    """The README's configuration table."""
+    """The configuration table of docs/operations.md."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for f in fields(Settings):
         default = f.default if f.default != "" else "(empty)"
