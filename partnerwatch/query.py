@@ -37,14 +37,14 @@ def _check_format(fmt: str) -> None:
 
 
 def query(
-    name: Annotated[str | None, typer.Argument(help="a query of infra/clickhouse/queries (see --list)")] = None,
+    name: Annotated[str | None, typer.Argument(help="a named query of the library (see --list)")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value, repeatable")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
     list_: Annotated[bool, typer.Option("--list", help="the queries, their descriptions and parameters")] = False,
 ) -> None:
     """Run a named forensic query with typed parameters (server-side, never spliced into SQL)."""
     from partnerwatch.common import load_settings, parse_params, print_rows, run_query
-    from pipeline import queries
+    from pipeline.forensics import queries
 
     _check_format(fmt)
     try:
