@@ -1,4 +1,4 @@
-"""p50/p95 latency of every named forensic query (infra/clickhouse/queries) on N stored events.
+"""p50/p95 latency of every named forensic query (pipeline/forensics/query_library) on N stored events.
 
 Seeds N simulated events (6 accounts, attacks at a low rate) into a fresh embedded warehouse the
 way the loader stores them (ledger-sequenced, batched inserts, the activity rollup fed by its

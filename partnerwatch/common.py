@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
 import sys
 import urllib.error
 import urllib.request
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,12 +18,22 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.config import REPO_ROOT, Settings
+from pipeline.config import Settings
 
 console = Console()
 err = Console(stderr=True)
 
-KAFKA_SH = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
+#: The local Kafka runner, package data (with its pom.xml and log4j2.properties), so it runs from
+#: an installed wheel as from a checkout. Its cache is outside the package (see the script).
+KAFKA_SH = Path(str(resources.files("partnerwatch") / "kafka_runner" / "kafka.sh"))
+
+
+def kafka_runner(action: str, quiet: bool = False) -> int:
+    """Run the local Kafka runner (`start`, `stop`, ...); its exit status, or 1 with a clear message."""
+    if not KAFKA_SH.is_file():
+        err.print(f"[red]the local Kafka runner is missing:[/] {escape(str(KAFKA_SH))} (partnerwatch installed without its package data?)")
+        return 1
+    return subprocess.call(["bash", str(KAFKA_SH), action], stdout=subprocess.DEVNULL if quiet else None)
 
 
 def load_settings() -> Settings:

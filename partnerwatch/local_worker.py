@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer
 
-from pipeline.config import REPO_ROOT, Settings
+from pipeline.config import Settings, checkout
 from sinks.kafka_io import ensure_topics, send_events
 
 
@@ -115,7 +115,8 @@ class Worker:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "partnerwatch", "worker"],
                 env=self.ns.env,
-                cwd=REPO_ROOT,
+                # in a checkout, its code (`-m` imports from the working directory); installed, the package
+                cwd=checkout() or self.ns.root,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from partnerwatch.alert_feed import alerts_cli
-from partnerwatch.common import KAFKA_SH, console, err, parse_params, print_rows, run_query
+from partnerwatch.common import console, err, kafka_runner, parse_params, print_rows, run_query
 from partnerwatch.common import load_settings as _settings
 from partnerwatch.integrity import register as register_integrity
 from partnerwatch.ml import register as register_ml
@@ -57,8 +57,8 @@ def config(
 
 @cli.command()
 def kafka(action: Annotated[str, typer.Argument(help="start | stop | status | reset")]) -> None:
-    """Run the local single-node Kafka broker (infra/kafka/kafka.sh)."""
-    raise typer.Exit(subprocess.call(["bash", str(KAFKA_SH), action]))
+    """Run the local single-node Kafka broker (jars and data cached in PW_KAFKA_HOME)."""
+    raise typer.Exit(kafka_runner(action))
 
 
 @cli.command()
@@ -214,7 +214,7 @@ def demo(
 ) -> None:
     """The main job, locally: Kafka, the worker and the simulator; prints alerts as they fire."""
     settings = _settings()
-    if subprocess.call(["bash", str(KAFKA_SH), "start"]) != 0:
+    if kafka_runner("start") != 0:
         err.print("[red]could not start the local Kafka broker[/]")
         raise typer.Exit(1)
     log_path = settings.data_dir / "worker.log"
@@ -316,7 +316,7 @@ def evaluate(
     from pipeline.simulation.scoring import score
     from pipeline.simulation.traffic import ATTACKS, generate
 
-    if subprocess.call(["bash", str(KAFKA_SH), "start"], stdout=subprocess.DEVNULL) != 0:
+    if kafka_runner("start", quiet=True) != 0:
         err.print("[red]could not start the local Kafka broker[/]")
         raise typer.Exit(1)
     stream = list(generate(count, seed=seed, attack_rate=attack_rate, attack_kinds=ATTACKS, events_per_hour=1800))

@@ -12,7 +12,15 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+#: The folder that holds the packages: the repository in a source checkout (or an editable
+#: install), site-packages in an installed wheel. Code that needs the repository (bench, tests,
+#: the local worker's working directory) asks `checkout()` first.
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def checkout() -> Path | None:
+    """The source checkout these packages run from, or None when installed (e.g. from a wheel)."""
+    return REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file() else None
 
 
 def _setting(default: Any, env: str, help: str, secret: bool = False) -> Any:

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import REPO_ROOT
+from partnerwatch.common import KAFKA_SH
 
 
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[str]:
-    """Start (or reuse) the single-node KRaft broker from infra/kafka/kafka.sh."""
-    script = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
-    subprocess.run(["bash", str(script), "start"], check=True)
+    """Start (or reuse) the single-node KRaft broker with the packaged runner (partnerwatch/kafka_runner)."""
+    subprocess.run(["bash", str(KAFKA_SH), "start"], check=True)
     yield "127.0.0.1:9092"
 
 

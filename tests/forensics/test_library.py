@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import REPO_ROOT
-from pipeline.forensics.queries import QUERIES_DIR, QueryLibraryError, get, load, parse
+from pipeline.forensics.queries import QUERIES, QueryLibraryError, get, load, parse
 
 GOOD = """-- description: Events of one account
 -- since a time.
@@ -81,7 +81,7 @@ def test_every_query_file_is_named_in_the_forensics_page() -> None:
     section = page.split("\n## Query library\n", 1)
     assert len(section) == 2, "docs/forensics.md has no 'Query library' section"
     body = section[1].split("\n## ", 1)[0]
-    names = sorted(p.stem for p in QUERIES_DIR.glob("*.sql"))
+    names = sorted(p.name.removesuffix(".sql") for p in QUERIES.iterdir() if p.name.endswith(".sql"))
     assert names and names == sorted(load())
     missing = [n for n in names if f"`{n}`" not in body]
     assert not missing, f"query files not named in docs/forensics.md's query library section: {missing}"

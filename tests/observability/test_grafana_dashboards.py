@@ -184,7 +184,7 @@ def test_clickhouse_query_runs_on_the_real_schema(
     warehouse, values = seeded
     for table, migration in PENDING_TABLES.items():
         if table in sql and not warehouse.query(f"EXISTS TABLE {table}").rows[0][0]:
-            pytest.xfail(f"{table} arrives with migration {migration}, not in infra/clickhouse/migrations yet")
+            pytest.xfail(f"{table} arrives with migration {migration}, not in sinks/migrations yet")
     try:
         result = warehouse.query(expand(sql, values))
     except WarehouseError as exc:

@@ -13,11 +13,10 @@ from typing import Any
 
 import orjson
 
+from partnerwatch.common import KAFKA_SH
 from partnerwatch.local_worker import Namespace, free_port, wait_for
 from pipeline.config import REPO_ROOT
 from tests.integration.test_pipeline import assert_chains_verify
-
-KAFKA_SH = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
 
 
 class PrivateBroker:
