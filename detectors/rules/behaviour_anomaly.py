@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from detectors.behaviour.model import BehaviourModel
 
 DETECTOR = "behaviour_anomaly"
+SEVERITY = "medium"
 RESPONSE = (
     responses.CONFIRM,
     "Compare the hour's evidence with the work agreed with the provider; if it is not explained,"
@@ -118,7 +119,7 @@ def _learn(baselines: dict[str, Any], key: str, vector: list[float]) -> None:
     b["n"] = n
 
 
-def deviations(vector: list[float], model: BehaviourModel, baseline: dict[str, Any] | None) -> list[tuple[str, float, float, float, float]]:
+def _deviations(vector: list[float], model: BehaviourModel, baseline: dict[str, Any] | None) -> list[tuple[str, float, float, float, float]]:
     """(feature, value, usual, spread, z) for every feature, largest deviation first.
 
     The principal's own baseline once it has `MIN_BASELINE_HOURS`, else the training baseline;
@@ -143,11 +144,11 @@ def deviations(vector: list[float], model: BehaviourModel, baseline: dict[str, A
     return out
 
 
-def explain(vector: list[float], model: BehaviourModel, baseline: dict[str, Any] | None) -> tuple[str, list[str]]:
+def _explain(vector: list[float], model: BehaviourModel, baseline: dict[str, Any] | None) -> tuple[str, list[str]]:
     """The top deviating features, in words, and their names."""
     whose = "its usual" if baseline is not None and baseline["n"] >= MIN_BASELINE_HOURS else "the usual"
     parts = []
-    top = deviations(vector, model, baseline)[:TOP_FEATURES]
+    top = _deviations(vector, model, baseline)[:TOP_FEATURES]
     for name, value, usual, spread, z in top:
         direction = "above" if z > 0 else "below"
         parts.append(
@@ -176,13 +177,14 @@ def _finding(event: Event, c: Closed, score: float, ctx: Context, state: dict[st
     baseline = state.get("b", {}).get(c.key)
     if baseline is not None and len(baseline["mean"]) != len(FEATURES):
         baseline = None  # kept under another feature version: the training baseline speaks
-    words, top = explain(c.vector, model, baseline)
+    words, top = _explain(c.vector, model, baseline)
     beyond = model.out_of_range(c.vector)
     if beyond:
         words += "; beyond anything in the training window: " + ", ".join(DESCRIPTIONS[f] for f in beyond)
-    return Finding(
+    return ctx.finding(
+        event,
         detector=DETECTOR,
-        severity=ctx.config.severity(DETECTOR, "medium"),
+        severity=SEVERITY,
         key=f"{event['account_id']}|{c.key}",
         window=hour,
         title=title,
