@@ -119,7 +119,11 @@ def _volume(event: Event, state: dict[str, Any], ctx: Context) -> Finding | None
     if mine is None:
         return None  # a late event of a closed hour
     usual, count, cfg = rates.usual_hour(mine), mine["n"], ctx.config
-    if usual is None or count < cfg.report_downloads_min or count < cfg.report_baseline_factor * usual:
+    if (
+        usual is None
+        or count < cfg.report_downloads_min
+        or count < cfg.report_baseline_factor * usual
+    ):
         return None
     mine["fired"] = True
     start = bucket(event["occurred_at"], 60)

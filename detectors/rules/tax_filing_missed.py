@@ -140,7 +140,9 @@ def _finding(
         else "no earlier filing seen there"
     )
     if event["action"] == "tax.filing" and event.get("marketplace") == site:
-        noticed = f"The filing {event['event_id']} at {event['occurred_at']} came after the deadline."
+        noticed = (
+            f"The filing {event['event_id']} at {event['occurred_at']} came after the deadline."
+        )
     else:
         noticed = (
             f"Noticed at event {event['event_id']} ({event['action']}, {event['occurred_at']}), the"
