@@ -24,10 +24,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any, cast
 
 from detectors import rules
-from detectors.config import DetectionConfig
 from detectors.windows import bucket
 from pipeline.alert import Finding
 from pipeline.authorization import covering
+from pipeline.config import DetectionConfig
 from pipeline.event import Event
 
 if TYPE_CHECKING:

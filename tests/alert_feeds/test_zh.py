@@ -22,8 +22,8 @@ import orjson
 import pytest
 
 import detectors.rules
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
+from pipeline.config import DetectionConfig
 from sinks.alert_outputs import dingtalk, feishu, slack, wecom, zh
 from sinks.alert_outputs.card import card
 from tests.alert_feeds.samples import sample_alert

@@ -21,8 +21,8 @@ import orjson
 import pytest
 
 from detectors import rules
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
+from pipeline.config import DetectionConfig
 from pipeline.event import normalize
 
 CASES_DIR = Path(rules.__file__).parent

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 
 from detectors import Context
-from detectors.config import DetectionConfig
 from detectors.rules import impossible_travel, ip_churn
 from detectors.rules import new_country_or_asn as geo_novelty
+from pipeline.config import DetectionConfig
 from pipeline.event import Event, format_ms, normalize
 
 START = 1_793_606_400_000  # 2026-11-02T08:00:00Z

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from detectors import ALL, Context
-from detectors.config import DetectionConfig
+from pipeline.config import DetectionConfig
 from detectors.rules import ip_outside_allowlist as ip_allowlist
 from pipeline.alert import MAX_EVIDENCE, Finding, alert_id, fold
 from pipeline.authorization import AccountGrants

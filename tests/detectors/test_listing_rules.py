@@ -11,13 +11,13 @@ import orjson
 import pytest
 
 from detectors import ALL
-from detectors.config import DetectionConfig
 from detectors.grants import within_hours
 from detectors.prices import price_move
 from detectors.rules import bulk_listing_burst as bulk_edits
 from detectors.rules import price_change_over_limit as price_limit
 from detectors.run import new_state, observe
 from pipeline.alert import Finding
+from pipeline.config import DetectionConfig
 from pipeline.event import normalize
 
 ACCOUNT = "A0001SELLER"

@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from detectors import ALL
-from detectors.config import DetectionConfig
 from detectors.rules import report_exfiltration
 from detectors.run import new_state, observe
 from pipeline.alert import Finding
+from pipeline.config import DetectionConfig
 from pipeline.event import normalize
 from pipeline.simulation.traffic import ATTACKS, generate
 

@@ -16,7 +16,7 @@ import pytest
 
 from detectors import MODULES
 from detectors.behaviour.features import FEATURES, KINDS, MONOTONE
-from detectors.config import DetectionConfig
+from pipeline.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import Finding
 from pipeline.contract import SEVERITIES

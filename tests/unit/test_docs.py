@@ -65,9 +65,9 @@ def test_every_schema_field_has_a_row(
 
 
 def test_detector_table_matches_detection_config() -> None:
-    from detectors.config import markdown_table as detector_table
+    from pipeline.config import detector_markdown_table
 
-    assert detector_table() in (DOCS / "detectors.md").read_text()
+    assert detector_markdown_table() in (DOCS / "detectors.md").read_text()
 
 
 def test_every_detector_is_documented() -> None:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from detectors import Context
-from detectors.config import DetectionConfig
+from pipeline.config import DetectionConfig
 from detectors.rules import ip_outside_allowlist as ip_allowlist
 from pipeline.authorization import AccountGrants
 from pipeline.authorization import apply_grant as apply
