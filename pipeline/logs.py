@@ -24,11 +24,13 @@ HANDLER_NAME = "partnerwatch"
 
 
 def _renderer(fmt: str, stream: IO[str]) -> list[Any]:
+    # Tracebacks as plain text, never with local variables (structlog's rich and dict tracebacks
+    # show locals by default, and a local can hold a token or a key).
     if fmt == "json":
-        return [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     isatty = getattr(stream, "isatty", None)
     colors = bool(isatty and isatty())
-    return [structlog.dev.ConsoleRenderer(colors=colors)]
+    return [structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=structlog.dev.plain_traceback)]
 
 
 def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None:
@@ -55,6 +57,9 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # kafka-python (the commands' producers and admin, the worker's topic check) logs every
+    # connection step at INFO: below debug, only its warnings reach a command's stderr.
+    logging.getLogger("kafka").setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
