@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from detectors import ALL, Context
-from pipeline.config import DetectionConfig
 from detectors.rules import ip_outside_allowlist as ip_allowlist
 from pipeline.alert import MAX_EVIDENCE, Finding, alert_id, fold
 from pipeline.authorization import AccountGrants
 from pipeline.authorization import apply_grant as apply
+from pipeline.config import DetectionConfig
 from pipeline.contract import SEVERITIES
 from pipeline.event import Event, normalize
 

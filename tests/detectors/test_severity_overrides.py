@@ -16,9 +16,9 @@ import pytest
 
 from detectors import MODULES
 from detectors.behaviour.features import FEATURES, KINDS, MONOTONE
-from pipeline.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import Finding
+from pipeline.config import DetectionConfig
 from pipeline.contract import SEVERITIES
 
 from .test_cases import CASES_DIR, build_event

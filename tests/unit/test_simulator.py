@@ -9,10 +9,10 @@ import orjson
 import pytest
 
 from detectors import Context
-from pipeline.config import DetectionConfig
 from detectors.rules import ip_outside_allowlist as ip_allowlist
 from pipeline.authorization import AccountGrants
 from pipeline.authorization import apply_grant as apply
+from pipeline.config import DetectionConfig
 from pipeline.event import normalize, parse_action
 from pipeline.simulation.traffic import ATTACKS, generate
 
