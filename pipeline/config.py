@@ -19,21 +19,20 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
-    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     SettingsError,
 )
 
-from pipeline.contract import SEVERITIES
+from pipeline.detection_config import DetectionConfig, is_secret, setting
 
 #: The folder that holds the packages: the repository in a source checkout (or an editable
 #: install), site-packages in an installed wheel. Code that needs the repository (bench, tests,
@@ -44,7 +43,6 @@ PREFIX = "PW_"
 DETECT_PREFIX = "PW_DETECT_"
 #: Names a file of `PW_*=value` lines read under the environment; itself only read from the environment.
 ENV_FILE_VARIABLE = "PW_ENV_FILE"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def checkout() -> Path | None:
@@ -52,70 +50,9 @@ def checkout() -> Path | None:
     return REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file() else None
 
 
-def _setting(default: Any, help: str, *, secret: bool = False, **constraints: Any) -> Any:
-    """A setting; a `secret` one is left out of repr() and shown as *** by `redacted()`."""
-    extra: dict[str, Any] | None = {"secret": True} if secret else None
-    return Field(default, description=help, repr=not secret, json_schema_extra=extra, **constraints)
-
-
-def _is_secret(info: FieldInfo) -> bool:
-    return isinstance(info.json_schema_extra, dict) and bool(info.json_schema_extra.get("secret"))
-
-
 def redact_url(url: str) -> str:
     """`clickhouse://user:secret@host/db` -> `clickhouse://user:***@host/db` (for logs and errors)."""
     return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", url)
-
-
-def parse_severities(raw: str) -> dict[str, str]:
-    """`"detector=level,..."` -> {detector: level}; an unknown level raises ValueError."""
-    out = {}
-    for item in filter(None, (p.strip() for p in raw.split(","))):
-        name, _, level = item.partition("=")
-        if level.strip() not in SEVERITIES or not name.strip():
-            raise ValueError(f"{item!r} must be detector=one of {', '.join(SEVERITIES)}")
-        out[name.strip()] = level.strip()
-    return out
-
-
-class DetectionConfig(BaseModel):
-    """Thresholds, windows and severities of the detectors (`Settings.detect`, `PW_DETECT_<FIELD>`)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    suppression_minutes: int = _setting(60, "repeats of one detector and key inside this window update one alert")
-    max_price_change_pct: float = _setting(30.0, "price move needing an approval when the grant sets no max_price_change_pct")
-    bulk_window_minutes: int = _setting(10, "window for counting distinct SKUs a principal edits or deletes")
-    bulk_min_skus: int = _setting(40, "distinct SKUs in the window before a burst can fire")
-    bulk_baseline_factor: float = _setting(3.0, "a burst is this many times the principal's usual window")
-    takeover_window_hours: int = _setting(72, "contact or bank change followed by payout or schedule change within this")
-    refund_window_minutes: int = _setting(60, "window for counting refunds on an account")
-    refund_min: int = _setting(10, "refunds in the window before a burst can fire")
-    refund_baseline_factor: float = _setting(3.0, "a refund burst is this many times the account's usual window")
-    ip_churn_per_hour: int = _setting(5, "distinct source IPs of one principal in an hour before churn fires")
-    travel_max_kmh: float = _setting(1000.0, "faster than this between two countries is impossible travel")
-    rate_limit_per_min: int = _setting(20, "requests per minute per provider per account (policy rate_limit_per_min overrides)")
-    rate_sustained_factor: float = _setting(3.0, "an hour this many times the provider's usual hour is sustained abuse")
-    report_downloads_min: int = _setting(20, "report downloads per hour before the volume rule can fire")
-    report_baseline_factor: float = _setting(5.0, "report downloads this many times the principal's usual hour")
-    failed_writes_window_minutes: int = _setting(15, "window for failed or denied provider writes on an account")
-    failed_writes_min: int = _setting(10, "failed or denied writes in the window before the sync rule can fire")
-    tax_grace_days: int = _setting(0, "days after the due day before a missing filing fires")
-    rate_sustained_min: int = _setting(120, "requests in an hour before the sustained-rate rule can fire")
-    # NoDecode: the variable is `detector=level,...`, not JSON.
-    severities: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, description="severity overrides, `detector=level,...`")
-
-    @field_validator("severities", mode="before")
-    @classmethod
-    def _severities(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return parse_severities(value)
-        if isinstance(value, Mapping):
-            return parse_severities(",".join(f"{k}={v}" for k, v in value.items()))
-        return value
-
-    def severity(self, detector: str, default: str) -> str:
-        return self.severities.get(detector, default)
 
 
 # The layers one `from_env` call reads (label, variables), highest first; None: the process's own.
@@ -155,7 +92,7 @@ class Variable:
 
     @property
     def secret(self) -> bool:
-        return _is_secret(self.info)
+        return is_secret(self.info)
 
     @property
     def default(self) -> Any:
@@ -175,44 +112,44 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    kafka_broker: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, host:port[,host:port]; the local runner (`partnerwatch kafka`, infra/kafka/kafka.sh) listens on this port")
-    topic_prefix: str = _setting("pw.", "prefix of every topic name (actions, ledger, alerts, deadletter)")
-    topic_partitions: int = _setting(4, "partitions of the pipeline topics (fixed once created)", ge=1)
-    app_id: str = _setting("partnerwatch", "Faust application id: consumer group and changelog topic prefix", min_length=1)
-    data_dir: Path = _setting(Path("data"), "local state: worker log, Faust tables, the embedded warehouse")
-    clickhouse_url: str = _setting("", "empty: embedded chDB in PW_DATA_DIR/warehouse; or clickhouse://user:pass@host:9000/db")
-    clickhouse_cluster: str = _setting("", "empty: single server; else the cluster (remote_servers) migrations target: Replicated tables, Distributed tables, ON CLUSTER (`partnerwatch migrate --print-ddl`)")
-    retention_days: int = _setting(730, "TTL of audit.events and audit.alerts (evidence: at least 730)", ge=1)
-    dedup_window_days: int = _setting(7, "a repeated event_id within this window is accepted once", ge=1)
-    max_event_bytes: int = _setting(65536, "larger ingest messages go to the dead-letter topic")
-    warehouse_batch_rows: int = _setting(5000, "warehouse insert batch: at most this many rows")
-    warehouse_batch_seconds: float = _setting(1.0, "warehouse insert batch: at most this old")
-    commit_interval: float = _setting(0.5, "seconds between Kafka transaction commits (bounds alert latency)")
-    processing_guarantee: Literal["exactly_once", "at_least_once"] = _setting("exactly_once", "exactly_once (default, keeps the chain gap-free) or at_least_once")
-    web_host: str = _setting("127.0.0.1", "bind address of the worker's web server")
-    web_port: int = _setting(6066, "port of the worker's web server (health, SQL)")
-    api_token: str = _setting("", "bearer token required by the worker's HTTP API (empty: none, loopback only)", secret=True)
-    log_level: Literal["debug", "info", "warning", "error"] = _setting("info", "debug, info, warning or error")
-    log_format: Literal["console", "json"] = _setting("console", "log lines as console (readable) or json (one object per line)")
-    mask_key: str = _setting("", "HMAC key of masked bank and personal data (empty: unkeyed SHA-256, guessable: set it)", secret=True)
-    ingest_hmac_secret: str = _setting("", "POST /v1/events also accepts requests signed with this secret (empty: bearer token only)", secret=True)
-    ingest_hmac_window: int = _setting(300, "seconds a signed request's timestamp may differ from now; a signature is accepted once")
-    http_max_body_bytes: int = _setting(1048576, "POST /v1/events: larger bodies are refused (413)")
-    http_max_events: int = _setting(1000, "POST /v1/events: at most this many events per request (413)")
-    http_rate: float = _setting(50.0, "POST /v1/events: requests per second per credential, sustained (0: no limit)")
-    http_burst: int = _setting(100, "POST /v1/events: requests per credential allowed at once above the rate (429 beyond)")
-    digest_key_file: str = _setting("", "Ed25519 private key (PEM) signing chain digests and evidence manifests (`partnerwatch digest keygen`)")
-    digest_hmac_key: str = _setting("", "HMAC-SHA256 key for digests when no PW_DIGEST_KEY_FILE (verifying needs the same key)", secret=True)
-    digest_period: Literal["hour", "day"] = _setting("hour", "chain digests per account and closed period: hour or day")
-    digest_interval: float = _setting(300.0, "seconds between the worker's digest runs when a digest key is set (0: off, use `partnerwatch digest create`)")
-    digest_delay: float = _setting(120.0, "seconds after a period closes before it is digested (late rows reach the warehouse)")
-    sse_queue_size: int = _setting(1000, "GET /v1/alerts/stream: alerts queued per subscriber; a client that falls further behind is disconnected (it resumes with Last-Event-ID)", ge=1)
-    sse_keepalive: float = _setting(15.0, "GET /v1/alerts/stream: seconds between keep-alive comments", gt=0)
-    model_dir: str = _setting("", "behaviour model artifacts (`partnerwatch train`; empty: PW_DATA_DIR/models)")
-    model_reload_seconds: float = _setting(60.0, "how often the worker looks for a newer behaviour model artifact")
-    alert_routes: str = _setting("", "routes file (TOML or YAML) of `partnerwatch alerts feed`: outputs and which alerts go to them (infra/alerts/routes.example.toml)")
-    alert_feed_metrics_port: int = _setting(9466, "port of the alert feed's /metrics server (0: none)")
-    alert_feed_metrics_host: str = _setting("127.0.0.1", "bind address of the alert feed's /metrics server (0.0.0.0 only inside a private network, e.g. compose)")
+    kafka_broker: str = setting("127.0.0.1:9092", "Kafka bootstrap servers, host:port[,host:port]; the local runner (`partnerwatch kafka`, infra/kafka/kafka.sh) listens on this port")
+    topic_prefix: str = setting("pw.", "prefix of every topic name (actions, ledger, alerts, deadletter)")
+    topic_partitions: int = setting(4, "partitions of the pipeline topics (fixed once created)", ge=1)
+    app_id: str = setting("partnerwatch", "Faust application id: consumer group and changelog topic prefix", min_length=1)
+    data_dir: Path = setting(Path("data"), "local state: worker log, Faust tables, the embedded warehouse")
+    clickhouse_url: str = setting("", "empty: embedded chDB in PW_DATA_DIR/warehouse; or clickhouse://user:pass@host:9000/db")
+    clickhouse_cluster: str = setting("", "empty: single server; else the cluster (remote_servers) migrations target: Replicated tables, Distributed tables, ON CLUSTER (`partnerwatch migrate --print-ddl`)")
+    retention_days: int = setting(730, "TTL of audit.events and audit.alerts (evidence: at least 730)", ge=1)
+    dedup_window_days: int = setting(7, "a repeated event_id within this window is accepted once", ge=1)
+    max_event_bytes: int = setting(65536, "larger ingest messages go to the dead-letter topic")
+    warehouse_batch_rows: int = setting(5000, "warehouse insert batch: at most this many rows")
+    warehouse_batch_seconds: float = setting(1.0, "warehouse insert batch: at most this old")
+    commit_interval: float = setting(0.5, "seconds between Kafka transaction commits (bounds alert latency)")
+    processing_guarantee: Literal["exactly_once", "at_least_once"] = setting("exactly_once", "exactly_once (default, keeps the chain gap-free) or at_least_once")
+    web_host: str = setting("127.0.0.1", "bind address of the worker's web server")
+    web_port: int = setting(6066, "port of the worker's web server (health, SQL)")
+    api_token: str = setting("", "bearer token required by the worker's HTTP API (empty: none, loopback only)", secret=True)
+    log_level: Literal["debug", "info", "warning", "error"] = setting("info", "debug, info, warning or error")
+    log_format: Literal["console", "json"] = setting("console", "log lines as console (readable) or json (one object per line)")
+    mask_key: str = setting("", "HMAC key of masked bank and personal data (empty: unkeyed SHA-256, guessable: set it)", secret=True)
+    ingest_hmac_secret: str = setting("", "POST /v1/events also accepts requests signed with this secret (empty: bearer token only)", secret=True)
+    ingest_hmac_window: int = setting(300, "seconds a signed request's timestamp may differ from now; a signature is accepted once")
+    http_max_body_bytes: int = setting(1048576, "POST /v1/events: larger bodies are refused (413)")
+    http_max_events: int = setting(1000, "POST /v1/events: at most this many events per request (413)")
+    http_rate: float = setting(50.0, "POST /v1/events: requests per second per credential, sustained (0: no limit)")
+    http_burst: int = setting(100, "POST /v1/events: requests per credential allowed at once above the rate (429 beyond)")
+    digest_key_file: str = setting("", "Ed25519 private key (PEM) signing chain digests and evidence manifests (`partnerwatch digest keygen`)")
+    digest_hmac_key: str = setting("", "HMAC-SHA256 key for digests when no PW_DIGEST_KEY_FILE (verifying needs the same key)", secret=True)
+    digest_period: Literal["hour", "day"] = setting("hour", "chain digests per account and closed period: hour or day")
+    digest_interval: float = setting(300.0, "seconds between the worker's digest runs when a digest key is set (0: off, use `partnerwatch digest create`)")
+    digest_delay: float = setting(120.0, "seconds after a period closes before it is digested (late rows reach the warehouse)")
+    sse_queue_size: int = setting(1000, "GET /v1/alerts/stream: alerts queued per subscriber; a client that falls further behind is disconnected (it resumes with Last-Event-ID)", ge=1)
+    sse_keepalive: float = setting(15.0, "GET /v1/alerts/stream: seconds between keep-alive comments", gt=0)
+    model_dir: str = setting("", "behaviour model artifacts (`partnerwatch train`; empty: PW_DATA_DIR/models)")
+    model_reload_seconds: float = setting(60.0, "how often the worker looks for a newer behaviour model artifact")
+    alert_routes: str = setting("", "routes file (TOML or YAML) of `partnerwatch alerts feed`: outputs and which alerts go to them (infra/alerts/routes.example.toml)")
+    alert_feed_metrics_port: int = setting(9466, "port of the alert feed's /metrics server (0: none)")
+    alert_feed_metrics_host: str = setting("127.0.0.1", "bind address of the alert feed's /metrics server (0.0.0.0 only inside a private network, e.g. compose)")
     detect: DetectionConfig = Field(default_factory=DetectionConfig, description="the detectors' settings (PW_DETECT_*)")
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -308,7 +245,7 @@ class Settings(BaseSettings):
         out: dict[str, Any] = {}
         for name, info in type(self).model_fields.items():
             value = getattr(self, name)
-            if _is_secret(info) and value:
+            if is_secret(info) and value:
                 value = "***"
             elif isinstance(value, str) and "://" in value:
                 value = redact_url(value)
