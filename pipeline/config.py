@@ -32,7 +32,8 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from pipeline.detection_config import DetectionConfig, is_secret, setting
+from pipeline.detection_config import DetectionConfig as DetectionConfig
+from pipeline.detection_config import is_secret, setting
 
 #: The folder that holds the packages: the repository in a source checkout (or an editable
 #: install), site-packages in an installed wheel. Code that needs the repository (bench, tests,

@@ -82,7 +82,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
 
 
 def _report(event: Event) -> str:
-    return event.get("resource", {}).get("id", "(unnamed report)")
+    return str(event.get("resource", {}).get("id", "(unnamed report)"))
 
 
 def _who(actor: dict[str, str]) -> str:
