@@ -39,6 +39,26 @@ from pipeline.config import (
 cli = typer.Typer(help="PartnerWatch: audit and abuse detection for delegated seller access.", no_args_is_help=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"partnerwatch {version('partnerwatch')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            print("partnerwatch (not installed)")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """PartnerWatch: audit and abuse detection for delegated seller access."""
+
+
 @cli.command()
 def config(
     markdown: Annotated[bool, typer.Option(help="print the table in docs/operations.md (with --detectors: docs/detectors.md)")] = False,
@@ -229,7 +249,7 @@ def demo(
         )
     try:
         _wait_for_worker(settings, proc)
-        tail = subprocess.Popen([sys.executable, "-m", "partnerwatch", "alerts-tail", "--from-now"])
+        tail = subprocess.Popen([sys.executable, "-m", "partnerwatch", "alerts", "tail", "--from-now"])
         time.sleep(2)
         seed = seed if seed is not None else int(time.time())
         simulate(count=count, rate=rate, seed=seed, accounts=6, providers=4, attack_rate=0.005, attacks="all", truth=None)
@@ -360,17 +380,6 @@ def evaluate(
         f"{report.false_alerts} false alerts = {report.false_alerts_per_10k_benign:.2f} per 10,000 benign events; "
         f"replayed alert ids identical: {identical}"
     )
-
-
-@cli.command("alerts-tail", hidden=True)
-def alerts_tail(
-    from_now: Annotated[bool, typer.Option(help="only alerts raised from now on")] = False,
-    severity: Annotated[str | None, typer.Option(help="minimum severity")] = None,
-) -> None:
-    """Old name of `alerts tail` (partnerwatch/alerts.py), kept as a hidden alias."""
-    from partnerwatch.alerts import tail
-
-    tail(from_now=from_now, severity=severity)
 
 
 # verify-chain, digest, evidence, report (partnerwatch/integrity.py)
