@@ -73,7 +73,7 @@ class SignatureLedger(Service):
             return
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_broker,
-            client_id=f"{self.settings.app_id}-http-signatures",
+            client_id=self.settings.client_id("http-signatures"),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
