@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
@@ -107,7 +108,12 @@ def worker(
     # below: choose uvloop here, before any event loop exists.
     mode.loop.use("uvloop")
 
+    from streams.web.guard import exposure_error
+
     settings = _settings(**({"log_level": loglevel} if loglevel else {}))  # logging configured here, once
+    if problem := exposure_error(settings):  # checked again when streams.app is imported
+        err.print(f"[red]configuration error:[/] {escape(problem)}")
+        raise typer.Exit(2)
     ensure_topics(settings)
     from streams.worker import app
 

@@ -1,5 +1,7 @@
 """The worker's HTTP API (bound to 127.0.0.1 by default): health and read-only SQL.
 
+Who may call what is decided in front of every view by streams/web/guard.py.
+
 The embedded warehouse is locked to the worker process, so `partnerwatch sql` sends its query
 here while the worker runs.
 """
@@ -7,7 +9,6 @@ here while the worker runs.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import Any
 
 from faust import web
@@ -17,17 +18,10 @@ from pipeline.forensics.sql_guard import UnsafeQuery, read_only
 from sinks.clickhouse import WarehouseError
 from streams.app import app, settings
 from streams.warehouse_loader import WarehouseLoaderService
-from streams.web.ingest import producer_service
+from streams.web.ingest import producer_service, signature_ledger
 
 loader_service = WarehouseLoaderService(settings)
 app.service(loader_service)  # type: ignore[arg-type]  # Faust accepts instances too
-
-
-def _authorized(request: web.Request) -> bool:
-    if not settings.api_token:
-        return True
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given, f"Bearer {settings.api_token}")
 
 
 @app.page("/v1/health")
@@ -41,7 +35,8 @@ class Health(web.View):
                 "stored_alerts": loader.stored_alerts if loader else 0,
                 "warehouse_error": loader.last_error if loader else "starting",
                 # POST /v1/events answers 503 until its producer has started.
-                "http_ingest": "ready" if producer_service.producer is not None else "starting",
+                # ... and signed requests until the replay ledger has read back (streams/web/signatures.py).
+                "http_ingest": "ready" if producer_service.producer is not None and signature_ledger.ready else "starting",
             }
         )
 
@@ -55,8 +50,7 @@ class Metrics(web.View):
 @app.page("/v1/sql")
 class Sql(web.View):
     async def post(self, request: web.Request) -> web.Response:
-        if not _authorized(request):
-            return self.json({"error": "missing or wrong bearer token"}, status=401)
+        # the bearer token was checked by streams/web/guard.py (every route but health, metrics, the page)
         try:
             body: Any = await request.json()
         except ValueError:
