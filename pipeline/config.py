@@ -67,6 +67,17 @@ class Settings:
     alert_feed_metrics_port: int = _setting(9466, "PW_ALERT_FEED_METRICS_PORT", "port of the alert feed's /metrics server (0: none)")
     alert_feed_metrics_host: str = _setting("127.0.0.1", "PW_ALERT_FEED_METRICS_HOST", "bind address of the alert feed's /metrics server (0.0.0.0 only inside a private network, e.g. compose)")
 
+    # -- user SQL (POST /v1/sql, `partnerwatch sql`, `query`; pipeline/forensics/sql_guard.py) ----
+    # The limits every user query runs under (the engine enforces them and the error names the
+    # setting), and the read-only ClickHouse user it runs as on a server (never the writer).
+    sql_max_execution_time: float = _setting(60.0, "PW_SQL_MAX_EXECUTION_TIME", "user SQL: seconds a query may run before the engine stops it (it is also cancelled when its HTTP client goes away)")
+    sql_max_memory_usage: int = _setting(1073741824, "PW_SQL_MAX_MEMORY_USAGE", "user SQL: bytes of memory one query may use")
+    sql_max_result_rows: int = _setting(500000, "PW_SQL_MAX_RESULT_ROWS", "user SQL: rows one answer may have (aggregate or page with LIMIT beyond)")
+    sql_max_result_bytes: int = _setting(134217728, "PW_SQL_MAX_RESULT_BYTES", "user SQL: bytes one answer may have (in the engine, and as JSON)")
+    sql_max_rows_to_read: int = _setting(1000000000, "PW_SQL_MAX_ROWS_TO_READ", "user SQL: table rows one query may read")
+    clickhouse_reader_user: str = _setting("partnerwatch_reader", "PW_CLICKHOUSE_READER_USER", "with PW_CLICKHOUSE_URL: the read-only ClickHouse user user SQL runs as (infra/clickhouse/access.sql; never the writer)")
+    clickhouse_reader_password: str = _setting("", "PW_CLICKHOUSE_READER_PASSWORD", "password of PW_CLICKHOUSE_READER_USER", secret=True)
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Read `PW_*` variables; a bad value raises ValueError naming the variable."""
@@ -98,6 +109,10 @@ class Settings:
             raise ValueError("PW_DIGEST_PERIOD must be hour or day")
         if self.sse_queue_size < 1 or self.sse_keepalive <= 0:
             raise ValueError("PW_SSE_QUEUE_SIZE and PW_SSE_KEEPALIVE must be positive")
+        if min(self.sql_max_execution_time, self.sql_max_memory_usage, self.sql_max_result_rows,
+               self.sql_max_result_bytes, self.sql_max_rows_to_read) <= 0:
+            raise ValueError("PW_SQL_MAX_EXECUTION_TIME, PW_SQL_MAX_MEMORY_USAGE, PW_SQL_MAX_RESULT_ROWS, "
+                             "PW_SQL_MAX_RESULT_BYTES and PW_SQL_MAX_ROWS_TO_READ must be positive")
 
     def __repr__(self) -> str:
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in self.redacted().items()) + ")"
