@@ -44,7 +44,7 @@ def query(
 ) -> None:
     """Run a named forensic query with typed parameters (server-side, never spliced into SQL)."""
     from partnerwatch.common import load_settings, parse_params, print_rows, run_query
-    from pipeline import queries
+    from pipeline.forensics import queries
 
     _check_format(fmt)
     try:

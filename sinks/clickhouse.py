@@ -318,20 +318,23 @@ class _EmbeddedUserQuery:
         connection = self._connect({"readonly": 1, **self._limits.engine_settings()})
         try:
             stream = connection.send_query(f"{self._marker}\n{sql}", "JSONCompactEachRowWithNamesAndTypes", params=self._params)
-            body = bytearray()
-            for chunk in stream:
-                body += chunk.bytes()
-                if len(body) > self._limits.max_result_bytes:  # our own bound on the answer as JSON
+            header: list[Any] = [[], []]
+            rows: list[Any] = []
+            size = 0
+            for chunk in stream:  # chDB formats each chunk on its own: names and types, then rows
+                data = bytes(chunk.bytes())
+                size += len(data)
+                if size > self._limits.max_result_bytes:  # our own bound on the answer as JSON
                     stream.cancel()
                     raise WarehouseError(f"the result as JSON is larger than {self._limits.max_result_bytes} bytes", 396)
+                lines = [line for line in data.split(b"\n") if line]
+                header = [orjson.loads(lines[0]), orjson.loads(lines[1])] if len(lines) >= 2 else header
+                rows.extend(orjson.loads(line) for line in lines[2:])
         except WarehouseError as exc:
             raise self._limits.explain(exc) from None
         except Exception as exc:
             raise self._limits.explain(_engine_error(exc)) from exc
-        lines = bytes(body).splitlines()
-        if len(lines) < 2:
-            return QueryResult([], [], [])
-        return QueryResult(orjson.loads(lines[0]), orjson.loads(lines[1]), [orjson.loads(line) for line in lines[2:]])
+        return QueryResult(header[0], header[1], rows)
 
     def cancel(self) -> None:
         from chdb import connect
