@@ -130,9 +130,7 @@ class UserQuery(Protocol):
 
     def format_query(self, sql: str) -> str: ...
 
-    def explain_ast(self, sql: str) -> list[str]: ...
-
-    def databases(self) -> list[str]: ...
+    def parse_json(self, sql: str) -> str: ...
 
     def run(self, sql: str) -> QueryResult: ...
 
@@ -159,6 +157,52 @@ def _engine_error(exc: BaseException) -> WarehouseError:
     text = str(exc).strip()
     match = _CODE.search(text)
     return WarehouseError(text, int(match.group(1)) if match else None)
+
+
+class _ChdbParser:
+    """The guard's parser: ClickHouse's own, in chDB, on a read-only connection. The query text is
+    always a parameter of `formatQuerySingleLine` / `parseQueryToJSON`, never a statement."""
+
+    def __init__(self, connection_string: str) -> None:
+        from chdb import connect
+
+        try:
+            self._connection = connect(connection_string)
+        except Exception as exc:
+            raise _engine_error(exc) from exc
+        self._lock = threading.Lock()
+
+    def _value(self, function: str, sql: str) -> str:
+        with self._lock:
+            try:
+                result = self._connection.query(f"SELECT {function}({{q:String}})", "JSONCompact", params={"q": _escaped(sql)})
+            except Exception as exc:
+                raise ValueError(str(_engine_error(exc))) from exc
+        return str(orjson.loads(bytes(result.bytes()))["data"][0][0])
+
+    def format_query(self, sql: str) -> str:
+        return self._value("formatQuerySingleLine", sql)
+
+    def parse_json(self, sql: str) -> str:
+        return self._value("parseQueryToJSON", sql)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._connection.close()
+
+
+_memory_parser: _ChdbParser | None = None
+_memory_parser_lock = threading.Lock()
+
+
+def _server_side_parser() -> _ChdbParser:
+    """For a ClickHouse server: chDB's parser in this process (an in-memory engine, opened once).
+    The server may be older than parseQueryToJSON (26.8); its read-only user is the backstop."""
+    global _memory_parser
+    with _memory_parser_lock:
+        if _memory_parser is None:
+            _memory_parser = _ChdbParser(":memory:?readonly=1")
+        return _memory_parser
 
 
 # -- embedded (chDB) ----------------------------------------------------------------------------
@@ -263,12 +307,12 @@ class EmbeddedWarehouse:
 
 
 class _EmbeddedUserQuery:
-    """User SQL on chDB: a parse connection and a run connection, each `readonly=1` for the whole
-    connection (a second statement could not write either), with `audit` as current database.
+    """User SQL on chDB: its own connection, `readonly=1` for the whole connection (a second
+    statement could not write either), with the limits, and `audit` as current database.
 
-    The run connection also carries the limits; the parse one does not (`limit` would cut a long
-    `EXPLAIN AST`). Cancelling kills the query by the marker comment it starts with, from a
-    separate connection: chDB's own stream cancel waits for the query to finish.
+    The guard's parser is a second read-only connection without the limits. Cancelling kills
+    the query by the marker comment it starts with, from a separate connection: chDB's own
+    stream cancel waits for the query to finish.
     """
 
     def __init__(self, path: str, params: dict[str, Any], limits: SqlLimits) -> None:
@@ -278,7 +322,7 @@ class _EmbeddedUserQuery:
         self._marker = f"/* partnerwatch user sql {uuid.uuid4().hex} */"
         self._cancelled = threading.Event()
         self._connections: list[Any] = []
-        self._parse = self._connect({"readonly": 1, "max_execution_time": 10})
+        self._parser = _ChdbParser(f"{path}?readonly=1&max_execution_time=10")
 
     def _connect(self, settings: dict[str, int | float]) -> Any:
         from chdb import connect
@@ -286,31 +330,17 @@ class _EmbeddedUserQuery:
         options = "&".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
         try:
             connection = connect(f"{self._path}?{options}")
-        except Exception as exc:
-            raise _engine_error(exc) from exc
-        self._connections.append(connection)
-        try:
+            self._connections.append(connection)
             connection.query("USE audit", "CSV")  # a bare table name is an audit table
         except Exception as exc:
             raise _engine_error(exc) from exc
         return connection
 
-    def _rows(self, sql: str, params: dict[str, str] | None) -> list[list[Any]]:
-        try:
-            result = self._parse.query(sql, "JSONCompact", params=params or None)
-        except Exception as exc:
-            raise ValueError(_engine_error(exc)) from exc
-        raw = bytes(result.bytes()) if result is not None else b""
-        return list(orjson.loads(raw)["data"]) if raw.strip() else []
-
     def format_query(self, sql: str) -> str:
-        return str(self._rows("SELECT formatQuerySingleLine({q:String})", {"q": _escaped(sql)})[0][0])
+        return self._parser.format_query(sql)
 
-    def explain_ast(self, sql: str) -> list[str]:
-        return [str(r[0]) for r in self._rows("EXPLAIN AST " + sql, self._params)]
-
-    def databases(self) -> list[str]:
-        return [str(r[0]) for r in self._rows("SELECT name FROM system.databases", None)]
+    def parse_json(self, sql: str) -> str:
+        return self._parser.parse_json(sql)
 
     def run(self, sql: str) -> QueryResult:
         if self._cancelled.is_set():
@@ -348,6 +378,7 @@ class _EmbeddedUserQuery:
                 admin.close()
 
     def close(self) -> None:
+        self._parser.close()
         for connection in self._connections:
             with contextlib.suppress(Exception):
                 connection.close()
@@ -484,7 +515,7 @@ class ServerWarehouse:
 class _ServerUserQuery:
     """User SQL on a ClickHouse server, as the read-only user, in the `audit` database.
 
-    The server parses (formatQuerySingleLine needs 23.10+; older servers refuse user SQL). The
+    chDB's parser checks it (`_server_side_parser`), the server runs the canonical text. The
     reader's profile must be readonly (checked before each run) and let the limits be lowered
     (`CHANGEABLE_IN_READONLY` in infra/clickhouse/access.sql). Cancelling closes the socket: the
     server cancels a query whose client has gone.
@@ -524,27 +555,11 @@ class _ServerUserQuery:
     def _scrub(self, text: str) -> str:
         return text.replace(self._password, "***") if self._password else text
 
-    def _parsed(self, sql: str, params: dict[str, Any] | None) -> list[Any]:
-        try:
-            return list(self._execute(sql, params))
-        except WarehouseError as exc:
-            if exc.code is None:
-                raise
-            if exc.code == 46:  # UNKNOWN_FUNCTION: formatQuerySingleLine
-                raise WarehouseError(f"this ClickHouse server cannot check user SQL (needs 23.10+): {exc}", 46) from None
-            raise ValueError(str(exc)) from None
-
     def format_query(self, sql: str) -> str:
-        return str(self._parsed("SELECT formatQuerySingleLine({q:String})", {"q": sql})[0][0])
+        return _server_side_parser().format_query(sql)
 
-    def explain_ast(self, sql: str) -> list[str]:
-        return [str(r[0]) for r in self._parsed("EXPLAIN AST " + sql, self._params)]
-
-    def databases(self) -> list[str]:
-        try:
-            return [str(r[0]) for r in self._execute("SELECT name FROM system.databases", None)]
-        except WarehouseError:
-            return []
+    def parse_json(self, sql: str) -> str:
+        return _server_side_parser().parse_json(sql)
 
     def run(self, sql: str) -> QueryResult:
         readonly = self._execute("SELECT toUInt8(getSetting('readonly'))", None)[0][0]

@@ -3,40 +3,39 @@ shows it is one SELECT that reads the `audit` database and nothing else.
 
 No hand-written lexer: ClickHouse has comment and quoting forms (`#`, `--`, `/* */`, heredocs,
 backslash escapes) that a lexer of ours would have to mirror exactly, and one it did not know
-(`#`) let `SELECT 1 # '` + newline + `; DROP TABLE ...; SELECT '` through. The engine itself
-decides instead, in three steps made through an injected `SqlParser` (this module imports no
-sink; `sinks.clickhouse` provides one per backend):
+(`#`) let `SELECT 1 # '` + newline + `; DROP TABLE ...; SELECT '` through. The engine decides,
+through an injected `SqlParser` (this module imports no sink; `sinks.clickhouse` provides one),
+and the user's text is only ever passed to it as a query parameter, never as a statement:
 
-1. `formatQuerySingleLine(<text as a parameter>)`: the engine parses the text as data, never as
-   a statement, and refuses more than one statement. Its canonical one-line re-print must parse
-   to itself again (so it is exactly one statement), and it, not the user's text, is what runs.
-2. `EXPLAIN AST <canonical>` with the query's parameters bound: the parse tree, one row per
-   node. Only parsing happens (no table is read, no function runs).
-3. Every node is checked here against the rules below.
+1. `formatQuerySingleLine(text)`: the engine refuses more than one statement; its canonical
+   one-line re-print must re-print to itself, and it, not the user's text, is what runs;
+2. `parseQueryToJSON(canonical)`: the abstract syntax tree as JSON (ClickHouse 26.8+, the
+   engine chDB 4.4 ships); nothing is read or run;
+3. every node of that tree is checked here against the rules below.
 
 What is admitted:
 - exactly one `SELECT` (with `WITH`, `UNION`, subqueries, joins): no other statement,
   no `PARALLEL WITH`, no `INTO OUTFILE`, no `FORMAT`, no `SETTINGS` at any level;
 - tables of the `audit` database only: `audit.<table>` or a bare name (user SQL runs with
-  `audit` as its current database, so a bare name is an audit table or a `WITH` name);
-  no identifier anywhere that starts with another database's name (`system.one.dummy`,
-  `x IN system.tables`), no table functions at all (`file`, `url`, `s3`, `remote`, `merge`,
-  `numbers`, `input`, `executable`, `mysql`, `postgresql`, `hdfs`, `azureBlobStorage`, `jdbc`,
-  `odbc`, `view`, `viewExplain`, ...: every function in a FROM or JOIN position is refused);
+  `audit` as its current database, so a bare name is an audit table or a `WITH` name); no
+  identifier that starts with another database's name (`system.one.dummy`, `x IN system.tables`);
+  `IN <name>` names an audit table; table and column names cannot be query parameters;
+- no table functions at all (`file`, `url`, `s3`, `remote`, `merge`, `numbers`, `input`,
+  `executable`, `mysql`, `postgresql`, `hdfs`, `azureBlobStorage`, `jdbc`, `odbc`, `view`,
+  `viewExplain`...: every function in a FROM or JOIN position is refused);
 - no function of `DENIED_FUNCTIONS` / `DENIED_PREFIXES`: those that read files, reach the
   network or other processes, read other databases' tables by name, or reveal the server.
 
-This is the first line. Behind it, user SQL runs read-only (`readonly=1` for the whole
+This is the first line. Behind it, user SQL runs read-only (`readonly=1` for its whole
 connection, so a statement that slipped through could still not write), as the read-only
 ClickHouse user on a server, and under the limits of `Settings.sql_*`.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 #: The only database user SQL may read.
 ALLOWED_DATABASE = "audit"
@@ -123,10 +122,15 @@ DENIED_FUNCTIONS: dict[str, str] = {
 _IN_FUNCTIONS = frozenset(
     {"in", "notin", "globalin", "globalnotin", "nullin", "notnullin", "globalnullin", "globalnotnullin"}
 )
-_NODE = re.compile(r"( *)([A-Za-z][A-Za-z0-9_]*)(?: (.*))?")
-_CHILDREN = re.compile(r" \(children \d+\)$")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TABLE = re.compile(r"(?:([A-Za-z_][A-Za-z0-9_]*)\.)?([A-Za-z_][A-Za-z0-9_]*)(?: \(alias .*\))?")
+#: Keys of a SELECT node that are clauses after the query proper.
+_OUTPUT_CLAUSES = {
+    "out_file": "INTO OUTFILE is refused",
+    "compression": "INTO OUTFILE is refused",
+    "format_ast": "FORMAT clauses are refused (the answer's format is fixed)",
+    "settings_ast": "SETTINGS clauses are refused (user SQL runs under fixed limits)",
+    "settings": "SETTINGS clauses are refused (user SQL runs under fixed limits)",
+}
 
 
 class UnsafeQuery(ValueError):
@@ -134,18 +138,18 @@ class UnsafeQuery(ValueError):
 
 
 class SqlParser(Protocol):
-    """The engine's parser, as the caller's warehouse provides it (injected: no sink import here)."""
+    """The engine's parser, as the caller's warehouse provides it (injected: no sink import here).
+
+    Both take the query text as a value (a query parameter), never as a statement, and raise
+    ValueError with the engine's message when it refuses the text.
+    """
 
     def format_query(self, sql: str) -> str:
-        """`formatQuerySingleLine` of `sql` passed as a parameter; ValueError if the engine refuses it."""
+        """`formatQuerySingleLine(sql)`."""
         ...
 
-    def explain_ast(self, sql: str) -> list[str]:
-        """`EXPLAIN AST <sql>` with the query's parameters bound, one row per node; ValueError if refused."""
-        ...
-
-    def databases(self) -> list[str]:
-        """The names of the engine's databases (as far as the connection may see them)."""
+    def parse_json(self, sql: str) -> str:
+        """`parseQueryToJSON(sql)`: the syntax tree as JSON."""
         ...
 
 
@@ -167,108 +171,85 @@ def admit(query: str, parser: SqlParser) -> str:
         text = parser.format_query(query)
     except ValueError as exc:
         raise UnsafeQuery(f"not one statement ClickHouse can parse: {exc}") from None
-    if not text or "\n" in text or "\r" in text:
-        raise UnsafeQuery("the engine did not re-print the query as one line")
     try:
         again = parser.format_query(text)
+        tree = json.loads(parser.parse_json(text))
     except ValueError as exc:
-        raise UnsafeQuery(f"the query does not parse again after formatting: {exc}") from None
-    if again != text:
+        raise UnsafeQuery(f"the engine cannot check this query: {exc}") from None
+    if again != text or not text or "\n" in text:
         raise UnsafeQuery("the query does not re-print to itself (refused as ambiguous)")
-    try:
-        rows = parser.explain_ast(text)
-    except ValueError as exc:
-        raise UnsafeQuery(str(exc)) from None
-    check_tree(rows, OTHER_DATABASES.union(parser.databases()) - {ALLOWED_DATABASE})
+    check_tree(tree)
     return text
 
 
-@dataclass
-class _Node:
-    kind: str
-    text: str  # the rest of the row: a name, `(alias ...)`, a literal...
-    parent: int | None
-    children: list[int]
+def check_tree(tree: Any) -> None:
+    """Raise `UnsafeQuery` unless `tree` (parseQueryToJSON) is one SELECT over the audit database."""
+    if not isinstance(tree, dict) or tree.get("type") != "SelectWithUnionQuery":
+        kind = tree.get("type") if isinstance(tree, dict) else type(tree).__name__
+        raise UnsafeQuery(f"only one SELECT (WITH allowed) is accepted, not {kind}")
+    _check(tree, None)
 
 
-def _parse(rows: Iterable[str]) -> list[_Node]:
-    nodes: list[_Node] = []
-    stack: list[int] = []  # stack[d] = index of the latest node at depth d
-    for row in rows:
-        # One row per node: a name with a line break in it would otherwise forge rows.
-        if any(ord(c) < 32 or ord(c) == 127 for c in row):
-            raise UnsafeQuery("control characters in a name or alias")
-        match = _NODE.fullmatch(row)
-        if match is None:
-            raise UnsafeQuery(f"unexpected parser output: {row[:80]!r}")
-        depth = len(match.group(1))
-        if depth > len(stack) or (depth == 0 and nodes):
-            raise UnsafeQuery("unexpected parser output (tree shape)")
-        del stack[depth:]
-        parent = stack[-1] if stack else None
-        text = _CHILDREN.sub("", match.group(3) or "")
-        nodes.append(_Node(match.group(2), text, parent, []))
-        if parent is not None:
-            nodes[parent].children.append(len(nodes) - 1)
-        stack.append(len(nodes) - 1)
-    if not nodes:
-        raise UnsafeQuery("the parser returned nothing")
-    return nodes
-
-
-def check_tree(rows: Iterable[str], other_databases: Iterable[str]) -> None:
-    """Raise `UnsafeQuery` unless the `EXPLAIN AST` rows are one SELECT over the audit database."""
-    others = frozenset(other_databases)
-    nodes = _parse(rows)
-    root = nodes[0]
-    if root.kind != "SelectWithUnionQuery":
-        raise UnsafeQuery(f"only one SELECT (WITH allowed) is accepted, not {root.kind}")
-    for extra in root.children[1:]:
-        kind = nodes[extra].kind
-        if kind == "Literal":
+def _check(node: Any, parent: dict[str, Any] | None) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _check(item, parent)
+        return
+    if not isinstance(node, dict):
+        return
+    kind = node.get("type")
+    if kind == "SelectWithUnionQuery":
+        if node.get("is_into_outfile_with_stdout"):
             raise UnsafeQuery("INTO OUTFILE is refused")
-        if kind == "Identifier":
-            raise UnsafeQuery("FORMAT clauses are refused (the answer's format is fixed)")
-        if kind == "Set":
-            raise UnsafeQuery("SETTINGS clauses are refused (user SQL runs under fixed limits)")
-        raise UnsafeQuery(f"unexpected clause {kind} after the SELECT")
-    for node in nodes:
-        parent = nodes[node.parent] if node.parent is not None else None
-        if node.kind == "Set":
-            raise UnsafeQuery("SETTINGS clauses are refused (user SQL runs under fixed limits)")
-        if node.kind == "Function":
-            name = node.text.split(" ", 1)[0]
-            if not _NAME.fullmatch(name):
-                raise UnsafeQuery(f"unusual function name {name!r}")
-            if parent is not None and parent.kind == "TableExpression":
-                raise UnsafeQuery(f"table functions are refused ({name}): read audit tables by name")
-            why = denied_function(name)
-            if why:
-                raise UnsafeQuery(f"function {name} is refused: {why}")
-        elif node.kind == "TableIdentifier":
-            match = _TABLE.fullmatch(node.text)
-            if match is None:
-                raise UnsafeQuery(f"unusual table name {node.text[:80]!r}")
-            if match.group(1) is not None and match.group(1) != ALLOWED_DATABASE:
-                raise UnsafeQuery(f"only the {ALLOWED_DATABASE} database may be read, not {match.group(1)}")
-        elif node.kind == "Identifier":
-            first = node.text.split(".", 1)[0] if "." in node.text else None
-            if first is not None and first in others:
-                raise UnsafeQuery(f"only the {ALLOWED_DATABASE} database may be read, not {first}")
-            if _is_in_operand(nodes, node):  # `x IN name` reads the table `name`
-                match = _TABLE.fullmatch(node.text)
-                if match is None or match.group(1) not in (None, ALLOWED_DATABASE):
-                    raise UnsafeQuery(f"IN may name an audit table only, not {node.text[:80]!r}")
+        for clause, why in _OUTPUT_CLAUSES.items():
+            if clause in node:
+                raise UnsafeQuery(why)
+    elif kind == "SetQuery" or (kind == "SelectQuery" and "settings" in node):
+        raise UnsafeQuery("SETTINGS clauses are refused (user SQL runs under fixed limits)")
+    elif kind == "QueryParameter" and str(node.get("param_type", "")).strip() == "Identifier":
+        raise UnsafeQuery("names cannot be query parameters ({name:Identifier}): only values")
+    elif kind == "Function":
+        _check_function(node, parent)
+    elif kind == "TableIdentifier":
+        parts = _parts(node)
+        if len(parts) > 2 or not all(parts) or (len(parts) == 2 and parts[0] != ALLOWED_DATABASE):
+            raise UnsafeQuery(f"only the {ALLOWED_DATABASE} database may be read, not {'.'.join(parts)}")
+    elif kind == "Identifier":
+        parts = _parts(node)
+        if len(parts) > 1 and parts[0].lower() in _OTHER_DATABASES_LOWER:
+            raise UnsafeQuery(f"only the {ALLOWED_DATABASE} database may be read, not {parts[0]}")
+    for value in node.values():
+        if isinstance(value, (dict, list)):
+            _check(value, node)
 
 
-def _is_in_operand(nodes: list[_Node], node: _Node) -> bool:
-    """Is `node` the right-hand side of an IN (where a name may be read as a table)?"""
-    if node.parent is None:
-        return False
-    arguments = nodes[node.parent]
-    if arguments.kind != "ExpressionList" or arguments.parent is None or len(arguments.children) != 2:
-        return False
-    function = nodes[arguments.parent]
-    if function.kind != "Function" or function.text.split(" ", 1)[0].lower() not in _IN_FUNCTIONS:
-        return False
-    return nodes[arguments.children[1]] is node
+def _check_function(node: dict[str, Any], parent: dict[str, Any] | None) -> None:
+    name = str(node.get("name", ""))
+    if parent is not None and parent.get("type") == "TableExpression":
+        raise UnsafeQuery(f"table functions are refused ({name}): read audit tables by name")
+    if not _NAME.fullmatch(name):
+        raise UnsafeQuery(f"unusual function name {name!r}")
+    why = denied_function(name)
+    if why:
+        raise UnsafeQuery(f"function {name} is refused: {why}")
+    if name.lower() in _IN_FUNCTIONS:  # `x IN name` reads the table `name`
+        arguments = node.get("arguments")
+        children = arguments.get("children") if isinstance(arguments, dict) else None
+        right = children[1] if isinstance(children, list) and len(children) == 2 else None
+        if isinstance(right, dict) and right.get("type") == "Identifier":
+            parts = _parts(right)
+            if len(parts) > 2 or (len(parts) == 2 and parts[0] != ALLOWED_DATABASE):
+                raise UnsafeQuery(f"IN may name an audit table only, not {'.'.join(parts)}")
+
+
+_OTHER_DATABASES_LOWER = frozenset(d.lower() for d in OTHER_DATABASES)
+
+
+def _parts(node: dict[str, Any]) -> list[str]:
+    """The dotted parts of a (table) identifier; a parameter in place of a name is refused."""
+    if node.get("children"):
+        raise UnsafeQuery("names cannot be query parameters ({name:Identifier}): only values")
+    parts = node.get("name_parts") or [node.get("name", "")]
+    if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+        raise UnsafeQuery("unexpected parser output (a name)")
+    return parts

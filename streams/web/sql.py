@@ -76,6 +76,7 @@ class Sql(web.View):
             return self.json({"error": str(exc)}, status=400 if exc.code else 503)
         # Admitted by the engine's parser (pipeline/forensics/sql_guard.py), run read-only under
         # the PW_SQL_* limits, off the event loop; cancelled if the client goes away meanwhile.
+        log.info("sql.started", chars=len(query))
         future = asyncio.get_running_loop().run_in_executor(None, run_user_sql, job, query)
         while not future.done():
             await asyncio.wait({future}, timeout=0.2)

@@ -43,7 +43,10 @@ REFUSED = [
     "SELECT joinGet('system.j', 'x', 1)",
     "SELECT FILE('/etc/hostname')",
     "SELECT `file`('/etc/hostname')",
-    "SELECT x AS `a\nTableIdentifier audit.t` FROM audit.t",
+    "SELECT * FROM {t:Identifier}",
+    "SELECT {c:Identifier} FROM audit.t",
+    "SELECT 1 UNION ALL SELECT 2 SETTINGS max_threads = 1",
+    "SELECT 1 INTO OUTFILE 'x' COMPRESSION 'gzip'",
     "",
     "   ",
 ]
@@ -56,6 +59,7 @@ ALLOWED: list[tuple[str, dict[str, str], list[list[object]]]] = [
     ("SELECT x FROM t", {}, [[1]]),  # a bare name is an audit table
     ("WITH w AS (SELECT x FROM audit.t) SELECT sum(x) FROM w", {}, [[1]]),
     ("SELECT x FROM audit.t WHERE (x, a) IN t", {}, [[1]]),
+    ("SELECT x AS `a\nb (alias c)` FROM audit.t", {}, [[1]]),  # any alias: the tree is JSON, not text
     ("SELECT a FROM (SELECT e.a AS a FROM audit.t AS e WHERE e.x IN (SELECT x FROM audit.t) UNION ALL SELECT 'z') ORDER BY a",
      {}, [["a"], ["z"]]),
 ]
@@ -108,15 +112,14 @@ def test_table_functions_are_refused_by_the_guard(query: str, warehouse: Embedde
         run(warehouse, query)
 
 
-def test_forged_parser_rows_are_refused() -> None:
-    """A name with a line break would forge rows of EXPLAIN AST: any control character is refused."""
-    rows = ["SelectWithUnionQuery (children 1)", " ExpressionList (children 1)", "  SelectQuery (children 1)",
-            "   ExpressionList (children 1)", "    Identifier a\n   TableIdentifier audit.t"]
-    with pytest.raises(UnsafeQuery, match="control characters"):
-        check_tree(rows, {"system"})
-    with pytest.raises(UnsafeQuery, match="tree shape"):
-        check_tree(["SelectWithUnionQuery (children 1)", "   ExpressionList"], {"system"})
-    check_tree(rows[:4] + ["    Identifier a"], {"system"})  # the honest tree passes
+def test_the_tree_must_be_one_select() -> None:
+    for tree in ({"type": "ShowTablesQuery"}, {"type": "ExplainQuery"}, [], "SELECT 1", None):
+        with pytest.raises(UnsafeQuery, match="only one SELECT"):
+            check_tree(tree)
+    select = {"type": "SelectWithUnionQuery", "list_of_selects": {"type": "ExpressionList", "children": []}}
+    check_tree(select)
+    with pytest.raises(UnsafeQuery, match="INTO OUTFILE"):
+        check_tree({**select, "is_into_outfile_with_stdout": True})
 
 
 def test_the_unguarded_engine_would_have_run_the_drop(warehouse: EmbeddedWarehouse) -> None:
