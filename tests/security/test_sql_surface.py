@@ -72,23 +72,21 @@ HUNGRY = (
 HASH_DROP = "SELECT 1 # '\n; DROP TABLE audit.alert_status; SELECT '"
 HASH_CREATE = "SELECT 1 # '\n; CREATE TABLE audit.pwned (x UInt8) ENGINE = Memory; SELECT '"
 OTHER_DATABASES = [
-    "SELECT count() FROM merge('system', '.*')",
+    "SELECT count() FROM merge('system', '^one$')",
     "SELECT * FROM merge('system', '^disks$')",
     "SELECT * FROM system.disks",
     "SELECT * FROM system.server_settings",
-    "SELECT name, value FROM system.settings",
+    "SELECT count() FROM system.functions",
     "SELECT * FROM INFORMATION_SCHEMA.tables",
     "SELECT * FROM audit.events AS e JOIN system.tables AS t ON 1",
     "SELECT 1 IN system.one",
-    "SELECT count() FROM audit.events WHERE (account_id, seq) GLOBAL IN system.one",
+    "SELECT count() FROM audit.victim WHERE x GLOBAL IN system.one",
     "SELECT system.one.dummy",
     "SELECT * FROM (SELECT * FROM system.disks)",
     "WITH d AS (SELECT * FROM system.disks) SELECT * FROM d",
     "SELECT getServerSetting('user_files_path')",
     "SELECT filesystemAvailable()",
     "SELECT hasColumnInTable('system', 'disks', 'path')",
-    "SELECT joinGet('system.x', 'y', 1)",
-    "SELECT dictGetString('system.d', 'x', 1)",
 ]
 
 
