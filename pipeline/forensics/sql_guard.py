@@ -60,7 +60,6 @@ DENIED_PREFIXES: dict[str, str] = {
     "filesystem": "filesystemAvailable/Capacity/Unreserved: the server's disks",
     "joinget": "joinGet/joinGetOrNull: Join-engine tables of any database, by name",
     "naivebayes": "naiveBayesClassifier*: models read from the server's files",
-    "address": "addressToLine/addressToSymbol: introspection of the server's binary",
     "__": "engine-internal functions",
 }
 
@@ -97,6 +96,9 @@ DENIED_FUNCTIONS: dict[str, str] = {
     "version": "the server binary",
     "tid": "the server process",
     "demangle": "introspection of the server's binary",
+    "addresstoline": "introspection of the server's binary",
+    "addresstolinewithinlines": "introspection of the server's binary",
+    "addresstosymbol": "introspection of the server's binary",
     "zookeepersessionuptime": "the server's Keeper session",
     "sleep": "holds an engine thread without work",
     "sleepeachrow": "holds an engine thread without work",
