@@ -31,13 +31,14 @@ integration: install
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m pytest -q tests/integration
 
-## faults under load and long fuzz (tests/reliability, everything in it, marked or not); see README
+## faults under load and long fuzz (tests/reliability, everything in it, marked or not); see docs/operations.md
 reliability: install
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m pytest -q -s -m '' tests/reliability
 
 lint: install
-	$(BIN)/ruff check pipeline streams detectors sinks tests bench
+	$(BIN)/ruff check partnerwatch pipeline streams sources detectors sinks tests bench
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

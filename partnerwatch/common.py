@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
 import sys
 import urllib.error
 import urllib.request
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,21 +19,39 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.config import REPO_ROOT, Settings
+from pipeline.config import Settings
+from pipeline.logs import configure_logging
 
 console = Console()
 err = Console(stderr=True)
 
-KAFKA_SH = REPO_ROOT / "infra" / "kafka" / "kafka.sh"
+#: The local Kafka runner, package data (with its pom.xml and log4j2.properties), so it runs from
+#: an installed wheel as from a checkout. Its cache is outside the package (see the script).
+KAFKA_SH = Path(str(resources.files("partnerwatch") / "kafka_runner" / "kafka.sh"))
 
 
-def load_settings() -> Settings:
-    """`Settings.from_env()`; a bad PW_* value exits 2 with the variable named."""
+def kafka_runner(settings: Settings, action: str, quiet: bool = False) -> int:
+    """Run the local Kafka runner (`start`, `stop`, ...); its exit status, or 1 with a clear message.
+
+    The runner gets PW_KAFKA_BROKER as Settings resolved it (environment, PW_ENV_FILE or default)
+    and listens on its port, so the broker is where the clients will connect."""
+    if not KAFKA_SH.is_file():
+        err.print(f"[red]the local Kafka runner is missing:[/] {escape(str(KAFKA_SH))} (partnerwatch installed without its package data?)")
+        return 1
+    env = {**os.environ, "PW_KAFKA_BROKER": settings.kafka_broker}
+    return subprocess.call(["bash", str(KAFKA_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """`Settings.from_env()`, and logging configured from it (once per command); a bad PW_* value
+    exits 2 with one line that names the variable."""
     try:
-        return Settings.from_env()
+        settings = Settings.from_env(**overrides)
     except ValueError as exc:
-        err.print(f"[red]configuration error:[/] {exc}")
+        err.print(f"[red]configuration error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
+    configure_logging(settings)
+    return settings
 
 
 def worker_running(settings: Settings) -> bool:

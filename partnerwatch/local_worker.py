@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer
 
-from pipeline.config import REPO_ROOT, Settings
+from pipeline.config import Settings, checkout
 from sinks.kafka_io import ensure_topics, send_events
 
 
@@ -42,7 +42,8 @@ class Namespace:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PW_")}
+        # Nothing of the caller's PW_* settings but the broker's address (the one shared broker).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PW_") or k == "PW_KAFKA_BROKER"}
         env.update(
             {
                 "PW_TOPIC_PREFIX": f"t{self.name}.",
@@ -115,7 +116,8 @@ class Worker:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "partnerwatch", "worker"],
                 env=self.ns.env,
-                cwd=REPO_ROOT,
+                # in a checkout, its code (`-m` imports from the working directory); installed, the package
+                cwd=checkout() or self.ns.root,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

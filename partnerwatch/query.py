@@ -37,7 +37,7 @@ def _check_format(fmt: str) -> None:
 
 
 def query(
-    name: Annotated[str | None, typer.Argument(help="a query of infra/clickhouse/queries (see --list)")] = None,
+    name: Annotated[str | None, typer.Argument(help="a named query of the library (see --list)")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value, repeatable")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
     list_: Annotated[bool, typer.Option("--list", help="the queries, their descriptions and parameters")] = False,
@@ -126,7 +126,7 @@ def hunt(
         raise typer.Exit(1)
     try:
         with warehouse_access(settings) as source:
-            report = run_hunt(source, detector, start, end, account)
+            report = run_hunt(source, detector, start, end, account, config=settings.detect)
             stored = 0
             if publish and report.new:
                 from sinks.audit_store import store_alerts

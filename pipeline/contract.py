@@ -1,4 +1,4 @@
-"""The closed vocabularies of the external contract (shared/CONTRACT.md), in one place."""
+"""The closed vocabularies of the external contract (docs/contract.md), in one place."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The dead-letter record for rejected input: why, where from, and the original bytes.
 
-`{reason, detail, topic, partition, offset, raw}` per shared/CONTRACT.md, plus `raw_size`,
+`{reason, detail, topic, partition, offset, raw}` per docs/contract.md, plus `raw_size`,
 `raw_sha256`, `raw_encoding` (`utf-8` or `base64` for bytes that are not text) and
 `raw_truncated` (raw is cut at `MAX_RAW` bytes so a 2 MB payload cannot clog the topic).
 """

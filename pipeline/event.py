@@ -3,7 +3,8 @@
 `parse_action` takes the raw bytes of a Kafka message and returns the normalized event as a plain
 dict (cheap to build, cheap to serialize), or raises `Rejected` with a machine-readable reason that
 the ingest agent writes to the dead-letter topic. The rules mirror `schema/provider_action.schema.json`
-and shared/CONTRACT.md; `tests/unit/test_event.py` keeps the three in step.
+and docs/contract.md; `tests/unit/test_event.py` keeps the schema and this module in step,
+`tests/unit/test_docs.py` the page.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pipeline.contract import (
 
 Event = dict[str, Any]
 
-#: Rejection reasons (stable, machine-readable; documented in the README).
+#: Rejection reasons (stable, machine-readable; documented in docs/contract.md).
 REASONS = (
     "too_large",
     "bad_encoding",

@@ -7,7 +7,7 @@
   production path (`PW_CLICKHOUSE_URL=clickhouse://user:pass@host:9000/db`).
 
 Both take the same SQL, with server-side `{name:Type}` parameters (never string formatting), and
-the same migrations from `infra/clickhouse/migrations/`. Rows are dicts of JSON-friendly values;
+the same migrations, shipped with this package in `sinks/migrations/`. Rows are dicts of JSON-friendly values;
 timestamps are `YYYY-MM-DD HH:MM:SS.mmm` strings in UTC.
 """
 
@@ -22,6 +22,8 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
@@ -29,12 +31,14 @@ from urllib.parse import parse_qs, unquote, urlparse
 import orjson
 import structlog
 
-from pipeline.config import REPO_ROOT, Settings, redact_url
+from pipeline.config import Settings, redact_url
 from pipeline.event import timestamp_ms
 
 log = structlog.get_logger(__name__)
 
-MIGRATIONS_DIR = REPO_ROOT / "infra" / "clickhouse" / "migrations"
+#: The numbered migrations, package data of `sinks` (read with importlib.resources, so an installed
+#: wheel migrates as a checkout does).
+MIGRATIONS: Traversable = resources.files("sinks") / "migrations"
 Row = dict[str, Any]
 
 
@@ -631,16 +635,19 @@ def open_warehouse(settings: Settings) -> Warehouse:
     return EmbeddedWarehouse(settings.warehouse_path)
 
 
-def migrations(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, str]]:
+def migrations(directory: Traversable = MIGRATIONS) -> list[tuple[int, str, str]]:
     """Numbered migrations `NNNN_name.sql`, in order, as (version, name, sql)."""
     found = []
-    for path in sorted(directory.glob("*.sql")):
-        number, _, name = path.stem.partition("_")
-        found.append((int(number), name, path.read_text()))
+    files = [f for f in directory.iterdir() if f.name.endswith(".sql")] if directory.is_dir() else []
+    for path in sorted(files, key=lambda f: f.name):
+        number, _, name = path.name.removesuffix(".sql").partition("_")
+        found.append((int(number), name, path.read_text(encoding="utf-8")))
+    if not found:
+        raise WarehouseError(f"no migrations (*.sql) in {directory}: is the `sinks` package data installed?")
     return found
 
 
-def migrate(warehouse: Warehouse, settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def migrate(warehouse: Warehouse, settings: Settings, directory: Traversable = MIGRATIONS) -> list[str]:
     """Apply the migrations not yet applied; return the names of those applied now.
 
     Migrations may use `${PW_RETENTION_DAYS}`, substituted with the validated integer setting
@@ -675,7 +682,7 @@ def bootstrap_ddl(settings: Settings) -> list[str]:
     ]
 
 
-def migration_ddl(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, list[str]]]:
+def migration_ddl(settings: Settings, directory: Traversable = MIGRATIONS) -> list[tuple[int, str, list[str]]]:
     """Every migration as (version, name, statements) ready to run, in order.
 
     `${PW_RETENTION_DAYS}` is substituted with the validated integer setting (DDL takes no query

@@ -1,6 +1,6 @@
 """Render the single-node migrations for a ClickHouse cluster (`PW_CLICKHOUSE_CLUSTER`).
 
-The migrations in `infra/clickhouse/migrations/` are written for one server. On a cluster each
+The migrations in `sinks/migrations/` are written for one server. On a cluster each
 MergeTree-family table `db.t` becomes two tables, both created `ON CLUSTER`:
 
 - `db.t_local`: the data, with the Replicated* counterpart of the engine (replicas of a shard stay

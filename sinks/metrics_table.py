@@ -1,7 +1,7 @@
-"""The README's metrics table, generated from `sinks.metrics` so the docs cannot drift.
+"""The metrics table of docs/operations.md, generated from `sinks.metrics` so the docs cannot drift.
 
-`python -m sinks.metrics_table` prints it; tests/observability/test_readme_observability.py
-checks the README holds exactly this table.
+`python -m sinks.metrics_table` prints it; tests/observability/test_docs_observability.py
+checks docs/operations.md holds exactly this table.
 """
 
 from __future__ import annotations

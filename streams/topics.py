@@ -1,4 +1,4 @@
-"""The pipeline's topics (shared/CONTRACT.md) and detection's keyed state tables.
+"""The pipeline's topics (docs/contract.md) and detection's keyed state tables.
 
 Values are raw bytes decoded with orjson in the agents: cheaper than a Record per event. The
 tables are keyed by something that lives on one partition of the account-keyed topics, so state

@@ -1,4 +1,4 @@
-"""The forensic query library: named, parameterized SQL files in `infra/clickhouse/queries/`.
+"""The forensic query library: named, parameterized SQL files in `pipeline/forensics/query_library/`.
 
 Each file holds one read-only statement, preceded by a header of `--` comment lines:
 
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
+from importlib.resources.abc import Traversable
 
-from pipeline.config import REPO_ROOT
-
-QUERIES_DIR = REPO_ROOT / "infra" / "clickhouse" / "queries"
+#: The library's files, package data of `pipeline.forensics` (read with importlib.resources, so an
+#: installed wheel has them as a checkout does).
+QUERIES: Traversable = resources.files("pipeline.forensics") / "query_library"
 
 _PARAM_LINE = re.compile(r"^--\s*@param\s+(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s+(?P<rest>.+)$")
 _PLACEHOLDER = re.compile(r"\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([^{}]+?)\s*\}")
@@ -167,17 +168,20 @@ def _squash(type_: str) -> str:
     return re.sub(r"\s+", "", type_)
 
 
-def load(directory: Path = QUERIES_DIR) -> dict[str, NamedQuery]:
+def load(directory: Traversable = QUERIES) -> dict[str, NamedQuery]:
     """Every `*.sql` of the library, by name (the file's stem), in name order."""
+    if not directory.is_dir():
+        raise QueryLibraryError(f"no query library at {directory}: is the package data installed?")
     library = {}
-    for path in sorted(directory.glob("*.sql")):
-        if not _NAME.fullmatch(path.stem):
+    for path in sorted((f for f in directory.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name):
+        stem = path.name.removesuffix(".sql")
+        if not _NAME.fullmatch(stem):
             raise QueryLibraryError(f"query file {path.name}: names are lower_snake_case")
-        library[path.stem] = parse(path.stem, path.read_text())
+        library[stem] = parse(stem, path.read_text(encoding="utf-8"))
     return library
 
 
-def get(name: str, directory: Path = QUERIES_DIR) -> NamedQuery:
+def get(name: str, directory: Traversable = QUERIES) -> NamedQuery:
     library = load(directory)
     if name not in library:
         raise QueryLibraryError(f"no query named {name!r}; known: {', '.join(library)}")

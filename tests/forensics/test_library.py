@@ -1,4 +1,4 @@
-"""The query library's files: header parsing, parameter binding, and the README listing them."""
+"""The query library's files: header parsing, parameter binding, and docs/forensics.md listing them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import REPO_ROOT
-from pipeline.forensics.queries import QUERIES_DIR, QueryLibraryError, get, load, parse
+from pipeline.forensics.queries import QUERIES, QueryLibraryError, get, load, parse
 
 GOOD = """-- description: Events of one account
 -- since a time.
@@ -76,12 +76,12 @@ def test_unknown_query_names_the_known_ones(tmp_path: Path) -> None:
         get("two", tmp_path)
 
 
-def test_every_query_file_is_named_in_the_readme() -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    section = readme.split("## Forensics: query library", 1)
-    assert len(section) == 2, "README has no 'Forensics: query library' section"
+def test_every_query_file_is_named_in_the_forensics_page() -> None:
+    page = (REPO_ROOT / "docs" / "forensics.md").read_text()
+    section = page.split("\n## Query library\n", 1)
+    assert len(section) == 2, "docs/forensics.md has no 'Query library' section"
     body = section[1].split("\n## ", 1)[0]
-    names = sorted(p.stem for p in QUERIES_DIR.glob("*.sql"))
+    names = sorted(p.name.removesuffix(".sql") for p in QUERIES.iterdir() if p.name.endswith(".sql"))
     assert names and names == sorted(load())
     missing = [n for n in names if f"`{n}`" not in body]
-    assert not missing, f"query files not named in the README's query library section: {missing}"
+    assert not missing, f"query files not named in docs/forensics.md's query library section: {missing}"

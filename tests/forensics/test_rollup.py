@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.simulation.traffic import generate
 from sinks.audit_store import store_events
-from sinks.clickhouse import MIGRATIONS_DIR, EmbeddedWarehouse, migrate
+from sinks.clickhouse import MIGRATIONS, EmbeddedWarehouse, migrate
 from tests.integrity.conftest import sequence
 
 ROLLUP = (
@@ -25,9 +24,10 @@ def test_rollup_backfills_history_and_follows_new_inserts(tmp_path: Path) -> Non
     entries = sequence([e for e, _ in generate(1200, seed=5, accounts=3, providers=3, attack_rate=0.0)])
     before = tmp_path / "migrations-before-0003"
     before.mkdir()
-    for path in MIGRATIONS_DIR.glob("*.sql"):
-        if int(path.stem.split("_")[0]) < 3:
-            shutil.copy(path, before / path.name)
+    for path in MIGRATIONS.iterdir():
+        if path.name.endswith(".sql") and int(path.name.split("_")[0]) < 3:
+            (before / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    assert sorted(p.name for p in before.iterdir()) == ["0001_events.sql", "0002_alerts.sql"]
     wh = EmbeddedWarehouse(tmp_path / "warehouse")
     try:
         settings = Settings.from_env({})

@@ -26,10 +26,9 @@ import pytest
 import yaml
 
 import sinks.metrics
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import alert_id, fold
-from pipeline.config import REPO_ROOT, Settings
+from pipeline.config import REPO_ROOT, DetectionConfig, Settings
 from pipeline.event import format_ms, normalize
 from pipeline.ledger import ChainHead, append
 from pipeline.simulation.attacks import RECIPES
@@ -127,7 +126,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedW
         states: dict[str, dict[str, Any]] = {}
         alerts: dict[str, dict[str, Any]] = {}
         entries = []
-        config = DetectionConfig.from_env({})
+        config = DetectionConfig()
         for i, item in enumerate(raw):
             event = normalize(item)
             account = event["account_id"]
@@ -184,7 +183,7 @@ def test_clickhouse_query_runs_on_the_real_schema(
     warehouse, values = seeded
     for table, migration in PENDING_TABLES.items():
         if table in sql and not warehouse.query(f"EXISTS TABLE {table}").rows[0][0]:
-            pytest.xfail(f"{table} arrives with migration {migration}, not in infra/clickhouse/migrations yet")
+            pytest.xfail(f"{table} arrives with migration {migration}, not in sinks/migrations yet")
     try:
         result = warehouse.query(expand(sql, values))
     except WarehouseError as exc:

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka (KRaft) for the demo, the tests and CI, without Docker.
+# Shipped inside the `partnerwatch` package, so `partnerwatch kafka start` works from an installed
+# wheel too; in a checkout, infra/kafka/kafka.sh runs this file.
+#
+#   kafka.sh fetch    resolve the broker jars from Maven Central into the cache
+#   kafka.sh start    fetch if needed, format storage once, start, wait until it answers
+#   kafka.sh stop     stop cleanly (SIGTERM, then SIGKILL after a grace period)
+#   kafka.sh status   exit 0 when the broker answers
+#   kafka.sh reset    stop and delete the broker's data (not the jars)
+#
+# Idempotent: a second `start` reuses the jars, the formatted storage and a running broker.
+#
+# Port: the one setting PW_KAFKA_BROKER (127.0.0.1:9092), the clients' broker address
+# (pipeline/config.py Settings.kafka_broker), is also where this broker listens: its port is
+# taken from it, so the two cannot disagree. `partnerwatch kafka start` passes the value Settings
+# resolved (environment, PW_ENV_FILE or default). Starting refuses an address that is not local
+# (127.0.0.1 or localhost) or that names several brokers. PW_KAFKA_PORT is no longer read.
+# Other settings (environment): PW_KAFKA_HOME (cache folder; default .cache/kafka in a source
+# checkout, else ${XDG_CACHE_HOME:-~/.cache}/partnerwatch/kafka, never inside the installed
+# package), PW_KAFKA_CONTROLLER_PORT (9093), PW_KAFKA_HEAP (512m), PW_KAFKA_LIBS (folder of the
+# broker jars, default $PW_KAFKA_HOME/<version>/libs).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# This file is partnerwatch/kafka_runner/kafka.sh: two levels up is the checkout, or site-packages.
+repo=$(cd "$here/../.." && pwd)
+version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")
+if [ -f "$repo/pyproject.toml" ]; then
+  default_home=$repo/.cache/kafka
+else
+  default_home=${XDG_CACHE_HOME:-${HOME:?set PW_KAFKA_HOME or HOME}/.cache}/partnerwatch/kafka
+fi
+home=${PW_KAFKA_HOME:-$default_home}
+# PW_KAFKA_LIBS: jars already fetched elsewhere (a second, private broker reuses the main cache).
+libs=${PW_KAFKA_LIBS:-$home/$version/libs}
+data=$home/data
+log() { printf 'kafka.sh: %s\n' "$*" >&2; }
+
+if [ -n "${PW_KAFKA_PORT:-}" ]; then
+  log "PW_KAFKA_PORT is no longer read: set PW_KAFKA_BROKER=127.0.0.1:$PW_KAFKA_PORT (the clients' address and this broker's port are one setting)"
+  exit 2
+fi
+broker=${PW_KAFKA_BROKER:-127.0.0.1:9092}
+broker_host=${broker%:*}
+port=${broker##*:}
+if [ "$broker_host" = "$broker" ]; then port=9092; fi  # a host alone: Kafka's default port
+case $port in
+  ''|*[!0-9]*) log "PW_KAFKA_BROKER=$broker: the port must be a number"; exit 2 ;;
+esac
+cport=${PW_KAFKA_CONTROLLER_PORT:-9093}
+heap=${PW_KAFKA_HEAP:-512m}
+pidfile=$home/broker.pid
+logfile=$home/broker.log
+props=$home/server.properties
+
+fetch() {
+  if [ -f "$libs/.complete" ]; then return 0; fi
+  command -v mvn >/dev/null || { log "mvn not found: install Maven (apt-get install maven)"; exit 1; }
+  log "resolving Apache Kafka $version from Maven Central into $libs"
+  mkdir -p "$libs" "$home"
+  # Maven runs on a copy in the cache: nothing is written beside this file (site-packages when installed).
+  cp "$here/pom.xml" "$home/pom.xml"
+  mvn -q -B -Dstyle.color=never -f "$home/pom.xml" dependency:copy-dependencies \
+    -DoutputDirectory="$libs" -DincludeScope=runtime
+  touch "$libs/.complete"
+}
+
+write_props() {
+  mkdir -p "$data"
+  cat >"$props" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$data
+num.partitions=4
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=8
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+message.max.bytes=4194304
+log.retention.hours=168
+EOF
+}
+
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+java_bin() {
+  if [ -n "${JAVA_HOME:-}" ]; then echo "$JAVA_HOME/bin/java"; else command -v java; fi
+}
+
+local_broker() {
+  case $broker in
+    *,*) log "PW_KAFKA_BROKER=$broker names several brokers; the local runner is one, on 127.0.0.1"; exit 2 ;;
+  esac
+  case $broker_host in
+    127.0.0.1|localhost) ;;
+    *) log "PW_KAFKA_BROKER=$broker is not local: the local runner listens on 127.0.0.1 (use 127.0.0.1:<port>)"; exit 2 ;;
+  esac
+}
+
+start() {
+  local_broker
+  fetch
+  if running; then
+    log "broker already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"
+    wait_ready
+    return 0
+  fi
+  write_props
+  if [ ! -f "$data/meta.properties" ]; then
+    log "formatting KRaft storage in $data"
+    "$(java_bin)" -cp "$libs/*" -Dlog4j2.configurationFile="$here/log4j2.properties" \
+      kafka.tools.StorageTool format -t "pw-local-cluster-0001" -c "$props" --ignore-formatted >>"$logfile" 2>&1
+  fi
+  log "starting Kafka $version on 127.0.0.1:$port (heap $heap, log $logfile)"
+  # setsid: the broker must outlive the shell that started it and ignore its terminal's signals.
+  setsid "$(java_bin)" -Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/log4j2.properties" \
+    -cp "$libs/*" kafka.Kafka "$props" >>"$logfile" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+  wait_ready
+}
+
+wait_ready() {
+  local deadline=$((SECONDS + ${PW_KAFKA_START_TIMEOUT:-90}))
+  until answers && grep -q "Kafka Server started" "$logfile" 2>/dev/null; do
+    if ! running; then log "broker exited during start; last lines of $logfile:"; tail -n 30 "$logfile" >&2; exit 1; fi
+    if [ $SECONDS -ge $deadline ]; then log "broker did not answer in time; see $logfile"; exit 1; fi
+    sleep 0.5
+  done
+  log "broker ready on 127.0.0.1:$port"
+}
+
+stop() {
+  if ! running; then rm -f "$pidfile"; log "broker not running"; return 0; fi
+  local pid; pid=$(cat "$pidfile")
+  kill -TERM "$pid"
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then log "broker did not stop in 30 s; killing"; kill -KILL "$pid"; fi
+  rm -f "$pidfile"
+  log "broker stopped"
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) start ;;
+  stop) stop ;;
+  status) answers && running ;;
+  reset) stop; rm -rf "$data" "$logfile"; log "data removed" ;;
+  *) echo "usage: $0 fetch|start|stop|status|reset" >&2; exit 2 ;;
+esac
