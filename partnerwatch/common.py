@@ -74,7 +74,11 @@ def parse_params(params: list[str]) -> dict[str, str]:
 
 
 def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """Run a read-only query through the worker when it runs (it owns the embedded engine), else directly."""
+    """Run a user query through the worker when it runs (it owns the embedded engine), else directly.
+
+    Either way the same guard admits it (pipeline/forensics/sql_guard.py, with the engine's own
+    parser) and it runs read-only under the PW_SQL_* limits.
+    """
     body = orjson.dumps({"query": query, "params": params})
     request = urllib.request.Request(
         f"{settings.web_url}/v1/sql", data=body, headers={"Content-Type": "application/json"}
@@ -82,7 +86,8 @@ def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[l
     if settings.api_token:
         request.add_header("Authorization", f"Bearer {settings.api_token}")
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        # the worker stops the query after PW_SQL_MAX_EXECUTION_TIME; a client that gives up earlier cancels it
+        with urllib.request.urlopen(request, timeout=settings.sql_max_execution_time + 30) as response:
             doc = orjson.loads(response.read())
             return doc["columns"], doc["rows"]
     except urllib.error.HTTPError as exc:
@@ -91,20 +96,18 @@ def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[l
         raise typer.Exit(1) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         pass  # no worker: open the warehouse here
-    from pipeline.forensics.sql_guard import UnsafeQuery, read_only
-    from sinks.clickhouse import WarehouseError, open_warehouse
+    from pipeline.forensics.sql_guard import UnsafeQuery
+    from sinks.clickhouse import SqlLimits, WarehouseError, open_warehouse, run_user_sql
 
-    try:
-        safe = read_only(query)  # the same guard as the worker's /v1/sql
-    except UnsafeQuery as exc:
-        err.print(f"[red]query refused:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
     try:
         warehouse = open_warehouse(settings)
         try:
-            result = warehouse.query(safe, params)
+            result = run_user_sql(warehouse.user_query(params, SqlLimits.from_settings(settings)), query)
         finally:
             warehouse.close()
+    except UnsafeQuery as exc:
+        err.print(f"[red]query refused:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     except WarehouseError as exc:
         err.print(f"[red]query failed:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None

@@ -157,6 +157,18 @@ class Settings(BaseSettings):
     web_auth_failure_rate: float = setting(0.2, "failed authentications per second one client address (IPv6: its /64) may make, sustained, after its burst; beyond, its authenticated requests get 429 with Retry-After (0: no limit)", ge=0)
     web_auth_failure_burst: int = setting(20, "failed authentications one client address may make at once before PW_WEB_AUTH_FAILURE_RATE applies", ge=1)
     # -- end of the web surface settings
+
+    # -- user SQL (POST /v1/sql, `partnerwatch sql`, `query`; pipeline/forensics/sql_guard.py) ----
+    # The limits every user query runs under (the engine enforces them and the error names the
+    # setting), and the read-only ClickHouse user it runs as on a server (never the writer).
+    sql_max_execution_time: float = setting(60.0, "user SQL: seconds a query may run before the engine stops it (it is also cancelled when its HTTP client goes away)", gt=0)
+    sql_max_memory_usage: int = setting(1073741824, "user SQL: bytes of memory one query may use", gt=0)
+    sql_max_result_rows: int = setting(500000, "user SQL: rows one answer may have (aggregate or page with LIMIT beyond)", gt=0)
+    sql_max_result_bytes: int = setting(134217728, "user SQL: bytes one answer may have (in the engine, and as JSON)", gt=0)
+    sql_max_rows_to_read: int = setting(1000000000, "user SQL: table rows one query may read", gt=0)
+    clickhouse_reader_user: str = setting("partnerwatch_reader", "with PW_CLICKHOUSE_URL: the read-only ClickHouse user user SQL runs as (infra/clickhouse/access.sql; never the writer)")
+    clickhouse_reader_password: str = setting("", "password of PW_CLICKHOUSE_READER_USER", secret=True)
+
     detect: DetectionConfig = Field(default_factory=DetectionConfig, description="the detectors' settings (PW_DETECT_*)")
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
