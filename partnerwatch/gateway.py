@@ -214,8 +214,8 @@ def run(
 
         settings = replace(settings, data_dir=data_dir)
     config = _config()
-    if not config.account_id:
-        err.print("[red]PW_GATEWAY_ACCOUNT_ID is not set[/]")
+    if not config.account_id or not config.default_marketplace:
+        err.print("[red]PW_GATEWAY_ACCOUNT_ID and PW_GATEWAY_DEFAULT_MARKETPLACE must be set[/]")
         raise typer.Exit(2)
     emitter = KafkaEmitter(settings)
     try:

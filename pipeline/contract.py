@@ -17,6 +17,7 @@ ACTIONS: frozenset[str] = frozenset(
         "report.request",
         "report.schedule",
         "data.read",
+        "data.write",
         "funds.bank_account_change",
         "funds.disbursement_request",
         "funds.refund",

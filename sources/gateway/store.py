@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import hmac
 import secrets
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     client_id TEXT NOT NULL,
     provider_id TEXT NOT NULL,
     principal_id TEXT NOT NULL,
-    expires_at REAL NOT NULL
+    expires_at REAL NOT NULL,
+    revoked_at TEXT
 );
 CREATE INDEX IF NOT EXISTS tokens_provider ON tokens (provider_id);
 CREATE TABLE IF NOT EXISTS suspensions (
@@ -51,6 +53,10 @@ CREATE TABLE IF NOT EXISTS suspensions (
     suspended_at TEXT NOT NULL,
     suspended_by TEXT NOT NULL,
     reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS provider_changes (
+    provider_id TEXT PRIMARY KEY,
+    changed_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS reports (
     id TEXT PRIMARY KEY,
@@ -105,6 +111,11 @@ def verify_secret(secret: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(got, want)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return hash_secret("not a secret: unknown client ids cost the same work")
 
 
 def token_hash(token: str) -> str:
@@ -195,25 +206,60 @@ class Store:
                 "UPDATE credentials SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL",
                 (now_iso(), client_id),
             )
-            self.db.execute("DELETE FROM tokens WHERE client_id = ?", (client_id,))
+            self.db.execute(
+                "UPDATE tokens SET revoked_at = ? WHERE client_id = ? AND revoked_at IS NULL",
+                (now_iso(), client_id),
+            )
         return cur.rowcount == 1
 
     def authenticate(self, client_id: str, client_secret: str, refresh_token: str) -> Principal | None:
         """The principal whose credential these are (live, provider not suspended), else None."""
+        principal, problem = self.check_credentials(client_id, client_secret, refresh_token)
+        return principal if problem is None else None
+
+    def check_credentials(
+        self, client_id: str, client_secret: str, refresh_token: str | None
+    ) -> tuple[Principal | None, str | None]:
+        """(principal, None) when the credentials are good; else (principal or None, why not).
+
+        The principal is named when the client id is known, so a failed or refused exchange can
+        be recorded against it. `refresh_token=None`: a client-credentials (grantless) exchange.
+        """
         row = self.db.execute(
-            "SELECT provider_id, principal_id, secret_hash, refresh_hash FROM credentials"
-            " WHERE client_id = ? AND revoked_at IS NULL",
+            "SELECT provider_id, principal_id, secret_hash, refresh_hash, revoked_at FROM credentials"
+            " WHERE client_id = ?",
             (client_id,),
         ).fetchone()
         if row is None:
-            verify_secret(client_secret, hash_secret("x"))  # the same work for unknown ids
-            return None
-        provider_id, principal_id, secret_hash, refresh_hash = row
-        ok_secret = verify_secret(client_secret, secret_hash)
-        ok_refresh = verify_secret(refresh_token, refresh_hash)
-        if not (ok_secret and ok_refresh) or self.suspended(provider_id) is not None:
-            return None
-        return Principal(client_id, provider_id, principal_id)
+            verify_secret(client_secret, _dummy_hash())  # the same work for unknown ids
+            return None, "unknown client_id"
+        provider_id, principal_id, secret_hash, refresh_hash, revoked_at = row
+        principal = Principal(client_id, provider_id, principal_id)
+        ok = verify_secret(client_secret, secret_hash)
+        if ok and refresh_token is not None:
+            ok = verify_secret(refresh_token, refresh_hash)
+        if not ok:
+            return principal, "wrong client secret or refresh token"
+        if revoked_at is not None:
+            return principal, f"credential revoked at {revoked_at}"
+        if self.suspended(provider_id) is not None:
+            return principal, f"provider {provider_id} is suspended"
+        return principal, None
+
+    def credential_problem(self, client_id: str) -> str | None:
+        """Why a principal's credential no longer works (revoked, provider suspended), or None."""
+        row = self.db.execute(
+            "SELECT c.revoked_at, s.suspended_at, c.provider_id FROM credentials c"
+            " LEFT JOIN suspensions s USING (provider_id) WHERE c.client_id = ?",
+            (client_id,),
+        ).fetchone()
+        if row is None:
+            return "unknown client_id"
+        if row[1] is not None:
+            return f"provider {row[2]} is suspended (since {row[1]})"
+        if row[0] is not None:
+            return f"the credential was revoked at {row[0]}"
+        return None
 
     # -- access tokens ---------------------------------------------------------------------------
 
@@ -222,45 +268,81 @@ class Store:
         now = time.time()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("DELETE FROM tokens WHERE expires_at < ?", (now,))
+            self.db.execute("DELETE FROM tokens WHERE expires_at < ?", (now - 86400,))
             self.db.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, NULL)",
                 (token_hash(token), principal.client_id, principal.provider_id, principal.principal_id, now + ttl),
             )
         return token
 
     def principal_of(self, token: str) -> Principal | None:
         """The holder of a live access token (not expired, credential live, provider not suspended)."""
+        found = self.token_holder(token)
+        return found[0] if found is not None and found[1] is None else None
+
+    def token_holder(self, token: str) -> tuple[Principal, str | None] | None:
+        """Who a token was issued to, and why it no longer works (None: it works); None if unknown."""
         row = self.db.execute(
-            "SELECT t.client_id, t.provider_id, t.principal_id FROM tokens t"
-            " JOIN credentials c USING (client_id)"
-            " LEFT JOIN suspensions s ON s.provider_id = t.provider_id"
-            " WHERE t.token_hash = ? AND t.expires_at > ? AND c.revoked_at IS NULL"
-            " AND s.provider_id IS NULL",
-            (token_hash(token), time.time()),
+            "SELECT t.client_id, t.provider_id, t.principal_id, t.expires_at, t.revoked_at,"
+            " c.revoked_at, s.suspended_at FROM tokens t JOIN credentials c USING (client_id)"
+            " LEFT JOIN suspensions s ON s.provider_id = t.provider_id WHERE t.token_hash = ?",
+            (token_hash(token),),
         ).fetchone()
-        return Principal(*row) if row else None
+        if row is None:
+            return None
+        client_id, provider_id, principal_id, expires_at, revoked, credential_revoked, suspended = row
+        principal = Principal(client_id, provider_id, principal_id)
+        if suspended is not None:
+            return principal, f"provider {provider_id} is suspended (since {suspended})"
+        if revoked is not None:
+            return principal, f"the token was revoked at {revoked}"
+        if credential_revoked is not None:
+            return principal, f"the credential was revoked at {credential_revoked}"
+        if expires_at <= time.time():
+            return principal, "the token has expired"
+        return principal, None
 
     # -- the kill switch -----------------------------------------------------------------------
 
-    def suspend(self, provider_id: str, by: str, reason: str) -> int:
-        """Suspend a provider: no token of it works from now on, and it gets no new one.
+    def suspend(self, provider_id: str, by: str, reason: str, at: str | None = None) -> int:
+        """Suspend a provider: every token of it is revoked, and it gets no new one until resumed.
 
-        Returns the number of live access tokens dropped."""
+        Returns the number of live access tokens revoked. `at`: when (a ledger event's time);
+        a change older than the provider's last one is ignored (-1), so a late ledger event
+        cannot undo a newer decision made here."""
+        at = at or now_iso()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
+            if not self._newer(provider_id, at):
+                return -1
             self.db.execute(
-                "INSERT OR REPLACE INTO suspensions VALUES (?, ?, ?, ?)",
-                (provider_id, now_iso(), by, reason),
+                "INSERT OR REPLACE INTO suspensions VALUES (?, ?, ?, ?)", (provider_id, at, by, reason)
             )
             cur = self.db.execute(
-                "DELETE FROM tokens WHERE provider_id = ? AND expires_at > ?", (provider_id, time.time())
+                "UPDATE tokens SET revoked_at = ? WHERE provider_id = ? AND revoked_at IS NULL"
+                " AND expires_at > ?",
+                (at, provider_id, time.time()),
             )
         return cur.rowcount
 
-    def resume(self, provider_id: str) -> bool:
-        cur = self.db.execute("DELETE FROM suspensions WHERE provider_id = ?", (provider_id,))
+    def resume(self, provider_id: str, at: str | None = None) -> bool:
+        """Lift a suspension (revoked tokens stay revoked); False if it was not suspended."""
+        at = at or now_iso()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            if not self._newer(provider_id, at):
+                return False
+            cur = self.db.execute("DELETE FROM suspensions WHERE provider_id = ?", (provider_id,))
         return cur.rowcount == 1
+
+    def _newer(self, provider_id: str, at: str) -> bool:
+        row = self.db.execute(
+            "SELECT changed_at FROM provider_changes WHERE provider_id = ?", (provider_id,)
+        ).fetchone()
+        if row is not None and row[0] >= at:
+            return False
+        self.db.execute("INSERT OR REPLACE INTO provider_changes VALUES (?, ?)", (provider_id, at))
+        return True
 
     def suspended(self, provider_id: str) -> dict[str, str] | None:
         row = self.db.execute(
