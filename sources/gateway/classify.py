@@ -196,6 +196,31 @@ _route("POST", "/finances/transfers/wallet/2024-03-01/transactions", "createTran
 _route("POST", "/finances/transfers/wallet/2024-03-01/transferSchedules", "createTransferSchedule")
 _route("PUT", "/finances/transfers/wallet/2024-03-01/transferSchedules", "updateTransferSchedule")
 _route("DELETE", "/finances/transfers/wallet/2024-03-01/transferSchedules/{transferScheduleId}", "deleteScheduleTransaction")
+#: Reads with their operation names (any other GET is named by its path).
+_READS = (
+    ("/sellers/v1/marketplaceParticipations", "getMarketplaceParticipations"),
+    ("/sellers/v1/account", "getAccount"),
+    ("/finances/transfers/2024-06-01/payouts", "listPayouts"),
+    ("/finances/transfers/2024-06-01/payouts/expected", "listExpectedPayouts"),
+    ("/finances/transfers/2024-06-01/paymentMethods", "getPaymentMethods"),
+    ("/finances/v0/financialEventGroups", "listFinancialEventGroups"),
+    ("/finances/v0/financialEventGroups/{eventGroupId}/financialEvents", "listFinancialEventsByGroupId"),
+    ("/finances/v0/orders/{orderId}/financialEvents", "listFinancialEventsByOrderId"),
+    ("/finances/v0/financialEvents", "listFinancialEvents"),
+    ("/finances/2024-06-19/transactions", "listTransactions"),
+    ("/finances/2024-06-19/balances", "listBalances"),
+    ("/finances/2024-06-19/summary", "listSummary"),
+    ("/finances/transfers/wallet/2024-03-01/accounts", "listAccounts"),
+    ("/finances/transfers/wallet/2024-03-01/accounts/{accountId}", "getWalletAccount"),
+    ("/finances/transfers/wallet/2024-03-01/accounts/{accountId}/balance", "listAccountBalances"),
+    ("/finances/transfers/wallet/2024-03-01/transferPreview", "getTransferPreview"),
+    ("/finances/transfers/wallet/2024-03-01/transactions", "listAccountTransactions"),
+    ("/finances/transfers/wallet/2024-03-01/transactions/{transactionId}", "getTransaction"),
+    ("/finances/transfers/wallet/2024-03-01/transferSchedules", "listTransferSchedules"),
+    ("/finances/transfers/wallet/2024-03-01/transferSchedules/{transferScheduleId}", "getTransferSchedule"),
+)
+for _path, _name in _READS:
+    _route("GET", _path, _name)
 
 
 def operation_of(method: str, path: str) -> tuple[str, dict[str, str], str]:
@@ -535,6 +560,7 @@ for _name in (
     "cancelFeed", "getReports", "getReport", "cancelReport", "getReportSchedules",
     "getReportSchedule", "cancelReportSchedule", "getDestinations", "getDestination",
     "getSubscriptions", "getSubscription", "getSubscriptionById", "sendTestNotification",
+    *(name for _, name in _READS),
 ):
     _HANDLERS[_name] = _read_handler
 

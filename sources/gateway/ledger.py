@@ -132,10 +132,11 @@ class AuthorizationView:
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event) -> list[int] | None:
     while not stop.is_set():
-        partitions = consumer.partitions_for_topic(topic)
+        # aiokafka's public partitions_for_topic only knows topics of its own subscription
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic)
         if partitions:
             return sorted(partitions)
-        await consumer.force_metadata_update()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
     return None
