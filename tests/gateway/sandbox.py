@@ -17,6 +17,7 @@ constraints matches everything). It also plays the parts around the API that tes
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
 import threading
@@ -30,7 +31,9 @@ from aiohttp import web
 from pipeline.config import REPO_ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
-MODELS = REPO_ROOT.parent / "shared" / "amazon-models" / "models"
+#: Amazon's models: ../shared/amazon-models beside the repository (PW_AMAZON_MODELS overrides,
+#: e.g. for a git worktree that lives elsewhere).
+MODELS = Path(os.environ.get("PW_AMAZON_MODELS") or REPO_ROOT.parent / "shared" / "amazon-models") / "models"
 NO_MATCH = {"errors": [{"code": "InvalidInput", "message": "Could not match input arguments", "details": ""}]}
 
 
