@@ -22,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
+import os
 import secrets
 import signal
 import ssl
@@ -132,6 +134,8 @@ class Gateway:
         default = site_code(config.default_marketplace) if config.default_marketplace else None
         self.default_site = default
         self.counts: dict[str, int] = {}
+        #: the alert feed webhook's secret (an environment variable: secrets are no settings)
+        self.alert_secret = os.environ.get("PW_GATEWAY_ALERT_SECRET", "")
 
     # -- the app ---------------------------------------------------------------------------------
 
@@ -140,6 +144,7 @@ class Gateway:
         app.router.add_post("/auth/o2/token", self.token)
         app.router.add_route("*", "/_pw/documents/{handle}", self.document)
         app.router.add_get("/_pw/health", self.health)
+        app.router.add_post("/_pw/alerts", self.alert)
         app.router.add_route("*", "/{tail:.*}", self.proxy)
         return app
 
@@ -149,6 +154,48 @@ class Gateway:
             {"mode": self.config.mode, "ledger_caught_up": caught_up, "counts": self.counts},
             dumps=lambda d: orjson.dumps(d).decode(),
         )
+
+    # -- the kill switch, pulled by an alert route ------------------------------------------------
+
+    async def alert(self, request: web.Request) -> web.Response:
+        """An alert delivered by the alert feed's `webhook` output: suspend its provider.
+
+        The route in the routes file chooses the detectors and the severity; the request must
+        carry the webhook signature made with PW_GATEWAY_ALERT_SECRET (the output's secret_env)
+        and a timestamp within 5 minutes. The gateway checks the alert names this account and a
+        provider, and, when set, PW_GATEWAY_SUSPEND_DETECTORS / _MIN_SEVERITY again.
+        """
+        body = await request.read()
+        secret = self.alert_secret
+        timestamp = request.headers.get("X-PartnerWatch-Timestamp", "")
+        signature = request.headers.get("X-PartnerWatch-Signature", "")
+        if not secret or not _signed(secret, timestamp, body, signature):
+            return _json(401, {"error": "unsigned, badly signed or stale"})
+        alert = _json_body(body)
+        if not isinstance(alert, dict) or alert.get("account_id") != self.config.account_id:
+            return _json(202, {"suspended": None, "why": "not an alert of this account"})
+        provider = alert.get("provider_id")
+        detector, severity = str(alert.get("detector", "")), str(alert.get("severity", "info"))
+        if not isinstance(provider, str) or not provider:
+            return _json(202, {"suspended": None, "why": "the alert names no provider"})
+        if not self.config.suspends_on(detector, severity):
+            return _json(202, {"suspended": None, "why": f"{detector}/{severity} does not suspend here"})
+        reason = f"alert {alert.get('alert_id', '?')}: {str(alert.get('title', detector))[:300]}"
+        revoked = self.store.suspend(provider, f"alert-route:{detector}", reason)
+        if revoked >= 0:
+            event = {
+                "event_id": f"gw-suspend-{uuid.uuid4().hex}",
+                "occurred_at": format_ms(_now_ms()),
+                "account_id": self.config.account_id,
+                "action": "permission.suspend",
+                "actor": {"type": "seller", "principal_id": "partnerwatch-alert-route"},
+                "operation": "alert route",
+                "resource": {"type": "provider", "id": provider[:1024]},
+                "origin": {"adapter": ADAPTER, "alert_id": str(alert.get("alert_id", ""))[:128], "detector": detector[:128], "severity": severity[:16]},
+            }
+            await self.record([event], always=True)
+        log.warning("gateway.provider_suspended_by_alert", provider=provider, detector=detector, tokens=revoked)
+        return _json(200, {"suspended": provider, "tokens_revoked": max(revoked, 0)})
 
     # -- token exchange ------------------------------------------------------------------------
 
@@ -520,6 +567,18 @@ class Gateway:
 
     def _count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
+
+
+def _signed(secret: str, timestamp: str, body: bytes, signature: str, tolerance: float = 300.0) -> bool:
+    """The alert feed webhook's signature: sha256=HMAC(secret, "<timestamp>.<body>"), fresh."""
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        return False
+    if abs(time.time() - sent) > tolerance:
+        return False
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(f"sha256={mac}", signature)
 
 
 def _now_ms() -> int:

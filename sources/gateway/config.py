@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline.contract import SEVERITIES
 from pipeline.marketplaces import site_code
 
 REGION_HOSTS = {"na": "sellingpartnerapi-na.amazon.com", "eu": "sellingpartnerapi-eu.amazon.com", "fe": "sellingpartnerapi-fe.amazon.com"}
@@ -58,6 +59,8 @@ class GatewayConfig:
     default_marketplace: str = _setting("", "PW_GATEWAY_DEFAULT_MARKETPLACE", "site for calls that name none but must (e.g. a payout), as a code or marketplace ID")
     max_body_bytes: int = _setting(16 * 1024 * 1024, "PW_GATEWAY_MAX_BODY_BYTES", "largest request body (or document upload) accepted")
     ledger_follow: bool = _setting(True, "PW_GATEWAY_LEDGER_FOLLOW", "learn grants, approvals, policy and suspensions from the ledger topic")
+    suspend_detectors: str = _setting("", "PW_GATEWAY_SUSPEND_DETECTORS", "POST /_pw/alerts (an alert route's webhook, signed with PW_GATEWAY_ALERT_SECRET) suspends the alert's provider only for these detectors, comma-separated (empty: any the route sends)")
+    suspend_min_severity: str = _setting("high", "PW_GATEWAY_SUSPEND_MIN_SEVERITY", "POST /_pw/alerts suspends only at this severity or above")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> GatewayConfig:
@@ -85,8 +88,16 @@ class GatewayConfig:
             raise ValueError("PW_GATEWAY_DEFAULT_MARKETPLACE is not a marketplace code or ID")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("PW_GATEWAY_TLS_CERT and PW_GATEWAY_TLS_KEY go together")
+        if self.suspend_min_severity not in SEVERITIES:
+            raise ValueError(f"PW_GATEWAY_SUSPEND_MIN_SEVERITY must be one of {', '.join(SEVERITIES)}")
         if self.token_ttl < 60 or self.provider_rate <= 0 or self.provider_burst < 1:
             raise ValueError("PW_GATEWAY_TOKEN_TTL must be at least 60; the rate and burst positive")
+
+    def suspends_on(self, detector: str, severity: str) -> bool:
+        wanted = {d.strip() for d in self.suspend_detectors.split(",") if d.strip()}
+        if wanted and detector not in wanted:
+            return False
+        return severity in SEVERITIES and SEVERITIES.index(severity) >= SEVERITIES.index(self.suspend_min_severity)
 
     @property
     def enforce(self) -> bool:

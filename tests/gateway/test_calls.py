@@ -264,3 +264,43 @@ def test_events_wait_in_the_store_when_the_broker_is_away(gw: InThreadGateway, t
     queued = Store(gw.config.store_path(tmp_path)).queued()
     assert {orjson.loads(q[2])["action"] for q in queued} == {"auth.login", "data.read"}
     assert not gw.events
+
+
+def test_an_alert_route_suspends_the_provider(gw: InThreadGateway, tmp_path: Path, pki: Pki, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The alert feed's own webhook output, routed to the gateway, pulls the kill switch."""
+    import time
+
+    import httpx
+    from sp_api.api import Sellers
+    from sp_api.base import SellingApiException
+
+    from sinks.alert_outputs.webhook import WebhookOutput
+
+    gw.gateway.alert_secret = "route-secret"
+    creds = issue(gw.config.store_path(tmp_path), "prov-011", "prov-011-user")
+    client = saleweaver(Sellers, gw.url, creds, pki.ca_file)
+    client.get_marketplace_participation()
+    alert = {
+        "alert_id": "a-1", "detector": "price_change_over_limit", "severity": "high", "account_id": ACCOUNT,
+        "provider_id": "prov-011", "principal_id": "prov-011-user", "title": "Provider prov-011 cut the price of MUG-1 by 75%",
+    }
+
+    def deliver(secret: str, doc: dict[str, Any]) -> httpx.Response:
+        request = WebhookOutput("kill-switch", f"{gw.url}/_pw/alerts", secret).render(doc, time.time())
+        with httpx.Client(verify=pki.client_context()) as http:
+            return http.post(request.url, content=request.body, headers=request.headers)
+
+    assert deliver("wrong-secret", alert).status_code == 401
+    assert deliver("route-secret", {**alert, "severity": "medium"}).json()["suspended"] is None
+    assert deliver("route-secret", {**alert, "account_id": "A0002OTHER"}).json()["suspended"] is None
+    client.get_marketplace_participation()  # still allowed
+    answer = deliver("route-secret", alert)
+    assert answer.status_code == 200 and answer.json()["suspended"] == "prov-011"
+    before = len(sandbox.calls())
+    with pytest.raises(SellingApiException) as refused:
+        client.get_marketplace_participation()
+    assert refused.value.code == 403 and len(sandbox.calls()) == before
+    suspension = _only([e for e in gw.events if e["action"] == "permission.suspend"])
+    assert suspension["resource"] == {"type": "provider", "id": "prov-011"}
+    assert suspension["origin"]["detector"] == "price_change_over_limit"
+    assert not gw.rejected
