@@ -25,6 +25,7 @@ from rich.table import Column, Table
 from partnerwatch.alert_feed import alerts_cli
 from partnerwatch.common import console, err, kafka_runner, parse_params, print_rows, run_query
 from partnerwatch.common import load_settings as _settings
+from partnerwatch.gateway import gateway_cli, provider_cli
 from partnerwatch.integrity import register as register_integrity
 from partnerwatch.ml import register as register_ml
 from partnerwatch.query import register as register_query
@@ -396,6 +397,9 @@ cli.add_typer(alerts_cli, name="alerts")
 register_query(cli)
 # train (partnerwatch/ml.py); `evaluate --ml` calls into it too
 register_ml(cli)
+# gateway run|config|credentials, provider suspend|resume (partnerwatch/gateway.py)
+cli.add_typer(gateway_cli, name="gateway")
+cli.add_typer(provider_cli, name="provider")
 
 
 def main() -> None:
