@@ -19,7 +19,8 @@ and GST transaction reports; plus the VAT invoice data reports, which carry buye
 addresses. Deliberately left out: the All Orders reports (GET_FLAT_FILE_ALL_ORDERS_DATA_*: not
 restricted, only ship-to city and postal code), listings and inventory reports (no buyer data),
 and downloads that did not succeed (no data left; denied calls are the scope rule's business).
-State: per principal, the current hour's count and the bounded hourly history; principals idle
+State: per principal, the current hour's count and latest download ids (a volume alert names the
+hour's latest `rates.RECENT` downloads as evidence) and the bounded hourly history; principals idle
 for `IDLE_HOURS` are forgotten.
 """
 
@@ -115,7 +116,7 @@ def _volume(event: Event, state: dict[str, Any], ctx: Context) -> Finding | None
     actor = event["actor"]
     principal = actor["principal_id"]
     hour = epoch_ms(event["occurred_at"]) // 3_600_000
-    mine = rates.count(state.setdefault("p", {}), principal, hour, IDLE_HOURS)
+    mine = rates.count(state.setdefault("p", {}), principal, hour, IDLE_HOURS, event["event_id"])
     if mine is None:
         return None  # a late event of a closed hour
     usual, count, cfg = rates.usual_hour(mine), mine["n"], ctx.config
@@ -142,4 +143,5 @@ def _volume(event: Event, state: dict[str, Any], ctx: Context) -> Finding | None
             f" {cfg.report_baseline_factor:g}x the usual busy hour."
         ),
         response=RESPONSE,
+        related=rates.hour_evidence(mine, event["event_id"]),
     )
