@@ -123,6 +123,37 @@ def worker(
     app.main()
 
 
+@cli.command("provider-stage")
+def provider_stage(
+    metrics_port: Annotated[int, typer.Option(help="serve /metrics on this port of 127.0.0.1 (0: none)")] = 0,
+) -> None:
+    """Run the provider-wide stage on its own: pw.ledger of every account -> the provider-wide
+    rules -> pw.alerts (workers then run with PW_PROVIDER_STAGE=off; several of these may run,
+    one holds the ledger and the others stand by)."""
+    from sinks.kafka_io import ensure_topics
+    from streams.provider_stage import ProviderStage
+
+    settings = _settings()  # logging configured here
+    ensure_topics(settings)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
+    stage = ProviderStage(settings)
+    stopping = False
+
+    def _stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    stage.start()
+    while not stopping and stage.alive():
+        time.sleep(0.2)
+    stage.stop()
+
+
 @cli.command()
 def migrate(
     print_ddl: Annotated[bool, typer.Option("--print-ddl", help="print every migration's DDL as it would run (PW_CLICKHOUSE_CLUSTER: cluster DDL); connect to nothing")] = False,

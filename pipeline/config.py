@@ -169,6 +169,9 @@ class Settings(BaseSettings):
     clickhouse_reader_user: str = setting("partnerwatch_reader", "with PW_CLICKHOUSE_URL: the read-only ClickHouse user user SQL runs as (infra/clickhouse/access.sql; never the writer)")
     clickhouse_reader_password: str = setting("", "password of PW_CLICKHOUSE_READER_USER", secret=True)
 
+    provider_stage: Literal["worker", "off"] = setting("worker", "the provider-wide stage (streams/provider_stage.py): `worker` runs it in every worker, one active at a time; `off` leaves it to `partnerwatch provider-stage`")
+    provider_checkpoint_seconds: float = setting(2.0, "seconds between the provider stage's state checkpoints (and offset commits)", gt=0)
+
     detect: DetectionConfig = Field(default_factory=DetectionConfig, description="the detectors' settings (PW_DETECT_*)")
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -287,6 +290,11 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}alerts"
 
     @property
+    def provider_state_topic(self) -> str:
+        """The provider stage's state snapshots: compacted, one record per provider or account."""
+        return f"{self.topic_prefix}provider-state"
+
+    @property
     def deadletter_topic(self) -> str:
         return f"{self.topic_prefix}deadletter"
 
@@ -303,7 +311,7 @@ class Settings(BaseSettings):
     @property
     def pipeline_topics(self) -> list[str]:
         """The topics `partnerwatch topics` creates (the worker's; the parked topic is the feed's)."""
-        return [self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic]
+        return [self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic, self.provider_state_topic]
 
     # Consumer groups
     @property
@@ -315,6 +323,16 @@ class Settings(BaseSettings):
     def warehouse_group(self) -> str:
         """The worker's warehouse loader (ledger and alerts)."""
         return f"{self.app_id}-warehouse"
+
+    @property
+    def provider_group(self) -> str:
+        """The provider-wide stage (the ledger); one member at a time holds every partition."""
+        return f"{self.app_id}-provider"
+
+    @property
+    def provider_transactional_id(self) -> str:
+        """The provider stage's checkpoint producer: a new holder fences the one before."""
+        return f"{self.app_id}-provider-stage"
 
     @property
     def alert_feed_group(self) -> str:
