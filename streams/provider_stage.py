@@ -20,9 +20,11 @@ Design, and why:
   standbys. When the holder dies the group rebalances within the session timeout (10 s) and
   another member takes over from the last checkpoint.
 - Order: each partition is in ledger order (per account, `seq`); partitions are merged by event
-  time (the oldest head first, holding back while a partition that has records not yet fetched
-  is empty, at most `HOLD_SECONDS`), so a backlog read at full speed does not run one partition
-  hours of event time ahead of another. Rules still tolerate arrival disorder.
+  time (the oldest head first, holding back while a partition that will deliver more is empty:
+  its ledger has committed records not fetched yet, or ingest has not caught up with its
+  actions partition; at most `HOLD_SECONDS` without progress), so a backlog read at full speed
+  does not run one partition hours of event time ahead of another. Rules still tolerate arrival
+  disorder, and lateness up to `windows.LATENESS_MS`.
 - State and recovery: every `PW_PROVIDER_CHECKPOINT_SECONDS` the changed keys go to the compacted
   `pw.provider-state` topic in one Kafka transaction together with the group's offsets of the
   entries folded so far (`send_offsets_to_transaction`, `Settings.provider_transactional_id`).
@@ -56,6 +58,7 @@ from typing import Any
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import (
@@ -74,8 +77,10 @@ from sinks import metrics
 
 log = structlog.get_logger(__name__)
 
-#: Longest the merge waits for a partition that has records not yet fetched.
-HOLD_SECONDS = 1.0
+#: Longest the merge waits for a partition that makes no progress (its ingest stalled).
+HOLD_SECONDS = 5.0
+#: How often the merge asks the broker how far ingest has got on each actions partition.
+BACKLOG_SECONDS = 0.2
 #: A partition's buffer above this is paused until it drains to half.
 BUFFER_RECORDS = 20_000
 
@@ -142,6 +147,14 @@ class ProviderStage:
         self._state: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
         self._held_since: float | None = None
+        #: partitions the merge waits for, and those whose ingest has a backlog (see `_merge`)
+        self._waiting: set[int] = set()
+        self._backlog: set[int] = set()
+        self._backlog_at = 0.0
+        self._admin: AIOKafkaAdminClient | None = None
+        #: moved on by every take-over and hand-over (see `take_over`)
+        self.generation = 0
+        self._lock = asyncio.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="provider-stage", daemon=True)
 
@@ -186,33 +199,48 @@ class ProviderStage:
         last_checkpoint = time.monotonic()
         try:
             while not self._stop.is_set():
+                generation = self.generation
                 batch = await consumer.getmany(timeout_ms=100, max_records=5000)
-                if self.stage is None:
-                    continue
-                for tp, records in batch.items():
-                    buffer = self.buffers.setdefault(tp.partition, deque())
-                    for record in records:
-                        entry = orjson.loads(record.value)
-                        buffer.append((entry["occurred_at"], record.offset, entry))
-                await self._merge()
-                self._flow_control()
-                if time.monotonic() - last_checkpoint >= s.provider_checkpoint_seconds:
-                    await self.checkpoint()
-                    last_checkpoint = time.monotonic()
-            if self.stage is not None:
+                async with self._lock:
+                    if self.stage is None or generation != self.generation:
+                        continue  # fetched before a take-over moved the positions: fetched again
+                    for tp, records in batch.items():
+                        if records and tp.partition in self._waiting:
+                            self._held_since = None  # progress: the hold starts over
+                        buffer = self.buffers[tp.partition]
+                        for record in records:
+                            entry = orjson.loads(record.value)
+                            buffer.append((entry["occurred_at"], record.offset, entry))
+                    await self._merge()
+                    self._flow_control()
+                    if time.monotonic() - last_checkpoint >= s.provider_checkpoint_seconds:
+                        await self.checkpoint()
+                        last_checkpoint = time.monotonic()
+            async with self._lock:
                 await self.checkpoint()
         finally:
             await consumer.stop()
             if self._state is not None:
                 await self._state.stop()
                 self._state = None
+            if self._admin is not None:
+                await self._admin.close()
             await self._alerts.stop()
             metrics.PROVIDER_ACTIVE.set(0)
 
     # -- taking over and handing over -----------------------------------------------------
 
     async def take_over(self, partitions: list[int]) -> None:
-        """This member now holds the ledger: fence any older holder, restore, seek."""
+        """This member now holds the ledger: fence any older holder, restore, seek.
+
+        Called by the consumer's group coordinator, concurrently with the fold loop: it waits for
+        the loop's lock, and moves `generation` on so a batch fetched before the seek is dropped.
+        """
+        async with self._lock:
+            self.generation += 1
+            await self._take_over(partitions)
+
+    async def _take_over(self, partitions: list[int]) -> None:
         s = self.settings
         assert self._consumer is not None
         self._state = AIOKafkaProducer(
@@ -230,12 +258,13 @@ class ProviderStage:
             self.stage = Stage(s.detect, states)
             metrics.PROVIDER_RESTORED.set(len(states))
             log.info("provider_stage.restored", keys=len(states), offsets=committed)
-        for p in partitions:
-            tp = TopicPartition(s.ledger_topic, p)
-            if committed[p] is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed[p])
+        # Plain seeks to known offsets (a seek_to_beginning resets asynchronously, and raced
+        # with fetches already in flight: a partition was read twice).
+        tps = [TopicPartition(s.ledger_topic, p) for p in partitions]
+        beginning = await self._consumer.beginning_offsets(tps)
+        for tp in tps:
+            start = committed[tp.partition]
+            self._consumer.seek(tp, beginning[tp] if start is None else start)
         self.partitions = partitions
         self.buffers = {p: deque() for p in partitions}
         self.folded = {p: committed[p] for p in partitions if committed[p] is not None}
@@ -247,6 +276,11 @@ class ProviderStage:
     async def hand_over(self) -> None:
         """The ledger is being taken away (a rebalance, or stopping): checkpoint and let go. The
         state stays in memory: if the same offsets come back to this member, it goes on."""
+        async with self._lock:
+            self.generation += 1
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
         if self.stage is not None:
             try:
                 await self.checkpoint()
@@ -290,19 +324,19 @@ class ProviderStage:
 
     async def _merge(self) -> None:
         """Fold buffered entries, oldest event time first across partitions, holding back while a
-        partition with records not yet fetched has none buffered (at most `HOLD_SECONDS`)."""
-        assert self._consumer is not None and self.stage is not None
-        lagging = set()
-        for p in self.partitions:
-            if not self.buffers[p]:
-                tp = TopicPartition(self.settings.ledger_topic, p)
-                lso = self._consumer.last_stable_offset(tp)
-                if lso is None or await self._consumer.position(tp) < lso:
-                    lagging.add(p)
+        partition that will deliver more has none buffered (at most `HOLD_SECONDS` without
+        progress). A partition will deliver more while the ledger has committed records not yet
+        fetched, or while ingest has not caught up with its actions partition (the worker group's
+        committed offset behind the end): in a backlog, each partition's ledger grows as fast as
+        its ingest, and a partition whose ingest runs ahead would otherwise be folded hours of
+        event time ahead of the others."""
+        assert self.stage is not None
+        await self._refresh_backlog()
+        self._waiting = {p for p in self.partitions if not self.buffers[p] and await self._expects_more(p)}
         heads = [(b[0][0], p) for p, b in self.buffers.items() if b]
         heapq.heapify(heads)
         while heads:
-            if lagging:
+            if self._waiting:
                 if self._held_since is None:
                     self._held_since = time.monotonic()
                 if time.monotonic() - self._held_since < HOLD_SECONDS:
@@ -312,12 +346,43 @@ class ProviderStage:
             await self._fold(p, offset, entry)
             if self.buffers[p]:
                 heapq.heappush(heads, (self.buffers[p][0][0], p))
-            else:
-                tp = TopicPartition(self.settings.ledger_topic, p)
-                lso = self._consumer.last_stable_offset(tp)
-                if lso is None or await self._consumer.position(tp) < lso:
-                    lagging.add(p)
-        self._held_since = None
+            elif await self._expects_more(p):
+                self._waiting.add(p)
+        if not self._waiting:
+            self._held_since = None
+
+    async def _expects_more(self, partition: int) -> bool:
+        """The ledger partition has committed records not fetched yet, or its ingest a backlog."""
+        assert self._consumer is not None
+        if partition in self._backlog:
+            return True
+        tp = TopicPartition(self.settings.ledger_topic, partition)
+        lso = self._consumer.last_stable_offset(tp)
+        return lso is None or await self._consumer.position(tp) < lso
+
+    async def _refresh_backlog(self) -> None:
+        """Which actions partitions ingest has not consumed to the end (asked every
+        `BACKLOG_SECONDS`); on an error, none (the merge then goes by the ledger alone)."""
+        if time.monotonic() < self._backlog_at + BACKLOG_SECONDS:
+            return
+        self._backlog_at = time.monotonic()
+        s = self.settings
+        assert self._consumer is not None
+        try:
+            if self._admin is None:
+                self._admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_broker, client_id=s.client_id("provider-stage"))
+                await self._admin.start()
+            tps = [TopicPartition(s.actions_topic, p) for p in self.partitions]
+            end = await self._consumer.end_offsets(tps)
+            offsets = await self._admin.list_consumer_group_offsets(s.worker_group, partitions=tps)
+        except KafkaError as exc:
+            log.warning("provider_stage.backlog_unknown", error=str(exc))
+            self._backlog = set()
+            return
+        self._backlog = {
+            tp.partition for tp in tps
+            if end[tp] > max(0, offsets[tp].offset if tp in offsets else 0)
+        }
 
     async def _fold(self, partition: int, offset: int, entry: dict[str, Any]) -> None:
         assert self.stage is not None and self._alerts is not None

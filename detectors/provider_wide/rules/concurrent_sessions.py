@@ -11,11 +11,14 @@ known (detectors/geo.py), keyed by provider and session across accounts. Two eve
 session within `session_overlap_minutes` of each other (event time, whichever came first) from
 countries at least `session_min_km` apart (the lower bound of detectors/geo.py: neighbours
 never qualify) fire, unless both addresses are in networks the seller allowlisted for the
-principal (detectors/networks.py).
+principal (detectors/networks.py). A session's use from one country is kept as the span from its
+first to its last event there, so the order in which the two places' events arrive does not
+matter (an event may arrive up to `windows.LATENESS_MS` late).
 
 The alert names both legs (key: provider and session; window: the suppression bucket of the
-earlier leg). State per session: the latest event per country within the overlap window; sessions
-older than that are swept, at most `MAX_SESSIONS` kept per provider.
+earlier leg). State per session: per country, the span of its use (first and last time and
+event, whether every address was allowlisted, the last account); sessions unused for the overlap
+plus the lateness are swept, at most `MAX_SESSIONS` kept per provider.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import geo, responses
-from detectors.windows import bucket, epoch_ms
+from detectors.windows import LATENESS_MS, bucket, epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event, format_ms
 
@@ -55,54 +58,70 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     cfg = ctx.config
     now = epoch_ms(event["occurred_at"])
     overlap = max(1, cfg.session_overlap_minutes) * 60_000
-    sessions: dict[str, list[list[Any]]] = state.setdefault("s", {})
+    sessions: dict[str, dict[str, list[Any]]] = state.setdefault("s", {})
     _sweep(state, sessions, now, overlap)
     declared = ctx.declared_network(event) is not None
-    places = [p for p in sessions.get(session, []) if abs(p[0] - now) <= overlap or p[1] == country]
+    # per country: [first ms, last ms, id of the first, id of the last, all declared, an account]
+    places = sessions.setdefault(session, {})
     others = [
-        p
-        for p in places
-        if p[1] != country
-        and abs(p[0] - now) <= overlap
-        and not (declared and p[3])
-        and (geo.min_distance_km(p[1], country) or 0.0) >= cfg.session_min_km
+        [c, *span]
+        for c, span in places.items()
+        if c != country
+        and span[0] - overlap <= now <= span[1] + overlap
+        and not (declared and span[4])
+        and (geo.min_distance_km(c, country) or 0.0) >= cfg.session_min_km
     ]
-    mine = [now, country, event["event_id"], declared, event["account_id"]]
-    newest = max([mine, *(p for p in places if p[1] == country)], key=lambda p: p[0])
-    places = [p for p in places if p[1] != country] + [newest]
-    sessions[session] = sorted(places)[-MAX_PLACES:]
+    span = places.get(country)
+    if span is None:
+        places[country] = [now, now, event["event_id"], event["event_id"], declared, event["account_id"]]
+    else:
+        if now < span[0]:
+            span[0], span[2] = now, event["event_id"]
+        if now >= span[1]:
+            span[1], span[3], span[5] = now, event["event_id"], event["account_id"]
+        span[4] = span[4] and declared
+    while len(places) > MAX_PLACES:
+        del places[min(places, key=lambda c: places[c][1])]
     if not others:
         return []
-    other = min(others, key=lambda p: abs(p[0] - now))
-    km = geo.min_distance_km(other[1], country) or 0.0
-    gap = abs(now - other[0]) // 1000
+
+    def nearest(o: list[Any]) -> tuple[int, str]:
+        """The other country's event closest in time to this one: (ms, event id)."""
+        return (o[1], o[3]) if abs(o[1] - now) <= abs(o[2] - now) else (o[2], o[4])
+
+    other = min(others, key=lambda o: abs(nearest(o)[0] - now))
+    other_at, other_id = nearest(other)
+    km = geo.min_distance_km(other[0], country) or 0.0
+    gap = abs(now - other_at) // 1000
     return [
         ctx.finding(
             event,
             detector=DETECTOR,
             severity=SEVERITY,
             key=f"{actor['provider_id']}|{session}",
-            window=bucket(format_ms(min(now, other[0])), cfg.suppression_minutes),
-            title=f"Session {session} of provider {actor['provider_id']} used from {other[1]} and {country} at once",
+            window=bucket(format_ms(min(now, other_at)), cfg.suppression_minutes),
+            title=f"Session {session} of provider {actor['provider_id']} used from {other[0]} and {country} at once",
             summary=(
                 f"Session {session} of provider {actor['provider_id']} (principal"
-                f" {actor['principal_id']}) acted from {other[1]} on account {other[4]} (event"
-                f" {other[2]}, {format_ms(other[0])}) and from {country} ({ip}) on account"
-                f" {event['account_id']} (event {event['event_id']}, {event['action']}) {gap} seconds"
-                f" apart: at least {km:,.0f} km, so two parties hold the session."
+                f" {actor['principal_id']}) acted from {other[0]} (event {other_id},"
+                f" {format_ms(other_at)}, last on account {other[6]}) and from {country} ({ip}) on"
+                f" account {event['account_id']} (event {event['event_id']}, {event['action']})"
+                f" {gap} seconds apart: at least {km:,.0f} km, so two parties hold the session."
             ),
             response=RESPONSE,
-            related=tuple(p[2] for p in sorted(others) if p[2] != event["event_id"]),
+            related=tuple(nearest(o)[1] for o in sorted(others, key=lambda o: nearest(o)[0])),
         )
     ]
 
 
-def _sweep(state: dict[str, Any], sessions: dict[str, list[list[Any]]], now: int, overlap: int) -> None:
-    """Every overlap window of event time, drop sessions with nothing left in the window."""
+def _sweep(state: dict[str, Any], sessions: dict[str, dict[str, list[Any]]], now: int, overlap: int) -> None:
+    """Every overlap window of event time, drop sessions unused for longer than an event may
+    arrive late (`windows.LATENESS_MS`) past the overlap; at most `MAX_SESSIONS` are kept."""
     if now < state.get("swept", 0) + overlap and len(sessions) <= MAX_SESSIONS:
         return
-    state["swept"] = now
-    for gone in [s for s, places in sessions.items() if max(p[0] for p in places) < now - overlap]:
+    state["swept"] = max(now, state.get("swept", 0))
+    horizon = state["swept"] - overlap - LATENESS_MS
+    for gone in [s for s, places in sessions.items() if max(p[1] for p in places.values()) < horizon]:
         del sessions[gone]
     while len(sessions) > MAX_SESSIONS:
-        del sessions[min(sessions, key=lambda s: max(p[0] for p in sessions[s]))]
+        del sessions[min(sessions, key=lambda s: max(p[1] for p in sessions[s].values()))]

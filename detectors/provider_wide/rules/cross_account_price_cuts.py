@@ -7,7 +7,8 @@ within an hour, passes every per-account check.
 
 What counts: `listing.price_change` events by a provider (any principal: the cuts may be spread
 over its staff) that lower a price by at least `price_cut_min_pct` (detectors/prices.py, exact
-decimals), across accounts, in a sliding `price_cut_window_minutes` of event time. A cut the
+decimals), across accounts, within `price_cut_window_minutes` of event time (the densest such
+window around the cut, so a cut arriving up to `windows.LATENESS_MS` late still counts). A cut the
 seller approved (the event names a live `approval_id` of its account, pipeline/authorization.py)
 does not count. The rule fires when the distinct accounts cut in the window reach
 `price_cut_min_accounts`, and `price_cut_baseline_factor` x the provider's usual busy hour of
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import rates, responses
 from detectors.prices import price_move
-from detectors.windows import epoch_ms
+from detectors.windows import LATENESS_MS, densest, epoch_ms
 from pipeline.alert import Finding
 from pipeline.authorization import live_approval
 from pipeline.event import Event, format_ms
@@ -61,12 +62,13 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     size = max(1, cfg.price_cut_window_minutes) * 60_000
     clock = max(now, state.get("clock", now))
     state["clock"] = clock
-    if now <= clock - size:
-        return []  # older than the window: too late to count
-    cuts = [c for c in state.get("cuts", []) if c[0] > clock - size]
-    cuts.append([now, event["account_id"], event["event_id"]])
-    cuts.sort()
-    state["cuts"] = cuts = cuts[-MAX_CUTS:]
+    if now <= clock - size - LATENESS_MS:
+        return []  # too late to count
+    kept = [c for c in state.get("cuts", []) if c[0] > clock - size - LATENESS_MS]
+    kept.append([now, event["account_id"], event["event_id"]])
+    kept.sort()
+    state["cuts"] = kept = kept[-MAX_CUTS:]
+    cuts = densest(kept, now, size)
     accounts = sorted({c[1] for c in cuts})
     hour = _hour(state, event["account_id"], now // 3_600_000)
     usual = rates.usual_hour(hour)

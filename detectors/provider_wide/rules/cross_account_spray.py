@@ -10,7 +10,8 @@ An event is from a *new* network when the principal first used that network (/24
 than `spray_window_minutes` ago, after at least `LEARN_MINUTES` of history (its first networks
 are learned, not reported), and the network is not one the seller allowlisted for the principal
 on that account (detectors/networks.py). The rule fires when the distinct accounts the principal
-acted on from new networks within a sliding `spray_window_minutes` reach the threshold:
+acted on from new networks within `spray_window_minutes` (the densest such window around the
+event, so an act arriving late, up to `windows.LATENESS_MS`, still counts) reach the threshold:
 `spray_min_accounts`, or `spray_baseline_factor` x the principal's usual number of accounts per
 window when it has history (the median of its last `HISTORY` active tumbling windows, every
 network counted), whichever is larger. An agency whose principals routinely sweep dozens of
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import known_networks, responses
 from detectors.networks import network
-from detectors.windows import epoch_ms
+from detectors.windows import LATENESS_MS, densest, epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event, format_ms
 
@@ -77,10 +78,11 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     fresh = known_networks.is_fresh(record, net, now, size, LEARN_MINUTES * 60_000)
     if not fresh or ctx.declared_network(event) is not None:
         return []
-    acts = [a for a in record.get("acts", []) if a[0] > record["clock"] - size]
-    acts.append([now, event["account_id"], event["event_id"]])
-    acts.sort()
-    record["acts"] = acts = acts[-MAX_ACTS:]
+    kept = [a for a in record.get("acts", []) if a[0] > record["clock"] - size - LATENESS_MS]
+    kept.append([now, event["account_id"], event["event_id"]])
+    kept.sort()
+    record["acts"] = kept = kept[-MAX_ACTS:]
+    acts = densest(kept, now, size)
     accounts = sorted({a[1] for a in acts})
     history = record.get("hist", [])
     usual = statistics.median(history) if len(history) >= MIN_HISTORY else 0
