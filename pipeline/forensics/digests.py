@@ -169,7 +169,7 @@ def _account_digests(
     def consume() -> ChainBreak | None:
         nonlocal head
         good, _, found = verify_entries(iter(chunk), head)
-        for seq, _, _, entry_hash, ingested_at, _ in chunk:
+        for seq, _, _, entry_hash, ingested_at, _, _ in chunk:
             if seq > good.seq:
                 break
             periods.add(seq, entry_hash, _hour_ms(ingested_at[:13]))
@@ -305,7 +305,7 @@ def _match_warehouse(db: SqlReader, account: str, digests: list[Digest]) -> tupl
         nonlocal head, checked
         good, n, broken = verify_entries(iter(rows), head)
         checked += n
-        for seq, event_id, _, stored_hash, _, _ in rows:
+        for seq, event_id, _, stored_hash, _, _, _ in rows:
             if seq > good.seq:
                 break
             if seq in heads and stored_hash != heads[seq]:

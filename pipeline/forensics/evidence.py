@@ -123,7 +123,7 @@ def build_bundle(
     chain: list[dict[str, Any]] = [
         {"seq": seq, "event_id": event_id, "ingested_at": ingested_at, "prev_hash": prev_hash, "hash": h,
          "payload": payload.decode()}
-        for seq, event_id, prev_hash, h, ingested_at, payload in (entries(db, account, max(lo - 1, 1), hi) if period else ())
+        for seq, event_id, prev_hash, h, ingested_at, payload, _ in (entries(db, account, max(lo - 1, 1), hi) if period else ())
     ]
     files = {
         "events.jsonl": _jsonl(period),
