@@ -46,12 +46,26 @@ def load_settings() -> Settings:
 
 
 def worker_running(settings: Settings) -> bool:
-    """The worker answers on its web port (it then owns the embedded warehouse)."""
+    """The worker answers on its web port (it then owns the embedded warehouse), healthy or not."""
+    return worker_health(settings.web_url) is not None
+
+
+def worker_health(web_url: str) -> dict[str, Any] | None:
+    """The worker's GET /v1/health document (also when it answers 503 "degraded"), None if no answer."""
     try:
-        with urllib.request.urlopen(f"{settings.web_url}/v1/health", timeout=2):
-            return True
+        with urllib.request.urlopen(f"{web_url}/v1/health", timeout=2) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:  # 503 "degraded": the worker runs, something in it does not
+            return None
+        body = exc.read()
     except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def parse_params(params: list[str]) -> dict[str, str]:

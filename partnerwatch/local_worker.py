@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from kafka import KafkaConsumer
 
+from partnerwatch.common import worker_health
 from pipeline.config import Settings, checkout
 from sinks.kafka_io import ensure_topics, send_events
 
@@ -124,13 +125,9 @@ class Worker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"worker exited early: {self.log_tail()}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.ns.port}/v1/health", timeout=2) as r:
-                    health = orjson.loads(r.read())
-                    if health["warehouse_error"] != "starting" and health["http_ingest"] == "ready":
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+            health = worker_health(f"http://127.0.0.1:{self.ns.port}")
+            if health and health.get("warehouse_error") != "starting" and health.get("http_ingest") == "ready":
+                return self
             time.sleep(0.5)
         raise AssertionError(f"worker not ready in {timeout}s: {self.log_tail()}")
 

@@ -11,8 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from partnerwatch.alert_feed import alerts_cli
-from partnerwatch.common import console, err, kafka_runner, parse_params, print_rows, run_query
+from partnerwatch.common import (
+    console,
+    err,
+    kafka_runner,
+    parse_params,
+    print_rows,
+    run_query,
+    worker_health,
+)
 from partnerwatch.common import load_settings as _settings
 from partnerwatch.integrity import register as register_integrity
 from partnerwatch.ml import register as register_ml
@@ -262,12 +268,9 @@ def _wait_for_worker(settings: Settings, proc: subprocess.Popen[bytes], timeout:
         if proc.poll() is not None:
             err.print(f"[red]the worker exited ({proc.returncode}); see {settings.data_dir / 'worker.log'}[/]")
             raise typer.Exit(1)
-        try:
-            with urllib.request.urlopen(f"{settings.web_url}/v1/health", timeout=2) as response:
-                if orjson.loads(response.read()).get("warehouse_error") != "starting":
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+        health = worker_health(settings.web_url)
+        if health is not None and health.get("warehouse_error") != "starting":
+            return
         time.sleep(0.5)
     err.print("[red]the worker did not become ready in time[/]")
     raise typer.Exit(1)

@@ -6,6 +6,7 @@ so the docs and the code cannot drift apart.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -45,7 +46,7 @@ class Settings:
     clickhouse_url: str = _setting("", "PW_CLICKHOUSE_URL", "empty: embedded chDB in PW_DATA_DIR/warehouse; or clickhouse://user:pass@host:9000/db")
     clickhouse_cluster: str = _setting("", "PW_CLICKHOUSE_CLUSTER", "empty: single server; else the cluster (remote_servers) migrations target: Replicated tables, Distributed tables, ON CLUSTER (`partnerwatch migrate --print-ddl`)")
     retention_days: int = _setting(730, "PW_RETENTION_DAYS", "TTL of audit.events and audit.alerts (evidence: at least 730)")
-    dedup_window_days: int = _setting(7, "PW_DEDUP_WINDOW_DAYS", "a repeated event_id within this window is accepted once")
+    dedup_window_days: float = _setting(7, "PW_DEDUP_WINDOW_DAYS", "a repeated event_id within this window is accepted once")
     max_event_bytes: int = _setting(65536, "PW_MAX_EVENT_BYTES", "larger ingest messages go to the dead-letter topic")
     batch_rows: int = _setting(5000, "PW_WAREHOUSE_BATCH_ROWS", "warehouse insert batch: at most this many rows")
     batch_seconds: float = _setting(1.0, "PW_WAREHOUSE_BATCH_SECONDS", "warehouse insert batch: at most this old")
@@ -84,7 +85,8 @@ class Settings:
             raw = env.get(f.metadata["env"])
             if raw is None:
                 continue
-            kind: Any = type(f.default)
+            # A float setting may have an integral default (shown as `7` in the docs table).
+            kind: Any = float if f.type in ("float", float) else type(f.default)
             try:
                 values[f.name] = kind(raw)
             except ValueError:
@@ -98,8 +100,8 @@ class Settings:
             raise ValueError("PW_LOG_LEVEL must be debug, info, warning or error")
         if self.processing_guarantee not in ("exactly_once", "at_least_once"):
             raise ValueError("PW_PROCESSING_GUARANTEE must be exactly_once or at_least_once")
-        if self.retention_days < 1 or self.dedup_window_days < 1 or self.topic_partitions < 1:
-            raise ValueError("PW_RETENTION_DAYS, PW_DEDUP_WINDOW_DAYS and PW_TOPIC_PARTITIONS must be positive")
+        if self.retention_days < 1 or not 0 < self.dedup_window_days < math.inf or self.topic_partitions < 1:
+            raise ValueError("PW_RETENTION_DAYS, PW_DEDUP_WINDOW_DAYS (finite, fractions allowed) and PW_TOPIC_PARTITIONS must be positive")
         if self.clickhouse_cluster and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.clickhouse_cluster):
             raise ValueError("PW_CLICKHOUSE_CLUSTER must be an identifier ([A-Za-z_][A-Za-z0-9_]*)")
         if self.digest_period not in ("hour", "day"):

@@ -26,7 +26,7 @@ def ensure_topics(settings: Settings) -> list[str]:
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         created = []
-        window_ms = str(settings.dedup_window_days * 86_400_000)
+        window_ms = str(max(1, round(settings.dedup_window_days * 86_400_000)))
         configs = {
             # The ledger is the sequencing state (streams/ingest.py): compacted by account once
             # older than the dedup window, so every account's chain head is kept forever.

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.forensics.sql_guard import UnsafeQuery, read_only
 from sinks.clickhouse import WarehouseError
 from streams.app import app, settings
-from streams.warehouse_loader import WarehouseLoaderService
+from streams.warehouse_loader import WarehouseLoaderService, health
 from streams.web.ingest import producer_service
 
 loader_service = WarehouseLoaderService(settings)
@@ -33,17 +33,8 @@ def _authorized(request: web.Request) -> bool:
 @app.page("/v1/health")
 class Health(web.View):
     async def get(self, request: web.Request) -> web.Response:
-        loader = loader_service.loader
-        return self.json(
-            {
-                "status": "ok" if loader is not None and not loader.last_error else "degraded",
-                "stored_events": loader.stored_events if loader else 0,
-                "stored_alerts": loader.stored_alerts if loader else 0,
-                "warehouse_error": loader.last_error if loader else "starting",
-                # POST /v1/events answers 503 until its producer has started.
-                "http_ingest": "ready" if producer_service.producer is not None else "starting",
-            }
-        )
+        status, body = health(loader_service.loader, producer_service.producer is not None)
+        return self.json(body, status=status)
 
 
 @app.page("/metrics")

@@ -17,6 +17,7 @@ import os
 import random
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -72,8 +73,16 @@ def _can_mount() -> str:
 
 
 def _health(ns: Namespace) -> dict[str, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{ns.port}/v1/health", timeout=10) as r:
-        return dict(orjson.loads(r.read()))
+    """GET /v1/health's document; "degraded" answers 503, which must carry the same document."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ns.port}/v1/health", timeout=10) as r:
+            doc = dict(orjson.loads(r.read()))
+            assert doc["status"] == "ok", doc
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 503, exc.code
+        doc = dict(orjson.loads(exc.read()))
+        assert doc["status"] != "ok", doc
+    return doc
 
 
 def _loader_offsets(ns: Namespace) -> int:
