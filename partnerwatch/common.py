@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
 import urllib.error
@@ -19,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline.config import Settings
+from pipeline.logs import configure_logging
 
 console = Console()
 err = Console(stderr=True)
@@ -28,21 +30,28 @@ err = Console(stderr=True)
 KAFKA_SH = Path(str(resources.files("partnerwatch") / "kafka_runner" / "kafka.sh"))
 
 
-def kafka_runner(action: str, quiet: bool = False) -> int:
-    """Run the local Kafka runner (`start`, `stop`, ...); its exit status, or 1 with a clear message."""
+def kafka_runner(settings: Settings, action: str, quiet: bool = False) -> int:
+    """Run the local Kafka runner (`start`, `stop`, ...); its exit status, or 1 with a clear message.
+
+    The runner gets PW_KAFKA_BROKER as Settings resolved it (environment, PW_ENV_FILE or default)
+    and listens on its port, so the broker is where the clients will connect."""
     if not KAFKA_SH.is_file():
         err.print(f"[red]the local Kafka runner is missing:[/] {escape(str(KAFKA_SH))} (partnerwatch installed without its package data?)")
         return 1
-    return subprocess.call(["bash", str(KAFKA_SH), action], stdout=subprocess.DEVNULL if quiet else None)
+    env = {**os.environ, "PW_KAFKA_BROKER": settings.kafka_broker}
+    return subprocess.call(["bash", str(KAFKA_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)
 
 
-def load_settings() -> Settings:
-    """`Settings.from_env()`; a bad PW_* value exits 2 with the variable named."""
+def load_settings(**overrides: Any) -> Settings:
+    """`Settings.from_env()`, and logging configured from it (once per command); a bad PW_* value
+    exits 2 with one line that names the variable."""
     try:
-        return Settings.from_env()
+        settings = Settings.from_env(**overrides)
     except ValueError as exc:
-        err.print(f"[red]configuration error:[/] {exc}")
+        err.print(f"[red]configuration error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
+    configure_logging(settings)
+    return settings
 
 
 def worker_running(settings: Settings) -> bool:

@@ -126,7 +126,7 @@ def hunt(
         raise typer.Exit(1)
     try:
         with warehouse_access(settings) as source:
-            report = run_hunt(source, detector, start, end, account)
+            report = run_hunt(source, detector, start, end, account, config=settings.detect)
             stored = 0
             if publish and report.new:
                 from sinks.audit_store import store_alerts

@@ -17,12 +17,7 @@ def ensure_topics(settings: Settings) -> list[str]:
     """Create the pipeline topics with the configured partition count; return those created."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_broker, client_id="partnerwatch-admin")
     try:
-        wanted = [
-            settings.actions_topic,
-            settings.ledger_topic,
-            settings.alerts_topic,
-            settings.deadletter_topic,
-        ]
+        wanted = settings.pipeline_topics
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         created = []

@@ -13,14 +13,20 @@ from pipeline.config import Settings
 
 
 class Worker(faust.Worker):
-    """Faust's worker without its terminal spinner.
+    """Faust's worker, leaving logging to `pipeline.logs.configure_logging` (called by the
+    command line before the worker starts).
 
-    At log levels WARN and above Faust attaches a spinner handler and sets the root logger to
-    DEBUG, so every debug call in aiokafka and Faust builds a LogRecord per message (measured:
-    7% of the worker's time at `PW_LOG_LEVEL=warning`).
+    - `override_logging=False`: Faust does not replace the root logger's handlers with its own
+      formatter, nor attach its terminal spinner (which set the root logger to DEBUG at WARN and
+      above, so every debug call in aiokafka and Faust built a LogRecord: 7% of the worker's time).
+    - `redirect_stdouts=False`: Faust's `worker` command asks for stdout to be logged as WARNING;
+      structlog's lines were caught that way, logged a second time, with a second timestamp.
     """
 
-    def _setup_spinner_handler(self, logger: Any, level: int) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["override_logging"] = False
+        kwargs["redirect_stdouts"] = False
+        super().__init__(*args, **kwargs)
         self.spinner = None
 
 

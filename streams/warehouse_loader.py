@@ -105,8 +105,8 @@ class WarehouseLoader:
             s.ledger_topic,
             s.alerts_topic,
             bootstrap_servers=s.kafka_broker,
-            group_id=f"{s.app_id}-warehouse",
-            client_id=f"{s.app_id}-warehouse",
+            group_id=s.warehouse_group,
+            client_id=s.client_id("warehouse"),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -115,7 +115,7 @@ class WarehouseLoader:
             heartbeat_interval_ms=2_000,
         )
         producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_broker, client_id=f"{s.app_id}-warehouse-deadletter", acks="all",
+            bootstrap_servers=s.kafka_broker, client_id=s.client_id("warehouse-deadletter"), acks="all",
             enable_idempotence=True,
         )
         await producer.start()
@@ -135,7 +135,7 @@ class WarehouseLoader:
         pending = 0  # records consumed since the last commit, dead-lettered ones included
         opened = time.monotonic()
         while not self._stop.is_set():
-            batch = await consumer.getmany(timeout_ms=200, max_records=s.batch_rows)
+            batch = await consumer.getmany(timeout_ms=200, max_records=s.warehouse_batch_rows)
             for tp, records in batch.items():
                 ledger = tp.topic == s.ledger_topic
                 for record in records:
@@ -147,8 +147,8 @@ class WarehouseLoader:
                             alerts.append(checked_alert(record.value))
                     except BadRecord as bad:
                         await self._dead_letter(producer, record, bad)
-            full = pending >= s.batch_rows
-            due = time.monotonic() - opened >= s.batch_seconds
+            full = pending >= s.warehouse_batch_rows
+            due = time.monotonic() - opened >= s.warehouse_batch_seconds
             if pending and (full or due):
                 if not await self._store(consumer, events, alerts):
                     return  # stopping: not stored, not committed, redelivered on the next start

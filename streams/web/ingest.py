@@ -132,7 +132,7 @@ class IngestProducer(Service):
             logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.INFO))
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_broker,
-            client_id=f"{self.settings.app_id}-http-ingest",
+            client_id=self.settings.client_id("http-ingest"),
             acks="all",
             enable_idempotence=True,
             linger_ms=2,

@@ -26,10 +26,9 @@ import pytest
 import yaml
 
 import sinks.metrics
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import alert_id, fold
-from pipeline.config import REPO_ROOT, Settings
+from pipeline.config import REPO_ROOT, DetectionConfig, Settings
 from pipeline.event import format_ms, normalize
 from pipeline.ledger import ChainHead, append
 from pipeline.simulation.attacks import RECIPES
@@ -127,7 +126,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedW
         states: dict[str, dict[str, Any]] = {}
         alerts: dict[str, dict[str, Any]] = {}
         entries = []
-        config = DetectionConfig.from_env({})
+        config = DetectionConfig()
         for i, item in enumerate(raw):
             event = normalize(item)
             account = event["account_id"]
