@@ -210,9 +210,7 @@ def run(
 
     settings = load_settings()
     if data_dir is not None:
-        from dataclasses import replace
-
-        settings = replace(settings, data_dir=data_dir)
+        settings = settings.model_copy(update={"data_dir": data_dir})
     config = _config()
     if not config.account_id or not config.default_marketplace:
         err.print("[red]PW_GATEWAY_ACCOUNT_ID and PW_GATEWAY_DEFAULT_MARKETPLACE must be set[/]")

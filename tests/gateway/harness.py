@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -227,7 +227,7 @@ def trust(ca_file: Path) -> Iterator[None]:
 
 
 def settings_for(data_dir: Path, prefix: str = "pw.") -> Settings:
-    return replace(Settings(), data_dir=data_dir, topic_prefix=prefix)
+    return Settings.from_env({}, data_dir=data_dir, topic_prefix=prefix)
 
 
 __all__ = ["DE", "free_port"]
