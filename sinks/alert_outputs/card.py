@@ -13,10 +13,9 @@ is shown as those characters: no mention, link, image or tag.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
-
-from collections.abc import Callable
 
 from pipeline.text import visible
 from sinks.alert_outputs import zh
