@@ -69,10 +69,15 @@ class Warehouse(Protocol):
 # -- embedded (chDB) ----------------------------------------------------------------------------
 
 
+#: ClickHouse reads a query parameter in its escaped text format (as TabSeparated): a raw
+#: newline ends the value and a backslash starts an escape, so both (and tab, CR, NUL) are escaped.
+_ESCAPED = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0"})
+
+
 def _text_param(value: Any) -> str:
     """A parameter in ClickHouse's text format, as chDB expects for `{name:Type}`."""
     if isinstance(value, str):
-        return value
+        return value.translate(_ESCAPED)
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (int, float)):

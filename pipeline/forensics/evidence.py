@@ -85,8 +85,10 @@ def flat_alert(alert: dict[str, Any]) -> list[str]:
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
+    """Every field quoted: with minimal quoting a lone carriage return in an id is written bare, and
+    the bundle's own CSV would not read back (any bundle of such an account failed to verify)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue().encode()
