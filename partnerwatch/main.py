@@ -18,12 +18,20 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
 from partnerwatch.alert_feed import alerts_cli
-from partnerwatch.common import console, err, kafka_runner, parse_params, print_rows, run_query
+from partnerwatch.common import (
+    console,
+    err,
+    kafka_runner,
+    line,
+    parse_params,
+    plain,
+    print_rows,
+    run_query,
+)
 from partnerwatch.common import load_settings as _settings
 from partnerwatch.gateway import gateway_cli, provider_cli
 from partnerwatch.integrity import register as register_integrity
@@ -113,7 +121,7 @@ def worker(
 
     settings = _settings(**({"log_level": loglevel} if loglevel else {}))  # logging configured here, once
     if problem := exposure_error(settings):  # checked again when streams.app is imported
-        err.print(f"[red]configuration error:[/] {escape(problem)}")
+        err.print(line("[red]configuration error:[/] ", plain(problem)))
         raise typer.Exit(2)
     ensure_topics(settings)
     from streams.worker import app
@@ -147,7 +155,7 @@ def migrate(
         applied = migrate(warehouse, settings)
         warehouse.close()
     except WarehouseError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
     console.print(f"applied: {', '.join(applied) or 'none (up to date)'}")
 
