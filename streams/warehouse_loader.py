@@ -242,7 +242,7 @@ def health(loader: WarehouseLoader | None, http_ingest_ready: bool) -> tuple[int
         "warehouse_error": why,
         "loader_crashes": loader.crashes if loader else 0,
         "loader_dead_letters": loader.deadlettered if loader else 0,
-        # POST /v1/events answers 503 until its producer has started.
+        # POST /v1/events answers 503 until it can take events (streams/web/sql.py).
         "http_ingest": "ready" if http_ingest_ready else "starting",
     }
     return (200 if status == "ok" else 503), body
