@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from partnerwatch.alert_feed import alerts_cli
+from partnerwatch.amazon import register as register_amazon
 from partnerwatch.common import console, err, kafka_runner, parse_params, print_rows, run_query
 from partnerwatch.common import load_settings as _settings
 from partnerwatch.gateway import gateway_cli, provider_cli
@@ -400,6 +401,8 @@ register_ml(cli)
 # gateway run|config|credentials, provider suspend|resume (partnerwatch/gateway.py)
 cli.add_typer(gateway_cli, name="gateway")
 cli.add_typer(provider_cli, name="provider")
+# notifications run|config, poll run|once|config, elasticmq start|stop|status (partnerwatch/amazon.py)
+register_amazon(cli)
 
 
 def main() -> None:
