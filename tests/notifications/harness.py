@@ -52,3 +52,74 @@ def queue_depth(sqs: Any, url: str) -> tuple[int, int]:
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+class HoldingProxy:
+    """An HTTP proxy in front of ElasticMQ that forwards everything but holds deletes.
+
+    A DeleteMessage / DeleteMessageBatch request sets `delete_requested` and gets no answer: the
+    process that sent it is caught between "its events are in Kafka" and "the message is gone".
+    """
+
+    def __init__(self, upstream: str) -> None:
+        import threading
+
+        self.upstream = upstream.rstrip("/")
+        self.delete_requested = threading.Event()
+        self.url = ""
+        self._loop: Any = None
+        self._thread: Any = None
+
+    def start(self) -> HoldingProxy:
+        import asyncio
+        import threading
+
+        import aiohttp
+        from aiohttp import web
+
+        from partnerwatch.local_worker import free_port
+
+        port = free_port()
+        ready = threading.Event()
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body = await request.read()
+            target = request.headers.get("X-Amz-Target", "") + request.query.get("Action", "")
+            if "DeleteMessage" in target or b"Action=DeleteMessage" in body:
+                self.delete_requested.set()
+                await asyncio.Event().wait()  # never answered
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+            async with aiohttp.ClientSession() as session, session.request(
+                request.method, self.upstream + request.path_qs, data=body, headers=headers
+            ) as answer:
+                payload = await answer.read()
+                out = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "x-amzn-requestid")}
+                return web.Response(status=answer.status, body=payload, headers=out)
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application(client_max_size=1024 * 1024)
+            app.router.add_route("*", "/{tail:.*}", handle)
+            runner = web.AppRunner(app, access_log=None)
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(runner.cleanup())
+
+        self.url = f"http://127.0.0.1:{port}"
+        self._thread = threading.Thread(target=run, daemon=True, name="sqs-proxy")
+        self._thread.start()
+        assert ready.wait(30)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+
+def wire(notification: Any) -> str:
+    """A notification as an SQS message body (JSON text)."""
+    return notification if isinstance(notification, str) else orjson.dumps(notification).decode()
