@@ -171,7 +171,7 @@ def find(obj: Any, *names: str, depth: int = 4) -> Any:
     """The first value named one of `names` anywhere in `obj` (breadth-first, bounded depth)."""
     level = [obj]
     for _ in range(depth):
-        following = []
+        following: list[Any] = []
         for item in level:
             found = get(item, *names)
             if found is not None:
