@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -22,3 +23,24 @@ def elasticmq() -> Iterator[str]:
         yield endpoint
     finally:
         subprocess.run(["bash", str(ELASTICMQ_SH), "stop"], check=False, env=env)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.gateway.pki import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def upstream(pki: Any) -> Iterator[Any]:
+    """The gateway tests' sandbox upstream, with listings and payment methods that change."""
+    from tests.gateway.harness import SELLER, SELLER_ID
+    from tests.gateway.sandbox import fixture_files, load_definitions
+    from tests.notifications.upstream import StatefulSandbox
+
+    sandbox = StatefulSandbox(load_definitions(fixture_files()), SELLER, seller_id=SELLER_ID).start(pki.server_context(), free_port())
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
