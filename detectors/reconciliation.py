@@ -1,7 +1,8 @@
 """What the gateway did and what Amazon observed, per listing attribute: the reconciliation's memory.
 
 Used by `change_outside_gateway`. Events are reduced to keys `sku|site|attribute` (attribute:
-`price`, `quantity`, `status`, or a listing attribute's name) and kept per account:
+`price`, `quantity`, `status`, or a listing attribute's name; quantity keys name every site, `*`)
+and kept per account:
 - `calls`: the gateway's successful listing writes per key: (event time, the value it set when
   known, the value it replaced when known, event id, who);
 - `hist`: the values known per key over event time (set by the gateway, or observed by Amazon),
@@ -90,6 +91,14 @@ def listing_key(event: Event, state: dict[str, Any]) -> str | None:
         sku = state.get("asin", {}).get(f"{resource.get('id')}|{site}")
         return f"{sku}|{site}" if sku else None
     return None
+
+
+def attribute_key(key: str, attribute: str) -> str:
+    """`sku|site|attribute`; a quantity is the SKU's in every site (MFN stock is shared across a
+    region's marketplaces, and Amazon's quantity notification names no marketplace)."""
+    if attribute == "quantity":
+        return f"{key.split('|', 1)[0]}|*|quantity"
+    return f"{key}|{attribute}"
 
 
 def remember_call(state: dict[str, Any], key: str, at: int, new: str | None, old: str | None, event: Event) -> None:

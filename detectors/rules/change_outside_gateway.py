@@ -23,7 +23,8 @@ covers), or an on-demand payout with no gateway payout request on that site, was
 seller app's credentials outside the gateway. A bank account change found by polling always
 fires: no SP-API call can make one.
 
-`outside_gateway_grace_minutes` (default 0) holds an unexplained observation until an event of
+Gateway calls are remembered `outside_gateway_late_hours` (24) of event time, so a notification
+that long late is still matched. `outside_gateway_grace_minutes` (default 0) holds an unexplained observation until an event of
 the account is that much later, for gateway events that reach the ledger late. Observations that
 name only an ASIN are reconciled once an event has tied that ASIN to a SKU.
 """
@@ -73,7 +74,8 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
             findings.append(_finding(event, item, ctx))
     for item in _due(state, newest, grace, window, skew):
         findings.append(_finding(event, item, ctx))
-    rc.prune(state, newest, 2 * window + skew, cfg.outside_gateway_id_days * 86_400_000)
+    keep = max(2 * window + skew, cfg.outside_gateway_late_hours * 3_600_000)
+    rc.prune(state, newest, keep, cfg.outside_gateway_id_days * 86_400_000)
     return findings
 
 
@@ -81,7 +83,7 @@ def _learn_call(event: Event, state: dict[str, Any], at: int) -> None:
     key = rc.listing_key(event, state)
     if key is not None:
         for attribute, new, old in rc.gateway_writes(event):
-            rc.remember_call(state, f"{key}|{attribute}", at, new, old, event)
+            rc.remember_call(state, rc.attribute_key(key, attribute), at, new, old, event)
     if event["outcome"] != "success":
         return
     submission = rc.origin(event, "submission_id")
@@ -121,19 +123,23 @@ def _judge(event: Event, state: dict[str, Any], at: int, window: int, skew: int,
         return []
     out = []
     for attribute, new, old, needs_call in _observed(event, action):
-        full = f"{key}|{attribute}"
+        full = rc.attribute_key(key, attribute)
         known = rc.value(attribute, old) if old is not None else rc.value_at(state, full, at)
         new = rc.value(attribute, new)
         if new is not None and attribute in ("price", "quantity"):
             rc.remember_value(state, full, at, new, "amazon")
-        if not needs_call:
+        if attribute == "status":
+            if new is not None:
+                rc.remember_value(state, full, at, new, "amazon")
+            if not needs_call or known == new:
+                continue  # Amazon moves BUYABLE/DISCOVERABLE itself; a known state again is no change
+        elif not needs_call:
             if new is None or known is None or known == new:
                 continue
             if attribute == "quantity" and ignore_decrease and _lower(new, known):
                 continue
         near = rc.calls_near(state, full, at, window, skew)
-        values = {v for c in near for v in (c[1], c[2])} | {None}
-        if near and (attribute not in VALUED.values() or new in values or any(c[1] is None for c in near)):
+        if _explained(near, attribute, new, ignore_decrease):
             continue
         if _already(state, full, new, at, window):
             continue
@@ -159,6 +165,19 @@ def _observed(event: Event, action: str) -> list[tuple[str, Any, Any, bool]]:
     if action == "listing.attributes_observed":
         return [(c["field"], c.get("new"), c.get("old"), True) for c in changes]
     return []
+
+
+def _explained(near: list[list[Any]], attribute: str, new: Any, ignore_decrease: bool) -> bool:
+    """A gateway call near the observation made it: any call for a named attribute; for price and
+    quantity one that set (or replaced) the observed value, or, for quantity, set more than what
+    is left after sales."""
+    if not near:
+        return False
+    if attribute not in VALUED.values() or any(c[1] is None for c in near):
+        return True
+    if new in {v for c in near for v in (c[1], c[2])}:
+        return True
+    return attribute == "quantity" and ignore_decrease and any(c[1] is not None and not _lower(c[1], str(new)) for c in near)
 
 
 def _lower(new: str, known: str) -> bool:
@@ -188,8 +207,7 @@ def _due(state: dict[str, Any], newest: int, grace: int, window: int, skew: int)
     for item in due:
         if item["kind"] == "listing":
             near = rc.calls_near(state, item["key"], item["at"], window, skew)
-            values = {v for c in near for v in (c[1], c[2])} | {None}
-            if near and (item["attribute"] not in VALUED.values() or item["new"] in values):
+            if _explained(near, item["attribute"], item["new"], True):
                 continue
         elif item["kind"] in ("feed", "report") and item["key"].split("|", 1)[1] in state.get("ids", {}):
             continue
@@ -208,9 +226,9 @@ def _finding(event: Event, item: dict[str, Any], ctx: Context) -> Finding:
     account = event["account_id"]
     if item["kind"] == "listing":
         sku, site, attribute = item["key"].split("|", 2)
-        what = f"the {attribute} of {sku} on {site}"
+        what = f"the {attribute} of {sku} on {site}" if site != "*" else f"the {attribute} of {sku}"
         change = f"changed from {item['old']} to {item['new']}" if item["old"] is not None else f"became {item['new']}"
-        title = f"{attribute.capitalize()} of {sku} on {site} changed outside the gateway"
+        title = f"{attribute.capitalize()} of {sku}{'' if site == '*' else ' on ' + site} changed outside the gateway"
         nearest = item.get("nearest")
         gateway = (
             f"the nearest gateway call on it was {nearest[5] or 'a listing write'} by {nearest[4]} at {format_ms(nearest[0])}"

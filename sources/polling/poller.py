@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import structlog
 
-from pipeline.event import Rejected, format_ms, timestamp
+from pipeline.event import Rejected, format_ms, timestamp, timestamp_ms
 from pipeline.marketplaces import marketplace_id, site_code
 from sources.gateway.classify import decimal_text, our_price
 from sources.polling.client import SpApi, SpApiError
@@ -148,7 +148,7 @@ class Poller:
                     events.append(self._listing_event("listing.status_change", site, sku, snap, now_ms, snap.get("created"),
                                                       [{"field": "status", "old": None, "new": snap.get("status")}], created=True))
                 continue
-            events.extend(self._diff(site, sku, old, snap, now_ms))
+            events.extend(self._diff(site, sku, old, snap, now_ms, int(last or 0)))
         cursors[name] = str(now_ms)
 
     async def _search(self, site: str, since: str | None) -> list[str]:
@@ -166,9 +166,16 @@ class Poller:
                 break
         return skus
 
-    def _diff(self, site: str, sku: str, old: dict[str, Any], new: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
+    def _diff(self, site: str, sku: str, old: dict[str, Any], new: dict[str, Any], now_ms: int, last_poll_ms: int) -> list[dict[str, Any]]:
+        """The listing's differences, dated by its last update when that falls after the last
+        poll (else by this poll: a change a stale date cannot have happened at)."""
         out = []
         when = new.get("updated")
+        try:
+            if when is None or timestamp_ms(when, "lastUpdatedDate") <= last_poll_ms - self.config.overlap_seconds * 1000:
+                when = None
+        except Rejected:
+            when = None
         for field, action in (("price", "listing.price_observed"), ("quantity", "inventory.quantity_observed"), ("status", "listing.status_change")):
             if old.get(field) != new.get(field):
                 out.append(self._listing_event(action, site, sku, new, now_ms, when, [{"field": field, "old": old.get(field), "new": new.get(field)}]))
@@ -189,7 +196,7 @@ class Poller:
 
     async def _payment_methods(self, site: str, now_ms: int, events: list[dict[str, Any]], saves: list[tuple[str, str, Any]]) -> None:
         answer = await self.api.get("getPaymentMethods", "/finances/transfers/2024-06-01/paymentMethods", {"marketplaceId": marketplace_id(site)})
-        methods = {}
+        methods: dict[str, dict[str, Any]] = {}
         for method in (answer or {}).get("paymentMethods") or []:
             if isinstance(method, dict) and isinstance(method.get("paymentMethodId"), str):
                 methods[method["paymentMethodId"]] = {
@@ -279,7 +286,8 @@ class Poller:
 
 def snapshot(item: dict[str, Any], site: str) -> dict[str, Any]:
     """What a listing looks like, for diffing: price, quantity, status, attribute digests."""
-    attributes = item.get("attributes") if isinstance(item.get("attributes"), dict) else {}
+    found = item.get("attributes")
+    attributes: dict[str, Any] = found if isinstance(found, dict) else {}
     price = our_price(attributes.get("purchasable_offer"), site)
     currency = None
     for offer in item.get("offers") or []:
