@@ -125,6 +125,96 @@ async def serve_notifications(config: Any, settings: Any, emit: Any, stop: async
         seen.close()
 
 
+def _poll_setup() -> tuple[Any, Any, Any]:
+    from sources.gateway.config import GatewayConfig
+    from sources.polling.config import PollConfig
+
+    try:
+        gateway, config = GatewayConfig.from_env(), PollConfig.from_env()
+    except ValueError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if not gateway.account_id or not config.seller_id or not config.sites(gateway.default_marketplace):
+        err.print("[red]PW_GATEWAY_ACCOUNT_ID, PW_POLL_SELLER_ID and PW_POLL_MARKETPLACES (or PW_GATEWAY_DEFAULT_MARKETPLACE) must be set[/]")
+        raise typer.Exit(2)
+    return load_settings(), gateway, config
+
+
+async def serve_polling(settings: Any, gateway: Any, config: Any, emit: Any, once: bool = False, stop: asyncio.Event | None = None) -> list[dict[str, Any]]:
+    """Poll the account (once, or every PW_POLL_INTERVAL_SECONDS until stopped)."""
+    import aiohttp
+
+    from sources.gateway.app import client_ssl
+    from sources.gateway.lwa import SellerCredentials, SellerTokens
+    from sources.polling.client import SpApi
+    from sources.polling.poller import Account, Poller
+    from sources.polling.store import Snapshots
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    credentials = SellerCredentials.load(gateway.seller_secret_file)
+    store = Snapshots(config.store_path(settings.data_dir))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl(gateway))) as session:
+        api = SpApi(gateway.upstream, SellerTokens(credentials, gateway.lwa_url, session), session)
+        account = Account(gateway.account_id, config.seller_id, config.sites(gateway.default_marketplace))
+        poller = Poller(account, api, store, emit, config)
+        try:
+            if once:
+                return await poller.poll_once()
+            await poller.run(stop)
+        finally:
+            store.close()
+    return []
+
+
+@poll_cli.command("config")
+def poll_config(markdown: Annotated[bool, typer.Option(help="print the settings table for the docs")] = False) -> None:
+    """Show the poller's settings (PW_POLL_*; the seller app and upstream are the gateway's)."""
+    from sources.polling.config import PollConfig, markdown_table
+
+    if markdown:
+        print(markdown_table())
+        return
+    for name, value in vars(PollConfig.from_env()).items():
+        console.print(f"{name} = {value!r}")
+
+
+@poll_cli.command("run")
+def poll_run() -> None:
+    """Poll the seller account every PW_POLL_INTERVAL_SECONDS until interrupted."""
+    from partnerwatch.gateway import KafkaEmitter
+
+    settings, gateway, config = _poll_setup()
+    emitter = KafkaEmitter(settings)
+    try:
+        asyncio.run(serve_polling(settings, gateway, config, emitter.emit))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emitter.close()
+
+
+@poll_cli.command("once")
+def poll_once() -> None:
+    """Poll once and print the events sent (the first poll of a site takes a baseline: none)."""
+    import orjson
+
+    from partnerwatch.gateway import KafkaEmitter
+
+    settings, gateway, config = _poll_setup()
+    emitter = KafkaEmitter(settings)
+    try:
+        events = asyncio.run(serve_polling(settings, gateway, config, emitter.emit, once=True))
+    finally:
+        emitter.close()
+    for event in events:
+        print(orjson.dumps(event).decode())
+    err.print(f"{len(events)} events")
+
+
 def register(cli: typer.Typer) -> None:
     cli.add_typer(notifications_cli, name="notifications")
     cli.add_typer(poll_cli, name="poll")

@@ -117,3 +117,13 @@ def test_deeply_nested_input_is_refused_or_kept_within_bounds() -> None:
         cursor = cursor["x"]
     events = [_valid(e) for e in to_events(parse.parse(deep), TARGET)]
     assert events[0]["action"] == "notification.received"
+
+
+def test_the_docs_page_has_the_settings_tables() -> None:
+    from pipeline.config import REPO_ROOT
+    from sources.notifications.config import markdown_table as notify_table
+    from sources.polling.config import markdown_table as poll_table
+
+    page = (REPO_ROOT / "docs" / "notifications.md").read_text()
+    assert notify_table() in page and poll_table() in page
+    assert "437568002678" in page
