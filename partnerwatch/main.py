@@ -242,9 +242,14 @@ def demo(
     rate: Annotated[float, typer.Option(help="events per second")] = 500.0,
     seed: Annotated[int | None, typer.Option()] = None,
     keep_running: Annotated[bool, typer.Option(help="leave Kafka and the worker running")] = False,
+    amazon: Annotated[bool, typer.Option("--amazon", help="the SP-API gateway, notifications (ElasticMQ) and polling against a local Amazon stand-in, with an agency gone rogue through and around the gateway")] = False,
 ) -> None:
     """The main job, locally: Kafka, the worker and the simulator; prints alerts as they fire."""
     settings = _settings()
+    if amazon:
+        from partnerwatch.amazon_demo import run_demo
+
+        raise typer.Exit(run_demo(settings, _wait_for_worker))
     if kafka_runner(settings, "start") != 0:
         err.print("[red]could not start the local Kafka broker[/]")
         raise typer.Exit(1)
