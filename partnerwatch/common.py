@@ -40,6 +40,8 @@ err = Console(stderr=True, emoji=False)
 #: The local Kafka runner, package data (with its pom.xml and log4j2.properties), so it runs from
 #: an installed wheel as from a checkout. Its cache is outside the package (see the script).
 KAFKA_SH = Path(str(resources.files("partnerwatch") / "kafka_runner" / "kafka.sh"))
+#: The local SQS stand-in's runner (ElasticMQ from Maven Central), shipped like the Kafka runner.
+ELASTICMQ_SH = Path(str(resources.files("partnerwatch") / "elasticmq_runner" / "elasticmq.sh"))
 
 
 def kafka_runner(settings: Settings, action: str, quiet: bool = False) -> int:
@@ -85,6 +87,18 @@ def json_line(doc: Any) -> str:
     if text.isascii() and "\x7f" not in text:
         return text
     return "".join(_json_escape(c) if ord(c) >= 0x7F and unicodedata.category(c) in _JSON_HIDDEN else c for c in text)
+
+
+def elasticmq_runner(action: str, endpoint: str = "", quiet: bool = False) -> int:
+    """Run the local ElasticMQ runner (`start`, `stop`, `status`); it listens on the port of
+    PW_SQS_ENDPOINT_URL (`endpoint`, default http://127.0.0.1:9324)."""
+    if not ELASTICMQ_SH.is_file():
+        err.print(line("[red]the local ElasticMQ runner is missing:[/] ", plain(ELASTICMQ_SH)))
+        return 1
+    env = dict(os.environ)
+    if endpoint:
+        env["PW_SQS_ENDPOINT_URL"] = endpoint
+    return subprocess.call(["bash", str(ELASTICMQ_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)
 
 
 def load_settings(**overrides: Any) -> Settings:
