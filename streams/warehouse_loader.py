@@ -25,6 +25,7 @@ from pipeline.config import Settings
 from sinks import metrics
 from sinks.audit_store import store_alerts, store_events
 from sinks.clickhouse import Warehouse, WarehouseError, migrate, open_warehouse
+from sinks.kafka_io import aio_consumer
 
 log = structlog.get_logger(__name__)
 
@@ -54,19 +55,7 @@ class WarehouseLoader:
 
     async def _main(self) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            s.ledger_topic,
-            s.alerts_topic,
-            bootstrap_servers=s.kafka_broker,
-            group_id=s.warehouse_group,
-            client_id=s.client_id("warehouse"),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=2_000,
-        )
+        consumer = aio_consumer(s, s.ledger_topic, s.alerts_topic, role="warehouse", group=s.warehouse_group)
         await consumer.start()
         events: list[dict[str, Any]] = []
         alerts: list[dict[str, Any]] = []

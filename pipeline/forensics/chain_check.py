@@ -35,9 +35,9 @@ class SqlReader(Protocol):
     def query(self, sql: str, params: dict[str, Any] | None = None) -> Rows: ...
 
 
-_COLUMNS = "seq, event_id, prev_hash, hash, toString(ingested_at), payload"
 ENTRIES_QUERY = (
-    f"SELECT {_COLUMNS} FROM audit.events WHERE account_id = {{account:String}}"
+    "SELECT seq, event_id, prev_hash, hash, toString(ingested_at), payload"
+    " FROM audit.events WHERE account_id = {account:String}"
     " AND seq BETWEEN {lo:UInt64} AND {hi:UInt64} ORDER BY seq"
 )
 _SEQ_BEFORE = (
