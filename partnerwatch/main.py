@@ -398,7 +398,7 @@ def main() -> None:
     try:
         cli()
     except KafkaAccessError as exc:  # unreachable broker, TLS or SASL refused: the cause and the setting
-        sys.exit(f"Kafka: {exc}")  # exit status 1
+        sys.exit(f"error: {exc}")  # exit status 1
 
 
 if __name__ == "__main__":

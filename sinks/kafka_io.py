@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,14 +142,16 @@ def producer(settings: Settings, *, role: str = "producer", **options: Any) -> K
 
 
 def admin(settings: Settings, *, role: str = "admin") -> KafkaAdminClient:
-    """A kafka-python admin client; a broker that cannot be used raises `KafkaAccessError`."""
+    """A kafka-python admin client. A broker that cannot be used raises `KafkaAccessError` at
+    once, with the cause (kafka-python would retry its bootstrap for half a minute, then only
+    say "unable to bootstrap"): every command and process that needs Kafka starts with one."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    check_access(settings)
     try:
         return KafkaAdminClient(**connection(settings), client_id=settings.client_id(role))
     except KafkaError as exc:
-        check_access(settings)  # raises with the cause when it is the connection or the credentials
         raise KafkaAccessError(f"Kafka at {settings.kafka_broker}: {type(exc).__name__}: {exc}") from exc
 
 
@@ -195,15 +198,31 @@ def check_access(settings: Settings, timeout: float = 10.0) -> None:
         conn = await create_conn(host, port, client_id=settings.client_id("access-check"), request_timeout_ms=int(timeout * 1000), **options)
         conn.close()
 
+    def run(host: str, port: int) -> None:
+        asyncio.run(asyncio.wait_for(probe(host, port), timeout))
+
     causes = []
     for server in settings.kafka_broker.split(","):
         host, _, port = server.strip().rpartition(":")
+        address = (host, int(port)) if host else (port, 9092)
         try:
-            asyncio.run(asyncio.wait_for(probe(host or port, int(port) if host else 9092), timeout))
+            if _in_event_loop():  # asyncio.run needs a thread without a running loop
+                with ThreadPoolExecutor(1) as pool:
+                    pool.submit(run, *address).result()
+            else:
+                run(*address)
             return
         except Exception as exc:  # every failure is explained below
             causes.append(explain(settings, server.strip(), exc))
     raise KafkaAccessError("; ".join(causes))
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def explain(settings: Settings, server: str, exc: BaseException) -> str:
