@@ -21,16 +21,9 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
+from partnerwatch import common
 from partnerwatch.alert_feed import alerts_cli
-from partnerwatch.common import (
-    console,
-    err,
-    http_open,
-    kafka_runner,
-    parse_params,
-    print_rows,
-    run_query,
-)
+from partnerwatch.common import console, err, kafka_runner, parse_params, print_rows, run_query
 from partnerwatch.common import load_settings as _settings
 from partnerwatch.integrity import register as register_integrity
 from partnerwatch.ml import register as register_ml
@@ -274,7 +267,7 @@ def _wait_for_worker(settings: Settings, proc: subprocess.Popen[bytes], timeout:
             err.print(f"[red]the worker exited ({proc.returncode}); see {settings.data_dir / 'worker.log'}[/]")
             raise typer.Exit(1)
         try:
-            with http_open(f"{settings.web_url}/v1/health", timeout=2) as response:
+            with common.http_open(f"{settings.web_url}/v1/health", timeout=2) as response:
                 if orjson.loads(response.read()).get("warehouse_error") != "starting":
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
