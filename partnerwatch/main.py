@@ -23,8 +23,18 @@ from rich.table import Column, Table
 
 from partnerwatch import common
 from partnerwatch.alert_feed import alerts_cli
-from partnerwatch.common import console, err, kafka_runner, parse_params, print_rows, run_query
+from partnerwatch.common import (
+    console,
+    err,
+    kafka_runner,
+    line,
+    parse_params,
+    plain,
+    print_rows,
+    run_query,
+)
 from partnerwatch.common import load_settings as _settings
+from partnerwatch.gateway import gateway_cli, provider_cli
 from partnerwatch.integrity import register as register_integrity
 from partnerwatch.ml import register as register_ml
 from partnerwatch.query import register as register_query
@@ -38,6 +48,26 @@ from pipeline.config import (
 )
 
 cli = typer.Typer(help="PartnerWatch: audit and abuse detection for delegated seller access.", no_args_is_help=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"partnerwatch {version('partnerwatch')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            print("partnerwatch (not installed)")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """PartnerWatch: audit and abuse detection for delegated seller access."""
 
 
 @cli.command()
@@ -88,7 +118,12 @@ def worker(
     # below: choose uvloop here, before any event loop exists.
     mode.loop.use("uvloop")
 
+    from streams.web.guard import exposure_error
+
     settings = _settings(**({"log_level": loglevel} if loglevel else {}))  # logging configured here, once
+    if problem := exposure_error(settings):  # checked again when streams.app is imported
+        err.print(line("[red]configuration error:[/] ", plain(problem)))
+        raise typer.Exit(2)
     ensure_topics(settings)
     from streams.worker import app
 
@@ -121,7 +156,7 @@ def migrate(
         applied = migrate(warehouse, settings)
         warehouse.close()
     except WarehouseError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
     console.print(f"applied: {', '.join(applied) or 'none (up to date)'}")
 
@@ -230,7 +265,7 @@ def demo(
         )
     try:
         _wait_for_worker(settings, proc)
-        tail = subprocess.Popen([sys.executable, "-m", "partnerwatch", "alerts-tail", "--from-now"])
+        tail = subprocess.Popen([sys.executable, "-m", "partnerwatch", "alerts", "tail", "--from-now"])
         time.sleep(2)
         seed = seed if seed is not None else int(time.time())
         simulate(count=count, rate=rate, seed=seed, accounts=6, providers=4, attack_rate=0.005, attacks="all", truth=None)
@@ -363,17 +398,6 @@ def evaluate(
     )
 
 
-@cli.command("alerts-tail", hidden=True)
-def alerts_tail(
-    from_now: Annotated[bool, typer.Option(help="only alerts raised from now on")] = False,
-    severity: Annotated[str | None, typer.Option(help="minimum severity")] = None,
-) -> None:
-    """Old name of `alerts tail` (partnerwatch/alerts.py), kept as a hidden alias."""
-    from partnerwatch.alerts import tail
-
-    tail(from_now=from_now, severity=severity)
-
-
 # verify-chain, digest, evidence, report (partnerwatch/integrity.py)
 register_integrity(cli)
 # alerts tail|ack|resolve|feed|redeliver|check-routes (partnerwatch/alerts.py, partnerwatch/alert_feed.py)
@@ -382,6 +406,9 @@ cli.add_typer(alerts_cli, name="alerts")
 register_query(cli)
 # train (partnerwatch/ml.py); `evaluate --ml` calls into it too
 register_ml(cli)
+# gateway run|config|credentials, provider suspend|resume (partnerwatch/gateway.py)
+cli.add_typer(gateway_cli, name="gateway")
+cli.add_typer(provider_cli, name="provider")
 
 
 def main() -> None:

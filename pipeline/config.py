@@ -130,7 +130,7 @@ class Settings(KafkaConnection):
     processing_guarantee: Literal["exactly_once", "at_least_once"] = setting("exactly_once", "exactly_once (default, keeps the chain gap-free) or at_least_once")
     web_host: str = setting("127.0.0.1", "bind address of the worker's web server")
     web_port: int = setting(6066, "port of the worker's web server (health, SQL)")
-    api_token: str = setting("", "bearer token required by the worker's HTTP API (empty: none, loopback only)", secret=True)
+    api_token: str = setting("", "bearer token required by the worker's HTTP API, printable ASCII (empty: none, and the worker then only listens on loopback)", secret=True, pattern=r"^[\x21-\x7e]*$")
     log_level: Literal["debug", "info", "warning", "error"] = setting("info", "debug, info, warning or error")
     log_format: Literal["console", "json"] = setting("console", "log lines as console (readable) or json (one object per line)")
     mask_key: str = setting("", "HMAC key of masked bank and personal data (empty: unkeyed SHA-256, guessable: set it)", secret=True)
@@ -152,6 +152,24 @@ class Settings(KafkaConnection):
     alert_routes: str = setting("", "routes file (TOML or YAML) of `partnerwatch alerts feed`: outputs and which alerts go to them (infra/alerts/routes.example.toml)")
     alert_feed_metrics_port: int = setting(9466, "port of the alert feed's /metrics server (0: none)")
     alert_feed_metrics_host: str = setting("127.0.0.1", "bind address of the alert feed's /metrics server (0.0.0.0 only inside a private network, e.g. compose)")
+    # -- The worker's web surface (issue 15; streams/web/guard.py): every route but /v1/health, /metrics and the
+    # -- static /alerts page needs PW_API_TOKEN, and without one the worker refuses to listen beyond loopback.
+    web_allowed_hosts: str = setting("", "comma-separated host names the worker answers for besides loopback names and PW_WEB_HOST (the Host header, against DNS rebinding; checked when PW_WEB_HOST is loopback or this is set, else 421)")
+    web_auth_failure_rate: float = setting(0.2, "failed authentications per second one client address (IPv6: its /64) may make, sustained, after its burst; beyond, its authenticated requests get 429 with Retry-After (0: no limit)", ge=0)
+    web_auth_failure_burst: int = setting(20, "failed authentications one client address may make at once before PW_WEB_AUTH_FAILURE_RATE applies", ge=1)
+    # -- end of the web surface settings
+
+    # -- user SQL (POST /v1/sql, `partnerwatch sql`, `query`; pipeline/forensics/sql_guard.py) ----
+    # The limits every user query runs under (the engine enforces them and the error names the
+    # setting), and the read-only ClickHouse user it runs as on a server (never the writer).
+    sql_max_execution_time: float = setting(60.0, "user SQL: seconds a query may run before the engine stops it (it is also cancelled when its HTTP client goes away)", gt=0)
+    sql_max_memory_usage: int = setting(1073741824, "user SQL: bytes of memory one query may use", gt=0)
+    sql_max_result_rows: int = setting(500000, "user SQL: rows one answer may have (aggregate or page with LIMIT beyond)", gt=0)
+    sql_max_result_bytes: int = setting(134217728, "user SQL: bytes one answer may have (in the engine, and as JSON)", gt=0)
+    sql_max_rows_to_read: int = setting(1000000000, "user SQL: table rows one query may read", gt=0)
+    clickhouse_reader_user: str = setting("partnerwatch_reader", "with PW_CLICKHOUSE_URL: the read-only ClickHouse user user SQL runs as (infra/clickhouse/access.sql; never the writer)")
+    clickhouse_reader_password: str = setting("", "password of PW_CLICKHOUSE_READER_USER", secret=True)
+
     detect: DetectionConfig = Field(default_factory=DetectionConfig, description="the detectors' settings (PW_DETECT_*)")
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -270,9 +288,14 @@ class Settings(KafkaConnection):
         return f"{self.topic_prefix}alerts.parked"
 
     @property
+    def signatures_topic(self) -> str:
+        """Signatures of accepted signed HTTP requests, shared by every worker against replay (streams/web/signatures.py)."""
+        return f"{self.topic_prefix}http-signatures"
+
+    @property
     def pipeline_topics(self) -> list[str]:
         """The topics `partnerwatch topics` creates (the worker's; the parked topic is the feed's)."""
-        return [self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic]
+        return [self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic]
 
     # Consumer groups
     @property

@@ -22,10 +22,11 @@ from pipeline.contract import (
     ACTIONS,
     ACTOR_TYPES,
     AMOUNT_REQUIRED,
-    MARKETPLACES,
     OUTCOMES,
     needs_marketplace,
 )
+from pipeline.marketplaces import site_code
+from pipeline.origin import check_origin
 
 Event = dict[str, Any]
 
@@ -59,7 +60,7 @@ _TOP_LEVEL = frozenset(
     {
         "event_id", "occurred_at", "account_id", "marketplace", "actor", "source", "action",
         "operation", "resource", "changes", "amount", "outcome", "approval_id", "grant",
-        "approval", "policy",
+        "approval", "policy", "origin",
     }
 )
 _MAX_STR = 1024
@@ -116,11 +117,11 @@ def normalize(doc: Any) -> Event:
         "outcome": "success",
     }
 
-    marketplace = _str(doc, "marketplace", required=needs_marketplace(action), max_len=2)
+    marketplace = _str(doc, "marketplace", required=needs_marketplace(action), max_len=16)
     if marketplace is not None:
-        if marketplace not in MARKETPLACES:
-            raise Rejected("bad_value", f"marketplace {marketplace!r} is not a known site code")
-        out["marketplace"] = marketplace
+        if site_code(marketplace) is None:
+            raise Rejected("bad_value", f"marketplace {marketplace!r} is not a known site code or marketplace ID")
+        out["marketplace"] = site_code(marketplace)  # stored as the site code (pipeline/marketplaces.py)
     if "source" in doc:
         out["source"] = _source(doc["source"])
     for name in ("operation", "approval_id"):
@@ -144,6 +145,11 @@ def normalize(doc: Any) -> Event:
         out["approval"] = _approval(_need(doc, "approval"))
     if action == "policy.update" or "policy" in doc:
         out["policy"] = _policy(_need(doc, "policy"))
+    if "origin" in doc:
+        try:
+            out["origin"] = check_origin(doc["origin"])
+        except ValueError as exc:
+            raise Rejected(*exc.args) from None
     return out
 
 
@@ -340,7 +346,7 @@ def _string_list(value: Any, name: str) -> list[str]:
 _GRANT_FIELDS = frozenset(
     {
         "grant_id", "provider_id", "principals", "scopes", "marketplaces", "ip_allowlist",
-        "max_price_change_pct", "require_approval", "active_hours", "valid_until",
+        "max_price_change_pct", "require_approval", "active_hours", "valid_until", "skus",
     }
 )
 
@@ -351,15 +357,15 @@ def _grant(value: Any, *, revoke: bool) -> dict[str, Any]:
     provider = _str(grant, "provider_id", required=not revoke, max_len=128, where="grant.")
     if provider is not None:
         out["provider_id"] = provider
-    for name in ("principals", "scopes", "require_approval"):
+    for name in ("principals", "scopes", "require_approval", "skus"):
         if grant.get(name) is not None:
             out[name] = _string_list(grant[name], f"grant.{name}")
     if grant.get("marketplaces") is not None:
         sites = _string_list(grant["marketplaces"], "grant.marketplaces")
-        bad = [s for s in sites if s not in MARKETPLACES]
+        bad = [s for s in sites if site_code(s) is None]
         if bad:
             raise Rejected("bad_value", f"grant.marketplaces has unknown site code(s): {bad[:3]}")
-        out["marketplaces"] = sites
+        out["marketplaces"] = [site_code(s) for s in sites]
     if grant.get("ip_allowlist") is not None:
         nets = []
         for cidr in _string_list(grant["ip_allowlist"], "grant.ip_allowlist"):
@@ -420,13 +426,14 @@ def _policy(value: Any) -> dict[str, Any]:
             raise Rejected("wrong_type", "policy.tax_filings must be an array")
         for i, item in enumerate(filings):
             filing = _object(item, f"policy.tax_filings[{i}]", frozenset({"marketplace", "cadence", "due_day"}))
-            if filing.get("marketplace") not in MARKETPLACES:
+            if site_code(filing.get("marketplace")) is None:
                 raise Rejected("bad_value", f"policy.tax_filings[{i}].marketplace is not a site code")
             if filing.get("cadence") not in ("monthly", "quarterly"):
                 raise Rejected("bad_value", f"policy.tax_filings[{i}].cadence must be monthly or quarterly")
             day = filing.get("due_day")
             if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 31:
                 raise Rejected("bad_value", f"policy.tax_filings[{i}].due_day must be 1-31")
+        policy["tax_filings"] = [{**f, "marketplace": site_code(f["marketplace"])} for f in filings]
     try:
         size = len(orjson.dumps(policy))
     except orjson.JSONEncodeError:  # deeper than orjson writes (255 levels), or a huge integer

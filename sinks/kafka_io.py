@@ -270,10 +270,23 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
             # The ledger is the sequencing state (streams/ingest.py): compacted by account once
             # older than the dedup window, so every account's chain head is kept forever.
             settings.ledger_topic: {"cleanup.policy": "compact", "min.compaction.lag.ms": window_ms},
+            # Signatures of accepted signed HTTP requests (streams/web/signatures.py): needed for
+            # one replay window; kept a day (or two windows), whichever is longer.
+            settings.signatures_topic: {
+                "cleanup.policy": "delete",
+                "retention.ms": str(max(86_400, 2 * settings.ingest_hmac_window) * 1000),
+            },
         }
+        # one partition: every worker sees every claim in one order, so the first claim wins
+        partitions = {settings.signatures_topic: 1}
         created = []
         for topic in (t for t in wanted if t not in existing):
-            new = NewTopic(topic, num_partitions=settings.topic_partitions, replication_factor=1, topic_configs=configs.get(topic, {}))
+            new = NewTopic(
+                topic,
+                num_partitions=partitions.get(topic, settings.topic_partitions),
+                replication_factor=1,
+                topic_configs=configs.get(topic, {}),
+            )
             try:
                 client.create_topics([new])
                 created.append(topic)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from typing import Any
 
 import faust
@@ -12,6 +13,7 @@ from faust.sensors import Monitor
 from pipeline.config import Settings
 from sinks.kafka_io import faust_options
 from streams import faust_internals
+from streams.web.guard import WebGuard, exposure_error
 
 
 class Worker(faust.Worker):
@@ -70,7 +72,12 @@ class LeanMonitor(Monitor):
 
 
 settings = Settings.from_env()
+if exposure_error(settings):  # beyond loopback without a token: refuse before anything listens
+    print(f"configuration error: {exposure_error(settings)}", file=sys.stderr)
+    raise SystemExit(2)
 (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+#: who may call which route (streams/web/guard.py): in front of every request
+web_guard = WebGuard(settings)
 
 app = faust.App(
     settings.app_id,
@@ -92,6 +99,15 @@ app = faust.App(
     web_host=settings.web_host,
     web_port=settings.web_port,
     web_in_thread=False,
+    # Only PartnerWatch's own routes: Faust's built-in pages (/router, /table/<name>/<key>, the
+    # statistics, graph and performance pages) served table contents (grants, principals, IP
+    # allowlists) to anyone. Off here, and the guard's route list refuses them in any case.
+    web_router_enabled=False,
+    web_tables_enabled=False,
+    web_stats_enabled=False,
+    web_graph_enabled=False,
+    web_metrics_enabled=False,
+    web_application_options={"middlewares": [web_guard.middleware]},
     autodiscover=False,
     origin="streams",
     Worker=Worker,
