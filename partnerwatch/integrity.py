@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from partnerwatch.common import console, err, line, plain, worker_running
+from partnerwatch.common import console, err, http_open, line, plain, worker_running
 from partnerwatch.common import load_settings as _settings
 from pipeline.config import Settings
 from pipeline.forensics.signing import Signer, SigningKeyError, Verifier
@@ -56,15 +56,12 @@ class WorkerSql:
         self.settings = settings
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> _Result:
-        request = urllib.request.Request(
-            f"{self.settings.web_url}/v1/sql",
-            data=orjson.dumps({"query": sql, "params": params or {}}),
-            headers={"Content-Type": "application/json"},
-        )
+        body = orjson.dumps({"query": sql, "params": params or {}})
+        headers = {"Content-Type": "application/json"}
         if self.settings.api_token:
-            request.add_header("Authorization", f"Bearer {self.settings.api_token}")
+            headers["Authorization"] = f"Bearer {self.settings.api_token}"
         try:
-            with urllib.request.urlopen(request, timeout=300) as response:
+            with http_open(f"{self.settings.web_url}/v1/sql", timeout=300, data=body, headers=headers) as response:
                 doc = orjson.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise SqlFailed(orjson.loads(exc.read()).get("error", str(exc))) from None
@@ -268,7 +265,8 @@ def evidence(
     if not (account and start and end):
         raise typer.BadParameter("give --account, --from and --to (or the `verify` command)")
     start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
-    assert start_ms is not None and end_ms is not None
+    if start_ms is None or end_ms is None:  # both given (checked above), so both parsed
+        raise typer.BadParameter("give --from and --to")
     settings = _settings()
     with _failures():
         signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)

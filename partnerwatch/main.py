@@ -415,8 +415,13 @@ register_amazon(cli)
 
 
 def main() -> None:
+    from sinks.kafka_io import KafkaAccessError
+
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    cli()
+    try:
+        cli()
+    except KafkaAccessError as exc:  # unreachable broker, TLS or SASL refused: the cause and the setting
+        sys.exit(f"error: {exc}")  # exit status 1
 
 
 if __name__ == "__main__":

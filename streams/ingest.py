@@ -30,13 +30,14 @@ from typing import Any
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from pipeline import deadletter
 from pipeline.event import Rejected, format_ms, parse_action
 from pipeline.ledger import LedgerState, encode_entry
 from pipeline.masking import Masker
 from sinks import metrics
+from sinks.kafka_io import aio_consumer
 from streams.app import app, settings
 from streams.batch_writer import BatchWriter
 from streams.detect import Detection
@@ -58,13 +59,7 @@ async def _read_partition(topic: str, partition: int, start: int | None, until: 
     """Committed records of one partition from `start` (None: the beginning) up to `until`
     (None: the end as of now), read with a consumer of its own, outside any group."""
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_broker,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
+    consumer = aio_consumer(settings, role="ledger-reader", max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     try:
         consumer.assign([tp])

@@ -43,9 +43,9 @@ _FIELDS = (
 DIGESTS_QUERY = (
     "SELECT account_id, toString(period_start), toString(period_end), first_seq, last_seq, event_count,"
     " head_hash, prev_digest_hash, toString(signed_at), key_id, algorithm, signature"
-    f" FROM {TABLE} FINAL WHERE account_id = {{account:String}} ORDER BY first_seq"
+    " FROM audit.chain_digests FINAL WHERE account_id = {account:String} ORDER BY first_seq"
 )
-_DIGEST_ACCOUNTS = f"SELECT DISTINCT account_id FROM {TABLE} ORDER BY account_id"
+_DIGEST_ACCOUNTS = "SELECT DISTINCT account_id FROM audit.chain_digests ORDER BY account_id"
 
 
 class DigestStore(SqlReader, Protocol):
