@@ -132,30 +132,41 @@ def verify_chain(
     start: Annotated[str | None, typer.Option("--from", help="ingest time (UTC date or RFC 3339)")] = None,
     end: Annotated[str | None, typer.Option("--to", help="ingest time, inclusive")] = None,
 ) -> None:
-    """Recompute account hash chains from the warehouse; report the first break (seq, event_id).
+    """Recompute account hash chains from the warehouse; report each account's first break (seq, event_id).
+
+    An account that cannot be read is reported and the others are still verified; the exit code
+    is 1 when any account failed.
 
     With --from, verification starts at the last entry ingested before it (the anchor, whose
     hash the range must continue) and runs through the last entry ingested at or before --to.
     """
-    from pipeline.forensics.chain_check import accounts, verify_range
+    from pipeline.forensics.chain_check import accounts, verify_accounts
 
     settings = _settings()
     start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
-    broken = []
-    total = 0
     with _failures(), warehouse_access(settings) as db:
         names = [account] if account else accounts(db)
-        for acct in names:
-            report = verify_range(db, acct, start_ms, end_ms)
-            total += report.events
-            if report.broken:
-                broken.append((acct, report.broken))
-    for acct, b in broken:
-        err.print(f"[red]account {acct}: chain breaks at seq {b.seq} (event {b.event_id}): {b.problem}[/]")
-    if broken:
-        raise typer.Exit(1)
+        reports = verify_accounts(db, names, start_ms, end_ms)
+    total = sum(r.events for r in reports)
+    failed = [r for r in reports if not r.ok]
+    for r in failed:
+        if r.broken:
+            b = r.broken
+            err.print(f"[red]account {shown(r.account)}: chain breaks at seq {b.seq} (event {shown(b.event_id)}): {shown(b.problem)}[/]")
+        else:
+            err.print(f"[red]account {shown(r.account)}: {shown(r.error or '')}[/]")
     scope = " in range" if start or end else ""
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(names)} account chains do not verify; {len(names) - len(failed)} verified, {total} events{scope}[/]")
+        raise typer.Exit(1)
     console.print(f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]")
+
+
+def shown(text: str) -> str:
+    """Stored text for the terminal: control and format characters escaped, rich markup inert."""
+    from rich.markup import escape
+
+    return escape("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
 
 
 # -- digests --------------------------------------------------------------------------------------
@@ -217,7 +228,7 @@ def digest_create(
             db, signer, period, int(time.time() * 1000), int(settings.digest_delay * 1000), account
         )
     for problem in problems:
-        err.print(f"[yellow]{problem}[/]")
+        err.print(f"[yellow]{shown(str(problem))}[/]")
     console.print(f"{len(made)} digests signed with {signer.key_id}")
     if problems:
         raise typer.Exit(1)
@@ -236,7 +247,7 @@ def digest_verify(
     with _failures(), warehouse_access(settings) as db:
         report = verify_digests(db, verifier, account)
     for problem in report.problems:
-        err.print(f"[red]{problem}[/]")
+        err.print(f"[red]{shown(str(problem))}[/]")
     if report.problems:
         raise typer.Exit(1)
     console.print(

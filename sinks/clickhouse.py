@@ -69,10 +69,15 @@ class Warehouse(Protocol):
 # -- embedded (chDB) ----------------------------------------------------------------------------
 
 
+#: ClickHouse reads a parameter's text in its escaped (TSV) format: a raw newline or tab ends the
+#: value (the query fails) and `\n` is read as a newline (another value is matched).
+_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0"})
+
+
 def _text_param(value: Any) -> str:
     """A parameter in ClickHouse's text format, as chDB expects for `{name:Type}`."""
     if isinstance(value, str):
-        return value
+        return value.translate(_TEXT_ESCAPES)
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (int, float)):
@@ -86,7 +91,7 @@ def _text_param(value: Any) -> str:
 
 def _quoted(value: Any) -> str:
     if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "'" + value.translate(_TEXT_ESCAPES).replace("'", "\\'") + "'"
     return _text_param(value)
 
 
