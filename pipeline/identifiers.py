@@ -11,7 +11,7 @@ else is refused with `bad_value`:
 |---|---|---|---|
 | `account` | letters, digits, `. _ : -`; starts with a letter or digit | 64 | `account_id` (seller ids such as `A1B2C3D4E5F6G7`) |
 | `event` | letters, digits, `. _ : -` | 128 | `event_id` |
-| `name` | letters, digits, `_ . : @ + / = , ~ -`; starts with a letter, digit or `_` | 128 | `actor.provider_id`, `actor.principal_id`, `grant.grant_id`, `grant.provider_id`, `grant.principals[]` (256), `approval_id`, `approval.approval_id`, `approval.approved_by` (e-mail-like logins, IAM ARNs and OAuth client ids fit) |
+| `name` | letters, digits, `_ . : @ + / = , ~ -`; starts with a letter, digit, `_` or `+` | 128 | `actor.provider_id`, `actor.principal_id`, `grant.grant_id`, `grant.provider_id`, `grant.principals[]` (256), `approval_id`, `approval.approval_id`, `approval.approved_by` (e-mail-like and phone-number logins, IAM ARNs and OAuth client ids fit) |
 | `session` | letters, digits, `_ . : @ + / = , ~ -` | 1024 | `source.session_id` (opaque tokens, base64, JWT) |
 | `label` | printable ASCII (`!`-`~`) and spaces inside, not at either end | 128 or 1024 | `resource.id` (a SKU may hold spaces and punctuation), `resource.type`, `operation`, `changes[].field`, `approval.resource_id` |
 | `user_agent` | printable ASCII and spaces | 1024 | `source.user_agent` |
@@ -56,8 +56,8 @@ class Grammar:
 
 GRAMMARS: dict[str, Grammar] = {
     "account": Grammar(r"[A-Za-z0-9][A-Za-z0-9._:-]*", "letters, digits and . _ : -, starting with a letter or digit"),
-    "event": Grammar(r"[A-Za-z0-9._:-]+", "letters, digits and . _ : -"),
-    "name": Grammar(f"[A-Za-z0-9_][{_NAME_CHARS}]*", "letters, digits and _ . : @ + / = , ~ -, starting with a letter, digit or _"),
+    "event": Grammar(r"[A-Za-z0-9._:-]{1,128}", "1-128 letters, digits and . _ : -"),
+    "name": Grammar(f"[A-Za-z0-9_+][{_NAME_CHARS}]*", "letters, digits and _ . : @ + / = , ~ -, starting with a letter, digit, _ or +"),
     "session": Grammar(f"[{_NAME_CHARS}]+", "letters, digits and _ . : @ + / = , ~ -"),
     "label": Grammar(r"[!-~]([ !-~]*[!-~])?", "printable ASCII, with spaces only inside"),
     "user_agent": Grammar(r"[ -~]+", "printable ASCII and spaces"),

@@ -6,17 +6,19 @@ it is never masked). Each shape is recognized by its own check, to keep ordinary
 quantities, timestamps, IP addresses, event ids, seller ids) as they are:
 
 - a **card number**: 13-19 digits, unbroken or in groups of 4 (or 4-6-5 / 4-6-4) split by one
-  kind of space, dash or dot, starting like an issuer's number (2221-2720, 2200-2204, 30, 34-39,
-  4, 5, 6) and passing the Luhn check;
+  kind of space, dash or dot (the groups not joined to letters, nor part of a UUID), starting like an issuer's number of that length (13: 4; 14: 30, 36,
+  38, 39; 15: 34, 37; 16-19: 2200-2204, 2221-2720, 30, 34-39, 4, 5, 6) and passing the Luhn check;
 - an **IBAN**: a country code with its registered IBAN length, the check digits and the account
   part (spaces, dashes or dots allowed between characters), passing the ISO 13616 mod-97 check;
 - an **e-mail address**: `local@domain.tld`;
 - a **phone number**: `+` and 8-15 digits; `00`, a country code and 8-15 digits with a separator;
   a North American `(NXX) NXX-XXXX` with separators; or a national number starting with `0`,
-  9-12 digits in groups of two or more with separators, that is not a date;
+  9-13 digits in groups of two or more with separators, that is not a date; the last three not
+  when joined by `- _ . /` to further letters or digits (`AA-010-123456` is an id);
 - in free text only (`changes` values, `policy` strings): also **9 or more digits** in a row
   (single spaces or dashes between them allowed), which is how account numbers are written, unless
-  the run is a date, part of a UUID, or the whole value is a timestamp (RFC 3339, or epoch
+  the run is part of a decimal number (`100000000.00`) or of an id (`A000000000000`,
+  `gw-0000-000000`; a word that starts like an IBAN, `DE89...`, is not an id), a date, part of a UUID, or the whole value is a timestamp (RFC 3339, or epoch
   milliseconds of 2001-2100).
 
 Values are checked after Unicode compatibility normalization (NFKC), with format characters
@@ -52,19 +54,25 @@ _FORMAT_CHARS = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060
 _UNICODE_DIGIT = re.compile(r"(?![0-9])\d")  # a decimal digit of another script (`\d` is Unicode here)
 _NON_DIGITS = re.compile(r"[^0-9]+")
 _CARD = re.compile(
-    r"(?<![0-9])(?:[0-9]{13,19}"
-    r"|[0-9]{4}([ .-])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{1,3})?"
-    r"|[0-9]{4}([ .-])[0-9]{6}\2[0-9]{4,5})(?![0-9])"
+    r"(?<![0-9])[0-9]{13,19}(?![0-9])"
+    r"|(?<![0-9A-Za-z])(?:[0-9]{4}([ .-])[0-9]{4}\1[0-9]{4}\1[0-9]{1,4}(?:\1[0-9]{1,3})?"
+    r"|[0-9]{4}([ .-])[0-9]{6}\2[0-9]{4,5})(?![0-9A-Za-z])"
 )
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})([0-9]{2})")
+_IBAN_LIKE = re.compile(r"[A-Za-z]{2}[0-9]{2}")
 _EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
 _PHONE_RUN = re.compile(
     r"(?<![A-Za-z0-9+])(?:\+|\()?[0-9]+(?:(?:[ .\-/]|\)[ .\-/]?|[ ]?\()[0-9]+)*(?![A-Za-z0-9])"
 )
 _NANP = re.compile(r"(?:1[ .-]?)?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-]?)[2-9][0-9]{2}[ .-][0-9]{4}")
-_DATE = re.compile(r"(?<![0-9])(?:[0-9]{1,2}[./-][0-9]{1,2}[./-](?:19|20)[0-9]{2}|(?:19|20)[0-9]{2}[./-][0-9]{1,2}[./-][0-9]{1,2})(?![0-9])")
+_DAY, _MONTH = r"(?:0?[1-9]|[12][0-9]|3[01])", r"(?:0?[1-9]|1[0-2])"
+#: A calendar date (day-month-year, month/day/year or year-month-day, four-digit year).
+_DATE = re.compile(
+    rf"(?<![0-9])(?:{_DAY}([./-]){_MONTH}\1[0-9]{{4}}|{_MONTH}([./-]){_DAY}\2[0-9]{{4}}"
+    rf"|[0-9]{{4}}([./-]){_MONTH}\3{_DAY})(?![0-9])"
+)
 _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){8,}")
+_DIGIT_RUN = re.compile(r"(?<![0-9])(?<![0-9][.,])[0-9](?:[ -]?[0-9]){8,}(?![0-9]|[.,][0-9])")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9:.]+([Zz]|[+-][0-9:]+)?)?")
 
@@ -93,19 +101,22 @@ def find_sensitive(value: str, *, free_text: bool = False) -> str | None:
         return IBAN
     if digits < 7:
         return None
+    text = _UUID.sub("-", text)  # a UUID's groups are neither cards nor phones
     if digits >= 13 and any(card_digits(_NON_DIGITS.sub("", m.group())) for m in _CARD.finditer(text)):
         return CARD
-    if any(_is_phone(m.group()) for m in _PHONE_RUN.finditer(text)):
+    if any(_is_phone(m.group()) and not _inside_token(text, m, strict=m.group()[0] != "+") for m in _PHONE_RUN.finditer(text)):
         return PHONE
     long_number = free_text and digits >= 9 and not _TIMESTAMP.fullmatch(text) and not _epoch_ms(text)
-    if long_number and any(not _DATE.search(m.group()) for m in _DIGIT_RUN.finditer(_UUID.sub("-", text))):
-        return LONG_NUMBER
+    if long_number:
+        runs = _DIGIT_RUN.finditer(text)
+        if any(not _DATE.search(m.group()) and not _in_word(text, m) for m in runs):
+            return LONG_NUMBER
     return None
 
 
 def _epoch_ms(text: str) -> bool:
-    """A whole value of 13 digits that is a time in 2001-2100 in epoch milliseconds."""
-    return len(text) == 13 and text.isdigit() and 978_307_200_000 <= int(text) <= 4_102_444_800_000
+    """A whole value of digits that is a time in 2001-2100 in epoch milliseconds."""
+    return text.isdigit() and 978_307_200_000 <= int(text) <= 4_102_444_800_000
 
 
 def card_number(value: int | float) -> bool:
@@ -118,7 +129,7 @@ def card_number(value: int | float) -> bool:
 
 
 def card_digits(digits: str) -> bool:
-    """13-19 digits with an issuer's prefix and a valid Luhn check digit."""
+    """13-19 digits with an issuer's prefix (for that length) and a valid Luhn check digit."""
     if not 13 <= len(digits) <= 19 or not _issuer_prefix(digits):
         return False
     total = 0
@@ -132,6 +143,12 @@ def card_digits(digits: str) -> bool:
 
 def _issuer_prefix(digits: str) -> bool:
     first = digits[0]
+    if len(digits) == 13:  # Visa's old numbers only
+        return first == "4"
+    if len(digits) == 14:  # Diners Club
+        return digits[:2] in ("30", "36", "38", "39")
+    if len(digits) == 15:  # American Express
+        return digits[:2] in ("34", "37")
     if first in "456":
         return True
     if first == "3":
@@ -174,6 +191,28 @@ def _has_iban(text: str) -> bool:
     return False
 
 
+def _inside_token(text: str, match: re.Match[str], *, strict: bool) -> bool:
+    """Is the run one part of a longer id such as `AA-010-123456` (joined by - _ . / to letters or digits)?"""
+    if not strict:
+        return False
+    start, end = match.span()
+    joined_before = start >= 2 and text[start - 1] in "-_./" and text[start - 2].isalnum()
+    joined_after = end + 1 < len(text) and text[end] in "-_./" and text[end + 1].isalnum()
+    return joined_before or joined_after
+
+
+def _in_word(text: str, match: re.Match[str]) -> bool:
+    """Is a digit run part of an id: glued to letters (`A000000000000`, unless the word starts like
+    an IBAN, `DE89...`), or joined to one by - _ . / (`gw-0000-000000`)?"""
+    start, end = match.span()
+    if (start and text[start - 1].isalpha()) or (end < len(text) and text[end].isalpha()):
+        word_start = start
+        while word_start and text[word_start - 1].isalnum():
+            word_start -= 1
+        return not _IBAN_LIKE.match(text, word_start)
+    return _inside_token(text, match, strict=True)
+
+
 def _is_phone(run: str) -> bool:
     digits = _NON_DIGITS.sub("", run)
     separated = len(digits) < len(run.lstrip("+"))
@@ -183,7 +222,7 @@ def _is_phone(run: str) -> bool:
         return separated and 8 <= len(digits) - 2 <= 15
     if _NANP.fullmatch(run):
         return True
-    if not (run.startswith("0") or run.startswith("(0")) or not separated or not 9 <= len(digits) <= 12:
+    if not (run.startswith("0") or run.startswith("(0")) or not separated or not 9 <= len(digits) <= 13:
         return False
     if digits[1] == "0" or _DATE.search(run) or _IPV4.fullmatch(run):
         return False
