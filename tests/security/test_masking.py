@@ -8,7 +8,9 @@ approval ids, `approved_by`, policy fields, grant principals, `actor.principal_i
 and number of the event is masked by pattern before sequencing (`pipeline.masking`), the same
 value always to the same mask (detectors still correlate), and ordinary values stay as they are.
 These tests grep the masked event, its canonical bytes, the ledger record, the warehouse row and
-the alerts in-process; `test_masking_pipeline.py` does the same through the real worker on Kafka.
+the alerts in-process; `test_nothing_leaks_through_the_worker` does the same through the real
+worker on Kafka: the ledger topic, `audit.events`, the alerts (topic and table), the worker log
+and an evidence bundle.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from detectors.config import DetectionConfig
@@ -33,7 +35,7 @@ from pipeline.ledger import ChainHead, append, encode_entry
 from pipeline.masking import Masker
 from pipeline.simulation.traffic import ATTACKS, generate
 from sinks.audit_store import event_row
-from tests.security.sensitive_values import sensitive
+from tests.security.sensitive_values import KINDS, sensitive
 from tests.unit.test_event import minimal
 
 M = Masker("test-mask-key")
@@ -292,3 +294,85 @@ def test_ordinary_ids_are_never_masked(event_id: str, account: str, sku: str) ->
     doc.update(event_id=event_id, account_id=account, resource={"type": "listing", "id": sku})
     event = normalize(doc)
     assert M.mask_event(event) == event
+
+
+# -- through the real worker ----------------------------------------------------------------------
+
+#: Paths that the integration run fills (each action x each path, one generated value each).
+WORKER_PATHS = [p for p in STRING_PATHS if p not in ("marketplace", "outcome", "source.ip", "occurred_at")]
+
+
+@pytest.mark.integration
+@settings(max_examples=1, deadline=None, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+@given(
+    st.tuples(*(st.lists(sensitive((kind,)), min_size=10, max_size=10, unique_by=lambda v: v[1]) for kind in KINDS))
+)
+def test_nothing_leaks_through_the_worker(by_kind: tuple[list[tuple[str, str, tuple[str, ...]]], ...]) -> None:
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    from partnerwatch.integrity import WorkerSql
+    from partnerwatch.local_worker import Namespace, Worker, wait_for
+    from pipeline.event import timestamp_ms
+    from pipeline.forensics.evidence import build_bundle
+
+    values = [v for group in zip(*by_kind, strict=True) for v in group]  # 40 values, the kinds in turn
+    docs: list[dict[str, Any]] = []
+    forms: list[str] = []
+    slots = [(a, p) for a in sorted(ACTIONS) for p in WORKER_PATHS]
+    for i, (action, path) in enumerate(slots):  # every action x every path, the 40 values in turn
+        _, text, value_forms = values[i % len(values)]
+        doc = full(action)
+        doc["event_id"] = f"sec-{i}"
+        docs.append(put(doc, path, wrapped(text, ("alone", "in_text", "prefixed")[i % 3])))
+        forms.extend(value_forms)
+    alerting = full("listing.price_change")  # an e-mail principal and a card SKU, in an alert
+    alerting.update(
+        event_id="sec-alert", actor={"type": "provider", "provider_id": "prov-009", "principal_id": "bob@agency.example"},
+        resource={"type": "listing", "id": "4111 1111 1111 1111"}, changes=[{"field": "price", "old": "100.00", "new": "10.00"}],
+    )
+    for part in ("grant", "approval", "approval_id"):
+        alerting.pop(part)
+    docs.append(alerting)
+    forms.extend(["bob@agency.example", "4111 1111 1111 1111", "4111111111111111"])
+    assert sum(outputs(d) is not None for d in docs) > len(docs) // 2  # most are accepted (and masked)
+    # What the worker stores: one event per (account, masked event id); a value placed as the
+    # event id of several events masks to one id, and the repeats are dropped as duplicates.
+    mask_key = "m" * 32
+    stored_ids = set()
+    for doc in docs:
+        try:
+            event = Masker(mask_key).mask_event(parse_action(orjson.dumps(doc)))
+        except Rejected:
+            continue
+        stored_ids.add((event["account_id"], event["event_id"]))
+    accepted = len(stored_ids)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ns = Namespace(Path(tmp), extra_env={"PW_MASK_KEY": mask_key, "PW_API_TOKEN": "t" * 32})
+        worker = Worker(ns).start()
+        try:
+            ns.send(docs)
+            wait_for(lambda: ns.scalar("SELECT count() FROM audit.events") >= accepted, 180, f"{accepted} stored events")
+            alerts_sql = "SELECT count() FROM audit.alerts WHERE detector = 'price_change_over_limit'"
+            wait_for(lambda: ns.scalar(alerts_sql) >= 1, 60, "the price alert stored")
+            produced = {
+                "ledger topic": b"\n".join(r.value for r in ns.read_topic(ns.settings.ledger_topic, expect=accepted)).decode(),
+                "alerts topic": b"\n".join(r.value for r in ns.read_topic(ns.settings.alerts_topic, expect=1)).decode(),
+                "audit.events": orjson.dumps(ns.sql("SELECT * FROM audit.events")).decode(),
+                "audit.alerts": orjson.dumps(ns.sql("SELECT * FROM audit.alerts")).decode(),
+            }
+            bundle = Path(tmp) / "case.zip"
+            start = timestamp_ms("2026-11-01T00:00:00Z", "from")
+            summary = build_bundle(WorkerSql(ns.settings), "A0001SELLER", start, start + 3 * 86_400_000, bundle, None, start)
+            assert summary.events > len(docs) // 3
+            with zipfile.ZipFile(bundle) as z:
+                for name in z.namelist():
+                    produced[f"evidence {name}"] = z.read(name).decode()
+        finally:
+            worker.stop()
+        produced["worker log"] = worker.log_path.read_text(errors="replace")
+    assert leaks(tuple(forms), produced) == []
+    assert produced["ledger topic"].count("sha256:") > len(docs) // 3  # masked, not missing
+    assert "price_change_over_limit" in produced["alerts topic"]
