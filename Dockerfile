@@ -10,7 +10,9 @@ COPY sources sources
 COPY partnerwatch partnerwatch
 # A regular (non-editable) install: migrations and the query library are package data.
 RUN pip install --no-cache-dir .
-ENV PW_WEB_HOST=0.0.0.0 PW_DATA_DIR=/data
+# The web server stays on loopback unless PW_WEB_HOST says otherwise, and the worker refuses to
+# listen beyond loopback without PW_API_TOKEN (docker-compose.yml sets both).
+ENV PW_DATA_DIR=/data
 VOLUME /data
 EXPOSE 6066
 ENTRYPOINT ["partnerwatch"]

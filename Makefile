@@ -37,7 +37,8 @@ reliability: install
 	$(BIN)/python -m pytest -q -s -m '' tests/reliability
 
 lint: install
-	$(BIN)/ruff check pipeline streams detectors sinks tests bench
+	$(BIN)/ruff check partnerwatch pipeline streams sources detectors sinks tests bench
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy

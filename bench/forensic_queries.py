@@ -22,11 +22,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from detectors.config import DetectionConfig
 from detectors.retro_hunt import hunt
 from detectors.run import new_state, observe
 from pipeline.alert import alert_id, fold
-from pipeline.config import REPO_ROOT, Settings
+from pipeline.config import REPO_ROOT, DetectionConfig, Settings
 from pipeline.event import format_ms, normalize, timestamp_ms
 from pipeline.forensics.chain_check import ch_ms
 from pipeline.forensics.queries import load
@@ -43,7 +42,7 @@ def seed(wh: EmbeddedWarehouse, count: int, detect: bool) -> dict[str, Any]:
     heads: dict[str, ChainHead] = {}
     states: dict[str, Any] = {}
     alerts: dict[str, dict[str, Any]] = {}
-    config = DetectionConfig.from_env({})
+    config = DetectionConfig()
     rows: list[dict[str, Any]] = []
     providers: Counter[tuple[str, str]] = Counter()
     skus: Counter[str] = Counter()

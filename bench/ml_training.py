@@ -44,10 +44,10 @@ def main() -> None:
     from detectors.behaviour.features import AccountFeatures, build, principal_key
     from detectors.behaviour.model import BehaviourModel
     from detectors.behaviour.training import fit
-    from detectors.config import DetectionConfig
     from detectors.run import new_state, observe
     from pipeline import authorization
     from pipeline.authorization import covering
+    from pipeline.config import DetectionConfig
 
     started = time.perf_counter()
     events = _events(args.events, seed=21)

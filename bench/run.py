@@ -28,7 +28,6 @@ import statistics
 import tempfile
 import threading
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.procstats import broker_pid, cpu_seconds, metric, rss_mib
 from partnerwatch.local_worker import Namespace, Worker, free_port
 from pipeline.config import REPO_ROOT
 from pipeline.simulation.traffic import ATTACKS, generate
@@ -44,7 +44,6 @@ from sinks.kafka_io import action_key, ensure_topics, producer
 RESULTS = REPO_ROOT / "bench" / "results"
 #: More accounts than the demo's six, so the account-keyed partitions share the load.
 ACCOUNTS, PROVIDERS = 48, 12
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: Worker settings for every namespace of the run (`--env PW_COMMIT_INTERVAL=0.1`).
 WORKER_ENV: dict[str, str] = {"PW_LOG_LEVEL": "warning"}
 
@@ -95,36 +94,6 @@ def ceiling(ns: Namespace, count: int) -> dict[str, Any]:
     settings = ns.settings
     seconds = asyncio.run(_drain(settings.kafka_broker, settings.actions_topic, settings.topic_partitions, count))
     return {"events": count, "seconds": round(seconds, 3), "events_per_second": round(count / seconds)}
-
-
-def metric(port: int, name: str) -> float:
-    """Sum of a metric's samples on a worker's /metrics (0 when absent)."""
-    total = 0.0
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name) and line[len(name)] in " {":
-                total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_mib(pid: int, key: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def broker_pid() -> int | None:
-    path = REPO_ROOT / ".cache" / "kafka" / "broker.pid"
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def run_pipeline(root: Path, messages: list[tuple[bytes, bytes]], workers: int) -> dict[str, Any]:

@@ -7,8 +7,12 @@ account in `seq` order and deciding on event time only:
   (windows, baselines); the detect agent stores it in a Faust table;
 - `ctx`: read-only context: the account's authorization (grants, approvals, policy, folded from
   the log by pipeline/authorization.py before the detectors run) and the `DetectionConfig`.
+  Rules build every finding with `ctx.finding(...)`, which applies the configured severity and
+  the suppression window.
 
-`ALL` lists the detectors the detect agent runs, by state name.
+`ALL` lists the detectors the detect agent runs, by state name: the module name, which is the
+detector id. A rule's only public function is `detect`; no rule imports another (what two rules
+share lives in a detectors/ module named for its domain: grants, networks, prices, rates).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any, cast
 
 from detectors import rules
-from detectors.config import DetectionConfig
+from detectors.windows import bucket
 from pipeline.alert import Finding
 from pipeline.authorization import covering
+from pipeline.config import DetectionConfig
 from pipeline.event import Event
 
 if TYPE_CHECKING:
@@ -52,6 +57,39 @@ class Context:
 
             self.memo["declared"] = declared_network(event, self.auth["grants"], self)
         return cast(str | None, self.memo["declared"])
+
+    def finding(
+        self,
+        event: Event,
+        *,
+        detector: str,
+        severity: str,
+        key: str,
+        title: str,
+        summary: str,
+        response: tuple[str, ...],
+        related: tuple[str, ...] = (),
+        window: str | None = None,
+    ) -> Finding:
+        """The one way a rule builds a finding of `event`.
+
+        `severity` is the rule's default: an override configured for `detector`
+        (`PW_DETECT_SEVERITIES`) wins. `window` defaults to the suppression bucket of the event's
+        time; a rule names its own window (an hour, a period, a burst's start) when repeats
+        should fold by that instead.
+        """
+        if window is None:
+            window = bucket(event["occurred_at"], self.config.suppression_minutes)
+        return Finding(
+            detector=detector,
+            severity=self.config.severity(detector, severity),
+            key=key,
+            window=window,
+            title=title,
+            summary=summary,
+            response=response,
+            related=related,
+        )
 
 
 DetectFn = Callable[[Event, dict[str, Any], Context], list[Finding]]

@@ -1,6 +1,6 @@
 """Where a source address is: its country and network operator, offline, plus country geometry.
 
-Geography-based detectors (geo_novelty, impossible_travel) need to know where an address is
+Geography-based detectors (new_country_or_asn, impossible_travel) need to know where an address is
 without calling a web service: a detector must decide on the event alone, the same way on every
 replay. The data is the MaxMind GeoLite2 Country + ASN snapshot that the geoip2fast wheel ships
 (`geoip2fast-asn-ipv6.dat.gz`, IPv4 and IPv6, 4.7 MB; loading takes ~0.3 s and ~110 MB of memory,

@@ -1,4 +1,10 @@
-"""The provider's own networks, as the seller declared them in a grant's `ip_allowlist`.
+"""Networks of source addresses: the one a site usually holds, and the provider's own.
+
+`network(ip)` folds an address to the /24 (IPv4) or /48 (IPv6) a site is usually assigned, so
+offices, NAT pools and DHCP leases count once (ip_churn, the behaviour features).
+
+`declared_network`: the provider's own networks, as the seller declared them in a grant's
+`ip_allowlist`.
 
 An address inside a CIDR the seller allowlisted for a principal is, by the seller's word, the
 provider's office or egress, whatever a geoip database says about that range (hosting and office
@@ -20,8 +26,21 @@ if TYPE_CHECKING:
     from detectors import Context
 
 MIN_PREFIX = {4: 16, 6: 32}
+#: The prefix `network` folds an address to.
+IPV4_PREFIX = 24
+IPV6_PREFIX = 48
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=65536)
+def network(ip: str) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) holding `ip`, as a CIDR string; None if `ip` is no address."""
+    address = plain_address(ip)
+    if address is None:
+        return None
+    prefix = IPV4_PREFIX if address.version == 4 else IPV6_PREFIX
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 @lru_cache(maxsize=4096)

@@ -20,6 +20,12 @@ FUNDS = (
 
 #: The standard response for abuse of delegated access.
 ABUSE: tuple[str, ...] = (REVOKE, CONFIRM, CASE, PRESERVE)
+#: For a provider's API traffic far beyond its usual or agreed rate.
+API_ABUSE: tuple[str, ...] = (
+    "Check the provider's integration with them: a runaway job, or a leaked SP-API token?",
+    ROTATE,
+    *ABUSE,
+)
 #: For a suspected account or fund takeover: act on the money first.
 TAKEOVER: tuple[str, ...] = (FUNDS, REVOKE, ROTATE, CASE, PRESERVE)
 #: For operational drift (sync failures, late filings): talk before revoking.

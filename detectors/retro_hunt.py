@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 import orjson
 
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import Alert, alert_id, closed_alerts, fold
+from pipeline.config import DetectionConfig
 from pipeline.event import Event, format_ms, timestamp_ms
 
 #: Ledger entries read per query while replaying an account.
@@ -176,7 +176,7 @@ def hunt(
         raise ValueError(f"unknown detector {detector!r}; known: {', '.join(detector_ids())}")
     if from_ms >= to_ms:
         raise ValueError("--from must be before --to")
-    config = config or DetectionConfig.from_env()
+    config = config or DetectionConfig()  # the defaults; the command line passes Settings.detect
     accounts = accounts_in(source, from_ms, to_ms, account)
     alerts: list[Alert] = []
     replayed = 0

@@ -11,9 +11,9 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from detectors import ALL, Context
-from detectors.config import DetectionConfig
 from pipeline import authorization
 from pipeline.alert import Finding
+from pipeline.config import DetectionConfig
 from pipeline.event import Event
 
 if TYPE_CHECKING:

@@ -10,36 +10,30 @@ import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from partnerwatch.alerts import alerts_cli
+from partnerwatch.common import console, err, line, plain
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
     from sinks.alert_outputs.routes import AlertRoutes
-
-console = Console()
-err = Console(stderr=True)
 
 
 def _load() -> tuple[Settings, AlertRoutes]:
     """Settings and the validated routes file; a bad one exits 2 with the field named."""
     import os
 
+    from partnerwatch.common import load_settings
     from sinks.alert_outputs.routes import RoutesError, load
 
-    try:
-        settings = Settings.from_env()
-    except ValueError as exc:
-        err.print(f"[red]configuration error:[/] {exc}")
-        raise typer.Exit(2) from None
+    settings = load_settings()  # logging configured here
     if not settings.alert_routes:
         err.print("[red]configuration error:[/] PW_ALERT_ROUTES is not set (a routes file; see infra/alerts/routes.example.toml)")
         raise typer.Exit(2)
     try:
         routes = load(settings.alert_routes, os.environ)
     except RoutesError as exc:
-        err.print(f"[red]configuration error:[/] {exc}", soft_wrap=True)
+        err.print(line("[red]configuration error:[/] ", plain(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
     return settings, routes
 
@@ -49,15 +43,13 @@ def feed() -> None:
     """Deliver alerts from pw.alerts to the outputs of PW_ALERT_ROUTES (runs until stopped).
 
     Retries with backoff per output, in order per account; after the retry budget an alert is
-    parked on <prefix>alerts.parked (see `alerts redeliver`). Metrics on PW_ALERT_FEED_METRICS_HOST:PW_ALERT_FEED_METRICS_PORT (127.0.0.1:9466).
+    parked on <prefix>alerts.parked (Settings.parked_topic; see `alerts redeliver`). Metrics on PW_ALERT_FEED_METRICS_HOST:PW_ALERT_FEED_METRICS_PORT (127.0.0.1:9466).
     """
-    import structlog
     from prometheus_client import start_http_server
 
     from sinks.alert_delivery.feed import run_feed
 
     settings, routes = _load()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(settings.log_level.upper()))
     if settings.alert_feed_metrics_port:
         start_http_server(settings.alert_feed_metrics_port, addr=settings.alert_feed_metrics_host)
     run_feed(settings, routes)
@@ -72,7 +64,7 @@ def redeliver(
 
     settings, routes = _load()
     if output is not None and output not in routes.outputs:
-        err.print(f"[red]unknown output[/] {output!r}; the routes file defines: {', '.join(sorted(routes.outputs))}")
+        err.print(line("[red]unknown output[/] ", plain(repr(output)), "; the routes file defines: ", plain(", ".join(sorted(routes.outputs)))))
         raise typer.Exit(2)
     report = asyncio.run(run(settings, routes, output))
     console.print(
@@ -92,4 +84,4 @@ def check_routes() -> None:
             scope += f", detectors {', '.join(route.detectors)}"
         if route.accounts:
             scope += f", accounts {', '.join(route.accounts)}"
-        console.print(f"{route.name}: {scope} -> {', '.join(route.outputs)} ({route.versions})")
+        console.print(plain(f"{route.name}: {scope} -> {', '.join(route.outputs)} ({route.versions})"))

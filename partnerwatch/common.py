@@ -1,11 +1,22 @@
-"""What every command module shares: the settings, or a clear error, and whether a worker answers."""
+"""What every command module shares: the consoles, the settings (or a clear error), whether a worker
+answers, and how provider-controlled text is printed.
+
+Ids, titles, summaries, the text of errors about them: anything that came from an event is printed
+as `plain(value)`, a `rich.text.Text` that rich never parses as markup (`[/bold]` in a provider id
+is shown, not a crash) with control and format characters escaped (`pipeline.text.visible`: an
+ANSI escape, a newline or a BiDi override is shown as `\\x1b`, `\\n`, `\\u202e`, never sent to
+the terminal). `line(...)` joins our own markup and such texts into one printable line. JSON output
+escapes the same characters as `\\uXXXX` (`json_line`), CSV output writes cells through `visible`.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import subprocess
 import sys
+import unicodedata
 import urllib.error
 import urllib.request
 from importlib import resources
@@ -15,34 +26,77 @@ from typing import Any
 import orjson
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.config import Settings
+from pipeline.logs import configure_logging
+from pipeline.text import visible
 
-console = Console()
-err = Console(stderr=True)
+#: `:name:` emoji codes stay text (a provider id `:bomb:` is not drawn as a bomb)
+console = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 #: The local Kafka runner, package data (with its pom.xml and log4j2.properties), so it runs from
 #: an installed wheel as from a checkout. Its cache is outside the package (see the script).
 KAFKA_SH = Path(str(resources.files("partnerwatch") / "kafka_runner" / "kafka.sh"))
 
 
-def kafka_runner(action: str, quiet: bool = False) -> int:
-    """Run the local Kafka runner (`start`, `stop`, ...); its exit status, or 1 with a clear message."""
+def kafka_runner(settings: Settings, action: str, quiet: bool = False) -> int:
+    """Run the local Kafka runner (`start`, `stop`, ...); its exit status, or 1 with a clear message.
+
+    The runner gets PW_KAFKA_BROKER as Settings resolved it (environment, PW_ENV_FILE or default)
+    and listens on its port, so the broker is where the clients will connect."""
     if not KAFKA_SH.is_file():
-        err.print(f"[red]the local Kafka runner is missing:[/] {escape(str(KAFKA_SH))} (partnerwatch installed without its package data?)")
+        err.print(line("[red]the local Kafka runner is missing:[/] ", plain(KAFKA_SH), " (partnerwatch installed without its package data?)"))
         return 1
-    return subprocess.call(["bash", str(KAFKA_SH), action], stdout=subprocess.DEVNULL if quiet else None)
+    env = {**os.environ, "PW_KAFKA_BROKER": settings.kafka_broker}
+    return subprocess.call(["bash", str(KAFKA_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)
 
 
-def load_settings() -> Settings:
-    """`Settings.from_env()`; a bad PW_* value exits 2 with the variable named."""
+def plain(value: object, style: str = "") -> Text:
+    """Provider-controlled `value` for printing: never read as markup, control characters escaped."""
+    return Text(visible(str(value)), style=style)
+
+
+def line(*parts: str | Text) -> Text:
+    """One printable line of our own markup strings and `plain` texts, in order."""
+    return Text.assemble(*(part if isinstance(part, Text) else Text.from_markup(part, emoji=False) for part in parts))
+
+
+_JSON_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def json_line(doc: Any) -> str:
+    """`doc` as one JSON line in which no character a terminal acts on appears raw.
+
+    orjson already writes C0 controls as escapes; DEL, C1 controls, format characters (BiDi,
+    zero-width) and line separators become `\\uXXXX` too, which any JSON reader decodes to the same value.
+    """
+    text = orjson.dumps(doc).decode()
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return "".join(_json_escape(c) if ord(c) >= 0x7F and unicodedata.category(c) in _JSON_HIDDEN else c for c in text)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """`Settings.from_env()`, and logging configured from it (once per command); a bad PW_* value
+    exits 2 with one line that names the variable."""
     try:
-        return Settings.from_env()
+        settings = Settings.from_env(**overrides)
     except ValueError as exc:
-        err.print(f"[red]configuration error:[/] {exc}")
+        err.print(line("[red]configuration error:[/] ", plain(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
+    configure_logging(settings)
+    return settings
 
 
 def worker_running(settings: Settings) -> bool:
@@ -65,7 +119,11 @@ def parse_params(params: list[str]) -> dict[str, str]:
 
 
 def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """Run a read-only query through the worker when it runs (it owns the embedded engine), else directly."""
+    """Run a user query through the worker when it runs (it owns the embedded engine), else directly.
+
+    Either way the same guard admits it (pipeline/forensics/sql_guard.py, with the engine's own
+    parser) and it runs read-only under the PW_SQL_* limits.
+    """
     body = orjson.dumps({"query": query, "params": params})
     request = urllib.request.Request(
         f"{settings.web_url}/v1/sql", data=body, headers={"Content-Type": "application/json"}
@@ -73,47 +131,49 @@ def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[l
     if settings.api_token:
         request.add_header("Authorization", f"Bearer {settings.api_token}")
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        # the worker stops the query after PW_SQL_MAX_EXECUTION_TIME; a client that gives up earlier cancels it
+        with urllib.request.urlopen(request, timeout=settings.sql_max_execution_time + 30) as response:
             doc = orjson.loads(response.read())
             return doc["columns"], doc["rows"]
     except urllib.error.HTTPError as exc:
         message = orjson.loads(exc.read()).get("error", str(exc))
-        err.print(f"[red]query failed:[/] {escape(str(message))}")
+        err.print(line("[red]query failed:[/] ", plain(message)))
         raise typer.Exit(1) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         pass  # no worker: open the warehouse here
-    from pipeline.forensics.sql_guard import UnsafeQuery, read_only
-    from sinks.clickhouse import WarehouseError, open_warehouse
+    from pipeline.forensics.sql_guard import UnsafeQuery
+    from sinks.clickhouse import SqlLimits, WarehouseError, open_warehouse, run_user_sql
 
-    try:
-        safe = read_only(query)  # the same guard as the worker's /v1/sql
-    except UnsafeQuery as exc:
-        err.print(f"[red]query refused:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
     try:
         warehouse = open_warehouse(settings)
         try:
-            result = warehouse.query(safe, params)
+            result = run_user_sql(warehouse.user_query(params, SqlLimits.from_settings(settings)), query)
         finally:
             warehouse.close()
+    except UnsafeQuery as exc:
+        err.print(line("[red]query refused:[/] ", plain(exc)))
+        raise typer.Exit(1) from None
     except WarehouseError as exc:
-        err.print(f"[red]query failed:[/] {escape(str(exc))}")
+        err.print(line("[red]query failed:[/] ", plain(exc)))
         raise typer.Exit(1) from None
     return result.columns, result.rows
 
 
 def print_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
+    """Query results as JSON lines, CSV or a table; values are data, printed as `plain` text."""
     if fmt == "json":
         for row in rows:
-            sys.stdout.write(orjson.dumps(dict(zip(columns, row, strict=True))).decode() + "\n")
+            sys.stdout.write(json_line(dict(zip(columns, row, strict=True))) + "\n")
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(columns)
-        writer.writerows(rows)
+        writer.writerow([visible(str(c)) for c in columns])
+        writer.writerows([visible(str(v)) for v in row] for row in rows)
         sys.stdout.write(buffer.getvalue())
     else:
-        table = Table(*columns)
+        table = Table()
+        for column in columns:
+            table.add_column(plain(column))
         for row in rows:
-            table.add_row(*(escape(str(v)) for v in row))  # values are data, not markup
+            table.add_row(*(plain(v) for v in row))
         console.print(table)

@@ -19,15 +19,12 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 
+from partnerwatch.common import console, err, line, plain, worker_running
 from partnerwatch.common import load_settings as _settings
-from partnerwatch.common import worker_running
 from pipeline.config import Settings
 from pipeline.forensics.signing import Signer, SigningKeyError, Verifier
-
-console = Console()
-err = Console(stderr=True)
+from pipeline.text import visible
 
 digest_app = typer.Typer(help="Signed digests of each account's chain (audit.chain_digests).", no_args_is_help=True)
 evidence_app = typer.Typer(help="Evidence bundles for a case: create (options below) or `verify`.")
@@ -93,7 +90,7 @@ def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any
         if write:
             migrate(warehouse, settings)
     except WarehouseError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
     try:
         yield warehouse
@@ -109,7 +106,7 @@ def _failures() -> Iterator[None]:
     try:
         yield
     except (WarehouseError, SqlFailed, SigningKeyError) as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
 
 
@@ -121,7 +118,7 @@ def _when(text: str | None, name: str) -> int | None:
     try:
         return parse_when(text)
     except ValueError:
-        raise typer.BadParameter(f"{name} takes a date or an RFC 3339 time, got {text!r}") from None
+        raise typer.BadParameter(f"{name} takes a date or an RFC 3339 time, got {visible(repr(text))}") from None
 
 
 # -- verify-chain ---------------------------------------------------------------------------------
@@ -152,21 +149,17 @@ def verify_chain(
     for r in failed:
         if r.broken:
             b = r.broken
-            err.print(f"[red]account {shown(r.account)}: chain breaks at seq {b.seq} (event {shown(b.event_id)}): {shown(b.problem)}[/]")
+            err.print(
+                line("[red]account ", plain(r.account, "red"), f"[red]: chain breaks at seq {b.seq} (event ",
+                     plain(b.event_id, "red"), "[red]): ", plain(b.problem, "red"))
+            )
         else:
-            err.print(f"[red]account {shown(r.account)}: {shown(r.error or '')}[/]")
+            err.print(line("[red]account ", plain(r.account, "red"), "[red]: ", plain(r.error, "red")))
     scope = " in range" if start or end else ""
     if failed:
         err.print(f"[red]{len(failed)} of {len(names)} account chains do not verify; {len(names) - len(failed)} verified, {total} events{scope}[/]")
         raise typer.Exit(1)
     console.print(f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]")
-
-
-def shown(text: str) -> str:
-    """Stored text for the terminal: control and format characters escaped, rich markup inert."""
-    from rich.markup import escape
-
-    return escape("".join(c if c.isprintable() else repr(c)[1:-1] for c in text))
 
 
 # -- digests --------------------------------------------------------------------------------------
@@ -204,10 +197,10 @@ def digest_keygen(
     from pipeline.forensics.signing import keygen
 
     if private.exists():
-        err.print(f"[red]{private} exists; not overwritten[/]")
+        err.print(line(plain(private, "red"), "[red] exists; not overwritten"))
         raise typer.Exit(1)
     key_id = keygen(private, public)
-    console.print(f"key {key_id}: private key {private} (0600), public key {public}")
+    console.print(line(f"key {key_id}: private key ", plain(private), " (0600), public key ", plain(public)))
 
 
 @digest_app.command("create")
@@ -228,7 +221,7 @@ def digest_create(
             db, signer, period, int(time.time() * 1000), int(settings.digest_delay * 1000), account
         )
     for problem in problems:
-        err.print(f"[yellow]{shown(str(problem))}[/]")
+        err.print(plain(problem, "yellow"))
     console.print(f"{len(made)} digests signed with {signer.key_id}")
     if problems:
         raise typer.Exit(1)
@@ -247,7 +240,7 @@ def digest_verify(
     with _failures(), warehouse_access(settings) as db:
         report = verify_digests(db, verifier, account)
     for problem in report.problems:
-        err.print(f"[red]{shown(str(problem))}[/]")
+        err.print(plain(problem, "red"))
     if report.problems:
         raise typer.Exit(1)
     console.print(
@@ -286,12 +279,15 @@ def evidence(
     with _failures(), warehouse_access(settings) as db:
         summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
     console.print(
-        f"{out}: {summary.events} events, {summary.alerts} alerts, chain seq {summary.chain_from}..{summary.chain_to}, "
-        f"{summary.digests} digests" + (f", manifest signed with {signer.key_id}" if signer else ", manifest not signed (no digest key)")
+        line(
+            plain(out),
+            f": {summary.events} events, {summary.alerts} alerts, chain seq {summary.chain_from}..{summary.chain_to}, "
+            f"{summary.digests} digests" + (f", manifest signed with {signer.key_id}" if signer else ", manifest not signed (no digest key)"),
+        )
     )
-    report = verify_bundle(out, hmac_verifier=signer.verifier() if signer else None)
+    report = verify_bundle(out, hmac_verifier=signer.verifier() if signer else None, allow_unsigned=signer is None)
     for problem in report.problems:
-        err.print(f"[red]{problem}[/]")
+        err.print(plain(problem, "red"))
     if report.problems:
         err.print("[red]the warehouse does not verify for this period: the bundle shows where[/]")
         raise typer.Exit(1)
@@ -301,10 +297,14 @@ def evidence(
 def evidence_verify(
     bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the evidence zip")],
     public_key: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="the seller's Ed25519 public key (PEM)")] = None,
+    allow_unsigned: Annotated[
+        bool, typer.Option(help="check an unsigned bundle's internal consistency only (the output starts with UNSIGNED)")
+    ] = False,
 ) -> None:
     """Check a bundle offline: file hashes, the chain recomputed from payloads, digest signatures.
 
-    HMAC-signed bundles need PW_DIGEST_HMAC_KEY.
+    An unsigned bundle fails (anyone could have written it) unless --allow-unsigned; with
+    --public-key a missing signature always fails. HMAC-signed bundles need PW_DIGEST_HMAC_KEY.
     """
     from pipeline.forensics.evidence import verify_bundle
     from pipeline.forensics.signing import hmac_signer
@@ -315,15 +315,19 @@ def evidence_verify(
             bundle,
             public_key.read_bytes() if public_key else None,
             hmac_signer(hmac_key).verifier() if hmac_key else None,
+            allow_unsigned=allow_unsigned and public_key is None,
         )
-    for note in report.notes:
-        console.print(f"[dim]{note}[/]")
+    for note in report.notes:  # an unsigned bundle's first note is the UNSIGNED line
+        console.print(plain(note, "bold red" if report.unsigned and note is report.notes[0] else "dim"))
     for problem in report.problems:
-        err.print(f"[red]{problem}[/]")
+        err.print(plain(problem, "red"))
     if report.problems:
-        err.print(f"[red]{bundle.name} does NOT verify ({len(report.problems)} problems)[/]")
+        err.print(line(plain(bundle.name, "red"), f"[red] does NOT verify ({len(report.problems)} problems)"))
         raise typer.Exit(1)
-    console.print(f"[green]{bundle.name} verifies[/]")
+    if report.unsigned:
+        console.print(line(plain(bundle.name, "yellow"), "[yellow] is consistent, but UNSIGNED[/]"))
+    else:
+        console.print(line(plain(bundle.name, "green"), "[green] verifies[/]"))
 
 
 # -- reports --------------------------------------------------------------------------------------
@@ -353,4 +357,4 @@ def report_provider(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(review, generated), encoding="utf-8")
     m = review.metrics()
-    console.print(f"{out}: {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs")
+    console.print(line(plain(out), f": {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs"))

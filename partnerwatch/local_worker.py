@@ -42,7 +42,8 @@ class Namespace:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PW_")}
+        # Nothing of the caller's PW_* settings but the broker's address (the one shared broker).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PW_") or k == "PW_KAFKA_BROKER"}
         env.update(
             {
                 "PW_TOPIC_PREFIX": f"t{self.name}.",

@@ -22,43 +22,77 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from partnerwatch.alert_feed import alerts_cli
-from partnerwatch.common import console, err, kafka_runner, parse_params, print_rows, run_query
+from partnerwatch.common import (
+    console,
+    err,
+    kafka_runner,
+    line,
+    parse_params,
+    plain,
+    print_rows,
+    run_query,
+)
 from partnerwatch.common import load_settings as _settings
+from partnerwatch.gateway import gateway_cli, provider_cli
 from partnerwatch.integrity import register as register_integrity
 from partnerwatch.ml import register as register_ml
 from partnerwatch.query import register as register_query
-from pipeline.config import Settings, markdown_table
+from pipeline.config import (
+    ENV_FILE_VARIABLE,
+    Settings,
+    detector_markdown_table,
+    markdown_table,
+    shown_value,
+    variables,
+)
 
 cli = typer.Typer(help="PartnerWatch: audit and abuse detection for delegated seller access.", no_args_is_help=True)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"partnerwatch {version('partnerwatch')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            print("partnerwatch (not installed)")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """PartnerWatch: audit and abuse detection for delegated seller access."""
 
 
 @cli.command()
 def config(
     markdown: Annotated[bool, typer.Option(help="print the table in docs/operations.md (with --detectors: docs/detectors.md)")] = False,
-    detectors: Annotated[bool, typer.Option(help="the detectors' thresholds (PW_DETECT_*)")] = False,
+    detectors: Annotated[bool, typer.Option(help="only the detectors' thresholds (PW_DETECT_*)")] = False,
 ) -> None:
-    """Show the configuration in force (PW_* environment variables)."""
-    if detectors:
-        from detectors import config as detection
-
-        if markdown:
-            print(detection.markdown_table())
-        else:
-            for name, value in vars(detection.DetectionConfig.from_env()).items():
-                console.print(f"{name} = {value!r}")
-        return
+    """Show the configuration in force: every PW_* variable, its value (secrets as ***) and where it
+    came from (environment, the PW_ENV_FILE file, or default)."""
     if markdown:
-        print(markdown_table())
+        print(detector_markdown_table() if detectors else markdown_table())
         return
     s = _settings()
-    for name, value in s.redacted().items():  # secrets as ***, URL passwords hidden
-        console.print(f"{name} = {value!r}")
+    env_file = os.environ.get(ENV_FILE_VARIABLE)
+    if env_file and not detectors:
+        print(f"{ENV_FILE_VARIABLE} = {env_file!r}  (environment)")
+    for var in variables():
+        if detectors and var.path[0] != "detect":
+            continue
+        print(f"{var.env} = {shown_value(s, var)}  ({s.origin(var.env)})")
 
 
 @cli.command()
 def kafka(action: Annotated[str, typer.Argument(help="start | stop | status | reset")]) -> None:
-    """Run the local single-node Kafka broker (jars and data cached in PW_KAFKA_HOME)."""
-    raise typer.Exit(kafka_runner(action))
+    """Run the local single-node Kafka broker on the port of PW_KAFKA_BROKER (jars and data cached in PW_KAFKA_HOME)."""
+    raise typer.Exit(kafka_runner(_settings(), action))
 
 
 @cli.command()
@@ -72,7 +106,7 @@ def topics() -> None:
 
 @cli.command()
 def worker(
-    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "",
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error (default: PW_LOG_LEVEL)")] = "",
 ) -> None:
     """Run the stream worker: ingest, sequence, detect, load the warehouse, serve the HTTP API."""
     import mode.loop
@@ -83,12 +117,16 @@ def worker(
     # below: choose uvloop here, before any event loop exists.
     mode.loop.use("uvloop")
 
-    settings = _settings()
+    from streams.web.guard import exposure_error
+
+    settings = _settings(**({"log_level": loglevel} if loglevel else {}))  # logging configured here, once
+    if problem := exposure_error(settings):  # checked again when streams.app is imported
+        err.print(line("[red]configuration error:[/] ", plain(problem)))
+        raise typer.Exit(2)
     ensure_topics(settings)
     from streams.worker import app
 
-    level = loglevel or settings.log_level
-    level = {"warning": "warn", "critical": "crit"}.get(level, level)  # Faust's own spelling
+    level = {"warning": "warn"}.get(settings.log_level, settings.log_level)  # Faust's own spelling
     sys.argv = [sys.argv[0], "--loop", "uvloop", "worker", "-l", level]
     app.main()
 
@@ -117,7 +155,7 @@ def migrate(
         applied = migrate(warehouse, settings)
         warehouse.close()
     except WarehouseError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
     console.print(f"applied: {', '.join(applied) or 'none (up to date)'}")
 
@@ -214,7 +252,7 @@ def demo(
 ) -> None:
     """The main job, locally: Kafka, the worker and the simulator; prints alerts as they fire."""
     settings = _settings()
-    if kafka_runner("start") != 0:
+    if kafka_runner(settings, "start") != 0:
         err.print("[red]could not start the local Kafka broker[/]")
         raise typer.Exit(1)
     log_path = settings.data_dir / "worker.log"
@@ -226,7 +264,7 @@ def demo(
         )
     try:
         _wait_for_worker(settings, proc)
-        tail = subprocess.Popen([sys.executable, "-m", "partnerwatch", "alerts-tail", "--from-now"])
+        tail = subprocess.Popen([sys.executable, "-m", "partnerwatch", "alerts", "tail", "--from-now"])
         time.sleep(2)
         seed = seed if seed is not None else int(time.time())
         simulate(count=count, rate=rate, seed=seed, accounts=6, providers=4, attack_rate=0.005, attacks="all", truth=None)
@@ -308,7 +346,6 @@ def evaluate(
         return
     import tempfile
 
-    from detectors.config import DetectionConfig
     from detectors.run import new_state, observe
     from partnerwatch.local_worker import Namespace, Worker, metric, settled_alerts, wait_for
     from pipeline.alert import alert_id
@@ -316,7 +353,7 @@ def evaluate(
     from pipeline.simulation.scoring import score
     from pipeline.simulation.traffic import ATTACKS, generate
 
-    if kafka_runner("start", quiet=True) != 0:
+    if kafka_runner(_settings(), "start", quiet=True) != 0:
         err.print("[red]could not start the local Kafka broker[/]")
         raise typer.Exit(1)
     stream = list(generate(count, seed=seed, attack_rate=attack_rate, attack_kinds=ATTACKS, events_per_hour=1800))
@@ -333,7 +370,7 @@ def evaluate(
 
     # The same log replayed through the detectors, in-process: the same alert ids.
     states: dict[str, Any] = {}
-    config = DetectionConfig.from_env()
+    config = ns.settings.detect  # the worker's own detection settings
     replayed = set()
     for event, _ in stream:
         ev = normalize(event)
@@ -360,17 +397,6 @@ def evaluate(
     )
 
 
-@cli.command("alerts-tail", hidden=True)
-def alerts_tail(
-    from_now: Annotated[bool, typer.Option(help="only alerts raised from now on")] = False,
-    severity: Annotated[str | None, typer.Option(help="minimum severity")] = None,
-) -> None:
-    """Old name of `alerts tail` (partnerwatch/alerts.py), kept as a hidden alias."""
-    from partnerwatch.alerts import tail
-
-    tail(from_now=from_now, severity=severity)
-
-
 # verify-chain, digest, evidence, report (partnerwatch/integrity.py)
 register_integrity(cli)
 # alerts tail|ack|resolve|feed|redeliver|check-routes (partnerwatch/alerts.py, partnerwatch/alert_feed.py)
@@ -379,6 +405,9 @@ cli.add_typer(alerts_cli, name="alerts")
 register_query(cli)
 # train (partnerwatch/ml.py); `evaluate --ml` calls into it too
 register_ml(cli)
+# gateway run|config|credentials, provider suspend|resume (partnerwatch/gateway.py)
+cli.add_typer(gateway_cli, name="gateway")
+cli.add_typer(provider_cli, name="provider")
 
 
 def main() -> None:

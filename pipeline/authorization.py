@@ -133,7 +133,7 @@ def apply(state: dict[str, Any], event: Event) -> bool:
     action = event["action"]
     if event["outcome"] != "success" or event["actor"]["type"] == "provider":
         # A provider cannot widen its own access: its grants, approvals and policy changes are
-        # not authority (detectors/rules/sensitive_actions.py raises on them instead).
+        # not authority (detectors/rules/provider_sensitive_action.py raises on them instead).
         return False
     if action in ("permission.grant", "permission.revoke"):
         return apply_grant(state["grants"], event)

@@ -24,17 +24,19 @@ from pipeline.contract import (
     ACTIONS,
     ACTOR_TYPES,
     AMOUNT_REQUIRED,
-    MARKETPLACES,
     OUTCOMES,
     needs_marketplace,
 )
 from pipeline.identifiers import identifier
+from pipeline.marketplaces import site_code
+from pipeline.origin import check_origin
 from pipeline.rejection import (
     MAX_LIST,
     MAX_STR,
     REASONS,
     Rejected,
     check_int,
+    check_numbers,
     need,
     obj,
     string,
@@ -63,7 +65,7 @@ _TOP_LEVEL = frozenset(
     {
         "event_id", "occurred_at", "account_id", "marketplace", "actor", "source", "action",
         "operation", "resource", "changes", "amount", "outcome", "approval_id", "grant",
-        "approval", "policy",
+        "approval", "policy", "origin",
     }
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -122,11 +124,11 @@ def normalize(doc: Any) -> Event:
         "outcome": "success",
     }
 
-    marketplace = string(doc, "marketplace", required=needs_marketplace(action), max_len=2)
+    marketplace = string(doc, "marketplace", required=needs_marketplace(action), max_len=16)
     if marketplace is not None:
-        if marketplace not in MARKETPLACES:
-            raise Rejected("bad_value", f"marketplace {marketplace!r} is not a known site code")
-        out["marketplace"] = marketplace
+        if site_code(marketplace) is None:
+            raise Rejected("bad_value", f"marketplace {marketplace!r} is not a known site code or marketplace ID")
+        out["marketplace"] = site_code(marketplace)  # stored as the site code (pipeline/marketplaces.py)
     if "source" in doc:
         out["source"] = _source(doc["source"])
     for name, kind in (("operation", "label"), ("approval_id", "name")):
@@ -155,6 +157,12 @@ def normalize(doc: Any) -> Event:
         out["approval"] = grant_schema.approval(need(doc, "approval"), timestamp=timestamp)
     if action == "policy.update" or "policy" in doc:
         out["policy"] = grant_schema.policy(need(doc, "policy"))
+    if "origin" in doc:
+        try:
+            out["origin"] = check_origin(doc["origin"])
+        except ValueError as exc:
+            raise Rejected(*exc.args) from None
+        check_numbers(out["origin"], "origin")
     return out
 
 

@@ -14,20 +14,20 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from pipeline.contract import MARKETPLACES
 from pipeline.identifiers import check, identifier
-from pipeline.rejection import MAX_LIST, Rejected, check_int, obj, string
+from pipeline.marketplaces import site_code
+from pipeline.rejection import MAX_LIST, Rejected, check_numbers, obj, string
 
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 GRANT_FIELDS = frozenset(
     {
         "grant_id", "provider_id", "principals", "scopes", "marketplaces", "ip_allowlist",
-        "max_price_change_pct", "require_approval", "active_hours", "valid_until",
+        "max_price_change_pct", "require_approval", "active_hours", "valid_until", "skus",
     }
 )
-#: The grammar of each list of a grant (None: checked otherwise).
-_LISTS = {"principals": "name", "scopes": "action_pattern", "require_approval": "action_pattern"}
+#: The grammar of each list of a grant (marketplaces and networks are checked otherwise).
+_LISTS = {"principals": "name", "scopes": "action_pattern", "require_approval": "action_pattern", "skus": "label"}
 
 
 def string_list(value: Any, name: str, kind: str | None = None) -> list[str]:
@@ -55,10 +55,10 @@ def grant(value: Any, *, revoke: bool, timestamp: Any) -> dict[str, Any]:
             out[name] = string_list(doc[name], f"grant.{name}", kind)
     if doc.get("marketplaces") is not None:
         sites = string_list(doc["marketplaces"], "grant.marketplaces")
-        bad = [s for s in sites if s not in MARKETPLACES]
+        bad = [s for s in sites if site_code(s) is None]
         if bad:
             raise Rejected("bad_value", f"grant.marketplaces has unknown site code(s): {bad[:3]}")
-        out["marketplaces"] = sites
+        out["marketplaces"] = [site_code(s) for s in sites]
     if doc.get("ip_allowlist") is not None:
         nets = []
         for cidr in string_list(doc["ip_allowlist"], "grant.ip_allowlist"):
@@ -129,31 +129,19 @@ def policy(value: Any) -> dict[str, Any]:
             raise Rejected("wrong_type", "policy.tax_filings must be an array")
         for i, item in enumerate(filings):
             filing = obj(item, f"policy.tax_filings[{i}]", frozenset({"marketplace", "cadence", "due_day"}))
-            if filing.get("marketplace") not in MARKETPLACES:
+            if site_code(filing.get("marketplace")) is None:
                 raise Rejected("bad_value", f"policy.tax_filings[{i}].marketplace is not a site code")
             if filing.get("cadence") not in ("monthly", "quarterly"):
                 raise Rejected("bad_value", f"policy.tax_filings[{i}].cadence must be monthly or quarterly")
             day = filing.get("due_day")
             if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 31:
                 raise Rejected("bad_value", f"policy.tax_filings[{i}].due_day must be 1-31")
+        doc["tax_filings"] = [{**f, "marketplace": site_code(f["marketplace"])} for f in filings]
     try:
         size = len(orjson.dumps(doc))
     except orjson.JSONEncodeError:  # deeper than orjson writes (255 levels), or a huge integer
         raise Rejected("bad_value", "policy cannot be serialized (nested too deeply?)") from None
     if size > 16384:
         raise Rejected("bad_value", "policy is larger than 16 KiB")
-    _check_numbers(doc)
+    check_numbers(doc, "policy")
     return doc
-
-
-def _check_numbers(value: Any) -> None:
-    """Every integer inside the policy lies within +-2^53 (iterative: policies nest up to 255 deep)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        else:
-            check_int(item, "a number in policy")

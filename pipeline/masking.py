@@ -20,10 +20,11 @@ What is masked:
   (Luhn), an IBAN (mod 97), an e-mail address or a phone number, masked whole: `event_id`,
   `operation`, `approval_id`, `actor.provider_id`, `actor.principal_id`, `source.user_agent`,
   `source.session_id`, `resource.type`, `resource.id`, `changes[].field`, `grant.grant_id`,
-  `grant.provider_id`, `grant.principals[]`, `approval.approval_id`, `approval.resource_id`,
-  `approval.approved_by`, and every key and string inside `policy`;
-- in `changes[].old` / `.new` and `policy` (free text) also a run of 9 or more digits;
-- every number in `changes` and `policy` that is a card number;
+  `grant.provider_id`, `grant.principals[]`, `grant.skus[]`, `approval.approval_id`,
+  `approval.resource_id`, `approval.approved_by`, and every key and string inside `policy` and
+  `origin` (but `origin.adapter`);
+- in `changes[].old` / `.new`, `policy` and `origin` (free text) also a run of 9 or more digits;
+- every number in `changes`, `policy` and `origin` that is a card number;
 - every change of `funds.bank_account_change`, `account.contact_change`, `account.legal_info_change`,
   and a change whose field name names bank or personal data (`SENSITIVE_FIELD`), whatever it holds
   (null and booleans stay as they are);
@@ -104,10 +105,11 @@ class Masker:
             if part in event:
                 out[part] = self._part(event[part], names)
         grant = out.get("grant")
-        if grant and grant.get("principals"):
-            principals = [self._identifier(p) for p in grant["principals"]]
-            if principals != grant["principals"]:
-                out["grant"] = {**grant, "principals": principals}
+        for name in ("principals", "skus"):
+            if grant and grant.get(name):
+                masked_list = [self._identifier(p) for p in grant[name]]
+                if masked_list != grant[name]:
+                    grant = out["grant"] = {**grant, name: masked_list}
         if "resource" in event:
             out["resource"] = self._resource(event["resource"], whole)
         if event.get("changes"):
@@ -116,6 +118,11 @@ class Masker:
                 out["changes"] = masked
         if "policy" in event:
             out["policy"] = self._free(event["policy"])
+        if "origin" in event:  # the adapter's name stays: it names our code, not a person
+            kept = {k: v for k, v in event["origin"].items() if k != "adapter"}
+            masked_origin = self._free(kept)
+            if masked_origin is not kept:
+                out["origin"] = {"adapter": event["origin"]["adapter"], **masked_origin}
         return out if any(out[k] is not event[k] for k in event) else event
 
     # -- parts -----------------------------------------------------------------------------------

@@ -86,3 +86,16 @@ def check_int(value: Any, name: str) -> None:
     """Integers beyond +-2^53 are refused wherever they appear (booleans are not integers here)."""
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
         raise Rejected("bad_value", f"{name} is out of range (integers lie within +-2^53)")
+
+
+def check_numbers(value: Any, where: str) -> None:
+    """Every integer inside a JSON value lies within +-2^53 (iterative: values nest up to 255 deep)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        else:
+            check_int(item, f"a number in {where}")

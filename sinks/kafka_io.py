@@ -17,12 +17,7 @@ def ensure_topics(settings: Settings) -> list[str]:
     """Create the pipeline topics with the configured partition count; return those created."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_broker, client_id="partnerwatch-admin")
     try:
-        wanted = [
-            settings.actions_topic,
-            settings.ledger_topic,
-            settings.alerts_topic,
-            settings.deadletter_topic,
-        ]
+        wanted = settings.pipeline_topics
         existing = set(admin.list_topics())
         missing = [t for t in wanted if t not in existing]
         created = []
@@ -31,14 +26,22 @@ def ensure_topics(settings: Settings) -> list[str]:
             # The ledger is the sequencing state (streams/ingest.py): compacted by account once
             # older than the dedup window, so every account's chain head is kept forever.
             settings.ledger_topic: {"cleanup.policy": "compact", "min.compaction.lag.ms": window_ms},
+            # Signatures of accepted signed HTTP requests (streams/web/signatures.py): needed for
+            # one replay window; kept a day (or two windows), whichever is longer.
+            settings.signatures_topic: {
+                "cleanup.policy": "delete",
+                "retention.ms": str(max(86_400, 2 * settings.ingest_hmac_window) * 1000),
+            },
         }
+        # one partition: every worker sees every claim in one order, so the first claim wins
+        partitions = {settings.signatures_topic: 1}
         for topic in missing:
             try:
                 admin.create_topics(
                     [
                         NewTopic(
                             topic,
-                            num_partitions=settings.topic_partitions,
+                            num_partitions=partitions.get(topic, settings.topic_partitions),
                             replication_factor=1,
                             topic_configs=configs.get(topic, {}),
                         )

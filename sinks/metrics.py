@@ -62,6 +62,13 @@ HTTP_INGEST_REFUSED = Counter(
     "Requests to POST /v1/events refused whole, nothing written, by HTTP status (401, 413, 415, 429)",
     ["status"],
 )
+HTTP_AUTH_FAILURES = Counter(
+    "pw_http_auth_failures_total",
+    "Requests to the worker's web server refused before their view ran, by route pattern and reason: missing, "
+    "malformed, wrong, bad_signature, stale, replay, disabled (credential refused), throttled (429: too many "
+    "failures from the client's address), bad_host (421: Host not allowed)",
+    ["route", "reason"],
+)
 BEHAVIOUR_MODEL_LOADED = Gauge(
     "pw_behaviour_model_loaded", "1 when a behaviour model is loaded; 0: behaviour_anomaly is idle (cold start)"
 )

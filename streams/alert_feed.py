@@ -153,7 +153,7 @@ class AlertFeed(Service):
         return AIOKafkaConsumer(
             bootstrap_servers=s.kafka_broker,
             group_id=None,
-            client_id=f"{s.app_id}-alert-feed",
+            client_id=s.client_id("live-alert-feed"),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",

@@ -32,7 +32,7 @@ class AlertPublisher(Service):
             acks="all",
             enable_idempotence=True,
             linger_ms=0,
-            client_id=f"{settings.app_id}-alerts",
+            client_id=settings.client_id("alerts"),
         )
         await self._producer.start()
 

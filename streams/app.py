@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from typing import Any
 
 import faust
 from faust.sensors import Monitor
 
 from pipeline.config import Settings
+from streams.web.guard import WebGuard, exposure_error
 
 
 class Worker(faust.Worker):
-    """Faust's worker without its terminal spinner.
+    """Faust's worker, leaving logging to `pipeline.logs.configure_logging` (called by the
+    command line before the worker starts).
 
-    At log levels WARN and above Faust attaches a spinner handler and sets the root logger to
-    DEBUG, so every debug call in aiokafka and Faust builds a LogRecord per message (measured:
-    7% of the worker's time at `PW_LOG_LEVEL=warning`).
+    - `override_logging=False`: Faust does not replace the root logger's handlers with its own
+      formatter, nor attach its terminal spinner (which set the root logger to DEBUG at WARN and
+      above, so every debug call in aiokafka and Faust built a LogRecord: 7% of the worker's time).
+    - `redirect_stdouts=False`: Faust's `worker` command asks for stdout to be logged as WARNING;
+      structlog's lines were caught that way, logged a second time, with a second timestamp.
     """
 
-    def _setup_spinner_handler(self, logger: Any, level: int) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["override_logging"] = False
+        kwargs["redirect_stdouts"] = False
+        super().__init__(*args, **kwargs)
         self.spinner = None
 
 
@@ -62,7 +70,12 @@ class LeanMonitor(Monitor):
 
 
 settings = Settings.from_env()
+if exposure_error(settings):  # beyond loopback without a token: refuse before anything listens
+    print(f"configuration error: {exposure_error(settings)}", file=sys.stderr)
+    raise SystemExit(2)
 (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+#: who may call which route (streams/web/guard.py): in front of every request
+web_guard = WebGuard(settings)
 
 app = faust.App(
     settings.app_id,
@@ -88,6 +101,15 @@ app = faust.App(
     web_host=settings.web_host,
     web_port=settings.web_port,
     web_in_thread=False,
+    # Only PartnerWatch's own routes: Faust's built-in pages (/router, /table/<name>/<key>, the
+    # statistics, graph and performance pages) served table contents (grants, principals, IP
+    # allowlists) to anyone. Off here, and the guard's route list refuses them in any case.
+    web_router_enabled=False,
+    web_tables_enabled=False,
+    web_stats_enabled=False,
+    web_graph_enabled=False,
+    web_metrics_enabled=False,
+    web_application_options={"middlewares": [web_guard.middleware]},
     autodiscover=False,
     origin="streams",
     Worker=Worker,

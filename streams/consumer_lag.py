@@ -59,8 +59,8 @@ class ConsumerLag(Service):
     def groups(self) -> list[tuple[str, list[str], Any]]:
         s = self.settings
         return [
-            (s.app_id, [s.actions_topic, s.alerts_topic, s.deadletter_topic], metrics.CONSUMER_LAG),
-            (f"{s.app_id}-warehouse", [s.ledger_topic, s.alerts_topic], metrics.WAREHOUSE_LAG),
+            (s.worker_group, [s.actions_topic, s.alerts_topic, s.deadletter_topic], metrics.CONSUMER_LAG),
+            (s.warehouse_group, [s.ledger_topic, s.alerts_topic], metrics.WAREHOUSE_LAG),
         ]
 
     async def on_stop(self) -> None:

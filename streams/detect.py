@@ -30,17 +30,18 @@ from typing import Any
 
 import orjson
 
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import alert_id, closed_alerts, fold
+from pipeline.config import DetectionConfig
 from pipeline.ledger import event_of
 from streams import ml_models
 from streams.alert_publisher import publisher
+from streams.app import settings
 from streams.batch_writer import BatchWriter
 from streams.detect_metrics import DetectMetrics
 from streams.topics import account_state, open_alerts
 
-CONFIG = DetectionConfig.from_env()
+CONFIG: DetectionConfig = settings.detect
 METRICS = DetectMetrics()
 
 

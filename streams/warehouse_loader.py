@@ -58,8 +58,8 @@ class WarehouseLoader:
             s.ledger_topic,
             s.alerts_topic,
             bootstrap_servers=s.kafka_broker,
-            group_id=f"{s.app_id}-warehouse",
-            client_id=f"{s.app_id}-warehouse",
+            group_id=s.warehouse_group,
+            client_id=s.client_id("warehouse"),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -73,12 +73,12 @@ class WarehouseLoader:
         opened = time.monotonic()
         try:
             while not self._stop.is_set():
-                batch = await consumer.getmany(timeout_ms=200, max_records=s.batch_rows)
+                batch = await consumer.getmany(timeout_ms=200, max_records=s.warehouse_batch_rows)
                 for tp, records in batch.items():
                     target = events if tp.topic == s.ledger_topic else alerts
                     target.extend(orjson.loads(r.value) for r in records)
-                full = len(events) + len(alerts) >= s.batch_rows
-                due = time.monotonic() - opened >= s.batch_seconds
+                full = len(events) + len(alerts) >= s.warehouse_batch_rows
+                due = time.monotonic() - opened >= s.warehouse_batch_seconds
                 if (events or alerts) and (full or due):
                     await self._store(consumer, events, alerts)
                     events, alerts = [], []

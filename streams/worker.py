@@ -22,6 +22,10 @@ __all__ = ["alert_views", "app", "consumer_lag", "detect", "digest_service", "in
 
 
 def main() -> None:
+    from pipeline.logs import configure_logging
+    from streams.app import settings
+
+    configure_logging(settings)
     app.main()
 
 

@@ -214,10 +214,10 @@ def _streaming(
 ) -> dict[str, Any]:
     """The stream through every detector with the model loaded from a written artifact."""
     from detectors.behaviour.model import load, save
-    from detectors.config import DetectionConfig
     from detectors.rules.behaviour_anomaly import DETECTOR
     from detectors.run import new_state, observe
     from pipeline.alert import alert_id
+    from pipeline.config import DetectionConfig
 
     behaviour_events = {e["event_id"] for e, label in stream if label is not None}
     with tempfile.TemporaryDirectory(prefix="pw-ml-eval-") as tmp:

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from detectors.rules.ip_churn import network
-from detectors.rules.off_hours_activity import within_hours
-from detectors.rules.price_change_over_limit import price_move
+from detectors.grants import within_hours
+from detectors.networks import network
+from detectors.prices import price_move
 from detectors.windows import epoch_ms
 from pipeline.authorization import Grant
 from pipeline.contract import WRITE_PREFIXES

@@ -91,9 +91,10 @@ def _finding(event: Event, earlier: list[dict[str, Any]], ctx: Context) -> Findi
     money = f" of {amount['value']} {amount['currency']}" if amount else ""
     minutes = (epoch_ms(event["occurred_at"]) - first["ms"]) // 60_000
     after = f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
-    return Finding(
+    return ctx.finding(
+        event,
         detector=DETECTOR,
-        severity=ctx.config.severity(DETECTOR, SEVERITY),
+        severity=SEVERITY,
         # One alert per change: every payout after the same change folds into it.
         key=f"{event['account_id']}|{first['id']}",
         window=first["at"],

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from detectors.behaviour.model import BehaviourModel
 
 DETECTOR = "behaviour_anomaly"
+SEVERITY = "medium"
 RESPONSE = (
     responses.CONFIRM,
     "Compare the hour's evidence with the work agreed with the provider; if it is not explained,"
@@ -88,7 +89,9 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     return findings
 
 
-def _early(features: AccountFeatures, key: str, model: BehaviourModel) -> tuple[Closed, float] | None:
+def _early(
+    features: AccountFeatures, key: str, model: BehaviourModel
+) -> tuple[Closed, float] | None:
     """Score the open hour of `key` (a principal or `provider|*`) once, when a growing count passes
     its kind's training range."""
     w = features.state["p"][key]["w"]
@@ -100,13 +103,17 @@ def _early(features: AccountFeatures, key: str, model: BehaviourModel) -> tuple[
     w["early"] = 1
     vector = features.open_vector(key)
     assert vector is not None
-    return Closed(key, w["h"], vector, {k: list(v) for k, v in w["ev"].items()}), model.score([vector])[0]
+    return Closed(key, w["h"], vector, {k: list(v) for k, v in w["ev"].items()}), model.score(
+        [vector]
+    )[0]
 
 
 def _learn(baselines: dict[str, Any], key: str, vector: list[float]) -> None:
     """Fold a normal hour into the principal's running mean and variance (Welford, capped)."""
     b = baselines.get(key)
-    if b is None or len(b["mean"]) != len(vector):  # none yet, or kept under another feature version
+    if b is None or len(b["mean"]) != len(
+        vector
+    ):  # none yet, or kept under another feature version
         baselines[key] = {"n": 1, "mean": list(vector), "m2": [0.0] * len(vector)}
         return
     n = min(b["n"] + 1, BASELINE_HOURS_CAP)
@@ -118,7 +125,9 @@ def _learn(baselines: dict[str, Any], key: str, vector: list[float]) -> None:
     b["n"] = n
 
 
-def deviations(vector: list[float], model: BehaviourModel, baseline: dict[str, Any] | None) -> list[tuple[str, float, float, float, float]]:
+def _deviations(
+    vector: list[float], model: BehaviourModel, baseline: dict[str, Any] | None
+) -> list[tuple[str, float, float, float, float]]:
     """(feature, value, usual, spread, z) for every feature, largest deviation first.
 
     The principal's own baseline once it has `MIN_BASELINE_HOURS`, else the training baseline;
@@ -143,11 +152,15 @@ def deviations(vector: list[float], model: BehaviourModel, baseline: dict[str, A
     return out
 
 
-def explain(vector: list[float], model: BehaviourModel, baseline: dict[str, Any] | None) -> tuple[str, list[str]]:
+def _explain(
+    vector: list[float], model: BehaviourModel, baseline: dict[str, Any] | None
+) -> tuple[str, list[str]]:
     """The top deviating features, in words, and their names."""
-    whose = "its usual" if baseline is not None and baseline["n"] >= MIN_BASELINE_HOURS else "the usual"
+    whose = (
+        "its usual" if baseline is not None and baseline["n"] >= MIN_BASELINE_HOURS else "the usual"
+    )
     parts = []
-    top = deviations(vector, model, baseline)[:TOP_FEATURES]
+    top = _deviations(vector, model, baseline)[:TOP_FEATURES]
     for name, value, usual, spread, z in top:
         direction = "above" if z > 0 else "below"
         parts.append(
@@ -161,7 +174,9 @@ def _num(x: float) -> str:
     return f"{x:.0f}" if abs(x) >= 100 or float(x).is_integer() else f"{x:.2f}"
 
 
-def _finding(event: Event, c: Closed, score: float, ctx: Context, state: dict[str, Any], *, early: bool) -> Finding:
+def _finding(
+    event: Event, c: Closed, score: float, ctx: Context, state: dict[str, Any], *, early: bool
+) -> Finding:
     model = ctx.model
     assert model is not None
     provider, _, principal = c.key.partition("|")
@@ -170,29 +185,31 @@ def _finding(event: Event, c: Closed, score: float, ctx: Context, state: dict[st
         title = f"Unusual behaviour of provider {provider} across its principals (provider-level vector)"
         who = f"Provider {provider}'s principals together on account {event['account_id']} (the provider-level vector)"
     else:
-        title = f"Unusual behaviour of principal {principal} (provider {provider}; principal vector)"
+        title = (
+            f"Unusual behaviour of principal {principal} (provider {provider}; principal vector)"
+        )
         who = f"Principal {principal} of provider {provider} on account {event['account_id']} (the principal vector)"
     when = f"so far in the hour from {hour}" if early else f"in the hour from {hour}"
     baseline = state.get("b", {}).get(c.key)
     if baseline is not None and len(baseline["mean"]) != len(FEATURES):
         baseline = None  # kept under another feature version: the training baseline speaks
-    words, top = explain(c.vector, model, baseline)
+    words, top = _explain(c.vector, model, baseline)
     beyond = model.out_of_range(c.vector)
     if beyond:
-        words += "; beyond anything in the training window: " + ", ".join(DESCRIPTIONS[f] for f in beyond)
-    return Finding(
+        words += "; beyond anything in the training window: " + ", ".join(
+            DESCRIPTIONS[f] for f in beyond
+        )
+    return ctx.finding(
+        event,
         detector=DETECTOR,
-        severity=ctx.config.severity(DETECTOR, "medium"),
+        severity=SEVERITY,
         key=f"{event['account_id']}|{c.key}",
         window=hour,
         title=title,
         summary=(
             f"{who} behaved unlike its history {when} (anomaly score {score:.3f}, threshold"
-            f" {model.threshold:.3f}, model {model.name}): "
-            + words
-            + "."
+            f" {model.threshold:.3f}, model {model.name}): " + words + "."
         ),
         response=RESPONSE,
         related=tuple(c.evidence_for(top)),
     )
-

@@ -9,7 +9,9 @@ peak counts of its last completed windows (tumbling, `HISTORY` of them, idle win
 recorded). Until a principal has `MIN_HISTORY` completed windows its baseline is taken to be
 `bulk_min_skus`, so a new principal must reach factor x min SKUs: onboarding syncs are big, and a
 missing history is no evidence of a burst. When the deleted SKUs alone reach the threshold the
-burst is a mass delete and the alert is `critical` (a separate alert key), otherwise `medium`.
+burst is a mass delete and the alert is `critical` (a separate alert key), otherwise `medium`;
+a severity configured for the detector (`PW_DETECT_SEVERITIES`) overrides both, deliberately: a
+seller who lowers or raises this detector means every burst it raises.
 An alert's window is the moment its burst crossed the threshold: every event while the count
 stays above it folds into that one alert, so a burst across an hour boundary is still one alert.
 Burst windows enter the history like any other, so a lasting new workload stops firing after a
@@ -96,7 +98,7 @@ def _principal(principals: dict[str, Any], who: str, at: int, size: int) -> dict
     return p
 
 
-def threshold(history: list[int], ctx: Context) -> float:
+def _threshold(history: list[int], ctx: Context) -> float:
     config = ctx.config
     baseline = sum(history) / len(history) if len(history) >= MIN_HISTORY else config.bulk_min_skus
     return max(config.bulk_min_skus, config.bulk_baseline_factor * baseline)
@@ -114,7 +116,7 @@ def _burst(
     for kind in list(bursts):
         if counts[kind] < bursts[kind][1]:
             del bursts[kind]
-    current = threshold(p["history"], ctx)
+    current = _threshold(p["history"], ctx)
     for kind in ("deletes", "edits") if deleting else ("edits",):
         if counts[kind] >= (bursts[kind][1] if kind in bursts else current):
             bursts.setdefault(kind, [at, current])
@@ -146,12 +148,12 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if kind is None:
         return []
     started, limit = p["bursts"][kind]
-    severity = "critical" if kind == "deletes" else ctx.config.severity(DETECTOR, "medium")
     verb, minutes = ("deleted" if kind == "deletes" else "edited"), size // 60_000
     return [
-        Finding(
+        ctx.finding(
+            event,
             detector=DETECTOR,
-            severity=severity,
+            severity="critical" if kind == "deletes" else "medium",
             key=f"{event['account_id']}|{provider}|{principal}|{kind}",
             window=started,  # one alert per burst, however long it lasts
             title=f"Provider {provider} {verb} {counts[kind]} listings within {minutes} minutes",

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors.responses import TAKEOVER
-from detectors.windows import bucket
 from pipeline.alert import Finding
 from pipeline.authorization import allows_scope, approval_problem
 from pipeline.event import Event
@@ -31,11 +30,10 @@ DETECTOR = "funds_without_approval"
 SEVERITY = "critical"
 
 
-def decide(event: Event, ctx: Context) -> Finding | None:
-    action = event["action"]
-    actor = event["actor"]
+def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
+    action, actor = event["action"], event["actor"]
     if actor["type"] != "provider" or not action.startswith("funds."):
-        return None
+        return []
     live = ctx.covering(event)
     scoped = [g for g in live if allows_scope(g, action)]
     reasons = []
@@ -48,28 +46,25 @@ def decide(event: Event, ctx: Context) -> Finding | None:
     if problem is not None:
         reasons.append(problem)
     if not reasons:
-        return None
+        return []
     amount = event.get("amount")
     money = f" of {amount['value']} {amount['currency']}" if amount else ""
     outcome = event["outcome"]
     attempt = "" if outcome == "success" else f" ({outcome})"
-    return Finding(
-        detector=DETECTOR,
-        severity=ctx.config.severity(DETECTOR, SEVERITY),
-        key=f"{event['account_id']}|{actor['provider_id']}|{actor['principal_id']}|{action}",
-        window=bucket(event["occurred_at"], ctx.config.suppression_minutes),
-        title=f"Provider {actor['provider_id']} performed {action} without authorization{attempt}",
-        summary=(
-            f"Principal {actor['principal_id']} of provider {actor['provider_id']} performed"
-            f" {action}{money} on account {event['account_id']}"
-            f" ({event.get('marketplace', 'no marketplace')}, outcome {outcome}) at"
-            f" {event['occurred_at']}: {'; '.join(reasons)}. Fund moves by a provider need a"
-            " funds scope and a live approval."
-        ),
-        response=TAKEOVER,
-    )
-
-
-def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
-    finding = decide(event, ctx)
-    return [finding] if finding is not None else []
+    provider, principal = actor["provider_id"], actor["principal_id"]
+    return [
+        ctx.finding(
+            event,
+            detector=DETECTOR,
+            severity=SEVERITY,
+            key=f"{event['account_id']}|{provider}|{principal}|{action}",
+            title=f"Provider {provider} performed {action} without authorization{attempt}",
+            summary=(
+                f"Principal {principal} of provider {provider} performed {action}{money} on account"
+                f" {event['account_id']} ({event.get('marketplace', 'no marketplace')}, outcome"
+                f" {outcome}) at {event['occurred_at']}: {'; '.join(reasons)}. Fund moves by a"
+                " provider need a funds scope and a live approval."
+            ),
+            response=TAKEOVER,
+        )
+    ]

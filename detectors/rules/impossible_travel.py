@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import geo, responses
-from detectors.windows import bucket, epoch_ms
+from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -87,11 +87,11 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     speed = "instantly" if hours == 0 else f"at {km / hours:,.0f} km/h or more"
     gap = f"{hours * 3600:,.0f} seconds" if hours < 1 / 60 else f"{hours * 60:,.0f} minutes"
     return [
-        Finding(
+        ctx.finding(
+            event,
             detector=DETECTOR,
-            severity=ctx.config.severity(DETECTOR, SEVERITY),
+            severity=SEVERITY,
             key=f"{event['account_id']}|{actor['principal_id']}",
-            window=bucket(event["occurred_at"], ctx.config.suppression_minutes),
             title=f"Provider {actor['provider_id']} principal {actor['principal_id']} acted from {last['country']} and {country} too close in time",
             summary=(
                 f"Principal {actor['principal_id']} of provider {actor['provider_id']} acted on"

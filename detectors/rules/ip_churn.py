@@ -9,24 +9,23 @@ account; seller and Amazon actors are ignored (sellers travel and roam between m
 their access is not delegated). Addresses are folded to networks before counting, /24 for IPv4
 and /48 for IPv6 (a site's usual assignment), because offices, NAT pools and DHCP leases hand
 one principal many addresses of one network: a principal hopping among hosts of its office /24
-counts once. An address inside a network the seller allowlisted for the principal (see
-detectors/networks.py) counts as that whole network, however large. The window slides over event time: the rule fires when the networks seen
-in the last 60 minutes exceed `ip_churn_per_hour`, on each event that brings one more new network
-(events from networks already in the window add nothing). State per principal: the networks of
+counts once (`detectors.networks.network`). An address inside a network the seller allowlisted
+for the principal counts as that whole network, however large. The window slides over event
+time: the rule fires when the networks seen in the last 60 minutes exceed `ip_churn_per_hour`,
+on each event that brings one more new network (events from networks already in the window add
+nothing). State per principal: the networks of
 the last hour with their last use, at most twice the threshold (plus two); principals with
 nothing in the window are dropped.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from detectors import responses
-from detectors.windows import bucket, epoch_ms
+from detectors.networks import IPV4_PREFIX, IPV6_PREFIX, network
+from detectors.windows import epoch_ms
 from pipeline.alert import Finding
-from pipeline.authorization import plain_address
 from pipeline.event import Event
 
 if TYPE_CHECKING:
@@ -42,18 +41,6 @@ RESPONSE = (
 )
 
 WINDOW_MS = 3_600_000
-IPV4_PREFIX = 24
-IPV6_PREFIX = 48
-
-
-@lru_cache(maxsize=65536)
-def network(ip: str) -> str | None:
-    """The /24 (IPv4) or /48 (IPv6) holding `ip`, as a CIDR string; None if `ip` is no address."""
-    address = plain_address(ip)
-    if address is None:
-        return None
-    prefix = IPV4_PREFIX if address.version == 4 else IPV6_PREFIX
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
@@ -78,11 +65,11 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if not is_new or len(nets) <= limit:
         return []
     return [
-        Finding(
+        ctx.finding(
+            event,
             detector=DETECTOR,
-            severity=ctx.config.severity(DETECTOR, SEVERITY),
+            severity=SEVERITY,
             key=f"{event['account_id']}|{actor['principal_id']}",
-            window=bucket(event["occurred_at"], ctx.config.suppression_minutes),
             title=f"Provider {actor['provider_id']} principal {actor['principal_id']} hopped across many networks",
             summary=(
                 f"Principal {actor['principal_id']} of provider {actor['provider_id']} acted on"

@@ -3,7 +3,9 @@
 Leaked API keys and shared agency logins show up first as requests from somewhere new. The rule
 fires only when the principal holds at least one live grant and none of those grants admits the
 source IP; a grant without an allowlist admits any address. Actions without a grant at all are
-the scope detector's business, not this one's.
+the scope detector's business, not this one's. One alert per principal, IP and UTC hour.
+Deliberately ignored: events without a source IP, and actors no live grant covers (sellers,
+Amazon, providers without a grant). Stateless.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipeline.alert import Finding
-from pipeline.authorization import AccountGrants, Grant, allows_ip, covering
+from pipeline.authorization import allows_ip
 from pipeline.event import Event
 
 if TYPE_CHECKING:
@@ -27,31 +29,29 @@ RESPONSE = (
 )
 
 
-def decide(event: Event, grants: AccountGrants, live: list[Grant] | None = None) -> Finding | None:
-    """`live`: the grants covering the event's principal, when the caller has them already."""
+def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     ip = event.get("source", {}).get("ip")
     if ip is None:
-        return None
-    live = covering(grants, event) if live is None else live
+        return []
+    live = ctx.covering(event)
     if not live or any(allows_ip(g, ip) for g in live):
-        return None
+        return []
     actor = event["actor"]
     allowed = sorted({cidr for g in live for cidr in g.get("ip_allowlist", ())})
-    return Finding(
-        detector=DETECTOR,
-        severity=SEVERITY,
-        key=f"{event['account_id']}|{actor['principal_id']}|{ip}",
-        window=event["occurred_at"][:13],  # one alert per principal, IP and hour
-        title=f"Provider {actor['provider_id']} acted from {ip}, outside its IP allowlist",
-        summary=(
-            f"Principal {actor['principal_id']} of provider {actor['provider_id']} performed"
-            f" {event['action']} on account {event['account_id']} from {ip}; the live grant(s)"
-            f" {', '.join(sorted(g['grant_id'] for g in live))} allow only {', '.join(allowed)}."
-        ),
-        response=RESPONSE,
-    )
-
-
-def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
-    finding = decide(event, ctx.auth["grants"], ctx.covering(event))
-    return [finding] if finding is not None else []
+    return [
+        ctx.finding(
+            event,
+            detector=DETECTOR,
+            severity=SEVERITY,
+            key=f"{event['account_id']}|{actor['principal_id']}|{ip}",
+            window=event["occurred_at"][:13],  # one alert per principal, IP and hour
+            title=f"Provider {actor['provider_id']} acted from {ip}, outside its IP allowlist",
+            summary=(
+                f"Principal {actor['principal_id']} of provider {actor['provider_id']} performed"
+                f" {event['action']} on account {event['account_id']} from {ip}; the live"
+                f" grant(s) {', '.join(sorted(g['grant_id'] for g in live))} allow only"
+                f" {', '.join(allowed)}."
+            ),
+            response=RESPONSE,
+        )
+    ]

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import geo, responses
-from detectors.windows import bucket, epoch_ms
+from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -98,11 +98,11 @@ def _finding(
     actor = event["actor"]
     where = f"country {place.country}" if new_country else f"network {place.asn_name}"
     operator = f" ({place.asn_name})" if place.asn_name else ""
-    return Finding(
+    return ctx.finding(
+        event,
         detector=DETECTOR,
-        severity=ctx.config.severity(DETECTOR, SEVERITY),
+        severity=SEVERITY,
         key=f"{event['account_id']}|{actor['principal_id']}",
-        window=bucket(event["occurred_at"], ctx.config.suppression_minutes),
         title=f"Provider {actor['provider_id']} principal {actor['principal_id']} acted from a new {where}",
         summary=(
             f"Principal {actor['principal_id']} of provider {actor['provider_id']} performed"

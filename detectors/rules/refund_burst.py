@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from detectors.responses import CASE, PRESERVE, REVOKE, ROTATE
-from detectors.windows import bucket, epoch_ms
+from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -103,11 +103,11 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         else "the account has no refund history yet"
     )
     return [
-        Finding(
+        ctx.finding(
+            event,
             detector=DETECTOR,
-            severity=cfg.severity(DETECTOR, SEVERITY),
+            severity=SEVERITY,
             key=event["account_id"],
-            window=bucket(event["occurred_at"], cfg.suppression_minutes),
             title=f"Refund burst: {count} refunds in {cfg.refund_window_minutes} min",
             summary=(
                 f"Account {event['account_id']} issued {count} refunds ({money}) in the"

@@ -4,11 +4,9 @@ Reports are how a partner (or whoever holds its token) takes the seller's data i
 catalogue and prices for a competitor, or the buyers' names and addresses. Two rules on
 successful `report.download` events, whose `resource.id` names the SP-API report type:
 - volume: one principal's downloads in a clock hour reach `report_downloads_min` and
-  `report_baseline_factor` x its usual busy hour: the second-highest count among its previous
-  hours with downloads (at most `HISTORY`). A mean would flag every morning after a quiet night,
-  and one odd hour cannot inflate the second-highest; an hour that fired is not learned. The
-  rule arms once the principal was first seen `LEARN_HOURS` before and has `MIN_HISTORY` active
-  hours: integrations differ by orders of magnitude, so without a day of baseline there is no
+  `report_baseline_factor` x its usual busy hour (detectors/rates.py: the second-highest of its
+  previous active hours, known after a day of history; an hour that fired is not learned).
+  Integrations differ by orders of magnitude, so without a day of baseline there is no
   "unusual" (a first-day grab of buyer data is still caught by the rule below). Any actor: a
   hijacked seller staff login exfiltrates the same way.
 - buyer data: a provider downloads a report type in `BUYER_PII_REPORTS`.
@@ -29,6 +27,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from detectors import rates
 from detectors.responses import ABUSE, ROTATE
 from detectors.windows import bucket, epoch_ms
 from pipeline.alert import Finding
@@ -39,9 +38,6 @@ if TYPE_CHECKING:
 
 DETECTOR = "report_exfiltration"
 SEVERITY = "high"
-HISTORY = 24
-MIN_HISTORY = 3
-LEARN_HOURS = 24
 IDLE_HOURS = 30 * 24
 
 #: SP-API report types holding buyer personal data (see the module docstring).
@@ -81,28 +77,18 @@ RESPONSE = (
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if event["action"] != "report.download" or event["outcome"] != "success":
         return []
-    findings = []
-    pii = _buyer_data(event, ctx)
-    if pii is not None:
-        findings.append(pii)
-    volume = _volume(event, state, ctx)
-    if volume is not None:
-        findings.append(volume)
-    return findings
+    found = (_buyer_data(event, ctx), _volume(event, state, ctx))
+    return [f for f in found if f is not None]
 
 
 def _report(event: Event) -> str:
-    return event.get("resource", {}).get("id", "(unnamed report)")
+    return str(event.get("resource", {}).get("id", "(unnamed report)"))
 
 
 def _who(actor: dict[str, str]) -> str:
     if actor["type"] == "provider":
-        return f"provider {actor['provider_id']} ({actor['principal_id']})"
-    return f"{actor['type']} {actor['principal_id']}"
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
+        return f"Provider {actor['provider_id']} ({actor['principal_id']})"
+    return f"{actor['type'].capitalize()} {actor['principal_id']}"
 
 
 def _buyer_data(event: Event, ctx: Context) -> Finding | None:
@@ -110,14 +96,14 @@ def _buyer_data(event: Event, ctx: Context) -> Finding | None:
     report = _report(event)
     if actor["type"] != "provider" or report not in BUYER_PII_REPORTS:
         return None
-    return Finding(
+    return ctx.finding(
+        event,
         detector=DETECTOR,
-        severity=ctx.config.severity(DETECTOR, SEVERITY),
+        severity=SEVERITY,
         key=f"{event['account_id']}|{actor['principal_id']}|buyer-data",
-        window=bucket(event["occurred_at"], ctx.config.suppression_minutes),
         title=f"Provider {actor['provider_id']} downloaded buyer personal data ({report})",
         summary=(
-            f"{_capital(_who(actor))} downloaded {report} on account {event['account_id']} at"
+            f"{_who(actor)} downloaded {report} on account {event['account_id']} at"
             f" {event['occurred_at']} (event {event['event_id']}); this report type holds buyer"
             " names, addresses or tax ids (an SP-API restricted report)."
         ),
@@ -129,42 +115,31 @@ def _volume(event: Event, state: dict[str, Any], ctx: Context) -> Finding | None
     actor = event["actor"]
     principal = actor["principal_id"]
     hour = epoch_ms(event["occurred_at"]) // 3_600_000
-    principals: dict[str, Any] = state.setdefault("p", {})
-    for idle in [p for p, s in principals.items() if s["h"] < hour - IDLE_HOURS]:
-        del principals[idle]
-    mine = principals.setdefault(principal, {"h": hour, "n": 0, "since": hour})
-    if hour > mine["h"]:
-        if mine["n"] > 0 and "fired" not in mine:  # an hour that alerted is not usual
-            mine["hist"] = [*mine.get("hist", []), mine["n"]][-HISTORY:]
-        mine["h"], mine["n"] = hour, 0
-        mine.pop("fired", None)
-    if hour < mine["h"]:
+    mine = rates.count(state.setdefault("p", {}), principal, hour, IDLE_HOURS)
+    if mine is None:
         return None  # a late event of a closed hour
-    mine["n"] += 1
-    count = mine["n"]
-    history = mine.get("hist", [])
-    if len(history) < MIN_HISTORY or hour - mine["since"] < LEARN_HOURS:
-        return None  # still learning: no usual hour yet
-    usual = sorted(history)[-2]
-    cfg = ctx.config
-    if count < cfg.report_downloads_min or count < cfg.report_baseline_factor * usual:
+    usual, count, cfg = rates.usual_hour(mine), mine["n"], ctx.config
+    if (
+        usual is None
+        or count < cfg.report_downloads_min
+        or count < cfg.report_baseline_factor * usual
+    ):
         return None
     mine["fired"] = True
     start = bucket(event["occurred_at"], 60)
-    baseline = (
-        f"its usual busy hour has {usual} (second-highest of {len(history)} previous active hours)"
-    )
-    return Finding(
+    return ctx.finding(
+        event,
         detector=DETECTOR,
-        severity=cfg.severity(DETECTOR, SEVERITY),
+        severity=SEVERITY,
         key=f"{event['account_id']}|{principal}|volume",
         window=start,
         title=f"{count} report downloads in an hour by {principal}",
         summary=(
-            f"{_capital(_who(actor))} downloaded {count} reports on account"
-            f" {event['account_id']} in the hour from {start} (latest {_report(event)}, event"
-            f" {event['event_id']}); {baseline}. Thresholds: at least {cfg.report_downloads_min}"
-            f" and {cfg.report_baseline_factor:g}x the usual busy hour."
+            f"{_who(actor)} downloaded {count} reports on account {event['account_id']} in the"
+            f" hour from {start} (latest {_report(event)}, event {event['event_id']}); its usual"
+            f" busy hour has {usual} (second-highest of {len(mine['hist'])} previous active"
+            f" hours). Thresholds: at least {cfg.report_downloads_min} and"
+            f" {cfg.report_baseline_factor:g}x the usual busy hour."
         ),
         response=RESPONSE,
     )

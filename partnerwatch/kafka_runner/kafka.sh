@@ -10,10 +10,16 @@
 #   kafka.sh reset    stop and delete the broker's data (not the jars)
 #
 # Idempotent: a second `start` reuses the jars, the formatted storage and a running broker.
-# Settings (environment): PW_KAFKA_HOME (cache folder; default .cache/kafka in a source checkout,
-# else ${XDG_CACHE_HOME:-~/.cache}/partnerwatch/kafka, never inside the installed package),
-# PW_KAFKA_PORT (9092), PW_KAFKA_CONTROLLER_PORT (9093), PW_KAFKA_HEAP (512m), PW_KAFKA_LIBS
-# (folder of the broker jars, default $PW_KAFKA_HOME/<version>/libs).
+#
+# Port: the one setting PW_KAFKA_BROKER (127.0.0.1:9092), the clients' broker address
+# (pipeline/config.py Settings.kafka_broker), is also where this broker listens: its port is
+# taken from it, so the two cannot disagree. `partnerwatch kafka start` passes the value Settings
+# resolved (environment, PW_ENV_FILE or default). Starting refuses an address that is not local
+# (127.0.0.1 or localhost) or that names several brokers. PW_KAFKA_PORT is no longer read.
+# Other settings (environment): PW_KAFKA_HOME (cache folder; default .cache/kafka in a source
+# checkout, else ${XDG_CACHE_HOME:-~/.cache}/partnerwatch/kafka, never inside the installed
+# package), PW_KAFKA_CONTROLLER_PORT (9093), PW_KAFKA_HEAP (512m), PW_KAFKA_LIBS (folder of the
+# broker jars, default $PW_KAFKA_HOME/<version>/libs).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,14 +35,24 @@ home=${PW_KAFKA_HOME:-$default_home}
 # PW_KAFKA_LIBS: jars already fetched elsewhere (a second, private broker reuses the main cache).
 libs=${PW_KAFKA_LIBS:-$home/$version/libs}
 data=$home/data
-port=${PW_KAFKA_PORT:-9092}
+log() { printf 'kafka.sh: %s\n' "$*" >&2; }
+
+if [ -n "${PW_KAFKA_PORT:-}" ]; then
+  log "PW_KAFKA_PORT is no longer read: set PW_KAFKA_BROKER=127.0.0.1:$PW_KAFKA_PORT (the clients' address and this broker's port are one setting)"
+  exit 2
+fi
+broker=${PW_KAFKA_BROKER:-127.0.0.1:9092}
+broker_host=${broker%:*}
+port=${broker##*:}
+if [ "$broker_host" = "$broker" ]; then port=9092; fi  # a host alone: Kafka's default port
+case $port in
+  ''|*[!0-9]*) log "PW_KAFKA_BROKER=$broker: the port must be a number"; exit 2 ;;
+esac
 cport=${PW_KAFKA_CONTROLLER_PORT:-9093}
 heap=${PW_KAFKA_HEAP:-512m}
 pidfile=$home/broker.pid
 logfile=$home/broker.log
 props=$home/server.properties
-
-log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 
 fetch() {
   if [ -f "$libs/.complete" ]; then return 0; fi
@@ -84,7 +100,18 @@ java_bin() {
   if [ -n "${JAVA_HOME:-}" ]; then echo "$JAVA_HOME/bin/java"; else command -v java; fi
 }
 
+local_broker() {
+  case $broker in
+    *,*) log "PW_KAFKA_BROKER=$broker names several brokers; the local runner is one, on 127.0.0.1"; exit 2 ;;
+  esac
+  case $broker_host in
+    127.0.0.1|localhost) ;;
+    *) log "PW_KAFKA_BROKER=$broker is not local: the local runner listens on 127.0.0.1 (use 127.0.0.1:<port>)"; exit 2 ;;
+  esac
+}
+
 start() {
+  local_broker
   fetch
   if running; then
     log "broker already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from pipeline.config import Settings
 from sinks.alert_delivery.parking import park, parked_record
 from sinks.alert_delivery.sender import deliver
-from sinks.alert_delivery.topics import ensure_feed_topics, parked_topic
+from sinks.alert_delivery.topics import ensure_feed_topics
 from sinks.alert_outputs.routes import AlertRoutes
 
 log = structlog.get_logger(__name__)
@@ -38,10 +38,6 @@ log = structlog.get_logger(__name__)
 
 #: (alert_id, count) versions remembered, to skip identical repeats on pw.alerts.
 SEEN_VERSIONS = 100_000
-
-
-def feed_group(settings: Settings) -> str:
-    return f"{settings.app_id}-alert-feed"
 
 
 class _Revoke(ConsumerRebalanceListener):
@@ -72,8 +68,8 @@ class AlertFeed:
         await asyncio.get_running_loop().run_in_executor(None, ensure_feed_topics, s)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_broker,
-            group_id=feed_group(s),
-            client_id=feed_group(s),
+            group_id=s.alert_feed_group,
+            client_id=s.client_id("alert-feed"),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
@@ -81,13 +77,13 @@ class AlertFeed:
             heartbeat_interval_ms=2_000,
         )
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_broker, client_id=f"{feed_group(s)}-parking", acks="all", enable_idempotence=True
+            bootstrap_servers=s.kafka_broker, client_id=s.client_id("alert-feed-parking"), acks="all", enable_idempotence=True
         )
         self.session = aiohttp.ClientSession()
         self.consumer.subscribe([s.alerts_topic], listener=_Revoke(self))
         await self.producer.start()
         await self.consumer.start()
-        log.info("alert_feed.started", group=feed_group(s), outputs=sorted(self.routes.outputs), parked=parked_topic(s))
+        log.info("alert_feed.started", group=s.alert_feed_group, outputs=sorted(self.routes.outputs), parked=s.parked_topic)
         try:
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=500)
@@ -153,7 +149,7 @@ class AlertFeed:
         source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         for outcome in outcomes:
             if not outcome.delivered:
-                await park(self.producer, parked_topic(self.settings), parked_record(alert, outcome, source))
+                await park(self.producer, self.settings.parked_topic, parked_record(alert, outcome, source))
         self.finished[version] = None
         if len(self.finished) > SEEN_VERSIONS:
             self.finished.popitem(last=False)

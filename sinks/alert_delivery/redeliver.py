@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pipeline.config import Settings
 from sinks.alert_delivery.parking import park, parked_record
 from sinks.alert_delivery.sender import Outcome, deliver
-from sinks.alert_delivery.topics import ensure_feed_topics, parked_topic
+from sinks.alert_delivery.topics import ensure_feed_topics
 from sinks.alert_outputs.routes import AlertRoutes
 
 log = structlog.get_logger(__name__)
@@ -37,8 +37,8 @@ class RedeliverReport:
 
 async def redeliver(settings: Settings, routes: AlertRoutes, output: str | None = None, join_timeout: float = 30.0) -> RedeliverReport:
     await asyncio.get_running_loop().run_in_executor(None, ensure_feed_topics, settings)
-    topic = parked_topic(settings)
-    group = f"{settings.app_id}-alert-redeliver"
+    topic = settings.parked_topic
+    group = settings.alert_redeliver_group
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=settings.kafka_broker,

@@ -210,7 +210,7 @@ RESPONSES: dict[str, str] = {
     " and restore the verified bank account.": (
         "立即检查 Payments > Disbursements 及收款方式；取消待处理的付款，并恢复已验证的银行账户。"
     ),
-    # detectors/rules/api_rate.py
+    # detectors/responses.py (API_ABUSE: api_rate_exceeded, api_rate_sustained)
     "Check the provider's integration with them: a runaway job, or a leaked SP-API token?": (
         "与服务商一起检查其集成：是失控的任务，还是 SP-API 令牌已泄露？"
     ),
@@ -225,12 +225,13 @@ RESPONSES: dict[str, str] = {
         "暂停该操作主体的 API 访问（SP-API 授权），检查其改动过的商品；用最近一次的平面文件"
         "（flat file）导出恢复被删除或被修改的商品。"
     ),
-    # detectors/rules/compliance_drift.py
+    # detectors/rules/tax_filing_missed.py
     "Check with the tax agent whether the return was filed outside PartnerWatch's view; if not,"
     " file now and ask the tax office about late-filing penalties.": (
         "向税务代理确认申报是否已在 PartnerWatch 记录之外提交；如未提交，请立即申报，并向税务机关"
         "咨询逾期申报的罚款。"
     ),
+    # detectors/rules/failed_writes_spike.py
     "Look at the failures' operations and resources (audit.events, outcome) with the provider:"
     " a broken feed, expired permissions, or changes it may not make?": (
         "与服务商一起查看失败操作涉及的操作和资源（audit.events 的 outcome）：是数据推送中断、"

@@ -14,10 +14,14 @@ over its credential's rate (429 with `Retry-After`). Otherwise every event is va
 
 The answer is sent only after the broker acknowledged every record (acks=all, idempotent
 producer); if that fails the answer is 503 and the client retries. Authentication: a bearer token
-(`PW_API_TOKEN`) or an HMAC signature (`PW_INGEST_HMAC_SECRET`): header `X-PW-Timestamp` (Unix
-seconds) and `X-PW-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`; the timestamp
-must be within `PW_INGEST_HMAC_WINDOW` seconds of now and each signature is accepted once. With
-neither configured the endpoint refuses everything. Credentials are never logged.
+(`PW_API_TOKEN`, checked with every other route's by streams/web/guard.py) or an HMAC signature
+(`PW_INGEST_HMAC_SECRET`): header `X-PW-Timestamp` (Unix seconds) and `X-PW-Signature:
+sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`; the timestamp must be within
+`PW_INGEST_HMAC_WINDOW` seconds of now and each signature is accepted once, by every worker and
+across restarts (streams/web/signatures.py): a retried signed request must be signed again, with
+a new timestamp. With neither configured the endpoint refuses everything. Credentials are never
+logged. A JSON array is split into its elements by sources/http_batch.py: one bad element is one
+rejected event, and its dead letter keeps the element's bytes (up to `deadletter.MAX_RAW`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ import math
 import time
 from typing import Any
 
-import orjson
 import structlog
 from aiokafka import AIOKafkaProducer
 from faust import web
@@ -40,13 +43,14 @@ from pipeline import deadletter
 from pipeline.config import Settings
 from pipeline.event import Rejected, parse_action
 from sinks import metrics
-from streams.app import app, settings
+from sources.http_batch import split_batch
+from streams.app import app, settings, web_guard
+from streams.web.guard import CREDENTIAL
+from streams.web.signatures import LedgerUnavailable, SignatureLedger
 
 log = structlog.get_logger(__name__)
 
 SOURCE = "POST /v1/events"
-#: Signatures remembered against replay (each for the replay window); beyond this, refuse.
-MAX_REMEMBERED_SIGNATURES = 200_000
 
 
 class TokenBucket:
@@ -71,49 +75,29 @@ class TokenBucket:
         return (1.0 - tokens) / self.rate
 
 
-class Authenticator:
-    """Bearer token or HMAC signature; answers the credential's name (never the secret) or raises."""
+class BadSignature(Exception):
+    """The signature is refused; `reason` is the failed-auth metric's label."""
 
-    def __init__(self, s: Settings) -> None:
-        self.token = s.api_token
-        self.secret = s.ingest_hmac_secret.encode()
-        self.window = s.ingest_hmac_window
-        self._seen: dict[str, float] = {}  # signature -> when it may be forgotten
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
-    def check_header(self, headers: Any) -> str | None:
-        """The credential if a bearer token is given and right; None when a signature must be
-        checked against the body. Raises PermissionError when refused."""
-        if not self.token and not self.secret:
-            raise PermissionError("HTTP ingest is disabled: set PW_API_TOKEN or PW_INGEST_HMAC_SECRET")
-        given = headers.get("Authorization", "")
-        if given:
-            if self.token and hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                return "bearer"
-            raise PermissionError("wrong bearer token")
-        if self.secret and headers.get("X-PW-Signature") and headers.get("X-PW-Timestamp"):
-            return None
-        raise PermissionError("missing bearer token or signature")
 
-    def check_signature(self, headers: Any, body: bytes, now: float | None = None) -> str:
-        now = time.time() if now is None else now
-        stamp = headers.get("X-PW-Timestamp", "")
-        signature = headers.get("X-PW-Signature", "")
-        try:
-            ts = int(stamp)
-        except ValueError:
-            raise PermissionError("X-PW-Timestamp must be Unix seconds") from None
-        if abs(now - ts) > self.window:
-            raise PermissionError("X-PW-Timestamp is outside the replay window")
-        expected = "sha256=" + hmac.new(self.secret, f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(signature.encode(errors="replace"), expected.encode()):
-            raise PermissionError("wrong signature")
-        self._seen = {k: v for k, v in self._seen.items() if v > now} if len(self._seen) > 1000 else self._seen
-        if expected in self._seen and self._seen[expected] > now:
-            raise PermissionError("signature already used (replay)")
-        if len(self._seen) >= MAX_REMEMBERED_SIGNATURES:
-            raise PermissionError("too many signed requests in the replay window")
-        self._seen[expected] = now + 2 * self.window
-        return "hmac"
+def check_signature(secret: bytes, window: int, headers: Any, body: bytes, now: float | None = None) -> tuple[str, int]:
+    """(the expected signature, the timestamp) when the request is signed right and on time; raises BadSignature."""
+    now = time.time() if now is None else now
+    stamp = headers.get("X-PW-Timestamp", "")
+    signature = headers.get("X-PW-Signature", "")
+    try:
+        ts = int(stamp)
+    except ValueError:
+        raise BadSignature("malformed", "X-PW-Timestamp must be Unix seconds") from None
+    if abs(now - ts) > window:
+        raise BadSignature("stale", "X-PW-Timestamp is outside the replay window")
+    expected = "sha256=" + hmac.new(secret, f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(signature.encode(errors="replace"), expected.encode()):
+        raise BadSignature("bad_signature", "wrong signature")
+    return expected, ts
 
 
 class IngestProducer(Service):
@@ -132,7 +116,7 @@ class IngestProducer(Service):
             logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.INFO))
         producer = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_broker,
-            client_id=f"{self.settings.app_id}-http-ingest",
+            client_id=self.settings.client_id("http-ingest"),
             acks="all",
             enable_idempotence=True,
             linger_ms=2,
@@ -149,26 +133,9 @@ class IngestProducer(Service):
 
 producer_service = IngestProducer(settings)
 app.service(producer_service)  # type: ignore[arg-type]  # Faust accepts instances too
-authenticator = Authenticator(settings)
+signature_ledger = SignatureLedger(settings, producer_service)
+app.service(signature_ledger)  # type: ignore[arg-type]
 limiter = TokenBucket(settings.http_rate, settings.http_burst)
-
-
-def split_body(body: bytes) -> list[bytes]:
-    """The request's events as separate messages: each element of a JSON array, or the whole body
-    (an object, or anything else, which then fails validation as one event)."""
-    if body.lstrip()[:1] != b"[":
-        return [body]
-    try:
-        items = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return [body]
-    out = []
-    for item in items:
-        try:
-            out.append(orjson.dumps(item))
-        except orjson.JSONEncodeError:  # nested deeper than orjson writes: keep it as a bad value
-            out.append(b"\x00nested too deeply")
-    return out
 
 
 def judge(message: bytes) -> tuple[dict[str, Any] | None, Rejected | None]:
@@ -196,12 +163,9 @@ async def _read_limited(request: web.Request, limit: int) -> bytes | None:
 @app.page("/v1/events")
 class Events(web.View):
     async def post(self, request: web.Request) -> web.Response:
-        try:
-            credential = authenticator.check_header(request.headers)
-        except PermissionError as exc:
-            metrics.HTTP_INGEST_REFUSED.labels("401").inc()
-            log.warning("http_ingest.refused", status=401, why=str(exc))
-            return self.json({"error": str(exc)}, status=401)
+        # The bearer token (or its absence) was checked by streams/web/guard.py; a request it
+        # passed without one carries a signature, checked here against the body.
+        credential = request.get(CREDENTIAL)  # type: ignore[attr-defined]  # aiohttp's Request
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             metrics.HTTP_INGEST_REFUSED.labels("415").inc()
@@ -212,11 +176,16 @@ class Events(web.View):
             return self.json({"error": f"body larger than {settings.http_max_body_bytes} bytes"}, status=413)
         if credential is None:
             try:
-                credential = authenticator.check_signature(request.headers, body)
-            except PermissionError as exc:
-                metrics.HTTP_INGEST_REFUSED.labels("401").inc()
-                log.warning("http_ingest.refused", status=401, why=str(exc))
-                return self.json({"error": str(exc)}, status=401)
+                signature, ts = check_signature(
+                    settings.ingest_hmac_secret.encode(), settings.ingest_hmac_window, request.headers, body
+                )
+                if not await signature_ledger.claim(signature, ts):
+                    raise BadSignature("replay", "signature already used (replay)")
+            except BadSignature as exc:
+                return web_guard.refuse(request, exc.reason, str(exc))  # type: ignore[arg-type,return-value]  # aiohttp under Faust
+            except LedgerUnavailable as exc:
+                return self.json({"error": f"{exc}: retry (signed again)"}, status=503)
+            credential = "hmac"
         wait = limiter.take(credential)
         if wait:
             metrics.HTTP_INGEST_REFUSED.labels("429").inc()
@@ -224,7 +193,7 @@ class Events(web.View):
                 {"error": "rate limit exceeded", "retry_after": math.ceil(wait)},
                 status=429, headers={"Retry-After": str(math.ceil(wait))},
             )
-        messages = split_body(body)
+        messages = split_batch(body)
         if len(messages) > settings.http_max_events:
             metrics.HTTP_INGEST_REFUSED.labels("413").inc()
             return self.json({"error": f"more than {settings.http_max_events} events"}, status=413)

@@ -1,5 +1,7 @@
 """The worker's HTTP API (bound to 127.0.0.1 by default): health and read-only SQL.
 
+Who may call what is decided in front of every view by streams/web/guard.py.
+
 The embedded warehouse is locked to the worker process, so `partnerwatch sql` sends its query
 here while the worker runs.
 """
@@ -7,27 +9,21 @@ here while the worker runs.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import Any
 
+import structlog
 from faust import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline.forensics.sql_guard import UnsafeQuery, read_only
-from sinks.clickhouse import WarehouseError
+from pipeline.forensics.sql_guard import UnsafeQuery
+from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
 from streams.app import app, settings
 from streams.warehouse_loader import WarehouseLoaderService
-from streams.web.ingest import producer_service
+from streams.web.ingest import producer_service, signature_ledger
 
+log = structlog.get_logger(__name__)
 loader_service = WarehouseLoaderService(settings)
 app.service(loader_service)  # type: ignore[arg-type]  # Faust accepts instances too
-
-
-def _authorized(request: web.Request) -> bool:
-    if not settings.api_token:
-        return True
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given, f"Bearer {settings.api_token}")
 
 
 @app.page("/v1/health")
@@ -41,7 +37,8 @@ class Health(web.View):
                 "stored_alerts": loader.stored_alerts if loader else 0,
                 "warehouse_error": loader.last_error if loader else "starting",
                 # POST /v1/events answers 503 until its producer has started.
-                "http_ingest": "ready" if producer_service.producer is not None else "starting",
+                # ... and signed requests until the replay ledger has read back (streams/web/signatures.py).
+                "http_ingest": "ready" if producer_service.producer is not None and signature_ledger.ready else "starting",
             }
         )
 
@@ -55,8 +52,7 @@ class Metrics(web.View):
 @app.page("/v1/sql")
 class Sql(web.View):
     async def post(self, request: web.Request) -> web.Response:
-        if not _authorized(request):
-            return self.json({"error": "missing or wrong bearer token"}, status=401)
+        # the bearer token was checked by streams/web/guard.py (every route but health, metrics, the page)
         try:
             body: Any = await request.json()
         except ValueError:
@@ -65,17 +61,33 @@ class Sql(web.View):
         params = body.get("params") or {} if isinstance(body, dict) else {}
         if not isinstance(query, str) or not isinstance(params, dict):
             return self.json({"error": "query must be a string and params an object"}, status=400)
-        try:
-            query = read_only(query)  # one statement, run with readonly=1 (pipeline/forensics/sql_guard.py)
-        except UnsafeQuery as exc:
-            return self.json({"error": str(exc)}, status=400)
         loader = loader_service.loader
         if loader is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                None, loader.warehouse.query, query, params
-            )
+            job = loader.warehouse.user_query(params, SqlLimits.from_settings(settings))
+        except WarehouseError as exc:
+            return self.json({"error": str(exc)}, status=400 if exc.code else 503)
+        # Admitted by the engine's parser (pipeline/forensics/sql_guard.py), run read-only under
+        # the PW_SQL_* limits, off the event loop; cancelled if the client goes away meanwhile.
+        log.info("sql.started", chars=len(query))
+        future = asyncio.get_running_loop().run_in_executor(None, run_user_sql, job, query)
+        while not future.done():
+            await asyncio.wait({future}, timeout=0.2)
+            transport = getattr(request, "transport", None)  # aiohttp's request under Faust's web.Request
+            if not future.done() and (transport is None or transport.is_closing()):
+                job.cancel()
+                log.info("sql.client_gone", action="cancelled")
+                try:
+                    await future
+                    log.info("sql.finished_after_client_gone")
+                except (UnsafeQuery, WarehouseError) as exc:
+                    log.info("sql.cancelled", code=getattr(exc, "code", None), error=str(exc)[:200])
+                return self.json({"error": "client disconnected"}, status=499)
+        try:
+            result = future.result()
+        except UnsafeQuery as exc:
+            return self.json({"error": f"query refused: {exc}"}, status=400)
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=400)
         return self.json({"columns": result.columns, "types": result.types, "rows": result.rows})

@@ -10,7 +10,6 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from partnerwatch.local_worker import Namespace, wait_for
-from sinks.alert_delivery.topics import parked_topic
 from sinks.alert_outputs.webhook import verify_signature
 from tests.alert_feeds.harness import Feed, produce_alerts
 from tests.alert_feeds.receiver import Received, Receiver
@@ -64,7 +63,7 @@ def committed_everything(ns: Namespace, group: str, topic: str) -> bool:
 
 
 def read_parked(ns: Namespace, expect: int) -> list[dict]:  # type: ignore[type-arg]
-    return [orjson.loads(r.value) for r in ns.read_topic(parked_topic(ns.settings), expect=expect, timeout=30)]
+    return [orjson.loads(r.value) for r in ns.read_topic(ns.settings.parked_topic, expect=expect, timeout=30)]
 
 
 def test_receiver_down_then_back_gets_every_alert_once_in_order_per_account(kafka_broker: str, tmp_path: Path) -> None:
@@ -101,7 +100,7 @@ versions = "all"
         assert receiver.count() == 0
         receiver.set("up")
         wait_for(lambda: receiver.count() >= 40, 60, "every alert once the receiver is back")
-        wait_for(lambda: committed_everything(ns, f"{ns.settings.app_id}-alert-feed", ns.settings.alerts_topic), 30, "offsets committed")
+        wait_for(lambda: committed_everything(ns, ns.settings.alert_feed_group, ns.settings.alerts_topic), 30, "offsets committed")
         time.sleep(1.0)  # anything sent twice would arrive by now
         bodies = [orjson.loads(item.body) for item in receiver.received]
         assert len(bodies) == 40 and not receiver.rejected
@@ -172,7 +171,7 @@ outputs = ["strict"]
         assert refused["attempts"] == 1 and refused["error"].startswith("HTTP 400")
         assert refused["alert"] == alerts[-1] and refused["source"]["topic"] == ns.settings.alerts_topic
         assert {p["alert"]["alert_id"] for p in by_output["first"]} == {a["alert_id"] for a in alerts}
-        wait_for(lambda: committed_everything(ns, f"{ns.settings.app_id}-alert-feed", ns.settings.alerts_topic), 30, "offsets committed after parking")
+        wait_for(lambda: committed_everything(ns, ns.settings.alert_feed_group, ns.settings.alerts_topic), 30, "offsets committed after parking")
         assert feed.metric("pw_alert_deliveries_total", output="first", result="parked") == 7
         assert feed.metric("pw_alert_deliveries_total", output="first", result="retried") == 14
     finally:
@@ -244,7 +243,7 @@ versions = "all"
     feed = Feed(ns, routes, {"TEST_HOOK_SECRET": SECRET}).start()
     try:
         assert produce_alerts(ns, [first, first, grown, grown, other]) == 5
-        wait_for(lambda: committed_everything(ns, f"{ns.settings.app_id}-alert-feed", ns.settings.alerts_topic), 60, "offsets committed")
+        wait_for(lambda: committed_everything(ns, ns.settings.alert_feed_group, ns.settings.alerts_topic), 60, "offsets committed")
         time.sleep(1.0)
         got = [(b["alert_id"], b["count"]) for b in (orjson.loads(i.body) for i in receiver.received)]
         assert got == [(first["alert_id"], 1), (grown["alert_id"], 2), (other["alert_id"], 1)]

@@ -2,9 +2,10 @@
 """The Simplified Chinese catalogue covers every detector and every response step it can emit.
 
 Detector ids and response steps are collected two independent ways, so a new detector or step
-cannot slip past: from the source (every `Finding(detector=..., response=...)` call in
-detectors/*.py, its arguments resolved to the module's constants), and by running every fixture
-case in tests/detectors/cases/ through detectors.run.observe and keeping what the findings carry.
+cannot slip past: from the source (every `ctx.finding(detector=..., response=...)` call in
+detectors/rules/*.py, its arguments resolved to the module's constants), and by running every
+fixture case (detectors/rules/*.json) through detectors.run.observe and keeping what the findings
+carry.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import orjson
 import pytest
 
 import detectors.rules
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
+from pipeline.config import DetectionConfig
 from sinks.alert_outputs import dingtalk, feishu, slack, wecom, zh
 from sinks.alert_outputs.card import card
 from tests.alert_feeds.samples import sample_alert
@@ -32,25 +33,31 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 def _resolve(node: ast.expr, module: Any) -> Any:
-    """The value of a `Finding(...)` argument that names a module-level constant."""
+    """The value of a `ctx.finding(...)` argument that names a module-level constant."""
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Name):
         return getattr(module, node.id)
     if isinstance(node, ast.Attribute):
         return getattr(_resolve(node.value, module), node.attr)
-    raise AssertionError(f"{module.__name__}: Finding argument {ast.unparse(node)} is not a module constant")
+    raise AssertionError(f"{module.__name__}: ctx.finding argument {ast.unparse(node)} is not a module constant")
 
 
 def from_source() -> tuple[set[str], set[str]]:
-    """(detector ids, response steps) of every Finding(...) written in detectors/*.py."""
+    """(detector ids, response steps) of every ctx.finding(...) written in detectors/rules/*.py."""
     ids: set[str] = set()
     steps: set[str] = set()
     for info in pkgutil.iter_modules(detectors.rules.__path__):
         module = importlib.import_module(f"detectors.rules.{info.name}")
         tree = ast.parse(Path(module.__file__ or "").read_text())
         for call in ast.walk(tree):
-            if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Finding"):
+            if not (
+                isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Attribute)
+                and call.func.attr == "finding"
+                and isinstance(call.func.value, ast.Name)
+                and call.func.value.id == "ctx"
+            ):
                 continue
             args = {k.arg: k.value for k in call.keywords}
             ids.add(_resolve(args["detector"], module))
@@ -149,7 +156,8 @@ def test_chinese_chat_card_has_chinese_title_and_steps_and_no_english_step(
     alert = _real_alert(detector, steps)
     text = _rendered(output, alert)
     title, summary = zh.text_for(alert) or ("", "")
-    quote = slack.escape if output == "slack" else str
+    # each platform escapes provider-controlled text its own way (the Chinese text included)
+    quote = {"slack": slack.escape, "feishu": feishu.escape, "wecom": wecom.escape}.get(output, dingtalk.escape)
     assert quote(title) in text and quote(summary) in text
     for step in steps:
         assert quote(zh.RESPONSES[step]) in text, step

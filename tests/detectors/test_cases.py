@@ -1,6 +1,6 @@
 """Every detector's fixture cases, true positives and benign lookalikes side by side.
 
-Each file in tests/detectors/cases/ holds the cases of one detector module:
+Each rule's fixture sits beside it, detectors/rules/<detector id>.json:
 
     {"detector": "<detector id>", "cases": [
       {"name": "...", "alert": true | false, "events": [<event>, ...]}, ...]}
@@ -20,11 +20,12 @@ from typing import Any
 import orjson
 import pytest
 
-from detectors.config import DetectionConfig
+from detectors import rules
 from detectors.run import new_state, observe
+from pipeline.config import DetectionConfig
 from pipeline.event import normalize
 
-CASES_DIR = Path(__file__).parent / "cases"
+CASES_DIR = Path(rules.__file__).parent
 
 
 def load_cases() -> list[Any]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import Finding, fold
+from pipeline.config import DetectionConfig
 from pipeline.event import normalize
 from pipeline.simulation.traffic import generate
 

@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 
 from detectors import Context
-from detectors.config import DetectionConfig
 from detectors.rules import impossible_travel, ip_churn
 from detectors.rules import new_country_or_asn as geo_novelty
+from pipeline.config import DetectionConfig
 from pipeline.event import Event, format_ms, normalize
 
 START = 1_793_606_400_000  # 2026-11-02T08:00:00Z
@@ -33,13 +33,13 @@ def event(n: int, ip: str, at: int, principal: str = "p1") -> Event:
 
 def run(events: list[Event]) -> tuple[list[Any], dict[str, Any]]:
     ctx = Context(auth={"grants": {}}, config=DetectionConfig())
-    states: dict[str, Any] = {rule.__name__: {} for rule in RULES}
+    states: dict[str, Any] = {rule.DETECTOR: {} for rule in RULES}
     found = []
     for e in events:
         for rule in RULES:
             found += [
                 (e["event_id"], f.detector, f.key, f.window)
-                for f in rule.detect(e, states[rule.__name__], ctx)
+                for f in rule.detect(e, states[rule.DETECTOR], ctx)
             ]
     return found, states
 
@@ -49,8 +49,8 @@ def test_one_principal_spraying_hundreds_of_networks_keeps_bounded_state() -> No
     found, states = run(events)
     assert {d for _, d, _, _ in found} == {"new_country_or_asn", "ip_churn", "impossible_travel"}
     limit = DetectionConfig().ip_churn_per_hour
-    assert len(states["detectors.rules.ip_churn"]["principals"]["p1"]) <= 2 * limit + 2
-    seen = states["detectors.rules.new_country_or_asn"]["principals"]["p1"]
+    assert len(states["ip_churn"]["principals"]["p1"]) <= 2 * limit + 2
+    seen = states["new_country_or_asn"]["principals"]["p1"]
     assert len(seen["countries"]) <= geo_novelty.MAX_COUNTRIES
     assert len(seen["operators"]) <= geo_novelty.MAX_OPERATORS
     assert len(orjson.dumps(states)) < 10_000
@@ -63,7 +63,7 @@ def test_principals_that_go_quiet_are_dropped() -> None:
     events.append(event(300, "91.40.249.39", START + 100 * day, principal="late"))
     _, states = run(events)
     for rule in RULES:
-        assert list(states[rule.__name__]["principals"]) == ["late"], rule.__name__
+        assert list(states[rule.DETECTOR]["principals"]) == ["late"], rule.DETECTOR
 
 
 def test_same_events_same_findings_and_state() -> None:

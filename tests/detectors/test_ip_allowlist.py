@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from detectors import ALL
+from detectors import ALL, Context
 from detectors.rules import ip_outside_allowlist as ip_allowlist
-from pipeline.alert import MAX_EVIDENCE, alert_id, fold
+from pipeline.alert import MAX_EVIDENCE, Finding, alert_id, fold
 from pipeline.authorization import AccountGrants
 from pipeline.authorization import apply_grant as apply
+from pipeline.config import DetectionConfig
 from pipeline.contract import SEVERITIES
 from pipeline.event import Event, normalize
 
@@ -58,6 +59,14 @@ def _event(body: dict[str, Any], event_id: str, at: str) -> Event:
         **body,
     }
     return normalize(doc)
+
+
+def decide(event: Event, grants: AccountGrants) -> Finding | None:
+    """The rule's finding on `event` against `grants` (it is stateless), or None."""
+    ctx = Context(auth={"grants": grants}, config=DetectionConfig())
+    found = ip_allowlist.detect(event, {}, ctx)
+    assert len(found) <= 1
+    return found[0] if found else None
 
 
 @dataclass
@@ -180,7 +189,7 @@ FALSE_POSITIVES = [
 )
 def test_rule(case: Case) -> None:
     event, grants = case.replay()
-    finding = ip_allowlist.decide(event, grants)
+    finding = decide(event, grants)
     assert (finding is not None) is case.fires
     if finding is not None:
         assert finding.detector == ip_allowlist.DETECTOR == "ip_outside_allowlist"
@@ -197,7 +206,7 @@ def test_finding_names_the_grants_and_networks() -> None:
     event, grants = Case(
         "", [grant(), grant("g-2", ip_allowlist=["81.3.0.0/16"])], action("5.61.20.9"), True
     ).replay()
-    finding = ip_allowlist.decide(event, grants)
+    finding = decide(event, grants)
     assert finding is not None
     assert "g-1, g-2" in finding.summary
     assert "185.12.40.0/24" in finding.summary and "81.3.0.0/16" in finding.summary
@@ -209,8 +218,8 @@ def test_alert_id_is_deterministic() -> None:
     case = TRUE_POSITIVES[0]
     first_event, grants = case.replay()
     again_event, again_grants = case.replay()
-    first = ip_allowlist.decide(first_event, grants)
-    again = ip_allowlist.decide(again_event, again_grants)
+    first = decide(first_event, grants)
+    again = decide(again_event, again_grants)
     assert first is not None and again is not None
     assert first == again
     ids = {alert_id(f.detector, f.key, f.window) for f in (first, again)}
@@ -221,7 +230,7 @@ def test_alert_id_is_deterministic() -> None:
 def test_alert_id_groups_by_principal_ip_and_hour() -> None:
     def finding_at(at: str, ip: str = "5.61.20.9") -> Any:
         event, grants = Case("", [grant()], action(ip), True, at=at).replay()
-        found = ip_allowlist.decide(event, grants)
+        found = decide(event, grants)
         assert found is not None
         return alert_id(found.detector, found.key, found.window)
 
@@ -246,7 +255,7 @@ def test_fold_counts_each_event_once() -> None:
     ]
     alert = None
     for event in [events[0], events[0], events[1], events[0], events[2], events[1], events[2]]:
-        finding = ip_allowlist.decide(event, grants)
+        finding = decide(event, grants)
         assert finding is not None
         folded = fold(alert, finding, event)
         if alert is not None and event["event_id"] in alert["evidence_event_ids"]:
@@ -272,7 +281,7 @@ def test_fold_caps_evidence_but_keeps_counting() -> None:
     alert = None
     for i in range(MAX_EVIDENCE + 5):
         event = _event(action("5.61.20.9"), f"evt-{i}", f"2026-11-02T14:{i % 60:02d}:00Z")
-        finding = ip_allowlist.decide(event, grants)
+        finding = decide(event, grants)
         assert finding is not None
         alert = fold(alert, finding, event)
     assert alert is not None

@@ -5,32 +5,23 @@ cannot show in one last event (several periods at once, once per minute, bursts 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from detectors import ALL
-from detectors.config import DetectionConfig
 from detectors.rules import report_exfiltration
 from detectors.run import new_state, observe
 from pipeline.alert import Finding
+from pipeline.config import DetectionConfig
 from pipeline.event import normalize
 from pipeline.simulation.traffic import ATTACKS, generate
 
-from .test_cases import build_event
+from .test_cases import CASES_DIR, build_event
 
 ACCOUNT = "A0001SELLER"
 AGENCY = {"type": "provider", "provider_id": "prov-1", "principal_id": "p1"}
-MODULES = (
-    "funds_without_approval",
-    "account_takeover_sequence",
-    "refund_burst",
-    "api_rate",
-    "report_exfiltration",
-    "compliance_drift",
-)
 DETECTORS = (
     "funds_without_approval",
     "account_takeover_sequence",
@@ -41,7 +32,6 @@ DETECTORS = (
     "tax_filing_missed",
     "failed_writes_spike",
 )
-CASES = Path(__file__).parent / "cases"
 
 
 class Account:
@@ -72,14 +62,14 @@ def of(findings: list[Finding], detector: str) -> list[Finding]:
 
 
 def test_modules_are_registered() -> None:
-    assert set(MODULES) <= dict(ALL).keys()
+    assert set(DETECTORS) <= dict(ALL).keys()
 
 
 @pytest.mark.parametrize("detector", DETECTORS)
 def test_fixture_cases_decide_the_same_through_a_json_table(detector: str) -> None:
     """The detect agent keeps state in a Faust table as JSON: a round trip between every event
     must not change a single decision (no int keys, tuples or sets in the state)."""
-    doc = orjson.loads((CASES / f"{detector}.json").read_bytes())
+    doc = orjson.loads((CASES_DIR / f"{detector}.json").read_bytes())
     for case in doc["cases"]:
         plain: dict[str, Any] = {}
         tabled: dict[str, Any] = {}
@@ -104,7 +94,7 @@ def test_state_stays_small_on_a_long_labelled_stream() -> None:
         event = normalize(raw)
         observe(states.setdefault(event["account_id"], new_state()), event, config)
     for state in states.values():
-        for name in MODULES:
+        for name in DETECTORS:
             assert len(orjson.dumps(state["det"].get(name, {}))) < 6_000, name
 
 

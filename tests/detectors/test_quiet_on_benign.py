@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
+from pipeline.config import DetectionConfig
 from pipeline.event import normalize
 from pipeline.simulation.traffic import generate
 

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from detectors.config import DetectionConfig
 from detectors.retro_hunt import history, hunt
-from pipeline.config import Settings
+from pipeline.config import DetectionConfig, Settings
 from pipeline.event import timestamp_ms
 from pipeline.forensics.chain_check import parse_when
 from pipeline.ledger import event_of
@@ -51,7 +50,7 @@ def _plain(alert: dict[str, Any]) -> dict[str, Any]:
 
 def test_hunt_finds_the_injected_attack_and_marks_stored_alerts(stored: Any) -> None:
     wh, entries, alerts = stored
-    report = hunt(wh, "provider_without_grant", *EVER, config=DetectionConfig.from_env({}))
+    report = hunt(wh, "provider_without_grant", *EVER, config=DetectionConfig())
     expected = alerts["provider_without_grant"]
     assert [f.alert for f in report.findings] == [_plain(a) for a in expected]  # same ids, evidence, counts
     evidence = {e for f in report.findings for e in f.alert["evidence_event_ids"]}
@@ -71,7 +70,7 @@ def test_hunt_reports_only_findings_inside_the_period_with_the_whole_past_replay
     middle = expected[len(expected) // 2]
     start = timestamp_ms(middle["first_seen"], "t")
     end = timestamp_ms(expected[-1]["last_seen"], "t")  # exclusive: the last one is out
-    report = hunt(wh, "listing_out_of_scope", start, end, config=DetectionConfig.from_env({}))
+    report = hunt(wh, "listing_out_of_scope", start, end, config=DetectionConfig())
     by_time = {e["event_id"]: timestamp_ms(e["occurred_at"], "t") for e in entries}
     inside = [a for a in expected if any(start <= by_time[ev] < end for ev in a["evidence_event_ids"])]
     assert middle in inside and expected[-1] not in inside and expected[0] not in inside
@@ -82,7 +81,7 @@ def test_hunt_reports_only_findings_inside_the_period_with_the_whole_past_replay
 def test_hunt_for_one_account(stored: Any) -> None:
     wh, entries, alerts = stored
     account = alerts["price_change_over_limit"][0]["account_id"]
-    report = hunt(wh, "price_change_over_limit", *EVER, account=account, config=DetectionConfig.from_env({}))
+    report = hunt(wh, "price_change_over_limit", *EVER, account=account, config=DetectionConfig())
     assert report.accounts == (account,)
     assert [f.alert["alert_id"] for f in report.findings] == [
         a["alert_id"] for a in alerts["price_change_over_limit"] if a["account_id"] == account

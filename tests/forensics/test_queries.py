@@ -11,21 +11,22 @@ import pytest
 
 from pipeline import authorization
 from pipeline.authorization import allows_scope, covering, plain_address
+from pipeline.config import Settings
 from pipeline.contract import WRITE_PREFIXES
 from pipeline.forensics.chain_check import parse_when
 from pipeline.forensics.queries import get, load
-from pipeline.forensics.sql_guard import read_only
 from pipeline.ledger import event_of
-from sinks.clickhouse import WarehouseError
+from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
 from tests.forensics.conftest import ACCOUNT, Seeded
 
 WHOLE = {"from": "2026-10-01", "to": "2027-01-01"}
 
 
 def run(seeded: Seeded, name: str, **params: str) -> list[dict[str, Any]]:
-    """A named query as the CLI runs it: bound parameters, behind the read-only guard."""
+    """A named query as the CLI runs it: bound parameters, admitted by the guard, under the limits."""
     query = get(name)
-    return seeded.warehouse.query(read_only(query.sql), query.bind(params)).as_dicts()
+    job = seeded.warehouse.user_query(query.bind(params), SqlLimits.from_settings(Settings()))
+    return run_user_sql(job, query.sql).as_dicts()
 
 
 def ch(ts: str) -> str:

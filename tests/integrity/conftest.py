@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import alert_id, fold
-from pipeline.config import Settings
+from pipeline.config import DetectionConfig, Settings
 from pipeline.event import format_ms, normalize, timestamp_ms
 from pipeline.ledger import ChainHead, append, event_of
 from pipeline.simulation.traffic import ATTACKS, generate
@@ -44,7 +43,7 @@ def simulated_entries(count: int, seed: int = 11, accounts: int = 2, **options: 
 
 def detected_alerts(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The alerts the detectors raise on `entries` (latest version of each), as the detect agent folds them."""
-    config = DetectionConfig.from_env({})
+    config = DetectionConfig()
     states: dict[str, Any] = {}
     alerts: dict[str, dict[str, Any]] = {}
     for entry in entries:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
+from pipeline.config import DetectionConfig
 from pipeline.event import normalize
 from pipeline.simulation.behaviour import KINDS, LABEL_PREFIX, generate
 from pipeline.simulation.traffic import generate as benign_generate

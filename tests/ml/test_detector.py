@@ -9,10 +9,10 @@ import pytest
 
 from detectors.behaviour.features import MONOTONE
 from detectors.behaviour.model import BehaviourModel
-from detectors.config import DetectionConfig
 from detectors.rules.behaviour_anomaly import DETECTOR
 from detectors.run import new_state, observe
 from pipeline.alert import Finding
+from pipeline.config import DetectionConfig
 from pipeline.event import Event, format_ms, normalize, timestamp_ms
 
 

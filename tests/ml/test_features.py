@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from detectors.behaviour.features import FEATURES, AccountFeatures, build, is_off_hours
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
-from pipeline.config import Settings
+from pipeline.config import DetectionConfig, Settings
 from pipeline.event import Event, normalize
 from pipeline.ledger import ChainHead, append
 from sinks.audit_store import store_events

@@ -13,10 +13,10 @@ from typing import Any
 
 from detectors.behaviour.features import FEATURES, KINDS, build
 from detectors.behaviour.model import BehaviourModel
-from detectors.config import DetectionConfig
 from detectors.rules.behaviour_anomaly import DETECTOR
 from detectors.run import new_state, observe
 from pipeline.alert import Finding
+from pipeline.config import DetectionConfig
 from pipeline.event import Event, format_ms, normalize, timestamp_ms
 from tests.ml.conftest import SpyModel, benign
 

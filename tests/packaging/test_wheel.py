@@ -226,7 +226,7 @@ def test_kafka_runner_keeps_its_cache_outside_site_packages(
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
-        env = {**env, "PW_KAFKA_PORT": str(listener.getsockname()[1])}
+        env = {**env, "PW_KAFKA_BROKER": f"127.0.0.1:{listener.getsockname()[1]}"}
         assert (
             subprocess.run([cli, "kafka", "status"], cwd=tmp_path, env=env, timeout=60).returncode
             == 1

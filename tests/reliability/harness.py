@@ -36,7 +36,7 @@ class PrivateBroker:
             **os.environ,
             "PW_KAFKA_HOME": str(home),
             "PW_KAFKA_LIBS": str(shared / version / "libs"),
-            "PW_KAFKA_PORT": str(self.port),
+            "PW_KAFKA_BROKER": f"127.0.0.1:{self.port}",
             "PW_KAFKA_CONTROLLER_PORT": str(free_port()),
             "PW_KAFKA_HEAP": "384m",
         }
@@ -68,13 +68,13 @@ def stored(ns: Namespace) -> int:
 
 def expected_alert_ids(stream: Sequence[dict[str, Any]]) -> set[str]:
     """The alert ids a replay of `stream` (in order, masked as ingest does) through the detectors gives."""
-    from detectors.config import DetectionConfig
     from detectors.run import new_state, observe
     from pipeline.alert import alert_id
+    from pipeline.config import Settings
     from pipeline.event import normalize
     from pipeline.masking import Masker
 
-    config, masker = DetectionConfig.from_env(), Masker("")
+    config, masker = Settings.from_env().detect, Masker("")
     states: dict[str, Any] = {}
     seen: set[tuple[str, str]] = set()
     ids: set[str] = set()

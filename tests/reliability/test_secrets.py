@@ -88,7 +88,7 @@ def test_no_secret_in_logs_no_raw_bank_data_downstream(kafka_broker: str, tmp_pa
     finally:
         worker.stop()
     log = worker.log_path.read_text(errors="replace")
-    assert "http_ingest.refused" in log  # the refusals were logged...
+    assert "http.auth_refused" in log  # the refusals were logged (streams/web/guard.py)...
     for secret in (TOKEN, SECRET, MASK_KEY, IBAN, EMAIL):
         assert secret not in log, f"{secret[:6]}... in the worker log"  # ...without the secrets
 

@@ -79,7 +79,7 @@ def _health(ns: Namespace) -> dict[str, object]:
 def _loader_offsets(ns: Namespace) -> int:
     admin = KafkaAdminClient(bootstrap_servers=ns.settings.kafka_broker)
     try:
-        group = f"{ns.settings.app_id}-warehouse"
+        group = ns.settings.warehouse_group
         offsets = admin.list_group_offsets({group: None})[group]
         return sum(o.offset for tp, o in offsets.items() if tp.topic == ns.settings.ledger_topic)
     finally:

@@ -47,6 +47,7 @@ FIELDS: list[tuple[str, str, str]] = [
     ("grant.grant_id", "name", "permission.grant"),
     ("grant.provider_id", "name", "permission.grant"),
     ("grant.principals.0", "name", "permission.grant"),
+    ("grant.skus.0", "label", "permission.grant"),
     ("grant.scopes.0", "action_pattern", "permission.grant"),
     ("grant.require_approval.0", "action_pattern", "permission.grant"),
     ("approval.approval_id", "name", "approval.grant"),

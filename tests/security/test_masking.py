@@ -26,9 +26,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
 from pipeline.alert import fold
+from pipeline.config import DetectionConfig
 from pipeline.contract import ACTIONS
 from pipeline.event import Rejected, canonical, normalize, parse_action
 from pipeline.ledger import ChainHead, append, encode_entry
@@ -39,7 +39,7 @@ from tests.security.sensitive_values import KINDS, sensitive
 from tests.unit.test_event import minimal
 
 M = Masker("test-mask-key")
-CONFIG = DetectionConfig.from_env({})
+CONFIG = DetectionConfig()
 NOW = "2026-11-02T06:10:00.000Z"
 
 
@@ -52,12 +52,16 @@ def full(action: str) -> dict[str, Any]:
     doc["resource"] = {"type": "listing", "id": "SKU-01-0042"}
     doc["changes"] = [{"field": "title", "old": "Espresso cup", "new": "Espresso cup XL"}, {"field": "price", "old": "19.99", "new": "17.49"}]
     if action != "permission.revoke":
-        doc["grant"] = {**doc.get("grant", {"grant_id": "g-1"}), "provider_id": "prov-003", "principals": ["prov-003-user-1"], "scopes": ["listing.*"]}
+        doc["grant"] = {
+            **doc.get("grant", {"grant_id": "g-1"}), "provider_id": "prov-003", "principals": ["prov-003-user-1"],
+            "scopes": ["listing.*"], "skus": ["SKU-01-0042"],
+        }
     doc["approval"] = {
         "approval_id": "ap-1", "action": "listing.price_change", "resource_id": "SKU-01-0042",
         "approved_by": "A0001SELLER-owner", "expires_at": "2026-11-03T00:00:00Z",
     }
     doc["policy"] = {**doc.get("policy", {}), "notes": "weekly review", "contacts": ["ops-team"], "nested": {"k": "v"}}
+    doc["origin"] = {"adapter": "sp-api-gateway", "request": "PATCH /listings/2021-08-01/items", "status": 200}
     return doc
 
 
@@ -66,9 +70,9 @@ STRING_PATHS = [
     "event_id", "account_id", "operation", "approval_id", "actor.provider_id", "actor.principal_id",
     "source.user_agent", "source.session_id", "resource.type", "resource.id", "changes.0.field",
     "changes.0.old", "changes.0.new", "changes.1.new", "grant.grant_id", "grant.provider_id",
-    "grant.principals.0", "grant.scopes.0", "approval.approval_id", "approval.approved_by",
+    "grant.principals.0", "grant.skus.0", "grant.scopes.0", "approval.approval_id", "approval.approved_by",
     "approval.resource_id", "approval.action", "policy.notes", "policy.contacts.0", "policy.nested.k",
-    "policy.<key>", "marketplace", "outcome", "source.ip", "occurred_at",
+    "policy.<key>", "origin.request", "marketplace", "outcome", "source.ip", "occurred_at",
 ]
 
 

@@ -9,8 +9,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.config import DetectionConfig
 from detectors.run import new_state, observe
+from pipeline.config import DetectionConfig
 from pipeline.event import normalize
 from pipeline.masking import Masker
 from pipeline.simulation.traffic import generate
@@ -98,7 +98,7 @@ def test_masking_is_idempotent_and_leaves_plain_events_alone() -> None:
 
 def test_detectors_find_the_same_on_masked_events() -> None:
     """Detectors read actions, actors, sources, prices: masking changes none of their findings."""
-    config = DetectionConfig.from_env()
+    config = DetectionConfig()
     plain: dict[str, Any] = {}
     masked: dict[str, Any] = {}
     found_plain, found_masked = [], []

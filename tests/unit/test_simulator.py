@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from detectors import Context
 from detectors.rules import ip_outside_allowlist as ip_allowlist
 from pipeline.authorization import AccountGrants
 from pipeline.authorization import apply_grant as apply
+from pipeline.config import DetectionConfig
 from pipeline.event import normalize, parse_action
 from pipeline.simulation.traffic import ATTACKS, generate
 
@@ -64,7 +66,7 @@ def test_ground_truth_is_what_the_detector_fires_on(seed: int) -> None:
         apply(account, event)
         if truth == "ip_outside_allowlist":
             attacks.add(event["event_id"])
-        if ip_allowlist.decide(event, account) is not None:
+        if ip_allowlist.detect(event, {}, Context(auth={"grants": account}, config=DetectionConfig())):
             fired.add(event["event_id"])
     assert len(attacks) > 20  # the check is not vacuous
     assert fired - attacks == set(), "false positives on benign simulated traffic"

@@ -1,0 +1,42 @@
+"""What the benchmark reads off running processes: a worker's /metrics, and CPU time and memory
+from /proc (Linux)."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from pathlib import Path
+
+from pipeline.config import REPO_ROOT
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def metric(port: int, name: str) -> float:
+    """Sum of a metric's samples on a worker's /metrics (0 when absent)."""
+    total = 0.0
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name) and line[len(name)] in " {":
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def rss_mib(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def broker_pid() -> int | None:
+    path = REPO_ROOT / ".cache" / "kafka" / "broker.pid"
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,43 @@
+"""Hourly counts against a learned busy hour: "far more than it usually does in an hour".
+
+Used by api_rate_sustained (requests per provider) and report_exfiltration (downloads per
+principal). The usual hour is the busy hour, the second-highest count among the previous hours
+with events (at most `HISTORY`): a mean would call every morning after a quiet night unusual, and
+one odd hour cannot inflate the second-highest. It is known once the key was first seen
+`LEARN_HOURS` before and has `MIN_HISTORY` active hours; an hour that fired (`"fired"` in its
+record) is not learned. On event time only; a late event of a closed hour is not counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HISTORY = 24
+MIN_HISTORY = 3
+LEARN_HOURS = 24
+
+
+def count(hours: dict[str, Any], key: str, hour: int, idle_hours: int) -> dict[str, Any] | None:
+    """Count one event of `key` in the clock hour `hour` (hours since the epoch) and return its
+    record (`n`: this hour's count); None for a late event of a closed hour. Keys idle for
+    `idle_hours` are forgotten first."""
+    for idle in [k for k, s in hours.items() if s["h"] < hour - idle_hours]:
+        del hours[idle]
+    mine: dict[str, Any] = hours.setdefault(key, {"h": hour, "n": 0, "since": hour})
+    if hour > mine["h"]:
+        if mine["n"] > 0 and "fired" not in mine:  # an hour that alerted is not usual
+            mine["hist"] = [*mine.get("hist", []), mine["n"]][-HISTORY:]
+        mine["h"], mine["n"] = hour, 0
+        mine.pop("fired", None)
+    if hour < mine["h"]:
+        return None
+    mine["n"] += 1
+    return mine
+
+
+def usual_hour(mine: dict[str, Any]) -> int | None:
+    """The key's busy hour, None while it is still learning."""
+    history = mine.get("hist", [])
+    if len(history) < MIN_HISTORY or mine["h"] - mine["since"] < LEARN_HOURS:
+        return None
+    return int(sorted(history)[-2])

@@ -1,0 +1,74 @@
+"""A provider calling the account's APIs faster than agreed.
+
+A leaked SP-API refresh token is typically used for scraping or mass edits. Per provider per
+account, every provider event is one request, whatever its action or outcome (throttled and
+denied calls are still calls). Fires when more than the limit arrive within a minute of event
+time: a 60-second window sliding in 10-second steps, so a burst split across a clock minute is
+seen whole. The limit is the account policy's `rate_limit_per_min` if set, else
+`rate_limit_per_min` from the configuration. At most once per provider and clock minute (on the
+first request over the limit); consecutive minutes fold into one alert per suppression window.
+
+Deliberately ignored: seller and Amazon actors (not delegated access), and requests older than
+every minute still open. State: per provider, six 10-second counts and its newest hour;
+providers idle for `IDLE_HOURS` are forgotten.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from detectors.responses import API_ABUSE
+from detectors.windows import epoch_ms
+from pipeline.alert import Finding
+from pipeline.event import Event
+
+if TYPE_CHECKING:
+    from detectors import Context
+
+DETECTOR = "api_rate_exceeded"
+SEVERITY = "medium"
+STEP_MS = 10_000
+STEPS = 60_000 // STEP_MS
+IDLE_HOURS = 7 * 24
+
+
+def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
+    actor = event["actor"]
+    if actor["type"] != "provider":
+        return []
+    provider = actor["provider_id"]
+    now = epoch_ms(event["occurred_at"])
+    minute, hour, step = now // 60_000, now // 3_600_000, now // STEP_MS
+    providers: dict[str, Any] = state.setdefault("p", {})
+    for other in [p for p, s in providers.items() if s["h"] < hour - IDLE_HOURS]:
+        del providers[other]
+    mine = providers.setdefault(provider, {"h": hour})
+    mine["h"] = max(mine["h"], hour)
+    newest = max([step, *map(int, mine.get("s", {}))])
+    if step <= newest - STEPS:  # older requests fall outside every minute still open
+        return []
+    steps = {k: v for k, v in mine.get("s", {}).items() if int(k) > newest - STEPS}
+    steps[str(step)] = steps.get(str(step), 0) + 1
+    mine["s"] = steps
+    policy_limit = ctx.auth["policy"].get("rate_limit_per_min")
+    limit = int(policy_limit) if policy_limit is not None else ctx.config.rate_limit_per_min
+    if sum(steps.values()) <= limit or mine.get("fm", -1) >= minute:
+        return []
+    mine["fm"] = minute
+    return [
+        ctx.finding(
+            event,
+            detector=DETECTOR,
+            severity=SEVERITY,
+            key=f"{event['account_id']}|{provider}",
+            title=f"Provider {provider} exceeded {limit} requests per minute",
+            summary=(
+                f"Provider {provider} sent more than {limit} requests within a minute on account"
+                f" {event['account_id']} up to {event['occurred_at']} (the request over the"
+                f" limit: {event['action']} by {actor['principal_id']}, event"
+                f" {event['event_id']}). The alert's count is the number of clock minutes over"
+                " the limit."
+            ),
+            response=API_ABUSE,
+        )
+    ]
