@@ -126,32 +126,36 @@ def verify_chain(
     start: Annotated[str | None, typer.Option("--from", help="ingest time (UTC date or RFC 3339)")] = None,
     end: Annotated[str | None, typer.Option("--to", help="ingest time, inclusive")] = None,
 ) -> None:
-    """Recompute account hash chains from the warehouse; report the first break (seq, event_id).
+    """Recompute account hash chains from the warehouse; report each account's first break (seq, event_id).
+
+    An account that cannot be read is reported and the others are still verified; the exit code
+    is 1 when any account failed.
 
     With --from, verification starts at the last entry ingested before it (the anchor, whose
     hash the range must continue) and runs through the last entry ingested at or before --to.
     """
-    from pipeline.forensics.chain_check import accounts, verify_range
+    from pipeline.forensics.chain_check import accounts, verify_accounts
 
     settings = _settings()
     start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
-    broken = []
-    total = 0
     with _failures(), warehouse_access(settings) as db:
         names = [account] if account else accounts(db)
-        for acct in names:
-            report = verify_range(db, acct, start_ms, end_ms)
-            total += report.events
-            if report.broken:
-                broken.append((acct, report.broken))
-    for acct, b in broken:
-        err.print(
-            line("[red]account ", plain(acct, "red"), f"[red]: chain breaks at seq {b.seq} (event ",
-                 plain(b.event_id, "red"), "[red]): ", plain(b.problem, "red"))
-        )
-    if broken:
-        raise typer.Exit(1)
+        reports = verify_accounts(db, names, start_ms, end_ms)
+    total = sum(r.events for r in reports)
+    failed = [r for r in reports if not r.ok]
+    for r in failed:
+        if r.broken:
+            b = r.broken
+            err.print(
+                line("[red]account ", plain(r.account, "red"), f"[red]: chain breaks at seq {b.seq} (event ",
+                     plain(b.event_id, "red"), "[red]): ", plain(b.problem, "red"))
+            )
+        else:
+            err.print(line("[red]account ", plain(r.account, "red"), "[red]: ", plain(r.error, "red")))
     scope = " in range" if start or end else ""
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(names)} account chains do not verify; {len(names) - len(failed)} verified, {total} events{scope}[/]")
+        raise typer.Exit(1)
     console.print(f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]")
 
 
