@@ -31,9 +31,7 @@ from typing import Any
 import orjson
 
 from detectors.config import DetectionConfig
-from detectors.run import new_state, observe
-from pipeline.alert import alert_id, closed_alerts, fold
-from pipeline.ledger import event_of
+from detectors.run import apply_entry, new_state
 from streams import ml_models
 from streams.alert_publisher import publisher
 from streams.batch_writer import BatchWriter
@@ -54,33 +52,24 @@ class Detection:
 
     async def entry(self, entry: dict[str, Any], event: Any) -> None:
         """Run the detectors over one sequenced entry; `event` is the Faust event it came from."""
-        action = event_of(entry)
-        account = action["account_id"]
+        account = entry["account_id"]
         if account in self.touched:
             state = self.touched[account][0]
         else:
             # Changed in place and written back in `flush`: one table write per batch.
             state = account_state.get(account) or new_state()
         self.touched[account] = (state, event)
-        seq = int(entry["seq"])
-        if seq <= state.get("seq", 0):
-            return  # already folded into this state before a crash
-        state["seq"] = seq
         msg = event.message
         timings = METRICS.sample()
-        for finding in observe(state, action, CONFIG, ml_models.current(), timings=timings):
-            key = alert_id(finding.detector, finding.key, finding.window)
-            before = open_alerts.get(key)
-            alert = fold(before, finding, action, seq)
-            if alert is before:
-                continue  # a replayed event, already part of the alert
-            self.writer.table_set(open_alerts, msg.partition, key, alert)
-            state.setdefault("open", {})[key] = alert["last_seen"]
+        applied = apply_entry(state, entry, CONFIG, ml_models.current(), open_alerts.get, timings)
+        if applied is None:
+            return  # already folded into this state before a crash
+        for alert in applied.alerts:
+            self.writer.table_set(open_alerts, msg.partition, alert["alert_id"], alert)
             await publisher.publish(account.encode(), orjson.dumps(alert), msg.partition)
             METRICS.alert_published(msg)
         METRICS.record(timings)
-        for key in closed_alerts(state.get("open", {}), action["occurred_at"]):
-            del state["open"][key]
+        for key in applied.closed:
             self.writer.table_delete(open_alerts, msg.partition, key)
 
     async def flush(self) -> None:
