@@ -3,8 +3,8 @@
 The worker's tables are read from their changelog topics (committed records only, the latest
 value per key), which is what the next recovery restores; the expected state is every ledger
 entry folded from scratch through `detectors.run.apply_entry`, the worker's own fold. Both are
-read once the worker has committed every source message (`caught_up`), so the ledger, the
-changelogs and the source offsets are one committed transaction apart at most: none.
+read once the worker has sequenced every source message (`caught_up`): a batch's ledger entries
+and changelog records commit in one transaction, so both are read as of the same batch.
 
 States are compared whole (never by detector key), after a JSON round trip as the changelog does.
 """
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from detectors.config import DetectionConfig
 from detectors.run import apply_entry, new_state
@@ -53,18 +53,38 @@ def committed(ns: Namespace, topic: str) -> Iterator[Any]:
 
 
 def caught_up(ns: Namespace) -> bool:
-    """The worker group has committed every message on the actions topic."""
+    """Every message on the actions topic is sequenced: on each partition, the last committed
+    ledger entry records the source offset of the partition's last message.
+
+    (The ledger says where sequencing stands, streams/ingest.py; the worker group's committed
+    offset may lag: Faust commits a partition only up to the first offset its stream did not
+    deliver, and source messages the stream skipped are sequenced by ingest's catch-up. Every
+    message of the restart tests is a new event, so every one has its entry.)
+    """
     settings = ns.settings
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_broker, group_id=None)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_broker)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_broker, isolation_level="read_committed", enable_auto_commit=False, group_id=None
+    )
     try:
-        tps = [TopicPartition(settings.actions_topic, p) for p in consumer.partitions_for_topic(settings.actions_topic) or ()]
-        ends = consumer.end_offsets(tps)
-        offsets = admin.list_group_offsets({settings.app_id: tps}).get(settings.app_id, {})
-        return all(end == 0 or (tp in offsets and offsets[tp].offset >= end) for tp, end in ends.items())
+        sources = [TopicPartition(settings.actions_topic, p) for p in consumer.partitions_for_topic(settings.actions_topic) or ()]
+        ends = consumer.end_offsets(sources)
+        for source in sources:
+            if ends[source] == 0:
+                continue
+            tp = TopicPartition(settings.ledger_topic, source.partition)
+            consumer.assign([tp])
+            last = consumer.end_offsets([tp])[tp]  # the last stable offset
+            consumer.seek(tp, max(0, last - 64))  # the tail: entries and commit markers
+            sequenced = -1
+            while consumer.position(tp) < last:
+                for record in consumer.poll(timeout_ms=1000).get(tp, ()):
+                    if record.offset < last:
+                        sequenced = max(sequenced, int(orjson.loads(record.value).get("ingest_offset", -1)))
+            if sequenced < ends[source] - 1:
+                return False
+        return True
     finally:
         consumer.close()
-        admin.close()
 
 
 def changelog_name(ns: Namespace, table: str) -> str:
