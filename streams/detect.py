@@ -32,7 +32,7 @@ import orjson
 
 from detectors.config import DetectionConfig
 from detectors.run import apply_entry, new_state
-from streams import ml_models
+from streams import ml_models, state_repair
 from streams.alert_publisher import publisher
 from streams.batch_writer import BatchWriter
 from streams.detect_metrics import DetectMetrics
@@ -58,8 +58,14 @@ class Detection:
         else:
             # Changed in place and written back in `flush`: one table write per batch.
             state = account_state.get(account) or new_state()
-        self.touched[account] = (state, event)
         msg = event.message
+        seq, prior = int(entry["seq"]), int(state.get("seq", 0))
+        if seq > prior + 1:
+            # Entries before this one are missing from the state: never fold into it. Rebuilt
+            # from the ledger (its entries up to seq - 1 are committed), logged and counted.
+            stale = state_repair.Stale(account, "gap" if prior else "missing", prior, seq - 1)
+            state = (await state_repair.repair(msg.partition, [stale], self.writer))[account]
+        self.touched[account] = (state, event)
         timings = METRICS.sample()
         applied = apply_entry(state, entry, CONFIG, ml_models.current(), open_alerts.get, timings)
         if applied is None:
