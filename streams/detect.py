@@ -18,10 +18,11 @@ state, the account's open alerts and the last `seq` it saw, changed in place and
 account and batch) and `open_alerts` (the latest version of each open alert; an alert without new
 evidence for `OPEN_DAYS` of event time is closed and dropped, so the table stays bounded). Their
 changelog records go out in the ingest transaction (streams/batch_writer.py), so after a crash
-the tables come back as of the last committed batch. The in-memory tables can still be ahead of
-the ledger where a transaction aborts and the worker lives on (and changelogs written by older
-versions, outside the transaction, may be), so an entry at or below the state's `seq` is
-skipped, and `fold` ignores a `seq` it has seen.
+the tables come back as of the last committed batch. A recovered state is not trusted for that:
+when ingest takes up a partition, each account's state `seq` is checked against the ledger's head
+and a state that is missing, behind or ahead is rebuilt from the ledger (streams/state_repair.py),
+and `entry` refuses a state with a gap before the entry it folds. An entry at or below the
+state's `seq` is skipped, and `fold` ignores a `seq` it has seen.
 """
 
 from __future__ import annotations
