@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 def thread_over(cls: type[AIOKafkaConsumerThread], consumer: AIOKafkaConsumer) -> Any:
     """A consumer thread of `cls` around `consumer`, as in a worker with exactly-once processing
     (only what `_highwaters` reads is set: the aiokafka consumer and the Faust consumer's mode)."""
-    thread = object.__new__(cls)
+    thread: Any = object.__new__(cls)
     thread._consumer = consumer
     thread.consumer = SimpleNamespace(in_transaction=True)
     return thread
