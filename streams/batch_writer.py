@@ -11,8 +11,10 @@ Everything goes through the transactional producer of the *source* partition (Fa
 `<app id>-<topic group of pw.actions>-<partition>`; ledger, changelog and source partitions
 share the number), under the lock Faust holds while it commits that producer's transaction. So
 the ledger entries, the table changes and the source offsets commit together or not at all:
-after a crash the tables come back (Faust's recovery reads the changelogs read_committed)
-exactly as of the last committed batch, with no state ahead of the ledger. Faust's own
+after a crash the tables come back (Faust's recovery reads the changelogs read_committed, up to
+the last stable offset the broker reports: streams/app.py) exactly as of the last committed batch,
+with no state ahead of the ledger; ingest checks that against the ledger all the same
+(streams/state_repair.py). Faust's own
 `send_changelog` writes outside the transaction. Picking the producer by the source topic is
 also why the app need not consume pw.ledger: `Topic.send` picks it by the destination topic's
 group, which exists only for topics the app consumes.
