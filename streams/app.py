@@ -8,9 +8,7 @@ import sys
 from typing import Any
 
 import faust
-from aiokafka import TopicPartition
 from faust.sensors import Monitor
-from faust.transport.drivers import aiokafka as faust_kafka
 
 from pipeline.config import Settings
 from sinks.kafka_io import faust_options
@@ -34,38 +32,6 @@ class Worker(faust.Worker):
         kwargs["redirect_stdouts"] = False
         super().__init__(*args, **kwargs)
         self.spinner = None
-
-
-class ConsumerThread(faust_kafka.AIOKafkaConsumerThread):
-    """Faust's aiokafka consumer thread, with changelog highwaters asked of the broker.
-
-    Table recovery reads each changelog partition up to its highwater. Under exactly-once
-    processing Faust takes it from `AIOKafkaConsumer.last_stable_offset(tp)`, which is not asked
-    of the broker: it is what the last *fetch response* for that partition said, None until the
-    consumer has fetched it once. When recovery starts right after the partitions are assigned,
-    before the fetcher's first response, every changelog partition has None, Faust logs a
-    highwater of -1, sees nothing to recover and starts with empty tables (issue 15, finding 20:
-    -1 on all 8 partitions while the topics held offsets 0..804; 2 restarts in 3 in one run, none
-    in another, as the race went). Here the highwater is the broker's answer to ListOffsets with
-    the consumer's isolation level: read_committed, so the last stable offset, as of now.
-    """
-
-    async def _highwaters(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        consumer = self._ensure_consumer()
-        if not self.consumer.in_transaction:
-            return dict(await super()._highwaters(partitions))
-        # The consumer reads read_committed (Faust sets it with transactions): the broker answers
-        # with the last stable offset, past the last committed or aborted transaction.
-        return dict(await consumer.end_offsets(list(partitions)))
-
-
-class Consumer(faust_kafka.Consumer):
-    def _new_consumer_thread(self) -> ConsumerThread:
-        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-
-class Transport(faust_kafka.Transport):
-    Consumer = Consumer
 
 
 class LeanMonitor(Monitor):
@@ -147,7 +113,7 @@ app = faust.App(
     Worker=Worker,
     Monitor=LeanMonitor,
 )
-app.transport = Transport(app.conf.broker_consumer, app)
+app.transport = faust_internals.Transport(app.conf.broker_consumer, app)
 
 
 @app.task

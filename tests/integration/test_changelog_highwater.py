@@ -4,7 +4,7 @@ Issue 15, finding 20: a restarted worker logged a highwater of -1 on every chang
 skipped recovery and started with empty tables. Cause: under exactly-once, Faust takes the
 highwater from `AIOKafkaConsumer.last_stable_offset`, a value cached from the last fetch
 response, None for a partition the new consumer has not fetched yet (Faust turns None into -1).
-Whether the fetcher had answered before recovery asked was a race. `streams.app.ConsumerThread`
+Whether the fetcher had answered before recovery asked was a race. `streams.faust_internals.ConsumerThread`
 asks the broker instead.
 """
 
@@ -21,7 +21,7 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from streams.app import ConsumerThread
+from streams.faust_internals import ConsumerThread
 
 pytestmark = pytest.mark.integration
 
