@@ -10,16 +10,13 @@ import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from partnerwatch.alerts import alerts_cli
+from partnerwatch.common import console, err, line, plain
 from pipeline.config import Settings
 
 if TYPE_CHECKING:
     from sinks.alert_outputs.routes import AlertRoutes
-
-console = Console()
-err = Console(stderr=True)
 
 
 def _load() -> tuple[Settings, AlertRoutes]:
@@ -36,7 +33,7 @@ def _load() -> tuple[Settings, AlertRoutes]:
     try:
         routes = load(settings.alert_routes, os.environ)
     except RoutesError as exc:
-        err.print(f"[red]configuration error:[/] {exc}", soft_wrap=True)
+        err.print(line("[red]configuration error:[/] ", plain(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
     return settings, routes
 
@@ -67,7 +64,7 @@ def redeliver(
 
     settings, routes = _load()
     if output is not None and output not in routes.outputs:
-        err.print(f"[red]unknown output[/] {output!r}; the routes file defines: {', '.join(sorted(routes.outputs))}")
+        err.print(line("[red]unknown output[/] ", plain(repr(output)), "; the routes file defines: ", plain(", ".join(sorted(routes.outputs)))))
         raise typer.Exit(2)
     report = asyncio.run(run(settings, routes, output))
     console.print(
@@ -87,4 +84,4 @@ def check_routes() -> None:
             scope += f", detectors {', '.join(route.detectors)}"
         if route.accounts:
             scope += f", accounts {', '.join(route.accounts)}"
-        console.print(f"{route.name}: {scope} -> {', '.join(route.outputs)} ({route.versions})")
+        console.print(plain(f"{route.name}: {scope} -> {', '.join(route.outputs)} ({route.versions})"))

@@ -16,16 +16,13 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 
+from partnerwatch.common import console, err, http_open, line, plain, worker_running
 from partnerwatch.common import load_settings as _settings
-from partnerwatch.common import worker_running
 from pipeline.config import Settings
 from pipeline.contract import SEVERITIES
 
 alerts_cli = typer.Typer(help="Alerts: follow the live feed, acknowledge and resolve.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 SEVERITY_STYLE = {"info": "dim", "low": "cyan", "medium": "yellow", "high": "bold red", "critical": "bold white on red"}
 
@@ -60,7 +57,12 @@ def tail(
 
 
 class _AlertPrinter:
-    """Filters (again: the Kafka path has no server to filter) and prints one line per version shown."""
+    """Filters (again: the Kafka path has no server to filter) and prints one line per version shown.
+
+    Every value of an alert is provider-controlled: printed as `plain` text, never as markup or raw
+    control characters. A record that is not an alert is reported and skipped, so one bad record
+    cannot stop the tail (which would start again from the same record, and stop again).
+    """
 
     def __init__(self, severity: str, accounts: set[str], detectors: set[str]) -> None:
         self.floor = SEVERITIES.index(severity)
@@ -68,22 +70,36 @@ class _AlertPrinter:
         self.detectors = detectors
         self.seen: set[str] = set()
 
+    def show_record(self, raw: bytes | str) -> None:
+        """One record of the feed: an alert is shown (if it passes the filters), anything else skipped."""
+        try:
+            alert = orjson.loads(raw)
+            if not isinstance(alert, dict):
+                raise TypeError("not a JSON object")
+            self.show(alert)
+        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
+            err.print(line("[yellow]skipped a record that is not an alert:[/] ", plain(exc)), highlight=False)
+
     def show(self, alert: dict[str, Any]) -> None:
-        rank = SEVERITIES.index(alert["severity"]) if alert.get("severity") in SEVERITIES else 0
+        severity = alert.get("severity")
+        rank = SEVERITIES.index(severity) if severity in SEVERITIES else 0
         if rank < self.floor or (self.accounts and alert["account_id"] not in self.accounts):
             return
         if self.detectors and alert["detector"] not in self.detectors:
             return
         count = int(alert["count"])
-        if alert["alert_id"] in self.seen and count & (count - 1):
+        alert_id = str(alert["alert_id"])
+        if alert_id in self.seen and count & (count - 1):
             return  # an update of an alert already shown: show it again at 2, 4, 8, ... events
-        self.seen.add(alert["alert_id"])
-        style = SEVERITY_STYLE.get(alert["severity"], "")
+        self.seen.add(alert_id)
+        style = SEVERITY_STYLE.get(str(severity), "")
         when = datetime.now(UTC).strftime("%H:%M:%S")
         console.print(
-            f"[dim]{when}[/] [{style}]{alert['severity'].upper():8}[/] {alert['detector']} "
-            f"account={alert['account_id']} provider={alert['provider_id']} x{alert['count']}\n"
-            f"         {alert['title']}  [dim]{alert['alert_id']}[/]",
+            line(
+                f"[dim]{when}[/] ", plain(f"{str(severity).upper():8}", style), " ", plain(alert["detector"]),
+                " account=", plain(alert["account_id"]), " provider=", plain(alert.get("provider_id", "")),
+                f" x{count}\n         ", plain(alert.get("title", "")), "  ", plain(alert_id, "dim"),
+            ),
             highlight=False,
         )
 
@@ -112,34 +128,37 @@ def _tail_sse(settings: Settings, printer: _AlertPrinter, from_now: bool) -> Non
                 if event.id is not None:
                     last_id = event.id
                 if event.event == "alert":
-                    printer.show(orjson.loads(event.data))
+                    printer.show_record(event.data)
                 elif event.event == "error":
-                    err.print(f"[yellow]feed:[/] {orjson.loads(event.data).get('error')}; resuming")
+                    err.print(line("[yellow]feed:[/] ", plain(_error_of(event.data)), "; resuming"))
         except SseError as exc:
-            err.print(f"[red]feed refused:[/] {exc}")
+            err.print(line("[red]feed refused:[/] ", plain(exc)))
             raise typer.Exit(1) from None
         except (OSError, http.client.HTTPException) as exc:
             failures += 1
             if failures > 30:
-                err.print(f"[red]feed unreachable:[/] {exc}")
+                err.print(line("[red]feed unreachable:[/] ", plain(exc)))
                 raise typer.Exit(1) from None
         time.sleep(min(2.0, 0.2 * (failures + 1)))
 
 
-def _tail_kafka(settings: Settings, printer: _AlertPrinter, from_now: bool) -> None:
-    from kafka import KafkaConsumer
+def _error_of(data: str) -> object:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data
+    return doc.get("error") if isinstance(doc, dict) else doc
 
-    consumer = KafkaConsumer(
-        settings.alerts_topic,
-        bootstrap_servers=settings.kafka_broker,
-        auto_offset_reset="latest" if from_now else "earliest",
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        group_id=None,
+
+def _tail_kafka(settings: Settings, printer: _AlertPrinter, from_now: bool) -> None:
+    from sinks.kafka_io import consumer as kafka_consumer
+
+    consumer = kafka_consumer(
+        settings, settings.alerts_topic, role="alerts-tail", auto_offset_reset="latest" if from_now else "earliest"
     )
     try:
         for record in consumer:
-            printer.show(orjson.loads(record.value))
+            printer.show_record(record.value)
     finally:
         consumer.close()
 
@@ -148,21 +167,19 @@ def _lifecycle(action: str, alert_id: str, by: str, note: str) -> None:
     """Through the worker when it runs (it owns the embedded warehouse), else directly."""
     settings = _settings()
     body = orjson.dumps({"by": by, "note": note})
-    request = urllib.request.Request(
-        f"{settings.web_url}/v1/alerts/{urllib.parse.quote(alert_id, safe='')}/{action}",
-        data=body,
-        headers={"Content-Type": "application/json", **_auth(settings)},
-    )
+    url = f"{settings.web_url}/v1/alerts/{urllib.parse.quote(alert_id, safe='')}/{action}"
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with http_open(url, timeout=60, data=body, headers={"Content-Type": "application/json", **_auth(settings)}) as response:
             row = orjson.loads(response.read())
     except urllib.error.HTTPError as exc:
-        message = orjson.loads(exc.read() or b"{}").get("error", str(exc))
-        err.print(f"[red]{action} refused:[/] {message}")
+        err.print(line(f"[red]{action} refused:[/] ", plain(_error_of(exc.read().decode("utf-8", "replace") or "{}") or exc)))
         raise typer.Exit(1) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         row = _lifecycle_direct(settings, action, alert_id, by, note)
-    console.print(f"{row['alert_id']} [bold]{row['status']}[/] by {row['actor']} at {row['at']}", highlight=False)
+    console.print(
+        line(plain(row["alert_id"]), " ", plain(row["status"], "bold"), " by ", plain(row["actor"]), " at ", plain(row["at"])),
+        highlight=False,
+    )
 
 
 def _lifecycle_direct(settings: Settings, action: str, alert_id: str, by: str, note: str) -> dict[str, Any]:
@@ -177,7 +194,7 @@ def _lifecycle_direct(settings: Settings, action: str, alert_id: str, by: str, n
         finally:
             warehouse.close()
     except (BadRequest, UnknownAlert, StatusConflict, WarehouseError) as exc:
-        err.print(f"[red]{action} refused:[/] {exc}")
+        err.print(line(f"[red]{action} refused:[/] ", plain(exc)))
         raise typer.Exit(1) from None
 
 

@@ -19,15 +19,12 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 
+from partnerwatch.common import console, err, http_open, line, plain, worker_running
 from partnerwatch.common import load_settings as _settings
-from partnerwatch.common import worker_running
 from pipeline.config import Settings
 from pipeline.forensics.signing import Signer, SigningKeyError, Verifier
-
-console = Console()
-err = Console(stderr=True)
+from pipeline.text import visible
 
 digest_app = typer.Typer(help="Signed digests of each account's chain (audit.chain_digests).", no_args_is_help=True)
 evidence_app = typer.Typer(help="Evidence bundles for a case: create (options below) or `verify`.")
@@ -59,15 +56,12 @@ class WorkerSql:
         self.settings = settings
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> _Result:
-        request = urllib.request.Request(
-            f"{self.settings.web_url}/v1/sql",
-            data=orjson.dumps({"query": sql, "params": params or {}}),
-            headers={"Content-Type": "application/json"},
-        )
+        body = orjson.dumps({"query": sql, "params": params or {}})
+        headers = {"Content-Type": "application/json"}
         if self.settings.api_token:
-            request.add_header("Authorization", f"Bearer {self.settings.api_token}")
+            headers["Authorization"] = f"Bearer {self.settings.api_token}"
         try:
-            with urllib.request.urlopen(request, timeout=300) as response:
+            with http_open(f"{self.settings.web_url}/v1/sql", timeout=300, data=body, headers=headers) as response:
                 doc = orjson.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise SqlFailed(orjson.loads(exc.read()).get("error", str(exc))) from None
@@ -93,7 +87,7 @@ def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any
         if write:
             migrate(warehouse, settings)
     except WarehouseError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
     try:
         yield warehouse
@@ -109,7 +103,7 @@ def _failures() -> Iterator[None]:
     try:
         yield
     except (WarehouseError, SqlFailed, SigningKeyError) as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
 
 
@@ -121,7 +115,7 @@ def _when(text: str | None, name: str) -> int | None:
     try:
         return parse_when(text)
     except ValueError:
-        raise typer.BadParameter(f"{name} takes a date or an RFC 3339 time, got {text!r}") from None
+        raise typer.BadParameter(f"{name} takes a date or an RFC 3339 time, got {visible(repr(text))}") from None
 
 
 # -- verify-chain ---------------------------------------------------------------------------------
@@ -132,29 +126,36 @@ def verify_chain(
     start: Annotated[str | None, typer.Option("--from", help="ingest time (UTC date or RFC 3339)")] = None,
     end: Annotated[str | None, typer.Option("--to", help="ingest time, inclusive")] = None,
 ) -> None:
-    """Recompute account hash chains from the warehouse; report the first break (seq, event_id).
+    """Recompute account hash chains from the warehouse; report each account's first break (seq, event_id).
+
+    An account that cannot be read is reported and the others are still verified; the exit code
+    is 1 when any account failed.
 
     With --from, verification starts at the last entry ingested before it (the anchor, whose
     hash the range must continue) and runs through the last entry ingested at or before --to.
     """
-    from pipeline.forensics.chain_check import accounts, verify_range
+    from pipeline.forensics.chain_check import accounts, verify_accounts
 
     settings = _settings()
     start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
-    broken = []
-    total = 0
     with _failures(), warehouse_access(settings) as db:
         names = [account] if account else accounts(db)
-        for acct in names:
-            report = verify_range(db, acct, start_ms, end_ms)
-            total += report.events
-            if report.broken:
-                broken.append((acct, report.broken))
-    for acct, b in broken:
-        err.print(f"[red]account {acct}: chain breaks at seq {b.seq} (event {b.event_id}): {b.problem}[/]")
-    if broken:
-        raise typer.Exit(1)
+        reports = verify_accounts(db, names, start_ms, end_ms)
+    total = sum(r.events for r in reports)
+    failed = [r for r in reports if not r.ok]
+    for r in failed:
+        if r.broken:
+            b = r.broken
+            err.print(
+                line("[red]account ", plain(r.account, "red"), f"[red]: chain breaks at seq {b.seq} (event ",
+                     plain(b.event_id, "red"), "[red]): ", plain(b.problem, "red"))
+            )
+        else:
+            err.print(line("[red]account ", plain(r.account, "red"), "[red]: ", plain(r.error, "red")))
     scope = " in range" if start or end else ""
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(names)} account chains do not verify; {len(names) - len(failed)} verified, {total} events{scope}[/]")
+        raise typer.Exit(1)
     console.print(f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]")
 
 
@@ -193,10 +194,10 @@ def digest_keygen(
     from pipeline.forensics.signing import keygen
 
     if private.exists():
-        err.print(f"[red]{private} exists; not overwritten[/]")
+        err.print(line(plain(private, "red"), "[red] exists; not overwritten"))
         raise typer.Exit(1)
     key_id = keygen(private, public)
-    console.print(f"key {key_id}: private key {private} (0600), public key {public}")
+    console.print(line(f"key {key_id}: private key ", plain(private), " (0600), public key ", plain(public)))
 
 
 @digest_app.command("create")
@@ -217,7 +218,7 @@ def digest_create(
             db, signer, period, int(time.time() * 1000), int(settings.digest_delay * 1000), account
         )
     for problem in problems:
-        err.print(f"[yellow]{problem}[/]")
+        err.print(plain(problem, "yellow"))
     console.print(f"{len(made)} digests signed with {signer.key_id}")
     if problems:
         raise typer.Exit(1)
@@ -236,7 +237,7 @@ def digest_verify(
     with _failures(), warehouse_access(settings) as db:
         report = verify_digests(db, verifier, account)
     for problem in report.problems:
-        err.print(f"[red]{problem}[/]")
+        err.print(plain(problem, "red"))
     if report.problems:
         raise typer.Exit(1)
     console.print(
@@ -268,19 +269,23 @@ def evidence(
     if not (account and start and end):
         raise typer.BadParameter("give --account, --from and --to (or the `verify` command)")
     start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
-    assert start_ms is not None and end_ms is not None
+    if start_ms is None or end_ms is None:  # both given (checked above), so both parsed
+        raise typer.BadParameter("give --from and --to")
     settings = _settings()
     with _failures():
         signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
     with _failures(), warehouse_access(settings) as db:
         summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
     console.print(
-        f"{out}: {summary.events} events, {summary.alerts} alerts, chain seq {summary.chain_from}..{summary.chain_to}, "
-        f"{summary.digests} digests" + (f", manifest signed with {signer.key_id}" if signer else ", manifest not signed (no digest key)")
+        line(
+            plain(out),
+            f": {summary.events} events, {summary.alerts} alerts, chain seq {summary.chain_from}..{summary.chain_to}, "
+            f"{summary.digests} digests" + (f", manifest signed with {signer.key_id}" if signer else ", manifest not signed (no digest key)"),
+        )
     )
-    report = verify_bundle(out, hmac_verifier=signer.verifier() if signer else None)
+    report = verify_bundle(out, hmac_verifier=signer.verifier() if signer else None, allow_unsigned=signer is None)
     for problem in report.problems:
-        err.print(f"[red]{problem}[/]")
+        err.print(plain(problem, "red"))
     if report.problems:
         err.print("[red]the warehouse does not verify for this period: the bundle shows where[/]")
         raise typer.Exit(1)
@@ -290,10 +295,14 @@ def evidence(
 def evidence_verify(
     bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the evidence zip")],
     public_key: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="the seller's Ed25519 public key (PEM)")] = None,
+    allow_unsigned: Annotated[
+        bool, typer.Option(help="check an unsigned bundle's internal consistency only (the output starts with UNSIGNED)")
+    ] = False,
 ) -> None:
     """Check a bundle offline: file hashes, the chain recomputed from payloads, digest signatures.
 
-    HMAC-signed bundles need PW_DIGEST_HMAC_KEY.
+    An unsigned bundle fails (anyone could have written it) unless --allow-unsigned; with
+    --public-key a missing signature always fails. HMAC-signed bundles need PW_DIGEST_HMAC_KEY.
     """
     from pipeline.forensics.evidence import verify_bundle
     from pipeline.forensics.signing import hmac_signer
@@ -304,15 +313,19 @@ def evidence_verify(
             bundle,
             public_key.read_bytes() if public_key else None,
             hmac_signer(hmac_key).verifier() if hmac_key else None,
+            allow_unsigned=allow_unsigned and public_key is None,
         )
-    for note in report.notes:
-        console.print(f"[dim]{note}[/]")
+    for note in report.notes:  # an unsigned bundle's first note is the UNSIGNED line
+        console.print(plain(note, "bold red" if report.unsigned and note is report.notes[0] else "dim"))
     for problem in report.problems:
-        err.print(f"[red]{problem}[/]")
+        err.print(plain(problem, "red"))
     if report.problems:
-        err.print(f"[red]{bundle.name} does NOT verify ({len(report.problems)} problems)[/]")
+        err.print(line(plain(bundle.name, "red"), f"[red] does NOT verify ({len(report.problems)} problems)"))
         raise typer.Exit(1)
-    console.print(f"[green]{bundle.name} verifies[/]")
+    if report.unsigned:
+        console.print(line(plain(bundle.name, "yellow"), "[yellow] is consistent, but UNSIGNED[/]"))
+    else:
+        console.print(line(plain(bundle.name, "green"), "[green] verifies[/]"))
 
 
 # -- reports --------------------------------------------------------------------------------------
@@ -342,4 +355,4 @@ def report_provider(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(review, generated), encoding="utf-8")
     m = review.metrics()
-    console.print(f"{out}: {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs")
+    console.print(line(plain(out), f": {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs"))

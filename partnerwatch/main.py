@@ -11,19 +11,27 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
 from partnerwatch.alert_feed import alerts_cli
-from partnerwatch.common import console, err, kafka_runner, parse_params, print_rows, run_query
+from partnerwatch.amazon import register as register_amazon
+from partnerwatch.common import (
+    console,
+    err,
+    kafka_runner,
+    line,
+    parse_params,
+    plain,
+    print_rows,
+    run_query,
+    worker_health,
+)
 from partnerwatch.common import load_settings as _settings
 from partnerwatch.gateway import gateway_cli, provider_cli
 from partnerwatch.integrity import register as register_integrity
@@ -113,7 +121,7 @@ def worker(
 
     settings = _settings(**({"log_level": loglevel} if loglevel else {}))  # logging configured here, once
     if problem := exposure_error(settings):  # checked again when streams.app is imported
-        err.print(f"[red]configuration error:[/] {escape(problem)}")
+        err.print(line("[red]configuration error:[/] ", plain(problem)))
         raise typer.Exit(2)
     ensure_topics(settings)
     from streams.worker import app
@@ -178,7 +186,7 @@ def migrate(
         applied = migrate(warehouse, settings)
         warehouse.close()
     except WarehouseError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
     console.print(f"applied: {', '.join(applied) or 'none (up to date)'}")
 
@@ -272,9 +280,14 @@ def demo(
     rate: Annotated[float, typer.Option(help="events per second")] = 500.0,
     seed: Annotated[int | None, typer.Option()] = None,
     keep_running: Annotated[bool, typer.Option(help="leave Kafka and the worker running")] = False,
+    amazon: Annotated[bool, typer.Option("--amazon", help="the SP-API gateway, notifications (ElasticMQ) and polling against a local Amazon stand-in, with an agency gone rogue through and around the gateway")] = False,
 ) -> None:
     """The main job, locally: Kafka, the worker and the simulator; prints alerts as they fire."""
     settings = _settings()
+    if amazon:
+        from partnerwatch.amazon_demo import run_demo
+
+        raise typer.Exit(run_demo(settings, _wait_for_worker))
     if kafka_runner(settings, "start") != 0:
         err.print("[red]could not start the local Kafka broker[/]")
         raise typer.Exit(1)
@@ -323,12 +336,9 @@ def _wait_for_worker(settings: Settings, proc: subprocess.Popen[bytes], timeout:
         if proc.poll() is not None:
             err.print(f"[red]the worker exited ({proc.returncode}); see {settings.data_dir / 'worker.log'}[/]")
             raise typer.Exit(1)
-        try:
-            with urllib.request.urlopen(f"{settings.web_url}/v1/health", timeout=2) as response:
-                if orjson.loads(response.read()).get("warehouse_error") != "starting":
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
+        health = worker_health(settings.web_url)
+        if health is not None and health.get("warehouse_error") != "starting":
+            return
         time.sleep(0.5)
     err.print("[red]the worker did not become ready in time[/]")
     raise typer.Exit(1)
@@ -452,11 +462,18 @@ register_ml(cli)
 # gateway run|config|credentials, provider suspend|resume (partnerwatch/gateway.py)
 cli.add_typer(gateway_cli, name="gateway")
 cli.add_typer(provider_cli, name="provider")
+# notifications run|config, poll run|once|config, elasticmq start|stop|status (partnerwatch/amazon.py)
+register_amazon(cli)
 
 
 def main() -> None:
+    from sinks.kafka_io import KafkaAccessError
+
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    cli()
+    try:
+        cli()
+    except KafkaAccessError as exc:  # unreachable broker, TLS or SASL refused: the cause and the setting
+        sys.exit(f"error: {exc}")  # exit status 1
 
 
 if __name__ == "__main__":

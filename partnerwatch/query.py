@@ -13,14 +13,12 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from partnerwatch.common import console, err, json_line, line, plain
 from pipeline.forensics.queries import NamedQuery, QueryLibraryError
 
-console = Console()
-err = Console(stderr=True)
 FORMATS = ("table", "csv", "json")
 
 
@@ -32,7 +30,7 @@ def register(cli: typer.Typer) -> None:
 
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
-        err.print(f"[red]--format must be one of {', '.join(FORMATS)}, got {escape(repr(fmt))}[/]")
+        err.print(line(f"[red]--format must be one of {', '.join(FORMATS)}, got ", plain(repr(fmt), "red")))
         raise typer.Exit(2)
 
 
@@ -50,7 +48,7 @@ def query(
     try:
         library = queries.load()
     except QueryLibraryError as exc:
-        err.print(f"[red]query library:[/] {escape(str(exc))}")
+        err.print(line("[red]query library:[/] ", plain(exc)))
         raise typer.Exit(1) from None
     if list_:
         _print_library(list(library.values()), fmt)
@@ -59,12 +57,12 @@ def query(
         err.print("[red]name a query, or use --list[/]")
         raise typer.Exit(2)
     if name not in library:
-        err.print(f"[red]no query named {escape(repr(name))};[/] known: {', '.join(library)}")
+        err.print(line("[red]no query named ", plain(repr(name), "red"), f"[red];[/] known: {', '.join(library)}"))
         raise typer.Exit(2)
     try:
         params = library[name].bind(parse_params(param or []))
     except QueryLibraryError as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(2) from None
     columns, rows = run_query(load_settings(), library[name].sql, params)
     print_rows(columns, rows, fmt)
@@ -114,7 +112,7 @@ def hunt(
     from sinks.clickhouse import WarehouseError
 
     if fmt not in ("table", "json"):
-        err.print(f"[red]--format must be table or json, got {escape(repr(fmt))}[/]")
+        err.print(line("[red]--format must be table or json, got ", plain(repr(fmt), "red")))
         raise typer.Exit(2)
     try:
         start, end = parse_when(from_), parse_when(to)
@@ -133,21 +131,24 @@ def hunt(
 
                 stored = store_alerts(source, report.new)
     except ValueError as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(2) from None
     except (WarehouseError, SqlFailed) as exc:
-        err.print(f"[red]{escape(str(exc))}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
     if fmt == "json":
         for f in report.findings:
-            sys.stdout.write(orjson.dumps({"status": f.status, **f.alert}).decode() + "\n")
+            sys.stdout.write(json_line({"status": f.status, **f.alert}) + "\n")
     else:
         _print_hunt(report.findings)
     new = len(report.new)
     err.print(
-        f"{detector}: {len(report.findings)} alert(s) in the period, {new} new, "
-        f"{len(report.findings) - new} already stored; {report.events_replayed} events replayed on "
-        f"{len(report.accounts)} account(s)" + (f"; stored {stored} new alert(s)" if publish else "")
+        line(
+            plain(detector),
+            f": {len(report.findings)} alert(s) in the period, {new} new, "
+            f"{len(report.findings) - new} already stored; {report.events_replayed} events replayed on "
+            f"{len(report.accounts)} account(s)" + (f"; stored {stored} new alert(s)" if publish else ""),
+        )
     )
 
 
@@ -159,5 +160,5 @@ def _print_hunt(findings: Any) -> None:
             f.status, a["alert_id"], a["severity"], a["account_id"], a["provider_id"], a["principal_id"],
             a["first_seen"], a["last_seen"], str(a["count"]), a["title"],
         )
-        table.add_row(*(escape(c) for c in cells))
+        table.add_row(*(plain(c) for c in cells))
     console.print(table)

@@ -212,6 +212,11 @@ def _server_side_parser() -> _ChdbParser:
 # -- embedded (chDB) ----------------------------------------------------------------------------
 
 
+#: ClickHouse reads a query parameter in its escaped text format (as TabSeparated): a raw
+#: newline ends the value and a backslash starts an escape, so both (and tab, CR, NUL) are escaped.
+_ESCAPED = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0"})
+
+
 def _text_param(value: Any) -> str:
     """A parameter in ClickHouse's text format, as chDB expects for `{name:Type}`.
 
@@ -219,7 +224,7 @@ def _text_param(value: Any) -> str:
     a raw line break ends the value, so both are escaped (a backslash stays a backslash).
     """
     if isinstance(value, str):
-        return _escaped(value)
+        return value.translate(_ESCAPED)
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (int, float)):
@@ -232,7 +237,7 @@ def _text_param(value: Any) -> str:
 
 
 def _escaped(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+    return text.translate(_ESCAPED)
 
 
 def _quoted(value: Any) -> str:

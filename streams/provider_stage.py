@@ -26,7 +26,7 @@ Design, and why:
   does not run one partition hours of event time ahead of another. Rules still tolerate arrival
   disorder, and lateness up to `windows.LATENESS_MS`.
 - State and recovery: every `PW_PROVIDER_CHECKPOINT_SECONDS` the changed keys go to the compacted
-  `pw.provider-state` topic in one Kafka transaction together with the group's offsets of the
+  `pw.provider-state` topic (a provider as one record per rule, `snapshot_records`) in one Kafka transaction together with the group's offsets of the
   entries folded so far (`send_offsets_to_transaction`, `Settings.provider_transactional_id`).
   After a crash (SIGKILL included) the next holder starts its transactional producer, which
   fences the old one and aborts its open transaction, reads the state topic (committed records)
@@ -69,11 +69,13 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
-from detectors.provider_wide.run import Stage
+from detectors.provider_wide import MODULES
+from detectors.provider_wide.run import PROVIDER, Stage
 from pipeline.config import Settings
 from pipeline.event import timestamp_ms
 from pipeline.ledger import event_of
 from sinks import metrics
+from sinks.kafka_io import aio_admin, aio_consumer, aio_producer
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +85,34 @@ HOLD_SECONDS = 5.0
 BACKLOG_SECONDS = 0.2
 #: A partition's buffer above this is paused until it drains to half.
 BUFFER_RECORDS = 20_000
+
+
+def snapshot_records(key: str, value: Any) -> list[tuple[str, Any]]:
+    """One state key as records of the snapshot topic (None: a tombstone). A provider's state is
+    one record per rule and one for the rest (its open alerts), so no record holds all of a
+    large provider's state."""
+    if not key.startswith(PROVIDER):
+        return [(key, value)]
+    det = {} if value is None else value.get("det", {})
+    records: list[tuple[str, Any]] = [(f"{key}#det#{name}", det.get(name)) for name in MODULES]
+    records.append((f"{key}#rest", None if value is None else {k: v for k, v in value.items() if k != "det"}))
+    return records
+
+
+def assemble(records: Mapping[str, Any]) -> dict[str, Any]:
+    """The states `snapshot_records` wrote, from the latest record of every key."""
+    states: dict[str, Any] = {}
+    for key, value in records.items():
+        base, _, part = key.partition("#")
+        if not part:
+            states[base] = value
+            continue
+        state = states.setdefault(base, {"det": {}})
+        if part == "rest":
+            state.update(value)
+        else:
+            state["det"][part.split("#", 1)[1]] = value
+    return states
 
 
 class OneActive(AbstractPartitionAssignor):
@@ -160,6 +190,19 @@ class ProviderStage:
 
     # -- lifecycle ------------------------------------------------------------------------
 
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        """The ledger consumer (while `run` runs)."""
+        if self._consumer is None:
+            raise RuntimeError("the provider stage is not running")
+        return self._consumer
+
+    def _folding(self) -> tuple[Stage, AIOKafkaProducer]:
+        """The state being folded and the alert producer (while this member holds the ledger)."""
+        if self.stage is None or self._alerts is None:
+            raise RuntimeError("the provider stage holds no ledger")
+        return self.stage, self._alerts
+
     def start(self) -> None:
         self._thread.start()
 
@@ -176,23 +219,11 @@ class ProviderStage:
     async def run(self) -> None:
         """Until `stop`: join the group, and while holding the ledger, fold it."""
         s = self.settings
-        self._alerts = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_broker, acks="all", enable_idempotence=True, linger_ms=0,
-            client_id=s.client_id("provider-alerts"),
-        )
+        self._alerts = aio_producer(s, role="provider-alerts", linger_ms=0)
         await self._alerts.start()
-        consumer = self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_broker,
-            group_id=s.provider_group,
-            client_id=s.client_id("provider-stage"),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            partition_assignment_strategy=(OneActive,),
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            fetch_max_wait_ms=50,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=2_000,
+        consumer = self._consumer = aio_consumer(
+            s, role="provider-stage", group=s.provider_group,
+            partition_assignment_strategy=(OneActive,), fetch_max_wait_ms=50,
         )
         consumer.subscribe([s.ledger_topic], listener=_Listener(self))
         await consumer.start()
@@ -242,16 +273,11 @@ class ProviderStage:
 
     async def _take_over(self, partitions: list[int]) -> None:
         s = self.settings
-        assert self._consumer is not None
-        self._state = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_broker, transactional_id=s.provider_transactional_id,
-            acks="all", enable_idempotence=True, max_request_size=8 * 1024 * 1024,
-            client_id=s.client_id("provider-state"),
-        )
+        self._state = aio_producer(s, role="provider-state", transactional_id=s.provider_transactional_id)
         await self._state.start()  # init_transactions: fences an older holder, aborts its open transaction
         committed = {}
         for p in partitions:
-            offset = await self._consumer.committed(TopicPartition(s.ledger_topic, p))
+            offset = await self.consumer.committed(TopicPartition(s.ledger_topic, p))
             committed[p] = offset
         if self.stage is None or committed != {p: self.checkpointed.get(p) for p in partitions}:
             states = await self._load_states()
@@ -261,10 +287,10 @@ class ProviderStage:
         # Plain seeks to known offsets (a seek_to_beginning resets asynchronously, and raced
         # with fetches already in flight: a partition was read twice).
         tps = [TopicPartition(s.ledger_topic, p) for p in partitions]
-        beginning = await self._consumer.beginning_offsets(tps)
+        beginning = await self.consumer.beginning_offsets(tps)
         for tp in tps:
             start = committed[tp.partition]
-            self._consumer.seek(tp, beginning[tp] if start is None else start)
+            self.consumer.seek(tp, beginning[tp] if start is None else start)
         self.partitions = partitions
         self.buffers = {p: deque() for p in partitions}
         self.folded = {p: committed[p] for p in partitions if committed[p] is not None}
@@ -298,10 +324,7 @@ class ProviderStage:
         """Every key's latest committed record of the state topic (tombstones drop a key)."""
         s = self.settings
         tp = TopicPartition(s.provider_state_topic, 0)
-        reader = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_broker, group_id=None, enable_auto_commit=False,
-            isolation_level="read_committed", max_partition_fetch_bytes=16 * 1024 * 1024,
-        )
+        reader = aio_consumer(s, role="provider-state-reader")
         await reader.start()
         states: dict[str, Any] = {}
         try:
@@ -318,7 +341,7 @@ class ProviderStage:
                         states[key] = orjson.loads(record.value)
         finally:
             await reader.stop()
-        return states
+        return assemble(states)
 
     # -- folding ---------------------------------------------------------------------------
 
@@ -330,7 +353,6 @@ class ProviderStage:
         committed offset behind the end): in a backlog, each partition's ledger grows as fast as
         its ingest, and a partition whose ingest runs ahead would otherwise be folded hours of
         event time ahead of the others."""
-        assert self.stage is not None
         await self._refresh_backlog()
         self._waiting = {p for p in self.partitions if not self.buffers[p] and await self._expects_more(p)}
         heads = [(b[0][0], p) for p, b in self.buffers.items() if b]
@@ -353,12 +375,11 @@ class ProviderStage:
 
     async def _expects_more(self, partition: int) -> bool:
         """The ledger partition has committed records not fetched yet, or its ingest a backlog."""
-        assert self._consumer is not None
         if partition in self._backlog:
             return True
         tp = TopicPartition(self.settings.ledger_topic, partition)
-        lso = self._consumer.last_stable_offset(tp)
-        return lso is None or await self._consumer.position(tp) < lso
+        lso = self.consumer.last_stable_offset(tp)
+        return lso is None or await self.consumer.position(tp) < lso
 
     async def _refresh_backlog(self) -> None:
         """Which actions partitions ingest has not consumed to the end (asked every
@@ -367,13 +388,12 @@ class ProviderStage:
             return
         self._backlog_at = time.monotonic()
         s = self.settings
-        assert self._consumer is not None
         try:
             if self._admin is None:
-                self._admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_broker, client_id=s.client_id("provider-stage"))
+                self._admin = aio_admin(s, role="provider-stage")
                 await self._admin.start()
             tps = [TopicPartition(s.actions_topic, p) for p in self.partitions]
-            end = await self._consumer.end_offsets(tps)
+            end = await self.consumer.end_offsets(tps)
             offsets = await self._admin.list_consumer_group_offsets(s.worker_group, partitions=tps)
         except KafkaError as exc:
             log.warning("provider_stage.backlog_unknown", error=str(exc))
@@ -385,10 +405,10 @@ class ProviderStage:
         }
 
     async def _fold(self, partition: int, offset: int, entry: dict[str, Any]) -> None:
-        assert self.stage is not None and self._alerts is not None
+        stage, alerts = self._folding()
         event = event_of(entry)
-        for alert in self.stage.observe(event):
-            future = await self._alerts.send(
+        for alert in stage.observe(event):
+            future = await alerts.send(
                 self.settings.alerts_topic, orjson.dumps(alert), key=str(alert["account_id"]).encode()
             )
             self._pending.append(future)
@@ -404,13 +424,12 @@ class ProviderStage:
 
     def _flow_control(self) -> None:
         """Pause partitions whose buffers run far ahead; resume them once they drain."""
-        assert self._consumer is not None
         for p, buffer in self.buffers.items():
             tp = TopicPartition(self.settings.ledger_topic, p)
             if len(buffer) > BUFFER_RECORDS:
-                self._consumer.pause(tp)
-            elif len(buffer) < BUFFER_RECORDS // 2 and tp in self._consumer.paused():
-                self._consumer.resume(tp)
+                self.consumer.pause(tp)
+            elif len(buffer) < BUFFER_RECORDS // 2 and tp in self.consumer.paused():
+                self.consumer.resume(tp)
 
     async def checkpoint(self) -> None:
         """Commit the changed state and the folded offsets in one transaction, once every alert
@@ -428,12 +447,13 @@ class ProviderStage:
         try:
             async with self._state.transaction():
                 for key, value in changed.items():
-                    await self._state.send(
-                        s.provider_state_topic,
-                        None if value is None else orjson.dumps(value),
-                        key=key.encode(),
-                        partition=0,
-                    )
+                    for record_key, record in snapshot_records(key, value):
+                        await self._state.send(
+                            s.provider_state_topic,
+                            None if record is None else orjson.dumps(record),
+                            key=record_key.encode(),
+                            partition=0,
+                        )
                 await self._state.send_offsets_to_transaction(offsets, s.provider_group)
         except ProducerFenced:
             # Another member took the stage over (this one missed a rebalance): stop folding;

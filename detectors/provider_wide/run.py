@@ -5,7 +5,8 @@ it to its compacted topic:
 - `p|<provider>`: `{"det": {rule: its state}, "open": {alert_id: latest version}, "swept": ms}`,
   one record per provider (its principals and sessions live inside its rules' states);
 - `a|<account>`: the account's authorization (grants, approvals, policy), folded from the same
-  ledger, so rules can ask `ctx.covering` and `ctx.declared_network` as account rules do.
+  ledger, so rules can ask `ctx.covering` and `ctx.declared_network` as account rules do, plus
+  `approvers`: who issued its authorization events, and how often.
 
 `observe(event)` folds one event and returns the alert versions it changed (`pipeline.alert.fold`:
 the same deterministic `alert_id` = detector | key | window). `dirty` names the keys changed
@@ -28,6 +29,8 @@ from pipeline.event import Event
 PROVIDER = "p|"
 ACCOUNT = "a|"
 _HOUR_MS = 3_600_000
+#: Approvers remembered per account (the least active dropped first).
+MAX_APPROVERS = 100
 
 
 class Stage:
@@ -46,21 +49,39 @@ class Stage:
             if authorization.apply(auth, event):
                 self.dirty.add(ACCOUNT + account)
         provider = provider_of(event)
-        if provider is None:
-            return []
-        key = PROVIDER + provider
-        state = self.states.setdefault(key, {"det": {}})
-        self.dirty.add(key)
-        auth = self.states.get(ACCOUNT + account) or authorization.empty()
-        ctx = Context(auth=auth, config=self.config)
         found: list[Finding] = []
-        det = state["det"]
-        for name, rule in ALL:
-            own = det.setdefault(name, {})
-            found.extend(rule(event, own, ctx))
-            if not own:
-                del det[name]
+        if provider is not None:
+            key = PROVIDER + provider
+            state = self.states.setdefault(key, {"det": {}})
+            self.dirty.add(key)
+            auth = self.states.get(ACCOUNT + account) or authorization.empty()
+            ctx = Context(auth=auth, config=self.config)
+            det = state["det"]
+            for name, rule in ALL:
+                own = det.setdefault(name, {})
+                found.extend(rule(event, own, ctx))
+                if not own:
+                    del det[name]
+        self._count_approver(event)
         return found
+
+    def _count_approver(self, event: Event) -> None:
+        """Who manages the account's access: the seller principals that issued its successful
+        authorization events, with counts (`approvers` in the account's authorization), counted
+        after the rules saw the event (grant_then_abuse asks whether its issuer was known)."""
+        actor = event["actor"]
+        if (
+            event["action"] not in authorization.AUTHORIZATION_ACTIONS
+            or event["outcome"] != "success"
+            or actor["type"] == "provider"
+        ):
+            return
+        key = ACCOUNT + event["account_id"]
+        approvers: dict[str, int] = self.states.setdefault(key, authorization.empty()).setdefault("approvers", {})
+        approvers[actor["principal_id"]] = approvers.get(actor["principal_id"], 0) + 1
+        while len(approvers) > MAX_APPROVERS:
+            del approvers[min(approvers, key=lambda a: (approvers[a], a))]
+        self.dirty.add(key)
 
     def observe(self, event: Event) -> list[Alert]:
         """Fold `event`, and its findings into the provider's open alerts; return the alert

@@ -12,6 +12,12 @@ A bundle is a zip a seller attaches to a case. It verifies without the warehouse
   be in the chain), so re-hashing a rewritten history does not pass;
 - `alerts.jsonl` / `alerts.csv`: the account's alerts overlapping the period (covered by the
   manifest and its signature, not by the chain).
+
+Without its signature a bundle proves only that it is consistent with itself: whoever edits an
+event can re-hash the chain, drop `digests.jsonl` and `manifest.sig` and rewrite the manifest. So
+`verify_bundle` refuses a bundle whose manifest signature it could not check (none, or no key to
+check it with) unless asked with `allow_unsigned`, and then reports it `unsigned`; with a pinned
+public key, a missing signature is always a problem.
 """
 
 from __future__ import annotations
@@ -79,8 +85,10 @@ def flat_alert(alert: dict[str, Any]) -> list[str]:
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> bytes:
+    """Every field quoted: with minimal quoting a lone carriage return in an id is written bare, and
+    the bundle's own CSV would not read back (any bundle of such an account failed to verify)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue().encode()
@@ -123,7 +131,7 @@ def build_bundle(
     chain: list[dict[str, Any]] = [
         {"seq": seq, "event_id": event_id, "ingested_at": ingested_at, "prev_hash": prev_hash, "hash": h,
          "payload": payload.decode()}
-        for seq, event_id, prev_hash, h, ingested_at, payload in (entries(db, account, max(lo - 1, 1), hi) if period else ())
+        for seq, event_id, prev_hash, h, ingested_at, payload, _ in (entries(db, account, max(lo - 1, 1), hi) if period else ())
     ]
     files = {
         "events.jsonl": _jsonl(period),
@@ -180,6 +188,8 @@ class BundleReport:
 
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: the manifest's signature was not checked (none, or no key) and `allow_unsigned` let it pass
+    unsigned: bool = False
 
     @property
     def ok(self) -> bool:
@@ -190,17 +200,32 @@ class _Stop(Exception):
     """The bundle cannot be read further."""
 
 
-def verify_bundle(path: Path, public_key: bytes | None = None, hmac_verifier: Verifier | None = None) -> BundleReport:
-    """Check a bundle offline. `public_key` pins the signer (else the bundle's own key is used)."""
+UNSIGNED_NOTE = (
+    "UNSIGNED: manifest.json carries no signature this check could verify, so anyone could have "
+    "written this bundle; only its internal consistency was checked"
+)
+
+
+def verify_bundle(
+    path: Path,
+    public_key: bytes | None = None,
+    hmac_verifier: Verifier | None = None,
+    *,
+    allow_unsigned: bool = False,
+) -> BundleReport:
+    """Check a bundle offline. `public_key` pins the signer (else the bundle's own key is used).
+
+    An unsigned bundle (no `manifest.sig`, or one no key here can check) is a problem, unless
+    `allow_unsigned` (then `report.unsigned` and the first note say so); with `public_key`, it is
+    a problem always.
+    """
     report = BundleReport()
     try:
         files, manifest = _read(path, report)
+        before = len(report.problems)
         verifier = _choose_key(files, manifest, public_key, hmac_verifier, report)
-        if verifier and "manifest.sig" in files:
-            sig = _json(files["manifest.sig"], "manifest.sig")
-            wrong = verifier.verify(files["manifest.json"], str(sig.get("signature", "")), str(sig.get("algorithm")), str(sig.get("key_id")))
-            if wrong:
-                report.problems.append(f"manifest.sig: {wrong}")
+        if verifier is not None or len(report.problems) == before:  # else: no usable key, already a problem
+            _check_signature(files, verifier, public_key is not None, allow_unsigned, report)
         chain = _check_chain(files, report)
         _check_events(files, manifest, chain, report)
         _check_table(files, "alerts", ALERT_COLUMNS, flat_alert, report)
@@ -208,6 +233,37 @@ def verify_bundle(path: Path, public_key: bytes | None = None, hmac_verifier: Ve
     except _Stop:
         pass
     return report
+
+
+def _check_signature(
+    files: dict[str, bytes], verifier: Verifier | None, pinned: bool, allow_unsigned: bool, report: BundleReport
+) -> None:
+    """The manifest's signature: verified, wrong (a problem), or not checked (see `verify_bundle`)."""
+    if verifier is not None and "manifest.sig" in files:
+        try:
+            sig = _json(files["manifest.sig"], "manifest.sig")
+            wrong = verifier.verify(
+                files["manifest.json"], str(sig.get("signature", "")), str(sig.get("algorithm")), str(sig.get("key_id"))
+            )
+        except (ValueError, AttributeError):
+            wrong = "not a signature record"
+        if wrong:
+            report.problems.append(f"manifest.sig: {wrong}")
+        return
+    if "manifest.sig" not in files:
+        reason = "manifest.sig is missing: the bundle is not signed"
+    else:
+        reason = "manifest.sig cannot be checked: the bundle names no key and none was given"
+    if pinned:
+        report.problems.append(f"{reason}, so it is not signed by the given public key")
+    elif allow_unsigned:
+        report.unsigned = True
+        report.notes.insert(0, UNSIGNED_NOTE)
+    else:
+        report.problems.append(
+            f"{reason}: anyone could have written it (an edited event and a re-hashed chain look consistent);"
+            " pass --allow-unsigned to check its internal consistency only"
+        )
 
 
 def _read(path: Path, report: BundleReport) -> tuple[dict[str, bytes], dict[str, Any]]:

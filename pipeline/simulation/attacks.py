@@ -68,7 +68,8 @@ class Scene:
 
     def granted(self, event_id: str, at: int, account: Account, provider: Provider) -> Event:
         """The seller of `account` grants `provider` the usual scopes (see traffic._grant_event)."""
-        assert self.grant is not None, "the scene was built without a grant factory"
+        if self.grant is None:
+            raise ValueError("the scene was built without a grant factory")
         return self.grant(event_id, at, account, provider)
 
     def event(
@@ -298,7 +299,7 @@ def tax_filing_missed(s: Scene) -> list[Event]:
     return [s.grant_on(s.benign_id(), begins - 15 * 3_600_000, account), policy, *work]
 
 
-# -- across accounts and across days (detectors/provider_wide/, grant_then_abuse) --------------
+# -- across accounts and across days (detectors/provider_wide/) ---------------------------------
 
 _DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000

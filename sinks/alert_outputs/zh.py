@@ -181,7 +181,16 @@ DETECTORS: dict[str, tuple[Text, ...]] = {
             "（{when}，共 {count} 次）。",
         ),
     ),
-    # detectors/provider_wide/rules/ (keyed by provider across accounts) and grant_then_abuse
+    "change_outside_gateway": (
+        Text(
+            "卖家账户 {account} 上有绕过网关的更改",
+            "亚马逊观察到卖家账户 {account} 上的一项更改（价格、库存、状态、属性，卖家应用的"
+            "Feed、报告或付款，或银行账户），但网关没有记录任何与之匹配的调用（{when}，共 {count} 次）。"
+            "有人绕过网关进行了更改：Seller Central 中的服务商员工、卖家直接授权的服务商应用，"
+            "或持有卖家应用凭证的人。",
+        ),
+    ),
+    # detectors/provider_wide/rules/ (keyed by provider across accounts)
     "cross_account_spray": (
         Text(
             "{by}的操作主体 {principal} 从新网络在几分钟内访问了多个卖家账户",
@@ -340,6 +349,13 @@ RESPONSES: dict[str, str] = {
         "询问服务商是哪个任务下载了这些报告、文件现在在哪里；涉及买家个人数据的，可能需要"
         "按数据泄露上报（GDPR 第 33 条：72 小时内）。"
     ),
+    # detectors/rules/change_outside_gateway.py
+    "Check who changed it: the Seller Central users with access to this area, and the apps authorized in Manage Your Apps.": (
+        "核实是谁做的更改：有权访问该区域的 Seller Central 用户，以及在 Manage Your Apps 中授权的应用。"
+    ),
+    "Revoke every provider app authorized directly and every Seller Central login that should go through the gateway.": (
+        "撤销所有被直接授权的服务商应用，以及所有本应通过网关操作的 Seller Central 登录。"
+    ),
     # detectors/provider_wide/rules/cross_account_spray.py
     "Suspend the principal on every account it touched (the evidence names each): its credential"
     " is being used by someone outside the provider's network.": (
@@ -364,7 +380,7 @@ RESPONSES: dict[str, str] = {
         "询问服务商现在是谁、从哪里在使用该操作主体；停用已离职员工的登录和不再使用的集成的"
         " API 客户端。"
     ),
-    # detectors/rules/grant_then_abuse.py
+    # detectors/provider_wide/rules/grant_then_abuse.py
     "Review the grant change with whoever issued it (the evidence names the grant event) and undo"
     " it if nobody at the seller asked for it; check what the provider did with the new access.": (
         "与发出该授权变更的人核实（证据列出了授权事件）；如果卖家方面没有人要求此变更，请撤销它，"

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.forensics.sql_guard import UnsafeQuery
 from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
 from streams.app import app, settings
-from streams.warehouse_loader import WarehouseLoaderService
+from streams.warehouse_loader import WarehouseLoaderService, health
 from streams.web.ingest import producer_service, signature_ledger
 
 log = structlog.get_logger(__name__)
@@ -29,18 +29,11 @@ app.service(loader_service)  # type: ignore[arg-type]  # Faust accepts instances
 @app.page("/v1/health")
 class Health(web.View):
     async def get(self, request: web.Request) -> web.Response:
-        loader = loader_service.loader
-        return self.json(
-            {
-                "status": "ok" if loader is not None and not loader.last_error else "degraded",
-                "stored_events": loader.stored_events if loader else 0,
-                "stored_alerts": loader.stored_alerts if loader else 0,
-                "warehouse_error": loader.last_error if loader else "starting",
-                # POST /v1/events answers 503 until its producer has started.
-                # ... and signed requests until the replay ledger has read back (streams/web/signatures.py).
-                "http_ingest": "ready" if producer_service.producer is not None and signature_ledger.ready else "starting",
-            }
-        )
+        # POST /v1/events answers 503 until its producer has started, and signed requests until the
+        # replay ledger has read back (streams/web/signatures.py).
+        ingest_ready = producer_service.producer is not None and signature_ledger.ready
+        status, body = health(loader_service.loader, ingest_ready)
+        return self.json(body, status=status)
 
 
 @app.page("/metrics")

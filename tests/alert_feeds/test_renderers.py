@@ -170,7 +170,8 @@ def test_dingtalk_markdown_and_action_card() -> None:
     alert = sample_alert()
     md = dingtalk.payload(alert)
     assert md["msgtype"] == "markdown" and md["markdown"]["title"] == f"[HIGH] {alert['title']}"
-    assert "**Account**: A-1001" in md["markdown"]["text"] and "`ev-A-1001-0`" in md["markdown"]["text"]
+    # provider text is escaped (no code span: references are not decoded inside one)
+    assert "**Account**: A-1001" in md["markdown"]["text"] and "\n- ev-A-1001-0\n" in md["markdown"]["text"]
     card_ = dingtalk.payload(alert, style="actionCard", link="https://pw.example/alerts")
     assert card_["msgtype"] == "actionCard"
     assert card_["actionCard"]["singleURL"] == "https://pw.example/alerts"
@@ -188,7 +189,7 @@ def test_wecom_markdown_within_size_limit() -> None:
     message = wecom.WeComOutput("w", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k").render(sample_alert(), NOW).json()
     assert message["msgtype"] == "markdown"
     content = message["markdown"]["content"]
-    assert content.startswith('### <font color="warning">[HIGH] ') and "**Provider**: P-7" in content
+    assert content.startswith('### <font color="warning">&#91;HIGH&#93; ') and "**Provider**: P-7" in content
     big = sample_alert(evidence=50)
     big["summary"] = "x" * 6000
     assert len(wecom.payload(big)["markdown"]["content"].encode()) <= wecom.MAX_BYTES

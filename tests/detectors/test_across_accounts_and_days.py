@@ -1,6 +1,6 @@
 """The simulator's cross-account and multi-day attacks are caught, in order and with disorder.
 
-Every kind of `partnerwatch evaluate` that the provider-wide stage or grant_then_abuse must catch
+Every kind of `partnerwatch evaluate` that the provider-wide stage must catch
 is injected among benign traffic and run in process exactly as evaluate replays it: account
 rules through `detectors.run.observe`, provider-wide rules through the `Stage`, alerts folded.
 Each injected instance must be caught by the detector named like its kind, and no alert may name

@@ -16,12 +16,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from partnerwatch.gateway import ledger_kafka
 from partnerwatch.local_worker import free_port
 from pipeline.config import Settings, checkout
 from pipeline.event import Rejected, normalize
@@ -92,7 +93,7 @@ class InThreadGateway:
         async def main() -> None:
             self._stop = asyncio.Event()
             self._loop = asyncio.get_running_loop()
-            await serve(self.config, self.settings, emit, stop=self._stop, started=on_start)
+            await serve(self.config, self.settings, emit, stop=self._stop, started=on_start, ledger_kafka=ledger_kafka(self.settings))
 
         self._thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True, name="gateway")
         self._thread.start()
@@ -227,7 +228,7 @@ def trust(ca_file: Path) -> Iterator[None]:
 
 
 def settings_for(data_dir: Path, prefix: str = "pw.") -> Settings:
-    return replace(Settings(), data_dir=data_dir, topic_prefix=prefix)
+    return Settings.from_env({}, data_dir=data_dir, topic_prefix=prefix)
 
 
 __all__ = ["DE", "free_port"]

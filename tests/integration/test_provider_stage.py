@@ -21,7 +21,6 @@ import pytest
 from kafka import KafkaConsumer
 
 from partnerwatch.local_worker import Namespace, Worker, metric, wait_for
-from streams.provider_stage import OneActive
 
 pytestmark = pytest.mark.integration
 
@@ -75,26 +74,6 @@ def spray_alerts(ns: Namespace, principal: str, timeout: float = 60.0) -> list[d
     finally:
         consumer.close()
     raise AssertionError(f"no complete spray alert for {principal}: {found}")
-
-
-def test_one_active_assignor_keeps_the_holder_and_gives_it_everything() -> None:
-    from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
-
-    class Cluster:
-        def partitions_for_topic(self, topic: str) -> set[int]:
-            return {0, 1, 2, 3}
-
-    members = {
-        "a": ConsumerProtocolMemberMetadata(0, ["t"], b""),
-        "b": ConsumerProtocolMemberMetadata(0, ["t"], b"1"),
-        "c": ConsumerProtocolMemberMetadata(0, ["t"], b""),
-    }
-    out = OneActive.assign(Cluster(), members)  # type: ignore[arg-type]
-    assert [tp.partition for tp in out["b"].partitions()] == [0, 1, 2, 3]
-    assert out["a"].partitions() == [] and out["c"].partitions() == []
-    members["b"] = ConsumerProtocolMemberMetadata(0, ["t"], b"")  # nobody holds: the first member
-    out = OneActive.assign(Cluster(), members)  # type: ignore[arg-type]
-    assert len(out["a"].partitions()) == 4 and out["b"].partitions() == []
 
 
 def test_provider_stage_alerts_within_seconds_and_survives_sigkill(kafka_broker: str, tmp_path: Path) -> None:

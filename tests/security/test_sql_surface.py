@@ -439,10 +439,13 @@ def test_cli_long_query_is_stopped_by_the_time_limit(root: Path) -> None:
 def test_cli_memory_hungry_query_is_stopped_and_the_process_stays_small(root: Path) -> None:
     limit = 256 << 20
     env = {**os.environ, **env_for(root, PW_SQL_MAX_MEMORY_USAGE=str(limit))}
-    code, stderr, peak = run_bounded([sys.executable, "-m", "partnerwatch", "sql", HUNGRY], env, 2 << 30, 300)
+    code, stderr, peak = run_bounded([sys.executable, "-m", "partnerwatch", "sql", HUNGRY], env, 3 << 30, 300)
     assert code == 1
     assert "PW_SQL_MAX_MEMORY_USAGE" in stderr
-    assert peak < (1 << 30), f"peak resident memory {peak >> 20} MiB"
+    # Unbounded, the query needs more than 3 GiB (4e8 UInt64 values). Bounded, the process peaks
+    # at about 350 MiB on an idle machine; on a loaded one the allocator returns freed blocks late
+    # (seen: 1.5 GiB), so the bound is set well under the unbounded need, not at the idle figure.
+    assert peak < (2 << 30), f"peak resident memory {peak >> 20} MiB"
 
 
 # -- a real worker ---------------------------------------------------------------------------------

@@ -17,11 +17,15 @@ What counts:
 - unexpected approver: a grant that adds access (widening, or a first grant) issued by a seller
   principal who never issued an authorization event on the account (grant, revoke, approval,
   policy), once known approvers issued at least `approver_min_history` of them (the learned
-  baseline; an account without that history has no "unexpected").
+  baseline; an account without that history has no "unexpected"). The approvers of each account
+  are counted by the provider stage in the account's authorization (`ctx.auth["approvers"]`,
+  detectors/provider_wide/run.py), after the rules saw the event.
 
-The evidence names the grant first, then the uses of the new access, up to `RECENT`. State: the
-last version of each grant (what access it gave), the approvers and their counts, and the open
-widenings (dropped after the window).
+A provider-wide rule (keyed by provider, per account inside it), so it runs in the provider
+stage, off the ingest path: grants reach it through the provider they name. The evidence names
+the grant first, then the uses of the new access, up to `RECENT`. State per provider and account:
+the last version of each of its grants (what access it gave) and the open widening (dropped
+after the window).
 """
 
 from __future__ import annotations
@@ -40,8 +44,6 @@ if TYPE_CHECKING:
 DETECTOR = "grant_then_abuse"
 SEVERITY = "high"
 RECENT = 20
-MAX_APPROVERS = 100
-APPROVER_ACTIONS = frozenset({"permission.grant", "permission.revoke", "approval.grant", "policy.update"})
 EVERY_SITE = "*"
 RESPONSE = (
     "Review the grant change with whoever issued it (the evidence names the grant event) and undo"
@@ -52,11 +54,11 @@ RESPONSE = (
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     action, actor = event["action"], event["actor"]
-    if action in APPROVER_ACTIONS:
+    if action in ("permission.grant", "permission.revoke"):
         if event["outcome"] != "success" or actor["type"] == "provider":
-            return []
-        return _authorization(event, state, ctx)
-    if actor["type"] != "provider" or actor.get("provider_id") not in state.get("open", {}):
+            return []  # a provider's own grant is no authority (provider_sensitive_action)
+        return _grant(event, state, ctx)
+    if actor["type"] != "provider" or event["account_id"] not in state.get("open", {}):
         return []
     return _use(event, state, ctx)
 
@@ -96,36 +98,30 @@ def _added(before: list[dict[str, Any]], new: dict[str, Any]) -> dict[str, list[
     return {k: v for k, v in (("scopes", scopes), ("sites", sites), ("principals", principals)) if v}
 
 
-def _authorization(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
-    action, approver = event["action"], event["actor"]["principal_id"]
-    versions: dict[str, Any] = state.setdefault("v", {})
-    approvers: dict[str, int] = state.setdefault("a", {})
-    findings: list[Finding] = []
-    if action in ("permission.grant", "permission.revoke"):
-        grant_id = event["grant"]["grant_id"]
-        for gid, grant in ctx.auth["grants"].items():  # grants older than this rule's state
-            if gid != grant_id and gid not in versions and "revoked_at" not in grant:
-                versions[gid] = _access(grant)
-        if action == "permission.revoke":
-            versions.pop(grant_id, None)
-        else:
-            new = _access(event["grant"])
-            before = [v for v in versions.values() if v["provider"] == new["provider"]]
-            added = _added(before, new) if before else {"first grant": [grant_id]}
-            versions[grant_id] = new
-            if before and added:
-                opened = state.setdefault("open", {})
-                opened[new["provider"]] = {
-                    "at": epoch_ms(event["occurred_at"]), "ts": event["occurred_at"],
-                    "id": event["event_id"], "added": added, "uses": [], "n": 0,
-                }
-            history = sum(approvers.values())
-            if added and approver not in approvers and history >= ctx.config.approver_min_history:
-                findings.append(_unexpected(event, added, approvers, ctx))
-    approvers[approver] = approvers.get(approver, 0) + 1
-    while len(approvers) > MAX_APPROVERS:
-        del approvers[min(approvers, key=lambda a: approvers[a])]
-    return findings
+def _grant(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
+    account, grant_id = event["account_id"], event["grant"]["grant_id"]
+    provider = event["grant"].get("provider_id")
+    versions: dict[str, Any] = state.setdefault("v", {}).setdefault(account, {})
+    for gid, grant in ctx.auth["grants"].items():  # the provider's grants older than this state
+        if gid != grant_id and gid not in versions and grant.get("provider_id") == provider and "revoked_at" not in grant:
+            versions[gid] = _access(grant)
+    if event["action"] == "permission.revoke":
+        versions.pop(grant_id, None)
+        return []
+    new = _access(event["grant"])
+    before = list(versions.values())
+    added = _added(before, new) if before else {"first grant": [grant_id]}
+    versions[grant_id] = new
+    if before and added:
+        state.setdefault("open", {})[account] = {
+            "at": epoch_ms(event["occurred_at"]), "ts": event["occurred_at"],
+            "id": event["event_id"], "added": added, "uses": [], "n": 0,
+        }
+    approvers: dict[str, int] = ctx.auth.get("approvers", {})
+    unknown = event["actor"]["principal_id"] not in approvers
+    if added and unknown and sum(approvers.values()) >= ctx.config.approver_min_history:
+        return [_unexpected(event, added, approvers, ctx)]
+    return []
 
 
 def _uses_added(event: Event, added: dict[str, list[str]]) -> bool:
@@ -142,11 +138,11 @@ def _uses_added(event: Event, added: dict[str, list[str]]) -> bool:
 def _use(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     provider = event["actor"]["provider_id"]
     opened = state["open"]
-    widening = opened[provider]
+    widening = opened[event["account_id"]]
     now = epoch_ms(event["occurred_at"])
     window_ms = ctx.config.grant_abuse_window_minutes * 60_000
     if now - widening["at"] > window_ms:
-        del opened[provider]
+        del opened[event["account_id"]]
         if not opened:
             del state["open"]
         return []
