@@ -242,8 +242,9 @@ class ProviderStage:
                         for record in records:
                             entry = orjson.loads(record.value)
                             buffer.append((entry["occurred_at"], record.offset, entry))
-                    await self._merge()
-                    self._flow_control()
+                    if any(self.buffers.values()):  # idle: no broker round trips
+                        await self._merge()
+                        self._flow_control()
                     if time.monotonic() - last_checkpoint >= s.provider_checkpoint_seconds:
                         await self.checkpoint()
                         last_checkpoint = time.monotonic()
