@@ -37,6 +37,7 @@ from partnerwatch.gateway import gateway_cli, provider_cli
 from partnerwatch.integrity import register as register_integrity
 from partnerwatch.ml import register as register_ml
 from partnerwatch.query import register as register_query
+from partnerwatch.rules import rules_cli
 from pipeline.config import (
     ENV_FILE_VARIABLE,
     Settings,
@@ -462,6 +463,8 @@ register_ml(cli)
 # gateway run|config|credentials, provider suspend|resume (partnerwatch/gateway.py)
 cli.add_typer(gateway_cli, name="gateway")
 cli.add_typer(provider_cli, name="provider")
+# rules validate|test|hunt: Sigma rules as data (partnerwatch/rules.py)
+cli.add_typer(rules_cli, name="rules")
 # notifications run|config, poll run|once|config, elasticmq start|stop|status (partnerwatch/amazon.py)
 register_amazon(cli)
 

@@ -172,6 +172,7 @@ class Settings(KafkaConnection):
     clickhouse_reader_password: str = setting("", "password of PW_CLICKHOUSE_READER_USER", secret=True)
 
     provider_stage: Literal["worker", "off"] = setting("worker", "the provider-wide stage (streams/provider_stage.py): `worker` runs it in every worker, one active at a time; `off` leaves it to `partnerwatch provider-stage`")
+    rules_dir: str = setting("", "folder of Sigma rules (detectors/sigma) the provider stage runs live, reloaded when a file changes (empty: none; `partnerwatch rules` defaults to the shipped examples)")
     provider_checkpoint_seconds: float = setting(2.0, "seconds between the provider stage's state checkpoints (and offset commits)", gt=0)
 
     detect: DetectionConfig = Field(default_factory=DetectionConfig, description="the detectors' settings (PW_DETECT_*)")

@@ -29,6 +29,8 @@ PROVIDER_UNCHECKPOINTED = Gauge("pw_provider_stage_uncheckpointed_entries", "Led
 PROVIDER_CHECKPOINTS = Counter("pw_provider_stage_checkpoints_total", "State checkpoints the provider-wide stage committed")
 PROVIDER_RESTORED = Gauge("pw_provider_stage_restored_keys", "Provider and account states the stage restored from its snapshot topic when it last took over")
 PROVIDER_ACTIVE = Gauge("pw_provider_stage_active", "1 while this process holds the provider-wide stage (one worker at a time)")
+SIGMA_RULES = Gauge("pw_sigma_rules", "Sigma rules (detection rules and correlations) the provider stage runs from PW_RULES_DIR")
+SIGMA_RELOAD_FAILURES = Counter("pw_sigma_reload_failures_total", "Changes of PW_RULES_DIR the provider stage refused (it keeps the rules it had)")
 PROVIDER_EVENT_TIME = Gauge("pw_provider_stage_event_time_seconds", "Event time (Unix seconds) of the newest ledger entry the provider stage folded")
 
 # -- observability (issue 7): labels are small closed sets, never an IP, principal or account id --

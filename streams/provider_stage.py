@@ -41,6 +41,10 @@ Design, and why:
   event time), and every consumer keeps the latest version per `alert_id` (the warehouse's
   ReplacingMergeTree, the alert feeds), so a repeat is harmless.
 
+Sigma rules (detectors/sigma) in `PW_RULES_DIR` run here too, over every event, and are loaded
+again within `RULES_SECONDS` of a file changing (hot reload; a folder that does not load is
+refused and the rules in force stay).
+
 Runs in a thread of its own with its own event loop (like the warehouse loader), so a burst of
 folding never delays the ingest agent's loop.
 """
@@ -53,6 +57,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -70,7 +75,11 @@ from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from detectors.provider_wide import MODULES
-from detectors.provider_wide.run import PROVIDER, Stage
+from detectors.provider_wide.run import PROVIDER, SIGMA, Stage
+from detectors.sigma import RuleError
+from detectors.sigma.evaluate import SigmaRules
+from detectors.sigma.load import load as load_rules
+from detectors.sigma.load import signature
 from pipeline.config import Settings
 from pipeline.event import timestamp_ms
 from pipeline.ledger import event_of
@@ -83,6 +92,8 @@ log = structlog.get_logger(__name__)
 HOLD_SECONDS = 5.0
 #: How often the merge asks the broker how far ingest has got on each actions partition.
 BACKLOG_SECONDS = 0.2
+#: How often the stage looks for changed files in PW_RULES_DIR (Sigma rules, hot reload).
+RULES_SECONDS = 5.0
 #: A partition's buffer above this is paused until it drains to half.
 BUFFER_RECORDS = 20_000
 
@@ -182,6 +193,9 @@ class ProviderStage:
         self._backlog: set[int] = set()
         self._backlog_at = 0.0
         self._admin: AIOKafkaAdminClient | None = None
+        #: the Sigma rules of PW_RULES_DIR (None: none), and when the folder was last looked at
+        self.sigma: SigmaRules | None = None
+        self._rules_at = 0.0
         #: moved on by every take-over and hand-over (see `take_over`)
         self.generation = 0
         self._lock = asyncio.Lock()
@@ -226,10 +240,14 @@ class ProviderStage:
             partition_assignment_strategy=(OneActive,), fetch_max_wait_ms=50,
         )
         consumer.subscribe([s.ledger_topic], listener=_Listener(self))
+        self.reload_rules()
         await consumer.start()
         last_checkpoint = time.monotonic()
         try:
             while not self._stop.is_set():
+                if time.monotonic() >= self._rules_at + RULES_SECONDS:
+                    async with self._lock:
+                        self.reload_rules()
                 generation = self.generation
                 batch = await consumer.getmany(timeout_ms=100, max_records=5000)
                 async with self._lock:
@@ -282,7 +300,7 @@ class ProviderStage:
             committed[p] = offset
         if self.stage is None or committed != {p: self.checkpointed.get(p) for p in partitions}:
             states = await self._load_states()
-            self.stage = Stage(s.detect, states)
+            self.stage = Stage(s.detect, states, sigma=self.sigma)
             metrics.PROVIDER_RESTORED.set(len(states))
             log.info("provider_stage.restored", keys=len(states), offsets=committed)
         # Plain seeks to known offsets (a seek_to_beginning resets asynchronously, and raced
@@ -299,6 +317,33 @@ class ProviderStage:
         metrics.PROVIDER_UNCHECKPOINTED.set(0)
         metrics.PROVIDER_ACTIVE.set(1)
         log.info("provider_stage.active", partitions=partitions)
+
+    def reload_rules(self) -> None:
+        """Load PW_RULES_DIR again when its files changed (name, size or time): the new rules run
+        from the next event; a folder that does not load is logged and counted, and the rules in
+        force stay. Windows of correlations that are gone are dropped."""
+        self._rules_at = time.monotonic()
+        folder = self.settings.rules_dir
+        if not folder:
+            return
+        path = Path(folder)
+        try:
+            if self.sigma is not None and signature(path) == self.sigma.ruleset.signature:
+                return
+            ruleset = load_rules(path)
+        except (RuleError, OSError) as exc:
+            metrics.SIGMA_RELOAD_FAILURES.inc()
+            log.error("provider_stage.rules_refused", folder=folder, error=str(exc))
+            return
+        self.sigma = SigmaRules(ruleset)
+        metrics.SIGMA_RULES.set(len(ruleset.names))
+        log.info("provider_stage.rules_loaded", folder=folder, rules=ruleset.names)
+        if self.stage is not None:
+            self.stage.sigma = self.sigma
+            windows = self.stage.states.get(SIGMA, {}).get("det", {})
+            for gone in [name for name in windows if name not in ruleset.correlations]:
+                del windows[gone]
+                self.stage.dirty.add(SIGMA)
 
     async def hand_over(self) -> None:
         """The ledger is being taken away (a rebalance, or stopping): checkpoint and let go. The

@@ -4,6 +4,8 @@
 it to its compacted topic:
 - `p|<provider>`: `{"det": {rule: its state}, "open": {alert_id: latest version}, "swept": ms}`,
   one record per provider (its principals and sessions live inside its rules' states);
+- `s|sigma`: the Sigma rules' correlation windows and open alerts, when the stage runs Sigma
+  rules (`sigma`, detectors/sigma/);
 - `a|<account>`: the account's authorization (grants, approvals, policy), folded from the same
   ledger, so rules can ask `ctx.covering` and `ctx.declared_network` as account rules do, plus
   `approvers`: who issued its authorization events, and how often.
@@ -20,6 +22,7 @@ from typing import Any
 
 from detectors import Context
 from detectors.provider_wide import ALL, provider_of
+from detectors.sigma.evaluate import SigmaRules
 from detectors.windows import epoch_ms
 from pipeline import authorization
 from pipeline.alert import Alert, Finding, alert_id, closed_alerts, fold
@@ -28,6 +31,8 @@ from pipeline.event import Event
 
 PROVIDER = "p|"
 ACCOUNT = "a|"
+#: the Sigma rules' state: their correlation windows and open alerts
+SIGMA = "s|sigma"
 _HOUR_MS = 3_600_000
 #: Approvers remembered per account (the least active dropped first).
 MAX_APPROVERS = 100
@@ -36,34 +41,63 @@ MAX_APPROVERS = 100
 class Stage:
     """Provider-wide detection state and the rules over it; `states` may come from a snapshot."""
 
-    def __init__(self, config: DetectionConfig, states: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, config: DetectionConfig, states: dict[str, Any] | None = None, sigma: SigmaRules | None = None
+    ) -> None:
         self.config = config
         self.states: dict[str, Any] = states if states is not None else {}
         self.dirty: set[str] = set()
+        #: Sigma rules run over every event (PW_RULES_DIR; detectors/sigma), or None
+        self.sigma = sigma
 
     def findings(self, event: Event) -> list[Finding]:
-        """Fold `event` into the state and return what the provider-wide rules found."""
+        """Fold `event` into the state and return what the provider-wide rules (and the Sigma
+        rules, when the stage runs some) found."""
+        return [f for _, f in self._found(event)]
+
+    def _found(self, event: Event) -> list[tuple[str, Finding]]:
+        """(state key whose open alerts the finding folds into, finding) for `event`."""
         account = event["account_id"]
         if event["action"] in authorization.AUTHORIZATION_ACTIONS:
             auth = self.states.setdefault(ACCOUNT + account, authorization.empty())
             if authorization.apply(auth, event):
                 self.dirty.add(ACCOUNT + account)
         provider = provider_of(event)
-        found: list[Finding] = []
+        ctx = Context(auth=self.states.get(ACCOUNT + account) or authorization.empty(), config=self.config)
+        found: list[tuple[str, Finding]] = []
         if provider is not None:
             key = PROVIDER + provider
             state = self.states.setdefault(key, {"det": {}})
             self.dirty.add(key)
-            auth = self.states.get(ACCOUNT + account) or authorization.empty()
-            ctx = Context(auth=auth, config=self.config)
             det = state["det"]
             for name, rule in ALL:
                 own = det.setdefault(name, {})
-                found.extend(rule(event, own, ctx))
+                found.extend((key, f) for f in rule(event, own, ctx))
                 if not own:
                     del det[name]
+        if self.sigma is not None:
+            sigma = self.states.setdefault(SIGMA, {"det": {}})
+            found.extend((SIGMA, f) for f in self.sigma.findings(event, sigma["det"], ctx))
+            self.dirty.add(SIGMA)
         self._count_approver(event)
         return found
+
+    def observe(self, event: Event) -> list[Alert]:
+        """Fold `event`, and its findings into the open alerts of the state they came from;
+        return the alert versions that changed (to publish), oldest finding first."""
+        changed = []
+        touched = set()
+        for key, finding in self._found(event):
+            opened: dict[str, Alert] = self.states[key].setdefault("open", {})
+            alert = fold_finding(opened, finding, event)
+            if alert is not None:
+                changed.append(alert)
+            touched.add(key)
+        provider = provider_of(event)
+        touched |= {k for k in (PROVIDER + provider if provider else None, SIGMA) if k in self.states}
+        for key in touched:
+            self._close(self.states[key], self.states[key].get("open", {}), event)
+        return changed
 
     def _count_approver(self, event: Event) -> None:
         """Who manages the account's access: the seller principals that issued its successful
@@ -82,23 +116,6 @@ class Stage:
         while len(approvers) > MAX_APPROVERS:
             del approvers[min(approvers, key=lambda a: (approvers[a], a))]
         self.dirty.add(key)
-
-    def observe(self, event: Event) -> list[Alert]:
-        """Fold `event`, and its findings into the provider's open alerts; return the alert
-        versions that changed (to publish), oldest finding first."""
-        found = self.findings(event)
-        provider = provider_of(event)
-        if provider is None:
-            return []
-        state = self.states[PROVIDER + provider]
-        opened: dict[str, Alert] = state.setdefault("open", {})
-        changed = []
-        for finding in found:
-            alert = fold_finding(opened, finding, event)
-            if alert is not None:
-                changed.append(alert)
-        self._close(state, opened, event)
-        return changed
 
     def _close(self, state: dict[str, Any], opened: dict[str, Alert], event: Event) -> None:
         """Once an event-time hour per provider, drop alerts without new evidence for

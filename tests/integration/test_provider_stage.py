@@ -6,7 +6,7 @@ worker is killed with SIGKILL halfway through a spray, once after the stage chec
 first half (the restarted stage must take it from the snapshot topic, not from the ledger) and
 once right after the first half was folded (checkpointed or not: either the snapshot or the
 ledger after the committed offsets brings it back). Both sprays must end in one alert naming the
-acts from before the kill.
+acts from before the kill. The Sigma rules of PW_RULES_DIR run in the same stage.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer
 
+import detectors.sigma
 from partnerwatch.local_worker import Namespace, Worker, metric, wait_for
 
 pytestmark = pytest.mark.integration
@@ -54,6 +55,17 @@ def hit(principal: str, n: int, minutes: float) -> dict[str, Any]:
     }
 
 
+def alerts_of(ns: Namespace, detector: str, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """The alerts of `detector` on the alerts topic, waiting for the first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [orjson.loads(r.value) for r in ns.read_topic(ns.settings.alerts_topic, expect=10**9, timeout=2)]
+        found = [a for a in found if a["detector"] == detector]
+        if found:
+            return found
+    raise AssertionError(f"no {detector} alert")
+
+
 def spray_alerts(ns: Namespace, principal: str, timeout: float = 60.0) -> list[dict[str, Any]]:
     """Every version of the principal's cross_account_spray alert on the alerts topic, waiting
     until one names the whole spray (four accounts)."""
@@ -77,7 +89,8 @@ def spray_alerts(ns: Namespace, principal: str, timeout: float = 60.0) -> list[d
 
 
 def test_provider_stage_alerts_within_seconds_and_survives_sigkill(kafka_broker: str, tmp_path: Path) -> None:
-    ns = Namespace(tmp_path, extra_env={"PW_PROVIDER_CHECKPOINT_SECONDS": "0.5"})
+    examples = Path(detectors.sigma.__file__).parent / "examples"
+    ns = Namespace(tmp_path, extra_env={"PW_PROVIDER_CHECKPOINT_SECONDS": "0.5", "PW_RULES_DIR": str(examples)})
     worker = Worker(ns).start()
     try:
         wait_for(lambda: metric(ns.port, "pw_provider_stage_active") == 1, 60, "the stage holds the ledger")
@@ -90,7 +103,7 @@ def test_provider_stage_alerts_within_seconds_and_survives_sigkill(kafka_broker:
         worker.kill()
         worker = Worker(ns).start()
         wait_for(lambda: metric(ns.port, "pw_provider_stage_active") == 1, 60, "the restarted stage holds the ledger")
-        assert metric(ns.port, "pw_provider_stage_restored_keys") == 1  # prov-1 (no grants: no account state)
+        assert metric(ns.port, "pw_provider_stage_restored_keys") == 2  # prov-1 and the Sigma rules (no grants: no account)
         sent = time.monotonic()
         ns.send([hit("p1", 2, 122), hit("p1", 3, 123)])
         alerts = spray_alerts(ns, "p1")
@@ -111,5 +124,12 @@ def test_provider_stage_alerts_within_seconds_and_survives_sigkill(kafka_broker:
         ns.send([hit("p2", 2, 322), hit("p2", 3, 323)])
         latest = max(spray_alerts(ns, "p2"), key=lambda a: a["count"])
         assert {"p2-x0", "p2-x1", "p2-x2", "p2-x3"} <= set(latest["evidence_event_ids"])
+
+        # 3. The Sigma rules of PW_RULES_DIR run live in the same stage.
+        creds = {**hit("p2", 0, 400), "event_id": "p2-creds", "action": "auth.credentials_create"}
+        del creds["resource"]
+        ns.send([creds])
+        found = alerts_of(ns, "sigma_provider_sensitive_action")
+        assert [a["evidence_event_ids"] for a in found] == [["p2-creds"]]
     finally:
         worker.stop()

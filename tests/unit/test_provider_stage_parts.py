@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
@@ -71,3 +72,33 @@ def test_snapshot_records_round_trip_with_tombstones() -> None:
     # a provider whose state is gone leaves tombstones for every record it wrote
     assert all(record is None for _, record in snapshot_records("p|prov-1", None))
     assert {k for k, _ in snapshot_records("p|prov-1", None)} >= {k for k in topic if k.startswith("p|prov-1#")}
+
+
+def test_rules_folder_is_reloaded_when_a_file_changes_and_a_bad_change_is_refused(tmp_path: Path) -> None:
+    from pipeline.config import Settings
+    from sinks import metrics
+    from streams.provider_stage import ProviderStage
+
+    rule = """title: credentials
+name: creds
+logsource: {product: partnerwatch, service: ledger}
+detection:
+  s:
+    action: auth.credentials_create
+  condition: s
+"""
+    (tmp_path / "creds.yml").write_text(rule)
+    stage = ProviderStage(Settings.from_env({"PW_RULES_DIR": str(tmp_path)}))
+    stage.reload_rules()
+    assert stage.sigma is not None and stage.sigma.ruleset.names == ["creds"]
+    first = stage.sigma
+    stage.reload_rules()
+    assert stage.sigma is first  # nothing changed: not loaded again
+    (tmp_path / "mfa.yml").write_text(rule.replace("credentials_create", "mfa_change").replace("name: creds", "name: mfa"))
+    stage.reload_rules()
+    assert stage.sigma is not first and stage.sigma.ruleset.names == ["creds", "mfa"]
+    refused = metrics.SIGMA_RELOAD_FAILURES._value.get()
+    (tmp_path / "bad.yml").write_text(rule.replace("action:", "colour:").replace("name: creds", "name: bad"))
+    working = stage.sigma
+    stage.reload_rules()
+    assert stage.sigma is working and metrics.SIGMA_RELOAD_FAILURES._value.get() == refused + 1
