@@ -170,3 +170,43 @@ def test_the_provider_stage_runs_sigma_rules_as_alerts() -> None:
     sweep = [a for a in alerts.values() if a["detector"] == "sigma_report_sweep_across_accounts"]
     assert len(sweep) == 1 and sweep[0]["evidence_event_ids"] == ["e0", "e1", "e2", "e3", "e4"]
     assert "s|sigma" in stage.states and "s|sigma" in stage.dirty
+
+
+TEMPORAL = """title: grant
+name: grant_given
+logsource: {product: partnerwatch, service: ledger}
+detection:
+  s:
+    action: permission.grant
+  condition: s
+---
+title: price
+name: price_moved
+logsource: {product: partnerwatch, service: ledger}
+detection:
+  s:
+    action: listing.price_change
+    actor.type: provider
+  condition: s
+---
+title: a grant and a provider price change on one account in the same hour
+name: grant_and_price
+correlation:
+  type: temporal
+  rules: [grant_given, price_moved]
+  group-by: [account_id]
+  timespan: 1h
+"""
+
+
+def test_temporal_correlation_same_live_and_in_the_warehouse(
+    week: tuple[EmbeddedWarehouse, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    warehouse, entries = week
+    ruleset = load(write(tmp_path, "temporal.yml", TEMPORAL).parent)
+    live = matches(ruleset, (event_of(e) for e in sorted(entries, key=lambda e: (e["occurred_at"], e["event_id"]))))
+    params = {"since": "2020-01-01 00:00:00.000", "until": "2030-01-01 00:00:00.000"}
+    rows = warehouse.query(query("grant_and_price", ruleset), params).rows
+    stored = {("grant_and_price", (str(r[0]),), format_ms(int(r[1]))) for r in rows}
+    assert {m for m in live if m[0] == "grant_and_price"} == stored
+    assert len(stored) >= 2  # the scenes' re-grants meet price changes in the same hour
