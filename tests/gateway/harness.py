@@ -27,7 +27,8 @@ from partnerwatch.local_worker import free_port
 from pipeline.config import Settings, checkout
 from pipeline.event import Rejected, normalize
 from sources.gateway.config import GatewayConfig
-from sources.gateway.store import Issued, Store
+from sources.gateway.credentials import Issued
+from sources.gateway.store import Store
 from tests.gateway.pki import Pki
 
 ACCOUNT = "A0001SELLER"
