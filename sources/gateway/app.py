@@ -44,11 +44,14 @@ from pipeline.contract import needs_marketplace
 from pipeline.event import format_ms
 from pipeline.marketplaces import marketplace_id, site_code
 from sources.gateway import classify
+from sources.gateway.calls import Call, Operation, Planned, site_codes
 from sources.gateway.config import GatewayConfig
+from sources.gateway.credentials import Principal
 from sources.gateway.enforce import Denial, RateBudget, decide
 from sources.gateway.ledger import AuthorizationView, LedgerKafka
 from sources.gateway.lwa import LwaError, SellerCredentials, SellerTokens
-from sources.gateway.store import Principal, Store
+from sources.gateway.prices import our_price
+from sources.gateway.store import Store
 
 log = structlog.get_logger(__name__)
 
@@ -271,7 +274,7 @@ class Gateway:
                 return _json(403, _BAD_TOKEN)
             principal, problem = holder
         body = await request.read()
-        call = classify.Call(
+        call = Call(
             method=request.method,
             path=request.path,
             query={k: request.query.getall(k) for k in request.query},
@@ -330,7 +333,7 @@ class Gateway:
 
     def _call_event(
         self, principal: Principal, request: web.Request, received: int, token: str,
-        call: classify.Call, op: classify.Operation, planned: classify.Planned, call_id: str,
+        call: Call, op: Operation, planned: Planned, call_id: str,
     ) -> dict[str, Any]:
         event = self._base(principal, request, received, token)
         event["event_id"] = call_id + planned.suffix
@@ -375,7 +378,7 @@ class Gateway:
         }
 
     async def _judge(
-        self, principal: Principal, call: classify.Call, op: classify.Operation, events: list[dict[str, Any]]
+        self, principal: Principal, call: Call, op: Operation, events: list[dict[str, Any]]
     ) -> Denial | None:
         if self.view is None:
             return Denial(403, "Unauthorized", "enforce mode without the ledger: no grant is known")
@@ -398,7 +401,7 @@ class Gateway:
                 return denial
         return None
 
-    async def _lookup_price(self, call: classify.Call, planned: classify.Planned) -> str | None:
+    async def _lookup_price(self, call: Call, planned: Planned) -> str | None:
         """The listing's current price, read from Amazon with the seller's token (enforce mode)."""
         if not self.config.price_lookup or not planned.sku or not planned.marketplaces:
             return None
@@ -419,13 +422,13 @@ class Gateway:
         attributes = doc.get("attributes") if isinstance(doc, dict) else None
         if not isinstance(attributes, dict):
             return None
-        price = classify.our_price(attributes.get("purchasable_offer"), site)
+        price = our_price(attributes.get("purchasable_offer"), site)
         if price is not None:
             self.store.remember_price(planned.sku, site, price)
         return price
 
     async def _forward(
-        self, request: web.Request, body: bytes, op: classify.Operation, rdt: Rdt | None
+        self, request: web.Request, body: bytes, op: Operation, rdt: Rdt | None
     ) -> tuple[int, dict[str, str], bytes]:
         headers = {
             k: v
@@ -452,7 +455,7 @@ class Gateway:
     # -- what the answer teaches, and what must not reach the provider ----------------------------
 
     def _after(
-        self, principal: Principal, call: classify.Call, op: classify.Operation, status: int, answer: Any, raw: bytes
+        self, principal: Principal, call: Call, op: Operation, status: int, answer: Any, raw: bytes
     ) -> bytes:
         if status >= 400 or not isinstance(answer, dict):
             return raw
@@ -485,9 +488,9 @@ class Gateway:
         elif name == "getListingsItem":
             attributes = answer.get("attributes")
             sku = answer.get("sku")
-            sites = [s for s in classify.site_codes(call.marketplace_ids()) if s != "?"]
+            sites = [s for s in site_codes(call.marketplace_ids()) if s != "?"]
             if isinstance(attributes, dict) and isinstance(sku, str) and sites:
-                price = classify.our_price(attributes.get("purchasable_offer"), sites[0])
+                price = our_price(attributes.get("purchasable_offer"), sites[0])
                 if price is not None:
                     self.store.remember_price(sku, sites[0], price)
         return orjson.dumps(answer) if changed else raw

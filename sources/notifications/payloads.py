@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from pipeline.marketplaces import site_code
-from sources.gateway.classify import decimal_text
+from sources.gateway.prices import decimal_text
 from sources.notifications.parse import Notification, find, get, text
 
 Part = dict[str, Any]
