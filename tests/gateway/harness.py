@@ -62,7 +62,7 @@ def gateway_env(
 
 @dataclass
 class InThreadGateway:
-    """`sources.gateway.app.serve` in a thread of its own; events go to `events` (checked)."""
+    """`sources.gateway.service.serve` in a thread of its own; events go to `events` (checked)."""
 
     config: GatewayConfig
     settings: Settings
@@ -72,7 +72,7 @@ class InThreadGateway:
     fail_emit: bool = False
 
     def start(self) -> InThreadGateway:
-        from sources.gateway.app import serve
+        from sources.gateway.service import serve
 
         started = threading.Event()
         self._stop: asyncio.Event | None = None
