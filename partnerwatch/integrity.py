@@ -261,7 +261,8 @@ def evidence(
 
     `partnerwatch evidence verify case.zip` checks one without the warehouse.
     """
-    from pipeline.forensics.evidence import build_bundle, verify_bundle
+    from pipeline.forensics.evidence import build_bundle
+    from pipeline.forensics.evidence_check import verify_bundle
     from pipeline.forensics.signing import configured_signer
 
     if ctx.invoked_subcommand is not None:
@@ -304,7 +305,7 @@ def evidence_verify(
     An unsigned bundle fails (anyone could have written it) unless --allow-unsigned; with
     --public-key a missing signature always fails. HMAC-signed bundles need PW_DIGEST_HMAC_KEY.
     """
-    from pipeline.forensics.evidence import verify_bundle
+    from pipeline.forensics.evidence_check import verify_bundle
     from pipeline.forensics.signing import hmac_signer
 
     hmac_key = _settings().digest_hmac_key if not public_key else ""
