@@ -7,7 +7,8 @@ envelope shapes Amazon sends: listing status and MFN quantity changes, offer and
 changes, transactions, account status, feed and report processing), each copy with a
 NotificationId of its own so that none is dropped as a repeat. Then the real reader,
 `python -m partnerwatch notifications run` (10 messages per receive as shipped, long polling with
-a 2 s wait instead of 20 so that it stops quickly at the end), reads the queue into a Kafka namespace of its own on the local broker.
+a 2 s wait instead of 20 so that it stops quickly at the end), reads the queue into a Kafka
+namespace of its own on the local broker.
 
 The clock starts when the reader takes its first message off the queue (its own start-up is not
 counted) and stops when a consumer of the namespace's actions topic has seen every expected
