@@ -297,6 +297,11 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}alerts.parked"
 
     @property
+    def alert_status_topic(self) -> str:
+        """Lifecycle actions (ack, resolve, reopen) for the alert feed's outputs (sinks/alert_delivery/lifecycle.py)."""
+        return f"{self.topic_prefix}alerts.status"
+
+    @property
     def signatures_topic(self) -> str:
         """Signatures of accepted signed HTTP requests, shared by every worker against replay (streams/web/signatures.py)."""
         return f"{self.topic_prefix}http-signatures"
@@ -304,7 +309,10 @@ class Settings(BaseSettings):
     @property
     def pipeline_topics(self) -> list[str]:
         """The topics `partnerwatch topics` creates (the worker's; the parked topic is the feed's)."""
-        return [self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic]
+        return [
+            self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic,
+            self.alert_status_topic,
+        ]
 
     # Consumer groups
     @property
