@@ -31,11 +31,13 @@ class HttpRequest:
 
 
 class DeliveryError(Exception):
-    """A receiver refused or failed a delivery; `retryable` False parks the alert at once."""
+    """A receiver refused or failed a delivery; `retryable` False parks the alert at once.
+    `retry_after`: the seconds the receiver asked to wait (its `Retry-After` on 429 or 503)."""
 
-    def __init__(self, message: str, retryable: bool = True) -> None:
+    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class Output(Protocol):

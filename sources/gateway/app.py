@@ -22,14 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import os
 import secrets
 import signal
 import ssl
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +38,7 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
+from pipeline import webhook_signature
 from pipeline.config import Settings
 from pipeline.contract import needs_marketplace
 from pipeline.event import format_ms
@@ -167,9 +167,7 @@ class Gateway:
         """
         body = await request.read()
         secret = self.alert_secret
-        timestamp = request.headers.get("X-PartnerWatch-Timestamp", "")
-        signature = request.headers.get("X-PartnerWatch-Signature", "")
-        if not secret or not _signed(secret, timestamp, body, signature):
+        if not secret or not _signed(secret, request.headers, body):
             return _json(401, {"error": "unsigned, badly signed or stale"})
         alert = _json_body(body)
         if not isinstance(alert, dict) or alert.get("account_id") != self.config.account_id:
@@ -569,16 +567,13 @@ class Gateway:
         self.counts[name] = self.counts.get(name, 0) + 1
 
 
-def _signed(secret: str, timestamp: str, body: bytes, signature: str, tolerance: float = 300.0) -> bool:
-    """The alert feed webhook's signature: sha256=HMAC(secret, "<timestamp>.<body>"), fresh."""
+def _signed(secret: str, headers: Mapping[str, str], body: bytes, tolerance: float = 300.0) -> bool:
+    """The alert feed webhook's Standard Webhooks signature (pipeline/webhook_signature.py), fresh."""
     try:
-        sent = int(timestamp)
-    except ValueError:
+        webhook_signature.verify(secret, headers, body, tolerance)
+    except (webhook_signature.SignatureError, ValueError):
         return False
-    if abs(time.time() - sent) > tolerance:
-        return False
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(f"sha256={mac}", signature)
+    return True
 
 
 def _now_ms() -> int:
