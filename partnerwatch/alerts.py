@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from partnerwatch.common import console, err, line, plain, worker_running
+from partnerwatch.common import console, err, http_open, line, plain, worker_running
 from partnerwatch.common import load_settings as _settings
 from pipeline.config import Settings
 from pipeline.contract import SEVERITIES
@@ -151,15 +151,10 @@ def _error_of(data: str) -> object:
 
 
 def _tail_kafka(settings: Settings, printer: _AlertPrinter, from_now: bool) -> None:
-    from kafka import KafkaConsumer
+    from sinks.kafka_io import consumer as kafka_consumer
 
-    consumer = KafkaConsumer(
-        settings.alerts_topic,
-        bootstrap_servers=settings.kafka_broker,
-        auto_offset_reset="latest" if from_now else "earliest",
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        group_id=None,
+    consumer = kafka_consumer(
+        settings, settings.alerts_topic, role="alerts-tail", auto_offset_reset="latest" if from_now else "earliest"
     )
     try:
         for record in consumer:
@@ -172,13 +167,9 @@ def _lifecycle(action: str, alert_id: str, by: str, note: str) -> None:
     """Through the worker when it runs (it owns the embedded warehouse), else directly."""
     settings = _settings()
     body = orjson.dumps({"by": by, "note": note})
-    request = urllib.request.Request(
-        f"{settings.web_url}/v1/alerts/{urllib.parse.quote(alert_id, safe='')}/{action}",
-        data=body,
-        headers={"Content-Type": "application/json", **_auth(settings)},
-    )
+    url = f"{settings.web_url}/v1/alerts/{urllib.parse.quote(alert_id, safe='')}/{action}"
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with http_open(url, timeout=60, data=body, headers={"Content-Type": "application/json", **_auth(settings)}) as response:
             row = orjson.loads(response.read())
     except urllib.error.HTTPError as exc:
         err.print(line(f"[red]{action} refused:[/] ", plain(_error_of(exc.read().decode("utf-8", "replace") or "{}") or exc)))
@@ -218,15 +209,11 @@ def _lifecycle_direct(settings: Settings, action: str, alert_id: str, by: str, n
 
 def _tell_outputs(settings: Settings, row: dict[str, Any], alert: dict[str, Any] | None) -> None:
     """Publish the action for the alert feed's outputs (Alertmanager, OCSF); warn when it cannot."""
-    from kafka import KafkaProducer
-
     from sinks.alert_delivery.lifecycle import status_record
+    from sinks.kafka_io import producer as kafka_producer
 
     try:
-        producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_broker, acks="all", client_id="partnerwatch-alert-status",
-            max_block_ms=5000, request_timeout_ms=5000,
-        )
+        producer = kafka_producer(settings, role="alert-status", max_block_ms=5000, request_timeout_ms=5000)
         try:
             producer.send(
                 settings.alert_status_topic, status_record(row, alert), key=str(row["account_id"]).encode()

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import unicodedata
 import urllib.error
+import urllib.parse
 import urllib.request
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,8 @@ err = Console(stderr=True, emoji=False)
 #: The local Kafka runner, package data (with its pom.xml and log4j2.properties), so it runs from
 #: an installed wheel as from a checkout. Its cache is outside the package (see the script).
 KAFKA_SH = Path(str(resources.files("partnerwatch") / "kafka_runner" / "kafka.sh"))
+#: The local SQS stand-in's runner (ElasticMQ from Maven Central), shipped like the Kafka runner.
+ELASTICMQ_SH = Path(str(resources.files("partnerwatch") / "elasticmq_runner" / "elasticmq.sh"))
 
 
 def kafka_runner(settings: Settings, action: str, quiet: bool = False) -> int:
@@ -51,7 +54,18 @@ def kafka_runner(settings: Settings, action: str, quiet: bool = False) -> int:
         err.print(line("[red]the local Kafka runner is missing:[/] ", plain(KAFKA_SH), " (partnerwatch installed without its package data?)"))
         return 1
     env = {**os.environ, "PW_KAFKA_BROKER": settings.kafka_broker}
-    return subprocess.call(["bash", str(KAFKA_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)
+    # A fixed command (S603, S607): the packaged runner under the system's bash; `action` is one
+    # argument (no shell), and the script refuses any but fetch/start/stop/status/reset.
+    return subprocess.call(["bash", str(KAFKA_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)  # noqa: S603, S607
+
+
+def http_open(url: str, timeout: float, data: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    """`urlopen` for the worker's own HTTP API (a POST when `data` is given): http and https URLs
+    only, so an address built from settings can never open a `file:` or other URL."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    request = urllib.request.Request(url, data=data, headers=headers or {})  # noqa: S310 (scheme checked above)
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked above)
 
 
 def plain(value: object, style: str = "") -> Text:
@@ -87,6 +101,19 @@ def json_line(doc: Any) -> str:
     return "".join(_json_escape(c) if ord(c) >= 0x7F and unicodedata.category(c) in _JSON_HIDDEN else c for c in text)
 
 
+def elasticmq_runner(action: str, endpoint: str = "", quiet: bool = False) -> int:
+    """Run the local ElasticMQ runner (`start`, `stop`, `status`); it listens on the port of
+    PW_SQS_ENDPOINT_URL (`endpoint`, default http://127.0.0.1:9324)."""
+    if not ELASTICMQ_SH.is_file():
+        err.print(line("[red]the local ElasticMQ runner is missing:[/] ", plain(ELASTICMQ_SH)))
+        return 1
+    env = dict(os.environ)
+    if endpoint:
+        env["PW_SQS_ENDPOINT_URL"] = endpoint
+    # A fixed command (S603, S607), as for the Kafka runner: the packaged script, `action` one argument.
+    return subprocess.call(["bash", str(ELASTICMQ_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)  # noqa: S603, S607
+
+
 def load_settings(**overrides: Any) -> Settings:
     """`Settings.from_env()`, and logging configured from it (once per command); a bad PW_* value
     exits 2 with one line that names the variable."""
@@ -107,7 +134,7 @@ def worker_running(settings: Settings) -> bool:
 def worker_health(web_url: str) -> dict[str, Any] | None:
     """The worker's GET /v1/health document (also when it answers 503 "degraded"), None if no answer."""
     try:
-        with urllib.request.urlopen(f"{web_url}/v1/health", timeout=2) as response:
+        with http_open(f"{web_url}/v1/health", timeout=2) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
         if exc.code != 503:  # 503 "degraded": the worker runs, something in it does not
@@ -139,14 +166,12 @@ def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[l
     parser) and it runs read-only under the PW_SQL_* limits.
     """
     body = orjson.dumps({"query": query, "params": params})
-    request = urllib.request.Request(
-        f"{settings.web_url}/v1/sql", data=body, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
     if settings.api_token:
-        request.add_header("Authorization", f"Bearer {settings.api_token}")
+        headers["Authorization"] = f"Bearer {settings.api_token}"
     try:
         # the worker stops the query after PW_SQL_MAX_EXECUTION_TIME; a client that gives up earlier cancels it
-        with urllib.request.urlopen(request, timeout=settings.sql_max_execution_time + 30) as response:
+        with http_open(f"{settings.web_url}/v1/sql", timeout=settings.sql_max_execution_time + 30, data=body, headers=headers) as response:
             doc = orjson.loads(response.read())
             return doc["columns"], doc["rows"]
     except urllib.error.HTTPError as exc:

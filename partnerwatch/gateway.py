@@ -217,11 +217,20 @@ def run(
         raise typer.Exit(2)
     emitter = KafkaEmitter(settings)
     try:
-        asyncio.run(serve(config, settings, emitter.emit))
+        asyncio.run(serve(config, settings, emitter.emit, ledger_kafka=ledger_kafka(settings)))
     except KeyboardInterrupt:
         pass
     finally:
         emitter.close()
+
+
+def ledger_kafka(settings: Any) -> Any:
+    """The gateway's ledger reader's Kafka clients (sources/gateway/ledger.py `LedgerKafka`)."""
+    from sinks.kafka_io import aio_consumer
+    from sources.gateway.ledger import LedgerKafka
+    from streams.faust_internals import fetch_cluster_metadata
+
+    return LedgerKafka(lambda: aio_consumer(settings, role="gateway-ledger"), fetch_cluster_metadata)
 
 
 class KafkaEmitter:
@@ -232,7 +241,7 @@ class KafkaEmitter:
 
         self.topic = settings.actions_topic
         ensure_topics(settings)
-        self.producer = producer(settings, linger_ms=0, client_id="partnerwatch-gateway")
+        self.producer = producer(settings, role="gateway", linger_ms=0)
 
     async def emit(self, events: list[dict[str, Any]]) -> None:
         import asyncio

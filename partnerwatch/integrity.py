@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from partnerwatch.common import console, err, line, plain, worker_running
+from partnerwatch.common import console, err, http_open, line, plain, worker_running
 from partnerwatch.common import load_settings as _settings
 from pipeline.config import Settings
 from pipeline.forensics.signing import Signer, SigningKeyError, Verifier
@@ -56,15 +56,12 @@ class WorkerSql:
         self.settings = settings
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> _Result:
-        request = urllib.request.Request(
-            f"{self.settings.web_url}/v1/sql",
-            data=orjson.dumps({"query": sql, "params": params or {}}),
-            headers={"Content-Type": "application/json"},
-        )
+        body = orjson.dumps({"query": sql, "params": params or {}})
+        headers = {"Content-Type": "application/json"}
         if self.settings.api_token:
-            request.add_header("Authorization", f"Bearer {self.settings.api_token}")
+            headers["Authorization"] = f"Bearer {self.settings.api_token}"
         try:
-            with urllib.request.urlopen(request, timeout=300) as response:
+            with http_open(f"{self.settings.web_url}/v1/sql", timeout=300, data=body, headers=headers) as response:
                 doc = orjson.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise SqlFailed(orjson.loads(exc.read()).get("error", str(exc))) from None
@@ -129,32 +126,36 @@ def verify_chain(
     start: Annotated[str | None, typer.Option("--from", help="ingest time (UTC date or RFC 3339)")] = None,
     end: Annotated[str | None, typer.Option("--to", help="ingest time, inclusive")] = None,
 ) -> None:
-    """Recompute account hash chains from the warehouse; report the first break (seq, event_id).
+    """Recompute account hash chains from the warehouse; report each account's first break (seq, event_id).
+
+    An account that cannot be read is reported and the others are still verified; the exit code
+    is 1 when any account failed.
 
     With --from, verification starts at the last entry ingested before it (the anchor, whose
     hash the range must continue) and runs through the last entry ingested at or before --to.
     """
-    from pipeline.forensics.chain_check import accounts, verify_range
+    from pipeline.forensics.chain_check import accounts, verify_accounts
 
     settings = _settings()
     start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
-    broken = []
-    total = 0
     with _failures(), warehouse_access(settings) as db:
         names = [account] if account else accounts(db)
-        for acct in names:
-            report = verify_range(db, acct, start_ms, end_ms)
-            total += report.events
-            if report.broken:
-                broken.append((acct, report.broken))
-    for acct, b in broken:
-        err.print(
-            line("[red]account ", plain(acct, "red"), f"[red]: chain breaks at seq {b.seq} (event ",
-                 plain(b.event_id, "red"), "[red]): ", plain(b.problem, "red"))
-        )
-    if broken:
-        raise typer.Exit(1)
+        reports = verify_accounts(db, names, start_ms, end_ms)
+    total = sum(r.events for r in reports)
+    failed = [r for r in reports if not r.ok]
+    for r in failed:
+        if r.broken:
+            b = r.broken
+            err.print(
+                line("[red]account ", plain(r.account, "red"), f"[red]: chain breaks at seq {b.seq} (event ",
+                     plain(b.event_id, "red"), "[red]): ", plain(b.problem, "red"))
+            )
+        else:
+            err.print(line("[red]account ", plain(r.account, "red"), "[red]: ", plain(r.error, "red")))
     scope = " in range" if start or end else ""
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(names)} account chains do not verify; {len(names) - len(failed)} verified, {total} events{scope}[/]")
+        raise typer.Exit(1)
     console.print(f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]")
 
 
@@ -268,7 +269,8 @@ def evidence(
     if not (account and start and end):
         raise typer.BadParameter("give --account, --from and --to (or the `verify` command)")
     start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
-    assert start_ms is not None and end_ms is not None
+    if start_ms is None or end_ms is None:  # both given (checked above), so both parsed
+        raise typer.BadParameter("give --from and --to")
     settings = _settings()
     with _failures():
         signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)

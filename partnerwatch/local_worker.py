@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer
 
-from partnerwatch.common import worker_health
+from partnerwatch.common import http_open, worker_health
 from pipeline.config import Settings, checkout
+from sinks.kafka_io import consumer as kafka_consumer
 from sinks.kafka_io import ensure_topics, send_events
 
 
@@ -75,8 +75,7 @@ class Namespace:
         token = self.env.get("PW_API_TOKEN")
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/v1/sql", data=body, headers=headers)
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with http_open(f"http://127.0.0.1:{self.port}/v1/sql", timeout=60, data=body, headers=headers) as response:
             return list(orjson.loads(response.read())["rows"])
 
     def scalar(self, query: str, params: dict[str, Any] | None = None) -> Any:
@@ -84,15 +83,7 @@ class Namespace:
 
     def read_topic(self, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
         """Read committed records of `topic` from the start until `expect` arrive or time runs out."""
-        consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=self.settings.kafka_broker,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            group_id=None,
-            consumer_timeout_ms=2000,
-        )
+        consumer = kafka_consumer(self.settings, topic, role="topic-reader", consumer_timeout_ms=2000)
         records: list[Any] = []
         deadline = time.monotonic() + timeout
         try:
@@ -125,7 +116,8 @@ class Worker:
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"worker exited early: {self.log_tail()}"
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited early: {self.log_tail()}")
             health = worker_health(f"http://127.0.0.1:{self.ns.port}")
             if health and health.get("warehouse_error") != "starting" and health.get("http_ingest") == "ready":
                 return self
@@ -137,14 +129,14 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL: no flush, no commit, no goodbye."""
-        assert self.proc is not None
+        if self.proc is None:
+            return
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
 
     def stop(self, timeout: float = 60.0) -> None:
-        if not self.alive():
+        if not self.alive() or self.proc is None:
             return
-        assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout)
@@ -177,12 +169,7 @@ def metric(port: int, name: str) -> float:
 
 def settled_alerts(ns: Any, quiet_seconds: float = 8.0) -> dict[str, dict[str, Any]]:
     """The latest version of every alert on the alerts topic, once nothing new arrives."""
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        ns.settings.alerts_topic, bootstrap_servers=ns.settings.kafka_broker, auto_offset_reset="earliest",
-        isolation_level="read_committed", enable_auto_commit=False, group_id=None,
-    )
+    consumer = kafka_consumer(ns.settings, ns.settings.alerts_topic, role="alert-reader")
     latest: dict[str, dict[str, Any]] = {}
     last_new = time.monotonic()
     try:

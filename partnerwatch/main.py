@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from partnerwatch.alert_feed import alerts_cli
+from partnerwatch.amazon import register as register_amazon
 from partnerwatch.common import (
     console,
     err,
@@ -255,9 +256,14 @@ def demo(
     rate: Annotated[float, typer.Option(help="events per second")] = 500.0,
     seed: Annotated[int | None, typer.Option()] = None,
     keep_running: Annotated[bool, typer.Option(help="leave Kafka and the worker running")] = False,
+    amazon: Annotated[bool, typer.Option("--amazon", help="the SP-API gateway, notifications (ElasticMQ) and polling against a local Amazon stand-in, with an agency gone rogue through and around the gateway")] = False,
 ) -> None:
     """The main job, locally: Kafka, the worker and the simulator; prints alerts as they fire."""
     settings = _settings()
+    if amazon:
+        from partnerwatch.amazon_demo import run_demo
+
+        raise typer.Exit(run_demo(settings, _wait_for_worker))
     if kafka_runner(settings, "start") != 0:
         err.print("[red]could not start the local Kafka broker[/]")
         raise typer.Exit(1)
@@ -411,11 +417,18 @@ register_ml(cli)
 # gateway run|config|credentials, provider suspend|resume (partnerwatch/gateway.py)
 cli.add_typer(gateway_cli, name="gateway")
 cli.add_typer(provider_cli, name="provider")
+# notifications run|config, poll run|once|config, elasticmq start|stop|status (partnerwatch/amazon.py)
+register_amazon(cli)
 
 
 def main() -> None:
+    from sinks.kafka_io import KafkaAccessError
+
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    cli()
+    try:
+        cli()
+    except KafkaAccessError as exc:  # unreachable broker, TLS or SASL refused: the cause and the setting
+        sys.exit(f"error: {exc}")  # exit status 1
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pydantic_settings import (
 
 from pipeline.detection_config import DetectionConfig as DetectionConfig
 from pipeline.detection_config import is_secret, setting
+from pipeline.kafka_settings import KafkaConnection
 
 #: The folder that holds the packages: the repository in a source checkout (or an editable
 #: install), site-packages in an installed wheel. Code that needs the repository (bench, tests,
@@ -100,8 +101,9 @@ class Variable:
         return self.info.get_default(call_default_factory=True)
 
 
-class Settings(BaseSettings):
-    """Typed settings; build with `Settings.from_env()`."""
+class Settings(KafkaConnection):
+    """Typed settings; build with `Settings.from_env()`. The Kafka address and the clients'
+    security settings come first, from `KafkaConnection` (pipeline/kafka_settings.py)."""
 
     model_config = SettingsConfigDict(
         env_prefix=PREFIX,
@@ -113,7 +115,6 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    kafka_broker: str = setting("127.0.0.1:9092", "Kafka bootstrap servers, host:port[,host:port]; the local runner (`partnerwatch kafka`, infra/kafka/kafka.sh) listens on this port")
     topic_prefix: str = setting("pw.", "prefix of every topic name (actions, ledger, alerts, deadletter)")
     topic_partitions: int = setting(4, "partitions of the pipeline topics (fixed once created)", ge=1)
     app_id: str = setting("partnerwatch", "Faust application id: consumer group and changelog topic prefix", min_length=1)
@@ -199,15 +200,6 @@ class Settings(BaseSettings):
     def _identifier(cls, value: str) -> str:
         if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
             raise ValueError("must be an identifier ([A-Za-z_][A-Za-z0-9_]*)")
-        return value
-
-    @field_validator("kafka_broker")
-    @classmethod
-    def _brokers(cls, value: str) -> str:
-        for item in value.split(","):
-            host, sep, port = item.strip().rpartition(":")
-            if not item.strip() or (sep and (not host or not port.isdigit() or not 0 < int(port) < 65536)):
-                raise ValueError("must be host:port[,host:port]")
         return value
 
     @classmethod

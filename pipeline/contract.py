@@ -35,6 +35,36 @@ ACTIONS: frozenset[str] = frozenset(
         "account.legal_info_change",
         "approval.grant",
         "policy.update",
+        # What Amazon reports (actor `amazon`): notifications and polled state (issue 18)
+        "listing.status_change",
+        "listing.issues_change",
+        "listing.price_observed",
+        "listing.attributes_observed",
+        "inventory.quantity_observed",
+        "account.status_change",
+        "funds.transaction_posted",
+        "funds.payout_observed",
+        "report.processing_finished",
+        "feed.processing_finished",
+        "notification.received",
+    }
+)
+
+#: The actions that record what Amazon observed, not what someone asked for (issue 18): the
+#: reconciliation (detectors/rules/change_outside_gateway.py) compares them with gateway calls.
+OBSERVED_ACTIONS: frozenset[str] = frozenset(
+    {
+        "listing.status_change",
+        "listing.issues_change",
+        "listing.price_observed",
+        "listing.attributes_observed",
+        "inventory.quantity_observed",
+        "account.status_change",
+        "funds.transaction_posted",
+        "funds.payout_observed",
+        "report.processing_finished",
+        "feed.processing_finished",
+        "notification.received",
     }
 )
 

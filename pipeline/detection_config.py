@@ -62,6 +62,12 @@ class DetectionConfig(BaseModel):
     failed_writes_min: int = setting(10, "failed or denied writes in the window before the sync rule can fire")
     tax_grace_days: int = setting(0, "days after the due day before a missing filing fires")
     rate_sustained_min: int = setting(120, "requests in an hour before the sustained-rate rule can fire")
+    outside_gateway_window_minutes: int = setting(60, "change_outside_gateway: a gateway call this long before an observed change explains it", gt=0)
+    outside_gateway_skew_minutes: int = setting(5, "change_outside_gateway: ... or this long after it (clocks differ)", ge=0)
+    outside_gateway_grace_minutes: int = setting(0, "change_outside_gateway: hold an unexplained change until an event this much later (gateway events that reach the ledger late); 0: decide at once", ge=0)
+    outside_gateway_late_hours: int = setting(24, "change_outside_gateway: gateway calls are remembered this long, so an observation this late is still matched", gt=0)
+    outside_gateway_ignore_quantity_decrease: bool = setting(True, "change_outside_gateway: a lower quantity is sales, not a change to reconcile")
+    outside_gateway_id_days: int = setting(7, "change_outside_gateway: how long feed, report and payout ids the gateway saw are remembered", gt=0)
     # NoDecode: the variable is `detector=level,...`, not JSON.
     severities: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, description="severity overrides, `detector=level,...`")
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
 SIGNATURE_HEADER = "webhook-signature"
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105  the standard's prefix of a secret, not a secret
 #: The standard's default tolerance, seconds either side of now.
 DEFAULT_TOLERANCE = 300
 #: A message id: printable ASCII without spaces, at most 256 characters.

@@ -12,6 +12,16 @@ WAREHOUSE_ROWS = Counter("pw_warehouse_rows_total", "Rows stored in the warehous
 WAREHOUSE_FAILURES = Counter("pw_warehouse_failures_total", "Failed warehouse batch inserts (retried)")
 WAREHOUSE_BATCH_SECONDS = Gauge("pw_warehouse_last_batch_seconds", "Duration of the last stored batch")
 INGEST_CATCH_UP = Counter("pw_ingest_catch_up_total", "Source messages the stream skipped and ingest read back itself")
+STATE_REPAIRS = Counter(
+    "pw_detect_state_repairs_total",
+    "Account detection states found not to match the ledger and rebuilt from it (streams/state_repair.py),"
+    " by reason: missing, behind, ahead (of the ledger's head) or gap (before an entry)",
+    ["reason"],
+)
+STATE_REPAIR_INCOMPLETE = Counter(
+    "pw_detect_state_repair_incomplete_total",
+    "Rebuilt account states whose history neither the ledger nor the warehouse held in full",
+)
 
 # -- observability (issue 7): labels are small closed sets, never an IP, principal or account id --
 #: Detector timing is sampled so the hot path pays for it on one event in this many.

@@ -27,6 +27,7 @@ from pipeline.config import Settings
 from sinks import metrics
 from sinks.audit_store import BadRecord, checked_alert, checked_entry, store_alerts, store_events
 from sinks.clickhouse import Warehouse, WarehouseError, migrate, open_warehouse
+from sinks.kafka_io import aio_consumer, aio_producer
 
 log = structlog.get_logger(__name__)
 
@@ -101,23 +102,8 @@ class WarehouseLoader:
 
     async def _main(self) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            s.ledger_topic,
-            s.alerts_topic,
-            bootstrap_servers=s.kafka_broker,
-            group_id=s.warehouse_group,
-            client_id=s.client_id("warehouse"),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=2_000,
-        )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_broker, client_id=s.client_id("warehouse-deadletter"), acks="all",
-            enable_idempotence=True,
-        )
+        consumer = aio_consumer(s, s.ledger_topic, s.alerts_topic, role="warehouse", group=s.warehouse_group)
+        producer = aio_producer(s, role="warehouse-deadletter")
         await producer.start()
         try:
             await consumer.start()

@@ -46,8 +46,9 @@ class SqlReader(Protocol):
 _COLUMNS = "seq, event_id, prev_hash, hash, toString(ingested_at), payload, " + ", ".join(
     f"toString({c})" for c in DERIVED_COLUMNS
 )
+# Built from constants only (S608): the values are {name:Type} parameters.
 ENTRIES_QUERY = (
-    f"SELECT {_COLUMNS} FROM audit.events WHERE account_id = {{account:String}}"
+    f"SELECT {_COLUMNS} FROM audit.events WHERE account_id = {{account:String}}"  # noqa: S608
     " AND seq BETWEEN {lo:UInt64} AND {hi:UInt64} ORDER BY seq"
 )
 _SEQ_BEFORE = (
@@ -156,13 +157,18 @@ def anchor_head(db: SqlReader, account: str, anchor_seq: int) -> tuple[ChainHead
 
 @dataclass(frozen=True)
 class RangeReport:
-    """What `verify_range` checked, and the first break if any."""
+    """What `verify_range` checked, and the first break if any (or why it could not check)."""
 
     account: str
     anchor_seq: int
     last_seq: int
     events: int
     broken: ChainBreak | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None and self.error is None
 
 
 def verify_entries(rows: Iterator[StoredEntry], head: ChainHead) -> tuple[ChainHead, int, ChainBreak | None]:
@@ -194,6 +200,19 @@ def verify_range(
         return RangeReport(account, anchor_seq, hi, 0, None)
     _, checked, broken = verify_entries(entries(db, account, anchor_seq + 1, hi), head)
     return RangeReport(account, anchor_seq, hi, checked, broken)
+
+
+def verify_accounts(
+    db: SqlReader, names: Sequence[str], start_ms: int | None = None, end_ms: int | None = None
+) -> list[RangeReport]:
+    """`verify_range` for each account; one that cannot be read is reported and the rest go on."""
+    reports = []
+    for account in names:
+        try:
+            reports.append(verify_range(db, account, start_ms, end_ms))
+        except Exception as exc:  # the reader's own error type (warehouse, HTTP): reported per account
+            reports.append(RangeReport(account, 0, 0, 0, None, f"could not be verified: {exc}"))
+    return reports
 
 
 def accounts(db: SqlReader) -> list[str]:

@@ -87,7 +87,7 @@ def generate(
     At `attack_rate` per benign event an attack of one of `attack_kinds` (see pipeline/simulation/attacks.py)
     is injected; its events' ids end in `-atk<N>`, N numbering the attack instances.
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (a seeded, reproducible simulation)
     world = build_world(rng, accounts, providers)
     all_providers = sorted({p.provider_id: p for a in world for p in a.providers}.values(), key=lambda p: p.provider_id)
     clock = int((start or datetime(2026, 11, 2, 6, 0, tzinfo=UTC)).timestamp() * 1000)

@@ -38,9 +38,9 @@ from pipeline.config import Settings
 from sinks.alert_delivery.lifecycle import lifecycle_of, parse_status, with_lifecycle
 from sinks.alert_delivery.parking import park, parked_record
 from sinks.alert_delivery.sender import deliver
-from sinks.alert_delivery.topics import ensure_feed_topics
 from sinks.alert_outputs.base import Alert
 from sinks.alert_outputs.routes import AlertRoutes
+from sinks.kafka_io import aio_consumer, aio_producer, ensure_topics
 
 log = structlog.get_logger(__name__)
 
@@ -80,20 +80,9 @@ class AlertFeed:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        await asyncio.get_running_loop().run_in_executor(None, ensure_feed_topics, s)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_broker,
-            group_id=s.alert_feed_group,
-            client_id=s.client_id("alert-feed"),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=2_000,
-        )
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_broker, client_id=s.client_id("alert-feed-parking"), acks="all", enable_idempotence=True
-        )
+        await asyncio.get_running_loop().run_in_executor(None, ensure_topics, s, [s.parked_topic])
+        self.consumer = aio_consumer(s, role="alert-feed", group=s.alert_feed_group)
+        self.producer = aio_producer(s, role="alert-feed-parking")
         self.session = aiohttp.ClientSession()
         self.consumer.subscribe([s.alerts_topic, s.alert_status_topic], listener=_Revoke(self))
         await self.producer.start()
@@ -124,7 +113,8 @@ class AlertFeed:
                 await task
 
     async def _partition(self, tp: TopicPartition, records: list[Any]) -> None:
-        assert self.consumer is not None
+        if self.consumer is None:
+            raise RuntimeError("the alert feed is not running")
         try:
             for record in records:
                 await self._record(record)
@@ -144,7 +134,8 @@ class AlertFeed:
                     self.consumer.resume(tp)
 
     async def _record(self, record: Any) -> None:
-        assert self.session is not None and self.producer is not None
+        if self.session is None or self.producer is None:
+            raise RuntimeError("the alert feed is not running")
         if record.topic == self.settings.alert_status_topic:
             await self._status(record)
             return
@@ -197,7 +188,8 @@ class AlertFeed:
         log.info("alert_feed.lifecycle_sent", alert_id=alert_id, status=state["status"], outputs=targets)
 
     async def _send(self, record: Any, alert: Alert, targets: list[str], version: tuple[str, int | str]) -> None:
-        assert self.session is not None and self.producer is not None
+        if self.session is None or self.producer is None:
+            raise RuntimeError("the alert feed is not running")
         outcomes = await asyncio.gather(
             *(
                 deliver(self.session, self.routes.outputs[name], alert, self.routes.retry_policy(name))

@@ -256,7 +256,8 @@ def _build(name: str, cfg: Any, url: str, env: Any) -> Output:
         return WeComOutput(name, url, cfg.lang)
     if isinstance(cfg, OcsfConfig):
         return OcsfOutput(name, url, env("secret_env", False), cfg.headers)
-    assert isinstance(cfg, AlertmanagerConfig)
+    if not isinstance(cfg, AlertmanagerConfig):
+        raise RoutesError(f"output {name}: unknown type {type(cfg).__name__}")
     return AlertmanagerOutput(name, url, cfg.ends_after, cfg.generator_url, cfg.headers)
 
 

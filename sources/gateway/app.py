@@ -46,7 +46,7 @@ from pipeline.marketplaces import marketplace_id, site_code
 from sources.gateway import classify
 from sources.gateway.config import GatewayConfig
 from sources.gateway.enforce import Denial, RateBudget, decide
-from sources.gateway.ledger import AuthorizationView
+from sources.gateway.ledger import AuthorizationView, LedgerKafka
 from sources.gateway.lwa import LwaError, SellerCredentials, SellerTokens
 from sources.gateway.store import Principal, Store
 
@@ -483,7 +483,7 @@ class Gateway:
         elif name == "getListingsItem":
             attributes = answer.get("attributes")
             sku = answer.get("sku")
-            sites = [s for s in classify._sites(call.marketplace_ids()) if s != "?"]
+            sites = [s for s in classify.site_codes(call.marketplace_ids()) if s != "?"]
             if isinstance(attributes, dict) and isinstance(sku, str) and sites:
                 price = classify.our_price(attributes.get("purchasable_offer"), sites[0])
                 if price is not None:
@@ -620,8 +620,12 @@ async def serve(
     emit: Emit,
     stop: asyncio.Event | None = None,
     started: Callable[[Gateway], None] | None = None,
+    ledger_kafka: LedgerKafka | None = None,
 ) -> None:
-    """Run the gateway until `stop` is set (or SIGINT/SIGTERM)."""
+    """Run the gateway until `stop` is set (or SIGINT/SIGTERM). With `config.ledger_follow`,
+    `ledger_kafka` (`partnerwatch.gateway.ledger_kafka(settings)`) is how it reads the ledger."""
+    if config.ledger_follow and ledger_kafka is None:
+        raise ValueError("following the ledger needs ledger_kafka (partnerwatch.gateway.ledger_kafka)")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -633,8 +637,8 @@ async def serve(
     view = AuthorizationView(store, config.account_id, settings.ledger_topic) if config.ledger_follow else None
     gateway = Gateway(config, store, emit, SellerTokens(credentials, config.lwa_url, session), session, view)
     tasks = [asyncio.create_task(gateway.drain(stop))]
-    if view is not None:
-        tasks.append(asyncio.create_task(view.follow(settings.kafka_broker, stop)))
+    if view is not None and ledger_kafka is not None:
+        tasks.append(asyncio.create_task(view.follow(ledger_kafka, stop)))
         if config.enforce:
             # Enforcing on an empty view would refuse every call: read the ledger first.
             waiter = asyncio.create_task(view.caught_up.wait())

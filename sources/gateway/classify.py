@@ -242,7 +242,7 @@ def plan(call: Call, memory: Memory) -> Operation:
     elif call.method in ("GET", "HEAD", "OPTIONS"):
         op.planned = [_read(call, op.name)]
     else:
-        op.planned = [Planned("data.write", op.name, _sites(call.marketplace_ids()))]
+        op.planned = [Planned("data.write", op.name, site_codes(call.marketplace_ids()))]
     for planned in op.planned:
         planned.operation = op.name
         if call.param("mode") == "VALIDATION_PREVIEW":
@@ -257,12 +257,12 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _sites(ids: list[str]) -> list[str]:
+def site_codes(ids: list[str]) -> list[str]:
     return [site_code(i) or "?" for i in ids]
 
 
 def _read(call: Call, operation: str, resource: dict[str, str] | None = None) -> Planned:
-    return Planned("data.read", operation, _sites(call.marketplace_ids()), resource)
+    return Planned("data.read", operation, site_codes(call.marketplace_ids()), resource)
 
 
 def decimal_text(value: Any) -> str | None:
@@ -370,7 +370,7 @@ def _put_edits(attributes: Any) -> list[tuple[str, str, Any]]:
 
 def _listing(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]:
     sku = params["sku"]
-    sites = _sites(call.marketplace_ids())
+    sites = site_codes(call.marketplace_ids())
     site = sites[0] if sites else None
     if call.method == "GET":
         return [_read(call, "", {"type": "listing", "id": sku})]
@@ -391,7 +391,7 @@ def _feed(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]:
     body = call.body if isinstance(call.body, dict) else {}
     feed_type = str(body.get("feedType", ""))[:128]
     ids = _list(body.get("marketplaceIds"))
-    sites = _sites([str(i) for i in ids])
+    sites = site_codes([str(i) for i in ids])
     document_id = str(body.get("inputFeedDocumentId", ""))[:256]
     origin = {"feed_type": feed_type, "feed_document_id": document_id}
     if feed_type != "JSON_LISTINGS_FEED":
@@ -457,7 +457,7 @@ def _report_request(call: Call, params: dict[str, str], memory: Memory) -> list[
     ids = _list(body.get("marketplaceIds"))
     schedule = call.path.rstrip("/").endswith("/schedules")
     planned = Planned(
-        "report.schedule" if schedule else "report.request", "", _sites([str(i) for i in ids]),
+        "report.schedule" if schedule else "report.request", "", site_codes([str(i) for i in ids]),
         {"type": "report", "id": report_type},
     )
     planned.origin["sensitivity"] = report_sensitivity(report_type)
@@ -515,7 +515,7 @@ def _payout(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]
 
 def _wallet(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]:
     body = call.body if isinstance(call.body, dict) else {}
-    sites = _sites(call.marketplace_ids())
+    sites = site_codes(call.marketplace_ids())
     if call.path.rstrip("/").endswith("/transactions"):
         planned = Planned("funds.disbursement_request", "", sites, {"type": "wallet_transaction", "id": str(body.get("sourceAccountId", "?"))[:128]})
         amount = body.get("sourceAmount")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -28,6 +30,18 @@ from sources.gateway.store import Store
 log = structlog.get_logger(__name__)
 
 FOLDED = authorization.AUTHORIZATION_ACTIONS | {"permission.suspend", "permission.resume"}
+
+
+@dataclass(frozen=True)
+class LedgerKafka:
+    """How the view reaches Kafka, given by the composition root (`partnerwatch.gateway.ledger_kafka`:
+    the client factory's consumer, and the aiokafka metadata hook of streams/faust_internals.py),
+    since sources/ imports neither sinks/ nor streams/."""
+
+    #: a new consumer, not started, outside any group, reading committed records
+    new_consumer: Callable[[], AIOKafkaConsumer]
+    #: fresh cluster metadata through a started consumer (`partitions_for_topic` of any topic)
+    cluster_metadata: Callable[[AIOKafkaConsumer], Awaitable[Any]]
 
 
 class AuthorizationView:
@@ -72,19 +86,13 @@ class AuthorizationView:
         )
         self._dirty = False
 
-    async def follow(self, broker: str, stop: asyncio.Event, save_every: float = 5.0) -> None:
+    async def follow(self, kafka: LedgerKafka, stop: asyncio.Event, save_every: float = 5.0) -> None:
         """Read the ledger until `stop`; sets `caught_up` once the end as of start is reached."""
         while not stop.is_set():
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=broker,
-                group_id=None,
-                enable_auto_commit=False,
-                isolation_level="read_committed",
-                auto_offset_reset="earliest",
-            )
+            consumer = kafka.new_consumer()
             try:
                 await consumer.start()
-                partitions = await _partitions(consumer, self.topic, stop)
+                partitions = await _partitions(kafka, consumer, self.topic, stop)
                 if partitions is None:
                     return
                 tps = [TopicPartition(self.topic, p) for p in partitions]
@@ -130,10 +138,10 @@ class AuthorizationView:
             self.save()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event) -> list[int] | None:
+async def _partitions(kafka: LedgerKafka, consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event) -> list[int] | None:
     while not stop.is_set():
         # aiokafka's public partitions_for_topic only knows topics of its own subscription
-        cluster = await consumer._client.fetch_all_metadata()
+        cluster = await kafka.cluster_metadata(consumer)
         partitions = cluster.partitions_for_topic(topic)
         if partitions:
             return sorted(partitions)

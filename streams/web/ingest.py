@@ -43,6 +43,7 @@ from pipeline import deadletter, webhook_signature
 from pipeline.config import Settings
 from pipeline.event import Rejected, parse_action
 from sinks import metrics
+from sinks.kafka_io import aio_producer
 from sources.http_batch import split_batch
 from streams.app import app, settings, web_guard
 from streams.web.guard import CREDENTIAL
@@ -110,15 +111,7 @@ class IngestProducer(Service):
         # masking): held at info even when PW_LOG_LEVEL=debug.
         for name in ("aiokafka", "kafka"):
             logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.INFO))
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_broker,
-            client_id=self.settings.client_id("http-ingest"),
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=2,
-            max_request_size=4 * 1024 * 1024,
-            request_timeout_ms=30_000,
-        )
+        producer = aio_producer(self.settings, role="http-ingest", linger_ms=2, request_timeout_ms=30_000)
         await producer.start()
         self.producer = producer  # only a started producer is visible to requests (503 before)
 
@@ -208,8 +201,7 @@ class Events(web.View):
                     key = event["account_id"].encode()
                     pending.append(await producer.send(settings.actions_topic, message, key=key))
                     results.append({"index": index, "status": "accepted", "event_id": event["event_id"]})
-                else:
-                    assert rejected is not None
+                elif rejected is not None:
                     record = deadletter.record(rejected.reason, rejected.detail, SOURCE, -1, index, message)
                     pending.append(await producer.send(settings.deadletter_topic, record, key=None))
                     results.append(

@@ -12,7 +12,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from kafka import KafkaProducer
 
 from partnerwatch.local_worker import Namespace, wait_for
 from sinks.alert_delivery.lifecycle import status_record, with_lifecycle
@@ -20,6 +19,7 @@ from sinks.alert_delivery.sender import deliver
 from sinks.alert_outputs.alertmanager import AlertmanagerOutput
 from sinks.alert_outputs.routes import RetryPolicy
 from sinks.kafka_io import ensure_topics
+from sinks.kafka_io import producer as kafka_producer
 from tests.alert_feeds.alertmanager_server import SKIP_REASON, Alertmanager, binary
 from tests.alert_feeds.harness import Feed, produce_alerts
 from tests.alert_feeds.receiver import Receiver
@@ -120,7 +120,7 @@ versions = "all"
         # The status record as the worker or the CLI publishes it, here without the alert (the
         # warehouse had not stored it yet): the feed uses the version it delivered.
         row = {"alert_id": end["alert_id"], "account_id": "A-AM2", "status": "resolved", "actor": "ana", "note": "", "at": iso(time.time())}
-        producer = KafkaProducer(bootstrap_servers=ns.settings.kafka_broker, acks="all")
+        producer = kafka_producer(ns.settings, role="test-alert-status")
         try:
             producer.send(ns.settings.alert_status_topic, key=b"A-AM2", value=status_record(row, None)).get(30)
         finally:

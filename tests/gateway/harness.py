@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from partnerwatch.gateway import ledger_kafka
 from partnerwatch.local_worker import free_port
 from pipeline.config import Settings, checkout
 from pipeline.event import Rejected, normalize
@@ -92,7 +93,7 @@ class InThreadGateway:
         async def main() -> None:
             self._stop = asyncio.Event()
             self._loop = asyncio.get_running_loop()
-            await serve(self.config, self.settings, emit, stop=self._stop, started=on_start)
+            await serve(self.config, self.settings, emit, stop=self._stop, started=on_start, ledger_kafka=ledger_kafka(self.settings))
 
         self._thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True, name="gateway")
         self._thread.start()

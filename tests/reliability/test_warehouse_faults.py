@@ -23,10 +23,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.simulation.traffic import generate
+from sinks import kafka_io
 from tests.reliability.harness import Sender, assert_exact, rss_mb, stored
 
 pytestmark = pytest.mark.reliability
@@ -86,7 +86,7 @@ def _health(ns: Namespace) -> dict[str, object]:
 
 
 def _loader_offsets(ns: Namespace) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=ns.settings.kafka_broker)
+    admin = kafka_io.admin(ns.settings)
     try:
         group = ns.settings.warehouse_group
         offsets = admin.list_group_offsets({group: None})[group]

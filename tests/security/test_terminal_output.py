@@ -198,10 +198,10 @@ def test_commands_print_hostile_ids_as_plain_text(env: Env, ids: dict[str, str])
         warehouse.close()
 
     # -- alerts tail: every record, a non-JSON one and a hostile severity included, then a sentinel
-    from kafka import KafkaProducer
+    from sinks.kafka_io import producer as kafka_producer
 
     sentinel = f"sentinel-{marker}"
-    producer = KafkaProducer(bootstrap_servers=env.settings.kafka_broker)
+    producer = kafka_producer(env.settings, role="test-hostile-alerts")
     key = marker.encode()  # one partition: the sentinel comes last
     for alert in [*alerts, {**alerts[0], "alert_id": f"{marker}-sev", "severity": ids["title"]}]:
         producer.send(env.settings.alerts_topic, orjson.dumps(alert), key=key)
