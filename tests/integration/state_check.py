@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from detectors.config import DetectionConfig
 from kafka import KafkaConsumer, TopicPartition
 
 from detectors.run import apply_entry, new_state
 from partnerwatch.local_worker import Namespace
+from pipeline.config import DetectionConfig
 
 TABLES = ("account_state", "open_alerts")
 
