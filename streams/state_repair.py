@@ -50,7 +50,7 @@ from streams.topics import account_state, open_alerts
 
 log = structlog.get_logger(__name__)
 #: The same settings as the detect agent's (streams/detect.py), from the same PW_DETECT_* variables.
-CONFIG = DetectionConfig.from_env()
+CONFIG: DetectionConfig = settings.detect
 
 #: How long a repair waits for the warehouse loader of a worker that is still starting.
 LOADER_WAIT_SECONDS = 60.0

@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from detectors.run import apply_entry, new_state
 from partnerwatch.local_worker import Namespace
-from pipeline.config import DetectionConfig
+from pipeline.config import DetectionConfig, Settings
 
 TABLES = ("account_state", "open_alerts")
 
@@ -112,7 +112,7 @@ def ledger_entries(ns: Namespace) -> list[dict[str, Any]]:
 
 def rebuilt_tables(entries: list[dict[str, Any]], config: DetectionConfig | None = None) -> dict[str, dict[str, Any]]:
     """Both tables as folding `entries` (each account's in seq order) from empty states gives."""
-    config = config or DetectionConfig.from_env({})
+    config = config or DetectionConfig()
     states: dict[str, dict[str, Any]] = {}
     alerts: dict[str, Any] = {}
     for entry in entries:
@@ -129,7 +129,7 @@ def rebuilt_tables(entries: list[dict[str, Any]], config: DetectionConfig | None
 
 def differences(ns: Namespace) -> list[str]:
     """Where the worker's tables differ from the ledger's fold: one line per differing key."""
-    expected = rebuilt_tables(ledger_entries(ns), DetectionConfig.from_env(ns.env))
+    expected = rebuilt_tables(ledger_entries(ns), Settings.from_env(ns.env).detect)
     actual = worker_tables(ns)
     out: list[str] = []
     for table in TABLES:
