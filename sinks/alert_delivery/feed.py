@@ -172,8 +172,9 @@ class AlertFeed:
         else:
             _remember(self.lifecycle, alert_id, state, SEEN_VERSIONS)
         known = self.latest.get(alert_id)
-        alert = status.get("alert") or known
-        if known is not None and status.get("alert") and int(known.get("count", 0)) > int(alert.get("count", 0)):
+        stored: Alert | None = status.get("alert")
+        alert = stored or known
+        if known is not None and stored and int(known.get("count", 0)) > int(stored.get("count", 0)):
             alert = known  # the feed delivered a later version than the warehouse had stored
         if alert is None:
             log.warning("alert_feed.status_without_alert", alert_id=alert_id, status=state["status"])
