@@ -36,10 +36,10 @@ from typing import Any
 
 import orjson
 import structlog
+from pipeline.config import DetectionConfig
 
 from detectors.run import apply_entry, new_state
 from pipeline.alert import Alert
-from pipeline.config import DetectionConfig
 from pipeline.ledger import ChainHead, entry_hash
 from sinks import metrics
 from streams import ml_models

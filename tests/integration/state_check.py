@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
+from pipeline.config import DetectionConfig, Settings
 from kafka import KafkaConsumer, TopicPartition
 
 from detectors.run import apply_entry, new_state
 from partnerwatch.local_worker import Namespace
-from pipeline.config import DetectionConfig, Settings
 
 TABLES = ("account_state", "open_alerts")
 
@@ -112,7 +112,7 @@ def ledger_entries(ns: Namespace) -> list[dict[str, Any]]:
 
 def rebuilt_tables(entries: list[dict[str, Any]], config: DetectionConfig | None = None) -> dict[str, dict[str, Any]]:
     """Both tables as folding `entries` (each account's in seq order) from empty states gives."""
-    config = config or DetectionConfig()
+    config = config or Settings.from_env({}).detect
     states: dict[str, dict[str, Any]] = {}
     alerts: dict[str, Any] = {}
     for entry in entries:
