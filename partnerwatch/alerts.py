@@ -183,19 +183,48 @@ def _lifecycle(action: str, alert_id: str, by: str, note: str) -> None:
 
 
 def _lifecycle_direct(settings: Settings, action: str, alert_id: str, by: str, note: str) -> dict[str, Any]:
-    from sinks.alert_status import BadRequest, StatusConflict, UnknownAlert, record_status
+    from sinks.alert_status import (
+        BadRequest,
+        StatusConflict,
+        UnknownAlert,
+        latest_alert,
+        record_status,
+    )
     from sinks.clickhouse import WarehouseError, migrate, open_warehouse
 
     try:
         warehouse = open_warehouse(settings)
         try:
             migrate(warehouse, settings)
-            return record_status(warehouse, alert_id, action, by, note).as_dict()
+            row = record_status(warehouse, alert_id, action, by, note).as_dict()
+            alert = latest_alert(warehouse, alert_id)
         finally:
             warehouse.close()
     except (BadRequest, UnknownAlert, StatusConflict, WarehouseError) as exc:
         err.print(line(f"[red]{action} refused:[/] ", plain(exc)))
         raise typer.Exit(1) from None
+    _tell_outputs(settings, row, alert)
+    return row
+
+
+def _tell_outputs(settings: Settings, row: dict[str, Any], alert: dict[str, Any] | None) -> None:
+    """Publish the action for the alert feed's outputs (Alertmanager, OCSF); warn when it cannot."""
+    from sinks.alert_delivery.lifecycle import status_record
+    from sinks.kafka_io import producer as kafka_producer
+
+    try:
+        producer = kafka_producer(settings, role="alert-status", max_block_ms=5000, request_timeout_ms=5000)
+        try:
+            producer.send(
+                settings.alert_status_topic, status_record(row, alert), key=str(row["account_id"]).encode()
+            ).get(timeout=10)
+        finally:
+            producer.close(timeout=5)
+    except Exception as exc:  # no broker, no topic: the action is recorded, the outputs are not told
+        err.print(line(
+            "[yellow]recorded, but the alert feed's outputs were not told[/] ",
+            plain(f"({type(exc).__name__} on {settings.kafka_broker}; `partnerwatch topics` creates {settings.alert_status_topic})"),
+        ))
 
 
 _BY = Annotated[str, typer.Option("--by", help="who acts (recorded)")]

@@ -123,6 +123,13 @@ def worker(
     if problem := exposure_error(settings):  # checked again when streams.app is imported
         err.print(line("[red]configuration error:[/] ", plain(problem)))
         raise typer.Exit(2)
+    from detectors import geo
+
+    try:  # the geoip mmdb files, if set, open now: a wrong path stops the worker here, not at the first event
+        geo.configure(settings.geoip_city_db, settings.geoip_asn_db)
+    except ValueError as exc:
+        err.print(line("[red]configuration error:[/] ", plain(exc)))
+        raise typer.Exit(2) from None
     ensure_topics(settings)
     from streams.worker import app
 

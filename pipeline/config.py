@@ -171,6 +171,11 @@ class Settings(KafkaConnection):
     clickhouse_reader_user: str = setting("partnerwatch_reader", "with PW_CLICKHOUSE_URL: the read-only ClickHouse user user SQL runs as (infra/clickhouse/access.sql; never the writer)")
     clickhouse_reader_password: str = setting("", "password of PW_CLICKHOUSE_READER_USER", secret=True)
 
+    # -- geoip data of new_country_or_asn and impossible_travel (detectors/geo.py) ----------------
+    geoip_city_db: str = setting("", "MMDB file for countries: MaxMind GeoLite2/GeoIP2 City or Country, or DB-IP City/Country Lite (empty: the geoip2fast wheel's bundled 2024-06 GeoLite2 data)")
+    geoip_asn_db: str = setting("", "MMDB file for networks with AS numbers: MaxMind GeoLite2/GeoIP2 ASN or DB-IP ASN Lite (empty: the bundled data, operator names without AS numbers)")
+    geoip_max_age_days: int = setting(60, "GET /v1/health warns when the geoip data was built longer ago than this", ge=1)
+
     detect: DetectionConfig = Field(default_factory=DetectionConfig, description="the detectors' settings (PW_DETECT_*)")
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -289,6 +294,11 @@ class Settings(KafkaConnection):
         return f"{self.topic_prefix}alerts.parked"
 
     @property
+    def alert_status_topic(self) -> str:
+        """Lifecycle actions (ack, resolve, reopen) for the alert feed's outputs (sinks/alert_delivery/lifecycle.py)."""
+        return f"{self.topic_prefix}alerts.status"
+
+    @property
     def signatures_topic(self) -> str:
         """Signatures of accepted signed HTTP requests, shared by every worker against replay (streams/web/signatures.py)."""
         return f"{self.topic_prefix}http-signatures"
@@ -296,7 +306,10 @@ class Settings(KafkaConnection):
     @property
     def pipeline_topics(self) -> list[str]:
         """The topics `partnerwatch topics` creates (the worker's; the parked topic is the feed's)."""
-        return [self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic]
+        return [
+            self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic,
+            self.alert_status_topic,
+        ]
 
     # Consumer groups
     @property

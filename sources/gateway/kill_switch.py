@@ -3,15 +3,14 @@ output suspends its provider (every token revoked at once, none issued until res
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import time
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
 
+from pipeline import webhook_signature
 from pipeline.event import format_ms
 from sources.gateway.provider_events import ADAPTER, now_ms
 from sources.gateway.replies import json_body, json_reply
@@ -32,9 +31,7 @@ async def suspend_on_alert(gw: Gateway, request: web.Request) -> web.Response:
     """
     body = await request.read()
     secret = gw.alert_secret
-    timestamp = request.headers.get("X-PartnerWatch-Timestamp", "")
-    signature = request.headers.get("X-PartnerWatch-Signature", "")
-    if not secret or not signed(secret, timestamp, body, signature):
+    if not secret or not signed(secret, request.headers, body):
         return json_reply(401, {"error": "unsigned, badly signed or stale"})
     alert = json_body(body)
     if not isinstance(alert, dict) or alert.get("account_id") != gw.config.account_id:
@@ -63,13 +60,10 @@ async def suspend_on_alert(gw: Gateway, request: web.Request) -> web.Response:
     return json_reply(200, {"suspended": provider, "tokens_revoked": max(revoked, 0)})
 
 
-def signed(secret: str, timestamp: str, body: bytes, signature: str, tolerance: float = 300.0) -> bool:
-    """The alert feed webhook's signature: sha256=HMAC(secret, "<timestamp>.<body>"), fresh."""
+def signed(secret: str, headers: Mapping[str, str], body: bytes, tolerance: float = 300.0) -> bool:
+    """The alert feed webhook's Standard Webhooks signature (pipeline/webhook_signature.py), fresh."""
     try:
-        sent = int(timestamp)
-    except ValueError:
+        webhook_signature.verify(secret, headers, body, tolerance)
+    except (webhook_signature.SignatureError, ValueError):
         return False
-    if abs(time.time() - sent) > tolerance:
-        return False
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(f"sha256={mac}", signature)
+    return True

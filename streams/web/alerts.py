@@ -5,7 +5,10 @@
   `detector` (repeatable), resumable with `Last-Event-ID` (or `?last_event_id=`); see
   streams/alert_feed.py for the position format. Keep-alive comments every PW_SSE_KEEPALIVE s.
 - `POST /v1/alerts/{alert_id}/ack|resolve|reopen`: JSON `{"by": ..., "note": ...}`; 404 for an
-  unknown alert, 409 when the action does not apply (sinks/alert_status.py).
+  unknown alert, 409 when the action does not apply (sinks/alert_status.py). The recorded action
+  is then published on `<prefix>alerts.status` for the alert feed's outputs (Alertmanager ends a
+  resolved alert, OCSF closes the finding; sinks/alert_delivery/lifecycle.py); the answer's
+  `outputs_notified` says whether that worked (the action is recorded either way).
 - `GET /alerts`: the live page (streams/web/alerts_page.py).
 
 All but the page need the bearer token when PW_API_TOKEN is set (checked in front of every view
@@ -25,7 +28,16 @@ import structlog
 from aiohttp import web as aioweb
 from faust import web
 
-from sinks.alert_status import ACTIONS, BadRequest, StatusConflict, UnknownAlert, record_status
+from sinks.alert_delivery.lifecycle import status_record
+from sinks.alert_status import (
+    ACTIONS,
+    BadRequest,
+    StatusConflict,
+    StatusRow,
+    UnknownAlert,
+    latest_alert,
+    record_status,
+)
 from sinks.clickhouse import WarehouseError
 from streams.alert_feed import (
     AlertFeed,
@@ -35,6 +47,7 @@ from streams.alert_feed import (
     format_position,
     parse_position,
 )
+from streams.alert_publisher import publisher
 from streams.app import app, settings
 from streams.web.alerts_page import CSP, PAGE
 from streams.web.sql import loader_service
@@ -47,6 +60,25 @@ app.service(feed)  # type: ignore[arg-type]  # Faust accepts instances too
 #: a write a client does not take for this long closes its connection
 WRITE_TIMEOUT = max(30.0, 2 * settings.sse_keepalive)
 _status_lock = asyncio.Lock()
+#: seconds the lifecycle record may take to reach the broker before the answer says it did not
+STATUS_PUBLISH_TIMEOUT = 10.0
+
+
+async def _tell_outputs(warehouse: Any, row: StatusRow) -> bool:
+    """Publish the recorded action for the alert feed; False (logged) when it did not get out."""
+    loop = asyncio.get_running_loop()
+    try:
+        alert = await loop.run_in_executor(None, latest_alert, warehouse, row.alert_id)
+    except WarehouseError:
+        alert = None  # the feed falls back to the latest version it delivered
+    try:
+        await publisher.publish_status(
+            row.account_id.encode(), status_record(row.as_dict(), alert), STATUS_PUBLISH_TIMEOUT
+        )
+    except Exception as exc:
+        log.warning("alert.status_not_published", alert_id=row.alert_id, error=f"{type(exc).__name__}: {exc}"[:300])
+        return False
+    return True
 
 
 def _event(record: FeedRecord, position: list[int]) -> bytes:
@@ -181,8 +213,9 @@ class AlertAction(web.View):
             return self.json({"error": str(exc), "current": exc.current.as_dict()}, status=409)
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=503)
-        log.info("alert.status", alert_id=alert_id, status=row.status, actor=row.actor)
-        return self.json(row.as_dict())
+        notified = await _tell_outputs(loader.warehouse, row)
+        log.info("alert.status", alert_id=alert_id, status=row.status, actor=row.actor, outputs_notified=notified)
+        return self.json({**row.as_dict(), "outputs_notified": notified})
 
 
 @app.page("/alerts")

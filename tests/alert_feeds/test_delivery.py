@@ -25,8 +25,7 @@ def signed_by(secret: str):  # type: ignore[no-untyped-def]
     """The receiver's own check of the generic webhook signature (5-minute replay window)."""
 
     def check(item: Received) -> bool:
-        h = {k.lower(): v for k, v in item.headers.items()}
-        return verify_signature(secret, h.get("x-partnerwatch-timestamp", ""), item.body, h.get("x-partnerwatch-signature", ""), 300)
+        return verify_signature(secret, item.headers, item.body, 300)
 
     return check
 
