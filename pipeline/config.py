@@ -176,6 +176,9 @@ class Settings(KafkaConnection):
     geoip_asn_db: str = setting("", "MMDB file for networks with AS numbers: MaxMind GeoLite2/GeoIP2 ASN or DB-IP ASN Lite (empty: the bundled data, operator names without AS numbers)")
     geoip_max_age_days: int = setting(60, "GET /v1/health warns when the geoip data was built longer ago than this", ge=1)
 
+    provider_stage: Literal["worker", "off"] = setting("worker", "the provider-wide stage (streams/provider_stage.py): `worker` runs it in every worker, one active at a time; `off` leaves it to `partnerwatch provider-stage`")
+    provider_checkpoint_seconds: float = setting(2.0, "seconds between the provider stage's state checkpoints (and offset commits)", gt=0)
+
     detect: DetectionConfig = Field(default_factory=DetectionConfig, description="the detectors' settings (PW_DETECT_*)")
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -285,6 +288,11 @@ class Settings(KafkaConnection):
         return f"{self.topic_prefix}alerts"
 
     @property
+    def provider_state_topic(self) -> str:
+        """The provider stage's state snapshots: compacted, one record per provider or account."""
+        return f"{self.topic_prefix}provider-state"
+
+    @property
     def deadletter_topic(self) -> str:
         return f"{self.topic_prefix}deadletter"
 
@@ -308,7 +316,7 @@ class Settings(KafkaConnection):
         """The topics `partnerwatch topics` creates (the worker's; the parked topic is the feed's)."""
         return [
             self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic,
-            self.alert_status_topic,
+            self.alert_status_topic, self.provider_state_topic,
         ]
 
     # Consumer groups
@@ -321,6 +329,16 @@ class Settings(KafkaConnection):
     def warehouse_group(self) -> str:
         """The worker's warehouse loader (ledger and alerts)."""
         return f"{self.app_id}-warehouse"
+
+    @property
+    def provider_group(self) -> str:
+        """The provider-wide stage (the ledger); one member at a time holds every partition."""
+        return f"{self.app_id}-provider"
+
+    @property
+    def provider_transactional_id(self) -> str:
+        """The provider stage's checkpoint producer: a new holder fences the one before."""
+        return f"{self.app_id}-provider-stage"
 
     @property
     def alert_feed_group(self) -> str:

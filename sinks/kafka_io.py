@@ -270,6 +270,8 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
             # The ledger is the sequencing state (streams/ingest.py): compacted by account once
             # older than the dedup window, so every account's chain head is kept forever.
             settings.ledger_topic: {"cleanup.policy": "compact", "min.compaction.lag.ms": window_ms},
+            # The provider stage's state (streams/provider_stage.py): the latest record per key.
+            settings.provider_state_topic: {"cleanup.policy": "compact", "max.message.bytes": str(8 * 1024 * 1024)},
             # Signatures of accepted signed HTTP requests (streams/web/signatures.py): needed for
             # one replay window; kept a day (or two windows), whichever is longer.
             settings.signatures_topic: {
@@ -277,8 +279,9 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
                 "retention.ms": str(max(86_400, 2 * settings.ingest_hmac_window) * 1000),
             },
         }
-        # one partition: every worker sees every claim in one order, so the first claim wins
-        partitions = {settings.signatures_topic: 1}
+        # one partition: every worker sees every claim in one order, so the first claim wins; the
+        # provider stage reads its whole state topic at once when it takes over
+        partitions = {settings.signatures_topic: 1, settings.provider_state_topic: 1}
         created = []
         for topic in (t for t in wanted if t not in existing):
             new = NewTopic(
