@@ -74,7 +74,13 @@ class WorkerSql:
 @contextmanager
 def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any]:
     """The warehouse to use: a server directly; the embedded engine directly, or via the worker."""
-    from sinks.clickhouse import WarehouseError, migrate, open_warehouse
+    from partnerwatch.preflight import (
+        check_embedded_exists,
+        check_migrated,
+        one_line,
+        say_warehouse,
+    )
+    from sinks.clickhouse import WarehouseError, open_warehouse
 
     if not settings.clickhouse_url and worker_running(settings):
         if write:
@@ -83,15 +89,22 @@ def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any
                 "PW_DIGEST_INTERVAL seconds when a digest key is set; stop it to run this command"
             )
             raise typer.Exit(1)
+        say_warehouse(settings, via_worker=True)
         yield WorkerSql(settings)
         return
+    # Only `partnerwatch migrate` and the worker create or migrate a warehouse (partnerwatch/preflight.py).
+    check_embedded_exists(settings)
+    say_warehouse(settings, via_worker=False)
     try:
         warehouse = open_warehouse(settings)
-        if write:
-            migrate(warehouse, settings)
     except WarehouseError as exc:
-        err.print(plain(exc, "red"))
+        err.print(plain(one_line(exc), "red"), soft_wrap=True)
         raise typer.Exit(1) from None
+    try:
+        check_migrated(warehouse, settings)
+    except BaseException:
+        warehouse.close()
+        raise
     try:
         yield warehouse
     finally:
@@ -106,7 +119,9 @@ def _failures() -> Iterator[None]:
     try:
         yield
     except (WarehouseError, SqlFailed, SigningKeyError) as exc:
-        err.print(plain(exc, "red"))
+        from partnerwatch.preflight import one_line
+
+        err.print(plain(one_line(exc), "red"), soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -347,7 +362,12 @@ def report_provider(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     settings = _settings()
+    from partnerwatch.known import check_accounts, check_provider
+
     with _failures(), warehouse_access(settings) as db:
+        rows_of = lambda sql, params: db.query(sql, params).rows  # noqa: E731
+        check_accounts(rows_of, [account])
+        check_provider(rows_of, account, provider)
         review = collect(db, account, provider, quarter, lambda ip: lookup(ip).country)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out.parent.mkdir(parents=True, exist_ok=True)

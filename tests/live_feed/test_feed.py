@@ -184,6 +184,9 @@ def test_alerts_tail_follows_the_feed_with_its_filters(live: Namespace) -> None:
     a1, a2 = unique("T1"), unique("T2")
     live.send([provider_event(a1, "auth.credentials_create"), provider_event(a2, "report.download"),
                provider_event(a1, "report.download", principal="other")])
+    # `alerts tail --account` refuses an account with no stored event: wait for a1's
+    wait_for(lambda: live.scalar("SELECT count() FROM audit.events WHERE account_id = {a:String}", {"a": a1}) >= 2,
+             60, "a1's events stored")
     env = live.env | {"COLUMNS": "250"}
     tail = subprocess.Popen(
         [sys.executable, "-m", "partnerwatch", "alerts", "tail", "--account", a1, "--severity", "critical"],
