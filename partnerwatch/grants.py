@@ -25,6 +25,7 @@ from partnerwatch.choices import ListFormat
 from partnerwatch.common import console, err, json_line, line, plain
 from partnerwatch.common import load_settings as _settings
 from pipeline.config import Settings
+from pipeline.contract import ACTIONS, action_matches
 from pipeline.event import Rejected, format_ms, normalize
 
 grants_cli = typer.Typer(
@@ -91,6 +92,10 @@ def grant_event(row: dict[str, Any], by: str) -> dict[str, Any]:
     for field in ("principals", "marketplaces", "ip_allowlist", "require_approval", "skus"):
         if (items := _list(row.get(field), field)) is not None:
             grant[field] = items
+    for field in ("scopes", "require_approval"):
+        for pattern in grant.get(field, ()):
+            if not any(action_matches(pattern, action) for action in ACTIONS):
+                raise GrantError(f"{field}: {pattern!r} names no action (listing.*, inventory.update, ...: docs/contract.md)")
     if row.get("expires") not in (None, ""):
         grant["valid_until"] = _when(str(row["expires"]), "expires")
     if row.get("max_price_change_pct") not in (None, ""):

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from partnerwatch.choices import DigestPeriod
 from partnerwatch.common import console, err, line, plain, worker_running
 from partnerwatch.common import load_settings as _settings
 from pipeline.config import Settings
@@ -156,6 +157,10 @@ def verify_chain(
     broken = []
     total = 0
     with _failures(), warehouse_access(settings) as db:
+        if account:
+            from partnerwatch.known import check_accounts
+
+            check_accounts(lambda sql, params: db.query(sql, params).rows, [account])
         names = [account] if account else accounts(db)
         for acct in names:
             report = verify_range(db, acct, start_ms, end_ms)
@@ -216,16 +221,15 @@ def digest_keygen(
 
 @digest_app.command("create")
 def digest_create(
-    period: Annotated[str | None, typer.Option(help="hour | day (default PW_DIGEST_PERIOD)")] = None,
+    period: Annotated[DigestPeriod | None, typer.Option(help="default PW_DIGEST_PERIOD", case_sensitive=False)] = None,
     account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
 ) -> None:
     """Sign digests for closed periods not digested yet (idempotent; the worker does this periodically)."""
     from pipeline.forensics.digests import PERIOD_MS, create_digests
 
     settings = _settings()
-    period = period or settings.digest_period
-    if period not in PERIOD_MS:
-        raise typer.BadParameter("--period is hour or day")
+    period = str(period or settings.digest_period)
+    assert period in PERIOD_MS
     signer = _signer(settings)
     with _failures(), warehouse_access(settings, write=True) as db:
         made, problems = create_digests(
@@ -288,6 +292,9 @@ def evidence(
     with _failures():
         signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
     with _failures(), warehouse_access(settings) as db:
+        from partnerwatch.known import check_accounts
+
+        check_accounts(lambda sql, params: db.query(sql, params).rows, [account])
         summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
     console.print(
         line(
