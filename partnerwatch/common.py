@@ -243,7 +243,7 @@ def print_rows(columns: list[str], rows: list[list[Any]], fmt: str, only: str | 
     else:
         table = Table()
         for column in columns:
-            table.add_column(plain(column))
+            table.add_column(plain(column), overflow="fold")  # a narrow column wraps a value, never cuts it
         for row in rows:
             table.add_row(*(plain(v) for v in row))
         console.print(table)

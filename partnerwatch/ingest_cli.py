@@ -159,7 +159,8 @@ class Verdicts:
         self.admin.close()
 
     def _committed(self) -> dict[int, int]:
-        offsets = self.admin.list_consumer_group_offsets(self.settings.worker_group)
+        group = self.settings.worker_group
+        offsets = self.admin.list_group_offsets({group: None}).get(group, {})
         return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == self.settings.actions_topic}
 
     def wait(self, sent: list[Sent], timeout: float) -> None:
