@@ -284,7 +284,8 @@ def list_alerts(
     settings = _settings()
     if account:
         check_accounts(lambda sql, params: run_query(settings, sql, params)[1], [account])
-    where, params = [], {"limit": limit}
+    where: list[str] = []
+    params: dict[str, Any] = {"limit": limit}
     if status:
         where.append("status = {status:String}")
         params["status"] = str(status)

@@ -288,8 +288,8 @@ def import_(
             events.append(grant_event(row, by))
         except GrantError as exc:
             problems.append((number, exc))
-    for number, exc in problems:
-        err.print(line(plain(f"{file.name}: grant {number}: ", "red"), plain(exc)), soft_wrap=True)
+    for number, problem in problems:
+        err.print(line(plain(f"{file.name}: grant {number}: ", "red"), plain(problem)), soft_wrap=True)
     if problems or not events:
         err.print("[red]nothing sent[/]" + ("" if events or problems else ": the file has no grants"))
         raise typer.Exit(2)

@@ -142,31 +142,44 @@ def _when(text: str | None, name: str) -> int | None:
 
 def verify_chain(
     account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
-    start: Annotated[str | None, typer.Option("--from", help="ingest time (UTC date or RFC 3339)")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="ingest time, inclusive")] = None,
+    ingested_from: Annotated[str | None, typer.Option("--ingested-from", help="ledger (ingest) time, inclusive: a UTC date or RFC 3339")] = None,
+    ingested_to: Annotated[str | None, typer.Option("--ingested-to", help="ledger (ingest) time, exclusive")] = None,
+    old_from: Annotated[str | None, typer.Option("--from", hidden=True)] = None,
+    old_to: Annotated[str | None, typer.Option("--to", hidden=True)] = None,
 ) -> None:
     """Recompute account hash chains from the warehouse; report the first break (seq, event_id).
 
-    With --from, verification starts at the last entry ingested before it (the anchor, whose
-    hash the range must continue) and runs through the last entry ingested at or before --to.
+    A chain is in ingest order, so its range is in ingest time, [--ingested-from, --ingested-to): verification starts at the last entry ingested before --ingested-from (the anchor, whose hash the range must continue) and runs through the last entry ingested before --ingested-to. (`--from/--to`, in hunt, evidence and the query library, are event time.)
     """
     from pipeline.forensics.chain_check import accounts, verify_range
 
+    if old_from is not None or old_to is not None:
+        err.print(
+            "[red]verify-chain's range is ingest time:[/] say --ingested-from / --ingested-to "
+            "(--from/--to mean event time, in hunt and evidence)", soft_wrap=True,
+        )
+        raise typer.Exit(2)
     settings = _settings()
-    start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
+    start_ms, end_ms = _when(ingested_from, "--ingested-from"), _when(ingested_to, "--ingested-to")
+    if end_ms is not None:
+        end_ms -= 1  # exclusive: the last millisecond before it (verify_range takes an inclusive end)
     broken = []
     total = 0
+    from partnerwatch.progress import progress
+
     with _failures(), warehouse_access(settings) as db:
         if account:
             from partnerwatch.known import check_accounts
 
             check_accounts(lambda sql, params: db.query(sql, params).rows, [account])
         names = [account] if account else accounts(db)
-        for acct in names:
-            report = verify_range(db, acct, start_ms, end_ms)
-            total += report.events
-            if report.broken:
-                broken.append((acct, report.broken))
+        with progress("verifying chains", len(names)) as advance:
+            for acct in names:
+                report = verify_range(db, acct, start_ms, end_ms)
+                total += report.events
+                if report.broken:
+                    broken.append((acct, report.broken))
+                advance(1)
     for acct, b in broken:
         err.print(
             line("[red]account ", plain(acct, "red"), f"[red]: chain breaks at seq {b.seq} (event ",
@@ -174,7 +187,7 @@ def verify_chain(
         )
     if broken:
         raise typer.Exit(1)
-    scope = " in range" if start or end else ""
+    scope = " in range" if ingested_from or ingested_to else ""
     console.print(f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]")
 
 
@@ -228,12 +241,14 @@ def digest_create(
     from pipeline.forensics.digests import PERIOD_MS, create_digests
 
     settings = _settings()
-    period = str(period or settings.digest_period)
-    assert period in PERIOD_MS
+    period_name = str(period or settings.digest_period)
+    assert period_name in PERIOD_MS
     signer = _signer(settings)
-    with _failures(), warehouse_access(settings, write=True) as db:
+    from partnerwatch.progress import phases
+
+    with _failures(), warehouse_access(settings, write=True) as db, phases("signing digests of closed periods"):
         made, problems = create_digests(
-            db, signer, period, int(time.time() * 1000), int(settings.digest_delay * 1000), account
+            db, signer, period_name, int(time.time() * 1000), int(settings.digest_delay * 1000), account
         )
     for problem in problems:
         err.print(plain(problem, "yellow"))
@@ -295,7 +310,10 @@ def evidence(
         from partnerwatch.known import check_accounts
 
         check_accounts(lambda sql, params: db.query(sql, params).rows, [account])
-        summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
+        from partnerwatch.progress import phases
+
+        with phases("collecting events, alerts, chain proof and digests"):
+            summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
     console.print(
         line(
             plain(out),

@@ -425,15 +425,26 @@ def evaluate(
     status = kafka_runner(_settings(), "start", quiet=True)
     if status != 0:
         raise typer.Exit(EXIT_UNAVAILABLE if status == EXIT_UNAVAILABLE else 1)  # kafka.sh said why, in one line
+    from partnerwatch.progress import phases
+
     stream = list(generate(count, seed=seed, attack_rate=attack_rate, attack_kinds=ATTACKS, events_per_hour=1800))
-    with tempfile.TemporaryDirectory(prefix="pw-evaluate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pw-evaluate-") as tmp, phases("starting a worker in a namespace of its own") as say:
         ns = Namespace(Path(tmp))
         worker = Worker(ns).start()
         try:
+            say(f"sending {len(stream)} labelled events")
             ns.send(event for event, _ in stream)
-            wait_for(lambda: metric(ns.port, "pw_events_accepted_total") >= len(stream), 600, "all events sequenced")
+
+            def sequenced() -> bool:
+                done = metric(ns.port, "pw_events_accepted_total")
+                say(f"the worker sequenced {int(done)} of {len(stream)} events")
+                return done >= len(stream)
+
+            wait_for(sequenced, 600, "all events sequenced")
+            say("collecting the alerts until none arrives for a while")
             alerts = settled_alerts(ns)
         finally:
+            say("stopping the worker")
             worker.stop()
     report = score(((e["event_id"], kind) for e, kind in stream), alerts.values())
 

@@ -39,14 +39,13 @@ def query(
     from partnerwatch.common import load_settings, parse_params, print_rows, run_query
     from pipeline.forensics import queries
 
-    fmt = str(fmt)
     try:
         library = queries.load()
     except QueryLibraryError as exc:
         err.print(line("[red]query library:[/] ", plain(exc)))
         raise typer.Exit(1) from None
     if list_:
-        _print_library(list(library.values()), fmt)
+        _print_library(list(library.values()), str(fmt))
         return
     if name is None:
         err.print("[red]name a query, or use --list[/]")
@@ -60,7 +59,7 @@ def query(
         err.print(plain(exc, "red"))
         raise typer.Exit(2) from None
     names, rows = run_query(load_settings(), library[name].sql, params)
-    print_rows(names, rows, fmt, columns)
+    print_rows(names, rows, str(fmt), columns)
 
 
 def _print_library(library: list[NamedQuery], fmt: str) -> None:
@@ -122,7 +121,10 @@ def hunt(
                 from partnerwatch.known import check_accounts
 
                 check_accounts(lambda sql, params: source.query(sql, params).rows, [account])
-            report = run_hunt(source, detector, start, end, account, config=settings.detect)
+            from partnerwatch.progress import phases
+
+            with phases(f"replaying stored history through {detector}"):
+                report = run_hunt(source, detector, start, end, account, config=settings.detect)
             stored = 0
             if publish and report.new:
                 from sinks.audit_store import store_alerts
