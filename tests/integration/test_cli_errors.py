@@ -226,3 +226,24 @@ def test_busy_web_port(tmp_path: Path, listening: int, kafka_broker: str) -> Non
         assert done.returncode == 3, done.stderr
         assert lines == [f"port {listening} on 127.0.0.1 (PW_WEB_PORT) is in use by another program: stop it, "
                          "or choose a free port for the worker's web server with PW_WEB_PORT"], done.stderr
+
+
+ROUTES = '[outputs.x]\ntype = "webhook"\nurl = "http://127.0.0.1:1/"\nsecret_env = "PW_TEST_HOOK_SECRET"\n[[routes]]\nname = "r"\noutputs = ["x"]\n'
+
+
+def test_routes_file_by_option_or_environment(tmp_path: Path) -> None:
+    env = base_env(tmp_path) | {"PW_TEST_HOOK_SECRET": "s3cret-for-the-test"}
+    routes = tmp_path / "routes.toml"
+    routes.write_text(ROUTES)
+    by_option = run(env, "alerts", "check-routes", "--routes", str(routes))
+    assert by_option.returncode == 0, by_option.stderr
+    assert "r: severity >= " in by_option.stdout and "-> x" in by_option.stdout
+    by_env = run(env | {"PW_ALERT_ROUTES": str(routes)}, "alerts", "check-routes")
+    assert by_env.returncode == 0 and by_env.stdout == by_option.stdout
+    one_line_error(run(env, "alerts", "check-routes"), 2, "no routes file: give --routes FILE or set PW_ALERT_ROUTES")
+    routes.write_text(ROUTES.replace("webhook", "pager"))
+    bad = run(env | {"PW_ALERT_ROUTES": str(tmp_path / "other.toml")}, "alerts", "check-routes", "--routes", str(routes))
+    assert bad.returncode == 2 and "outputs.x" in bad.stderr  # --routes wins over the variable
+    # and the feed itself needs the broker: one line, not a client timeout
+    routes.write_text(ROUTES)
+    one_line_error(run(env, "alerts", "feed", "--routes", str(routes)), 3, NO_BROKER)
