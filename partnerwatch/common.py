@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -110,6 +111,9 @@ def load_settings(**overrides: Any) -> Settings:
         err.print(line("[red]configuration error:[/] ", plain(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
     configure_logging(settings)
+    # kafka-python's "a task ran for 0.4 s" warnings are about its own event loop, not anything a
+    # user of a command can act on: they would only break up the command's output.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     return settings
 
 
