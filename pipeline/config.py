@@ -52,6 +52,21 @@ def checkout() -> Path | None:
     return REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file() else None
 
 
+#: How the docs show PW_DATA_DIR's default (`default_data_dir`), which depends on where the code runs.
+DATA_DIR_DEFAULT_TEXT = "data/ of the checkout; installed: $XDG_DATA_HOME/partnerwatch"
+
+
+def default_data_dir() -> Path:
+    """PW_DATA_DIR's default, the same whatever folder a command runs from: the checkout's `data/`
+    when the code runs from a source checkout (or an editable install), else the user's data folder
+    (`$XDG_DATA_HOME/partnerwatch`, by default `~/.local/share/partnerwatch`)."""
+    root = checkout()
+    if root is not None:
+        return root / "data"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "partnerwatch"
+
+
 def redact_url(url: str) -> str:
     """`clickhouse://user:secret@host/db` -> `clickhouse://user:***@host/db` (for logs and errors)."""
     return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", url)
@@ -118,7 +133,7 @@ class Settings(KafkaConnection):
     topic_prefix: str = setting("pw.", "prefix of every topic name (actions, ledger, alerts, deadletter)")
     topic_partitions: int = setting(4, "partitions of the pipeline topics (fixed once created)", ge=1)
     app_id: str = setting("partnerwatch", "Faust application id: consumer group and changelog topic prefix", min_length=1)
-    data_dir: Path = setting(Path("data"), "local state: worker log, Faust tables, the embedded warehouse")
+    data_dir: Path = Field(default_factory=lambda: default_data_dir(), description="local state: worker log, Faust tables, the embedded warehouse (a relative path is taken from the current folder and shown absolute)")
     clickhouse_url: str = setting("", "empty: embedded chDB in PW_DATA_DIR/warehouse; or clickhouse://user:pass@host:9000/db")
     clickhouse_cluster: str = setting("", "empty: single server; else the cluster (remote_servers) migrations target: Replicated tables, Distributed tables, ON CLUSTER (`partnerwatch migrate --print-ddl`)")
     retention_days: int = setting(730, "TTL of audit.events and audit.alerts (evidence: at least 730)", ge=1)
@@ -197,6 +212,11 @@ class Settings(KafkaConnection):
         if isinstance(value, str) and not value.strip():
             raise ValueError("must name a folder (empty is not the current folder)")
         return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
     @field_validator("clickhouse_cluster")
     @classmethod
@@ -429,7 +449,7 @@ def markdown_table() -> str:
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for var in variables():
         if var.path[0] != "detect":
-            default = var.default if var.default != "" else "(empty)"
+            default = DATA_DIR_DEFAULT_TEXT if var.path == ("data_dir",) else var.default if var.default != "" else "(empty)"
             lines.append(f"| `{var.env}` | `{default}` | {var.info.description} |")
     lines.append(f"| `{ENV_FILE_VARIABLE}` | `(empty)` | a file of `PW_*=value` lines read under the environment (a variable set in the environment wins) |")
     return "\n".join(lines)

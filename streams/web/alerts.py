@@ -9,6 +9,9 @@
   is then published on `<prefix>alerts.status` for the alert feed's outputs (Alertmanager ends a
   resolved alert, OCSF closes the finding; sinks/alert_delivery/lifecycle.py); the answer's
   `outputs_notified` says whether that worked (the action is recorded either way).
+- `GET /v1/alerts/recent`: the latest stored alerts (the warehouse: `audit.alerts` with each
+  one's current status), newest evidence first, with the stream's filters and `limit` (1-1000,
+  default 200): the page shows them before it goes live.
 - `GET /alerts`: the live page (streams/web/alerts_page.py).
 
 All but the page need the bearer token when PW_API_TOKEN is set (checked in front of every view
@@ -28,6 +31,7 @@ import structlog
 from aiohttp import web as aioweb
 from faust import web
 
+from pipeline.contract import SEVERITIES
 from sinks.alert_delivery.lifecycle import status_record
 from sinks.alert_status import (
     ACTIONS,
@@ -180,6 +184,69 @@ class AlertStream(web.View):
             position[record.partition] = record.offset + 1
             await _write(response, request, _event(record, position))
             last_write = time.monotonic()
+
+
+#: The latest version of the newest alerts (ReplacingMergeTree by count) and each one's current
+#: status (its latest audit.alert_status row; none, or `reopened`, is open).
+RECENT_QUERY = """
+SELECT a.alert_id, a.detector, a.severity, a.account_id, a.provider_id, a.principal_id, a.title, a.summary,
+       toString(a.first_seen), toString(a.last_seen), a.count,
+       if(s.status IN ('', 'reopened'), 'open', s.status), s.actor
+FROM (
+    SELECT * FROM audit.alerts FINAL
+    WHERE severity IN {severities:Array(String)}
+      AND (empty({accounts:Array(String)}) OR has({accounts:Array(String)}, account_id))
+      AND (empty({detectors:Array(String)}) OR has({detectors:Array(String)}, detector))
+    ORDER BY last_seen DESC, alert_id LIMIT {limit:UInt32}
+) AS a
+LEFT JOIN (
+    SELECT alert_id, argMax(status, at) AS status, argMax(actor, at) AS actor FROM audit.alert_status GROUP BY alert_id
+) AS s ON s.alert_id = a.alert_id
+ORDER BY a.last_seen DESC, a.alert_id
+"""
+RECENT_FIELDS = ("alert_id", "detector", "severity", "account_id", "provider_id", "principal_id", "title", "summary",
+                 "first_seen", "last_seen", "count", "status", "status_by")
+
+
+def _iso(text: str) -> str:
+    """ClickHouse's `2026-11-02 09:00:00.000` as the alerts' own `2026-11-02T09:00:00.000Z`."""
+    return text.replace(" ", "T") + "Z" if text else text
+
+
+@app.page("/v1/alerts/recent")
+class RecentAlerts(web.View):
+    async def get(self, request: web.Request) -> web.Response:
+        query: Any = request.query
+        try:
+            alert_filter = AlertFilter(
+                min_severity=query.get("severity", "info"),
+                accounts=frozenset(query.getall("account", [])),
+                detectors=frozenset(query.getall("detector", [])),
+            )
+            limit = int(query.get("limit", "200"))
+            if not 1 <= limit <= 1000:
+                raise ValueError("limit must be 1 to 1000")
+        except ValueError as exc:
+            return self.json({"error": str(exc)}, status=400)
+        loader = loader_service.loader
+        if loader is None:
+            return self.json({"error": "the warehouse is not open yet"}, status=503)
+        params = {
+            "severities": [s for s in SEVERITIES if SEVERITIES.index(s) >= SEVERITIES.index(alert_filter.min_severity)],
+            "accounts": sorted(alert_filter.accounts),
+            "detectors": sorted(alert_filter.detectors),
+            "limit": limit,
+        }
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(None, loader.warehouse.query, RECENT_QUERY, params)
+        except WarehouseError as exc:
+            return self.json({"error": str(exc)}, status=503)
+        alerts = []
+        for row in result.rows:
+            alert = dict(zip(RECENT_FIELDS, row, strict=True))
+            alert["first_seen"], alert["last_seen"] = _iso(alert["first_seen"]), _iso(alert["last_seen"])
+            alerts.append(alert)
+        return self.json({"alerts": alerts})
 
 
 @app.page("/v1/alerts/{alert_id}/{action}")

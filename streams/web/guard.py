@@ -54,6 +54,7 @@ ROUTES: dict[str, str] = {
     "/alerts": OPEN,
     "/v1/sql": TOKEN,
     "/v1/alerts/stream": TOKEN,
+    "/v1/alerts/recent": TOKEN,
     "/v1/alerts/{alert_id}/{action}": TOKEN,
     "/v1/events": TOKEN_OR_SIGNATURE,
 }

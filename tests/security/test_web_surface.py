@@ -49,6 +49,7 @@ BURST = 12  # PW_WEB_AUTH_FAILURE_BURST of these workers
 PROTECTED = [
     ("/v1/sql", "POST", "/v1/sql", b'{"query": "SELECT count() FROM audit.events"}'),
     ("/v1/alerts/stream", "GET", "/v1/alerts/stream", None),
+    ("/v1/alerts/recent", "GET", "/v1/alerts/recent", None),
     ("/v1/alerts/{alert_id}/{action}", "POST", "/v1/alerts/no-such-alert/ack", b'{"by": "mallory"}'),
     ("/v1/events", "POST", "/v1/events", b"[]"),
 ]
