@@ -320,7 +320,7 @@ def list_alerts(
         params["detector"] = detector
     # Built from constant clauses only (S608); every value is a {name:Type} parameter.
     query = (
-        f"SELECT alert_id, severity, detector, account_id, provider_id, title, last_seen, count, status FROM ({_CURRENT})"
+        f"SELECT alert_id, severity, detector, account_id, provider_id, title, last_seen, count, status FROM ({_CURRENT})"  # noqa: S608
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY last_seen DESC, alert_id LIMIT {limit:UInt32}"
     )

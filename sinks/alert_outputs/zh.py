@@ -33,13 +33,6 @@ class Text:
 FIELDS = ("account", "provider", "principal", "who", "by", "when", "count", "evidence", "severity")
 
 DETECTORS: dict[str, tuple[Text, ...]] = {
-    "change_outside_gateway": (
-        Text(
-            "卖家账户 {account} 上出现了未经网关的变更",
-            "亚马逊观察到卖家账户 {account} 上的一项变更（{when}），但网关没有记录与之对应的调用："
-            "该变更绕过了网关，可能来自 Seller Central 用户或直接授权的应用。共 {count} 次。",
-        ),
-    ),
     "account_takeover_sequence": (
         Text(
             "卖家账户 {account} 疑似被盗：联系方式或银行信息变更后随即发生付款",
@@ -245,13 +238,6 @@ DETECTORS: dict[str, tuple[Text, ...]] = {
 #: Every response step a detector can emit (detectors/responses.py and the detectors' RESPONSE
 #: tuples), English text -> Simplified Chinese.
 RESPONSES: dict[str, str] = {
-    # detectors/rules/change_outside_gateway.py
-    "Check who changed it: the Seller Central users with access to this area, and the apps authorized in Manage Your Apps.": (
-        "核查是谁做的变更：有权访问该区域的 Seller Central 用户，以及 Manage Your Apps 中已授权的应用。"
-    ),
-    "Revoke every provider app authorized directly and every Seller Central login that should go through the gateway.": (
-        "撤销所有直接授权的服务商应用，以及所有本应通过网关操作的 Seller Central 登录。"
-    ),
     # detectors/responses.py
     "Revoke the provider's permissions in Seller Central (User Permissions) and its SP-API"
     " authorization (Apps and Services > Manage Your Apps) until the activity is explained.": (
