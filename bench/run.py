@@ -10,12 +10,16 @@ Five measurements, each in a namespace of its own on the real broker (partnerwat
 3. latency: a fresh worker fed at a fixed rate (half the measured maximum), event-to-alert
    latency from the Kafka timestamp of the triggering event's ingest record to the alert record;
 4. scaling: two worker processes on the same N events (PW_TOPIC_PARTITIONS partitions);
-5. warehouse: insert rows/s (the loader's own insert time) and the active part count after (2).
+5. warehouse: insert rows/s (the loader's own insert time) and the active part count after (2);
+6. optional stages, each also written to its own <date>-<stage> files: `gateway` (bench/gateway.py,
+   the latency the SP-API gateway adds and its calls/s per core) and `notifications`
+   (bench/notifications.py, SQS to Kafka ingestion rate); a stage that cannot run is reported
+   as skipped. `--only STAGE` runs just that stage, `--skip-gateway`, `--skip-notifications`.
 
 Figures go to bench/results/<date>.json and .md (docs/performance.md links the latest); nothing is
 asserted (shared machines are noisy). Default N is 1,000,000; `--count` for shorter runs.
 
-    python -m bench.run [--count N] [--skip-scaling] [--latency-seconds S]
+    python -m bench.run [--count N] [--skip-scaling] [--latency-seconds S] [--only gateway|notifications]
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from bench.procstats import broker_pid, cpu_seconds, metric, rss_mib
+from bench.stages import OPTIONAL, stage_rows, stages
 from partnerwatch.local_worker import Namespace, Worker, free_port
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.simulation.traffic import ATTACKS, generate
@@ -304,6 +309,7 @@ def markdown(figures: dict[str, Any]) -> str:
     lines = [f"# Benchmark {figures['measured_at']}", "", f"Command: `{figures['command']}`", "",
              "| measure | result |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
+    lines += [f"| {a} | {b} |" for a, b in stage_rows(figures)]
     lines += ["", f"Machine: {figures['machine']}", ""]
     return "\n".join(lines)
 
@@ -341,7 +347,13 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=float, action="append", default=[],
                         help="only the latency run, at this rate (repeatable); to <date>-latency.json/.md")
     parser.add_argument("--env", action="append", default=[], help="worker setting K=V (repeatable)")
+    parser.add_argument("--only", action="append", choices=OPTIONAL, default=[], help="only this optional stage")
+    parser.add_argument("--skip-gateway", action="store_true")
+    parser.add_argument("--skip-notifications", action="store_true")
     args = parser.parse_args()
+    if args.only:
+        stages(args.only)
+        return
     WORKER_ENV.update(item.split("=", 1) for item in args.env)
     if args.latency_rate:
         latency_only(args.latency_rate, args.latency_seconds)
@@ -370,6 +382,7 @@ def main() -> None:
             figures["pipeline_2_workers"] = two = run_pipeline(root, messages, workers=2)
             figures["scaling_factor"] = round(two["end_to_end_events_per_second"] / one["end_to_end_events_per_second"], 3)
             print("scaling", two, flush=True)
+    figures.update(stages([n for n in OPTIONAL if not getattr(args, f"skip_{n}")]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / datetime.now(UTC).strftime("%Y-%m-%d")
     stem.with_suffix(".json").write_text(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -144,8 +144,8 @@ async def serve_polling(settings: Any, gateway: Any, config: Any, emit: Any, onc
     """Poll the account (once, or every PW_POLL_INTERVAL_SECONDS until stopped)."""
     import aiohttp
 
-    from sources.gateway.app import client_ssl
     from sources.gateway.lwa import SellerCredentials, SellerTokens
+    from sources.gateway.service import client_ssl
     from sources.polling.client import SpApi
     from sources.polling.poller import Account, Poller
     from sources.polling.store import Snapshots

@@ -70,8 +70,8 @@ def run_demo(settings: Any, wait_worker: Any) -> int:
     from partnerwatch.amazon_sandbox import SELLER_APP, DemoAmazon, make_tls
     from partnerwatch.gateway import KafkaEmitter
     from partnerwatch.local_worker import free_port
-    from sources.gateway.app import serve
     from sources.gateway.config import GatewayConfig
+    from sources.gateway.service import serve
     from sources.gateway.store import Store
     from sources.notifications.config import NotifyConfig
     from sources.notifications.sqs import client

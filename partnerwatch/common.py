@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -123,6 +124,9 @@ def load_settings(**overrides: Any) -> Settings:
         err.print(line("[red]configuration error:[/] ", plain(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
     configure_logging(settings)
+    # kafka-python's "a task ran for 0.4 s" warnings are about its own event loop, not anything a
+    # user of a command can act on: they would only break up the command's output.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     return settings
 
 
@@ -169,37 +173,79 @@ def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[l
     headers = {"Content-Type": "application/json"}
     if settings.api_token:
         headers["Authorization"] = f"Bearer {settings.api_token}"
+    from partnerwatch.preflight import (
+        check_embedded_exists,
+        check_migrated,
+        one_line,
+        say_warehouse,
+    )
+
     try:
         # the worker stops the query after PW_SQL_MAX_EXECUTION_TIME; a client that gives up earlier cancels it
         with http_open(f"{settings.web_url}/v1/sql", timeout=settings.sql_max_execution_time + 30, data=body, headers=headers) as response:
             doc = orjson.loads(response.read())
+            say_warehouse(settings, via_worker=True)
             return doc["columns"], doc["rows"]
     except urllib.error.HTTPError as exc:
-        message = orjson.loads(exc.read()).get("error", str(exc))
-        err.print(line("[red]query failed:[/] ", plain(message)))
+        try:
+            message = orjson.loads(exc.read()).get("error", str(exc))
+        except (orjson.JSONDecodeError, AttributeError):
+            message = str(exc)
+        err.print(line("[red]query failed:[/] ", plain(one_line(Exception(message)))), soft_wrap=True)
         raise typer.Exit(1) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         pass  # no worker: open the warehouse here
     from pipeline.forensics.sql_guard import UnsafeQuery
     from sinks.clickhouse import SqlLimits, WarehouseError, open_warehouse, run_user_sql
 
+    check_embedded_exists(settings)
+    say_warehouse(settings, via_worker=False)
     try:
         warehouse = open_warehouse(settings)
         try:
+            check_migrated(warehouse, settings)
             result = run_user_sql(warehouse.user_query(params, SqlLimits.from_settings(settings)), query)
         finally:
             warehouse.close()
     except UnsafeQuery as exc:
-        err.print(line("[red]query refused:[/] ", plain(exc)))
+        err.print(line("[red]query refused:[/] ", plain(exc)), soft_wrap=True)
         raise typer.Exit(1) from None
     except WarehouseError as exc:
-        err.print(line("[red]query failed:[/] ", plain(exc)))
+        err.print(line("[red]query failed:[/] ", plain(one_line(exc))), soft_wrap=True)
         raise typer.Exit(1) from None
     return result.columns, result.rows
 
 
-def print_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
-    """Query results as JSON lines, CSV or a table; values are data, printed as `plain` text."""
+def pick_columns(columns: list[str], rows: list[list[Any]], wanted: str | None) -> tuple[list[str], list[list[Any]]]:
+    """Only the `--columns a,b,c` of a result, in that order; an unknown name exits 2 naming the known ones."""
+    if not wanted:
+        return columns, rows
+    names = [c.strip() for c in wanted.split(",") if c.strip()]
+    unknown = [n for n in names if n not in columns]
+    if unknown or not names:
+        err.print(
+            line("[red]--columns: no column[/] ", plain(", ".join(unknown) or "(none given)", "red"), "; the result has: ", plain(", ".join(columns))),
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    index = [columns.index(n) for n in names]
+    return names, [[row[i] for i in index] for row in rows]
+
+
+def print_rows(columns: list[str], rows: list[list[Any]], fmt: str, only: str | None = None) -> None:
+    """Query results as JSON lines, CSV, a table, or vertically (one `column: value` line each, a
+    blank line between rows: wide results stay readable at 80 columns); values are data, printed
+    as `plain` text. `only`: the `--columns` to keep."""
+    columns, rows = pick_columns(columns, rows, only)
+    if fmt == "vertical":
+        width = max((len(visible(str(c))) for c in columns), default=0)
+        for number, row in enumerate(rows, start=1):
+            console.print(plain(f"-- row {number}", "dim"), highlight=False)
+            for column, value in zip(columns, row, strict=True):
+                console.print(line(plain(f"{visible(str(column)):>{width}}", "bold"), ": ", plain(value)), highlight=False, soft_wrap=True)
+        if not rows:
+            err.print("(no rows)", style="dim")
+        return
     if fmt == "json":
         for row in rows:
             sys.stdout.write(json_line(dict(zip(columns, row, strict=True))) + "\n")
@@ -212,7 +258,7 @@ def print_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
     else:
         table = Table()
         for column in columns:
-            table.add_column(plain(column))
+            table.add_column(plain(column), overflow="fold")  # a narrow column wraps a value, never cuts it
         for row in rows:
             table.add_row(*(plain(v) for v in row))
         console.print(table)

@@ -1,6 +1,6 @@
 """`partnerwatch gateway ...` and `partnerwatch provider ...`: the SP-API gateway's commands.
 
-- `gateway run`: serve the gateway (sources/gateway/app.py), its events produced to pw.actions
+- `gateway run`: serve the gateway (sources/gateway/service.py), its events produced to pw.actions
   with the project's Kafka producer (sinks/kafka_io.py), built here, the composition root;
 - `gateway credentials issue|list|revoke`: a provider principal's own gateway credentials;
 - `gateway config`: the PW_GATEWAY_* settings in force (`--markdown`: the docs table);
@@ -206,7 +206,7 @@ def run(
     """Serve the gateway until interrupted."""
     import asyncio
 
-    from sources.gateway.app import serve
+    from sources.gateway.service import serve
 
     settings = load_settings()
     if data_dir is not None:

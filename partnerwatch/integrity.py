@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from partnerwatch.choices import DigestPeriod
 from partnerwatch.common import console, err, http_open, line, plain, worker_running
 from partnerwatch.common import load_settings as _settings
 from pipeline.config import Settings
@@ -71,7 +72,13 @@ class WorkerSql:
 @contextmanager
 def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any]:
     """The warehouse to use: a server directly; the embedded engine directly, or via the worker."""
-    from sinks.clickhouse import WarehouseError, migrate, open_warehouse
+    from partnerwatch.preflight import (
+        check_embedded_exists,
+        check_migrated,
+        one_line,
+        say_warehouse,
+    )
+    from sinks.clickhouse import WarehouseError, open_warehouse
 
     if not settings.clickhouse_url and worker_running(settings):
         if write:
@@ -80,15 +87,22 @@ def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any
                 "PW_DIGEST_INTERVAL seconds when a digest key is set; stop it to run this command"
             )
             raise typer.Exit(1)
+        say_warehouse(settings, via_worker=True)
         yield WorkerSql(settings)
         return
+    # Only `partnerwatch migrate` and the worker create or migrate a warehouse (partnerwatch/preflight.py).
+    check_embedded_exists(settings)
+    say_warehouse(settings, via_worker=False)
     try:
         warehouse = open_warehouse(settings)
-        if write:
-            migrate(warehouse, settings)
     except WarehouseError as exc:
-        err.print(plain(exc, "red"))
+        err.print(plain(one_line(exc), "red"), soft_wrap=True)
         raise typer.Exit(1) from None
+    try:
+        check_migrated(warehouse, settings)
+    except BaseException:
+        warehouse.close()
+        raise
     try:
         yield warehouse
     finally:
@@ -103,7 +117,9 @@ def _failures() -> Iterator[None]:
     try:
         yield
     except (WarehouseError, SqlFailed, SigningKeyError) as exc:
-        err.print(plain(exc, "red"))
+        from partnerwatch.preflight import one_line
+
+        err.print(plain(one_line(exc), "red"), soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -123,24 +139,41 @@ def _when(text: str | None, name: str) -> int | None:
 
 def verify_chain(
     account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
-    start: Annotated[str | None, typer.Option("--from", help="ingest time (UTC date or RFC 3339)")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="ingest time, inclusive")] = None,
+    ingested_from: Annotated[str | None, typer.Option("--ingested-from", help="ledger (ingest) time, inclusive: a UTC date or RFC 3339")] = None,
+    ingested_to: Annotated[str | None, typer.Option("--ingested-to", help="ledger (ingest) time, exclusive")] = None,
+    old_from: Annotated[str | None, typer.Option("--from", hidden=True)] = None,
+    old_to: Annotated[str | None, typer.Option("--to", hidden=True)] = None,
 ) -> None:
     """Recompute account hash chains from the warehouse; report each account's first break (seq, event_id).
 
     An account that cannot be read is reported and the others are still verified; the exit code
     is 1 when any account failed.
 
-    With --from, verification starts at the last entry ingested before it (the anchor, whose
-    hash the range must continue) and runs through the last entry ingested at or before --to.
+    A chain is in ingest order, so its range is in ingest time, [--ingested-from, --ingested-to): verification starts at the last entry ingested before --ingested-from (the anchor, whose hash the range must continue) and runs through the last entry ingested before --ingested-to. (`--from/--to`, in hunt, evidence and the query library, are event time.)
     """
     from pipeline.forensics.chain_check import accounts, verify_accounts
 
+    if old_from is not None or old_to is not None:
+        err.print(
+            "[red]verify-chain's range is ingest time:[/] say --ingested-from / --ingested-to "
+            "(--from/--to mean event time, in hunt and evidence)", soft_wrap=True,
+        )
+        raise typer.Exit(2)
     settings = _settings()
-    start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
+    start_ms, end_ms = _when(ingested_from, "--ingested-from"), _when(ingested_to, "--ingested-to")
+    if end_ms is not None:
+        end_ms -= 1  # exclusive: the last millisecond before it (verify_accounts takes an inclusive end)
+    from partnerwatch.progress import progress
+
     with _failures(), warehouse_access(settings) as db:
+        if account:
+            from partnerwatch.known import check_accounts
+
+            check_accounts(lambda sql, params: db.query(sql, params).rows, [account])
         names = [account] if account else accounts(db)
-        reports = verify_accounts(db, names, start_ms, end_ms)
+        with progress("verifying chains", len(names)) as advance:
+            reports = verify_accounts(db, names, start_ms, end_ms)
+            advance(len(names))
     total = sum(r.events for r in reports)
     failed = [r for r in reports if not r.ok]
     for r in failed:
@@ -152,7 +185,7 @@ def verify_chain(
             )
         else:
             err.print(line("[red]account ", plain(r.account, "red"), "[red]: ", plain(r.error, "red")))
-    scope = " in range" if start or end else ""
+    scope = " in range" if ingested_from or ingested_to else ""
     if failed:
         err.print(f"[red]{len(failed)} of {len(names)} account chains do not verify; {len(names) - len(failed)} verified, {total} events{scope}[/]")
         raise typer.Exit(1)
@@ -202,20 +235,22 @@ def digest_keygen(
 
 @digest_app.command("create")
 def digest_create(
-    period: Annotated[str | None, typer.Option(help="hour | day (default PW_DIGEST_PERIOD)")] = None,
+    period: Annotated[DigestPeriod | None, typer.Option(help="default PW_DIGEST_PERIOD", case_sensitive=False)] = None,
     account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
 ) -> None:
     """Sign digests for closed periods not digested yet (idempotent; the worker does this periodically)."""
     from pipeline.forensics.digests import PERIOD_MS, create_digests
 
     settings = _settings()
-    period = period or settings.digest_period
-    if period not in PERIOD_MS:
-        raise typer.BadParameter("--period is hour or day")
+    period_name = str(period or settings.digest_period)
+    if period_name not in PERIOD_MS:
+        raise typer.BadParameter(f"period must be one of {', '.join(PERIOD_MS)}")
     signer = _signer(settings)
-    with _failures(), warehouse_access(settings, write=True) as db:
+    from partnerwatch.progress import phases
+
+    with _failures(), warehouse_access(settings, write=True) as db, phases("signing digests of closed periods"):
         made, problems = create_digests(
-            db, signer, period, int(time.time() * 1000), int(settings.digest_delay * 1000), account
+            db, signer, period_name, int(time.time() * 1000), int(settings.digest_delay * 1000), account
         )
     for problem in problems:
         err.print(plain(problem, "yellow"))
@@ -261,7 +296,8 @@ def evidence(
 
     `partnerwatch evidence verify case.zip` checks one without the warehouse.
     """
-    from pipeline.forensics.evidence import build_bundle, verify_bundle
+    from pipeline.forensics.evidence import build_bundle
+    from pipeline.forensics.evidence_check import verify_bundle
     from pipeline.forensics.signing import configured_signer
 
     if ctx.invoked_subcommand is not None:
@@ -275,7 +311,13 @@ def evidence(
     with _failures():
         signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
     with _failures(), warehouse_access(settings) as db:
-        summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
+        from partnerwatch.known import check_accounts
+
+        check_accounts(lambda sql, params: db.query(sql, params).rows, [account])
+        from partnerwatch.progress import phases
+
+        with phases("collecting events, alerts, chain proof and digests"):
+            summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
     console.print(
         line(
             plain(out),
@@ -304,7 +346,7 @@ def evidence_verify(
     An unsigned bundle fails (anyone could have written it) unless --allow-unsigned; with
     --public-key a missing signature always fails. HMAC-signed bundles need PW_DIGEST_HMAC_KEY.
     """
-    from pipeline.forensics.evidence import verify_bundle
+    from pipeline.forensics.evidence_check import verify_bundle
     from pipeline.forensics.signing import hmac_signer
 
     hmac_key = _settings().digest_hmac_key if not public_key else ""
@@ -349,7 +391,12 @@ def report_provider(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     settings = _settings()
+    from partnerwatch.known import check_accounts, check_provider
+
     with _failures(), warehouse_access(settings) as db:
+        rows_of = lambda sql, params: db.query(sql, params).rows  # noqa: E731
+        check_accounts(rows_of, [account])
+        check_provider(rows_of, account, provider)
         review = collect(db, account, provider, quarter, lambda ip: lookup(ip).country)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out.parent.mkdir(parents=True, exist_ok=True)

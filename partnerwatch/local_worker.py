@@ -167,20 +167,49 @@ def metric(port: int, name: str) -> float:
     return 0.0
 
 
-def settled_alerts(ns: Any, quiet_seconds: float = 8.0) -> dict[str, dict[str, Any]]:
-    """The latest version of every alert on the alerts topic, once nothing new arrives."""
-    consumer = kafka_consumer(ns.settings, ns.settings.alerts_topic, role="alert-reader")
-    latest: dict[str, dict[str, Any]] = {}
-    last_new = time.monotonic()
+def consumed_all(settings: Settings, group: str, topic: str) -> bool:
+    """`group` has committed every record of `topic` (a non-transactional topic: its end offsets)."""
+    from kafka import TopicPartition
+
+    from sinks.kafka_io import admin as kafka_admin
+
+    admin = kafka_admin(settings, role="offset-reader")
+    consumer = kafka_consumer(settings, role="offset-reader")
     try:
-        while time.monotonic() - last_new < quiet_seconds:
+        committed = admin.list_group_offsets({group: None})[group]
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        ends = consumer.end_offsets(parts)
+        return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0)
+    finally:
+        admin.close()
+        consumer.close()
+
+
+def settled_alerts(ns: Any, timeout: float = 600.0) -> dict[str, dict[str, Any]]:
+    """The latest version of every alert on the alerts topic, once the worker has committed every
+    action sent: the ingest agent publishes an event's alerts before its offset commits, so the
+    topic then holds them all, and it is read to its end offsets (no quiet window)."""
+    from kafka import TopicPartition
+
+    settings = ns.settings
+    wait_for(lambda: consumed_all(settings, settings.worker_group, settings.actions_topic), timeout, "every action committed")
+    consumer = kafka_consumer(settings, role="alert-reader")
+    latest: dict[str, dict[str, Any]] = {}
+    try:
+        parts = [TopicPartition(settings.alerts_topic, p) for p in consumer.partitions_for_topic(settings.alerts_topic) or []]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the alerts topic was not read to its end in {timeout}s")
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     alert = orjson.loads(record.value)
                     seen = latest.get(alert["alert_id"])
                     if seen is None or alert["count"] >= seen["count"]:
                         latest[alert["alert_id"]] = alert
-                    last_new = time.monotonic()
     finally:
         consumer.close()
     return latest

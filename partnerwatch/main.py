@@ -21,6 +21,7 @@ from rich.table import Column, Table
 
 from partnerwatch.alert_feed import alerts_cli
 from partnerwatch.amazon import register as register_amazon
+from partnerwatch.choices import Format, KafkaAction
 from partnerwatch.common import (
     console,
     err,
@@ -34,8 +35,17 @@ from partnerwatch.common import (
 )
 from partnerwatch.common import load_settings as _settings
 from partnerwatch.gateway import gateway_cli, provider_cli
+from partnerwatch.grants import grants_cli
+from partnerwatch.ingest_cli import deadletter_cli, send, validate
 from partnerwatch.integrity import register as register_integrity
 from partnerwatch.ml import register as register_ml
+from partnerwatch.preflight import (
+    EXIT_UNAVAILABLE,
+    kafka_errors,
+    require_broker,
+    require_free_port,
+    say_warehouse,
+)
 from partnerwatch.query import register as register_query
 from partnerwatch.rules import rules_cli
 from pipeline.config import (
@@ -47,7 +57,12 @@ from pipeline.config import (
     variables,
 )
 
-cli = typer.Typer(help="PartnerWatch: audit and abuse detection for delegated seller access.", no_args_is_help=True)
+cli = typer.Typer(
+    help="PartnerWatch: audit and abuse detection for delegated seller access.",
+    no_args_is_help=True,
+    # help text is Markdown: paragraphs reflow to the terminal, `code` stands out
+    rich_markup_mode="markdown",
+)
 
 
 def _print_version(value: bool) -> None:
@@ -91,9 +106,9 @@ def config(
 
 
 @cli.command()
-def kafka(action: Annotated[str, typer.Argument(help="start | stop | status | reset")]) -> None:
+def kafka(action: Annotated[KafkaAction, typer.Argument(help="what to do with the local broker", case_sensitive=False)]) -> None:
     """Run the local single-node Kafka broker on the port of PW_KAFKA_BROKER (jars and data cached in PW_KAFKA_HOME)."""
-    raise typer.Exit(kafka_runner(_settings(), action))
+    raise typer.Exit(kafka_runner(_settings(), str(action)))
 
 
 @cli.command()
@@ -101,7 +116,10 @@ def topics() -> None:
     """Create the pipeline topics (idempotent)."""
     from sinks.kafka_io import ensure_topics
 
-    created = ensure_topics(_settings())
+    settings = _settings()
+    require_broker(settings)
+    with kafka_errors(settings):
+        created = ensure_topics(settings)
     console.print(f"created: {', '.join(created) or 'none (all exist)'}")
 
 
@@ -124,7 +142,18 @@ def worker(
     if problem := exposure_error(settings):  # checked again when streams.app is imported
         err.print(line("[red]configuration error:[/] ", plain(problem)))
         raise typer.Exit(2)
-    ensure_topics(settings)
+    from detectors import geo
+
+    try:  # the geoip mmdb files, if set, open now: a wrong path stops the worker here, not at the first event
+        geo.configure(settings.geoip_city_db, settings.geoip_asn_db)
+    except ValueError as exc:
+        err.print(line("[red]configuration error:[/] ", plain(exc)))
+        raise typer.Exit(2) from None
+    _require_web_port(settings)
+    require_broker(settings)
+    with kafka_errors(settings):
+        ensure_topics(settings)
+    say_warehouse(settings, via_worker=False)
     from streams.worker import app
 
     level = {"warning": "warn"}.get(settings.log_level, settings.log_level)  # Faust's own spelling
@@ -192,20 +221,39 @@ def migrate(
     console.print(f"applied: {', '.join(applied) or 'none (up to date)'}")
 
 
+def _require_web_port(settings: Settings) -> None:
+    """A worker needs PW_WEB_PORT free: one line when a worker, or another program, holds it."""
+    if worker_health(settings.web_url) is not None:
+        err.print(
+            line("[red]a worker already runs at[/] ", plain(settings.web_url, "red"),
+                 " (PW_WEB_PORT): use it, stop it, or give this one another PW_WEB_PORT and PW_DATA_DIR"),
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_UNAVAILABLE)
+    require_free_port(settings.web_host, settings.web_port, "PW_WEB_PORT", "the worker's web server")
+
+
 @cli.command()
 def sql(
     query: Annotated[str, typer.Argument(help="a read-only statement; {name:Type} parameters")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="vertical: one `column: value` line each (wide results)", case_sensitive=False)] = Format.table,
+    columns: Annotated[str | None, typer.Option("--columns", "-c", help="only these result columns, comma-separated, in this order")] = None,
 ) -> None:
-    """Query the warehouse (through the running worker, or directly when it is stopped)."""
-    columns, rows = run_query(_settings(), query, parse_params(param or []))
-    print_rows(columns, rows, fmt)
+    """Query the warehouse (through the running worker, or directly when it is stopped); stderr says which."""
+    names, rows = run_query(_settings(), query, parse_params(param or []))
+    print_rows(names, rows, str(fmt), columns)
 
 
 def _produce(settings: Settings, items: Any, total: int, label: str, rate: float = 0.0) -> int:
     from sinks.kafka_io import ensure_topics, send_events
 
+    require_broker(settings)
+    with kafka_errors(settings):
+        return _produce_to(settings, ensure_topics, send_events, items, total, label, rate)
+
+
+def _produce_to(settings: Settings, ensure_topics: Any, send_events: Any, items: Any, total: int, label: str, rate: float) -> int:
     ensure_topics(settings)
     started = time.monotonic()
     sent = 0
@@ -263,16 +311,9 @@ def simulate(
     err.print(f"produced {sent} events to {settings.actions_topic} (seed {seed})")
 
 
-@cli.command()
-def send(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines, one event per line")]) -> None:
-    """Produce a file of events to pw.actions, as they are (bad lines reach the dead-letter topic)."""
-    settings = _settings()
-    with file.open("rb") as handle:
-        total = sum(1 for line in handle if line.strip())
-    with file.open("rb") as handle:
-        lines = (line.rstrip(b"\r\n") for line in handle if line.strip())
-        sent = _produce(settings, lines, total, f"send {file.name}")
-    err.print(f"produced {sent} messages to {settings.actions_topic}")
+# send FILE [--dry-run] [--wait], validate FILE (partnerwatch/ingest_cli.py)
+cli.command("send")(send)
+cli.command("validate")(validate)
 
 
 @cli.command()
@@ -289,12 +330,13 @@ def demo(
         from partnerwatch.amazon_demo import run_demo
 
         raise typer.Exit(run_demo(settings, _wait_for_worker))
-    if kafka_runner(settings, "start") != 0:
-        err.print("[red]could not start the local Kafka broker[/]")
-        raise typer.Exit(1)
+    status = kafka_runner(settings, "start")
+    if status != 0:
+        raise typer.Exit(EXIT_UNAVAILABLE if status == EXIT_UNAVAILABLE else 1)  # kafka.sh said why, in one line
+    _require_web_port(settings)
     log_path = settings.data_dir / "worker.log"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    err.print(f"starting the worker (log: {log_path})")
+    err.print(line("starting the worker (log: ", plain(log_path), ")"))
     with log_path.open("ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "partnerwatch", "worker"], stdout=log_file, stderr=subprocess.STDOUT
@@ -316,8 +358,9 @@ def demo(
             {},
         )
         print_rows(columns, rows, "table")
+        _what_next(settings, keep_running)
         if keep_running:
-            err.print(f"worker running (pid {proc.pid}); query with `partnerwatch sql`; Ctrl-C stops it")
+            err.print(f"worker running (pid {proc.pid}); Ctrl-C stops it")
             proc.wait()
     except KeyboardInterrupt:
         pass
@@ -328,7 +371,38 @@ def demo(
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-    err.print("worker stopped; the warehouse stays queryable: partnerwatch sql \"SELECT ...\"")
+    err.print(
+        f"worker stopped; the warehouse stays queryable. The Kafka broker is still running on {settings.kafka_broker}"
+        " (`partnerwatch kafka stop` stops it; `make clean` removes its data and the warehouse's)"
+    )
+
+
+def _what_next(settings: Settings, keep_running: bool) -> None:
+    """The demo's closing advice, with a real account, provider and quarter of the run."""
+    _, rows = run_query(
+        settings,
+        "SELECT account_id, provider_id, toYear(last_seen), toQuarter(last_seen) FROM audit.alerts FINAL"
+        " WHERE provider_id != '' ORDER BY last_seen DESC LIMIT 1",
+        {},
+    )
+    account, provider, year, quarter = rows[0] if rows else ("A0001SELLER", "prov-000", 2026, 1)
+    page = f"{settings.web_url}/alerts"
+    out = err
+    out.print("\n[bold]What next[/]")
+    if keep_running:
+        out.print(line("  open ", plain(page, "cyan"), "   the alerts page: stored alerts, then live ones"))
+    else:
+        out.print(line("  open ", plain(page, "cyan"), "   the alerts page, while a worker runs (`partnerwatch worker`, or `demo --keep-running`)"))
+    steps = [
+        ("partnerwatch alerts list", "the stored alerts and their status; `alerts show ID` for one"),
+        (f"partnerwatch report provider --account {account} --provider {provider} --quarter {year}Q{quarter} --out review.html",
+         "a provider's quarter as an HTML review"),
+        ('partnerwatch sql "SELECT detector, count() FROM audit.alerts FINAL GROUP BY detector"', "SQL on the warehouse"),
+        ("partnerwatch verify-chain", "recompute every account's hash chain"),
+        ("docker compose up -d", "Prometheus and Grafana (http://127.0.0.1:3000) on a ClickHouse server: docs/operations.md#grafana"),
+    ]
+    for command, what in steps:
+        out.print(line("  ", plain(command, "cyan"), "\n      ", plain(what, "dim")), highlight=False, soft_wrap=True)
 
 
 def _wait_for_worker(settings: Settings, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -394,21 +468,32 @@ def evaluate(
     from pipeline.simulation.scoring import score
     from pipeline.simulation.traffic import ATTACKS, disordered, generate
 
-    if kafka_runner(_settings(), "start", quiet=True) != 0:
-        err.print("[red]could not start the local Kafka broker[/]")
-        raise typer.Exit(1)
+    status = kafka_runner(_settings(), "start", quiet=True)
+    if status != 0:
+        raise typer.Exit(EXIT_UNAVAILABLE if status == EXIT_UNAVAILABLE else 1)  # kafka.sh said why, in one line
+    from partnerwatch.progress import phases
+
     stream = list(generate(count, seed=seed, attack_rate=attack_rate, attack_kinds=ATTACKS, events_per_hour=1800))
     if disorder > 0:
         stream = disordered(stream, disorder, seed)
-    with tempfile.TemporaryDirectory(prefix="pw-evaluate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pw-evaluate-") as tmp, phases("starting a worker in a namespace of its own") as say:
         ns = Namespace(Path(tmp))
         worker = Worker(ns).start()
         try:
+            say(f"sending {len(stream)} labelled events")
             ns.send(event for event, _ in stream)
-            wait_for(lambda: metric(ns.port, "pw_events_accepted_total") >= len(stream), 600, "all events sequenced")
+
+            def sequenced() -> bool:
+                done = metric(ns.port, "pw_events_accepted_total")
+                say(f"the worker sequenced {int(done)} of {len(stream)} events")
+                return done >= len(stream)
+
+            wait_for(sequenced, 600, "all events sequenced")
             wait_for(lambda: metric(ns.port, "pw_provider_stage_events_total") >= len(stream), 600, "the provider stage folded all")
+            say("collecting the alerts until none arrives for a while")
             alerts = settled_alerts(ns)
         finally:
+            say("stopping the worker")
             worker.stop()
     report = score(((e["event_id"], kind) for e, kind in stream), alerts.values())
 
@@ -460,6 +545,10 @@ cli.add_typer(alerts_cli, name="alerts")
 register_query(cli)
 # train (partnerwatch/ml.py); `evaluate --ml` calls into it too
 register_ml(cli)
+# deadletter tail|show (partnerwatch/ingest_cli.py)
+cli.add_typer(deadletter_cli, name="deadletter")
+# grants add|list|revoke|import (partnerwatch/grants.py)
+cli.add_typer(grants_cli, name="grants")
 # gateway run|config|credentials, provider suspend|resume (partnerwatch/gateway.py)
 cli.add_typer(gateway_cli, name="gateway")
 cli.add_typer(provider_cli, name="provider")

@@ -82,11 +82,14 @@ def train(
     newest = rows[0][0].replace(" ", "T")
     until = (newest if "." in newest else newest + ".000") + "Z"
     begin = format_ms(timestamp_ms(until, "until") - span)
+    from partnerwatch.progress import phases
+
     try:
-        path, trained = train_and_save(
-            warehouse_events(lambda q, p: run_query(settings, q, p), begin, until), out or settings.models_path,
-            target_per_10k=target_far, random_state=seed,
-        )
+        with phases(f"reading events from {begin} to {until} and fitting the model"):
+            path, trained = train_and_save(
+                warehouse_events(lambda q, p: run_query(settings, q, p), begin, until), out or settings.models_path,
+                target_per_10k=target_far, random_state=seed,
+            )
     except ValueError as exc:
         err.print(line("[red]cannot train:[/] ", plain(exc)))
         raise typer.Exit(1) from None
@@ -113,7 +116,10 @@ def evaluate_ml(
         _evaluate_pipeline(train_events, test_events, seed, episodes, target_far, as_json)
         return
 
-    report = run(train_events=train_events, test_events=test_events, seed=seed, episodes=episodes, target_per_10k=target_far)
+    from partnerwatch.progress import phases
+
+    with phases("training on a benign history, then scoring injected anomalies (offline and in process)"):
+        report = run(train_events=train_events, test_events=test_events, seed=seed, episodes=episodes, target_per_10k=target_far)
     if as_json:
         sys.stdout.write(orjson.dumps(report).decode() + "\n")
         return
@@ -157,12 +163,14 @@ def _evaluate_pipeline(train_events: int, test_events: int, seed: int, episodes:
 
     from partnerwatch.common import KAFKA_SH, console, err, line, plain
     from partnerwatch.ml_pipeline_eval import PIPELINE_TEST_EVENTS, PIPELINE_TRAIN_EVENTS, run
+    from partnerwatch.progress import phases
 
     try:
-        report = run(
-            kafka_sh=KAFKA_SH, train_events=min(train_events, PIPELINE_TRAIN_EVENTS),
-            test_events=min(test_events, PIPELINE_TEST_EVENTS), seed=seed, episodes=episodes, target_per_10k=target_far,
-        )
+        with phases("the behaviour model through the real worker on Kafka (training, then the test window)"):
+            report = run(
+                kafka_sh=KAFKA_SH, train_events=min(train_events, PIPELINE_TRAIN_EVENTS),
+                test_events=min(test_events, PIPELINE_TEST_EVENTS), seed=seed, episodes=episodes, target_per_10k=target_far,
+            )
     except RuntimeError as exc:
         err.print(plain(exc, "red"))
         raise typer.Exit(1) from None

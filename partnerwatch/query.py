@@ -16,10 +16,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from partnerwatch.choices import Format, ListFormat
 from partnerwatch.common import console, err, json_line, line, plain
 from pipeline.forensics.queries import NamedQuery, QueryLibraryError
-
-FORMATS = ("table", "csv", "json")
 
 
 def register(cli: typer.Typer) -> None:
@@ -28,30 +27,25 @@ def register(cli: typer.Typer) -> None:
     cli.command("hunt")(hunt)
 
 
-def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        err.print(line(f"[red]--format must be one of {', '.join(FORMATS)}, got ", plain(repr(fmt), "red")))
-        raise typer.Exit(2)
-
 
 def query(
     name: Annotated[str | None, typer.Argument(help="a named query of the library (see --list)")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value, repeatable")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | csv | json")] = "table",
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="vertical: one `column: value` line each (wide results)", case_sensitive=False)] = Format.table,
     list_: Annotated[bool, typer.Option("--list", help="the queries, their descriptions and parameters")] = False,
+    columns: Annotated[str | None, typer.Option("--columns", "-c", help="only these result columns, comma-separated, in this order")] = None,
 ) -> None:
     """Run a named forensic query with typed parameters (server-side, never spliced into SQL)."""
     from partnerwatch.common import load_settings, parse_params, print_rows, run_query
     from pipeline.forensics import queries
 
-    _check_format(fmt)
     try:
         library = queries.load()
     except QueryLibraryError as exc:
         err.print(line("[red]query library:[/] ", plain(exc)))
         raise typer.Exit(1) from None
     if list_:
-        _print_library(list(library.values()), fmt)
+        _print_library(list(library.values()), str(fmt))
         return
     if name is None:
         err.print("[red]name a query, or use --list[/]")
@@ -64,8 +58,8 @@ def query(
     except QueryLibraryError as exc:
         err.print(plain(exc, "red"))
         raise typer.Exit(2) from None
-    columns, rows = run_query(load_settings(), library[name].sql, params)
-    print_rows(columns, rows, fmt)
+    names, rows = run_query(load_settings(), library[name].sql, params)
+    print_rows(names, rows, str(fmt), columns)
 
 
 def _print_library(library: list[NamedQuery], fmt: str) -> None:
@@ -94,7 +88,7 @@ def hunt(
     from_: Annotated[str, typer.Option("--from", help="start (inclusive): a date or an RFC 3339 time")],
     to: Annotated[str, typer.Option(help="end (exclusive): a date or an RFC 3339 time")],
     account: Annotated[str | None, typer.Option(help="one account (default: every account active in the period)")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table | json")] = "table",
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", case_sensitive=False)] = ListFormat.table,
     publish: Annotated[
         bool, typer.Option(help="store the alerts marked new in audit.alerts (needs the warehouse: stop the worker)")
     ] = False,
@@ -108,12 +102,11 @@ def hunt(
     from detectors.retro_hunt import hunt as run_hunt
     from partnerwatch.common import load_settings, worker_running
     from partnerwatch.integrity import SqlFailed, warehouse_access
+    from partnerwatch.known import check_detectors
     from pipeline.forensics.chain_check import parse_when
     from sinks.clickhouse import WarehouseError
 
-    if fmt not in ("table", "json"):
-        err.print(line("[red]--format must be table or json, got ", plain(repr(fmt), "red")))
-        raise typer.Exit(2)
+    check_detectors([detector])
     try:
         start, end = parse_when(from_), parse_when(to)
     except ValueError:
@@ -124,7 +117,14 @@ def hunt(
         raise typer.Exit(1)
     try:
         with warehouse_access(settings) as source:
-            report = run_hunt(source, detector, start, end, account, config=settings.detect)
+            if account:
+                from partnerwatch.known import check_accounts
+
+                check_accounts(lambda sql, params: source.query(sql, params).rows, [account])
+            from partnerwatch.progress import phases
+
+            with phases(f"replaying stored history through {detector}"):
+                report = run_hunt(source, detector, start, end, account, config=settings.detect)
             stored = 0
             if publish and report.new:
                 from sinks.audit_store import store_alerts

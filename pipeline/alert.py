@@ -1,7 +1,8 @@
 """The alert contract: deterministic ids, and folding repeated findings into one alert.
 
-An alert's id is `sha256(detector | key | window)`, so replaying the log yields the same ids and a
-warehouse or feed that keeps the latest version per id never shows a duplicate.
+An alert's id is the first 32 hex characters (128 bits) of `sha256(detector | key | window)`, so
+replaying the log yields the same ids and a warehouse or feed that keeps the latest version per id
+never shows a duplicate.
 """
 
 from __future__ import annotations

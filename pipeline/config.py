@@ -52,6 +52,21 @@ def checkout() -> Path | None:
     return REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file() else None
 
 
+#: How the docs show PW_DATA_DIR's default (`default_data_dir`), which depends on where the code runs.
+DATA_DIR_DEFAULT_TEXT = "data/ of the checkout; installed: $XDG_DATA_HOME/partnerwatch"
+
+
+def default_data_dir() -> Path:
+    """PW_DATA_DIR's default, the same whatever folder a command runs from: the checkout's `data/`
+    when the code runs from a source checkout (or an editable install), else the user's data folder
+    (`$XDG_DATA_HOME/partnerwatch`, by default `~/.local/share/partnerwatch`)."""
+    root = checkout()
+    if root is not None:
+        return root / "data"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "partnerwatch"
+
+
 def redact_url(url: str) -> str:
     """`clickhouse://user:secret@host/db` -> `clickhouse://user:***@host/db` (for logs and errors)."""
     return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", url)
@@ -118,7 +133,7 @@ class Settings(KafkaConnection):
     topic_prefix: str = setting("pw.", "prefix of every topic name (actions, ledger, alerts, deadletter)")
     topic_partitions: int = setting(4, "partitions of the pipeline topics (fixed once created)", ge=1)
     app_id: str = setting("partnerwatch", "Faust application id: consumer group and changelog topic prefix", min_length=1)
-    data_dir: Path = setting(Path("data"), "local state: worker log, Faust tables, the embedded warehouse")
+    data_dir: Path = Field(default_factory=lambda: default_data_dir(), description="local state: worker log, Faust tables, the embedded warehouse (a relative path is taken from the current folder and shown absolute)")
     clickhouse_url: str = setting("", "empty: embedded chDB in PW_DATA_DIR/warehouse; or clickhouse://user:pass@host:9000/db")
     clickhouse_cluster: str = setting("", "empty: single server; else the cluster (remote_servers) migrations target: Replicated tables, Distributed tables, ON CLUSTER (`partnerwatch migrate --print-ddl`)")
     retention_days: int = setting(730, "TTL of audit.events and audit.alerts (evidence: at least 730)", ge=1)
@@ -171,6 +186,11 @@ class Settings(KafkaConnection):
     clickhouse_reader_user: str = setting("partnerwatch_reader", "with PW_CLICKHOUSE_URL: the read-only ClickHouse user user SQL runs as (infra/clickhouse/access.sql; never the writer)")
     clickhouse_reader_password: str = setting("", "password of PW_CLICKHOUSE_READER_USER", secret=True)
 
+    # -- geoip data of new_country_or_asn and impossible_travel (detectors/geo.py) ----------------
+    geoip_city_db: str = setting("", "MMDB file for countries: MaxMind GeoLite2/GeoIP2 City or Country, or DB-IP City/Country Lite (empty: the geoip2fast wheel's bundled 2024-06 GeoLite2 data)")
+    geoip_asn_db: str = setting("", "MMDB file for networks with AS numbers: MaxMind GeoLite2/GeoIP2 ASN or DB-IP ASN Lite (empty: the bundled data, operator names without AS numbers)")
+    geoip_max_age_days: int = setting(60, "GET /v1/health warns when the geoip data was built longer ago than this", ge=1)
+
     provider_stage: Literal["worker", "off"] = setting("worker", "the provider-wide stage (streams/provider_stage.py): `worker` runs it in every worker, one active at a time; `off` leaves it to `partnerwatch provider-stage`")
     rules_dir: str = setting("", "folder of Sigma rules (detectors/sigma) the provider stage runs live, reloaded when a file changes (empty: none; `partnerwatch rules` defaults to the shipped examples)")
     provider_checkpoint_seconds: float = setting(2.0, "seconds between the provider stage's state checkpoints (and offset commits)", gt=0)
@@ -193,6 +213,11 @@ class Settings(KafkaConnection):
         if isinstance(value, str) and not value.strip():
             raise ValueError("must name a folder (empty is not the current folder)")
         return value
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
 
     @field_validator("clickhouse_cluster")
     @classmethod
@@ -298,6 +323,11 @@ class Settings(KafkaConnection):
         return f"{self.topic_prefix}alerts.parked"
 
     @property
+    def alert_status_topic(self) -> str:
+        """Lifecycle actions (ack, resolve, reopen) for the alert feed's outputs (sinks/alert_delivery/lifecycle.py)."""
+        return f"{self.topic_prefix}alerts.status"
+
+    @property
     def signatures_topic(self) -> str:
         """Signatures of accepted signed HTTP requests, shared by every worker against replay (streams/web/signatures.py)."""
         return f"{self.topic_prefix}http-signatures"
@@ -305,7 +335,10 @@ class Settings(KafkaConnection):
     @property
     def pipeline_topics(self) -> list[str]:
         """The topics `partnerwatch topics` creates (the worker's; the parked topic is the feed's)."""
-        return [self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic, self.provider_state_topic]
+        return [
+            self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic,
+            self.alert_status_topic, self.provider_state_topic,
+        ]
 
     # Consumer groups
     @property
@@ -417,7 +450,7 @@ def markdown_table() -> str:
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for var in variables():
         if var.path[0] != "detect":
-            default = var.default if var.default != "" else "(empty)"
+            default = DATA_DIR_DEFAULT_TEXT if var.path == ("data_dir",) else var.default if var.default != "" else "(empty)"
             lines.append(f"| `{var.env}` | `{default}` | {var.info.description} |")
     lines.append(f"| `{ENV_FILE_VARIABLE}` | `(empty)` | a file of `PW_*=value` lines read under the environment (a variable set in the environment wins) |")
     return "\n".join(lines)

@@ -39,6 +39,7 @@ import structlog
 
 from detectors.run import apply_entry, new_state
 from pipeline.alert import Alert
+from pipeline.config import DetectionConfig
 from pipeline.ledger import ChainHead, entry_hash
 from sinks import metrics
 from streams import ml_models
@@ -49,7 +50,7 @@ from streams.topics import account_state, open_alerts
 
 log = structlog.get_logger(__name__)
 #: The same settings as the detect agent's (streams/detect.py), from the same PW_DETECT_* variables.
-CONFIG = settings.detect
+CONFIG: DetectionConfig = settings.detect
 
 #: How long a repair waits for the warehouse loader of a worker that is still starting.
 LOADER_WAIT_SECONDS = 60.0

@@ -214,9 +214,12 @@ async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
     return True
 
 
-def health(loader: WarehouseLoader | None, http_ingest_ready: bool) -> tuple[int, dict[str, Any]]:
+def health(
+    loader: WarehouseLoader | None, http_ingest_ready: bool, geoip: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
     """GET /v1/health: HTTP status and body. Anything but "ok" answers 503, so a container
-    healthcheck (and any probe that checks the status code) sees a crashed or failing loader."""
+    healthcheck (and any probe that checks the status code) sees a crashed or failing loader.
+    `geoip` (detectors.geo.staleness) is shown as is: stale geoip data is a warning, not a 503."""
     if loader is None:
         status, why = "starting", "starting"
     else:
@@ -231,6 +234,8 @@ def health(loader: WarehouseLoader | None, http_ingest_ready: bool) -> tuple[int
         # POST /v1/events answers 503 until it can take events (streams/web/sql.py).
         "http_ingest": "ready" if http_ingest_ready else "starting",
     }
+    if geoip is not None:
+        body["geoip"] = geoip
     return (200 if status == "ok" else 503), body
 
 

@@ -1,9 +1,10 @@
 """Verify a stored account chain over a time range, page by page, from an anchor entry.
 
-`verify-chain --from T --to T` must not re-read years of history: it starts from the last stored
-entry ingested before `--from` (the *anchor*: its hash is the `prev_hash` the range must start
-from, and its own hash is recomputed from its payload) and checks `seq` continuity and every hash
-through the last entry ingested at or before `--to`. Rows are read in windows of `seq`, so a chain
+`verify-chain --ingested-from T --ingested-to T` must not re-read years of history: it starts from
+the last stored entry ingested before `--ingested-from` (the *anchor*: its hash is the `prev_hash`
+the range must start from, and its own hash is recomputed from its payload) and checks `seq`
+continuity and every hash through the last entry ingested at or before `end_ms` (the command passes
+the millisecond before `--ingested-to`, whose end is exclusive like every range of the CLI). Rows are read in windows of `seq`, so a chain
 of millions of events is never held in memory, and a repeated `seq` (an inserted copy) is seen.
 
 Every other column of a row is derived from the hashed event (`pipeline.audit_row`): each one is

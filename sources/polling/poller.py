@@ -22,7 +22,7 @@ import structlog
 
 from pipeline.event import Rejected, format_ms, timestamp, timestamp_ms
 from pipeline.marketplaces import marketplace_id, site_code
-from sources.gateway.classify import decimal_text, our_price
+from sources.gateway.prices import decimal_text, our_price
 from sources.polling.client import SpApi, SpApiError
 from sources.polling.config import PAYMENT_METHOD_SITES, PollConfig
 from sources.polling.store import Snapshots

@@ -54,6 +54,7 @@ ROUTES: dict[str, str] = {
     "/alerts": OPEN,
     "/v1/sql": TOKEN,
     "/v1/alerts/stream": TOKEN,
+    "/v1/alerts/recent": TOKEN,
     "/v1/alerts/{alert_id}/{action}": TOKEN,
     "/v1/events": TOKEN_OR_SIGNATURE,
 }
@@ -244,7 +245,7 @@ class WebGuard:
         if access == TOKEN_OR_SIGNATURE:
             if not self._token and not self.settings.ingest_hmac_secret:
                 return self.refuse(request, "disabled", "HTTP ingest is disabled: set PW_API_TOKEN or PW_INGEST_HMAC_SECRET")
-            signed = request.headers.get("X-PW-Signature") and request.headers.get("X-PW-Timestamp")
+            signed = request.headers.get("webhook-signature") and request.headers.get("webhook-timestamp")
             if verdict == "missing" and signed and self.settings.ingest_hmac_secret:
                 return await handler(request)  # the view checks the signature against the body
             if verdict == "missing":

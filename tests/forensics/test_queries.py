@@ -236,7 +236,7 @@ def test_outside_grants_replays_grants_revokes_and_expiry_in_sql(seeded: Seeded)
 
 
 def test_outside_grants_for_one_account_and_period(seeded: Seeded) -> None:
-    # to two hours into the grant scene: its revoke and narrower grant in, its expiry (3 h) out
+    # from the first event to 2 h into the grant scene: its first part, not its later events (scene-01x)
     start, end = ch(seeded.entries[0]["occurred_at"]), ch(format_ms(seeded.scene_start + 2 * 3_600_000))
     rows = run(seeded, "outside_grants", account=ACCOUNT, **{"from": start, "to": end})
     expected = _outside_oracle(seeded.of(ACCOUNT), start, end)

@@ -27,7 +27,8 @@ from partnerwatch.local_worker import free_port
 from pipeline.config import Settings, checkout
 from pipeline.event import Rejected, normalize
 from sources.gateway.config import GatewayConfig
-from sources.gateway.store import Issued, Store
+from sources.gateway.credentials import Issued
+from sources.gateway.store import Store
 from tests.gateway.pki import Pki
 
 ACCOUNT = "A0001SELLER"
@@ -61,7 +62,7 @@ def gateway_env(
 
 @dataclass
 class InThreadGateway:
-    """`sources.gateway.app.serve` in a thread of its own; events go to `events` (checked)."""
+    """`sources.gateway.service.serve` in a thread of its own; events go to `events` (checked)."""
 
     config: GatewayConfig
     settings: Settings
@@ -71,7 +72,7 @@ class InThreadGateway:
     fail_emit: bool = False
 
     def start(self) -> InThreadGateway:
-        from sources.gateway.app import serve
+        from sources.gateway.service import serve
 
         started = threading.Event()
         self._stop: asyncio.Event | None = None

@@ -64,7 +64,7 @@ def test_rogue_provider_through_the_gateway(kafka_broker: str, tmp_path: Path, p
     from sp_api.base import SellingApiException
     from spapi.api.transfers_v2024_06_01.transfers_api import TransfersApi
 
-    from sources.gateway.store import Issued
+    from sources.gateway.credentials import Issued
     from tests.gateway.harness import official
 
     ns = Namespace(tmp_path)

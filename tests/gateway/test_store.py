@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sources.gateway.store import Store, hash_secret, verify_secret
+from sources.gateway.credentials import hash_secret, verify_secret
+from sources.gateway.store import Store
 
 
 def test_secrets_are_stored_only_as_hashes(tmp_path: Path) -> None:

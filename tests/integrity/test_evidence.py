@@ -20,7 +20,8 @@ import pytest
 from pipeline.config import REPO_ROOT
 from pipeline.event import timestamp_ms
 from pipeline.forensics.digests import create_digests
-from pipeline.forensics.evidence import EVENT_COLUMNS, build_bundle, verify_bundle
+from pipeline.forensics.evidence import EVENT_COLUMNS, build_bundle
+from pipeline.forensics.evidence_check import verify_bundle
 from pipeline.forensics.signing import Signer, hmac_signer, keygen, load_private
 from sinks.clickhouse import EmbeddedWarehouse
 from tests.integrity.conftest import HOUR, T0

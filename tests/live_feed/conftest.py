@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from kafka.partitioner.default import murmur2
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from partnerwatch.sse import SseEvent, events, open_stream
@@ -55,11 +56,28 @@ def stream_url(ns: Namespace, query: str = "") -> str:
     return f"http://127.0.0.1:{ns.port}/v1/alerts/stream" + (f"?{query}" if query else "")
 
 
+def same_partition(account: str, prefix: str, partitions: int = 4) -> str:
+    """A new account id whose events (and alerts) land on `account`'s partition, so the order
+    between the two accounts' alerts is the order their events were sent (the producer's
+    default partitioner: murmur2 of the key)."""
+    def partition(key: str) -> int:
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+    while partition(candidate := unique(prefix)) != partition(account):
+        pass
+    return candidate
+
+
 class Reader:
-    """Reads one event stream in a thread, keeping every event, until closed."""
+    """Reads one event stream in a thread, keeping every event, until closed.
+
+    Returns once subscribed: the server joins the fan-out before it writes its `: connected`
+    comment, so an alert produced after the constructor returns reaches this reader."""
 
     def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
         self.response = open_stream(url, headers, timeout=60)
+        first = self.response.readline()
+        assert first.startswith(b": connected "), first
         self.events: list[SseEvent] = []
         self.ended = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)

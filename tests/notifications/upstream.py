@@ -23,7 +23,7 @@ from aiohttp import web
 
 from pipeline.event import format_ms
 from pipeline.marketplaces import marketplace_id, site_code
-from sources.gateway.classify import our_price
+from sources.gateway.prices import our_price
 from tests.gateway.sandbox import Sandbox
 
 LISTING = "/listings/2021-08-01/items/"

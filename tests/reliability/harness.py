@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 
 from partnerwatch.common import KAFKA_SH
-from partnerwatch.local_worker import Namespace, free_port, wait_for
+from partnerwatch.local_worker import Namespace, free_port
 from pipeline.config import REPO_ROOT
+from tests.integration.settle import read_to_end, wait_settled
 from tests.integration.test_pipeline import assert_chains_verify
 
 
@@ -93,14 +94,13 @@ def assert_exact(ns: Namespace, expected: int, stream: Sequence[dict[str, Any]] 
 
     With `stream`, every alert a replay of it raises must be on the topic and in the warehouse
     (none lost); alerts beyond those are counted by detector in the figures (`extra_alerts`).
+    Waits first until nothing is in flight (`wait_settled`), so the counts are final.
     """
+    wait_settled(ns)
     count, unique = (int(v) for v in ns.sql("SELECT count(), uniqExact(account_id, event_id) FROM audit.events")[0])
     assert (count, unique) == (expected, expected)
     assert_chains_verify(ns)
-    on_topic = {orjson.loads(r.value)["alert_id"] for r in ns.read_topic(ns.settings.alerts_topic, 10**9, timeout=8)}
-    wait_for(
-        lambda: int(ns.scalar("SELECT uniqExact(alert_id) FROM audit.alerts")) >= len(on_topic), 120, "alerts stored"
-    )
+    on_topic = {orjson.loads(r.value)["alert_id"] for r in read_to_end(ns, ns.settings.alerts_topic)}
     alerts, alert_ids = (int(v) for v in ns.sql("SELECT count(), uniqExact(alert_id) FROM audit.alerts FINAL")[0])
     stored_ids = {r[0] for r in ns.sql("SELECT DISTINCT alert_id FROM audit.alerts")}
     assert alerts == alert_ids == len(on_topic)

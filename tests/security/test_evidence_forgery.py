@@ -34,7 +34,8 @@ from hypothesis import strategies as st
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.event import canonical
 from pipeline.forensics.digests import create_digests
-from pipeline.forensics.evidence import EVENT_COLUMNS, build_bundle, flat_event, verify_bundle
+from pipeline.forensics.evidence import EVENT_COLUMNS, build_bundle, flat_event
+from pipeline.forensics.evidence_check import verify_bundle
 from pipeline.forensics.signing import keygen, load_private
 from pipeline.ledger import entry_hash, event_of
 from sinks.audit_store import store_events
