@@ -1,4 +1,4 @@
-
+# ruff: noqa: RUF002  (full-width Chinese punctuation is intended here)
 """Simplified Chinese titles, summaries and response steps for alerts (outputs with `lang = "zh"`).
 
 Detectors write their text in English with detector-specific numbers; a Chinese-speaking team

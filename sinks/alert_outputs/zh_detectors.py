@@ -1,4 +1,4 @@
-
+# ruff: noqa: RUF001  (full-width Chinese punctuation is intended here)
 """Simplified Chinese title and summary templates, per detector (sinks/alert_outputs/zh.py fills them).
 
 Templates use only the alert's structured fields (`FIELDS`: account, provider, principal, times,

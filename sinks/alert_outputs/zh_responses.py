@@ -1,4 +1,4 @@
-
+# ruff: noqa: RUF001  (full-width Chinese punctuation is intended here)
 """Simplified Chinese for every response step a detector can emit (sinks/alert_outputs/zh.py).
 
 Keyed by the step's exact English text: tests/alert_feeds/test_zh.py fails when a detector gains a
