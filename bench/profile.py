@@ -30,7 +30,7 @@ from bench.run import RESULTS, WORKER_ENV, metric, produce, stream
 from partnerwatch.local_worker import Namespace, Worker
 
 #: Frames of the command line and start-up machinery, on every stack: left out of the lists.
-_SCAFFOLDING = ("typer/", "click/", "<frozen runpy>", "faust/cli/", "partnerwatch/main.py", "mode/worker.py", "faust/app/base.py:823")
+_SCAFFOLDING = ("typer/", "click/", "<frozen runpy>", "faust/cli/", "partnerwatch/main.py", "partnerwatch/operations.py", "mode/worker.py", "faust/app/base.py:823")
 
 
 def thread_cpu(pid: int) -> dict[tuple[str, str], float]:

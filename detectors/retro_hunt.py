@@ -10,7 +10,7 @@ the same id: the report marks it `exists`, and `publish` stores only the `new` o
 
 It lives with the detectors because it drives them (layering: detectors/ may use pipeline/, not
 the reverse). `source` is anything with `query(sql, params)` returning `.columns` and `.rows`: a
-warehouse (sinks.clickhouse) or the worker's `/v1/sql` (partnerwatch.integrity.WorkerSql); this
+warehouse (sinks.clickhouse) or the worker's `/v1/sql` (partnerwatch.warehouse_access.WorkerSql); this
 module imports neither, only sends read-only SQL with `{name:Type}` parameters.
 """
 

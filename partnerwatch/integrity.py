@@ -3,28 +3,24 @@
 Registered on the main CLI by `register(cli)`. Like `partnerwatch/main.py` this is composition-root
 code: it may import `sinks` inside command bodies. Reads go to the warehouse directly (a
 ClickHouse server, or the embedded engine when no worker holds it) or through the running worker's
-`/v1/sql`; commands that write (`digest create`) need the warehouse itself.
+`/v1/sql` (partnerwatch/warehouse_access.py); commands that write (`digest create`) need the
+warehouse itself.
 """
 
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 import typer
 
 from partnerwatch.choices import DigestPeriod
-from partnerwatch.common import console, err, http_open, line, plain, worker_running
+from partnerwatch.common import console, err, line, plain
 from partnerwatch.common import load_settings as _settings
+from partnerwatch.warehouse_access import one_line_failures, warehouse_access
 from pipeline.config import Settings
-from pipeline.forensics.signing import Signer, SigningKeyError, Verifier
+from pipeline.forensics.signing import Signer, Verifier
 from pipeline.text import visible
 
 digest_app = typer.Typer(help="Signed digests of each account's chain (audit.chain_digests).", no_args_is_help=True)
@@ -38,89 +34,6 @@ def register(cli: typer.Typer) -> None:
     cli.add_typer(digest_app, name="digest")
     cli.add_typer(evidence_app, name="evidence")
     cli.add_typer(report_app, name="report")
-
-
-class SqlFailed(RuntimeError):
-    """A query through the worker failed."""
-
-
-@dataclass(frozen=True)
-class _Result:
-    columns: list[str]
-    rows: list[list[Any]]
-
-
-class WorkerSql:
-    """Read-only SQL through the running worker's `/v1/sql` (it owns the embedded engine)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> _Result:
-        body = orjson.dumps({"query": sql, "params": params or {}})
-        headers = {"Content-Type": "application/json"}
-        if self.settings.api_token:
-            headers["Authorization"] = f"Bearer {self.settings.api_token}"
-        try:
-            with http_open(f"{self.settings.web_url}/v1/sql", timeout=300, data=body, headers=headers) as response:
-                doc = orjson.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise SqlFailed(orjson.loads(exc.read()).get("error", str(exc))) from None
-        return _Result(doc["columns"], doc["rows"])
-
-
-@contextmanager
-def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any]:
-    """The warehouse to use: a server directly; the embedded engine directly, or via the worker."""
-    from partnerwatch.preflight import (
-        check_embedded_exists,
-        check_migrated,
-        one_line,
-        say_warehouse,
-    )
-    from sinks.clickhouse import WarehouseError, open_warehouse
-
-    if not settings.clickhouse_url and worker_running(settings):
-        if write:
-            err.print(
-                "[red]the worker owns the embedded warehouse:[/] it creates digests itself every "
-                "PW_DIGEST_INTERVAL seconds when a digest key is set; stop it to run this command"
-            )
-            raise typer.Exit(1)
-        say_warehouse(settings, via_worker=True)
-        yield WorkerSql(settings)
-        return
-    # Only `partnerwatch migrate` and the worker create or migrate a warehouse (partnerwatch/preflight.py).
-    check_embedded_exists(settings)
-    say_warehouse(settings, via_worker=False)
-    try:
-        warehouse = open_warehouse(settings)
-    except WarehouseError as exc:
-        err.print(plain(one_line(exc), "red"), soft_wrap=True)
-        raise typer.Exit(1) from None
-    try:
-        check_migrated(warehouse, settings)
-    except BaseException:
-        warehouse.close()
-        raise
-    try:
-        yield warehouse
-    finally:
-        warehouse.close()
-
-
-@contextmanager
-def _failures() -> Iterator[None]:
-    """Warehouse and key errors as a one-line message and exit code 1."""
-    from sinks.clickhouse import WarehouseError
-
-    try:
-        yield
-    except (WarehouseError, SqlFailed, SigningKeyError) as exc:
-        from partnerwatch.preflight import one_line
-
-        err.print(plain(one_line(exc), "red"), soft_wrap=True)
-        raise typer.Exit(1) from None
 
 
 def _when(text: str | None, name: str) -> int | None:
@@ -165,7 +78,7 @@ def verify_chain(
         end_ms -= 1  # exclusive: the last millisecond before it (verify_accounts takes an inclusive end)
     from partnerwatch.progress import progress
 
-    with _failures(), warehouse_access(settings) as db:
+    with one_line_failures(), warehouse_access(settings) as db:
         if account:
             from partnerwatch.known import check_accounts
 
@@ -198,7 +111,7 @@ def verify_chain(
 def _signer(settings: Settings) -> Signer:
     from pipeline.forensics.signing import configured_signer
 
-    with _failures():
+    with one_line_failures():
         signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
     if signer is None:
         err.print("[red]no digest key:[/] set PW_DIGEST_KEY_FILE (see `partnerwatch digest keygen`) or PW_DIGEST_HMAC_KEY")
@@ -210,7 +123,7 @@ def _verifier(settings: Settings, public_key: Path | None) -> Verifier:
     from pipeline.forensics.signing import load_public
 
     if public_key:
-        with _failures():
+        with one_line_failures():
             return load_public(public_key.read_bytes(), str(public_key))
     if settings.digest_hmac_key or settings.digest_key_file:
         return _signer(settings).verifier()  # the configured key (an auditor passes --public-key)
@@ -248,7 +161,7 @@ def digest_create(
     signer = _signer(settings)
     from partnerwatch.progress import phases
 
-    with _failures(), warehouse_access(settings, write=True) as db, phases("signing digests of closed periods"):
+    with one_line_failures(), warehouse_access(settings, write=True) as db, phases("signing digests of closed periods"):
         made, problems = create_digests(
             db, signer, period_name, int(time.time() * 1000), int(settings.digest_delay * 1000), account
         )
@@ -269,7 +182,7 @@ def digest_verify(
 
     settings = _settings()
     verifier = _verifier(settings, public_key)
-    with _failures(), warehouse_access(settings) as db:
+    with one_line_failures(), warehouse_access(settings) as db:
         report = verify_digests(db, verifier, account)
     for problem in report.problems:
         err.print(plain(problem, "red"))
@@ -308,9 +221,9 @@ def evidence(
     if start_ms is None or end_ms is None:  # both given (checked above), so both parsed
         raise typer.BadParameter("give --from and --to")
     settings = _settings()
-    with _failures():
+    with one_line_failures():
         signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
-    with _failures(), warehouse_access(settings) as db:
+    with one_line_failures(), warehouse_access(settings) as db:
         from partnerwatch.known import check_accounts
 
         check_accounts(lambda sql, params: db.query(sql, params).rows, [account])
@@ -350,7 +263,7 @@ def evidence_verify(
     from pipeline.forensics.signing import hmac_signer
 
     hmac_key = _settings().digest_hmac_key if not public_key else ""
-    with _failures():
+    with one_line_failures():
         report = verify_bundle(
             bundle,
             public_key.read_bytes() if public_key else None,
@@ -393,7 +306,7 @@ def report_provider(
     settings = _settings()
     from partnerwatch.known import check_accounts, check_provider
 
-    with _failures(), warehouse_access(settings) as db:
+    with one_line_failures(), warehouse_access(settings) as db:
         rows_of = lambda sql, params: db.query(sql, params).rows  # noqa: E731
         check_accounts(rows_of, [account])
         check_provider(rows_of, account, provider)

@@ -101,8 +101,8 @@ def hunt(
     """
     from detectors.retro_hunt import hunt as run_hunt
     from partnerwatch.common import load_settings, worker_running
-    from partnerwatch.integrity import SqlFailed, warehouse_access
     from partnerwatch.known import check_detectors
+    from partnerwatch.warehouse_access import SqlFailed, warehouse_access
     from pipeline.forensics.chain_check import parse_when
     from sinks.clickhouse import WarehouseError
 

@@ -14,24 +14,16 @@ Design, and why:
   offsets of its own to commit; a quiet partition holds repartitioned records invisible until the
   transaction times out (seen as stalls of 60 s). Re-keying is not needed at all here: the ledger
   is read whole.
-- One active instance: every worker runs the stage (`PW_PROVIDER_STAGE=worker`) or one process
-  runs it (`partnerwatch provider-stage`); the group's assignor (`OneActive`) gives every ledger
-  partition to one member, preferring the one that already holds them, so the others are hot
-  standbys. When the holder dies the group rebalances within the session timeout (10 s) and
-  another member takes over from the last checkpoint.
+- One active instance: the group's assignor gives every ledger partition to one member, the others
+  stand by (streams/provider_assignment.py).
 - Order: each partition is in ledger order (per account, `seq`); partitions are merged by event
   time (the oldest head first, holding back while a partition that will deliver more is empty:
   its ledger has committed records not fetched yet, or ingest has not caught up with its
   actions partition; at most `HOLD_SECONDS` without progress), so a backlog read at full speed
   does not run one partition hours of event time ahead of another. Rules still tolerate arrival
   disorder, and lateness up to `windows.LATENESS_MS`.
-- State and recovery: every `PW_PROVIDER_CHECKPOINT_SECONDS` the changed keys go to the compacted
-  `pw.provider-state` topic (a provider as one record per rule, `snapshot_records`) in one Kafka transaction together with the group's offsets of the
-  entries folded so far (`send_offsets_to_transaction`, `Settings.provider_transactional_id`).
-  After a crash (SIGKILL included) the next holder starts its transactional producer, which
-  fences the old one and aborts its open transaction, reads the state topic (committed records)
-  and resumes at exactly the committed offsets: the state is as of the last checkpoint and every
-  later entry is folded again, once.
+- State and recovery: checkpoints of the changed state, with the folded offsets, in one Kafka
+  transaction; the next holder restores them (streams/provider_state.py).
 - Alerts: published at once (within seconds of the ledger commit) by an idempotent producer
   outside the transaction, keyed by the triggering event's account; a checkpoint commits only
   after every alert published before it is acknowledged. Exactly-once is not promised: after a
@@ -56,26 +48,16 @@ import heapq
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.cluster import ClusterMetadata
-from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
-from aiokafka.coordinator.protocol import (
-    ConsumerProtocolMemberAssignment,
-    ConsumerProtocolMemberMetadata,
-)
 from aiokafka.errors import KafkaError, ProducerFenced
-from aiokafka.structs import OffsetAndMetadata
-from mode import Service
 
-from detectors.provider_wide import MODULES
-from detectors.provider_wide.run import PROVIDER, SIGMA, Stage
+from detectors.provider_wide.run import SIGMA, Stage
 from detectors.sigma import RuleError
 from detectors.sigma.evaluate import SigmaRules
 from detectors.sigma.load import load as load_rules
@@ -85,6 +67,8 @@ from pipeline.event import timestamp_ms
 from pipeline.ledger import event_of
 from sinks import metrics
 from sinks.kafka_io import aio_admin, aio_consumer, aio_producer
+from streams.provider_assignment import OneActive, StageListener
+from streams.provider_state import load_states, write_checkpoint
 
 log = structlog.get_logger(__name__)
 
@@ -96,77 +80,6 @@ BACKLOG_SECONDS = 0.2
 RULES_SECONDS = 5.0
 #: A partition's buffer above this is paused until it drains to half.
 BUFFER_RECORDS = 20_000
-
-
-def snapshot_records(key: str, value: Any) -> list[tuple[str, Any]]:
-    """One state key as records of the snapshot topic (None: a tombstone). A provider's state is
-    one record per rule and one for the rest (its open alerts), so no record holds all of a
-    large provider's state."""
-    if not key.startswith(PROVIDER):
-        return [(key, value)]
-    det = {} if value is None else value.get("det", {})
-    records: list[tuple[str, Any]] = [(f"{key}#det#{name}", det.get(name)) for name in MODULES]
-    records.append((f"{key}#rest", None if value is None else {k: v for k, v in value.items() if k != "det"}))
-    return records
-
-
-def assemble(records: Mapping[str, Any]) -> dict[str, Any]:
-    """The states `snapshot_records` wrote, from the latest record of every key."""
-    states: dict[str, Any] = {}
-    for key, value in records.items():
-        base, _, part = key.partition("#")
-        if not part:
-            states[base] = value
-            continue
-        state = states.setdefault(base, {"det": {}})
-        if part == "rest":
-            state.update(value)
-        else:
-            state["det"][part.split("#", 1)[1]] = value
-    return states
-
-
-class OneActive(AbstractPartitionAssignor):
-    """Every partition to one member: the one that holds them now if it is still there, else the
-    first by member id. `holding` is this process's claim, sent in its join metadata."""
-
-    name = "pw-one-active"
-    version = 0
-    holding = False
-
-    @classmethod
-    def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
-        return ConsumerProtocolMemberMetadata(cls.version, sorted(topics), b"1" if cls.holding else b"")
-
-    @classmethod
-    def assign(
-        cls, cluster: ClusterMetadata, members: Mapping[str, ConsumerProtocolMemberMetadata]
-    ) -> dict[str, ConsumerProtocolMemberAssignment]:
-        claiming = sorted(m for m, meta in members.items() if meta.user_data == b"1")
-        holder = claiming[0] if claiming else min(members)
-        topics = sorted({t for meta in members.values() for t in meta.subscription})
-        everything = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
-        return {
-            member: ConsumerProtocolMemberAssignment(cls.version, everything if member == holder else [], b"")
-            for member in members
-        }
-
-    @classmethod
-    def on_assignment(cls, assignment: ConsumerProtocolMemberAssignment) -> None:
-        cls.holding = bool(assignment.partitions())
-
-
-class _Listener(ConsumerRebalanceListener):
-    def __init__(self, stage: ProviderStage) -> None:
-        self.stage = stage
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        if revoked:
-            await self.stage.hand_over()
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        if assigned:
-            await self.stage.take_over(sorted(tp.partition for tp in assigned))
 
 
 class ProviderStage:
@@ -239,7 +152,7 @@ class ProviderStage:
             s, role="provider-stage", group=s.provider_group,
             partition_assignment_strategy=(OneActive,), fetch_max_wait_ms=50,
         )
-        consumer.subscribe([s.ledger_topic], listener=_Listener(self))
+        consumer.subscribe([s.ledger_topic], listener=StageListener(self))
         self.reload_rules()
         await consumer.start()
         last_checkpoint = time.monotonic()
@@ -299,7 +212,7 @@ class ProviderStage:
             offset = await self.consumer.committed(TopicPartition(s.ledger_topic, p))
             committed[p] = offset
         if self.stage is None or committed != {p: self.checkpointed.get(p) for p in partitions}:
-            states = await self._load_states()
+            states = await load_states(s)
             self.stage = Stage(s.detect, states, sigma=self.sigma)
             metrics.PROVIDER_RESTORED.set(len(states))
             log.info("provider_stage.restored", keys=len(states), offsets=committed)
@@ -365,29 +278,6 @@ class ProviderStage:
         self.buffers = {}
         self.partitions = []
         metrics.PROVIDER_ACTIVE.set(0)
-
-    async def _load_states(self) -> dict[str, Any]:
-        """Every key's latest committed record of the state topic (tombstones drop a key)."""
-        s = self.settings
-        tp = TopicPartition(s.provider_state_topic, 0)
-        reader = aio_consumer(s, role="provider-state-reader")
-        await reader.start()
-        states: dict[str, Any] = {}
-        try:
-            reader.assign([tp])
-            await reader.seek_to_beginning(tp)
-            end = (await reader.end_offsets([tp]))[tp]
-            while await reader.position(tp) < end:
-                batch = await reader.getmany(tp, timeout_ms=1000, max_records=10_000)
-                for record in batch.get(tp, ()):
-                    key = record.key.decode()
-                    if record.value is None:
-                        states.pop(key, None)
-                    else:
-                        states[key] = orjson.loads(record.value)
-        finally:
-            await reader.stop()
-        return assemble(states)
 
     # -- folding ---------------------------------------------------------------------------
 
@@ -488,19 +378,8 @@ class ProviderStage:
             pending, self._pending = self._pending, []
             await asyncio.gather(*pending)
         changed = self.stage.take_dirty()
-        s = self.settings
-        offsets = {TopicPartition(s.ledger_topic, p): OffsetAndMetadata(o, "") for p, o in self.folded.items()}
         try:
-            async with self._state.transaction():
-                for key, value in changed.items():
-                    for record_key, record in snapshot_records(key, value):
-                        await self._state.send(
-                            s.provider_state_topic,
-                            None if record is None else orjson.dumps(record),
-                            key=record_key.encode(),
-                            partition=0,
-                        )
-                await self._state.send_offsets_to_transaction(offsets, s.provider_group)
+            await write_checkpoint(self._state, self.settings, changed, self.folded)
         except ProducerFenced:
             # Another member took the stage over (this one missed a rebalance): stop folding;
             # if the group gives the ledger back, take_over restores from the snapshot.
@@ -515,24 +394,3 @@ class ProviderStage:
         self.checkpointed = dict(self.folded)
         metrics.PROVIDER_CHECKPOINTS.inc()
         metrics.PROVIDER_UNCHECKPOINTED.set(0)
-
-
-class ProviderStageService(Service):
-    """Runs the stage inside the Faust worker's lifecycle (`PW_PROVIDER_STAGE=worker`)."""
-
-    stage: ProviderStage | None = None
-
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        self.settings = settings
-        super().__init__(**kwargs)
-
-    async def on_start(self) -> None:
-        if self.settings.provider_stage != "worker":
-            log.info("provider_stage.off", reason="PW_PROVIDER_STAGE=off")
-            return
-        self.stage = ProviderStage(self.settings)
-        self.stage.start()
-
-    async def on_stop(self) -> None:
-        if self.stage is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.stage.stop)

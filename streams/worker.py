@@ -14,7 +14,7 @@ from streams import (
     monitor,
 )
 from streams.app import app, settings
-from streams.provider_stage import ProviderStageService
+from streams.provider_stage_service import ProviderStageService
 from streams.web import alerts as alert_views
 from streams.web import ingest as ingest_views
 from streams.web import sql as views

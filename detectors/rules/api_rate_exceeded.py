@@ -1,17 +1,16 @@
-"""A provider calling the account's APIs faster than agreed.
+"""A provider calling the account's APIs faster than agreed (a leaked SP-API refresh token, used
+for scraping or mass edits).
 
-A leaked SP-API refresh token is typically used for scraping or mass edits. Per provider per
-account, every provider event is one request, whatever its action or outcome (throttled and
-denied calls are still calls). Fires when more than the limit arrive within a minute of event
-time: a 60-second window sliding in 10-second steps, so a burst split across a clock minute is
-seen whole. The limit is the account policy's `rate_limit_per_min` if set, else
-`rate_limit_per_min` from the configuration. At most once per provider and clock minute (on the
-first request over the limit); consecutive minutes fold into one alert per suppression window.
+Per provider per account, every provider event is one request, whatever its action or outcome
+(throttled and denied calls are still calls). Fires when more than the limit (the account policy's
+`rate_limit_per_min`, else the configuration's) arrive within a minute of event time: a 60-second
+window sliding in 10-second steps, so a burst split across a clock minute is seen whole. At most
+once per provider and clock minute (the first request over the limit); consecutive minutes fold
+into one alert per suppression window.
 
-Deliberately ignored: seller and Amazon actors (not delegated access), and requests older than
-every minute still open. State: per provider, six 10-second counts, the ids of its latest
-`RECENT` requests in the minute (the alert's evidence) and its newest hour; providers idle for
-`IDLE_HOURS` are forgotten.
+Ignored: seller and Amazon actors (not delegated access), requests older than every minute still
+open. State per provider: six 10-second counts, the ids of its latest `RECENT` requests in the
+minute (the evidence), its newest hour; providers idle for `IDLE_HOURS` are forgotten.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from functools import partial
 from typing import Any
 
 from pipeline.event import Event, format_ms
-from pipeline.simulation.attacks import RECIPES, Scene
+from pipeline.simulation.attacks import RECIPES
+from pipeline.simulation.scene import Scene
 from pipeline.simulation.world import Account, Principal, Provider, build_world
 
 #: Attack kinds the simulator can inject (ground truth labels, named like the detector that must fire).

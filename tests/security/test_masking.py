@@ -316,8 +316,8 @@ def test_nothing_leaks_through_the_worker(by_kind: tuple[list[tuple[str, str, tu
     import zipfile
     from pathlib import Path
 
-    from partnerwatch.integrity import WorkerSql
     from partnerwatch.local_worker import Namespace, Worker, wait_for
+    from partnerwatch.warehouse_access import WorkerSql
     from pipeline.event import timestamp_ms
     from pipeline.forensics.evidence import build_bundle
 

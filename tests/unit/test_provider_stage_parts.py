@@ -10,7 +10,8 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
 from detectors.provider_wide.run import Stage
 from pipeline.config import DetectionConfig
 from pipeline.event import normalize
-from streams.provider_stage import OneActive, assemble, snapshot_records
+from streams.provider_assignment import OneActive
+from streams.provider_state import assemble, snapshot_records
 
 
 class Cluster:
