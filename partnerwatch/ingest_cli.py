@@ -264,12 +264,9 @@ def _report_verdicts(file: Path, sent: list[Sent], timeout: float) -> None:
 
 
 def _dead_consumer(settings: Settings) -> Any:
-    from kafka import KafkaConsumer
+    from sinks.kafka_io import consumer
 
-    return KafkaConsumer(
-        bootstrap_servers=settings.kafka_broker, group_id=None, enable_auto_commit=False,
-        isolation_level="read_committed", client_id=settings.client_id("deadletter"),
-    )
+    return consumer(settings, role="deadletter")
 
 
 def _short(text: str, width: int = 60) -> str:
