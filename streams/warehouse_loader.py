@@ -206,9 +206,13 @@ class WarehouseLoader:
                 full = pending >= s.warehouse_batch_rows
                 due = time.monotonic() - opened >= s.warehouse_batch_seconds
                 if pending and (full or due):
-                    if not await self._flush(consumer):
+                    if await self._flush(consumer):
+                        self._healthy()
+                    elif self._stop.is_set():
                         return  # stopping: not stored, not committed, redelivered on the next start
-                    self._healthy()
+                    else:  # given up for a rebalance: uncommitted, its partitions' owners read it again
+                        log.warning("warehouse.batch_given_up_on_rebalance", records=self._batch.records)
+                        self._batch = _Batch()
                 elif self.crash_error and not pending and not fetched and await _caught_up(consumer):
                     self._healthy()  # restarted and nothing left to load
             if not self._batch.records:
