@@ -150,6 +150,47 @@ class Worker:
             return "(no log)"
 
 
+class Loader(Worker):
+    """`partnerwatch loader` as a child process, in the namespace with `env` on top (e.g. its own
+    PW_LOADER_PORT); ready when its /v1/health answers."""
+
+    def __init__(self, ns: Namespace, env: dict[str, str] | None = None) -> None:
+        super().__init__(ns)
+        self.env = {**ns.env, **(env or {})}
+        self.port = int(self.env.get("PW_LOADER_PORT", "6067"))
+        self.log_path = ns.root / f"{ns.name}-loader.log"
+
+    def start(self, timeout: float = 120.0) -> Loader:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "partnerwatch", "loader"],
+                env=self.env,
+                cwd=checkout() or self.ns.root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"loader exited early: {self.log_tail()}")
+            if self.health().get("status") == "ok":
+                return self
+            time.sleep(0.5)
+        raise AssertionError(f"loader not ready in {timeout}s: {self.log_tail()}")
+
+    def health(self) -> dict[str, Any]:
+        """Its GET /v1/health document ({} while it does not answer); 503 carries one too."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v1/health", timeout=10) as response:
+                return dict(orjson.loads(response.read()))
+        except urllib.error.HTTPError as exc:
+            return dict(orjson.loads(exc.read()))
+        except (OSError, ValueError):
+            return {}
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ from partnerwatch.grants import grants_cli
 from partnerwatch.ingest_cli import deadletter_cli, send, validate
 from partnerwatch.integrity import register as register_integrity
 from partnerwatch.ml import register as register_ml
-from partnerwatch.operations import config, kafka, migrate, provider_stage, topics, worker
+from partnerwatch.operations import config, kafka, loader, migrate, provider_stage, topics, worker
 from partnerwatch.query import register as register_query
 from partnerwatch.rules import rules_cli
 from partnerwatch.scenarios import demo, simulate
@@ -63,6 +63,7 @@ cli.command()(topics)
 cli.command()(worker)
 cli.command("provider-stage")(provider_stage)
 cli.command()(migrate)
+cli.command()(loader)
 
 
 @cli.command()

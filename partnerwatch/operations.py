@@ -72,7 +72,8 @@ def topics() -> None:
 def worker(
     loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error (default: PW_LOG_LEVEL)")] = "",
 ) -> None:
-    """Run the stream worker: ingest, sequence, detect, load the warehouse, serve the HTTP API."""
+    """Run the stream worker: ingest, sequence, detect, load the warehouse (unless
+    PW_WAREHOUSE_LOADER=external: `partnerwatch loader` does), serve the HTTP API."""
     import mode.loop
 
     from sinks.kafka_io import ensure_topics
@@ -85,6 +86,11 @@ def worker(
 
     settings = _settings(**({"log_level": loglevel} if loglevel else {}))  # logging configured here, once
     if problem := exposure_error(settings):  # checked again when streams.app is imported
+        err.print(line("[red]configuration error:[/] ", plain(problem)))
+        raise typer.Exit(2)
+    from streams.warehouse_loader import loader_mode_problem
+
+    if problem := loader_mode_problem(settings):
         err.print(line("[red]configuration error:[/] ", plain(problem)))
         raise typer.Exit(2)
     from detectors import geo
@@ -175,3 +181,15 @@ def require_web_port(settings: Settings) -> None:
         raise typer.Exit(EXIT_UNAVAILABLE)
     require_free_port(settings.web_host, settings.web_port, "PW_WEB_PORT", "the worker's web server")
 
+
+def loader() -> None:
+    """Run the warehouse loader as a process of its own (pw.ledger and pw.alerts -> ClickHouse), with
+    GET /v1/health and /metrics on PW_LOADER_HOST:PW_LOADER_PORT. Pair it with workers on
+    PW_WAREHOUSE_LOADER=external and a ClickHouse server (PW_CLICKHOUSE_URL)."""
+    from sinks.kafka_io import ensure_topics
+
+    settings = _settings()  # logging configured here
+    ensure_topics(settings)
+    from streams.loader_process import run
+
+    raise typer.Exit(run(settings))

@@ -140,8 +140,11 @@ class Settings(KafkaConnection):
     # float: fractions of a day are allowed (tests use seconds); the default stays `7` in the docs table.
     dedup_window_days: float = setting(7, "a repeated event_id within this window is accepted once", gt=0, allow_inf_nan=False)
     max_event_bytes: int = setting(65536, "larger ingest messages go to the dead-letter topic")
-    warehouse_batch_rows: int = setting(5000, "warehouse insert batch: at most this many rows")
+    warehouse_batch_rows: int = setting(20000, "warehouse insert batch: at most this many rows", ge=1)
     warehouse_batch_seconds: float = setting(1.0, "warehouse insert batch: at most this old")
+    warehouse_loader: Literal["inprocess", "external"] = setting("inprocess", "who loads the warehouse: inprocess (a thread of the worker; the only choice with the embedded chDB warehouse, which one process opens at a time) or external (`partnerwatch loader`, a process of its own; needs PW_CLICKHOUSE_URL)")
+    loader_host: str = setting("127.0.0.1", "bind address of `partnerwatch loader`'s health and metrics server")
+    loader_port: int = setting(6067, "port of `partnerwatch loader`'s health and metrics server (GET /v1/health, /metrics)", ge=1, le=65535)
     commit_interval: float = setting(0.5, "seconds between Kafka transaction commits (bounds alert latency)")
     processing_guarantee: Literal["exactly_once", "at_least_once"] = setting("exactly_once", "exactly_once (default, keeps the chain gap-free) or at_least_once")
     web_host: str = setting("127.0.0.1", "bind address of the worker's web server")

@@ -73,6 +73,11 @@ class Warehouse(Protocol):
 
     def insert(self, table: str, rows: Sequence[Row]) -> None: ...
 
+    def insert_select(self, table: str, columns: Sequence[str], select: str, data: dict[str, list[str]]) -> None:
+        """`INSERT INTO table (columns) <select>`, where `select` reads `{source}`: a table of the
+        String columns `data` (equal lengths). ClickHouse computes the rows (parses, converts)."""
+        ...
+
     def close(self) -> None: ...
 
     def user_query(self, params: dict[str, Any], limits: SqlLimits) -> UserQuery: ...
@@ -289,6 +294,20 @@ class EmbeddedWarehouse:
         body = b"\n".join(orjson.dumps(r) for r in rows).decode()
         self._run(f"INSERT INTO {_identifier(table)} FORMAT JSONEachRow\n{body}", "CSV", None)
 
+    def insert_select(self, table: str, columns: Sequence[str], select: str, data: dict[str, list[str]]) -> None:
+        """The String columns reach the engine as Python objects (chDB's `Python()` table function
+        reads this frame's `pw_insert_source` by name): no text format, no escaping."""
+        if not data or not next(iter(data.values())):
+            return
+        pw_insert_source = data  # noqa: F841  # read by name by the engine
+        sql = _insert_select_sql(table, columns, select, "Python(pw_insert_source)")
+        with self._lock:
+            try:
+                self._session.query(sql, "CSV")
+            except Exception as exc:
+                self._drain()
+                raise WarehouseError(str(exc).strip()) from exc
+
     def close(self) -> None:
         with self._lock:
             self._session.close()
@@ -454,6 +473,17 @@ class ServerWarehouse:
         sql = f"INSERT INTO {_identifier(table)} ({', '.join(_identifier(c) for c in columns)}) VALUES"
         self._call(lambda: self._client.execute(sql, data))
 
+    def insert_select(self, table: str, columns: Sequence[str], select: str, data: dict[str, list[str]]) -> None:
+        """The String columns go to the server in native blocks, read by `input()`."""
+        if not data or not next(iter(data.values())):
+            return
+        structure = ", ".join(f"{_identifier(name)} String" for name in data)
+        sql = _insert_select_sql(table, columns, select, f"input('{structure}')")
+        rows = list(zip(*data.values(), strict=True))
+        # Not retried here: an insert whose answer was lost may have landed. The caller retries
+        # knowing that (the loader checks such a batch against the table before inserting again).
+        self._call(lambda: self._client.execute(sql, rows), retries=0)
+
     def close(self) -> None:
         with self._lock:
             self._client.disconnect()
@@ -496,11 +526,12 @@ class ServerWarehouse:
             self._types[table] = {r[0]: r[1] for r in result.rows}
         return self._types[table]
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def _call(self, fn: Callable[[], Any], retries: int | None = None) -> Any:
         from clickhouse_driver import errors
 
         delay = self._retry_delay
-        for attempt in range(self._retries + 1):
+        retries = self._retries if retries is None else retries
+        for attempt in range(retries + 1):
             with self._lock:
                 try:
                     return fn()
@@ -511,7 +542,7 @@ class ServerWarehouse:
                     # Old servers append a stack trace to the message; keep the first part.
                     message = " ".join(str(exc).split("Stack trace:")[0].split())
                     raise WarehouseError(self._scrub(message)) from exc
-            if attempt == self._retries:
+            if attempt == retries:
                 raise WarehouseError(
                     self._scrub(f"ClickHouse server unreachable after {attempt + 1} attempts: {failure}")
                 ) from failure
@@ -621,6 +652,14 @@ def _to_native(value: Any, ch_type: str) -> Any:
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+
+
+def _insert_select_sql(table: str, columns: Sequence[str], select: str, source: str) -> str:
+    """`select` is the caller's own constant SQL with a `{source}` placeholder; values never enter it."""
+    if "{source}" not in select:
+        raise WarehouseError("insert_select: the SELECT must read {source}")
+    names = ", ".join(_identifier(c) for c in columns)
+    return f"INSERT INTO {_identifier(table)} ({names}) " + select.replace("{source}", source)
 
 
 def _identifier(name: str) -> str:

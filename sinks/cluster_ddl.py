@@ -32,6 +32,10 @@ LOCAL_SUFFIX = "_local"
 # sees which migrations ran, whichever node it migrates through.
 MIGRATIONS_ZK_PATH = "/clickhouse/tables/all/{database}/{table}"
 MIGRATIONS_REPLICA = "{shard}-{replica}"
+#: Small bookkeeping tables without an account to shard by, kept whole on every node like the
+#: migrations table (one replica set across all shards, no Distributed table): the warehouse
+#: loader's per-partition high-water marks.
+NODE_WIDE_TABLES = frozenset({"audit.loader_offsets"})
 
 MERGE_TREE_ENGINES = frozenset(
     {
@@ -78,7 +82,7 @@ def sharded_tables(statements: Iterable[str]) -> set[str]:
     found = set()
     for statement in statements:
         m = _CREATE_TABLE.match(statement.strip())
-        if m and m["engine"] in MERGE_TREE_ENGINES:
+        if m and m["engine"] in MERGE_TREE_ENGINES and f"{m['db']}.{m['table']}" not in NODE_WIDE_TABLES:
             found.add(f"{m['db']}.{m['table']}")
     return found
 
@@ -127,6 +131,8 @@ def _render_table(text: str, cluster: str) -> list[str]:
     engine = m["engine"]
     if engine not in MERGE_TREE_ENGINES:
         raise ClusterDDLError(f"{m['db']}.{m['table']}: engine {engine} has no Replicated counterpart here")
+    if f"{m['db']}.{m['table']}" in NODE_WIDE_TABLES:
+        return [_render_node_wide(m, cluster)]
     if not re.search(r"^\s*\(?\s*account_id\s", m["columns"], re.MULTILINE):
         raise ClusterDDLError(f"{m['db']}.{m['table']}: no account_id column to shard by")
     ine = "IF NOT EXISTS " if m["ine"] else ""
@@ -144,6 +150,18 @@ def _render_table(text: str, cluster: str) -> list[str]:
         f"ENGINE = Distributed({cluster}, {db}, {local}, {SHARDING_KEY})"
     )
     return [local_ddl, distributed_ddl]
+
+
+def _render_node_wide(m: re.Match[str], cluster: str) -> str:
+    """A bookkeeping table on every node, one replica set across all shards (no Distributed table)."""
+    args = [f"'{MIGRATIONS_ZK_PATH}'", f"'{MIGRATIONS_REPLICA}'"]
+    if m["args"] and m["args"].strip():
+        args.append(m["args"].strip())
+    ine = "IF NOT EXISTS " if m["ine"] else ""
+    return (
+        f"CREATE TABLE {ine}{m['db']}.{m['table']} ON CLUSTER {cluster}\n{m['columns']}\n"
+        f"ENGINE = Replicated{m['engine']}({', '.join(args)}){m['rest'].rstrip()}"
+    )
 
 
 def _render_alter(text: str, cluster: str, sharded: set[str]) -> list[str]:

@@ -11,6 +11,10 @@ ALERTS = Counter("pw_alerts_total", "Alert versions published on the alerts topi
 WAREHOUSE_ROWS = Counter("pw_warehouse_rows_total", "Rows stored in the warehouse", ["table"])
 WAREHOUSE_FAILURES = Counter("pw_warehouse_failures_total", "Failed warehouse batch inserts (retried)")
 WAREHOUSE_BATCH_SECONDS = Gauge("pw_warehouse_last_batch_seconds", "Duration of the last stored batch")
+WAREHOUSE_SKIPPED = Counter(
+    "pw_warehouse_skipped_total",
+    "Ledger records the loader did not insert because the warehouse holds them already (redelivered after a restart)",
+)
 INGEST_CATCH_UP = Counter("pw_ingest_catch_up_total", "Source messages the stream skipped and ingest read back itself")
 STATE_REPAIRS = Counter(
     "pw_detect_state_repairs_total",

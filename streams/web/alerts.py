@@ -262,14 +262,14 @@ class AlertAction(web.View):
             body = None
         if not isinstance(body, dict) or not isinstance(body.get("by", ""), str) or not isinstance(body.get("note", ""), str):
             return self.json({"error": 'body must be JSON: {"by": "who", "note": "why"}'}, status=400)
-        loader = loader_service.loader
-        if loader is None:
+        warehouse = loader_service.warehouse
+        if warehouse is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
         loop = asyncio.get_running_loop()
         try:
             async with _status_lock:  # check-then-insert, one at a time in this process
                 row = await loop.run_in_executor(
-                    None, record_status, loader.warehouse, alert_id, action, body.get("by", ""),
+                    None, record_status, warehouse, alert_id, action, body.get("by", ""),
                     body.get("note", ""), feed.account_of(alert_id),
                 )
         except BadRequest as exc:
@@ -280,7 +280,7 @@ class AlertAction(web.View):
             return self.json({"error": str(exc), "current": exc.current.as_dict()}, status=409)
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=503)
-        notified = await _tell_outputs(loader.warehouse, row)
+        notified = await _tell_outputs(warehouse, row)
         log.info("alert.status", alert_id=alert_id, status=row.status, actor=row.actor, outputs_notified=notified)
         return self.json({**row.as_dict(), "outputs_notified": notified})
 

@@ -33,7 +33,10 @@ class Health(web.View):
         # POST /v1/events answers 503 until its producer has started, and signed requests until the
         # replay ledger has read back (streams/web/signatures.py).
         ingest_ready = producer_service.producer is not None and signature_ledger.ready
-        status, body = health(loader_service.loader, ingest_ready, await _geoip())
+        status, body = health(
+            loader_service.loader, ingest_ready, await _geoip(),
+            external=loader_service.external, warehouse_open=loader_service.warehouse is not None,
+        )
         return self.json(body, status=status)
 
 
@@ -76,11 +79,11 @@ class Sql(web.View):
         params = body.get("params") or {} if isinstance(body, dict) else {}
         if not isinstance(query, str) or not isinstance(params, dict):
             return self.json({"error": "query must be a string and params an object"}, status=400)
-        loader = loader_service.loader
-        if loader is None:
+        warehouse = loader_service.warehouse
+        if warehouse is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
         try:
-            job = loader.warehouse.user_query(params, SqlLimits.from_settings(settings))
+            job = warehouse.user_query(params, SqlLimits.from_settings(settings))
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=400 if exc.code else 503)
         # Admitted by the engine's parser (pipeline/forensics/sql_guard.py), run read-only under

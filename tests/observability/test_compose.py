@@ -47,7 +47,7 @@ def resolved(value: Any) -> str:
 
 def test_the_whole_stack_is_there() -> None:
     s = services()
-    assert {"kafka", "clickhouse", "migrate", "worker", "alert-feed", "simulate", "prometheus", "grafana"} <= set(s)
+    assert {"kafka", "clickhouse", "migrate", "worker", "loader", "alert-feed", "simulate", "prometheus", "grafana"} <= set(s)
     assert s["kafka"]["image"].startswith("apache/kafka:")
     assert s["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert s["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
@@ -56,6 +56,9 @@ def test_the_whole_stack_is_there() -> None:
     assert s["simulate"]["profiles"] == ["demo"]
     assert "GF_INSTALL_PLUGINS" not in s["grafana"]["environment"]  # baked in at a pinned version (infra/grafana)
     assert s["worker"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    # the loader runs apart from the workers, on the ClickHouse server (issue 16)
+    assert s["loader"]["command"] == ["loader"] and s["worker"]["environment"]["PW_WAREHOUSE_LOADER"] == "external"
+    assert "PW_CLICKHOUSE_URL" in s["loader"]["environment"]
 
 
 def test_every_service_has_a_healthcheck_or_is_one_shot() -> None:

@@ -125,6 +125,11 @@ class Crashing:
             raise self.fault("injected fault")
         self.inner.insert(table, rows)
 
+    def insert_select(self, table: str, columns: Any, select: str, data: dict[str, list[str]]) -> None:
+        if table == "audit.events" and self.failing.is_set():
+            raise self.fault("injected fault")
+        self.inner.insert_select(table, columns, select, data)
+
     def close(self) -> None:
         self.inner.close()
 

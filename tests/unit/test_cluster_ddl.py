@@ -9,7 +9,13 @@ import pytest
 
 from pipeline.config import Settings
 from sinks.clickhouse import bootstrap_ddl, migration_ddl
-from sinks.cluster_ddl import ClusterDDLError, check_cluster_name, render, sharded_tables
+from sinks.cluster_ddl import (
+    NODE_WIDE_TABLES,
+    ClusterDDLError,
+    check_cluster_name,
+    render,
+    sharded_tables,
+)
 from tests.unit.chdb_syntax import format_queries
 
 CLUSTER = "pw_cluster"
@@ -53,8 +59,11 @@ def test_every_create_is_on_cluster_and_every_engine_replicated_or_distributed()
         if s.startswith("CREATE TABLE"):
             assert engine, s[:80]
             assert engine[1].startswith("Replicated") or engine[1] == "Distributed", engine[1]
-        if engine and engine[1].startswith("Replicated") and "schema_migrations" not in s:
+        node_wide = "schema_migrations" in s or any(f" {name} ON CLUSTER" in s for name in NODE_WIDE_TABLES)
+        if engine and engine[1].startswith("Replicated") and not node_wide:
             assert engine[2].startswith(ZK), engine[2]
+        elif engine and node_wide:  # bookkeeping: one replica set across all shards
+            assert engine[2].startswith("'/clickhouse/tables/all/{database}/{table}', '{shard}-{replica}'"), engine[2]
     # Non-MergeTree engines would be a mistake here: nothing is left un-replicated.
     assert not [s for s in creates if re.search(r"ENGINE = (Replacing|Aggregating)?MergeTree\b", s)]
 
@@ -63,7 +72,12 @@ def test_each_table_is_a_replicated_local_table_plus_a_distributed_table() -> No
     ddl = "\n;\n".join(cluster_ddl())
     tables = single_node_tables()
     assert {"audit.events", "audit.alerts", "audit.activity_1m", "audit.chain_digests", "audit.alert_status"} <= set(tables)
+    assert set(tables) >= NODE_WIDE_TABLES
     for name, engine in tables.items():
+        if name in NODE_WIDE_TABLES:  # no account to shard by: whole on every node, no Distributed table
+            assert f"CREATE TABLE IF NOT EXISTS {name}_local" not in ddl and f"AS {name}_local" not in ddl
+            assert re.search(rf"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER {CLUSTER}\n\(.*?\)\nENGINE = Replicated{engine}\(", ddl, re.DOTALL)
+            continue
         db, table = name.split(".")
         local = re.search(rf"CREATE TABLE IF NOT EXISTS {name}_local ON CLUSTER {CLUSTER}\n\(.*?\)\nENGINE = (\w+)\(([^\n]*)\)", ddl, re.DOTALL)
         assert local, name
