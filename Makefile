@@ -50,6 +50,7 @@ mutation: install
 	$(BIN)/python -m tests.mutation.threshold_mutation
 
 lint: install
+	$(BIN)/ruff format --check partnerwatch pipeline streams sources detectors sinks tests bench
 	$(BIN)/ruff check partnerwatch pipeline streams sources detectors sinks tests bench
 	$(BIN)/lint-imports
 

@@ -70,7 +70,14 @@ def serve_upstream(port: int, tls: Path) -> None:
     sandbox = Sandbox(load_definitions(fixture_files()), SELLER)
     sandbox.base_url = f"https://127.0.0.1:{port}"
     sandbox.requests = _Discard()  # the request log is for tests; here it would only grow
-    web.run_app(sandbox.app(), host="127.0.0.1", port=port, ssl_context=pki.server_context(), access_log=None, print=None)
+    web.run_app(
+        sandbox.app(),
+        host="127.0.0.1",
+        port=port,
+        ssl_context=pki.server_context(),
+        access_log=None,
+        print=None,
+    )
 
 
 class _Discard(list[Any]):
@@ -89,15 +96,30 @@ class Upstream:
     def start(self, context: ssl.SSLContext, timeout: float = 60) -> Upstream:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.gateway", "--serve-upstream", str(self.port), "--tls", str(self.tls)],
-                cwd=checkout(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.gateway",
+                    "--serve-upstream",
+                    str(self.port),
+                    "--tls",
+                    str(self.tls),
+                ],
+                cwd=checkout(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"the upstream exited: {self.log.read_text(errors='replace')[-2000:]}")
+                raise SystemExit(
+                    f"the upstream exited: {self.log.read_text(errors='replace')[-2000:]}"
+                )
             try:
-                urllib.request.urlopen(f"https://127.0.0.1:{self.port}/", timeout=2, context=context).close()
+                urllib.request.urlopen(
+                    f"https://127.0.0.1:{self.port}/", timeout=2, context=context
+                ).close()
                 return self
             except urllib.error.HTTPError:
                 return self  # it answers (403: no token)
@@ -119,12 +141,27 @@ class Upstream:
 
 
 def price_patch(price: float) -> dict[str, Any]:
-    offer = {"marketplace_id": DE, "currency": "EUR", "audience": "ALL", "our_price": [{"schedule": [{"value_with_tax": price}]}]}
-    return {"productType": "PRODUCT", "patches": [{"op": "replace", "path": "/attributes/purchasable_offer", "value": [offer]}]}
+    offer = {
+        "marketplace_id": DE,
+        "currency": "EUR",
+        "audience": "ALL",
+        "our_price": [{"schedule": [{"value_with_tax": price}]}],
+    }
+    return {
+        "productType": "PRODUCT",
+        "patches": [{"op": "replace", "path": "/attributes/purchasable_offer", "value": [offer]}],
+    }
 
 
-async def lwa_token(session: aiohttp.ClientSession, base: str, client_id: str, secret: str, refresh: str) -> str:
-    form = {"grant_type": "refresh_token", "refresh_token": refresh, "client_id": client_id, "client_secret": secret}
+async def lwa_token(
+    session: aiohttp.ClientSession, base: str, client_id: str, secret: str, refresh: str
+) -> str:
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh,
+        "client_id": client_id,
+        "client_secret": secret,
+    }
     async with session.post(f"{base}/auth/o2/token", data=form) as response:
         body = await response.json(content_type=None)
         if response.status != 200:
@@ -142,15 +179,24 @@ async def call(session: aiohttp.ClientSession, base: str, token: str, i: int) ->
         "content-type": "application/json",
     }
     if i % 2 == 0:
-        operation, method, params, body = "getListingsItem", "GET", {"marketplaceIds": DE, "includedData": "summaries,attributes"}, None
+        operation, method, params, body = (
+            "getListingsItem",
+            "GET",
+            {"marketplaceIds": DE, "includedData": "summaries,attributes"},
+            None,
+        )
     else:
         operation, method, params = "patchListingsItem", "PATCH", {"marketplaceIds": DE}
         body = orjson.dumps(price_patch(10 + (i % 17)))
     started = time.perf_counter()
-    async with session.request(method, f"{base}{LISTINGS}/{sku}", params=params, data=body, headers=headers) as response:
+    async with session.request(
+        method, f"{base}{LISTINGS}/{sku}", params=params, data=body, headers=headers
+    ) as response:
         await response.read()
         if response.status != 200:
-            raise SystemExit(f"{operation} via {base} answered {response.status}: {(await response.text())[:500]}")
+            raise SystemExit(
+                f"{operation} via {base} answered {response.status}: {(await response.text())[:500]}"
+            )
     return operation, time.perf_counter() - started
 
 
@@ -158,15 +204,25 @@ def quantiles(seconds: list[float]) -> dict[str, float]:
     """p50, p90, p99, max and mean in milliseconds."""
     ms = sorted(s * 1000 for s in seconds)
     q = statistics.quantiles(ms, n=100, method="inclusive")
-    return {"n": len(ms), "p50": round(q[49], 2), "p90": round(q[89], 2), "p99": round(q[98], 2),
-            "max": round(ms[-1], 2), "mean": round(statistics.fmean(ms), 2)}
+    return {
+        "n": len(ms),
+        "p50": round(q[49], 2),
+        "p90": round(q[89], 2),
+        "p99": round(q[98], 2),
+        "max": round(ms[-1], 2),
+        "mean": round(statistics.fmean(ms), 2),
+    }
 
 
-async def latency(ca: ssl.SSLContext, direct: tuple[str, str], gateway: tuple[str, str], calls: int, warmup: int) -> dict[str, Any]:
+async def latency(
+    ca: ssl.SSLContext, direct: tuple[str, str], gateway: tuple[str, str], calls: int, warmup: int
+) -> dict[str, Any]:
     """Sequential calls, alternating direct and through the gateway; both keep their connection."""
     times: dict[str, dict[str, list[float]]] = {"direct": {}, "gateway": {}}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca, limit=1)) as a, \
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca, limit=1)) as b:
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca, limit=1)) as a,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca, limit=1)) as b,
+    ):
         for i in range(warmup + calls):
             for path, session, (base, token) in (("direct", a, direct), ("gateway", b, gateway)):
                 operation, took = await call(session, base, token, i)
@@ -174,20 +230,31 @@ async def latency(ca: ssl.SSLContext, direct: tuple[str, str], gateway: tuple[st
                     times[path].setdefault(operation, []).append(took)
     out: dict[str, Any] = {"calls_each_path": calls, "warmup_calls": warmup}
     for path, by_op in times.items():
-        out[path] = {"all": quantiles([t for ts in by_op.values() for t in ts])} | {op: quantiles(ts) for op, ts in by_op.items()}
+        out[path] = {"all": quantiles([t for ts in by_op.values() for t in ts])} | {
+            op: quantiles(ts) for op, ts in by_op.items()
+        }
     out["added_ms"] = {
-        key: {q: round(out["gateway"][key][q] - out["direct"][key][q], 2) for q in ("p50", "p90", "p99", "mean")}
+        key: {
+            q: round(out["gateway"][key][q] - out["direct"][key][q], 2)
+            for q in ("p50", "p90", "p99", "mean")
+        }
         for key in out["direct"]
     }
     return out
 
 
-async def throughput(ca: ssl.SSLContext, gateway: tuple[str, str], pid: int, seconds: float, concurrency: int) -> dict[str, Any]:
+async def throughput(
+    ca: ssl.SSLContext, gateway: tuple[str, str], pid: int, seconds: float, concurrency: int
+) -> dict[str, Any]:
     """`concurrency` clients through the gateway for `seconds`; the gateway process's CPU over it."""
     took: list[float] = []
     base, token = gateway
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca, limit=concurrency)) as session:
-        await asyncio.gather(*(call(session, base, token, i) for i in range(concurrency)))  # connections open
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=ca, limit=concurrency)
+    ) as session:
+        await asyncio.gather(
+            *(call(session, base, token, i) for i in range(concurrency))
+        )  # connections open
         deadline = time.monotonic() + seconds
 
         async def client(n: int) -> None:
@@ -217,15 +284,33 @@ async def throughput(ca: ssl.SSLContext, gateway: tuple[str, str], pid: int, sec
 
 def issue(env: dict[str, str]) -> dict[str, str]:
     done = subprocess.run(
-        [sys.executable, "-m", "partnerwatch", "gateway", "credentials", "issue", "--provider", PROVIDER, "--principal", PRINCIPAL, "--json"],
-        env=env, cwd=checkout(), capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "partnerwatch",
+            "gateway",
+            "credentials",
+            "issue",
+            "--provider",
+            PROVIDER,
+            "--principal",
+            PRINCIPAL,
+            "--json",
+        ],
+        env=env,
+        cwd=checkout(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if done.returncode != 0:
         raise SystemExit(f"credentials issue failed: {done.stderr}{done.stdout}")
     return dict(orjson.loads(done.stdout))
 
 
-def run(calls: int = 1000, seconds: float = 8.0, concurrency: int = 16, warmup: int = 20) -> dict[str, Any]:
+def run(
+    calls: int = 1000, seconds: float = 8.0, concurrency: int = 16, warmup: int = 20
+) -> dict[str, Any]:
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="pw-bench-gateway-") as tmp:
         root = Path(tmp)
@@ -236,7 +321,17 @@ def run(calls: int = 1000, seconds: float = 8.0, concurrency: int = 16, warmup: 
         secret.chmod(0o600)
         ns = Namespace(root)
         upstream = Upstream(root / "tls", root / "upstream.log").start(ca)
-        env = {**ns.env, **gateway_env(pki, upstream.url, secret, root / "gateway.sqlite", free_port(), PW_GATEWAY_MODE="observe")}
+        env = {
+            **ns.env,
+            **gateway_env(
+                pki,
+                upstream.url,
+                secret,
+                root / "gateway.sqlite",
+                free_port(),
+                PW_GATEWAY_MODE="observe",
+            ),
+        }
         gateway = GatewayProcess(env, root / "gateway.log")
         try:
             gateway.start(pki.ca_file)
@@ -247,8 +342,20 @@ def run(calls: int = 1000, seconds: float = 8.0, concurrency: int = 16, warmup: 
 
             async def measure() -> tuple[dict[str, Any], dict[str, Any], int]:
                 async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ca)) as session:
-                    seller = await lwa_token(session, upstream.url, SELLER["client_id"], SELLER["client_secret"], SELLER["refresh_token"])
-                    mine = await lwa_token(session, url, creds["client_id"], creds["client_secret"], creds["refresh_token"])
+                    seller = await lwa_token(
+                        session,
+                        upstream.url,
+                        SELLER["client_id"],
+                        SELLER["client_secret"],
+                        SELLER["refresh_token"],
+                    )
+                    mine = await lwa_token(
+                        session,
+                        url,
+                        creds["client_id"],
+                        creds["client_secret"],
+                        creds["refresh_token"],
+                    )
                 lat = await latency(ca, (upstream.url, seller), (url, mine), calls, warmup)
                 thr = await throughput(ca, (url, mine), pid, seconds, concurrency)
                 return lat, thr, 1
@@ -258,7 +365,8 @@ def run(calls: int = 1000, seconds: float = 8.0, concurrency: int = 16, warmup: 
             expected = warmup + calls + thr["calls"] + thr["warmup_calls"] + logins
             topic = ns.settings.actions_topic
             events = sum(
-                1 for r in ns.read_topic(topic, expected, timeout=60)
+                1
+                for r in ns.read_topic(topic, expected, timeout=60)
                 if orjson.loads(r.value).get("account_id") == ACCOUNT
             )
         finally:
@@ -268,7 +376,7 @@ def run(calls: int = 1000, seconds: float = 8.0, concurrency: int = 16, warmup: 
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": f"python -m bench.gateway --calls {calls} --seconds {seconds:g} --concurrency {concurrency}",
         "setup": "client (aiohttp), gateway (`partnerwatch gateway run`, observe, events acknowledged by the local Kafka broker)"
-                 " and sandbox upstream: three processes on 127.0.0.1, TLS everywhere, keep-alive connections",
+        " and sandbox upstream: three processes on 127.0.0.1, TLS everywhere, keep-alive connections",
         "calls": "alternating getListingsItem (recorded as data.read) and patchListingsItem (listing.price_change)",
         "latency": lat,
         "throughput": thr,
@@ -276,7 +384,11 @@ def run(calls: int = 1000, seconds: float = 8.0, concurrency: int = 16, warmup: 
         "events_expected": expected,
         "events_on_topic": events,
         "load_average_at_start": [round(x, 2) for x in load],
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        },
     }
 
 
@@ -285,23 +397,41 @@ def markdown(figures: dict[str, Any]) -> str:
     rows = []
     for key in ("all", "getListingsItem", "patchListingsItem"):
         d, g, a = lat["direct"][key], lat["gateway"][key], lat["added_ms"][key]
-        rows.append((
-            f"added latency, {key} ({lat['calls_each_path']} sequential calls each path)",
-            f"p50 {a['p50']} ms, p99 {a['p99']} ms (direct p50 {d['p50']} / p99 {d['p99']} ms;"
-            f" through the gateway p50 {g['p50']} / p99 {g['p99']} ms)",
-        ))
+        rows.append(
+            (
+                f"added latency, {key} ({lat['calls_each_path']} sequential calls each path)",
+                f"p50 {a['p50']} ms, p99 {a['p99']} ms (direct p50 {d['p50']} / p99 {d['p99']} ms;"
+                f" through the gateway p50 {g['p50']} / p99 {g['p99']} ms)",
+            )
+        )
     under = thr["latency_ms_under_load"]
     rows += [
-        (f"throughput through the gateway, {thr['concurrency']} concurrent clients, {thr['seconds']} s",
-         f"{thr['calls_per_second']} calls/s (p50 {under['p50']} ms, p99 {under['p99']} ms)"),
+        (
+            f"throughput through the gateway, {thr['concurrency']} concurrent clients, {thr['seconds']} s",
+            f"{thr['calls_per_second']} calls/s (p50 {under['p50']} ms, p99 {under['p99']} ms)",
+        ),
         ("gateway CPU (cores busy)", f"{thr['gateway_cores_busy']}"),
         ("calls/s per core (calls / gateway CPU seconds)", f"{thr['calls_per_second_per_core']}"),
         ("gateway peak RSS", f"{figures['gateway_peak_rss_mib']} MiB"),
-        ("gateway events on the actions topic / expected", f"{figures['events_on_topic']} / {figures['events_expected']}"),
-        ("load average at start (1/5/15 min)", " / ".join(str(x) for x in figures["load_average_at_start"])),
+        (
+            "gateway events on the actions topic / expected",
+            f"{figures['events_on_topic']} / {figures['events_expected']}",
+        ),
+        (
+            "load average at start (1/5/15 min)",
+            " / ".join(str(x) for x in figures["load_average_at_start"]),
+        ),
     ]
-    lines = [f"# Gateway benchmark {figures['measured_at']}", "", f"Command: `{figures['command']}`", "",
-             f"Setup: {figures['setup']}. Calls: {figures['calls']}.", "", "| measure | result |", "|---|---|"]
+    lines = [
+        f"# Gateway benchmark {figures['measured_at']}",
+        "",
+        f"Command: `{figures['command']}`",
+        "",
+        f"Setup: {figures['setup']}. Calls: {figures['calls']}.",
+        "",
+        "| measure | result |",
+        "|---|---|",
+    ]
     lines += [f"| {a} | {b} |" for a, b in rows]
     lines += ["", f"Machine: {figures['machine']}", ""]
     return "\n".join(lines)
@@ -310,16 +440,24 @@ def markdown(figures: dict[str, Any]) -> str:
 def write(figures: dict[str, Any], results: Path, suffix: str, text: str) -> Path:
     results.mkdir(parents=True, exist_ok=True)
     stem = results / f"{datetime.now(UTC).strftime('%Y-%m-%d')}-{suffix}"
-    stem.with_suffix(".json").write_text(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n")
+    stem.with_suffix(".json").write_text(
+        orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n"
+    )
     stem.with_suffix(".md").write_text(text)
     return stem
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
-    parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=1000, help="sequential calls on each path (latency)")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gateway", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--calls", type=int, default=1000, help="sequential calls on each path (latency)"
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="length of the throughput run")
-    parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients in the throughput run")
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="concurrent clients in the throughput run"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--serve-upstream", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tls", type=Path, help=argparse.SUPPRESS)

@@ -92,7 +92,9 @@ def fill(sqs: Any, url: str, messages: list[str]) -> float:
     started = time.monotonic()
     for start in range(0, len(messages), 10):
         chunk = messages[start : start + 10]
-        answer = sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": m} for i, m in enumerate(chunk)])
+        answer = sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": m} for i, m in enumerate(chunk)]
+        )
         if answer.get("Failed"):
             raise SystemExit(f"ElasticMQ refused messages: {answer['Failed'][:3]}")
     return time.monotonic() - started
@@ -114,7 +116,12 @@ def run(count: int = 3000, timeout: float = 300.0) -> dict[str, Any]:
             url = new_queue(sqs, visibility=60)
             messages, expected, mix = bodies(count)
             send_seconds = fill(sqs, url, messages)
-            tail = consumer(settings, settings.actions_topic, role="bench-notifications-tail", auto_offset_reset="earliest")
+            tail = consumer(
+                settings,
+                settings.actions_topic,
+                role="bench-notifications-tail",
+                auto_offset_reset="earliest",
+            )
             env = {
                 **ns.env,
                 "PW_SQS_ENDPOINT_URL": endpoint,
@@ -129,7 +136,11 @@ def run(count: int = 3000, timeout: float = 300.0) -> dict[str, Any]:
             with log_path.open("ab") as log:
                 reader = subprocess.Popen(
                     [sys.executable, "-m", "partnerwatch", "notifications", "run"],
-                    env=env, cwd=checkout() or root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    env=env,
+                    cwd=checkout() or root,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
             seen = 0
             started = acked = emptied = None
@@ -137,9 +148,13 @@ def run(count: int = 3000, timeout: float = 300.0) -> dict[str, Any]:
             deadline = time.monotonic() + timeout
             while (acked is None or emptied is None) and time.monotonic() < deadline:
                 if reader.poll() is not None:
-                    raise SystemExit(f"the reader exited: {log_path.read_text(errors='replace')[-2000:]}")
+                    raise SystemExit(
+                        f"the reader exited: {log_path.read_text(errors='replace')[-2000:]}"
+                    )
                 for records in tail.poll(timeout_ms=20).values():
-                    seen += sum(1 for r in records if orjson.loads(r.value).get("account_id") == ACCOUNT)
+                    seen += sum(
+                        1 for r in records if orjson.loads(r.value).get("account_id") == ACCOUNT
+                    )
                 now = time.monotonic()
                 if started is None:
                     visible, in_flight = queue_depth(sqs, url)
@@ -154,7 +169,9 @@ def run(count: int = 3000, timeout: float = 300.0) -> dict[str, Any]:
                         emptied = now
             tail.close()
             if started is None or acked is None:
-                raise SystemExit(f"{seen} of {expected} events within {timeout}s: {log_path.read_text(errors='replace')[-2000:]}")
+                raise SystemExit(
+                    f"{seen} of {expected} events within {timeout}s: {log_path.read_text(errors='replace')[-2000:]}"
+                )
             seconds = acked - started
             cpu = cpu1 - cpu0
     finally:
@@ -183,32 +200,62 @@ def run(count: int = 3000, timeout: float = 300.0) -> dict[str, Any]:
         "notifications_per_second_per_core": round(count / cpu, 1) if cpu else None,
         "reader": "partnerwatch notifications run: long polling (2 s wait), 10 messages per receive, delete after Kafka's acknowledgement",
         "load_average_at_start": [round(x, 2) for x in load],
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        },
     }
 
 
 def markdown(f: dict[str, Any]) -> str:
     rows = [
-        ("notifications (sent to the queue before the reader starts)", f"{f['notifications']:,} ({len(f['mix'])} kinds)"),
-        ("events acknowledged by Kafka / expected", f"{f['events_seen']:,} / {f['events_expected']:,}"),
+        (
+            "notifications (sent to the queue before the reader starts)",
+            f"{f['notifications']:,} ({len(f['mix'])} kinds)",
+        ),
+        (
+            "events acknowledged by Kafka / expected",
+            f"{f['events_seen']:,} / {f['events_expected']:,}",
+        ),
         ("first message received to every event acknowledged", f"{f['seconds_to_acknowledged']} s"),
-        ("ingestion rate", f"{f['events_per_second']:,} events/s ({f['notifications_per_second']:,} notifications/s)"),
+        (
+            "ingestion rate",
+            f"{f['events_per_second']:,} events/s ({f['notifications_per_second']:,} notifications/s)",
+        ),
         ("first message received to queue empty (all deleted)", f"{f['seconds_to_queue_empty']} s"),
         ("reader CPU (cores busy)", f"{f['reader_cores_busy']}"),
-        ("notifications/s per core (notifications / reader CPU seconds)", f"{f['notifications_per_second_per_core']}"),
-        ("load average at start (1/5/15 min)", " / ".join(str(x) for x in f["load_average_at_start"])),
+        (
+            "notifications/s per core (notifications / reader CPU seconds)",
+            f"{f['notifications_per_second_per_core']}",
+        ),
+        (
+            "load average at start (1/5/15 min)",
+            " / ".join(str(x) for x in f["load_average_at_start"]),
+        ),
     ]
-    lines = [f"# Notification ingestion benchmark {f['measured_at']}", "", f"Command: `{f['command']}`", "",
-             f"Reader: {f['reader']}; ElasticMQ from `partnerwatch elasticmq start`; the local Kafka broker.", "",
-             "| measure | result |", "|---|---|"]
+    lines = [
+        f"# Notification ingestion benchmark {f['measured_at']}",
+        "",
+        f"Command: `{f['command']}`",
+        "",
+        f"Reader: {f['reader']}; ElasticMQ from `partnerwatch elasticmq start`; the local Kafka broker.",
+        "",
+        "| measure | result |",
+        "|---|---|",
+    ]
     lines += [f"| {a} | {b} |" for a, b in rows]
     lines += ["", f"Machine: {f['machine']}", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m bench.notifications", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--count", type=int, default=3000, help="notifications sent through the queue")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.notifications", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--count", type=int, default=3000, help="notifications sent through the queue"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     figures = run(args.count)

@@ -23,11 +23,30 @@ def stages(names: list[str]) -> dict[str, Any]:
 
 
 def stage_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = [(f"{n} stage", f"skipped ({f['skipped'][:200]})") for n in OPTIONAL if "skipped" in (f := figures.get(n) or {})]
+    rows = [
+        (f"{n} stage", f"skipped ({f['skipped'][:200]})")
+        for n in OPTIONAL
+        if "skipped" in (f := figures.get(n) or {})
+    ]
     if "latency" in (gw := figures.get("gateway") or {}):
         added, thr = gw["latency"]["added_ms"]["all"], gw["throughput"]
-        rows.append(("SP-API gateway: added latency (sequential calls)", f"p50 {added['p50']} ms, p99 {added['p99']} ms"))
-        rows.append(("SP-API gateway: calls/s per core", f"{thr['calls_per_second_per_core']} ({thr['calls_per_second']} calls/s at {thr['concurrency']} clients)"))
+        rows.append(
+            (
+                "SP-API gateway: added latency (sequential calls)",
+                f"p50 {added['p50']} ms, p99 {added['p99']} ms",
+            )
+        )
+        rows.append(
+            (
+                "SP-API gateway: calls/s per core",
+                f"{thr['calls_per_second_per_core']} ({thr['calls_per_second']} calls/s at {thr['concurrency']} clients)",
+            )
+        )
     if "events_per_second" in (nf := figures.get("notifications") or {}):
-        rows.append(("notifications: SQS to Kafka-acknowledged events", f"{nf['events_per_second']:,} events/s ({nf['notifications']:,} notifications)"))
+        rows.append(
+            (
+                "notifications: SQS to Kafka-acknowledged events",
+                f"{nf['events_per_second']:,} events/s ({nf['notifications']:,} notifications)",
+            )
+        )
     return rows

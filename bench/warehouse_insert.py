@@ -47,7 +47,12 @@ from sinks.audit_store import checked_entry, event_row, ledger_line, store_event
 from sinks.clickhouse import EmbeddedWarehouse, migrate
 from sinks.loader_offsets import Mark, write_marks
 
-ATTACKS = ("ip_outside_allowlist", "price_change_over_limit", "funds_without_approval", "refund_burst")
+ATTACKS = (
+    "ip_outside_allowlist",
+    "price_change_over_limit",
+    "funds_without_approval",
+    "refund_burst",
+)
 
 
 def ledger_batches(batches: int, size: int, seed: int) -> list[list[bytes]]:
@@ -55,20 +60,26 @@ def ledger_batches(batches: int, size: int, seed: int) -> list[list[bytes]]:
     state = LedgerState(7)
     records: list[bytes] = []
     clock = 1_793_599_260_000
-    for n, (event, _) in enumerate(generate(batches * size * 2, seed=seed, attack_rate=0.01, attack_kinds=ATTACKS)):
+    for n, (event, _) in enumerate(
+        generate(batches * size * 2, seed=seed, attack_rate=0.01, attack_kinds=ATTACKS)
+    ):
         entry = state.accept(normalize(event), format_ms(clock + n))
         if entry is not None:
             records.append(encode_entry(entry))
         if len(records) == batches * size:
             break
-    return [records[i * size:(i + 1) * size] for i in range(batches)]
+    return [records[i * size : (i + 1) * size] for i in range(batches)]
 
 
 class Clock:
     """Python CPU (this thread), process CPU (all threads) and wall time of a block."""
 
     def __enter__(self) -> Clock:
-        self.thread, self.process, self.wall = time.thread_time(), time.process_time(), time.perf_counter()
+        self.thread, self.process, self.wall = (
+            time.thread_time(),
+            time.process_time(),
+            time.perf_counter(),
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -85,18 +96,30 @@ def run_old(wh: EmbeddedWarehouse, batch: list[bytes], lookup: bool) -> dict[str
             store_events(wh, entries)
         else:
             wh.insert("audit.events", [event_row(e) for e in entries])
-    return {"python": prep.thread, "process": prep.process + store.process, "wall": prep.wall + store.wall,
-            "store_process": store.process, "store_wall": store.wall}
+    return {
+        "python": prep.thread,
+        "process": prep.process + store.process,
+        "wall": prep.wall + store.wall,
+        "store_process": store.process,
+        "store_wall": store.wall,
+    }
 
 
-def run_lines(wh: EmbeddedWarehouse, batch: list[bytes], topic: str, offset: int) -> dict[str, float]:
+def run_lines(
+    wh: EmbeddedWarehouse, batch: list[bytes], topic: str, offset: int
+) -> dict[str, float]:
     with Clock() as prep:
         lines = [ledger_line(raw) for raw in batch]
     with Clock() as store:
         write_marks(wh, topic, {0: Mark(offset, offset + len(batch))})
         store_lines(wh, lines)
-    return {"python": prep.thread, "process": prep.process + store.process, "wall": prep.wall + store.wall,
-            "store_process": store.process, "store_wall": store.wall}
+    return {
+        "python": prep.thread,
+        "process": prep.process + store.process,
+        "wall": prep.wall + store.wall,
+        "store_process": store.process,
+        "store_wall": store.wall,
+    }
 
 
 def run_arrow(wh: EmbeddedWarehouse, batch: list[bytes]) -> dict[str, float]:
@@ -113,17 +136,28 @@ def run_arrow(wh: EmbeddedWarehouse, batch: list[bytes]) -> dict[str, float]:
         pw_arrow_table = pa.table(columns)  # noqa: F841  # read by name by chDB's Python()
     with Clock() as store:
         wh._session.query("INSERT INTO audit.events SELECT * FROM Python(pw_arrow_table)", "CSV")
-    return {"python": prep.thread, "process": prep.process + store.process, "wall": prep.wall + store.wall,
-            "store_process": store.process, "store_wall": store.wall}
+    return {
+        "python": prep.thread,
+        "process": prep.process + store.process,
+        "wall": prep.wall + store.wall,
+        "store_process": store.process,
+        "store_wall": store.wall,
+    }
 
 
-def measure(name: str, batches: list[list[bytes]], work: Callable[[EmbeddedWarehouse, list[bytes], int], dict[str, float]]) -> dict[str, Any]:
+def measure(
+    name: str,
+    batches: list[list[bytes]],
+    work: Callable[[EmbeddedWarehouse, list[bytes], int], dict[str, float]],
+) -> dict[str, Any]:
     samples = []
     with tempfile.TemporaryDirectory(prefix=f"pw-bench-{name}-") as tmp:
         wh = EmbeddedWarehouse(Path(tmp) / "warehouse")
         try:
             migrate(wh, Settings.from_env({}))
-            work(wh, batches[0][:100], 0)  # warm-up: first-call costs (e.g. Python() set-up), not counted
+            work(
+                wh, batches[0][:100], 0
+            )  # warm-up: first-call costs (e.g. Python() set-up), not counted
             wh.execute("TRUNCATE TABLE audit.events")
             offset = 100
             for batch in batches:
@@ -150,7 +184,10 @@ def lookup_cost(batches: list[list[bytes]]) -> dict[str, float]:
             for batch in batches:
                 ids = sorted({orjson.loads(raw)["event_id"] for raw in batch})
                 with Clock() as c:
-                    wh.query("SELECT account_id, seq FROM audit.events WHERE event_id IN {ids:Array(String)}", {"ids": ids})
+                    wh.query(
+                        "SELECT account_id, seq FROM audit.events WHERE event_id IN {ids:Array(String)}",
+                        {"ids": ids},
+                    )
                 times.append(c)
                 store_lines(wh, [ledger_line(raw) for raw in batch])
             with Clock() as marks:
@@ -160,7 +197,9 @@ def lookup_cost(batches: list[list[bytes]]) -> dict[str, float]:
     rows = len(batches[0])
     return {
         "lookup_wall_ms_per_batch_last": round(times[-1].wall * 1000, 1),
-        "lookup_process_us_per_row_median": round(statistics.median(t.process for t in times) * 1e6 / rows, 2),
+        "lookup_process_us_per_row_median": round(
+            statistics.median(t.process for t in times) * 1e6 / rows, 2
+        ),
         "marks_write_wall_ms": round(marks.wall * 1000, 1),
     }
 
@@ -208,7 +247,9 @@ def main() -> None:
     batches = ledger_batches(args.batches, args.batch, args.seed)
     methods = {
         "store_events": measure("old", batches, lambda wh, b, _o: run_old(wh, b, lookup=True)),
-        "store_events_no_lookup": measure("old-nolookup", batches, lambda wh, b, _o: run_old(wh, b, lookup=False)),
+        "store_events_no_lookup": measure(
+            "old-nolookup", batches, lambda wh, b, _o: run_old(wh, b, lookup=False)
+        ),
         "lines": measure("lines", batches, lambda wh, b, o: run_lines(wh, b, "pw.ledger", o)),
         "arrow": measure("arrow", batches, lambda wh, b, _o: run_arrow(wh, b)),
     }

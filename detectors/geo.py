@@ -63,7 +63,9 @@ BUNDLED_SOURCE = "geoip2fast (MaxMind GeoLite2 Country + ASN, GeoLite2 EULA)"
 
 class Place(NamedTuple):
     country: str | None  # ISO 3166-1 alpha-2 (and XK for Kosovo)
-    asn: int | None  # AS number, when the data carries one (an ASN mmdb does; geoip2fast's does not)
+    asn: (
+        int | None
+    )  # AS number, when the data carries one (an ASN mmdb does; geoip2fast's does not)
     asn_name: str | None  # network operator, e.g. "Deutsche Telekom AG"
 
 
@@ -86,7 +88,10 @@ def configure(city_db: str = "", asn_db: str = "") -> None:
     global _paths
     with _lock:
         readers: dict[str, Any] = {}
-        for half, variable, path in (("country", "PW_GEOIP_CITY_DB", city_db), ("asn", "PW_GEOIP_ASN_DB", asn_db)):
+        for half, variable, path in (
+            ("country", "PW_GEOIP_CITY_DB", city_db),
+            ("asn", "PW_GEOIP_ASN_DB", asn_db),
+        ):
             if path:
                 readers[half] = _open_mmdb(variable, path)
         for old in _mmdb.values():
@@ -203,7 +208,9 @@ def data_info() -> tuple[GeoData, ...]:
         reader = _mmdb.get(half)
         if reader is not None:
             meta = reader.metadata()
-            built = datetime.fromtimestamp(meta.build_epoch, UTC).date() if meta.build_epoch else None
+            built = (
+                datetime.fromtimestamp(meta.build_epoch, UTC).date() if meta.build_epoch else None
+            )
             path = (_paths or ("", ""))[0 if half == "country" else 1]
             out.append(GeoData(half, path, str(meta.database_type), built, half == "asn"))
             continue
@@ -217,7 +224,9 @@ def _bundled_info() -> tuple[str, date | None]:
     """The bundled file's source line (`MAXMIND:GeoLite2-CountryASN-IPv4IPv6-en-20240618`) and its date."""
     source = str(_load().get_database_info().get("source_info", ""))
     found = re.search(r"(20\d{6})\b", source)
-    built = datetime.strptime(found.group(1), "%Y%m%d").replace(tzinfo=UTC).date() if found else None
+    built = (
+        datetime.strptime(found.group(1), "%Y%m%d").replace(tzinfo=UTC).date() if found else None
+    )
     return source or DATA_FILE, built
 
 
@@ -237,7 +246,9 @@ def staleness(max_age_days: int, today: date | None = None) -> dict[str, Any]:
             "asn_numbers": info.has_asn_numbers,
         }
         if age is None or age > max_age_days:
-            stale.append(f"{info.half} data {'of unknown date' if age is None else f'is {age} days old'}")
+            stale.append(
+                f"{info.half} data {'of unknown date' if age is None else f'is {age} days old'}"
+            )
     out: dict[str, Any] = dict(halves)
     if stale:
         out["warning"] = (
@@ -245,7 +256,9 @@ def staleness(max_age_days: int, today: date | None = None) -> dict[str, Any]:
             " judge addresses by it; set PW_GEOIP_CITY_DB and PW_GEOIP_ASN_DB to current mmdb files"
         )
     if not any(info.has_asn_numbers for info in data_info()):
-        out["note"] = "no AS numbers in the geoip data: networks are told apart by operator name only (set PW_GEOIP_ASN_DB)"
+        out["note"] = (
+            "no AS numbers in the geoip data: networks are told apart by operator name only (set PW_GEOIP_ASN_DB)"
+        )
     return out
 
 

@@ -23,7 +23,12 @@ if TYPE_CHECKING:
 #: `--routes FILE` of every delivery command: wins over PW_ALERT_ROUTES.
 _ROUTES = Annotated[
     Path | None,
-    typer.Option("--routes", exists=True, dir_okay=False, help="the routes file, TOML or YAML (default: PW_ALERT_ROUTES)"),
+    typer.Option(
+        "--routes",
+        exists=True,
+        dir_okay=False,
+        help="the routes file, TOML or YAML (default: PW_ALERT_ROUTES)",
+    ),
 ]
 
 
@@ -38,7 +43,9 @@ def _load(routes_file: Path | None = None) -> tuple[Settings, AlertRoutes]:
     # logging configured here
     settings = load_settings(alert_routes=str(routes_file)) if routes_file else load_settings()
     if not settings.alert_routes:
-        err.print("[red]configuration error:[/] no routes file: give --routes FILE or set PW_ALERT_ROUTES (see infra/alerts/routes.example.toml)")
+        err.print(
+            "[red]configuration error:[/] no routes file: give --routes FILE or set PW_ALERT_ROUTES (see infra/alerts/routes.example.toml)"
+        )
         raise typer.Exit(2)
     try:
         routes = load(settings.alert_routes, os.environ)
@@ -69,7 +76,9 @@ def feed(routes_file: _ROUTES = None) -> None:
 
 @alerts_cli.command("redeliver")
 def redeliver(
-    output: Annotated[str | None, typer.Option(help="only alerts parked for this output (others stay parked)")] = None,
+    output: Annotated[
+        str | None, typer.Option(help="only alerts parked for this output (others stay parked)")
+    ] = None,
     routes_file: _ROUTES = None,
 ) -> None:
     """Send parked alerts again, to the output each was parked for; failures are parked again."""
@@ -79,7 +88,14 @@ def redeliver(
     settings, routes = _load(routes_file)
     require_broker(settings)
     if output is not None and output not in routes.outputs:
-        err.print(line("[red]unknown output[/] ", plain(repr(output)), "; the routes file defines: ", plain(", ".join(sorted(routes.outputs)))))
+        err.print(
+            line(
+                "[red]unknown output[/] ",
+                plain(repr(output)),
+                "; the routes file defines: ",
+                plain(", ".join(sorted(routes.outputs))),
+            )
+        )
         raise typer.Exit(2)
     with kafka_errors(settings):
         report = asyncio.run(run(settings, routes, output))
@@ -100,4 +116,6 @@ def check_routes(routes_file: _ROUTES = None) -> None:
             scope += f", detectors {', '.join(route.detectors)}"
         if route.accounts:
             scope += f", accounts {', '.join(route.accounts)}"
-        console.print(plain(f"{route.name}: {scope} -> {', '.join(route.outputs)} ({route.versions})"))
+        console.print(
+            plain(f"{route.name}: {scope} -> {', '.join(route.outputs)} ({route.versions})")
+        )

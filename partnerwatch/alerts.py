@@ -22,18 +22,39 @@ from partnerwatch.common import load_settings as _settings
 from pipeline.config import Settings
 from pipeline.contract import SEVERITIES
 
-alerts_cli = typer.Typer(help="Alerts: follow the live feed, acknowledge and resolve.", no_args_is_help=True)
+alerts_cli = typer.Typer(
+    help="Alerts: follow the live feed, acknowledge and resolve.", no_args_is_help=True
+)
 
-SEVERITY_STYLE = {"info": "dim", "low": "cyan", "medium": "yellow", "high": "bold red", "critical": "bold white on red"}
+SEVERITY_STYLE = {
+    "info": "dim",
+    "low": "cyan",
+    "medium": "yellow",
+    "high": "bold red",
+    "critical": "bold white on red",
+}
 
 
 @alerts_cli.command("tail")
 def tail(
     from_now: Annotated[bool, typer.Option(help="only alerts raised from now on")] = False,
-    severity: Annotated[Severity | None, typer.Option(help="minimum severity", case_sensitive=False)] = None,
-    account: Annotated[list[str] | None, typer.Option(help="only this account (repeatable; it must have stored events)")] = None,
-    detector: Annotated[list[str] | None, typer.Option(help="only this detector (repeatable; an unknown id is refused with the list of known ones)")] = None,
-    source: Annotated[TailSource, typer.Option(help="auto: the worker's feed when it runs, else Kafka", case_sensitive=False)] = TailSource.auto,
+    severity: Annotated[
+        Severity | None, typer.Option(help="minimum severity", case_sensitive=False)
+    ] = None,
+    account: Annotated[
+        list[str] | None,
+        typer.Option(help="only this account (repeatable; it must have stored events)"),
+    ] = None,
+    detector: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="only this detector (repeatable; an unknown id is refused with the list of known ones)"
+        ),
+    ] = None,
+    source: Annotated[
+        TailSource,
+        typer.Option(help="auto: the worker's feed when it runs, else Kafka", case_sensitive=False),
+    ] = TailSource.auto,
 ) -> None:
     """Print alerts as they arrive, coloured by severity.
 
@@ -48,7 +69,9 @@ def tail(
         check_accounts(lambda sql, params: quiet_query(settings, sql, params), account)
     printer = _AlertPrinter(str(severity or "info"), set(account or []), set(detector or []))
     try:
-        if source == TailSource.kafka or (source == TailSource.auto and not worker_running(settings)):
+        if source == TailSource.kafka or (
+            source == TailSource.auto and not worker_running(settings)
+        ):
             require_broker(settings)
             with kafka_errors(settings):
                 _tail_kafka(settings, printer, from_now)
@@ -80,7 +103,10 @@ class _AlertPrinter:
                 raise TypeError("not a JSON object")
             self.show(alert)
         except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
-            err.print(line("[yellow]skipped a record that is not an alert:[/] ", plain(exc)), highlight=False)
+            err.print(
+                line("[yellow]skipped a record that is not an alert:[/] ", plain(exc)),
+                highlight=False,
+            )
 
     def show(self, alert: dict[str, Any]) -> None:
         severity = alert.get("severity")
@@ -98,10 +124,18 @@ class _AlertPrinter:
         provider = str(alert.get("provider_id") or "")
         console.print(
             line(
-                plain(event_time(alert.get("last_seen")), "dim"), " ", plain(f"{str(severity).upper():8}", style), " ",
-                plain(alert["detector"]), " account=", plain(alert["account_id"]),
+                plain(event_time(alert.get("last_seen")), "dim"),
+                " ",
+                plain(f"{str(severity).upper():8}", style),
+                " ",
+                plain(alert["detector"]),
+                " account=",
+                plain(alert["account_id"]),
                 *((" provider=", plain(provider)) if provider else ()),
-                f" x{count}\n         ", plain(alert.get("title", "")), "  ", plain(alert_id, "dim"),
+                f" x{count}\n         ",
+                plain(alert.get("title", "")),
+                "  ",
+                plain(alert_id, "dim"),
             ),
             highlight=False,
         )
@@ -133,7 +167,9 @@ def _tail_sse(settings: Settings, printer: _AlertPrinter, from_now: bool) -> Non
     while True:
         headers = _auth(settings) | ({"Last-Event-ID": last_id} if last_id else {})
         try:
-            response = open_stream(f"{settings.web_url}/v1/alerts/stream?{query}", headers, timeout=60)
+            response = open_stream(
+                f"{settings.web_url}/v1/alerts/stream?{query}", headers, timeout=60
+            )
             failures = 0
             for event in events(response):
                 if event.id is not None:
@@ -165,7 +201,10 @@ def _tail_kafka(settings: Settings, printer: _AlertPrinter, from_now: bool) -> N
     from sinks.kafka_io import consumer as kafka_consumer
 
     consumer = kafka_consumer(
-        settings, settings.alerts_topic, role="alerts-tail", auto_offset_reset="latest" if from_now else "earliest"
+        settings,
+        settings.alerts_topic,
+        role="alerts-tail",
+        auto_offset_reset="latest" if from_now else "earliest",
     )
     try:
         for record in consumer:
@@ -180,20 +219,40 @@ def _lifecycle(action: str, alert_id: str, by: str, note: str) -> None:
     body = orjson.dumps({"by": by, "note": note})
     url = f"{settings.web_url}/v1/alerts/{urllib.parse.quote(alert_id, safe='')}/{action}"
     try:
-        with http_open(url, timeout=60, data=body, headers={"Content-Type": "application/json", **_auth(settings)}) as response:
+        with http_open(
+            url,
+            timeout=60,
+            data=body,
+            headers={"Content-Type": "application/json", **_auth(settings)},
+        ) as response:
             row = orjson.loads(response.read())
     except urllib.error.HTTPError as exc:
-        err.print(line(f"[red]{action} refused:[/] ", plain(_error_of(exc.read().decode("utf-8", "replace") or "{}") or exc)))
+        err.print(
+            line(
+                f"[red]{action} refused:[/] ",
+                plain(_error_of(exc.read().decode("utf-8", "replace") or "{}") or exc),
+            )
+        )
         raise typer.Exit(1) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         row = _lifecycle_direct(settings, action, alert_id, by, note)
     console.print(
-        line(plain(row["alert_id"]), " ", plain(row["status"], "bold"), " by ", plain(row["actor"]), " at ", plain(row["at"])),
+        line(
+            plain(row["alert_id"]),
+            " ",
+            plain(row["status"], "bold"),
+            " by ",
+            plain(row["actor"]),
+            " at ",
+            plain(row["at"]),
+        ),
         highlight=False,
     )
 
 
-def _lifecycle_direct(settings: Settings, action: str, alert_id: str, by: str, note: str) -> dict[str, Any]:
+def _lifecycle_direct(
+    settings: Settings, action: str, alert_id: str, by: str, note: str
+) -> dict[str, Any]:
     from partnerwatch.preflight import (
         check_embedded_exists,
         check_migrated,
@@ -233,18 +292,28 @@ def _tell_outputs(settings: Settings, row: dict[str, Any], alert: dict[str, Any]
     from sinks.kafka_io import producer as kafka_producer
 
     try:
-        producer = kafka_producer(settings, role="alert-status", max_block_ms=5000, request_timeout_ms=5000)
+        producer = kafka_producer(
+            settings, role="alert-status", max_block_ms=5000, request_timeout_ms=5000
+        )
         try:
             producer.send(
-                settings.alert_status_topic, status_record(row, alert), key=str(row["account_id"]).encode()
+                settings.alert_status_topic,
+                status_record(row, alert),
+                key=str(row["account_id"]).encode(),
             ).get(timeout=10)
         finally:
             producer.close(timeout=5)
-    except Exception as exc:  # no broker, no topic: the action is recorded, the outputs are not told
-        err.print(line(
-            "[yellow]recorded, but the alert feed's outputs were not told[/] ",
-            plain(f"({type(exc).__name__} on {settings.kafka_broker}; `partnerwatch topics` creates {settings.alert_status_topic})"),
-        ))
+    except (
+        Exception
+    ) as exc:  # no broker, no topic: the action is recorded, the outputs are not told
+        err.print(
+            line(
+                "[yellow]recorded, but the alert feed's outputs were not told[/] ",
+                plain(
+                    f"({type(exc).__name__} on {settings.kafka_broker}; `partnerwatch topics` creates {settings.alert_status_topic})"
+                ),
+            )
+        )
 
 
 _BY = Annotated[str, typer.Option("--by", help="who acts (recorded)")]
@@ -289,12 +358,23 @@ LEFT JOIN (
 
 @alerts_cli.command("list")
 def list_alerts(
-    status: Annotated[AlertStatus | None, typer.Option(help="only alerts in this status (reopened ones are open)", case_sensitive=False)] = None,
-    severity: Annotated[Severity | None, typer.Option(help="minimum severity", case_sensitive=False)] = None,
+    status: Annotated[
+        AlertStatus | None,
+        typer.Option(
+            help="only alerts in this status (reopened ones are open)", case_sensitive=False
+        ),
+    ] = None,
+    severity: Annotated[
+        Severity | None, typer.Option(help="minimum severity", case_sensitive=False)
+    ] = None,
     account: Annotated[str | None, typer.Option(help="one account")] = None,
     detector: Annotated[str | None, typer.Option(help="one detector")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100_000, help="at most this many, newest evidence first")] = 50,
-    fmt: Annotated[ListFormat, typer.Option("--format", "-f", case_sensitive=False)] = ListFormat.table,
+    limit: Annotated[
+        int, typer.Option(min=1, max=100_000, help="at most this many, newest evidence first")
+    ] = 50,
+    fmt: Annotated[
+        ListFormat, typer.Option("--format", "-f", case_sensitive=False)
+    ] = ListFormat.table,
 ) -> None:
     """Stored alerts with their current status, newest evidence first (`alerts show ID` for one)."""
     from partnerwatch.common import print_rows, run_query
@@ -311,7 +391,7 @@ def list_alerts(
         params["status"] = str(status)
     if severity:
         where.append("severity IN {severities:Array(String)}")
-        params["severities"] = list(SEVERITIES[SEVERITIES.index(str(severity)):])
+        params["severities"] = list(SEVERITIES[SEVERITIES.index(str(severity)) :])
     if account:
         where.append("account_id = {account:String}")
         params["account"] = account
@@ -327,13 +407,21 @@ def list_alerts(
     columns, rows = run_query(settings, query, params)
     print_rows(columns, rows, str(fmt))
     if fmt == ListFormat.table:
-        err.print(f"{len(rows)} alert(s)" + (f" (the newest {limit}: --limit for more)" if len(rows) == limit else ""), style="dim")
+        err.print(
+            f"{len(rows)} alert(s)"
+            + (f" (the newest {limit}: --limit for more)" if len(rows) == limit else ""),
+            style="dim",
+        )
 
 
 @alerts_cli.command("show")
 def show_alert(
-    alert_id: Annotated[str, typer.Argument(help="the alert's id (from `alerts list` or `alerts tail`)")],
-    fmt: Annotated[ListFormat, typer.Option("--format", "-f", case_sensitive=False)] = ListFormat.table,
+    alert_id: Annotated[
+        str, typer.Argument(help="the alert's id (from `alerts list` or `alerts tail`)")
+    ],
+    fmt: Annotated[
+        ListFormat, typer.Option("--format", "-f", case_sensitive=False)
+    ] = ListFormat.table,
 ) -> None:
     """One alert: what happened, its evidence events, the response advised, and who acted on it."""
     from partnerwatch.common import json_line, run_query
@@ -347,7 +435,14 @@ def show_alert(
         {"id": alert_id},
     )
     if not rows:
-        err.print(line("[red]no alert[/] ", plain(repr(alert_id), "red"), " in the warehouse (`partnerwatch alerts list` shows the stored ones)"), soft_wrap=True)
+        err.print(
+            line(
+                "[red]no alert[/] ",
+                plain(repr(alert_id), "red"),
+                " in the warehouse (`partnerwatch alerts list` shows the stored ones)",
+            ),
+            soft_wrap=True,
+        )
         raise typer.Exit(1)
     alert = dict(zip(columns, rows[0], strict=True))
     _, history = run_query(
@@ -364,12 +459,25 @@ def show_alert(
         sys.stdout.write(json_line(alert) + "\n")
         return
     style = SEVERITY_STYLE.get(str(alert["severity"]), "")
-    console.print(line(plain(str(alert["severity"]).upper(), style), " ", plain(alert["detector"], "bold"), "  ", plain(alert["alert_id"], "dim")), highlight=False)
+    console.print(
+        line(
+            plain(str(alert["severity"]).upper(), style),
+            " ",
+            plain(alert["detector"], "bold"),
+            "  ",
+            plain(alert["alert_id"], "dim"),
+        ),
+        highlight=False,
+    )
     console.print(plain(alert["title"], "bold"), highlight=False)
     console.print(plain(alert["summary"]), highlight=False)
     fields = [
-        ("account", alert["account_id"]), ("provider", alert["provider_id"] or "-"), ("principal", alert["principal_id"] or "-"),
-        ("first seen", alert["first_seen"] + " UTC"), ("last seen", alert["last_seen"] + " UTC"), ("events", alert["count"]),
+        ("account", alert["account_id"]),
+        ("provider", alert["provider_id"] or "-"),
+        ("principal", alert["principal_id"] or "-"),
+        ("first seen", alert["first_seen"] + " UTC"),
+        ("last seen", alert["last_seen"] + " UTC"),
+        ("events", alert["count"]),
         ("status", alert["status"]),
     ]
     for name, value in fields:
@@ -382,4 +490,14 @@ def show_alert(
         for step in alert["response"]:
             console.print(line("  - ", plain(step)), highlight=False)
     for h in alert["history"]:
-        console.print(line(plain(h["at"] + " UTC", "dim"), " ", plain(h["status"], "bold"), " by ", plain(h["by"]), *((" - ", plain(h["note"])) if h["note"] else ())), highlight=False)
+        console.print(
+            line(
+                plain(h["at"] + " UTC", "dim"),
+                " ",
+                plain(h["status"], "bold"),
+                " by ",
+                plain(h["by"]),
+                *((" - ", plain(h["note"])) if h["note"] else ()),
+            ),
+            highlight=False,
+        )

@@ -23,14 +23,38 @@ def evaluate(
     count: Annotated[int, typer.Option(help="events in the labelled stream")] = 20_000,
     seed: Annotated[int, typer.Option()] = 7,
     attack_rate: Annotated[float, typer.Option(help="attack instances per benign event")] = 0.004,
-    disorder: Annotated[float, typer.Option("--disorder", help="arrival disorder: every event arrives up to this many seconds after it occurred (0: in order)", min=0)] = 0.0,
+    disorder: Annotated[
+        float,
+        typer.Option(
+            "--disorder",
+            help="arrival disorder: every event arrives up to this many seconds after it occurred (0: in order)",
+            min=0,
+        ),
+    ] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
-    ml: Annotated[bool, typer.Option("--ml", help="the behaviour model on behavioural anomalies instead (partnerwatch/ml.py)")] = False,
-    ml_train_events: Annotated[int, typer.Option(help="--ml: benign history to train on")] = 140_000,
-    ml_test_events: Annotated[int, typer.Option(help="--ml: benign events of the test window")] = 80_000,
+    ml: Annotated[
+        bool,
+        typer.Option(
+            "--ml", help="the behaviour model on behavioural anomalies instead (partnerwatch/ml.py)"
+        ),
+    ] = False,
+    ml_train_events: Annotated[
+        int, typer.Option(help="--ml: benign history to train on")
+    ] = 140_000,
+    ml_test_events: Annotated[
+        int, typer.Option(help="--ml: benign events of the test window")
+    ] = 80_000,
     ml_episodes: Annotated[int, typer.Option(help="--ml: behavioural episodes to inject")] = 8,
-    ml_target_far: Annotated[float, typer.Option(help="--ml: false alerts per 10,000 training events")] = 0.5,
-    ml_pipeline: Annotated[bool, typer.Option("--pipeline", help="--ml: through the real worker on the local Kafka broker (a smaller stream: partnerwatch/ml_pipeline_eval.py)")] = False,
+    ml_target_far: Annotated[
+        float, typer.Option(help="--ml: false alerts per 10,000 training events")
+    ] = 0.5,
+    ml_pipeline: Annotated[
+        bool,
+        typer.Option(
+            "--pipeline",
+            help="--ml: through the real worker on the local Kafka broker (a smaller stream: partnerwatch/ml_pipeline_eval.py)",
+        ),
+    ] = False,
 ) -> None:
     """Run a labelled scenario (every attack kind among benign traffic) through the real pipeline
     on the local Kafka broker, in a namespace of its own, and score every detector (the
@@ -45,7 +69,15 @@ def evaluate(
     if ml:
         from partnerwatch.ml import evaluate_ml
 
-        evaluate_ml(ml_train_events, ml_test_events, seed, ml_episodes, ml_target_far, as_json, pipeline=ml_pipeline)
+        evaluate_ml(
+            ml_train_events,
+            ml_test_events,
+            seed,
+            ml_episodes,
+            ml_target_far,
+            as_json,
+            pipeline=ml_pipeline,
+        )
         return
     import tempfile
 
@@ -60,13 +92,22 @@ def evaluate(
 
     status = kafka_runner(_settings(), "start", quiet=True)
     if status != 0:
-        raise typer.Exit(EXIT_UNAVAILABLE if status == EXIT_UNAVAILABLE else 1)  # kafka.sh said why, in one line
+        raise typer.Exit(
+            EXIT_UNAVAILABLE if status == EXIT_UNAVAILABLE else 1
+        )  # kafka.sh said why, in one line
     from partnerwatch.progress import phases
 
-    stream = list(generate(count, seed=seed, attack_rate=attack_rate, attack_kinds=ATTACKS, events_per_hour=1800))
+    stream = list(
+        generate(
+            count, seed=seed, attack_rate=attack_rate, attack_kinds=ATTACKS, events_per_hour=1800
+        )
+    )
     if disorder > 0:
         stream = disordered(stream, disorder, seed)
-    with tempfile.TemporaryDirectory(prefix="pw-evaluate-") as tmp, phases("starting a worker in a namespace of its own") as say:
+    with (
+        tempfile.TemporaryDirectory(prefix="pw-evaluate-") as tmp,
+        phases("starting a worker in a namespace of its own") as say,
+    ):
         ns = Namespace(Path(tmp))
         worker = Worker(ns).start()
         try:
@@ -79,7 +120,11 @@ def evaluate(
                 return done >= len(stream)
 
             wait_for(sequenced, 600, "all events sequenced")
-            wait_for(lambda: metric(ns.port, "pw_provider_stage_events_total") >= len(stream), 600, "the provider stage folded all")
+            wait_for(
+                lambda: metric(ns.port, "pw_provider_stage_events_total") >= len(stream),
+                600,
+                "the provider stage folded all",
+            )
             say("collecting the alerts until none arrives for a while")
             alerts = settled_alerts(ns)
         finally:
@@ -104,17 +149,28 @@ def evaluate(
     identical = replayed == set(alerts) - wide
     identical_wide = replayed_wide == wide
     if as_json:
-        sys.stdout.write(orjson.dumps({
-            **report.as_dict(), "disorder_seconds": disorder, "replay_identical_alert_ids": identical,
-            "provider_stage_replay_identical_alert_ids": identical_wide,
-        }).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(
+                {
+                    **report.as_dict(),
+                    "disorder_seconds": disorder,
+                    "replay_identical_alert_ids": identical,
+                    "provider_stage_replay_identical_alert_ids": identical_wide,
+                }
+            ).decode()
+            + "\n"
+        )
         return
     table = Table("alerts", "true", "false", "injected", "caught", "recall", "precision")
     table.columns.insert(0, Column("detector", no_wrap=True))
     for row in report.as_dict()["detectors"]:
         table.add_row(
-            row["detector"], str(row["alerts"]), str(row["true_alerts"]), str(row["false_alerts"]),
-            str(row["injected"]), str(row["caught"]),
+            row["detector"],
+            str(row["alerts"]),
+            str(row["true_alerts"]),
+            str(row["false_alerts"]),
+            str(row["injected"]),
+            str(row["caught"]),
             "-" if row["recall"] is None else f"{row['recall']:.2f}",
             "-" if row["precision"] is None else f"{row['precision']:.2f}",
         )
@@ -125,4 +181,3 @@ def evaluate(
         f"replayed alert ids identical: {identical} (provider stage: {identical_wide})"
         + (f"; arrival disorder up to {disorder:g} s" if disorder else "")
     )
-

@@ -34,8 +34,19 @@ grants_cli = typer.Typer(
 )
 
 #: Columns of an import file (CSV header or YAML keys); list cells in CSV are separated by spaces, `;` or `|`.
-FIELDS = ("account", "provider", "principals", "scopes", "marketplaces", "ip_allowlist", "expires",
-          "grant_id", "max_price_change_pct", "require_approval", "skus")
+FIELDS = (
+    "account",
+    "provider",
+    "principals",
+    "scopes",
+    "marketplaces",
+    "ip_allowlist",
+    "expires",
+    "grant_id",
+    "max_price_change_pct",
+    "require_approval",
+    "skus",
+)
 LIST_FIELDS = ("principals", "scopes", "marketplaces", "ip_allowlist", "require_approval", "skus")
 #: Who the grant events name as the acting seller principal when --by is not given.
 DEFAULT_BY = "partnerwatch-cli"
@@ -55,7 +66,9 @@ def _when(text: str, field: str) -> str:
     try:
         return format_ms(parse_when(text))
     except ValueError:
-        raise GrantError(f"{field}: a date (2027-01-31) or an RFC 3339 time, not {text!r}") from None
+        raise GrantError(
+            f"{field}: a date (2027-01-31) or an RFC 3339 time, not {text!r}"
+        ) from None
 
 
 def _list(value: Any, field: str) -> list[str] | None:
@@ -74,7 +87,9 @@ def grant_event(row: dict[str, Any], by: str) -> dict[str, Any]:
     """One import row (or the options of `grants add`) as a validated permission.grant event."""
     unknown = sorted(set(row) - set(FIELDS))
     if unknown:
-        raise GrantError(f"unknown column(s) {', '.join(unknown)}; the columns are {', '.join(FIELDS)}")
+        raise GrantError(
+            f"unknown column(s) {', '.join(unknown)}; the columns are {', '.join(FIELDS)}"
+        )
     account = str(row.get("account") or "").strip()
     provider = str(row.get("provider") or "").strip()
     if not account:
@@ -85,7 +100,8 @@ def grant_event(row: dict[str, Any], by: str) -> dict[str, Any]:
     if not scopes:
         raise GrantError("scopes: at least one action pattern (listing.*, inventory.update, ...)")
     grant: dict[str, Any] = {
-        "grant_id": str(row.get("grant_id") or "").strip() or f"g-{provider}-{uuid.uuid4().hex[:8]}",
+        "grant_id": str(row.get("grant_id") or "").strip()
+        or f"g-{provider}-{uuid.uuid4().hex[:8]}",
         "provider_id": provider,
         "scopes": scopes,
     }
@@ -95,33 +111,41 @@ def grant_event(row: dict[str, Any], by: str) -> dict[str, Any]:
     for field in ("scopes", "require_approval"):
         for pattern in grant.get(field, ()):
             if not any(action_matches(pattern, action) for action in ACTIONS):
-                raise GrantError(f"{field}: {pattern!r} names no action (listing.*, inventory.update, ...: docs/contract.md)")
+                raise GrantError(
+                    f"{field}: {pattern!r} names no action (listing.*, inventory.update, ...: docs/contract.md)"
+                )
     if row.get("expires") not in (None, ""):
         grant["valid_until"] = _when(str(row["expires"]), "expires")
     if row.get("max_price_change_pct") not in (None, ""):
         try:
             grant["max_price_change_pct"] = float(row["max_price_change_pct"])
         except (TypeError, ValueError):
-            raise GrantError(f"max_price_change_pct: a number, not {row['max_price_change_pct']!r}") from None
-    return _checked({
-        "event_id": f"cli-grant-{uuid.uuid4().hex}",
-        "occurred_at": _now(),
-        "account_id": account,
-        "actor": {"type": "seller", "principal_id": by},
-        "action": "permission.grant",
-        "grant": grant,
-    })
+            raise GrantError(
+                f"max_price_change_pct: a number, not {row['max_price_change_pct']!r}"
+            ) from None
+    return _checked(
+        {
+            "event_id": f"cli-grant-{uuid.uuid4().hex}",
+            "occurred_at": _now(),
+            "account_id": account,
+            "actor": {"type": "seller", "principal_id": by},
+            "action": "permission.grant",
+            "grant": grant,
+        }
+    )
 
 
 def revoke_event(account: str, grant_id: str, by: str) -> dict[str, Any]:
-    return _checked({
-        "event_id": f"cli-revoke-{uuid.uuid4().hex}",
-        "occurred_at": _now(),
-        "account_id": account,
-        "actor": {"type": "seller", "principal_id": by},
-        "action": "permission.revoke",
-        "grant": {"grant_id": grant_id},
-    })
+    return _checked(
+        {
+            "event_id": f"cli-revoke-{uuid.uuid4().hex}",
+            "occurred_at": _now(),
+            "account_id": account,
+            "actor": {"type": "seller", "principal_id": by},
+            "action": "permission.revoke",
+            "grant": {"grant_id": grant_id},
+        }
+    )
 
 
 def _checked(event: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +170,9 @@ def read_import(file: Path) -> list[dict[str, Any]]:
         if isinstance(doc, dict) and "grants" in doc:
             doc = doc["grants"]
         if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
-            raise GrantError("YAML: a list of grants (mappings), or a mapping with a `grants:` list")
+            raise GrantError(
+                "YAML: a list of grants (mappings), or a mapping with a `grants:` list"
+            )
         return [{str(k): v for k, v in r.items()} for r in doc]
     if file.suffix.lower() != ".csv":
         raise GrantError("give a .csv, .yaml or .yml file")
@@ -162,7 +188,10 @@ def _send(settings: Settings, events: list[dict[str, Any]], wait: bool, timeout:
     from sinks.kafka_io import ensure_topics
 
     require_broker(settings)
-    lines = [Line(n, orjson.dumps(e), e["event_id"], e["account_id"], None) for n, e in enumerate(events, start=1)]
+    lines = [
+        Line(n, orjson.dumps(e), e["event_id"], e["account_id"], None)
+        for n, e in enumerate(events, start=1)
+    ]
     with kafka_errors(settings):
         ensure_topics(settings)
         verdicts = Verdicts(settings) if wait else None
@@ -174,14 +203,26 @@ def _send(settings: Settings, events: list[dict[str, Any]], wait: bool, timeout:
             if verdicts is not None:
                 verdicts.close()
     if not wait:
-        err.print(f"sent {len(sent)} event(s) to {settings.actions_topic}; `grants list` shows them once the worker has stored them")
+        err.print(
+            f"sent {len(sent)} event(s) to {settings.actions_topic}; `grants list` shows them once the worker has stored them"
+        )
         return
     refused = [s for s in sent if s.verdict == "dead-lettered"]
     pending = [s for s in sent if s.verdict == "pending"]
     for s in refused:
-        err.print(line("[red]refused by the worker:[/] ", plain(s.line.event_id or ""), " ", plain(s.detail)), soft_wrap=True)
+        err.print(
+            line(
+                "[red]refused by the worker:[/] ",
+                plain(s.line.event_id or ""),
+                " ",
+                plain(s.detail),
+            ),
+            soft_wrap=True,
+        )
     if pending:
-        err.print(f"[red]no verdict within {timeout:g} s for {len(pending)} event(s):[/] is the worker running (`partnerwatch worker`)?")
+        err.print(
+            f"[red]no verdict within {timeout:g} s for {len(pending)} event(s):[/] is the worker running (`partnerwatch worker`)?"
+        )
         raise typer.Exit(EXIT_UNAVAILABLE)
     if refused:
         raise typer.Exit(1)
@@ -189,14 +230,20 @@ def _send(settings: Settings, events: list[dict[str, Any]], wait: bool, timeout:
     ids = [s.line.event_id for s in sent if s.verdict == "accepted"]
     deadline = time.monotonic() + timeout
     while ids and time.monotonic() < deadline:
-        rows = quiet_query(settings, "SELECT count() FROM audit.events WHERE event_id IN {ids:Array(String)}", {"ids": ids})
+        rows = quiet_query(
+            settings,
+            "SELECT count() FROM audit.events WHERE event_id IN {ids:Array(String)}",
+            {"ids": ids},
+        )
         if rows is not None and int(rows[0][0]) >= len(ids):
             break
         time.sleep(0.3)
 
 
 _BY = Annotated[str, typer.Option("--by", help="the seller principal recorded as the actor")]
-_WAIT = Annotated[bool, typer.Option(help="wait until the worker has accepted and stored the events")]
+_WAIT = Annotated[
+    bool, typer.Option(help="wait until the worker has accepted and stored the events")
+]
 _TIMEOUT = Annotated[float, typer.Option(min=1, help="seconds to wait (--wait)")]
 
 
@@ -204,30 +251,71 @@ _TIMEOUT = Annotated[float, typer.Option(min=1, help="seconds to wait (--wait)")
 def add(
     account: Annotated[str, typer.Option(help="the seller account")],
     provider: Annotated[str, typer.Option(help="the provider (agency) the grant is given to")],
-    scope: Annotated[list[str], typer.Option(help="an action pattern it may perform: listing.*, inventory.update, * (repeatable)")],
-    principal: Annotated[list[str] | None, typer.Option(help="a user or API client of the provider it covers (repeatable; none: all)")] = None,
-    marketplace: Annotated[list[str] | None, typer.Option(help="a site (DE, UK, US, ...) or marketplace id (repeatable; none: all)")] = None,
-    ip: Annotated[list[str] | None, typer.Option(help="a CIDR the provider works from (repeatable; none: anywhere)")] = None,
-    expires: Annotated[str | None, typer.Option(help="expiry: a date (UTC midnight) or an RFC 3339 time")] = None,
-    max_price_change_pct: Annotated[float | None, typer.Option(help="larger price moves need an approval")] = None,
-    require_approval: Annotated[list[str] | None, typer.Option(help="an action pattern that needs an approval (repeatable)")] = None,
-    grant_id: Annotated[str | None, typer.Option(help="replace this grant (default: a new id)")] = None,
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            help="an action pattern it may perform: listing.*, inventory.update, * (repeatable)"
+        ),
+    ],
+    principal: Annotated[
+        list[str] | None,
+        typer.Option(help="a user or API client of the provider it covers (repeatable; none: all)"),
+    ] = None,
+    marketplace: Annotated[
+        list[str] | None,
+        typer.Option(help="a site (DE, UK, US, ...) or marketplace id (repeatable; none: all)"),
+    ] = None,
+    ip: Annotated[
+        list[str] | None,
+        typer.Option(help="a CIDR the provider works from (repeatable; none: anywhere)"),
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option(help="expiry: a date (UTC midnight) or an RFC 3339 time")
+    ] = None,
+    max_price_change_pct: Annotated[
+        float | None, typer.Option(help="larger price moves need an approval")
+    ] = None,
+    require_approval: Annotated[
+        list[str] | None, typer.Option(help="an action pattern that needs an approval (repeatable)")
+    ] = None,
+    grant_id: Annotated[
+        str | None, typer.Option(help="replace this grant (default: a new id)")
+    ] = None,
     by: _BY = DEFAULT_BY,
     wait: _WAIT = True,
     timeout: _TIMEOUT = 60.0,
 ) -> None:
     """Give a provider a grant on an account (a permission.grant event)."""
     settings = _settings()
-    row = {"account": account, "provider": provider, "scopes": scope, "principals": principal, "marketplaces": marketplace,
-           "ip_allowlist": ip, "expires": expires, "max_price_change_pct": max_price_change_pct,
-           "require_approval": require_approval, "grant_id": grant_id}
+    row = {
+        "account": account,
+        "provider": provider,
+        "scopes": scope,
+        "principals": principal,
+        "marketplaces": marketplace,
+        "ip_allowlist": ip,
+        "expires": expires,
+        "max_price_change_pct": max_price_change_pct,
+        "require_approval": require_approval,
+        "grant_id": grant_id,
+    }
     try:
         event = grant_event(row, by)
     except GrantError as exc:
         err.print(line("[red]grant refused:[/] ", plain(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
     _send(settings, [event], wait, timeout)
-    console.print(line("granted ", plain(event["grant"]["grant_id"], "bold"), " on ", plain(account), " to ", plain(provider)), highlight=False)
+    console.print(
+        line(
+            "granted ",
+            plain(event["grant"]["grant_id"], "bold"),
+            " on ",
+            plain(account),
+            " to ",
+            plain(provider),
+        ),
+        highlight=False,
+    )
 
 
 @grants_cli.command("revoke")
@@ -242,15 +330,25 @@ def revoke(
     from partnerwatch.known import quiet_query
 
     settings = _settings()
-    rows = quiet_query(settings, _EVENTS + " AND account_id = {account:String} ORDER BY account_id, seq", {"account": account})
+    rows = quiet_query(
+        settings,
+        _EVENTS + " AND account_id = {account:String} ORDER BY account_id, seq",
+        {"account": account},
+    )
     if rows is not None:
         state = fold(rows).get(account, {})
         grant = state.get(grant_id)
         if grant is None or "revoked_at" in grant:
             live = sorted(g for g, v in state.items() if "revoked_at" not in v)
             err.print(
-                line("[red]no live grant[/] ", plain(repr(grant_id), "red"), " on account ", plain(account),
-                     "; live grants there: ", plain(", ".join(live) or "none")),
+                line(
+                    "[red]no live grant[/] ",
+                    plain(repr(grant_id), "red"),
+                    " on account ",
+                    plain(account),
+                    "; live grants there: ",
+                    plain(", ".join(live) or "none"),
+                ),
                 soft_wrap=True,
             )
             raise typer.Exit(1)
@@ -260,12 +358,21 @@ def revoke(
         err.print(line("[red]revoke refused:[/] ", plain(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
     _send(settings, [event], wait, timeout)
-    console.print(line("revoked ", plain(grant_id, "bold"), " on ", plain(account)), highlight=False)
+    console.print(
+        line("revoked ", plain(grant_id, "bold"), " on ", plain(account)), highlight=False
+    )
 
 
 @grants_cli.command("import")
 def import_(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV (header: account,provider,principals,scopes,marketplaces,ip_allowlist,expires,...) or YAML")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            help="CSV (header: account,provider,principals,scopes,marketplaces,ip_allowlist,expires,...) or YAML",
+        ),
+    ],
     by: _BY = DEFAULT_BY,
     wait: _WAIT = True,
     timeout: _TIMEOUT = 60.0,
@@ -289,12 +396,19 @@ def import_(
         except GrantError as exc:
             problems.append((number, exc))
     for number, problem in problems:
-        err.print(line(plain(f"{file.name}: grant {number}: ", "red"), plain(problem)), soft_wrap=True)
+        err.print(
+            line(plain(f"{file.name}: grant {number}: ", "red"), plain(problem)), soft_wrap=True
+        )
     if problems or not events:
-        err.print("[red]nothing sent[/]" + ("" if events or problems else ": the file has no grants"))
+        err.print(
+            "[red]nothing sent[/]" + ("" if events or problems else ": the file has no grants")
+        )
         raise typer.Exit(2)
     _send(settings, events, wait, timeout)
-    console.print(f"granted {len(events)}: " + ", ".join(e["grant"]["grant_id"] for e in events), highlight=False)
+    console.print(
+        f"granted {len(events)}: " + ", ".join(e["grant"]["grant_id"] for e in events),
+        highlight=False,
+    )
 
 
 _EVENTS = (
@@ -326,7 +440,9 @@ def list_(
     account: Annotated[str | None, typer.Option(help="one account")] = None,
     provider: Annotated[str | None, typer.Option(help="one provider")] = None,
     all_: Annotated[bool, typer.Option("--all", help="revoked and expired grants too")] = False,
-    fmt: Annotated[ListFormat, typer.Option("--format", "-f", case_sensitive=False)] = ListFormat.table,
+    fmt: Annotated[
+        ListFormat, typer.Option("--format", "-f", case_sensitive=False)
+    ] = ListFormat.table,
 ) -> None:
     """The grants in force, folded from the account's ledger (stored events), as the detectors see them."""
     from rich.table import Table
@@ -337,26 +453,57 @@ def list_(
     settings = _settings()
     if account:
         check_accounts(lambda sql, params: run_query(settings, sql, params)[1], [account])
-    sql = _EVENTS + (" AND account_id = {account:String}" if account else "") + " ORDER BY account_id, seq"
+    sql = (
+        _EVENTS
+        + (" AND account_id = {account:String}" if account else "")
+        + " ORDER BY account_id, seq"
+    )
     _, rows = run_query(settings, sql, {"account": account} if account else {})
     now = _now()
     shown = []
     for acct, grants in sorted(fold(rows).items()):
         for grant_id, grant in sorted(grants.items()):
             status = state_of(grant, now)
-            if (provider and grant.get("provider_id") != provider) or (status != "live" and not all_):
+            if (provider and grant.get("provider_id") != provider) or (
+                status != "live" and not all_
+            ):
                 continue
             shown.append({"account_id": acct, "status": status, **grant, "grant_id": grant_id})
     if fmt == ListFormat.json:
         for g in shown:
             sys.stdout.write(json_line(g) + "\n")
         return
-    table = Table("account", "grant", "provider", "principals", "scopes", "marketplaces", "ip allowlist", "expires", "status")
+    table = Table(
+        "account",
+        "grant",
+        "provider",
+        "principals",
+        "scopes",
+        "marketplaces",
+        "ip allowlist",
+        "expires",
+        "status",
+    )
     join = lambda v: " ".join(v) if v else "any"  # noqa: E731
     for g in shown:
-        table.add_row(*(plain(c) for c in (
-            g["account_id"], g["grant_id"], g.get("provider_id", ""), join(g.get("principals")), " ".join(g.get("scopes", [])),
-            join(g.get("marketplaces")), join(g.get("ip_allowlist")), g.get("valid_until") or "never", g["status"],
-        )))
+        table.add_row(
+            *(
+                plain(c)
+                for c in (
+                    g["account_id"],
+                    g["grant_id"],
+                    g.get("provider_id", ""),
+                    join(g.get("principals")),
+                    " ".join(g.get("scopes", [])),
+                    join(g.get("marketplaces")),
+                    join(g.get("ip_allowlist")),
+                    g.get("valid_until") or "never",
+                    g["status"],
+                )
+            )
+        )
     console.print(table)
-    err.print(f"{len(shown)} grant(s)" + ("" if all_ else " in force (--all: revoked and expired too)"), style="dim")
+    err.print(
+        f"{len(shown)} grant(s)" + ("" if all_ else " in force (--all: revoked and expired too)"),
+        style="dim",
+    )

@@ -26,7 +26,9 @@ from partnerwatch.common import load_settings as _settings
 from pipeline.config import Settings
 from pipeline.event import REASONS, Rejected, parse_action
 
-deadletter_cli = typer.Typer(help="Dead letters: the messages the worker rejected, and why.", no_args_is_help=True)
+deadletter_cli = typer.Typer(
+    help="Dead letters: the messages the worker rejected, and why.", no_args_is_help=True
+)
 
 
 @dataclass
@@ -65,8 +67,14 @@ def report_validation(file: Path, lines: list[Line]) -> int:
         if item.problem is None:
             continue
         err.print(
-            line(plain(f"{file.name}:{item.number}: ", "red"), plain(item.problem.reason, "bold red"), ": ", plain(item.problem.detail)),
-            soft_wrap=True, highlight=False,
+            line(
+                plain(f"{file.name}:{item.number}: ", "red"),
+                plain(item.problem.reason, "bold red"),
+                ": ",
+                plain(item.problem.detail),
+            ),
+            soft_wrap=True,
+            highlight=False,
         )
     first: dict[tuple[str | None, str | None], int] = {}
     for item in lines:
@@ -75,9 +83,14 @@ def report_validation(file: Path, lines: list[Line]) -> int:
         key = (item.account_id, item.event_id)
         if key in first:
             err.print(
-                line(plain(f"{file.name}:{item.number}: ", "yellow"), "repeats event_id ", plain(item.event_id),
-                     f" of line {first[key]} (stored once)"),
-                soft_wrap=True, highlight=False,
+                line(
+                    plain(f"{file.name}:{item.number}: ", "yellow"),
+                    "repeats event_id ",
+                    plain(item.event_id),
+                    f" of line {first[key]} (stored once)",
+                ),
+                soft_wrap=True,
+                highlight=False,
             )
         else:
             first[key] = item.number
@@ -85,14 +98,18 @@ def report_validation(file: Path, lines: list[Line]) -> int:
 
 
 def validate(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines, one event per line")],
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines, one event per line")
+    ],
 ) -> None:
     """Check a file of events offline with the worker's own validator: each line that would be
     dead-lettered, with its reason (exit 1 if any); nothing is sent."""
     settings = _settings()
     lines = read_lines(file, settings.max_event_bytes)
     bad = report_validation(file, lines)
-    summary = f"{file.name}: {len(lines)} events, {len(lines) - bad} valid, {bad} would be dead-lettered"
+    summary = (
+        f"{file.name}: {len(lines)} events, {len(lines) - bad} valid, {bad} would be dead-lettered"
+    )
     console.print(plain(summary, "red" if bad else "green"), highlight=False)
     if bad:
         raise typer.Exit(1)
@@ -110,7 +127,9 @@ class Sent:
 def _end_offsets(consumer: Any, topics: list[str]) -> dict[Any, int]:
     from kafka import TopicPartition
 
-    partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+    partitions = [
+        TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())
+    ]
     return dict(consumer.end_offsets(partitions)) if partitions else {}
 
 
@@ -142,14 +161,11 @@ class Verdicts:
     """Follows the ledger and the dead-letter topic from before a send, and the worker's group."""
 
     def __init__(self, settings: Settings) -> None:
-        from kafka import KafkaAdminClient, KafkaConsumer
+        from sinks.kafka_io import admin, consumer
 
         self.settings = settings
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_broker, group_id=None, enable_auto_commit=False,
-            isolation_level="read_committed", client_id=settings.client_id("send-wait"),
-        )
-        self.admin = KafkaAdminClient(bootstrap_servers=settings.kafka_broker, client_id=settings.client_id("send-wait-admin"))
+        self.consumer = consumer(settings, role="send-wait")
+        self.admin = admin(settings, role="send-wait-admin")
         self.start = _end_offsets(self.consumer, [settings.ledger_topic, settings.deadletter_topic])
         self.consumer.assign(list(self.start))
         for tp, offset in self.start.items():
@@ -162,7 +178,11 @@ class Verdicts:
     def _committed(self) -> dict[int, int]:
         group = self.settings.worker_group
         offsets = self.admin.list_group_offsets({group: None}).get(group, {})
-        return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == self.settings.actions_topic}
+        return {
+            tp.partition: meta.offset
+            for tp, meta in offsets.items()
+            if tp.topic == self.settings.actions_topic
+        }
 
     def wait(self, sent: list[Sent], timeout: float) -> None:
         by_position = {(s.partition, s.offset): s for s in sent}
@@ -171,7 +191,10 @@ class Verdicts:
             committed = self._committed()  # first: whatever it covers is readable below
             ends = self.consumer.end_offsets(list(self.start))
             drain_until = time.monotonic() + 5  # an open transaction may hold the end back
-            while any(self.consumer.position(tp) < end for tp, end in ends.items()) and time.monotonic() < drain_until:
+            while (
+                any(self.consumer.position(tp) < end for tp, end in ends.items())
+                and time.monotonic() < drain_until
+            ):
                 for tp, records in self.consumer.poll(timeout_ms=500).items():
                     for record in records:
                         self._observe(tp.topic, record, by_position)
@@ -199,10 +222,22 @@ class Verdicts:
 
 
 def send(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines, one event per line")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate only (like `validate FILE`); send nothing")] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="wait for the worker's verdict on each line: accepted, dead-lettered (why) or a repeat")] = False,
-    timeout: Annotated[float, typer.Option(min=1, help="--wait: seconds to wait for the verdicts")] = 60.0,
+    file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines, one event per line")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="validate only (like `validate FILE`); send nothing")
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="wait for the worker's verdict on each line: accepted, dead-lettered (why) or a repeat",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="--wait: seconds to wait for the verdicts")
+    ] = 60.0,
 ) -> None:
     """Produce a file of events to pw.actions, as they are (lines the worker rejects reach the
     dead-letter topic: `deadletter tail`). Lines that fail validation here are named first."""
@@ -212,7 +247,12 @@ def send(
     lines = read_lines(file, settings.max_event_bytes)
     bad = report_validation(file, lines)
     if dry_run:
-        console.print(plain(f"{file.name}: {len(lines)} events, {len(lines) - bad} valid, {bad} would be dead-lettered; nothing sent (--dry-run)"), highlight=False)
+        console.print(
+            plain(
+                f"{file.name}: {len(lines)} events, {len(lines) - bad} valid, {bad} would be dead-lettered; nothing sent (--dry-run)"
+            ),
+            highlight=False,
+        )
         raise typer.Exit(1 if bad else 0)
     require_broker(settings)
     with kafka_errors(settings):
@@ -223,13 +263,20 @@ def send(
         try:
             sent = produce(settings, lines)
             if verdicts is None:
-                note = f"; {bad} of them fail validation and will be dead-lettered (above)" if bad else ""
+                note = (
+                    f"; {bad} of them fail validation and will be dead-lettered (above)"
+                    if bad
+                    else ""
+                )
                 err.print(
                     f"sent {len(sent)} messages to {settings.actions_topic}{note}; `--wait` reports what the worker did with each",
                     highlight=False,
                 )
                 return
-            err.print(f"sent {len(sent)} messages to {settings.actions_topic}; waiting for the worker's verdicts", highlight=False)
+            err.print(
+                f"sent {len(sent)} messages to {settings.actions_topic}; waiting for the worker's verdicts",
+                highlight=False,
+            )
             verdicts.wait(sent, timeout)
         finally:
             if verdicts is not None:
@@ -244,16 +291,29 @@ def _report_verdicts(file: Path, sent: list[Sent], timeout: float) -> None:
         if s.verdict != "accepted":
             style = "yellow" if s.verdict == "repeat" else "red"
             err.print(
-                line(plain(f"{file.name}:{s.line.number}: ", style), plain(s.verdict, f"bold {style}"), " ", plain(s.detail)),
-                soft_wrap=True, highlight=False,
+                line(
+                    plain(f"{file.name}:{s.line.number}: ", style),
+                    plain(s.verdict, f"bold {style}"),
+                    " ",
+                    plain(s.detail),
+                ),
+                soft_wrap=True,
+                highlight=False,
             )
     order = ("accepted", "dead-lettered", "repeat", "pending")
     summary = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
-    console.print(plain(f"{file.name}: {summary}", "green" if counts.get("accepted", 0) == len(sent) else "yellow"), highlight=False)
+    console.print(
+        plain(
+            f"{file.name}: {summary}",
+            "green" if counts.get("accepted", 0) == len(sent) else "yellow",
+        ),
+        highlight=False,
+    )
     if counts.get("pending"):
         err.print(
             f"no verdict within {timeout:g} s for {counts['pending']} message(s): is the worker running (`partnerwatch worker`)?",
-            style="red", highlight=False,
+            style="red",
+            highlight=False,
         )
         raise typer.Exit(3)
     if counts.get("dead-lettered"):
@@ -275,10 +335,14 @@ def _short(text: str, width: int = 60) -> str:
 
 @deadletter_cli.command("tail")
 def deadletter_tail(
-    follow: Annotated[bool, typer.Option(help="keep printing new dead letters (--no-follow: stop at the end)")] = True,
+    follow: Annotated[
+        bool, typer.Option(help="keep printing new dead letters (--no-follow: stop at the end)")
+    ] = True,
     from_now: Annotated[bool, typer.Option(help="only dead letters from now on")] = False,
     reason: Annotated[list[str] | None, typer.Option(help="only this reason (repeatable)")] = None,
-    fmt: Annotated[ListFormat, typer.Option("--format", "-f", case_sensitive=False)] = ListFormat.table,
+    fmt: Annotated[
+        ListFormat, typer.Option("--format", "-f", case_sensitive=False)
+    ] = ListFormat.table,
 ) -> None:
     """Print rejected messages with their reason: `P:O` (their place on the dead-letter topic, for
     `deadletter show`), when, reason, detail, and the start of the message; with --no-follow, a
@@ -298,9 +362,15 @@ def deadletter_tail(
     with kafka_errors(settings):
         consumer = _dead_consumer(settings)
         try:
-            partitions = [TopicPartition(settings.deadletter_topic, p) for p in sorted(consumer.partitions_for_topic(settings.deadletter_topic) or ())]
+            partitions = [
+                TopicPartition(settings.deadletter_topic, p)
+                for p in sorted(consumer.partitions_for_topic(settings.deadletter_topic) or ())
+            ]
             if not partitions:
-                err.print(f"no topic {settings.deadletter_topic} yet (`partnerwatch topics` creates it)", style="yellow")
+                err.print(
+                    f"no topic {settings.deadletter_topic} yet (`partnerwatch topics` creates it)",
+                    style="yellow",
+                )
                 return
             consumer.assign(partitions)
             if from_now:
@@ -320,10 +390,14 @@ def deadletter_tail(
     if not follow and fmt == ListFormat.table:
         total = sum(counts.values())
         by_reason = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
-        err.print(f"{total} dead letter(s)" + (f": {by_reason}" if by_reason else ""), highlight=False)
+        err.print(
+            f"{total} dead letter(s)" + (f": {by_reason}" if by_reason else ""), highlight=False
+        )
 
 
-def _show_dead(record: Any, partition: int, reasons: list[str] | None, fmt: ListFormat, counts: dict[str, int]) -> None:
+def _show_dead(
+    record: Any, partition: int, reasons: list[str] | None, fmt: ListFormat, counts: dict[str, int]
+) -> None:
     try:
         doc = orjson.loads(record.value)
         if not isinstance(doc, dict):
@@ -339,9 +413,15 @@ def _show_dead(record: Any, partition: int, reasons: list[str] | None, fmt: List
         return
     console.print(
         line(
-            plain(f"{partition}:{record.offset}", "dim"), " ", plain(str(doc.get("rejected_at", ""))[:19], "dim"), " ",
-            plain(str(doc.get("reason")), "bold red"), " ", plain(_short(str(doc.get("detail", "")), 80)),
-            "\n    ", plain(_short(str(doc.get("raw", "")), 100), "dim"),
+            plain(f"{partition}:{record.offset}", "dim"),
+            " ",
+            plain(str(doc.get("rejected_at", ""))[:19], "dim"),
+            " ",
+            plain(str(doc.get("reason")), "bold red"),
+            " ",
+            plain(_short(str(doc.get("detail", "")), 80)),
+            "\n    ",
+            plain(_short(str(doc.get("raw", "")), 100), "dim"),
         ),
         highlight=False,
     )
@@ -349,7 +429,12 @@ def _show_dead(record: Any, partition: int, reasons: list[str] | None, fmt: List
 
 @deadletter_cli.command("show")
 def deadletter_show(
-    position: Annotated[str, typer.Argument(help="PARTITION:OFFSET on the dead-letter topic (the first column of `deadletter tail`)")],
+    position: Annotated[
+        str,
+        typer.Argument(
+            help="PARTITION:OFFSET on the dead-letter topic (the first column of `deadletter tail`)"
+        ),
+    ],
 ) -> None:
     """One dead letter in full: reason, detail, where the message came from, and the message itself."""
     from kafka import TopicPartition
@@ -358,7 +443,12 @@ def deadletter_show(
 
     part, sep, off = position.partition(":")
     if not (sep and part.isdigit() and off.isdigit()):
-        err.print(line("[red]give the position as PARTITION:OFFSET, e.g. 0:17, not[/] ", plain(repr(position), "red")))
+        err.print(
+            line(
+                "[red]give the position as PARTITION:OFFSET, e.g. 0:17, not[/] ",
+                plain(repr(position), "red"),
+            )
+        )
         raise typer.Exit(2)
     settings = _settings()
     require_broker(settings)
@@ -367,7 +457,14 @@ def deadletter_show(
         try:
             tp = TopicPartition(settings.deadletter_topic, int(part))
             if int(part) not in (consumer.partitions_for_topic(settings.deadletter_topic) or set()):
-                err.print(line("[red]no partition[/] ", plain(part, "red"), " of ", plain(settings.deadletter_topic)))
+                err.print(
+                    line(
+                        "[red]no partition[/] ",
+                        plain(part, "red"),
+                        " of ",
+                        plain(settings.deadletter_topic),
+                    )
+                )
                 raise typer.Exit(1)
             consumer.assign([tp])
             end = consumer.end_offsets([tp])[tp]
@@ -386,11 +483,32 @@ def deadletter_show(
         finally:
             consumer.close()
     if record is None:
-        err.print(line("[red]no dead letter at[/] ", plain(position, "red"), " (`deadletter tail --no-follow` lists them)"))
+        err.print(
+            line(
+                "[red]no dead letter at[/] ",
+                plain(position, "red"),
+                " (`deadletter tail --no-follow` lists them)",
+            )
+        )
         raise typer.Exit(1)
     doc = orjson.loads(record.value)
-    for key in ("reason", "detail", "rejected_at", "topic", "partition", "offset", "raw_size", "raw_sha256", "raw_encoding", "raw_truncated"):
+    for key in (
+        "reason",
+        "detail",
+        "rejected_at",
+        "topic",
+        "partition",
+        "offset",
+        "raw_size",
+        "raw_sha256",
+        "raw_encoding",
+        "raw_truncated",
+    ):
         if key in doc:
-            console.print(line(plain(f"{key:>13}", "dim"), ": ", plain(doc[key])), highlight=False, soft_wrap=True)
+            console.print(
+                line(plain(f"{key:>13}", "dim"), ": ", plain(doc[key])),
+                highlight=False,
+                soft_wrap=True,
+            )
     console.print(plain("          raw:", "dim"))
     console.print(plain(doc.get("raw", "")), highlight=False, soft_wrap=True)

@@ -23,7 +23,9 @@ from pipeline.config import Settings
 from pipeline.forensics.signing import Signer, Verifier
 from pipeline.text import visible
 
-digest_app = typer.Typer(help="Signed digests of each account's chain (audit.chain_digests).", no_args_is_help=True)
+digest_app = typer.Typer(
+    help="Signed digests of each account's chain (audit.chain_digests).", no_args_is_help=True
+)
 evidence_app = typer.Typer(help="Evidence bundles for a case: create (options below) or `verify`.")
 report_app = typer.Typer(help="Reports for compliance reviews.", no_args_is_help=True)
 
@@ -44,7 +46,9 @@ def _when(text: str | None, name: str) -> int | None:
     try:
         return parse_when(text)
     except ValueError:
-        raise typer.BadParameter(f"{name} takes a date or an RFC 3339 time, got {visible(repr(text))}") from None
+        raise typer.BadParameter(
+            f"{name} takes a date or an RFC 3339 time, got {visible(repr(text))}"
+        ) from None
 
 
 # -- verify-chain ---------------------------------------------------------------------------------
@@ -52,8 +56,15 @@ def _when(text: str | None, name: str) -> int | None:
 
 def verify_chain(
     account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
-    ingested_from: Annotated[str | None, typer.Option("--ingested-from", help="ledger (ingest) time, inclusive: a UTC date or RFC 3339")] = None,
-    ingested_to: Annotated[str | None, typer.Option("--ingested-to", help="ledger (ingest) time, exclusive")] = None,
+    ingested_from: Annotated[
+        str | None,
+        typer.Option(
+            "--ingested-from", help="ledger (ingest) time, inclusive: a UTC date or RFC 3339"
+        ),
+    ] = None,
+    ingested_to: Annotated[
+        str | None, typer.Option("--ingested-to", help="ledger (ingest) time, exclusive")
+    ] = None,
     old_from: Annotated[str | None, typer.Option("--from", hidden=True)] = None,
     old_to: Annotated[str | None, typer.Option("--to", hidden=True)] = None,
 ) -> None:
@@ -69,13 +80,16 @@ def verify_chain(
     if old_from is not None or old_to is not None:
         err.print(
             "[red]verify-chain's range is ingest time:[/] say --ingested-from / --ingested-to "
-            "(--from/--to mean event time, in hunt and evidence)", soft_wrap=True,
+            "(--from/--to mean event time, in hunt and evidence)",
+            soft_wrap=True,
         )
         raise typer.Exit(2)
     settings = _settings()
     start_ms, end_ms = _when(ingested_from, "--ingested-from"), _when(ingested_to, "--ingested-to")
     if end_ms is not None:
-        end_ms -= 1  # exclusive: the last millisecond before it (verify_accounts takes an inclusive end)
+        end_ms -= (
+            1  # exclusive: the last millisecond before it (verify_accounts takes an inclusive end)
+        )
     from partnerwatch.progress import progress
 
     with one_line_failures(), warehouse_access(settings) as db:
@@ -93,16 +107,28 @@ def verify_chain(
         if r.broken:
             b = r.broken
             err.print(
-                line("[red]account ", plain(r.account, "red"), f"[red]: chain breaks at seq {b.seq} (event ",
-                     plain(b.event_id, "red"), "[red]): ", plain(b.problem, "red"))
+                line(
+                    "[red]account ",
+                    plain(r.account, "red"),
+                    f"[red]: chain breaks at seq {b.seq} (event ",
+                    plain(b.event_id, "red"),
+                    "[red]): ",
+                    plain(b.problem, "red"),
+                )
             )
         else:
-            err.print(line("[red]account ", plain(r.account, "red"), "[red]: ", plain(r.error, "red")))
+            err.print(
+                line("[red]account ", plain(r.account, "red"), "[red]: ", plain(r.error, "red"))
+            )
     scope = " in range" if ingested_from or ingested_to else ""
     if failed:
-        err.print(f"[red]{len(failed)} of {len(names)} account chains do not verify; {len(names) - len(failed)} verified, {total} events{scope}[/]")
+        err.print(
+            f"[red]{len(failed)} of {len(names)} account chains do not verify; {len(names) - len(failed)} verified, {total} events{scope}[/]"
+        )
         raise typer.Exit(1)
-    console.print(f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]")
+    console.print(
+        f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]"
+    )
 
 
 # -- digests --------------------------------------------------------------------------------------
@@ -114,7 +140,9 @@ def _signer(settings: Settings) -> Signer:
     with one_line_failures():
         signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
     if signer is None:
-        err.print("[red]no digest key:[/] set PW_DIGEST_KEY_FILE (see `partnerwatch digest keygen`) or PW_DIGEST_HMAC_KEY")
+        err.print(
+            "[red]no digest key:[/] set PW_DIGEST_KEY_FILE (see `partnerwatch digest keygen`) or PW_DIGEST_HMAC_KEY"
+        )
         raise typer.Exit(2)
     return signer
 
@@ -133,8 +161,12 @@ def _verifier(settings: Settings, public_key: Path | None) -> Verifier:
 
 @digest_app.command("keygen")
 def digest_keygen(
-    private: Annotated[Path, typer.Option(help="private key file to write (mode 0600, never overwritten)")] = Path("digest-key.pem"),
-    public: Annotated[Path, typer.Option(help="public key file to write, for auditors")] = Path("digest-key.pub.pem"),
+    private: Annotated[
+        Path, typer.Option(help="private key file to write (mode 0600, never overwritten)")
+    ] = Path("digest-key.pem"),
+    public: Annotated[Path, typer.Option(help="public key file to write, for auditors")] = Path(
+        "digest-key.pub.pem"
+    ),
 ) -> None:
     """Write a new Ed25519 keypair; point PW_DIGEST_KEY_FILE at the private key."""
     from pipeline.forensics.signing import keygen
@@ -143,12 +175,16 @@ def digest_keygen(
         err.print(line(plain(private, "red"), "[red] exists; not overwritten"))
         raise typer.Exit(1)
     key_id = keygen(private, public)
-    console.print(line(f"key {key_id}: private key ", plain(private), " (0600), public key ", plain(public)))
+    console.print(
+        line(f"key {key_id}: private key ", plain(private), " (0600), public key ", plain(public))
+    )
 
 
 @digest_app.command("create")
 def digest_create(
-    period: Annotated[DigestPeriod | None, typer.Option(help="default PW_DIGEST_PERIOD", case_sensitive=False)] = None,
+    period: Annotated[
+        DigestPeriod | None, typer.Option(help="default PW_DIGEST_PERIOD", case_sensitive=False)
+    ] = None,
     account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
 ) -> None:
     """Sign digests for closed periods not digested yet (idempotent; the worker does this periodically)."""
@@ -161,9 +197,18 @@ def digest_create(
     signer = _signer(settings)
     from partnerwatch.progress import phases
 
-    with one_line_failures(), warehouse_access(settings, write=True) as db, phases("signing digests of closed periods"):
+    with (
+        one_line_failures(),
+        warehouse_access(settings, write=True) as db,
+        phases("signing digests of closed periods"),
+    ):
         made, problems = create_digests(
-            db, signer, period_name, int(time.time() * 1000), int(settings.digest_delay * 1000), account
+            db,
+            signer,
+            period_name,
+            int(time.time() * 1000),
+            int(settings.digest_delay * 1000),
+            account,
         )
     for problem in problems:
         err.print(plain(problem, "yellow"))
@@ -174,8 +219,12 @@ def digest_create(
 
 @digest_app.command("verify")
 def digest_verify(
-    public_key: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Ed25519 public key (PEM)")] = None,
-    account: Annotated[str | None, typer.Option(help="one account (default: all with digests)")] = None,
+    public_key: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Ed25519 public key (PEM)")
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option(help="one account (default: all with digests)")
+    ] = None,
 ) -> None:
     """Check digest signatures, the chain of digests, and that the warehouse still matches them."""
     from pipeline.forensics.digests import verify_digests
@@ -201,7 +250,9 @@ def digest_verify(
 def evidence(
     ctx: typer.Context,
     account: Annotated[str | None, typer.Option(help="seller account")] = None,
-    start: Annotated[str | None, typer.Option("--from", help="event time (occurred_at), UTC date or RFC 3339")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="event time (occurred_at), UTC date or RFC 3339")
+    ] = None,
     end: Annotated[str | None, typer.Option("--to", help="event time, exclusive")] = None,
     out: Annotated[Path, typer.Option(help="zip to write")] = Path("case.zip"),
 ) -> None:
@@ -230,15 +281,24 @@ def evidence(
         from partnerwatch.progress import phases
 
         with phases("collecting events, alerts, chain proof and digests"):
-            summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
+            summary = build_bundle(
+                db, account, start_ms, end_ms, out, signer, int(time.time() * 1000)
+            )
     console.print(
         line(
             plain(out),
             f": {summary.events} events, {summary.alerts} alerts, chain seq {summary.chain_from}..{summary.chain_to}, "
-            f"{summary.digests} digests" + (f", manifest signed with {signer.key_id}" if signer else ", manifest not signed (no digest key)"),
+            f"{summary.digests} digests"
+            + (
+                f", manifest signed with {signer.key_id}"
+                if signer
+                else ", manifest not signed (no digest key)"
+            ),
         )
     )
-    report = verify_bundle(out, hmac_verifier=signer.verifier() if signer else None, allow_unsigned=signer is None)
+    report = verify_bundle(
+        out, hmac_verifier=signer.verifier() if signer else None, allow_unsigned=signer is None
+    )
     for problem in report.problems:
         err.print(plain(problem, "red"))
     if report.problems:
@@ -249,9 +309,15 @@ def evidence(
 @evidence_app.command("verify")
 def evidence_verify(
     bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the evidence zip")],
-    public_key: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="the seller's Ed25519 public key (PEM)")] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="the seller's Ed25519 public key (PEM)"),
+    ] = None,
     allow_unsigned: Annotated[
-        bool, typer.Option(help="check an unsigned bundle's internal consistency only (the output starts with UNSIGNED)")
+        bool,
+        typer.Option(
+            help="check an unsigned bundle's internal consistency only (the output starts with UNSIGNED)"
+        ),
     ] = False,
 ) -> None:
     """Check a bundle offline: file hashes, the chain recomputed from payloads, digest signatures.
@@ -271,11 +337,18 @@ def evidence_verify(
             allow_unsigned=allow_unsigned and public_key is None,
         )
     for note in report.notes:  # an unsigned bundle's first note is the UNSIGNED line
-        console.print(plain(note, "bold red" if report.unsigned and note is report.notes[0] else "dim"))
+        console.print(
+            plain(note, "bold red" if report.unsigned and note is report.notes[0] else "dim")
+        )
     for problem in report.problems:
         err.print(plain(problem, "red"))
     if report.problems:
-        err.print(line(plain(bundle.name, "red"), f"[red] does NOT verify ({len(report.problems)} problems)"))
+        err.print(
+            line(
+                plain(bundle.name, "red"),
+                f"[red] does NOT verify ({len(report.problems)} problems)",
+            )
+        )
         raise typer.Exit(1)
     if report.unsigned:
         console.print(line(plain(bundle.name, "yellow"), "[yellow] is consistent, but UNSIGNED[/]"))
@@ -315,4 +388,9 @@ def report_provider(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(review, generated), encoding="utf-8")
     m = review.metrics()
-    console.print(line(plain(out), f": {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs"))
+    console.print(
+        line(
+            plain(out),
+            f": {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs",
+        )
+    )

@@ -28,10 +28,18 @@ def detector_ids() -> tuple[str, ...]:
 
 def refuse(what: str, value: str, known: Iterable[str], option: str) -> typer.Exit:
     names = sorted(known)
-    shown = ", ".join(names[:SHOWN]) + (f", ... ({len(names)} in all)" if len(names) > SHOWN else "")
+    shown = ", ".join(names[:SHOWN]) + (
+        f", ... ({len(names)} in all)" if len(names) > SHOWN else ""
+    )
     err.print(
-        line(f"[red]{option}: unknown {what}[/] ", plain(repr(value), "red"), "; known: ", plain(shown or "none yet")),
-        soft_wrap=True, highlight=False,
+        line(
+            f"[red]{option}: unknown {what}[/] ",
+            plain(repr(value), "red"),
+            "; known: ",
+            plain(shown or "none yet"),
+        ),
+        soft_wrap=True,
+        highlight=False,
     )
     return typer.Exit(2)
 
@@ -43,7 +51,9 @@ def check_detectors(names: Iterable[str], option: str = "--detector") -> None:
             raise refuse("detector", name, known, option)
 
 
-def quiet_query(settings: Settings, sql: str, params: dict[str, Any] | None = None) -> list[list[Any]] | None:
+def quiet_query(
+    settings: Settings, sql: str, params: dict[str, Any] | None = None
+) -> list[list[Any]] | None:
     """Rows of a read-only query through the worker, else the embedded or server warehouse directly;
     None (and nothing printed) when no warehouse can answer: the caller then cannot check."""
     body = orjson.dumps({"query": sql, "params": params or {}})
@@ -51,7 +61,9 @@ def quiet_query(settings: Settings, sql: str, params: dict[str, Any] | None = No
     if settings.api_token:
         headers["Authorization"] = f"Bearer {settings.api_token}"
     try:
-        with http_open(f"{settings.web_url}/v1/sql", timeout=30, data=body, headers=headers) as response:
+        with http_open(
+            f"{settings.web_url}/v1/sql", timeout=30, data=body, headers=headers
+        ) as response:
             return list(orjson.loads(response.read())["rows"])
     except urllib.error.HTTPError:
         return None
@@ -76,13 +88,22 @@ def check_accounts(rows_of: Any, accounts: Iterable[str], option: str = "--accou
     warehouse to ask; then nothing is checked and False is returned)."""
     checked = False
     for account in accounts:
-        rows = rows_of("SELECT count() FROM audit.events WHERE account_id = {a:String}", {"a": account})
+        rows = rows_of(
+            "SELECT count() FROM audit.events WHERE account_id = {a:String}", {"a": account}
+        )
         if rows is None:
             return False
         checked = True
         if not int(rows[0][0]):
-            known = rows_of("SELECT DISTINCT account_id FROM audit.events ORDER BY account_id LIMIT 100", {}) or []
-            raise refuse("account (no event of it is stored)", account, [str(r[0]) for r in known], option)
+            known = (
+                rows_of(
+                    "SELECT DISTINCT account_id FROM audit.events ORDER BY account_id LIMIT 100", {}
+                )
+                or []
+            )
+            raise refuse(
+                "account (no event of it is stored)", account, [str(r[0]) for r in known], option
+            )
     return checked
 
 
@@ -92,8 +113,11 @@ def check_provider(rows_of: Any, account: str, provider: str, option: str = "--p
         {"a": account, "p": provider},
     )
     if rows is not None and not int(rows[0][0]):
-        known = rows_of(
-            "SELECT DISTINCT provider_id FROM audit.events WHERE account_id = {a:String} AND provider_id != '' ORDER BY provider_id LIMIT 100",
-            {"a": account},
-        ) or []
+        known = (
+            rows_of(
+                "SELECT DISTINCT provider_id FROM audit.events WHERE account_id = {a:String} AND provider_id != '' ORDER BY provider_id LIMIT 100",
+                {"a": account},
+            )
+            or []
+        )
         raise refuse(f"provider on account {account}", provider, [str(r[0]) for r in known], option)

@@ -44,7 +44,9 @@ class Namespace:
     @property
     def env(self) -> dict[str, str]:
         # Nothing of the caller's PW_* settings but the broker's address (the one shared broker).
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PW_") or k == "PW_KAFKA_BROKER"}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("PW_") or k == "PW_KAFKA_BROKER"
+        }
         env.update(
             {
                 "PW_TOPIC_PREFIX": f"t{self.name}.",
@@ -75,7 +77,9 @@ class Namespace:
         token = self.env.get("PW_API_TOKEN")
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        with http_open(f"http://127.0.0.1:{self.port}/v1/sql", timeout=60, data=body, headers=headers) as response:
+        with http_open(
+            f"http://127.0.0.1:{self.port}/v1/sql", timeout=60, data=body, headers=headers
+        ) as response:
             return list(orjson.loads(response.read())["rows"])
 
     def scalar(self, query: str, params: dict[str, Any] | None = None) -> Any:
@@ -83,7 +87,9 @@ class Namespace:
 
     def read_topic(self, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
         """Read committed records of `topic` from the start until `expect` arrive or time runs out."""
-        consumer = kafka_consumer(self.settings, topic, role="topic-reader", consumer_timeout_ms=2000)
+        consumer = kafka_consumer(
+            self.settings, topic, role="topic-reader", consumer_timeout_ms=2000
+        )
         records: list[Any] = []
         deadline = time.monotonic() + timeout
         try:
@@ -119,7 +125,11 @@ class Worker:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited early: {self.log_tail()}")
             health = worker_health(f"http://127.0.0.1:{self.ns.port}")
-            if health and health.get("warehouse_error") != "starting" and health.get("http_ingest") == "ready":
+            if (
+                health
+                and health.get("warehouse_error") != "starting"
+                and health.get("http_ingest") == "ready"
+            ):
                 return self
             time.sleep(0.5)
         raise AssertionError(f"worker not ready in {timeout}s: {self.log_tail()}")
@@ -183,7 +193,9 @@ class Loader(Worker):
     def health(self) -> dict[str, Any]:
         """Its GET /v1/health document ({} while it does not answer); 503 carries one too."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v1/health", timeout=10) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/v1/health", timeout=10
+            ) as response:
                 return dict(orjson.loads(response.read()))
         except urllib.error.HTTPError as exc:
             return dict(orjson.loads(exc.read()))
@@ -191,7 +203,9 @@ class Loader(Worker):
             return {}
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.5
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -220,7 +234,9 @@ def consumed_all(settings: Settings, group: str, topic: str) -> bool:
         committed = admin.list_group_offsets({group: None})[group]
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
         ends = consumer.end_offsets(parts)
-        return all(tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0)
+        return all(
+            tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0
+        )
     finally:
         admin.close()
         consumer.close()
@@ -233,11 +249,18 @@ def settled_alerts(ns: Any, timeout: float = 600.0) -> dict[str, dict[str, Any]]
     from kafka import TopicPartition
 
     settings = ns.settings
-    wait_for(lambda: consumed_all(settings, settings.worker_group, settings.actions_topic), timeout, "every action committed")
+    wait_for(
+        lambda: consumed_all(settings, settings.worker_group, settings.actions_topic),
+        timeout,
+        "every action committed",
+    )
     consumer = kafka_consumer(settings, role="alert-reader")
     latest: dict[str, dict[str, Any]] = {}
     try:
-        parts = [TopicPartition(settings.alerts_topic, p) for p in consumer.partitions_for_topic(settings.alerts_topic) or []]
+        parts = [
+            TopicPartition(settings.alerts_topic, p)
+            for p in consumer.partitions_for_topic(settings.alerts_topic) or []
+        ]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)

@@ -50,7 +50,10 @@ def _print_version(value: bool) -> None:
 @cli.callback()
 def _main_options(
     version: Annotated[
-        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
     ] = False,
 ) -> None:
     """PartnerWatch: audit and abuse detection for delegated seller access."""
@@ -70,8 +73,21 @@ cli.command()(loader)
 def sql(
     query: Annotated[str, typer.Argument(help="a read-only statement; {name:Type} parameters")],
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value")] = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="vertical: one `column: value` line each (wide results)", case_sensitive=False)] = Format.table,
-    columns: Annotated[str | None, typer.Option("--columns", "-c", help="only these result columns, comma-separated, in this order")] = None,
+    fmt: Annotated[
+        Format,
+        typer.Option(
+            "--format",
+            "-f",
+            help="vertical: one `column: value` line each (wide results)",
+            case_sensitive=False,
+        ),
+    ] = Format.table,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns", "-c", help="only these result columns, comma-separated, in this order"
+        ),
+    ] = None,
 ) -> None:
     """Query the warehouse (through the running worker, or directly when it is stopped); stderr says which."""
     names, rows = run_query(_settings(), query, parse_params(param or []))
@@ -113,7 +129,9 @@ def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
         cli()
-    except KafkaAccessError as exc:  # unreachable broker, TLS or SASL refused: the cause and the setting
+    except (
+        KafkaAccessError
+    ) as exc:  # unreachable broker, TLS or SASL refused: the cause and the setting
         sys.exit(f"error: {exc}")  # exit status 1
 
 

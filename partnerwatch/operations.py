@@ -35,8 +35,15 @@ from pipeline.config import (
 
 
 def config(
-    markdown: Annotated[bool, typer.Option(help="print the table in docs/operations.md (with --detectors: docs/detectors.md)")] = False,
-    detectors: Annotated[bool, typer.Option(help="only the detectors' thresholds (PW_DETECT_*)")] = False,
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            help="print the table in docs/operations.md (with --detectors: docs/detectors.md)"
+        ),
+    ] = False,
+    detectors: Annotated[
+        bool, typer.Option(help="only the detectors' thresholds (PW_DETECT_*)")
+    ] = False,
 ) -> None:
     """Show the configuration in force: every PW_* variable, its value (secrets as ***) and where it
     came from (environment, the PW_ENV_FILE file, or default)."""
@@ -53,7 +60,11 @@ def config(
         print(f"{var.env} = {shown_value(s, var)}  ({s.origin(var.env)})")
 
 
-def kafka(action: Annotated[KafkaAction, typer.Argument(help="what to do with the local broker", case_sensitive=False)]) -> None:
+def kafka(
+    action: Annotated[
+        KafkaAction, typer.Argument(help="what to do with the local broker", case_sensitive=False)
+    ],
+) -> None:
     """Run the local single-node Kafka broker on the port of PW_KAFKA_BROKER (jars and data cached in PW_KAFKA_HOME)."""
     raise typer.Exit(kafka_runner(_settings(), str(action)))
 
@@ -70,7 +81,12 @@ def topics() -> None:
 
 
 def worker(
-    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error (default: PW_LOG_LEVEL)")] = "",
+    loglevel: Annotated[
+        str,
+        typer.Option(
+            "--loglevel", "-l", help="debug, info, warning or error (default: PW_LOG_LEVEL)"
+        ),
+    ] = "",
 ) -> None:
     """Run the stream worker: ingest, sequence, detect, load the warehouse (unless
     PW_WAREHOUSE_LOADER=external: `partnerwatch loader` does), serve the HTTP API."""
@@ -84,7 +100,9 @@ def worker(
 
     from streams.web.guard import exposure_error
 
-    settings = _settings(**({"log_level": loglevel} if loglevel else {}))  # logging configured here, once
+    settings = _settings(
+        **({"log_level": loglevel} if loglevel else {})
+    )  # logging configured here, once
     if problem := exposure_error(settings):  # checked again when streams.app is imported
         err.print(line("[red]configuration error:[/] ", plain(problem)))
         raise typer.Exit(2)
@@ -113,7 +131,9 @@ def worker(
 
 
 def provider_stage(
-    metrics_port: Annotated[int, typer.Option(help="serve /metrics on this port of 127.0.0.1 (0: none)")] = 0,
+    metrics_port: Annotated[
+        int, typer.Option(help="serve /metrics on this port of 127.0.0.1 (0: none)")
+    ] = 0,
 ) -> None:
     """Run the provider-wide stage on its own: pw.ledger of every account -> the provider-wide
     rules -> pw.alerts (workers then run with PW_PROVIDER_STAGE=off; several of these may run,
@@ -143,7 +163,13 @@ def provider_stage(
 
 
 def migrate(
-    print_ddl: Annotated[bool, typer.Option("--print-ddl", help="print every migration's DDL as it would run (PW_CLICKHOUSE_CLUSTER: cluster DDL); connect to nothing")] = False,
+    print_ddl: Annotated[
+        bool,
+        typer.Option(
+            "--print-ddl",
+            help="print every migration's DDL as it would run (PW_CLICKHOUSE_CLUSTER: cluster DDL); connect to nothing",
+        ),
+    ] = False,
 ) -> None:
     """Apply the warehouse migrations (the worker also does this at start)."""
     from sinks.clickhouse import (
@@ -174,12 +200,17 @@ def require_web_port(settings: Settings) -> None:
     """A worker needs PW_WEB_PORT free: one line when a worker, or another program, holds it."""
     if worker_health(settings.web_url) is not None:
         err.print(
-            line("[red]a worker already runs at[/] ", plain(settings.web_url, "red"),
-                 " (PW_WEB_PORT): use it, stop it, or give this one another PW_WEB_PORT and PW_DATA_DIR"),
+            line(
+                "[red]a worker already runs at[/] ",
+                plain(settings.web_url, "red"),
+                " (PW_WEB_PORT): use it, stop it, or give this one another PW_WEB_PORT and PW_DATA_DIR",
+            ),
             soft_wrap=True,
         )
         raise typer.Exit(EXIT_UNAVAILABLE)
-    require_free_port(settings.web_host, settings.web_port, "PW_WEB_PORT", "the worker's web server")
+    require_free_port(
+        settings.web_host, settings.web_port, "PW_WEB_PORT", "the worker's web server"
+    )
 
 
 def loader() -> None:

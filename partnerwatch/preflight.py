@@ -60,7 +60,8 @@ def require_broker(settings: Settings) -> None:
     if any(answers(host, port) for host, port in _addresses(settings.kafka_broker)):
         return
     raise fail(
-        "[red]no Kafka broker answers at[/] ", plain(settings.kafka_broker, "red"),
+        "[red]no Kafka broker answers at[/] ",
+        plain(settings.kafka_broker, "red"),
         "[red] (PW_KAFKA_BROKER):[/] start the local one with `partnerwatch kafka start`, or point PW_KAFKA_BROKER at yours",
         code=EXIT_UNAVAILABLE,
     )
@@ -75,8 +76,12 @@ def kafka_errors(settings: Settings) -> Iterator[None]:
         yield
     except KafkaError as exc:
         raise fail(
-            "[red]Kafka at[/] ", plain(settings.kafka_broker, "red"), "[red] failed:[/] ", plain(one_line(exc)),
-            " (is the broker running? `partnerwatch kafka status`)", code=EXIT_UNAVAILABLE,
+            "[red]Kafka at[/] ",
+            plain(settings.kafka_broker, "red"),
+            "[red] failed:[/] ",
+            plain(one_line(exc)),
+            " (is the broker running? `partnerwatch kafka status`)",
+            code=EXIT_UNAVAILABLE,
         ) from None
 
 
@@ -85,7 +90,9 @@ def require_free_port(host: str, port: int, variable: str, what: str) -> None:
     if not answers(host, port, timeout=1.0):
         return
     raise fail(
-        f"[red]port {port} on[/] ", plain(host, "red"), f"[red] ({variable}) is in use by another program:[/] "
+        f"[red]port {port} on[/] ",
+        plain(host, "red"),
+        f"[red] ({variable}) is in use by another program:[/] "
         f"stop it, or choose a free port for {what} with {variable}",
         code=EXIT_UNAVAILABLE,
     )
@@ -116,7 +123,9 @@ _told: set[str] = set()
 def say_warehouse(settings: Settings, via_worker: bool) -> None:
     """Tell (once per command, on stderr) which warehouse the command reads."""
     label = warehouse_label(settings)
-    text = f"warehouse: {label}" + (f", through the worker at {settings.web_url}" if via_worker else "")
+    text = f"warehouse: {label}" + (
+        f", through the worker at {settings.web_url}" if via_worker else ""
+    )
     if text in _told:
         return
     _told.add(text)
@@ -137,7 +146,9 @@ def check_embedded_exists(settings: Settings) -> None:
     if settings.clickhouse_url or settings.warehouse_path.is_dir():
         return
     raise fail(
-        "[red]no warehouse at[/] ", plain(settings.warehouse_path, "red"), plain(_migrate_hint(settings)),
+        "[red]no warehouse at[/] ",
+        plain(settings.warehouse_path, "red"),
+        plain(_migrate_hint(settings)),
         code=EXIT_UNAVAILABLE,
     )
 
@@ -148,7 +159,9 @@ def check_migrated(warehouse: Any, settings: Settings) -> None:
 
     latest = max(version for version, _, _ in migrations())
     try:
-        databases = warehouse.query("SELECT count() FROM system.databases WHERE name = 'audit'").rows
+        databases = warehouse.query(
+            "SELECT count() FROM system.databases WHERE name = 'audit'"
+        ).rows
         done = 0
         if databases and int(databases[0][0]):
             tables = warehouse.query(
@@ -158,11 +171,20 @@ def check_migrated(warehouse: Any, settings: Settings) -> None:
                 rows = warehouse.query("SELECT max(version) FROM audit.schema_migrations").rows
                 done = int(rows[0][0] or 0) if rows else 0
     except WarehouseError as exc:
-        raise fail("[red]warehouse failed:[/] ", plain(one_line(exc)), code=EXIT_UNAVAILABLE) from None
+        raise fail(
+            "[red]warehouse failed:[/] ", plain(one_line(exc)), code=EXIT_UNAVAILABLE
+        ) from None
     if done >= latest:
         return
-    state = "is empty (never migrated)" if done == 0 else f"is at migration {done}, this version needs {latest}"
+    state = (
+        "is empty (never migrated)"
+        if done == 0
+        else f"is at migration {done}, this version needs {latest}"
+    )
     raise fail(
-        "[red]the warehouse[/] ", plain(warehouse_label(settings), "red"), f"[red] {state}[/]",
-        plain(_migrate_hint(settings)), code=EXIT_UNAVAILABLE,
+        "[red]the warehouse[/] ",
+        plain(warehouse_label(settings), "red"),
+        f"[red] {state}[/]",
+        plain(_migrate_hint(settings)),
+        code=EXIT_UNAVAILABLE,
     )

@@ -22,7 +22,13 @@ from partnerwatch.common import err
 @contextmanager
 def progress(label: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
     """`advance(n)` moves a bar of `total` steps (None: a count without a bar)."""
-    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task(label, total=total)
 
@@ -35,7 +41,13 @@ def progress(label: str, total: int | None = None) -> Iterator[Callable[[int], N
 @contextmanager
 def phases(first: str) -> Iterator[Callable[[str], None]]:
     """`say(text)` names the phase the work is in; a spinner and the time spent show it is alive."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True) as bar:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
         task = bar.add_task(first, total=None)
 
         def say(text: str) -> None:

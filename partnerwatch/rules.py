@@ -13,9 +13,16 @@ import typer
 
 from partnerwatch.common import console, err, load_settings, print_rows, run_query
 
-rules_cli = typer.Typer(help="Sigma rules: validate, run their tests, hunt over the warehouse.", no_args_is_help=True)
+rules_cli = typer.Typer(
+    help="Sigma rules: validate, run their tests, hunt over the warehouse.", no_args_is_help=True
+)
 
-DirOption = Annotated[Path | None, typer.Option("--dir", help="folder of Sigma rules (default: PW_RULES_DIR, else the shipped examples)")]
+DirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dir", help="folder of Sigma rules (default: PW_RULES_DIR, else the shipped examples)"
+    ),
+]
 
 
 def _folder(folder: Path | None) -> Path:
@@ -49,7 +56,10 @@ def validate(folder: DirOption = None) -> None:
     ruleset = _load(path)
     for name in ruleset.names:
         query(name, ruleset)
-    console.print(f"{len(ruleset.rules)} detection rules and {len(ruleset.correlations)} correlations in {path}: valid", highlight=False)
+    console.print(
+        f"{len(ruleset.rules)} detection rules and {len(ruleset.correlations)} correlations in {path}: valid",
+        highlight=False,
+    )
 
 
 @rules_cli.command("test")
@@ -67,7 +77,11 @@ def test_rules(folder: DirOption = None) -> None:
         raise typer.Exit(1) from None
     failed = [r for r in results if not r.passed]
     for r in failed:
-        err.print(f"FAIL {r.file}: {r.case}: expected {r.expected} matches, found {r.found}", highlight=False, markup=False)
+        err.print(
+            f"FAIL {r.file}: {r.case}: expected {r.expected} matches, found {r.found}",
+            highlight=False,
+            markup=False,
+        )
     console.print(f"{len(results) - len(failed)} of {len(results)} cases passed", highlight=False)
     if failed:
         raise typer.Exit(1)
@@ -76,11 +90,15 @@ def test_rules(folder: DirOption = None) -> None:
 @rules_cli.command()
 def hunt(
     name: Annotated[str, typer.Argument(help="the rule or correlation to run")],
-    from_: Annotated[str, typer.Option("--from", help="start (inclusive): a date or an RFC 3339 time")],
+    from_: Annotated[
+        str, typer.Option("--from", help="start (inclusive): a date or an RFC 3339 time")
+    ],
     to: Annotated[str, typer.Option(help="end (exclusive): a date or an RFC 3339 time")],
     folder: DirOption = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | json | csv")] = "table",
-    show_sql: Annotated[bool, typer.Option("--sql", help="print the ClickHouse SQL instead of running it")] = False,
+    show_sql: Annotated[
+        bool, typer.Option("--sql", help="print the ClickHouse SQL instead of running it")
+    ] = False,
 ) -> None:
     """Run one rule over the warehouse (audit.events) in [from, to): the events a detection rule
     matches, or the groups and windows (start, epoch ms) a correlation matches."""

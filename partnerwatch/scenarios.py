@@ -32,12 +32,25 @@ def _produce(settings: Settings, items: Any, total: int, label: str, rate: float
         return _produce_to(settings, ensure_topics, send_events, items, total, label, rate)
 
 
-def _produce_to(settings: Settings, ensure_topics: Any, send_events: Any, items: Any, total: int, label: str, rate: float) -> int:
+def _produce_to(
+    settings: Settings,
+    ensure_topics: Any,
+    send_events: Any,
+    items: Any,
+    total: int,
+    label: str,
+    rate: float,
+) -> int:
     ensure_topics(settings)
     started = time.monotonic()
     sent = 0
     with Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=False
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
     ) as progress:
         task = progress.add_task(label, total=total or None)
         for sent in send_events(settings, items):
@@ -58,27 +71,43 @@ def simulate(
     accounts: Annotated[int, typer.Option()] = 6,
     providers: Annotated[int, typer.Option()] = 4,
     attack_rate: Annotated[float, typer.Option(help="attack instances per benign event")] = 0.01,
-    attacks: Annotated[str, typer.Option(help="'all', or comma-separated kinds (see pipeline/simulation/attacks.py)")] = "all",
-    truth: Annotated[Path | None, typer.Option(help="write injected attacks (event_id, kind) as JSONL")] = None,
+    attacks: Annotated[
+        str,
+        typer.Option(help="'all', or comma-separated kinds (see pipeline/simulation/attacks.py)"),
+    ] = "all",
+    truth: Annotated[
+        Path | None, typer.Option(help="write injected attacks (event_id, kind) as JSONL")
+    ] = None,
 ) -> None:
     """Produce realistic provider traffic with injected attacks to pw.actions."""
     from pipeline.simulation.traffic import ATTACKS, generate
 
     settings = _settings()
-    kinds = ATTACKS if attacks == "all" else tuple(k.strip() for k in attacks.split(",") if k.strip())
+    kinds = (
+        ATTACKS if attacks == "all" else tuple(k.strip() for k in attacks.split(",") if k.strip())
+    )
     unknown = set(kinds) - set(ATTACKS)
     if unknown:
-        err.print(f"[red]unknown attack kind(s): {', '.join(sorted(unknown))}; known: {', '.join(ATTACKS)}[/]")
+        err.print(
+            f"[red]unknown attack kind(s): {', '.join(sorted(unknown))}; known: {', '.join(ATTACKS)}[/]"
+        )
         raise typer.Exit(2)
     seed = seed if seed is not None else int(time.time())
     truth_file = truth.open("w") if truth else None
 
     def events() -> Any:
         for event, attack in generate(
-            count, seed=seed, accounts=accounts, providers=providers, attack_rate=attack_rate, attack_kinds=kinds
+            count,
+            seed=seed,
+            accounts=accounts,
+            providers=providers,
+            attack_rate=attack_rate,
+            attack_kinds=kinds,
         ):
             if attack and truth_file:
-                truth_file.write(orjson.dumps({"event_id": event["event_id"], "attack": attack}).decode() + "\n")
+                truth_file.write(
+                    orjson.dumps({"event_id": event["event_id"], "attack": attack}).decode() + "\n"
+                )
             yield event
 
     try:
@@ -89,13 +118,18 @@ def simulate(
     err.print(f"produced {sent} events to {settings.actions_topic} (seed {seed})")
 
 
-
 def demo(
     count: Annotated[int, typer.Option(help="simulated events")] = 5000,
     rate: Annotated[float, typer.Option(help="events per second")] = 500.0,
     seed: Annotated[int | None, typer.Option()] = None,
     keep_running: Annotated[bool, typer.Option(help="leave Kafka and the worker running")] = False,
-    amazon: Annotated[bool, typer.Option("--amazon", help="the SP-API gateway, notifications (ElasticMQ) and polling against a local Amazon stand-in, with an agency gone rogue through and around the gateway")] = False,
+    amazon: Annotated[
+        bool,
+        typer.Option(
+            "--amazon",
+            help="the SP-API gateway, notifications (ElasticMQ) and polling against a local Amazon stand-in, with an agency gone rogue through and around the gateway",
+        ),
+    ] = False,
 ) -> None:
     """The main job, locally: Kafka, the worker and the simulator; prints alerts as they fire."""
     settings = _settings()
@@ -105,21 +139,36 @@ def demo(
         raise typer.Exit(run_demo(settings, _wait_for_worker))
     status = kafka_runner(settings, "start")
     if status != 0:
-        raise typer.Exit(EXIT_UNAVAILABLE if status == EXIT_UNAVAILABLE else 1)  # kafka.sh said why, in one line
+        raise typer.Exit(
+            EXIT_UNAVAILABLE if status == EXIT_UNAVAILABLE else 1
+        )  # kafka.sh said why, in one line
     require_web_port(settings)
     log_path = settings.data_dir / "worker.log"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     err.print(line("starting the worker (log: ", plain(log_path), ")"))
     with log_path.open("ab") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "partnerwatch", "worker"], stdout=log_file, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "partnerwatch", "worker"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     try:
         _wait_for_worker(settings, proc)
-        tail = subprocess.Popen([sys.executable, "-m", "partnerwatch", "alerts", "tail", "--from-now"])
+        tail = subprocess.Popen(
+            [sys.executable, "-m", "partnerwatch", "alerts", "tail", "--from-now"]
+        )
         time.sleep(2)
         seed = seed if seed is not None else int(time.time())
-        simulate(count=count, rate=rate, seed=seed, accounts=6, providers=4, attack_rate=0.005, attacks="all", truth=None)
+        simulate(
+            count=count,
+            rate=rate,
+            seed=seed,
+            accounts=6,
+            providers=4,
+            attack_rate=0.005,
+            attacks="all",
+            truth=None,
+        )
         _wait_until_stored(settings, count, timeout=120)
         tail.terminate()
         tail.wait(10)
@@ -163,26 +212,55 @@ def _what_next(settings: Settings, keep_running: bool) -> None:
     out = err
     out.print("\n[bold]What next[/]")
     if keep_running:
-        out.print(line("  open ", plain(page, "cyan"), "   the alerts page: stored alerts, then live ones"))
+        out.print(
+            line(
+                "  open ", plain(page, "cyan"), "   the alerts page: stored alerts, then live ones"
+            )
+        )
     else:
-        out.print(line("  open ", plain(page, "cyan"), "   the alerts page, while a worker runs (`partnerwatch worker`, or `demo --keep-running`)"))
+        out.print(
+            line(
+                "  open ",
+                plain(page, "cyan"),
+                "   the alerts page, while a worker runs (`partnerwatch worker`, or `demo --keep-running`)",
+            )
+        )
     steps = [
-        ("partnerwatch alerts list", "the stored alerts and their status; `alerts show ID` for one"),
-        (f"partnerwatch report provider --account {account} --provider {provider} --quarter {year}Q{quarter} --out review.html",
-         "a provider's quarter as an HTML review"),
-        ('partnerwatch sql "SELECT detector, count() FROM audit.alerts FINAL GROUP BY detector"', "SQL on the warehouse"),
+        (
+            "partnerwatch alerts list",
+            "the stored alerts and their status; `alerts show ID` for one",
+        ),
+        (
+            f"partnerwatch report provider --account {account} --provider {provider} --quarter {year}Q{quarter} --out review.html",
+            "a provider's quarter as an HTML review",
+        ),
+        (
+            'partnerwatch sql "SELECT detector, count() FROM audit.alerts FINAL GROUP BY detector"',
+            "SQL on the warehouse",
+        ),
         ("partnerwatch verify-chain", "recompute every account's hash chain"),
-        ("docker compose up -d", "Prometheus and Grafana (http://127.0.0.1:3000) on a ClickHouse server: docs/operations.md#grafana"),
+        (
+            "docker compose up -d",
+            "Prometheus and Grafana (http://127.0.0.1:3000) on a ClickHouse server: docs/operations.md#grafana",
+        ),
     ]
     for command, what in steps:
-        out.print(line("  ", plain(command, "cyan"), "\n      ", plain(what, "dim")), highlight=False, soft_wrap=True)
+        out.print(
+            line("  ", plain(command, "cyan"), "\n      ", plain(what, "dim")),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
-def _wait_for_worker(settings: Settings, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def _wait_for_worker(
+    settings: Settings, proc: subprocess.Popen[bytes], timeout: float = 120
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err.print(f"[red]the worker exited ({proc.returncode}); see {settings.data_dir / 'worker.log'}[/]")
+            err.print(
+                f"[red]the worker exited ({proc.returncode}); see {settings.data_dir / 'worker.log'}[/]"
+            )
             raise typer.Exit(1)
         health = worker_health(settings.web_url)
         if health is not None and health.get("warehouse_error") != "starting":
@@ -199,4 +277,3 @@ def _wait_until_stored(settings: Settings, at_least: int, timeout: float) -> Non
         if int(rows[0][0]) >= at_least:
             return
         time.sleep(1)
-

@@ -43,7 +43,9 @@ class WorkerSql:
         if self.settings.api_token:
             headers["Authorization"] = f"Bearer {self.settings.api_token}"
         try:
-            with http_open(f"{self.settings.web_url}/v1/sql", timeout=300, data=body, headers=headers) as response:
+            with http_open(
+                f"{self.settings.web_url}/v1/sql", timeout=300, data=body, headers=headers
+            ) as response:
                 doc = orjson.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise SqlFailed(orjson.loads(exc.read()).get("error", str(exc))) from None

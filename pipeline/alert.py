@@ -70,7 +70,9 @@ def fold(previous: Alert | None, finding: Finding, event: Event, seq: int | None
     if event["event_id"] in previous["evidence_event_ids"]:
         return previous
     alert = dict(previous)
-    alert["evidence_event_ids"] = _with_evidence(list(alert["evidence_event_ids"]), finding, event)[:MAX_EVIDENCE]
+    alert["evidence_event_ids"] = _with_evidence(list(alert["evidence_event_ids"]), finding, event)[
+        :MAX_EVIDENCE
+    ]
     alert["count"] = int(alert["count"]) + 1
     alert["first_seen"] = min(alert["first_seen"], seen)
     alert["last_seen"] = max(alert["last_seen"], seen)

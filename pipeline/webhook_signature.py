@@ -61,7 +61,7 @@ def secret_key(secret: str | bytes) -> bytes:
         return secret
     if secret.startswith(SECRET_PREFIX):
         try:
-            key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+            key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
         except (binascii.Error, ValueError):
             raise ValueError(f"a {SECRET_PREFIX} secret must be base64 after the prefix") from None
     else:
@@ -73,7 +73,9 @@ def secret_key(secret: str | bytes) -> bytes:
 
 def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     """`v1,<base64 HMAC-SHA256>` over `<id>.<timestamp>.<body>`."""
-    mac = hmac.new(secret_key(secret), f"{msg_id}.{int(timestamp)}.".encode() + body, hashlib.sha256)
+    mac = hmac.new(
+        secret_key(secret), f"{msg_id}.{int(timestamp)}.".encode() + body, hashlib.sha256
+    )
     return "v1," + base64.b64encode(mac.digest()).decode()
 
 
@@ -107,7 +109,9 @@ def verify(
     stamp = _header(request_headers, TIMESTAMP_HEADER)
     signatures = _header(request_headers, SIGNATURE_HEADER)
     if not (msg_id and stamp and signatures):
-        raise SignatureError("missing", f"missing {ID_HEADER}, {TIMESTAMP_HEADER} or {SIGNATURE_HEADER}")
+        raise SignatureError(
+            "missing", f"missing {ID_HEADER}, {TIMESTAMP_HEADER} or {SIGNATURE_HEADER}"
+        )
     if not _ID.fullmatch(msg_id):
         raise SignatureError("malformed", f"{ID_HEADER} must be 1 to 256 printable characters")
     if not stamp.isascii() or not stamp.isdigit() or len(stamp) > 12:
@@ -115,7 +119,9 @@ def verify(
     timestamp = int(stamp)
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance:
-        raise SignatureError("stale", f"{TIMESTAMP_HEADER} is outside the {int(tolerance)} s tolerance")
+        raise SignatureError(
+            "stale", f"{TIMESTAMP_HEADER} is outside the {int(tolerance)} s tolerance"
+        )
     expected = sign(secret, msg_id, timestamp, body)
     candidates = signatures.split(" ")
     if len(candidates) > MAX_SIGNATURES:

@@ -17,8 +17,18 @@ from pipeline.ledger import LEDGER_FIELDS
 from sinks.clickhouse import Row, Warehouse
 
 __all__ = [
-    "BadRecord", "LedgerLine", "alert_row", "ch_time", "checked_alert", "checked_entry", "event_row", "ledger_line",
-    "store_alerts", "store_events", "store_lines", "stored_keys",
+    "BadRecord",
+    "LedgerLine",
+    "alert_row",
+    "ch_time",
+    "checked_alert",
+    "checked_entry",
+    "event_row",
+    "ledger_line",
+    "store_alerts",
+    "store_events",
+    "store_lines",
+    "stored_keys",
 ]
 
 
@@ -102,7 +112,9 @@ _EVENT_TUPLE = (
 
 def _time(expr: str) -> str:
     """`ch_time` in SQL: `YYYY-MM-DDTHH:MM:SS.mmmZ` (checked: ASCII) -> DateTime64(3, 'UTC')."""
-    return f"toDateTime64(concat(substring({expr}, 1, 10), ' ', substring({expr}, 12, 12)), 3, 'UTC')"
+    return (
+        f"toDateTime64(concat(substring({expr}, 1, 10), ' ', substring({expr}, 12, 12)), 3, 'UTC')"
+    )
 
 
 def _field(*path: str) -> str:
@@ -141,10 +153,13 @@ _LINE_EXPRESSIONS = {
     "entry_seq": "toUInt64(seq)",
 }
 if tuple(_LINE_EXPRESSIONS) != EVENT_COLUMNS:
-    raise ImportError("a column of audit.events is missing from _LINE_EXPRESSIONS (sinks/audit_store.py)")
+    raise ImportError(
+        "a column of audit.events is missing from _LINE_EXPRESSIONS (sinks/audit_store.py)"
+    )
 #: Constant SQL (no value is ever formatted into it); `{source}` is the warehouse's table of the data.
 _LINES_SELECT = (
-    "SELECT " + ", ".join(_LINE_EXPRESSIONS.values())  # noqa: S608
+    "SELECT "  # noqa: S608
+    + ", ".join(_LINE_EXPRESSIONS.values())
     + f" FROM (SELECT JSONExtract(payload, '{_EVENT_TUPLE}') AS e, {', '.join(LINE_COLUMNS)} FROM {{source}})"  # noqa: S608
 )
 
@@ -250,7 +265,11 @@ def ledger_time(value: Any) -> bool:
 _LEDGER_ONLY = tuple(LEDGER_FIELDS)
 _TOP_STRINGS = ("event_id", "account_id", "action", "outcome")
 _OPTIONAL_STRINGS = ("marketplace", "operation", "approval_id")
-_NESTED = (("source", ("ip", "user_agent", "session_id")), ("resource", ("type", "id")), ("amount", ("value", "currency")))
+_NESTED = (
+    ("source", ("ip", "user_agent", "session_id")),
+    ("resource", ("type", "id")),
+    ("amount", ("value", "currency")),
+)
 
 
 def _plain(entry: Any) -> bool:
@@ -275,7 +294,11 @@ def _plain(entry: Any) -> bool:
         if type(value) is not str or not _HASH.fullmatch(value):
             return False
     actor = get("actor")
-    if type(actor) is not dict or type(actor.get("type")) is not str or type(actor.get("principal_id")) is not str:
+    if (
+        type(actor) is not dict
+        or type(actor.get("type")) is not str
+        or type(actor.get("principal_id")) is not str
+    ):
         return False
     if "provider_id" in actor and type(actor["provider_id"]) is not str:
         return False
@@ -300,7 +323,12 @@ def ledger_line(raw: bytes | None) -> LedgerLine:
         entry = None
     if not _plain(entry):
         entry = checked_entry(raw)  # raises BadRecord with the reason, or accepts an unusual shape
-    seq, prev_hash, hash_, ingested_at = entry["seq"], entry["prev_hash"], entry["hash"], entry["ingested_at"]
+    seq, prev_hash, hash_, ingested_at = (
+        entry["seq"],
+        entry["prev_hash"],
+        entry["hash"],
+        entry["ingested_at"],
+    )
     for name in _LEDGER_ONLY:  # what is left is the event (`event_of`)
         entry.pop(name, None)
     try:
@@ -309,7 +337,16 @@ def ledger_line(raw: bytes | None) -> LedgerLine:
         changes_text = orjson.dumps(changes).decode() if changes is not None else ""
     except TypeError as exc:  # orjson.JSONEncodeError: e.g. a lone surrogate in a string
         raise BadRecord("wrong_type", str(exc)[:200]) from None
-    return LedgerLine(payload, changes_text, seq, prev_hash, hash_, ingested_at, entry["account_id"], entry["event_id"])
+    return LedgerLine(
+        payload,
+        changes_text,
+        seq,
+        prev_hash,
+        hash_,
+        ingested_at,
+        entry["account_id"],
+        entry["event_id"],
+    )
 
 
 def checked_alert(raw: bytes | None) -> dict[str, Any]:

@@ -61,7 +61,9 @@ _CREATE_MV = re.compile(
     r"TO\s+(?P<tdb>\w+)\.(?P<target>\w+)\s+AS\s+(?P<select>.*)",
     re.DOTALL | re.IGNORECASE,
 )
-_ALTER_TABLE = re.compile(r"ALTER\s+TABLE\s+(?P<db>\w+)\.(?P<table>\w+)\s+(?P<body>.*)", re.DOTALL | re.IGNORECASE)
+_ALTER_TABLE = re.compile(
+    r"ALTER\s+TABLE\s+(?P<db>\w+)\.(?P<table>\w+)\s+(?P<body>.*)", re.DOTALL | re.IGNORECASE
+)
 _COLUMN_CLAUSE = re.compile(r"(ADD|DROP|MODIFY|RENAME)\s+COLUMN\b", re.IGNORECASE)
 _FROM_TABLE = re.compile(r"\b(FROM|JOIN)(\s+)(\w+)\.(\w+)\b", re.IGNORECASE)
 
@@ -73,7 +75,9 @@ class ClusterDDLError(ValueError):
 def check_cluster_name(name: str) -> str:
     """The cluster name is the only value written into DDL: it must be a plain identifier."""
     if not _IDENTIFIER.fullmatch(name):
-        raise ClusterDDLError(f"PW_CLICKHOUSE_CLUSTER must be an identifier ([A-Za-z_][A-Za-z0-9_]*), got {name!r}")
+        raise ClusterDDLError(
+            f"PW_CLICKHOUSE_CLUSTER must be an identifier ([A-Za-z_][A-Za-z0-9_]*), got {name!r}"
+        )
     return name
 
 
@@ -82,7 +86,11 @@ def sharded_tables(statements: Iterable[str]) -> set[str]:
     found = set()
     for statement in statements:
         m = _CREATE_TABLE.match(statement.strip())
-        if m and m["engine"] in MERGE_TREE_ENGINES and f"{m['db']}.{m['table']}" not in NODE_WIDE_TABLES:
+        if (
+            m
+            and m["engine"] in MERGE_TREE_ENGINES
+            and f"{m['db']}.{m['table']}" not in NODE_WIDE_TABLES
+        ):
             found.add(f"{m['db']}.{m['table']}")
     return found
 
@@ -116,7 +124,9 @@ def render(statement: str, cluster: str, sharded: set[str]) -> list[str]:
         return [text]  # through the Distributed tables: rows reach the shard of their account
     if head.startswith("ALTER TABLE"):
         return _render_alter(text, cluster, sharded)
-    raise ClusterDDLError(f"no cluster rendering for this statement (extend sinks/cluster_ddl.py): {text[:80]!r}")
+    raise ClusterDDLError(
+        f"no cluster rendering for this statement (extend sinks/cluster_ddl.py): {text[:80]!r}"
+    )
 
 
 def render_all(statements: Iterable[str], cluster: str, sharded: set[str]) -> list[str]:
@@ -127,10 +137,14 @@ def render_all(statements: Iterable[str], cluster: str, sharded: set[str]) -> li
 def _render_table(text: str, cluster: str) -> list[str]:
     m = _CREATE_TABLE.match(text)
     if not m:
-        raise ClusterDDLError(f"unrecognised CREATE TABLE (columns, then ENGINE = ...): {text[:80]!r}")
+        raise ClusterDDLError(
+            f"unrecognised CREATE TABLE (columns, then ENGINE = ...): {text[:80]!r}"
+        )
     engine = m["engine"]
     if engine not in MERGE_TREE_ENGINES:
-        raise ClusterDDLError(f"{m['db']}.{m['table']}: engine {engine} has no Replicated counterpart here")
+        raise ClusterDDLError(
+            f"{m['db']}.{m['table']}: engine {engine} has no Replicated counterpart here"
+        )
     if f"{m['db']}.{m['table']}" in NODE_WIDE_TABLES:
         return [_render_node_wide(m, cluster)]
     if not re.search(r"^\s*\(?\s*account_id\s", m["columns"], re.MULTILINE):
@@ -202,7 +216,9 @@ def _top_level_split(body: str) -> list[str]:
 def _render_view(text: str, cluster: str, sharded: set[str]) -> str:
     m = _CREATE_MV.match(text)
     if not m:
-        raise ClusterDDLError(f"unrecognised materialized view (CREATE MATERIALIZED VIEW v TO t AS SELECT): {text[:80]!r}")
+        raise ClusterDDLError(
+            f"unrecognised materialized view (CREATE MATERIALIZED VIEW v TO t AS SELECT): {text[:80]!r}"
+        )
     target = f"{m['tdb']}.{m['target']}"
     if target not in sharded:
         raise ClusterDDLError(f"{m['db']}.{m['view']}: target {target} is not a sharded table")

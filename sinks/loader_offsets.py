@@ -40,5 +40,9 @@ def write_marks(warehouse: Warehouse, topic: str, marks: Mapping[int, Mark]) -> 
     """Record the marks of one batch (one row per partition; merges keep the largest end)."""
     if marks:
         warehouse.insert(
-            TABLE, [{"topic": topic, "partition": p, "start": m.start, "end": m.end} for p, m in sorted(marks.items())]
+            TABLE,
+            [
+                {"topic": topic, "partition": p, "start": m.start, "end": m.end}
+                for p, m in sorted(marks.items())
+            ],
         )

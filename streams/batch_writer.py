@@ -71,7 +71,9 @@ class BatchWriter:
         for partition, entries in self.ledger.items():
             by_partition[partition].append((settings.ledger_topic, entries))
         for (topic, partition), changed in self.changes.items():
-            by_partition[partition].append((topic, [_changelog_record(k, v) for k, v in changed.items()]))
+            by_partition[partition].append(
+                (topic, [_changelog_record(k, v) for k, v in changed.items()])
+            )
         for partition, outputs in by_partition.items():
             producer, lock = transaction_producer(app, settings.actions_topic, partition)
             async with lock or contextlib.nullcontext():
@@ -83,7 +85,9 @@ class BatchWriter:
 
 def _changelog_record(key: str, value: Any) -> Record:
     """Key and value as the tables' serializers read them back (JSON; None is a tombstone)."""
-    return orjson.dumps(key), None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(key), None if value is None else orjson.dumps(
+        value, option=orjson.OPT_NON_STR_KEYS
+    )
 
 
 async def _send(producer: Any, topic: str, partition: int, records: list[Record]) -> None:
@@ -93,6 +97,7 @@ async def _send(producer: Any, topic: str, partition: int, records: list[Record]
             await producer.send_batch(batch, topic, partition=partition)
             batch = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"a record of {len(value or b'')} bytes for {topic} exceeds the producer's batch size")
+                raise ValueError(
+                    f"a record of {len(value or b'')} bytes for {topic} exceeds the producer's batch size"
+                )
     await producer.send_batch(batch, topic, partition=partition)
-

@@ -62,8 +62,13 @@ class DigestService(Service):
         s = self.settings
         try:
             made, problems = await asyncio.get_running_loop().run_in_executor(
-                None, create_digests, warehouse, signer, s.digest_period,
-                int(time.time() * 1000), int(s.digest_delay * 1000),
+                None,
+                create_digests,
+                warehouse,
+                signer,
+                s.digest_period,
+                int(time.time() * 1000),
+                int(s.digest_delay * 1000),
             )
         except WarehouseError as exc:
             log.error("digest.failed", error=str(exc))

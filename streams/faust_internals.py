@@ -48,7 +48,9 @@ def transaction_producer(app: Any, source_topic: str, partition: int) -> tuple[A
     transactional_id = f"{app.conf.id}-{group}-{partition}"
     producer = faust_producer._transaction_producers.get(transactional_id)
     if producer is None:
-        raise RuntimeError(f"no transactional producer {transactional_id} for source partition {partition}")
+        raise RuntimeError(
+            f"no transactional producer {transactional_id} for source partition {partition}"
+        )
     return producer, faust_producer._trn_locks[transactional_id]
 
 

@@ -63,7 +63,10 @@ async def load_state(partition: int) -> LedgerState:
         state.observe(orjson.loads(record.value))
         count += 1
     log.info(
-        "ingest.state_loaded", partition=partition, entries=count, accounts=len(state.heads),
+        "ingest.state_loaded",
+        partition=partition,
+        entries=count,
+        accounts=len(state.heads),
         seconds=round(time.monotonic() - started, 3),
     )
     return state
@@ -97,7 +100,9 @@ async def _ingest_one(
     except Rejected as exc:
         await deadletter_topic.send(
             key=key,
-            value=deadletter.record(exc.reason, exc.detail, settings.actions_topic, partition, offset, value),
+            value=deadletter.record(
+                exc.reason, exc.detail, settings.actions_topic, partition, offset, value
+            ),
             partition=partition,  # same partition: same transaction as the source offset
         )
         return
@@ -111,7 +116,12 @@ async def _ingest_one(
 
 
 async def _catch_up(
-    state: LedgerState, partition: int, until: int, writer: BatchWriter, detection: Detection, event: Any
+    state: LedgerState,
+    partition: int,
+    until: int,
+    writer: BatchWriter,
+    detection: Detection,
+    event: Any,
 ) -> None:
     """Sequence source messages [state.next_offset, until) that the stream did not deliver.
 
@@ -123,7 +133,9 @@ async def _catch_up(
     start = state.next_offset
     count = 0
     async for record in read_partition(settings.actions_topic, partition, start, until):
-        await _ingest_one(state, record.key, record.value, partition, record.offset, writer, detection, event)
+        await _ingest_one(
+            state, record.key, record.value, partition, record.offset, writer, detection, event
+        )
         count += 1
     state.next_offset = until
     metrics.INGEST_CATCH_UP.inc(count)
@@ -153,6 +165,8 @@ async def ingest(stream: Any) -> None:
                 continue  # already sequenced: a redelivery after a restart
             if msg.offset > state.next_offset and state.next_offset > 0:
                 await _catch_up(state, msg.partition, msg.offset, writer, detection, event)
-            await _ingest_one(state, msg.key, msg.value, msg.partition, msg.offset, writer, detection, event)
+            await _ingest_one(
+                state, msg.key, msg.value, msg.partition, msg.offset, writer, detection, event
+            )
         await detection.flush()
         await writer.write()

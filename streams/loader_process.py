@@ -60,7 +60,10 @@ class LoaderProcess:
             await web.TCPSite(runner, s.loader_host, s.loader_port).start()
         except OSError as exc:
             await runner.cleanup()
-            print(f"cannot listen on {s.loader_host}:{s.loader_port} (PW_LOADER_HOST, PW_LOADER_PORT): {exc}", file=sys.stderr)
+            print(
+                f"cannot listen on {s.loader_host}:{s.loader_port} (PW_LOADER_HOST, PW_LOADER_PORT): {exc}",
+                file=sys.stderr,
+            )
             return 2
         log.info("loader.listening", host=s.loader_host, port=s.loader_port)
         try:
@@ -76,7 +79,9 @@ class LoaderProcess:
             while not stop.is_set() and self.loader.alive():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
-            if not stop.is_set():  # the loader thread ended on its own (not an Exception): exit, be restarted
+            if (
+                not stop.is_set()
+            ):  # the loader thread ended on its own (not an Exception): exit, be restarted
                 log.error("loader.thread_ended", error=self.loader.crash_error)
                 return 1
             log.info("loader.stopping")

@@ -35,7 +35,9 @@ class OneActive(AbstractPartitionAssignor):
 
     @classmethod
     def metadata(cls, topics: Iterable[str]) -> ConsumerProtocolMemberMetadata:
-        return ConsumerProtocolMemberMetadata(cls.version, sorted(topics), b"1" if cls.holding else b"")
+        return ConsumerProtocolMemberMetadata(
+            cls.version, sorted(topics), b"1" if cls.holding else b""
+        )
 
     @classmethod
     def assign(
@@ -46,7 +48,9 @@ class OneActive(AbstractPartitionAssignor):
         topics = sorted({t for meta in members.values() for t in meta.subscription})
         everything = [(t, sorted(cluster.partitions_for_topic(t) or ())) for t in topics]
         return {
-            member: ConsumerProtocolMemberAssignment(cls.version, everything if member == holder else [], b"")
+            member: ConsumerProtocolMemberAssignment(
+                cls.version, everything if member == holder else [], b""
+            )
             for member in members
         }
 
@@ -66,4 +70,3 @@ class StageListener(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: Any) -> None:
         if assigned:
             await self.stage.take_over(sorted(tp.partition for tp in assigned))
-

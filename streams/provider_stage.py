@@ -149,8 +149,11 @@ class ProviderStage:
         self._alerts = aio_producer(s, role="provider-alerts", linger_ms=0)
         await self._alerts.start()
         consumer = self._consumer = aio_consumer(
-            s, role="provider-stage", group=s.provider_group,
-            partition_assignment_strategy=(OneActive,), fetch_max_wait_ms=50,
+            s,
+            role="provider-stage",
+            group=s.provider_group,
+            partition_assignment_strategy=(OneActive,),
+            fetch_max_wait_ms=50,
         )
         consumer.subscribe([s.ledger_topic], listener=StageListener(self))
         self.reload_rules()
@@ -205,8 +208,12 @@ class ProviderStage:
 
     async def _take_over(self, partitions: list[int]) -> None:
         s = self.settings
-        self._state = aio_producer(s, role="provider-state", transactional_id=s.provider_transactional_id)
-        await self._state.start()  # init_transactions: fences an older holder, aborts its open transaction
+        self._state = aio_producer(
+            s, role="provider-state", transactional_id=s.provider_transactional_id
+        )
+        await (
+            self._state.start()
+        )  # init_transactions: fences an older holder, aborts its open transaction
         committed = {}
         for p in partitions:
             offset = await self.consumer.committed(TopicPartition(s.ledger_topic, p))
@@ -290,7 +297,9 @@ class ProviderStage:
         its ingest, and a partition whose ingest runs ahead would otherwise be folded hours of
         event time ahead of the others."""
         await self._refresh_backlog()
-        self._waiting = {p for p in self.partitions if not self.buffers[p] and await self._expects_more(p)}
+        self._waiting = {
+            p for p in self.partitions if not self.buffers[p] and await self._expects_more(p)
+        }
         heads = [(b[0][0], p) for p, b in self.buffers.items() if b]
         heapq.heapify(heads)
         while heads:
@@ -336,7 +345,8 @@ class ProviderStage:
             self._backlog = set()
             return
         self._backlog = {
-            tp.partition for tp in tps
+            tp.partition
+            for tp in tps
             if end[tp] > max(0, offsets[tp].offset if tp in offsets else 0)
         }
 
@@ -345,7 +355,9 @@ class ProviderStage:
         event = event_of(entry)
         for alert in stage.observe(event):
             future = await alerts.send(
-                self.settings.alerts_topic, orjson.dumps(alert), key=str(alert["account_id"]).encode()
+                self.settings.alerts_topic,
+                orjson.dumps(alert),
+                key=str(alert["account_id"]).encode(),
             )
             self._pending.append(future)
             metrics.PROVIDER_ALERTS.labels(alert["detector"]).inc()

@@ -34,7 +34,9 @@ def snapshot_records(key: str, value: Any) -> list[tuple[str, Any]]:
         return [(key, value)]
     det = {} if value is None else value.get("det", {})
     records: list[tuple[str, Any]] = [(f"{key}#det#{name}", det.get(name)) for name in MODULES]
-    records.append((f"{key}#rest", None if value is None else {k: v for k, v in value.items() if k != "det"}))
+    records.append(
+        (f"{key}#rest", None if value is None else {k: v for k, v in value.items() if k != "det"})
+    )
     return records
 
 
@@ -79,11 +81,16 @@ async def load_states(settings: Settings) -> dict[str, Any]:
 
 
 async def write_checkpoint(
-    producer: AIOKafkaProducer, settings: Settings, changed: Mapping[str, Any], folded: Mapping[int, int]
+    producer: AIOKafkaProducer,
+    settings: Settings,
+    changed: Mapping[str, Any],
+    folded: Mapping[int, int],
 ) -> None:
     """The changed state keys and the folded ledger offsets, in one Kafka transaction of `producer`."""
     s = settings
-    offsets = {TopicPartition(s.ledger_topic, p): OffsetAndMetadata(o, "") for p, o in folded.items()}
+    offsets = {
+        TopicPartition(s.ledger_topic, p): OffsetAndMetadata(o, "") for p, o in folded.items()
+    }
     async with producer.transaction():
         for key, value in changed.items():
             for record_key, record in snapshot_records(key, value):

@@ -148,9 +148,14 @@ class WarehouseLoader:
     def health(self) -> tuple[str, str]:
         """`("ok", "")`, or `("degraded", why)`: crashed (restarting), dead, or failing to store."""
         if not self._thread.is_alive() and not self._stop.is_set():
-            return "degraded", "the warehouse loader is not running" + (f": {self.crash_error}" if self.crash_error else "")
+            return "degraded", "the warehouse loader is not running" + (
+                f": {self.crash_error}" if self.crash_error else ""
+            )
         if self.crash_error:
-            return "degraded", f"the warehouse loader crashed ({self.crashes}x), restarting: {self.crash_error}"
+            return (
+                "degraded",
+                f"the warehouse loader crashed ({self.crashes}x), restarting: {self.crash_error}",
+            )
         if self.last_error:
             return "degraded", self.last_error
         return "ok", ""
@@ -159,7 +164,9 @@ class WarehouseLoader:
         while not self._stop.is_set():
             try:
                 asyncio.run(self._main())
-            except Exception as exc:  # a bug or a fault the loop does not handle: restart, never die
+            except (
+                Exception
+            ) as exc:  # a bug or a fault the loop does not handle: restart, never die
                 self.crashes += 1
                 self.crash_error = f"{type(exc).__name__}: {exc}"[:500]
                 metrics.WAREHOUSE_FAILURES.inc()
@@ -211,9 +218,13 @@ class WarehouseLoader:
                     elif self._stop.is_set():
                         return  # stopping: not stored, not committed, redelivered on the next start
                     else:  # given up for a rebalance: uncommitted, its partitions' owners read it again
-                        log.warning("warehouse.batch_given_up_on_rebalance", records=self._batch.records)
+                        log.warning(
+                            "warehouse.batch_given_up_on_rebalance", records=self._batch.records
+                        )
                         self._batch = _Batch()
-                elif self.crash_error and not pending and not fetched and await _caught_up(consumer):
+                elif (
+                    self.crash_error and not pending and not fetched and await _caught_up(consumer)
+                ):
                     self._healthy()  # restarted and nothing left to load
             if not self._batch.records:
                 opened = time.monotonic()
@@ -221,7 +232,9 @@ class WarehouseLoader:
             if self._batch.records:
                 await self._flush(consumer)
 
-    async def _take(self, fetched: dict[TopicPartition, list[Any]], producer: AIOKafkaProducer) -> None:
+    async def _take(
+        self, fetched: dict[TopicPartition, list[Any]], producer: AIOKafkaProducer
+    ) -> None:
         """Add fetched records to the batch: checked, or dead-lettered (before their offsets are committed)."""
         ledger_topic = self.settings.ledger_topic
         batch = self._batch
@@ -244,12 +257,17 @@ class WarehouseLoader:
 
     async def _dead_letter(self, producer: AIOKafkaProducer, record: Any, bad: BadRecord) -> None:
         """Send one unstorable record to the dead-letter topic (before its offset is committed)."""
-        value = deadletter.record(bad.reason, bad.detail, record.topic, record.partition, record.offset, record.value)
+        value = deadletter.record(
+            bad.reason, bad.detail, record.topic, record.partition, record.offset, record.value
+        )
         await producer.send_and_wait(self.settings.deadletter_topic, value=value, key=record.key)
         self.deadlettered += 1
         log.warning(
-            "warehouse.record_dead_lettered", topic=record.topic, partition=record.partition,
-            offset=record.offset, reason=bad.reason,
+            "warehouse.record_dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=bad.reason,
         )
 
     async def _flush(self, consumer: AIOKafkaConsumer) -> bool:
@@ -272,13 +290,17 @@ class WarehouseLoader:
                 batch.failed = True
                 metrics.WAREHOUSE_FAILURES.inc()
                 self.last_error = str(exc)
-                log.error("warehouse.store_failed", error=str(exc), rows=batch.records, retry_in=delay)
+                log.error(
+                    "warehouse.store_failed", error=str(exc), rows=batch.records, retry_in=delay
+                )
                 if self._stop.is_set() or self._revoking:
                     return False  # not stored, not committed: redelivered on the next start
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         self.last_error = ""
-        await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in batch.offsets.items()})
+        await consumer.commit(
+            {tp: OffsetAndMetadata(offset, "") for tp, offset in batch.offsets.items()}
+        )
         self._batch = _Batch()
         metrics.WAREHOUSE_BATCH_SECONDS.set(time.monotonic() - started)
         metrics.WAREHOUSE_BATCH_ROWS.observe(len(batch.lines) + len(batch.alerts))
@@ -300,13 +322,16 @@ class WarehouseLoader:
                 state.check_below = first + self.settings.warehouse_batch_rows
         new, skipped = self._new_lines(batch)
         marks = {
-            p: Mark(self._partitions[p].stored_below, ends[p]) for p in sorted({p for p, _, _ in new})
+            p: Mark(self._partitions[p].stored_below, ends[p])
+            for p in sorted({p for p, _, _ in new})
         }
         write_marks(self.warehouse, topic, marks)
         started = time.monotonic()
         stored = store_lines(self.warehouse, [line for _, _, line in new])
         if new:
-            metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.events").observe(time.monotonic() - started)
+            metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.events").observe(
+                time.monotonic() - started
+            )
         self.stored_events += stored
         self.skipped += skipped
         metrics.WAREHOUSE_ROWS.labels("audit.events").inc(stored)
@@ -314,7 +339,9 @@ class WarehouseLoader:
         if batch.alerts:
             started = time.monotonic()
             stored = store_alerts(self.warehouse, batch.alerts)
-            metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.alerts").observe(time.monotonic() - started)
+            metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.alerts").observe(
+                time.monotonic() - started
+            )
             self.stored_alerts += stored
             metrics.WAREHOUSE_ROWS.labels("audit.alerts").inc(stored)
         for p, end in ends.items():
@@ -363,7 +390,9 @@ class WarehouseLoader:
         try:
             async with lock:
                 if self._batch.records and not await self._flush(consumer):
-                    log.warning("warehouse.batch_given_up_on_rebalance", records=self._batch.records)
+                    log.warning(
+                        "warehouse.batch_given_up_on_rebalance", records=self._batch.records
+                    )
                     self._batch = _Batch()
                 gone = set(revoked)
                 self._owned -= gone
@@ -420,8 +449,12 @@ def loader_health(loader: WarehouseLoader | None) -> tuple[str, dict[str, Any]]:
 
 
 def health(
-    loader: WarehouseLoader | None, http_ingest_ready: bool, geoip: dict[str, Any] | None = None, *,
-    external: bool = False, warehouse_open: bool = False,
+    loader: WarehouseLoader | None,
+    http_ingest_ready: bool,
+    geoip: dict[str, Any] | None = None,
+    *,
+    external: bool = False,
+    warehouse_open: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """GET /v1/health of the worker: HTTP status and body. Anything but "ok" answers 503, so a
     container healthcheck (and any probe that checks the status code) sees a crashed or failing
@@ -461,7 +494,9 @@ class WarehouseLoaderService(Service):
         if problem:
             raise RuntimeError(f"configuration error: {problem}")
         if self.external:
-            self.warehouse = open_warehouse(self.settings)  # migrated by the loader (and `partnerwatch migrate`)
+            self.warehouse = open_warehouse(
+                self.settings
+            )  # migrated by the loader (and `partnerwatch migrate`)
             log.info("warehouse.loader_external", backend=type(self.warehouse).__name__)
             return
         self.loader = WarehouseLoader(self.settings)

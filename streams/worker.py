@@ -23,7 +23,19 @@ from streams.web import sql as views
 provider_stage = ProviderStageService(settings)
 app.service(provider_stage)  # type: ignore[arg-type]  # Faust accepts instances too
 
-__all__ = ["alert_views", "app", "consumer_lag", "detect", "digest_service", "ingest", "ingest_views", "ml_models", "monitor", "provider_stage", "views"]
+__all__ = [
+    "alert_views",
+    "app",
+    "consumer_lag",
+    "detect",
+    "digest_service",
+    "ingest",
+    "ingest_views",
+    "ml_models",
+    "monitor",
+    "provider_stage",
+    "views",
+]
 
 
 def main() -> None:

@@ -34,7 +34,9 @@ from pipeline.event import Event
 
 #: Rule modules, one per detector id in detectors/provider_wide/rules/, discovered with pkgutil.
 MODULES: tuple[str, ...] = tuple(
-    sorted(info.name for info in pkgutil.iter_modules(rules.__path__) if not info.name.startswith("_"))
+    sorted(
+        info.name for info in pkgutil.iter_modules(rules.__path__) if not info.name.startswith("_")
+    )
 )
 
 ALL: tuple[tuple[str, DetectFn], ...] = tuple(

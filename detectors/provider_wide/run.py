@@ -42,7 +42,10 @@ class Stage:
     """Provider-wide detection state and the rules over it; `states` may come from a snapshot."""
 
     def __init__(
-        self, config: DetectionConfig, states: dict[str, Any] | None = None, sigma: SigmaRules | None = None
+        self,
+        config: DetectionConfig,
+        states: dict[str, Any] | None = None,
+        sigma: SigmaRules | None = None,
     ) -> None:
         self.config = config
         self.states: dict[str, Any] = states if states is not None else {}
@@ -63,7 +66,9 @@ class Stage:
             if authorization.apply(auth, event):
                 self.dirty.add(ACCOUNT + account)
         provider = provider_of(event)
-        ctx = Context(auth=self.states.get(ACCOUNT + account) or authorization.empty(), config=self.config)
+        ctx = Context(
+            auth=self.states.get(ACCOUNT + account) or authorization.empty(), config=self.config
+        )
         found: list[tuple[str, Finding]] = []
         if provider is not None:
             key = PROVIDER + provider
@@ -94,7 +99,9 @@ class Stage:
                 changed.append(alert)
             touched.add(key)
         provider = provider_of(event)
-        touched |= {k for k in (PROVIDER + provider if provider else None, SIGMA) if k in self.states}
+        touched |= {
+            k for k in (PROVIDER + provider if provider else None, SIGMA) if k in self.states
+        }
         for key in touched:
             self._close(self.states[key], self.states[key].get("open", {}), event)
         return changed
@@ -111,7 +118,9 @@ class Stage:
         ):
             return
         key = ACCOUNT + event["account_id"]
-        approvers: dict[str, int] = self.states.setdefault(key, authorization.empty()).setdefault("approvers", {})
+        approvers: dict[str, int] = self.states.setdefault(key, authorization.empty()).setdefault(
+            "approvers", {}
+        )
         approvers[actor["principal_id"]] = approvers.get(actor["principal_id"], 0) + 1
         while len(approvers) > MAX_APPROVERS:
             del approvers[min(approvers, key=lambda a: (approvers[a], a))]

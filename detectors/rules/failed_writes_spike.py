@@ -49,7 +49,9 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     newest = max([now] + [r[0] for r in recent])
     if now < newest - window_ms:
         return []  # older than the window: too late to count
-    recent = sorted([*recent, [now, actor["provider_id"], event["action"], event["event_id"]]])[-need:]
+    recent = sorted([*recent, [now, actor["provider_id"], event["action"], event["event_id"]]])[
+        -need:
+    ]
     state["fw"] = recent
     inside = [r for r in recent if r[0] >= newest - window_ms]
     if len(inside) < need:

@@ -65,7 +65,12 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     _sweep(state, principals, now, horizon_ms)
     last = principals.get(actor["principal_id"])
     declared = ctx.declared_network(event) is not None
-    here: dict[str, Any] = {"country": country, "at": now, "declared": declared, "id": event["event_id"]}
+    here: dict[str, Any] = {
+        "country": country,
+        "at": now,
+        "declared": declared,
+        "id": event["event_id"],
+    }
     if last is not None and last["at"] > now:  # a late event: keep the newest position
         here = {
             "country": last["country"],

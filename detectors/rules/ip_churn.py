@@ -85,7 +85,11 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
                 f" latest, {ip}, performed {event['action']}. Networks: {', '.join(sorted(nets))}."
             ),
             response=RESPONSE,
-            related=tuple(ids[n] for n in sorted(nets, key=lambda n: (nets[n], n)) if n in ids and ids[n] != event["event_id"]),
+            related=tuple(
+                ids[n]
+                for n in sorted(nets, key=lambda n: (nets[n], n))
+                if n in ids and ids[n] != event["event_id"]
+            ),
         )
     ]
 

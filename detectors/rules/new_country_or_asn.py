@@ -84,8 +84,10 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     baselined = seen["n"] >= BASELINE_EVENTS or now - seen["first"] >= BASELINE_HOURS * _HOUR_MS
     new_country = place.country is not None and place.country not in countries
     network = _network(place)
-    new_operator = network is not None and network not in operators and (
-        place.asn is None or place.asn_name is None or place.asn_name not in operators
+    new_operator = (
+        network is not None
+        and network not in operators
+        and (place.asn is None or place.asn_name is None or place.asn_name not in operators)
     )
     known_countries = sorted(countries)
     _remember(countries, place.country, now, MAX_COUNTRIES)

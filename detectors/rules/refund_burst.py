@@ -101,7 +101,9 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     for s in slices.values():
         for cur, value in s["sum"].items():
             totals[cur] = totals.get(cur, Decimal(0)) + Decimal(value)
-    window_ids = [i for _, s in sorted(slices.items(), key=lambda kv: int(kv[0])) for i in s.get("ids", ())]
+    window_ids = [
+        i for _, s in sorted(slices.items(), key=lambda kv: int(kv[0])) for i in s.get("ids", ())
+    ]
     money = ", ".join(f"{v} {c}" for c, v in sorted(totals.items())) or "no amounts"
     usual = (
         f"the account's usual window has {baseline:.1f} (mean of {len(history)} previous windows)"

@@ -56,7 +56,9 @@ class SigmaRules:
         found, _ = self.observe(event, state, ctx)
         return found
 
-    def observe(self, event: Event, state: dict[str, Any], ctx: Context | None) -> tuple[list[Finding], list[Match]]:
+    def observe(
+        self, event: Event, state: dict[str, Any], ctx: Context | None
+    ) -> tuple[list[Finding], list[Match]]:
         found: list[Finding] = []
         matched: list[Match] = []
         hit_rules = [name for name, rule in self.ruleset.rules.items() if rule.matches(event)]
@@ -94,9 +96,17 @@ class SigmaRules:
         )
 
     def _correlated(
-        self, ctx: Context, event: Event, c: Correlation, group: tuple[str, ...], start: str, ids: list[str]
+        self,
+        ctx: Context,
+        event: Event,
+        c: Correlation,
+        group: tuple[str, ...],
+        start: str,
+        ids: list[str],
     ) -> Finding:
-        where = ", ".join(f"{f}={v}" for f, v in zip(c.group_by, group, strict=True)) or "all events"
+        where = (
+            ", ".join(f"{f}={v}" for f, v in zip(c.group_by, group, strict=True)) or "all events"
+        )
         return ctx.finding(
             event,
             detector=f"sigma_{c.name}",
@@ -123,7 +133,9 @@ def _correlate(
     size = c.seconds * 1000
     newest = max(now, windows.get("#newest", now))
     windows["#newest"] = newest
-    for key in [k for k, w in windows.items() if k != "#newest" and w["b"] + size < newest - LATENESS_MS]:
+    for key in [
+        k for k, w in windows.items() if k != "#newest" and w["b"] + size < newest - LATENESS_MS
+    ]:
         del windows[key]
     start = now // size * size
     if start + size < newest - LATENESS_MS:
@@ -164,4 +176,3 @@ def matches(ruleset: RuleSet, events: Iterable[Event]) -> set[Match]:
         _, hit = rules.observe(event, state, None)
         out.update(hit)
     return out
-

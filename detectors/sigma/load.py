@@ -79,7 +79,9 @@ def load(folder: Path) -> RuleSet:
     for correlation in ruleset.correlations.values():
         missing = [r for r in correlation.rules if r not in ruleset.rules]
         if missing:
-            raise RuleError(f"{correlation.source.name}: {correlation.name} correlates unknown rules {missing}")
+            raise RuleError(
+                f"{correlation.source.name}: {correlation.name} correlates unknown rules {missing}"
+            )
     return ruleset
 
 
@@ -107,7 +109,9 @@ def _rule(item: Any, path: Path) -> Rule:
     where = f"{path.name}: {item.name}"
     source = item.logsource
     if (source.product, source.service) != (LOGSOURCE["product"], LOGSOURCE["service"]):
-        raise RuleError(f"{where}: logsource must be product {LOGSOURCE['product']}, service {LOGSOURCE['service']}")
+        raise RuleError(
+            f"{where}: logsource must be product {LOGSOURCE['product']}, service {LOGSOURCE['service']}"
+        )
     conditions = item.detection.parsed_condition
     if len(conditions) != 1:
         raise RuleError(f"{where}: exactly one condition")
@@ -116,8 +120,12 @@ def _rule(item: Any, path: Path) -> Rule:
     except Exception as exc:
         raise RuleError(f"{where}: {exc}") from None
     return Rule(
-        name=str(item.name), title=str(item.title), level=_level(item), source=path,
-        matches=_compile(tree, where), condition=tree,
+        name=str(item.name),
+        title=str(item.title),
+        level=_level(item),
+        source=path,
+        matches=_compile(tree, where),
+        condition=tree,
     )
 
 
@@ -138,16 +146,27 @@ def _correlation(item: Any, path: Path) -> Correlation:
     if kind in ("event_count", "value_count"):
         op = str(condition.op.name).lower()
         if op not in _CONDITIONS:
-            raise RuleError(f"{where}: condition {op} cannot be decided while events stream; use gt or gte")
+            raise RuleError(
+                f"{where}: condition {op} cannot be decided while events stream; use gt or gte"
+            )
         threshold = int(condition.count) + (1 if op == "gt" else 0)
         if kind == "value_count":
             value_field = condition.fieldref
             if value_field not in FIELDS:
-                raise RuleError(f"{where}: value_count field {value_field} is not a PartnerWatch field")
+                raise RuleError(
+                    f"{where}: value_count field {value_field} is not a PartnerWatch field"
+                )
     return Correlation(
-        name=str(item.name), title=str(item.title), level=_level(item), source=path, kind=kind,
-        rules=[str(ref.reference) for ref in item.rules], group_by=group_by,
-        seconds=int(item.timespan.seconds), threshold=threshold, value_field=value_field,
+        name=str(item.name),
+        title=str(item.title),
+        level=_level(item),
+        source=path,
+        kind=kind,
+        rules=[str(ref.reference) for ref in item.rules],
+        group_by=group_by,
+        seconds=int(item.timespan.seconds),
+        threshold=threshold,
+        value_field=value_field,
     )
 
 
@@ -173,11 +192,15 @@ def _compile(node: Any, where: str) -> Matcher:
         return lambda e: not inner(e)
     if isinstance(node, ConditionFieldEqualsValueExpression):
         if node.field not in FIELDS:
-            raise RuleError(f"{where}: field {node.field} is not a PartnerWatch field ({', '.join(FIELDS)})")
+            raise RuleError(
+                f"{where}: field {node.field} is not a PartnerWatch field ({', '.join(FIELDS)})"
+            )
         test = value_test(node.value, where)
         name = node.field
         return lambda e: test(field_value(e, name))
-    raise RuleError(f"{where}: {type(node).__name__} (keyword searches) is not supported: name a field")
+    raise RuleError(
+        f"{where}: {type(node).__name__} (keyword searches) is not supported: name a field"
+    )
 
 
 def value_test(value: Any, where: str) -> Callable[[str], bool]:
@@ -213,7 +236,12 @@ def value_test(value: Any, where: str) -> Callable[[str], bool]:
     if isinstance(value, SigmaCompareExpression):
         bound = float(value.number.number)
         op = str(value.op.name)
-        compare = {"LT": float.__lt__, "LTE": float.__le__, "GT": float.__gt__, "GTE": float.__ge__}[op]
+        compare = {
+            "LT": float.__lt__,
+            "LTE": float.__le__,
+            "GT": float.__gt__,
+            "GTE": float.__ge__,
+        }[op]
         return lambda v: (n := _number(v)) is not None and compare(n, bound)
     raise RuleError(f"{where}: a {type(value).__name__} value is not supported")
 

@@ -71,8 +71,12 @@ def _value(column: str, value: Any) -> str:
         return f"({column} != '')" if value.exists else f"({column} = '')"
     if isinstance(value, SigmaRegularExpression):
         inline = "".join(
-            {SigmaRegularExpressionFlag.IGNORECASE: "i", SigmaRegularExpressionFlag.MULTILINE: "m",
-             SigmaRegularExpressionFlag.DOTALL: "s"}[f] for f in sorted(value.flags, key=lambda f: f.name)
+            {
+                SigmaRegularExpressionFlag.IGNORECASE: "i",
+                SigmaRegularExpressionFlag.MULTILINE: "m",
+                SigmaRegularExpressionFlag.DOTALL: "s",
+            }[f]
+            for f in sorted(value.flags, key=lambda f: f.name)
         )
         return f"match({column}, {literal((f'(?{inline})' if inline else '') + value.regexp.to_plain())})"
     if isinstance(value, SigmaCIDRExpression):

@@ -66,5 +66,7 @@ def run_tests(folder: Path, ruleset: RuleSet) -> list[CaseResult]:
         doc = yaml.safe_load(tests.read_text()) or {}
         for case in doc.get("cases", []):
             found = [m for m in matches(ruleset, case_events(case)) if m[0] in names]
-            results.append(CaseResult(tests.name, str(case["name"]), int(case["matches"]), len(found)))
+            results.append(
+                CaseResult(tests.name, str(case["name"]), int(case["matches"]), len(found))
+            )
     return results

@@ -95,7 +95,12 @@ def iso_of_ch(value: Any) -> str:
 
 def stored_entry(row: Sequence[Any]) -> StoredEntry:
     return (
-        int(row[0]), str(row[1]), str(row[2]), str(row[3]), iso_of_ch(row[4]), str(row[5]).encode(),
+        int(row[0]),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        iso_of_ch(row[4]),
+        str(row[5]).encode(),
         tuple(str(v) for v in row[6:]),
     )
 
@@ -108,7 +113,9 @@ def column_break(row: StoredEntry) -> ChainBreak | None:
         entry.update(seq=seq, prev_hash=prev_hash, hash=stored_hash, ingested_at=ingested_at)
         column = derived_mismatch(entry, columns)
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
-        return ChainBreak(seq, event_id, "the payload is not an event the columns can be derived from")
+        return ChainBreak(
+            seq, event_id, "the payload is not an event the columns can be derived from"
+        )
     if column:
         return ChainBreak(seq, event_id, f"column {column} does not match the hashed event")
     return None
@@ -132,7 +139,9 @@ def seq_until(db: SqlReader, account: str, at_ms: int) -> int:
     return _scalar_seq(db, _SEQ_UNTIL, {"account": account, "at": ch_ms(at_ms)})
 
 
-def entries(db: SqlReader, account: str, lo: int, hi: int, page: int = PAGE_SEQS) -> Iterator[StoredEntry]:
+def entries(
+    db: SqlReader, account: str, lo: int, hi: int, page: int = PAGE_SEQS
+) -> Iterator[StoredEntry]:
     """Stored entries with `lo <= seq <= hi`, in `seq` order, read in windows of `page` seqs."""
     start = lo
     while start <= hi:
@@ -142,7 +151,9 @@ def entries(db: SqlReader, account: str, lo: int, hi: int, page: int = PAGE_SEQS
         start = end + 1
 
 
-def anchor_head(db: SqlReader, account: str, anchor_seq: int) -> tuple[ChainHead, ChainBreak | None]:
+def anchor_head(
+    db: SqlReader, account: str, anchor_seq: int
+) -> tuple[ChainHead, ChainBreak | None]:
     """The head to verify from: genesis, or the anchor entry after checking its own hash."""
     if anchor_seq == 0:
         return ChainHead(), None
@@ -152,7 +163,9 @@ def anchor_head(db: SqlReader, account: str, anchor_seq: int) -> tuple[ChainHead
         return ChainHead(), ChainBreak(anchor_seq, rows[0][1] if rows else "", problem)
     seq, event_id, prev_hash, stored_hash, ingested_at, payload, _ = rows[0]
     if entry_hash(prev_hash, seq, ingested_at, payload) != stored_hash:
-        return ChainHead(), ChainBreak(seq, event_id, "hash does not match the stored event (the anchor)")
+        return ChainHead(), ChainBreak(
+            seq, event_id, "hash does not match the stored event (the anchor)"
+        )
     return ChainHead(seq, stored_hash), None
 
 
@@ -172,7 +185,9 @@ class RangeReport:
         return self.broken is None and self.error is None
 
 
-def verify_entries(rows: Iterator[StoredEntry], head: ChainHead) -> tuple[ChainHead, int, ChainBreak | None]:
+def verify_entries(
+    rows: Iterator[StoredEntry], head: ChainHead
+) -> tuple[ChainHead, int, ChainBreak | None]:
     """Verify `rows` after `head`; return the last good head, the rows checked and the first break.
 
     A row breaks the chain when its seq, prev_hash or hash do not follow (`pipeline.ledger.verify`)
@@ -211,7 +226,9 @@ def verify_accounts(
     for account in names:
         try:
             reports.append(verify_range(db, account, start_ms, end_ms))
-        except Exception as exc:  # the reader's own error type (warehouse, HTTP): reported per account
+        except (
+            Exception
+        ) as exc:  # the reader's own error type (warehouse, HTTP): reported per account
             reports.append(RangeReport(account, 0, 0, 0, None, f"could not be verified: {exc}"))
     return reports
 

@@ -40,13 +40,44 @@ from pipeline.forensics.signing import Signer
 
 FORMAT = "partnerwatch-evidence/1"
 EVENT_COLUMNS = (
-    "event_id", "account_id", "seq", "occurred_at", "ingested_at", "action", "marketplace", "actor_type",
-    "provider_id", "principal_id", "source_ip", "user_agent", "session_id", "operation", "resource_type",
-    "resource_id", "outcome", "approval_id", "amount_value", "amount_currency", "changes", "prev_hash", "hash",
+    "event_id",
+    "account_id",
+    "seq",
+    "occurred_at",
+    "ingested_at",
+    "action",
+    "marketplace",
+    "actor_type",
+    "provider_id",
+    "principal_id",
+    "source_ip",
+    "user_agent",
+    "session_id",
+    "operation",
+    "resource_type",
+    "resource_id",
+    "outcome",
+    "approval_id",
+    "amount_value",
+    "amount_currency",
+    "changes",
+    "prev_hash",
+    "hash",
 )
 ALERT_COLUMNS = (
-    "alert_id", "detector", "severity", "account_id", "provider_id", "principal_id", "title", "summary",
-    "evidence_event_ids", "first_seen", "last_seen", "count", "response",
+    "alert_id",
+    "detector",
+    "severity",
+    "account_id",
+    "provider_id",
+    "principal_id",
+    "title",
+    "summary",
+    "evidence_event_ids",
+    "first_seen",
+    "last_seen",
+    "count",
+    "response",
 )
 _PERIOD_EVENTS = (
     "SELECT seq, toString(ingested_at), prev_hash, hash, payload FROM audit.events"
@@ -68,18 +99,36 @@ def flat_event(entry: dict[str, Any]) -> list[str]:
     resource, amount = entry.get("resource", {}), entry.get("amount", {})
     changes = entry.get("changes")
     return [
-        entry["event_id"], entry["account_id"], str(entry["seq"]), entry["occurred_at"], entry["ingested_at"],
-        entry["action"], entry.get("marketplace", ""), actor["type"], actor.get("provider_id", ""),
-        actor["principal_id"], source.get("ip", ""), source.get("user_agent", ""), source.get("session_id", ""),
-        entry.get("operation", ""), resource.get("type", ""), resource.get("id", ""), entry["outcome"],
-        entry.get("approval_id", ""), amount.get("value", ""), amount.get("currency", ""),
-        orjson.dumps(changes).decode() if changes is not None else "", entry["prev_hash"], entry["hash"],
+        entry["event_id"],
+        entry["account_id"],
+        str(entry["seq"]),
+        entry["occurred_at"],
+        entry["ingested_at"],
+        entry["action"],
+        entry.get("marketplace", ""),
+        actor["type"],
+        actor.get("provider_id", ""),
+        actor["principal_id"],
+        source.get("ip", ""),
+        source.get("user_agent", ""),
+        source.get("session_id", ""),
+        entry.get("operation", ""),
+        resource.get("type", ""),
+        resource.get("id", ""),
+        entry["outcome"],
+        entry.get("approval_id", ""),
+        amount.get("value", ""),
+        amount.get("currency", ""),
+        orjson.dumps(changes).decode() if changes is not None else "",
+        entry["prev_hash"],
+        entry["hash"],
     ]
 
 
 def flat_alert(alert: dict[str, Any]) -> list[str]:
     return [
-        orjson.dumps(alert[c]).decode() if isinstance(alert[c], list) else str(alert[c]) for c in ALERT_COLUMNS
+        orjson.dumps(alert[c]).decode() if isinstance(alert[c], list) else str(alert[c])
+        for c in ALERT_COLUMNS
     ]
 
 
@@ -110,14 +159,25 @@ class BundleSummary:
 
 
 def build_bundle(
-    db: SqlReader, account: str, start_ms: int, end_ms: int, out: Path, signer: Signer | None, created_ms: int
+    db: SqlReader,
+    account: str,
+    start_ms: int,
+    end_ms: int,
+    out: Path,
+    signer: Signer | None,
+    created_ms: int,
 ) -> BundleSummary:
     """Write the bundle for `account`'s events with `start_ms <= occurred_at < end_ms` to `out`."""
     window = {"account": account, "start": ch_ms(start_ms), "end": ch_ms(end_ms)}
     period = []
     for seq, ingested_at, prev_hash, entry_hash_, payload in db.query(_PERIOD_EVENTS, window).rows:
         entry = orjson.loads(payload)
-        entry.update(seq=int(seq), prev_hash=str(prev_hash), hash=str(entry_hash_), ingested_at=iso_of_ch(ingested_at))
+        entry.update(
+            seq=int(seq),
+            prev_hash=str(prev_hash),
+            hash=str(entry_hash_),
+            ingested_at=iso_of_ch(ingested_at),
+        )
         period.append(entry)
     alerts = [_alert(row) for row in db.query(_PERIOD_ALERTS, window).rows]
     digests: list[Digest] = []
@@ -128,9 +188,17 @@ def build_bundle(
         if digests:
             lo, hi = min(lo, digests[0].first_seq), max(hi, digests[-1].last_seq)
     chain: list[dict[str, Any]] = [
-        {"seq": seq, "event_id": event_id, "ingested_at": ingested_at, "prev_hash": prev_hash, "hash": h,
-         "payload": payload.decode()}
-        for seq, event_id, prev_hash, h, ingested_at, payload, _ in (entries(db, account, max(lo - 1, 1), hi) if period else ())
+        {
+            "seq": seq,
+            "event_id": event_id,
+            "ingested_at": ingested_at,
+            "prev_hash": prev_hash,
+            "hash": h,
+            "payload": payload.decode(),
+        }
+        for seq, event_id, prev_hash, h, ingested_at, payload, _ in (
+            entries(db, account, max(lo - 1, 1), hi) if period else ()
+        )
     ]
     files = {
         "events.jsonl": _jsonl(period),
@@ -162,7 +230,11 @@ def build_bundle(
             bundle.writestr(name, body)
         bundle.writestr("manifest.json", manifest_bytes)
         if signer:
-            sig = {"algorithm": signer.algorithm, "key_id": signer.key_id, "signature": signer.sign(manifest_bytes)}
+            sig = {
+                "algorithm": signer.algorithm,
+                "key_id": signer.key_id,
+                "signature": signer.sign(manifest_bytes),
+            }
             bundle.writestr("manifest.sig", orjson.dumps(sig))
     first, last = (int(chain[0]["seq"]), int(chain[-1]["seq"])) if chain else (0, 0)
     return BundleSummary(len(period), len(alerts), first, last, len(digests))

@@ -68,7 +68,9 @@ def verify_bundle(
         files, manifest = _read(path, report)
         before = len(report.problems)
         verifier = _choose_key(files, manifest, public_key, hmac_verifier, report)
-        if verifier is not None or len(report.problems) == before:  # else: no usable key, already a problem
+        if (
+            verifier is not None or len(report.problems) == before
+        ):  # else: no usable key, already a problem
             _check_signature(files, verifier, public_key is not None, allow_unsigned, report)
         chain = _check_chain(files, report)
         _check_events(files, manifest, chain, report)
@@ -80,14 +82,21 @@ def verify_bundle(
 
 
 def _check_signature(
-    files: dict[str, bytes], verifier: Verifier | None, pinned: bool, allow_unsigned: bool, report: BundleReport
+    files: dict[str, bytes],
+    verifier: Verifier | None,
+    pinned: bool,
+    allow_unsigned: bool,
+    report: BundleReport,
 ) -> None:
     """The manifest's signature: verified, wrong (a problem), or not checked (see `verify_bundle`)."""
     if verifier is not None and "manifest.sig" in files:
         try:
             sig = _json(files["manifest.sig"], "manifest.sig")
             wrong = verifier.verify(
-                files["manifest.json"], str(sig.get("signature", "")), str(sig.get("algorithm")), str(sig.get("key_id"))
+                files["manifest.json"],
+                str(sig.get("signature", "")),
+                str(sig.get("algorithm")),
+                str(sig.get("key_id")),
             )
         except (ValueError, AttributeError):
             wrong = "not a signature record"
@@ -128,7 +137,9 @@ def _read(path: Path, report: BundleReport) -> tuple[dict[str, bytes], dict[str,
         if name not in files:
             report.problems.append(f"{name}: listed in manifest.json but missing from the bundle")
         elif hashlib.sha256(files[name]).hexdigest() != digest:
-            report.problems.append(f"{name}: SHA-256 does not match manifest.json (the file was changed)")
+            report.problems.append(
+                f"{name}: SHA-256 does not match manifest.json (the file was changed)"
+            )
     return files, manifest
 
 
@@ -153,7 +164,10 @@ def _lines(files: dict[str, bytes], name: str, report: BundleReport) -> list[dic
 
 
 def _choose_key(
-    files: dict[str, bytes], manifest: dict[str, Any], public_key: bytes | None, hmac_verifier: Verifier | None,
+    files: dict[str, bytes],
+    manifest: dict[str, Any],
+    public_key: bytes | None,
+    hmac_verifier: Verifier | None,
     report: BundleReport,
 ) -> Verifier | None:
     key_id = manifest.get("key_id", "")
@@ -173,7 +187,9 @@ def _choose_key(
         verifier = hmac_verifier
     else:
         if key_id:
-            report.problems.append(f"signed with {key_id}: give the HMAC key to check the signatures")
+            report.problems.append(
+                f"signed with {key_id}: give the HMAC key to check the signatures"
+            )
         return None
     if key_id and verifier.key_id != key_id:
         report.problems.append(f"manifest.json: signed with key {key_id}, not {verifier.key_id}")
@@ -190,7 +206,9 @@ def _check_chain(files: dict[str, bytes], report: BundleReport) -> dict[int, dic
         where = f"chain.jsonl line {number} (seq {link.get('seq')}, event {link.get('event_id')})"
         try:
             seq, prev_hash, stored = int(link["seq"]), str(link["prev_hash"]), str(link["hash"])
-            recomputed = entry_hash(prev_hash, seq, str(link["ingested_at"]), str(link["payload"]).encode())
+            recomputed = entry_hash(
+                prev_hash, seq, str(link["ingested_at"]), str(link["payload"]).encode()
+            )
         except (KeyError, TypeError, ValueError):
             report.problems.append(f"{where}: missing or malformed fields")
             continue
@@ -198,18 +216,27 @@ def _check_chain(files: dict[str, bytes], report: BundleReport) -> dict[int, dic
             report.problems.append(f"{where}: the first entry does not start from genesis")
         if previous is not None:
             if seq != previous["seq"] + 1:
-                report.problems.append(f"{where}: expected seq {previous['seq'] + 1} (an entry was removed or added)")
+                report.problems.append(
+                    f"{where}: expected seq {previous['seq'] + 1} (an entry was removed or added)"
+                )
             elif prev_hash != previous["hash"]:
-                report.problems.append(f"{where}: prev_hash does not match the previous entry's hash")
+                report.problems.append(
+                    f"{where}: prev_hash does not match the previous entry's hash"
+                )
         if recomputed != stored:
-            report.problems.append(f"{where}: hash does not match its payload (the entry was changed)")
+            report.problems.append(
+                f"{where}: hash does not match its payload (the entry was changed)"
+            )
         chain[seq] = {**link, "seq": seq}
         previous = chain[seq]
     return chain
 
 
 def _check_events(
-    files: dict[str, bytes], manifest: dict[str, Any], chain: dict[int, dict[str, Any]], report: BundleReport
+    files: dict[str, bytes],
+    manifest: dict[str, Any],
+    chain: dict[int, dict[str, Any]],
+    report: BundleReport,
 ) -> None:
     from pipeline.ledger import entry_hash
 
@@ -221,30 +248,44 @@ def _check_events(
         where = f"events.jsonl line {number} (event {entry.get('event_id')})"
         try:
             seq = int(entry["seq"])
-            recomputed = entry_hash(str(entry["prev_hash"]), seq, str(entry["ingested_at"]), canonical(event_of(entry)))
+            recomputed = entry_hash(
+                str(entry["prev_hash"]), seq, str(entry["ingested_at"]), canonical(event_of(entry))
+            )
         except (KeyError, TypeError, ValueError):
             report.problems.append(f"{where}: missing or malformed fields")
             continue
         listed.add(seq)
         link = chain.get(seq)
         if recomputed != entry.get("hash") or link is None or link["hash"] != recomputed:
-            report.problems.append(f"{where}: does not match the chain at seq {seq} (the event was changed)")
+            report.problems.append(
+                f"{where}: does not match the chain at seq {seq} (the event was changed)"
+            )
         if entry.get("account_id") != account or not start <= str(entry.get("occurred_at")) < end:
-            report.problems.append(f"{where}: not an event of account {account} between {start} and {end}")
+            report.problems.append(
+                f"{where}: not an event of account {account} between {start} and {end}"
+            )
     for seq, link in sorted(chain.items()):
         try:
             payload = orjson.loads(link["payload"])
         except orjson.JSONDecodeError:
             continue  # reported by the chain check
         if start <= str(payload.get("occurred_at")) < end and seq not in listed:
-            report.problems.append(f"events.jsonl: event {link['event_id']} (seq {seq}) of the period is missing")
+            report.problems.append(
+                f"events.jsonl: event {link['event_id']} (seq {seq}) of the period is missing"
+            )
     if manifest.get("events") != len(period):
-        report.problems.append(f"events.jsonl: {len(period)} events, manifest.json says {manifest.get('events')}")
+        report.problems.append(
+            f"events.jsonl: {len(period)} events, manifest.json says {manifest.get('events')}"
+        )
     _check_table(files, "events", EVENT_COLUMNS, flat_event, report)
-    report.notes.append(f"{len(period)} events of the period recomputed into a chain of {len(chain)} entries")
+    report.notes.append(
+        f"{len(period)} events of the period recomputed into a chain of {len(chain)} entries"
+    )
 
 
-def _check_table(files: dict[str, bytes], stem: str, columns: Sequence[str], flat: Any, report: BundleReport) -> None:
+def _check_table(
+    files: dict[str, bytes], stem: str, columns: Sequence[str], flat: Any, report: BundleReport
+) -> None:
     docs = _lines(files, f"{stem}.jsonl", report)
     rows = _csv_rows(files, f"{stem}.csv", report)
     try:
@@ -256,7 +297,9 @@ def _check_table(files: dict[str, bytes], stem: str, columns: Sequence[str], fla
         report.problems.append(f"{stem}.csv: {_first_difference(rows, columns, expected)}")
 
 
-def _csv_rows(files: dict[str, bytes], name: str, report: BundleReport) -> list[tuple[str, ...]] | None:
+def _csv_rows(
+    files: dict[str, bytes], name: str, report: BundleReport
+) -> list[tuple[str, ...]] | None:
     if name not in files:
         return None
     try:
@@ -266,7 +309,9 @@ def _csv_rows(files: dict[str, bytes], name: str, report: BundleReport) -> list[
         return None
 
 
-def _first_difference(rows: list[tuple[str, ...]], columns: Sequence[str], expected: list[list[str]]) -> str:
+def _first_difference(
+    rows: list[tuple[str, ...]], columns: Sequence[str], expected: list[list[str]]
+) -> str:
     if not rows or rows[0] != tuple(columns):
         return "the header differs"
     for number, (got, want) in enumerate(zip(rows[1:], expected, strict=False), 2):
@@ -276,7 +321,10 @@ def _first_difference(rows: list[tuple[str, ...]], columns: Sequence[str], expec
 
 
 def _check_digests(
-    files: dict[str, bytes], manifest: dict[str, Any], chain: dict[int, dict[str, Any]], verifier: Verifier | None,
+    files: dict[str, bytes],
+    manifest: dict[str, Any],
+    chain: dict[int, dict[str, Any]],
+    verifier: Verifier | None,
     report: BundleReport,
 ) -> None:
     try:
@@ -291,7 +339,9 @@ def _check_digests(
     for d in digests:
         link = chain.get(d.last_seq)
         if d.account_id != account:
-            report.problems.append(f"digests.jsonl: digest seq {d.first_seq}-{d.last_seq} is of account {d.account_id}")
+            report.problems.append(
+                f"digests.jsonl: digest seq {d.first_seq}-{d.last_seq} is of account {d.account_id}"
+            )
         elif link is None or link["hash"] != d.head_hash:
             report.problems.append(
                 f"digests.jsonl: the signed head of seq {d.last_seq} is not the chain's (chain.jsonl was rewritten)"

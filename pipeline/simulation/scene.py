@@ -19,7 +19,13 @@ if TYPE_CHECKING:
     from pipeline.simulation.world import Account, Principal, Provider
 
 #: Foreign networks for stolen credentials, with the country geoip data places them in.
-FOREIGN_NETS = {"RU": "5.45.207", "BR": "177.71.200", "VN": "113.160.10", "NG": "105.112.4", "CN": "36.110.1"}
+FOREIGN_NETS = {
+    "RU": "5.45.207",
+    "BR": "177.71.200",
+    "VN": "113.160.10",
+    "NG": "105.112.4",
+    "CN": "36.110.1",
+}
 #: Other European networks (SE, FR, NL), for IP churn that never leaves the continent.
 CHURN_NETS = ("89.160.20", "62.210.16", "188.166.1")
 
@@ -50,7 +56,11 @@ class Scene:
         Its events lie before the scene's clock (an account the stream has not met yet), so the
         stream stays in event-time order per account and its benign world is untouched.
         """
-        return replace(self.account, account_id=f"{self.account.account_id}-{tag}", prices=dict(self.account.prices))
+        return replace(
+            self.account,
+            account_id=f"{self.account.account_id}-{tag}",
+            prices=dict(self.account.prices),
+        )
 
     def detached_provider(self, tag: str, principals: int = 1) -> Provider:
         """A provider the stream has never met, with offices like the scene provider's, for attacks
@@ -59,7 +69,9 @@ class Scene:
 
         pid = f"{self.provider.provider_id}-{tag}"
         nets = [p.office_net for p in self.provider.principals]
-        return Provider(pid, [Principal(f"{pid}-user-{i}", nets[i % len(nets)]) for i in range(principals)])
+        return Provider(
+            pid, [Principal(f"{pid}-user-{i}", nets[i % len(nets)]) for i in range(principals)]
+        )
 
     def granted(self, event_id: str, at: int, account: Account, provider: Provider) -> Event:
         """The seller of `account` grants `provider` the usual scopes (see traffic._grant_event)."""
@@ -90,7 +102,11 @@ class Scene:
         return doc
 
     def provider_actor(self) -> dict[str, str]:
-        return {"type": "provider", "provider_id": self.provider.provider_id, "principal_id": self.principal.principal_id}
+        return {
+            "type": "provider",
+            "provider_id": self.provider.provider_id,
+            "principal_id": self.principal.principal_id,
+        }
 
     def seller_actor(self) -> dict[str, str]:
         return {"type": "seller", "principal_id": f"{self.account.account_id}-owner"}

@@ -44,7 +44,11 @@ _AGENTS = (
 
 
 def _grant_event(
-    event_id: str, at: int, account: Account, provider: Provider, extra: dict[str, Any] | None = None
+    event_id: str,
+    at: int,
+    account: Account,
+    provider: Provider,
+    extra: dict[str, Any] | None = None,
 ) -> Event:
     event: Event = {
         "event_id": event_id,
@@ -90,7 +94,9 @@ def generate(
     """
     rng = random.Random(seed)  # noqa: S311 (a seeded, reproducible simulation)
     world = build_world(rng, accounts, providers)
-    all_providers = sorted({p.provider_id: p for a in world for p in a.providers}.values(), key=lambda p: p.provider_id)
+    all_providers = sorted(
+        {p.provider_id: p for a in world for p in a.providers}.values(), key=lambda p: p.provider_id
+    )
     clock = int((start or datetime(2026, 11, 2, 6, 0, tzinfo=UTC)).timestamp() * 1000)
     n = 0
     instance = 0
@@ -124,13 +130,24 @@ def generate(
         principal = rng.choice(provider.principals)
         if attack_kinds and rng.random() < attack_rate:
             instance += 1
-            kind = attack_kinds[instance % len(attack_kinds)]  # round robin: every kind gets its turns
+            kind = attack_kinds[
+                instance % len(attack_kinds)
+            ]  # round robin: every kind gets its turns
             strangers = [p for p in all_providers if p not in account.providers] or all_providers
             attacking = True
             scene = Scene(
-                rng, account, provider, principal, rng.choice(strangers), clock, next_id,
-                partial(_regrant, account, provider), benign_id, partial(_grant_on, provider),
-                world, _grant_to,
+                rng,
+                account,
+                provider,
+                principal,
+                rng.choice(strangers),
+                clock,
+                next_id,
+                partial(_regrant, account, provider),
+                benign_id,
+                partial(_grant_on, provider),
+                world,
+                _grant_to,
             )
             events = RECIPES[kind](scene)
             attacking = False
@@ -141,7 +158,9 @@ def generate(
             continue
         minute = (account.account_id, provider.provider_id, clock // 60_000)
         if per_minute.get(minute, 0) >= BENIGN_MAX_PER_MINUTE:
-            clock = (clock // 60_000 + 1) * 60_000  # a well-behaved partner waits for the next minute
+            clock = (
+                clock // 60_000 + 1
+            ) * 60_000  # a well-behaved partner waits for the next minute
         per_minute = {k: v for k, v in per_minute.items() if k[2] >= clock // 60_000 - 1}
         minute = (account.account_id, provider.provider_id, clock // 60_000)
         per_minute[minute] = per_minute.get(minute, 0) + 1
@@ -157,7 +176,9 @@ def _grant_to(event_id: str, at: int, account: Account, provider: Provider) -> E
     return _grant_event(event_id, at, account, provider)
 
 
-def _regrant(account: Account, provider: Provider, event_id: str, at: int, extra: dict[str, Any]) -> Event:
+def _regrant(
+    account: Account, provider: Provider, event_id: str, at: int, extra: dict[str, Any]
+) -> Event:
     return _grant_event(event_id, at, account, provider, extra)
 
 
@@ -183,8 +204,16 @@ def _provider_action(
         "event_id": event_id,
         "occurred_at": format_ms(at),
         "account_id": account.account_id,
-        "actor": {"type": "provider", "provider_id": provider.provider_id, "principal_id": principal.principal_id},
-        "source": {"ip": ip, "user_agent": rng.choice(_AGENTS), "session_id": f"s-{principal.principal_id}-{at // 3_600_000}"},
+        "actor": {
+            "type": "provider",
+            "provider_id": provider.provider_id,
+            "principal_id": principal.principal_id,
+        },
+        "source": {
+            "ip": ip,
+            "user_agent": rng.choice(_AGENTS),
+            "session_id": f"s-{principal.principal_id}-{at // 3_600_000}",
+        },
         "action": action,
     }
     if action.startswith(("listing.", "inventory.", "ads.")):
@@ -197,18 +226,33 @@ def _provider_action(
             new = max(99, int(old * (1 + rng.uniform(-0.08, 0.08))))
             account.prices[sku] = new
             event["operation"] = "patchListingsItem"
-            event["changes"] = [{"field": "price", "old": f"{old / 100:.2f}", "new": f"{new / 100:.2f}"}]
+            event["changes"] = [
+                {"field": "price", "old": f"{old / 100:.2f}", "new": f"{new / 100:.2f}"}
+            ]
         elif action == "inventory.update":
             event["operation"] = "patchListingsItem"
-            event["changes"] = [{"field": "quantity", "old": rng.randint(0, 500), "new": rng.randint(0, 500)}]
+            event["changes"] = [
+                {"field": "quantity", "old": rng.randint(0, 500), "new": rng.randint(0, 500)}
+            ]
         else:
             event["operation"] = "putListingsItem"
     elif action == "ads.campaign_update":
         event["resource"] = {"type": "campaign", "id": f"cmp-{rng.randint(1, 40)}"}
-        event["changes"] = [{"field": "daily_budget", "old": f"{rng.randint(10, 200)}.00", "new": f"{rng.randint(10, 200)}.00"}]
+        event["changes"] = [
+            {
+                "field": "daily_budget",
+                "old": f"{rng.randint(10, 200)}.00",
+                "new": f"{rng.randint(10, 200)}.00",
+            }
+        ]
     elif action == "report.download":
         event["operation"] = "getReportDocument"
-        event["resource"] = {"type": "report", "id": rng.choice(("GET_FLAT_FILE_OPEN_LISTINGS_DATA", "GET_MERCHANT_LISTINGS_ALL_DATA"))}
+        event["resource"] = {
+            "type": "report",
+            "id": rng.choice(
+                ("GET_FLAT_FILE_OPEN_LISTINGS_DATA", "GET_MERCHANT_LISTINGS_ALL_DATA")
+            ),
+        }
     return event
 
 

@@ -87,7 +87,12 @@ class AlertFeed:
         self.consumer.subscribe([s.alerts_topic, s.alert_status_topic], listener=_Revoke(self))
         await self.producer.start()
         await self.consumer.start()
-        log.info("alert_feed.started", group=s.alert_feed_group, outputs=sorted(self.routes.outputs), parked=s.parked_topic)
+        log.info(
+            "alert_feed.started",
+            group=s.alert_feed_group,
+            outputs=sorted(self.routes.outputs),
+            parked=s.parked_topic,
+        )
         try:
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=500)
@@ -124,7 +129,9 @@ class AlertFeed:
         except Exception:
             # Not committed: seek back so the record is tried again rather than skipped.
             log.exception("alert_feed.partition_failed", partition=tp.partition)
-            if tp in self.consumer.assignment():  # else revoked meanwhile: the next owner re-reads it
+            if (
+                tp in self.consumer.assignment()
+            ):  # else revoked meanwhile: the next owner re-reads it
                 self.consumer.seek(tp, record.offset)
             await asyncio.sleep(1.0)
         finally:
@@ -160,7 +167,12 @@ class AlertFeed:
         try:
             status = parse_status(record.value)
         except ValueError as exc:
-            log.error("alert_feed.bad_status_record", partition=record.partition, offset=record.offset, error=str(exc))
+            log.error(
+                "alert_feed.bad_status_record",
+                partition=record.partition,
+                offset=record.offset,
+                error=str(exc),
+            )
             return
         alert_id = status["alert_id"]
         version: tuple[str, int | str] = (alert_id, f"{status['status']}@{status['at']}")
@@ -174,33 +186,49 @@ class AlertFeed:
         known = self.latest.get(alert_id)
         stored: Alert | None = status.get("alert")
         alert = stored or known
-        if known is not None and stored and int(known.get("count", 0)) > int(stored.get("count", 0)):
+        if (
+            known is not None
+            and stored
+            and int(known.get("count", 0)) > int(stored.get("count", 0))
+        ):
             alert = known  # the feed delivered a later version than the warehouse had stored
         if alert is None:
-            log.warning("alert_feed.status_without_alert", alert_id=alert_id, status=state["status"])
+            log.warning(
+                "alert_feed.status_without_alert", alert_id=alert_id, status=state["status"]
+            )
             return
         alert = with_lifecycle({k: v for k, v in alert.items() if k != "lifecycle"}, state)
         try:
             targets = self.routes.lifecycle_targets(alert)
         except (TypeError, ValueError, AttributeError, KeyError):
-            log.error("alert_feed.bad_status_record", partition=record.partition, offset=record.offset)
+            log.error(
+                "alert_feed.bad_status_record", partition=record.partition, offset=record.offset
+            )
             return
         await self._send(record, alert, targets, version)
-        log.info("alert_feed.lifecycle_sent", alert_id=alert_id, status=state["status"], outputs=targets)
+        log.info(
+            "alert_feed.lifecycle_sent", alert_id=alert_id, status=state["status"], outputs=targets
+        )
 
-    async def _send(self, record: Any, alert: Alert, targets: list[str], version: tuple[str, int | str]) -> None:
+    async def _send(
+        self, record: Any, alert: Alert, targets: list[str], version: tuple[str, int | str]
+    ) -> None:
         if self.session is None or self.producer is None:
             raise RuntimeError("the alert feed is not running")
         outcomes = await asyncio.gather(
             *(
-                deliver(self.session, self.routes.outputs[name], alert, self.routes.retry_policy(name))
+                deliver(
+                    self.session, self.routes.outputs[name], alert, self.routes.retry_policy(name)
+                )
                 for name in targets
             )
         )
         source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
         for outcome in outcomes:
             if not outcome.delivered:
-                await park(self.producer, self.settings.parked_topic, parked_record(alert, outcome, source))
+                await park(
+                    self.producer, self.settings.parked_topic, parked_record(alert, outcome, source)
+                )
         self.finished[version] = None
         if len(self.finished) > SEEN_VERSIONS:
             self.finished.popitem(last=False)

@@ -63,4 +63,3 @@ def lifecycle_of(record: dict[str, Any]) -> dict[str, str]:
 def with_lifecycle(alert: Alert, lifecycle: dict[str, str]) -> Alert:
     """`alert` as the outputs render it after a lifecycle action (a copy)."""
     return {**alert, "lifecycle": dict(lifecycle)}
-

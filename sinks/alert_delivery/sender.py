@@ -34,7 +34,9 @@ class Outcome:
     seconds: float = 0.0
 
 
-async def attempt(session: aiohttp.ClientSession, output: Output, alert: Alert, timeout: float) -> None:
+async def attempt(
+    session: aiohttp.ClientSession, output: Output, alert: Alert, timeout: float
+) -> None:
     """One POST; raises DeliveryError on any failure."""
     request = output.render(alert, time.time())
     try:
@@ -47,7 +49,11 @@ async def attempt(session: aiohttp.ClientSession, output: Output, alert: Alert, 
         ) as response:
             body = await response.read()
             status = response.status
-            wait = retry_after(response.headers.get("Retry-After")) if status in RETRY_AFTER_STATUSES else None
+            wait = (
+                retry_after(response.headers.get("Retry-After"))
+                if status in RETRY_AFTER_STATUSES
+                else None
+            )
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}".strip()) from None
     try:
@@ -58,7 +64,9 @@ async def attempt(session: aiohttp.ClientSession, output: Output, alert: Alert, 
         raise
 
 
-async def deliver(session: aiohttp.ClientSession, output: Output, alert: Alert, policy: RetryPolicy) -> Outcome:
+async def deliver(
+    session: aiohttp.ClientSession, output: Output, alert: Alert, policy: RetryPolicy
+) -> Outcome:
     """Deliver with retries; never raises for a receiver's failure (the outcome says parked)."""
     started = time.monotonic()
     attempts = 0
@@ -74,13 +82,30 @@ async def deliver(session: aiohttp.ClientSession, output: Output, alert: Alert, 
             spent = attempts >= policy.max_attempts or elapsed + delay > policy.max_seconds
             if not exc.retryable or spent:
                 error = str(exc)
-                if exc.retryable and exc.retry_after is not None and elapsed + delay > policy.max_seconds:
+                if (
+                    exc.retryable
+                    and exc.retry_after is not None
+                    and elapsed + delay > policy.max_seconds
+                ):
                     error += f" (Retry-After {exc.retry_after:g} s is past the retry budget of {policy.max_seconds:g} s)"
                 metrics.ALERT_DELIVERIES.labels(output.name, "parked").inc()
-                log.warning("alert_feed.parked", output=output.name, alert_id=alert.get("alert_id"), attempts=attempts, error=error)
+                log.warning(
+                    "alert_feed.parked",
+                    output=output.name,
+                    alert_id=alert.get("alert_id"),
+                    attempts=attempts,
+                    error=error,
+                )
                 return Outcome(output.name, False, attempts, error, elapsed)
             metrics.ALERT_DELIVERIES.labels(output.name, "retried").inc()
-            log.info("alert_feed.retry", output=output.name, alert_id=alert.get("alert_id"), attempt=attempts, retry_in=round(delay, 2), error=str(exc))
+            log.info(
+                "alert_feed.retry",
+                output=output.name,
+                alert_id=alert.get("alert_id"),
+                attempt=attempts,
+                retry_in=round(delay, 2),
+                error=str(exc),
+            )
             await asyncio.sleep(delay)
             continue
         seconds = time.monotonic() - started

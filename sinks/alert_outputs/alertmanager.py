@@ -22,7 +22,10 @@ API_PATH = "/api/v2/alerts"
 
 
 def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(seconds * 1000) % 1000:03d}Z"
+    return (
+        datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{int(seconds * 1000) % 1000:03d}Z"
+    )
 
 
 def _seconds(text: str) -> float | None:
@@ -32,7 +35,9 @@ def _seconds(text: str) -> float | None:
         return None
 
 
-def payload(alert: Alert, now: float, ends_after: float = 3600.0, generator_url: str = "") -> list[dict[str, Any]]:
+def payload(
+    alert: Alert, now: float, ends_after: float = 3600.0, generator_url: str = ""
+) -> list[dict[str, Any]]:
     annotations = {
         "title": str(alert.get("title", "")),
         "summary": str(alert.get("summary", "")),
@@ -78,7 +83,14 @@ def payload(alert: Alert, now: float, ends_after: float = 3600.0, generator_url:
 class AlertmanagerOutput:
     follows_lifecycle = True
 
-    def __init__(self, name: str, url: str, ends_after: float = 3600.0, generator_url: str = "", headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        ends_after: float = 3600.0,
+        generator_url: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.url = url.rstrip("/") + API_PATH if not url.rstrip("/").endswith(API_PATH) else url
         self.ends_after = ends_after
@@ -86,7 +98,9 @@ class AlertmanagerOutput:
         self.headers = dict(headers or {})
 
     def render(self, alert: Alert, now: float) -> HttpRequest:
-        return json_request(self.url, payload(alert, now, self.ends_after, self.generator_url), self.headers)
+        return json_request(
+            self.url, payload(alert, now, self.ends_after, self.generator_url), self.headers
+        )
 
     def accept(self, status: int, body: bytes) -> None:
         check_status(status, body)

@@ -34,7 +34,9 @@ class DeliveryError(Exception):
     """A receiver refused or failed a delivery; `retryable` False parks the alert at once.
     `retry_after`: the seconds the receiver asked to wait (its `Retry-After` on 429 or 503)."""
 
-    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
@@ -60,7 +62,9 @@ def lifecycle(alert: Alert) -> dict[str, str] | None:
 
 
 def json_request(url: str, payload: Any, headers: dict[str, str] | None = None) -> HttpRequest:
-    return HttpRequest(url, orjson.dumps(payload), {"Content-Type": "application/json", **(headers or {})})
+    return HttpRequest(
+        url, orjson.dumps(payload), {"Content-Type": "application/json", **(headers or {})}
+    )
 
 
 def check_status(status: int, body: bytes) -> None:
@@ -81,4 +85,6 @@ def check_chat_answer(status: int, body: bytes, code_field: str, message_field: 
     except orjson.JSONDecodeError:
         return  # a receiver (or test double) that answers without a JSON body accepted it
     if isinstance(answer, dict) and answer.get(code_field, 0) not in (0, None):
-        raise DeliveryError(f"{code_field}={answer.get(code_field)}: {answer.get(message_field, '')}")
+        raise DeliveryError(
+            f"{code_field}={answer.get(code_field)}: {answer.get(message_field, '')}"
+        )

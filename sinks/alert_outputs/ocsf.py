@@ -65,7 +65,9 @@ def _actor(alert: Alert) -> dict[str, Any] | None:
     provider = str(alert.get("provider_id") or "")
     if not principal and not provider:
         return None
-    user: dict[str, Any] = {"uid": principal} if principal else {"name": f"a principal of provider {provider}"}
+    user: dict[str, Any] = (
+        {"uid": principal} if principal else {"name": f"a principal of provider {provider}"}
+    )
     if provider:
         user["org"] = {"uid": provider, "name": provider}
         user["type"] = "Provider principal"
@@ -121,9 +123,15 @@ def to_ocsf(alert: Alert) -> dict[str, Any]:
         },
         "resources": [{"uid": account, "name": account, "type": "Seller account"}],
         "evidences": [evidence],
-        "remediation": {"desc": "\n".join(f"{i}. {s}" for i, s in enumerate(alert.get("response", []), 1))},
+        "remediation": {
+            "desc": "\n".join(f"{i}. {s}" for i, s in enumerate(alert.get("response", []), 1))
+        },
         "metadata": {
-            "product": {"name": "PartnerWatch", "vendor_name": "PartnerWatch", "version": _product_version()},
+            "product": {
+                "name": "PartnerWatch",
+                "vendor_name": "PartnerWatch",
+                "version": _product_version(),
+            },
             "version": OCSF_VERSION,
         },
     }
@@ -140,7 +148,9 @@ class OcsfOutput:
 
     follows_lifecycle = True
 
-    def __init__(self, name: str, url: str, secret: str = "", headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, url: str, secret: str = "", headers: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.url = url
         self.secret = secret

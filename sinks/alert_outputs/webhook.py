@@ -19,7 +19,15 @@ from pipeline import webhook_signature
 from pipeline.webhook_signature import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from sinks.alert_outputs.base import Alert, HttpRequest, check_status, lifecycle
 
-__all__ = ["ID_HEADER", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "WebhookOutput", "message_id", "signed_headers", "verify_signature"]
+__all__ = [
+    "ID_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WebhookOutput",
+    "message_id",
+    "signed_headers",
+    "verify_signature",
+]
 
 #: Default tolerance of `verify_signature`, seconds either side of now.
 DEFAULT_TOLERANCE = webhook_signature.DEFAULT_TOLERANCE
@@ -39,7 +47,11 @@ def signed_headers(secret: str, alert: Alert, now: float, body: bytes) -> dict[s
 
 
 def verify_signature(
-    secret: str | bytes, headers: dict[str, str], body: bytes, tolerance: float = DEFAULT_TOLERANCE, now: float | None = None
+    secret: str | bytes,
+    headers: dict[str, str],
+    body: bytes,
+    tolerance: float = DEFAULT_TOLERANCE,
+    now: float | None = None,
 ) -> bool:
     """The receiver's check: a valid signature over a timestamp no further than `tolerance`
     seconds from now."""
@@ -53,7 +65,9 @@ def verify_signature(
 class WebhookOutput:
     """POSTs the alert itself (the pw.alerts record) as JSON."""
 
-    def __init__(self, name: str, url: str, secret: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, url: str, secret: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.url = url
         self.secret = secret
@@ -62,7 +76,11 @@ class WebhookOutput:
 
     def render(self, alert: Alert, now: float) -> HttpRequest:
         body = orjson.dumps(alert)
-        headers = {**self.headers, "Content-Type": "application/json", **signed_headers(self.secret, alert, now, body)}
+        headers = {
+            **self.headers,
+            "Content-Type": "application/json",
+            **signed_headers(self.secret, alert, now, body),
+        }
         return HttpRequest(self.url, body, headers)
 
     def accept(self, status: int, body: bytes) -> None:

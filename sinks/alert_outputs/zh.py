@@ -29,7 +29,9 @@ _warned: set[tuple[str, str]] = set()
 def _warn_once(kind: str, name: str) -> None:
     if (kind, name) not in _warned:
         _warned.add((kind, name))
-        log.warning("no Simplified Chinese text for %s %r: the card shows it in English", kind, name)
+        log.warning(
+            "no Simplified Chinese text for %s %r: the card shows it in English", kind, name
+        )
 
 
 def fields(alert: Alert) -> dict[str, str]:
@@ -41,7 +43,9 @@ def fields(alert: Alert) -> dict[str, str]:
         "account": str(alert.get("account_id", "")),
         "provider": provider or "-",
         "principal": principal,
-        "who": f"服务商 {provider} 的操作主体 {principal} " if provider else f"操作主体 {principal} ",
+        "who": f"服务商 {provider} 的操作主体 {principal} "
+        if provider
+        else f"操作主体 {principal} ",
         "by": f"服务商 {provider} " if provider else f"操作主体 {principal} ",
         "when": f"{first} 至 {last}" if last and last != first else f"时间 {first}",
         "count": str(alert.get("count", 1)),
@@ -63,7 +67,9 @@ def text_for(alert: Alert) -> tuple[str, str] | None:
         _warn_once("detector", detector)
         return None
     title = str(alert.get("title", ""))
-    chosen = next(v for v in variants if not v.match or re.search(v.match, title) or v is variants[-1])
+    chosen = next(
+        v for v in variants if not v.match or re.search(v.match, title) or v is variants[-1]
+    )
     values = fields(alert)
     return _tidy(chosen.title.format_map(values)), _tidy(chosen.summary.format_map(values))
 

@@ -149,7 +149,11 @@ def _feed(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]:
     document_id = str(body.get("inputFeedDocumentId", ""))[:256]
     origin = {"feed_type": feed_type, "feed_document_id": document_id}
     if feed_type != "JSON_LISTINGS_FEED":
-        return [Planned("data.write", "", sites, {"type": "feed", "id": feed_type or "?"}, origin=origin)]
+        return [
+            Planned(
+                "data.write", "", sites, {"type": "feed", "id": feed_type or "?"}, origin=origin
+            )
+        ]
     content = memory.feed_document(document_id)
     messages = _feed_messages(content) if content is not None else None
     if messages is None:
@@ -166,12 +170,20 @@ def _feed(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]:
         if operation == "DELETE":
             planned = listing_change("delete", sku, message_site, [], memory)
         elif operation == "PATCH":
-            planned = listing_change("patch", sku, message_site, patch_edits(message.get("patches")), memory)
+            planned = listing_change(
+                "patch", sku, message_site, patch_edits(message.get("patches")), memory
+            )
         else:  # UPDATE, PARTIAL_UPDATE
-            planned = listing_change("put", sku, message_site, put_edits(message.get("attributes")), memory)
+            planned = listing_change(
+                "put", sku, message_site, put_edits(message.get("attributes")), memory
+            )
         message_id = message.get("messageId", index + 1)
         planned.marketplaces = [message_site] if message_site else sites
-        planned.origin = {**origin, "message_id": message_id if isinstance(message_id, int) else str(message_id)[:64], "operation_type": operation[:32]}
+        planned.origin = {
+            **origin,
+            "message_id": message_id if isinstance(message_id, int) else str(message_id)[:64],
+            "operation_type": operation[:32],
+        }
         planned.suffix = f".m{index + 1}"
         out.append(planned)
     if len(messages) > MAX_FEED_MESSAGES:
@@ -180,7 +192,10 @@ def _feed(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]:
 
 
 def _message_site(message: dict[str, Any]) -> str | None:
-    for source in (message.get("attributes"), *(p.get("value") for p in message.get("patches") or () if isinstance(p, dict))):
+    for source in (
+        message.get("attributes"),
+        *(p.get("value") for p in message.get("patches") or () if isinstance(p, dict)),
+    ):
         values = source.get("purchasable_offer") if isinstance(source, dict) else source
         if isinstance(values, list):
             for value in values:
@@ -211,7 +226,9 @@ def _report_request(call: Call, params: dict[str, str], memory: Memory) -> list[
     ids = _list(body.get("marketplaceIds"))
     schedule = call.path.rstrip("/").endswith("/schedules")
     planned = Planned(
-        "report.schedule" if schedule else "report.request", "", site_codes([str(i) for i in ids]),
+        "report.schedule" if schedule else "report.request",
+        "",
+        site_codes([str(i) for i in ids]),
         {"type": "report", "id": report_type},
     )
     planned.origin["sensitivity"] = report_sensitivity(report_type)
@@ -224,7 +241,9 @@ def _report_download(call: Call, params: dict[str, str], memory: Memory) -> list
     document_id = params["reportDocumentId"]
     report_type = memory.report_type(document_id)
     planned = Planned("report.download", "", [], {"type": "report", "id": report_type or "?"})
-    planned.origin.update(sensitivity=report_sensitivity(report_type), report_document_id=document_id[:256])
+    planned.origin.update(
+        sensitivity=report_sensitivity(report_type), report_document_id=document_id[:256]
+    )
     if report_type is None:
         planned.origin["report_type"] = "unknown: getReport was not called through the gateway"
     return [planned]
@@ -238,7 +257,9 @@ def _data_token(call: Call, params: dict[str, str], memory: Memory) -> list[Plan
         for item in resources:
             if isinstance(item, dict):
                 paths.append(f"{item.get('method', '')} {item.get('path', '')}"[:200])
-    planned = Planned("permission.data_token", "", [], {"type": "restricted_data_token", "id": summary(paths)})
+    planned = Planned(
+        "permission.data_token", "", [], {"type": "restricted_data_token", "id": summary(paths)}
+    )
     if body.get("targetApplication"):
         planned.origin["target_application"] = str(body["targetApplication"])[:128]
     return [planned]
@@ -246,7 +267,9 @@ def _data_token(call: Call, params: dict[str, str], memory: Memory) -> list[Plan
 
 def _notification(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]:
     ident = params.get("notificationType") or params.get("destinationId") or "destination"
-    planned = Planned("permission.notification_change", "", [], {"type": "notification", "id": ident[:256]})
+    planned = Planned(
+        "permission.notification_change", "", [], {"type": "notification", "id": ident[:256]}
+    )
     body = call.body if isinstance(call.body, dict) else {}
     if isinstance(body.get("destinationId"), str):
         planned.origin["destination_id"] = body["destinationId"][:128]
@@ -257,13 +280,20 @@ def _notification(call: Call, params: dict[str, str], memory: Memory) -> list[Pl
 
 
 def _rotation(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]:
-    return [Planned("auth.credentials_create", "", [], {"type": "application", "id": "client_secret"})]
+    return [
+        Planned("auth.credentials_create", "", [], {"type": "application", "id": "client_secret"})
+    ]
 
 
 def _payout(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]:
     body = call.body if isinstance(call.body, dict) else {}
     site = site_code(body.get("marketplaceId"))
-    planned = Planned("funds.disbursement_request", "", [site] if site else [], {"type": "payout", "id": str(body.get("accountType", "?"))[:128]})
+    planned = Planned(
+        "funds.disbursement_request",
+        "",
+        [site] if site else [],
+        {"type": "payout", "id": str(body.get("accountType", "?"))[:128]},
+    )
     return [planned]
 
 
@@ -271,16 +301,32 @@ def _wallet(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]
     body = call.body if isinstance(call.body, dict) else {}
     sites = site_codes(call.marketplace_ids())
     if call.path.rstrip("/").endswith("/transactions"):
-        planned = Planned("funds.disbursement_request", "", sites, {"type": "wallet_transaction", "id": str(body.get("sourceAccountId", "?"))[:128]})
+        planned = Planned(
+            "funds.disbursement_request",
+            "",
+            sites,
+            {"type": "wallet_transaction", "id": str(body.get("sourceAccountId", "?"))[:128]},
+        )
         amount = body.get("sourceAmount")
         if isinstance(amount, dict):
             value = decimal_text(amount.get("currencyAmount"))
             currency = amount.get("currencyCode")
-            if value is not None and isinstance(currency, str) and re.fullmatch(r"[A-Z]{3}", currency):
+            if (
+                value is not None
+                and isinstance(currency, str)
+                and re.fullmatch(r"[A-Z]{3}", currency)
+            ):
                 planned.amount = {"value": value, "currency": currency}
         return [planned]
     ident = params.get("transferScheduleId") or str(body.get("transferScheduleId", "new"))
-    return [Planned("funds.transfer_schedule_change", "", sites, {"type": "transfer_schedule", "id": ident[:128]})]
+    return [
+        Planned(
+            "funds.transfer_schedule_change",
+            "",
+            sites,
+            {"type": "transfer_schedule", "id": ident[:128]},
+        )
+    ]
 
 
 def _read_handler(call: Call, params: dict[str, str], memory: Memory) -> list[Planned]:
@@ -310,10 +356,24 @@ _HANDLERS: dict[str, _Handler] = {
     "deleteScheduleTransaction": _wallet,
 }
 for _name in (
-    "searchListingsItems", "createFeedDocument", "getFeedDocument", "getFeeds", "getFeed",
-    "cancelFeed", "getReports", "getReport", "cancelReport", "getReportSchedules",
-    "getReportSchedule", "cancelReportSchedule", "getDestinations", "getDestination",
-    "getSubscriptions", "getSubscription", "getSubscriptionById", "sendTestNotification",
+    "searchListingsItems",
+    "createFeedDocument",
+    "getFeedDocument",
+    "getFeeds",
+    "getFeed",
+    "cancelFeed",
+    "getReports",
+    "getReport",
+    "cancelReport",
+    "getReportSchedules",
+    "getReportSchedule",
+    "cancelReportSchedule",
+    "getDestinations",
+    "getDestination",
+    "getSubscriptions",
+    "getSubscription",
+    "getSubscriptionById",
+    "sendTestNotification",
     *(name for _, name in READS),
 ):
     _HANDLERS[_name] = _read_handler
@@ -326,7 +386,15 @@ def submission_id(operation: str, response: Any) -> str | None:
     """The id Amazon gave the change (listings submissionId, feedId, reportId, payout...)."""
     if not isinstance(response, dict):
         return None
-    for key in ("submissionId", "feedId", "reportId", "reportScheduleId", "payoutReferenceId", "subscriptionId", "destinationId"):
+    for key in (
+        "submissionId",
+        "feedId",
+        "reportId",
+        "reportScheduleId",
+        "payoutReferenceId",
+        "subscriptionId",
+        "destinationId",
+    ):
         value = response.get(key)
         if isinstance(value, str):
             return value[:256]

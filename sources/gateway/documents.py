@@ -42,7 +42,6 @@ class Rdt:
     expires: float
 
 
-
 def document_url(gw: Gateway, kind: str, url: str, document_id: str) -> str:
     now = time.monotonic()
     for key in [k for k, d in gw.documents.items() if d.expires <= now]:
@@ -61,12 +60,18 @@ def expire_rdts(gw: Gateway) -> None:
 async def serve_document(gw: Gateway, request: web.Request) -> web.StreamResponse:
     document = gw.documents.get(request.match_info["handle"])
     if document is None or document.expires <= time.monotonic():
-        return web.Response(status=403, text="<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", content_type="application/xml")
+        return web.Response(
+            status=403,
+            text="<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+            content_type="application/xml",
+        )
     target = URL(document.url, encoded=True)
     if request.method == "PUT" and document.kind == "feed":
         content = await request.read()
         gw.memory.keep_feed(document.document_id, content)
-        headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "content-md5")}
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() in ("content-type", "content-md5")
+        }
         async with gw.session.put(target, data=content, headers=headers) as uploaded:
             return web.Response(status=uploaded.status, body=await uploaded.read())
     if request.method == "GET" and document.kind in ("report", "feed_result"):

@@ -41,7 +41,9 @@ async def suspend_on_alert(gw: Gateway, request: web.Request) -> web.Response:
     if not isinstance(provider, str) or not provider:
         return json_reply(202, {"suspended": None, "why": "the alert names no provider"})
     if not gw.config.suspends_on(detector, severity):
-        return json_reply(202, {"suspended": None, "why": f"{detector}/{severity} does not suspend here"})
+        return json_reply(
+            202, {"suspended": None, "why": f"{detector}/{severity} does not suspend here"}
+        )
     reason = f"alert {alert.get('alert_id', '?')}: {str(alert.get('title', detector))[:300]}"
     revoked = gw.store.suspend(provider, f"alert-route:{detector}", reason)
     if revoked >= 0:
@@ -53,10 +55,17 @@ async def suspend_on_alert(gw: Gateway, request: web.Request) -> web.Response:
             "actor": {"type": "seller", "principal_id": "partnerwatch-alert-route"},
             "operation": "alert route",
             "resource": {"type": "provider", "id": provider[:1024]},
-            "origin": {"adapter": ADAPTER, "alert_id": str(alert.get("alert_id", ""))[:128], "detector": detector[:128], "severity": severity[:16]},
+            "origin": {
+                "adapter": ADAPTER,
+                "alert_id": str(alert.get("alert_id", ""))[:128],
+                "detector": detector[:128],
+                "severity": severity[:16],
+            },
         }
         await gw.record([event], always=True)
-    log.warning("gateway.provider_suspended_by_alert", provider=provider, detector=detector, tokens=revoked)
+    log.warning(
+        "gateway.provider_suspended_by_alert", provider=provider, detector=detector, tokens=revoked
+    )
     return json_reply(200, {"suspended": provider, "tokens_revoked": max(revoked, 0)})
 
 

@@ -21,7 +21,11 @@ def _quantity(values: Any) -> Any:
         for item in values:
             if isinstance(item, dict) and "quantity" in item:
                 quantity = item["quantity"]
-                if isinstance(quantity, int) and not isinstance(quantity, bool) and abs(quantity) < 2**53:
+                if (
+                    isinstance(quantity, int)
+                    and not isinstance(quantity, bool)
+                    and abs(quantity) < 2**53
+                ):
                     return quantity
     return None
 
@@ -55,8 +59,16 @@ def listing_change(
                 action = "inventory.update"
             changes.append({"field": "quantity", "old": None, "new": _quantity(value)})
         else:
-            changes.append({"field": attribute[:128] or "?", "old": None, "new": None if op == "delete" else summary(value)})
-    return Planned(action, "", sites, resource, changes[:1000], sku=sku, old_price=old, new_price=new)
+            changes.append(
+                {
+                    "field": attribute[:128] or "?",
+                    "old": None,
+                    "new": None if op == "delete" else summary(value),
+                }
+            )
+    return Planned(
+        action, "", sites, resource, changes[:1000], sku=sku, old_price=old, new_price=new
+    )
 
 
 def patch_edits(patches: Any) -> list[tuple[str, str, Any]]:
@@ -66,7 +78,13 @@ def patch_edits(patches: Any) -> list[tuple[str, str, Any]]:
             if not isinstance(patch, dict):
                 continue
             path = patch.get("path")
-            attribute = path.split("/")[2] if isinstance(path, str) and path.startswith("/attributes/") and path.count("/") >= 2 else str(path)[:128]
+            attribute = (
+                path.split("/")[2]
+                if isinstance(path, str)
+                and path.startswith("/attributes/")
+                and path.count("/") >= 2
+                else str(path)[:128]
+            )
             edits.append((str(patch.get("op", "")), attribute, patch.get("value")))
     return edits
 

@@ -21,7 +21,12 @@ def _route(method: str, pattern: str, name: str, scope: str = "") -> None:
 
 
 _LISTING = "/listings/2021-08-01/items/{sellerId}/{sku}"
-for _m, _n in (("GET", "getListingsItem"), ("PATCH", "patchListingsItem"), ("PUT", "putListingsItem"), ("DELETE", "deleteListingsItem")):
+for _m, _n in (
+    ("GET", "getListingsItem"),
+    ("PATCH", "patchListingsItem"),
+    ("PUT", "putListingsItem"),
+    ("DELETE", "deleteListingsItem"),
+):
     _route(_m, _LISTING, _n)
 _route("GET", "/listings/2021-08-01/items/{sellerId}", "searchListingsItems")
 _route("POST", "/feeds/2021-06-30/documents", "createFeedDocument")
@@ -42,20 +47,47 @@ _route("GET", "/reports/2021-06-30/documents/{reportDocumentId}", "getReportDocu
 _route("POST", "/tokens/2021-03-01/restrictedDataToken", "createRestrictedDataToken")
 _route("GET", "/notifications/v1/destinations", "getDestinations", NOTIFICATIONS_SCOPE)
 _route("POST", "/notifications/v1/destinations", "createDestination", NOTIFICATIONS_SCOPE)
-_route("GET", "/notifications/v1/destinations/{destinationId}", "getDestination", NOTIFICATIONS_SCOPE)
-_route("DELETE", "/notifications/v1/destinations/{destinationId}", "deleteDestination", NOTIFICATIONS_SCOPE)
+_route(
+    "GET", "/notifications/v1/destinations/{destinationId}", "getDestination", NOTIFICATIONS_SCOPE
+)
+_route(
+    "DELETE",
+    "/notifications/v1/destinations/{destinationId}",
+    "deleteDestination",
+    NOTIFICATIONS_SCOPE,
+)
 _route("GET", "/notifications/v1/subscriptions", "getSubscriptions")
-_route("POST", "/notifications/v1/subscriptions/{notificationType}/testNotification", "sendTestNotification")
+_route(
+    "POST",
+    "/notifications/v1/subscriptions/{notificationType}/testNotification",
+    "sendTestNotification",
+)
 _route("GET", "/notifications/v1/subscriptions/{notificationType}", "getSubscription")
 _route("POST", "/notifications/v1/subscriptions/{notificationType}", "createSubscription")
-_route("GET", "/notifications/v1/subscriptions/{notificationType}/{subscriptionId}", "getSubscriptionById", NOTIFICATIONS_SCOPE)
-_route("DELETE", "/notifications/v1/subscriptions/{notificationType}/{subscriptionId}", "deleteSubscriptionById", NOTIFICATIONS_SCOPE)
-_route("POST", "/applications/2023-11-30/clientSecret", "rotateApplicationClientSecret", ROTATION_SCOPE)
+_route(
+    "GET",
+    "/notifications/v1/subscriptions/{notificationType}/{subscriptionId}",
+    "getSubscriptionById",
+    NOTIFICATIONS_SCOPE,
+)
+_route(
+    "DELETE",
+    "/notifications/v1/subscriptions/{notificationType}/{subscriptionId}",
+    "deleteSubscriptionById",
+    NOTIFICATIONS_SCOPE,
+)
+_route(
+    "POST", "/applications/2023-11-30/clientSecret", "rotateApplicationClientSecret", ROTATION_SCOPE
+)
 _route("POST", "/finances/transfers/2024-06-01/payouts", "initiatePayout")
 _route("POST", "/finances/transfers/wallet/2024-03-01/transactions", "createTransaction")
 _route("POST", "/finances/transfers/wallet/2024-03-01/transferSchedules", "createTransferSchedule")
 _route("PUT", "/finances/transfers/wallet/2024-03-01/transferSchedules", "updateTransferSchedule")
-_route("DELETE", "/finances/transfers/wallet/2024-03-01/transferSchedules/{transferScheduleId}", "deleteScheduleTransaction")
+_route(
+    "DELETE",
+    "/finances/transfers/wallet/2024-03-01/transferSchedules/{transferScheduleId}",
+    "deleteScheduleTransaction",
+)
 #: Reads with their operation names (any other GET is named by its path).
 READS = (
     ("/sellers/v1/marketplaceParticipations", "getMarketplaceParticipations"),
@@ -64,7 +96,10 @@ READS = (
     ("/finances/transfers/2024-06-01/payouts/expected", "listExpectedPayouts"),
     ("/finances/transfers/2024-06-01/paymentMethods", "getPaymentMethods"),
     ("/finances/v0/financialEventGroups", "listFinancialEventGroups"),
-    ("/finances/v0/financialEventGroups/{eventGroupId}/financialEvents", "listFinancialEventsByGroupId"),
+    (
+        "/finances/v0/financialEventGroups/{eventGroupId}/financialEvents",
+        "listFinancialEventsByGroupId",
+    ),
     ("/finances/v0/orders/{orderId}/financialEvents", "listFinancialEventsByOrderId"),
     ("/finances/v0/financialEvents", "listFinancialEvents"),
     ("/finances/2024-06-19/transactions", "listTransactions"),
@@ -77,7 +112,10 @@ READS = (
     ("/finances/transfers/wallet/2024-03-01/transactions", "listAccountTransactions"),
     ("/finances/transfers/wallet/2024-03-01/transactions/{transactionId}", "getTransaction"),
     ("/finances/transfers/wallet/2024-03-01/transferSchedules", "listTransferSchedules"),
-    ("/finances/transfers/wallet/2024-03-01/transferSchedules/{transferScheduleId}", "getTransferSchedule"),
+    (
+        "/finances/transfers/wallet/2024-03-01/transferSchedules/{transferScheduleId}",
+        "getTransferSchedule",
+    ),
 )
 for _path, _name in READS:
     _route("GET", _path, _name)

@@ -25,7 +25,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def base_event(gw: Gateway, principal: Principal, request: web.Request, received: int, token: str | None) -> dict[str, Any]:
+def base_event(
+    gw: Gateway, principal: Principal, request: web.Request, received: int, token: str | None
+) -> dict[str, Any]:
     source: dict[str, str] = {}
     if request.remote:
         source["ip"] = request.remote
@@ -38,6 +40,10 @@ def base_event(gw: Gateway, principal: Principal, request: web.Request, received
         "event_id": f"gw-{uuid.uuid4().hex}",
         "occurred_at": format_ms(received),
         "account_id": gw.config.account_id,
-        "actor": {"type": "provider", "provider_id": principal.provider_id, "principal_id": principal.principal_id},
+        "actor": {
+            "type": "provider",
+            "provider_id": principal.provider_id,
+            "principal_id": principal.principal_id,
+        },
         "source": source,
     }

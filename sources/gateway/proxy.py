@@ -40,7 +40,12 @@ log = structlog.get_logger("sources.gateway.app")
 
 #: Request headers passed to Amazon (besides x-amz* ones other than the access token).
 _FORWARD = frozenset({"content-type", "accept", "user-agent", "x-amz-date"})
-_RESPONSE_HEADERS = ("content-type", "x-amzn-requestid", "x-amzn-ratelimit-limit", "x-amzn-requestid")
+_RESPONSE_HEADERS = (
+    "content-type",
+    "x-amzn-requestid",
+    "x-amzn-ratelimit-limit",
+    "x-amzn-requestid",
+)
 
 
 async def handle_call(gw: Gateway, request: web.Request) -> web.StreamResponse:
@@ -72,13 +77,18 @@ async def handle_call(gw: Gateway, request: web.Request) -> web.StreamResponse:
     )
     op = classify.plan(call, gw.memory)
     call_id = f"gw-{uuid.uuid4().hex}"
-    events = [call_event(gw, principal, request, received, token, call, op, p, call_id) for p in op.planned]
+    events = [
+        call_event(gw, principal, request, received, token, call, op, p, call_id)
+        for p in op.planned
+    ]
 
     denial: Denial | None = None
     if problem is not None:
         denial = Denial(403, "Unauthorized", problem)
     elif not gw.budget.take(principal.provider_id) and gw.config.enforce:
-        denial = Denial(429, "QuotaExceeded", f"provider {principal.provider_id} is over its call budget")
+        denial = Denial(
+            429, "QuotaExceeded", f"provider {principal.provider_id} is over its call budget"
+        )
     elif gw.config.enforce:
         denial = await judge(gw, principal, call, op, events)
     if denial is not None:
@@ -94,10 +104,38 @@ async def handle_call(gw: Gateway, request: web.Request) -> web.StreamResponse:
         status, headers, raw = await forward(gw, request, body, op, rdt)
     except LwaError as exc:
         log.error("gateway.seller_token_failed", error=str(exc))
-        status, headers, raw = 503, {}, orjson.dumps({"errors": [{"code": "ServiceUnavailable", "message": "The gateway could not get the seller's access token.", "details": ""}]})
+        status, headers, raw = (
+            503,
+            {},
+            orjson.dumps(
+                {
+                    "errors": [
+                        {
+                            "code": "ServiceUnavailable",
+                            "message": "The gateway could not get the seller's access token.",
+                            "details": "",
+                        }
+                    ]
+                }
+            ),
+        )
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.error("gateway.upstream_failed", error=str(exc))
-        status, headers, raw = 502, {}, orjson.dumps({"errors": [{"code": "InternalFailure", "message": "The gateway could not reach the SP-API endpoint.", "details": ""}]})
+        status, headers, raw = (
+            502,
+            {},
+            orjson.dumps(
+                {
+                    "errors": [
+                        {
+                            "code": "InternalFailure",
+                            "message": "The gateway could not reach the SP-API endpoint.",
+                            "details": "",
+                        }
+                    ]
+                }
+            ),
+        )
     answer = json_body(raw)
     raw = read_answer(gw, principal, call, op, status, answer, raw)
     submission = classify.submission_id(op.name, answer)
@@ -110,7 +148,12 @@ async def handle_call(gw: Gateway, request: web.Request) -> web.StreamResponse:
         request_id = headers.get("x-amzn-requestid")
         if request_id:
             event["origin"]["request_id"] = request_id[:128]
-        if not failed and planned.new_price is not None and planned.sku and event.get("marketplace"):
+        if (
+            not failed
+            and planned.new_price is not None
+            and planned.sku
+            and event.get("marketplace")
+        ):
             gw.store.remember_price(planned.sku, event["marketplace"], planned.new_price)
     await gw.record(events)
     gw.tally(f"forwarded_{status // 100}xx")
@@ -122,8 +165,15 @@ async def handle_call(gw: Gateway, request: web.Request) -> web.StreamResponse:
 
 
 def call_event(
-    gw: Gateway, principal: Principal, request: web.Request, received: int, token: str,
-    call: Call, op: Operation, planned: Planned, call_id: str,
+    gw: Gateway,
+    principal: Principal,
+    request: web.Request,
+    received: int,
+    token: str,
+    call: Call,
+    op: Operation,
+    planned: Planned,
+    call_id: str,
 ) -> dict[str, Any]:
     event = base_event(gw, principal, request, received, token)
     event["event_id"] = call_id + planned.suffix
@@ -159,7 +209,11 @@ async def judge(
     auth = gw.view.state
     for event, planned in zip(events, op.planned, strict=True):
         old = planned.old_price
-        if planned.action == "listing.price_change" and old is None and planned.new_price is not None:
+        if (
+            planned.action == "listing.price_change"
+            and old is None
+            and planned.new_price is not None
+        ):
             old = await lookup_price(gw, call, planned)
             if old is not None:
                 planned.old_price = old
@@ -168,8 +222,13 @@ async def judge(
                         change["old"] = old
                 event["origin"]["old_price_from"] = "amazon"
         denial = decide(
-            auth, event, sites=planned.marketplaces, sku=planned.sku, old_price=planned.old_price,
-            new_price=planned.new_price, default_max_pct=gw.config.max_price_change_pct,
+            auth,
+            event,
+            sites=planned.marketplaces,
+            sku=planned.sku,
+            old_price=planned.old_price,
+            new_price=planned.new_price,
+            default_max_pct=gw.config.max_price_change_pct,
         )
         if denial is not None:
             return denial
@@ -209,14 +268,21 @@ async def forward(
     headers = {
         k: v
         for k, v in request.headers.items()
-        if k.lower() in _FORWARD or (k.lower().startswith("x-amz") and k.lower() != "x-amz-access-token")
+        if k.lower() in _FORWARD
+        or (k.lower().startswith("x-amz") and k.lower() != "x-amz-access-token")
     }
-    headers.update({k: v for k, v in request.headers.items() if k.lower().endswith("digitalsignature")})
+    headers.update(
+        {k: v for k, v in request.headers.items() if k.lower().endswith("digitalsignature")}
+    )
     url = URL(gw.config.upstream + request.raw_path, encoded=True)
     for attempt in (1, 2):
         headers["x-amz-access-token"] = rdt.token if rdt else await gw.seller.get(op.upstream_scope)
         async with gw.session.request(
-            request.method, url, data=body or None, headers=headers, allow_redirects=False,
+            request.method,
+            url,
+            data=body or None,
+            headers=headers,
+            allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=60),
         ) as response:
             raw = await response.read()
@@ -230,7 +296,13 @@ async def forward(
 
 
 def read_answer(
-    gw: Gateway, principal: Principal, call: Call, op: Operation, status: int, answer: Any, raw: bytes
+    gw: Gateway,
+    principal: Principal,
+    call: Call,
+    op: Operation,
+    status: int,
+    answer: Any,
+    raw: bytes,
 ) -> bytes:
     if status >= 400 or not isinstance(answer, dict):
         return raw
@@ -249,14 +321,20 @@ def read_answer(
         url = answer.get("url")
         ident = answer.get("feedDocumentId") or answer.get("reportDocumentId")
         if isinstance(url, str) and isinstance(ident, str):
-            kind = {"createFeedDocument": "feed", "getFeedDocument": "feed_result", "getReportDocument": "report"}[name]
+            kind = {
+                "createFeedDocument": "feed",
+                "getFeedDocument": "feed_result",
+                "getReportDocument": "report",
+            }[name]
             answer["url"] = document_url(gw, kind, url, ident)
             changed = True
     elif name == "createRestrictedDataToken" and isinstance(answer.get("restrictedDataToken"), str):
         expires_in = answer.get("expiresIn", 3600)
         seconds = float(expires_in) if isinstance(expires_in, (int, float)) else 3600.0
         handle = RDT_PREFIX + secrets.token_urlsafe(32)
-        gw.rdts[token_hash(handle)] = Rdt(answer["restrictedDataToken"], principal, time.monotonic() + seconds)
+        gw.rdts[token_hash(handle)] = Rdt(
+            answer["restrictedDataToken"], principal, time.monotonic() + seconds
+        )
         expire_rdts(gw)
         answer["restrictedDataToken"] = handle
         changed = True

@@ -46,7 +46,9 @@ async def serve(
     """Run the gateway until `stop` is set (or SIGINT/SIGTERM). With `config.ledger_follow`,
     `ledger_kafka` (`partnerwatch.gateway.ledger_kafka(settings)`) is how it reads the ledger."""
     if config.ledger_follow and ledger_kafka is None:
-        raise ValueError("following the ledger needs ledger_kafka (partnerwatch.gateway.ledger_kafka)")
+        raise ValueError(
+            "following the ledger needs ledger_kafka (partnerwatch.gateway.ledger_kafka)"
+        )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -54,16 +56,26 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     credentials = SellerCredentials.load(config.seller_secret_file)
     store = Store(config.store_path(settings.data_dir))
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl(config), limit=200))
-    view = AuthorizationView(store, config.account_id, settings.ledger_topic) if config.ledger_follow else None
-    gateway = Gateway(config, store, emit, SellerTokens(credentials, config.lwa_url, session), session, view)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=client_ssl(config), limit=200)
+    )
+    view = (
+        AuthorizationView(store, config.account_id, settings.ledger_topic)
+        if config.ledger_follow
+        else None
+    )
+    gateway = Gateway(
+        config, store, emit, SellerTokens(credentials, config.lwa_url, session), session, view
+    )
     tasks = [asyncio.create_task(gateway.drain(stop))]
     if view is not None and ledger_kafka is not None:
         tasks.append(asyncio.create_task(view.follow(ledger_kafka, stop)))
         if config.enforce:
             # Enforcing on an empty view would refuse every call: read the ledger first.
             waiter = asyncio.create_task(view.caught_up.wait())
-            await asyncio.wait([waiter, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [waiter, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
     runner = web.AppRunner(gateway.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, ssl_context=server_ssl(config))

@@ -139,7 +139,14 @@ class Store:
         if provider_id is not None:
             query += " WHERE c.provider_id = ?"
             args = (provider_id,)
-        cols = ("client_id", "provider_id", "principal_id", "created_at", "revoked_at", "suspended_at")
+        cols = (
+            "client_id",
+            "provider_id",
+            "principal_id",
+            "created_at",
+            "revoked_at",
+            "suspended_at",
+        )
         rows = self.db.execute(query + " ORDER BY c.created_at, c.client_id", args).fetchall()
         return [dict(zip(cols, row, strict=True)) for row in rows]
 
@@ -157,7 +164,9 @@ class Store:
             )
         return cur.rowcount == 1
 
-    def authenticate(self, client_id: str, client_secret: str, refresh_token: str) -> Principal | None:
+    def authenticate(
+        self, client_id: str, client_secret: str, refresh_token: str
+    ) -> Principal | None:
         """The principal whose credential these are (live, provider not suspended), else None."""
         principal, problem = self.check_credentials(client_id, client_secret, refresh_token)
         return principal if problem is None else None
@@ -216,7 +225,13 @@ class Store:
             self.db.execute("DELETE FROM tokens WHERE expires_at < ?", (now - 86400,))
             self.db.execute(
                 "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, NULL)",
-                (token_hash(token), principal.client_id, principal.provider_id, principal.principal_id, now + ttl),
+                (
+                    token_hash(token),
+                    principal.client_id,
+                    principal.provider_id,
+                    principal.principal_id,
+                    now + ttl,
+                ),
             )
         return token
 
@@ -235,7 +250,9 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        client_id, provider_id, principal_id, expires_at, revoked, credential_revoked, suspended = row
+        client_id, provider_id, principal_id, expires_at, revoked, credential_revoked, suspended = (
+            row
+        )
         principal = Principal(client_id, provider_id, principal_id)
         if suspended is not None:
             return principal, f"provider {provider_id} is suspended (since {suspended})"
@@ -261,7 +278,8 @@ class Store:
             if not self._newer(provider_id, at):
                 return -1
             self.db.execute(
-                "INSERT OR REPLACE INTO suspensions VALUES (?, ?, ?, ?)", (provider_id, at, by, reason)
+                "INSERT OR REPLACE INTO suspensions VALUES (?, ?, ?, ?)",
+                (provider_id, at, by, reason),
             )
             cur = self.db.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE provider_id = ? AND revoked_at IS NULL"
@@ -294,20 +312,27 @@ class Store:
             "SELECT suspended_at, suspended_by, reason FROM suspensions WHERE provider_id = ?",
             (provider_id,),
         ).fetchone()
-        return dict(zip(("suspended_at", "suspended_by", "reason"), row, strict=True)) if row else None
+        return (
+            dict(zip(("suspended_at", "suspended_by", "reason"), row, strict=True)) if row else None
+        )
 
     # -- what the gateway remembers of Amazon's answers -------------------------------------------
 
     def remember_report(self, ident: str, report_type: str) -> None:
         """A report id or report document id, and the report type it belongs to."""
-        self.db.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)", (ident, report_type, time.time()))
+        self.db.execute(
+            "INSERT OR REPLACE INTO reports VALUES (?, ?, ?)", (ident, report_type, time.time())
+        )
 
     def report_type(self, ident: str) -> str | None:
         row = self.db.execute("SELECT report_type FROM reports WHERE id = ?", (ident,)).fetchone()
         return row[0] if row else None
 
     def remember_price(self, sku: str, marketplace: str, price: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO prices VALUES (?, ?, ?, ?)", (sku, marketplace, price, time.time()))
+        self.db.execute(
+            "INSERT OR REPLACE INTO prices VALUES (?, ?, ?, ?)",
+            (sku, marketplace, price, time.time()),
+        )
 
     def price(self, sku: str, marketplace: str) -> str | None:
         row = self.db.execute(
@@ -319,7 +344,8 @@ class Store:
 
     def queue(self, event_id: str, account_id: str, payload: bytes) -> None:
         self.db.execute(
-            "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?)", (event_id, account_id, payload, time.time())
+            "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?)",
+            (event_id, account_id, payload, time.time()),
         )
 
     def queued(self, limit: int = 500) -> list[tuple[str, str, bytes]]:
@@ -334,16 +360,25 @@ class Store:
     # -- the authorization state folded from the ledger ------------------------------------------
 
     def load_authorization(self) -> tuple[dict[str, str], dict[tuple[str, int], int]]:
-        states = dict(self.db.execute("SELECT account_id, state FROM authorization_state").fetchall())
+        states = dict(
+            self.db.execute("SELECT account_id, state FROM authorization_state").fetchall()
+        )
         positions = {
-            (t, p): o for t, p, o in self.db.execute("SELECT topic, partition, next_offset FROM ledger_positions")
+            (t, p): o
+            for t, p, o in self.db.execute(
+                "SELECT topic, partition, next_offset FROM ledger_positions"
+            )
         }
         return states, positions
 
-    def save_authorization(self, states: dict[str, str], positions: dict[tuple[str, int], int]) -> None:
+    def save_authorization(
+        self, states: dict[str, str], positions: dict[tuple[str, int], int]
+    ) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR REPLACE INTO authorization_state VALUES (?, ?)", states.items())
+            self.db.executemany(
+                "INSERT OR REPLACE INTO authorization_state VALUES (?, ?)", states.items()
+            )
             self.db.executemany(
                 "INSERT OR REPLACE INTO ledger_positions VALUES (?, ?, ?)",
                 [(t, p, o) for (t, p), o in positions.items()],

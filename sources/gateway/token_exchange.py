@@ -26,14 +26,22 @@ async def exchange(gw: Gateway, request: web.Request) -> web.Response:
     refresh = str(form.get("refresh_token", ""))
     scope = str(form.get("scope", ""))
     if grant_type not in ("refresh_token", "client_credentials"):
-        return lwa_error(400, "unsupported_grant_type", "grant_type must be refresh_token or client_credentials")
+        return lwa_error(
+            400, "unsupported_grant_type", "grant_type must be refresh_token or client_credentials"
+        )
     if not client_id or not secret or (grant_type == "refresh_token" and not refresh):
-        return lwa_error(400, "invalid_request", "client_id, client_secret and refresh_token are required")
+        return lwa_error(
+            400, "invalid_request", "client_id, client_secret and refresh_token are required"
+        )
     if grant_type == "client_credentials" and not scope:
         return lwa_error(400, "invalid_scope", "scope is required for client_credentials")
     loop = asyncio.get_running_loop()
     principal, problem = await loop.run_in_executor(
-        None, gw.store.check_credentials, client_id, secret, refresh if grant_type == "refresh_token" else None
+        None,
+        gw.store.check_credentials,
+        client_id,
+        secret,
+        refresh if grant_type == "refresh_token" else None,
     )
     if principal is None:
         gw.tally("token_unknown_client")
@@ -41,21 +49,36 @@ async def exchange(gw: Gateway, request: web.Request) -> web.Response:
     operation = f"lwa.{grant_type}"
     if problem is not None:
         outcome = "denied" if "suspended" in problem or "revoked" in problem else "failure"
-        await gw.record([login_event(gw, principal, request, received, operation, outcome, problem, scope)])
+        await gw.record(
+            [login_event(gw, principal, request, received, operation, outcome, problem, scope)]
+        )
         if outcome == "failure":
             return lwa_error(400, "invalid_grant", "The request has an invalid grant parameter")
         return lwa_error(400, "invalid_grant", f"PartnerWatch gateway: {problem}")
     token = gw.store.new_token(principal, gw.config.token_ttl)
-    await gw.record([login_event(gw, principal, request, received, operation, "success", None, scope, token)])
-    body: dict[str, Any] = {"access_token": token, "token_type": "bearer", "expires_in": gw.config.token_ttl}
+    await gw.record(
+        [login_event(gw, principal, request, received, operation, "success", None, scope, token)]
+    )
+    body: dict[str, Any] = {
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": gw.config.token_ttl,
+    }
     if grant_type == "refresh_token":
         body["refresh_token"] = refresh
     return json_reply(200, body)
 
 
 def login_event(
-    gw: Gateway, principal: Principal, request: web.Request, received: int, operation: str,
-    outcome: str, problem: str | None, scope: str, token: str | None = None,
+    gw: Gateway,
+    principal: Principal,
+    request: web.Request,
+    received: int,
+    operation: str,
+    outcome: str,
+    problem: str | None,
+    scope: str,
+    token: str | None = None,
 ) -> dict[str, Any]:
     event = base_event(gw, principal, request, received, token)
     event.update(action="auth.login", operation=operation, outcome=outcome)

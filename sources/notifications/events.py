@@ -52,7 +52,9 @@ KNOWN_VERSIONS: dict[str, frozenset[str]] = {
     "FEED_PROCESSING_FINISHED": frozenset({"2020-09-04"}),
 }
 #: Keys whose values are personal data in notifications, besides pipeline.masking's field names.
-_PERSONAL_KEY = re.compile(r"buyer|recipient|tracking|city|region|county|district|stateorregion|geo", re.IGNORECASE)
+_PERSONAL_KEY = re.compile(
+    r"buyer|recipient|tracking|city|region|county|district|stateorregion|geo", re.IGNORECASE
+)
 #: Room kept in `origin` for the fields around the notification.
 _ORIGIN_MARGIN = 256
 
@@ -76,7 +78,12 @@ class Target:
         return self.account_id
 
 
-def to_events(notification: Notification, target: Target, received_ms: int | None = None, extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def to_events(
+    notification: Notification,
+    target: Target,
+    received_ms: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """The events of one notification (at least one)."""
     received_ms = received_ms if received_ms is not None else time.time_ns() // 1_000_000
     reader = READERS.get(notification.type, read_other)
@@ -121,7 +128,9 @@ def to_events(notification: Notification, target: Target, received_ms: int | Non
     return events
 
 
-def unreadable_event(body: bytes, reason: str, target: Target, message_id: str, received_ms: int | None = None) -> dict[str, Any]:
+def unreadable_event(
+    body: bytes, reason: str, target: Target, message_id: str, received_ms: int | None = None
+) -> dict[str, Any]:
     """What a message that is not a notification becomes: evidence that it arrived, not dropped."""
     import hashlib
 
@@ -161,11 +170,20 @@ def _occurred(n: Notification, received_ms: int) -> tuple[str, str]:
     return format_ms(received_ms), "received"
 
 
-def _origin(n: Notification, target: Target, extra: dict[str, Any], time_from: str) -> dict[str, Any]:
-    origin: dict[str, Any] = {"adapter": ADAPTER, "delivery": target.delivery, "notification_type": n.type}
+def _origin(
+    n: Notification, target: Target, extra: dict[str, Any], time_from: str
+) -> dict[str, Any]:
+    origin: dict[str, Any] = {
+        "adapter": ADAPTER,
+        "delivery": target.delivery,
+        "notification_type": n.type,
+    }
     for key, value in (
-        ("notification_id", n.notification_id), ("event_time", n.event_time), ("publish_time", n.publish_time),
-        ("payload_version", n.payload_version), ("subscription_id", n.subscription_id),
+        ("notification_id", n.notification_id),
+        ("event_time", n.event_time),
+        ("publish_time", n.publish_time),
+        ("payload_version", n.payload_version),
+        ("subscription_id", n.subscription_id),
         ("application_id", n.application_id),
     ):
         if value:
@@ -197,7 +215,11 @@ def _fit(origin: dict[str, Any], n: Notification) -> dict[str, Any]:
         origin["notification_bytes"] = len(original)
         excerpt = doc.decode()[: max(0, room - 64)]
         # cut by characters; a multi-byte character may still overflow: shrink until it fits
-        while excerpt and len(orjson.dumps({**origin, "notification_excerpt": excerpt})) > MAX_ORIGIN_BYTES - 16:
+        while (
+            excerpt
+            and len(orjson.dumps({**origin, "notification_excerpt": excerpt}))
+            > MAX_ORIGIN_BYTES - 16
+        ):
             excerpt = excerpt[: int(len(excerpt) * 0.9)]
         origin["notification_excerpt"] = excerpt
     return origin
@@ -211,7 +233,11 @@ def _redact(value: Any, depth: int = 0) -> Any:
         out = {}
         for key, item in value.items():
             name = str(key)
-            if (SENSITIVE_FIELD.search(name) or _PERSONAL_KEY.search(name)) and item is not None and not isinstance(item, bool):
+            if (
+                (SENSITIVE_FIELD.search(name) or _PERSONAL_KEY.search(name))
+                and item is not None
+                and not isinstance(item, bool)
+            ):
                 out[name] = "[redacted]"
             else:
                 out[name] = _redact(item, depth + 1)

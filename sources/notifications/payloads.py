@@ -49,10 +49,15 @@ def _status(n: Notification) -> list[Part]:
     raw_site = text(get(p, "MarketplaceId"), 32)
     if raw_site and _site(raw_site) is None:
         origin["marketplace_id"] = raw_site
-    return [{
-        "action": "listing.status_change", "site": _site(raw_site), "resource": resource,
-        "changes": [{"field": "status", "old": None, "new": status}], "origin": origin,
-    }]
+    return [
+        {
+            "action": "listing.status_change",
+            "site": _site(raw_site),
+            "resource": resource,
+            "changes": [{"field": "status", "old": None, "new": status}],
+            "origin": origin,
+        }
+    ]
 
 
 def _issues(n: Notification) -> list[Part]:
@@ -62,7 +67,15 @@ def _issues(n: Notification) -> list[Part]:
         {"field": "severities", "old": None, "new": _joined(get(p, "Severities"))},
         {"field": "enforcement_actions", "old": None, "new": _joined(get(p, "EnforcementActions"))},
     ]
-    return [{"action": "listing.issues_change", "site": _site(get(p, "MarketplaceId")), "resource": resource, "changes": changes, "origin": origin}]
+    return [
+        {
+            "action": "listing.issues_change",
+            "site": _site(get(p, "MarketplaceId")),
+            "resource": resource,
+            "changes": changes,
+            "origin": origin,
+        }
+    ]
 
 
 def _quantity(n: Notification) -> list[Part]:
@@ -74,10 +87,15 @@ def _quantity(n: Notification) -> list[Part]:
     channel = text(get(p, "FulfillmentChannelCode"), 64)
     if channel:
         origin["fulfillment_channel_code"] = channel
-    return [{
-        "action": "inventory.quantity_observed", "site": _site(get(p, "MarketplaceId")), "resource": resource,
-        "changes": [{"field": "quantity", "old": None, "new": quantity}], "origin": origin,
-    }]
+    return [
+        {
+            "action": "inventory.quantity_observed",
+            "site": _site(get(p, "MarketplaceId")),
+            "resource": resource,
+            "changes": [{"field": "quantity", "old": None, "new": quantity}],
+            "origin": origin,
+        }
+    ]
 
 
 def _money(value: Any) -> tuple[str | None, str | None]:
@@ -97,12 +115,19 @@ def _any_offer(n: Notification) -> list[Part]:
     offers = get(p, "Offers")
     parts = []
     for offer in offers[:100] if isinstance(offers, list) else []:
-        if not isinstance(offer, dict) or seller is None or text(get(offer, "SellerId"), 64) != seller:
+        if (
+            not isinstance(offer, dict)
+            or seller is None
+            or text(get(offer, "SellerId"), 64) != seller
+        ):
             continue
         price, currency = _money(get(offer, "ListingPrice"))
         if price is None:
             continue
-        origin: dict[str, Any] = {"asin": asin or "?", "offer_change_type": text(get(trigger, "OfferChangeType"), 64)}
+        origin: dict[str, Any] = {
+            "asin": asin or "?",
+            "offer_change_type": text(get(trigger, "OfferChangeType"), 64),
+        }
         if currency:
             origin["currency"] = currency
         condition = text(get(offer, "SubCondition"), 32)
@@ -111,12 +136,24 @@ def _any_offer(n: Notification) -> list[Part]:
         fba = get(offer, "IsFulfilledByAmazon")
         if isinstance(fba, bool):
             origin["fulfilled_by_amazon"] = fba
-        parts.append({
-            "action": "listing.price_observed", "site": site, "resource": {"type": "asin", "id": asin or "?"},
-            "changes": [{"field": "price", "old": None, "new": price}], "origin": {k: v for k, v in origin.items() if v is not None},
-        })
+        parts.append(
+            {
+                "action": "listing.price_observed",
+                "site": site,
+                "resource": {"type": "asin", "id": asin or "?"},
+                "changes": [{"field": "price", "old": None, "new": price}],
+                "origin": {k: v for k, v in origin.items() if v is not None},
+            }
+        )
     if not parts:
-        return [{"action": "notification.received", "site": site, "resource": {"type": "asin", "id": asin or "?"}, "origin": {"own_offer": False}}]
+        return [
+            {
+                "action": "notification.received",
+                "site": site,
+                "resource": {"type": "asin", "id": asin or "?"},
+                "origin": {"own_offer": False},
+            }
+        ]
     return parts
 
 
@@ -126,13 +163,33 @@ def _pricing_health(n: Notification) -> list[Part]:
     asin = text(get(trigger, "asin"), 32)
     site = _site(get(trigger, "marketplaceId"))
     price, currency = _money(get(get(p, "merchantOffer"), "listingPrice"))
-    origin = {k: v for k, v in (("asin", asin), ("currency", currency), ("issue_type", text(get(p, "issueType"), 64))) if v}
+    origin = {
+        k: v
+        for k, v in (
+            ("asin", asin),
+            ("currency", currency),
+            ("issue_type", text(get(p, "issueType"), 64)),
+        )
+        if v
+    }
     if price is None:
-        return [{"action": "notification.received", "site": site, "resource": {"type": "asin", "id": asin or "?"}, "origin": origin}]
-    return [{
-        "action": "listing.price_observed", "site": site, "resource": {"type": "asin", "id": asin or "?"},
-        "changes": [{"field": "price", "old": None, "new": price}], "origin": origin,
-    }]
+        return [
+            {
+                "action": "notification.received",
+                "site": site,
+                "resource": {"type": "asin", "id": asin or "?"},
+                "origin": origin,
+            }
+        ]
+    return [
+        {
+            "action": "listing.price_observed",
+            "site": site,
+            "resource": {"type": "asin", "id": asin or "?"},
+            "changes": [{"field": "price", "old": None, "new": price}],
+            "origin": origin,
+        }
+    ]
 
 
 def _account_status(n: Notification) -> list[Part]:
@@ -140,11 +197,14 @@ def _account_status(n: Notification) -> list[Part]:
     new = text(find(p, "currentAccountStatus", "newAccountStatus", "accountStatus", "status"), 64)
     old = text(find(p, "previousAccountStatus", "oldAccountStatus"), 64)
     seller = text(find(p, "sellerId", "merchantId"), 64)
-    return [{
-        "action": "account.status_change", "site": _site(find(p, "marketplaceId")),
-        "resource": {"type": "account", "id": seller or "?"},
-        "changes": [{"field": "account_status", "old": old, "new": new}],
-    }]
+    return [
+        {
+            "action": "account.status_change",
+            "site": _site(find(p, "marketplaceId")),
+            "resource": {"type": "account", "id": seller or "?"},
+            "changes": [{"field": "account_status", "old": old, "new": new}],
+        }
+    ]
 
 
 def _transaction(n: Notification) -> list[Part]:
@@ -153,8 +213,12 @@ def _transaction(n: Notification) -> list[Part]:
     raw_site = text(get(meta, "MarketplaceId") or get(p, "MarketplaceId"), 32)
     amount, currency = _money(get(p, "TotalAmount"))
     origin: dict[str, Any] = {}
-    for key, value in (("transaction_type", get(p, "TransactionType")), ("posted_date", get(p, "PostedDate")),
-                       ("account_type", get(meta, "AccountType")), ("transaction_status", get(p, "TransactionStatus"))):
+    for key, value in (
+        ("transaction_type", get(p, "TransactionType")),
+        ("posted_date", get(p, "PostedDate")),
+        ("account_type", get(meta, "AccountType")),
+        ("transaction_status", get(p, "TransactionStatus")),
+    ):
         if text(value, 64):
             origin[key] = text(value, 64)
     if raw_site and _site(raw_site) is None:
@@ -162,9 +226,17 @@ def _transaction(n: Notification) -> list[Part]:
     related = get(p, "RelatedIdentifiers")
     ident = text(get(p, "TransactionId"), 256)
     if ident is None and isinstance(related, list) and related and isinstance(related[0], dict):
-        name, value = text(get(related[0], "RelatedIdentifierName"), 64), text(get(related[0], "RelatedIdentifierValue"), 128)
+        name, value = (
+            text(get(related[0], "RelatedIdentifierName"), 64),
+            text(get(related[0], "RelatedIdentifierValue"), 128),
+        )
         ident = f"{name}:{value}" if name and value else None
-    part: Part = {"action": "funds.transaction_posted", "site": _site(raw_site), "resource": {"type": "transaction", "id": ident or "?"}, "origin": origin}
+    part: Part = {
+        "action": "funds.transaction_posted",
+        "site": _site(raw_site),
+        "resource": {"type": "transaction", "id": ident or "?"},
+        "origin": origin,
+    }
     if amount is not None and currency is not None:
         part["amount"] = {"value": amount, "currency": currency}
     return [part]
@@ -174,20 +246,39 @@ def _processing(kind: str) -> Any:
     def read(n: Notification) -> list[Part]:
         p = n.payload
         ident = text(get(p, f"{kind}Id"), 256)
-        origin = {k: v for k, v in (
-            (f"{kind}_id", ident),
-            ("processing_status", text(get(p, "processingStatus"), 32)),
-            (f"{kind}_document_id", text(get(p, "reportDocumentId", "resultFeedDocumentId"), 256)),
-        ) if v}
+        origin = {
+            k: v
+            for k, v in (
+                (f"{kind}_id", ident),
+                ("processing_status", text(get(p, "processingStatus"), 32)),
+                (
+                    f"{kind}_document_id",
+                    text(get(p, "reportDocumentId", "resultFeedDocumentId"), 256),
+                ),
+            )
+            if v
+        }
         type_ = text(get(p, f"{kind}Type"), 128) or "?"
-        return [{"action": f"{kind}.processing_finished", "resource": {"type": kind, "id": type_}, "origin": origin}]
+        return [
+            {
+                "action": f"{kind}.processing_finished",
+                "resource": {"type": kind, "id": type_},
+                "origin": origin,
+            }
+        ]
 
     return read
 
 
 def read_other(n: Notification) -> list[Part]:
     raw_site = find(n.payload, "MarketplaceId", depth=2)
-    return [{"action": "notification.received", "site": _site(raw_site), "resource": {"type": "notification", "id": n.type}}]
+    return [
+        {
+            "action": "notification.received",
+            "site": _site(raw_site),
+            "resource": {"type": "notification", "id": n.type},
+        }
+    ]
 
 
 READERS = {

@@ -80,14 +80,22 @@ async def _tell_outputs(warehouse: Any, row: StatusRow) -> bool:
             row.account_id.encode(), status_record(row.as_dict(), alert), STATUS_PUBLISH_TIMEOUT
         )
     except Exception as exc:
-        log.warning("alert.status_not_published", alert_id=row.alert_id, error=f"{type(exc).__name__}: {exc}"[:300])
+        log.warning(
+            "alert.status_not_published",
+            alert_id=row.alert_id,
+            error=f"{type(exc).__name__}: {exc}"[:300],
+        )
         return False
     return True
 
 
 def _event(record: FeedRecord, position: list[int]) -> bytes:
     return (
-        b"id: " + format_position(position).encode() + b"\nevent: alert\ndata: " + orjson.dumps(record.alert) + b"\n\n"
+        b"id: "
+        + format_position(position).encode()
+        + b"\nevent: alert\ndata: "
+        + orjson.dumps(record.alert)
+        + b"\n\n"
     )
 
 
@@ -138,7 +146,11 @@ class AlertStream(web.View):
         try:
             await response.prepare(request)  # type: ignore[arg-type]
             position = resume if resume is not None else list(sub.start)
-            await _write(response, request, b": connected " + format_position(position).encode() + b"\nretry: 2000\n\n")
+            await _write(
+                response,
+                request,
+                b": connected " + format_position(position).encode() + b"\nretry: 2000\n\n",
+            )
             await self._stream(response, request, sub, position, resume)
         except _Gone:
             pass
@@ -147,7 +159,12 @@ class AlertStream(web.View):
         return response
 
     async def _stream(
-        self, response: aioweb.StreamResponse, request: Any, sub: Subscriber, position: list[int], resume: list[int] | None
+        self,
+        response: aioweb.StreamResponse,
+        request: Any,
+        sub: Subscriber,
+        position: list[int],
+        resume: list[int] | None,
     ) -> None:
         if resume is not None:
             try:
@@ -156,7 +173,11 @@ class AlertStream(web.View):
                     if sub.filter.matches(record.alert):
                         await _write(response, request, _event(record, position))
             except TimeoutError as exc:
-                await _write(response, request, b"event: error\ndata: " + orjson.dumps({"error": str(exc)}) + b"\n\n")
+                await _write(
+                    response,
+                    request,
+                    b"event: error\ndata: " + orjson.dumps({"error": str(exc)}) + b"\n\n",
+                )
                 return
         last_write = time.monotonic()
         tick = min(1.0, settings.sse_keepalive)
@@ -166,7 +187,11 @@ class AlertStream(web.View):
                     f"too slow: more than {settings.sse_queue_size} alerts waiting for this client;"
                     " reconnect with Last-Event-ID to resume where it stopped"
                 )
-                await _write(response, request, b"event: error\ndata: " + orjson.dumps({"error": message}) + b"\n\n")
+                await _write(
+                    response,
+                    request,
+                    b"event: error\ndata: " + orjson.dumps({"error": message}) + b"\n\n",
+                )
                 log.warning("alert_feed.slow_subscriber_dropped", queued=sub.queue.qsize())
                 return
             try:
@@ -204,8 +229,21 @@ LEFT JOIN (
 ) AS s ON s.alert_id = a.alert_id
 ORDER BY a.last_seen DESC, a.alert_id
 """
-RECENT_FIELDS = ("alert_id", "detector", "severity", "account_id", "provider_id", "principal_id", "title", "summary",
-                 "first_seen", "last_seen", "count", "status", "status_by")
+RECENT_FIELDS = (
+    "alert_id",
+    "detector",
+    "severity",
+    "account_id",
+    "provider_id",
+    "principal_id",
+    "title",
+    "summary",
+    "first_seen",
+    "last_seen",
+    "count",
+    "status",
+    "status_by",
+)
 
 
 def _iso(text: str) -> str:
@@ -232,19 +270,28 @@ class RecentAlerts(web.View):
         if loader is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
         params = {
-            "severities": [s for s in SEVERITIES if SEVERITIES.index(s) >= SEVERITIES.index(alert_filter.min_severity)],
+            "severities": [
+                s
+                for s in SEVERITIES
+                if SEVERITIES.index(s) >= SEVERITIES.index(alert_filter.min_severity)
+            ],
             "accounts": sorted(alert_filter.accounts),
             "detectors": sorted(alert_filter.detectors),
             "limit": limit,
         }
         try:
-            result = await asyncio.get_running_loop().run_in_executor(None, loader.warehouse.query, RECENT_QUERY, params)
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, loader.warehouse.query, RECENT_QUERY, params
+            )
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=503)
         alerts = []
         for row in result.rows:
             alert = dict(zip(RECENT_FIELDS, row, strict=True))
-            alert["first_seen"], alert["last_seen"] = _iso(alert["first_seen"]), _iso(alert["last_seen"])
+            alert["first_seen"], alert["last_seen"] = (
+                _iso(alert["first_seen"]),
+                _iso(alert["last_seen"]),
+            )
             alerts.append(alert)
         return self.json({"alerts": alerts})
 
@@ -253,15 +300,23 @@ class RecentAlerts(web.View):
 class AlertAction(web.View):
     async def post(self, request: web.Request, alert_id: str, action: str) -> web.Response:
         if action not in ACTIONS:
-            return self.json({"error": f"unknown action {action!r}: one of {', '.join(ACTIONS)}"}, status=404)
+            return self.json(
+                {"error": f"unknown action {action!r}: one of {', '.join(ACTIONS)}"}, status=404
+            )
         if request.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             return self.json({"error": "send JSON: Content-Type: application/json"}, status=415)
         try:
             body: Any = await request.json()
         except ValueError:
             body = None
-        if not isinstance(body, dict) or not isinstance(body.get("by", ""), str) or not isinstance(body.get("note", ""), str):
-            return self.json({"error": 'body must be JSON: {"by": "who", "note": "why"}'}, status=400)
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("by", ""), str)
+            or not isinstance(body.get("note", ""), str)
+        ):
+            return self.json(
+                {"error": 'body must be JSON: {"by": "who", "note": "why"}'}, status=400
+            )
         warehouse = loader_service.warehouse
         if warehouse is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
@@ -269,8 +324,14 @@ class AlertAction(web.View):
         try:
             async with _status_lock:  # check-then-insert, one at a time in this process
                 row = await loop.run_in_executor(
-                    None, record_status, warehouse, alert_id, action, body.get("by", ""),
-                    body.get("note", ""), feed.account_of(alert_id),
+                    None,
+                    record_status,
+                    warehouse,
+                    alert_id,
+                    action,
+                    body.get("by", ""),
+                    body.get("note", ""),
+                    feed.account_of(alert_id),
                 )
         except BadRequest as exc:
             return self.json({"error": str(exc)}, status=400)
@@ -281,7 +342,13 @@ class AlertAction(web.View):
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=503)
         notified = await _tell_outputs(warehouse, row)
-        log.info("alert.status", alert_id=alert_id, status=row.status, actor=row.actor, outputs_notified=notified)
+        log.info(
+            "alert.status",
+            alert_id=alert_id,
+            status=row.status,
+            actor=row.actor,
+            outputs_notified=notified,
+        )
         return self.json({**row.as_dict(), "outputs_notified": notified})
 
 
@@ -290,5 +357,9 @@ class AlertsPage(web.View):
     async def get(self, request: web.Request) -> web.Response:
         return self.html(
             PAGE.replace("__TOKEN_REQUIRED__", "true" if settings.api_token else "false"),
-            headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"},
+            headers={
+                "Content-Security-Policy": CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+            },
         )

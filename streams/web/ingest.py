@@ -84,7 +84,9 @@ class BadSignature(Exception):
         self.reason = reason
 
 
-def check_signature(secret: str, window: int, headers: Any, body: bytes, now: float | None = None) -> tuple[str, int]:
+def check_signature(
+    secret: str, window: int, headers: Any, body: bytes, now: float | None = None
+) -> tuple[str, int]:
     """(the signature, as computed here, and the timestamp) when the request is signed right and
     on time; raises BadSignature. The replay ledger then claims that signature."""
     try:
@@ -110,8 +112,12 @@ class IngestProducer(Service):
         # The Kafka client's debug log prints every record it sends (raw bank data, before
         # masking): held at info even when PW_LOG_LEVEL=debug.
         for name in ("aiokafka", "kafka"):
-            logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.INFO))
-        producer = aio_producer(self.settings, role="http-ingest", linger_ms=2, request_timeout_ms=30_000)
+            logging.getLogger(name).setLevel(
+                max(logging.getLogger(name).getEffectiveLevel(), logging.INFO)
+            )
+        producer = aio_producer(
+            self.settings, role="http-ingest", linger_ms=2, request_timeout_ms=30_000
+        )
         await producer.start()
         self.producer = producer  # only a started producer is visible to requests (503 before)
 
@@ -162,7 +168,9 @@ class Events(web.View):
         body = await _read_limited(request, settings.http_max_body_bytes)
         if body is None:
             metrics.HTTP_INGEST_REFUSED.labels("413").inc()
-            return self.json({"error": f"body larger than {settings.http_max_body_bytes} bytes"}, status=413)
+            return self.json(
+                {"error": f"body larger than {settings.http_max_body_bytes} bytes"}, status=413
+            )
         if credential is None:
             try:
                 signature, ts = check_signature(
@@ -180,7 +188,8 @@ class Events(web.View):
             metrics.HTTP_INGEST_REFUSED.labels("429").inc()
             return self.json(
                 {"error": "rate limit exceeded", "retry_after": math.ceil(wait)},
-                status=429, headers={"Retry-After": str(math.ceil(wait))},
+                status=429,
+                headers={"Retry-After": str(math.ceil(wait))},
             )
         messages = split_batch(body)
         if len(messages) > settings.http_max_events:
@@ -200,18 +209,31 @@ class Events(web.View):
                 if event is not None:
                     key = event["account_id"].encode()
                     pending.append(await producer.send(settings.actions_topic, message, key=key))
-                    results.append({"index": index, "status": "accepted", "event_id": event["event_id"]})
+                    results.append(
+                        {"index": index, "status": "accepted", "event_id": event["event_id"]}
+                    )
                 elif rejected is not None:
-                    record = deadletter.record(rejected.reason, rejected.detail, SOURCE, -1, index, message)
+                    record = deadletter.record(
+                        rejected.reason, rejected.detail, SOURCE, -1, index, message
+                    )
                     pending.append(await producer.send(settings.deadletter_topic, record, key=None))
                     results.append(
-                        {"index": index, "status": "rejected", "reason": rejected.reason, "detail": rejected.detail}
+                        {
+                            "index": index,
+                            "status": "rejected",
+                            "reason": rejected.reason,
+                            "detail": rejected.detail,
+                        }
                     )
             await asyncio.gather(*pending)
         except Exception as exc:  # the broker did not take them all: the client must retry
             log.error("http_ingest.produce_failed", error=type(exc).__name__, events=len(messages))
-            return self.json({"error": "not all events reached the broker: retry the request"}, status=503)
+            return self.json(
+                {"error": "not all events reached the broker: retry the request"}, status=503
+            )
         accepted = sum(r["status"] == "accepted" for r in results)
         metrics.HTTP_INGEST_EVENTS.labels("accepted").inc(accepted)
         metrics.HTTP_INGEST_EVENTS.labels("rejected").inc(len(results) - accepted)
-        return self.json({"accepted": accepted, "rejected": len(results) - accepted, "results": results})
+        return self.json(
+            {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+        )

@@ -34,8 +34,11 @@ class Health(web.View):
         # replay ledger has read back (streams/web/signatures.py).
         ingest_ready = producer_service.producer is not None and signature_ledger.ready
         status, body = health(
-            loader_service.loader, ingest_ready, await _geoip(),
-            external=loader_service.external, warehouse_open=loader_service.warehouse is not None,
+            loader_service.loader,
+            ingest_ready,
+            await _geoip(),
+            external=loader_service.external,
+            warehouse_open=loader_service.warehouse is not None,
         )
         return self.json(body, status=status)
 
@@ -74,7 +77,9 @@ class Sql(web.View):
         try:
             body: Any = await request.json()
         except ValueError:
-            return self.json({"error": "body must be JSON: {\"query\": ..., \"params\": {...}}"}, status=400)
+            return self.json(
+                {"error": 'body must be JSON: {"query": ..., "params": {...}}'}, status=400
+            )
         query = body.get("query") if isinstance(body, dict) else None
         params = body.get("params") or {} if isinstance(body, dict) else {}
         if not isinstance(query, str) or not isinstance(params, dict):
@@ -92,7 +97,9 @@ class Sql(web.View):
         future = asyncio.get_running_loop().run_in_executor(None, run_user_sql, job, query)
         while not future.done():
             await asyncio.wait({future}, timeout=0.2)
-            transport = getattr(request, "transport", None)  # aiohttp's request under Faust's web.Request
+            transport = getattr(
+                request, "transport", None
+            )  # aiohttp's request under Faust's web.Request
             if not future.done() and (transport is None or transport.is_closing()):
                 job.cancel()
                 log.info("sql.client_gone", action="cancelled")

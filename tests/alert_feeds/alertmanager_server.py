@@ -23,15 +23,15 @@ BINARIES = ("prometheus-alertmanager", "alertmanager")
 
 def binary() -> str | None:
     for name in BINARIES:
-        found = shutil.which(name) or (f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None)
+        found = shutil.which(name) or (
+            f"/usr/bin/{name}" if os.access(f"/usr/bin/{name}", os.X_OK) else None
+        )
         if found:
             return found
     return None
 
 
-SKIP_REASON = (
-    "Alertmanager is not installed (Debian: apt-get install prometheus-alertmanager; .ci/run installs it)"
-)
+SKIP_REASON = "Alertmanager is not installed (Debian: apt-get install prometheus-alertmanager; .ci/run installs it)"
 
 
 class Alertmanager:
@@ -62,7 +62,10 @@ class Alertmanager:
                         "repeat_interval": "1h",
                     },
                     "receivers": [
-                        {"name": "pager", "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}]}
+                        {
+                            "name": "pager",
+                            "webhook_configs": [{"url": self.webhook_url, "send_resolved": True}],
+                        }
                     ],
                 }
             )
@@ -85,7 +88,9 @@ class Alertmanager:
         return self
 
     def _ready(self) -> bool:
-        assert self.proc is not None and self.proc.poll() is None, f"alertmanager exited: {self.log_tail()}"
+        assert self.proc is not None and self.proc.poll() is None, (
+            f"alertmanager exited: {self.log_tail()}"
+        )
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as r:
                 return bool(r.status == 200)

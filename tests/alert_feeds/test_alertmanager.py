@@ -34,7 +34,10 @@ def iso(seconds: float) -> str:
 
 def fresh_alert(account: str, window: str) -> dict[str, Any]:
     now = time.time()
-    return sample_alert(account=account, window=window) | {"first_seen": iso(now - 120), "last_seen": iso(now - 60)}
+    return sample_alert(account=account, window=window) | {
+        "first_seen": iso(now - 120),
+        "last_seen": iso(now - 60),
+    }
 
 
 @pytest.fixture()
@@ -78,19 +81,35 @@ def test_alert_fires_and_a_resolve_ends_it(alertmanager: Alertmanager, pager: Re
     assert asyncio.run(_deliver(output, alert))
     [shown] = firing(alertmanager, alert["alert_id"])
     assert shown["status"]["state"] == "active"
-    assert shown["labels"]["detector"] == alert["detector"] and shown["labels"]["account_id"] == "A-AM1"
+    assert (
+        shown["labels"]["detector"] == alert["detector"]
+        and shown["labels"]["account_id"] == "A-AM1"
+    )
     assert shown["annotations"]["title"] == alert["title"]
-    wait_for(lambda: notifications(pager, alert["alert_id"]) == ["firing"], 30, "the firing notification")
+    wait_for(
+        lambda: notifications(pager, alert["alert_id"]) == ["firing"], 30, "the firing notification"
+    )
 
     # a later version (more evidence) updates the same Alertmanager alert
     assert asyncio.run(_deliver(output, alert | {"count": 2}))
     [shown] = firing(alertmanager, alert["alert_id"])
     assert shown["annotations"]["count"] == "2"
 
-    resolved = with_lifecycle(alert | {"count": 2}, {"status": "resolved", "actor": "ana", "note": "", "at": iso(time.time())})
+    resolved = with_lifecycle(
+        alert | {"count": 2},
+        {"status": "resolved", "actor": "ana", "note": "", "at": iso(time.time())},
+    )
     assert asyncio.run(_deliver(output, resolved))
-    wait_for(lambda: firing(alertmanager, alert["alert_id"]) == [], 30, "the alert to end in Alertmanager")
-    wait_for(lambda: notifications(pager, alert["alert_id"])[-1:] == ["resolved"], 30, "the resolved notification")
+    wait_for(
+        lambda: firing(alertmanager, alert["alert_id"]) == [],
+        30,
+        "the alert to end in Alertmanager",
+    )
+    wait_for(
+        lambda: notifications(pager, alert["alert_id"])[-1:] == ["resolved"],
+        30,
+        "the resolved notification",
+    )
 
 
 @pytest.mark.integration
@@ -116,21 +135,48 @@ versions = "all"
     try:
         keep, end = fresh_alert("A-AM2", "w-keep"), fresh_alert("A-AM2", "w-end")
         produce_alerts(ns, [keep, end])
-        wait_for(lambda: len(alertmanager.alerts(filter='account_id="A-AM2"')) == 2, 60, f"both alerts firing: {feed.log_tail()}")
+        wait_for(
+            lambda: len(alertmanager.alerts(filter='account_id="A-AM2"')) == 2,
+            60,
+            f"both alerts firing: {feed.log_tail()}",
+        )
         # The status record as the worker or the CLI publishes it, here without the alert (the
         # warehouse had not stored it yet): the feed uses the version it delivered.
-        row = {"alert_id": end["alert_id"], "account_id": "A-AM2", "status": "resolved", "actor": "ana", "note": "", "at": iso(time.time())}
+        row = {
+            "alert_id": end["alert_id"],
+            "account_id": "A-AM2",
+            "status": "resolved",
+            "actor": "ana",
+            "note": "",
+            "at": iso(time.time()),
+        }
         producer = kafka_producer(ns.settings, role="test-alert-status")
         try:
-            producer.send(ns.settings.alert_status_topic, key=b"A-AM2", value=status_record(row, None)).get(30)
+            producer.send(
+                ns.settings.alert_status_topic, key=b"A-AM2", value=status_record(row, None)
+            ).get(30)
         finally:
             producer.close()
-        wait_for(lambda: firing(alertmanager, end["alert_id"]) == [], 60, f"the resolved alert to end: {feed.log_tail()}")
-        wait_for(lambda: notifications(pager, end["alert_id"])[-1:] == ["resolved"], 30, "the resolved notification")
-        assert [a["labels"]["alert_id"] for a in alertmanager.alerts(filter='account_id="A-AM2"')] == [keep["alert_id"]]
+        wait_for(
+            lambda: firing(alertmanager, end["alert_id"]) == [],
+            60,
+            f"the resolved alert to end: {feed.log_tail()}",
+        )
+        wait_for(
+            lambda: notifications(pager, end["alert_id"])[-1:] == ["resolved"],
+            30,
+            "the resolved notification",
+        )
+        assert [
+            a["labels"]["alert_id"] for a in alertmanager.alerts(filter='account_id="A-AM2"')
+        ] == [keep["alert_id"]]
         # a later version of the resolved alert does not fire it again
         produce_alerts(ns, [end | {"count": 2}])
-        wait_for(lambda: feed.metric("pw_alert_deliveries_total", output="am", result="delivered") >= 4, 60, "the later version delivered")
+        wait_for(
+            lambda: feed.metric("pw_alert_deliveries_total", output="am", result="delivered") >= 4,
+            60,
+            "the later version delivered",
+        )
         assert firing(alertmanager, end["alert_id"]) == []
     finally:
         feed.stop()

@@ -14,23 +14,32 @@ from sinks.alert_delivery.lifecycle import with_lifecycle
 from sinks.alert_outputs import ocsf
 from tests.alert_feeds.samples import sample_alert
 
-ocsf_json_schema = pytest.importorskip("ocsf_json_schema", reason="the dev extra's ocsf-json-schema is not installed")
+ocsf_json_schema = pytest.importorskip(
+    "ocsf_json_schema", reason="the dev extra's ocsf-json-schema is not installed"
+)
 jsonschema = pytest.importorskip("jsonschema")
 
 
 @cache
 def validator() -> Any:
-    schema = ocsf_json_schema.OcsfJsonSchemaEmbedded(ocsf_json_schema.get_ocsf_schema(version=ocsf.OCSF_VERSION))
+    schema = ocsf_json_schema.OcsfJsonSchemaEmbedded(
+        ocsf_json_schema.get_ocsf_schema(version=ocsf.OCSF_VERSION)
+    )
     class_name = schema.lookup_class_name_from_uid(class_uid=ocsf.CLASS_UID)
     assert class_name == "detection_finding"
     document = schema.get_class_schema(class_name=class_name, profiles=[])
-    assert document["additionalProperties"] is False  # an attribute OCSF does not define is an error
+    assert (
+        document["additionalProperties"] is False
+    )  # an attribute OCSF does not define is an error
     jsonschema.Draft202012Validator.check_schema(document)
     return jsonschema.Draft202012Validator(document)
 
 
 def errors(finding: dict[str, Any]) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator().iter_errors(finding)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator().iter_errors(finding)
+    ]
 
 
 def lifecycle(status: str, actor: str = "ana", note: str = "credentials rotated") -> dict[str, str]:
@@ -80,9 +89,15 @@ def test_account_provider_and_principal_are_resources_and_actor() -> None:
 
 @pytest.mark.parametrize(
     ("status", "activity", "status_id", "status_name"),
-    [("acknowledged", 2, 2, "In Progress"), ("resolved", 3, 4, "Resolved"), ("reopened", 2, 1, "New")],
+    [
+        ("acknowledged", 2, 2, "In Progress"),
+        ("resolved", 3, 4, "Resolved"),
+        ("reopened", 2, 1, "New"),
+    ],
 )
-def test_lifecycle_moves_the_finding_s_status(status: str, activity: int, status_id: int, status_name: str) -> None:
+def test_lifecycle_moves_the_finding_s_status(
+    status: str, activity: int, status_id: int, status_name: str
+) -> None:
     alert = sample_alert(count=4)
     open_finding = ocsf.to_ocsf(alert)
     assert (open_finding["status_id"], open_finding["activity_id"]) == (1, 2)
@@ -93,4 +108,6 @@ def test_lifecycle_moves_the_finding_s_status(status: str, activity: int, status
     assert finding["status_detail"] == f"{status} by ana at 2026-11-21T08:00:00.000Z"
     assert finding["comment"] == "credentials rotated"
     assert finding["finding_info"]["modified_time"] == finding["time"] == 1795248000000
-    assert finding["finding_info"]["uid"] == open_finding["finding_info"]["uid"]  # the same finding, updated
+    assert (
+        finding["finding_info"]["uid"] == open_finding["finding_info"]["uid"]
+    )  # the same finding, updated

@@ -52,12 +52,16 @@ class Server:
             await self.runner.cleanup()
 
 
-async def run(script: list[tuple[int, dict[str, str]]], policy: RetryPolicy = FAST) -> tuple[Outcome, Server]:
+async def run(
+    script: list[tuple[int, dict[str, str]]], policy: RetryPolicy = FAST
+) -> tuple[Outcome, Server]:
     server = Server(script)
     await server.start()
     try:
         async with aiohttp.ClientSession() as session:
-            outcome = await deliver(session, WebhookOutput("hook", server.url, "k"), sample_alert(), policy)
+            outcome = await deliver(
+                session, WebhookOutput("hook", server.url, "k"), sample_alert(), policy
+            )
     finally:
         await server.stop()
     return outcome, server
@@ -92,7 +96,9 @@ def test_a_retry_after_past_the_budget_parks_at_once() -> None:
     policy = RetryPolicy(max_attempts=5, max_seconds=5, initial_delay=0.02, max_delay=0.02)
     outcome, server = asyncio.run(run([(429, {"Retry-After": "3600"})], policy))
     assert not outcome.delivered and outcome.attempts == 1 and len(server.arrivals) == 1
-    assert "429" in outcome.error and "Retry-After 3600" in outcome.error and "budget" in outcome.error
+    assert (
+        "429" in outcome.error and "Retry-After 3600" in outcome.error and "budget" in outcome.error
+    )
 
 
 def test_retry_after_parsing() -> None:
@@ -102,6 +108,8 @@ def test_retry_after_parsing() -> None:
     assert retry_after("soon") is None
     assert retry_after("-5") is None
     assert retry_after("1e9") is None
-    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 60) == pytest.approx(60.0)
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 - 60) == pytest.approx(
+        60.0
+    )
     assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0 + 60) == 0.0
     assert retry_after("99999999999999999999") == 1e9

@@ -43,7 +43,9 @@ def _resolve(node: ast.expr, module: Any) -> Any:
         return getattr(module, node.id)
     if isinstance(node, ast.Attribute):
         return getattr(_resolve(node.value, module), node.attr)
-    raise AssertionError(f"{module.__name__}: ctx.finding argument {ast.unparse(node)} is not a module constant")
+    raise AssertionError(
+        f"{module.__name__}: ctx.finding argument {ast.unparse(node)} is not a module constant"
+    )
 
 
 def from_source() -> tuple[set[str], set[str]]:
@@ -66,7 +68,9 @@ def from_source() -> tuple[set[str], set[str]]:
             args = {k.arg: k.value for k in call.keywords}
             ids.add(_resolve(args["detector"], module))
             response = _resolve(args["response"], module)
-            assert isinstance(response, tuple) and all(isinstance(s, str) for s in response), module.__name__
+            assert isinstance(response, tuple) and all(isinstance(s, str) for s in response), (
+                module.__name__
+            )
             steps.update(response)
     return ids, steps
 
@@ -85,7 +89,11 @@ def from_cases() -> tuple[set[str], set[str]]:
                 if provider_wide:
                     found = stage.findings(event)
                 else:
-                    found = observe(states.setdefault(event["account_id"], new_state()), event, DetectionConfig())
+                    found = observe(
+                        states.setdefault(event["account_id"], new_state()),
+                        event,
+                        DetectionConfig(),
+                    )
                 for f in found:
                     ids.add(f.detector)
                     steps.update(f.response)
@@ -115,7 +123,9 @@ def test_templates_render_without_placeholders(detector: str, provider: str) -> 
     alert = sample_alert(detector=detector, count=3, evidence=3)
     alert["provider_id"] = provider
     for variant in zh.DETECTORS[detector]:
-        alert["title"] = "Provider P-7 downloaded buyer personal data (x)" if variant.match else "anything else"
+        alert["title"] = (
+            "Provider P-7 downloaded buyer personal data (x)" if variant.match else "anything else"
+        )
         rendered = zh.text_for(alert)
         assert rendered is not None
         assert rendered == (
@@ -152,14 +162,19 @@ def _rendered(output: str, alert: dict[str, Any]) -> str:
         "slack": lambda: slack.payload(alert, "zh"),
         "feishu": lambda: feishu.payload(alert, "zh"),
         "dingtalk": lambda: dingtalk.payload(alert, "zh"),
-        "dingtalk-actioncard": lambda: dingtalk.payload(alert, "zh", "actionCard", "https://pw.example/alerts"),
+        "dingtalk-actioncard": lambda: dingtalk.payload(
+            alert, "zh", "actionCard", "https://pw.example/alerts"
+        ),
         "wecom": lambda: wecom.payload(alert, "zh"),
     }[output]()
     return orjson.dumps(body).decode()
 
 
 @pytest.mark.parametrize("output", ["slack", "feishu", "dingtalk", "dingtalk-actioncard", "wecom"])
-@pytest.mark.parametrize(("detector", "steps"), [("account_takeover_sequence", TAKEOVER), ("ip_outside_allowlist", ALLOWLIST)])
+@pytest.mark.parametrize(
+    ("detector", "steps"),
+    [("account_takeover_sequence", TAKEOVER), ("ip_outside_allowlist", ALLOWLIST)],
+)
 def test_chinese_chat_card_has_chinese_title_and_steps_and_no_english_step(
     output: str, detector: str, steps: tuple[str, ...]
 ) -> None:
@@ -167,7 +182,9 @@ def test_chinese_chat_card_has_chinese_title_and_steps_and_no_english_step(
     text = _rendered(output, alert)
     title, summary = zh.text_for(alert) or ("", "")
     # each platform escapes provider-controlled text its own way (the Chinese text included)
-    quote = {"slack": slack.escape, "feishu": feishu.escape, "wecom": wecom.escape}.get(output, dingtalk.escape)
+    quote = {"slack": slack.escape, "feishu": feishu.escape, "wecom": wecom.escape}.get(
+        output, dingtalk.escape
+    )
     assert quote(title) in text and quote(summary) in text
     for step in steps:
         assert quote(zh.RESPONSES[step]) in text, step
@@ -183,11 +200,15 @@ def test_english_card_is_unchanged() -> None:
     assert c.what == alert["summary"] and c.response == ALLOWLIST
 
 
-def test_unknown_detector_falls_back_to_english_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_detector_falls_back_to_english_and_says_so_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     alert = sample_alert(detector="a_detector_nobody_translated")
     with caplog.at_level(logging.WARNING, logger=zh.__name__):
         first, second = card(alert, "zh"), card(alert, "zh")
     assert first == second and first.heading == f"[高] {alert['title']}"
     assert first.what == alert["summary"]
-    notes = [r.getMessage() for r in caplog.records if "a_detector_nobody_translated" in r.getMessage()]
+    notes = [
+        r.getMessage() for r in caplog.records if "a_detector_nobody_translated" in r.getMessage()
+    ]
     assert len(notes) == 1 and "English" in notes[0]

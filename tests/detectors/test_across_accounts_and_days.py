@@ -49,7 +49,9 @@ def replay(stream: list[tuple[dict[str, Any], str | None]]) -> dict[str, dict[st
     return alerts
 
 
-def lagging(stream: list[tuple[dict[str, Any], str | None]], minutes: int) -> list[tuple[dict[str, Any], str | None]]:
+def lagging(
+    stream: list[tuple[dict[str, Any], str | None]], minutes: int
+) -> list[tuple[dict[str, Any], str | None]]:
     """The order the provider stage may fold a backlog in when ingest runs unevenly: accounts
     fall into four ledger partitions, each kept in its own order, and partition k is folded as if
     k x `minutes` of event time behind the first."""
@@ -72,7 +74,9 @@ def test_new_kinds_are_injected_by_evaluate() -> None:
 def test_every_instance_caught_and_no_false_alert(seed: int, disorder: int, lag: int) -> None:
     """In order, with 120 s of arrival disorder, and with the ledger's partitions folded up to
     45 minutes of event time apart (the provider-wide rules' windows tolerate an hour)."""
-    stream = list(generate(7000, seed=seed, attack_rate=0.004, attack_kinds=NEW_KINDS, events_per_hour=1800))
+    stream = list(
+        generate(7000, seed=seed, attack_rate=0.004, attack_kinds=NEW_KINDS, events_per_hour=1800)
+    )
     if disorder:
         stream = disordered(stream, disorder, seed)
     if lag:
@@ -81,11 +85,15 @@ def test_every_instance_caught_and_no_false_alert(seed: int, disorder: int, lag:
     for kind in NEW_KINDS:
         s = report.scores[kind]
         assert s.instances >= 2 and s.caught == s.instances, (kind, s)
-    assert report.false_alerts == 0, [(d, s.false_alerts) for d, s in report.scores.items() if s.false_alerts]
+    assert report.false_alerts == 0, [
+        (d, s.false_alerts) for d, s in report.scores.items() if s.false_alerts
+    ]
 
 
 def test_disorder_delays_each_event_by_at_most_the_bound_and_keeps_authorization_order() -> None:
-    stream = list(generate(4000, seed=3, attack_rate=0.01, attack_kinds=ATTACKS, events_per_hour=1800))
+    stream = list(
+        generate(4000, seed=3, attack_rate=0.01, attack_kinds=ATTACKS, events_per_hour=1800)
+    )
     shuffled = disordered(stream, 120, 3)
     assert sorted(e["event_id"] for e, _ in shuffled) == sorted(e["event_id"] for e, _ in stream)
     assert shuffled == disordered(stream, 120, 3)  # deterministic for a seed
@@ -103,5 +111,9 @@ def test_disorder_delays_each_event_by_at_most_the_bound_and_keeps_authorization
     for events in by_account.values():
         for n, event in enumerate(events):
             if event["action"] in AUTHORIZATION_ACTIONS:
-                assert all(position[e["event_id"]] < position[event["event_id"]] for e in events[:n])
-                assert all(position[e["event_id"]] > position[event["event_id"]] for e in events[n + 1 :])
+                assert all(
+                    position[e["event_id"]] < position[event["event_id"]] for e in events[:n]
+                )
+                assert all(
+                    position[e["event_id"]] > position[event["event_id"]] for e in events[n + 1 :]
+                )

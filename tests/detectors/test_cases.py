@@ -74,7 +74,9 @@ def test_case(detector: str, case: dict[str, Any]) -> None:
         if any(f.detector == detector for f in found):
             fired_on.append(n)
     if case["alert"]:
-        assert fired_on and fired_on[-1] == len(events) - 1, f"{detector} did not fire on the last event: {fired_on}"
+        assert fired_on and fired_on[-1] == len(events) - 1, (
+            f"{detector} did not fire on the last event: {fired_on}"
+        )
     else:
         assert not fired_on, f"{detector} fired on benign events {fired_on}"
 

@@ -35,8 +35,13 @@ def test_no_detector_raises_on_benign_traffic(
     states: dict[str, dict] = {}
     stage = Stage(config)
     for raw, truth in generate(
-        1500, seed=seed, accounts=accounts, providers=providers, attack_kinds=(),
-        start=start, events_per_hour=per_hour,
+        1500,
+        seed=seed,
+        accounts=accounts,
+        providers=providers,
+        attack_kinds=(),
+        start=start,
+        events_per_hour=per_hour,
     ):
         assert truth is None
         event = normalize(raw)

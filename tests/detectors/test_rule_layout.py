@@ -24,7 +24,9 @@ from detectors.provider_wide import rules as provider_rules
 RULES_DIR = Path(rules.__file__).parent
 PROVIDER_RULES_DIR = Path(provider_rules.__file__).parent
 #: (package, module) of every rule of both kinds
-EVERY_RULE = [("detectors.rules", m) for m in MODULES] + [("detectors.provider_wide.rules", m) for m in PROVIDER_WIDE]
+EVERY_RULE = [("detectors.rules", m) for m in MODULES] + [
+    ("detectors.provider_wide.rules", m) for m in PROVIDER_WIDE
+]
 #: Needs a trained model, so its cases are in tests/ml instead of a fixture.
 WITHOUT_FIXTURE = {"behaviour_anomaly"}
 
@@ -40,7 +42,9 @@ def test_files_are_the_detector_ids_and_their_fixtures() -> None:
     expected |= {f"{m}.json" for m in MODULES if m not in WITHOUT_FIXTURE}
     assert files == expected
     provider_files = {p.name for p in PROVIDER_RULES_DIR.iterdir() if p.name != "__pycache__"}
-    assert provider_files == {"__init__.py"} | {f"{m}{ext}" for m in PROVIDER_WIDE for ext in (".py", ".json")}
+    assert provider_files == {"__init__.py"} | {
+        f"{m}{ext}" for m in PROVIDER_WIDE for ext in (".py", ".json")
+    }
     assert len(PROVIDER_WIDE) >= 5 and not set(PROVIDER_WIDE) & set(MODULES)
 
 
@@ -75,7 +79,9 @@ def test_no_rule_imports_another_or_builds_findings_by_hand(package: str, name: 
             imported = [a.name for a in node.names]
         else:
             imported = []
-        assert not [i for i in imported if i.startswith(("detectors.rules", "detectors.provider_wide"))], name
+        assert not [
+            i for i in imported if i.startswith(("detectors.rules", "detectors.provider_wide"))
+        ], name
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             assert node.func.id != "Finding", f"{name}: build findings with ctx.finding"
 
@@ -84,4 +90,7 @@ def test_rules_stay_small() -> None:
     lines = sorted(len((RULES_DIR / f"{m}.py").read_text().splitlines()) for m in MODULES)
     assert lines[-1] <= 400
     assert (lines[len(lines) // 2 - 1] + lines[len(lines) // 2]) / 2 <= 80
-    assert max(len((PROVIDER_RULES_DIR / f"{m}.py").read_text().splitlines()) for m in PROVIDER_WIDE) <= 400
+    assert (
+        max(len((PROVIDER_RULES_DIR / f"{m}.py").read_text().splitlines()) for m in PROVIDER_WIDE)
+        <= 400
+    )

@@ -27,13 +27,20 @@ def cli(*args: str, data: Path, folder: Path = EXAMPLES) -> subprocess.Completed
     env = {k: v for k, v in os.environ.items() if not k.startswith("PW_")}
     env.update({"PW_DATA_DIR": str(data), "PW_WEB_PORT": "1", "PW_RULES_DIR": str(folder)})
     return subprocess.run(
-        [sys.executable, "-m", "partnerwatch", "rules", *args], env=env, cwd=REPO_ROOT,
-        capture_output=True, text=True, timeout=300, check=False,
+        [sys.executable, "-m", "partnerwatch", "rules", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
 def test_hunt_finds_what_the_stream_matched(tmp_path: Path) -> None:
-    entries = sequence([e for e, _ in generate(3000, seed=5, attack_rate=0.02, attack_kinds=ATTACKS)])
+    entries = sequence(
+        [e for e, _ in generate(3000, seed=5, attack_rate=0.02, attack_kinds=ATTACKS)]
+    )
     settings = Settings.from_env({"PW_DATA_DIR": str(tmp_path)})
     warehouse = EmbeddedWarehouse(settings.warehouse_path)
     try:
@@ -41,9 +48,22 @@ def test_hunt_finds_what_the_stream_matched(tmp_path: Path) -> None:
         store_events(warehouse, entries)
     finally:
         warehouse.close()
-    live = matches(load(EXAMPLES), (event_of(e) for e in sorted(entries, key=lambda e: (e["occurred_at"], e["event_id"]))))
+    live = matches(
+        load(EXAMPLES),
+        (event_of(e) for e in sorted(entries, key=lambda e: (e["occurred_at"], e["event_id"]))),
+    )
     for name in ("provider_sensitive_action", "failed_writes_window"):
-        done = cli("hunt", name, "--from", "2026-10-01", "--to", "2026-12-01", "--format", "json", data=tmp_path)
+        done = cli(
+            "hunt",
+            name,
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-12-01",
+            "--format",
+            "json",
+            data=tmp_path,
+        )
         assert done.returncode == 0, done.stderr
         rows = [json.loads(line) for line in done.stdout.splitlines()]
         if name == "provider_sensitive_action":
@@ -52,8 +72,20 @@ def test_hunt_finds_what_the_stream_matched(tmp_path: Path) -> None:
             found = {(name, (r["account_id"],), format_ms(int(r["window_ms"]))) for r in rows}
         expected = {m for m in live if m[0] == name}
         assert expected and found == expected
-    shown = cli("hunt", "ip_churn_hour", "--from", "2026-10-01", "--to", "2026-12-01", "--sql", data=tmp_path)
-    assert shown.stdout.startswith("SELECT account_id, principal_id, intDiv(") and "uniqExact(source_ip) >= 6" in shown.stdout
+    shown = cli(
+        "hunt",
+        "ip_churn_hour",
+        "--from",
+        "2026-10-01",
+        "--to",
+        "2026-12-01",
+        "--sql",
+        data=tmp_path,
+    )
+    assert (
+        shown.stdout.startswith("SELECT account_id, principal_id, intDiv(")
+        and "uniqExact(source_ip) >= 6" in shown.stdout
+    )
 
 
 def test_validate_and_test_report_a_broken_folder(tmp_path: Path) -> None:
@@ -67,6 +99,8 @@ def test_validate_and_test_report_a_broken_folder(tmp_path: Path) -> None:
     test_file.write_text(test_file.read_text().replace("matches: 1", "matches: 2", 1))
     broken = cli("test", "--dir", str(folder), data=tmp_path)
     assert broken.returncode == 1 and "FAIL large_provider_refund.test.yml" in broken.stderr
-    (folder / "large_provider_refund.yml").write_text("title: x\nlogsource: {product: windows}\ndetection: {s: {a: b}, condition: s}\n")
+    (folder / "large_provider_refund.yml").write_text(
+        "title: x\nlogsource: {product: windows}\ndetection: {s: {a: b}, condition: s}\n"
+    )
     invalid = cli("validate", "--dir", str(folder), data=tmp_path)
     assert invalid.returncode == 1 and "logsource" in invalid.stderr

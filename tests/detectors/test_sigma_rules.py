@@ -33,11 +33,17 @@ def test_ten_example_rules_each_with_its_tests_and_every_case_passes() -> None:
     ruleset = load(EXAMPLES)
     files = sorted(p for p in EXAMPLES.glob("*.yml") if not p.name.endswith(".test.yml"))
     assert len(files) >= 10
-    assert {k for c in ruleset.correlations.values() for k in [c.kind]} == {"event_count", "value_count", "temporal_ordered"}
+    assert {k for c in ruleset.correlations.values() for k in [c.kind]} == {
+        "event_count",
+        "value_count",
+        "temporal_ordered",
+    }
     results = run_tests(EXAMPLES, ruleset)
     assert len(results) >= 30 and all(r.expected in (0, 1, 2) for r in results)
     assert [r for r in results if not r.passed] == []
-    assert sum(r.expected > 0 for r in results) >= 10 and sum(r.expected == 0 for r in results) >= 10
+    assert (
+        sum(r.expected > 0 for r in results) >= 10 and sum(r.expected == 0 for r in results) >= 10
+    )
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -64,25 +70,39 @@ detection:
         ("source.ip|cidr: 10.0.0.0/8\n    resource.id|re: '['", "re"),
     ],
 )
-def test_a_rule_partnerwatch_cannot_run_is_refused_with_the_reason(tmp_path: Path, selection: str, why: str) -> None:
+def test_a_rule_partnerwatch_cannot_run_is_refused_with_the_reason(
+    tmp_path: Path, selection: str, why: str
+) -> None:
     write(tmp_path, "r.yml", RULE % selection)
     with pytest.raises(RuleError, match=why):
         load(tmp_path)
 
 
 def test_refusals_name_the_problem(tmp_path: Path) -> None:
-    write(tmp_path / "a", "r.yml", (RULE % "action: x").replace("product: partnerwatch", "product: windows"))
+    write(
+        tmp_path / "a",
+        "r.yml",
+        (RULE % "action: x").replace("product: partnerwatch", "product: windows"),
+    )
     with pytest.raises(RuleError, match="logsource"):
         load(tmp_path / "a")
-    write(tmp_path / "b", "r.yml", """title: k
+    write(
+        tmp_path / "b",
+        "r.yml",
+        """title: k
 logsource: {product: partnerwatch, service: ledger}
 detection:
   keywords: [evil]
   condition: keywords
-""")
+""",
+    )
     with pytest.raises(RuleError, match="keyword"):
         load(tmp_path / "b")
-    write(tmp_path / "c", "r.yml", (RULE % "action: x").replace("title: t", "title: t\nname: base") + """---
+    write(
+        tmp_path / "c",
+        "r.yml",
+        (RULE % "action: x").replace("title: t", "title: t\nname: base")
+        + """---
 title: c
 name: fewer
 correlation:
@@ -91,16 +111,24 @@ correlation:
   group-by: [account_id]
   timespan: 1h
   condition: {lt: 3}
-""")
+""",
+    )
     with pytest.raises(RuleError, match="cannot be decided while events stream"):
         load(tmp_path / "c")
 
 
 @pytest.fixture(scope="module")
-def week(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedWarehouse, list[dict[str, Any]]]]:
+def week(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[EmbeddedWarehouse, list[dict[str, Any]]]]:
     """About a week of simulated traffic on six accounts with every attack kind, stored the way
     the loader stores it."""
-    stream = [e for e, _ in generate(9000, seed=17, attack_rate=0.01, attack_kinds=ATTACKS, events_per_hour=90)]
+    stream = [
+        e
+        for e, _ in generate(
+            9000, seed=17, attack_rate=0.01, attack_kinds=ATTACKS, events_per_hour=90
+        )
+    ]
     entries = sequence(stream)
     warehouse = EmbeddedWarehouse(tmp_path_factory.mktemp("sigma") / "warehouse")
     migrate(warehouse, Settings.from_env({}))
@@ -111,26 +139,38 @@ def week(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedWar
         warehouse.close()
 
 
-def test_same_rule_same_events_same_matches_live_and_in_the_warehouse(week: tuple[EmbeddedWarehouse, list[dict[str, Any]]]) -> None:
+def test_same_rule_same_events_same_matches_live_and_in_the_warehouse(
+    week: tuple[EmbeddedWarehouse, list[dict[str, Any]]],
+) -> None:
     warehouse, entries = week
     assert max(e["occurred_at"] for e in entries) >= "2026-11-08"  # a week from 2026-11-02
     ruleset = load(EXAMPLES)
     # In event-time order: the stage folds the ledger merged by event time. (A scene's history
     # from a day before arrives with the scene in the ledger; the live evaluator drops an event
     # later than windows.LATENESS_MS, which the warehouse still counts: see the next test.)
-    live = matches(ruleset, (event_of(e) for e in sorted(entries, key=lambda e: (e["occurred_at"], e["event_id"]))))
+    live = matches(
+        ruleset,
+        (event_of(e) for e in sorted(entries, key=lambda e: (e["occurred_at"], e["event_id"]))),
+    )
     params = {"since": "2020-01-01 00:00:00.000", "until": "2030-01-01 00:00:00.000"}
     stored: set[tuple[Any, ...]] = set()
     for name in ruleset.names:
         rows = warehouse.query(query(name, ruleset), params).rows
         if name in ruleset.correlations:
-            stored |= {(name, tuple(str(v) for v in row[:-1]), format_ms(int(row[-1]))) for row in rows}
+            stored |= {
+                (name, tuple(str(v) for v in row[:-1]), format_ms(int(row[-1]))) for row in rows
+            }
         elif ruleset.rules[name].generate:
             stored |= {(name, row[0]) for row in rows}
     assert live == stored
     hit = {m[0] for m in live}
     assert len(hit) >= 8, f"too few rules matched anything to compare: {sorted(hit)}"
-    assert {"bank_change_then_payout", "report_sweep_across_accounts", "ip_churn_hour", "failed_writes_window"} <= hit
+    assert {
+        "bank_change_then_payout",
+        "report_sweep_across_accounts",
+        "ip_churn_hour",
+        "failed_writes_window",
+    } <= hit
 
 
 def test_live_windows_take_events_an_hour_late_and_no_later() -> None:
@@ -139,10 +179,16 @@ def test_live_windows_take_events_an_hour_late_and_no_later() -> None:
     from pipeline.event import normalize
 
     def login(n: int, at: str) -> dict[str, Any]:
-        return normalize({
-            "event_id": f"e{n}", "occurred_at": at, "account_id": "A1", "action": "auth.login",
-            "actor": {"type": "provider", "provider_id": "prov-1", "principal_id": "p1"}, "source": {"ip": hop[n]},
-        })
+        return normalize(
+            {
+                "event_id": f"e{n}",
+                "occurred_at": at,
+                "account_id": "A1",
+                "action": "auth.login",
+                "actor": {"type": "provider", "provider_id": "prov-1", "principal_id": "p1"},
+                "source": {"ip": hop[n]},
+            }
+        )
 
     early = [login(n, f"2026-11-02T09:0{n}:00Z") for n in range(5)]
     for newest, found in (("2026-11-02T10:30:00Z", True), ("2026-11-02T11:30:00Z", False)):
@@ -161,10 +207,16 @@ def test_the_provider_stage_runs_sigma_rules_as_alerts() -> None:
     from pipeline.event import normalize
 
     for i in range(5):
-        event = normalize({
-            "event_id": f"e{i}", "occurred_at": f"2026-11-02T09:0{i}:00Z", "account_id": f"A000{i}SELLER",
-            "actor": provider, "action": "report.download", "resource": {"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"},
-        })
+        event = normalize(
+            {
+                "event_id": f"e{i}",
+                "occurred_at": f"2026-11-02T09:0{i}:00Z",
+                "account_id": f"A000{i}SELLER",
+                "actor": provider,
+                "action": "report.download",
+                "resource": {"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"},
+            }
+        )
         for alert in stage.observe(event):
             alerts[alert["alert_id"]] = alert
     sweep = [a for a in alerts.values() if a["detector"] == "sigma_report_sweep_across_accounts"]
@@ -204,7 +256,10 @@ def test_temporal_correlation_same_live_and_in_the_warehouse(
 ) -> None:
     warehouse, entries = week
     ruleset = load(write(tmp_path, "temporal.yml", TEMPORAL).parent)
-    live = matches(ruleset, (event_of(e) for e in sorted(entries, key=lambda e: (e["occurred_at"], e["event_id"]))))
+    live = matches(
+        ruleset,
+        (event_of(e) for e in sorted(entries, key=lambda e: (e["occurred_at"], e["event_id"]))),
+    )
     params = {"since": "2020-01-01 00:00:00.000", "until": "2030-01-01 00:00:00.000"}
     rows = warehouse.query(query("grant_and_price", ruleset), params).rows
     stored = {("grant_and_price", (str(r[0]),), format_ms(int(r[1]))) for r in rows}

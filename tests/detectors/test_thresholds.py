@@ -42,7 +42,11 @@ class Account:
             "actor": {"type": "seller", "principal_id": f"{self.name}-owner"},
             **fields,
         }
-        return [f for f in observe(self.state, normalize(doc), DetectionConfig()) if f.detector == detector]
+        return [
+            f
+            for f in observe(self.state, normalize(doc), DetectionConfig())
+            if f.detector == detector
+        ]
 
     def event(self, detector: str, event: tuple[int, str, dict[str, Any]]) -> list[Finding]:
         at, action, fields = event
@@ -64,8 +68,10 @@ def test_suppression_window_is_the_clock_hour() -> None:
         (finding,) = account.send("provider_without_grant", at, "report.download", actor=PROVIDER)
         windows.append(finding.window)
     assert windows == [
-        "2026-11-02T08:00:00.000Z", "2026-11-02T08:00:00.000Z",
-        "2026-11-02T09:00:00.000Z", "2026-11-02T09:00:00.000Z",
+        "2026-11-02T08:00:00.000Z",
+        "2026-11-02T08:00:00.000Z",
+        "2026-11-02T09:00:00.000Z",
+        "2026-11-02T09:00:00.000Z",
     ]
 
 
@@ -78,11 +84,20 @@ def test_suppression_window_is_the_clock_hour() -> None:
 )
 def test_price_move_limit_is_30_percent_either_way(new: str, alert: bool) -> None:
     account = Account()
-    account.send("price_change_over_limit", T0, "permission.grant",
-                 grant={"grant_id": "g1", "provider_id": "prov-1", "scopes": ["listing.*"]})
+    account.send(
+        "price_change_over_limit",
+        T0,
+        "permission.grant",
+        grant={"grant_id": "g1", "provider_id": "prov-1", "scopes": ["listing.*"]},
+    )
     found = account.send(
-        "price_change_over_limit", T0 + MIN, "listing.price_change", marketplace="DE", actor=PROVIDER,
-        resource={"type": "listing", "id": "SKU-1"}, changes=[{"field": "price", "old": "100.00", "new": new}],
+        "price_change_over_limit",
+        T0 + MIN,
+        "listing.price_change",
+        marketplace="DE",
+        actor=PROVIDER,
+        resource={"type": "listing", "id": "SKU-1"},
+        changes=[{"field": "price", "old": "100.00", "new": new}],
     )
     assert bool(found) is alert
 
@@ -91,7 +106,11 @@ def test_price_move_limit_is_30_percent_either_way(new: str, alert: bool) -> Non
 
 
 def _edit(at: int, sku: str, action: str = "listing.update") -> tuple[int, str, dict[str, Any]]:
-    return at, action, {"marketplace": "DE", "actor": PROVIDER, "resource": {"type": "listing", "id": sku}}
+    return (
+        at,
+        action,
+        {"marketplace": "DE", "actor": PROVIDER, "resource": {"type": "listing", "id": sku}},
+    )
 
 
 @pytest.mark.parametrize(("skus", "fires"), [(119, False), (120, True)])
@@ -117,7 +136,9 @@ def test_bulk_with_a_small_baseline_needs_min_skus(skus: int, fires: bool) -> No
 @pytest.mark.parametrize(("last_at", "fires"), [(10 * MIN - 1, True), (10 * MIN, False)])
 def test_bulk_window_is_ten_minutes(last_at: int, fires: bool) -> None:
     """The first of 120 SKUs still counts 10 minutes minus 1 ms later, not 10 minutes later."""
-    events = [_edit(T0 + i * SEC, f"SKU-{i}") for i in range(119)] + [_edit(T0 + last_at, "SKU-last")]
+    events = [_edit(T0 + i * SEC, f"SKU-{i}") for i in range(119)] + [
+        _edit(T0 + last_at, "SKU-last")
+    ]
     assert Account().fired_on("bulk_listing_burst", events) == ([119] if fires else [])
 
 
@@ -132,7 +153,9 @@ def test_bulk_evidence_is_the_edits_inside_the_window() -> None:
     events = [_edit(T0 + i * SEC, f"SKU-{i}") for i in range(120)]
     assert account.fired_on("bulk_listing_burst", events) == [119]
     late_id = f"{account.name}-{account.n + 1}"
-    account.event("bulk_listing_burst", _edit(T0 + 119 * SEC - 10 * MIN, "SKU-0"))  # exactly at the edge
+    account.event(
+        "bulk_listing_burst", _edit(T0 + 119 * SEC - 10 * MIN, "SKU-0")
+    )  # exactly at the edge
     (finding,) = account.event("bulk_listing_burst", _edit(T0 + 119 * SEC, "SKU-1"))
     assert late_id not in finding.related
     assert len(finding.related) == 19  # the latest 19 edits inside the window, besides this one
@@ -144,10 +167,20 @@ def test_bulk_evidence_is_the_edits_inside_the_window() -> None:
 @pytest.mark.parametrize(("after", "fires"), [(72 * HOUR, True), (72 * HOUR + 1, False)])
 def test_takeover_window_is_72_hours(after: int, fires: bool) -> None:
     account = Account()
-    assert not account.send("account_takeover_sequence", T0, "account.contact_change", marketplace="DE",
-                            changes=[{"field": "email", "old": "ops@seller.example", "new": "ops@elsewhere.example"}])
-    found = account.send("account_takeover_sequence", T0 + after, "funds.disbursement_request", marketplace="DE",
-                         amount={"value": "1000.00", "currency": "EUR"})
+    assert not account.send(
+        "account_takeover_sequence",
+        T0,
+        "account.contact_change",
+        marketplace="DE",
+        changes=[{"field": "email", "old": "ops@seller.example", "new": "ops@elsewhere.example"}],
+    )
+    found = account.send(
+        "account_takeover_sequence",
+        T0 + after,
+        "funds.disbursement_request",
+        marketplace="DE",
+        amount={"value": "1000.00", "currency": "EUR"},
+    )
     assert bool(found) is fires
 
 
@@ -190,7 +223,9 @@ def test_refund_factor_is_3_times_the_usual_window(count: int, fires: bool) -> N
 def test_refund_factor_on_a_grown_baseline(count: int, fires: bool) -> None:
     """Windows of 9, 26, 52 and 86 refunds (each under its bar), the last one ending where the
     sliding window starts: baseline 43.25, bar 129.75."""
-    history = [e for hour, n in ((1, 9), (3, 26), (5, 52), (7, 86)) for e in _refunds(T0 + hour * HOUR, n)]
+    history = [
+        e for hour, n in ((1, 9), (3, 26), (5, 52), (7, 86)) for e in _refunds(T0 + hour * HOUR, n)
+    ]
     events = [*history, *_refunds(T0 + 8 * HOUR + 50 * MIN, count)]
     assert Account().fired_on("refund_burst", events) == ([len(events) - 1] if fires else [])
 
@@ -235,7 +270,9 @@ def test_travel_speed_limit_is_1000_kmh(slower: bool, fires: bool) -> None:
     assert km is not None and km > 5000
     needed_ms = km / 1000.0 * HOUR
     gap = math.ceil(needed_ms) if slower else math.floor(needed_ms)
-    assert Account().fired_on("impossible_travel", [_at(T0, GERMANY), _at(T0 + gap, VIETNAM)]) == ([1] if fires else [])
+    assert Account().fired_on("impossible_travel", [_at(T0, GERMANY), _at(T0 + gap, VIETNAM)]) == (
+        [1] if fires else []
+    )
 
 
 def test_travel_between_neighbours_in_the_same_instant_is_possible() -> None:
@@ -252,8 +289,10 @@ def test_travel_incident_is_open_until_the_horizon() -> None:
     """Back in Germany exactly a horizon after the flagged jump: still the incident's other side."""
     flagged = T0 + 2 * MIN
     events = [
-        _at(T0, GERMANY), _at(flagged, VIETNAM),
-        _at(flagged + HORIZON_MS - MIN, VIETNAM), _at(flagged + HORIZON_MS, GERMANY),
+        _at(T0, GERMANY),
+        _at(flagged, VIETNAM),
+        _at(flagged + HORIZON_MS - MIN, VIETNAM),
+        _at(flagged + HORIZON_MS, GERMANY),
     ]
     assert Account().fired_on("impossible_travel", events) == [1]
 
@@ -262,8 +301,10 @@ def test_travel_position_exactly_a_horizon_old_is_kept() -> None:
     """The hourly sweep keeps a position exactly a horizon old: its open incident carries over."""
     flagged = T0 + 2 * MIN
     events = [
-        _at(T0, GERMANY), _at(flagged, VIETNAM),
-        _at(flagged + HORIZON_MS, VIETNAM), _at(flagged + HORIZON_MS, GERMANY),
+        _at(T0, GERMANY),
+        _at(flagged, VIETNAM),
+        _at(flagged + HORIZON_MS, VIETNAM),
+        _at(flagged + HORIZON_MS, GERMANY),
     ]
     assert Account().fired_on("impossible_travel", events) == [1]
 
@@ -281,7 +322,9 @@ def test_rate_limit_is_20_a_minute(requests: int, fires: bool) -> None:
 # -- report_downloads_min = 20, report_baseline_factor = 5.0 ----------------------------------------
 
 
-def _hours(usual: int, count: int, action: str, fields: dict[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
+def _hours(
+    usual: int, count: int, action: str, fields: dict[str, Any]
+) -> list[tuple[int, str, dict[str, Any]]]:
     """`usual` events in each of three hours, then `count` in an hour a day later (learned by then)."""
     events = [(T0 + h * HOUR + i * SEC, action, fields) for h in range(3) for i in range(usual)]
     return events + [(T0 + 24 * HOUR + i * SEC, action, fields) for i in range(count)]
@@ -291,9 +334,15 @@ def _hours(usual: int, count: int, action: str, fields: dict[str, Any]) -> list[
     ("usual", "count", "fires"),
     [(10, 119, False), (10, 120, True), (50, 149, False), (50, 150, True)],
 )
-def test_sustained_rate_needs_120_and_3_times_the_busy_hour(usual: int, count: int, fires: bool) -> None:
-    events = _hours(usual, count, "listing.update", {"marketplace": "DE", "actor": PROVIDER,
-                                                     "resource": {"type": "listing", "id": "SKU-1"}})
+def test_sustained_rate_needs_120_and_3_times_the_busy_hour(
+    usual: int, count: int, fires: bool
+) -> None:
+    events = _hours(
+        usual,
+        count,
+        "listing.update",
+        {"marketplace": "DE", "actor": PROVIDER, "resource": {"type": "listing", "id": "SKU-1"}},
+    )
     assert Account().fired_on("api_rate_sustained", events) == ([len(events) - 1] if fires else [])
 
 
@@ -301,11 +350,21 @@ def test_sustained_rate_needs_120_and_3_times_the_busy_hour(usual: int, count: i
     ("usual", "count", "fires"),
     [(2, 19, False), (2, 20, True), (21, 104, False), (21, 105, True)],
 )
-def test_report_volume_needs_20_and_5_times_the_busy_hour(usual: int, count: int, fires: bool) -> None:
-    events = _hours(usual, count, "report.download", {"actor": PROVIDER,
-                                                      "resource": {"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"}})
+def test_report_volume_needs_20_and_5_times_the_busy_hour(
+    usual: int, count: int, fires: bool
+) -> None:
+    events = _hours(
+        usual,
+        count,
+        "report.download",
+        {"actor": PROVIDER, "resource": {"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"}},
+    )
     account = Account()
-    fired = [i for i, e in enumerate(events) if any(f.key.endswith("|volume") for f in account.event("report_exfiltration", e))]
+    fired = [
+        i
+        for i, e in enumerate(events)
+        if any(f.key.endswith("|volume") for f in account.event("report_exfiltration", e))
+    ]
     assert fired == ([len(events) - 1] if fires else [])
 
 
@@ -313,8 +372,16 @@ def test_report_volume_needs_20_and_5_times_the_busy_hour(usual: int, count: int
 
 
 def _failed(at: int) -> tuple[int, str, dict[str, Any]]:
-    return at, "listing.update", {"marketplace": "DE", "actor": PROVIDER, "outcome": "failure",
-                                  "resource": {"type": "listing", "id": "SKU-1"}}
+    return (
+        at,
+        "listing.update",
+        {
+            "marketplace": "DE",
+            "actor": PROVIDER,
+            "outcome": "failure",
+            "resource": {"type": "listing", "id": "SKU-1"},
+        },
+    )
 
 
 @pytest.mark.parametrize(("count", "fires"), [(9, False), (10, True)])
@@ -351,10 +418,20 @@ def test_tax_missing_filing_fires_at_the_deadline() -> None:
 
 
 def test_tax_filing_in_the_last_millisecond_is_on_time() -> None:
-    filing = (DUE - 1, "tax.filing", {"marketplace": "DE", "resource": {"type": "vat_return", "id": "DE-2027-01"}})
-    assert Account().fired_on("tax_filing_missed", _tax_events(filing, (DUE, "auth.login", {}))) == []
+    filing = (
+        DUE - 1,
+        "tax.filing",
+        {"marketplace": "DE", "resource": {"type": "vat_return", "id": "DE-2027-01"}},
+    )
+    assert (
+        Account().fired_on("tax_filing_missed", _tax_events(filing, (DUE, "auth.login", {}))) == []
+    )
 
 
 def test_tax_policy_set_exactly_at_the_deadline_is_not_judged_for_that_period() -> None:
-    events = [(JAN, "auth.login", {}), (DUE, "policy.update", POLICY), (DUE + DAY, "auth.login", {})]
+    events = [
+        (JAN, "auth.login", {}),
+        (DUE, "policy.update", POLICY),
+        (DUE + DAY, "auth.login", {}),
+    ]
     assert Account().fired_on("tax_filing_missed", events) == []

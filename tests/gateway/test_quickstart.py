@@ -62,7 +62,12 @@ def documented(command: str, where: str | None = None) -> list[str]:
 def cli(env: dict[str, str], args: list[str], *substitute: tuple[str, str]) -> str:
     args = [dict(substitute).get(a, a) for a in args]
     done = subprocess.run(
-        [sys.executable, "-m", "partnerwatch", *args], env=env, cwd=checkout(), capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "partnerwatch", *args],
+        env=env,
+        cwd=checkout(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr + done.stdout
     return done.stdout
@@ -80,7 +85,11 @@ def gateway_client(api: Any, gateway: str, creds: dict[str, str], ca_file: Path)
 
     client = api(
         marketplace=Marketplaces.DE,
-        credentials={"lwa_app_id": creds["client_id"], "lwa_client_secret": creds["client_secret"], "refresh_token": creds["refresh_token"]},
+        credentials={
+            "lwa_app_id": creds["client_id"],
+            "lwa_client_secret": creds["client_secret"],
+            "refresh_token": creds["refresh_token"],
+        },
         auth_token_client_class=GatewayLwa,
         verify=ssl.create_default_context(cafile=str(ca_file)),
     )
@@ -88,7 +97,9 @@ def gateway_client(api: Any, gateway: str, creds: dict[str, str], ca_file: Path)
     return client
 
 
-def test_connect_your_seller_account(kafka_broker: str, tmp_path: Path, pki: Pki, sandbox: Sandbox) -> None:
+def test_connect_your_seller_account(
+    kafka_broker: str, tmp_path: Path, pki: Pki, sandbox: Sandbox
+) -> None:
     from sp_api.api import ListingsItems
     from sp_api.base import SellingApiException
 
@@ -100,7 +111,9 @@ def test_connect_your_seller_account(kafka_broker: str, tmp_path: Path, pki: Pki
         # Step 2: the seller app's credentials in a secret file, mode 0600, and the settings.
         secret_file = tmp_path / "secrets" / "seller-app.json"
         secret_file.parent.mkdir()
-        secret_file.write_bytes(orjson.dumps({k: SELLER[k] for k in ("client_id", "client_secret", "refresh_token")}))
+        secret_file.write_bytes(
+            orjson.dumps({k: SELLER[k] for k in ("client_id", "client_secret", "refresh_token")})
+        )
         secret_file.chmod(0o600)
         port = free_port()
         documented_settings = {
@@ -128,50 +141,79 @@ def test_connect_your_seller_account(kafka_broker: str, tmp_path: Path, pki: Pki
             assert f"| `{name}` |" in table, name
         gateway = GatewayProcess(env, tmp_path / "gateway.log")
         documented("partnerwatch gateway run", steps)
-        gateway.start(pki.ca_file)  # runs `python -m partnerwatch gateway run`, waits for /_pw/health
+        gateway.start(
+            pki.ca_file
+        )  # runs `python -m partnerwatch gateway run`, waits for /_pw/health
 
         # Step 3: credentials of the provider's principal, printed once, stored hashed.
-        printed = cli(env, documented("partnerwatch gateway credentials issue --provider P --principal U", steps),
-                      ("P", "agency-a"), ("U", "repricer-bot"))
-        creds = dict(re.findall(r"^(client_id|client_secret|refresh_token): (\S+)$", printed, re.MULTILINE))
+        printed = cli(
+            env,
+            documented("partnerwatch gateway credentials issue --provider P --principal U", steps),
+            ("P", "agency-a"),
+            ("U", "repricer-bot"),
+        )
+        creds = dict(
+            re.findall(r"^(client_id|client_secret|refresh_token): (\S+)$", printed, re.MULTILINE)
+        )
         assert set(creds) == {"client_id", "client_secret", "refresh_token"}, printed
         listed = cli(env, ["gateway", "credentials", "list", "--json"])
-        assert [(r["client_id"], r["provider_id"], r["principal_id"]) for r in map(orjson.loads, listed.splitlines())] == [
-            (creds["client_id"], "agency-a", "repricer-bot")
-        ]
+        assert [
+            (r["client_id"], r["provider_id"], r["principal_id"])
+            for r in map(orjson.loads, listed.splitlines())
+        ] == [(creds["client_id"], "agency-a", "repricer-bot")]
         stored = b"".join(p.read_bytes() for p in Path(env["PW_DATA_DIR"]).rglob("gateway.sqlite*"))
         assert creds["client_id"].encode() in stored  # the store is where the docs say
-        assert creds["client_secret"].encode() not in stored and creds["refresh_token"].encode() not in stored
+        assert (
+            creds["client_secret"].encode() not in stored
+            and creds["refresh_token"].encode() not in stored
+        )
 
         # Step 4: the provider's tool, pointed at the gateway's LWA URL and SP-API endpoint.
         assert "https://<gateway>/auth/o2/token" in steps and "auth_token_client_class" in steps
         url = f"https://127.0.0.1:{port}"
         listings = gateway_client(ListingsItems, url, creds, pki.ca_file)
-        answer = listings.patch_listings_item(SELLER_ID, "MUG-1", body=price_patch(15.25), marketplaceIds=[DE])
+        answer = listings.patch_listings_item(
+            SELLER_ID, "MUG-1", body=price_patch(15.25), marketplaceIds=[DE]
+        )
         assert answer.payload["status"] == "ACCEPTED"
         reached = sandbox.calls("patchListingsItem")
-        assert len(reached) == 1 and reached[0].token in sandbox.tokens  # the seller's token, not the provider's
+        assert (
+            len(reached) == 1 and reached[0].token in sandbox.tokens
+        )  # the seller's token, not the provider's
         assert reached[0].body == price_patch(15.25)
 
         query = (
             "SELECT event_id, action, provider_id, principal_id, marketplace, outcome FROM audit.events"
             " WHERE account_id = {account:String} AND operation = 'patchListingsItem'"
         )
-        wait_for(lambda: len(ns.sql(query, {"account": ACCOUNT})) >= 1, 120, "the patch in audit.events")
+        wait_for(
+            lambda: len(ns.sql(query, {"account": ACCOUNT})) >= 1, 120, "the patch in audit.events"
+        )
         rows = ns.sql(query, {"account": ACCOUNT})
-        assert [r[1:] for r in rows] == [["listing.price_change", "agency-a", "repricer-bot", "DE", "success"]]
-        ledger = [orjson.loads(r.value) for r in ns.read_topic(ns.settings.ledger_topic, expect=2, timeout=60)]
+        assert [r[1:] for r in rows] == [
+            ["listing.price_change", "agency-a", "repricer-bot", "DE", "success"]
+        ]
+        ledger = [
+            orjson.loads(r.value)
+            for r in ns.read_topic(ns.settings.ledger_topic, expect=2, timeout=60)
+        ]
         entry = [e for e in ledger if e.get("event_id") == rows[0][0]]
         assert len(entry) == 1 and entry[0]["actor"]["principal_id"] == "repricer-bot", ledger
-        assert entry[0]["changes"][0]["field"] == "price" and Decimal(entry[0]["changes"][0]["new"]) == Decimal("15.25")
+        assert entry[0]["changes"][0]["field"] == "price" and Decimal(
+            entry[0]["changes"][0]["new"]
+        ) == Decimal("15.25")
 
         # The kill switch (docs: "Enforcement and the kill switch").
         cli(env, documented("partnerwatch provider suspend P"), ("P", "agency-a"))
         with pytest.raises(SellingApiException) as refused:
-            listings.patch_listings_item(SELLER_ID, "MUG-1", body=price_patch(16.0), marketplaceIds=[DE])
+            listings.patch_listings_item(
+                SELLER_ID, "MUG-1", body=price_patch(16.0), marketplaceIds=[DE]
+            )
         assert refused.value.code == 403
         assert len(sandbox.calls("patchListingsItem")) == 1  # Amazon never saw it
-        suspended = "SELECT actor_type, resource_id FROM audit.events WHERE action = 'permission.suspend'"
+        suspended = (
+            "SELECT actor_type, resource_id FROM audit.events WHERE action = 'permission.suspend'"
+        )
         wait_for(lambda: len(ns.sql(suspended)) >= 1, 60, "the suspension in the ledger")
         assert ns.sql(suspended) == [["seller", "agency-a"]]
         assert worker.alive()

@@ -22,14 +22,19 @@ def _behind(ns: Namespace, loader: bool = True) -> list[str]:
     `loader=False`: the worker's ingest only (every action sequenced, stored or not)."""
     s = ns.settings
     admin = KafkaAdminClient(bootstrap_servers=s.kafka_broker)
-    consumer = KafkaConsumer(bootstrap_servers=s.kafka_broker, group_id=None, isolation_level="read_committed")
+    consumer = KafkaConsumer(
+        bootstrap_servers=s.kafka_broker, group_id=None, isolation_level="read_committed"
+    )
     try:
         behind = []
         # (group, topic, transactional): a transactional topic at rest ends with a commit marker,
         # which a consumer need not pass (its last record is at end - 2)
         checks = [(s.worker_group, s.actions_topic, False)]
         if loader:
-            checks += [(s.warehouse_group, s.ledger_topic, True), (s.warehouse_group, s.alerts_topic, False)]
+            checks += [
+                (s.warehouse_group, s.ledger_topic, True),
+                (s.warehouse_group, s.alerts_topic, False),
+            ]
         for group, topic, transactional in checks:
             parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
             ends = consumer.end_offsets(parts)
@@ -59,7 +64,12 @@ def wait_settled(ns: Namespace, timeout: float = 180.0) -> None:
         return not last
 
     try:
-        wait_for(settled, timeout, "the worker and the warehouse loader to commit everything", interval=1.0)
+        wait_for(
+            settled,
+            timeout,
+            "the worker and the warehouse loader to commit everything",
+            interval=1.0,
+        )
     except AssertionError as exc:
         raise AssertionError(f"{exc}; still behind: {', '.join(last)}") from None
 
@@ -69,8 +79,11 @@ def read_to_end(ns: Namespace, topic: str, timeout: float = 60.0) -> list[Any]:
     the read stops when each partition's position reaches its end)."""
     s = ns.settings
     consumer = KafkaConsumer(
-        bootstrap_servers=s.kafka_broker, group_id=None, enable_auto_commit=False,
-        isolation_level="read_committed", auto_offset_reset="earliest",
+        bootstrap_servers=s.kafka_broker,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
     )
     try:
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]

@@ -39,7 +39,16 @@ async def highwaters_of_a_fresh_consumer(broker: str) -> dict[str, Any]:
     topic = f"thw{uuid.uuid4().hex[:10]}-changelog"
     admin = KafkaAdminClient(bootstrap_servers=broker)
     try:
-        admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, topic_configs={"cleanup.policy": "compact"})])
+        admin.create_topics(
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=1,
+                    replication_factor=1,
+                    topic_configs={"cleanup.policy": "compact"},
+                )
+            ]
+        )
     finally:
         admin.close()
     tp = TopicPartition(topic, 0)
@@ -53,11 +62,15 @@ async def highwaters_of_a_fresh_consumer(broker: str) -> dict[str, Any]:
         await producer.begin_transaction()  # left open, as by a worker killed mid-batch: 4..5
         for n in range(2):
             await producer.send_and_wait(topic, key=b"open%d" % n, value=b"v", partition=0)
-        consumer = AIOKafkaConsumer(bootstrap_servers=broker, isolation_level="read_committed", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=broker, isolation_level="read_committed", enable_auto_commit=False
+        )
         await consumer.start()
         try:
             consumer.assign([tp])  # what recovery has at that moment: assigned, never fetched
-            seen["faust"] = dict(await thread_over(AIOKafkaConsumerThread, consumer)._highwaters([tp]))[tp]
+            seen["faust"] = dict(
+                await thread_over(AIOKafkaConsumerThread, consumer)._highwaters([tp])
+            )[tp]
             seen["ours"] = dict(await thread_over(ConsumerThread, consumer)._highwaters([tp]))[tp]
         finally:
             await consumer.stop()

@@ -27,16 +27,24 @@ from tests.integration.settle import read_to_end
 pytestmark = pytest.mark.integration
 
 
-def run(ns: Namespace, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(
+    ns: Namespace, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "partnerwatch", *args],
-        env={**ns.env, "COLUMNS": "200", **(env or {})}, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**ns.env, "COLUMNS": "200", **(env or {})},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def test_config_shows_values_their_origin_and_hides_secrets(tmp_path: Path) -> None:
     ns = Namespace(tmp_path)
-    shown = run(ns, "config", env={"PW_DETECT_BULK_MIN_SKUS": "55", "PW_API_TOKEN": "tok-s3cret-1234"})
+    shown = run(
+        ns, "config", env={"PW_DETECT_BULK_MIN_SKUS": "55", "PW_API_TOKEN": "tok-s3cret-1234"}
+    )
     assert shown.returncode == 0, shown.stderr
     lines = dict(line.split(" = ", 1) for line in shown.stdout.splitlines() if " = " in line)
     assert lines["PW_DETECT_BULK_MIN_SKUS"] == "55  (environment)"
@@ -58,14 +66,19 @@ def test_topics_creates_the_pipeline_topics_once(kafka_broker: str, tmp_path: Pa
     wanted = ns.settings.pipeline_topics
     first = run(ns, "topics")
     assert first.returncode == 0, first.stderr
-    assert sorted(re.sub(r"\s+", "", first.stdout.removeprefix("created:")).split(",")) == sorted(wanted)
+    assert sorted(re.sub(r"\s+", "", first.stdout.removeprefix("created:")).split(",")) == sorted(
+        wanted
+    )
     again = run(ns, "topics")
     assert again.returncode == 0 and "none (all exist)" in again.stdout
     consumer = KafkaConsumer(bootstrap_servers=ns.settings.kafka_broker)
     admin = KafkaAdminClient(bootstrap_servers=ns.settings.kafka_broker)
     try:
         assert set(wanted) <= set(admin.list_topics())
-        assert len(consumer.partitions_for_topic(ns.settings.actions_topic) or ()) == ns.settings.topic_partitions
+        assert (
+            len(consumer.partitions_for_topic(ns.settings.actions_topic) or ())
+            == ns.settings.topic_partitions
+        )
     finally:
         consumer.close()
         admin.close()
@@ -75,7 +88,9 @@ def test_migrate_applies_each_migration_once_and_prints_ddl(tmp_path: Path) -> N
     ns = Namespace(tmp_path)
     ddl = run(ns, "migrate", "--print-ddl", env={"PW_RETENTION_DAYS": "99"})
     assert ddl.returncode == 0, ddl.stderr
-    assert "CREATE TABLE IF NOT EXISTS audit.events" in ddl.stdout and "INTERVAL 99 DAY" in ddl.stdout
+    assert (
+        "CREATE TABLE IF NOT EXISTS audit.events" in ddl.stdout and "INTERVAL 99 DAY" in ddl.stdout
+    )
     assert not ns.settings.warehouse_path.exists()  # --print-ddl connects to nothing
 
     first = run(ns, "migrate")
@@ -87,27 +102,54 @@ def test_migrate_applies_each_migration_once_and_prints_ddl(tmp_path: Path) -> N
     assert again.returncode == 0 and "none (up to date)" in again.stdout
     warehouse = EmbeddedWarehouse(ns.settings.warehouse_path)
     try:
-        versions = [r[0] for r in warehouse.query("SELECT version FROM audit.schema_migrations ORDER BY version").rows]
-        tables = {r[0] for r in warehouse.query("SELECT name FROM system.tables WHERE database = 'audit'").rows}
+        versions = [
+            r[0]
+            for r in warehouse.query(
+                "SELECT version FROM audit.schema_migrations ORDER BY version"
+            ).rows
+        ]
+        tables = {
+            r[0]
+            for r in warehouse.query("SELECT name FROM system.tables WHERE database = 'audit'").rows
+        }
     finally:
         warehouse.close()
     assert versions == [int(m[:4]) for m in migrations]  # each once
     assert {"events", "alerts", "alert_status", "chain_digests"} <= tables
 
 
-def test_simulate_produces_the_seeded_stream_and_its_truth(kafka_broker: str, tmp_path: Path) -> None:
+def test_simulate_produces_the_seeded_stream_and_its_truth(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path)
     truth = tmp_path / "truth.jsonl"
-    done = run(ns, "simulate", "--count", "400", "--seed", "9", "--attack-rate", "0.02", "--truth", str(truth))
+    done = run(
+        ns,
+        "simulate",
+        "--count",
+        "400",
+        "--seed",
+        "9",
+        "--attack-rate",
+        "0.02",
+        "--truth",
+        str(truth),
+    )
     assert done.returncode == 0, done.stderr
     assert f"produced 400 events to {ns.settings.actions_topic} (seed 9)" in done.stderr
-    expected = list(generate(400, seed=9, accounts=6, providers=4, attack_rate=0.02, attack_kinds=ATTACKS))
-    records = sorted(read_to_end(ns, ns.settings.actions_topic), key=lambda r: (r.partition, r.offset))
+    expected = list(
+        generate(400, seed=9, accounts=6, providers=4, attack_rate=0.02, attack_kinds=ATTACKS)
+    )
+    records = sorted(
+        read_to_end(ns, ns.settings.actions_topic), key=lambda r: (r.partition, r.offset)
+    )
     got = [orjson.loads(r.value) for r in records]
     assert sorted(e["event_id"] for e in got) == sorted(e["event_id"] for e, _ in expected)
     assert all(r.key == orjson.loads(r.value)["account_id"].encode() for r in records)
     for account in {e["account_id"] for e in got}:  # each account's events in generated order
-        assert [e for e in got if e["account_id"] == account] == [e for e, _ in expected if e["account_id"] == account]
+        assert [e for e in got if e["account_id"] == account] == [
+            e for e, _ in expected if e["account_id"] == account
+        ]
     lines = [orjson.loads(line) for line in truth.read_text().splitlines()]
     assert lines == [{"event_id": e["event_id"], "attack": kind} for e, kind in expected if kind]
     assert lines
@@ -125,18 +167,34 @@ def test_alerts_check_routes_prints_the_routes_or_names_the_problem(tmp_path: Pa
     )
     ok = run(ns, "alerts", "check-routes", env={"PW_ALERT_ROUTES": str(routes), "HOOK_SECRET": "k"})
     assert ok.returncode == 0, ok.stderr
-    assert " ".join(ok.stdout.split()) == "urgent: severity >= high, detectors refund_burst -> hook (escalations)"
+    assert (
+        " ".join(ok.stdout.split())
+        == "urgent: severity >= high, detectors refund_burst -> hook (escalations)"
+    )
 
     missing_secret = run(ns, "alerts", "check-routes", env={"PW_ALERT_ROUTES": str(routes)})
     assert missing_secret.returncode == 2 and "HOOK_SECRET" in missing_secret.stderr
     unset = run(ns, "alerts", "check-routes")
     assert unset.returncode == 2 and "PW_ALERT_ROUTES" in unset.stderr
-    example = run(ns, "alerts", "check-routes", env={
-        "PW_ALERT_ROUTES": str(REPO_ROOT / "infra" / "alerts" / "routes.example.toml"),
-        **{name: "https://example.com/x" for name in re.findall(r'_env = "(\w+)"', (REPO_ROOT / "infra" / "alerts" / "routes.example.toml").read_text())},
-    })
+    example = run(
+        ns,
+        "alerts",
+        "check-routes",
+        env={
+            "PW_ALERT_ROUTES": str(REPO_ROOT / "infra" / "alerts" / "routes.example.toml"),
+            **{
+                name: "https://example.com/x"
+                for name in re.findall(
+                    r'_env = "(\w+)"',
+                    (REPO_ROOT / "infra" / "alerts" / "routes.example.toml").read_text(),
+                )
+            },
+        },
+    )
     assert example.returncode == 0, example.stderr
-    assert len(example.stdout.splitlines()) == (REPO_ROOT / "infra" / "alerts" / "routes.example.toml").read_text().count("[[routes]]")
+    assert len(example.stdout.splitlines()) == (
+        REPO_ROOT / "infra" / "alerts" / "routes.example.toml"
+    ).read_text().count("[[routes]]")
 
 
 def test_demo_runs_the_pipeline_end_to_end(kafka_broker: str, tmp_path: Path) -> None:
@@ -145,7 +203,11 @@ def test_demo_runs_the_pipeline_end_to_end(kafka_broker: str, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr[-3000:]
     assert "worker stopped" in done.stderr
     # the summary table: events, alerts, accounts
-    (row,) = [line for line in done.stdout.splitlines() if re.fullmatch(r"[│|]\s*\d+\s*[│|]\s*\d+\s*[│|]\s*\d+\s*[│|]", line.strip())]
+    (row,) = [
+        line
+        for line in done.stdout.splitlines()
+        if re.fullmatch(r"[│|]\s*\d+\s*[│|]\s*\d+\s*[│|]\s*\d+\s*[│|]", line.strip())
+    ]
     events, alerts, accounts = (int(v) for v in re.findall(r"\d+", row))
     warehouse = EmbeddedWarehouse(ns.settings.warehouse_path)  # the demo's worker has stopped
     try:
@@ -158,21 +220,41 @@ def test_demo_runs_the_pipeline_end_to_end(kafka_broker: str, tmp_path: Path) ->
     assert "account=" in done.stdout  # alerts tail printed alerts as they fired
 
 
-def test_evaluate_scores_the_detectors_and_the_replay_agrees(kafka_broker: str, tmp_path: Path) -> None:
+def test_evaluate_scores_the_detectors_and_the_replay_agrees(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path)
-    done = run(ns, "evaluate", "--count", "2500", "--seed", "7", "--attack-rate", "0.01", "--json", timeout=900)
+    done = run(
+        ns,
+        "evaluate",
+        "--count",
+        "2500",
+        "--seed",
+        "7",
+        "--attack-rate",
+        "0.01",
+        "--json",
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = orjson.loads(done.stdout.strip().splitlines()[-1])
-    stream = list(generate(2_500, seed=7, attack_rate=0.01, attack_kinds=ATTACKS, events_per_hour=1800))
+    stream = list(
+        generate(2_500, seed=7, attack_rate=0.01, attack_kinds=ATTACKS, events_per_hour=1800)
+    )
     kinds = Counter(kind for _, kind in stream)
     assert report["events"] == 2_500 and report["benign_events"] == kinds[None]
     assert report["replay_identical_alert_ids"] is True
     rows = {r["detector"]: r for r in report["detectors"]}
     assert sum(r["injected"] for r in rows.values()) == report["attack_instances"] > 0
     for r in rows.values():
-        assert r["alerts"] == r["true_alerts"] + r["false_alerts"] and 0 <= r["caught"] <= r["injected"]
+        assert (
+            r["alerts"] == r["true_alerts"] + r["false_alerts"]
+            and 0 <= r["caught"] <= r["injected"]
+        )
     assert report["false_alerts"] == sum(r["false_alerts"] for r in rows.values())
-    assert sum(r["caught"] for r in rows.values()) > report["attack_instances"] / 2  # most attacks are caught
+    assert (
+        sum(r["caught"] for r in rows.values()) > report["attack_instances"] / 2
+    )  # most attacks are caught
 
 
 def test_evaluate_ml_scores_the_behaviour_model(tmp_path: Path) -> None:
@@ -181,19 +263,47 @@ def test_evaluate_ml_scores_the_behaviour_model(tmp_path: Path) -> None:
     from pipeline.simulation.behaviour import generate as behaviour_generate
 
     ns = Namespace(tmp_path)
-    done = run(ns, "evaluate", "--ml", "--ml-train-events", "30000", "--ml-test-events", "15000",
-               "--ml-episodes", "4", "--seed", "11", "--json", timeout=900)
+    done = run(
+        ns,
+        "evaluate",
+        "--ml",
+        "--ml-train-events",
+        "30000",
+        "--ml-test-events",
+        "15000",
+        "--ml-episodes",
+        "4",
+        "--seed",
+        "11",
+        "--json",
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = orjson.loads(done.stdout.strip().splitlines()[-1])
-    stream = list(behaviour_generate(45_000, seed=11, events_per_hour=1800.0, anomalies_after=30_000, episodes=4))
-    episodes = {m.group(1) for e, label in stream if label and (m := re.search(r"-bhv(\d+)$", e["event_id"]))}
+    stream = list(
+        behaviour_generate(
+            45_000, seed=11, events_per_hour=1800.0, anomalies_after=30_000, episodes=4
+        )
+    )
+    episodes = {
+        m.group(1)
+        for e, label in stream
+        if label and (m := re.search(r"-bhv(\d+)$", e["event_id"]))
+    }
     off, live = report["offline_vectors"], report["streaming_in_process"]
     assert live["events"] == len(stream)
     assert off["episodes"] == live["episodes"] == len(episodes) > 0
     assert sum(k["episodes"] for k in off["per_kind"].values()) == len(episodes)
-    assert off["test_anomalous_vectors"] == sum(v["anomalous"] for v in off["per_vector_kind"].values()) > 0
+    assert (
+        off["test_anomalous_vectors"]
+        == sum(v["anomalous"] for v in off["per_vector_kind"].values())
+        > 0
+    )
     assert off["test_vectors"] == sum(v["vectors"] for v in off["per_vector_kind"].values())
     assert live["ml_alerts"] == live["ml_true_alerts"] + live["ml_false_alerts"]
-    assert 0 <= off["episodes_caught"] <= off["episodes"] and 0 <= live["episodes_caught"] <= live["episodes"]
+    assert (
+        0 <= off["episodes_caught"] <= off["episodes"]
+        and 0 <= live["episodes_caught"] <= live["episodes"]
+    )
     assert off["roc_auc"] > 0.75  # labels and scores line up: injected hours rank high
     assert live["ml_true_alerts"] > 0

@@ -26,7 +26,9 @@ from tests.integration.test_pipeline import assert_chains_verify
 pytestmark = pytest.mark.integration
 
 
-def test_a_message_keyed_by_another_account_is_dead_lettered_as_wrong_key(kafka_broker: str, tmp_path: Path) -> None:
+def test_a_message_keyed_by_another_account_is_dead_lettered_as_wrong_key(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path)
     events = [e for e, _ in generate(40, seed=28)]
     victim = next(e for e in events if e["action"] != "permission.grant")
@@ -43,16 +45,30 @@ def test_a_message_keyed_by_another_account_is_dead_lettered_as_wrong_key(kafka_
         finally:
             producer.close()
         ns.send(others[20:])
-        wait_for(lambda: ns.scalar("SELECT count() FROM audit.events") >= len(others), 120, "the other events stored")
+        wait_for(
+            lambda: ns.scalar("SELECT count() FROM audit.events") >= len(others),
+            120,
+            "the other events stored",
+        )
         wait_settled(ns)
 
         letters = [orjson.loads(r.value) for r in read_to_end(ns, ns.settings.deadletter_topic)]
         assert [d["reason"] for d in letters] == ["wrong_key", "wrong_key"]
-        assert all(d["raw"] == raw.decode() and d["topic"] == ns.settings.actions_topic for d in letters)
+        assert all(
+            d["raw"] == raw.decode() and d["topic"] == ns.settings.actions_topic for d in letters
+        )
         assert "account_id" in letters[0]["detail"]
         assert ns.scalar("SELECT count() FROM audit.events") == len(others)
-        assert ns.scalar("SELECT count() FROM audit.events WHERE event_id = {e:String}", {"e": victim["event_id"]}) == 0
-        ledger_ids = {orjson.loads(r.value)["event_id"] for r in read_to_end(ns, ns.settings.ledger_topic)}
+        assert (
+            ns.scalar(
+                "SELECT count() FROM audit.events WHERE event_id = {e:String}",
+                {"e": victim["event_id"]},
+            )
+            == 0
+        )
+        ledger_ids = {
+            orjson.loads(r.value)["event_id"] for r in read_to_end(ns, ns.settings.ledger_topic)
+        }
         assert victim["event_id"] not in ledger_ids and len(ledger_ids) == len(others)
         assert_chains_verify(ns)
     finally:
@@ -73,23 +89,38 @@ def _compact_now(ns: Namespace) -> None:
     second, no compaction lag): what seven days of dedup window would do, made quick."""
     admin = KafkaAdminClient(bootstrap_servers=ns.settings.kafka_broker)
     try:
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, ns.settings.ledger_topic, configs={
-            "cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "1000",
-            "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "0",
-        })])
+        admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC,
+                    ns.settings.ledger_topic,
+                    configs={
+                        "cleanup.policy": "compact",
+                        "min.compaction.lag.ms": "0",
+                        "segment.ms": "1000",
+                        "min.cleanable.dirty.ratio": "0.01",
+                        "delete.retention.ms": "0",
+                    },
+                )
+            ]
+        )
     finally:
         admin.close()
 
 
 def _ledger(ns: Namespace) -> dict[str, list[dict[str, Any]]]:
     by_account: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in sorted(read_to_end(ns, ns.settings.ledger_topic), key=lambda r: (r.partition, r.offset)):
+    for record in sorted(
+        read_to_end(ns, ns.settings.ledger_topic), key=lambda r: (r.partition, r.offset)
+    ):
         entry = orjson.loads(record.value)
         by_account[entry["account_id"]].append(entry)
     return by_account
 
 
-def test_the_chain_continues_on_a_compacted_ledger_after_a_restart(kafka_broker: str, tmp_path: Path) -> None:
+def test_the_chain_continues_on_a_compacted_ledger_after_a_restart(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path)
     stream = [e for e, _ in generate(3_000, seed=128)]
     first, second = stream[:2_000], stream[2_000:]
@@ -101,8 +132,12 @@ def test_the_chain_continues_on_a_compacted_ledger_after_a_restart(kafka_broker:
 
         _compact_now(ns)
         for i in range(0, len(first), 250):  # in chunks, so the ledger rolls several segments
-            ns.send(first[i:i + 250])
-            wait_for(lambda n=i + 250: ns.scalar("SELECT count() FROM audit.events") >= n, 120, "chunk stored")
+            ns.send(first[i : i + 250])
+            wait_for(
+                lambda n=i + 250: ns.scalar("SELECT count() FROM audit.events") >= n,
+                120,
+                "chunk stored",
+            )
         wait_settled(ns)
         heads = {a: entries[-1] for a, entries in _ledger(ns).items()}
         # the cleaner runs every 15 s by default: wait until it has removed older entries
@@ -111,20 +146,31 @@ def test_the_chain_continues_on_a_compacted_ledger_after_a_restart(kafka_broker:
 
         compacted = _ledger(ns)
         assert sum(map(len, compacted.values())) < len(first)
-        assert {a: entries[-1]["seq"] for a, entries in compacted.items()} == {a: h["seq"] for a, h in heads.items()}
+        assert {a: entries[-1]["seq"] for a, entries in compacted.items()} == {
+            a: h["seq"] for a, h in heads.items()
+        }
 
         worker = Worker(ns).start()  # rebuilds the chain heads from the compacted ledger
         ns.send(second)
-        wait_for(lambda: ns.scalar("SELECT count() FROM audit.events") >= len(stream), 180, "every event stored")
+        wait_for(
+            lambda: ns.scalar("SELECT count() FROM audit.events") >= len(stream),
+            180,
+            "every event stored",
+        )
         wait_settled(ns)
-        assert ns.sql("SELECT count(), uniqExact(account_id, event_id) FROM audit.events")[0] == [len(stream)] * 2
+        assert (
+            ns.sql("SELECT count(), uniqExact(account_id, event_id) FROM audit.events")[0]
+            == [len(stream)] * 2
+        )
         assert_chains_verify(ns)  # seq 1..n and every hash linked, across the compaction
         after = _ledger(ns)
         continued = 0
         for account, head in heads.items():
             later = [e for e in after[account] if e["seq"] > head["seq"]]
             if later:
-                assert later[0]["seq"] == head["seq"] + 1 and later[0]["prev_hash"] == head["hash"], account
+                assert (
+                    later[0]["seq"] == head["seq"] + 1 and later[0]["prev_hash"] == head["hash"]
+                ), account
                 continued += 1
         assert continued == len(heads)  # every account got events after the restart
     finally:

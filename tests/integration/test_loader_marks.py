@@ -36,20 +36,31 @@ class Ledger:
         self.sent = 0
 
     def produce(self, count: int) -> None:
-        producer = KafkaProducer(bootstrap_servers=self.ns.settings.kafka_broker, acks="all", linger_ms=5)
+        producer = KafkaProducer(
+            bootstrap_servers=self.ns.settings.kafka_broker, acks="all", linger_ms=5
+        )
         for _ in range(count):
             n = self.sent
             account = ACCOUNTS[n % len(ACCOUNTS)]
             event = {
-                "event_id": f"ev-{n}", "occurred_at": format_ms(1_793_599_200_000 + n * 1_000), "account_id": account,
-                "action": "listing.update", "marketplace": "DE",
-                "actor": {"type": "provider", "provider_id": "PLISTER", "principal_id": "svc-lister"},
+                "event_id": f"ev-{n}",
+                "occurred_at": format_ms(1_793_599_200_000 + n * 1_000),
+                "account_id": account,
+                "action": "listing.update",
+                "marketplace": "DE",
+                "actor": {
+                    "type": "provider",
+                    "provider_id": "PLISTER",
+                    "principal_id": "svc-lister",
+                },
                 "resource": {"type": "listing", "id": f"sku-{n % 97}"},
                 "changes": [{"field": "price", "old": "10.00", "new": f"{10 + n % 5}.00"}],
             }
             entry = self.state.accept(normalize(event), format_ms(1_793_599_260_000 + n))
             assert entry is not None
-            producer.send(self.ns.settings.ledger_topic, key=account.encode(), value=encode_entry(entry))
+            producer.send(
+                self.ns.settings.ledger_topic, key=account.encode(), value=encode_entry(entry)
+            )
             self.sent += 1
         producer.flush()
         producer.close()
@@ -77,7 +88,9 @@ class Faulty:
     def insert(self, table: str, rows: list[Row]) -> None:
         self.inner.insert(table, rows)
 
-    def insert_select(self, table: str, columns: Any, select: str, data: dict[str, list[str]]) -> None:
+    def insert_select(
+        self, table: str, columns: Any, select: str, data: dict[str, list[str]]
+    ) -> None:
         if table == "audit.events" and self.crashes:
             self.crashes -= 1
             rows = len(next(iter(data.values())))
@@ -91,7 +104,10 @@ class Faulty:
 
 
 def namespace(tmp_path: Path, batch_rows: int) -> Namespace:
-    ns = Namespace(tmp_path, extra_env={"PW_WAREHOUSE_BATCH_ROWS": str(batch_rows), "PW_WAREHOUSE_BATCH_SECONDS": "0.3"})
+    ns = Namespace(
+        tmp_path,
+        extra_env={"PW_WAREHOUSE_BATCH_ROWS": str(batch_rows), "PW_WAREHOUSE_BATCH_SECONDS": "0.3"},
+    )
     ensure_topics(ns.settings)
     return ns
 
@@ -101,9 +117,12 @@ def count(wh: Any) -> int:
 
 
 def assert_exactly_once(wh: Any, expected: int) -> None:
-    total, keys, ids = (int(v) for v in wh.query(
-        "SELECT count(), uniqExact(account_id, seq), uniqExact(event_id) FROM audit.events"
-    ).rows[0])
+    total, keys, ids = (
+        int(v)
+        for v in wh.query(
+            "SELECT count(), uniqExact(account_id, seq), uniqExact(event_id) FROM audit.events"
+        ).rows[0]
+    )
     assert (total, keys, ids) == (expected, expected, expected)
     for account in ACCOUNTS:
         rows = wh.query(CHAIN_QUERY, {"account": account}).rows
@@ -115,14 +134,18 @@ def end_offsets(ns: Namespace) -> dict[int, int]:
 
     consumer = KafkaConsumer(bootstrap_servers=ns.settings.kafka_broker)
     try:
-        tps = [TopicPartition(ns.settings.ledger_topic, p) for p in range(ns.settings.topic_partitions)]
+        tps = [
+            TopicPartition(ns.settings.ledger_topic, p) for p in range(ns.settings.topic_partitions)
+        ]
         return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items() if offset}
     finally:
         consumer.close()
 
 
 @pytest.mark.parametrize("fraction", [0.5, 1.0], ids=["crash-mid-insert", "crash-after-insert"])
-def test_a_crash_during_or_after_an_insert_stores_each_entry_once(kafka_broker: str, tmp_path: Path, fraction: float) -> None:
+def test_a_crash_during_or_after_an_insert_stores_each_entry_once(
+    kafka_broker: str, tmp_path: Path, fraction: float
+) -> None:
     from streams.warehouse_loader import WarehouseLoader
 
     ns = namespace(tmp_path, batch_rows=400)
@@ -141,7 +164,9 @@ def test_a_crash_during_or_after_an_insert_stores_each_entry_once(kafka_broker: 
     assert_exactly_once(wh, 3_000)
     # what the crashed batch had stored was found by the lookups after the restart, and skipped
     assert loader.skipped == wh.kept > 0
-    assert {p: m.end for p, m in read_marks(wh, ns.settings.ledger_topic).items()} == end_offsets(ns)
+    assert {p: m.end for p, m in read_marks(wh, ns.settings.ledger_topic).items()} == end_offsets(
+        ns
+    )
     wh.close()
 
 
@@ -173,11 +198,15 @@ def test_after_a_clean_restart_no_batch_is_looked_up(kafka_broker: str, tmp_path
     assert wh.lookups == 0, "a batch past the marks was looked up in audit.events"
     assert second.stored_events == 1_500 and second.skipped == 0
     assert_exactly_once(wh, 2_700)
-    assert {p: m.end for p, m in read_marks(wh, ns.settings.ledger_topic).items()} == end_offsets(ns)
+    assert {p: m.end for p, m in read_marks(wh, ns.settings.ledger_topic).items()} == end_offsets(
+        ns
+    )
     wh.close()
 
 
-def test_a_second_loader_joining_mid_load_stores_each_entry_once(kafka_broker: str, tmp_path: Path) -> None:
+def test_a_second_loader_joining_mid_load_stores_each_entry_once(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     """A rebalance while loading: the batch in hand is stored and committed before the
     partitions move, so the new owner starts after it (the same warehouse, two group members)."""
     from streams.warehouse_loader import WarehouseLoader

@@ -34,7 +34,11 @@ def committed(ns: Namespace, topic: str) -> dict[int, int]:
     try:
         group = ns.settings.warehouse_group
         offsets = admin.list_group_offsets({group: None}).get(group, {})
-        return {tp.partition: o.offset for tp, o in offsets.items() if tp.topic == topic and o.offset >= 0}
+        return {
+            tp.partition: o.offset
+            for tp, o in offsets.items()
+            if tp.topic == topic and o.offset >= 0
+        }
     finally:
         admin.close()
 
@@ -84,56 +88,90 @@ def test_chdb_opens_a_folder_in_one_process_only(tmp_path: Path) -> None:
         """
     )
     path = str(tmp_path / "wh")
-    proc = subprocess.Popen([sys.executable, "-c", holder, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", holder, path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "open"
-        out = subprocess.run([sys.executable, "-c", second, path], capture_output=True, text=True, timeout=120).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", second, path], capture_output=True, text=True, timeout=120
+        ).stdout
     finally:
         proc.communicate("", timeout=60)
     assert out.count("refused") == 3, out
     # once the holder is gone, the folder opens again
-    again = subprocess.run([sys.executable, "-c", second, path], capture_output=True, text=True, timeout=120).stdout
+    again = subprocess.run(
+        [sys.executable, "-c", second, path], capture_output=True, text=True, timeout=120
+    ).stdout
     assert again.count("opened") == 3, again
 
 
 def test_the_worker_refuses_an_external_loader_with_the_embedded_warehouse(tmp_path: Path) -> None:
     ns = Namespace(tmp_path, extra_env={"PW_WAREHOUSE_LOADER": "external"})
     done = subprocess.run(
-        [sys.executable, "-m", "partnerwatch", "worker"], env=ns.env, cwd=checkout() or tmp_path,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "partnerwatch", "worker"],
+        env=ns.env,
+        cwd=checkout() or tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert "PW_WAREHOUSE_LOADER=external needs a ClickHouse server" in done.stderr
 
 
-def test_an_external_loader_process_loads_what_the_worker_sequenced(kafka_broker: str, tmp_path: Path) -> None:
+def test_an_external_loader_process_loads_what_the_worker_sequenced(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     # The worker "uses a server" nobody answers on (it never needs it here), so it does not hold
     # the embedded folder, which the loader process then owns.
     dead_server = f"clickhouse://default@127.0.0.1:{free_port()}/audit"
-    ns = Namespace(tmp_path, extra_env={"PW_WAREHOUSE_LOADER": "external", "PW_CLICKHOUSE_URL": dead_server})
+    ns = Namespace(
+        tmp_path, extra_env={"PW_WAREHOUSE_LOADER": "external", "PW_CLICKHOUSE_URL": dead_server}
+    )
     stream = [e for e, _ in generate(3_000, seed=41, attack_rate=0.01)]
     accepted = len({(e["account_id"], e["event_id"]) for e in stream})
     worker = Worker(ns).start()
     loader: Loader | None = None
     try:
         health = worker_health(f"http://127.0.0.1:{ns.port}")
-        assert health and health["status"] == "ok" and health["warehouse_loader"] == "external", health
+        assert health and health["status"] == "ok" and health["warehouse_loader"] == "external", (
+            health
+        )
         ns.send(stream)
         ledger = ns.read_topic(ns.settings.ledger_topic, expect=accepted, timeout=180)
         assert len(ledger) == accepted
         assert committed(ns, ns.settings.ledger_topic) == {}, "the worker loaded the warehouse"
 
         loader = Loader(ns, {"PW_CLICKHOUSE_URL": "", "PW_LOADER_PORT": str(free_port())}).start()
-        wait_for(lambda: loader is not None and loader.health().get("stored_events") == accepted, 180, "the loader to store every entry")
+        wait_for(
+            lambda: loader is not None and loader.health().get("stored_events") == accepted,
+            180,
+            "the loader to store every entry",
+        )
         # and every alert: its commit reaches the last record (a transaction marker may follow it)
         alert_ends = end_offsets(ns, ns.settings.alerts_topic)
         wait_for(
-            lambda: all(committed(ns, ns.settings.alerts_topic).get(p, 0) >= end - 1 for p, end in alert_ends.items()),
-            120, "the loader to commit every alert",
+            lambda: all(
+                committed(ns, ns.settings.alerts_topic).get(p, 0) >= end - 1
+                for p, end in alert_ends.items()
+            ),
+            120,
+            "the loader to commit every alert",
         )
         doc = loader.health()
-        assert (doc["status"], doc["warehouse_loader"], doc["loader_crashes"], doc["skipped_stored"]) == ("ok", "external", 0, 0)
-        assert metric_value(loader.port, 'pw_warehouse_rows_total{table="audit.events"}') == accepted
+        assert (
+            doc["status"],
+            doc["warehouse_loader"],
+            doc["loader_crashes"],
+            doc["skipped_stored"],
+        ) == ("ok", "external", 0, 0)
+        assert (
+            metric_value(loader.port, 'pw_warehouse_rows_total{table="audit.events"}') == accepted
+        )
         assert metric_value(loader.port, "pw_warehouse_batch_rows_count") >= 1
         loader.stop()
         assert loader.proc is not None and loader.proc.returncode == 0, loader.log_tail()
@@ -143,13 +181,23 @@ def test_an_external_loader_process_loads_what_the_worker_sequenced(kafka_broker
         worker.stop()
     wh = EmbeddedWarehouse(ns.settings.warehouse_path)
     try:
-        total, unique = (int(v) for v in wh.query("SELECT count(), uniqExact(account_id, seq) FROM audit.events").rows[0])
+        total, unique = (
+            int(v)
+            for v in wh.query("SELECT count(), uniqExact(account_id, seq) FROM audit.events").rows[
+                0
+            ]
+        )
         assert (total, unique) == (accepted, accepted)
         accounts = [r[0] for r in wh.query("SELECT DISTINCT account_id FROM audit.events").rows]
         for account in accounts:
             assert verify_stored(wh.query(CHAIN_QUERY, {"account": account}).rows) is None, account
-        on_topic = {orjson.loads(r.value)["alert_id"] for r in ns.read_topic(ns.settings.alerts_topic, 10**9, timeout=8)}
+        on_topic = {
+            orjson.loads(r.value)["alert_id"]
+            for r in ns.read_topic(ns.settings.alerts_topic, 10**9, timeout=8)
+        }
         assert on_topic  # the stream carries attacks
-        assert {r[0] for r in wh.query("SELECT DISTINCT alert_id FROM audit.alerts").rows} == on_topic
+        assert {
+            r[0] for r in wh.query("SELECT DISTINCT alert_id FROM audit.alerts").rows
+        } == on_topic
     finally:
         wh.close()

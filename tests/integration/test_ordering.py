@@ -57,14 +57,25 @@ def events_in_send_order(seed: int) -> list[dict[str, Any]]:
     return out
 
 
-def test_each_account_is_sequenced_in_the_order_its_events_were_sent(kafka_broker: str, tmp_path: Path) -> None:
+def test_each_account_is_sequenced_in_the_order_its_events_were_sent(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path)
     stream = events_in_send_order(seed=26)
     sent: dict[str, list[str]] = defaultdict(list)
     for event in stream:
         sent[event["account_id"]].append(event["event_id"])
-    by_time = {a: [e["event_id"] for e in sorted(stream, key=lambda e: e["occurred_at"]) if e["account_id"] == a] for a in ACCOUNTS}
-    assert all(by_time[a] != sent[a] != sorted(sent[a]) for a in ACCOUNTS)  # neither time nor id order is send order
+    by_time = {
+        a: [
+            e["event_id"]
+            for e in sorted(stream, key=lambda e: e["occurred_at"])
+            if e["account_id"] == a
+        ]
+        for a in ACCOUNTS
+    }
+    assert all(
+        by_time[a] != sent[a] != sorted(sent[a]) for a in ACCOUNTS
+    )  # neither time nor id order is send order
 
     worker = Worker(ns).start()
     try:
@@ -72,13 +83,20 @@ def test_each_account_is_sequenced_in_the_order_its_events_were_sent(kafka_broke
         assert ns.send(stream[:half]) == half
         assert ns.send(stream[half:]) == len(stream) - half  # a second producer session
         total = len(stream)
-        wait_for(lambda: ns.scalar("SELECT count() FROM audit.events") >= total, 180, f"{total} stored events")
+        wait_for(
+            lambda: ns.scalar("SELECT count() FROM audit.events") >= total,
+            180,
+            f"{total} stored events",
+        )
         wait_settled(ns)
 
         # what the broker holds on each account's partition: the order sent
         on_partition: dict[str, list[str]] = defaultdict(list)
         partitions: dict[str, set[int]] = defaultdict(set)
-        for record in sorted(ns.read_topic(ns.settings.actions_topic, expect=total), key=lambda r: (r.partition, r.offset)):
+        for record in sorted(
+            ns.read_topic(ns.settings.actions_topic, expect=total),
+            key=lambda r: (r.partition, r.offset),
+        ):
             doc = orjson.loads(record.value)
             on_partition[doc["account_id"]].append(doc["event_id"])
             partitions[doc["account_id"]].add(record.partition)
@@ -87,9 +105,14 @@ def test_each_account_is_sequenced_in_the_order_its_events_were_sent(kafka_broke
 
         # the ledger topic: seq 1..n in the order sent, each entry naming its source offset
         ledger: dict[str, list[tuple[int, str, int]]] = defaultdict(list)
-        for record in sorted(ns.read_topic(ns.settings.ledger_topic, expect=total), key=lambda r: (r.partition, r.offset)):
+        for record in sorted(
+            ns.read_topic(ns.settings.ledger_topic, expect=total),
+            key=lambda r: (r.partition, r.offset),
+        ):
             entry = orjson.loads(record.value)
-            ledger[entry["account_id"]].append((int(entry["seq"]), entry["event_id"], int(entry["ingest_offset"])))
+            ledger[entry["account_id"]].append(
+                (int(entry["seq"]), entry["event_id"], int(entry["ingest_offset"]))
+            )
         for account in ACCOUNTS:
             seqs, ids, offsets = zip(*ledger[account], strict=True)
             assert list(seqs) == list(range(1, PER_ACCOUNT + 1)), account
@@ -98,7 +121,10 @@ def test_each_account_is_sequenced_in_the_order_its_events_were_sent(kafka_broke
 
         # the warehouse, by seq
         for account in ACCOUNTS:
-            rows = ns.sql("SELECT seq, event_id FROM audit.events WHERE account_id = {a:String} ORDER BY seq", {"a": account})
+            rows = ns.sql(
+                "SELECT seq, event_id FROM audit.events WHERE account_id = {a:String} ORDER BY seq",
+                {"a": account},
+            )
             assert [int(r[0]) for r in rows] == list(range(1, PER_ACCOUNT + 1)), account
             assert [r[1] for r in rows] == sent[account], f"warehouse order of {account}"
         assert ns.scalar("SELECT count() FROM audit.events") == total

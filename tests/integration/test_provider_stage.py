@@ -37,9 +37,13 @@ def history(principal: str, start: float) -> list[dict[str, Any]]:
     """90 minutes of a principal's ordinary work from its office, on two accounts."""
     return [
         {
-            "event_id": f"{principal}-h{i}", "occurred_at": at(start + i * 5), "account_id": ACCOUNTS[i % 2],
+            "event_id": f"{principal}-h{i}",
+            "occurred_at": at(start + i * 5),
+            "account_id": ACCOUNTS[i % 2],
             "actor": {"type": "provider", "provider_id": "prov-1", "principal_id": principal},
-            "source": {"ip": f"91.64.10.{10 + i}"}, "action": "listing.update", "marketplace": "DE",
+            "source": {"ip": f"91.64.10.{10 + i}"},
+            "action": "listing.update",
+            "marketplace": "DE",
             "resource": {"type": "listing", "id": f"SKU-{i}"},
         }
         for i in range(18)
@@ -48,9 +52,12 @@ def history(principal: str, start: float) -> list[dict[str, Any]]:
 
 def hit(principal: str, n: int, minutes: float) -> dict[str, Any]:
     return {
-        "event_id": f"{principal}-x{n}", "occurred_at": at(minutes), "account_id": ACCOUNTS[n],
+        "event_id": f"{principal}-x{n}",
+        "occurred_at": at(minutes),
+        "account_id": ACCOUNTS[n],
         "actor": {"type": "provider", "provider_id": "prov-1", "principal_id": principal},
-        "source": {"ip": f"36.110.1.{20 + n}"}, "action": "report.download",
+        "source": {"ip": f"36.110.1.{20 + n}"},
+        "action": "report.download",
         "resource": {"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"},
     }
 
@@ -59,7 +66,10 @@ def alerts_of(ns: Namespace, detector: str, timeout: float = 60.0) -> list[dict[
     """The alerts of `detector` on the alerts topic, waiting for the first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [orjson.loads(r.value) for r in ns.read_topic(ns.settings.alerts_topic, expect=10**9, timeout=2)]
+        found = [
+            orjson.loads(r.value)
+            for r in ns.read_topic(ns.settings.alerts_topic, expect=10**9, timeout=2)
+        ]
         found = [a for a in found if a["detector"] == detector]
         if found:
             return found
@@ -70,8 +80,13 @@ def spray_alerts(ns: Namespace, principal: str, timeout: float = 60.0) -> list[d
     """Every version of the principal's cross_account_spray alert on the alerts topic, waiting
     until one names the whole spray (four accounts)."""
     consumer = KafkaConsumer(
-        ns.settings.alerts_topic, bootstrap_servers=ns.settings.kafka_broker, auto_offset_reset="earliest",
-        isolation_level="read_committed", enable_auto_commit=False, group_id=None, consumer_timeout_ms=1000,
+        ns.settings.alerts_topic,
+        bootstrap_servers=ns.settings.kafka_broker,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=1000,
     )
     found: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
@@ -79,7 +94,10 @@ def spray_alerts(ns: Namespace, principal: str, timeout: float = 60.0) -> list[d
         while time.monotonic() < deadline:
             for record in consumer:
                 alert = orjson.loads(record.value)
-                if alert["detector"] == "cross_account_spray" and alert["principal_id"] == principal:
+                if (
+                    alert["detector"] == "cross_account_spray"
+                    and alert["principal_id"] == principal
+                ):
                     found.append(alert)
             if any(f"{principal}-x3" in a["evidence_event_ids"] for a in found):
                 return found
@@ -88,22 +106,44 @@ def spray_alerts(ns: Namespace, principal: str, timeout: float = 60.0) -> list[d
     raise AssertionError(f"no complete spray alert for {principal}: {found}")
 
 
-def test_provider_stage_alerts_within_seconds_and_survives_sigkill(kafka_broker: str, tmp_path: Path) -> None:
+def test_provider_stage_alerts_within_seconds_and_survives_sigkill(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     examples = Path(detectors.sigma.__file__).parent / "examples"
-    ns = Namespace(tmp_path, extra_env={"PW_PROVIDER_CHECKPOINT_SECONDS": "0.5", "PW_RULES_DIR": str(examples)})
+    ns = Namespace(
+        tmp_path, extra_env={"PW_PROVIDER_CHECKPOINT_SECONDS": "0.5", "PW_RULES_DIR": str(examples)}
+    )
     worker = Worker(ns).start()
     try:
-        wait_for(lambda: metric(ns.port, "pw_provider_stage_active") == 1, 60, "the stage holds the ledger")
+        wait_for(
+            lambda: metric(ns.port, "pw_provider_stage_active") == 1,
+            60,
+            "the stage holds the ledger",
+        )
 
         # 1. Killed after a checkpoint that holds the first half of the spray.
         first = [*history("p1", 0), hit("p1", 0, 120), hit("p1", 1, 121)]
         ns.send(first)
-        wait_for(lambda: metric(ns.port, "pw_provider_stage_events_total") >= len(first), 60, "first half folded")
-        wait_for(lambda: metric(ns.port, "pw_provider_stage_uncheckpointed_entries") == 0, 30, "a checkpoint")
+        wait_for(
+            lambda: metric(ns.port, "pw_provider_stage_events_total") >= len(first),
+            60,
+            "first half folded",
+        )
+        wait_for(
+            lambda: metric(ns.port, "pw_provider_stage_uncheckpointed_entries") == 0,
+            30,
+            "a checkpoint",
+        )
         worker.kill()
         worker = Worker(ns).start()
-        wait_for(lambda: metric(ns.port, "pw_provider_stage_active") == 1, 60, "the restarted stage holds the ledger")
-        assert metric(ns.port, "pw_provider_stage_restored_keys") == 2  # prov-1 and the Sigma rules (no grants: no account)
+        wait_for(
+            lambda: metric(ns.port, "pw_provider_stage_active") == 1,
+            60,
+            "the restarted stage holds the ledger",
+        )
+        assert (
+            metric(ns.port, "pw_provider_stage_restored_keys") == 2
+        )  # prov-1 and the Sigma rules (no grants: no account)
         sent = time.monotonic()
         ns.send([hit("p1", 2, 122), hit("p1", 3, 123)])
         alerts = spray_alerts(ns, "p1")
@@ -117,10 +157,18 @@ def test_provider_stage_alerts_within_seconds_and_survives_sigkill(kafka_broker:
         # 2. Killed as soon as the first half is folded, checkpointed or not.
         first = [*history("p2", 200), hit("p2", 0, 320), hit("p2", 1, 321)]
         ns.send(first)
-        wait_for(lambda: metric(ns.port, "pw_provider_stage_events_total") >= 2 + len(first), 60, "first half folded")
+        wait_for(
+            lambda: metric(ns.port, "pw_provider_stage_events_total") >= 2 + len(first),
+            60,
+            "first half folded",
+        )
         worker.kill()
         worker = Worker(ns).start()
-        wait_for(lambda: metric(ns.port, "pw_provider_stage_active") == 1, 60, "the restarted stage holds the ledger")
+        wait_for(
+            lambda: metric(ns.port, "pw_provider_stage_active") == 1,
+            60,
+            "the restarted stage holds the ledger",
+        )
         ns.send([hit("p2", 2, 322), hit("p2", 3, 323)])
         latest = max(spray_alerts(ns, "p2"), key=lambda a: a["count"])
         assert {"p2-x0", "p2-x1", "p2-x2", "p2-x3"} <= set(latest["evidence_event_ids"])

@@ -18,7 +18,9 @@ def stored(ns: Namespace) -> int:
     return int(ns.scalar("SELECT count() FROM audit.events"))
 
 
-def test_worker_killed_mid_stream_keeps_exactly_the_accepted_events(kafka_broker: str, tmp_path: Path) -> None:
+def test_worker_killed_mid_stream_keeps_exactly_the_accepted_events(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path)
     stream = [e for e, _ in generate(9_000, seed=31)]
     phases = [stream[:3_000], stream[3_000:6_000], stream[6_000:]]

@@ -27,11 +27,14 @@ def test_rows_older_than_the_retention_are_dropped_on_merge(tmp_path: Path) -> N
     try:
         migrate(warehouse, settings)
         ttl = {
-            r[0]: r[1] for r in warehouse.query(
+            r[0]: r[1]
+            for r in warehouse.query(
                 "SELECT name, engine_full FROM system.tables WHERE database = 'audit' AND engine LIKE '%MergeTree'"
             ).rows
         }
-        with_ttl = sorted(name for name, engine in ttl.items() if f"toIntervalDay({DAYS})" in engine)
+        with_ttl = sorted(
+            name for name, engine in ttl.items() if f"toIntervalDay({DAYS})" in engine
+        )
         assert with_ttl == ["activity_1m", "alert_status", "alerts", "events"], ttl
 
         # TTL merges held until the rows are in (the engine may drop an expired part right away)
@@ -56,7 +59,9 @@ def test_rows_older_than_the_retention_are_dropped_on_merge(tmp_path: Path) -> N
                 " VALUES ({id:String}, 'A1', 'acknowledged', 'me', {at:DateTime64(3)})",
                 {"id": f"al-{n}", "at": _ts(at)},
             )
-        before = {t: int(warehouse.query(f"SELECT count() FROM audit.{t}").rows[0][0]) for t in with_ttl}
+        before = {
+            t: int(warehouse.query(f"SELECT count() FROM audit.{t}").rows[0][0]) for t in with_ttl
+        }
         assert before == dict.fromkeys(with_ttl, 2)
 
         for table in with_ttl:
@@ -70,9 +75,13 @@ def test_rows_older_than_the_retention_are_dropped_on_merge(tmp_path: Path) -> N
         }
         after = {t: [r[0] for r in warehouse.query(q).rows] for t, q in kept.items()}
         assert after == {
-            "events": ["ev-1"], "alerts": ["al-1"], "alert_status": ["al-1"],
+            "events": ["ev-1"],
+            "alerts": ["al-1"],
+            "alert_status": ["al-1"],
             "activity_1m": [recent.strftime("%Y-%m-%d %H:%M:00")],
         }
-        assert int(warehouse.query("SELECT count() FROM audit.schema_migrations").rows[0][0]) >= 5  # no TTL
+        assert (
+            int(warehouse.query("SELECT count() FROM audit.schema_migrations").rows[0][0]) >= 5
+        )  # no TTL
     finally:
         warehouse.close()

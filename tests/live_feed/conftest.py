@@ -37,7 +37,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def provider_event(account: str, action: str, event_id: str | None = None, principal: str = "intruder-1") -> dict[str, Any]:
+def provider_event(
+    account: str, action: str, event_id: str | None = None, principal: str = "intruder-1"
+) -> dict[str, Any]:
     """A provider acting on an account where it has no grant: `auth.credentials_create` raises a
     critical provider_sensitive_action alert, `report.download` a high provider_without_grant one."""
     return {
@@ -60,6 +62,7 @@ def same_partition(account: str, prefix: str, partitions: int = 4) -> str:
     """A new account id whose events (and alerts) land on `account`'s partition, so the order
     between the two accounts' alerts is the order their events were sent (the producer's
     default partitioner: murmur2 of the key)."""
+
     def partition(key: str) -> int:
         return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
@@ -96,7 +99,12 @@ class Reader:
         return [orjson.loads(e.data) for e in self.events if e.event == "alert"]
 
     def wait_alerts(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
-        wait_for(lambda: len(self.alerts()) >= count, timeout, f"{count} alerts on the stream", interval=0.1)
+        wait_for(
+            lambda: len(self.alerts()) >= count,
+            timeout,
+            f"{count} alerts on the stream",
+            interval=0.1,
+        )
         return self.alerts()
 
     def close(self) -> None:

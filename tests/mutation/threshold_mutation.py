@@ -38,7 +38,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_FILE = Path("pipeline/detection_config.py")
 DETECTOR_DIR = Path("detectors")
-FLIP = {ast.Lt: (ast.LtE, "<", "<="), ast.LtE: (ast.Lt, "<=", "<"), ast.Gt: (ast.GtE, ">", ">="), ast.GtE: (ast.Gt, ">=", ">")}
+FLIP = {
+    ast.Lt: (ast.LtE, "<", "<="),
+    ast.LtE: (ast.Lt, "<=", "<"),
+    ast.Gt: (ast.GtE, ">", ">="),
+    ast.GtE: (ast.Gt, ">=", ">"),
+}
 
 
 @dataclass(frozen=True)
@@ -89,14 +94,26 @@ def value_mutants(fields: dict[str, int | float], float_step: float) -> Iterator
         if isinstance(value, int) and not isinstance(value, bool) and match.group(1) == "int":
             moves = [("-1", value - 1), ("+1", value + 1)]
         else:
-            moves = [(f"-{float_step:.0%}", value * (1 - float_step)), (f"+{float_step:.0%}", value * (1 + float_step))]
+            moves = [
+                (f"-{float_step:.0%}", value * (1 - float_step)),
+                (f"+{float_step:.0%}", value * (1 + float_step)),
+            ]
         for step, moved in moves:
             shown = repr(round(moved, 6)) if isinstance(moved, float) else str(moved)
-            yield Mutant(name, f"default {old} -> {shown} ({step})", CONFIG_FILE, old, shown, match.start("v"))
+            yield Mutant(
+                name,
+                f"default {old} -> {shown} ({step})",
+                CONFIG_FILE,
+                old,
+                shown,
+                match.start("v"),
+            )
 
 
 #: Calls an arithmetic value flows through (a threshold passed through `max(1, ...)` is still it).
-ARITHMETIC_CALLS = frozenset({"max", "min", "int", "float", "abs", "round", "Decimal", "str", "timedelta"})
+ARITHMETIC_CALLS = frozenset(
+    {"max", "min", "int", "float", "abs", "round", "Decimal", "str", "timedelta"}
+)
 
 
 def _mentions(
@@ -122,7 +139,19 @@ def _mentions(
         return found
     if isinstance(node, (ast.ListComp, ast.GeneratorExp)):
         parts = [node.elt, *(g.iter for g in node.generators)]
-    elif isinstance(node, (ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.IfExp, ast.Subscript, ast.List, ast.Tuple)):
+    elif isinstance(
+        node,
+        (
+            ast.BinOp,
+            ast.UnaryOp,
+            ast.BoolOp,
+            ast.Compare,
+            ast.IfExp,
+            ast.Subscript,
+            ast.List,
+            ast.Tuple,
+        ),
+    ):
         parts = list(ast.iter_child_nodes(node))
     else:
         parts = []
@@ -153,12 +182,18 @@ def comparison_mutants(fields: set[str]) -> Iterator[Mutant]:
                     value: ast.expr | None = None
                     if isinstance(node, ast.Assign):
                         targets, value = node.targets, node.value
-                    elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None:
+                    elif (
+                        isinstance(node, (ast.AnnAssign, ast.AugAssign)) and node.value is not None
+                    ):
                         targets, value = [node.target], node.value
                     if value is not None:
                         for t in _mentions(value, fields, mine, calls, functions):
                             for target in targets:
-                                names = [target] if isinstance(target, ast.Name) else getattr(target, "elts", [])
+                                names = (
+                                    [target]
+                                    if isinstance(target, ast.Name)
+                                    else getattr(target, "elts", [])
+                                )
                                 for name in (n.id for n in names if isinstance(n, ast.Name)):
                                     if f"{name}:{t}" not in mine:
                                         mine.add(f"{name}:{t}")
@@ -169,7 +204,11 @@ def comparison_mutants(fields: set[str]) -> Iterator[Mutant]:
                                 calls.add(f"{fname}:{t}")
                                 changed = True
                     # an argument that reads a threshold taints the callee's parameter
-                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in functions:
+                    if (
+                        isinstance(node, ast.Call)
+                        and isinstance(node.func, ast.Name)
+                        and node.func.id in functions
+                    ):
                         params = [a.arg for a in functions[node.func.id].args.args]
                         for param, arg in zip(params, node.args, strict=False):
                             for t in _mentions(arg, fields, mine, calls, functions):
@@ -180,7 +219,11 @@ def comparison_mutants(fields: set[str]) -> Iterator[Mutant]:
         rel = path.relative_to(ROOT)
         for fname, fn in functions.items():
             for node in ast.walk(fn):
-                if not isinstance(node, ast.Compare) or len(node.ops) != 1 or type(node.ops[0]) not in FLIP:
+                if (
+                    not isinstance(node, ast.Compare)
+                    or len(node.ops) != 1
+                    or type(node.ops[0]) not in FLIP
+                ):
                     continue
                 reads = _mentions(node, fields, tainted[fname], calls, functions)
                 if not reads:
@@ -196,15 +239,24 @@ def comparison_mutants(fields: set[str]) -> Iterator[Mutant]:
                     yield Mutant(
                         threshold,
                         f"{rel}:{node.lineno} `{source}`: `{old}` -> `{new}`",
-                        rel, old, new, lo + at,
+                        rel,
+                        old,
+                        new,
+                        lo + at,
                     )
 
 
 def _tracked_files() -> list[str]:
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, check=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     return [f for f in listed if f and (ROOT / f).is_file() and not (ROOT / f).is_symlink()]
 
 
@@ -224,15 +276,34 @@ def run_tests(repo: Path, tests: list[str], timeout: float) -> tuple[bool, str]:
     env = {k: v for k, v in env.items() if not k.startswith("PW_DETECT_")}
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *tests],
-            cwd=repo, env=env, capture_output=True, text=True, timeout=timeout,
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-x",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-o",
+                "addopts=",
+                *tests,
+            ],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         return False, f"timed out after {timeout:.0f} s"
     if proc.returncode == 0:
         return True, ""
-    failed = re.findall(r"^FAILED (\S+)", proc.stdout, re.M) or re.findall(r"^ERROR (\S+)", proc.stdout, re.M)
-    return False, failed[0] if failed else proc.stdout.strip().splitlines()[-1:][0] if proc.stdout.strip() else proc.stderr[-300:]
+    failed = re.findall(r"^FAILED (\S+)", proc.stdout, re.M) or re.findall(
+        r"^ERROR (\S+)", proc.stdout, re.M
+    )
+    return False, failed[0] if failed else proc.stdout.strip().splitlines()[-1:][
+        0
+    ] if proc.stdout.strip() else proc.stderr[-300:]
 
 
 def check(mutant: Mutant, base: Path, tests: list[str], timeout: float) -> Outcome:
@@ -243,9 +314,16 @@ def check(mutant: Mutant, base: Path, tests: list[str], timeout: float) -> Outco
         target = repo / mutant.file
         text = target.read_text()
         assert text[mutant.start : mutant.start + len(mutant.old)] == mutant.old, mutant
-        target.write_text(text[: mutant.start] + mutant.new + text[mutant.start + len(mutant.old) :])
+        target.write_text(
+            text[: mutant.start] + mutant.new + text[mutant.start + len(mutant.old) :]
+        )
         passed, detail = run_tests(repo, tests, timeout)
-    return Outcome(mutant, not passed, detail if not passed else "every test passed", time.monotonic() - started)
+    return Outcome(
+        mutant,
+        not passed,
+        detail if not passed else "every test passed",
+        time.monotonic() - started,
+    )
 
 
 def _result(o: Outcome) -> tuple[bool, str, float]:
@@ -265,18 +343,26 @@ def table(outcomes: Iterable[Outcome], defaults: dict[str, int | float]) -> str:
     for name in defaults:
         mine = by.get(name, [])
         killed = sum(o.killed for o in mine)
-        rows.append(f"| `{name}` | {len(mine)} | {killed} | {'yes' if mine and killed == len(mine) else '**NO**'} |")
+        rows.append(
+            f"| `{name}` | {len(mine)} | {killed} | {'yes' if mine and killed == len(mine) else '**NO**'} |"
+        )
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", default=None, help="thresholds to mutate (default: all)")
     parser.add_argument(
-        "--tests", nargs="*", default=["tests/detectors/test_thresholds.py", "tests/detectors"],
+        "--only", nargs="*", default=None, help="thresholds to mutate (default: all)"
+    )
+    parser.add_argument(
+        "--tests",
+        nargs="*",
+        default=["tests/detectors/test_thresholds.py", "tests/detectors"],
         help="what pytest runs per mutant (stopping at the first failure)",
     )
-    parser.add_argument("--float-step", type=float, default=0.01, help="relative step for float thresholds")
+    parser.add_argument(
+        "--float-step", type=float, default=0.01, help="relative step for float thresholds"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per test run")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
@@ -295,9 +381,15 @@ def main(argv: list[str] | None = None) -> int:
         for m in mutants:
             print(f"{m.threshold}: {m.label}")
         return 0
-    missing = [name for name in defaults if not any(m.threshold == name and m.file != CONFIG_FILE for m in mutants)]
-    print(f"{len(mutants)} mutants of {len(defaults)} thresholds; no comparison found for: {', '.join(missing) or 'none'}",
-          file=sys.stderr)
+    missing = [
+        name
+        for name in defaults
+        if not any(m.threshold == name and m.file != CONFIG_FILE for m in mutants)
+    ]
+    print(
+        f"{len(mutants)} mutants of {len(defaults)} thresholds; no comparison found for: {', '.join(missing) or 'none'}",
+        file=sys.stderr,
+    )
     with tempfile.TemporaryDirectory(prefix="pw-mutation-") as tmp:
         base = Path(tmp)
         scratch_copy(base)

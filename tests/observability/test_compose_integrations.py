@@ -34,7 +34,11 @@ COMPOSE = REPO_ROOT / "docker-compose.yml"
 
 
 def listed_in_env_example(text: str | None = None) -> set[str]:
-    return set(re.findall(r"^([A-Za-z_][A-Za-z0-9_]*)=", ENV_EXAMPLE.read_text() if text is None else text, re.M))
+    return set(
+        re.findall(
+            r"^([A-Za-z_][A-Za-z0-9_]*)=", ENV_EXAMPLE.read_text() if text is None else text, re.M
+        )
+    )
 
 
 def routes_file_of(service: dict[str, Any]) -> Path | None:
@@ -53,7 +57,9 @@ def named_variables(routes_text: str) -> set[str]:
     """Every environment variable a routes file names (secret_env, url_env)."""
     data = alert_routes.tomllib.loads(routes_text)
     return {
-        value for output in data.get("outputs", {}).values() for key, value in output.items()
+        value
+        for output in data.get("outputs", {}).values()
+        for key, value in output.items()
         if key in ("secret_env", "url_env")
     }
 
@@ -95,20 +101,28 @@ def test_the_check_finds_a_secret_that_env_example_or_compose_lacks() -> None:
         "PW_HOOK_SECRET (routes file) not in .env.example",
         "PW_HOOK_SECRET (routes file) not passed to the container as ${PW_HOOK_SECRET:?...}",
     ]
-    passed = {**feed, "environment": {**feed["environment"], "PW_HOOK_SECRET": "${PW_HOOK_SECRET:?set it}"}}
+    passed = {
+        **feed,
+        "environment": {**feed["environment"], "PW_HOOK_SECRET": "${PW_HOOK_SECRET:?set it}"},
+    }
     assert missing(passed, text, ENV_EXAMPLE.read_text() + "PW_HOOK_SECRET=\n") == []
     # the old mount, the full example file, names secrets the stack never had: this crash-looped
     example = (REPO_ROOT / "infra/alerts/routes.example.toml").read_text()
     assert any("PW_WEBHOOK_SECRET" in p for p in missing(feed, example, ENV_EXAMPLE.read_text()))
     with pytest.raises(alert_routes.RoutesError, match="PW_WEBHOOK_SECRET"):
-        alert_routes.parse(alert_routes.tomllib.loads(example), {k: resolved(v) for k, v in feed["environment"].items()})
+        alert_routes.parse(
+            alert_routes.tomllib.loads(example),
+            {k: resolved(v) for k, v in feed["environment"].items()},
+        )
 
 
 def test_every_partnerwatch_service_starts_with_its_settings() -> None:
     for name, service in partnerwatch_services().items():
         env = {k: resolved(v) for k, v in (service.get("environment") or {}).items()}
         settings = Settings.from_env(env)
-        assert exposure_error(settings) is None, name  # the worker listens beyond loopback only with a token
+        assert exposure_error(settings) is None, (
+            name
+        )  # the worker listens beyond loopback only with a token
 
 
 def test_alertmanager_is_in_the_stack_and_everything_reaches_it() -> None:
@@ -120,20 +134,32 @@ def test_alertmanager_is_in_the_stack_and_everything_reaches_it() -> None:
     assert "127.0.0.1:9093:9093" in am["ports"]
     # Prometheus's rules notify it
     prometheus = yaml.safe_load((REPO_ROOT / "infra/prometheus/prometheus.yml").read_text())
-    targets = [t for a in prometheus["alerting"]["alertmanagers"] for c in a["static_configs"] for t in c["targets"]]
+    targets = [
+        t
+        for a in prometheus["alerting"]["alertmanagers"]
+        for c in a["static_configs"]
+        for t in c["targets"]
+    ]
     assert targets == ["alertmanager:9093"]
     assert s["prometheus"]["depends_on"]["alertmanager"] == {"condition": "service_healthy"}
     # the alert feed's output points at it
-    routes = alert_routes.tomllib.loads((REPO_ROOT / "infra/alerts/routes.compose.toml").read_text())
+    routes = alert_routes.tomllib.loads(
+        (REPO_ROOT / "infra/alerts/routes.compose.toml").read_text()
+    )
     assert routes["outputs"]["alertmanager"]["url"] == "http://alertmanager:9093"
     assert s["alert-feed"]["depends_on"]["alertmanager"] == {"condition": "service_healthy"}
 
 
-@pytest.mark.skipif(shutil.which("amtool") is None, reason="amtool (Debian's prometheus-alertmanager) is not installed")
+@pytest.mark.skipif(
+    shutil.which("amtool") is None,
+    reason="amtool (Debian's prometheus-alertmanager) is not installed",
+)
 def test_the_alertmanager_configuration_is_valid() -> None:
     done = subprocess.run(
         ["amtool", "check-config", str(REPO_ROOT / "infra/alertmanager/alertmanager.yml")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
 
@@ -144,11 +170,21 @@ def test_worker_replicas_keep_their_own_state() -> None:
         for volume in service.get("volumes", []):
             source, _, target = volume.partition(":")
             target = target.split(":")[0]
-            assert target != "/data", f"{name} mounts {source} at /data: replicas would share Faust state"
-    assert re.search(r"^VOLUME /data$", (REPO_ROOT / "Dockerfile").read_text(), re.M)  # one anonymous volume each
+            assert target != "/data", (
+                f"{name} mounts {source} at /data: replicas would share Faust state"
+            )
+    assert re.search(
+        r"^VOLUME /data$", (REPO_ROOT / "Dockerfile").read_text(), re.M
+    )  # one anonymous volume each
     # what they do share is read-only: the behaviour model artifacts
-    assert "models:/models:ro" in s["worker"]["volumes"] and s["worker"]["environment"]["PW_MODEL_DIR"] == "/models"
-    assert "models:/models" in s["train"]["volumes"] and s["train"]["environment"]["PW_MODEL_DIR"] == "/models"
+    assert (
+        "models:/models:ro" in s["worker"]["volumes"]
+        and s["worker"]["environment"]["PW_MODEL_DIR"] == "/models"
+    )
+    assert (
+        "models:/models" in s["train"]["volumes"]
+        and s["train"]["environment"]["PW_MODEL_DIR"] == "/models"
+    )
 
 
 class _Health:
@@ -194,7 +230,9 @@ def test_the_worker_healthcheck_fails_while_health_is_not_ok(health: _Health) ->
     code = code.replace("127.0.0.1:6066", f"127.0.0.1:{health.port}")
 
     def exit_code() -> int:
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30).returncode
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, timeout=30
+        ).returncode
 
     assert exit_code() == 0
     for answer in [
@@ -211,12 +249,19 @@ def test_the_worker_healthcheck_fails_while_health_is_not_ok(health: _Health) ->
 
 def test_the_grafana_plugin_is_pinned_and_baked_in() -> None:
     grafana = services()["grafana"]
-    assert "GF_INSTALL_PLUGINS" not in grafana["environment"], "installing at start needs the internet"
+    assert "GF_INSTALL_PLUGINS" not in grafana["environment"], (
+        "installing at start needs the internet"
+    )
     version = grafana["build"]["args"]["CLICKHOUSE_PLUGIN_VERSION"]
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
     dockerfile = (REPO_ROOT / grafana["build"]["context"] / "Dockerfile").read_text()
     base = re.search(r"^FROM grafana/grafana:(\d+\.\d+\.\d+)$", dockerfile, re.M)
     assert base and base.group(1) in grafana["image"] and version in grafana["image"]
-    assert re.search(r"plugins install grafana-clickhouse-datasource \"\$\{CLICKHOUSE_PLUGIN_VERSION\}\"", dockerfile)
+    assert re.search(
+        r"plugins install grafana-clickhouse-datasource \"\$\{CLICKHOUSE_PLUGIN_VERSION\}\"",
+        dockerfile,
+    )
     assert f"ARG CLICKHOUSE_PLUGIN_VERSION={version}" in dockerfile
-    assert "GF_PATHS_PLUGINS=/opt/grafana-plugins" in dockerfile  # not under the grafana-data volume
+    assert (
+        "GF_PATHS_PLUGINS=/opt/grafana-plugins" in dockerfile
+    )  # not under the grafana-data volume

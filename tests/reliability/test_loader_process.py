@@ -25,7 +25,9 @@ from tests.integration.test_loader_process import committed
 pytestmark = pytest.mark.reliability
 
 
-def test_loader_process_killed_twice_mid_load_stores_each_entry_once(kafka_broker: str, tmp_path: Path) -> None:
+def test_loader_process_killed_twice_mid_load_stores_each_entry_once(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     rng = random.Random(20261202)
     ns = namespace(tmp_path, batch_rows=2_000)
     ledger = Ledger(ns)
@@ -36,7 +38,12 @@ def test_loader_process_killed_twice_mid_load_stores_each_entry_once(kafka_broke
     try:
         for round_ in range(2):
             floor = rng.randint(1, 4) * 1_000
-            wait_for(lambda f=floor, lo=loader: lo.health().get("stored_events", 0) >= f, 240, f"{floor} rows stored in this run", 0.05)
+            wait_for(
+                lambda f=floor, lo=loader: lo.health().get("stored_events", 0) >= f,
+                240,
+                f"{floor} rows stored in this run",
+                0.05,
+            )
             time.sleep(rng.uniform(0.0, 0.4))  # somewhere in the next batch
             doc = loader.health()
             kills.append({"stored": doc.get("stored_events"), "skipped": doc.get("skipped_stored")})
@@ -46,7 +53,11 @@ def test_loader_process_killed_twice_mid_load_stores_each_entry_once(kafka_broke
             loader = Loader(ns, env).start()
         ledger.produce(4_000)
         ends = end_offsets(ns)
-        wait_for(lambda: committed(ns, ns.settings.ledger_topic) == ends, 300, "the loader to commit every ledger record")
+        wait_for(
+            lambda: committed(ns, ns.settings.ledger_topic) == ends,
+            300,
+            "the loader to commit every ledger record",
+        )
         skipped = loader.health().get("skipped_stored")
         loader.stop()
         assert loader.proc is not None and loader.proc.returncode == 0, loader.log_tail()
@@ -58,4 +69,6 @@ def test_loader_process_killed_twice_mid_load_stores_each_entry_once(kafka_broke
         assert {p: m.end for p, m in read_marks(wh, ns.settings.ledger_topic).items()} == ends
     finally:
         wh.close()
-    print(f"loader SIGKILL x2: this run's figures at each kill {kills}; skipped as stored after the last restart {skipped}")
+    print(
+        f"loader SIGKILL x2: this run's figures at each kill {kills}; skipped as stored after the last restart {skipped}"
+    )

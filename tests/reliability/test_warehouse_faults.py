@@ -67,7 +67,10 @@ def _privileged(*cmd: str) -> list[str]:
 
 def _can_mount() -> str:
     """Empty when a tmpfs can be mounted here, else why not."""
-    if os.geteuid() != 0 and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0
+    ):
         return "mounting a tmpfs needs root or passwordless sudo"
     return ""
 
@@ -108,14 +111,18 @@ def _fill(path: Path) -> Path:
     return filler
 
 
-def test_embedded_warehouse_disk_full_holds_offsets_and_resumes(kafka_broker: str, tmp_path: Path) -> None:
+def test_embedded_warehouse_disk_full_holds_offsets_and_resumes(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     why = _can_mount()
     if why:
         pytest.skip(why)
     ns = Namespace(tmp_path)
     mount = ns.settings.warehouse_path
     mount.mkdir(parents=True)
-    subprocess.run(_privileged("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)), check=True)
+    subprocess.run(
+        _privileged("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)), check=True
+    )
     worker = Worker(ns)
     try:
         worker.start()
@@ -125,7 +132,9 @@ def test_embedded_warehouse_disk_full_holds_offsets_and_resumes(kafka_broker: st
         wait_for(lambda: stored(ns) >= 1_000, 120, "1,000 stored before the disk fills")
         filler = _fill(mount)
         ns.send(first[1_000:5_000])
-        wait_for(lambda: _health(ns)["status"] == "degraded", 120, "/v1/health to report the full disk")
+        wait_for(
+            lambda: _health(ns)["status"] == "degraded", 120, "/v1/health to report the full disk"
+        )
         health = _health(ns)
         error = str(health["warehouse_error"]).lower()
         assert "space" in error or "disk" in error, health
@@ -140,10 +149,16 @@ def test_embedded_warehouse_disk_full_holds_offsets_and_resumes(kafka_broker: st
             return sequenced(ns)
 
         # the backlog is sequenced into the ledger (Kafka) while the loader holds its batch
-        wait_for(all_sequenced, 300, "the 24,000 events sequenced while the disk is full", interval=1.5)
+        wait_for(
+            all_sequenced, 300, "the 24,000 events sequenced while the disk is full", interval=1.5
+        )
         assert worker.alive()
-        assert stored(ns) == held_stored and _loader_offsets(ns) == held_offsets  # nothing committed
-        assert "No space left" in worker.log_path.read_text(errors="replace") or "space" in worker.log_tail(200)
+        assert (
+            stored(ns) == held_stored and _loader_offsets(ns) == held_offsets
+        )  # nothing committed
+        assert "No space left" in worker.log_path.read_text(
+            errors="replace"
+        ) or "space" in worker.log_tail(200)
         growth = max(samples) - rss_before
         assert growth < 200, f"RSS grew {growth:.0f} MiB while the warehouse was down: {samples}"
 

@@ -21,11 +21,20 @@ def test_alert_id_is_the_first_32_hex_characters_of_sha256() -> None:
 
 def test_an_alert_raised_by_a_detector_carries_that_id() -> None:
     """detector provider_without_grant, key account|provider|principal, window the event's hour."""
-    event = normalize({
-        "event_id": "ev-1", "occurred_at": "2026-11-02T08:10:00Z", "account_id": "A0001SELLER",
-        "action": "report.download", "actor": {"type": "provider", "provider_id": "prov-1", "principal_id": "p1"},
-    })
-    (finding,) = [f for f in observe(new_state(), event, DetectionConfig()) if f.detector == "provider_without_grant"]
+    event = normalize(
+        {
+            "event_id": "ev-1",
+            "occurred_at": "2026-11-02T08:10:00Z",
+            "account_id": "A0001SELLER",
+            "action": "report.download",
+            "actor": {"type": "provider", "provider_id": "prov-1", "principal_id": "p1"},
+        }
+    )
+    (finding,) = [
+        f
+        for f in observe(new_state(), event, DetectionConfig())
+        if f.detector == "provider_without_grant"
+    ]
     alert = fold(None, finding, event, seq=1)
     # printf '%s' 'provider_without_grant|A0001SELLER|prov-1|p1|2026-11-02T08:00:00.000Z' | sha256sum | cut -c1-32
     assert alert["alert_id"] == "cebfd8ab42193544cf27bdcb50b18a88"

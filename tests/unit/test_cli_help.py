@@ -19,7 +19,9 @@ ROOT = typer.main.get_command(cli)
 
 def paths(command: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     yield prefix
-    for name, sub in getattr(command, "commands", {}).items():  # a group (typer vendors its own click)
+    for name, sub in getattr(
+        command, "commands", {}
+    ).items():  # a group (typer vendors its own click)
         if not sub.hidden:
             yield from paths(sub, (*prefix, name))
 
@@ -28,8 +30,16 @@ ALL = list(paths(ROOT))
 
 
 def test_the_walk_finds_the_new_commands() -> None:
-    for path in [("grants", "add"), ("grants", "import"), ("alerts", "list"), ("alerts", "show"),
-                 ("deadletter", "tail"), ("deadletter", "show"), ("validate",), ("send",)]:
+    for path in [
+        ("grants", "add"),
+        ("grants", "import"),
+        ("alerts", "list"),
+        ("alerts", "show"),
+        ("deadletter", "tail"),
+        ("deadletter", "show"),
+        ("validate",),
+        ("send",),
+    ]:
         assert path in ALL, path
 
 

@@ -75,10 +75,14 @@ def roundtrip(warehouse: EmbeddedWarehouse, raws: list[bytes]) -> int:
         expected[key] = [str(row[c]) for c in EVENT_COLUMNS]
         lines.append(line)
     assert store_lines(warehouse, lines) == len(lines)
-    got = {(r[1], int(r[2])): r for r in warehouse.query(f"SELECT {COLUMNS} FROM audit.events").rows}
+    got = {
+        (r[1], int(r[2])): r for r in warehouse.query(f"SELECT {COLUMNS} FROM audit.events").rows
+    }
     assert set(got) == set(expected)
     for key, want in expected.items():
-        mismatched = [(c, a, b) for c, a, b in zip(EVENT_COLUMNS, got[key], want, strict=True) if a != b]
+        mismatched = [
+            (c, a, b) for c, a, b in zip(EVENT_COLUMNS, got[key], want, strict=True) if a != b
+        ]
         assert not mismatched, (key, mismatched)
     return len(expected)
 
@@ -86,8 +90,16 @@ def roundtrip(warehouse: EmbeddedWarehouse, raws: list[bytes]) -> int:
 def simulated(count: int, seed: int) -> list[bytes]:
     state = LedgerState(7)
     raws = []
-    kinds = ("ip_outside_allowlist", "price_change_over_limit", "funds_without_approval", "account_takeover_sequence", "refund_burst")
-    for n, (event, _) in enumerate(generate(count, seed=seed, attack_rate=0.05, attack_kinds=kinds)):
+    kinds = (
+        "ip_outside_allowlist",
+        "price_change_over_limit",
+        "funds_without_approval",
+        "account_takeover_sequence",
+        "refund_burst",
+    )
+    for n, (event, _) in enumerate(
+        generate(count, seed=seed, attack_rate=0.05, attack_kinds=kinds)
+    ):
         entry = state.accept(normalize(event), format_ms(1_793_599_260_000 + n))
         if entry is not None:
             raws.append(encode_entry(entry))
@@ -99,15 +111,28 @@ def test_simulated_ledger_rows_are_event_rows(warehouse: EmbeddedWarehouse) -> N
     assert roundtrip(warehouse, raws) == len(raws)
     # the mix covers the nested and optional fields the columns come from
     text = b"\n".join(raws)
-    for field in (b'"changes"', b'"amount"', b'"source"', b'"resource"', b'"grant"', b'"marketplace"'):
+    for field in (
+        b'"changes"',
+        b'"amount"',
+        b'"source"',
+        b'"resource"',
+        b'"grant"',
+        b'"marketplace"',
+    ):
         assert field in text, field
 
 
 def base_entry(n: int = 1) -> dict[str, Any]:
     return {
-        "event_id": f"ev-{n}", "occurred_at": "2026-11-02T10:00:00.123Z", "account_id": "A0001SELLER",
-        "action": "listing.update", "actor": {"type": "provider", "principal_id": "svc", "provider_id": "P1"},
-        "outcome": "success", "seq": n, "prev_hash": "0" * 64, "hash": "a" * 64,
+        "event_id": f"ev-{n}",
+        "occurred_at": "2026-11-02T10:00:00.123Z",
+        "account_id": "A0001SELLER",
+        "action": "listing.update",
+        "actor": {"type": "provider", "principal_id": "svc", "provider_id": "P1"},
+        "outcome": "success",
+        "seq": n,
+        "prev_hash": "0" * 64,
+        "hash": "a" * 64,
         "ingested_at": "2026-11-02T10:00:01.000Z",
     }
 
@@ -131,7 +156,10 @@ BAD = [
     (variant(seq="1"), "wrong_type"),
     (variant(seq=True), "wrong_type"),
     (variant(seq=0), "bad_value"),
-    (variant(seq=1).replace(b'"seq":1,', b'"seq":18446744073709551616,'), "wrong_type"),  # orjson: a float
+    (
+        variant(seq=1).replace(b'"seq":1,', b'"seq":18446744073709551616,'),
+        "wrong_type",
+    ),  # orjson: a float
     (variant(account_id=7), "wrong_type"),
     (variant(actor="provider"), "wrong_type"),
     (variant(actor={"type": "provider", "principal_id": "svc", "provider_id": None}), "wrong_type"),
@@ -144,7 +172,10 @@ BAD = [
     (variant(occurred_at="2026-11-02 10:00:00.123"), "bad_timestamp"),
     (variant(occurred_at="2026-02-30T10:00:00.000Z"), "bad_timestamp"),  # no such day
     (variant(occurred_at="2026-11-02T10:00:00.123Z "), "bad_timestamp"),
-    (variant(occurred_at="2026-11-02\u00e910:00:00.123Z"), "bad_timestamp"),  # ch_time used to slice it
+    (
+        variant(occurred_at="2026-11-02\u00e910:00:00.123Z"),
+        "bad_timestamp",
+    ),  # ch_time used to slice it
     (variant(ingested_at="1969-12-31T23:59:59.999Z"), "bad_timestamp"),
     (variant(ingested_at="2201-01-01T00:00:00.000Z"), "bad_timestamp"),
     (variant(ingested_at=1_793_599_260_000), "wrong_type"),
@@ -162,13 +193,36 @@ def test_bad_records_get_the_reason_checked_entry_gives(raw: bytes, reason: str)
 def test_unusual_but_storable_records(warehouse: EmbeddedWarehouse) -> None:
     raws = [
         # repeated keys: orjson keeps the last; the row is built from what was checked
-        b'{"event_id":"first","event_id":"ev-dup",' + variant(seq=1)[1:].replace(b'"event_id":"ev-1",', b""),
-        variant(seq=2, changes=[{"field": "price", "old": "1.00", "new": 2.5e-7}], grant={"x": [1, {"b": None}]}),
-        variant(seq=3, source={}, resource={"type": "listing"}, amount={"currency": "EUR"}, extra={"k": "v"}),
-        variant(seq=4, event_id='q"\\\n\t\x00\u2028\U0001f600 \u00e9', approval_id="", changes=None),
-        variant(seq=5, actor={"type": "seller", "principal_id": "x", "more": 1}, marketplace="DE", operation="op"),
-        variant(seq=2**64 - 1, occurred_at="2200-12-31T23:59:59.999Z", ingested_at="1970-01-01T00:00:00.000Z"),
-        b' { "seq" : 6 , ' + variant(seq=6)[1:].replace(b'"seq":6,', b""),  # spaces, another key order
+        b'{"event_id":"first","event_id":"ev-dup",'
+        + variant(seq=1)[1:].replace(b'"event_id":"ev-1",', b""),
+        variant(
+            seq=2,
+            changes=[{"field": "price", "old": "1.00", "new": 2.5e-7}],
+            grant={"x": [1, {"b": None}]},
+        ),
+        variant(
+            seq=3,
+            source={},
+            resource={"type": "listing"},
+            amount={"currency": "EUR"},
+            extra={"k": "v"},
+        ),
+        variant(
+            seq=4, event_id='q"\\\n\t\x00\u2028\U0001f600 \u00e9', approval_id="", changes=None
+        ),
+        variant(
+            seq=5,
+            actor={"type": "seller", "principal_id": "x", "more": 1},
+            marketplace="DE",
+            operation="op",
+        ),
+        variant(
+            seq=2**64 - 1,
+            occurred_at="2200-12-31T23:59:59.999Z",
+            ingested_at="1970-01-01T00:00:00.000Z",
+        ),
+        b' { "seq" : 6 , '
+        + variant(seq=6)[1:].replace(b'"seq":6,', b""),  # spaces, another key order
     ]
     assert roundtrip(warehouse, raws) == len(raws)
     stored = warehouse.query("SELECT event_id, payload FROM audit.events WHERE seq = 1").rows
@@ -179,16 +233,26 @@ def test_stored_keys_finds_what_is_stored_by_account_and_seq(warehouse: Embedded
     warehouse.execute("TRUNCATE TABLE audit.events")
     lines = [ledger_line(variant(seq=n, event_id=f"ev-{n}")) for n in range(1, 11)]
     store_lines(warehouse, lines[:6])
-    late_repeat = ledger_line(variant(seq=99, event_id="ev-3"))  # same event_id, new seq: not stored
-    assert stored_keys(warehouse, [*lines, late_repeat]) == {("A0001SELLER", n) for n in range(1, 7)}
+    late_repeat = ledger_line(
+        variant(seq=99, event_id="ev-3")
+    )  # same event_id, new seq: not stored
+    assert stored_keys(warehouse, [*lines, late_repeat]) == {
+        ("A0001SELLER", n) for n in range(1, 7)
+    }
     assert stored_keys(warehouse, []) == set()
 
 
 # -- generated entries ----------------------------------------------------------------------------
 
-text = st.text(max_size=12) | st.sampled_from(["", '"', "\\", "\n", "\x00", "\u2028", "\U0001f600", "é", "$$", "'"])
+text = st.text(max_size=12) | st.sampled_from(
+    ["", '"', "\\", "\n", "\x00", "\u2028", "\U0001f600", "é", "$$", "'"]
+)
 json_value = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False, allow_infinity=False) | text,
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
     max_leaves=8,
 )
@@ -207,24 +271,50 @@ def entries(draw: st.DrawFn) -> bytes:
         value = draw(maybe)
         if value is not ...:
             entry[name] = value
-    for name, fields in (("source", ("ip", "user_agent", "session_id")), ("resource", ("type", "id")), ("amount", ("value", "currency"))):
+    for name, fields in (
+        ("source", ("ip", "user_agent", "session_id")),
+        ("resource", ("type", "id")),
+        ("amount", ("value", "currency")),
+    ):
         if draw(st.booleans()):
-            entry[name] = {f: draw(st.one_of(text, text, json_value)) for f in fields if draw(st.booleans())}
+            entry[name] = {
+                f: draw(st.one_of(text, text, json_value)) for f in fields if draw(st.booleans())
+            }
     if draw(st.integers(0, 9)) == 0:
         entry["hash"] = draw(st.sampled_from(["", "g" * 64, "a" * 65]))
     if draw(st.integers(0, 9)) == 0:
-        entry["occurred_at"] = draw(st.sampled_from(["2026-02-29T00:00:00.000Z", "2028-02-29T23:59:59.999Z", "2026-04-31T00:00:00.000Z"]))
+        entry["occurred_at"] = draw(
+            st.sampled_from(
+                ["2026-02-29T00:00:00.000Z", "2028-02-29T23:59:59.999Z", "2026-04-31T00:00:00.000Z"]
+            )
+        )
     return orjson.dumps(entry)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(st.lists(entries(), min_size=1, max_size=40))
 def test_generated_entries(warehouse: EmbeddedWarehouse, raws: list[bytes]) -> None:
     roundtrip(warehouse, raws)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255), st.sampled_from(["set", "drop", "insert"])), min_size=1, max_size=4))
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 10**6), st.integers(0, 255), st.sampled_from(["set", "drop", "insert"])
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_mutated_records(warehouse: EmbeddedWarehouse, edits: list[tuple[int, int, str]]) -> None:
     raws = []
     for n, raw in enumerate(SAMPLE[:40]):

@@ -54,10 +54,20 @@ def test_snapshot_records_round_trip_with_tombstones() -> None:
     provider = {"type": "provider", "provider_id": "prov-1", "principal_id": "p1"}
     seller = {"type": "seller", "principal_id": "owner"}
     events = [
-        {"occurred_at": "2026-11-02T08:00:00Z", "account_id": "A1", "actor": seller, "action": "permission.grant",
-         "grant": {"grant_id": "g1", "provider_id": "prov-1", "scopes": ["listing.*"]}},
-        {"occurred_at": "2026-11-02T08:01:00Z", "account_id": "A1", "actor": provider, "action": "auth.login",
-         "source": {"ip": "91.64.10.7", "session_id": "s1"}},
+        {
+            "occurred_at": "2026-11-02T08:00:00Z",
+            "account_id": "A1",
+            "actor": seller,
+            "action": "permission.grant",
+            "grant": {"grant_id": "g1", "provider_id": "prov-1", "scopes": ["listing.*"]},
+        },
+        {
+            "occurred_at": "2026-11-02T08:01:00Z",
+            "account_id": "A1",
+            "actor": provider,
+            "action": "auth.login",
+            "source": {"ip": "91.64.10.7", "session_id": "s1"},
+        },
     ]
     states = states_after(events)
     assert {"p|prov-1", "a|A1"} <= set(states) and states["p|prov-1"]["det"]
@@ -72,10 +82,14 @@ def test_snapshot_records_round_trip_with_tombstones() -> None:
     assert assemble(topic) == states
     # a provider whose state is gone leaves tombstones for every record it wrote
     assert all(record is None for _, record in snapshot_records("p|prov-1", None))
-    assert {k for k, _ in snapshot_records("p|prov-1", None)} >= {k for k in topic if k.startswith("p|prov-1#")}
+    assert {k for k, _ in snapshot_records("p|prov-1", None)} >= {
+        k for k in topic if k.startswith("p|prov-1#")
+    }
 
 
-def test_rules_folder_is_reloaded_when_a_file_changes_and_a_bad_change_is_refused(tmp_path: Path) -> None:
+def test_rules_folder_is_reloaded_when_a_file_changes_and_a_bad_change_is_refused(
+    tmp_path: Path,
+) -> None:
     from pipeline.config import Settings
     from sinks import metrics
     from streams.provider_stage import ProviderStage
@@ -95,11 +109,15 @@ detection:
     first = stage.sigma
     stage.reload_rules()
     assert stage.sigma is first  # nothing changed: not loaded again
-    (tmp_path / "mfa.yml").write_text(rule.replace("credentials_create", "mfa_change").replace("name: creds", "name: mfa"))
+    (tmp_path / "mfa.yml").write_text(
+        rule.replace("credentials_create", "mfa_change").replace("name: creds", "name: mfa")
+    )
     stage.reload_rules()
     assert stage.sigma is not first and stage.sigma.ruleset.names == ["creds", "mfa"]
     refused = metrics.SIGMA_RELOAD_FAILURES._value.get()
-    (tmp_path / "bad.yml").write_text(rule.replace("action:", "colour:").replace("name: creds", "name: bad"))
+    (tmp_path / "bad.yml").write_text(
+        rule.replace("action:", "colour:").replace("name: creds", "name: bad")
+    )
     working = stage.sigma
     stage.reload_rules()
     assert stage.sigma is working and metrics.SIGMA_RELOAD_FAILURES._value.get() == refused + 1

@@ -17,7 +17,9 @@ from pipeline.simulation.scoring import score
 
 LABELLED = [
     *((f"ev-{n}", None) for n in range(7)),
-    ("ev-7-atk1", "ip_churn"), ("ev-8-atk1", "ip_churn"), ("ev-9-atk2", "refund_burst"),
+    ("ev-7-atk1", "ip_churn"),
+    ("ev-8-atk1", "ip_churn"),
+    ("ev-9-atk2", "refund_burst"),
 ]
 
 
@@ -41,22 +43,42 @@ def test_counts_per_detector_and_overall() -> None:
     rows = {r["detector"]: r for r in report.as_dict()["detectors"]}
     assert list(rows) == ["impossible_travel", "ip_churn", "refund_burst"]  # sorted
     assert rows["ip_churn"] == {
-        "detector": "ip_churn", "alerts": 2, "true_alerts": 1, "false_alerts": 1,
-        "injected": 1, "caught": 1, "recall": 1.0, "precision": 0.5,
+        "detector": "ip_churn",
+        "alerts": 2,
+        "true_alerts": 1,
+        "false_alerts": 1,
+        "injected": 1,
+        "caught": 1,
+        "recall": 1.0,
+        "precision": 0.5,
     }
     assert rows["impossible_travel"] == {
-        "detector": "impossible_travel", "alerts": 1, "true_alerts": 1, "false_alerts": 0,
-        "injected": 0, "caught": 0, "recall": None, "precision": 1.0,
+        "detector": "impossible_travel",
+        "alerts": 1,
+        "true_alerts": 1,
+        "false_alerts": 0,
+        "injected": 0,
+        "caught": 0,
+        "recall": None,
+        "precision": 1.0,
     }
     assert rows["refund_burst"] == {
-        "detector": "refund_burst", "alerts": 1, "true_alerts": 0, "false_alerts": 1,
-        "injected": 1, "caught": 0, "recall": 0.0, "precision": 0.0,
+        "detector": "refund_burst",
+        "alerts": 1,
+        "true_alerts": 0,
+        "false_alerts": 1,
+        "injected": 1,
+        "caught": 0,
+        "recall": 0.0,
+        "precision": 0.0,
     }
     assert report.as_dict()["false_alerts_per_10k_benign"] == 2857.143
 
 
 def test_an_instance_caught_twice_counts_once_and_a_silent_detector_has_no_precision() -> None:
-    report = score(LABELLED, [alert("ip_churn", "ev-7-atk1"), alert("ip_churn", "ev-8-atk1", "ev-7-atk1")])
+    report = score(
+        LABELLED, [alert("ip_churn", "ev-7-atk1"), alert("ip_churn", "ev-8-atk1", "ev-7-atk1")]
+    )
     rows = {r["detector"]: r for r in report.as_dict()["detectors"]}
     assert rows["ip_churn"]["caught"] == 1 and rows["ip_churn"]["true_alerts"] == 2
     assert rows["refund_burst"]["alerts"] == 0 and rows["refund_burst"]["precision"] is None

@@ -73,7 +73,14 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     ]
     span = places.get(country)
     if span is None:
-        places[country] = [now, now, event["event_id"], event["event_id"], declared, event["account_id"]]
+        places[country] = [
+            now,
+            now,
+            event["event_id"],
+            event["event_id"],
+            declared,
+            event["account_id"],
+        ]
     else:
         if now < span[0]:
             span[0], span[2] = now, event["event_id"]
@@ -114,14 +121,18 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     ]
 
 
-def _sweep(state: dict[str, Any], sessions: dict[str, dict[str, list[Any]]], now: int, overlap: int) -> None:
+def _sweep(
+    state: dict[str, Any], sessions: dict[str, dict[str, list[Any]]], now: int, overlap: int
+) -> None:
     """Every overlap window of event time, drop sessions unused for longer than an event may
     arrive late (`windows.LATENESS_MS`) past the overlap; at most `MAX_SESSIONS` are kept."""
     if now < state.get("swept", 0) + overlap and len(sessions) <= MAX_SESSIONS:
         return
     state["swept"] = max(now, state.get("swept", 0))
     horizon = state["swept"] - overlap - LATENESS_MS
-    for gone in [s for s, places in sessions.items() if max(p[1] for p in places.values()) < horizon]:
+    for gone in [
+        s for s, places in sessions.items() if max(p[1] for p in places.values()) < horizon
+    ]:
         del sessions[gone]
     while len(sessions) > MAX_SESSIONS:
         del sessions[min(sessions, key=lambda s: max(p[1] for p in sessions[s].values()))]

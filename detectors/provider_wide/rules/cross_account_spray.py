@@ -70,7 +70,11 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     principals: dict[str, Any] = state.setdefault("p", {})
     record = principals.get(actor["principal_id"])
     if record is None:
-        record = principals[actor["principal_id"]] = {"clock": now, "bucket": now // size, "accts": []}
+        record = principals[actor["principal_id"]] = {
+            "clock": now,
+            "bucket": now // size,
+            "accts": [],
+        }
         _forget(principals, now)
     record["clock"] = max(record["clock"], now)
     _window(record, event["account_id"], now, size)

@@ -60,13 +60,23 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     principals: dict[str, Any] = state.setdefault("p", {})
     rec = principals.get(actor["principal_id"])
     if rec is None:
-        rec = principals[actor["principal_id"]] = {"since": now, "last": now, "id": event["event_id"]}
+        rec = principals[actor["principal_id"]] = {
+            "since": now,
+            "last": now,
+            "id": event["event_id"],
+        }
         _forget(principals, now)
     last = rec["last"]
     if now > last:
         gap = now - last
         if gap >= max(cfg.dormant_days * _DAY_MS, cfg.dormant_gap_factor * rec.get("gap", 0)):
-            rec["woke"] = {"at": now, "before": rec["id"], "ids": [event["event_id"]], "gap": gap, "usual": rec.get("gap", 0)}
+            rec["woke"] = {
+                "at": now,
+                "before": rec["id"],
+                "ids": [event["event_id"]],
+                "gap": gap,
+                "usual": rec.get("gap", 0),
+            }
         rec["gap"] = max(rec.get("gap", 0), gap)
         rec["last"], rec["id"] = now, event["event_id"]
     woke = rec.get("woke")

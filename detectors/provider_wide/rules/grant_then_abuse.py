@@ -87,15 +87,21 @@ def _added(before: list[dict[str, Any]], new: dict[str, Any]) -> dict[str, list[
     sites = (
         []
         if EVERY_SITE in old_sites
-        else [EVERY_SITE] if new["sites"] is None else [s for s in new["sites"] if s not in old_sites]
+        else [EVERY_SITE]
+        if new["sites"] is None
+        else [s for s in new["sites"] if s not in old_sites]
     )
     old_principals = {p for b in before for p in (b["principals"] or [EVERY_SITE])}
     principals = (
         []
         if EVERY_SITE in old_principals
-        else [EVERY_SITE] if new["principals"] is None else [p for p in new["principals"] if p not in old_principals]
+        else [EVERY_SITE]
+        if new["principals"] is None
+        else [p for p in new["principals"] if p not in old_principals]
     )
-    return {k: v for k, v in (("scopes", scopes), ("sites", sites), ("principals", principals)) if v}
+    return {
+        k: v for k, v in (("scopes", scopes), ("sites", sites), ("principals", principals)) if v
+    }
 
 
 def _grant(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
@@ -103,7 +109,12 @@ def _grant(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     provider = event["grant"].get("provider_id")
     versions: dict[str, Any] = state.setdefault("v", {}).setdefault(account, {})
     for gid, grant in ctx.auth["grants"].items():  # the provider's grants older than this state
-        if gid != grant_id and gid not in versions and grant.get("provider_id") == provider and "revoked_at" not in grant:
+        if (
+            gid != grant_id
+            and gid not in versions
+            and grant.get("provider_id") == provider
+            and "revoked_at" not in grant
+        ):
             versions[gid] = _access(grant)
     if event["action"] == "permission.revoke":
         versions.pop(grant_id, None)
@@ -114,8 +125,12 @@ def _grant(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     versions[grant_id] = new
     if before and added:
         state.setdefault("open", {})[account] = {
-            "at": epoch_ms(event["occurred_at"]), "ts": event["occurred_at"],
-            "id": event["event_id"], "added": added, "uses": [], "n": 0,
+            "at": epoch_ms(event["occurred_at"]),
+            "ts": event["occurred_at"],
+            "id": event["event_id"],
+            "added": added,
+            "uses": [],
+            "n": 0,
         }
     approvers: dict[str, int] = ctx.auth.get("approvers", {})
     unknown = event["actor"]["principal_id"] not in approvers
@@ -129,7 +144,9 @@ def _uses_added(event: Event, added: dict[str, list[str]]) -> bool:
     if any(action_matches(s, event["action"]) for s in added.get("scopes", ())):
         return True
     sites = added.get("sites", ())
-    if event.get("marketplace") is not None and (EVERY_SITE in sites or event.get("marketplace") in sites):
+    if event.get("marketplace") is not None and (
+        EVERY_SITE in sites or event.get("marketplace") in sites
+    ):
         return True
     principals = added.get("principals", ())
     return EVERY_SITE in principals or actor["principal_id"] in principals
@@ -170,12 +187,16 @@ def _use(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
                 f" {ctx.config.grant_abuse_min_uses} that make it heavy."
             ),
             response=RESPONSE,
-            related=(widening["id"], *(u for u in widening["uses"] if u != event["event_id"]))[:RECENT],
+            related=(widening["id"], *(u for u in widening["uses"] if u != event["event_id"]))[
+                :RECENT
+            ],
         )
     ]
 
 
-def _unexpected(event: Event, added: dict[str, list[str]], approvers: dict[str, int], ctx: Context) -> Finding:
+def _unexpected(
+    event: Event, added: dict[str, list[str]], approvers: dict[str, int], ctx: Context
+) -> Finding:
     actor, grant = event["actor"], event["grant"]
     known = ", ".join(sorted(approvers, key=lambda a: -approvers[a])[:5])
     what = "; ".join(f"{k} {', '.join(v)}" for k, v in added.items())
