@@ -56,8 +56,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-## throughput, latency, scaling and warehouse figures, written to bench/results/<date>.json and .md
-## (BENCH_ARGS="--count 200000" for a shorter run than the default 1,000,000 events)
+## throughput, latency, scaling and warehouse figures, written to bench/results/<date>.json and .md,
+## then the SP-API gateway's added latency and the notification ingestion rate (<date>-gateway,
+## <date>-notifications); BENCH_ARGS="--count 200000" for a shorter run than the default 1,000,000
+## events, BENCH_ARGS="--only gateway --only notifications" for those two stages alone
 bench: install
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from partnerwatch.sse import events, open_stream
 from pipeline.config import REPO_ROOT
-from sinks.kafka_io import ensure_topics, send_events
+from sinks.kafka_io import consumer, ensure_topics, send_events
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -97,8 +96,7 @@ async def run(ns: Namespace, tmp: Path, count: int, interval: float, with_page: 
     # A plain Kafka consumer beside the feed: when the alert is readable on the topic at all,
     # so the pipeline's share and the feed's share of the latency can be told apart.
     on_topic: dict[str, float] = {}
-    tail = KafkaConsumer(settings.alerts_topic, bootstrap_servers=settings.kafka_broker, group_id=None,
-                         auto_offset_reset="latest", isolation_level="read_committed", enable_auto_commit=False)
+    tail = consumer(settings, settings.alerts_topic, role="bench-alert-tail", auto_offset_reset="latest")
     tail.poll(timeout_ms=1000)  # joined and positioned at the end before anything is produced
     stop_tail = threading.Event()
 

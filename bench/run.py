@@ -10,12 +10,16 @@ Five measurements, each in a namespace of its own on the real broker (partnerwat
 3. latency: a fresh worker fed at a fixed rate (half the measured maximum), event-to-alert
    latency from the Kafka timestamp of the triggering event's ingest record to the alert record;
 4. scaling: two worker processes on the same N events (PW_TOPIC_PARTITIONS partitions);
-5. warehouse: insert rows/s (the loader's own insert time) and the active part count after (2).
+5. warehouse: insert rows/s (the loader's own insert time) and the active part count after (2);
+6. optional stages, each also written to its own <date>-<stage> files: `gateway` (bench/gateway.py,
+   the latency the SP-API gateway adds and its calls/s per core) and `notifications`
+   (bench/notifications.py, SQS to Kafka ingestion rate); a stage that cannot run is reported
+   as skipped. `--only STAGE` runs just that stage, `--skip-gateway`, `--skip-notifications`.
 
 Figures go to bench/results/<date>.json and .md (docs/performance.md links the latest); nothing is
 asserted (shared machines are noisy). Default N is 1,000,000; `--count` for shorter runs.
 
-    python -m bench.run [--count N] [--skip-scaling] [--latency-seconds S]
+    python -m bench.run [--count N] [--skip-scaling] [--latency-seconds S] [--only gateway|notifications]
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from bench.procstats import broker_pid, cpu_seconds, metric, rss_mib
+from bench.stages import OPTIONAL, stage_rows, stages
 from partnerwatch.local_worker import Namespace, Worker, free_port
-from pipeline.config import REPO_ROOT
+from pipeline.config import REPO_ROOT, Settings
 from pipeline.simulation.traffic import ATTACKS, generate
-from sinks.kafka_io import action_key, ensure_topics, producer
+from sinks.kafka_io import action_key, aio_consumer, consumer, ensure_topics, producer
 
 RESULTS = REPO_ROOT / "bench" / "results"
 #: More accounts than the demo's six, so the account-keyed partitions share the load.
@@ -61,7 +66,7 @@ def stream(count: int, seed: int = 99) -> list[tuple[bytes, bytes]]:
 def produce(ns: Namespace, messages: list[tuple[bytes, bytes]]) -> float:
     """Produce every message to the namespace's actions topic; return the seconds it took."""
     ensure_topics(ns.settings)
-    prod = producer(ns.settings, linger_ms=20)
+    prod = producer(ns.settings, linger_ms=20, batch_size=256 * 1024)
     started = time.monotonic()
     topic = ns.settings.actions_topic
     for key, value in messages:
@@ -71,28 +76,27 @@ def produce(ns: Namespace, messages: list[tuple[bytes, bytes]]) -> float:
     return time.monotonic() - started
 
 
-async def _drain(broker: str, topic: str, partitions: int, count: int) -> float:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=broker, group_id=None, enable_auto_commit=False, isolation_level="read_committed",
-        max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+async def _drain(settings: Settings, topic: str, partitions: int, count: int) -> float:
+    reader = aio_consumer(
+        settings, role="bench-drain", max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024
     )
-    await consumer.start()
+    await reader.start()
     try:
         parts = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
+        reader.assign(parts)
+        await reader.seek_to_beginning(*parts)
         seen, started = 0, time.monotonic()
         while seen < count:
-            for records in (await consumer.getmany(timeout_ms=1000, max_records=50_000)).values():
+            for records in (await reader.getmany(timeout_ms=1000, max_records=50_000)).values():
                 seen += len(records)
         return time.monotonic() - started
     finally:
-        await consumer.stop()
+        await reader.stop()
 
 
 def ceiling(ns: Namespace, count: int) -> dict[str, Any]:
     settings = ns.settings
-    seconds = asyncio.run(_drain(settings.kafka_broker, settings.actions_topic, settings.topic_partitions, count))
+    seconds = asyncio.run(_drain(settings, settings.actions_topic, settings.topic_partitions, count))
     return {"events": count, "seconds": round(seconds, 3), "events_per_second": round(count / seconds)}
 
 
@@ -181,7 +185,7 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
     messages = stream(total, seed=5)
     worker = Worker(ns).start()
     warm = stream(max(50, int(rate * warmup)), seed=6)
-    prod = producer(ns.settings, linger_ms=1)
+    prod = producer(ns.settings, linger_ms=1, batch_size=256 * 1024)
     started = time.monotonic()
     for i, (key, value) in enumerate(warm):
         pause = started + i / rate - time.monotonic()
@@ -250,24 +254,20 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
 
 def _tail(ns: Namespace, received: list[tuple[str, float]], stop: threading.Event) -> None:
     """Note when each alert record becomes visible to a read_committed consumer."""
-    from kafka import KafkaConsumer
     from kafka import TopicPartition as KafkaTopicPartition
 
     topic = ns.settings.alerts_topic
-    consumer = KafkaConsumer(
-        bootstrap_servers=ns.settings.kafka_broker, isolation_level="read_committed", enable_auto_commit=False,
-        group_id=None,
-    )
+    tail = consumer(ns.settings, role="bench-alert-tail")
     parts = [KafkaTopicPartition(topic, p) for p in range(ns.settings.topic_partitions)]
-    consumer.assign(parts)
-    consumer.seek_to_beginning(*parts)
+    tail.assign(parts)
+    tail.seek_to_beginning(*parts)
     try:
         while not stop.is_set():
-            for records in consumer.poll(timeout_ms=50).values():
+            for records in tail.poll(timeout_ms=50).values():
                 now = time.time() * 1000
                 received.extend((orjson.loads(r.value)["evidence_event_ids"][-1], now) for r in records)
     finally:
-        consumer.close()
+        tail.close()
 
 
 def _quantiles(values: list[float]) -> dict[str, float] | None:
@@ -309,6 +309,7 @@ def markdown(figures: dict[str, Any]) -> str:
     lines = [f"# Benchmark {figures['measured_at']}", "", f"Command: `{figures['command']}`", "",
              "| measure | result |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
+    lines += [f"| {a} | {b} |" for a, b in stage_rows(figures)]
     lines += ["", f"Machine: {figures['machine']}", ""]
     return "\n".join(lines)
 
@@ -346,7 +347,13 @@ def main() -> None:
     parser.add_argument("--latency-rate", type=float, action="append", default=[],
                         help="only the latency run, at this rate (repeatable); to <date>-latency.json/.md")
     parser.add_argument("--env", action="append", default=[], help="worker setting K=V (repeatable)")
+    parser.add_argument("--only", action="append", choices=OPTIONAL, default=[], help="only this optional stage")
+    parser.add_argument("--skip-gateway", action="store_true")
+    parser.add_argument("--skip-notifications", action="store_true")
     args = parser.parse_args()
+    if args.only:
+        stages(args.only)
+        return
     WORKER_ENV.update(item.split("=", 1) for item in args.env)
     if args.latency_rate:
         latency_only(args.latency_rate, args.latency_seconds)
@@ -375,6 +382,7 @@ def main() -> None:
             figures["pipeline_2_workers"] = two = run_pipeline(root, messages, workers=2)
             figures["scaling_factor"] = round(two["end_to_end_events_per_second"] / one["end_to_end_events_per_second"], 3)
             print("scaling", two, flush=True)
+    figures.update(stages([n for n in OPTIONAL if not getattr(args, f"skip_{n}")]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / datetime.now(UTC).strftime("%Y-%m-%d")
     stem.with_suffix(".json").write_text(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n")

@@ -17,10 +17,15 @@ from pipeline.event import Event
 CATALOGUE_PREFIXES = ("listing.", "inventory.", "ads.")
 
 #: Actions no co-operation partner needs: handing out permissions, creating credentials,
-#: changing MFA, the legal entity or the contact details (the steps of an account takeover).
+#: changing MFA, the legal entity or the contact details (the steps of an account takeover);
+#: and, through the SP-API gateway, the ways to standing or restricted access: a Restricted Data
+#: Token, a notification destination or subscription, a report schedule.
 SENSITIVE_ACTIONS = frozenset(
     {
         "permission.grant",
+        "permission.data_token",
+        "permission.notification_change",
+        "report.schedule",
         "auth.credentials_create",
         "auth.mfa_change",
         "account.legal_info_change",

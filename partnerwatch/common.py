@@ -1,13 +1,25 @@
-"""What every command module shares: the settings, or a clear error, and whether a worker answers."""
+"""What every command module shares: the consoles, the settings (or a clear error), whether a worker
+answers, and how provider-controlled text is printed.
+
+Ids, titles, summaries, the text of errors about them: anything that came from an event is printed
+as `plain(value)`, a `rich.text.Text` that rich never parses as markup (`[/bold]` in a provider id
+is shown, not a crash) with control and format characters escaped (`pipeline.text.visible`: an
+ANSI escape, a newline or a BiDi override is shown as `\\x1b`, `\\n`, `\\u202e`, never sent to
+the terminal). `line(...)` joins our own markup and such texts into one printable line. JSON output
+escapes the same characters as `\\uXXXX` (`json_line`), CSV output writes cells through `visible`.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import subprocess
 import sys
+import unicodedata
 import urllib.error
+import urllib.parse
 import urllib.request
 from importlib import resources
 from pathlib import Path
@@ -16,18 +28,22 @@ from typing import Any
 import orjson
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.config import Settings
 from pipeline.logs import configure_logging
+from pipeline.text import visible
 
-console = Console()
-err = Console(stderr=True)
+#: `:name:` emoji codes stay text (a provider id `:bomb:` is not drawn as a bomb)
+console = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 #: The local Kafka runner, package data (with its pom.xml and log4j2.properties), so it runs from
 #: an installed wheel as from a checkout. Its cache is outside the package (see the script).
 KAFKA_SH = Path(str(resources.files("partnerwatch") / "kafka_runner" / "kafka.sh"))
+#: The local SQS stand-in's runner (ElasticMQ from Maven Central), shipped like the Kafka runner.
+ELASTICMQ_SH = Path(str(resources.files("partnerwatch") / "elasticmq_runner" / "elasticmq.sh"))
 
 
 def kafka_runner(settings: Settings, action: str, quiet: bool = False) -> int:
@@ -36,10 +52,67 @@ def kafka_runner(settings: Settings, action: str, quiet: bool = False) -> int:
     The runner gets PW_KAFKA_BROKER as Settings resolved it (environment, PW_ENV_FILE or default)
     and listens on its port, so the broker is where the clients will connect."""
     if not KAFKA_SH.is_file():
-        err.print(f"[red]the local Kafka runner is missing:[/] {escape(str(KAFKA_SH))} (partnerwatch installed without its package data?)")
+        err.print(line("[red]the local Kafka runner is missing:[/] ", plain(KAFKA_SH), " (partnerwatch installed without its package data?)"))
         return 1
     env = {**os.environ, "PW_KAFKA_BROKER": settings.kafka_broker}
-    return subprocess.call(["bash", str(KAFKA_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)
+    # A fixed command (S603, S607): the packaged runner under the system's bash; `action` is one
+    # argument (no shell), and the script refuses any but fetch/start/stop/status/reset.
+    return subprocess.call(["bash", str(KAFKA_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)  # noqa: S603, S607
+
+
+def http_open(url: str, timeout: float, data: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+    """`urlopen` for the worker's own HTTP API (a POST when `data` is given): http and https URLs
+    only, so an address built from settings can never open a `file:` or other URL."""
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    request = urllib.request.Request(url, data=data, headers=headers or {})  # noqa: S310 (scheme checked above)
+    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked above)
+
+
+def plain(value: object, style: str = "") -> Text:
+    """Provider-controlled `value` for printing: never read as markup, control characters escaped."""
+    return Text(visible(str(value)), style=style)
+
+
+def line(*parts: str | Text) -> Text:
+    """One printable line of our own markup strings and `plain` texts, in order."""
+    return Text.assemble(*(part if isinstance(part, Text) else Text.from_markup(part, emoji=False) for part in parts))
+
+
+_JSON_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _json_escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def json_line(doc: Any) -> str:
+    """`doc` as one JSON line in which no character a terminal acts on appears raw.
+
+    orjson already writes C0 controls as escapes; DEL, C1 controls, format characters (BiDi,
+    zero-width) and line separators become `\\uXXXX` too, which any JSON reader decodes to the same value.
+    """
+    text = orjson.dumps(doc).decode()
+    if text.isascii() and "\x7f" not in text:
+        return text
+    return "".join(_json_escape(c) if ord(c) >= 0x7F and unicodedata.category(c) in _JSON_HIDDEN else c for c in text)
+
+
+def elasticmq_runner(action: str, endpoint: str = "", quiet: bool = False) -> int:
+    """Run the local ElasticMQ runner (`start`, `stop`, `status`); it listens on the port of
+    PW_SQS_ENDPOINT_URL (`endpoint`, default http://127.0.0.1:9324)."""
+    if not ELASTICMQ_SH.is_file():
+        err.print(line("[red]the local ElasticMQ runner is missing:[/] ", plain(ELASTICMQ_SH)))
+        return 1
+    env = dict(os.environ)
+    if endpoint:
+        env["PW_SQS_ENDPOINT_URL"] = endpoint
+    # A fixed command (S603, S607), as for the Kafka runner: the packaged script, `action` one argument.
+    return subprocess.call(["bash", str(ELASTICMQ_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)  # noqa: S603, S607
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -48,19 +121,36 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         settings = Settings.from_env(**overrides)
     except ValueError as exc:
-        err.print(f"[red]configuration error:[/] {escape(str(exc))}", soft_wrap=True)
+        err.print(line("[red]configuration error:[/] ", plain(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
     configure_logging(settings)
+    # kafka-python's "a task ran for 0.4 s" warnings are about its own event loop, not anything a
+    # user of a command can act on: they would only break up the command's output.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     return settings
 
 
 def worker_running(settings: Settings) -> bool:
-    """The worker answers on its web port (it then owns the embedded warehouse)."""
+    """The worker answers on its web port (it then owns the embedded warehouse), healthy or not."""
+    return worker_health(settings.web_url) is not None
+
+
+def worker_health(web_url: str) -> dict[str, Any] | None:
+    """The worker's GET /v1/health document (also when it answers 503 "degraded"), None if no answer."""
     try:
-        with urllib.request.urlopen(f"{settings.web_url}/v1/health", timeout=2):
-            return True
+        with http_open(f"{web_url}/v1/health", timeout=2) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:  # 503 "degraded": the worker runs, something in it does not
+            return None
+        body = exc.read()
     except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def parse_params(params: list[str]) -> dict[str, str]:
@@ -74,55 +164,101 @@ def parse_params(params: list[str]) -> dict[str, str]:
 
 
 def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """Run a read-only query through the worker when it runs (it owns the embedded engine), else directly."""
+    """Run a user query through the worker when it runs (it owns the embedded engine), else directly.
+
+    Either way the same guard admits it (pipeline/forensics/sql_guard.py, with the engine's own
+    parser) and it runs read-only under the PW_SQL_* limits.
+    """
     body = orjson.dumps({"query": query, "params": params})
-    request = urllib.request.Request(
-        f"{settings.web_url}/v1/sql", data=body, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
     if settings.api_token:
-        request.add_header("Authorization", f"Bearer {settings.api_token}")
+        headers["Authorization"] = f"Bearer {settings.api_token}"
+    from partnerwatch.preflight import (
+        check_embedded_exists,
+        check_migrated,
+        one_line,
+        say_warehouse,
+    )
+
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        # the worker stops the query after PW_SQL_MAX_EXECUTION_TIME; a client that gives up earlier cancels it
+        with http_open(f"{settings.web_url}/v1/sql", timeout=settings.sql_max_execution_time + 30, data=body, headers=headers) as response:
             doc = orjson.loads(response.read())
+            say_warehouse(settings, via_worker=True)
             return doc["columns"], doc["rows"]
     except urllib.error.HTTPError as exc:
-        message = orjson.loads(exc.read()).get("error", str(exc))
-        err.print(f"[red]query failed:[/] {escape(str(message))}")
+        try:
+            message = orjson.loads(exc.read()).get("error", str(exc))
+        except (orjson.JSONDecodeError, AttributeError):
+            message = str(exc)
+        err.print(line("[red]query failed:[/] ", plain(one_line(Exception(message)))), soft_wrap=True)
         raise typer.Exit(1) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         pass  # no worker: open the warehouse here
-    from pipeline.forensics.sql_guard import UnsafeQuery, read_only
-    from sinks.clickhouse import WarehouseError, open_warehouse
+    from pipeline.forensics.sql_guard import UnsafeQuery
+    from sinks.clickhouse import SqlLimits, WarehouseError, open_warehouse, run_user_sql
 
-    try:
-        safe = read_only(query)  # the same guard as the worker's /v1/sql
-    except UnsafeQuery as exc:
-        err.print(f"[red]query refused:[/] {escape(str(exc))}")
-        raise typer.Exit(1) from None
+    check_embedded_exists(settings)
+    say_warehouse(settings, via_worker=False)
     try:
         warehouse = open_warehouse(settings)
         try:
-            result = warehouse.query(safe, params)
+            check_migrated(warehouse, settings)
+            result = run_user_sql(warehouse.user_query(params, SqlLimits.from_settings(settings)), query)
         finally:
             warehouse.close()
+    except UnsafeQuery as exc:
+        err.print(line("[red]query refused:[/] ", plain(exc)), soft_wrap=True)
+        raise typer.Exit(1) from None
     except WarehouseError as exc:
-        err.print(f"[red]query failed:[/] {escape(str(exc))}")
+        err.print(line("[red]query failed:[/] ", plain(one_line(exc))), soft_wrap=True)
         raise typer.Exit(1) from None
     return result.columns, result.rows
 
 
-def print_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
+def pick_columns(columns: list[str], rows: list[list[Any]], wanted: str | None) -> tuple[list[str], list[list[Any]]]:
+    """Only the `--columns a,b,c` of a result, in that order; an unknown name exits 2 naming the known ones."""
+    if not wanted:
+        return columns, rows
+    names = [c.strip() for c in wanted.split(",") if c.strip()]
+    unknown = [n for n in names if n not in columns]
+    if unknown or not names:
+        err.print(
+            line("[red]--columns: no column[/] ", plain(", ".join(unknown) or "(none given)", "red"), "; the result has: ", plain(", ".join(columns))),
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    index = [columns.index(n) for n in names]
+    return names, [[row[i] for i in index] for row in rows]
+
+
+def print_rows(columns: list[str], rows: list[list[Any]], fmt: str, only: str | None = None) -> None:
+    """Query results as JSON lines, CSV, a table, or vertically (one `column: value` line each, a
+    blank line between rows: wide results stay readable at 80 columns); values are data, printed
+    as `plain` text. `only`: the `--columns` to keep."""
+    columns, rows = pick_columns(columns, rows, only)
+    if fmt == "vertical":
+        width = max((len(visible(str(c))) for c in columns), default=0)
+        for number, row in enumerate(rows, start=1):
+            console.print(plain(f"-- row {number}", "dim"), highlight=False)
+            for column, value in zip(columns, row, strict=True):
+                console.print(line(plain(f"{visible(str(column)):>{width}}", "bold"), ": ", plain(value)), highlight=False, soft_wrap=True)
+        if not rows:
+            err.print("(no rows)", style="dim")
+        return
     if fmt == "json":
         for row in rows:
-            sys.stdout.write(orjson.dumps(dict(zip(columns, row, strict=True))).decode() + "\n")
+            sys.stdout.write(json_line(dict(zip(columns, row, strict=True))) + "\n")
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(columns)
-        writer.writerows(rows)
+        writer.writerow([visible(str(c)) for c in columns])
+        writer.writerows([visible(str(v)) for v in row] for row in rows)
         sys.stdout.write(buffer.getvalue())
     else:
-        table = Table(*columns)
+        table = Table()
+        for column in columns:
+            table.add_column(plain(column), overflow="fold")  # a narrow column wraps a value, never cuts it
         for row in rows:
-            table.add_row(*(escape(str(v)) for v in row))  # values are data, not markup
+            table.add_row(*(plain(v) for v in row))
         console.print(table)

@@ -19,15 +19,13 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
 
+from partnerwatch.choices import DigestPeriod
+from partnerwatch.common import console, err, http_open, line, plain, worker_running
 from partnerwatch.common import load_settings as _settings
-from partnerwatch.common import worker_running
 from pipeline.config import Settings
 from pipeline.forensics.signing import Signer, SigningKeyError, Verifier
-
-console = Console()
-err = Console(stderr=True)
+from pipeline.text import visible
 
 digest_app = typer.Typer(help="Signed digests of each account's chain (audit.chain_digests).", no_args_is_help=True)
 evidence_app = typer.Typer(help="Evidence bundles for a case: create (options below) or `verify`.")
@@ -59,15 +57,12 @@ class WorkerSql:
         self.settings = settings
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> _Result:
-        request = urllib.request.Request(
-            f"{self.settings.web_url}/v1/sql",
-            data=orjson.dumps({"query": sql, "params": params or {}}),
-            headers={"Content-Type": "application/json"},
-        )
+        body = orjson.dumps({"query": sql, "params": params or {}})
+        headers = {"Content-Type": "application/json"}
         if self.settings.api_token:
-            request.add_header("Authorization", f"Bearer {self.settings.api_token}")
+            headers["Authorization"] = f"Bearer {self.settings.api_token}"
         try:
-            with urllib.request.urlopen(request, timeout=300) as response:
+            with http_open(f"{self.settings.web_url}/v1/sql", timeout=300, data=body, headers=headers) as response:
                 doc = orjson.loads(response.read())
         except urllib.error.HTTPError as exc:
             raise SqlFailed(orjson.loads(exc.read()).get("error", str(exc))) from None
@@ -77,7 +72,13 @@ class WorkerSql:
 @contextmanager
 def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any]:
     """The warehouse to use: a server directly; the embedded engine directly, or via the worker."""
-    from sinks.clickhouse import WarehouseError, migrate, open_warehouse
+    from partnerwatch.preflight import (
+        check_embedded_exists,
+        check_migrated,
+        one_line,
+        say_warehouse,
+    )
+    from sinks.clickhouse import WarehouseError, open_warehouse
 
     if not settings.clickhouse_url and worker_running(settings):
         if write:
@@ -86,15 +87,22 @@ def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any
                 "PW_DIGEST_INTERVAL seconds when a digest key is set; stop it to run this command"
             )
             raise typer.Exit(1)
+        say_warehouse(settings, via_worker=True)
         yield WorkerSql(settings)
         return
+    # Only `partnerwatch migrate` and the worker create or migrate a warehouse (partnerwatch/preflight.py).
+    check_embedded_exists(settings)
+    say_warehouse(settings, via_worker=False)
     try:
         warehouse = open_warehouse(settings)
-        if write:
-            migrate(warehouse, settings)
     except WarehouseError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(plain(one_line(exc), "red"), soft_wrap=True)
         raise typer.Exit(1) from None
+    try:
+        check_migrated(warehouse, settings)
+    except BaseException:
+        warehouse.close()
+        raise
     try:
         yield warehouse
     finally:
@@ -109,7 +117,9 @@ def _failures() -> Iterator[None]:
     try:
         yield
     except (WarehouseError, SqlFailed, SigningKeyError) as exc:
-        err.print(f"[red]{exc}[/]")
+        from partnerwatch.preflight import one_line
+
+        err.print(plain(one_line(exc), "red"), soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -121,7 +131,7 @@ def _when(text: str | None, name: str) -> int | None:
     try:
         return parse_when(text)
     except ValueError:
-        raise typer.BadParameter(f"{name} takes a date or an RFC 3339 time, got {text!r}") from None
+        raise typer.BadParameter(f"{name} takes a date or an RFC 3339 time, got {visible(repr(text))}") from None
 
 
 # -- verify-chain ---------------------------------------------------------------------------------
@@ -129,32 +139,56 @@ def _when(text: str | None, name: str) -> int | None:
 
 def verify_chain(
     account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
-    start: Annotated[str | None, typer.Option("--from", help="ingest time (UTC date or RFC 3339)")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="ingest time, inclusive")] = None,
+    ingested_from: Annotated[str | None, typer.Option("--ingested-from", help="ledger (ingest) time, inclusive: a UTC date or RFC 3339")] = None,
+    ingested_to: Annotated[str | None, typer.Option("--ingested-to", help="ledger (ingest) time, exclusive")] = None,
+    old_from: Annotated[str | None, typer.Option("--from", hidden=True)] = None,
+    old_to: Annotated[str | None, typer.Option("--to", hidden=True)] = None,
 ) -> None:
-    """Recompute account hash chains from the warehouse; report the first break (seq, event_id).
+    """Recompute account hash chains from the warehouse; report each account's first break (seq, event_id).
 
-    With --from, verification starts at the last entry ingested before it (the anchor, whose
-    hash the range must continue) and runs through the last entry ingested at or before --to.
+    An account that cannot be read is reported and the others are still verified; the exit code
+    is 1 when any account failed.
+
+    A chain is in ingest order, so its range is in ingest time, [--ingested-from, --ingested-to): verification starts at the last entry ingested before --ingested-from (the anchor, whose hash the range must continue) and runs through the last entry ingested before --ingested-to. (`--from/--to`, in hunt, evidence and the query library, are event time.)
     """
-    from pipeline.forensics.chain_check import accounts, verify_range
+    from pipeline.forensics.chain_check import accounts, verify_accounts
 
+    if old_from is not None or old_to is not None:
+        err.print(
+            "[red]verify-chain's range is ingest time:[/] say --ingested-from / --ingested-to "
+            "(--from/--to mean event time, in hunt and evidence)", soft_wrap=True,
+        )
+        raise typer.Exit(2)
     settings = _settings()
-    start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
-    broken = []
-    total = 0
+    start_ms, end_ms = _when(ingested_from, "--ingested-from"), _when(ingested_to, "--ingested-to")
+    if end_ms is not None:
+        end_ms -= 1  # exclusive: the last millisecond before it (verify_accounts takes an inclusive end)
+    from partnerwatch.progress import progress
+
     with _failures(), warehouse_access(settings) as db:
+        if account:
+            from partnerwatch.known import check_accounts
+
+            check_accounts(lambda sql, params: db.query(sql, params).rows, [account])
         names = [account] if account else accounts(db)
-        for acct in names:
-            report = verify_range(db, acct, start_ms, end_ms)
-            total += report.events
-            if report.broken:
-                broken.append((acct, report.broken))
-    for acct, b in broken:
-        err.print(f"[red]account {acct}: chain breaks at seq {b.seq} (event {b.event_id}): {b.problem}[/]")
-    if broken:
+        with progress("verifying chains", len(names)) as advance:
+            reports = verify_accounts(db, names, start_ms, end_ms)
+            advance(len(names))
+    total = sum(r.events for r in reports)
+    failed = [r for r in reports if not r.ok]
+    for r in failed:
+        if r.broken:
+            b = r.broken
+            err.print(
+                line("[red]account ", plain(r.account, "red"), f"[red]: chain breaks at seq {b.seq} (event ",
+                     plain(b.event_id, "red"), "[red]): ", plain(b.problem, "red"))
+            )
+        else:
+            err.print(line("[red]account ", plain(r.account, "red"), "[red]: ", plain(r.error, "red")))
+    scope = " in range" if ingested_from or ingested_to else ""
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(names)} account chains do not verify; {len(names) - len(failed)} verified, {total} events{scope}[/]")
         raise typer.Exit(1)
-    scope = " in range" if start or end else ""
     console.print(f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]")
 
 
@@ -193,31 +227,33 @@ def digest_keygen(
     from pipeline.forensics.signing import keygen
 
     if private.exists():
-        err.print(f"[red]{private} exists; not overwritten[/]")
+        err.print(line(plain(private, "red"), "[red] exists; not overwritten"))
         raise typer.Exit(1)
     key_id = keygen(private, public)
-    console.print(f"key {key_id}: private key {private} (0600), public key {public}")
+    console.print(line(f"key {key_id}: private key ", plain(private), " (0600), public key ", plain(public)))
 
 
 @digest_app.command("create")
 def digest_create(
-    period: Annotated[str | None, typer.Option(help="hour | day (default PW_DIGEST_PERIOD)")] = None,
+    period: Annotated[DigestPeriod | None, typer.Option(help="default PW_DIGEST_PERIOD", case_sensitive=False)] = None,
     account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
 ) -> None:
     """Sign digests for closed periods not digested yet (idempotent; the worker does this periodically)."""
     from pipeline.forensics.digests import PERIOD_MS, create_digests
 
     settings = _settings()
-    period = period or settings.digest_period
-    if period not in PERIOD_MS:
-        raise typer.BadParameter("--period is hour or day")
+    period_name = str(period or settings.digest_period)
+    if period_name not in PERIOD_MS:
+        raise typer.BadParameter(f"period must be one of {', '.join(PERIOD_MS)}")
     signer = _signer(settings)
-    with _failures(), warehouse_access(settings, write=True) as db:
+    from partnerwatch.progress import phases
+
+    with _failures(), warehouse_access(settings, write=True) as db, phases("signing digests of closed periods"):
         made, problems = create_digests(
-            db, signer, period, int(time.time() * 1000), int(settings.digest_delay * 1000), account
+            db, signer, period_name, int(time.time() * 1000), int(settings.digest_delay * 1000), account
         )
     for problem in problems:
-        err.print(f"[yellow]{problem}[/]")
+        err.print(plain(problem, "yellow"))
     console.print(f"{len(made)} digests signed with {signer.key_id}")
     if problems:
         raise typer.Exit(1)
@@ -236,7 +272,7 @@ def digest_verify(
     with _failures(), warehouse_access(settings) as db:
         report = verify_digests(db, verifier, account)
     for problem in report.problems:
-        err.print(f"[red]{problem}[/]")
+        err.print(plain(problem, "red"))
     if report.problems:
         raise typer.Exit(1)
     console.print(
@@ -260,7 +296,8 @@ def evidence(
 
     `partnerwatch evidence verify case.zip` checks one without the warehouse.
     """
-    from pipeline.forensics.evidence import build_bundle, verify_bundle
+    from pipeline.forensics.evidence import build_bundle
+    from pipeline.forensics.evidence_check import verify_bundle
     from pipeline.forensics.signing import configured_signer
 
     if ctx.invoked_subcommand is not None:
@@ -268,19 +305,29 @@ def evidence(
     if not (account and start and end):
         raise typer.BadParameter("give --account, --from and --to (or the `verify` command)")
     start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
-    assert start_ms is not None and end_ms is not None
+    if start_ms is None or end_ms is None:  # both given (checked above), so both parsed
+        raise typer.BadParameter("give --from and --to")
     settings = _settings()
     with _failures():
         signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
     with _failures(), warehouse_access(settings) as db:
-        summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
+        from partnerwatch.known import check_accounts
+
+        check_accounts(lambda sql, params: db.query(sql, params).rows, [account])
+        from partnerwatch.progress import phases
+
+        with phases("collecting events, alerts, chain proof and digests"):
+            summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
     console.print(
-        f"{out}: {summary.events} events, {summary.alerts} alerts, chain seq {summary.chain_from}..{summary.chain_to}, "
-        f"{summary.digests} digests" + (f", manifest signed with {signer.key_id}" if signer else ", manifest not signed (no digest key)")
+        line(
+            plain(out),
+            f": {summary.events} events, {summary.alerts} alerts, chain seq {summary.chain_from}..{summary.chain_to}, "
+            f"{summary.digests} digests" + (f", manifest signed with {signer.key_id}" if signer else ", manifest not signed (no digest key)"),
+        )
     )
-    report = verify_bundle(out, hmac_verifier=signer.verifier() if signer else None)
+    report = verify_bundle(out, hmac_verifier=signer.verifier() if signer else None, allow_unsigned=signer is None)
     for problem in report.problems:
-        err.print(f"[red]{problem}[/]")
+        err.print(plain(problem, "red"))
     if report.problems:
         err.print("[red]the warehouse does not verify for this period: the bundle shows where[/]")
         raise typer.Exit(1)
@@ -290,12 +337,16 @@ def evidence(
 def evidence_verify(
     bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the evidence zip")],
     public_key: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="the seller's Ed25519 public key (PEM)")] = None,
+    allow_unsigned: Annotated[
+        bool, typer.Option(help="check an unsigned bundle's internal consistency only (the output starts with UNSIGNED)")
+    ] = False,
 ) -> None:
     """Check a bundle offline: file hashes, the chain recomputed from payloads, digest signatures.
 
-    HMAC-signed bundles need PW_DIGEST_HMAC_KEY.
+    An unsigned bundle fails (anyone could have written it) unless --allow-unsigned; with
+    --public-key a missing signature always fails. HMAC-signed bundles need PW_DIGEST_HMAC_KEY.
     """
-    from pipeline.forensics.evidence import verify_bundle
+    from pipeline.forensics.evidence_check import verify_bundle
     from pipeline.forensics.signing import hmac_signer
 
     hmac_key = _settings().digest_hmac_key if not public_key else ""
@@ -304,15 +355,19 @@ def evidence_verify(
             bundle,
             public_key.read_bytes() if public_key else None,
             hmac_signer(hmac_key).verifier() if hmac_key else None,
+            allow_unsigned=allow_unsigned and public_key is None,
         )
-    for note in report.notes:
-        console.print(f"[dim]{note}[/]")
+    for note in report.notes:  # an unsigned bundle's first note is the UNSIGNED line
+        console.print(plain(note, "bold red" if report.unsigned and note is report.notes[0] else "dim"))
     for problem in report.problems:
-        err.print(f"[red]{problem}[/]")
+        err.print(plain(problem, "red"))
     if report.problems:
-        err.print(f"[red]{bundle.name} does NOT verify ({len(report.problems)} problems)[/]")
+        err.print(line(plain(bundle.name, "red"), f"[red] does NOT verify ({len(report.problems)} problems)"))
         raise typer.Exit(1)
-    console.print(f"[green]{bundle.name} verifies[/]")
+    if report.unsigned:
+        console.print(line(plain(bundle.name, "yellow"), "[yellow] is consistent, but UNSIGNED[/]"))
+    else:
+        console.print(line(plain(bundle.name, "green"), "[green] verifies[/]"))
 
 
 # -- reports --------------------------------------------------------------------------------------
@@ -336,10 +391,15 @@ def report_provider(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     settings = _settings()
+    from partnerwatch.known import check_accounts, check_provider
+
     with _failures(), warehouse_access(settings) as db:
+        rows_of = lambda sql, params: db.query(sql, params).rows  # noqa: E731
+        check_accounts(rows_of, [account])
+        check_provider(rows_of, account, provider)
         review = collect(db, account, provider, quarter, lambda ip: lookup(ip).country)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(review, generated), encoding="utf-8")
     m = review.metrics()
-    console.print(f"{out}: {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs")
+    console.print(line(plain(out), f": {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs"))

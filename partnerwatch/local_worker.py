@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer
 
+from partnerwatch.common import http_open, worker_health
 from pipeline.config import Settings, checkout
+from sinks.kafka_io import consumer as kafka_consumer
 from sinks.kafka_io import ensure_topics, send_events
 
 
@@ -74,8 +75,7 @@ class Namespace:
         token = self.env.get("PW_API_TOKEN")
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/v1/sql", data=body, headers=headers)
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with http_open(f"http://127.0.0.1:{self.port}/v1/sql", timeout=60, data=body, headers=headers) as response:
             return list(orjson.loads(response.read())["rows"])
 
     def scalar(self, query: str, params: dict[str, Any] | None = None) -> Any:
@@ -83,15 +83,7 @@ class Namespace:
 
     def read_topic(self, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
         """Read committed records of `topic` from the start until `expect` arrive or time runs out."""
-        consumer = KafkaConsumer(
-            topic,
-            bootstrap_servers=self.settings.kafka_broker,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            group_id=None,
-            consumer_timeout_ms=2000,
-        )
+        consumer = kafka_consumer(self.settings, topic, role="topic-reader", consumer_timeout_ms=2000)
         records: list[Any] = []
         deadline = time.monotonic() + timeout
         try:
@@ -124,14 +116,11 @@ class Worker:
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"worker exited early: {self.log_tail()}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.ns.port}/v1/health", timeout=2) as r:
-                    health = orjson.loads(r.read())
-                    if health["warehouse_error"] != "starting" and health["http_ingest"] == "ready":
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited early: {self.log_tail()}")
+            health = worker_health(f"http://127.0.0.1:{self.ns.port}")
+            if health and health.get("warehouse_error") != "starting" and health.get("http_ingest") == "ready":
+                return self
             time.sleep(0.5)
         raise AssertionError(f"worker not ready in {timeout}s: {self.log_tail()}")
 
@@ -140,14 +129,14 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL: no flush, no commit, no goodbye."""
-        assert self.proc is not None
+        if self.proc is None:
+            return
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
 
     def stop(self, timeout: float = 60.0) -> None:
-        if not self.alive():
+        if not self.alive() or self.proc is None:
             return
-        assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout)
@@ -180,10 +169,12 @@ def metric(port: int, name: str) -> float:
 
 def consumed_all(settings: Settings, group: str, topic: str) -> bool:
     """`group` has committed every record of `topic` (a non-transactional topic: its end offsets)."""
-    from kafka import KafkaAdminClient, TopicPartition
+    from kafka import TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_broker)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_broker, group_id=None)
+    from sinks.kafka_io import admin as kafka_admin
+
+    admin = kafka_admin(settings, role="offset-reader")
+    consumer = kafka_consumer(settings, role="offset-reader")
     try:
         committed = admin.list_group_offsets({group: None})[group]
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
@@ -202,10 +193,7 @@ def settled_alerts(ns: Any, timeout: float = 600.0) -> dict[str, dict[str, Any]]
 
     settings = ns.settings
     wait_for(lambda: consumed_all(settings, settings.worker_group, settings.actions_topic), timeout, "every action committed")
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_broker, auto_offset_reset="earliest",
-        isolation_level="read_committed", enable_auto_commit=False, group_id=None,
-    )
+    consumer = kafka_consumer(settings, role="alert-reader")
     latest: dict[str, dict[str, Any]] = {}
     try:
         parts = [TopicPartition(settings.alerts_topic, p) for p in consumer.partitions_for_topic(settings.alerts_topic) or []]

@@ -70,7 +70,7 @@ def train(
     A running worker picks the new artifact up within PW_MODEL_RELOAD_SECONDS.
     """
     from detectors.behaviour.training import train_and_save
-    from partnerwatch.common import console, err, load_settings, run_query
+    from partnerwatch.common import console, err, line, load_settings, plain, run_query
     from pipeline.event import format_ms, timestamp_ms
 
     settings = load_settings()
@@ -82,13 +82,16 @@ def train(
     newest = rows[0][0].replace(" ", "T")
     until = (newest if "." in newest else newest + ".000") + "Z"
     begin = format_ms(timestamp_ms(until, "until") - span)
+    from partnerwatch.progress import phases
+
     try:
-        path, trained = train_and_save(
-            warehouse_events(lambda q, p: run_query(settings, q, p), begin, until), out or settings.models_path,
-            target_per_10k=target_far, random_state=seed,
-        )
+        with phases(f"reading events from {begin} to {until} and fitting the model"):
+            path, trained = train_and_save(
+                warehouse_events(lambda q, p: run_query(settings, q, p), begin, until), out or settings.models_path,
+                target_per_10k=target_far, random_state=seed,
+            )
     except ValueError as exc:
-        err.print(f"[red]cannot train:[/] {exc}")
+        err.print(line("[red]cannot train:[/] ", plain(exc)))
         raise typer.Exit(1) from None
     t = trained.meta["training"]
     console.print(
@@ -107,13 +110,16 @@ def evaluate_ml(
     from rich.table import Table
 
     from detectors.behaviour.evaluation import run
-    from partnerwatch.common import console
+    from partnerwatch.common import console, line, plain
 
     if pipeline:
         _evaluate_pipeline(train_events, test_events, seed, episodes, target_far, as_json)
         return
 
-    report = run(train_events=train_events, test_events=test_events, seed=seed, episodes=episodes, target_per_10k=target_far)
+    from partnerwatch.progress import phases
+
+    with phases("training on a benign history, then scoring injected anomalies (offline and in process)"):
+        report = run(train_events=train_events, test_events=test_events, seed=seed, episodes=episodes, target_per_10k=target_far)
     if as_json:
         sys.stdout.write(orjson.dumps(report).decode() + "\n")
         return
@@ -149,22 +155,24 @@ def evaluate_ml(
     console.print("streaming ML alerts per vector kind: " + ", ".join(
         f"{k} {v['alerts']} ({v['true_alerts']} true)" for k, v in s["ml_per_vector_kind"].items()))
     if s.get("example_summary"):
-        console.print(f"example: {s['example_summary']}")
+        console.print(line("example: ", plain(s["example_summary"])))
 
 
 def _evaluate_pipeline(train_events: int, test_events: int, seed: int, episodes: int, target_far: float, as_json: bool) -> None:
     from rich.table import Table
 
-    from partnerwatch.common import KAFKA_SH, console, err
+    from partnerwatch.common import KAFKA_SH, console, err, line, plain
     from partnerwatch.ml_pipeline_eval import PIPELINE_TEST_EVENTS, PIPELINE_TRAIN_EVENTS, run
+    from partnerwatch.progress import phases
 
     try:
-        report = run(
-            kafka_sh=KAFKA_SH, train_events=min(train_events, PIPELINE_TRAIN_EVENTS),
-            test_events=min(test_events, PIPELINE_TEST_EVENTS), seed=seed, episodes=episodes, target_per_10k=target_far,
-        )
+        with phases("the behaviour model through the real worker on Kafka (training, then the test window)"):
+            report = run(
+                kafka_sh=KAFKA_SH, train_events=min(train_events, PIPELINE_TRAIN_EVENTS),
+                test_events=min(test_events, PIPELINE_TEST_EVENTS), seed=seed, episodes=episodes, target_per_10k=target_far,
+            )
     except RuntimeError as exc:
-        err.print(f"[red]{exc}[/]")
+        err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
     if as_json:
         sys.stdout.write(orjson.dumps(report).decode() + "\n")
@@ -192,7 +200,7 @@ def _evaluate_pipeline(train_events: int, test_events: int, seed: int, episodes:
         + f"\n{report['seconds']} s ({report['pipeline_seconds']} s through the worker)"
     )
     if report.get("example_summary"):
-        console.print(f"example: {report['example_summary']}")
+        console.print(line("example: ", plain(report["example_summary"])))
 
 
 def register(cli: typer.Typer) -> None:

@@ -34,6 +34,7 @@ from pydantic_settings import (
 
 from pipeline.detection_config import DetectionConfig as DetectionConfig
 from pipeline.detection_config import is_secret, setting
+from pipeline.kafka_settings import KafkaConnection
 
 #: The folder that holds the packages: the repository in a source checkout (or an editable
 #: install), site-packages in an installed wheel. Code that needs the repository (bench, tests,
@@ -49,6 +50,21 @@ ENV_FILE_VARIABLE = "PW_ENV_FILE"
 def checkout() -> Path | None:
     """The source checkout these packages run from, or None when installed (e.g. from a wheel)."""
     return REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file() else None
+
+
+#: How the docs show PW_DATA_DIR's default (`default_data_dir`), which depends on where the code runs.
+DATA_DIR_DEFAULT_TEXT = "data/ of the checkout; installed: $XDG_DATA_HOME/partnerwatch"
+
+
+def default_data_dir() -> Path:
+    """PW_DATA_DIR's default, the same whatever folder a command runs from: the checkout's `data/`
+    when the code runs from a source checkout (or an editable install), else the user's data folder
+    (`$XDG_DATA_HOME/partnerwatch`, by default `~/.local/share/partnerwatch`)."""
+    root = checkout()
+    if root is not None:
+        return root / "data"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "partnerwatch"
 
 
 def redact_url(url: str) -> str:
@@ -100,8 +116,9 @@ class Variable:
         return self.info.get_default(call_default_factory=True)
 
 
-class Settings(BaseSettings):
-    """Typed settings; build with `Settings.from_env()`."""
+class Settings(KafkaConnection):
+    """Typed settings; build with `Settings.from_env()`. The Kafka address and the clients'
+    security settings come first, from `KafkaConnection` (pipeline/kafka_settings.py)."""
 
     model_config = SettingsConfigDict(
         env_prefix=PREFIX,
@@ -113,15 +130,15 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    kafka_broker: str = setting("127.0.0.1:9092", "Kafka bootstrap servers, host:port[,host:port]; the local runner (`partnerwatch kafka`, infra/kafka/kafka.sh) listens on this port")
     topic_prefix: str = setting("pw.", "prefix of every topic name (actions, ledger, alerts, deadletter)")
     topic_partitions: int = setting(4, "partitions of the pipeline topics (fixed once created)", ge=1)
     app_id: str = setting("partnerwatch", "Faust application id: consumer group and changelog topic prefix", min_length=1)
-    data_dir: Path = setting(Path("data"), "local state: worker log, Faust tables, the embedded warehouse")
+    data_dir: Path = Field(default_factory=lambda: default_data_dir(), description="local state: worker log, Faust tables, the embedded warehouse (a relative path is taken from the current folder and shown absolute)")
     clickhouse_url: str = setting("", "empty: embedded chDB in PW_DATA_DIR/warehouse; or clickhouse://user:pass@host:9000/db")
     clickhouse_cluster: str = setting("", "empty: single server; else the cluster (remote_servers) migrations target: Replicated tables, Distributed tables, ON CLUSTER (`partnerwatch migrate --print-ddl`)")
     retention_days: int = setting(730, "TTL of audit.events and audit.alerts (evidence: at least 730)", ge=1)
-    dedup_window_days: int = setting(7, "a repeated event_id within this window is accepted once", ge=1)
+    # float: fractions of a day are allowed (tests use seconds); the default stays `7` in the docs table.
+    dedup_window_days: float = setting(7, "a repeated event_id within this window is accepted once", gt=0, allow_inf_nan=False)
     max_event_bytes: int = setting(65536, "larger ingest messages go to the dead-letter topic")
     warehouse_batch_rows: int = setting(5000, "warehouse insert batch: at most this many rows")
     warehouse_batch_seconds: float = setting(1.0, "warehouse insert batch: at most this old")
@@ -157,6 +174,27 @@ class Settings(BaseSettings):
     web_auth_failure_rate: float = setting(0.2, "failed authentications per second one client address (IPv6: its /64) may make, sustained, after its burst; beyond, its authenticated requests get 429 with Retry-After (0: no limit)", ge=0)
     web_auth_failure_burst: int = setting(20, "failed authentications one client address may make at once before PW_WEB_AUTH_FAILURE_RATE applies", ge=1)
     # -- end of the web surface settings
+
+    # -- user SQL (POST /v1/sql, `partnerwatch sql`, `query`; pipeline/forensics/sql_guard.py) ----
+    # The limits every user query runs under (the engine enforces them and the error names the
+    # setting), and the read-only ClickHouse user it runs as on a server (never the writer).
+    sql_max_execution_time: float = setting(60.0, "user SQL: seconds a query may run before the engine stops it (it is also cancelled when its HTTP client goes away)", gt=0)
+    sql_max_memory_usage: int = setting(1073741824, "user SQL: bytes of memory one query may use", gt=0)
+    sql_max_result_rows: int = setting(500000, "user SQL: rows one answer may have (aggregate or page with LIMIT beyond)", gt=0)
+    sql_max_result_bytes: int = setting(134217728, "user SQL: bytes one answer may have (in the engine, and as JSON)", gt=0)
+    sql_max_rows_to_read: int = setting(1000000000, "user SQL: table rows one query may read", gt=0)
+    clickhouse_reader_user: str = setting("partnerwatch_reader", "with PW_CLICKHOUSE_URL: the read-only ClickHouse user user SQL runs as (infra/clickhouse/access.sql; never the writer)")
+    clickhouse_reader_password: str = setting("", "password of PW_CLICKHOUSE_READER_USER", secret=True)
+
+    # -- geoip data of new_country_or_asn and impossible_travel (detectors/geo.py) ----------------
+    geoip_city_db: str = setting("", "MMDB file for countries: MaxMind GeoLite2/GeoIP2 City or Country, or DB-IP City/Country Lite (empty: the geoip2fast wheel's bundled 2024-06 GeoLite2 data)")
+    geoip_asn_db: str = setting("", "MMDB file for networks with AS numbers: MaxMind GeoLite2/GeoIP2 ASN or DB-IP ASN Lite (empty: the bundled data, operator names without AS numbers)")
+    geoip_max_age_days: int = setting(60, "GET /v1/health warns when the geoip data was built longer ago than this", ge=1)
+
+    provider_stage: Literal["worker", "off"] = setting("worker", "the provider-wide stage (streams/provider_stage.py): `worker` runs it in every worker, one active at a time; `off` leaves it to `partnerwatch provider-stage`")
+    rules_dir: str = setting("", "folder of Sigma rules (detectors/sigma) the provider stage runs live, reloaded when a file changes (empty: none; `partnerwatch rules` defaults to the shipped examples)")
+    provider_checkpoint_seconds: float = setting(2.0, "seconds between the provider stage's state checkpoints (and offset commits)", gt=0)
+
     detect: DetectionConfig = Field(default_factory=DetectionConfig, description="the detectors' settings (PW_DETECT_*)")
 
     _origins: dict[str, str] = PrivateAttr(default_factory=dict)
@@ -176,20 +214,16 @@ class Settings(BaseSettings):
             raise ValueError("must name a folder (empty is not the current folder)")
         return value
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
     @field_validator("clickhouse_cluster")
     @classmethod
     def _identifier(cls, value: str) -> str:
         if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
             raise ValueError("must be an identifier ([A-Za-z_][A-Za-z0-9_]*)")
-        return value
-
-    @field_validator("kafka_broker")
-    @classmethod
-    def _brokers(cls, value: str) -> str:
-        for item in value.split(","):
-            host, sep, port = item.strip().rpartition(":")
-            if not item.strip() or (sep and (not host or not port.isdigit() or not 0 < int(port) < 65536)):
-                raise ValueError("must be host:port[,host:port]")
         return value
 
     @classmethod
@@ -275,6 +309,11 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}alerts"
 
     @property
+    def provider_state_topic(self) -> str:
+        """The provider stage's state snapshots: compacted, one record per provider or account."""
+        return f"{self.topic_prefix}provider-state"
+
+    @property
     def deadletter_topic(self) -> str:
         return f"{self.topic_prefix}deadletter"
 
@@ -284,6 +323,11 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}alerts.parked"
 
     @property
+    def alert_status_topic(self) -> str:
+        """Lifecycle actions (ack, resolve, reopen) for the alert feed's outputs (sinks/alert_delivery/lifecycle.py)."""
+        return f"{self.topic_prefix}alerts.status"
+
+    @property
     def signatures_topic(self) -> str:
         """Signatures of accepted signed HTTP requests, shared by every worker against replay (streams/web/signatures.py)."""
         return f"{self.topic_prefix}http-signatures"
@@ -291,7 +335,10 @@ class Settings(BaseSettings):
     @property
     def pipeline_topics(self) -> list[str]:
         """The topics `partnerwatch topics` creates (the worker's; the parked topic is the feed's)."""
-        return [self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic]
+        return [
+            self.actions_topic, self.ledger_topic, self.alerts_topic, self.deadletter_topic, self.signatures_topic,
+            self.alert_status_topic, self.provider_state_topic,
+        ]
 
     # Consumer groups
     @property
@@ -303,6 +350,16 @@ class Settings(BaseSettings):
     def warehouse_group(self) -> str:
         """The worker's warehouse loader (ledger and alerts)."""
         return f"{self.app_id}-warehouse"
+
+    @property
+    def provider_group(self) -> str:
+        """The provider-wide stage (the ledger); one member at a time holds every partition."""
+        return f"{self.app_id}-provider"
+
+    @property
+    def provider_transactional_id(self) -> str:
+        """The provider stage's checkpoint producer: a new holder fences the one before."""
+        return f"{self.app_id}-provider-stage"
 
     @property
     def alert_feed_group(self) -> str:
@@ -393,7 +450,7 @@ def markdown_table() -> str:
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for var in variables():
         if var.path[0] != "detect":
-            default = var.default if var.default != "" else "(empty)"
+            default = DATA_DIR_DEFAULT_TEXT if var.path == ("data_dir",) else var.default if var.default != "" else "(empty)"
             lines.append(f"| `{var.env}` | `{default}` | {var.info.description} |")
     lines.append(f"| `{ENV_FILE_VARIABLE}` | `(empty)` | a file of `PW_*=value` lines read under the environment (a variable set in the environment wins) |")
     return "\n".join(lines)

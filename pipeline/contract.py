@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pipeline.marketplaces import SITES
+
 ACTIONS: frozenset[str] = frozenset(
     {
         "listing.create",
@@ -12,12 +14,20 @@ ACTIONS: frozenset[str] = frozenset(
         "ads.campaign_update",
         "tax.filing",
         "report.download",
+        "report.request",
+        "report.schedule",
+        "data.read",
+        "data.write",
         "funds.bank_account_change",
         "funds.disbursement_request",
         "funds.refund",
         "funds.transfer_schedule_change",
         "permission.grant",
         "permission.revoke",
+        "permission.suspend",
+        "permission.resume",
+        "permission.data_token",
+        "permission.notification_change",
         "auth.login",
         "auth.credentials_create",
         "auth.mfa_change",
@@ -25,18 +35,49 @@ ACTIONS: frozenset[str] = frozenset(
         "account.legal_info_change",
         "approval.grant",
         "policy.update",
+        # What Amazon reports (actor `amazon`): notifications and polled state (issue 18)
+        "listing.status_change",
+        "listing.issues_change",
+        "listing.price_observed",
+        "listing.attributes_observed",
+        "inventory.quantity_observed",
+        "account.status_change",
+        "funds.transaction_posted",
+        "funds.payout_observed",
+        "report.processing_finished",
+        "feed.processing_finished",
+        "notification.received",
     }
 )
 
-MARKETPLACES: frozenset[str] = frozenset(
-    ["US", "CA", "MX", "BR", "UK", "DE", "FR", "IT", "ES", "NL", "SE", "PL", "BE", "TR", "JP", "AU", "SG", "IN", "AE", "SA"]
+#: The actions that record what Amazon observed, not what someone asked for (issue 18): the
+#: reconciliation (detectors/rules/change_outside_gateway.py) compares them with gateway calls.
+OBSERVED_ACTIONS: frozenset[str] = frozenset(
+    {
+        "listing.status_change",
+        "listing.issues_change",
+        "listing.price_observed",
+        "listing.attributes_observed",
+        "inventory.quantity_observed",
+        "account.status_change",
+        "funds.transaction_posted",
+        "funds.payout_observed",
+        "report.processing_finished",
+        "feed.processing_finished",
+        "notification.received",
+    }
 )
+
+#: The site codes events store (pipeline/marketplaces.py: marketplace IDs and `GB` are accepted
+#: too, and stored as these codes).
+MARKETPLACES: frozenset[str] = SITES
 
 #: Actions under these prefixes name the site they act on.
 MARKETPLACE_REQUIRED_PREFIXES: tuple[str, ...] = ("listing.", "inventory.", "ads.", "funds.", "tax.")
 
-#: Actions that move money carry an amount.
-AMOUNT_REQUIRED: frozenset[str] = frozenset({"funds.disbursement_request", "funds.refund"})
+#: Actions that move money carry an amount. (`funds.disbursement_request` may not: Amazon's
+#: initiatePayout pays out the whole available balance without naming it.)
+AMOUNT_REQUIRED: frozenset[str] = frozenset({"funds.refund"})
 
 ACTOR_TYPES: frozenset[str] = frozenset({"provider", "seller", "amazon"})
 OUTCOMES: frozenset[str] = frozenset({"success", "failure", "denied"})

@@ -4,50 +4,53 @@
 dict (cheap to build, cheap to serialize), or raises `Rejected` with a machine-readable reason that
 the ingest agent writes to the dead-letter topic. The rules mirror `schema/provider_action.schema.json`
 and docs/contract.md; `tests/unit/test_event.py` keeps the schema and this module in step,
-`tests/unit/test_docs.py` the page.
+`tests/unit/test_docs.py` the page. Identifiers follow `pipeline.identifiers`; grants, approvals
+and policies are checked by `pipeline.grant_schema`.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
+from pipeline import grant_schema
 from pipeline.contract import (
     ACTIONS,
     ACTOR_TYPES,
     AMOUNT_REQUIRED,
-    MARKETPLACES,
     OUTCOMES,
     needs_marketplace,
 )
+from pipeline.identifiers import identifier
+from pipeline.marketplaces import site_code
+from pipeline.origin import check_origin
+from pipeline.rejection import (
+    MAX_LIST,
+    MAX_STR,
+    REASONS,
+    Rejected,
+    check_int,
+    check_numbers,
+    need,
+    obj,
+    string,
+    type_name,
+)
+from pipeline.sensitive import find_sensitive
+
+__all__ = ["REASONS", "Event", "Rejected", "canonical", "format_ms", "normalize", "parse_action", "timestamp", "timestamp_ms"]
 
 Event = dict[str, Any]
 
-#: Rejection reasons (stable, machine-readable; documented in docs/contract.md).
-REASONS = (
-    "too_large",
-    "bad_encoding",
-    "not_json",
-    "not_object",
-    "missing_field",
-    "unknown_field",
-    "wrong_type",
-    "bad_value",
-    "unknown_action",
-    "bad_timestamp",
-    "wrong_key",
-)
-
-_EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_DECIMAL = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,8})?")  # ASCII digits: `\d` matches any Unicode digit
+#: Prices and amounts: at most 12 integer digits (a trillion), so no card number passes as one.
+_DECIMAL = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,8})?")  # ASCII digits: `\d` matches any Unicode digit
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 #: RFC 3339 date-time (section 5.6; a space may replace the T, as its note allows). Checked before
 #: `datetime.fromisoformat`, which also takes forms RFC 3339 does not (`+01`, `+0100`, `+01:99`,
 #: week dates, a comma before the fraction, offsets with seconds, no seconds at all).
@@ -55,25 +58,17 @@ _RFC3339 = re.compile(
     r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
     r"(\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 )
+#: orjson reads an integer beyond 64 bits as a float (2^64 becomes 1.8446744073709552e+19), so a
+#: message holding a run of this many digits is read again by `json`, which keeps integers exact.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _TOP_LEVEL = frozenset(
     {
         "event_id", "occurred_at", "account_id", "marketplace", "actor", "source", "action",
         "operation", "resource", "changes", "amount", "outcome", "approval_id", "grant",
-        "approval", "policy",
+        "approval", "policy", "origin",
     }
 )
-_MAX_STR = 1024
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_LIST = 1000
-
-
-class Rejected(ValueError):
-    """An ingest message that breaks the contract; `reason` is one of `REASONS`."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def parse_action(raw: bytes, max_bytes: int = 65536) -> Event:
@@ -87,25 +82,38 @@ def parse_action(raw: bytes, max_bytes: int = 65536) -> Event:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             raise Rejected("bad_encoding", "message is not valid UTF-8") from None
+        if "infinity" in str(exc):  # a number literal beyond a double's range (1e400, 400 digits)
+            raise Rejected("bad_value", "a number is out of range") from None
         raise Rejected("not_json", str(exc)) from None
+    if _LONG_DIGITS.search(raw):
+        doc = _exact_integers(raw)
     return normalize(doc)
+
+
+def _exact_integers(raw: bytes) -> Any:
+    """`raw` (already read by orjson, so strict JSON) read again with integers kept exact."""
+    try:
+        return json.loads(raw)
+    except (RecursionError, ValueError):  # deeper than Python's stack; more digits than int() reads
+        raise Rejected("bad_value", "a number is out of range, or the message nests too deeply") from None
 
 
 def normalize(doc: Any) -> Event:
     """Validate a decoded ProviderAction and return it in canonical form."""
     if not isinstance(doc, dict):
-        raise Rejected("not_object", f"expected a JSON object, got {_type(doc)}")
+        raise Rejected("not_object", f"expected a JSON object, got {type_name(doc)}")
     unknown = doc.keys() - _TOP_LEVEL
     if unknown:
         raise Rejected("unknown_field", f"unknown field(s): {', '.join(sorted(unknown)[:5])}")
 
-    action = _str(doc, "action", required=True)
+    action = string(doc, "action", required=True)
     if action not in ACTIONS:
         raise Rejected("unknown_action", f"action {action[:80]!r} is not in the vocabulary")
-    event_id = _str(doc, "event_id", required=True)
-    if not _EVENT_ID.fullmatch(event_id):
-        raise Rejected("bad_value", "event_id must be 1-128 characters of [A-Za-z0-9._:-]")
-    account_id = _str(doc, "account_id", required=True, max_len=64)
+    event_id = identifier(doc, "event_id", "event", required=True)
+    account_id = identifier(doc, "account_id", "account", required=True, max_len=64)
+    found = find_sensitive(account_id)
+    if found:  # the account is the chain's identity and the Kafka key: never masked, so refused
+        raise Rejected("bad_value", f"account_id holds what looks like {found}")
 
     out: Event = {
         "event_id": event_id,
@@ -116,34 +124,45 @@ def normalize(doc: Any) -> Event:
         "outcome": "success",
     }
 
-    marketplace = _str(doc, "marketplace", required=needs_marketplace(action), max_len=2)
+    marketplace = string(doc, "marketplace", required=needs_marketplace(action), max_len=16)
     if marketplace is not None:
-        if marketplace not in MARKETPLACES:
-            raise Rejected("bad_value", f"marketplace {marketplace!r} is not a known site code")
-        out["marketplace"] = marketplace
+        if site_code(marketplace) is None:
+            raise Rejected("bad_value", f"marketplace {marketplace!r} is not a known site code or marketplace ID")
+        out["marketplace"] = site_code(marketplace)  # stored as the site code (pipeline/marketplaces.py)
     if "source" in doc:
         out["source"] = _source(doc["source"])
-    for name in ("operation", "approval_id"):
-        value = _str(doc, name, max_len=128)
+    for name, kind in (("operation", "label"), ("approval_id", "name")):
+        value = identifier(doc, name, kind)
         if value is not None:
             out[name] = value
     if "resource" in doc:
-        out["resource"] = _object_of_strings(doc["resource"], "resource", ("type", "id"))
+        resource = obj(doc["resource"], "resource", frozenset({"type", "id"}))
+        out["resource"] = {
+            f: resource[f]
+            for f in ("type", "id")
+            if identifier(resource, f, "label", max_len=MAX_STR, where="resource.") is not None
+        }
     if "changes" in doc:
         out["changes"] = _changes(doc["changes"])
     if "amount" in doc or action in AMOUNT_REQUIRED:
-        out["amount"] = _amount(_need(doc, "amount"))
-    outcome = _str(doc, "outcome")
+        out["amount"] = _amount(need(doc, "amount"))
+    outcome = string(doc, "outcome")
     if outcome is not None:
         if outcome not in OUTCOMES:
             raise Rejected("bad_value", "outcome must be success, failure or denied")
         out["outcome"] = outcome
     if action in ("permission.grant", "permission.revoke") or "grant" in doc:
-        out["grant"] = _grant(_need(doc, "grant"), revoke=action == "permission.revoke")
+        out["grant"] = grant_schema.grant(need(doc, "grant"), revoke=action == "permission.revoke", timestamp=timestamp)
     if action == "approval.grant" or "approval" in doc:
-        out["approval"] = _approval(_need(doc, "approval"))
+        out["approval"] = grant_schema.approval(need(doc, "approval"), timestamp=timestamp)
     if action == "policy.update" or "policy" in doc:
-        out["policy"] = _policy(_need(doc, "policy"))
+        out["policy"] = grant_schema.policy(need(doc, "policy"))
+    if "origin" in doc:
+        try:
+            out["origin"] = check_origin(doc["origin"])
+        except ValueError as exc:
+            raise Rejected(*exc.args) from None
+        check_numbers(out["origin"], "origin")
     return out
 
 
@@ -162,7 +181,7 @@ def timestamp_ms(value: Any, name: str) -> int:
     if value is None:
         raise Rejected("missing_field", f"{name} is required")
     if not isinstance(value, str):
-        raise Rejected("wrong_type", f"{name} must be an RFC 3339 string, got {_type(value)}")
+        raise Rejected("wrong_type", f"{name} must be an RFC 3339 string, got {type_name(value)}")
     if len(value) > 40 or not _RFC3339.fullmatch(value):
         raise Rejected("bad_timestamp", f"{name} {value[:40]!r} is not RFC 3339")
     try:
@@ -193,53 +212,15 @@ def _second_prefix(seconds: int) -> str:
 # -- field helpers ------------------------------------------------------------------------------
 
 
-def _type(value: Any) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
-        type(value), "null" if value is None else "number"
-    )
-
-
-def _need(doc: dict[str, Any], name: str) -> Any:
-    if doc.get(name) is None:
-        raise Rejected("missing_field", f"{name} is required for action {doc.get('action')}")
-    return doc[name]
-
-
-def _str(
-    doc: dict[str, Any], name: str, *, required: bool = False, max_len: int = _MAX_STR, where: str = ""
-) -> Any:
-    value = doc.get(name)
-    label = f"{where}{name}"
-    if value is None:
-        if required:
-            raise Rejected("missing_field", f"{label} is required")
-        return None
-    if not isinstance(value, str):
-        raise Rejected("wrong_type", f"{label} must be a string, got {_type(value)}")
-    if not 1 <= len(value) <= max_len:
-        raise Rejected("bad_value", f"{label} must be 1-{max_len} characters")
-    return value
-
-
-def _object(value: Any, name: str, allowed: frozenset[str] | None) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise Rejected("wrong_type", f"{name} must be an object, got {_type(value)}")
-    if allowed is not None:
-        unknown = value.keys() - allowed
-        if unknown:
-            raise Rejected("unknown_field", f"unknown field(s) in {name}: {', '.join(sorted(unknown)[:5])}")
-    return value
-
-
 def _actor(value: Any) -> dict[str, str]:
     if value is None:
         raise Rejected("missing_field", "actor is required")
-    actor = _object(value, "actor", frozenset({"type", "provider_id", "principal_id"}))
-    kind = _str(actor, "type", required=True, where="actor.")
+    actor = obj(value, "actor", frozenset({"type", "provider_id", "principal_id"}))
+    kind = string(actor, "type", required=True, where="actor.")
     if kind not in ACTOR_TYPES:
         raise Rejected("bad_value", "actor.type must be provider, seller or amazon")
-    out = {"type": kind, "principal_id": _str(actor, "principal_id", required=True, max_len=128, where="actor.")}
-    provider = _str(actor, "provider_id", required=kind == "provider", max_len=128, where="actor.")
+    out = {"type": kind, "principal_id": identifier(actor, "principal_id", "name", required=True, where="actor.")}
+    provider = identifier(actor, "provider_id", "name", required=kind == "provider", where="actor.")
     if provider is not None:
         out["provider_id"] = provider
     return out
@@ -247,7 +228,7 @@ def _actor(value: Any) -> dict[str, str]:
 
 def _ip(value: Any, name: str) -> str:
     if not isinstance(value, str):
-        raise Rejected("wrong_type", f"{name} must be a string, got {_type(value)}")
+        raise Rejected("wrong_type", f"{name} must be a string, got {type_name(value)}")
     # Longer than any address text: refused before the cache, which must not hold large keys.
     canonical_ip = _canonical_ip(value) if len(value) <= 64 else None
     if canonical_ip is None:
@@ -272,41 +253,35 @@ def _canonical_ip(value: str) -> str | None:
 
 
 def _source(value: Any) -> dict[str, str]:
-    src = _object(value, "source", frozenset({"ip", "user_agent", "session_id"}))
+    src = obj(value, "source", frozenset({"ip", "user_agent", "session_id"}))
     out: dict[str, str] = {}
     if src.get("ip") is not None:
         out["ip"] = _ip(src["ip"], "source.ip")
     for name in ("user_agent", "session_id"):
-        text = _str(src, name, where="source.")
+        text = identifier(src, name, "user_agent" if name == "user_agent" else "session", max_len=MAX_STR, where="source.")
         if text is not None:
             out[name] = text
     return out
 
 
-def _object_of_strings(value: Any, name: str, fields: tuple[str, ...]) -> dict[str, str]:
-    obj = _object(value, name, frozenset(fields))
-    return {f: obj[f] for f in fields if _str(obj, f, where=f"{name}.") is not None}
-
-
 def _scalar(value: Any, name: str) -> Any:
     if isinstance(value, (dict, list)):
         raise Rejected("wrong_type", f"{name} must be a string, number, boolean or null")
-    if isinstance(value, str) and len(value) > _MAX_STR * 8:
-        raise Rejected("bad_value", f"{name} is longer than {_MAX_STR * 8} characters")
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-        raise Rejected("bad_value", f"{name} is out of range")
+    if isinstance(value, str) and len(value) > MAX_STR * 8:
+        raise Rejected("bad_value", f"{name} is longer than {MAX_STR * 8} characters")
+    check_int(value, name)
     return value
 
 
 def _changes(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list):
-        raise Rejected("wrong_type", f"changes must be an array, got {_type(value)}")
-    if len(value) > _MAX_LIST:
-        raise Rejected("bad_value", f"changes has more than {_MAX_LIST} entries")
+        raise Rejected("wrong_type", f"changes must be an array, got {type_name(value)}")
+    if len(value) > MAX_LIST:
+        raise Rejected("bad_value", f"changes has more than {MAX_LIST} entries")
     out = []
     for i, item in enumerate(value):
-        change = _object(item, f"changes[{i}]", frozenset({"field", "old", "new"}))
-        field = _str(change, "field", required=True, max_len=128, where=f"changes[{i}].")
+        change = obj(item, f"changes[{i}]", frozenset({"field", "old", "new"}))
+        field = identifier(change, "field", "label", required=True, where=f"changes[{i}].")
         old = _scalar(change.get("old"), f"changes[{i}].old")
         new = _scalar(change.get("new"), f"changes[{i}].new")
         if field == "price":
@@ -318,119 +293,11 @@ def _changes(value: Any) -> list[dict[str, Any]]:
 
 
 def _amount(value: Any) -> dict[str, str]:
-    amount = _object(value, "amount", frozenset({"value", "currency"}))
-    number = _str(amount, "value", required=True, max_len=32, where="amount.")
+    amount = obj(value, "amount", frozenset({"value", "currency"}))
+    number = string(amount, "value", required=True, max_len=32, where="amount.")
     if not _DECIMAL.fullmatch(number):
-        raise Rejected("bad_value", "amount.value must be a decimal string such as '120.50'")
-    currency = _str(amount, "currency", required=True, max_len=3, where="amount.")
+        raise Rejected("bad_value", "amount.value must be a decimal string such as '120.50' (at most 12 digits before the point)")
+    currency = string(amount, "currency", required=True, max_len=3, where="amount.")
     if not _CURRENCY.fullmatch(currency):
         raise Rejected("bad_value", "amount.currency must be an ISO 4217 code such as 'EUR'")
     return {"value": number, "currency": currency}
-
-
-def _string_list(value: Any, name: str) -> list[str]:
-    if not isinstance(value, list) or len(value) > _MAX_LIST:
-        raise Rejected("wrong_type", f"{name} must be an array of at most {_MAX_LIST} strings")
-    for item in value:
-        if not isinstance(item, str) or not 1 <= len(item) <= 256:
-            raise Rejected("wrong_type", f"{name} must hold strings of 1-256 characters")
-    return list(value)
-
-
-_GRANT_FIELDS = frozenset(
-    {
-        "grant_id", "provider_id", "principals", "scopes", "marketplaces", "ip_allowlist",
-        "max_price_change_pct", "require_approval", "active_hours", "valid_until",
-    }
-)
-
-
-def _grant(value: Any, *, revoke: bool) -> dict[str, Any]:
-    grant = _object(value, "grant", _GRANT_FIELDS)
-    out: dict[str, Any] = {"grant_id": _str(grant, "grant_id", required=True, max_len=128, where="grant.")}
-    provider = _str(grant, "provider_id", required=not revoke, max_len=128, where="grant.")
-    if provider is not None:
-        out["provider_id"] = provider
-    for name in ("principals", "scopes", "require_approval"):
-        if grant.get(name) is not None:
-            out[name] = _string_list(grant[name], f"grant.{name}")
-    if grant.get("marketplaces") is not None:
-        sites = _string_list(grant["marketplaces"], "grant.marketplaces")
-        bad = [s for s in sites if s not in MARKETPLACES]
-        if bad:
-            raise Rejected("bad_value", f"grant.marketplaces has unknown site code(s): {bad[:3]}")
-        out["marketplaces"] = sites
-    if grant.get("ip_allowlist") is not None:
-        nets = []
-        for cidr in _string_list(grant["ip_allowlist"], "grant.ip_allowlist"):
-            try:
-                nets.append(str(ipaddress.ip_network(cidr, strict=False)))
-            except ValueError:
-                raise Rejected("bad_value", f"grant.ip_allowlist entry {cidr[:64]!r} is not a CIDR") from None
-        out["ip_allowlist"] = nets
-    pct = grant.get("max_price_change_pct")
-    if pct is not None:
-        if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 <= pct <= 10000:
-            raise Rejected("bad_value", "grant.max_price_change_pct must be a number from 0 to 10000")
-        out["max_price_change_pct"] = pct
-    if grant.get("active_hours") is not None:
-        out["active_hours"] = _active_hours(grant["active_hours"])
-    if grant.get("valid_until") is not None:
-        out["valid_until"] = timestamp(grant["valid_until"], "grant.valid_until")
-    return out
-
-
-def _active_hours(value: Any) -> dict[str, str]:
-    hours = _object(value, "grant.active_hours", frozenset({"tz", "start", "end"}))
-    tz = _str(hours, "tz", required=True, max_len=64, where="grant.active_hours.")
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata folder, e.g. "America"
-        raise Rejected("bad_value", f"grant.active_hours.tz {tz!r} is not an IANA time zone") from None
-    out = {"tz": tz}
-    for name in ("start", "end"):
-        hhmm = _str(hours, name, required=True, max_len=5, where="grant.active_hours.")
-        if not _HHMM.fullmatch(hhmm):
-            raise Rejected("bad_value", f"grant.active_hours.{name} must be HH:MM")
-        out[name] = hhmm
-    return out
-
-
-def _approval(value: Any) -> dict[str, str]:
-    fields = ("approval_id", "action", "resource_id", "approved_by", "expires_at")
-    approval = _object(value, "approval", frozenset(fields))
-    out = {}
-    for name in fields:
-        required = name in ("approval_id", "action", "approved_by", "expires_at")
-        text = _str(approval, name, required=required, max_len=128, where="approval.")
-        if text is not None:
-            out[name] = text
-    out["expires_at"] = timestamp(out["expires_at"], "approval.expires_at")
-    return out
-
-
-def _policy(value: Any) -> dict[str, Any]:
-    policy = dict(_object(value, "policy", None))
-    rate = policy.get("rate_limit_per_min")
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or not 0 < rate <= 1_000_000):
-        raise Rejected("bad_value", "policy.rate_limit_per_min must be a positive integer")
-    filings = policy.get("tax_filings")
-    if filings is not None:
-        if not isinstance(filings, list) or len(filings) > 100:
-            raise Rejected("wrong_type", "policy.tax_filings must be an array")
-        for i, item in enumerate(filings):
-            filing = _object(item, f"policy.tax_filings[{i}]", frozenset({"marketplace", "cadence", "due_day"}))
-            if filing.get("marketplace") not in MARKETPLACES:
-                raise Rejected("bad_value", f"policy.tax_filings[{i}].marketplace is not a site code")
-            if filing.get("cadence") not in ("monthly", "quarterly"):
-                raise Rejected("bad_value", f"policy.tax_filings[{i}].cadence must be monthly or quarterly")
-            day = filing.get("due_day")
-            if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 31:
-                raise Rejected("bad_value", f"policy.tax_filings[{i}].due_day must be 1-31")
-    try:
-        size = len(orjson.dumps(policy))
-    except orjson.JSONEncodeError:  # deeper than orjson writes (255 levels), or a huge integer
-        raise Rejected("bad_value", "policy cannot be serialized (nested too deeply?)") from None
-    if size > 16384:
-        raise Rejected("bad_value", "policy is larger than 16 KiB")
-    return policy

@@ -112,6 +112,9 @@ def verify_stored(rows: Iterable[list[Any] | tuple[Any, ...]]) -> ChainBreak | N
     )
 
 
+DAY_MS = 86_400_000
+
+
 class LedgerState:
     """Sequencing state of the accounts of one partition: chain heads and recent event ids.
 
@@ -119,12 +122,23 @@ class LedgerState:
     order), never kept in a separate store, so it cannot disagree with what was committed: after
     a crash the worker re-reads the ledger partition and continues exactly after its last
     committed entry, and a source event redelivered after it was sequenced is recognized as seen.
+
+    The dedup window (`PW_DEDUP_WINDOW_DAYS`, fractions allowed) keeps ids in buckets of one day
+    (of the window itself when it is shorter than a day) and forgets a whole bucket at once: an id
+    is remembered for at least the window and at most the window plus one bucket. A repeat after
+    that is a *late repeat*: a new ledger entry with its own seq, stored in the warehouse as a row
+    of its own (rows are ledger entries, keyed by (account_id, seq)), so the chain stays gap-free.
     """
 
-    def __init__(self, dedup_window_days: int) -> None:
+    def __init__(self, dedup_window_days: float) -> None:
         self.window = dedup_window_days
         self.heads: dict[str, ChainHead] = {}
-        #: epoch day ingested -> `id_digest` of every event sequenced that day (inside the window).
+        window_ms = max(1, round(dedup_window_days * DAY_MS))
+        #: Bucket length in ms: a day, or the whole window when it is shorter (tests use seconds).
+        self.bucket_ms = min(DAY_MS, window_ms)
+        self._buckets = -(-window_ms // self.bucket_ms)
+        #: bucket (epoch day for windows of a day or more) -> `id_digest` of every event sequenced
+        #: in it, inside the window.
         self.seen_by_day: dict[int, set[bytes]] = {}
         self._swept_day = -1
         #: The next source offset to sequence on this partition (after the last one in the ledger).
@@ -134,7 +148,7 @@ class LedgerState:
         """Fold one committed ledger entry into the state (recovery)."""
         account = entry["account_id"]
         self.heads[account] = ChainHead(int(entry["seq"]), entry["hash"])
-        self._remember(id_digest(account, entry["event_id"]), epoch_day(entry["ingested_at"]))
+        self._remember(id_digest(account, entry["event_id"]), self.bucket(entry["ingested_at"]))
         if "ingest_offset" in entry:
             self.next_offset = max(self.next_offset, int(entry["ingest_offset"]) + 1)
 
@@ -143,7 +157,7 @@ class LedgerState:
     ) -> dict[str, Any] | None:
         """Sequence `event`, or return None when its id was seen inside the dedup window."""
         account, event_id = event["account_id"], event["event_id"]
-        today = epoch_day(ingested_at)
+        today = self.bucket(ingested_at)
         if today != self._swept_day:
             self._sweep(today)
         digest = id_digest(account, event_id)
@@ -154,6 +168,13 @@ class LedgerState:
         if ingest_offset is not None:
             entry["ingest_offset"] = ingest_offset
         return entry
+
+    def bucket(self, ts: str) -> int:
+        """The dedup bucket of a ledger timestamp `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
+        if self.bucket_ms == DAY_MS:
+            return epoch_day(ts)
+        ms = epoch_day(ts) * DAY_MS + int(ts[11:13]) * 3_600_000 + int(ts[14:16]) * 60_000 + int(ts[17:19]) * 1000
+        return (ms + int(ts[20:23])) // self.bucket_ms
 
     def has_seen(self, digest: bytes) -> bool:
         return any(digest in ids for ids in self.seen_by_day.values())
@@ -169,7 +190,7 @@ class LedgerState:
 
     def _sweep(self, today: int) -> None:
         self._swept_day = today
-        oldest = today - self.window
+        oldest = today - self._buckets
         for day in [d for d in self.seen_by_day if d < oldest]:
             del self.seen_by_day[day]
 

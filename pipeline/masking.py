@@ -3,23 +3,38 @@
 The ingest agent calls `mask_event` right after `pipeline.event.parse_action`, so the ledger, the
 warehouse, the alerts and everything downstream only ever see the masked form. A masked value is
 
-    {"sha256": "<64 hex digits>", "last4": "<at most 4 characters>"}
+    {"sha256": "<64 hex digits>", "last4": "<at most 4 characters>"}     in changes[].old / .new
+    "sha256:<64 hex digits>:<last4>"                                     in every other place
 
-`sha256` is HMAC-SHA256 keyed with `PW_MASK_KEY` over the value with separators removed (so
-`DE89 3704 0044 0532 0130 00` and `DE89370400440532013000` hash the same), stable across
-workers and restarts: two events naming the same account can still be matched. With no key it
-is a plain SHA-256 of a fixed prefix and the value, which anyone can recompute for a guessed
-number: set `PW_MASK_KEY` in production. `last4` is the last 4 significant characters, and
-never more than half of them, so a short value is never revealed whole.
+`sha256` is HMAC-SHA256 keyed with `PW_MASK_KEY` over the value as it reads (`sensitive.plain`:
+fullwidth digits are digits) with separators removed (so `DE89 3704 0044 0532 0130 00` and
+`DE89370400440532013000` hash the same), stable across workers and restarts: two events naming
+the same account, principal or card still match, so detectors correlate as before. With no key
+it is a plain SHA-256 of a fixed prefix and the value, which anyone can recompute for a guessed
+number: set `PW_MASK_KEY` in production. `last4` is the last 4 significant characters, and never
+more than half of them, so a short value is never revealed whole. The string form fits the
+identifier grammar of every field it replaces (`pipeline.identifiers`).
 
-What is masked in `changes` (old and new; null and booleans stay as they are):
-- every change of `funds.bank_account_change`, `account.contact_change`, `account.legal_info_change`;
-- a change whose field name names bank or personal data (`SENSITIVE_FIELD`);
-- any other string value holding an IBAN, a run of 9 or more digits, or an e-mail address
-  (`price` excepted: a validated decimal, read by the price rule; a bare timestamp excepted).
-`resource.id` is masked (sensitive action or resource type, or an IBAN or e-mail in it) into the string form `sha256:<hex>:<last4>` (the
-field stays a string). Nothing else is changed: detectors read actions, actors, sources,
-prices and amounts, never these values.
+What is masked:
+- every string of the event in which `pipeline.sensitive.find_sensitive` finds a card number
+  (Luhn), an IBAN (mod 97), an e-mail address or a phone number, masked whole: `event_id`,
+  `operation`, `approval_id`, `actor.provider_id`, `actor.principal_id`, `source.user_agent`,
+  `source.session_id`, `resource.type`, `resource.id`, `changes[].field`, `grant.grant_id`,
+  `grant.provider_id`, `grant.principals[]`, `grant.skus[]`, `approval.approval_id`,
+  `approval.resource_id`, `approval.approved_by`, and every key and string inside `policy` and
+  `origin` (but `origin.adapter`);
+- in `changes[].old` / `.new`, `policy` and `origin` (free text) also a run of 9 or more digits;
+- every number in `changes`, `policy` and `origin` that is a card number;
+- every change of `funds.bank_account_change`, `account.contact_change`, `account.legal_info_change`,
+  and a change whose field name names bank or personal data (`SENSITIVE_FIELD`), whatever it holds
+  (null and booleans stay as they are);
+- `resource.id` of those actions or of a bank or personal resource type.
+
+Never masked, because nothing sensitive fits their grammar or they are the event's identity:
+`account_id` (`pipeline.event` refuses one that holds such a value), `occurred_at`, `action`,
+`marketplace`, `outcome`, `actor.type`, `source.ip`, `amount`, prices (`changes` of field
+`price`: decimals of at most 12 integer digits), grant scopes, sites, networks, limits, hours and
+expiry, and approval actions and expiry.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ import re
 from typing import Any
 
 from pipeline.event import Event
+from pipeline.sensitive import card_number, find_sensitive, plain
 
 SENSITIVE_ACTIONS = frozenset(
     {"funds.bank_account_change", "account.contact_change", "account.legal_info_change"}
@@ -41,17 +57,19 @@ SENSITIVE_FIELD = re.compile(
     r"|ssn|national_id|passport|birth|(first|last|full|legal|given|family|holder|owner)_?name|contact",
     re.IGNORECASE,
 )
-#: Content that is bank or personal data in any field: an IBAN (also spaced in groups of four) or
-#: an e-mail address ...
-IBAN_OR_EMAIL = re.compile(
-    r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:[ -]?[A-Za-z0-9]){10,30}|[^\s@]+@[^\s@]+\.[^\s@]+"
-)
-#: ... or 9+ digits in a row (single spaces or dashes between them allowed): an account, card or
-#: phone number. Timestamps are not (`TIMESTAMP`).
-DIGIT_RUN = re.compile(r"[0-9](?:[ -]?[0-9]){8,}")
-TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9:.]+([Zz]|[+-][0-9:]+)?)?")
+#: A value masked already (string form): masking is idempotent.
+MASKED_TEXT = re.compile(r"sha256:[0-9a-f]{64}:.{0,4}", re.DOTALL)
 _SEPARATORS = re.compile(r"[\s\-./]+")
 _UNKEYED_PREFIX = b"partnerwatch-mask-v1:"
+
+#: The strings of each part of an event that are masked when they hold a sensitive value.
+_TOP = ("event_id", "operation", "approval_id")
+_PARTS = {
+    "actor": ("provider_id", "principal_id"),
+    "source": ("user_agent", "session_id"),
+    "grant": ("grant_id", "provider_id"),
+    "approval": ("approval_id", "resource_id", "approved_by"),
+}
 
 
 class Masker:
@@ -61,58 +79,122 @@ class Masker:
         self._key = key.encode()
 
     def digest(self, value: Any) -> str:
-        text = _SEPARATORS.sub("", str(value)).encode("utf-8", "surrogatepass")
+        text = _compact(value).encode("utf-8", "surrogatepass")
         if self._key:
             return hmac.new(self._key, text, hashlib.sha256).hexdigest()
         return hashlib.sha256(_UNKEYED_PREFIX + text).hexdigest()
 
     def mask(self, value: Any) -> dict[str, str]:
         """`{"sha256": ..., "last4": ...}` for one value."""
-        compact = _SEPARATORS.sub("", str(value))
+        compact = _compact(value)
         shown = min(4, len(compact) // 2)
         return {"sha256": self.digest(value), "last4": compact[len(compact) - shown:] if shown else ""}
 
-    def mask_text(self, value: str) -> str:
+    def mask_text(self, value: Any) -> str:
         masked = self.mask(value)
         return f"sha256:{masked['sha256']}:{masked['last4']}"
 
     def mask_event(self, event: Event) -> Event:
         """The event with its sensitive values masked (a new dict where anything changes)."""
         whole = event["action"] in SENSITIVE_ACTIONS
-        out = event
-        changes = event.get("changes")
-        if changes:
-            masked = [self._change(c, whole) for c in changes]
-            if any(m is not c for m, c in zip(masked, changes, strict=True)):
-                out = {**out, "changes": masked}
-        resource = event.get("resource")
-        rid = resource.get("id") if resource else None
-        if resource and isinstance(rid, str) and (
-            whole or SENSITIVE_FIELD.search(resource.get("type", "")) or IBAN_OR_EMAIL.search(rid)
-        ):
-            out = {**out, "resource": {**resource, "id": self.mask_text(rid)}}
+        out = dict(event)
+        for name in _TOP:
+            if name in event:
+                out[name] = self._identifier(event[name])
+        for part, names in _PARTS.items():
+            if part in event:
+                out[part] = self._part(event[part], names)
+        grant = out.get("grant")
+        for name in ("principals", "skus"):
+            if grant and grant.get(name):
+                masked_list = [self._identifier(p) for p in grant[name]]
+                if masked_list != grant[name]:
+                    grant = out["grant"] = {**grant, name: masked_list}
+        if "resource" in event:
+            out["resource"] = self._resource(event["resource"], whole)
+        if event.get("changes"):
+            masked = [self._change(c, whole) for c in event["changes"]]
+            if any(m is not c for m, c in zip(masked, event["changes"], strict=True)):
+                out["changes"] = masked
+        if "policy" in event:
+            out["policy"] = self._free(event["policy"])
+        if "origin" in event:  # the adapter's name stays: it names our code, not a person
+            kept = {k: v for k, v in event["origin"].items() if k != "adapter"}
+            masked_origin = self._free(kept)
+            if masked_origin is not kept:
+                out["origin"] = {"adapter": event["origin"]["adapter"], **masked_origin}
+        return out if any(out[k] is not event[k] for k in event) else event
+
+    # -- parts -----------------------------------------------------------------------------------
+
+    def _identifier(self, value: str) -> str:
+        """An id or label: masked whole (string form) when it holds a sensitive value."""
+        if MASKED_TEXT.fullmatch(value) or not find_sensitive(value):
+            return value
+        return self.mask_text(value)
+
+    def _part(self, part: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+        masked = {k: self._identifier(v) if k in names and isinstance(v, str) else v for k, v in part.items()}
+        return masked if any(masked[k] is not part[k] for k in part) else part
+
+    def _resource(self, resource: dict[str, str], whole: bool) -> dict[str, str]:
+        out = self._part(resource, ("type", "id"))
+        rid = resource.get("id")
+        by_kind = whole or SENSITIVE_FIELD.search(resource.get("type", ""))
+        if rid is not None and by_kind and out["id"] is rid and not MASKED_TEXT.fullmatch(rid):
+            out = {**out, "id": self.mask_text(rid)}
         return out
 
     def _change(self, change: dict[str, Any], whole: bool) -> dict[str, Any]:
         field = change["field"]
         by_field = whole or bool(SENSITIVE_FIELD.search(field))
         out = change
+        masked_field = self._identifier(field)
+        if masked_field is not field:
+            out = {**change, "field": masked_field}
         for side in ("old", "new"):
             value = change.get(side)
             if value is None or isinstance(value, bool) or _is_mask(value):
                 continue
-            if by_field or (field != "price" and isinstance(value, str) and sensitive_text(value)):
+            if by_field or (field != "price" and _sensitive_value(value, free_text=True)):
                 if out is change:
                     out = dict(change)
                 out[side] = self.mask(value)
         return out
 
+    def _free(self, value: Any) -> Any:
+        """Policy values, any depth: keys and strings by pattern (free text), card numbers."""
+        if isinstance(value, dict):
+            items = [(self._free_key(k), self._free(v)) for k, v in value.items()]
+            if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
+                return value
+            return dict(items)
+        if isinstance(value, list):
+            masked = [self._free(v) for v in value]
+            return value if all(m is v for m, v in zip(masked, value, strict=True)) else masked
+        if _sensitive_value(value, free_text=True) and not (isinstance(value, str) and MASKED_TEXT.fullmatch(value)):
+            return self.mask_text(value)
+        return value
 
-def sensitive_text(value: str) -> bool:
-    """Does free text hold an IBAN, an e-mail address or a long number (not a timestamp)?"""
-    if IBAN_OR_EMAIL.search(value):
-        return True
-    return bool(DIGIT_RUN.search(value)) and not TIMESTAMP.fullmatch(value)
+    def _free_key(self, key: str) -> str:
+        if MASKED_TEXT.fullmatch(key) or not find_sensitive(key, free_text=True):
+            return key
+        return self.mask_text(key)
+
+
+def _sensitive_value(value: Any, *, free_text: bool) -> bool:
+    if isinstance(value, str):
+        return find_sensitive(value, free_text=free_text) is not None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return card_number(value)
+    return False
+
+
+def _compact(value: Any) -> str:
+    """The value as it reads, separators removed (an integral float as its integer)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return _SEPARATORS.sub("", plain(str(value)))
 
 
 def _is_mask(value: Any) -> bool:

@@ -131,3 +131,24 @@ def record_status(
           "note": note, "at": at}],
     )
     return StatusRow(alert_id, current.account_id, status, actor, note, _iso(at))
+
+
+def latest_alert(warehouse: Warehouse, alert_id: str) -> dict[str, object] | None:
+    """The stored alert with the most evidence (audit.alerts), as the detect agent published it,
+    or None when the warehouse has not stored it (yet). For the lifecycle's status record."""
+    rows = warehouse.query(
+        "SELECT alert_id, detector, severity, account_id, provider_id, principal_id, title, summary,"
+        " evidence_event_ids, toString(first_seen), toString(last_seen), count, response"
+        " FROM audit.alerts WHERE alert_id = {id:String} ORDER BY count DESC LIMIT 1",
+        {"id": alert_id},
+    ).rows
+    if not rows:
+        return None
+    (aid, detector, severity, account, provider, principal, title, summary, evidence, first, last, count,
+     response) = rows[0]
+    return {
+        "alert_id": aid, "detector": detector, "severity": severity, "account_id": account,
+        "provider_id": provider, "principal_id": principal, "title": title, "summary": summary,
+        "evidence_event_ids": list(evidence), "first_seen": _iso(first), "last_seen": _iso(last),
+        "count": int(count), "response": list(response),
+    }

@@ -10,8 +10,10 @@ MergeTree-family table `db.t` becomes two tables, both created `ON CLUSTER`:
 
 Readers and the loader keep using `db.t`. A materialized view reads from and writes into the local
 tables, so each shard rolls up its own rows. INSERT ... SELECT statements (backfills) go through
-the Distributed tables unchanged. Any other statement kind is refused, so a new migration the
-renderer cannot handle fails the test suite instead of a deployment.
+the Distributed tables unchanged. `ALTER TABLE` of a sharded table runs on the local tables, and
+its column changes (`ADD|DROP|MODIFY|RENAME COLUMN`) on the Distributed table too. Any other
+statement kind is refused, so a new migration the renderer cannot handle fails the test suite
+instead of a deployment.
 
 Pure text in, text out: the only value put into the DDL is the cluster name, validated as an
 identifier. Engine macros (`{shard}`, `{replica}`, ...) are expanded by each server.
@@ -55,6 +57,8 @@ _CREATE_MV = re.compile(
     r"TO\s+(?P<tdb>\w+)\.(?P<target>\w+)\s+AS\s+(?P<select>.*)",
     re.DOTALL | re.IGNORECASE,
 )
+_ALTER_TABLE = re.compile(r"ALTER\s+TABLE\s+(?P<db>\w+)\.(?P<table>\w+)\s+(?P<body>.*)", re.DOTALL | re.IGNORECASE)
+_COLUMN_CLAUSE = re.compile(r"(ADD|DROP|MODIFY|RENAME)\s+COLUMN\b", re.IGNORECASE)
 _FROM_TABLE = re.compile(r"\b(FROM|JOIN)(\s+)(\w+)\.(\w+)\b", re.IGNORECASE)
 
 
@@ -106,6 +110,8 @@ def render(statement: str, cluster: str, sharded: set[str]) -> list[str]:
         return [_render_view(text, cluster, sharded)]
     if head.startswith("INSERT INTO"):
         return [text]  # through the Distributed tables: rows reach the shard of their account
+    if head.startswith("ALTER TABLE"):
+        return _render_alter(text, cluster, sharded)
     raise ClusterDDLError(f"no cluster rendering for this statement (extend sinks/cluster_ddl.py): {text[:80]!r}")
 
 
@@ -138,6 +144,41 @@ def _render_table(text: str, cluster: str) -> list[str]:
         f"ENGINE = Distributed({cluster}, {db}, {local}, {SHARDING_KEY})"
     )
     return [local_ddl, distributed_ddl]
+
+
+def _render_alter(text: str, cluster: str, sharded: set[str]) -> list[str]:
+    m = _ALTER_TABLE.match(text)
+    if not m:
+        raise ClusterDDLError(f"unrecognised ALTER TABLE (ALTER TABLE db.table ...): {text[:80]!r}")
+    name = f"{m['db']}.{m['table']}"
+    if name not in sharded:
+        raise ClusterDDLError(f"ALTER TABLE {name}: not a table the migrations create")
+    clauses = _top_level_split(m["body"])
+    out = [f"ALTER TABLE {name}{LOCAL_SUFFIX} ON CLUSTER {cluster}\n    " + ",\n    ".join(clauses)]
+    columns = [c for c in clauses if _COLUMN_CLAUSE.match(c)]
+    if columns:  # the Distributed table mirrors the local table's columns, nothing else
+        out.append(f"ALTER TABLE {name} ON CLUSTER {cluster}\n    " + ",\n    ".join(columns))
+    return out
+
+
+def _top_level_split(body: str) -> list[str]:
+    """`a, b (x, y), c` -> [`a`, `b (x, y)`, `c`]: commas outside parentheses and quotes."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(body):
+        if quote:
+            if ch == quote and body[i - 1] != "\\":
+                quote = ""
+        elif ch in "'`\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(body[start:i])
+            start = i + 1
+    parts.append(body[start:])
+    return [" ".join(p.split()) for p in parts if p.strip()]
 
 
 def _render_view(text: str, cluster: str, sharded: set[str]) -> str:

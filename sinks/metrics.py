@@ -12,6 +12,26 @@ WAREHOUSE_ROWS = Counter("pw_warehouse_rows_total", "Rows stored in the warehous
 WAREHOUSE_FAILURES = Counter("pw_warehouse_failures_total", "Failed warehouse batch inserts (retried)")
 WAREHOUSE_BATCH_SECONDS = Gauge("pw_warehouse_last_batch_seconds", "Duration of the last stored batch")
 INGEST_CATCH_UP = Counter("pw_ingest_catch_up_total", "Source messages the stream skipped and ingest read back itself")
+STATE_REPAIRS = Counter(
+    "pw_detect_state_repairs_total",
+    "Account detection states found not to match the ledger and rebuilt from it (streams/state_repair.py),"
+    " by reason: missing, behind, ahead (of the ledger's head) or gap (before an entry)",
+    ["reason"],
+)
+STATE_REPAIR_INCOMPLETE = Counter(
+    "pw_detect_state_repair_incomplete_total",
+    "Rebuilt account states whose history neither the ledger nor the warehouse held in full",
+)
+# -- the provider-wide stage (streams/provider_stage.py) --
+PROVIDER_EVENTS = Counter("pw_provider_stage_events_total", "Ledger entries the provider-wide stage folded")
+PROVIDER_ALERTS = Counter("pw_provider_stage_alerts_total", "Alert versions the provider-wide stage published", ["detector"])
+PROVIDER_UNCHECKPOINTED = Gauge("pw_provider_stage_uncheckpointed_entries", "Ledger entries the provider-wide stage folded since its last committed checkpoint")
+PROVIDER_CHECKPOINTS = Counter("pw_provider_stage_checkpoints_total", "State checkpoints the provider-wide stage committed")
+PROVIDER_RESTORED = Gauge("pw_provider_stage_restored_keys", "Provider and account states the stage restored from its snapshot topic when it last took over")
+PROVIDER_ACTIVE = Gauge("pw_provider_stage_active", "1 while this process holds the provider-wide stage (one worker at a time)")
+SIGMA_RULES = Gauge("pw_sigma_rules", "Sigma rules (detection rules and correlations) the provider stage runs from PW_RULES_DIR")
+SIGMA_RELOAD_FAILURES = Counter("pw_sigma_reload_failures_total", "Changes of PW_RULES_DIR the provider stage refused (it keeps the rules it had)")
+PROVIDER_EVENT_TIME = Gauge("pw_provider_stage_event_time_seconds", "Event time (Unix seconds) of the newest ledger entry the provider stage folded")
 
 # -- observability (issue 7): labels are small closed sets, never an IP, principal or account id --
 #: Detector timing is sampled so the hot path pays for it on one event in this many.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client.metrics import MetricWrapperBase
 
 from sinks import metrics
+from sinks.metrics_internals import describe
 
 
 def defined() -> list[MetricWrapperBase]:
@@ -17,15 +18,16 @@ def defined() -> list[MetricWrapperBase]:
 
 
 def exposed_name(metric: MetricWrapperBase) -> str:
-    name: str = metric._name
-    return f"{name}_total" if metric._type == "counter" else name
+    d = describe(metric)
+    return f"{d.name}_total" if d.type == "counter" else d.name
 
 
 def markdown_table() -> str:
     lines = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
     for m in defined():
-        labels = ", ".join(f"`{label}`" for label in m._labelnames) or "-"
-        lines.append(f"| `{exposed_name(m)}` | {m._type} | {labels} | {m._documentation} |")
+        d = describe(m)
+        labels = ", ".join(f"`{label}`" for label in d.labels) or "-"
+        lines.append(f"| `{exposed_name(m)}` | {d.type} | {labels} | {d.documentation} |")
     return "\n".join(lines)
 
 

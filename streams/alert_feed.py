@@ -34,6 +34,8 @@ from mode import Service
 
 from pipeline.config import Settings
 from pipeline.contract import SEVERITIES
+from sinks.kafka_io import aio_consumer
+from streams.faust_internals import fetch_cluster_metadata
 
 log = structlog.get_logger(__name__)
 
@@ -149,22 +151,12 @@ class AlertFeed(Service):
         return self.known.get(alert_id, "")
 
     def _consumer(self) -> AIOKafkaConsumer:
-        s = self.settings
-        return AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_broker,
-            group_id=None,
-            client_id=s.client_id("live-alert-feed"),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-        )
+        return aio_consumer(self.settings, role="live-alert-feed")
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         topic = self.settings.alerts_topic
         while True:  # the worker creates the topic as it starts
-            # `topics()` fetches the metadata but leaves it out of the consumer's cluster view, so
-            # `partitions_for_topic` would stay None: ask the fetched metadata itself.
-            cluster = await consumer._client.fetch_all_metadata()
+            cluster = await fetch_cluster_metadata(consumer)
             found = cluster.partitions_for_topic(topic)
             if found:
                 return [TopicPartition(topic, p) for p in sorted(found)]

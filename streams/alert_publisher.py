@@ -15,6 +15,7 @@ import asyncio
 from aiokafka import AIOKafkaProducer
 from mode import Service
 
+from sinks.kafka_io import aio_producer
 from streams.app import app, settings
 
 
@@ -27,13 +28,7 @@ class AlertPublisher(Service):
         self._pending: list[asyncio.Future[object]] = []
 
     async def on_start(self) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_broker,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=0,
-            client_id=settings.client_id("alerts"),
-        )
+        self._producer = aio_producer(settings, role="alerts", linger_ms=0)
         await self._producer.start()
 
     async def on_stop(self) -> None:
@@ -50,6 +45,14 @@ class AlertPublisher(Service):
         if self._producer is None:
             raise RuntimeError("the alert publisher is not started")
         self._pending.append(await self._producer.send(settings.alerts_topic, value, key=key, partition=partition))
+
+    async def publish_status(self, key: bytes, value: bytes, timeout: float) -> None:
+        """Send one lifecycle record (sinks/alert_delivery/lifecycle.py) and wait for the broker."""
+        if self._producer is None:
+            raise RuntimeError("the alert publisher is not started")
+        await asyncio.wait_for(
+            await self._producer.send(settings.alert_status_topic, value, key=key), timeout
+        )
 
     async def delivered(self) -> None:
         """Wait until every alert published so far is acknowledged by the broker."""

@@ -11,6 +11,8 @@ import faust
 from faust.sensors import Monitor
 
 from pipeline.config import Settings
+from sinks.kafka_io import faust_options
+from streams import faust_internals
 from streams.web.guard import WebGuard, exposure_error
 
 
@@ -79,24 +81,20 @@ web_guard = WebGuard(settings)
 
 app = faust.App(
     settings.app_id,
-    broker=f"kafka://{settings.kafka_broker.replace(',', ';kafka://')}",
+    # The broker, its security settings and the client options shared with every other client
+    # (sinks/kafka_io.py): session timeout, heartbeat, request and fetch sizes, acks.
+    **faust_options(settings),
     store="memory://",
     processing_guarantee=settings.processing_guarantee,
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=1,
     datadir=str(settings.data_dir / "faust"),
     broker_commit_interval=settings.commit_interval,
-    consumer_auto_offset_reset="earliest",
-    # A killed worker's group membership expires fast, so a restarted worker resumes in seconds.
-    broker_session_timeout=10.0,
-    broker_heartbeat_interval=2.0,
     stream_buffer_maxsize=1024,
     stream_wait_empty=False,
     producer_linger=0.005,
     # The size of the record batches streams/batch_writer.py builds (aiokafka's default: 16 KiB).
     producer_max_batch_size=512 * 1024,
-    producer_max_request_size=4 * 1024 * 1024,
-    consumer_max_fetch_size=4 * 1024 * 1024,
     web_bind=settings.web_host,
     web_host=settings.web_host,
     web_port=settings.web_port,
@@ -115,6 +113,7 @@ app = faust.App(
     Worker=Worker,
     Monitor=LeanMonitor,
 )
+app.transport = faust_internals.Transport(app.conf.broker_consumer, app)
 
 
 @app.task
@@ -137,10 +136,5 @@ async def _short_fetch_wait() -> None:
     built is not in it, so new records for it wait until the held fetch returns: measured, alerts
     came 1.1-1.6 s late at 400-820 events/s, with a backlog standing in Kafka. The fetcher reads
     the setting for every request, so it is lowered here once the consumer exists."""
-    while True:
-        consumer = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
-        fetcher = getattr(consumer, "_fetcher", None)
-        if fetcher is not None:
-            fetcher._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-            return
+    while not faust_internals.set_fetch_max_wait(app, FETCH_MAX_WAIT_MS):
         await asyncio.sleep(0.1)

@@ -11,8 +11,10 @@ Everything goes through the transactional producer of the *source* partition (Fa
 `<app id>-<topic group of pw.actions>-<partition>`; ledger, changelog and source partitions
 share the number), under the lock Faust holds while it commits that producer's transaction. So
 the ledger entries, the table changes and the source offsets commit together or not at all:
-after a crash the tables come back (Faust's recovery reads the changelogs read_committed)
-exactly as of the last committed batch, with no state ahead of the ledger. Faust's own
+after a crash the tables come back (Faust's recovery reads the changelogs read_committed, up to
+the last stable offset the broker reports: streams/app.py) exactly as of the last committed batch,
+with no state ahead of the ledger; ingest checks that against the ledger all the same
+(streams/state_repair.py). Faust's own
 `send_changelog` writes outside the transaction. Picking the producer by the source topic is
 also why the app need not consume pw.ledger: `Topic.send` picks it by the destination topic's
 group, which exists only for topics the app consumes.
@@ -30,6 +32,7 @@ from typing import Any
 import orjson
 
 from streams.app import app, settings
+from streams.faust_internals import transaction_producer
 
 Record = tuple[bytes | None, bytes | None]
 
@@ -70,8 +73,8 @@ class BatchWriter:
         for (topic, partition), changed in self.changes.items():
             by_partition[partition].append((topic, [_changelog_record(k, v) for k, v in changed.items()]))
         for partition, outputs in by_partition.items():
-            producer, lock = _producer_for(partition)
-            async with lock:
+            producer, lock = transaction_producer(app, settings.actions_topic, partition)
+            async with lock or contextlib.nullcontext():
                 for topic, records in outputs:
                     await _send(producer, topic, partition, records)
         self.ledger.clear()
@@ -93,16 +96,3 @@ async def _send(producer: Any, topic: str, partition: int, records: list[Record]
                 raise ValueError(f"a record of {len(value or b'')} bytes for {topic} exceeds the producer's batch size")
     await producer.send_batch(batch, topic, partition=partition)
 
-
-def _producer_for(partition: int) -> tuple[Any, Any]:
-    """The aiokafka producer of source partition `partition`, and the lock Faust holds while it
-    commits that producer's transaction (without exactly-once: Faust's one producer, no lock)."""
-    faust_producer: Any = app.producer
-    if not app.in_transaction:
-        return faust_producer._ensure_producer(), contextlib.nullcontext()
-    group = app.assignor.group_for_topic(settings.actions_topic)
-    transactional_id = f"{app.conf.id}-{group}-{partition}"
-    producer = faust_producer._transaction_producers.get(transactional_id)
-    if producer is None:
-        raise RuntimeError(f"no transactional producer {transactional_id} for source partition {partition}")
-    return producer, faust_producer._trn_locks[transactional_id]

@@ -26,6 +26,7 @@ from mode import Service
 
 from pipeline.config import Settings
 from sinks import metrics
+from sinks.kafka_io import aio_admin, aio_consumer
 from streams.app import app, settings
 
 log = structlog.get_logger(__name__)
@@ -71,14 +72,11 @@ class ConsumerLag(Service):
 
     async def _clients(self) -> tuple[AIOKafkaConsumer, AIOKafkaAdminClient]:
         if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self.settings.kafka_broker, group_id=None,
-                enable_auto_commit=False, isolation_level="read_committed",
-            )
+            consumer = aio_consumer(self.settings, role="consumer-lag")
             await consumer.start()
             self._consumer = consumer
         if self._admin is None:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_broker)
+            admin = aio_admin(self.settings, role="consumer-lag")
             await admin.start()
             self._admin = admin
         return self._consumer, self._admin

@@ -18,10 +18,11 @@ state, the account's open alerts and the last `seq` it saw, changed in place and
 account and batch) and `open_alerts` (the latest version of each open alert; an alert without new
 evidence for `OPEN_DAYS` of event time is closed and dropped, so the table stays bounded). Their
 changelog records go out in the ingest transaction (streams/batch_writer.py), so after a crash
-the tables come back as of the last committed batch. The in-memory tables can still be ahead of
-the ledger where a transaction aborts and the worker lives on (and changelogs written by older
-versions, outside the transaction, may be), so an entry at or below the state's `seq` is
-skipped, and `fold` ignores a `seq` it has seen.
+the tables come back as of the last committed batch. A recovered state is not trusted for that:
+when ingest takes up a partition, each account's state `seq` is checked against the ledger's head
+and a state that is missing, behind or ahead is rebuilt from the ledger (streams/state_repair.py),
+and `entry` refuses a state with a gap before the entry it folds. An entry at or below the
+state's `seq` is skipped, and `fold` ignores a `seq` it has seen.
 """
 
 from __future__ import annotations
@@ -30,11 +31,9 @@ from typing import Any
 
 import orjson
 
-from detectors.run import new_state, observe
-from pipeline.alert import alert_id, closed_alerts, fold
+from detectors.run import apply_entry, new_state
 from pipeline.config import DetectionConfig
-from pipeline.ledger import event_of
-from streams import ml_models
+from streams import ml_models, state_repair
 from streams.alert_publisher import publisher
 from streams.app import settings
 from streams.batch_writer import BatchWriter
@@ -55,33 +54,30 @@ class Detection:
 
     async def entry(self, entry: dict[str, Any], event: Any) -> None:
         """Run the detectors over one sequenced entry; `event` is the Faust event it came from."""
-        action = event_of(entry)
-        account = action["account_id"]
+        account = entry["account_id"]
         if account in self.touched:
             state = self.touched[account][0]
         else:
             # Changed in place and written back in `flush`: one table write per batch.
             state = account_state.get(account) or new_state()
-        self.touched[account] = (state, event)
-        seq = int(entry["seq"])
-        if seq <= state.get("seq", 0):
-            return  # already folded into this state before a crash
-        state["seq"] = seq
         msg = event.message
+        seq, prior = int(entry["seq"]), int(state.get("seq", 0))
+        if seq > prior + 1:
+            # Entries before this one are missing from the state: never fold into it. Rebuilt
+            # from the ledger (its entries up to seq - 1 are committed), logged and counted.
+            stale = state_repair.Stale(account, "gap" if prior else "missing", prior, seq - 1)
+            state = (await state_repair.repair(msg.partition, [stale], self.writer))[account]
+        self.touched[account] = (state, event)
         timings = METRICS.sample()
-        for finding in observe(state, action, CONFIG, ml_models.current(), timings=timings):
-            key = alert_id(finding.detector, finding.key, finding.window)
-            before = open_alerts.get(key)
-            alert = fold(before, finding, action, seq)
-            if alert is before:
-                continue  # a replayed event, already part of the alert
-            self.writer.table_set(open_alerts, msg.partition, key, alert)
-            state.setdefault("open", {})[key] = alert["last_seen"]
+        applied = apply_entry(state, entry, CONFIG, ml_models.current(), open_alerts.get, timings)
+        if applied is None:
+            return  # already folded into this state before a crash
+        for alert in applied.alerts:
+            self.writer.table_set(open_alerts, msg.partition, alert["alert_id"], alert)
             await publisher.publish(account.encode(), orjson.dumps(alert), msg.partition)
             METRICS.alert_published(msg)
         METRICS.record(timings)
-        for key in closed_alerts(state.get("open", {}), action["occurred_at"]):
-            del state["open"][key]
+        for key in applied.closed:
             self.writer.table_delete(open_alerts, msg.partition, key)
 
     async def flush(self) -> None:

@@ -25,21 +25,21 @@ keeping every chain head.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import deadletter
 from pipeline.event import Rejected, format_ms, parse_action
 from pipeline.ledger import LedgerState, encode_entry
 from pipeline.masking import Masker
 from sinks import metrics
+from streams import state_repair
 from streams.app import app, settings
 from streams.batch_writer import BatchWriter
 from streams.detect import Detection
+from streams.partition_read import read_partition
 from streams.topics import actions_topic, deadletter_topic
 
 log = structlog.get_logger(__name__)
@@ -54,41 +54,12 @@ def _now() -> str:
     return format_ms(time.time_ns() // 1_000_000)
 
 
-async def _read_partition(topic: str, partition: int, start: int | None, until: int | None) -> AsyncIterator[Any]:
-    """Committed records of one partition from `start` (None: the beginning) up to `until`
-    (None: the end as of now), read with a consumer of its own, outside any group."""
-    tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_broker,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        if start is None:
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, start)
-        end = until if until is not None else (await consumer.end_offsets([tp]))[tp]
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=20_000)
-            for record in batch.get(tp, ()):
-                if record.offset >= end:
-                    return
-                yield record
-    finally:
-        await consumer.stop()
-
-
 async def load_state(partition: int) -> LedgerState:
     """Read one partition of the ledger, committed records only, into a `LedgerState`."""
     started = time.monotonic()
     state = LedgerState(settings.dedup_window_days)
     count = 0
-    async for record in _read_partition(settings.ledger_topic, partition, None, None):
+    async for record in read_partition(settings.ledger_topic, partition, None, None):
         state.observe(orjson.loads(record.value))
         count += 1
     log.info(
@@ -151,7 +122,7 @@ async def _catch_up(
     """
     start = state.next_offset
     count = 0
-    async for record in _read_partition(settings.actions_topic, partition, start, until):
+    async for record in read_partition(settings.actions_topic, partition, start, until):
         await _ingest_one(state, record.key, record.value, partition, record.offset, writer, detection, event)
         count += 1
     state.next_offset = until
@@ -175,6 +146,9 @@ async def ingest(stream: Any) -> None:
             state = _states.get(msg.partition)
             if state is None:
                 state = _states[msg.partition] = await load_state(msg.partition)
+                # Taken up after an assignment: the recovered detection state must match the
+                # ledger before any event of the partition is detected (streams/state_repair.py).
+                await state_repair.check_partition(msg.partition, state.heads, writer)
             if msg.offset < state.next_offset:
                 continue  # already sequenced: a redelivery after a restart
             if msg.offset > state.next_offset and state.next_offset > 0:

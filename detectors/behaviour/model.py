@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from detectors.behaviour import sklearn_internals
 from detectors.behaviour.features import FEATURE_VERSION, FEATURES, KINDS, MONOTONE, kind_of_vector
 
 KIND = "behaviour_anomaly"
@@ -38,7 +39,7 @@ PREFIX = "behaviour-"
 #: Up to this many vectors per call are scored by walking the trees in Python (see `score`).
 FAST_BATCH = 16
 #: The only types skops may build besides its own defaults (checked before loading).
-TRUSTED_TYPES: frozenset[str] = frozenset({"sklearn.tree._tree.Tree"})
+TRUSTED_TYPES: frozenset[str] = sklearn_internals.TREE_TYPES
 
 
 class ArtifactError(ValueError):
@@ -118,14 +119,11 @@ class BehaviourModel:
     def _compile(self) -> tuple[Any, ...]:
         """The scaler's parameters and each tree's arrays as plain lists (built once, read-only)."""
         scaler, forest = self.pipeline[0], self.pipeline[-1]
-        from sklearn.ensemble._iforest import _average_path_length
-
+        values, denominator = sklearn_internals.forest_path_lengths(forest)
         trees = []
-        for i, estimator in enumerate(forest.estimators_):
+        for estimator, value in zip(forest.estimators_, values, strict=True):
             t = estimator.tree_
-            value = forest._decision_path_lengths[i] + forest._average_path_length_per_tree[i] - 1.0
-            trees.append((t.feature.tolist(), t.threshold.tolist(), t.children_left.tolist(), t.children_right.tolist(), value.tolist()))
-        denominator = len(forest.estimators_) * float(_average_path_length([forest._max_samples])[0])
+            trees.append((t.feature.tolist(), t.threshold.tolist(), t.children_left.tolist(), t.children_right.tolist(), value))
         self._compiled = (scaler.center_.tolist(), scaler.scale_.tolist(), trees, denominator)
         return self._compiled
 

@@ -102,7 +102,8 @@ def _early(
         return None
     w["early"] = 1
     vector = features.open_vector(key)
-    assert vector is not None
+    if vector is None:  # the hour is open: its counts were just read
+        raise RuntimeError(f"no open hour for {key}")
     return Closed(key, w["h"], vector, {k: list(v) for k, v in w["ev"].items()}), model.score(
         [vector]
     )[0]
@@ -140,8 +141,7 @@ def _deviations(
     for i, name in enumerate(FEATURES):
         g = stats[name]
         floor = max(0.1 * g["std"], 1e-3 * max(1.0, abs(g["mean"])), 1e-6)
-        if own:
-            assert baseline is not None
+        if baseline is not None and own:
             usual = baseline["mean"][i]
             spread = math.sqrt(max(0.0, baseline["m2"][i] / max(1, baseline["n"] - 1)))
         else:
@@ -178,7 +178,8 @@ def _finding(
     event: Event, c: Closed, score: float, ctx: Context, state: dict[str, Any], *, early: bool
 ) -> Finding:
     model = ctx.model
-    assert model is not None
+    if model is None:  # only called with a model loaded
+        raise RuntimeError("behaviour_anomaly finding without a model")
     provider, _, principal = c.key.partition("|")
     hour = format_ms(c.hour * HOUR_MS)
     if principal == ALL_PRINCIPALS:

@@ -8,14 +8,18 @@
 -- Every grant here is SELECT: nothing in this file can write, alter or drop.
 
 -- The limits every analyst query runs under. readonly = 1 refuses every write and every setting
--- change except max_execution_time, which the Grafana plugin's client sets per query.
+-- change except these limits, which a client may lower (never raise past MAX): the Grafana
+-- plugin sets max_execution_time per query, and PartnerWatch's user SQL (POST /v1/sql,
+-- `partnerwatch sql`) sets all of them from its PW_SQL_* settings, plus `limit`.
 CREATE SETTINGS PROFILE IF NOT EXISTS partnerwatch_readonly SETTINGS
     readonly = 1,
     max_execution_time = 60 CHANGEABLE_IN_READONLY,
-    max_result_rows = 1000000,
+    max_result_rows = 1000000 MAX 1000000 CHANGEABLE_IN_READONLY,
+    max_result_bytes = 1073741824 MAX 1073741824 CHANGEABLE_IN_READONLY,
+    `limit` = 0 MAX 1000001 CHANGEABLE_IN_READONLY,
     result_overflow_mode = 'throw',
-    max_rows_to_read = 10000000000,
-    max_memory_usage = 10000000000;
+    max_rows_to_read = 10000000000 MAX 10000000000 CHANGEABLE_IN_READONLY,
+    max_memory_usage = 10000000000 MAX 10000000000 CHANGEABLE_IN_READONLY;
 
 -- Analysts and dashboards read the audit database, nothing else.
 CREATE ROLE IF NOT EXISTS partnerwatch_analyst SETTINGS PROFILE 'partnerwatch_readonly';
@@ -34,3 +38,13 @@ CREATE USER IF NOT EXISTS grafana_ro
     SETTINGS PROFILE 'partnerwatch_readonly';
 GRANT partnerwatch_analyst TO grafana_ro;
 SET DEFAULT ROLE partnerwatch_analyst TO grafana_ro;
+
+-- The user PartnerWatch runs user SQL as (POST /v1/sql, `partnerwatch sql`, `query`): never the
+-- writer of PW_CLICKHOUSE_URL. Replace CHANGE_ME_READER_PASSWORD with PW_CLICKHOUSE_READER_PASSWORD
+-- (the worker's PW_CLICKHOUSE_READER_USER is partnerwatch_reader by default) before applying.
+CREATE USER IF NOT EXISTS partnerwatch_reader
+    IDENTIFIED WITH sha256_password BY 'CHANGE_ME_READER_PASSWORD'
+    HOST ANY
+    SETTINGS PROFILE 'partnerwatch_readonly';
+GRANT partnerwatch_analyst TO partnerwatch_reader;
+SET DEFAULT ROLE partnerwatch_analyst TO partnerwatch_reader;

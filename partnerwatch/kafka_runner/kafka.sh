@@ -20,6 +20,14 @@
 # checkout, else ${XDG_CACHE_HOME:-~/.cache}/partnerwatch/kafka, never inside the installed
 # package), PW_KAFKA_CONTROLLER_PORT (9093), PW_KAFKA_HEAP (512m), PW_KAFKA_LIBS (folder of the
 # broker jars, default $PW_KAFKA_HOME/<version>/libs).
+#
+# SASL_SSL (to test the clients' PW_KAFKA_SECURITY_PROTOCOL=SASL_SSL settings against a private
+# broker): PW_KAFKA_SASL_SSL_PORT adds a second listener, SASL_SSL with SCRAM-SHA-256 and
+# SCRAM-SHA-512, on 127.0.0.1:<that port>; the PW_KAFKA_BROKER port stays PLAINTEXT (the broker's
+# own traffic and this script's checks). It then needs PW_KAFKA_SSL_KEYSTORE (PKCS12 file: the
+# broker's key and a certificate valid for 127.0.0.1), PW_KAFKA_SSL_KEYSTORE_PASSWORD, and
+# PW_KAFKA_SASL_USERNAME / PW_KAFKA_SASL_PASSWORD: a SCRAM user created when the storage is
+# formatted (the first start, or after `reset`). server.properties is then readable by its owner only.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -49,6 +57,10 @@ case $port in
   ''|*[!0-9]*) log "PW_KAFKA_BROKER=$broker: the port must be a number"; exit 2 ;;
 esac
 cport=${PW_KAFKA_CONTROLLER_PORT:-9093}
+sasl_port=${PW_KAFKA_SASL_SSL_PORT:-}
+case $sasl_port in
+  *[!0-9]*) log "PW_KAFKA_SASL_SSL_PORT=$sasl_port: must be a port number"; exit 2 ;;
+esac
 heap=${PW_KAFKA_HEAP:-512m}
 pidfile=$home/broker.pid
 logfile=$home/broker.log
@@ -68,14 +80,22 @@ fetch() {
 
 write_props() {
   mkdir -p "$data"
+  local listeners=PLAINTEXT://127.0.0.1:$port advertised=PLAINTEXT://127.0.0.1:$port
+  local map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+  if [ -n "$sasl_port" ]; then
+    listeners=$listeners,SASL_SSL://127.0.0.1:$sasl_port
+    advertised=$advertised,SASL_SSL://127.0.0.1:$sasl_port
+    map=$map,SASL_SSL:SASL_SSL
+  fi
+  (umask 077; : >"$props")
   cat >"$props" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$map
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$data
 num.partitions=4
@@ -90,6 +110,35 @@ auto.create.topics.enable=false
 message.max.bytes=4194304
 log.retention.hours=168
 EOF
+  if [ -n "$sasl_port" ]; then
+    local module=org.apache.kafka.common.security.scram.ScramLoginModule
+    cat >>"$props" <<EOF
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=$module required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=$module required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$PW_KAFKA_SSL_KEYSTORE
+listener.name.sasl_ssl.ssl.keystore.password=$PW_KAFKA_SSL_KEYSTORE_PASSWORD
+listener.name.sasl_ssl.ssl.key.password=$PW_KAFKA_SSL_KEYSTORE_PASSWORD
+EOF
+  fi
+}
+
+# The SASL_SSL listener's requirements, checked before anything is written.
+sasl_ready() {
+  [ -n "$sasl_port" ] || return 0
+  local name
+  for name in PW_KAFKA_SSL_KEYSTORE PW_KAFKA_SSL_KEYSTORE_PASSWORD PW_KAFKA_SASL_USERNAME PW_KAFKA_SASL_PASSWORD; do
+    if [ -z "${!name:-}" ]; then log "PW_KAFKA_SASL_SSL_PORT is set: $name is required too"; exit 2; fi
+  done
+  if [ ! -r "$PW_KAFKA_SSL_KEYSTORE" ]; then log "PW_KAFKA_SSL_KEYSTORE=$PW_KAFKA_SSL_KEYSTORE: no such readable file"; exit 2; fi
+}
+
+# `kafka-storage format` arguments: the SCRAM user of the SASL_SSL listener, for both mechanisms.
+scram_args() {
+  [ -n "$sasl_port" ] || return 0
+  local user="name=$PW_KAFKA_SASL_USERNAME,password=$PW_KAFKA_SASL_PASSWORD"
+  printf '%s\n' --add-scram "SCRAM-SHA-256=[$user]" --add-scram "SCRAM-SHA-512=[$user]"
 }
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
@@ -112,17 +161,31 @@ local_broker() {
 
 start() {
   local_broker
+  sasl_ready
   fetch
   if running; then
     log "broker already running (pid $(cat "$pidfile")) on 127.0.0.1:$port"
     wait_ready
     return 0
   fi
+  # A port held by another program would only show up as a Java BindException in the broker's
+  # log: say so in one line instead (exit 3: something the command needs is not there).
+  if answers; then
+    log "port $port on 127.0.0.1 (PW_KAFKA_BROKER) is in use by another program, not a broker this runner started: stop it, or set PW_KAFKA_BROKER=127.0.0.1:<free port>"
+    exit 3
+  fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$cport") 2>/dev/null; then
+    log "controller port $cport on 127.0.0.1 (PW_KAFKA_CONTROLLER_PORT) is in use by another program: stop it, or set PW_KAFKA_CONTROLLER_PORT to a free port"
+    exit 3
+  fi
   write_props
+  log_from=$(( $(wc -l <"$logfile" 2>/dev/null || echo 0) + 1 ))
   if [ ! -f "$data/meta.properties" ]; then
     log "formatting KRaft storage in $data"
+    local scram=()
+    mapfile -t scram < <(scram_args)
     "$(java_bin)" -cp "$libs/*" -Dlog4j2.configurationFile="$here/log4j2.properties" \
-      kafka.tools.StorageTool format -t "pw-local-cluster-0001" -c "$props" --ignore-formatted >>"$logfile" 2>&1
+      kafka.tools.StorageTool format -t "pw-local-cluster-0001" -c "$props" --ignore-formatted "${scram[@]}" >>"$logfile" 2>&1
   fi
   log "starting Kafka $version on 127.0.0.1:$port (heap $heap, log $logfile)"
   # setsid: the broker must outlive the shell that started it and ignore its terminal's signals.
@@ -136,7 +199,13 @@ start() {
 wait_ready() {
   local deadline=$((SECONDS + ${PW_KAFKA_START_TIMEOUT:-90}))
   until answers && grep -q "Kafka Server started" "$logfile" 2>/dev/null; do
-    if ! running; then log "broker exited during start; last lines of $logfile:"; tail -n 30 "$logfile" >&2; exit 1; fi
+    if ! running; then
+      if tail -n +"${log_from:-1}" "$logfile" 2>/dev/null | grep -q "BindException"; then
+        log "port $port or $cport on 127.0.0.1 was taken while the broker started: stop what holds it, or choose free ports (PW_KAFKA_BROKER, PW_KAFKA_CONTROLLER_PORT)"
+        exit 3
+      fi
+      log "broker exited during start; last lines of $logfile:"; tail -n 30 "$logfile" >&2; exit 1
+    fi
     if [ $SECONDS -ge $deadline ]; then log "broker did not answer in time; see $logfile"; exit 1; fi
     sleep 0.5
   done

@@ -1,10 +1,15 @@
 """Verify a stored account chain over a time range, page by page, from an anchor entry.
 
-`verify-chain --from T --to T` must not re-read years of history: it starts from the last stored
-entry ingested before `--from` (the *anchor*: its hash is the `prev_hash` the range must start
-from, and its own hash is recomputed from its payload) and checks `seq` continuity and every hash
-through the last entry ingested at or before `--to`. Rows are read in windows of `seq`, so a chain
+`verify-chain --ingested-from T --ingested-to T` must not re-read years of history: it starts from
+the last stored entry ingested before `--ingested-from` (the *anchor*: its hash is the `prev_hash`
+the range must start from, and its own hash is recomputed from its payload) and checks `seq`
+continuity and every hash through the last entry ingested at or before `end_ms` (the command passes
+the millisecond before `--ingested-to`, whose end is exclusive like every range of the CLI). Rows are read in windows of `seq`, so a chain
 of millions of events is never held in memory, and a repeated `seq` (an inserted copy) is seen.
+
+Every other column of a row is derived from the hashed event (`pipeline.audit_row`): each one is
+recomputed from the payload with the loader's own `event_row` and compared, so a row whose
+`principal_id` or `source_ip` was rewritten, payload untouched, is a break too.
 
 Ranges are in ledger time (`ingested_at`): it grows with `seq`, event time does not.
 The reader is anything with `query(sql, params)` returning `.rows` (a `sinks.clickhouse`
@@ -18,10 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import orjson
+
+from pipeline.audit_row import DERIVED_COLUMNS, derived_mismatch
 from pipeline.event import format_ms, timestamp_ms
 from pipeline.ledger import ChainBreak, ChainHead, entry_hash, verify
 
-PAGE_SEQS = 50_000
+#: Rows per query: each carries its payload and every derived column (about 1 KB).
+PAGE_SEQS = 20_000
 
 
 class Rows(Protocol):
@@ -35,9 +44,12 @@ class SqlReader(Protocol):
     def query(self, sql: str, params: dict[str, Any] | None = None) -> Rows: ...
 
 
-_COLUMNS = "seq, event_id, prev_hash, hash, toString(ingested_at), payload"
+_COLUMNS = "seq, event_id, prev_hash, hash, toString(ingested_at), payload, " + ", ".join(
+    f"toString({c})" for c in DERIVED_COLUMNS
+)
+# Built from constants only (S608): the values are {name:Type} parameters.
 ENTRIES_QUERY = (
-    f"SELECT {_COLUMNS} FROM audit.events WHERE account_id = {{account:String}}"
+    f"SELECT {_COLUMNS} FROM audit.events WHERE account_id = {{account:String}}"  # noqa: S608
     " AND seq BETWEEN {lo:UInt64} AND {hi:UInt64} ORDER BY seq"
 )
 _SEQ_BEFORE = (
@@ -51,7 +63,8 @@ _SEQ_UNTIL = (
 _LAST_SEQ = "SELECT max(seq) FROM audit.events WHERE account_id = {account:String}"
 ACCOUNTS_QUERY = "SELECT DISTINCT account_id FROM audit.events ORDER BY account_id"
 
-StoredEntry = tuple[int, str, str, str, str, bytes]  # seq, event_id, prev_hash, hash, ingested_at, payload
+#: seq, event_id, prev_hash, hash, ingested_at, payload, then the derived columns as stored (text).
+StoredEntry = tuple[int, str, str, str, str, bytes, tuple[str, ...]]
 
 
 def parse_when(text: str) -> int:
@@ -81,7 +94,24 @@ def iso_of_ch(value: Any) -> str:
 
 
 def stored_entry(row: Sequence[Any]) -> StoredEntry:
-    return (int(row[0]), str(row[1]), str(row[2]), str(row[3]), iso_of_ch(row[4]), str(row[5]).encode())
+    return (
+        int(row[0]), str(row[1]), str(row[2]), str(row[3]), iso_of_ch(row[4]), str(row[5]).encode(),
+        tuple(str(v) for v in row[6:]),
+    )
+
+
+def column_break(row: StoredEntry) -> ChainBreak | None:
+    """A row whose hash verified, checked column by column against its payload."""
+    seq, event_id, prev_hash, stored_hash, ingested_at, payload, columns = row
+    try:
+        entry = orjson.loads(payload)
+        entry.update(seq=seq, prev_hash=prev_hash, hash=stored_hash, ingested_at=ingested_at)
+        column = derived_mismatch(entry, columns)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
+        return ChainBreak(seq, event_id, "the payload is not an event the columns can be derived from")
+    if column:
+        return ChainBreak(seq, event_id, f"column {column} does not match the hashed event")
+    return None
 
 
 def _scalar_seq(db: SqlReader, sql: str, params: dict[str, Any]) -> int:
@@ -120,7 +150,7 @@ def anchor_head(db: SqlReader, account: str, anchor_seq: int) -> tuple[ChainHead
     if len(rows) != 1:
         problem = "anchor entry missing" if not rows else f"anchor seq stored {len(rows)} times"
         return ChainHead(), ChainBreak(anchor_seq, rows[0][1] if rows else "", problem)
-    seq, event_id, prev_hash, stored_hash, ingested_at, payload = rows[0]
+    seq, event_id, prev_hash, stored_hash, ingested_at, payload, _ = rows[0]
     if entry_hash(prev_hash, seq, ingested_at, payload) != stored_hash:
         return ChainHead(), ChainBreak(seq, event_id, "hash does not match the stored event (the anchor)")
     return ChainHead(seq, stored_hash), None
@@ -128,21 +158,30 @@ def anchor_head(db: SqlReader, account: str, anchor_seq: int) -> tuple[ChainHead
 
 @dataclass(frozen=True)
 class RangeReport:
-    """What `verify_range` checked, and the first break if any."""
+    """What `verify_range` checked, and the first break if any (or why it could not check)."""
 
     account: str
     anchor_seq: int
     last_seq: int
     events: int
     broken: ChainBreak | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None and self.error is None
 
 
 def verify_entries(rows: Iterator[StoredEntry], head: ChainHead) -> tuple[ChainHead, int, ChainBreak | None]:
-    """Verify `rows` after `head`; return the last good head, the rows checked and the first break."""
+    """Verify `rows` after `head`; return the last good head, the rows checked and the first break.
+
+    A row breaks the chain when its seq, prev_hash or hash do not follow (`pipeline.ledger.verify`)
+    or when a derived column differs from its hashed payload (`column_break`).
+    """
     checked = 0
     for row in rows:
         checked += 1
-        found = verify((row,), head)
+        found = verify((row[:6],), head) or column_break(row)
         if found:
             return head, checked, found
         head = ChainHead(row[0], row[3])
@@ -162,6 +201,19 @@ def verify_range(
         return RangeReport(account, anchor_seq, hi, 0, None)
     _, checked, broken = verify_entries(entries(db, account, anchor_seq + 1, hi), head)
     return RangeReport(account, anchor_seq, hi, checked, broken)
+
+
+def verify_accounts(
+    db: SqlReader, names: Sequence[str], start_ms: int | None = None, end_ms: int | None = None
+) -> list[RangeReport]:
+    """`verify_range` for each account; one that cannot be read is reported and the rest go on."""
+    reports = []
+    for account in names:
+        try:
+            reports.append(verify_range(db, account, start_ms, end_ms))
+        except Exception as exc:  # the reader's own error type (warehouse, HTTP): reported per account
+            reports.append(RangeReport(account, 0, 0, 0, None, f"could not be verified: {exc}"))
+    return reports
 
 
 def accounts(db: SqlReader) -> list[str]:

@@ -8,6 +8,7 @@ key holder can make. With Ed25519 an auditor verifies with the public key alone.
 
 A digest is only made over a chain that verifies from the previous digest's head: the run stops
 at a gap (a row not stored yet, or deleted) or a break and reports it, and never signs past it.
+An account that cannot be read is reported too, and the other accounts are digested all the same.
 Periods are in ledger time (`ingested_at`); the `seq` range is what a digest covers.
 """
 
@@ -43,9 +44,9 @@ _FIELDS = (
 DIGESTS_QUERY = (
     "SELECT account_id, toString(period_start), toString(period_end), first_seq, last_seq, event_count,"
     " head_hash, prev_digest_hash, toString(signed_at), key_id, algorithm, signature"
-    f" FROM {TABLE} FINAL WHERE account_id = {{account:String}} ORDER BY first_seq"
+    " FROM audit.chain_digests FINAL WHERE account_id = {account:String} ORDER BY first_seq"
 )
-_DIGEST_ACCOUNTS = f"SELECT DISTINCT account_id FROM {TABLE} ORDER BY account_id"
+_DIGEST_ACCOUNTS = "SELECT DISTINCT account_id FROM audit.chain_digests ORDER BY account_id"
 
 
 class DigestStore(SqlReader, Protocol):
@@ -143,9 +144,13 @@ def create_digests(
     made: list[Digest] = []
     problems: list[Problem] = []
     for acct in [account] if account else accounts(db):
-        new, problem = _account_digests(db, signer, acct, span, cutoff, format_ms(now_ms))
-        if new:
-            db.insert(TABLE, [d.row() for d in new])
+        try:
+            new, problem = _account_digests(db, signer, acct, span, cutoff, format_ms(now_ms))
+            if new:
+                db.insert(TABLE, [d.row() for d in new])
+        except Exception as exc:  # the store's own error type: this account is reported, the rest go on
+            problems.append(Problem(acct, f"not digested: {exc}"))
+            continue
         made.extend(new)
         if problem:
             problems.append(problem)
@@ -169,7 +174,7 @@ def _account_digests(
     def consume() -> ChainBreak | None:
         nonlocal head
         good, _, found = verify_entries(iter(chunk), head)
-        for seq, _, _, entry_hash, ingested_at, _ in chunk:
+        for seq, _, _, entry_hash, ingested_at, _, _ in chunk:
             if seq > good.seq:
                 break
             periods.add(seq, entry_hash, _hour_ms(ingested_at[:13]))
@@ -280,13 +285,17 @@ def verify_digests(db: SqlReader, verifier: Verifier, account: str | None = None
     names = [account] if account else [str(r[0]) for r in db.query(_DIGEST_ACCOUNTS, {}).rows]
     total_digests = total_events = 0
     for acct in names:
-        digests = stored_digests(db, acct)
-        total_digests += len(digests)
-        problems += check_digest_chain(acct, digests, verifier, from_genesis=True)
-        if not digests:
-            problems.append(Problem(acct, "no digest stored"))
+        try:
+            digests = stored_digests(db, acct)
+            total_digests += len(digests)
+            problems += check_digest_chain(acct, digests, verifier, from_genesis=True)
+            if not digests:
+                problems.append(Problem(acct, "no digest stored"))
+                continue
+            checked, found = _match_warehouse(db, acct, digests)
+        except Exception as exc:  # the reader's own error type: this account is reported, the rest go on
+            problems.append(Problem(acct, f"could not be verified: {exc}"))
             continue
-        checked, found = _match_warehouse(db, acct, digests)
         total_events += checked
         problems += found
     return DigestReport(len(names), total_digests, total_events, problems)
@@ -305,7 +314,7 @@ def _match_warehouse(db: SqlReader, account: str, digests: list[Digest]) -> tupl
         nonlocal head, checked
         good, n, broken = verify_entries(iter(rows), head)
         checked += n
-        for seq, event_id, _, stored_hash, _, _ in rows:
+        for seq, event_id, _, stored_hash, _, _, _ in rows:
             if seq > good.seq:
                 break
             if seq in heads and stored_hash != heads[seq]:

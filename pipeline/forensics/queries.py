@@ -68,7 +68,8 @@ class NamedQuery:
         out: dict[str, str] = {}
         for p in self.params:
             raw = given.get(p.name, p.default)
-            assert raw is not None  # required ones were checked above
+            if raw is None:  # required ones were checked above
+                raise QueryLibraryError(f"query {self.name} needs parameter {p.name}")
             out[p.name] = normalize_value(p, raw) if p.name in given else raw
         return out
 

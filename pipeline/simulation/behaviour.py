@@ -92,7 +92,7 @@ def generate(
     the other (round robin), each at its kind's hour of day once the previous one is over
     (the four kinds fit in one day); a principal with a working history is picked for each.
     """
-    rng = random.Random(f"behaviour-{seed}")
+    rng = random.Random(f"behaviour-{seed}")  # noqa: S311 (a seeded, reproducible simulation)
     world = _World()
     pending: list[tuple[int, int, Event, str]] = []  # (ms, order, event, label)
     order = 0

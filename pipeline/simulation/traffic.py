@@ -87,7 +87,7 @@ def generate(
     At `attack_rate` per benign event an attack of one of `attack_kinds` (see pipeline/simulation/attacks.py)
     is injected; its events' ids end in `-atk<N>`, N numbering the attack instances.
     """
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 (a seeded, reproducible simulation)
     world = build_world(rng, accounts, providers)
     all_providers = sorted({p.provider_id: p for a in world for p in a.providers}.values(), key=lambda p: p.provider_id)
     clock = int((start or datetime(2026, 11, 2, 6, 0, tzinfo=UTC)).timestamp() * 1000)
@@ -129,6 +129,7 @@ def generate(
             scene = Scene(
                 rng, account, provider, principal, rng.choice(strangers), clock, next_id,
                 partial(_regrant, account, provider), benign_id, partial(_grant_on, provider),
+                world, _grant_to,
             )
             events = RECIPES[kind](scene)
             attacking = False
@@ -148,6 +149,10 @@ def generate(
 
 
 def _grant_on(provider: Provider, event_id: str, at: int, account: Account) -> Event:
+    return _grant_event(event_id, at, account, provider)
+
+
+def _grant_to(event_id: str, at: int, account: Account, provider: Provider) -> Event:
     return _grant_event(event_id, at, account, provider)
 
 
@@ -204,3 +209,37 @@ def _provider_action(
         event["operation"] = "getReportDocument"
         event["resource"] = {"type": "report", "id": rng.choice(("GET_FLAT_FILE_OPEN_LISTINGS_DATA", "GET_MERCHANT_LISTINGS_ALL_DATA"))}
     return event
+
+
+def disordered(
+    stream: list[tuple[Event, str | None]], seconds: float, seed: int
+) -> list[tuple[Event, str | None]]:
+    """`stream` in the order it would arrive with up to `seconds` of arrival disorder.
+
+    Every event arrives a uniformly random delay of up to `seconds` after it occurred, and events
+    are sent in arrival order, so one account's events arrive out of event-time order by up to
+    `seconds` (a scene's history from days before arrives when it occurred, long before the
+    scene). One order is kept: an account's authorization events (grants, revokes, approvals,
+    policy) neither overtake the account's earlier events nor are overtaken by its later ones,
+    because the gateway admits a provider's call only once it has seen the grant that allows it
+    (sources/gateway follows the ledger), and a seller's change is recorded after what came before
+    it. Deterministic for a seed.
+    """
+    from pipeline.authorization import AUTHORIZATION_ACTIONS
+
+    rng = random.Random(f"disorder-{seed}")  # noqa: S311 (a seeded, reproducible simulation)
+    barrier: dict[str, float] = {}
+    latest: dict[str, float] = {}
+    keyed = []
+    for n, (event, kind) in enumerate(stream):
+        account = str(event.get("account_id", ""))
+        key = _ms(event["occurred_at"]) + rng.uniform(0, seconds * 1000)
+        if event.get("action") in AUTHORIZATION_ACTIONS:
+            key = max(key, latest.get(account, key))
+            barrier[account] = key
+        else:
+            key = max(key, barrier.get(account, key))
+        latest[account] = max(latest.get(account, key), key)
+        keyed.append((key, n, event, kind))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [(event, kind) for _, _, event, kind in keyed]

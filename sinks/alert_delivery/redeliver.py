@@ -17,13 +17,13 @@ from typing import Any
 import aiohttp
 import orjson
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from pipeline.config import Settings
 from sinks.alert_delivery.parking import park, parked_record
 from sinks.alert_delivery.sender import Outcome, deliver
-from sinks.alert_delivery.topics import ensure_feed_topics
 from sinks.alert_outputs.routes import AlertRoutes
+from sinks.kafka_io import aio_consumer, aio_producer, ensure_topics
 
 log = structlog.get_logger(__name__)
 
@@ -36,21 +36,10 @@ class RedeliverReport:
 
 
 async def redeliver(settings: Settings, routes: AlertRoutes, output: str | None = None, join_timeout: float = 30.0) -> RedeliverReport:
-    await asyncio.get_running_loop().run_in_executor(None, ensure_feed_topics, settings)
     topic = settings.parked_topic
-    group = settings.alert_redeliver_group
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_broker,
-        group_id=group,
-        client_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        session_timeout_ms=10_000,
-        heartbeat_interval_ms=2_000,
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_broker, client_id=group, acks="all", enable_idempotence=True)
+    await asyncio.get_running_loop().run_in_executor(None, ensure_topics, settings, [topic])
+    consumer = aio_consumer(settings, topic, role="alert-redeliver", group=settings.alert_redeliver_group)
+    producer = aio_producer(settings, role="alert-redeliver")
     report = RedeliverReport()
     await consumer.start()
     await producer.start()

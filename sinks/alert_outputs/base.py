@@ -13,6 +13,10 @@ import orjson
 
 Alert = dict[str, Any]
 
+#: Lifecycle statuses an alert may carry in `alert["lifecycle"]["status"]` when the alert feed
+#: sends it after `alerts ack|resolve|reopen` (sinks/alert_delivery/lifecycle.py).
+LIFECYCLE_STATUSES = ("acknowledged", "resolved", "reopened")
+
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
@@ -27,11 +31,13 @@ class HttpRequest:
 
 
 class DeliveryError(Exception):
-    """A receiver refused or failed a delivery; `retryable` False parks the alert at once."""
+    """A receiver refused or failed a delivery; `retryable` False parks the alert at once.
+    `retry_after`: the seconds the receiver asked to wait (its `Retry-After` on 429 or 503)."""
 
-    def __init__(self, message: str, retryable: bool = True) -> None:
+    def __init__(self, message: str, retryable: bool = True, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class Output(Protocol):
@@ -42,6 +48,15 @@ class Output(Protocol):
     def render(self, alert: Alert, now: float) -> HttpRequest: ...
 
     def accept(self, status: int, body: bytes) -> None: ...
+
+
+def lifecycle(alert: Alert) -> dict[str, str] | None:
+    """The alert's lifecycle action (`status`, `actor`, `note`, `at`), or None while it is open
+    as the detectors made it. Only outputs with `follows_lifecycle = True` are sent one."""
+    value = alert.get("lifecycle")
+    if isinstance(value, dict) and value.get("status") in LIFECYCLE_STATUSES:
+        return {k: str(v) for k, v in value.items()}
+    return None
 
 
 def json_request(url: str, payload: Any, headers: dict[str, str] | None = None) -> HttpRequest:

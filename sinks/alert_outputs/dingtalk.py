@@ -4,6 +4,14 @@ Signing ("加签"): with `timestamp` in milliseconds, `sign = urlencode(base64(H
 secret, message = "<timestamp>\n<secret>")))`, appended to the webhook URL as `&timestamp=...&sign=...`.
 DingTalk refuses a timestamp more than an hour off. Note the difference from Feishu: the secret
 is the HMAC key here, and the URL carries the signature, not the body.
+
+The text is DingTalk markdown (headings, quotes, `**`/`*` emphasis, `[text](url)` links,
+`![](url)` images, lists) and the PC client also renders HTML (`<font>`, `<a>`, ...). A mention
+is live only for numbers and user ids listed in the message's `at` field, which these messages
+never carry; `@` is escaped anyway, so no `@all` or `@<mobile>` text reaches the chat. Provider
+text is written with numeric character references (`card.char_refs`) for `&` `<` `>` `[` `]`
+`(` `)` `*` `_` `~` `` ` `` `|` `@` `:` (so `https:` never becomes a link) and `\\`, and for `#`,
+`-`, `+` at the start of a line. The message `title` (the notification preview) is plain text.
 """
 
 from __future__ import annotations
@@ -15,9 +23,17 @@ import urllib.parse
 from typing import Any
 
 from sinks.alert_outputs.base import Alert, HttpRequest, check_chat_answer, json_request
-from sinks.alert_outputs.card import card, markdown_body
+from sinks.alert_outputs.card import card, char_refs, markdown_body
 
 COLOUR = {"info": "#888888", "low": "#1f78d1", "medium": "#d4a017", "high": "#e8590c", "critical": "#d0021b"}
+#: escaped anywhere, and at the start of a line (see the module's docstring)
+MARKDOWN = frozenset("&<>[]()*_~`|@:\\")
+MARKDOWN_LINE_START = frozenset("#-+")
+
+
+def escape(text: str) -> str:
+    """Provider text for DingTalk markdown: shown as written, never read as markup or a mention."""
+    return char_refs(text, MARKDOWN, MARKDOWN_LINE_START)
 
 
 def sign(secret: str, timestamp_ms: int | str) -> str:
@@ -34,7 +50,8 @@ def signed_url(url: str, secret: str, timestamp_ms: int) -> str:
 def payload(alert: Alert, lang: str = "en", style: str = "markdown", link: str = "") -> dict[str, Any]:
     """The DingTalk message of `alert`: `markdown`, or `actionCard` with a button to `link`."""
     c = card(alert, lang)
-    text = f'### <font color="{COLOUR.get(c.severity, "#888888")}">{c.heading}</font>\n\n' + markdown_body(c).replace("\n", "\n\n")
+    colour = COLOUR.get(c.severity, "#888888")
+    text = f'### <font color="{colour}">{escape(c.heading)}</font>\n\n' + markdown_body(c, escape).replace("\n", "\n\n")
     if style == "actionCard":
         action: dict[str, Any] = {"title": c.heading, "text": text}
         if link:

@@ -182,6 +182,18 @@ class AlertRoutes:
                 names.extend(n for n in route.outputs if n not in names)
         return names
 
+    def lifecycle_targets(self, alert: Alert) -> list[str]:
+        """Outputs that are sent a lifecycle action on this alert (ack, resolve, reopen): those of
+        the routes that match it, whatever its version, that follow the lifecycle."""
+        names: list[str] = []
+        for route in self.config.routes:
+            if route.matches(alert):
+                names.extend(
+                    n for n in route.outputs
+                    if n not in names and getattr(self.outputs[n], "follows_lifecycle", False)
+                )
+        return names
+
     def retry_policy(self, output: str) -> RetryPolicy:
         return self.config.outputs[output].retry or self.config.retry
 
@@ -209,7 +221,12 @@ def parse(data: Any, environ: Mapping[str, str], source: str = "routes") -> Aler
                 check_url(url)
             except ValueError as exc:
                 raise RoutesError(f"{where}.url_env: {cfg.url_env} holds {exc}") from None
-        outputs[name] = _build(name, cfg, url, lambda field, required, c=cfg, w=where: _from_env(c, field, required, environ, w))
+        try:
+            outputs[name] = _build(name, cfg, url, lambda field, required, c=cfg, w=where: _from_env(c, field, required, environ, w))
+        except RoutesError:
+            raise
+        except ValueError as exc:  # e.g. a whsec_ secret that is not base64
+            raise RoutesError(f"{where}: {exc}") from None
     return AlertRoutes(config, outputs)
 
 
@@ -239,7 +256,8 @@ def _build(name: str, cfg: Any, url: str, env: Any) -> Output:
         return WeComOutput(name, url, cfg.lang)
     if isinstance(cfg, OcsfConfig):
         return OcsfOutput(name, url, env("secret_env", False), cfg.headers)
-    assert isinstance(cfg, AlertmanagerConfig)
+    if not isinstance(cfg, AlertmanagerConfig):
+        raise RoutesError(f"output {name}: unknown type {type(cfg).__name__}")
     return AlertmanagerOutput(name, url, cfg.ends_after, cfg.generator_url, cfg.headers)
 
 

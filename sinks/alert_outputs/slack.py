@@ -50,7 +50,7 @@ def payload(alert: Alert, lang: str = "en") -> dict[str, Any]:
         {
             "type": "context",
             "elements": [
-                {"type": "mrkdwn", "text": f"{SEVERITY_EMOJI.get(c.severity, '')} {c.label('alert_id')} `{c.alert_id}`"}
+                {"type": "mrkdwn", "text": f"{SEVERITY_EMOJI.get(c.severity, '')} {c.label('alert_id')} `{escape(c.alert_id)}`"}
             ],
         },
     ]

@@ -181,6 +181,58 @@ DETECTORS: dict[str, tuple[Text, ...]] = {
             "（{when}，共 {count} 次）。",
         ),
     ),
+    "change_outside_gateway": (
+        Text(
+            "卖家账户 {account} 上有绕过网关的更改",
+            "亚马逊观察到卖家账户 {account} 上的一项更改（价格、库存、状态、属性，卖家应用的"
+            "Feed、报告或付款，或银行账户），但网关没有记录任何与之匹配的调用（{when}，共 {count} 次）。"
+            "有人绕过网关进行了更改：Seller Central 中的服务商员工、卖家直接授权的服务商应用，"
+            "或持有卖家应用凭证的人。",
+        ),
+    ),
+    # detectors/provider_wide/rules/ (keyed by provider across accounts)
+    "cross_account_spray": (
+        Text(
+            "{by}的操作主体 {principal} 从新网络在几分钟内访问了多个卖家账户",
+            "{who}在几分钟内从其从未使用过的网络访问了多个卖家账户（证据列出了每个账户上的事件；"
+            "最近一次在卖家账户 {account}；{when}）。这是被盗凭证被逐一尝试的典型迹象。",
+        ),
+    ),
+    "cross_account_price_cuts": (
+        Text(
+            "{by}在一小时内对多个卖家账户降价",
+            "{by}在一小时内对多个卖家账户的商品降价，每次降幅都低于单账户上限，但涉及的账户数"
+            "超过了阈值（最近一次在卖家账户 {account}，由操作主体 {principal} 执行；{when}，共 {count} 次）。",
+        ),
+    ),
+    "low_and_slow_exfiltration": (
+        Text(
+            "{by}数天内下载的敏感报告远多于平时",
+            "{by}在最近几天内跨卖家账户下载的敏感报告总数远高于其平时的日均水平，而每小时的"
+            "数量都低于单小时阈值（最近一次在卖家账户 {account}，由操作主体 {principal} 下载；{when}）。",
+        ),
+    ),
+    "dormant_reactivation": (
+        Text(
+            "{by}的操作主体 {principal} 沉寂数周后从新网络进行写操作",
+            "{who}在长时间（超过其以往最长的空闲间隔）没有任何活动后重新出现，并从从未使用过的"
+            "网络对卖家账户 {account} 进行了敏感写操作（{when}，共 {count} 次）。",
+        ),
+    ),
+    "grant_then_abuse": (
+        Text(
+            "{by}的授权被扩大后立即被大量使用，或由非常规审批人授权",
+            "卖家账户 {account} 上{by}的授权被扩大（新的权限范围、站点或操作主体）后几分钟内，"
+            "新获得的权限就被大量使用；或授权由从未管理过该账户权限的人员发出（{when}，共 {count} 次）。",
+        ),
+    ),
+    "concurrent_sessions": (
+        Text(
+            "{by}的同一会话同时从两个遥远的地点使用",
+            "{who}的同一个会话 ID 在几分钟内分别从两个相距甚远的国家使用（最近一次在卖家账户"
+            " {account}；{when}），说明会话令牌已被复制，两方同时持有。",
+        ),
+    ),
 }
 
 #: Every response step a detector can emit (detectors/responses.py and the detectors' RESPONSE
@@ -296,6 +348,48 @@ RESPONSES: dict[str, str] = {
     " personal data may have to be reported as a data breach (GDPR art. 33: 72 hours).": (
         "询问服务商是哪个任务下载了这些报告、文件现在在哪里；涉及买家个人数据的，可能需要"
         "按数据泄露上报（GDPR 第 33 条：72 小时内）。"
+    ),
+    # detectors/rules/change_outside_gateway.py
+    "Check who changed it: the Seller Central users with access to this area, and the apps authorized in Manage Your Apps.": (
+        "核实是谁做的更改：有权访问该区域的 Seller Central 用户，以及在 Manage Your Apps 中授权的应用。"
+    ),
+    "Revoke every provider app authorized directly and every Seller Central login that should go through the gateway.": (
+        "撤销所有被直接授权的服务商应用，以及所有本应通过网关操作的 Seller Central 登录。"
+    ),
+    # detectors/provider_wide/rules/cross_account_spray.py
+    "Suspend the principal on every account it touched (the evidence names each): its credential"
+    " is being used by someone outside the provider's network.": (
+        "在其访问过的每个账户上暂停该操作主体（证据逐一列出了这些账户）：其凭证正被服务商网络"
+        "之外的人使用。"
+    ),
+    # detectors/provider_wide/rules/cross_account_price_cuts.py
+    "Check the named listings' prices on every account in the evidence and restore them (Manage"
+    " Pricing, or the last flat-file export); ask the provider which repricing job made the cuts.": (
+        "检查证据中每个账户上相关商品的价格并予以恢复（Manage Pricing，或最近一次的平面文件导出）；"
+        "询问服务商是哪个调价任务做的降价。"
+    ),
+    # detectors/provider_wide/rules/low_and_slow_exfiltration.py
+    "List the provider's report downloads of the named days with `partnerwatch sql` (audit.events,"
+    " action report.download) and ask the provider which jobs made them and where the files went.": (
+        "用 `partnerwatch sql` 列出该服务商在相关日期的报告下载（audit.events，action 为"
+        " report.download），并询问服务商是哪些任务下载的、文件去了哪里。"
+    ),
+    # detectors/provider_wide/rules/dormant_reactivation.py
+    "Ask the provider who still uses this principal and from where; disable logins and API clients"
+    " of staff who left or integrations no longer in use.": (
+        "询问服务商现在是谁、从哪里在使用该操作主体；停用已离职员工的登录和不再使用的集成的"
+        " API 客户端。"
+    ),
+    # detectors/provider_wide/rules/grant_then_abuse.py
+    "Review the grant change with whoever issued it (the evidence names the grant event) and undo"
+    " it if nobody at the seller asked for it; check what the provider did with the new access.": (
+        "与发出该授权变更的人核实（证据列出了授权事件）；如果卖家方面没有人要求此变更，请撤销它，"
+        "并检查服务商用新权限做了什么。"
+    ),
+    # detectors/provider_wide/rules/concurrent_sessions.py
+    "End the session everywhere (sign the principal out, revoke its SP-API tokens): two parties"
+    " hold it at once.": (
+        "在所有地方结束该会话（让该操作主体退出登录，吊销其 SP-API 令牌）：有两方同时持有该会话。"
     ),
 }
 

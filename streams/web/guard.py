@@ -40,8 +40,9 @@ from sinks import metrics
 log = structlog.get_logger(__name__)
 
 OPEN = "open"  # no credential
-TOKEN = "token"  # bearer token (when PW_API_TOKEN is set)
-TOKEN_OR_SIGNATURE = "token or signature"  # bearer token, or an HMAC signature the view checks
+# Names of access levels, not credentials (S105).
+TOKEN = "token"  # noqa: S105  bearer token (when PW_API_TOKEN is set)
+TOKEN_OR_SIGNATURE = "token or signature"  # noqa: S105  bearer token, or an HMAC signature the view checks
 
 #: Every route the worker serves, and what it needs. A route not listed here is never served.
 ROUTES: dict[str, str] = {
@@ -53,6 +54,7 @@ ROUTES: dict[str, str] = {
     "/alerts": OPEN,
     "/v1/sql": TOKEN,
     "/v1/alerts/stream": TOKEN,
+    "/v1/alerts/recent": TOKEN,
     "/v1/alerts/{alert_id}/{action}": TOKEN,
     "/v1/events": TOKEN_OR_SIGNATURE,
 }
@@ -170,7 +172,7 @@ class WebGuard:
         self.check_host = is_loopback(settings.web_host) or bool(settings.web_allowed_hosts.strip())
         allowed = {h.strip().lower().rstrip(".") for h in settings.web_allowed_hosts.split(",") if h.strip()}
         own = host_name(settings.web_host) or settings.web_host.strip("[]").lower()
-        if own not in ("0.0.0.0", "::", ""):
+        if own not in ("0.0.0.0", "::", ""):  # noqa: S104 (compares the setting; binds nothing)
             allowed.add(own)
         self.allowed_hosts = frozenset(allowed)
         self.throttle = FailureThrottle(settings.web_auth_failure_rate, settings.web_auth_failure_burst)
@@ -243,7 +245,7 @@ class WebGuard:
         if access == TOKEN_OR_SIGNATURE:
             if not self._token and not self.settings.ingest_hmac_secret:
                 return self.refuse(request, "disabled", "HTTP ingest is disabled: set PW_API_TOKEN or PW_INGEST_HMAC_SECRET")
-            signed = request.headers.get("X-PW-Signature") and request.headers.get("X-PW-Timestamp")
+            signed = request.headers.get("webhook-signature") and request.headers.get("webhook-timestamp")
             if verdict == "missing" and signed and self.settings.ingest_hmac_secret:
                 return await handler(request)  # the view checks the signature against the body
             if verdict == "missing":

@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from mode import Service
 
 from pipeline.config import Settings
+from sinks.kafka_io import aio_consumer
 
 log = structlog.get_logger(__name__)
 
@@ -71,14 +72,7 @@ class SignatureLedger(Service):
         if not self.settings.ingest_hmac_secret:
             self.ready = True  # no signed requests: nothing to remember
             return
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_broker,
-            client_id=self.settings.client_id("http-signatures"),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
-        )
+        consumer = aio_consumer(self.settings, role="http-signatures", fetch_max_wait_ms=50)
         await consumer.start()
         self.consumer = consumer
         partitions = await self._partitions()
@@ -117,7 +111,8 @@ class SignatureLedger(Service):
             await self.consumer.stop()
 
     async def _read(self) -> None:
-        assert self.consumer is not None
+        if self.consumer is None:
+            raise RuntimeError("the signature ledger is not started")
         while not self.should_stop:
             try:
                 batches = await self.consumer.getmany(timeout_ms=500)

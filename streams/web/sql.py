@@ -9,17 +9,20 @@ here while the worker runs.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+import structlog
 from faust import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from pipeline.forensics.sql_guard import UnsafeQuery, read_only
-from sinks.clickhouse import WarehouseError
+from pipeline.forensics.sql_guard import UnsafeQuery
+from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
 from streams.app import app, settings
-from streams.warehouse_loader import WarehouseLoaderService
+from streams.warehouse_loader import WarehouseLoaderService, health
 from streams.web.ingest import producer_service, signature_ledger
 
+log = structlog.get_logger(__name__)
 loader_service = WarehouseLoaderService(settings)
 app.service(loader_service)  # type: ignore[arg-type]  # Faust accepts instances too
 
@@ -27,18 +30,32 @@ app.service(loader_service)  # type: ignore[arg-type]  # Faust accepts instances
 @app.page("/v1/health")
 class Health(web.View):
     async def get(self, request: web.Request) -> web.Response:
-        loader = loader_service.loader
-        return self.json(
-            {
-                "status": "ok" if loader is not None and not loader.last_error else "degraded",
-                "stored_events": loader.stored_events if loader else 0,
-                "stored_alerts": loader.stored_alerts if loader else 0,
-                "warehouse_error": loader.last_error if loader else "starting",
-                # POST /v1/events answers 503 until its producer has started.
-                # ... and signed requests until the replay ledger has read back (streams/web/signatures.py).
-                "http_ingest": "ready" if producer_service.producer is not None and signature_ledger.ready else "starting",
-            }
-        )
+        # POST /v1/events answers 503 until its producer has started, and signed requests until the
+        # replay ledger has read back (streams/web/signatures.py).
+        ingest_ready = producer_service.producer is not None and signature_ledger.ready
+        status, body = health(loader_service.loader, ingest_ready, await _geoip())
+        return self.json(body, status=status)
+
+
+async def _geoip() -> dict[str, Any]:
+    """The geoip data's sources and dates (detectors/geo.py), computed once in an executor (the
+    bundled data loads in ~0.3 s the first time, if no detector has looked up an address yet)."""
+    global _geoip_health
+    if _geoip_health is None or time.monotonic() - _geoip_health[0] > 3600:  # ages by the day
+        from detectors import geo
+
+        loop = asyncio.get_running_loop()
+        try:
+            value = await loop.run_in_executor(None, geo.staleness, settings.geoip_max_age_days)
+        except Exception as exc:  # a broken mmdb path: say so, health itself goes on
+            return {"warning": f"geoip data unavailable: {type(exc).__name__}: {exc}"[:300]}
+        if "warning" in value:
+            log.warning("geoip.stale", warning=value["warning"])
+        _geoip_health = (time.monotonic(), value)
+    return _geoip_health[1]
+
+
+_geoip_health: tuple[float, dict[str, Any]] | None = None
 
 
 @app.page("/metrics")
@@ -59,17 +76,33 @@ class Sql(web.View):
         params = body.get("params") or {} if isinstance(body, dict) else {}
         if not isinstance(query, str) or not isinstance(params, dict):
             return self.json({"error": "query must be a string and params an object"}, status=400)
-        try:
-            query = read_only(query)  # one statement, run with readonly=1 (pipeline/forensics/sql_guard.py)
-        except UnsafeQuery as exc:
-            return self.json({"error": str(exc)}, status=400)
         loader = loader_service.loader
         if loader is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                None, loader.warehouse.query, query, params
-            )
+            job = loader.warehouse.user_query(params, SqlLimits.from_settings(settings))
+        except WarehouseError as exc:
+            return self.json({"error": str(exc)}, status=400 if exc.code else 503)
+        # Admitted by the engine's parser (pipeline/forensics/sql_guard.py), run read-only under
+        # the PW_SQL_* limits, off the event loop; cancelled if the client goes away meanwhile.
+        log.info("sql.started", chars=len(query))
+        future = asyncio.get_running_loop().run_in_executor(None, run_user_sql, job, query)
+        while not future.done():
+            await asyncio.wait({future}, timeout=0.2)
+            transport = getattr(request, "transport", None)  # aiohttp's request under Faust's web.Request
+            if not future.done() and (transport is None or transport.is_closing()):
+                job.cancel()
+                log.info("sql.client_gone", action="cancelled")
+                try:
+                    await future
+                    log.info("sql.finished_after_client_gone")
+                except (UnsafeQuery, WarehouseError) as exc:
+                    log.info("sql.cancelled", code=getattr(exc, "code", None), error=str(exc)[:200])
+                return self.json({"error": "client disconnected"}, status=499)
+        try:
+            result = future.result()
+        except UnsafeQuery as exc:
+            return self.json({"error": f"query refused: {exc}"}, status=400)
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=400)
         return self.json({"columns": result.columns, "types": result.types, "rows": result.rows})

@@ -13,25 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaProducer
 
 from partnerwatch.local_worker import Namespace, free_port, wait_for
 from pipeline.config import REPO_ROOT
-from sinks.kafka_io import ensure_topics
+from sinks.kafka_io import ensure_topics, producer
 
 
 def produce_alerts(ns: Namespace, alerts: Iterable[dict[str, Any]]) -> int:
     """Publish alerts keyed by account (as the detect agent does), in order, acknowledged."""
     ensure_topics(ns.settings)
-    producer = KafkaProducer(bootstrap_servers=ns.settings.kafka_broker, acks="all")
+    prod = producer(ns.settings, role="test-alerts")
     sent = 0
     try:
         for alert in alerts:
-            producer.send(ns.settings.alerts_topic, key=alert["account_id"].encode(), value=orjson.dumps(alert))
+            prod.send(ns.settings.alerts_topic, key=alert["account_id"].encode(), value=orjson.dumps(alert))
             sent += 1
-        producer.flush(30)
+        prod.flush(30)
     finally:
-        producer.close()
+        prod.close()
     return sent
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from partnerwatch.local_worker import Namespace, wait_for
+from sinks import kafka_io
 from sinks.alert_outputs.webhook import verify_signature
 from tests.alert_feeds.harness import Feed, produce_alerts
 from tests.alert_feeds.receiver import Received, Receiver
@@ -23,8 +24,7 @@ def signed_by(secret: str):  # type: ignore[no-untyped-def]
     """The receiver's own check of the generic webhook signature (5-minute replay window)."""
 
     def check(item: Received) -> bool:
-        h = {k.lower(): v for k, v in item.headers.items()}
-        return verify_signature(secret, h.get("x-partnerwatch-timestamp", ""), item.body, h.get("x-partnerwatch-signature", ""), 300)
+        return verify_signature(secret, item.headers, item.body, 300)
 
     return check
 
@@ -49,8 +49,8 @@ def versions(n_accounts: int, per_account: int) -> list[dict]:  # type: ignore[t
 
 
 def committed_everything(ns: Namespace, group: str, topic: str) -> bool:
-    admin = KafkaAdminClient(bootstrap_servers=ns.settings.kafka_broker)
-    consumer = KafkaConsumer(bootstrap_servers=ns.settings.kafka_broker, group_id=None)
+    admin = kafka_io.admin(ns.settings)
+    consumer = kafka_io.consumer(ns.settings, role="test-offsets")
     try:
         offsets = admin.list_group_offsets({group: None})[group]
         parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]

@@ -8,16 +8,18 @@ import hashlib
 import hmac
 import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from sinks.alert_outputs import dingtalk, feishu, slack, wecom
 from sinks.alert_outputs.ocsf import to_ocsf
-from sinks.alert_outputs.webhook import verify_signature
 from tests.alert_feeds.harness import Feed
 from tests.alert_feeds.receiver import Received, Receiver
 
@@ -53,11 +55,27 @@ def headers(item: Received) -> dict[str, str]:
 
 
 def webhook_signed(secret: str) -> Any:
+    """Standard Webhooks' own verifier (the `standardwebhooks` package), as a receiver would run it."""
+
     def check(item: Received) -> bool:
-        h = headers(item)
-        return verify_signature(secret, h.get("x-partnerwatch-timestamp", ""), item.body, h.get("x-partnerwatch-signature", ""), 300)
+        try:
+            Webhook(secret.encode()).verify(item.body, headers(item), json_parse=False)
+        except WebhookVerificationError:
+            return False
+        return True
 
     return check
+
+
+def resolve(ns: Namespace, alert_id: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{ns.port}/v1/alerts/{alert_id}/resolve",
+        data=orjson.dumps({"by": "ana", "note": "grant revoked"}),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as r:
+        answer: dict[str, Any] = orjson.loads(r.read())
+    return answer
 
 
 def feishu_signed(item: Received) -> bool:
@@ -142,8 +160,11 @@ outputs = ["hook", "slack", "feishu", "dingtalk", "wecom", "siem", "am"]
         for name, r in receivers.items():
             assert r.count() == 1 and not r.rejected, name
 
+        def body_at(name: str, index: int) -> Any:
+            return orjson.loads(receivers[name].received[index].body)
+
         def body(name: str) -> Any:
-            return orjson.loads(receivers[name].received[0].body)
+            return body_at(name, 0)
 
         assert body("hook") == alert
         assert body("slack") == slack.payload(alert, "en")
@@ -157,6 +178,23 @@ outputs = ["hook", "slack", "feishu", "dingtalk", "wecom", "siem", "am"]
         assert am["startsAt"] == alert["first_seen"] and am["annotations"]["title"] == alert["title"]
         # the Chinese cards read in Chinese
         assert "严重级别" in orjson.dumps(body("feishu")).decode() and "处置步骤" in body("dingtalk")["actionCard"]["text"]
+
+        # Resolving it in PartnerWatch ends it in Alertmanager and closes the OCSF finding; the
+        # other outputs are not sent the lifecycle.
+        wait_for(lambda: ns.sql("SELECT count() FROM audit.alerts WHERE alert_id = {id:String}", {"id": alert["alert_id"]}) == [[1]],
+                 60, "the alert in the warehouse")
+        answer = resolve(ns, alert["alert_id"])
+        assert answer["status"] == "resolved" and answer["outputs_notified"] is True
+        wait_for(lambda: receivers["am"].count() >= 2 and receivers["siem"].count() >= 2, 60, f"the resolve at Alertmanager and the SIEM: {feed.log_tail()}")
+        [ended] = orjson.loads(receivers["am"].received[1].body)
+        assert ended["labels"] == am["labels"]
+        assert ended["endsAt"] <= answer["at"] and ended["annotations"]["resolved_by"] == "ana"
+        closed = body_at("siem", 1)
+        assert (closed["status_id"], closed["activity_id"]) == (4, 3)
+        assert closed["finding_info"]["uid"] == alert["alert_id"] and closed["comment"] == "grant revoked"
+        assert not receivers["siem"].rejected  # signed (Standard Webhooks) like the first
+        for name in ("hook", "slack", "feishu", "dingtalk", "wecom"):
+            assert receivers[name].count() == 1, name
     finally:
         feed.stop()
         worker.stop()

@@ -12,6 +12,7 @@ import urllib.parse
 import orjson
 import pytest
 
+from pipeline import webhook_signature
 from sinks.alert_outputs import alertmanager, dingtalk, feishu, ocsf, slack, webhook, wecom
 from sinks.alert_outputs.base import DeliveryError
 from sinks.alert_outputs.card import EVIDENCE_SHOWN, card
@@ -37,35 +38,55 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="open
 # -- generic webhook -----------------------------------------------------------------------------
 
 
-def test_webhook_body_is_the_alert_and_signature_is_hmac_over_timestamp_dot_body() -> None:
-    alert = sample_alert()
+def test_webhook_body_is_the_alert_and_signature_is_standard_webhooks_hmac() -> None:
+    alert = sample_alert(count=3)
     request = webhook.WebhookOutput("soc", "https://soc.example/h", "s3cret", {"X-Team": "sec"}).render(alert, NOW)
     assert orjson.loads(request.body) == alert
-    ts = request.headers["X-PartnerWatch-Timestamp"]
-    assert ts == "1790000000"
-    expected = hmac.new(b"s3cret", b"1790000000." + request.body, hashlib.sha256).hexdigest()
-    assert request.headers["X-PartnerWatch-Signature"] == f"sha256={expected}"
+    assert request.headers["webhook-timestamp"] == "1790000000"
+    assert request.headers["webhook-id"] == f"{alert['alert_id']}.3"  # one id per alert version, every retry
+    expected = hmac.new(b"s3cret", f"{alert['alert_id']}.3.1790000000.".encode() + request.body, hashlib.sha256).digest()
+    assert request.headers["webhook-signature"] == "v1," + base64.b64encode(expected).decode()
     assert request.headers["X-Team"] == "sec"
     assert request.headers["Content-Type"] == "application/json"
+
+
+def test_webhook_whsec_secret_is_its_base64_key() -> None:
+    key = bytes(range(32))
+    secret = "whsec_" + base64.b64encode(key).decode()
+    request = webhook.WebhookOutput("soc", "https://soc.example/h", secret).render(sample_alert(), NOW)
+    msg_id = request.headers["webhook-id"]
+    expected = hmac.new(key, f"{msg_id}.1790000000.".encode() + request.body, hashlib.sha256).digest()
+    assert request.headers["webhook-signature"] == "v1," + base64.b64encode(expected).decode()
+    with pytest.raises(ValueError, match="base64"):
+        webhook.WebhookOutput("soc", "https://soc.example/h", "whsec_not*base64")
 
 
 @needs_openssl
 def test_webhook_signature_matches_openssl() -> None:
     request = webhook.WebhookOutput("soc", "https://soc.example/h", "k").render(sample_alert(), NOW)
-    mac = openssl_hmac(b"k", b"1790000000." + request.body).hex()
-    assert request.headers["X-PartnerWatch-Signature"] == f"sha256={mac}"
+    signed = f"{request.headers['webhook-id']}.1790000000.".encode() + request.body
+    mac = openssl_hmac(b"k", signed)
+    assert request.headers["webhook-signature"] == "v1," + base64.b64encode(mac).decode()
 
 
 def test_verify_signature_accepts_fresh_and_refuses_replay_tamper_and_wrong_secret() -> None:
     body = b'{"alert_id":"x"}'
-    sig = webhook.sign("k", 1000, body)
-    assert webhook.verify_signature("k", "1000", body, sig, tolerance=300, now=1000 + 299)
-    assert webhook.verify_signature("k", "1000", body, sig, tolerance=300, now=1000 - 299)
-    assert not webhook.verify_signature("k", "1000", body, sig, tolerance=300, now=1000 + 301)  # replay
-    assert not webhook.verify_signature("k", "1000", body + b" ", sig, now=1000)  # body changed
-    assert not webhook.verify_signature("k", "1001", body, sig, now=1000)  # timestamp changed
-    assert not webhook.verify_signature("other", "1000", body, sig, now=1000)
-    assert not webhook.verify_signature("k", "soon", body, sig, now=1000)
+
+    def signed(ts: int = 1000, msg_id: str = "m1") -> dict[str, str]:
+        return webhook_signature.headers("k", msg_id, ts, body)
+
+    assert webhook.verify_signature("k", signed(), body, tolerance=300, now=1000 + 299)
+    assert webhook.verify_signature("k", signed(), body, tolerance=300, now=1000 - 299)
+    assert not webhook.verify_signature("k", signed(), body, tolerance=300, now=1000 + 301)  # replayed late
+    assert not webhook.verify_signature("k", signed(), body + b" ", now=1000)  # body changed
+    assert not webhook.verify_signature("k", signed() | {"webhook-timestamp": "1001"}, body, now=1000)
+    assert not webhook.verify_signature("k", signed() | {"webhook-id": "m2"}, body, now=1000)
+    assert not webhook.verify_signature("other", signed(), body, now=1000)
+    assert not webhook.verify_signature("k", signed() | {"webhook-timestamp": "soon"}, body, now=1000)
+    assert not webhook.verify_signature("k", {k: v for k, v in signed().items() if k != "webhook-signature"}, body, now=1000)
+    # key rotation: several signatures, one valid is enough
+    rotated = signed() | {"webhook-signature": "v1,AAAA " + signed()["webhook-signature"]}
+    assert webhook.verify_signature("k", rotated, body, now=1000)
 
 
 def test_http_status_decides_retry() -> None:
@@ -170,7 +191,8 @@ def test_dingtalk_markdown_and_action_card() -> None:
     alert = sample_alert()
     md = dingtalk.payload(alert)
     assert md["msgtype"] == "markdown" and md["markdown"]["title"] == f"[HIGH] {alert['title']}"
-    assert "**Account**: A-1001" in md["markdown"]["text"] and "`ev-A-1001-0`" in md["markdown"]["text"]
+    # provider text is escaped (no code span: references are not decoded inside one)
+    assert "**Account**: A-1001" in md["markdown"]["text"] and "\n- ev-A-1001-0\n" in md["markdown"]["text"]
     card_ = dingtalk.payload(alert, style="actionCard", link="https://pw.example/alerts")
     assert card_["msgtype"] == "actionCard"
     assert card_["actionCard"]["singleURL"] == "https://pw.example/alerts"
@@ -188,7 +210,7 @@ def test_wecom_markdown_within_size_limit() -> None:
     message = wecom.WeComOutput("w", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k").render(sample_alert(), NOW).json()
     assert message["msgtype"] == "markdown"
     content = message["markdown"]["content"]
-    assert content.startswith('### <font color="warning">[HIGH] ') and "**Provider**: P-7" in content
+    assert content.startswith('### <font color="warning">&#91;HIGH&#93; ') and "**Provider**: P-7" in content
     big = sample_alert(evidence=50)
     big["summary"] = "x" * 6000
     assert len(wecom.payload(big)["markdown"]["content"].encode()) <= wecom.MAX_BYTES
@@ -217,7 +239,8 @@ def test_ocsf_detection_finding() -> None:
 def test_ocsf_output_posts_the_finding_signed() -> None:
     request = ocsf.OcsfOutput("siem", "https://siem.example/ocsf", secret="k").render(sample_alert(), NOW)
     assert request.json()["class_uid"] == 2004
-    assert webhook.verify_signature("k", request.headers["X-PartnerWatch-Timestamp"], request.body, request.headers["X-PartnerWatch-Signature"], now=NOW)
+    assert webhook.verify_signature("k", request.headers, request.body, now=NOW)
+    assert ocsf.OcsfOutput("siem", "https://siem.example/ocsf").render(sample_alert(), NOW).headers.keys() == {"Content-Type"}
 
 
 # -- Alertmanager ---------------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def test_query_json_and_csv_output(data_dir: Stored) -> None:
          "needs parameter to; it takes: from:DateTime64(3, 'UTC') to:DateTime64(3, 'UTC') [account:String='']"),
         (("query", "grant_history", "-p", "account=A", "-p", "provider=x"), "has no parameter provider"),
         (("query", "grant_history", "-p", "account"), "key=value"),
-        (("query", "grant_history", "-p", "account=A", "-f", "xml"), "--format must be one of"),
+        (("query", "grant_history", "-p", "account=A", "-f", "xml"), "'xml' is not one of"),
         (("query",), "name a query, or use --list"),
         (("hunt", "--detector", "nope", "--from", "2026-11-01", "--to", "2026-12-01"), "unknown detector 'nope'"),
     ],

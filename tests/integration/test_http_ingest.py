@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import time
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from standardwebhooks import Webhook
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.simulation.traffic import generate
@@ -45,10 +46,12 @@ def post(
         conn.close()
 
 
-def signed(body: bytes, secret: str = SECRET, ts: int | None = None) -> dict[str, str]:
-    stamp = str(int(time.time()) if ts is None else ts)
-    sig = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-PW-Timestamp": stamp, "X-PW-Signature": f"sha256={sig}"}
+def signed(body: bytes, ts: int | None = None, secret: str = SECRET, msg_id: str | None = None) -> dict[str, str]:
+    """Standard Webhooks headers, made by the standard's own library (the `standardwebhooks` package)."""
+    when = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    signature = Webhook(secret.encode()).sign(msg_id, when, body.decode())
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())), "webhook-signature": signature}
 
 
 def topic_count(ns: Namespace, topic: str, expect: int, timeout: float = 30.0) -> int:
@@ -119,12 +122,19 @@ def test_refused_requests_write_nothing(kafka_broker: str, tmp_path: Path) -> No
             "wrong token": post(ns, one, token="tok-wrong"),
             "bad signature": post(ns, one, headers=signed(one, secret="not-the-secret"), token=None),
             "stale signature": post(ns, one, headers=signed(one, ts=int(time.time()) - 3600), token=None),
+            "no signature": post(ns, one, headers={k: v for k, v in signed(one).items() if k != "webhook-signature"}, token=None),
+            "no id": post(ns, one, headers={k: v for k, v in signed(one).items() if k != "webhook-id"}, token=None),
+            "signature of another body": post(ns, one, headers=signed(b"[]"), token=None),
+            "signature under another id": post(ns, one, headers=signed(one) | {"webhook-id": "msg_other"}, token=None),
+            "old X-PW scheme": post(ns, one, headers={"X-PW-Timestamp": str(int(time.time())), "X-PW-Signature": "sha256=00"}, token=None),
             "text/plain": post(ns, one, content_type="text/plain"),
             "oversized body": post(ns, b"[" + b",".join([one] * 200) + b"]"),
             "too many events": post(ns, b"[" + b",".join([one] * 11) + b"]"),
         }
         expected = {
             "no credential": 401, "wrong token": 401, "bad signature": 401, "stale signature": 401,
+            "no signature": 401, "no id": 401, "signature of another body": 401, "signature under another id": 401,
+            "old X-PW scheme": 401,
             "text/plain": 415, "oversized body": 413, "too many events": 413,
         }
         assert {k: v[0] for k, v in refusals.items()} == expected
@@ -136,16 +146,20 @@ def test_refused_requests_write_nothing(kafka_broker: str, tmp_path: Path) -> No
         # a signed request is a different credential with a bucket of its own
         body = b"[]"
         assert post(ns, body, headers=signed(body), token=None)[0] == 200
-        # the same signature twice: a replay
+        # the same signed request twice: a replay (a stolen copy) is refused
         replay = signed(b"[1]")
         assert post(ns, b"[1]", headers=replay, token=None)[0] == 200
-        assert post(ns, b"[1]", headers=replay, token=None)[0] == 401
+        status, _, answer = post(ns, b"[1]", headers=replay, token=None)
+        assert status == 401 and "replay" in answer["error"], answer
+        # the sender's retry of that message (same id, signed again with a new timestamp) is accepted
+        retry = signed(b"[1]", ts=int(replay["webhook-timestamp"]) + 1, msg_id=replay["webhook-id"])
+        assert post(ns, b"[1]", headers=retry, token=None)[0] == 200
 
         # The endpoint answers once its records are acknowledged, so the topics as they are now
         # hold everything these requests wrote (read to their end, no quiet window).
         assert read_to_end(ns, ns.settings.actions_topic) == []
         letters = [orjson.loads(r.value) for r in read_to_end(ns, ns.settings.deadletter_topic)]
-        assert [d["raw"] for d in letters] == ["1"]  # only the one signed, accepted request's bad event
+        assert [d["raw"] for d in letters] == ["1", "1"]  # only the signed, accepted requests' bad event
         assert worker.alive()
     finally:
         worker.stop()

@@ -20,7 +20,8 @@ import pytest
 from pipeline.config import REPO_ROOT
 from pipeline.event import timestamp_ms
 from pipeline.forensics.digests import create_digests
-from pipeline.forensics.evidence import EVENT_COLUMNS, build_bundle, verify_bundle
+from pipeline.forensics.evidence import EVENT_COLUMNS, build_bundle
+from pipeline.forensics.evidence_check import verify_bundle
 from pipeline.forensics.signing import Signer, hmac_signer, keygen, load_private
 from sinks.clickhouse import EmbeddedWarehouse
 from tests.integrity.conftest import HOUR, T0
@@ -171,8 +172,9 @@ def test_hmac_bundle_and_unsigned_bundle(seeded: Seeded, tmp_path: Path) -> None
 
     unsigned = tmp_path / "plain.zip"
     build_bundle(wh, ACCOUNT, START, END, unsigned, None, T0 + 4 * HOUR)
-    report = verify_bundle(unsigned)
-    assert report.problems == []  # hashes and the chain verify; no signature to check
+    assert any(p.startswith("manifest.sig is missing") for p in verify_bundle(unsigned).problems)
+    report = verify_bundle(unsigned, allow_unsigned=True)  # hashes and the chain verify; no signature to check
+    assert report.problems == [] and report.unsigned and report.notes[0].startswith("UNSIGNED")
 
 
 def test_cli_evidence_and_verify(seeded: Seeded, tmp_path: Path) -> None:

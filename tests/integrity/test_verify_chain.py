@@ -134,7 +134,7 @@ def test_cli_reports_the_break_and_exits_nonzero(seeded: Seeded) -> None:
     victim = mine[150]
     data_dir = wh.path.parent
     wh.close()  # the CLI opens the engine itself (one process at a time)
-    clean = _cli(data_dir, "verify-chain", "--from", "2026-11-02T06:00:00Z", "--to", "2026-11-02T07:00:00Z")
+    clean = _cli(data_dir, "verify-chain", "--ingested-from", "2026-11-02T06:00:00Z", "--ingested-to", "2026-11-02T07:00:00Z")
     assert clean.returncode == 0, clean.stderr
     assert "2 account chains verified" in clean.stdout and "in range" in clean.stdout
 
@@ -143,9 +143,12 @@ def test_cli_reports_the_break_and_exits_nonzero(seeded: Seeded) -> None:
         alter(reopened, "UPDATE changes = '[]', payload = replace(payload, '\"changes\"', '\"chonges\"')", victim["event_id"])
     finally:
         reopened.close()
-    broken = _cli(data_dir, "verify-chain", "--account", "A0001SELLER", "--from", victim["ingested_at"][:10])
+    broken = _cli(data_dir, "verify-chain", "--account", "A0001SELLER", "--ingested-from", victim["ingested_at"][:10])
     assert broken.returncode == 1
     text = " ".join(broken.stderr.split())
     assert f"account A0001SELLER: chain breaks at seq {victim['seq']} (event {victim['event_id']})" in text
-    bad = _cli(data_dir, "verify-chain", "--from", "yesterday")
-    assert bad.returncode == 2 and "--from" in bad.stderr
+    bad = _cli(data_dir, "verify-chain", "--ingested-from", "yesterday")
+    assert bad.returncode == 2 and "--ingested-from" in bad.stderr
+    # --from/--to mean event time everywhere else: here they are refused with the right names
+    old = _cli(data_dir, "verify-chain", "--from", "2026-11-02")
+    assert old.returncode == 2 and "--ingested-from / --ingested-to" in old.stderr

@@ -44,7 +44,7 @@ def test_worker_signs_digests_and_cli_reads_through_it(kafka_broker: str, tmp_pa
         verified = cli("digest", "verify")
         assert verified.returncode == 0, verified.stderr
         assert "2 accounts verified" in " ".join(verified.stdout.split())
-        ranged = cli("verify-chain", "--from", "2020-01-01", "--to", "2100-01-01")
+        ranged = cli("verify-chain", "--ingested-from", "2020-01-01", "--ingested-to", "2100-01-01")
         assert ranged.returncode == 0, ranged.stderr
         assert f"2 account chains verified, {len(events)} events in range" in " ".join(ranged.stdout.split())
         refused = cli("digest", "create")

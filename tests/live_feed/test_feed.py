@@ -214,6 +214,9 @@ def test_alerts_tail_follows_the_feed_with_its_filters(live: Namespace) -> None:
     last = {**provider_event(a1, "auth.credentials_create"), "actor": {"type": "provider", "provider_id": "PROV-LAST", "principal_id": "p-last"}}
     live.send([provider_event(a1, "auth.credentials_create"), provider_event(a2, "report.download"),
                provider_event(a1, "report.download", principal="other"), last])
+    # `alerts tail --account` refuses an account with no stored event: wait for a1's
+    wait_for(lambda: live.scalar("SELECT count() FROM audit.events WHERE account_id = {a:String}", {"a": a1}) >= 2,
+             60, "a1's events stored")
     env = live.env | {"COLUMNS": "250"}
     tail = subprocess.Popen(
         [sys.executable, "-m", "partnerwatch", "alerts", "tail", "--account", a1, "--severity", "critical"],
@@ -236,6 +239,9 @@ def test_alerts_tail_follows_the_feed_with_its_filters(live: Namespace) -> None:
     text = "".join(out)
     assert f"account={a1}" in text and "CRITICAL" in text
     assert text.count("provider_sensitive_action") == 2 and text.index("provider=PROV-X") < text.index("provider=PROV-LAST")
+    line = next(x for x in out if "provider_sensitive_action" in x)
+    assert line.startswith("2026-11-26 10:00:00Z CRITICAL"), line  # the event time, not the time it arrived
+    assert "provider=PROV-X" in line
     assert a2 not in text and "provider_without_grant" not in text  # other account, lower severity
     assert len({part for part, _, _ in topic_alerts(live, {a1, a2}, 4)}) == 1  # as same_partition promised
 
@@ -255,3 +261,33 @@ def test_the_page_is_self_contained_and_served_without_the_token(live: Namespace
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
+
+
+def test_recent_alerts_come_from_the_warehouse_with_their_status(live: Namespace) -> None:
+    account = unique("RECENT")
+    live.send([provider_event(account, "auth.credentials_create"), provider_event(account, "report.download")])
+    wait_for(lambda: live.scalar("SELECT count() FROM audit.alerts WHERE account_id = {a:String}", {"a": account}) >= 2,
+             60, "both alerts stored")
+
+    def recent(query: str) -> list[dict[str, object]]:
+        request = urllib.request.Request(f"http://127.0.0.1:{live.port}/v1/alerts/recent?{query}", headers=AUTH)
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return list(orjson.loads(response.read())["alerts"])
+
+    both = recent(f"account={account}")
+    assert sorted(a["detector"] for a in both) == ["provider_sensitive_action", "provider_without_grant"]
+    assert all(a["status"] == "open" and a["last_seen"] == "2026-11-26T10:00:00.000Z" for a in both)
+    critical = recent(f"account={account}&severity=critical")
+    assert [a["detector"] for a in critical] == ["provider_sensitive_action"]
+    ack = urllib.request.Request(
+        f"http://127.0.0.1:{live.port}/v1/alerts/{critical[0]['alert_id']}/ack", data=b'{"by": "dave"}',
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(ack, timeout=30).close()
+    again = recent(f"account={account}&severity=critical")
+    assert again[0]["status"] == "acknowledged" and again[0]["status_by"] == "dave"
+    assert [a["alert_id"] for a in recent(f"account={account}&limit=1")] == [min(a["alert_id"] for a in both)]  # same time: by id
+    for bad in ("severity=loud", "limit=0", "limit=5000"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            recent(bad)
+        assert refused.value.code == 400

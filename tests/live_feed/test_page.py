@@ -62,3 +62,17 @@ async def _drive(live: Namespace, profile: Path) -> None:
         "SELECT status, actor, note, account_id FROM audit.alert_status WHERE alert_id = {id:String}", {"id": row["id"]}
     )
     assert rows == [["acknowledged", "carol", "from the page", account]]
+
+    # A page opened later shows the stored alert (from the warehouse, with its status), then goes live
+    (profile / "later").mkdir()
+    async with chromium(profile / "later") as page:
+        await page.call("Page.navigate", url=f"http://127.0.0.1:{live.port}/alerts")
+        await page.wait('document.readyState === "complete" && document.getElementById("conn") !== null', 30, "the page")
+        await page.js(
+            f'document.getElementById("token").value = {json.dumps(TOKEN)};'
+            f' document.getElementById("accounts").value = {json.dumps(account)};'
+            ' document.getElementById("apply").click(); true'
+        )
+        stored = await page.wait(row_of(account), 60, "the stored alert on a new page")
+        assert stored["id"] == row["id"] and stored["status"] == "acknowledged by carol"
+        assert await page.js(f'document.querySelector(\'tr[data-alert-id="{row["id"]}"] td.time\').textContent') == "2026-11-26 10:00:00"

@@ -6,8 +6,14 @@ that the provisioning defines, no `$variable` left that is neither a dashboard v
 known macro), and every ClickHouse query (panels and variables) runs on the embedded warehouse
 with the real migrations, seeded with simulated events sequenced by the ledger and the alerts the
 detectors raise on them. The ClickHouse plugin's macros are expanded as the plugin does
-(`$__timeFilter(col)` -> `col >= toDateTime(from) AND col <= toDateTime(to)`, ...). Prometheus
+(`$__timeFilter(col)` -> `col >= toDateTime(from) AND col <= toDateTime(to)`, ...), and the
+dashboard variables as Grafana interpolates them, format by format (`grafana_format`). Prometheus
 expressions are checked with promtool, as recording rules, and may name only defined metrics.
+
+A variable's value is provider-controlled (an account or provider id), so each use must keep it a
+literal: `decodeURLComponent('${name:percentencode}')` (tests/security/test_grafana_variables.py
+runs every panel with hostile values). Grafana's `sqlstring` format is not enough for ClickHouse,
+whose string literals also take backslash escapes.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.parse
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -161,6 +168,26 @@ def _epoch(ts: str) -> int:
     return int(datetime.fromisoformat(ts.replace(" ", "T") + "+00:00").timestamp())
 
 
+def grafana_format(value: str, fmt: str | None) -> str:
+    """A single-valued variable interpolated with Grafana's format `fmt` (its documented "Advanced
+    variable format options"; the rules of Grafana's formatRegistry). `None`: no format given, and
+    the ClickHouse plugin's own formatter returns a single value as it is."""
+    if fmt in (None, "raw", "text"):
+        return value
+    if fmt == "sqlstring":  # quotes, and doubles each single quote
+        return "'" + value.replace("'", "''") + "'"
+    if fmt == "singlequote":  # quotes, and escapes each single quote with a backslash
+        return "'" + value.replace("'", "\\'") + "'"
+    if fmt == "doublequote":
+        return '"' + value.replace('"', '\\"') + '"'
+    if fmt == "percentencode":  # encodeURIComponent, and !'()* too: only A-Z a-z 0-9 - _ . ~ stay
+        return urllib.parse.quote(value, safe="")
+    raise AssertionError(f"variable format {fmt!r} is not modelled here")
+
+
+VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(?!__)(\w+)")
+
+
 def expand(sql: str, values: dict[str, str], interval_s: int = 600) -> str:
     """The plugin's macros and the dashboard variables, expanded the way Grafana would."""
     start, end = _epoch(values["from"]) - 60, _epoch(values["to"]) + 60
@@ -169,9 +196,9 @@ def expand(sql: str, values: dict[str, str], interval_s: int = 600) -> str:
     sql = re.sub(r"\$__timeInterval\(([^)]+)\)",
                  lambda m: f"toStartOfInterval(toDateTime({m[1]}), INTERVAL {interval_s} second)", sql)
     sql = sql.replace("$__fromTime", f"toDateTime({start})").replace("$__toTime", f"toDateTime({end})")
-    for name in ("account", "provider"):
-        sql = sql.replace("${" + name + "}", values[name]).replace("$" + name, values[name])
-    assert "$" not in sql, f"unexpanded macro or variable in: {sql}"
+    assert "$__" not in sql, f"unexpanded macro in: {sql}"
+    sql = VARIABLE.sub(lambda m: grafana_format(values[m[1] or m[3]], m[2]), sql)
+    assert "${" not in sql, f"unexpanded variable in: {sql}"
     return sql
 
 

@@ -29,10 +29,13 @@ from detectors import ALL
 from partnerwatch.local_worker import Namespace, Worker, free_port, wait_for
 from pipeline.config import REPO_ROOT
 from pipeline.simulation.traffic import generate
+from tests.alert_feeds.alertmanager_server import SKIP_REASON, Alertmanager, binary
+from tests.alert_feeds.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
 RULES = REPO_ROOT / "infra" / "prometheus" / "rules" / "partnerwatch.rules.yml"
+PROMETHEUS_CONFIG = REPO_ROOT / "infra" / "prometheus" / "prometheus.yml"
 RULE_COUNT = sum(len(g["rules"]) for g in yaml.safe_load(RULES.read_text())["groups"])
 #: Every label any pw_ metric may carry: small closed vocabularies only.
 ALLOWED_LABELS = {
@@ -154,19 +157,32 @@ def _prometheus_api(port: int, path: str, **params: str) -> Any:
     shutil.which("prometheus") is None and not os.environ.get("CI"),
     reason="Debian's prometheus package is not installed (apt-get install prometheus; .ci/run installs it)",
 )
+@pytest.mark.skipif(binary() is None and not os.environ.get("CI"), reason=SKIP_REASON)
 def test_prometheus_scrapes_the_worker_and_evaluates_the_rules(
     worker_with_traffic: tuple[Namespace, int], tmp_path: Path
 ) -> None:
     ns, accepted = worker_with_traffic
     port = free_port()
+    # A real Alertmanager, reached through the `alerting:` block of infra/prometheus/prometheus.yml
+    # (its compose address swapped for this one), and a rule that fires at once to prove the path.
+    pager = Receiver()
+    pager.set("up")
+    alertmanager = Alertmanager(tmp_path / "am", f"{pager.url}/pager").start()
+    alerting = yaml.safe_load(PROMETHEUS_CONFIG.read_text())["alerting"]
+    [target] = [t for am in alerting["alertmanagers"] for sc in am["static_configs"] for t in sc["targets"]]
+    assert target == "alertmanager:9093"  # the compose service
+    alerting = json.loads(json.dumps(alerting).replace(target, f"127.0.0.1:{alertmanager.port}"))
+    wiring = tmp_path / "wiring.rules.yml"
+    wiring.write_text(yaml.safe_dump({"groups": [{"name": "wiring", "rules": [
+        {"alert": "PartnerWatchWiringCheck", "expr": 'up{job="partnerwatch-worker"} == 1', "labels": {"severity": "info"}},
+    ]}]}))
     config = tmp_path / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"rule_files: [{json.dumps(str(RULES))}]\n"
-        "scrape_configs:\n"
-        "  - job_name: partnerwatch-worker\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{ns.port}']}}]\n"
-    )
+    config.write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(RULES), str(wiring)],
+        "alerting": alerting,
+        "scrape_configs": [{"job_name": "partnerwatch-worker", "static_configs": [{"targets": [f"127.0.0.1:{ns.port}"]}]}],
+    }))
     log = (tmp_path / "prometheus.log").open("wb")
     proc = subprocess.Popen(
         [
@@ -197,14 +213,24 @@ def test_prometheus_scrapes_the_worker_and_evaluates_the_rules(
         def rules_evaluated() -> bool:
             groups = _prometheus_api(port, "/api/v1/rules")["groups"]
             rules = [r for g in groups for r in g["rules"]]
-            return len(rules) == RULE_COUNT and all(r.get("lastEvaluation", "").startswith("20") for r in rules)
+            return len(rules) == RULE_COUNT + 1 and all(r.get("lastEvaluation", "").startswith("20") for r in rules)
 
         wait_for(rules_evaluated, 30, "rules evaluated")
         groups = _prometheus_api(port, "/api/v1/rules")["groups"]
         assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
         firing = {a["labels"]["alertname"] for a in _prometheus_api(port, "/api/v1/alerts")["alerts"]}
         assert "PartnerWatchWorkerDown" not in firing and "PartnerWatchWarehouseInsertsFailing" not in firing
+
+        # Prometheus sends its alerts to the Alertmanager, which notifies the receiver.
+        active = _prometheus_api(port, "/api/v1/alertmanagers")["activeAlertmanagers"]
+        assert [a["url"] for a in active] == [f"http://127.0.0.1:{alertmanager.port}/api/v2/alerts"]
+        wait_for(lambda: any(a["labels"]["alertname"] == "PartnerWatchWiringCheck" for a in alertmanager.alerts()),
+                 60, "the rule's alert at Alertmanager")
+        wait_for(lambda: any(b"PartnerWatchWiringCheck" in item.body for item in list(pager.received)), 60,
+                 "Alertmanager's notification")
     finally:
+        alertmanager.stop()
+        pager.close()
         proc.terminate()
         try:
             proc.wait(20)

@@ -17,15 +17,16 @@ import os
 import random
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaAdminClient
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.simulation.traffic import generate
+from sinks import kafka_io
 from tests.integration.settle import sequenced
 from tests.reliability.harness import Sender, assert_exact, rss_mb, stored
 
@@ -72,12 +73,20 @@ def _can_mount() -> str:
 
 
 def _health(ns: Namespace) -> dict[str, object]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{ns.port}/v1/health", timeout=10) as r:
-        return dict(orjson.loads(r.read()))
+    """GET /v1/health's document; "degraded" answers 503, which must carry the same document."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ns.port}/v1/health", timeout=10) as r:
+            doc = dict(orjson.loads(r.read()))
+            assert doc["status"] == "ok", doc
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 503, exc.code
+        doc = dict(orjson.loads(exc.read()))
+        assert doc["status"] != "ok", doc
+    return doc
 
 
 def _loader_offsets(ns: Namespace) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=ns.settings.kafka_broker)
+    admin = kafka_io.admin(ns.settings)
     try:
         group = ns.settings.warehouse_group
         offsets = admin.list_group_offsets({group: None})[group]

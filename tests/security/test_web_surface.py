@@ -17,8 +17,6 @@ bucket of its own, and to show that the throttle is per address and not global.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import os
 import re
@@ -26,12 +24,15 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from standardwebhooks import Webhook
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.config import REPO_ROOT, Settings
@@ -48,6 +49,7 @@ BURST = 12  # PW_WEB_AUTH_FAILURE_BURST of these workers
 PROTECTED = [
     ("/v1/sql", "POST", "/v1/sql", b'{"query": "SELECT count() FROM audit.events"}'),
     ("/v1/alerts/stream", "GET", "/v1/alerts/stream", None),
+    ("/v1/alerts/recent", "GET", "/v1/alerts/recent", None),
     ("/v1/alerts/{alert_id}/{action}", "POST", "/v1/alerts/no-such-alert/ack", b'{"by": "mallory"}'),
     ("/v1/events", "POST", "/v1/events", b"[]"),
 ]
@@ -82,10 +84,12 @@ def request(
         conn.close()
 
 
-def signed(body: bytes, ts: int | None = None, secret: str = SECRET) -> dict[str, str]:
-    stamp = str(int(time.time()) if ts is None else ts)
-    signature = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-PW-Timestamp": stamp, "X-PW-Signature": f"sha256={signature}"}
+def signed(body: bytes, ts: int | None = None, secret: str = SECRET, msg_id: str | None = None) -> dict[str, str]:
+    """Standard Webhooks headers, made by the standard's own library (the `standardwebhooks` package)."""
+    when = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    signature = Webhook(secret.encode()).sign(msg_id, when, body.decode())
+    return {"webhook-id": msg_id, "webhook-timestamp": str(int(when.timestamp())), "webhook-signature": signature}
 
 
 def auth_failures(ns: Namespace, reason: str | None = None, route: str | None = None) -> float:

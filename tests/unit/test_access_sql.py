@@ -39,9 +39,9 @@ def test_grants_are_select_only() -> None:
             assert on[3] == ROLE
             privilege_grants += 1
         else:
-            assert re.fullmatch(rf"GRANT {ROLE} TO grafana_ro", g), g
+            assert re.fullmatch(rf"GRANT {ROLE} TO (grafana_ro|partnerwatch_reader)", g), g
             role_grants += 1
-    assert privilege_grants == 1 and role_grants == 1
+    assert privilege_grants == 1 and role_grants == 2
     text = " ".join(normalised())
     assert not re.search(r"\b(INSERT|ALTER|DROP|TRUNCATE|ALL|WITH GRANT OPTION|ADMIN OPTION)\b", text)
 
@@ -53,10 +53,26 @@ def test_profile_is_readonly_with_limits_like_the_compose_user() -> None:
     assert "readonly = 1" in profile and xml.findtext("readonly") == "1"
     assert f"max_execution_time = {xml.findtext('max_execution_time')} CHANGEABLE_IN_READONLY" in profile
     assert f"max_result_rows = {xml.findtext('max_result_rows')}" in profile
-    user = next(s for s in normalised() if s.startswith("CREATE USER"))
-    assert "grafana_ro" in user and "SETTINGS PROFILE `partnerwatch_readonly`" in user
+    users = [s for s in normalised() if s.startswith("CREATE USER")]
+    assert len(users) == 2
+    for user, name in zip(users, ("grafana_ro", "partnerwatch_reader"), strict=True):
+        assert name in user and "SETTINGS PROFILE `partnerwatch_readonly`" in user
+        assert ET.parse(GRAFANA_XML).getroot().find(f"users/{name}/profile") is not None
+
+
+def test_user_sql_limits_may_be_lowered_in_readonly_mode_but_not_raised() -> None:
+    """PartnerWatch sends its PW_SQL_* limits with every user query as the reader (readonly=1):
+    each must be CHANGEABLE_IN_READONLY, with a ceiling, in access.sql and the compose users."""
+    profile = next(s for s in normalised() if s.startswith("CREATE SETTINGS PROFILE"))
+    xml = ET.parse(GRAFANA_XML).getroot().find("profiles/grafana_readonly/constraints")
+    assert xml is not None
+    for name in ("max_result_rows", "max_result_bytes", "limit", "max_rows_to_read", "max_memory_usage"):
+        assert re.search(rf"\b{name} = \d+ MAX \d+ CHANGEABLE_IN_READONLY", profile), name
+        assert xml.find(f"{name}/changeable_in_readonly") is not None and xml.findtext(f"{name}/max"), name
+    assert "readonly = 1," in profile
 
 
 def test_no_real_password_committed() -> None:
-    user = next(s for s in normalised() if s.startswith("CREATE USER"))
-    assert re.search(r"BY 'CHANGE_ME_GRAFANA_PASSWORD'", user)
+    users = [s for s in normalised() if s.startswith("CREATE USER")]
+    assert re.search(r"BY 'CHANGE_ME_GRAFANA_PASSWORD'", users[0])
+    assert re.search(r"BY 'CHANGE_ME_READER_PASSWORD'", users[1])

@@ -119,7 +119,9 @@ def test_cluster_name_must_be_an_identifier(name: str) -> None:
 def test_unknown_statements_are_refused_not_passed_through() -> None:
     sharded = {"audit.events"}
     for statement in (
-        "ALTER TABLE audit.events ADD COLUMN x String",
+        "ALTER TABLE audit.nowhere ADD COLUMN x String",
+        "DROP TABLE audit.events",
+        "RENAME TABLE audit.events TO audit.old_events",
         "CREATE TABLE audit.t (account_id String) ENGINE = Memory",
         "CREATE TABLE audit.t (id String) ENGINE = MergeTree ORDER BY id",
         "CREATE MATERIALIZED VIEW audit.v TO audit.other AS SELECT 1 FROM audit.events",
@@ -127,3 +129,22 @@ def test_unknown_statements_are_refused_not_passed_through() -> None:
         with pytest.raises(ClusterDDLError):
             render(statement, CLUSTER, sharded)
     assert sharded_tables(["CREATE TABLE audit.t (account_id String) ENGINE = Memory"]) == set()
+
+
+def test_alter_runs_on_the_local_tables_and_mirrors_columns_on_the_distributed_table() -> None:
+    alters = [s for s in cluster_ddl() if s.startswith("ALTER")]
+    assert alters == [
+        f"ALTER TABLE audit.events_local ON CLUSTER {CLUSTER}\n    ADD COLUMN IF NOT EXISTS entry_seq UInt64,\n"
+        "    MODIFY ORDER BY (account_id, occurred_at, event_id, entry_seq)",
+        f"ALTER TABLE audit.events ON CLUSTER {CLUSTER}\n    ADD COLUMN IF NOT EXISTS entry_seq UInt64",
+    ]
+    # A clause list with commas inside parentheses and quotes splits only at the top level.
+    rendered = render(
+        "ALTER TABLE audit.events ADD COLUMN a String DEFAULT concat('x,', 'y'), MODIFY TTL toDateTime(occurred_at) + 1",
+        CLUSTER, {"audit.events"},
+    )
+    assert rendered == [
+        f"ALTER TABLE audit.events_local ON CLUSTER {CLUSTER}\n    ADD COLUMN a String DEFAULT concat('x,', 'y'),\n"
+        "    MODIFY TTL toDateTime(occurred_at) + 1",
+        f"ALTER TABLE audit.events ON CLUSTER {CLUSTER}\n    ADD COLUMN a String DEFAULT concat('x,', 'y')",
+    ]

@@ -11,6 +11,7 @@ import pytest
 from pipeline.config import markdown_table
 from pipeline.contract import ACTIONS, MARKETPLACES
 from pipeline.event import REASONS
+from pipeline.marketplaces import ALIASES
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -44,7 +45,7 @@ def test_every_rejection_reason_is_documented() -> None:
 def test_every_marketplace_is_documented() -> None:
     fields = section(CONTRACT, "## ProviderAction (ingest event)")
     row = next(line for line in fields.splitlines() if line.startswith("| `marketplace` |"))
-    assert set(re.findall(r"\b[A-Z]{2}\b", row.split("|")[2])) == set(MARKETPLACES)
+    assert set(re.findall(r"\b[A-Z]{2}\b", row.split("|")[2])) == set(MARKETPLACES) | set(ALIASES)
 
 
 @pytest.mark.parametrize(
@@ -72,9 +73,10 @@ def test_detector_table_matches_detection_config() -> None:
 
 def test_every_detector_is_documented() -> None:
     from detectors import MODULES
+    from detectors.provider_wide import MODULES as PROVIDER_WIDE
 
-    cases = (ROOT / "detectors" / "rules").glob("*.json")
-    ids = {json.loads(p.read_bytes())["detector"] for p in cases} | set(MODULES)
+    cases = [*(ROOT / "detectors" / "rules").glob("*.json"), *(ROOT / "detectors" / "provider_wide" / "rules").glob("*.json")]
+    ids = {json.loads(p.read_bytes())["detector"] for p in cases} | set(MODULES) | set(PROVIDER_WIDE)
     assert len(ids) >= 20
     rules = section((DOCS / "detectors.md").read_text(), "## The rules")
     assert not {i for i in ids if f"| `{i}` |" not in rules}

@@ -183,8 +183,9 @@ def test_repr_and_str_show_no_secret() -> None:
 
 def test_topic_and_group_names_come_from_settings_only() -> None:
     s = Settings.from_env({"PW_TOPIC_PREFIX": "t1.", "PW_APP_ID": "app1"})
-    assert s.pipeline_topics == ["t1.actions", "t1.ledger", "t1.alerts", "t1.deadletter", "t1.http-signatures"]
+    assert s.pipeline_topics == ["t1.actions", "t1.ledger", "t1.alerts", "t1.deadletter", "t1.http-signatures", "t1.alerts.status", "t1.provider-state"]
     assert s.parked_topic == "t1.alerts.parked"
+    assert (s.provider_group, s.provider_transactional_id) == ("app1-provider", "app1-provider-stage")
     assert (s.worker_group, s.warehouse_group, s.alert_feed_group, s.alert_redeliver_group) == (
         "app1", "app1-warehouse", "app1-alert-feed", "app1-alert-redeliver",
     )
