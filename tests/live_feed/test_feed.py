@@ -17,6 +17,7 @@ import pytest
 from partnerwatch.local_worker import Namespace, wait_for
 from partnerwatch.sse import SseError, open_stream
 from pipeline.config import REPO_ROOT
+from tests.integration.settle import read_to_end
 from tests.live_feed.conftest import (
     AUTH,
     QUEUE,
@@ -38,7 +39,7 @@ def topic_alerts(
     found: list[tuple[int, int, dict[str, Any]]] = []
     deadline = time.monotonic() + 60
     while len(found) < expect and time.monotonic() < deadline:
-        records = ns.read_topic(ns.settings.alerts_topic, expect=10**9, timeout=3)
+        records = read_to_end(ns, ns.settings.alerts_topic)
         found = [
             (r.partition, r.offset, a)
             for r in records

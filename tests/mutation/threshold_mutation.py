@@ -11,10 +11,11 @@ repository and runs the detector tests (tests/detectors) against it:
   local name or parameter computed from it, or calls a function of the same module that does
   (found with `ast`, to a fixed point within each module).
 
-A mutant is killed when at least one test fails. The table printed (markdown) has one row per
-mutant, and a summary per threshold; the exit status is 1 when any mutant survives (the
-threshold is not pinned by a test just under and just over it), 2 when the unmutated copy
-already fails. `make mutation` runs it.
+A mutant is killed when at least one test fails (tests marked integration, server or slow are
+left out: they start servers, and pinning thresholds is the pure tests' job). The table printed
+(markdown) has one row per mutant, and a summary per threshold; the exit status is 1 when any
+mutant survives (the threshold is not pinned by a test just under and just over it), 2 when the
+unmutated copy already fails. `make mutation` runs it.
 
     python -m tests.mutation.threshold_mutation [--only FIELD ...] [--tests PATH ...] [--jobs N]
 """
@@ -270,6 +271,11 @@ def scratch_copy(base: Path) -> Path:
     return dest
 
 
+#: The detectors' own tests, without a broker or a worker (those start servers: slow, and their
+#: thresholds are the pure tests' business).
+MARKERS = "not integration and not server and not slow"
+
+
 def run_tests(repo: Path, tests: list[str], timeout: float) -> tuple[bool, str]:
     """(passed, the first failing test or the tail of the output)."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
@@ -286,6 +292,8 @@ def run_tests(repo: Path, tests: list[str], timeout: float) -> tuple[bool, str]:
                 "no:cacheprovider",
                 "-o",
                 "addopts=",
+                "-m",
+                MARKERS,
                 *tests,
             ],
             cwd=repo,
