@@ -370,7 +370,8 @@ def report_provider(
     from datetime import UTC, datetime
 
     from detectors.geo import lookup
-    from pipeline.forensics.review import collect, quarter_bounds, render
+    from pipeline.forensics.review import collect, quarter_bounds
+    from pipeline.forensics.review_report import render
 
     try:
         quarter_bounds(quarter)
