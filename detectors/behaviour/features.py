@@ -3,8 +3,8 @@
 Training (`partnerwatch train`, rows read back from the warehouse) and streaming scoring (the
 `behaviour_anomaly` detector, fed by the detect agent) both run events through
 `AccountFeatures.observe` (detectors/behaviour/account_features.py), so the vectors a model was
-fitted on and the ones it scores cannot drift apart. The state is a plain JSON dict (it lives in the detect agent's `account_state`
-table), built per account in `seq` order, on event time only.
+fitted on and the ones it scores cannot drift apart. The state is a plain JSON dict (it lives in
+the detect agent's `account_state` table), built per account in `seq` order, on event time only.
 
 A vector describes one principal (`provider|principal`, on one account) in one clock hour (UTC),
 or -- the provider-level kind -- the same features over all of one provider's principals on the

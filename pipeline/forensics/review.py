@@ -2,9 +2,10 @@
 
 What one provider did on one account in a quarter (event time): activity by type per week,
 alerts by severity and detector with the seller's response time, source IPs and countries,
-the price-change distribution, and tables of grants, alerts, fund moves and IPs. This module collects
-the figures; pipeline/forensics/review_report.py renders them (inline SVG charts, loading nothing
-from anywhere; figures carry `data-metric` / `data-value` attributes so a test can read them back).
+the price-change distribution, and tables of grants, alerts, fund moves and IPs. This module
+collects the figures; pipeline/forensics/review_report.py renders them (inline SVG charts,
+loading nothing from anywhere; figures carry `data-metric` / `data-value` attributes so a test
+can read them back).
 
 The warehouse and the IP-to-country lookup are passed in (`country_of`), so this module needs
 neither `sinks` nor `detectors`.
