@@ -66,8 +66,8 @@ HEAVY = (
 )
 # groupArray of 4e8 values (3.2 GB of UInt64 and growing) without a table function
 HUNGRY = (
-    "SELECT length(groupArray(a * b)) FROM (SELECT arrayJoin(range(20000)) AS a) AS l "
-    "CROSS JOIN (SELECT arrayJoin(range(20000)) AS b) AS r"
+    "SELECT length(groupArray(a * b)) FROM (SELECT arrayJoin(range(40000)) AS a) AS l "
+    "CROSS JOIN (SELECT arrayJoin(range(40000)) AS b) AS r"
 )
 HASH_DROP = "SELECT 1 # '\n; DROP TABLE audit.alert_status; SELECT '"
 HASH_CREATE = "SELECT 1 # '\n; CREATE TABLE audit.pwned (x UInt8) ENGINE = Memory; SELECT '"
@@ -504,14 +504,15 @@ def test_cli_memory_hungry_query_is_stopped_and_the_process_stays_small(root: Pa
     limit = 256 << 20
     env = {**os.environ, **env_for(root, PW_SQL_MAX_MEMORY_USAGE=str(limit))}
     code, stderr, peak = run_bounded(
-        [sys.executable, "-m", "partnerwatch", "sql", HUNGRY], env, 3 << 30, 300
+        [sys.executable, "-m", "partnerwatch", "sql", HUNGRY], env, 4 << 30, 300
     )
     assert code == 1
     assert "PW_SQL_MAX_MEMORY_USAGE" in stderr
-    # Unbounded, the query needs more than 3 GiB (4e8 UInt64 values). Bounded, the process peaks
-    # at about 350 MiB on an idle machine; on a loaded one the allocator returns freed blocks late
-    # (seen: 1.5 GiB), so the bound is set well under the unbounded need, not at the idle figure.
-    assert peak < (2 << 30), f"peak resident memory {peak >> 20} MiB"
+    # Unbounded, the query needs about 12 GiB (1.6e9 UInt64 values); the guard above kills the
+    # child at 4 GiB. Bounded, the process peaks at 350-750 MiB when run alone or in its module,
+    # but up to 2.4 GiB was seen late in a full run (the engine's allocator keeps freed blocks), so
+    # the bound is set well under the unbounded need, not at the idle figure.
+    assert peak < (3 << 30), f"peak resident memory {peak >> 20} MiB"
 
 
 # -- a real worker ---------------------------------------------------------------------------------
