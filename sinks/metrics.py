@@ -11,7 +11,11 @@ ALERTS = Counter("pw_alerts_total", "Alert versions published on the alerts topi
 WAREHOUSE_ROWS = Counter("pw_warehouse_rows_total", "Rows stored in the warehouse", ["table"])
 WAREHOUSE_FAILURES = Counter("pw_warehouse_failures_total", "Failed warehouse batch inserts (retried)")
 WAREHOUSE_BATCH_SECONDS = Gauge("pw_warehouse_last_batch_seconds", "Duration of the last stored batch")
-INGEST_CATCH_UP = Counter("pw_ingest_catch_up_total", "Source messages the stream skipped and ingest read back itself")
+INGEST_CATCH_UP = Counter(
+    "pw_ingest_catch_up_total",
+    "Source messages the ledger says were sequenced already, past the ingest group's committed offset (skipped, not redone)",
+)
+INGEST_FAILURES = Counter("pw_ingest_failures_total", "Ingest batches that failed (aborted, the partition reloaded) and failed restarts")
 
 # -- observability (issue 7): labels are small closed sets, never an IP, principal or account id --
 #: Detector timing is sampled so the hot path pays for it on one event in this many.

@@ -16,38 +16,6 @@ TESTED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 require_tested(TESTED, __name__)
 
 
-def set_fetch_max_wait(app: Any, wait_ms: int) -> bool:
-    """Lower the worker consumer's `fetch_max_wait_ms` (Faust hard-codes 1500 when it builds the
-    aiokafka consumer); False until that consumer exists. aiokafka's fetcher reads the value for
-    every fetch request, so setting it on the running fetcher takes effect at the next one."""
-    consumer = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
-    fetcher = getattr(consumer, "_fetcher", None)
-    if fetcher is None:
-        return False
-    fetcher._fetch_max_wait_ms = wait_ms
-    return True
-
-
-def transaction_producer(app: Any, source_topic: str, partition: int) -> tuple[Any, Any]:
-    """The aiokafka producer of the Kafka transaction of `source_topic`'s `partition`, and the
-    lock Faust holds while it commits that transaction; without exactly-once, Faust's one
-    producer and None (no lock).
-
-    Faust names a transactional producer `<app id>-<assignor topic group>-<partition>` (its
-    consumer's `_transactional_id`, not exposed) and keeps it, and its lock, in dicts of the
-    producer keyed by that id.
-    """
-    faust_producer: Any = app.producer
-    if not app.in_transaction:
-        return faust_producer._ensure_producer(), None
-    group = app.assignor.group_for_topic(source_topic)
-    transactional_id = f"{app.conf.id}-{group}-{partition}"
-    producer = faust_producer._transaction_producers.get(transactional_id)
-    if producer is None:
-        raise RuntimeError(f"no transactional producer {transactional_id} for source partition {partition}")
-    return producer, faust_producer._trn_locks[transactional_id]
-
-
 async def fetch_cluster_metadata(consumer: Any) -> Any:
     """Fresh cluster metadata through an aiokafka consumer's client. (`consumer.topics()` fetches
     it but leaves it out of the consumer's cluster view, so `partitions_for_topic` stays None for

@@ -214,13 +214,18 @@ async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
     return True
 
 
-def health(loader: WarehouseLoader | None, http_ingest_ready: bool) -> tuple[int, dict[str, Any]]:
+def health(
+    loader: WarehouseLoader | None, http_ingest_ready: bool, ingest: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
     """GET /v1/health: HTTP status and body. Anything but "ok" answers 503, so a container
-    healthcheck (and any probe that checks the status code) sees a crashed or failing loader."""
+    healthcheck (and any probe that checks the status code) sees a crashed or failing loader,
+    or an ingest service whose batches fail (`ingest`: `IngestService.health()`)."""
     if loader is None:
         status, why = "starting", "starting"
     else:
         status, why = loader.health()
+    if status == "ok" and ingest is not None and ingest.get("status") == "failing":
+        status = "degraded"
     body = {
         "status": status,
         "stored_events": loader.stored_events if loader else 0,
@@ -231,6 +236,9 @@ def health(loader: WarehouseLoader | None, http_ingest_ready: bool) -> tuple[int
         # POST /v1/events answers 503 until it can take events (streams/web/sql.py).
         "http_ingest": "ready" if http_ingest_ready else "starting",
     }
+    if ingest is not None:
+        # the ingest service (streams/ingest.py): running, its partitions, batches, why it fails
+        body["ingest"] = ingest
     return (200 if status == "ok" else 503), body
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from streams import (
     consumer_lag,
-    detect,
     digest_service,
     ingest,
     ml_models,
@@ -18,7 +17,7 @@ from streams.web import alerts as alert_views
 from streams.web import ingest as ingest_views
 from streams.web import sql as views
 
-__all__ = ["alert_views", "app", "consumer_lag", "detect", "digest_service", "ingest", "ingest_views", "ml_models", "monitor", "views"]
+__all__ = ["alert_views", "app", "consumer_lag", "digest_service", "ingest", "ingest_views", "ml_models", "monitor", "views"]
 
 
 def main() -> None:

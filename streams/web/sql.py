@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.forensics.sql_guard import UnsafeQuery
 from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
 from streams.app import app, settings
+from streams.ingest import ingest_service
 from streams.warehouse_loader import WarehouseLoaderService, health
 from streams.web.ingest import producer_service, signature_ledger
 
@@ -32,7 +33,7 @@ class Health(web.View):
         # POST /v1/events answers 503 until its producer has started, and signed requests until the
         # replay ledger has read back (streams/web/signatures.py).
         ingest_ready = producer_service.producer is not None and signature_ledger.ready
-        status, body = health(loader_service.loader, ingest_ready)
+        status, body = health(loader_service.loader, ingest_ready, ingest_service.health())
         return self.json(body, status=status)
 
 
