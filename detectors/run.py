@@ -3,18 +3,26 @@
 Used by the detect agent (streams/detect.py), by the fixture-case tests, and by replays, so the
 three cannot disagree. `state` is the account's JSON-serializable state
 (`{"auth": ..., "det": {detector: its state}}`); `observe` changes it in place.
+
+`apply_entry` is what the worker does with one ledger entry: `observe`, plus the account's ledger
+position (`seq`) and its open alerts, folded. The worker's `account_state` table holds, for every
+account, exactly what `apply_entry` over the account's ledger entries from seq 1 gives; that is
+how a lost or stale table is rebuilt (streams/state_repair.py) and how the restart tests check it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from detectors import ALL, Context
 from pipeline import authorization
-from pipeline.alert import Finding
+from pipeline.alert import Alert, Finding, alert_id, closed_alerts, fold
 from pipeline.config import DetectionConfig
 from pipeline.event import Event
+from pipeline.ledger import event_of
 
 if TYPE_CHECKING:
     from detectors.behaviour.model import BehaviourModel
@@ -54,3 +62,69 @@ def observe(
         if not own:
             del detector_state[name]
     return findings
+
+
+@dataclass
+class Applied:
+    """What one ledger entry changed besides the account's state."""
+
+    #: New or updated alert versions, in the order the findings came (a key may repeat).
+    alerts: list[Alert] = field(default_factory=list)
+    #: Alert ids closed by this entry (no new evidence for `pipeline.alert.OPEN_DAYS`).
+    closed: list[str] = field(default_factory=list)
+
+
+def apply_entry(
+    state: dict[str, Any],
+    entry: dict[str, Any],
+    config: DetectionConfig,
+    model: BehaviourModel | None = None,
+    open_alert: Callable[[str], Alert | None] = lambda key: None,
+    timings: dict[str, float] | None = None,
+) -> Applied | None:
+    """Fold one ledger entry (its account's next `seq`) into the account's `state`, in place.
+
+    `open_alert(alert_id)` gives the open alert of that id (the worker's `open_alerts` table),
+    so a repeated finding updates it. Returns the alert versions to publish and the alert ids
+    closed, or None when the state already holds this entry (`seq` at or below its own).
+    """
+    return apply_event(state, event_of(entry), int(entry["seq"]), config, model, open_alert, timings)
+
+
+_NOTHING = Applied()
+
+
+def apply_event(
+    state: dict[str, Any],
+    event: Event,
+    seq: int,
+    config: DetectionConfig,
+    model: BehaviourModel | None = None,
+    open_alert: Callable[[str], Alert | None] = lambda key: None,
+    timings: dict[str, float] | None = None,
+) -> Applied | None:
+    """`apply_entry` of the entry of `event` at `seq` (the ingest service has the event itself)."""
+    if seq <= int(state.get("seq", 0)):
+        return None
+    state["seq"] = seq
+    applied: Applied | None = None
+    folded: dict[str, Alert] = {}
+    for finding in observe(state, event, config, model, timings=timings):
+        key = alert_id(finding.detector, finding.key, finding.window)
+        before = folded[key] if key in folded else open_alert(key)
+        alert = fold(before, finding, event, seq)
+        if alert is before:
+            continue  # a replayed event, already part of the alert
+        folded[key] = alert
+        if applied is None:
+            applied = Applied()
+        applied.alerts.append(alert)
+        state.setdefault("open", {})[key] = alert["last_seen"]
+    opened = state.get("open")
+    if opened:
+        for key in closed_alerts(opened, event["occurred_at"]):
+            del opened[key]
+            if applied is None:
+                applied = Applied()
+            applied.closed.append(key)
+    return applied or _NOTHING

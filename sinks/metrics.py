@@ -16,6 +16,16 @@ INGEST_CATCH_UP = Counter(
     "Source messages the ledger says were sequenced already, past the ingest group's committed offset (skipped, not redone)",
 )
 INGEST_FAILURES = Counter("pw_ingest_failures_total", "Ingest batches that failed (aborted, the partition reloaded) and failed restarts")
+STATE_REPAIRS = Counter(
+    "pw_detect_state_repairs_total",
+    "Account detection states found not to match the ledger and rebuilt from it (streams/state_repair.py),"
+    " by reason: missing, behind, ahead (of the ledger's head) or gap (before an entry)",
+    ["reason"],
+)
+STATE_REPAIR_INCOMPLETE = Counter(
+    "pw_detect_state_repair_incomplete_total",
+    "Rebuilt account states whose history neither the ledger nor the warehouse held in full",
+)
 
 # -- observability (issue 7): labels are small closed sets, never an IP, principal or account id --
 #: Detector timing is sampled so the hot path pays for it on one event in this many.

@@ -43,7 +43,6 @@ import asyncio
 import contextlib
 import gc
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
@@ -55,11 +54,12 @@ from mode import Service
 from pipeline.config import Settings
 from sinks import metrics
 from sinks.kafka_io import aio_consumer, aio_producer
-from streams import ml_models
+from streams import ml_models, state_repair
 from streams.alert_publisher import publisher
 from streams.app import app, settings
 from streams.detect_metrics import DetectMetrics
 from streams.ingest_batch import Ingest, IngestBatch, PartitionState, Record
+from streams.partition_read import read_partition
 
 log = structlog.get_logger(__name__)
 
@@ -73,25 +73,6 @@ FETCH_MAX_WAIT_MS = 5
 RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 0.5, 30.0
 
 
-async def read_partition(s: Settings, topic: str, partition: int) -> AsyncIterator[Any]:
-    """Every committed record of one partition as of now, with a consumer of its own (no group)."""
-    tp = TopicPartition(topic, partition)
-    consumer = aio_consumer(s, role="state-reader", max_partition_fetch_bytes=8 * 1024 * 1024)
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=20_000)
-            for record in batch.get(tp, ()):
-                if record.offset >= end:
-                    return
-                yield record
-    finally:
-        await consumer.stop()
-
-
 async def load_state(s: Settings, partition: int) -> PartitionState:
     """One partition's state from its ledger and state topic partitions (committed records)."""
     started = time.monotonic()
@@ -99,7 +80,7 @@ async def load_state(s: Settings, partition: int) -> PartitionState:
 
     async def read(topic: str, load: Any) -> int:
         count = 0
-        async for record in read_partition(s, topic, partition):
+        async for record in read_partition(topic, partition, None, None):
             load(record)
             count += 1
         return count
@@ -124,6 +105,8 @@ class PartitionIngest:
         self.service = service
         self.tp = tp
         self.state: PartitionState | None = None
+        #: the loaded state was checked against the ledger (at the partition's first batch)
+        self.checked = False
         self.producer: AIOKafkaProducer | None = None
         self.pending: list[Any] = []
         self.paused = False
@@ -155,6 +138,7 @@ class PartitionIngest:
         else:
             self.producer = self.service.shared_producer
         self.state = await load_state(s, self.tp.partition)
+        self.checked = False
         consumer = self.service.running_consumer()
         committed = await consumer.committed(self.tp) or 0
         position = max(committed, self.state.next_offset)
@@ -217,7 +201,15 @@ class PartitionIngest:
         state, producer = self.state, self.producer
         if state is None or producer is None:
             raise RuntimeError(f"partition {self.tp.partition} is not loaded")
+        repairs = None
+        if not self.checked:
+            # Before any event of the partition is detected: each account's loaded state must be
+            # at its ledger head (streams/state_repair.py); what was rebuilt commits with this batch.
+            repairs = await state_repair.check_partition(state)
         out = self.service.ingest.batch(state, records)
+        if repairs is not None:
+            out.accounts = {**repairs.accounts, **out.accounts}
+            out.alert_changes = {**repairs.alerts, **out.alert_changes}
         for key, value, _ in out.alerts:
             await publisher.publish(key, value, self.tp.partition)
         s, p = self.service.settings, self.tp.partition
@@ -246,6 +238,7 @@ class PartitionIngest:
             await publisher.delivered()
             await self.service.running_consumer().commit({self.tp: out.next_offset})
         self.batches += 1
+        self.checked = True
         self.service.count(out)
 
     async def _restart(self) -> None:

@@ -27,10 +27,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from detectors.run import new_state, observe
+from detectors.run import apply_event, new_state
 from pipeline import deadletter
 from pipeline.action_decoder import decode_action
-from pipeline.alert import alert_id, closed_alerts, fold
 from pipeline.config import Settings
 from pipeline.event import Rejected, format_ms
 from pipeline.ledger import LedgerState
@@ -180,29 +179,35 @@ class Ingest:
         self, state: PartitionState, out: IngestBatch, event: dict[str, Any], seq: int, timestamp: int,
         model: BehaviourModel | None,
     ) -> None:
-        """Every detector over one sequenced event of its account, in `seq` order."""
+        """Every detector over one sequenced event of its account (`detectors.run.apply_event`,
+        the same fold as a replay of the ledger), in `seq` order."""
         account = event["account_id"]
         account_state = state.accounts.get(account)
         if account_state is None:
             account_state = state.accounts[account] = new_state()
+        prior = int(account_state.get("seq", 0))
+        if seq > prior + 1:
+            # Entries before this one are missing from the state: never fold into it.
+            raise StateGap(account, prior, seq)
         out.accounts[account] = account_state
-        if seq <= account_state.get("seq", 0):
-            return  # folded into this state already (a changelog ahead of the ledger)
-        account_state["seq"] = seq
         timings = self.metrics.sample()
-        for finding in observe(account_state, event, self.config, model, timings=timings):
-            key = alert_id(finding.detector, finding.key, finding.window)
-            before = state.open_alerts.get(key)
-            alert = fold(before, finding, event, seq)
-            if alert is before:
-                continue  # a replayed event, already part of the alert
-            state.open_alerts[key] = out.alert_changes[key] = alert
-            account_state.setdefault("open", {})[key] = alert["last_seen"]
-            out.alerts.append((account.encode(), orjson.dumps(alert), timestamp))
+        applied = apply_event(account_state, event, seq, self.config, model, state.open_alerts.get, timings)
         self.metrics.record(timings)
-        opened = account_state.get("open")
-        if opened:
-            for key in closed_alerts(opened, event["occurred_at"]):
-                del opened[key]
-                if state.open_alerts.pop(key, None) is not None:
-                    out.alert_changes[key] = None
+        if applied is None:
+            return  # folded into this state already
+        for alert in applied.alerts:
+            key = alert["alert_id"]
+            state.open_alerts[key] = out.alert_changes[key] = alert
+            out.alerts.append((account.encode(), orjson.dumps(alert), timestamp))
+        for key in applied.closed:
+            if state.open_alerts.pop(key, None) is not None:
+                out.alert_changes[key] = None
+
+
+class StateGap(RuntimeError):
+    """An account's detection state lacks entries before the one to fold: the partition's state
+    must be reloaded and checked against the ledger (streams/state_repair.py)."""
+
+    def __init__(self, account: str, state_seq: int, seq: int) -> None:
+        super().__init__(f"the detection state of {account} is at seq {state_seq}, the next entry is {seq}")
+        self.account = account

@@ -32,8 +32,9 @@ import orjson
 
 from pipeline.event import Rejected, format_ms, timestamp
 from pipeline.marketplaces import site_code
-from pipeline.masking import IBAN_OR_EMAIL, SENSITIVE_FIELD
+from pipeline.masking import SENSITIVE_FIELD
 from pipeline.origin import MAX_ORIGIN_BYTES
+from pipeline.sensitive import find_sensitive
 from sources.gateway.classify import decimal_text
 from sources.notifications.parse import Notification, find, get, text
 
@@ -218,7 +219,7 @@ def _redact(value: Any, depth: int = 0) -> Any:
         return out
     if isinstance(value, list):
         return [_redact(v, depth + 1) for v in value]
-    if isinstance(value, str) and IBAN_OR_EMAIL.search(value):
+    if isinstance(value, str) and find_sensitive(value, free_text=True) is not None:
         return "[redacted]"
     return value
 

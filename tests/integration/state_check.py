@@ -1,0 +1,151 @@
+"""The worker's detection state, read from Kafka, against the state rebuilt from the ledger.
+
+The worker's tables are read from their changelog topics (committed records only, the latest
+value per key), which is what the next recovery restores; the expected state is every ledger
+entry folded from scratch through `detectors.run.apply_entry`, the worker's own fold. Both are
+read once the worker has sequenced every source message (`caught_up`): a batch's ledger entries
+and changelog records commit in one transaction, so both are read as of the same batch.
+
+States are compared whole (never by detector key), after a JSON round trip as the changelog does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from detectors.run import apply_entry, new_state
+from partnerwatch.local_worker import Namespace
+from pipeline.config import DetectionConfig, Settings
+
+TABLES = ("account_state", "open_alerts")
+
+
+def committed(ns: Namespace, topic: str) -> Iterator[Any]:
+    """Every committed record of `topic`, partition by partition, up to its last stable offset."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=ns.settings.kafka_broker,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    try:
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)  # read_committed: the last stable offsets
+        pending = {tp for tp in tps if ends[tp] > consumer.position(tp)}
+        while pending:
+            for tp, records in consumer.poll(timeout_ms=1000).items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield record
+            pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
+    finally:
+        consumer.close()
+
+
+def caught_up(ns: Namespace) -> bool:
+    """Every message on the actions topic is sequenced: on each partition, the last committed
+    ledger entry records the source offset of the partition's last message.
+
+    (The ledger says where sequencing stands, streams/ingest.py; the worker group's committed
+    offset may lag: Faust commits a partition only up to the first offset its stream did not
+    deliver, and source messages the stream skipped are sequenced by ingest's catch-up. Every
+    message of the restart tests is a new event, so every one has its entry.)
+    """
+    settings = ns.settings
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_broker, isolation_level="read_committed", enable_auto_commit=False, group_id=None
+    )
+    try:
+        sources = [TopicPartition(settings.actions_topic, p) for p in consumer.partitions_for_topic(settings.actions_topic) or ()]
+        ends = consumer.end_offsets(sources)
+        for source in sources:
+            if ends[source] == 0:
+                continue
+            tp = TopicPartition(settings.ledger_topic, source.partition)
+            consumer.assign([tp])
+            last = consumer.end_offsets([tp])[tp]  # the last stable offset
+            consumer.seek(tp, max(0, last - 64))  # the tail: entries and commit markers
+            sequenced = -1
+            while consumer.position(tp) < last:
+                for record in consumer.poll(timeout_ms=1000).get(tp, ()):
+                    if record.offset < last:
+                        sequenced = max(sequenced, int(orjson.loads(record.value).get("ingest_offset", -1)))
+            if sequenced < ends[source] - 1:
+                return False
+        return True
+    finally:
+        consumer.close()
+
+
+def changelog_name(ns: Namespace, table: str) -> str:
+    return f"{ns.settings.app_id}-{table}-changelog"
+
+
+def worker_tables(ns: Namespace) -> dict[str, dict[str, Any]]:
+    """table -> key -> latest committed value, as the worker's next recovery restores them."""
+    tables: dict[str, dict[str, Any]] = {}
+    for table in TABLES:
+        latest: dict[str, Any] = {}
+        for record in committed(ns, changelog_name(ns, table)):
+            key = orjson.loads(record.key)
+            if record.value is None:
+                latest.pop(key, None)
+            else:
+                latest[key] = orjson.loads(record.value)
+        tables[table] = latest
+    return tables
+
+
+def ledger_entries(ns: Namespace) -> list[dict[str, Any]]:
+    return [orjson.loads(r.value) for r in committed(ns, ns.settings.ledger_topic)]
+
+
+def rebuilt_tables(entries: list[dict[str, Any]], config: DetectionConfig | None = None) -> dict[str, dict[str, Any]]:
+    """Both tables as folding `entries` (each account's in seq order) from empty states gives."""
+    config = config or Settings.from_env({}).detect
+    states: dict[str, dict[str, Any]] = {}
+    alerts: dict[str, Any] = {}
+    for entry in entries:
+        state = states.setdefault(entry["account_id"], new_state())
+        applied = apply_entry(state, entry, config, None, alerts.get)
+        assert applied is not None, f"ledger entry out of order: {entry['account_id']} seq {entry['seq']}"
+        for alert in applied.alerts:
+            alerts[alert["alert_id"]] = alert
+        for key in applied.closed:
+            alerts.pop(key, None)
+    as_stored = orjson.loads(orjson.dumps({"account_state": states, "open_alerts": alerts}, option=orjson.OPT_NON_STR_KEYS))
+    return dict(as_stored)
+
+
+def differences(ns: Namespace) -> list[str]:
+    """Where the worker's tables differ from the ledger's fold: one line per differing key."""
+    expected = rebuilt_tables(ledger_entries(ns), Settings.from_env(ns.env).detect)
+    actual = worker_tables(ns)
+    out: list[str] = []
+    for table in TABLES:
+        want, got = expected[table], actual[table]
+        for key in sorted(set(want) | set(got)):
+            if want.get(key) != got.get(key):
+                out.append(f"{table}[{key}]: {_describe(want.get(key), got.get(key))}")
+    return out
+
+
+def _describe(want: Any, got: Any) -> str:
+    if got is None:
+        return "missing in the worker's table"
+    if want is None:
+        return "in the worker's table, not in the ledger"
+    if isinstance(want, dict) and isinstance(got, dict):
+        keys = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+        return f"differs in {keys} (seq {got.get('seq')} vs ledger's {want.get('seq')})"
+    return "differs"

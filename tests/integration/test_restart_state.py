@@ -1,0 +1,23 @@
+"""Detection state survives restarts: after each one it equals the state rebuilt from the ledger.
+
+Issue 15, finding 20: a restart could come back with empty tables (Faust's recovery saw a
+highwater of -1 on every changelog partition) and write the emptied state back. Four restarts
+here (SIGTERM and SIGKILL, seeded); tests/reliability/test_restarts.py runs twenty.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.restart_storm import report, storm
+
+pytestmark = pytest.mark.integration
+
+
+def test_four_restarts_keep_every_accounts_detection_state(kafka_broker: str, tmp_path: Path) -> None:
+    _, rounds = storm(tmp_path, restarts=4, seed=2015)
+    assert len(rounds) == 4
+    assert {r.signal for r in rounds} == {"SIGTERM", "SIGKILL"}
+    assert not any(r.differences for r in rounds), report(rounds)
