@@ -119,10 +119,15 @@ class PartitionIngest:
     def transactional(self) -> bool:
         return self.service.settings.processing_guarantee == "exactly_once"
 
-    async def open(self) -> None:
-        """Take the partition on: load it, then work through what the consumer fetches for it."""
-        await self._load()
-        self._task = asyncio.ensure_future(self._run())
+    def start(self) -> None:
+        """Take the partition on: load it, then work through what the consumer fetches for it
+        (records fetched meanwhile wait in `pending`)."""
+        self._task = asyncio.ensure_future(self._main())
+
+    async def _main(self) -> None:
+        await self._take_up()
+        self.service.loaded(self)
+        await self._run()
 
     async def _load(self) -> None:
         """Fence older producers of the partition, load its state, seek to where the ledger says."""
@@ -146,12 +151,13 @@ class PartitionIngest:
             metrics.INGEST_CATCH_UP.inc(self.state.next_offset - committed)
             log.warning("ingest.position_from_ledger", partition=self.tp.partition, group_committed=committed,
                         ledger_next=self.state.next_offset)
-        if position:
-            consumer.seek(self.tp, position)
-        else:
-            await consumer.seek_to_beginning(self.tp)
-        self.state.ledger.next_offset = position
+        if not position:
+            position = (await consumer.beginning_offsets([self.tp]))[self.tp]
+        # From here on the consumer delivers records from `position` only (aiokafka drops what
+        # it holds or fetched for an older position); nothing in between awaits.
+        consumer.seek(self.tp, position)
         self.pending = []
+        self.state.ledger.next_offset = position
 
     def feed(self, records: list[Any]) -> None:
         if self.closing:
@@ -195,7 +201,8 @@ class PartitionIngest:
                 except Exception as exc:  # a failed batch: abort, and start the partition over
                     self.service.note_error(f"partition {self.tp.partition}: {type(exc).__name__}: {exc}")
                     log.exception("ingest.batch_failed", partition=self.tp.partition)
-                    await self._restart()
+                    await self._take_up()
+                    self.service.note_recovered()
 
     async def _batch(self, records: list[Any]) -> None:
         state, producer = self.state, self.producer
@@ -241,9 +248,9 @@ class PartitionIngest:
         self.checked = True
         self.service.count(out)
 
-    async def _restart(self) -> None:
-        """Start the partition over after a failed batch: a new producer (fencing the old
-        epoch), the state reloaded, reading from the committed position; retried with backoff."""
+    async def _take_up(self) -> None:
+        """Load the partition (again, after a failed batch: a new producer, fencing the old
+        epoch, the state reloaded, reading from the committed position); retried with backoff."""
         delay = RETRY_MIN_SECONDS
         while not self.closing:
             try:
@@ -251,11 +258,10 @@ class PartitionIngest:
                     await self.producer.stop()
                 self.producer = None
                 await self._load()
-                self.service.note_recovered()
                 return
             except Exception as exc:  # the broker may still be away: try again
-                self.service.note_error(f"partition {self.tp.partition}: restart failed: {type(exc).__name__}: {exc}")
-                log.warning("ingest.restart_failed", partition=self.tp.partition, error=str(exc), retry_in=delay)
+                self.service.note_error(f"partition {self.tp.partition}: loading failed: {type(exc).__name__}: {exc}")
+                log.warning("ingest.load_failed", partition=self.tp.partition, error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
 
@@ -349,13 +355,15 @@ class IngestService(Service):
                     part.feed(records)
 
     async def assign(self, assigned: list[TopicPartition]) -> None:
-        mine = [tp for tp in assigned if tp.topic == self.settings.actions_topic and tp.partition not in self.partitions]
-        parts = [PartitionIngest(self, tp) for tp in mine]
-        await asyncio.gather(*(p.open() for p in parts))
-        for part in parts:
-            self.partitions[part.tp.partition] = part
+        for tp in assigned:
+            if tp.topic == self.settings.actions_topic and tp.partition not in self.partitions:
+                part = self.partitions[tp.partition] = PartitionIngest(self, tp)
+                part.start()
         log.info("ingest.assigned", partitions=sorted(self.partitions))
-        if parts and not self._froze:
+
+    def loaded(self, part: PartitionIngest) -> None:
+        """A partition's state is loaded: once all are, the first time, freeze the heap."""
+        if not self._froze and all(p.state is not None for p in self.partitions.values()):
             # Everything loaded so far lives as long as the process: out of the collector's view.
             gc.freeze()
             self._froze = True
