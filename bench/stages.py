@@ -1,13 +1,19 @@
-"""CPU per event of each stage of the ingest path, in-process, on the benchmark's mix (no Kafka).
+"""CPU per event of each stage of the ingest service, in-process, on the benchmark's mix (no Kafka).
 
 The stages are the ones a worker runs for every source message, over the same events as
 `make bench` (bench/run.py `stream`):
 
-- validate: the raw message bytes to a normalized event (or a rejection), and the key check;
+- validate: the raw message bytes to a normalized event (or a rejection), and the key check
+  (pipeline/action_decoder.py);
 - mask: bank and personal data masked (pipeline/masking.py);
-- sequence: dedup, `seq`, the hash chain (pipeline/ledger.py);
-- detect: every detector, alerts folded and encoded (detectors/run.py, pipeline/alert.py);
-- encode: the ledger record and, once per account and batch, the account's state record.
+- sequence: dedup, `seq`, the hash chain and the ledger record, over one canonical encoding
+  (pipeline/ledger.py `LedgerState.sequence`);
+- detect: every detector, alerts folded and encoded (detectors/run.py `apply_event`);
+- encode: the state records, once per touched account and changed alert per batch.
+
+`--label before` results (bench/results/*-stages-before.*) were measured on the Faust agent path
+this service replaced (the same stages, one dict-based validation, the canonical form built
+twice).
 
 Each stage runs over all events in turn (its input is the previous stage's output), timed with
 the process's CPU clock; a run starts from empty state, and the figure is the median of
@@ -37,83 +43,56 @@ STAGES = ("validate", "mask", "sequence", "detect", "encode")
 
 
 class Stages:
-    """Today's ingest agent (streams/ingest.py, streams/detect.py, streams/batch_writer.py),
-    stage by stage, without Kafka or Faust."""
+    """The ingest service's per-record work (streams/ingest_batch.py), stage by stage, without
+    Kafka: the same functions `Ingest.batch` calls, in the same order."""
 
     def __init__(self, settings: Settings) -> None:
-        from pipeline.ledger import LedgerState
-        from pipeline.masking import Masker
+        from streams.ingest_batch import Ingest, IngestBatch, PartitionState
 
         self.settings = settings
-        self.ledger = LedgerState(settings.dedup_window_days)
-        self.masker = Masker(settings.mask_key)
-        self.states: dict[str, dict[str, Any]] = {}
-        self.open_alerts: dict[str, Any] = {}
+        self.ingest = Ingest(settings)
+        self.state = PartitionState(0, settings.dedup_window_days)
+        self.out = IngestBatch(0)
+        self._batch = IngestBatch
 
     def stage_validate(self, chunk: list[tuple[bytes, bytes]], offsets: range) -> list[Any]:
-        from pipeline.event import Rejected, parse_action
+        from pipeline.action_decoder import decode_action
+        from pipeline.event import Rejected
 
         out: list[Any] = []
+        max_bytes = self.settings.max_event_bytes
         for (key, value), offset in zip(chunk, offsets, strict=True):
             try:
-                action = parse_action(value, self.settings.max_event_bytes)
+                action = decode_action(value, max_bytes)
                 if key != action["account_id"].encode():
                     raise Rejected("wrong_key", "the message key must be the event's account_id")
-                out.append((action, offset))
+                out.append((key, action, offset))
             except Rejected as exc:
                 out.append(exc)
         return out
 
     def stage_mask(self, validated: list[Any]) -> list[Any]:
-        return [(self.masker.mask_event(v[0]), v[1]) for v in validated if not isinstance(v, Exception)]
+        mask = self.ingest.masker.mask_event
+        return [(v[0], mask(v[1]), v[2]) for v in validated if not isinstance(v, Exception)]
 
-    def stage_sequence(self, masked: list[Any]) -> list[dict[str, Any]]:
-        from pipeline.event import format_ms
-
-        out = []
-        for action, offset in masked:
-            entry = self.ledger.accept(action, format_ms(time.time_ns() // 1_000_000), offset)
-            if entry is not None:
-                out.append(entry)
+    def stage_sequence(self, masked: list[Any]) -> list[Any]:
+        self.out = self._batch(0)
+        ledger, now, out = self.state.ledger, self.ingest.now, []
+        for key, event, offset in masked:
+            sequenced = ledger.sequence(event, now(), offset)
+            if sequenced is not None:
+                self.out.ledger.append((key, sequenced[1]))
+                out.append((event, sequenced[0]))
         return out
 
-    def stage_detect(self, entries: list[dict[str, Any]]) -> list[bytes]:
-        from detectors.run import new_state, observe
-        from pipeline.alert import alert_id, closed_alerts, fold
-        from pipeline.ledger import event_of
+    def stage_detect(self, entries: list[Any]) -> list[Any]:
+        detect, state, out = self.ingest._detect, self.state, self.out
+        for event, seq in entries:
+            detect(state, out, event, seq, 0, None)
+        return out.alerts
 
-        published = []
-        config = self.settings.detect
-        for entry in entries:
-            action = event_of(entry)
-            account = action["account_id"]
-            state = self.states.get(account) or new_state()
-            self.states[account] = state
-            seq = int(entry["seq"])
-            if seq <= state.get("seq", 0):
-                continue
-            state["seq"] = seq
-            for finding in observe(state, action, config, None):
-                key = alert_id(finding.detector, finding.key, finding.window)
-                before = self.open_alerts.get(key)
-                alert = fold(before, finding, action, seq)
-                if alert is before:
-                    continue
-                self.open_alerts[key] = alert
-                state.setdefault("open", {})[key] = alert["last_seen"]
-                published.append(orjson.dumps(alert))
-            for key in closed_alerts(state.get("open", {}), action["occurred_at"]):
-                del state["open"][key]
-                self.open_alerts.pop(key, None)
-        return published
-
-    def stage_encode(self, entries: list[dict[str, Any]]) -> int:
-        from pipeline.ledger import encode_entry
-
-        records = [encode_entry(e) for e in entries]
-        touched = {e["account_id"] for e in entries}
-        records += [orjson.dumps(self.states[a], option=orjson.OPT_NON_STR_KEYS) for a in touched]
-        return len(records)
+    def stage_encode(self, entries: list[Any]) -> int:
+        return len(self.out.account_records()) + len(self.out.alert_records())
 
 
 def run_once(messages: list[tuple[bytes, bytes]], batch: int) -> tuple[dict[str, float], dict[str, int]]:
