@@ -98,7 +98,7 @@ _PATHS = [
 def _edit(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     try:
         return variant(doc, **{path: value})
-    except (KeyError, IndexError, TypeError):
+    except (KeyError, IndexError, TypeError, ValueError):  # the path runs through a changed value
         return doc
 
 

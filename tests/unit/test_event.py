@@ -739,9 +739,9 @@ SCHEMA_BLIND_ACCEPTED: list[tuple[str, Any, str]] = [
 
 def test_every_reason_is_reachable() -> None:
     reasons = {r for _, _, r in REJECTED_DOCS} | {"too_large", "bad_encoding", "not_json"}
-    # `wrong_key` is the ingest agent's: the Kafka key differs from the event's account_id.
+    # `wrong_key` is the ingest service's: the Kafka key differs from the event's account_id.
     assert reasons | {"wrong_key"} == set(REASONS)
-    assert 'Rejected("wrong_key"' in (REPO_ROOT / "streams" / "ingest.py").read_text()
+    assert 'Rejected("wrong_key"' in (REPO_ROOT / "streams" / "ingest_batch.py").read_text()
 
 
 @pytest.mark.parametrize(
