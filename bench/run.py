@@ -149,6 +149,8 @@ def run_pipeline(root: Path, messages: list[tuple[bytes, bytes]], workers: int) 
         "worker_cpu_seconds": round(cpu, 1),
         "worker_cpu_cores_busy": round(cpu / stored, 2),
         "broker_cpu_seconds": round(cpu_seconds(broker) - broker_cpu0, 1) if broker else None,
+        "worker_cpu_us_per_event": round(cpu / count * 1e6, 1),
+        "broker_cpu_us_per_event": round((cpu_seconds(broker) - broker_cpu0) / count * 1e6, 1) if broker else None,
         "worker_peak_rss_mib": round(peak, 1),
         "worker_rss_mib_at_quarters": quarters,
         "warehouse": {
@@ -291,6 +293,8 @@ def markdown(figures: dict[str, Any]) -> str:
         ("pipeline, 1 worker: end to end (warehouse)", f"{one['end_to_end_events_per_second']:,} events/s"),
         ("ratio to the ceiling", f"{figures['ratio_to_ceiling']:.3f}"),
         ("worker CPU (cores busy)", f"{one['worker_cpu_cores_busy']}"),
+        ("worker CPU per event (all threads: ingest, detection, warehouse loader, web)", f"{one['worker_cpu_us_per_event']} µs"),
+        ("broker CPU per event", f"{one['broker_cpu_us_per_event']} µs"),
         ("worker peak RSS", f"{one['worker_peak_rss_mib']} MiB"),
         ("worker RSS at 25/50/75/100 %", " / ".join(f"{v}" for v in one["worker_rss_mib_at_quarters"]) + " MiB"),
         ("warehouse insert", f"{one['warehouse']['insert_rows_per_second'] or '-'} rows/s"),
@@ -314,6 +318,10 @@ def markdown(figures: dict[str, Any]) -> str:
     lines = [f"# Benchmark {figures['measured_at']}", "", f"Command: `{figures['command']}`", "",
              "| measure | result |", "|---|---|"]
     lines += [f"| {a} | {b} |" for a, b in rows]
+    stages = figures.get("stages_cpu_us_per_event")
+    if stages:
+        lines += ["", "CPU per event by stage of the ingest service, in-process (bench/stages.py):", "",
+                  "| stage | µs per event |", "|---|---|", *(f"| {k} | {v} |" for k, v in stages.items())]
     lines += ["", f"Machine: {figures['machine']}", ""]
     return "\n".join(lines)
 
@@ -364,6 +372,11 @@ def main() -> None:
         "worker_env": WORKER_ENV,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
     }
+    from bench.stages import STAGES, run_once
+
+    seconds, _ = run_once(messages[:20_000], 500)
+    figures["stages_cpu_us_per_event"] = {s: round(seconds[s] / min(20_000, len(messages)) * 1e6, 1) for s in STAGES}
+    print("stages", figures["stages_cpu_us_per_event"], flush=True)
     with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
         root = Path(tmp)
         ns = Namespace(root)

@@ -158,6 +158,9 @@ class PartitionIngest:
         consumer.seek(self.tp, position)
         self.pending = []
         self.state.ledger.next_offset = position
+        if self.paused:  # paused while records piled up during the load: they are gone now
+            self.service.resume(self.tp)
+            self.paused = False
 
     def feed(self, records: list[Any]) -> None:
         if self.closing:
