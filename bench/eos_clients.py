@@ -12,7 +12,7 @@ figures are the client's own cost, the ceiling of the ingest service's loop):
 
     python -m bench.eos_clients [--count 200000] [--batch 2000]
 
-Prints and writes bench/results/<date>-eos-clients.json: events/s and the process's CPU per
+Prints and writes bench/results/<date>-eos-clients-batch<B>.json: events/s and the process's CPU per
 message for each.
 """
 
@@ -167,7 +167,7 @@ def main() -> None:
         }
         print(name, figures[name], flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{datetime.now(UTC):%Y-%m-%d}-eos-clients.json").write_text(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n")
+    (RESULTS / f"{datetime.now(UTC):%Y-%m-%d}-eos-clients-batch{args.batch}.json").write_text(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n")
     print(os.linesep.join(f"{k}: {v}" for k, v in figures.items()))
 
 
