@@ -69,6 +69,10 @@ MAX_BATCH = 5_000
 MAX_PENDING = 20_000
 #: How long the broker may hold a fetch with no data for it (the latency floor of an idle worker).
 FETCH_MAX_WAIT_MS = 5
+#: Garbage collector thresholds once the state is loaded (Python's defaults: 700, 10, 10).
+#: Measured in-process on the benchmark's mix (bench/stages.py, median of 3): 97.2 µs per event
+#: with the defaults, 92.5 with these, 95.8 with (50,000, 50, 100).
+GC_THRESHOLD = (10_000, 20, 50)
 #: Backoff between attempts to restart a partition whose batch failed (doubling).
 RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 0.5, 30.0
 
@@ -369,6 +373,9 @@ class IngestService(Service):
         if not self._froze and all(p.state is not None for p in self.partitions.values()):
             # Everything loaded so far lives as long as the process: out of the collector's view.
             gc.freeze()
+            # A batch allocates (and frees) dicts by the thousand: collect the youngest
+            # generation every GC_THRESHOLD allocations instead of every 700.
+            gc.set_threshold(*GC_THRESHOLD)
             self._froze = True
 
     async def revoke(self, revoked: list[TopicPartition]) -> None:
