@@ -133,7 +133,7 @@ def _confluent(settings: Settings, source: str, target: str, count: int, batch: 
                 continue
             prod.begin_transaction()
             for r in records:
-                prod.produce(target, value=r.value(), key=r.key(), partition=r.partition())
+                prod.produce(target, value=r.value(), key=r.key(), partition=r.partition() or 0)
             prod.send_offsets_to_transaction(consumer.position(consumer.assignment()), consumer.consumer_group_metadata())
             prod.commit_transaction()
             done += len(records)

@@ -1,10 +1,11 @@
 """Run every detector over one account's events: the single place where detection happens.
 
-Used by the detect agent (streams/detect.py), by the fixture-case tests, and by replays, so the
+Used by the ingest service (streams/ingest_batch.py), by the fixture-case tests, and by replays, so the
 three cannot disagree. `state` is the account's JSON-serializable state
 (`{"auth": ..., "det": {detector: its state}}`); `observe` changes it in place.
 
-`apply_entry` is what the worker does with one ledger entry: `observe`, plus the account's ledger
+`apply_entry` is what the worker does with one ledger entry (`apply_event`: with the event and its
+seq in hand): `observe`, plus the account's ledger
 position (`seq`) and its open alerts, folded. The worker's `account_state` table holds, for every
 account, exactly what `apply_entry` over the account's ledger entries from seq 1 gives; that is
 how a lost or stale table is rebuilt (streams/state_repair.py) and how the restart tests check it.
