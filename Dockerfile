@@ -15,7 +15,7 @@ COPY sources sources
 COPY partnerwatch partnerwatch
 # A regular (non-editable) install: migrations and the query library are package data.
 RUN pip install --no-cache-dir . \
- && mkdir -p /data && chown partnerwatch:partnerwatch /data
+ && mkdir -p /data /models && chown partnerwatch:partnerwatch /data /models
 # The web server stays on loopback unless PW_WEB_HOST says otherwise, and the worker refuses to
 # listen beyond loopback without PW_API_TOKEN (docker-compose.yml sets both).
 ENV PW_DATA_DIR=/data

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit integration reliability lint typecheck bench profile kafka-start kafka-stop clickhouse-server observability-check clean
+.PHONY: install demo test unit integration reliability security mutation lint typecheck bench profile kafka-start kafka-stop clickhouse-server observability-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,11 +19,14 @@ install: $(STAMP)
 demo: install
 	$(BIN)/partnerwatch demo
 
-## the whole suite: lint, types, unit, detector and integration tests (real Kafka, chDB, ClickHouse server)
+## the whole suite, as CI runs it (.ci/run): lint, types, then every test but those marked `slow`:
+## unit, detectors, integration (real Kafka, chDB, ClickHouse server), security, and the fault
+## injection and long fuzz runs of tests/reliability
 test: install lint typecheck
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m pytest -q
 
+## the quick loop while editing: no broker, no worker (unit and detector tests, about a minute)
 unit: install
 	$(BIN)/python -m pytest -q tests/unit tests/detectors
 
@@ -36,15 +39,28 @@ reliability: install
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m pytest -q -s -m '' tests/reliability
 
+## the regression tests of the security findings (tests/security), all of them, `slow` ones too
+security: install
+	bash infra/kafka/kafka.sh start
+	$(BIN)/python -m pytest -q -m '' tests/security
+
+## moves each detector threshold (DetectionConfig) one step, and flips its comparisons, one at a
+## time, and runs the detector tests against each mutant: fails when a mutant survives
+mutation: install
+	$(BIN)/python -m tests.mutation.threshold_mutation
+
 lint: install
+	$(BIN)/ruff format --check partnerwatch pipeline streams sources detectors sinks tests bench
 	$(BIN)/ruff check partnerwatch pipeline streams sources detectors sinks tests bench
 	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
 
-## throughput, latency, scaling and warehouse figures, written to bench/results/<date>.json and .md
-## (BENCH_ARGS="--count 200000" for a shorter run than the default 1,000,000 events)
+## throughput, latency, scaling and warehouse figures, written to bench/results/<date>.json and .md,
+## then the SP-API gateway's added latency and the notification ingestion rate (<date>-gateway,
+## <date>-notifications); BENCH_ARGS="--count 200000" for a shorter run than the default 1,000,000
+## events, BENCH_ARGS="--only gateway --only notifications" for those two stages alone
 bench: install
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

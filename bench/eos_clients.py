@@ -43,7 +43,9 @@ def _topics(settings: Settings, name: str) -> tuple[str, str]:
     source, target = f"tbench-eos-{name}.in", f"tbench-eos-{name}.out"
     client = admin(settings)
     try:
-        client.create_topics([NewTopic(t, num_partitions=PARTITIONS, replication_factor=1) for t in (source, target)])
+        client.create_topics(
+            [NewTopic(t, num_partitions=PARTITIONS, replication_factor=1) for t in (source, target)]
+        )
     finally:
         client.close()
     return source, target
@@ -72,14 +74,25 @@ async def _aiokafka(settings: Settings, source: str, target: str, count: int, ba
     from aiokafka.structs import OffsetAndMetadata
 
     group = f"tbench-eos-aio-{uuid.uuid4().hex[:8]}"
-    consumer = aio_consumer(settings, source, role="bench-eos", group=group, fetch_max_wait_ms=10,
-                            max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = aio_consumer(
+        settings,
+        source,
+        role="bench-eos",
+        group=group,
+        fetch_max_wait_ms=10,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
     await consumer.start()
     producers: dict[int, Any] = {}
     try:
         for p in range(PARTITIONS):
-            prod = aio_producer(settings, role="bench-eos", transactional_id=f"{group}-{p}", linger_ms=0,
-                                max_batch_size=1024 * 1024)
+            prod = aio_producer(
+                settings,
+                role="bench-eos",
+                transactional_id=f"{group}-{p}",
+                linger_ms=0,
+                max_batch_size=1024 * 1024,
+            )
             await prod.start()
             producers[p] = prod
         done, started = 0, time.monotonic()
@@ -89,7 +102,9 @@ async def _aiokafka(settings: Settings, source: str, target: str, count: int, ba
             for tp, records in fetched.items():
                 prod = producers[tp.partition]
 
-                async def one(tp: TopicPartition = tp, records: list[Any] = records, prod: Any = prod) -> None:
+                async def one(
+                    tp: TopicPartition = tp, records: list[Any] = records, prod: Any = prod
+                ) -> None:
                     await prod.begin_transaction()
                     out = prod.create_batch()
                     for r in records:
@@ -98,7 +113,9 @@ async def _aiokafka(settings: Settings, source: str, target: str, count: int, ba
                             out = prod.create_batch()
                             out.append(key=r.key, value=r.value, timestamp=None)
                     await prod.send_batch(out, target, partition=tp.partition)
-                    await prod.send_offsets_to_transaction({tp: OffsetAndMetadata(records[-1].offset + 1, "")}, group)
+                    await prod.send_offsets_to_transaction(
+                        {tp: OffsetAndMetadata(records[-1].offset + 1, "")}, group
+                    )
                     await prod.commit_transaction()
 
                 commits.append(one())
@@ -115,14 +132,26 @@ def _confluent(settings: Settings, source: str, target: str, count: int, batch: 
     from confluent_kafka import Consumer, Producer
 
     group = f"tbench-eos-ck-{uuid.uuid4().hex[:8]}"
-    consumer = Consumer({
-        "bootstrap.servers": settings.kafka_broker, "group.id": group, "enable.auto.commit": False,
-        "auto.offset.reset": "earliest", "isolation.level": "read_committed", "fetch.wait.max.ms": 10,
-    })
-    prod = Producer({
-        "bootstrap.servers": settings.kafka_broker, "transactional.id": group, "linger.ms": 0,
-        "batch.size": 1024 * 1024, "enable.idempotence": True, "acks": "all",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_broker,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "fetch.wait.max.ms": 10,
+        }
+    )
+    prod = Producer(
+        {
+            "bootstrap.servers": settings.kafka_broker,
+            "transactional.id": group,
+            "linger.ms": 0,
+            "batch.size": 1024 * 1024,
+            "enable.idempotence": True,
+            "acks": "all",
+        }
+    )
     prod.init_transactions()
     consumer.subscribe([source])
     try:
@@ -134,7 +163,9 @@ def _confluent(settings: Settings, source: str, target: str, count: int, batch: 
             prod.begin_transaction()
             for r in records:
                 prod.produce(target, value=r.value(), key=r.key(), partition=r.partition() or 0)
-            prod.send_offsets_to_transaction(consumer.position(consumer.assignment()), consumer.consumer_group_metadata())
+            prod.send_offsets_to_transaction(
+                consumer.position(consumer.assignment()), consumer.consumer_group_metadata()
+            )
             prod.commit_transaction()
             done += len(records)
         return time.monotonic() - started
@@ -145,12 +176,18 @@ def _confluent(settings: Settings, source: str, target: str, count: int, batch: 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=200_000)
-    parser.add_argument("--batch", type=int, default=2000, help="records per partition and transaction")
+    parser.add_argument(
+        "--batch", type=int, default=2000, help="records per partition and transaction"
+    )
     args = parser.parse_args()
     settings = Settings.from_env()
     ensure_topics(settings)
     messages = stream(args.count)
-    figures: dict[str, Any] = {"events": args.count, "batch": args.batch, "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    figures: dict[str, Any] = {
+        "events": args.count,
+        "batch": args.batch,
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     for name in ("aiokafka", "confluent_kafka"):
         source, target = _topics(settings, f"{name}-{uuid.uuid4().hex[:8]}")
         _fill(settings, source, messages)
@@ -162,12 +199,15 @@ def main() -> None:
         cpu = time.process_time() - cpu0
         _drop(settings, source, target)
         figures[name] = {
-            "seconds": round(seconds, 3), "events_per_second": round(args.count / seconds),
+            "seconds": round(seconds, 3),
+            "events_per_second": round(args.count / seconds),
             "cpu_us_per_event": round(cpu / args.count * 1e6, 2),
         }
         print(name, figures[name], flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{datetime.now(UTC):%Y-%m-%d}-eos-clients-batch{args.batch}.json").write_text(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n")
+    (RESULTS / f"{datetime.now(UTC):%Y-%m-%d}-eos-clients-batch{args.batch}.json").write_text(
+        orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n"
+    )
     print(os.linesep.join(f"{k}: {v}" for k, v in figures.items()))
 
 

@@ -48,8 +48,15 @@ def seed(wh: EmbeddedWarehouse, count: int, detect: bool) -> dict[str, Any]:
     skus: Counter[str] = Counter()
     nets: Counter[str] = Counter()
     clock = first = 0
-    for raw, _ in generate(count, seed=5, accounts=6, providers=4, attack_rate=0.0005, attack_kinds=ATTACKS,
-                           events_per_hour=20_000):
+    for raw, _ in generate(
+        count,
+        seed=5,
+        accounts=6,
+        providers=4,
+        attack_rate=0.0005,
+        attack_kinds=ATTACKS,
+        events_per_hour=20_000,
+    ):
         event = normalize(raw)
         occurred = timestamp_ms(event["occurred_at"], "t")
         first = first or occurred
@@ -76,17 +83,28 @@ def seed(wh: EmbeddedWarehouse, count: int, detect: bool) -> dict[str, Any]:
     for start in range(0, len(alerts), BATCH):
         store_alerts(wh, list(alerts.values())[start : start + BATCH])
     (account, provider), _ = providers.most_common(1)[0]
-    return {"account": account, "provider": provider, "first": first, "last": clock, "alerts": len(alerts),
-            "sku": skus.most_common(1)[0][0], "network": nets.most_common(1)[0][0]}
+    return {
+        "account": account,
+        "provider": provider,
+        "first": first,
+        "last": clock,
+        "alerts": len(alerts),
+        "sku": skus.most_common(1)[0][0],
+        "network": nets.most_common(1)[0][0],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--no-detect", action="store_true", help="store no alerts (seeding is faster)")
+    parser.add_argument(
+        "--no-detect", action="store_true", help="store no alerts (seeding is faster)"
+    )
     parser.add_argument("--hunt-detector", default="listing_out_of_scope")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "forensic_queries.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "bench" / "results" / "forensic_queries.json"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pw-bench-queries-") as tmp:
         wh = EmbeddedWarehouse(Path(tmp) / "warehouse")
@@ -97,7 +115,11 @@ def main() -> None:
         middle = (world["first"] + world["last"]) // 2
         window = {"from": ch_ms(middle), "to": ch_ms(middle + 6 * 3_600_000)}
         params = {
-            "provider_timeline": {"account": world["account"], "provider": world["provider"], **window},
+            "provider_timeline": {
+                "account": world["account"],
+                "provider": world["provider"],
+                **window,
+            },
             "from_ip": {"network": world["network"], **window},
             "sku_history": {"sku": world["sku"]},
             "fund_moves": window,
@@ -128,21 +150,34 @@ def main() -> None:
         hunt_s = time.perf_counter() - started
         wh.close()
     result = {
-        "events": args.events, "alerts": world["alerts"], "runs": args.runs, "seed_seconds": round(seed_s, 1),
-        "machine": platform.platform(), "queries": figures,
-        "hunt": {"detector": args.hunt_detector, "account": world["account"], "seconds": round(hunt_s, 2),
-                 "events_replayed": report.events_replayed, "findings": len(report.findings),
-                 "events_per_second": round(report.events_replayed / hunt_s) if hunt_s else None},
+        "events": args.events,
+        "alerts": world["alerts"],
+        "runs": args.runs,
+        "seed_seconds": round(seed_s, 1),
+        "machine": platform.platform(),
+        "queries": figures,
+        "hunt": {
+            "detector": args.hunt_detector,
+            "account": world["account"],
+            "seconds": round(hunt_s, 2),
+            "events_replayed": report.events_replayed,
+            "findings": len(report.findings),
+            "events_per_second": round(report.events_replayed / hunt_s) if hunt_s else None,
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{args.events:,} events, {world['alerts']:,} alerts, seeded in {seed_s:.0f} s; {args.runs} runs per query")
+    print(
+        f"{args.events:,} events, {world['alerts']:,} alerts, seeded in {seed_s:.0f} s; {args.runs} runs per query"
+    )
     print("| query | rows | p50 ms | p95 ms |\n|---|---|---|---|")
     for name, f in figures.items():
         print(f"| `{name}` | {f['rows']} | {f['p50_ms']} | {f['p95_ms']} |")
     h = result["hunt"]
-    print(f"hunt {h['detector']} on {h['account']} (6 h window): {h['events_replayed']:,} events replayed in "
-          f"{h['seconds']} s ({h['events_per_second']} events/s), {h['findings']} findings")
+    print(
+        f"hunt {h['detector']} on {h['account']} (6 h window): {h['events_replayed']:,} events replayed in "
+        f"{h['seconds']} s ({h['events_per_second']} events/s), {h['findings']} findings"
+    )
 
 
 if __name__ == "__main__":

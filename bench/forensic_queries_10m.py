@@ -56,34 +56,58 @@ def columns(wh: EmbeddedWarehouse, table: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def copy_sql(table: str, cols: list[str], rewrite: dict[str, str], first: int, count: int, base_filter: str) -> str:
+def copy_sql(
+    table: str, cols: list[str], rewrite: dict[str, str], first: int, count: int, base_filter: str
+) -> str:
     """INSERT ... SELECT that adds copies first..first+count-1 of the base rows (`number` = copy)."""
     select = ", ".join(rewrite.get(c, c) for c in cols)
-    return (f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM {table}, numbers({first}, {count}) AS copy "
-            f"WHERE {base_filter} SETTINGS {LIMITS}")
+    return (
+        f"INSERT INTO {table} ({', '.join(cols)}) SELECT {select} FROM {table}, numbers({first}, {count}) AS copy "
+        f"WHERE {base_filter} SETTINGS {LIMITS}"
+    )
 
 
 def multiply(wh: EmbeddedWarehouse, copies: int, per_insert: int) -> dict[str, float]:
     """Grow audit.events and audit.alerts to `copies` times the base inside the engine."""
-    base_end = wh.query("SELECT toUnixTimestamp64Milli(max(occurred_at)) FROM audit.events").rows[0][0]
-    alerts_end = wh.query("SELECT toUnixTimestamp64Milli(max(first_seen)) FROM audit.alerts").rows[0][0] or 0
-    stride = wh.query("SELECT groupArray(toString(account_id)), groupArray(max_seq) FROM "
-                      "(SELECT account_id, max(seq) AS max_seq FROM audit.events GROUP BY account_id)").rows[0]
+    base_end = wh.query("SELECT toUnixTimestamp64Milli(max(occurred_at)) FROM audit.events").rows[
+        0
+    ][0]
+    alerts_end = (
+        wh.query("SELECT toUnixTimestamp64Milli(max(first_seen)) FROM audit.alerts").rows[0][0] or 0
+    )
+    stride = wh.query(
+        "SELECT groupArray(toString(account_id)), groupArray(max_seq) FROM "
+        "(SELECT account_id, max(seq) AS max_seq FROM audit.events GROUP BY account_id)"
+    ).rows[0]
     accounts = ", ".join(f"'{a}'" for a in stride[0])
     strides = ", ".join(str(int(s)) for s in stride[1])
     shift = f"toIntervalSecond(number * {WEEK_MS // 1000})"
-    events = copy_sql("audit.events", columns(wh, "audit.events"), {
-        "event_id": "concat(event_id, '-w', toString(number))",
-        "seq": f"seq + number * transform(toString(account_id), [{accounts}], [{strides}], toUInt64(0))",
-        "occurred_at": f"occurred_at + {shift}",
-        "ingested_at": f"ingested_at + {shift}",
-    }, 0, 0, f"occurred_at <= fromUnixTimestamp64Milli(toInt64({base_end}), 'UTC')")
-    alerts = copy_sql("audit.alerts", columns(wh, "audit.alerts"), {
-        "alert_id": "concat(alert_id, '-w', toString(number))",
-        "evidence_event_ids": "arrayMap(x -> concat(x, '-w', toString(number)), evidence_event_ids)",
-        "first_seen": f"first_seen + {shift}",
-        "last_seen": f"last_seen + {shift}",
-    }, 0, 0, f"first_seen <= fromUnixTimestamp64Milli(toInt64({alerts_end}), 'UTC')")
+    events = copy_sql(
+        "audit.events",
+        columns(wh, "audit.events"),
+        {
+            "event_id": "concat(event_id, '-w', toString(number))",
+            "seq": f"seq + number * transform(toString(account_id), [{accounts}], [{strides}], toUInt64(0))",
+            "occurred_at": f"occurred_at + {shift}",
+            "ingested_at": f"ingested_at + {shift}",
+        },
+        0,
+        0,
+        f"occurred_at <= fromUnixTimestamp64Milli(toInt64({base_end}), 'UTC')",
+    )
+    alerts = copy_sql(
+        "audit.alerts",
+        columns(wh, "audit.alerts"),
+        {
+            "alert_id": "concat(alert_id, '-w', toString(number))",
+            "evidence_event_ids": "arrayMap(x -> concat(x, '-w', toString(number)), evidence_event_ids)",
+            "first_seen": f"first_seen + {shift}",
+            "last_seen": f"last_seen + {shift}",
+        },
+        0,
+        0,
+        f"first_seen <= fromUnixTimestamp64Milli(toInt64({alerts_end}), 'UTC')",
+    )
     timing = {"events_s": 0.0, "alerts_s": 0.0}
     for first in range(1, copies, per_insert):
         count = min(per_insert, copies - first)
@@ -110,9 +134,17 @@ def storage(wh: EmbeddedWarehouse) -> dict[str, Any]:
     """Rows, active parts and on-disk bytes per audit table (system.parts)."""
     rows = wh.query(
         "SELECT table, sum(rows), count(), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts "
-        "WHERE database = 'audit' AND active GROUP BY table ORDER BY table").rows
-    return {r[0]: {"rows": int(r[1]), "parts": int(r[2]), "bytes_on_disk": int(r[3]),
-                   "uncompressed_bytes": int(r[4])} for r in rows}
+        "WHERE database = 'audit' AND active GROUP BY table ORDER BY table"
+    ).rows
+    return {
+        r[0]: {
+            "rows": int(r[1]),
+            "parts": int(r[2]),
+            "bytes_on_disk": int(r[3]),
+            "uncompressed_bytes": int(r[4]),
+        }
+        for r in rows
+    }
 
 
 def parameters(world: dict[str, Any], copies: int) -> dict[str, dict[str, str]]:
@@ -135,7 +167,9 @@ def parameters(world: dict[str, Any], copies: int) -> dict[str, dict[str, str]]:
     }
 
 
-def time_queries(wh: EmbeddedWarehouse, params: dict[str, dict[str, str]], runs: int) -> dict[str, Any]:
+def time_queries(
+    wh: EmbeddedWarehouse, params: dict[str, dict[str, str]], runs: int
+) -> dict[str, Any]:
     """Each named query: one warm-up (its row count), then `runs` timed runs."""
     figures: dict[str, Any] = {}
     for name, query in load().items():
@@ -147,20 +181,29 @@ def time_queries(wh: EmbeddedWarehouse, params: dict[str, dict[str, str]], runs:
             wh.query(query.sql, bound)
             times.append(time.perf_counter() - started)
         times.sort()
-        figures[name] = {"rows": rows, "params": params.get(name, params["default"]),
-                         "p50_ms": round(statistics.median(times) * 1000, 1),
-                         "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))] * 1000, 1)}
+        figures[name] = {
+            "rows": rows,
+            "params": params.get(name, params["default"]),
+            "p50_ms": round(statistics.median(times) * 1000, 1),
+            "p95_ms": round(times[min(len(times) - 1, int(len(times) * 0.95))] * 1000, 1),
+        }
         print(f"  {name}: {figures[name]['p50_ms']} ms p50", flush=True)
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=10_000_000, help="total events (a multiple of --base)")
-    parser.add_argument("--base", type=int, default=100_000, help="events seeded through the Python ledger")
+    parser.add_argument(
+        "--events", type=int, default=10_000_000, help="total events (a multiple of --base)"
+    )
+    parser.add_argument(
+        "--base", type=int, default=100_000, help="events seeded through the Python ledger"
+    )
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--copies-per-insert", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "forensic_queries_10m.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "bench" / "results" / "forensic_queries_10m.json"
+    )
     args = parser.parse_args()
     copies = max(1, args.events // args.base)
     with tempfile.TemporaryDirectory(prefix="pw-bench-queries-10m-") as tmp:
@@ -169,13 +212,18 @@ def main() -> None:
         started = time.perf_counter()
         world = seed(wh, args.base, True)
         base_s = time.perf_counter() - started
-        print(f"base of {args.base:,} events seeded in {base_s:.0f} s; multiplying x{copies}", flush=True)
+        print(
+            f"base of {args.base:,} events seeded in {base_s:.0f} s; multiplying x{copies}",
+            flush=True,
+        )
         copy_timing = multiply(wh, copies, args.copies_per_insert)
         seed_s = time.perf_counter() - started
-        counts = wh.query("SELECT (SELECT count() FROM audit.events), (SELECT count() FROM audit.alerts FINAL), "
-                          "(SELECT countMerge(events) FROM audit.activity_1m), "
-                          "(SELECT count() FROM (SELECT account_id, seq FROM audit.events GROUP BY account_id, seq "
-                          "HAVING count() > 1))").rows[0]
+        counts = wh.query(
+            "SELECT (SELECT count() FROM audit.events), (SELECT count() FROM audit.alerts FINAL), "
+            "(SELECT countMerge(events) FROM audit.activity_1m), "
+            "(SELECT count() FROM (SELECT account_id, seq FROM audit.events GROUP BY account_id, seq "
+            "HAVING count() > 1))"
+        ).rows[0]
         events, alerts, rolled_up, dup_seq = (int(c) for c in counts)
         settled_s = settle(wh)
         disk = storage(wh)
@@ -183,24 +231,33 @@ def main() -> None:
         wh_version = wh.query("SELECT version()").rows[0][0]
         wh.close()
     result = {
-        "events": events, "alerts": alerts, "rollup_events": rolled_up, "duplicate_account_seq": dup_seq,
-        "base_events": args.base, "copies": copies, "runs": args.runs,
+        "events": events,
+        "alerts": alerts,
+        "rollup_events": rolled_up,
+        "duplicate_account_seq": dup_seq,
+        "base_events": args.base,
+        "copies": copies,
+        "runs": args.runs,
         "seed_seconds": {"base_python": round(base_s, 1), **copy_timing, "total": round(seed_s, 1)},
-        "merges_settled_seconds": settled_s, "storage": disk, "machine": platform.platform(),
+        "merges_settled_seconds": settled_s,
+        "storage": disk,
+        "machine": platform.platform(),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         "chdb": wh_version,
         "caveat": "base events seeded through the Python ledger, the rest copies shifted by whole weeks with "
-                  "seq/event_id rewritten; copies keep the base's prev_hash/hash/payload, so the hash chain is "
-                  "valid only for the base (no named query reads hashes)",
+        "seq/event_id rewritten; copies keep the base's prev_hash/hash/payload, so the hash chain is "
+        "valid only for the base (no named query reads hashes)",
         "queries": figures,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     ev = disk.get("events", {})
-    print(f"{events:,} events ({alerts:,} alerts, rollup counts {rolled_up:,}, duplicate seqs {dup_seq}); "
-          f"seeded in {seed_s:.0f} s (base {base_s:.0f} s in Python, copies {copy_timing}); "
-          f"audit.events {ev.get('bytes_on_disk', 0) / 2**20:.0f} MiB on disk in {ev.get('parts')} parts; "
-          f"{args.runs} runs per query")
+    print(
+        f"{events:,} events ({alerts:,} alerts, rollup counts {rolled_up:,}, duplicate seqs {dup_seq}); "
+        f"seeded in {seed_s:.0f} s (base {base_s:.0f} s in Python, copies {copy_timing}); "
+        f"audit.events {ev.get('bytes_on_disk', 0) / 2**20:.0f} MiB on disk in {ev.get('parts')} parts; "
+        f"{args.runs} runs per query"
+    )
     print("| query | rows | p50 ms | p95 ms |\n|---|---|---|---|")
     for name, f in figures.items():
         print(f"| `{name}` | {f['rows']} | {f['p50_ms']} | {f['p95_ms']} |")

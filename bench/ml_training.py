@@ -29,7 +29,9 @@ def _events(count: int, seed: int) -> list[Any]:
     from pipeline.event import normalize
     from pipeline.simulation.traffic import generate
 
-    return [normalize(e) for e, _ in generate(count, seed=seed, attack_kinds=(), events_per_hour=1800)]
+    return [
+        normalize(e) for e, _ in generate(count, seed=seed, attack_kinds=(), events_per_hour=1800)
+    ]
 
 
 def main() -> None:
@@ -99,8 +101,12 @@ def main() -> None:
     n = len(detect)
     result = {
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "processor": platform.machine(), "sklearn": sklearn.__version__,
-                    "numpy": np.__version__},
+        "machine": {
+            "python": platform.python_version(),
+            "processor": platform.machine(),
+            "sklearn": sklearn.__version__,
+            "numpy": np.__version__,
+        },
         "training": {
             "events": len(events),
             "simulated_days": round((len(events) / 1800 / 0.46) / 24, 1),
@@ -121,7 +127,9 @@ def main() -> None:
             "events": n,
             "observe_all_rules_without_model_us": round(timings["without_model"] / n * 1e6, 2),
             "observe_all_rules_with_model_us": round(timings["with_model"] / n * 1e6, 2),
-            "added_by_model_us": round((timings["with_model"] - timings["without_model"]) / n * 1e6, 2),
+            "added_by_model_us": round(
+                (timings["with_model"] - timings["without_model"]) / n * 1e6, 2
+            ),
             "accumulator_alone_us": round(accumulator_s / n * 1e6, 2),
             "detect_events_per_second_without_model": round(n / timings["without_model"]),
             "detect_events_per_second_with_model": round(n / timings["with_model"]),

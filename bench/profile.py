@@ -30,7 +30,16 @@ from bench.run import RESULTS, WORKER_ENV, metric, produce, stream
 from partnerwatch.local_worker import Namespace, Worker
 
 #: Frames of the command line and start-up machinery, on every stack: left out of the lists.
-_SCAFFOLDING = ("typer/", "click/", "<frozen runpy>", "faust/cli/", "partnerwatch/main.py", "mode/worker.py", "faust/app/base.py:823")
+_SCAFFOLDING = (
+    "typer/",
+    "click/",
+    "<frozen runpy>",
+    "faust/cli/",
+    "partnerwatch/main.py",
+    "partnerwatch/operations.py",
+    "mode/worker.py",
+    "faust/app/base.py:823",
+)
 
 
 def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
@@ -48,7 +57,9 @@ def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
     return out
 
 
-def top_costs(raw: Path, limit: int) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]]]:
+def top_costs(
+    raw: Path, limit: int
+) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]]]:
     """(main-thread samples, top inclusive, top own) from py-spy's collapsed `--threads` output."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
@@ -92,11 +103,31 @@ def main() -> None:
         pid = worker.proc.pid
         try:
             time.sleep(args.warmup)
-            cpu0, events0, started = thread_cpu(pid), metric(ns.port, "pw_events_accepted_total"), time.monotonic()
+            cpu0, events0, started = (
+                thread_cpu(pid),
+                metric(ns.port, "pw_events_accepted_total"),
+                time.monotonic(),
+            )
             subprocess.run(
-                [spy, "record", "-p", str(pid), "-d", str(args.seconds), "-r", "50", "-f", "raw",
-                 "-o", str(stem.with_suffix(".txt")), "--nonblocking", "--threads"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    spy,
+                    "record",
+                    "-p",
+                    str(pid),
+                    "-d",
+                    str(args.seconds),
+                    "-r",
+                    "50",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(stem.with_suffix(".txt")),
+                    "--nonblocking",
+                    "--threads",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             elapsed = time.monotonic() - started
             events = metric(ns.port, "pw_events_accepted_total") - events0

@@ -10,12 +10,16 @@ Five measurements, each in a namespace of its own on the real broker (partnerwat
 3. latency: a fresh worker fed at a fixed rate (half the measured maximum), event-to-alert
    latency from the Kafka timestamp of the triggering event's ingest record to the alert record;
 4. scaling: two worker processes on the same N events (PW_TOPIC_PARTITIONS partitions);
-5. warehouse: insert rows/s (the loader's own insert time) and the active part count after (2).
+5. warehouse: insert rows/s (the loader's own insert time) and the active part count after (2);
+6. optional stages, each also written to its own <date>-<stage> files: `gateway` (bench/gateway.py,
+   the latency the SP-API gateway adds and its calls/s per core) and `notifications`
+   (bench/notifications.py, SQS to Kafka ingestion rate); a stage that cannot run is reported
+   as skipped. `--only STAGE` runs just that stage, `--skip-gateway`, `--skip-notifications`.
 
 Figures go to bench/results/<date>.json and .md (docs/performance.md links the latest); nothing is
 asserted (shared machines are noisy). Default N is 1,000,000; `--count` for shorter runs.
 
-    python -m bench.run [--count N] [--skip-scaling] [--latency-seconds S]
+    python -m bench.run [--count N] [--skip-scaling] [--latency-seconds S] [--only gateway|notifications]
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from bench.procstats import broker_pid, cpu_seconds, metric, rss_mib
+from bench.stages import OPTIONAL, stage_rows, stages
 from partnerwatch.local_worker import Namespace, Worker, free_port
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.simulation.traffic import ATTACKS, generate
@@ -53,7 +58,12 @@ def stream(count: int, seed: int = 99) -> list[tuple[bytes, bytes]]:
     return [
         (action_key(event), orjson.dumps(event))
         for event, _ in generate(
-            count, seed=seed, accounts=ACCOUNTS, providers=PROVIDERS, attack_rate=0.001, attack_kinds=ATTACKS
+            count,
+            seed=seed,
+            accounts=ACCOUNTS,
+            providers=PROVIDERS,
+            attack_rate=0.001,
+            attack_kinds=ATTACKS,
         )
     ]
 
@@ -73,7 +83,10 @@ def produce(ns: Namespace, messages: list[tuple[bytes, bytes]]) -> float:
 
 async def _drain(settings: Settings, topic: str, partitions: int, count: int) -> float:
     reader = aio_consumer(
-        settings, role="bench-drain", max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024
+        settings,
+        role="bench-drain",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
     )
     await reader.start()
     try:
@@ -91,8 +104,14 @@ async def _drain(settings: Settings, topic: str, partitions: int, count: int) ->
 
 def ceiling(ns: Namespace, count: int) -> dict[str, Any]:
     settings = ns.settings
-    seconds = asyncio.run(_drain(settings, settings.actions_topic, settings.topic_partitions, count))
-    return {"events": count, "seconds": round(seconds, 3), "events_per_second": round(count / seconds)}
+    seconds = asyncio.run(
+        _drain(settings, settings.actions_topic, settings.topic_partitions, count)
+    )
+    return {
+        "events": count,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(count / seconds),
+    }
 
 
 def run_pipeline(root: Path, messages: list[tuple[bytes, bytes]], workers: int) -> dict[str, Any]:
@@ -101,7 +120,14 @@ def run_pipeline(root: Path, messages: list[tuple[bytes, bytes]], workers: int) 
     ns = Namespace(root, extra_env=dict(WORKER_ENV))
     produced = produce(ns, messages)
     procs = [Worker(ns)] + [
-        Worker(Namespace(root, name=ns.name, port=free_port(), extra_env={**WORKER_ENV, "PW_DATA_DIR": str(root / f"{ns.name}-w{i}")}))
+        Worker(
+            Namespace(
+                root,
+                name=ns.name,
+                port=free_port(),
+                extra_env={**WORKER_ENV, "PW_DATA_DIR": str(root / f"{ns.name}-w{i}")},
+            )
+        )
         for i in range(1, workers)
     ]
     broker = broker_pid()
@@ -150,13 +176,17 @@ def run_pipeline(root: Path, messages: list[tuple[bytes, bytes]], workers: int) 
         "worker_cpu_cores_busy": round(cpu / stored, 2),
         "broker_cpu_seconds": round(cpu_seconds(broker) - broker_cpu0, 1) if broker else None,
         "worker_cpu_us_per_event": round(cpu / count * 1e6, 1),
-        "broker_cpu_us_per_event": round((cpu_seconds(broker) - broker_cpu0) / count * 1e6, 1) if broker else None,
+        "broker_cpu_us_per_event": round((cpu_seconds(broker) - broker_cpu0) / count * 1e6, 1)
+        if broker
+        else None,
         "worker_peak_rss_mib": round(peak, 1),
         "worker_rss_mib_at_quarters": quarters,
         "warehouse": {
             "rows": int(insert_rows),
             "insert_seconds": round(insert_seconds, 3) if insert_seconds else None,
-            "insert_rows_per_second": round(insert_rows / insert_seconds) if insert_seconds else None,
+            "insert_rows_per_second": round(insert_rows / insert_seconds)
+            if insert_seconds
+            else None,
             "active_parts_events": parts,
         },
     }
@@ -169,7 +199,11 @@ def _active_parts(procs: list[Worker]) -> int | None:
 
     try:
         return sum(
-            int(w.ns.scalar("SELECT count() FROM system.parts WHERE database = 'audit' AND table = 'events' AND active"))
+            int(
+                w.ns.scalar(
+                    "SELECT count() FROM system.parts WHERE database = 'audit' AND table = 'events' AND active"
+                )
+            )
             for w in procs
         )
     except urllib.error.HTTPError:
@@ -243,7 +277,9 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
         sampling.set()  # also on failure: the sampler would poll a stopped worker
         worker.stop()
     produced = sorted(
-        r.timestamp - sources[t] for r in alerts if (t := orjson.loads(r.value)["evidence_event_ids"][-1]) in sources
+        r.timestamp - sources[t]
+        for r in alerts
+        if (t := orjson.loads(r.value)["evidence_event_ids"][-1]) in sources
     )
     visible = sorted(at - sources[t] for t, at in received if t in sources)
     return {
@@ -272,7 +308,9 @@ def _tail(ns: Namespace, received: list[tuple[str, float]], stop: threading.Even
         while not stop.is_set():
             for records in tail.poll(timeout_ms=50).values():
                 now = time.time() * 1000
-                received.extend((orjson.loads(r.value)["evidence_event_ids"][-1], now) for r in records)
+                received.extend(
+                    (orjson.loads(r.value)["evidence_event_ids"][-1], now) for r in records
+                )
     finally:
         tail.close()
 
@@ -281,47 +319,86 @@ def _quantiles(values: list[float]) -> dict[str, float] | None:
     if len(values) < 2:
         return None
     q = statistics.quantiles(values, n=100, method="inclusive")
-    return {"p50": round(q[49], 1), "p95": round(q[94], 1), "p99": round(q[98], 1), "max": round(values[-1], 1)}
+    return {
+        "p50": round(q[49], 1),
+        "p95": round(q[94], 1),
+        "p99": round(q[98], 1),
+        "max": round(values[-1], 1),
+    }
 
 
 def markdown(figures: dict[str, Any]) -> str:
     one = figures["pipeline_1_worker"]
     rows = [
         ("events", f"{one['events']:,}"),
-        ("ceiling: bare aiokafka consumer", f"{figures['ceiling']['events_per_second']:,} events/s"),
+        (
+            "ceiling: bare aiokafka consumer",
+            f"{figures['ceiling']['events_per_second']:,} events/s",
+        ),
         ("pipeline, 1 worker: sequenced (ledger)", f"{one['ingest_events_per_second']:,} events/s"),
-        ("pipeline, 1 worker: end to end (warehouse)", f"{one['end_to_end_events_per_second']:,} events/s"),
+        (
+            "pipeline, 1 worker: end to end (warehouse)",
+            f"{one['end_to_end_events_per_second']:,} events/s",
+        ),
         ("ratio to the ceiling", f"{figures['ratio_to_ceiling']:.3f}"),
         ("worker CPU (cores busy)", f"{one['worker_cpu_cores_busy']}"),
-        ("worker CPU per event (all threads: ingest, detection, warehouse loader, web)", f"{one['worker_cpu_us_per_event']} µs"),
-        ("broker CPU per event", f"{one['broker_cpu_us_per_event']} µs"),
+        (
+            "worker CPU per event (all threads: ingest, detection, warehouse loader, web)",
+            f"{one.get('worker_cpu_us_per_event')} µs",
+        ),
+        ("broker CPU per event", f"{one.get('broker_cpu_us_per_event')} µs"),
         ("worker peak RSS", f"{one['worker_peak_rss_mib']} MiB"),
-        ("worker RSS at 25/50/75/100 %", " / ".join(f"{v}" for v in one["worker_rss_mib_at_quarters"]) + " MiB"),
+        (
+            "worker RSS at 25/50/75/100 %",
+            " / ".join(f"{v}" for v in one["worker_rss_mib_at_quarters"]) + " MiB",
+        ),
         ("warehouse insert", f"{one['warehouse']['insert_rows_per_second'] or '-'} rows/s"),
-        ("warehouse active parts (audit.events)", f"{one['warehouse']['active_parts_events'] or '-'}"),
+        (
+            "warehouse active parts (audit.events)",
+            f"{one['warehouse']['active_parts_events'] or '-'}",
+        ),
     ]
     lat = figures.get("latency") or {}
     for clock in ("produced", "visible"):
         ms = lat.get(f"latency_ms_alert_{clock}")
         if ms:
-            rows.append((
-                f"event-to-alert latency, alert {clock}, at {lat['rate_events_per_second']:,} events/s",
-                f"p50 {ms['p50']} ms, p95 {ms['p95']} ms, p99 {ms['p99']} ms ({lat['alert_records']} alerts)",
-            ))
+            rows.append(
+                (
+                    f"event-to-alert latency, alert {clock}, at {lat['rate_events_per_second']:,} events/s",
+                    f"p50 {ms['p50']} ms, p95 {ms['p95']} ms, p99 {ms['p99']} ms ({lat['alert_records']} alerts)",
+                )
+            )
     if lat.get("backlog_events_max") is not None:
-        rows.append(("backlog during the latency run (sent, not yet sequenced)",
-                     f"median {lat['backlog_events_median']:,}, max {lat['backlog_events_max']:,} events"))
+        rows.append(
+            (
+                "backlog during the latency run (sent, not yet sequenced)",
+                f"median {lat['backlog_events_median']:,}, max {lat['backlog_events_max']:,} events",
+            )
+        )
     two = figures.get("pipeline_2_workers")
     if two:
         rows.append(("2 workers: end to end", f"{two['end_to_end_events_per_second']:,} events/s"))
         rows.append(("scaling factor (2 workers / 1)", f"{figures['scaling_factor']:.2f}"))
-    lines = [f"# Benchmark {figures['measured_at']}", "", f"Command: `{figures['command']}`", "",
-             "| measure | result |", "|---|---|"]
+    lines = [
+        f"# Benchmark {figures['measured_at']}",
+        "",
+        f"Command: `{figures['command']}`",
+        "",
+        "| measure | result |",
+        "|---|---|",
+    ]
     lines += [f"| {a} | {b} |" for a, b in rows]
-    stages = figures.get("stages_cpu_us_per_event")
-    if stages:
-        lines += ["", "CPU per event by stage of the ingest service, in-process (bench/stages.py):", "",
-                  "| stage | µs per event |", "|---|---|", *(f"| {k} | {v} |" for k, v in stages.items())]
+    lines += [f"| {a} | {b} |" for a, b in stage_rows(figures)]
+    ingest = figures.get("ingest_stages_cpu_us_per_event")
+    if ingest:
+        lines += [
+            "",
+            "CPU per event by stage of the ingest service, in-process (bench/ingest_stages.py):",
+            "",
+            "| stage | µs per event |",
+            "|---|---|",
+            *(f"| {k} | {v} |" for k, v in ingest.items()),
+        ]
     lines += ["", f"Machine: {figures['machine']}", ""]
     return "\n".join(lines)
 
@@ -335,11 +412,18 @@ def latency_only(rates: list[float], seconds: float) -> None:
             print("latency", runs[-1], flush=True)
     stem = RESULTS / (datetime.now(UTC).strftime("%Y-%m-%d") + "-latency")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(orjson.dumps({"worker_env": WORKER_ENV, "runs": runs}, option=orjson.OPT_INDENT_2).decode() + "\n")
-    lines = [f"# Event-to-alert latency {datetime.now(UTC).isoformat(timespec='seconds')}", "",
-             f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)}`", "",
-             "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts |",
-             "|---|---|---|---|---|"]
+    stem.with_suffix(".json").write_text(
+        orjson.dumps({"worker_env": WORKER_ENV, "runs": runs}, option=orjson.OPT_INDENT_2).decode()
+        + "\n"
+    )
+    lines = [
+        f"# Event-to-alert latency {datetime.now(UTC).isoformat(timespec='seconds')}",
+        "",
+        f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)}`",
+        "",
+        "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts |",
+        "|---|---|---|---|---|",
+    ]
     for run in runs:
         p, v = run["latency_ms_alert_produced"] or {}, run["latency_ms_alert_visible"] or {}
         lines.append(
@@ -356,10 +440,25 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument("--skip-scaling", action="store_true")
-    parser.add_argument("--latency-rate", type=float, action="append", default=[],
-                        help="only the latency run, at this rate (repeatable); to <date>-latency.json/.md")
-    parser.add_argument("--env", action="append", default=[], help="worker setting K=V (repeatable)")
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        action="append",
+        default=[],
+        help="only the latency run, at this rate (repeatable); to <date>-latency.json/.md",
+    )
+    parser.add_argument(
+        "--env", action="append", default=[], help="worker setting K=V (repeatable)"
+    )
+    parser.add_argument(
+        "--only", action="append", choices=OPTIONAL, default=[], help="only this optional stage"
+    )
+    parser.add_argument("--skip-gateway", action="store_true")
+    parser.add_argument("--skip-notifications", action="store_true")
     args = parser.parse_args()
+    if args.only:
+        stages(args.only)
+        return
     WORKER_ENV.update(item.split("=", 1) for item in args.env)
     if args.latency_rate:
         latency_only(args.latency_rate, args.latency_seconds)
@@ -367,16 +466,24 @@ def main() -> None:
     messages = stream(args.count)
     figures: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": f"python -m bench.run --count {args.count}" + (" --skip-scaling" if args.skip_scaling else "")
+        "command": f"python -m bench.run --count {args.count}"
+        + (" --skip-scaling" if args.skip_scaling else "")
         + "".join(f" --env {item}" for item in args.env),
         "worker_env": WORKER_ENV,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "system": platform.platform(),
+        },
     }
-    from bench.stages import STAGES, run_once
+    from bench.ingest_stages import STAGES, run_once
 
-    seconds, _ = run_once(messages[:20_000], 500)
-    figures["stages_cpu_us_per_event"] = {s: round(seconds[s] / min(20_000, len(messages)) * 1e6, 1) for s in STAGES}
-    print("stages", figures["stages_cpu_us_per_event"], flush=True)
+    sample = messages[:20_000]
+    seconds, _ = run_once(sample, 500)
+    figures["ingest_stages_cpu_us_per_event"] = {
+        s: round(seconds[s] / len(sample) * 1e6, 1) for s in STAGES
+    }
+    print("ingest stages", figures["ingest_stages_cpu_us_per_event"], flush=True)
     with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
         root = Path(tmp)
         ns = Namespace(root)
@@ -385,17 +492,24 @@ def main() -> None:
         print("ceiling", figures["ceiling"], flush=True)
         figures["pipeline_1_worker"] = one = run_pipeline(root, messages, workers=1)
         print("pipeline", one, flush=True)
-        figures["ratio_to_ceiling"] = round(one["end_to_end_events_per_second"] / figures["ceiling"]["events_per_second"], 4)
+        figures["ratio_to_ceiling"] = round(
+            one["end_to_end_events_per_second"] / figures["ceiling"]["events_per_second"], 4
+        )
         rate = max(10.0, one["end_to_end_events_per_second"] / 2)
         figures["latency"] = latency(root, rate, args.latency_seconds)
         print("latency", figures["latency"], flush=True)
         if not args.skip_scaling:
             figures["pipeline_2_workers"] = two = run_pipeline(root, messages, workers=2)
-            figures["scaling_factor"] = round(two["end_to_end_events_per_second"] / one["end_to_end_events_per_second"], 3)
+            figures["scaling_factor"] = round(
+                two["end_to_end_events_per_second"] / one["end_to_end_events_per_second"], 3
+            )
             print("scaling", two, flush=True)
+    figures.update(stages([n for n in OPTIONAL if not getattr(args, f"skip_{n}")]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / datetime.now(UTC).strftime("%Y-%m-%d")
-    stem.with_suffix(".json").write_text(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n")
+    stem.with_suffix(".json").write_text(
+        orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n"
+    )
     stem.with_suffix(".md").write_text(markdown(figures))
     print(markdown(figures))
 

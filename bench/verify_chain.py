@@ -39,7 +39,15 @@ def seed(wh: EmbeddedWarehouse, count: int) -> tuple[str, int, int]:
     first = 0
     rows: list[dict[str, Any]] = []
     account = ""
-    for raw, _ in generate(count, seed=3, accounts=1, providers=4, attack_rate=0.0, attack_kinds=(), events_per_hour=20_000):
+    for raw, _ in generate(
+        count,
+        seed=3,
+        accounts=1,
+        providers=4,
+        attack_rate=0.0,
+        attack_kinds=(),
+        events_per_hour=20_000,
+    ):
         event = normalize(raw)
         clock = max(clock + 1, timestamp_ms(event["occurred_at"], "t") + 2000)
         first = first or clock
@@ -56,7 +64,9 @@ def seed(wh: EmbeddedWarehouse, count: int) -> tuple[str, int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results" / "verify_chain.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO_ROOT / "bench" / "results" / "verify_chain.json"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pw-bench-chain-") as tmp:
         wh = EmbeddedWarehouse(Path(tmp) / "warehouse")

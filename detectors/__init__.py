@@ -97,7 +97,9 @@ DetectFn = Callable[[Event, dict[str, Any], Context], list[Finding]]
 #: Detector modules, one per detector id in `detectors/rules/`, discovered with pkgutil; each has
 #: `detect(event, state, ctx) -> list[Finding]` and keeps its `state` per account under its name.
 MODULES: tuple[str, ...] = tuple(
-    sorted(info.name for info in pkgutil.iter_modules(rules.__path__) if not info.name.startswith("_"))
+    sorted(
+        info.name for info in pkgutil.iter_modules(rules.__path__) if not info.name.startswith("_")
+    )
 )
 
 ALL: tuple[tuple[str, DetectFn], ...] = tuple(

@@ -1,14 +1,23 @@
-"""Where a source address is: its country and network operator, offline, plus country geometry.
+"""Where a source address is: its country and network operator (AS number and name), offline,
+plus country geometry.
 
 Geography-based detectors (new_country_or_asn, impossible_travel) need to know where an address is
 without calling a web service: a detector must decide on the event alone, the same way on every
-replay. The data is the MaxMind GeoLite2 Country + ASN snapshot that the geoip2fast wheel ships
-(`geoip2fast-asn-ipv6.dat.gz`, IPv4 and IPv6, 4.7 MB; loading takes ~0.3 s and ~110 MB of memory,
-once per process, on the first lookup; a lookup then costs ~10 us and is cached). The snapshot
-ages: refresh it by upgrading geoip2fast.
+replay with the same data. Two sources, per half:
 
-That data names an address's operator (`asn_name`, e.g. "Deutsche Telekom AG") but not its AS
-number, so `Place.asn` is always None with it; callers key networks by `asn_name`.
+- an MMDB file the operator keeps current (read with `maxminddb`): `PW_GEOIP_CITY_DB` for the
+  country (MaxMind GeoLite2/GeoIP2 City or Country, DB-IP City/Country Lite) and
+  `PW_GEOIP_ASN_DB` for the network (MaxMind GeoLite2/GeoIP2 ASN, DB-IP ASN Lite): these give the
+  AS number as well as the operator's name;
+- else the MaxMind GeoLite2 Country + ASN snapshot that the geoip2fast wheel ships
+  (`geoip2fast-asn-ipv6.dat.gz`, from 2024-06; loading takes ~0.3 s and ~110 MB, once per
+  process, on the first lookup). It names an address's operator (`asn_name`, e.g. "Deutsche
+  Telekom AG") but has no AS numbers, so `Place.asn` is None with it.
+
+A lookup then costs ~10 us and is cached. `data_info()` says which data is in use and when it was
+built; GET /v1/health shows it, with a warning once it is older than PW_GEOIP_MAX_AGE_DAYS (60):
+addresses move between countries and operators, so stale data means wrong "new country/network"
+alerts. The paths come from `configure()`, or from the PW_* environment on the first lookup.
 Private, reserved, documentation and other non-global addresses resolve to nothing.
 
 `min_distance_km` answers "how far apart must two events be, at the least, if one was in country
@@ -24,7 +33,9 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import threading
+from datetime import UTC, date, datetime
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Any, NamedTuple
@@ -43,15 +54,78 @@ _ENV_TOUCHED = ("PYTHONWARNINGS", "PYTHONIOENCODING")
 
 _lock = threading.Lock()
 _reader: Any = None
+#: (PW_GEOIP_CITY_DB, PW_GEOIP_ASN_DB) in force; None until configured or read from the environment
+_paths: tuple[str, str] | None = None
+_mmdb: dict[str, Any] = {}  # "country" / "asn" -> maxminddb.Reader
+#: MaxMind's GeoLite2 data is under the GeoLite2 EULA; what GET /v1/health and the docs cite.
+BUNDLED_SOURCE = "geoip2fast (MaxMind GeoLite2 Country + ASN, GeoLite2 EULA)"
 
 
 class Place(NamedTuple):
     country: str | None  # ISO 3166-1 alpha-2 (and XK for Kosovo)
-    asn: int | None  # AS number, when the data carries one (geoip2fast's does not)
+    asn: (
+        int | None
+    )  # AS number, when the data carries one (an ASN mmdb does; geoip2fast's does not)
     asn_name: str | None  # network operator, e.g. "Deutsche Telekom AG"
 
 
 NOWHERE = Place(None, None, None)
+
+
+class GeoData(NamedTuple):
+    """One half of the data in use: what it is and when it was built."""
+
+    half: str  # "country" or "asn"
+    source: str  # the mmdb path, or BUNDLED_SOURCE
+    database_type: str  # e.g. GeoLite2-City, DBIP-ASN-Lite (mmdb), or the bundled file's own name
+    built: date | None
+    has_asn_numbers: bool
+
+
+def configure(city_db: str = "", asn_db: str = "") -> None:
+    """Use these mmdb files (empty: the bundled data for that half); clears the lookup cache.
+    A file that cannot be opened raises ValueError naming the setting."""
+    global _paths
+    with _lock:
+        readers: dict[str, Any] = {}
+        for half, variable, path in (
+            ("country", "PW_GEOIP_CITY_DB", city_db),
+            ("asn", "PW_GEOIP_ASN_DB", asn_db),
+        ):
+            if path:
+                readers[half] = _open_mmdb(variable, path)
+        for old in _mmdb.values():
+            old.close()
+        _mmdb.clear()
+        _mmdb.update(readers)
+        _paths = (city_db, asn_db)
+    lookup.cache_clear()
+    data_info.cache_clear()
+
+
+def reset() -> None:
+    """Forget the configuration: the next lookup reads PW_GEOIP_* from the environment again."""
+    global _paths
+    configure()
+    _paths = None
+
+
+def _open_mmdb(variable: str, path: str) -> Any:
+    import maxminddb
+
+    try:
+        return maxminddb.open_database(path)
+    except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
+        raise ValueError(f"{variable}={path!r}: not a readable MaxMind DB file ({exc})") from None
+
+
+def _configured() -> None:
+    """Read PW_GEOIP_CITY_DB / PW_GEOIP_ASN_DB from the environment unless `configure` was called."""
+    if _paths is None:
+        from pipeline.config import Settings
+
+        settings = Settings.from_env()
+        configure(settings.geoip_city_db, settings.geoip_asn_db)
 
 
 def _load() -> Any:
@@ -83,12 +157,109 @@ def lookup(ip: str) -> Place:
     address = plain_address(ip)
     if address is None or not address.is_global:
         return NOWHERE
-    found = _load().lookup(str(address))
-    if getattr(found, "is_private", False):
-        return NOWHERE
-    country = found.country_code if found.country_code not in _NO_COUNTRY else None
-    asn_name = found.asn_name.strip() if isinstance(found.asn_name, str) else ""
-    return Place(country, None, asn_name if asn_name not in _NO_ASN else None)
+    _configured()
+    country_db, asn_db = _mmdb.get("country"), _mmdb.get("asn")
+    country: str | None = None
+    asn: int | None = None
+    asn_name: str | None = None
+    if country_db is None or asn_db is None:
+        found = _load().lookup(str(address))
+        if getattr(found, "is_private", False):
+            return NOWHERE
+        country = found.country_code if found.country_code not in _NO_COUNTRY else None
+        name = found.asn_name.strip() if isinstance(found.asn_name, str) else ""
+        asn_name = name if name not in _NO_ASN else None
+    if country_db is not None:
+        country = _mmdb_country(country_db.get(str(address)))
+    if asn_db is not None:
+        asn, asn_name = _mmdb_asn(asn_db.get(str(address)))
+    return Place(country, asn, asn_name)
+
+
+def _mmdb_country(record: Any) -> str | None:
+    """`country.iso_code` (else `registered_country`) of a City or Country record."""
+    if not isinstance(record, dict):
+        return None
+    for key in ("country", "registered_country"):
+        part = record.get(key)
+        code = part.get("iso_code") if isinstance(part, dict) else None
+        if isinstance(code, str) and len(code) == 2 and code.upper() not in _NO_COUNTRY:
+            return code.upper()
+    return None
+
+
+def _mmdb_asn(record: Any) -> tuple[int | None, str | None]:
+    if not isinstance(record, dict):
+        return None, None
+    number = record.get("autonomous_system_number")
+    name = record.get("autonomous_system_organization")
+    asn = number if isinstance(number, int) and number > 0 else None
+    label = name.strip() if isinstance(name, str) and name.strip() not in _NO_ASN else None
+    return asn, label
+
+
+@cache
+def data_info() -> tuple[GeoData, ...]:
+    """The data in use for each half (country, asn), with its build date."""
+    _configured()
+    out = []
+    bundled: tuple[str, date | None] | None = None
+    for half in ("country", "asn"):
+        reader = _mmdb.get(half)
+        if reader is not None:
+            meta = reader.metadata()
+            built = (
+                datetime.fromtimestamp(meta.build_epoch, UTC).date() if meta.build_epoch else None
+            )
+            path = (_paths or ("", ""))[0 if half == "country" else 1]
+            out.append(GeoData(half, path, str(meta.database_type), built, half == "asn"))
+            continue
+        if bundled is None:
+            bundled = _bundled_info()
+        out.append(GeoData(half, BUNDLED_SOURCE, bundled[0], bundled[1], False))
+    return tuple(out)
+
+
+def _bundled_info() -> tuple[str, date | None]:
+    """The bundled file's source line (`MAXMIND:GeoLite2-CountryASN-IPv4IPv6-en-20240618`) and its date."""
+    source = str(_load().get_database_info().get("source_info", ""))
+    found = re.search(r"(20\d{6})\b", source)
+    built = (
+        datetime.strptime(found.group(1), "%Y%m%d").replace(tzinfo=UTC).date() if found else None
+    )
+    return source or DATA_FILE, built
+
+
+def staleness(max_age_days: int, today: date | None = None) -> dict[str, Any]:
+    """What GET /v1/health shows about the geoip data: each half's source, type and build date,
+    and a `warning` when either is older than `max_age_days` (or has no date)."""
+    today = today or datetime.now(UTC).date()
+    halves: dict[str, Any] = {}
+    stale = []
+    for info in data_info():
+        age = (today - info.built).days if info.built else None
+        halves[info.half] = {
+            "source": info.source,
+            "database_type": info.database_type,
+            "built": info.built.isoformat() if info.built else None,
+            "age_days": age,
+            "asn_numbers": info.has_asn_numbers,
+        }
+        if age is None or age > max_age_days:
+            stale.append(
+                f"{info.half} data {'of unknown date' if age is None else f'is {age} days old'}"
+            )
+    out: dict[str, Any] = dict(halves)
+    if stale:
+        out["warning"] = (
+            f"geoip {' and '.join(stale)} (over {max_age_days}): new_country_or_asn and impossible_travel"
+            " judge addresses by it; set PW_GEOIP_CITY_DB and PW_GEOIP_ASN_DB to current mmdb files"
+        )
+    if not any(info.has_asn_numbers for info in data_info()):
+        out["note"] = (
+            "no AS numbers in the geoip data: networks are told apart by operator name only (set PW_GEOIP_ASN_DB)"
+        )
+    return out
 
 
 class Centroid(NamedTuple):

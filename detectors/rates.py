@@ -15,12 +15,17 @@ from typing import Any
 HISTORY = 24
 MIN_HISTORY = 3
 LEARN_HOURS = 24
+#: The latest events of the current hour a record names (`ids`), the evidence of an hour that fires.
+RECENT = 20
 
 
-def count(hours: dict[str, Any], key: str, hour: int, idle_hours: int) -> dict[str, Any] | None:
+def count(
+    hours: dict[str, Any], key: str, hour: int, idle_hours: int, event_id: str | None = None
+) -> dict[str, Any] | None:
     """Count one event of `key` in the clock hour `hour` (hours since the epoch) and return its
-    record (`n`: this hour's count); None for a late event of a closed hour. Keys idle for
-    `idle_hours` are forgotten first."""
+    record (`n`: this hour's count; `ids`: the hour's latest `RECENT` event ids when `event_id` is
+    given); None for a late event of a closed hour. Keys idle for `idle_hours` are forgotten
+    first."""
     for idle in [k for k, s in hours.items() if s["h"] < hour - idle_hours]:
         del hours[idle]
     mine: dict[str, Any] = hours.setdefault(key, {"h": hour, "n": 0, "since": hour})
@@ -29,10 +34,21 @@ def count(hours: dict[str, Any], key: str, hour: int, idle_hours: int) -> dict[s
             mine["hist"] = [*mine.get("hist", []), mine["n"]][-HISTORY:]
         mine["h"], mine["n"] = hour, 0
         mine.pop("fired", None)
+        mine.pop("ids", None)
     if hour < mine["h"]:
         return None
     mine["n"] += 1
+    if event_id is not None:
+        ids = mine.setdefault("ids", [])
+        ids.append(event_id)
+        if len(ids) > RECENT:
+            del ids[0]
     return mine
+
+
+def hour_evidence(mine: dict[str, Any], event_id: str) -> tuple[str, ...]:
+    """The hour's latest events before `event_id`: what an alert on the hour rests on."""
+    return tuple(i for i in mine.get("ids", ()) if i != event_id)
 
 
 def usual_hour(mine: dict[str, Any]) -> int | None:

@@ -28,7 +28,15 @@ from pipeline.event import Event
 
 GATEWAY = "sp-api-gateway"
 OBSERVERS = frozenset({"sp-api-notifications", "sp-api-poller"})
-LISTING_WRITES = frozenset({"listing.create", "listing.update", "listing.delete", "listing.price_change", "inventory.update"})
+LISTING_WRITES = frozenset(
+    {
+        "listing.create",
+        "listing.update",
+        "listing.delete",
+        "listing.price_change",
+        "inventory.update",
+    }
+)
 MAX_KEYS = 5000
 MAX_PER_KEY = 24
 
@@ -64,9 +72,15 @@ def who(event: Event) -> str:
 
 def gateway_writes(event: Event) -> list[tuple[str, str | None, str | None]]:
     """(attribute, new value, old value) a successful gateway listing write changed."""
-    if event["action"] not in LISTING_WRITES or event["outcome"] != "success" or adapter(event) != GATEWAY:
+    if (
+        event["action"] not in LISTING_WRITES
+        or event["outcome"] != "success"
+        or adapter(event) != GATEWAY
+    ):
         return []
-    out: list[tuple[str, str | None, str | None]] = [("status", None, None)]  # any write may move it
+    out: list[tuple[str, str | None, str | None]] = [
+        ("status", None, None)
+    ]  # any write may move it
     for change in event.get("changes", []):
         field = change["field"]
         out.append((field, value(field, change.get("new")), value(field, change.get("old"))))
@@ -101,7 +115,9 @@ def attribute_key(key: str, attribute: str) -> str:
     return f"{key}|{attribute}"
 
 
-def remember_call(state: dict[str, Any], key: str, at: int, new: str | None, old: str | None, event: Event) -> None:
+def remember_call(
+    state: dict[str, Any], key: str, at: int, new: str | None, old: str | None, event: Event
+) -> None:
     calls = state.setdefault("calls", {}).setdefault(key, [])
     entry = [at, new, old, event["event_id"], who(event), event.get("operation", "")]
     if entry not in calls:
@@ -133,8 +149,12 @@ def value_at(state: dict[str, Any], key: str, at: int) -> str | None:
     return known
 
 
-def calls_near(state: dict[str, Any], key: str, at: int, before_ms: int, after_ms: int) -> list[list[Any]]:
-    return [c for c in state.get("calls", {}).get(key, []) if at - before_ms <= c[0] <= at + after_ms]
+def calls_near(
+    state: dict[str, Any], key: str, at: int, before_ms: int, after_ms: int
+) -> list[list[Any]]:
+    return [
+        c for c in state.get("calls", {}).get(key, []) if at - before_ms <= c[0] <= at + after_ms
+    ]
 
 
 def nearest_call(state: dict[str, Any], key: str, at: int) -> list[Any] | None:
@@ -155,7 +175,11 @@ def prune(state: dict[str, Any], newest: int, keep_calls_ms: int, keep_ids_ms: i
         state["hist"][key] = older[-1:] + [e for e in entries if e[0] >= horizon]
     for table in ("ids", "schedules", "alerted"):
         found = state.get(table, {})
-        for name in [n for n, at in found.items() if (at[0] if isinstance(at, list) else at) < newest - keep_ids_ms]:
+        for name in [
+            n
+            for n, at in found.items()
+            if (at[0] if isinstance(at, list) else at) < newest - keep_ids_ms
+        ]:
             del found[name]
     payouts = state.get("payouts", {})
     for site in list(payouts):

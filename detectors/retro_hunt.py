@@ -10,7 +10,7 @@ the same id: the report marks it `exists`, and `publish` stores only the `new` o
 
 It lives with the detectors because it drives them (layering: detectors/ may use pipeline/, not
 the reverse). `source` is anything with `query(sql, params)` returning `.columns` and `.rows`: a
-warehouse (sinks.clickhouse) or the worker's `/v1/sql` (partnerwatch.integrity.WorkerSql); this
+warehouse (sinks.clickhouse) or the worker's `/v1/sql` (partnerwatch.warehouse_access.WorkerSql); this
 module imports neither, only sends read-only SQL with `{name:Type}` parameters.
 """
 
@@ -90,7 +90,9 @@ def accounts_in(source: Source, from_ms: int, to_ms: int, account: str | None = 
     return [str(r[0]) for r in result.rows]
 
 
-def history(source: Source, account: str, to_ms: int, page: int = PAGE) -> Iterator[tuple[int, Event]]:
+def history(
+    source: Source, account: str, to_ms: int, page: int = PAGE
+) -> Iterator[tuple[int, Event]]:
     """The account's events `(seq, event)` in seq order, from seq 1 to the last one before `to`."""
     last = source.query(
         "SELECT max(seq) FROM audit.events WHERE account_id = {account:String}"
@@ -156,7 +158,8 @@ def existing_ids(source: Source, ids: Sequence[str]) -> set[str]:
     for start in range(0, len(ids), ID_BATCH):
         batch = list(ids[start : start + ID_BATCH])
         result = source.query(
-            "SELECT DISTINCT alert_id FROM audit.alerts WHERE alert_id IN {ids:Array(String)}", {"ids": batch}
+            "SELECT DISTINCT alert_id FROM audit.alerts WHERE alert_id IN {ids:Array(String)}",
+            {"ids": batch},
         )
         found.update(str(r[0]) for r in result.rows)
     return found

@@ -89,7 +89,9 @@ def apply_entry(
     so a repeated finding updates it. Returns the alert versions to publish and the alert ids
     closed, or None when the state already holds this entry (`seq` at or below its own).
     """
-    return apply_event(state, event_of(entry), int(entry["seq"]), config, model, open_alert, timings)
+    return apply_event(
+        state, event_of(entry), int(entry["seq"]), config, model, open_alert, timings
+    )
 
 
 _NOTHING = Applied()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from pipeline.event import format_ms, timestamp_ms
 
@@ -29,3 +30,23 @@ def local_time(ts: str, tz: str) -> datetime:
     from zoneinfo import ZoneInfo
 
     return datetime.fromtimestamp(epoch_ms(ts) / 1000, UTC).astimezone(ZoneInfo(tz))
+
+
+#: How late (event time, behind the newest event seen) an event may arrive and still count in
+#: the provider-wide rules' windows: the stage merges the ledger's partitions by event time, but
+#: a partition whose ingest lags delivers its events late.
+LATENESS_MS = 3_600_000
+
+
+def densest(items: list[list[Any]], now: int, size: int) -> list[list[Any]]:
+    """The items (`[ms, key, ...]`, sorted by time) of the `size`-long window that holds `now`
+    and the most distinct keys: how many accounts one spray reached, whichever of its events
+    arrives last."""
+    best: list[list[Any]] = []
+    best_keys = 0
+    for start in sorted({i[0] for i in items if now - size <= i[0] <= now} | {now}):
+        inside = [i for i in items if start <= i[0] <= start + size]
+        keys = len({i[1] for i in inside})
+        if keys > best_keys:
+            best, best_keys = inside, keys
+    return best

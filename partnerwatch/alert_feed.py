@@ -7,6 +7,7 @@ imported inside the command bodies only.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -19,16 +20,32 @@ if TYPE_CHECKING:
     from sinks.alert_outputs.routes import AlertRoutes
 
 
-def _load() -> tuple[Settings, AlertRoutes]:
-    """Settings and the validated routes file; a bad one exits 2 with the field named."""
+#: `--routes FILE` of every delivery command: wins over PW_ALERT_ROUTES.
+_ROUTES = Annotated[
+    Path | None,
+    typer.Option(
+        "--routes",
+        exists=True,
+        dir_okay=False,
+        help="the routes file, TOML or YAML (default: PW_ALERT_ROUTES)",
+    ),
+]
+
+
+def _load(routes_file: Path | None = None) -> tuple[Settings, AlertRoutes]:
+    """Settings and the validated routes file (`--routes`, else PW_ALERT_ROUTES); a bad one exits
+    2 with the field named."""
     import os
 
     from partnerwatch.common import load_settings
     from sinks.alert_outputs.routes import RoutesError, load
 
-    settings = load_settings()  # logging configured here
+    # logging configured here
+    settings = load_settings(alert_routes=str(routes_file)) if routes_file else load_settings()
     if not settings.alert_routes:
-        err.print("[red]configuration error:[/] PW_ALERT_ROUTES is not set (a routes file; see infra/alerts/routes.example.toml)")
+        err.print(
+            "[red]configuration error:[/] no routes file: give --routes FILE or set PW_ALERT_ROUTES (see infra/alerts/routes.example.toml)"
+        )
         raise typer.Exit(2)
     try:
         routes = load(settings.alert_routes, os.environ)
@@ -39,7 +56,7 @@ def _load() -> tuple[Settings, AlertRoutes]:
 
 
 @alerts_cli.command("feed")
-def feed() -> None:
+def feed(routes_file: _ROUTES = None) -> None:
     """Deliver alerts from pw.alerts to the outputs of PW_ALERT_ROUTES (runs until stopped).
 
     Retries with backoff per output, in order per account; after the retry budget an alert is
@@ -47,9 +64,11 @@ def feed() -> None:
     """
     from prometheus_client import start_http_server
 
+    from partnerwatch.preflight import require_broker
     from sinks.alert_delivery.feed import run_feed
 
-    settings, routes = _load()
+    settings, routes = _load(routes_file)
+    require_broker(settings)
     if settings.alert_feed_metrics_port:
         start_http_server(settings.alert_feed_metrics_port, addr=settings.alert_feed_metrics_host)
     run_feed(settings, routes)
@@ -57,16 +76,29 @@ def feed() -> None:
 
 @alerts_cli.command("redeliver")
 def redeliver(
-    output: Annotated[str | None, typer.Option(help="only alerts parked for this output (others stay parked)")] = None,
+    output: Annotated[
+        str | None, typer.Option(help="only alerts parked for this output (others stay parked)")
+    ] = None,
+    routes_file: _ROUTES = None,
 ) -> None:
     """Send parked alerts again, to the output each was parked for; failures are parked again."""
+    from partnerwatch.preflight import kafka_errors, require_broker
     from sinks.alert_delivery.redeliver import redeliver as run
 
-    settings, routes = _load()
+    settings, routes = _load(routes_file)
+    require_broker(settings)
     if output is not None and output not in routes.outputs:
-        err.print(line("[red]unknown output[/] ", plain(repr(output)), "; the routes file defines: ", plain(", ".join(sorted(routes.outputs)))))
+        err.print(
+            line(
+                "[red]unknown output[/] ",
+                plain(repr(output)),
+                "; the routes file defines: ",
+                plain(", ".join(sorted(routes.outputs))),
+            )
+        )
         raise typer.Exit(2)
-    report = asyncio.run(run(settings, routes, output))
+    with kafka_errors(settings):
+        report = asyncio.run(run(settings, routes, output))
     console.print(
         f"redelivered {report.delivered}, parked again {report.parked_again}, left parked for other outputs {report.passed_over}"
     )
@@ -75,13 +107,15 @@ def redeliver(
 
 
 @alerts_cli.command("check-routes")
-def check_routes() -> None:
-    """Validate PW_ALERT_ROUTES (types, URLs, secrets in the environment) and print the routes."""
-    _settings, routes = _load()
+def check_routes(routes_file: _ROUTES = None) -> None:
+    """Validate the routes file (types, URLs, secrets in the environment) and print the routes."""
+    _settings, routes = _load(routes_file)
     for route in routes.config.routes:
         scope = f"severity >= {route.min_severity}"
         if route.detectors:
             scope += f", detectors {', '.join(route.detectors)}"
         if route.accounts:
             scope += f", accounts {', '.join(route.accounts)}"
-        console.print(plain(f"{route.name}: {scope} -> {', '.join(route.outputs)} ({route.versions})"))
+        console.print(
+            plain(f"{route.name}: {scope} -> {', '.join(route.outputs)} ({route.versions})")
+        )

@@ -22,8 +22,13 @@ import typer
 
 from partnerwatch.common import console, elasticmq_runner, err, load_settings
 
-notifications_cli = typer.Typer(help="SP-API notifications (SQS, EventBridge) into the ledger.", no_args_is_help=True)
-poll_cli = typer.Typer(help="Poll Amazon for what notifications do not tell (listings, bank accounts, payouts).", no_args_is_help=True)
+notifications_cli = typer.Typer(
+    help="SP-API notifications (SQS, EventBridge) into the ledger.", no_args_is_help=True
+)
+poll_cli = typer.Typer(
+    help="Poll Amazon for what notifications do not tell (listings, bank accounts, payouts).",
+    no_args_is_help=True,
+)
 
 
 def _notify_config() -> Any:
@@ -37,7 +42,9 @@ def _notify_config() -> Any:
 
 
 @notifications_cli.command("config")
-def notifications_config(markdown: Annotated[bool, typer.Option(help="print the settings table for the docs")] = False) -> None:
+def notifications_config(
+    markdown: Annotated[bool, typer.Option(help="print the settings table for the docs")] = False,
+) -> None:
     """Show the notification settings in force (PW_NOTIFY_* environment variables)."""
     from sources.notifications.config import markdown_table
 
@@ -71,7 +78,9 @@ def notifications_run() -> None:
         emitter.close()
 
 
-async def serve_notifications(config: Any, settings: Any, emit: Any, stop: asyncio.Event | None = None) -> None:
+async def serve_notifications(
+    config: Any, settings: Any, emit: Any, stop: asyncio.Event | None = None
+) -> None:
     import ssl
 
     from aiohttp import web
@@ -94,16 +103,28 @@ async def serve_notifications(config: Any, settings: Any, emit: Any, stop: async
             sqs = client(config)
             url = await asyncio.to_thread(queue_url, sqs, config)
             reader = SqsReader(
-                sqs, url, emit, seen, Target(config.account_id, config.site, "sqs", config.accounts()),
-                wait_seconds=config.sqs_wait_seconds, visibility_seconds=config.sqs_visibility_seconds,
+                sqs,
+                url,
+                emit,
+                seen,
+                Target(config.account_id, config.site, "sqs", config.accounts()),
+                wait_seconds=config.sqs_wait_seconds,
+                visibility_seconds=config.sqs_visibility_seconds,
                 max_messages=config.sqs_max_messages,
             )
             tasks.append(asyncio.create_task(reader.run(stop)))
             err.print(f"reading notifications from {url}")
         if config.eventbridge_port:
-            endpoint = EventBridgeEndpoint(emit, seen, Target(config.account_id, config.site, "eventbridge", config.accounts()), config.eventbridge_header)
+            endpoint = EventBridgeEndpoint(
+                emit,
+                seen,
+                Target(config.account_id, config.site, "eventbridge", config.accounts()),
+                config.eventbridge_header,
+            )
             if not endpoint.key:
-                err.print(f"[red]{KEY_VARIABLE} is not set: the EventBridge endpoint would refuse every request[/]")
+                err.print(
+                    f"[red]{KEY_VARIABLE} is not set: the EventBridge endpoint would refuse every request[/]"
+                )
                 raise typer.Exit(2)
             context = None
             if config.eventbridge_tls_cert:
@@ -111,8 +132,12 @@ async def serve_notifications(config: Any, settings: Any, emit: Any, stop: async
                 context.load_cert_chain(config.eventbridge_tls_cert, config.eventbridge_tls_key)
             runner = web.AppRunner(endpoint.app(), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, config.eventbridge_host, config.eventbridge_port, ssl_context=context).start()
-            err.print(f"EventBridge endpoint on {config.eventbridge_host}:{config.eventbridge_port}/eventbridge")
+            await web.TCPSite(
+                runner, config.eventbridge_host, config.eventbridge_port, ssl_context=context
+            ).start()
+            err.print(
+                f"EventBridge endpoint on {config.eventbridge_host}:{config.eventbridge_port}/eventbridge"
+            )
         await stop.wait()
     finally:
         for task in tasks:
@@ -134,18 +159,31 @@ def _poll_setup() -> tuple[Any, Any, Any]:
     except ValueError as exc:
         err.print(f"[red]configuration error:[/] {exc}")
         raise typer.Exit(2) from None
-    if not gateway.account_id or not config.seller_id or not config.sites(gateway.default_marketplace):
-        err.print("[red]PW_GATEWAY_ACCOUNT_ID, PW_POLL_SELLER_ID and PW_POLL_MARKETPLACES (or PW_GATEWAY_DEFAULT_MARKETPLACE) must be set[/]")
+    if (
+        not gateway.account_id
+        or not config.seller_id
+        or not config.sites(gateway.default_marketplace)
+    ):
+        err.print(
+            "[red]PW_GATEWAY_ACCOUNT_ID, PW_POLL_SELLER_ID and PW_POLL_MARKETPLACES (or PW_GATEWAY_DEFAULT_MARKETPLACE) must be set[/]"
+        )
         raise typer.Exit(2)
     return load_settings(), gateway, config
 
 
-async def serve_polling(settings: Any, gateway: Any, config: Any, emit: Any, once: bool = False, stop: asyncio.Event | None = None) -> list[dict[str, Any]]:
+async def serve_polling(
+    settings: Any,
+    gateway: Any,
+    config: Any,
+    emit: Any,
+    once: bool = False,
+    stop: asyncio.Event | None = None,
+) -> list[dict[str, Any]]:
     """Poll the account (once, or every PW_POLL_INTERVAL_SECONDS until stopped)."""
     import aiohttp
 
-    from sources.gateway.app import client_ssl
     from sources.gateway.lwa import SellerCredentials, SellerTokens
+    from sources.gateway.service import client_ssl
     from sources.polling.client import SpApi
     from sources.polling.poller import Account, Poller
     from sources.polling.store import Snapshots
@@ -157,9 +195,13 @@ async def serve_polling(settings: Any, gateway: Any, config: Any, emit: Any, onc
             loop.add_signal_handler(sig, stop.set)
     credentials = SellerCredentials.load(gateway.seller_secret_file)
     store = Snapshots(config.store_path(settings.data_dir))
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl(gateway))) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=client_ssl(gateway))
+    ) as session:
         api = SpApi(gateway.upstream, SellerTokens(credentials, gateway.lwa_url, session), session)
-        account = Account(gateway.account_id, config.seller_id, config.sites(gateway.default_marketplace))
+        account = Account(
+            gateway.account_id, config.seller_id, config.sites(gateway.default_marketplace)
+        )
         poller = Poller(account, api, store, emit, config)
         try:
             if once:
@@ -171,7 +213,9 @@ async def serve_polling(settings: Any, gateway: Any, config: Any, emit: Any, onc
 
 
 @poll_cli.command("config")
-def poll_config(markdown: Annotated[bool, typer.Option(help="print the settings table for the docs")] = False) -> None:
+def poll_config(
+    markdown: Annotated[bool, typer.Option(help="print the settings table for the docs")] = False,
+) -> None:
     """Show the poller's settings (PW_POLL_*; the seller app and upstream are the gateway's)."""
     from sources.polling.config import PollConfig, markdown_table
 
@@ -220,7 +264,9 @@ def register(cli: typer.Typer) -> None:
     cli.add_typer(poll_cli, name="poll")
 
     @cli.command()
-    def elasticmq(action: Annotated[str, typer.Argument(help="start | stop | status | fetch")]) -> None:
+    def elasticmq(
+        action: Annotated[str, typer.Argument(help="start | stop | status | fetch")],
+    ) -> None:
         """Run the local ElasticMQ server (an SQS stand-in) on the port of PW_SQS_ENDPOINT_URL."""
         from sources.notifications.config import NotifyConfig
 

@@ -57,19 +57,43 @@ def make_tls(folder: Path) -> tuple[Path, Path, Path]:
     now = datetime.datetime.now(datetime.UTC)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "PartnerWatch demo CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1)).add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])).issuer_name(ca_name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     paths = (folder / "ca.pem", folder / "server.pem", folder / "server.key")
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     paths[2].chmod(0o600)
     return paths
 
@@ -99,8 +123,15 @@ class DemoAmazon:
         methods = self.payment_methods.setdefault(site, [])
         for method in methods:
             method.pop("assignmentType", None)
-        methods.append({"paymentMethodId": f"0h_TU_CUS_{uuid.uuid4()}", "paymentMethodType": "BANK_ACCOUNT", "tail": tail,
-                        "countryCode": site, "assignmentType": "DEFAULT_DEPOSIT_METHOD"})
+        methods.append(
+            {
+                "paymentMethodId": f"0h_TU_CUS_{uuid.uuid4()}",
+                "paymentMethodType": "BANK_ACCOUNT",
+                "tail": tail,
+                "countryCode": site,
+                "assignmentType": "DEFAULT_DEPOSIT_METHOD",
+            }
+        )
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -115,7 +146,9 @@ class DemoAmazon:
             self._loop = loop
             runner = web.AppRunner(app, access_log=None)
             loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start())
+            loop.run_until_complete(
+                web.TCPSite(runner, "127.0.0.1", port, ssl_context=context).start()
+            )
             ready.set()
             loop.run_forever()
             loop.run_until_complete(runner.cleanup())
@@ -133,7 +166,10 @@ class DemoAmazon:
 
     async def _lwa(self, request: web.Request) -> web.Response:
         form = await request.post()
-        if form.get("client_id") != SELLER_APP["client_id"] or form.get("client_secret") != SELLER_APP["client_secret"]:
+        if (
+            form.get("client_id") != SELLER_APP["client_id"]
+            or form.get("client_secret") != SELLER_APP["client_secret"]
+        ):
             return _json(401, {"error": "invalid_client"})
         token = f"Atza|demo-{secrets.token_hex(16)}"
         self.tokens.add(token)
@@ -141,15 +177,34 @@ class DemoAmazon:
 
     async def _api(self, request: web.Request) -> web.Response:
         if request.headers.get("x-amz-access-token") not in self.tokens:
-            return _json(403, {"errors": [{"code": "Unauthorized", "message": "Access to requested resource is denied."}]})
+            return _json(
+                403,
+                {
+                    "errors": [
+                        {
+                            "code": "Unauthorized",
+                            "message": "Access to requested resource is denied.",
+                        }
+                    ]
+                },
+            )
         path, query = request.path, request.query
-        site = site_code((query.get("marketplaceIds") or query.get("marketplaceId") or "").split(",")[0])
+        site = site_code(
+            (query.get("marketplaceIds") or query.get("marketplaceId") or "").split(",")[0]
+        )
         if path.startswith(LISTINGS) and site:
-            parts = path[len(LISTINGS):].split("/")
+            parts = path[len(LISTINGS) :].split("/")
             if len(parts) == 1 and request.method == "GET":
-                since = timestamp_ms(query["lastUpdatedAfter"], "lastUpdatedAfter") if query.get("lastUpdatedAfter") else None
-                items = [{"sku": x.sku, "summaries": self._item(x)["summaries"]} for x in self.listings.values()
-                         if x.site == site and (since is None or x.updated_ms > since)]
+                since = (
+                    timestamp_ms(query["lastUpdatedAfter"], "lastUpdatedAfter")
+                    if query.get("lastUpdatedAfter")
+                    else None
+                )
+                items = [
+                    {"sku": x.sku, "summaries": self._item(x)["summaries"]}
+                    for x in self.listings.values()
+                    if x.site == site and (since is None or x.updated_ms > since)
+                ]
                 return _json(200, {"numberOfResults": len(items), "items": items})
             listing = self.listings.get((parts[-1], site))
             if listing is None:
@@ -159,13 +214,26 @@ class DemoAmazon:
             if request.method == "PATCH":
                 body = orjson.loads(await request.read() or b"{}")
                 for patch in body.get("patches", []):
-                    if str(patch.get("path", "")).endswith("purchasable_offer") and query.get("mode") != "VALIDATION_PREVIEW":
+                    if (
+                        str(patch.get("path", "")).endswith("purchasable_offer")
+                        and query.get("mode") != "VALIDATION_PREVIEW"
+                    ):
                         for offer in patch.get("value") or []:
-                            schedule = ((offer.get("our_price") or [{}])[0].get("schedule") or [{}])[0]
+                            schedule = (
+                                (offer.get("our_price") or [{}])[0].get("schedule") or [{}]
+                            )[0]
                             if isinstance(schedule.get("value_with_tax"), (int, float)):
                                 listing.price = float(schedule["value_with_tax"])
                 self._changed(listing)
-                return _json(200, {"sku": listing.sku, "status": "ACCEPTED", "submissionId": uuid.uuid4().hex, "issues": []})
+                return _json(
+                    200,
+                    {
+                        "sku": listing.sku,
+                        "status": "ACCEPTED",
+                        "submissionId": uuid.uuid4().hex,
+                        "issues": [],
+                    },
+                )
         if path == "/finances/transfers/2024-06-01/paymentMethods":
             return _json(200, {"paymentMethods": self.payment_methods.get(site or "", [])})
         if path == "/finances/transfers/2024-06-01/payouts":
@@ -178,11 +246,38 @@ class DemoAmazon:
         mid = marketplace_id(x.site)
         return {
             "sku": x.sku,
-            "summaries": [{"marketplaceId": mid, "asin": x.asin, "status": ["BUYABLE", "DISCOVERABLE"], "lastUpdatedDate": format_ms(x.updated_ms), "createdDate": format_ms(x.updated_ms)}],
-            "attributes": {"purchasable_offer": [{"marketplace_id": mid, "currency": "EUR", "audience": "ALL", "our_price": [{"schedule": [{"value_with_tax": x.price}]}]}],
-                           "fulfillment_availability": [{"fulfillment_channel_code": "DEFAULT", "quantity": x.quantity}]},
-            "offers": [{"marketplaceId": mid, "offerType": "B2C", "price": {"currencyCode": "EUR", "amount": str(x.price)}}],
-            "fulfillmentAvailability": [{"fulfillmentChannelCode": "DEFAULT", "quantity": x.quantity}],
+            "summaries": [
+                {
+                    "marketplaceId": mid,
+                    "asin": x.asin,
+                    "status": ["BUYABLE", "DISCOVERABLE"],
+                    "lastUpdatedDate": format_ms(x.updated_ms),
+                    "createdDate": format_ms(x.updated_ms),
+                }
+            ],
+            "attributes": {
+                "purchasable_offer": [
+                    {
+                        "marketplace_id": mid,
+                        "currency": "EUR",
+                        "audience": "ALL",
+                        "our_price": [{"schedule": [{"value_with_tax": x.price}]}],
+                    }
+                ],
+                "fulfillment_availability": [
+                    {"fulfillment_channel_code": "DEFAULT", "quantity": x.quantity}
+                ],
+            },
+            "offers": [
+                {
+                    "marketplaceId": mid,
+                    "offerType": "B2C",
+                    "price": {"currencyCode": "EUR", "amount": str(x.price)},
+                }
+            ],
+            "fulfillmentAvailability": [
+                {"fulfillmentChannelCode": "DEFAULT", "quantity": x.quantity}
+            ],
         }
 
     def _changed(self, listing: Listing) -> None:
@@ -190,13 +285,38 @@ class DemoAmazon:
         if self.notify is None:
             return
         when = format_ms(listing.updated_ms)
-        self.notify({
-            "NotificationVersion": "1.0", "NotificationType": "ANY_OFFER_CHANGED", "PayloadVersion": "1.0", "EventTime": when,
-            "Payload": {"AnyOfferChangedNotification": {"SellerId": self.seller_id,
-                        "OfferChangeTrigger": {"MarketplaceId": marketplace_id(listing.site), "ASIN": listing.asin, "ItemCondition": "new", "OfferChangeType": "Internal"},
-                        "Offers": [{"SellerId": self.seller_id, "SubCondition": "new", "ListingPrice": {"Amount": listing.price, "CurrencyCode": "EUR"}}]}},
-            "NotificationMetadata": {"ApplicationId": "amzn1.sellerapps.app.pw-demo", "SubscriptionId": "sub-demo", "PublishTime": when, "NotificationId": str(uuid.uuid4())},
-        })
+        self.notify(
+            {
+                "NotificationVersion": "1.0",
+                "NotificationType": "ANY_OFFER_CHANGED",
+                "PayloadVersion": "1.0",
+                "EventTime": when,
+                "Payload": {
+                    "AnyOfferChangedNotification": {
+                        "SellerId": self.seller_id,
+                        "OfferChangeTrigger": {
+                            "MarketplaceId": marketplace_id(listing.site),
+                            "ASIN": listing.asin,
+                            "ItemCondition": "new",
+                            "OfferChangeType": "Internal",
+                        },
+                        "Offers": [
+                            {
+                                "SellerId": self.seller_id,
+                                "SubCondition": "new",
+                                "ListingPrice": {"Amount": listing.price, "CurrencyCode": "EUR"},
+                            }
+                        ],
+                    }
+                },
+                "NotificationMetadata": {
+                    "ApplicationId": "amzn1.sellerapps.app.pw-demo",
+                    "SubscriptionId": "sub-demo",
+                    "PublishTime": when,
+                    "NotificationId": str(uuid.uuid4()),
+                },
+            }
+        )
 
 
 def _json(status: int, body: Any) -> web.Response:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -51,15 +52,27 @@ def kafka_runner(settings: Settings, action: str, quiet: bool = False) -> int:
     The runner gets PW_KAFKA_BROKER as Settings resolved it (environment, PW_ENV_FILE or default)
     and listens on its port, so the broker is where the clients will connect."""
     if not KAFKA_SH.is_file():
-        err.print(line("[red]the local Kafka runner is missing:[/] ", plain(KAFKA_SH), " (partnerwatch installed without its package data?)"))
+        err.print(
+            line(
+                "[red]the local Kafka runner is missing:[/] ",
+                plain(KAFKA_SH),
+                " (partnerwatch installed without its package data?)",
+            )
+        )
         return 1
     env = {**os.environ, "PW_KAFKA_BROKER": settings.kafka_broker}
     # A fixed command (S603, S607): the packaged runner under the system's bash; `action` is one
     # argument (no shell), and the script refuses any but fetch/start/stop/status/reset.
-    return subprocess.call(["bash", str(KAFKA_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)  # noqa: S603, S607
+    return subprocess.call(  # noqa: S603
+        ["bash", str(KAFKA_SH), action],  # noqa: S607
+        env=env,
+        stdout=subprocess.DEVNULL if quiet else None,
+    )
 
 
-def http_open(url: str, timeout: float, data: bytes | None = None, headers: dict[str, str] | None = None) -> Any:
+def http_open(
+    url: str, timeout: float, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> Any:
     """`urlopen` for the worker's own HTTP API (a POST when `data` is given): http and https URLs
     only, so an address built from settings can never open a `file:` or other URL."""
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
@@ -75,7 +88,9 @@ def plain(value: object, style: str = "") -> Text:
 
 def line(*parts: str | Text) -> Text:
     """One printable line of our own markup strings and `plain` texts, in order."""
-    return Text.assemble(*(part if isinstance(part, Text) else Text.from_markup(part, emoji=False) for part in parts))
+    return Text.assemble(
+        *(part if isinstance(part, Text) else Text.from_markup(part, emoji=False) for part in parts)
+    )
 
 
 _JSON_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
@@ -98,7 +113,10 @@ def json_line(doc: Any) -> str:
     text = orjson.dumps(doc).decode()
     if text.isascii() and "\x7f" not in text:
         return text
-    return "".join(_json_escape(c) if ord(c) >= 0x7F and unicodedata.category(c) in _JSON_HIDDEN else c for c in text)
+    return "".join(
+        _json_escape(c) if ord(c) >= 0x7F and unicodedata.category(c) in _JSON_HIDDEN else c
+        for c in text
+    )
 
 
 def elasticmq_runner(action: str, endpoint: str = "", quiet: bool = False) -> int:
@@ -111,7 +129,11 @@ def elasticmq_runner(action: str, endpoint: str = "", quiet: bool = False) -> in
     if endpoint:
         env["PW_SQS_ENDPOINT_URL"] = endpoint
     # A fixed command (S603, S607), as for the Kafka runner: the packaged script, `action` one argument.
-    return subprocess.call(["bash", str(ELASTICMQ_SH), action], env=env, stdout=subprocess.DEVNULL if quiet else None)  # noqa: S603, S607
+    return subprocess.call(  # noqa: S603
+        ["bash", str(ELASTICMQ_SH), action],  # noqa: S607
+        env=env,
+        stdout=subprocess.DEVNULL if quiet else None,
+    )
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -123,6 +145,9 @@ def load_settings(**overrides: Any) -> Settings:
         err.print(line("[red]configuration error:[/] ", plain(exc)), soft_wrap=True)
         raise typer.Exit(2) from None
     configure_logging(settings)
+    # kafka-python's "a task ran for 0.4 s" warnings are about its own event loop, not anything a
+    # user of a command can act on: they would only break up the command's output.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)
     return settings
 
 
@@ -159,7 +184,9 @@ def parse_params(params: list[str]) -> dict[str, str]:
     return out
 
 
-def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+def run_query(
+    settings: Settings, query: str, params: dict[str, Any]
+) -> tuple[list[str], list[list[Any]]]:
     """Run a user query through the worker when it runs (it owns the embedded engine), else directly.
 
     Either way the same guard admits it (pipeline/forensics/sql_guard.py, with the engine's own
@@ -169,37 +196,101 @@ def run_query(settings: Settings, query: str, params: dict[str, Any]) -> tuple[l
     headers = {"Content-Type": "application/json"}
     if settings.api_token:
         headers["Authorization"] = f"Bearer {settings.api_token}"
+    from partnerwatch.preflight import (
+        check_embedded_exists,
+        check_migrated,
+        one_line,
+        say_warehouse,
+    )
+
     try:
         # the worker stops the query after PW_SQL_MAX_EXECUTION_TIME; a client that gives up earlier cancels it
-        with http_open(f"{settings.web_url}/v1/sql", timeout=settings.sql_max_execution_time + 30, data=body, headers=headers) as response:
+        with http_open(
+            f"{settings.web_url}/v1/sql",
+            timeout=settings.sql_max_execution_time + 30,
+            data=body,
+            headers=headers,
+        ) as response:
             doc = orjson.loads(response.read())
+            say_warehouse(settings, via_worker=True)
             return doc["columns"], doc["rows"]
     except urllib.error.HTTPError as exc:
-        message = orjson.loads(exc.read()).get("error", str(exc))
-        err.print(line("[red]query failed:[/] ", plain(message)))
+        try:
+            message = orjson.loads(exc.read()).get("error", str(exc))
+        except (orjson.JSONDecodeError, AttributeError):
+            message = str(exc)
+        err.print(
+            line("[red]query failed:[/] ", plain(one_line(Exception(message)))), soft_wrap=True
+        )
         raise typer.Exit(1) from None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         pass  # no worker: open the warehouse here
     from pipeline.forensics.sql_guard import UnsafeQuery
     from sinks.clickhouse import SqlLimits, WarehouseError, open_warehouse, run_user_sql
 
+    check_embedded_exists(settings)
+    say_warehouse(settings, via_worker=False)
     try:
         warehouse = open_warehouse(settings)
         try:
-            result = run_user_sql(warehouse.user_query(params, SqlLimits.from_settings(settings)), query)
+            check_migrated(warehouse, settings)
+            result = run_user_sql(
+                warehouse.user_query(params, SqlLimits.from_settings(settings)), query
+            )
         finally:
             warehouse.close()
     except UnsafeQuery as exc:
-        err.print(line("[red]query refused:[/] ", plain(exc)))
+        err.print(line("[red]query refused:[/] ", plain(exc)), soft_wrap=True)
         raise typer.Exit(1) from None
     except WarehouseError as exc:
-        err.print(line("[red]query failed:[/] ", plain(exc)))
+        err.print(line("[red]query failed:[/] ", plain(one_line(exc))), soft_wrap=True)
         raise typer.Exit(1) from None
     return result.columns, result.rows
 
 
-def print_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
-    """Query results as JSON lines, CSV or a table; values are data, printed as `plain` text."""
+def pick_columns(
+    columns: list[str], rows: list[list[Any]], wanted: str | None
+) -> tuple[list[str], list[list[Any]]]:
+    """Only the `--columns a,b,c` of a result, in that order; an unknown name exits 2 naming the known ones."""
+    if not wanted:
+        return columns, rows
+    names = [c.strip() for c in wanted.split(",") if c.strip()]
+    unknown = [n for n in names if n not in columns]
+    if unknown or not names:
+        err.print(
+            line(
+                "[red]--columns: no column[/] ",
+                plain(", ".join(unknown) or "(none given)", "red"),
+                "; the result has: ",
+                plain(", ".join(columns)),
+            ),
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    index = [columns.index(n) for n in names]
+    return names, [[row[i] for i in index] for row in rows]
+
+
+def print_rows(
+    columns: list[str], rows: list[list[Any]], fmt: str, only: str | None = None
+) -> None:
+    """Query results as JSON lines, CSV, a table, or vertically (one `column: value` line each, a
+    blank line between rows: wide results stay readable at 80 columns); values are data, printed
+    as `plain` text. `only`: the `--columns` to keep."""
+    columns, rows = pick_columns(columns, rows, only)
+    if fmt == "vertical":
+        width = max((len(visible(str(c))) for c in columns), default=0)
+        for number, row in enumerate(rows, start=1):
+            console.print(plain(f"-- row {number}", "dim"), highlight=False)
+            for column, value in zip(columns, row, strict=True):
+                console.print(
+                    line(plain(f"{visible(str(column)):>{width}}", "bold"), ": ", plain(value)),
+                    highlight=False,
+                    soft_wrap=True,
+                )
+        if not rows:
+            err.print("(no rows)", style="dim")
+        return
     if fmt == "json":
         for row in rows:
             sys.stdout.write(json_line(dict(zip(columns, row, strict=True))) + "\n")
@@ -212,7 +303,9 @@ def print_rows(columns: list[str], rows: list[list[Any]], fmt: str) -> None:
     else:
         table = Table()
         for column in columns:
-            table.add_column(plain(column))
+            table.add_column(
+                plain(column), overflow="fold"
+            )  # a narrow column wraps a value, never cuts it
         for row in rows:
             table.add_row(*(plain(v) for v in row))
         console.print(table)

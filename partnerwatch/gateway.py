@@ -1,6 +1,6 @@
 """`partnerwatch gateway ...` and `partnerwatch provider ...`: the SP-API gateway's commands.
 
-- `gateway run`: serve the gateway (sources/gateway/app.py), its events produced to pw.actions
+- `gateway run`: serve the gateway (sources/gateway/service.py), its events produced to pw.actions
   with the project's Kafka producer (sinks/kafka_io.py), built here, the composition root;
 - `gateway credentials issue|list|revoke`: a provider principal's own gateway credentials;
 - `gateway config`: the PW_GATEWAY_* settings in force (`--markdown`: the docs table);
@@ -24,9 +24,16 @@ from rich.table import Table
 from partnerwatch.common import console, err, load_settings
 from pipeline.event import format_ms
 
-gateway_cli = typer.Typer(help="The SP-API recording gateway: providers call Amazon through it.", no_args_is_help=True)
-credentials_cli = typer.Typer(help="Provider principals' gateway credentials.", no_args_is_help=True)
-provider_cli = typer.Typer(help="The kill switch: suspend or resume all of a provider's gateway access.", no_args_is_help=True)
+gateway_cli = typer.Typer(
+    help="The SP-API recording gateway: providers call Amazon through it.", no_args_is_help=True
+)
+credentials_cli = typer.Typer(
+    help="Provider principals' gateway credentials.", no_args_is_help=True
+)
+provider_cli = typer.Typer(
+    help="The kill switch: suspend or resume all of a provider's gateway access.",
+    no_args_is_help=True,
+)
 gateway_cli.add_typer(credentials_cli, name="credentials")
 
 
@@ -62,8 +69,13 @@ def show_config(
 
 @credentials_cli.command("issue")
 def issue(
-    provider: Annotated[str, typer.Option("--provider", help="the provider (agency, tool vendor) id, as grants name it")],
-    principal: Annotated[str, typer.Option("--principal", help="the user or API client of that provider")],
+    provider: Annotated[
+        str,
+        typer.Option("--provider", help="the provider (agency, tool vendor) id, as grants name it"),
+    ],
+    principal: Annotated[
+        str, typer.Option("--principal", help="the user or API client of that provider")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Give a provider principal its own client id, client secret and refresh token (shown once)."""
@@ -87,7 +99,9 @@ def issue(
         return
     for key, value in doc.items():
         console.print(f"{key}: {value}", highlight=False, soft_wrap=True)
-    err.print("Hand these to the principal over a safe channel: the secrets are stored only as hashes.")
+    err.print(
+        "Hand these to the principal over a safe channel: the secrets are stored only as hashes."
+    )
 
 
 @credentials_cli.command("list")
@@ -108,8 +122,12 @@ def list_credentials(
     table = Table("client_id", "provider", "principal", "created", "revoked", "provider suspended")
     for row in rows:
         table.add_row(
-            row["client_id"], row["provider_id"], row["principal_id"], row["created_at"],
-            row["revoked_at"] or "", row["suspended_at"] or "",
+            row["client_id"],
+            row["provider_id"],
+            row["principal_id"],
+            row["created_at"],
+            row["revoked_at"] or "",
+            row["suspended_at"] or "",
         )
     console.print(table)
 
@@ -152,7 +170,9 @@ def _record(event: dict[str, Any]) -> None:
     ensure_topics(settings)
     prod = producer(settings, linger_ms=0)
     try:
-        prod.send(settings.actions_topic, key=action_key(event), value=orjson.dumps(event)).get(timeout=30)
+        prod.send(settings.actions_topic, key=action_key(event), value=orjson.dumps(event)).get(
+            timeout=30
+        )
     finally:
         prod.close()
 
@@ -160,7 +180,9 @@ def _record(event: dict[str, Any]) -> None:
 @provider_cli.command("suspend")
 def suspend(
     provider: Annotated[str, typer.Argument(help="the provider id")],
-    reason: Annotated[str, typer.Option(help="why (kept in the ledger event)")] = "suspended by the seller",
+    reason: Annotated[
+        str, typer.Option(help="why (kept in the ledger event)")
+    ] = "suspended by the seller",
     by: Annotated[str, typer.Option(help="who suspends it (default: the OS user)")] = "",
 ) -> None:
     """Revoke every gateway token of a provider now; its calls get 403 until `provider resume`."""
@@ -180,7 +202,9 @@ def suspend(
 @provider_cli.command("resume")
 def resume(
     provider: Annotated[str, typer.Argument(help="the provider id")],
-    reason: Annotated[str, typer.Option(help="why (kept in the ledger event)")] = "resumed by the seller",
+    reason: Annotated[
+        str, typer.Option(help="why (kept in the ledger event)")
+    ] = "resumed by the seller",
     by: Annotated[str, typer.Option(help="who resumes it (default: the OS user)")] = "",
 ) -> None:
     """Lift a suspension: the provider's principals may exchange their credentials again."""
@@ -201,12 +225,14 @@ def resume(
 
 @gateway_cli.command("run")
 def run(
-    data_dir: Annotated[Path | None, typer.Option(help="overrides PW_DATA_DIR for the store")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="overrides PW_DATA_DIR for the store")
+    ] = None,
 ) -> None:
     """Serve the gateway until interrupted."""
     import asyncio
 
-    from sources.gateway.app import serve
+    from sources.gateway.service import serve
 
     settings = load_settings()
     if data_dir is not None:
@@ -230,7 +256,9 @@ def ledger_kafka(settings: Any) -> Any:
     from sources.gateway.ledger import LedgerKafka
     from streams.faust_internals import fetch_cluster_metadata
 
-    return LedgerKafka(lambda: aio_consumer(settings, role="gateway-ledger"), fetch_cluster_metadata)
+    return LedgerKafka(
+        lambda: aio_consumer(settings, role="gateway-ledger"), fetch_cluster_metadata
+    )
 
 
 class KafkaEmitter:
@@ -252,7 +280,9 @@ class KafkaEmitter:
         waiting = []
         for event in events:
             future: asyncio.Future[Any] = loop.create_future()
-            record = self.producer.send(self.topic, key=action_key(event), value=orjson.dumps(event))
+            record = self.producer.send(
+                self.topic, key=action_key(event), value=orjson.dumps(event)
+            )
             record.add_callback(lambda meta, f=future: loop.call_soon_threadsafe(_settle, f, None))
             record.add_errback(lambda exc, f=future: loop.call_soon_threadsafe(_settle, f, exc))
             waiting.append(future)

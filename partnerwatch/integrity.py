@@ -3,30 +3,29 @@
 Registered on the main CLI by `register(cli)`. Like `partnerwatch/main.py` this is composition-root
 code: it may import `sinks` inside command bodies. Reads go to the warehouse directly (a
 ClickHouse server, or the embedded engine when no worker holds it) or through the running worker's
-`/v1/sql`; commands that write (`digest create`) need the warehouse itself.
+`/v1/sql` (partnerwatch/warehouse_access.py); commands that write (`digest create`) need the
+warehouse itself.
 """
 
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 import typer
 
-from partnerwatch.common import console, err, http_open, line, plain, worker_running
+from partnerwatch.choices import DigestPeriod
+from partnerwatch.common import console, err, line, plain
 from partnerwatch.common import load_settings as _settings
+from partnerwatch.warehouse_access import one_line_failures, warehouse_access
 from pipeline.config import Settings
-from pipeline.forensics.signing import Signer, SigningKeyError, Verifier
+from pipeline.forensics.signing import Signer, Verifier
 from pipeline.text import visible
 
-digest_app = typer.Typer(help="Signed digests of each account's chain (audit.chain_digests).", no_args_is_help=True)
+digest_app = typer.Typer(
+    help="Signed digests of each account's chain (audit.chain_digests).", no_args_is_help=True
+)
 evidence_app = typer.Typer(help="Evidence bundles for a case: create (options below) or `verify`.")
 report_app = typer.Typer(help="Reports for compliance reviews.", no_args_is_help=True)
 
@@ -39,74 +38,6 @@ def register(cli: typer.Typer) -> None:
     cli.add_typer(report_app, name="report")
 
 
-class SqlFailed(RuntimeError):
-    """A query through the worker failed."""
-
-
-@dataclass(frozen=True)
-class _Result:
-    columns: list[str]
-    rows: list[list[Any]]
-
-
-class WorkerSql:
-    """Read-only SQL through the running worker's `/v1/sql` (it owns the embedded engine)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> _Result:
-        body = orjson.dumps({"query": sql, "params": params or {}})
-        headers = {"Content-Type": "application/json"}
-        if self.settings.api_token:
-            headers["Authorization"] = f"Bearer {self.settings.api_token}"
-        try:
-            with http_open(f"{self.settings.web_url}/v1/sql", timeout=300, data=body, headers=headers) as response:
-                doc = orjson.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise SqlFailed(orjson.loads(exc.read()).get("error", str(exc))) from None
-        return _Result(doc["columns"], doc["rows"])
-
-
-@contextmanager
-def warehouse_access(settings: Settings, *, write: bool = False) -> Iterator[Any]:
-    """The warehouse to use: a server directly; the embedded engine directly, or via the worker."""
-    from sinks.clickhouse import WarehouseError, migrate, open_warehouse
-
-    if not settings.clickhouse_url and worker_running(settings):
-        if write:
-            err.print(
-                "[red]the worker owns the embedded warehouse:[/] it creates digests itself every "
-                "PW_DIGEST_INTERVAL seconds when a digest key is set; stop it to run this command"
-            )
-            raise typer.Exit(1)
-        yield WorkerSql(settings)
-        return
-    try:
-        warehouse = open_warehouse(settings)
-        if write:
-            migrate(warehouse, settings)
-    except WarehouseError as exc:
-        err.print(plain(exc, "red"))
-        raise typer.Exit(1) from None
-    try:
-        yield warehouse
-    finally:
-        warehouse.close()
-
-
-@contextmanager
-def _failures() -> Iterator[None]:
-    """Warehouse and key errors as a one-line message and exit code 1."""
-    from sinks.clickhouse import WarehouseError
-
-    try:
-        yield
-    except (WarehouseError, SqlFailed, SigningKeyError) as exc:
-        err.print(plain(exc, "red"))
-        raise typer.Exit(1) from None
-
-
 def _when(text: str | None, name: str) -> int | None:
     from pipeline.forensics.chain_check import parse_when
 
@@ -115,7 +46,9 @@ def _when(text: str | None, name: str) -> int | None:
     try:
         return parse_when(text)
     except ValueError:
-        raise typer.BadParameter(f"{name} takes a date or an RFC 3339 time, got {visible(repr(text))}") from None
+        raise typer.BadParameter(
+            f"{name} takes a date or an RFC 3339 time, got {visible(repr(text))}"
+        ) from None
 
 
 # -- verify-chain ---------------------------------------------------------------------------------
@@ -123,40 +56,79 @@ def _when(text: str | None, name: str) -> int | None:
 
 def verify_chain(
     account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
-    start: Annotated[str | None, typer.Option("--from", help="ingest time (UTC date or RFC 3339)")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="ingest time, inclusive")] = None,
+    ingested_from: Annotated[
+        str | None,
+        typer.Option(
+            "--ingested-from", help="ledger (ingest) time, inclusive: a UTC date or RFC 3339"
+        ),
+    ] = None,
+    ingested_to: Annotated[
+        str | None, typer.Option("--ingested-to", help="ledger (ingest) time, exclusive")
+    ] = None,
+    old_from: Annotated[str | None, typer.Option("--from", hidden=True)] = None,
+    old_to: Annotated[str | None, typer.Option("--to", hidden=True)] = None,
 ) -> None:
     """Recompute account hash chains from the warehouse; report each account's first break (seq, event_id).
 
     An account that cannot be read is reported and the others are still verified; the exit code
     is 1 when any account failed.
 
-    With --from, verification starts at the last entry ingested before it (the anchor, whose
-    hash the range must continue) and runs through the last entry ingested at or before --to.
+    A chain is in ingest order, so its range is in ingest time, [--ingested-from, --ingested-to): verification starts at the last entry ingested before --ingested-from (the anchor, whose hash the range must continue) and runs through the last entry ingested before --ingested-to. (`--from/--to`, in hunt, evidence and the query library, are event time.)
     """
     from pipeline.forensics.chain_check import accounts, verify_accounts
 
+    if old_from is not None or old_to is not None:
+        err.print(
+            "[red]verify-chain's range is ingest time:[/] say --ingested-from / --ingested-to "
+            "(--from/--to mean event time, in hunt and evidence)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
     settings = _settings()
-    start_ms, end_ms = _when(start, "--from"), _when(end, "--to")
-    with _failures(), warehouse_access(settings) as db:
+    start_ms, end_ms = _when(ingested_from, "--ingested-from"), _when(ingested_to, "--ingested-to")
+    if end_ms is not None:
+        end_ms -= (
+            1  # exclusive: the last millisecond before it (verify_accounts takes an inclusive end)
+        )
+    from partnerwatch.progress import progress
+
+    with one_line_failures(), warehouse_access(settings) as db:
+        if account:
+            from partnerwatch.known import check_accounts
+
+            check_accounts(lambda sql, params: db.query(sql, params).rows, [account])
         names = [account] if account else accounts(db)
-        reports = verify_accounts(db, names, start_ms, end_ms)
+        with progress("verifying chains", len(names)) as advance:
+            reports = verify_accounts(db, names, start_ms, end_ms)
+            advance(len(names))
     total = sum(r.events for r in reports)
     failed = [r for r in reports if not r.ok]
     for r in failed:
         if r.broken:
             b = r.broken
             err.print(
-                line("[red]account ", plain(r.account, "red"), f"[red]: chain breaks at seq {b.seq} (event ",
-                     plain(b.event_id, "red"), "[red]): ", plain(b.problem, "red"))
+                line(
+                    "[red]account ",
+                    plain(r.account, "red"),
+                    f"[red]: chain breaks at seq {b.seq} (event ",
+                    plain(b.event_id, "red"),
+                    "[red]): ",
+                    plain(b.problem, "red"),
+                )
             )
         else:
-            err.print(line("[red]account ", plain(r.account, "red"), "[red]: ", plain(r.error, "red")))
-    scope = " in range" if start or end else ""
+            err.print(
+                line("[red]account ", plain(r.account, "red"), "[red]: ", plain(r.error, "red"))
+            )
+    scope = " in range" if ingested_from or ingested_to else ""
     if failed:
-        err.print(f"[red]{len(failed)} of {len(names)} account chains do not verify; {len(names) - len(failed)} verified, {total} events{scope}[/]")
+        err.print(
+            f"[red]{len(failed)} of {len(names)} account chains do not verify; {len(names) - len(failed)} verified, {total} events{scope}[/]"
+        )
         raise typer.Exit(1)
-    console.print(f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]")
+    console.print(
+        f"[green]{len(names)} account chains verified, {total} events{scope}, no break[/]"
+    )
 
 
 # -- digests --------------------------------------------------------------------------------------
@@ -165,10 +137,12 @@ def verify_chain(
 def _signer(settings: Settings) -> Signer:
     from pipeline.forensics.signing import configured_signer
 
-    with _failures():
+    with one_line_failures():
         signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
     if signer is None:
-        err.print("[red]no digest key:[/] set PW_DIGEST_KEY_FILE (see `partnerwatch digest keygen`) or PW_DIGEST_HMAC_KEY")
+        err.print(
+            "[red]no digest key:[/] set PW_DIGEST_KEY_FILE (see `partnerwatch digest keygen`) or PW_DIGEST_HMAC_KEY"
+        )
         raise typer.Exit(2)
     return signer
 
@@ -177,7 +151,7 @@ def _verifier(settings: Settings, public_key: Path | None) -> Verifier:
     from pipeline.forensics.signing import load_public
 
     if public_key:
-        with _failures():
+        with one_line_failures():
             return load_public(public_key.read_bytes(), str(public_key))
     if settings.digest_hmac_key or settings.digest_key_file:
         return _signer(settings).verifier()  # the configured key (an auditor passes --public-key)
@@ -187,8 +161,12 @@ def _verifier(settings: Settings, public_key: Path | None) -> Verifier:
 
 @digest_app.command("keygen")
 def digest_keygen(
-    private: Annotated[Path, typer.Option(help="private key file to write (mode 0600, never overwritten)")] = Path("digest-key.pem"),
-    public: Annotated[Path, typer.Option(help="public key file to write, for auditors")] = Path("digest-key.pub.pem"),
+    private: Annotated[
+        Path, typer.Option(help="private key file to write (mode 0600, never overwritten)")
+    ] = Path("digest-key.pem"),
+    public: Annotated[Path, typer.Option(help="public key file to write, for auditors")] = Path(
+        "digest-key.pub.pem"
+    ),
 ) -> None:
     """Write a new Ed25519 keypair; point PW_DIGEST_KEY_FILE at the private key."""
     from pipeline.forensics.signing import keygen
@@ -197,25 +175,40 @@ def digest_keygen(
         err.print(line(plain(private, "red"), "[red] exists; not overwritten"))
         raise typer.Exit(1)
     key_id = keygen(private, public)
-    console.print(line(f"key {key_id}: private key ", plain(private), " (0600), public key ", plain(public)))
+    console.print(
+        line(f"key {key_id}: private key ", plain(private), " (0600), public key ", plain(public))
+    )
 
 
 @digest_app.command("create")
 def digest_create(
-    period: Annotated[str | None, typer.Option(help="hour | day (default PW_DIGEST_PERIOD)")] = None,
+    period: Annotated[
+        DigestPeriod | None, typer.Option(help="default PW_DIGEST_PERIOD", case_sensitive=False)
+    ] = None,
     account: Annotated[str | None, typer.Option(help="one account (default: all)")] = None,
 ) -> None:
     """Sign digests for closed periods not digested yet (idempotent; the worker does this periodically)."""
     from pipeline.forensics.digests import PERIOD_MS, create_digests
 
     settings = _settings()
-    period = period or settings.digest_period
-    if period not in PERIOD_MS:
-        raise typer.BadParameter("--period is hour or day")
+    period_name = str(period or settings.digest_period)
+    if period_name not in PERIOD_MS:
+        raise typer.BadParameter(f"period must be one of {', '.join(PERIOD_MS)}")
     signer = _signer(settings)
-    with _failures(), warehouse_access(settings, write=True) as db:
+    from partnerwatch.progress import phases
+
+    with (
+        one_line_failures(),
+        warehouse_access(settings, write=True) as db,
+        phases("signing digests of closed periods"),
+    ):
         made, problems = create_digests(
-            db, signer, period, int(time.time() * 1000), int(settings.digest_delay * 1000), account
+            db,
+            signer,
+            period_name,
+            int(time.time() * 1000),
+            int(settings.digest_delay * 1000),
+            account,
         )
     for problem in problems:
         err.print(plain(problem, "yellow"))
@@ -226,15 +219,19 @@ def digest_create(
 
 @digest_app.command("verify")
 def digest_verify(
-    public_key: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="Ed25519 public key (PEM)")] = None,
-    account: Annotated[str | None, typer.Option(help="one account (default: all with digests)")] = None,
+    public_key: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Ed25519 public key (PEM)")
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option(help="one account (default: all with digests)")
+    ] = None,
 ) -> None:
     """Check digest signatures, the chain of digests, and that the warehouse still matches them."""
     from pipeline.forensics.digests import verify_digests
 
     settings = _settings()
     verifier = _verifier(settings, public_key)
-    with _failures(), warehouse_access(settings) as db:
+    with one_line_failures(), warehouse_access(settings) as db:
         report = verify_digests(db, verifier, account)
     for problem in report.problems:
         err.print(plain(problem, "red"))
@@ -253,7 +250,9 @@ def digest_verify(
 def evidence(
     ctx: typer.Context,
     account: Annotated[str | None, typer.Option(help="seller account")] = None,
-    start: Annotated[str | None, typer.Option("--from", help="event time (occurred_at), UTC date or RFC 3339")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="event time (occurred_at), UTC date or RFC 3339")
+    ] = None,
     end: Annotated[str | None, typer.Option("--to", help="event time, exclusive")] = None,
     out: Annotated[Path, typer.Option(help="zip to write")] = Path("case.zip"),
 ) -> None:
@@ -261,7 +260,8 @@ def evidence(
 
     `partnerwatch evidence verify case.zip` checks one without the warehouse.
     """
-    from pipeline.forensics.evidence import build_bundle, verify_bundle
+    from pipeline.forensics.evidence import build_bundle
+    from pipeline.forensics.evidence_check import verify_bundle
     from pipeline.forensics.signing import configured_signer
 
     if ctx.invoked_subcommand is not None:
@@ -272,18 +272,33 @@ def evidence(
     if start_ms is None or end_ms is None:  # both given (checked above), so both parsed
         raise typer.BadParameter("give --from and --to")
     settings = _settings()
-    with _failures():
+    with one_line_failures():
         signer = configured_signer(settings.digest_key_file, settings.digest_hmac_key)
-    with _failures(), warehouse_access(settings) as db:
-        summary = build_bundle(db, account, start_ms, end_ms, out, signer, int(time.time() * 1000))
+    with one_line_failures(), warehouse_access(settings) as db:
+        from partnerwatch.known import check_accounts
+
+        check_accounts(lambda sql, params: db.query(sql, params).rows, [account])
+        from partnerwatch.progress import phases
+
+        with phases("collecting events, alerts, chain proof and digests"):
+            summary = build_bundle(
+                db, account, start_ms, end_ms, out, signer, int(time.time() * 1000)
+            )
     console.print(
         line(
             plain(out),
             f": {summary.events} events, {summary.alerts} alerts, chain seq {summary.chain_from}..{summary.chain_to}, "
-            f"{summary.digests} digests" + (f", manifest signed with {signer.key_id}" if signer else ", manifest not signed (no digest key)"),
+            f"{summary.digests} digests"
+            + (
+                f", manifest signed with {signer.key_id}"
+                if signer
+                else ", manifest not signed (no digest key)"
+            ),
         )
     )
-    report = verify_bundle(out, hmac_verifier=signer.verifier() if signer else None, allow_unsigned=signer is None)
+    report = verify_bundle(
+        out, hmac_verifier=signer.verifier() if signer else None, allow_unsigned=signer is None
+    )
     for problem in report.problems:
         err.print(plain(problem, "red"))
     if report.problems:
@@ -294,9 +309,15 @@ def evidence(
 @evidence_app.command("verify")
 def evidence_verify(
     bundle: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="the evidence zip")],
-    public_key: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="the seller's Ed25519 public key (PEM)")] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="the seller's Ed25519 public key (PEM)"),
+    ] = None,
     allow_unsigned: Annotated[
-        bool, typer.Option(help="check an unsigned bundle's internal consistency only (the output starts with UNSIGNED)")
+        bool,
+        typer.Option(
+            help="check an unsigned bundle's internal consistency only (the output starts with UNSIGNED)"
+        ),
     ] = False,
 ) -> None:
     """Check a bundle offline: file hashes, the chain recomputed from payloads, digest signatures.
@@ -304,11 +325,11 @@ def evidence_verify(
     An unsigned bundle fails (anyone could have written it) unless --allow-unsigned; with
     --public-key a missing signature always fails. HMAC-signed bundles need PW_DIGEST_HMAC_KEY.
     """
-    from pipeline.forensics.evidence import verify_bundle
+    from pipeline.forensics.evidence_check import verify_bundle
     from pipeline.forensics.signing import hmac_signer
 
     hmac_key = _settings().digest_hmac_key if not public_key else ""
-    with _failures():
+    with one_line_failures():
         report = verify_bundle(
             bundle,
             public_key.read_bytes() if public_key else None,
@@ -316,11 +337,18 @@ def evidence_verify(
             allow_unsigned=allow_unsigned and public_key is None,
         )
     for note in report.notes:  # an unsigned bundle's first note is the UNSIGNED line
-        console.print(plain(note, "bold red" if report.unsigned and note is report.notes[0] else "dim"))
+        console.print(
+            plain(note, "bold red" if report.unsigned and note is report.notes[0] else "dim")
+        )
     for problem in report.problems:
         err.print(plain(problem, "red"))
     if report.problems:
-        err.print(line(plain(bundle.name, "red"), f"[red] does NOT verify ({len(report.problems)} problems)"))
+        err.print(
+            line(
+                plain(bundle.name, "red"),
+                f"[red] does NOT verify ({len(report.problems)} problems)",
+            )
+        )
         raise typer.Exit(1)
     if report.unsigned:
         console.print(line(plain(bundle.name, "yellow"), "[yellow] is consistent, but UNSIGNED[/]"))
@@ -349,10 +377,20 @@ def report_provider(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     settings = _settings()
-    with _failures(), warehouse_access(settings) as db:
+    from partnerwatch.known import check_accounts, check_provider
+
+    with one_line_failures(), warehouse_access(settings) as db:
+        rows_of = lambda sql, params: db.query(sql, params).rows  # noqa: E731
+        check_accounts(rows_of, [account])
+        check_provider(rows_of, account, provider)
         review = collect(db, account, provider, quarter, lambda ip: lookup(ip).country)
     generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(review, generated), encoding="utf-8")
     m = review.metrics()
-    console.print(line(plain(out), f": {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs"))
+    console.print(
+        line(
+            plain(out),
+            f": {m['events']} events, {m['alerts']} alerts, {m['fund_moves']} fund moves, {m['ips']} IPs",
+        )
+    )

@@ -44,7 +44,9 @@ class Namespace:
     @property
     def env(self) -> dict[str, str]:
         # Nothing of the caller's PW_* settings but the broker's address (the one shared broker).
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PW_") or k == "PW_KAFKA_BROKER"}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("PW_") or k == "PW_KAFKA_BROKER"
+        }
         env.update(
             {
                 "PW_TOPIC_PREFIX": f"t{self.name}.",
@@ -75,7 +77,9 @@ class Namespace:
         token = self.env.get("PW_API_TOKEN")
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        with http_open(f"http://127.0.0.1:{self.port}/v1/sql", timeout=60, data=body, headers=headers) as response:
+        with http_open(
+            f"http://127.0.0.1:{self.port}/v1/sql", timeout=60, data=body, headers=headers
+        ) as response:
             return list(orjson.loads(response.read())["rows"])
 
     def scalar(self, query: str, params: dict[str, Any] | None = None) -> Any:
@@ -83,7 +87,9 @@ class Namespace:
 
     def read_topic(self, topic: str, expect: int, timeout: float = 60.0) -> list[Any]:
         """Read committed records of `topic` from the start until `expect` arrive or time runs out."""
-        consumer = kafka_consumer(self.settings, topic, role="topic-reader", consumer_timeout_ms=2000)
+        consumer = kafka_consumer(
+            self.settings, topic, role="topic-reader", consumer_timeout_ms=2000
+        )
         records: list[Any] = []
         deadline = time.monotonic() + timeout
         try:
@@ -119,7 +125,11 @@ class Worker:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited early: {self.log_tail()}")
             health = worker_health(f"http://127.0.0.1:{self.ns.port}")
-            if health and health.get("warehouse_error") != "starting" and health.get("http_ingest") == "ready":
+            if (
+                health
+                and health.get("warehouse_error") != "starting"
+                and health.get("http_ingest") == "ready"
+            ):
                 return self
             time.sleep(0.5)
         raise AssertionError(f"worker not ready in {timeout}s: {self.log_tail()}")
@@ -150,7 +160,52 @@ class Worker:
             return "(no log)"
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+class Loader(Worker):
+    """`partnerwatch loader` as a child process, in the namespace with `env` on top (e.g. its own
+    PW_LOADER_PORT); ready when its /v1/health answers."""
+
+    def __init__(self, ns: Namespace, env: dict[str, str] | None = None) -> None:
+        super().__init__(ns)
+        self.env = {**ns.env, **(env or {})}
+        self.port = int(self.env.get("PW_LOADER_PORT", "6067"))
+        self.log_path = ns.root / f"{ns.name}-loader.log"
+
+    def start(self, timeout: float = 120.0) -> Loader:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "partnerwatch", "loader"],
+                env=self.env,
+                cwd=checkout() or self.ns.root,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"loader exited early: {self.log_tail()}")
+            if self.health().get("status") == "ok":
+                return self
+            time.sleep(0.5)
+        raise AssertionError(f"loader not ready in {timeout}s: {self.log_tail()}")
+
+    def health(self) -> dict[str, Any]:
+        """Its GET /v1/health document ({} while it does not answer); 503 carries one too."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/v1/health", timeout=10
+            ) as response:
+                return dict(orjson.loads(response.read()))
+        except urllib.error.HTTPError as exc:
+            return dict(orjson.loads(exc.read()))
+        except (OSError, ValueError):
+            return {}
+
+
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.5
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -167,20 +222,58 @@ def metric(port: int, name: str) -> float:
     return 0.0
 
 
-def settled_alerts(ns: Any, quiet_seconds: float = 8.0) -> dict[str, dict[str, Any]]:
-    """The latest version of every alert on the alerts topic, once nothing new arrives."""
-    consumer = kafka_consumer(ns.settings, ns.settings.alerts_topic, role="alert-reader")
-    latest: dict[str, dict[str, Any]] = {}
-    last_new = time.monotonic()
+def consumed_all(settings: Settings, group: str, topic: str) -> bool:
+    """`group` has committed every record of `topic` (a non-transactional topic: its end offsets)."""
+    from kafka import TopicPartition
+
+    from sinks.kafka_io import admin as kafka_admin
+
+    admin = kafka_admin(settings, role="offset-reader")
+    consumer = kafka_consumer(settings, role="offset-reader")
     try:
-        while time.monotonic() - last_new < quiet_seconds:
+        committed = admin.list_group_offsets({group: None})[group]
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        ends = consumer.end_offsets(parts)
+        return all(
+            tp in committed and committed[tp].offset >= end for tp, end in ends.items() if end > 0
+        )
+    finally:
+        admin.close()
+        consumer.close()
+
+
+def settled_alerts(ns: Any, timeout: float = 600.0) -> dict[str, dict[str, Any]]:
+    """The latest version of every alert on the alerts topic, once the worker has committed every
+    action sent: the ingest agent publishes an event's alerts before its offset commits, so the
+    topic then holds them all, and it is read to its end offsets (no quiet window)."""
+    from kafka import TopicPartition
+
+    settings = ns.settings
+    wait_for(
+        lambda: consumed_all(settings, settings.worker_group, settings.actions_topic),
+        timeout,
+        "every action committed",
+    )
+    consumer = kafka_consumer(settings, role="alert-reader")
+    latest: dict[str, dict[str, Any]] = {}
+    try:
+        parts = [
+            TopicPartition(settings.alerts_topic, p)
+            for p in consumer.partitions_for_topic(settings.alerts_topic) or []
+        ]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        ends = consumer.end_offsets(parts)
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the alerts topic was not read to its end in {timeout}s")
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     alert = orjson.loads(record.value)
                     seen = latest.get(alert["alert_id"])
                     if seen is None or alert["count"] >= seen["count"]:
                         latest[alert["alert_id"]] = alert
-                    last_new = time.monotonic()
     finally:
         consumer.close()
     return latest

@@ -41,7 +41,9 @@ def parse_span(text: str) -> int:
 Query = Callable[[str, dict[str, Any]], tuple[list[str], list[list[Any]]]]
 
 
-def warehouse_events(query: Query, since: str, until: str, page_rows: int = PAGE_ROWS) -> Iterator[dict[str, Any]]:
+def warehouse_events(
+    query: Query, since: str, until: str, page_rows: int = PAGE_ROWS
+) -> Iterator[dict[str, Any]]:
     """The window's events, account by account in `seq` order, a page at a time.
 
     `query` runs one read-only statement (`run_query` through the worker or the warehouse).
@@ -50,7 +52,13 @@ def warehouse_events(query: Query, since: str, until: str, page_rows: int = PAGE
 
     account, seq = "", 0
     while True:
-        params = {"since": ch_time(since), "until": ch_time(until), "account": account, "seq": seq, "limit": page_rows}
+        params = {
+            "since": ch_time(since),
+            "until": ch_time(until),
+            "account": account,
+            "seq": seq,
+            "limit": page_rows,
+        }
         _, rows = query(PAGE_QUERY, params)
         for row in rows:
             yield orjson.loads(row[2])
@@ -60,9 +68,16 @@ def warehouse_events(query: Query, since: str, until: str, page_rows: int = PAGE
 
 
 def train(
-    since: Annotated[str, typer.Option(help="history span ending at the newest stored event: 30d, 12h")] = "30d",
-    out: Annotated[Path | None, typer.Option(help="models directory (default PW_MODEL_DIR or PW_DATA_DIR/models)")] = None,
-    target_far: Annotated[float, typer.Option(help="false alerts per 10,000 training events the threshold allows")] = DEFAULT_TARGET_PER_10K,
+    since: Annotated[
+        str, typer.Option(help="history span ending at the newest stored event: 30d, 12h")
+    ] = "30d",
+    out: Annotated[
+        Path | None,
+        typer.Option(help="models directory (default PW_MODEL_DIR or PW_DATA_DIR/models)"),
+    ] = None,
+    target_far: Annotated[
+        float, typer.Option(help="false alerts per 10,000 training events the threshold allows")
+    ] = DEFAULT_TARGET_PER_10K,
     seed: Annotated[int, typer.Option(help="random_state of the forest")] = 0,
 ) -> None:
     """Fit the behaviour model on the warehouse's history and write a versioned artifact.
@@ -75,18 +90,25 @@ def train(
 
     settings = load_settings()
     span = parse_span(since)
-    _, rows = run_query(settings, "SELECT toString(max(occurred_at)), count() FROM audit.events", {})
+    _, rows = run_query(
+        settings, "SELECT toString(max(occurred_at)), count() FROM audit.events", {}
+    )
     if not rows or int(rows[0][1]) == 0:
         err.print("[red]audit.events is empty: nothing to train on[/]")
         raise typer.Exit(1)
     newest = rows[0][0].replace(" ", "T")
     until = (newest if "." in newest else newest + ".000") + "Z"
     begin = format_ms(timestamp_ms(until, "until") - span)
+    from partnerwatch.progress import phases
+
     try:
-        path, trained = train_and_save(
-            warehouse_events(lambda q, p: run_query(settings, q, p), begin, until), out or settings.models_path,
-            target_per_10k=target_far, random_state=seed,
-        )
+        with phases(f"reading events from {begin} to {until} and fitting the model"):
+            path, trained = train_and_save(
+                warehouse_events(lambda q, p: run_query(settings, q, p), begin, until),
+                out or settings.models_path,
+                target_per_10k=target_far,
+                random_state=seed,
+            )
     except ValueError as exc:
         err.print(line("[red]cannot train:[/] ", plain(exc)))
         raise typer.Exit(1) from None
@@ -99,8 +121,14 @@ def train(
 
 
 def evaluate_ml(
-    train_events: int, test_events: int, seed: int, episodes: int, target_far: float, as_json: bool,
-    *, pipeline: bool = False,
+    train_events: int,
+    test_events: int,
+    seed: int,
+    episodes: int,
+    target_far: float,
+    as_json: bool,
+    *,
+    pipeline: bool = False,
 ) -> None:
     """`partnerwatch evaluate --ml`: offline vectors and the in-process streaming path;
     with `--pipeline`, the real worker on the local broker instead (a smaller stream)."""
@@ -113,16 +141,41 @@ def evaluate_ml(
         _evaluate_pipeline(train_events, test_events, seed, episodes, target_far, as_json)
         return
 
-    report = run(train_events=train_events, test_events=test_events, seed=seed, episodes=episodes, target_per_10k=target_far)
+    from partnerwatch.progress import phases
+
+    with phases(
+        "training on a benign history, then scoring injected anomalies (offline and in process)"
+    ):
+        report = run(
+            train_events=train_events,
+            test_events=test_events,
+            seed=seed,
+            episodes=episodes,
+            target_per_10k=target_far,
+        )
     if as_json:
         sys.stdout.write(orjson.dumps(report).decode() + "\n")
         return
     off = report["offline_vectors"]
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    table = Table("kind", "hours", "ROC-AUC", "recall (hours)", "episodes caught", title="offline, on vectors")
+    table = Table(
+        "kind", "hours", "ROC-AUC", "recall (hours)", "episodes caught", title="offline, on vectors"
+    )
     for kind, k in off["per_kind"].items():
-        table.add_row(kind, str(k["vectors"]), fmt(k["roc_auc"]), fmt(k["recall"]), f"{k['episodes_caught']}/{k['episodes']}")
-    table.add_row("all", str(off["test_anomalous_vectors"]), fmt(off["roc_auc"]), fmt(off["recall"]), f"{off['episodes_caught']}/{off['episodes']}")
+        table.add_row(
+            kind,
+            str(k["vectors"]),
+            fmt(k["roc_auc"]),
+            fmt(k["recall"]),
+            f"{k['episodes_caught']}/{k['episodes']}",
+        )
+    table.add_row(
+        "all",
+        str(off["test_anomalous_vectors"]),
+        fmt(off["roc_auc"]),
+        fmt(off["recall"]),
+        f"{off['episodes_caught']}/{off['episodes']}",
+    )
     console.print(table)
     forest = off["forest_only"]
     console.print(
@@ -138,7 +191,13 @@ def evaluate_ml(
         f"streaming (detectors.run.observe, every rule + behaviour_anomaly, in process): {s['ml_alerts']} ML alerts,"
         f" {s['ml_true_alerts']} true, {s['ml_false_alerts']} false = {s['ml_false_alerts_per_10k_benign']} per"
         f" 10,000 benign events; episodes caught {s['episodes_caught']}/{s['episodes']}; rules: "
-        + (", ".join(f"{d} {r['alerts']} alerts ({r['naming_behaviour_events']} on behaviour events)" for d, r in s["rules"].items()) or "no alert")
+        + (
+            ", ".join(
+                f"{d} {r['alerts']} alerts ({r['naming_behaviour_events']} on behaviour events)"
+                for d, r in s["rules"].items()
+            )
+            or "no alert"
+        )
         + f" in the test window -> {s['rule_alerts_naming_behaviour_events']} rule alerts name behaviour events"
     )
     for vkind, v in off["per_vector_kind"].items():
@@ -146,23 +205,38 @@ def evaluate_ml(
             f"{vkind} vectors (offline): {v['vectors']} hours, {v['anomalous']} anomalous, ROC-AUC {fmt(v['roc_auc'])},"
             f" precision {fmt(v['precision'])}, recall {fmt(v['recall'])}, {v['false_alerts']} false"
         )
-    console.print("streaming ML alerts per vector kind: " + ", ".join(
-        f"{k} {v['alerts']} ({v['true_alerts']} true)" for k, v in s["ml_per_vector_kind"].items()))
+    console.print(
+        "streaming ML alerts per vector kind: "
+        + ", ".join(
+            f"{k} {v['alerts']} ({v['true_alerts']} true)"
+            for k, v in s["ml_per_vector_kind"].items()
+        )
+    )
     if s.get("example_summary"):
         console.print(line("example: ", plain(s["example_summary"])))
 
 
-def _evaluate_pipeline(train_events: int, test_events: int, seed: int, episodes: int, target_far: float, as_json: bool) -> None:
+def _evaluate_pipeline(
+    train_events: int, test_events: int, seed: int, episodes: int, target_far: float, as_json: bool
+) -> None:
     from rich.table import Table
 
     from partnerwatch.common import KAFKA_SH, console, err, line, plain
     from partnerwatch.ml_pipeline_eval import PIPELINE_TEST_EVENTS, PIPELINE_TRAIN_EVENTS, run
+    from partnerwatch.progress import phases
 
     try:
-        report = run(
-            kafka_sh=KAFKA_SH, train_events=min(train_events, PIPELINE_TRAIN_EVENTS),
-            test_events=min(test_events, PIPELINE_TEST_EVENTS), seed=seed, episodes=episodes, target_per_10k=target_far,
-        )
+        with phases(
+            "the behaviour model through the real worker on Kafka (training, then the test window)"
+        ):
+            report = run(
+                kafka_sh=KAFKA_SH,
+                train_events=min(train_events, PIPELINE_TRAIN_EVENTS),
+                test_events=min(test_events, PIPELINE_TEST_EVENTS),
+                seed=seed,
+                episodes=episodes,
+                target_per_10k=target_far,
+            )
     except RuntimeError as exc:
         err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
@@ -170,25 +244,56 @@ def _evaluate_pipeline(train_events: int, test_events: int, seed: int, episodes:
         sys.stdout.write(orjson.dumps(report).decode() + "\n")
         return
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    table = Table("vector kind", "alerts", "true", "precision", "anomalous hours", "recall (hours)",
-                  title="through the worker on Kafka: behaviour_anomaly alerts of the test window")
+    table = Table(
+        "vector kind",
+        "alerts",
+        "true",
+        "precision",
+        "anomalous hours",
+        "recall (hours)",
+        title="through the worker on Kafka: behaviour_anomaly alerts of the test window",
+    )
     for vkind, v in report["per_vector_kind"].items():
-        table.add_row(vkind, str(v["alerts"]), str(v["true_alerts"]), fmt(v["precision"]), str(v["anomalous_hours"]), fmt(v["recall"]))
-    table.add_row("all", str(report["ml_alerts"]), str(report["ml_true_alerts"]), fmt(report["ml_precision"]),
-                  str(sum(v["anomalous_hours"] for v in report["per_vector_kind"].values())), fmt(report["ml_recall_hours"]))
+        table.add_row(
+            vkind,
+            str(v["alerts"]),
+            str(v["true_alerts"]),
+            fmt(v["precision"]),
+            str(v["anomalous_hours"]),
+            fmt(v["recall"]),
+        )
+    table.add_row(
+        "all",
+        str(report["ml_alerts"]),
+        str(report["ml_true_alerts"]),
+        fmt(report["ml_precision"]),
+        str(sum(v["anomalous_hours"] for v in report["per_vector_kind"].values())),
+        fmt(report["ml_recall_hours"]),
+    )
     console.print(table)
     kinds = Table("episode kind", "episodes caught", "hours alerted / anomalous")
     for kind, k in report["per_kind"].items():
-        kinds.add_row(kind, f"{k['episodes_caught']}/{k['episodes']}", f"{k['hours_alerted']}/{k['anomalous_hours']}")
+        kinds.add_row(
+            kind,
+            f"{k['episodes_caught']}/{k['episodes']}",
+            f"{k['hours_alerted']}/{k['anomalous_hours']}",
+        )
     console.print(kinds)
     console.print(
         f"{report['events']} events ({report['train_events']} training, {report['test_benign_events']} benign in the test"
         f" window); threshold {report['threshold']:.4f}; {report['ml_false_alerts']} false ML alerts ="
         f" {report['ml_false_alerts_per_10k_benign']} per 10,000 benign events; episodes caught"
         f" {report['episodes_caught']}/{report['episodes']}\nROC-AUC of the forest score on this stream's test"
-        " vectors (offline, the same model): " + ", ".join(f"{k} {fmt(v)}" for k, v in report["offline_roc_auc"].items())
+        " vectors (offline, the same model): "
+        + ", ".join(f"{k} {fmt(v)}" for k, v in report["offline_roc_auc"].items())
         + "\nrules on the same stream (test window): "
-        + (", ".join(f"{d} {r['alerts']} alerts ({r['naming_behaviour_events']} on behaviour events)" for d, r in report["rules"].items()) or "no alert")
+        + (
+            ", ".join(
+                f"{d} {r['alerts']} alerts ({r['naming_behaviour_events']} on behaviour events)"
+                for d, r in report["rules"].items()
+            )
+            or "no alert"
+        )
         + f"\n{report['seconds']} s ({report['pipeline_seconds']} s through the worker)"
     )
     if report.get("example_summary"):

@@ -55,13 +55,23 @@ def run(
     from pipeline.alert import alert_id
 
     started = time.perf_counter()
-    p = prepare(train_events=train_events, test_events=test_events, seed=seed, events_per_hour=events_per_hour,
-                episodes=episodes, target_per_10k=target_per_10k)
+    p = prepare(
+        train_events=train_events,
+        test_events=test_events,
+        seed=seed,
+        events_per_hour=events_per_hour,
+        episodes=episodes,
+        target_per_10k=target_per_10k,
+    )
     prepared_s = time.perf_counter() - started
     roc_auc = _offline_auc(p)
     # every closed vector's behaviour alert id -> (account, key, hour)
     where_of = {
-        alert_id(DETECTOR, f"{account}|{c.key}", format_ms(c.hour * HOUR_MS)): (account, c.key, c.hour)
+        alert_id(DETECTOR, f"{account}|{c.key}", format_ms(c.hour * HOUR_MS)): (
+            account,
+            c.key,
+            c.hour,
+        )
         for account, c in p.closed
     }
     behaviour_events = {e["event_id"] for e, label in p.stream if label is not None}
@@ -75,16 +85,26 @@ def run(
         ns = Namespace(Path(tmp), extra_env={"PW_MODEL_DIR": str(models)})
         worker = Worker(ns).start()
         try:
-            wait_for(lambda: metric(ns.port, "pw_behaviour_model_loaded") >= 1, 60, "the behaviour model loaded")
+            wait_for(
+                lambda: metric(ns.port, "pw_behaviour_model_loaded") >= 1,
+                60,
+                "the behaviour model loaded",
+            )
             sent_at = time.perf_counter()
             ns.send(event for event, _ in p.stream)
-            wait_for(lambda: metric(ns.port, "pw_events_accepted_total") >= len(p.stream), timeout, "all events sequenced")
+            wait_for(
+                lambda: metric(ns.port, "pw_events_accepted_total") >= len(p.stream),
+                timeout,
+                "all events sequenced",
+            )
             pipeline_s = time.perf_counter() - sent_at
             alerts = settled_alerts(ns)
         finally:
             worker.stop()
     ml: list[tuple[dict[str, Any], tuple[str, str, int] | None]] = []
-    rules: dict[str, dict[str, int]] = defaultdict(lambda: {"alerts": 0, "naming_behaviour_events": 0})
+    rules: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"alerts": 0, "naming_behaviour_events": 0}
+    )
     for alert in alerts.values():
         evidence = set(alert["evidence_event_ids"])
         if alert["detector"] == DETECTOR:
@@ -92,7 +112,10 @@ def run(
             if where is None or where[2] >= p.split_hour:
                 ml.append((alert, where))
             continue
-        if min((hour_of.get(e, p.split_hour) for e in evidence), default=p.split_hour) < p.split_hour:
+        if (
+            min((hour_of.get(e, p.split_hour) for e in evidence), default=p.split_hour)
+            < p.split_hour
+        ):
             continue  # a rule alert of the training window
         r = rules[alert["detector"]]
         r["alerts"] += 1
@@ -100,11 +123,14 @@ def run(
     true_windows = {w for _, w in ml if w is not None and w in p.window_kind}
     per_vector_kind = {}
     for vkind in VECTOR_KINDS:
-        mine = [w for _, w in ml if w is not None and (w[1].endswith("|*") == (vkind == "provider"))]
+        mine = [
+            w for _, w in ml if w is not None and (w[1].endswith("|*") == (vkind == "provider"))
+        ]
         true = [w for w in mine if w in p.window_kind]
         anomalous = {w for w in p.window_kind if w[1].endswith("|*") == (vkind == "provider")}
         per_vector_kind[vkind] = {
-            "alerts": len(mine), "true_alerts": len(true),
+            "alerts": len(mine),
+            "true_alerts": len(true),
             "precision": len(true) / len(mine) if mine else None,
             "recall": len(set(true)) / len(anomalous) if anomalous else None,
             "anomalous_hours": len(anomalous),
@@ -134,18 +160,26 @@ def run(
         "ml_alerts_unmatched": unmatched,
         "ml_precision": ml_true / len(ml) if ml else None,
         "ml_recall_hours": len(true_windows) / len(p.window_kind) if p.window_kind else None,
-        "ml_false_alerts_per_10k_benign": round(10_000 * (len(ml) - ml_true) / max(1, p.test_benign), 3),
+        "ml_false_alerts_per_10k_benign": round(
+            10_000 * (len(ml) - ml_true) / max(1, p.test_benign), 3
+        ),
         "episodes": len(p.episode_hours),
         "episodes_caught": sum(1 for hours in p.episode_hours.values() if hours & true_windows),
         "per_vector_kind": per_vector_kind,
         "per_kind": per_kind,
         "rules": dict(sorted(rules.items())),
-        "rule_alerts_naming_behaviour_events": sum(r["naming_behaviour_events"] for r in rules.values()),
-        "rule_false_alerts": sum(r["alerts"] - r["naming_behaviour_events"] for r in rules.values()),
+        "rule_alerts_naming_behaviour_events": sum(
+            r["naming_behaviour_events"] for r in rules.values()
+        ),
+        "rule_false_alerts": sum(
+            r["alerts"] - r["naming_behaviour_events"] for r in rules.values()
+        ),
         "prepare_seconds": round(prepared_s, 1),
         "pipeline_seconds": round(pipeline_s, 1),
         "seconds": round(time.perf_counter() - started, 1),
-        "example_summary": next((a["summary"] for a, w in ml if w is not None and w in p.window_kind), None),
+        "example_summary": next(
+            (a["summary"] for a, w in ml if w is not None and w in p.window_kind), None
+        ),
     }
 
 
@@ -157,7 +191,12 @@ def _offline_auc(p: Any) -> dict[str, float | None]:
     from detectors.behaviour.evaluation import _auc
 
     test = [(a, c) for a, c in p.closed if c.hour >= p.split_hour]
-    scores = [-float(s) for s in p.trained.pipeline.score_samples(np.asarray([c.vector for _, c in test], dtype=np.float64))]
+    scores = [
+        -float(s)
+        for s in p.trained.pipeline.score_samples(
+            np.asarray([c.vector for _, c in test], dtype=np.float64)
+        )
+    ]
     labels = [int((a, c.key, c.hour) in p.window_kind) for a, c in test]
     out: dict[str, float | None] = {"all": _auc(labels, scores)}
     for vkind in VECTOR_KINDS:

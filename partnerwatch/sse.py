@@ -24,10 +24,14 @@ class SseError(RuntimeError):
         self.body = body
 
 
-def open_stream(url: str, headers: dict[str, str] | None = None, timeout: float = 60.0) -> http.client.HTTPResponse:
+def open_stream(
+    url: str, headers: dict[str, str] | None = None, timeout: float = 60.0
+) -> http.client.HTTPResponse:
     """GET `url` as an event stream; SseError for a non-200 answer."""
     parts = urllib.parse.urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+    conn = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout
+    )
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     conn.request("GET", path, headers={"Accept": "text/event-stream", **(headers or {})})
     response = conn.getresponse()

@@ -110,7 +110,15 @@ def decode_action(raw: bytes, max_bytes: int = 65536) -> Event:
     if len(raw) <= max_bytes:
         try:
             return _normalize(_DECODER.decode(raw))
-        except (msgspec.MsgspecError, Rejected, _Defer, ValueError, TypeError, KeyError, RecursionError):
+        except (
+            msgspec.MsgspecError,
+            Rejected,
+            _Defer,
+            ValueError,
+            TypeError,
+            KeyError,
+            RecursionError,
+        ):
             pass
     return parse_action(raw, max_bytes)
 
@@ -136,7 +144,9 @@ def _account_holds_sensitive(account_id: str) -> bool:
     return find_sensitive(account_id) is not None
 
 
-_MS_UTC = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z")
+_MS_UTC = re.compile(
+    r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
+)
 
 
 @lru_cache(maxsize=4096)
@@ -220,7 +230,9 @@ def _normalize(doc: _Action) -> Event:
     if action in ("permission.grant", "permission.revoke") or doc.grant is not UNSET:
         if doc.grant is UNSET or doc.grant is None:
             raise _Defer
-        out["grant"] = grant_schema.grant(doc.grant, revoke=action == "permission.revoke", timestamp=timestamp)
+        out["grant"] = grant_schema.grant(
+            doc.grant, revoke=action == "permission.revoke", timestamp=timestamp
+        )
     if action == "approval.grant" or doc.approval is not UNSET:
         if doc.approval is UNSET or doc.approval is None:
             raise _Defer

@@ -1,7 +1,8 @@
 """The alert contract: deterministic ids, and folding repeated findings into one alert.
 
-An alert's id is `sha256(detector | key | window)`, so replaying the log yields the same ids and a
-warehouse or feed that keeps the latest version per id never shows a duplicate.
+An alert's id is the first 32 hex characters (128 bits) of `sha256(detector | key | window)`, so
+replaying the log yields the same ids and a warehouse or feed that keeps the latest version per id
+never shows a duplicate.
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def fold(previous: Alert | None, finding: Finding, event: Event, seq: int | None
     if event["event_id"] in previous["evidence_event_ids"]:
         return previous
     alert = dict(previous)
-    alert["evidence_event_ids"] = _with_evidence(list(alert["evidence_event_ids"]), finding, event)[:MAX_EVIDENCE]
+    alert["evidence_event_ids"] = _with_evidence(list(alert["evidence_event_ids"]), finding, event)[
+        :MAX_EVIDENCE
+    ]
     alert["count"] = int(alert["count"]) + 1
     alert["first_seen"] = min(alert["first_seen"], seen)
     alert["last_seen"] = max(alert["last_seen"], seen)

@@ -21,10 +21,31 @@ from pipeline.ledger import event_of
 
 #: The columns `event_row` writes, in table order.
 EVENT_COLUMNS = (
-    "event_id", "account_id", "seq", "occurred_at", "ingested_at", "action", "marketplace", "actor_type",
-    "provider_id", "principal_id", "source_ip", "user_agent", "session_id", "operation", "resource_type",
-    "resource_id", "outcome", "approval_id", "amount_value", "amount_currency", "changes", "prev_hash", "hash",
-    "payload", "entry_seq",
+    "event_id",
+    "account_id",
+    "seq",
+    "occurred_at",
+    "ingested_at",
+    "action",
+    "marketplace",
+    "actor_type",
+    "provider_id",
+    "principal_id",
+    "source_ip",
+    "user_agent",
+    "session_id",
+    "operation",
+    "resource_type",
+    "resource_id",
+    "outcome",
+    "approval_id",
+    "amount_value",
+    "amount_currency",
+    "changes",
+    "prev_hash",
+    "hash",
+    "payload",
+    "entry_seq",
 )
 #: Columns the hash chain covers directly (`pipeline.ledger.verify`).
 CHAINED_COLUMNS = ("seq", "prev_hash", "hash", "ingested_at", "payload")
@@ -111,6 +132,6 @@ def _same_json(text: str, want: str) -> bool:
     sort = orjson.OPT_SORT_KEYS
     # Compact orjson text of the same value in some key order: re-dumping gives the text back
     # (rules out spacing, escapes and repeated keys), and sorted, the same bytes as the payload's.
-    return orjson.dumps(value).decode() == text and orjson.dumps(value, option=sort) == orjson.dumps(
-        orjson.loads(want), option=sort
-    )
+    return orjson.dumps(value).decode() == text and orjson.dumps(
+        value, option=sort
+    ) == orjson.dumps(orjson.loads(want), option=sort)

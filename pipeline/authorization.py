@@ -121,7 +121,9 @@ def _allowlist_admits(allowlist: tuple[str, ...], ip: str) -> bool:
 
 # --- the account's whole authorization state ---
 
-AUTHORIZATION_ACTIONS = frozenset({"permission.grant", "permission.revoke", "approval.grant", "policy.update"})
+AUTHORIZATION_ACTIONS = frozenset(
+    {"permission.grant", "permission.revoke", "approval.grant", "policy.update"}
+)
 
 
 def empty() -> dict[str, Any]:

@@ -73,7 +73,13 @@ OBSERVED_ACTIONS: frozenset[str] = frozenset(
 MARKETPLACES: frozenset[str] = SITES
 
 #: Actions under these prefixes name the site they act on.
-MARKETPLACE_REQUIRED_PREFIXES: tuple[str, ...] = ("listing.", "inventory.", "ads.", "funds.", "tax.")
+MARKETPLACE_REQUIRED_PREFIXES: tuple[str, ...] = (
+    "listing.",
+    "inventory.",
+    "ads.",
+    "funds.",
+    "tax.",
+)
 
 #: Actions that move money carry an amount. (`funds.disbursement_request` may not: Amazon's
 #: initiatePayout pays out the whole available balance without naming it.)

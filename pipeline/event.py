@@ -44,12 +44,24 @@ from pipeline.rejection import (
 )
 from pipeline.sensitive import find_sensitive
 
-__all__ = ["REASONS", "Event", "Rejected", "canonical", "format_ms", "normalize", "parse_action", "timestamp", "timestamp_ms"]
+__all__ = [
+    "REASONS",
+    "Event",
+    "Rejected",
+    "canonical",
+    "format_ms",
+    "normalize",
+    "parse_action",
+    "timestamp",
+    "timestamp_ms",
+]
 
 Event = dict[str, Any]
 
 #: Prices and amounts: at most 12 integer digits (a trillion), so no card number passes as one.
-_DECIMAL = re.compile(r"-?[0-9]{1,12}(\.[0-9]{1,8})?")  # ASCII digits: `\d` matches any Unicode digit
+_DECIMAL = re.compile(
+    r"-?[0-9]{1,12}(\.[0-9]{1,8})?"
+)  # ASCII digits: `\d` matches any Unicode digit
 _CURRENCY = re.compile(r"[A-Z]{3}")
 #: RFC 3339 date-time (section 5.6; a space may replace the T, as its note allows). Checked before
 #: `datetime.fromisoformat`, which also takes forms RFC 3339 does not (`+01`, `+0100`, `+01:99`,
@@ -63,9 +75,23 @@ _RFC3339 = re.compile(
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _TOP_LEVEL = frozenset(
     {
-        "event_id", "occurred_at", "account_id", "marketplace", "actor", "source", "action",
-        "operation", "resource", "changes", "amount", "outcome", "approval_id", "grant",
-        "approval", "policy", "origin",
+        "event_id",
+        "occurred_at",
+        "account_id",
+        "marketplace",
+        "actor",
+        "source",
+        "action",
+        "operation",
+        "resource",
+        "changes",
+        "amount",
+        "outcome",
+        "approval_id",
+        "grant",
+        "approval",
+        "policy",
+        "origin",
     }
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -95,7 +121,9 @@ def _exact_integers(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except (RecursionError, ValueError):  # deeper than Python's stack; more digits than int() reads
-        raise Rejected("bad_value", "a number is out of range, or the message nests too deeply") from None
+        raise Rejected(
+            "bad_value", "a number is out of range, or the message nests too deeply"
+        ) from None
 
 
 def normalize(doc: Any) -> Event:
@@ -127,8 +155,13 @@ def normalize(doc: Any) -> Event:
     marketplace = string(doc, "marketplace", required=needs_marketplace(action), max_len=16)
     if marketplace is not None:
         if site_code(marketplace) is None:
-            raise Rejected("bad_value", f"marketplace {marketplace!r} is not a known site code or marketplace ID")
-        out["marketplace"] = site_code(marketplace)  # stored as the site code (pipeline/marketplaces.py)
+            raise Rejected(
+                "bad_value",
+                f"marketplace {marketplace!r} is not a known site code or marketplace ID",
+            )
+        out["marketplace"] = site_code(
+            marketplace
+        )  # stored as the site code (pipeline/marketplaces.py)
     if "source" in doc:
         out["source"] = _source(doc["source"])
     for name, kind in (("operation", "label"), ("approval_id", "name")):
@@ -152,7 +185,9 @@ def normalize(doc: Any) -> Event:
             raise Rejected("bad_value", "outcome must be success, failure or denied")
         out["outcome"] = outcome
     if action in ("permission.grant", "permission.revoke") or "grant" in doc:
-        out["grant"] = grant_schema.grant(need(doc, "grant"), revoke=action == "permission.revoke", timestamp=timestamp)
+        out["grant"] = grant_schema.grant(
+            need(doc, "grant"), revoke=action == "permission.revoke", timestamp=timestamp
+        )
     if action == "approval.grant" or "approval" in doc:
         out["approval"] = grant_schema.approval(need(doc, "approval"), timestamp=timestamp)
     if action == "policy.update" or "policy" in doc:
@@ -219,7 +254,10 @@ def _actor(value: Any) -> dict[str, str]:
     kind = string(actor, "type", required=True, where="actor.")
     if kind not in ACTOR_TYPES:
         raise Rejected("bad_value", "actor.type must be provider, seller or amazon")
-    out = {"type": kind, "principal_id": identifier(actor, "principal_id", "name", required=True, where="actor.")}
+    out = {
+        "type": kind,
+        "principal_id": identifier(actor, "principal_id", "name", required=True, where="actor."),
+    }
     provider = identifier(actor, "provider_id", "name", required=kind == "provider", where="actor.")
     if provider is not None:
         out["provider_id"] = provider
@@ -262,7 +300,13 @@ def _source(value: Any) -> dict[str, str]:
     if src.get("ip") is not None:
         out["ip"] = _ip(src["ip"], "source.ip")
     for name in ("user_agent", "session_id"):
-        text = identifier(src, name, "user_agent" if name == "user_agent" else "session", max_len=MAX_STR, where="source.")
+        text = identifier(
+            src,
+            name,
+            "user_agent" if name == "user_agent" else "session",
+            max_len=MAX_STR,
+            where="source.",
+        )
         if text is not None:
             out[name] = text
     return out
@@ -291,7 +335,9 @@ def _changes(value: Any) -> list[dict[str, Any]]:
         if field == "price":
             for label, price in (("old", old), ("new", new)):
                 if price is not None and not (isinstance(price, str) and _DECIMAL.fullmatch(price)):
-                    raise Rejected("bad_value", f"changes[{i}].{label} price must be a decimal string")
+                    raise Rejected(
+                        "bad_value", f"changes[{i}].{label} price must be a decimal string"
+                    )
         out.append({"field": field, "old": old, "new": new})
     return out
 
@@ -300,7 +346,10 @@ def _amount(value: Any) -> dict[str, str]:
     amount = obj(value, "amount", frozenset({"value", "currency"}))
     number = string(amount, "value", required=True, max_len=32, where="amount.")
     if not _DECIMAL.fullmatch(number):
-        raise Rejected("bad_value", "amount.value must be a decimal string such as '120.50' (at most 12 digits before the point)")
+        raise Rejected(
+            "bad_value",
+            "amount.value must be a decimal string such as '120.50' (at most 12 digits before the point)",
+        )
     currency = string(amount, "currency", required=True, max_len=3, where="amount.")
     if not _CURRENCY.fullmatch(currency):
         raise Rejected("bad_value", "amount.currency must be an ISO 4217 code such as 'EUR'")

@@ -22,12 +22,26 @@ _HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 GRANT_FIELDS = frozenset(
     {
-        "grant_id", "provider_id", "principals", "scopes", "marketplaces", "ip_allowlist",
-        "max_price_change_pct", "require_approval", "active_hours", "valid_until", "skus",
+        "grant_id",
+        "provider_id",
+        "principals",
+        "scopes",
+        "marketplaces",
+        "ip_allowlist",
+        "max_price_change_pct",
+        "require_approval",
+        "active_hours",
+        "valid_until",
+        "skus",
     }
 )
 #: The grammar of each list of a grant (marketplaces and networks are checked otherwise).
-_LISTS = {"principals": "name", "scopes": "action_pattern", "require_approval": "action_pattern", "skus": "label"}
+_LISTS = {
+    "principals": "name",
+    "scopes": "action_pattern",
+    "require_approval": "action_pattern",
+    "skus": "label",
+}
 
 
 def string_list(value: Any, name: str, kind: str | None = None) -> list[str]:
@@ -46,7 +60,9 @@ def string_list(value: Any, name: str, kind: str | None = None) -> list[str]:
 def grant(value: Any, *, revoke: bool, timestamp: Any) -> dict[str, Any]:
     """The normalized grant; `timestamp(value, name)` normalizes `valid_until`."""
     doc = obj(value, "grant", GRANT_FIELDS)
-    out: dict[str, Any] = {"grant_id": identifier(doc, "grant_id", "name", required=True, where="grant.")}
+    out: dict[str, Any] = {
+        "grant_id": identifier(doc, "grant_id", "name", required=True, where="grant.")
+    }
     provider = identifier(doc, "provider_id", "name", required=not revoke, where="grant.")
     if provider is not None:
         out["provider_id"] = provider
@@ -65,12 +81,16 @@ def grant(value: Any, *, revoke: bool, timestamp: Any) -> dict[str, Any]:
             try:
                 nets.append(str(ipaddress.ip_network(cidr, strict=False)))
             except ValueError:
-                raise Rejected("bad_value", f"grant.ip_allowlist entry {cidr[:64]!r} is not a CIDR") from None
+                raise Rejected(
+                    "bad_value", f"grant.ip_allowlist entry {cidr[:64]!r} is not a CIDR"
+                ) from None
         out["ip_allowlist"] = nets
     pct = doc.get("max_price_change_pct")
     if pct is not None:
         if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not 0 <= pct <= 10000:
-            raise Rejected("bad_value", "grant.max_price_change_pct must be a number from 0 to 10000")
+            raise Rejected(
+                "bad_value", "grant.max_price_change_pct must be a number from 0 to 10000"
+            )
         out["max_price_change_pct"] = pct
     if doc.get("active_hours") is not None:
         out["active_hours"] = _active_hours(doc["active_hours"])
@@ -81,11 +101,15 @@ def grant(value: Any, *, revoke: bool, timestamp: Any) -> dict[str, Any]:
 
 def _active_hours(value: Any) -> dict[str, str]:
     hours = obj(value, "grant.active_hours", frozenset({"tz", "start", "end"}))
-    tz = identifier(hours, "tz", "time_zone", required=True, max_len=64, where="grant.active_hours.")
+    tz = identifier(
+        hours, "tz", "time_zone", required=True, max_len=64, where="grant.active_hours."
+    )
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a tzdata folder, e.g. "America"
-        raise Rejected("bad_value", f"grant.active_hours.tz {tz!r} is not an IANA time zone") from None
+        raise Rejected(
+            "bad_value", f"grant.active_hours.tz {tz!r} is not an IANA time zone"
+        ) from None
     out = {"tz": tz}
     for name in ("start", "end"):
         hhmm = string(hours, name, required=True, max_len=5, where="grant.active_hours.")
@@ -121,18 +145,26 @@ def policy(value: Any) -> dict[str, Any]:
     """The policy object (extra keys allowed), with its known settings checked."""
     doc = dict(obj(value, "policy", None))
     rate = doc.get("rate_limit_per_min")
-    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or not 0 < rate <= 1_000_000):
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int) or not 0 < rate <= 1_000_000
+    ):
         raise Rejected("bad_value", "policy.rate_limit_per_min must be a positive integer")
     filings = doc.get("tax_filings")
     if filings is not None:
         if not isinstance(filings, list) or len(filings) > 100:
             raise Rejected("wrong_type", "policy.tax_filings must be an array")
         for i, item in enumerate(filings):
-            filing = obj(item, f"policy.tax_filings[{i}]", frozenset({"marketplace", "cadence", "due_day"}))
+            filing = obj(
+                item, f"policy.tax_filings[{i}]", frozenset({"marketplace", "cadence", "due_day"})
+            )
             if site_code(filing.get("marketplace")) is None:
-                raise Rejected("bad_value", f"policy.tax_filings[{i}].marketplace is not a site code")
+                raise Rejected(
+                    "bad_value", f"policy.tax_filings[{i}].marketplace is not a site code"
+                )
             if filing.get("cadence") not in ("monthly", "quarterly"):
-                raise Rejected("bad_value", f"policy.tax_filings[{i}].cadence must be monthly or quarterly")
+                raise Rejected(
+                    "bad_value", f"policy.tax_filings[{i}].cadence must be monthly or quarterly"
+                )
             day = filing.get("due_day")
             if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 31:
                 raise Rejected("bad_value", f"policy.tax_filings[{i}].due_day must be 1-31")

@@ -55,13 +55,21 @@ class Grammar:
 
 
 GRAMMARS: dict[str, Grammar] = {
-    "account": Grammar(r"[A-Za-z0-9][A-Za-z0-9._:-]*", "letters, digits and . _ : -, starting with a letter or digit"),
+    "account": Grammar(
+        r"[A-Za-z0-9][A-Za-z0-9._:-]*",
+        "letters, digits and . _ : -, starting with a letter or digit",
+    ),
     "event": Grammar(r"[A-Za-z0-9._:-]{1,128}", "1-128 letters, digits and . _ : -"),
-    "name": Grammar(f"[A-Za-z0-9_+][{_NAME_CHARS}]*", "letters, digits and _ . : @ + / = , ~ -, starting with a letter, digit, _ or +"),
+    "name": Grammar(
+        f"[A-Za-z0-9_+][{_NAME_CHARS}]*",
+        "letters, digits and _ . : @ + / = , ~ -, starting with a letter, digit, _ or +",
+    ),
     "session": Grammar(f"[{_NAME_CHARS}]+", "letters, digits and _ . : @ + / = , ~ -"),
     "label": Grammar(r"[!-~]([ !-~]*[!-~])?", "printable ASCII, with spaces only inside"),
     "user_agent": Grammar(r"[ -~]+", "printable ASCII and spaces"),
-    "action_pattern": Grammar(r"\*|[a-z]+(_[a-z]+)*\.(\*|[a-z]+(_[a-z]+)*)", "an action, prefix.* or *"),
+    "action_pattern": Grammar(
+        r"\*|[a-z]+(_[a-z]+)*\.(\*|[a-z]+(_[a-z]+)*)", "an action, prefix.* or *"
+    ),
     "time_zone": Grammar(r"[A-Za-z][A-Za-z0-9_+/-]*", "an IANA time zone name"),
 }
 
@@ -75,7 +83,13 @@ def check(value: str, kind: str, label: str) -> str:
 
 
 def identifier(
-    doc: dict[str, Any], name: str, kind: str, *, required: bool = False, max_len: int = 128, where: str = ""
+    doc: dict[str, Any],
+    name: str,
+    kind: str,
+    *,
+    required: bool = False,
+    max_len: int = 128,
+    where: str = "",
 ) -> Any:
     """A string field that must fit the grammar of `kind`; None when absent or null."""
     value = string(doc, name, required=required, max_len=max_len, where=where)

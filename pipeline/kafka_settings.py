@@ -22,21 +22,44 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 class KafkaConnection(BaseSettings):
     """The broker address and the clients' security settings."""
 
-    kafka_broker: str = setting("127.0.0.1:9092", "Kafka bootstrap servers, host:port[,host:port]; the local runner (`partnerwatch kafka`, infra/kafka/kafka.sh) listens on this port")
-    kafka_security_protocol: SecurityProtocol = setting("PLAINTEXT", "how every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
-    kafka_sasl_mechanism: SaslMechanism = setting("SCRAM-SHA-512", "SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
-    kafka_sasl_username: str = setting("", "SASL user name (required by the SASL_* protocols)", validate_default=True)
-    kafka_sasl_password: str = setting("", "SASL password (required by the SASL_* protocols)", secret=True, validate_default=True)
-    kafka_ssl_cafile: str = setting("", "CA certificates (PEM) that signed the brokers' certificates (SSL, SASL_SSL; empty: the system's trust store)", validate_default=True)
-    kafka_ssl_certfile: str = setting("", "client certificate (PEM) for brokers that require one (SSL, SASL_SSL)", validate_default=True)
-    kafka_ssl_keyfile: str = setting("", "the client certificate's private key (PEM)", validate_default=True)
+    kafka_broker: str = setting(
+        "127.0.0.1:9092",
+        "Kafka bootstrap servers, host:port[,host:port]; the local runner (`partnerwatch kafka`, infra/kafka/kafka.sh) listens on this port",
+    )
+    kafka_security_protocol: SecurityProtocol = setting(
+        "PLAINTEXT", "how every Kafka client connects: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: SaslMechanism = setting(
+        "SCRAM-SHA-512", "SASL mechanism (SASL_* protocols): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    kafka_sasl_username: str = setting(
+        "", "SASL user name (required by the SASL_* protocols)", validate_default=True
+    )
+    kafka_sasl_password: str = setting(
+        "", "SASL password (required by the SASL_* protocols)", secret=True, validate_default=True
+    )
+    kafka_ssl_cafile: str = setting(
+        "",
+        "CA certificates (PEM) that signed the brokers' certificates (SSL, SASL_SSL; empty: the system's trust store)",
+        validate_default=True,
+    )
+    kafka_ssl_certfile: str = setting(
+        "",
+        "client certificate (PEM) for brokers that require one (SSL, SASL_SSL)",
+        validate_default=True,
+    )
+    kafka_ssl_keyfile: str = setting(
+        "", "the client certificate's private key (PEM)", validate_default=True
+    )
 
     @field_validator("kafka_broker")
     @classmethod
     def _brokers(cls, value: str) -> str:
         for item in value.split(","):
             host, sep, port = item.strip().rpartition(":")
-            if not item.strip() or (sep and (not host or not port.isdigit() or not 0 < int(port) < 65536)):
+            if not item.strip() or (
+                sep and (not host or not port.isdigit() or not 0 < int(port) < 65536)
+            ):
                 raise ValueError("must be host:port[,host:port]")
         return value
 
@@ -61,7 +84,9 @@ class KafkaConnection(BaseSettings):
         protocol = info.data.get("kafka_security_protocol", "")
         if value and protocol and protocol not in ("SSL", "SASL_SSL"):
             raise ValueError(f"is set, but PW_KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS")
-        if info.field_name == "kafka_ssl_keyfile" and bool(value) != bool(info.data.get("kafka_ssl_certfile")):
+        if info.field_name == "kafka_ssl_keyfile" and bool(value) != bool(
+            info.data.get("kafka_ssl_certfile")
+        ):
             raise ValueError("goes with PW_KAFKA_SSL_CERTFILE: set both or neither")
         return value
 

@@ -62,7 +62,14 @@ def append(head: ChainHead, event: Event, ingested_at: str) -> tuple[dict[str, A
     return entry, ChainHead(seq, digest)
 
 
-def entry_record(payload: bytes, seq: int, prev_hash: str, digest: str, ingested_at: str, ingest_offset: int | None) -> bytes:
+def entry_record(
+    payload: bytes,
+    seq: int,
+    prev_hash: str,
+    digest: str,
+    ingested_at: str,
+    ingest_offset: int | None,
+) -> bytes:
     """The ledger record of an entry, built on the canonical encoding of its event (`payload`,
     the bytes the hash covers) instead of serializing the event a second time: the event's
     fields (sorted, as `canonical` writes them), then the ledger's. It reads back as the same
@@ -102,7 +109,9 @@ def verify(
     for seq, event_id, prev_hash, stored_hash, ingested_at, payload in rows:
         if seq != head.seq + 1:
             problem = f"expected seq {head.seq + 1}, found {seq}"
-            return ChainBreak(seq, event_id, "gap: " + problem if seq > head.seq else "repeat: " + problem)
+            return ChainBreak(
+                seq, event_id, "gap: " + problem if seq > head.seq else "repeat: " + problem
+            )
         if prev_hash != head.hash:
             return ChainBreak(seq, event_id, "prev_hash does not match the previous entry's hash")
         if entry_hash(prev_hash, seq, ingested_at, payload) != stored_hash:
@@ -121,7 +130,14 @@ CHAIN_QUERY = (
 def verify_stored(rows: Iterable[list[Any] | tuple[Any, ...]]) -> ChainBreak | None:
     """Verify rows of `CHAIN_QUERY` (warehouse timestamps are `YYYY-MM-DD HH:MM:SS.mmm`)."""
     return verify(
-        (int(r[0]), str(r[1]), str(r[2]), str(r[3]), f"{str(r[4]).replace(' ', 'T')}Z", str(r[5]).encode())
+        (
+            int(r[0]),
+            str(r[1]),
+            str(r[2]),
+            str(r[3]),
+            f"{str(r[4]).replace(' ', 'T')}Z",
+            str(r[5]).encode(),
+        )
         for r in rows
     )
 
@@ -177,13 +193,17 @@ class LedgerState:
         digest = id_digest(account, event_id)
         if self.has_seen(digest):
             return None
-        entry, self.heads[account] = append(self.heads.get(account, ChainHead()), event, ingested_at)
+        entry, self.heads[account] = append(
+            self.heads.get(account, ChainHead()), event, ingested_at
+        )
         self._remember(digest, today)
         if ingest_offset is not None:
             entry["ingest_offset"] = ingest_offset
         return entry
 
-    def sequence(self, event: Event, ingested_at: str, ingest_offset: int) -> tuple[int, bytes] | None:
+    def sequence(
+        self, event: Event, ingested_at: str, ingest_offset: int
+    ) -> tuple[int, bytes] | None:
         """`accept` for the ingest service: `(seq, ledger record)`, or None when seen.
 
         One canonical encoding of the event serves the hash and the ledger record
@@ -207,7 +227,12 @@ class LedgerState:
         """The dedup bucket of a ledger timestamp `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
         if self.bucket_ms == DAY_MS:
             return epoch_day(ts)
-        ms = epoch_day(ts) * DAY_MS + int(ts[11:13]) * 3_600_000 + int(ts[14:16]) * 60_000 + int(ts[17:19]) * 1000
+        ms = (
+            epoch_day(ts) * DAY_MS
+            + int(ts[11:13]) * 3_600_000
+            + int(ts[14:16]) * 60_000
+            + int(ts[17:19]) * 1000
+        )
         return (ms + int(ts[20:23])) // self.bucket_ms
 
     def has_seen(self, digest: bytes) -> bool:

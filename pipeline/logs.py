@@ -30,7 +30,11 @@ def _renderer(fmt: str, stream: IO[str]) -> list[Any]:
         return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     isatty = getattr(stream, "isatty", None)
     colors = bool(isatty and isatty())
-    return [structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=structlog.dev.plain_traceback)]
+    return [
+        structlog.dev.ConsoleRenderer(
+            colors=colors, exception_formatter=structlog.dev.plain_traceback
+        )
+    ]
 
 
 def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None:
@@ -49,7 +53,10 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
     ]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,  # records of Faust, aiokafka, ...: the same fields
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *_renderer(settings.log_format, out)],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *_renderer(settings.log_format, out),
+        ],
     )
     handler = logging.StreamHandler(out)
     handler.set_name(HANDLER_NAME)
@@ -59,9 +66,15 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> None
     root.setLevel(level)
     # kafka-python (the commands' producers and admin, the worker's topic check) logs every
     # connection step at INFO: below debug, only its warnings reach a command's stderr.
-    logging.getLogger("kafka").setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
+    logging.getLogger("kafka").setLevel(
+        level if level <= logging.DEBUG else max(level, logging.WARNING)
+    )
     structlog.configure(
-        processors=[*shared, structlog.processors.StackInfoRenderer(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.make_filtering_bound_logger(level),
         # Not cached: a module-level logger used before a second call follows the new settings

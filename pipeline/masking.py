@@ -95,7 +95,10 @@ class Masker:
         """`{"sha256": ..., "last4": ...}` for one value."""
         compact = _compact(value)
         shown = min(4, len(compact) // 2)
-        return {"sha256": self.digest(value), "last4": compact[len(compact) - shown:] if shown else ""}
+        return {
+            "sha256": self.digest(value),
+            "last4": compact[len(compact) - shown :] if shown else "",
+        }
 
     def mask_text(self, value: Any) -> str:
         masked = self.mask(value)
@@ -146,7 +149,10 @@ class Masker:
         return self.mask_text(value)
 
     def _part(self, part: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-        masked = {k: self._identifier(v) if k in names and isinstance(v, str) else v for k, v in part.items()}
+        masked = {
+            k: self._identifier(v) if k in names and isinstance(v, str) else v
+            for k, v in part.items()
+        }
         return masked if any(masked[k] is not part[k] for k in part) else part
 
     def _resource(self, resource: dict[str, str], whole: bool) -> dict[str, str]:
@@ -178,13 +184,17 @@ class Masker:
         """Policy values, any depth: keys and strings by pattern (free text), card numbers."""
         if isinstance(value, dict):
             items = [(self._free_key(k), self._free(v)) for k, v in value.items()]
-            if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
+            if all(
+                k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)
+            ):
                 return value
             return dict(items)
         if isinstance(value, list):
             masked = [self._free(v) for v in value]
             return value if all(m is v for m, v in zip(masked, value, strict=True)) else masked
-        if self._sensitive_free(value) and not (isinstance(value, str) and MASKED_TEXT.fullmatch(value)):
+        if self._sensitive_free(value) and not (
+            isinstance(value, str) and MASKED_TEXT.fullmatch(value)
+        ):
             return self.mask_text(value)
         return value
 

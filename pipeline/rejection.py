@@ -55,7 +55,12 @@ def need(doc: dict[str, Any], name: str) -> Any:
 
 
 def string(
-    doc: dict[str, Any], name: str, *, required: bool = False, max_len: int = MAX_STR, where: str = ""
+    doc: dict[str, Any],
+    name: str,
+    *,
+    required: bool = False,
+    max_len: int = MAX_STR,
+    where: str = "",
 ) -> Any:
     """A string field of 1-`max_len` characters; None when absent or null (unless required)."""
     value = doc.get(name)
@@ -78,7 +83,9 @@ def obj(value: Any, name: str, allowed: frozenset[str] | None) -> dict[str, Any]
     if allowed is not None:
         unknown = value.keys() - allowed
         if unknown:
-            raise Rejected("unknown_field", f"unknown field(s) in {name}: {', '.join(sorted(unknown)[:5])}")
+            raise Rejected(
+                "unknown_field", f"unknown field(s) in {name}: {', '.join(sorted(unknown)[:5])}"
+            )
     return value
 
 

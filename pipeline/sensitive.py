@@ -33,15 +33,95 @@ import unicodedata
 
 #: Registered IBAN lengths (SWIFT IBAN registry), by country code.
 IBAN_LENGTHS: dict[str, int] = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
-    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
-    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
-    "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
-    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
-    "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28,
-    "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
-    "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
-    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+    "AD": 24,
+    "AE": 23,
+    "AL": 28,
+    "AT": 20,
+    "AZ": 28,
+    "BA": 20,
+    "BE": 16,
+    "BG": 22,
+    "BH": 22,
+    "BI": 27,
+    "BR": 29,
+    "BY": 28,
+    "CH": 21,
+    "CR": 22,
+    "CY": 28,
+    "CZ": 24,
+    "DE": 22,
+    "DJ": 27,
+    "DK": 18,
+    "DO": 28,
+    "EE": 20,
+    "EG": 29,
+    "ES": 24,
+    "FI": 18,
+    "FK": 18,
+    "FO": 18,
+    "FR": 27,
+    "GB": 22,
+    "GE": 22,
+    "GI": 23,
+    "GL": 18,
+    "GR": 27,
+    "GT": 28,
+    "HN": 28,
+    "HR": 21,
+    "HU": 28,
+    "IE": 22,
+    "IL": 23,
+    "IQ": 23,
+    "IS": 26,
+    "IT": 27,
+    "JO": 30,
+    "KW": 30,
+    "KZ": 20,
+    "LB": 28,
+    "LC": 32,
+    "LI": 21,
+    "LT": 20,
+    "LU": 20,
+    "LV": 21,
+    "LY": 25,
+    "MC": 27,
+    "MD": 24,
+    "ME": 22,
+    "MK": 19,
+    "MN": 20,
+    "MR": 27,
+    "MT": 31,
+    "MU": 30,
+    "NI": 28,
+    "NL": 18,
+    "NO": 15,
+    "OM": 23,
+    "PK": 24,
+    "PL": 28,
+    "PS": 29,
+    "PT": 25,
+    "QA": 29,
+    "RO": 24,
+    "RS": 22,
+    "RU": 33,
+    "SA": 24,
+    "SC": 31,
+    "SD": 18,
+    "SE": 24,
+    "SI": 19,
+    "SK": 24,
+    "SM": 27,
+    "SO": 23,
+    "ST": 25,
+    "SV": 28,
+    "TL": 23,
+    "TN": 24,
+    "TR": 26,
+    "UA": 29,
+    "VA": 22,
+    "VG": 24,
+    "XK": 20,
+    "YE": 30,
 }
 
 CARD = "a card number"
@@ -50,8 +130,12 @@ EMAIL = "an e-mail address"
 PHONE = "a phone number"
 LONG_NUMBER = "a long number"
 
-_FORMAT_CHARS = re.compile(r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
-_UNICODE_DIGIT = re.compile(r"(?![0-9])\d")  # a decimal digit of another script (`\d` is Unicode here)
+_FORMAT_CHARS = re.compile(
+    r"[\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]"
+)
+_UNICODE_DIGIT = re.compile(
+    r"(?![0-9])\d"
+)  # a decimal digit of another script (`\d` is Unicode here)
 _NON_DIGITS = re.compile(r"[^0-9]+")
 _CARD = re.compile(
     r"(?<![0-9])[0-9]{13,19}(?![0-9])"
@@ -64,7 +148,9 @@ _EMAIL = re.compile(r"[^\s@]+@[^\s@]+\.[^\s@]+")
 _PHONE_RUN = re.compile(
     r"(?<![A-Za-z0-9+])(?:\+|\()?[0-9]+(?:(?:[ .\-/]|\)[ .\-/]?|[ ]?\()[0-9]+)*(?![A-Za-z0-9])"
 )
-_NANP = re.compile(r"(?:1[ .-]?)?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-]?)[2-9][0-9]{2}[ .-][0-9]{4}")
+_NANP = re.compile(
+    r"(?:1[ .-]?)?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-]?)[2-9][0-9]{2}[ .-][0-9]{4}"
+)
 _DAY, _MONTH = r"(?:0?[1-9]|[12][0-9]|3[01])", r"(?:0?[1-9]|1[0-2])"
 #: A calendar date (day-month-year, month/day/year or year-month-day, four-digit year).
 _DATE = re.compile(
@@ -102,11 +188,18 @@ def find_sensitive(value: str, *, free_text: bool = False) -> str | None:
     if digits < 7:
         return None
     text = _UUID.sub("-", text)  # a UUID's groups are neither cards nor phones
-    if digits >= 13 and any(card_digits(_NON_DIGITS.sub("", m.group())) for m in _CARD.finditer(text)):
+    if digits >= 13 and any(
+        card_digits(_NON_DIGITS.sub("", m.group())) for m in _CARD.finditer(text)
+    ):
         return CARD
-    if any(_is_phone(m.group()) and not _inside_token(text, m, strict=m.group()[0] != "+") for m in _PHONE_RUN.finditer(text)):
+    if any(
+        _is_phone(m.group()) and not _inside_token(text, m, strict=m.group()[0] != "+")
+        for m in _PHONE_RUN.finditer(text)
+    ):
         return PHONE
-    long_number = free_text and digits >= 9 and not _TIMESTAMP.fullmatch(text) and not _epoch_ms(text)
+    long_number = (
+        free_text and digits >= 9 and not _TIMESTAMP.fullmatch(text) and not _epoch_ms(text)
+    )
     if long_number:
         runs = _DIGIT_RUN.finditer(text)
         if any(not _DATE.search(m.group()) and not _in_word(text, m) for m in runs):
@@ -162,7 +255,11 @@ def _issuer_prefix(digits: str) -> bool:
 def iban_valid(compact: str) -> bool:
     """ISO 13616: registered length for the country, and the mod-97 check over the rearranged text."""
     compact = compact.upper()
-    if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum() or not compact.isascii():
+    if (
+        IBAN_LENGTHS.get(compact[:2]) != len(compact)
+        or not compact.isalnum()
+        or not compact.isascii()
+    ):
         return False
     rearranged = compact[4:] + compact[:4]
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
@@ -186,7 +283,11 @@ def _has_iban(text: str) -> bool:
                 i += 1
             else:
                 break
-        if need == 0 and not (i < n and text[i].isascii() and text[i].isalnum()) and iban_valid("".join(chars)):
+        if (
+            need == 0
+            and not (i < n and text[i].isascii() and text[i].isalnum())
+            and iban_valid("".join(chars))
+        ):
             return True
     return False
 
@@ -222,7 +323,11 @@ def _is_phone(run: str) -> bool:
         return separated and 8 <= len(digits) - 2 <= 15
     if _NANP.fullmatch(run):
         return True
-    if not (run.startswith("0") or run.startswith("(0")) or not separated or not 9 <= len(digits) <= 13:
+    if (
+        not (run.startswith("0") or run.startswith("(0"))
+        or not separated
+        or not 9 <= len(digits) <= 13
+    ):
         return False
     if digits[1] == "0" or _DATE.search(run) or _IPV4.fullmatch(run):
         return False

@@ -97,7 +97,8 @@ def current_status(warehouse: Warehouse, alert_id: str, account_hint: str = "") 
     account = account_hint
     if not account:
         found = warehouse.query(
-            "SELECT account_id FROM audit.alerts WHERE alert_id = {id:String} LIMIT 1", {"id": alert_id}
+            "SELECT account_id FROM audit.alerts WHERE alert_id = {id:String} LIMIT 1",
+            {"id": alert_id},
         ).rows
         if not found:
             raise UnknownAlert(f"no alert with id {alert_id!r}")
@@ -106,7 +107,12 @@ def current_status(warehouse: Warehouse, alert_id: str, account_hint: str = "") 
 
 
 def record_status(
-    warehouse: Warehouse, alert_id: str, action: str, actor: str, note: str = "", account_hint: str = ""
+    warehouse: Warehouse,
+    alert_id: str,
+    action: str,
+    actor: str,
+    note: str = "",
+    account_hint: str = "",
 ) -> StatusRow:
     """Apply `action` (ack, resolve, reopen) to the alert and store the row; return it.
 
@@ -119,7 +125,9 @@ def record_status(
     effective = "open" if current.status == "reopened" else current.status
     if effective not in ALLOWED_FROM[status]:
         who = f" by {current.actor} at {current.at}" if current.actor else ""
-        raise StatusConflict(f"alert {alert_id} is {current.status}{who}: cannot {action} it", current)
+        raise StatusConflict(
+            f"alert {alert_id} is {current.status}{who}: cannot {action} it", current
+        )
     now = datetime.now(UTC)
     if current.at:  # strictly after the previous row, so argMax(status, at) has one answer
         previous = datetime.fromisoformat(current.at.replace("Z", "+00:00"))
@@ -127,7 +135,58 @@ def record_status(
     at = _ch(now)
     warehouse.insert(
         "audit.alert_status",
-        [{"alert_id": alert_id, "account_id": current.account_id, "status": status, "actor": actor,
-          "note": note, "at": at}],
+        [
+            {
+                "alert_id": alert_id,
+                "account_id": current.account_id,
+                "status": status,
+                "actor": actor,
+                "note": note,
+                "at": at,
+            }
+        ],
     )
     return StatusRow(alert_id, current.account_id, status, actor, note, _iso(at))
+
+
+def latest_alert(warehouse: Warehouse, alert_id: str) -> dict[str, object] | None:
+    """The stored alert with the most evidence (audit.alerts), as the detect agent published it,
+    or None when the warehouse has not stored it (yet). For the lifecycle's status record."""
+    rows = warehouse.query(
+        "SELECT alert_id, detector, severity, account_id, provider_id, principal_id, title, summary,"
+        " evidence_event_ids, toString(first_seen), toString(last_seen), count, response"
+        " FROM audit.alerts WHERE alert_id = {id:String} ORDER BY count DESC LIMIT 1",
+        {"id": alert_id},
+    ).rows
+    if not rows:
+        return None
+    (
+        aid,
+        detector,
+        severity,
+        account,
+        provider,
+        principal,
+        title,
+        summary,
+        evidence,
+        first,
+        last,
+        count,
+        response,
+    ) = rows[0]
+    return {
+        "alert_id": aid,
+        "detector": detector,
+        "severity": severity,
+        "account_id": account,
+        "provider_id": provider,
+        "principal_id": principal,
+        "title": title,
+        "summary": summary,
+        "evidence_event_ids": list(evidence),
+        "first_seen": _iso(first),
+        "last_seen": _iso(last),
+        "count": int(count),
+        "response": list(response),
+    }

@@ -6,15 +6,30 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from datetime import date
+from typing import Any, NamedTuple
 
 import orjson
 
-from pipeline.audit_row import ch_time, event_row
+from pipeline.audit_row import EVENT_COLUMNS, ch_time, event_row
+from pipeline.ledger import LEDGER_FIELDS
 from sinks.clickhouse import Row, Warehouse
 
-__all__ = ["BadRecord", "alert_row", "ch_time", "checked_alert", "checked_entry", "event_row", "store_alerts", "store_events"]
+__all__ = [
+    "BadRecord",
+    "LedgerLine",
+    "alert_row",
+    "ch_time",
+    "checked_alert",
+    "checked_entry",
+    "event_row",
+    "ledger_line",
+    "store_alerts",
+    "store_events",
+    "store_lines",
+    "stored_keys",
+]
 
 
 def alert_row(alert: dict[str, Any]) -> Row:
@@ -61,6 +76,127 @@ def store_events(warehouse: Warehouse, entries: Sequence[dict[str, Any]]) -> int
     return len(rows)
 
 
+# -- the loader's path: ClickHouse builds the rows ------------------------------------------------
+
+
+class LedgerLine(NamedTuple):
+    """One checked ledger record, as the loader hands it to ClickHouse (`store_lines`).
+
+    `payload` is the canonical event the hash chain covers (the stored `payload` column, and the
+    text ClickHouse parses for every derived column); `changes` is the `changes` column as
+    `event_row` writes it; the ledger's own fields travel as text.
+    """
+
+    payload: str
+    changes: str
+    seq: int
+    prev_hash: str
+    hash: str
+    ingested_at: str
+    account_id: str
+    event_id: str
+
+
+#: What `store_lines` sends per row (all String): read by `_LINES_SELECT` as `{source}`.
+LINE_COLUMNS = ("payload", "changes", "seq", "prev_hash", "hash", "ingested_at")
+#: The fields of the canonical event that columns derive from, as ClickHouse parses them; a missing
+#: field (or nested field) is "" as in `event_row`.
+_EVENT_TUPLE = (
+    "Tuple(event_id String, account_id String, occurred_at String, action String, marketplace String, "
+    "actor Tuple(type String, provider_id String, principal_id String), "
+    "source Tuple(ip String, user_agent String, session_id String), operation String, "
+    "resource Tuple(type String, id String), outcome String, approval_id String, "
+    "amount Tuple(value String, currency String))"
+)
+
+
+def _time(expr: str) -> str:
+    """`ch_time` in SQL: `YYYY-MM-DDTHH:MM:SS.mmmZ` (checked: ASCII) -> DateTime64(3, 'UTC')."""
+    return (
+        f"toDateTime64(concat(substring({expr}, 1, 10), ' ', substring({expr}, 12, 12)), 3, 'UTC')"
+    )
+
+
+def _field(*path: str) -> str:
+    expr = "e"
+    for name in path:
+        expr = f"tupleElement({expr}, '{name}')"
+    return expr
+
+
+#: Every column of `EVENT_COLUMNS`, in order, computed by ClickHouse from `LINE_COLUMNS`.
+_LINE_EXPRESSIONS = {
+    "event_id": _field("event_id"),
+    "account_id": _field("account_id"),
+    "seq": "toUInt64(seq)",
+    "occurred_at": _time(_field("occurred_at")),
+    "ingested_at": _time("ingested_at"),
+    "action": _field("action"),
+    "marketplace": _field("marketplace"),
+    "actor_type": _field("actor", "type"),
+    "provider_id": _field("actor", "provider_id"),
+    "principal_id": _field("actor", "principal_id"),
+    "source_ip": _field("source", "ip"),
+    "user_agent": _field("source", "user_agent"),
+    "session_id": _field("source", "session_id"),
+    "operation": _field("operation"),
+    "resource_type": _field("resource", "type"),
+    "resource_id": _field("resource", "id"),
+    "outcome": _field("outcome"),
+    "approval_id": _field("approval_id"),
+    "amount_value": _field("amount", "value"),
+    "amount_currency": _field("amount", "currency"),
+    "changes": "changes",
+    "prev_hash": "prev_hash",
+    "hash": "hash",
+    "payload": "payload",
+    "entry_seq": "toUInt64(seq)",
+}
+if tuple(_LINE_EXPRESSIONS) != EVENT_COLUMNS:
+    raise ImportError(
+        "a column of audit.events is missing from _LINE_EXPRESSIONS (sinks/audit_store.py)"
+    )
+#: Constant SQL (no value is ever formatted into it); `{source}` is the warehouse's table of the data.
+_LINES_SELECT = (
+    "SELECT "  # noqa: S608
+    + ", ".join(_LINE_EXPRESSIONS.values())
+    + f" FROM (SELECT JSONExtract(payload, '{_EVENT_TUPLE}') AS e, {', '.join(LINE_COLUMNS)} FROM {{source}})"  # noqa: S608
+)
+
+
+def store_lines(warehouse: Warehouse, lines: Sequence[LedgerLine]) -> int:
+    """Insert checked ledger records as audit.events rows, all of them (the caller has decided
+    which are not stored yet); ClickHouse parses each canonical event and derives the columns
+    `event_row` would (tests/unit/test_loader_lines.py compares both). Returns the rows written."""
+    if not lines:
+        return 0
+    data: dict[str, list[str]] = {name: [] for name in LINE_COLUMNS}
+    payload, changes, seq, prev_hash, hash_, ingested_at = data.values()
+    for line in lines:
+        payload.append(line.payload)
+        changes.append(line.changes)
+        seq.append(str(line.seq))
+        prev_hash.append(line.prev_hash)
+        hash_.append(line.hash)
+        ingested_at.append(line.ingested_at)
+    warehouse.insert_select("audit.events", EVENT_COLUMNS, _LINES_SELECT, data)
+    return len(lines)
+
+
+def stored_keys(warehouse: Warehouse, lines: Iterable[LedgerLine]) -> set[tuple[str, int]]:
+    """Which of `lines` audit.events already holds, as (account_id, seq): found through the
+    event_id bloom filter (a redelivered entry has the same event_id), then matched by seq."""
+    lines = list(lines)
+    if not lines:
+        return set()
+    wanted = {(line.account_id, line.seq) for line in lines}
+    stored = warehouse.query(
+        "SELECT account_id, seq FROM audit.events WHERE event_id IN {ids:Array(String)}",
+        {"ids": sorted({line.event_id for line in lines})},
+    )
+    return {key for key in ((str(a), int(s)) for a, s in stored.rows) if key in wanted}
+
+
 def store_alerts(warehouse: Warehouse, alerts: Sequence[dict[str, Any]]) -> int:
     """Insert alert versions; the table keeps the one with the most evidence per alert_id."""
     latest: dict[str, dict[str, Any]] = {}
@@ -85,6 +221,12 @@ class BadRecord(ValueError):
 
 
 _CH_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}")
+#: A ledger timestamp exactly as the ledger writes it (`pipeline.event.format_ms`), in the years the
+#: event contract allows: ClickHouse converts it without a second look.
+_LEDGER_TIME = re.compile(
+    r"(19[7-9][0-9]|2[01][0-9][0-9]|2200)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
+)
 _HASH = re.compile(r"[0-9a-f]{64}")
 _EVENT_TIMES = ("occurred_at", "ingested_at")
 _EVENT_INTS = ("seq", "entry_seq")
@@ -100,11 +242,111 @@ def checked_entry(raw: bytes | None) -> dict[str, Any]:
             _int(name, value, 1, 2**64)
         elif not isinstance(value, str):
             raise BadRecord("wrong_type", f"{name} must be a string")
-        elif name in _EVENT_TIMES and not _CH_TIME.fullmatch(value):
+        elif name in _EVENT_TIMES and not ledger_time(entry[name]):
             raise BadRecord("bad_timestamp", f"{name} is not a ledger timestamp")
         elif name in ("prev_hash", "hash") and not _HASH.fullmatch(value):
             raise BadRecord("bad_value", f"{name} is not a SHA-256 hex digest")
     return entry
+
+
+def ledger_time(value: Any) -> bool:
+    """`YYYY-MM-DDTHH:MM:SS.mmmZ`, a real date from 1970 to 2200."""
+    if type(value) is not str or not _LEDGER_TIME.fullmatch(value):
+        return False
+    if value[8:10] <= "28":
+        return True
+    try:
+        date(int(value[:4]), int(value[5:7]), int(value[8:10]))
+    except ValueError:
+        return False
+    return True
+
+
+_LEDGER_ONLY = tuple(LEDGER_FIELDS)
+_TOP_STRINGS = ("event_id", "account_id", "action", "outcome")
+_OPTIONAL_STRINGS = ("marketplace", "operation", "approval_id")
+_NESTED = (
+    ("source", ("ip", "user_agent", "session_id")),
+    ("resource", ("type", "id")),
+    ("amount", ("value", "currency")),
+)
+
+
+def _plain(entry: Any) -> bool:
+    """True when `checked_entry` certainly accepts the decoded record (the common case, decided
+    without building a row); False sends it to `checked_entry` for the verdict and its reason."""
+    if type(entry) is not dict:
+        return False
+    get = entry.get
+    for name in _TOP_STRINGS:
+        if type(get(name)) is not str:
+            return False
+    for name in _OPTIONAL_STRINGS:
+        if name in entry and type(entry[name]) is not str:
+            return False
+    seq = get("seq")
+    if type(seq) is not int or not 1 <= seq < 2**64:
+        return False
+    if not (ledger_time(get("occurred_at")) and ledger_time(get("ingested_at"))):
+        return False
+    for name in ("prev_hash", "hash"):
+        value = get(name)
+        if type(value) is not str or not _HASH.fullmatch(value):
+            return False
+    actor = get("actor")
+    if (
+        type(actor) is not dict
+        or type(actor.get("type")) is not str
+        or type(actor.get("principal_id")) is not str
+    ):
+        return False
+    if "provider_id" in actor and type(actor["provider_id"]) is not str:
+        return False
+    for name, fields in _NESTED:
+        if name in entry:
+            nested = entry[name]
+            if type(nested) is not dict:
+                return False
+            for field in fields:
+                if field in nested and type(nested[field]) is not str:
+                    return False
+    return True
+
+
+def ledger_line(raw: bytes | None) -> LedgerLine:
+    """A ledger record as a `LedgerLine` for `store_lines`, or `BadRecord` with the reason
+    `checked_entry` gives. One JSON decode and one canonical encoding per record: the columns are
+    ClickHouse's work."""
+    try:
+        entry = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        entry = None
+    if not _plain(entry):
+        entry = checked_entry(raw)  # raises BadRecord with the reason, or accepts an unusual shape
+    seq, prev_hash, hash_, ingested_at = (
+        entry["seq"],
+        entry["prev_hash"],
+        entry["hash"],
+        entry["ingested_at"],
+    )
+    for name in _LEDGER_ONLY:  # what is left is the event (`event_of`)
+        entry.pop(name, None)
+    try:
+        payload = orjson.dumps(entry, option=orjson.OPT_SORT_KEYS).decode()
+        changes = entry.get("changes")
+        changes_text = orjson.dumps(changes).decode() if changes is not None else ""
+    except TypeError as exc:  # orjson.JSONEncodeError: e.g. a lone surrogate in a string
+        raise BadRecord("wrong_type", str(exc)[:200]) from None
+    return LedgerLine(
+        payload,
+        changes_text,
+        seq,
+        prev_hash,
+        hash_,
+        ingested_at,
+        entry["account_id"],
+        entry["event_id"],
+    )
 
 
 def checked_alert(raw: bytes | None) -> dict[str, Any]:

@@ -73,6 +73,13 @@ class Warehouse(Protocol):
 
     def insert(self, table: str, rows: Sequence[Row]) -> None: ...
 
+    def insert_select(
+        self, table: str, columns: Sequence[str], select: str, data: dict[str, list[str]]
+    ) -> None:
+        """`INSERT INTO table (columns) <select>`, where `select` reads `{source}`: a table of the
+        String columns `data` (equal lengths). ClickHouse computes the rows (parses, converts)."""
+        ...
+
     def close(self) -> None: ...
 
     def user_query(self, params: dict[str, Any], limits: SqlLimits) -> UserQuery: ...
@@ -179,7 +186,9 @@ class _ChdbParser:
     def _value(self, function: str, sql: str) -> str:
         with self._lock:
             try:
-                result = self._connection.query(f"SELECT {function}({{q:String}})", "JSONCompact", params={"q": _escaped(sql)})
+                result = self._connection.query(
+                    f"SELECT {function}({{q:String}})", "JSONCompact", params={"q": _escaped(sql)}
+                )
             except Exception as exc:
                 raise ValueError(str(_engine_error(exc))) from exc
         return str(orjson.loads(bytes(result.bytes()))["data"][0][0])
@@ -281,13 +290,31 @@ class EmbeddedWarehouse:
             return QueryResult([], [], [])
         doc = orjson.loads(raw)
         meta = doc.get("meta", [])
-        return QueryResult([m["name"] for m in meta], [m["type"] for m in meta], doc.get("data", []))
+        return QueryResult(
+            [m["name"] for m in meta], [m["type"] for m in meta], doc.get("data", [])
+        )
 
     def insert(self, table: str, rows: Sequence[Row]) -> None:
         if not rows:
             return
         body = b"\n".join(orjson.dumps(r) for r in rows).decode()
         self._run(f"INSERT INTO {_identifier(table)} FORMAT JSONEachRow\n{body}", "CSV", None)
+
+    def insert_select(
+        self, table: str, columns: Sequence[str], select: str, data: dict[str, list[str]]
+    ) -> None:
+        """The String columns reach the engine as Python objects (chDB's `Python()` table function
+        reads this frame's `pw_insert_source` by name): no text format, no escaping."""
+        if not data or not next(iter(data.values())):
+            return
+        pw_insert_source = data  # noqa: F841  # read by name by the engine
+        sql = _insert_select_sql(table, columns, select, "Python(pw_insert_source)")
+        with self._lock:
+            try:
+                self._session.query(sql, "CSV")
+            except Exception as exc:
+                self._drain()
+                raise WarehouseError(str(exc).strip()) from exc
 
     def close(self) -> None:
         with self._lock:
@@ -336,7 +363,9 @@ class _EmbeddedUserQuery:
     def _connect(self, settings: dict[str, int | float]) -> Any:
         from chdb import connect
 
-        options = "&".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
+        options = "&".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
+        )
         try:
             connection = connect(f"{self._path}?{options}")
             self._connections.append(connection)
@@ -356,7 +385,9 @@ class _EmbeddedUserQuery:
             raise WarehouseError("the query was cancelled", 394)
         connection = self._connect({"readonly": 1, **self._limits.engine_settings()})
         try:
-            stream = connection.send_query(f"{self._marker}\n{sql}", "JSONCompactEachRowWithNamesAndTypes", params=self._params)
+            stream = connection.send_query(
+                f"{self._marker}\n{sql}", "JSONCompactEachRowWithNamesAndTypes", params=self._params
+            )
             header: list[Any] = [[], []]
             rows: list[Any] = []
             size = 0
@@ -365,9 +396,14 @@ class _EmbeddedUserQuery:
                 size += len(data)
                 if size > self._limits.max_result_bytes:  # our own bound on the answer as JSON
                     stream.cancel()
-                    raise WarehouseError(f"the result as JSON is larger than {self._limits.max_result_bytes} bytes", 396)
+                    raise WarehouseError(
+                        f"the result as JSON is larger than {self._limits.max_result_bytes} bytes",
+                        396,
+                    )
                 lines = [line for line in data.split(b"\n") if line]
-                header = [orjson.loads(lines[0]), orjson.loads(lines[1])] if len(lines) >= 2 else header
+                header = (
+                    [orjson.loads(lines[0]), orjson.loads(lines[1])] if len(lines) >= 2 else header
+                )
                 rows.extend(orjson.loads(line) for line in lines[2:])
         except WarehouseError as exc:
             raise self._limits.explain(exc) from None
@@ -382,7 +418,11 @@ class _EmbeddedUserQuery:
         with contextlib.suppress(Exception):  # best effort: max_execution_time bounds it anyway
             admin = connect(self._path)
             try:
-                admin.query("KILL QUERY WHERE startsWith(query, {m:String}) ASYNC", "CSV", params={"m": self._marker})
+                admin.query(
+                    "KILL QUERY WHERE startsWith(query, {m:String}) ASYNC",
+                    "CSV",
+                    params={"m": self._marker},
+                )
             finally:
                 admin.close()
 
@@ -406,13 +446,20 @@ class ServerWarehouse:
     """
 
     def __init__(
-        self, url: str, *, retries: int = 5, retry_delay: float = 0.5, reader: tuple[str, str] | None = None
+        self,
+        url: str,
+        *,
+        retries: int = 5,
+        retry_delay: float = 0.5,
+        reader: tuple[str, str] | None = None,
     ) -> None:
         from clickhouse_driver import Client
 
         parsed = urlparse(url)
         if parsed.scheme not in ("clickhouse", "clickhouses"):
-            raise WarehouseError(f"PW_CLICKHOUSE_URL must start with clickhouse://, got {parsed.scheme}://")
+            raise WarehouseError(
+                f"PW_CLICKHOUSE_URL must start with clickhouse://, got {parsed.scheme}://"
+            )
         options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         self.database = parsed.path.lstrip("/") or "default"
         self.user = unquote(parsed.username or "default")
@@ -454,6 +501,19 @@ class ServerWarehouse:
         sql = f"INSERT INTO {_identifier(table)} ({', '.join(_identifier(c) for c in columns)}) VALUES"
         self._call(lambda: self._client.execute(sql, data))
 
+    def insert_select(
+        self, table: str, columns: Sequence[str], select: str, data: dict[str, list[str]]
+    ) -> None:
+        """The String columns go to the server in native blocks, read by `input()`."""
+        if not data or not next(iter(data.values())):
+            return
+        structure = ", ".join(f"{_identifier(name)} String" for name in data)
+        sql = _insert_select_sql(table, columns, select, f"input('{structure}')")
+        rows = list(zip(*data.values(), strict=True))
+        # Not retried here: an insert whose answer was lost may have landed. The caller retries
+        # knowing that (the loader checks such a batch against the table before inserting again).
+        self._call(lambda: self._client.execute(sql, rows), retries=0)
+
     def close(self) -> None:
         with self._lock:
             self._client.disconnect()
@@ -461,7 +521,9 @@ class ServerWarehouse:
     def user_query(self, params: dict[str, Any], limits: SqlLimits) -> UserQuery:
         """A user query as the read-only user (never the writer), on a connection of its own."""
         if self.reader is None or not self.reader[0]:
-            raise WarehouseError("user SQL needs the read-only ClickHouse user: set PW_CLICKHOUSE_READER_USER")
+            raise WarehouseError(
+                "user SQL needs the read-only ClickHouse user: set PW_CLICKHOUSE_READER_USER"
+            )
         if self.reader[0] == self.user:
             raise WarehouseError(
                 f"PW_CLICKHOUSE_READER_USER is the writer ({self.user}): user SQL runs as the "
@@ -496,11 +558,12 @@ class ServerWarehouse:
             self._types[table] = {r[0]: r[1] for r in result.rows}
         return self._types[table]
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def _call(self, fn: Callable[[], Any], retries: int | None = None) -> Any:
         from clickhouse_driver import errors
 
         delay = self._retry_delay
-        for attempt in range(self._retries + 1):
+        retries = self._retries if retries is None else retries
+        for attempt in range(retries + 1):
             with self._lock:
                 try:
                     return fn()
@@ -511,9 +574,11 @@ class ServerWarehouse:
                     # Old servers append a stack trace to the message; keep the first part.
                     message = " ".join(str(exc).split("Stack trace:")[0].split())
                     raise WarehouseError(self._scrub(message)) from exc
-            if attempt == self._retries:
+            if attempt == retries:
                 raise WarehouseError(
-                    self._scrub(f"ClickHouse server unreachable after {attempt + 1} attempts: {failure}")
+                    self._scrub(
+                        f"ClickHouse server unreachable after {attempt + 1} attempts: {failure}"
+                    )
                 ) from failure
             log.warning("clickhouse.retry", attempt=attempt + 1, error=self._scrub(str(failure)))
             time.sleep(delay)
@@ -531,7 +596,11 @@ class _ServerUserQuery:
     """
 
     def __init__(
-        self, connection: dict[str, Any], reader: tuple[str, str], params: dict[str, Any], limits: SqlLimits
+        self,
+        connection: dict[str, Any],
+        reader: tuple[str, str],
+        params: dict[str, Any],
+        limits: SqlLimits,
     ) -> None:
         from clickhouse_driver import Client
 
@@ -623,6 +692,14 @@ def _to_native(value: Any, ch_type: str) -> Any:
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 
 
+def _insert_select_sql(table: str, columns: Sequence[str], select: str, source: str) -> str:
+    """`select` is the caller's own constant SQL with a `{source}` placeholder; values never enter it."""
+    if "{source}" not in select:
+        raise WarehouseError("insert_select: the SELECT must read {source}")
+    names = ", ".join(_identifier(c) for c in columns)
+    return f"INSERT INTO {_identifier(table)} ({names}) " + select.replace("{source}", source)
+
+
 def _identifier(name: str) -> str:
     if not _IDENTIFIER.fullmatch(name):
         raise WarehouseError(f"not a plain identifier: {name!r}")
@@ -643,16 +720,22 @@ def open_warehouse(settings: Settings) -> Warehouse:
 def migrations(directory: Traversable = MIGRATIONS) -> list[tuple[int, str, str]]:
     """Numbered migrations `NNNN_name.sql`, in order, as (version, name, sql)."""
     found = []
-    files = [f for f in directory.iterdir() if f.name.endswith(".sql")] if directory.is_dir() else []
+    files = (
+        [f for f in directory.iterdir() if f.name.endswith(".sql")] if directory.is_dir() else []
+    )
     for path in sorted(files, key=lambda f: f.name):
         number, _, name = path.name.removesuffix(".sql").partition("_")
         found.append((int(number), name, path.read_text(encoding="utf-8")))
     if not found:
-        raise WarehouseError(f"no migrations (*.sql) in {directory}: is the `sinks` package data installed?")
+        raise WarehouseError(
+            f"no migrations (*.sql) in {directory}: is the `sinks` package data installed?"
+        )
     return found
 
 
-def migrate(warehouse: Warehouse, settings: Settings, directory: Traversable = MIGRATIONS) -> list[str]:
+def migrate(
+    warehouse: Warehouse, settings: Settings, directory: Traversable = MIGRATIONS
+) -> list[str]:
     """Apply the migrations not yet applied; return the names of those applied now.
 
     Migrations may use `${PW_RETENTION_DAYS}`, substituted with the validated integer setting
@@ -687,7 +770,9 @@ def bootstrap_ddl(settings: Settings) -> list[str]:
     ]
 
 
-def migration_ddl(settings: Settings, directory: Traversable = MIGRATIONS) -> list[tuple[int, str, list[str]]]:
+def migration_ddl(
+    settings: Settings, directory: Traversable = MIGRATIONS
+) -> list[tuple[int, str, list[str]]]:
     """Every migration as (version, name, statements) ready to run, in order.
 
     `${PW_RETENTION_DAYS}` is substituted with the validated integer setting (DDL takes no query
@@ -695,13 +780,19 @@ def migration_ddl(settings: Settings, directory: Traversable = MIGRATIONS) -> li
     (sinks/cluster_ddl.py: Replicated local tables, Distributed tables, ON CLUSTER).
     """
     days = str(int(settings.retention_days))
-    plain = [(v, n, list(_statements(sql.replace("${PW_RETENTION_DAYS}", days)))) for v, n, sql in migrations(directory)]
+    plain = [
+        (v, n, list(_statements(sql.replace("${PW_RETENTION_DAYS}", days))))
+        for v, n, sql in migrations(directory)
+    ]
     if not settings.clickhouse_cluster:
         return plain
     from sinks.cluster_ddl import render_all, sharded_tables
 
     sharded = sharded_tables(s for _, _, statements in plain for s in statements)
-    return [(v, n, render_all(statements, settings.clickhouse_cluster, sharded)) for v, n, statements in plain]
+    return [
+        (v, n, render_all(statements, settings.clickhouse_cluster, sharded))
+        for v, n, statements in plain
+    ]
 
 
 def _statements(sql: str) -> Iterable[str]:

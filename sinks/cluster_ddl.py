@@ -32,6 +32,10 @@ LOCAL_SUFFIX = "_local"
 # sees which migrations ran, whichever node it migrates through.
 MIGRATIONS_ZK_PATH = "/clickhouse/tables/all/{database}/{table}"
 MIGRATIONS_REPLICA = "{shard}-{replica}"
+#: Small bookkeeping tables without an account to shard by, kept whole on every node like the
+#: migrations table (one replica set across all shards, no Distributed table): the warehouse
+#: loader's per-partition high-water marks.
+NODE_WIDE_TABLES = frozenset({"audit.loader_offsets"})
 
 MERGE_TREE_ENGINES = frozenset(
     {
@@ -57,7 +61,9 @@ _CREATE_MV = re.compile(
     r"TO\s+(?P<tdb>\w+)\.(?P<target>\w+)\s+AS\s+(?P<select>.*)",
     re.DOTALL | re.IGNORECASE,
 )
-_ALTER_TABLE = re.compile(r"ALTER\s+TABLE\s+(?P<db>\w+)\.(?P<table>\w+)\s+(?P<body>.*)", re.DOTALL | re.IGNORECASE)
+_ALTER_TABLE = re.compile(
+    r"ALTER\s+TABLE\s+(?P<db>\w+)\.(?P<table>\w+)\s+(?P<body>.*)", re.DOTALL | re.IGNORECASE
+)
 _COLUMN_CLAUSE = re.compile(r"(ADD|DROP|MODIFY|RENAME)\s+COLUMN\b", re.IGNORECASE)
 _FROM_TABLE = re.compile(r"\b(FROM|JOIN)(\s+)(\w+)\.(\w+)\b", re.IGNORECASE)
 
@@ -69,7 +75,9 @@ class ClusterDDLError(ValueError):
 def check_cluster_name(name: str) -> str:
     """The cluster name is the only value written into DDL: it must be a plain identifier."""
     if not _IDENTIFIER.fullmatch(name):
-        raise ClusterDDLError(f"PW_CLICKHOUSE_CLUSTER must be an identifier ([A-Za-z_][A-Za-z0-9_]*), got {name!r}")
+        raise ClusterDDLError(
+            f"PW_CLICKHOUSE_CLUSTER must be an identifier ([A-Za-z_][A-Za-z0-9_]*), got {name!r}"
+        )
     return name
 
 
@@ -78,7 +86,11 @@ def sharded_tables(statements: Iterable[str]) -> set[str]:
     found = set()
     for statement in statements:
         m = _CREATE_TABLE.match(statement.strip())
-        if m and m["engine"] in MERGE_TREE_ENGINES:
+        if (
+            m
+            and m["engine"] in MERGE_TREE_ENGINES
+            and f"{m['db']}.{m['table']}" not in NODE_WIDE_TABLES
+        ):
             found.add(f"{m['db']}.{m['table']}")
     return found
 
@@ -112,7 +124,9 @@ def render(statement: str, cluster: str, sharded: set[str]) -> list[str]:
         return [text]  # through the Distributed tables: rows reach the shard of their account
     if head.startswith("ALTER TABLE"):
         return _render_alter(text, cluster, sharded)
-    raise ClusterDDLError(f"no cluster rendering for this statement (extend sinks/cluster_ddl.py): {text[:80]!r}")
+    raise ClusterDDLError(
+        f"no cluster rendering for this statement (extend sinks/cluster_ddl.py): {text[:80]!r}"
+    )
 
 
 def render_all(statements: Iterable[str], cluster: str, sharded: set[str]) -> list[str]:
@@ -123,10 +137,16 @@ def render_all(statements: Iterable[str], cluster: str, sharded: set[str]) -> li
 def _render_table(text: str, cluster: str) -> list[str]:
     m = _CREATE_TABLE.match(text)
     if not m:
-        raise ClusterDDLError(f"unrecognised CREATE TABLE (columns, then ENGINE = ...): {text[:80]!r}")
+        raise ClusterDDLError(
+            f"unrecognised CREATE TABLE (columns, then ENGINE = ...): {text[:80]!r}"
+        )
     engine = m["engine"]
     if engine not in MERGE_TREE_ENGINES:
-        raise ClusterDDLError(f"{m['db']}.{m['table']}: engine {engine} has no Replicated counterpart here")
+        raise ClusterDDLError(
+            f"{m['db']}.{m['table']}: engine {engine} has no Replicated counterpart here"
+        )
+    if f"{m['db']}.{m['table']}" in NODE_WIDE_TABLES:
+        return [_render_node_wide(m, cluster)]
     if not re.search(r"^\s*\(?\s*account_id\s", m["columns"], re.MULTILINE):
         raise ClusterDDLError(f"{m['db']}.{m['table']}: no account_id column to shard by")
     ine = "IF NOT EXISTS " if m["ine"] else ""
@@ -144,6 +164,18 @@ def _render_table(text: str, cluster: str) -> list[str]:
         f"ENGINE = Distributed({cluster}, {db}, {local}, {SHARDING_KEY})"
     )
     return [local_ddl, distributed_ddl]
+
+
+def _render_node_wide(m: re.Match[str], cluster: str) -> str:
+    """A bookkeeping table on every node, one replica set across all shards (no Distributed table)."""
+    args = [f"'{MIGRATIONS_ZK_PATH}'", f"'{MIGRATIONS_REPLICA}'"]
+    if m["args"] and m["args"].strip():
+        args.append(m["args"].strip())
+    ine = "IF NOT EXISTS " if m["ine"] else ""
+    return (
+        f"CREATE TABLE {ine}{m['db']}.{m['table']} ON CLUSTER {cluster}\n{m['columns']}\n"
+        f"ENGINE = Replicated{m['engine']}({', '.join(args)}){m['rest'].rstrip()}"
+    )
 
 
 def _render_alter(text: str, cluster: str, sharded: set[str]) -> list[str]:
@@ -184,7 +216,9 @@ def _top_level_split(body: str) -> list[str]:
 def _render_view(text: str, cluster: str, sharded: set[str]) -> str:
     m = _CREATE_MV.match(text)
     if not m:
-        raise ClusterDDLError(f"unrecognised materialized view (CREATE MATERIALIZED VIEW v TO t AS SELECT): {text[:80]!r}")
+        raise ClusterDDLError(
+            f"unrecognised materialized view (CREATE MATERIALIZED VIEW v TO t AS SELECT): {text[:80]!r}"
+        )
     target = f"{m['tdb']}.{m['target']}"
     if target not in sharded:
         raise ClusterDDLError(f"{m['db']}.{m['view']}: target {target} is not a sharded table")

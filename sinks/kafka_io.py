@@ -72,13 +72,18 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
         if settings.kafka_ssl_certfile:
             context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
     except (ssl.SSLError, OSError) as exc:
-        raise KafkaAccessError(f"the Kafka TLS files (PW_KAFKA_SSL_CAFILE, PW_KAFKA_SSL_CERTFILE, PW_KAFKA_SSL_KEYFILE) cannot be loaded: {exc}") from None
+        raise KafkaAccessError(
+            f"the Kafka TLS files (PW_KAFKA_SSL_CAFILE, PW_KAFKA_SSL_CERTFILE, PW_KAFKA_SSL_KEYFILE) cannot be loaded: {exc}"
+        ) from None
     return context
 
 
 def connection(settings: Settings) -> dict[str, Any]:
     """Bootstrap servers and security options, as aiokafka and kafka-python both name them."""
-    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_broker, "security_protocol": settings.kafka_security_protocol}
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_broker,
+        "security_protocol": settings.kafka_security_protocol,
+    }
     if settings.kafka_tls:
         options["ssl_context"] = ssl_context(settings)
     if settings.kafka_sasl:
@@ -90,7 +95,9 @@ def connection(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def _consumer_options(settings: Settings, role: str, group: str | None, options: dict[str, Any]) -> dict[str, Any]:
+def _consumer_options(
+    settings: Settings, role: str, group: str | None, options: dict[str, Any]
+) -> dict[str, Any]:
     return {
         **connection(settings),
         "client_id": settings.client_id(role),
@@ -106,7 +113,9 @@ def _producer_options(settings: Settings, role: str, options: dict[str, Any]) ->
 
 
 # aiokafka
-def aio_consumer(settings: Settings, *topics: str, role: str, group: str | None = None, **options: Any) -> AIOKafkaConsumer:
+def aio_consumer(
+    settings: Settings, *topics: str, role: str, group: str | None = None, **options: Any
+) -> AIOKafkaConsumer:
     """An aiokafka consumer (not started): in `group` when given, else assigned by hand."""
     from aiokafka import AIOKafkaConsumer
 
@@ -128,7 +137,9 @@ def aio_admin(settings: Settings, *, role: str) -> AIOKafkaAdminClient:
 
 
 # kafka-python
-def consumer(settings: Settings, *topics: str, role: str, group: str | None = None, **options: Any) -> KafkaConsumer:
+def consumer(
+    settings: Settings, *topics: str, role: str, group: str | None = None, **options: Any
+) -> KafkaConsumer:
     from kafka import KafkaConsumer
 
     return KafkaConsumer(*topics, **_consumer_options(settings, role, group, options))
@@ -152,7 +163,9 @@ def admin(settings: Settings, *, role: str = "admin") -> KafkaAdminClient:
     try:
         return KafkaAdminClient(**connection(settings), client_id=settings.client_id(role))
     except KafkaError as exc:
-        raise KafkaAccessError(f"Kafka at {settings.kafka_broker}: {type(exc).__name__}: {exc}") from exc
+        raise KafkaAccessError(
+            f"Kafka at {settings.kafka_broker}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 # Faust
@@ -173,7 +186,9 @@ def faust_options(settings: Settings) -> dict[str, Any]:
     elif context is not None:
         credentials = faust.SSLCredentials(context)
     return {
-        "broker": ";".join(f"kafka://{server.strip()}" for server in settings.kafka_broker.split(",")),
+        "broker": ";".join(
+            f"kafka://{server.strip()}" for server in settings.kafka_broker.split(",")
+        ),
         "broker_credentials": credentials,
         "broker_client_id": settings.client_id("worker"),
         "broker_session_timeout": SESSION_TIMEOUT_MS / 1000,
@@ -195,7 +210,13 @@ def check_access(settings: Settings, timeout: float = 10.0) -> None:
     options.pop("bootstrap_servers")
 
     async def probe(host: str, port: int) -> None:
-        conn = await create_conn(host, port, client_id=settings.client_id("access-check"), request_timeout_ms=int(timeout * 1000), **options)
+        conn = await create_conn(
+            host,
+            port,
+            client_id=settings.client_id("access-check"),
+            request_timeout_ms=int(timeout * 1000),
+            **options,
+        )
         conn.close()
 
     def run(host: str, port: int) -> None:
@@ -231,7 +252,8 @@ def explain(settings: Settings, server: str, exc: BaseException) -> str:
     where = f"Kafka at {server} (PW_KAFKA_BROKER, PW_KAFKA_SECURITY_PROTOCOL={settings.kafka_security_protocol})"
     if isinstance(exc, ssl.SSLCertVerificationError):
         hint = (
-            f"is not signed by the CA in PW_KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile!r}" if settings.kafka_ssl_cafile
+            f"is not signed by the CA in PW_KAFKA_SSL_CAFILE={settings.kafka_ssl_cafile!r}"
+            if settings.kafka_ssl_cafile
             else "is not trusted by the system's trust store: set PW_KAFKA_SSL_CAFILE to the CA that signed it"
         )
         return f"{where}: the broker's TLS certificate {hint} ({exc.verify_message})"
@@ -269,7 +291,15 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
         configs = {
             # The ledger is the sequencing state (streams/ingest.py): compacted by account once
             # older than the dedup window, so every account's chain head is kept forever.
-            settings.ledger_topic: {"cleanup.policy": "compact", "min.compaction.lag.ms": window_ms},
+            settings.ledger_topic: {
+                "cleanup.policy": "compact",
+                "min.compaction.lag.ms": window_ms,
+            },
+            # The provider stage's state (streams/provider_stage.py): the latest record per key.
+            settings.provider_state_topic: {
+                "cleanup.policy": "compact",
+                "max.message.bytes": str(8 * 1024 * 1024),
+            },
             # Signatures of accepted signed HTTP requests (streams/web/signatures.py): needed for
             # one replay window; kept a day (or two windows), whichever is longer.
             settings.signatures_topic: {
@@ -279,8 +309,9 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
         }
         # The ingest service's state (streams/ingest.py): the latest record per key is the state.
         configs.update({topic: {"cleanup.policy": "compact"} for topic in settings.state_topics})
-        # one partition: every worker sees every claim in one order, so the first claim wins
-        partitions = {settings.signatures_topic: 1}
+        # one partition: every worker sees every claim in one order, so the first claim wins; the
+        # provider stage reads its whole state topic at once when it takes over
+        partitions = {settings.signatures_topic: 1, settings.provider_state_topic: 1}
         created = []
         for topic in (t for t in wanted if t not in existing):
             new = NewTopic(

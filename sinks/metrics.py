@@ -5,17 +5,35 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_ACCEPTED = Counter("pw_events_accepted_total", "Events sequenced onto the ledger")
-EVENTS_DUPLICATE = Counter("pw_events_duplicate_total", "Repeated event_ids dropped inside the dedup window")
-EVENTS_REJECTED = Counter("pw_events_rejected_total", "Ingest messages sent to the dead-letter topic", ["reason"])
-ALERTS = Counter("pw_alerts_total", "Alert versions published on the alerts topic", ["detector", "severity"])
+EVENTS_DUPLICATE = Counter(
+    "pw_events_duplicate_total", "Repeated event_ids dropped inside the dedup window"
+)
+EVENTS_REJECTED = Counter(
+    "pw_events_rejected_total", "Ingest messages sent to the dead-letter topic", ["reason"]
+)
+ALERTS = Counter(
+    "pw_alerts_total", "Alert versions published on the alerts topic", ["detector", "severity"]
+)
 WAREHOUSE_ROWS = Counter("pw_warehouse_rows_total", "Rows stored in the warehouse", ["table"])
-WAREHOUSE_FAILURES = Counter("pw_warehouse_failures_total", "Failed warehouse batch inserts (retried)")
-WAREHOUSE_BATCH_SECONDS = Gauge("pw_warehouse_last_batch_seconds", "Duration of the last stored batch")
+WAREHOUSE_FAILURES = Counter(
+    "pw_warehouse_failures_total", "Failed warehouse batch inserts (retried)"
+)
+WAREHOUSE_BATCH_SECONDS = Gauge(
+    "pw_warehouse_last_batch_seconds", "Duration of the last stored batch"
+)
+WAREHOUSE_SKIPPED = Counter(
+    "pw_warehouse_skipped_total",
+    "Ledger records the loader did not insert because the warehouse holds them already (redelivered after a restart)",
+)
 INGEST_CATCH_UP = Counter(
     "pw_ingest_catch_up_total",
-    "Source messages the ledger says were sequenced already, past the ingest group's committed offset (skipped, not redone)",
+    "Source messages the ledger says were sequenced already, past the ingest group's committed"
+    " offset (skipped, not redone)",
 )
-INGEST_FAILURES = Counter("pw_ingest_failures_total", "Ingest batches that failed (aborted, the partition reloaded) and failed restarts")
+INGEST_FAILURES = Counter(
+    "pw_ingest_failures_total",
+    "Ingest batches that failed (aborted, the partition reloaded) and failed partition loads",
+)
 STATE_REPAIRS = Counter(
     "pw_detect_state_repairs_total",
     "Account detection states found not to match the ledger and rebuilt from it (streams/state_repair.py),"
@@ -26,12 +44,49 @@ STATE_REPAIR_INCOMPLETE = Counter(
     "pw_detect_state_repair_incomplete_total",
     "Rebuilt account states whose history neither the ledger nor the warehouse held in full",
 )
+# -- the provider-wide stage (streams/provider_stage.py) --
+PROVIDER_EVENTS = Counter(
+    "pw_provider_stage_events_total", "Ledger entries the provider-wide stage folded"
+)
+PROVIDER_ALERTS = Counter(
+    "pw_provider_stage_alerts_total",
+    "Alert versions the provider-wide stage published",
+    ["detector"],
+)
+PROVIDER_UNCHECKPOINTED = Gauge(
+    "pw_provider_stage_uncheckpointed_entries",
+    "Ledger entries the provider-wide stage folded since its last committed checkpoint",
+)
+PROVIDER_CHECKPOINTS = Counter(
+    "pw_provider_stage_checkpoints_total", "State checkpoints the provider-wide stage committed"
+)
+PROVIDER_RESTORED = Gauge(
+    "pw_provider_stage_restored_keys",
+    "Provider and account states the stage restored from its snapshot topic when it last took over",
+)
+PROVIDER_ACTIVE = Gauge(
+    "pw_provider_stage_active",
+    "1 while this process holds the provider-wide stage (one worker at a time)",
+)
+SIGMA_RULES = Gauge(
+    "pw_sigma_rules",
+    "Sigma rules (detection rules and correlations) the provider stage runs from PW_RULES_DIR",
+)
+SIGMA_RELOAD_FAILURES = Counter(
+    "pw_sigma_reload_failures_total",
+    "Changes of PW_RULES_DIR the provider stage refused (it keeps the rules it had)",
+)
+PROVIDER_EVENT_TIME = Gauge(
+    "pw_provider_stage_event_time_seconds",
+    "Event time (Unix seconds) of the newest ledger entry the provider stage folded",
+)
 
 # -- observability (issue 7): labels are small closed sets, never an IP, principal or account id --
 #: Detector timing is sampled so the hot path pays for it on one event in this many.
 DETECTOR_SAMPLE_EVERY = 64
 EVENTS_CONSUMED = Counter(
-    "pw_events_consumed_total", "Ingest messages handled (accepted, duplicate or dead-lettered), redeliveries excluded"
+    "pw_events_consumed_total",
+    "Ingest messages handled (accepted, duplicate or dead-lettered), redeliveries excluded",
 )
 DETECTOR_SECONDS = Histogram(
     "pw_detector_evaluation_seconds",
@@ -84,11 +139,15 @@ HTTP_AUTH_FAILURES = Counter(
     ["route", "reason"],
 )
 BEHAVIOUR_MODEL_LOADED = Gauge(
-    "pw_behaviour_model_loaded", "1 when a behaviour model is loaded; 0: behaviour_anomaly is idle (cold start)"
+    "pw_behaviour_model_loaded",
+    "1 when a behaviour model is loaded; 0: behaviour_anomaly is idle (cold start)",
 )
-BEHAVIOUR_MODEL_LOADS = Counter("pw_behaviour_model_loads_total", "Behaviour model artifacts swapped in by the worker")
+BEHAVIOUR_MODEL_LOADS = Counter(
+    "pw_behaviour_model_loads_total", "Behaviour model artifacts swapped in by the worker"
+)
 BEHAVIOUR_MODEL_REFUSED = Counter(
-    "pw_behaviour_model_refused_total", "Behaviour model artifacts refused (feature version, hash, types)"
+    "pw_behaviour_model_refused_total",
+    "Behaviour model artifacts refused (feature version, hash, types)",
 )
 
 # -- alert feed (`partnerwatch alerts feed`, its own /metrics port); output = a name from the routes file --

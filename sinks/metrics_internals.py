@@ -29,4 +29,6 @@ class Described:
 
 
 def describe(metric: MetricWrapperBase) -> Described:
-    return Described(metric._name, str(metric._type), tuple(metric._labelnames), metric._documentation)
+    return Described(
+        metric._name, str(metric._type), tuple(metric._labelnames), metric._documentation
+    )

@@ -26,7 +26,7 @@ _CLOSE = frozenset(b"]}")
 def split_batch(body: bytes) -> list[bytes]:
     """The events of a request body: each top-level element of an array, or the body itself."""
     start = len(body) - len(body.lstrip())
-    if body[start:start + 1] != b"[":
+    if body[start : start + 1] != b"[":
         return [body]
     items: list[bytes] = []
     depth = 0
@@ -43,14 +43,14 @@ def split_batch(body: bytes) -> list[bytes]:
                 end = match.start()
                 break
         elif byte == 0x2C and depth == 1:  # a comma between two elements
-            items.append(body[item_start:match.start()].strip())
+            items.append(body[item_start : match.start()].strip())
             item_start = match.end()
             commas += 1
     last = body[item_start:end].strip() if end is not None else body[item_start:].strip()
     if last or commas:
         items.append(last)
     if end is not None:
-        trailing = body[end + 1:].strip()
+        trailing = body[end + 1 :].strip()
         if trailing:
             items.append(trailing)
     return items

@@ -62,7 +62,9 @@ class AlertFilter:
 
     def __post_init__(self) -> None:
         if self.min_severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, not {self.min_severity!r}")
+            raise ValueError(
+                f"severity must be one of {', '.join(SEVERITIES)}, not {self.min_severity!r}"
+            )
 
     def matches(self, alert: dict[str, Any]) -> bool:
         severity = alert.get("severity")
@@ -140,7 +142,9 @@ class AlertFeed(Service):
 
     def subscribe(self, alert_filter: AlertFilter) -> Subscriber:
         """Join the fan-out; `start` is where this subscriber's queue begins, per partition."""
-        sub = Subscriber(alert_filter, list(self.positions), asyncio.Queue(self.settings.sse_queue_size))
+        sub = Subscriber(
+            alert_filter, list(self.positions), asyncio.Queue(self.settings.sse_queue_size)
+        )
         self.subscribers.add(sub)
         return sub
 
@@ -177,7 +181,10 @@ class AlertFeed(Service):
                     log.info("alert_feed.ready", positions=format_position(self.positions))
                 else:  # restarted after an error: continue exactly where the fan-out stood
                     for tp in tps:
-                        consumer.seek(tp, self.positions[tp.partition] if tp.partition < self.partitions else 0)
+                        consumer.seek(
+                            tp,
+                            self.positions[tp.partition] if tp.partition < self.partitions else 0,
+                        )
                 while not self.closing:
                     batch = await consumer.getmany(timeout_ms=500)
                     for tp, records in batch.items():
@@ -208,7 +215,11 @@ class AlertFeed(Service):
     async def catch_up(self, resume: list[int], until: list[int]) -> AsyncIterator[FeedRecord]:
         """Every committed record from `resume` up to (not including) `until`, per partition."""
         topic = self.settings.alerts_topic
-        wanted = {p: (resume[p], until[p]) for p in range(min(len(resume), len(until))) if resume[p] < until[p]}
+        wanted = {
+            p: (resume[p], until[p])
+            for p in range(min(len(resume), len(until)))
+            if resume[p] < until[p]
+        }
         if not wanted:
             return
         consumer = self._consumer()

@@ -44,7 +44,17 @@ class AlertPublisher(Service):
         """
         if self._producer is None:
             raise RuntimeError("the alert publisher is not started")
-        self._pending.append(await self._producer.send(settings.alerts_topic, value, key=key, partition=partition))
+        self._pending.append(
+            await self._producer.send(settings.alerts_topic, value, key=key, partition=partition)
+        )
+
+    async def publish_status(self, key: bytes, value: bytes, timeout: float) -> None:
+        """Send one lifecycle record (sinks/alert_delivery/lifecycle.py) and wait for the broker."""
+        if self._producer is None:
+            raise RuntimeError("the alert publisher is not started")
+        await asyncio.wait_for(
+            await self._producer.send(settings.alert_status_topic, value, key=key), timeout
+        )
 
     async def delivered(self) -> None:
         """Wait until every alert published so far is acknowledged by the broker."""

@@ -47,7 +47,9 @@ class LeanMonitor(Monitor):
     def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
         return None
 
-    def on_stream_event_out(self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None) -> None:
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
         pass
 
     def on_message_out(self, tp: Any, offset: int, message: Any) -> None:
@@ -62,7 +64,9 @@ class LeanMonitor(Monitor):
     def on_table_del(self, table: Any, key: Any) -> None:
         pass
 
-    def on_send_initiated(self, producer: Any, topic: str, message: Any, keysize: int, valsize: int) -> None:
+    def on_send_initiated(
+        self, producer: Any, topic: str, message: Any, keysize: int, valsize: int
+    ) -> None:
         return None
 
     def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:

@@ -35,8 +35,11 @@ LAG_INTERVAL_SECONDS = 10.0
 _TIMEOUT = 10.0
 
 
-def lag(end: Mapping[TopicPartition, int], committed: Mapping[TopicPartition, int | None],
-        beginning: Mapping[TopicPartition, int]) -> dict[TopicPartition, int]:
+def lag(
+    end: Mapping[TopicPartition, int],
+    committed: Mapping[TopicPartition, int | None],
+    beginning: Mapping[TopicPartition, int],
+) -> dict[TopicPartition, int]:
     """Offsets left to consume per partition; a group that never committed starts at the beginning."""
     result: dict[TopicPartition, int] = {}
     for tp, last in end.items():

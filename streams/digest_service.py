@@ -1,7 +1,7 @@
 """Periodic signed chain digests, made by the worker that owns the warehouse.
 
 Every `PW_DIGEST_INTERVAL` seconds (when a digest key is configured) this service signs the
-periods closed since the last run (`pipeline.forensics.digests.create_digests`), on the loader's warehouse
+periods closed since the last run (`pipeline.forensics.digests.create_digests`), on the worker's warehouse
 (the embedded engine is locked to this process). The work runs in an executor thread, off the
 event loop; the warehouse serializes it with the loader's inserts. Only the key id is logged.
 """
@@ -53,17 +53,22 @@ class DigestService(Service):
         log.info("digest.periodic_on", key_id=signer.key_id, interval=self.settings.digest_interval)
         while not self.should_stop:
             await self.sleep(self.settings.digest_interval)
-            loader = self.loaders.loader
-            if loader is None or self.should_stop:
+            warehouse = self.loaders.warehouse
+            if warehouse is None or self.should_stop:
                 continue
-            await self.run_once(loader.warehouse, signer)
+            await self.run_once(warehouse, signer)
 
     async def run_once(self, warehouse: Any, signer: Signer) -> None:
         s = self.settings
         try:
             made, problems = await asyncio.get_running_loop().run_in_executor(
-                None, create_digests, warehouse, signer, s.digest_period,
-                int(time.time() * 1000), int(s.digest_delay * 1000),
+                None,
+                create_digests,
+                warehouse,
+                signer,
+                s.digest_period,
+                int(time.time() * 1000),
+                int(s.digest_delay * 1000),
             )
         except WarehouseError as exc:
             log.error("digest.failed", error=str(exc))

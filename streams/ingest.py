@@ -95,8 +95,12 @@ async def load_state(s: Settings, partition: int) -> PartitionState:
         read(s.open_alerts_topic, lambda r: state.load_alert(r.key, r.value)),
     )
     log.info(
-        "ingest.state_loaded", partition=partition, entries=entries, accounts=len(state.accounts),
-        open_alerts=len(state.open_alerts), changelog_records=accounts + alerts,
+        "ingest.state_loaded",
+        partition=partition,
+        entries=entries,
+        accounts=len(state.accounts),
+        open_alerts=len(state.open_alerts),
+        changelog_records=accounts + alerts,
         seconds=round(time.monotonic() - started, 3),
     )
     return state
@@ -139,8 +143,11 @@ class PartitionIngest:
         self.pending = []
         if self.transactional:
             producer = aio_producer(
-                s, role=f"ingest-{self.tp.partition}", transactional_id=s.ingest_transactional_id(self.tp.partition),
-                linger_ms=0, max_batch_size=1024 * 1024,
+                s,
+                role=f"ingest-{self.tp.partition}",
+                transactional_id=s.ingest_transactional_id(self.tp.partition),
+                linger_ms=0,
+                max_batch_size=1024 * 1024,
             )
             await producer.start()  # InitProducerId: any older producer of this id is fenced now
             self.producer = producer
@@ -153,8 +160,12 @@ class PartitionIngest:
         position = max(committed, self.state.next_offset)
         if self.state.next_offset > committed:
             metrics.INGEST_CATCH_UP.inc(self.state.next_offset - committed)
-            log.warning("ingest.position_from_ledger", partition=self.tp.partition, group_committed=committed,
-                        ledger_next=self.state.next_offset)
+            log.warning(
+                "ingest.position_from_ledger",
+                partition=self.tp.partition,
+                group_committed=committed,
+                ledger_next=self.state.next_offset,
+            )
         if not position:
             position = (await consumer.beginning_offsets([self.tp]))[self.tp]
         # From here on the consumer delivers records from `position` only (aiokafka drops what
@@ -202,11 +213,15 @@ class PartitionIngest:
                     await self._batch(records)
                 except ProducerFenced:
                     log.error("ingest.fenced", partition=self.tp.partition)
-                    self.service.note_error(f"partition {self.tp.partition}: fenced by a newer producer")
+                    self.service.note_error(
+                        f"partition {self.tp.partition}: fenced by a newer producer"
+                    )
                     self.closing = True
                     return
                 except Exception as exc:  # a failed batch: abort, and start the partition over
-                    self.service.note_error(f"partition {self.tp.partition}: {type(exc).__name__}: {exc}")
+                    self.service.note_error(
+                        f"partition {self.tp.partition}: {type(exc).__name__}: {exc}"
+                    )
                     log.exception("ingest.batch_failed", partition=self.tp.partition)
                     await self._take_up()
                     self.service.note_recovered()
@@ -228,8 +243,10 @@ class PartitionIngest:
             await publisher.publish(key, value, self.tp.partition)
         s, p = self.service.settings, self.tp.partition
         outputs: list[tuple[str, list[Record]]] = [
-            (s.ledger_topic, out.ledger), (s.deadletter_topic, out.deadletters),
-            (s.account_state_topic, out.account_records()), (s.open_alerts_topic, out.alert_records()),
+            (s.ledger_topic, out.ledger),
+            (s.deadletter_topic, out.deadletters),
+            (s.account_state_topic, out.account_records()),
+            (s.open_alerts_topic, out.alert_records()),
         ]
         if self.transactional:
             await producer.begin_transaction()
@@ -267,13 +284,22 @@ class PartitionIngest:
                 await self._load()
                 return
             except Exception as exc:  # the broker may still be away: try again
-                self.service.note_error(f"partition {self.tp.partition}: loading failed: {type(exc).__name__}: {exc}")
-                log.warning("ingest.load_failed", partition=self.tp.partition, error=str(exc), retry_in=delay)
+                self.service.note_error(
+                    f"partition {self.tp.partition}: loading failed: {type(exc).__name__}: {exc}"
+                )
+                log.warning(
+                    "ingest.load_failed",
+                    partition=self.tp.partition,
+                    error=str(exc),
+                    retry_in=delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
 
 
-async def _send(producer: AIOKafkaProducer, topic: str, partition: int, records: list[Record]) -> Any:
+async def _send(
+    producer: AIOKafkaProducer, topic: str, partition: int, records: list[Record]
+) -> Any:
     """Append `records` to the producer as ready-built record batches; the last batch's future."""
     if not records:
         return None
@@ -283,7 +309,9 @@ async def _send(producer: AIOKafkaProducer, topic: str, partition: int, records:
             await producer.send_batch(batch, topic, partition=partition)
             batch = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:
-                raise ValueError(f"a record of {len(value or b'')} bytes for {topic} exceeds the producer's batch size")
+                raise ValueError(
+                    f"a record of {len(value or b'')} bytes for {topic} exceeds the producer's batch size"
+                )
     return await producer.send_batch(batch, topic, partition=partition)
 
 
@@ -325,11 +353,17 @@ class IngestService(Service):
         await self.add_runtime_dependency(publisher)
         s = self.settings
         if s.processing_guarantee != "exactly_once":
-            self.shared_producer = aio_producer(s, role="ingest", linger_ms=0, max_batch_size=1024 * 1024)
+            self.shared_producer = aio_producer(
+                s, role="ingest", linger_ms=0, max_batch_size=1024 * 1024
+            )
             await self.shared_producer.start()
         self.consumer = aio_consumer(
-            s, role="ingest", group=s.ingest_group, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
+            s,
+            role="ingest",
+            group=s.ingest_group,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
         )
         self.consumer.subscribe([s.actions_topic], listener=_Rebalance(self))
         await self.consumer.start()
@@ -379,7 +413,9 @@ class IngestService(Service):
             self._froze = True
 
     async def revoke(self, revoked: list[TopicPartition]) -> None:
-        parts = [self.partitions.pop(tp.partition) for tp in revoked if tp.partition in self.partitions]
+        parts = [
+            self.partitions.pop(tp.partition) for tp in revoked if tp.partition in self.partitions
+        ]
         await asyncio.gather(*(p.close() for p in parts))
         if parts:
             log.info("ingest.revoked", partitions=sorted(p.tp.partition for p in parts))

@@ -88,7 +88,9 @@ def _load(table: dict[str, Any], key: bytes | None, value: bytes | None) -> None
 
 def state_record(key: str, value: Any) -> Record:
     """A changelog record: JSON key and value (None: a tombstone), as the Faust tables wrote them."""
-    return orjson.dumps(key), None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    return orjson.dumps(key), None if value is None else orjson.dumps(
+        value, option=orjson.OPT_NON_STR_KEYS
+    )
 
 
 @dataclass
@@ -160,7 +162,17 @@ class Ingest:
                     raise Rejected("wrong_key", "the message key must be the event's account_id")
             except Rejected as exc:
                 out.deadletters.append(
-                    (key, deadletter.record(exc.reason, exc.detail, self.actions_topic, state.partition, offset, value))
+                    (
+                        key,
+                        deadletter.record(
+                            exc.reason,
+                            exc.detail,
+                            self.actions_topic,
+                            state.partition,
+                            offset,
+                            value,
+                        ),
+                    )
                 )
                 continue
             event = self.masker.mask_event(action)
@@ -176,7 +188,12 @@ class Ingest:
         return out
 
     def _detect(
-        self, state: PartitionState, out: IngestBatch, event: dict[str, Any], seq: int, timestamp: int,
+        self,
+        state: PartitionState,
+        out: IngestBatch,
+        event: dict[str, Any],
+        seq: int,
+        timestamp: int,
         model: BehaviourModel | None,
     ) -> None:
         """Every detector over one sequenced event of its account (`detectors.run.apply_event`,
@@ -191,7 +208,9 @@ class Ingest:
             raise StateGap(account, prior, seq)
         out.accounts[account] = account_state
         timings = self.metrics.sample()
-        applied = apply_event(account_state, event, seq, self.config, model, state.open_alerts.get, timings)
+        applied = apply_event(
+            account_state, event, seq, self.config, model, state.open_alerts.get, timings
+        )
         self.metrics.record(timings)
         if applied is None:
             return  # folded into this state already
@@ -209,5 +228,7 @@ class StateGap(RuntimeError):
     must be reloaded and checked against the ledger (streams/state_repair.py)."""
 
     def __init__(self, account: str, state_seq: int, seq: int) -> None:
-        super().__init__(f"the detection state of {account} is at seq {state_seq}, the next entry is {seq}")
+        super().__init__(
+            f"the detection state of {account} is at seq {state_seq}, the next entry is {seq}"
+        )
         self.account = account

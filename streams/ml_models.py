@@ -40,7 +40,9 @@ def publish(slot: ModelSlot, changed: bool, before: str | None, refused_before: 
     if now is not None and now != before:
         BEHAVIOUR_MODEL_LOADS.inc()
     if changed:
-        (log.info if slot.model is not None or not slot.refused else log.warning)("behaviour_model", status=slot.message)
+        (log.info if slot.model is not None or not slot.refused else log.warning)(
+            "behaviour_model", status=slot.message
+        )
 
 
 async def check() -> None:

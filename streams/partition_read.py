@@ -11,11 +11,15 @@ from sinks.kafka_io import aio_consumer
 from streams.app import settings
 
 
-async def read_partition(topic: str, partition: int, start: int | None, until: int | None) -> AsyncIterator[Any]:
+async def read_partition(
+    topic: str, partition: int, start: int | None, until: int | None
+) -> AsyncIterator[Any]:
     """Committed records of one partition from `start` (None: the beginning) up to `until`
     (None: the end as of now), read with a consumer of its own, outside any group."""
     tp = TopicPartition(topic, partition)
-    consumer = aio_consumer(settings, role="partition-reader", max_partition_fetch_bytes=8 * 1024 * 1024)
+    consumer = aio_consumer(
+        settings, role="partition-reader", max_partition_fetch_bytes=8 * 1024 * 1024
+    )
     await consumer.start()
     try:
         consumer.assign([tp])

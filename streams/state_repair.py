@@ -184,9 +184,16 @@ async def repair(state: PartitionState, stale: Iterable[Stale]) -> Repairs:
         complete = not replay.missing and replay.at == s.head
         (log.warning if complete else log.error)(
             "detect.state_repaired" if complete else "detect.state_repair_incomplete",
-            account=account, partition=partition, reason=s.reason, state_seq=s.after if s.reason != "ahead" else None,
-            ledger_head=s.head, rebuilt_to=replay.at, replayed=replay.replayed, from_warehouse=replay.from_warehouse,
-            missing=replay.missing or None, seconds=round(time.monotonic() - started, 3),
+            account=account,
+            partition=partition,
+            reason=s.reason,
+            state_seq=s.after if s.reason != "ahead" else None,
+            ledger_head=s.head,
+            rebuilt_to=replay.at,
+            replayed=replay.replayed,
+            from_warehouse=replay.from_warehouse,
+            missing=replay.missing or None,
+            seconds=round(time.monotonic() - started, 3),
         )
         if not complete:
             metrics.STATE_REPAIR_INCOMPLETE.inc()
@@ -216,8 +223,13 @@ async def _from_warehouse(replay: _Replay, before: int, link: str) -> None:
     expected = link
     for seq, prev_hash, stored_hash, ingested_at, payload in reversed(rows):
         at = f"{str(ingested_at).replace(' ', 'T')}Z"
-        if stored_hash != expected or entry_hash(prev_hash, int(seq), at, str(payload).encode()) != stored_hash:
-            replay.missing = f"seq {wanted}: the warehouse's seq {seq} does not link to the ledger's chain"
+        if (
+            stored_hash != expected
+            or entry_hash(prev_hash, int(seq), at, str(payload).encode()) != stored_hash
+        ):
+            replay.missing = (
+                f"seq {wanted}: the warehouse's seq {seq} does not link to the ledger's chain"
+            )
             return
         expected = prev_hash
     for seq, _, _, _, payload in rows:
@@ -239,7 +251,9 @@ async def _warehouse_rows(account: str, after: int, before: int) -> list[Any] | 
         return None
     params = {"account": account, "after": after, "before": before}
     try:
-        result = await asyncio.get_running_loop().run_in_executor(None, loader.warehouse.query, _WAREHOUSE_RANGE, params)
+        result = await asyncio.get_running_loop().run_in_executor(
+            None, loader.warehouse.query, _WAREHOUSE_RANGE, params
+        )
     except Exception as exc:  # any backend failure: the history stays incomplete, and says so
         log.error("detect.state_repair_warehouse_failed", account=account, error=str(exc))
         return None

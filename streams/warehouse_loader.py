@@ -1,14 +1,23 @@
 """Warehouse loader: pw.ledger and pw.alerts -> ClickHouse, in batches, off the detection path.
 
-A thread of the worker process, with its own event loop and consumer group (`<app id>-warehouse`), reading
-committed records only. A batch closes at `PW_WAREHOUSE_BATCH_ROWS` rows or
-`PW_WAREHOUSE_BATCH_SECONDS`; offsets are committed only after the batch is stored, so a crash
-redelivers at most the unstored tail, and `store_events` skips what was already stored. A record
-that cannot be stored is dead-lettered (with a reason) and skipped; a crashed loader is restarted
-with backoff and reported by GET /v1/health (503 "degraded"). While
-the warehouse is down the loader stops fetching (Kafka holds the backlog, memory stays bounded)
-and retries with backoff. The same process owns the embedded engine, so the web view answers
-SQL through `loader.warehouse`.
+It runs as a thread of the worker (`PW_WAREHOUSE_LOADER=inprocess`, the default, and the only
+choice with the embedded chDB warehouse, which one process opens at a time) or as a process of its
+own (`partnerwatch loader`, streams/loader_process.py; `external`, with a ClickHouse server). Either
+way it has its own event loop and consumer group (`<app id>-warehouse`) and reads committed records
+only. A batch closes at `PW_WAREHOUSE_BATCH_ROWS` rows or `PW_WAREHOUSE_BATCH_SECONDS`.
+
+Per ledger record the loader decodes the JSON once, checks it and encodes the canonical event;
+ClickHouse parses that text and derives every column (`sinks.audit_store.store_lines`), in one
+insert per batch. Duplicates are avoided with per-partition high-water marks
+(`sinks.loader_offsets`), not with a query per batch: before a batch is inserted its marks are
+written (everything below `start` is stored; `[start, end)` is being stored), then the rows, then
+the Kafka offsets are committed. After a crash, redelivered records below a mark's `start` are
+skipped without a query and only those in `[start, end)` are looked up in audit.events.
+
+A record that cannot be stored is dead-lettered (with a reason) and skipped; a crashed loader is
+restarted with backoff and reported by GET /v1/health (503 "degraded"). While the warehouse is
+down the loader stops fetching (Kafka holds the backlog, memory stays bounded) and retries with
+backoff. When the group rebalances, the batch is stored and committed before the partitions go.
 """
 
 from __future__ import annotations
@@ -16,18 +25,30 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from pipeline import deadletter
 from pipeline.config import Settings
 from sinks import metrics
-from sinks.audit_store import BadRecord, checked_alert, checked_entry, store_alerts, store_events
+from sinks.audit_store import (
+    BadRecord,
+    LedgerLine,
+    checked_alert,
+    ledger_line,
+    store_alerts,
+    store_lines,
+    stored_keys,
+)
 from sinks.clickhouse import Warehouse, WarehouseError, migrate, open_warehouse
 from sinks.kafka_io import aio_consumer, aio_producer
+from sinks.loader_offsets import Mark, read_marks, write_marks
 
 log = structlog.get_logger(__name__)
 
@@ -35,6 +56,51 @@ log = structlog.get_logger(__name__)
 #: Backoff between restarts of a crashed loader (doubling), reset once it runs cleanly again.
 RESTART_MIN_SECONDS = 0.5
 RESTART_MAX_SECONDS = 60.0
+
+
+def loader_mode_problem(settings: Settings) -> str:
+    """Why the worker cannot run with PW_WAREHOUSE_LOADER as set (empty when it can)."""
+    if settings.warehouse_loader == "external" and not settings.clickhouse_url:
+        return (
+            "PW_WAREHOUSE_LOADER=external needs a ClickHouse server (PW_CLICKHOUSE_URL): the embedded "
+            "warehouse opens in one process at a time, and the worker needs it for /v1/sql, alert "
+            "actions and digests, so with it the loader runs inside the worker (inprocess)"
+        )
+    return ""
+
+
+@dataclass(slots=True)
+class _Partition:
+    """What the warehouse holds of one ledger partition, as this run knows it.
+
+    Records below `stored_below` are stored (skipped without a query); those below `check_below`
+    may be (checked against audit.events); from `check_below` on none is. `check_below` is None
+    for a partition without a mark (a new warehouse, or one loaded before marks existed): then
+    the first `PW_WAREHOUSE_BATCH_ROWS` offsets from where reading starts are checked, the most
+    the batch in flight before could have held.
+    """
+
+    stored_below: int
+    check_below: int | None
+
+    @classmethod
+    def of(cls, mark: Mark | None) -> _Partition:
+        return cls(0, None) if mark is None else cls(mark.start, mark.end)
+
+
+@dataclass
+class _Batch:
+    """Records consumed since the last commit."""
+
+    #: (partition, offset, line) of each storable ledger record, in consumption order
+    lines: list[tuple[int, int, LedgerLine]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: next offset to commit per topic-partition (stored, skipped and dead-lettered records alike)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    #: first offset consumed per ledger partition
+    first: dict[int, int] = field(default_factory=dict)
+    records: int = 0
+    failed: bool = False  # an insert attempt failed: what it may have stored is checked on retry
 
 
 class WarehouseLoader:
@@ -53,6 +119,7 @@ class WarehouseLoader:
         migrate(self.warehouse, settings)
         self.stored_events = 0
         self.stored_alerts = 0
+        self.skipped = 0
         self.deadlettered = 0
         self.last_error = ""
         #: Set when a run crashed; cleared once a restarted run stores a batch or finds nothing to load.
@@ -61,6 +128,12 @@ class WarehouseLoader:
         self.restart_delay = RESTART_MIN_SECONDS
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="warehouse-loader", daemon=True)
+        # per run (each run has its own event loop)
+        self._partitions: dict[int, _Partition] = {}
+        self._owned: set[TopicPartition] = set()
+        self._batch = _Batch()
+        self._lock: asyncio.Lock | None = None
+        self._revoking = False
 
     def start(self) -> None:
         self._thread.start()
@@ -69,12 +142,20 @@ class WarehouseLoader:
         self._stop.set()
         self._thread.join(timeout)
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def health(self) -> tuple[str, str]:
         """`("ok", "")`, or `("degraded", why)`: crashed (restarting), dead, or failing to store."""
         if not self._thread.is_alive() and not self._stop.is_set():
-            return "degraded", "the warehouse loader is not running" + (f": {self.crash_error}" if self.crash_error else "")
+            return "degraded", "the warehouse loader is not running" + (
+                f": {self.crash_error}" if self.crash_error else ""
+            )
         if self.crash_error:
-            return "degraded", f"the warehouse loader crashed ({self.crashes}x), restarting: {self.crash_error}"
+            return (
+                "degraded",
+                f"the warehouse loader crashed ({self.crashes}x), restarting: {self.crash_error}",
+            )
         if self.last_error:
             return "degraded", self.last_error
         return "ok", ""
@@ -83,7 +164,9 @@ class WarehouseLoader:
         while not self._stop.is_set():
             try:
                 asyncio.run(self._main())
-            except Exception as exc:  # a bug or a fault the loop does not handle: restart, never die
+            except (
+                Exception
+            ) as exc:  # a bug or a fault the loop does not handle: restart, never die
                 self.crashes += 1
                 self.crash_error = f"{type(exc).__name__}: {exc}"[:500]
                 metrics.WAREHOUSE_FAILURES.inc()
@@ -102,7 +185,11 @@ class WarehouseLoader:
 
     async def _main(self) -> None:
         s = self.settings
-        consumer = aio_consumer(s, s.ledger_topic, s.alerts_topic, role="warehouse", group=s.warehouse_group)
+        # A new run knows nothing: marks are read again, the uncommitted batch is redelivered.
+        self._partitions, self._owned, self._batch = {}, set(), _Batch()
+        self._lock, self._revoking = asyncio.Lock(), False
+        consumer = aio_consumer(s, role="warehouse", group=s.warehouse_group)
+        consumer.subscribe([s.ledger_topic, s.alerts_topic], listener=_Rebalance(self, consumer))
         producer = aio_producer(s, role="warehouse-deadletter")
         await producer.start()
         try:
@@ -116,90 +203,223 @@ class WarehouseLoader:
 
     async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         s = self.settings
-        events: list[dict[str, Any]] = []
-        alerts: list[dict[str, Any]] = []
-        pending = 0  # records consumed since the last commit, dead-lettered ones included
+        lock = self._held_lock()
         opened = time.monotonic()
         while not self._stop.is_set():
-            batch = await consumer.getmany(timeout_ms=200, max_records=s.warehouse_batch_rows)
-            for tp, records in batch.items():
-                ledger = tp.topic == s.ledger_topic
-                for record in records:
-                    pending += 1
-                    try:
-                        if ledger:
-                            events.append(checked_entry(record.value))
-                        else:
-                            alerts.append(checked_alert(record.value))
-                    except BadRecord as bad:
-                        await self._dead_letter(producer, record, bad)
-            full = pending >= s.warehouse_batch_rows
-            due = time.monotonic() - opened >= s.warehouse_batch_seconds
-            if pending and (full or due):
-                if not await self._store(consumer, events, alerts):
-                    return  # stopping: not stored, not committed, redelivered on the next start
-                self._healthy()
-                events, alerts, pending = [], [], 0
-            elif self.crash_error and not pending and not batch and await _caught_up(consumer):
-                self._healthy()  # restarted and nothing left to load
-            if not pending:
+            fetched = await consumer.getmany(timeout_ms=200, max_records=s.warehouse_batch_rows)
+            async with lock:
+                await self._take(fetched, producer)
+                pending = self._batch.records
+                full = pending >= s.warehouse_batch_rows
+                due = time.monotonic() - opened >= s.warehouse_batch_seconds
+                if pending and (full or due):
+                    if await self._flush(consumer):
+                        self._healthy()
+                    elif self._stop.is_set():
+                        return  # stopping: not stored, not committed, redelivered on the next start
+                    else:  # given up for a rebalance: uncommitted, its partitions' owners read it again
+                        log.warning(
+                            "warehouse.batch_given_up_on_rebalance", records=self._batch.records
+                        )
+                        self._batch = _Batch()
+                elif (
+                    self.crash_error and not pending and not fetched and await _caught_up(consumer)
+                ):
+                    self._healthy()  # restarted and nothing left to load
+            if not self._batch.records:
                 opened = time.monotonic()
-        if pending:
-            await self._store(consumer, events, alerts)
+        async with lock:
+            if self._batch.records:
+                await self._flush(consumer)
+
+    async def _take(
+        self, fetched: dict[TopicPartition, list[Any]], producer: AIOKafkaProducer
+    ) -> None:
+        """Add fetched records to the batch: checked, or dead-lettered (before their offsets are committed)."""
+        ledger_topic = self.settings.ledger_topic
+        batch = self._batch
+        for tp, records in fetched.items():
+            if tp not in self._owned or not records:
+                continue  # revoked since the fetch: its new owner reads it from the committed offset
+            ledger = tp.topic == ledger_topic
+            if ledger:
+                batch.first.setdefault(tp.partition, records[0].offset)
+            for record in records:
+                batch.records += 1
+                try:
+                    if ledger:
+                        batch.lines.append((tp.partition, record.offset, ledger_line(record.value)))
+                    else:
+                        batch.alerts.append(checked_alert(record.value))
+                except BadRecord as bad:
+                    await self._dead_letter(producer, record, bad)
+            batch.offsets[tp] = records[-1].offset + 1
 
     async def _dead_letter(self, producer: AIOKafkaProducer, record: Any, bad: BadRecord) -> None:
         """Send one unstorable record to the dead-letter topic (before its offset is committed)."""
-        value = deadletter.record(bad.reason, bad.detail, record.topic, record.partition, record.offset, record.value)
+        value = deadletter.record(
+            bad.reason, bad.detail, record.topic, record.partition, record.offset, record.value
+        )
         await producer.send_and_wait(self.settings.deadletter_topic, value=value, key=record.key)
         self.deadlettered += 1
         log.warning(
-            "warehouse.record_dead_lettered", topic=record.topic, partition=record.partition,
-            offset=record.offset, reason=bad.reason,
+            "warehouse.record_dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=bad.reason,
         )
 
-    async def _store(
-        self, consumer: AIOKafkaConsumer, events: list[dict[str, Any]], alerts: list[dict[str, Any]]
-    ) -> bool:
-        """Store one batch, retrying until it is stored (or the loader stops), then commit.
+    async def _flush(self, consumer: AIOKafkaConsumer) -> bool:
+        """Store the batch, retrying until it is stored (or the loader stops, or the partitions go),
+        then commit its offsets. The caller holds the lock.
 
         The blocking insert runs in an executor, so the consumer keeps its group membership
         (heartbeats) while the warehouse is slow or down; no further batch is fetched meanwhile.
-        Returns False when the loader stopped before the batch was stored.
+        Returns False when the batch was given up before it was stored (not committed either).
         """
+        batch = self._batch
         loop = asyncio.get_running_loop()
         delay = 0.5
         started = time.monotonic()
         while True:
             try:
-                await loop.run_in_executor(None, self._write, events, alerts)
+                await loop.run_in_executor(None, self._write, batch)
                 break
             except WarehouseError as exc:
+                batch.failed = True
                 metrics.WAREHOUSE_FAILURES.inc()
                 self.last_error = str(exc)
-                log.error("warehouse.store_failed", error=str(exc), rows=len(events) + len(alerts), retry_in=delay)
-                if self._stop.is_set():
+                log.error(
+                    "warehouse.store_failed", error=str(exc), rows=batch.records, retry_in=delay
+                )
+                if self._stop.is_set() or self._revoking:
                     return False  # not stored, not committed: redelivered on the next start
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         self.last_error = ""
-        await consumer.commit()
+        await consumer.commit(
+            {tp: OffsetAndMetadata(offset, "") for tp, offset in batch.offsets.items()}
+        )
+        self._batch = _Batch()
         metrics.WAREHOUSE_BATCH_SECONDS.set(time.monotonic() - started)
-        metrics.WAREHOUSE_BATCH_ROWS.observe(len(events) + len(alerts))
+        metrics.WAREHOUSE_BATCH_ROWS.observe(len(batch.lines) + len(batch.alerts))
         return True
 
-    def _write(self, events: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> None:
+    def _write(self, batch: _Batch) -> None:
+        """Marks, then the new rows, then the alerts (executor thread); the marks in memory move
+        on only once all is stored."""
+        topic = self.settings.ledger_topic
+        ends = {tp.partition: offset for tp, offset in batch.offsets.items() if tp.topic == topic}
+        missing = [p for p in ends if p not in self._partitions]
+        if missing:  # first batch of a partition in this run: where its mark stands
+            marks = read_marks(self.warehouse, topic)
+            for p in missing:
+                self._partitions[p] = _Partition.of(marks.get(p))
+        for p, first in batch.first.items():
+            state = self._partitions[p]
+            if state.check_below is None:
+                state.check_below = first + self.settings.warehouse_batch_rows
+        new, skipped = self._new_lines(batch)
+        marks = {
+            p: Mark(self._partitions[p].stored_below, ends[p])
+            for p in sorted({p for p, _, _ in new})
+        }
+        write_marks(self.warehouse, topic, marks)
         started = time.monotonic()
-        stored = store_events(self.warehouse, events)
-        if events:
-            metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.events").observe(time.monotonic() - started)
+        stored = store_lines(self.warehouse, [line for _, _, line in new])
+        if new:
+            metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.events").observe(
+                time.monotonic() - started
+            )
         self.stored_events += stored
+        self.skipped += skipped
         metrics.WAREHOUSE_ROWS.labels("audit.events").inc(stored)
-        if alerts:
+        metrics.WAREHOUSE_SKIPPED.inc(skipped)
+        if batch.alerts:
             started = time.monotonic()
-            stored = store_alerts(self.warehouse, alerts)
-            metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.alerts").observe(time.monotonic() - started)
+            stored = store_alerts(self.warehouse, batch.alerts)
+            metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.alerts").observe(
+                time.monotonic() - started
+            )
             self.stored_alerts += stored
             metrics.WAREHOUSE_ROWS.labels("audit.alerts").inc(stored)
+        for p, end in ends.items():
+            state = self._partitions[p]
+            state.stored_below = max(state.stored_below, end)
+
+    def _new_lines(self, batch: _Batch) -> tuple[list[tuple[int, int, LedgerLine]], int]:
+        """The batch's ledger records the warehouse does not hold yet, and how many it does."""
+        new: list[tuple[int, int, LedgerLine]] = []
+        check: list[LedgerLine] = []
+        seen: set[tuple[str, int]] = set()
+        skipped = 0
+        for item in batch.lines:
+            p, offset, line = item
+            state = self._partitions[p]
+            key = (line.account_id, line.seq)
+            if offset < state.stored_below or key in seen:
+                skipped += 1
+                continue
+            seen.add(key)
+            if batch.failed or offset < (state.check_below or 0):
+                check.append(line)
+            new.append(item)
+        if check:
+            stored = stored_keys(self.warehouse, check)
+            if stored:
+                new = [item for item in new if (item[2].account_id, item[2].seq) not in stored]
+                skipped += len(stored)
+                log.info("warehouse.redelivered_skipped", rows=len(stored), checked=len(check))
+        return new, skipped
+
+    def _held_lock(self) -> asyncio.Lock:
+        """The run's lock: the loop holds it while it takes and stores a batch, a rebalance while
+        it stores the batch and hands partitions over (one at a time, never interleaved)."""
+        if self._lock is None:
+            raise RuntimeError("the loader's run has not started")
+        return self._lock
+
+    # -- rebalances -------------------------------------------------------------------------------
+
+    async def revoked(self, consumer: AIOKafkaConsumer, revoked: Iterable[TopicPartition]) -> None:
+        """Partitions are leaving: store and commit the batch first (its rows may be theirs), so
+        their next owner starts after it; if that fails, give the batch up uncommitted."""
+        lock = self._held_lock()
+        self._revoking = True
+        try:
+            async with lock:
+                if self._batch.records and not await self._flush(consumer):
+                    log.warning(
+                        "warehouse.batch_given_up_on_rebalance", records=self._batch.records
+                    )
+                    self._batch = _Batch()
+                gone = set(revoked)
+                self._owned -= gone
+                for tp in gone:
+                    if tp.topic == self.settings.ledger_topic:
+                        self._partitions.pop(tp.partition, None)
+        finally:
+            self._revoking = False
+
+    async def assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        """New partitions: their marks are read before their first batch is stored."""
+        async with self._held_lock():
+            for tp in assigned:
+                self._owned.add(tp)
+                if tp.topic == self.settings.ledger_topic:
+                    self._partitions.pop(tp.partition, None)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, loader: WarehouseLoader, consumer: AIOKafkaConsumer) -> None:
+        self.loader, self.consumer = loader, consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.loader.revoked(self.consumer, revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.loader.assigned(assigned)
 
 
 async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
@@ -214,49 +434,84 @@ async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
     return True
 
 
-def health(
-    loader: WarehouseLoader | None, http_ingest_ready: bool, ingest: dict[str, Any] | None = None
-) -> tuple[int, dict[str, Any]]:
-    """GET /v1/health: HTTP status and body. Anything but "ok" answers 503, so a container
-    healthcheck (and any probe that checks the status code) sees a crashed or failing loader,
-    or an ingest service whose batches fail (`ingest`: `IngestService.health()`)."""
-    if loader is None:
-        status, why = "starting", "starting"
-    else:
-        status, why = loader.health()
-    if status == "ok" and ingest is not None and ingest.get("status") == "failing":
-        status = "degraded"
-    body = {
+def loader_health(loader: WarehouseLoader | None) -> tuple[str, dict[str, Any]]:
+    """The loader's status ("ok", "starting", "degraded") and its figures."""
+    status, why = ("starting", "starting") if loader is None else loader.health()
+    return status, {
         "status": status,
         "stored_events": loader.stored_events if loader else 0,
         "stored_alerts": loader.stored_alerts if loader else 0,
+        "skipped_stored": loader.skipped if loader else 0,
         "warehouse_error": why,
         "loader_crashes": loader.crashes if loader else 0,
         "loader_dead_letters": loader.deadlettered if loader else 0,
-        # POST /v1/events answers 503 until it can take events (streams/web/sql.py).
-        "http_ingest": "ready" if http_ingest_ready else "starting",
     }
-    if ingest is not None:
-        # the ingest service (streams/ingest.py): running, its partitions, batches, why it fails
+
+
+def health(
+    loader: WarehouseLoader | None,
+    http_ingest_ready: bool,
+    geoip: dict[str, Any] | None = None,
+    *,
+    external: bool = False,
+    warehouse_open: bool = False,
+    ingest: dict[str, Any] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """GET /v1/health of the worker: HTTP status and body. Anything but "ok" answers 503, so a
+    container healthcheck (and any probe that checks the status code) sees a crashed or failing
+    loader. With `external`, the loader is another process (its own /v1/health): the worker is
+    ok once its warehouse connection (for SQL, alert actions, digests) is open. `ingest`: the
+    ingest service's `health()` (streams/ingest.py); while its batches fail, 503 "degraded"."""
+    body: dict[str, Any]
+    if external:
+        status = "ok" if warehouse_open else "starting"
+        body = {"status": status, "warehouse_error": "" if warehouse_open else "starting"}
+    else:
+        status, body = loader_health(loader)
+    body["warehouse_loader"] = "external" if external else "inprocess"
+    # POST /v1/events answers 503 until it can take events (streams/web/sql.py).
+    body["http_ingest"] = "ready" if http_ingest_ready else "starting"
+    if geoip is not None:  # detectors.geo.staleness: stale geoip data is a warning, not a 503
+        body["geoip"] = geoip
+    if ingest is not None:  # its partitions, batches, and why it fails
         body["ingest"] = ingest
+        if status == "ok" and ingest.get("status") == "failing":
+            status = body["status"] = "degraded"
     return (200 if status == "ok" else 503), body
 
 
 class WarehouseLoaderService(Service):
-    """Runs the loader inside the Faust worker's lifecycle."""
+    """The worker's warehouse: opened at start, with the loader running inside the worker's
+    lifecycle (PW_WAREHOUSE_LOADER=inprocess) or elsewhere (`external`: `partnerwatch loader`)."""
 
     loader: WarehouseLoader | None = None
+    warehouse: Warehouse | None = None
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         self.settings = settings
         super().__init__(**kwargs)
 
+    @property
+    def external(self) -> bool:
+        return self.settings.warehouse_loader == "external"
+
     async def on_start(self) -> None:
+        problem = loader_mode_problem(self.settings)
+        if problem:
+            raise RuntimeError(f"configuration error: {problem}")
+        if self.external:
+            self.warehouse = open_warehouse(
+                self.settings
+            )  # migrated by the loader (and `partnerwatch migrate`)
+            log.info("warehouse.loader_external", backend=type(self.warehouse).__name__)
+            return
         self.loader = WarehouseLoader(self.settings)
+        self.warehouse = self.loader.warehouse
         self.loader.start()
         log.info("warehouse.loader_started", backend=type(self.loader.warehouse).__name__)
 
     async def on_stop(self) -> None:
         if self.loader is not None:
             self.loader.stop()
-            self.loader.warehouse.close()
+        if self.warehouse is not None:
+            self.warehouse.close()

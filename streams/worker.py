@@ -12,17 +12,32 @@ from streams import (
     ml_models,
     monitor,
 )
-from streams.app import app
+from streams.app import app, settings
+from streams.provider_stage_service import ProviderStageService
 from streams.web import alerts as alert_views
 from streams.web import ingest as ingest_views
 from streams.web import sql as views
 
-__all__ = ["alert_views", "app", "consumer_lag", "digest_service", "ingest", "ingest_views", "ml_models", "monitor", "views"]
+#: The provider-wide stage (streams/provider_stage.py), in a thread of this worker.
+provider_stage = ProviderStageService(settings)
+app.service(provider_stage)  # type: ignore[arg-type]  # Faust accepts instances too
+
+__all__ = [
+    "alert_views",
+    "app",
+    "consumer_lag",
+    "digest_service",
+    "ingest",
+    "ingest_views",
+    "ml_models",
+    "monitor",
+    "provider_stage",
+    "views",
+]
 
 
 def main() -> None:
     from pipeline.logs import configure_logging
-    from streams.app import settings
 
     configure_logging(settings)
     app.main()

@@ -18,7 +18,9 @@ def kafka_broker() -> Iterator[str]:
     """Start (or reuse) the single-node KRaft broker with the packaged runner (partnerwatch/kafka_runner),
     on the port of PW_KAFKA_BROKER (the address the tests' clients and workers use)."""
     broker = Settings.from_env().kafka_broker
-    subprocess.run(["bash", str(KAFKA_SH), "start"], check=True, env={**os.environ, "PW_KAFKA_BROKER": broker})
+    subprocess.run(
+        ["bash", str(KAFKA_SH), "start"], check=True, env={**os.environ, "PW_KAFKA_BROKER": broker}
+    )
     yield broker
 
 

@@ -75,8 +75,11 @@ def prepare(
     stream: list[tuple[Event, str | None]] = [
         (normalize(e), label)
         for e, label in behaviour_generate(
-            train_events + test_events, seed=seed, events_per_hour=events_per_hour,
-            anomalies_after=train_events, episodes=episodes,
+            train_events + test_events,
+            seed=seed,
+            events_per_hour=events_per_hour,
+            anomalies_after=train_events,
+            episodes=episodes,
         )
     ]
     benign_seen = 0
@@ -103,14 +106,27 @@ def prepare(
             kind = label.removeprefix(LABEL_PREFIX)
             match = _EPISODE.search(event["event_id"])
             episode = match.group(1) if match else event["event_id"]
-            for where in ((event["account_id"], key, hour), (event["account_id"], provider_key(key), hour)):
+            for where in (
+                (event["account_id"], key, hour),
+                (event["account_id"], provider_key(key), hour),
+            ):
                 window_kind[where] = kind
                 episode_hours[episode].add(where)
             episode_kind[episode] = kind
     closed = list(build(e for e, _ in stream))
     train = [c.vector for _, c in closed if c.hour < split_hour]
     trained = fit(train, train_count, target_per_10k=target_per_10k, random_state=seed)
-    return Prepared(stream, split_hour, train_count, test_benign, window_kind, episode_hours, episode_kind, closed, trained)
+    return Prepared(
+        stream,
+        split_hour,
+        train_count,
+        test_benign,
+        window_kind,
+        episode_hours,
+        episode_kind,
+        closed,
+        trained,
+    )
 
 
 def run(
@@ -124,14 +140,33 @@ def run(
     streaming: bool = True,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    p = prepare(train_events=train_events, test_events=test_events, seed=seed, events_per_hour=events_per_hour,
-                episodes=episodes, target_per_10k=target_per_10k)
-    stream, split_hour, train_count, test_benign = p.stream, p.split_hour, p.train_count, p.test_benign
-    window_kind, episode_hours, episode_kind, closed, trained = p.window_kind, p.episode_hours, p.episode_kind, p.closed, p.trained
+    p = prepare(
+        train_events=train_events,
+        test_events=test_events,
+        seed=seed,
+        events_per_hour=events_per_hour,
+        episodes=episodes,
+        target_per_10k=target_per_10k,
+    )
+    stream, split_hour, train_count, test_benign = (
+        p.stream,
+        p.split_hour,
+        p.train_count,
+        p.test_benign,
+    )
+    window_kind, episode_hours, episode_kind, closed, trained = (
+        p.window_kind,
+        p.episode_hours,
+        p.episode_kind,
+        p.closed,
+        p.trained,
+    )
     train = [c.vector for _, c in closed if c.hour < split_hour]
     threshold = float(trained.meta["threshold"])
     test = [(a, c) for a, c in closed if c.hour >= split_hour]
-    scores = [-float(s) for s in trained.pipeline.score_samples(_array([c.vector for _, c in test]))]
+    scores = [
+        -float(s) for s in trained.pipeline.score_samples(_array([c.vector for _, c in test]))
+    ]
     kinds = [window_kind.get((a, c.key, c.hour)) for a, c in test]
     labels = [int(k is not None) for k in kinds]
     from detectors.behaviour.model import BehaviourModel
@@ -187,13 +222,25 @@ def run(
         offline["per_kind"][kind] = {
             "vectors": sum(sub_labels),
             "roc_auc": _auc(sub_labels, [scores[i] for i in pick]),
-            "recall": (sum(1 for i in pick if labels[i] and flagged[i]) / sum(sub_labels)) if sum(sub_labels) else None,
+            "recall": (sum(1 for i in pick if labels[i] and flagged[i]) / sum(sub_labels))
+            if sum(sub_labels)
+            else None,
             "episodes": sum(1 for e, k in episode_kind.items() if k == kind),
-            "episodes_caught": sum(1 for e, k in episode_kind.items() if k == kind and episode_hours[e] & flagged_windows),
+            "episodes_caught": sum(
+                1
+                for e, k in episode_kind.items()
+                if k == kind and episode_hours[e] & flagged_windows
+            ),
         }
-    report: dict[str, Any] = {"seed": seed, "events_per_hour": events_per_hour, "offline_vectors": offline}
+    report: dict[str, Any] = {
+        "seed": seed,
+        "events_per_hour": events_per_hour,
+        "offline_vectors": offline,
+    }
     if streaming:
-        report["streaming_in_process"] = _streaming(stream, trained, split_hour, window_kind, episode_hours, test_benign)
+        report["streaming_in_process"] = _streaming(
+            stream, trained, split_hour, window_kind, episode_hours, test_benign
+        )
     report["seconds"] = round(time.perf_counter() - started, 1)
     return report
 
@@ -230,7 +277,16 @@ def _streaming(
         for f in observe(states.setdefault(event["account_id"], new_state()), event, config, model):
             if epoch_ms(event["occurred_at"]) // HOUR_MS < split_hour:
                 continue
-            a = alerts.setdefault(alert_id(f.detector, f.key, f.window), {"detector": f.detector, "key": f.key, "window": f.window, "evidence": set(), "summary": ""})
+            a = alerts.setdefault(
+                alert_id(f.detector, f.key, f.window),
+                {
+                    "detector": f.detector,
+                    "key": f.key,
+                    "window": f.window,
+                    "evidence": set(),
+                    "summary": "",
+                },
+            )
             a["evidence"].update((*f.related, event["event_id"]))
             a["summary"] = f.summary
     seconds = time.perf_counter() - started
@@ -247,7 +303,9 @@ def _streaming(
             ml_true += 1
             counts["true_alerts"] += 1
             true_windows.add(where)
-    rules: dict[str, dict[str, int]] = defaultdict(lambda: {"alerts": 0, "naming_behaviour_events": 0})
+    rules: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"alerts": 0, "naming_behaviour_events": 0}
+    )
     for a in alerts.values():
         if a["detector"] == DETECTOR:
             continue
@@ -261,12 +319,28 @@ def _streaming(
         "ml_true_alerts": ml_true,
         "ml_false_alerts": len(ml) - ml_true,
         "ml_precision": ml_true / len(ml) if ml else None,
-        "ml_false_alerts_per_10k_benign": round(10_000 * (len(ml) - ml_true) / max(1, test_benign), 3),
+        "ml_false_alerts_per_10k_benign": round(
+            10_000 * (len(ml) - ml_true) / max(1, test_benign), 3
+        ),
         "ml_per_vector_kind": per_vector_kind,
         "ml_alerts_with_episode_evidence": sum(1 for a in ml if a["evidence"] & behaviour_events),
         "episodes": len(episode_hours),
         "episodes_caught": sum(1 for hours in episode_hours.values() if hours & true_windows),
         "rules": dict(sorted(rules.items())),
-        "rule_alerts_naming_behaviour_events": sum(r["naming_behaviour_events"] for r in rules.values()),
-        "example_summary": next((a["summary"] for a in ml if (a["key"].split("|", 1)[0], a["key"].split("|", 1)[1], epoch_ms(a["window"]) // HOUR_MS) in window_kind), None),
+        "rule_alerts_naming_behaviour_events": sum(
+            r["naming_behaviour_events"] for r in rules.values()
+        ),
+        "example_summary": next(
+            (
+                a["summary"]
+                for a in ml
+                if (
+                    a["key"].split("|", 1)[0],
+                    a["key"].split("|", 1)[1],
+                    epoch_ms(a["window"]) // HOUR_MS,
+                )
+                in window_kind
+            ),
+            None,
+        ),
     }

@@ -81,7 +81,13 @@ DESCRIPTIONS: dict[str, str] = {
 #: Features that only grow while an hour is open: a partial hour already beyond the training
 #: range on one of them can be scored early.
 MONOTONE: tuple[str, ...] = (
-    "events", "distinct_skus", "distinct_ips", "off_hours_events", "funds_actions", "report_downloads", "new_networks",
+    "events",
+    "distinct_skus",
+    "distinct_ips",
+    "off_hours_events",
+    "funds_actions",
+    "report_downloads",
+    "new_networks",
 )
 FAMILIES: tuple[str, ...] = ("listing", "inventory", "ads", "report", "auth")
 
@@ -126,7 +132,7 @@ class Closed:
 
     @property
     def kind(self) -> str:
-        """"provider" for the provider-level vector, else "principal"."""
+        """ "provider" for the provider-level vector, else "principal"."""
         return kind_of(self.key)
 
     def evidence_for(self, features: list[str], limit: int = 20) -> list[str]:
@@ -195,8 +201,24 @@ def _network_of(ip: str) -> str | None:
 
 
 def _new_window(hour: int) -> dict[str, Any]:
-    return {"h": hour, "n": 0, "sku": {}, "ip": {}, "wr": 0, "pcn": 0, "pcs": 0.0, "pcd": 0.0, "pcm": 0.0,
-            "off": 0, "bad": 0, "fund": 0, "rep": 0, "new": 0, "fam": {}, "ev": {}}
+    return {
+        "h": hour,
+        "n": 0,
+        "sku": {},
+        "ip": {},
+        "wr": 0,
+        "pcn": 0,
+        "pcs": 0.0,
+        "pcd": 0.0,
+        "pcm": 0.0,
+        "off": 0,
+        "bad": 0,
+        "fund": 0,
+        "rep": 0,
+        "new": 0,
+        "fam": {},
+        "ev": {},
+    }
 
 
 def _evidence(w: dict[str, Any], kind: str, event_id: str) -> None:
@@ -299,7 +321,10 @@ def close(key: str, principal: dict[str, Any]) -> Closed:
     n = max(1, w["n"])
     shares = [w["fam"].get(f, 0) / n for f in FAMILIES]
     if principal["hours"]:
-        principal["mix"] = [(1 - MIX_ALPHA) * u + MIX_ALPHA * s for u, s in zip(principal["mix"], shares, strict=True)]
+        principal["mix"] = [
+            (1 - MIX_ALPHA) * u + MIX_ALPHA * s
+            for u, s in zip(principal["mix"], shares, strict=True)
+        ]
     else:
         principal["mix"] = shares
     principal["hours"] += 1
@@ -342,7 +367,12 @@ class AccountFeatures:
         """Make sure `key` has an entry with an open window (a late event joins the open one)."""
         entry = self.state["p"].get(key)
         if entry is None:
-            entry = self.state["p"][key] = {"known": {}, "mix": [0.0] * len(FAMILIES), "hours": 0, "last": hour}
+            entry = self.state["p"][key] = {
+                "known": {},
+                "mix": [0.0] * len(FAMILIES),
+                "hours": 0,
+                "last": hour,
+            }
             if aggregate:
                 entry["agg"] = 1
         if "w" not in entry:

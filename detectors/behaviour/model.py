@@ -72,7 +72,11 @@ class BehaviourModel:
             self.early[kind] = tuple(float(limits[f]) for f in MONOTONE)
             stats = self.meta["baseline"][kind]
             self.bounds[kind] = tuple(
-                (stats[f]["min"] - margin * stats[f]["std"], stats[f]["max"] + margin * stats[f]["std"]) for f in FEATURES
+                (
+                    stats[f]["min"] - margin * stats[f]["std"],
+                    stats[f]["max"] + margin * stats[f]["std"],
+                )
+                for f in FEATURES
             )
 
     def out_of_range(self, vector: list[float]) -> list[str]:
@@ -99,7 +103,9 @@ class BehaviourModel:
 
         if len(vectors) <= FAST_BATCH:
             return [self._walk(v) for v in vectors]
-        return [float(-s) for s in self.pipeline.score_samples(np.asarray(vectors, dtype=np.float64))]
+        return [
+            float(-s) for s in self.pipeline.score_samples(np.asarray(vectors, dtype=np.float64))
+        ]
 
     def _walk(self, vector: list[float]) -> float:
         compiled = self._compiled or self._compile()
@@ -107,7 +113,9 @@ class BehaviourModel:
         import numpy as np
 
         # the scaler's arithmetic in float64, then float32 as the trees compare
-        x = np.asarray([(v - c) / s for v, c, s in zip(vector, center, scale, strict=True)], dtype=np.float32).tolist()
+        x = np.asarray(
+            [(v - c) / s for v, c, s in zip(vector, center, scale, strict=True)], dtype=np.float32
+        ).tolist()
         total = 0.0
         for feature, threshold, left, right, value in trees:
             node = 0
@@ -123,7 +131,15 @@ class BehaviourModel:
         trees = []
         for estimator, value in zip(forest.estimators_, values, strict=True):
             t = estimator.tree_
-            trees.append((t.feature.tolist(), t.threshold.tolist(), t.children_left.tolist(), t.children_right.tolist(), value))
+            trees.append(
+                (
+                    t.feature.tolist(),
+                    t.threshold.tolist(),
+                    t.children_left.tolist(),
+                    t.children_right.tolist(),
+                    value,
+                )
+            )
         self._compiled = (scaler.center_.tolist(), scaler.scale_.tolist(), trees, denominator)
         return self._compiled
 
@@ -147,7 +163,9 @@ def save(models_dir: Path, pipeline: Any, meta: dict[str, Any]) -> Path:
     tmp.mkdir()
     sio.dump(pipeline, tmp / MODEL_FILE)
     meta = {**meta, "kind": KIND, "artifact_sha256": file_sha256(tmp / MODEL_FILE)}
-    (tmp / META_FILE).write_bytes(orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    (tmp / META_FILE).write_bytes(
+        orjson.dumps(meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    )
     final = models_dir / f"{PREFIX}{stamp}-{meta['artifact_sha256'][:8]}"
     os.rename(tmp, final)
     return final
@@ -176,13 +194,17 @@ def load(path: Path) -> BehaviourModel:
     if not model_file.is_file():
         raise ArtifactError(f"{path.name}: {MODEL_FILE} is missing")
     if file_sha256(model_file) != meta.get("artifact_sha256"):
-        raise ArtifactError(f"{path.name}: {MODEL_FILE} does not match the SHA-256 in {META_FILE}; refusing to load it")
+        raise ArtifactError(
+            f"{path.name}: {MODEL_FILE} does not match the SHA-256 in {META_FILE}; refusing to load it"
+        )
     import skops.io as sio
 
     untrusted = set(sio.get_untrusted_types(file=model_file))
     unexpected = untrusted - TRUSTED_TYPES
     if unexpected:
-        raise ArtifactError(f"{path.name}: {MODEL_FILE} would build untrusted types {sorted(unexpected)}")
+        raise ArtifactError(
+            f"{path.name}: {MODEL_FILE} would build untrusted types {sorted(unexpected)}"
+        )
     try:
         pipeline = sio.load(model_file, trusted=sorted(untrusted))
     except Exception as exc:  # a corrupt file: skops raises many kinds
@@ -194,7 +216,9 @@ def candidates(models_dir: Path) -> list[Path]:
     """Artifact directories, newest first (their names start with the UTC creation time)."""
     if not models_dir.is_dir():
         return []
-    return sorted((p for p in models_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX)), reverse=True)
+    return sorted(
+        (p for p in models_dir.iterdir() if p.is_dir() and p.name.startswith(PREFIX)), reverse=True
+    )
 
 
 @dataclass

@@ -63,15 +63,26 @@ def fit(
     from sklearn.preprocessing import RobustScaler
 
     if len(vectors) < 10:
-        raise ValueError(f"only {len(vectors)} closed principal-hours in the window: too little history to train on")
+        raise ValueError(
+            f"only {len(vectors)} closed principal-hours in the window: too little history to train on"
+        )
     if any(not any(v[-1] == (kind == "provider") for v in vectors) for kind in KINDS):
-        raise ValueError("the window holds no vector of one kind (principal or provider-level): too little history")
+        raise ValueError(
+            "the window holds no vector of one kind (principal or provider-level): too little history"
+        )
     x = np.asarray(vectors, dtype=np.float64)
     started = time.perf_counter()
-    pipeline = Pipeline([
-        ("scale", RobustScaler(quantile_range=(5.0, 95.0))),
-        ("forest", IsolationForest(n_estimators=trees, max_samples=min(512, len(x)), random_state=random_state)),
-    ])
+    pipeline = Pipeline(
+        [
+            ("scale", RobustScaler(quantile_range=(5.0, 95.0))),
+            (
+                "forest",
+                IsolationForest(
+                    n_estimators=trees, max_samples=min(512, len(x)), random_state=random_state
+                ),
+            ),
+        ]
+    )
     pipeline.fit(x)
     scores = -pipeline.score_samples(x)
     allowed = math.floor(target_per_10k * events / 10_000)
@@ -110,14 +121,21 @@ def fit(
         "sklearn_version": sklearn.__version__,
         "skops_version": skops.__version__,
         "numpy_version": np.__version__,
-        "params": {"scaler": "RobustScaler(5-95)", "trees": trees, "max_samples": min(512, len(x)), "random_state": random_state},
+        "params": {
+            "scaler": "RobustScaler(5-95)",
+            "trees": trees,
+            "max_samples": min(512, len(x)),
+            "random_state": random_state,
+        },
         "threshold": threshold,
         "range_margin": RANGE_MARGIN,
         "target_false_alerts_per_10k_events": target_per_10k,
         "training": {
             "events": events,
             "vectors": len(x),
-            "vectors_per_kind": {kind: int((x[:, -1] == float(kind == "provider")).sum()) for kind in KINDS},
+            "vectors_per_kind": {
+                kind: int((x[:, -1] == float(kind == "provider")).sum()) for kind in KINDS
+            },
             "flagged_at_threshold": flagged,
             "flagged_per_kind": flagged_of,
             "false_alerts_per_10k_events": round(10_000 * flagged / max(1, events), 4),
@@ -150,7 +168,9 @@ def vectors_of(events: Iterable[Event]) -> tuple[list[Closed], int, str, str]:
     return closed, count, first, last
 
 
-def train_and_save(events: Iterable[Event], models_dir: Path, **options: Any) -> tuple[Path, Trained]:
+def train_and_save(
+    events: Iterable[Event], models_dir: Path, **options: Any
+) -> tuple[Path, Trained]:
     """The whole of `partnerwatch train` after reading: vectors, fit, artifact."""
     from detectors.behaviour.model import save
 

@@ -6,7 +6,8 @@ sends mail or money (`account.contact_change`, `funds.bank_account_change`), the
 Either step alone is routine; both on one account within `takeover_window_hours` of event time
 is the pattern. It fires on the payout-side event, whoever the actor is (a hijacked seller login
 looks like the seller), and names the latest change before it (event id, time, actor) in the
-summary, with up to three earlier ones; payouts after the same change fold into one alert.
+summary, with up to three earlier ones; payouts after the same change fold into one alert. The
+alert's evidence names every step: the changes in the window, oldest first, then the payouts.
 
 Only successful changes count (a rejected bank change redirected nothing); payout-side events
 count whatever their outcome (an attempt is the signal). Payouts before the change, or more than
@@ -107,4 +108,6 @@ def _finding(event: Event, earlier: list[dict[str, Any]], ctx: Context) -> Findi
             f" within {ctx.config.takeover_window_hours} h is the account-takeover pattern."
         ),
         response=TAKEOVER,
+        # Every step: the changes in the window (oldest first), then the payout that completed it.
+        related=tuple(c["id"] for c in earlier),
     )

@@ -1,16 +1,16 @@
-"""A provider calling the account's APIs faster than agreed.
+"""A provider calling the account's APIs faster than agreed (a leaked SP-API refresh token, used
+for scraping or mass edits).
 
-A leaked SP-API refresh token is typically used for scraping or mass edits. Per provider per
-account, every provider event is one request, whatever its action or outcome (throttled and
-denied calls are still calls). Fires when more than the limit arrive within a minute of event
-time: a 60-second window sliding in 10-second steps, so a burst split across a clock minute is
-seen whole. The limit is the account policy's `rate_limit_per_min` if set, else
-`rate_limit_per_min` from the configuration. At most once per provider and clock minute (on the
-first request over the limit); consecutive minutes fold into one alert per suppression window.
+Per provider per account, every provider event is one request, whatever its action or outcome
+(throttled and denied calls are still calls). Fires when more than the limit (the account policy's
+`rate_limit_per_min`, else the configuration's) arrive within a minute of event time: a 60-second
+window sliding in 10-second steps, so a burst split across a clock minute is seen whole. At most
+once per provider and clock minute (the first request over the limit); consecutive minutes fold
+into one alert per suppression window.
 
-Deliberately ignored: seller and Amazon actors (not delegated access), and requests older than
-every minute still open. State: per provider, six 10-second counts and its newest hour;
-providers idle for `IDLE_HOURS` are forgotten.
+Ignored: seller and Amazon actors (not delegated access), requests older than every minute still
+open. State per provider: six 10-second counts, the ids of its latest `RECENT` requests in the
+minute (the evidence), its newest hour; providers idle for `IDLE_HOURS` are forgotten.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ SEVERITY = "medium"
 STEP_MS = 10_000
 STEPS = 60_000 // STEP_MS
 IDLE_HOURS = 7 * 24
+#: The latest requests of the minute named as the alert's evidence (with the one over the limit).
+RECENT = 20
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
@@ -50,6 +52,9 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     steps = {k: v for k, v in mine.get("s", {}).items() if int(k) > newest - STEPS}
     steps[str(step)] = steps.get(str(step), 0) + 1
     mine["s"] = steps
+    recent = [r for r in mine.get("r", ()) if r[0] > newest - STEPS][-(RECENT - 1) :]
+    recent.append([step, event["event_id"]])
+    mine["r"] = recent
     policy_limit = ctx.auth["policy"].get("rate_limit_per_min")
     limit = int(policy_limit) if policy_limit is not None else ctx.config.rate_limit_per_min
     if sum(steps.values()) <= limit or mine.get("fm", -1) >= minute:
@@ -70,5 +75,6 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
                 " the limit."
             ),
             response=API_ABUSE,
+            related=tuple(r[1] for r in recent[:-1]),
         )
     ]

@@ -8,7 +8,8 @@ learned are detectors/rates.py's (a day of history first: before that there is n
 Once per provider and hour; an hour that fired is not learned into the history.
 
 Deliberately ignored: seller and Amazon actors, and late events of a closed hour. State: per
-provider, the current hour's count and the hourly history; providers idle for `IDLE_HOURS` are
+provider, the current hour's count, its latest request ids (the alert's evidence: the hour's
+latest `rates.RECENT` requests) and the hourly history; providers idle for `IDLE_HOURS` are
 forgotten.
 """
 
@@ -36,7 +37,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         return []
     provider = actor["provider_id"]
     hour = epoch_ms(event["occurred_at"]) // 3_600_000
-    mine = rates.count(state.setdefault("p", {}), provider, hour, IDLE_HOURS)
+    mine = rates.count(state.setdefault("p", {}), provider, hour, IDLE_HOURS, event["event_id"])
     if mine is None or "fired" in mine:
         return []
     usual, count, cfg = rates.usual_hour(mine), mine["n"], ctx.config
@@ -60,5 +61,6 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
                 f" {actor['principal_id']}, event {event['event_id']}."
             ),
             response=API_ABUSE,
+            related=rates.hour_evidence(mine, event["event_id"]),
         )
     ]

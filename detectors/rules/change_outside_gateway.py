@@ -58,7 +58,10 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     at = rc.event_ms(event)
     newest = max(at, state.get("newest", at))
     state["newest"] = newest
-    window, skew = cfg.outside_gateway_window_minutes * 60_000, cfg.outside_gateway_skew_minutes * 60_000
+    window, skew = (
+        cfg.outside_gateway_window_minutes * 60_000,
+        cfg.outside_gateway_skew_minutes * 60_000,
+    )
     found: list[dict[str, Any]] = []
     source = rc.adapter(event)
     if source == rc.GATEWAY:
@@ -92,32 +95,69 @@ def _learn_call(event: Event, state: dict[str, Any], at: int) -> None:
     if event["action"] == "report.schedule":
         state.setdefault("schedules", {})[event.get("resource", {}).get("id", "?")] = at
     if event["action"] == "funds.disbursement_request":
-        state.setdefault("payouts", {}).setdefault(event.get("marketplace", "?"), []).append([at, submission])
+        state.setdefault("payouts", {}).setdefault(event.get("marketplace", "?"), []).append(
+            [at, submission]
+        )
 
 
-def _judge(event: Event, state: dict[str, Any], at: int, window: int, skew: int, ignore_decrease: bool) -> list[dict[str, Any]]:
+def _judge(
+    event: Event, state: dict[str, Any], at: int, window: int, skew: int, ignore_decrease: bool
+) -> list[dict[str, Any]]:
     action = event["action"]
-    base = {"event_id": event["event_id"], "at": at, "occurred_at": event["occurred_at"], "what": _observer(event)}
+    base = {
+        "event_id": event["event_id"],
+        "at": at,
+        "occurred_at": event["occurred_at"],
+        "what": _observer(event),
+    }
     if action == "funds.bank_account_change":
-        return [{**base, "kind": "bank", "key": "bank", "always": True, "severity": "critical",
-                 "desc": f"a bank account of the seller changed on {event.get('marketplace', '?')} (resource {event.get('resource', {}).get('id', '?')})"}]
+        return [
+            {
+                **base,
+                "kind": "bank",
+                "key": "bank",
+                "always": True,
+                "severity": "critical",
+                "desc": f"a bank account of the seller changed on {event.get('marketplace', '?')} (resource {event.get('resource', {}).get('id', '?')})",
+            }
+        ]
     if action in ("feed.processing_finished", "report.processing_finished"):
         kind = action.split(".")[0]
         ident = rc.origin(event, f"{kind}_id")
-        known = ident in state.get("ids", {}) or (kind == "report" and event.get("resource", {}).get("id") in state.get("schedules", {}))
+        known = ident in state.get("ids", {}) or (
+            kind == "report" and event.get("resource", {}).get("id") in state.get("schedules", {})
+        )
         if known or not isinstance(ident, str):
             return []
-        return [{**base, "kind": kind, "key": f"{kind}|{ident}", "severity": "critical",
-                 "desc": f"{kind} {ident} ({event.get('resource', {}).get('id', '?')}) of the seller's own app was processed, and no gateway call created it"}]
+        return [
+            {
+                **base,
+                "kind": kind,
+                "key": f"{kind}|{ident}",
+                "severity": "critical",
+                "desc": f"{kind} {ident} ({event.get('resource', {}).get('id', '?')}) of the seller's own app was processed, and no gateway call created it",
+            }
+        ]
     if action == "funds.payout_observed":
         if rc.origin(event, "payout_type") != "ON_DEMAND":
             return []
         ident = event.get("resource", {}).get("id")
-        asked = [p for p in state.get("payouts", {}).get(event.get("marketplace", "?"), []) if at - window <= p[0] <= at + skew or p[1] == ident]
+        asked = [
+            p
+            for p in state.get("payouts", {}).get(event.get("marketplace", "?"), [])
+            if at - window <= p[0] <= at + skew or p[1] == ident
+        ]
         if asked or ident in state.get("ids", {}):
             return []
-        return [{**base, "kind": "payout", "key": f"payout|{ident}", "severity": "critical",
-                 "desc": f"an on-demand payout {ident} on {event.get('marketplace', '?')} was made, and no gateway call asked for one"}]
+        return [
+            {
+                **base,
+                "kind": "payout",
+                "key": f"payout|{ident}",
+                "severity": "critical",
+                "desc": f"an on-demand payout {ident} on {event.get('marketplace', '?')} was made, and no gateway call asked for one",
+            }
+        ]
     key = rc.listing_key(event, state)
     if key is None:
         return []
@@ -143,8 +183,18 @@ def _judge(event: Event, state: dict[str, Any], at: int, window: int, skew: int,
             continue
         if _already(state, full, new, at, window):
             continue
-        out.append({**base, "kind": "listing", "key": full, "attribute": attribute, "old": known, "new": new, "severity": SEVERITY,
-                    "nearest": rc.nearest_call(state, full, at)})
+        out.append(
+            {
+                **base,
+                "kind": "listing",
+                "key": full,
+                "attribute": attribute,
+                "old": known,
+                "new": new,
+                "severity": SEVERITY,
+                "nearest": rc.nearest_call(state, full, at),
+            }
+        )
     return out
 
 
@@ -153,7 +203,11 @@ def _observed(event: Event, action: str) -> list[tuple[str, Any, Any, bool]]:
     changes = event.get("changes", [])
     if action in VALUED:
         attribute = VALUED[action]
-        return [(attribute, c.get("new"), c.get("old"), False) for c in changes if c["field"] == attribute]
+        return [
+            (attribute, c.get("new"), c.get("old"), False)
+            for c in changes
+            if c["field"] == attribute
+        ]
     if action == "listing.status_change":
         out = []
         for c in changes:
@@ -177,7 +231,11 @@ def _explained(near: list[list[Any]], attribute: str, new: Any, ignore_decrease:
         return True
     if new in {v for c in near for v in (c[1], c[2])}:
         return True
-    return attribute == "quantity" and ignore_decrease and any(c[1] is not None and not _lower(c[1], str(new)) for c in near)
+    return (
+        attribute == "quantity"
+        and ignore_decrease
+        and any(c[1] is not None and not _lower(c[1], str(new)) for c in near)
+    )
 
 
 def _lower(new: str, known: str) -> bool:
@@ -197,7 +255,9 @@ def _already(state: dict[str, Any], key: str, new: Any, at: int, window: int) ->
     return False
 
 
-def _due(state: dict[str, Any], newest: int, grace: int, window: int, skew: int) -> list[dict[str, Any]]:
+def _due(
+    state: dict[str, Any], newest: int, grace: int, window: int, skew: int
+) -> list[dict[str, Any]]:
     pending = state.get("pending", [])
     due = [p for p in pending if p["at"] + grace <= newest]
     state["pending"] = [p for p in pending if p["at"] + grace > newest]
@@ -209,7 +269,9 @@ def _due(state: dict[str, Any], newest: int, grace: int, window: int, skew: int)
             near = rc.calls_near(state, item["key"], item["at"], window, skew)
             if _explained(near, item["attribute"], item["new"], True):
                 continue
-        elif item["kind"] in ("feed", "report") and item["key"].split("|", 1)[1] in state.get("ids", {}):
+        elif item["kind"] in ("feed", "report") and item["key"].split("|", 1)[1] in state.get(
+            "ids", {}
+        ):
             continue
         out.append(item)
     return out
@@ -227,24 +289,34 @@ def _finding(event: Event, item: dict[str, Any], ctx: Context) -> Finding:
     if item["kind"] == "listing":
         sku, site, attribute = item["key"].split("|", 2)
         what = f"the {attribute} of {sku} on {site}" if site != "*" else f"the {attribute} of {sku}"
-        change = f"changed from {item['old']} to {item['new']}" if item["old"] is not None else f"became {item['new']}"
+        change = (
+            f"changed from {item['old']} to {item['new']}"
+            if item["old"] is not None
+            else f"became {item['new']}"
+        )
         title = f"{attribute.capitalize()} of {sku}{'' if site == '*' else ' on ' + site} changed outside the gateway"
         nearest = item.get("nearest")
         gateway = (
             f"the nearest gateway call on it was {nearest[5] or 'a listing write'} by {nearest[4]} at {format_ms(nearest[0])}"
             f" (event {nearest[3]}{', setting ' + str(nearest[1]) if nearest[1] is not None else ''})"
-            if nearest else "the gateway recorded no call on it"
+            if nearest
+            else "the gateway recorded no call on it"
         )
         desc = f"{what} {change}"
         sought = f"No gateway call changed {what} between {window} min before and {ctx.config.outside_gateway_skew_minutes} min after; {gateway}"
     else:
-        title = {"bank": "Bank account changed (found by polling: no gateway call can do that)",
-                 "feed": "Feed of the seller's app submitted outside the gateway",
-                 "report": "Report of the seller's app requested outside the gateway",
-                 "payout": "On-demand payout made outside the gateway"}[item["kind"]]
+        title = {
+            "bank": "Bank account changed (found by polling: no gateway call can do that)",
+            "feed": "Feed of the seller's app submitted outside the gateway",
+            "report": "Report of the seller's app requested outside the gateway",
+            "payout": "On-demand payout made outside the gateway",
+        }[item["kind"]]
         desc = item["desc"]
-        sought = ("No SP-API call changes a bank account: it was changed in Seller Central or by Amazon"
-                  if item["kind"] == "bank" else "the gateway handed out no such id and made no such request")
+        sought = (
+            "No SP-API call changes a bank account: it was changed in Seller Central or by Amazon"
+            if item["kind"] == "bank"
+            else "the gateway handed out no such id and made no such request"
+        )
     summary = (
         f"Observed: {item['what']} (event {item['event_id']}) at {item['occurred_at']} says {desc} on account {account}."
         f" Gateway: {sought}. Amazon does not say who made the change."

@@ -6,7 +6,8 @@ talk-first response (`responses.DRIFT`). Fires when provider writes (`listing.*`
 `failed_writes_min` within a sliding `failed_writes_window_minutes` of event time.
 
 Deliberately ignored: seller and Amazon writes (not the partner's sync), and failures older than
-the window behind the newest one. State: the newest `failed_writes_min` failures.
+the window behind the newest one. State: the newest `failed_writes_min` failures (time, provider,
+action, event id); the alert names those in the window as its evidence.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     newest = max([now] + [r[0] for r in recent])
     if now < newest - window_ms:
         return []  # older than the window: too late to count
-    recent = sorted([*recent, [now, actor["provider_id"], event["action"]]])[-need:]
+    recent = sorted([*recent, [now, actor["provider_id"], event["action"], event["event_id"]]])[
+        -need:
+    ]
     state["fw"] = recent
     inside = [r for r in recent if r[0] >= newest - window_ms]
     if len(inside) < need:
@@ -68,5 +71,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
                 f" {event['event_id']}, {event['outcome']})."
             ),
             response=RESPONSE,
+            # the failures in the window (state written before ids were kept has none)
+            related=tuple(r[3] for r in inside if len(r) > 3 and r[3] != event["event_id"]),
         )
     ]

@@ -20,8 +20,9 @@ principal left; until the incident closes, a jump back into that country is its 
 raises nothing (however fast), while every jump away fires again. An incident closes once its
 last flagged jump is older than the horizon: the longest trip that could still be impossible
 (half the Earth's circumference at `travel_max_kmh`, 20 hours at 1000 km/h). State per
-principal: its last country and time, and an open incident's country and time; dropped once
-older than the horizon.
+principal: its last country, time and event id, and an open incident's country and time; dropped
+once older than the horizon. The alert names both legs: the event of the previous position first,
+then the event that jumped.
 """
 
 from __future__ import annotations
@@ -64,12 +65,18 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     _sweep(state, principals, now, horizon_ms)
     last = principals.get(actor["principal_id"])
     declared = ctx.declared_network(event) is not None
-    here: dict[str, Any] = {"country": country, "at": now, "declared": declared}
+    here: dict[str, Any] = {
+        "country": country,
+        "at": now,
+        "declared": declared,
+        "id": event["event_id"],
+    }
     if last is not None and last["at"] > now:  # a late event: keep the newest position
         here = {
             "country": last["country"],
             "at": last["at"],
             "declared": last.get("declared", False),
+            "id": last.get("id"),
         }
     if last is not None and "left" in last and now - last["flagged_at"] <= horizon_ms:
         here["left"], here["flagged_at"] = last["left"], last["flagged_at"]  # an open incident
@@ -84,6 +91,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         return []
     here.setdefault("left", last["country"])
     here["flagged_at"] = now
+    first = f" (event {last['id']})" if last.get("id") else ""
     speed = "instantly" if hours == 0 else f"at {km / hours:,.0f} km/h or more"
     gap = f"{hours * 3600:,.0f} seconds" if hours < 1 / 60 else f"{hours * 60:,.0f} minutes"
     return [
@@ -95,11 +103,12 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
             title=f"Provider {actor['provider_id']} principal {actor['principal_id']} acted from {last['country']} and {country} too close in time",
             summary=(
                 f"Principal {actor['principal_id']} of provider {actor['provider_id']} acted on"
-                f" account {event['account_id']} from {last['country']} and then, {gap} later,"
+                f" account {event['account_id']} from {last['country']}{first} and then, {gap} later,"
                 f" from {country} ({ip}, {event['action']}): at least {km:,.0f} km"
                 f" apart, so travelling {speed}, over the {max_kmh:,.0f} km/h limit."
             ),
             response=RESPONSE,
+            related=(last["id"],) if last.get("id") else (),  # the first leg, before this one
         )
     ]
 

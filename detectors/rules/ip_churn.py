@@ -14,8 +14,9 @@ for the principal counts as that whole network, however large. The window slides
 time: the rule fires when the networks seen in the last 60 minutes exceed `ip_churn_per_hour`,
 on each event that brings one more new network (events from networks already in the window add
 nothing). State per principal: the networks of
-the last hour with their last use, at most twice the threshold (plus two); principals with
-nothing in the window are dropped.
+the last hour with their last use and the id of that latest event (the alert names one event per
+network as evidence), at most twice the threshold (plus two); principals with nothing in the
+window are dropped.
 """
 
 from __future__ import annotations
@@ -55,13 +56,19 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     principals: dict[str, dict[str, int]] = state.setdefault("principals", {})
     _sweep(state, principals, now)
     nets = principals.setdefault(actor["principal_id"], {})
+    # The latest event from each network in the window: the alert's evidence.
+    ids: dict[str, str] = state.setdefault("ids", {}).setdefault(actor["principal_id"], {})
     for old in [n for n, last in nets.items() if last <= now - WINDOW_MS]:
         del nets[old]
     is_new = net not in nets
+    if now >= nets.get(net, now):
+        ids[net] = event["event_id"]
     nets[net] = max(nets.get(net, now), now)
     limit = ctx.config.ip_churn_per_hour
     while len(nets) > 2 * limit + 2:
         del nets[min(nets, key=lambda n: (nets[n], n))]
+    for gone in [n for n in ids if n not in nets]:
+        del ids[gone]
     if not is_new or len(nets) <= limit:
         return []
     return [
@@ -78,6 +85,11 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
                 f" latest, {ip}, performed {event['action']}. Networks: {', '.join(sorted(nets))}."
             ),
             response=RESPONSE,
+            related=tuple(
+                ids[n]
+                for n in sorted(nets, key=lambda n: (nets[n], n))
+                if n in ids and ids[n] != event["event_id"]
+            ),
         )
     ]
 
@@ -87,7 +99,9 @@ def _sweep(state: dict[str, Any], principals: dict[str, dict[str, int]], now: in
     if now < state.get("swept", 0) + WINDOW_MS:
         return
     state["swept"] = now
+    ids = state.get("ids", {})
     for principal in [
         p for p, nets in principals.items() if max(nets.values(), default=0) <= now - WINDOW_MS
     ]:
         del principals[principal]
+        ids.pop(principal, None)

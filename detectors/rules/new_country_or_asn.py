@@ -13,6 +13,11 @@ the seller allowlisted for the principal (detectors/networks.py) teaches its cou
 operator but is never reported: the seller vouched for it, and addresses outside the allowlist
 are ip_outside_allowlist's business as well.
 
+A network is its AS number when the geoip data has one (an ASN mmdb, PW_GEOIP_ASN_DB), else its
+operator's name (the bundled data has names only, see detectors/geo.py). Switching from names to
+numbers does not make every known network new: an AS whose operator name the principal already
+used is learned quietly (the name ages out of memory afterwards).
+
 No baseline, no alert: a principal's first events only teach it its places, until it has
 `BASELINE_EVENTS` located events or its first one is `BASELINE_HOURS` old, whichever comes first
 (a new integration's first hours would otherwise be all "new"). Memory is bounded and follows
@@ -58,7 +63,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if actor["type"] != "provider" or ip is None:
         return []
     place = geo.lookup(ip)
-    if place.country is None and place.asn_name is None:
+    if place.country is None and place.asn_name is None and place.asn is None:
         return []
     now = epoch_ms(event["occurred_at"])
     principals: dict[str, Any] = state.setdefault("principals", {})
@@ -78,10 +83,15 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     _forget(operators, now)
     baselined = seen["n"] >= BASELINE_EVENTS or now - seen["first"] >= BASELINE_HOURS * _HOUR_MS
     new_country = place.country is not None and place.country not in countries
-    new_operator = place.asn_name is not None and place.asn_name not in operators
+    network = _network(place)
+    new_operator = (
+        network is not None
+        and network not in operators
+        and (place.asn is None or place.asn_name is None or place.asn_name not in operators)
+    )
     known_countries = sorted(countries)
     _remember(countries, place.country, now, MAX_COUNTRIES)
-    _remember(operators, place.asn_name, now, MAX_OPERATORS)
+    _remember(operators, network, now, MAX_OPERATORS)
     seen["n"] = min(BASELINE_EVENTS, seen["n"] + 1)
     seen["first"] = min(seen["first"], now)
     seen["last"] = max(seen["last"], now)
@@ -96,8 +106,9 @@ def _finding(
     event: Event, ctx: Context, ip: str, place: geo.Place, new_country: bool, known: list[str]
 ) -> Finding:
     actor = event["actor"]
-    where = f"country {place.country}" if new_country else f"network {place.asn_name}"
-    operator = f" ({place.asn_name})" if place.asn_name else ""
+    label = _label(place)
+    where = f"country {place.country}" if new_country else f"network {label}"
+    operator = f" ({label})" if label else ""
     return ctx.finding(
         event,
         detector=DETECTOR,
@@ -113,6 +124,17 @@ def _finding(
         ),
         response=RESPONSE,
     )
+
+
+def _network(place: geo.Place) -> str | None:
+    """The key a network is remembered by: `AS<number>` when known, else the operator's name."""
+    return f"AS{place.asn}" if place.asn is not None else place.asn_name
+
+
+def _label(place: geo.Place) -> str:
+    if place.asn is not None:
+        return f"AS{place.asn} {place.asn_name}" if place.asn_name else f"AS{place.asn}"
+    return place.asn_name or ""
 
 
 def _forget(items: dict[str, int], now: int) -> None:

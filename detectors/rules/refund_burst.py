@@ -12,7 +12,9 @@ next one). An account with no history yet is held to `refund_min` alone.
 Deliberately ignored: refunds by the `amazon` actor (A-to-z claims, FBA returns processing: not
 delegated access), and refunds whose event time falls before the current sliding window (a late
 event neither counts nor rewrites history). Attempts count whatever their outcome. State: the
-sliding window's six slices, the current aligned window's count and the bounded history.
+sliding window's six slices (count, sums, and the ids of their latest refunds: the alert names the
+window's latest `RECENT` refunds as evidence), the current aligned window's count and the bounded
+history.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ SEVERITY = "high"
 SLICES = 6
 #: Completed windows (with refunds) the baseline averages over.
 HISTORY = 24
+#: The latest refunds of the sliding window named as the burst's evidence (with the one that fired).
+RECENT = 20
 RESPONSE = (
     "Review the refunds in the window (Orders > Manage Refunds): who issued them, to which orders"
     " and buyers; contact Seller Support to stop refunds that were not yours.",
@@ -71,6 +75,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     }
     piece = slices.setdefault(str(here), {"n": 0, "sum": {}})
     piece["n"] += 1
+    piece["ids"] = [*piece.get("ids", [])[-(RECENT - 1) :], event["event_id"]]
     amount = event.get("amount")
     if amount is not None:
         cur = amount["currency"]
@@ -96,6 +101,9 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     for s in slices.values():
         for cur, value in s["sum"].items():
             totals[cur] = totals.get(cur, Decimal(0)) + Decimal(value)
+    window_ids = [
+        i for _, s in sorted(slices.items(), key=lambda kv: int(kv[0])) for i in s.get("ids", ())
+    ]
     money = ", ".join(f"{v} {c}" for c, v in sorted(totals.items())) or "no amounts"
     usual = (
         f"the account's usual window has {baseline:.1f} (mean of {len(history)} previous windows)"
@@ -116,6 +124,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
                 f" usual window. Latest refund {event['event_id']} by {_who(event['actor'])}."
             ),
             response=RESPONSE,
+            related=tuple(i for i in window_ids[-RECENT:] if i != event["event_id"]),
         )
     ]
 

@@ -11,7 +11,7 @@ successful `report.download` events, whose `resource.id` names the SP-API report
   hijacked seller staff login exfiltrates the same way.
 - buyer data: a provider downloads a report type in `BUYER_PII_REPORTS`.
 
-`BUYER_PII_REPORTS` is Amazon's own list of restricted report types, the ones whose
+`BUYER_PII_REPORTS` (detectors/reports.py) is Amazon's own list of restricted report types, the ones whose
 getReportDocument needs a Restricted Data Token because they hold buyer PII (names, shipping
 and billing addresses, phone numbers, buyer tax ids): the order shipping, invoicing, tax and
 reconciliation reports, the Amazon-fulfilled shipments reports, Easy Ship documents and the VAT
@@ -19,7 +19,8 @@ and GST transaction reports; plus the VAT invoice data reports, which carry buye
 addresses. Deliberately left out: the All Orders reports (GET_FLAT_FILE_ALL_ORDERS_DATA_*: not
 restricted, only ship-to city and postal code), listings and inventory reports (no buyer data),
 and downloads that did not succeed (no data left; denied calls are the scope rule's business).
-State: per principal, the current hour's count and the bounded hourly history; principals idle
+State: per principal, the current hour's count and latest download ids (a volume alert names the
+hour's latest `rates.RECENT` downloads as evidence) and the bounded hourly history; principals idle
 for `IDLE_HOURS` are forgotten.
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import rates
+from detectors.reports import BUYER_PII_REPORTS
 from detectors.responses import ABUSE, ROTATE
 from detectors.windows import bucket, epoch_ms
 from pipeline.alert import Finding
@@ -40,32 +42,6 @@ DETECTOR = "report_exfiltration"
 SEVERITY = "high"
 IDLE_HOURS = 30 * 24
 
-#: SP-API report types holding buyer personal data (see the module docstring).
-BUYER_PII_REPORTS: frozenset[str] = frozenset(
-    {
-        # Restricted report types (Tokens API: getReportDocument needs an RDT).
-        "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL",
-        "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_INVOICING",
-        "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_TAX",
-        "GET_FLAT_FILE_ACTIONABLE_ORDER_DATA_SHIPPING",
-        "GET_FLAT_FILE_ORDER_REPORT_DATA_SHIPPING",
-        "GET_FLAT_FILE_ORDER_REPORT_DATA_INVOICING",
-        "GET_FLAT_FILE_ORDER_REPORT_DATA_TAX",
-        "GET_FLAT_FILE_ORDERS_RECONCILIATION_DATA_SHIPPING",
-        "GET_FLAT_FILE_ORDERS_RECONCILIATION_DATA_INVOICING",
-        "GET_FLAT_FILE_ORDERS_RECONCILIATION_DATA_TAX",
-        "GET_ORDER_REPORT_DATA_SHIPPING",
-        "GET_ORDER_REPORT_DATA_INVOICING",
-        "GET_ORDER_REPORT_DATA_TAX",
-        "GET_EASYSHIP_DOCUMENTS",
-        "GET_GST_MTR_B2B_CUSTOM",
-        "GET_VAT_TRANSACTION_DATA",
-        "SC_VAT_TAX_REPORT",
-        # VAT invoice data reports: buyer names and billing/shipping addresses.
-        "GET_FLAT_FILE_VAT_INVOICE_DATA_REPORT",
-        "GET_XML_VAT_INVOICE_DATA_REPORT",
-    }
-)
 RESPONSE = (
     "Ask the provider which job downloaded these reports and where the files are now; buyer"
     " personal data may have to be reported as a data breach (GDPR art. 33: 72 hours).",
@@ -115,7 +91,7 @@ def _volume(event: Event, state: dict[str, Any], ctx: Context) -> Finding | None
     actor = event["actor"]
     principal = actor["principal_id"]
     hour = epoch_ms(event["occurred_at"]) // 3_600_000
-    mine = rates.count(state.setdefault("p", {}), principal, hour, IDLE_HOURS)
+    mine = rates.count(state.setdefault("p", {}), principal, hour, IDLE_HOURS, event["event_id"])
     if mine is None:
         return None  # a late event of a closed hour
     usual, count, cfg = rates.usual_hour(mine), mine["n"], ctx.config
@@ -142,4 +118,5 @@ def _volume(event: Event, state: dict[str, Any], ctx: Context) -> Finding | None
             f" {cfg.report_baseline_factor:g}x the usual busy hour."
         ),
         response=RESPONSE,
+        related=rates.hour_evidence(mine, event["event_id"]),
     )

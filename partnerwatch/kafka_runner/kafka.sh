@@ -168,7 +168,18 @@ start() {
     wait_ready
     return 0
   fi
+  # A port held by another program would only show up as a Java BindException in the broker's
+  # log: say so in one line instead (exit 3: something the command needs is not there).
+  if answers; then
+    log "port $port on 127.0.0.1 (PW_KAFKA_BROKER) is in use by another program, not a broker this runner started: stop it, or set PW_KAFKA_BROKER=127.0.0.1:<free port>"
+    exit 3
+  fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$cport") 2>/dev/null; then
+    log "controller port $cport on 127.0.0.1 (PW_KAFKA_CONTROLLER_PORT) is in use by another program: stop it, or set PW_KAFKA_CONTROLLER_PORT to a free port"
+    exit 3
+  fi
   write_props
+  log_from=$(( $(wc -l <"$logfile" 2>/dev/null || echo 0) + 1 ))
   if [ ! -f "$data/meta.properties" ]; then
     log "formatting KRaft storage in $data"
     local scram=()
@@ -188,7 +199,13 @@ start() {
 wait_ready() {
   local deadline=$((SECONDS + ${PW_KAFKA_START_TIMEOUT:-90}))
   until answers && grep -q "Kafka Server started" "$logfile" 2>/dev/null; do
-    if ! running; then log "broker exited during start; last lines of $logfile:"; tail -n 30 "$logfile" >&2; exit 1; fi
+    if ! running; then
+      if tail -n +"${log_from:-1}" "$logfile" 2>/dev/null | grep -q "BindException"; then
+        log "port $port or $cport on 127.0.0.1 was taken while the broker started: stop what holds it, or choose free ports (PW_KAFKA_BROKER, PW_KAFKA_CONTROLLER_PORT)"
+        exit 3
+      fi
+      log "broker exited during start; last lines of $logfile:"; tail -n 30 "$logfile" >&2; exit 1
+    fi
     if [ $SECONDS -ge $deadline ]; then log "broker did not answer in time; see $logfile"; exit 1; fi
     sleep 0.5
   done

@@ -1,9 +1,10 @@
 """Verify a stored account chain over a time range, page by page, from an anchor entry.
 
-`verify-chain --from T --to T` must not re-read years of history: it starts from the last stored
-entry ingested before `--from` (the *anchor*: its hash is the `prev_hash` the range must start
-from, and its own hash is recomputed from its payload) and checks `seq` continuity and every hash
-through the last entry ingested at or before `--to`. Rows are read in windows of `seq`, so a chain
+`verify-chain --ingested-from T --ingested-to T` must not re-read years of history: it starts from
+the last stored entry ingested before `--ingested-from` (the *anchor*: its hash is the `prev_hash`
+the range must start from, and its own hash is recomputed from its payload) and checks `seq`
+continuity and every hash through the last entry ingested at or before `end_ms` (the command passes
+the millisecond before `--ingested-to`, whose end is exclusive like every range of the CLI). Rows are read in windows of `seq`, so a chain
 of millions of events is never held in memory, and a repeated `seq` (an inserted copy) is seen.
 
 Every other column of a row is derived from the hashed event (`pipeline.audit_row`): each one is
@@ -94,7 +95,12 @@ def iso_of_ch(value: Any) -> str:
 
 def stored_entry(row: Sequence[Any]) -> StoredEntry:
     return (
-        int(row[0]), str(row[1]), str(row[2]), str(row[3]), iso_of_ch(row[4]), str(row[5]).encode(),
+        int(row[0]),
+        str(row[1]),
+        str(row[2]),
+        str(row[3]),
+        iso_of_ch(row[4]),
+        str(row[5]).encode(),
         tuple(str(v) for v in row[6:]),
     )
 
@@ -107,7 +113,9 @@ def column_break(row: StoredEntry) -> ChainBreak | None:
         entry.update(seq=seq, prev_hash=prev_hash, hash=stored_hash, ingested_at=ingested_at)
         column = derived_mismatch(entry, columns)
     except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
-        return ChainBreak(seq, event_id, "the payload is not an event the columns can be derived from")
+        return ChainBreak(
+            seq, event_id, "the payload is not an event the columns can be derived from"
+        )
     if column:
         return ChainBreak(seq, event_id, f"column {column} does not match the hashed event")
     return None
@@ -131,7 +139,9 @@ def seq_until(db: SqlReader, account: str, at_ms: int) -> int:
     return _scalar_seq(db, _SEQ_UNTIL, {"account": account, "at": ch_ms(at_ms)})
 
 
-def entries(db: SqlReader, account: str, lo: int, hi: int, page: int = PAGE_SEQS) -> Iterator[StoredEntry]:
+def entries(
+    db: SqlReader, account: str, lo: int, hi: int, page: int = PAGE_SEQS
+) -> Iterator[StoredEntry]:
     """Stored entries with `lo <= seq <= hi`, in `seq` order, read in windows of `page` seqs."""
     start = lo
     while start <= hi:
@@ -141,7 +151,9 @@ def entries(db: SqlReader, account: str, lo: int, hi: int, page: int = PAGE_SEQS
         start = end + 1
 
 
-def anchor_head(db: SqlReader, account: str, anchor_seq: int) -> tuple[ChainHead, ChainBreak | None]:
+def anchor_head(
+    db: SqlReader, account: str, anchor_seq: int
+) -> tuple[ChainHead, ChainBreak | None]:
     """The head to verify from: genesis, or the anchor entry after checking its own hash."""
     if anchor_seq == 0:
         return ChainHead(), None
@@ -151,7 +163,9 @@ def anchor_head(db: SqlReader, account: str, anchor_seq: int) -> tuple[ChainHead
         return ChainHead(), ChainBreak(anchor_seq, rows[0][1] if rows else "", problem)
     seq, event_id, prev_hash, stored_hash, ingested_at, payload, _ = rows[0]
     if entry_hash(prev_hash, seq, ingested_at, payload) != stored_hash:
-        return ChainHead(), ChainBreak(seq, event_id, "hash does not match the stored event (the anchor)")
+        return ChainHead(), ChainBreak(
+            seq, event_id, "hash does not match the stored event (the anchor)"
+        )
     return ChainHead(seq, stored_hash), None
 
 
@@ -171,7 +185,9 @@ class RangeReport:
         return self.broken is None and self.error is None
 
 
-def verify_entries(rows: Iterator[StoredEntry], head: ChainHead) -> tuple[ChainHead, int, ChainBreak | None]:
+def verify_entries(
+    rows: Iterator[StoredEntry], head: ChainHead
+) -> tuple[ChainHead, int, ChainBreak | None]:
     """Verify `rows` after `head`; return the last good head, the rows checked and the first break.
 
     A row breaks the chain when its seq, prev_hash or hash do not follow (`pipeline.ledger.verify`)
@@ -210,7 +226,9 @@ def verify_accounts(
     for account in names:
         try:
             reports.append(verify_range(db, account, start_ms, end_ms))
-        except Exception as exc:  # the reader's own error type (warehouse, HTTP): reported per account
+        except (
+            Exception
+        ) as exc:  # the reader's own error type (warehouse, HTTP): reported per account
             reports.append(RangeReport(account, 0, 0, 0, None, f"could not be verified: {exc}"))
     return reports
 

@@ -9,8 +9,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from html import escape
 
-PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
-SEVERITY_COLOURS = {"info": "#9e9e9e", "low": "#4e79a7", "medium": "#edc948", "high": "#f28e2b", "critical": "#e15759"}
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#e15759",
+    "#76b7b2",
+    "#59a14f",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
+SEVERITY_COLOURS = {
+    "info": "#9e9e9e",
+    "low": "#4e79a7",
+    "medium": "#edc948",
+    "high": "#f28e2b",
+    "critical": "#e15759",
+}
 
 
 def _a(value: object) -> str:
@@ -18,8 +35,12 @@ def _a(value: object) -> str:
 
 
 def bar_chart(
-    chart_id: str, title: str, items: Sequence[tuple[str, float]], colours: dict[str, str] | None = None,
-    width: int = 560, unit: str = "",
+    chart_id: str,
+    title: str,
+    items: Sequence[tuple[str, float]],
+    colours: dict[str, str] | None = None,
+    width: int = 560,
+    unit: str = "",
 ) -> str:
     """Horizontal bars, one per (label, value), longest first as given."""
     row, left, right = 22, 170, 60
@@ -48,7 +69,12 @@ def bar_chart(
 
 
 def stacked_columns(
-    chart_id: str, title: str, columns: Sequence[str], series: Mapping[str, Sequence[float]], width: int = 760, height: int = 280,
+    chart_id: str,
+    title: str,
+    columns: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    width: int = 760,
+    height: int = 280,
 ) -> str:
     """Vertical stacked columns: one column per x label, one colour per series, with a legend."""
     left, bottom, top_pad, legend_w = 40, 40, 28, 150

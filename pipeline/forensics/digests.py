@@ -38,8 +38,17 @@ from pipeline.ledger import GENESIS, ChainBreak, ChainHead
 PERIOD_MS = {"hour": 3_600_000, "day": 86_400_000}
 TABLE = "audit.chain_digests"
 _FIELDS = (
-    "account_id", "period_start", "period_end", "first_seq", "last_seq", "event_count", "head_hash",
-    "prev_digest_hash", "signed_at", "key_id", "algorithm",
+    "account_id",
+    "period_start",
+    "period_end",
+    "first_seq",
+    "last_seq",
+    "event_count",
+    "head_hash",
+    "prev_digest_hash",
+    "signed_at",
+    "key_id",
+    "algorithm",
 )
 DIGESTS_QUERY = (
     "SELECT account_id, toString(period_start), toString(period_end), first_seq, last_seq, event_count,"
@@ -101,8 +110,18 @@ class Digest:
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Digest:
         return cls(
-            str(row[0]), iso_of_ch(row[1]), iso_of_ch(row[2]), int(row[3]), int(row[4]), int(row[5]),
-            str(row[6]), str(row[7]), iso_of_ch(row[8]), str(row[9]), str(row[10]), str(row[11]),
+            str(row[0]),
+            iso_of_ch(row[1]),
+            iso_of_ch(row[2]),
+            int(row[3]),
+            int(row[4]),
+            int(row[5]),
+            str(row[6]),
+            str(row[7]),
+            iso_of_ch(row[8]),
+            str(row[9]),
+            str(row[10]),
+            str(row[11]),
         )
 
 
@@ -120,7 +139,11 @@ class Problem:
     event_id: str = ""
 
     def __str__(self) -> str:
-        where = f" at seq {self.seq}" + (f" (event {self.event_id})" if self.event_id else "") if self.seq else ""
+        where = (
+            f" at seq {self.seq}" + (f" (event {self.event_id})" if self.event_id else "")
+            if self.seq
+            else ""
+        )
         return f"account {self.account}{where}: {self.message}"
 
 
@@ -132,7 +155,12 @@ def _problem(account: str, found: ChainBreak) -> Problem:
 
 
 def create_digests(
-    db: DigestStore, signer: Signer, period: str, now_ms: int, delay_ms: int, account: str | None = None
+    db: DigestStore,
+    signer: Signer,
+    period: str,
+    now_ms: int,
+    delay_ms: int,
+    account: str | None = None,
 ) -> tuple[list[Digest], list[Problem]]:
     """Digest every closed period not digested yet (idempotent); return new digests and problems.
 
@@ -148,7 +176,9 @@ def create_digests(
             new, problem = _account_digests(db, signer, acct, span, cutoff, format_ms(now_ms))
             if new:
                 db.insert(TABLE, [d.row() for d in new])
-        except Exception as exc:  # the store's own error type: this account is reported, the rest go on
+        except (
+            Exception
+        ) as exc:  # the store's own error type: this account is reported, the rest go on
             problems.append(Problem(acct, f"not digested: {exc}"))
             continue
         made.extend(new)
@@ -164,7 +194,10 @@ def _account_digests(
     last = previous[-1] if previous else None
     head = ChainHead(last.last_seq, last.head_hash) if last else ChainHead()
     periods = _Periods(
-        signer, account, span, signed_at,
+        signer,
+        account,
+        span,
+        signed_at,
         floor_ms=timestamp_ms(last.period_end, "period_end") if last else 0,
         prev_hash=last.digest_hash if last else GENESIS,
     )
@@ -195,7 +228,9 @@ def _account_digests(
     if broken:
         problem = _problem(account, broken)
         if broken.problem.startswith("gap"):
-            problem = replace(problem, message=f"{broken.problem}; digests wait for seq {head.seq + 1}")
+            problem = replace(
+                problem, message=f"{broken.problem}; digests wait for seq {head.seq + 1}"
+            )
     return periods.finish(), problem
 
 
@@ -208,7 +243,9 @@ def _hour_ms(hour: str) -> int:
 class _Periods:
     """Verified entries, split into periods (monotone: a late entry joins the current one), signed."""
 
-    def __init__(self, signer: Signer, account: str, span: int, signed_at: str, floor_ms: int, prev_hash: str) -> None:
+    def __init__(
+        self, signer: Signer, account: str, span: int, signed_at: str, floor_ms: int, prev_hash: str
+    ) -> None:
         self.signer, self.account, self.span, self.signed_at = signer, account, span, signed_at
         self.floor_ms, self.prev_hash = floor_ms, prev_hash
         self.made: list[Digest] = []
@@ -232,8 +269,16 @@ class _Periods:
         if self.start is None:
             return
         digest = Digest(
-            self.account, format_ms(self.start), format_ms(self.start + self.span), self.first, self.last,
-            self.last - self.first + 1, self.head, self.prev_hash, self.signed_at, self.signer.key_id,
+            self.account,
+            format_ms(self.start),
+            format_ms(self.start + self.span),
+            self.first,
+            self.last,
+            self.last - self.first + 1,
+            self.head,
+            self.prev_hash,
+            self.signed_at,
+            self.signer.key_id,
             self.signer.algorithm,
         )
         digest = replace(digest, signature=self.signer.sign(digest.message()))
@@ -245,7 +290,9 @@ class _Periods:
 # -- verifying ------------------------------------------------------------------------------------
 
 
-def check_digest_chain(account: str, digests: Iterable[Digest], verifier: Verifier, *, from_genesis: bool) -> list[Problem]:
+def check_digest_chain(
+    account: str, digests: Iterable[Digest], verifier: Verifier, *, from_genesis: bool
+) -> list[Problem]:
     """Signatures, the chain of digests (prev_digest_hash) and contiguous seq ranges.
 
     `from_genesis`: the first digest must be the account's first (a bundle may start later).
@@ -258,15 +305,35 @@ def check_digest_chain(account: str, digests: Iterable[Digest], verifier: Verifi
         if wrong:
             problems.append(Problem(account, f"{where}: {wrong}", d.first_seq))
         if d.event_count != d.last_seq - d.first_seq + 1:
-            problems.append(Problem(account, f"{where}: event_count {d.event_count} does not fit its range", d.first_seq))
+            problems.append(
+                Problem(
+                    account,
+                    f"{where}: event_count {d.event_count} does not fit its range",
+                    d.first_seq,
+                )
+            )
         if previous is None:
             if from_genesis and (d.first_seq != 1 or d.prev_digest_hash != GENESIS):
-                problems.append(Problem(account, f"{where}: the first digest does not start the chain", d.first_seq))
+                problems.append(
+                    Problem(
+                        account, f"{where}: the first digest does not start the chain", d.first_seq
+                    )
+                )
         else:
             if d.prev_digest_hash != previous.digest_hash:
-                problems.append(Problem(account, f"{where}: prev_digest_hash does not name the previous digest", d.first_seq))
+                problems.append(
+                    Problem(
+                        account,
+                        f"{where}: prev_digest_hash does not name the previous digest",
+                        d.first_seq,
+                    )
+                )
             if d.first_seq != previous.last_seq + 1:
-                problems.append(Problem(account, f"{where}: does not follow seq {previous.last_seq}", d.first_seq))
+                problems.append(
+                    Problem(
+                        account, f"{where}: does not follow seq {previous.last_seq}", d.first_seq
+                    )
+                )
         previous = d
     return problems
 
@@ -293,7 +360,9 @@ def verify_digests(db: SqlReader, verifier: Verifier, account: str | None = None
                 problems.append(Problem(acct, "no digest stored"))
                 continue
             checked, found = _match_warehouse(db, acct, digests)
-        except Exception as exc:  # the reader's own error type: this account is reported, the rest go on
+        except (
+            Exception
+        ) as exc:  # the reader's own error type: this account is reported, the rest go on
             problems.append(Problem(acct, f"could not be verified: {exc}"))
             continue
         total_events += checked
@@ -301,7 +370,9 @@ def verify_digests(db: SqlReader, verifier: Verifier, account: str | None = None
     return DigestReport(len(names), total_digests, total_events, problems)
 
 
-def _match_warehouse(db: SqlReader, account: str, digests: list[Digest]) -> tuple[int, list[Problem]]:
+def _match_warehouse(
+    db: SqlReader, account: str, digests: list[Digest]
+) -> tuple[int, list[Problem]]:
     """Recompute the stored chain through the last digest; each head must be the signed one."""
     heads = {d.last_seq: d.head_hash for d in digests}
     end = digests[-1].last_seq
@@ -318,7 +389,11 @@ def _match_warehouse(db: SqlReader, account: str, digests: list[Digest]) -> tupl
             if seq > good.seq:
                 break
             if seq in heads and stored_hash != heads[seq]:
-                problems.append(Problem(account, "stored chain head differs from the signed digest", seq, event_id))
+                problems.append(
+                    Problem(
+                        account, "stored chain head differs from the signed digest", seq, event_id
+                    )
+                )
                 return False
         head = good
         if broken:
@@ -335,7 +410,13 @@ def _match_warehouse(db: SqlReader, account: str, digests: list[Digest]) -> tupl
     if window and not check(window):
         return checked, problems
     if head.seq < end:
-        problems.append(Problem(account, f"entries {head.seq + 1}..{end} are signed by a digest but not stored", head.seq + 1))
+        problems.append(
+            Problem(
+                account,
+                f"entries {head.seq + 1}..{end} are signed by a digest but not stored",
+                head.seq + 1,
+            )
+        )
     return checked, problems
 
 

@@ -75,7 +75,8 @@ class NamedQuery:
 
     def signature(self) -> str:
         return " ".join(
-            f"{p.name}:{p.type}" if p.required else f"[{p.name}:{p.type}={p.default!r}]" for p in self.params
+            f"{p.name}:{p.type}" if p.required else f"[{p.name}:{p.type}={p.default!r}]"
+            for p in self.params
         )
 
 
@@ -97,7 +98,9 @@ def normalize_value(param: QueryParam, value: str) -> str:
     if re.fullmatch(r"U?Int(8|16|32|64)", base):
         pattern = r"[0-9]+" if base.startswith("U") else r"-?[0-9]+"
         if not re.fullmatch(pattern, value.strip()):
-            raise QueryLibraryError(f"parameter {param.name} takes an integer ({base}), got {value!r}")
+            raise QueryLibraryError(
+                f"parameter {param.name} takes an integer ({base}), got {value!r}"
+            )
         return value.strip()
     return value
 
@@ -162,7 +165,9 @@ def _check_placeholders(name: str, sql: str, params: list[QueryParam]) -> None:
         )
     for param, type_ in used.items():
         if declared[param] != type_:
-            raise QueryLibraryError(f"query {name}: {param} is declared {declared[param]} but used as {type_}")
+            raise QueryLibraryError(
+                f"query {name}: {param} is declared {declared[param]} but used as {type_}"
+            )
 
 
 def _squash(type_: str) -> str:
@@ -174,7 +179,9 @@ def load(directory: Traversable = QUERIES) -> dict[str, NamedQuery]:
     if not directory.is_dir():
         raise QueryLibraryError(f"no query library at {directory}: is the package data installed?")
     library = {}
-    for path in sorted((f for f in directory.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name):
+    for path in sorted(
+        (f for f in directory.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name
+    ):
         stem = path.name.removesuffix(".sql")
         if not _NAME.fullmatch(stem):
             raise QueryLibraryError(f"query file {path.name}: names are lower_snake_case")

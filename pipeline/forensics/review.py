@@ -29,8 +29,13 @@ from pipeline.forensics.charts import SEVERITY_COLOURS, bar_chart, stacked_colum
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
 PRICE_BINS: tuple[tuple[str, float, float], ...] = (
-    ("< -50%", float("-inf"), -50), ("-50..-20%", -50, -20), ("-20..-5%", -20, -5), ("-5..+5%", -5, 5),
-    ("+5..+20%", 5, 20), ("+20..+50%", 20, 50), ("> +50%", 50, float("inf")),
+    ("< -50%", float("-inf"), -50),
+    ("-50..-20%", -50, -20),
+    ("-20..-5%", -20, -5),
+    ("-5..+5%", -5, 5),
+    ("+5..+20%", 5, 20),
+    ("+20..+50%", 20, 50),
+    ("> +50%", 50, float("inf")),
 )
 _WHERE = (
     " FROM audit.events WHERE account_id = {account:String} AND provider_id = {provider:String}"
@@ -41,7 +46,9 @@ _IPS = (
     "SELECT source_ip, count() AS n, toString(min(occurred_at)), toString(max(occurred_at)), uniqExact(principal_id)"
     f"{_WHERE} GROUP BY source_ip ORDER BY n DESC, source_ip"
 )
-_PRINCIPALS = f"SELECT principal_id, count() AS n{_WHERE} GROUP BY principal_id ORDER BY n DESC, principal_id"
+_PRINCIPALS = (
+    f"SELECT principal_id, count() AS n{_WHERE} GROUP BY principal_id ORDER BY n DESC, principal_id"
+)
 _PRICES = f"SELECT toString(occurred_at), resource_id, marketplace, principal_id, changes{_WHERE} AND action = 'listing.price_change' ORDER BY occurred_at"
 _FUNDS = (
     "SELECT toString(occurred_at), event_id, action, principal_id, amount_value, amount_currency, outcome, approval_id,"
@@ -81,7 +88,9 @@ class Review:
     weeks: list[str] = field(default_factory=list)
     activity: dict[str, list[int]] = field(default_factory=dict)  # action family -> count per week
     actions: Counter[str] = field(default_factory=Counter)
-    ips: list[list[Any]] = field(default_factory=list)  # ip, country, events, first, last, principals
+    ips: list[list[Any]] = field(
+        default_factory=list
+    )  # ip, country, events, first, last, principals
     countries: Counter[str] = field(default_factory=Counter)
     principals: list[tuple[str, int]] = field(default_factory=list)
     price_changes: list[float] = field(default_factory=list)
@@ -109,7 +118,13 @@ class Review:
         }
 
 
-def collect(db: SqlReader, account: str, provider: str, quarter: str, country_of: Callable[[str], str | None]) -> Review:
+def collect(
+    db: SqlReader,
+    account: str,
+    provider: str,
+    quarter: str,
+    country_of: Callable[[str], str | None],
+) -> Review:
     """Query the warehouse for the review's figures."""
     start, end = quarter_bounds(quarter)
     p = {"account": account, "provider": provider, "start": ch_ms(start), "end": ch_ms(end)}
@@ -123,20 +138,50 @@ def collect(db: SqlReader, account: str, provider: str, quarter: str, country_of
     review.activity = {f: [per_week[w][f] for w in review.weeks] for f in families}
     for ip, n, first, last, principals in db.query(_IPS, p).rows:
         country = (country_of(str(ip)) if ip else None) or "unknown"
-        review.ips.append([str(ip) or "(none)", country, int(n), iso_of_ch(first), iso_of_ch(last), int(principals)])
+        review.ips.append(
+            [
+                str(ip) or "(none)",
+                country,
+                int(n),
+                iso_of_ch(first),
+                iso_of_ch(last),
+                int(principals),
+            ]
+        )
         review.countries[country] += int(n)
     review.principals = [(str(r[0]), int(r[1])) for r in db.query(_PRINCIPALS, p).rows]
     for when, sku, site, principal, changes in db.query(_PRICES, p).rows:
         pct = _price_change_pct(str(changes))
-        review.prices.append([iso_of_ch(when), sku, site, principal, "" if pct is None else f"{pct:+.1f}%"])
+        review.prices.append(
+            [iso_of_ch(when), sku, site, principal, "" if pct is None else f"{pct:+.1f}%"]
+        )
         if pct is not None:
             review.price_changes.append(pct)
     review.funds = [[iso_of_ch(r[0]), *r[1:]] for r in db.query(_FUNDS, p).rows]
     review.grants = _grants(db.query(_GRANTS, p).rows, provider)
     changes_after = [g["occurred_at"] for g in review.grants]
     for row in db.query(_ALERTS, p).rows:
-        alert = dict(zip(("alert_id", "detector", "severity", "principal_id", "title", "first_seen", "last_seen", "count", "evidence"), row, strict=True))
-        alert["first_seen"], alert["last_seen"] = iso_of_ch(alert["first_seen"]), iso_of_ch(alert["last_seen"])
+        alert = dict(
+            zip(
+                (
+                    "alert_id",
+                    "detector",
+                    "severity",
+                    "principal_id",
+                    "title",
+                    "first_seen",
+                    "last_seen",
+                    "count",
+                    "evidence",
+                ),
+                row,
+                strict=True,
+            )
+        )
+        alert["first_seen"], alert["last_seen"] = (
+            iso_of_ch(alert["first_seen"]),
+            iso_of_ch(alert["last_seen"]),
+        )
         alert["response_hours"] = _response_hours(alert["first_seen"], changes_after)
         review.alerts.append(alert)
     return review
@@ -162,7 +207,9 @@ def _grants(rows: Sequence[Sequence[Any]], provider: str) -> list[dict[str, Any]
         if grant.get("provider_id") == provider:
             mine.add(grant["grant_id"])
         if grant.get("grant_id") in mine:
-            out.append({"occurred_at": iso_of_ch(when), "event_id": event_id, "action": action, **grant})
+            out.append(
+                {"occurred_at": iso_of_ch(when), "event_id": event_id, "action": action, **grant}
+            )
     return out
 
 
@@ -207,7 +254,9 @@ def _shown(value: Any) -> str:
     return text
 
 
-def _table(chart_id: str, header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()) -> str:
+def _table(
+    chart_id: str, header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[int] = ()
+) -> str:
     if not rows:
         return f'<p id="{chart_id}" class="empty" data-rows="0">None in this quarter.</p>'
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
@@ -228,59 +277,162 @@ def render(review: Review, generated_at: str) -> str:
     """The review as one HTML document."""
     m = review.metrics()
     labels = {
-        "events": "events", "principals": "principals", "ips": "source IPs", "countries": "countries",
-        "alerts": "alerts", "alerts_critical": "critical", "alerts_high": "high", "price_changes": "price changes",
-        "fund_moves": "fund moves", "grant_events": "grant changes",
+        "events": "events",
+        "principals": "principals",
+        "ips": "source IPs",
+        "countries": "countries",
+        "alerts": "alerts",
+        "alerts_critical": "critical",
+        "alerts_high": "high",
+        "price_changes": "price changes",
+        "fund_moves": "fund moves",
+        "grant_events": "grant changes",
     }
     tiles = "".join(
-        f'<div class="metric" data-metric="{k}" data-value="{m[k]}"><b>{m[k]:,}</b>{escape(v)}</div>' for k, v in labels.items()
+        f'<div class="metric" data-metric="{k}" data-value="{m[k]}"><b>{m[k]:,}</b>{escape(v)}</div>'
+        for k, v in labels.items()
     )
     severity = Counter(a["severity"] for a in review.alerts)
     detectors = Counter(a["detector"] for a in review.alerts)
     responses = [a["response_hours"] for a in review.alerts if a["response_hours"] is not None]
     response_text = (
         f"Median seller response (next grant change after an alert): {statistics.median(responses):.1f} h over "
-        f"{len(responses)} of {len(review.alerts)} alerts." if responses else "No grant change followed an alert."
+        f"{len(responses)} of {len(review.alerts)} alerts."
+        if responses
+        else "No grant change followed an alert."
     )
     charts = [
-        stacked_columns("chart-activity", "Activity by type, per week (Monday)", review.weeks, review.activity),
-        bar_chart("chart-severity", "Alerts by severity", [(s, float(severity[s])) for s in SEVERITIES], SEVERITY_COLOURS),
-        bar_chart("chart-detectors", "Alerts by detector (violations)", [(d, float(n)) for d, n in detectors.most_common()]),
-        bar_chart("chart-countries", "Events by source country", [(c, float(n)) for c, n in review.countries.most_common(12)]),
-        bar_chart("chart-prices", "Price changes (percent of the old price)", price_histogram(review.price_changes)),
-        bar_chart("chart-actions", "Events by action", [(a, float(n)) for a, n in review.actions.most_common()]),
+        stacked_columns(
+            "chart-activity", "Activity by type, per week (Monday)", review.weeks, review.activity
+        ),
+        bar_chart(
+            "chart-severity",
+            "Alerts by severity",
+            [(s, float(severity[s])) for s in SEVERITIES],
+            SEVERITY_COLOURS,
+        ),
+        bar_chart(
+            "chart-detectors",
+            "Alerts by detector (violations)",
+            [(d, float(n)) for d, n in detectors.most_common()],
+        ),
+        bar_chart(
+            "chart-countries",
+            "Events by source country",
+            [(c, float(n)) for c, n in review.countries.most_common(12)],
+        ),
+        bar_chart(
+            "chart-prices",
+            "Price changes (percent of the old price)",
+            price_histogram(review.price_changes),
+        ),
+        bar_chart(
+            "chart-actions",
+            "Events by action",
+            [(a, float(n)) for a, n in review.actions.most_common()],
+        ),
     ]
     alert_rows = [
-        [a["first_seen"], a["severity"], a["detector"], a["principal_id"], a["title"], a["count"],
-         "" if a["response_hours"] is None else f"{a['response_hours']:.1f} h"]
+        [
+            a["first_seen"],
+            a["severity"],
+            a["detector"],
+            a["principal_id"],
+            a["title"],
+            a["count"],
+            "" if a["response_hours"] is None else f"{a['response_hours']:.1f} h",
+        ]
         for a in review.alerts
     ]
     grant_rows = [
-        [g["occurred_at"], g["action"], g["grant_id"], ", ".join(g.get("scopes", [])), ", ".join(g.get("marketplaces", [])),
-         ", ".join(g.get("ip_allowlist", [])), g.get("max_price_change_pct", ""), g.get("valid_until", "")]
+        [
+            g["occurred_at"],
+            g["action"],
+            g["grant_id"],
+            ", ".join(g.get("scopes", [])),
+            ", ".join(g.get("marketplaces", [])),
+            ", ".join(g.get("ip_allowlist", [])),
+            g.get("max_price_change_pct", ""),
+            g.get("valid_until", ""),
+        ]
         for g in review.grants
     ]
     title = f"{review.provider} on {review.account}: {review.quarter} review"
-    return "".join([
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
-        f'<p class="sub">Quarterly compliance review of provider <b>{escape(review.provider)}</b> on seller account '
-        f"<b>{escape(review.account)}</b>, event time {escape(review.quarter)} (UTC). Generated {escape(generated_at)} by PartnerWatch.</p>",
-        f'<div class="grid">{tiles}</div>',
-        "<h2>Activity</h2>", charts[0], charts[5],
-        "<h2>Alerts and violations</h2>", f'<div class="grid">{charts[1]}{charts[2]}</div>',
-        f'<p id="response-times">{escape(response_text)}</p>',
-        _table("table-alerts", ["first seen", "severity", "detector", "principal", "title", "events", "seller response"], alert_rows, (5,)),
-        "<h2>Where from</h2>", charts[3],
-        _table("table-ips", ["IP", "country", "events", "first", "last", "principals"], review.ips[:50], (2, 5)),
-        _table("table-principals", ["principal", "events"], review.principals, (1,)),
-        "<h2>Prices</h2>", charts[4],
-        _table("table-prices", ["when", "SKU", "site", "principal", "change"], review.prices[-200:]),
-        "<h2>Fund moves</h2>",
-        _table("table-funds", ["when", "event", "action", "principal", "amount", "currency", "outcome", "approval", "IP", "site"], review.funds),
-        "<h2>Grants</h2>",
-        _table("table-grants", ["when", "action", "grant", "scopes", "sites", "IP allowlist", "max price change %", "valid until"], grant_rows),
-        "</body></html>",
-    ])
+    return "".join(
+        [
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width,initial-scale=1">',
+            f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
+            f"<h1>{escape(title)}</h1>",
+            f'<p class="sub">Quarterly compliance review of provider <b>{escape(review.provider)}</b> on seller account '
+            f"<b>{escape(review.account)}</b>, event time {escape(review.quarter)} (UTC). Generated {escape(generated_at)} by PartnerWatch.</p>",
+            f'<div class="grid">{tiles}</div>',
+            "<h2>Activity</h2>",
+            charts[0],
+            charts[5],
+            "<h2>Alerts and violations</h2>",
+            f'<div class="grid">{charts[1]}{charts[2]}</div>',
+            f'<p id="response-times">{escape(response_text)}</p>',
+            _table(
+                "table-alerts",
+                [
+                    "first seen",
+                    "severity",
+                    "detector",
+                    "principal",
+                    "title",
+                    "events",
+                    "seller response",
+                ],
+                alert_rows,
+                (5,),
+            ),
+            "<h2>Where from</h2>",
+            charts[3],
+            _table(
+                "table-ips",
+                ["IP", "country", "events", "first", "last", "principals"],
+                review.ips[:50],
+                (2, 5),
+            ),
+            _table("table-principals", ["principal", "events"], review.principals, (1,)),
+            "<h2>Prices</h2>",
+            charts[4],
+            _table(
+                "table-prices", ["when", "SKU", "site", "principal", "change"], review.prices[-200:]
+            ),
+            "<h2>Fund moves</h2>",
+            _table(
+                "table-funds",
+                [
+                    "when",
+                    "event",
+                    "action",
+                    "principal",
+                    "amount",
+                    "currency",
+                    "outcome",
+                    "approval",
+                    "IP",
+                    "site",
+                ],
+                review.funds,
+            ),
+            "<h2>Grants</h2>",
+            _table(
+                "table-grants",
+                [
+                    "when",
+                    "action",
+                    "grant",
+                    "scopes",
+                    "sites",
+                    "IP allowlist",
+                    "max price change %",
+                    "valid until",
+                ],
+                grant_rows,
+            ),
+            "</body></html>",
+        ]
+    )

@@ -140,7 +140,9 @@ def keygen(private_path: Path, public_path: Path) -> str:
     os.chmod(private_path, 0o600)  # whatever the umask
     public = key.public_key()
     public_path.write_bytes(
-        public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
     )
     return ed25519_key_id(public)
 

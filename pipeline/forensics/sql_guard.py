@@ -122,7 +122,16 @@ DENIED_FUNCTIONS: dict[str, str] = {
 }
 
 _IN_FUNCTIONS = frozenset(
-    {"in", "notin", "globalin", "globalnotin", "nullin", "notnullin", "globalnullin", "globalnotnullin"}
+    {
+        "in",
+        "notin",
+        "globalin",
+        "globalnotin",
+        "nullin",
+        "notnullin",
+        "globalnullin",
+        "globalnotnullin",
+    }
 )
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Keys of a SELECT node that are clauses after the query proper.
@@ -215,7 +224,9 @@ def _check(node: Any, parent: dict[str, Any] | None) -> None:
     elif kind == "TableIdentifier":
         parts = _parts(node)
         if len(parts) > 2 or not all(parts) or (len(parts) == 2 and parts[0] != ALLOWED_DATABASE):
-            raise UnsafeQuery(f"only the {ALLOWED_DATABASE} database may be read, not {'.'.join(parts)}")
+            raise UnsafeQuery(
+                f"only the {ALLOWED_DATABASE} database may be read, not {'.'.join(parts)}"
+            )
     elif kind == "Identifier":
         parts = _parts(node)
         if len(parts) > 1 and parts[0].lower() in _OTHER_DATABASES_LOWER:

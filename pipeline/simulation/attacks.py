@@ -4,106 +4,56 @@ Each recipe returns the events of one attack instance (one or a short burst), st
 scene's clock. The events carry the attack kind as ground truth; `partnerwatch evaluate` checks
 that the detector named like the kind raises an alert whose evidence includes them, and that no
 alert names only benign events. Recipes use the world of `pipeline.simulation.traffic` (accounts, their
-sites and SKUs, providers with office networks, grants published at the start).
+sites and SKUs, providers with office networks, grants published at the start), played in a
+`Scene` (pipeline/simulation/scene.py); the recipes for the provider-wide rules are in
+pipeline/simulation/provider_wide_attacks.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pipeline.event import Event, format_ms
+from pipeline.event import Event
+from pipeline.simulation.provider_wide_attacks import (
+    concurrent_sessions,
+    cross_account_price_cuts,
+    cross_account_spray,
+    dormant_reactivation,
+    grant_then_abuse,
+    low_and_slow_exfiltration,
+)
+from pipeline.simulation.scene import CHURN_NETS, FOREIGN_NETS, Scene
 
 if TYPE_CHECKING:
-    import random
-
-    from pipeline.simulation.world import Account, Principal, Provider
+    from pipeline.simulation.world import Account
 
 #: Report types holding buyer personal data (see detectors/rules/report_exfiltration.py).
 PII_REPORT = "GET_AMAZON_FULFILLED_SHIPMENTS_DATA_GENERAL"
-#: Foreign networks for stolen credentials, with the country geoip data places them in.
-FOREIGN_NETS = {"RU": "5.45.207", "BR": "177.71.200", "VN": "113.160.10", "NG": "105.112.4", "CN": "36.110.1"}
-#: Other European networks (SE, FR, NL), for IP churn that never leaves the continent.
-CHURN_NETS = ("89.160.20", "62.210.16", "188.166.1")
-
-
-@dataclass
-class Scene:
-    rng: random.Random
-    account: Account
-    provider: Provider
-    principal: Principal
-    stranger: Provider  # a provider with no grant on this account
-    clock: int
-    next_id: Callable[[], str]
-    #: a seller's `permission.grant` re-issuing this provider's grant at a time, with changes
-    regrant: Callable[[str, int, dict[str, Any]], Event]
-    #: ids for the benign events of a scene (the history an attack needs), labelled benign
-    benign_id: Callable[[], str]
-    #: a `permission.grant` of this provider on another account (id, time, account)
-    grant_on: Callable[[str, int, Account], Event]
-
-    def detached(self, tag: str) -> Account:
-        """A fresh account like the scene's, for attacks that need more history than the stream.
-
-        Its events lie before the scene's clock (an account the stream has not met yet), so the
-        stream stays in event-time order per account and its benign world is untouched.
-        """
-        from dataclasses import replace
-
-        return replace(self.account, account_id=f"{self.account.account_id}-{tag}", prices=dict(self.account.prices))
-
-    def event(
-        self,
-        at: int,
-        action: str,
-        actor: dict[str, str] | None = None,
-        *,
-        on: Account | None = None,
-        event_id: str | None = None,
-        **fields: Any,
-    ) -> Event:
-        """An event of the scene (on its account unless `on` names another), an attack event
-        unless `event_id` is given (e.g. `benign_id()`)."""
-        doc: Event = {
-            "event_id": event_id or self.next_id(),
-            "occurred_at": format_ms(at),
-            "account_id": (on or self.account).account_id,
-            "actor": actor or self.provider_actor(),
-            "action": action,
-        }
-        doc.update(fields)
-        return doc
-
-    def provider_actor(self) -> dict[str, str]:
-        return {"type": "provider", "provider_id": self.provider.provider_id, "principal_id": self.principal.principal_id}
-
-    def seller_actor(self) -> dict[str, str]:
-        return {"type": "seller", "principal_id": f"{self.account.account_id}-owner"}
-
-    def office_ip(self) -> dict[str, str]:
-        return {"ip": f"{self.principal.office_net}.{self.rng.randint(1, 254)}"}
-
-    def foreign_ip(self, country: str | None = None) -> dict[str, str]:
-        net = FOREIGN_NETS[country or self.rng.choice(sorted(FOREIGN_NETS))]
-        return {"ip": f"{net}.{self.rng.randint(1, 254)}"}
-
-    def site(self) -> str:
-        return self.rng.choice(self.account.sites)
-
-    def sku(self) -> dict[str, str]:
-        return {"type": "listing", "id": self.rng.choice(self.account.skus)}
 
 
 def ip_outside_allowlist(s: Scene) -> list[Event]:
-    return [s.event(s.clock, "listing.update", marketplace=s.site(), resource=s.sku(), source=s.foreign_ip())]
+    return [
+        s.event(
+            s.clock, "listing.update", marketplace=s.site(), resource=s.sku(), source=s.foreign_ip()
+        )
+    ]
 
 
 def listing_out_of_scope(s: Scene) -> list[Event]:
-    other = sorted({"US", "CA", "UK", "DE", "FR", "IT", "ES", "JP", "MX", "BR"} - set(s.account.sites))
-    return [s.event(s.clock, "listing.update", marketplace=s.rng.choice(other), resource=s.sku(), source=s.office_ip())]
+    other = sorted(
+        {"US", "CA", "UK", "DE", "FR", "IT", "ES", "JP", "MX", "BR"} - set(s.account.sites)
+    )
+    return [
+        s.event(
+            s.clock,
+            "listing.update",
+            marketplace=s.rng.choice(other),
+            resource=s.sku(),
+            source=s.office_ip(),
+        )
+    ]
 
 
 def price_change_over_limit(s: Scene) -> list[Event]:
@@ -112,7 +62,11 @@ def price_change_over_limit(s: Scene) -> list[Event]:
     new = max(99, old * 35 // 100)  # a 65% price slash
     return [
         s.event(
-            s.clock, "listing.price_change", marketplace=s.site(), resource=sku, source=s.office_ip(),
+            s.clock,
+            "listing.price_change",
+            marketplace=s.site(),
+            resource=sku,
+            source=s.office_ip(),
             operation="patchListingsItem",
             changes=[{"field": "price", "old": f"{old / 100:.2f}", "new": f"{new / 100:.2f}"}],
         )
@@ -120,87 +74,160 @@ def price_change_over_limit(s: Scene) -> list[Event]:
 
 
 def approval_missing(s: Scene) -> list[Event]:
-    return [s.event(s.clock, "listing.delete", marketplace=s.site(), resource=s.sku(), source=s.office_ip())]
+    return [
+        s.event(
+            s.clock, "listing.delete", marketplace=s.site(), resource=s.sku(), source=s.office_ip()
+        )
+    ]
 
 
 def bulk_listing_burst(s: Scene) -> list[Event]:
     skus = s.rng.sample(s.account.skus, min(len(s.account.skus), 60))
     action = "listing.update"
     return [
-        s.event(s.clock + i * 2_000, action, marketplace=s.site(), resource={"type": "listing", "id": sku}, source=s.office_ip())
+        s.event(
+            s.clock + i * 2_000,
+            action,
+            marketplace=s.site(),
+            resource={"type": "listing", "id": sku},
+            source=s.office_ip(),
+        )
         for i, sku in enumerate(skus)
     ]
 
 
 def provider_sensitive_action(s: Scene) -> list[Event]:
-    return [s.event(s.clock, "auth.credentials_create", source=s.office_ip(), operation="createCredentials")]
+    return [
+        s.event(
+            s.clock, "auth.credentials_create", source=s.office_ip(), operation="createCredentials"
+        )
+    ]
 
 
 def provider_without_grant(s: Scene) -> list[Event]:
     intruder = s.stranger.principals[0]
-    actor = {"type": "provider", "provider_id": s.stranger.provider_id, "principal_id": intruder.principal_id}
+    actor = {
+        "type": "provider",
+        "provider_id": s.stranger.provider_id,
+        "principal_id": intruder.principal_id,
+    }
     return [
-        s.event(s.clock, "report.download", actor=actor, source={"ip": f"{intruder.office_net}.9"},
-                resource={"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"})
+        s.event(
+            s.clock,
+            "report.download",
+            actor=actor,
+            source={"ip": f"{intruder.office_net}.9"},
+            resource={"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"},
+        )
     ]
 
 
 def funds_without_approval(s: Scene) -> list[Event]:
     return [
-        s.event(s.clock, "funds.refund", marketplace=s.site(), source=s.office_ip(),
-                amount={"value": f"{s.rng.randint(50, 900)}.00", "currency": "EUR"})
+        s.event(
+            s.clock,
+            "funds.refund",
+            marketplace=s.site(),
+            source=s.office_ip(),
+            amount={"value": f"{s.rng.randint(50, 900)}.00", "currency": "EUR"},
+        )
     ]
 
 
 def account_takeover_sequence(s: Scene) -> list[Event]:
-    change = s.event(s.clock, "funds.bank_account_change", actor=s.seller_actor(), marketplace=s.site(),
-                     source=s.foreign_ip(), changes=[{"field": "bank_account", "old": "****1234", "new": "****9876"}])
-    payout = s.event(s.clock + 3_600_000, "funds.disbursement_request", actor=s.seller_actor(), marketplace=s.site(),
-                     source=s.foreign_ip(), amount={"value": f"{s.rng.randint(5_000, 40_000)}.00", "currency": "EUR"})
+    change = s.event(
+        s.clock,
+        "funds.bank_account_change",
+        actor=s.seller_actor(),
+        marketplace=s.site(),
+        source=s.foreign_ip(),
+        changes=[{"field": "bank_account", "old": "****1234", "new": "****9876"}],
+    )
+    payout = s.event(
+        s.clock + 3_600_000,
+        "funds.disbursement_request",
+        actor=s.seller_actor(),
+        marketplace=s.site(),
+        source=s.foreign_ip(),
+        amount={"value": f"{s.rng.randint(5_000, 40_000)}.00", "currency": "EUR"},
+    )
     return [change, payout]
 
 
 def refund_burst(s: Scene) -> list[Event]:
     return [
-        s.event(s.clock + i * 60_000, "funds.refund", actor=s.seller_actor(), marketplace=s.site(),
-                amount={"value": f"{s.rng.randint(20, 300)}.00", "currency": "EUR"})
+        s.event(
+            s.clock + i * 60_000,
+            "funds.refund",
+            actor=s.seller_actor(),
+            marketplace=s.site(),
+            amount={"value": f"{s.rng.randint(20, 300)}.00", "currency": "EUR"},
+        )
         for i in range(15)
     ]
 
 
 def api_rate_exceeded(s: Scene) -> list[Event]:
     return [
-        s.event(s.clock + i * 1_500, "inventory.update", marketplace=s.site(), resource=s.sku(), source=s.office_ip(),
-                changes=[{"field": "quantity", "old": 5, "new": 6}])
+        s.event(
+            s.clock + i * 1_500,
+            "inventory.update",
+            marketplace=s.site(),
+            resource=s.sku(),
+            source=s.office_ip(),
+            changes=[{"field": "quantity", "old": 5, "new": 6}],
+        )
         for i in range(35)
     ]
 
 
 def report_exfiltration(s: Scene) -> list[Event]:
     return [
-        s.event(s.clock, "report.download", source=s.office_ip(), operation="getReportDocument",
-                resource={"type": "report", "id": PII_REPORT})
+        s.event(
+            s.clock,
+            "report.download",
+            source=s.office_ip(),
+            operation="getReportDocument",
+            resource={"type": "report", "id": PII_REPORT},
+        )
     ]
 
 
 def failed_writes_spike(s: Scene) -> list[Event]:
     return [
-        s.event(s.clock + i * 30_000, "listing.update", marketplace=s.site(), resource=s.sku(), source=s.office_ip(),
-                outcome="failure")
+        s.event(
+            s.clock + i * 30_000,
+            "listing.update",
+            marketplace=s.site(),
+            resource=s.sku(),
+            source=s.office_ip(),
+            outcome="failure",
+        )
         for i in range(14)
     ]
 
 
 def impossible_travel(s: Scene) -> list[Event]:
     home = s.event(s.clock, "auth.login", source=s.office_ip())
-    away = s.event(s.clock + 120_000, "listing.update", marketplace=s.site(), resource=s.sku(), source=s.foreign_ip("VN"))
+    away = s.event(
+        s.clock + 120_000,
+        "listing.update",
+        marketplace=s.site(),
+        resource=s.sku(),
+        source=s.foreign_ip("VN"),
+    )
     return [home, away]
 
 
 def ip_churn(s: Scene) -> list[Event]:
     return [
-        s.event(s.clock + i * 45_000, "listing.update", marketplace=s.site(), resource=s.sku(),
-                source={"ip": f"{net}.{s.rng.randint(1, 254)}"})
+        s.event(
+            s.clock + i * 45_000,
+            "listing.update",
+            marketplace=s.site(),
+            resource=s.sku(),
+            source={"ip": f"{net}.{s.rng.randint(1, 254)}"},
+        )
         for i, net in enumerate([*sorted(FOREIGN_NETS.values()), *CHURN_NETS])
     ]
 
@@ -208,11 +235,24 @@ def ip_churn(s: Scene) -> list[Event]:
 def new_country_or_asn(s: Scene) -> list[Event]:
     """A principal with a working history appears from a country it never used."""
     usual = [
-        s.event(s.clock + i * 20_000, "listing.update", marketplace=s.site(), resource=s.sku(), source=s.office_ip())
+        s.event(
+            s.clock + i * 20_000,
+            "listing.update",
+            marketplace=s.site(),
+            resource=s.sku(),
+            source=s.office_ip(),
+        )
         for i in range(25)
     ]
-    return [*usual, s.event(s.clock + 26 * 20_000, "report.download", source=s.foreign_ip("BR"),
-                            resource={"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"})]
+    return [
+        *usual,
+        s.event(
+            s.clock + 26 * 20_000,
+            "report.download",
+            source=s.foreign_ip("BR"),
+            resource={"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"},
+        ),
+    ]
 
 
 def off_hours_activity(s: Scene) -> list[Event]:
@@ -221,11 +261,21 @@ def off_hours_activity(s: Scene) -> list[Event]:
     The grant is restored right after, so the benign traffic that follows is not off-hours.
     """
     hour = s.clock // 3_600_000 % 24
-    hours = {"tz": "UTC", "start": f"{(hour + 10) % 24:02d}:00", "end": f"{(hour + 14) % 24:02d}:00"}
+    hours = {
+        "tz": "UTC",
+        "start": f"{(hour + 10) % 24:02d}:00",
+        "end": f"{(hour + 14) % 24:02d}:00",
+    }
     return [
         s.regrant(s.next_id(), s.clock, {"active_hours": hours}),
-        s.event(s.clock + 1_000, "inventory.update", marketplace=s.site(), resource=s.sku(), source=s.office_ip(),
-                changes=[{"field": "quantity", "old": 3, "new": 30}]),
+        s.event(
+            s.clock + 1_000,
+            "inventory.update",
+            marketplace=s.site(),
+            resource=s.sku(),
+            source=s.office_ip(),
+            changes=[{"field": "quantity", "old": 3, "new": 30}],
+        ),
         s.regrant(s.next_id(), s.clock + 2_000, {}),
     ]
 
@@ -249,7 +299,12 @@ def api_rate_sustained(s: Scene) -> list[Event]:
 def _campaign_edit(s: Scene, account: Account, at: int, event_id: str) -> Event:
     budget = s.rng.randint(10, 200)
     return s.event(
-        at, "ads.campaign_update", on=account, event_id=event_id, marketplace=s.site(), source=s.office_ip(),
+        at,
+        "ads.campaign_update",
+        on=account,
+        event_id=event_id,
+        marketplace=s.site(),
+        source=s.office_ip(),
         resource={"type": "campaign", "id": f"cmp-{s.rng.randint(1, 40)}"},
         changes=[{"field": "daily_budget", "old": f"{budget}.00", "new": f"{budget + 5}.00"}],
     )
@@ -264,19 +319,33 @@ def tax_filing_missed(s: Scene) -> list[Event]:
     ground truth is the `policy.update` that set the obligation; the alert names it as evidence.
     """
     account = s.detached(f"T{s.clock % 100_000}")
-    month = datetime.fromtimestamp(s.clock / 1000, UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    if s.clock - month.timestamp() * 1000 < 26 * 3_600_000:  # too early in this month: use the last one
+    month = datetime.fromtimestamp(s.clock / 1000, UTC).replace(
+        day=1, hour=0, minute=0, second=0, microsecond=0
+    )
+    if (
+        s.clock - month.timestamp() * 1000 < 26 * 3_600_000
+    ):  # too early in this month: use the last one
         month = (month - timedelta(days=1)).replace(day=1)
     begins = int(month.timestamp() * 1000)
     site = s.site()
     owner = {"type": "seller", "principal_id": f"{account.account_id}-owner"}
     policy = s.event(
-        begins - 14 * 3_600_000, "policy.update", actor=owner, on=account,
+        begins - 14 * 3_600_000,
+        "policy.update",
+        actor=owner,
+        on=account,
         policy={"tax_filings": [{"marketplace": site, "cadence": "monthly", "due_day": 1}]},
     )
     work = [
-        s.event(at, "listing.update", on=account, event_id=s.benign_id(), marketplace=site, resource=s.sku(),
-                source=s.office_ip())
+        s.event(
+            at,
+            "listing.update",
+            on=account,
+            event_id=s.benign_id(),
+            marketplace=site,
+            resource=s.sku(),
+            source=s.office_ip(),
+        )
         for at in (begins + 9 * 3_600_000, s.clock)
     ]
     return [s.grant_on(s.benign_id(), begins - 15 * 3_600_000, account), policy, *work]
@@ -302,4 +371,10 @@ RECIPES: dict[str, Callable[[Scene], list[Event]]] = {
     "off_hours_activity": off_hours_activity,
     "api_rate_sustained": api_rate_sustained,
     "tax_filing_missed": tax_filing_missed,
+    "cross_account_spray": cross_account_spray,
+    "cross_account_price_cuts": cross_account_price_cuts,
+    "low_and_slow_exfiltration": low_and_slow_exfiltration,
+    "dormant_reactivation": dormant_reactivation,
+    "grant_then_abuse": grant_then_abuse,
+    "concurrent_sessions": concurrent_sessions,
 }

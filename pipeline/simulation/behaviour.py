@@ -57,7 +57,10 @@ class _World:
         actor = event["actor"]
         account = event["account_id"]
         if actor["type"] == "provider":
-            w = self.who.setdefault((account, actor["principal_id"]), _Who(account, actor["provider_id"], actor["principal_id"]))
+            w = self.who.setdefault(
+                (account, actor["principal_id"]),
+                _Who(account, actor["provider_id"], actor["principal_id"]),
+            )
             ip = event.get("source", {}).get("ip", "")
             if ip and not w.net:
                 w.net = ip.rsplit(".", 1)[0]
@@ -101,8 +104,15 @@ def generate(
     begins = 0
     scale = events_per_hour / 1800.0
     for n, (event, truth) in enumerate(
-        benign_generate(count, seed=seed, accounts=accounts, providers=providers, attack_kinds=(),
-                        start=start, events_per_hour=events_per_hour)
+        benign_generate(
+            count,
+            seed=seed,
+            accounts=accounts,
+            providers=providers,
+            attack_kinds=(),
+            start=start,
+            events_per_hour=events_per_hour,
+        )
     ):
         at = _ms(event["occurred_at"])
         while pending and pending[0][0] <= at:
@@ -124,7 +134,9 @@ def generate(
             begins += rng.randint(0, 4) * 60_000  # the episode stays inside its clock hours
         if at < begins - HOUR:
             continue  # plan an episode an hour ahead: the world it draws on is recent
-        candidates = [w for _, w in sorted(world.who.items()) if w.net and world.skus.get(w.account)]
+        candidates = [
+            w for _, w in sorted(world.who.items()) if w.net and world.skus.get(w.account)
+        ]
         if not candidates:
             continue
         planned += 1
@@ -155,14 +167,19 @@ def _ms(ts: str) -> int:
     return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def _event(who: _Who, rng: random.Random, at: int, event_id: str, action: str, **fields: Any) -> Event:
+def _event(
+    who: _Who, rng: random.Random, at: int, event_id: str, action: str, **fields: Any
+) -> Event:
     doc: Event = {
         "event_id": event_id,
         "occurred_at": format_ms(at),
         "account_id": who.account,
         "actor": {"type": "provider", "provider_id": who.provider, "principal_id": who.principal},
-        "source": {"ip": f"{who.net}.{rng.randint(1, 254)}", "user_agent": "python-sp-api/1.8.0",
-                   "session_id": f"s-{who.principal}-{at // HOUR}"},
+        "source": {
+            "ip": f"{who.net}.{rng.randint(1, 254)}",
+            "user_agent": "python-sp-api/1.8.0",
+            "session_id": f"s-{who.principal}-{at // HOUR}",
+        },
         "action": action,
     }
     doc.update(fields)
@@ -175,7 +192,14 @@ def _spread(begins: int, n: int, minutes: int = 50) -> list[int]:
     return [begins + i * step for i in range(n)]
 
 
-def price_erosion(rng: random.Random, who: _Who, world: _World, begins: int, next_id: Callable[[], str], scale: float) -> list[Event]:
+def price_erosion(
+    rng: random.Random,
+    who: _Who,
+    world: _World,
+    begins: int,
+    next_id: Callable[[], str],
+    scale: float,
+) -> list[Event]:
     prices = world.skus[who.account]
     skus = rng.sample(sorted(prices), min(len(prices), 12))
     events = []
@@ -184,19 +208,42 @@ def price_erosion(rng: random.Random, who: _Who, world: _World, begins: int, nex
             old = prices[sku]
             new = max(99, int(old * (1 - rng.uniform(0.15, 0.25))))
             prices[sku] = new
-            events.append(_event(
-                who, rng, at, next_id(), "listing.price_change", marketplace=rng.choice(who.sites or ["DE"]),
-                resource={"type": "listing", "id": sku}, operation="patchListingsItem",
-                changes=[{"field": "price", "old": f"{old / 100:.2f}", "new": f"{new / 100:.2f}"}],
-            ))
+            events.append(
+                _event(
+                    who,
+                    rng,
+                    at,
+                    next_id(),
+                    "listing.price_change",
+                    marketplace=rng.choice(who.sites or ["DE"]),
+                    resource={"type": "listing", "id": sku},
+                    operation="patchListingsItem",
+                    changes=[
+                        {"field": "price", "old": f"{old / 100:.2f}", "new": f"{new / 100:.2f}"}
+                    ],
+                )
+            )
     return events
 
 
-_DAY_MIX = (("listing.update", 30), ("listing.price_change", 20), ("inventory.update", 25), ("ads.campaign_update", 10),
-            ("report.download", 10), ("auth.login", 5))
+_DAY_MIX = (
+    ("listing.update", 30),
+    ("listing.price_change", 20),
+    ("inventory.update", 25),
+    ("ads.campaign_update", 10),
+    ("report.download", 10),
+    ("auth.login", 5),
+)
 
 
-def odd_hours(rng: random.Random, who: _Who, world: _World, begins: int, next_id: Callable[[], str], scale: float) -> list[Event]:
+def odd_hours(
+    rng: random.Random,
+    who: _Who,
+    world: _World,
+    begins: int,
+    next_id: Callable[[], str],
+    scale: float,
+) -> list[Event]:
     events = []
     for hour in range(3):
         for at in _spread(begins + hour * HOUR, int(100 * scale)):
@@ -205,7 +252,14 @@ def odd_hours(rng: random.Random, who: _Who, world: _World, begins: int, next_id
     return events
 
 
-def report_growth(rng: random.Random, who: _Who, world: _World, begins: int, next_id: Callable[[], str], scale: float) -> list[Event]:
+def report_growth(
+    rng: random.Random,
+    who: _Who,
+    world: _World,
+    begins: int,
+    next_id: Callable[[], str],
+    scale: float,
+) -> list[Event]:
     events = []
     for hour, downloads in enumerate((12, 20, 28, 36)):
         for at in _spread(begins + hour * HOUR, int(downloads * scale)):
@@ -213,7 +267,14 @@ def report_growth(rng: random.Random, who: _Who, world: _World, begins: int, nex
     return events
 
 
-def action_mix(rng: random.Random, who: _Who, world: _World, begins: int, next_id: Callable[[], str], scale: float) -> list[Event]:
+def action_mix(
+    rng: random.Random,
+    who: _Who,
+    world: _World,
+    begins: int,
+    next_id: Callable[[], str],
+    scale: float,
+) -> list[Event]:
     events = []
     for hour in range(2):
         for at in _spread(begins + hour * HOUR, int(45 * scale)):
@@ -222,7 +283,9 @@ def action_mix(rng: random.Random, who: _Who, world: _World, begins: int, next_i
     return events
 
 
-def _work(rng: random.Random, who: _Who, world: _World, at: int, event_id: str, action: str) -> Event:
+def _work(
+    rng: random.Random, who: _Who, world: _World, at: int, event_id: str, action: str
+) -> Event:
     """One ordinary-looking action of `who` (the simulator's shapes)."""
     fields: dict[str, Any] = {}
     if action.startswith(("listing.", "inventory.", "ads.")):
@@ -235,20 +298,33 @@ def _work(rng: random.Random, who: _Who, world: _World, at: int, event_id: str, 
             old = prices[sku]
             new = max(99, int(old * (1 + rng.uniform(-0.08, 0.08))))
             prices[sku] = new
-            fields["changes"] = [{"field": "price", "old": f"{old / 100:.2f}", "new": f"{new / 100:.2f}"}]
+            fields["changes"] = [
+                {"field": "price", "old": f"{old / 100:.2f}", "new": f"{new / 100:.2f}"}
+            ]
         elif action == "inventory.update":
-            fields["changes"] = [{"field": "quantity", "old": rng.randint(0, 500), "new": rng.randint(0, 500)}]
+            fields["changes"] = [
+                {"field": "quantity", "old": rng.randint(0, 500), "new": rng.randint(0, 500)}
+            ]
     elif action == "ads.campaign_update":
         budget = rng.randint(10, 200)
         fields["resource"] = {"type": "campaign", "id": f"cmp-{rng.randint(1, 40)}"}
-        fields["changes"] = [{"field": "daily_budget", "old": f"{budget}.00", "new": f"{budget + 5}.00"}]
+        fields["changes"] = [
+            {"field": "daily_budget", "old": f"{budget}.00", "new": f"{budget + 5}.00"}
+        ]
     elif action == "report.download":
         fields["operation"] = "getReportDocument"
-        fields["resource"] = {"type": "report", "id": rng.choice(("GET_FLAT_FILE_OPEN_LISTINGS_DATA", "GET_MERCHANT_LISTINGS_ALL_DATA"))}
+        fields["resource"] = {
+            "type": "report",
+            "id": rng.choice(
+                ("GET_FLAT_FILE_OPEN_LISTINGS_DATA", "GET_MERCHANT_LISTINGS_ALL_DATA")
+            ),
+        }
     return _event(who, rng, at, event_id, action, **fields)
 
 
-RECIPES: dict[str, Callable[[random.Random, _Who, _World, int, Callable[[], str], float], list[Event]]] = {
+RECIPES: dict[
+    str, Callable[[random.Random, _Who, _World, int, Callable[[], str], float], list[Event]]
+] = {
     "price_erosion": price_erosion,
     "odd_hours": odd_hours,
     "report_growth": report_growth,

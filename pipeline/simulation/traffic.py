@@ -17,7 +17,8 @@ from functools import partial
 from typing import Any
 
 from pipeline.event import Event, format_ms
-from pipeline.simulation.attacks import RECIPES, Scene
+from pipeline.simulation.attacks import RECIPES
+from pipeline.simulation.scene import Scene
 from pipeline.simulation.world import Account, Principal, Provider, build_world
 
 #: Attack kinds the simulator can inject (ground truth labels, named like the detector that must fire).
@@ -43,7 +44,11 @@ _AGENTS = (
 
 
 def _grant_event(
-    event_id: str, at: int, account: Account, provider: Provider, extra: dict[str, Any] | None = None
+    event_id: str,
+    at: int,
+    account: Account,
+    provider: Provider,
+    extra: dict[str, Any] | None = None,
 ) -> Event:
     event: Event = {
         "event_id": event_id,
@@ -89,7 +94,9 @@ def generate(
     """
     rng = random.Random(seed)  # noqa: S311 (a seeded, reproducible simulation)
     world = build_world(rng, accounts, providers)
-    all_providers = sorted({p.provider_id: p for a in world for p in a.providers}.values(), key=lambda p: p.provider_id)
+    all_providers = sorted(
+        {p.provider_id: p for a in world for p in a.providers}.values(), key=lambda p: p.provider_id
+    )
     clock = int((start or datetime(2026, 11, 2, 6, 0, tzinfo=UTC)).timestamp() * 1000)
     n = 0
     instance = 0
@@ -123,12 +130,24 @@ def generate(
         principal = rng.choice(provider.principals)
         if attack_kinds and rng.random() < attack_rate:
             instance += 1
-            kind = attack_kinds[instance % len(attack_kinds)]  # round robin: every kind gets its turns
+            kind = attack_kinds[
+                instance % len(attack_kinds)
+            ]  # round robin: every kind gets its turns
             strangers = [p for p in all_providers if p not in account.providers] or all_providers
             attacking = True
             scene = Scene(
-                rng, account, provider, principal, rng.choice(strangers), clock, next_id,
-                partial(_regrant, account, provider), benign_id, partial(_grant_on, provider),
+                rng,
+                account,
+                provider,
+                principal,
+                rng.choice(strangers),
+                clock,
+                next_id,
+                partial(_regrant, account, provider),
+                benign_id,
+                partial(_grant_on, provider),
+                world,
+                _grant_to,
             )
             events = RECIPES[kind](scene)
             attacking = False
@@ -139,7 +158,9 @@ def generate(
             continue
         minute = (account.account_id, provider.provider_id, clock // 60_000)
         if per_minute.get(minute, 0) >= BENIGN_MAX_PER_MINUTE:
-            clock = (clock // 60_000 + 1) * 60_000  # a well-behaved partner waits for the next minute
+            clock = (
+                clock // 60_000 + 1
+            ) * 60_000  # a well-behaved partner waits for the next minute
         per_minute = {k: v for k, v in per_minute.items() if k[2] >= clock // 60_000 - 1}
         minute = (account.account_id, provider.provider_id, clock // 60_000)
         per_minute[minute] = per_minute.get(minute, 0) + 1
@@ -151,7 +172,13 @@ def _grant_on(provider: Provider, event_id: str, at: int, account: Account) -> E
     return _grant_event(event_id, at, account, provider)
 
 
-def _regrant(account: Account, provider: Provider, event_id: str, at: int, extra: dict[str, Any]) -> Event:
+def _grant_to(event_id: str, at: int, account: Account, provider: Provider) -> Event:
+    return _grant_event(event_id, at, account, provider)
+
+
+def _regrant(
+    account: Account, provider: Provider, event_id: str, at: int, extra: dict[str, Any]
+) -> Event:
     return _grant_event(event_id, at, account, provider, extra)
 
 
@@ -177,8 +204,16 @@ def _provider_action(
         "event_id": event_id,
         "occurred_at": format_ms(at),
         "account_id": account.account_id,
-        "actor": {"type": "provider", "provider_id": provider.provider_id, "principal_id": principal.principal_id},
-        "source": {"ip": ip, "user_agent": rng.choice(_AGENTS), "session_id": f"s-{principal.principal_id}-{at // 3_600_000}"},
+        "actor": {
+            "type": "provider",
+            "provider_id": provider.provider_id,
+            "principal_id": principal.principal_id,
+        },
+        "source": {
+            "ip": ip,
+            "user_agent": rng.choice(_AGENTS),
+            "session_id": f"s-{principal.principal_id}-{at // 3_600_000}",
+        },
         "action": action,
     }
     if action.startswith(("listing.", "inventory.", "ads.")):
@@ -191,16 +226,65 @@ def _provider_action(
             new = max(99, int(old * (1 + rng.uniform(-0.08, 0.08))))
             account.prices[sku] = new
             event["operation"] = "patchListingsItem"
-            event["changes"] = [{"field": "price", "old": f"{old / 100:.2f}", "new": f"{new / 100:.2f}"}]
+            event["changes"] = [
+                {"field": "price", "old": f"{old / 100:.2f}", "new": f"{new / 100:.2f}"}
+            ]
         elif action == "inventory.update":
             event["operation"] = "patchListingsItem"
-            event["changes"] = [{"field": "quantity", "old": rng.randint(0, 500), "new": rng.randint(0, 500)}]
+            event["changes"] = [
+                {"field": "quantity", "old": rng.randint(0, 500), "new": rng.randint(0, 500)}
+            ]
         else:
             event["operation"] = "putListingsItem"
     elif action == "ads.campaign_update":
         event["resource"] = {"type": "campaign", "id": f"cmp-{rng.randint(1, 40)}"}
-        event["changes"] = [{"field": "daily_budget", "old": f"{rng.randint(10, 200)}.00", "new": f"{rng.randint(10, 200)}.00"}]
+        event["changes"] = [
+            {
+                "field": "daily_budget",
+                "old": f"{rng.randint(10, 200)}.00",
+                "new": f"{rng.randint(10, 200)}.00",
+            }
+        ]
     elif action == "report.download":
         event["operation"] = "getReportDocument"
-        event["resource"] = {"type": "report", "id": rng.choice(("GET_FLAT_FILE_OPEN_LISTINGS_DATA", "GET_MERCHANT_LISTINGS_ALL_DATA"))}
+        event["resource"] = {
+            "type": "report",
+            "id": rng.choice(
+                ("GET_FLAT_FILE_OPEN_LISTINGS_DATA", "GET_MERCHANT_LISTINGS_ALL_DATA")
+            ),
+        }
     return event
+
+
+def disordered(
+    stream: list[tuple[Event, str | None]], seconds: float, seed: int
+) -> list[tuple[Event, str | None]]:
+    """`stream` in the order it would arrive with up to `seconds` of arrival disorder.
+
+    Every event arrives a uniformly random delay of up to `seconds` after it occurred, and events
+    are sent in arrival order, so one account's events arrive out of event-time order by up to
+    `seconds` (a scene's history from days before arrives when it occurred, long before the
+    scene). One order is kept: an account's authorization events (grants, revokes, approvals,
+    policy) neither overtake the account's earlier events nor are overtaken by its later ones,
+    because the gateway admits a provider's call only once it has seen the grant that allows it
+    (sources/gateway follows the ledger), and a seller's change is recorded after what came before
+    it. Deterministic for a seed.
+    """
+    from pipeline.authorization import AUTHORIZATION_ACTIONS
+
+    rng = random.Random(f"disorder-{seed}")  # noqa: S311 (a seeded, reproducible simulation)
+    barrier: dict[str, float] = {}
+    latest: dict[str, float] = {}
+    keyed = []
+    for n, (event, kind) in enumerate(stream):
+        account = str(event.get("account_id", ""))
+        key = _ms(event["occurred_at"]) + rng.uniform(0, seconds * 1000)
+        if event.get("action") in AUTHORIZATION_ACTIONS:
+            key = max(key, latest.get(account, key))
+            barrier[account] = key
+        else:
+            key = max(key, barrier.get(account, key))
+        latest[account] = max(latest.get(account, key), key)
+        keyed.append((key, n, event, kind))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [(event, kind) for _, _, event, kind in keyed]

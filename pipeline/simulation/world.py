@@ -7,8 +7,20 @@ import random
 from dataclasses import dataclass, field
 
 #: European /16s the bundled GeoLite2 data places wholly in one country (DE, FR, NL, ES, IT):
-#: agencies' offices. Attacks come from far away (pipeline/simulation/attacks.py FOREIGN_NETS).
-OFFICE_PREFIXES = ("91.64", "80.128", "86.192", "145.53", "88.0", "79.0", "84.57", "2.200", "46.114", "109.190", "151.15")
+#: agencies' offices. Attacks come from far away (pipeline/simulation/scene.py FOREIGN_NETS).
+OFFICE_PREFIXES = (
+    "91.64",
+    "80.128",
+    "86.192",
+    "145.53",
+    "88.0",
+    "79.0",
+    "84.57",
+    "2.200",
+    "46.114",
+    "109.190",
+    "151.15",
+)
 
 _SITES = ("US", "CA", "UK", "DE", "FR", "IT", "ES", "JP")
 

@@ -17,7 +17,9 @@ from sinks.alert_delivery.sender import Outcome
 from sinks.alert_outputs.base import Alert
 
 
-def parked_record(alert: Alert, outcome: Outcome, source: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+def parked_record(
+    alert: Alert, outcome: Outcome, source: dict[str, Any], previous: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The parked record of a failed delivery; `previous` is the parked record it re-parks."""
     return {
         "alert": alert,

@@ -35,10 +35,14 @@ class RedeliverReport:
     passed_over: int = 0
 
 
-async def redeliver(settings: Settings, routes: AlertRoutes, output: str | None = None, join_timeout: float = 30.0) -> RedeliverReport:
+async def redeliver(
+    settings: Settings, routes: AlertRoutes, output: str | None = None, join_timeout: float = 30.0
+) -> RedeliverReport:
     topic = settings.parked_topic
     await asyncio.get_running_loop().run_in_executor(None, ensure_topics, settings, [topic])
-    consumer = aio_consumer(settings, topic, role="alert-redeliver", group=settings.alert_redeliver_group)
+    consumer = aio_consumer(
+        settings, topic, role="alert-redeliver", group=settings.alert_redeliver_group
+    )
     producer = aio_producer(settings, role="alert-redeliver")
     report = RedeliverReport()
     await consumer.start()
@@ -47,7 +51,9 @@ async def redeliver(settings: Settings, routes: AlertRoutes, output: str | None 
     try:
         deadline = time.monotonic() + join_timeout
         while not consumer.assignment() and time.monotonic() < deadline:
-            await consumer.getmany(timeout_ms=200)  # joins the group; a parked record is not read before `ends`
+            await consumer.getmany(
+                timeout_ms=200
+            )  # joins the group; a parked record is not read before `ends`
             if consumer.assignment():
                 break
         assigned = consumer.assignment()
@@ -107,5 +113,9 @@ async def _one(
         report.delivered += 1
         log.info("alert_feed.redelivered", output=name, alert_id=parked["alert"].get("alert_id"))
     else:
-        await park(producer, topic, parked_record(parked["alert"], outcome, parked.get("source", {}), parked))
+        await park(
+            producer,
+            topic,
+            parked_record(parked["alert"], outcome, parked.get("source", {}), parked),
+        )
         report.parked_again += 1

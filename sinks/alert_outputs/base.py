@@ -13,6 +13,10 @@ import orjson
 
 Alert = dict[str, Any]
 
+#: Lifecycle statuses an alert may carry in `alert["lifecycle"]["status"]` when the alert feed
+#: sends it after `alerts ack|resolve|reopen` (sinks/alert_delivery/lifecycle.py).
+LIFECYCLE_STATUSES = ("acknowledged", "resolved", "reopened")
+
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
@@ -27,11 +31,15 @@ class HttpRequest:
 
 
 class DeliveryError(Exception):
-    """A receiver refused or failed a delivery; `retryable` False parks the alert at once."""
+    """A receiver refused or failed a delivery; `retryable` False parks the alert at once.
+    `retry_after`: the seconds the receiver asked to wait (its `Retry-After` on 429 or 503)."""
 
-    def __init__(self, message: str, retryable: bool = True) -> None:
+    def __init__(
+        self, message: str, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class Output(Protocol):
@@ -44,8 +52,19 @@ class Output(Protocol):
     def accept(self, status: int, body: bytes) -> None: ...
 
 
+def lifecycle(alert: Alert) -> dict[str, str] | None:
+    """The alert's lifecycle action (`status`, `actor`, `note`, `at`), or None while it is open
+    as the detectors made it. Only outputs with `follows_lifecycle = True` are sent one."""
+    value = alert.get("lifecycle")
+    if isinstance(value, dict) and value.get("status") in LIFECYCLE_STATUSES:
+        return {k: str(v) for k, v in value.items()}
+    return None
+
+
 def json_request(url: str, payload: Any, headers: dict[str, str] | None = None) -> HttpRequest:
-    return HttpRequest(url, orjson.dumps(payload), {"Content-Type": "application/json", **(headers or {})})
+    return HttpRequest(
+        url, orjson.dumps(payload), {"Content-Type": "application/json", **(headers or {})}
+    )
 
 
 def check_status(status: int, body: bytes) -> None:
@@ -66,4 +85,6 @@ def check_chat_answer(status: int, body: bytes, code_field: str, message_field: 
     except orjson.JSONDecodeError:
         return  # a receiver (or test double) that answers without a JSON body accepted it
     if isinstance(answer, dict) and answer.get(code_field, 0) not in (0, None):
-        raise DeliveryError(f"{code_field}={answer.get(code_field)}: {answer.get(message_field, '')}")
+        raise DeliveryError(
+            f"{code_field}={answer.get(code_field)}: {answer.get(message_field, '')}"
+        )

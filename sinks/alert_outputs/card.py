@@ -27,7 +27,13 @@ Lang = Literal["en", "zh"]
 EVIDENCE_SHOWN = 10
 
 SEVERITY_NAMES: dict[str, dict[str, str]] = {
-    "en": {"info": "Info", "low": "Low", "medium": "Medium", "high": "High", "critical": "Critical"},
+    "en": {
+        "info": "Info",
+        "low": "Low",
+        "medium": "Medium",
+        "high": "High",
+        "critical": "Critical",
+    },
     "zh": {"info": "提示", "low": "低", "medium": "中", "high": "高", "critical": "严重"},
 }
 
@@ -92,7 +98,10 @@ def card(alert: Alert, lang: str = "en") -> Card:
     severity = str(alert.get("severity", "info"))
     severity_name = visible(SEVERITY_NAMES[lang].get(severity, severity))
     raw_evidence = alert.get("evidence_event_ids", [])
-    evidence = [visible(str(e)) for e in (raw_evidence if isinstance(raw_evidence, list) else [raw_evidence])]
+    evidence = [
+        visible(str(e))
+        for e in (raw_evidence if isinstance(raw_evidence, list) else [raw_evidence])
+    ]
     hidden = len(evidence) - EVIDENCE_SHOWN
     seen = str(alert.get("first_seen", ""))
     if alert.get("last_seen") and alert.get("last_seen") != alert.get("first_seen"):
@@ -108,7 +117,9 @@ def card(alert: Alert, lang: str = "en") -> Card:
     )
     title, what = str(alert.get("title", "")), str(alert.get("summary", ""))
     raw_response = alert.get("response", [])
-    response = tuple(str(step) for step in (raw_response if isinstance(raw_response, list) else [raw_response]))
+    response = tuple(
+        str(step) for step in (raw_response if isinstance(raw_response, list) else [raw_response])
+    )
     if lang == "zh":
         title, what = zh.text_for(alert) or (title, what)
         response = tuple(zh.step(step) for step in response)
@@ -127,7 +138,9 @@ def card(alert: Alert, lang: str = "en") -> Card:
     )
 
 
-def char_refs(text: str, always: frozenset[str], at_line_start: frozenset[str] = frozenset()) -> str:
+def char_refs(
+    text: str, always: frozenset[str], at_line_start: frozenset[str] = frozenset()
+) -> str:
     """`text` with every character of `always`, and a first character (after spaces) of
     `at_line_start`, written as a numeric character reference (`<` as `&#60;`).
 

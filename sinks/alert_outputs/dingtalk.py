@@ -25,7 +25,13 @@ from typing import Any
 from sinks.alert_outputs.base import Alert, HttpRequest, check_chat_answer, json_request
 from sinks.alert_outputs.card import card, char_refs, markdown_body
 
-COLOUR = {"info": "#888888", "low": "#1f78d1", "medium": "#d4a017", "high": "#e8590c", "critical": "#d0021b"}
+COLOUR = {
+    "info": "#888888",
+    "low": "#1f78d1",
+    "medium": "#d4a017",
+    "high": "#e8590c",
+    "critical": "#d0021b",
+}
 #: escaped anywhere, and at the start of a line (see the module's docstring)
 MARKDOWN = frozenset("&<>[]()*_~`|@:\\")
 MARKDOWN_LINE_START = frozenset("#-+")
@@ -47,11 +53,15 @@ def signed_url(url: str, secret: str, timestamp_ms: int) -> str:
     return f"{url}{joiner}timestamp={timestamp_ms}&sign={sign(secret, timestamp_ms)}"
 
 
-def payload(alert: Alert, lang: str = "en", style: str = "markdown", link: str = "") -> dict[str, Any]:
+def payload(
+    alert: Alert, lang: str = "en", style: str = "markdown", link: str = ""
+) -> dict[str, Any]:
     """The DingTalk message of `alert`: `markdown`, or `actionCard` with a button to `link`."""
     c = card(alert, lang)
     colour = COLOUR.get(c.severity, "#888888")
-    text = f'### <font color="{colour}">{escape(c.heading)}</font>\n\n' + markdown_body(c, escape).replace("\n", "\n\n")
+    text = f'### <font color="{colour}">{escape(c.heading)}</font>\n\n' + markdown_body(
+        c, escape
+    ).replace("\n", "\n\n")
     if style == "actionCard":
         action: dict[str, Any] = {"title": c.heading, "text": text}
         if link:
@@ -62,7 +72,13 @@ def payload(alert: Alert, lang: str = "en", style: str = "markdown", link: str =
 
 class DingTalkOutput:
     def __init__(
-        self, name: str, url: str, secret: str = "", lang: str = "en", style: str = "markdown", link: str = ""
+        self,
+        name: str,
+        url: str,
+        secret: str = "",
+        lang: str = "en",
+        style: str = "markdown",
+        link: str = "",
     ) -> None:
         self.name = name
         self.url = url

@@ -49,21 +49,35 @@ def _md(content: str) -> dict[str, str]:
 def payload(alert: Alert, lang: str = "en") -> dict[str, Any]:
     """The Feishu message of `alert` (msg_type interactive)."""
     c = card(alert, lang)
-    evidence = "\n".join(f"- {escape(e)}" for e in c.evidence) + (f"\n- {c.evidence_more}" if c.evidence_more else "")
+    evidence = "\n".join(f"- {escape(e)}" for e in c.evidence) + (
+        f"\n- {c.evidence_more}" if c.evidence_more else ""
+    )
     steps = "\n".join(f"{i}. {escape(step)}" for i, step in enumerate(c.response, 1))
     elements: list[dict[str, Any]] = [
-        {"tag": "div", "fields": [{"is_short": True, "text": _md(f"**{name}**\n{escape(value)}")} for name, value in c.fields]},
+        {
+            "tag": "div",
+            "fields": [
+                {"is_short": True, "text": _md(f"**{name}**\n{escape(value)}")}
+                for name, value in c.fields
+            ],
+        },
         {"tag": "hr"},
         {"tag": "div", "text": _md(f"**{c.label('what')}**\n{escape(c.what)}")},
         {"tag": "div", "text": _md(f"**{c.label('evidence')}**\n{evidence}")},
         {"tag": "div", "text": _md(f"**{c.label('response')}**\n{steps}")},
-        {"tag": "note", "elements": [{"tag": "plain_text", "content": f"{c.label('alert_id')}: {c.alert_id}"}]},
+        {
+            "tag": "note",
+            "elements": [{"tag": "plain_text", "content": f"{c.label('alert_id')}: {c.alert_id}"}],
+        },
     ]
     return {
         "msg_type": "interactive",
         "card": {
             "config": {"wide_screen_mode": True},
-            "header": {"title": {"tag": "plain_text", "content": c.heading}, "template": TEMPLATE.get(c.severity, "grey")},
+            "header": {
+                "title": {"tag": "plain_text", "content": c.heading},
+                "template": TEMPLATE.get(c.severity, "grey"),
+            },
             "elements": elements,
         },
     }

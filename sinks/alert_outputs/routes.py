@@ -60,7 +60,9 @@ class _OutputBase(_Strict):
     @model_validator(mode="after")
     def _one_url(self) -> _OutputBase:
         if (self.url is None) == (self.url_env is None):
-            raise ValueError("set exactly one of url (in the file) or url_env (an environment variable holding it)")
+            raise ValueError(
+                "set exactly one of url (in the file) or url_env (an environment variable holding it)"
+            )
         if self.url is not None:
             check_url(self.url)
         return self
@@ -106,7 +108,13 @@ class AlertmanagerConfig(_OutputBase):
 
 
 OutputConfig = Annotated[
-    WebhookConfig | SlackConfig | FeishuConfig | DingTalkConfig | WeComConfig | OcsfConfig | AlertmanagerConfig,
+    WebhookConfig
+    | SlackConfig
+    | FeishuConfig
+    | DingTalkConfig
+    | WeComConfig
+    | OcsfConfig
+    | AlertmanagerConfig,
     Field(discriminator="type"),
 ]
 
@@ -124,12 +132,16 @@ class Route(_Strict):
     @classmethod
     def _positive(cls, value: list[int]) -> list[int]:
         if any(n < 2 for n in value):
-            raise ValueError("thresholds are event counts of 2 or more (the first version is always delivered)")
+            raise ValueError(
+                "thresholds are event counts of 2 or more (the first version is always delivered)"
+            )
         return value
 
     def matches(self, alert: Alert) -> bool:
         severity = str(alert.get("severity", "info"))
-        if severity not in SEVERITIES or SEVERITIES.index(severity) < SEVERITIES.index(self.min_severity):
+        if severity not in SEVERITIES or SEVERITIES.index(severity) < SEVERITIES.index(
+            self.min_severity
+        ):
             return False
         if self.detectors and alert.get("detector") not in self.detectors:
             return False
@@ -156,7 +168,9 @@ class RoutesFile(_Strict):
             for name in route.outputs:
                 if name not in self.outputs:
                     known = ", ".join(sorted(self.outputs)) or "none"
-                    raise ValueError(f"routes[{i}] ({route.name}) sends to unknown output {name!r} (defined: {known})")
+                    raise ValueError(
+                        f"routes[{i}] ({route.name}) sends to unknown output {name!r} (defined: {known})"
+                    )
         return self
 
 
@@ -180,6 +194,19 @@ class AlertRoutes:
         for route in self.config.routes:
             if route.matches(alert) and route.wants_version(alert):
                 names.extend(n for n in route.outputs if n not in names)
+        return names
+
+    def lifecycle_targets(self, alert: Alert) -> list[str]:
+        """Outputs that are sent a lifecycle action on this alert (ack, resolve, reopen): those of
+        the routes that match it, whatever its version, that follow the lifecycle."""
+        names: list[str] = []
+        for route in self.config.routes:
+            if route.matches(alert):
+                names.extend(
+                    n
+                    for n in route.outputs
+                    if n not in names and getattr(self.outputs[n], "follows_lifecycle", False)
+                )
         return names
 
     def retry_policy(self, output: str) -> RetryPolicy:
@@ -209,7 +236,17 @@ def parse(data: Any, environ: Mapping[str, str], source: str = "routes") -> Aler
                 check_url(url)
             except ValueError as exc:
                 raise RoutesError(f"{where}.url_env: {cfg.url_env} holds {exc}") from None
-        outputs[name] = _build(name, cfg, url, lambda field, required, c=cfg, w=where: _from_env(c, field, required, environ, w))
+        try:
+            outputs[name] = _build(
+                name,
+                cfg,
+                url,
+                lambda field, required, c=cfg, w=where: _from_env(c, field, required, environ, w),
+            )
+        except RoutesError:
+            raise
+        except ValueError as exc:  # e.g. a whsec_ secret that is not base64
+            raise RoutesError(f"{where}: {exc}") from None
     return AlertRoutes(config, outputs)
 
 
@@ -259,5 +296,7 @@ def load(path: str | Path, environ: Mapping[str, str]) -> AlertRoutes:
         else:
             data = tomllib.loads(text)
     except Exception as exc:  # tomllib.TOMLDecodeError, yaml.YAMLError
-        raise RoutesError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'TOML'}: {exc}") from None
+        raise RoutesError(
+            f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'TOML'}: {exc}"
+        ) from None
     return parse(data, environ, str(path))

@@ -38,19 +38,45 @@ def payload(alert: Alert, lang: str = "en") -> dict[str, Any]:
         evidence += f"\n• {c.evidence_more}"
     steps = "\n".join(f"{i}. {escape(step)}" for i, step in enumerate(c.response, 1))
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(c.heading, HEADER_MAX), "emoji": True}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _cut(c.heading, HEADER_MAX), "emoji": True},
+        },
         {
             "type": "section",
-            "fields": [{"type": "mrkdwn", "text": f"*{name}*\n{escape(value)}"} for name, value in c.fields],
+            "fields": [
+                {"type": "mrkdwn", "text": f"*{name}*\n{escape(value)}"} for name, value in c.fields
+            ],
         },
-        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"*{c.label('what')}*\n{escape(c.what)}", SECTION_MAX)}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"*{c.label('evidence')}*\n{evidence}", SECTION_MAX)}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _cut(f"*{c.label('response')}*\n{steps}", SECTION_MAX)}},
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": _cut(f"*{c.label('what')}*\n{escape(c.what)}", SECTION_MAX),
+            },
+        },
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": _cut(f"*{c.label('evidence')}*\n{evidence}", SECTION_MAX),
+            },
+        },
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": _cut(f"*{c.label('response')}*\n{steps}", SECTION_MAX),
+            },
+        },
         {"type": "divider"},
         {
             "type": "context",
             "elements": [
-                {"type": "mrkdwn", "text": f"{SEVERITY_EMOJI.get(c.severity, '')} {c.label('alert_id')} `{escape(c.alert_id)}`"}
+                {
+                    "type": "mrkdwn",
+                    "text": f"{SEVERITY_EMOJI.get(c.severity, '')} {c.label('alert_id')} `{escape(c.alert_id)}`",
+                }
             ],
         },
     ]

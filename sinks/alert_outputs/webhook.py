@@ -1,71 +1,85 @@
-"""Generic webhook: the alert as JSON, signed so the receiver can trust it and refuse replays.
+"""Generic webhook: the alert as JSON, signed with Standard Webhooks so the receiver can trust it
+and refuse replays.
 
-Headers: `X-PartnerWatch-Timestamp: <unix seconds>` and
-`X-PartnerWatch-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`. Signing the
-timestamp with the body means an attacker who captured a request cannot re-send it later: the
-receiver checks the signature, then that the timestamp is within its tolerance
-(`verify_signature`).
+Headers (pipeline/webhook_signature.py): `webhook-id` (the alert version: `<alert_id>.<count>`,
+the same on every retry of that version, so a receiver can drop repeats), `webhook-timestamp`
+(Unix seconds of this attempt) and `webhook-signature: v1,<base64 HMAC-SHA256(key,
+"<id>.<timestamp>.<body>")>`. Any Standard Webhooks library verifies it (Python:
+`standardwebhooks.Webhook(secret).verify(body, headers)` with a `whsec_` secret, or
+`Webhook(secret.encode())` with a plain one), or `verify_signature` below.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import time
 
 import orjson
 
-from sinks.alert_outputs.base import Alert, HttpRequest, check_status
+from pipeline import webhook_signature
+from pipeline.webhook_signature import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from sinks.alert_outputs.base import Alert, HttpRequest, check_status, lifecycle
 
-TIMESTAMP_HEADER = "X-PartnerWatch-Timestamp"
-SIGNATURE_HEADER = "X-PartnerWatch-Signature"
-#: Default replay window of `verify_signature`, seconds either side of now.
-DEFAULT_TOLERANCE = 300
+__all__ = [
+    "ID_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "WebhookOutput",
+    "message_id",
+    "signed_headers",
+    "verify_signature",
+]
+
+#: Default tolerance of `verify_signature`, seconds either side of now.
+DEFAULT_TOLERANCE = webhook_signature.DEFAULT_TOLERANCE
 
 
-def sign(secret: str, timestamp: int | str, body: bytes) -> str:
-    """`sha256=<hex>` over `<timestamp>.<body>`."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"sha256={mac.hexdigest()}"
+def message_id(alert: Alert) -> str:
+    """The webhook id of one alert version (and of one lifecycle action on it)."""
+    base = f"{alert.get('alert_id', '')}.{alert.get('count', 1)}"
+    state = lifecycle(alert)
+    if state is not None:
+        base += "." + hashlib.sha256(f"{state['status']}|{state['at']}".encode()).hexdigest()[:16]
+    return base
+
+
+def signed_headers(secret: str, alert: Alert, now: float, body: bytes) -> dict[str, str]:
+    return webhook_signature.headers(secret, message_id(alert), int(now), body)
 
 
 def verify_signature(
-    secret: str,
-    timestamp: str,
+    secret: str | bytes,
+    headers: dict[str, str],
     body: bytes,
-    signature: str,
     tolerance: float = DEFAULT_TOLERANCE,
     now: float | None = None,
 ) -> bool:
     """The receiver's check: a valid signature over a timestamp no further than `tolerance`
-    seconds from now. Constant-time comparison; a malformed timestamp is a refusal."""
+    seconds from now."""
     try:
-        sent = int(timestamp)
-    except (TypeError, ValueError):
+        webhook_signature.verify(secret, headers, body, tolerance, now)
+    except webhook_signature.SignatureError:
         return False
-    current = time.time() if now is None else now
-    if abs(current - sent) > tolerance:
-        return False
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+    return True
 
 
 class WebhookOutput:
     """POSTs the alert itself (the pw.alerts record) as JSON."""
 
-    def __init__(self, name: str, url: str, secret: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, url: str, secret: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.url = url
         self.secret = secret
+        webhook_signature.secret_key(secret)  # a malformed whsec_ secret stops the feed at start
         self.headers = dict(headers or {})
 
     def render(self, alert: Alert, now: float) -> HttpRequest:
         body = orjson.dumps(alert)
-        timestamp = str(int(now))
         headers = {
             **self.headers,
             "Content-Type": "application/json",
-            TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: sign(self.secret, timestamp, body),
+            **signed_headers(self.secret, alert, now, body),
         }
         return HttpRequest(self.url, body, headers)
 

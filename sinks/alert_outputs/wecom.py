@@ -19,7 +19,13 @@ from sinks.alert_outputs.base import Alert, HttpRequest, check_chat_answer, json
 from sinks.alert_outputs.card import card, char_refs, markdown_body
 
 #: the robot's only colours: green, grey, orange-red
-COLOUR = {"info": "comment", "low": "info", "medium": "warning", "high": "warning", "critical": "warning"}
+COLOUR = {
+    "info": "comment",
+    "low": "info",
+    "medium": "warning",
+    "high": "warning",
+    "critical": "warning",
+}
 MAX_BYTES = 4096
 #: escaped anywhere, and at the start of a line (see the module's docstring)
 MARKDOWN = frozenset("&<>[]()*_~`@:\\")

@@ -43,7 +43,15 @@ class Denial:
             if self.status == 429
             else "Access to requested resource is denied."
         )
-        return {"errors": [{"code": self.code, "message": message, "details": f"PartnerWatch gateway: {self.reason}"}]}
+        return {
+            "errors": [
+                {
+                    "code": self.code,
+                    "message": message,
+                    "details": f"PartnerWatch gateway: {self.reason}",
+                }
+            ]
+        }
 
 
 def allows_sku(grant: dict[str, Any], sku: str | None) -> bool:

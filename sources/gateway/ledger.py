@@ -70,7 +70,12 @@ class AuthorizationView:
             if actor.get("type") == "provider" or not provider or entry.get("outcome") != "success":
                 return  # only the seller (or Amazon) can suspend or resume a provider
             if action == "permission.suspend":
-                self.store.suspend(provider, actor.get("principal_id", "?"), "from the ledger", at=entry["occurred_at"])
+                self.store.suspend(
+                    provider,
+                    actor.get("principal_id", "?"),
+                    "from the ledger",
+                    at=entry["occurred_at"],
+                )
             else:
                 self.store.resume(provider, at=entry["occurred_at"])
             self.applied += 1
@@ -86,7 +91,9 @@ class AuthorizationView:
         )
         self._dirty = False
 
-    async def follow(self, kafka: LedgerKafka, stop: asyncio.Event, save_every: float = 5.0) -> None:
+    async def follow(
+        self, kafka: LedgerKafka, stop: asyncio.Event, save_every: float = 5.0
+    ) -> None:
         """Read the ledger until `stop`; sets `caught_up` once the end as of start is reached."""
         while not stop.is_set():
             consumer = kafka.new_consumer()
@@ -138,7 +145,9 @@ class AuthorizationView:
             self.save()
 
 
-async def _partitions(kafka: LedgerKafka, consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event) -> list[int] | None:
+async def _partitions(
+    kafka: LedgerKafka, consumer: AIOKafkaConsumer, topic: str, stop: asyncio.Event
+) -> list[int] | None:
     while not stop.is_set():
         # aiokafka's public partitions_for_topic only knows topics of its own subscription
         cluster = await kafka.cluster_metadata(consumer)

@@ -39,7 +39,9 @@ class SellerCredentials:
     refresh_token: str
 
     def __repr__(self) -> str:
-        return f"SellerCredentials(client_id={self.client_id!r}, client_secret=***, refresh_token=***)"
+        return (
+            f"SellerCredentials(client_id={self.client_id!r}, client_secret=***, refresh_token=***)"
+        )
 
     @classmethod
     def load(cls, secret_file: str, environ: dict[str, str] | None = None) -> SellerCredentials:
@@ -85,7 +87,10 @@ class SellerTokens:
             if cached is not None and time.monotonic() < cached[1]:
                 return cached[0]
             token, expires_in = await self._request(scope)
-            self._cache[scope] = (token, time.monotonic() + max(0.0, expires_in - REFRESH_EARLY_SECONDS))
+            self._cache[scope] = (
+                token,
+                time.monotonic() + max(0.0, expires_in - REFRESH_EARLY_SECONDS),
+            )
             self.refreshes += 1
             return token
 
@@ -112,9 +117,15 @@ class SellerTokens:
             doc: Any = orjson.loads(body)
         except orjson.JSONDecodeError:
             doc = {}
-        if status != 200 or not isinstance(doc, dict) or not isinstance(doc.get("access_token"), str):
+        if (
+            status != 200
+            or not isinstance(doc, dict)
+            or not isinstance(doc.get("access_token"), str)
+        ):
             error = doc.get("error") if isinstance(doc, dict) else None
-            raise LwaError(status, f"LWA refused the seller's token request: {status} {error or ''}".strip())
+            raise LwaError(
+                status, f"LWA refused the seller's token request: {status} {error or ''}".strip()
+            )
         expires_in = doc.get("expires_in", 3600)
         if isinstance(expires_in, bool) or not isinstance(expires_in, (int, float)):
             expires_in = 3600

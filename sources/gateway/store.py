@@ -4,29 +4,27 @@ Why SQLite: it is in the standard library, one file in the data folder, safe for
 running gateway to use at once (WAL mode; every request reads its token row, so a revocation or
 a suspension the CLI writes is seen by the very next call, with no signal to send).
 
-Why these hashes: a principal's client secret and refresh token are long-lived, so they are
-stored as scrypt hashes (`hashlib.scrypt`, standard library, memory-hard; RFC 7914 parameters
-N=2^14, r=8, p=1, a random 16-byte salt each): a stolen store does not give them away, and
-checking one costs ~50 ms, paid once per token exchange. Access tokens live minutes and are
-looked up on every call, so they are stored as SHA-256: they are 256 random bits, which no
-dictionary or brute force reaches, and a slow hash would only slow every request. Nothing here
-is stored in the clear; the only way to learn a secret is the output of `credentials issue`.
+Secrets and tokens are kept only as hashes (why these hashes: credentials.py).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import functools
-import hashlib
-import hmac
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sources.gateway.credentials import (
+    Issued,
+    Principal,
+    dummy_hash,
+    hash_secret,
+    token_hash,
+    verify_secret,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS credentials (
@@ -88,62 +86,9 @@ CREATE TABLE IF NOT EXISTS ledger_positions (
 );
 """
 
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
-
-
-def hash_secret(secret: str) -> str:
-    """`scrypt$N$r$p$salt$hash` (base64) of a long-lived secret."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(secret.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
-    b64 = base64.b64encode
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
-
-
-def verify_secret(secret: str, stored: str) -> bool:
-    try:
-        kind, n, r, p, salt, digest = stored.split("$")
-        if kind != "scrypt":
-            return False
-        want = base64.b64decode(digest)
-        got = hashlib.scrypt(
-            secret.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), dklen=len(want)
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(got, want)
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    return hash_secret("not a secret: unknown client ids cost the same work")
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-@dataclass(frozen=True)
-class Issued:
-    """What `issue` hands out, once: the only time the secrets exist in the clear."""
-
-    client_id: str
-    client_secret: str
-    refresh_token: str
-    provider_id: str
-    principal_id: str
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who holds a valid gateway access token."""
-
-    client_id: str
-    provider_id: str
-    principal_id: str
 
 
 class Store:
@@ -194,7 +139,14 @@ class Store:
         if provider_id is not None:
             query += " WHERE c.provider_id = ?"
             args = (provider_id,)
-        cols = ("client_id", "provider_id", "principal_id", "created_at", "revoked_at", "suspended_at")
+        cols = (
+            "client_id",
+            "provider_id",
+            "principal_id",
+            "created_at",
+            "revoked_at",
+            "suspended_at",
+        )
         rows = self.db.execute(query + " ORDER BY c.created_at, c.client_id", args).fetchall()
         return [dict(zip(cols, row, strict=True)) for row in rows]
 
@@ -212,7 +164,9 @@ class Store:
             )
         return cur.rowcount == 1
 
-    def authenticate(self, client_id: str, client_secret: str, refresh_token: str) -> Principal | None:
+    def authenticate(
+        self, client_id: str, client_secret: str, refresh_token: str
+    ) -> Principal | None:
         """The principal whose credential these are (live, provider not suspended), else None."""
         principal, problem = self.check_credentials(client_id, client_secret, refresh_token)
         return principal if problem is None else None
@@ -231,7 +185,7 @@ class Store:
             (client_id,),
         ).fetchone()
         if row is None:
-            verify_secret(client_secret, _dummy_hash())  # the same work for unknown ids
+            verify_secret(client_secret, dummy_hash())  # the same work for unknown ids
             return None, "unknown client_id"
         provider_id, principal_id, secret_hash, refresh_hash, revoked_at = row
         principal = Principal(client_id, provider_id, principal_id)
@@ -271,7 +225,13 @@ class Store:
             self.db.execute("DELETE FROM tokens WHERE expires_at < ?", (now - 86400,))
             self.db.execute(
                 "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, NULL)",
-                (token_hash(token), principal.client_id, principal.provider_id, principal.principal_id, now + ttl),
+                (
+                    token_hash(token),
+                    principal.client_id,
+                    principal.provider_id,
+                    principal.principal_id,
+                    now + ttl,
+                ),
             )
         return token
 
@@ -290,7 +250,9 @@ class Store:
         ).fetchone()
         if row is None:
             return None
-        client_id, provider_id, principal_id, expires_at, revoked, credential_revoked, suspended = row
+        client_id, provider_id, principal_id, expires_at, revoked, credential_revoked, suspended = (
+            row
+        )
         principal = Principal(client_id, provider_id, principal_id)
         if suspended is not None:
             return principal, f"provider {provider_id} is suspended (since {suspended})"
@@ -316,7 +278,8 @@ class Store:
             if not self._newer(provider_id, at):
                 return -1
             self.db.execute(
-                "INSERT OR REPLACE INTO suspensions VALUES (?, ?, ?, ?)", (provider_id, at, by, reason)
+                "INSERT OR REPLACE INTO suspensions VALUES (?, ?, ?, ?)",
+                (provider_id, at, by, reason),
             )
             cur = self.db.execute(
                 "UPDATE tokens SET revoked_at = ? WHERE provider_id = ? AND revoked_at IS NULL"
@@ -349,20 +312,27 @@ class Store:
             "SELECT suspended_at, suspended_by, reason FROM suspensions WHERE provider_id = ?",
             (provider_id,),
         ).fetchone()
-        return dict(zip(("suspended_at", "suspended_by", "reason"), row, strict=True)) if row else None
+        return (
+            dict(zip(("suspended_at", "suspended_by", "reason"), row, strict=True)) if row else None
+        )
 
     # -- what the gateway remembers of Amazon's answers -------------------------------------------
 
     def remember_report(self, ident: str, report_type: str) -> None:
         """A report id or report document id, and the report type it belongs to."""
-        self.db.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)", (ident, report_type, time.time()))
+        self.db.execute(
+            "INSERT OR REPLACE INTO reports VALUES (?, ?, ?)", (ident, report_type, time.time())
+        )
 
     def report_type(self, ident: str) -> str | None:
         row = self.db.execute("SELECT report_type FROM reports WHERE id = ?", (ident,)).fetchone()
         return row[0] if row else None
 
     def remember_price(self, sku: str, marketplace: str, price: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO prices VALUES (?, ?, ?, ?)", (sku, marketplace, price, time.time()))
+        self.db.execute(
+            "INSERT OR REPLACE INTO prices VALUES (?, ?, ?, ?)",
+            (sku, marketplace, price, time.time()),
+        )
 
     def price(self, sku: str, marketplace: str) -> str | None:
         row = self.db.execute(
@@ -374,7 +344,8 @@ class Store:
 
     def queue(self, event_id: str, account_id: str, payload: bytes) -> None:
         self.db.execute(
-            "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?)", (event_id, account_id, payload, time.time())
+            "INSERT OR IGNORE INTO outbox VALUES (?, ?, ?, ?)",
+            (event_id, account_id, payload, time.time()),
         )
 
     def queued(self, limit: int = 500) -> list[tuple[str, str, bytes]]:
@@ -389,16 +360,25 @@ class Store:
     # -- the authorization state folded from the ledger ------------------------------------------
 
     def load_authorization(self) -> tuple[dict[str, str], dict[tuple[str, int], int]]:
-        states = dict(self.db.execute("SELECT account_id, state FROM authorization_state").fetchall())
+        states = dict(
+            self.db.execute("SELECT account_id, state FROM authorization_state").fetchall()
+        )
         positions = {
-            (t, p): o for t, p, o in self.db.execute("SELECT topic, partition, next_offset FROM ledger_positions")
+            (t, p): o
+            for t, p, o in self.db.execute(
+                "SELECT topic, partition, next_offset FROM ledger_positions"
+            )
         }
         return states, positions
 
-    def save_authorization(self, states: dict[str, str], positions: dict[tuple[str, int], int]) -> None:
+    def save_authorization(
+        self, states: dict[str, str], positions: dict[tuple[str, int], int]
+    ) -> None:
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany("INSERT OR REPLACE INTO authorization_state VALUES (?, ?)", states.items())
+            self.db.executemany(
+                "INSERT OR REPLACE INTO authorization_state VALUES (?, ?)", states.items()
+            )
             self.db.executemany(
                 "INSERT OR REPLACE INTO ledger_positions VALUES (?, ?, ?)",
                 [(t, p, o) for (t, p), o in positions.items()],

@@ -2,8 +2,9 @@
 
 Amazon reports changes to listings, offers, funds and account status through notifications; no
 notification names who made the change (../shared/AMAZON.md). Each one becomes an event with
-actor type `amazon` (`events.py`), after defensive parsing (`parse.py`): envelope fields read
-case-insensitively, payloads flat or wrapped, payload versions per type. Duplicates are dropped
+actor type `amazon` (`events.py`; each type's payload is read by `payloads.py`), after
+defensive parsing (`parse.py`): envelope fields read case-insensitively, payloads flat or
+wrapped, payload versions per type. Duplicates are dropped
 by NotificationId (`seen.py`, and a deterministic event id the ledger stores once).
 
 - `sqs.py`: a standard queue, long polling; a message is deleted only after Kafka acknowledged

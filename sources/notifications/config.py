@@ -41,7 +41,9 @@ def from_env(cls: Any, environ: dict[str, str] | None, overrides: dict[str, Any]
         try:
             values[f.name] = _bool(raw) if kind is bool else kind(raw)
         except ValueError:
-            raise ValueError(f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}") from None
+            raise ValueError(
+                f"{f.metadata['env']}={raw!r} is not a valid {kind.__name__}"
+            ) from None
     config = replace(cls(), **values, **overrides)
     config.check()
     return config
@@ -59,22 +61,76 @@ def markdown(cls: Any) -> str:
 class NotifyConfig:
     """Typed notification settings; build with `NotifyConfig.from_env()`."""
 
-    account_id: str = _setting("", "PW_NOTIFY_ACCOUNT_ID", "the seller account the notifications are about: the `account_id` of their events (required)")
-    seller_accounts: str = _setting("", "PW_NOTIFY_SELLER_ACCOUNTS", "other accounts on the same queue: `SELLERID=account_id,...` (a notification naming that seller id goes to that account)")
-    default_marketplace: str = _setting("", "PW_NOTIFY_DEFAULT_MARKETPLACE", "site for notifications that name none but whose action needs one (MFN quantity), as a code or marketplace ID (empty: kept as notification.received)")
-    sqs_queue_url: str = _setting("", "PW_NOTIFY_SQS_QUEUE_URL", "the SQS queue Amazon sends to (a standard queue; empty: no SQS reader)")
-    sqs_endpoint_url: str = _setting("", "PW_SQS_ENDPOINT_URL", "SQS endpoint (empty: AWS's for the region; the local ElasticMQ runner listens on this URL's port, default http://127.0.0.1:9324)")
+    account_id: str = _setting(
+        "",
+        "PW_NOTIFY_ACCOUNT_ID",
+        "the seller account the notifications are about: the `account_id` of their events (required)",
+    )
+    seller_accounts: str = _setting(
+        "",
+        "PW_NOTIFY_SELLER_ACCOUNTS",
+        "other accounts on the same queue: `SELLERID=account_id,...` (a notification naming that seller id goes to that account)",
+    )
+    default_marketplace: str = _setting(
+        "",
+        "PW_NOTIFY_DEFAULT_MARKETPLACE",
+        "site for notifications that name none but whose action needs one (MFN quantity), as a code or marketplace ID (empty: kept as notification.received)",
+    )
+    sqs_queue_url: str = _setting(
+        "",
+        "PW_NOTIFY_SQS_QUEUE_URL",
+        "the SQS queue Amazon sends to (a standard queue; empty: no SQS reader)",
+    )
+    sqs_endpoint_url: str = _setting(
+        "",
+        "PW_SQS_ENDPOINT_URL",
+        "SQS endpoint (empty: AWS's for the region; the local ElasticMQ runner listens on this URL's port, default http://127.0.0.1:9324)",
+    )
     sqs_region: str = _setting("eu-west-1", "PW_NOTIFY_SQS_REGION", "AWS region of the queue")
-    sqs_wait_seconds: int = _setting(20, "PW_NOTIFY_SQS_WAIT_SECONDS", "long polling: seconds a receive waits for messages (1-20)")
-    sqs_visibility_seconds: int = _setting(60, "PW_NOTIFY_SQS_VISIBILITY_SECONDS", "a received message stays hidden this long; not deleted by then (Kafka away, a crash), it is delivered again")
-    sqs_max_messages: int = _setting(10, "PW_NOTIFY_SQS_MAX_MESSAGES", "messages per receive (1-10)")
-    store: str = _setting("", "PW_NOTIFY_STORE", "SQLite file of the notifications already stored (empty: PW_DATA_DIR/notifications.sqlite)")
-    seen_days: float = _setting(14.0, "PW_NOTIFY_SEEN_DAYS", "how long a stored notification's identity is remembered, to drop repeats")
-    eventbridge_port: int = _setting(0, "PW_NOTIFY_EVENTBRIDGE_PORT", "port of the EventBridge API destination endpoint (0: none); its key is PW_NOTIFY_EVENTBRIDGE_KEY")
-    eventbridge_host: str = _setting("127.0.0.1", "PW_NOTIFY_EVENTBRIDGE_HOST", "bind address of the EventBridge endpoint")
-    eventbridge_header: str = _setting("x-partnerwatch-key", "PW_NOTIFY_EVENTBRIDGE_HEADER", "the header that carries the key (the API destination connection's API key name)")
-    eventbridge_tls_cert: str = _setting("", "PW_NOTIFY_EVENTBRIDGE_TLS_CERT", "certificate chain (PEM) to serve HTTPS with (EventBridge calls HTTPS only; empty: terminate TLS in front)")
-    eventbridge_tls_key: str = _setting("", "PW_NOTIFY_EVENTBRIDGE_TLS_KEY", "private key (PEM) of PW_NOTIFY_EVENTBRIDGE_TLS_CERT")
+    sqs_wait_seconds: int = _setting(
+        20,
+        "PW_NOTIFY_SQS_WAIT_SECONDS",
+        "long polling: seconds a receive waits for messages (1-20)",
+    )
+    sqs_visibility_seconds: int = _setting(
+        60,
+        "PW_NOTIFY_SQS_VISIBILITY_SECONDS",
+        "a received message stays hidden this long; not deleted by then (Kafka away, a crash), it is delivered again",
+    )
+    sqs_max_messages: int = _setting(
+        10, "PW_NOTIFY_SQS_MAX_MESSAGES", "messages per receive (1-10)"
+    )
+    store: str = _setting(
+        "",
+        "PW_NOTIFY_STORE",
+        "SQLite file of the notifications already stored (empty: PW_DATA_DIR/notifications.sqlite)",
+    )
+    seen_days: float = _setting(
+        14.0,
+        "PW_NOTIFY_SEEN_DAYS",
+        "how long a stored notification's identity is remembered, to drop repeats",
+    )
+    eventbridge_port: int = _setting(
+        0,
+        "PW_NOTIFY_EVENTBRIDGE_PORT",
+        "port of the EventBridge API destination endpoint (0: none); its key is PW_NOTIFY_EVENTBRIDGE_KEY",
+    )
+    eventbridge_host: str = _setting(
+        "127.0.0.1", "PW_NOTIFY_EVENTBRIDGE_HOST", "bind address of the EventBridge endpoint"
+    )
+    eventbridge_header: str = _setting(
+        "x-partnerwatch-key",
+        "PW_NOTIFY_EVENTBRIDGE_HEADER",
+        "the header that carries the key (the API destination connection's API key name)",
+    )
+    eventbridge_tls_cert: str = _setting(
+        "",
+        "PW_NOTIFY_EVENTBRIDGE_TLS_CERT",
+        "certificate chain (PEM) to serve HTTPS with (EventBridge calls HTTPS only; empty: terminate TLS in front)",
+    )
+    eventbridge_tls_key: str = _setting(
+        "", "PW_NOTIFY_EVENTBRIDGE_TLS_KEY", "private key (PEM) of PW_NOTIFY_EVENTBRIDGE_TLS_CERT"
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> NotifyConfig:

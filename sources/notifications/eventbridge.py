@@ -38,7 +38,9 @@ KEY_VARIABLE = "PW_NOTIFY_EVENTBRIDGE_KEY"
 
 
 class EventBridgeEndpoint:
-    def __init__(self, emit: Emit, seen: Seen, target: Target, header: str, key: str | None = None) -> None:
+    def __init__(
+        self, emit: Emit, seen: Seen, target: Target, header: str, key: str | None = None
+    ) -> None:
         self.emit = emit
         self.seen = seen
         self.target = target

@@ -88,7 +88,11 @@ class Notification:
         content is kept (both), the same id with the same content is a duplicate.
         """
         body = orjson.dumps(self.payload, option=orjson.OPT_SORT_KEYS)
-        basis = "\n".join((self.notification_id, self.type, self.event_time or "")).encode() + b"\n" + body
+        basis = (
+            "\n".join((self.notification_id, self.type, self.event_time or "")).encode()
+            + b"\n"
+            + body
+        )
         if not self.notification_id:
             basis = b"no-id\n" + orjson.dumps(self.raw, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(basis).hexdigest()
@@ -106,21 +110,29 @@ def from_bytes(body: bytes | str) -> Notification:
     return parse(doc)
 
 
-def parse(doc: Any, wrappers: tuple[str, ...] = (), info: dict[str, str] | None = None) -> Notification:
+def parse(
+    doc: Any, wrappers: tuple[str, ...] = (), info: dict[str, str] | None = None
+) -> Notification:
     """Read a decoded document: a notification, or an EventBridge or SNS envelope around one."""
     info = dict(info or {})
     if not isinstance(doc, dict):
         raise NotANotification("not a JSON object")
     if len(wrappers) < MAX_WRAPS:
         detail = get(doc, "detail")
-        if isinstance(detail, dict) and (get(doc, "detail-type") is not None or get(doc, "source") is not None):
+        if isinstance(detail, dict) and (
+            get(doc, "detail-type") is not None or get(doc, "source") is not None
+        ):
             for key in ("source", "id", "detail-type", "account", "time"):
                 value = text(get(doc, key))
                 if value is not None:
                     info[f"eventbridge_{fold(key)}"] = value
             return parse(detail, (*wrappers, "eventbridge"), info)
         message = get(doc, "Message")
-        if isinstance(message, str) and get(doc, "Type") == "Notification" and get(doc, "TopicArn") is not None:
+        if (
+            isinstance(message, str)
+            and get(doc, "Type") == "Notification"
+            and get(doc, "TopicArn") is not None
+        ):
             try:
                 inner = orjson.loads(message)
             except orjson.JSONDecodeError:
@@ -156,12 +168,20 @@ def unwrap(payload: Any) -> Any:
     """`Payload.<Type>Notification` -> its object; a flat payload as it is."""
     if not isinstance(payload, dict):
         return payload
-    wrapped = [v for k, v in payload.items() if isinstance(k, str) and fold(k).endswith("notification") and isinstance(v, dict)]
+    wrapped = [
+        v
+        for k, v in payload.items()
+        if isinstance(k, str) and fold(k).endswith("notification") and isinstance(v, dict)
+    ]
     if len(wrapped) == 1:
         inner = dict(wrapped[0])
         # siblings of the wrapper (rare) are kept unless the wrapped object has the same field
         for key, value in payload.items():
-            if isinstance(key, str) and not fold(key).endswith("notification") and get(inner, key) is None:
+            if (
+                isinstance(key, str)
+                and not fold(key).endswith("notification")
+                and get(inner, key) is None
+            ):
                 inner[key] = value
         return inner
     return payload

@@ -20,7 +20,9 @@ class Seen:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen (identity TEXT PRIMARY KEY, at REAL NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS seen (identity TEXT PRIMARY KEY, at REAL NOT NULL)"
+        )
         self._lock = threading.Lock()
         self.keep_seconds = days * 86400.0
         self._last_prune = 0.0
@@ -33,7 +35,10 @@ class Seen:
     def mark(self, identities: list[str]) -> None:
         now = time.time()
         with self._lock:
-            self._db.executemany("INSERT OR REPLACE INTO seen (identity, at) VALUES (?, ?)", [(i, now) for i in identities])
+            self._db.executemany(
+                "INSERT OR REPLACE INTO seen (identity, at) VALUES (?, ?)",
+                [(i, now) for i in identities],
+            )
             if now - self._last_prune > 3600:
                 self._db.execute("DELETE FROM seen WHERE at < ?", (now - self.keep_seconds,))
                 self._last_prune = now

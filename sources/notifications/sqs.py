@@ -44,7 +44,9 @@ def client(config: NotifyConfig) -> Any:
     options: dict[str, Any] = {
         "region_name": config.sqs_region,
         "config": Config(
-            read_timeout=config.sqs_wait_seconds + 10, connect_timeout=10, retries={"max_attempts": 3, "mode": "standard"}
+            read_timeout=config.sqs_wait_seconds + 10,
+            connect_timeout=10,
+            retries={"max_attempts": 3, "mode": "standard"},
         ),
     }
     if config.sqs_endpoint_url:
@@ -130,7 +132,9 @@ class SqsReader:
         await self._delete(messages)
         return len(messages)
 
-    def _events(self, message: dict[str, Any], received_ms: int) -> tuple[str, list[dict[str, Any]]]:
+    def _events(
+        self, message: dict[str, Any], received_ms: int
+    ) -> tuple[str, list[dict[str, Any]]]:
         body = message.get("Body", "")
         raw = body.encode() if isinstance(body, str) else bytes(body)
         message_id = str(message.get("MessageId", ""))
@@ -148,10 +152,16 @@ class SqsReader:
         return notification.identity, to_events(notification, self.target, received_ms, extra)
 
     async def _delete(self, messages: list[dict[str, Any]]) -> None:
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if m.get("ReceiptHandle")]
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+            for i, m in enumerate(messages)
+            if m.get("ReceiptHandle")
+        ]
         for start in range(0, len(entries), 10):
             chunk = entries[start : start + 10]
-            answer = await asyncio.to_thread(self.sqs.delete_message_batch, QueueUrl=self.queue_url, Entries=chunk)
+            answer = await asyncio.to_thread(
+                self.sqs.delete_message_batch, QueueUrl=self.queue_url, Entries=chunk
+            )
             failed = answer.get("Failed") or []
             self._count("deleted", len(chunk) - len(failed))
             if failed:  # they come back after the visibility timeout; then they are repeats

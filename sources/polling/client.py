@@ -70,11 +70,22 @@ class SpApi:
         self.calls: dict[str, int] = {}
         self.throttled = 0
 
-    async def get(self, operation: str, path: str, params: dict[str, Any] | None = None, *, missing_ok: bool = False) -> Any:
+    async def get(
+        self,
+        operation: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        missing_ok: bool = False,
+    ) -> Any:
         """The JSON answer of a GET; None for a 404 when `missing_ok`; SpApiError otherwise."""
         bucket = self.buckets.setdefault(operation, Bucket(*RATES.get(operation, DEFAULT_RATE)))
         url = URL(self.base_url + path)
-        query = {k: ",".join(v) if isinstance(v, list) else str(v) for k, v in (params or {}).items() if v is not None}
+        query = {
+            k: ",".join(v) if isinstance(v, list) else str(v)
+            for k, v in (params or {}).items()
+            if v is not None
+        }
         if query:
             url = url.with_query(query)
         refreshed = False
@@ -82,8 +93,11 @@ class SpApi:
             await bucket.take()
             token = await self.tokens.get()
             self.calls[operation] = self.calls.get(operation, 0) + 1
-            async with self.session.get(url, headers={"x-amz-access-token": token, "accept": "application/json"},
-                                        timeout=aiohttp.ClientTimeout(total=60)) as response:
+            async with self.session.get(
+                url,
+                headers={"x-amz-access-token": token, "accept": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=60),
+            ) as response:
                 status, raw = response.status, await response.read()
             body = _json(raw)
             if status == 429 and attempt < 3:

@@ -24,16 +24,42 @@ def _setting(default: Any, env: str, help: str) -> Any:
 
 @dataclass(frozen=True)
 class PollConfig:
-    seller_id: str = _setting("", "PW_POLL_SELLER_ID", "the seller's merchant id (the `sellerId` of Listings API paths; required)")
-    marketplaces: str = _setting("", "PW_POLL_MARKETPLACES", "sites to poll, comma-separated codes or marketplace IDs (empty: PW_GATEWAY_DEFAULT_MARKETPLACE)")
-    interval_seconds: float = _setting(300.0, "PW_POLL_INTERVAL_SECONDS", "seconds between the starts of two polls of an account")
-    overlap_seconds: float = _setting(300.0, "PW_POLL_OVERLAP_SECONDS", "lastUpdatedAfter goes back this much before the last poll (clocks, late updates)")
-    payouts_days: int = _setting(30, "PW_POLL_PAYOUTS_DAYS", "listPayouts looks back this many days")
-    transactions_days: int = _setting(2, "PW_POLL_TRANSACTIONS_DAYS", "listTransactions looks back this many days on the first poll")
-    listings: bool = _setting(True, "PW_POLL_LISTINGS", "poll listings (searchListingsItems, getListingsItem)")
-    payment_methods: bool = _setting(True, "PW_POLL_PAYMENT_METHODS", "poll getPaymentMethods (bank accounts; EU stores only)")
+    seller_id: str = _setting(
+        "",
+        "PW_POLL_SELLER_ID",
+        "the seller's merchant id (the `sellerId` of Listings API paths; required)",
+    )
+    marketplaces: str = _setting(
+        "",
+        "PW_POLL_MARKETPLACES",
+        "sites to poll, comma-separated codes or marketplace IDs (empty: PW_GATEWAY_DEFAULT_MARKETPLACE)",
+    )
+    interval_seconds: float = _setting(
+        300.0, "PW_POLL_INTERVAL_SECONDS", "seconds between the starts of two polls of an account"
+    )
+    overlap_seconds: float = _setting(
+        300.0,
+        "PW_POLL_OVERLAP_SECONDS",
+        "lastUpdatedAfter goes back this much before the last poll (clocks, late updates)",
+    )
+    payouts_days: int = _setting(
+        30, "PW_POLL_PAYOUTS_DAYS", "listPayouts looks back this many days"
+    )
+    transactions_days: int = _setting(
+        2,
+        "PW_POLL_TRANSACTIONS_DAYS",
+        "listTransactions looks back this many days on the first poll",
+    )
+    listings: bool = _setting(
+        True, "PW_POLL_LISTINGS", "poll listings (searchListingsItems, getListingsItem)"
+    )
+    payment_methods: bool = _setting(
+        True, "PW_POLL_PAYMENT_METHODS", "poll getPaymentMethods (bank accounts; EU stores only)"
+    )
     funds: bool = _setting(True, "PW_POLL_FUNDS", "poll listPayouts and listTransactions")
-    store: str = _setting("", "PW_POLL_STORE", "SQLite file of the snapshots (empty: PW_DATA_DIR/polling.sqlite)")
+    store: str = _setting(
+        "", "PW_POLL_STORE", "SQLite file of the snapshots (empty: PW_DATA_DIR/polling.sqlite)"
+    )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> PollConfig:
@@ -42,7 +68,9 @@ class PollConfig:
 
     def check(self) -> None:
         if self.interval_seconds < 1 or self.overlap_seconds < 0:
-            raise ValueError("PW_POLL_INTERVAL_SECONDS must be at least 1 and the overlap not negative")
+            raise ValueError(
+                "PW_POLL_INTERVAL_SECONDS must be at least 1 and the overlap not negative"
+            )
         bad = [m for m in self.sites_named() if site_code(m) is None]
         if bad:
             raise ValueError(f"PW_POLL_MARKETPLACES: not a marketplace: {', '.join(bad)}")

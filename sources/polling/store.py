@@ -27,25 +27,43 @@ class Snapshots:
 
     def get(self, account: str, kind: str, key: str) -> Any:
         with self._lock:
-            row = self._db.execute("SELECT doc FROM snapshot WHERE account=? AND kind=? AND key=?", (account, kind, key)).fetchone()
+            row = self._db.execute(
+                "SELECT doc FROM snapshot WHERE account=? AND kind=? AND key=?",
+                (account, kind, key),
+            ).fetchone()
         return orjson.loads(row[0]) if row else None
 
     def keys(self, account: str, kind: str) -> list[str]:
         with self._lock:
-            return [r[0] for r in self._db.execute("SELECT key FROM snapshot WHERE account=? AND kind=?", (account, kind))]
+            return [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT key FROM snapshot WHERE account=? AND kind=?", (account, kind)
+                )
+            ]
 
-    def save(self, account: str, items: list[tuple[str, str, Any]], cursors: dict[str, str]) -> None:
+    def save(
+        self, account: str, items: list[tuple[str, str, Any]], cursors: dict[str, str]
+    ) -> None:
         """Snapshots (kind, key, doc; None deletes) and cursors, in one transaction."""
         with self._lock:
             self._db.execute("BEGIN")
             try:
                 for kind, key, doc in items:
                     if doc is None:
-                        self._db.execute("DELETE FROM snapshot WHERE account=? AND kind=? AND key=?", (account, kind, key))
+                        self._db.execute(
+                            "DELETE FROM snapshot WHERE account=? AND kind=? AND key=?",
+                            (account, kind, key),
+                        )
                     else:
-                        self._db.execute("INSERT OR REPLACE INTO snapshot VALUES (?, ?, ?, ?)", (account, kind, key, orjson.dumps(doc).decode()))
+                        self._db.execute(
+                            "INSERT OR REPLACE INTO snapshot VALUES (?, ?, ?, ?)",
+                            (account, kind, key, orjson.dumps(doc).decode()),
+                        )
                 for name, value in cursors.items():
-                    self._db.execute("INSERT OR REPLACE INTO cursor VALUES (?, ?, ?)", (account, name, value))
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO cursor VALUES (?, ?, ?)", (account, name, value)
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -53,7 +71,9 @@ class Snapshots:
 
     def cursor(self, account: str, name: str) -> str | None:
         with self._lock:
-            row = self._db.execute("SELECT value FROM cursor WHERE account=? AND name=?", (account, name)).fetchone()
+            row = self._db.execute(
+                "SELECT value FROM cursor WHERE account=? AND name=?", (account, name)
+            ).fetchone()
         return row[0] if row else None
 
     def close(self) -> None:

@@ -5,7 +5,13 @@
   `detector` (repeatable), resumable with `Last-Event-ID` (or `?last_event_id=`); see
   streams/alert_feed.py for the position format. Keep-alive comments every PW_SSE_KEEPALIVE s.
 - `POST /v1/alerts/{alert_id}/ack|resolve|reopen`: JSON `{"by": ..., "note": ...}`; 404 for an
-  unknown alert, 409 when the action does not apply (sinks/alert_status.py).
+  unknown alert, 409 when the action does not apply (sinks/alert_status.py). The recorded action
+  is then published on `<prefix>alerts.status` for the alert feed's outputs (Alertmanager ends a
+  resolved alert, OCSF closes the finding; sinks/alert_delivery/lifecycle.py); the answer's
+  `outputs_notified` says whether that worked (the action is recorded either way).
+- `GET /v1/alerts/recent`: the latest stored alerts (the warehouse: `audit.alerts` with each
+  one's current status), newest evidence first, with the stream's filters and `limit` (1-1000,
+  default 200): the page shows them before it goes live.
 - `GET /alerts`: the live page (streams/web/alerts_page.py).
 
 All but the page need the bearer token when PW_API_TOKEN is set (checked in front of every view
@@ -25,7 +31,17 @@ import structlog
 from aiohttp import web as aioweb
 from faust import web
 
-from sinks.alert_status import ACTIONS, BadRequest, StatusConflict, UnknownAlert, record_status
+from pipeline.contract import SEVERITIES
+from sinks.alert_delivery.lifecycle import status_record
+from sinks.alert_status import (
+    ACTIONS,
+    BadRequest,
+    StatusConflict,
+    StatusRow,
+    UnknownAlert,
+    latest_alert,
+    record_status,
+)
 from sinks.clickhouse import WarehouseError
 from streams.alert_feed import (
     AlertFeed,
@@ -35,6 +51,7 @@ from streams.alert_feed import (
     format_position,
     parse_position,
 )
+from streams.alert_publisher import publisher
 from streams.app import app, settings
 from streams.web.alerts_page import CSP, PAGE
 from streams.web.sql import loader_service
@@ -47,11 +64,38 @@ app.service(feed)  # type: ignore[arg-type]  # Faust accepts instances too
 #: a write a client does not take for this long closes its connection
 WRITE_TIMEOUT = max(30.0, 2 * settings.sse_keepalive)
 _status_lock = asyncio.Lock()
+#: seconds the lifecycle record may take to reach the broker before the answer says it did not
+STATUS_PUBLISH_TIMEOUT = 10.0
+
+
+async def _tell_outputs(warehouse: Any, row: StatusRow) -> bool:
+    """Publish the recorded action for the alert feed; False (logged) when it did not get out."""
+    loop = asyncio.get_running_loop()
+    try:
+        alert = await loop.run_in_executor(None, latest_alert, warehouse, row.alert_id)
+    except WarehouseError:
+        alert = None  # the feed falls back to the latest version it delivered
+    try:
+        await publisher.publish_status(
+            row.account_id.encode(), status_record(row.as_dict(), alert), STATUS_PUBLISH_TIMEOUT
+        )
+    except Exception as exc:
+        log.warning(
+            "alert.status_not_published",
+            alert_id=row.alert_id,
+            error=f"{type(exc).__name__}: {exc}"[:300],
+        )
+        return False
+    return True
 
 
 def _event(record: FeedRecord, position: list[int]) -> bytes:
     return (
-        b"id: " + format_position(position).encode() + b"\nevent: alert\ndata: " + orjson.dumps(record.alert) + b"\n\n"
+        b"id: "
+        + format_position(position).encode()
+        + b"\nevent: alert\ndata: "
+        + orjson.dumps(record.alert)
+        + b"\n\n"
     )
 
 
@@ -102,7 +146,11 @@ class AlertStream(web.View):
         try:
             await response.prepare(request)  # type: ignore[arg-type]
             position = resume if resume is not None else list(sub.start)
-            await _write(response, request, b": connected " + format_position(position).encode() + b"\nretry: 2000\n\n")
+            await _write(
+                response,
+                request,
+                b": connected " + format_position(position).encode() + b"\nretry: 2000\n\n",
+            )
             await self._stream(response, request, sub, position, resume)
         except _Gone:
             pass
@@ -111,7 +159,12 @@ class AlertStream(web.View):
         return response
 
     async def _stream(
-        self, response: aioweb.StreamResponse, request: Any, sub: Subscriber, position: list[int], resume: list[int] | None
+        self,
+        response: aioweb.StreamResponse,
+        request: Any,
+        sub: Subscriber,
+        position: list[int],
+        resume: list[int] | None,
     ) -> None:
         if resume is not None:
             try:
@@ -120,7 +173,11 @@ class AlertStream(web.View):
                     if sub.filter.matches(record.alert):
                         await _write(response, request, _event(record, position))
             except TimeoutError as exc:
-                await _write(response, request, b"event: error\ndata: " + orjson.dumps({"error": str(exc)}) + b"\n\n")
+                await _write(
+                    response,
+                    request,
+                    b"event: error\ndata: " + orjson.dumps({"error": str(exc)}) + b"\n\n",
+                )
                 return
         last_write = time.monotonic()
         tick = min(1.0, settings.sse_keepalive)
@@ -130,7 +187,11 @@ class AlertStream(web.View):
                     f"too slow: more than {settings.sse_queue_size} alerts waiting for this client;"
                     " reconnect with Last-Event-ID to resume where it stopped"
                 )
-                await _write(response, request, b"event: error\ndata: " + orjson.dumps({"error": message}) + b"\n\n")
+                await _write(
+                    response,
+                    request,
+                    b"event: error\ndata: " + orjson.dumps({"error": message}) + b"\n\n",
+                )
                 log.warning("alert_feed.slow_subscriber_dropped", queued=sub.queue.qsize())
                 return
             try:
@@ -150,28 +211,127 @@ class AlertStream(web.View):
             last_write = time.monotonic()
 
 
+#: The latest version of the newest alerts (ReplacingMergeTree by count) and each one's current
+#: status (its latest audit.alert_status row; none, or `reopened`, is open).
+RECENT_QUERY = """
+SELECT a.alert_id, a.detector, a.severity, a.account_id, a.provider_id, a.principal_id, a.title, a.summary,
+       toString(a.first_seen), toString(a.last_seen), a.count,
+       if(s.status IN ('', 'reopened'), 'open', s.status), s.actor
+FROM (
+    SELECT * FROM audit.alerts FINAL
+    WHERE severity IN {severities:Array(String)}
+      AND (empty({accounts:Array(String)}) OR has({accounts:Array(String)}, account_id))
+      AND (empty({detectors:Array(String)}) OR has({detectors:Array(String)}, detector))
+    ORDER BY last_seen DESC, alert_id LIMIT {limit:UInt32}
+) AS a
+LEFT JOIN (
+    SELECT alert_id, argMax(status, at) AS status, argMax(actor, at) AS actor FROM audit.alert_status GROUP BY alert_id
+) AS s ON s.alert_id = a.alert_id
+ORDER BY a.last_seen DESC, a.alert_id
+"""
+RECENT_FIELDS = (
+    "alert_id",
+    "detector",
+    "severity",
+    "account_id",
+    "provider_id",
+    "principal_id",
+    "title",
+    "summary",
+    "first_seen",
+    "last_seen",
+    "count",
+    "status",
+    "status_by",
+)
+
+
+def _iso(text: str) -> str:
+    """ClickHouse's `2026-11-02 09:00:00.000` as the alerts' own `2026-11-02T09:00:00.000Z`."""
+    return text.replace(" ", "T") + "Z" if text else text
+
+
+@app.page("/v1/alerts/recent")
+class RecentAlerts(web.View):
+    async def get(self, request: web.Request) -> web.Response:
+        query: Any = request.query
+        try:
+            alert_filter = AlertFilter(
+                min_severity=query.get("severity", "info"),
+                accounts=frozenset(query.getall("account", [])),
+                detectors=frozenset(query.getall("detector", [])),
+            )
+            limit = int(query.get("limit", "200"))
+            if not 1 <= limit <= 1000:
+                raise ValueError("limit must be 1 to 1000")
+        except ValueError as exc:
+            return self.json({"error": str(exc)}, status=400)
+        loader = loader_service.loader
+        if loader is None:
+            return self.json({"error": "the warehouse is not open yet"}, status=503)
+        params = {
+            "severities": [
+                s
+                for s in SEVERITIES
+                if SEVERITIES.index(s) >= SEVERITIES.index(alert_filter.min_severity)
+            ],
+            "accounts": sorted(alert_filter.accounts),
+            "detectors": sorted(alert_filter.detectors),
+            "limit": limit,
+        }
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, loader.warehouse.query, RECENT_QUERY, params
+            )
+        except WarehouseError as exc:
+            return self.json({"error": str(exc)}, status=503)
+        alerts = []
+        for row in result.rows:
+            alert = dict(zip(RECENT_FIELDS, row, strict=True))
+            alert["first_seen"], alert["last_seen"] = (
+                _iso(alert["first_seen"]),
+                _iso(alert["last_seen"]),
+            )
+            alerts.append(alert)
+        return self.json({"alerts": alerts})
+
+
 @app.page("/v1/alerts/{alert_id}/{action}")
 class AlertAction(web.View):
     async def post(self, request: web.Request, alert_id: str, action: str) -> web.Response:
         if action not in ACTIONS:
-            return self.json({"error": f"unknown action {action!r}: one of {', '.join(ACTIONS)}"}, status=404)
+            return self.json(
+                {"error": f"unknown action {action!r}: one of {', '.join(ACTIONS)}"}, status=404
+            )
         if request.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             return self.json({"error": "send JSON: Content-Type: application/json"}, status=415)
         try:
             body: Any = await request.json()
         except ValueError:
             body = None
-        if not isinstance(body, dict) or not isinstance(body.get("by", ""), str) or not isinstance(body.get("note", ""), str):
-            return self.json({"error": 'body must be JSON: {"by": "who", "note": "why"}'}, status=400)
-        loader = loader_service.loader
-        if loader is None:
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("by", ""), str)
+            or not isinstance(body.get("note", ""), str)
+        ):
+            return self.json(
+                {"error": 'body must be JSON: {"by": "who", "note": "why"}'}, status=400
+            )
+        warehouse = loader_service.warehouse
+        if warehouse is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
         loop = asyncio.get_running_loop()
         try:
             async with _status_lock:  # check-then-insert, one at a time in this process
                 row = await loop.run_in_executor(
-                    None, record_status, loader.warehouse, alert_id, action, body.get("by", ""),
-                    body.get("note", ""), feed.account_of(alert_id),
+                    None,
+                    record_status,
+                    warehouse,
+                    alert_id,
+                    action,
+                    body.get("by", ""),
+                    body.get("note", ""),
+                    feed.account_of(alert_id),
                 )
         except BadRequest as exc:
             return self.json({"error": str(exc)}, status=400)
@@ -181,8 +341,15 @@ class AlertAction(web.View):
             return self.json({"error": str(exc), "current": exc.current.as_dict()}, status=409)
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=503)
-        log.info("alert.status", alert_id=alert_id, status=row.status, actor=row.actor)
-        return self.json(row.as_dict())
+        notified = await _tell_outputs(warehouse, row)
+        log.info(
+            "alert.status",
+            alert_id=alert_id,
+            status=row.status,
+            actor=row.actor,
+            outputs_notified=notified,
+        )
+        return self.json({**row.as_dict(), "outputs_notified": notified})
 
 
 @app.page("/alerts")
@@ -190,5 +357,9 @@ class AlertsPage(web.View):
     async def get(self, request: web.Request) -> web.Response:
         return self.html(
             PAGE.replace("__TOKEN_REQUIRED__", "true" if settings.api_token else "false"),
-            headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"},
+            headers={
+                "Content-Security-Policy": CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+            },
         )

@@ -1,5 +1,8 @@
 """The live alerts page (`GET /alerts`): one self-contained HTML document, no build step, no assets.
 
+On load it shows the latest stored alerts (`GET /v1/alerts/recent`, the warehouse, with each
+one's status), once the live stream is connected, so nothing raised in between is missed; then it
+follows the stream. Each row shows the event time of the alert's latest evidence (UTC).
 It reads `GET /v1/alerts/stream` with `fetch()` and parses the event stream itself rather than
 using `EventSource`, because EventSource cannot send an `Authorization` header: the token would
 have to travel in the URL, where server logs, proxies, browser history and Referer headers keep
@@ -71,19 +74,39 @@ SCRIPT = r"""
     return td;
   }
 
+  function eventTime(text) {
+    // "2026-11-02T09:00:00.000Z" -> "2026-11-02 09:00:00" (UTC, as stored)
+    return typeof text === "string" && text.length >= 19 ? text.slice(0, 10) + " " + text.slice(11, 19) : String(text || "");
+  }
+
   function show(alert) {
+    const fresh = !rows.has(alert.alert_id);
+    const tr = row(alert);
+    tr.classList.toggle("new", fresh);
+    $("alerts").prepend(tr);
+  }
+
+  function showStored(alert) {
+    // an older alert from the warehouse: below what the stream already showed, never over it
+    if (rows.has(alert.alert_id)) return;
+    const status = alert.status === "open" ? "open" : alert.status + (alert.status_by ? " by " + alert.status_by : "");
+    const tr = row(alert, [status, "status status-" + alert.status]);
+    tr.dataset.stored = "true";
+    $("alerts").appendChild(tr);
+  }
+
+  function row(alert, initial) {
     let tr = rows.get(alert.alert_id);
-    const fresh = !tr;
-    if (fresh) {
+    if (!tr) {
       tr = document.createElement("tr");
       tr.dataset.alertId = alert.alert_id;
       tr.dataset.receivedAt = String(Date.now());  // when it reached this screen (bench/alert_feed_latency.py)
       rows.set(alert.alert_id, tr);
     }
     const status = tr.querySelector("td.status");
-    const keep = status ? [status.textContent, status.className] : ["open", "status status-open"];
+    const keep = status ? [status.textContent, status.className] : (initial || ["open", "status status-open"]);
     tr.replaceChildren();
-    cell(tr, new Date().toLocaleTimeString(), "time");
+    cell(tr, eventTime(alert.last_seen), "time");
     const sev = document.createElement("td");
     const badge = document.createElement("span");
     badge.className = "sev sev-" + alert.severity;
@@ -110,8 +133,20 @@ SCRIPT = r"""
     }
     tr.appendChild(actions);
     tr.dataset.severity = alert.severity;
-    tr.classList.toggle("new", fresh);
-    $("alerts").prepend(tr);
+    return tr;
+  }
+
+  async function loadStored() {
+    const q = new URLSearchParams(streamUrl().split("?")[1]);
+    q.set("limit", "200");
+    try {
+      const resp = await fetch("/v1/alerts/recent?" + q.toString(), {headers: headers(), cache: "no-store"});
+      if (!resp.ok) { say("Stored alerts: HTTP " + resp.status); return; }
+      const doc = await resp.json();
+      for (const alert of doc.alerts || []) showStored(alert);
+    } catch (e) {
+      say("Stored alerts could not be loaded (" + e.message + ")");
+    }
   }
 
   async function act(alertId, action) {
@@ -157,6 +192,7 @@ SCRIPT = r"""
     controller = new AbortController();
     const mine = controller;
     const h = Object.assign({"Accept": "text/event-stream"}, headers());
+    const resumed = lastId !== null;
     if (lastId) h["Last-Event-ID"] = lastId;
     conn("", "connecting");
     try {
@@ -164,6 +200,7 @@ SCRIPT = r"""
       if (resp.status === 401) { conn("down", "token needed"); say("The API token is missing or wrong."); return; }
       if (!resp.ok) throw new Error("HTTP " + resp.status);
       conn("live", "live");
+      if (!resumed) loadStored();  // subscribed first: what is raised from now on comes live
       const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = "";
       for (;;) {
@@ -207,7 +244,7 @@ BODY = """<header>
 </header>
 <div id="msg" role="status"></div>
 <table>
-  <thead><tr><th>seen</th><th>severity</th><th>detector</th><th>account</th><th>provider</th><th>what happened</th>
+  <thead><tr><th>event time (UTC)</th><th>severity</th><th>detector</th><th>account</th><th>provider</th><th>what happened</th>
   <th>events</th><th>status</th><th></th></tr></thead>
   <tbody id="alerts"></tbody>
 </table>"""

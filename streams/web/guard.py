@@ -54,6 +54,7 @@ ROUTES: dict[str, str] = {
     "/alerts": OPEN,
     "/v1/sql": TOKEN,
     "/v1/alerts/stream": TOKEN,
+    "/v1/alerts/recent": TOKEN,
     "/v1/alerts/{alert_id}/{action}": TOKEN,
     "/v1/events": TOKEN_OR_SIGNATURE,
 }
@@ -99,9 +100,9 @@ def host_name(header: str) -> str | None:
         return None
     if value.startswith("["):
         end = value.find("]")
-        if end < 0 or (value[end + 1:] and not value[end + 1:].startswith(":")):
+        if end < 0 or (value[end + 1 :] and not value[end + 1 :].startswith(":")):
             return None
-        name, port = value[1:end], value[end + 2:]
+        name, port = value[1:end], value[end + 2 :]
     elif value.count(":") > 1:
         return None  # a bare IPv6 address must be bracketed
     else:
@@ -169,12 +170,18 @@ class WebGuard:
         self.settings = settings
         self._token = settings.api_token.encode()
         self.check_host = is_loopback(settings.web_host) or bool(settings.web_allowed_hosts.strip())
-        allowed = {h.strip().lower().rstrip(".") for h in settings.web_allowed_hosts.split(",") if h.strip()}
+        allowed = {
+            h.strip().lower().rstrip(".")
+            for h in settings.web_allowed_hosts.split(",")
+            if h.strip()
+        }
         own = host_name(settings.web_host) or settings.web_host.strip("[]").lower()
         if own not in ("0.0.0.0", "::", ""):  # noqa: S104 (compares the setting; binds nothing)
             allowed.add(own)
         self.allowed_hosts = frozenset(allowed)
-        self.throttle = FailureThrottle(settings.web_auth_failure_rate, settings.web_auth_failure_burst)
+        self.throttle = FailureThrottle(
+            settings.web_auth_failure_rate, settings.web_auth_failure_burst
+        )
 
     def host_allowed(self, header: str | None) -> bool:
         if not self.check_host:
@@ -183,7 +190,7 @@ class WebGuard:
         return name is not None and (is_loopback(name) or name in self.allowed_hosts)
 
     def bearer(self, headers: Any) -> str:
-        """"ok", or why the Authorization header is refused: missing, malformed or wrong."""
+        """ "ok", or why the Authorization header is refused: missing, malformed or wrong."""
         given = headers.get("Authorization")
         if given is None:
             return "missing"
@@ -208,8 +215,15 @@ class WebGuard:
         self.failed(request, reason)
         if _route(request) == "/v1/events":
             metrics.HTTP_INGEST_REFUSED.labels("401").inc()
-        log.warning("http.auth_refused", route=_route(request), reason=reason, client=client_key(request.remote))
-        return aioweb.json_response({"error": message}, status=401, headers={"WWW-Authenticate": "Bearer"})
+        log.warning(
+            "http.auth_refused",
+            route=_route(request),
+            reason=reason,
+            client=client_key(request.remote),
+        )
+        return aioweb.json_response(
+            {"error": message}, status=401, headers={"WWW-Authenticate": "Bearer"}
+        )
 
     @aioweb.middleware
     async def middleware(self, request: aioweb.Request, handler: Handler) -> aioweb.StreamResponse:
@@ -217,7 +231,10 @@ class WebGuard:
         if not self.host_allowed(request.headers.get("Host")):
             metrics.HTTP_AUTH_FAILURES.labels(route or "other", "bad_host").inc()
             return aioweb.json_response(
-                {"error": "this worker does not answer for that Host (add it to PW_WEB_ALLOWED_HOSTS)"}, status=421
+                {
+                    "error": "this worker does not answer for that Host (add it to PW_WEB_ALLOWED_HOSTS)"
+                },
+                status=421,
             )
         access = ROUTES.get(route) if route is not None else None
         if access is None:
@@ -234,8 +251,12 @@ class WebGuard:
                 metrics.HTTP_INGEST_REFUSED.labels("429").inc()
             retry = str(max(1, math.ceil(wait)))
             return aioweb.json_response(
-                {"error": "too many failed authentications from this address", "retry_after": int(retry)},
-                status=429, headers={"Retry-After": retry},
+                {
+                    "error": "too many failed authentications from this address",
+                    "retry_after": int(retry),
+                },
+                status=429,
+                headers={"Retry-After": retry},
             )
         verdict = self.bearer(request.headers)
         if verdict == "ok":
@@ -243,8 +264,14 @@ class WebGuard:
             return await handler(request)
         if access == TOKEN_OR_SIGNATURE:
             if not self._token and not self.settings.ingest_hmac_secret:
-                return self.refuse(request, "disabled", "HTTP ingest is disabled: set PW_API_TOKEN or PW_INGEST_HMAC_SECRET")
-            signed = request.headers.get("X-PW-Signature") and request.headers.get("X-PW-Timestamp")
+                return self.refuse(
+                    request,
+                    "disabled",
+                    "HTTP ingest is disabled: set PW_API_TOKEN or PW_INGEST_HMAC_SECRET",
+                )
+            signed = request.headers.get("webhook-signature") and request.headers.get(
+                "webhook-timestamp"
+            )
             if verdict == "missing" and signed and self.settings.ingest_hmac_secret:
                 return await handler(request)  # the view checks the signature against the body
             if verdict == "missing":

@@ -14,12 +14,14 @@ over its credential's rate (429 with `Retry-After`). Otherwise every event is va
 
 The answer is sent only after the broker acknowledged every record (acks=all, idempotent
 producer); if that fails the answer is 503 and the client retries. Authentication: a bearer token
-(`PW_API_TOKEN`, checked with every other route's by streams/web/guard.py) or an HMAC signature
-(`PW_INGEST_HMAC_SECRET`): header `X-PW-Timestamp` (Unix seconds) and `X-PW-Signature:
-sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`; the timestamp must be within
-`PW_INGEST_HMAC_WINDOW` seconds of now and each signature is accepted once, by every worker and
-across restarts (streams/web/signatures.py): a retried signed request must be signed again, with
-a new timestamp. With neither configured the endpoint refuses everything. Credentials are never
+(`PW_API_TOKEN`, checked with every other route's by streams/web/guard.py) or a Standard Webhooks
+signature (pipeline/webhook_signature.py) made with `PW_INGEST_HMAC_SECRET`: headers `webhook-id`
+(the sender's message id), `webhook-timestamp` (Unix seconds) and `webhook-signature:
+v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`, as any Standard Webhooks library sends
+them; the timestamp must be within `PW_INGEST_HMAC_WINDOW` seconds of now and each signature is
+accepted once, by every worker and across restarts (streams/web/signatures.py): a retried signed
+request must be signed again, with a new timestamp (its id may stay; events are deduplicated by
+`event_id` anyway). With neither configured the endpoint refuses everything. Credentials are never
 logged. A JSON array is split into its elements by sources/http_batch.py: one bad element is one
 rejected event, and its dead letter keeps the element's bytes (up to `deadletter.MAX_RAW`).
 """
@@ -27,8 +29,6 @@ rejected event, and its dead letter keeps the element's bytes (up to `deadletter
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import math
 import time
@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaProducer
 from faust import web
 from mode import Service
 
-from pipeline import deadletter
+from pipeline import deadletter, webhook_signature
 from pipeline.config import Settings
 from pipeline.event import Rejected, parse_action
 from sinks import metrics
@@ -84,21 +84,19 @@ class BadSignature(Exception):
         self.reason = reason
 
 
-def check_signature(secret: bytes, window: int, headers: Any, body: bytes, now: float | None = None) -> tuple[str, int]:
-    """(the expected signature, the timestamp) when the request is signed right and on time; raises BadSignature."""
-    now = time.time() if now is None else now
-    stamp = headers.get("X-PW-Timestamp", "")
-    signature = headers.get("X-PW-Signature", "")
+def check_signature(
+    secret: str, window: int, headers: Any, body: bytes, now: float | None = None
+) -> tuple[str, int]:
+    """(the signature, as computed here, and the timestamp) when the request is signed right and
+    on time; raises BadSignature. The replay ledger then claims that signature."""
     try:
-        ts = int(stamp)
-    except ValueError:
-        raise BadSignature("malformed", "X-PW-Timestamp must be Unix seconds") from None
-    if abs(now - ts) > window:
-        raise BadSignature("stale", "X-PW-Timestamp is outside the replay window")
-    expected = "sha256=" + hmac.new(secret, f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(signature.encode(errors="replace"), expected.encode()):
-        raise BadSignature("bad_signature", "wrong signature")
-    return expected, ts
+        verified = webhook_signature.verify(secret, headers, body, window, now)
+    except webhook_signature.SignatureError as exc:
+        raise BadSignature(exc.reason, str(exc)) from None
+    except ValueError as exc:  # PW_INGEST_HMAC_SECRET is a whsec_ secret that is not base64
+        log.error("http_ingest.bad_secret", error=str(exc))
+        raise BadSignature("bad_signature", "the server's signing secret is unusable") from None
+    return verified.signature, verified.timestamp
 
 
 class IngestProducer(Service):
@@ -114,8 +112,12 @@ class IngestProducer(Service):
         # The Kafka client's debug log prints every record it sends (raw bank data, before
         # masking): held at info even when PW_LOG_LEVEL=debug.
         for name in ("aiokafka", "kafka"):
-            logging.getLogger(name).setLevel(max(logging.getLogger(name).getEffectiveLevel(), logging.INFO))
-        producer = aio_producer(self.settings, role="http-ingest", linger_ms=2, request_timeout_ms=30_000)
+            logging.getLogger(name).setLevel(
+                max(logging.getLogger(name).getEffectiveLevel(), logging.INFO)
+            )
+        producer = aio_producer(
+            self.settings, role="http-ingest", linger_ms=2, request_timeout_ms=30_000
+        )
         await producer.start()
         self.producer = producer  # only a started producer is visible to requests (503 before)
 
@@ -166,11 +168,13 @@ class Events(web.View):
         body = await _read_limited(request, settings.http_max_body_bytes)
         if body is None:
             metrics.HTTP_INGEST_REFUSED.labels("413").inc()
-            return self.json({"error": f"body larger than {settings.http_max_body_bytes} bytes"}, status=413)
+            return self.json(
+                {"error": f"body larger than {settings.http_max_body_bytes} bytes"}, status=413
+            )
         if credential is None:
             try:
                 signature, ts = check_signature(
-                    settings.ingest_hmac_secret.encode(), settings.ingest_hmac_window, request.headers, body
+                    settings.ingest_hmac_secret, settings.ingest_hmac_window, request.headers, body
                 )
                 if not await signature_ledger.claim(signature, ts):
                     raise BadSignature("replay", "signature already used (replay)")
@@ -184,7 +188,8 @@ class Events(web.View):
             metrics.HTTP_INGEST_REFUSED.labels("429").inc()
             return self.json(
                 {"error": "rate limit exceeded", "retry_after": math.ceil(wait)},
-                status=429, headers={"Retry-After": str(math.ceil(wait))},
+                status=429,
+                headers={"Retry-After": str(math.ceil(wait))},
             )
         messages = split_batch(body)
         if len(messages) > settings.http_max_events:
@@ -204,18 +209,31 @@ class Events(web.View):
                 if event is not None:
                     key = event["account_id"].encode()
                     pending.append(await producer.send(settings.actions_topic, message, key=key))
-                    results.append({"index": index, "status": "accepted", "event_id": event["event_id"]})
+                    results.append(
+                        {"index": index, "status": "accepted", "event_id": event["event_id"]}
+                    )
                 elif rejected is not None:
-                    record = deadletter.record(rejected.reason, rejected.detail, SOURCE, -1, index, message)
+                    record = deadletter.record(
+                        rejected.reason, rejected.detail, SOURCE, -1, index, message
+                    )
                     pending.append(await producer.send(settings.deadletter_topic, record, key=None))
                     results.append(
-                        {"index": index, "status": "rejected", "reason": rejected.reason, "detail": rejected.detail}
+                        {
+                            "index": index,
+                            "status": "rejected",
+                            "reason": rejected.reason,
+                            "detail": rejected.detail,
+                        }
                     )
             await asyncio.gather(*pending)
         except Exception as exc:  # the broker did not take them all: the client must retry
             log.error("http_ingest.produce_failed", error=type(exc).__name__, events=len(messages))
-            return self.json({"error": "not all events reached the broker: retry the request"}, status=503)
+            return self.json(
+                {"error": "not all events reached the broker: retry the request"}, status=503
+            )
         accepted = sum(r["status"] == "accepted" for r in results)
         metrics.HTTP_INGEST_EVENTS.labels("accepted").inc(accepted)
         metrics.HTTP_INGEST_EVENTS.labels("rejected").inc(len(results) - accepted)
-        return self.json({"accepted": accepted, "rejected": len(results) - accepted, "results": results})
+        return self.json(
+            {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+        )

@@ -55,7 +55,9 @@ class SignatureLedger(Service):
     def __init__(self, settings: Settings, producer: Any, **kwargs: Any) -> None:
         self.settings = settings
         self.topic = settings.signatures_topic
-        self._producer_of = producer  # the IngestProducer service: its started producer sends claims
+        self._producer_of = (
+            producer  # the IngestProducer service: its started producer sends claims
+        )
         self._first: dict[bytes, tuple[int, int, float]] = {}  # key -> (partition, offset, expires)
         self._position: dict[int, int] = {}  # partition -> next offset this worker has read
         self._moved = asyncio.Event()
@@ -118,7 +120,9 @@ class SignatureLedger(Service):
                 batches = await self.consumer.getmany(timeout_ms=500)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a broker hiccup: claims wait (then 503) until reading resumes
+            except (
+                Exception
+            ) as exc:  # a broker hiccup: claims wait (then 503) until reading resumes
                 if self.should_stop:
                     return
                 log.warning("http_signatures.read_failed", error=type(exc).__name__)
@@ -135,7 +139,9 @@ class SignatureLedger(Service):
             self._moved.set()
             self._moved = asyncio.Event()
 
-    def _note(self, key: bytes | None, value: bytes | None, partition: int, offset: int, now: float) -> None:
+    def _note(
+        self, key: bytes | None, value: bytes | None, partition: int, offset: int, now: float
+    ) -> None:
         try:
             expires = float(orjson.loads(value or b"{}")["exp"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
@@ -174,7 +180,9 @@ class SignatureLedger(Service):
         try:
             meta = await (await producer.send(self.topic, orjson.dumps({"exp": expires}), key=key))
         except Exception as exc:
-            raise LedgerUnavailable(f"the replay ledger is unavailable: {type(exc).__name__}") from None
+            raise LedgerUnavailable(
+                f"the replay ledger is unavailable: {type(exc).__name__}"
+            ) from None
         await self._reach(meta.partition, meta.offset + 1, CLAIM_TIMEOUT)
         first = self._first.get(key)
         return first is not None and (first[0], first[1]) == (meta.partition, meta.offset)

@@ -9,6 +9,7 @@ here while the worker runs.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import structlog
@@ -33,8 +34,36 @@ class Health(web.View):
         # POST /v1/events answers 503 until its producer has started, and signed requests until the
         # replay ledger has read back (streams/web/signatures.py).
         ingest_ready = producer_service.producer is not None and signature_ledger.ready
-        status, body = health(loader_service.loader, ingest_ready, ingest_service.health())
+        status, body = health(
+            loader_service.loader,
+            ingest_ready,
+            await _geoip(),
+            external=loader_service.external,
+            warehouse_open=loader_service.warehouse is not None,
+            ingest=ingest_service.health(),
+        )
         return self.json(body, status=status)
+
+
+async def _geoip() -> dict[str, Any]:
+    """The geoip data's sources and dates (detectors/geo.py), computed once in an executor (the
+    bundled data loads in ~0.3 s the first time, if no detector has looked up an address yet)."""
+    global _geoip_health
+    if _geoip_health is None or time.monotonic() - _geoip_health[0] > 3600:  # ages by the day
+        from detectors import geo
+
+        loop = asyncio.get_running_loop()
+        try:
+            value = await loop.run_in_executor(None, geo.staleness, settings.geoip_max_age_days)
+        except Exception as exc:  # a broken mmdb path: say so, health itself goes on
+            return {"warning": f"geoip data unavailable: {type(exc).__name__}: {exc}"[:300]}
+        if "warning" in value:
+            log.warning("geoip.stale", warning=value["warning"])
+        _geoip_health = (time.monotonic(), value)
+    return _geoip_health[1]
+
+
+_geoip_health: tuple[float, dict[str, Any]] | None = None
 
 
 @app.page("/metrics")
@@ -50,16 +79,18 @@ class Sql(web.View):
         try:
             body: Any = await request.json()
         except ValueError:
-            return self.json({"error": "body must be JSON: {\"query\": ..., \"params\": {...}}"}, status=400)
+            return self.json(
+                {"error": 'body must be JSON: {"query": ..., "params": {...}}'}, status=400
+            )
         query = body.get("query") if isinstance(body, dict) else None
         params = body.get("params") or {} if isinstance(body, dict) else {}
         if not isinstance(query, str) or not isinstance(params, dict):
             return self.json({"error": "query must be a string and params an object"}, status=400)
-        loader = loader_service.loader
-        if loader is None:
+        warehouse = loader_service.warehouse
+        if warehouse is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
         try:
-            job = loader.warehouse.user_query(params, SqlLimits.from_settings(settings))
+            job = warehouse.user_query(params, SqlLimits.from_settings(settings))
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=400 if exc.code else 503)
         # Admitted by the engine's parser (pipeline/forensics/sql_guard.py), run read-only under
@@ -68,7 +99,9 @@ class Sql(web.View):
         future = asyncio.get_running_loop().run_in_executor(None, run_user_sql, job, query)
         while not future.done():
             await asyncio.wait({future}, timeout=0.2)
-            transport = getattr(request, "transport", None)  # aiohttp's request under Faust's web.Request
+            transport = getattr(
+                request, "transport", None
+            )  # aiohttp's request under Faust's web.Request
             if not future.done() and (transport is None or transport.is_closing()):
                 job.cancel()
                 log.info("sql.client_gone", action="cancelled")

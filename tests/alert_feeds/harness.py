@@ -26,7 +26,11 @@ def produce_alerts(ns: Namespace, alerts: Iterable[dict[str, Any]]) -> int:
     sent = 0
     try:
         for alert in alerts:
-            prod.send(ns.settings.alerts_topic, key=alert["account_id"].encode(), value=orjson.dumps(alert))
+            prod.send(
+                ns.settings.alerts_topic,
+                key=alert["account_id"].encode(),
+                value=orjson.dumps(alert),
+            )
             sent += 1
         prod.flush(30)
     finally:
@@ -74,9 +78,13 @@ class Feed:
             )
 
         def ready() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, f"feed exited: {self.log_tail()}"
+            assert self.proc is not None and self.proc.poll() is None, (
+                f"feed exited: {self.log_tail()}"
+            )
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).close()
+                urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2
+                ).close()
                 return "alert_feed.assigned" in self.log_path.read_text(errors="replace")
             except (urllib.error.URLError, ConnectionError):
                 return False

@@ -25,7 +25,9 @@ class Received:
 
 
 class Receiver:
-    def __init__(self, answer: bytes = b"ok", check: Callable[[Received], bool] | None = None) -> None:
+    def __init__(
+        self, answer: bytes = b"ok", check: Callable[[Received], bool] | None = None
+    ) -> None:
         self.port = free_port()
         self.answer = answer
         self.check = check
@@ -54,7 +56,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
-                item = Received(self.path, {k: v for k, v in self.headers.items()}, self.rfile.read(length))
+                item = Received(
+                    self.path, {k: v for k, v in self.headers.items()}, self.rfile.read(length)
+                )
                 status, body = receiver._answer(item)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

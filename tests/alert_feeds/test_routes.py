@@ -27,7 +27,12 @@ def config(**routes_override: Any) -> dict[str, Any]:
             [
                 {"name": "all", "outputs": ["hook"], "versions": "all"},
                 {"name": "high", "min_severity": "high", "outputs": ["slack", "hook"]},
-                {"name": "acct", "accounts": ["A-9"], "detectors": ["refund_burst"], "outputs": ["slack"]},
+                {
+                    "name": "acct",
+                    "accounts": ["A-9"],
+                    "detectors": ["refund_burst"],
+                    "outputs": ["slack"],
+                },
             ],
         ),
     }
@@ -38,10 +43,17 @@ def test_routing_by_severity_detector_account() -> None:
     assert routes.targets(sample_alert(severity="low")) == ["hook"]
     assert routes.targets(sample_alert(severity="high")) == ["hook", "slack"]  # each output once
     assert routes.targets(sample_alert(severity="critical")) == ["hook", "slack"]
-    assert routes.targets(sample_alert(account="A-9", severity="low", detector="refund_burst")) == ["hook", "slack"]
+    assert routes.targets(sample_alert(account="A-9", severity="low", detector="refund_burst")) == [
+        "hook",
+        "slack",
+    ]
     assert routes.targets(sample_alert(account="A-9", severity="low")) == ["hook"]  # other detector
-    assert routes.targets(sample_alert(account="A-8", severity="low", detector="refund_burst")) == ["hook"]
-    assert isinstance(routes.outputs["hook"], WebhookOutput) and routes.outputs["hook"].secret == "k"
+    assert routes.targets(sample_alert(account="A-8", severity="low", detector="refund_burst")) == [
+        "hook"
+    ]
+    assert (
+        isinstance(routes.outputs["hook"], WebhookOutput) and routes.outputs["hook"].secret == "k"
+    )
     assert routes.outputs["slack"].url == ENV["SLACK_URL"]  # type: ignore[attr-defined]
 
 
@@ -61,19 +73,43 @@ def test_retry_policy_default_and_per_output() -> None:
     data["outputs"]["slack"]["retry"] = {"max_attempts": 9, "max_seconds": 5}
     routes = parse(data, ENV)
     assert routes.retry_policy("hook").max_attempts == 3
-    assert (routes.retry_policy("slack").max_attempts, routes.retry_policy("slack").max_seconds) == (9, 5)
+    assert (
+        routes.retry_policy("slack").max_attempts,
+        routes.retry_policy("slack").max_seconds,
+    ) == (9, 5)
 
 
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda d: d["outputs"]["hook"].update(type="pager"), r"outputs\.hook: .*'webhook', 'slack'"),
-        (lambda d: d["outputs"]["hook"].pop("secret_env"), r"outputs\.hook\.webhook\.secret_env: Field required"),
-        (lambda d: d["outputs"]["hook"].update(url="ftp://x/y"), r"outputs\.hook\.webhook: .*not an http\(s\) URL"),
-        (lambda d: d["outputs"]["hook"].update(url="not a url"), r"outputs\.hook\.webhook: .*not an http\(s\) URL"),
-        (lambda d: d["outputs"]["hook"].update(url_env="X"), r"outputs\.hook\.webhook: .*exactly one of url"),
-        (lambda d: d["outputs"]["hook"].update(colour="red"), r"outputs\.hook\.webhook\.colour: Extra inputs"),
-        (lambda d: d["routes"][0].update(outputs=["nope"]), r"routes\[0\] \(all\) sends to unknown output 'nope'"),
+        (
+            lambda d: d["outputs"]["hook"].update(type="pager"),
+            r"outputs\.hook: .*'webhook', 'slack'",
+        ),
+        (
+            lambda d: d["outputs"]["hook"].pop("secret_env"),
+            r"outputs\.hook\.webhook\.secret_env: Field required",
+        ),
+        (
+            lambda d: d["outputs"]["hook"].update(url="ftp://x/y"),
+            r"outputs\.hook\.webhook: .*not an http\(s\) URL",
+        ),
+        (
+            lambda d: d["outputs"]["hook"].update(url="not a url"),
+            r"outputs\.hook\.webhook: .*not an http\(s\) URL",
+        ),
+        (
+            lambda d: d["outputs"]["hook"].update(url_env="X"),
+            r"outputs\.hook\.webhook: .*exactly one of url",
+        ),
+        (
+            lambda d: d["outputs"]["hook"].update(colour="red"),
+            r"outputs\.hook\.webhook\.colour: Extra inputs",
+        ),
+        (
+            lambda d: d["routes"][0].update(outputs=["nope"]),
+            r"routes\[0\] \(all\) sends to unknown output 'nope'",
+        ),
         (lambda d: d["routes"][0].update(min_severity="urgent"), r"routes\.0\.min_severity"),
         (lambda d: d["outputs"]["hook"].update(lang="fr"), r"outputs\.hook\.webhook\.lang"),
     ],
@@ -86,11 +122,17 @@ def test_bad_configuration_names_the_field(mutate: Any, message: str) -> None:
 
 
 def test_missing_secrets_and_bad_url_in_environment_name_the_variable() -> None:
-    with pytest.raises(RoutesError, match=r"outputs\.hook\.secret_env: environment variable HOOK_SECRET is not set"):
+    with pytest.raises(
+        RoutesError, match=r"outputs\.hook\.secret_env: environment variable HOOK_SECRET is not set"
+    ):
         parse(config(), {"SLACK_URL": ENV["SLACK_URL"]})
-    with pytest.raises(RoutesError, match=r"outputs\.slack\.url_env: environment variable SLACK_URL is not set"):
+    with pytest.raises(
+        RoutesError, match=r"outputs\.slack\.url_env: environment variable SLACK_URL is not set"
+    ):
         parse(config(), {"HOOK_SECRET": "k"})
-    with pytest.raises(RoutesError, match=r"outputs\.slack\.url_env: SLACK_URL holds 'slack' is not an http"):
+    with pytest.raises(
+        RoutesError, match=r"outputs\.slack\.url_env: SLACK_URL holds 'slack' is not an http"
+    ):
         parse(config(), {**ENV, "SLACK_URL": "slack"})
 
 
@@ -106,8 +148,19 @@ def test_example_file_loads_with_its_environment() -> None:
         "PW_SIEM_SECRET": "d",
     }
     routes = load(REPO_ROOT / "infra" / "alerts" / "routes.example.toml", env)
-    assert set(routes.outputs) == {"soc-webhook", "slack-security", "feishu-ops", "dingtalk-ops", "wecom-ops", "siem", "alertmanager"}
-    assert isinstance(routes.outputs["dingtalk-ops"], DingTalkOutput) and routes.outputs["dingtalk-ops"].secret == "SECc"
+    assert set(routes.outputs) == {
+        "soc-webhook",
+        "slack-security",
+        "feishu-ops",
+        "dingtalk-ops",
+        "wecom-ops",
+        "siem",
+        "alertmanager",
+    }
+    assert (
+        isinstance(routes.outputs["dingtalk-ops"], DingTalkOutput)
+        and routes.outputs["dingtalk-ops"].secret == "SECc"
+    )
     assert routes.retry_policy("alertmanager").max_attempts == 5
     with pytest.raises(RoutesError, match="PW_WEBHOOK_SECRET is not set"):
         load(REPO_ROOT / "infra" / "alerts" / "routes.example.toml", {})

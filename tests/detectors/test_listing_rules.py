@@ -220,7 +220,9 @@ def test_bulk_burst_is_one_alert_across_an_hour_boundary() -> None:
 @pytest.mark.parametrize("override", [None, "low"])
 def test_mass_delete_is_critical_and_apart_from_edits(override: str | None) -> None:
     """Critical by default; a severity configured for the detector wins over the escalation."""
-    account = Account(DetectionConfig(severities={bulk_edits.DETECTOR: override} if override else {}))
+    account = Account(
+        DetectionConfig(severities={bulk_edits.DETECTOR: override} if override else {})
+    )
     for window in range(3):  # three quiet windows: baseline 2 SKUs
         for n in range(2):
             edit(account, n, T0 - timedelta(hours=1) + timedelta(minutes=10 * window, seconds=n))

@@ -1,7 +1,8 @@
 """No detector raises on traffic that violates no grant and moves no funds (hypothesis).
 
 Streams come from the simulator's benign generator with hypothesis-chosen seeds, world sizes,
-rates and start times; every event runs through `detectors.run.observe` like the detect agent.
+rates and start times; every event runs through `detectors.run.observe` like the detect agent, and through the
+provider-wide stage's rules (`detectors.provider_wide.run.Stage`) like the provider stage.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from detectors.provider_wide.run import Stage
 from detectors.run import new_state, observe
 from pipeline.config import DetectionConfig
 from pipeline.event import normalize
@@ -31,12 +33,20 @@ def test_no_detector_raises_on_benign_traffic(
     start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(hours=start_offset_hours)
     config = DetectionConfig()
     states: dict[str, dict] = {}
+    stage = Stage(config)
     for raw, truth in generate(
-        1500, seed=seed, accounts=accounts, providers=providers, attack_kinds=(),
-        start=start, events_per_hour=per_hour,
+        1500,
+        seed=seed,
+        accounts=accounts,
+        providers=providers,
+        attack_kinds=(),
+        start=start,
+        events_per_hour=per_hour,
     ):
         assert truth is None
         event = normalize(raw)
         assert not event["action"].startswith("funds.")
         findings = observe(states.setdefault(event["account_id"], new_state()), event, config)
         assert not findings, f"{[f.detector for f in findings]} on benign {event}"
+        wide = stage.findings(event)
+        assert not wide, f"{[f.detector for f in wide]} on benign {event}"

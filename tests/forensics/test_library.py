@@ -34,9 +34,13 @@ def test_header_gives_description_and_typed_parameters() -> None:
 def test_bind_normalizes_values_and_fills_defaults() -> None:
     q = parse("demo", GOOD)
     assert q.bind({"account": "A1", "from": "2026-11-02T08:00:00+02:00"}) == {
-        "account": "A1", "from": "2026-11-02 06:00:00.000", "limit": "10",
+        "account": "A1",
+        "from": "2026-11-02 06:00:00.000",
+        "limit": "10",
     }
-    assert q.bind({"account": "x' OR 1=1 --", "limit": "5"})["account"] == "x' OR 1=1 --"  # data, as given
+    assert (
+        q.bind({"account": "x' OR 1=1 --", "limit": "5"})["account"] == "x' OR 1=1 --"
+    )  # data, as given
 
 
 @pytest.mark.parametrize(
@@ -49,7 +53,9 @@ def test_bind_normalizes_values_and_fills_defaults() -> None:
         ({"account": "A", "from": "yesterday"}, "takes a date or a time"),
     ],
 )
-def test_bind_refuses_missing_extra_and_malformed_values(given: dict[str, str], message: str) -> None:
+def test_bind_refuses_missing_extra_and_malformed_values(
+    given: dict[str, str], message: str
+) -> None:
     with pytest.raises(QueryLibraryError, match=message):
         parse("demo", GOOD).bind(given)
 
@@ -81,7 +87,11 @@ def test_every_query_file_is_named_in_the_forensics_page() -> None:
     section = page.split("\n## Query library\n", 1)
     assert len(section) == 2, "docs/forensics.md has no 'Query library' section"
     body = section[1].split("\n## ", 1)[0]
-    names = sorted(p.name.removesuffix(".sql") for p in QUERIES.iterdir() if p.name.endswith(".sql"))
+    names = sorted(
+        p.name.removesuffix(".sql") for p in QUERIES.iterdir() if p.name.endswith(".sql")
+    )
     assert names and names == sorted(load())
     missing = [n for n in names if f"`{n}`" not in body]
-    assert not missing, f"query files not named in docs/forensics.md's query library section: {missing}"
+    assert not missing, (
+        f"query files not named in docs/forensics.md's query library section: {missing}"
+    )

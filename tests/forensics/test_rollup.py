@@ -21,7 +21,9 @@ RAW = (
 
 
 def test_rollup_backfills_history_and_follows_new_inserts(tmp_path: Path) -> None:
-    entries = sequence([e for e, _ in generate(1200, seed=5, accounts=3, providers=3, attack_rate=0.0)])
+    entries = sequence(
+        [e for e, _ in generate(1200, seed=5, accounts=3, providers=3, attack_rate=0.0)]
+    )
     before = tmp_path / "migrations-before-0003"
     before.mkdir()
     for path in MIGRATIONS.iterdir():

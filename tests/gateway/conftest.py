@@ -21,7 +21,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture
 def sandbox(pki: Pki) -> Iterator[Sandbox]:
-    upstream = Sandbox(load_definitions(fixture_files()), SELLER).start(pki.server_context(), free_port())
+    upstream = Sandbox(load_definitions(fixture_files()), SELLER).start(
+        pki.server_context(), free_port()
+    )
     try:
         yield upstream
     finally:

@@ -27,7 +27,8 @@ from partnerwatch.local_worker import free_port
 from pipeline.config import Settings, checkout
 from pipeline.event import Rejected, normalize
 from sources.gateway.config import GatewayConfig
-from sources.gateway.store import Issued, Store
+from sources.gateway.credentials import Issued
+from sources.gateway.store import Store
 from tests.gateway.pki import Pki
 
 ACCOUNT = "A0001SELLER"
@@ -61,7 +62,7 @@ def gateway_env(
 
 @dataclass
 class InThreadGateway:
-    """`sources.gateway.app.serve` in a thread of its own; events go to `events` (checked)."""
+    """`sources.gateway.service.serve` in a thread of its own; events go to `events` (checked)."""
 
     config: GatewayConfig
     settings: Settings
@@ -71,7 +72,7 @@ class InThreadGateway:
     fail_emit: bool = False
 
     def start(self) -> InThreadGateway:
-        from sources.gateway.app import serve
+        from sources.gateway.service import serve
 
         started = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -93,9 +94,18 @@ class InThreadGateway:
         async def main() -> None:
             self._stop = asyncio.Event()
             self._loop = asyncio.get_running_loop()
-            await serve(self.config, self.settings, emit, stop=self._stop, started=on_start, ledger_kafka=ledger_kafka(self.settings))
+            await serve(
+                self.config,
+                self.settings,
+                emit,
+                stop=self._stop,
+                started=on_start,
+                ledger_kafka=ledger_kafka(self.settings),
+            )
 
-        self._thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True, name="gateway")
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(main()), daemon=True, name="gateway"
+        )
         self._thread.start()
         assert started.wait(60), "the gateway did not start"
         return self
@@ -129,7 +139,11 @@ class GatewayProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "partnerwatch", "gateway", "run"],
-                env=self.env, cwd=checkout(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=self.env,
+                cwd=checkout(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         url = f"https://127.0.0.1:{self.env['PW_GATEWAY_PORT']}/_pw/health"
         import ssl
@@ -205,8 +219,15 @@ def official(api: Any, gateway_url: str, creds: Issued, ca_file: Path) -> Any:
     """An amzn-sp-api (official SDK) API object that talks to the gateway."""
     from spapi import ApiClient, SPAPIClient, SPAPIConfig
 
-    config = SPAPIConfig(client_id=creds.client_id, client_secret=creds.client_secret, refresh_token=creds.refresh_token, region="EU")
-    client = SPAPIClient(config, oauth_endpoint=f"{gateway_url}/auth/o2/token", endpoint=gateway_url)
+    config = SPAPIConfig(
+        client_id=creds.client_id,
+        client_secret=creds.client_secret,
+        refresh_token=creds.refresh_token,
+        region="EU",
+    )
+    client = SPAPIClient(
+        config, oauth_endpoint=f"{gateway_url}/auth/o2/token", endpoint=gateway_url
+    )
     configuration = client.api_client.configuration
     configuration.ssl_ca_cert = str(ca_file)
     return api(ApiClient(configuration=configuration))

@@ -33,8 +33,15 @@ from pipeline.config import REPO_ROOT
 FIXTURES = Path(__file__).parent / "fixtures"
 #: Amazon's models: ../shared/amazon-models beside the repository (PW_AMAZON_MODELS overrides,
 #: e.g. for a git worktree that lives elsewhere).
-MODELS = Path(os.environ.get("PW_AMAZON_MODELS") or REPO_ROOT.parent / "shared" / "amazon-models") / "models"
-NO_MATCH = {"errors": [{"code": "InvalidInput", "message": "Could not match input arguments", "details": ""}]}
+MODELS = (
+    Path(os.environ.get("PW_AMAZON_MODELS") or REPO_ROOT.parent / "shared" / "amazon-models")
+    / "models"
+)
+NO_MATCH = {
+    "errors": [
+        {"code": "InvalidInput", "message": "Could not match input arguments", "details": ""}
+    ]
+}
 
 
 @dataclass
@@ -66,16 +73,24 @@ def load_definitions(paths: list[Path]) -> list[Operation]:
         for template, item in doc["paths"].items():
             shared = [p for p in item.get("parameters", []) if isinstance(p, dict)]
             for method, op in item.items():
-                if method not in ("get", "put", "post", "patch", "delete") or not isinstance(op, dict):
+                if method not in ("get", "put", "post", "patch", "delete") or not isinstance(
+                    op, dict
+                ):
                     continue
                 params = shared + [p for p in op.get("parameters", []) if isinstance(p, dict)]
                 where = {p["name"]: p["in"] for p in params if "name" in p and "in" in p}
                 regex = re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template) + "/?")
-                operation = Operation(op.get("operationId", template), method.upper(), template, regex, where)
+                operation = Operation(
+                    op.get("operationId", template), method.upper(), template, regex, where
+                )
                 for code, response in op.get("responses", {}).items():
                     for pair in response.get("x-amzn-api-sandbox", {}).get("static", []):
                         operation.entries.append(
-                            Entry(int(code), pair.get("request", {}).get("parameters", {}), pair.get("response"))
+                            Entry(
+                                int(code),
+                                pair.get("request", {}).get("parameters", {}),
+                                pair.get("response"),
+                            )
                         )
                 operations.append(operation)
     return operations
@@ -150,7 +165,9 @@ class Sandbox:
             self._loop = loop
             runner = web.AppRunner(self.app(), access_log=None)
             loop.run_until_complete(runner.setup())
-            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start())
+            loop.run_until_complete(
+                web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start()
+            )
             self._runner = runner
             ready.set()
             loop.run_forever()
@@ -184,13 +201,35 @@ class Sandbox:
     async def lwa(self, request: web.Request) -> web.Response:
         form = await request.post()
         self.token_requests += 1
-        if form.get("client_id") != self.seller["client_id"] or form.get("client_secret") != self.seller["client_secret"]:
-            return web.json_response({"error": "invalid_client", "error_description": "Client authentication failed"}, status=401)
-        if form.get("grant_type") == "refresh_token" and form.get("refresh_token") != self.seller["refresh_token"]:
-            return web.json_response({"error": "invalid_grant", "error_description": "The request has an invalid grant parameter : refresh_token"}, status=400)
+        if (
+            form.get("client_id") != self.seller["client_id"]
+            or form.get("client_secret") != self.seller["client_secret"]
+        ):
+            return web.json_response(
+                {"error": "invalid_client", "error_description": "Client authentication failed"},
+                status=401,
+            )
+        if (
+            form.get("grant_type") == "refresh_token"
+            and form.get("refresh_token") != self.seller["refresh_token"]
+        ):
+            return web.json_response(
+                {
+                    "error": "invalid_grant",
+                    "error_description": "The request has an invalid grant parameter : refresh_token",
+                },
+                status=400,
+            )
         token = f"Atza|sandbox-seller-{secrets.token_hex(16)}"
         self.tokens.add(token)
-        return web.json_response({"access_token": token, "refresh_token": form.get("refresh_token"), "token_type": "bearer", "expires_in": 3600})
+        return web.json_response(
+            {
+                "access_token": token,
+                "refresh_token": form.get("refresh_token"),
+                "token_type": "bearer",
+                "expires_in": 3600,
+            }
+        )
 
     async def s3(self, request: web.Request) -> web.Response:
         key = request.match_info["key"]
@@ -228,16 +267,31 @@ class Sandbox:
         self.requests.append(Logged(request.method, request.path, query, body, token))
         if token not in self.tokens:
             return web.json_response(
-                {"errors": [{"code": "Unauthorized", "message": "Access to requested resource is denied.", "details": "The access token you provided is revoked, malformed or invalid."}]},
+                {
+                    "errors": [
+                        {
+                            "code": "Unauthorized",
+                            "message": "Access to requested resource is denied.",
+                            "details": "The access token you provided is revoked, malformed or invalid.",
+                        }
+                    ]
+                },
                 status=403,
             )
         found = self._operation(request.method, request.path)
         if found is None:
-            return web.json_response({"errors": [{"code": "NotFound", "message": "Resource not found", "details": ""}]}, status=404)
+            return web.json_response(
+                {"errors": [{"code": "NotFound", "message": "Resource not found", "details": ""}]},
+                status=404,
+            )
         operation, values = found
         given: dict[str, Any] = dict(values)
         for name, items in query.items():
-            given[name] = [v for item in items for v in item.split(",")] if len(items) > 1 or "," in items[0] else items[0]
+            given[name] = (
+                [v for item in items for v in item.split(",")]
+                if len(items) > 1 or "," in items[0]
+                else items[0]
+            )
         if body is not None:
             given["body"] = body
         for name, place in operation.where.items():
@@ -249,7 +303,9 @@ class Sandbox:
         response = self._rewrite_urls(entry.response)
         if isinstance(response, dict) and isinstance(response.get("restrictedDataToken"), str):
             self.tokens.add(response["restrictedDataToken"])
-        return web.Response(status=entry.status, body=orjson.dumps(response), content_type="application/json")
+        return web.Response(
+            status=entry.status, body=orjson.dumps(response), content_type="application/json"
+        )
 
     def _rewrite_urls(self, value: Any) -> Any:
         """`url` fields of answers: pre-signed URLs, here pointing at this server's S3 stand-in."""

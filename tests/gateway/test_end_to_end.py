@@ -52,19 +52,26 @@ GRANT = {
 
 def cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "partnerwatch", *args], env=env, cwd=checkout(), capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "partnerwatch", *args],
+        env=env,
+        cwd=checkout(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr + done.stdout
     return done.stdout
 
 
-def test_rogue_provider_through_the_gateway(kafka_broker: str, tmp_path: Path, pki: Pki, sandbox: Sandbox, seller_secret: Path) -> None:
+def test_rogue_provider_through_the_gateway(
+    kafka_broker: str, tmp_path: Path, pki: Pki, sandbox: Sandbox, seller_secret: Path
+) -> None:
     from sp_api.api import Feeds, ListingsItems, Reports, Tokens
     from sp_api.api import Sellers as SellersApi
     from sp_api.base import SellingApiException
     from spapi.api.transfers_v2024_06_01.transfers_api import TransfersApi
 
-    from sources.gateway.store import Issued
+    from sources.gateway.credentials import Issued
     from tests.gateway.harness import official
 
     ns = Namespace(tmp_path)
@@ -75,56 +82,149 @@ def test_rogue_provider_through_the_gateway(kafka_broker: str, tmp_path: Path, p
     enforcing: GatewayProcess | None = None
     try:
         # The seller grants the agency listings work on DE, through the worker into the ledger.
-        ns.send([{
-            "event_id": "seller-grant-1", "occurred_at": "2026-01-01T00:00:00Z", "account_id": ACCOUNT,
-            "action": "permission.grant", "actor": {"type": "seller", "principal_id": "owner"}, "grant": GRANT,
-        }])
+        ns.send(
+            [
+                {
+                    "event_id": "seller-grant-1",
+                    "occurred_at": "2026-01-01T00:00:00Z",
+                    "account_id": ACCOUNT,
+                    "action": "permission.grant",
+                    "actor": {"type": "seller", "principal_id": "owner"},
+                    "grant": GRANT,
+                }
+            ]
+        )
         gateway.start(pki.ca_file)
         url = f"https://127.0.0.1:{env['PW_GATEWAY_PORT']}"
-        creds = Issued(**{k: v for k, v in orjson.loads(cli(env, "gateway", "credentials", "issue", "--provider", "prov-rogue", "--principal", "rogue-bot", "--json")).items() if k in Issued.__dataclass_fields__})
-        sdk_creds = Issued(**{k: v for k, v in orjson.loads(cli(env, "gateway", "credentials", "issue", "--provider", "prov-rogue", "--principal", "rogue-sdk", "--json")).items() if k in Issued.__dataclass_fields__})
+        creds = Issued(
+            **{
+                k: v
+                for k, v in orjson.loads(
+                    cli(
+                        env,
+                        "gateway",
+                        "credentials",
+                        "issue",
+                        "--provider",
+                        "prov-rogue",
+                        "--principal",
+                        "rogue-bot",
+                        "--json",
+                    )
+                ).items()
+                if k in Issued.__dataclass_fields__
+            }
+        )
+        sdk_creds = Issued(
+            **{
+                k: v
+                for k, v in orjson.loads(
+                    cli(
+                        env,
+                        "gateway",
+                        "credentials",
+                        "issue",
+                        "--provider",
+                        "prov-rogue",
+                        "--principal",
+                        "rogue-sdk",
+                        "--json",
+                    )
+                ).items()
+                if k in Issued.__dataclass_fields__
+            }
+        )
 
         expected: Counter[tuple[str, str, str]] = Counter()
         with trust(pki.ca_file):
             listings = saleweaver(ListingsItems, url, creds, pki.ca_file, version="2021-08-01")
-            listings.get_listings_item(SELLER_ID, "MUG-1", marketplaceIds=[DE], includedData=["attributes"])
+            listings.get_listings_item(
+                SELLER_ID, "MUG-1", marketplaceIds=[DE], includedData=["attributes"]
+            )
             expected["getListingsItem", "data.read", "rogue-bot"] += 1
-            listings.patch_listings_item(SELLER_ID, "MUG-1", body=price_patch(5.0), marketplaceIds=[DE])  # -75%
+            listings.patch_listings_item(
+                SELLER_ID, "MUG-1", body=price_patch(5.0), marketplaceIds=[DE]
+            )  # -75%
             expected["patchListingsItem", "listing.price_change", "rogue-bot"] += 1
-            listings.patch_listings_item(SELLER_ID, "MUG-2", body=PRICE_PATCH, marketplaceIds=["A1VC38T7YXB528"])  # JP: not granted
+            listings.patch_listings_item(
+                SELLER_ID, "MUG-2", body=PRICE_PATCH, marketplaceIds=["A1VC38T7YXB528"]
+            )  # JP: not granted
             expected["patchListingsItem", "listing.price_change", "rogue-bot"] += 1
             listings.delete_listings_item(SELLER_ID, "MUG-3", marketplaceIds=[DE])
             expected["deleteListingsItem", "listing.delete", "rogue-bot"] += 1
-            feed = {"header": {"sellerId": SELLER_ID, "version": "2.0"}, "messages": [
-                {"messageId": 1, "sku": "MUG-4", "operationType": "DELETE"},
-                {"messageId": 2, "sku": "MUG-5", "operationType": "PATCH", "productType": "PRODUCT", "patches": [{"op": "replace", "path": "/attributes/fulfillment_availability", "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": 0}]}]},
-            ]}
-            saleweaver(Feeds, url, creds, pki.ca_file).submit_feed("JSON_LISTINGS_FEED", io.StringIO(orjson.dumps(feed).decode()), content_type="application/json", marketplaceIds=[DE])
+            feed = {
+                "header": {"sellerId": SELLER_ID, "version": "2.0"},
+                "messages": [
+                    {"messageId": 1, "sku": "MUG-4", "operationType": "DELETE"},
+                    {
+                        "messageId": 2,
+                        "sku": "MUG-5",
+                        "operationType": "PATCH",
+                        "productType": "PRODUCT",
+                        "patches": [
+                            {
+                                "op": "replace",
+                                "path": "/attributes/fulfillment_availability",
+                                "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": 0}],
+                            }
+                        ],
+                    },
+                ],
+            }
+            saleweaver(Feeds, url, creds, pki.ca_file).submit_feed(
+                "JSON_LISTINGS_FEED",
+                io.StringIO(orjson.dumps(feed).decode()),
+                content_type="application/json",
+                marketplaceIds=[DE],
+            )
             expected["createFeedDocument", "data.read", "rogue-bot"] += 1
             expected["createFeed", "listing.delete", "rogue-bot"] += 1
             expected["createFeed", "inventory.update", "rogue-bot"] += 1
             reports = saleweaver(Reports, url, creds, pki.ca_file)
-            report_id = reports.create_report(reportType="GET_FLAT_FILE_ACTIONABLE_ORDER_DATA_SHIPPING", marketplaceIds=[DE]).payload["reportId"]
+            report_id = reports.create_report(
+                reportType="GET_FLAT_FILE_ACTIONABLE_ORDER_DATA_SHIPPING", marketplaceIds=[DE]
+            ).payload["reportId"]
             document_id = reports.get_report(report_id).payload["reportDocumentId"]
             expected["createReport", "report.request", "rogue-bot"] += 1
             expected["getReport", "data.read", "rogue-bot"] += 1
-            rdt = saleweaver(Tokens, url, creds, pki.ca_file).create_restricted_data_token(
-                restrictedResources=[{"method": "GET", "path": f"/reports/2021-06-30/documents/{document_id}"}]
-            ).payload["restrictedDataToken"]
+            rdt = (
+                saleweaver(Tokens, url, creds, pki.ca_file)
+                .create_restricted_data_token(
+                    restrictedResources=[
+                        {"method": "GET", "path": f"/reports/2021-06-30/documents/{document_id}"}
+                    ]
+                )
+                .payload["restrictedDataToken"]
+            )
             expected["createRestrictedDataToken", "permission.data_token", "rogue-bot"] += 1
             sandbox.documents["pw-report-document-0001"] = b"order-id\tbuyer-name\n"
-            saleweaver(Reports, url, creds, pki.ca_file, restricted_data_token=rdt).get_report_document(document_id, download=True)
+            saleweaver(
+                Reports, url, creds, pki.ca_file, restricted_data_token=rdt
+            ).get_report_document(document_id, download=True)
             expected["getReportDocument", "report.download", "rogue-bot"] += 1
-            official(TransfersApi, url, sdk_creds, pki.ca_file).initiate_payout({"marketplaceId": DE, "accountType": "Standard Orders"})
+            official(TransfersApi, url, sdk_creds, pki.ca_file).initiate_payout(
+                {"marketplaceId": DE, "accountType": "Standard Orders"}
+            )
             expected["initiatePayout", "funds.disbursement_request", "rogue-sdk"] += 1
-            expected["lwa.refresh_token", "auth.login", "rogue-bot"] += 1  # the client caches its token
+            expected["lwa.refresh_token", "auth.login", "rogue-bot"] += (
+                1  # the client caches its token
+            )
             expected["lwa.refresh_token", "auth.login", "rogue-sdk"] += 1
 
             # The kill switch: the CLI returns, and the very next call is refused.
             sellers = saleweaver(SellersApi, url, creds, pki.ca_file)
             sellers.get_marketplace_participation()
             expected["getMarketplaceParticipations", "data.read", "rogue-bot"] += 1
-            cli(env, "provider", "suspend", "prov-rogue", "--reason", "price slashing", "--by", "owner")
+            cli(
+                env,
+                "provider",
+                "suspend",
+                "prov-rogue",
+                "--reason",
+                "price slashing",
+                "--by",
+                "owner",
+            )
             seen = len(sandbox.calls())
             started = time.monotonic()
             with pytest.raises(SellingApiException) as refused:
@@ -139,15 +239,27 @@ def test_rogue_provider_through_the_gateway(kafka_broker: str, tmp_path: Path, p
             " WHERE account_id = {account:String} AND actor_type = 'provider'"
             " GROUP BY operation, action, principal_id"
         )
-        wait_for(lambda: sum(int(r[3]) for r in ns.sql(query, {"account": ACCOUNT})) >= total, 180, f"{total} gateway events stored")
-        stored = Counter({(r[0], r[1], r[2]): int(r[3]) for r in ns.sql(query, {"account": ACCOUNT})})
+        wait_for(
+            lambda: sum(int(r[3]) for r in ns.sql(query, {"account": ACCOUNT})) >= total,
+            180,
+            f"{total} gateway events stored",
+        )
+        stored = Counter(
+            {(r[0], r[1], r[2]): int(r[3]) for r in ns.sql(query, {"account": ACCOUNT})}
+        )
         assert stored == expected
-        outcomes = ns.sql("SELECT outcome FROM audit.events WHERE operation = 'getMarketplaceParticipations' ORDER BY occurred_at")
+        outcomes = ns.sql(
+            "SELECT outcome FROM audit.events WHERE operation = 'getMarketplaceParticipations' ORDER BY occurred_at"
+        )
         assert [o[0] for o in outcomes] == ["success", "denied"]
-        suspension = ns.sql("SELECT action, actor_type, resource_id FROM audit.events WHERE action LIKE 'permission.suspend'")
+        suspension = ns.sql(
+            "SELECT action, actor_type, resource_id FROM audit.events WHERE action LIKE 'permission.suspend'"
+        )
         assert suspension == [["permission.suspend", "seller", "prov-rogue"]]
 
-        detectors = {a["detector"] for a in settled_alerts(ns).values() if a["account_id"] == ACCOUNT}
+        detectors = {
+            a["detector"] for a in settled_alerts(ns).values() if a["account_id"] == ACCOUNT
+        }
         assert {
             "price_change_over_limit",  # the 75% cut
             "listing_out_of_scope",  # JP is not in the grant
@@ -163,17 +275,55 @@ def test_rogue_provider_through_the_gateway(kafka_broker: str, tmp_path: Path, p
         wait_for(lambda: ns.scalar(resumed) == 1, 60, "the resume in the ledger")
         enforce_env = {
             **env,
-            **gateway_env(pki, sandbox.base_url, seller_secret, tmp_path / "enforcing.sqlite", free_port(), PW_GATEWAY_MODE="enforce"),
+            **gateway_env(
+                pki,
+                sandbox.base_url,
+                seller_secret,
+                tmp_path / "enforcing.sqlite",
+                free_port(),
+                PW_GATEWAY_MODE="enforce",
+            ),
         }
         enforcing = GatewayProcess(enforce_env, tmp_path / "enforcing.log").start(pki.ca_file)
-        agency = Issued(**{k: v for k, v in orjson.loads(cli(enforce_env, "gateway", "credentials", "issue", "--provider", "prov-rogue", "--principal", "rogue-bot-2", "--json")).items() if k in Issued.__dataclass_fields__})
+        agency = Issued(
+            **{
+                k: v
+                for k, v in orjson.loads(
+                    cli(
+                        enforce_env,
+                        "gateway",
+                        "credentials",
+                        "issue",
+                        "--provider",
+                        "prov-rogue",
+                        "--principal",
+                        "rogue-bot-2",
+                        "--json",
+                    )
+                ).items()
+                if k in Issued.__dataclass_fields__
+            }
+        )
         before = len(sandbox.calls("patchListingsItem"))
         with trust(pki.ca_file):
-            client = saleweaver(ListingsItems, f"https://127.0.0.1:{enforce_env['PW_GATEWAY_PORT']}", agency, pki.ca_file, version="2021-08-01")
+            client = saleweaver(
+                ListingsItems,
+                f"https://127.0.0.1:{enforce_env['PW_GATEWAY_PORT']}",
+                agency,
+                pki.ca_file,
+                version="2021-08-01",
+            )
             with pytest.raises(SellingApiException) as denied:
-                client.patch_listings_item(SELLER_ID, "MUG-1", body=price_patch(5.0), marketplaceIds=[DE])
+                client.patch_listings_item(
+                    SELLER_ID, "MUG-1", body=price_patch(5.0), marketplaceIds=[DE]
+                )
             assert "75.0%, over the 30% limit" in denied.value.error[0]["details"]
-            assert client.patch_listings_item(SELLER_ID, "MUG-1", body=price_patch(18.0), marketplaceIds=[DE]).payload["status"] == "ACCEPTED"
+            assert (
+                client.patch_listings_item(
+                    SELLER_ID, "MUG-1", body=price_patch(18.0), marketplaceIds=[DE]
+                ).payload["status"]
+                == "ACCEPTED"
+            )
         assert len(sandbox.calls("patchListingsItem")) == before + 1  # only the allowed one
         assert worker.alive()
     finally:

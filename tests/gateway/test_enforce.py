@@ -39,8 +39,16 @@ pytestmark = pytest.mark.integration
 
 
 def price_patch(price: float) -> dict[str, Any]:
-    offer = {"marketplace_id": DE, "currency": "EUR", "audience": "ALL", "our_price": [{"schedule": [{"value_with_tax": price}]}]}
-    return {"productType": "PRODUCT", "patches": [{"op": "replace", "path": "/attributes/purchasable_offer", "value": [offer]}]}
+    offer = {
+        "marketplace_id": DE,
+        "currency": "EUR",
+        "audience": "ALL",
+        "our_price": [{"schedule": [{"value_with_tax": price}]}],
+    }
+    return {
+        "productType": "PRODUCT",
+        "patches": [{"op": "replace", "path": "/attributes/purchasable_offer", "value": [offer]}],
+    }
 
 
 def seller_event(action: str, **fields: Any) -> dict[str, Any]:
@@ -64,7 +72,9 @@ class Ledger:
 
     def write(self, *entries: dict[str, Any]) -> None:
         for entry in entries:
-            self.producer.send(self.settings.ledger_topic, key=ACCOUNT.encode(), value=orjson.dumps(entry)).get(30)
+            self.producer.send(
+                self.settings.ledger_topic, key=ACCOUNT.encode(), value=orjson.dumps(entry)
+            ).get(30)
 
     def close(self) -> None:
         self.producer.close()
@@ -89,8 +99,14 @@ def enforcing(
     ledger = Ledger(settings)
     ledger.write(seller_event("permission.grant", grant=GRANT))
     env = gateway_env(
-        pki, sandbox.base_url, seller_secret, tmp_path / "gw.sqlite", free_port(),
-        PW_GATEWAY_MODE="enforce", PW_GATEWAY_PROVIDER_RATE="0.01", PW_GATEWAY_PROVIDER_BURST="8",
+        pki,
+        sandbox.base_url,
+        seller_secret,
+        tmp_path / "gw.sqlite",
+        free_port(),
+        PW_GATEWAY_MODE="enforce",
+        PW_GATEWAY_PROVIDER_RATE="0.01",
+        PW_GATEWAY_PROVIDER_BURST="8",
     )
     gateway = InThreadGateway(in_thread_config(env), settings).start()
     try:
@@ -101,7 +117,9 @@ def enforcing(
         ledger.close()
 
 
-def test_out_of_scope_price_change_never_reaches_amazon(enforcing: tuple[InThreadGateway, Ledger], tmp_path: Path, pki: Pki, sandbox: Sandbox) -> None:
+def test_out_of_scope_price_change_never_reaches_amazon(
+    enforcing: tuple[InThreadGateway, Ledger], tmp_path: Path, pki: Pki, sandbox: Sandbox
+) -> None:
     from sp_api.api import ListingsItems
     from sp_api.base import SellingApiException
 
@@ -119,11 +137,20 @@ def test_out_of_scope_price_change_never_reaches_amazon(enforcing: tuple[InThrea
     assert len(sandbox.calls("getListingsItem")) == 1  # the price lookup did
 
     # Inside the limit: forwarded. Outside the SKU set or the marketplace: refused.
-    assert client.patch_listings_item(SELLER_ID, "MUG-1", body=price_patch(18.0), marketplaceIds=[DE]).payload["status"] == "ACCEPTED"
+    assert (
+        client.patch_listings_item(
+            SELLER_ID, "MUG-1", body=price_patch(18.0), marketplaceIds=[DE]
+        ).payload["status"]
+        == "ACCEPTED"
+    )
     with pytest.raises(SellingApiException):
-        client.patch_listings_item(SELLER_ID, "TEAPOT-1", body=price_patch(18.0), marketplaceIds=[DE])
+        client.patch_listings_item(
+            SELLER_ID, "TEAPOT-1", body=price_patch(18.0), marketplaceIds=[DE]
+        )
     with pytest.raises(SellingApiException):
-        client.patch_listings_item(SELLER_ID, "MUG-1", body=price_patch(18.0), marketplaceIds=["A13V1IB3VIYZZH"])
+        client.patch_listings_item(
+            SELLER_ID, "MUG-1", body=price_patch(18.0), marketplaceIds=["A13V1IB3VIYZZH"]
+        )
     assert len(sandbox.calls("patchListingsItem")) == 1
 
     patches = gw.of("patchListingsItem")
@@ -135,7 +162,9 @@ def test_out_of_scope_price_change_never_reaches_amazon(enforcing: tuple[InThrea
     assert not gw.rejected
 
 
-def test_principal_and_scope_outside_the_grant(enforcing: tuple[InThreadGateway, Ledger], tmp_path: Path, pki: Pki, sandbox: Sandbox) -> None:
+def test_principal_and_scope_outside_the_grant(
+    enforcing: tuple[InThreadGateway, Ledger], tmp_path: Path, pki: Pki, sandbox: Sandbox
+) -> None:
     from sp_api.api import Reports, Sellers
     from sp_api.base import SellingApiException
 
@@ -147,28 +176,55 @@ def test_principal_and_scope_outside_the_grant(enforcing: tuple[InThreadGateway,
     assert "no live grant covers prov-003-intern" in refused.value.error[0]["details"]
     creds = issue(store, "prov-003", "prov-003-user-1")
     with pytest.raises(SellingApiException):  # report.request is not in the grant's scopes
-        saleweaver(Reports, gw.url, creds, pki.ca_file).create_report(reportType="GET_MERCHANT_LISTINGS_ALL_DATA", marketplaceIds=[DE])
+        saleweaver(Reports, gw.url, creds, pki.ca_file).create_report(
+            reportType="GET_MERCHANT_LISTINGS_ALL_DATA", marketplaceIds=[DE]
+        )
     assert saleweaver(Sellers, gw.url, creds, pki.ca_file).get_marketplace_participation().payload
-    assert sandbox.calls("createReport") == [] and len(sandbox.calls("getMarketplaceParticipations")) == 1
+    assert (
+        sandbox.calls("createReport") == []
+        and len(sandbox.calls("getMarketplaceParticipations")) == 1
+    )
     assert not gw.rejected
 
 
-def test_an_approval_from_the_ledger_lets_a_large_move_through(enforcing: tuple[InThreadGateway, Ledger], tmp_path: Path, pki: Pki, sandbox: Sandbox) -> None:
+def test_an_approval_from_the_ledger_lets_a_large_move_through(
+    enforcing: tuple[InThreadGateway, Ledger], tmp_path: Path, pki: Pki, sandbox: Sandbox
+) -> None:
     gw, ledger = enforcing
     creds = issue(gw.config.store_path(tmp_path), "prov-003", "prov-003-user-1")
     approval = {
-        "approval_id": "ap-clearance", "action": "listing.price_change", "resource_id": "MUG-1",
-        "approved_by": "owner", "expires_at": format_ms(time.time_ns() // 1_000_000 + 3_600_000),
+        "approval_id": "ap-clearance",
+        "action": "listing.price_change",
+        "resource_id": "MUG-1",
+        "approved_by": "owner",
+        "expires_at": format_ms(time.time_ns() // 1_000_000 + 3_600_000),
     }
     ledger.write(seller_event("approval.grant", approval=approval))
     view = gw.gateway.view
-    wait_for(lambda: "ap-clearance" in view.state["approvals"], 30, "the approval folded from the ledger", 0.1)
+    wait_for(
+        lambda: "ap-clearance" in view.state["approvals"],
+        30,
+        "the approval folded from the ledger",
+        0.1,
+    )
     with httpx.Client(verify=pki.client_context()) as http:
-        token = http.post(f"{gw.url}/auth/o2/token", data={"grant_type": "refresh_token", "client_id": creds.client_id, "client_secret": creds.client_secret, "refresh_token": creds.refresh_token}).json()["access_token"]
+        token = http.post(
+            f"{gw.url}/auth/o2/token",
+            data={
+                "grant_type": "refresh_token",
+                "client_id": creds.client_id,
+                "client_secret": creds.client_secret,
+                "refresh_token": creds.refresh_token,
+            },
+        ).json()["access_token"]
         url = f"{gw.url}/listings/2021-08-01/items/{SELLER_ID}/MUG-1?marketplaceIds={DE}"
         headers = {"x-amz-access-token": token, "content-type": "application/json"}
         without = http.patch(url, content=orjson.dumps(price_patch(5.0)), headers=headers)
-        approved = http.patch(url, content=orjson.dumps(price_patch(5.0)), headers={**headers, "x-pw-approval-id": "ap-clearance"})
+        approved = http.patch(
+            url,
+            content=orjson.dumps(price_patch(5.0)),
+            headers={**headers, "x-pw-approval-id": "ap-clearance"},
+        )
     assert without.status_code == 403 and without.json()["errors"][0]["code"] == "Unauthorized"
     assert approved.status_code == 200 and approved.json()["status"] == "ACCEPTED"
     assert len(sandbox.calls("patchListingsItem")) == 1
@@ -176,7 +232,9 @@ def test_an_approval_from_the_ledger_lets_a_large_move_through(enforcing: tuple[
     assert last["approval_id"] == "ap-clearance" and last["outcome"] == "success"
 
 
-def test_the_provider_rate_budget(enforcing: tuple[InThreadGateway, Ledger], tmp_path: Path, pki: Pki, sandbox: Sandbox) -> None:
+def test_the_provider_rate_budget(
+    enforcing: tuple[InThreadGateway, Ledger], tmp_path: Path, pki: Pki, sandbox: Sandbox
+) -> None:
     from sp_api.api import Sellers
     from sp_api.base import SellingApiException
 
@@ -198,13 +256,26 @@ def test_the_provider_rate_budget(enforcing: tuple[InThreadGateway, Ledger], tmp
 def test_decide_units() -> None:
     grant = {**GRANT, "granted_at": "2026-01-01T00:00:00.000Z"}
     auth = {"grants": {"g": grant}, "approvals": {}, "policy": {}}
-    event = {"action": "listing.price_change", "occurred_at": "2026-11-02T06:00:00.000Z", "actor": {"type": "provider", "provider_id": "prov-003", "principal_id": "prov-003-user-1"}, "resource": {"id": "MUG-1"}}
+    event = {
+        "action": "listing.price_change",
+        "occurred_at": "2026-11-02T06:00:00.000Z",
+        "actor": {"type": "provider", "provider_id": "prov-003", "principal_id": "prov-003-user-1"},
+        "resource": {"id": "MUG-1"},
+    }
     allow = {"sites": ["DE"], "sku": "MUG-1", "default_max_pct": 30.0}
-    assert enforce.decide(auth, event, old_price="20", new_price="26", **allow) is None  # exactly 30%
+    assert (
+        enforce.decide(auth, event, old_price="20", new_price="26", **allow) is None
+    )  # exactly 30%
     denial = enforce.decide(auth, event, old_price="20", new_price="26.01", **allow)
     assert denial is not None and denial.status == 403
-    assert enforce.decide(auth, event, old_price=None, new_price="1", **allow) is None  # not measurable
-    revoked = {"grants": {"g": {**grant, "revoked_at": "2026-06-01T00:00:00.000Z"}}, "approvals": {}, "policy": {}}
+    assert (
+        enforce.decide(auth, event, old_price=None, new_price="1", **allow) is None
+    )  # not measurable
+    revoked = {
+        "grants": {"g": {**grant, "revoked_at": "2026-06-01T00:00:00.000Z"}},
+        "approvals": {},
+        "policy": {},
+    }
     assert enforce.decide(revoked, event, old_price=None, new_price=None, **allow) is not None
     budget = enforce.RateBudget(rate=1.0, burst=2)
     assert [budget.take("p", now=0.0) for _ in range(3)] == [True, True, False]

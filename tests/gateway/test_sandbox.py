@@ -73,9 +73,17 @@ def test_fixtures_conform_to_amazons_models() -> None:
         doc, method, template, model_op = models[operation.name]
         assert (operation.method, operation.template) == (method, template), operation.name
         declared = {p["name"]: p["in"] for p in model_op.get("parameters", []) if "name" in p}
-        declared.update({p["name"]: p["in"] for p in doc["paths"][template].get("parameters", []) if "name" in p})
+        declared.update(
+            {
+                p["name"]: p["in"]
+                for p in doc["paths"][template].get("parameters", [])
+                if "name" in p
+            }
+        )
         for name, place in operation.where.items():
-            assert declared.get(name) == place, f"{operation.name}: parameter {name} ({place}) is not the model's"
+            assert declared.get(name) == place, (
+                f"{operation.name}: parameter {name} ({place}) is not the model's"
+            )
         assert operation.entries, f"{operation.name}: a fixture without sandbox entries"
         for entry in operation.entries:
             response = model_op["responses"].get(str(entry.status))
@@ -84,7 +92,9 @@ def test_fixtures_conform_to_amazons_models() -> None:
                 assert name in declared, f"{operation.name}: the model has no parameter {name}"
             schema = response.get("schema")
             if schema is not None:
-                validator = jsonschema.Draft4Validator({**schema, "definitions": doc.get("definitions", {})})
+                validator = jsonschema.Draft4Validator(
+                    {**schema, "definitions": doc.get("definitions", {})}
+                )
                 errors = [e.message for e in validator.iter_errors(entry.response)]
                 assert not errors, f"{operation.name} {entry.status}: {errors[:3]}"
             checked += 1
@@ -92,12 +102,18 @@ def test_fixtures_conform_to_amazons_models() -> None:
 
 
 def _request_for(op: Operation, entry: Entry) -> tuple[str, dict[str, Any], Any, dict[str, str]]:
-    values = {name: rule["value"] for name, rule in entry.parameters.items() if isinstance(rule, dict) and "value" in rule}
+    values = {
+        name: rule["value"]
+        for name, rule in entry.parameters.items()
+        if isinstance(rule, dict) and "value" in rule
+    }
     path = op.template
     for name in [n for n, place in op.where.items() if place == "path"]:
         path = path.replace("{" + name + "}", quote(str(values.get(name, "any-" + name)), safe=""))
     query = {n: values[n] for n, place in op.where.items() if place == "query" and n in values}
-    headers = {n: str(values[n]) for n, place in op.where.items() if place == "header" and n in values}
+    headers = {
+        n: str(values[n]) for n, place in op.where.items() if place == "header" and n in values
+    }
     body = values.get("body", {} if op.method in ("POST", "PUT", "PATCH") else None)
     return path, query, body, headers
 
@@ -109,7 +125,9 @@ def test_the_sandbox_answers_amazons_own_sandbox_requests(pki: Pki) -> None:
     checked = skipped = 0
     try:
         with httpx.Client(verify=pki.client_context(), base_url=upstream.base_url) as http:
-            token = http.post("/auth/o2/token", data={"grant_type": "refresh_token", **SELLER}).json()["access_token"]
+            token = http.post(
+                "/auth/o2/token", data={"grant_type": "refresh_token", **SELLER}
+            ).json()["access_token"]
             for op in operations:
                 for entry in op.entries:
                     path, query, body, headers = _request_for(op, entry)
@@ -120,24 +138,39 @@ def test_the_sandbox_answers_amazons_own_sandbox_requests(pki: Pki) -> None:
                     # not defined either: leave it out.
                     given |= headers | _path_values(op, path)
                     rivals = [
-                        e for e in op.entries
-                        if e is not entry and e.specificity >= entry.specificity
-                        and match(Operation(op.name, op.method, op.template, op.regex, op.where, [e]), given) is not None
+                        e
+                        for e in op.entries
+                        if e is not entry
+                        and e.specificity >= entry.specificity
+                        and match(
+                            Operation(op.name, op.method, op.template, op.regex, op.where, [e]),
+                            given,
+                        )
+                        is not None
                     ]
                     if rivals:
                         skipped += 1
                         continue
                     answer = http.request(
-                        op.method, path, params=query, headers={"x-amz-access-token": token, **headers},
+                        op.method,
+                        path,
+                        params=query,
+                        headers={"x-amz-access-token": token, **headers},
                         content=orjson.dumps(body) if body is not None else None,
                     )
-                    assert answer.status_code == entry.status, (op.name, entry.parameters, answer.text[:300])
+                    assert answer.status_code == entry.status, (
+                        op.name,
+                        entry.parameters,
+                        answer.text[:300],
+                    )
                     assert answer.json() == upstream._rewrite_urls(entry.response), op.name
                     checked += 1
     finally:
         upstream.stop()
     assert checked >= 150, (checked, skipped)
-    print(f"{checked} of Amazon's sandbox pairs answered as the model says ({skipped} ambiguous left out)")
+    print(
+        f"{checked} of Amazon's sandbox pairs answered as the model says ({skipped} ambiguous left out)"
+    )
 
 
 def _path_values(op: Operation, path: str) -> dict[str, str]:

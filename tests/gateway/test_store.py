@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sources.gateway.store import Store, hash_secret, verify_secret
+from sources.gateway.credentials import hash_secret, verify_secret
+from sources.gateway.store import Store
 
 
 def test_secrets_are_stored_only_as_hashes(tmp_path: Path) -> None:
@@ -18,7 +19,11 @@ def test_secrets_are_stored_only_as_hashes(tmp_path: Path) -> None:
     assert issued.client_id.encode() in raw  # the id is not secret
     assert issued.client_secret.encode() not in raw
     assert issued.refresh_token.encode() not in raw
-    row = sqlite3.connect(tmp_path / "gw.sqlite").execute("SELECT secret_hash FROM credentials").fetchone()
+    row = (
+        sqlite3.connect(tmp_path / "gw.sqlite")
+        .execute("SELECT secret_hash FROM credentials")
+        .fetchone()
+    )
     assert row[0].startswith("scrypt$16384$8$1$")
     assert verify_secret(issued.client_secret, row[0])
 

@@ -27,10 +27,15 @@ class Round:
     differences: list[str] = field(default_factory=list)
 
 
-def storm(root: Path, restarts: int, seed: int, per_round: int = 1_000) -> tuple[Namespace, list[Round]]:
+def storm(
+    root: Path, restarts: int, seed: int, per_round: int = 1_000
+) -> tuple[Namespace, list[Round]]:
     rng = random.Random(seed)
     # 12 accounts, grants first: a wiped table loses grants, which every later event depends on.
-    stream = [e for e, _ in generate(2_000 + restarts * per_round, seed=seed, accounts=12, attack_rate=0.01)]
+    stream = [
+        e
+        for e, _ in generate(2_000 + restarts * per_round, seed=seed, accounts=12, attack_rate=0.01)
+    ]
     ns = Namespace(root)
     rounds: list[Round] = []
     worker = Worker(ns).start()
@@ -41,8 +46,14 @@ def storm(root: Path, restarts: int, seed: int, per_round: int = 1_000) -> tuple
             chunk = stream[2_000 + n * per_round : 2_000 + (n + 1) * per_round]
             sender = Sender(ns, chunk, chunk=100, pause=0.1)
             sender.start()
-            this = Round(signal=rng.choice(("SIGTERM", "SIGKILL")), killed_after=rng.uniform(0.2, 3.0), down_for=rng.uniform(1.0, 10.0))
-            time.sleep(this.killed_after)  # the seeded moment of the fault, while events are in flight
+            this = Round(
+                signal=rng.choice(("SIGTERM", "SIGKILL")),
+                killed_after=rng.uniform(0.2, 3.0),
+                down_for=rng.uniform(1.0, 10.0),
+            )
+            time.sleep(
+                this.killed_after
+            )  # the seeded moment of the fault, while events are in flight
             if this.signal == "SIGKILL":
                 worker.kill()
             else:

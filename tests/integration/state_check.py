@@ -63,10 +63,16 @@ def caught_up(ns: Namespace) -> bool:
     """
     settings = ns.settings
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_broker, isolation_level="read_committed", enable_auto_commit=False, group_id=None
+        bootstrap_servers=settings.kafka_broker,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        group_id=None,
     )
     try:
-        sources = [TopicPartition(settings.actions_topic, p) for p in consumer.partitions_for_topic(settings.actions_topic) or ()]
+        sources = [
+            TopicPartition(settings.actions_topic, p)
+            for p in consumer.partitions_for_topic(settings.actions_topic) or ()
+        ]
         ends = consumer.end_offsets(sources)
         for source in sources:
             if ends[source] == 0:
@@ -79,7 +85,9 @@ def caught_up(ns: Namespace) -> bool:
             while consumer.position(tp) < last:
                 for record in consumer.poll(timeout_ms=1000).get(tp, ()):
                     if record.offset < last:
-                        sequenced = max(sequenced, int(orjson.loads(record.value).get("ingest_offset", -1)))
+                        sequenced = max(
+                            sequenced, int(orjson.loads(record.value).get("ingest_offset", -1))
+                        )
             if sequenced < ends[source] - 1:
                 return False
         return True
@@ -110,7 +118,9 @@ def ledger_entries(ns: Namespace) -> list[dict[str, Any]]:
     return [orjson.loads(r.value) for r in committed(ns, ns.settings.ledger_topic)]
 
 
-def rebuilt_tables(entries: list[dict[str, Any]], config: DetectionConfig | None = None) -> dict[str, dict[str, Any]]:
+def rebuilt_tables(
+    entries: list[dict[str, Any]], config: DetectionConfig | None = None
+) -> dict[str, dict[str, Any]]:
     """Both tables as folding `entries` (each account's in seq order) from empty states gives."""
     config = config or Settings.from_env({}).detect
     states: dict[str, dict[str, Any]] = {}
@@ -118,12 +128,18 @@ def rebuilt_tables(entries: list[dict[str, Any]], config: DetectionConfig | None
     for entry in entries:
         state = states.setdefault(entry["account_id"], new_state())
         applied = apply_entry(state, entry, config, None, alerts.get)
-        assert applied is not None, f"ledger entry out of order: {entry['account_id']} seq {entry['seq']}"
+        assert applied is not None, (
+            f"ledger entry out of order: {entry['account_id']} seq {entry['seq']}"
+        )
         for alert in applied.alerts:
             alerts[alert["alert_id"]] = alert
         for key in applied.closed:
             alerts.pop(key, None)
-    as_stored = orjson.loads(orjson.dumps({"account_state": states, "open_alerts": alerts}, option=orjson.OPT_NON_STR_KEYS))
+    as_stored = orjson.loads(
+        orjson.dumps(
+            {"account_state": states, "open_alerts": alerts}, option=orjson.OPT_NON_STR_KEYS
+        )
+    )
     return dict(as_stored)
 
 

@@ -21,11 +21,17 @@ pytestmark = pytest.mark.integration
 def cli(ns: Namespace, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "partnerwatch", *args],
-        env=ns.env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
+        env=ns.env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
-def test_send_sql_and_verify_chain_then_tampering_is_detected(kafka_broker: str, tmp_path: Path) -> None:
+def test_send_sql_and_verify_chain_then_tampering_is_detected(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path)
     events = [e for e, _ in generate(300, seed=41)]
     jsonl = tmp_path / "events.jsonl"
@@ -38,14 +44,24 @@ def test_send_sql_and_verify_chain_then_tampering_is_detected(kafka_broker: str,
     try:
         sent = cli(ns, "send", str(jsonl))
         assert sent.returncode == 0, sent.stderr
-        assert "produced 302 messages" in sent.stderr
+        assert "sent 302 messages" in sent.stderr and "2 of them fail validation" in sent.stderr
         wait_for(lambda: ns.scalar("SELECT count() FROM audit.events") >= 300, 120, "300 stored")
         dead = ns.read_topic(ns.settings.deadletter_topic, expect=2)
-        assert sorted(orjson.loads(r.value)["reason"] for r in dead) == ["not_json", "unknown_action"]
+        assert sorted(orjson.loads(r.value)["reason"] for r in dead) == [
+            "not_json",
+            "unknown_action",
+        ]
 
         # `partnerwatch sql` answers through the running worker (it owns the embedded engine).
-        query = cli(ns, "sql", "SELECT count() AS n FROM audit.events WHERE action = {a:String}",
-                    "-p", "a=permission.grant", "--format", "json")
+        query = cli(
+            ns,
+            "sql",
+            "SELECT count() AS n FROM audit.events WHERE action = {a:String}",
+            "-p",
+            "a=permission.grant",
+            "--format",
+            "json",
+        )
         assert query.returncode == 0, query.stderr
         grants = sum(1 for e in events if e["action"] == "permission.grant")
         assert orjson.loads(query.stdout) == {"n": grants}

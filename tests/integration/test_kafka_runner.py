@@ -16,6 +16,7 @@ from pipeline.config import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
+
 def env_with(**variables: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PW_")}
     env.update(variables)
@@ -23,7 +24,13 @@ def env_with(**variables: str) -> dict[str, str]:
 
 
 def kafka_sh(action: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(KAFKA_SH), action], env=env_with(**variables), capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", str(KAFKA_SH), action],
+        env=env_with(**variables),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_the_old_port_variable_is_refused_with_the_one_to_use() -> None:
@@ -34,7 +41,11 @@ def test_the_old_port_variable_is_refused_with_the_one_to_use() -> None:
 
 @pytest.mark.parametrize(
     ("broker", "says"),
-    [("10.1.2.3:9092", "is not local"), ("127.0.0.1:9092,127.0.0.1:9093", "several brokers"), ("127.0.0.1:ninety", "must be a number")],
+    [
+        ("10.1.2.3:9092", "is not local"),
+        ("127.0.0.1:9092,127.0.0.1:9093", "several brokers"),
+        ("127.0.0.1:ninety", "must be a number"),
+    ],
 )
 def test_start_refuses_an_address_it_cannot_serve(broker: str, says: str) -> None:
     done = kafka_sh("start", PW_KAFKA_BROKER=broker)
@@ -50,6 +61,10 @@ def test_status_asks_the_port_of_the_clients_address(kafka_broker: str, tmp_path
         env_file.write_text(f"PW_KAFKA_BROKER={broker}\n")
         done = subprocess.run(
             [sys.executable, "-m", "partnerwatch", "kafka", "status"],
-            env=env_with(PW_ENV_FILE=str(env_file)), cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+            env=env_with(PW_ENV_FILE=str(env_file)),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert done.returncode == expected, (broker, done.stderr)

@@ -41,20 +41,74 @@ def openssl(*args: str, cwd: Path) -> None:
 
 def make_ca(folder: Path, name: str) -> Path:
     """A self-signed CA: `<name>.key`, `<name>.pem`."""
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-            "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=folder)
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.pem",
+        cwd=folder,
+    )
     return folder / f"{name}.pem"
 
 
 def make_broker_keystore(folder: Path, ca: str, password: str) -> Path:
     """The broker's key and a certificate for 127.0.0.1 signed by `ca`, as a PKCS12 keystore."""
     (folder / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-            "-keyout", "broker.key", "-out", "broker.csr", cwd=folder)
-    openssl("x509", "-req", "-in", "broker.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", "broker.pem", cwd=folder)
-    openssl("pkcs12", "-export", "-in", "broker.pem", "-inkey", "broker.key", "-certfile", f"{ca}.pem",
-            "-out", "broker.p12", "-passout", f"pass:{password}", cwd=folder)
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "broker.key",
+        "-out",
+        "broker.csr",
+        cwd=folder,
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "broker.csr",
+        "-CA",
+        f"{ca}.pem",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+        "-out",
+        "broker.pem",
+        cwd=folder,
+    )
+    openssl(
+        "pkcs12",
+        "-export",
+        "-in",
+        "broker.pem",
+        "-inkey",
+        "broker.key",
+        "-certfile",
+        f"{ca}.pem",
+        "-out",
+        "broker.p12",
+        "-passout",
+        f"pass:{password}",
+        cwd=folder,
+    )
     return folder / "broker.p12"
 
 
@@ -83,7 +137,9 @@ class SecureBroker:
 
 
 @pytest.fixture(scope="module")
-def secure_broker(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureBroker]:
+def secure_broker(
+    kafka_broker: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecureBroker]:
     folder = tmp_path_factory.mktemp("kafka-sasl")
     make_ca(folder, "ca")
     make_ca(folder, "other-ca")
@@ -101,7 +157,13 @@ def secure_broker(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -
     )
     broker.start()
     try:
-        yield SecureBroker(f"127.0.0.1:{sasl_port}", broker.address, folder / "ca.pem", folder / "other-ca.pem", password)
+        yield SecureBroker(
+            f"127.0.0.1:{sasl_port}",
+            broker.address,
+            folder / "ca.pem",
+            folder / "other-ca.pem",
+            password,
+        )
     finally:
         broker.stop()
     assert password not in (folder / "home" / "broker.log").read_text(errors="replace")
@@ -114,10 +176,14 @@ def test_the_pipeline_runs_through_sasl_ssl(secure_broker: SecureBroker, tmp_pat
     try:
         stream = [e for e, _ in generate(400, seed=23, attack_rate=0.02)]
         assert ns.send(stream) == 400
-        wait_for(lambda: ns.scalar("SELECT count() FROM audit.events") >= 400, 180, "400 events stored")
+        wait_for(
+            lambda: ns.scalar("SELECT count() FROM audit.events") >= 400, 180, "400 events stored"
+        )
         assert ns.scalar("SELECT uniqExact(account_id, event_id) FROM audit.events") == 400
         assert_chains_verify(ns)
-        ledger = [orjson.loads(r.value) for r in ns.read_topic(ns.settings.ledger_topic, expect=400)]
+        ledger = [
+            orjson.loads(r.value) for r in ns.read_topic(ns.settings.ledger_topic, expect=400)
+        ]
         assert {e["event_id"] for e in ledger} == {e["event_id"] for e in stream}
         assert worker.alive()
     finally:
@@ -132,14 +198,22 @@ def test_the_pipeline_runs_through_sasl_ssl(secure_broker: SecureBroker, tmp_pat
 def partnerwatch(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("PW_")}
     return subprocess.run(
-        [sys.executable, "-m", "partnerwatch", *args], env={**base, **env, "PW_DATA_DIR": str(cwd / "data")},
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "partnerwatch", *args],
+        env={**base, **env, "PW_DATA_DIR": str(cwd / "data")},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
-def test_a_wrong_password_stops_the_worker_with_a_clear_error(secure_broker: SecureBroker, tmp_path: Path) -> None:
+def test_a_wrong_password_stops_the_worker_with_a_clear_error(
+    secure_broker: SecureBroker, tmp_path: Path
+) -> None:
     wrong = "not-" + secure_broker.password
-    done = partnerwatch(secure_broker.client_env(PW_KAFKA_SASL_PASSWORD=wrong), "worker", cwd=tmp_path)
+    done = partnerwatch(
+        secure_broker.client_env(PW_KAFKA_SASL_PASSWORD=wrong), "worker", cwd=tmp_path
+    )
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert "SCRAM-SHA-512 authentication failed for user 'pw-worker'" in last, done.stderr
@@ -160,7 +234,11 @@ def test_a_wrong_password_stops_the_worker_with_a_clear_error(secure_broker: Sec
 def test_a_missing_or_wrong_ca_stops_with_a_clear_error(
     secure_broker: SecureBroker, tmp_path: Path, cafile: str, says: str
 ) -> None:
-    path = {"": "", "other": str(secure_broker.other_ca), "missing": str(tmp_path / "no-such-ca.pem")}[cafile]
+    path = {
+        "": "",
+        "other": str(secure_broker.other_ca),
+        "missing": str(tmp_path / "no-such-ca.pem"),
+    }[cafile]
     settings = secure_broker.settings(PW_KAFKA_SSL_CAFILE=path)
     with pytest.raises(KafkaAccessError) as caught:
         ensure_topics(settings)
@@ -175,10 +253,16 @@ def test_a_missing_or_wrong_ca_stops_with_a_clear_error(
 
 def test_the_runner_refuses_a_sasl_listener_without_its_keystore(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PW_")}
-    env.update(PW_KAFKA_HOME=str(tmp_path), PW_KAFKA_BROKER=f"127.0.0.1:{free_port()}", PW_KAFKA_SASL_SSL_PORT=str(free_port()))
+    env.update(
+        PW_KAFKA_HOME=str(tmp_path),
+        PW_KAFKA_BROKER=f"127.0.0.1:{free_port()}",
+        PW_KAFKA_SASL_SSL_PORT=str(free_port()),
+    )
     from partnerwatch.common import KAFKA_SH
 
-    done = subprocess.run(["bash", str(KAFKA_SH), "start"], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["bash", str(KAFKA_SH), "start"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert "PW_KAFKA_SSL_KEYSTORE is required" in done.stderr
     assert not (tmp_path / "data").exists()  # refused before anything was written

@@ -16,7 +16,9 @@ from tests.integration.restart_storm import report, storm
 pytestmark = pytest.mark.integration
 
 
-def test_four_restarts_keep_every_accounts_detection_state(kafka_broker: str, tmp_path: Path) -> None:
+def test_four_restarts_keep_every_accounts_detection_state(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     _, rounds = storm(tmp_path, restarts=4, seed=2015)
     assert len(rounds) == 4
     assert {r.signal for r in rounds} == {"SIGTERM", "SIGKILL"}

@@ -54,10 +54,23 @@ def truncate(ns: Namespace, topic: str, keep_from: dict[int, int] | None = None)
         ends = consumer.end_offsets(tps)
         upto = {tp: ends[tp] if keep_from is None else keep_from.get(tp.partition, 0) for tp in tps}
         # DeleteRecords needs the delete policy: added for the deletion, then taken away again.
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": "compact,delete"})])
-        wait_for(lambda: _deleted(admin, {tp: offset for tp, offset in upto.items() if offset > 0}), 30,
-                 f"records of {topic} deleted (the broker applies the new policy asynchronously)", interval=0.2)
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": "compact"})])
+        admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": "compact,delete"}
+                )
+            ]
+        )
+        wanted = {tp: offset for tp, offset in upto.items() if offset > 0}
+        wait_for(
+            lambda: _deleted(admin, wanted),
+            30,
+            f"records of {topic} deleted (the broker applies the new policy asynchronously)",
+            interval=0.2,
+        )
+        admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": "compact"})]
+        )
     finally:
         consumer.close()
         admin.close()
@@ -83,7 +96,9 @@ def compacted_offsets(ns: Namespace, ends: dict[int, int]) -> dict[int, int]:
 
 
 def ledger_ends(ns: Namespace) -> dict[int, int]:
-    consumer = KafkaConsumer(bootstrap_servers=ns.settings.kafka_broker, isolation_level="read_committed")
+    consumer = KafkaConsumer(
+        bootstrap_servers=ns.settings.kafka_broker, isolation_level="read_committed"
+    )
     try:
         topic = ns.settings.ledger_topic
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -106,7 +121,11 @@ def accounts_to_repair(ns: Namespace, before: dict[int, int]) -> set[str]:
 
 
 def repair_log(worker: Worker) -> list[str]:
-    return [line for line in worker.log_path.read_text(errors="replace").splitlines() if "detect.state_repair" in line]
+    return [
+        line
+        for line in worker.log_path.read_text(errors="replace").splitlines()
+        if "detect.state_repair" in line
+    ]
 
 
 def start(ns: Namespace, stream: list[dict[str, Any]]) -> Worker:
@@ -116,7 +135,9 @@ def start(ns: Namespace, stream: list[dict[str, Any]]) -> Worker:
     return worker
 
 
-def test_a_wiped_table_is_detected_and_rebuilt_from_the_ledger(kafka_broker: str, tmp_path: Path) -> None:
+def test_a_wiped_table_is_detected_and_rebuilt_from_the_ledger(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path)
     stream = [e for e, _ in generate(1_800, seed=77, accounts=12, attack_rate=0.01)]
     worker = start(ns, stream[:1_500])
@@ -126,14 +147,19 @@ def test_a_wiped_table_is_detected_and_rebuilt_from_the_ledger(kafka_broker: str
         worker.stop()
         for table in TABLES:
             truncate(ns, changelog_name(ns, table))
-        assert worker_tables(ns) == {"account_state": {}, "open_alerts": {}}  # the loss, as recovery will see it
+        assert worker_tables(ns) == {
+            "account_state": {},
+            "open_alerts": {},
+        }  # the loss, as recovery will see it
         before = ledger_ends(ns)
 
         worker = start(ns, stream[1_500:])
         expected = accounts_to_repair(ns, before)
         assert expected  # the new events reach accounts whose history is in the ledger
         assert differences(ns) == []
-        assert labelled_metric(ns, "pw_detect_state_repairs_total", '{reason="missing"}') == len(expected)
+        assert labelled_metric(ns, "pw_detect_state_repairs_total", '{reason="missing"}') == len(
+            expected
+        )
         assert labelled_metric(ns, "pw_detect_state_repair_incomplete_total") == 0
         logged = repair_log(worker)
         assert len(logged) == len(expected), logged
@@ -143,13 +169,19 @@ def test_a_wiped_table_is_detected_and_rebuilt_from_the_ledger(kafka_broker: str
         worker.stop()
 
 
-def test_history_the_ledger_no_longer_holds_is_read_from_the_warehouse(kafka_broker: str, tmp_path: Path) -> None:
+def test_history_the_ledger_no_longer_holds_is_read_from_the_warehouse(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path)
     stream = [e for e, _ in generate(1_800, seed=78, accounts=12, attack_rate=0.01)]
     worker = start(ns, stream[:1_500])
     try:
         full = ledger_entries(ns)
-        wait_for(lambda: ns.scalar("SELECT count() FROM audit.events") == len(full), 120, "every entry in the warehouse")
+        wait_for(
+            lambda: ns.scalar("SELECT count() FROM audit.events") == len(full),
+            120,
+            "every entry in the warehouse",
+        )
         worker.stop()
         # The ledger loses its older entries, as compaction does after the dedup window (it
         # keeps every account's last one), and the tables are lost.
@@ -161,13 +193,21 @@ def test_history_the_ledger_no_longer_holds_is_read_from_the_warehouse(kafka_bro
 
         worker = start(ns, stream[1_500:])
         seen = {(e["account_id"], e["seq"]) for e in full}
-        everything = full + [e for e in ledger_entries(ns) if (e["account_id"], e["seq"]) not in seen]
+        everything = full + [
+            e for e in ledger_entries(ns) if (e["account_id"], e["seq"]) not in seen
+        ]
         assert worker_tables(ns) == rebuilt_tables(everything)
         repaired = accounts_to_repair(ns, ends)
         assert len(repaired) == 12
-        assert labelled_metric(ns, "pw_detect_state_repairs_total", '{reason="missing"}') == len(repaired)
+        assert labelled_metric(ns, "pw_detect_state_repairs_total", '{reason="missing"}') == len(
+            repaired
+        )
         assert labelled_metric(ns, "pw_detect_state_repair_incomplete_total") == 0
-        from_warehouse = [int(m.group(1)) for line in repair_log(worker) if (m := re.search(r"from_warehouse=(\d+)", line))]
+        from_warehouse = [
+            int(m.group(1))
+            for line in repair_log(worker)
+            if (m := re.search(r"from_warehouse=(\d+)", line))
+        ]
         assert len(from_warehouse) == len(repaired) and sum(from_warehouse) > 0
     finally:
         worker.stop()

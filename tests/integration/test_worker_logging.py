@@ -39,7 +39,9 @@ def parse(log: str, fmt: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("fmt", ["json", "console"])
-def test_worker_logs_each_line_once_at_its_level(kafka_broker: str, tmp_path: Path, fmt: str) -> None:
+def test_worker_logs_each_line_once_at_its_level(
+    kafka_broker: str, tmp_path: Path, fmt: str
+) -> None:
     log = worker_log(tmp_path, fmt)
     found = parse(log, fmt)
     assert found, log[-2000:]
@@ -54,4 +56,6 @@ def test_worker_logs_each_line_once_at_its_level(kafka_broker: str, tmp_path: Pa
     # one timestamp per line, and Faust's "[date] [pid] [LEVEL]" wrapping is gone
     assert all(len(TIMESTAMP.findall(r["line"])) == 1 for r in found)
     assert not re.search(r"\] \[\d+\] \[[A-Z]+\]", log)
-    assert not [r for r in found if r["level"] not in ("debug", "info", "warning", "error", "critical")]
+    assert not [
+        r for r in found if r["level"] not in ("debug", "info", "warning", "error", "critical")
+    ]

@@ -36,9 +36,13 @@ def sequence(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def simulated_entries(count: int, seed: int = 11, accounts: int = 2, **options: Any) -> list[dict[str, Any]]:
+def simulated_entries(
+    count: int, seed: int = 11, accounts: int = 2, **options: Any
+) -> list[dict[str, Any]]:
     """Simulated traffic (starting 2026-11-02 06:00 UTC), sequenced."""
-    return sequence([e for e, _ in generate(count, seed=seed, accounts=accounts, providers=3, **options)])
+    return sequence(
+        [e for e, _ in generate(count, seed=seed, accounts=accounts, providers=3, **options)]
+    )
 
 
 def detected_alerts(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -53,17 +53,24 @@ def test_keygen_writes_a_private_key_only_the_owner_reads(ed25519: tuple[Path, P
         hmac_signer("short")
 
 
-def test_digests_cover_closed_hours_once_and_verify(seeded: Seeded, ed25519: tuple[Path, Path]) -> None:
+def test_digests_cover_closed_hours_once_and_verify(
+    seeded: Seeded, ed25519: tuple[Path, Path]
+) -> None:
     wh, entries = seeded
     signer = load_private(ed25519[0])
     # At 07:30 with no delay only the 06:00 hour is closed.
     made, problems = create_digests(wh, signer, "hour", T0 + HOUR + HOUR // 2, 0)
     assert problems == []
-    first_hour = {a: [e for e in entries if e["account_id"] == a and e["ingested_at"] < "2026-11-02T07:00"] for a in ("A0000SELLER", "A0001SELLER")}
+    first_hour = {
+        a: [e for e in entries if e["account_id"] == a and e["ingested_at"] < "2026-11-02T07:00"]
+        for a in ("A0000SELLER", "A0001SELLER")
+    }
     assert sorted((d.account_id, d.first_seq, d.last_seq, d.head_hash) for d in made) == sorted(
         (a, 1, es[-1]["seq"], es[-1]["hash"]) for a, es in first_hour.items()
     )
-    assert all(d.prev_digest_hash == GENESIS and d.period_start == "2026-11-02T06:00:00.000Z" for d in made)
+    assert all(
+        d.prev_digest_hash == GENESIS and d.period_start == "2026-11-02T06:00:00.000Z" for d in made
+    )
 
     hours = {(e["account_id"], e["ingested_at"][:13]) for e in entries}
     made, problems = create_digests(wh, signer, "hour", LATER, 0)
@@ -75,7 +82,10 @@ def test_digests_cover_closed_hours_once_and_verify(seeded: Seeded, ed25519: tup
         mine = [e for e in entries if e["account_id"] == account]
         assert chain[-1].last_seq == len(mine) and chain[-1].head_hash == mine[-1]["hash"]
         for before, after in pairwise(chain):
-            assert after.prev_digest_hash == before.digest_hash and after.first_seq == before.last_seq + 1
+            assert (
+                after.prev_digest_hash == before.digest_hash
+                and after.first_seq == before.last_seq + 1
+            )
 
     report = verify_digests(wh, load_public(ed25519[1].read_bytes()))
     assert report.problems == []
@@ -93,7 +103,9 @@ def test_a_period_is_digested_only_after_the_delay(seeded: Seeded) -> None:
     assert len(made) == 2 and {d.period_end for d in made} == {"2026-11-03T00:00:00.000Z"}
 
 
-def _rechain(entries: list[dict[str, Any]], index: int, change: dict[str, Any]) -> list[dict[str, Any]]:
+def _rechain(
+    entries: list[dict[str, Any]], index: int, change: dict[str, Any]
+) -> list[dict[str, Any]]:
     """A forger's rewrite: change one event and re-hash every later entry (the chain alone verifies)."""
     out = entries[:index]
     head = ChainHead(out[-1]["seq"], out[-1]["hash"]) if out else ChainHead()
@@ -112,7 +124,9 @@ def test_a_rehashed_history_fails_against_the_signed_digests(seeded: Seeded) -> 
     create_digests(wh, signer, "hour", LATER, 0)
     mine = [e for e in entries if e["account_id"] == "A0001SELLER"]
     forged = _rechain(mine, 100, {"outcome": "denied"})
-    wh.execute("ALTER TABLE audit.events DELETE WHERE account_id = 'A0001SELLER' SETTINGS mutations_sync = 1")
+    wh.execute(
+        "ALTER TABLE audit.events DELETE WHERE account_id = 'A0001SELLER' SETTINGS mutations_sync = 1"
+    )
     wh.insert("audit.events", [event_row(e) for e in forged])
     assert verify_range(wh, "A0001SELLER").broken is None  # the hash chain alone is fooled
 
@@ -136,7 +150,10 @@ def test_a_dropped_tail_and_a_forged_digest_are_reported(seeded: Seeded) -> None
     )
     problems = verify_digests(wh, signer.verifier(), "A0000SELLER").problems
     assert [(p.seq, p.message) for p in problems] == [
-        (len(mine) - 4, f"entries {len(mine) - 4}..{len(mine)} are signed by a digest but not stored")
+        (
+            len(mine) - 4,
+            f"entries {len(mine) - 4}..{len(mine)} are signed by a digest but not stored",
+        )
     ]
 
     # A digest row changed in the table (its count) no longer carries a valid signature.
@@ -150,15 +167,22 @@ def test_a_dropped_tail_and_a_forged_digest_are_reported(seeded: Seeded) -> None
     assert any("prev_digest_hash does not name the previous digest" in m for m in messages)
     # And a different key does not verify any of them.
     other = verify_digests(wh, hmac_signer("z" * 32).verifier(), "A0000SELLER").problems
-    assert other and all("not the given key" in p.message for p in other if "signed with" in p.message)
+    assert other and all(
+        "not the given key" in p.message for p in other if "signed with" in p.message
+    )
 
 
 def test_digests_wait_at_a_gap_and_never_sign_past_it(seeded: Seeded) -> None:
     wh, entries = seeded
     mine = [e for e in entries if e["account_id"] == "A0000SELLER"]
     missing = mine[150]
-    wh.execute("ALTER TABLE audit.events DELETE WHERE event_id = {id:String} SETTINGS mutations_sync = 1", {"id": missing["event_id"]})
-    made, problems = create_digests(wh, hmac_signer("k" * 32), "hour", LATER, 0, account="A0000SELLER")
+    wh.execute(
+        "ALTER TABLE audit.events DELETE WHERE event_id = {id:String} SETTINGS mutations_sync = 1",
+        {"id": missing["event_id"]},
+    )
+    made, problems = create_digests(
+        wh, hmac_signer("k" * 32), "hour", LATER, 0, account="A0000SELLER"
+    )
     assert max(d.last_seq for d in made) == missing["seq"] - 1
     assert [(p.seq, p.event_id) for p in problems] == [(missing["seq"] + 1, mine[151]["event_id"])]
     assert f"digests wait for seq {missing['seq']}" in problems[0].message
@@ -167,7 +191,11 @@ def test_digests_wait_at_a_gap_and_never_sign_past_it(seeded: Seeded) -> None:
 def test_digest_roundtrips_through_its_row(seeded: Seeded) -> None:
     wh, _ = seeded
     made, _ = create_digests(wh, hmac_signer("k" * 32), "hour", LATER, 0)
-    stored = {(d.account_id, d.first_seq): d for a in ("A0000SELLER", "A0001SELLER") for d in stored_digests(wh, a)}
+    stored = {
+        (d.account_id, d.first_seq): d
+        for a in ("A0000SELLER", "A0001SELLER")
+        for d in stored_digests(wh, a)
+    }
     assert all(stored[(d.account_id, d.first_seq)] == d for d in made)
     assert Digest.from_dict(made[0].as_dict()) == made[0]
     assert timestamp_ms(made[0].signed_at, "t") == LATER
@@ -182,8 +210,12 @@ def test_cli_keygen_create_and_verify(seeded: Seeded, tmp_path: Path) -> None:
 
     def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "partnerwatch", *args], env={**env, **extra}, cwd=REPO_ROOT,
-            capture_output=True, text=True, timeout=180,
+            [sys.executable, "-m", "partnerwatch", *args],
+            env={**env, **extra},
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
 
     private, public = tmp_path / "k.pem", tmp_path / "k.pub.pem"
@@ -204,7 +236,9 @@ def test_cli_keygen_create_and_verify(seeded: Seeded, tmp_path: Path) -> None:
 
     reopened = EmbeddedWarehouse(data_dir / "warehouse")
     try:
-        reopened.execute("ALTER TABLE audit.events UPDATE source_ip = '6.6.6.6', payload = replace(payload, '\"ip\":\"', '\"ip\":\"6') WHERE account_id = 'A0000SELLER' AND seq = 7 SETTINGS mutations_sync = 1")
+        reopened.execute(
+            "ALTER TABLE audit.events UPDATE source_ip = '6.6.6.6', payload = replace(payload, '\"ip\":\"', '\"ip\":\"6') WHERE account_id = 'A0000SELLER' AND seq = 7 SETTINGS mutations_sync = 1"
+        )
     finally:
         reopened.close()
     failed = cli("digest", "verify", "--public-key", str(public), "--account", "A0000SELLER")

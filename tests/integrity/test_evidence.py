@@ -20,7 +20,8 @@ import pytest
 from pipeline.config import REPO_ROOT
 from pipeline.event import timestamp_ms
 from pipeline.forensics.digests import create_digests
-from pipeline.forensics.evidence import EVENT_COLUMNS, build_bundle, verify_bundle
+from pipeline.forensics.evidence import EVENT_COLUMNS, build_bundle
+from pipeline.forensics.evidence_check import verify_bundle
 from pipeline.forensics.signing import Signer, hmac_signer, keygen, load_private
 from sinks.clickhouse import EmbeddedWarehouse
 from tests.integrity.conftest import HOUR, T0
@@ -46,10 +47,16 @@ def bundle(seeded: Seeded, signer: Signer, tmp_path: Path) -> Path:
 
 
 def period_events(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [e for e in entries if e["account_id"] == ACCOUNT and START <= timestamp_ms(e["occurred_at"], "t") < END]
+    return [
+        e
+        for e in entries
+        if e["account_id"] == ACCOUNT and START <= timestamp_ms(e["occurred_at"], "t") < END
+    ]
 
 
-def rewrite(path: Path, name: str, edit: Callable[[bytes], bytes], *, fix_manifest: bool = False) -> None:
+def rewrite(
+    path: Path, name: str, edit: Callable[[bytes], bytes], *, fix_manifest: bool = False
+) -> None:
     """Replace one file of the zip; with `fix_manifest`, also update its SHA-256 (a careful forger)."""
     with zipfile.ZipFile(path) as old:
         files = {n: old.read(n) for n in old.namelist()}
@@ -57,7 +64,9 @@ def rewrite(path: Path, name: str, edit: Callable[[bytes], bytes], *, fix_manife
     if fix_manifest:
         manifest = orjson.loads(files["manifest.json"])
         manifest["files"][name] = hashlib.sha256(files[name]).hexdigest()
-        files["manifest.json"] = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+        files["manifest.json"] = orjson.dumps(
+            manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
+        )
     with zipfile.ZipFile(path, "w") as new:
         for n, body in files.items():
             new.writestr(n, body)
@@ -75,15 +84,26 @@ def test_bundle_holds_the_period_and_verifies(seeded: Seeded, bundle: Path, sign
         manifest = orjson.loads(z.read("manifest.json"))
         alerts = [orjson.loads(line) for line in z.read("alerts.jsonl").splitlines()]
     assert names == {
-        "events.jsonl", "events.csv", "alerts.jsonl", "alerts.csv", "chain.jsonl", "digests.jsonl",
-        "public_key.pem", "manifest.json", "manifest.sig",
+        "events.jsonl",
+        "events.csv",
+        "alerts.jsonl",
+        "alerts.csv",
+        "chain.jsonl",
+        "digests.jsonl",
+        "public_key.pem",
+        "manifest.json",
+        "manifest.sig",
     }
     assert sorted(manifest["files"]) == sorted(names - {"manifest.json", "manifest.sig"})
     assert events == sorted(expected, key=lambda e: e["seq"])  # the ledger entries, exactly
-    assert rows[0] == list(EVENT_COLUMNS) and [r[0] for r in rows[1:]] == [e["event_id"] for e in events]
+    assert rows[0] == list(EVENT_COLUMNS) and [r[0] for r in rows[1:]] == [
+        e["event_id"] for e in events
+    ]
     assert manifest["events"] == len(expected) > 50 and manifest["key_id"] == signer.key_id
     # The chain proof runs from the anchor before the first event to the last signed head.
-    assert chain[0]["seq"] == max(min(min(e["seq"] for e in events), digests[0]["first_seq"]) - 1, 1)
+    assert chain[0]["seq"] == max(
+        min(min(e["seq"] for e in events), digests[0]["first_seq"]) - 1, 1
+    )
     assert [c["seq"] for c in chain] == list(range(chain[0]["seq"], chain[-1]["seq"] + 1))
     assert chain[-1]["seq"] == digests[-1]["last_seq"]
     assert all(a["account_id"] == ACCOUNT for a in alerts)
@@ -94,7 +114,10 @@ def test_bundle_holds_the_period_and_verifies(seeded: Seeded, bundle: Path, sign
     assert any("the bundle's own public key" in n for n in report.notes)
 
 
-@pytest.mark.parametrize("name", ["events.csv", "events.jsonl", "chain.jsonl", "digests.jsonl", "alerts.csv", "public_key.pem"])
+@pytest.mark.parametrize(
+    "name",
+    ["events.csv", "events.jsonl", "chain.jsonl", "digests.jsonl", "alerts.csv", "public_key.pem"],
+)
 def test_one_changed_byte_fails_naming_the_file(bundle: Path, name: str) -> None:
     def flip(body: bytes) -> bytes:
         at = len(body) // 2
@@ -116,7 +139,10 @@ def test_an_edited_event_fails_even_with_a_fixed_manifest(bundle: Path, tmp_path
     rewrite(bundle, "events.jsonl", edit, fix_manifest=True)
     problems = verify_bundle(bundle).problems
     assert "manifest.sig: bad signature" in problems
-    assert any(p.startswith("events.jsonl line 6 (event ") and "does not match the chain" in p for p in problems)
+    assert any(
+        p.startswith("events.jsonl line 6 (event ") and "does not match the chain" in p
+        for p in problems
+    )
     assert any(p.startswith("events.csv: line 7 differs") for p in problems)
 
 
@@ -130,7 +156,11 @@ def test_a_removed_event_fails(bundle: Path, tmp_path: Path) -> None:
 
     rewrite(bundle, "events.jsonl", drop, fix_manifest=True)
     problems = verify_bundle(bundle).problems
-    assert any(p.startswith(f"events.jsonl: event {removed[0]} (seq ") and p.endswith("of the period is missing") for p in problems)
+    assert any(
+        p.startswith(f"events.jsonl: event {removed[0]} (seq ")
+        and p.endswith("of the period is missing")
+        for p in problems
+    )
     assert any("manifest.json says" in p for p in problems)
 
 
@@ -144,7 +174,12 @@ def test_a_rehashed_chain_fails_against_the_signed_digests(bundle: Path) -> None
         for i in range(20, len(links)):
             links[i]["seq"] = links[i - 1]["seq"] + 1
             links[i]["prev_hash"] = links[i - 1]["hash"]
-            links[i]["hash"] = entry_hash(links[i]["prev_hash"], links[i]["seq"], links[i]["ingested_at"], links[i]["payload"].encode())
+            links[i]["hash"] = entry_hash(
+                links[i]["prev_hash"],
+                links[i]["seq"],
+                links[i]["ingested_at"],
+                links[i]["payload"].encode(),
+            )
         return b"".join(orjson.dumps(link) + b"\n" for link in links)
 
     rewrite(bundle, "chain.jsonl", rechain, fix_manifest=True)
@@ -172,7 +207,9 @@ def test_hmac_bundle_and_unsigned_bundle(seeded: Seeded, tmp_path: Path) -> None
     unsigned = tmp_path / "plain.zip"
     build_bundle(wh, ACCOUNT, START, END, unsigned, None, T0 + 4 * HOUR)
     assert any(p.startswith("manifest.sig is missing") for p in verify_bundle(unsigned).problems)
-    report = verify_bundle(unsigned, allow_unsigned=True)  # hashes and the chain verify; no signature to check
+    report = verify_bundle(
+        unsigned, allow_unsigned=True
+    )  # hashes and the chain verify; no signature to check
     assert report.problems == [] and report.unsigned and report.notes[0].startswith("UNSIGNED")
 
 
@@ -182,14 +219,38 @@ def test_cli_evidence_and_verify(seeded: Seeded, tmp_path: Path) -> None:
     wh.close()
     keygen(tmp_path / "k.pem", tmp_path / "k.pub.pem")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PW_")}
-    env.update({"PW_DATA_DIR": str(data_dir), "PW_WEB_PORT": "9", "PW_DIGEST_KEY_FILE": str(tmp_path / "k.pem"), "PW_DIGEST_DELAY": "0"})
+    env.update(
+        {
+            "PW_DATA_DIR": str(data_dir),
+            "PW_WEB_PORT": "9",
+            "PW_DIGEST_KEY_FILE": str(tmp_path / "k.pem"),
+            "PW_DIGEST_DELAY": "0",
+        }
+    )
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "partnerwatch", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+        return subprocess.run(
+            [sys.executable, "-m", "partnerwatch", *args],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
 
     assert cli("digest", "create", "--period", "day").returncode == 0
     out = tmp_path / "case" / "case.zip"
-    made = cli("evidence", "--account", ACCOUNT, "--from", "2026-11-02T06:30:00Z", "--to", "2026-11-02T07:30:00Z", "--out", str(out))
+    made = cli(
+        "evidence",
+        "--account",
+        ACCOUNT,
+        "--from",
+        "2026-11-02T06:30:00Z",
+        "--to",
+        "2026-11-02T07:30:00Z",
+        "--out",
+        str(out),
+    )
     assert made.returncode == 0, made.stderr
     assert "manifest signed with ed25519:" in " ".join(made.stdout.split())
     ok = cli("evidence", "verify", str(out), "--public-key", str(tmp_path / "k.pub.pem"))
@@ -205,18 +266,31 @@ def test_cli_evidence_and_verify(seeded: Seeded, tmp_path: Path) -> None:
     assert missing.returncode == 2
 
 
-def test_a_later_period_starts_from_an_anchor(seeded: Seeded, signer: Signer, tmp_path: Path) -> None:
+def test_a_later_period_starts_from_an_anchor(
+    seeded: Seeded, signer: Signer, tmp_path: Path
+) -> None:
     wh, entries = seeded
     create_digests(wh, signer, "hour", T0 + 3 * HOUR, 0)
     out = tmp_path / "late.zip"
-    summary = build_bundle(wh, ACCOUNT, T0 + HOUR + 10 * 60_000, T0 + HOUR + 30 * 60_000, out, signer, T0 + 4 * HOUR)
-    second_hour = [e for e in entries if e["account_id"] == ACCOUNT and e["ingested_at"] >= "2026-11-02T07"]
+    summary = build_bundle(
+        wh, ACCOUNT, T0 + HOUR + 10 * 60_000, T0 + HOUR + 30 * 60_000, out, signer, T0 + 4 * HOUR
+    )
+    second_hour = [
+        e for e in entries if e["account_id"] == ACCOUNT and e["ingested_at"] >= "2026-11-02T07"
+    ]
     assert summary.digests == 1
-    assert summary.chain_from == second_hour[0]["seq"] - 1 > 1  # the anchor: last entry of the 06:00 digest
+    assert (
+        summary.chain_from == second_hour[0]["seq"] - 1 > 1
+    )  # the anchor: last entry of the 06:00 digest
     assert verify_bundle(out).problems == []
 
 
 def test_an_unreadable_bundle_key_is_a_problem_not_a_crash(bundle: Path) -> None:
-    rewrite(bundle, "public_key.pem", lambda b: b.replace(b"MCowBQYDK2VwAyEA", b"MCowBQYDK2VwAyEB"), fix_manifest=True)
+    rewrite(
+        bundle,
+        "public_key.pem",
+        lambda b: b.replace(b"MCowBQYDK2VwAyEA", b"MCowBQYDK2VwAyEB"),
+        fix_manifest=True,
+    )
     problems = verify_bundle(bundle).problems
     assert any(p.startswith("public_key.pem: cannot load the public_key.pem") for p in problems)

@@ -56,13 +56,17 @@ class Figures(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def quarter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]:
+def quarter(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]:
     """About two months of traffic (2026-11-02 onwards, into 2027Q1) with attacks, and its alerts."""
     from pipeline.config import Settings
     from pipeline.simulation.traffic import ATTACKS
     from sinks.clickhouse import migrate
 
-    entries = simulated_entries(3000, seed=5, attack_rate=0.02, attack_kinds=ATTACKS, events_per_hour=2.0)
+    entries = simulated_entries(
+        3000, seed=5, attack_rate=0.02, attack_kinds=ATTACKS, events_per_hour=2.0
+    )
     alerts = detected_alerts(entries)
     path = tmp_path_factory.mktemp("review") / "warehouse"
     wh = EmbeddedWarehouse(path)
@@ -78,18 +82,25 @@ def quarter(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[s
 def expected(entries: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> dict[str, Any]:
     start, end = quarter_bounds(QUARTER)
     mine = [
-        e for e in entries
-        if e["account_id"] == ACCOUNT and e["actor"].get("provider_id") == PROVIDER
+        e
+        for e in entries
+        if e["account_id"] == ACCOUNT
+        and e["actor"].get("provider_id") == PROVIDER
         and start <= timestamp_ms(e["occurred_at"], "t") < end
     ]
     flagged = [
-        a for a in alerts
-        if a["account_id"] == ACCOUNT and a["provider_id"] == PROVIDER and start <= timestamp_ms(a["first_seen"], "t") < end
+        a
+        for a in alerts
+        if a["account_id"] == ACCOUNT
+        and a["provider_id"] == PROVIDER
+        and start <= timestamp_ms(a["first_seen"], "t") < end
     ]
     return {"events": mine, "alerts": flagged}
 
 
-def test_review_figures_are_the_seeded_counts(quarter: tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+def test_review_figures_are_the_seeded_counts(
+    quarter: tuple[Path, list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
     path, entries, alerts = quarter
     want = expected(entries, alerts)
     events, flagged = want["events"], want["alerts"]
@@ -122,13 +133,23 @@ def test_review_figures_are_the_seeded_counts(quarter: tuple[Path, list[dict[str
         "price_changes": len(prices),
         "fund_moves": len(funds),
         "grant_events": sum(
-            1 for e in entries if e["account_id"] == ACCOUNT and e["action"] == "permission.grant"
-            and e["grant"]["provider_id"] == PROVIDER and e["occurred_at"] < "2027-01-01"
+            1
+            for e in entries
+            if e["account_id"] == ACCOUNT
+            and e["action"] == "permission.grant"
+            and e["grant"]["provider_id"] == PROVIDER
+            and e["occurred_at"] < "2027-01-01"
         ),
     }
-    assert figures.bars["chart-severity"] == {s: float(severity[s]) for s in ("critical", "high", "medium", "low", "info")}
-    assert figures.bars["chart-detectors"] == {d: float(n) for d, n in Counter(a["detector"] for a in flagged).items()}
-    assert figures.bars["chart-actions"] == {a: float(n) for a, n in Counter(e["action"] for e in events).items()}
+    assert figures.bars["chart-severity"] == {
+        s: float(severity[s]) for s in ("critical", "high", "medium", "low", "info")
+    }
+    assert figures.bars["chart-detectors"] == {
+        d: float(n) for d, n in Counter(a["detector"] for a in flagged).items()
+    }
+    assert figures.bars["chart-actions"] == {
+        a: float(n) for a, n in Counter(e["action"] for e in events).items()
+    }
     assert figures.stacked == Counter(e["action"].split(".")[0] for e in events)
     assert sum(figures.bars["chart-countries"].values()) == len(events)
 
@@ -149,16 +170,21 @@ def test_review_figures_are_the_seeded_counts(quarter: tuple[Path, list[dict[str
 
 
 def test_quarter_bounds() -> None:
-    assert quarter_bounds("2026Q3") == (timestamp_ms("2026-07-01T00:00:00Z", "t"), timestamp_ms("2026-10-01T00:00:00Z", "t"))
+    assert quarter_bounds("2026Q3") == (
+        timestamp_ms("2026-07-01T00:00:00Z", "t"),
+        timestamp_ms("2026-10-01T00:00:00Z", "t"),
+    )
     assert quarter_bounds("2026q4")[1] == timestamp_ms("2027-01-01T00:00:00Z", "t")
     with pytest.raises(ValueError):
         quarter_bounds("2026Q5")
 
 
-def test_escapes_what_it_shows(quarter: tuple[Path, list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+def test_escapes_what_it_shows(
+    quarter: tuple[Path, list[dict[str, Any]], list[dict[str, Any]]],
+) -> None:
     from pipeline.forensics.review import Review
 
-    review = Review("<script>x</script>", "p\"><img src=x>", "2026Q4")
+    review = Review("<script>x</script>", 'p"><img src=x>', "2026Q4")
     html = render(review, "now")
     assert "<script>x" not in html and "<img" not in html
 
@@ -171,16 +197,49 @@ def test_cli_writes_the_report_and_chromium_renders_it(
     env.update({"PW_DATA_DIR": str(path.parent), "PW_WEB_PORT": "9"})
     out = tmp_path / "review.html"
     done = subprocess.run(
-        [sys.executable, "-m", "partnerwatch", "report", "provider", "--account", ACCOUNT, "--provider", PROVIDER,
-         "--quarter", QUARTER, "--out", str(out)],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "partnerwatch",
+            "report",
+            "provider",
+            "--account",
+            ACCOUNT,
+            "--provider",
+            PROVIDER,
+            "--quarter",
+            QUARTER,
+            "--out",
+            str(out),
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr
     events = len(expected(entries, alerts)["events"])
     assert f"{events} events" in " ".join(done.stdout.split())
     bad = subprocess.run(
-        [sys.executable, "-m", "partnerwatch", "report", "provider", "--account", ACCOUNT, "--provider", PROVIDER, "--quarter", "Q3"],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "partnerwatch",
+            "report",
+            "provider",
+            "--account",
+            ACCOUNT,
+            "--provider",
+            PROVIDER,
+            "--quarter",
+            "Q3",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert bad.returncode == 2
 
@@ -189,7 +248,9 @@ def test_cli_writes_the_report_and_chromium_renders_it(
         pytest.skip("no headless Chromium on this machine")
     dom = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", out.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
     rendered = Figures()

@@ -23,14 +23,22 @@ def of_account(entries: list[dict[str, Any]], account: str = "A0000SELLER") -> l
 
 
 def alter(wh: EmbeddedWarehouse, sql: str, event_id: str) -> None:
-    wh.execute(f"ALTER TABLE audit.events {sql} WHERE event_id = {{id:String}} SETTINGS mutations_sync = 1", {"id": event_id})
+    wh.execute(
+        f"ALTER TABLE audit.events {sql} WHERE event_id = {{id:String}} SETTINGS mutations_sync = 1",
+        {"id": event_id},
+    )
 
 
 def test_clean_chains_verify_whole_and_by_range(seeded: Seeded) -> None:
     wh, entries = seeded
     mine = of_account(entries)
     report = verify_range(wh, "A0000SELLER")
-    assert (report.broken, report.events, report.anchor_seq, report.last_seq) == (None, len(mine), 0, len(mine))
+    assert (report.broken, report.events, report.anchor_seq, report.last_seq) == (
+        None,
+        len(mine),
+        0,
+        len(mine),
+    )
 
     start, end = T0 + HOUR // 2, T0 + HOUR + HOUR // 4
     inside = [e for e in mine if start <= timestamp_ms(e["ingested_at"], "t") <= end]
@@ -53,7 +61,12 @@ def test_altered_row_is_reported_at_its_seq(seeded: Seeded) -> None:
     mine = of_account(entries)
     at = timestamp_ms(victim["ingested_at"], "t")
     assert verify_range(wh, "A0000SELLER", None, at - 1).broken is None
-    assert verify_range(wh, "A0000SELLER", timestamp_ms(mine[201]["ingested_at"], "t") + 1, None).broken is None
+    assert (
+        verify_range(
+            wh, "A0000SELLER", timestamp_ms(mine[201]["ingested_at"], "t") + 1, None
+        ).broken
+        is None
+    )
     # Starting at the altered row, or right after it (it is then the anchor): reported.
     for start in (at, at + 1):
         report = verify_range(wh, "A0000SELLER", start, None)
@@ -102,7 +115,13 @@ def test_inserted_row_after_the_head_does_not_chain(seeded: Seeded) -> None:
     wh, entries = seeded
     mine = of_account(entries)
     last = mine[-1]
-    extra = {**last, "event_id": "appended-1", "seq": last["seq"] + 1, "prev_hash": "f" * 64, "hash": "e" * 64}
+    extra = {
+        **last,
+        "event_id": "appended-1",
+        "seq": last["seq"] + 1,
+        "prev_hash": "f" * 64,
+        "hash": "e" * 64,
+    }
     wh.insert("audit.events", [event_row(extra)])
     report = verify_range(wh, "A0000SELLER")
     assert report.broken is not None
@@ -124,7 +143,12 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # A port nothing listens on: the CLI finds no worker and opens the warehouse itself.
     env.update({"PW_DATA_DIR": str(data_dir), "PW_WEB_PORT": "9"})
     return subprocess.run(
-        [sys.executable, "-m", "partnerwatch", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "partnerwatch", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
@@ -134,18 +158,42 @@ def test_cli_reports_the_break_and_exits_nonzero(seeded: Seeded) -> None:
     victim = mine[150]
     data_dir = wh.path.parent
     wh.close()  # the CLI opens the engine itself (one process at a time)
-    clean = _cli(data_dir, "verify-chain", "--from", "2026-11-02T06:00:00Z", "--to", "2026-11-02T07:00:00Z")
+    clean = _cli(
+        data_dir,
+        "verify-chain",
+        "--ingested-from",
+        "2026-11-02T06:00:00Z",
+        "--ingested-to",
+        "2026-11-02T07:00:00Z",
+    )
     assert clean.returncode == 0, clean.stderr
     assert "2 account chains verified" in clean.stdout and "in range" in clean.stdout
 
     reopened = EmbeddedWarehouse(wh.path)
     try:
-        alter(reopened, "UPDATE changes = '[]', payload = replace(payload, '\"changes\"', '\"chonges\"')", victim["event_id"])
+        alter(
+            reopened,
+            "UPDATE changes = '[]', payload = replace(payload, '\"changes\"', '\"chonges\"')",
+            victim["event_id"],
+        )
     finally:
         reopened.close()
-    broken = _cli(data_dir, "verify-chain", "--account", "A0001SELLER", "--from", victim["ingested_at"][:10])
+    broken = _cli(
+        data_dir,
+        "verify-chain",
+        "--account",
+        "A0001SELLER",
+        "--ingested-from",
+        victim["ingested_at"][:10],
+    )
     assert broken.returncode == 1
     text = " ".join(broken.stderr.split())
-    assert f"account A0001SELLER: chain breaks at seq {victim['seq']} (event {victim['event_id']})" in text
-    bad = _cli(data_dir, "verify-chain", "--from", "yesterday")
-    assert bad.returncode == 2 and "--from" in bad.stderr
+    assert (
+        f"account A0001SELLER: chain breaks at seq {victim['seq']} (event {victim['event_id']})"
+        in text
+    )
+    bad = _cli(data_dir, "verify-chain", "--ingested-from", "yesterday")
+    assert bad.returncode == 2 and "--ingested-from" in bad.stderr
+    # --from/--to mean event time everywhere else: here they are refused with the right names
+    old = _cli(data_dir, "verify-chain", "--from", "2026-11-02")
+    assert old.returncode == 2 and "--ingested-from / --ingested-to" in old.stderr

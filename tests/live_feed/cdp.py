@@ -39,12 +39,18 @@ class Page:
                     raise RuntimeError(f"{method}: {msg['error']}")
                 return dict(msg.get("result", {}))
             if msg.get("method") == "Runtime.consoleAPICalled":
-                self.console.append(" ".join(str(a.get("value", a.get("description", ""))) for a in msg["params"]["args"]))
+                self.console.append(
+                    " ".join(
+                        str(a.get("value", a.get("description", ""))) for a in msg["params"]["args"]
+                    )
+                )
             elif msg.get("method") == "Runtime.exceptionThrown":
                 self.console.append(str(msg["params"]["exceptionDetails"]))
 
     async def js(self, expression: str) -> Any:
-        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        result = await self.call(
+            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -56,7 +62,9 @@ class Page:
             if value:
                 return value
             await asyncio.sleep(0.2)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; console: {self.console[-10:]}")
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}; console: {self.console[-10:]}"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -65,10 +73,20 @@ async def chromium(profile: Path) -> AsyncIterator[Page]:
     assert binary is not None
     profile.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-         "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", f"--user-data-dir={profile}",
-         "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-extensions",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         port_file = profile / "DevToolsActivePort"

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 import pytest
+from kafka.partitioner.default import murmur2
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from partnerwatch.sse import SseEvent, events, open_stream
@@ -36,7 +37,9 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def provider_event(account: str, action: str, event_id: str | None = None, principal: str = "intruder-1") -> dict[str, Any]:
+def provider_event(
+    account: str, action: str, event_id: str | None = None, principal: str = "intruder-1"
+) -> dict[str, Any]:
     """A provider acting on an account where it has no grant: `auth.credentials_create` raises a
     critical provider_sensitive_action alert, `report.download` a high provider_without_grant one."""
     return {
@@ -55,11 +58,29 @@ def stream_url(ns: Namespace, query: str = "") -> str:
     return f"http://127.0.0.1:{ns.port}/v1/alerts/stream" + (f"?{query}" if query else "")
 
 
+def same_partition(account: str, prefix: str, partitions: int = 4) -> str:
+    """A new account id whose events (and alerts) land on `account`'s partition, so the order
+    between the two accounts' alerts is the order their events were sent (the producer's
+    default partitioner: murmur2 of the key)."""
+
+    def partition(key: str) -> int:
+        return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+    while partition(candidate := unique(prefix)) != partition(account):
+        pass
+    return candidate
+
+
 class Reader:
-    """Reads one event stream in a thread, keeping every event, until closed."""
+    """Reads one event stream in a thread, keeping every event, until closed.
+
+    Returns once subscribed: the server joins the fan-out before it writes its `: connected`
+    comment, so an alert produced after the constructor returns reaches this reader."""
 
     def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
         self.response = open_stream(url, headers, timeout=60)
+        first = self.response.readline()
+        assert first.startswith(b": connected "), first
         self.events: list[SseEvent] = []
         self.ended = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -78,7 +99,12 @@ class Reader:
         return [orjson.loads(e.data) for e in self.events if e.event == "alert"]
 
     def wait_alerts(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
-        wait_for(lambda: len(self.alerts()) >= count, timeout, f"{count} alerts on the stream", interval=0.1)
+        wait_for(
+            lambda: len(self.alerts()) >= count,
+            timeout,
+            f"{count} alerts on the stream",
+            interval=0.1,
+        )
         return self.alerts()
 
     def close(self) -> None:

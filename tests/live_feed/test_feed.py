@@ -17,18 +17,34 @@ import pytest
 from partnerwatch.local_worker import Namespace, wait_for
 from partnerwatch.sse import SseError, open_stream
 from pipeline.config import REPO_ROOT
-from tests.live_feed.conftest import AUTH, QUEUE, TOKEN, Reader, provider_event, stream_url, unique
+from tests.integration.settle import read_to_end
+from tests.live_feed.conftest import (
+    AUTH,
+    QUEUE,
+    TOKEN,
+    Reader,
+    provider_event,
+    same_partition,
+    stream_url,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 
 
-def topic_alerts(ns: Namespace, accounts: set[str], expect: int) -> list[tuple[int, int, dict[str, Any]]]:
+def topic_alerts(
+    ns: Namespace, accounts: set[str], expect: int
+) -> list[tuple[int, int, dict[str, Any]]]:
     """(partition, offset, alert) of every record of these accounts on the alerts topic."""
     found: list[tuple[int, int, dict[str, Any]]] = []
     deadline = time.monotonic() + 60
     while len(found) < expect and time.monotonic() < deadline:
-        records = ns.read_topic(ns.settings.alerts_topic, expect=10**9, timeout=3)
-        found = [(r.partition, r.offset, a) for r in records if (a := orjson.loads(r.value))["account_id"] in accounts]
+        records = read_to_end(ns, ns.settings.alerts_topic)
+        found = [
+            (r.partition, r.offset, a)
+            for r in records
+            if (a := orjson.loads(r.value))["account_id"] in accounts
+        ]
     return found
 
 
@@ -52,22 +68,40 @@ def test_clients_connected_before_the_attack_get_what_their_filters_select(live:
     only_a2 = Reader(stream_url(live, f"account={a2}"), AUTH)
     a1_or_a3 = Reader(stream_url(live, f"account={a1}&account={a3}&severity=high"), AUTH)
     try:
-        time.sleep(0.5)  # the four are subscribed before anything is produced
-        live.send([
-            provider_event(a1, "auth.credentials_create"),  # critical
-            provider_event(a2, "report.download"),  # high
-            provider_event(a3, "auth.credentials_create"),  # critical
-        ])
+        live.send(
+            [
+                provider_event(a1, "auth.credentials_create"),  # critical
+                provider_event(a2, "report.download"),  # high
+                provider_event(a3, "auth.credentials_create"),  # critical
+            ]
+        )
         mine = {a1, a2, a3}
         got = [a for a in everything.wait_alerts(3) if a["account_id"] in mine]
-        assert sorted((a["account_id"], a["severity"]) for a in got) == [(a1, "critical"), (a2, "high"), (a3, "critical")]
-        assert {a["account_id"] for a in critical.wait_alerts(2) if a["account_id"] in mine} == {a1, a3}
+        assert sorted((a["account_id"], a["severity"]) for a in got) == [
+            (a1, "critical"),
+            (a2, "high"),
+            (a3, "critical"),
+        ]
+        assert {a["account_id"] for a in critical.wait_alerts(2) if a["account_id"] in mine} == {
+            a1,
+            a3,
+        }
         assert all(a["severity"] == "critical" for a in critical.alerts())
         assert [a["account_id"] for a in only_a2.wait_alerts(1)] == [a2]
         assert sorted(a["account_id"] for a in a1_or_a3.wait_alerts(2)) == sorted([a1, a3])
-        time.sleep(1.0)  # nothing else arrives for the filtered ones
-        assert [a["account_id"] for a in only_a2.alerts()] == [a2]
-        assert len(a1_or_a3.alerts()) == 2
+        # Nothing else arrives for the filtered ones: every alert above was fanned out to all four
+        # before `everything` got it, so once a later alert each filter selects has arrived,
+        # whatever the filters let through of the earlier ones has arrived too.
+        live.send(
+            [
+                provider_event(a2, "auth.credentials_create", principal="later"),
+                provider_event(a1, "auth.credentials_create", principal="later"),
+            ]
+        )
+        assert [a["account_id"] for a in only_a2.wait_alerts(2)] == [a2, a2]
+        assert [a["account_id"] for a in a1_or_a3.wait_alerts(3)][2] == a1
+        assert [a["account_id"] for a in only_a2.alerts()] == [a2, a2]
+        assert len(a1_or_a3.alerts()) == 3
     finally:
         for reader in (everything, critical, only_a2, a1_or_a3):
             reader.close()
@@ -77,8 +111,12 @@ def test_resume_from_any_event_id_gets_exactly_the_rest(live: Namespace) -> None
     account = unique("R")
     reader = Reader(stream_url(live, f"account={account}"), AUTH)
     try:
-        time.sleep(0.3)
-        live.send([provider_event(account, "auth.credentials_create", principal=f"p{i}") for i in range(6)])
+        live.send(
+            [
+                provider_event(account, "auth.credentials_create", principal=f"p{i}")
+                for i in range(6)
+            ]
+        )
         seen = reader.wait_alerts(6)
         ids = [e.id for e in reader.events if e.event == "alert"]
     finally:
@@ -86,25 +124,30 @@ def test_resume_from_any_event_id_gets_exactly_the_rest(live: Namespace) -> None
     on_topic = topic_alerts(live, {account}, 6)
     assert sorted(a["alert_id"] for a in seen) == sorted(a["alert_id"] for _, _, a in on_topic)
     assert all(i is not None for i in ids)
-    for k, last_id in enumerate(ids):
-        # the header for a client, the query parameter for a browser's reconnect
-        if k % 2:
-            resumed = Reader(stream_url(live, f"account={account}"), AUTH | {"Last-Event-ID": str(last_id)})
-        else:
-            resumed = Reader(stream_url(live, f"account={account}&last_event_id={last_id}"), AUTH)
-        try:
-            rest = seen[k + 1:]
-            got = resumed.wait_alerts(len(rest)) if rest else resumed.alerts()
-            time.sleep(0.5)  # and no more than that
-            assert [a["alert_id"] for a in resumed.alerts()] == [a["alert_id"] for a in rest], f"resume after event {k}"
-            assert got == resumed.alerts()
-        finally:
-            resumed.close()
+    # Resume after each event at once (the header for a client, the query parameter for a
+    # browser's reconnect), and from 0; then one more alert: each stream gets exactly the rest,
+    # then that one (no more than the rest: anything extra would come before it).
+    resumed = [
+        Reader(stream_url(live, f"account={account}"), AUTH | {"Last-Event-ID": str(last_id)})
+        if k % 2
+        else Reader(stream_url(live, f"account={account}&last_event_id={last_id}"), AUTH)
+        for k, last_id in enumerate(ids)
+    ]
     replay = Reader(stream_url(live, f"account={account}&last_event_id=0"), AUTH)
     try:
-        assert [a["alert_id"] for a in replay.wait_alerts(6)] == [a["alert_id"] for a in seen]
+        live.send([provider_event(account, "auth.credentials_create", principal="p-last")])
+        for k, reader in enumerate([*resumed, replay]):
+            rest = seen[k + 1 :] if reader is not replay else seen
+            got = reader.wait_alerts(len(rest) + 1)
+            assert [a["alert_id"] for a in got[:-1]] == [a["alert_id"] for a in rest], (
+                f"resume after event {k}"
+            )
+            assert got[-1]["alert_id"] not in {a["alert_id"] for a in seen}
+            assert len({a["alert_id"] for a in got}) == len(got)
+            assert reader.alerts() == got, f"more than the rest after event {k}"
     finally:
-        replay.close()
+        for reader in [*resumed, replay]:
+            reader.close()
 
 
 def test_keep_alive_comments_on_a_quiet_stream(live: Namespace) -> None:
@@ -129,6 +172,17 @@ def _raw_stream(ns: Namespace, query: str) -> socket.socket:
     return sock
 
 
+def _read_until(sock: socket.socket, marker: bytes, timeout: float = 30.0) -> bytes:
+    """Read (a little at a time) until `marker` has arrived; what was read."""
+    sock.settimeout(timeout)
+    got = b""
+    while marker not in got:
+        chunk = sock.recv(1)
+        assert chunk, f"closed before {marker!r}: {got!r}"
+        got += chunk
+    return got
+
+
 def _read_all(sock: socket.socket, timeout: float) -> bytes:
     sock.settimeout(timeout)
     chunks = []
@@ -142,22 +196,34 @@ def _read_all(sock: socket.socket, timeout: float) -> bytes:
     return b"".join(chunks)
 
 
-def test_a_client_that_stops_reading_is_disconnected_with_a_message_and_resumes_without_loss(live: Namespace) -> None:
+def test_a_client_that_stops_reading_is_disconnected_with_a_message_and_resumes_without_loss(
+    live: Namespace,
+) -> None:
     account = unique("slow")
     query = f"account={account}&detector=provider_sensitive_action"  # 2000 events a minute also trip the rate rule
     sock = _raw_stream(live, query)
-    time.sleep(0.5)
+    head = _read_until(sock, b": connected ")  # subscribed before anything is produced
     # One alert gathering evidence: every event publishes a new version of it (about 1.5 kB each),
     # far more than the 16-record queue plus what the socket buffers hold.
     versions = 2000
-    live.send([provider_event(account, "auth.credentials_create", event_id=f"{account}-{i}") for i in range(versions)])
-    on_topic = [(p, o, a) for p, o, a in sorted(topic_alerts(live, {account}, versions), key=lambda r: r[:2])
-                if a["detector"] == "provider_sensitive_action"]
-    assert len(on_topic) == versions and len({p for p, _, _ in on_topic}) == 1  # one account: one partition
+    live.send(
+        [
+            provider_event(account, "auth.credentials_create", event_id=f"{account}-{i}")
+            for i in range(versions)
+        ]
+    )
+    on_topic = [
+        (p, o, a)
+        for p, o, a in sorted(topic_alerts(live, {account}, versions), key=lambda r: r[:2])
+        if a["detector"] == "provider_sensitive_action"
+    ]
+    assert (
+        len(on_topic) == versions and len({p for p, _, _ in on_topic}) == 1
+    )  # one account: one partition
     # compared with the topic's own order (the versions' counts as they were published)
     topic_counts = [int(a["count"]) for _, _, a in on_topic]
     assert sorted(topic_counts) == list(range(1, versions + 1))
-    raw = _read_all(sock, timeout=20)
+    raw = head + _read_all(sock, timeout=20)
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), head
     blocks = body.decode(errors="replace").split("\n\n")
@@ -171,23 +237,62 @@ def test_a_client_that_stops_reading_is_disconnected_with_a_message_and_resumes_
     last_id = had[-1].split("\n", 1)[0].removeprefix("id: ")
     resumed = Reader(stream_url(live, query), AUTH | {"Last-Event-ID": last_id})
     try:
-        rest = resumed.wait_alerts(versions - len(had))
-        time.sleep(0.5)
+        # one more version after the rest: the stream must hold the rest, then it, and nothing else
+        live.send(
+            [provider_event(account, "auth.credentials_create", event_id=f"{account}-{versions}")]
+        )
+        rest = resumed.wait_alerts(versions - len(had) + 1)
         counts = [int(a["count"]) for a in resumed.alerts()]
-        assert counts == topic_counts[len(had):], "every later version once, in the topic's order"
+        assert counts == [*topic_counts[len(had) :], versions + 1], (
+            "every later version once, in the topic's order"
+        )
     finally:
         resumed.close()
-    assert len(rest) == versions - len(had)
+    assert len(rest) == versions - len(had) + 1
 
 
 def test_alerts_tail_follows_the_feed_with_its_filters(live: Namespace) -> None:
-    a1, a2 = unique("T1"), unique("T2")
-    live.send([provider_event(a1, "auth.credentials_create"), provider_event(a2, "report.download"),
-               provider_event(a1, "report.download", principal="other")])
+    a1 = unique("T1")
+    a2 = same_partition(a1, "T2", live.settings.topic_partitions)  # its alerts ordered with a1's
+    last = {
+        **provider_event(a1, "auth.credentials_create"),
+        "actor": {"type": "provider", "provider_id": "PROV-LAST", "principal_id": "p-last"},
+    }
+    live.send(
+        [
+            provider_event(a1, "auth.credentials_create"),
+            provider_event(a2, "report.download"),
+            provider_event(a1, "report.download", principal="other"),
+            last,
+        ]
+    )
+    # `alerts tail --account` refuses an account with no stored event: wait for a1's
+    wait_for(
+        lambda: (
+            live.scalar("SELECT count() FROM audit.events WHERE account_id = {a:String}", {"a": a1})
+            >= 2
+        ),
+        60,
+        "a1's events stored",
+    )
     env = live.env | {"COLUMNS": "250"}
     tail = subprocess.Popen(
-        [sys.executable, "-m", "partnerwatch", "alerts", "tail", "--account", a1, "--severity", "critical"],
-        env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "partnerwatch",
+            "alerts",
+            "tail",
+            "--account",
+            a1,
+            "--severity",
+            "critical",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     out: list[str] = []
 
@@ -198,28 +303,98 @@ def test_alerts_tail_follows_the_feed_with_its_filters(live: Namespace) -> None:
 
     threading.Thread(target=pump, daemon=True).start()
     try:
-        wait_for(lambda: "provider_sensitive_action" in "".join(out), 60, "the critical alert printed", interval=0.2)
-        time.sleep(1.0)  # and nothing the filters leave out
+        # the last alert sent is printed: every alert before it on the partition was shown or left out
+        wait_for(
+            lambda: "provider=PROV-LAST" in "".join(out),
+            60,
+            "the last critical alert printed",
+            interval=0.2,
+        )
     finally:
         tail.terminate()
         tail.wait(10)
     text = "".join(out)
     assert f"account={a1}" in text and "CRITICAL" in text
+    assert text.count("provider_sensitive_action") == 2 and text.index(
+        "provider=PROV-X"
+    ) < text.index("provider=PROV-LAST")
+    line = next(x for x in out if "provider_sensitive_action" in x)
+    assert line.startswith("2026-11-26 10:00:00Z CRITICAL"), (
+        line
+    )  # the event time, not the time it arrived
+    assert "provider=PROV-X" in line
     assert a2 not in text and "provider_without_grant" not in text  # other account, lower severity
+    assert (
+        len({part for part, _, _ in topic_alerts(live, {a1, a2}, 4)}) == 1
+    )  # as same_partition promised
 
 
 def test_the_page_is_self_contained_and_served_without_the_token(live: Namespace) -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{live.port}/alerts", timeout=10) as r:
         html = r.read().decode()
         csp = r.headers["Content-Security-Policy"]
-    assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "unsafe-inline" not in csp
+    assert (
+        "default-src 'none'" in csp and "connect-src 'self'" in csp and "unsafe-inline" not in csp
+    )
     assert 'data-token-required="true"' in html
     for external in ("http://", "https://", "src=", "<link", "@import", "innerHTML"):
         assert external not in html, external
     request = urllib.request.Request(
-        f"http://127.0.0.1:{live.port}/v1/alerts/anything/ack", data=b'{"by": "x"}',
+        f"http://127.0.0.1:{live.port}/v1/alerts/anything/ack",
+        data=b'{"by": "x"}',
         headers={"Content-Type": "application/json"},
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
+
+
+def test_recent_alerts_come_from_the_warehouse_with_their_status(live: Namespace) -> None:
+    account = unique("RECENT")
+    live.send(
+        [
+            provider_event(account, "auth.credentials_create"),
+            provider_event(account, "report.download"),
+        ]
+    )
+    wait_for(
+        lambda: (
+            live.scalar(
+                "SELECT count() FROM audit.alerts WHERE account_id = {a:String}", {"a": account}
+            )
+            >= 2
+        ),
+        60,
+        "both alerts stored",
+    )
+
+    def recent(query: str) -> list[dict[str, object]]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{live.port}/v1/alerts/recent?{query}", headers=AUTH
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return list(orjson.loads(response.read())["alerts"])
+
+    both = recent(f"account={account}")
+    assert sorted(a["detector"] for a in both) == [
+        "provider_sensitive_action",
+        "provider_without_grant",
+    ]
+    assert all(a["status"] == "open" and a["last_seen"] == "2026-11-26T10:00:00.000Z" for a in both)
+    critical = recent(f"account={account}&severity=critical")
+    assert [a["detector"] for a in critical] == ["provider_sensitive_action"]
+    ack = urllib.request.Request(
+        f"http://127.0.0.1:{live.port}/v1/alerts/{critical[0]['alert_id']}/ack",
+        data=b'{"by": "dave"}',
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(ack, timeout=30).close()
+    again = recent(f"account={account}&severity=critical")
+    assert again[0]["status"] == "acknowledged" and again[0]["status_by"] == "dave"
+    assert [a["alert_id"] for a in recent(f"account={account}&limit=1")] == [
+        min(a["alert_id"] for a in both)
+    ]  # same time: by id
+    for bad in ("severity=loud", "limit=0", "limit=5000"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            recent(bad)
+        assert refused.value.code == 400

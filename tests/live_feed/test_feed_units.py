@@ -41,7 +41,7 @@ def test_filters() -> None:
 
 STREAM = (
     b": connected 0\r\nretry: 2000\r\n\r\n"
-    b"id: 1.0\r\nevent: alert\r\ndata: {\"a\": 1}\r\n\r\n"
+    b'id: 1.0\r\nevent: alert\r\ndata: {"a": 1}\r\n\r\n'
     b": keep-alive\n\n"
     b"event: note\ndata: line one\ndata:line two\n\n"
     b"id: 2.0\ndata: plain\n\n"
@@ -94,10 +94,26 @@ def test_lifecycle_rules(tmp_path: Path) -> None:
     warehouse = EmbeddedWarehouse(settings.warehouse_path)
     try:
         migrate(warehouse, settings)
-        base = {"detector": "d", "severity": "high", "account_id": "ACC", "provider_id": "P", "principal_id": "p",
-                "title": "t", "summary": "s", "evidence_event_ids": [], "first_seen": "2026-11-26T10:00:00.000Z",
-                "last_seen": "2026-11-26T10:00:00.000Z", "count": 1, "response": []}
-        setups = {"open": [], "acknowledged": ["ack"], "resolved": ["resolve"], "reopened": ["resolve", "reopen"]}
+        base = {
+            "detector": "d",
+            "severity": "high",
+            "account_id": "ACC",
+            "provider_id": "P",
+            "principal_id": "p",
+            "title": "t",
+            "summary": "s",
+            "evidence_event_ids": [],
+            "first_seen": "2026-11-26T10:00:00.000Z",
+            "last_seen": "2026-11-26T10:00:00.000Z",
+            "count": 1,
+            "response": [],
+        }
+        setups = {
+            "open": [],
+            "acknowledged": ["ack"],
+            "resolved": ["resolve"],
+            "reopened": ["resolve", "reopen"],
+        }
         expected = {
             "open": {"ack": "acknowledged", "resolve": "resolved", "reopen": None},
             "acknowledged": {"ack": None, "resolve": "resolved", "reopen": None},
@@ -116,7 +132,12 @@ def test_lifecycle_rules(tmp_path: Path) -> None:
                     assert conflict.value.current.status == start
                 else:
                     row = record_status(warehouse, alert_id, action, "tester", "n")
-                    assert (row.status, row.account_id, row.actor, row.note) == (outcome, "ACC", "tester", "n")
+                    assert (row.status, row.account_id, row.actor, row.note) == (
+                        outcome,
+                        "ACC",
+                        "tester",
+                        "n",
+                    )
                 rows = warehouse.query(
                     "SELECT argMax(status, at), count() FROM audit.alert_status WHERE alert_id = {id:String}",
                     {"id": alert_id},
@@ -127,7 +148,10 @@ def test_lifecycle_rules(tmp_path: Path) -> None:
         with pytest.raises(UnknownAlert):
             record_status(warehouse, "nowhere", "ack", "tester")
         # known to the live feed, not stored yet: the account hint stands in for the stored alert
-        assert record_status(warehouse, "fresh", "ack", "tester", account_hint="ACC2").account_id == "ACC2"
+        assert (
+            record_status(warehouse, "fresh", "ack", "tester", account_hint="ACC2").account_id
+            == "ACC2"
+        )
         for actor, note in (("", ""), (" ", ""), ("x" * 129, ""), ("ok", "n" * 4001)):
             with pytest.raises(BadRequest):
                 record_status(warehouse, "open-ack", "resolve", actor, note)

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.integration
 STATUS_ROWS = "SELECT status, actor, note, account_id FROM audit.alert_status WHERE alert_id = {id:String} ORDER BY at"
 
 
-def post(ns: Namespace, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+def post(
+    ns: Namespace, path: str, body: Any, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{ns.port}{path}",
         data=body if isinstance(body, bytes) else orjson.dumps(body),
@@ -40,7 +42,11 @@ def post(ns: Namespace, path: str, body: Any, headers: dict[str, str] | None = N
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "partnerwatch", "alerts", *args],
-        env=env | {"COLUMNS": "250"}, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env=env | {"COLUMNS": "250"},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -60,7 +66,11 @@ def test_http_lifecycle_records_who_did_what(live: Namespace) -> None:
     path = f"/v1/alerts/{alert['alert_id']}"
     status, row = post(live, f"{path}/ack", {"by": "ana", "note": "on it"})
     assert status == 200, row
-    assert (row["status"], row["actor"], row["account_id"]) == ("acknowledged", "ana", alert["account_id"])
+    assert (row["status"], row["actor"], row["account_id"]) == (
+        "acknowledged",
+        "ana",
+        alert["account_id"],
+    )
     status, doc = post(live, f"{path}/ack", {"by": "bo"})
     assert status == 409 and doc["current"]["status"] == "acknowledged" and "ana" in doc["error"]
     assert post(live, f"{path}/reopen", {"by": "bo"})[0] == 409  # only a resolved alert reopens
@@ -78,7 +88,8 @@ def test_http_lifecycle_records_who_did_what(live: Namespace) -> None:
         ["acknowledged", "cy", "", alert["account_id"]],
     ]
     current = live.sql(
-        "SELECT argMax(status, at) FROM audit.alert_status WHERE alert_id = {id:String}", {"id": alert["alert_id"]}
+        "SELECT argMax(status, at) FROM audit.alert_status WHERE alert_id = {id:String}",
+        {"id": alert["alert_id"]},
     )
     assert current == [["acknowledged"]]
 
@@ -99,10 +110,19 @@ def test_http_refusals(live: Namespace) -> None:
 def test_cli_goes_through_the_running_worker(live: Namespace) -> None:
     alert = raised_alert(live)
     wait_for(
-        lambda: live.scalar("SELECT count() FROM audit.alerts WHERE alert_id = {id:String}", {"id": alert["alert_id"]}) > 0,
-        30, "the alert stored",
+        lambda: (
+            live.scalar(
+                "SELECT count() FROM audit.alerts WHERE alert_id = {id:String}",
+                {"id": alert["alert_id"]},
+            )
+            > 0
+        ),
+        30,
+        "the alert stored",
     )
-    done = cli(live.env, "ack", alert["alert_id"], "--by", "dee", "--note", "checking with the provider")
+    done = cli(
+        live.env, "ack", alert["alert_id"], "--by", "dee", "--note", "checking with the provider"
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     assert "acknowledged by dee" in done.stdout
     again = cli(live.env, "ack", alert["alert_id"], "--by", "dee")
@@ -117,9 +137,19 @@ def test_cli_writes_the_warehouse_itself_when_no_worker_runs(tmp_path: Path) -> 
     settings = Settings.from_env(ns.env)
     alert_id = "a" * 32
     alert: dict[str, Any] = {
-        "alert_id": alert_id, "detector": "provider_sensitive_action", "severity": "critical", "account_id": "ACC-9",
-        "provider_id": "PROV-X", "principal_id": "p", "title": "t", "summary": "s", "evidence_event_ids": ["e1"],
-        "first_seen": "2026-11-26T10:00:00.000Z", "last_seen": "2026-11-26T10:00:00.000Z", "count": 1, "response": [],
+        "alert_id": alert_id,
+        "detector": "provider_sensitive_action",
+        "severity": "critical",
+        "account_id": "ACC-9",
+        "provider_id": "PROV-X",
+        "principal_id": "p",
+        "title": "t",
+        "summary": "s",
+        "evidence_event_ids": ["e1"],
+        "first_seen": "2026-11-26T10:00:00.000Z",
+        "last_seen": "2026-11-26T10:00:00.000Z",
+        "count": 1,
+        "response": [],
     }
     warehouse = EmbeddedWarehouse(settings.warehouse_path)
     try:

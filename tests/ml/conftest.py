@@ -18,7 +18,9 @@ HISTORY_EVENTS = 24_000  # a little over a day at 1,800 events an hour: ~500 pri
 
 
 def benign(count: int, seed: int = 5) -> list[Event]:
-    return [normalize(e) for e, _ in generate(count, seed=seed, attack_kinds=(), events_per_hour=1800)]
+    return [
+        normalize(e) for e, _ in generate(count, seed=seed, attack_kinds=(), events_per_hour=1800)
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +49,9 @@ class SpyModel:
 
     def __init__(self) -> None:
         self.early = {kind: tuple(float("inf") for _ in MONOTONE) for kind in KINDS}
-        self.meta: dict[str, Any] = {"baseline": {kind: {f: {"mean": 0.0, "std": 1.0} for f in FEATURES} for kind in KINDS}}
+        self.meta: dict[str, Any] = {
+            "baseline": {kind: {f: {"mean": 0.0, "std": 1.0} for f in FEATURES} for kind in KINDS}
+        }
         self.scored: list[list[float]] = []
 
     def score(self, vectors: list[list[float]]) -> list[float]:

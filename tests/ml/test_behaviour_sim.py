@@ -15,7 +15,9 @@ from pipeline.simulation.traffic import generate as benign_generate
 def test_episodes_leave_the_benign_stream_as_it_was_and_no_rule_names_them() -> None:
     stream = list(generate(40_000, seed=4, anomalies_after=1_000, episodes=4, events_per_hour=1800))
     benign = [e for e, label in stream if label is None]
-    assert benign == [e for e, _ in benign_generate(40_000, seed=4, attack_kinds=(), events_per_hour=1800)]
+    assert benign == [
+        e for e, _ in benign_generate(40_000, seed=4, attack_kinds=(), events_per_hour=1800)
+    ]
     labels = Counter(label for _, label in stream if label is not None)
     assert set(labels) == {LABEL_PREFIX + k for k in KINDS}
     times = [e["occurred_at"] for e, _ in stream]

@@ -16,7 +16,9 @@ from pipeline.config import DetectionConfig
 from pipeline.event import Event, format_ms, normalize, timestamp_ms
 
 
-def _run(events: list[Event], model: BehaviourModel | None, states: dict[str, Any] | None = None) -> list[tuple[Event, Finding]]:
+def _run(
+    events: list[Event], model: BehaviourModel | None, states: dict[str, Any] | None = None
+) -> list[tuple[Event, Finding]]:
     states = {} if states is None else states
     config = DetectionConfig()
     out = []
@@ -32,13 +34,28 @@ def _erosion(history: list[Event], start_ms: int) -> list[Event]:
     events = []
     for i in range(12):
         old = 100 + i
-        events.append(normalize({
-            "event_id": f"erosion-{i}", "occurred_at": format_ms(start_ms + i * 240_000), "account_id": last["account_id"],
-            "actor": dict(last["actor"]), "action": "listing.price_change", "marketplace": last.get("marketplace", "DE"),
-            "source": {"ip": last["source"]["ip"]}, "resource": {"type": "listing", "id": f"SKU-EROSION-{i}"},
-            "operation": "patchListingsItem",
-            "changes": [{"field": "price", "old": f"{old}.00", "new": f"{old * (76 + i % 5) / 100:.2f}"}],
-        }))
+        events.append(
+            normalize(
+                {
+                    "event_id": f"erosion-{i}",
+                    "occurred_at": format_ms(start_ms + i * 240_000),
+                    "account_id": last["account_id"],
+                    "actor": dict(last["actor"]),
+                    "action": "listing.price_change",
+                    "marketplace": last.get("marketplace", "DE"),
+                    "source": {"ip": last["source"]["ip"]},
+                    "resource": {"type": "listing", "id": f"SKU-EROSION-{i}"},
+                    "operation": "patchListingsItem",
+                    "changes": [
+                        {
+                            "field": "price",
+                            "old": f"{old}.00",
+                            "new": f"{old * (76 + i % 5) / 100:.2f}",
+                        }
+                    ],
+                }
+            )
+        )
     return events
 
 
@@ -62,7 +79,9 @@ def test_benign_history_raises_no_alert_and_an_eroding_hour_is_explained(
     assert len(on_history) <= 0.5 * len(history) / 10_000  # the calibrated false-alert budget
     start = (timestamp_ms(history[-1]["occurred_at"], "t") // 3_600_000 + 1) * 3_600_000
     erosion = _erosion(history, start + 60_000)
-    closer = dict(history[-1], event_id="next-hour", occurred_at=format_ms(start + 3_600_000 + 5_000))
+    closer = dict(
+        history[-1], event_id="next-hour", occurred_at=format_ms(start + 3_600_000 + 5_000)
+    )
     found = [f for _, f in _run([*erosion, closer], model, states) if f.detector == DETECTOR]
     assert found, "the eroding hour was not flagged"
     finding = found[-1]
@@ -81,14 +100,22 @@ def test_a_partial_hour_far_out_is_scored_before_it_closes(
     passes = int(model.early["principal"][MONOTONE.index("report_downloads")]) + 1
     limit = passes + 5
     burst = [
-        normalize({
-            "event_id": f"burst-{i}", "occurred_at": format_ms(start + i * 1_000), "account_id": last["account_id"],
-            "actor": dict(last["actor"]), "action": "report.download", "source": {"ip": last["source"]["ip"]},
-            "resource": {"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"},
-        })
+        normalize(
+            {
+                "event_id": f"burst-{i}",
+                "occurred_at": format_ms(start + i * 1_000),
+                "account_id": last["account_id"],
+                "actor": dict(last["actor"]),
+                "action": "report.download",
+                "source": {"ip": last["source"]["ip"]},
+                "resource": {"type": "report", "id": "GET_MERCHANT_LISTINGS_ALL_DATA"},
+            }
+        )
         for i in range(limit)
     ]
     found = [(e, f) for e, f in _run(burst, model, states) if f.detector == DETECTOR]
-    assert found and found[0][0]["event_id"] == f"burst-{passes - 1}"  # the event that passed the limit
+    assert (
+        found and found[0][0]["event_id"] == f"burst-{passes - 1}"
+    )  # the event that passed the limit
     assert len(found) == 1  # scored once, not on every later event of the hour
     assert "so far in the hour" in found[0][1].summary and "report downloads" in found[0][1].summary

@@ -23,7 +23,9 @@ def _stored_and_read_back(events: list[Event], tmp_path: Path) -> list[Event]:
     heads: dict[str, ChainHead] = {}
     entries = []
     for event in events:
-        entry, heads[event["account_id"]] = append(heads.get(event["account_id"], ChainHead()), event, event["occurred_at"])
+        entry, heads[event["account_id"]] = append(
+            heads.get(event["account_id"], ChainHead()), event, event["occurred_at"]
+        )
         entries.append(entry)
     warehouse = EmbeddedWarehouse(tmp_path / "warehouse")
     try:
@@ -34,14 +36,20 @@ def _stored_and_read_back(events: list[Event], tmp_path: Path) -> list[Event]:
             result = warehouse.query(sql, params)
             return result.columns, result.rows
 
-        read = list(warehouse_events(query, "2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z", page_rows=700))
+        read = list(
+            warehouse_events(
+                query, "2000-01-01T00:00:00.000Z", "2100-01-01T00:00:00.000Z", page_rows=700
+            )
+        )
     finally:
         warehouse.close()
     assert len(read) == len(events) and len({e["event_id"] for e in read}) == len(events)
     return read
 
 
-def test_vectors_from_warehouse_rows_equal_the_streaming_detectors(tmp_path: Path, spy: SpyModel) -> None:
+def test_vectors_from_warehouse_rows_equal_the_streaming_detectors(
+    tmp_path: Path, spy: SpyModel
+) -> None:
     events = benign(6000, seed=9)
     from_rows = [c.vector for _, c in build(_stored_and_read_back(events, tmp_path))]
     config = DetectionConfig()
@@ -54,38 +62,73 @@ def test_vectors_from_warehouse_rows_equal_the_streaming_detectors(tmp_path: Pat
 
 
 def _provider_event(n: int, ts: str, action: str = "listing.update", **extra: Any) -> Event:
-    return normalize({
-        "event_id": f"e{n}", "occurred_at": ts, "account_id": "A0001SELLER", "action": action,
-        "actor": {"type": "provider", "provider_id": "prov-1", "principal_id": "p-1"},
-        "source": {"ip": f"91.64.1.{n % 250 + 1}"}, "marketplace": "DE",
-        "resource": {"type": "listing", "id": f"SKU-{n % 3}"}, **extra,
-    })
+    return normalize(
+        {
+            "event_id": f"e{n}",
+            "occurred_at": ts,
+            "account_id": "A0001SELLER",
+            "action": action,
+            "actor": {"type": "provider", "provider_id": "prov-1", "principal_id": "p-1"},
+            "source": {"ip": f"91.64.1.{n % 250 + 1}"},
+            "marketplace": "DE",
+            "resource": {"type": "listing", "id": f"SKU-{n % 3}"},
+            **extra,
+        }
+    )
 
 
 def test_an_hour_closes_on_the_first_event_after_it_with_the_counted_features() -> None:
     features = AccountFeatures({})
     price = [{"field": "price", "old": "10.00", "new": "8.00"}]
     assert not features.observe(_provider_event(1, "2026-11-02T10:05:00Z"), [])
-    assert not features.observe(_provider_event(2, "2026-11-02T10:20:00Z", "listing.price_change", changes=price), [])
-    assert not features.observe(_provider_event(3, "2026-11-02T10:40:00Z", "report.download", outcome="denied",
-                                                resource={"type": "report", "id": "R"}), [])
+    assert not features.observe(
+        _provider_event(2, "2026-11-02T10:20:00Z", "listing.price_change", changes=price), []
+    )
+    assert not features.observe(
+        _provider_event(
+            3,
+            "2026-11-02T10:40:00Z",
+            "report.download",
+            outcome="denied",
+            resource={"type": "report", "id": "R"},
+        ),
+        [],
+    )
     closed = features.observe(_provider_event(4, "2026-11-02T11:00:00Z"), [])
-    assert [(c.key, c.kind) for c in closed] == [("prov-1|p-1", "principal"), ("prov-1|*", "provider")]
+    assert [(c.key, c.kind) for c in closed] == [
+        ("prov-1|p-1", "principal"),
+        ("prov-1|*", "provider"),
+    ]
     # one principal: the provider-level vector is the principal's, but for the kind indicator
-    assert closed[0].vector[:-1] == closed[1].vector[:-1] and (closed[0].vector[-1], closed[1].vector[-1]) == (0.0, 1.0)
+    assert closed[0].vector[:-1] == closed[1].vector[:-1] and (
+        closed[0].vector[-1],
+        closed[1].vector[-1],
+    ) == (0.0, 1.0)
     v = dict(zip(FEATURES, closed[0].vector, strict=True))
-    assert v["events"] == 3 and v["distinct_skus"] == 2 and v["distinct_ips"] == 3 and v["report_downloads"] == 1
+    assert (
+        v["events"] == 3
+        and v["distinct_skus"] == 2
+        and v["distinct_ips"] == 3
+        and v["report_downloads"] == 1
+    )
     assert v["price_change_max_abs_pct"] == 20.0
-    assert v["price_change_mean_abs_pct"] == 20.0 / 4 and v["price_change_mean_pct"] == -20.0 / 4  # 3 pseudo-changes
+    assert (
+        v["price_change_mean_abs_pct"] == 20.0 / 4 and v["price_change_mean_pct"] == -20.0 / 4
+    )  # 3 pseudo-changes
     assert v["failed_share"] == 1 / 8 and v["off_hours_share"] == 0.0 and v["new_networks"] == 0
     assert closed[0].evidence_for(["price_change_max_abs_pct"])[0] == "e2"
 
 
 def test_off_hours_follow_the_grants_time_zone_and_office_hours() -> None:
-    grant = {"grant_id": "g", "active_hours": {"tz": "America/New_York", "start": "00:00", "end": "00:00"}}
+    grant = {
+        "grant_id": "g",
+        "active_hours": {"tz": "America/New_York", "start": "00:00", "end": "00:00"},
+    }
     assert not is_off_hours("2026-11-02T15:00:00Z", [])  # 15:00 UTC, no grant hours: office time
     assert is_off_hours("2026-11-02T03:00:00Z", [])
-    assert is_off_hours("2026-11-02T10:00:00Z", [grant])  # 05:00 in New York, inside round-the-clock hours
+    assert is_off_hours(
+        "2026-11-02T10:00:00Z", [grant]
+    )  # 05:00 in New York, inside round-the-clock hours
     assert not is_off_hours("2026-11-02T15:00:00Z", [grant])
     narrow = {"grant_id": "g", "active_hours": {"tz": "UTC", "start": "16:00", "end": "18:00"}}
     assert is_off_hours("2026-11-02T15:00:00Z", [narrow])  # outside the grant's own hours

@@ -23,7 +23,9 @@ from tests.ml.conftest import SpyModel, benign
 EVENTS = FEATURES.index("events")
 
 
-def test_provider_vectors_add_up_their_principals_and_batch_equals_incremental(spy: SpyModel) -> None:
+def test_provider_vectors_add_up_their_principals_and_batch_equals_incremental(
+    spy: SpyModel,
+) -> None:
     events = benign(6000, seed=12)
     batch = [(a, c) for a, c in build(iter(events))]
     assert {c.kind for _, c in batch} == set(KINDS)
@@ -48,7 +50,8 @@ def test_provider_vectors_add_up_their_principals_and_batch_equals_incremental(s
 def _run(events: list[Event], model: BehaviourModel, states: dict[str, Any]) -> list[Finding]:
     config = DetectionConfig()
     return [
-        f for event in events
+        f
+        for event in events
         for f in observe(states.setdefault(event["account_id"], new_state()), event, config, model)
         if f.detector == DETECTOR
     ]
@@ -69,7 +72,9 @@ def test_load_spread_over_the_principals_is_caught_only_on_the_provider_vector(
     # an afternoon hour after the history: every principal does its own busiest hour of the
     # history and a quarter of it again, all at once -- each principal's hour stays inside the range
     # of principal hours (scored well below the threshold), the provider's together is not
-    start = (timestamp_ms(history[-1]["occurred_at"], "t") // 86_400_000 + 1) * 86_400_000 + 14 * 3_600_000
+    start = (
+        timestamp_ms(history[-1]["occurred_at"], "t") // 86_400_000 + 1
+    ) * 86_400_000 + 14 * 3_600_000
     spread = []
     for p, principal in enumerate(sorted(last)):
         hours: dict[int, list[Event]] = defaultdict(list)
@@ -78,12 +83,23 @@ def test_load_spread_over_the_principals_is_caught_only_on_the_provider_vector(
                 hours[timestamp_ms(e["occurred_at"], "t") // 3_600_000].append(e)
         busiest = max(hours.values(), key=len)
         for i, e in enumerate(busiest + busiest[: len(busiest) // 4]):
-            at = start + (timestamp_ms(e["occurred_at"], "t") + (17_000 if i >= len(busiest) else 0)) % 3_600_000
+            at = (
+                start
+                + (timestamp_ms(e["occurred_at"], "t") + (17_000 if i >= len(busiest) else 0))
+                % 3_600_000
+            )
             spread.append(dict(e, event_id=f"spread-{p}-{i}", occurred_at=format_ms(at)))
     spread.sort(key=lambda e: e["occurred_at"])
-    closer = dict(history[-1], event_id="spread-closer", account_id=account, occurred_at=format_ms(start + 3_600_000 + 5_000))
+    closer = dict(
+        history[-1],
+        event_id="spread-closer",
+        account_id=account,
+        occurred_at=format_ms(start + 3_600_000 + 5_000),
+    )
     found = _run([*spread, normalize(closer)], model, copy.deepcopy(states))
-    assert not [f for f in found if not f.key.endswith("|*")], "a principal's hour alone was flagged"
+    assert not [f for f in found if not f.key.endswith("|*")], (
+        "a principal's hour alone was flagged"
+    )
     provider_level = [f for f in found if f.key == f"{account}|{provider}|*"]
     assert provider_level, "the spread load was not caught on the provider-level vector"
     f = provider_level[-1]
@@ -92,7 +108,9 @@ def test_load_spread_over_the_principals_is_caught_only_on_the_provider_vector(
     assert set(f.related) & {e["event_id"] for e in spread}
 
 
-def test_state_kept_under_feature_version_1_does_not_break_scoring(history: list[Event], model: BehaviourModel) -> None:
+def test_state_kept_under_feature_version_1_does_not_break_scoring(
+    history: list[Event], model: BehaviourModel
+) -> None:
     """A worker's account state from before provider vectors (15-feature baselines) meets a new model."""
     states: dict[str, Any] = {}
     config = DetectionConfig()

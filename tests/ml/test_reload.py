@@ -15,10 +15,16 @@ def _clone(source: Path, models_dir: Path, stamp: str) -> Path:
     from detectors.behaviour.model import load
 
     model = load(source)
-    return save(models_dir, sio.load(source / MODEL_FILE, trusted=["sklearn.tree._tree.Tree"]), {**model.meta, "created_at": stamp})
+    return save(
+        models_dir,
+        sio.load(source / MODEL_FILE, trusted=["sklearn.tree._tree.Tree"]),
+        {**model.meta, "created_at": stamp},
+    )
 
 
-def test_cold_start_then_pickup_then_swap_and_a_bad_artifact_is_refused_once(models_dir: Path, tmp_path: Path) -> None:
+def test_cold_start_then_pickup_then_swap_and_a_bad_artifact_is_refused_once(
+    models_dir: Path, tmp_path: Path
+) -> None:
     source = next(p for p in models_dir.iterdir() if p.name.startswith("behaviour-"))
     target = tmp_path / "models"
     slot = ModelSlot(target)
@@ -26,7 +32,12 @@ def test_cold_start_then_pickup_then_swap_and_a_bad_artifact_is_refused_once(mod
     assert not slot.reload()
 
     first = _clone(source, target, "2026-01-01T00:00:00.000Z")
-    assert slot.reload() and slot.model is not None and slot.model.name == first.name and slot.status == "loaded"
+    assert (
+        slot.reload()
+        and slot.model is not None
+        and slot.model.name == first.name
+        and slot.status == "loaded"
+    )
     assert not slot.reload()
 
     second = _clone(source, target, "2026-02-01T00:00:00.000Z")

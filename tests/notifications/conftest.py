@@ -39,7 +39,9 @@ def upstream(pki: Any) -> Iterator[Any]:
     from tests.gateway.sandbox import fixture_files, load_definitions
     from tests.notifications.upstream import StatefulSandbox
 
-    sandbox = StatefulSandbox(load_definitions(fixture_files()), SELLER, seller_id=SELLER_ID).start(pki.server_context(), free_port())
+    sandbox = StatefulSandbox(load_definitions(fixture_files()), SELLER, seller_id=SELLER_ID).start(
+        pki.server_context(), free_port()
+    )
     try:
         yield sandbox
     finally:

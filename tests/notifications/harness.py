@@ -16,7 +16,11 @@ from sources.notifications.sqs import client
 FIXTURES = Path(__file__).parent / "fixtures"
 #: Amazon's notification schemas: ../shared/amazon-models beside the repository (PW_AMAZON_MODELS
 #: overrides, e.g. for a git worktree that lives elsewhere). Read at run time, never copied.
-SCHEMAS = Path(os.environ.get("PW_AMAZON_MODELS") or REPO_ROOT.parent / "shared" / "amazon-models") / "schemas" / "notifications"
+SCHEMAS = (
+    Path(os.environ.get("PW_AMAZON_MODELS") or REPO_ROOT.parent / "shared" / "amazon-models")
+    / "schemas"
+    / "notifications"
+)
 ACCOUNT = "A0001SELLER"
 
 
@@ -43,15 +47,22 @@ def sqs_client(endpoint: str) -> Any:
 
 def new_queue(sqs: Any, visibility: int = 30) -> str:
     name = f"pw-test-{uuid.uuid4().hex[:12]}"
-    return str(sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(visibility)})["QueueUrl"])
+    return str(
+        sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": str(visibility)})[
+            "QueueUrl"
+        ]
+    )
 
 
 def queue_depth(sqs: Any, url: str) -> tuple[int, int]:
     """(visible, in flight) messages of a queue."""
     attrs = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+    return int(attrs["ApproximateNumberOfMessages"]), int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 class HoldingProxy:
@@ -88,12 +99,23 @@ class HoldingProxy:
             if "DeleteMessage" in target or b"Action=DeleteMessage" in body:
                 self.delete_requested.set()
                 await asyncio.Event().wait()  # never answered
-            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-            async with aiohttp.ClientSession() as session, session.request(
-                request.method, self.upstream + request.path_qs, data=body, headers=headers
-            ) as answer:
+            headers = {
+                k: v
+                for k, v in request.headers.items()
+                if k.lower() not in ("host", "content-length")
+            }
+            async with (
+                aiohttp.ClientSession() as session,
+                session.request(
+                    request.method, self.upstream + request.path_qs, data=body, headers=headers
+                ) as answer,
+            ):
                 payload = await answer.read()
-                out = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "x-amzn-requestid")}
+                out = {
+                    k: v
+                    for k, v in answer.headers.items()
+                    if k.lower() in ("content-type", "x-amzn-requestid")
+                }
                 return web.Response(status=answer.status, body=payload, headers=out)
 
         def run() -> None:

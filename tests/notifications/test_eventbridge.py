@@ -29,7 +29,13 @@ def test_eventbridge_endpoint(tmp_path: Path) -> None:
             raise ConnectionError("broker away (test)")
         stored.extend(normalize(orjson.loads(orjson.dumps(e))) for e in events)
 
-    endpoint = EventBridgeEndpoint(emit, Seen(tmp_path / "seen.sqlite"), Target("A0001SELLER", "DE", "eventbridge"), "x-partnerwatch-key", key=KEY)
+    endpoint = EventBridgeEndpoint(
+        emit,
+        Seen(tmp_path / "seen.sqlite"),
+        Target("A0001SELLER", "DE", "eventbridge"),
+        "x-partnerwatch-key",
+        key=KEY,
+    )
     fixtures = dict(own_fixtures())
     wrapped = fixtures["status change inside an EventBridge event"]
     bare = fixtures["MFN quantity, no marketplace named"]
@@ -69,6 +75,12 @@ def test_eventbridge_endpoint(tmp_path: Path) -> None:
     statuses = [status for status, _ in answers]
     assert statuses == [401, 401, 200, 200, 503, 200, 400, 413]
     assert answers[3][1] == {"stored": 0, "duplicate": True}
-    assert [e["action"] for e in stored] == ["listing.status_change", "inventory.quantity_observed", "notification.received"]
-    assert stored[0]["origin"]["delivery"] == "eventbridge" and stored[0]["origin"]["eventbridge_source"].startswith("aws.partner/sellingpartnerapi")
+    assert [e["action"] for e in stored] == [
+        "listing.status_change",
+        "inventory.quantity_observed",
+        "notification.received",
+    ]
+    assert stored[0]["origin"]["delivery"] == "eventbridge" and stored[0]["origin"][
+        "eventbridge_source"
+    ].startswith("aws.partner/sellingpartnerapi")
     assert stored[2]["origin"]["reason"] == "not JSON"

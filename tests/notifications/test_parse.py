@@ -54,7 +54,10 @@ def test_own_fixture_becomes_the_expected_event(case: dict[str, Any]) -> None:
         assert secret not in text, f"{secret} leaked into the event"
 
 
-@pytest.mark.skipif(not SCHEMAS.is_dir(), reason=f"Amazon's notification schemas are not at {SCHEMAS} (../shared/amazon-models; PW_AMAZON_MODELS overrides)")
+@pytest.mark.skipif(
+    not SCHEMAS.is_dir(),
+    reason=f"Amazon's notification schemas are not at {SCHEMAS} (../shared/amazon-models; PW_AMAZON_MODELS overrides)",
+)
 @pytest.mark.parametrize("name", [n for n, _ in amazon_examples()] or ["none"])
 def test_every_amazon_example_becomes_valid_events(name: str) -> None:
     example = dict(amazon_examples())[name]
@@ -63,18 +66,24 @@ def test_every_amazon_example_becomes_valid_events(name: str) -> None:
     events = [_valid(e) for e in to_events(notification, TARGET)]
     assert events and len({e["event_id"] for e in events}) == len(events)
     for event in events:
-        assert event["origin"]["notification_id"] == parse.get(parse.get(example, "NotificationMetadata"), "NotificationId")
+        assert event["origin"]["notification_id"] == parse.get(
+            parse.get(example, "NotificationMetadata"), "NotificationId"
+        )
         kept = event["origin"].get("notification")
         if kept is not None:
             assert parse.get(kept, "NotificationType") == parse.get(example, "NotificationType")
 
 
-@pytest.mark.skipif(not SCHEMAS.is_dir(), reason=f"Amazon's notification schemas are not at {SCHEMAS}")
+@pytest.mark.skipif(
+    not SCHEMAS.is_dir(), reason=f"Amazon's notification schemas are not at {SCHEMAS}"
+)
 def test_amazon_examples_sharing_an_id_stay_apart_and_repeats_do_not() -> None:
     examples = amazon_examples()
     identities = [parse.parse(e).identity for _, e in examples]
     ids = [parse.get(parse.get(e, "NotificationMetadata"), "NotificationId") for _, e in examples]
-    assert len(set(ids)) < len(ids), "Amazon's examples reuse NotificationIds (the reason identity includes content)"
+    assert len(set(ids)) < len(ids), (
+        "Amazon's examples reuse NotificationIds (the reason identity includes content)"
+    )
     assert len(set(identities)) == len(identities)
     again = [parse.parse(orjson.loads(orjson.dumps(e))).identity for _, e in examples]
     assert again == identities
@@ -83,7 +92,9 @@ def test_amazon_examples_sharing_an_id_stay_apart_and_repeats_do_not() -> None:
 def test_the_same_id_with_the_same_content_is_one_identity_whatever_the_casing_around_it() -> None:
     (_, first), *_ = own_fixtures()
     same = orjson.loads(orjson.dumps(first))
-    same["NotificationMetadata"]["PublishTime"] = "2026-03-02T11:00:00.000Z"  # published again later
+    same["NotificationMetadata"]["PublishTime"] = (
+        "2026-03-02T11:00:00.000Z"  # published again later
+    )
     assert parse.parse(first).identity == parse.parse(same).identity
     changed = orjson.loads(orjson.dumps(first))
     changed["Payload"]["Status"] = ["DISCOVERABLE"]
@@ -97,12 +108,17 @@ def test_the_same_id_with_the_same_content_is_one_identity_whatever_the_casing_a
         (b"[1, 2]", "not a JSON object"),
         (b'{"Payload": {}}', "no NotificationType"),
         (b'{"NotificationType": "X"}', "no Payload"),
-        (b'{"Type": "Notification", "TopicArn": "arn", "Message": "{oops"}', "SNS message is not JSON"),
+        (
+            b'{"Type": "Notification", "TopicArn": "arn", "Message": "{oops"}',
+            "SNS message is not JSON",
+        ),
         (b'{"a":' * 10 + b"1" + b"}" * 10, "no NotificationType"),
         (b" " * (parse.MAX_BYTES + 1), "more than"),
     ],
 )
-def test_what_is_not_a_notification_says_why_and_is_kept_as_evidence(body: bytes, reason: str) -> None:
+def test_what_is_not_a_notification_says_why_and_is_kept_as_evidence(
+    body: bytes, reason: str
+) -> None:
     with pytest.raises(parse.NotANotification, match=reason):
         parse.from_bytes(body)
     event = _valid(unreadable_event(body, reason, TARGET, "m-1"))

@@ -96,7 +96,9 @@ class World:
     loop: asyncio.AbstractEventLoop
 
     def gateway_events(self) -> list[Finding]:
-        fresh = self.gateway.events[len([e for e in self.ledger.events if e["event_id"].startswith("gw-")]) :]
+        fresh = self.gateway.events[
+            len([e for e in self.ledger.events if e["event_id"].startswith("gw-")]) :
+        ]
         return self.ledger.add(list(fresh))
 
     def poll(self) -> tuple[list[dict[str, Any]], list[Finding]]:
@@ -122,11 +124,15 @@ def world(upstream: StatefulSandbox, pki: Any, elasticmq: str, tmp_path: Path) -
     secret = tmp_path / "seller.json"
     secret.write_bytes(orjson.dumps(SELLER))
     env = gateway_env(pki, upstream.base_url, secret, tmp_path / "gateway.sqlite", free_port())
-    gateway = InThreadGateway(in_thread_config(env), Settings.from_env({"PW_DATA_DIR": str(tmp_path)})).start()
+    gateway = InThreadGateway(
+        in_thread_config(env), Settings.from_env({"PW_DATA_DIR": str(tmp_path)})
+    ).start()
     creds = issue(tmp_path / "gateway.sqlite", "prov-agency", "agency-bot")
     sqs = sqs_client(elasticmq)
     queue = new_queue(sqs, visibility=5)
-    upstream.notify = lambda n: sqs.send_message(QueueUrl=queue, MessageBody=orjson.dumps(n).decode())
+    upstream.notify = lambda n: sqs.send_message(
+        QueueUrl=queue, MessageBody=orjson.dumps(n).decode()
+    )
     emitted: list[dict[str, Any]] = []
 
     async def emit(events: list[dict[str, Any]]) -> None:
@@ -135,19 +141,62 @@ def world(upstream: StatefulSandbox, pki: Any, elasticmq: str, tmp_path: Path) -
     loop = asyncio.new_event_loop()
     context = ssl.create_default_context(cafile=str(pki.ca_file))
     session = loop.run_until_complete(_session(context))
-    tokens = SellerTokens(SellerCredentials(**SELLER), f"{upstream.base_url}/auth/o2/token", session)
+    tokens = SellerTokens(
+        SellerCredentials(**SELLER), f"{upstream.base_url}/auth/o2/token", session
+    )
     api = SpApi(upstream.base_url, tokens, session)
-    poller = Poller(Account(ACCOUNT, SELLER_ID, ["DE"]), api, Snapshots(tmp_path / "polling.sqlite"), emit, PollConfig(seller_id=SELLER_ID))
-    reader = SqsReader(sqs, queue, emit, Seen(tmp_path / "seen.sqlite"), Target(ACCOUNT, "DE"), wait_seconds=1, visibility_seconds=5)
+    poller = Poller(
+        Account(ACCOUNT, SELLER_ID, ["DE"]),
+        api,
+        Snapshots(tmp_path / "polling.sqlite"),
+        emit,
+        PollConfig(seller_id=SELLER_ID),
+    )
+    reader = SqsReader(
+        sqs,
+        queue,
+        emit,
+        Seen(tmp_path / "seen.sqlite"),
+        Target(ACCOUNT, "DE"),
+        wait_seconds=1,
+        visibility_seconds=5,
+    )
     ledger = Ledger()
     # the seller's grant: the agency may work on DE listings (other detectors stay quiet)
-    ledger.add([{
-        "event_id": "seller-grant-1", "occurred_at": "2026-01-01T00:00:00Z", "account_id": ACCOUNT, "action": "permission.grant",
-        "actor": {"type": "seller", "principal_id": "owner"},
-        "grant": {"grant_id": "g-1", "provider_id": "prov-agency", "scopes": ["listing.*", "inventory.*", "data.read"], "marketplaces": ["DE"], "max_price_change_pct": 50},
-    }])
+    ledger.add(
+        [
+            {
+                "event_id": "seller-grant-1",
+                "occurred_at": "2026-01-01T00:00:00Z",
+                "account_id": ACCOUNT,
+                "action": "permission.grant",
+                "actor": {"type": "seller", "principal_id": "owner"},
+                "grant": {
+                    "grant_id": "g-1",
+                    "provider_id": "prov-agency",
+                    "scopes": ["listing.*", "inventory.*", "data.read"],
+                    "marketplaces": ["DE"],
+                    "max_price_change_pct": 50,
+                },
+            }
+        ]
+    )
     try:
-        yield World(upstream, gateway, poller, reader, sqs, queue, ledger, emitted, gateway.url, creds, pki.ca_file, session, loop)
+        yield World(
+            upstream,
+            gateway,
+            poller,
+            reader,
+            sqs,
+            queue,
+            ledger,
+            emitted,
+            gateway.url,
+            creds,
+            pki.ca_file,
+            session,
+            loop,
+        )
     finally:
         loop.run_until_complete(session.close())
         loop.close()
@@ -167,21 +216,32 @@ def test_a_price_change_around_the_gateway_is_found_and_one_through_it_is_not(wo
 
     # Through the gateway: the agency's own tool lowers the price by 20%.
     with trust(world.ca_file):
-        client = saleweaver(ListingsItems, world.gateway_url, world.creds, world.ca_file, version="2021-08-01")
-        assert client.patch_listings_item(SELLER_ID, "MUG-1", body=price_patch(19.99), marketplaceIds=[DE]).payload["status"] == "ACCEPTED"
+        client = saleweaver(
+            ListingsItems, world.gateway_url, world.creds, world.ca_file, version="2021-08-01"
+        )
+        assert (
+            client.patch_listings_item(
+                SELLER_ID, "MUG-1", body=price_patch(19.99), marketplaceIds=[DE]
+            ).payload["status"]
+            == "ACCEPTED"
+        )
     assert world.upstream.listings["MUG-1", "DE"].price == 19.99
     assert world.gateway_events() == []
     notified, found = world.notifications()
     assert [e["action"] for e in notified] == ["listing.price_observed"] and found == []
     polled, found = world.poll()
-    assert [(e["action"], e["changes"][0]["new"]) for e in polled] == [("listing.price_observed", "19.99")]
+    assert [(e["action"], e["changes"][0]["new"]) for e in polled] == [
+        ("listing.price_observed", "19.99")
+    ]
     assert found == [] and world.ledger.outside() == []
 
     # Around it: someone in Seller Central cuts the price to 4.99.
     world.upstream.seller_central_price("MUG-1", "DE", 4.99)
     notified, found_by_notification = world.notifications()
     polled, found_by_poll = world.poll()
-    assert [(e["action"], e["changes"][0]["old"], e["changes"][0]["new"]) for e in polled] == [("listing.price_observed", "19.99", "4.99")]
+    assert [(e["action"], e["changes"][0]["old"], e["changes"][0]["new"]) for e in polled] == [
+        ("listing.price_observed", "19.99", "4.99")
+    ]
     outside = [f for f in found_by_notification + found_by_poll if f.detector == DETECTOR]
     assert len(outside) == 1, [f.summary for f in outside]
     alert = outside[0]
@@ -201,7 +261,10 @@ def test_a_bank_account_changed_on_the_upstream_raises_on_the_next_poll(world: W
     world.upstream.seller_central_bank_account("DE", "912")
     polled, found = world.poll()
     actions = sorted(e["action"] for e in polled)
-    assert actions == ["funds.bank_account_change", "funds.bank_account_change"]  # a new one, the old one's default moved
+    assert actions == [
+        "funds.bank_account_change",
+        "funds.bank_account_change",
+    ]  # a new one, the old one's default moved
     outside = [f for f in found if f.detector == DETECTOR]
     assert outside and all(f.severity == "critical" for f in outside)
     assert any(e["event_id"] in outside[0].summary for e in polled)

@@ -80,7 +80,9 @@ def drain(reader: SqsReader, sqs: Any, url: str, timeout: float = 120.0) -> None
     asyncio.run(main())
 
 
-def test_every_notification_reaches_the_ledger_once(pipeline: Namespace, elasticmq: str, tmp_path: Path) -> None:
+def test_every_notification_reaches_the_ledger_once(
+    pipeline: Namespace, elasticmq: str, tmp_path: Path
+) -> None:
     sqs = sqs_client(elasticmq)
     url = new_queue(sqs)
     notifications = [n for _, n in own_fixtures()] + [n for _, n in amazon_examples()]
@@ -88,13 +90,28 @@ def test_every_notification_reaches_the_ledger_once(pipeline: Namespace, elastic
     # injected duplicates: SQS's at-least-once delivery, and Amazon sending one again
     bodies += [bodies[0], bodies[3], bodies[-1], bodies[-1]]
     for start in range(0, len(bodies), 10):
-        sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])])
-    expected = {e["event_id"] for body in set(bodies) for e in to_events(parse.from_bytes(body), TARGET, 0)}
+        sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])
+            ],
+        )
+    expected = {
+        e["event_id"] for body in set(bodies) for e in to_events(parse.from_bytes(body), TARGET, 0)
+    }
     assert len(expected) >= len(notifications)
 
     emitter = KafkaEmitter(pipeline.settings)
     try:
-        reader = SqsReader(sqs, url, emitter.emit, Seen(tmp_path / "seen.sqlite"), TARGET, wait_seconds=1, visibility_seconds=30)
+        reader = SqsReader(
+            sqs,
+            url,
+            emitter.emit,
+            Seen(tmp_path / "seen.sqlite"),
+            TARGET,
+            wait_seconds=1,
+            visibility_seconds=30,
+        )
         drain(reader, sqs, url)
     finally:
         emitter.close()
@@ -112,7 +129,15 @@ def test_a_reader_killed_between_kafka_and_delete_loses_and_duplicates_nothing(
     sqs = sqs_client(elasticmq)
     url = new_queue(sqs, visibility=3)
     (_, notification), *_ = own_fixtures()
-    body = wire({**notification, "NotificationMetadata": {**notification["NotificationMetadata"], "NotificationId": f"pw-kill-{time.time_ns()}"}})
+    body = wire(
+        {
+            **notification,
+            "NotificationMetadata": {
+                **notification["NotificationMetadata"],
+                "NotificationId": f"pw-kill-{time.time_ns()}",
+            },
+        }
+    )
     sqs.send_message(QueueUrl=url, MessageBody=body)
     event_id = to_events(parse.from_bytes(body), TARGET, 0)[0]["event_id"]
 
@@ -130,7 +155,11 @@ def test_a_reader_killed_between_kafka_and_delete_loses_and_duplicates_nothing(
     log = (tmp_path / "reader.log").open("wb")
     reader = subprocess.Popen(
         [sys.executable, "-m", "partnerwatch", "notifications", "run"],
-        env=env, cwd=checkout(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        cwd=checkout(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         assert proxy.delete_requested.wait(90), (tmp_path / "reader.log").read_text()
@@ -152,18 +181,33 @@ def test_a_reader_killed_between_kafka_and_delete_loses_and_duplicates_nothing(
     # visibility timeout, is sent again under the same event id, and deleted this time.
     emitter = KafkaEmitter(pipeline.settings)
     try:
-        again = SqsReader(sqs, url, emitter.emit, Seen(tmp_path / "fresh.sqlite"), TARGET, wait_seconds=1, visibility_seconds=3)
+        again = SqsReader(
+            sqs,
+            url,
+            emitter.emit,
+            Seen(tmp_path / "fresh.sqlite"),
+            TARGET,
+            wait_seconds=1,
+            visibility_seconds=3,
+        )
         drain(again, sqs, url)
     finally:
         emitter.close()
     assert again.counts.get("events") == 1
-    sent = Counter(orjson.loads(r.value)["event_id"] for r in pipeline.read_topic(pipeline.settings.actions_topic, 10_000, timeout=5))
+    sent = Counter(
+        orjson.loads(r.value)["event_id"]
+        for r in pipeline.read_topic(pipeline.settings.actions_topic, 10_000, timeout=5)
+    )
     assert sent[event_id] == 2
-    wait_for(lambda: ledger_ids(pipeline, 1, timeout=5)[event_id] >= 1, 60, "the event on the ledger")
+    wait_for(
+        lambda: ledger_ids(pipeline, 1, timeout=5)[event_id] >= 1, 60, "the event on the ledger"
+    )
     assert ledger_ids(pipeline, 1, timeout=5)[event_id] == 1
 
 
-def test_nothing_is_deleted_while_kafka_does_not_acknowledge(elasticmq: str, tmp_path: Path) -> None:
+def test_nothing_is_deleted_while_kafka_does_not_acknowledge(
+    elasticmq: str, tmp_path: Path
+) -> None:
     sqs = sqs_client(elasticmq)
     url = new_queue(sqs, visibility=1)
     (_, notification), *_ = own_fixtures()
@@ -187,5 +231,9 @@ def test_nothing_is_deleted_while_kafka_does_not_acknowledge(elasticmq: str, tmp
     async def broker_back(events: list[dict[str, Any]]) -> None:
         stored.extend(events)
 
-    drain(SqsReader(sqs, url, broker_back, seen, TARGET, wait_seconds=1, visibility_seconds=1), sqs, url)
+    drain(
+        SqsReader(sqs, url, broker_back, seen, TARGET, wait_seconds=1, visibility_seconds=1),
+        sqs,
+        url,
+    )
     assert [e["action"] for e in stored] == ["listing.status_change"]

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from pipeline.event import format_ms
 from pipeline.marketplaces import marketplace_id, site_code
-from sources.gateway.classify import our_price
+from sources.gateway.prices import our_price
 from tests.gateway.sandbox import Sandbox
 
 LISTING = "/listings/2021-08-01/items/"
@@ -57,7 +57,18 @@ class StatefulSandbox(Sandbox):
 
     def add_listing(self, sku: str, site: str, asin: str, price: float, quantity: int) -> Listing:
         now = _now()
-        listing = Listing(sku, site, asin, price, quantity, attributes={"item_name": [{"value": f"{sku} item", "marketplace_id": marketplace_id(site)}]}, updated_ms=now, created_ms=now)
+        listing = Listing(
+            sku,
+            site,
+            asin,
+            price,
+            quantity,
+            attributes={
+                "item_name": [{"value": f"{sku} item", "marketplace_id": marketplace_id(site)}]
+            },
+            updated_ms=now,
+            created_ms=now,
+        )
         self.listings[sku, site] = listing
         return listing
 
@@ -70,8 +81,16 @@ class StatefulSandbox(Sandbox):
         methods = self.payment_methods.setdefault(site, [])
         for method in methods:
             method.pop("assignmentType", None)
-        methods.append({"accountHolderName": "Seller GmbH", "paymentMethodId": f"0h_TU_CUS_{uuid.uuid4()}", "paymentMethodType": "BANK_ACCOUNT",
-                        "tail": tail, "countryCode": site, "assignmentType": "DEFAULT_DEPOSIT_METHOD"})
+        methods.append(
+            {
+                "accountHolderName": "Seller GmbH",
+                "paymentMethodId": f"0h_TU_CUS_{uuid.uuid4()}",
+                "paymentMethodType": "BANK_ACCOUNT",
+                "tail": tail,
+                "countryCode": site,
+                "assignmentType": "DEFAULT_DEPOSIT_METHOD",
+            }
+        )
 
     # -- the API -------------------------------------------------------------------------------
 
@@ -80,36 +99,68 @@ class StatefulSandbox(Sandbox):
         token = request.headers.get("x-amz-access-token", "")
         if token in self.tokens:
             if path.startswith(LISTING):
-                parts = path[len(LISTING):].split("/")
-                sites = [site_code(m) for m in request.query.get("marketplaceIds", "").split(",") if site_code(m)]
+                parts = path[len(LISTING) :].split("/")
+                sites = [
+                    site_code(m)
+                    for m in request.query.get("marketplaceIds", "").split(",")
+                    if site_code(m)
+                ]
                 if len(parts) == 2 and sites:
                     answer = await self._listing(request, parts[1], sites[0])
                     if answer is not None:
                         return self._log(request, await request.read(), answer)
                 if len(parts) == 1 and request.method == "GET" and sites:
-                    return self._log(request, b"", self._search(sites[0], request.query.get("lastUpdatedAfter")))
+                    return self._log(
+                        request, b"", self._search(sites[0], request.query.get("lastUpdatedAfter"))
+                    )
             if path == "/finances/transfers/2024-06-01/paymentMethods" and request.method == "GET":
                 site = site_code(request.query.get("marketplaceId"))
-                return self._log(request, b"", _json(200, {"paymentMethods": self.payment_methods.get(site or "", [])}))
+                return self._log(
+                    request,
+                    b"",
+                    _json(200, {"paymentMethods": self.payment_methods.get(site or "", [])}),
+                )
             if path == "/finances/transfers/2024-06-01/payouts" and request.method == "GET":
                 site = site_code(request.query.get("marketplaceIds", "").split(",")[0])
-                return self._log(request, b"", _json(200, {"payouts": self.payouts.get(site or "", [])}))
+                return self._log(
+                    request, b"", _json(200, {"payouts": self.payouts.get(site or "", [])})
+                )
             if path == "/finances/2024-06-19/transactions" and request.method == "GET":
-                return self._log(request, b"", _json(200, {"payload": {"transactions": self.transactions}}))
+                return self._log(
+                    request, b"", _json(200, {"payload": {"transactions": self.transactions}})
+                )
         return await super().api(request)
 
     def _log(self, request: web.Request, body: bytes, response: web.Response) -> web.Response:
         from tests.gateway.sandbox import Logged
 
         parsed = orjson.loads(body) if body else None
-        self.requests.append(Logged(request.method, request.path, {k: request.query.getall(k) for k in request.query}, parsed, request.headers.get("x-amz-access-token", "")))
+        self.requests.append(
+            Logged(
+                request.method,
+                request.path,
+                {k: request.query.getall(k) for k in request.query},
+                parsed,
+                request.headers.get("x-amz-access-token", ""),
+            )
+        )
         return response
 
     async def _listing(self, request: web.Request, sku: str, site: str) -> web.Response | None:
         listing = self.listings.get((sku, site))
         if request.method == "GET":
             if listing is None:
-                return _json(404, {"errors": [{"code": "NOT_FOUND", "message": f"SKU '{sku}' not found in marketplace {marketplace_id(site)}"}]})
+                return _json(
+                    404,
+                    {
+                        "errors": [
+                            {
+                                "code": "NOT_FOUND",
+                                "message": f"SKU '{sku}' not found in marketplace {marketplace_id(site)}",
+                            }
+                        ]
+                    },
+                )
             return _json(200, self._item(listing))
         if request.query.get("mode") == "VALIDATION_PREVIEW":
             return None
@@ -136,20 +187,48 @@ class StatefulSandbox(Sandbox):
             self._touched(listing, price_changed=changed_price)
         else:
             return None
-        return _json(200, {"sku": sku, "status": "ACCEPTED", "submissionId": uuid.uuid4().hex, "issues": []})
+        return _json(
+            200, {"sku": sku, "status": "ACCEPTED", "submissionId": uuid.uuid4().hex, "issues": []}
+        )
 
     def _item(self, listing: Listing) -> dict[str, Any]:
         mid = marketplace_id(listing.site)
         attributes = dict(listing.attributes)
-        attributes["purchasable_offer"] = [{"marketplace_id": mid, "currency": "EUR", "audience": "ALL", "our_price": [{"schedule": [{"value_with_tax": listing.price}]}]}]
-        attributes["fulfillment_availability"] = [{"fulfillment_channel_code": "DEFAULT", "quantity": listing.quantity}]
+        attributes["purchasable_offer"] = [
+            {
+                "marketplace_id": mid,
+                "currency": "EUR",
+                "audience": "ALL",
+                "our_price": [{"schedule": [{"value_with_tax": listing.price}]}],
+            }
+        ]
+        attributes["fulfillment_availability"] = [
+            {"fulfillment_channel_code": "DEFAULT", "quantity": listing.quantity}
+        ]
         return {
             "sku": listing.sku,
-            "summaries": [{"marketplaceId": mid, "asin": listing.asin, "productType": "PRODUCT", "status": listing.status,
-                           "itemName": f"{listing.sku} item", "createdDate": _iso(listing.created_ms), "lastUpdatedDate": _iso(listing.updated_ms)}],
+            "summaries": [
+                {
+                    "marketplaceId": mid,
+                    "asin": listing.asin,
+                    "productType": "PRODUCT",
+                    "status": listing.status,
+                    "itemName": f"{listing.sku} item",
+                    "createdDate": _iso(listing.created_ms),
+                    "lastUpdatedDate": _iso(listing.updated_ms),
+                }
+            ],
             "attributes": attributes,
-            "offers": [{"marketplaceId": mid, "offerType": "B2C", "price": {"currencyCode": "EUR", "amount": str(listing.price)}}],
-            "fulfillmentAvailability": [{"fulfillmentChannelCode": "DEFAULT", "quantity": listing.quantity}],
+            "offers": [
+                {
+                    "marketplaceId": mid,
+                    "offerType": "B2C",
+                    "price": {"currencyCode": "EUR", "amount": str(listing.price)},
+                }
+            ],
+            "fulfillmentAvailability": [
+                {"fulfillmentChannelCode": "DEFAULT", "quantity": listing.quantity}
+            ],
         }
 
     def _search(self, site: str, after: str | None) -> web.Response:
@@ -163,23 +242,74 @@ class StatefulSandbox(Sandbox):
         ]
         return _json(200, {"numberOfResults": len(items), "items": items})
 
-    def _touched(self, listing: Listing, price_changed: bool = False, deleted: bool = False) -> None:
+    def _touched(
+        self, listing: Listing, price_changed: bool = False, deleted: bool = False
+    ) -> None:
         listing.updated_ms = max(_now(), listing.updated_ms + 1)
         if self.notify is None:
             return
         when = _iso(listing.updated_ms)
         mid = marketplace_id(listing.site)
         if deleted:
-            self.notify(_notification("LISTINGS_ITEM_STATUS_CHANGE", when, {"SellerId": self.seller_id, "MarketplaceId": mid, "Asin": listing.asin, "Sku": listing.sku, "Status": ["DELETED"]}))
+            self.notify(
+                _notification(
+                    "LISTINGS_ITEM_STATUS_CHANGE",
+                    when,
+                    {
+                        "SellerId": self.seller_id,
+                        "MarketplaceId": mid,
+                        "Asin": listing.asin,
+                        "Sku": listing.sku,
+                        "Status": ["DELETED"],
+                    },
+                )
+            )
         if price_changed:
-            self.notify(_notification("ANY_OFFER_CHANGED", when, {"AnyOfferChangedNotification": {
-                "SellerId": self.seller_id, "OfferChangeTrigger": {"MarketplaceId": mid, "ASIN": listing.asin, "ItemCondition": "new", "TimeOfOfferChange": when, "OfferChangeType": "Internal"},
-                "Offers": [{"SellerId": self.seller_id, "SubCondition": "new", "ListingPrice": {"Amount": listing.price, "CurrencyCode": "EUR"}, "IsFulfilledByAmazon": False}]}}))
+            self.notify(
+                _notification(
+                    "ANY_OFFER_CHANGED",
+                    when,
+                    {
+                        "AnyOfferChangedNotification": {
+                            "SellerId": self.seller_id,
+                            "OfferChangeTrigger": {
+                                "MarketplaceId": mid,
+                                "ASIN": listing.asin,
+                                "ItemCondition": "new",
+                                "TimeOfOfferChange": when,
+                                "OfferChangeType": "Internal",
+                            },
+                            "Offers": [
+                                {
+                                    "SellerId": self.seller_id,
+                                    "SubCondition": "new",
+                                    "ListingPrice": {
+                                        "Amount": listing.price,
+                                        "CurrencyCode": "EUR",
+                                    },
+                                    "IsFulfilledByAmazon": False,
+                                }
+                            ],
+                        }
+                    },
+                )
+            )
 
 
 def _notification(kind: str, when: str, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"NotificationVersion": "1.0", "NotificationType": kind, "PayloadVersion": "1.0", "EventTime": when, "Payload": payload,
-            "NotificationMetadata": {"ApplicationId": "amzn1.sellerapps.app.pw-test", "SubscriptionId": "sub-test", "PublishTime": when, "NotificationId": str(uuid.uuid4())}}
+    return {
+        "NotificationVersion": "1.0",
+        "NotificationType": kind,
+        "PayloadVersion": "1.0",
+        "EventTime": when,
+        "Payload": payload,
+        "NotificationMetadata": {
+            "ApplicationId": "amzn1.sellerapps.app.pw-test",
+            "SubscriptionId": "sub-test",
+            "PublishTime": when,
+            "NotificationId": str(uuid.uuid4()),
+        },
+    }
 
 
 def _json(status: int, body: Any) -> web.Response:

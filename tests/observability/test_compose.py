@@ -21,10 +21,16 @@ from pipeline.config import REPO_ROOT, Settings
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
-ONE_SHOT = {"migrate", "simulate"}
+ONE_SHOT = {"migrate", "simulate", "train"}
 SECRETS = (
-    "PW_CLICKHOUSE_PASSWORD", "GRAFANA_CLICKHOUSE_PASSWORD", "PW_CLICKHOUSE_READER_PASSWORD", "GRAFANA_ADMIN_PASSWORD",
-    "PW_API_TOKEN", "PW_KAFKA_SASL_PASSWORD", "PW_MASK_KEY", "PW_DIGEST_HMAC_KEY",
+    "PW_CLICKHOUSE_PASSWORD",
+    "GRAFANA_CLICKHOUSE_PASSWORD",
+    "PW_CLICKHOUSE_READER_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "PW_API_TOKEN",
+    "PW_KAFKA_SASL_PASSWORD",
+    "PW_MASK_KEY",
+    "PW_DIGEST_HMAC_KEY",
 )
 SECRET_KEY = re.compile(r"PASSWORD|TOKEN|SECRET|_KEY$")
 #: `${NAME...}` compose substitutes (`$${...}` is a literal `$` for the container's shell)
@@ -47,15 +53,35 @@ def resolved(value: Any) -> str:
 
 def test_the_whole_stack_is_there() -> None:
     s = services()
-    assert {"kafka", "clickhouse", "migrate", "worker", "alert-feed", "simulate", "prometheus", "grafana"} <= set(s)
+    assert {
+        "kafka",
+        "clickhouse",
+        "migrate",
+        "worker",
+        "loader",
+        "alert-feed",
+        "simulate",
+        "prometheus",
+        "grafana",
+    } <= set(s)
     assert s["kafka"]["image"].startswith("apache/kafka:")
-    assert s["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+    assert (
+        s["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    )  # KRaft, no ZooKeeper
     assert s["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
     assert s["migrate"]["command"] == ["migrate"]
     assert s["alert-feed"]["command"] == ["alerts", "feed"]
     assert s["simulate"]["profiles"] == ["demo"]
-    assert "grafana-clickhouse-datasource" in s["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
+    assert (
+        "GF_INSTALL_PLUGINS" not in s["grafana"]["environment"]
+    )  # baked in at a pinned version (infra/grafana)
     assert s["worker"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    # the loader runs apart from the workers, on the ClickHouse server (issue 16)
+    assert (
+        s["loader"]["command"] == ["loader"]
+        and s["worker"]["environment"]["PW_WAREHOUSE_LOADER"] == "external"
+    )
+    assert "PW_CLICKHOUSE_URL" in s["loader"]["environment"]
 
 
 def test_every_service_has_a_healthcheck_or_is_one_shot() -> None:
@@ -83,7 +109,9 @@ def test_images_are_pinned_and_volumes_named() -> None:
         for volume in service.get("volumes", []):
             source = volume.split(":", 1)[0]
             if source.startswith("./"):
-                assert (REPO_ROOT / source).exists() and volume.endswith(":ro"), f"{name}: bind mount {volume}"
+                assert (REPO_ROOT / source).exists() and volume.endswith(":ro"), (
+                    f"{name}: bind mount {volume}"
+                )
             else:
                 assert source in declared, f"{name}: volume {source} is not a named volume"
 
@@ -93,7 +121,9 @@ def test_no_secret_in_the_file() -> None:
     for name, service in services().items():
         for key, value in (service.get("environment") or {}).items():
             if SECRET_KEY.search(key) and key != "GF_SECURITY_ADMIN_USER":
-                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]*\}", str(value)), f"{name}: {key} must come from .env"
+                assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]*\}", str(value)), (
+                    f"{name}: {key} must come from .env"
+                )
     # credentials inside URLs come from .env too, never a default
     urls = re.findall(r"clickhouse://.*", text)
     assert urls
@@ -103,7 +133,9 @@ def test_no_secret_in_the_file() -> None:
     example = (REPO_ROOT / ".env.example").read_text()
     for secret in SECRETS:
         assert f"${{{secret}:?" in text
-        assert re.search(rf"^{secret}=$", example, re.M), f".env.example lists {secret} with no value"
+        assert re.search(rf"^{secret}=$", example, re.M), (
+            f".env.example lists {secret} with no value"
+        )
 
 
 def values(node: Any) -> list[str]:
@@ -122,7 +154,9 @@ def test_every_variable_compose_needs_is_required_and_listed_in_env_example() ->
     listed = set(re.findall(r"^([A-Za-z_][A-Za-z0-9_]*)=", ENV_EXAMPLE.read_text(), re.M))
     assert set(used) <= listed, f"missing from .env.example: {sorted(set(used) - listed)}"
     for name, tail in used.items():
-        assert tail.startswith(":?"), f"${{{name}}} must be required (${{{name}:?message}}): compose would run without it"
+        assert tail.startswith(":?"), (
+            f"${{{name}}} must be required (${{{name}:?message}}): compose would run without it"
+        )
 
 
 def test_the_worker_masks_and_signs_with_keys_from_env() -> None:
@@ -136,19 +170,29 @@ def test_the_worker_masks_and_signs_with_keys_from_env() -> None:
 def test_kafka_clients_and_the_broker_use_sasl() -> None:
     s = services()
     kafka = s["kafka"]["environment"]
-    protocols = dict(item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    protocols = dict(
+        item.split(":") for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
     advertised = [item.split("://")[0] for item in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")]
-    assert advertised and all(protocols[name].startswith("SASL_") for name in advertised), advertised
+    assert advertised and all(protocols[name].startswith("SASL_") for name in advertised), (
+        advertised
+    )
     assert protocols[kafka["KAFKA_INTER_BROKER_LISTENER_NAME"]].startswith("SASL_")
-    assert "localhost:" in kafka["KAFKA_LISTENERS"].split("CONTROLLER://")[1]  # the controller is not on the network
+    assert (
+        "localhost:" in kafka["KAFKA_LISTENERS"].split("CONTROLLER://")[1]
+    )  # the controller is not on the network
     mechanisms = kafka["KAFKA_SASL_ENABLED_MECHANISMS"].split(",")
     jaas = " ".join(v for k, v in kafka.items() if k.endswith("_SASL_JAAS_CONFIG"))
-    assert "healthcheck" in s["kafka"] and "--command-config" in str(s["kafka"]["healthcheck"]["test"])
+    assert "healthcheck" in s["kafka"] and "--command-config" in str(
+        s["kafka"]["healthcheck"]["test"]
+    )
     pw = partnerwatch_services()
     assert {"migrate", "worker", "alert-feed", "simulate"} <= set(pw)
     for name, service in pw.items():
         env = service["environment"]
-        settings = Settings.from_env({k: resolved(v) for k, v in env.items()})  # consistent settings
+        settings = Settings.from_env(
+            {k: resolved(v) for k, v in env.items()}
+        )  # consistent settings
         assert settings.kafka_sasl, f"{name} connects to Kafka without SASL"
         assert env["PW_KAFKA_BROKER"] == kafka["KAFKA_ADVERTISED_LISTENERS"].split("://")[1]
         assert settings.kafka_sasl_mechanism in mechanisms, name
@@ -174,11 +218,17 @@ def test_the_worker_image_runs_as_an_unprivileged_user() -> None:
     user = users[-1].split(":")[0]
     assert user not in {"root", "0"}, users[-1]
     created = " ".join(arg for op, arg in instructions if op == "RUN")
-    assert re.search(rf"useradd\b.*--uid {user}\b", created) or re.search(rf"useradd\b.*\b{user}$", created), created
+    assert re.search(rf"useradd\b.*--uid {user}\b", created) or re.search(
+        rf"useradd\b.*\b{user}$", created
+    ), created
     last_run = max(i for i, (op, _) in enumerate(instructions) if op == "RUN")
     last_user = max(i for i, (op, _) in enumerate(instructions) if op == "USER")
-    assert last_user > last_run, "USER must come after the last RUN (the installed image runs unprivileged)"
-    assert any(op == "RUN" and "chown" in arg and "/data" in arg for op, arg in instructions), "the data volume must belong to the user"
+    assert last_user > last_run, (
+        "USER must come after the last RUN (the installed image runs unprivileged)"
+    )
+    assert any(op == "RUN" and "chown" in arg and "/data" in arg for op, arg in instructions), (
+        "the data volume must belong to the user"
+    )
     for name, service in partnerwatch_services().items():
         assert str(service.get("user", "10001")) not in {"root", "0", "0:0"}, name
 
@@ -186,10 +236,24 @@ def test_the_worker_image_runs_as_an_unprivileged_user() -> None:
 def test_the_build_context_leaves_out_local_state() -> None:
     ignore = REPO_ROOT / ".dockerignore"
     assert ignore.is_file(), "no .dockerignore: the build context would include .venv and .cache"
-    patterns = {line.strip().rstrip("/") for line in ignore.read_text().splitlines() if line.strip() and not line.startswith("#")}
-    assert {".venv", ".cache", "data", ".git", ".env", ".pytest_cache", "**/__pycache__"} <= patterns
+    patterns = {
+        line.strip().rstrip("/")
+        for line in ignore.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {
+        ".venv",
+        ".cache",
+        "data",
+        ".git",
+        ".env",
+        ".pytest_cache",
+        "**/__pycache__",
+    } <= patterns
     # and nothing the Dockerfile copies is ignored
-    copied = [part for op, arg in dockerfile_instructions() if op == "COPY" for part in arg.split()[:-1]]
+    copied = [
+        part for op, arg in dockerfile_instructions() if op == "COPY" for part in arg.split()[:-1]
+    ]
     assert "pyproject.toml" in copied and "partnerwatch" in copied
     assert not set(copied) & patterns, set(copied) & patterns
 
@@ -201,10 +265,21 @@ def test_the_build_context_leaves_out_local_state() -> None:
 def test_docker_compose_parses_and_validates_the_file() -> None:
     env = {k: v for k, v in os.environ.items() if k not in SECRETS}
     command = ["docker-compose", "-f", str(COMPOSE), "--project-directory", str(REPO_ROOT)]
-    missing = subprocess.run([*command, "config", "-q"], env=env, capture_output=True, text=True, timeout=120)
-    assert missing.returncode != 0 and "PW_CLICKHOUSE_PASSWORD" in missing.stderr  # refuses without secrets
+    missing = subprocess.run(
+        [*command, "config", "-q"], env=env, capture_output=True, text=True, timeout=120
+    )
+    # refuses without secrets, naming one (which comes first depends on the service order)
+    assert missing.returncode != 0 and any(secret in missing.stderr for secret in SECRETS), (
+        missing.stderr
+    )
     env.update({secret: "test-only-value" for secret in SECRETS})
-    done = subprocess.run([*command, "--profile", "demo", "config"], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*command, "--profile", "demo", "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     resolved = yaml.safe_load(done.stdout)
     assert "simulate" in resolved["services"] and "worker" in resolved["services"]

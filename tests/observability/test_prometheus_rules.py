@@ -21,7 +21,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def promtool(*args: str) -> str:
-    done = subprocess.run(["promtool", *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["promtool", *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=120
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
     return output
@@ -43,7 +45,11 @@ def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
     import yaml
 
     alerts = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
-    cases = [c for t in yaml.safe_load(RULE_TESTS.read_text())["tests"] for c in t.get("alert_rule_test", [])]
+    cases = [
+        c
+        for t in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+        for c in t.get("alert_rule_test", [])
+    ]
     fired = {c["alertname"] for c in cases if c.get("exp_alerts")}
     quiet = {c["alertname"] for c in cases if not c.get("exp_alerts")}
     assert alerts == fired, f"alerts never shown firing: {alerts - fired}"

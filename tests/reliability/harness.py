@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 
 from partnerwatch.common import KAFKA_SH
-from partnerwatch.local_worker import Namespace, free_port, wait_for
+from partnerwatch.local_worker import Namespace, free_port
 from pipeline.config import REPO_ROOT
+from tests.integration.settle import read_to_end, wait_settled
 from tests.integration.test_pipeline import assert_chains_verify
 
 
@@ -27,8 +28,15 @@ class PrivateBroker:
 
     def __init__(self, home: Path) -> None:
         version = subprocess.run(
-            ["sed", "-n", r"s:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p", str(KAFKA_SH.parent / "pom.xml")],
-            capture_output=True, text=True, check=True,
+            [
+                "sed",
+                "-n",
+                r"s:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p",
+                str(KAFKA_SH.parent / "pom.xml"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         shared = Path(os.environ.get("PW_KAFKA_HOME", REPO_ROOT / ".cache" / "kafka"))
         self.port = free_port()
@@ -88,25 +96,38 @@ def expected_alert_ids(stream: Sequence[dict[str, Any]]) -> set[str]:
     return ids
 
 
-def assert_exact(ns: Namespace, expected: int, stream: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+def assert_exact(
+    ns: Namespace, expected: int, stream: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
     """Every accepted event stored once, every chain intact, every alert once: the figures seen.
 
     With `stream`, every alert a replay of it raises must be on the topic and in the warehouse
     (none lost); alerts beyond those are counted by detector in the figures (`extra_alerts`).
+    Waits first until nothing is in flight (`wait_settled`), so the counts are final.
     """
-    count, unique = (int(v) for v in ns.sql("SELECT count(), uniqExact(account_id, event_id) FROM audit.events")[0])
+    wait_settled(ns)
+    count, unique = (
+        int(v)
+        for v in ns.sql("SELECT count(), uniqExact(account_id, event_id) FROM audit.events")[0]
+    )
     assert (count, unique) == (expected, expected)
     assert_chains_verify(ns)
-    on_topic = {orjson.loads(r.value)["alert_id"] for r in ns.read_topic(ns.settings.alerts_topic, 10**9, timeout=8)}
-    wait_for(
-        lambda: int(ns.scalar("SELECT uniqExact(alert_id) FROM audit.alerts")) >= len(on_topic), 120, "alerts stored"
+    on_topic = {
+        orjson.loads(r.value)["alert_id"] for r in read_to_end(ns, ns.settings.alerts_topic)
+    }
+    alerts, alert_ids = (
+        int(v) for v in ns.sql("SELECT count(), uniqExact(alert_id) FROM audit.alerts FINAL")[0]
     )
-    alerts, alert_ids = (int(v) for v in ns.sql("SELECT count(), uniqExact(alert_id) FROM audit.alerts FINAL")[0])
     stored_ids = {r[0] for r in ns.sql("SELECT DISTINCT alert_id FROM audit.alerts")}
     assert alerts == alert_ids == len(on_topic)
     assert stored_ids == on_topic
     accounts = int(ns.scalar("SELECT uniqExact(account_id) FROM audit.events"))
-    figures: dict[str, Any] = {"events": count, "unique_events": unique, "accounts": accounts, "alerts": alerts}
+    figures: dict[str, Any] = {
+        "events": count,
+        "unique_events": unique,
+        "accounts": accounts,
+        "alerts": alerts,
+    }
     if stream:
         replayed = expected_alert_ids(stream)
         assert replayed <= on_topic, f"{len(replayed - on_topic)} alerts of the replay missing"
@@ -122,7 +143,9 @@ def assert_exact(ns: Namespace, expected: int, stream: Sequence[dict[str, Any]] 
 class Sender(threading.Thread):
     """Produces `events` steadily (chunks with pauses), so faults land while events are in flight."""
 
-    def __init__(self, ns: Namespace, events: Sequence[dict[str, Any]], chunk: int = 250, pause: float = 0.2) -> None:
+    def __init__(
+        self, ns: Namespace, events: Sequence[dict[str, Any]], chunk: int = 250, pause: float = 0.2
+    ) -> None:
         super().__init__(daemon=True)
         self.ns, self.events, self.chunk, self.pause = ns, events, chunk, pause
         self.sent = 0
@@ -131,7 +154,7 @@ class Sender(threading.Thread):
     def run(self) -> None:
         try:
             for i in range(0, len(self.events), self.chunk):
-                self.sent += self.ns.send(self.events[i:i + self.chunk])
+                self.sent += self.ns.send(self.events[i : i + self.chunk])
                 time.sleep(self.pause)
         except BaseException as exc:  # reported by the test
             self.error = exc

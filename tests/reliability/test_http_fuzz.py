@@ -73,7 +73,10 @@ def run_http_fuzz(tmp_path: Path, requests: int) -> None:
     try:
 
         @settings(
-            max_examples=requests, deadline=None, database=None, phases=[Phase.generate],
+            max_examples=requests,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
             suppress_health_check=list(HealthCheck),
         )
         @given(bodies)
@@ -97,14 +100,23 @@ def run_http_fuzz(tmp_path: Path, requests: int) -> None:
         one()
         assert worker.alive()
         print(f"http fuzz: {tally}, distinct accepted events {len(stored)}")
-        assert tally["requests"] >= requests * 0.9 and tally["accepted"] > 0 and tally["rejected"] > 0
+        assert (
+            tally["requests"] >= requests * 0.9 and tally["accepted"] > 0 and tally["rejected"] > 0
+        )
         letters = ns.read_topic(ns.settings.deadletter_topic, expect=tally["rejected"], timeout=120)
         assert len(letters) == tally["rejected"]
         assert {orjson.loads(r.value)["topic"] for r in letters} == {"POST /v1/events"}
         actions = ns.read_topic(ns.settings.actions_topic, expect=tally["accepted"], timeout=120)
         assert len(actions) == tally["accepted"]
-        wait_for(lambda: ns.scalar("SELECT count() FROM audit.events") >= len(stored), 300, "accepted events stored")
-        assert ns.sql("SELECT count(), uniqExact(account_id, event_id) FROM audit.events")[0] == [len(stored)] * 2
+        wait_for(
+            lambda: ns.scalar("SELECT count() FROM audit.events") >= len(stored),
+            300,
+            "accepted events stored",
+        )
+        assert (
+            ns.sql("SELECT count(), uniqExact(account_id, event_id) FROM audit.events")[0]
+            == [len(stored)] * 2
+        )
         assert {tuple(r) for r in ns.sql("SELECT account_id, event_id FROM audit.events")} == stored
         assert_chains_verify(ns)
         assert worker.alive()

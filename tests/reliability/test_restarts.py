@@ -12,7 +12,9 @@ from tests.integration.restart_storm import report, storm
 pytestmark = pytest.mark.reliability
 
 
-def test_twenty_restarts_keep_every_accounts_detection_state(kafka_broker: str, tmp_path: Path) -> None:
+def test_twenty_restarts_keep_every_accounts_detection_state(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     _, rounds = storm(tmp_path, restarts=20, seed=1520)
     assert len(rounds) == 20
     assert not any(r.differences for r in rounds), report(rounds)

@@ -67,7 +67,8 @@ def _nest(depth: int, kind: str) -> bytes:
 deep_nesting = st.builds(
     lambda depth, kind, where: (
         orjson.dumps(variant(RICH, **{where: "__D__"})).replace(b'"__D__"', _nest(depth, kind), 1)
-        if where != "top" else _nest(depth, kind)
+        if where != "top"
+        else _nest(depth, kind)
     ),
     st.integers(min_value=1, max_value=5000),
     st.sampled_from(["list", "dict"]),
@@ -78,52 +79,99 @@ huge_strings = st.builds(
     lambda size, char, field: orjson.dumps(variant(RICH, **{field: char * size})),
     st.integers(min_value=100, max_value=200_000),
     st.sampled_from(["a", "é", "\u20ac", "\U0001f600", "0", "\\", '"', "\x00"]),
-    st.sampled_from(["event_id", "account_id", "operation", "actor__principal_id", "source__user_agent", "resource__id"]),
+    st.sampled_from(
+        [
+            "event_id",
+            "account_id",
+            "operation",
+            "actor__principal_id",
+            "source__user_agent",
+            "resource__id",
+        ]
+    ),
 )
 
 invalid_utf8 = st.one_of(
     st.binary(max_size=300),
     st.builds(
         lambda junk, at: (lambda good: good[:at] + junk + good[at:])(orjson.dumps(RICH)),
-        st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xe2\x82"]),
+        st.sampled_from(
+            [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xe2\x82"]
+        ),
         st.integers(min_value=0, max_value=400),
     ),
 )
 
-_big_numbers = st.sampled_from([
-    b"1e400", b"-1e400", b"1e-400", b"18446744073709551616", b"-9223372036854775809",
-    b"9007199254740993", b"123456789012345678901234567890", b"0.1e309", b"-0", b"1E+2",
-]) | st.integers(min_value=-(2**200), max_value=2**200).map(lambda n: str(n).encode())
+_big_numbers = st.sampled_from(
+    [
+        b"1e400",
+        b"-1e400",
+        b"1e-400",
+        b"18446744073709551616",
+        b"-9223372036854775809",
+        b"9007199254740993",
+        b"123456789012345678901234567890",
+        b"0.1e309",
+        b"-0",
+        b"1E+2",
+    ]
+) | st.integers(min_value=-(2**200), max_value=2**200).map(lambda n: str(n).encode())
 _NUMBER_SLOTS = [
-    variant(RICH, changes__1__new="__N__"), variant(minimal("funds.refund"), amount__value="__N__"),
+    variant(RICH, changes__1__new="__N__"),
+    variant(minimal("funds.refund"), amount__value="__N__"),
     variant(minimal("permission.grant"), grant__max_price_change_pct="__N__"),
     variant(minimal("policy.update"), policy__rate_limit_per_min="__N__"),
-    variant(minimal("policy.update"), policy__extra="__N__"), variant(_BASE, occurred_at="__N__"),
-    variant(_BASE, event_id="__N__"), variant(RICH, changes__0__old="__N__"),
+    variant(minimal("policy.update"), policy__extra="__N__"),
+    variant(_BASE, occurred_at="__N__"),
+    variant(_BASE, event_id="__N__"),
+    variant(RICH, changes__0__old="__N__"),
 ]
 numbers_out_of_range = st.builds(
-    lambda number, doc: orjson.dumps(doc).replace(b'"__N__"', number), _big_numbers, st.sampled_from(_NUMBER_SLOTS)
+    lambda number, doc: orjson.dumps(doc).replace(b'"__N__"', number),
+    _big_numbers,
+    st.sampled_from(_NUMBER_SLOTS),
 )
 
 
 _offsets = st.builds(
-    lambda sign, h, m: f"{sign}{h:02d}:{m:02d}", st.sampled_from("+-"), st.integers(0, 30), st.integers(0, 99)
+    lambda sign, h, m: f"{sign}{h:02d}:{m:02d}",
+    st.sampled_from("+-"),
+    st.integers(0, 30),
+    st.integers(0, 99),
 ) | st.sampled_from(["Z", "z", "", "+0100", "+01", "UTC", "+01:00:00", "-00:00", "+14:00", "GMT+1"])
 time_zones = st.one_of(
     st.builds(
         lambda y, mo, d, h, mi, s, frac, off, sep: variant(
             _BASE, occurred_at=f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}{frac}{off}"
         ),
-        st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25), st.integers(0, 61),
-        st.integers(0, 61), st.sampled_from(["", ".1", ".123", ".123456789", ",5"]), _offsets,
+        st.integers(0, 9999),
+        st.integers(0, 13),
+        st.integers(0, 32),
+        st.integers(0, 25),
+        st.integers(0, 61),
+        st.integers(0, 61),
+        st.sampled_from(["", ".1", ".123", ".123456789", ",5"]),
+        _offsets,
         st.sampled_from(["T", "t", " ", "_"]),
     ),
     st.builds(
         lambda tz: variant(
-            minimal("permission.grant"), grant__active_hours={"tz": tz, "start": "08:00", "end": "18:00"}
+            minimal("permission.grant"),
+            grant__active_hours={"tz": tz, "start": "08:00", "end": "18:00"},
         ),
-        st.timezone_keys() | st.text(max_size=40) | st.sampled_from(
-            ["America", "Etc", "../UTC", "/etc/localtime", "UTC\x00", "Europe/Berlin ", "posixrules", ""]
+        st.timezone_keys()
+        | st.text(max_size=40)
+        | st.sampled_from(
+            [
+                "America",
+                "Etc",
+                "../UTC",
+                "/etc/localtime",
+                "UTC\x00",
+                "Europe/Berlin ",
+                "posixrules",
+                "",
+            ]
         ),
     ),
 )
@@ -131,19 +179,38 @@ time_zones = st.one_of(
 
 def _ipv6_forms(address: ipaddress.IPv6Address) -> st.SearchStrategy[str]:
     text = address.exploded
-    return st.sampled_from([
-        str(address), text, text.upper(), f"[{address}]", f"{address}%eth0", f"{address}/64",
-        str(address).replace("::", ":::"), text.replace(":", "-"), f"::ffff:{ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)}",
-        f" {address}", f"{address}\n", "::", "::1", "0:0:0:0:0:0:0:1", "1::2::3", "fe80::1%25eth0",
-    ])
+    return st.sampled_from(
+        [
+            str(address),
+            text,
+            text.upper(),
+            f"[{address}]",
+            f"{address}%eth0",
+            f"{address}/64",
+            str(address).replace("::", ":::"),
+            text.replace(":", "-"),
+            f"::ffff:{ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)}",
+            f" {address}",
+            f"{address}\n",
+            "::",
+            "::1",
+            "0:0:0:0:0:0:0:1",
+            "1::2::3",
+            "fe80::1%25eth0",
+        ]
+    )
 
 
-ipv6_forms = st.ip_addresses(v=6).flatmap(_ipv6_forms).map(lambda ip: variant(RICH, source__ip=ip)) | st.builds(
+ipv6_forms = st.ip_addresses(v=6).flatmap(_ipv6_forms).map(
+    lambda ip: variant(RICH, source__ip=ip)
+) | st.builds(
     lambda ip: variant(minimal("permission.grant"), grant__ip_allowlist=[ip]),
     st.ip_addresses(v=6).flatmap(_ipv6_forms),
 )
 
-random_json = st.one_of(json_values, st.dictionaries(st.sampled_from(sorted(RICH)), json_values, max_size=10))
+random_json = st.one_of(
+    json_values, st.dictionaries(st.sampled_from(sorted(RICH)), json_values, max_size=10)
+)
 
 #: name -> (strategy, bytes or documents, quick examples, full examples)
 STRATEGIES: dict[str, tuple[st.SearchStrategy[Any], Callable[[Any], None], int, int]] = {
@@ -168,8 +235,14 @@ def _fuzz(name: str, examples: int) -> Callable[[], None]:
     RAN[name] = 0
 
     @settings(
-        max_examples=examples, deadline=None, database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
     )
     @given(strategy)
     def run(case: Any) -> None:

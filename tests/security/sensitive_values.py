@@ -15,8 +15,22 @@ _FULLWIDTH = str.maketrans("0123456789", "".join(chr(0xFF10 + i) for i in range(
 
 #: (issuer prefix, length)
 _CARD_PREFIXES = [
-    ("4", 16), ("4", 13), ("4", 19), ("51", 16), ("55", 16), ("2221", 16), ("2720", 16), ("34", 15),
-    ("37", 15), ("6011", 16), ("65", 16), ("3528", 16), ("36", 14), ("62", 16), ("62", 19), ("2200", 16),
+    ("4", 16),
+    ("4", 13),
+    ("4", 19),
+    ("51", 16),
+    ("55", 16),
+    ("2221", 16),
+    ("2720", 16),
+    ("34", 15),
+    ("37", 15),
+    ("6011", 16),
+    ("65", 16),
+    ("3528", 16),
+    ("36", 14),
+    ("62", 16),
+    ("62", 19),
+    ("2200", 16),
 ]
 
 
@@ -34,7 +48,7 @@ def luhn_complete(body: str) -> str:
 def grouped(text: str, sep: str, sizes: tuple[int, ...] = ()) -> str:
     parts, i = [], 0
     for size in sizes or (4,) * ((len(text) + 3) // 4):
-        parts.append(text[i:i + size])
+        parts.append(text[i : i + size])
         i += size
     return sep.join(p for p in parts if p)
 
@@ -42,7 +56,13 @@ def grouped(text: str, sep: str, sizes: tuple[int, ...] = ()) -> str:
 @st.composite
 def card_digits(draw: st.DrawFn) -> str:
     prefix, length = draw(st.sampled_from(_CARD_PREFIXES))
-    rest = draw(st.text(alphabet="0123456789", min_size=length - len(prefix) - 1, max_size=length - len(prefix) - 1))
+    rest = draw(
+        st.text(
+            alphabet="0123456789",
+            min_size=length - len(prefix) - 1,
+            max_size=length - len(prefix) - 1,
+        )
+    )
     return luhn_complete(prefix + rest)
 
 
@@ -50,7 +70,9 @@ def card_digits(draw: st.DrawFn) -> str:
 def cards(draw: st.DrawFn) -> tuple[str, str]:
     """(as written, its digits)."""
     digits = draw(card_digits())
-    style = draw(st.sampled_from(["compact", "spaced", "dashed", "fullwidth", "fullwidth_spaced", "amex"]))
+    style = draw(
+        st.sampled_from(["compact", "spaced", "dashed", "fullwidth", "fullwidth_spaced", "amex"])
+    )
     if style == "compact":
         text = digits
     elif style == "spaced":
@@ -68,11 +90,26 @@ def cards(draw: st.DrawFn) -> tuple[str, str]:
 
 #: country -> the shape of its account part: d digit, a capital letter, c either.
 _BBAN = {
-    "DE": "d" * 18, "FR": "d" * 10 + "c" * 11 + "dd", "GB": "aaaa" + "d" * 14, "NL": "aaaa" + "d" * 10,
-    "ES": "d" * 20, "IT": "a" + "d" * 10 + "c" * 12, "BE": "d" * 12, "PL": "d" * 24, "SE": "d" * 20,
-    "CH": "d" * 5 + "c" * 12, "AT": "d" * 16, "IE": "aaaa" + "d" * 14, "NO": "d" * 11, "SA": "dd" + "c" * 18,
+    "DE": "d" * 18,
+    "FR": "d" * 10 + "c" * 11 + "dd",
+    "GB": "aaaa" + "d" * 14,
+    "NL": "aaaa" + "d" * 10,
+    "ES": "d" * 20,
+    "IT": "a" + "d" * 10 + "c" * 12,
+    "BE": "d" * 12,
+    "PL": "d" * 24,
+    "SE": "d" * 20,
+    "CH": "d" * 5 + "c" * 12,
+    "AT": "d" * 16,
+    "IE": "aaaa" + "d" * 14,
+    "NO": "d" * 11,
+    "SA": "dd" + "c" * 18,
 }
-_ALPHABET = {"d": "0123456789", "a": "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "c": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"}
+_ALPHABET = {
+    "d": "0123456789",
+    "a": "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "c": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+}
 
 
 def iban_check_digits(country: str, bban: str) -> str:
@@ -108,21 +145,56 @@ emails = st.builds(
 @st.composite
 def phones(draw: st.DrawFn) -> tuple[str, str]:
     """(as written, its digits as dialled internationally or nationally)."""
-    style = draw(st.sampled_from(["plus", "plus_compact", "double_zero", "nanp", "nanp_plus", "national"]))
+    style = draw(
+        st.sampled_from(["plus", "plus_compact", "double_zero", "nanp", "nanp_plus", "national"])
+    )
     if style.startswith("nanp"):
-        area = draw(st.sampled_from("23456789")) + draw(st.text("0123456789", min_size=2, max_size=2))
-        exchange = draw(st.sampled_from("23456789")) + draw(st.text("0123456789", min_size=2, max_size=2))
+        area = draw(st.sampled_from("23456789")) + draw(
+            st.text("0123456789", min_size=2, max_size=2)
+        )
+        exchange = draw(st.sampled_from("23456789")) + draw(
+            st.text("0123456789", min_size=2, max_size=2)
+        )
         line = draw(st.text("0123456789", min_size=4, max_size=4))
         form = draw(st.sampled_from(["({a}) {e}-{l}", "{a}-{e}-{l}", "{a}.{e}.{l}", "{a} {e} {l}"]))
         text = form.format(a=area, e=exchange, l=line)
         return ("+1 " + text if style == "nanp_plus" else text), area + exchange + line
     if style == "national":
-        area = "0" + draw(st.sampled_from("123456789")) + draw(st.text("0123456789", min_size=1, max_size=3))
+        area = (
+            "0"
+            + draw(st.sampled_from("123456789"))
+            + draw(st.text("0123456789", min_size=1, max_size=3))
+        )
         rest = draw(st.text("0123456789", min_size=6, max_size=8))
         sep = draw(st.sampled_from([" ", "-", "/"]))
         return f"{area}{sep}{rest}", area + rest
-    cc = draw(st.sampled_from(["1", "33", "44", "49", "39", "34", "31", "46", "48", "90", "81", "61", "65", "91", "971", "966", "52", "55"]))
-    national = draw(st.sampled_from("123456789")) + draw(st.text("0123456789", min_size=7, max_size=9))
+    cc = draw(
+        st.sampled_from(
+            [
+                "1",
+                "33",
+                "44",
+                "49",
+                "39",
+                "34",
+                "31",
+                "46",
+                "48",
+                "90",
+                "81",
+                "61",
+                "65",
+                "91",
+                "971",
+                "966",
+                "52",
+                "55",
+            ]
+        )
+    )
+    national = draw(st.sampled_from("123456789")) + draw(
+        st.text("0123456789", min_size=7, max_size=9)
+    )
     if style == "plus_compact":
         return f"+{cc}{national}", cc + national
     sep = draw(st.sampled_from([" ", "-", "."]))

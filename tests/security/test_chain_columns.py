@@ -37,14 +37,18 @@ def schema_columns() -> list[str]:
     columns: list[str] = []
     for _, _, statements in migration_ddl(Settings.from_env({})):
         for statement in statements:
-            create = re.match(r"CREATE TABLE IF NOT EXISTS audit\.events\s*\((.*)\)\s*ENGINE", statement, re.S)
+            create = re.match(
+                r"CREATE TABLE IF NOT EXISTS audit\.events\s*\((.*)\)\s*ENGINE", statement, re.S
+            )
             if create:
                 for line in create[1].splitlines():
                     m = re.match(r"\s*(\w+)\s+\w", line)
                     if m and m[1] != "INDEX":
                         columns.append(m[1])
             if re.match(r"ALTER TABLE audit\.events\b", statement):
-                for verb, name in re.findall(r"\b(ADD|DROP)\s+COLUMN\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(\w+)", statement):
+                for verb, name in re.findall(
+                    r"\b(ADD|DROP)\s+COLUMN\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(\w+)", statement
+                ):
                     if verb == "ADD" and name not in columns:
                         columns.append(name)
                     elif verb == "DROP" and name in columns:
@@ -67,11 +71,18 @@ def event(account: str, n: int) -> dict[str, Any]:
         "account_id": account,
         "action": "funds.refund",
         "marketplace": "DE",
-        "actor": {"type": "provider", "provider_id": "PREFUNDS", "principal_id": f"svc-refunds-{n}"},
+        "actor": {
+            "type": "provider",
+            "provider_id": "PREFUNDS",
+            "principal_id": f"svc-refunds-{n}",
+        },
         "source": {"ip": "203.0.113.7", "user_agent": "refund-bot/1.0", "session_id": f"sess-{n}"},
         "operation": "CreateRefund",
         "resource": {"type": "order", "id": f"ord-{account}-{n}"},
-        "changes": [{"field": "status", "old": "open", "new": "refunded"}, {"field": "note", "old": None, "new": 3}],
+        "changes": [
+            {"field": "status", "old": "open", "new": "refunded"},
+            {"field": "note", "old": None, "new": 3},
+        ],
         "amount": {"value": "12.50", "currency": "EUR"},
         "outcome": "success",
         "approval_id": f"apr-{n}",
@@ -104,13 +115,19 @@ def stored(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     worker = Worker(ns).start()
     try:
         ns.send(events)
-        wait_for(lambda: ns.scalar("SELECT count() FROM audit.events") >= len(events), 180, "every event stored")
+        wait_for(
+            lambda: ns.scalar("SELECT count() FROM audit.events") >= len(events),
+            180,
+            "every event stored",
+        )
     finally:
         worker.stop()
     path = ns.settings.warehouse_path
     wh = EmbeddedWarehouse(path)
     clean = all_breaks(wh)
-    rows = wh.query("SELECT account_id, event_id FROM audit.events WHERE seq = {s:UInt64}", {"s": VICTIM_SEQ}).rows
+    rows = wh.query(
+        "SELECT account_id, event_id FROM audit.events WHERE seq = {s:UInt64}", {"s": VICTIM_SEQ}
+    ).rows
     victims = {str(a): str(e) for a, e in rows}
     types = {str(r[0]): str(r[1]) for r in wh.query("DESCRIBE TABLE audit.events").rows}
     # The issue's own forgery, checked through the command line (which opens the engine itself).
@@ -123,7 +140,11 @@ def stored(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     env = {**ns.env, "PW_WEB_PORT": "9"}  # no worker there: the CLI opens the warehouse itself
     cli = subprocess.run(
         [sys.executable, "-m", "partnerwatch", "verify-chain", "--account", CLI_ACCOUNT],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     wh = EmbeddedWarehouse(path)
     try:
@@ -161,8 +182,13 @@ def forge(wh: EmbeddedWarehouse, account: str, column: str, ch_type: str) -> Non
         where,
     )
     assert wh.query("SELECT count() FROM audit.forge_tmp").rows[0][0] in (1, "1")
-    wh.execute("ALTER TABLE audit.events DELETE WHERE account_id = {a:String} AND seq = {s:UInt64} SETTINGS mutations_sync = 1", where)
-    wh.execute(f"INSERT INTO audit.events SELECT * REPLACE ({forged_value(column, ch_type)} AS {column}) FROM audit.forge_tmp")
+    wh.execute(
+        "ALTER TABLE audit.events DELETE WHERE account_id = {a:String} AND seq = {s:UInt64} SETTINGS mutations_sync = 1",
+        where,
+    )
+    wh.execute(
+        f"INSERT INTO audit.events SELECT * REPLACE ({forged_value(column, ch_type)} AS {column}) FROM audit.forge_tmp"
+    )
     wh.execute("DROP TABLE audit.forge_tmp")
 
 
@@ -189,13 +215,19 @@ def test_a_forged_column_is_reported_at_its_row(stored: Stored, column: str) -> 
     victim = stored.victims[account]
     forge(wh, account, column, stored.types[column])
     breaks = all_breaks(wh)
-    mine = [b for acct, b in breaks if acct.startswith(account)]  # A0002SELLER-forged: a forged account_id
+    mine = [
+        b for acct, b in breaks if acct.startswith(account)
+    ]  # A0002SELLER-forged: a forged account_id
     assert mine, f"forged {column} of {account} seq {VICTIM_SEQ}: verify-chain found no break"
     if column == "seq":
         # The row now claims the next seq: the chain has a hole where it was.
-        assert any(b.seq == VICTIM_SEQ + 1 and f"expected seq {VICTIM_SEQ}," in b.problem for b in mine), mine
+        assert any(
+            b.seq == VICTIM_SEQ + 1 and f"expected seq {VICTIM_SEQ}," in b.problem for b in mine
+        ), mine
     else:
-        assert any(b.seq == VICTIM_SEQ and b.event_id in (victim, f"{victim}-forged") for b in mine), mine
+        assert any(
+            b.seq == VICTIM_SEQ and b.event_id in (victim, f"{victim}-forged") for b in mine
+        ), mine
     # No other account breaks, except those forged by the cases before this one.
     _forged_so_far.add(account)
     assert not [acct for acct, _ in breaks if acct[: len(account)] not in _forged_so_far]

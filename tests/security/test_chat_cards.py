@@ -37,25 +37,90 @@ NOW = 1_790_000_000.0
 
 #: Pieces of live markup on the four platforms, and characters that break layouts or terminals.
 PIECES = [
-    "<at id=all></at>", '<at user_id="ou_1"></at>', "<at email=a@b.example></at>", "<at id=ou_123>",
-    "[verify here](https://evil.example/login)", "![x](img_v2_key)", "[x]: https://evil.example",
-    "<a href='https://evil.example'>x</a>", "<https://evil.example>", "https://evil.example/login",
-    "<@all>", "<@zhangsan>", "@all", "@所有人", "@13800000000", "<!channel>", "<!here|here>",
-    '<font color="warning">', "</font>", "<text_tag color='red'>t</text_tag>", "<img src=x onerror=alert(1)>",
-    "<br>", "**", "*", "_", "__", "~~", "`", "```", "$x$", "|a|b|", ":OK:", ":DONE:", "&lt;at id=all&gt;",
-    "&#60;at id=all&#62;", "&amp;", "\\", "\\[x\\](https://e.example)", "\n# H\n", "\n> quote", "\n- item",
-    "\n1. item", "\n ---\n", "\r\n", "\r", "\t", "\x1b[31m", "\x1b]8;;https://evil.example\x07", "\x00",
-    "\u202e", "\u2066", "\u200b", "\ufeff", "\u2028", "\x85", "\ud800", "# ", "- ", "+ ", "> ",
+    "<at id=all></at>",
+    '<at user_id="ou_1"></at>',
+    "<at email=a@b.example></at>",
+    "<at id=ou_123>",
+    "[verify here](https://evil.example/login)",
+    "![x](img_v2_key)",
+    "[x]: https://evil.example",
+    "<a href='https://evil.example'>x</a>",
+    "<https://evil.example>",
+    "https://evil.example/login",
+    "<@all>",
+    "<@zhangsan>",
+    "@all",
+    "@所有人",
+    "@13800000000",
+    "<!channel>",
+    "<!here|here>",
+    '<font color="warning">',
+    "</font>",
+    "<text_tag color='red'>t</text_tag>",
+    "<img src=x onerror=alert(1)>",
+    "<br>",
+    "**",
+    "*",
+    "_",
+    "__",
+    "~~",
+    "`",
+    "```",
+    "$x$",
+    "|a|b|",
+    ":OK:",
+    ":DONE:",
+    "&lt;at id=all&gt;",
+    "&#60;at id=all&#62;",
+    "&amp;",
+    "\\",
+    "\\[x\\](https://e.example)",
+    "\n# H\n",
+    "\n> quote",
+    "\n- item",
+    "\n1. item",
+    "\n ---\n",
+    "\r\n",
+    "\r",
+    "\t",
+    "\x1b[31m",
+    "\x1b]8;;https://evil.example\x07",
+    "\x00",
+    "\u202e",
+    "\u2066",
+    "\u200b",
+    "\ufeff",
+    "\u2028",
+    "\x85",
+    "\ud800",
+    "# ",
+    "- ",
+    "+ ",
+    "> ",
 ]
-hostile = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=6)), min_size=1, max_size=5).map("".join)
-SCALARS = ("account_id", "provider_id", "principal_id", "title", "summary", "severity", "alert_id",
-           "first_seen", "last_seen", "count")
+hostile = st.lists(
+    st.one_of(st.sampled_from(PIECES), st.text(max_size=6)), min_size=1, max_size=5
+).map("".join)
+SCALARS = (
+    "account_id",
+    "provider_id",
+    "principal_id",
+    "title",
+    "summary",
+    "severity",
+    "alert_id",
+    "first_seen",
+    "last_seen",
+    "count",
+)
 alerts = st.fixed_dictionaries(
     {
         **{name: hostile for name in SCALARS},
         "detector": st.one_of(st.sampled_from(sorted(zh.DETECTORS)), hostile),
         "evidence_event_ids": st.lists(hostile, min_size=1, max_size=12),
-        "response": st.lists(st.one_of(hostile, st.sampled_from(sorted(zh.RESPONSES))), min_size=1, max_size=4),
+        "response": st.lists(
+            st.one_of(hostile, st.sampled_from(sorted(zh.RESPONSES))), min_size=1, max_size=4
+        ),
     }
 )
 
@@ -67,29 +132,60 @@ COMMONMARK = MarkdownIt("commonmark")  # raw HTML on, as DingTalk's PC client re
 def rendered(platform: str, alert: dict[str, Any], lang: str) -> tuple[list[str], list[str]]:
     """(markup texts, plain texts) of the platform's message, from the request each output builds."""
     if platform == "feishu":
-        body = feishu.FeishuOutput("f", "https://open.feishu.cn/hook", secret="s", lang=lang).render(alert, NOW).json()
+        body = (
+            feishu.FeishuOutput("f", "https://open.feishu.cn/hook", secret="s", lang=lang)
+            .render(alert, NOW)
+            .json()
+        )
         card = body["card"]
         plain = [card["header"]["title"]["content"]]
         markup = []
         for element in card["elements"]:
-            texts = [f["text"] for f in element.get("fields", [])] + ([element["text"]] if "text" in element else [])
+            texts = [f["text"] for f in element.get("fields", [])] + (
+                [element["text"]] if "text" in element else []
+            )
             markup += [t["content"] for t in texts if t["tag"] == "lark_md"]
             plain += [t["content"] for t in texts if t["tag"] == "plain_text"]
             plain += [e["content"] for e in element.get("elements", []) if e["tag"] == "plain_text"]
         return markup, plain
     if platform == "dingtalk":
-        body = dingtalk.DingTalkOutput("d", "https://oapi.dingtalk.com/robot/send?access_token=t", lang=lang).render(alert, NOW).json()
+        body = (
+            dingtalk.DingTalkOutput(
+                "d", "https://oapi.dingtalk.com/robot/send?access_token=t", lang=lang
+            )
+            .render(alert, NOW)
+            .json()
+        )
         assert "at" not in body  # no mention list: no @ in the text can notify anyone
-        action = dingtalk.payload(alert, lang, "actionCard", "https://pw.example/alerts")["actionCard"]
-        return [body["markdown"]["text"], action["text"]], [body["markdown"]["title"], action["title"]]
+        action = dingtalk.payload(alert, lang, "actionCard", "https://pw.example/alerts")[
+            "actionCard"
+        ]
+        return [body["markdown"]["text"], action["text"]], [
+            body["markdown"]["title"],
+            action["title"],
+        ]
     if platform == "wecom":
-        body = wecom.WeComOutput("w", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k", lang=lang).render(alert, NOW).json()
+        body = (
+            wecom.WeComOutput(
+                "w", "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k", lang=lang
+            )
+            .render(alert, NOW)
+            .json()
+        )
         assert set(body["markdown"]) == {"content"}  # no mentioned_list
         return [body["markdown"]["content"]], []
-    body = slack.SlackOutput("s", "https://hooks.slack.com/services/x", lang=lang).render(alert, NOW).json()
+    body = (
+        slack.SlackOutput("s", "https://hooks.slack.com/services/x", lang=lang)
+        .render(alert, NOW)
+        .json()
+    )
     markup, plain = [body["text"]], []
     for block in body["blocks"]:
-        texts = block.get("fields", []) + ([block["text"]] if "text" in block else []) + block.get("elements", [])
+        texts = (
+            block.get("fields", [])
+            + ([block["text"]] if "text" in block else [])
+            + block.get("elements", [])
+        )
         markup += [t["text"] for t in texts if t["type"] == "mrkdwn"]
         plain += [t["text"] for t in texts if t["type"] == "plain_text"]
     return markup, plain
@@ -98,7 +194,9 @@ def rendered(platform: str, alert: dict[str, Any], lang: str) -> tuple[list[str]
 def no_hidden_characters(text: str, where: str) -> None:
     for char in text:
         if char != "\n":
-            assert unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Zl", "Zp"), f"{where}: raw {char!r} in {text!r}"
+            assert unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Zl", "Zp"), (
+                f"{where}: raw {char!r} in {text!r}"
+            )
 
 
 def assert_inert(platform: str, markup: list[str], plain: list[str]) -> None:
@@ -122,17 +220,25 @@ def assert_inert(platform: str, markup: list[str], plain: list[str]) -> None:
             kinds = {t.type for t in tokens}
             assert not kinds & {"link_open", "image", "html_block"}, where
             tags = [t.content for t in tokens if t.type == "html_inline"]
-            assert len(tags) <= 2 and all(re.fullmatch(r'<font color="[#a-z0-9]+">|</font>', t) for t in tags), (where, tags)
+            assert len(tags) <= 2 and all(
+                re.fullmatch(r'<font color="[#a-z0-9]+">|</font>', t) for t in tags
+            ), (where, tags)
         if platform == "feishu":
             assert ":" not in body, where  # :EMOJI: codes
 
 
-def assert_readable(platform: str, alert: dict[str, Any], markup: list[str], plain: list[str]) -> None:
+def assert_readable(
+    platform: str, alert: dict[str, Any], markup: list[str], plain: list[str]
+) -> None:
     """Decoded, the message shows every value as written (english cards show every field)."""
-    shown = "\n".join([html.unescape(text) for text in markup] + plain)  # plain text is shown as it is
+    shown = "\n".join(
+        [html.unescape(text) for text in markup] + plain
+    )  # plain text is shown as it is
     if platform == "wecom" and len(markup[0].encode()) >= wecom.MAX_BYTES - 3:
         return  # cut at WeCom's size limit: what is left was checked for markup above
-    values = [alert[k] for k in SCALARS if k != "severity"] + alert["evidence_event_ids"][:EVIDENCE_SHOWN]
+    values = [alert[k] for k in SCALARS if k != "severity"] + alert["evidence_event_ids"][
+        :EVIDENCE_SHOWN
+    ]
     values += [alert["detector"], *alert["response"]]
     for value in values:
         assert visible(str(value)) in shown, (platform, value)
@@ -142,7 +248,9 @@ def assert_readable(platform: str, alert: dict[str, Any], markup: list[str], pla
 @given(alert=alerts, lang=st.sampled_from(["en", "zh"]))
 @example(alert={**sample_alert(), "principal_id": FINDING}, lang="en")
 @example(alert={**sample_alert(), "provider_id": FINDING, "account_id": "<@all>\n# x"}, lang="zh")
-def test_no_live_mention_link_image_or_tag_survives_in_any_card(alert: dict[str, Any], lang: str) -> None:
+def test_no_live_mention_link_image_or_tag_survives_in_any_card(
+    alert: dict[str, Any], lang: str
+) -> None:
     for platform in ("feishu", "dingtalk", "wecom", "slack"):
         markup, plain = rendered(platform, alert, lang)
         assert_inert(platform, markup, plain)

@@ -34,7 +34,8 @@ from hypothesis import strategies as st
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.event import canonical
 from pipeline.forensics.digests import create_digests
-from pipeline.forensics.evidence import EVENT_COLUMNS, build_bundle, flat_event, verify_bundle
+from pipeline.forensics.evidence import EVENT_COLUMNS, build_bundle, flat_event
+from pipeline.forensics.evidence_check import verify_bundle
 from pipeline.forensics.signing import keygen, load_private
 from pipeline.ledger import entry_hash, event_of
 from sinks.audit_store import store_events
@@ -96,7 +97,9 @@ def forge(original: Path, out: Path, index: int, edit: str) -> Path:
         old_seq = link["seq"]
         link["seq"] = chain[i - 1]["seq"] + 1 if i else link["seq"]
         link["prev_hash"] = chain[i - 1]["hash"] if i else link["prev_hash"]
-        link["hash"] = entry_hash(link["prev_hash"], link["seq"], link["ingested_at"], link["payload"].encode())
+        link["hash"] = entry_hash(
+            link["prev_hash"], link["seq"], link["ingested_at"], link["payload"].encode()
+        )
         by_old_seq[old_seq] = link
     for entry in events:
         link = by_old_seq.get(entry["seq"])
@@ -113,10 +116,18 @@ def forge(original: Path, out: Path, index: int, edit: str) -> Path:
         files.pop(name, None)
     manifest = orjson.loads(files["manifest.json"])
     manifest.update(
-        events=len(events), key_id="", chain_seq=[chain[0]["seq"], chain[-1]["seq"]],
-        files={n: hashlib.sha256(b).hexdigest() for n, b in sorted(files.items()) if n != "manifest.json"},
+        events=len(events),
+        key_id="",
+        chain_seq=[chain[0]["seq"], chain[-1]["seq"]],
+        files={
+            n: hashlib.sha256(b).hexdigest()
+            for n, b in sorted(files.items())
+            if n != "manifest.json"
+        },
     )
-    files["manifest.json"] = orjson.dumps(manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+    files["manifest.json"] = orjson.dumps(
+        manifest, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
+    )
     with zipfile.ZipFile(out, "w") as bundle:
         for name, body in sorted(files.items()):
             bundle.writestr(name, body)
@@ -124,35 +135,56 @@ def forge(original: Path, out: Path, index: int, edit: str) -> Path:
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PW_")} | {"PW_WEB_PORT": "9", "COLUMNS": "250"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PW_")} | {
+        "PW_WEB_PORT": "9",
+        "COLUMNS": "250",
+    }
     return subprocess.run(
         [sys.executable, "-m", "partnerwatch", "evidence", "verify", *map(str, args)],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(index=st.integers(min_value=0, max_value=10_000), edit=st.sampled_from(["ip", "principal", "delete"]))
-def test_a_forged_bundle_without_its_signature_fails(signed: tuple[Path, Path], tmp_path: Path, index: int, edit: str) -> None:
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    index=st.integers(min_value=0, max_value=10_000),
+    edit=st.sampled_from(["ip", "principal", "delete"]),
+)
+def test_a_forged_bundle_without_its_signature_fails(
+    signed: tuple[Path, Path], tmp_path: Path, index: int, edit: str
+) -> None:
     original, public_key = signed
     forged = forge(original, tmp_path / f"forged-{edit}-{index}.zip", index, edit)
     default = verify_bundle(forged).problems
     assert default and default[0].startswith("manifest.sig is missing: the bundle is not signed")
     consistent = verify_bundle(forged, allow_unsigned=True)
-    assert consistent.problems == [], "the forgery must be consistent, else this test proves nothing"
+    assert consistent.problems == [], (
+        "the forgery must be consistent, else this test proves nothing"
+    )
     assert consistent.unsigned and consistent.notes[0].startswith("UNSIGNED")
     pinned = verify_bundle(forged, public_key.read_bytes(), allow_unsigned=True)
     assert any("not signed by the given public key" in p for p in pinned.problems)
 
 
 @pytest.mark.parametrize("edit", ["ip", "delete"])
-def test_the_command_refuses_a_forged_bundle(signed: tuple[Path, Path], tmp_path: Path, edit: str) -> None:
+def test_the_command_refuses_a_forged_bundle(
+    signed: tuple[Path, Path], tmp_path: Path, edit: str
+) -> None:
     original, public_key = signed
     forged = forge(original, tmp_path / "forged.zip", 7, edit)
 
     plain = cli(forged)
     assert plain.returncode == 1, plain.stdout + plain.stderr
-    assert "manifest.sig is missing" in " ".join(plain.stderr.split()) and "does NOT verify" in plain.stderr
+    assert (
+        "manifest.sig is missing" in " ".join(plain.stderr.split())
+        and "does NOT verify" in plain.stderr
+    )
 
     pinned = cli(forged, "--public-key", public_key)
     assert pinned.returncode == 1, pinned.stdout + pinned.stderr

@@ -36,10 +36,38 @@ from tests.observability.test_grafana_dashboards import clickhouse_queries, expa
 #: and the plugin's default format between quotes (the old form: run, it shows the injection).
 SAFE_USE = re.compile(r"decodeURLComponent\('\$\{(\w+):percentencode\}'\)|'\$\{(\w+)\}'")
 ANY_USE = re.compile(r"'?\$\{?(?!__)(\w+)(?::\w+)?\}?'?")
-PIECES = ["'", "''", "\\", "\\'", "' OR 1=1 --", "') OR ('1'='1", "'; DROP TABLE audit.events; --", "%27", "%",
-          "+", "#", "/*", "*/", "\n", "\t", "\x00", "é", "中", "\u202e", "${account}", "{x:String}", "$__timeFilter(x)"]
+PIECES = [
+    "'",
+    "''",
+    "\\",
+    "\\'",
+    "' OR 1=1 --",
+    "') OR ('1'='1",
+    "'; DROP TABLE audit.events; --",
+    "%27",
+    "%",
+    "+",
+    "#",
+    "/*",
+    "*/",
+    "\n",
+    "\t",
+    "\x00",
+    "é",
+    "中",
+    "\u202e",
+    "${account}",
+    "{x:String}",
+    "$__timeFilter(x)",
+]
 hostile = (
-    st.lists(st.one_of(st.sampled_from(PIECES), st.text(st.characters(exclude_categories=("Cs",)), max_size=4)), min_size=1, max_size=6)
+    st.lists(
+        st.one_of(
+            st.sampled_from(PIECES), st.text(st.characters(exclude_categories=("Cs",)), max_size=4)
+        ),
+        min_size=1,
+        max_size=6,
+    )
     .map("".join)
     .filter(lambda s: "'" in s or "\\" in s)
 )
@@ -79,7 +107,9 @@ def store_hostile(wh: EmbeddedWarehouse, account: str, provider: str) -> None:
         event = event_of(source)
         if event["actor"]["type"] == "provider":
             event["actor"] = {**event["actor"], "provider_id": provider}
-        event.update(account_id=account, event_id=f"{source['event_id']}-{account.encode().hex()[:40]}")
+        event.update(
+            account_id=account, event_id=f"{source['event_id']}-{account.encode().hex()[:40]}"
+        )
         entry, head = append(head, event, source["ingested_at"])
         entries.append(entry)
     store_events(wh, entries)
@@ -98,10 +128,16 @@ def window(wh: EmbeddedWarehouse) -> dict[str, str]:
     return {"from": first, "to": last}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(account=hostile, provider=hostile)
 @example(account="A' OR 1=1 OR account_id = '", provider="\\' OR 1=1 -- ")
-def test_every_panel_keeps_hostile_ids_literal(warehouse: EmbeddedWarehouse, account: str, provider: str) -> None:
+def test_every_panel_keeps_hostile_ids_literal(
+    warehouse: EmbeddedWarehouse, account: str, provider: str
+) -> None:
     account = f"{uuid.uuid4().hex[:8]}{account}"  # a new account each time (hypothesis repeats values); the hostile part ends it
     store_hostile(warehouse, account, provider)
     values = {"account": account, "provider": provider, **window(warehouse)}
@@ -110,14 +146,20 @@ def test_every_panel_keeps_hostile_ids_literal(warehouse: EmbeddedWarehouse, acc
         try:
             rendered = run(warehouse, expand(sql, values))
         except WarehouseError as exc:
-            pytest.fail(f"{board} / {title}: the rendered query fails with hostile ids (not a literal): {exc}")
+            pytest.fail(
+                f"{board} / {title}: the rendered query fails with hostile ids (not a literal): {exc}"
+            )
         expected = run(warehouse, expand(reference(sql, values), values))
         assert rendered == expected, f"{board} / {title}: hostile ids changed the result"
         if title == "variable provider":
-            assert repr([provider]) in rendered, "the hostile provider is listed for the hostile account"
+            assert repr([provider]) in rendered, (
+                "the hostile provider is listed for the hostile account"
+            )
         if "count() AS events" in sql:
             counted = True
-            assert rendered and not rendered[0].startswith("[0,"), f"{title}: no events of the hostile account found"
+            assert rendered and not rendered[0].startswith("[0,"), (
+                f"{title}: no events of the hostile account found"
+            )
     assert counted
 
 
@@ -125,14 +167,18 @@ def test_the_drilldown_queries_are_all_checked() -> None:
     assert len(QUERIES) >= 7 and any(title == "variable provider" for _, title, _, _ in QUERIES)
 
 
-def test_sqlstring_would_not_keep_a_value_literal_in_clickhouse(warehouse: EmbeddedWarehouse) -> None:
+def test_sqlstring_would_not_keep_a_value_literal_in_clickhouse(
+    warehouse: EmbeddedWarehouse,
+) -> None:
     """Why not Grafana's `sqlstring`: a backslash escapes the doubled quote in a ClickHouse literal."""
     value = "\\' OR 1=1 -- "
     injected = f"SELECT 'nobody' = {grafana_format(value, 'sqlstring')} AS matched"
     assert warehouse.query(injected).rows == [[1]]  # the comparison became `... OR 1=1`
     safe = f"SELECT 'nobody' = decodeURLComponent('{grafana_format(value, 'percentencode')}') AS matched"
     assert warehouse.query(safe).rows == [[0]]
-    assert warehouse.query(f"SELECT decodeURLComponent('{grafana_format(value, 'percentencode')}') = {literal(value)}").rows == [[1]]
+    assert warehouse.query(
+        f"SELECT decodeURLComponent('{grafana_format(value, 'percentencode')}') = {literal(value)}"
+    ).rows == [[1]]
 
 
 def test_percentencode_output_cannot_end_a_literal() -> None:

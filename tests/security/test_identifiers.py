@@ -74,7 +74,7 @@ def place(action: str, path: str, value: Any) -> dict[str, Any]:
         target = target[key]
     last = keys[-1]
     if isinstance(target, list):
-        target[int(last):int(last) + 1] = [value]
+        target[int(last) : int(last) + 1] = [value]
     else:
         target[last] = value
     return doc
@@ -82,8 +82,13 @@ def place(action: str, path: str, value: Any) -> dict[str, Any]:
 
 #: A valid value of each kind, to build hostile variants from.
 BASE = {
-    "account": "A0001SELLER", "event": "gw-7f3a-000123", "name": "prov-003-user-1", "session": "s-1",
-    "user_agent": "python-sp-api/1.8.0", "label": "SKU-01-0042", "action_pattern": "listing.update",
+    "account": "A0001SELLER",
+    "event": "gw-7f3a-000123",
+    "name": "prov-003-user-1",
+    "session": "s-1",
+    "user_agent": "python-sp-api/1.8.0",
+    "label": "SKU-01-0042",
+    "action_pattern": "listing.update",
 }
 
 
@@ -100,7 +105,17 @@ def hostile(base: str) -> list[tuple[str, str]]:
         ("zero_width_space", base[:middle] + "\u200b" + base[middle:]),
         ("zero_width_joiner", base + "\u200d"),
         ("byte_order_mark", "\ufeff" + base),
-        ("cyrillic_lookalike", base.replace("e", "\u0435").replace("E", "\u0415").replace("a", "\u0430").replace("A", "\u0410").replace("o", "\u043e").replace("p", "\u0440").replace("s", "\u0455").replace("S", "\u0405")),
+        (
+            "cyrillic_lookalike",
+            base.replace("e", "\u0435")
+            .replace("E", "\u0415")
+            .replace("a", "\u0430")
+            .replace("A", "\u0410")
+            .replace("o", "\u043e")
+            .replace("p", "\u0440")
+            .replace("s", "\u0455")
+            .replace("S", "\u0405"),
+        ),
         ("ansi_escape", "\x1b[31m" + base + "\x1b[0m"),
         ("trailing_space", base + " "),
         ("leading_space", " " + base),
@@ -108,7 +123,12 @@ def hostile(base: str) -> list[tuple[str, str]]:
         ("line_separator", base[:middle] + "\u2028" + base[middle:]),
         ("nfc_accent", nfc),
         ("nfd_accent", unicodedata.normalize("NFD", nfc)),
-        ("fullwidth", base.translate(str.maketrans("0123456789", "".join(chr(0xFF10 + i) for i in range(10))))),
+        (
+            "fullwidth",
+            base.translate(
+                str.maketrans("0123456789", "".join(chr(0xFF10 + i) for i in range(10)))
+            ),
+        ),
     ]
 
 
@@ -125,7 +145,9 @@ def _reason(doc: dict[str, Any]) -> str | None:
 
 
 @pytest.mark.parametrize(("path", "kind", "action"), FIELDS, ids=FIELD_IDS)
-def test_every_hostile_spelling_of_an_identifier_is_refused(path: str, kind: str, action: str) -> None:
+def test_every_hostile_spelling_of_an_identifier_is_refused(
+    path: str, kind: str, action: str
+) -> None:
     base = BASE.get(kind, "x")
     assert _reason(place(action, path, base)) is None, "the base value must be accepted"
     accepted = []
@@ -152,15 +174,46 @@ def test_nfc_and_nfd_spellings_are_not_two_accounts() -> None:
 
 #: Real-world values each kind must keep accepting.
 REAL = {
-    "account": ["A1B2C3D4E5F6G7", "A2EUQ1WTGCTBG2", "A0001SELLER", "A0001SELLER-tag", "seller_42.eu:de"],
-    "event": ["gw-7f3a-000123", "550e8400-e29b-41d4-a716-446655440000", "01HF8Z3K9Q0V6N7YB2X4C5D6E7", "1762063509120123"],
-    "name": [
-        "prov-003-user-1", "alice.ops+de@agency.example", "arn:aws:iam::123456789012:role/partner-ops",
-        "amzn1.application-oa2-client.0123456789abcdef", "_svc-reporting", "CORP/alice", "user=ops,team=de",
+    "account": [
+        "A1B2C3D4E5F6G7",
+        "A2EUQ1WTGCTBG2",
+        "A0001SELLER",
+        "A0001SELLER-tag",
+        "seller_42.eu:de",
     ],
-    "session": ["s-1", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_-", "+/abc==", "sess:2026-11-02:0042"],
-    "user_agent": ["python-sp-api/1.8.0", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)"],
-    "label": ["SKU-01-0042", "Espresso Cup 12oz (Red) #4", "B07XJ8C8F5", "GET_MERCHANT_LISTINGS_ALL_DATA", "patchListingsItem", "a/b\\c 'q' \"d\""],
+    "event": [
+        "gw-7f3a-000123",
+        "550e8400-e29b-41d4-a716-446655440000",
+        "01HF8Z3K9Q0V6N7YB2X4C5D6E7",
+        "1762063509120123",
+    ],
+    "name": [
+        "prov-003-user-1",
+        "alice.ops+de@agency.example",
+        "arn:aws:iam::123456789012:role/partner-ops",
+        "amzn1.application-oa2-client.0123456789abcdef",
+        "_svc-reporting",
+        "CORP/alice",
+        "user=ops,team=de",
+    ],
+    "session": [
+        "s-1",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig_-",
+        "+/abc==",
+        "sess:2026-11-02:0042",
+    ],
+    "user_agent": [
+        "python-sp-api/1.8.0",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko)",
+    ],
+    "label": [
+        "SKU-01-0042",
+        "Espresso Cup 12oz (Red) #4",
+        "B07XJ8C8F5",
+        "GET_MERCHANT_LISTINGS_ALL_DATA",
+        "patchListingsItem",
+        "a/b\\c 'q' \"d\"",
+    ],
     "action_pattern": ["*", "listing.*", "funds.bank_account_change", "auth.mfa_change"],
 }
 
@@ -172,7 +225,13 @@ def test_real_world_values_are_accepted(path: str, kind: str, action: str) -> No
 
 
 def test_an_account_id_holding_bank_or_contact_data_is_refused() -> None:
-    for value in ("4111111111111111", "4111-1111-1111-1111", "DE89370400440532013000", "555-234-5678", "0170-1234567"):
+    for value in (
+        "4111111111111111",
+        "4111-1111-1111-1111",
+        "DE89370400440532013000",
+        "555-234-5678",
+        "0170-1234567",
+    ):
         assert _reason(place("listing.update", "account_id", value)) == "bad_value", value
 
 
@@ -192,9 +251,15 @@ def schema_validator() -> Any:
     return jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(field=st.sampled_from(FIELDS), value=st.text(min_size=1, max_size=24))
-def test_verdict_follows_the_grammar_in_validator_and_schema(field: tuple[str, str, str], value: str, schema_validator: Any) -> None:
+def test_verdict_follows_the_grammar_in_validator_and_schema(
+    field: tuple[str, str, str], value: str, schema_validator: Any
+) -> None:
     """Any string: accepted exactly when it fits the field's grammar; the schema agrees."""
     from pipeline.identifiers import GRAMMARS
     from pipeline.sensitive import find_sensitive
@@ -216,8 +281,15 @@ def test_verdict_follows_the_grammar_in_validator_and_schema(field: tuple[str, s
 
 #: Account ids stored before the grammar existed (legacy rows), and ordinary ones.
 LEGACY_ACCOUNTS = [
-    "A0001\nSELLER", "A0002\tSELLER", "A0003\\nSELLER", "A0004\u202eSELLER", "\x1b[31mA0005", "A0006 ",
-    "[/red]A0007", "A0008\x00", "A0009\\",
+    "A0001\nSELLER",
+    "A0002\tSELLER",
+    "A0003\\nSELLER",
+    "A0004\u202eSELLER",
+    "\x1b[31mA0005",
+    "A0006 ",
+    "[/red]A0007",
+    "A0008\x00",
+    "A0009\\",
 ]
 ACCOUNTS = LEGACY_ACCOUNTS + [f"A{i:04d}SELLER" for i in range(10, 18)]
 T0 = 1_793_599_200_000  # 2026-11-02 06:00 UTC
@@ -233,8 +305,12 @@ def legacy_entries() -> list[dict[str, Any]]:
         head = ChainHead()
         for i in range(6):
             event = {
-                "event_id": f"e-{n}-{i}", "occurred_at": format_ms(T0 + i * HOUR), "account_id": account,
-                "action": "auth.login", "actor": {"type": "seller", "principal_id": "owner"}, "outcome": "success",
+                "event_id": f"e-{n}-{i}",
+                "occurred_at": format_ms(T0 + i * HOUR),
+                "account_id": account,
+                "action": "auth.login",
+                "actor": {"type": "seller", "principal_id": "owner"},
+                "outcome": "success",
             }
             entry, head = append(head, event, format_ms(T0 + i * HOUR + 2000))
             entries.append(entry)
@@ -316,11 +392,18 @@ def _cli(data_dir: Path, *args: str, **env_extra: str) -> subprocess.CompletedPr
     env = {k: v for k, v in os.environ.items() if not k.startswith("PW_")}
     env.update({"PW_DATA_DIR": str(data_dir), "PW_WEB_PORT": "9", **env_extra})
     return subprocess.run(
-        [sys.executable, "-m", "partnerwatch", *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "partnerwatch", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 
-def test_cli_verifies_and_digests_every_account_and_reports_each_break(legacy: EmbeddedWarehouse) -> None:
+def test_cli_verifies_and_digests_every_account_and_reports_each_break(
+    legacy: EmbeddedWarehouse,
+) -> None:
     data_dir = legacy.path.parent
     victims = [ACCOUNTS[0], ACCOUNTS[12]]
     for account in victims:
@@ -344,7 +427,9 @@ def test_cli_verifies_and_digests_every_account_and_reports_each_break(legacy: E
     assert sum("chain" in line or "hash" in line for line in digest.stderr.splitlines()) >= 2
     reopened = EmbeddedWarehouse(legacy.path)
     try:  # ... and every account has digests (the broken ones up to the break)
-        digested = {r[0] for r in reopened.query("SELECT DISTINCT account_id FROM audit.chain_digests").rows}
+        digested = {
+            r[0] for r in reopened.query("SELECT DISTINCT account_id FROM audit.chain_digests").rows
+        }
     finally:
         reopened.close()
     assert digested == set(ACCOUNTS)

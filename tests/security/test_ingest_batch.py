@@ -32,17 +32,33 @@ from tests.unit.test_event import RICH, json_values
 #: a valid event with bytes that are not UTF-8 put inside one of its strings or between its tokens
 not_utf8 = st.builds(
     lambda junk, at: (lambda good: good[:at] + junk + good[at:])(orjson.dumps(RICH)),
-    st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xe2\x82", b"\x80" * 7]),
+    st.sampled_from(
+        [
+            b"\xff",
+            b"\xc3",
+            b"\xed\xa0\x80",
+            b"\xf4\x90\x80\x80",
+            b"\xc0\xaf",
+            b"\xe2\x82",
+            b"\x80" * 7,
+        ]
+    ),
     st.integers(min_value=1, max_value=len(orjson.dumps(RICH)) - 1),
 )
 #: deeper than orjson parses (1024) or writes (255): both used to sink the whole request
 too_deep = st.builds(
-    lambda depth, kind: (b'{"a":' * depth + b"1" + b"}" * depth) if kind == "dict" else (b"[" * depth + b"1" + b"]" * depth),
+    lambda depth, kind: (
+        (b'{"a":' * depth + b"1" + b"}" * depth)
+        if kind == "dict"
+        else (b"[" * depth + b"1" + b"]" * depth)
+    ),
     st.integers(min_value=256, max_value=6000),
     st.sampled_from(["list", "dict"]),
 )
 #: a string that never closes would swallow the rest of the array: only as the last element
-hostile = st.one_of(not_utf8, too_deep, deep_nesting.filter(lambda b: b.count(b"[") + b.count(b"{") > 255))
+hostile = st.one_of(
+    not_utf8, too_deep, deep_nesting.filter(lambda b: b.count(b"[") + b.count(b"{") > 255)
+)
 whitespace = st.sampled_from([b"", b" ", b"\n", b"\t", b" \r\n "])
 
 
@@ -60,9 +76,18 @@ def test_split_gives_back_each_element_as_sent(values: list[Any], spaces: list[b
     assert split_batch(body_of(items, spaces)) == items
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(st.lists(st.one_of(hostile, json_values.map(orjson.dumps)), min_size=1, max_size=6), st.lists(whitespace, max_size=5))
-def test_split_keeps_hostile_elements_apart_and_intact(items: list[bytes], spaces: list[bytes]) -> None:
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    st.lists(st.one_of(hostile, json_values.map(orjson.dumps)), min_size=1, max_size=6),
+    st.lists(whitespace, max_size=5),
+)
+def test_split_keeps_hostile_elements_apart_and_intact(
+    items: list[bytes], spaces: list[bytes]
+) -> None:
     from sources.http_batch import split_batch  # new with the fix (the module loads on older code)
 
     assert split_batch(body_of(items, spaces)) == items
@@ -86,10 +111,17 @@ def test_split_edges() -> None:
     from sources.http_batch import split_batch  # new with the fix (the module loads on older code)
 
     assert split_batch(b"") == [b""] and split_batch(b'{"a": [1, 2]}') == [b'{"a": [1, 2]}']
-    assert split_batch(b"  [ ]  ") == [] and split_batch(b"[1,]") == [b"1", b""] and split_batch(b"[,]") == [b"", b""]
+    assert (
+        split_batch(b"  [ ]  ") == []
+        and split_batch(b"[1,]") == [b"1", b""]
+        and split_batch(b"[,]") == [b"", b""]
+    )
     assert split_batch(b'[{"a": "x,]}"}, 2]') == [b'{"a": "x,]}"}', b"2"]
     assert split_batch(b'["\\"", "\\\\", 3]') == [b'"\\""', b'"\\\\"', b"3"]
-    assert split_batch(b"[1] [2]") == [b"1", b"[2]"]  # text after the array: one more (rejected) element
+    assert split_batch(b"[1] [2]") == [
+        b"1",
+        b"[2]",
+    ]  # text after the array: one more (rejected) element
     assert split_batch(b'[1, "open') == [b"1", b'"open']  # unterminated: runs to the end
     assert split_batch(b"[1, {2, 3]") == [b"1", b"{2, 3]"]
 
@@ -107,11 +139,17 @@ POOL = [e for e, _ in generate(200, seed=22)]
 
 
 def raw_of(letter: dict[str, Any]) -> bytes:
-    return base64.b64decode(letter["raw"]) if letter["raw_encoding"] == "base64" else letter["raw"].encode()
+    return (
+        base64.b64decode(letter["raw"])
+        if letter["raw_encoding"] == "base64"
+        else letter["raw"].encode()
+    )
 
 
 @pytest.mark.integration
-def test_one_bad_element_is_one_rejected_event_and_its_bytes_are_kept(kafka_broker: str, tmp_path: Path) -> None:
+def test_one_bad_element_is_one_rejected_event_and_its_bytes_are_kept(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path, extra_env=http_env(PW_HTTP_RATE="0"))
     worker = Worker(ns).start()
     sent: list[tuple[list[str], list[bytes]]] = []  # (accepted event ids, rejected raw elements)
@@ -119,26 +157,58 @@ def test_one_bad_element_is_one_rejected_event_and_its_bytes_are_kept(kafka_brok
         # the finding's own example: good, nested too deep, good, not UTF-8, good
         deep = b"[" * 3000 + b"1" + b"]" * 3000
         broken = orjson.dumps(RICH).replace(b"A0001SELLER", b"A0001\xffSELLER")
-        big = orjson.dumps({**RICH, "operation": "x" * (deadletter.MAX_RAW + 5000)})  # too_large, cut in the letter
+        big = orjson.dumps(
+            {**RICH, "operation": "x" * (deadletter.MAX_RAW + 5000)}
+        )  # too_large, cut in the letter
         events = [good(i) for i in range(3)]
-        items = [orjson.dumps(events[0]), deep, orjson.dumps(events[1]), broken, orjson.dumps(events[2]), big]
+        items = [
+            orjson.dumps(events[0]),
+            deep,
+            orjson.dumps(events[1]),
+            broken,
+            orjson.dumps(events[2]),
+            big,
+        ]
         status, _, answer = post(ns, b"[" + b",\n ".join(items) + b"]")
         assert status == 200, answer
         assert [(r["index"], r["status"]) for r in answer["results"]] == [
-            (0, "accepted"), (1, "rejected"), (2, "accepted"), (3, "rejected"), (4, "accepted"), (5, "rejected"),
+            (0, "accepted"),
+            (1, "rejected"),
+            (2, "accepted"),
+            (3, "rejected"),
+            (4, "accepted"),
+            (5, "rejected"),
         ]
-        assert [r.get("reason") for r in answer["results"]] == [None, "not_json", None, "bad_encoding", None, "too_large"]
+        assert [r.get("reason") for r in answer["results"]] == [
+            None,
+            "not_json",
+            None,
+            "bad_encoding",
+            None,
+            "too_large",
+        ]
         sent.append(([e["event_id"] for e in events], [deep, broken, big]))
 
         # hypothesis: a good event on both sides of each hostile element
-        @settings(max_examples=25, deadline=None, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=25,
+            deadline=None,
+            database=None,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(hostile)
         def sandwiched(bad: bytes) -> None:
             pair = [good(0), good(1)]
-            status, _, answer = post(ns, b"[" + orjson.dumps(pair[0]) + b"," + bad + b"," + orjson.dumps(pair[1]) + b"]")
+            status, _, answer = post(
+                ns, b"[" + orjson.dumps(pair[0]) + b"," + bad + b"," + orjson.dumps(pair[1]) + b"]"
+            )
             assert status == 200, answer
-            assert [r["status"] for r in answer["results"]] == ["accepted", "rejected", "accepted"], answer
+            assert [r["status"] for r in answer["results"]] == [
+                "accepted",
+                "rejected",
+                "accepted",
+            ], answer
             sent.append(([e["event_id"] for e in pair], [bad]))
 
         sandwiched()
@@ -147,7 +217,10 @@ def test_one_bad_element_is_one_rejected_event_and_its_bytes_are_kept(kafka_brok
         rejected = [raw for _, raws in sent for raw in raws]
         actions = ns.read_topic(ns.settings.actions_topic, expect=len(accepted), timeout=60)
         assert sorted(orjson.loads(r.value)["event_id"] for r in actions) == sorted(accepted)
-        letters = [orjson.loads(r.value) for r in ns.read_topic(ns.settings.deadletter_topic, expect=len(rejected), timeout=60)]
+        letters = [
+            orjson.loads(r.value)
+            for r in ns.read_topic(ns.settings.deadletter_topic, expect=len(rejected), timeout=60)
+        ]
         assert len(letters) == len(rejected)
         by_hash = {letter["raw_sha256"]: letter for letter in letters}
         for raw in rejected:
@@ -158,4 +231,3 @@ def test_one_bad_element_is_one_rejected_event_and_its_bytes_are_kept(kafka_brok
         assert worker.alive()
     finally:
         worker.stop()
-

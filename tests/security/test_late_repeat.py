@@ -78,17 +78,25 @@ def test_a_short_window_remembers_an_id_at_least_the_window_and_at_most_twice_it
     assert state.accept(event("e-1", 0), stamp(start + WINDOW_MS - 1)) is None  # inside the window
     late = state.accept(event("e-1", 0), stamp(start + 2 * WINDOW_MS))  # past window + one bucket
     assert late is not None and late["seq"] == 2 and late["prev_hash"] == first["hash"]
-    assert state.accept(event("e-1", 0), stamp(start + 2 * WINDOW_MS + 1)) is None  # the repeat is remembered
+    assert (
+        state.accept(event("e-1", 0), stamp(start + 2 * WINDOW_MS + 1)) is None
+    )  # the repeat is remembered
 
 
-def test_the_warehouse_stores_what_the_ledger_sequenced_late_repeats_included(tmp_path: Path) -> None:
+def test_the_warehouse_stores_what_the_ledger_sequenced_late_repeats_included(
+    tmp_path: Path,
+) -> None:
     """Whole-day window (the default unit), no worker: sequence, store as the loader does, merge."""
     state = LedgerState(1)
     entries = [
         state.accept(normalize(event("a-1", 1)), "2026-11-02T07:01:00.000Z"),
         state.accept(normalize(event("b-2", 2)), "2026-11-02T07:02:00.000Z"),
-        state.accept(normalize(event("b-2", 2)), "2026-11-02T07:02:00.500Z"),  # inside the window: dropped
-        state.accept(normalize(event("a-1", 1)), "2026-11-05T07:01:00.000Z"),  # three days later: a new entry
+        state.accept(
+            normalize(event("b-2", 2)), "2026-11-02T07:02:00.500Z"
+        ),  # inside the window: dropped
+        state.accept(
+            normalize(event("a-1", 1)), "2026-11-05T07:01:00.000Z"
+        ),  # three days later: a new entry
         state.accept(normalize(event("c-3", 3)), "2026-11-05T07:03:00.000Z"),
     ]
     assert [e and e["seq"] for e in entries] == [1, 2, None, 3, 4]
@@ -109,23 +117,47 @@ def test_the_warehouse_stores_what_the_ledger_sequenced_late_repeats_included(tm
 
 
 @pytest.mark.integration
-def test_a_late_repeat_is_a_new_entry_in_the_ledger_and_the_warehouse(kafka_broker: str, tmp_path: Path) -> None:
+def test_a_late_repeat_is_a_new_entry_in_the_ledger_and_the_warehouse(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path, extra_env={"PW_DEDUP_WINDOW_DAYS": repr(WINDOW_MS / 86_400_000)})
     worker = Worker(ns).start()
     try:
         # b-2 twice in one send: the second is milliseconds later, inside the window, dropped.
         ns.send([event("a-1", 1), event("b-2", 2), event("b-2", 2)])
-        wait_for(lambda: int(ns.scalar("SELECT count() FROM audit.events")) >= 2, 120, "a-1 and b-2 stored")
-        wait_for(lambda: metric(ns.port, "pw_events_duplicate_total") >= 1, 60, "the repeat inside the window dropped")
-        ingested = int(ns.scalar("SELECT toUnixTimestamp64Milli(ingested_at) FROM audit.events WHERE event_id = 'a-1'"))
+        wait_for(
+            lambda: int(ns.scalar("SELECT count() FROM audit.events")) >= 2,
+            120,
+            "a-1 and b-2 stored",
+        )
+        wait_for(
+            lambda: metric(ns.port, "pw_events_duplicate_total") >= 1,
+            60,
+            "the repeat inside the window dropped",
+        )
+        ingested = int(
+            ns.scalar(
+                "SELECT toUnixTimestamp64Milli(ingested_at) FROM audit.events WHERE event_id = 'a-1'"
+            )
+        )
         # The worker forgets a-1 at most two windows after it sequenced it (window + one bucket).
-        wait_for(lambda: time.time() * 1000 > ingested + 2 * WINDOW_MS + 50, 30, "the dedup window to pass", 0.05)
+        wait_for(
+            lambda: time.time() * 1000 > ingested + 2 * WINDOW_MS + 50,
+            30,
+            "the dedup window to pass",
+            0.05,
+        )
 
         ns.send([event("a-1", 1), event("c-3", 3)])  # a-1 again, late; c-3 comes after it
         wait_for(
-            lambda: int(ns.scalar("SELECT count() FROM audit.events WHERE event_id = 'c-3'")) >= 1, 120, "c-3 stored"
+            lambda: int(ns.scalar("SELECT count() FROM audit.events WHERE event_id = 'c-3'")) >= 1,
+            120,
+            "c-3 stored",
         )
-        rows = ns.sql("SELECT event_id, seq FROM audit.events WHERE account_id = {a:String} ORDER BY seq", {"a": ACCOUNT})
+        rows = ns.sql(
+            "SELECT event_id, seq FROM audit.events WHERE account_id = {a:String} ORDER BY seq",
+            {"a": ACCOUNT},
+        )
         assert [(e, int(s)) for e, s in rows] == [("a-1", 1), ("b-2", 2), ("a-1", 3), ("c-3", 4)]
         assert int(ns.scalar("SELECT uniqExact(event_id) FROM audit.events")) == 3
         assert metric(ns.port, "pw_events_accepted_total") == 4
@@ -139,7 +171,12 @@ def test_a_late_repeat_is_a_new_entry_in_the_ledger_and_the_warehouse(kafka_brok
     wh = EmbeddedWarehouse(ns.settings.warehouse_path)
     try:
         wh.execute("OPTIMIZE TABLE audit.events FINAL")
-        assert [int(s) for (s,) in wh.query("SELECT seq FROM audit.events WHERE event_id = 'a-1' ORDER BY seq").rows] == [1, 3]
+        assert [
+            int(s)
+            for (s,) in wh.query(
+                "SELECT seq FROM audit.events WHERE event_id = 'a-1' ORDER BY seq"
+            ).rows
+        ] == [1, 3]
         report = verify_range(wh, ACCOUNT)
         assert (report.broken, report.events) == (None, 4)
     finally:

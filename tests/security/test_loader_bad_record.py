@@ -66,7 +66,9 @@ def committed(ns: Namespace, tp: TopicPartition) -> int:
         admin.close()
 
 
-def test_bad_alert_records_are_dead_lettered_and_loading_goes_on(kafka_broker: str, tmp_path: Path) -> None:
+def test_bad_alert_records_are_dead_lettered_and_loading_goes_on(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     ns = Namespace(tmp_path)
     s = ns.settings
     worker = Worker(ns).start()
@@ -75,7 +77,10 @@ def test_bad_alert_records_are_dead_lettered_and_loading_goes_on(kafka_broker: s
         wait_for(lambda: stored(ns) >= 20, 120, "the first 20 events stored")
 
         producer = KafkaProducer(bootstrap_servers=s.kafka_broker, acks="all")
-        bad = [producer.send(s.alerts_topic, value=v, key=b"A0001SELLER", partition=0).get(30) for v in (NOT_JSON, NO_FIELDS)]
+        bad = [
+            producer.send(s.alerts_topic, value=v, key=b"A0001SELLER", partition=0).get(30)
+            for v in (NOT_JSON, NO_FIELDS)
+        ]
         producer.close()
 
         ns.send(event("A0001SELLER", n) for n in range(20, 40))
@@ -88,13 +93,24 @@ def test_bad_alert_records_are_dead_lettered_and_loading_goes_on(kafka_broker: s
         assert letters[0]["raw_encoding"] == "utf-8" and letters[0]["raw"].encode() == NOT_JSON
         assert letters[1]["raw"].encode() == NO_FIELDS
         tp = TopicPartition(s.alerts_topic, 0)
-        wait_for(lambda: committed(ns, tp) > bad[1].offset, 60, "the loader to commit past the bad records")
+        wait_for(
+            lambda: committed(ns, tp) > bad[1].offset,
+            60,
+            "the loader to commit past the bad records",
+        )
         status, doc = http_health(ns.port)
-        assert (status, doc["status"], doc["loader_crashes"], doc["loader_dead_letters"]) == (200, "ok", 0, 2)
+        assert (status, doc["status"], doc["loader_crashes"], doc["loader_dead_letters"]) == (
+            200,
+            "ok",
+            0,
+            2,
+        )
         assert worker.alive()
 
         worker.stop()
-        worker = Worker(ns).start()  # the bad records are behind the committed offset: not read again
+        worker = Worker(
+            ns
+        ).start()  # the bad records are behind the committed offset: not read again
         ns.send(event("A0001SELLER", n) for n in range(40, 45))
         wait_for(lambda: stored(ns) >= 45, 120, "events sent after the restart stored")
         assert stored(ns) == 45
@@ -125,6 +141,13 @@ class Crashing:
             raise self.fault("injected fault")
         self.inner.insert(table, rows)
 
+    def insert_select(
+        self, table: str, columns: Any, select: str, data: dict[str, list[str]]
+    ) -> None:
+        if table == "audit.events" and self.failing.is_set():
+            raise self.fault("injected fault")
+        self.inner.insert_select(table, columns, select, data)
+
     def close(self) -> None:
         self.inner.close()
 
@@ -140,7 +163,9 @@ def ledger_records(ns: Namespace, count: int) -> None:
     producer.close()
 
 
-def test_a_crashed_loader_is_degraded_503_and_restarted_with_backoff(kafka_broker: str, tmp_path: Path) -> None:
+def test_a_crashed_loader_is_degraded_503_and_restarted_with_backoff(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     from streams.warehouse_loader import RESTART_MIN_SECONDS, WarehouseLoader, health
 
     ns = Namespace(tmp_path)
@@ -153,7 +178,11 @@ def test_a_crashed_loader_is_degraded_503_and_restarted_with_backoff(kafka_broke
         try:
             wait_for(lambda: loader.crashes >= 2, 90, "a crash, a restart and a second crash", 0.05)
             status, doc = health(loader, True)
-            assert status == 503 and doc["status"] == "degraded" and "crashed" in doc["warehouse_error"], doc
+            assert (
+                status == 503
+                and doc["status"] == "degraded"
+                and "crashed" in doc["warehouse_error"]
+            ), doc
             assert loader.stored_events == 0
             warehouse.failing.clear()  # the fault goes away: the next restart stores the batch
             wait_for(lambda: loader.stored_events == 30, 90, "the batch stored after a restart")
@@ -170,7 +199,9 @@ def test_a_crashed_loader_is_degraded_503_and_restarted_with_backoff(kafka_broke
     warehouse.close()
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death is the point
+@pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnhandledThreadExceptionWarning"
+)  # the thread's death is the point
 def test_a_loader_thread_that_died_is_degraded_503(kafka_broker: str, tmp_path: Path) -> None:
     from streams.warehouse_loader import WarehouseLoader, health
 

@@ -35,7 +35,10 @@ SLOTS = {
     "policy.key": {**minimal("policy.update"), "policy": {"max_items": "NUMBER"}},
     "policy.nested": {**minimal("policy.update"), "policy": {"limits": [{"a": {"b": ["NUMBER"]}}]}},
     "policy.rate": {**minimal("policy.update"), "policy": {"rate_limit_per_min": "NUMBER"}},
-    "grant.pct": {**minimal("permission.grant"), "grant": {"grant_id": "g", "provider_id": "p", "max_price_change_pct": "NUMBER"}},
+    "grant.pct": {
+        **minimal("permission.grant"),
+        "grant": {"grant_id": "g", "provider_id": "p", "max_price_change_pct": "NUMBER"},
+    },
 }
 
 
@@ -50,8 +53,19 @@ def verdict(raw: bytes) -> Any:
 @pytest.mark.parametrize(
     "number",
     [
-        str(2**64), str(2**64 + 1), str(-(2**63) - 1), str(-(2**64)), str(2**64 - 1), str(2**60),
-        str(LIMIT + 1), str(-(LIMIT + 1)), "1" + "0" * 30, "1" + "0" * 400, "-" + "9" * 400, "1e400", "-1e400",
+        str(2**64),
+        str(2**64 + 1),
+        str(-(2**63) - 1),
+        str(-(2**64)),
+        str(2**64 - 1),
+        str(2**60),
+        str(LIMIT + 1),
+        str(-(LIMIT + 1)),
+        "1" + "0" * 30,
+        "1" + "0" * 400,
+        "-" + "9" * 400,
+        "1e400",
+        "-1e400",
     ],
 )
 def test_integers_beyond_the_range_are_refused(slot: str, number: str) -> None:
@@ -86,7 +100,8 @@ def test_floats_and_long_digit_strings_are_not_affected() -> None:
 @settings(max_examples=400, deadline=None)
 @given(
     slot=st.sampled_from(sorted(SLOTS)),
-    number=st.integers(min_value=LIMIT + 1, max_value=10**200) | st.integers(min_value=-(10**200), max_value=-(LIMIT + 1)),
+    number=st.integers(min_value=LIMIT + 1, max_value=10**200)
+    | st.integers(min_value=-(10**200), max_value=-(LIMIT + 1)),
 )
 def test_every_integer_beyond_2_53_is_refused(slot: str, number: int) -> None:
     assert verdict(wire(SLOTS[slot], str(number))) == "bad_value"

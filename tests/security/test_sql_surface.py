@@ -118,7 +118,10 @@ def opened(root: Path) -> Iterator[EmbeddedWarehouse]:
 def audit_tables(root: Path) -> dict[str, int]:
     """Every table of `audit` with its row count, read by the writer (not through the guard)."""
     with opened(root) as warehouse:
-        names = [r[0] for r in warehouse.query("SELECT name FROM system.tables WHERE database = 'audit'").rows]
+        names = [
+            r[0]
+            for r in warehouse.query("SELECT name FROM system.tables WHERE database = 'audit'").rows
+        ]
         return {n: int(warehouse.query(f"SELECT count() FROM audit.{n}").rows[0][0]) for n in names}
 
 
@@ -163,7 +166,11 @@ HIDDEN = [
 def hidden_statement(draw: st.DrawFn) -> str:
     """`<select> <comment opener> <quote>` + line break + `; <statement>; <tail>`: the shape of
     finding 1, with each part varied (the old lexer took `#` for code and the quote for a string)."""
-    head = draw(st.sampled_from(["SELECT 1", "SELECT count() FROM audit.victim", "WITH 1 AS a SELECT a", "SELECT '#'"]))
+    head = draw(
+        st.sampled_from(
+            ["SELECT 1", "SELECT count() FROM audit.victim", "WITH 1 AS a SELECT a", "SELECT '#'"]
+        )
+    )
     opener = draw(st.sampled_from(["#", "# ", "#!", "--", "-- ", "/*", ""]))
     quote = draw(st.sampled_from(["'", '"', "`", "$$", "$t$", "\\'", ""]))
     filler = draw(st.text(alphabet=" abc;'\"`$#-*/\\", max_size=6))
@@ -172,7 +179,9 @@ def hidden_statement(draw: st.DrawFn) -> str:
     separator = draw(st.sampled_from([";", " ;", ";\n", "; "]))
     statement = draw(st.sampled_from(HIDDEN))
     tail = draw(st.sampled_from(["SELECT " + quote, "SELECT 1", "", f"SELECT {quote} -- {quote}"]))
-    return f"{head} {opener} {filler}{quote}{close}{line_break}{separator}{statement}{separator}{tail}"
+    return (
+        f"{head} {opener} {filler}{quote}{close}{line_break}{separator}{statement}{separator}{tail}"
+    )
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -225,24 +234,34 @@ def test_other_databases_are_refused(root: Path, query: str) -> None:
 
 def test_audit_tables_are_read(root: Path) -> None:
     assert cli_sql(root, "SELECT count() FROM audit.victim") == (0, [[VICTIM_ROWS]])
-    assert cli_sql(root, "SELECT count() FROM filler") == (0, [[FILLER_ROWS]])  # audit is the current database
+    assert cli_sql(root, "SELECT count() FROM filler") == (
+        0,
+        [[FILLER_ROWS]],
+    )  # audit is the current database
 
 
 # -- 5. limits --------------------------------------------------------------------------------------
 
 
-def test_result_rows_bytes_and_rows_read_are_limited(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_result_rows_bytes_and_rows_read_are_limited(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, _ = cli_sql(root, "SELECT arrayJoin(range(1000000))", PW_SQL_MAX_RESULT_ROWS="1000")
     assert code == 1
     assert "PW_SQL_MAX_RESULT_ROWS" in capsys.readouterr().err
-    code, _ = cli_sql(root, "SELECT repeat('x', 100000) FROM audit.filler LIMIT 100", PW_SQL_MAX_RESULT_BYTES="1000000")
+    code, _ = cli_sql(
+        root,
+        "SELECT repeat('x', 100000) FROM audit.filler LIMIT 100",
+        PW_SQL_MAX_RESULT_BYTES="1000000",
+    )
     assert code == 1
     assert "PW_SQL_MAX_RESULT_BYTES" in capsys.readouterr().err
     code, _ = cli_sql(root, "SELECT sum(x) FROM audit.filler", PW_SQL_MAX_ROWS_TO_READ="1000")
     assert code == 1
     assert "PW_SQL_MAX_ROWS_TO_READ" in capsys.readouterr().err
     assert cli_sql(root, "SELECT sum(x) FROM audit.filler", PW_SQL_MAX_ROWS_TO_READ="100000") == (
-        0, [[FILLER_ROWS * (FILLER_ROWS - 1) // 2]],
+        0,
+        [[FILLER_ROWS * (FILLER_ROWS - 1) // 2]],
     )
 
 
@@ -270,14 +289,18 @@ def test_a_user_query_does_not_block_the_writer_and_is_cancelled(root: Path) -> 
         running = "SELECT count() FROM system.processes WHERE query LIKE '%partnerwatch user sql%arrayJoin%'"
         wait_for(lambda: int(warehouse.query(running).rows[0][0]) >= 1, 60, "the long query to run")
         warehouse.insert("audit.victim", [{"x": 1000}])
-        assert run_user_sql(warehouse.user_query({}, limits), "SELECT count() FROM audit.victim").rows == [[VICTIM_ROWS + 1]]
+        assert run_user_sql(
+            warehouse.user_query({}, limits), "SELECT count() FROM audit.victim"
+        ).rows == [[VICTIM_ROWS + 1]]
         assert thread.is_alive()  # the long query is still running: nothing above waited for it
         job.cancel()
         thread.join(120)
         assert not thread.is_alive()
         assert "result" not in outcome
         assert outcome["error"].code == 394, outcome["error"]  # QUERY_WAS_CANCELLED
-        warehouse.execute("ALTER TABLE audit.victim DELETE WHERE x = 1000 SETTINGS mutations_sync = 1")
+        warehouse.execute(
+            "ALTER TABLE audit.victim DELETE WHERE x = 1000 SETTINGS mutations_sync = 1"
+        )
 
 
 # -- the refusal list, researched on the engine chDB ships ------------------------------------------
@@ -318,18 +341,46 @@ def test_the_refusal_list_covers_the_engines_catalogue(root: Path) -> None:
         rows = catalogue(warehouse, "SELECT name, categories, alias_to FROM system.functions")
     by_name = {name: (category, alias) for name, category, alias in rows}
     for name, (category, alias) in by_name.items():
-        if category in ("Dictionary", "Embedded Dictionary", "AI", "Introspection", "Internal", "Machine Learning"):
-            reviewed = name in REVIEWED_INTROSPECTION or name in {"_CAST", "caseWithExpression", "nested",
-                "validateNestedArraySizes", "assignCentroid", "evalMLMethod", "hierarchicalKMeans",
-                "stochasticLinearRegression", "stochasticLogisticRegression", "naiveBayesNgrams"}
+        if category in (
+            "Dictionary",
+            "Embedded Dictionary",
+            "AI",
+            "Introspection",
+            "Internal",
+            "Machine Learning",
+        ):
+            reviewed = name in REVIEWED_INTROSPECTION or name in {
+                "_CAST",
+                "caseWithExpression",
+                "nested",
+                "validateNestedArraySizes",
+                "assignCentroid",
+                "evalMLMethod",
+                "hierarchicalKMeans",
+                "stochasticLinearRegression",
+                "stochasticLogisticRegression",
+                "naiveBayesNgrams",
+            }
             assert reviewed or denied_function(name), f"{name} ({category}) is not refused"
         if category == "Other":
-            assert name in REVIEWED_OTHER or denied_function(name), f"{name} (Other) is neither reviewed nor refused"
+            assert name in REVIEWED_OTHER or denied_function(name), (
+                f"{name} (Other) is neither reviewed nor refused"
+            )
         if alias and denied_function(alias):
             assert denied_function(name), f"{name} is an alias of the refused {alias}"
     # every exact name of the list is spelled as a real function of some engine, in lower case
-    assert all(n == n.lower() for n in DENIED_FUNCTIONS) and all(p == p.lower() for p in DENIED_PREFIXES)
-    for name in ("file", "getServerSetting", "hostName", "dictGet", "aiGenerate", "filesystemAvailable", "joinGet"):
+    assert all(n == n.lower() for n in DENIED_FUNCTIONS) and all(
+        p == p.lower() for p in DENIED_PREFIXES
+    )
+    for name in (
+        "file",
+        "getServerSetting",
+        "hostName",
+        "dictGet",
+        "aiGenerate",
+        "filesystemAvailable",
+        "joinGet",
+    ):
         assert name in by_name and denied_function(name)
 
 
@@ -338,7 +389,8 @@ def test_every_table_function_of_the_engine_is_refused(root: Path) -> None:
         names = [r[0] for r in catalogue(warehouse, "SELECT name FROM system.table_functions")]
         assert len(names) > 50
         special = {  # table functions whose arguments are queries
-            "view": "SELECT 1", "viewIfPermitted": "SELECT 1 ELSE null('x UInt8')",
+            "view": "SELECT 1",
+            "viewIfPermitted": "SELECT 1 ELSE null('x UInt8')",
             "viewExplain": "'EXPLAIN AST', '', (SELECT 1)",
         }
         for name in names:
@@ -390,12 +442,16 @@ def resident(pid: int) -> int:
     return 0
 
 
-def run_bounded(args: list[str], env: dict[str, str], cap_bytes: int, timeout: float) -> tuple[int, str, int]:
+def run_bounded(
+    args: list[str], env: dict[str, str], cap_bytes: int, timeout: float
+) -> tuple[int, str, int]:
     """Run a child; kill it if its resident memory passes `cap_bytes` or it outlives `timeout` (a
     guard for the machine, not a timing assertion). Returns its exit status, its stderr and its
     peak resident memory in bytes (getrusage of the reaped child)."""
     with tempfile.TemporaryFile() as stderr:
-        proc = subprocess.Popen(args, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+        proc = subprocess.Popen(
+            args, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=stderr
+        )
         deadline = time.monotonic() + timeout
         problem = ""
         while True:
@@ -420,8 +476,14 @@ def run_bounded(args: list[str], env: dict[str, str], cap_bytes: int, timeout: f
 def test_cli_hash_comment_drop_in_a_child_process(root: Path) -> None:
     before = audit_tables(root)
     env = {**os.environ, **env_for(root)}
-    done = subprocess.run([sys.executable, "-m", "partnerwatch", "sql", HASH_DROP], env=env, cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "partnerwatch", "sql", HASH_DROP],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "refused" in done.stderr
     assert audit_tables(root) == before
@@ -430,7 +492,9 @@ def test_cli_hash_comment_drop_in_a_child_process(root: Path) -> None:
 @pytest.mark.integration
 def test_cli_long_query_is_stopped_by_the_time_limit(root: Path) -> None:
     env = {**os.environ, **env_for(root, PW_SQL_MAX_EXECUTION_TIME="1")}
-    code, stderr, _ = run_bounded([sys.executable, "-m", "partnerwatch", "sql", HEAVY], env, 4 << 30, 120)
+    code, stderr, _ = run_bounded(
+        [sys.executable, "-m", "partnerwatch", "sql", HEAVY], env, 4 << 30, 120
+    )
     assert code == 1
     assert "PW_SQL_MAX_EXECUTION_TIME" in stderr
 
@@ -439,7 +503,9 @@ def test_cli_long_query_is_stopped_by_the_time_limit(root: Path) -> None:
 def test_cli_memory_hungry_query_is_stopped_and_the_process_stays_small(root: Path) -> None:
     limit = 256 << 20
     env = {**os.environ, **env_for(root, PW_SQL_MAX_MEMORY_USAGE=str(limit))}
-    code, stderr, peak = run_bounded([sys.executable, "-m", "partnerwatch", "sql", HUNGRY], env, 3 << 30, 300)
+    code, stderr, peak = run_bounded(
+        [sys.executable, "-m", "partnerwatch", "sql", HUNGRY], env, 3 << 30, 300
+    )
     assert code == 1
     assert "PW_SQL_MAX_MEMORY_USAGE" in stderr
     # Unbounded, the query needs more than 3 GiB (4e8 UInt64 values). Bounded, the process peaks
@@ -452,12 +518,17 @@ def test_cli_memory_hungry_query_is_stopped_and_the_process_stays_small(root: Pa
 
 
 @pytest.fixture(scope="module")
-def worker(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Namespace, Worker]]:
-    ns = Namespace(tmp_path_factory.mktemp("sql-worker"), extra_env={
-        "PW_API_TOKEN": SECRET,
-        "PW_SQL_MAX_EXECUTION_TIME": "600",
-        "PW_SQL_MAX_MEMORY_USAGE": str(256 << 20),
-    })
+def worker(
+    kafka_broker: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Namespace, Worker]]:
+    ns = Namespace(
+        tmp_path_factory.mktemp("sql-worker"),
+        extra_env={
+            "PW_API_TOKEN": SECRET,
+            "PW_SQL_MAX_EXECUTION_TIME": "600",
+            "PW_SQL_MAX_MEMORY_USAGE": str(256 << 20),
+        },
+    )
     running = Worker(ns).start()
     try:
         yield ns, running
@@ -467,7 +538,8 @@ def worker(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def post(ns: Namespace, query: str) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{ns.port}/v1/sql", data=orjson.dumps({"query": query}),
+        f"http://127.0.0.1:{ns.port}/v1/sql",
+        data=orjson.dumps({"query": query}),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {SECRET}"},
     )
     try:
@@ -506,7 +578,9 @@ def test_worker_memory_stays_bounded(worker: tuple[Namespace, Worker]) -> None:
 
     def peak() -> int:  # the worker's resident high-water mark
         status = Path(f"/proc/{pid}/status").read_text()
-        return next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+        return next(
+            int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")
+        )
 
     before = peak()
     status, doc = post(ns, HUNGRY)
@@ -516,7 +590,9 @@ def test_worker_memory_stays_bounded(worker: tuple[Namespace, Worker]) -> None:
 
 
 @pytest.mark.integration
-def test_worker_cancels_the_query_of_a_client_that_went_away(worker: tuple[Namespace, Worker]) -> None:
+def test_worker_cancels_the_query_of_a_client_that_went_away(
+    worker: tuple[Namespace, Worker],
+) -> None:
     ns, running = worker
     log = running.log_path
 

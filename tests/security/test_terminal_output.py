@@ -48,10 +48,41 @@ from tests.integrity.conftest import simulated_entries
 pytestmark = pytest.mark.integration
 
 PIECES = [
-    "[/bold]", "[bold]", "[/]", "[red]x[/red]", "[link=https://evil.example]x[/link]", "[@click=quit]x[/]",
-    "\x1b[31m", "\x1b[2J", "\x1b]0;owned\x07", "\x1b]8;;https://evil.example\x1b\\", "\x1bc", "\r", "\n",
-    "\r\n", "\t", "\x08", "\x07", "\x7f", "\x9b31m", "\x85", "\u202e", "\u2066", "\u200b", "\ufeff",
-    "\u2028", ":bomb:", "\\", "\\[bold]", "[", "]", "%s", "{}", " ", "é", "中",
+    "[/bold]",
+    "[bold]",
+    "[/]",
+    "[red]x[/red]",
+    "[link=https://evil.example]x[/link]",
+    "[@click=quit]x[/]",
+    "\x1b[31m",
+    "\x1b[2J",
+    "\x1b]0;owned\x07",
+    "\x1b]8;;https://evil.example\x1b\\",
+    "\x1bc",
+    "\r",
+    "\n",
+    "\r\n",
+    "\t",
+    "\x08",
+    "\x07",
+    "\x7f",
+    "\x9b31m",
+    "\x85",
+    "\u202e",
+    "\u2066",
+    "\u200b",
+    "\ufeff",
+    "\u2028",
+    ":bomb:",
+    "\\",
+    "\\[bold]",
+    "[",
+    "]",
+    "%s",
+    "{}",
+    " ",
+    "é",
+    "中",
 ]
 #: argv cannot carry NUL or lone surrogates; everything else may come from a provider
 TEXT = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
@@ -60,7 +91,11 @@ hostile = (
     .map("".join)
     .filter(lambda s: s.strip() and not s.startswith("-") and len(s) <= 100)
 )
-FINDING = {"provider": "prov[/bold]", "by": "[/red] x", "account": "acct\x1b[31m\r\nfake line\u202e"}
+FINDING = {
+    "provider": "prov[/bold]",
+    "by": "[/red] x",
+    "account": "acct\x1b[31m\r\nfake line\u202e",
+}
 WHEN = ("--from", "2026-11-02T00:00:00Z", "--to", "2026-11-03T00:00:00Z")
 
 
@@ -75,12 +110,23 @@ class Env:
 def env(tmp_path_factory: pytest.TempPathFactory, kafka_broker: str) -> Iterator[Env]:
     root = tmp_path_factory.mktemp("terminal")
     name = uuid.uuid4().hex[:10]
-    values = {k: v for k, v in os.environ.items() if not k.startswith("PW_") and k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
-    values.update({
-        "PW_TOPIC_PREFIX": f"t{name}.", "PW_APP_ID": f"pw-test-{name}", "PW_DATA_DIR": str(root / "data"),
-        "PW_WEB_PORT": str(free_port()),  # nothing listens: the commands work without a worker
-        "PW_KAFKA_BROKER": kafka_broker, "COLUMNS": "100000", "NO_COLOR": "1", "PYTHONUNBUFFERED": "1",
-    })
+    values = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PW_") and k not in ("FORCE_COLOR", "TTY_COMPATIBLE")
+    }
+    values.update(
+        {
+            "PW_TOPIC_PREFIX": f"t{name}.",
+            "PW_APP_ID": f"pw-test-{name}",
+            "PW_DATA_DIR": str(root / "data"),
+            "PW_WEB_PORT": str(free_port()),  # nothing listens: the commands work without a worker
+            "PW_KAFKA_BROKER": kafka_broker,
+            "COLUMNS": "100000",
+            "NO_COLOR": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     from sinks.kafka_io import ensure_topics
 
     settings = Settings.from_env(values)
@@ -90,8 +136,14 @@ def env(tmp_path_factory: pytest.TempPathFactory, kafka_broker: str) -> Iterator
 
 def run(env: Env, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "partnerwatch", *args], env=env.env, cwd=REPO_ROOT, capture_output=True,
-        text=True, encoding="utf-8", errors="surrogateescape", timeout=timeout,
+        [sys.executable, "-m", "partnerwatch", *args],
+        env=env.env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="surrogateescape",
+        timeout=timeout,
     )
 
 
@@ -100,7 +152,9 @@ def clean(text: str, where: str) -> None:
     assert "Traceback" not in text, f"{where}: {text}"
     for char in text:
         if char != "\n":
-            assert unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs"), f"{where}: raw {char!r} in {text!r}"
+            assert unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp", "Cs"), (
+                f"{where}: raw {char!r} in {text!r}"
+            )
 
 
 def shown(text: str) -> str:
@@ -110,21 +164,38 @@ def shown(text: str) -> str:
 
 def hostile_alert(marker: str, ids: dict[str, str], n: int) -> dict[str, Any]:
     return {
-        "alert_id": f"{ids['alert']}#{n}", "detector": marker, "severity": "high", "account_id": ids["account"],
-        "provider_id": ids["provider"], "principal_id": ids["principal"], "title": ids["title"],
-        "summary": ids["title"], "evidence_event_ids": [ids["event"]], "first_seen": "2026-11-02T06:00:00.000Z",
-        "last_seen": "2026-11-02T06:05:00.000Z", "count": 1, "response": [ids["title"]],
+        "alert_id": f"{ids['alert']}#{n}",
+        "detector": marker,
+        "severity": "high",
+        "account_id": ids["account"],
+        "provider_id": ids["provider"],
+        "principal_id": ids["principal"],
+        "title": ids["title"],
+        "summary": ids["title"],
+        "evidence_event_ids": [ids["event"]],
+        "first_seen": "2026-11-02T06:00:00.000Z",
+        "last_seen": "2026-11-02T06:05:00.000Z",
+        "count": 1,
+        "response": [ids["title"]],
     }
 
 
-def hostile_entries(account: str, provider: str, principal: str, event: str, tamper: bool) -> list[dict[str, Any]]:
+def hostile_entries(
+    account: str, provider: str, principal: str, event: str, tamper: bool
+) -> list[dict[str, Any]]:
     """Real simulated provider events re-addressed to hostile ids and sequenced (one hash broken if `tamper`)."""
     head = ChainHead()
     out = []
-    sources = [e for e in simulated_entries(40, seed=3, accounts=1) if e["actor"]["type"] == "provider"][:6]
+    sources = [
+        e for e in simulated_entries(40, seed=3, accounts=1) if e["actor"]["type"] == "provider"
+    ][:6]
     for i, source in enumerate(sources):
         ev = event_of(source)
-        ev.update(account_id=account, event_id=f"{event}#{i}", actor={**ev["actor"], "provider_id": provider, "principal_id": principal})
+        ev.update(
+            account_id=account,
+            event_id=f"{event}#{i}",
+            actor={**ev["actor"], "provider_id": provider, "principal_id": principal},
+        )
         entry, head = append(head, ev, source["ingested_at"])
         out.append(entry)
     if tamper:
@@ -135,8 +206,14 @@ def hostile_entries(account: str, provider: str, principal: str, event: str, tam
 def tail_until(env: Env, sentinel: str, deadline_s: float = 90) -> tuple[int, str, str]:
     """`alerts tail --source kafka` until `sentinel` is printed, then Ctrl-C (SIGINT)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "partnerwatch", "alerts", "tail", "--source", "kafka"], env=env.env, cwd=REPO_ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="surrogateescape",
+        [sys.executable, "-m", "partnerwatch", "alerts", "tail", "--source", "kafka"],
+        env=env.env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="surrogateescape",
     )
     out: list[str] = []
     errs: list[str] = []
@@ -153,7 +230,10 @@ def tail_until(env: Env, sentinel: str, deadline_s: float = 90) -> tuple[int, st
         assert proc.stderr is not None
         errs.extend(proc.stderr)
 
-    readers = [threading.Thread(target=read_out, daemon=True), threading.Thread(target=read_err, daemon=True)]
+    readers = [
+        threading.Thread(target=read_out, daemon=True),
+        threading.Thread(target=read_err, daemon=True),
+    ]
     for reader in readers:
         reader.start()
     end = time.monotonic() + deadline_s
@@ -168,32 +248,64 @@ def tail_until(env: Env, sentinel: str, deadline_s: float = 90) -> tuple[int, st
         code = proc.wait(30)
     for reader in readers:
         reader.join(10)
-    assert seen.is_set(), f"the tail never printed {sentinel!r} (exit {code}): {''.join(out)} {''.join(errs)}"
+    assert seen.is_set(), (
+        f"the tail never printed {sentinel!r} (exit {code}): {''.join(out)} {''.join(errs)}"
+    )
     return code, "".join(out), "".join(errs)
 
 
 ids_strategy = st.fixed_dictionaries(
-    {k: hostile for k in ("alert", "account", "provider", "principal", "title", "event", "by", "account2")}
+    {
+        k: hostile
+        for k in ("alert", "account", "provider", "principal", "title", "event", "by", "account2")
+    }
 ).filter(lambda d: d["account"] != d["account2"])
 
 
 #: each example runs some 20 commands (~30 s): no shrinking, the failing example is printed as found
-@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+@settings(
+    max_examples=3,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit, Phase.generate],
+)
 @given(ids=ids_strategy)
-@example(ids={"alert": "a[/bold]\x1b[2J", "account": FINDING["account"], "provider": FINDING["provider"],
-              "principal": "p\u202egnp.exe", "title": "Title [/] \x1b]8;;https://evil.example\x1b\\click\r",
-              "event": "ev\n[bold]", "by": FINDING["by"], "account2": "acct2:bomb:\x9b31m"})
+@example(
+    ids={
+        "alert": "a[/bold]\x1b[2J",
+        "account": FINDING["account"],
+        "provider": FINDING["provider"],
+        "principal": "p\u202egnp.exe",
+        "title": "Title [/] \x1b]8;;https://evil.example\x1b\\click\r",
+        "event": "ev\n[bold]",
+        "by": FINDING["by"],
+        "account2": "acct2:bomb:\x9b31m",
+    }
+)
 def test_commands_print_hostile_ids_as_plain_text(env: Env, ids: dict[str, str]) -> None:
     marker = f"sec-{uuid.uuid4().hex[:12]}"
     # hypothesis may repeat a value: accounts, alerts and events stay new in the shared warehouse
-    ids = {k: f"{v}~{marker}" if k in ("alert", "account", "account2", "event") else v for k, v in ids.items()}
+    ids = {
+        k: f"{v}~{marker}" if k in ("alert", "account", "account2", "event") else v
+        for k, v in ids.items()
+    }
     alerts = [hostile_alert(marker, ids, n) for n in range(2)]
     warehouse = EmbeddedWarehouse(env.settings.warehouse_path)
     try:
         migrate(warehouse, env.settings)
         store_alerts(warehouse, alerts)
-        store_events(warehouse, hostile_entries(ids["account"], ids["provider"], ids["principal"], ids["event"], tamper=True))
-        store_events(warehouse, hostile_entries(ids["account2"], ids["provider"], ids["principal"], ids["event"], tamper=False))
+        store_events(
+            warehouse,
+            hostile_entries(
+                ids["account"], ids["provider"], ids["principal"], ids["event"], tamper=True
+            ),
+        )
+        store_events(
+            warehouse,
+            hostile_entries(
+                ids["account2"], ids["provider"], ids["principal"], ids["event"], tamper=False
+            ),
+        )
     finally:
         warehouse.close()
 
@@ -206,7 +318,11 @@ def test_commands_print_hostile_ids_as_plain_text(env: Env, ids: dict[str, str])
     for alert in [*alerts, {**alerts[0], "alert_id": f"{marker}-sev", "severity": ids["title"]}]:
         producer.send(env.settings.alerts_topic, orjson.dumps(alert), key=key)
     producer.send(env.settings.alerts_topic, b"not json [/bold] \x1b[31m", key=key)
-    producer.send(env.settings.alerts_topic, orjson.dumps({**alerts[0], "alert_id": sentinel, "title": "\x00 end"}), key=key)
+    producer.send(
+        env.settings.alerts_topic,
+        orjson.dumps({**alerts[0], "alert_id": sentinel, "title": "\x00 end"}),
+        key=key,
+    )
     producer.flush()
     producer.close()
     code, out, errs = tail_until(env, sentinel)
@@ -223,15 +339,19 @@ def test_commands_print_hostile_ids_as_plain_text(env: Env, ids: dict[str, str])
         done = run(env, "alerts", action, f"--by={by}", "--note", ids["title"], "--", alert_id)
         assert done.returncode == 0, (action, done.stdout, done.stderr)
         clean(done.stdout + done.stderr, f"alerts {action}")
-        assert visible(alert_id) in shown(done.stdout) and visible(by) in shown(done.stdout), done.stdout
+        assert visible(alert_id) in shown(done.stdout) and visible(by) in shown(done.stdout), (
+            done.stdout
+        )
     refused = run(env, "alerts", "reopen", f"--by={ids['by']}", "--", alert_id)
     assert refused.returncode == 1, refused.stdout + refused.stderr
     clean(refused.stdout + refused.stderr, "alerts reopen (refused)")
     assert "reopen refused" in refused.stderr
 
     # -- sql, in its three formats
-    select = ("SELECT alert_id, account_id, provider_id, principal_id, title FROM audit.alerts FINAL"
-              " WHERE detector = {d:String} ORDER BY alert_id")
+    select = (
+        "SELECT alert_id, account_id, provider_id, principal_id, title FROM audit.alerts FINAL"
+        " WHERE detector = {d:String} ORDER BY alert_id"
+    )
     table = run(env, "sql", select, "--param", f"d={marker}")
     assert table.returncode == 0, table.stderr
     clean(table.stdout + table.stderr, "sql")
@@ -241,33 +361,63 @@ def test_commands_print_hostile_ids_as_plain_text(env: Env, ids: dict[str, str])
     assert as_csv.returncode == 0, as_csv.stderr
     clean(as_csv.stdout, "sql --format csv")
     rows = list(csv.reader(io.StringIO(as_csv.stdout)))
-    assert rows[1:] == [[visible(a[c]) for c in ("alert_id", "account_id", "provider_id", "principal_id", "title")] for a in alerts]
+    assert rows[1:] == [
+        [visible(a[c]) for c in ("alert_id", "account_id", "provider_id", "principal_id", "title")]
+        for a in alerts
+    ]
     as_json = run(env, "sql", select, "--param", f"d={marker}", "--format", "json")
     assert as_json.returncode == 0, as_json.stderr
     clean(as_json.stdout, "sql --format json")
-    assert [json.loads(line)["account_id"] for line in as_json.stdout.splitlines()] == [ids["account"]] * 2  # lossless
+    assert [json.loads(line)["account_id"] for line in as_json.stdout.splitlines()] == [
+        ids["account"]
+    ] * 2  # lossless
 
     # -- a named query
-    named = run(env, "query", "alerts_with_evidence", "--param", "from=2026-11-01 00:00:00", "--param",
-                "to=2026-11-03 00:00:00", "--param", f"detector={marker}")
+    named = run(
+        env,
+        "query",
+        "alerts_with_evidence",
+        "--param",
+        "from=2026-11-01 00:00:00",
+        "--param",
+        "to=2026-11-03 00:00:00",
+        "--param",
+        f"detector={marker}",
+    )
     assert named.returncode == 0, named.stderr
     clean(named.stdout + named.stderr, "query")
     assert visible(ids["provider"]) in shown(named.stdout)
 
     # -- hunt: the hostile provider acted outside any grant on account2
-    hunt = run(env, "hunt", "--detector", "listing_out_of_scope", *WHEN, "--account", ids["account2"])
+    hunt = run(
+        env, "hunt", "--detector", "listing_out_of_scope", *WHEN, "--account", ids["account2"]
+    )
     assert hunt.returncode == 0, hunt.stderr
     clean(hunt.stdout + hunt.stderr, "hunt")
     assert visible(ids["provider"]) in shown(hunt.stdout), hunt.stdout
-    hunt_json = run(env, "hunt", "--detector", "listing_out_of_scope", *WHEN, "--account", ids["account2"], "--format", "json")
+    hunt_json = run(
+        env,
+        "hunt",
+        "--detector",
+        "listing_out_of_scope",
+        *WHEN,
+        "--account",
+        ids["account2"],
+        "--format",
+        "json",
+    )
     clean(hunt_json.stdout, "hunt --format json")
-    assert {json.loads(line)["provider_id"] for line in hunt_json.stdout.splitlines()} == {ids["provider"]}
+    assert {json.loads(line)["provider_id"] for line in hunt_json.stdout.splitlines()} == {
+        ids["provider"]
+    }
 
     # -- verify-chain: the tampered account is named, as text
     chain = run(env, "verify-chain", "--account", ids["account"])
     assert chain.returncode == 1, chain.stdout + chain.stderr
     clean(chain.stdout + chain.stderr, "verify-chain")
-    assert visible(ids["account"]) in shown(chain.stderr) and "chain breaks at seq 3" in shown(chain.stderr), chain.stderr
+    assert visible(ids["account"]) in shown(chain.stderr) and "chain breaks at seq 3" in shown(
+        chain.stderr
+    ), chain.stderr
 
     # -- evidence (unsigned: no key) and evidence verify, then with an edited event
     bundle = env.root / f"{marker}.zip"
@@ -275,7 +425,9 @@ def test_commands_print_hostile_ids_as_plain_text(env: Env, ids: dict[str, str])
     assert made.returncode == 0, made.stdout + made.stderr
     clean(made.stdout + made.stderr, "evidence")
     checked = run(env, "evidence", "verify", "--allow-unsigned", str(bundle))
-    assert checked.returncode == 0 and checked.stdout.startswith("UNSIGNED"), checked.stdout + checked.stderr
+    assert checked.returncode == 0 and checked.stdout.startswith("UNSIGNED"), (
+        checked.stdout + checked.stderr
+    )
     clean(checked.stdout + checked.stderr, "evidence verify")
     _edit_first_event(bundle)
     broken = run(env, "evidence", "verify", "--allow-unsigned", str(bundle))
@@ -298,7 +450,18 @@ def test_a_string_query_parameter_is_the_value_itself(value: str) -> None:
 def _unescape(text: str) -> str:
     """ClickHouse's escaped-format reading of a parameter (the backslash escapes it documents)."""
     out, i = [], 0
-    names = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", "b": "\b", "f": "\f", "a": "\a", "v": "\v", "e": "\x1b"}
+    names = {
+        "n": "\n",
+        "t": "\t",
+        "r": "\r",
+        "0": "\0",
+        "\\": "\\",
+        "b": "\b",
+        "f": "\f",
+        "a": "\a",
+        "v": "\v",
+        "e": "\x1b",
+    }
     while i < len(text):
         char = text[i]
         assert char not in "\t\n", f"a raw {char!r} ends a parameter value: {text!r}"

@@ -17,8 +17,6 @@ bucket of its own, and to show that the throttle is per address and not global.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import os
 import re
@@ -26,12 +24,15 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from standardwebhooks import Webhook
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.config import REPO_ROOT, Settings
@@ -48,7 +49,13 @@ BURST = 12  # PW_WEB_AUTH_FAILURE_BURST of these workers
 PROTECTED = [
     ("/v1/sql", "POST", "/v1/sql", b'{"query": "SELECT count() FROM audit.events"}'),
     ("/v1/alerts/stream", "GET", "/v1/alerts/stream", None),
-    ("/v1/alerts/{alert_id}/{action}", "POST", "/v1/alerts/no-such-alert/ack", b'{"by": "mallory"}'),
+    ("/v1/alerts/recent", "GET", "/v1/alerts/recent", None),
+    (
+        "/v1/alerts/{alert_id}/{action}",
+        "POST",
+        "/v1/alerts/no-such-alert/ack",
+        b'{"by": "mallory"}',
+    ),
     ("/v1/events", "POST", "/v1/events", b"[]"),
 ]
 
@@ -57,13 +64,24 @@ def test_the_protected_list_is_every_route_that_is_not_open() -> None:
     """PROTECTED above covers the guard's whole route table (a new route must be added to both)."""
     from streams.web.guard import OPEN, ROUTES
 
-    assert {route for route, *_ in PROTECTED} == {route for route, access in ROUTES.items() if access != OPEN}
-    assert {route for route, access in ROUTES.items() if access == OPEN} == {"/v1/health", "/metrics", "/alerts"}
+    assert {route for route, *_ in PROTECTED} == {
+        route for route, access in ROUTES.items() if access != OPEN
+    }
+    assert {route for route, access in ROUTES.items() if access == OPEN} == {
+        "/v1/health",
+        "/metrics",
+        "/alerts",
+    }
 
 
 def request(
-    ns: Namespace, method: str, path: str, body: bytes | None = None, headers: dict[str, Any] | None = None,
-    source: str = "127.0.0.1", token: str | None = None,
+    ns: Namespace,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, Any] | None = None,
+    source: str = "127.0.0.1",
+    token: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """One request on a fresh connection from `source`; a streaming answer is cut after its status."""
     hdrs: dict[str, Any] = {"Content-Type": "application/json", **(headers or {})}
@@ -82,10 +100,18 @@ def request(
         conn.close()
 
 
-def signed(body: bytes, ts: int | None = None, secret: str = SECRET) -> dict[str, str]:
-    stamp = str(int(time.time()) if ts is None else ts)
-    signature = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-PW-Timestamp": stamp, "X-PW-Signature": f"sha256={signature}"}
+def signed(
+    body: bytes, ts: int | None = None, secret: str = SECRET, msg_id: str | None = None
+) -> dict[str, str]:
+    """Standard Webhooks headers, made by the standard's own library (the `standardwebhooks` package)."""
+    when = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    signature = Webhook(secret.encode()).sign(msg_id, when, body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": signature,
+    }
 
 
 def auth_failures(ns: Namespace, reason: str | None = None, route: str | None = None) -> float:
@@ -93,19 +119,24 @@ def auth_failures(ns: Namespace, reason: str | None = None, route: str | None = 
     _, _, data = request(ns, "GET", "/metrics")
     total = 0.0
     for line in data.decode().splitlines():
-        found = re.fullmatch(r'pw_http_auth_failures_total\{(.*)\} (\S+)', line)
+        found = re.fullmatch(r"pw_http_auth_failures_total\{(.*)\} (\S+)", line)
         if not found:
             continue
         labels = dict(re.findall(r'(\w+)="([^"]*)"', found[1]))
-        if (reason is None or labels.get("reason") == reason) and (route is None or labels.get("route") == route):
+        if (reason is None or labels.get("reason") == reason) and (
+            route is None or labels.get("route") == route
+        ):
             total += float(found[2])
     return total
 
 
 def env(**extra: str) -> dict[str, str]:
     return {
-        "PW_API_TOKEN": TOKEN, "PW_INGEST_HMAC_SECRET": SECRET, "PW_WEB_ALLOWED_HOSTS": ALLOWED,
-        "PW_WEB_AUTH_FAILURE_BURST": str(BURST), **extra,
+        "PW_API_TOKEN": TOKEN,
+        "PW_INGEST_HMAC_SECRET": SECRET,
+        "PW_WEB_ALLOWED_HOSTS": ALLOWED,
+        "PW_WEB_AUTH_FAILURE_BURST": str(BURST),
+        **extra,
     }
 
 
@@ -121,6 +152,7 @@ def worker(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 # -- 6: only PartnerWatch's routes ------------------------------------------------------------------
 
+
 def test_faust_builtin_pages_are_not_served(worker: Namespace) -> None:
     events = [e for e, _ in generate(200, seed=15)]
     grant = next(e for e in events if e["action"] == "permission.grant")
@@ -129,9 +161,18 @@ def test_faust_builtin_pages_are_not_served(worker: Namespace) -> None:
     account = grant["account_id"]
     principal = grant["grant"]["principals"][0]
     paths = [
-        "/", "/router/", f"/router/account_state/get/?q={account}", "/table/", "/table/account_state/",
-        f"/table/account_state/{account}/", "/table/open_alerts/", "/graph/", "/stats/", "/assignments/",
-        "/performance/", "/signal/",
+        "/",
+        "/router/",
+        f"/router/account_state/get/?q={account}",
+        "/table/",
+        "/table/account_state/",
+        f"/table/account_state/{account}/",
+        "/table/open_alerts/",
+        "/graph/",
+        "/stats/",
+        "/assignments/",
+        "/performance/",
+        "/signal/",
     ]
     for path in paths:
         for token in (None, TOKEN):
@@ -147,7 +188,10 @@ def test_faust_builtin_pages_are_not_served(worker: Namespace) -> None:
 
 # -- 6, 8, 9: every protected route refuses a missing, wrong, malformed and stolen token --------------
 
-@pytest.mark.parametrize(("route", "method", "path", "body"), PROTECTED, ids=[p for _, _, p, _ in PROTECTED])
+
+@pytest.mark.parametrize(
+    ("route", "method", "path", "body"), PROTECTED, ids=[p for _, _, p, _ in PROTECTED]
+)
 def test_every_route_refuses_missing_wrong_malformed_and_stolen_tokens(
     worker: Namespace, route: str, method: str, path: str, body: bytes | None
 ) -> None:
@@ -156,11 +200,36 @@ def test_every_route_refuses_missing_wrong_malformed_and_stolen_tokens(
     refused = {
         "missing": request(worker, method, path, body, source=source),
         "wrong": request(worker, method, path, body, token=TOKEN[:-1] + "6", source=source),
-        "prefix of the right one": request(worker, method, path, body, token=TOKEN[:-4], source=source),
-        "no scheme": request(worker, method, path, body, headers={"Authorization": TOKEN}, source=source),
-        "utf-8": request(worker, method, path, body, headers={"Authorization": "Bearer été".encode()}, source=source),
-        "latin-1 byte": request(worker, method, path, body, headers={"Authorization": b"Bearer \xff" + TOKEN.encode()}, source=source),
-        "snowman": request(worker, method, path, body, headers={"Authorization": "Bearer ☃".encode()}, source=source),
+        "prefix of the right one": request(
+            worker, method, path, body, token=TOKEN[:-4], source=source
+        ),
+        "no scheme": request(
+            worker, method, path, body, headers={"Authorization": TOKEN}, source=source
+        ),
+        "utf-8": request(
+            worker,
+            method,
+            path,
+            body,
+            headers={"Authorization": "Bearer été".encode()},
+            source=source,
+        ),
+        "latin-1 byte": request(
+            worker,
+            method,
+            path,
+            body,
+            headers={"Authorization": b"Bearer \xff" + TOKEN.encode()},
+            source=source,
+        ),
+        "snowman": request(
+            worker,
+            method,
+            path,
+            body,
+            headers={"Authorization": "Bearer ☃".encode()},
+            source=source,
+        ),
     }
     assert {name: r[0] for name, r in refused.items()} == dict.fromkeys(refused, 401), {
         name: (r[0], r[2][:120]) for name, r in refused.items()
@@ -171,8 +240,15 @@ def test_every_route_refuses_missing_wrong_malformed_and_stolen_tokens(
     # authentications (issue 15, finding 8)
     assert auth_failures(worker, "malformed", route) == malformed_before + 4
     # a stolen token, used by a page whose name was re-pointed to 127.0.0.1 (DNS rebinding)
-    for host in ("evil.example", f"evil.example:{worker.port}", "127.0.0.1.nip.io", f"localhost@evil.example:{worker.port}"):
-        status, _, _ = request(worker, method, path, body, headers={"Host": host}, token=TOKEN, source=source)
+    for host in (
+        "evil.example",
+        f"evil.example:{worker.port}",
+        "127.0.0.1.nip.io",
+        f"localhost@evil.example:{worker.port}",
+    ):
+        status, _, _ = request(
+            worker, method, path, body, headers={"Host": host}, token=TOKEN, source=source
+        )
         assert status == 421, (host, status)
     # and the right token, from a name this worker answers for, gets through the guard
     status, _, data = request(worker, method, path, body, token=TOKEN, source=source)
@@ -182,21 +258,45 @@ def test_every_route_refuses_missing_wrong_malformed_and_stolen_tokens(
 
 # -- 9: Host ------------------------------------------------------------------------------------------
 
+
 def test_host_must_be_a_loopback_name_or_a_configured_one(worker: Namespace) -> None:
     port = worker.port
     accepted = [
-        "localhost", f"localhost:{port}", "LOCALHOST.", f"127.0.0.1:{port}", "127.0.0.1", "127.1.2.3",
-        f"[::1]:{port}", "[::1]", ALLOWED, f"{ALLOWED}:{port}", ALLOWED.upper(),
+        "localhost",
+        f"localhost:{port}",
+        "LOCALHOST.",
+        f"127.0.0.1:{port}",
+        "127.0.0.1",
+        "127.1.2.3",
+        f"[::1]:{port}",
+        "[::1]",
+        ALLOWED,
+        f"{ALLOWED}:{port}",
+        ALLOWED.upper(),
     ]
     refused = [
-        "evil.example", f"evil.example:{port}", f"{ALLOWED}.evil.example", f"evil.{ALLOWED}", "10.0.0.5",
-        "0.0.0.0", "localhost.evil.example", "127.0.0.1.evil.example", f"localhost:{port}@evil.example",
-        "::1", "[::1", "localhost:x", "",
+        "evil.example",
+        f"evil.example:{port}",
+        f"{ALLOWED}.evil.example",
+        f"evil.{ALLOWED}",
+        "10.0.0.5",
+        "0.0.0.0",
+        "localhost.evil.example",
+        "127.0.0.1.evil.example",
+        f"localhost:{port}@evil.example",
+        "::1",
+        "[::1",
+        "localhost:x",
+        "",
     ]
     for host in accepted:
-        status, _, _ = request(worker, "GET", "/v1/health", headers={"Host": host}, source="127.0.0.3")
+        status, _, _ = request(
+            worker, "GET", "/v1/health", headers={"Host": host}, source="127.0.0.3"
+        )
         assert status == 200, host
-        status, _, _ = request(worker, "POST", "/v1/sql", b'{"query": "SELECT 1"}', headers={"Host": host}, token=TOKEN)
+        status, _, _ = request(
+            worker, "POST", "/v1/sql", b'{"query": "SELECT 1"}', headers={"Host": host}, token=TOKEN
+        )
         assert status == 200, host
     before = auth_failures(worker, "bad_host")
     for host in refused:
@@ -212,8 +312,13 @@ def test_host_names_parse() -> None:
     assert host_name("[::1]:6066") == "::1" and host_name("LocalHost.:80") == "localhost"
     assert host_name("a b") is None and host_name("x@y") is None and host_name("::1") is None
     assert host_name("h:") == "h" and host_name("h:8x") is None and host_name("[::1]x") is None
-    assert [is_loopback(h) for h in ("127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost", "::ffff:127.0.0.1")] == [True] * 6
-    assert [is_loopback(h) for h in ("0.0.0.0", "::", "192.0.2.1", "10.0.0.1", "example.com", "")] == [False] * 6
+    assert [
+        is_loopback(h)
+        for h in ("127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost", "::ffff:127.0.0.1")
+    ] == [True] * 6
+    assert [
+        is_loopback(h) for h in ("0.0.0.0", "::", "192.0.2.1", "10.0.0.1", "example.com", "")
+    ] == [False] * 6
     assert client_key("2001:db8::1") == client_key("2001:db8::ffff:1") == "2001:db8::/64"
     assert client_key("2001:db8:0:1::1") != client_key("2001:db8::1")
     assert client_key("::ffff:192.0.2.7") == "192.0.2.7" and client_key("192.0.2.7") == "192.0.2.7"
@@ -221,16 +326,26 @@ def test_host_names_parse() -> None:
 
 # -- 10: failed authentication is throttled per client address ----------------------------------------
 
+
 def test_wrong_token_guesses_are_throttled_per_client_address(worker: Namespace) -> None:
     burst = BURST
     throttled_before = auth_failures(worker, "throttled")
-    conn = http.client.HTTPConnection("127.0.0.1", worker.port, timeout=60, source_address=("127.0.0.20", 0))
+    conn = http.client.HTTPConnection(
+        "127.0.0.1", worker.port, timeout=60, source_address=("127.0.0.20", 0)
+    )
     statuses: list[int] = []
     retry_after: list[int] = []
     try:
         for guess in range(500):  # one keep-alive connection, as fast as the worker answers
-            conn.request("POST", "/v1/sql", body=b'{"query": "SELECT 1"}',
-                         headers={"Authorization": f"Bearer guess-{guess:04d}", "Content-Type": "application/json"})
+            conn.request(
+                "POST",
+                "/v1/sql",
+                body=b'{"query": "SELECT 1"}',
+                headers={
+                    "Authorization": f"Bearer guess-{guess:04d}",
+                    "Content-Type": "application/json",
+                },
+            )
             response = conn.getresponse()
             response.read()
             statuses.append(response.status)
@@ -240,57 +355,110 @@ def test_wrong_token_guesses_are_throttled_per_client_address(worker: Namespace)
         conn.close()
     assert set(statuses) == {401, 429}
     assert statuses[:burst] == [401] * burst  # the burst is answered...
-    assert statuses.count(401) <= burst + 3  # ...then only the refill (a few in the time 500 requests take)
+    assert (
+        statuses.count(401) <= burst + 3
+    )  # ...then only the refill (a few in the time 500 requests take)
     assert min(retry_after) >= 1
     assert auth_failures(worker, "throttled") == throttled_before + statuses.count(429)
     # while throttled, the right token is refused too: a right guess cannot be told from a wrong one
-    status, headers, _ = request(worker, "POST", "/v1/sql", b'{"query": "SELECT 1"}', token=TOKEN, source="127.0.0.20")
+    status, headers, _ = request(
+        worker, "POST", "/v1/sql", b'{"query": "SELECT 1"}', token=TOKEN, source="127.0.0.20"
+    )
     assert status == 429 and int(headers["retry-after"]) >= 1
     # signed ingest from the throttled address: refused before the signature is even checked
     body = b"[]"
-    assert request(worker, "POST", "/v1/events", body, headers=signed(body), source="127.0.0.20")[0] == 429
+    assert (
+        request(worker, "POST", "/v1/events", body, headers=signed(body), source="127.0.0.20")[0]
+        == 429
+    )
     # another address is not affected: per client, not global (the old bucket was per auth kind)
-    assert request(worker, "POST", "/v1/sql", b'{"query": "SELECT 1"}', token=TOKEN, source="127.0.0.21")[0] == 200
-    assert request(worker, "POST", "/v1/sql", b'{"query": "SELECT 1"}', token="wrong", source="127.0.0.21")[0] == 401
+    assert (
+        request(
+            worker, "POST", "/v1/sql", b'{"query": "SELECT 1"}', token=TOKEN, source="127.0.0.21"
+        )[0]
+        == 200
+    )
+    assert (
+        request(
+            worker, "POST", "/v1/sql", b'{"query": "SELECT 1"}', token="wrong", source="127.0.0.21"
+        )[0]
+        == 401
+    )
     # the open routes are never throttled
     assert request(worker, "GET", "/v1/health", source="127.0.0.20")[0] == 200
     # once the bucket refills, the right token works again from the throttled address
     wait_for(
-        lambda: request(worker, "POST", "/v1/sql", b'{"query": "SELECT 1"}', token=TOKEN, source="127.0.0.20")[0] == 200,
-        30, "the throttled address to be let through again", interval=1.0,
+        lambda: (
+            request(
+                worker,
+                "POST",
+                "/v1/sql",
+                b'{"query": "SELECT 1"}',
+                token=TOKEN,
+                source="127.0.0.20",
+            )[0]
+            == 200
+        ),
+        30,
+        "the throttled address to be let through again",
+        interval=1.0,
     )
 
 
 def test_bad_signatures_are_throttled_too(worker: Namespace) -> None:
     body = b"[]"
     statuses = [
-        request(worker, "POST", "/v1/events", body, headers=signed(body, secret=f"guess-{i}"), source="127.0.0.22")[0]
+        request(
+            worker,
+            "POST",
+            "/v1/events",
+            body,
+            headers=signed(body, secret=f"guess-{i}"),
+            source="127.0.0.22",
+        )[0]
         for i in range(60)
     ]
     burst = BURST
-    assert statuses[:burst] == [401] * burst and statuses[-1] == 429 and statuses.count(401) <= burst + 3
+    assert (
+        statuses[:burst] == [401] * burst
+        and statuses[-1] == 429
+        and statuses.count(401) <= burst + 3
+    )
 
 
 # -- 10: a signed request is accepted once: across restarts, and by any worker on the broker -------------
 
-def test_hmac_replay_is_refused_by_another_worker_and_after_a_restart(kafka_broker: str, tmp_path: Path) -> None:
+
+def test_hmac_replay_is_refused_by_another_worker_and_after_a_restart(
+    kafka_broker: str, tmp_path: Path
+) -> None:
     first = Namespace(tmp_path, extra_env=env())
     # a second worker of the same deployment: same topics and app id, its own data folder and port
-    second = Namespace(tmp_path, extra_env=env(PW_TOPIC_PREFIX=first.env["PW_TOPIC_PREFIX"], PW_APP_ID=first.env["PW_APP_ID"]))
+    second = Namespace(
+        tmp_path,
+        extra_env=env(
+            PW_TOPIC_PREFIX=first.env["PW_TOPIC_PREFIX"], PW_APP_ID=first.env["PW_APP_ID"]
+        ),
+    )
     body = b"[]"  # no events: only the signature matters here
     one, two = Worker(first).start(), Worker(second).start()
     try:
         headers = signed(body)
         assert request(first, "POST", "/v1/events", body, headers=headers)[0] == 200
         # the exact request again, to the other worker
-        status, _, answer = request(second, "POST", "/v1/events", body, headers=headers, source="127.0.0.30")
+        status, _, answer = request(
+            second, "POST", "/v1/events", body, headers=headers, source="127.0.0.30"
+        )
         assert status == 401 and b"replay" in answer, answer
         # two copies of a new request, sent to both workers at once: exactly one is accepted
         race = signed(b"[ ]")
         results: list[int] = []
         threads = [
-            threading.Thread(target=lambda ns=ns: results.append(
-                request(ns, "POST", "/v1/events", b"[ ]", headers=race, source="127.0.0.31")[0]))
+            threading.Thread(
+                target=lambda ns=ns: results.append(
+                    request(ns, "POST", "/v1/events", b"[ ]", headers=race, source="127.0.0.31")[0]
+                )
+            )
             for ns in (first, second)
         ]
         for thread in threads:
@@ -303,7 +471,9 @@ def test_hmac_replay_is_refused_by_another_worker_and_after_a_restart(kafka_brok
         one.stop()
         one = Worker(first).start()
         for replay, data in ((headers, body), (race, b"[ ]")):
-            status, _, answer = request(first, "POST", "/v1/events", data, headers=replay, source="127.0.0.32")
+            status, _, answer = request(
+                first, "POST", "/v1/events", data, headers=replay, source="127.0.0.32"
+            )
             assert status == 401 and b"replay" in answer, answer
         # a fresh signature is still accepted (the refusals above are about replay, not the secret)
         assert request(first, "POST", "/v1/events", b"[  ]", headers=signed(b"[  ]"))[0] == 200
@@ -314,14 +484,23 @@ def test_hmac_replay_is_refused_by_another_worker_and_after_a_restart(kafka_brok
 
 # -- 7: never beyond loopback without a token ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1"])
-@pytest.mark.parametrize("entry", [["-m", "partnerwatch", "worker"], ["-m", "streams.worker", "worker"]], ids=["cli", "module"])
+@pytest.mark.parametrize(
+    "entry",
+    [["-m", "partnerwatch", "worker"], ["-m", "streams.worker", "worker"]],
+    ids=["cli", "module"],
+)
 def test_listening_beyond_loopback_without_a_token_refuses_to_start(
     kafka_broker: str, tmp_path: Path, host: str, entry: list[str]
 ) -> None:
     ns = Namespace(tmp_path, extra_env={"PW_WEB_HOST": host})
     proc = subprocess.Popen(
-        [sys.executable, *entry], env=ns.env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, *entry],
+        env=ns.env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -329,7 +508,9 @@ def test_listening_beyond_loopback_without_a_token_refuses_to_start(
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         output, _ = proc.communicate()
-        pytest.fail(f"the worker started on {host} without a token: {output.decode(errors='replace')[-2000:]}")
+        pytest.fail(
+            f"the worker started on {host} without a token: {output.decode(errors='replace')[-2000:]}"
+        )
     text = output.decode(errors="replace")
     assert proc.returncode == 2, text[-2000:]
     assert "PW_WEB_HOST" in text and "PW_API_TOKEN" in text, text[-2000:]
@@ -377,7 +558,9 @@ def test_dockerfile_and_compose_never_listen_beyond_loopback_without_a_token() -
             continue
         workers += 1
         if not _loopback(str(environment.get("PW_WEB_HOST", "127.0.0.1"))):
-            assert re.fullmatch(r"\$\{PW_API_TOKEN:\?[^}]+\}", str(environment.get("PW_API_TOKEN", ""))), (
+            assert re.fullmatch(
+                r"\$\{PW_API_TOKEN:\?[^}]+\}", str(environment.get("PW_API_TOKEN", ""))
+            ), (
                 f"{name} listens beyond loopback: compose must require PW_API_TOKEN (${{PW_API_TOKEN:?...}})"
             )
     assert workers >= 1

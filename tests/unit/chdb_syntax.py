@@ -32,7 +32,12 @@ json.dump(out, sys.stdout)
 def format_queries(statements: list[str]) -> list[dict[str, str]]:
     """Each statement normalised by ClickHouse's parser ({"ok": text}) or its error ({"error": ...})."""
     proc = subprocess.run(
-        [sys.executable, "-c", _CHILD], input=json.dumps(statements), capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", _CHILD],
+        input=json.dumps(statements),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return list(json.loads(proc.stdout))
 

@@ -24,7 +24,13 @@ def normalised() -> list[str]:
 def test_every_statement_parses() -> None:
     statements = normalised()
     kinds = {" ".join(s.split()[:2]) for s in statements}
-    assert {"CREATE SETTINGS", "CREATE ROLE", "GRANT SELECT", "CREATE USER", "CREATE QUOTA"} <= kinds
+    assert {
+        "CREATE SETTINGS",
+        "CREATE ROLE",
+        "GRANT SELECT",
+        "CREATE USER",
+        "CREATE QUOTA",
+    } <= kinds
 
 
 def test_grants_are_select_only() -> None:
@@ -43,7 +49,9 @@ def test_grants_are_select_only() -> None:
             role_grants += 1
     assert privilege_grants == 1 and role_grants == 2
     text = " ".join(normalised())
-    assert not re.search(r"\b(INSERT|ALTER|DROP|TRUNCATE|ALL|WITH GRANT OPTION|ADMIN OPTION)\b", text)
+    assert not re.search(
+        r"\b(INSERT|ALTER|DROP|TRUNCATE|ALL|WITH GRANT OPTION|ADMIN OPTION)\b", text
+    )
 
 
 def test_profile_is_readonly_with_limits_like_the_compose_user() -> None:
@@ -51,7 +59,10 @@ def test_profile_is_readonly_with_limits_like_the_compose_user() -> None:
     xml = ET.parse(GRAFANA_XML).getroot().find("profiles/grafana_readonly")
     assert xml is not None
     assert "readonly = 1" in profile and xml.findtext("readonly") == "1"
-    assert f"max_execution_time = {xml.findtext('max_execution_time')} CHANGEABLE_IN_READONLY" in profile
+    assert (
+        f"max_execution_time = {xml.findtext('max_execution_time')} CHANGEABLE_IN_READONLY"
+        in profile
+    )
     assert f"max_result_rows = {xml.findtext('max_result_rows')}" in profile
     users = [s for s in normalised() if s.startswith("CREATE USER")]
     assert len(users) == 2
@@ -66,9 +77,17 @@ def test_user_sql_limits_may_be_lowered_in_readonly_mode_but_not_raised() -> Non
     profile = next(s for s in normalised() if s.startswith("CREATE SETTINGS PROFILE"))
     xml = ET.parse(GRAFANA_XML).getroot().find("profiles/grafana_readonly/constraints")
     assert xml is not None
-    for name in ("max_result_rows", "max_result_bytes", "limit", "max_rows_to_read", "max_memory_usage"):
+    for name in (
+        "max_result_rows",
+        "max_result_bytes",
+        "limit",
+        "max_rows_to_read",
+        "max_memory_usage",
+    ):
         assert re.search(rf"\b{name} = \d+ MAX \d+ CHANGEABLE_IN_READONLY", profile), name
-        assert xml.find(f"{name}/changeable_in_readonly") is not None and xml.findtext(f"{name}/max"), name
+        assert xml.find(f"{name}/changeable_in_readonly") is not None and xml.findtext(
+            f"{name}/max"
+        ), name
     assert "readonly = 1," in profile
 
 

@@ -9,7 +9,13 @@ import pytest
 
 from pipeline.config import Settings
 from sinks.clickhouse import bootstrap_ddl, migration_ddl
-from sinks.cluster_ddl import ClusterDDLError, check_cluster_name, render, sharded_tables
+from sinks.cluster_ddl import (
+    NODE_WIDE_TABLES,
+    ClusterDDLError,
+    check_cluster_name,
+    render,
+    sharded_tables,
+)
 from tests.unit.chdb_syntax import format_queries
 
 CLUSTER = "pw_cluster"
@@ -18,7 +24,9 @@ ZK = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
 
 def cluster_ddl() -> list[str]:
     settings = Settings.from_env({}, clickhouse_cluster=CLUSTER)
-    return bootstrap_ddl(settings) + [s for _, _, statements in migration_ddl(settings) for s in statements]
+    return bootstrap_ddl(settings) + [
+        s for _, _, statements in migration_ddl(settings) for s in statements
+    ]
 
 
 def single_node_tables() -> dict[str, str]:
@@ -26,7 +34,9 @@ def single_node_tables() -> dict[str, str]:
     tables = {}
     for _, _, statements in migration_ddl(Settings.from_env({})):
         for s in statements:
-            m = re.match(r"CREATE TABLE IF NOT EXISTS (\w+\.\w+)\s*\(.*\)\s*ENGINE = (\w+)", s, re.DOTALL)
+            m = re.match(
+                r"CREATE TABLE IF NOT EXISTS (\w+\.\w+)\s*\(.*\)\s*ENGINE = (\w+)", s, re.DOTALL
+            )
             if m:
                 tables[m[1]] = m[2]
     return tables
@@ -53,8 +63,15 @@ def test_every_create_is_on_cluster_and_every_engine_replicated_or_distributed()
         if s.startswith("CREATE TABLE"):
             assert engine, s[:80]
             assert engine[1].startswith("Replicated") or engine[1] == "Distributed", engine[1]
-        if engine and engine[1].startswith("Replicated") and "schema_migrations" not in s:
+        node_wide = "schema_migrations" in s or any(
+            f" {name} ON CLUSTER" in s for name in NODE_WIDE_TABLES
+        )
+        if engine and engine[1].startswith("Replicated") and not node_wide:
             assert engine[2].startswith(ZK), engine[2]
+        elif engine and node_wide:  # bookkeeping: one replica set across all shards
+            assert engine[2].startswith(
+                "'/clickhouse/tables/all/{database}/{table}', '{shard}-{replica}'"
+            ), engine[2]
     # Non-MergeTree engines would be a mistake here: nothing is left un-replicated.
     assert not [s for s in creates if re.search(r"ENGINE = (Replacing|Aggregating)?MergeTree\b", s)]
 
@@ -62,10 +79,34 @@ def test_every_create_is_on_cluster_and_every_engine_replicated_or_distributed()
 def test_each_table_is_a_replicated_local_table_plus_a_distributed_table() -> None:
     ddl = "\n;\n".join(cluster_ddl())
     tables = single_node_tables()
-    assert {"audit.events", "audit.alerts", "audit.activity_1m", "audit.chain_digests", "audit.alert_status"} <= set(tables)
+    assert {
+        "audit.events",
+        "audit.alerts",
+        "audit.activity_1m",
+        "audit.chain_digests",
+        "audit.alert_status",
+    } <= set(tables)
+    assert set(tables) >= NODE_WIDE_TABLES
     for name, engine in tables.items():
+        if (
+            name in NODE_WIDE_TABLES
+        ):  # no account to shard by: whole on every node, no Distributed table
+            assert (
+                f"CREATE TABLE IF NOT EXISTS {name}_local" not in ddl
+                and f"AS {name}_local" not in ddl
+            )
+            assert re.search(
+                rf"CREATE TABLE IF NOT EXISTS {name} ON CLUSTER {CLUSTER}\n\(.*?\)\nENGINE = Replicated{engine}\(",
+                ddl,
+                re.DOTALL,
+            )
+            continue
         db, table = name.split(".")
-        local = re.search(rf"CREATE TABLE IF NOT EXISTS {name}_local ON CLUSTER {CLUSTER}\n\(.*?\)\nENGINE = (\w+)\(([^\n]*)\)", ddl, re.DOTALL)
+        local = re.search(
+            rf"CREATE TABLE IF NOT EXISTS {name}_local ON CLUSTER {CLUSTER}\n\(.*?\)\nENGINE = (\w+)\(([^\n]*)\)",
+            ddl,
+            re.DOTALL,
+        )
         assert local, name
         assert local[1] == "Replicated" + engine
         assert local[2].startswith(ZK)
@@ -96,14 +137,22 @@ def test_backfill_goes_through_the_distributed_tables() -> None:
 def test_bootstrap_on_cluster() -> None:
     db, migrations = bootstrap_ddl(Settings.from_env({}, clickhouse_cluster=CLUSTER))
     assert db == f"CREATE DATABASE IF NOT EXISTS audit ON CLUSTER {CLUSTER}"
-    assert "ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{shard}-{replica}')" in migrations
+    assert (
+        "ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/{table}', '{shard}-{replica}')"
+        in migrations
+    )
 
 
 def test_no_cluster_changes_nothing() -> None:
     settings = Settings.from_env({})
     assert settings.clickhouse_cluster == ""
     text = "\n".join(s for _, _, statements in migration_ddl(settings) for s in statements)
-    assert "ON CLUSTER" not in text and "Replicated" not in text and "Distributed" not in text and "_local" not in text
+    assert (
+        "ON CLUSTER" not in text
+        and "Replicated" not in text
+        and "Distributed" not in text
+        and "_local" not in text
+    )
     assert bootstrap_ddl(settings)[0] == "CREATE DATABASE IF NOT EXISTS audit"
 
 
@@ -141,7 +190,8 @@ def test_alter_runs_on_the_local_tables_and_mirrors_columns_on_the_distributed_t
     # A clause list with commas inside parentheses and quotes splits only at the top level.
     rendered = render(
         "ALTER TABLE audit.events ADD COLUMN a String DEFAULT concat('x,', 'y'), MODIFY TTL toDateTime(occurred_at) + 1",
-        CLUSTER, {"audit.events"},
+        CLUSTER,
+        {"audit.events"},
     )
     assert rendered == [
         f"ALTER TABLE audit.events_local ON CLUSTER {CLUSTER}\n    ADD COLUMN a String DEFAULT concat('x,', 'y'),\n"

@@ -73,9 +73,15 @@ def test_detector_table_matches_detection_config() -> None:
 
 def test_every_detector_is_documented() -> None:
     from detectors import MODULES
+    from detectors.provider_wide import MODULES as PROVIDER_WIDE
 
-    cases = (ROOT / "detectors" / "rules").glob("*.json")
-    ids = {json.loads(p.read_bytes())["detector"] for p in cases} | set(MODULES)
+    cases = [
+        *(ROOT / "detectors" / "rules").glob("*.json"),
+        *(ROOT / "detectors" / "provider_wide" / "rules").glob("*.json"),
+    ]
+    ids = (
+        {json.loads(p.read_bytes())["detector"] for p in cases} | set(MODULES) | set(PROVIDER_WIDE)
+    )
     assert len(ids) >= 20
     rules = section((DOCS / "detectors.md").read_text(), "## The rules")
     assert not {i for i in ids if f"| `{i}` |" not in rules}

@@ -37,7 +37,9 @@ def test_a_batch_gives_entries_dead_letters_state_and_alerts_that_a_replay_agree
     batch.insert(100, Rec(b"wrong-key", orjson.dumps(events[0]), -1))
     for i, rec in enumerate(batch):
         rec.offset = i
-    batch.append(Rec(events[5]["account_id"].encode(), orjson.dumps(events[5]), len(batch)))  # a repeat
+    batch.append(
+        Rec(events[5]["account_id"].encode(), orjson.dumps(events[5]), len(batch))
+    )  # a repeat
     first = ingest.batch(state, batch[:1_500])
     second = ingest.batch(state, batch[1_450:])  # 50 redelivered: skipped by offset
     assert first.consumed + second.consumed == len(batch)
@@ -50,15 +52,36 @@ def test_a_batch_gives_entries_dead_letters_state_and_alerts_that_a_replay_agree
     for entry in entries:
         by_account.setdefault(entry["account_id"], []).append(entry)
     for rows in by_account.values():  # every account's chain verifies from seq 1
-        rows_in = [(e["seq"], e["event_id"], e["prev_hash"], e["hash"], e["ingested_at"],
-                    orjson.dumps({k: v for k, v in e.items() if k not in ("seq", "prev_hash", "hash", "ingested_at", "ingest_offset")},
-                                 option=orjson.OPT_SORT_KEYS)) for e in rows]
+        rows_in = [
+            (
+                e["seq"],
+                e["event_id"],
+                e["prev_hash"],
+                e["hash"],
+                e["ingested_at"],
+                orjson.dumps(
+                    {
+                        k: v
+                        for k, v in e.items()
+                        if k not in ("seq", "prev_hash", "hash", "ingested_at", "ingest_offset")
+                    },
+                    option=orjson.OPT_SORT_KEYS,
+                ),
+            )
+            for e in rows
+        ]
         assert verify(rows_in) is None
     # detection state and open alerts: what folding the ledger from scratch gives
     states: dict[str, Any] = {}
     alerts: dict[str, Any] = {}
     for entry in entries:
-        applied = apply_entry(states.setdefault(entry["account_id"], new_state()), entry, SETTINGS.detect, None, alerts.get)
+        applied = apply_entry(
+            states.setdefault(entry["account_id"], new_state()),
+            entry,
+            SETTINGS.detect,
+            None,
+            alerts.get,
+        )
         assert applied is not None
         for alert in applied.alerts:
             alerts[alert["alert_id"]] = alert

@@ -14,7 +14,14 @@ from pipeline.config import REPO_ROOT, Settings
 from sinks import kafka_io
 
 PRODUCT = ("partnerwatch", "pipeline", "streams", "sources", "sinks", "detectors")
-CLIENTS = {"AIOKafkaConsumer", "AIOKafkaProducer", "AIOKafkaAdminClient", "KafkaConsumer", "KafkaProducer", "KafkaAdminClient"}
+CLIENTS = {
+    "AIOKafkaConsumer",
+    "AIOKafkaProducer",
+    "AIOKafkaAdminClient",
+    "KafkaConsumer",
+    "KafkaProducer",
+    "KafkaAdminClient",
+}
 FACTORY = REPO_ROOT / "sinks" / "kafka_io.py"
 
 SASL = {
@@ -31,7 +38,13 @@ def client_constructions(path: Path) -> list[str]:
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Call):
             func = node.func
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
             if name in CLIENTS:
                 found.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {name}")
     return found
@@ -52,7 +65,9 @@ def test_every_kafka_client_in_the_product_is_built_by_the_factory() -> None:
 
 def test_house_defaults_and_caller_options() -> None:
     s = Settings.from_env({"PW_APP_ID": "pw-x"})
-    grouped = kafka_io._consumer_options(s, "loader", "pw-x-loader", {"max_partition_fetch_bytes": 8})
+    grouped = kafka_io._consumer_options(
+        s, "loader", "pw-x-loader", {"max_partition_fetch_bytes": 8}
+    )
     assert grouped["isolation_level"] == "read_committed" and grouped["enable_auto_commit"] is False
     assert grouped["session_timeout_ms"] == kafka_io.SESSION_TIMEOUT_MS
     assert grouped["group_id"] == "pw-x-loader" and grouped["client_id"] == "pw-x-loader"
@@ -62,18 +77,26 @@ def test_house_defaults_and_caller_options() -> None:
     alone = kafka_io._consumer_options(s, "tail", None, {})
     assert alone["group_id"] is None and "session_timeout_ms" not in alone
     produced = kafka_io._producer_options(s, "alerts", {"linger_ms": 0})
-    assert (produced["acks"], produced["enable_idempotence"], produced["linger_ms"]) == ("all", True, 0)
+    assert (produced["acks"], produced["enable_idempotence"], produced["linger_ms"]) == (
+        "all",
+        True,
+        0,
+    )
 
 
 def test_security_settings_reach_every_library(tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text(_self_signed_pem())
-    s = Settings.from_env({**SASL, "PW_KAFKA_SSL_CAFILE": str(ca), "PW_KAFKA_BROKER": "k1:9093,k2:9093"})
+    s = Settings.from_env(
+        {**SASL, "PW_KAFKA_SSL_CAFILE": str(ca), "PW_KAFKA_BROKER": "k1:9093,k2:9093"}
+    )
     options = kafka_io._producer_options(s, "p", {})
     assert options["security_protocol"] == "SASL_SSL"
-    assert (options["sasl_mechanism"], options["sasl_plain_username"], options["sasl_plain_password"]) == (
-        "SCRAM-SHA-256", "svc", "s3cret-value"
-    )
+    assert (
+        options["sasl_mechanism"],
+        options["sasl_plain_username"],
+        options["sasl_plain_password"],
+    ) == ("SCRAM-SHA-256", "svc", "s3cret-value")
     context = options["ssl_context"]
     assert isinstance(context, ssl.SSLContext) and context.check_hostname
     assert context.verify_mode == ssl.CERT_REQUIRED
@@ -81,7 +104,9 @@ def test_security_settings_reach_every_library(tmp_path: Path) -> None:
     faust_options = kafka_io.faust_options(s)
     credentials = faust_options["broker_credentials"]
     assert isinstance(credentials, faust.SASLCredentials)
-    assert credentials.protocol.value == "SASL_SSL" and credentials.mechanism.value == "SCRAM-SHA-256"
+    assert (
+        credentials.protocol.value == "SASL_SSL" and credentials.mechanism.value == "SCRAM-SHA-256"
+    )
     assert (credentials.username, credentials.password) == ("svc", "s3cret-value")
     assert faust_options["broker"] == "kafka://k1:9093;kafka://k2:9093"
     assert faust_options["broker_session_timeout"] * 1000 == kafka_io.SESSION_TIMEOUT_MS
@@ -108,8 +133,13 @@ def _self_signed_pem() -> str:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "unit-test-ca")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -117,12 +147,18 @@ def _self_signed_pem() -> str:
 
 
 def test_tls_files_that_cannot_be_read_name_their_setting(tmp_path: Path) -> None:
-    missing = Settings.from_env({"PW_KAFKA_SECURITY_PROTOCOL": "SSL", "PW_KAFKA_SSL_CAFILE": str(tmp_path / "nope.pem")})
-    with pytest.raises(kafka_io.KafkaAccessError, match=r"PW_KAFKA_SSL_CAFILE=.*nope\.pem.*no such file"):
+    missing = Settings.from_env(
+        {"PW_KAFKA_SECURITY_PROTOCOL": "SSL", "PW_KAFKA_SSL_CAFILE": str(tmp_path / "nope.pem")}
+    )
+    with pytest.raises(
+        kafka_io.KafkaAccessError, match=r"PW_KAFKA_SSL_CAFILE=.*nope\.pem.*no such file"
+    ):
         kafka_io.connection(missing)
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate")
-    broken = Settings.from_env({"PW_KAFKA_SECURITY_PROTOCOL": "SSL", "PW_KAFKA_SSL_CAFILE": str(garbage)})
+    broken = Settings.from_env(
+        {"PW_KAFKA_SECURITY_PROTOCOL": "SSL", "PW_KAFKA_SSL_CAFILE": str(garbage)}
+    )
     with pytest.raises(kafka_io.KafkaAccessError, match="PW_KAFKA_SSL_CAFILE"):
         kafka_io.ssl_context(broken)
 
@@ -130,13 +166,35 @@ def test_tls_files_that_cannot_be_read_name_their_setting(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("env", "says"),
     [
-        ({"PW_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}, "PW_KAFKA_SASL_USERNAME='': required with PW_KAFKA_SECURITY_PROTOCOL=SASL_SSL"),
+        (
+            {"PW_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
+            "PW_KAFKA_SASL_USERNAME='': required with PW_KAFKA_SECURITY_PROTOCOL=SASL_SSL",
+        ),
         ({**SASL, "PW_KAFKA_SASL_PASSWORD": ""}, "PW_KAFKA_SASL_PASSWORD=***: required"),
-        ({"PW_KAFKA_SASL_PASSWORD": "pw"}, "PW_KAFKA_SASL_PASSWORD=***: is set, but PW_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use SASL"),
-        ({"PW_KAFKA_SSL_CAFILE": "/ca.pem"}, "PW_KAFKA_SSL_CAFILE='/ca.pem': is set, but PW_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use TLS"),
-        ({**SASL, "PW_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "PW_KAFKA_SSL_CAFILE": "/ca.pem"}, "does not use TLS"),
-        ({"PW_KAFKA_SECURITY_PROTOCOL": "SSL", "PW_KAFKA_SSL_CERTFILE": "/c.pem"}, "PW_KAFKA_SSL_KEYFILE='': goes with PW_KAFKA_SSL_CERTFILE"),
-        ({"PW_KAFKA_SECURITY_PROTOCOL": "TLS"}, "PW_KAFKA_SECURITY_PROTOCOL='TLS': input should be"),
+        (
+            {"PW_KAFKA_SASL_PASSWORD": "pw"},
+            "PW_KAFKA_SASL_PASSWORD=***: is set, but PW_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use SASL",
+        ),
+        (
+            {"PW_KAFKA_SSL_CAFILE": "/ca.pem"},
+            "PW_KAFKA_SSL_CAFILE='/ca.pem': is set, but PW_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use TLS",
+        ),
+        (
+            {
+                **SASL,
+                "PW_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "PW_KAFKA_SSL_CAFILE": "/ca.pem",
+            },
+            "does not use TLS",
+        ),
+        (
+            {"PW_KAFKA_SECURITY_PROTOCOL": "SSL", "PW_KAFKA_SSL_CERTFILE": "/c.pem"},
+            "PW_KAFKA_SSL_KEYFILE='': goes with PW_KAFKA_SSL_CERTFILE",
+        ),
+        (
+            {"PW_KAFKA_SECURITY_PROTOCOL": "TLS"},
+            "PW_KAFKA_SECURITY_PROTOCOL='TLS': input should be",
+        ),
         ({**SASL, "PW_KAFKA_SASL_MECHANISM": "GSSAPI"}, "PW_KAFKA_SASL_MECHANISM='GSSAPI'"),
     ],
 )
@@ -148,7 +206,13 @@ def test_inconsistent_security_settings_are_refused(env: dict[str, str], says: s
 
 
 def test_security_settings_are_case_insensitive_and_the_password_is_secret() -> None:
-    s = Settings.from_env({**SASL, "PW_KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "PW_KAFKA_SASL_MECHANISM": "scram-sha-512"})
+    s = Settings.from_env(
+        {
+            **SASL,
+            "PW_KAFKA_SECURITY_PROTOCOL": "sasl_ssl",
+            "PW_KAFKA_SASL_MECHANISM": "scram-sha-512",
+        }
+    )
     assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
     assert s.kafka_tls and s.kafka_sasl
     assert "s3cret-value" not in repr(s) and s.redacted()["kafka_sasl_password"] == "***"

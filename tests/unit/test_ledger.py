@@ -231,7 +231,11 @@ def test_sweep_keeps_ids_seen_inside_the_window() -> None:
     state.accept(make_event(1), ingested(1, day=0))
     state.accept(make_event(2), ingested(1, day=1))
     state.accept(make_event(3), ingested(1, day=3))  # sweeps day 0 only (3 - 2 = 1 is kept)
-    kept = {f"gw-{i:06d}" for i in range(1, 4) if state.has_seen(id_digest("A0001SELLER", f"gw-{i:06d}"))}
+    kept = {
+        f"gw-{i:06d}"
+        for i in range(1, 4)
+        if state.has_seen(id_digest("A0001SELLER", f"gw-{i:06d}"))
+    }
     assert kept == {"gw-000002", "gw-000003"}
     assert state.seen_count() == 2 and len(state.seen_by_day) == 2
 

@@ -21,20 +21,64 @@ from pipeline.event import canonical
 from pipeline.ledger import LedgerState, encode_entry, entry_hash, event_of
 from pipeline.simulation.traffic import ATTACKS, generate
 
-_keys = st.text(max_size=6) | st.sampled_from(["é", "ü", "日本", "\U0001f600", "a\"b", "a\\b", "\n", "\x00", "\u2028", "Z", "a", "ä"])
+_keys = st.text(max_size=6) | st.sampled_from(
+    ["é", "ü", "日本", "\U0001f600", 'a"b', "a\\b", "\n", "\x00", "\u2028", "Z", "a", "ä"]
+)
 _floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
-    [0.1, 1e16, 1e-7, 5e-324, 1.7976931348623157e308, -0.0, 1.0, 123456789.123456789, 2.5e-5, 1e21, 1e22]
+    [
+        0.1,
+        1e16,
+        1e-7,
+        5e-324,
+        1.7976931348623157e308,
+        -0.0,
+        1.0,
+        123456789.123456789,
+        2.5e-5,
+        1e21,
+        1e22,
+    ]
 )
-_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**53), max_value=2**53) | _floats | st.text(max_size=12) | st.sampled_from(
-    ["\"quoted\"", "back\\slash", "tab\t", "nl\n", "\x1f", "\u2028\u2029", "émoji \U0001f600", "</script>", "\ud7ff"]
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | _floats
+    | st.text(max_size=12)
+    | st.sampled_from(
+        [
+            '"quoted"',
+            "back\\slash",
+            "tab\t",
+            "nl\n",
+            "\x1f",
+            "\u2028\u2029",
+            "émoji \U0001f600",
+            "</script>",
+            "\ud7ff",
+        ]
+    )
 )
-_json = st.recursive(_scalars, lambda children: st.lists(children, max_size=3) | st.dictionaries(_keys, children, max_size=3), max_leaves=12)
+_json = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_keys, children, max_size=3),
+    max_leaves=12,
+)
 
 events = st.builds(
-    lambda account, event_id, extra: {"event_id": event_id, "account_id": account, "action": "policy.update", **extra},
+    lambda account, event_id, extra: {
+        "event_id": event_id,
+        "account_id": account,
+        "action": "policy.update",
+        **extra,
+    },
     st.sampled_from(["A0001SELLER", "A0002SELLER", "ÄCCOUNT"]),
     st.text(min_size=1, max_size=12),
-    st.dictionaries(st.sampled_from(["policy", "origin", "changes", "résumé", "occurred_at", "z", "a"]), _json, max_size=4),
+    st.dictionaries(
+        st.sampled_from(["policy", "origin", "changes", "résumé", "occurred_at", "z", "a"]),
+        _json,
+        max_size=4,
+    ),
 )
 
 
@@ -68,11 +112,15 @@ def check(events_in_order: list[dict[str, Any]]) -> None:
         payload = canonical(event)
         assert record.startswith(payload[:-1] + b",")  # the hashed bytes, as they are
         assert canonical(event_of(decoded)) == payload  # and what a reader re-encodes
-        assert entry_hash(decoded["prev_hash"], seq, at, payload) == decoded["hash"] == entry["hash"]
+        assert (
+            entry_hash(decoded["prev_hash"], seq, at, payload) == decoded["hash"] == entry["hash"]
+        )
     assert new.heads == today.heads
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.lists(events, min_size=1, max_size=6))
 def test_records_match_todays_bytes_on_generated_events(batch: list[dict[str, Any]]) -> None:
     check(batch)

@@ -51,7 +51,14 @@ CONSOLE = re.compile(r"^(\S+) \[(\w+)\s*\] (\S+)")
 def run_probe(tmp_path: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PW_")}
     env.update({"PW_DATA_DIR": str(tmp_path), "PW_API_TOKEN": "local-secret-token", **variables})
-    done = subprocess.run([sys.executable, "-c", PROBE], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done
 
@@ -64,7 +71,15 @@ def records(stderr: str, fmt: str) -> list[dict[str, Any]]:
             doc = orjson.loads(line)  # every line is one JSON object, tracebacks included
             out.append({**doc, "timestamps": len(TIMESTAMP.findall(line))})
         elif match := CONSOLE.match(line):
-            out.append({"timestamp": match[1], "level": match[2], "event": match[3], "timestamps": len(TIMESTAMP.findall(line)), "line": line})
+            out.append(
+                {
+                    "timestamp": match[1],
+                    "level": match[2],
+                    "event": match[3],
+                    "timestamps": len(TIMESTAMP.findall(line)),
+                    "line": line,
+                }
+            )
     return out
 
 
@@ -78,11 +93,17 @@ def test_each_line_once_at_its_level_with_one_timestamp(tmp_path: Path, fmt: str
 
     assert [r["level"] for r in by_event["probe.info"]] == ["info"]
     assert [r["level"] for r in by_event["probe.warning"]] == ["warning"]
-    assert [r["level"] for r in by_event["probe.foreign"]] == ["info"]  # a stdlib logger, same handler
+    assert [r["level"] for r in by_event["probe.foreign"]] == [
+        "info"
+    ]  # a stdlib logger, same handler
     assert [r["level"] for r in by_event["probe.failed"]] == ["error"]
-    assert "probe.debug" not in by_event and "probe.foreign_debug" not in by_event  # below PW_LOG_LEVEL
+    assert (
+        "probe.debug" not in by_event and "probe.foreign_debug" not in by_event
+    )  # below PW_LOG_LEVEL
     assert all(r["timestamps"] == 1 for r in found), found
-    assert all(TIMESTAMP.match(str(r["timestamp"])) and str(r["timestamp"]).endswith("Z") for r in found)
+    assert all(
+        TIMESTAMP.match(str(r["timestamp"])) and str(r["timestamp"]).endswith("Z") for r in found
+    )
     # Faust's own format ("[2026-...] [pid] [WARNING] ...") never wraps a line
     assert not re.search(r"\] \[\d+\] \[[A-Z]+\]", done.stderr)
     # stdout is left alone: not re-logged
@@ -90,7 +111,9 @@ def test_each_line_once_at_its_level_with_one_timestamp(tmp_path: Path, fmt: str
     # a traceback without local variables (they may hold secrets)
     assert "ZeroDivisionError" in done.stderr and "local-secret-token" not in done.stderr
     if fmt == "json":
-        assert by_event["probe.info"][0]["n"] == 1 and by_event["probe.info"][0]["logger"] == "probe"
+        assert (
+            by_event["probe.info"][0]["n"] == 1 and by_event["probe.info"][0]["logger"] == "probe"
+        )
         assert by_event["probe.foreign"][0]["logger"] == "aiokafka.probe"
     else:
         assert "n=1" in by_event["probe.info"][0]["line"]

@@ -45,16 +45,21 @@ def test_an_explicit_mapping_is_all_that_is_read(monkeypatch: pytest.MonkeyPatch
 
 
 def test_detection_variables_are_nested_and_severities_keep_their_form() -> None:
-    s = Settings.from_env({
-        "PW_DETECT_SUPPRESSION_MINUTES": "5",
-        "PW_DETECT_MAX_PRICE_CHANGE_PCT": "12.5",
-        "pw_detect_travel_max_kmh": "800",  # names are not case-sensitive
-        "PW_DETECT_SEVERITIES": " ip_churn=critical , refund_burst=low,",
-    })
+    s = Settings.from_env(
+        {
+            "PW_DETECT_SUPPRESSION_MINUTES": "5",
+            "PW_DETECT_MAX_PRICE_CHANGE_PCT": "12.5",
+            "pw_detect_travel_max_kmh": "800",  # names are not case-sensitive
+            "PW_DETECT_SEVERITIES": " ip_churn=critical , refund_burst=low,",
+        }
+    )
     d = s.detect
     assert (d.suppression_minutes, d.max_price_change_pct, d.travel_max_kmh) == (5, 12.5, 800.0)
     assert d.severities == {"ip_churn": "critical", "refund_burst": "low"}
-    assert d.severity("ip_churn", "medium") == "critical" and d.severity("bulk_edits", "medium") == "medium"
+    assert (
+        d.severity("ip_churn", "medium") == "critical"
+        and d.severity("bulk_edits", "medium") == "medium"
+    )
     assert d.bulk_min_skus == DetectionConfig().bulk_min_skus  # the rest keep their defaults
     severities = next(v for v in variables() if v.env == "PW_DETECT_SEVERITIES")
     assert shown_value(s, severities) == "'ip_churn=critical,refund_burst=low'"
@@ -84,7 +89,11 @@ def test_log_level_takes_any_case() -> None:
         ({"PW_TOPIC_PARTITIONS": "0"}, "PW_TOPIC_PARTITIONS='0'", "greater than or equal to 1"),
         ({"PW_RETENTION_DAYS": "-1"}, "PW_RETENTION_DAYS='-1'", "greater than or equal to 1"),
         ({"PW_HTTP_RATE": "fast"}, "PW_HTTP_RATE='fast'", "number"),
-        ({"PW_LOG_LEVEL": "verbose"}, "PW_LOG_LEVEL='verbose'", "'debug', 'info', 'warning' or 'error'"),
+        (
+            {"PW_LOG_LEVEL": "verbose"},
+            "PW_LOG_LEVEL='verbose'",
+            "'debug', 'info', 'warning' or 'error'",
+        ),
         ({"PW_LOG_FORMAT": "xml"}, "PW_LOG_FORMAT='xml'", "'console' or 'json'"),
         ({"PW_PROCESSING_GUARANTEE": "maybe"}, "PW_PROCESSING_GUARANTEE='maybe'", "exactly_once"),
         ({"PW_DIGEST_PERIOD": "week"}, "PW_DIGEST_PERIOD='week'", "'hour' or 'day'"),
@@ -93,14 +102,24 @@ def test_log_level_takes_any_case() -> None:
         ({"PW_KAFKA_BROKER": "127.0.0.1:port"}, "PW_KAFKA_BROKER='127.0.0.1:port'", "host:port"),
         ({"PW_KAFKA_BROKER": "a:9092,"}, "PW_KAFKA_BROKER='a:9092,'", "host:port"),
         ({"PW_DETECT_BULK_MIN_SKUS": "lots"}, "PW_DETECT_BULK_MIN_SKUS='lots'", "integer"),
-        ({"PW_DETECT_SEVERITIES": "ip_churn=urgent"}, "PW_DETECT_SEVERITIES='ip_churn=urgent'", "one of info, low"),
+        (
+            {"PW_DETECT_SEVERITIES": "ip_churn=urgent"},
+            "PW_DETECT_SEVERITIES='ip_churn=urgent'",
+            "one of info, low",
+        ),
         ({"PW_DETECT_SEVERITIES": "=high"}, "PW_DETECT_SEVERITIES='=high'", "detector=one of"),
         ({"PW_DETECT_BULK_MIN_SKUZ": "3"}, "PW_DETECT_BULK_MIN_SKUZ", "not a detector setting"),
         ({"PW_DETECT": "{"}, "PW_DETECT", "error parsing"),
-        ({"PW_ENV_FILE": "/nonexistent/pw.env"}, "PW_ENV_FILE='/nonexistent/pw.env'", "no such file"),
+        (
+            {"PW_ENV_FILE": "/nonexistent/pw.env"},
+            "PW_ENV_FILE='/nonexistent/pw.env'",
+            "no such file",
+        ),
     ],
 )
-def test_a_bad_value_is_one_line_that_names_the_variable(environ: dict[str, str], named: str, says: str) -> None:
+def test_a_bad_value_is_one_line_that_names_the_variable(
+    environ: dict[str, str], named: str, says: str
+) -> None:
     with pytest.raises(ValueError) as caught:
         Settings.from_env(environ)
     message = str(caught.value)
@@ -108,13 +127,17 @@ def test_a_bad_value_is_one_line_that_names_the_variable(environ: dict[str, str]
     assert "\n" not in message
 
 
-def test_a_bad_value_in_the_file_names_the_file_and_several_are_reported_together(tmp_path: Path) -> None:
+def test_a_bad_value_in_the_file_names_the_file_and_several_are_reported_together(
+    tmp_path: Path,
+) -> None:
     env_file = tmp_path / "pw.env"
     env_file.write_text("PW_WEB_PORT=http\n")
     with pytest.raises(ValueError) as caught:
         Settings.from_env({"PW_ENV_FILE": str(env_file), "PW_TOPIC_PARTITIONS": "x"})
     message = str(caught.value)
-    assert f"PW_WEB_PORT='http' (file {env_file})" in message and "PW_TOPIC_PARTITIONS='x'" in message
+    assert (
+        f"PW_WEB_PORT='http' (file {env_file})" in message and "PW_TOPIC_PARTITIONS='x'" in message
+    )
     assert "\n" not in message
 
 
@@ -128,19 +151,27 @@ def _config(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess[
     env.update(environ)
     return subprocess.run(
         [sys.executable, "-m", "partnerwatch", "config", *args],
-        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
-def test_config_prints_every_variable_its_value_and_origin_with_secrets_hidden(tmp_path: Path) -> None:
+def test_config_prints_every_variable_its_value_and_origin_with_secrets_hidden(
+    tmp_path: Path,
+) -> None:
     env_file = tmp_path / "pw.env"
     env_file.write_text("PW_MASK_KEY=mask-secret-in-file\nPW_HTTP_BURST=7\n")
-    done = _config({
-        "PW_ENV_FILE": str(env_file),
-        "PW_API_TOKEN": "token-secret-in-env",
-        "PW_CLICKHOUSE_URL": "clickhouse://pw:url-secret@127.0.0.1:9000/audit",
-        "PW_DETECT_REFUND_MIN": "4",
-    })
+    done = _config(
+        {
+            "PW_ENV_FILE": str(env_file),
+            "PW_API_TOKEN": "token-secret-in-env",
+            "PW_CLICKHOUSE_URL": "clickhouse://pw:url-secret@127.0.0.1:9000/audit",
+            "PW_DETECT_REFUND_MIN": "4",
+        }
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     for secret in ("mask-secret-in-file", "token-secret-in-env", "url-secret"):
@@ -148,7 +179,9 @@ def test_config_prints_every_variable_its_value_and_origin_with_secrets_hidden(t
     lines = dict(line.split(" = ", 1) for line in out.splitlines())
     assert lines["PW_API_TOKEN"] == "***  (environment)"
     assert lines["PW_MASK_KEY"] == f"***  (file {env_file})"
-    assert lines["PW_INGEST_HMAC_SECRET"] == "''  (default)"  # an unset secret shows that it is unset
+    assert (
+        lines["PW_INGEST_HMAC_SECRET"] == "''  (default)"
+    )  # an unset secret shows that it is unset
     assert lines["PW_CLICKHOUSE_URL"] == "'clickhouse://pw:***@127.0.0.1:9000/audit'  (environment)"
     assert lines["PW_HTTP_BURST"] == f"7  (file {env_file})"
     assert lines["PW_DETECT_REFUND_MIN"] == "4  (environment)"
@@ -165,17 +198,26 @@ def test_config_prints_every_variable_its_value_and_origin_with_secrets_hidden(t
 
 @pytest.mark.parametrize(
     ("environ", "named"),
-    [({"PW_DATA_DIR": ""}, "PW_DATA_DIR=''"), ({"PW_DETECT_REFUND_MIN": "some"}, "PW_DETECT_REFUND_MIN='some'")],
+    [
+        ({"PW_DATA_DIR": ""}, "PW_DATA_DIR=''"),
+        ({"PW_DETECT_REFUND_MIN": "some"}, "PW_DETECT_REFUND_MIN='some'"),
+    ],
 )
-def test_a_command_exits_2_with_one_line_naming_the_variable(environ: dict[str, str], named: str) -> None:
+def test_a_command_exits_2_with_one_line_naming_the_variable(
+    environ: dict[str, str], named: str
+) -> None:
     done = _config(environ)
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"configuration error: {named}"), done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(
+        f"configuration error: {named}"
+    ), done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
 def test_repr_and_str_show_no_secret() -> None:
-    s = Settings.from_env({"PW_DIGEST_HMAC_KEY": "digest-secret", "PW_INGEST_HMAC_SECRET": "hmac-secret"})
+    s = Settings.from_env(
+        {"PW_DIGEST_HMAC_KEY": "digest-secret", "PW_INGEST_HMAC_SECRET": "hmac-secret"}
+    )
     for text in (repr(s), str(s), str(s.redacted())):
         assert "digest-secret" not in text and "hmac-secret" not in text
     assert s.digest_hmac_key == "digest-secret"
@@ -183,10 +225,25 @@ def test_repr_and_str_show_no_secret() -> None:
 
 def test_topic_and_group_names_come_from_settings_only() -> None:
     s = Settings.from_env({"PW_TOPIC_PREFIX": "t1.", "PW_APP_ID": "app1"})
-    assert s.pipeline_topics == ["t1.actions", "t1.ledger", "t1.alerts", "t1.deadletter", "t1.http-signatures"]
+    assert s.pipeline_topics == [
+        "t1.actions",
+        "t1.ledger",
+        "t1.alerts",
+        "t1.deadletter",
+        "t1.http-signatures",
+        "t1.alerts.status",
+        "t1.provider-state",
+    ]
     assert s.parked_topic == "t1.alerts.parked"
+    assert (s.provider_group, s.provider_transactional_id) == (
+        "app1-provider",
+        "app1-provider-stage",
+    )
     assert (s.worker_group, s.warehouse_group, s.alert_feed_group, s.alert_redeliver_group) == (
-        "app1", "app1-warehouse", "app1-alert-feed", "app1-alert-redeliver",
+        "app1",
+        "app1-warehouse",
+        "app1-alert-feed",
+        "app1-alert-redeliver",
     )
     # nowhere else is a name built from the prefix or the application id
     built_elsewhere = []

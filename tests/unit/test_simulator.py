@@ -66,7 +66,9 @@ def test_ground_truth_is_what_the_detector_fires_on(seed: int) -> None:
         apply(account, event)
         if truth == "ip_outside_allowlist":
             attacks.add(event["event_id"])
-        if ip_allowlist.detect(event, {}, Context(auth={"grants": account}, config=DetectionConfig())):
+        if ip_allowlist.detect(
+            event, {}, Context(auth={"grants": account}, config=DetectionConfig())
+        ):
             fired.add(event["event_id"])
     assert len(attacks) > 20  # the check is not vacuous
     assert fired - attacks == set(), "false positives on benign simulated traffic"

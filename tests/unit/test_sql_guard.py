@@ -59,9 +59,16 @@ ALLOWED: list[tuple[str, dict[str, str], list[list[object]]]] = [
     ("SELECT x FROM t", {}, [[1]]),  # a bare name is an audit table
     ("WITH w AS (SELECT x FROM audit.t) SELECT sum(x) FROM w", {}, [[1]]),
     ("SELECT x FROM audit.t WHERE (x, a) IN t", {}, [[1]]),
-    ("SELECT x AS `a\nb (alias c)` FROM audit.t", {}, [[1]]),  # any alias: the tree is JSON, not text
-    ("SELECT a FROM (SELECT e.a AS a FROM audit.t AS e WHERE e.x IN (SELECT x FROM audit.t) UNION ALL SELECT 'z') ORDER BY a",
-     {}, [["a"], ["z"]]),
+    (
+        "SELECT x AS `a\nb (alias c)` FROM audit.t",
+        {},
+        [[1]],
+    ),  # any alias: the tree is JSON, not text
+    (
+        "SELECT a FROM (SELECT e.a AS a FROM audit.t AS e WHERE e.x IN (SELECT x FROM audit.t) UNION ALL SELECT 'z') ORDER BY a",
+        {},
+        [["a"], ["z"]],
+    ),
 ]
 
 
@@ -76,19 +83,27 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedWare
     wh.close()
 
 
-def run(warehouse: EmbeddedWarehouse, query: str, params: dict[str, str] | None = None) -> QueryResult:
+def run(
+    warehouse: EmbeddedWarehouse, query: str, params: dict[str, str] | None = None
+) -> QueryResult:
     return run_user_sql(warehouse.user_query(params or {}, LIMITS), query)
 
 
 @pytest.mark.parametrize("query", REFUSED)
-def test_unsafe_queries_are_refused_and_change_nothing(query: str, warehouse: EmbeddedWarehouse) -> None:
+def test_unsafe_queries_are_refused_and_change_nothing(
+    query: str, warehouse: EmbeddedWarehouse
+) -> None:
     with pytest.raises(UnsafeQuery):
         run(warehouse, query)
-    assert [[int(v) for v in r] for r in warehouse.query("SELECT count() FROM audit.t").rows] == [[1]]
+    assert [[int(v) for v in r] for r in warehouse.query("SELECT count() FROM audit.t").rows] == [
+        [1]
+    ]
 
 
 @pytest.mark.parametrize(("query", "params", "rows"), ALLOWED)
-def test_read_only_queries_run(query: str, params: dict[str, str], rows: list[list[object]], warehouse: EmbeddedWarehouse) -> None:
+def test_read_only_queries_run(
+    query: str, params: dict[str, str], rows: list[list[object]], warehouse: EmbeddedWarehouse
+) -> None:
     assert run(warehouse, query, params).rows == rows
 
 
@@ -116,7 +131,10 @@ def test_the_tree_must_be_one_select() -> None:
     for tree in ({"type": "ShowTablesQuery"}, {"type": "ExplainQuery"}, [], "SELECT 1", None):
         with pytest.raises(UnsafeQuery, match="only one SELECT"):
             check_tree(tree)
-    select = {"type": "SelectWithUnionQuery", "list_of_selects": {"type": "ExpressionList", "children": []}}
+    select = {
+        "type": "SelectWithUnionQuery",
+        "list_of_selects": {"type": "ExpressionList", "children": []},
+    }
     check_tree(select)
     with pytest.raises(UnsafeQuery, match="INTO OUTFILE"):
         check_tree({**select, "is_into_outfile_with_stdout": True})

@@ -1,0 +1,157 @@
+"""Run the provider-wide rules over ledger events of every account: the stage's pure core.
+
+`Stage` holds the whole state as plain JSON, keyed the way streams/provider_stage.py snapshots
+it to its compacted topic:
+- `p|<provider>`: `{"det": {rule: its state}, "open": {alert_id: latest version}, "swept": ms}`,
+  one record per provider (its principals and sessions live inside its rules' states);
+- `s|sigma`: the Sigma rules' correlation windows and open alerts, when the stage runs Sigma
+  rules (`sigma`, detectors/sigma/);
+- `a|<account>`: the account's authorization (grants, approvals, policy), folded from the same
+  ledger, so rules can ask `ctx.covering` and `ctx.declared_network` as account rules do, plus
+  `approvers`: who issued its authorization events, and how often.
+
+`observe(event)` folds one event and returns the alert versions it changed (`pipeline.alert.fold`:
+the same deterministic `alert_id` = detector | key | window). `dirty` names the keys changed
+since the last `take_dirty()`, which the stage writes at its next checkpoint. Used the same way by
+the stage, by the fixture-case tests and by `partnerwatch evaluate`'s in-process replay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detectors import Context
+from detectors.provider_wide import ALL, provider_of
+from detectors.sigma.evaluate import SigmaRules
+from detectors.windows import epoch_ms
+from pipeline import authorization
+from pipeline.alert import Alert, Finding, alert_id, closed_alerts, fold
+from pipeline.config import DetectionConfig
+from pipeline.event import Event
+
+PROVIDER = "p|"
+ACCOUNT = "a|"
+#: the Sigma rules' state: their correlation windows and open alerts
+SIGMA = "s|sigma"
+_HOUR_MS = 3_600_000
+#: Approvers remembered per account (the least active dropped first).
+MAX_APPROVERS = 100
+
+
+class Stage:
+    """Provider-wide detection state and the rules over it; `states` may come from a snapshot."""
+
+    def __init__(
+        self,
+        config: DetectionConfig,
+        states: dict[str, Any] | None = None,
+        sigma: SigmaRules | None = None,
+    ) -> None:
+        self.config = config
+        self.states: dict[str, Any] = states if states is not None else {}
+        self.dirty: set[str] = set()
+        #: Sigma rules run over every event (PW_RULES_DIR; detectors/sigma), or None
+        self.sigma = sigma
+
+    def findings(self, event: Event) -> list[Finding]:
+        """Fold `event` into the state and return what the provider-wide rules (and the Sigma
+        rules, when the stage runs some) found."""
+        return [f for _, f in self._found(event)]
+
+    def _found(self, event: Event) -> list[tuple[str, Finding]]:
+        """(state key whose open alerts the finding folds into, finding) for `event`."""
+        account = event["account_id"]
+        if event["action"] in authorization.AUTHORIZATION_ACTIONS:
+            auth = self.states.setdefault(ACCOUNT + account, authorization.empty())
+            if authorization.apply(auth, event):
+                self.dirty.add(ACCOUNT + account)
+        provider = provider_of(event)
+        ctx = Context(
+            auth=self.states.get(ACCOUNT + account) or authorization.empty(), config=self.config
+        )
+        found: list[tuple[str, Finding]] = []
+        if provider is not None:
+            key = PROVIDER + provider
+            state = self.states.setdefault(key, {"det": {}})
+            self.dirty.add(key)
+            det = state["det"]
+            for name, rule in ALL:
+                own = det.setdefault(name, {})
+                found.extend((key, f) for f in rule(event, own, ctx))
+                if not own:
+                    del det[name]
+        if self.sigma is not None:
+            sigma = self.states.setdefault(SIGMA, {"det": {}})
+            found.extend((SIGMA, f) for f in self.sigma.findings(event, sigma["det"], ctx))
+            self.dirty.add(SIGMA)
+        self._count_approver(event)
+        return found
+
+    def observe(self, event: Event) -> list[Alert]:
+        """Fold `event`, and its findings into the open alerts of the state they came from;
+        return the alert versions that changed (to publish), oldest finding first."""
+        changed = []
+        touched = set()
+        for key, finding in self._found(event):
+            opened: dict[str, Alert] = self.states[key].setdefault("open", {})
+            alert = fold_finding(opened, finding, event)
+            if alert is not None:
+                changed.append(alert)
+            touched.add(key)
+        provider = provider_of(event)
+        touched |= {
+            k for k in (PROVIDER + provider if provider else None, SIGMA) if k in self.states
+        }
+        for key in touched:
+            self._close(self.states[key], self.states[key].get("open", {}), event)
+        return changed
+
+    def _count_approver(self, event: Event) -> None:
+        """Who manages the account's access: the seller principals that issued its successful
+        authorization events, with counts (`approvers` in the account's authorization), counted
+        after the rules saw the event (grant_then_abuse asks whether its issuer was known)."""
+        actor = event["actor"]
+        if (
+            event["action"] not in authorization.AUTHORIZATION_ACTIONS
+            or event["outcome"] != "success"
+            or actor["type"] == "provider"
+        ):
+            return
+        key = ACCOUNT + event["account_id"]
+        approvers: dict[str, int] = self.states.setdefault(key, authorization.empty()).setdefault(
+            "approvers", {}
+        )
+        approvers[actor["principal_id"]] = approvers.get(actor["principal_id"], 0) + 1
+        while len(approvers) > MAX_APPROVERS:
+            del approvers[min(approvers, key=lambda a: (approvers[a], a))]
+        self.dirty.add(key)
+
+    def _close(self, state: dict[str, Any], opened: dict[str, Alert], event: Event) -> None:
+        """Once an event-time hour per provider, drop alerts without new evidence for
+        `OPEN_DAYS` (a repeat after that opens a new alert version with count 1)."""
+        now = epoch_ms(event["occurred_at"])
+        if now >= state.get("swept", 0) + _HOUR_MS:
+            state["swept"] = now
+            last_seen = {k: a["last_seen"] for k, a in opened.items()}
+            for key in closed_alerts(last_seen, event["occurred_at"]):
+                del opened[key]
+        if not opened:
+            state.pop("open", None)
+
+    def take_dirty(self) -> dict[str, Any]:
+        """The changed keys and their current values (None: gone), and forget them as dirty."""
+        out = {key: self.states.get(key) for key in sorted(self.dirty)}
+        self.dirty.clear()
+        return out
+
+
+def fold_finding(opened: dict[str, Alert], finding: Finding, event: Event) -> Alert | None:
+    """Fold one finding into the open alerts; the new version, or None if it changed nothing
+    (an event already named as evidence)."""
+    key = alert_id(finding.detector, finding.key, finding.window)
+    before = opened.get(key)
+    alert = fold(before, finding, event)
+    if alert is before:
+        return None
+    opened[key] = alert
+    return alert

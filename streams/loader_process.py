@@ -1,0 +1,98 @@
+"""`partnerwatch loader`: the warehouse loader as a process of its own.
+
+The same loader as the worker's thread (streams/warehouse_loader.py), with a small aiohttp server
+on PW_LOADER_HOST:PW_LOADER_PORT (127.0.0.1:6067): GET /v1/health (200 "ok", else 503 with the
+reason, as the worker's) and GET /metrics (its `pw_warehouse_*` figures). Nothing else is served:
+no SQL, no tokens, so it needs none.
+
+Run it with a ClickHouse server (PW_CLICKHOUSE_URL) and the workers on PW_WAREHOUSE_LOADER=external.
+With the embedded chDB warehouse it works only while no worker has that warehouse open (chDB locks
+its folder to one process, even for reading): e.g. to load a ledger into a new warehouse.
+SIGTERM or SIGINT stops it after the batch in hand is stored and committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from pipeline.config import Settings
+from sinks.clickhouse import WarehouseError
+from streams.warehouse_loader import WarehouseLoader, loader_health
+
+log = structlog.get_logger(__name__)
+
+
+class LoaderProcess:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loader: WarehouseLoader | None = None
+        self.failure = ""
+
+    async def health(self, request: web.Request) -> web.Response:
+        status, body = loader_health(self.loader)
+        if self.failure:
+            status, body["status"], body["warehouse_error"] = "degraded", "degraded", self.failure
+        body["warehouse_loader"] = "external"
+        return web.json_response(body, status=200 if status == "ok" else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    async def run(self) -> int:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        app = web.Application()
+        app.router.add_get("/v1/health", self.health)
+        app.router.add_get("/metrics", self.metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, s.loader_host, s.loader_port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            print(
+                f"cannot listen on {s.loader_host}:{s.loader_port} (PW_LOADER_HOST, PW_LOADER_PORT): {exc}",
+                file=sys.stderr,
+            )
+            return 2
+        log.info("loader.listening", host=s.loader_host, port=s.loader_port)
+        try:
+            try:  # opens and migrates the warehouse (blocking: off the event loop)
+                self.loader = await loop.run_in_executor(None, WarehouseLoader, s)
+            except WarehouseError as exc:
+                self.failure = str(exc)
+                log.error("loader.warehouse_unavailable", error=str(exc))
+                print(f"warehouse unavailable: {exc}", file=sys.stderr)
+                return 1
+            self.loader.start()
+            log.info("loader.started", backend=type(self.loader.warehouse).__name__)
+            while not stop.is_set() and self.loader.alive():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+            if (
+                not stop.is_set()
+            ):  # the loader thread ended on its own (not an Exception): exit, be restarted
+                log.error("loader.thread_ended", error=self.loader.crash_error)
+                return 1
+            log.info("loader.stopping")
+            await loop.run_in_executor(None, self.loader.stop)
+            return 0
+        finally:
+            if self.loader is not None:
+                self.loader.warehouse.close()
+            await runner.cleanup()
+
+
+def run(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; the exit code (1: the warehouse could not be opened, or the loader died)."""
+    return asyncio.run(LoaderProcess(settings).run())

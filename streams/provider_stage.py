@@ -1,0 +1,408 @@
+"""The provider-wide stage: pw.ledger of every account -> detectors/provider_wide -> pw.alerts.
+
+The per-account rules run inside the ingest agent, next to the account's chain, so their state
+lives with the account's partition. Provider-wide rules need one provider's events from every
+account, which are spread over every ledger partition. This stage reads the whole ledger in one
+place and keeps the state keyed by provider (and by account, for authorization), in the pure
+`detectors.provider_wide.run.Stage`; this module is only the Kafka wiring around it.
+
+Design, and why:
+- Input: a plain aiokafka consumer of pw.ledger in its own group (`<app id>-provider`,
+  `Settings.provider_group`), committed records only. Not faust-streaming's `group_by`: a
+  repartitioned record is sent inside the transaction of the *source* partition's producer and
+  joins the destination partition's transaction, which faust commits only when that partition has
+  offsets of its own to commit; a quiet partition holds repartitioned records invisible until the
+  transaction times out (seen as stalls of 60 s). Re-keying is not needed at all here: the ledger
+  is read whole.
+- One active instance: the group's assignor gives every ledger partition to one member, the others
+  stand by (streams/provider_assignment.py).
+- Order: each partition is in ledger order (per account, `seq`); partitions are merged by event
+  time (the oldest head first, holding back while a partition that will deliver more is empty:
+  its ledger has committed records not fetched yet, or ingest has not caught up with its
+  actions partition; at most `HOLD_SECONDS` without progress), so a backlog read at full speed
+  does not run one partition hours of event time ahead of another. Rules still tolerate arrival
+  disorder, and lateness up to `windows.LATENESS_MS`.
+- State and recovery: checkpoints of the changed state, with the folded offsets, in one Kafka
+  transaction; the next holder restores them (streams/provider_state.py).
+- Alerts: published at once (within seconds of the ledger commit) by an idempotent producer
+  outside the transaction, keyed by the triggering event's account; a checkpoint commits only
+  after every alert published before it is acknowledged. Exactly-once is not promised: after a
+  crash the entries after the last checkpoint are folded again from the checkpointed open alerts
+  and their alert versions are published again, with the same `alert_id` and, folded in the same
+  order, the same content. Alert ids are deterministic (`detector | key | window`, windows from
+  event time), and every consumer keeps the latest version per `alert_id` (the warehouse's
+  ReplacingMergeTree, the alert feeds), so a repeat is harmless.
+
+Sigma rules (detectors/sigma) in `PW_RULES_DIR` run here too, over every event, and are loaded
+again within `RULES_SECONDS` of a file changing (hot reload; a folder that does not load is
+refused and the rules in force stay).
+
+Runs in a thread of its own with its own event loop (like the warehouse loader), so a burst of
+folding never delays the ingest agent's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from detectors.provider_wide.run import SIGMA, Stage
+from detectors.sigma import RuleError
+from detectors.sigma.evaluate import SigmaRules
+from detectors.sigma.load import load as load_rules
+from detectors.sigma.load import signature
+from pipeline.config import Settings
+from pipeline.event import timestamp_ms
+from pipeline.ledger import event_of
+from sinks import metrics
+from sinks.kafka_io import aio_admin, aio_consumer, aio_producer
+from streams.provider_assignment import OneActive, StageListener
+from streams.provider_state import load_states, write_checkpoint
+
+log = structlog.get_logger(__name__)
+
+#: Longest the merge waits for a partition that makes no progress (its ingest stalled).
+HOLD_SECONDS = 5.0
+#: How often the merge asks the broker how far ingest has got on each actions partition.
+BACKLOG_SECONDS = 0.2
+#: How often the stage looks for changed files in PW_RULES_DIR (Sigma rules, hot reload).
+RULES_SECONDS = 5.0
+#: A partition's buffer above this is paused until it drains to half.
+BUFFER_RECORDS = 20_000
+
+
+class ProviderStage:
+    """Consume the ledger, merge, fold, publish, checkpoint; one thread with its own loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stage: Stage | None = None
+        self.partitions: list[int] = []
+        self.buffers: dict[int, deque[tuple[str, int, dict[str, Any]]]] = {}
+        #: partition -> offset after the last entry folded (what a checkpoint commits)
+        self.folded: dict[int, int] = {}
+        self.checkpointed: dict[int, int] = {}
+        self.folded_total = 0
+        self.newest_ms = 0
+        self.last_error = ""
+        self._consumer: AIOKafkaConsumer | None = None
+        self._alerts: AIOKafkaProducer | None = None
+        self._state: AIOKafkaProducer | None = None
+        self._pending: list[asyncio.Future[Any]] = []
+        self._held_since: float | None = None
+        #: partitions the merge waits for, and those whose ingest has a backlog (see `_merge`)
+        self._waiting: set[int] = set()
+        self._backlog: set[int] = set()
+        self._backlog_at = 0.0
+        self._admin: AIOKafkaAdminClient | None = None
+        #: the Sigma rules of PW_RULES_DIR (None: none), and when the folder was last looked at
+        self.sigma: SigmaRules | None = None
+        self._rules_at = 0.0
+        #: moved on by every take-over and hand-over (see `take_over`)
+        self.generation = 0
+        self._lock = asyncio.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="provider-stage", daemon=True)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        """The ledger consumer (while `run` runs)."""
+        if self._consumer is None:
+            raise RuntimeError("the provider stage is not running")
+        return self._consumer
+
+    def _folding(self) -> tuple[Stage, AIOKafkaProducer]:
+        """The state being folded and the alert producer (while this member holds the ledger)."""
+        if self.stage is None or self._alerts is None:
+            raise RuntimeError("the provider stage holds no ledger")
+        return self.stage, self._alerts
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        asyncio.run(self.run())
+
+    async def run(self) -> None:
+        """Until `stop`: join the group, and while holding the ledger, fold it."""
+        s = self.settings
+        self._alerts = aio_producer(s, role="provider-alerts", linger_ms=0)
+        await self._alerts.start()
+        consumer = self._consumer = aio_consumer(
+            s,
+            role="provider-stage",
+            group=s.provider_group,
+            partition_assignment_strategy=(OneActive,),
+            fetch_max_wait_ms=50,
+        )
+        consumer.subscribe([s.ledger_topic], listener=StageListener(self))
+        self.reload_rules()
+        await consumer.start()
+        last_checkpoint = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() >= self._rules_at + RULES_SECONDS:
+                    async with self._lock:
+                        self.reload_rules()
+                generation = self.generation
+                batch = await consumer.getmany(timeout_ms=100, max_records=5000)
+                async with self._lock:
+                    if self.stage is None or generation != self.generation:
+                        continue  # fetched before a take-over moved the positions: fetched again
+                    for tp, records in batch.items():
+                        if records and tp.partition in self._waiting:
+                            self._held_since = None  # progress: the hold starts over
+                        buffer = self.buffers[tp.partition]
+                        for record in records:
+                            entry = orjson.loads(record.value)
+                            buffer.append((entry["occurred_at"], record.offset, entry))
+                    if any(self.buffers.values()):  # idle: no broker round trips
+                        await self._merge()
+                        self._flow_control()
+                    if time.monotonic() - last_checkpoint >= s.provider_checkpoint_seconds:
+                        await self.checkpoint()
+                        last_checkpoint = time.monotonic()
+            async with self._lock:
+                await self.checkpoint()
+        finally:
+            await consumer.stop()
+            if self._state is not None:
+                await self._state.stop()
+                self._state = None
+            if self._admin is not None:
+                await self._admin.close()
+            await self._alerts.stop()
+            metrics.PROVIDER_ACTIVE.set(0)
+
+    # -- taking over and handing over -----------------------------------------------------
+
+    async def take_over(self, partitions: list[int]) -> None:
+        """This member now holds the ledger: fence any older holder, restore, seek.
+
+        Called by the consumer's group coordinator, concurrently with the fold loop: it waits for
+        the loop's lock, and moves `generation` on so a batch fetched before the seek is dropped.
+        """
+        async with self._lock:
+            self.generation += 1
+            await self._take_over(partitions)
+
+    async def _take_over(self, partitions: list[int]) -> None:
+        s = self.settings
+        self._state = aio_producer(
+            s, role="provider-state", transactional_id=s.provider_transactional_id
+        )
+        await (
+            self._state.start()
+        )  # init_transactions: fences an older holder, aborts its open transaction
+        committed = {}
+        for p in partitions:
+            offset = await self.consumer.committed(TopicPartition(s.ledger_topic, p))
+            committed[p] = offset
+        if self.stage is None or committed != {p: self.checkpointed.get(p) for p in partitions}:
+            states = await load_states(s)
+            self.stage = Stage(s.detect, states, sigma=self.sigma)
+            metrics.PROVIDER_RESTORED.set(len(states))
+            log.info("provider_stage.restored", keys=len(states), offsets=committed)
+        # Plain seeks to known offsets (a seek_to_beginning resets asynchronously, and raced
+        # with fetches already in flight: a partition was read twice).
+        tps = [TopicPartition(s.ledger_topic, p) for p in partitions]
+        beginning = await self.consumer.beginning_offsets(tps)
+        for tp in tps:
+            start = committed[tp.partition]
+            self.consumer.seek(tp, beginning[tp] if start is None else start)
+        self.partitions = partitions
+        self.buffers = {p: deque() for p in partitions}
+        self.folded = {p: committed[p] for p in partitions if committed[p] is not None}
+        self.checkpointed = dict(self.folded)
+        metrics.PROVIDER_UNCHECKPOINTED.set(0)
+        metrics.PROVIDER_ACTIVE.set(1)
+        log.info("provider_stage.active", partitions=partitions)
+
+    def reload_rules(self) -> None:
+        """Load PW_RULES_DIR again when its files changed (name, size or time): the new rules run
+        from the next event; a folder that does not load is logged and counted, and the rules in
+        force stay. Windows of correlations that are gone are dropped."""
+        self._rules_at = time.monotonic()
+        folder = self.settings.rules_dir
+        if not folder:
+            return
+        path = Path(folder)
+        try:
+            if self.sigma is not None and signature(path) == self.sigma.ruleset.signature:
+                return
+            ruleset = load_rules(path)
+        except (RuleError, OSError) as exc:
+            metrics.SIGMA_RELOAD_FAILURES.inc()
+            log.error("provider_stage.rules_refused", folder=folder, error=str(exc))
+            return
+        self.sigma = SigmaRules(ruleset)
+        metrics.SIGMA_RULES.set(len(ruleset.names))
+        log.info("provider_stage.rules_loaded", folder=folder, rules=ruleset.names)
+        if self.stage is not None:
+            self.stage.sigma = self.sigma
+            windows = self.stage.states.get(SIGMA, {}).get("det", {})
+            for gone in [name for name in windows if name not in ruleset.correlations]:
+                del windows[gone]
+                self.stage.dirty.add(SIGMA)
+
+    async def hand_over(self) -> None:
+        """The ledger is being taken away (a rebalance, or stopping): checkpoint and let go. The
+        state stays in memory: if the same offsets come back to this member, it goes on."""
+        async with self._lock:
+            self.generation += 1
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        if self.stage is not None:
+            try:
+                await self.checkpoint()
+            except KafkaError as exc:
+                log.warning("provider_stage.hand_over_failed", error=str(exc))
+                self.stage = None
+        if self._state is not None:
+            await self._state.stop()
+            self._state = None
+        self.buffers = {}
+        self.partitions = []
+        metrics.PROVIDER_ACTIVE.set(0)
+
+    # -- folding ---------------------------------------------------------------------------
+
+    async def _merge(self) -> None:
+        """Fold buffered entries, oldest event time first across partitions, holding back while a
+        partition that will deliver more has none buffered (at most `HOLD_SECONDS` without
+        progress). A partition will deliver more while the ledger has committed records not yet
+        fetched, or while ingest has not caught up with its actions partition (the worker group's
+        committed offset behind the end): in a backlog, each partition's ledger grows as fast as
+        its ingest, and a partition whose ingest runs ahead would otherwise be folded hours of
+        event time ahead of the others."""
+        await self._refresh_backlog()
+        self._waiting = {
+            p for p in self.partitions if not self.buffers[p] and await self._expects_more(p)
+        }
+        heads = [(b[0][0], p) for p, b in self.buffers.items() if b]
+        heapq.heapify(heads)
+        while heads:
+            if self._waiting:
+                if self._held_since is None:
+                    self._held_since = time.monotonic()
+                if time.monotonic() - self._held_since < HOLD_SECONDS:
+                    return
+            _, p = heapq.heappop(heads)
+            _, offset, entry = self.buffers[p].popleft()
+            await self._fold(p, offset, entry)
+            if self.buffers[p]:
+                heapq.heappush(heads, (self.buffers[p][0][0], p))
+            elif await self._expects_more(p):
+                self._waiting.add(p)
+        if not self._waiting:
+            self._held_since = None
+
+    async def _expects_more(self, partition: int) -> bool:
+        """The ledger partition has committed records not fetched yet, or its ingest a backlog."""
+        if partition in self._backlog:
+            return True
+        tp = TopicPartition(self.settings.ledger_topic, partition)
+        lso = self.consumer.last_stable_offset(tp)
+        return lso is None or await self.consumer.position(tp) < lso
+
+    async def _refresh_backlog(self) -> None:
+        """Which actions partitions ingest has not consumed to the end (asked every
+        `BACKLOG_SECONDS`); on an error, none (the merge then goes by the ledger alone)."""
+        if time.monotonic() < self._backlog_at + BACKLOG_SECONDS:
+            return
+        self._backlog_at = time.monotonic()
+        s = self.settings
+        try:
+            if self._admin is None:
+                self._admin = aio_admin(s, role="provider-stage")
+                await self._admin.start()
+            tps = [TopicPartition(s.actions_topic, p) for p in self.partitions]
+            end = await self.consumer.end_offsets(tps)
+            offsets = await self._admin.list_consumer_group_offsets(s.worker_group, partitions=tps)
+        except KafkaError as exc:
+            log.warning("provider_stage.backlog_unknown", error=str(exc))
+            self._backlog = set()
+            return
+        self._backlog = {
+            tp.partition
+            for tp in tps
+            if end[tp] > max(0, offsets[tp].offset if tp in offsets else 0)
+        }
+
+    async def _fold(self, partition: int, offset: int, entry: dict[str, Any]) -> None:
+        stage, alerts = self._folding()
+        event = event_of(entry)
+        for alert in stage.observe(event):
+            future = await alerts.send(
+                self.settings.alerts_topic,
+                orjson.dumps(alert),
+                key=str(alert["account_id"]).encode(),
+            )
+            self._pending.append(future)
+            metrics.PROVIDER_ALERTS.labels(alert["detector"]).inc()
+        self.folded[partition] = offset + 1
+        self.folded_total += 1
+        metrics.PROVIDER_EVENTS.inc()
+        metrics.PROVIDER_UNCHECKPOINTED.inc()
+        at = timestamp_ms(event["occurred_at"], "occurred_at")
+        if at > self.newest_ms:
+            self.newest_ms = at
+            metrics.PROVIDER_EVENT_TIME.set(at / 1000)
+
+    def _flow_control(self) -> None:
+        """Pause partitions whose buffers run far ahead; resume them once they drain."""
+        for p, buffer in self.buffers.items():
+            tp = TopicPartition(self.settings.ledger_topic, p)
+            if len(buffer) > BUFFER_RECORDS:
+                self.consumer.pause(tp)
+            elif len(buffer) < BUFFER_RECORDS // 2 and tp in self.consumer.paused():
+                self.consumer.resume(tp)
+
+    async def checkpoint(self) -> None:
+        """Commit the changed state and the folded offsets in one transaction, once every alert
+        published so far is acknowledged."""
+        if self.stage is None or self._state is None:
+            return
+        if self.folded == self.checkpointed and not self.stage.dirty:
+            return
+        if self._pending:
+            pending, self._pending = self._pending, []
+            await asyncio.gather(*pending)
+        changed = self.stage.take_dirty()
+        try:
+            await write_checkpoint(self._state, self.settings, changed, self.folded)
+        except ProducerFenced:
+            # Another member took the stage over (this one missed a rebalance): stop folding;
+            # if the group gives the ledger back, take_over restores from the snapshot.
+            log.error("provider_stage.fenced", detail="another instance holds the stage")
+            self.stage = None
+            return
+        except KafkaError as exc:
+            self.stage.dirty.update(changed)  # not committed: written again next time
+            self.last_error = str(exc)
+            log.warning("provider_stage.checkpoint_failed", error=str(exc))
+            return
+        self.checkpointed = dict(self.folded)
+        metrics.PROVIDER_CHECKPOINTS.inc()
+        metrics.PROVIDER_UNCHECKPOINTED.set(0)

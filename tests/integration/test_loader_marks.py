@@ -1,0 +1,234 @@
+"""The loader's high-water marks (issue 16): no lookup per batch, nothing lost or stored twice.
+
+The loader runs in this process on a real embedded warehouse and the local broker, over ledger
+records produced straight to the ledger topic. Faults are injected where they hurt most: a crash
+half-way through an insert (part of the batch stored, no mark moved, no Kafka commit), a crash
+right after an insert (all stored, nothing committed), and a rebalance while loading.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from partnerwatch.local_worker import Namespace, wait_for
+from pipeline.event import format_ms, normalize
+from pipeline.ledger import CHAIN_QUERY, LedgerState, encode_entry, verify_stored
+from sinks.clickhouse import EmbeddedWarehouse, QueryResult, Row
+from sinks.kafka_io import ensure_topics
+from sinks.loader_offsets import read_marks
+
+pytestmark = pytest.mark.integration
+
+ACCOUNTS = [f"A{n:04d}SELLER" for n in range(12)]
+
+
+class Ledger:
+    """Ledger records for several accounts, sequenced as ingest does, produced keyed by account."""
+
+    def __init__(self, ns: Namespace) -> None:
+        self.ns = ns
+        self.state = LedgerState(7)
+        self.sent = 0
+
+    def produce(self, count: int) -> None:
+        producer = KafkaProducer(
+            bootstrap_servers=self.ns.settings.kafka_broker, acks="all", linger_ms=5
+        )
+        for _ in range(count):
+            n = self.sent
+            account = ACCOUNTS[n % len(ACCOUNTS)]
+            event = {
+                "event_id": f"ev-{n}",
+                "occurred_at": format_ms(1_793_599_200_000 + n * 1_000),
+                "account_id": account,
+                "action": "listing.update",
+                "marketplace": "DE",
+                "actor": {
+                    "type": "provider",
+                    "provider_id": "PLISTER",
+                    "principal_id": "svc-lister",
+                },
+                "resource": {"type": "listing", "id": f"sku-{n % 97}"},
+                "changes": [{"field": "price", "old": "10.00", "new": f"{10 + n % 5}.00"}],
+            }
+            entry = self.state.accept(normalize(event), format_ms(1_793_599_260_000 + n))
+            assert entry is not None
+            producer.send(
+                self.ns.settings.ledger_topic, key=account.encode(), value=encode_entry(entry)
+            )
+            self.sent += 1
+        producer.flush()
+        producer.close()
+
+
+class Faulty:
+    """The real warehouse, counting lookups; the first `crashes` inserts into audit.events store
+    the first `fraction` of their rows and then raise (a crash, not a WarehouseError)."""
+
+    def __init__(self, inner: EmbeddedWarehouse, fraction: float = 1.0, crashes: int = 0) -> None:
+        self.inner, self.fraction, self.crashes = inner, fraction, crashes
+        self.lookups = 0
+        self.kept = 0
+        self.lock = threading.Lock()
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self.inner.execute(sql, params)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
+        if "event_id IN" in sql:
+            with self.lock:
+                self.lookups += 1
+        return self.inner.query(sql, params)
+
+    def insert(self, table: str, rows: list[Row]) -> None:
+        self.inner.insert(table, rows)
+
+    def insert_select(
+        self, table: str, columns: Any, select: str, data: dict[str, list[str]]
+    ) -> None:
+        if table == "audit.events" and self.crashes:
+            self.crashes -= 1
+            rows = len(next(iter(data.values())))
+            keep = self.kept = int(rows * self.fraction)
+            self.inner.insert_select(table, columns, select, {k: v[:keep] for k, v in data.items()})
+            raise RuntimeError(f"injected crash after storing {keep} of {rows} rows")
+        self.inner.insert_select(table, columns, select, data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def namespace(tmp_path: Path, batch_rows: int) -> Namespace:
+    ns = Namespace(
+        tmp_path,
+        extra_env={"PW_WAREHOUSE_BATCH_ROWS": str(batch_rows), "PW_WAREHOUSE_BATCH_SECONDS": "0.3"},
+    )
+    ensure_topics(ns.settings)
+    return ns
+
+
+def count(wh: Any) -> int:
+    return int(wh.query("SELECT count() FROM audit.events").rows[0][0])
+
+
+def assert_exactly_once(wh: Any, expected: int) -> None:
+    total, keys, ids = (
+        int(v)
+        for v in wh.query(
+            "SELECT count(), uniqExact(account_id, seq), uniqExact(event_id) FROM audit.events"
+        ).rows[0]
+    )
+    assert (total, keys, ids) == (expected, expected, expected)
+    for account in ACCOUNTS:
+        rows = wh.query(CHAIN_QUERY, {"account": account}).rows
+        assert rows and verify_stored(rows) is None, account
+
+
+def end_offsets(ns: Namespace) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=ns.settings.kafka_broker)
+    try:
+        tps = [
+            TopicPartition(ns.settings.ledger_topic, p) for p in range(ns.settings.topic_partitions)
+        ]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(tps).items() if offset}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("fraction", [0.5, 1.0], ids=["crash-mid-insert", "crash-after-insert"])
+def test_a_crash_during_or_after_an_insert_stores_each_entry_once(
+    kafka_broker: str, tmp_path: Path, fraction: float
+) -> None:
+    from streams.warehouse_loader import WarehouseLoader
+
+    ns = namespace(tmp_path, batch_rows=400)
+    ledger = Ledger(ns)
+    ledger.produce(2_000)
+    wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"), fraction=fraction, crashes=1)
+    loader = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+    loader.start()
+    try:
+        wait_for(lambda: loader.crashes == 1, 60, "the injected crash")
+        ledger.produce(1_000)  # more while it restarts
+        wait_for(lambda: count(wh) >= 3_000, 120, "3,000 rows stored", 0.2)
+        wait_for(lambda: loader.health()[0] == "ok", 60, "the loader healthy again")
+    finally:
+        loader.stop()
+    assert_exactly_once(wh, 3_000)
+    # what the crashed batch had stored was found by the lookups after the restart, and skipped
+    assert loader.skipped == wh.kept > 0
+    assert {p: m.end for p, m in read_marks(wh, ns.settings.ledger_topic).items()} == end_offsets(
+        ns
+    )
+    wh.close()
+
+
+def test_after_a_clean_restart_no_batch_is_looked_up(kafka_broker: str, tmp_path: Path) -> None:
+    from streams.warehouse_loader import WarehouseLoader
+
+    ns = namespace(tmp_path, batch_rows=300)
+    ledger = Ledger(ns)
+    ledger.produce(1_200)
+    wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
+    first = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+    first.start()
+    try:
+        wait_for(lambda: count(wh) >= 1_200, 120, "1,200 rows stored", 0.2)
+    finally:
+        first.stop()
+    ends = end_offsets(ns)
+    marks = read_marks(wh, ns.settings.ledger_topic)
+    assert {p: m.end for p, m in marks.items()} == ends  # one mark per partition, at its end
+
+    wh.lookups = 0
+    ledger.produce(1_500)
+    second = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+    second.start()
+    try:
+        wait_for(lambda: count(wh) >= 2_700, 120, "2,700 rows stored", 0.2)
+    finally:
+        second.stop()
+    assert wh.lookups == 0, "a batch past the marks was looked up in audit.events"
+    assert second.stored_events == 1_500 and second.skipped == 0
+    assert_exactly_once(wh, 2_700)
+    assert {p: m.end for p, m in read_marks(wh, ns.settings.ledger_topic).items()} == end_offsets(
+        ns
+    )
+    wh.close()
+
+
+def test_a_second_loader_joining_mid_load_stores_each_entry_once(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """A rebalance while loading: the batch in hand is stored and committed before the
+    partitions move, so the new owner starts after it (the same warehouse, two group members)."""
+    from streams.warehouse_loader import WarehouseLoader
+
+    ns = namespace(tmp_path, batch_rows=250)
+    ledger = Ledger(ns)
+    ledger.produce(3_000)
+    wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
+    a = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+    b = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+    a.start()
+    try:
+        wait_for(lambda: count(wh) >= 500, 120, "the first loader under way", 0.1)
+        b.start()
+        ledger.produce(3_000)
+        wait_for(lambda: b.stored_events > 0, 120, "the second loader storing its share", 0.2)
+        ledger.produce(1_000)
+        wait_for(lambda: count(wh) >= 7_000, 180, "7,000 rows stored", 0.2)
+    finally:
+        a.stop()
+        b.stop()
+    assert a.stored_events + b.stored_events == 7_000
+    assert a.crashes == b.crashes == 0
+    assert_exactly_once(wh, 7_000)
+    wh.close()

@@ -1,0 +1,123 @@
+"""The provider stage's pure parts: who holds the ledger, and how its state is snapshotted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+
+from detectors.provider_wide.run import Stage
+from pipeline.config import DetectionConfig
+from pipeline.event import normalize
+from streams.provider_assignment import OneActive
+from streams.provider_state import assemble, snapshot_records
+
+
+class Cluster:
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0, 1, 2, 3}
+
+
+def test_one_active_assignor_keeps_the_holder_and_gives_it_everything() -> None:
+    members = {
+        "a": ConsumerProtocolMemberMetadata(0, ["t"], b""),
+        "b": ConsumerProtocolMemberMetadata(0, ["t"], b"1"),
+        "c": ConsumerProtocolMemberMetadata(0, ["t"], b""),
+    }
+    out = OneActive.assign(Cluster(), members)  # type: ignore[arg-type]
+    assert [tp.partition for tp in out["b"].partitions()] == [0, 1, 2, 3]
+    assert out["a"].partitions() == [] and out["c"].partitions() == []
+    members["b"] = ConsumerProtocolMemberMetadata(0, ["t"], b"")  # nobody holds: the first member
+    out = OneActive.assign(Cluster(), members)  # type: ignore[arg-type]
+    assert len(out["a"].partitions()) == 4 and out["b"].partitions() == []
+
+
+def test_holding_is_claimed_in_the_join_metadata() -> None:
+    try:
+        OneActive.holding = True
+        assert OneActive.metadata(["t"]).user_data == b"1"
+        OneActive.holding = False
+        assert OneActive.metadata(["t"]).user_data == b""
+    finally:
+        OneActive.holding = False
+
+
+def states_after(events: list[dict[str, Any]]) -> dict[str, Any]:
+    stage = Stage(DetectionConfig())
+    for n, raw in enumerate(events):
+        stage.observe(normalize({"event_id": f"e{n}", **raw}))
+    return stage.states
+
+
+def test_snapshot_records_round_trip_with_tombstones() -> None:
+    provider = {"type": "provider", "provider_id": "prov-1", "principal_id": "p1"}
+    seller = {"type": "seller", "principal_id": "owner"}
+    events = [
+        {
+            "occurred_at": "2026-11-02T08:00:00Z",
+            "account_id": "A1",
+            "actor": seller,
+            "action": "permission.grant",
+            "grant": {"grant_id": "g1", "provider_id": "prov-1", "scopes": ["listing.*"]},
+        },
+        {
+            "occurred_at": "2026-11-02T08:01:00Z",
+            "account_id": "A1",
+            "actor": provider,
+            "action": "auth.login",
+            "source": {"ip": "91.64.10.7", "session_id": "s1"},
+        },
+    ]
+    states = states_after(events)
+    assert {"p|prov-1", "a|A1"} <= set(states) and states["p|prov-1"]["det"]
+    topic: dict[str, Any] = {}
+    for key, value in states.items():
+        for record_key, record in snapshot_records(key, value):
+            if record is None:
+                topic.pop(record_key, None)
+            else:
+                topic[record_key] = record
+    assert all(k.count("#") in (1, 2) for k in topic if k.startswith("p|"))
+    assert assemble(topic) == states
+    # a provider whose state is gone leaves tombstones for every record it wrote
+    assert all(record is None for _, record in snapshot_records("p|prov-1", None))
+    assert {k for k, _ in snapshot_records("p|prov-1", None)} >= {
+        k for k in topic if k.startswith("p|prov-1#")
+    }
+
+
+def test_rules_folder_is_reloaded_when_a_file_changes_and_a_bad_change_is_refused(
+    tmp_path: Path,
+) -> None:
+    from pipeline.config import Settings
+    from sinks import metrics
+    from streams.provider_stage import ProviderStage
+
+    rule = """title: credentials
+name: creds
+logsource: {product: partnerwatch, service: ledger}
+detection:
+  s:
+    action: auth.credentials_create
+  condition: s
+"""
+    (tmp_path / "creds.yml").write_text(rule)
+    stage = ProviderStage(Settings.from_env({"PW_RULES_DIR": str(tmp_path)}))
+    stage.reload_rules()
+    assert stage.sigma is not None and stage.sigma.ruleset.names == ["creds"]
+    first = stage.sigma
+    stage.reload_rules()
+    assert stage.sigma is first  # nothing changed: not loaded again
+    (tmp_path / "mfa.yml").write_text(
+        rule.replace("credentials_create", "mfa_change").replace("name: creds", "name: mfa")
+    )
+    stage.reload_rules()
+    assert stage.sigma is not first and stage.sigma.ruleset.names == ["creds", "mfa"]
+    refused = metrics.SIGMA_RELOAD_FAILURES._value.get()
+    (tmp_path / "bad.yml").write_text(
+        rule.replace("action:", "colour:").replace("name: creds", "name: bad")
+    )
+    working = stage.sigma
+    stage.reload_rules()
+    assert stage.sigma is working and metrics.SIGMA_RELOAD_FAILURES._value.get() == refused + 1
