@@ -119,6 +119,8 @@ class PartitionIngest:
         self.pending: list[Any] = []
         self.paused = False
         self.closing = False
+        #: a batch is being worked on (revocation waits for it to commit)
+        self.in_batch = False
         self.batches = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -191,8 +193,12 @@ class PartitionIngest:
         self.closing = True
         self._wake.set()
         if self._task is not None:
+            if not self.in_batch:  # loading, waiting to retry, or idle: nothing to finish
+                self._task.cancel()
             try:
                 await asyncio.shield(self._task)
+            except asyncio.CancelledError:
+                pass
             except Exception:  # its failure was logged where it happened
                 log.exception("ingest.partition_loop_failed", partition=self.tp.partition)
         self.pending = []
@@ -210,7 +216,7 @@ class PartitionIngest:
                     self.service.resume(self.tp)
                     self.paused = False
                 try:
-                    await self._batch(records)
+                    await self._marked_batch(records)
                 except ProducerFenced:
                     log.error("ingest.fenced", partition=self.tp.partition)
                     self.service.note_error(
@@ -225,6 +231,13 @@ class PartitionIngest:
                     log.exception("ingest.batch_failed", partition=self.tp.partition)
                     await self._take_up()
                     self.service.note_recovered()
+
+    async def _marked_batch(self, records: list[Any]) -> None:
+        self.in_batch = True
+        try:
+            await self._batch(records)
+        finally:
+            self.in_batch = False
 
     async def _batch(self, records: list[Any]) -> None:
         state, producer = self.state, self.producer
