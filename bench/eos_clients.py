@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from bench.run import RESULTS, stream
+from bench.workload import RESULTS, stream
 from pipeline.config import Settings
 from sinks.kafka_io import aio_consumer, aio_producer, ensure_topics, producer
 

@@ -36,8 +36,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,96 +43,18 @@ from typing import Any
 import aiohttp
 import orjson
 
+from bench.gateway_report import markdown, write
+from bench.gateway_upstream import Upstream, serve_upstream
 from bench.procstats import cpu_seconds, rss_mib
 from partnerwatch.local_worker import Namespace, free_port
 from pipeline.config import REPO_ROOT, checkout
 from tests.gateway.harness import ACCOUNT, DE, SELLER, SELLER_ID, GatewayProcess, gateway_env
-from tests.gateway.pki import Pki, make_pki
+from tests.gateway.pki import make_pki
 
 RESULTS = REPO_ROOT / "bench" / "results"
 PROVIDER, PRINCIPAL = "bench-agency", "bench-bot"
 LISTINGS = f"/listings/2021-08-01/items/{SELLER_ID}"
 USER_AGENT = "pw-bench/1.0 (Language=Python; aiohttp)"
-
-
-# -- the upstream, a process of its own ----------------------------------------------------------
-
-
-def serve_upstream(port: int, tls: Path) -> None:
-    """`python -m bench.gateway --serve-upstream PORT --tls DIR`: the sandbox until SIGTERM."""
-    from aiohttp import web
-
-    from tests.gateway.sandbox import Sandbox, fixture_files, load_definitions
-
-    pki = Pki(tls / "ca.pem", tls / "server.pem", tls / "server.key")
-    sandbox = Sandbox(load_definitions(fixture_files()), SELLER)
-    sandbox.base_url = f"https://127.0.0.1:{port}"
-    sandbox.requests = _Discard()  # the request log is for tests; here it would only grow
-    web.run_app(
-        sandbox.app(),
-        host="127.0.0.1",
-        port=port,
-        ssl_context=pki.server_context(),
-        access_log=None,
-        print=None,
-    )
-
-
-class _Discard(list[Any]):
-    def append(self, item: Any) -> None:
-        pass
-
-
-class Upstream:
-    def __init__(self, tls: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"https://127.0.0.1:{self.port}"
-        self.tls = tls
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, context: ssl.SSLContext, timeout: float = 60) -> Upstream:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.gateway",
-                    "--serve-upstream",
-                    str(self.port),
-                    "--tls",
-                    str(self.tls),
-                ],
-                cwd=checkout(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise SystemExit(
-                    f"the upstream exited: {self.log.read_text(errors='replace')[-2000:]}"
-                )
-            try:
-                urllib.request.urlopen(
-                    f"https://127.0.0.1:{self.port}/", timeout=2, context=context
-                ).close()
-                return self
-            except urllib.error.HTTPError:
-                return self  # it answers (403: no token)
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.2)
-        raise SystemExit("the upstream did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 # -- the client: SP-API shapes over aiohttp -----------------------------------------------------
@@ -390,61 +310,6 @@ def run(
             "system": platform.platform(),
         },
     }
-
-
-def markdown(figures: dict[str, Any]) -> str:
-    lat, thr = figures["latency"], figures["throughput"]
-    rows = []
-    for key in ("all", "getListingsItem", "patchListingsItem"):
-        d, g, a = lat["direct"][key], lat["gateway"][key], lat["added_ms"][key]
-        rows.append(
-            (
-                f"added latency, {key} ({lat['calls_each_path']} sequential calls each path)",
-                f"p50 {a['p50']} ms, p99 {a['p99']} ms (direct p50 {d['p50']} / p99 {d['p99']} ms;"
-                f" through the gateway p50 {g['p50']} / p99 {g['p99']} ms)",
-            )
-        )
-    under = thr["latency_ms_under_load"]
-    rows += [
-        (
-            f"throughput through the gateway, {thr['concurrency']} concurrent clients, {thr['seconds']} s",
-            f"{thr['calls_per_second']} calls/s (p50 {under['p50']} ms, p99 {under['p99']} ms)",
-        ),
-        ("gateway CPU (cores busy)", f"{thr['gateway_cores_busy']}"),
-        ("calls/s per core (calls / gateway CPU seconds)", f"{thr['calls_per_second_per_core']}"),
-        ("gateway peak RSS", f"{figures['gateway_peak_rss_mib']} MiB"),
-        (
-            "gateway events on the actions topic / expected",
-            f"{figures['events_on_topic']} / {figures['events_expected']}",
-        ),
-        (
-            "load average at start (1/5/15 min)",
-            " / ".join(str(x) for x in figures["load_average_at_start"]),
-        ),
-    ]
-    lines = [
-        f"# Gateway benchmark {figures['measured_at']}",
-        "",
-        f"Command: `{figures['command']}`",
-        "",
-        f"Setup: {figures['setup']}. Calls: {figures['calls']}.",
-        "",
-        "| measure | result |",
-        "|---|---|",
-    ]
-    lines += [f"| {a} | {b} |" for a, b in rows]
-    lines += ["", f"Machine: {figures['machine']}", ""]
-    return "\n".join(lines)
-
-
-def write(figures: dict[str, Any], results: Path, suffix: str, text: str) -> Path:
-    results.mkdir(parents=True, exist_ok=True)
-    stem = results / f"{datetime.now(UTC).strftime('%Y-%m-%d')}-{suffix}"
-    stem.with_suffix(".json").write_text(
-        orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n"
-    )
-    stem.with_suffix(".md").write_text(text)
-    return stem
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:

@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from bench.run import RESULTS, stream
+from bench.workload import RESULTS, stream
 from pipeline.config import Settings
 
 STAGES = ("validate", "mask", "sequence", "detect", "encode")

@@ -43,7 +43,8 @@ def main() -> None:
     import numpy as np
     import sklearn
 
-    from detectors.behaviour.features import AccountFeatures, build, principal_key
+    from detectors.behaviour.account_features import AccountFeatures, build
+    from detectors.behaviour.features import principal_key
     from detectors.behaviour.model import BehaviourModel
     from detectors.behaviour.training import fit
     from detectors.run import new_state, observe

@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from bench.gateway import write
+from bench.gateway_report import write
 from bench.procstats import cpu_seconds
 from partnerwatch.common import elasticmq_runner
 from partnerwatch.local_worker import Namespace, free_port

@@ -26,7 +26,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.run import RESULTS, WORKER_ENV, metric, produce, stream
+from bench.procstats import metric
+from bench.workload import RESULTS, WORKER_ENV, produce, stream
 from partnerwatch.local_worker import Namespace, Worker
 
 #: Frames of the command line and start-up machinery, on every stack: left out of the lists.

@@ -22,7 +22,8 @@ from typing import Any
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.event import format_ms, normalize, timestamp_ms
 from pipeline.forensics.chain_check import verify_range
-from pipeline.forensics.digests import create_digests, verify_digests
+from pipeline.forensics.digest_verification import verify_digests
+from pipeline.forensics.digests import create_digests
 from pipeline.forensics.signing import hmac_signer
 from pipeline.ledger import ChainHead, append
 from pipeline.simulation.traffic import generate

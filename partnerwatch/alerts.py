@@ -6,8 +6,6 @@ this is composition-root code: it may import `sinks` inside command bodies.
 
 from __future__ import annotations
 
-import http.client
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -16,6 +14,14 @@ from typing import Annotated, Any
 import orjson
 import typer
 
+from partnerwatch.alert_tail import (
+    SEVERITY_STYLE,
+    AlertPrinter,
+    auth_headers,
+    error_of,
+    tail_kafka,
+    tail_sse,
+)
 from partnerwatch.choices import AlertStatus, ListFormat, Severity, TailSource
 from partnerwatch.common import console, err, http_open, line, plain, worker_running
 from partnerwatch.common import load_settings as _settings
@@ -25,14 +31,6 @@ from pipeline.contract import SEVERITIES
 alerts_cli = typer.Typer(
     help="Alerts: follow the live feed, acknowledge and resolve.", no_args_is_help=True
 )
-
-SEVERITY_STYLE = {
-    "info": "dim",
-    "low": "cyan",
-    "medium": "yellow",
-    "high": "bold red",
-    "critical": "bold white on red",
-}
 
 
 @alerts_cli.command("tail")
@@ -67,150 +65,18 @@ def tail(
     settings = _settings()
     if account:
         check_accounts(lambda sql, params: quiet_query(settings, sql, params), account)
-    printer = _AlertPrinter(str(severity or "info"), set(account or []), set(detector or []))
+    printer = AlertPrinter(str(severity or "info"), set(account or []), set(detector or []))
     try:
         if source == TailSource.kafka or (
             source == TailSource.auto and not worker_running(settings)
         ):
             require_broker(settings)
             with kafka_errors(settings):
-                _tail_kafka(settings, printer, from_now)
+                tail_kafka(settings, printer, from_now)
         else:
-            _tail_sse(settings, printer, from_now)
+            tail_sse(settings, printer, from_now)
     except KeyboardInterrupt:
         pass
-
-
-class _AlertPrinter:
-    """Filters (again: the Kafka path has no server to filter) and prints one line per version shown.
-
-    Every value of an alert is provider-controlled: printed as `plain` text, never as markup or raw
-    control characters. A record that is not an alert is reported and skipped, so one bad record
-    cannot stop the tail (which would start again from the same record, and stop again).
-    """
-
-    def __init__(self, severity: str, accounts: set[str], detectors: set[str]) -> None:
-        self.floor = SEVERITIES.index(severity)
-        self.accounts = accounts
-        self.detectors = detectors
-        self.seen: set[str] = set()
-
-    def show_record(self, raw: bytes | str) -> None:
-        """One record of the feed: an alert is shown (if it passes the filters), anything else skipped."""
-        try:
-            alert = orjson.loads(raw)
-            if not isinstance(alert, dict):
-                raise TypeError("not a JSON object")
-            self.show(alert)
-        except (orjson.JSONDecodeError, TypeError, KeyError, ValueError) as exc:
-            err.print(
-                line("[yellow]skipped a record that is not an alert:[/] ", plain(exc)),
-                highlight=False,
-            )
-
-    def show(self, alert: dict[str, Any]) -> None:
-        severity = alert.get("severity")
-        rank = SEVERITIES.index(severity) if severity in SEVERITIES else 0
-        if rank < self.floor or (self.accounts and alert["account_id"] not in self.accounts):
-            return
-        if self.detectors and alert["detector"] not in self.detectors:
-            return
-        count = int(alert["count"])
-        alert_id = str(alert["alert_id"])
-        if alert_id in self.seen and count & (count - 1):
-            return  # an update of an alert already shown: show it again at 2, 4, 8, ... events
-        self.seen.add(alert_id)
-        style = SEVERITY_STYLE.get(str(severity), "")
-        provider = str(alert.get("provider_id") or "")
-        console.print(
-            line(
-                plain(event_time(alert.get("last_seen")), "dim"),
-                " ",
-                plain(f"{str(severity).upper():8}", style),
-                " ",
-                plain(alert["detector"]),
-                " account=",
-                plain(alert["account_id"]),
-                *((" provider=", plain(provider)) if provider else ()),
-                f" x{count}\n         ",
-                plain(alert.get("title", "")),
-                "  ",
-                plain(alert_id, "dim"),
-            ),
-            highlight=False,
-        )
-
-
-def event_time(value: object) -> str:
-    """An alert's event time (`2026-11-02T06:05:09.120Z`) as `2026-11-02 06:05:09Z`; `?` if absent."""
-    text = str(value or "")
-    if len(text) < 19:
-        return text or "?"
-    return text[:10] + " " + text[11:19] + "Z"
-
-
-def _auth(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
-
-
-def _tail_sse(settings: Settings, printer: _AlertPrinter, from_now: bool) -> None:
-    """Follow the worker's feed, reconnecting with the last event id (so nothing is missed)."""
-    from partnerwatch.sse import SseError, events, open_stream
-
-    query = urllib.parse.urlencode(
-        [("severity", SEVERITIES[printer.floor])]
-        + [("account", a) for a in sorted(printer.accounts)]
-        + [("detector", d) for d in sorted(printer.detectors)]
-    )
-    last_id = None if from_now else "0"
-    failures = 0
-    while True:
-        headers = _auth(settings) | ({"Last-Event-ID": last_id} if last_id else {})
-        try:
-            response = open_stream(
-                f"{settings.web_url}/v1/alerts/stream?{query}", headers, timeout=60
-            )
-            failures = 0
-            for event in events(response):
-                if event.id is not None:
-                    last_id = event.id
-                if event.event == "alert":
-                    printer.show_record(event.data)
-                elif event.event == "error":
-                    err.print(line("[yellow]feed:[/] ", plain(_error_of(event.data)), "; resuming"))
-        except SseError as exc:
-            err.print(line("[red]feed refused:[/] ", plain(exc)))
-            raise typer.Exit(1) from None
-        except (OSError, http.client.HTTPException) as exc:
-            failures += 1
-            if failures > 30:
-                err.print(line("[red]feed unreachable:[/] ", plain(exc)))
-                raise typer.Exit(1) from None
-        time.sleep(min(2.0, 0.2 * (failures + 1)))
-
-
-def _error_of(data: str) -> object:
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return data
-    return doc.get("error") if isinstance(doc, dict) else doc
-
-
-def _tail_kafka(settings: Settings, printer: _AlertPrinter, from_now: bool) -> None:
-    from sinks.kafka_io import consumer as kafka_consumer
-
-    consumer = kafka_consumer(
-        settings,
-        settings.alerts_topic,
-        role="alerts-tail",
-        auto_offset_reset="latest" if from_now else "earliest",
-    )
-    try:
-        for record in consumer:
-            printer.show_record(record.value)
-    finally:
-        consumer.close()
 
 
 def _lifecycle(action: str, alert_id: str, by: str, note: str) -> None:
@@ -223,14 +89,14 @@ def _lifecycle(action: str, alert_id: str, by: str, note: str) -> None:
             url,
             timeout=60,
             data=body,
-            headers={"Content-Type": "application/json", **_auth(settings)},
+            headers={"Content-Type": "application/json", **auth_headers(settings)},
         ) as response:
             row = orjson.loads(response.read())
     except urllib.error.HTTPError as exc:
         err.print(
             line(
                 f"[red]{action} refused:[/] ",
-                plain(_error_of(exc.read().decode("utf-8", "replace") or "{}") or exc),
+                plain(error_of(exc.read().decode("utf-8", "replace") or "{}") or exc),
             )
         )
         raise typer.Exit(1) from None

@@ -227,7 +227,7 @@ def digest_verify(
     ] = None,
 ) -> None:
     """Check digest signatures, the chain of digests, and that the warehouse still matches them."""
-    from pipeline.forensics.digests import verify_digests
+    from pipeline.forensics.digest_verification import verify_digests
 
     settings = _settings()
     verifier = _verifier(settings, public_key)
@@ -370,7 +370,8 @@ def report_provider(
     from datetime import UTC, datetime
 
     from detectors.geo import lookup
-    from pipeline.forensics.review import collect, quarter_bounds, render
+    from pipeline.forensics.review import collect, quarter_bounds
+    from pipeline.forensics.review_report import render
 
     try:
         quarter_bounds(quarter)

@@ -17,10 +17,11 @@ from partnerwatch.amazon import register as register_amazon
 from partnerwatch.choices import Format
 from partnerwatch.common import load_settings as _settings
 from partnerwatch.common import parse_params, print_rows, run_query
+from partnerwatch.deadletters import deadletter_cli
 from partnerwatch.evaluation import evaluate
 from partnerwatch.gateway import gateway_cli, provider_cli
 from partnerwatch.grants import grants_cli
-from partnerwatch.ingest_cli import deadletter_cli, send, validate
+from partnerwatch.ingest_cli import send, validate
 from partnerwatch.integrity import register as register_integrity
 from partnerwatch.ml import register as register_ml
 from partnerwatch.operations import config, kafka, loader, migrate, provider_stage, topics, worker
@@ -110,7 +111,7 @@ cli.add_typer(alerts_cli, name="alerts")
 register_query(cli)
 # train (partnerwatch/ml.py); `evaluate --ml` calls into it too
 register_ml(cli)
-# deadletter tail|show (partnerwatch/ingest_cli.py)
+# deadletter tail|show (partnerwatch/deadletters.py)
 cli.add_typer(deadletter_cli, name="deadletter")
 # grants add|list|revoke|import (partnerwatch/grants.py)
 cli.add_typer(grants_cli, name="grants")

@@ -106,7 +106,7 @@ def worker(
     if problem := exposure_error(settings):  # checked again when streams.app is imported
         err.print(line("[red]configuration error:[/] ", plain(problem)))
         raise typer.Exit(2)
-    from streams.warehouse_loader import loader_mode_problem
+    from streams.warehouse_service import loader_mode_problem
 
     if problem := loader_mode_problem(settings):
         err.print(line("[red]configuration error:[/] ", plain(problem)))

@@ -15,6 +15,7 @@ every other command refuses one that is missing or behind, and says to run `part
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -105,7 +106,12 @@ def one_line(exc: BaseException) -> str:
     first = text.splitlines()[0] if text else text
     for marker in ("DB::Exception: ", "DB::Exception:"):
         if marker in first:
-            first = first.split(marker, 1)[1]
+            before, first = first.split(marker, 1)
+            # keep what we put before the engine's text (e.g. the PW_SQL_* setting that stopped
+            # the query), not the engine's own "Code: N." prefix
+            before = re.sub(r"Code: \d+\.\s*$", "", before).strip()
+            first = f"{before} {first}" if before else first
+            break
     first = first.split(". Stack trace", 1)[0]
     return first.strip()
 

@@ -16,113 +16,36 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from dotenv import dotenv_values
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
-from pydantic.fields import FieldInfo
-from pydantic_settings import (
-    BaseSettings,
-    EnvSettingsSource,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-)
+from pydantic_settings import SettingsConfigDict, SettingsError
 
 from pipeline.detection_config import DetectionConfig as DetectionConfig
 from pipeline.detection_config import is_secret, setting
-from pipeline.kafka_settings import KafkaConnection
-
-#: The folder that holds the packages: the repository in a source checkout (or an editable
-#: install), site-packages in an installed wheel. Code that needs the repository (bench, tests,
-#: the local worker's working directory) asks `checkout()` first.
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-PREFIX = "PW_"
-DETECT_PREFIX = "PW_DETECT_"
-#: Names a file of `PW_*=value` lines read under the environment; itself only read from the environment.
-ENV_FILE_VARIABLE = "PW_ENV_FILE"
-
-
-def checkout() -> Path | None:
-    """The source checkout these packages run from, or None when installed (e.g. from a wheel)."""
-    return REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file() else None
-
-
-#: How the docs show PW_DATA_DIR's default (`default_data_dir`), which depends on where the code runs.
-DATA_DIR_DEFAULT_TEXT = "data/ of the checkout; installed: $XDG_DATA_HOME/partnerwatch"
+from pipeline.locations import DATA_DIR_DEFAULT_TEXT as DATA_DIR_DEFAULT_TEXT
+from pipeline.locations import REPO_ROOT as REPO_ROOT
+from pipeline.locations import checkout as checkout
+from pipeline.locations import default_data_dir
+from pipeline.redaction import redact_url as redact_url
+from pipeline.settings_catalog import Variable as Variable
+from pipeline.settings_catalog import _one_line
+from pipeline.settings_catalog import detector_markdown_table as detector_markdown_table
+from pipeline.settings_catalog import markdown_table as markdown_table
+from pipeline.settings_catalog import shown_value as shown_value
+from pipeline.settings_catalog import variables as variables
+from pipeline.settings_derived import DerivedNames
+from pipeline.settings_sources import _LAYERS, PREFIX, LayeredSettings, _layers, _lookup
+from pipeline.settings_sources import DETECT_PREFIX as DETECT_PREFIX
+from pipeline.settings_sources import ENV_FILE_VARIABLE as ENV_FILE_VARIABLE
 
 
-def default_data_dir() -> Path:
-    """PW_DATA_DIR's default, the same whatever folder a command runs from: the checkout's `data/`
-    when the code runs from a source checkout (or an editable install), else the user's data folder
-    (`$XDG_DATA_HOME/partnerwatch`, by default `~/.local/share/partnerwatch`)."""
-    root = checkout()
-    if root is not None:
-        return root / "data"
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "partnerwatch"
-
-
-def redact_url(url: str) -> str:
-    """`clickhouse://user:secret@host/db` -> `clickhouse://user:***@host/db` (for logs and errors)."""
-    return re.sub(r"(://[^:/@\s]*:)[^@/\s]*@", r"\1***@", url)
-
-
-# The layers one `from_env` call reads (label, variables), highest first; None: the process's own.
-_LAYERS: ContextVar[list[tuple[str, Mapping[str, str | None]]] | None] = ContextVar(
-    "pw_settings_layers", default=None
-)
-
-
-class _MappingSource(EnvSettingsSource):
-    """pydantic-settings' environment source over a given mapping instead of `os.environ`."""
-
-    def __init__(
-        self, settings_cls: type[BaseSettings], variables: Mapping[str, str | None]
-    ) -> None:
-        self._variables = variables
-        super().__init__(settings_cls)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return {k.lower(): v for k, v in self._variables.items()}
-
-
-def _layers(environ: Mapping[str, str]) -> list[tuple[str, Mapping[str, str | None]]]:
-    layers: list[tuple[str, Mapping[str, str | None]]] = [("environment", environ)]
-    path = environ.get(ENV_FILE_VARIABLE, "")
-    if path:
-        if not Path(path).is_file():
-            raise ValueError(f"{ENV_FILE_VARIABLE}={path!r}: no such file")
-        values = dotenv_values(path)
-        values.pop(ENV_FILE_VARIABLE, None)  # names no further file
-        layers.append((f"file {path}", values))
-    return layers
-
-
-@dataclass(frozen=True)
-class Variable:
-    """One `PW_*` variable: its name, where it lives on Settings, and its field."""
-
-    env: str
-    path: tuple[str, ...]
-    info: FieldInfo
-
-    @property
-    def secret(self) -> bool:
-        return is_secret(self.info)
-
-    @property
-    def default(self) -> Any:
-        return self.info.get_default(call_default_factory=True)
-
-
-class Settings(KafkaConnection):
+class Settings(LayeredSettings, DerivedNames):
     """Typed settings; build with `Settings.from_env()`. The Kafka address and the clients'
-    security settings come first, from `KafkaConnection` (pipeline/kafka_settings.py)."""
+    security settings come first, from `KafkaConnection` (pipeline/kafka_settings.py); where values
+    come from is `LayeredSettings` (pipeline/settings_sources.py), the names derived from them
+    `DerivedNames` (pipeline/settings_derived.py)."""
 
     model_config = SettingsConfigDict(
         env_prefix=PREFIX,
@@ -372,23 +295,6 @@ class Settings(KafkaConnection):
         return value
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        layers = _LAYERS.get()
-        if layers is None:
-            layers = _layers(os.environ)
-        return (
-            init_settings,
-            *(_MappingSource(settings_cls, variables) for _, variables in layers),
-        )
-
-    @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read the `PW_*` variables of `environ` (default: the process's environment) and of the
         file it names in PW_ENV_FILE; `overrides` (field=value) win over both. A bad value raises
@@ -447,227 +353,3 @@ class Settings(KafkaConnection):
                 value = value.model_dump()
             out[name] = value
         return out
-
-    # Topic names (docs/contract.md)
-    @property
-    def actions_topic(self) -> str:
-        return f"{self.topic_prefix}actions"
-
-    @property
-    def ledger_topic(self) -> str:
-        return f"{self.topic_prefix}ledger"
-
-    @property
-    def alerts_topic(self) -> str:
-        return f"{self.topic_prefix}alerts"
-
-    @property
-    def provider_state_topic(self) -> str:
-        """The provider stage's state snapshots: compacted, one record per provider or account."""
-        return f"{self.topic_prefix}provider-state"
-
-    @property
-    def deadletter_topic(self) -> str:
-        return f"{self.topic_prefix}deadletter"
-
-    @property
-    def parked_topic(self) -> str:
-        """The alert feed's dead letters: alerts an output refused after the retry budget."""
-        return f"{self.topic_prefix}alerts.parked"
-
-    @property
-    def alert_status_topic(self) -> str:
-        """Lifecycle actions (ack, resolve, reopen) for the alert feed's outputs (sinks/alert_delivery/lifecycle.py)."""
-        return f"{self.topic_prefix}alerts.status"
-
-    @property
-    def signatures_topic(self) -> str:
-        """Signatures of accepted signed HTTP requests, shared by every worker against replay (streams/web/signatures.py)."""
-        return f"{self.topic_prefix}http-signatures"
-
-    @property
-    def pipeline_topics(self) -> list[str]:
-        """The topics `partnerwatch topics` creates (the worker's; the parked topic is the feed's)."""
-        return [
-            self.actions_topic,
-            self.ledger_topic,
-            self.alerts_topic,
-            self.deadletter_topic,
-            self.signatures_topic,
-            self.alert_status_topic,
-            self.provider_state_topic,
-        ]
-
-    @property
-    def account_state_topic(self) -> str:
-        """Each account's detection state, keyed by account (compacted): the ingest service's
-        changelog, named as the Faust table it replaced named it."""
-        return f"{self.app_id}-account_state-changelog"
-
-    @property
-    def open_alerts_topic(self) -> str:
-        """The latest version of each open alert, keyed by alert id (compacted), likewise."""
-        return f"{self.app_id}-open_alerts-changelog"
-
-    @property
-    def state_topics(self) -> list[str]:
-        """The ingest service's compacted state topics (partitioned as the actions topic)."""
-        return [self.account_state_topic, self.open_alerts_topic]
-
-    # Consumer groups
-    @property
-    def worker_group(self) -> str:
-        """The worker's Faust agents (alerts, dead letters); Faust's application id."""
-        return self.app_id
-
-    @property
-    def ingest_group(self) -> str:
-        """The ingest service (actions): its members share the actions topic's partitions."""
-        return f"{self.app_id}-ingest"
-
-    def ingest_transactional_id(self, partition: int) -> str:
-        """The transactional id of the producer of one actions partition: whoever owns the
-        partition next starts a producer with the same id, which fences this one."""
-        return f"{self.app_id}-ingest-{partition}"
-
-    @property
-    def warehouse_group(self) -> str:
-        """The worker's warehouse loader (ledger and alerts)."""
-        return f"{self.app_id}-warehouse"
-
-    @property
-    def provider_group(self) -> str:
-        """The provider-wide stage (the ledger); one member at a time holds every partition."""
-        return f"{self.app_id}-provider"
-
-    @property
-    def provider_transactional_id(self) -> str:
-        """The provider stage's checkpoint producer: a new holder fences the one before."""
-        return f"{self.app_id}-provider-stage"
-
-    @property
-    def alert_feed_group(self) -> str:
-        """`partnerwatch alerts feed` (alerts)."""
-        return f"{self.app_id}-alert-feed"
-
-    @property
-    def alert_redeliver_group(self) -> str:
-        """`partnerwatch alerts redeliver` (the parked topic)."""
-        return f"{self.app_id}-alert-redeliver"
-
-    def client_id(self, role: str) -> str:
-        """A Kafka client id, `<app id>-<role>`: which process and part a broker-side connection is."""
-        return f"{self.app_id}-{role}"
-
-    @property
-    def warehouse_path(self) -> Path:
-        return self.data_dir / "warehouse"
-
-    @property
-    def models_path(self) -> Path:
-        return Path(self.model_dir) if self.model_dir else self.data_dir / "models"
-
-    @property
-    def web_url(self) -> str:
-        return f"http://{self.web_host}:{self.web_port}"
-
-
-def shown_value(settings: Settings, var: Variable) -> str:
-    """A variable's value as `partnerwatch config` prints it: secrets as ***, URL passwords hidden,
-    severities as `detector=level,...` (the variable's own form)."""
-    value = settings.value(var)
-    if var.secret and value:
-        return "***"
-    if isinstance(value, dict):
-        value = ",".join(f"{k}={v}" for k, v in value.items())
-    if isinstance(value, Path):
-        value = str(value)
-    return repr(redact_url(value)) if isinstance(value, str) else str(value)
-
-
-def _lookup(values: Mapping[str, str | None], env: str) -> str | None:
-    if env in values:
-        return values[env]
-    lowered = env.lower()
-    return next((v for k, v in values.items() if k.lower() == lowered), None)
-
-
-def variables() -> list[Variable]:
-    """Every `PW_*` variable Settings reads, in declaration order (detection last)."""
-    out = [
-        Variable(PREFIX + name.upper(), (name,), info)
-        for name, info in Settings.model_fields.items()
-        if name != "detect"
-    ]
-    out += [
-        Variable(DETECT_PREFIX + name.upper(), ("detect", name), info)
-        for name, info in DetectionConfig.model_fields.items()
-    ]
-    return out
-
-
-def _env_name(loc: tuple[int | str, ...]) -> str:
-    if loc and loc[0] == "detect" and len(loc) > 1:
-        return DETECT_PREFIX + str(loc[1]).upper()
-    return PREFIX + str(loc[0]).upper() if loc else "PW_*"
-
-
-def _one_line(
-    exc: ValidationError,
-    layers: list[tuple[str, Mapping[str, str | None]]],
-    overrides: Mapping[str, Any],
-) -> str:
-    """pydantic's report -> `PW_X='bad': what is wrong` (one line; secrets never shown)."""
-    secret = {v.env for v in variables() if v.secret}
-    parts = []
-    for error in exc.errors(include_url=False):
-        env = _env_name(error["loc"])
-        message = error["msg"].removeprefix("Value error, ")
-        message = message[:1].lower() + message[1:]
-        if error["type"] == "extra_forbidden":
-            parts.append(f"{env} is not a detector setting (see `partnerwatch config --detectors`)")
-            continue
-        raw: Any = error["input"]
-        where: str | None = "override" if error["loc"][0] in overrides else None
-        if where is None:
-            raw, where = next(
-                ((r, label) for label, values in layers if (r := _lookup(values, env)) is not None),
-                (raw, None),
-            )
-        shown = "***" if env in secret else repr(raw)
-        parts.append(
-            f"{env}={shown}{f' ({where})' if where and where != 'environment' else ''}: {message}"
-        )
-    return "; ".join(parts)
-
-
-def _default_text(var: Variable) -> str:
-    return "(empty)" if var.path == ("detect", "severities") else f"`{var.default}`"
-
-
-def markdown_table() -> str:
-    """The configuration table of docs/operations.md."""
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for var in variables():
-        if var.path[0] != "detect":
-            default = (
-                DATA_DIR_DEFAULT_TEXT
-                if var.path == ("data_dir",)
-                else var.default
-                if var.default != ""
-                else "(empty)"
-            )
-            lines.append(f"| `{var.env}` | `{default}` | {var.info.description} |")
-    lines.append(
-        f"| `{ENV_FILE_VARIABLE}` | `(empty)` | a file of `PW_*=value` lines read under the environment (a variable set in the environment wins) |"
-    )
-    return "\n".join(lines)
-
-
-def detector_markdown_table() -> str:
-    """The detector settings table of docs/detectors.md (`PW_DETECT_*`)."""
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for var in variables():
-        if var.path[0] == "detect":
-            lines.append(f"| `{var.env}` | {_default_text(var)} | {var.info.description} |")
-    return "\n".join(lines)

@@ -20,7 +20,7 @@ from pipeline.forensics.digests import create_digests
 from pipeline.forensics.signing import Signer, SigningKeyError, configured_signer
 from sinks.clickhouse import WarehouseError
 from streams.app import app, settings
-from streams.warehouse_loader import WarehouseLoaderService
+from streams.warehouse_service import WarehouseLoaderService
 from streams.web.sql import loader_service
 
 log = structlog.get_logger(__name__)

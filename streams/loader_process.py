@@ -24,7 +24,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config import Settings
 from sinks.clickhouse import WarehouseError
-from streams.warehouse_loader import WarehouseLoader, loader_health
+from streams.warehouse_loader import WarehouseLoader
+from streams.warehouse_service import loader_health
 
 log = structlog.get_logger(__name__)
 

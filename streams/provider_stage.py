@@ -54,7 +54,6 @@ from typing import Any
 import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, ProducerFenced
 
 from detectors.provider_wide.run import SIGMA, Stage
@@ -66,7 +65,8 @@ from pipeline.config import Settings
 from pipeline.event import timestamp_ms
 from pipeline.ledger import event_of
 from sinks import metrics
-from sinks.kafka_io import aio_admin, aio_consumer, aio_producer
+from sinks.kafka_io import aio_consumer, aio_producer
+from streams.ingest_backlog import IngestBacklog
 from streams.provider_assignment import OneActive, StageListener
 from streams.provider_state import load_states, write_checkpoint
 
@@ -74,8 +74,6 @@ log = structlog.get_logger(__name__)
 
 #: Longest the merge waits for a partition that makes no progress (its ingest stalled).
 HOLD_SECONDS = 5.0
-#: How often the merge asks the broker how far ingest has got on each actions partition.
-BACKLOG_SECONDS = 0.2
 #: How often the stage looks for changed files in PW_RULES_DIR (Sigma rules, hot reload).
 RULES_SECONDS = 5.0
 #: A partition's buffer above this is paused until it drains to half.
@@ -103,9 +101,7 @@ class ProviderStage:
         self._held_since: float | None = None
         #: partitions the merge waits for, and those whose ingest has a backlog (see `_merge`)
         self._waiting: set[int] = set()
-        self._backlog: set[int] = set()
-        self._backlog_at = 0.0
-        self._admin: AIOKafkaAdminClient | None = None
+        self._backlog = IngestBacklog(settings)
         #: the Sigma rules of PW_RULES_DIR (None: none), and when the folder was last looked at
         self.sigma: SigmaRules | None = None
         self._rules_at = 0.0
@@ -189,8 +185,7 @@ class ProviderStage:
             if self._state is not None:
                 await self._state.stop()
                 self._state = None
-            if self._admin is not None:
-                await self._admin.close()
+            await self._backlog.close()
             await self._alerts.stop()
             metrics.PROVIDER_ACTIVE.set(0)
 
@@ -296,7 +291,7 @@ class ProviderStage:
         committed offset behind the end): in a backlog, each partition's ledger grows as fast as
         its ingest, and a partition whose ingest runs ahead would otherwise be folded hours of
         event time ahead of the others."""
-        await self._refresh_backlog()
+        await self._backlog.refresh(self.consumer, self.partitions)
         self._waiting = {
             p for p in self.partitions if not self.buffers[p] and await self._expects_more(p)
         }
@@ -320,35 +315,11 @@ class ProviderStage:
 
     async def _expects_more(self, partition: int) -> bool:
         """The ledger partition has committed records not fetched yet, or its ingest a backlog."""
-        if partition in self._backlog:
+        if partition in self._backlog.partitions:
             return True
         tp = TopicPartition(self.settings.ledger_topic, partition)
         lso = self.consumer.last_stable_offset(tp)
         return lso is None or await self.consumer.position(tp) < lso
-
-    async def _refresh_backlog(self) -> None:
-        """Which actions partitions ingest has not consumed to the end (asked every
-        `BACKLOG_SECONDS`); on an error, none (the merge then goes by the ledger alone)."""
-        if time.monotonic() < self._backlog_at + BACKLOG_SECONDS:
-            return
-        self._backlog_at = time.monotonic()
-        s = self.settings
-        try:
-            if self._admin is None:
-                self._admin = aio_admin(s, role="provider-stage")
-                await self._admin.start()
-            tps = [TopicPartition(s.actions_topic, p) for p in self.partitions]
-            end = await self.consumer.end_offsets(tps)
-            offsets = await self._admin.list_consumer_group_offsets(s.worker_group, partitions=tps)
-        except KafkaError as exc:
-            log.warning("provider_stage.backlog_unknown", error=str(exc))
-            self._backlog = set()
-            return
-        self._backlog = {
-            tp.partition
-            for tp in tps
-            if end[tp] > max(0, offsets[tp].offset if tp in offsets else 0)
-        }
 
     async def _fold(self, partition: int, offset: int, entry: dict[str, Any]) -> None:
         stage, alerts = self._folding()

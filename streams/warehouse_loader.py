@@ -26,13 +26,11 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
-from mode import Service
 
 from pipeline import deadletter
 from pipeline.config import Settings
@@ -49,6 +47,7 @@ from sinks.audit_store import (
 from sinks.clickhouse import Warehouse, WarehouseError, migrate, open_warehouse
 from sinks.kafka_io import aio_consumer, aio_producer
 from sinks.loader_offsets import Mark, read_marks, write_marks
+from streams.warehouse_batch import Batch, PartitionState
 
 log = structlog.get_logger(__name__)
 
@@ -56,51 +55,6 @@ log = structlog.get_logger(__name__)
 #: Backoff between restarts of a crashed loader (doubling), reset once it runs cleanly again.
 RESTART_MIN_SECONDS = 0.5
 RESTART_MAX_SECONDS = 60.0
-
-
-def loader_mode_problem(settings: Settings) -> str:
-    """Why the worker cannot run with PW_WAREHOUSE_LOADER as set (empty when it can)."""
-    if settings.warehouse_loader == "external" and not settings.clickhouse_url:
-        return (
-            "PW_WAREHOUSE_LOADER=external needs a ClickHouse server (PW_CLICKHOUSE_URL): the embedded "
-            "warehouse opens in one process at a time, and the worker needs it for /v1/sql, alert "
-            "actions and digests, so with it the loader runs inside the worker (inprocess)"
-        )
-    return ""
-
-
-@dataclass(slots=True)
-class _Partition:
-    """What the warehouse holds of one ledger partition, as this run knows it.
-
-    Records below `stored_below` are stored (skipped without a query); those below `check_below`
-    may be (checked against audit.events); from `check_below` on none is. `check_below` is None
-    for a partition without a mark (a new warehouse, or one loaded before marks existed): then
-    the first `PW_WAREHOUSE_BATCH_ROWS` offsets from where reading starts are checked, the most
-    the batch in flight before could have held.
-    """
-
-    stored_below: int
-    check_below: int | None
-
-    @classmethod
-    def of(cls, mark: Mark | None) -> _Partition:
-        return cls(0, None) if mark is None else cls(mark.start, mark.end)
-
-
-@dataclass
-class _Batch:
-    """Records consumed since the last commit."""
-
-    #: (partition, offset, line) of each storable ledger record, in consumption order
-    lines: list[tuple[int, int, LedgerLine]] = field(default_factory=list)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    #: next offset to commit per topic-partition (stored, skipped and dead-lettered records alike)
-    offsets: dict[TopicPartition, int] = field(default_factory=dict)
-    #: first offset consumed per ledger partition
-    first: dict[int, int] = field(default_factory=dict)
-    records: int = 0
-    failed: bool = False  # an insert attempt failed: what it may have stored is checked on retry
 
 
 class WarehouseLoader:
@@ -129,9 +83,9 @@ class WarehouseLoader:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="warehouse-loader", daemon=True)
         # per run (each run has its own event loop)
-        self._partitions: dict[int, _Partition] = {}
+        self._partitions: dict[int, PartitionState] = {}
         self._owned: set[TopicPartition] = set()
-        self._batch = _Batch()
+        self._batch = Batch()
         self._lock: asyncio.Lock | None = None
         self._revoking = False
 
@@ -186,7 +140,7 @@ class WarehouseLoader:
     async def _main(self) -> None:
         s = self.settings
         # A new run knows nothing: marks are read again, the uncommitted batch is redelivered.
-        self._partitions, self._owned, self._batch = {}, set(), _Batch()
+        self._partitions, self._owned, self._batch = {}, set(), Batch()
         self._lock, self._revoking = asyncio.Lock(), False
         consumer = aio_consumer(s, role="warehouse", group=s.warehouse_group)
         consumer.subscribe([s.ledger_topic, s.alerts_topic], listener=_Rebalance(self, consumer))
@@ -221,7 +175,7 @@ class WarehouseLoader:
                         log.warning(
                             "warehouse.batch_given_up_on_rebalance", records=self._batch.records
                         )
-                        self._batch = _Batch()
+                        self._batch = Batch()
                 elif (
                     self.crash_error and not pending and not fetched and await _caught_up(consumer)
                 ):
@@ -301,12 +255,12 @@ class WarehouseLoader:
         await consumer.commit(
             {tp: OffsetAndMetadata(offset, "") for tp, offset in batch.offsets.items()}
         )
-        self._batch = _Batch()
+        self._batch = Batch()
         metrics.WAREHOUSE_BATCH_SECONDS.set(time.monotonic() - started)
         metrics.WAREHOUSE_BATCH_ROWS.observe(len(batch.lines) + len(batch.alerts))
         return True
 
-    def _write(self, batch: _Batch) -> None:
+    def _write(self, batch: Batch) -> None:
         """Marks, then the new rows, then the alerts (executor thread); the marks in memory move
         on only once all is stored."""
         topic = self.settings.ledger_topic
@@ -315,7 +269,7 @@ class WarehouseLoader:
         if missing:  # first batch of a partition in this run: where its mark stands
             marks = read_marks(self.warehouse, topic)
             for p in missing:
-                self._partitions[p] = _Partition.of(marks.get(p))
+                self._partitions[p] = PartitionState.of(marks.get(p))
         for p, first in batch.first.items():
             state = self._partitions[p]
             if state.check_below is None:
@@ -348,7 +302,7 @@ class WarehouseLoader:
             state = self._partitions[p]
             state.stored_below = max(state.stored_below, end)
 
-    def _new_lines(self, batch: _Batch) -> tuple[list[tuple[int, int, LedgerLine]], int]:
+    def _new_lines(self, batch: Batch) -> tuple[list[tuple[int, int, LedgerLine]], int]:
         """The batch's ledger records the warehouse does not hold yet, and how many it does."""
         new: list[tuple[int, int, LedgerLine]] = []
         check: list[LedgerLine] = []
@@ -393,7 +347,7 @@ class WarehouseLoader:
                     log.warning(
                         "warehouse.batch_given_up_on_rebalance", records=self._batch.records
                     )
-                    self._batch = _Batch()
+                    self._batch = Batch()
                 gone = set(revoked)
                 self._owned -= gone
                 for tp in gone:
@@ -432,86 +386,3 @@ async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
         if end is None or await consumer.position(tp) < end:
             return False
     return True
-
-
-def loader_health(loader: WarehouseLoader | None) -> tuple[str, dict[str, Any]]:
-    """The loader's status ("ok", "starting", "degraded") and its figures."""
-    status, why = ("starting", "starting") if loader is None else loader.health()
-    return status, {
-        "status": status,
-        "stored_events": loader.stored_events if loader else 0,
-        "stored_alerts": loader.stored_alerts if loader else 0,
-        "skipped_stored": loader.skipped if loader else 0,
-        "warehouse_error": why,
-        "loader_crashes": loader.crashes if loader else 0,
-        "loader_dead_letters": loader.deadlettered if loader else 0,
-    }
-
-
-def health(
-    loader: WarehouseLoader | None,
-    http_ingest_ready: bool,
-    geoip: dict[str, Any] | None = None,
-    *,
-    external: bool = False,
-    warehouse_open: bool = False,
-    ingest: dict[str, Any] | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """GET /v1/health of the worker: HTTP status and body. Anything but "ok" answers 503, so a
-    container healthcheck (and any probe that checks the status code) sees a crashed or failing
-    loader. With `external`, the loader is another process (its own /v1/health): the worker is
-    ok once its warehouse connection (for SQL, alert actions, digests) is open. `ingest`: the
-    ingest service's `health()` (streams/ingest.py); while its batches fail, 503 "degraded"."""
-    body: dict[str, Any]
-    if external:
-        status = "ok" if warehouse_open else "starting"
-        body = {"status": status, "warehouse_error": "" if warehouse_open else "starting"}
-    else:
-        status, body = loader_health(loader)
-    body["warehouse_loader"] = "external" if external else "inprocess"
-    # POST /v1/events answers 503 until it can take events (streams/web/sql.py).
-    body["http_ingest"] = "ready" if http_ingest_ready else "starting"
-    if geoip is not None:  # detectors.geo.staleness: stale geoip data is a warning, not a 503
-        body["geoip"] = geoip
-    if ingest is not None:  # its partitions, batches, and why it fails
-        body["ingest"] = ingest
-        if status == "ok" and ingest.get("status") == "failing":
-            status = body["status"] = "degraded"
-    return (200 if status == "ok" else 503), body
-
-
-class WarehouseLoaderService(Service):
-    """The worker's warehouse: opened at start, with the loader running inside the worker's
-    lifecycle (PW_WAREHOUSE_LOADER=inprocess) or elsewhere (`external`: `partnerwatch loader`)."""
-
-    loader: WarehouseLoader | None = None
-    warehouse: Warehouse | None = None
-
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        self.settings = settings
-        super().__init__(**kwargs)
-
-    @property
-    def external(self) -> bool:
-        return self.settings.warehouse_loader == "external"
-
-    async def on_start(self) -> None:
-        problem = loader_mode_problem(self.settings)
-        if problem:
-            raise RuntimeError(f"configuration error: {problem}")
-        if self.external:
-            self.warehouse = open_warehouse(
-                self.settings
-            )  # migrated by the loader (and `partnerwatch migrate`)
-            log.info("warehouse.loader_external", backend=type(self.warehouse).__name__)
-            return
-        self.loader = WarehouseLoader(self.settings)
-        self.warehouse = self.loader.warehouse
-        self.loader.start()
-        log.info("warehouse.loader_started", backend=type(self.loader.warehouse).__name__)
-
-    async def on_stop(self) -> None:
-        if self.loader is not None:
-            self.loader.stop()
-        if self.warehouse is not None:
-            self.warehouse.close()

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detectors.behaviour.features import HOUR_MS, Closed, build, principal_key, provider_key
+from detectors.behaviour.account_features import build
+from detectors.behaviour.features import HOUR_MS, Closed, principal_key, provider_key
 from detectors.behaviour.features import KINDS as VECTOR_KINDS
 from detectors.behaviour.training import DEFAULT_TARGET_PER_10K, fit
 from detectors.windows import epoch_ms

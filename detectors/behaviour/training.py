@@ -20,15 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from detectors.behaviour.features import (
-    FEATURE_VERSION,
-    FEATURES,
-    HOUR_MS,
-    KINDS,
-    MONOTONE,
-    Closed,
-    build,
-)
+from detectors.behaviour.account_features import build
+from detectors.behaviour.features import FEATURE_VERSION, FEATURES, HOUR_MS, KINDS, MONOTONE, Closed
 from pipeline.event import Event, format_ms
 
 DEFAULT_TARGET_PER_10K = 0.5

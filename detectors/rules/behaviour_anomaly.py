@@ -30,12 +30,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from detectors import responses
+from detectors.behaviour.account_features import AccountFeatures
 from detectors.behaviour.features import (
     ALL_PRINCIPALS,
     DESCRIPTIONS,
     FEATURES,
     HOUR_MS,
-    AccountFeatures,
     Closed,
     kind_of,
     kind_of_vector,

@@ -35,7 +35,8 @@ import orjson
 
 from pipeline.event import format_ms
 from pipeline.forensics.chain_check import SqlReader, ch_ms, entries, iso_of_ch
-from pipeline.forensics.digests import Digest, digests_covering
+from pipeline.forensics.digest_verification import digests_covering
+from pipeline.forensics.digests import Digest
 from pipeline.forensics.signing import Signer
 
 FORMAT = "partnerwatch-evidence/1"

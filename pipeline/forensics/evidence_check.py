@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 
 from pipeline.event import canonical
-from pipeline.forensics.digests import Digest, Problem, check_digest_chain
+from pipeline.forensics.digest_verification import check_digest_chain
+from pipeline.forensics.digests import Digest, Problem
 from pipeline.forensics.evidence import ALERT_COLUMNS, EVENT_COLUMNS, flat_alert, flat_event
 from pipeline.forensics.signing import SigningKeyError, Verifier, load_public
 from pipeline.ledger import GENESIS, event_of

@@ -20,7 +20,7 @@ from pipeline.forensics.sql_guard import UnsafeQuery
 from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
 from streams.app import app, settings
 from streams.ingest import ingest_service
-from streams.warehouse_loader import WarehouseLoaderService, health
+from streams.warehouse_service import WarehouseLoaderService, health
 from streams.web.ingest import producer_service, signature_ledger
 
 log = structlog.get_logger(__name__)

@@ -15,7 +15,8 @@ import pytest
 
 from pipeline.config import REPO_ROOT
 from pipeline.event import timestamp_ms
-from pipeline.forensics.digests import Digest, create_digests, stored_digests, verify_digests
+from pipeline.forensics.digest_verification import verify_digests
+from pipeline.forensics.digests import Digest, create_digests, stored_digests
 from pipeline.forensics.signing import (
     SigningKeyError,
     hmac_signer,

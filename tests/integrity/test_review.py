@@ -17,7 +17,8 @@ import pytest
 from detectors.geo import lookup
 from pipeline.config import REPO_ROOT
 from pipeline.event import timestamp_ms
-from pipeline.forensics.review import collect, price_histogram, quarter_bounds, render
+from pipeline.forensics.review import collect, price_histogram, quarter_bounds
+from pipeline.forensics.review_report import render
 from sinks.audit_store import store_alerts, store_events
 from sinks.clickhouse import EmbeddedWarehouse
 from tests.integrity.conftest import detected_alerts, simulated_entries

@@ -10,7 +10,8 @@ import orjson
 import pytest
 import sklearn
 
-from detectors.behaviour.features import FEATURE_VERSION, FEATURES, KINDS, build
+from detectors.behaviour.account_features import build
+from detectors.behaviour.features import FEATURE_VERSION, FEATURES, KINDS
 from detectors.behaviour.model import (
     META_FILE,
     MODEL_FILE,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from detectors.behaviour.features import FEATURES, AccountFeatures, build, is_off_hours
+from detectors.behaviour.account_features import AccountFeatures, build
+from detectors.behaviour.features import FEATURES, is_off_hours
 from detectors.run import new_state, observe
 from pipeline.config import DetectionConfig, Settings
 from pipeline.event import Event, normalize

@@ -11,7 +11,8 @@ import copy
 from collections import defaultdict
 from typing import Any
 
-from detectors.behaviour.features import FEATURES, KINDS, build
+from detectors.behaviour.account_features import build
+from detectors.behaviour.features import FEATURES, KINDS
 from detectors.behaviour.model import BehaviourModel
 from detectors.rules.behaviour_anomaly import DETECTOR
 from detectors.run import new_state, observe

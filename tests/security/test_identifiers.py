@@ -327,7 +327,8 @@ def legacy(tmp_path: Path) -> EmbeddedWarehouse:
 
 def test_every_stored_account_is_verified_and_digested(legacy: EmbeddedWarehouse) -> None:
     from pipeline.forensics.chain_check import accounts, verify_range
-    from pipeline.forensics.digests import create_digests, verify_digests
+    from pipeline.forensics.digest_verification import verify_digests
+    from pipeline.forensics.digests import create_digests
     from pipeline.forensics.signing import hmac_signer
 
     wh = legacy
@@ -363,7 +364,8 @@ class FailingFor:
 
 def test_one_failing_account_is_reported_and_the_rest_go_on(legacy: EmbeddedWarehouse) -> None:
     from pipeline.forensics.chain_check import verify_accounts
-    from pipeline.forensics.digests import create_digests, verify_digests
+    from pipeline.forensics.digest_verification import verify_digests
+    from pipeline.forensics.digests import create_digests
     from pipeline.forensics.signing import hmac_signer
 
     bad = ACCOUNTS[3]

@@ -166,7 +166,8 @@ def ledger_records(ns: Namespace, count: int) -> None:
 def test_a_crashed_loader_is_degraded_503_and_restarted_with_backoff(
     kafka_broker: str, tmp_path: Path
 ) -> None:
-    from streams.warehouse_loader import RESTART_MIN_SECONDS, WarehouseLoader, health
+    from streams.warehouse_loader import RESTART_MIN_SECONDS, WarehouseLoader
+    from streams.warehouse_service import health
 
     ns = Namespace(tmp_path)
     ensure_topics(ns.settings)
@@ -203,7 +204,8 @@ def test_a_crashed_loader_is_degraded_503_and_restarted_with_backoff(
     "ignore::pytest.PytestUnhandledThreadExceptionWarning"
 )  # the thread's death is the point
 def test_a_loader_thread_that_died_is_degraded_503(kafka_broker: str, tmp_path: Path) -> None:
-    from streams.warehouse_loader import WarehouseLoader, health
+    from streams.warehouse_loader import WarehouseLoader
+    from streams.warehouse_service import health
 
     ns = Namespace(tmp_path)
     ensure_topics(ns.settings)

@@ -441,7 +441,7 @@ def test_commands_print_hostile_ids_as_plain_text(env: Env, ids: dict[str, str])
 def test_a_string_query_parameter_is_the_value_itself(value: str) -> None:
     """ClickHouse reads `{p:String}` in its escaped format: a newline or a backslash in an id must
     not cut the value short or turn into another character (verify-chain stopped at such an account)."""
-    from sinks.clickhouse import _text_param
+    from sinks.clickhouse_embedded import _text_param
 
     decoded = _unescape(_text_param(value))
     assert decoded == value

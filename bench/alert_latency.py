@@ -1,0 +1,171 @@
+"""Event-to-alert latency of one worker fed at a fixed rate (`make bench` step 3, bench/run.py).
+
+`latency` measures one rate; `latency_only` (`python -m bench.run --latency-rate R`) runs
+several rates alone and writes bench/results/<date>-latency.json and .md.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.procstats import metric
+from bench.workload import RESULTS, WORKER_ENV, stream
+from partnerwatch.local_worker import Namespace, Worker
+from sinks.kafka_io import consumer, ensure_topics, producer
+
+
+def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> dict[str, Any]:
+    """Feed a fresh worker at `rate` events/s for `seconds`; event-to-alert latency per alert record.
+
+    Two clocks, both on this machine: the alert record's own Kafka timestamp (when the worker
+    produced it), and when a read_committed consumer tailing the alerts topic received it.
+    Before the measured run the worker gets `warmup` seconds of the same rate (its partitions,
+    caches and warehouse come up; a backlog built meanwhile would be measured as latency), and
+    the backlog (events sent, not yet sequenced) is sampled through the run: a rate the worker
+    cannot hold shows as a growing backlog, not only as latency.
+    """
+    ns = Namespace(root, extra_env=dict(WORKER_ENV))
+    ensure_topics(ns.settings)
+    total = int(rate * seconds)
+    messages = stream(total, seed=5)
+    worker = Worker(ns).start()
+    warm = stream(max(50, int(rate * warmup)), seed=6)
+    prod = producer(ns.settings, linger_ms=1, batch_size=256 * 1024)
+    started = time.monotonic()
+    for i, (key, value) in enumerate(warm):
+        pause = started + i / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        prod.send(ns.settings.actions_topic, key=key, value=value)
+    prod.flush()
+    deadline = time.monotonic() + 120
+    while metric(ns.port, "pw_events_accepted_total") < len(warm) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    backlog: list[float] = []
+    sent = [0]
+    sampling = threading.Event()
+
+    def sample_backlog() -> None:
+        while not sampling.wait(0.5):
+            backlog.append(len(warm) + sent[0] - metric(ns.port, "pw_events_accepted_total"))
+
+    sampler = threading.Thread(target=sample_backlog, daemon=True)
+    sampler.start()
+    received: list[tuple[str, float]] = []
+    stop = threading.Event()
+    tail = threading.Thread(target=_tail, args=(ns, received, stop), daemon=True)
+    tail.start()
+    try:
+        topic = ns.settings.actions_topic
+        started = time.monotonic()
+        for i, (key, value) in enumerate(messages):
+            pause = started + i / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            prod.send(topic, key=key, value=value)
+            sent[0] = i + 1
+        prod.flush()
+        prod.close()
+        sampling.set()  # the backlog while sending, not while draining
+        time.sleep(5)  # let the last alerts out (commit interval)
+        stop.set()
+        tail.join(30)
+        measured = {orjson.loads(value)["event_id"] for _, value in messages}  # not the warm-up's
+        sources = {
+            event_id: r.timestamp
+            for r in ns.read_topic(topic, expect=total + len(warm), timeout=120)
+            if (event_id := orjson.loads(r.value)["event_id"]) in measured
+        }
+        alerts = ns.read_topic(ns.settings.alerts_topic, expect=len(received), timeout=30)
+    finally:
+        sampling.set()  # also on failure: the sampler would poll a stopped worker
+        worker.stop()
+    produced = sorted(
+        r.timestamp - sources[t]
+        for r in alerts
+        if (t := orjson.loads(r.value)["evidence_event_ids"][-1]) in sources
+    )
+    visible = sorted(at - sources[t] for t, at in received if t in sources)
+    return {
+        "rate_events_per_second": round(rate),
+        "seconds": seconds,
+        "events": total,
+        "warmup_seconds": warmup,
+        "backlog_events_max": round(max(backlog)) if backlog else None,
+        "backlog_events_median": round(statistics.median(backlog)) if backlog else None,
+        "alert_records": len(produced),
+        "latency_ms_alert_produced": _quantiles(produced),
+        "latency_ms_alert_visible": _quantiles(visible),
+    }
+
+
+def _tail(ns: Namespace, received: list[tuple[str, float]], stop: threading.Event) -> None:
+    """Note when each alert record becomes visible to a read_committed consumer."""
+    from kafka import TopicPartition as KafkaTopicPartition
+
+    topic = ns.settings.alerts_topic
+    tail = consumer(ns.settings, role="bench-alert-tail")
+    parts = [KafkaTopicPartition(topic, p) for p in range(ns.settings.topic_partitions)]
+    tail.assign(parts)
+    tail.seek_to_beginning(*parts)
+    try:
+        while not stop.is_set():
+            for records in tail.poll(timeout_ms=50).values():
+                now = time.time() * 1000
+                received.extend(
+                    (orjson.loads(r.value)["evidence_event_ids"][-1], now) for r in records
+                )
+    finally:
+        tail.close()
+
+
+def _quantiles(values: list[float]) -> dict[str, float] | None:
+    if len(values) < 2:
+        return None
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {
+        "p50": round(q[49], 1),
+        "p95": round(q[94], 1),
+        "p99": round(q[98], 1),
+        "max": round(values[-1], 1),
+    }
+
+
+def latency_only(rates: list[float], seconds: float) -> None:
+    """The latency run alone at the given rates, e.g. to see where a worker stops keeping up."""
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
+        for rate in rates:
+            runs.append(latency(Path(tmp), rate, seconds))
+            print("latency", runs[-1], flush=True)
+    stem = RESULTS / (datetime.now(UTC).strftime("%Y-%m-%d") + "-latency")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(
+        orjson.dumps({"worker_env": WORKER_ENV, "runs": runs}, option=orjson.OPT_INDENT_2).decode()
+        + "\n"
+    )
+    lines = [
+        f"# Event-to-alert latency {datetime.now(UTC).isoformat(timespec='seconds')}",
+        "",
+        f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)}`",
+        "",
+        "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts |",
+        "|---|---|---|---|---|",
+    ]
+    for run in runs:
+        p, v = run["latency_ms_alert_produced"] or {}, run["latency_ms_alert_visible"] or {}
+        lines.append(
+            f"| {run['rate_events_per_second']:,} | {p.get('p50')} / {p.get('p95')} / {p.get('p99')} / {p.get('max')}"
+            f" | {v.get('p50')} / {v.get('p95')} / {v.get('p99')} | {run['backlog_events_median']} / {run['backlog_events_max']}"
+            f" | {run['alert_records']} |"
+        )
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

@@ -1,0 +1,49 @@
+"""What the warehouse loader (streams/warehouse_loader.py) holds between commits.
+
+`PartitionState`: what the warehouse holds of one ledger partition (from its high-water mark);
+`Batch`: the records consumed since the last commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import TopicPartition
+
+from sinks.audit_store import LedgerLine
+from sinks.loader_offsets import Mark
+
+
+@dataclass(slots=True)
+class PartitionState:
+    """What the warehouse holds of one ledger partition, as this run knows it.
+
+    Records below `stored_below` are stored (skipped without a query); those below `check_below`
+    may be (checked against audit.events); from `check_below` on none is. `check_below` is None
+    for a partition without a mark (a new warehouse, or one loaded before marks existed): then
+    the first `PW_WAREHOUSE_BATCH_ROWS` offsets from where reading starts are checked, the most
+    the batch in flight before could have held.
+    """
+
+    stored_below: int
+    check_below: int | None
+
+    @classmethod
+    def of(cls, mark: Mark | None) -> PartitionState:
+        return cls(0, None) if mark is None else cls(mark.start, mark.end)
+
+
+@dataclass
+class Batch:
+    """Records consumed since the last commit."""
+
+    #: (partition, offset, line) of each storable ledger record, in consumption order
+    lines: list[tuple[int, int, LedgerLine]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    #: next offset to commit per topic-partition (stored, skipped and dead-lettered records alike)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    #: first offset consumed per ledger partition
+    first: dict[int, int] = field(default_factory=dict)
+    records: int = 0
+    failed: bool = False  # an insert attempt failed: what it may have stored is checked on retry
