@@ -1,12 +1,6 @@
-"""What every command module shares: the consoles, the settings (or a clear error), whether a worker
-answers, and how provider-controlled text is printed.
-
-Ids, titles, summaries, the text of errors about them: anything that came from an event is printed
-as `plain(value)`, a `rich.text.Text` that rich never parses as markup (`[/bold]` in a provider id
-is shown, not a crash) with control and format characters escaped (`pipeline.text.visible`: an
-ANSI escape, a newline or a BiDi override is shown as `\\x1b`, `\\n`, `\\u202e`, never sent to
-the terminal). `line(...)` joins our own markup and such texts into one printable line. JSON output
-escapes the same characters as `\\uXXXX` (`json_line`), CSV output writes cells through `visible`.
+"""What every command module shares: the settings (or a clear error), whether a worker answers,
+running a user query, and printing rows. The consoles and how provider-controlled text is printed
+live in `partnerwatch.terminal` (re-exported here).
 """
 
 from __future__ import annotations
@@ -17,7 +11,6 @@ import logging
 import os
 import subprocess
 import sys
-import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -27,17 +20,17 @@ from typing import Any
 
 import orjson
 import typer
-from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
+from partnerwatch.preflight import check_embedded_exists, check_migrated, one_line, say_warehouse
+from partnerwatch.terminal import console as console
+from partnerwatch.terminal import err as err
+from partnerwatch.terminal import json_line as json_line
+from partnerwatch.terminal import line as line
+from partnerwatch.terminal import plain as plain
 from pipeline.config import Settings
 from pipeline.logs import configure_logging
 from pipeline.text import visible
-
-#: `:name:` emoji codes stay text (a provider id `:bomb:` is not drawn as a bomb)
-console = Console(emoji=False)
-err = Console(stderr=True, emoji=False)
 
 #: The local Kafka runner, package data (with its pom.xml and log4j2.properties), so it runs from
 #: an installed wheel as from a checkout. Its cache is outside the package (see the script).
@@ -79,44 +72,6 @@ def http_open(
         raise ValueError(f"not an http(s) URL: {url!r}")
     request = urllib.request.Request(url, data=data, headers=headers or {})  # noqa: S310 (scheme checked above)
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked above)
-
-
-def plain(value: object, style: str = "") -> Text:
-    """Provider-controlled `value` for printing: never read as markup, control characters escaped."""
-    return Text(visible(str(value)), style=style)
-
-
-def line(*parts: str | Text) -> Text:
-    """One printable line of our own markup strings and `plain` texts, in order."""
-    return Text.assemble(
-        *(part if isinstance(part, Text) else Text.from_markup(part, emoji=False) for part in parts)
-    )
-
-
-_JSON_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
-
-
-def _json_escape(char: str) -> str:
-    code = ord(char)
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    code -= 0x10000
-    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-
-
-def json_line(doc: Any) -> str:
-    """`doc` as one JSON line in which no character a terminal acts on appears raw.
-
-    orjson already writes C0 controls as escapes; DEL, C1 controls, format characters (BiDi,
-    zero-width) and line separators become `\\uXXXX` too, which any JSON reader decodes to the same value.
-    """
-    text = orjson.dumps(doc).decode()
-    if text.isascii() and "\x7f" not in text:
-        return text
-    return "".join(
-        _json_escape(c) if ord(c) >= 0x7F and unicodedata.category(c) in _JSON_HIDDEN else c
-        for c in text
-    )
 
 
 def elasticmq_runner(action: str, endpoint: str = "", quiet: bool = False) -> int:
@@ -196,13 +151,6 @@ def run_query(
     headers = {"Content-Type": "application/json"}
     if settings.api_token:
         headers["Authorization"] = f"Bearer {settings.api_token}"
-    from partnerwatch.preflight import (
-        check_embedded_exists,
-        check_migrated,
-        one_line,
-        say_warehouse,
-    )
-
     try:
         # the worker stops the query after PW_SQL_MAX_EXECUTION_TIME; a client that gives up earlier cancels it
         with http_open(

@@ -34,12 +34,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: The names of the namespaces this process made, in order (the tests' fixtures delete their
+#: topics when a test module ends, so the one broker does not grow by thousands of topics).
+CREATED: list[str] = []
+
+
 @dataclass
 class Namespace:
     root: Path
     name: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        CREATED.append(self.name)
 
     @property
     def env(self) -> dict[str, str]:
@@ -98,6 +106,31 @@ class Namespace:
         finally:
             consumer.close()
         return records
+
+
+def delete_namespace_topics(broker_settings: Settings, names: Iterable[str]) -> list[str]:
+    """Delete every topic of these namespaces (their `t<name>.` topics and the `pw-test-<name>-`
+    changelogs); return the deleted names. Nothing else on the broker is touched."""
+    from kafka.errors import KafkaError, UnknownTopicOrPartitionError
+
+    from sinks.kafka_io import admin
+
+    marks = tuple(m for n in names for m in (f"t{n}.", f"pw-test-{n}-"))
+    if not marks:
+        return []
+    client = admin(broker_settings, role="test-cleanup")
+    try:
+        doomed = [t for t in client.list_topics() if t.startswith(marks)]
+        for i in range(0, len(doomed), 100):
+            try:
+                client.delete_topics(doomed[i : i + 100], timeout_ms=30_000)
+            except UnknownTopicOrPartitionError:
+                pass
+            except KafkaError:  # best effort: a leftover topic costs the broker, not a result
+                continue
+        return doomed
+    finally:
+        client.close()
 
 
 class Worker:

@@ -24,7 +24,7 @@ from typing import Any
 import typer
 from rich.text import Text
 
-from partnerwatch.common import err, line, plain
+from partnerwatch.terminal import err, line, plain
 from pipeline.config import Settings, redact_url
 
 #: Something a command needs is not there (see the module docstring).

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import SettingsConfigDict, SettingsError
 
+from pipeline import settings_catalog as catalog
 from pipeline.detection_config import DetectionConfig as DetectionConfig
 from pipeline.detection_config import is_secret, setting
 from pipeline.locations import DATA_DIR_DEFAULT_TEXT as DATA_DIR_DEFAULT_TEXT
@@ -30,11 +31,7 @@ from pipeline.locations import checkout as checkout
 from pipeline.locations import default_data_dir
 from pipeline.redaction import redact_url as redact_url
 from pipeline.settings_catalog import Variable as Variable
-from pipeline.settings_catalog import _one_line
-from pipeline.settings_catalog import detector_markdown_table as detector_markdown_table
-from pipeline.settings_catalog import markdown_table as markdown_table
 from pipeline.settings_catalog import shown_value as shown_value
-from pipeline.settings_catalog import variables as variables
 from pipeline.settings_derived import DerivedNames
 from pipeline.settings_sources import _LAYERS, PREFIX, LayeredSettings, _layers, _lookup
 from pipeline.settings_sources import DETECT_PREFIX as DETECT_PREFIX
@@ -307,7 +304,7 @@ class Settings(LayeredSettings, DerivedNames):
         try:
             settings = cls(**overrides)
         except ValidationError as exc:
-            raise ValueError(_one_line(exc, layers, overrides)) from None
+            raise ValueError(catalog.one_line(exc, layers, overrides, variables())) from None
         except (
             SettingsError
         ) as exc:  # a value pydantic-settings could not even decode (PW_DETECT='{')
@@ -353,3 +350,18 @@ class Settings(LayeredSettings, DerivedNames):
                 value = value.model_dump()
             out[name] = value
         return out
+
+
+def variables() -> list[Variable]:
+    """Every `PW_*` variable Settings reads, in declaration order (detection last)."""
+    return catalog.variables_of(Settings)
+
+
+def markdown_table() -> str:
+    """The configuration table of docs/operations.md (`partnerwatch config --markdown`)."""
+    return catalog.markdown_table(variables())
+
+
+def detector_markdown_table() -> str:
+    """The detector settings table of docs/detectors.md (`partnerwatch config --detectors --markdown`)."""
+    return catalog.detector_markdown_table(variables())

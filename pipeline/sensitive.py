@@ -303,14 +303,15 @@ def _inside_token(text: str, match: re.Match[str], *, strict: bool) -> bool:
 
 
 def _in_word(text: str, match: re.Match[str]) -> bool:
-    """Is a digit run part of an id: glued to letters (`A000000000000`, unless the word starts like
-    an IBAN, `DE89...`), or joined to one by - _ . / (`gw-0000-000000`)?"""
+    """Is a digit run part of an id: glued to letters (`A000000000000`, `AA00000000000`, unless the
+    word starts like an IBAN of a country that has them, `DE89...`), or joined to one by - _ . / (`gw-0000-000000`)?"""
     start, end = match.span()
     if (start and text[start - 1].isalpha()) or (end < len(text) and text[end].isalpha()):
         word_start = start
         while word_start and text[word_start - 1].isalnum():
             word_start -= 1
-        return not _IBAN_LIKE.match(text, word_start)
+        iban_like = _IBAN_LIKE.match(text, word_start)
+        return not (iban_like and iban_like.group()[:2].upper() in IBAN_LENGTHS)
     return _inside_token(text, match, strict=True)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from pipeline.detection_config import DetectionConfig, is_secret
@@ -51,13 +51,12 @@ def shown_value(settings: Settings, var: Variable) -> str:
     return repr(redact_url(value)) if isinstance(value, str) else str(value)
 
 
-def variables() -> list[Variable]:
-    """Every `PW_*` variable Settings reads, in declaration order (detection last)."""
-    from pipeline.config import Settings  # the catalog of Settings, which reads it in from_env
-
+def variables_of(settings_model: type[BaseModel]) -> list[Variable]:
+    """Every `PW_*` variable the settings model reads, in declaration order (detection last);
+    `pipeline.config.variables()` is this for `Settings`."""
     out = [
         Variable(PREFIX + name.upper(), (name,), info)
-        for name, info in Settings.model_fields.items()
+        for name, info in settings_model.model_fields.items()
         if name != "detect"
     ]
     out += [
@@ -73,13 +72,14 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return PREFIX + str(loc[0]).upper() if loc else "PW_*"
 
 
-def _one_line(
+def one_line(
     exc: ValidationError,
     layers: list[tuple[str, Mapping[str, str | None]]],
     overrides: Mapping[str, Any],
+    catalog: list[Variable],
 ) -> str:
     """pydantic's report -> `PW_X='bad': what is wrong` (one line; secrets never shown)."""
-    secret = {v.env for v in variables() if v.secret}
+    secret = {v.env for v in catalog if v.secret}
     parts = []
     for error in exc.errors(include_url=False):
         env = _env_name(error["loc"])
@@ -106,10 +106,10 @@ def _default_text(var: Variable) -> str:
     return "(empty)" if var.path == ("detect", "severities") else f"`{var.default}`"
 
 
-def markdown_table() -> str:
+def markdown_table(catalog: list[Variable]) -> str:
     """The configuration table of docs/operations.md."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for var in variables():
+    for var in catalog:
         if var.path[0] != "detect":
             default = (
                 DATA_DIR_DEFAULT_TEXT
@@ -125,10 +125,10 @@ def markdown_table() -> str:
     return "\n".join(lines)
 
 
-def detector_markdown_table() -> str:
+def detector_markdown_table(catalog: list[Variable]) -> str:
     """The detector settings table of docs/detectors.md (`PW_DETECT_*`)."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for var in variables():
+    for var in catalog:
         if var.path[0] == "detect":
             lines.append(f"| `{var.env}` | {_default_text(var)} | {var.info.description} |")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -10,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from partnerwatch.common import KAFKA_SH
+from partnerwatch.local_worker import CREATED, delete_namespace_topics
 from pipeline.config import Settings
+from sinks.kafka_io import KafkaAccessError
+from tests.kafka_cleanup import SHARED
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +26,41 @@ def kafka_broker() -> Iterator[str]:
         ["bash", str(KAFKA_SH), "start"], check=True, env={**os.environ, "PW_KAFKA_BROKER": broker}
     )
     yield broker
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _delete_module_topics(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Delete the topics of the namespaces this module made (tests/kafka_cleanup.py says why).
+    Autouse at module scope: set up before, and torn down after, the module's own workers."""
+    first = len(CREATED)
+    yield
+    made = [n for n in CREATED[first:] if n not in SHARED]
+    if made and "kafka_broker" in request.session.stash.get(_FIXTURES_USED, set()):
+        _delete(made)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _delete_shared_topics(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if SHARED and "kafka_broker" in request.session.stash.get(_FIXTURES_USED, set()):
+        _delete(sorted(SHARED))
+
+
+def _delete(names: list[str]) -> None:
+    # the broker went away (a fault test stopped it): nothing to tidy
+    with contextlib.suppress(KafkaAccessError):
+        delete_namespace_topics(Settings.from_env(), names)
+
+
+_FIXTURES_USED = pytest.StashKey[set[str]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+) -> None:
+    if fixturedef.argname == "kafka_broker":
+        request.session.stash.setdefault(_FIXTURES_USED, set()).add("kafka_broker")
 
 
 @pytest.fixture()

@@ -15,6 +15,7 @@ from kafka.partitioner.default import murmur2
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from partnerwatch.sse import SseEvent, events, open_stream
+from tests.kafka_cleanup import SHARED
 
 TOKEN = "live-feed-test-token"
 QUEUE = 16
@@ -26,6 +27,7 @@ def live(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         tmp_path_factory.mktemp("live"),
         extra_env={"PW_API_TOKEN": TOKEN, "PW_SSE_QUEUE_SIZE": str(QUEUE), "PW_SSE_KEEPALIVE": "2"},
     )
+    SHARED.add(ns.name)  # used by every module here: its topics go when the session ends
     worker = Worker(ns).start()
     try:
         yield ns
