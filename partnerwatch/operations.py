@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Annotated, Any
 
+import structlog
 import typer
 
 from partnerwatch.choices import KafkaAction
@@ -22,7 +23,7 @@ from partnerwatch.preflight import (
     kafka_errors,
     require_broker,
     require_free_port,
-    say_warehouse,
+    warehouse_label,
 )
 from pipeline.config import (
     ENV_FILE_VARIABLE,
@@ -122,7 +123,10 @@ def worker(
     require_broker(settings)
     with kafka_errors(settings):
         ensure_topics(settings)
-    say_warehouse(settings, via_worker=False)
+    # through the log, not printed: with PW_LOG_FORMAT=json every line the worker writes is JSON
+    structlog.get_logger("partnerwatch.worker").info(
+        "warehouse", warehouse=warehouse_label(settings)
+    )
     from streams.worker import app
 
     level = {"warning": "warn"}.get(settings.log_level, settings.log_level)  # Faust's own spelling

@@ -108,11 +108,24 @@ def run_http_fuzz(tmp_path: Path, requests: int) -> None:
         assert {orjson.loads(r.value)["topic"] for r in letters} == {"POST /v1/events"}
         actions = ns.read_topic(ns.settings.actions_topic, expect=tally["accepted"], timeout=120)
         assert len(actions) == tally["accepted"]
-        wait_for(
-            lambda: ns.scalar("SELECT count() FROM audit.events") >= len(stored),
-            300,
-            "accepted events stored",
-        )
+        try:
+            wait_for(
+                lambda: ns.scalar("SELECT count() FROM audit.events") >= len(stored),
+                300,
+                "accepted events stored",
+            )
+        except AssertionError as exc:
+            have = {tuple(r) for r in ns.sql("SELECT account_id, event_id FROM audit.events")}
+            later = ns.read_topic(ns.settings.deadletter_topic, expect=10**9, timeout=5)
+            worker_letters = [
+                orjson.loads(r.value)
+                for r in later
+                if orjson.loads(r.value)["topic"] != "POST /v1/events"
+            ]
+            raise AssertionError(
+                f"{exc}: missing {sorted(stored - have)[:5]!r}; dead-lettered by the worker: "
+                f"{[(d.get('reason'), d.get('detail')) for d in worker_letters][:5]!r}"
+            ) from None
         assert (
             ns.sql("SELECT count(), uniqExact(account_id, event_id) FROM audit.events")[0]
             == [len(stored)] * 2

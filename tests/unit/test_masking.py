@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from detectors.run import new_state, observe
@@ -194,6 +194,15 @@ def spaced(draw: st.DrawFn) -> str:
 )
 def test_no_full_number_survives(number: str, prefix: str, field: str, action: str) -> None:
     value = prefix + number
+    # A whole value that is a time in 2001-2100 in epoch milliseconds is a timestamp in free text
+    # (pipeline/sensitive.py; tests/security/test_masking.py keeps those); in a bank field it is masked.
+    assume(
+        not (
+            field in ("notes", "title", "payout_to", "description")
+            and value.isdigit()
+            and 978_307_200_000 <= int(value) <= 4_102_444_800_000
+        )
+    )
     out = M.mask_event(event(action, [{"field": field, "old": value, "new": value}]))
     masked = out["changes"][0]["old"]
     assert isinstance(masked, dict) and set(masked) == {"sha256", "last4"}
