@@ -35,7 +35,9 @@ def rss_mib(pid: int, key: str = "VmRSS") -> float:
 
 
 def broker_pid() -> int | None:
-    path = REPO_ROOT / ".cache" / "kafka" / "broker.pid"
+    # a broker of its own (partnerwatch/kafka_runner/kafka.sh) when PW_KAFKA_HOME is set
+    home = os.environ.get("PW_KAFKA_HOME")
+    path = (Path(home) if home else REPO_ROOT / ".cache" / "kafka") / "broker.pid"
     try:
         return int(path.read_text().strip())
     except (OSError, ValueError):

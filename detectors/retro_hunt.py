@@ -4,7 +4,7 @@ A rule added (or fixed) after the fact should be run over the evidence already k
 state depends on the account's whole past (grants, approvals and policy come from the log, and
 detectors keep windows and baselines), so each account is replayed from its first `seq` up to the
 last event before `to`, through `detectors.run.observe` and `pipeline.alert.fold` exactly as the
-detect agent does (streams/detect.py), and only alerts with a finding on an event inside
+ingest service does (streams/ingest_batch.py), and only alerts with a finding on an event inside
 [from, to) are reported. Alert ids are deterministic, so an alert the pipeline already stored has
 the same id: the report marks it `exists`, and `publish` stores only the `new` ones.
 

@@ -1,10 +1,11 @@
 """Run every detector over one account's events: the single place where detection happens.
 
-Used by the detect agent (streams/detect.py), by the fixture-case tests, and by replays, so the
+Used by the ingest service (streams/ingest_batch.py), by the fixture-case tests, and by replays, so the
 three cannot disagree. `state` is the account's JSON-serializable state
 (`{"auth": ..., "det": {detector: its state}}`); `observe` changes it in place.
 
-`apply_entry` is what the worker does with one ledger entry: `observe`, plus the account's ledger
+`apply_entry` is what the worker does with one ledger entry (`apply_event`: with the event and its
+seq in hand): `observe`, plus the account's ledger
 position (`seq`) and its open alerts, folded. The worker's `account_state` table holds, for every
 account, exactly what `apply_entry` over the account's ledger entries from seq 1 gives; that is
 how a lost or stale table is rebuilt (streams/state_repair.py) and how the restart tests check it.
@@ -88,23 +89,45 @@ def apply_entry(
     so a repeated finding updates it. Returns the alert versions to publish and the alert ids
     closed, or None when the state already holds this entry (`seq` at or below its own).
     """
-    seq = int(entry["seq"])
+    return apply_event(
+        state, event_of(entry), int(entry["seq"]), config, model, open_alert, timings
+    )
+
+
+_NOTHING = Applied()
+
+
+def apply_event(
+    state: dict[str, Any],
+    event: Event,
+    seq: int,
+    config: DetectionConfig,
+    model: BehaviourModel | None = None,
+    open_alert: Callable[[str], Alert | None] = lambda key: None,
+    timings: dict[str, float] | None = None,
+) -> Applied | None:
+    """`apply_entry` of the entry of `event` at `seq` (the ingest service has the event itself)."""
     if seq <= int(state.get("seq", 0)):
         return None
     state["seq"] = seq
-    action = event_of(entry)
-    applied = Applied()
+    applied: Applied | None = None
     folded: dict[str, Alert] = {}
-    for finding in observe(state, action, config, model, timings=timings):
+    for finding in observe(state, event, config, model, timings=timings):
         key = alert_id(finding.detector, finding.key, finding.window)
         before = folded[key] if key in folded else open_alert(key)
-        alert = fold(before, finding, action, seq)
+        alert = fold(before, finding, event, seq)
         if alert is before:
             continue  # a replayed event, already part of the alert
         folded[key] = alert
+        if applied is None:
+            applied = Applied()
         applied.alerts.append(alert)
         state.setdefault("open", {})[key] = alert["last_seen"]
-    for key in closed_alerts(state.get("open", {}), action["occurred_at"]):
-        del state["open"][key]
-        applied.closed.append(key)
-    return applied
+    opened = state.get("open")
+    if opened:
+        for key in closed_alerts(opened, event["occurred_at"]):
+            del opened[key]
+            if applied is None:
+                applied = Applied()
+            applied.closed.append(key)
+    return applied or _NOTHING

@@ -290,6 +290,10 @@ def _canonical_ip(value: str) -> str | None:
     return str(address)
 
 
+#: The canonical text of an IP address, or None (pipeline/action_decoder.py uses the same cache).
+canonical_ip = _canonical_ip
+
+
 def _source(value: Any) -> dict[str, str]:
     src = obj(value, "source", frozenset({"ip", "user_agent", "session_id"}))
     out: dict[str, str] = {}

@@ -40,6 +40,9 @@ class ChainHead:
         return cls() if not value else cls(int(value[0]), str(value[1]))
 
 
+_GENESIS_HEAD = ChainHead()
+
+
 def entry_hash(prev_hash: str, seq: int, ingested_at: str, payload: bytes) -> str:
     """Hash of one ledger entry; `payload` is the canonical serialization of the event."""
     digest = hashlib.sha256(f"{prev_hash}\n{seq}\n{ingested_at}\n".encode())
@@ -57,6 +60,24 @@ def append(head: ChainHead, event: Event, ingested_at: str) -> tuple[dict[str, A
     entry["hash"] = digest
     entry["ingested_at"] = ingested_at
     return entry, ChainHead(seq, digest)
+
+
+def entry_record(
+    payload: bytes,
+    seq: int,
+    prev_hash: str,
+    digest: str,
+    ingested_at: str,
+    ingest_offset: int | None,
+) -> bytes:
+    """The ledger record of an entry, built on the canonical encoding of its event (`payload`,
+    the bytes the hash covers) instead of serializing the event a second time: the event's
+    fields (sorted, as `canonical` writes them), then the ledger's. It reads back as the same
+    JSON object as `encode_entry` of the entry (tests/unit/test_ledger_record.py)."""
+    tail = f',"seq":{seq},"prev_hash":"{prev_hash}","hash":"{digest}","ingested_at":"{ingested_at}"'
+    if ingest_offset is not None:
+        tail += f',"ingest_offset":{ingest_offset}'
+    return payload[:-1] + tail.encode() + b"}"
 
 
 def event_of(entry: dict[str, Any]) -> Event:
@@ -179,6 +200,28 @@ class LedgerState:
         if ingest_offset is not None:
             entry["ingest_offset"] = ingest_offset
         return entry
+
+    def sequence(
+        self, event: Event, ingested_at: str, ingest_offset: int
+    ) -> tuple[int, bytes] | None:
+        """`accept` for the ingest service: `(seq, ledger record)`, or None when seen.
+
+        One canonical encoding of the event serves the hash and the ledger record
+        (`entry_record`), and no entry dict is built."""
+        account, event_id = event["account_id"], event["event_id"]
+        today = self.bucket(ingested_at)
+        if today != self._swept_day:
+            self._sweep(today)
+        digest = id_digest(account, event_id)
+        if self.has_seen(digest):
+            return None
+        head = self.heads.get(account, _GENESIS_HEAD)
+        seq = head.seq + 1
+        payload = canonical(event)
+        new_hash = entry_hash(head.hash, seq, ingested_at, payload)
+        self.heads[account] = ChainHead(seq, new_hash)
+        self._remember(digest, today)
+        return seq, entry_record(payload, seq, head.hash, new_hash, ingested_at, ingest_offset)
 
     def bucket(self, ts: str) -> int:
         """The dedup bucket of a ledger timestamp `YYYY-MM-DDTHH:MM:SS.mmmZ`."""

@@ -61,6 +61,8 @@ SENSITIVE_FIELD = re.compile(
 MASKED_TEXT = re.compile(r"sha256:[0-9a-f]{64}:.{0,4}", re.DOTALL)
 _SEPARATORS = re.compile(r"[\s\-./]+")
 _UNKEYED_PREFIX = b"partnerwatch-mask-v1:"
+#: How many clean strings a `Masker` remembers (of each kind); past that, each is checked again.
+CLEAN_LIMIT = 100_000
 
 #: The strings of each part of an event that are masked when they hold a sensitive value.
 _TOP = ("event_id", "operation", "approval_id")
@@ -77,6 +79,11 @@ class Masker:
 
     def __init__(self, key: str = "") -> None:
         self._key = key.encode()
+        #: Strings found to hold nothing sensitive, as an identifier and as free text: events
+        #: repeat them (principals, user agents, SKUs, field names), and the checks are costly.
+        #: Bounded; a sensitive value is never kept here.
+        self._clean: set[str] = set()
+        self._clean_free: set[str] = set()
 
     def digest(self, value: Any) -> str:
         text = _compact(value).encode("utf-8", "surrogatepass")
@@ -103,7 +110,8 @@ class Masker:
         out = dict(event)
         for name in _TOP:
             if name in event:
-                out[name] = self._identifier(event[name])
+                # event ids never repeat (inside the dedup window): not worth remembering
+                out[name] = self._identifier(event[name], remember=name != "event_id")
         for part, names in _PARTS.items():
             if part in event:
                 out[part] = self._part(event[part], names)
@@ -130,9 +138,13 @@ class Masker:
 
     # -- parts -----------------------------------------------------------------------------------
 
-    def _identifier(self, value: str) -> str:
+    def _identifier(self, value: str, *, remember: bool = True) -> str:
         """An id or label: masked whole (string form) when it holds a sensitive value."""
-        if MASKED_TEXT.fullmatch(value) or not find_sensitive(value):
+        if value in self._clean or MASKED_TEXT.fullmatch(value):
+            return value
+        if not find_sensitive(value):
+            if remember and len(self._clean) < CLEAN_LIMIT:
+                self._clean.add(value)
             return value
         return self.mask_text(value)
 
@@ -162,7 +174,7 @@ class Masker:
             value = change.get(side)
             if value is None or isinstance(value, bool) or _is_mask(value):
                 continue
-            if by_field or (field != "price" and _sensitive_value(value, free_text=True)):
+            if by_field or (field != "price" and self._sensitive_free(value)):
                 if out is change:
                     out = dict(change)
                 out[side] = self.mask(value)
@@ -180,11 +192,23 @@ class Masker:
         if isinstance(value, list):
             masked = [self._free(v) for v in value]
             return value if all(m is v for m, v in zip(masked, value, strict=True)) else masked
-        if _sensitive_value(value, free_text=True) and not (
+        if self._sensitive_free(value) and not (
             isinstance(value, str) and MASKED_TEXT.fullmatch(value)
         ):
             return self.mask_text(value)
         return value
+
+    def _sensitive_free(self, value: Any) -> bool:
+        """`_sensitive_value(value, free_text=True)`, remembering strings found clean."""
+        if isinstance(value, str):
+            if value in self._clean_free:
+                return False
+            if find_sensitive(value, free_text=True) is not None:
+                return True
+            if len(self._clean_free) < CLEAN_LIMIT:
+                self._clean_free.add(value)
+            return False
+        return _sensitive_value(value, free_text=True)
 
     def _free_key(self, key: str) -> str:
         if MASKED_TEXT.fullmatch(key) or not find_sensitive(key, free_text=True):

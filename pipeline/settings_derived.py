@@ -70,11 +70,37 @@ class DerivedNames(KafkaConnection):
             self.provider_state_topic,
         ]
 
+    @property
+    def account_state_topic(self) -> str:
+        """Each account's detection state, keyed by account (compacted): the ingest service's
+        changelog, named as the Faust table it replaced named it."""
+        return f"{self.app_id}-account_state-changelog"
+
+    @property
+    def open_alerts_topic(self) -> str:
+        """The latest version of each open alert, keyed by alert id (compacted), likewise."""
+        return f"{self.app_id}-open_alerts-changelog"
+
+    @property
+    def state_topics(self) -> list[str]:
+        """The ingest service's compacted state topics (partitioned as the actions topic)."""
+        return [self.account_state_topic, self.open_alerts_topic]
+
     # Consumer groups
     @property
     def worker_group(self) -> str:
-        """The worker's agents (actions, alerts, dead letters); Faust's application id."""
+        """The worker's Faust agents (alerts, dead letters); Faust's application id."""
         return self.app_id
+
+    @property
+    def ingest_group(self) -> str:
+        """The ingest service (actions): its members share the actions topic's partitions."""
+        return f"{self.app_id}-ingest"
+
+    def ingest_transactional_id(self, partition: int) -> str:
+        """The transactional id of the producer of one actions partition: whoever owns the
+        partition next starts a producer with the same id, which fences this one."""
+        return f"{self.app_id}-ingest-{partition}"
 
     @property
     def warehouse_group(self) -> str:

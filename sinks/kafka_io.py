@@ -285,7 +285,7 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
 
     client = admin(settings)
     try:
-        wanted = [*settings.pipeline_topics, *extra]
+        wanted = [*settings.pipeline_topics, *settings.state_topics, *extra]
         existing = set(client.list_topics())
         window_ms = str(max(1, round(settings.dedup_window_days * 86_400_000)))
         configs = {
@@ -307,6 +307,8 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
                 "retention.ms": str(max(86_400, 2 * settings.ingest_hmac_window) * 1000),
             },
         }
+        # The ingest service's state (streams/ingest.py): the latest record per key is the state.
+        configs.update({topic: {"cleanup.policy": "compact"} for topic in settings.state_topics})
         # one partition: every worker sees every claim in one order, so the first claim wins; the
         # provider stage reads its whole state topic at once when it takes over
         partitions = {settings.signatures_topic: 1, settings.provider_state_topic: 1}

@@ -26,7 +26,13 @@ WAREHOUSE_SKIPPED = Counter(
     "Ledger records the loader did not insert because the warehouse holds them already (redelivered after a restart)",
 )
 INGEST_CATCH_UP = Counter(
-    "pw_ingest_catch_up_total", "Source messages the stream skipped and ingest read back itself"
+    "pw_ingest_catch_up_total",
+    "Source messages the ledger says were sequenced already, past the ingest group's committed"
+    " offset (skipped, not redone)",
+)
+INGEST_FAILURES = Counter(
+    "pw_ingest_failures_total",
+    "Ingest batches that failed (aborted, the partition reloaded) and failed partition loads",
 )
 STATE_REPAIRS = Counter(
     "pw_detect_state_repairs_total",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import sys
 from typing import Any
@@ -12,7 +11,6 @@ from faust.sensors import Monitor
 
 from pipeline.config import Settings
 from sinks.kafka_io import faust_options
-from streams import faust_internals
 from streams.web.guard import WebGuard, exposure_error
 
 
@@ -89,7 +87,9 @@ app = faust.App(
     # (sinks/kafka_io.py): session timeout, heartbeat, request and fetch sizes, acks.
     **faust_options(settings),
     store="memory://",
-    processing_guarantee=settings.processing_guarantee,
+    # Faust's own agents only count alerts and dead letters (streams/monitor.py); the exactly-once
+    # work, PW_PROCESSING_GUARANTEE, is the ingest service's (streams/ingest.py).
+    processing_guarantee="at_least_once",
     topic_partitions=settings.topic_partitions,
     topic_replication_factor=1,
     datadir=str(settings.data_dir / "faust"),
@@ -97,8 +97,6 @@ app = faust.App(
     stream_buffer_maxsize=1024,
     stream_wait_empty=False,
     producer_linger=0.005,
-    # The size of the record batches streams/batch_writer.py builds (aiokafka's default: 16 KiB).
-    producer_max_batch_size=512 * 1024,
     web_bind=settings.web_host,
     web_host=settings.web_host,
     web_port=settings.web_port,
@@ -117,7 +115,6 @@ app = faust.App(
     Worker=Worker,
     Monitor=LeanMonitor,
 )
-app.transport = faust_internals.Transport(app.conf.broker_consumer, app)
 
 
 @app.task
@@ -127,18 +124,3 @@ async def _freeze_startup_heap() -> None:
     Full collections walked all of them: measured, they paused the event loop for 150-220 ms,
     felt as alert latency; with the start-up heap frozen, 60-80 ms."""
     gc.freeze()
-
-
-#: How long the broker may hold the worker's fetch request when it has no data for it.
-FETCH_MAX_WAIT_MS = 25
-
-
-@app.task
-async def _short_fetch_wait() -> None:
-    """Faust builds its consumer with `fetch_max_wait_ms=1500` (hard-coded). aiokafka keeps one
-    fetch in flight per broker, and a partition that had records buffered when that fetch was
-    built is not in it, so new records for it wait until the held fetch returns: measured, alerts
-    came 1.1-1.6 s late at 400-820 events/s, with a backlog standing in Kafka. The fetcher reads
-    the setting for every request, so it is lowered here once the consumer exists."""
-    while not faust_internals.set_fetch_max_wait(app, FETCH_MAX_WAIT_MS):
-        await asyncio.sleep(0.1)

@@ -1,8 +1,8 @@
 """Consumer lag per partition, as Prometheus gauges, refreshed by a timer of the worker.
 
-Two consumer groups read the pipeline's topics: the worker's agents (`PW_APP_ID`: actions,
-alerts, dead letters) and the warehouse loader (`<PW_APP_ID>-warehouse`: ledger and
-alerts). Every `LAG_INTERVAL_SECONDS` the timer asks the broker for each partition's end
+Three consumer groups read the pipeline's topics: the ingest service (`<PW_APP_ID>-ingest`:
+actions), the worker's Faust agents (`PW_APP_ID`: alerts, dead letters) and the warehouse loader
+(`<PW_APP_ID>-warehouse`: ledger and alerts). Every `LAG_INTERVAL_SECONDS` the timer asks the broker for each partition's end
 (the last stable offset: the loader reads committed records only) and for each group's committed
 offsets, and sets `pw_consumer_lag_messages` / `pw_warehouse_lag_messages` {topic, partition}.
 
@@ -63,11 +63,8 @@ class ConsumerLag(Service):
     def groups(self) -> list[tuple[str, list[str], Any]]:
         s = self.settings
         return [
-            (
-                s.worker_group,
-                [s.actions_topic, s.alerts_topic, s.deadletter_topic],
-                metrics.CONSUMER_LAG,
-            ),
+            (s.ingest_group, [s.actions_topic], metrics.CONSUMER_LAG),
+            (s.worker_group, [s.alerts_topic, s.deadletter_topic], metrics.CONSUMER_LAG),
             (s.warehouse_group, [s.ledger_topic, s.alerts_topic], metrics.WAREHOUSE_LAG),
         ]
 

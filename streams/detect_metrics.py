@@ -1,4 +1,4 @@
-"""Metrics of detection (streams/detect.py), kept off its hot path.
+"""Metrics of detection (streams/ingest_batch.py), kept off its hot path.
 
 Timing 19 detectors on every event would cost more than some detectors do, so one event in
 `metrics.DETECTOR_SAMPLE_EVERY` is timed (`sample()` returns a dict to fill, else None) and each

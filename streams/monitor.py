@@ -1,9 +1,4 @@
-"""Agents that watch the pipeline's outputs (alerts, dead letters) and count them.
-
-Consuming the dead-letter topic also puts it in the app's co-partitioned topic group, so the
-ingest agent's sends to it (on the source partition) join the source partition's transaction.
-(Alerts are published outside the transaction: streams/alert_publisher.py.)
-"""
+"""Agents that watch the pipeline's outputs (alerts, dead letters) and count them."""
 
 from __future__ import annotations
 

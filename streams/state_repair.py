@@ -6,21 +6,22 @@ ledger is the truth, the table a cache of its fold). A table can come back wrong
 recovery that read nothing (issue 15, finding 20), short of the ledger, or ahead of it. Used as
 it is, it raises false alerts and silences true ones, and its wrong state is written back.
 
-So when the ingest agent takes up a partition (the first batch after assignment, table recovery
-done, before any event of that partition is detected), `check_partition` compares each account's
-recovered state with the ledger's head for the account:
+So when the ingest service takes up a partition (its first batch after the partition's state
+was loaded, before any event of that partition is detected), `check_partition` compares each
+account's loaded state with the ledger's head for the account:
 
 - state seq == head: in order;
 - no state (`missing`) or a state ahead of the ledger (`ahead`): rebuilt from seq 1;
 - a state behind the ledger (`behind`): the ledger's tail after the state's seq is replayed.
 
-`Detection.entry` also refuses a state with a gap before the entry it gets (`gap`, repaired the
-same way), so a stale state is never folded into. The replay reads the account's entries from
+The ingest batch also refuses a state with a gap before the entry it gets
+(`streams.ingest_batch.StateGap`: the partition is loaded and checked again), so a stale state
+is never folded into. The replay reads the account's entries from
 the ledger partition; entries the ledger no longer holds (it is compacted by account after the
 dedup window) are read from the warehouse (`audit.events`) and accepted only if their hash chain
 links to the ledger's first entry. Alerts are not published again (the ledger's entries had
-theirs before they committed); the rebuilt states and open alerts are written in the current
-batch's transaction. Each repaired account is logged (`detect.state_repaired`) and counted
+theirs before they committed); the rebuilt states and open alerts are written in the partition's
+first batch's transaction. Each repaired account is logged (`detect.state_repaired`) and counted
 (`pw_detect_state_repairs_total{reason}`); a history that could not be completed is logged as
 an error and counted in `pw_detect_state_repair_incomplete_total`.
 """
@@ -39,18 +40,16 @@ import structlog
 
 from detectors.run import apply_entry, new_state
 from pipeline.alert import Alert
-from pipeline.config import DetectionConfig
 from pipeline.ledger import ChainHead, entry_hash
 from sinks import metrics
 from streams import ml_models
 from streams.app import settings
-from streams.batch_writer import BatchWriter
+from streams.ingest_batch import PartitionState
 from streams.partition_read import read_partition
-from streams.topics import account_state, open_alerts
 
 log = structlog.get_logger(__name__)
-#: The same settings as the detect agent's (streams/detect.py), from the same PW_DETECT_* variables.
-CONFIG: DetectionConfig = settings.detect
+#: The same settings as the ingest service's detection, from the same PW_DETECT_* variables.
+CONFIG = settings.detect
 
 #: How long a repair waits for the warehouse loader of a worker that is still starting.
 LOADER_WAIT_SECONDS = 60.0
@@ -95,6 +94,8 @@ class _Replay:
 
     stale: Stale
     state: dict[str, Any]
+    #: the partition's open alerts as loaded
+    open_alerts: Mapping[str, Alert]
     #: alert id -> its rebuilt version (None: closed during the replay).
     alerts: dict[str, Alert | None] = field(default_factory=dict)
     #: The last seq folded.
@@ -109,7 +110,7 @@ class _Replay:
             return self.alerts[key]
         # Rebuilt from seq 1, the account's open alerts are rebuilt too; a tail replay continues
         # from the table's, which committed with the state it starts from.
-        return open_alerts.get(key) if self.stale.reason in ("behind", "gap") else None
+        return self.open_alerts.get(key) if self.stale.reason in ("behind", "gap") else None
 
     def fold(self, entry: dict[str, Any]) -> None:
         applied = apply_entry(self.state, entry, CONFIG, ml_models.current(), self.open_alert)
@@ -123,30 +124,31 @@ class _Replay:
         self.replayed += 1
 
 
-async def check_partition(
-    partition: int, heads: Mapping[str, ChainHead], writer: BatchWriter
-) -> int:
-    """Compare every account state of the partition with the ledger's heads; repair what differs.
+@dataclass
+class Repairs:
+    """Rebuilt account states and their alert changes (None: closed), to write with the next batch."""
 
-    Returns the number of accounts repaired.
-    """
-    stale = stale_accounts(heads, account_state.get)
-    if stale:
-        await repair(partition, stale, writer)
-    return len(stale)
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alerts: dict[str, Alert | None] = field(default_factory=dict)
 
 
-async def repair(
-    partition: int, stale: Iterable[Stale], writer: BatchWriter
-) -> dict[str, dict[str, Any]]:
-    """Rebuild the states of `stale` accounts (all on `partition`) from the ledger; write them and
-    their open alerts through `writer`, and return them by account."""
+async def check_partition(state: PartitionState) -> Repairs:
+    """Compare every account state of the partition with the ledger's heads; repair what differs
+    (in `state`), and return what was repaired."""
+    stale = stale_accounts(state.ledger.heads, state.accounts.get)
+    return await repair(state, stale) if stale else Repairs()
+
+
+async def repair(state: PartitionState, stale: Iterable[Stale]) -> Repairs:
+    """Rebuild the states of `stale` accounts (all on `state`'s partition) from the ledger, into
+    `state`; return them and their alert changes."""
     started = time.monotonic()
+    partition = state.partition
     replays: dict[str, _Replay] = {}
     for s in stale:
-        current = account_state.get(s.account)
+        current = state.accounts.get(s.account)
         base = copy.deepcopy(current) if s.reason in ("behind", "gap") and current else new_state()
-        replays[s.account] = _Replay(s, base, at=s.after)
+        replays[s.account] = _Replay(s, base, state.open_alerts, at=s.after)
     async for record in read_partition(settings.ledger_topic, partition, None, None):
         replay = replays.get(record.key.decode()) if record.key else None
         if replay is None:
@@ -164,14 +166,19 @@ async def repair(
     # are not the ledger's: closed.
     rebuilt = {a for a, r in replays.items() if r.stale.reason in ("missing", "ahead")}
     if rebuilt:
-        for key, alert in list(open_alerts.data.items()):
-            account = alert.get("account_id") if isinstance(alert, dict) else None
+        for key, held in list(state.open_alerts.items()):
+            account = held.get("account_id") if isinstance(held, dict) else None
             if account in rebuilt:
                 replays[account].alerts.setdefault(key, None)
-    repaired: dict[str, dict[str, Any]] = {}
+    repairs = Repairs()
     for account, replay in replays.items():
-        _write(partition, replay, writer)
-        repaired[account] = replay.state
+        for key, rebuilt_alert in replay.alerts.items():
+            if rebuilt_alert is None:
+                if state.open_alerts.pop(key, None) is not None:
+                    repairs.alerts[key] = None
+            else:
+                state.open_alerts[key] = repairs.alerts[key] = rebuilt_alert
+        state.accounts[account] = repairs.accounts[account] = replay.state
         s = replay.stale
         metrics.STATE_REPAIRS.labels(s.reason).inc()
         complete = not replay.missing and replay.at == s.head
@@ -190,17 +197,7 @@ async def repair(
         )
         if not complete:
             metrics.STATE_REPAIR_INCOMPLETE.inc()
-    return repaired
-
-
-def _write(partition: int, replay: _Replay, writer: BatchWriter) -> None:
-    """The rebuilt state and its open alerts into the tables, in the batch's transaction."""
-    for key, alert in replay.alerts.items():
-        if alert is None:
-            writer.table_delete(open_alerts, partition, key)
-        else:
-            writer.table_set(open_alerts, partition, key, alert)
-    writer.table_set(account_state, partition, replay.stale.account, replay.state)
+    return repairs
 
 
 #: The account's entries after `after` and before `before`, one row per seq (a row may be stored

@@ -51,6 +51,7 @@ def health(
     *,
     external: bool = False,
     warehouse_open: bool = False,
+    ingest: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """GET /v1/health of the worker: HTTP status and body. Anything but "ok" answers 503, so a
     container healthcheck (and any probe that checks the status code) sees a crashed or failing
@@ -67,6 +68,10 @@ def health(
     body["http_ingest"] = "ready" if http_ingest_ready else "starting"
     if geoip is not None:  # detectors.geo.staleness: stale geoip data is a warning, not a 503
         body["geoip"] = geoip
+    if ingest is not None:  # the ingest service (streams/ingest.py): partitions, batches, failure
+        body["ingest"] = ingest
+        if status == "ok" and ingest.get("status") == "failing":
+            status = body["status"] = "degraded"
     return (200 if status == "ok" else 503), body
 
 

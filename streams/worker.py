@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from streams import (
     consumer_lag,
-    detect,
     digest_service,
     ingest,
     ml_models,
@@ -27,7 +26,6 @@ __all__ = [
     "alert_views",
     "app",
     "consumer_lag",
-    "detect",
     "digest_service",
     "ingest",
     "ingest_views",

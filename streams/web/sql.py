@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.forensics.sql_guard import UnsafeQuery
 from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
 from streams.app import app, settings
+from streams.ingest import ingest_service
 from streams.warehouse_service import WarehouseLoaderService, health
 from streams.web.ingest import producer_service, signature_ledger
 
@@ -39,6 +40,7 @@ class Health(web.View):
             await _geoip(),
             external=loader_service.external,
             warehouse_open=loader_service.warehouse is not None,
+            ingest=ingest_service.health(),
         )
         return self.json(body, status=status)
 

@@ -2,8 +2,8 @@
 
 `wait_for(count >= n)` says enough rows arrived, not that no more will: a redelivered record
 still in the pipeline can add a row (or a duplicate) a moment later. `wait_settled` waits on the
-offsets instead: the worker has committed every record of the actions topic (its ledger entries
-and alerts were written in the same transaction), and the warehouse loader has committed every
+offsets instead: the worker's ingest service has committed every record of the actions topic
+(its ledger entries and state records were written in the same transaction), and the warehouse loader has committed every
 record of the ledger and alerts topics (it commits only after the rows are stored).
 """
 
@@ -29,7 +29,7 @@ def _behind(ns: Namespace, loader: bool = True) -> list[str]:
         behind = []
         # (group, topic, transactional): a transactional topic at rest ends with a commit marker,
         # which a consumer need not pass (its last record is at end - 2)
-        checks = [(s.worker_group, s.actions_topic, False)]
+        checks = [(s.ingest_group, s.actions_topic, False)]
         if loader:
             checks += [
                 (s.warehouse_group, s.ledger_topic, True),

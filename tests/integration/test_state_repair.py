@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.errors import BrokerResponseError
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.simulation.traffic import generate
@@ -60,13 +61,29 @@ def truncate(ns: Namespace, topic: str, keep_from: dict[int, int] | None = None)
                 )
             ]
         )
-        admin.delete_records({tp: offset for tp, offset in upto.items() if offset > 0})
+        wanted = {tp: offset for tp, offset in upto.items() if offset > 0}
+        wait_for(
+            lambda: _deleted(admin, wanted),
+            30,
+            f"records of {topic} deleted (the broker applies the new policy asynchronously)",
+            interval=0.2,
+        )
         admin.alter_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"cleanup.policy": "compact"})]
         )
     finally:
         consumer.close()
         admin.close()
+
+
+def _deleted(admin: KafkaAdminClient, upto: dict[TopicPartition, int]) -> bool:
+    try:
+        admin.delete_records(upto)
+    except BrokerResponseError as exc:
+        if "PolicyViolation" in str(exc):
+            return False  # the delete policy is not in force on every partition yet
+        raise
+    return True
 
 
 def compacted_offsets(ns: Namespace, ends: dict[int, int]) -> dict[int, int]:

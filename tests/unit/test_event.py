@@ -747,7 +747,7 @@ SCHEMA_BLIND_ACCEPTED: list[tuple[str, Any, str]] = [
 
 def test_every_reason_is_reachable() -> None:
     reasons = {r for _, _, r in REJECTED_DOCS} | {"too_large", "bad_encoding", "not_json"}
-    # `wrong_key` is the ingest agent's: the Kafka key differs from the event's account_id
+    # `wrong_key` is the ingest service's: the Kafka key differs from the event's account_id
     # (sent through Kafka to a worker in tests/integration/test_ledger_claims.py).
     assert reasons | {"wrong_key"} == set(REASONS)
 

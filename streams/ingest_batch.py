@@ -1,0 +1,234 @@
+"""One partition's ingest work, without Kafka: a batch of source records in, everything it makes out.
+
+For each source record, in offset order: validate (one typed decode, `pipeline.action_decoder`),
+mask (`pipeline.masking`), dedup and sequence over one canonical encoding that the hash and the
+ledger record share (`LedgerState.sequence`), then run every detector (`detectors.run.observe`)
+and fold findings into alerts (`pipeline.alert.fold`). The result, an `IngestBatch`, holds the
+ledger records, the dead letters, the alerts to publish, and the state records (each touched
+account's state, each changed open alert) that the ingest service (streams/ingest.py) writes in
+the partition's Kafka transaction together with the source offset.
+
+`PartitionState` is what one partition's ingest knows: the ledger's chain heads and dedup window
+(`LedgerState`, rebuilt from the ledger partition), each account's detection state and the open
+alerts (rebuilt from their changelog partitions). It is changed in place as a batch is worked
+through, so it is only valid as long as the batch's transaction commits: the service reloads it
+from Kafka whenever one does not.
+
+State records keep the format of the Faust tables they replace (`account_state`, `open_alerts`:
+JSON key and value, a tombstone for a deleted key), so a deployment's existing changelogs load.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from detectors.run import apply_event, new_state
+from pipeline import deadletter
+from pipeline.action_decoder import decode_action
+from pipeline.config import Settings
+from pipeline.event import Rejected, format_ms
+from pipeline.ledger import LedgerState
+from pipeline.masking import Masker
+from streams.detect_metrics import DetectMetrics
+
+if TYPE_CHECKING:
+    from detectors.behaviour.model import BehaviourModel
+
+Record = tuple[bytes | None, bytes | None]
+
+
+class SourceRecord(Protocol):
+    """A consumed Kafka record (aiokafka's `ConsumerRecord` fits)."""
+
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    timestamp: int
+
+
+class PartitionState:
+    """Sequencing and detection state of one partition of the actions topic."""
+
+    def __init__(self, partition: int, dedup_window_days: float) -> None:
+        self.partition = partition
+        self.ledger = LedgerState(dedup_window_days)
+        #: account_id -> {"auth": ..., "det": {detector: its state}, "open": {alert_id: last_seen}, "seq": n}
+        self.accounts: dict[str, dict[str, Any]] = {}
+        #: alert_id -> the latest version of the open alert
+        self.open_alerts: dict[str, dict[str, Any]] = {}
+
+    @property
+    def next_offset(self) -> int:
+        """The next source offset to work on (after the last one in the ledger, once loaded)."""
+        return self.ledger.next_offset
+
+    # Recovery: committed records of the ledger and the state changelogs, in offset order.
+    def load_ledger(self, value: bytes | None) -> None:
+        self.ledger.observe(orjson.loads(value or b"{}"))
+
+    def load_account(self, key: bytes | None, value: bytes | None) -> None:
+        _load(self.accounts, key, value)
+
+    def load_alert(self, key: bytes | None, value: bytes | None) -> None:
+        _load(self.open_alerts, key, value)
+
+
+def _load(table: dict[str, Any], key: bytes | None, value: bytes | None) -> None:
+    name = orjson.loads(key or b'""')
+    if value is None:
+        table.pop(name, None)
+    else:
+        table[name] = orjson.loads(value)
+
+
+def state_record(key: str, value: Any) -> Record:
+    """A changelog record: JSON key and value (None: a tombstone), as the Faust tables wrote them."""
+    return orjson.dumps(key), None if value is None else orjson.dumps(
+        value, option=orjson.OPT_NON_STR_KEYS
+    )
+
+
+@dataclass
+class IngestBatch:
+    """Everything one batch of one partition produced."""
+
+    partition: int
+    ledger: list[Record] = field(default_factory=list)
+    deadletters: list[Record] = field(default_factory=list)
+    #: (key, value, Kafka timestamp in ms of the source record that raised it), in order
+    alerts: list[tuple[bytes, bytes, int]] = field(default_factory=list)
+    #: accounts whose state changed (the live state dicts: encoded when written)
+    accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: alert_id -> its latest version, None for a closed alert
+    alert_changes: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    #: the source offset after the last record of the batch (what the transaction commits)
+    next_offset: int = 0
+    consumed: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+
+    def account_records(self) -> list[Record]:
+        return [state_record(k, v) for k, v in self.accounts.items()]
+
+    def alert_records(self) -> list[Record]:
+        return [state_record(k, v) for k, v in self.alert_changes.items()]
+
+
+class Ingest:
+    """The per-record work of the ingest service, configured once per process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model: Callable[[], BehaviourModel | None] = lambda: None,
+        metrics: DetectMetrics | None = None,
+    ) -> None:
+        self.actions_topic = settings.actions_topic
+        self.max_event_bytes = settings.max_event_bytes
+        self.config = settings.detect
+        self.masker = Masker(settings.mask_key)
+        self.model = model
+        self.metrics = metrics or DetectMetrics()
+        self._ms = -1
+        self._ingested_at = ""
+
+    def now(self) -> str:
+        """The ingest time of the record being worked on (`YYYY-MM-DDTHH:MM:SS.mmmZ`)."""
+        ms = time.time_ns() // 1_000_000
+        if ms != self._ms:
+            self._ms, self._ingested_at = ms, format_ms(ms)
+        return self._ingested_at
+
+    def batch(self, state: PartitionState, records: Iterable[SourceRecord]) -> IngestBatch:
+        """Work through `records` (one partition, in offset order); `state` moves along."""
+        out = IngestBatch(state.partition)
+        ledger = state.ledger
+        model = self.model()
+        for record in records:
+            offset = record.offset
+            if offset < ledger.next_offset:
+                continue  # sequenced already: a redelivery
+            ledger.next_offset = offset + 1
+            out.consumed += 1
+            key, value = record.key, record.value
+            try:
+                action = decode_action(value or b"", self.max_event_bytes)
+                if key != action["account_id"].encode():
+                    raise Rejected("wrong_key", "the message key must be the event's account_id")
+            except Rejected as exc:
+                out.deadletters.append(
+                    (
+                        key,
+                        deadletter.record(
+                            exc.reason,
+                            exc.detail,
+                            self.actions_topic,
+                            state.partition,
+                            offset,
+                            value,
+                        ),
+                    )
+                )
+                continue
+            event = self.masker.mask_event(action)
+            sequenced = ledger.sequence(event, self.now(), offset)
+            if sequenced is None:
+                out.duplicates += 1
+                continue
+            seq, entry = sequenced
+            out.ledger.append((key, entry))
+            out.accepted += 1
+            self._detect(state, out, event, seq, record.timestamp, model)
+        out.next_offset = ledger.next_offset
+        return out
+
+    def _detect(
+        self,
+        state: PartitionState,
+        out: IngestBatch,
+        event: dict[str, Any],
+        seq: int,
+        timestamp: int,
+        model: BehaviourModel | None,
+    ) -> None:
+        """Every detector over one sequenced event of its account (`detectors.run.apply_event`,
+        the same fold as a replay of the ledger), in `seq` order."""
+        account = event["account_id"]
+        account_state = state.accounts.get(account)
+        if account_state is None:
+            account_state = state.accounts[account] = new_state()
+        prior = int(account_state.get("seq", 0))
+        if seq > prior + 1:
+            # Entries before this one are missing from the state: never fold into it.
+            raise StateGap(account, prior, seq)
+        out.accounts[account] = account_state
+        timings = self.metrics.sample()
+        applied = apply_event(
+            account_state, event, seq, self.config, model, state.open_alerts.get, timings
+        )
+        self.metrics.record(timings)
+        if applied is None:
+            return  # folded into this state already
+        for alert in applied.alerts:
+            key = alert["alert_id"]
+            state.open_alerts[key] = out.alert_changes[key] = alert
+            out.alerts.append((account.encode(), orjson.dumps(alert), timestamp))
+        for key in applied.closed:
+            if state.open_alerts.pop(key, None) is not None:
+                out.alert_changes[key] = None
+
+
+class StateGap(RuntimeError):
+    """An account's detection state lacks entries before the one to fold: the partition's state
+    must be reloaded and checked against the ledger (streams/state_repair.py)."""
+
+    def __init__(self, account: str, state_seq: int, seq: int) -> None:
+        super().__init__(
+            f"the detection state of {account} is at seq {state_seq}, the next entry is {seq}"
+        )
+        self.account = account
