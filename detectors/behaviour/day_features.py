@@ -26,7 +26,7 @@ import math
 import statistics
 from typing import Any
 
-from detectors.behaviour.features import DAY, HOUR_MS, MAX_DISTINCT, MAX_EVIDENCE, Closed
+from detectors.behaviour.features import DAY, HOUR_MS, MAX_DISTINCT, Closed
 from detectors.prices import price_move
 from detectors.reports import sensitive
 from detectors.windows import LATENESS_MS, epoch_ms
@@ -69,6 +69,23 @@ DAY_DESCRIPTIONS: dict[str, str] = {
     "failed_share": "share of failed or denied calls",
     "across_accounts": "1 for a provider over all its accounts, 0 for one account",
 }
+#: Features where only a high value can be an anomaly: a quiet day (fewer cuts, downloads,
+#: principals or accounts than usual) is not one. The day forest sees them raised to their kind's
+#: training median (`floors`, detectors/behaviour/training.py), and so does its range check.
+DAY_ONE_SIDED: frozenset[str] = frozenset(
+    {
+        "events_ratio",
+        "price_changes",
+        "price_cuts",
+        "price_cuts_ratio",
+        "sensitive_reports",
+        "sensitive_reports_ratio",
+        "principals",
+        "accounts",
+        "off_hours_share",
+        "failed_share",
+    }
+)
 #: Which of the day's events back a deviating feature (evidence kinds kept per day).
 DAY_EVIDENCE_OF: dict[str, str] = {
     "price_changes": "price",
@@ -82,6 +99,9 @@ DAY_EVIDENCE_OF: dict[str, str] = {
     "off_hours_share": "off",
     "failed_share": "bad",
 }
+#: Evidence kept per day and kind: the first such event of each hour, so an alert names events
+#: from across the day (a day's trend is in no single event).
+DAY_EVIDENCE = 24
 #: Closed days remembered per provider (the usual day is their median) and needed before ratios
 #: speak (a first, partial day does not make the next one look busy).
 HISTORY_DAYS = 7
@@ -112,20 +132,25 @@ def new_day(day: int) -> dict[str, Any]:
         "prin": {},
         "acct": {},
         "ev": {},
+        "evh": {},
     }
 
 
-def _evidence(w: dict[str, Any], kind: str, event_id: str) -> None:
-    ids = w["ev"].setdefault(kind, [])
-    if len(ids) < MAX_EVIDENCE:
-        ids.append(event_id)
+def _evidence(w: dict[str, Any], kind: str, event_id: str, hour: int) -> None:
+    """Keep `event_id` when it is the first event of its kind in its hour (`DAY_EVIDENCE` at most)."""
+    if w["evh"].get(kind) != hour:
+        ids = w["ev"].setdefault(kind, [])
+        if len(ids) < DAY_EVIDENCE:
+            ids.append(event_id)
+            w["evh"][kind] = hour
 
 
 def day_add(w: dict[str, Any], event: Event, off_hours: bool) -> None:
     """Count a provider's (not approved) event into its open day `w`."""
     w["n"] += 1
     event_id = event["event_id"]
-    _evidence(w, "all", event_id)
+    hour = epoch_ms(event["occurred_at"]) // HOUR_MS
+    _evidence(w, "all", event_id, hour)
     actor = event["actor"]
     for name, value in (("prin", actor["principal_id"]), ("acct", event["account_id"])):
         seen = w[name]
@@ -134,16 +159,16 @@ def day_add(w: dict[str, Any], event: Event, off_hours: bool) -> None:
     action = event["action"]
     if event["outcome"] != "success":
         w["bad"] += 1
-        _evidence(w, "bad", event_id)
+        _evidence(w, "bad", event_id, hour)
     if off_hours:
         w["off"] += 1
-        _evidence(w, "off", event_id)
+        _evidence(w, "off", event_id, hour)
     if action == "report.download":
         if event["outcome"] == "success" and sensitive(
             str((event.get("resource") or {}).get("id", ""))
         ):
             w["rep"] += 1
-            _evidence(w, "report", event_id)
+            _evidence(w, "report", event_id, hour)
     elif action == "listing.price_change":
         move = price_move(event)
         if move is not None and move[0] != move[1]:
@@ -152,10 +177,10 @@ def day_add(w: dict[str, Any], event: Event, off_hours: bool) -> None:
             w["pc"] += 1
             w["ps"] += signed
             w["pss"] += pct * pct
-            _evidence(w, "price", event_id)
+            _evidence(w, "price", event_id, hour)
             if signed < 0:
                 w["cut"] += 1
-                _evidence(w, "cut", event_id)
+                _evidence(w, "cut", event_id, hour)
             else:
                 w["rise"] += 1
 

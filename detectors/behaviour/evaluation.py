@@ -95,6 +95,9 @@ class Prepared:
     episode_kind: dict[str, str]
     closed: list[tuple[str, Closed]]
     trained: Trained
+    #: the benign stream outlasts the episodes by a day boundary and the stage's grace, so every
+    #: episode day closes and is judged
+    complete: bool
 
     def in_test(self, closed: Closed) -> bool:
         """A test vector: an hour of the test window, or a day that ends in it."""
@@ -131,6 +134,11 @@ def prepare(
             if benign_seen == train_events:
                 split_hour = epoch_ms(event["occurred_at"]) // HOUR_MS + 1
                 break
+    last_benign = max(e["occurred_at"] for e, label in stream if label is None)
+    last_episode = max(
+        (e["occurred_at"] for e, label in stream if label and label.startswith(LABEL_PREFIX)),
+        default="",
+    )
     window_kinds: dict[Where, set[str]] = defaultdict(set)
     lookalikes: dict[Where, set[str]] = defaultdict(set)
     episode_windows: dict[str, set[Where]] = defaultdict(set)
@@ -177,6 +185,8 @@ def prepare(
         episode_kind,
         closed,
         trained,
+        not last_episode
+        or epoch_ms(last_benign) >= (epoch_ms(last_episode) // DAY_MS + 1) * DAY_MS + 2 * HOUR_MS,
     )
 
 
@@ -236,10 +246,8 @@ def score_test(p: Prepared) -> dict[str, Scored]:
         test = [(a, c) for a, c in p.closed if c.span == span and p.in_test(c)]
         if forest is None or not test:
             continue
-        import numpy as np
-
         vectors = [c.vector for _, c in test]
-        scores = [-float(s) for s in forest.pipeline.score_samples(np.asarray(vectors))]
+        scores = forest.score(vectors)
         out[span] = Scored(
             [where_of(a, c) for a, c in test],
             [c.kind for _, c in test],
@@ -277,6 +285,7 @@ def offline(p: Prepared) -> dict[str, Any]:
         "lookalike_vectors_flagged": len(lookalikes & flagged_windows),
         "episodes": len(p.episode_windows),
         "episodes_caught": sum(1 for w in p.episode_windows.values() if w & flagged_windows),
+        "episodes_complete": p.complete,
         "per_kind": {},
         "per_vector_kind": {},
     }
@@ -301,9 +310,10 @@ def offline(p: Prepared) -> dict[str, Any]:
         row["episodes_caught"] = sum(1 for e in mine if p.episode_windows[e] & flagged_windows)
         out["per_kind"][kind] = row
     for vkind in VECTOR_KINDS:
-        s = scored.get("hour" if vkind in HOUR_KINDS else "day")
-        if s is None:
+        of_span = scored.get("hour" if vkind in HOUR_KINDS else "day")
+        if of_span is None:
             continue
+        s = of_span
         pick = [i for i, k in enumerate(s.kinds) if k == vkind]
         y = [int(bool(s.labels[i])) for i in pick]
         tp = sum(1 for i in pick if s.labels[i] and s.flagged[i])

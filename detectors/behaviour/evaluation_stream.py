@@ -46,8 +46,8 @@ def _in_test(window: str, split_hour: int) -> bool:
 
 def streaming(p: Prepared) -> dict[str, Any]:
     from detectors.behaviour.model import load, save
+    from detectors.behaviour.scoring import DETECTOR
     from detectors.provider_wide.run import Stage
-    from detectors.rules.behaviour_anomaly import DETECTOR
     from detectors.run import new_state, observe
     from pipeline.config import DetectionConfig
 

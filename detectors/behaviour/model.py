@@ -23,6 +23,7 @@ model never pays for them.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -66,32 +67,45 @@ class Forest:
         baseline: dict[str, dict[str, dict[str, float]]],
         features: tuple[str, ...],
         kinds: tuple[str, ...],
+        floors: dict[str, list[float]] | None = None,
+        spread_floor: float = 0.0,
     ) -> None:
         self.pipeline = pipeline  # sklearn Pipeline(scale, forest)
+        #: Per kind, per feature, the value a vector's feature is raised to before anything else
+        #: (one-sided features: a low value is no anomaly); None: none
+        self.floors = floors
         self.threshold = threshold
         self.features = features
         self.kinds = kinds
         #: per kind, per feature: the training statistics (min, mean, std, p50, p99, max)
         self.baselines = baseline
         #: Per kind, per feature (low, high) bounds: the kind's training range widened by
-        #: `margin` spreads; and the spreads themselves (how far beyond a bound a value lies).
+        #: `margin` spreads; and the spreads themselves (how far beyond a bound a value lies): the
+        #: training standard deviation, at least `spread_floor` x the mean's size (a feature
+        #: nearly constant in a short history would otherwise make any change out of range).
         self.bounds: dict[str, tuple[tuple[float, float], ...]] = {}
         self.spreads: dict[str, tuple[float, ...]] = {}
         for kind in kinds:
             stats = baseline[kind]
-            self.bounds[kind] = tuple(
-                (
-                    stats[f]["min"] - margin * stats[f]["std"],
-                    stats[f]["max"] + margin * stats[f]["std"],
-                )
-                for f in features
+            self.spreads[kind] = tuple(
+                max(stats[f]["std"], spread_floor * abs(stats[f]["mean"]), 1e-6) for f in features
             )
-            self.spreads[kind] = tuple(max(stats[f]["std"], 1e-6) for f in features)
+            self.bounds[kind] = tuple(
+                (stats[f]["min"] - margin * spread, stats[f]["max"] + margin * spread)
+                for f, spread in zip(features, self.spreads[kind], strict=True)
+            )
         self._compiled: tuple[Any, ...] | None = None
 
     def kind(self, vector: list[float]) -> str:
         """The vector's kind: its last feature is the kind indicator (0 or 1)."""
         return self.kinds[1] if vector[-1] >= 0.5 else self.kinds[0]
+
+    def floored(self, vector: list[float]) -> list[float]:
+        """The vector as the forest and the range check see it (one-sided features raised to
+        their floor)."""
+        if self.floors is None:
+            return vector
+        return [max(v, f) for v, f in zip(vector, self.floors[self.kind(vector)], strict=True)]
 
     def out_of_range(self, vector: list[float]) -> list[str]:
         """Features of `vector` beyond anything the training window held (by the margin).
@@ -99,6 +113,7 @@ class Forest:
         An IsolationForest cannot extrapolate: its splits lie inside the training range, so a
         value far past the largest ever seen scores like that largest value. This check covers it.
         """
+        vector = self.floored(vector)
         bounds = self.bounds[self.kind(vector)]
         return [self.features[i] for i, (lo, hi) in enumerate(bounds) if not lo <= vector[i] <= hi]
 
@@ -109,6 +124,7 @@ class Forest:
         """A ranking score that flags exactly as `flags` does: the forest score, or, beyond the
         training range, the threshold plus how far beyond (in training spreads) -- the score
         the evaluation's ROC-AUC ranks by (a range check has no score of its own)."""
+        vector = self.floored(vector)
         kind = self.kind(vector)
         outside, beyond = False, 0.0
         for i, (lo, hi) in enumerate(self.bounds[kind]):
@@ -128,6 +144,8 @@ class Forest:
         """
         import numpy as np
 
+        if self.floors is not None:
+            vectors = [self.floored(v) for v in vectors]
         if len(vectors) <= FAST_BATCH:
             return [self._walk(v) for v in vectors]
         return [
@@ -202,6 +220,11 @@ class BehaviourModel(Forest):
                 day["baseline"],
                 DAY_FEATURES,
                 DAY_KINDS,
+                {
+                    kind: [-math.inf if f is None else float(f) for f in floors]
+                    for kind, floors in day["floors"].items()
+                },
+                float(day["spread_floor"]),
             )
 
 

@@ -72,6 +72,7 @@ def provider_days(
 
 def explain(vector: list[float], forest: Forest) -> tuple[str, list[str]]:
     """The features deviating most from the kind's training days, in words, and their names."""
+    vector = forest.floored(vector)
     stats = forest.baselines[forest.kind(vector)]
     ranked = []
     for i, name in enumerate(forest.features[:-1]):

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from detectors.behaviour.account_features import build_all
-from detectors.behaviour.day_features import DAY_FEATURES, DAY_KINDS
+from detectors.behaviour.day_features import DAY_FEATURES, DAY_KINDS, DAY_ONE_SIDED
 from detectors.behaviour.features import (
     FEATURE_VERSION,
     FEATURES,
@@ -47,6 +47,9 @@ RANGE_MARGIN = 1.0
 #: The same for days: a day forest trains on a vector per provider and day, few, so their range
 #: is a rougher estimate of the tails than the hours'.
 DAY_RANGE_MARGIN = 1.5
+#: ... and a day feature's spread is at least this share of its mean: a few days of history can
+#: hold a feature nearly constant (a ratio to the usual day, neutral until there is one).
+DAY_SPREAD_FLOOR = 0.1
 #: A partial hour is scored early once a growing count passes the training maximum by this factor.
 EARLY_FACTOR = 1.25
 #: Fewer day vectors of a kind than this in the window: no day forest (days are not scored).
@@ -203,7 +206,18 @@ def _fit_days(
             f"too few closed days to fit the day forest ({per_kind}; {MIN_DAY_VECTORS} of each"
             " kind needed): days are not scored",
         )
-    x = np.asarray(vectors, dtype=np.float64)
+    raw = np.asarray(vectors, dtype=np.float64)
+    # one-sided features raised to their kind's training median: a quiet day is no anomaly
+    floors: dict[str, list[float]] = {}
+    x = raw.copy()
+    for i, kind in enumerate(DAY_KINDS):
+        mine = raw[:, -1] == float(i)
+        medians = np.median(raw[mine], axis=0)
+        floors[kind] = [
+            float(medians[j]) if name in DAY_ONE_SIDED else -math.inf
+            for j, name in enumerate(DAY_FEATURES)
+        ]
+        x[mine] = np.maximum(raw[mine], np.asarray(floors[kind]))
     pipeline = _forest(x, trees, random_state)
     scores = -pipeline.score_samples(x)
     threshold = _threshold(scores, math.floor(target_per_10k * events / 10_000))
@@ -217,6 +231,8 @@ def _fit_days(
         "features": list(DAY_FEATURES),
         "threshold": threshold,
         "range_margin": DAY_RANGE_MARGIN,
+        "spread_floor": DAY_SPREAD_FLOOR,
+        "floors": {k: [f if math.isfinite(f) else None for f in v] for k, v in floors.items()},
         "target_false_alerts_per_10k_events": target_per_10k,
         "params": {"trees": trees, "max_samples": min(512, len(x)), "random_state": random_state},
         "training": {
@@ -226,7 +242,7 @@ def _fit_days(
             "flagged_per_kind": flagged_of,
             "false_alerts_per_10k_events": round(10_000 * flagged / max(1, events), 4),
         },
-        "data_sha256": hashlib.sha256(np.round(x, 6).tobytes()).hexdigest(),
+        "data_sha256": hashlib.sha256(np.round(raw, 6).tobytes()).hexdigest(),
         "baseline": baseline,
     }
     return pipeline, meta, f"{len(x)} day vectors {per_kind}"

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from detectors.behaviour import scoring
 from detectors.behaviour.account_features import AccountFeatures, is_approved
 from detectors.behaviour.features import (
     ALL_PRINCIPALS,
@@ -50,7 +51,6 @@ from detectors.behaviour.features import (
     principal_key,
     provider_key,
 )
-from detectors.behaviour.scoring import DETECTOR, RESPONSE, SEVERITY, score_days
 from pipeline.alert import Finding
 from pipeline.event import Event, format_ms
 
@@ -58,6 +58,9 @@ if TYPE_CHECKING:
     from detectors import Context
     from detectors.behaviour.model import BehaviourModel
 
+DETECTOR = scoring.DETECTOR
+SEVERITY = scoring.SEVERITY
+RESPONSE = scoring.RESPONSE
 MIN_BASELINE_HOURS = 24
 #: A principal baseline weighs at most this many hours (older hours fade).
 BASELINE_HOURS_CAP = 168
@@ -86,7 +89,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
             state["b"] = {k: v for k, v in baselines.items() if k in features.state["p"]}
     if len(hours) < len(closed):
         days = [c for c in closed if c.span != HOUR]
-        findings += score_days(event, days, event["account_id"], model, ctx)
+        findings += scoring.score_days(event, days, event["account_id"], model, ctx)
     if key is not None and not approved:
         for k in (key, provider_key(key)):
             early = _early(features, k, model)
