@@ -277,6 +277,9 @@ def offline(p: Prepared) -> dict[str, Any]:
         "test_vectors": {span: len(s.where) for span, s in scored.items()},
         "test_anomalous_vectors": {span: sum(map(bool, s.labels)) for span, s in scored.items()},
         "test_benign_events": p.test_benign,
+        "roc_auc": {
+            span: auc([int(bool(y)) for y in s.labels], s.detector) for span, s in scored.items()
+        },
         "threshold": float(p.trained.meta["threshold"]),
         "day_threshold": (p.trained.meta["day"] or {}).get("threshold"),
         "false_alerts": false,

@@ -48,13 +48,17 @@ def day_history() -> list[Event]:
 
 
 @pytest.fixture(scope="session")
-def day_model(tmp_path_factory: pytest.TempPathFactory, day_history: list[Event]) -> BehaviourModel:
-    """A model with a day forest, trained on `day_history`."""
-    path, trained = train_and_save(
-        iter(day_history), tmp_path_factory.mktemp("day-models"), random_state=3, trees=100
-    )
+def day_models_dir(tmp_path_factory: pytest.TempPathFactory, day_history: list[Event]) -> Path:
+    """A models directory holding one artifact with a day forest, trained on `day_history`."""
+    path = tmp_path_factory.mktemp("day-models")
+    _, trained = train_and_save(iter(day_history), path, random_state=3, trees=100)
     assert trained.meta["day"] is not None, trained.meta["day_note"]
-    return load(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def day_model(day_models_dir: Path) -> BehaviourModel:
+    return load(next(p for p in day_models_dir.iterdir() if p.name.startswith("behaviour-")))
 
 
 class SpyForest:
