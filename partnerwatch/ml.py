@@ -311,7 +311,11 @@ def _evaluate_pipeline(
         fmt(report["ml_recall_vectors"]),
     )
     console.print(table)
-    kinds = Table("episode kind", "episodes caught", "vectors alerted / anomalous")
+    kinds = Table(
+        "episode kind",
+        "episodes caught",
+        "vectors alerted / anomalous (of the span it is judged on)",
+    )
     for kind, k in report["per_kind"].items():
         kinds.add_row(
             kind,

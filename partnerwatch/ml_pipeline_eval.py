@@ -31,7 +31,7 @@ from detectors.behaviour.evaluation_stream import alert_vector
 from detectors.behaviour.features import HOUR_MS
 from detectors.behaviour.training import DEFAULT_TARGET_PER_10K
 from detectors.windows import epoch_ms
-from pipeline.simulation.behaviour import KINDS
+from pipeline.simulation.behaviour import JUDGED_ON, KINDS
 
 #: Smaller than the in-process evaluation's stream (the worker sequences ~800-1,000 events/s
 #: here), yet long enough for a day forest (training) and one multi-day episode (test).
@@ -134,7 +134,12 @@ def run(
     per_kind = {}
     for kind in KINDS:
         episodes_of = [e for e, k in p.episode_kind.items() if k == kind]
-        vectors = {w for w in test_anomalous if kind in p.window_kinds[w]}
+        # the vectors of the span the kind is judged on (hours, or days for a multi-day kind)
+        vectors = {
+            w
+            for w in test_anomalous
+            if kind in p.window_kinds[w] and w[2].endswith("/P1D") == (JUDGED_ON[kind] == "day")
+        }
         per_kind[kind] = {
             "episodes": len(episodes_of),
             "episodes_caught": sum(1 for e in episodes_of if p.episode_windows[e] & true_windows),
