@@ -110,7 +110,7 @@ class ProviderStage:
         self._rules_at = 0.0
         #: the behaviour model (its day forest scores providers' days across accounts)
         self.models = ModelSlot(settings.models_path)
-        self._models_at: float | None = None
+        self._models_due = 0.0  # when to look again (at once, then every PW_MODEL_RELOAD_SECONDS)
         #: moved on by every take-over and hand-over (see `take_over`)
         self.generation = 0
         self._lock = asyncio.Lock()
@@ -166,10 +166,7 @@ class ProviderStage:
                 if time.monotonic() >= self._rules_at + RULES_SECONDS:
                     async with self._lock:
                         self.reload_rules()
-                if self._models_at is None or (
-                    s.model_reload_seconds > 0
-                    and time.monotonic() >= self._models_at + s.model_reload_seconds
-                ):
+                if time.monotonic() >= self._models_due:
                     await self.reload_model()
                 generation = self.generation
                 batch = await consumer.getmany(timeout_ms=100, max_records=5000)
@@ -273,10 +270,13 @@ class ProviderStage:
 
     async def reload_model(self) -> None:
         """Look for a newer behaviour model (in a thread); used from the next event."""
-        self._models_at = time.monotonic()
+        every = self.settings.model_reload_seconds
+        self._models_due = time.monotonic() + every if every > 0 else float("inf")
         changed = await asyncio.get_running_loop().run_in_executor(None, self.models.reload)
-        if changed:
-            log.info("provider_stage.behaviour_model", status=self.models.message)
+        if changed:  # the worker's own slot says the cold start; this one says what it means here
+            idle = self.models.model is None and not self.models.refused
+            status = "none yet: days across accounts not scored" if idle else self.models.message
+            log.info("provider_stage.behaviour_model", status=status)
         async with self._lock:
             if self.stage is not None:
                 self.stage.model = self.models.model
