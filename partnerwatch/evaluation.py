@@ -43,11 +43,19 @@ def evaluate(
     ] = 140_000,
     ml_test_events: Annotated[
         int, typer.Option(help="--ml: benign events of the test window")
-    ] = 80_000,
-    ml_episodes: Annotated[int, typer.Option(help="--ml: behavioural episodes to inject")] = 8,
+    ] = 180_000,
+    ml_episodes: Annotated[
+        int,
+        typer.Option(
+            help="--ml: behavioural episodes to inject, approved-sale lookalikes included (12: two of each)"
+        ),
+    ] = 12,
     ml_target_far: Annotated[
-        float, typer.Option(help="--ml: false alerts per 10,000 training events")
-    ] = 0.5,
+        float, typer.Option(help="--ml: false alerts per 10,000 training events (hours)")
+    ] = 0.35,
+    ml_day_target_far: Annotated[
+        float, typer.Option(help="--ml: false alerts per 10,000 training events (days)")
+    ] = 0.1,
     ml_pipeline: Annotated[
         bool,
         typer.Option(
@@ -77,6 +85,7 @@ def evaluate(
             ml_target_far,
             as_json,
             pipeline=ml_pipeline,
+            day_target_far=ml_day_target_far,
         )
         return
     import tempfile

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from detectors.behaviour.training import DEFAULT_TARGET_PER_10K
+from detectors.behaviour.training import DEFAULT_DAY_TARGET_PER_10K, DEFAULT_TARGET_PER_10K
 
 PAGE_ROWS = 50_000
 _SPAN = re.compile(r"^(\d+)([dh])$")
@@ -76,9 +76,14 @@ def train(
         typer.Option(help="models directory (default PW_MODEL_DIR or PW_DATA_DIR/models)"),
     ] = None,
     target_far: Annotated[
-        float, typer.Option(help="false alerts per 10,000 training events the threshold allows")
+        float,
+        typer.Option(help="false alerts per 10,000 training events the hour threshold allows"),
     ] = DEFAULT_TARGET_PER_10K,
-    seed: Annotated[int, typer.Option(help="random_state of the forest")] = 0,
+    day_target_far: Annotated[
+        float,
+        typer.Option(help="false alerts per 10,000 training events the day threshold allows"),
+    ] = DEFAULT_DAY_TARGET_PER_10K,
+    seed: Annotated[int, typer.Option(help="random_state of the forests")] = 0,
 ) -> None:
     """Fit the behaviour model on the warehouse's history and write a versioned artifact.
 
@@ -107,6 +112,7 @@ def train(
                 warehouse_events(lambda q, p: run_query(settings, q, p), begin, until),
                 out or settings.models_path,
                 target_per_10k=target_far,
+                day_target_per_10k=day_target_far,
                 random_state=seed,
             )
     except ValueError as exc:
@@ -116,7 +122,13 @@ def train(
     console.print(
         f"wrote {path}\n{t['events']} events, {t['vectors']} principal-hours from {begin} to {until};"
         f" threshold {trained.meta['threshold']:.4f} ({t['flagged_at_threshold']} training hours above it ="
-        f" {t['false_alerts_per_10k_events']} per 10,000 events; target {target_far}); fit {t['fit_seconds']} s"
+        f" {t['false_alerts_per_10k_events']} per 10,000 events; target {target_far}); fit {t['fit_seconds']} s\n"
+        + (
+            f"day forest: {trained.meta['day_note']}; threshold {trained.meta['day']['threshold']:.4f}"
+            f" (target {day_target_far})"
+            if trained.meta["day"] is not None
+            else f"no day forest: {trained.meta['day_note']}"
+        )
     )
 
 
@@ -129,13 +141,11 @@ def evaluate_ml(
     as_json: bool,
     *,
     pipeline: bool = False,
+    day_target_far: float = DEFAULT_DAY_TARGET_PER_10K,
 ) -> None:
     """`partnerwatch evaluate --ml`: offline vectors and the in-process streaming path;
     with `--pipeline`, the real worker on the local broker instead (a smaller stream)."""
-    from rich.table import Table
-
     from detectors.behaviour.evaluation import run
-    from partnerwatch.common import console, line, plain
 
     if pipeline:
         _evaluate_pipeline(train_events, test_events, seed, episodes, target_far, as_json)
@@ -152,45 +162,87 @@ def evaluate_ml(
             seed=seed,
             episodes=episodes,
             target_per_10k=target_far,
+            day_target_per_10k=day_target_far,
         )
     if as_json:
         sys.stdout.write(orjson.dumps(report).decode() + "\n")
         return
+    print_ml_report(report)
+
+
+def print_ml_report(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from partnerwatch.common import console, line, plain
+
     off = report["offline_vectors"]
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     table = Table(
-        "kind", "hours", "ROC-AUC", "recall (hours)", "episodes caught", title="offline, on vectors"
+        "kind",
+        "judged on",
+        "anomalous",
+        "ROC-AUC",
+        "forest alone",
+        "hours",
+        "days",
+        "recall",
+        "episodes caught",
+        title="per kind, offline on vectors (ROC-AUC of the detector score on the vectors the kind is judged on; then on hours and on days)",
     )
     for kind, k in off["per_kind"].items():
+        judged = k.get(k["judged_on"], {})
         table.add_row(
             kind,
-            str(k["vectors"]),
+            k["judged_on"] + "s",
+            str(judged.get("vectors", "-")),
             fmt(k["roc_auc"]),
+            fmt(judged.get("roc_auc_forest")),
+            fmt(k.get("hour", {}).get("roc_auc")),
+            fmt(k.get("day", {}).get("roc_auc")),
             fmt(k["recall"]),
             f"{k['episodes_caught']}/{k['episodes']}",
         )
-    table.add_row(
-        "all",
-        str(off["test_anomalous_vectors"]),
-        fmt(off["roc_auc"]),
-        fmt(off["recall"]),
-        f"{off['episodes_caught']}/{off['episodes']}",
-    )
     console.print(table)
-    forest = off["forest_only"]
-    console.print(
-        f"trained on {off['train_events']} events ({off['train_vectors']} hours); test: {off['test_vectors']} hours,"
-        f" {off['test_benign_events']} benign events. Threshold {off['threshold']:.4f}.\n"
-        f"flagged (forest or out of range): precision {fmt(off['precision'])}, recall {fmt(off['recall'])},"
-        f" {off['false_alerts']} false = {off['false_alerts_per_10k_benign']} per 10,000 benign events\n"
-        f"forest alone: precision {fmt(forest['precision'])}, recall {fmt(forest['recall'])},"
-        f" {forest['false_alerts']} false = {forest['false_alerts_per_10k_benign']} per 10,000 benign events"
+    kinds = Table(
+        "vector kind", "vectors", "anomalous", "ROC-AUC", "precision", "recall", "false alerts"
     )
-    s = report["streaming_in_process"]
+    for vkind, v in off["per_vector_kind"].items():
+        kinds.add_row(
+            vkind,
+            str(v["vectors"]),
+            str(v["anomalous"]),
+            fmt(v["roc_auc"]),
+            fmt(v["precision"]),
+            fmt(v["recall"]),
+            str(v["false_alerts"]),
+        )
+    console.print(kinds)
     console.print(
-        f"streaming (detectors.run.observe, every rule + behaviour_anomaly, in process): {s['ml_alerts']} ML alerts,"
+        f"trained on {off['train_events']} events ({off['train_vectors']} hours, {off['train_day_vectors']} days;"
+        f" day forest: {off['day_forest']}); test: {off['test_vectors']} vectors, {off['test_benign_events']}"
+        f" benign events. Thresholds: hours {off['threshold']:.4f}, days {fmt(off['day_threshold'])}.\n"
+        f"offline: {off['false_alerts']} false alerts = {off['false_alerts_per_10k_benign']} per 10,000 benign"
+        f" events; approved-sale lookalike vectors flagged {off['lookalike_vectors_flagged']}/{off['lookalike_vectors']};"
+        f" episodes caught {off['episodes_caught']}/{off['episodes']}"
+        + (
+            ""
+            if off["episodes_complete"]
+            else " (the stream ends before the last episode day closes)"
+        )
+    )
+    s = report.get("streaming_in_process")
+    if s is None:
+        return
+    console.print(
+        f"streaming (every rule + behaviour_anomaly, and the provider-wide stage, in process): {s['ml_alerts']} ML alerts,"
         f" {s['ml_true_alerts']} true, {s['ml_false_alerts']} false = {s['ml_false_alerts_per_10k_benign']} per"
-        f" 10,000 benign events; episodes caught {s['episodes_caught']}/{s['episodes']}; rules: "
+        f" 10,000 benign events ({s['ml_alerts_on_lookalikes']} on approved-sale lookalikes); episodes caught"
+        f" {s['episodes_caught']}/{s['episodes']}; per vector kind: "
+        + ", ".join(
+            f"{k} {v['alerts']} ({v['true_alerts']} true)"
+            for k, v in s["ml_per_vector_kind"].items()
+        )
+        + "; rules: "
         + (
             ", ".join(
                 f"{d} {r['alerts']} alerts ({r['naming_behaviour_events']} on behaviour events)"
@@ -198,22 +250,10 @@ def evaluate_ml(
             )
             or "no alert"
         )
-        + f" in the test window -> {s['rule_alerts_naming_behaviour_events']} rule alerts name behaviour events"
+        + " in the test window"
     )
-    for vkind, v in off["per_vector_kind"].items():
-        console.print(
-            f"{vkind} vectors (offline): {v['vectors']} hours, {v['anomalous']} anomalous, ROC-AUC {fmt(v['roc_auc'])},"
-            f" precision {fmt(v['precision'])}, recall {fmt(v['recall'])}, {v['false_alerts']} false"
-        )
-    console.print(
-        "streaming ML alerts per vector kind: "
-        + ", ".join(
-            f"{k} {v['alerts']} ({v['true_alerts']} true)"
-            for k, v in s["ml_per_vector_kind"].items()
-        )
-    )
-    if s.get("example_summary"):
-        console.print(line("example: ", plain(s["example_summary"])))
+    for vkind, summary in s.get("example_summaries", {}).items():
+        console.print(line(f"example ({vkind}): ", plain(summary)))
 
 
 def _evaluate_pipeline(
@@ -249,8 +289,8 @@ def _evaluate_pipeline(
         "alerts",
         "true",
         "precision",
-        "anomalous hours",
-        "recall (hours)",
+        "anomalous vectors",
+        "recall (vectors)",
         title="through the worker on Kafka: behaviour_anomaly alerts of the test window",
     )
     for vkind, v in report["per_vector_kind"].items():
@@ -259,7 +299,7 @@ def _evaluate_pipeline(
             str(v["alerts"]),
             str(v["true_alerts"]),
             fmt(v["precision"]),
-            str(v["anomalous_hours"]),
+            str(v["anomalous_vectors"]),
             fmt(v["recall"]),
         )
     table.add_row(
@@ -267,23 +307,27 @@ def _evaluate_pipeline(
         str(report["ml_alerts"]),
         str(report["ml_true_alerts"]),
         fmt(report["ml_precision"]),
-        str(sum(v["anomalous_hours"] for v in report["per_vector_kind"].values())),
-        fmt(report["ml_recall_hours"]),
+        str(sum(v["anomalous_vectors"] for v in report["per_vector_kind"].values())),
+        fmt(report["ml_recall_vectors"]),
     )
     console.print(table)
-    kinds = Table("episode kind", "episodes caught", "hours alerted / anomalous")
+    kinds = Table(
+        "episode kind",
+        "episodes caught",
+        "vectors alerted / anomalous (of the span it is judged on)",
+    )
     for kind, k in report["per_kind"].items():
         kinds.add_row(
             kind,
             f"{k['episodes_caught']}/{k['episodes']}",
-            f"{k['hours_alerted']}/{k['anomalous_hours']}",
+            f"{k['vectors_alerted']}/{k['anomalous_vectors']}",
         )
     console.print(kinds)
     console.print(
         f"{report['events']} events ({report['train_events']} training, {report['test_benign_events']} benign in the test"
-        f" window); threshold {report['threshold']:.4f}; {report['ml_false_alerts']} false ML alerts ="
+        f" window); threshold {report['threshold']:.4f}; day forest: {report['day_forest']}; {report['ml_false_alerts']} false ML alerts ="
         f" {report['ml_false_alerts_per_10k_benign']} per 10,000 benign events; episodes caught"
-        f" {report['episodes_caught']}/{report['episodes']}\nROC-AUC of the forest score on this stream's test"
+        f" {report['episodes_caught']}/{report['episodes']}\nROC-AUC of the detector score on this stream's test"
         " vectors (offline, the same model): "
         + ", ".join(f"{k} {fmt(v)}" for k, v in report["offline_roc_auc"].items())
         + "\nrules on the same stream (test window): "

@@ -176,7 +176,8 @@ class Settings(LayeredSettings, DerivedNames):
         "", "behaviour model artifacts (`partnerwatch train`; empty: PW_DATA_DIR/models)"
     )
     model_reload_seconds: float = setting(
-        60.0, "how often the worker looks for a newer behaviour model artifact"
+        60.0,
+        "how often the worker (and the provider-wide stage) looks for a newer behaviour model artifact",
     )
     alert_routes: str = setting(
         "",

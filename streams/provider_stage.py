@@ -35,7 +35,9 @@ Design, and why:
 
 Sigma rules (detectors/sigma) in `PW_RULES_DIR` run here too, over every event, and are loaded
 again within `RULES_SECONDS` of a file changing (hot reload; a folder that does not load is
-refused and the rules in force stay).
+refused and the rules in force stay). So does the behaviour model's day forest over providers'
+days across accounts (detectors/behaviour/scoring.py), from a `ModelSlot` of its own on
+`PW_MODEL_DIR`, reloaded every `PW_MODEL_RELOAD_SECONDS` off the loop like the detect agent's.
 
 Runs in a thread of its own with its own event loop (like the warehouse loader), so a burst of
 folding never delays the ingest agent's loop.
@@ -56,6 +58,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
+from detectors.behaviour.model import ModelSlot
 from detectors.provider_wide.run import SIGMA, Stage
 from detectors.sigma import RuleError
 from detectors.sigma.evaluate import SigmaRules
@@ -105,6 +108,9 @@ class ProviderStage:
         #: the Sigma rules of PW_RULES_DIR (None: none), and when the folder was last looked at
         self.sigma: SigmaRules | None = None
         self._rules_at = 0.0
+        #: the behaviour model (its day forest scores providers' days across accounts)
+        self.models = ModelSlot(settings.models_path)
+        self._models_due = 0.0  # when to look again (at once, then every PW_MODEL_RELOAD_SECONDS)
         #: moved on by every take-over and hand-over (see `take_over`)
         self.generation = 0
         self._lock = asyncio.Lock()
@@ -160,6 +166,8 @@ class ProviderStage:
                 if time.monotonic() >= self._rules_at + RULES_SECONDS:
                     async with self._lock:
                         self.reload_rules()
+                if time.monotonic() >= self._models_due:
+                    await self.reload_model()
                 generation = self.generation
                 batch = await consumer.getmany(timeout_ms=100, max_records=5000)
                 async with self._lock:
@@ -215,7 +223,7 @@ class ProviderStage:
             committed[p] = offset
         if self.stage is None or committed != {p: self.checkpointed.get(p) for p in partitions}:
             states = await load_states(s)
-            self.stage = Stage(s.detect, states, sigma=self.sigma)
+            self.stage = Stage(s.detect, states, sigma=self.sigma, model=self.models.model)
             metrics.PROVIDER_RESTORED.set(len(states))
             log.info("provider_stage.restored", keys=len(states), offsets=committed)
         # Plain seeks to known offsets (a seek_to_beginning resets asynchronously, and raced
@@ -259,6 +267,19 @@ class ProviderStage:
             for gone in [name for name in windows if name not in ruleset.correlations]:
                 del windows[gone]
                 self.stage.dirty.add(SIGMA)
+
+    async def reload_model(self) -> None:
+        """Look for a newer behaviour model (in a thread); used from the next event."""
+        every = self.settings.model_reload_seconds
+        self._models_due = time.monotonic() + every if every > 0 else float("inf")
+        changed = await asyncio.get_running_loop().run_in_executor(None, self.models.reload)
+        if changed:  # the worker's own slot says the cold start; this one says what it means here
+            idle = self.models.model is None and not self.models.refused
+            status = "none yet: days across accounts not scored" if idle else self.models.message
+            log.info("provider_stage.behaviour_model", status=status)
+        async with self._lock:
+            if self.stage is not None:
+                self.stage.model = self.models.model
 
     async def hand_over(self) -> None:
         """The ledger is being taken away (a rebalance, or stopping): checkpoint and let go. The

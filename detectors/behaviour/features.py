@@ -14,8 +14,11 @@ by one model; the last feature, `provider_level`, says which kind a vector is.
 An hour closes when the account's first event of a later hour arrives; the last, still open hour
 of a history is never scored. Besides the hour's own counts, two features compare the hour with
 the principal's past (kept in the same state): networks it never used before, and how far the
-hour's mix of actions is from its usual mix. Bump `FEATURE_VERSION` whenever a feature's meaning
-changes: a model fitted on other features is then refused (detectors/behaviour/model.py).
+hour's mix of actions is from its usual mix. An event the seller approved (it names a live
+approval covering it) is left out of every vector: the seller sanctioned it, so it is not
+behaviour to score. Day vectors, beside these hours, are detectors/behaviour/day_features.py.
+Bump `FEATURE_VERSION` whenever a feature's meaning changes: a model fitted on other features is
+then refused (detectors/behaviour/model.py).
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from detectors.prices import price_move
 from detectors.windows import epoch_ms
 from pipeline.authorization import Grant
 from pipeline.contract import WRITE_PREFIXES
-from pipeline.event import Event
+from pipeline.event import Event, format_ms
 
-FEATURE_VERSION = 2  # 2: provider-level vectors and the `provider_level` indicator
+#: 2: provider-level vectors and the `provider_level` indicator; 3: day vectors
+#: (detectors/behaviour/day_features.py) and approved changes left out of every vector
+FEATURE_VERSION = 3
 HOUR_MS = 3_600_000
 
 #: The vector's columns, in order; `DESCRIPTIONS` words them for alerts.
@@ -119,25 +124,42 @@ MIX_ALPHA = 0.05
 IDLE_HOURS = 30 * 24
 
 
+#: What a closed vector spans: a clock hour, or a UTC day (detectors/behaviour/day_features.py).
+HOUR, DAY = "hour", "day"
+
+
 @dataclass(frozen=True, slots=True)
 class Closed:
-    """One closed hour of one principal: what gets scored."""
+    """One closed hour of one principal (or a provider's day): what gets scored."""
 
     key: str  # provider|principal, or provider|* for the provider-level vector
-    hour: int  # epoch hour (UTC)
+    hour: int  # epoch hour (UTC); for a day, its first hour
     vector: list[float]
-    #: evidence kind ("all", "price", "report", ... see EVIDENCE_OF) -> the hour's first such events
+    #: evidence kind ("all", "price", "report", ... see EVIDENCE_OF) -> the window's first such events
     evidence: dict[str, list[str]]
+    span: str = HOUR
 
     @property
     def kind(self) -> str:
-        """ "provider" for the provider-level vector, else "principal"."""
+        """ "provider" for the provider-level vector, else "principal"; for a day vector,
+        "provider_accounts_day" (a provider over all its accounts) or "provider_day"."""
+        if self.span == DAY:
+            return "provider_accounts_day" if self.vector[-1] >= 0.5 else "provider_day"
         return kind_of(self.key)
 
-    def evidence_for(self, features: list[str], limit: int = 20) -> list[str]:
-        """The events behind `features` (their evidence kinds, in order), then the hour's first."""
+    @property
+    def window(self) -> str:
+        """The alert window: the hour's start, or the day's start and `/P1D` (ISO 8601)."""
+        start = format_ms(self.hour * HOUR_MS)
+        return start if self.span == HOUR else start + "/P1D"
+
+    def evidence_for(
+        self, features: list[str], limit: int = 20, evidence_of: dict[str, str] | None = None
+    ) -> list[str]:
+        """The events behind `features` (their evidence kinds, in order), then the window's first."""
+        kinds = EVIDENCE_OF if evidence_of is None else evidence_of
         out: list[str] = []
-        for kind in [*(EVIDENCE_OF.get(f, "all") for f in features), "all"]:
+        for kind in [*(kinds.get(f, "all") for f in features), "all"]:
             for event_id in self.evidence.get(kind, ()):
                 if event_id not in out and len(out) < limit:
                     out.append(event_id)

@@ -2,8 +2,10 @@
 
 `Stage` holds the whole state as plain JSON, keyed the way streams/provider_stage.py snapshots
 it to its compacted topic:
-- `p|<provider>`: `{"det": {rule: its state}, "open": {alert_id: latest version}, "swept": ms}`,
-  one record per provider (its principals and sessions live inside its rules' states);
+- `p|<provider>`: `{"det": {rule: its state}, "open": {alert_id: latest version}, "swept": ms,
+  "days": ...}`, one record per provider (its principals and sessions live inside its rules'
+  states; `days`: its days across accounts, kept while a behaviour model with a day forest is in
+  force, detectors/behaviour/scoring.py);
 - `s|sigma`: the Sigma rules' correlation windows and open alerts, when the stage runs Sigma
   rules (`sigma`, detectors/sigma/);
 - `a|<account>`: the account's authorization (grants, approvals, policy), folded from the same
@@ -18,9 +20,10 @@ the stage, by the fixture-case tests and by `partnerwatch evaluate`'s in-process
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detectors import Context
+from detectors.behaviour.scoring import provider_days
 from detectors.provider_wide import ALL, provider_of
 from detectors.sigma.evaluate import SigmaRules
 from detectors.windows import epoch_ms
@@ -28,6 +31,9 @@ from pipeline import authorization
 from pipeline.alert import Alert, Finding, alert_id, closed_alerts, fold
 from pipeline.config import DetectionConfig
 from pipeline.event import Event
+
+if TYPE_CHECKING:
+    from detectors.behaviour.model import BehaviourModel
 
 PROVIDER = "p|"
 ACCOUNT = "a|"
@@ -46,12 +52,16 @@ class Stage:
         config: DetectionConfig,
         states: dict[str, Any] | None = None,
         sigma: SigmaRules | None = None,
+        model: BehaviourModel | None = None,
     ) -> None:
         self.config = config
         self.states: dict[str, Any] = states if states is not None else {}
         self.dirty: set[str] = set()
         #: Sigma rules run over every event (PW_RULES_DIR; detectors/sigma), or None
         self.sigma = sigma
+        #: The behaviour model in force (its day forest scores each provider's days across
+        #: accounts), or None
+        self.model = model
 
     def findings(self, event: Event) -> list[Finding]:
         """Fold `event` into the state and return what the provider-wide rules (and the Sigma
@@ -80,6 +90,9 @@ class Stage:
                 found.extend((key, f) for f in rule(event, own, ctx))
                 if not own:
                     del det[name]
+            if self.model is not None and self.model.day is not None:
+                days = state.setdefault("days", {})
+                found.extend((key, f) for f in provider_days(days, event, ctx, self.model))
         if self.sigma is not None:
             sigma = self.states.setdefault(SIGMA, {"det": {}})
             found.extend((SIGMA, f) for f in self.sigma.findings(event, sigma["det"], ctx))

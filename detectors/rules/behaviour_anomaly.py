@@ -19,9 +19,17 @@ most from the principal's own baseline (the hours of it that scored normal; the 
 while it has fewer than `MIN_BASELINE_HOURS`). Evidence: the hour's first events. The window is
 the hour, so the early and the closing finding fold into one alert.
 
+Days: beside the hours, each provider's day on the account (detectors/behaviour/day_features.py)
+closes at the account's first event of a later UTC day and is scored then, once, by the model's
+day forest (detectors/behaviour/scoring.py, which the provider-wide stage also uses for a
+provider's day across accounts); a flagged day raises a finding whose window is the day
+(`<day>T00:00:00.000Z/P1D`). A change the seller approved (the event names a live approval that
+covers it) is left out of every vector, hour and day: it is never what makes one anomalous.
+
 Cold start: without a model (`ctx.model` is None) the detector does nothing and keeps no state;
-the streams layer logs that once and exports it as a metric. State per account: the feature state
-(`f`) and per-principal baselines (`b`, running mean and variance, capped so they follow drift).
+the streams layer logs that once and exports it as a metric. A model without a day forest (too
+little history at training) scores hours only. State per account: the feature state (`f`) and
+per-principal baselines (`b`, running mean and variance, capped so they follow drift).
 """
 
 from __future__ import annotations
@@ -29,12 +37,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from detectors import responses
-from detectors.behaviour.account_features import AccountFeatures
+from detectors.behaviour import scoring
+from detectors.behaviour.account_features import AccountFeatures, is_approved
 from detectors.behaviour.features import (
     ALL_PRINCIPALS,
     DESCRIPTIONS,
     FEATURES,
+    HOUR,
     HOUR_MS,
     Closed,
     kind_of,
@@ -49,14 +58,9 @@ if TYPE_CHECKING:
     from detectors import Context
     from detectors.behaviour.model import BehaviourModel
 
-DETECTOR = "behaviour_anomaly"
-SEVERITY = "medium"
-RESPONSE = (
-    responses.CONFIRM,
-    "Compare the hour's evidence with the work agreed with the provider; if it is not explained,"
-    " rotate the principal's credentials.",
-    responses.PRESERVE,
-)
+DETECTOR = scoring.DETECTOR
+SEVERITY = scoring.SEVERITY
+RESPONSE = scoring.RESPONSE
 MIN_BASELINE_HOURS = 24
 #: A principal baseline weighs at most this many hours (older hours fade).
 BASELINE_HOURS_CAP = 168
@@ -69,11 +73,13 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         return []
     features = AccountFeatures(state.setdefault("f", {}))
     key = principal_key(event)
-    closed = features.observe(event, ctx.covering(event) if key is not None else [])
+    approved = key is not None and is_approved(ctx.auth, event)
+    closed = features.observe(event, ctx.covering(event) if key is not None else [], approved)
+    hours = [c for c in closed if c.span == HOUR]
     findings: list[Finding] = []
-    if closed:
-        scores = model.score([c.vector for c in closed])
-        for c, score in zip(closed, scores, strict=True):
+    if hours:
+        scores = model.score([c.vector for c in hours])
+        for c, score in zip(hours, scores, strict=True):
             if model.flags(c.vector, score):
                 findings.append(_finding(event, c, score, ctx, state, early=False))
             else:
@@ -81,7 +87,10 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         baselines = state.get("b", {})
         if len(baselines) > len(features.state["p"]):  # principals forgotten as idle
             state["b"] = {k: v for k, v in baselines.items() if k in features.state["p"]}
-    if key is not None:
+    if len(hours) < len(closed):
+        days = [c for c in closed if c.span != HOUR]
+        findings += scoring.score_days(event, days, event["account_id"], model, ctx)
+    if key is not None and not approved:
         for k in (key, provider_key(key)):
             early = _early(features, k, model)
             if early is not None and model.flags(early[0].vector, early[1]):

@@ -55,6 +55,20 @@ DETECTORS: dict[str, tuple[Text, ...]] = {
     ),
     "behaviour_anomaly": (
         Text(
+            "{by}跨账户的单日行为异常",
+            "{by}在其服务的全部卖家账户上一整天（UTC）的工作明显偏离其平常的日子，"
+            "按日的行为模型给出的异常分数超过了阈值（最近的证据来自卖家账户 {account}；{when}）。"
+            "可能是分散到多个账户、多个操作主体和多天的缓慢变化，例如持续的小幅降价。",
+            match=r"^Unusual day of provider .* across its accounts",
+        ),
+        Text(
+            "{by}在卖家账户 {account} 上的单日行为异常",
+            "{by}的操作主体在卖家账户 {account} 上一整天（UTC）的工作明显偏离其"
+            "平常的日子，按日的行为模型给出的异常分数超过了阈值（{when}）。可能是分散到多个操作"
+            "主体和多天的缓慢变化，例如持续的小幅降价或报告下载。",
+            match=r"^Unusual day of provider ",
+        ),
+        Text(
             "操作主体 {principal}（{by}）行为异常",
             "{who}在卖家账户 {account} 上的行为明显偏离其历史模式，行为模型给出的异常分数"
             "超过了阈值（{when}）。",

@@ -38,10 +38,10 @@ RESPONSES: dict[str, str] = {
     "Check the provider's integration with them: a runaway job, or a leaked SP-API token?": (
         "与服务商一起检查其集成：是失控的任务，还是 SP-API 令牌已泄露？"
     ),
-    # detectors/rules/behaviour_anomaly.py
-    "Compare the hour's evidence with the work agreed with the provider; if it is not explained,"
-    " rotate the principal's credentials.": (
-        "将该小时内的证据与和服务商约定的工作内容进行比对；若无法解释，请轮换该操作主体的凭证。"
+    # detectors/behaviour/scoring.py (behaviour_anomaly)
+    "Compare the hour's (or the day's) evidence with the work agreed with the provider; if it is"
+    " not explained, rotate the principal's credentials.": (
+        "将该小时（或该日）内的证据与和服务商约定的工作内容进行比对；若无法解释，请轮换该操作主体的凭证。"
     ),
     # detectors/rules/bulk_listing_burst.py
     "Pause the principal's API access (SP-API authorization) and check the listings it touched;"

@@ -117,15 +117,25 @@ def test_every_detector_has_chinese_templates_and_no_stale_ones() -> None:
     assert sorted(set(zh.DETECTORS) - ids) == []
 
 
+#: An English title that picks each variant with a `match` (by its regex).
+TITLES = {
+    r"buyer personal data": "Provider P-7 downloaded buyer personal data (x)",
+    r"^Unusual day of provider .* across its accounts": (
+        "Unusual day of provider P-7 across its accounts (provider-accounts-day vector)"
+    ),
+    r"^Unusual day of provider ": (
+        "Unusual day of provider P-7 on account A-1001 (provider-day vector)"
+    ),
+}
+
+
 @pytest.mark.parametrize("detector", sorted(zh.DETECTORS))
 @pytest.mark.parametrize("provider", ["P-7", ""])
 def test_templates_render_without_placeholders(detector: str, provider: str) -> None:
     alert = sample_alert(detector=detector, count=3, evidence=3)
     alert["provider_id"] = provider
     for variant in zh.DETECTORS[detector]:
-        alert["title"] = (
-            "Provider P-7 downloaded buyer personal data (x)" if variant.match else "anything else"
-        )
+        alert["title"] = TITLES[variant.match] if variant.match else "anything else"
         rendered = zh.text_for(alert)
         assert rendered is not None
         assert rendered == (

@@ -31,6 +31,7 @@ class FlagAll:
 
     name = "flag-all"
     threshold = 0.0
+    day = None  # hours only
 
     def __init__(self) -> None:
         self.early = {kind: tuple(-1.0 for _ in MONOTONE) for kind in KINDS}

@@ -102,15 +102,17 @@ def test_the_tree_walk_for_a_few_vectors_scores_exactly_like_scikit_learn(
     assert model.score(vectors[:3]) == walked[:3]
 
 
-def test_an_artifact_of_feature_version_1_without_provider_vectors_is_refused(
+def test_an_artifact_of_feature_version_2_without_day_vectors_is_refused(
     model: BehaviourModel, models_dir: Path, tmp_path: Path
 ) -> None:
+    """An artifact written before day vectors (hours only, approved changes still counted)."""
     path = _copy(model, models_dir, tmp_path)
     meta = orjson.loads((path / META_FILE).read_bytes())
-    meta["feature_version"] = 1
-    meta["features"] = [f for f in FEATURES if f != "provider_level"]
+    meta["feature_version"] = 2
+    for key in ("day", "day_note"):
+        meta.pop(key, None)
     (path / META_FILE).write_bytes(orjson.dumps(meta))
     with pytest.raises(
-        ArtifactError, match="feature version 1; this code computes feature version 2: retrain"
+        ArtifactError, match="feature version 2; this code computes feature version 3: retrain"
     ):
         load(path)

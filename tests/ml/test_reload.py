@@ -50,3 +50,25 @@ def test_cold_start_then_pickup_then_swap_and_a_bad_artifact_is_refused_once(
     shutil.rmtree(bad)
     (target / ".tmp-123-x").mkdir()  # a half-written artifact is never a candidate
     assert not slot.reload() and slot.model.name == second.name
+
+
+def test_the_provider_stage_loads_the_model_and_hands_it_to_its_stage(
+    models_dir: Path, day_models_dir: Path
+) -> None:
+    """The stage keeps a slot of its own (it may run apart from the worker): the model it loads
+    reaches the state it folds, which scores providers' days across accounts when the model has
+    a day forest."""
+    import asyncio
+
+    from detectors.provider_wide.run import Stage
+    from pipeline.config import DetectionConfig, Settings
+    from streams.provider_stage import ProviderStage
+
+    for directory, days in ((models_dir, False), (day_models_dir, True)):
+        stage = ProviderStage(Settings.from_env({"PW_MODEL_DIR": str(directory)}))
+        stage.stage = Stage(DetectionConfig())
+        assert stage.stage.model is None
+        asyncio.run(stage.reload_model())
+        model = stage.stage.model
+        assert model is not None and model is stage.models.model
+        assert (model.day is not None) == days
