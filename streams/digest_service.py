@@ -20,8 +20,8 @@ from pipeline.forensics.digests import create_digests
 from pipeline.forensics.signing import Signer, SigningKeyError, configured_signer
 from sinks.clickhouse import WarehouseError
 from streams.app import app, settings
+from streams.loader_instance import loader_service
 from streams.warehouse_service import WarehouseLoaderService
-from streams.web.sql import loader_service
 
 log = structlog.get_logger(__name__)
 

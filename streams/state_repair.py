@@ -238,9 +238,9 @@ async def _from_warehouse(replay: _Replay, before: int, link: str) -> None:
 
 
 async def _warehouse_rows(account: str, after: int, before: int) -> list[Any] | None:
-    # The worker's warehouse: the loader owns the embedded engine (imported here: streams.web
-    # registers the HTTP views).
-    from streams.web.sql import loader_service
+    # The worker's warehouse: the loader owns the embedded engine (imported here, not at the top:
+    # importing it registers the loader service with the app, which only the worker wants).
+    from streams.loader_instance import loader_service
 
     waited = 0.0
     while loader_service.loader is None and waited < LOADER_WAIT_SECONDS:  # the worker is starting

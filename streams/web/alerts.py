@@ -53,8 +53,8 @@ from streams.alert_feed import (
 )
 from streams.alert_publisher import publisher
 from streams.app import app, settings
+from streams.loader_instance import loader_service
 from streams.web.alerts_page import CSP, PAGE
-from streams.web.sql import loader_service
 
 log = structlog.get_logger(__name__)
 

@@ -20,12 +20,11 @@ from pipeline.forensics.sql_guard import UnsafeQuery
 from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
 from streams.app import app, settings
 from streams.ingest import ingest_service
-from streams.warehouse_service import WarehouseLoaderService, health
+from streams.loader_instance import loader_service
+from streams.warehouse_service import health
 from streams.web.ingest import producer_service, signature_ledger
 
 log = structlog.get_logger(__name__)
-loader_service = WarehouseLoaderService(settings)
-app.service(loader_service)  # type: ignore[arg-type]  # Faust accepts instances too
 
 
 @app.page("/v1/health")

@@ -10,7 +10,7 @@ import pytest
 from partnerwatch.common import http_open
 from partnerwatch.local_worker import Namespace, Worker, metric, wait_for
 from pipeline.simulation.traffic import generate
-from streams.ingest import MAX_PENDING
+from streams.ingest_partition import MAX_PENDING
 from tests.integration.state_check import caught_up
 
 pytestmark = pytest.mark.integration
