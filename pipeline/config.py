@@ -67,7 +67,7 @@ class Settings(LayeredSettings, DerivedNames):
     )
     data_dir: Path = Field(
         default_factory=lambda: default_data_dir(),
-        description="local state: worker log, Faust tables, the embedded warehouse (a relative path is taken from the current folder and shown absolute)",
+        description="local state: worker log, Faust's data folder, the embedded warehouse (a relative path is taken from the current folder and shown absolute)",
     )
     clickhouse_url: str = setting(
         "", "empty: embedded chDB in PW_DATA_DIR/warehouse; or clickhouse://user:pass@host:9000/db"
