@@ -170,7 +170,7 @@ class Verdicts:
         self.admin.close()
 
     def _committed(self) -> dict[int, int]:
-        group = self.settings.worker_group
+        group = self.settings.ingest_group
         offsets = self.admin.list_group_offsets({group: None}).get(group, {})
         return {
             tp.partition: meta.offset

@@ -277,13 +277,13 @@ def consumed_all(settings: Settings, group: str, topic: str) -> bool:
 
 def settled_alerts(ns: Any, timeout: float = 600.0) -> dict[str, dict[str, Any]]:
     """The latest version of every alert on the alerts topic, once the worker has committed every
-    action sent: the ingest agent publishes an event's alerts before its offset commits, so the
+    action sent: the ingest service publishes an event's alerts before its offset commits, so the
     topic then holds them all, and it is read to its end offsets (no quiet window)."""
     from kafka import TopicPartition
 
     settings = ns.settings
     wait_for(
-        lambda: consumed_all(settings, settings.worker_group, settings.actions_topic),
+        lambda: consumed_all(settings, settings.ingest_group, settings.actions_topic),
         timeout,
         "every action committed",
     )

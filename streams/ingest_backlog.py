@@ -44,7 +44,7 @@ class IngestBacklog:
                 await self._admin.start()
             tps = [TopicPartition(s.actions_topic, p) for p in partitions]
             end = await consumer.end_offsets(tps)
-            offsets = await self._admin.list_consumer_group_offsets(s.worker_group, partitions=tps)
+            offsets = await self._admin.list_consumer_group_offsets(s.ingest_group, partitions=tps)
         except KafkaError as exc:
             log.warning("provider_stage.backlog_unknown", error=str(exc))
             self.partitions = set()
