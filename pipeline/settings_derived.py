@@ -59,7 +59,7 @@ class DerivedNames(KafkaConnection):
 
     @property
     def pipeline_topics(self) -> list[str]:
-        """The topics `partnerwatch topics` creates (the worker's; the parked topic is the feed's)."""
+        """The pipeline topics (with `state_topics`, what `partnerwatch topics` creates; the parked topic is the feed's)."""
         return [
             self.actions_topic,
             self.ledger_topic,

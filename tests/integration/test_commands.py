@@ -63,7 +63,7 @@ def test_config_shows_values_their_origin_and_hides_secrets(tmp_path: Path) -> N
 
 def test_topics_creates_the_pipeline_topics_once(kafka_broker: str, tmp_path: Path) -> None:
     ns = Namespace(tmp_path)
-    wanted = ns.settings.pipeline_topics
+    wanted = [*ns.settings.pipeline_topics, *ns.settings.state_topics]
     first = run(ns, "topics")
     assert first.returncode == 0, first.stderr
     assert sorted(re.sub(r"\s+", "", first.stdout.removeprefix("created:")).split(",")) == sorted(
