@@ -278,7 +278,8 @@ def explain(settings: Settings, server: str, exc: BaseException) -> str:
 # Topics
 def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
     """Create the pipeline topics (and `extra` ones, e.g. the feed's parked topic) with the
-    configured partition count when missing; return those created. The one place topics are
+    configured partition count, replication factor and min.insync.replicas when missing; return
+    those created (an existing topic is left as it is). The one place topics are
     created outside Faust (which creates its agents' topics and its tables' changelogs)."""
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -309,6 +310,13 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
         }
         # The ingest service's state (streams/ingest.py): the latest record per key is the state.
         configs.update({topic: {"cleanup.policy": "compact"} for topic in settings.state_topics})
+        # On a cluster: each topic's replicas (PW_TOPIC_REPLICATION), and how many of them must
+        # have a write before it is acknowledged (producers ask for acks from all in-sync replicas).
+        insync = (
+            {"min.insync.replicas": str(settings.topic_min_insync)}
+            if settings.topic_min_insync
+            else {}
+        )
         # one partition: every worker sees every claim in one order, so the first claim wins; the
         # provider stage reads its whole state topic at once when it takes over
         partitions = {settings.signatures_topic: 1, settings.provider_state_topic: 1}
@@ -317,8 +325,8 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
             new = NewTopic(
                 topic,
                 num_partitions=partitions.get(topic, settings.topic_partitions),
-                replication_factor=1,
-                topic_configs=configs.get(topic, {}),
+                replication_factor=settings.topic_replication,
+                topic_configs={**configs.get(topic, {}), **insync},
             )
             try:
                 client.create_topics([new])

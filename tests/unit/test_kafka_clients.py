@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import ssl
 from pathlib import Path
+from typing import Any
 
 import faust
 import pytest
@@ -235,3 +236,52 @@ def test_the_parked_topic_is_created_by_the_one_topic_function() -> None:
         if "create_topics(" in path.read_text()
     )
     assert creators == ["sinks/kafka_io.py"]
+
+
+class _RecordingAdmin:
+    """Stands in for the broker's admin API: remembers the topics it is asked to create."""
+
+    def __init__(self, existing: set[str]) -> None:
+        self.existing = existing
+        self.created: list[Any] = []
+
+    def list_topics(self) -> list[str]:
+        return sorted(self.existing)
+
+    def create_topics(self, topics: list[Any]) -> None:
+        self.created.extend(topics)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("environ", "replicas", "insync"),
+    [
+        ({}, 1, None),
+        ({"PW_TOPIC_REPLICATION": "3", "PW_TOPIC_MIN_INSYNC": "2"}, 3, "2"),
+        ({"PW_TOPIC_REPLICATION": "3"}, 3, None),
+    ],
+)
+def test_topics_are_created_with_the_replication_settings(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], replicas: int, insync: str | None
+) -> None:
+    s = Settings.from_env(environ)
+    fake = _RecordingAdmin(existing={s.alerts_topic})
+    monkeypatch.setattr(kafka_io, "admin", lambda settings, **_: fake)
+    created = kafka_io.ensure_topics(s, [f"{s.topic_prefix}parked"])
+    names = [t.name for t in fake.created]
+    assert created == names
+    assert s.alerts_topic not in names  # an existing topic is left as it is
+    assert {s.actions_topic, s.ledger_topic, f"{s.topic_prefix}parked"} <= set(names)
+    assert {t.replication_factor for t in fake.created} == {replicas}
+    for topic in fake.created:
+        configs = dict(topic.topic_configs)
+        assert configs.get("min.insync.replicas") == insync, topic.name
+    ledger = next(t for t in fake.created if t.name == s.ledger_topic)
+    assert dict(ledger.topic_configs)["cleanup.policy"] == "compact"  # kept beside the new one
+
+
+def test_min_insync_above_the_replication_factor_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"PW_TOPIC_MIN_INSYNC='3'.*PW_TOPIC_REPLICATION=2"):
+        Settings.from_env({"PW_TOPIC_REPLICATION": "2", "PW_TOPIC_MIN_INSYNC": "3"})
