@@ -223,8 +223,9 @@ start() {
 
 wait_ready() {
   local deadline=$((SECONDS + ${PW_KAFKA_START_TIMEOUT:-90}))
-  # only this start's lines: the log keeps those of earlier runs (a restarted node)
-  until answers && tail -n +"${log_from:-1}" "$logfile" 2>/dev/null | grep -q "Kafka Server started"; do
+  # only this start's lines: the log keeps those of earlier runs (a restarted node); grep reads
+  # to the end (no -q), so tail never dies of SIGPIPE and fails the pipeline (pipefail)
+  until answers && tail -n +"${log_from:-1}" "$logfile" 2>/dev/null | grep "Kafka Server started" >/dev/null; do
     if ! running; then
       if tail -n +"${log_from:-1}" "$logfile" 2>/dev/null | grep -q "BindException"; then
         log "port $port or $cport on 127.0.0.1 was taken while the broker started: stop what holds it, or choose free ports (PW_KAFKA_BROKER, PW_KAFKA_CONTROLLER_PORT)"
