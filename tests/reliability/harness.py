@@ -6,6 +6,7 @@ import os
 import subprocess
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -155,6 +156,7 @@ class Sender(threading.Thread):
         self.ns, self.events, self.chunk, self.pause = ns, events, chunk, pause
         self.sent = 0
         self.error: BaseException | None = None
+        self.trace = ""  # the error's traceback, for the test's message
 
     def run(self) -> None:
         try:
@@ -162,7 +164,7 @@ class Sender(threading.Thread):
                 self.sent += self.ns.send(self.events[i : i + self.chunk])
                 time.sleep(self.pause)
         except BaseException as exc:  # reported by the test
-            self.error = exc
+            self.error, self.trace = exc, traceback.format_exc()
 
 
 def rss_mb(pid: int) -> float:

@@ -12,16 +12,20 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
 
 from partnerwatch.common import KAFKA_SH
 from partnerwatch.local_worker import free_port, wait_for
 from tests.reliability.harness import kafka_libs
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -163,49 +167,56 @@ class KraftCluster:
                 os.kill(pid, signal.SIGKILL)
 
     def admin(self) -> KafkaAdminClient:
-        return KafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        """An admin client bootstrapped from the nodes that run (a killed one refuses)."""
+        live = [node.address for node in self.nodes.values() if node.alive()]
+        return KafkaAdminClient(bootstrap_servers=",".join(live), request_timeout_ms=10_000)
+
+    def ask(self, question: Callable[[KafkaAdminClient], T], timeout: float = 60.0) -> T:
+        """`question(admin)`, asked again while the cluster does not answer: until the
+        controller fences a killed broker, the metadata still lists it, and a request sent to
+        it fails."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client = self.admin()
+                try:
+                    return question(client)
+                finally:
+                    client.close()
+            except (KafkaError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def brokers(self) -> set[int]:
         """The node ids of the brokers the cluster's metadata lists as registered and up."""
         try:
-            client = self.admin()
-        except Exception:  # not answering yet
+            cluster = self.ask(lambda client: client.describe_cluster(), timeout=0)
+        except (KafkaError, OSError):  # not answering yet
             return set()
-        try:
-            return {int(b["broker_id"]) for b in client.describe_cluster()["brokers"]}
-        except Exception:
-            return set()
-        finally:
-            client.close()
+        return {int(b["broker_id"]) for b in cluster["brokers"]}
 
     def partitions(self, *topics: str) -> dict[tuple[str, int], PartitionState]:
         """Leader, replicas and in-sync replicas of every partition of `topics`."""
-        client = self.admin()
-        try:
-            found = {}
-            for topic in client.describe_topics(list(topics)):
-                for p in topic["partitions"]:
-                    found[(topic["name"], int(p["partition_index"]))] = PartitionState(
-                        int(p["leader_id"]),
-                        tuple(sorted(p["replica_nodes"])),
-                        tuple(sorted(p["isr_nodes"])),
-                    )
-            return found
-        finally:
-            client.close()
+        found = {}
+        for topic in self.ask(lambda client: client.describe_topics(list(topics))):
+            for p in topic["partitions"]:
+                found[(topic["name"], int(p["partition_index"]))] = PartitionState(
+                    int(p["leader_id"]),
+                    tuple(sorted(p["replica_nodes"])),
+                    tuple(sorted(p["isr_nodes"])),
+                )
+        return found
 
     def topic_config(self, topic: str, name: str) -> tuple[str, str]:
         """One setting of a topic as the brokers apply it: its value and where that comes from
         (DYNAMIC_TOPIC_CONFIG: the topic's own; else a broker default)."""
         from kafka.admin import ConfigResource, ConfigResourceType
 
-        client = self.admin()
-        try:
-            resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={name: None})
-            entry = client.describe_configs([resource], config_filter="all")["topic"][topic][name]
-            return str(entry["value"]), str(entry["config_source"])
-        finally:
-            client.close()
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={name: None})
+        configs = self.ask(lambda client: client.describe_configs([resource], config_filter="all"))
+        entry = configs["topic"][topic][name]
+        return str(entry["value"]), str(entry["config_source"])
 
 
 @contextmanager
