@@ -19,7 +19,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import SettingsConfigDict, SettingsError
 
 from pipeline import settings_catalog as catalog
@@ -59,6 +66,16 @@ class Settings(LayeredSettings, DerivedNames):
     )
     topic_partitions: int = setting(
         4, "partitions of the pipeline topics (fixed once created)", ge=1
+    )
+    topic_replication: int = setting(
+        1,
+        "replication factor of the topics PartnerWatch creates (fixed once created; 3 on a cluster of 3 or more brokers)",
+        ge=1,
+    )
+    topic_min_insync: int = setting(
+        0,
+        "min.insync.replicas of the topics PartnerWatch creates (0: the brokers' default; 2 with a replication factor of 3)",
+        ge=0,
     )
     app_id: str = setting(
         "partnerwatch",
@@ -290,6 +307,16 @@ class Settings(LayeredSettings, DerivedNames):
     def _identifier(cls, value: str) -> str:
         if value and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
             raise ValueError("must be an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+        return value
+
+    @field_validator("topic_min_insync")
+    @classmethod
+    def _insync_within_replicas(cls, value: int, info: ValidationInfo) -> int:
+        replicas = info.data.get("topic_replication")
+        if replicas is not None and value > replicas:
+            raise ValueError(
+                f"is more than PW_TOPIC_REPLICATION={replicas}: no write could ever succeed"
+            )
         return value
 
     @classmethod

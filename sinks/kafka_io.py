@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import structlog
 
 from pipeline.config import Settings
 
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+log = structlog.get_logger("sinks.kafka_io")
 
 #: A killed member's group membership expires this fast, so a restarted process resumes in seconds.
 SESSION_TIMEOUT_MS = 10_000
@@ -276,10 +280,34 @@ def explain(settings: Settings, server: str, exc: BaseException) -> str:
 
 
 # Topics
+#: How long `ensure_topics` asks again after a retriable error. On a cluster, a broker that has
+#: just died stays in the metadata until the controller fences it (broker.session.timeout.ms,
+#: 9 s by default), and kafka-python's admin client sends a request to a node chosen at random:
+#: one sent to the dead broker fails with a connection error while the others would answer.
+TOPICS_RETRY_SECONDS = 30.0
+
+
 def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
     """Create the pipeline topics (and `extra` ones, e.g. the feed's parked topic) with the
-    configured partition count when missing; return those created. The one place topics are
-    created outside Faust (which creates its agents' topics and its tables' changelogs)."""
+    configured partition count, replication factor and min.insync.replicas when missing; return
+    those created (an existing topic is left as it is). The one place topics are
+    created outside Faust (which creates its agents' topics and its tables' changelogs).
+    A retriable Kafka error (a broker down, a request timed out) is retried with a new client
+    for `TOPICS_RETRY_SECONDS`; any other error is raised at once."""
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + TOPICS_RETRY_SECONDS
+    while True:
+        try:
+            return _ensure_topics(settings, extra)
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() >= deadline:
+                raise
+            log.warning("kafka.topics_retry", error=f"{type(exc).__name__}: {exc}")
+            time.sleep(0.5)
+
+
+def _ensure_topics(settings: Settings, extra: Iterable[str]) -> list[str]:
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -309,6 +337,13 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
         }
         # The ingest service's state (streams/ingest.py): the latest record per key is the state.
         configs.update({topic: {"cleanup.policy": "compact"} for topic in settings.state_topics})
+        # On a cluster: each topic's replicas (PW_TOPIC_REPLICATION), and how many of them must
+        # have a write before it is acknowledged (producers ask for acks from all in-sync replicas).
+        insync = (
+            {"min.insync.replicas": str(settings.topic_min_insync)}
+            if settings.topic_min_insync
+            else {}
+        )
         # one partition: every worker sees every claim in one order, so the first claim wins; the
         # provider stage reads its whole state topic at once when it takes over
         partitions = {settings.signatures_topic: 1, settings.provider_state_topic: 1}
@@ -317,8 +352,8 @@ def ensure_topics(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
             new = NewTopic(
                 topic,
                 num_partitions=partitions.get(topic, settings.topic_partitions),
-                replication_factor=1,
-                topic_configs=configs.get(topic, {}),
+                replication_factor=settings.topic_replication,
+                topic_configs={**configs.get(topic, {}), **insync},
             )
             try:
                 client.create_topics([new])

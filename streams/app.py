@@ -91,7 +91,8 @@ app = faust.App(
     # work, PW_PROCESSING_GUARANTEE, is the ingest service's (streams/ingest.py).
     processing_guarantee="at_least_once",
     topic_partitions=settings.topic_partitions,
-    topic_replication_factor=1,
+    # the topics Faust creates itself (its leader topic); ensure_topics creates the others
+    topic_replication_factor=settings.topic_replication,
     datadir=str(settings.data_dir / "faust"),
     broker_commit_interval=settings.commit_interval,
     stream_buffer_maxsize=1024,

@@ -21,6 +21,14 @@
 # package), PW_KAFKA_CONTROLLER_PORT (9093), PW_KAFKA_HEAP (512m), PW_KAFKA_LIBS (folder of the
 # broker jars, default $PW_KAFKA_HOME/<version>/libs).
 #
+# A node of a local multi-node cluster (tests/reliability/kraft_cluster.py starts three): each node
+# has its own PW_KAFKA_HOME, PW_KAFKA_BROKER and PW_KAFKA_CONTROLLER_PORT, and all share
+# PW_KAFKA_QUORUM_VOTERS (id@127.0.0.1:<controller port>,...; default: this node alone) with
+# PW_KAFKA_NODE_ID (1) naming this node among them. Every node is broker and controller.
+# PW_KAFKA_REPLICATION (1) is the replication factor of new topics and of the internal ones
+# (__consumer_offsets, __transaction_state); PW_KAFKA_MIN_INSYNC (1) their min.insync.replicas.
+# The nodes start together: each waits for a quorum of the voters before it answers.
+#
 # SASL_SSL (to test the clients' PW_KAFKA_SECURITY_PROTOCOL=SASL_SSL settings against a private
 # broker): PW_KAFKA_SASL_SSL_PORT adds a second listener, SASL_SSL with SCRAM-SHA-256 and
 # SCRAM-SHA-512, on 127.0.0.1:<that port>; the PW_KAFKA_BROKER port stays PLAINTEXT (the broker's
@@ -62,6 +70,22 @@ case $sasl_port in
   *[!0-9]*) log "PW_KAFKA_SASL_SSL_PORT=$sasl_port: must be a port number"; exit 2 ;;
 esac
 heap=${PW_KAFKA_HEAP:-512m}
+node_id=${PW_KAFKA_NODE_ID:-1}
+voters=${PW_KAFKA_QUORUM_VOTERS:-$node_id@127.0.0.1:$cport}
+replication=${PW_KAFKA_REPLICATION:-1}
+min_insync=${PW_KAFKA_MIN_INSYNC:-1}
+for pair in "PW_KAFKA_NODE_ID=$node_id" "PW_KAFKA_REPLICATION=$replication" "PW_KAFKA_MIN_INSYNC=$min_insync"; do
+  case ${pair#*=} in
+    ''|*[!0-9]*|0) log "$pair: must be a whole number from 1"; exit 2 ;;
+  esac
+done
+if [ "$min_insync" -gt "$replication" ]; then
+  log "PW_KAFKA_MIN_INSYNC=$min_insync is more than PW_KAFKA_REPLICATION=$replication: no write could succeed"; exit 2
+fi
+case ,$voters, in
+  *",$node_id@127.0.0.1:$cport,"*) ;;
+  *) log "PW_KAFKA_QUORUM_VOTERS=$voters does not name this node as $node_id@127.0.0.1:$cport (PW_KAFKA_NODE_ID, PW_KAFKA_CONTROLLER_PORT)"; exit 2 ;;
+esac
 pidfile=$home/broker.pid
 logfile=$home/broker.log
 props=$home/server.properties
@@ -90,8 +114,8 @@ write_props() {
   (umask 077; : >"$props")
   cat >"$props" <<EOF
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
+node.id=$node_id
+controller.quorum.voters=$voters
 listeners=$listeners,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
@@ -99,11 +123,12 @@ listener.security.protocol.map=$map
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$data
 num.partitions=4
-default.replication.factor=1
-offsets.topic.replication.factor=1
+default.replication.factor=$replication
+min.insync.replicas=$min_insync
+offsets.topic.replication.factor=$replication
 offsets.topic.num.partitions=8
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$replication
+transaction.state.log.min.isr=$min_insync
 transaction.state.log.num.partitions=8
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
@@ -198,7 +223,9 @@ start() {
 
 wait_ready() {
   local deadline=$((SECONDS + ${PW_KAFKA_START_TIMEOUT:-90}))
-  until answers && grep -q "Kafka Server started" "$logfile" 2>/dev/null; do
+  # only this start's lines: the log keeps those of earlier runs (a restarted node); grep reads
+  # to the end (no -q), so tail never dies of SIGPIPE and fails the pipeline (pipefail)
+  until answers && tail -n +"${log_from:-1}" "$logfile" 2>/dev/null | grep "Kafka Server started" >/dev/null; do
     if ! running; then
       if tail -n +"${log_from:-1}" "$logfile" 2>/dev/null | grep -q "BindException"; then
         log "port $port or $cport on 127.0.0.1 was taken while the broker started: stop what holds it, or choose free ports (PW_KAFKA_BROKER, PW_KAFKA_CONTROLLER_PORT)"

@@ -52,6 +52,35 @@ def test_start_refuses_an_address_it_cannot_serve(broker: str, says: str) -> Non
     assert done.returncode == 2 and says in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize(
+    ("variables", "says"),
+    [
+        ({"PW_KAFKA_NODE_ID": "0"}, "PW_KAFKA_NODE_ID=0: must be a whole number from 1"),
+        ({"PW_KAFKA_REPLICATION": "three"}, "PW_KAFKA_REPLICATION=three: must be a whole number"),
+        (
+            {"PW_KAFKA_REPLICATION": "3", "PW_KAFKA_MIN_INSYNC": "4"},
+            "PW_KAFKA_MIN_INSYNC=4 is more than PW_KAFKA_REPLICATION=3",
+        ),
+        (
+            {
+                "PW_KAFKA_NODE_ID": "2",
+                "PW_KAFKA_CONTROLLER_PORT": "19093",
+                "PW_KAFKA_QUORUM_VOTERS": "1@127.0.0.1:19093,2@127.0.0.1:19094",
+            },
+            "does not name this node as 2@127.0.0.1:19093",
+        ),
+    ],
+)
+def test_start_refuses_a_cluster_node_it_cannot_be(
+    variables: dict[str, str], says: str, tmp_path: Path
+) -> None:
+    """A node of a local cluster (tests/reliability/kraft_cluster.py): its settings are checked
+    before anything is written or started."""
+    done = kafka_sh("start", PW_KAFKA_HOME=str(tmp_path), **variables)
+    assert done.returncode == 2 and says in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_status_asks_the_port_of_the_clients_address(kafka_broker: str, tmp_path: Path) -> None:
     assert kafka_sh("status", PW_KAFKA_BROKER=kafka_broker).returncode == 0
     assert kafka_sh("status", PW_KAFKA_BROKER=f"127.0.0.1:{free_port()}").returncode == 1

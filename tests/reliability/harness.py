@@ -6,6 +6,7 @@ import os
 import subprocess
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,23 @@ from tests.integration.settle import read_to_end, wait_settled
 from tests.integration.test_pipeline import assert_chains_verify
 
 
+def kafka_libs() -> Path:
+    """The broker jars the project's runner fetched (the shared cache's, as kafka.sh finds them)."""
+    version = subprocess.run(
+        [
+            "sed",
+            "-n",
+            r"s:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p",
+            str(KAFKA_SH.parent / "pom.xml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    shared = Path(os.environ.get("PW_KAFKA_HOME", REPO_ROOT / ".cache" / "kafka"))
+    return shared / version / "libs"
+
+
 class PrivateBroker:
     """A second single-node broker on free ports, in a folder of its own, reusing the fetched jars.
 
@@ -27,23 +45,11 @@ class PrivateBroker:
     """
 
     def __init__(self, home: Path) -> None:
-        version = subprocess.run(
-            [
-                "sed",
-                "-n",
-                r"s:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p",
-                str(KAFKA_SH.parent / "pom.xml"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        shared = Path(os.environ.get("PW_KAFKA_HOME", REPO_ROOT / ".cache" / "kafka"))
         self.port = free_port()
         self.env = {
             **os.environ,
             "PW_KAFKA_HOME": str(home),
-            "PW_KAFKA_LIBS": str(shared / version / "libs"),
+            "PW_KAFKA_LIBS": str(kafka_libs()),
             "PW_KAFKA_BROKER": f"127.0.0.1:{self.port}",
             "PW_KAFKA_CONTROLLER_PORT": str(free_port()),
             "PW_KAFKA_HEAP": "384m",
@@ -150,6 +156,7 @@ class Sender(threading.Thread):
         self.ns, self.events, self.chunk, self.pause = ns, events, chunk, pause
         self.sent = 0
         self.error: BaseException | None = None
+        self.trace = ""  # the error's traceback, for the test's message
 
     def run(self) -> None:
         try:
@@ -157,7 +164,7 @@ class Sender(threading.Thread):
                 self.sent += self.ns.send(self.events[i : i + self.chunk])
                 time.sleep(self.pause)
         except BaseException as exc:  # reported by the test
-            self.error = exc
+            self.error, self.trace = exc, traceback.format_exc()
 
 
 def rss_mb(pid: int) -> float:

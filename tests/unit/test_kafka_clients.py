@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import ssl
 from pathlib import Path
+from typing import Any
 
 import faust
 import pytest
@@ -235,3 +236,99 @@ def test_the_parked_topic_is_created_by_the_one_topic_function() -> None:
         if "create_topics(" in path.read_text()
     )
     assert creators == ["sinks/kafka_io.py"]
+
+
+class _RecordingAdmin:
+    """Stands in for the broker's admin API: remembers the topics it is asked to create; raises
+    each of `failures` in turn first (one per call of list_topics)."""
+
+    def __init__(self, existing: set[str], failures: tuple[Exception, ...] = ()) -> None:
+        self.existing = existing
+        self.created: list[Any] = []
+        self.failures = list(failures)
+        self.calls = 0
+
+    def list_topics(self) -> list[str]:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return sorted(self.existing)
+
+    def create_topics(self, topics: list[Any]) -> None:
+        self.created.extend(topics)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("environ", "replicas", "insync"),
+    [
+        ({}, 1, None),
+        ({"PW_TOPIC_REPLICATION": "3", "PW_TOPIC_MIN_INSYNC": "2"}, 3, "2"),
+        ({"PW_TOPIC_REPLICATION": "3"}, 3, None),
+    ],
+)
+def test_topics_are_created_with_the_replication_settings(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], replicas: int, insync: str | None
+) -> None:
+    s = Settings.from_env(environ)
+    fake = _RecordingAdmin(existing={s.alerts_topic})
+    monkeypatch.setattr(kafka_io, "admin", lambda settings, **_: fake)
+    created = kafka_io.ensure_topics(s, [f"{s.topic_prefix}parked"])
+    names = [t.name for t in fake.created]
+    assert created == names
+    assert s.alerts_topic not in names  # an existing topic is left as it is
+    assert {s.actions_topic, s.ledger_topic, f"{s.topic_prefix}parked"} <= set(names)
+    assert {t.replication_factor for t in fake.created} == {replicas}
+    for topic in fake.created:
+        configs = dict(topic.topic_configs)
+        assert configs.get("min.insync.replicas") == insync, topic.name
+    ledger = next(t for t in fake.created if t.name == s.ledger_topic)
+    assert dict(ledger.topic_configs)["cleanup.policy"] == "compact"  # kept beside the new one
+
+
+def test_min_insync_above_the_replication_factor_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"PW_TOPIC_MIN_INSYNC='3'.*PW_TOPIC_REPLICATION=2"):
+        Settings.from_env({"PW_TOPIC_REPLICATION": "2", "PW_TOPIC_MIN_INSYNC": "3"})
+
+
+def test_topics_are_asked_for_again_while_a_broker_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker of a cluster that just died is still in the metadata: a request sent to it fails
+    with a connection error, retried with a new client; other errors are raised at once."""
+    from kafka.errors import KafkaConnectionError, NodeNotReadyError, TopicAuthorizationFailedError
+
+    s = Settings.from_env({})
+    clock = _Clock()
+    monkeypatch.setattr(kafka_io, "time", clock)
+    flaky = _RecordingAdmin(set(), (KafkaConnectionError("111 ECONNREFUSED"), NodeNotReadyError(2)))
+    monkeypatch.setattr(kafka_io, "admin", lambda settings, **_: flaky)
+    assert s.actions_topic in kafka_io.ensure_topics(s)
+    assert flaky.calls == 3
+
+    refused = _RecordingAdmin(set(), (TopicAuthorizationFailedError(),))
+    monkeypatch.setattr(kafka_io, "admin", lambda settings, **_: refused)
+    with pytest.raises(TopicAuthorizationFailedError):
+        kafka_io.ensure_topics(s)
+    assert refused.calls == 1
+
+    down = _RecordingAdmin(set(), tuple(KafkaConnectionError("down") for _ in range(1000)))
+    monkeypatch.setattr(kafka_io, "admin", lambda settings, **_: down)
+    began = clock.now
+    with pytest.raises(KafkaConnectionError):
+        kafka_io.ensure_topics(s)
+    assert kafka_io.TOPICS_RETRY_SECONDS <= clock.now - began <= kafka_io.TOPICS_RETRY_SECONDS + 1
+    assert 1 < down.calls < 1000
+
+
+class _Clock:
+    """monotonic() and sleep() of a clock that moves only when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
