@@ -186,13 +186,11 @@ class LedgerState:
         self, event: Event, ingested_at: str, ingest_offset: int | None = None
     ) -> dict[str, Any] | None:
         """Sequence `event`, or return None when its id was seen inside the dedup window."""
-        account, event_id = event["account_id"], event["event_id"]
-        today = self.bucket(ingested_at)
-        if today != self._swept_day:
-            self._sweep(today)
-        digest = id_digest(account, event_id)
-        if self.has_seen(digest):
+        account = event["account_id"]
+        fresh = self._fresh(account, event["event_id"], ingested_at)
+        if fresh is None:
             return None
+        digest, today = fresh
         entry, self.heads[account] = append(
             self.heads.get(account, ChainHead()), event, ingested_at
         )
@@ -208,13 +206,11 @@ class LedgerState:
 
         One canonical encoding of the event serves the hash and the ledger record
         (`entry_record`), and no entry dict is built."""
-        account, event_id = event["account_id"], event["event_id"]
-        today = self.bucket(ingested_at)
-        if today != self._swept_day:
-            self._sweep(today)
-        digest = id_digest(account, event_id)
-        if self.has_seen(digest):
+        account = event["account_id"]
+        fresh = self._fresh(account, event["event_id"], ingested_at)
+        if fresh is None:
             return None
+        digest, today = fresh
         head = self.heads.get(account, _GENESIS_HEAD)
         seq = head.seq + 1
         payload = canonical(event)
@@ -222,6 +218,15 @@ class LedgerState:
         self.heads[account] = ChainHead(seq, new_hash)
         self._remember(digest, today)
         return seq, entry_record(payload, seq, head.hash, new_hash, ingested_at, ingest_offset)
+
+    def _fresh(self, account: str, event_id: str, ingested_at: str) -> tuple[bytes, int] | None:
+        """The id's digest and dedup bucket, or None when the id was seen inside the window
+        (the window is swept first when the bucket changed)."""
+        today = self.bucket(ingested_at)
+        if today != self._swept_day:
+            self._sweep(today)
+        digest = id_digest(account, event_id)
+        return None if self.has_seen(digest) else (digest, today)
 
     def bucket(self, ts: str) -> int:
         """The dedup bucket of a ledger timestamp `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
