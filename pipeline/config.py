@@ -94,7 +94,7 @@ class Settings(LayeredSettings, DerivedNames):
         "empty: single server; else the cluster (remote_servers) migrations target: Replicated tables, Distributed tables, ON CLUSTER (`partnerwatch migrate --print-ddl`)",
     )
     retention_days: int = setting(
-        730, "TTL of audit.events and audit.alerts (evidence: at least 730)", ge=1
+        730, "TTL of audit.events and audit.alerts, from arrival (evidence: at least 730)", ge=1
     )
     # float: fractions of a day are allowed (tests use seconds); the default stays `7` in the docs table.
     dedup_window_days: float = setting(

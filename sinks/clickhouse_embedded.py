@@ -18,7 +18,14 @@ import orjson
 import structlog
 
 from sinks.user_sql import SqlLimits, UserQuery, _engine_error
-from sinks.warehouse import QueryResult, Row, WarehouseError, _identifier, _insert_select_sql
+from sinks.warehouse import (
+    MAX_PARTITIONS_PER_INSERT,
+    QueryResult,
+    Row,
+    WarehouseError,
+    _identifier,
+    _insert_select_sql,
+)
 
 log = structlog.get_logger("sinks.clickhouse")
 
@@ -127,7 +134,10 @@ class EmbeddedWarehouse:
             log.warning("warehouse.user_files_not_empty", path=str(self.user_files))
         self._lock = threading.Lock()
         try:
-            self._session = session.Session(f"{path}?user_files_path={self.user_files}")
+            self._session = session.Session(
+                f"{path}?user_files_path={self.user_files}"
+                f"&max_partitions_per_insert_block={MAX_PARTITIONS_PER_INSERT}"
+            )
         except Exception as exc:
             raise WarehouseError(
                 f"cannot open the embedded warehouse at {path}: {exc}. If the worker is running, "

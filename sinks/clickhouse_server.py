@@ -21,7 +21,14 @@ from pipeline.config import redact_url
 from pipeline.event import timestamp_ms
 from sinks.clickhouse_embedded import _server_side_parser
 from sinks.user_sql import SqlLimits, UserQuery
-from sinks.warehouse import QueryResult, Row, WarehouseError, _identifier, _insert_select_sql
+from sinks.warehouse import (
+    MAX_PARTITIONS_PER_INSERT,
+    QueryResult,
+    Row,
+    WarehouseError,
+    _identifier,
+    _insert_select_sql,
+)
 
 log = structlog.get_logger("sinks.clickhouse")
 
@@ -88,7 +95,7 @@ class ServerWarehouse:
         columns = list(rows[0].keys())
         data = [tuple(_to_native(r.get(c), types.get(c, "")) for c in columns) for r in rows]
         sql = f"INSERT INTO {_identifier(table)} ({', '.join(_identifier(c) for c in columns)}) VALUES"
-        self._call(lambda: self._client.execute(sql, data))
+        self._call(lambda: self._client.execute(sql, data, settings=self._insert_settings()))
 
     def insert_select(
         self, table: str, columns: Sequence[str], select: str, data: dict[str, list[str]]
@@ -101,7 +108,9 @@ class ServerWarehouse:
         rows = list(zip(*data.values(), strict=True))
         # Not retried here: an insert whose answer was lost may have landed. The caller retries
         # knowing that (the loader checks such a batch against the table before inserting again).
-        self._call(lambda: self._client.execute(sql, rows), retries=0)
+        self._call(
+            lambda: self._client.execute(sql, rows, settings=self._insert_settings()), retries=0
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -134,6 +143,16 @@ class ServerWarehouse:
                     "is too old for query parameters over the native protocol (22.8 or later)"
                 )
         return self._client.execute(sql, params or None, **kwargs)
+
+    def _insert_settings(self) -> dict[str, Any]:
+        """Settings of every insert (called with the lock held). A server older than 20 does not
+        know `max_partitions_per_insert_block` (the local test server is 18.16): nothing then."""
+        connection = self._client.connection
+        if not connection.connected:
+            connection.connect()
+        if connection.server_info.version_major < 20:
+            return {}
+        return {"max_partitions_per_insert_block": MAX_PARTITIONS_PER_INSERT}
 
     def _scrub(self, text: str) -> str:
         """An error for logs and answers: no password, whether in a URL or echoed on its own."""
@@ -218,6 +237,16 @@ class _ServerUserQuery:
             if self._cancelled.is_set():
                 raise WarehouseError("the query was cancelled", 394) from None
             raise WarehouseError(self._scrub(f"ClickHouse server unreachable: {exc}")) from None
+
+    def _insert_settings(self) -> dict[str, Any]:
+        """Settings of every insert (called with the lock held). A server older than 20 does not
+        know `max_partitions_per_insert_block` (the local test server is 18.16): nothing then."""
+        connection = self._client.connection
+        if not connection.connected:
+            connection.connect()
+        if connection.server_info.version_major < 20:
+            return {}
+        return {"max_partitions_per_insert_block": MAX_PARTITIONS_PER_INSERT}
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._password, "***") if self._password else text

@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 
+#: The writer connections' `max_partitions_per_insert_block`. Events and alerts are partitioned by
+#: month of `occurred_at` / `first_seen`, times a provider claims: one batch may span many months
+#: (the validator takes 1970-2200), and ClickHouse's default of 100 would fail the whole insert,
+#: stalling the loader on one hostile event. The validator's range bounds the months to this.
+MAX_PARTITIONS_PER_INSERT = (2200 - 1970 + 1) * 12
+
 
 class WarehouseError(RuntimeError):
     """A warehouse operation failed; the message says which and why.

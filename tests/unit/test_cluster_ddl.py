@@ -186,6 +186,11 @@ def test_alter_runs_on_the_local_tables_and_mirrors_columns_on_the_distributed_t
         f"ALTER TABLE audit.events_local ON CLUSTER {CLUSTER}\n    ADD COLUMN IF NOT EXISTS entry_seq UInt64,\n"
         "    MODIFY ORDER BY (account_id, occurred_at, event_id, entry_seq)",
         f"ALTER TABLE audit.events ON CLUSTER {CLUSTER}\n    ADD COLUMN IF NOT EXISTS entry_seq UInt64",
+        # a TTL is the local tables' alone (the Distributed tables store nothing)
+        f"ALTER TABLE audit.events_local ON CLUSTER {CLUSTER}\n"
+        "    MODIFY TTL toDateTime(ingested_at) + INTERVAL 730 DAY",
+        f"ALTER TABLE audit.alerts_local ON CLUSTER {CLUSTER}\n"
+        "    MODIFY TTL toDateTime(stored_at) + INTERVAL 730 DAY",
     ]
     # A clause list with commas inside parentheses and quotes splits only at the top level.
     rendered = render(
