@@ -15,7 +15,7 @@ from pathlib import Path
 
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.simulation.traffic import generate
-from tests.integration.state_check import caught_up, differences
+from tests.integration.state_check import StateReader, caught_up
 from tests.reliability.harness import Sender
 
 
@@ -39,9 +39,11 @@ def storm(
     ns = Namespace(root)
     rounds: list[Round] = []
     worker = Worker(ns).start()
+    reader: StateReader | None = None
     try:
         ns.send(stream[:2_000])
         wait_for(lambda: caught_up(ns), 240, "the first 2,000 events handled")
+        reader = StateReader(ns)  # reads the growing topics incrementally, folds from scratch
         for n in range(restarts):
             chunk = stream[2_000 + n * per_round : 2_000 + (n + 1) * per_round]
             sender = Sender(ns, chunk, chunk=100, pause=0.1)
@@ -63,7 +65,7 @@ def storm(
             sender.join()
             assert sender.error is None, sender.error
             wait_for(lambda: caught_up(ns), 300, f"round {n}: every event handled")
-            this.differences = differences(ns)
+            this.differences = reader.differences()
             rounds.append(this)
             print(
                 f"restart {n + 1}/{restarts}: {this.signal} after {this.killed_after:.1f}s, down {this.down_for:.1f}s:"
@@ -71,6 +73,8 @@ def storm(
             )
     finally:
         worker.stop()
+        if reader is not None:
+            reader.close()
     return ns, rounds
 
 

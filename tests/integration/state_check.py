@@ -24,32 +24,59 @@ from pipeline.config import DetectionConfig, Settings
 TABLES = ("account_state", "open_alerts")
 
 
-def committed(ns: Namespace, topic: str) -> Iterator[Any]:
-    """Every committed record of `topic`, partition by partition, up to its last stable offset."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=ns.settings.kafka_broker,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        group_id=None,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-    )
-    try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or ())
-        tps = [TopicPartition(topic, p) for p in partitions]
-        if not tps:
-            return
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)  # read_committed: the last stable offsets
-        pending = {tp for tp in tps if ends[tp] > consumer.position(tp)}
+class CommittedReader:
+    """The committed records of one topic, read incrementally: each `new()` returns the records
+    committed since the last call, up to each partition's last stable offset. Records below a
+    last stable offset are final (compaction only drops a record a later one of its key
+    supersedes), so the records read so far plus `new()` give what a read from the beginning
+    gives: every ledger entry of an uncompacted ledger, the latest value of every changelog key.
+    The restart storm reads its growing topics so every round."""
+
+    def __init__(self, ns: Namespace, topic: str) -> None:
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=ns.settings.kafka_broker,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            group_id=None,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        self.tps = [
+            TopicPartition(topic, p)
+            for p in sorted(self.consumer.partitions_for_topic(topic) or ())
+        ]
+        if self.tps:
+            self.consumer.assign(self.tps)
+            self.consumer.seek_to_beginning(*self.tps)
+
+    def new(self) -> list[Any]:
+        if not self.tps:
+            return []
+        out: list[Any] = []
+        ends = self.consumer.end_offsets(self.tps)  # read_committed: the last stable offsets
+        pending = {tp for tp in self.tps if ends[tp] > self.consumer.position(tp)}
         while pending:
-            for tp, records in consumer.poll(timeout_ms=1000).items():
+            for tp, records in self.consumer.poll(timeout_ms=1000).items():
                 for record in records:
                     if record.offset < ends[tp]:
-                        yield record
-            pending = {tp for tp in pending if consumer.position(tp) < ends[tp]}
+                        out.append(record)
+                    else:  # past this read's end: read again from here next time
+                        self.consumer.seek(tp, ends[tp])
+                        break
+            pending = {tp for tp in pending if self.consumer.position(tp) < ends[tp]}
+        out.sort(key=lambda r: (r.partition, r.offset))  # partition by partition, in order
+        return out
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def committed(ns: Namespace, topic: str) -> Iterator[Any]:
+    """Every committed record of `topic`, partition by partition, up to its last stable offset."""
+    reader = CommittedReader(ns, topic)
+    try:
+        yield from reader.new()
     finally:
-        consumer.close()
+        reader.close()
 
 
 def caught_up(ns: Namespace) -> bool:
@@ -99,19 +126,53 @@ def changelog_name(ns: Namespace, table: str) -> str:
     return f"{ns.settings.app_id}-{table}-changelog"
 
 
+class StateReader:
+    """The worker's tables (from their changelogs) and the ledger's entries, each topic read
+    incrementally (`CommittedReader`); the fold of the entries is always done from scratch."""
+
+    def __init__(self, ns: Namespace) -> None:
+        self.ns = ns
+        self.tables: dict[str, dict[str, Any]] = {table: {} for table in TABLES}
+        self.by_partition: dict[int, list[dict[str, Any]]] = {}
+        self.readers = {table: CommittedReader(ns, changelog_name(ns, table)) for table in TABLES}
+        self.ledger = CommittedReader(ns, ns.settings.ledger_topic)
+
+    def worker_tables(self) -> dict[str, dict[str, Any]]:
+        """table -> key -> latest committed value, as the worker's next recovery restores them."""
+        for table, reader in self.readers.items():
+            latest = self.tables[table]
+            for record in reader.new():
+                key = orjson.loads(record.key)
+                if record.value is None:
+                    latest.pop(key, None)
+                else:
+                    latest[key] = orjson.loads(record.value)
+        return {table: dict(latest) for table, latest in self.tables.items()}
+
+    def ledger_entries(self) -> list[dict[str, Any]]:
+        """Every committed ledger entry, partition by partition, in offset order (as a read from
+        the beginning gives them)."""
+        for record in self.ledger.new():
+            self.by_partition.setdefault(record.partition, []).append(orjson.loads(record.value))
+        return [e for p in sorted(self.by_partition) for e in self.by_partition[p]]
+
+    def differences(self) -> list[str]:
+        """Where the worker's tables differ from the ledger's fold: one line per differing key."""
+        expected = rebuilt_tables(self.ledger_entries(), Settings.from_env(self.ns.env).detect)
+        return compare(expected, self.worker_tables())
+
+    def close(self) -> None:
+        for reader in (*self.readers.values(), self.ledger):
+            reader.close()
+
+
 def worker_tables(ns: Namespace) -> dict[str, dict[str, Any]]:
     """table -> key -> latest committed value, as the worker's next recovery restores them."""
-    tables: dict[str, dict[str, Any]] = {}
-    for table in TABLES:
-        latest: dict[str, Any] = {}
-        for record in committed(ns, changelog_name(ns, table)):
-            key = orjson.loads(record.key)
-            if record.value is None:
-                latest.pop(key, None)
-            else:
-                latest[key] = orjson.loads(record.value)
-        tables[table] = latest
-    return tables
+    reader = StateReader(ns)
+    try:
+        return reader.worker_tables()
+    finally:
+        reader.close()
 
 
 def ledger_entries(ns: Namespace) -> list[dict[str, Any]]:
@@ -145,8 +206,14 @@ def rebuilt_tables(
 
 def differences(ns: Namespace) -> list[str]:
     """Where the worker's tables differ from the ledger's fold: one line per differing key."""
-    expected = rebuilt_tables(ledger_entries(ns), Settings.from_env(ns.env).detect)
-    actual = worker_tables(ns)
+    reader = StateReader(ns)
+    try:
+        return reader.differences()
+    finally:
+        reader.close()
+
+
+def compare(expected: dict[str, dict[str, Any]], actual: dict[str, dict[str, Any]]) -> list[str]:
     out: list[str] = []
     for table in TABLES:
         want, got = expected[table], actual[table]
