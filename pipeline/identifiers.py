@@ -68,7 +68,9 @@ GRAMMARS: dict[str, Grammar] = {
     "label": Grammar(r"[!-~]([ !-~]*[!-~])?", "printable ASCII, with spaces only inside"),
     "user_agent": Grammar(r"[ -~]+", "printable ASCII and spaces"),
     "action_pattern": Grammar(
-        r"\*|[a-z]+(_[a-z]+)*\.(\*|[a-z]+(_[a-z]+)*)", "an action, prefix.* or *"
+        # grouped: an anchored `^a|b$` would be `(^a)|(b$)` in the schema (and pass "*0")
+        r"(\*|[a-z]+(_[a-z]+)*\.(\*|[a-z]+(_[a-z]+)*))",
+        "an action, prefix.* or *",
     ),
     "time_zone": Grammar(r"[A-Za-z][A-Za-z0-9_+/-]*", "an IANA time zone name"),
 }

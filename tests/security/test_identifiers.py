@@ -251,6 +251,20 @@ def schema_validator() -> Any:
     return jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
 
 
+def test_every_grammar_is_anchored_whole_in_the_schema(schema_validator: Any) -> None:
+    """A pattern with a top-level `|` anchored as `^a|b$` means `(^a)|(b$)`: the schema took
+    `*0` as a grant scope while the validator refused it (hypothesis found it in a full run)."""
+    for path, kind, action in FIELDS:
+        if kind != "action_pattern":
+            continue
+        for value in ("*0", "x*", "listing.update ", "0listing.*", "*.*"):
+            assert _reason(place(action, path, value)) == "bad_value", (path, value)
+            assert list(schema_validator.iter_errors(place(action, path, value))), (path, value)
+        for value in ("*", "listing.*", "listing.update"):
+            assert _reason(place(action, path, value)) is None, (path, value)
+            assert not list(schema_validator.iter_errors(place(action, path, value))), (path, value)
+
+
 @settings(
     max_examples=300,
     deadline=None,

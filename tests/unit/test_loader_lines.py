@@ -218,8 +218,8 @@ def test_unusual_but_storable_records(warehouse: EmbeddedWarehouse) -> None:
         ),
         variant(
             seq=2**64 - 1,
-            occurred_at="2200-12-31T23:59:59.999Z",
-            ingested_at="1970-01-01T00:00:00.000Z",
+            occurred_at="1970-01-01T00:00:00.000Z",  # the provider's claim: kept (TTL on arrival)
+            ingested_at="2200-12-31T23:59:59.999Z",
         ),
         b' { "seq" : 6 , '
         + variant(seq=6)[1:].replace(b'"seq":6,', b""),  # spaces, another key order
