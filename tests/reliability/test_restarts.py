@@ -1,5 +1,9 @@
 """Twenty restarts of a loaded worker (SIGTERM and SIGKILL at seeded random points, back 1-10 s
-later): after every one, every account's detection state equals the state rebuilt from the ledger."""
+later): after every one, every account's detection state equals the state rebuilt from the ledger.
+
+About 5 minutes, most of it the seeded waits: `slow`, so `make test` runs the same storm with 4
+restarts (tests/integration/test_restart_state.py) and `make reliability` runs this one.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import pytest
 
 from tests.integration.restart_storm import report, storm
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 
 
 def test_twenty_restarts_keep_every_accounts_detection_state(
