@@ -164,7 +164,7 @@ class Worker:
                 and health.get("http_ingest") == "ready"
             ):
                 return self
-            time.sleep(0.5)
+            time.sleep(0.1)
         raise AssertionError(f"worker not ready in {timeout}s: {self.log_tail()}")
 
     def alive(self) -> bool:

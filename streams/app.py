@@ -11,6 +11,7 @@ from faust.sensors import Monitor
 
 from pipeline.config import Settings
 from sinks.kafka_io import faust_options
+from streams.faust_internals import start_tables_without_pause
 from streams.web.guard import WebGuard, exposure_error
 
 
@@ -116,6 +117,7 @@ app = faust.App(
     Worker=Worker,
     Monitor=LeanMonitor,
 )
+start_tables_without_pause(app)  # no Faust tables: skip the TableManager's one-second start pause
 
 
 @app.task

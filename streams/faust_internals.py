@@ -21,3 +21,22 @@ async def fetch_cluster_metadata(consumer: Any) -> Any:
     it but leaves it out of the consumer's cluster view, so `partitions_for_topic` stays None for
     a topic created after the consumer started.)"""
     return await consumer._client.fetch_all_metadata()
+
+
+def start_tables_without_pause(app: Any) -> None:
+    """Faust's TableManager sleeps one second on start (faust/tables/manager.py `on_start`) so
+    that tables defined late can still register before recovery; the worker's start waits on it.
+    PartnerWatch defines no Faust table (detection state lives in the ingest service's own
+    topics, streams/ingest_partition.py), so there is nothing to wait for. Should a table be
+    defined, Faust's own start runs."""
+    manager = app.tables
+    faust_start = manager.on_start
+
+    async def on_start() -> None:
+        if len(manager):  # a table was defined after all: Faust's own start, pause included
+            await faust_start()
+        elif not manager.should_stop:
+            await manager._update_channels()
+            await manager.recovery.start()
+
+    manager.on_start = on_start
