@@ -1,0 +1,163 @@
+"""Optional: compile the per-event detection code with mypyc, in place, beside the sources.
+
+The extension modules (`detectors/**/*.cpython-*.so`, plus one shared library
+`pw_detect__mypyc.*.so` at the checkout's root) sit next to the `.py` files they are built from;
+Python's import system prefers an extension module to a source file of the same name, so once
+built every process started from the checkout runs the compiled detectors, and once removed
+(`clean`) the pure-Python ones again. Nothing of the package build or install depends on this:
+`pip install -e .`, CI and the wheel use the `.py` files, and the `.so` files are git-ignored.
+
+    python -m tools.compile_detectors build    # make compile
+    python -m tools.compile_detectors clean    # make clean-compiled
+    python -m tools.compile_detectors status   # which detector modules are compiled
+
+`pure_python()` makes the current process import the pure-Python modules even where the
+compiled ones are built (the differential test and the bench use it in a subprocess).
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The name of mypyc's shared library of the group (`<GROUP>__mypyc.<suffix>` at ROOT).
+GROUP = "pw_detect"
+#: What one event goes through in `detectors.run.apply_event`, relative to ROOT. The rules'
+#: package `__init__` stays Python (`detectors/__init__.py` discovers the rules in its
+#: `__path__` with pkgutil, which finds a compiled rule as it finds a source one).
+COMPILED = (
+    "detectors/__init__.py",
+    "detectors/run.py",
+    "detectors/windows.py",
+    "detectors/grants.py",
+    "detectors/networks.py",
+    "detectors/known_networks.py",
+    "detectors/rates.py",
+    "detectors/prices.py",
+    "detectors/reconciliation.py",
+    "detectors/reports.py",
+    "detectors/responses.py",
+    "detectors/geo.py",
+)
+#: Rules left out: none so far (a rule mypyc cannot compile is named here with the reason).
+SKIPPED_RULES: dict[str, str] = {}
+BUILD_DIR = ROOT / "build" / "mypyc"
+
+
+def sources() -> list[str]:
+    """The files to compile: COMPILED and every rule module but SKIPPED_RULES."""
+    rules = sorted(
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "detectors" / "rules").glob("*.py")
+        if not p.name.startswith("_") and p.stem not in SKIPPED_RULES
+    )
+    return [*COMPILED, *rules]
+
+
+def built() -> list[Path]:
+    """The extension modules of this build present in the checkout."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    found = [
+        p for p in (ROOT / "detectors").rglob("*") if p.name.endswith(suffixes) and p.is_file()
+    ]
+    found += [p for p in ROOT.glob(f"{GROUP}__mypyc*") if p.name.endswith(suffixes)]
+    return sorted(found)
+
+
+def is_compiled(module: ModuleType) -> bool:
+    """Whether `module` was loaded from an extension module (a mypyc build), not a `.py`."""
+    return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
+
+
+def build(verbose: bool = False) -> list[Path]:
+    """Compile `sources()` in place (mypy then C); returns the extension modules written."""
+    from mypyc.build import mypycify
+    from setuptools import Distribution
+
+    clean()
+    os.chdir(ROOT)  # mypyc names modules by their paths relative to the working directory
+    extensions = mypycify(
+        sources(),
+        opt_level="3",
+        group_name=GROUP,
+        target_dir=str(BUILD_DIR / "c"),
+        verbose=verbose,
+    )
+    # A bare Distribution, not `setup()`: that would read the project's pyproject.toml, and this
+    # build is no part of the package's.
+    dist = Distribution({"name": "partnerwatch-compiled-detectors", "ext_modules": extensions})
+    dist.script_args = ["-q", "build_ext", "--inplace", "--build-temp", str(BUILD_DIR / "temp")]
+    dist.parse_command_line()
+    dist.run_commands()
+    return built()
+
+
+def clean() -> list[Path]:
+    """Remove the compiled modules (and the build directory); returns what was removed."""
+    removed = built()
+    for path in removed:
+        path.unlink()
+    if BUILD_DIR.exists():
+        import shutil
+
+        shutil.rmtree(BUILD_DIR)
+    return removed
+
+
+class _SourceOnly(importlib.abc.MetaPathFinder):
+    """Finds `detectors` and its submodules as `.py` files only, never as extension modules."""
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "detectors" and not fullname.startswith("detectors."):
+            return None
+        for entry in path if path is not None else sys.path:
+            finder = importlib.machinery.FileFinder(
+                entry or ".",
+                (importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES),
+            )
+            spec = finder.find_spec(fullname)
+            if spec is not None:
+                return spec
+        return None
+
+
+def pure_python() -> None:
+    """Import the pure-Python detectors in this process, compiled ones built or not; call it
+    before anything imports `detectors`."""
+    if "detectors" in sys.modules:
+        raise RuntimeError("detectors is imported already: call pure_python() first")
+    sys.meta_path.insert(0, _SourceOnly())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = args[0] if args else "status"
+    if command == "build":
+        paths = build(verbose="-v" in args)
+        print(f"compiled {len(sources())} modules into {len(paths)} extension files")
+    elif command == "clean":
+        print(f"removed {len(clean())} compiled files")
+    elif command == "status":
+        paths = built()
+        print(f"{len(paths)} compiled files" if paths else "pure Python (nothing compiled)")
+        for path in paths:
+            print(" ", path.relative_to(ROOT))
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
