@@ -28,11 +28,13 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parent.parent
 #: The name of mypyc's shared library of the group (`<GROUP>__mypyc.<suffix>` at ROOT).
 GROUP = "pw_detect"
-#: What one event goes through in `detectors.run.apply_event`, relative to ROOT. The rules'
-#: package `__init__` stays Python (`detectors/__init__.py` discovers the rules in its
-#: `__path__` with pkgutil, which finds a compiled rule as it finds a source one).
+#: What one event goes through in `detectors.run.apply_event`, relative to ROOT, rules aside.
+#: The packages' `__init__.py` stay Python: import-linter and grimp (the import-cycle test) read
+#: a package from its `__init__.py`, and `detectors/__init__.py` only discovers the rules (with
+#: pkgutil, which finds a compiled rule as it finds a source one); `Context`, used by every rule,
+#: lives in detectors/context.py so that it is compiled.
 COMPILED = (
-    "detectors/__init__.py",
+    "detectors/context.py",
     "detectors/run.py",
     "detectors/windows.py",
     "detectors/grants.py",
@@ -44,10 +46,21 @@ COMPILED = (
     "detectors/reports.py",
     "detectors/responses.py",
     "detectors/geo.py",
+    "detectors/behaviour/features.py",
+    "detectors/behaviour/day_features.py",
+    "detectors/behaviour/account_features.py",
+    "detectors/behaviour/scoring.py",
+    # the core contract's parts every event's detection calls: findings and alert folding,
+    # grant coverage and allowlists, action patterns
+    "pipeline/alert.py",
+    "pipeline/authorization.py",
+    "pipeline/contract.py",
 )
 #: Rules left out: none so far (a rule mypyc cannot compile is named here with the reason).
 SKIPPED_RULES: dict[str, str] = {}
 BUILD_DIR = ROOT / "build" / "mypyc"
+#: The packages the compiled modules belong to (no other extension module lives in them).
+PACKAGES = ("detectors", "pipeline")
 
 
 def sources() -> list[str]:
@@ -60,11 +73,20 @@ def sources() -> list[str]:
     return [*COMPILED, *rules]
 
 
+def modules() -> list[str]:
+    """The dotted names of `sources()`."""
+    return [path.removesuffix(".py").replace("/", ".") for path in sources()]
+
+
 def built() -> list[Path]:
-    """The extension modules of this build present in the checkout."""
+    """The extension modules of this build present in the checkout (in the packages it compiles
+    from, and the group's shared library at ROOT)."""
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     found = [
-        p for p in (ROOT / "detectors").rglob("*") if p.name.endswith(suffixes) and p.is_file()
+        p
+        for package in PACKAGES
+        for p in (ROOT / package).rglob("*")
+        if p.name.endswith(suffixes) and p.is_file()
     ]
     found += [p for p in ROOT.glob(f"{GROUP}__mypyc*") if p.name.endswith(suffixes)]
     return sorted(found)
@@ -111,7 +133,10 @@ def clean() -> list[Path]:
 
 
 class _SourceOnly(importlib.abc.MetaPathFinder):
-    """Finds `detectors` and its submodules as `.py` files only, never as extension modules."""
+    """Finds the modules of this build as `.py` files only, never as extension modules."""
+
+    def __init__(self) -> None:
+        self.names = frozenset(modules())
 
     def find_spec(
         self,
@@ -119,7 +144,7 @@ class _SourceOnly(importlib.abc.MetaPathFinder):
         path: Sequence[str] | None,
         target: ModuleType | None = None,
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname != "detectors" and not fullname.startswith("detectors."):
+        if fullname not in self.names:
             return None
         for entry in path if path is not None else sys.path:
             finder = importlib.machinery.FileFinder(
@@ -133,10 +158,11 @@ class _SourceOnly(importlib.abc.MetaPathFinder):
 
 
 def pure_python() -> None:
-    """Import the pure-Python detectors in this process, compiled ones built or not; call it
-    before anything imports `detectors`."""
-    if "detectors" in sys.modules:
-        raise RuntimeError("detectors is imported already: call pure_python() first")
+    """Import the pure-Python modules of this build in this process, compiled ones built or
+    not; call it before any of them is imported."""
+    early = sorted(set(modules()) & set(sys.modules))
+    if early:
+        raise RuntimeError(f"imported already: {early}; call pure_python() first")
     sys.meta_path.insert(0, _SourceOnly())
 
 
