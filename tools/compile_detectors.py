@@ -92,6 +92,24 @@ def built() -> list[Path]:
     return sorted(found)
 
 
+def stale() -> list[str]:
+    """Where a build is present: the sources newer than their extension module, or without one
+    (a stale `.so` shadows the edited `.py`). Empty without a build."""
+    if not built():
+        return []
+    out = []
+    for source in sources():
+        path = ROOT / source
+        compiled = [
+            path.with_name(path.stem + suffix)
+            for suffix in importlib.machinery.EXTENSION_SUFFIXES
+            if path.with_name(path.stem + suffix).exists()
+        ]
+        if not compiled or path.stat().st_mtime > max(c.stat().st_mtime for c in compiled):
+            out.append(source)
+    return out
+
+
 def is_compiled(module: ModuleType) -> bool:
     """Whether `module` was loaded from an extension module (a mypyc build), not a `.py`."""
     return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
@@ -179,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(paths)} compiled files" if paths else "pure Python (nothing compiled)")
         for path in paths:
             print(" ", path.relative_to(ROOT))
+        for source in stale():
+            print("stale (rebuild or clean):", source)
     else:
         print(__doc__)
         return 2

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
+
+if TYPE_CHECKING:
+    from detectors.behaviour.model import BehaviourModel
 
 
 class FlaggingModel:
@@ -58,7 +61,7 @@ def run(seed: int, count: int) -> dict[str, Any]:
     from pipeline.simulation.traffic import ATTACKS, generate
 
     config = DetectionConfig()
-    model = FlaggingModel()
+    model = cast("BehaviourModel", FlaggingModel())
     states: dict[str, dict[str, Any]] = {}
     open_alerts: dict[str, Any] = {}
     ids: list[str] = []
