@@ -1,7 +1,7 @@
 """Optional: compile the per-event detection code with mypyc, in place, beside the sources.
 
-The extension modules (`detectors/**/*.cpython-*.so`, plus one shared library
-`pw_detect__mypyc.*.so` at the checkout's root) sit next to the `.py` files they are built from;
+The extension modules (`<module>.cpython-*.so` in detectors/ and pipeline/, plus one shared
+library `pw_detect__mypyc.*.so` at the checkout's root) sit next to the `.py` files they are built from;
 Python's import system prefers an extension module to a source file of the same name, so once
 built every process started from the checkout runs the compiled detectors, and once removed
 (`clean`) the pure-Python ones again. Nothing of the package build or install depends on this:
@@ -9,10 +9,10 @@ built every process started from the checkout runs the compiled detectors, and o
 
     python -m tools.compile_detectors build    # make compile
     python -m tools.compile_detectors clean    # make clean-compiled
-    python -m tools.compile_detectors status   # which detector modules are compiled
+    python -m tools.compile_detectors status   # what is compiled, and what is stale
 
 `pure_python()` makes the current process import the pure-Python modules even where the
-compiled ones are built (the differential test and the bench use it in a subprocess).
+compiled ones are built (the parity test's subprocess, `bench.ingest_stages --pure-detectors`).
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ def build(verbose: bool = False) -> list[Path]:
     # build is no part of the package's.
     dist = Distribution({"name": "partnerwatch-compiled-detectors", "ext_modules": extensions})
     dist.script_args = ["-q", "build_ext", "--inplace", "--build-temp", str(BUILD_DIR / "temp")]
+    dist.script_args += ["--build-lib", str(BUILD_DIR / "lib")]
     dist.parse_command_line()
     dist.run_commands()
     return built()
@@ -147,6 +148,8 @@ def clean() -> list[Path]:
         import shutil
 
         shutil.rmtree(BUILD_DIR)
+    if BUILD_DIR.parent.is_dir() and not any(BUILD_DIR.parent.iterdir()):
+        BUILD_DIR.parent.rmdir()  # build/, when this build was all it held
     return removed
 
 
