@@ -1,7 +1,7 @@
 """Optional: compile the per-event detection code with mypyc, in place, beside the sources.
 
 The extension modules (`<module>.cpython-*.so` in detectors/ and pipeline/, plus one shared
-library `pw_detect__mypyc.*.so` at the checkout's root) sit next to the `.py` files they are built from;
+library per package, `<package>/_mypyc__mypyc.*.so`) sit next to the `.py` files they are built from;
 Python's import system prefers an extension module to a source file of the same name, so once
 built every process started from the checkout runs the compiled detectors, and once removed
 (`clean`) the pure-Python ones again. Nothing of the package build or install depends on this:
@@ -26,8 +26,11 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The name of mypyc's shared library of the group (`<GROUP>__mypyc.<suffix>` at ROOT).
-GROUP = "pw_detect"
+#: mypyc's groups: one shared library each, `<package>/_mypyc__mypyc.<suffix>`, inside the package
+#: it serves (not at the checkout's root), so that an editable install's import finder, which
+#: maps our packages and nothing else, finds it from any working directory. Two groups, so that
+#: importing a compiled pipeline module never imports the detectors package.
+GROUPS = ("pipeline", "detectors")
 #: What one event goes through in `detectors.run.apply_event`, relative to ROOT, rules aside.
 #: The packages' `__init__.py` stay Python: import-linter and grimp (the import-cycle test) read
 #: a package from its `__init__.py`, and `detectors/__init__.py` only discovers the rules (with
@@ -88,7 +91,6 @@ def built() -> list[Path]:
         for p in (ROOT / package).rglob("*")
         if p.name.endswith(suffixes) and p.is_file()
     ]
-    found += [p for p in ROOT.glob(f"{GROUP}__mypyc*") if p.name.endswith(suffixes)]
     return sorted(found)
 
 
@@ -122,10 +124,14 @@ def build(verbose: bool = False) -> list[Path]:
 
     clean()
     os.chdir(ROOT)  # mypyc names modules by their paths relative to the working directory
+    files = sources()
     extensions = mypycify(
-        sources(),
+        files,
         opt_level="3",
-        group_name=GROUP,
+        separate=[
+            ([f for f in files if f.startswith(f"{package}/")], f"{package}._mypyc")
+            for package in GROUPS
+        ],
         target_dir=str(BUILD_DIR / "c"),
         verbose=verbose,
     )
