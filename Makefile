@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test unit integration reliability security mutation lint typecheck bench profile kafka-start kafka-stop clickhouse-server observability-check clean
+.PHONY: install demo test unit integration reliability security mutation lint typecheck bench profile compile clean-compiled kafka-start kafka-stop clickhouse-server observability-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,8 +50,8 @@ mutation: install
 	$(BIN)/python -m tests.mutation.threshold_mutation
 
 lint: install
-	$(BIN)/ruff format --check partnerwatch pipeline streams sources detectors sinks tests bench
-	$(BIN)/ruff check partnerwatch pipeline streams sources detectors sinks tests bench
+	$(BIN)/ruff format --check partnerwatch pipeline streams sources detectors sinks tests bench tools
+	$(BIN)/ruff check partnerwatch pipeline streams sources detectors sinks tests bench tools
 	$(BIN)/lint-imports
 
 typecheck: install
@@ -70,6 +70,15 @@ profile: install
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m bench.profile $(PROFILE_ARGS)
 
+## optional: compile the detection path with mypyc (mypy's compiler, a dev dependency; needs a C
+## compiler), in place beside the sources; every process started from the checkout then runs it
+## (docs/performance.md "Compiled detectors"). `make clean-compiled` goes back to pure Python.
+compile: install
+	$(BIN)/python -m tools.compile_detectors build
+
+clean-compiled:
+	$(BIN)/python -m tools.compile_detectors clean
+
 kafka-start:
 	bash infra/kafka/kafka.sh start
 
@@ -87,4 +96,5 @@ observability-check:
 
 clean:
 	bash infra/kafka/kafka.sh stop || true
+	test ! -x $(BIN)/python || $(BIN)/python -m tools.compile_detectors clean
 	rm -rf $(VENV) .cache data .mypy_cache .pytest_cache .ruff_cache

@@ -19,7 +19,11 @@ Each stage runs over all events in turn (its input is the previous stage's outpu
 the process's CPU clock; a run starts from empty state, and the figure is the median of
 `--runs` runs. Results go to bench/results/<date>-ingest-stages.json and .md.
 
-    python -m bench.ingest_stages [--count 50000] [--runs 5] [--batch 500]
+The detectors run as built: compiled where the optional mypyc build is present
+(tools/compile_detectors.py, `make compile`), else pure Python; `--pure-detectors` imports the
+pure-Python ones even where the compiled ones are built. The results say which ran.
+
+    python -m bench.ingest_stages [--count 50000] [--runs 5] [--batch 500] [--pure-detectors]
 """
 
 from __future__ import annotations
@@ -32,14 +36,28 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from bench.workload import RESULTS, stream
-from pipeline.config import Settings
+if TYPE_CHECKING:  # imported in the functions: after `--pure-detectors` took effect
+    from pipeline.config import Settings
 
 STAGES = ("validate", "mask", "sequence", "detect", "encode")
+
+
+def detectors_variant() -> str:
+    """Which detectors this process runs: pure Python, or how many of the loaded modules of
+    the optional mypyc build (tools/compile_detectors.py) are compiled."""
+    import sys
+
+    from tools.compile_detectors import is_compiled, modules
+
+    loaded = [sys.modules[n] for n in modules() if n in sys.modules]
+    compiled = sum(1 for m in loaded if is_compiled(m))
+    if not compiled:
+        return "pure Python"
+    return f"mypyc-compiled ({compiled} of the {len(loaded)} modules of the build loaded)"
 
 
 class Stages:
@@ -99,6 +117,8 @@ def run_once(
     messages: list[tuple[bytes, bytes]], batch: int
 ) -> tuple[dict[str, float], dict[str, int]]:
     """One pass of every stage over `messages`: CPU seconds per stage, and what came out."""
+    from pipeline.config import Settings
+
     core = Stages(Settings.from_env({}))
     seconds: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -138,7 +158,18 @@ def main() -> None:
         help="source messages per batch (state records are per batch)",
     )
     parser.add_argument("--label", default="", help="a suffix for the result files (e.g. before)")
+    parser.add_argument(
+        "--pure-detectors",
+        action="store_true",
+        help="the pure-Python detectors even where the mypyc build is present",
+    )
     args = parser.parse_args()
+    if args.pure_detectors:
+        from tools.compile_detectors import pure_python
+
+        pure_python()  # before anything imports detectors
+    from bench.workload import RESULTS, stream
+
     messages = stream(args.count)
     runs = []
     for i in range(args.runs):
@@ -155,8 +186,11 @@ def main() -> None:
     per_event["total"] = round(sum(per_event[s] for s in STAGES), 2)
     figures = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": f"python -m bench.ingest_stages --count {args.count} --runs {args.runs} --batch {args.batch}",
+        "command": f"python -m bench.ingest_stages --count {args.count} --runs {args.runs} --batch {args.batch}"
+        + (" --pure-detectors" if args.pure_detectors else "")
+        + (f" --label {args.label}" if args.label else ""),
         "events": args.count,
+        "detectors": detectors_variant(),
         "counts": counts,
         "cpu_us_per_event": per_event,
         "runs_us_per_event": [{s: round(r[s] / args.count * 1e6, 2) for s in STAGES} for r in runs],
@@ -179,6 +213,8 @@ def main() -> None:
         f"# CPU per event by stage, {figures['measured_at']}",
         "",
         f"Command: `{figures['command']}`; median of {args.runs} runs, process CPU time.",
+        "",
+        f"Detectors: {figures['detectors']}.",
         "",
         "| stage | µs per event |",
         "|---|---|",

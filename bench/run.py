@@ -242,7 +242,8 @@ def markdown(figures: dict[str, Any]) -> str:
     if ingest:
         lines += [
             "",
-            "CPU per event by stage of the ingest service, in-process (bench/ingest_stages.py):",
+            "CPU per event by stage of the ingest service, in-process (bench/ingest_stages.py),"
+            f" detectors {figures.get('detectors', 'pure Python')}:",
             "",
             "| stage | µs per event |",
             "|---|---|",
@@ -293,10 +294,11 @@ def main() -> None:
             "system": platform.platform(),
         },
     }
-    from bench.ingest_stages import STAGES, run_once
+    from bench.ingest_stages import STAGES, detectors_variant, run_once
 
     sample = messages[:20_000]
     seconds, _ = run_once(sample, 500)
+    figures["detectors"] = detectors_variant()  # this process's; the workers' load the same
     figures["ingest_stages_cpu_us_per_event"] = {
         s: round(seconds[s] / len(sample) * 1e6, 1) for s in STAGES
     }

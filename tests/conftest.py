@@ -66,3 +66,18 @@ def pytest_fixture_setup(
 @pytest.fixture()
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test a stale optional mypyc build (tools/compile_detectors.py): its `.so` files
+    would run in place of the edited `.py` files."""
+    from tools.compile_detectors import stale
+
+    old = stale()
+    if old:
+        raise pytest.UsageError(
+            "the compiled detectors are older than their sources ("
+            + ", ".join(old[:5])
+            + (", ..." if len(old) > 5 else "")
+            + "): run `make compile` to rebuild them or `make clean-compiled` to test pure Python"
+        )

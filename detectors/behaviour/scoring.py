@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 DETECTOR = "behaviour_anomaly"
 SEVERITY = "medium"
-RESPONSE = (
+RESPONSE: tuple[str, ...] = (
     responses.CONFIRM,
     "Compare the hour's (or the day's) evidence with the work agreed with the provider; if it is"
     " not explained, rotate the principal's credentials.",

@@ -98,10 +98,13 @@ def _principal(principals: dict[str, Any], who: str, at: int, size: int) -> dict
     return p
 
 
-def _threshold(history: list[int], ctx: Context) -> float:
+def _threshold(history: list[int], ctx: Context) -> int | float:
     config = ctx.config
-    baseline = sum(history) / len(history) if len(history) >= MIN_HISTORY else config.bulk_min_skus
-    return max(config.bulk_min_skus, config.bulk_baseline_factor * baseline)
+    # `Any`: the minimum is an int and is kept in the state as one when it wins; typed as a
+    # number, the mypyc build (tools/compile_detectors.py) would compute `max` in floats (40.0)
+    minimum: Any = config.bulk_min_skus
+    baseline = sum(history) / len(history) if len(history) >= MIN_HISTORY else minimum
+    return max(minimum, config.bulk_baseline_factor * baseline)  # type: ignore[no-any-return]
 
 
 def _burst(

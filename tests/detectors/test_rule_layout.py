@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import orjson
@@ -31,17 +32,27 @@ EVERY_RULE = [("detectors.rules", m) for m in MODULES] + [
 WITHOUT_FIXTURE = {"behaviour_anomaly"}
 
 
+def _layout(folder: Path) -> set[str]:
+    """The folder's files, less caches and the optional mypyc build's extension modules
+    (tools/compile_detectors.py: git-ignored, each beside its `.py`)."""
+    return {
+        p.name
+        for p in folder.iterdir()
+        if p.name != "__pycache__" and not p.name.endswith(tuple(EXTENSION_SUFFIXES))
+    }
+
+
 def _tree(package: str, name: str) -> ast.Module:
     folder = RULES_DIR if package == "detectors.rules" else PROVIDER_RULES_DIR
     return ast.parse((folder / f"{name}.py").read_text())
 
 
 def test_files_are_the_detector_ids_and_their_fixtures() -> None:
-    files = {p.name for p in RULES_DIR.iterdir() if p.name != "__pycache__"}
+    files = _layout(RULES_DIR)
     expected = {"__init__.py"} | {f"{m}.py" for m in MODULES}
     expected |= {f"{m}.json" for m in MODULES if m not in WITHOUT_FIXTURE}
     assert files == expected
-    provider_files = {p.name for p in PROVIDER_RULES_DIR.iterdir() if p.name != "__pycache__"}
+    provider_files = _layout(PROVIDER_RULES_DIR)
     assert provider_files == {"__init__.py"} | {
         f"{m}{ext}" for m in PROVIDER_WIDE for ext in (".py", ".json")
     }
@@ -63,8 +74,9 @@ def test_detect_is_the_only_public_function(package: str, name: str) -> None:
     public = {
         n
         for n, value in vars(module).items()
-        if inspect.isfunction(value)
-        and value.__module__ == module.__name__
+        # isroutine: a rule compiled by the optional mypyc build has builtin functions
+        if inspect.isroutine(value)
+        and getattr(value, "__module__", None) == module.__name__
         and not n.startswith("_")
     }
     assert public == {"detect"}

@@ -1,0 +1,65 @@
+"""The optional mypyc build of the detection path (tools/compile_detectors.py, `make compile`)
+finds what the pure-Python modules find: the same alerts, in the same order, and the same
+detection state, on simulator streams with every attack kind (seeds 7 and 23).
+
+Skipped when the build is not present (the default: CI and `pip install -e .` run pure Python).
+The compiled side runs in this process; the pure-Python side in a subprocess that imports the
+`.py` files (`pure_python`), since one process cannot hold both under the same names.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import orjson
+import pytest
+
+import detectors.run  # noqa: F401 (loads the build's modules, compiled where built)
+from pipeline.config import REPO_ROOT
+from tests.detectors.compiled_parity import run, variant
+from tools.compile_detectors import modules
+
+LOADED = variant()
+pytestmark = pytest.mark.skipif(
+    not LOADED["compiled"],
+    reason="the optional mypyc build of the detectors is not present (make compile):"
+    " nothing compiled to compare with the pure-Python detectors",
+)
+
+COUNT = 20_000
+
+
+def pure(seed: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.detectors.compiled_parity", "--pure", str(seed), str(COUNT)],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        check=True,
+        timeout=600,
+    )
+    return orjson.loads(done.stdout)
+
+
+def test_every_module_of_the_build_is_compiled() -> None:
+    """A stale or partial build (a module added since `make compile`) would compare less."""
+    assert not LOADED["python"], f"rebuild (make compile): not compiled: {LOADED['python']}"
+    assert set(LOADED["compiled"]) <= set(modules())
+
+
+@pytest.mark.parametrize("seed", [7, 23])
+def test_compiled_detectors_find_what_pure_python_finds(seed: int) -> None:
+    compiled = run(seed, COUNT)
+    python = pure(seed)
+    assert compiled["variant"]["compiled"] and not compiled["variant"]["python"]
+    assert python["variant"]["python"] and not python["variant"]["compiled"]
+    # the comparison says something: many alerts, and the behaviour model's path ran
+    assert len(set(python["alert_ids"])) >= 100 and "behaviour_anomaly" in python["detectors"]
+    assert compiled["detectors"] == python["detectors"]
+    assert compiled["alert_ids"] == python["alert_ids"]
+    assert compiled["alerts_digest"] == python["alerts_digest"]
+    assert compiled["closed"] == python["closed"]
+    assert compiled["state_digest"] == python["state_digest"]
