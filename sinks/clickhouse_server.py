@@ -238,16 +238,6 @@ class _ServerUserQuery:
                 raise WarehouseError("the query was cancelled", 394) from None
             raise WarehouseError(self._scrub(f"ClickHouse server unreachable: {exc}")) from None
 
-    def _insert_settings(self) -> dict[str, Any]:
-        """Settings of every insert (called with the lock held). A server older than 20 does not
-        know `max_partitions_per_insert_block` (the local test server is 18.16): nothing then."""
-        connection = self._client.connection
-        if not connection.connected:
-            connection.connect()
-        if connection.server_info.version_major < 20:
-            return {}
-        return {"max_partitions_per_insert_block": MAX_PARTITIONS_PER_INSERT}
-
     def _scrub(self, text: str) -> str:
         return text.replace(self._password, "***") if self._password else text
 
