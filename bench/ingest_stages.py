@@ -49,15 +49,13 @@ STAGES = ("validate", "mask", "sequence", "detect", "encode")
 def detectors_variant() -> str:
     """Which detectors this process runs: pure Python, or how many of the loaded modules of
     the optional mypyc build (tools/compile_detectors.py) are compiled."""
-    import sys
+    from tools.compile_detectors import loaded
 
-    from tools.compile_detectors import is_compiled, modules
-
-    loaded = [sys.modules[n] for n in modules() if n in sys.modules]
-    compiled = sum(1 for m in loaded if is_compiled(m))
+    modules = loaded()
+    compiled, total = len(modules["compiled"]), len(modules["compiled"]) + len(modules["python"])
     if not compiled:
         return "pure Python"
-    return f"mypyc-compiled ({compiled} of the {len(loaded)} modules of the build loaded)"
+    return f"mypyc-compiled ({compiled} of the {total} modules of the build loaded)"
 
 
 class Stages:

@@ -26,11 +26,12 @@ from pathlib import Path
 from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The packages the compiled modules belong to (no other extension module lives in them), and
 #: mypyc's groups: one shared library each, `<package>/_mypyc__mypyc.<suffix>`, inside the package
 #: it serves (not at the checkout's root), so that an editable install's import finder, which
 #: maps our packages and nothing else, finds it from any working directory. Two groups, so that
 #: importing a compiled pipeline module never imports the detectors package.
-GROUPS = ("pipeline", "detectors")
+PACKAGES = ("pipeline", "detectors")
 #: What one event goes through in `detectors.run.apply_event`, relative to ROOT, rules aside.
 #: The packages' `__init__.py` stay Python: import-linter and grimp (the import-cycle test) read
 #: a package from its `__init__.py`, and `detectors/__init__.py` only discovers the rules (with
@@ -62,8 +63,6 @@ COMPILED = (
 #: Rules left out: none so far (a rule mypyc cannot compile is named here with the reason).
 SKIPPED_RULES: dict[str, str] = {}
 BUILD_DIR = ROOT / "build" / "mypyc"
-#: The packages the compiled modules belong to (no other extension module lives in them).
-PACKAGES = ("detectors", "pipeline")
 
 
 def sources() -> list[str]:
@@ -82,8 +81,8 @@ def modules() -> list[str]:
 
 
 def built() -> list[Path]:
-    """The extension modules of this build present in the checkout (in the packages it compiles
-    from, and the group's shared library at ROOT)."""
+    """The extension modules of this build present in the checkout (beside the sources, and
+    each package's group library)."""
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
     found = [
         p
@@ -117,6 +116,15 @@ def is_compiled(module: ModuleType) -> bool:
     return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
 
 
+def loaded() -> dict[str, list[str]]:
+    """The modules of this build the current process has imported, compiled and not."""
+    modules_ = [sys.modules[n] for n in modules() if n in sys.modules]
+    return {
+        "compiled": [m.__name__ for m in modules_ if is_compiled(m)],
+        "python": [m.__name__ for m in modules_ if not is_compiled(m)],
+    }
+
+
 def build(verbose: bool = False) -> list[Path]:
     """Compile `sources()` in place (mypy then C); returns the extension modules written."""
     from mypyc.build import mypycify
@@ -130,7 +138,7 @@ def build(verbose: bool = False) -> list[Path]:
         opt_level="3",
         separate=[
             ([f for f in files if f.startswith(f"{package}/")], f"{package}._mypyc")
-            for package in GROUPS
+            for package in PACKAGES
         ],
         target_dir=str(BUILD_DIR / "c"),
         verbose=verbose,

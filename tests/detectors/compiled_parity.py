@@ -99,13 +99,9 @@ def run(seed: int, count: int) -> dict[str, Any]:
 
 def variant() -> dict[str, list[str]]:
     """The modules of the build this process loaded, compiled and not."""
-    from tools.compile_detectors import is_compiled, modules
+    from tools.compile_detectors import loaded
 
-    loaded = [sys.modules[n] for n in modules() if n in sys.modules]
-    return {
-        "compiled": [m.__name__ for m in loaded if is_compiled(m)],
-        "python": [m.__name__ for m in loaded if not is_compiled(m)],
-    }
+    return loaded()
 
 
 if __name__ == "__main__":

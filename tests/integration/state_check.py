@@ -135,7 +135,13 @@ class StateReader:
         self.tables: dict[str, dict[str, Any]] = {table: {} for table in TABLES}
         self.by_partition: dict[int, list[dict[str, Any]]] = {}
         self.readers = {table: CommittedReader(ns, changelog_name(ns, table)) for table in TABLES}
-        self.ledger = CommittedReader(ns, ns.settings.ledger_topic)
+        self.ledger: CommittedReader | None = None  # opened when the ledger is first read
+
+    def __enter__(self) -> StateReader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def worker_tables(self) -> dict[str, dict[str, Any]]:
         """table -> key -> latest committed value, as the worker's next recovery restores them."""
@@ -152,6 +158,8 @@ class StateReader:
     def ledger_entries(self) -> list[dict[str, Any]]:
         """Every committed ledger entry, partition by partition, in offset order (as a read from
         the beginning gives them)."""
+        if self.ledger is None:
+            self.ledger = CommittedReader(self.ns, self.ns.settings.ledger_topic)
         for record in self.ledger.new():
             self.by_partition.setdefault(record.partition, []).append(orjson.loads(record.value))
         return [e for p in sorted(self.by_partition) for e in self.by_partition[p]]
@@ -163,16 +171,14 @@ class StateReader:
 
     def close(self) -> None:
         for reader in (*self.readers.values(), self.ledger):
-            reader.close()
+            if reader is not None:
+                reader.close()
 
 
 def worker_tables(ns: Namespace) -> dict[str, dict[str, Any]]:
     """table -> key -> latest committed value, as the worker's next recovery restores them."""
-    reader = StateReader(ns)
-    try:
+    with StateReader(ns) as reader:
         return reader.worker_tables()
-    finally:
-        reader.close()
 
 
 def ledger_entries(ns: Namespace) -> list[dict[str, Any]]:
@@ -206,11 +212,8 @@ def rebuilt_tables(
 
 def differences(ns: Namespace) -> list[str]:
     """Where the worker's tables differ from the ledger's fold: one line per differing key."""
-    reader = StateReader(ns)
-    try:
+    with StateReader(ns) as reader:
         return reader.differences()
-    finally:
-        reader.close()
 
 
 def compare(expected: dict[str, dict[str, Any]], actual: dict[str, dict[str, Any]]) -> list[str]:
