@@ -100,6 +100,24 @@ class Settings(LayeredSettings, DerivedNames):
     dedup_window_days: float = setting(
         7, "a repeated event_id within this window is accepted once", gt=0, allow_inf_nan=False
     )
+    dedup_exact_seconds: float = setting(
+        120,
+        "the ingest service holds an event id exactly this long, then (once the warehouse holds its entry) only in the dedup window's Bloom filters, confirming what they may hold against the warehouse; 0 holds the whole window exactly (memory grows with rate x window)",
+        ge=0,
+        allow_inf_nan=False,
+    )
+    dedup_filter_mb: float = setting(
+        64,
+        "memory of the dedup window's Bloom filters per actions partition (about 10 bits per id of the window keep confirmations near 1%); 0 holds the whole window exactly",
+        ge=0,
+        allow_inf_nan=False,
+    )
+    snapshot_seconds: float = setting(
+        60,
+        "how often each ingest partition snapshots its chain heads and dedup window to the ledger snapshot topic, so a restart reads the snapshot and the ledger after it; 0: never (a restart reads the whole ledger partition)",
+        ge=0,
+        allow_inf_nan=False,
+    )
     max_event_bytes: int = setting(65536, "larger ingest messages go to the dead-letter topic")
     warehouse_batch_rows: int = setting(
         20000, "warehouse insert batch: at most this many rows", ge=1

@@ -82,9 +82,14 @@ class DerivedNames(KafkaConnection):
         return f"{self.app_id}-open_alerts-changelog"
 
     @property
+    def ledger_snapshot_topic(self) -> str:
+        """Snapshots of each ledger partition's sequencing state (pipeline/ledger_snapshot.py)."""
+        return f"{self.app_id}-ledger_state-snapshot"
+
+    @property
     def state_topics(self) -> list[str]:
         """The ingest service's compacted state topics (partitioned as the actions topic)."""
-        return [self.account_state_topic, self.open_alerts_topic]
+        return [self.account_state_topic, self.open_alerts_topic, self.ledger_snapshot_topic]
 
     # Consumer groups
     @property

@@ -337,6 +337,15 @@ def _ensure_topics(settings: Settings, extra: Iterable[str]) -> list[str]:
         }
         # The ingest service's state (streams/ingest.py): the latest record per key is the state.
         configs.update({topic: {"cleanup.policy": "compact"} for topic in settings.state_topics})
+        # Ledger snapshots (pipeline/ledger_snapshot.py) are rewritten every PW_SNAPSHOT_SECONDS
+        # and read whole at every partition load: roll and compact segments often, so a load
+        # reads about the latest snapshot, not every one of the last days.
+        configs[settings.ledger_snapshot_topic] = {
+            "cleanup.policy": "compact",
+            "segment.ms": str(10 * 60 * 1000),
+            "min.cleanable.dirty.ratio": "0.1",
+            "delete.retention.ms": str(60 * 60 * 1000),
+        }
         # On a cluster: each topic's replicas (PW_TOPIC_REPLICATION), and how many of them must
         # have a write before it is acknowledged (producers ask for acks from all in-sync replicas).
         insync = (

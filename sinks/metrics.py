@@ -34,6 +34,34 @@ INGEST_FAILURES = Counter(
     "pw_ingest_failures_total",
     "Ingest batches that failed (aborted, the partition reloaded) and failed partition loads",
 )
+DEDUP_SUSPECTS = Counter(
+    "pw_dedup_suspects_total",
+    "Event ids the dedup window's Bloom filters may have held, looked up in the warehouse before sequencing",
+)
+DEDUP_CONFIRMED = Counter(
+    "pw_dedup_confirmed_total",
+    "Suspected repeats the warehouse held inside the dedup window (dropped as duplicates)",
+)
+DEDUP_EXACT_IDS = Gauge(
+    "pw_dedup_exact_ids",
+    "Event ids the worker's ingest partitions hold exactly (the dedup window's recent ids; grows while the warehouse loader lags)",
+)
+DEDUP_FILTER_IDS = Gauge(
+    "pw_dedup_filter_ids",
+    "Event ids the worker's ingest partitions hold in the dedup window's Bloom filters",
+)
+DEDUP_FILTER_FALSE_POSITIVE = Gauge(
+    "pw_dedup_filter_false_positive_ratio",
+    "The highest expected false-positive rate of a dedup filter of the worker (above ~0.05: raise PW_DEDUP_FILTER_MB)",
+)
+LEDGER_SNAPSHOTS = Counter(
+    "pw_ledger_snapshots_total",
+    "Snapshots of an ingest partition's sequencing state written to the ledger snapshot topic",
+)
+STATE_LOAD_LEDGER_ENTRIES = Counter(
+    "pw_ingest_load_ledger_entries_total",
+    "Ledger entries read to load ingest partitions' state (after the snapshot, when there is one)",
+)
 STATE_REPAIRS = Counter(
     "pw_detect_state_repairs_total",
     "Account detection states found not to match the ledger and rebuilt from it (streams/state_repair.py),"

@@ -189,6 +189,18 @@ class IngestService(Service):
         if self.failing:
             self.note_recovered()
 
+    def dedup_gauges(self) -> None:
+        """The dedup window's memory across this worker's partitions (bounded mode)."""
+        ledgers = [p.state.ledger for p in self.partitions.values() if p.state is not None]
+        metrics.DEDUP_EXACT_IDS.set(sum(x.seen_count() for x in ledgers))
+        metrics.DEDUP_FILTER_IDS.set(sum(x.filter_count() for x in ledgers))
+        metrics.DEDUP_FILTER_FALSE_POSITIVE.set(
+            max(
+                (f.false_positive_rate() for x in ledgers for f in x.filters.values()),
+                default=0.0,
+            )
+        )
+
     def note_error(self, error: str) -> None:
         self.last_error = error[:500]
         self.failing = True

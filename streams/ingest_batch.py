@@ -54,9 +54,15 @@ class SourceRecord(Protocol):
 class PartitionState:
     """Sequencing and detection state of one partition of the actions topic."""
 
-    def __init__(self, partition: int, dedup_window_days: float) -> None:
+    def __init__(
+        self,
+        partition: int,
+        dedup_window_days: float,
+        exact_seconds: float = 0,
+        filter_mb: float = 0,
+    ) -> None:
         self.partition = partition
-        self.ledger = LedgerState(dedup_window_days)
+        self.ledger = LedgerState(dedup_window_days, exact_seconds, filter_mb)
         #: account_id -> {"auth": ..., "det": {detector: its state}, "open": {alert_id: last_seen}, "seq": n}
         self.accounts: dict[str, dict[str, Any]] = {}
         #: alert_id -> the latest version of the open alert
@@ -111,12 +117,26 @@ class IngestBatch:
     consumed: int = 0
     accepted: int = 0
     duplicates: int = 0
+    #: ids the dedup filters may have held, and of them those the warehouse held (repeats)
+    suspects: int = 0
+    confirmed: int = 0
 
     def account_records(self) -> list[Record]:
         return [state_record(k, v) for k, v in self.accounts.items()]
 
     def alert_records(self) -> list[Record]:
         return [state_record(k, v) for k, v in self.alert_changes.items()]
+
+
+@dataclass
+class Decoded:
+    """A batch validated and masked, before it is sequenced."""
+
+    out: IngestBatch
+    #: (source record, its masked event) of the records validation accepted, in offset order
+    events: list[tuple[SourceRecord, dict[str, Any]]]
+    #: (account_id, event_id) pairs the dedup window's filters may hold: confirm before sequencing
+    suspects: list[tuple[str, str]]
 
 
 class Ingest:
@@ -144,11 +164,31 @@ class Ingest:
             self._ms, self._ingested_at = ms, format_ms(ms)
         return self._ingested_at
 
-    def batch(self, state: PartitionState, records: Iterable[SourceRecord]) -> IngestBatch:
-        """Work through `records` (one partition, in offset order); `state` moves along."""
+    def batch(
+        self,
+        state: PartitionState,
+        records: Iterable[SourceRecord],
+        confirm: Callable[[list[tuple[str, str]], int], Iterable[tuple[str, str]]] | None = None,
+    ) -> IngestBatch:
+        """Work through `records` (one partition, in offset order); `state` moves along.
+
+        `confirm(pairs, since_ms)` says which suspected repeats the warehouse holds inside the
+        window (bounded dedup); the ingest service does `decode`, the lookup and `finish` itself,
+        awaiting the lookup."""
+        decoded = self.decode(state, records)
+        seen: Iterable[tuple[str, str]] = ()
+        if decoded.suspects:
+            if confirm is None:
+                raise RuntimeError("suspected repeats need a warehouse to confirm them")
+            seen = confirm(decoded.suspects, state.ledger.window_start_ms())
+        return self.finish(state, decoded, seen)
+
+    def decode(self, state: PartitionState, records: Iterable[SourceRecord]) -> Decoded:
+        """Validate and mask `records` (dead letters go to the batch), and find the ids the
+        dedup window's filters may hold (`Decoded.suspects`)."""
         out = IngestBatch(state.partition)
         ledger = state.ledger
-        model = self.model()
+        events: list[tuple[SourceRecord, dict[str, Any]]] = []
         for record in records:
             offset = record.offset
             if offset < ledger.next_offset:
@@ -175,15 +215,34 @@ class Ingest:
                     )
                 )
                 continue
-            event = self.masker.mask_event(action)
-            sequenced = ledger.sequence(event, self.now(), offset)
+            events.append((record, self.masker.mask_event(action)))
+        suspects = (
+            ledger.cold_suspects([(e["account_id"], e["event_id"]) for _, e in events], self.now())
+            if ledger.filters
+            else []
+        )
+        out.suspects = len(suspects)
+        return Decoded(out, events, suspects)
+
+    def finish(
+        self, state: PartitionState, decoded: Decoded, seen: Iterable[tuple[str, str]] = ()
+    ) -> IngestBatch:
+        """Sequence and detect the decoded events; `seen`: the suspects the warehouse holds."""
+        out = decoded.out
+        ledger = state.ledger
+        ledger.confirm(seen)
+        model = self.model()
+        for record, event in decoded.events:
+            sequenced = ledger.sequence(event, self.now(), record.offset)
             if sequenced is None:
                 out.duplicates += 1
                 continue
             seq, entry = sequenced
-            out.ledger.append((key, entry))
+            out.ledger.append((record.key, entry))
             out.accepted += 1
             self._detect(state, out, event, seq, record.timestamp, model)
+        out.confirmed = len(ledger.confirmed_seen)
+        ledger.confirmed_seen = set()
         out.next_offset = ledger.next_offset
         return out
 

@@ -13,10 +13,12 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
+from pipeline import ledger_snapshot
 from pipeline.config import Settings
+from pipeline.ledger_snapshot import SnapshotWriter
 from sinks import metrics
 from sinks.kafka_io import aio_producer
-from streams import state_repair
+from streams import dedup_confirm, state_repair
 from streams.alert_publisher import publisher
 from streams.ingest_batch import PartitionState, Record
 from streams.partition_read import read_partition
@@ -36,37 +38,68 @@ FETCH_MAX_WAIT_MS = 5
 #: Measured in-process on the benchmark's mix (bench/stages.py, median of 3): 97.2 µs per event
 #: with the defaults, 92.5 with these, 95.8 with (50,000, 50, 100).
 GC_THRESHOLD = (10_000, 20, 50)
+#: How often a partition in bounded dedup mode asks the warehouse how far its loader stored the
+#: ledger (to move exact ids into the filters).
+SEAL_SECONDS = 5.0
 #: Backoff between attempts to restart a partition whose batch failed (doubling).
 RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 0.5, 30.0
 
 
-async def load_state(s: Settings, partition: int) -> PartitionState:
-    """One partition's state from its ledger and state topic partitions (committed records)."""
+async def load_state(s: Settings, partition: int) -> tuple[PartitionState, SnapshotWriter]:
+    """One partition's state from its ledger snapshot and the ledger after it (or the whole
+    ledger partition, without a usable snapshot) and its state topic partitions (committed
+    records)."""
     started = time.monotonic()
-    state = PartitionState(partition, s.dedup_window_days)
+    state = PartitionState(partition, s.dedup_window_days, s.dedup_exact_seconds, s.dedup_filter_mb)
+    writer = SnapshotWriter()
 
-    async def read(topic: str, load: Any) -> int:
+    async def read(topic: str, load: Any, start: int | None = None) -> int:
         count = 0
-        async for record in read_partition(topic, partition, None, None):
+        async for record in read_partition(topic, partition, start, None):
             load(record)
             count += 1
         return count
 
+    snapshot: list[tuple[bytes | None, bytes | None]] = []
+    await read(s.ledger_snapshot_topic, lambda r: snapshot.append((r.key, r.value)))
+    start: int | None = None
+    try:
+        loaded = ledger_snapshot.load(
+            snapshot, s.dedup_window_days, s.dedup_exact_seconds, s.dedup_filter_mb
+        )
+    except (ledger_snapshot.Unusable, ValueError, KeyError) as exc:
+        log.warning("ingest.snapshot_unusable", partition=partition, error=str(exc))
+        loaded = None
+    if loaded is not None:
+        state.ledger, writer = loaded
+        start = state.ledger.ledger_end
+    snapshot.clear()
+    last = -1
+
+    def entry(record: Any) -> None:
+        nonlocal last
+        state.load_ledger(record.value)
+        last = record.offset
+
     entries, accounts, alerts = await asyncio.gather(
-        read(s.ledger_topic, lambda r: state.load_ledger(r.value)),
+        read(s.ledger_topic, entry, start),
         read(s.account_state_topic, lambda r: state.load_account(r.key, r.value)),
         read(s.open_alerts_topic, lambda r: state.load_alert(r.key, r.value)),
     )
+    state.ledger.committed(last + 1)
+    metrics.STATE_LOAD_LEDGER_ENTRIES.inc(entries)
     log.info(
         "ingest.state_loaded",
         partition=partition,
+        snapshot=loaded is not None,
+        ledger_from=start or 0,
         entries=entries,
         accounts=len(state.accounts),
         open_alerts=len(state.open_alerts),
         changelog_records=accounts + alerts,
         seconds=round(time.monotonic() - started, 3),
     )
-    return state
+    return state, writer
 
 
 class PartitionIngest:
@@ -76,6 +109,9 @@ class PartitionIngest:
         self.service = service
         self.tp = tp
         self.state: PartitionState | None = None
+        self.snapshots = SnapshotWriter()
+        self._snapshot_at = time.monotonic()
+        self._sealed_at = 0.0
         #: the loaded state was checked against the ledger (at the partition's first batch)
         self.checked = False
         self.producer: AIOKafkaProducer | None = None
@@ -118,7 +154,8 @@ class PartitionIngest:
             self.producer = producer
         else:
             self.producer = self.service.shared_producer
-        self.state = await load_state(s, self.tp.partition)
+        self.state, self.snapshots = await load_state(s, self.tp.partition)
+        self._snapshot_at = time.monotonic()
         self.checked = False
         consumer = self.service.running_consumer()
         committed = await consumer.committed(self.tp) or 0
@@ -206,29 +243,50 @@ class PartitionIngest:
         state, producer = self.state, self.producer
         if state is None or producer is None:
             raise RuntimeError(f"partition {self.tp.partition} is not loaded")
+        s, p = self.service.settings, self.tp.partition
         repairs = None
         if not self.checked:
             # Before any event of the partition is detected: each account's loaded state must be
             # at its ledger head (streams/state_repair.py); what was rebuilt commits with this batch.
             repairs = await state_repair.check_partition(state)
-        out = self.service.ingest.batch(state, records)
+        await self._seal(state)
+        ingest = self.service.ingest
+        decoded = ingest.decode(state, records)
+        seen: set[tuple[str, str]] = set()
+        if decoded.suspects:  # the filters may hold them: only the warehouse can say
+            seen = await dedup_confirm.seen_in_window(
+                decoded.suspects, state.ledger.window_start_ms()
+            )
+        out = ingest.finish(state, decoded, seen)
+        metrics.DEDUP_SUSPECTS.inc(out.suspects)
+        metrics.DEDUP_CONFIRMED.inc(out.confirmed)
         if repairs is not None:
             out.accounts = {**repairs.accounts, **out.accounts}
             out.alert_changes = {**repairs.alerts, **out.alert_changes}
         for key, value, _ in out.alerts:
             await publisher.publish(key, value, self.tp.partition)
-        s, p = self.service.settings, self.tp.partition
         outputs: list[tuple[str, list[Record]]] = [
-            (s.ledger_topic, out.ledger),
             (s.deadletter_topic, out.deadletters),
             (s.account_state_topic, out.account_records()),
             (s.open_alerts_topic, out.alert_records()),
         ]
+        snapshot = bool(s.snapshot_seconds) and (
+            time.monotonic() - self._snapshot_at >= s.snapshot_seconds
+        )
         if self.transactional:
             await producer.begin_transaction()
             try:
+                ledger_sent = await _send(producer, s.ledger_topic, p, out.ledger)
                 for topic, batch in outputs:
                     await _send(producer, topic, p, batch)
+                if snapshot:  # of the state after this batch, in its transaction
+                    state.ledger.committed(await _end_of(ledger_sent))
+                    await _send(
+                        producer,
+                        s.ledger_snapshot_topic,
+                        p,
+                        self.snapshots.records(state.ledger),
+                    )
                 await publisher.delivered()  # alerts durable before the offsets of their events
                 await producer.send_offsets_to_transaction(
                     {self.tp: OffsetAndMetadata(out.next_offset, "")}, s.ingest_group
@@ -240,13 +298,42 @@ class PartitionIngest:
                 await _abort(producer)
                 raise
         else:
+            ledger_sent = await _send(producer, s.ledger_topic, p, out.ledger)
             waiting = [await _send(producer, topic, p, batch) for topic, batch in outputs]
-            await asyncio.gather(*(f for f in waiting if f is not None))
+            await asyncio.gather(*(w[0] for w in waiting if w is not None))
+            if snapshot:
+                state.ledger.committed(await _end_of(ledger_sent))
+                sent = await _send(
+                    producer, s.ledger_snapshot_topic, p, self.snapshots.records(state.ledger)
+                )
+                if sent is not None:
+                    await sent[0]
             await publisher.delivered()
             await self.service.running_consumer().commit({self.tp: out.next_offset})
+        state.ledger.committed(await _end_of(ledger_sent))
+        if snapshot:
+            self._snapshot_at = time.monotonic()
+            metrics.LEDGER_SNAPSHOTS.inc()
         self.batches += 1
         self.checked = True
         self.service.count(out)
+
+    async def _seal(self, state: PartitionState) -> None:
+        """In bounded dedup mode, every `SEAL_SECONDS`: move the exact ids the warehouse holds
+        into the filters (a warehouse that cannot answer leaves them exact, and says so)."""
+        ledger = state.ledger
+        if not ledger.bounded or time.monotonic() - self._sealed_at < SEAL_SECONDS:
+            return
+        self._sealed_at = time.monotonic()
+        try:
+            stored = await dedup_confirm.stored_through(
+                self.service.settings.ledger_topic, self.tp.partition
+            )
+        except Exception as exc:  # the exact tier keeps the ids meanwhile: nothing is lost
+            log.warning("ingest.dedup_seal_failed", partition=self.tp.partition, error=str(exc))
+            return
+        ledger.seal(stored)
+        self.service.dedup_gauges()
 
     async def _take_up(self) -> None:
         """Load the partition (again, after a failed batch: a new producer, fencing the old
@@ -275,20 +362,32 @@ class PartitionIngest:
 
 async def _send(
     producer: AIOKafkaProducer, topic: str, partition: int, records: list[Record]
-) -> Any:
-    """Append `records` to the producer as ready-built record batches; the last batch's future."""
+) -> tuple[Any, int] | None:
+    """Append `records` to the producer as ready-built record batches; the last batch's future
+    (its base offset once written) and how many records that batch holds."""
     if not records:
         return None
     batch = producer.create_batch()
+    count = 0
     for key, value in records:
         if batch.append(key=key, value=value, timestamp=None) is None:
             await producer.send_batch(batch, topic, partition=partition)
             batch = producer.create_batch()
+            count = 0
             if batch.append(key=key, value=value, timestamp=None) is None:
                 raise ValueError(
                     f"a record of {len(value or b'')} bytes for {topic} exceeds the producer's batch size"
                 )
-    return await producer.send_batch(batch, topic, partition=partition)
+        count += 1
+    return await producer.send_batch(batch, topic, partition=partition), count
+
+
+async def _end_of(sent: tuple[Any, int] | None) -> int:
+    """The partition's offset after the records of a `_send` (0: nothing was sent)."""
+    if sent is None:
+        return 0
+    future, count = sent
+    return int((await future).offset) + count
 
 
 async def _abort(producer: AIOKafkaProducer) -> None:

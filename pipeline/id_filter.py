@@ -1,0 +1,103 @@
+"""A Bloom filter over the 16-byte id digests of the dedup window (`pipeline.ledger.id_digest`).
+
+The cold tier of the dedup window (`LedgerState`, bounded mode): ids older than the exact tier
+are kept only as bits. A filter answers "maybe seen" or "certainly not seen"; a "maybe" is never
+acted on alone, it is confirmed against the warehouse (streams/dedup_confirm.py). Its size is
+fixed when it is made, so memory does not grow with the event rate; a fuller filter answers
+"maybe" more often (`false_positive_rate`), which costs confirmations, not correctness.
+
+The digests are already uniform (BLAKE2b), so the `hashes` bit positions are derived from them by
+double hashing (Kirsch and Mitzenmacher): position i = (h1 + i * h2) mod bits, h1 and h2 the two
+halves of the digest. Membership and insertion are vectorized over a batch with numpy.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+#: Bit positions per id. 5 is near the best for 7-10 bits per id (the filter's design load).
+HASHES = 5
+
+
+class IdFilter:
+    """A fixed-size Bloom filter of `bits` bits (a power of two) over 16-byte digests."""
+
+    def __init__(self, bits: int, hashes: int = HASHES) -> None:
+        if bits < 64 or bits & (bits - 1):
+            raise ValueError(
+                f"an id filter's size must be a power of two of at least 64 bits, not {bits}"
+            )
+        self.bits = bits
+        self.hashes = hashes
+        self.count = 0
+        self.array: npt.NDArray[np.uint8] = np.zeros(bits // 8, dtype=np.uint8)
+
+    def _positions(self, digests: Sequence[bytes]) -> npt.NDArray[np.uint64]:
+        halves = np.frombuffer(b"".join(digests), dtype="<u8").reshape(-1, 2)
+        steps = np.arange(self.hashes, dtype=np.uint64)
+        mask = np.uint64(self.bits - 1)
+        with np.errstate(over="ignore"):  # the sums wrap modulo 2**64 by design
+            positions: npt.NDArray[np.uint64] = (
+                halves[:, :1] + steps[None, :] * (halves[:, 1:] | np.uint64(1))
+            ) & mask
+        return positions
+
+    def add(self, digests: Sequence[bytes]) -> None:
+        if not digests:
+            return
+        positions = self._positions(digests).ravel()
+        np.bitwise_or.at(
+            self.array,
+            (positions >> np.uint64(3)).astype(np.intp),
+            (np.uint8(1) << (positions & np.uint64(7)).astype(np.uint8)),
+        )
+        self.count += len(digests)
+
+    def contains(self, digests: Sequence[bytes]) -> npt.NDArray[np.bool_]:
+        """For each digest: True if it may have been added, False if it certainly was not."""
+        if not digests:
+            return np.zeros(0, dtype=np.bool_)
+        positions = self._positions(digests)
+        bytes_ = self.array[(positions >> np.uint64(3)).astype(np.intp)]
+        bits = (bytes_ >> (positions & np.uint64(7)).astype(np.uint8)) & np.uint8(1)
+        return np.asarray(bits.all(axis=1), dtype=np.bool_)
+
+    def false_positive_rate(self) -> float:
+        """The expected rate of "maybe" for an id never added, at the filter's current load."""
+        return (1.0 - math.exp(-self.hashes * self.count / self.bits)) ** self.hashes
+
+    def to_bytes(self) -> bytes:
+        """The filter, compressed (a sparse filter compresses well), with its count."""
+        head = f"{self.bits} {self.hashes} {self.count}\n".encode()
+        return head + zlib.compress(self.array.tobytes(), 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> IdFilter:
+        head, _, body = data.partition(b"\n")
+        bits, hashes, count = (int(x) for x in head.split())
+        made = cls(bits, hashes)
+        array = np.frombuffer(zlib.decompress(body), dtype=np.uint8)
+        if array.size != bits // 8:
+            raise ValueError(f"an id filter of {bits} bits holds {array.size} bytes")
+        made.array = array.copy()
+        made.count = count
+        return made
+
+
+def any_contains(filters: Iterable[IdFilter], digests: Sequence[bytes]) -> list[bool]:
+    """For each digest: whether any of `filters` may hold it."""
+    maybe = np.zeros(len(digests), dtype=np.bool_)
+    for id_filter in filters:
+        maybe |= id_filter.contains(digests)
+    return [bool(x) for x in maybe.tolist()]
+
+
+def filter_bits(megabytes: float, filters: int) -> int:
+    """The largest power-of-two size in bits of each of `filters` filters sharing `megabytes`."""
+    per_filter = max(64, int(megabytes * 8 * 1024 * 1024 / max(1, filters)))
+    return 1 << (per_filter.bit_length() - 1)
