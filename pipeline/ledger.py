@@ -383,12 +383,17 @@ SLOT_MS = 60_000
 
 def timestamp_ms_of(ts: str) -> int:
     """Epoch milliseconds of a ledger timestamp `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
+    return _second_ms(ts[:19]) + int(ts[20:23])
+
+
+@lru_cache(maxsize=1024)
+def _second_ms(second: str) -> int:
+    """Epoch milliseconds of `YYYY-MM-DDTHH:MM:SS` (cached: ingest times arrive in order)."""
     return (
-        epoch_day(ts) * DAY_MS
-        + int(ts[11:13]) * 3_600_000
-        + int(ts[14:16]) * 60_000
-        + int(ts[17:19]) * 1000
-        + int(ts[20:23])
+        epoch_day(second) * DAY_MS
+        + int(second[11:13]) * 3_600_000
+        + int(second[14:16]) * 60_000
+        + int(second[17:19]) * 1000
     )
 
 

@@ -28,7 +28,11 @@ class Round:
 
 
 def storm(
-    root: Path, restarts: int, seed: int, per_round: int = 1_000
+    root: Path,
+    restarts: int,
+    seed: int,
+    per_round: int = 1_000,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[Namespace, list[Round]]:
     rng = random.Random(seed)
     # 12 accounts, grants first: a wiped table loses grants, which every later event depends on.
@@ -36,7 +40,7 @@ def storm(
         e
         for e, _ in generate(2_000 + restarts * per_round, seed=seed, accounts=12, attack_rate=0.01)
     ]
-    ns = Namespace(root)
+    ns = Namespace(root, extra_env=dict(extra_env or {}))
     rounds: list[Round] = []
     worker = Worker(ns).start()
     reader: StateReader | None = None
@@ -66,6 +70,13 @@ def storm(
             assert sender.error is None, sender.error
             wait_for(lambda: caught_up(ns), 300, f"round {n}: every event handled")
             this.differences = reader.differences()
+            # Exactly once: every event sent so far has one ledger entry, none has two.
+            sent = 2_000 + (n + 1) * per_round
+            ids = [(e["account_id"], e["event_id"]) for e in reader.ledger_entries()]
+            if len(ids) != sent or len(set(ids)) != sent:
+                this.differences.append(
+                    f"ledger: {len(ids)} entries, {len(set(ids))} distinct, {sent} events sent"
+                )
             rounds.append(this)
             print(
                 f"restart {n + 1}/{restarts}: {this.signal} after {this.killed_after:.1f}s, down {this.down_for:.1f}s:"
