@@ -40,6 +40,7 @@ from aiokafka import TopicPartition
 
 from bench.alert_latency import latency, latency_only
 from bench.procstats import broker_pid, cpu_seconds, metric, rss_mib
+from bench.recovery import recovery
 from bench.stages import OPTIONAL, stage_rows, stages
 from bench.workload import RESULTS, WORKER_ENV, produce, stream
 from partnerwatch.local_worker import Namespace, Worker, free_port
@@ -80,7 +81,9 @@ def ceiling(ns: Namespace, count: int) -> dict[str, Any]:
     }
 
 
-def run_pipeline(root: Path, messages: list[tuple[bytes, bytes]], workers: int) -> dict[str, Any]:
+def run_pipeline(
+    root: Path, messages: list[tuple[bytes, bytes]], workers: int, recover: bool = False
+) -> dict[str, Any]:
     """`workers` worker processes over the messages, pre-produced before they start."""
     count = len(messages)
     ns = Namespace(root, extra_env=dict(WORKER_ENV))
@@ -156,6 +159,9 @@ def run_pipeline(root: Path, messages: list[tuple[bytes, bytes]], workers: int) 
             "active_parts_events": parts,
         },
     }
+    if recover:  # the state load of a restart on these topics, with and without snapshots
+        result["recovery"] = recovery(ns)
+        print("recovery", result["recovery"], flush=True)
     return result
 
 
@@ -224,6 +230,17 @@ def markdown(figures: dict[str, Any]) -> str:
                 f"median {lat['backlog_events_median']:,}, max {lat['backlog_events_max']:,} events",
             )
         )
+    for name, label in (("with_snapshots", "from the snapshots"), ("whole_ledger", "whole ledger")):
+        load = (one.get("recovery") or {}).get(name)
+        if load:
+            rows.append(
+                (
+                    f"restart after the run, state loaded {label}",
+                    f"{load['start_to_loaded_seconds']} s from start ({load['ledger_entries_read']:,}"
+                    f" ledger entries read, slowest partition {load['slowest_partition_seconds']} s,"
+                    f" {load['from_snapshot']} of {load['partitions_loaded']} from a snapshot)",
+                )
+            )
     two = figures.get("pipeline_2_workers")
     if two:
         rows.append(("2 workers: end to end", f"{two['end_to_end_events_per_second']:,} events/s"))
@@ -272,6 +289,7 @@ def main() -> None:
         "--only", action="append", choices=OPTIONAL, default=[], help="only this optional stage"
     )
     parser.add_argument("--skip-gateway", action="store_true")
+    parser.add_argument("--skip-recovery", action="store_true")
     parser.add_argument("--skip-notifications", action="store_true")
     args = parser.parse_args()
     if args.only:
@@ -286,6 +304,7 @@ def main() -> None:
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": f"python -m bench.run --count {args.count}"
         + (" --skip-scaling" if args.skip_scaling else "")
+        + (" --skip-recovery" if args.skip_recovery else "")
         + "".join(f" --env {item}" for item in args.env),
         "worker_env": WORKER_ENV,
         "machine": {
@@ -309,7 +328,9 @@ def main() -> None:
         produce(ns, messages)
         figures["ceiling"] = ceiling(ns, len(messages))
         print("ceiling", figures["ceiling"], flush=True)
-        figures["pipeline_1_worker"] = one = run_pipeline(root, messages, workers=1)
+        figures["pipeline_1_worker"] = one = run_pipeline(
+            root, messages, workers=1, recover=not args.skip_recovery
+        )
         print("pipeline", one, flush=True)
         figures["ratio_to_ceiling"] = round(
             one["end_to_end_events_per_second"] / figures["ceiling"]["events_per_second"], 4

@@ -60,8 +60,13 @@ async def load_state(s: Settings, partition: int) -> tuple[PartitionState, Snaps
             count += 1
         return count
 
+    # The snapshot and the state topics side by side, then the ledger after the snapshot.
     snapshot: list[tuple[bytes | None, bytes | None]] = []
-    await read(s.ledger_snapshot_topic, lambda r: snapshot.append((r.key, r.value)))
+    _, accounts, alerts = await asyncio.gather(
+        read(s.ledger_snapshot_topic, lambda r: snapshot.append((r.key, r.value))),
+        read(s.account_state_topic, lambda r: state.load_account(r.key, r.value)),
+        read(s.open_alerts_topic, lambda r: state.load_alert(r.key, r.value)),
+    )
     start: int | None = None
     try:
         loaded = ledger_snapshot.load(
@@ -81,11 +86,7 @@ async def load_state(s: Settings, partition: int) -> tuple[PartitionState, Snaps
         state.load_ledger(record.value)
         last = record.offset
 
-    entries, accounts, alerts = await asyncio.gather(
-        read(s.ledger_topic, entry, start),
-        read(s.account_state_topic, lambda r: state.load_account(r.key, r.value)),
-        read(s.open_alerts_topic, lambda r: state.load_alert(r.key, r.value)),
-    )
+    entries = await read(s.ledger_topic, entry, start)
     state.ledger.committed(last + 1)
     metrics.STATE_LOAD_LEDGER_ENTRIES.inc(entries)
     log.info(
