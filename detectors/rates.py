@@ -26,23 +26,32 @@ def count(
     record (`n`: this hour's count; `ids`: the hour's latest `RECENT` event ids when `event_id` is
     given); None for a late event of a closed hour. Keys idle for `idle_hours` are forgotten
     first."""
-    for idle in [k for k, s in hours.items() if s["h"] < hour - idle_hours]:
-        del hours[idle]
-    mine: dict[str, Any] = hours.setdefault(key, {"h": hour, "n": 0, "since": hour})
-    if hour > mine["h"]:
+    cutoff = hour - idle_hours
+    for record in hours.values():  # allocates nothing while no key is idle, the common case
+        if record["h"] < cutoff:
+            for idle in [k for k, s in hours.items() if s["h"] < cutoff]:
+                del hours[idle]
+            break
+    mine: dict[str, Any] | None = hours.get(key)
+    if mine is None:
+        mine = hours[key] = {"h": hour, "n": 0, "since": hour}
+    elif hour > mine["h"]:
         if mine["n"] > 0 and "fired" not in mine:  # an hour that alerted is not usual
             mine["hist"] = [*mine.get("hist", []), mine["n"]][-HISTORY:]
         mine["h"], mine["n"] = hour, 0
         mine.pop("fired", None)
         mine.pop("ids", None)
-    if hour < mine["h"]:
+    elif hour < mine["h"]:
         return None
     mine["n"] += 1
     if event_id is not None:
-        ids = mine.setdefault("ids", [])
-        ids.append(event_id)
-        if len(ids) > RECENT:
-            del ids[0]
+        ids = mine.get("ids")
+        if ids is None:
+            mine["ids"] = [event_id]
+        else:
+            ids.append(event_id)
+            if len(ids) > RECENT:
+                del ids[0]
     return mine
 
 

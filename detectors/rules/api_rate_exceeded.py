@@ -38,26 +38,56 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     actor = event["actor"]
     if actor["type"] != "provider":
         return []
-    provider = actor["provider_id"]
+    provider: str = actor["provider_id"]
     now = epoch_ms(event["occurred_at"])
-    minute, hour, step = now // 60_000, now // 3_600_000, now // STEP_MS
-    providers: dict[str, Any] = state.setdefault("p", {})
-    for other in [p for p, s in providers.items() if s["h"] < hour - IDLE_HOURS]:
-        del providers[other]
-    mine = providers.setdefault(provider, {"h": hour})
-    mine["h"] = max(mine["h"], hour)
-    newest = max([step, *map(int, mine.get("s", {}))])
-    if step <= newest - STEPS:  # older requests fall outside every minute still open
+    hour, step = now // 3_600_000, now // STEP_MS
+    providers: dict[str, Any] | None = state.get("p")
+    if providers is None:
+        providers = state["p"] = {}
+    else:
+        _forget_idle(providers, hour - IDLE_HOURS)
+    mine: dict[str, Any] | None = providers.get(provider)
+    if mine is None:
+        mine = providers[provider] = {"h": hour}
+    elif hour > mine["h"]:
+        mine["h"] = hour
+    # The state is the stored JSON itself (str step keys), changed in place: the same dicts and
+    # lists in the same order as rebuilding them per event gave, without the rebuilding.
+    steps: dict[str, int] | None = mine.get("s")
+    newest, oldest = step, step
+    if steps is not None:
+        for key in steps:
+            at = int(key)
+            if at > newest:
+                newest = at
+            elif at < oldest:
+                oldest = at
+    floor = newest - STEPS  # a step at or below it is outside every minute still open
+    if step <= floor:
         return []
-    steps = {k: v for k, v in mine.get("s", {}).items() if int(k) > newest - STEPS}
-    steps[str(step)] = steps.get(str(step), 0) + 1
-    mine["s"] = steps
-    recent = [r for r in mine.get("r", ()) if r[0] > newest - STEPS][-(RECENT - 1) :]
+    if steps is None:
+        steps = mine["s"] = {}
+    elif oldest <= floor:
+        for key in [k for k in steps if int(k) <= floor]:
+            del steps[key]
+    key = str(step)
+    steps[key] = steps.get(key, 0) + 1
+    recent: list[list[Any]] | None = mine.get("r")
+    if recent is None:
+        recent = mine["r"] = []
+    else:
+        for r in recent:
+            if r[0] <= floor:
+                recent[:] = [r for r in recent if r[0] > floor]
+                break
+        if len(recent) >= RECENT:
+            del recent[: len(recent) - (RECENT - 1)]
     recent.append([step, event["event_id"]])
-    mine["r"] = recent
+    total = sum(steps.values())
     policy_limit = ctx.auth["policy"].get("rate_limit_per_min")
     limit = int(policy_limit) if policy_limit is not None else ctx.config.rate_limit_per_min
-    if sum(steps.values()) <= limit or mine.get("fm", -1) >= minute:
+    minute = now // 60_000
+    if total <= limit or mine.get("fm", -1) >= minute:
         return []
     mine["fm"] = minute
     return [
@@ -78,3 +108,13 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
             related=tuple(r[1] for r in recent[:-1]),
         )
     ]
+
+
+def _forget_idle(providers: dict[str, Any], cutoff: int) -> None:
+    """Forget the providers whose newest hour is before `cutoff` (a loop that allocates nothing
+    while none is, the common case)."""
+    for record in providers.values():
+        if record["h"] < cutoff:
+            for idle in [p for p, s in providers.items() if s["h"] < cutoff]:
+                del providers[idle]
+            return
