@@ -7,8 +7,9 @@ points, as a worker's recovery loads them from the changelog.
   former `observe` with the former detectors, every detector;
 - hypothesis sequences of provider events with late events, events at one instant, and jumps of
   days (idle providers and principals forgotten), through each changed detector alone;
-- hypothesis inputs for the changed helpers: `rates.count`, `reconciliation.prune` and
-  change_outside_gateway's held-back observations (`_due`), on states in any order.
+- hypothesis inputs for the changed helpers: `rates.count`, new_country_or_asn's memory,
+  `reconciliation.prune` and change_outside_gateway's held-back observations (`_due`), on states
+  in any order.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def test_simulator_streams_fold_alike(seed: int) -> None:
 
 # Provider events: a clock that moves by these steps (ms), or an event that late.
 STEPS_MS = (0, 1, 999, 5_000, 9_999, 10_000, 30_000, 59_999, 61_000, 600_000, 3_600_001)
-JUMPS_MS = (8 * 86_400_000, 31 * 86_400_000, 91 * 86_400_000)
+JUMPS_MS = (8 * 86_400_000, 31 * 86_400_000, 46 * 86_400_000, 91 * 86_400_000)
 IPS = (
     "8.8.8.8",
     "9.9.9.9",
@@ -210,6 +211,29 @@ def test_rates_count_as_before(calls: list[tuple[str, int, int, bool, int]]) -> 
             got["fired"] = want["fired"] = True
         elif mark == 1:
             now, then = reloaded(now), reloaded(then)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from("ABCDEFGH"), st.integers(0, 200).map(lambda d: d * 86_400_000), max_size=8
+    ),
+    st.sampled_from(("A", "E", "Z", None)),
+    st.integers(0, 250),
+    st.integers(1, 8),
+)
+def test_new_country_or_asn_memory_as_before(
+    items: dict[str, int], name: str | None, day: int, limit: int
+) -> None:
+    """What a principal's countries and operators forget and remember (days as time)."""
+    now, then = dict(items), dict(items)
+    at = day * 86_400_000
+    new_country_or_asn._forget(now, at)
+    before._ncoa_forget(then, at)
+    assert stored(now) == stored(then)
+    new_country_or_asn._remember(now, name, at, limit)
+    before._ncoa_remember(then, name, at, limit)
+    assert stored(now) == stored(then)
 
 
 times = st.integers(0, 40)
