@@ -58,7 +58,10 @@ def test_the_reference_is_the_former_code() -> None:
     """The reference differs from the current code (else the comparisons would say nothing)."""
     assert set(before.BEFORE) == set(CURRENT)
     for name, fn in before.BEFORE.items():
-        assert fn.__code__.co_code != CURRENT[name].__code__.co_code, name
+        assert fn is not CURRENT[name]
+        code = getattr(CURRENT[name], "__code__", None)  # None: the mypyc build is loaded
+        if code is not None:
+            assert fn.__code__.co_code != code.co_code, name
 
 
 @pytest.mark.parametrize("seed", [7, 23])
