@@ -18,6 +18,7 @@ The detectors run as built (compiled where the optional mypyc build is present),
 with `--pure-detectors`. Results go to bench/results/<date>-detector-costs.json and .md.
 
     python -m bench.detector_costs [--count 50000] [--runs 3] [--pure-detectors] [--label L]
+        [--before bench/results/<an earlier run>.json]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import platform
 import statistics
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -94,6 +96,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--label", default="", help="a suffix for the result files")
     parser.add_argument("--pure-detectors", action="store_true")
+    parser.add_argument(
+        "--before",
+        help="an earlier result file (.json) of this script, shown beside this one's figures",
+    )
     args = parser.parse_args()
     if args.pure_detectors:
         from tools.compile_detectors import pure_python
@@ -134,6 +140,13 @@ def main() -> None:
             "system": platform.platform(),
         },
     }
+    before: dict[str, Any] | None = None
+    if args.before:
+        before = orjson.loads(Path(args.before).read_bytes())
+        figures["before"] = {
+            k: before[k]
+            for k in ("measured_at", "command", "detection_cpu_us_per_event", "us_per_event")
+        }
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / (
         datetime.now(UTC).strftime("%Y-%m-%d")
@@ -143,6 +156,7 @@ def main() -> None:
     stem.with_suffix(".json").write_text(
         orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n"
     )
+    was: dict[str, Any] = before["us_per_event"] if before is not None else {}
     lines = [
         f"# CPU per event by detector, {figures['measured_at']}",
         "",
@@ -153,9 +167,21 @@ def main() -> None:
         f" {figures['detection_cpu_us_per_event']} µs per event; sum of the detectors:"
         f" {figures['sum_of_detectors_us_per_event']}.",
         "",
-        "| detector | µs per event |",
-        "|---|---|",
-        *(f"| {n} | {v} |" for n, v in ranked.items()),
+        *(
+            [
+                f"Before: `{before['command']}` at {before['measured_at']}: detection in all"
+                f" {before['detection_cpu_us_per_event']} µs per event.",
+                "",
+                "| detector | µs per event | before |",
+                "|---|---|---|",
+            ]
+            if before is not None
+            else ["| detector | µs per event |", "|---|---|"]
+        ),
+        *(
+            f"| {n} | {v} |" + (f" {was.get(n, '')} |" if before is not None else "")
+            for n, v in ranked.items()
+        ),
         "",
     ]
     stem.with_suffix(".md").write_text("\n".join(lines))
