@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from detectors import rates
 from detectors.responses import API_ABUSE
-from detectors.windows import epoch_ms
+from detectors.windows import epoch_ms, recent_after
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -41,49 +42,19 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     provider: str = actor["provider_id"]
     now = epoch_ms(event["occurred_at"])
     hour, step = now // 3_600_000, now // STEP_MS
-    providers: dict[str, Any] | None = state.get("p")
-    if providers is None:
-        providers = state["p"] = {}
-    else:
-        _forget_idle(providers, hour - IDLE_HOURS)
+    providers: dict[str, Any] = state.setdefault("p", {})
+    rates.forget_idle(providers, hour - IDLE_HOURS)
     mine: dict[str, Any] | None = providers.get(provider)
     if mine is None:
         mine = providers[provider] = {"h": hour}
     elif hour > mine["h"]:
         mine["h"] = hour
-    # The state is the stored JSON itself (str step keys), changed in place: the same dicts and
-    # lists in the same order as rebuilding them per event gave, without the rebuilding.
-    steps: dict[str, int] | None = mine.get("s")
-    newest, oldest = step, step
-    if steps is not None:
-        for key in steps:
-            at = int(key)
-            if at > newest:
-                newest = at
-            elif at < oldest:
-                oldest = at
-    floor = newest - STEPS  # a step at or below it is outside every minute still open
-    if step <= floor:
+    floor = rates.count_step(mine, step, STEPS)
+    if floor is None:  # older requests fall outside every minute still open
         return []
-    if steps is None:
-        steps = mine["s"] = {}
-    elif oldest <= floor:
-        for key in [k for k in steps if int(k) <= floor]:
-            del steps[key]
-    key = str(step)
-    steps[key] = steps.get(key, 0) + 1
-    recent: list[list[Any]] | None = mine.get("r")
-    if recent is None:
-        recent = mine["r"] = []
-    else:
-        for r in recent:
-            if r[0] <= floor:
-                recent[:] = [r for r in recent if r[0] > floor]
-                break
-        if len(recent) >= RECENT:
-            del recent[: len(recent) - (RECENT - 1)]
+    recent = recent_after(mine, "r", floor, RECENT)
     recent.append([step, event["event_id"]])
-    total = sum(steps.values())
+    total = sum(mine["s"].values())
     policy_limit = ctx.auth["policy"].get("rate_limit_per_min")
     limit = int(policy_limit) if policy_limit is not None else ctx.config.rate_limit_per_min
     minute = now // 60_000
@@ -108,13 +79,3 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
             related=tuple(r[1] for r in recent[:-1]),
         )
     ]
-
-
-def _forget_idle(providers: dict[str, Any], cutoff: int) -> None:
-    """Forget the providers whose newest hour is before `cutoff` (a loop that allocates nothing
-    while none is, the common case)."""
-    for record in providers.values():
-        if record["h"] < cutoff:
-            for idle in [p for p, s in providers.items() if s["h"] < cutoff]:
-                del providers[idle]
-            return

@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import responses
-from detectors.windows import epoch_ms
+from detectors.windows import epoch_ms, recent_after
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -159,17 +159,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     }
     if counts["edits"] > p["peak"]:
         p["peak"] = counts["edits"]
-    # the latest edits in the window, changed in place (the same list as rebuilding it gave)
-    recent: list[list[Any]] | None = p.get("recent")
-    if recent is None:
-        recent = p["recent"] = []
-    else:
-        for r in recent:
-            if r[0] <= cutoff:
-                recent[:] = [r for r in recent if r[0] > cutoff]
-                break
-        if len(recent) >= RECENT:
-            del recent[: len(recent) - (RECENT - 1)]
+    recent = recent_after(p, "recent", cutoff, RECENT)
     recent.append([at, event["event_id"]])
     kind = _burst(p, counts, deleting, event["occurred_at"], ctx)
     if kind is None:
