@@ -1,7 +1,7 @@
 """Hourly counts against a learned busy hour: "far more than it usually does in an hour".
 
 Used by api_rate_sustained (requests per provider) and report_exfiltration (downloads per
-principal). The usual hour is the busy hour, the second-highest count among the previous hours
+principal); api_rate_exceeded counts its requests per 10-second step with `count_step`. The usual hour is the busy hour, the second-highest count among the previous hours
 with events (at most `HISTORY`): a mean would call every morning after a quiet night unusual, and
 one odd hour cannot inflate the second-highest. It is known once the key was first seen
 `LEARN_HOURS` before and has `MIN_HISTORY` active hours; an hour that fired (`"fired"` in its
@@ -26,24 +26,65 @@ def count(
     record (`n`: this hour's count; `ids`: the hour's latest `RECENT` event ids when `event_id` is
     given); None for a late event of a closed hour. Keys idle for `idle_hours` are forgotten
     first."""
-    for idle in [k for k, s in hours.items() if s["h"] < hour - idle_hours]:
-        del hours[idle]
-    mine: dict[str, Any] = hours.setdefault(key, {"h": hour, "n": 0, "since": hour})
-    if hour > mine["h"]:
+    forget_idle(hours, hour - idle_hours)
+    mine: dict[str, Any] | None = hours.get(key)
+    if mine is None:
+        mine = hours[key] = {"h": hour, "n": 0, "since": hour}
+    elif hour > mine["h"]:
         if mine["n"] > 0 and "fired" not in mine:  # an hour that alerted is not usual
             mine["hist"] = [*mine.get("hist", []), mine["n"]][-HISTORY:]
         mine["h"], mine["n"] = hour, 0
         mine.pop("fired", None)
         mine.pop("ids", None)
-    if hour < mine["h"]:
+    elif hour < mine["h"]:
         return None
     mine["n"] += 1
     if event_id is not None:
-        ids = mine.setdefault("ids", [])
-        ids.append(event_id)
-        if len(ids) > RECENT:
-            del ids[0]
+        ids = mine.get("ids")
+        if ids is None:
+            mine["ids"] = [event_id]
+        else:
+            ids.append(event_id)
+            if len(ids) > RECENT:
+                del ids[0]
     return mine
+
+
+def forget_idle(records: dict[str, Any], cutoff: int) -> None:
+    """Forget the records whose newest hour (`h`) is before `cutoff` (a loop that allocates
+    nothing while none is, the common case)."""
+    for record in records.values():
+        if record["h"] < cutoff:
+            for idle in [k for k, r in records.items() if r["h"] < cutoff]:
+                del records[idle]
+            return
+
+
+def count_step(mine: dict[str, Any], step: int, steps: int) -> int | None:
+    """Count one event of the time step `step` in `mine["s"]` (`str(step)` -> count: the stored
+    form), the counts of the latest `steps` steps; return the last step before them (the floor
+    of what is counted), None for an event older than them (not counted). Changed in place: the
+    same dict, in the same order, as rebuilding it gave."""
+    counts: dict[str, int] | None = mine.get("s")
+    newest, oldest = step, step
+    if counts is not None:
+        for key in counts:
+            at = int(key)
+            if at > newest:
+                newest = at
+            elif at < oldest:
+                oldest = at
+    floor = newest - steps
+    if step <= floor:
+        return None
+    if counts is None:
+        counts = mine["s"] = {}
+    elif oldest <= floor:
+        for key in [k for k in counts if int(k) <= floor]:
+            del counts[key]
+    key = str(step)
+    counts[key] = counts.get(key, 0) + 1
+    return floor
 
 
 def hour_evidence(mine: dict[str, Any], event_id: str) -> tuple[str, ...]:

@@ -162,31 +162,55 @@ def nearest_call(state: dict[str, Any], key: str, at: int) -> list[Any] | None:
     return min(calls, key=lambda c: abs(c[0] - at)) if calls else None
 
 
+#: The tables `prune` looks at, in the order it drops the empty ones.
+_TABLES = ("calls", "ids", "schedules", "alerted", "payouts", "asin", "hist")
+
+
 def prune(state: dict[str, Any], newest: int, keep_calls_ms: int, keep_ids_ms: int) -> None:
+    """Drop what is older than the horizons, in place: lists are rebuilt only where an entry
+    goes (the state is the stored JSON: the same values in the same order either way), and an
+    account with none of the tables (no gateway or observer events yet) costs a few lookups."""
+    for table in _TABLES:
+        if table in state:
+            break
+    else:
+        return
     horizon = newest - keep_calls_ms
-    calls = state.get("calls", {})
-    for key in list(calls):
-        calls[key] = [c for c in calls[key] if c[0] >= horizon]
-        if not calls[key]:
-            del calls[key]
-    for key in list(state.get("hist", {})):
-        entries = state["hist"][key]
-        older = [e for e in entries if e[0] < horizon]
-        state["hist"][key] = older[-1:] + [e for e in entries if e[0] >= horizon]
+    calls: dict[str, list[list[Any]]] | None = state.get("calls")
+    if calls:
+        for key in list(calls):
+            entries = calls[key]
+            for c in entries:
+                if c[0] < horizon:
+                    entries = calls[key] = [c for c in entries if c[0] >= horizon]
+                    break
+            if not entries:
+                del calls[key]
+    hist: dict[str, list[list[Any]]] | None = state.get("hist")
+    if hist:
+        for key in list(hist):
+            entries = hist[key]
+            older = [e for e in entries if e[0] < horizon]
+            # the latest older entry is kept (the value in force at the horizon), first; the
+            # list is left as it is when that is all it holds already
+            if len(older) > 1 or (older and entries[0] is not older[0]):
+                hist[key] = older[-1:] + [e for e in entries if e[0] >= horizon]
     for table in ("ids", "schedules", "alerted"):
-        found = state.get(table, {})
-        for name in [
-            n
-            for n, at in found.items()
-            if (at[0] if isinstance(at, list) else at) < newest - keep_ids_ms
-        ]:
-            del found[name]
-    payouts = state.get("payouts", {})
-    for site in list(payouts):
-        payouts[site] = [p for p in payouts[site] if p[0] >= newest - keep_ids_ms]
-        if not payouts[site]:
-            del payouts[site]
-    for table in ("calls", "ids", "schedules", "alerted", "payouts", "asin", "hist"):
+        found: dict[str, Any] | None = state.get(table)
+        if found:
+            for name in [
+                n
+                for n, at in found.items()
+                if (at[0] if isinstance(at, list) else at) < newest - keep_ids_ms
+            ]:
+                del found[name]
+    payouts: dict[str, list[list[Any]]] | None = state.get("payouts")
+    if payouts:
+        for site in list(payouts):
+            payouts[site] = [p for p in payouts[site] if p[0] >= newest - keep_ids_ms]
+            if not payouts[site]:
+                del payouts[site]
+    for table in _TABLES:
         if table in state and not state[table]:
             del state[table]
 

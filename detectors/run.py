@@ -51,16 +51,27 @@ def observe(
         authorization.apply(state["auth"], event)
     ctx = Context(auth=state["auth"], config=config, model=model)
     findings: list[Finding] = []
-    detector_state = state["det"]
+    detector_state: dict[str, dict[str, Any]] = state["det"]
+    # A detector without state gets an empty dict, kept only if it put something in it (most
+    # detectors keep none for most accounts): one spare dict per event, not one per detector.
+    spare: dict[str, Any] = {}
     for name, detector in ALL:
-        own = detector_state.setdefault(name, {})
+        own = detector_state.get(name)
+        if own is None:
+            own = spare
         if timings is None:
-            findings.extend(detector(event, own, ctx))
+            found = detector(event, own, ctx)
         else:
             started = perf_counter()
-            findings.extend(detector(event, own, ctx))
+            found = detector(event, own, ctx)
             timings[name] = timings.get(name, 0.0) + perf_counter() - started
-        if not own:
+        if found:
+            findings.extend(found)
+        if own is spare:
+            if spare:
+                detector_state[name] = spare
+                spare = {}
+        elif not own:
             del detector_state[name]
     return findings
 

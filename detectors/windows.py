@@ -32,6 +32,23 @@ def local_time(ts: str, tz: str) -> datetime:
     return datetime.fromtimestamp(epoch_ms(ts) / 1000, UTC).astimezone(ZoneInfo(tz))
 
 
+def recent_after(record: dict[str, Any], name: str, floor: int, keep: int) -> list[list[Any]]:
+    """`record[name]`, the latest events as `[time, event id]` in arrival order, without those at
+    or before `floor` and cut to the latest `keep - 1`: room for the event at hand. Changed in
+    place (created when missing): the same list as rebuilding it gave."""
+    recent: list[list[Any]] | None = record.get(name)
+    if recent is None:
+        recent = record[name] = []
+        return recent
+    for item in recent:
+        if item[0] <= floor:
+            recent[:] = [i for i in recent if i[0] > floor]
+            break
+    if len(recent) >= keep:
+        del recent[: len(recent) - (keep - 1)]
+    return recent
+
+
 #: How late (event time, behind the newest event seen) an event may arrive and still count in
 #: the provider-wide rules' windows: the stage merges the ledger's partitions by event time, but
 #: a partition whose ingest lags delivers its events late.

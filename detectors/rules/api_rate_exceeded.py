@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from detectors import rates
 from detectors.responses import API_ABUSE
-from detectors.windows import epoch_ms
+from detectors.windows import epoch_ms, recent_after
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -38,26 +39,26 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     actor = event["actor"]
     if actor["type"] != "provider":
         return []
-    provider = actor["provider_id"]
+    provider: str = actor["provider_id"]
     now = epoch_ms(event["occurred_at"])
-    minute, hour, step = now // 60_000, now // 3_600_000, now // STEP_MS
+    hour, step = now // 3_600_000, now // STEP_MS
     providers: dict[str, Any] = state.setdefault("p", {})
-    for other in [p for p, s in providers.items() if s["h"] < hour - IDLE_HOURS]:
-        del providers[other]
-    mine = providers.setdefault(provider, {"h": hour})
-    mine["h"] = max(mine["h"], hour)
-    newest = max([step, *map(int, mine.get("s", {}))])
-    if step <= newest - STEPS:  # older requests fall outside every minute still open
+    rates.forget_idle(providers, hour - IDLE_HOURS)
+    mine: dict[str, Any] | None = providers.get(provider)
+    if mine is None:
+        mine = providers[provider] = {"h": hour}
+    elif hour > mine["h"]:
+        mine["h"] = hour
+    floor = rates.count_step(mine, step, STEPS)
+    if floor is None:  # older requests fall outside every minute still open
         return []
-    steps = {k: v for k, v in mine.get("s", {}).items() if int(k) > newest - STEPS}
-    steps[str(step)] = steps.get(str(step), 0) + 1
-    mine["s"] = steps
-    recent = [r for r in mine.get("r", ()) if r[0] > newest - STEPS][-(RECENT - 1) :]
+    recent = recent_after(mine, "r", floor, RECENT)
     recent.append([step, event["event_id"]])
-    mine["r"] = recent
+    total = sum(mine["s"].values())
     policy_limit = ctx.auth["policy"].get("rate_limit_per_min")
     limit = int(policy_limit) if policy_limit is not None else ctx.config.rate_limit_per_min
-    if sum(steps.values()) <= limit or mine.get("fm", -1) >= minute:
+    minute = now // 60_000
+    if total <= limit or mine.get("fm", -1) >= minute:
         return []
     mine["fm"] = minute
     return [

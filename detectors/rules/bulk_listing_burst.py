@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import responses
-from detectors.windows import epoch_ms
+from detectors.windows import epoch_ms, recent_after
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -90,7 +90,8 @@ def _principal(principals: dict[str, Any], who: str, at: int, size: int) -> dict
         }
         principals[who] = p
         _forget_idle(principals, at)
-    p["clock"] = max(p["clock"], at)
+    if at > p["clock"]:
+        p["clock"] = at
     if p["clock"] // size > p["bucket"]:
         p["history"] = [*p["history"], p["peak"]][-HISTORY:]
         p["bucket"], p["peak"] = p["clock"] // size, 0
@@ -115,16 +116,28 @@ def _burst(
     An ongoing burst (`p["bursts"]`: kind -> [start, threshold]) keeps the threshold it crossed,
     so its own peak entering the history does not split it in two.
     """
-    bursts = p.setdefault("bursts", {})
-    for kind in list(bursts):
-        if counts[kind] < bursts[kind][1]:
-            del bursts[kind]
+    bursts: dict[str, Any] | None = p.get("bursts")
+    if bursts is None:
+        # no burst going on (the common case): none starts below the minimum, which every
+        # threshold is at least
+        minimum = ctx.config.bulk_min_skus
+        if counts["edits"] < minimum and (not deleting or counts["deletes"] < minimum):
+            return None
+    else:
+        for kind in list(bursts):
+            if counts[kind] < bursts[kind][1]:
+                del bursts[kind]
     current = _threshold(p["history"], ctx)
     for kind in ("deletes", "edits") if deleting else ("edits",):
-        if counts[kind] >= (bursts[kind][1] if kind in bursts else current):
-            bursts.setdefault(kind, [at, current])
+        if bursts is not None and kind in bursts:
+            if counts[kind] >= bursts[kind][1]:
+                return kind
+        elif counts[kind] >= current:
+            if bursts is None:
+                bursts = p["bursts"] = {}
+            bursts[kind] = [at, current]
             return kind
-    if not bursts:
+    if bursts is not None and not bursts:
         del p["bursts"]
     return None
 
@@ -144,9 +157,10 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         "edits": len(_touch(p["edits"], sku, at, cutoff)),
         "deletes": len(_touch(p["deletes"], sku if deleting else None, at, cutoff)),
     }
-    p["peak"] = max(p["peak"], counts["edits"])
-    recent = [r for r in p.get("recent", []) if r[0] > cutoff][-(RECENT - 1) :]
-    p["recent"] = [*recent, [at, event["event_id"]]]
+    if counts["edits"] > p["peak"]:
+        p["peak"] = counts["edits"]
+    recent = recent_after(p, "recent", cutoff, RECENT)
+    recent.append([at, event["event_id"]])
     kind = _burst(p, counts, deleting, event["occurred_at"], ctx)
     if kind is None:
         return []
@@ -168,6 +182,6 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
                 f" {started}."
             ),
             response=RESPONSE,
-            related=tuple(r[1] for r in recent),
+            related=tuple(r[1] for r in recent[:-1]),
         )
     ]

@@ -258,7 +258,9 @@ def _already(state: dict[str, Any], key: str, new: Any, at: int, window: int) ->
 def _due(
     state: dict[str, Any], newest: int, grace: int, window: int, skew: int
 ) -> list[dict[str, Any]]:
-    pending = state.get("pending", [])
+    pending: list[dict[str, Any]] | None = state.get("pending")
+    if pending is None:
+        return []  # nothing held back (always, unless outside_gateway_grace_minutes is set)
     due = [p for p in pending if p["at"] + grace <= newest]
     state["pending"] = [p for p in pending if p["at"] + grace > newest]
     if not state["pending"]:

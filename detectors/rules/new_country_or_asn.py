@@ -89,13 +89,14 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         and network not in operators
         and (place.asn is None or place.asn_name is None or place.asn_name not in operators)
     )
-    known_countries = sorted(countries)
+    report = baselined and (new_country or new_operator)
+    known_countries = sorted(countries) if report else []  # before this event's, for the alert
     _remember(countries, place.country, now, MAX_COUNTRIES)
     _remember(operators, network, now, MAX_OPERATORS)
     seen["n"] = min(BASELINE_EVENTS, seen["n"] + 1)
     seen["first"] = min(seen["first"], now)
     seen["last"] = max(seen["last"], now)
-    if not baselined or not (new_country or new_operator):
+    if not report:
         return []
     if ctx.declared_network(event) is not None:
         return []  # the seller allowlisted this network for the principal
@@ -138,14 +139,18 @@ def _label(place: geo.Place) -> str:
 
 
 def _forget(items: dict[str, int], now: int) -> None:
-    for name in [n for n, last in items.items() if last < now - _MEMORY_MS]:
-        del items[name]
+    # `min` over the values first: nothing to forget is the common case, and costs no list
+    if items and min(items.values()) < now - _MEMORY_MS:
+        for name in [n for n, last in items.items() if last < now - _MEMORY_MS]:
+            del items[name]
 
 
 def _remember(items: dict[str, int], name: str | None, now: int, limit: int) -> None:
     if name is None:
         return
-    items[name] = max(items.get(name, now), now)
+    last = items.get(name)
+    if last is None or now > last:
+        items[name] = now
     while len(items) > limit:
         del items[min(items, key=lambda n: (items[n], n))]
 
