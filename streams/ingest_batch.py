@@ -21,7 +21,7 @@ JSON key and value, a tombstone for a deleted key), so a deployment's existing c
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -228,23 +228,35 @@ class Ingest:
         self, state: PartitionState, decoded: Decoded, seen: Iterable[tuple[str, str]] = ()
     ) -> IngestBatch:
         """Sequence and detect the decoded events; `seen`: the suspects the warehouse holds."""
+        for _ in self.finish_in_steps(state, decoded, seen, max(1, len(decoded.events))):
+            pass
+        return decoded.out
+
+    def finish_in_steps(
+        self, state: PartitionState, decoded: Decoded, seen: Iterable[tuple[str, str]], step: int
+    ) -> Iterator[int]:
+        """`finish`, pausing after every `step` events (yielding how many are done) so that the
+        caller can publish the alerts raised so far (`decoded.out.alerts`) and let other work
+        run; the batch is complete when the iterator ends."""
         out = decoded.out
         ledger = state.ledger
         ledger.confirm(seen)
         model = self.model()
-        for record, event in decoded.events:
+        total = len(decoded.events)
+        for done, (record, event) in enumerate(decoded.events, 1):
             sequenced = ledger.sequence(event, self.now(), record.offset)
             if sequenced is None:
                 out.duplicates += 1
-                continue
-            seq, entry = sequenced
-            out.ledger.append((record.key, entry))
-            out.accepted += 1
-            self._detect(state, out, event, seq, record.timestamp, model)
+            else:
+                seq, entry = sequenced
+                out.ledger.append((record.key, entry))
+                out.accepted += 1
+                self._detect(state, out, event, seq, record.timestamp, model)
+            if done % step == 0 and done < total:
+                yield done
         out.confirmed = len(ledger.confirmed_seen)
         ledger.confirmed_seen = set()
         out.next_offset = ledger.next_offset
-        return out
 
     def _detect(
         self,
