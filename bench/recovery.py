@@ -22,8 +22,14 @@ _LOADED = re.compile(
 )
 
 
-def restart(ns: Namespace, env: dict[str, str], timeout: float = 1800.0) -> dict[str, Any]:
-    again = Namespace(ns.root, name=ns.name, port=free_port(), extra_env={**ns.extra_env, **env})
+def restart(ns: Namespace, env: dict[str, str], timeout: float = 900.0) -> dict[str, Any]:
+    # Info level: the loads are read from the worker's log (the bench's workers log warnings only).
+    again = Namespace(
+        ns.root,
+        name=ns.name,
+        port=free_port(),
+        extra_env={**ns.extra_env, **env, "PW_LOG_LEVEL": "info"},
+    )
     worker = Worker(again)
     offset = worker.log_path.stat().st_size if worker.log_path.exists() else 0
     partitions = again.settings.topic_partitions
@@ -39,6 +45,8 @@ def restart(ns: Namespace, env: dict[str, str], timeout: float = 1800.0) -> dict
                 loads[int(partition)] = (int(entries), float(seconds), snapshot == "True")
             time.sleep(0.2)
         wall = time.monotonic() - started
+        if len(loads) < partitions:
+            raise SystemExit(f"{len(loads)} of {partitions} partitions loaded: {worker.log_tail()}")
     finally:
         worker.stop()
     return {

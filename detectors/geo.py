@@ -131,9 +131,14 @@ def _configured() -> None:
 def _load() -> Any:
     """The geoip2fast reader, loaded once per process (its data lives in module globals)."""
     global _reader
-    if _reader is None:
+    # Read into a local, checked again under the lock: compiled with mypyc, a global tested
+    # `is None` is narrowed to None, and a second thread that waited on the lock then found the
+    # reader another had loaded and failed ("None object expected").
+    reader: Any = _reader
+    if reader is None:
         with _lock:
-            if _reader is None:
+            reader = _reader
+            if reader is None:
                 saved = {name: os.environ.get(name) for name in _ENV_TOUCHED}
                 try:
                     import geoip2fast
@@ -147,8 +152,8 @@ def _load() -> Any:
                 # A full path: geoip2fast otherwise looks in the current directory first.
                 path = resources.files(geoip2fast) / DATA_FILE
                 with resources.as_file(path) as data_file:
-                    _reader = GeoIP2Fast(geoip2fast_data_file=str(data_file))
-    return _reader
+                    reader = _reader = GeoIP2Fast(geoip2fast_data_file=str(data_file))
+    return reader
 
 
 @lru_cache(maxsize=65536)

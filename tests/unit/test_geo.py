@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -127,3 +128,33 @@ def test_min_distance_of_far_countries_and_unknowns() -> None:
 def test_haversine() -> None:
     assert geo.haversine_km(0, 0, 0, 1) == pytest.approx(111.2, abs=0.1)
     assert geo.haversine_km(51.51, -0.13, 40.71, -74.01) == pytest.approx(5570, rel=0.01)
+
+
+def test_the_bundled_reader_loads_once_when_threads_race_for_it() -> None:
+    # The worker's ingest and its provider stage (a thread of its own) both look addresses up;
+    # the first lookups of each may race to load the reader. Compiled with mypyc, the
+    # double-checked load once failed in the thread that waited ("None object expected").
+    saved = geo._reader
+    geo._reader = None
+    results: list[object] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def load() -> None:
+        start.wait()
+        try:
+            results.append(geo._load())
+        except BaseException as exc:  # collected: a thread's exception is otherwise lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load) for _ in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert len(results) == 8 and all(r is results[0] for r in results)
+        assert results[0] is not None
+    finally:
+        geo._reader = saved if saved is not None else geo._reader
