@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from detectors.networks import declared_network
 from detectors.windows import bucket
 from pipeline.alert import Finding
 from pipeline.authorization import covering
@@ -39,8 +40,6 @@ class Context:
     def declared_network(self, event: Event) -> str | None:
         """`detectors.networks.declared_network` for this event, computed once."""
         if "declared" not in self.memo:
-            from detectors.networks import declared_network
-
             self.memo["declared"] = declared_network(event, self.auth["grants"], self)
         return cast(str | None, self.memo["declared"])
 

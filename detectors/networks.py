@@ -11,6 +11,14 @@ provider's office or egress, whatever a geoip database says about that range (ho
 /24s are sometimes split between countries or operators). The IP and geography rules use this
 to stay quiet on such addresses. Only entries narrow enough to name one organisation's network
 count: at least /16 for IPv4 and /32 for IPv6; `0.0.0.0/0` and the like declare nothing.
+
+The lookup runs for most provider events, so it does no `ipaddress` work per event: an
+allowlist is compiled once, keyed on its content (the tuple of its entries, so a grant added,
+revoked or changed in place reaches a different key, never a stale entry), into one table per
+prefix length mapping the network's number to its CIDR string, narrowest first; the event's
+address is parsed once per distinct string into (version, integer). A lookup is then one shift
+and one dict probe per distinct prefix length in the allowlist. Nothing is added to the stored
+state.
 """
 
 from __future__ import annotations
@@ -52,24 +60,60 @@ def _network(cidr: str) -> _Network | None:
     return net if net.prefixlen >= MIN_PREFIX[net.version] else None
 
 
+#: One compiled allowlist: per IP version, (prefix length, shift, network number -> CIDR) for
+#: each distinct prefix length the allowlist uses, narrowest first.
+_Tables = dict[int, list[tuple[int, int, dict[int, str]]]]
+_BITS = {4: 32, 6: 128}
+
+
+@lru_cache(maxsize=65536)
+def _address_key(ip: str) -> tuple[int, int] | None:
+    """`plain_address(ip)` as (version, integer); None if `ip` is no address."""
+    address = plain_address(ip)
+    if address is None:
+        return None
+    return address.version, int(address)
+
+
+@lru_cache(maxsize=1024)
+def _compiled(allowlist: tuple[str, ...]) -> _Tables:
+    """The allowlist's declaring networks (see `_network`) as lookup tables (see `_Tables`)."""
+    by_prefix: dict[tuple[int, int], dict[int, str]] = {}
+    for cidr in allowlist:
+        net = _network(cidr)
+        if net is None:
+            continue
+        shift = _BITS[net.version] - net.prefixlen
+        table = by_prefix.setdefault((net.version, net.prefixlen), {})
+        table.setdefault(int(net.network_address) >> shift, str(net))
+    tables: _Tables = {4: [], 6: []}
+    for (version, prefix), table in sorted(by_prefix.items(), key=lambda kv: -kv[0][1]):
+        tables[version].append((prefix, _BITS[version] - prefix, table))
+    return tables
+
+
 def declared_network(event: Event, grants: AccountGrants, ctx: Context | None = None) -> str | None:
     """The narrowest allowlisted CIDR, of a live grant covering the event's provider principal,
     that holds the event's source IP; None when there is none (or no IP)."""
     ip = event.get("source", {}).get("ip")
     if ip is None:
         return None
-    address = plain_address(ip)
-    if address is None:
+    key = _address_key(ip)
+    if key is None:
         return None
-    best: _Network | None = None
+    version, value = key
+    best: str | None = None
+    best_prefix = -1
     for grant in ctx.covering(event) if ctx is not None else covering(grants, event):
-        for cidr in grant.get("ip_allowlist") or ():
-            net = _network(cidr)
-            if (
-                net is not None
-                and net.version == address.version
-                and address in net
-                and (best is None or net.prefixlen > best.prefixlen)
-            ):
-                best = net
-    return str(best) if best is not None else None
+        allowlist = grant.get("ip_allowlist")
+        if not allowlist:
+            continue
+        for prefix, shift, table in _compiled(tuple(allowlist))[version]:
+            # narrowest first; an equal prefix holding the address is the same network
+            if prefix <= best_prefix:
+                break
+            cidr = table.get(value >> shift)
+            if cidr is not None:
+                best_prefix, best = prefix, cidr
+                break
+    return best
