@@ -42,7 +42,7 @@ from bench.alert_latency import latency, latency_only
 from bench.procstats import broker_pid, cpu_seconds, metric, rss_mib
 from bench.recovery import recovery
 from bench.stages import OPTIONAL, stage_rows, stages
-from bench.workload import RESULTS, WORKER_ENV, produce, stream
+from bench.workload import RESULTS, WORKER_ENV, StoredStream, produce
 from partnerwatch.local_worker import Namespace, Worker, free_port
 from pipeline.config import Settings
 from sinks.kafka_io import aio_consumer
@@ -82,7 +82,7 @@ def ceiling(ns: Namespace, count: int) -> dict[str, Any]:
 
 
 def run_pipeline(
-    root: Path, messages: list[tuple[bytes, bytes]], workers: int, recover: bool = False
+    root: Path, messages: StoredStream, workers: int, recover: bool = False
 ) -> dict[str, Any]:
     """`workers` worker processes over the messages, pre-produced before they start."""
     count = len(messages)
@@ -299,7 +299,7 @@ def main() -> None:
     if args.latency_rate:
         latency_only(args.latency_rate, args.latency_seconds)
         return
-    messages = stream(args.count)
+    messages = StoredStream(args.count)
     figures: dict[str, Any] = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": f"python -m bench.run --count {args.count}"
@@ -315,35 +315,38 @@ def main() -> None:
     }
     from bench.ingest_stages import STAGES, detectors_variant, run_once
 
-    sample = messages[:20_000]
+    sample = messages.head(20_000)
     seconds, _ = run_once(sample, 500)
     figures["detectors"] = detectors_variant()  # this process's; the workers' load the same
     figures["ingest_stages_cpu_us_per_event"] = {
         s: round(seconds[s] / len(sample) * 1e6, 1) for s in STAGES
     }
     print("ingest stages", figures["ingest_stages_cpu_us_per_event"], flush=True)
-    with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
-        root = Path(tmp)
-        ns = Namespace(root)
-        produce(ns, messages)
-        figures["ceiling"] = ceiling(ns, len(messages))
-        print("ceiling", figures["ceiling"], flush=True)
-        figures["pipeline_1_worker"] = one = run_pipeline(
-            root, messages, workers=1, recover=not args.skip_recovery
-        )
-        print("pipeline", one, flush=True)
-        figures["ratio_to_ceiling"] = round(
-            one["end_to_end_events_per_second"] / figures["ceiling"]["events_per_second"], 4
-        )
-        rate = max(10.0, one["end_to_end_events_per_second"] / 2)
-        figures["latency"] = latency(root, rate, args.latency_seconds)
-        print("latency", figures["latency"], flush=True)
-        if not args.skip_scaling:
-            figures["pipeline_2_workers"] = two = run_pipeline(root, messages, workers=2)
-            figures["scaling_factor"] = round(
-                two["end_to_end_events_per_second"] / one["end_to_end_events_per_second"], 3
+    try:
+        with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
+            root = Path(tmp)
+            ns = Namespace(root)
+            produce(ns, messages)
+            figures["ceiling"] = ceiling(ns, len(messages))
+            print("ceiling", figures["ceiling"], flush=True)
+            figures["pipeline_1_worker"] = one = run_pipeline(
+                root, messages, workers=1, recover=not args.skip_recovery
             )
-            print("scaling", two, flush=True)
+            print("pipeline", one, flush=True)
+            figures["ratio_to_ceiling"] = round(
+                one["end_to_end_events_per_second"] / figures["ceiling"]["events_per_second"], 4
+            )
+            rate = max(10.0, one["end_to_end_events_per_second"] / 2)
+            figures["latency"] = latency(root, rate, args.latency_seconds)
+            print("latency", figures["latency"], flush=True)
+            if not args.skip_scaling:
+                figures["pipeline_2_workers"] = two = run_pipeline(root, messages, workers=2)
+                figures["scaling_factor"] = round(
+                    two["end_to_end_events_per_second"] / one["end_to_end_events_per_second"], 3
+                )
+                print("scaling", two, flush=True)
+    finally:
+        messages.remove()
     figures.update(stages([n for n in OPTIONAL if not getattr(args, f"skip_{n}")]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / datetime.now(UTC).strftime("%Y-%m-%d")

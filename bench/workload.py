@@ -5,7 +5,11 @@ Shared by bench/run.py, bench/alert_latency.py and bench/profile.py.
 
 from __future__ import annotations
 
+import struct
+import tempfile
 import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import orjson
 
@@ -36,7 +40,52 @@ def stream(count: int, seed: int = 99) -> list[tuple[bytes, bytes]]:
     ]
 
 
-def produce(ns: Namespace, messages: list[tuple[bytes, bytes]]) -> float:
+_LENGTHS = struct.Struct(">II")
+
+
+class StoredStream:
+    """The realistic mix written once to a file and read back as often as needed: 10,000,000
+    messages held as Python objects would take over 20 GiB."""
+
+    def __init__(self, count: int, seed: int = 99, folder: Path | None = None) -> None:
+        self.count = count
+        with tempfile.NamedTemporaryFile(
+            prefix="pw-bench-stream-", dir=folder, delete=False
+        ) as out:
+            self.path = Path(out.name)
+            for event, _ in generate(
+                count,
+                seed=seed,
+                accounts=ACCOUNTS,
+                providers=PROVIDERS,
+                attack_rate=0.001,
+                attack_kinds=ATTACKS,
+            ):
+                key, value = action_key(event), orjson.dumps(event)
+                out.write(_LENGTHS.pack(len(key), len(value)) + key + value)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        with self.path.open("rb", buffering=1024 * 1024) as source:
+            while header := source.read(_LENGTHS.size):
+                key_len, value_len = _LENGTHS.unpack(header)
+                yield source.read(key_len), source.read(value_len)
+
+    def head(self, n: int) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        for message in self:
+            if len(out) >= n:
+                break
+            out.append(message)
+        return out
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def produce(ns: Namespace, messages: Iterable[tuple[bytes, bytes]]) -> float:
     """Produce every message to the namespace's actions topic; return the seconds it took."""
     ensure_topics(ns.settings)
     prod = producer(ns.settings, linger_ms=20, batch_size=256 * 1024)
