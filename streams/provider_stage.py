@@ -97,6 +97,8 @@ class ProviderStage:
         self.folded_total = 0
         self.newest_ms = 0
         self.last_error = ""
+        #: why the stage's thread ended, when it ended on an exception ("" otherwise)
+        self.crashed = ""
         self._consumer: AIOKafkaConsumer | None = None
         self._alerts: AIOKafkaProducer | None = None
         self._state: AIOKafkaProducer | None = None
@@ -143,7 +145,11 @@ class ProviderStage:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        asyncio.run(self.run())
+        try:
+            asyncio.run(self.run())
+        except BaseException as exc:  # the thread ends: /v1/health says so (crashed)
+            self.crashed = f"{type(exc).__name__}: {exc}"[:500]
+            log.exception("provider_stage.crashed")
 
     async def run(self) -> None:
         """Until `stop`: join the group, and while holding the ledger, fold it."""

@@ -30,6 +30,14 @@ class ProviderStageService(Service):
         self.stage = ProviderStage(self.settings)
         self.stage.start()
 
+    def health(self) -> dict[str, Any]:
+        """For /v1/health: off, running, or stopped (with the exception that ended its thread)."""
+        if self.stage is None:
+            return {"status": "off", "error": ""}
+        if self.stage.alive():
+            return {"status": "running", "error": ""}
+        return {"status": "stopped", "error": self.stage.crashed}
+
     async def on_stop(self) -> None:
         if self.stage is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.stage.stop)

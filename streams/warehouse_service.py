@@ -52,6 +52,7 @@ def health(
     external: bool = False,
     warehouse_open: bool = False,
     ingest: dict[str, Any] | None = None,
+    provider_stage: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """GET /v1/health of the worker: HTTP status and body. Anything but "ok" answers 503, so a
     container healthcheck (and any probe that checks the status code) sees a crashed or failing
@@ -71,6 +72,10 @@ def health(
     if ingest is not None:  # the ingest service (streams/ingest.py): partitions, batches, failure
         body["ingest"] = ingest
         if status == "ok" and ingest.get("status") == "failing":
+            status = body["status"] = "degraded"
+    if provider_stage is not None:  # the provider-wide stage's thread (streams/provider_stage.py)
+        body["provider_stage"] = provider_stage
+        if status == "ok" and provider_stage.get("status") == "stopped" and provider_stage["error"]:
             status = body["status"] = "degraded"
     return (200 if status == "ok" else 503), body
 

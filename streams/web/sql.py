@@ -40,8 +40,18 @@ class Health(web.View):
             external=loader_service.external,
             warehouse_open=loader_service.warehouse is not None,
             ingest=ingest_service.health(),
+            provider_stage=_provider_stage(),
         )
         return self.json(body, status=status)
+
+
+def _provider_stage() -> dict[str, Any] | None:
+    """The provider stage's health, in the worker (which registers the stage's service)."""
+    import sys
+
+    worker = sys.modules.get("streams.worker")
+    service = getattr(worker, "provider_stage", None)
+    return None if service is None else dict(service.health())
 
 
 async def _geoip() -> dict[str, Any]:

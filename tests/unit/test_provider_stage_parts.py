@@ -121,3 +121,35 @@ detection:
     working = stage.sigma
     stage.reload_rules()
     assert stage.sigma is working and metrics.SIGMA_RELOAD_FAILURES._value.get() == refused + 1
+
+
+def test_a_stage_whose_thread_ended_on_an_exception_makes_health_degraded() -> None:
+    # A detector bug raised inside the stage's thread once ended provider-wide detection while
+    # /v1/health still said "ok".
+    from pipeline.config import Settings
+    from streams.provider_stage import ProviderStage
+    from streams.provider_stage_service import ProviderStageService
+    from streams.warehouse_service import health
+
+    settings = Settings.from_env({"PW_PROVIDER_STAGE": "worker"})
+    service = ProviderStageService(settings)
+    assert service.health() == {"status": "off", "error": ""}
+    stage = service.stage = ProviderStage(settings)
+
+    async def broken() -> None:
+        raise TypeError("None object expected; got GeoIP2Fast")
+
+    stage.run = broken  # type: ignore[method-assign]
+    stage.start()
+    stage._thread.join(30)
+    assert service.health() == {
+        "status": "stopped",
+        "error": "TypeError: None object expected; got GeoIP2Fast",
+    }
+    status, body = health(
+        None, True, external=True, warehouse_open=True, provider_stage=service.health()
+    )
+    assert status == 503 and body["status"] == "degraded"
+    assert body["provider_stage"]["status"] == "stopped"
+    running = {"status": "running", "error": ""}
+    assert health(None, True, external=True, warehouse_open=True, provider_stage=running)[0] == 200
