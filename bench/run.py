@@ -305,6 +305,8 @@ def main() -> None:
         "command": f"python -m bench.run --count {args.count}"
         + (" --skip-scaling" if args.skip_scaling else "")
         + (" --skip-recovery" if args.skip_recovery else "")
+        + (" --skip-gateway" if args.skip_gateway else "")
+        + (" --skip-notifications" if args.skip_notifications else "")
         + "".join(f" --env {item}" for item in args.env),
         "worker_env": WORKER_ENV,
         "machine": {
