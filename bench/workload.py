@@ -25,19 +25,22 @@ ACCOUNTS, PROVIDERS = 48, 12
 WORKER_ENV: dict[str, str] = {"PW_LOG_LEVEL": "warning"}
 
 
-def stream(count: int, seed: int = 99) -> list[tuple[bytes, bytes]]:
+def iter_stream(count: int, seed: int = 99) -> Iterator[tuple[bytes, bytes]]:
     """The realistic mix as (key, value) messages: benign traffic with every attack kind."""
-    return [
-        (action_key(event), orjson.dumps(event))
-        for event, _ in generate(
-            count,
-            seed=seed,
-            accounts=ACCOUNTS,
-            providers=PROVIDERS,
-            attack_rate=0.001,
-            attack_kinds=ATTACKS,
-        )
-    ]
+    for event, _ in generate(
+        count,
+        seed=seed,
+        accounts=ACCOUNTS,
+        providers=PROVIDERS,
+        attack_rate=0.001,
+        attack_kinds=ATTACKS,
+    ):
+        yield action_key(event), orjson.dumps(event)
+
+
+def stream(count: int, seed: int = 99) -> list[tuple[bytes, bytes]]:
+    """`iter_stream`, held in a list."""
+    return list(iter_stream(count, seed))
 
 
 _LENGTHS = struct.Struct(">II")
@@ -53,15 +56,7 @@ class StoredStream:
             prefix="pw-bench-stream-", dir=folder, delete=False
         ) as out:
             self.path = Path(out.name)
-            for event, _ in generate(
-                count,
-                seed=seed,
-                accounts=ACCOUNTS,
-                providers=PROVIDERS,
-                attack_rate=0.001,
-                attack_kinds=ATTACKS,
-            ):
-                key, value = action_key(event), orjson.dumps(event)
+            for key, value in iter_stream(count, seed):
                 out.write(_LENGTHS.pack(len(key), len(value)) + key + value)
 
     def __len__(self) -> int:
