@@ -106,7 +106,7 @@ def main() -> None:
 
         pure_python()  # before anything imports detectors
     from bench.ingest_stages import detectors_variant
-    from bench.workload import RESULTS, stream
+    from bench.workload import stream, write_results
 
     entries = sequenced(stream(args.count))
     runs: list[dict[str, float]] = []
@@ -147,15 +147,6 @@ def main() -> None:
             k: before[k]
             for k in ("measured_at", "command", "detection_cpu_us_per_event", "us_per_event")
         }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / (
-        datetime.now(UTC).strftime("%Y-%m-%d")
-        + "-detector-costs"
-        + (f"-{args.label}" if args.label else "")
-    )
-    stem.with_suffix(".json").write_text(
-        orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n"
-    )
     was: dict[str, Any] = before["us_per_event"] if before is not None else {}
     lines = [
         f"# CPU per event by detector, {figures['measured_at']}",
@@ -184,8 +175,7 @@ def main() -> None:
         ),
         "",
     ]
-    stem.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results("detector-costs", args.label, figures, lines)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 if TYPE_CHECKING:  # imported in the functions: after `--pure-detectors` took effect
     from pipeline.config import Settings
 
@@ -166,7 +164,7 @@ def main() -> None:
         from tools.compile_detectors import pure_python
 
         pure_python()  # before anything imports detectors
-    from bench.workload import RESULTS, stream
+    from bench.workload import stream, write_results
 
     messages = stream(args.count)
     runs = []
@@ -198,15 +196,6 @@ def main() -> None:
             "system": platform.platform(),
         },
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / (
-        datetime.now(UTC).strftime("%Y-%m-%d")
-        + "-ingest-stages"
-        + (f"-{args.label}" if args.label else "")
-    )
-    stem.with_suffix(".json").write_text(
-        orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n"
-    )
     lines = [
         f"# CPU per event by stage, {figures['measured_at']}",
         "",
@@ -221,8 +210,7 @@ def main() -> None:
         f"Output: {counts}",
         "",
     ]
-    stem.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_results("ingest-stages", args.label, figures, lines)
 
 
 if __name__ == "__main__":

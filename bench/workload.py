@@ -1,6 +1,7 @@
 """The benchmark's workload: the realistic event mix and how it is produced to a namespace.
 
-Shared by bench/run.py, bench/alert_latency.py and bench/profile.py.
+Shared by the benchmarks of bench/ (bench/run.py, bench/ingest_stages.py, ...), with
+`write_results`, which writes a benchmark's figures and report to bench/results/.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ import struct
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -91,3 +94,16 @@ def produce(ns: Namespace, messages: Iterable[tuple[bytes, bytes]]) -> float:
     prod.flush()
     prod.close()
     return time.monotonic() - started
+
+
+def write_results(name: str, label: str, figures: dict[str, Any], lines: list[str]) -> None:
+    """Write `figures` to bench/results/<today>-<name>[-<label>].json and the report `lines` to
+    the .md beside it, and print the report."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / (f"{datetime.now(UTC):%Y-%m-%d}-{name}" + (f"-{label}" if label else ""))
+    stem.with_suffix(".json").write_text(
+        orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n"
+    )
+    report = "\n".join(lines)
+    stem.with_suffix(".md").write_text(report)
+    print(report)
