@@ -23,6 +23,8 @@ import orjson
 
 if TYPE_CHECKING:
     from detectors.behaviour.model import BehaviourModel
+    from detectors.run import Applied
+    from pipeline.config import DetectionConfig
 
 
 class FlaggingModel:
@@ -54,10 +56,34 @@ class FlaggingModel:
         return score > self.threshold
 
 
-def run(seed: int, count: int) -> dict[str, Any]:
+def fold_event(
+    raw: dict[str, Any],
+    states: dict[str, dict[str, Any]],
+    open_alerts: dict[str, Any],
+    config: DetectionConfig,
+    model: BehaviourModel,
+) -> Applied:
+    """One simulated event through `apply_event` of its account's state (made in `states` on its
+    first event), at the account's next seq; `open_alerts` kept like the worker's table (the
+    alerts raised are opened, those closed dropped)."""
     from detectors.run import apply_event, new_state
-    from pipeline.config import DetectionConfig
     from pipeline.event import normalize
+
+    event = normalize(raw)
+    state = states.setdefault(event["account_id"], new_state())
+    applied = apply_event(
+        state, event, int(state.get("seq", 0)) + 1, config, model, open_alerts.get
+    )
+    assert applied is not None
+    for alert in applied.alerts:
+        open_alerts[alert["alert_id"]] = alert
+    for key in applied.closed:
+        open_alerts.pop(key, None)
+    return applied
+
+
+def run(seed: int, count: int) -> dict[str, Any]:
+    from pipeline.config import DetectionConfig
     from pipeline.simulation.traffic import ATTACKS, generate
 
     config = DetectionConfig()
@@ -71,20 +97,12 @@ def run(seed: int, count: int) -> dict[str, Any]:
     for raw, _ in generate(
         count, seed=seed, accounts=8, providers=5, attack_rate=0.01, attack_kinds=ATTACKS
     ):
-        event = normalize(raw)
-        state = states.setdefault(event["account_id"], new_state())
-        applied = apply_event(
-            state, event, int(state.get("seq", 0)) + 1, config, model, open_alerts.get
-        )
-        assert applied is not None
+        applied = fold_event(raw, states, open_alerts, config, model)
         for alert in applied.alerts:
             ids.append(alert["alert_id"])
             fired[alert["detector"]] = fired.get(alert["detector"], 0) + 1
             alerts.update(orjson.dumps(alert, option=orjson.OPT_SORT_KEYS))
-            open_alerts[alert["alert_id"]] = alert
-        for key in applied.closed:
-            open_alerts.pop(key, None)
-            closed += 1
+        closed += len(applied.closed)
     return {
         "variant": variant(),
         "alert_ids": ids,

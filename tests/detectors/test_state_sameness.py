@@ -25,11 +25,9 @@ from typing import TYPE_CHECKING, Any, cast
 import orjson
 import pytest
 
-from detectors.run import apply_event, new_state
 from pipeline.config import DetectionConfig
-from pipeline.event import normalize
 from pipeline.simulation.traffic import ATTACKS, generate
-from tests.detectors.compiled_parity import FlaggingModel
+from tests.detectors.compiled_parity import FlaggingModel, fold_event
 
 if TYPE_CHECKING:
     from detectors.behaviour.model import BehaviourModel
@@ -185,20 +183,12 @@ def fold(seed: int, per_hour: float, reload_every: int) -> dict[str, tuple[str, 
         events_per_hour=per_hour,
     )
     for n, (raw, _) in enumerate(events, 1):
-        event = normalize(raw)
-        state = states.setdefault(event["account_id"], new_state())
-        applied = apply_event(
-            state, event, int(state.get("seq", 0)) + 1, config, model, open_alerts.get
-        )
-        assert applied is not None
+        applied = fold_event(raw, states, open_alerts, config, model)
         for alert in applied.alerts:
             if alert["detector"] in alerts:
                 digest = alerts[alert["detector"]]
                 digest.update(alert["alert_id"].encode())
                 digest.update(orjson.dumps(alert, option=orjson.OPT_SORT_KEYS))
-            open_alerts[alert["alert_id"]] = alert
-        for key in applied.closed:
-            open_alerts.pop(key, None)
         if reload_every and n % reload_every == 0:
             states = {k: orjson.loads(stored(v)) for k, v in states.items()}
             open_alerts = orjson.loads(stored(open_alerts))
