@@ -305,12 +305,16 @@ class PartitionIngest:
             except BaseException:
                 await _abort(producer)
                 raise
+            if not snapshot:  # else marked committed above, for the snapshot
+                state.ledger.committed(await _end_of(ledger_sent))
         else:
             ledger_sent = await _send(producer, s.ledger_topic, p, out.ledger)
             waiting = [await _send(producer, topic, p, batch) for topic, batch in outputs]
-            await asyncio.gather(*(w[0] for w in waiting if w is not None))
+            # The ledger too is written before the source offset is committed: the ledger is
+            # what a restart resumes after.
+            await asyncio.gather(*(w[0] for w in (ledger_sent, *waiting) if w is not None))
+            state.ledger.committed(await _end_of(ledger_sent))
             if snapshot:
-                state.ledger.committed(await _end_of(ledger_sent))
                 sent = await _send(
                     producer, s.ledger_snapshot_topic, p, self.snapshots.records(state.ledger)
                 )
@@ -318,7 +322,6 @@ class PartitionIngest:
                     await sent[0]
             await publisher.delivered()
             await self.service.running_consumer().commit({self.tp: out.next_offset})
-        state.ledger.committed(await _end_of(ledger_sent))
         if snapshot:
             self._snapshot_at = time.monotonic()
             metrics.LEDGER_SNAPSHOTS.inc()
