@@ -1,4 +1,4 @@
-"""Memory and CPU of the dedup window, exact and bounded (pipeline/ledger.py), in-process.
+"""Memory and CPU of the dedup window, exact and bounded (pipeline/dedup_window.py), in-process.
 
 Sequences `--count` synthetic ids, 5,000 a batch, `--rate` per second of ingest time, through
 `LedgerState` in exact mode and in bounded mode (the warehouse holding everything up to the

@@ -1,10 +1,11 @@
-"""A Bloom filter over the 16-byte id digests of the dedup window (`pipeline.ledger.id_digest`).
+"""A Bloom filter over the 16-byte id digests of the dedup window (`dedup_window.id_digest`).
 
-The cold tier of the dedup window (`LedgerState`, bounded mode): ids older than the exact tier
-are kept only as bits. A filter answers "maybe seen" or "certainly not seen"; a "maybe" is never
-acted on alone, it is confirmed against the warehouse (streams/dedup_confirm.py). Its size is
-fixed when it is made, so memory does not grow with the event rate; a fuller filter answers
-"maybe" more often (`false_positive_rate`), which costs confirmations, not correctness.
+The cold tier of the dedup window (pipeline/dedup_window.py, bounded mode): ids older than the
+exact tier are kept only as bits. A filter answers "maybe seen" or "certainly not seen"; a
+"maybe" is never acted on alone, it is confirmed against the warehouse
+(streams/dedup_confirm.py). Its size is fixed when it is made, so memory does not grow with the
+event rate; a fuller filter answers "maybe" more often (`false_positive_rate`), which costs
+confirmations, not correctness.
 
 The digests are already uniform (BLAKE2b), so the `hashes` bit positions are derived from them by
 double hashing (Kirsch and Mitzenmacher): position i = (h1 + i * h2) mod bits, h1 and h2 the two

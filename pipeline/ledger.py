@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
-from functools import lru_cache
 from typing import Any
 
 import orjson
 
+from pipeline.dedup_window import DedupWindow, id_digest
+from pipeline.dedup_window import epoch_day as epoch_day  # importable from here, as before
 from pipeline.event import Event, canonical
-from pipeline.id_filter import IdFilter, any_contains, filter_bits
 
 GENESIS = "0" * 64
 #: Fields the ledger adds to an accepted event. `ingest_offset` is the offset of the source message
@@ -143,70 +142,25 @@ def verify_stored(rows: Iterable[list[Any] | tuple[Any, ...]]) -> ChainBreak | N
     )
 
 
-DAY_MS = 86_400_000
-
-
-class LedgerState:
-    """Sequencing state of the accounts of one partition: chain heads and recent event ids.
+class LedgerState(DedupWindow):
+    """Sequencing state of the accounts of one partition: chain heads, and the dedup window of
+    recent event ids (`DedupWindow`, pipeline/dedup_window.py: exact, or bounded by Bloom
+    filters whose hits are confirmed against the warehouse).
 
     It is derived from the ledger itself (`observe` every committed entry of the partition, in
     order, or a snapshot of it and the entries after: pipeline/ledger_snapshot.py), never kept
     in a separate store, so it cannot disagree with what was committed: after a crash the worker
     re-reads the ledger partition and continues exactly after its last committed entry, and a
     source event redelivered after it was sequenced is recognized as seen.
-
-    The dedup window (`PW_DEDUP_WINDOW_DAYS`, fractions allowed) keeps ids in buckets of one day
-    (of the window itself when it is shorter than a day) and forgets a whole bucket at once: an id
-    is remembered for at least the window and at most the window plus one bucket. A repeat after
-    that is a *late repeat*: a new ledger entry with its own seq, stored in the warehouse as a row
-    of its own (rows are ledger entries, keyed by (account_id, seq)), so the chain stays gap-free.
-
-    Exact mode (the default here, and what replays use) keeps every id of the window in sets.
-    Bounded mode (`exact_seconds` and `filter_mb`, the ingest service's
-    `PW_DEDUP_EXACT_SECONDS` and `PW_DEDUP_FILTER_MB`) keeps ids exactly only for their first
-    `exact_seconds`, in one-minute slots, and then moves a slot into its bucket's Bloom filter
-    (`pipeline.id_filter`, a fixed size per bucket), once the warehouse holds the slot's entries
-    (`seal`, given how far the warehouse loader has stored the ledger partition). Before a batch
-    is sequenced, the ids the filters say may have been seen (`cold_suspects`) are looked up in
-    the warehouse, and only those found there are duplicates (`confirmed_seen`): a filter's
-    "maybe" is never acted on alone. Memory is then the exact tier (about `exact_seconds` of
-    ids, more while the loader lags) plus the filters, whatever the window and the rate.
     """
 
     def __init__(
         self, dedup_window_days: float, exact_seconds: float = 0, filter_mb: float = 0
     ) -> None:
-        self.window = dedup_window_days
+        super().__init__(dedup_window_days, exact_seconds, filter_mb)
         self.heads: dict[str, ChainHead] = {}
-        window_ms = max(1, round(dedup_window_days * DAY_MS))
-        #: Bucket length in ms: a day, or the whole window when it is shorter (tests use seconds).
-        self.bucket_ms = min(DAY_MS, window_ms)
-        self.buckets = -(-window_ms // self.bucket_ms)
-        self.bounded = exact_seconds > 0 and filter_mb > 0
-        #: Slot length of the exact tier: the bucket in exact mode, a minute in bounded mode
-        #: (the exact span, at least a second, when that is shorter: tests use seconds).
-        exact_ms = max(1000, round(exact_seconds * 1000))
-        self.slot_ms = min(SLOT_MS, self.bucket_ms, exact_ms) if self.bounded else self.bucket_ms
-        self.exact_slots = max(1, -(-round(exact_seconds * 1000) // self.slot_ms))
-        #: (bucket, slot) -> `id_digest` of every event sequenced in it that is held exactly.
-        self.exact: dict[tuple[int, int], set[bytes]] = {}
-        #: (bucket, slot) -> the ledger partition's end offset when the slot last took an entry
-        #: that is committed (`committed`): the warehouse must hold the ledger up to it to seal.
-        self.ends: dict[tuple[int, int], int] = {}
-        self._touched: set[tuple[int, int]] = set()
-        #: bucket -> the Bloom filter of the ids sealed out of the exact tier (bounded mode).
-        self.filters: dict[int, IdFilter] = {}
-        self.filter_bits = filter_bits(filter_mb, self.buckets + 1) if self.bounded else 0
-        #: buckets whose filter changed since the last snapshot (pipeline/ledger_snapshot.py)
-        self.dirty_filters: set[int] = set()
-        #: digests the warehouse confirmed as seen in the window, for the batch being sequenced
-        self.confirmed_seen: set[bytes] = set()
-        self._swept_day = -1
-        self.slot_now = -1
         #: The next source offset to sequence on this partition (after the last one in the ledger).
         self.next_offset = 0
-        #: The ledger partition's offset after the last committed entry known (0: none known).
-        self.ledger_end = 0
 
     def observe(self, entry: dict[str, Any]) -> None:
         """Fold one committed ledger entry into the state (recovery)."""
@@ -253,167 +207,3 @@ class LedgerState:
         self.heads[account] = ChainHead(seq, new_hash)
         self._remember(digest, key)
         return seq, entry_record(payload, seq, head.hash, new_hash, ingested_at, ingest_offset)
-
-    def _fresh(
-        self, account: str, event_id: str, ingested_at: str
-    ) -> tuple[bytes, tuple[int, int]] | None:
-        """The id's digest and exact-tier key, or None when the id was seen inside the window
-        (the window is swept first when the bucket changed)."""
-        key = self._key(ingested_at)
-        if key[0] != self._swept_day:
-            self._sweep(key[0])
-        digest = id_digest(account, event_id)
-        if self.has_seen(digest) or digest in self.confirmed_seen:
-            return None
-        return digest, key
-
-    def _key(self, ts: str) -> tuple[int, int]:
-        """The (bucket, slot) of a ledger timestamp `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
-        if self.slot_ms == DAY_MS:
-            day = epoch_day(ts)
-            key = (day, day)
-        else:
-            ms = timestamp_ms_of(ts)
-            key = (ms // self.bucket_ms, ms // self.slot_ms)
-        if key[1] > self.slot_now:
-            self.slot_now = key[1]
-        return key
-
-    def bucket(self, ts: str) -> int:
-        """The dedup bucket of a ledger timestamp `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
-        if self.bucket_ms == DAY_MS:
-            return epoch_day(ts)
-        return timestamp_ms_of(ts) // self.bucket_ms
-
-    def has_seen(self, digest: bytes) -> bool:
-        """Whether the exact tier holds `digest` (the filters are asked per batch:
-        `cold_suspects`)."""
-        return any(digest in ids for ids in self.exact.values())
-
-    def seen_count(self) -> int:
-        """Ids held exactly (the filters' ids are in `filter_count`)."""
-        return sum(len(ids) for ids in self.exact.values())
-
-    def filter_count(self) -> int:
-        return sum(f.count for f in self.filters.values())
-
-    def _remember(self, digest: bytes, key: tuple[int, int]) -> None:
-        ids = self.exact.get(key)
-        if ids is None:
-            ids = self.exact[key] = set()
-        ids.add(digest)
-        self._touched.add(key)
-
-    def _sweep(self, today: int) -> None:
-        self._swept_day = today
-        oldest = today - self.buckets
-        for key in [k for k in self.exact if k[0] < oldest]:
-            del self.exact[key]
-            self.ends.pop(key, None)
-            self._touched.discard(key)
-        for day in [d for d in self.filters if d < oldest]:
-            del self.filters[day]
-            self.dirty_filters.add(day)
-
-    # -- bounded mode -----------------------------------------------------------------------------
-
-    def window_start_ms(self) -> int:
-        """The start of the oldest bucket the window still holds (epoch ms): an entry ingested
-        at or after it counts as seen."""
-        return (self._swept_day - self.buckets) * self.bucket_ms
-
-    def cold_suspects(self, ids: list[tuple[str, str]], now: str) -> list[tuple[str, str]]:
-        """Of `(account_id, event_id)` pairs about to be sequenced at `now`, those not in the
-        exact tier that a bucket's filter may hold: each must be confirmed (or not) against the
-        warehouse before the batch is sequenced (`confirmed_seen`)."""
-        self.confirmed_seen = set()
-        if not self.filters or not ids:
-            return []
-        day = self._key(now)[0]
-        if day != self._swept_day:
-            self._sweep(day)
-        if not self.filters:
-            return []
-        digests = [id_digest(a, e) for a, e in ids]
-        maybe = any_contains(self.filters.values(), digests)
-        return [
-            pair
-            for pair, digest, hit in zip(ids, digests, maybe, strict=True)
-            if hit and not self.has_seen(digest)
-        ]
-
-    def confirm(self, seen: Iterable[tuple[str, str]]) -> None:
-        """Mark the pairs the warehouse holds inside the window as seen, for this batch."""
-        self.confirmed_seen = {id_digest(a, e) for a, e in seen}
-
-    def committed(self, ledger_end: int) -> None:
-        """The entries sequenced since the last call are committed, and the ledger partition
-        ends at `ledger_end` (after the last of them, or further)."""
-        self.ledger_end = max(self.ledger_end, ledger_end)
-        for key in self._touched:
-            self.ends[key] = self.ledger_end
-        self._touched.clear()
-        self.confirmed_seen = set()
-
-    def seal(self, stored_through: int) -> int:
-        """Move exact slots older than the exact tier's span, whose entries the warehouse holds
-        (its loader stored the ledger partition below `stored_through`), into their bucket's
-        filter; returns the ids moved. Nothing moves in exact mode."""
-        if not self.bounded:
-            return 0
-        moved = 0
-        newest = self.slot_now - self.exact_slots
-        for key in sorted(self.exact):
-            end = self.ends.get(key)
-            if key[1] > newest or end is None or end > stored_through or key in self._touched:
-                continue
-            ids = self.exact.pop(key)
-            del self.ends[key]
-            id_filter = self.filters.get(key[0])
-            if id_filter is None:
-                id_filter = self.filters[key[0]] = IdFilter(self.filter_bits)
-            id_filter.add(list(ids))
-            self.dirty_filters.add(key[0])
-            moved += len(ids)
-        return moved
-
-
-SLOT_MS = 60_000
-
-
-def timestamp_ms_of(ts: str) -> int:
-    """Epoch milliseconds of a ledger timestamp `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
-    return _second_ms(ts[:19]) + int(ts[20:23])
-
-
-@lru_cache(maxsize=1024)
-def _second_ms(second: str) -> int:
-    """Epoch milliseconds of `YYYY-MM-DDTHH:MM:SS` (cached: ingest times arrive in order)."""
-    return (
-        epoch_day(second) * DAY_MS
-        + int(second[11:13]) * 3_600_000
-        + int(second[14:16]) * 60_000
-        + int(second[17:19]) * 1000
-    )
-
-
-def id_digest(account: str, event_id: str) -> bytes:
-    """16 bytes standing for `(account, event_id)` in the dedup window.
-
-    The window holds every id sequenced in the last `PW_DEDUP_WINDOW_DAYS`, so its size grows
-    with the event rate: a 16-byte BLAKE2b digest in a per-day set costs about 80 bytes per
-    event, against about 250 for the tuple of two strings it replaces, and a whole day is
-    forgotten at once. Two different ids share a digest with probability about n^2 / 2^129
-    (1e-22 for a billion ids in the window).
-    """
-    return hashlib.blake2b(f"{account}\x00{event_id}".encode(), digest_size=16).digest()
-
-
-def epoch_day(ts: str) -> int:
-    """Days since 1970-01-01 of a `YYYY-MM-DDTHH:MM:SS.mmmZ` timestamp."""
-    return _epoch_day_of_date(ts[:10])
-
-
-@lru_cache(maxsize=1024)
-def _epoch_day_of_date(day: str) -> int:
-    return (date(int(day[0:4]), int(day[5:7]), int(day[8:10])) - date(1970, 1, 1)).days

@@ -1,6 +1,6 @@
-"""The warehouse's answers the bounded dedup window needs (pipeline/ledger.py, bounded mode):
-which suspected repeats it holds inside the window, and how far its loader has stored a ledger
-partition (before the exact tier may forget ids into the Bloom filters).
+"""The warehouse's answers the bounded dedup window needs (pipeline/dedup_window.py, bounded
+mode): which suspected repeats it holds inside the window, and how far its loader has stored a
+ledger partition (before the exact tier may forget ids into the Bloom filters).
 
 Both read the worker's warehouse (the embedded engine the in-process loader owns, or the server
 of `PW_CLICKHOUSE_URL`) off the event loop. A failure raises: the batch waiting on a

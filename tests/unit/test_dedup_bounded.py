@@ -1,6 +1,6 @@
-"""The bounded dedup window (pipeline/ledger.py, bounded mode; pipeline/id_filter.py) decides as the
-exact one does, with exact ids held only for their first seconds, and its snapshots
-(pipeline/ledger_snapshot.py) stand for the state they were made of."""
+"""The bounded dedup window (pipeline/dedup_window.py, bounded mode; pipeline/id_filter.py)
+decides as the exact one does, with exact ids held only for their first seconds, and its
+snapshots (pipeline/ledger_snapshot.py) stand for the state they were made of."""
 
 from __future__ import annotations
 
