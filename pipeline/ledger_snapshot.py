@@ -181,11 +181,10 @@ def _load_exact(state: LedgerState, data: bytes) -> None:
     while at < len(data):
         bucket, slot, end, count = _SLOT.unpack_from(data, at)
         at += _SLOT.size
-        ids = {data[i : i + 16] for i in range(at, at + 16 * count, 16)}
         if len(data) < at + 16 * count:
             raise Unusable("the exact tier's section is cut short")
-        at += 16 * count
         key = (bucket, slot)
-        state.exact[key] = ids
+        state.exact[key] = {data[i : i + 16] for i in range(at, at + 16 * count, 16)}
+        at += 16 * count
         if end >= 0:
             state.ends[key] = end
