@@ -1,11 +1,12 @@
 """Hourly counts against a learned busy hour: "far more than it usually does in an hour".
 
 Used by api_rate_sustained (requests per provider) and report_exfiltration (downloads per
-principal); api_rate_exceeded counts its requests per 10-second step with `count_step`. The usual hour is the busy hour, the second-highest count among the previous hours
-with events (at most `HISTORY`): a mean would call every morning after a quiet night unusual, and
-one odd hour cannot inflate the second-highest. It is known once the key was first seen
-`LEARN_HOURS` before and has `MIN_HISTORY` active hours; an hour that fired (`"fired"` in its
-record) is not learned. On event time only; a late event of a closed hour is not counted.
+principal); api_rate_exceeded counts its requests per 10-second step with `count_step`. The
+usual hour is the busy hour, the second-highest count among the previous hours with events
+(at most `HISTORY`): a mean would call every morning after a quiet night unusual, and one odd
+hour cannot inflate the second-highest. It is known once the key was first seen `LEARN_HOURS`
+before and has `MIN_HISTORY` active hours; an hour that fired (`"fired"` in its record) is not
+learned. On event time only; a late event of a closed hour is not counted.
 """
 
 from __future__ import annotations
