@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-import orjson
 import pytest
 from aiokafka import TopicPartition
 
@@ -19,16 +18,9 @@ from pipeline.config import Settings
 from pipeline.simulation.traffic import generate
 from streams import ingest_partition
 from streams.ingest_batch import Ingest, PartitionState
+from tests.unit.test_ingest_batch import Rec, records
 
 SETTINGS = Settings.from_env({"PW_PROCESSING_GUARANTEE": "at_least_once"})
-
-
-@dataclass
-class Rec:
-    key: bytes | None
-    value: bytes | None
-    offset: int
-    timestamp: int = 0
 
 
 class Batch:
@@ -94,9 +86,8 @@ def batch_of(ledger_fails: bool) -> tuple[ingest_partition.PartitionIngest, Prod
     return part, producer, consumer
 
 
-def records(count: int) -> list[Rec]:
-    events = [e for e, _ in generate(count, seed=3)]
-    return [Rec(e["account_id"].encode(), orjson.dumps(e), i) for i, e in enumerate(events)]
+def fifty() -> list[Rec]:
+    return records([e for e, _ in generate(50, seed=3)])
 
 
 def test_the_offset_is_committed_after_the_ledger_is_written(
@@ -104,7 +95,7 @@ def test_the_offset_is_committed_after_the_ledger_is_written(
 ) -> None:
     monkeypatch.setattr(ingest_partition, "publisher", Publisher())
     part, producer, consumer = batch_of(ledger_fails=False)
-    asyncio.run(part._batch(records(50)))
+    asyncio.run(part._batch(fifty()))
     assert producer.sent[0] == SETTINGS.ledger_topic
     assert consumer.commits == [{part.tp: 50}]
     assert part.state is not None and part.state.ledger.ledger_end == 50  # 50 entries from 0
@@ -116,6 +107,6 @@ def test_a_ledger_that_was_not_written_fails_the_batch_before_its_offset_is_comm
     monkeypatch.setattr(ingest_partition, "publisher", Publisher())
     part, producer, consumer = batch_of(ledger_fails=True)
     with pytest.raises(RuntimeError, match="ledger"):
-        asyncio.run(part._batch(records(50)))
+        asyncio.run(part._batch(fifty()))
     assert SETTINGS.ledger_topic in producer.sent
     assert consumer.commits == []
