@@ -15,8 +15,11 @@ from typing import Any
 
 import orjson
 
-from pipeline.dedup_window import DedupWindow, id_digest
-from pipeline.dedup_window import epoch_day as epoch_day  # importable from here, as before
+from pipeline.dedup_window import DedupWindow
+
+# re-exported: importable from here, as before pipeline/dedup_window.py
+from pipeline.dedup_window import epoch_day as epoch_day
+from pipeline.dedup_window import id_digest as id_digest
 from pipeline.event import Event, canonical
 
 GENESIS = "0" * 64
