@@ -105,36 +105,47 @@ class Masker:
         return f"sha256:{masked['sha256']}:{masked['last4']}"
 
     def mask_event(self, event: Event) -> Event:
-        """The event with its sensitive values masked (a new dict where anything changes)."""
+        """The event with its sensitive values masked (a new dict where anything changes; the
+        event itself, and each part that holds nothing to mask, where nothing does)."""
         whole = event["action"] in SENSITIVE_ACTIONS
-        out = dict(event)
+        changed: dict[str, Any] = {}
         for name in _TOP:
-            if name in event:
+            value = event.get(name)
+            if value is not None:
                 # event ids never repeat (inside the dedup window): not worth remembering
-                out[name] = self._identifier(event[name], remember=name != "event_id")
+                masked_value = self._identifier(value, remember=name != "event_id")
+                if masked_value is not value:
+                    changed[name] = masked_value
         for part, names in _PARTS.items():
-            if part in event:
-                out[part] = self._part(event[part], names)
-        grant = out.get("grant")
+            value = event.get(part)
+            if value is not None:
+                masked_part = self._part(value, names)
+                if masked_part is not value:
+                    changed[part] = masked_part
+        grant = changed.get("grant", event.get("grant"))
         for name in ("principals", "skus"):
             if grant and grant.get(name):
                 masked_list = [self._identifier(p) for p in grant[name]]
                 if masked_list != grant[name]:
-                    grant = out["grant"] = {**grant, name: masked_list}
+                    grant = changed["grant"] = {**grant, name: masked_list}
         if "resource" in event:
-            out["resource"] = self._resource(event["resource"], whole)
+            resource = self._resource(event["resource"], whole)
+            if resource is not event["resource"]:
+                changed["resource"] = resource
         if event.get("changes"):
             masked = [self._change(c, whole) for c in event["changes"]]
             if any(m is not c for m, c in zip(masked, event["changes"], strict=True)):
-                out["changes"] = masked
+                changed["changes"] = masked
         if "policy" in event:
-            out["policy"] = self._free(event["policy"])
+            policy = self._free(event["policy"])
+            if policy is not event["policy"]:
+                changed["policy"] = policy
         if "origin" in event:  # the adapter's name stays: it names our code, not a person
             kept = {k: v for k, v in event["origin"].items() if k != "adapter"}
             masked_origin = self._free(kept)
             if masked_origin is not kept:
-                out["origin"] = {"adapter": event["origin"]["adapter"], **masked_origin}
-        return out if any(out[k] is not event[k] for k in event) else event
+                changed["origin"] = {"adapter": event["origin"]["adapter"], **masked_origin}
+        return {**event, **changed} if changed else event
 
     # -- parts -----------------------------------------------------------------------------------
 
@@ -149,11 +160,17 @@ class Masker:
         return self.mask_text(value)
 
     def _part(self, part: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-        masked = {
-            k: self._identifier(v) if k in names and isinstance(v, str) else v
-            for k, v in part.items()
-        }
-        return masked if any(masked[k] is not part[k] for k in part) else part
+        """`part` with the strings under `names` masked (`part` itself where none changes)."""
+        out = part
+        for k in names:
+            v = part.get(k)
+            if isinstance(v, str):
+                m = self._identifier(v)
+                if m is not v:
+                    if out is part:
+                        out = dict(part)
+                    out[k] = m
+        return out
 
     def _resource(self, resource: dict[str, str], whole: bool) -> dict[str, str]:
         out = self._part(resource, ("type", "id"))
