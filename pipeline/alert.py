@@ -8,7 +8,10 @@ never shows a duplicate.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pipeline.event import Event
@@ -99,7 +102,38 @@ def closed_alerts(opened: dict[str, str], now: str, days: int = OPEN_DAYS) -> li
     """Ids in `opened` (alert id -> last_seen) whose last evidence is older than `days` before `now`."""
     if not opened:
         return []
+    horizon = _horizon(now, days)
+    return [alert for alert, last_seen in opened.items() if last_seen < horizon]
+
+
+#: The normalized event time (`pipeline.event.format_ms`): its day, and the time of day after it.
+_NORMALIZED = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{3}Z"
+)
+
+
+def _horizon(now: str, days: int) -> str:
+    """`now` less `days` days, as a timestamp string. An event's time is in the normalized form,
+    where only the day changes (UTC has no shifts): the earlier day comes from a cache instead of
+    parsing and formatting the whole time for every event."""
+    fields = _NORMALIZED.fullmatch(now)
+    if fields is not None:
+        day = _days_before(fields[1], fields[2], fields[3], days)
+        if day is not None:
+            return day + now[10:]
     from pipeline.event import format_ms, timestamp_ms
 
-    horizon = format_ms(timestamp_ms(now, "now") - days * 86_400_000)
-    return [alert for alert, last_seen in opened.items() if last_seen < horizon]
+    return format_ms(timestamp_ms(now, "now") - days * 86_400_000)
+
+
+@lru_cache(maxsize=1024)
+def _days_before(year: str, month: str, day: str, days: int) -> str | None:
+    """`YYYY-MM-DD` of `days` days before that day; None unless it is a real day in 1970-2200
+    (the general path then decides)."""
+    try:
+        start = date(int(year), int(month), int(day))
+    except ValueError:
+        return None
+    if not 1970 <= start.year <= 2200 or start.toordinal() - days < 1:
+        return None
+    return (start - timedelta(days=days)).isoformat()

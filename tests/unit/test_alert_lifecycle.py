@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pipeline.alert import OPEN_DAYS, closed_alerts
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.alert import OPEN_DAYS, _horizon, closed_alerts
+from pipeline.event import Rejected, format_ms, timestamp_ms
 
 
 def test_alerts_close_after_the_open_days_without_evidence() -> None:
@@ -11,3 +16,58 @@ def test_alerts_close_after_the_open_days_without_evidence() -> None:
     assert closed_alerts(opened, "2026-11-08T10:00:00.001Z") == ["a"]
     assert sorted(closed_alerts(opened, "2026-11-20T00:00:00.000Z")) == ["a", "b"]
     assert OPEN_DAYS >= 3  # the takeover rule folds payouts into one alert for 72 h
+
+
+def _general_horizon(now: str, days: int) -> str:
+    try:
+        return format_ms(timestamp_ms(now, "now") - days * 86_400_000)
+    except Rejected as exc:
+        return f"rejected: {exc.reason}"
+
+
+def _horizon_of(now: str, days: int) -> str:
+    try:
+        return _horizon(now, days)
+    except Rejected as exc:
+        return f"rejected: {exc.reason}"
+
+
+_two = st.text(st.sampled_from("0123456789"), min_size=2, max_size=2)
+_times = st.builds(
+    lambda y, mo, d, h, mi, s, ms: f"{y}-{mo}-{d}T{h}:{mi}:{s}.{ms}Z",
+    st.sampled_from(["1969", "1970", "2000", "2024", "2026", "2100", "2200", "2201"])
+    | st.text(st.sampled_from("0123456789"), min_size=4, max_size=4),
+    _two,
+    _two,
+    _two,
+    _two,
+    _two,
+    st.text(st.sampled_from("0123456789"), min_size=3, max_size=3),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_times, st.integers(min_value=0, max_value=400))
+def test_the_horizon_is_the_time_days_before(now: str, days: int) -> None:
+    """`closed_alerts`' horizon takes the day from a cache for a normalized time: the same
+    string as parsing and formatting the whole time, or the same refusal."""
+    assert _horizon_of(now, days) == _general_horizon(now, days)
+
+
+@pytest.mark.parametrize(
+    "now",
+    [
+        "1970-01-03T00:00:00.000Z",
+        "2024-03-01T00:00:00.000Z",
+        "2024-02-29T23:59:59.999Z",
+        "2023-02-29T00:00:00.000Z",
+        "2200-12-31T23:59:59.999Z",
+        "2201-01-01T00:00:00.000Z",
+        "2026-12-02T24:00:00.000Z",
+        "2026-12-02T23:59:60.000Z",
+        "2026-12-02T10:00:00Z",
+        "2026-12-02T10:00:00.000+00:00",
+    ],
+)
+def test_horizon_edges(now: str) -> None:
+    assert _horizon_of(now, OPEN_DAYS) == _general_horizon(now, OPEN_DAYS)
