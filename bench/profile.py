@@ -8,7 +8,10 @@ collapsed stacks are kept beside it for flame graphs (`profile-<date>.txt`).
 
     python -m bench.profile [--count 150000] [--seconds 30] [--warmup 10]
 
-Percentages are of the main thread's busy samples (the event loop, where the agents run).
+Percentages are of the main thread's busy samples (the event loop, where the ingest service runs).
+With `--gil`, py-spy records only the thread holding the interpreter lock at each sample, and the
+report gives each thread's share of the window: how close the process is to being bound by one
+interpreter (its threads, ingest, the warehouse loader and the provider stage, take turns).
 Frames Faust and Python resume from C (uvloop) may lose their callers, so a cost can show up
 without the agent above it: read the own-time list with that in mind.
 """
@@ -58,6 +61,16 @@ def thread_cpu(pid: int) -> dict[tuple[str, str], float]:
     return out
 
 
+def thread_samples(raw: Path) -> dict[str, int]:
+    """Samples per thread name (py-spy's `--threads` raw output: the first frame names the thread)."""
+    out: collections.Counter[str] = collections.Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        thread = stack.split(";", 1)[0]
+        out[thread.split(": ", 1)[-1].strip() or thread] += int(count)
+    return dict(out)
+
+
 def top_costs(
     raw: Path, limit: int
 ) -> tuple[int, list[tuple[str, float]], list[tuple[str, float]]]:
@@ -90,6 +103,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--top", type=int, default=40)
+    parser.add_argument(
+        "--gil", action="store_true", help="sample only the thread holding the interpreter lock"
+    )
     args = parser.parse_args()
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
@@ -125,6 +141,7 @@ def main() -> None:
                     str(stem.with_suffix(".txt")),
                     "--nonblocking",
                     "--threads",
+                    *(["--gil"] if args.gil else []),
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,
@@ -137,10 +154,13 @@ def main() -> None:
             worker.stop()
     busy = sorted(((k[1], v - cpu0.get(k, 0.0)) for k, v in cpu1.items()), key=lambda kv: -kv[1])
     samples, inclusive, own = top_costs(stem.with_suffix(".txt"), args.top)
+    window = args.seconds * 50
+    by_thread = sorted(thread_samples(stem.with_suffix(".txt")).items(), key=lambda kv: -kv[1])
     lines = [
         f"# Worker profile {datetime.now(UTC).isoformat(timespec='seconds')}",
         "",
-        f"Command: `python -m bench.profile --count {args.count} --seconds {args.seconds} --warmup {args.warmup:g}`",
+        f"Command: `python -m bench.profile --count {args.count} --seconds {args.seconds} --warmup {args.warmup:g}"
+        + (" --gil`" if args.gil else "`"),
         "",
         f"{events:,.0f} events sequenced in {elapsed:.1f} s: **{events / elapsed:,.0f} events/s**;"
         f" main thread busy in {samples} samples of {args.seconds * 50}.",
@@ -148,6 +168,12 @@ def main() -> None:
         "| thread | cores |",
         "|---|---|",
         *(f"| {name} | {cpu / elapsed:.2f} |" for name, cpu in busy if cpu / elapsed >= 0.01),
+        "",
+        "| thread | share of the samples"
+        + (" (holding the interpreter lock)" if args.gil else " (busy)")
+        + " |",
+        "|---|---|",
+        *(f"| {name} | {n / window:.1%} |" for name, n in by_thread if n / window >= 0.005),
         "",
         "## Main thread, inclusive",
         "",
