@@ -50,6 +50,7 @@ import heapq
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -179,13 +180,7 @@ class ProviderStage:
                 async with self._lock:
                     if self.stage is None or generation != self.generation:
                         continue  # fetched before a take-over moved the positions: fetched again
-                    for tp, records in batch.items():
-                        if records and tp.partition in self._waiting:
-                            self._held_since = None  # progress: the hold starts over
-                        buffer = self.buffers[tp.partition]
-                        for record in records:
-                            entry = orjson.loads(record.value)
-                            buffer.append((entry["occurred_at"], record.offset, entry))
+                    self._take(batch)
                     if any(self.buffers.values()):  # idle: no broker round trips
                         await self._merge()
                         self._flow_control()
@@ -309,6 +304,16 @@ class ProviderStage:
         metrics.PROVIDER_ACTIVE.set(0)
 
     # -- folding ---------------------------------------------------------------------------
+
+    def _take(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """Buffer a fetched batch: each record parsed, keyed by its event time for the merge."""
+        for tp, records in batch.items():
+            if records and tp.partition in self._waiting:
+                self._held_since = None  # progress: the hold starts over
+            buffer = self.buffers[tp.partition]
+            for record in records:
+                entry = orjson.loads(record.value)
+                buffer.append((entry["occurred_at"], record.offset, entry))
 
     async def _merge(self) -> None:
         """Fold buffered entries, oldest event time first across partitions, holding back while a
