@@ -5,7 +5,9 @@ simulator stream through detection, as the ingest service folds it, summed up.
 `detectors.run.apply_event` account by account, with the open alerts kept like the worker's
 table and a deterministic stand-in behaviour model, so the behaviour features and
 `behaviour_anomaly` run too. It returns the alert ids in the order they were published, a digest
-of every alert version, and a digest of the final detection state of every account.
+of every alert version, and a digest of the final detection state of every account; and, under
+`provider`, the same stream through the provider stage's `Stage` (`provider_fold`: its rules,
+the Sigma examples, a stand-in day forest, checkpoints as the snapshot topic stores them).
 
     python -m tests.detectors.compiled_parity [--pure] SEED COUNT
 
@@ -103,7 +105,9 @@ def run(seed: int, count: int) -> dict[str, Any]:
             fired[alert["detector"]] = fired.get(alert["detector"], 0) + 1
             alerts.update(orjson.dumps(alert, option=orjson.OPT_SORT_KEYS))
         closed += len(applied.closed)
+    provider = provider_fold(seed, count)
     return {
+        "provider": provider,
         "variant": variant(),
         "alert_ids": ids,
         "detectors": fired,
