@@ -104,8 +104,8 @@ def holder(
     ends = {p: len(m) for p, m in minutes.items()}
     upto = dict(ends) if fetched is None else fetched
     stage.stage = folding  # type: ignore[assignment]
-    stage._alerts = producer  # type: ignore[assignment]
-    stage._consumer = Consumer(ends, upto)  # type: ignore[assignment]
+    stage._alerts = producer
+    stage._consumer = Consumer(ends, upto)
     stage._backlog._at = math.inf  # never asks the broker
     stage.partitions = sorted(minutes)
     stage.buffers = {p: deque() for p in minutes}
