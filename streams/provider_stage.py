@@ -50,6 +50,7 @@ import heapq
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,9 @@ from detectors.sigma import RuleError
 from detectors.sigma.evaluate import SigmaRules
 from detectors.sigma.load import load as load_rules
 from detectors.sigma.load import signature
+from detectors.windows import epoch_ms
+from pipeline.alert import Alert
 from pipeline.config import Settings
-from pipeline.event import timestamp_ms
 from pipeline.ledger import event_of
 from sinks import metrics
 from sinks.kafka_io import aio_consumer, aio_producer
@@ -179,13 +181,7 @@ class ProviderStage:
                 async with self._lock:
                     if self.stage is None or generation != self.generation:
                         continue  # fetched before a take-over moved the positions: fetched again
-                    for tp, records in batch.items():
-                        if records and tp.partition in self._waiting:
-                            self._held_since = None  # progress: the hold starts over
-                        buffer = self.buffers[tp.partition]
-                        for record in records:
-                            entry = orjson.loads(record.value)
-                            buffer.append((entry["occurred_at"], record.offset, entry))
+                    self._take(batch)
                     if any(self.buffers.values()):  # idle: no broker round trips
                         await self._merge()
                         self._flow_control()
@@ -310,6 +306,16 @@ class ProviderStage:
 
     # -- folding ---------------------------------------------------------------------------
 
+    def _take(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """Buffer a fetched batch: each record parsed, keyed by its event time for the merge."""
+        for tp, records in batch.items():
+            if records and tp.partition in self._waiting:
+                self._held_since = None  # progress: the hold starts over
+            buffer = self.buffers[tp.partition]
+            for record in records:
+                entry = orjson.loads(record.value)
+                buffer.append((entry["occurred_at"], record.offset, entry))
+
     async def _merge(self) -> None:
         """Fold buffered entries, oldest event time first across partitions, holding back while a
         partition that will deliver more has none buffered (at most `HOLD_SECONDS` without
@@ -317,26 +323,51 @@ class ProviderStage:
         fetched, or while ingest has not caught up with its actions partition (the worker group's
         committed offset behind the end): in a backlog, each partition's ledger grows as fast as
         its ingest, and a partition whose ingest runs ahead would otherwise be folded hours of
-        event time ahead of the others."""
+        event time ahead of the others.
+
+        The fold itself is synchronous: an event's alert versions are published (awaited) right
+        after it is folded, in order, and only then is its offset counted as folded; an event
+        without alerts costs no await. The metrics are counted once per merge."""
         await self._backlog.refresh(self.consumer, self.partitions)
+        buffers = self.buffers
         self._waiting = {
-            p for p in self.partitions if not self.buffers[p] and await self._expects_more(p)
+            p for p in self.partitions if not buffers[p] and await self._expects_more(p)
         }
-        heads = [(b[0][0], p) for p, b in self.buffers.items() if b]
+        heads = [(b[0][0], p) for p, b in buffers.items() if b]
         heapq.heapify(heads)
-        while heads:
-            if self._waiting:
-                if self._held_since is None:
-                    self._held_since = time.monotonic()
-                if time.monotonic() - self._held_since < HOLD_SECONDS:
-                    return
-            _, p = heapq.heappop(heads)
-            _, offset, entry = self.buffers[p].popleft()
-            await self._fold(p, offset, entry)
-            if self.buffers[p]:
-                heapq.heappush(heads, (self.buffers[p][0][0], p))
-            elif await self._expects_more(p):
-                self._waiting.add(p)
+        folded = self.folded
+        count, newest = 0, self.newest_ms
+        try:
+            while heads:
+                if self._waiting:
+                    if self._held_since is None:
+                        self._held_since = time.monotonic()
+                    if time.monotonic() - self._held_since < HOLD_SECONDS:
+                        return
+                _, p = heapq.heappop(heads)
+                buffer = buffers[p]
+                observe = self._folding()[0].observe
+                # The partition's entries while its head stays the oldest: the heap would give
+                # them one by one (nothing else changes the heads or the hold meanwhile).
+                after = heads[0] if heads else None
+                while True:
+                    at, offset, entry = buffer.popleft()
+                    alerts = observe(event_of(entry))
+                    if alerts:
+                        await self._publish(alerts)
+                    folded[p] = offset + 1
+                    count += 1
+                    ms = epoch_ms(at)
+                    if ms > newest:
+                        newest = ms
+                    if not buffer or (after is not None and (buffer[0][0], p) > after):
+                        break
+                if buffer:
+                    heapq.heappush(heads, (buffer[0][0], p))
+                elif await self._expects_more(p):
+                    self._waiting.add(p)
+        finally:
+            self._count(count, newest)
         if not self._waiting:
             self._held_since = None
 
@@ -348,25 +379,27 @@ class ProviderStage:
         lso = self.consumer.last_stable_offset(tp)
         return lso is None or await self.consumer.position(tp) < lso
 
-    async def _fold(self, partition: int, offset: int, entry: dict[str, Any]) -> None:
-        stage, alerts = self._folding()
-        event = event_of(entry)
-        for alert in stage.observe(event):
-            future = await alerts.send(
+    async def _publish(self, alerts: list[Alert]) -> None:
+        """Send alert versions in order; a checkpoint waits for their acknowledgements."""
+        producer = self._folding()[1]
+        for alert in alerts:
+            future = await producer.send(
                 self.settings.alerts_topic,
                 orjson.dumps(alert),
                 key=str(alert["account_id"]).encode(),
             )
             self._pending.append(future)
             metrics.PROVIDER_ALERTS.labels(alert["detector"]).inc()
-        self.folded[partition] = offset + 1
-        self.folded_total += 1
-        metrics.PROVIDER_EVENTS.inc()
-        metrics.PROVIDER_UNCHECKPOINTED.inc()
-        at = timestamp_ms(event["occurred_at"], "occurred_at")
-        if at > self.newest_ms:
-            self.newest_ms = at
-            metrics.PROVIDER_EVENT_TIME.set(at / 1000)
+
+    def _count(self, events: int, newest_ms: int) -> None:
+        """The metrics of a merge's folded events (`newest_ms`: the latest event time seen)."""
+        if events:
+            self.folded_total += events
+            metrics.PROVIDER_EVENTS.inc(events)
+            metrics.PROVIDER_UNCHECKPOINTED.inc(events)
+        if newest_ms > self.newest_ms:
+            self.newest_ms = newest_ms
+            metrics.PROVIDER_EVENT_TIME.set(newest_ms / 1000)
 
     def _flow_control(self) -> None:
         """Pause partitions whose buffers run far ahead; resume them once they drain."""

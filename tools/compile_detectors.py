@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: maps our packages and nothing else, finds it from any working directory. Two groups, so that
 #: importing a compiled pipeline module never imports the detectors package.
 PACKAGES = ("pipeline", "detectors")
-#: What one event goes through in `detectors.run.apply_event`, relative to ROOT, rules aside.
+#: What one event goes through in `detectors.run.apply_event` (and in the provider stage's
+#: `detectors.provider_wide.run.Stage`), relative to ROOT, rules aside.
 #: The packages' `__init__.py` stay Python: import-linter and grimp (the import-cycle test) read
 #: a package from its `__init__.py`, and `detectors/__init__.py` only discovers the rules (with
 #: pkgutil, which finds a compiled rule as it finds a source one); `Context`, used by every rule,
@@ -54,6 +55,10 @@ COMPILED = (
     "detectors/behaviour/day_features.py",
     "detectors/behaviour/account_features.py",
     "detectors/behaviour/scoring.py",
+    # the provider-wide stage's core (streams/provider_stage.py folds every ledger event through
+    # it); its rules are added by `sources()`, and `detectors/provider_wide/__init__.py` (rule
+    # discovery, `provider_of`) stays Python like the other packages' `__init__.py`
+    "detectors/provider_wide/run.py",
     # the core contract's parts every event's detection calls: findings and alert folding,
     # grant coverage and allowlists, action patterns
     "pipeline/alert.py",
@@ -65,11 +70,16 @@ SKIPPED_RULES: dict[str, str] = {}
 BUILD_DIR = ROOT / "build" / "mypyc"
 
 
+#: The folders of rule modules (one per detector id): the account rules and the provider-wide ones.
+RULE_FOLDERS = ("detectors/rules", "detectors/provider_wide/rules")
+
+
 def sources() -> list[str]:
     """The files to compile: COMPILED and every rule module but SKIPPED_RULES."""
     rules = sorted(
         p.relative_to(ROOT).as_posix()
-        for p in (ROOT / "detectors" / "rules").glob("*.py")
+        for folder in RULE_FOLDERS
+        for p in (ROOT / folder).glob("*.py")
         if not p.name.startswith("_") and p.stem not in SKIPPED_RULES
     )
     return [*COMPILED, *rules]

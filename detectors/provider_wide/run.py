@@ -66,57 +66,74 @@ class Stage:
     def findings(self, event: Event) -> list[Finding]:
         """Fold `event` into the state and return what the provider-wide rules (and the Sigma
         rules, when the stage runs some) found."""
-        return [f for _, f in self._found(event)]
+        return [f for _, f in self._found(event, provider_of(event))]
 
-    def _found(self, event: Event) -> list[tuple[str, Finding]]:
-        """(state key whose open alerts the finding folds into, finding) for `event`."""
-        account = event["account_id"]
+    def _found(self, event: Event, provider: str | None) -> list[tuple[str, Finding]]:
+        """(state key whose open alerts the finding folds into, finding) for `event`, about
+        `provider` (`provider_of(event)`)."""
+        states = self.states
+        account = ACCOUNT + event["account_id"]
         if event["action"] in authorization.AUTHORIZATION_ACTIONS:
-            auth = self.states.setdefault(ACCOUNT + account, authorization.empty())
+            auth = states.get(account)
+            if auth is None:
+                auth = states[account] = authorization.empty()
             if authorization.apply(auth, event):
-                self.dirty.add(ACCOUNT + account)
-        provider = provider_of(event)
-        ctx = Context(
-            auth=self.states.get(ACCOUNT + account) or authorization.empty(), config=self.config
-        )
+                self.dirty.add(account)
         found: list[tuple[str, Finding]] = []
-        if provider is not None:
-            key = PROVIDER + provider
-            state = self.states.setdefault(key, {"det": {}})
-            self.dirty.add(key)
-            det = state["det"]
-            for name, rule in ALL:
-                own = det.setdefault(name, {})
-                found.extend((key, f) for f in rule(event, own, ctx))
-                if not own:
-                    del det[name]
-            if self.model is not None and self.model.day is not None:
-                days = state.setdefault("days", {})
-                found.extend((key, f) for f in provider_days(days, event, ctx, self.model))
-        if self.sigma is not None:
-            sigma = self.states.setdefault(SIGMA, {"det": {}})
-            found.extend((SIGMA, f) for f in self.sigma.findings(event, sigma["det"], ctx))
-            self.dirty.add(SIGMA)
+        if provider is not None or self.sigma is not None:
+            ctx = Context(auth=states.get(account) or authorization.empty(), config=self.config)
+            if provider is not None:
+                self._provider_rules(event, PROVIDER + provider, ctx, found)
+            if self.sigma is not None:
+                sigma = states.get(SIGMA)
+                if sigma is None:
+                    sigma = states[SIGMA] = {"det": {}}
+                for f in self.sigma.findings(event, sigma["det"], ctx):
+                    found.append((SIGMA, f))
+                self.dirty.add(SIGMA)
         self._count_approver(event)
         return found
+
+    def _provider_rules(
+        self, event: Event, key: str, ctx: Context, found: list[tuple[str, Finding]]
+    ) -> None:
+        """Run the rules (and the day forest) over the provider's state `key`, into `found`."""
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = {"det": {}}
+        self.dirty.add(key)
+        det: dict[str, Any] = state["det"]
+        for name, rule in ALL:
+            own = det.get(name)
+            if own is None:
+                own = det[name] = {}
+            for f in rule(event, own, ctx):
+                found.append((key, f))
+            if not own:
+                del det[name]
+        model = self.model
+        if model is not None and model.day is not None:
+            days = state.setdefault("days", {})
+            for f in provider_days(days, event, ctx, model):
+                found.append((key, f))
 
     def observe(self, event: Event) -> list[Alert]:
         """Fold `event`, and its findings into the open alerts of the state they came from;
         return the alert versions that changed (to publish), oldest finding first."""
+        provider = provider_of(event)
+        states = self.states
         changed = []
-        touched = set()
-        for key, finding in self._found(event):
-            opened: dict[str, Alert] = self.states[key].setdefault("open", {})
+        for key, finding in self._found(event, provider):
+            opened: dict[str, Alert] = states[key].setdefault("open", {})
             alert = fold_finding(opened, finding, event)
             if alert is not None:
                 changed.append(alert)
-            touched.add(key)
-        provider = provider_of(event)
-        touched |= {
-            k for k in (PROVIDER + provider if provider else None, SIGMA) if k in self.states
-        }
-        for key in touched:
-            self._close(self.states[key], self.states[key].get("open", {}), event)
+        # the states whose open alerts may close: the provider's (made by `_found`) and Sigma's
+        if provider is not None:
+            self._close(states[PROVIDER + provider], event)
+        sigma = states.get(SIGMA)
+        if sigma is not None:
+            self._close(sigma, event)
         return changed
 
     def _count_approver(self, event: Event) -> None:
@@ -139,15 +156,17 @@ class Stage:
             del approvers[min(approvers, key=lambda a: (approvers[a], a))]
         self.dirty.add(key)
 
-    def _close(self, state: dict[str, Any], opened: dict[str, Alert], event: Event) -> None:
+    def _close(self, state: dict[str, Any], event: Event) -> None:
         """Once an event-time hour per provider, drop alerts without new evidence for
         `OPEN_DAYS` (a repeat after that opens a new alert version with count 1)."""
+        opened: dict[str, Alert] | None = state.get("open")
         now = epoch_ms(event["occurred_at"])
         if now >= state.get("swept", 0) + _HOUR_MS:
             state["swept"] = now
-            last_seen = {k: a["last_seen"] for k, a in opened.items()}
-            for key in closed_alerts(last_seen, event["occurred_at"]):
-                del opened[key]
+            if opened:
+                last_seen = {k: a["last_seen"] for k, a in opened.items()}
+                for key in closed_alerts(last_seen, event["occurred_at"]):
+                    del opened[key]
         if not opened:
             state.pop("open", None)
 

@@ -58,20 +58,29 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     cfg = ctx.config
     now = epoch_ms(event["occurred_at"])
     overlap = max(1, cfg.session_overlap_minutes) * 60_000
-    sessions: dict[str, dict[str, list[Any]]] = state.setdefault("s", {})
+    sessions: dict[str, dict[str, list[Any]]] | None = state.get("s")
+    if sessions is None:
+        sessions = state["s"] = {}
     _sweep(state, sessions, now, overlap)
-    declared = ctx.declared_network(event) is not None
     # per country: [first ms, last ms, id of the first, id of the last, all declared, an account]
-    places = sessions.setdefault(session, {})
+    places = sessions.get(session)
+    if places is None:
+        places = sessions[session] = {}
+    span = places.get(country)
+    # Whether the address is in a network the seller allowlisted is asked only where the answer
+    # counts: for a new place's span, or while a span (this place's or another's) has had only
+    # allowlisted addresses; elsewhere every use below comes out the same either way.
+    declared = (
+        span is None or span[4] or (len(places) > 1 and any(p[4] for p in places.values()))
+    ) and ctx.declared_network(event) is not None
     others = [
-        [c, *span]
-        for c, span in places.items()
+        [c, *other]
+        for c, other in places.items()
         if c != country
-        and span[0] - overlap <= now <= span[1] + overlap
-        and not (declared and span[4])
+        and other[0] - overlap <= now <= other[1] + overlap
+        and not (declared and other[4])
         and (geo.min_distance_km(c, country) or 0.0) >= cfg.session_min_km
     ]
-    span = places.get(country)
     if span is None:
         places[country] = [
             now,

@@ -122,7 +122,7 @@ def _evidence(cuts: list[list[Any]], event_id: str) -> tuple[str, ...]:
     for _, account, cut in cuts:
         firsts.setdefault(account, cut)
     chosen = list(firsts.values())[:RECENT]
-    for _, _, cut in reversed(cuts):
+    for _, _, cut in cuts[::-1]:  # not reversed(): mypyc 2.4 fails on it here
         if len(chosen) >= RECENT:
             break
         if cut not in chosen:

@@ -135,7 +135,7 @@ def _evidence(acts: list[list[Any]], event_id: str) -> tuple[str, ...]:
     for _, account, act in acts:
         firsts.setdefault(account, act)
     chosen = list(firsts.values())[:RECENT]
-    for _, _, act in reversed(acts):
+    for _, _, act in acts[::-1]:  # not reversed(): mypyc 2.4 fails on it here
         if len(chosen) >= RECENT:
             break
         if act not in chosen:

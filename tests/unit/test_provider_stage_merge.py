@@ -1,0 +1,183 @@
+"""The provider stage's merge (streams/provider_stage.py `_take` and `_merge`) without Kafka.
+
+It folds the buffered ledger entries oldest event time first across partitions (ties by
+partition, each partition in its own order), holds back while a partition that will deliver
+more has nothing buffered, publishes each event's alert versions in order before counting the
+event's offset as folded, and counts the folded events. The order is checked against the plain
+rule it implements (pop the oldest head, one entry at a time), on arbitrary buffers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from typing import Any, NamedTuple
+
+import orjson
+from aiokafka import TopicPartition
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.config import Settings
+from streams.provider_stage import ProviderStage
+
+SETTINGS = Settings.from_env({})
+TOPIC = SETTINGS.ledger_topic
+
+
+class Record(NamedTuple):
+    offset: int
+    value: bytes
+
+
+class Consumer:
+    """Each partition committed up to `ends`, fetched up to `fetched`."""
+
+    def __init__(self, ends: dict[int, int], fetched: dict[int, int]) -> None:
+        self.ends, self.fetched = ends, fetched
+
+    def last_stable_offset(self, tp: TopicPartition) -> int:
+        return self.ends[tp.partition]
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.fetched[tp.partition]
+
+
+class Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[Any]:
+        self.sent.append((topic, value, key))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+class Folding:
+    """Stands in for `Stage`: records what it is given; events named in `alerting` raise two
+    alert versions each."""
+
+    def __init__(self, alerting: frozenset[str] = frozenset()) -> None:
+        self.seen: list[str] = []
+        self.alerting = alerting
+
+    def observe(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        assert not {"seq", "hash", "prev_hash", "ingested_at"} & set(event)  # the event alone
+        self.seen.append(event["event_id"])
+        if event["event_id"] not in self.alerting:
+            return []
+        return [
+            {
+                "alert_id": f"{event['event_id']}-{n}",
+                "account_id": event["account_id"],
+                "detector": "d",
+            }
+            for n in (1, 2)
+        ]
+
+
+def entry(partition: int, offset: int, minute: int) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"p{partition}o{offset}",
+            "occurred_at": f"2026-11-02T08:{minute:02d}:00.000Z",
+            "account_id": f"A{partition}",
+            "seq": offset + 1,
+            "hash": "0" * 64,
+            "prev_hash": "0" * 64,
+            "ingested_at": "2026-11-02T09:00:00.000Z",
+        }
+    )
+
+
+def holder(
+    minutes: dict[int, list[int]],
+    fetched: dict[int, int] | None = None,
+    alerting: frozenset[str] = frozenset(),
+) -> tuple[ProviderStage, Folding, Producer]:
+    """A stage holding every partition of `minutes` (each entry's event minute, in ledger
+    order), those fetched (all by default) buffered through `_take`."""
+    stage = ProviderStage(SETTINGS)
+    folding, producer = Folding(alerting), Producer()
+    ends = {p: len(m) for p, m in minutes.items()}
+    upto = dict(ends) if fetched is None else fetched
+    stage.stage = folding  # type: ignore[assignment]
+    stage._alerts = producer
+    stage._consumer = Consumer(ends, upto)
+    stage._backlog._at = math.inf  # never asks the broker
+    stage.partitions = sorted(minutes)
+    stage.buffers = {p: deque() for p in minutes}
+    stage._take(
+        {
+            TopicPartition(TOPIC, p): [
+                Record(o, entry(p, o, m)) for o, m in enumerate(ms[: upto[p]])
+            ]
+            for p, ms in minutes.items()
+        }
+    )
+    return stage, folding, producer
+
+
+def oldest_head_first(minutes: dict[int, list[int]]) -> list[str]:
+    """The rule: pop the oldest head (ties: the lowest partition), one entry at a time."""
+    queues = {p: deque(enumerate(ms)) for p, ms in minutes.items()}
+    out = []
+    while any(queues.values()):
+        p = min((q[0][1], p) for p, q in queues.items() if q)[1]
+        offset, _ = queues[p].popleft()
+        out.append(f"p{p}o{offset}")
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.integers(0, 5), st.lists(st.integers(0, 20), max_size=12), min_size=1, max_size=4
+    )
+)
+def test_entries_are_folded_oldest_head_first(minutes: dict[int, list[int]]) -> None:
+    stage, folding, _ = holder(minutes)
+    asyncio.run(stage._merge())
+    assert folding.seen == oldest_head_first(minutes)
+    assert stage.folded == {p: len(ms) for p, ms in minutes.items() if ms}
+    assert stage.folded_total == sum(len(ms) for ms in minutes.values())
+    assert not any(stage.buffers.values())
+
+
+def test_a_partition_with_more_to_come_and_nothing_buffered_holds_the_merge_back() -> None:
+    # partition 1 has two records committed, one fetched: once its buffer is empty the merge
+    # stops, leaving partition 0's later entries for after the next fetch
+    stage, folding, _ = holder({0: [1, 2, 5, 6], 1: [3, 4]}, fetched={0: 4, 1: 1})
+    asyncio.run(stage._merge())
+    assert folding.seen == ["p0o0", "p0o1", "p1o0"]
+    assert stage.folded == {0: 2, 1: 1} and stage.folded_total == 3
+    assert [e[1] for e in stage.buffers[0]] == [2, 3]
+    # nothing buffered on 1 with more to come: the next merge folds nothing (held back)
+    asyncio.run(stage._merge())
+    assert folding.seen == ["p0o0", "p0o1", "p1o0"] and stage._held_since is not None
+    # the rest of partition 1 arrives: the hold ends and the merge goes on in order
+    stage._consumer.fetched[1] = 2  # type: ignore[union-attr]
+    stage._take({TopicPartition(TOPIC, 1): [Record(1, entry(1, 1, 4))]})
+    assert stage._held_since is None
+    asyncio.run(stage._merge())
+    assert folding.seen == ["p0o0", "p0o1", "p1o0", "p1o1", "p0o2", "p0o3"]
+    assert stage.folded == {0: 4, 1: 2} and stage.folded_total == 6
+
+
+def test_alerts_are_published_in_order_and_awaited_by_the_checkpoint() -> None:
+    alerting = frozenset({"p1o0", "p0o1"})
+    stage, folding, producer = holder({0: [1, 4], 1: [2, 3]}, alerting=alerting)
+    asyncio.run(stage._merge())
+    assert folding.seen == ["p0o0", "p1o0", "p1o1", "p0o1"]
+    assert [orjson.loads(v)["alert_id"] for _, v, _ in producer.sent] == [
+        "p1o0-1",
+        "p1o0-2",
+        "p0o1-1",
+        "p0o1-2",
+    ]
+    assert {t for t, _, _ in producer.sent} == {SETTINGS.alerts_topic}
+    assert [k for _, _, k in producer.sent] == [b"A1", b"A1", b"A0", b"A0"]
+    assert len(stage._pending) == 4  # the checkpoint waits for these
+    assert stage.newest_ms == 1_793_606_640_000  # 08:04, the latest event time folded
