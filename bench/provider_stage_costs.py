@@ -65,6 +65,8 @@ class Record(NamedTuple):
 
     offset: int
     value: bytes
+    #: the ledger record's key (the account), for bench/provider_stage_process.py
+    key: bytes | None = None
 
 
 def ledger(count: int, partitions: int) -> dict[int, list[Record]]:
@@ -87,7 +89,7 @@ def ledger(count: int, partitions: int) -> dict[int, list[Record]]:
         for key, value in core.out.ledger:
             assert value is not None  # a ledger record, never a tombstone
             records = out[partitioner(key, every, every)]
-            records.append(Record(len(records), value))
+            records.append(Record(len(records), value, key))
     return out
 
 
