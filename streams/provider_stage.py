@@ -70,7 +70,7 @@ from detectors.sigma.load import signature
 from detectors.windows import epoch_ms
 from pipeline.alert import Alert
 from pipeline.config import Settings
-from pipeline.ledger import event_of
+from pipeline.ledger import strip_entry
 from sinks import metrics
 from sinks.kafka_io import aio_consumer, aio_producer
 from streams.ingest_backlog import IngestBacklog
@@ -375,7 +375,7 @@ class ProviderStage:
                 after = heads[0] if heads else None
                 while True:
                     at, offset, value = buffer.popleft()
-                    alerts = observe(event_of(loads(value)))
+                    alerts = observe(strip_entry(loads(value)))
                     if alerts:
                         await self._publish(alerts)
                     folded[p] = offset + 1
