@@ -26,7 +26,12 @@ the same ledger records; the report puts the two side by side. Results go to
 bench/results/<date>-provider-stage-process[-<label>].json and .md.
 
     python -m bench.provider_stage_process [--count 100000] [--runs 5] [--before DIR] [--label L]
-        [--py-spy stacks.txt]
+        [--py-spy stacks.txt] [--live]
+
+With `--live`, the stage folds the ledger while one worker (this checkout, PW_PROVIDER_STAGE=off)
+ingests `--count` events of the mix: its CPU per event from 10 % to 90 % of the events folded,
+at the worker's rate (small fetches, more wakeups per event); no alert digest (the worker's
+own alerts share the topic).
 """
 
 from __future__ import annotations
@@ -64,7 +69,10 @@ async def produce_ledger(ns: Namespace, parts: dict[int, list[Record]], per: int
 
     s = ns.settings
     producer = aio_producer(
-        s, role="bench-ledger", transactional_id=f"{s.app_id}-bench-ledger", linger_ms=0,
+        s,
+        role="bench-ledger",
+        transactional_id=f"{s.app_id}-bench-ledger",
+        linger_ms=0,
         max_batch_size=1024 * 1024,
     )
     await producer.start()
@@ -191,6 +199,62 @@ def one_run(
     }
 
 
+def live_run(
+    checkout: Path, root: Path, messages: list[tuple[bytes, bytes]], share: float
+) -> dict[str, Any]:
+    """`--live`: the events to a fresh namespace's actions topic, a worker of this checkout with
+    PW_PROVIDER_STAGE=off ingesting them and the stage from `checkout` folding its ledger as it
+    is written; the stage's CPU per event between `share` and `1 - share` of the events folded."""
+    from bench.workload import produce
+    from partnerwatch.local_worker import Worker
+
+    ns = Namespace(root, extra_env={**WORKER_ENV, "PW_PROVIDER_STAGE": "off"})
+    produce(ns, messages)
+    count = len(messages)
+    port = free_port()
+    log = open(root / f"stage-{ns.name}.log", "ab")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "partnerwatch", "provider-stage", "--metrics-port", str(port)],
+        env={**ns.env, "PYTHONPATH": str(checkout)},
+        cwd=checkout,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    worker = Worker(ns)
+    name = "pw_provider_stage_events_total"
+    marks: list[tuple[float, float, float]] = []  # (folded, cpu, time)
+    try:
+        worker.start()
+        deadline = time.monotonic() + TIMEOUT
+        for goal in (share * count, (1 - share) * count):
+            while True:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the stage stopped short of {goal:.0f} (see {log.name})")
+                try:
+                    folded = metric(port, name)
+                except OSError:
+                    folded = 0.0
+                if folded >= goal:
+                    marks.append((folded, cpu_seconds(proc.pid), time.monotonic()))
+                    break
+                time.sleep(0.25)
+    finally:
+        worker.stop()
+        proc.terminate()
+        proc.wait(60)
+        log.close()
+    delete_namespace_topics(ns.settings, [ns.name])
+    (e0, c0, t0), (e1, c1, t1) = marks
+    return {
+        "events": e1 - e0,
+        "us_per_event": (c1 - c0) / (e1 - e0) * 1e6,
+        "events_per_s": (e1 - e0) / (t1 - t0),
+        "idle_cores": 0.0,
+        "alerts": 0,
+        "alerts_digest": "",
+    }
+
+
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     digests = {r["alerts_digest"] for r in runs}
     return {
@@ -203,17 +267,17 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def table(variants: dict[str, dict[str, Any]]) -> Iterable[str]:
+def table(variants: dict[str, dict[str, Any]], live: bool) -> Iterable[str]:
     names = list(variants)
     yield "| | " + " | ".join(names) + " |"
     yield "|---" * (len(names) + 1) + "|"
     rows = [
         ("CPU µs per event (process)", "us_per_event"),
         ("runs", "us_per_event_runs"),
-        ("events/s folded (backlog)", "events_per_s"),
-        ("idle, cores", "idle_cores"),
-        ("alert versions published", "alerts"),
+        ("events/s folded" + (" (live)" if live else " (backlog)"), "events_per_s"),
     ]
+    if not live:
+        rows += [("idle, cores", "idle_cores"), ("alert versions published", "alerts")]
     for title, key in rows:
         yield f"| {title} | " + " | ".join(str(variants[n][key]) for n in names) + " |"
 
@@ -228,14 +292,26 @@ def main() -> None:
     parser.add_argument("--before", help="a checkout of earlier code, run interleaved")
     parser.add_argument("--label", default="")
     parser.add_argument(
-        "--py-spy", help="record the last run of this checkout with py-spy (raw stacks) to this file"
+        "--live",
+        action="store_true",
+        help="fold the ledger as a worker (PW_PROVIDER_STAGE=off) writes it, not a backlog",
+    )
+    parser.add_argument(
+        "--py-spy",
+        help="record the last run of this checkout with py-spy (raw stacks) to this file",
     )
     args = parser.parse_args()
     here = Path(__file__).resolve().parent.parent
     checkouts = {"now": here}
     if args.before:
         checkouts = {"before": Path(args.before).resolve(), "now": here}
-    parts = ledger(args.count, args.partitions)
+    if args.live:
+        from bench.workload import stream
+
+        messages = stream(args.count)
+        parts = {}
+    else:
+        parts = ledger(args.count, args.partitions)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in checkouts}
     with tempfile.TemporaryDirectory(prefix="pw-stage-proc-") as tmp:
         try:
@@ -243,7 +319,11 @@ def main() -> None:
                 for name, checkout in checkouts.items():
                     last = i == args.runs - 1 and name == "now"
                     spy = Path(args.py_spy) if args.py_spy and last else None
-                    run = one_run(checkout, Path(tmp), parts, args.transaction, args.idle, spy)
+                    run = (
+                        live_run(checkout, Path(tmp), messages, 0.1)
+                        if args.live
+                        else one_run(checkout, Path(tmp), parts, args.transaction, args.idle, spy)
+                    )
                     runs[name].append(run)
                     print(
                         f"run {i + 1} {name}: {run['us_per_event']:.1f} µs per event,"
@@ -257,13 +337,16 @@ def main() -> None:
             delete_namespace_topics(Settings.from_env(dict(os.environ)), CREATED)
     variants = {name: summary(r) for name, r in runs.items()}
     same = len({str(v["alerts_digest"]) for v in variants.values()}) == 1
-    command = f"python -m bench.provider_stage_process --count {args.count} --runs {args.runs}" + (
-        " --before <checkout of the earlier code>" if args.before else ""
+    command = (
+        f"python -m bench.provider_stage_process --count {args.count} --runs {args.runs}"
+        + (" --live" if args.live else "")
+        + (" --before <checkout of the earlier code>" if args.before else "")
     )
     figures = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command,
-        "events": sum(len(r) for r in parts.values()),
+        "events": args.count,
+        "live": args.live,
         "partitions": args.partitions,
         "transaction": args.transaction,
         "variants": variants,
@@ -279,14 +362,25 @@ def main() -> None:
         "",
         f"Command: `{command}`; median of {args.runs} runs"
         + (", before and now interleaved" if args.before else "")
-        + f"; a backlog of {figures['events']:,} ledger events over {args.partitions} partitions"
-        f" (transactions of {args.transaction} records). Alerts published: "
-        + ("the same in every run (digest)." if same else "NOT the same in every run."),
+        + (
+            f"; {args.count:,} events of the mix ingested by one worker (PW_PROVIDER_STAGE=off)"
+            " while the stage folds its ledger."
+            if args.live
+            else f"; a backlog of {args.count:,} ledger events over {args.partitions} partitions"
+            f" (transactions of {args.transaction} records). Alerts published: "
+            + ("the same in every run (digest)." if same else "NOT the same in every run.")
+        ),
         "",
-        *table(variants),
+        *table(variants, args.live),
         "",
-        "CPU of the whole process (every thread, user + system) from its first folded event to"
-        " its last, per event folded; `idle`: cores used once everything is folded.",
+        (
+            "CPU of the whole process (every thread, user + system) from 10 % to 90 % of the"
+            " events folded, per event folded; events/s: the stage's folding rate meanwhile"
+            " (the worker's ingest rate)."
+            if args.live
+            else "CPU of the whole process (every thread, user + system) from its first folded"
+            " event to its last, per event folded; `idle`: cores used once everything is folded."
+        ),
         "",
     ]
     write_results("provider-stage-process", args.label, figures, lines)
