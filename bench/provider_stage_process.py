@@ -120,6 +120,21 @@ def alerts_digest(ns: Namespace) -> tuple[int, str]:
     return sum(len(v) for v in values.values()), out.hexdigest()
 
 
+def py_spy(output: Path | None, pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy over `pid` into `output` (collapsed stacks, native frames too), or None."""
+    if output is None:
+        return None
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            *("record", "--native", "--rate", "250", "--format", "raw"),
+            *("--output", str(output), "--pid", str(pid)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def one_run(
     checkout: Path,
     root: Path,
@@ -156,17 +171,7 @@ def one_run(
             if folded <= 0:
                 time.sleep(0.02)
         cpu0, first = cpu_seconds(proc.pid), folded
-        sampler = None
-        if spy is not None:  # py-spy over the folding (its collapsed stacks, native frames too)
-            sampler = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("py-spy")),
-                    *("record", "--native", "--rate", "250", "--format", "raw"),
-                    *("--output", str(spy), "--pid", str(proc.pid)),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        sampler = py_spy(spy, proc.pid)
         started = time.monotonic()
         while folded < count:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -200,7 +205,11 @@ def one_run(
 
 
 def live_run(
-    checkout: Path, root: Path, messages: list[tuple[bytes, bytes]], share: float
+    checkout: Path,
+    root: Path,
+    messages: list[tuple[bytes, bytes]],
+    share: float,
+    spy: Path | None = None,
 ) -> dict[str, Any]:
     """`--live`: the events to a fresh namespace's actions topic, a worker of this checkout with
     PW_PROVIDER_STAGE=off ingesting them and the stage from `checkout` folding its ledger as it
@@ -223,6 +232,7 @@ def live_run(
     worker = Worker(ns)
     name = "pw_provider_stage_events_total"
     marks: list[tuple[float, float, float]] = []  # (folded, cpu, time)
+    sampler = None
     try:
         worker.start()
         deadline = time.monotonic() + TIMEOUT
@@ -236,6 +246,11 @@ def live_run(
                     folded = 0.0
                 if folded >= goal:
                     marks.append((folded, cpu_seconds(proc.pid), time.monotonic()))
+                    if sampler is None:
+                        sampler = py_spy(spy, proc.pid)
+                    else:
+                        sampler.send_signal(signal.SIGINT)
+                        sampler.wait(60)
                     break
                 time.sleep(0.25)
     finally:
@@ -320,7 +335,7 @@ def main() -> None:
                     last = i == args.runs - 1 and name == "now"
                     spy = Path(args.py_spy) if args.py_spy and last else None
                     run = (
-                        live_run(checkout, Path(tmp), messages, 0.1)
+                        live_run(checkout, Path(tmp), messages, 0.1, spy)
                         if args.live
                         else one_run(checkout, Path(tmp), parts, args.transaction, args.idle, spy)
                     )

@@ -184,7 +184,6 @@ def test_alerts_are_published_in_order_and_awaited_by_the_checkpoint() -> None:
     assert stage.newest_ms == 1_793_606_640_000  # 08:04, the latest event time folded
 
 
-
 class Keeping:
     """Stands in for `Stage`: keeps every event it is given."""
 
