@@ -15,8 +15,9 @@ a stage that has run a while), per run, from empty state, each figure CPU second
 - per rule: each provider-wide rule's own CPU time (`time.thread_time` around the rule inside
   `Stage.observe`, in a pass of its own, less the cost of one clock read per call); `stage machinery` is `observe`
   less the rules: the per-event context, routing, state keys and alert folding and closing;
-- `fold loop`: the stage's own loop, `ProviderStage._take` (parse a fetched batch into the
-  partitions' buffers) and `_merge` (merge by event time, fold, publish, count), on the records
+- `fold loop`: the stage's own loop, `ProviderStage._take` (a fetched batch into the
+  partitions' buffers, keyed by event time) and `_merge` (merge by event time, parse, fold,
+  publish, count), on the records
   in batches of `--batch` (5,000 like the stage's `getmany`), the same share from each
   partition. Without Kafka: the consumer is a stand-in that says how far each partition is
   fetched (the merge holds back at an empty buffer with more to come, so it folds in exactly the
@@ -65,6 +66,8 @@ class Record(NamedTuple):
 
     offset: int
     value: bytes
+    #: the ledger record's key (the account), for bench/provider_stage_process.py
+    key: bytes | None = None
 
 
 def ledger(count: int, partitions: int) -> dict[int, list[Record]]:
@@ -87,7 +90,7 @@ def ledger(count: int, partitions: int) -> dict[int, list[Record]]:
         for key, value in core.out.ledger:
             assert value is not None  # a ledger record, never a tombstone
             records = out[partitioner(key, every, every)]
-            records.append(Record(len(records), value))
+            records.append(Record(len(records), value, key))
     return out
 
 

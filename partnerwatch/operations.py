@@ -6,6 +6,7 @@ it imports `streams` and `sinks` only inside the commands that need them.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -143,10 +144,14 @@ def provider_stage(
     rules -> pw.alerts (workers then run with PW_PROVIDER_STAGE=off; several of these may run,
     one holds the ledger and the others stand by)."""
     from sinks.kafka_io import ensure_topics
+    from streams.ingest_partition import GC_THRESHOLD
     from streams.provider_stage import ProviderStage
 
     settings = _settings()  # logging configured here
     ensure_topics(settings)
+    # The collector as in a worker (the stage is a thread of the worker by default); the heap
+    # is frozen once the stage has restored its state (`ProviderStage._take_over`).
+    gc.set_threshold(*GC_THRESHOLD)
     if metrics_port:
         from prometheus_client import start_http_server
 

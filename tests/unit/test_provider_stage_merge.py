@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import Settings
+from pipeline.ledger import event_of
 from streams.provider_stage import ProviderStage
 
 SETTINGS = Settings.from_env({})
@@ -181,3 +182,98 @@ def test_alerts_are_published_in_order_and_awaited_by_the_checkpoint() -> None:
     assert [k for _, _, k in producer.sent] == [b"A1", b"A1", b"A0", b"A0"]
     assert len(stage._pending) == 4  # the checkpoint waits for these
     assert stage.newest_ms == 1_793_606_640_000  # 08:04, the latest event time folded
+
+
+class Keeping:
+    """Stands in for `Stage`: keeps every event it is given."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def observe(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        self.events.append(event)
+        return []
+
+
+_text = st.text(max_size=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=8,
+)
+_entries = st.lists(
+    st.tuples(
+        # around the top-level key: nested `occurred_at` keys before and after it, quotes,
+        # escapes and non-ASCII in every string
+        st.dictionaries(_text, _json, max_size=3),
+        st.dictionaries(st.just("occurred_at"), _json, max_size=1),
+        st.dictionaries(_text, _json, max_size=3),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def records(
+    parts: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]], times: list[str]
+) -> list[bytes]:
+    return [
+        orjson.dumps(
+            {
+                "details": {**before, **nested},
+                "event_id": f"e{offset}",
+                "occurred_at": at,
+                "resource": {"occurred_at": "2000-01-01T00:00:00.000Z", **after},
+                "seq": offset + 1,
+                "hash": "0" * 64,
+                "prev_hash": "0" * 64,
+                "ingested_at": "2026-11-02T09:00:00.000Z",
+            }
+        )
+        for offset, ((before, nested, after), at) in enumerate(zip(parts, times, strict=True))
+    ]
+
+
+def keeping_holder(values: list[bytes]) -> tuple[ProviderStage, Keeping]:
+    """A stage holding partition 0, with `values` fetched and buffered through `_take`."""
+    stage = ProviderStage(SETTINGS)
+    keeping = Keeping()
+    stage.stage = keeping  # type: ignore[assignment]
+    stage._alerts = Producer()
+    stage._consumer = Consumer({0: len(values)}, {0: len(values)})
+    stage._backlog._at = math.inf
+    stage.partitions = [0]
+    stage.buffers = {0: deque()}
+    stage._take({TopicPartition(TOPIC, 0): [Record(o, v) for o, v in enumerate(values)]})
+    return stage, keeping
+
+
+@settings(max_examples=200, deadline=None)
+@given(_entries, st.lists(st.text(max_size=30), min_size=8, max_size=8))
+def test_buffered_records_are_keyed_by_the_top_level_event_time(
+    parts: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]], times: list[str]
+) -> None:
+    # `_take` decodes only the event time of each record (msgspec): the same string as the
+    # entry's top-level `occurred_at` read by orjson, whatever the text around it
+    values = records(parts, times[: len(parts)])
+    stage, _ = keeping_holder(values)
+    assert [(at, o) for at, o, _ in stage.buffers[0]] == [
+        (orjson.loads(v)["occurred_at"], o) for o, v in enumerate(values)
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_entries, st.lists(st.integers(0, 59), min_size=8, max_size=8))
+def test_entries_are_parsed_when_folded_as_the_whole_record_reads(
+    parts: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]], minutes: list[int]
+) -> None:
+    # `_merge` parses a buffered record when it folds it: the event is the entry less the
+    # ledger's fields (`event_of`), its keys in the entry's order, in event-time order
+    times = [f"2026-11-02T08:{m:02d}:00.000Z" for m in minutes[: len(parts)]]
+    values = records(parts, times)
+    stage, keeping = keeping_holder(values)
+    asyncio.run(stage._merge())
+    expected = [event_of(orjson.loads(v)) for v in values]
+    assert keeping.events == expected  # one partition: its own order
+    assert [list(e) for e in keeping.events] == [list(e) for e in expected]
+    assert stage.folded == {0: len(values)}
