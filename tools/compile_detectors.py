@@ -64,6 +64,17 @@ COMPILED = (
     "pipeline/alert.py",
     "pipeline/authorization.py",
     "pipeline/contract.py",
+    # the ingest service's per-event path besides detection (streams/ingest_batch.py):
+    # validation, masking, time handling and canonical encoding, sequencing and dedup
+    "pipeline/action_decoder.py",
+    "pipeline/event.py",
+    "pipeline/rejection.py",
+    "pipeline/identifiers.py",
+    "pipeline/marketplaces.py",
+    "pipeline/sensitive.py",
+    "pipeline/masking.py",
+    "pipeline/ledger.py",
+    "pipeline/dedup_window.py",
 )
 #: Rules left out: none so far (a rule mypyc cannot compile is named here with the reason).
 SKIPPED_RULES: dict[str, str] = {}
