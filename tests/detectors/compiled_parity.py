@@ -451,12 +451,13 @@ def ingest_fold(seed: int, count: int, *, bounded: bool = False) -> dict[str, An
         for _, dead in out.deadletters:
             record = orjson.loads(dead or b"{}")
             verdicts.append([record["offset"], record["reason"], record["detail"]])
-        for key, value in out.ledger:
-            ledger.update((key or b"") + b"=" + (value or b"") + b"\n")
-            masked += b"sha256" in (value or b"")
+        for ledger_key, ledger_value in out.ledger:
+            record_bytes = ledger_value or b""
+            ledger.update((ledger_key or b"") + b"=" + record_bytes + b"\n")
+            masked += b"sha256" in record_bytes
             entries += 1
             if bounded:
-                entry = orjson.loads(value or b"{}")
+                entry = orjson.loads(record_bytes)
                 stored[(entry["account_id"], entry["event_id"])] = _ms(entry["ingested_at"])
         for key, value, timestamp in out.alerts:
             alerts.update(key + b"=" + value + b"@" + str(timestamp).encode() + b"\n")
