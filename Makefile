@@ -70,8 +70,9 @@ profile: install
 	bash infra/kafka/kafka.sh start
 	$(BIN)/python -m bench.profile $(PROFILE_ARGS)
 
-## optional: compile the detection path with mypyc (mypy's compiler, a dev dependency; needs a C
-## compiler), in place beside the sources; every process started from the checkout then runs it
+## optional: compile the detection path and the ingest path (validation, masking, sequencing)
+## with mypyc (mypy's compiler, a dev dependency; needs a C compiler), in place beside the
+## sources; every process started from the checkout then runs it
 ## (docs/performance.md "Compiled detectors"). `make clean-compiled` goes back to pure Python.
 compile: install
 	$(BIN)/python -m tools.compile_detectors build

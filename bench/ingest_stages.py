@@ -19,9 +19,10 @@ Each stage runs over all events in turn (its input is the previous stage's outpu
 the process's CPU clock; a run starts from empty state, and the figure is the median of
 `--runs` runs. Results go to bench/results/<date>-ingest-stages.json and .md.
 
-The detectors run as built: compiled where the optional mypyc build is present
-(tools/compile_detectors.py, `make compile`), else pure Python; `--pure-detectors` imports the
-pure-Python ones even where the compiled ones are built. The results say which ran.
+The detectors, and the validation, masking and sequencing modules, run as built: compiled where
+the optional mypyc build is present (tools/compile_detectors.py, `make compile`), else pure
+Python; `--pure-detectors` imports the pure-Python modules of the build even where the compiled
+ones are built. The results say which ran.
 
     python -m bench.ingest_stages [--count 50000] [--runs 5] [--batch 500] [--pure-detectors]
 """

@@ -15,6 +15,11 @@ two against each other on generated messages (hypothesis) and on the simulator's
 
 Grants, approvals, policies and `origin` (rare, and free-form) are decoded as plain JSON values
 and checked by the same functions `parse_action` uses.
+
+The structs themselves are in pipeline/action_structs.py, a module the optional mypyc build
+(tools/compile_detectors.py) leaves as Python: msgspec reads a Struct's annotations when it
+builds the decoder, and the annotations of a class mypyc compiled do not read back as the
+`Annotated` types written here (every message would fail to decode, and go the slow way).
 """
 
 from __future__ import annotations
@@ -22,82 +27,27 @@ from __future__ import annotations
 import re
 from datetime import date
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
-from msgspec import UNSET, Meta, Struct, UnsetType
+from msgspec import UNSET
 
 from pipeline import grant_schema
+from pipeline.action_structs import DECODER as _DECODER
+from pipeline.action_structs import Action as _Action
+from pipeline.action_structs import Actor as _Actor
+from pipeline.action_structs import Amount as _Amount
+from pipeline.action_structs import Change as _Change
+from pipeline.action_structs import Source as _Source
 from pipeline.contract import ACTIONS, ACTOR_TYPES, AMOUNT_REQUIRED, OUTCOMES, needs_marketplace
 from pipeline.event import Event, Rejected, canonical_ip, parse_action, timestamp
 from pipeline.identifiers import GRAMMARS
 from pipeline.marketplaces import site_code
 from pipeline.origin import check_origin
-from pipeline.rejection import MAX_INT, MAX_LIST, MAX_STR, check_numbers
+from pipeline.rejection import MAX_INT, MAX_STR, check_numbers
 from pipeline.sensitive import find_sensitive
 
 __all__ = ["decode_action"]
-
-
-def _text(max_len: int) -> Any:
-    return Annotated[str, Meta(min_length=1, max_length=max_len)]
-
-
-class _Actor(Struct, forbid_unknown_fields=True):
-    type: _text(MAX_STR)  # type: ignore[valid-type]
-    principal_id: _text(128)  # type: ignore[valid-type]
-    provider_id: _text(128) | None = None  # type: ignore[valid-type]
-
-
-class _Source(Struct, forbid_unknown_fields=True):
-    ip: str | None = None
-    user_agent: _text(MAX_STR) | None = None  # type: ignore[valid-type]
-    session_id: _text(MAX_STR) | None = None  # type: ignore[valid-type]
-
-
-class _Resource(Struct, forbid_unknown_fields=True):
-    type: _text(MAX_STR) | None = None  # type: ignore[valid-type]
-    id: _text(MAX_STR) | None = None  # type: ignore[valid-type]
-
-
-Scalar = str | int | float | bool | None
-
-
-class _Change(Struct, forbid_unknown_fields=True):
-    field: _text(128)  # type: ignore[valid-type]
-    old: Scalar = None
-    new: Scalar = None
-
-
-class _Amount(Struct, forbid_unknown_fields=True):
-    value: _text(32)  # type: ignore[valid-type]
-    currency: _text(3)  # type: ignore[valid-type]
-
-
-class _Action(Struct, forbid_unknown_fields=True):
-    """A ProviderAction as decoded: absent fields that `parse_action` tells from null are UNSET
-    (null there is refused by the decoder, and so left to `parse_action`)."""
-
-    action: _text(MAX_STR)  # type: ignore[valid-type]
-    event_id: _text(128)  # type: ignore[valid-type]
-    account_id: _text(64)  # type: ignore[valid-type]
-    occurred_at: str
-    actor: _Actor
-    marketplace: _text(16) | None = None  # type: ignore[valid-type]
-    source: _Source | UnsetType = UNSET
-    operation: _text(128) | None = None  # type: ignore[valid-type]
-    approval_id: _text(128) | None = None  # type: ignore[valid-type]
-    resource: _Resource | UnsetType = UNSET
-    changes: Annotated[list[_Change], Meta(max_length=MAX_LIST)] | UnsetType = UNSET
-    amount: _Amount | UnsetType = UNSET
-    outcome: _text(MAX_STR) | None = None  # type: ignore[valid-type]
-    grant: Any = UNSET
-    approval: Any = UNSET
-    policy: Any = UNSET
-    origin: Any = UNSET
-
-
-_DECODER = msgspec.json.Decoder(_Action)
 
 
 class _Defer(Exception):

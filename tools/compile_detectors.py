@@ -1,4 +1,5 @@
-"""Optional: compile the per-event detection code with mypyc, in place, beside the sources.
+"""Optional: compile the per-event code (detection, and the ingest path's validation, masking and
+sequencing) with mypyc, in place, beside the sources.
 
 The extension modules (`<module>.cpython-*.so` in detectors/ and pipeline/, plus one shared
 library per package, `<package>/_mypyc__mypyc.*.so`) sit next to the `.py` files they are built from;
@@ -32,8 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: maps our packages and nothing else, finds it from any working directory. Two groups, so that
 #: importing a compiled pipeline module never imports the detectors package.
 PACKAGES = ("pipeline", "detectors")
-#: What one event goes through in `detectors.run.apply_event` (and in the provider stage's
-#: `detectors.provider_wide.run.Stage`), relative to ROOT, rules aside.
+#: What one event goes through in the ingest service (streams/ingest_batch.py: validation,
+#: masking, sequencing, and `detectors.run.apply_event`) and in the provider stage's
+#: `detectors.provider_wide.run.Stage`, relative to ROOT, rules aside.
 #: The packages' `__init__.py` stay Python: import-linter and grimp (the import-cycle test) read
 #: a package from its `__init__.py`, and `detectors/__init__.py` only discovers the rules (with
 #: pkgutil, which finds a compiled rule as it finds a source one); `Context`, used by every rule,
@@ -64,6 +66,22 @@ COMPILED = (
     "pipeline/alert.py",
     "pipeline/authorization.py",
     "pipeline/contract.py",
+    # the ingest service's per-event work besides detection (streams/ingest_batch.py
+    # `Ingest.decode` / `finish`): validation and what it calls, masking, time handling and the
+    # canonical encoding, dedup and sequencing. Left as Python: pipeline/action_structs.py (the
+    # msgspec structs: msgspec builds its decoder from a Struct's annotations, which do not
+    # read back from a compiled class, so every message failed to decode and went the slow
+    # way), pipeline/id_filter.py (numpy does the work, once per batch), and what only rare
+    # events reach (grant_schema, origin, deadletter: grants, approvals, policies, rejects)
+    "pipeline/action_decoder.py",
+    "pipeline/event.py",
+    "pipeline/rejection.py",
+    "pipeline/identifiers.py",
+    "pipeline/marketplaces.py",
+    "pipeline/sensitive.py",
+    "pipeline/masking.py",
+    "pipeline/ledger.py",
+    "pipeline/dedup_window.py",
 )
 #: Rules left out: none so far (a rule mypyc cannot compile is named here with the reason).
 SKIPPED_RULES: dict[str, str] = {}

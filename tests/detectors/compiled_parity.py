@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -257,6 +258,242 @@ def provider_fold(
     }
 
 
+#: Bank and personal data the ingest stream carries, for masking: a card number (spaced, as an
+#: integer, in fullwidth digits), an IBAN, an e-mail address, a phone number, a long number.
+SENSITIVE = (
+    "4111 1111 1111 1111",
+    4111111111111111,
+    "\uff14\uff11\uff11\uff11" * 4,
+    "DE89 3704 0044 0532 0130 00",
+    "jane.doe@example.com",
+    "+49 30 1234567",
+    "ref 123456789012",
+)
+
+
+def _wire(doc: Any) -> bytes | None:
+    """A document's bytes as a client would send them (json where orjson refuses: integers
+    beyond 64 bits, NaN), or None."""
+    import json
+
+    try:
+        return orjson.dumps(doc)
+    except (orjson.JSONEncodeError, TypeError):
+        try:
+            return json.dumps(doc).encode()
+        except (TypeError, ValueError):
+            return None
+
+
+def _with_sensitive(raw: dict[str, Any], rng: Any) -> dict[str, Any]:
+    """`raw` with a sensitive value where masking must find it (or validation refuse it)."""
+    doc = orjson.loads(orjson.dumps(raw))
+    value = rng.choice(SENSITIVE)
+    where = rng.randrange(6)
+    if where == 0:
+        doc.setdefault("changes", []).append({"field": "iban", "old": None, "new": value})
+    elif where == 1:
+        doc.setdefault("changes", []).append({"field": "note", "old": "x", "new": value})
+    elif where == 2 and isinstance(value, str):
+        doc["actor"]["principal_id"] = value.replace(" ", "")
+    elif where == 3:
+        doc["resource"] = {"type": "bank_account", "id": "acct-0001"}
+    elif where == 4 and isinstance(value, str):
+        doc["operation"] = f"refund {value}"
+    else:
+        doc.setdefault("source", {})["session_id"] = str(value).replace(" ", "")
+    return doc
+
+
+def _mutated(value: bytes, rng: Any) -> bytes:
+    """One message's bytes broken on the wire: cut, a byte changed, invalid UTF-8, NUL."""
+    cut = rng.randrange(1, max(2, len(value)))
+    kind = rng.randrange(4)
+    if kind == 0:
+        return value[:cut]
+    if kind == 1:
+        return value[:cut] + bytes([rng.randrange(256)]) + value[cut + 1 :]
+    if kind == 2:
+        return value[:cut] + b"\xff\xfe" + value[cut:]
+    return value[:cut] + b"\x00" + value[cut:]
+
+
+def ingest_messages(seed: int, count: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) of the source messages of `ingest_fold`: the simulator's stream (every
+    attack kind), some events carrying bank and personal data, some sent again (repeats), and
+    between them hostile messages: every hostile spelling of every identifier
+    (tests/security/test_identifiers.py), the validator's rejected, edge and schema-blind
+    documents (tests/unit/test_event.py), every action's minimal event with sensitive values,
+    messages broken on the wire, oversized ones, and keys that are not the event's account."""
+    import random
+
+    from pipeline.contract import ACTIONS
+    from pipeline.simulation.traffic import ATTACKS, generate
+    from tests.security.test_identifiers import BASE, FIELDS, hostile, place
+    from tests.unit.test_event import (
+        EDGE_INVALID,
+        EDGE_VALID,
+        REJECTED_DOCS,
+        SCHEMA_BLIND_ACCEPTED,
+        SCHEMA_BLIND_REJECTED,
+        minimal,
+    )
+
+    rng = random.Random(seed)  # a reproducible test stream
+    docs: list[Any] = [
+        place(action, path, value)
+        for path, kind, action in FIELDS
+        for _, value in hostile(BASE.get(kind, "x"))
+    ]
+    docs += [d for _, d, _ in REJECTED_DOCS] + [d for _, d, _, _ in SCHEMA_BLIND_REJECTED]
+    docs += [d for _, d, _ in SCHEMA_BLIND_ACCEPTED] + [d for _, d in EDGE_VALID + EDGE_INVALID]
+    for action in sorted(ACTIONS):
+        docs.append(minimal(action))
+        docs.append(_with_sensitive(minimal(action), rng))
+    hostile_messages: list[tuple[bytes, bytes]] = []
+    for doc in docs:
+        value = _wire(doc)
+        if value is not None:
+            account = doc.get("account_id") if isinstance(doc, dict) else None
+            hostile_messages.append((str(account).encode(), value))
+    hostile_messages += [
+        (b"A0001SELLER", b""),
+        (b"A0001SELLER", b"\xc3\x28"),
+        (b"A0001SELLER", b"[]"),
+        (b"A0001SELLER", orjson.dumps({**minimal(), "operation": "o" * 70_000})),
+    ]
+    rng.shuffle(hostile_messages)
+    messages: list[tuple[bytes, bytes]] = []
+    sent: list[tuple[bytes, bytes]] = []
+    for raw, _ in generate(
+        count, seed=seed, accounts=8, providers=5, attack_rate=0.01, attack_kinds=ATTACKS
+    ):
+        key = raw["account_id"].encode()
+        roll = rng.random()
+        if roll < 0.03:
+            raw = _with_sensitive(raw, rng)
+        value = orjson.dumps(raw)
+        if roll > 0.995:
+            messages.append((key, _mutated(value, rng)))
+        elif roll > 0.99:
+            messages.append((b"A9999OTHER", value))  # not the event's account: wrong_key
+        messages.append((key, value))
+        sent.append((key, value))
+        if roll < 0.05 and hostile_messages:
+            messages.append(hostile_messages.pop())
+        if 0.05 <= roll < 0.07:
+            messages.append(rng.choice(sent))  # sent again: a repeat inside the window
+    return messages + hostile_messages
+
+
+@dataclass
+class _Record:
+    """A source record as `Ingest.batch` reads it (aiokafka's `ConsumerRecord` fits too)."""
+
+    key: bytes | None
+    value: bytes | None
+    offset: int
+    timestamp: int
+
+
+def ingest_fold(seed: int, count: int, *, bounded: bool = False) -> dict[str, Any]:
+    """`ingest_messages` through the ingest service's per-record work (streams/ingest_batch.py
+    `Ingest.batch`: validation, masking, dedup and sequencing, detection) in batches of 500,
+    with a clock that moves 40 ms per call (the ingest time of each record). `bounded`: the
+    dedup window in bounded mode (`PW_DEDUP_EXACT_SECONDS`, `PW_DEDUP_FILTER_MB`), with a
+    stand-in warehouse that confirms suspected repeats and lets the window seal its slots.
+
+    Returns the validator's verdict on every message (the rejects' reason and detail, from the
+    dead letters), a digest of the ledger records in order (the masked events' canonical bytes,
+    seq, hashes), of the alerts, the counts of each batch, and the window's final state."""
+    from pipeline.action_decoder import _DECODER, _normalize
+    from pipeline.config import Settings
+    from pipeline.event import format_ms
+    from streams.ingest_batch import Ingest, PartitionState
+
+    settings = Settings.from_env({}, mask_key="parity-key")
+    ingest = Ingest(settings)
+    tick = [1_793_000_000_000]
+
+    def clock() -> str:
+        tick[0] += 40
+        return format_ms(tick[0])
+
+    ingest.now = clock  # type: ignore[method-assign]
+    state = (
+        PartitionState(0, 0.02, exact_seconds=60, filter_mb=0.25)
+        if bounded
+        else PartitionState(0, 0.01)
+    )
+    stored: dict[tuple[str, str], int] = {}  # the stand-in warehouse: (account, event id) -> ms
+
+    def confirm(pairs: list[tuple[str, str]], since_ms: int) -> list[tuple[str, str]]:
+        return [p for p in pairs if stored.get(p, -1) >= since_ms]
+
+    messages = ingest_messages(seed, count)
+    fast = 0  # messages the typed decoder's own path accepts (not handed to `parse_action`)
+    for _, value in messages:
+        try:
+            _normalize(_DECODER.decode(value))
+            fast += 1
+        except Exception:  # whatever it refuses goes to parse_action
+            continue
+    verdicts: list[list[Any]] = []
+    ledger, alerts = hashlib.sha256(), hashlib.sha256()
+    batches: list[list[int]] = []
+    masked = entries = 0
+    for start in range(0, len(messages), 500):
+        records = [
+            _Record(key, value, start + i, start + i)
+            for i, (key, value) in enumerate(messages[start : start + 500])
+        ]
+        out = ingest.batch(state, records, confirm)
+        for _, dead in out.deadletters:
+            record = orjson.loads(dead or b"{}")
+            verdicts.append([record["offset"], record["reason"], record["detail"]])
+        for ledger_key, ledger_value in out.ledger:
+            record_bytes = ledger_value or b""
+            ledger.update((ledger_key or b"") + b"=" + record_bytes + b"\n")
+            masked += b"sha256" in record_bytes
+            entries += 1
+            if bounded:
+                entry = orjson.loads(record_bytes)
+                stored[(entry["account_id"], entry["event_id"])] = _ms(entry["ingested_at"])
+        for key, value, timestamp in out.alerts:
+            alerts.update(key + b"=" + value + b"@" + str(timestamp).encode() + b"\n")
+        batches.append([out.consumed, out.accepted, out.duplicates, out.suspects, out.confirmed])
+        if bounded:  # the batch's transaction committed, the warehouse loader stored it
+            state.ledger.committed(entries)
+            state.ledger.seal(entries)
+    window = state.ledger
+    return {
+        "variant": variant(),
+        "messages": len(messages),
+        "fast_path": fast,
+        "verdicts": verdicts,
+        "ledger_digest": ledger.hexdigest(),
+        "entries": entries,
+        "masked": masked,
+        "alerts_digest": alerts.hexdigest(),
+        "batches": batches,
+        "heads": hashlib.sha256(
+            orjson.dumps({k: v.to_json() for k, v in sorted(window.heads.items())})
+        ).hexdigest(),
+        "seen": window.seen_count(),
+        "filtered": window.filter_count(),
+        "filters": hashlib.sha256(
+            b"".join(window.filters[day].to_bytes() for day in sorted(window.filters))
+        ).hexdigest(),
+        "next_offset": window.next_offset,
+    }
+
+
+def _ms(ts: str) -> int:
+    from pipeline.dedup_window import timestamp_ms_of
+
+    return timestamp_ms_of(ts)
+
+
 def variant() -> dict[str, list[str]]:
     """The modules of the build this process loaded, compiled and not."""
     from tools.compile_detectors import loaded
@@ -271,4 +508,12 @@ if __name__ == "__main__":
 
         pure_python()
         args = args[1:]
-    sys.stdout.write(orjson.dumps(run(int(args[0]), int(args[1]))).decode() + "\n")
+    if args and args[0] == "--ingest":
+        seed, count = int(args[1]), int(args[2])
+        result = {
+            "exact": ingest_fold(seed, count),
+            "bounded": ingest_fold(seed, count, bounded=True),
+        }
+    else:
+        result = run(int(args[0]), int(args[1]))
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")

@@ -226,3 +226,19 @@ def test_no_email_survives(local: str, domain: str) -> None:
         event("listing.update", [{"field": "notes", "old": f"mail {email} now", "new": email}])
     )
     assert email not in orjson.dumps(out).decode()
+
+
+def test_remembered_field_names_answer_as_the_pattern_does() -> None:
+    """`_sensitive_name` remembers its verdicts (bounded): the first and every later answer,
+    past the bound too, is the pattern's, and a remembered sensitive name still masks."""
+    from pipeline.masking import _NAME_LIMIT, SENSITIVE_FIELD, _sensitive_name
+
+    names = ["IBAN", "iban", "bank_account", "Contact", "e_mail", "title", "price", "quantity"]
+    names += [f"{stem}_{i}" for i in range(_NAME_LIMIT + 50) for stem in ("note", "Phone")][::7]
+    expected = [SENSITIVE_FIELD.search(n) is not None for n in names]
+    assert any(expected) and not all(expected)
+    for _ in range(2):
+        assert [_sensitive_name(n) for n in names] == expected
+    for name in ("Phone_3", "iban"):
+        out = M.mask_event(event("listing.update", [{"field": name, "old": None, "new": "x1"}]))
+        assert out["changes"][0]["new"] == M.mask("x1"), name
