@@ -552,8 +552,16 @@ _RAW_SOURCE = (  # constant SQL: no value is ever formatted into it
 )
 _RAW_SELECT = (
     _LINES_SELECT.replace("{source}", _RAW_SOURCE)
-    + " SETTINGS short_circuit_function_evaluation = 'disable'"
+    # One block reaches the table, at the end: a refused batch stores nothing.
+    + " SETTINGS short_circuit_function_evaluation = 'disable', "
+    "min_insert_block_size_rows = 1000000000000, min_insert_block_size_bytes = 1000000000000"
 )
+
+
+def raw_layout(record: bytes | None) -> bool:
+    """Whether `record` looks like one `store_raw` takes (a guess, to skip a batch the engine would
+    refuse, e.g. ledger records of an older layout; the engine decides)."""
+    return record is not None and record.startswith(b'{"account_id":')
 
 
 def store_raw(warehouse: Warehouse, records: Sequence[bytes]) -> int:
@@ -564,8 +572,8 @@ def store_raw(warehouse: Warehouse, records: Sequence[bytes]) -> int:
     All or nothing: when any record is not one `ledger_line` would store unchanged (another
     layout, a hash that does not cover these bytes, a shape `_plain` refuses) or two repeat an
     (account_id, seq), the engine fails the insert (`WarehouseError`) and the caller takes the
-    per-record path. The insert's answer may be lost after it landed, as with any insert: the
-    caller treats a failure as possibly stored."""
+    per-record path. A refused batch stores nothing (the rows reach the table as one block, once
+    all are computed); any other failure may have stored some, as with any insert."""
     if not records:
         return 0
     warehouse.insert_select("audit.events", EVENT_COLUMNS, _RAW_SELECT, {"line": records})

@@ -28,12 +28,15 @@ ACCOUNTS = [f"A{n:04d}SELLER" for n in range(12)]
 
 
 class Ledger:
-    """Ledger records for several accounts, sequenced as ingest does, produced keyed by account."""
+    """Ledger records for several accounts, sequenced as ingest does, produced keyed by account:
+    in the ingest service's layout (`LedgerState.sequence`, which the loader hands to ClickHouse
+    as it is), or in the older one (`encode_entry`, which it decodes record by record)."""
 
-    def __init__(self, ns: Namespace) -> None:
+    def __init__(self, ns: Namespace, layout: str = "ingest") -> None:
         self.ns = ns
         self.state = LedgerState(7)
         self.sent = 0
+        self.layout = layout
 
     def produce(self, count: int) -> None:
         producer = KafkaProducer(
@@ -56,11 +59,16 @@ class Ledger:
                 "resource": {"type": "listing", "id": f"sku-{n % 97}"},
                 "changes": [{"field": "price", "old": "10.00", "new": f"{10 + n % 5}.00"}],
             }
-            entry = self.state.accept(normalize(event), format_ms(1_793_599_260_000 + n))
-            assert entry is not None
-            producer.send(
-                self.ns.settings.ledger_topic, key=account.encode(), value=encode_entry(entry)
-            )
+            ingested_at = format_ms(1_793_599_260_000 + n)
+            if self.layout == "ingest":
+                sequenced = self.state.sequence(normalize(event), ingested_at, n)
+                assert sequenced is not None
+                value = sequenced[1]
+            else:
+                entry = self.state.accept(normalize(event), ingested_at)
+                assert entry is not None
+                value = encode_entry(entry)
+            producer.send(self.ns.settings.ledger_topic, key=account.encode(), value=value)
             self.sent += 1
         producer.flush()
         producer.close()
@@ -73,6 +81,7 @@ class Faulty:
     def __init__(self, inner: EmbeddedWarehouse, fraction: float = 1.0, crashes: int = 0) -> None:
         self.inner, self.fraction, self.crashes = inner, fraction, crashes
         self.lookups = 0
+        self.raw_inserts = 0
         self.kept = 0
         self.lock = threading.Lock()
 
@@ -91,6 +100,8 @@ class Faulty:
     def insert_select(
         self, table: str, columns: Any, select: str, data: dict[str, list[str]]
     ) -> None:
+        if "throwIf" in select:
+            self.raw_inserts += 1  # `store_raw`: the records as they are
         if table == "audit.events" and self.crashes:
             self.crashes -= 1
             rows = len(next(iter(data.values())))
@@ -142,14 +153,15 @@ def end_offsets(ns: Namespace) -> dict[int, int]:
         consumer.close()
 
 
+@pytest.mark.parametrize("layout", ["ingest", "encode_entry"])
 @pytest.mark.parametrize("fraction", [0.5, 1.0], ids=["crash-mid-insert", "crash-after-insert"])
 def test_a_crash_during_or_after_an_insert_stores_each_entry_once(
-    kafka_broker: str, tmp_path: Path, fraction: float
+    kafka_broker: str, tmp_path: Path, fraction: float, layout: str
 ) -> None:
     from streams.warehouse_loader import WarehouseLoader
 
     ns = namespace(tmp_path, batch_rows=400)
-    ledger = Ledger(ns)
+    ledger = Ledger(ns, layout)
     ledger.produce(2_000)
     wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"), fraction=fraction, crashes=1)
     loader = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
@@ -170,11 +182,14 @@ def test_a_crash_during_or_after_an_insert_stores_each_entry_once(
     wh.close()
 
 
-def test_after_a_clean_restart_no_batch_is_looked_up(kafka_broker: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["ingest", "encode_entry"])
+def test_after_a_clean_restart_no_batch_is_looked_up(
+    kafka_broker: str, tmp_path: Path, layout: str
+) -> None:
     from streams.warehouse_loader import WarehouseLoader
 
     ns = namespace(tmp_path, batch_rows=300)
-    ledger = Ledger(ns)
+    ledger = Ledger(ns, layout)
     ledger.produce(1_200)
     wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
     first = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
@@ -197,6 +212,8 @@ def test_after_a_clean_restart_no_batch_is_looked_up(kafka_broker: str, tmp_path
         second.stop()
     assert wh.lookups == 0, "a batch past the marks was looked up in audit.events"
     assert second.stored_events == 1_500 and second.skipped == 0
+    # past the first batches (checked: no marks yet), ingest's records go to ClickHouse as they are
+    assert (wh.raw_inserts > 0) == (layout == "ingest")
     assert_exactly_once(wh, 2_700)
     assert {p: m.end for p, m in read_marks(wh, ns.settings.ledger_topic).items()} == end_offsets(
         ns
