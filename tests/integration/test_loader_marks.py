@@ -249,3 +249,64 @@ def test_a_second_loader_joining_mid_load_stores_each_entry_once(
     assert a.crashes == b.crashes == 0
     assert_exactly_once(wh, 7_000)
     wh.close()
+
+
+def test_unstorable_records_among_raw_ones_are_dead_lettered_and_the_rest_stored_once(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """A batch in ingest's layout with records the per-record path refuses (not JSON, a
+    record whose hash covers an event without an outcome): the engine refuses the batch as it
+    is, each record is then checked, the bad ones dead-lettered before the commit, the rest
+    stored once; the batches after it go as they are again."""
+    import orjson
+
+    from pipeline.ledger import entry_hash, entry_record
+    from streams.warehouse_loader import WarehouseLoader
+
+    ns = namespace(tmp_path, batch_rows=100)
+    ledger = Ledger(ns)
+    ledger.produce(2_400)  # past every partition's first, checked offsets
+    wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
+    loader = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+    loader.start()
+    try:
+        wait_for(lambda: count(wh) >= 2_400, 120, "2,400 rows stored", 0.2)
+        raw_before = wh.raw_inserts
+        refused_before = refused()
+        payload = orjson.dumps(
+            {"account_id": ACCOUNTS[0], "action": "x", "actor": {}, "event_id": "forged"},
+            option=orjson.OPT_SORT_KEYS,
+        )
+        ingested_at = "2026-11-02T10:00:01.000Z"
+        forged = entry_record(
+            payload, 1, "0" * 64, entry_hash("0" * 64, 1, ingested_at, payload), ingested_at, 0
+        )
+        producer = KafkaProducer(bootstrap_servers=ns.settings.kafka_broker, acks="all")
+        for n in range(4):  # one of each on every partition, between good records
+            ledger.produce(30)
+            producer.send(
+                ns.settings.ledger_topic, key=b"bad", value=b"\x00{not json", partition=n % 4
+            )
+            producer.send(ns.settings.ledger_topic, key=b"bad", value=forged, partition=n % 4)
+        producer.flush()
+        producer.close()
+        ledger.produce(300)
+        wait_for(lambda: count(wh) >= 2_820, 120, "2,820 rows stored", 0.2)
+        wait_for(lambda: loader.deadlettered == 8, 60, "8 records dead-lettered", 0.2)
+        ledger.produce(300)
+        wait_for(lambda: count(wh) >= 3_120, 120, "3,120 rows stored", 0.2)
+    finally:
+        loader.stop()
+    assert loader.crashes == 0
+    assert_exactly_once(wh, 3_120)
+    assert refused() > refused_before  # the engine refused the batches with the bad records
+    assert wh.raw_inserts > raw_before  # the batches after them went as they are
+    letters = [orjson.loads(r.value) for r in ns.read_topic(ns.settings.deadletter_topic, 8)]
+    assert sorted(d["reason"] for d in letters) == ["missing_field"] * 4 + ["not_json"] * 4
+    wh.close()
+
+
+def refused() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("pw_warehouse_raw_refused_total") or 0.0
