@@ -552,8 +552,10 @@ _RAW_SOURCE = (  # constant SQL: no value is ever formatted into it
 )
 _RAW_SELECT = (
     _LINES_SELECT.replace("{source}", _RAW_SOURCE)
-    # One block reaches the table, at the end: a refused batch stores nothing.
-    + " SETTINGS short_circuit_function_evaluation = 'disable', "
+    # One block reaches the table, at the end: a refused batch stores nothing. One thread: the
+    # insert leaves the other core to the interpreter (engine threads that preempt the thread
+    # holding the GIL make it wait for a core while every other Python thread waits for it).
+    + " SETTINGS short_circuit_function_evaluation = 'disable', max_threads = 1, "
     "min_insert_block_size_rows = 1000000000000, min_insert_block_size_bytes = 1000000000000"
 )
 
