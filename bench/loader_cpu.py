@@ -146,7 +146,7 @@ def one_run(ns: Namespace, rows: int, run: int, probe: bool) -> dict[str, float]
     if spinner:
         spinner.start()
     loader.start()
-    tid = loader._thread.native_id
+    tid = loader._thread.native_id or 0
     deadline = time.monotonic() + 600
     while loader.stored_events < rows:
         if time.monotonic() > deadline or not loader.alive():
@@ -163,12 +163,12 @@ def one_run(ns: Namespace, rows: int, run: int, probe: bool) -> dict[str, float]
     loader.warehouse.close()
     main = threading.main_thread().native_id
     spent = {t: after[t] - before.get(t, 0.0) for t in after}
-    probe_id = spinner.native_id if spinner else None
+    probe_id = (spinner.native_id or 0) if spinner else 0
     executor = sum(
         v for t, v in spent.items() if t in python_threads and t not in (tid, main, probe_id)
     )
     engine = sum(v for t, v in spent.items() if t not in python_threads)
-    probe_cpu = spent.get(probe_id, 0.0) if probe_id else 0.0
+    probe_cpu = spent.get(probe_id, 0.0)
     us = 1e6 / rows
     out = {
         "loader_thread_us_per_row": spent.get(tid, 0.0) * us,

@@ -21,6 +21,7 @@ from pipeline.ledger import CHAIN_QUERY, LedgerState, encode_entry, verify_store
 from sinks.clickhouse import EmbeddedWarehouse, QueryResult, Row
 from sinks.kafka_io import ensure_topics
 from sinks.loader_offsets import read_marks
+from sinks.warehouse import InsertColumns
 
 pytestmark = pytest.mark.integration
 
@@ -97,9 +98,7 @@ class Faulty:
     def insert(self, table: str, rows: list[Row]) -> None:
         self.inner.insert(table, rows)
 
-    def insert_select(
-        self, table: str, columns: Any, select: str, data: dict[str, list[str]]
-    ) -> None:
+    def insert_select(self, table: str, columns: Any, select: str, data: InsertColumns) -> None:
         if "throwIf" in select:
             self.raw_inserts += 1  # `store_raw`: the records as they are
         if table == "audit.events" and self.crashes:
