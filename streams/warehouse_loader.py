@@ -6,9 +6,15 @@ own (`partnerwatch loader`, streams/loader_process.py; `external`, with a ClickH
 way it has its own event loop and consumer group (`<app id>-warehouse`) and reads committed records
 only. A batch closes at `PW_WAREHOUSE_BATCH_ROWS` rows or `PW_WAREHOUSE_BATCH_SECONDS`.
 
-Per ledger record the loader decodes the JSON once, checks it and encodes the canonical event;
-ClickHouse parses that text and derives every column (`sinks.audit_store.store_lines`), in one
-insert per batch. Duplicates are avoided with per-partition high-water marks
+The ledger's records go to ClickHouse as they are, in one insert per batch, with no Python per
+record (`sinks.audit_store.store_raw`): the engine splits each record as the ingest service
+joined it (canonical event, then the ledger's fields), checks that its hash covers those bytes
+and that its shape is one the per-record path stores unchanged, and derives every column. When a
+record is not (an older layout, a broken or unstorable record, an entry twice), the engine
+refuses the whole batch, storing nothing, and the loader decodes and checks each record
+(`ledger_line`, `store_lines`): the unstorable ones are dead-lettered. So is every batch that
+may hold stored rows (after a failed insert, or a partition's first batch without a mark).
+Duplicates are avoided with per-partition high-water marks
 (`sinks.loader_offsets`), not with a query per batch: before a batch is inserted its marks are
 written (everything below `start` is stored; `[start, end)` is being stored), then the rows, then
 the Kafka offsets are committed. After a crash, redelivered records below a mark's `start` are
