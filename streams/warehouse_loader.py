@@ -98,6 +98,8 @@ class WarehouseLoader:
         self._lock: asyncio.Lock | None = None
         self._producer: AIOKafkaProducer | None = None
         self._revoking = False
+        #: False once `store_raw` failed where the per-record insert then worked (until a restart)
+        self._raw = True
 
     def start(self) -> None:
         self._thread.start()
@@ -151,7 +153,7 @@ class WarehouseLoader:
         s = self.settings
         # A new run knows nothing: marks are read again, the uncommitted batch is redelivered.
         self._partitions, self._owned, self._batch = {}, set(), Batch()
-        self._lock, self._revoking = asyncio.Lock(), False
+        self._lock, self._revoking, self._raw = asyncio.Lock(), False, True
         consumer = aio_consumer(s, role="warehouse", group=s.warehouse_group)
         consumer.subscribe([s.ledger_topic, s.alerts_topic], listener=_Rebalance(self, consumer))
         producer = self._producer = aio_producer(s, role="warehouse-deadletter")
@@ -303,18 +305,23 @@ class WarehouseLoader:
             )
             started = time.monotonic()
             values = [record.value for _, records in pending for record in records]
-            raw = fast and raw_layout(values[0]) and None not in values
+            raw = fast and self._raw and raw_layout(values[0]) and None not in values
+            check_all = batch.failed
             if raw:
                 try:
                     stored = store_raw(self.warehouse, values)
                 except WarehouseError as exc:
-                    if RAW_REFUSED not in str(exc):
-                        raise
-                    raw = False  # nothing stored: each record is checked and stored in turn
-                    log.info("warehouse.raw_refused", records=len(values))
-                    metrics.WAREHOUSE_RAW_REFUSED.inc()
+                    raw = False
+                    if RAW_REFUSED in str(exc):  # nothing stored: each record checked in turn
+                        log.info("warehouse.raw_refused", records=len(values))
+                        metrics.WAREHOUSE_RAW_REFUSED.inc()
+                    else:  # e.g. a server without these functions; it may have stored some
+                        check_all = True
+                        log.warning("warehouse.raw_failed", error=str(exc)[:500])
             if not raw:
-                stored, more = self._store_checked(pending, bad, batch.failed)
+                stored, more = self._store_checked(pending, bad, check_all)
+                if check_all and not batch.failed:  # the warehouse works, its raw path does not
+                    self._raw = False
                 skipped += more
             metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.events").observe(
                 time.monotonic() - started

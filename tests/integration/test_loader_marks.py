@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from partnerwatch.local_worker import Namespace, wait_for
 from pipeline.event import format_ms, normalize
 from pipeline.ledger import CHAIN_QUERY, LedgerState, encode_entry, verify_stored
-from sinks.clickhouse import EmbeddedWarehouse, QueryResult, Row
+from sinks.clickhouse import EmbeddedWarehouse, QueryResult, Row, WarehouseError
 from sinks.kafka_io import ensure_topics
 from sinks.loader_offsets import read_marks
 from sinks.warehouse import InsertColumns
@@ -83,6 +83,7 @@ class Faulty:
         self.inner, self.fraction, self.crashes = inner, fraction, crashes
         self.lookups = 0
         self.raw_inserts = 0
+        self.raw_broken = False
         self.kept = 0
         self.lock = threading.Lock()
 
@@ -101,6 +102,8 @@ class Faulty:
     def insert_select(self, table: str, columns: Any, select: str, data: InsertColumns) -> None:
         if "throwIf" in select:
             self.raw_inserts += 1  # `store_raw`: the records as they are
+            if self.raw_broken:
+                raise WarehouseError("Unknown function throwIf (a server without it)")
         if table == "audit.events" and self.crashes:
             self.crashes -= 1
             rows = len(next(iter(data.values())))
@@ -302,6 +305,33 @@ def test_unstorable_records_among_raw_ones_are_dead_lettered_and_the_rest_stored
     assert wh.raw_inserts > raw_before  # the batches after them went as they are
     letters = [orjson.loads(r.value) for r in ns.read_topic(ns.settings.deadletter_topic, 8)]
     assert sorted(d["reason"] for d in letters) == ["missing_field"] * 4 + ["not_json"] * 4
+    wh.close()
+
+
+def test_a_warehouse_without_the_raw_path_is_loaded_record_by_record(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """The raw insert fails (not a refusal: say, a server without a function it uses) while the
+    warehouse works: the batch is stored record by record, checked against what the failed
+    insert may have stored, and the run stops trying the raw path."""
+    from streams.warehouse_loader import WarehouseLoader
+
+    ns = namespace(tmp_path, batch_rows=100)
+    ledger = Ledger(ns)
+    ledger.produce(2_400)
+    wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
+    wh.raw_broken = True
+    loader = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+    loader.start()
+    try:
+        wait_for(lambda: count(wh) >= 2_400, 120, "2,400 rows stored", 0.2)
+        ledger.produce(600)
+        wait_for(lambda: count(wh) >= 3_000, 120, "3,000 rows stored", 0.2)
+    finally:
+        loader.stop()
+    assert loader.crashes == 0 and loader.health() == ("ok", "")
+    assert wh.raw_inserts == 1  # tried once, then not again in this run
+    assert_exactly_once(wh, 3_000)
     wh.close()
 
 
