@@ -20,6 +20,7 @@ import structlog
 from sinks.user_sql import SqlLimits, UserQuery, _engine_error
 from sinks.warehouse import (
     MAX_PARTITIONS_PER_INSERT,
+    InsertColumns,
     QueryResult,
     Row,
     WarehouseError,
@@ -164,13 +165,15 @@ class EmbeddedWarehouse:
         self._run(f"INSERT INTO {_identifier(table)} FORMAT JSONEachRow\n{body}", "CSV", None)
 
     def insert_select(
-        self, table: str, columns: Sequence[str], select: str, data: dict[str, list[str]]
+        self, table: str, columns: Sequence[str], select: str, data: InsertColumns
     ) -> None:
         """The String columns reach the engine as Python objects (chDB's `Python()` table function
-        reads this frame's `pw_insert_source` by name): no text format, no escaping."""
+        reads this frame's `pw_insert_source` by name): no text format, no escaping. Columns of
+        bytes go as an Arrow table (binary columns, not nullable): the engine copies its buffers
+        without taking the GIL per value (a list of str is read value by value, holding it)."""
         if not data or not next(iter(data.values())):
             return
-        pw_insert_source = data  # noqa: F841  # read by name by the engine
+        pw_insert_source = _arrow_table(data) if _is_bytes(data) else data  # noqa: F841  # read by name by the engine
         sql = _insert_select_sql(table, columns, select, "Python(pw_insert_source)")
         with self._lock:
             try:
@@ -203,6 +206,19 @@ class EmbeddedWarehouse:
         header) to the next query's result; one throwaway query takes it (lock held)."""
         with contextlib.suppress(Exception):  # best effort: the original error is the one to report
             self._session.query("SELECT 1", "CSV")
+
+
+def _is_bytes(data: InsertColumns) -> bool:
+    return isinstance(next(iter(data.values()))[0], bytes)
+
+
+def _arrow_table(data: InsertColumns) -> Any:
+    import pyarrow as pa
+
+    return pa.Table.from_arrays(
+        [pa.array(values, type=pa.binary()) for values in data.values()],
+        schema=pa.schema([pa.field(name, pa.binary(), nullable=False) for name in data]),
+    )
 
 
 class _EmbeddedUserQuery:

@@ -23,6 +23,7 @@ from sinks.clickhouse_embedded import _server_side_parser
 from sinks.user_sql import SqlLimits, UserQuery
 from sinks.warehouse import (
     MAX_PARTITIONS_PER_INSERT,
+    InsertColumns,
     QueryResult,
     Row,
     WarehouseError,
@@ -98,19 +99,21 @@ class ServerWarehouse:
         self._call(lambda: self._client.execute(sql, data, settings=self._insert_settings()))
 
     def insert_select(
-        self, table: str, columns: Sequence[str], select: str, data: dict[str, list[str]]
+        self, table: str, columns: Sequence[str], select: str, data: InsertColumns
     ) -> None:
-        """The String columns go to the server in native blocks, read by `input()`."""
+        """The String columns go to the server in native blocks, read by `input()` (bytes as
+        they are: the driver's `strings_as_bytes`)."""
         if not data or not next(iter(data.values())):
             return
         structure = ", ".join(f"{_identifier(name)} String" for name in data)
         sql = _insert_select_sql(table, columns, select, f"input('{structure}')")
         rows = list(zip(*data.values(), strict=True))
+        settings = self._insert_settings()
+        if isinstance(rows[0][0], bytes):
+            settings = {**settings, "strings_as_bytes": True}
         # Not retried here: an insert whose answer was lost may have landed. The caller retries
         # knowing that (the loader checks such a batch against the table before inserting again).
-        self._call(
-            lambda: self._client.execute(sql, rows, settings=self._insert_settings()), retries=0
-        )
+        self._call(lambda: self._client.execute(sql, rows, settings=settings), retries=0)
 
     def close(self) -> None:
         with self._lock:

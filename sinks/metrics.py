@@ -25,6 +25,10 @@ WAREHOUSE_SKIPPED = Counter(
     "pw_warehouse_skipped_total",
     "Ledger records the loader did not insert because the warehouse holds them already (redelivered after a restart)",
 )
+WAREHOUSE_RAW_REFUSED = Counter(
+    "pw_warehouse_raw_refused_total",
+    "Ledger batches the warehouse refused to take as raw records (one was not plain, or repeated): stored record by record instead",
+)
 INGEST_CATCH_UP = Counter(
     "pw_ingest_catch_up_total",
     "Source messages the ledger says were sequenced already, past the ingest group's committed"

@@ -6,7 +6,7 @@ Rows are dicts of JSON-friendly values; timestamps are `YYYY-MM-DD HH:MM:SS.mmm`
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from sinks.user_sql import SqlLimits, UserQuery
 
 Row = dict[str, Any]
+#: The String columns of `Warehouse.insert_select`: each a list of str, or a list of bytes.
+InsertColumns = Mapping[str, Sequence[str] | Sequence[bytes]]
 
 #: The writer connections' `max_partitions_per_insert_block`. Events and alerts are partitioned by
 #: month of `occurred_at` / `first_seen`, times a provider claims: one batch may span many months
@@ -54,10 +56,11 @@ class Warehouse(Protocol):
     def insert(self, table: str, rows: Sequence[Row]) -> None: ...
 
     def insert_select(
-        self, table: str, columns: Sequence[str], select: str, data: dict[str, list[str]]
+        self, table: str, columns: Sequence[str], select: str, data: InsertColumns
     ) -> None:
         """`INSERT INTO table (columns) <select>`, where `select` reads `{source}`: a table of the
-        String columns `data` (equal lengths). ClickHouse computes the rows (parses, converts)."""
+        String columns `data` (equal lengths; all `str` or all `bytes`, as they are: the bytes
+        need not be UTF-8). ClickHouse computes the rows (parses, converts)."""
         ...
 
     def close(self) -> None: ...

@@ -11,7 +11,6 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from sinks.audit_store import LedgerLine
 from sinks.loader_offsets import Mark
 
 
@@ -38,8 +37,8 @@ class PartitionState:
 class Batch:
     """Records consumed since the last commit."""
 
-    #: (partition, offset, line) of each storable ledger record, in consumption order
-    lines: list[tuple[int, int, LedgerLine]] = field(default_factory=list)
+    #: the ledger records as fetched: (partition, records in offset order), in consumption order
+    ledger: list[tuple[int, list[Any]]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     #: next offset to commit per topic-partition (stored, skipped and dead-lettered records alike)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)

@@ -6,9 +6,15 @@ own (`partnerwatch loader`, streams/loader_process.py; `external`, with a ClickH
 way it has its own event loop and consumer group (`<app id>-warehouse`) and reads committed records
 only. A batch closes at `PW_WAREHOUSE_BATCH_ROWS` rows or `PW_WAREHOUSE_BATCH_SECONDS`.
 
-Per ledger record the loader decodes the JSON once, checks it and encodes the canonical event;
-ClickHouse parses that text and derives every column (`sinks.audit_store.store_lines`), in one
-insert per batch. Duplicates are avoided with per-partition high-water marks
+The ledger's records go to ClickHouse as they are, in one insert per batch, with no Python per
+record (`sinks.audit_store.store_raw`): the engine splits each record as the ingest service
+joined it (canonical event, then the ledger's fields), checks that its hash covers those bytes
+and that its shape is one the per-record path stores unchanged, and derives every column. When a
+record is not (an older layout, a broken or unstorable record, an entry twice), the engine
+refuses the whole batch, storing nothing, and the loader decodes and checks each record
+(`ledger_line`, `store_lines`): the unstorable ones are dead-lettered. So is every batch that
+may hold stored rows (after a failed insert, or a partition's first batch without a mark).
+Duplicates are avoided with per-partition high-water marks
 (`sinks.loader_offsets`), not with a query per batch: before a batch is inserted its marks are
 written (everything below `start` is stored; `[start, end)` is being stored), then the rows, then
 the Kafka offsets are committed. After a crash, redelivered records below a mark's `start` are
@@ -36,12 +42,15 @@ from pipeline import deadletter
 from pipeline.config import Settings
 from sinks import metrics
 from sinks.audit_store import (
+    RAW_REFUSED,
     BadRecord,
     LedgerLine,
     checked_alert,
     ledger_line,
+    raw_layout,
     store_alerts,
     store_lines,
+    store_raw,
     stored_keys,
 )
 from sinks.clickhouse import Warehouse, WarehouseError, migrate, open_warehouse
@@ -87,7 +96,10 @@ class WarehouseLoader:
         self._owned: set[TopicPartition] = set()
         self._batch = Batch()
         self._lock: asyncio.Lock | None = None
+        self._producer: AIOKafkaProducer | None = None
         self._revoking = False
+        #: False once `store_raw` failed where the per-record insert then worked (until a restart)
+        self._raw = True
 
     def start(self) -> None:
         self._thread.start()
@@ -141,10 +153,10 @@ class WarehouseLoader:
         s = self.settings
         # A new run knows nothing: marks are read again, the uncommitted batch is redelivered.
         self._partitions, self._owned, self._batch = {}, set(), Batch()
-        self._lock, self._revoking = asyncio.Lock(), False
+        self._lock, self._revoking, self._raw = asyncio.Lock(), False, True
         consumer = aio_consumer(s, role="warehouse", group=s.warehouse_group)
         consumer.subscribe([s.ledger_topic, s.alerts_topic], listener=_Rebalance(self, consumer))
-        producer = aio_producer(s, role="warehouse-deadletter")
+        producer = self._producer = aio_producer(s, role="warehouse-deadletter")
         await producer.start()
         try:
             await consumer.start()
@@ -189,24 +201,23 @@ class WarehouseLoader:
     async def _take(
         self, fetched: dict[TopicPartition, list[Any]], producer: AIOKafkaProducer
     ) -> None:
-        """Add fetched records to the batch: checked, or dead-lettered (before their offsets are committed)."""
+        """Add fetched records to the batch: ledger records as they are (checked when the batch
+        is stored), alerts checked or dead-lettered (before their offsets are committed)."""
         ledger_topic = self.settings.ledger_topic
         batch = self._batch
         for tp, records in fetched.items():
             if tp not in self._owned or not records:
                 continue  # revoked since the fetch: its new owner reads it from the committed offset
-            ledger = tp.topic == ledger_topic
-            if ledger:
+            batch.records += len(records)
+            if tp.topic == ledger_topic:
                 batch.first.setdefault(tp.partition, records[0].offset)
-            for record in records:
-                batch.records += 1
-                try:
-                    if ledger:
-                        batch.lines.append((tp.partition, record.offset, ledger_line(record.value)))
-                    else:
+                batch.ledger.append((tp.partition, records))
+            else:
+                for record in records:
+                    try:
                         batch.alerts.append(checked_alert(record.value))
-                except BadRecord as bad:
-                    await self._dead_letter(producer, record, bad)
+                    except BadRecord as bad:
+                        await self._dead_letter(producer, record, bad)
             batch.offsets[tp] = records[-1].offset + 1
 
     async def _dead_letter(self, producer: AIOKafkaProducer, record: Any, bad: BadRecord) -> None:
@@ -238,7 +249,7 @@ class WarehouseLoader:
         started = time.monotonic()
         while True:
             try:
-                await loop.run_in_executor(None, self._write, batch)
+                bad = await loop.run_in_executor(None, self._write, batch)
                 break
             except WarehouseError as exc:
                 batch.failed = True
@@ -252,17 +263,26 @@ class WarehouseLoader:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         self.last_error = ""
+        for record, reason in bad:  # stored without them: dead-lettered before the commit
+            await self._dead_letter(self._held_producer(), record, reason)
         await consumer.commit(
             {tp: OffsetAndMetadata(offset, "") for tp, offset in batch.offsets.items()}
         )
         self._batch = Batch()
         metrics.WAREHOUSE_BATCH_SECONDS.set(time.monotonic() - started)
-        metrics.WAREHOUSE_BATCH_ROWS.observe(len(batch.lines) + len(batch.alerts))
+        metrics.WAREHOUSE_BATCH_ROWS.observe(batch.records)
         return True
 
-    def _write(self, batch: Batch) -> None:
+    def _write(self, batch: Batch) -> list[tuple[Any, BadRecord]]:
         """Marks, then the new rows, then the alerts (executor thread); the marks in memory move
-        on only once all is stored."""
+        on only once all is stored. Returns the ledger records that cannot be stored, with why:
+        the caller dead-letters them before it commits.
+
+        The ledger records go to ClickHouse as they are (`store_raw`: no Python per record) when
+        none of them may be stored already; when some may be (after a failed insert, or in a
+        partition's first batch without a mark), or when the engine refuses the batch (a record
+        that is not plain, or one entry twice), each record is decoded and checked
+        (`ledger_line`, `_new_lines`), as ever."""
         topic = self.settings.ledger_topic
         ends = {tp.partition: offset for tp, offset in batch.offsets.items() if tp.topic == topic}
         missing = [p for p in ends if p not in self._partitions]
@@ -274,15 +294,35 @@ class WarehouseLoader:
             state = self._partitions[p]
             if state.check_below is None:
                 state.check_below = first + self.settings.warehouse_batch_rows
-        new, skipped = self._new_lines(batch)
-        marks = {
-            p: Mark(self._partitions[p].stored_below, ends[p])
-            for p in sorted({p for p, _, _ in new})
-        }
-        write_marks(self.warehouse, topic, marks)
-        started = time.monotonic()
-        stored = store_lines(self.warehouse, [line for _, _, line in new])
-        if new:
+        pending, skipped, fast = self._pending(batch)
+        bad: list[tuple[Any, BadRecord]] = []
+        stored = 0
+        if pending:
+            write_marks(
+                self.warehouse,
+                topic,
+                {p: Mark(self._partitions[p].stored_below, ends[p]) for p, _ in pending},
+            )
+            started = time.monotonic()
+            values = [record.value for _, records in pending for record in records]
+            raw = fast and self._raw and raw_layout(values[0]) and None not in values
+            check_all = batch.failed
+            if raw:
+                try:
+                    stored = store_raw(self.warehouse, values)
+                except WarehouseError as exc:
+                    raw = False
+                    if RAW_REFUSED in str(exc):  # nothing stored: each record checked in turn
+                        log.info("warehouse.raw_refused", records=len(values))
+                        metrics.WAREHOUSE_RAW_REFUSED.inc()
+                    else:  # e.g. a server without these functions; it may have stored some
+                        check_all = True
+                        log.warning("warehouse.raw_failed", error=str(exc)[:500])
+            if not raw:
+                stored, more = self._store_checked(pending, bad, check_all)
+                if check_all and not batch.failed:  # the warehouse works, its raw path does not
+                    self._raw = False
+                skipped += more
             metrics.WAREHOUSE_INSERT_SECONDS.labels("audit.events").observe(
                 time.monotonic() - started
             )
@@ -301,14 +341,55 @@ class WarehouseLoader:
         for p, end in ends.items():
             state = self._partitions[p]
             state.stored_below = max(state.stored_below, end)
+        return bad
 
-    def _new_lines(self, batch: Batch) -> tuple[list[tuple[int, int, LedgerLine]], int]:
-        """The batch's ledger records the warehouse does not hold yet, and how many it does."""
+    def _pending(self, batch: Batch) -> tuple[list[tuple[int, list[Any]]], int, bool]:
+        """The batch's ledger records from each partition's `stored_below` on (by fetched run of
+        records, not one by one), how many are below it, and whether none of them may be stored
+        already (none below a partition's `check_below`, no failed attempt before)."""
+        pending: list[tuple[int, list[Any]]] = []
+        skipped = 0
+        fast = not batch.failed
+        for p, records in batch.ledger:
+            state = self._partitions[p]
+            if records[0].offset < state.stored_below:
+                kept = [r for r in records if r.offset >= state.stored_below]
+                skipped += len(records) - len(kept)
+                records = kept
+            if not records:
+                continue
+            if records[0].offset < (state.check_below or 0):
+                fast = False
+            pending.append((p, records))
+        return pending, skipped, fast
+
+    def _store_checked(
+        self,
+        pending: list[tuple[int, list[Any]]],
+        bad: list[tuple[Any, BadRecord]],
+        check_all: bool,
+    ) -> tuple[int, int]:
+        """The per-record path: decode and check each record (the unstorable ones go to `bad`),
+        leave out what audit.events holds, store the rest. Returns (stored, skipped)."""
+        lines: list[tuple[int, int, LedgerLine]] = []
+        for p, records in pending:
+            for record in records:
+                try:
+                    lines.append((p, record.offset, ledger_line(record.value)))
+                except BadRecord as reason:
+                    bad.append((record, reason))
+        new, skipped = self._new_lines(lines, check_all)
+        return store_lines(self.warehouse, [line for _, _, line in new]), skipped
+
+    def _new_lines(
+        self, lines: list[tuple[int, int, LedgerLine]], check_all: bool
+    ) -> tuple[list[tuple[int, int, LedgerLine]], int]:
+        """The ledger records the warehouse does not hold yet, and how many it does."""
         new: list[tuple[int, int, LedgerLine]] = []
         check: list[LedgerLine] = []
         seen: set[tuple[str, int]] = set()
         skipped = 0
-        for item in batch.lines:
+        for item in lines:
             p, offset, line = item
             state = self._partitions[p]
             key = (line.account_id, line.seq)
@@ -316,7 +397,7 @@ class WarehouseLoader:
                 skipped += 1
                 continue
             seen.add(key)
-            if batch.failed or offset < (state.check_below or 0):
+            if check_all or offset < (state.check_below or 0):
                 check.append(line)
             new.append(item)
         if check:
@@ -326,6 +407,12 @@ class WarehouseLoader:
                 skipped += len(stored)
                 log.info("warehouse.redelivered_skipped", rows=len(stored), checked=len(check))
         return new, skipped
+
+    def _held_producer(self) -> AIOKafkaProducer:
+        """The run's dead-letter producer."""
+        if self._producer is None:
+            raise RuntimeError("the loader's run has not started")
+        return self._producer
 
     def _held_lock(self) -> asyncio.Lock:
         """The run's lock: the loop holds it while it takes and stores a batch, a rebalance while

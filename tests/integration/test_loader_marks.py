@@ -18,9 +18,10 @@ from kafka import KafkaProducer
 from partnerwatch.local_worker import Namespace, wait_for
 from pipeline.event import format_ms, normalize
 from pipeline.ledger import CHAIN_QUERY, LedgerState, encode_entry, verify_stored
-from sinks.clickhouse import EmbeddedWarehouse, QueryResult, Row
+from sinks.clickhouse import EmbeddedWarehouse, QueryResult, Row, WarehouseError
 from sinks.kafka_io import ensure_topics
 from sinks.loader_offsets import read_marks
+from sinks.warehouse import InsertColumns
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +29,15 @@ ACCOUNTS = [f"A{n:04d}SELLER" for n in range(12)]
 
 
 class Ledger:
-    """Ledger records for several accounts, sequenced as ingest does, produced keyed by account."""
+    """Ledger records for several accounts, sequenced as ingest does, produced keyed by account:
+    in the ingest service's layout (`LedgerState.sequence`, which the loader hands to ClickHouse
+    as it is), or in the older one (`encode_entry`, which it decodes record by record)."""
 
-    def __init__(self, ns: Namespace) -> None:
+    def __init__(self, ns: Namespace, layout: str = "ingest") -> None:
         self.ns = ns
         self.state = LedgerState(7)
         self.sent = 0
+        self.layout = layout
 
     def produce(self, count: int) -> None:
         producer = KafkaProducer(
@@ -56,11 +60,16 @@ class Ledger:
                 "resource": {"type": "listing", "id": f"sku-{n % 97}"},
                 "changes": [{"field": "price", "old": "10.00", "new": f"{10 + n % 5}.00"}],
             }
-            entry = self.state.accept(normalize(event), format_ms(1_793_599_260_000 + n))
-            assert entry is not None
-            producer.send(
-                self.ns.settings.ledger_topic, key=account.encode(), value=encode_entry(entry)
-            )
+            ingested_at = format_ms(1_793_599_260_000 + n)
+            if self.layout == "ingest":
+                sequenced = self.state.sequence(normalize(event), ingested_at, n)
+                assert sequenced is not None
+                value = sequenced[1]
+            else:
+                entry = self.state.accept(normalize(event), ingested_at)
+                assert entry is not None
+                value = encode_entry(entry)
+            producer.send(self.ns.settings.ledger_topic, key=account.encode(), value=value)
             self.sent += 1
         producer.flush()
         producer.close()
@@ -73,6 +82,8 @@ class Faulty:
     def __init__(self, inner: EmbeddedWarehouse, fraction: float = 1.0, crashes: int = 0) -> None:
         self.inner, self.fraction, self.crashes = inner, fraction, crashes
         self.lookups = 0
+        self.raw_inserts = 0
+        self.raw_broken = False
         self.kept = 0
         self.lock = threading.Lock()
 
@@ -88,9 +99,11 @@ class Faulty:
     def insert(self, table: str, rows: list[Row]) -> None:
         self.inner.insert(table, rows)
 
-    def insert_select(
-        self, table: str, columns: Any, select: str, data: dict[str, list[str]]
-    ) -> None:
+    def insert_select(self, table: str, columns: Any, select: str, data: InsertColumns) -> None:
+        if "throwIf" in select:
+            self.raw_inserts += 1  # `store_raw`: the records as they are
+            if self.raw_broken:
+                raise WarehouseError("Unknown function throwIf (a server without it)")
         if table == "audit.events" and self.crashes:
             self.crashes -= 1
             rows = len(next(iter(data.values())))
@@ -142,14 +155,15 @@ def end_offsets(ns: Namespace) -> dict[int, int]:
         consumer.close()
 
 
+@pytest.mark.parametrize("layout", ["ingest", "encode_entry"])
 @pytest.mark.parametrize("fraction", [0.5, 1.0], ids=["crash-mid-insert", "crash-after-insert"])
 def test_a_crash_during_or_after_an_insert_stores_each_entry_once(
-    kafka_broker: str, tmp_path: Path, fraction: float
+    kafka_broker: str, tmp_path: Path, fraction: float, layout: str
 ) -> None:
     from streams.warehouse_loader import WarehouseLoader
 
     ns = namespace(tmp_path, batch_rows=400)
-    ledger = Ledger(ns)
+    ledger = Ledger(ns, layout)
     ledger.produce(2_000)
     wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"), fraction=fraction, crashes=1)
     loader = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
@@ -170,11 +184,14 @@ def test_a_crash_during_or_after_an_insert_stores_each_entry_once(
     wh.close()
 
 
-def test_after_a_clean_restart_no_batch_is_looked_up(kafka_broker: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["ingest", "encode_entry"])
+def test_after_a_clean_restart_no_batch_is_looked_up(
+    kafka_broker: str, tmp_path: Path, layout: str
+) -> None:
     from streams.warehouse_loader import WarehouseLoader
 
     ns = namespace(tmp_path, batch_rows=300)
-    ledger = Ledger(ns)
+    ledger = Ledger(ns, layout)
     ledger.produce(1_200)
     wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
     first = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
@@ -197,6 +214,8 @@ def test_after_a_clean_restart_no_batch_is_looked_up(kafka_broker: str, tmp_path
         second.stop()
     assert wh.lookups == 0, "a batch past the marks was looked up in audit.events"
     assert second.stored_events == 1_500 and second.skipped == 0
+    # past the first batches (checked: no marks yet), ingest's records go to ClickHouse as they are
+    assert (wh.raw_inserts > 0) == (layout == "ingest")
     assert_exactly_once(wh, 2_700)
     assert {p: m.end for p, m in read_marks(wh, ns.settings.ledger_topic).items()} == end_offsets(
         ns
@@ -232,3 +251,91 @@ def test_a_second_loader_joining_mid_load_stores_each_entry_once(
     assert a.crashes == b.crashes == 0
     assert_exactly_once(wh, 7_000)
     wh.close()
+
+
+def test_unstorable_records_among_raw_ones_are_dead_lettered_and_the_rest_stored_once(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """A batch in ingest's layout with records the per-record path refuses (not JSON, a
+    record whose hash covers an event without an outcome): the engine refuses the batch as it
+    is, each record is then checked, the bad ones dead-lettered before the commit, the rest
+    stored once; the batches after it go as they are again."""
+    import orjson
+
+    from pipeline.ledger import entry_hash, entry_record
+    from streams.warehouse_loader import WarehouseLoader
+
+    ns = namespace(tmp_path, batch_rows=100)
+    ledger = Ledger(ns)
+    ledger.produce(2_400)  # past every partition's first, checked offsets
+    wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
+    loader = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+    loader.start()
+    try:
+        wait_for(lambda: count(wh) >= 2_400, 120, "2,400 rows stored", 0.2)
+        raw_before = wh.raw_inserts
+        refused_before = refused()
+        payload = orjson.dumps(
+            {"account_id": ACCOUNTS[0], "action": "x", "actor": {}, "event_id": "forged"},
+            option=orjson.OPT_SORT_KEYS,
+        )
+        ingested_at = "2026-11-02T10:00:01.000Z"
+        forged = entry_record(
+            payload, 1, "0" * 64, entry_hash("0" * 64, 1, ingested_at, payload), ingested_at, 0
+        )
+        producer = KafkaProducer(bootstrap_servers=ns.settings.kafka_broker, acks="all")
+        for n in range(4):  # one of each on every partition, between good records
+            ledger.produce(30)
+            producer.send(
+                ns.settings.ledger_topic, key=b"bad", value=b"\x00{not json", partition=n % 4
+            )
+            producer.send(ns.settings.ledger_topic, key=b"bad", value=forged, partition=n % 4)
+        producer.flush()
+        producer.close()
+        ledger.produce(300)
+        wait_for(lambda: count(wh) >= 2_820, 120, "2,820 rows stored", 0.2)
+        wait_for(lambda: loader.deadlettered == 8, 60, "8 records dead-lettered", 0.2)
+        ledger.produce(300)
+        wait_for(lambda: count(wh) >= 3_120, 120, "3,120 rows stored", 0.2)
+    finally:
+        loader.stop()
+    assert loader.crashes == 0
+    assert_exactly_once(wh, 3_120)
+    assert refused() > refused_before  # the engine refused the batches with the bad records
+    assert wh.raw_inserts > raw_before  # the batches after them went as they are
+    letters = [orjson.loads(r.value) for r in ns.read_topic(ns.settings.deadletter_topic, 8)]
+    assert sorted(d["reason"] for d in letters) == ["missing_field"] * 4 + ["not_json"] * 4
+    wh.close()
+
+
+def test_a_warehouse_without_the_raw_path_is_loaded_record_by_record(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """The raw insert fails (not a refusal: say, a server without a function it uses) while the
+    warehouse works: the batch is stored record by record, checked against what the failed
+    insert may have stored, and the run stops trying the raw path."""
+    from streams.warehouse_loader import WarehouseLoader
+
+    ns = namespace(tmp_path, batch_rows=100)
+    ledger = Ledger(ns)
+    ledger.produce(2_400)
+    wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
+    wh.raw_broken = True
+    loader = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+    loader.start()
+    try:
+        wait_for(lambda: count(wh) >= 2_400, 120, "2,400 rows stored", 0.2)
+        ledger.produce(600)
+        wait_for(lambda: count(wh) >= 3_000, 120, "3,000 rows stored", 0.2)
+    finally:
+        loader.stop()
+    assert loader.crashes == 0 and loader.health() == ("ok", "")
+    assert wh.raw_inserts == 1  # tried once, then not again in this run
+    assert_exactly_once(wh, 3_000)
+    wh.close()
+
+
+def refused() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("pw_warehouse_raw_refused_total") or 0.0

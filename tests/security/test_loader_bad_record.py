@@ -25,6 +25,7 @@ from pipeline.event import format_ms, normalize
 from pipeline.ledger import LedgerState, encode_entry
 from sinks.clickhouse import EmbeddedWarehouse, QueryResult, Row
 from sinks.kafka_io import ensure_topics
+from sinks.warehouse import InsertColumns
 
 pytestmark = pytest.mark.integration
 
@@ -141,9 +142,7 @@ class Crashing:
             raise self.fault("injected fault")
         self.inner.insert(table, rows)
 
-    def insert_select(
-        self, table: str, columns: Any, select: str, data: dict[str, list[str]]
-    ) -> None:
+    def insert_select(self, table: str, columns: Any, select: str, data: InsertColumns) -> None:
         if table == "audit.events" and self.failing.is_set():
             raise self.fault("injected fault")
         self.inner.insert_select(table, columns, select, data)
