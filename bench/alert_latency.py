@@ -6,6 +6,8 @@ several rates alone and writes bench/results/<date>-latency.json and .md.
 
 from __future__ import annotations
 
+import os
+import pkgutil
 import statistics
 import tempfile
 import threading
@@ -16,6 +18,7 @@ from typing import Any
 
 import orjson
 
+import detectors.provider_wide.rules as provider_wide_rules
 from bench.procstats import metric
 from bench.workload import RESULTS, WORKER_ENV, stream
 from partnerwatch.local_worker import Namespace, Worker
@@ -88,12 +91,28 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
     finally:
         sampling.set()  # also on failure: the sampler would poll a stopped worker
         worker.stop()
-    produced = sorted(
-        r.timestamp - sources[t]
+    # (latency, detector) of each alert record of the measured events
+    made = [
+        (r.timestamp - sources[t], alert["detector"])
         for r in alerts
-        if (t := orjson.loads(r.value)["evidence_event_ids"][-1]) in sources
-    )
+        if (t := (alert := orjson.loads(r.value))["evidence_event_ids"][-1]) in sources
+    ]
+    produced = sorted(ms for ms, _ in made)
     visible = sorted(at - sources[t] for t, at in received if t in sources)
+    if samples := os.environ.get("BENCH_LATENCY_SAMPLES"):  # every alert's figures, to study
+        Path(samples).write_bytes(
+            orjson.dumps(
+                {
+                    "alerts": [
+                        {"src": sources[t], "ts": r.timestamp, "det": alert["detector"], "ev": t}
+                        for r in alerts
+                        if (t := (alert := orjson.loads(r.value))["evidence_event_ids"][-1])
+                        in sources
+                    ],
+                    "visible": [{"ev": t, "at": at} for t, at in received if t in sources],
+                }
+            )
+        )
     return {
         "rate_events_per_second": round(rate),
         "seconds": seconds,
@@ -104,7 +123,21 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
         "alert_records": len(produced),
         "latency_ms_alert_produced": _quantiles(produced),
         "latency_ms_alert_visible": _quantiles(visible),
+        # per-account alerts come from ingest; provider-wide ones from the provider stage,
+        # after the ledger transaction commits (streams/provider_stage.py)
+        "latency_ms_alert_produced_by_origin": {
+            origin: {
+                "alerts": len(values),
+                **(_quantiles(values) or {}),
+            }
+            for origin, wide in (("per_account", False), ("provider_wide", True))
+            if (values := sorted(ms for ms, d in made if (d in PROVIDER_WIDE) == wide))
+        },
     }
+
+
+#: The provider-wide detectors' names (their alerts come from the provider stage).
+PROVIDER_WIDE = frozenset(m.name for m in pkgutil.iter_modules(provider_wide_rules.__path__))
 
 
 def _tail(ns: Namespace, received: list[tuple[str, float]], stop: threading.Event) -> None:
@@ -167,5 +200,18 @@ def latency_only(rates: list[float], seconds: float) -> None:
             f" | {v.get('p50')} / {v.get('p95')} / {v.get('p99')} | {run['backlog_events_median']} / {run['backlog_events_max']}"
             f" | {run['alert_records']} |"
         )
+    lines += [
+        "",
+        "Alert produced, by origin (per-account: ingest; provider-wide: the provider stage):",
+        "",
+        "| rate (events/s) | origin | alerts | p50 / p95 / p99 / max (ms) |",
+        "|---|---|---|---|",
+    ]
+    for run in runs:
+        for origin, q in run["latency_ms_alert_produced_by_origin"].items():
+            lines.append(
+                f"| {run['rate_events_per_second']:,} | {origin} | {q['alerts']}"
+                f" | {q.get('p50')} / {q.get('p95')} / {q.get('p99')} / {q.get('max')} |"
+            )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
