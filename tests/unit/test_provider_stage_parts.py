@@ -193,13 +193,13 @@ def test_ingest_is_behind_only_on_what_was_there_a_look_ago() -> None:
 def test_backlog_refresh_compares_with_the_previous_look_and_starts_over_after_a_pause() -> None:
     backlog = IngestBacklog(Settings.from_env({}))
     kafka = _Offsets()
-    backlog._admin = kafka  # type: ignore[assignment]
+    backlog._admin = kafka
 
     def look(ends: dict[int, int], committed: dict[int, int], *, paused: bool = False) -> set[int]:
         kafka.ends, kafka.committed = ends, committed
         # due now; `paused`: the previous look was long enough ago to be forgotten
         backlog._at = time.monotonic() - (10 * BACKLOG_SECONDS if paused else BACKLOG_SECONDS)
-        asyncio.run(backlog.refresh(kafka, sorted(ends)))  # type: ignore[arg-type]
+        asyncio.run(backlog.refresh(kafka, sorted(ends)))
         return backlog.partitions
 
     assert look({0: 100, 1: 100}, {0: 100, 1: 40}) == {1}
