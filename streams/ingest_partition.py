@@ -256,7 +256,7 @@ class PartitionIngest:
                     f"partition {self.tp.partition}: fenced by a newer producer"
                 )
                 self.closing = True
-                self.open = None
+                self.open, self.in_batch = None, False
                 return
             except Exception as exc:  # a failed batch: abort, and start the partition over
                 self.service.note_error(
@@ -264,6 +264,7 @@ class PartitionIngest:
                 )
                 log.exception("ingest.batch_failed", partition=self.tp.partition)
                 self.open = self.repairs = None
+                self.in_batch = False  # nothing to finish: a revocation need not wait the reload
                 await self._take_up()
                 self.service.note_recovered()
 
