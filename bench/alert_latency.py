@@ -6,17 +6,22 @@ several rates alone and writes bench/results/<date>-latency.json and .md.
 
 from __future__ import annotations
 
+import os
+import pkgutil
 import statistics
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.procstats import metric
+import detectors.provider_wide.rules as provider_wide_rules
+from bench.procstats import broker_pid, cpu_seconds, metric
 from bench.workload import RESULTS, WORKER_ENV, stream
 from partnerwatch.local_worker import Namespace, Worker
 from sinks.kafka_io import consumer, ensure_topics, producer
@@ -30,7 +35,10 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
     Before the measured run the worker gets `warmup` seconds of the same rate (its partitions,
     caches and warehouse come up; a backlog built meanwhile would be measured as latency), and
     the backlog (events sent, not yet sequenced) is sampled through the run: a rate the worker
-    cannot hold shows as a growing backlog, not only as latency.
+    cannot hold shows as a growing backlog, not only as latency. The worker's and the broker's
+    CPU per event and the ingest transactions are counted over the measured run, and the produced
+    latency is split by origin (per-account alerts from ingest, provider-wide ones from the
+    provider stage). `BENCH_LATENCY_SAMPLES=<file>` writes every alert's timestamps to a file.
     """
     ns = Namespace(root, extra_env=dict(WORKER_ENV))
     ensure_topics(ns.settings)
@@ -63,8 +71,13 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
     stop = threading.Event()
     tail = threading.Thread(target=_tail, args=(ns, received, stop), daemon=True)
     tail.start()
+    worker_pid = worker.proc.pid if worker.proc is not None else None
+    broker = broker_pid()
     try:
         topic = ns.settings.actions_topic
+        cpu0 = cpu_seconds(worker_pid) if worker_pid else 0.0
+        broker0 = cpu_seconds(broker) if broker else 0.0
+        transactions0 = _transactions(ns.port)
         started = time.monotonic()
         for i, (key, value) in enumerate(messages):
             pause = started + i / rate - time.monotonic()
@@ -75,6 +88,10 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
         prod.flush()
         prod.close()
         sampling.set()  # the backlog while sending, not while draining
+        # the CPU and the transactions of the measured run (mostly while sending)
+        worker_cpu = cpu_seconds(worker_pid) - cpu0 if worker_pid else None
+        broker_cpu = cpu_seconds(broker) - broker0 if broker else None
+        transactions = _transactions(ns.port) - transactions0
         time.sleep(5)  # let the last alerts out (commit interval)
         stop.set()
         tail.join(30)
@@ -88,12 +105,28 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
     finally:
         sampling.set()  # also on failure: the sampler would poll a stopped worker
         worker.stop()
-    produced = sorted(
-        r.timestamp - sources[t]
+    # (latency, detector) of each alert record of the measured events
+    made = [
+        (r.timestamp - sources[t], alert["detector"])
         for r in alerts
-        if (t := orjson.loads(r.value)["evidence_event_ids"][-1]) in sources
-    )
+        if (t := (alert := orjson.loads(r.value))["evidence_event_ids"][-1]) in sources
+    ]
+    produced = sorted(ms for ms, _ in made)
     visible = sorted(at - sources[t] for t, at in received if t in sources)
+    if samples := os.environ.get("BENCH_LATENCY_SAMPLES"):  # every alert's figures, to study
+        Path(samples).write_bytes(
+            orjson.dumps(
+                {
+                    "alerts": [
+                        {"src": sources[t], "ts": r.timestamp, "det": alert["detector"], "ev": t}
+                        for r in alerts
+                        if (t := (alert := orjson.loads(r.value))["evidence_event_ids"][-1])
+                        in sources
+                    ],
+                    "visible": [{"ev": t, "at": at} for t, at in received if t in sources],
+                }
+            )
+        )
     return {
         "rate_events_per_second": round(rate),
         "seconds": seconds,
@@ -102,9 +135,40 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
         "backlog_events_max": round(max(backlog)) if backlog else None,
         "backlog_events_median": round(statistics.median(backlog)) if backlog else None,
         "alert_records": len(produced),
+        "worker_cpu_us_per_event": round(worker_cpu / total * 1e6, 1)
+        if worker_cpu is not None
+        else None,
+        "broker_cpu_us_per_event": round(broker_cpu / total * 1e6, 1)
+        if broker_cpu is not None
+        else None,
+        "ingest_transactions": transactions,
         "latency_ms_alert_produced": _quantiles(produced),
         "latency_ms_alert_visible": _quantiles(visible),
+        # per-account alerts come from ingest; provider-wide ones from the provider stage,
+        # after the ledger transaction commits (streams/provider_stage.py)
+        "latency_ms_alert_produced_by_origin": {
+            origin: {
+                "alerts": len(values),
+                **(_quantiles(values) or {}),
+            }
+            for origin, wide in (("per_account", False), ("provider_wide", True))
+            if (values := sorted(ms for ms, d in made if (d in PROVIDER_WIDE) == wide))
+        },
     }
+
+
+#: The provider-wide detectors' names (their alerts come from the provider stage).
+PROVIDER_WIDE = frozenset(m.name for m in pkgutil.iter_modules(provider_wide_rules.__path__))
+
+
+def _transactions(port: int) -> int:
+    """The worker's ingest batches (one transaction each) so far, from /v1/health."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=10) as r:
+            body = r.read()
+    except urllib.error.HTTPError as exc:  # 503 while degraded: the body says the same
+        body = exc.read()
+    return int(orjson.loads(body)["ingest"]["batches"])
 
 
 def _tail(ns: Namespace, received: list[tuple[str, float]], stop: threading.Event) -> None:
@@ -157,15 +221,29 @@ def latency_only(rates: list[float], seconds: float) -> None:
         "",
         f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)}`",
         "",
-        "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts |",
-        "|---|---|---|---|---|",
+        "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts | worker / broker CPU per event (µs) | ingest transactions |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         p, v = run["latency_ms_alert_produced"] or {}, run["latency_ms_alert_visible"] or {}
         lines.append(
             f"| {run['rate_events_per_second']:,} | {p.get('p50')} / {p.get('p95')} / {p.get('p99')} / {p.get('max')}"
             f" | {v.get('p50')} / {v.get('p95')} / {v.get('p99')} | {run['backlog_events_median']} / {run['backlog_events_max']}"
-            f" | {run['alert_records']} |"
+            f" | {run['alert_records']} | {run['worker_cpu_us_per_event']} / {run['broker_cpu_us_per_event']}"
+            f" | {run['ingest_transactions']:,} |"
         )
+    lines += [
+        "",
+        "Alert produced, by origin (per-account: ingest; provider-wide: the provider stage):",
+        "",
+        "| rate (events/s) | origin | alerts | p50 / p95 / p99 / max (ms) |",
+        "|---|---|---|---|",
+    ]
+    for run in runs:
+        for origin, q in run["latency_ms_alert_produced_by_origin"].items():
+            lines.append(
+                f"| {run['rate_events_per_second']:,} | {origin} | {q['alerts']}"
+                f" | {q.get('p50')} / {q.get('p95')} / {q.get('p99')} / {q.get('max')} |"
+            )
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

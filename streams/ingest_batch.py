@@ -121,6 +121,21 @@ class IngestBatch:
     suspects: int = 0
     confirmed: int = 0
 
+    def absorb(self, later: IngestBatch) -> None:
+        """Add the batch worked on right after this one (the same partition) to this one, so
+        that they commit in one transaction: as if their records had been one batch."""
+        self.ledger += later.ledger
+        self.deadletters += later.deadletters
+        self.alerts += later.alerts
+        self.accounts.update(later.accounts)
+        self.alert_changes.update(later.alert_changes)
+        self.next_offset = later.next_offset
+        self.consumed += later.consumed
+        self.accepted += later.accepted
+        self.duplicates += later.duplicates
+        self.suspects += later.suspects
+        self.confirmed += later.confirmed
+
     def account_records(self) -> list[Record]:
         return [state_record(k, v) for k, v in self.accounts.items()]
 

@@ -1,10 +1,20 @@
 """One partition's writer in the ingest service (streams/ingest.py says how the service works):
 its state loaded from Kafka, its records worked through in offset order one batch (one
-transaction) at a time, and its restart after a failed batch."""
+transaction) at a time, and its restart after a failed batch.
+
+Records are worked on as soon as they are fetched (their alerts published at once), but a
+partition starts a transaction at most every `COMMIT_MIN_SECONDS`: what arrives sooner after the
+previous one's start is worked on into the open batch, which commits when that time is up (or
+when it holds `MAX_BATCH` records, or the partition is revoked). Under live traffic a fetch
+brings a few records per partition, and one transaction each (five broker round trips, and the
+client's and the broker's CPU for them) made the worker fall behind at half its maximum rate;
+a partition that is idle, or busy for longer than that time per batch (a backlog), commits each
+batch at once as before (docs/performance.md, "Event-to-alert latency")."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +30,9 @@ from sinks import metrics
 from sinks.kafka_io import aio_producer
 from streams import dedup_confirm, state_repair
 from streams.alert_publisher import publisher
-from streams.ingest_batch import PartitionState, Record
+from streams.ingest_batch import IngestBatch, PartitionState, Record
 from streams.partition_read import read_partition
+from streams.state_repair import Repairs
 
 if TYPE_CHECKING:
     from streams.ingest import IngestService
@@ -40,6 +51,9 @@ FETCH_MAX_WAIT_MS = 5
 GC_THRESHOLD = (10_000, 20, 50)
 #: Events of a batch after which the alerts raised so far are published (and other work runs).
 PUBLISH_EVERY = 200
+#: Least time between the starts of two transactions of a partition: records that arrive sooner
+#: are worked on (their alerts published) into the open batch, which commits when it is up.
+COMMIT_MIN_SECONDS = 0.02
 #: How often a partition in bounded dedup mode asks the warehouse how far its loader stored the
 #: ledger (to move exact ids into the filters).
 SEAL_SECONDS = 5.0
@@ -121,8 +135,13 @@ class PartitionIngest:
         self.pending: list[Any] = []
         self.paused = False
         self.closing = False
-        #: a batch is being worked on (revocation waits for it to commit)
+        #: a batch is being worked on or open (revocation waits for it to commit)
         self.in_batch = False
+        #: the batch worked on and not yet committed (records, state changes, alerts published)
+        self.open: IngestBatch | None = None
+        self.repairs: Repairs | None = None
+        #: when the last transaction started (`time.monotonic()`)
+        self._committed_at = -COMMIT_MIN_SECONDS
         self.batches = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -211,47 +230,75 @@ class PartitionIngest:
 
     async def _run(self) -> None:
         while not self.closing:
-            await self._wake.wait()
+            if self.pending:
+                pass  # left over from a full batch: on at once
+            elif self.open is None:
+                await self._wake.wait()
+            else:  # records arriving meanwhile are worked on; the open batch commits when due
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._due_in())
             self._wake.clear()
-            while self.pending and not self.closing:
-                records, self.pending = self.pending[:MAX_BATCH], self.pending[MAX_BATCH:]
-                if self.paused and len(self.pending) < MAX_PENDING // 2:
-                    self.service.resume(self.tp)
-                    self.paused = False
-                try:
-                    await self._marked_batch(records)
-                except ProducerFenced:
-                    log.error("ingest.fenced", partition=self.tp.partition)
-                    self.service.note_error(
-                        f"partition {self.tp.partition}: fenced by a newer producer"
-                    )
-                    self.closing = True
-                    return
-                except Exception as exc:  # a failed batch: abort, and start the partition over
-                    self.service.note_error(
-                        f"partition {self.tp.partition}: {type(exc).__name__}: {exc}"
-                    )
-                    log.exception("ingest.batch_failed", partition=self.tp.partition)
-                    await self._take_up()
-                    self.service.note_recovered()
+            try:
+                while self.pending and not self.closing and self._room():
+                    records = self.pending[: self._room()]
+                    self.pending = self.pending[len(records) :]
+                    if self.paused and len(self.pending) < MAX_PENDING // 2:
+                        self.service.resume(self.tp)
+                        self.paused = False
+                    await self._marked(self._work(records))
+                if self.open is not None and (
+                    self.closing or not self._room() or self._due_in() <= 0
+                ):
+                    await self._marked(self._commit())
+            except ProducerFenced:
+                log.error("ingest.fenced", partition=self.tp.partition)
+                self.service.note_error(
+                    f"partition {self.tp.partition}: fenced by a newer producer"
+                )
+                self.closing = True
+                self.open, self.in_batch = None, False
+                return
+            except Exception as exc:  # a failed batch: abort, and start the partition over
+                self.service.note_error(
+                    f"partition {self.tp.partition}: {type(exc).__name__}: {exc}"
+                )
+                log.exception("ingest.batch_failed", partition=self.tp.partition)
+                self.open = self.repairs = None
+                self.in_batch = False  # nothing to finish: a revocation need not wait the reload
+                await self._take_up()
+                self.service.note_recovered()
 
-    async def _marked_batch(self, records: list[Any]) -> None:
+    def _room(self) -> int:
+        """How many more records the open batch takes."""
+        return MAX_BATCH - (self.open.consumed if self.open is not None else 0)
+
+    def _due_in(self) -> float:
+        """Seconds until the open batch may commit (<= 0: now)."""
+        return self._committed_at + COMMIT_MIN_SECONDS - time.monotonic()
+
+    async def _marked(self, step: Any) -> None:
         self.in_batch = True
         try:
-            await self._batch(records)
+            await step
         finally:
-            self.in_batch = False
+            self.in_batch = self.open is not None
 
     async def _batch(self, records: list[Any]) -> None:
-        state, producer = self.state, self.producer
-        if state is None or producer is None:
+        """Work on `records` and commit them (with whatever the open batch held) at once."""
+        await self._work(records)
+        await self._commit()
+
+    async def _work(self, records: list[Any]) -> None:
+        """Sequence and detect `records` into the open batch (opened if none is), publishing
+        the alerts they raise; their writes wait for `_commit`."""
+        state = self.state
+        if state is None or self.producer is None:
             raise RuntimeError(f"partition {self.tp.partition} is not loaded")
-        s, p = self.service.settings, self.tp.partition
-        repairs = None
-        if not self.checked:
+        p = self.tp.partition
+        if not self.checked and self.repairs is None:
             # Before any event of the partition is detected: each account's loaded state must be
             # at its ledger head (streams/state_repair.py); what was rebuilt commits with this batch.
-            repairs = await state_repair.check_partition(state)
+            self.repairs = await state_repair.check_partition(state)
         await self._seal(state)
         ingest = self.service.ingest
         decoded = ingest.decode(state, records)
@@ -270,6 +317,22 @@ class PartitionIngest:
         published = await _publish(out.alerts, published, p)
         metrics.DEDUP_SUSPECTS.inc(out.suspects)
         metrics.DEDUP_CONFIRMED.inc(out.confirmed)
+        if self.open is None:
+            self.open = out
+        else:
+            self.open.absorb(out)
+
+    async def _commit(self) -> None:
+        """Write the open batch in one transaction: its ledger entries, state records, dead
+        letters and source offset (exactly once; at least once: written, then the offset)."""
+        out, repairs = self.open, self.repairs
+        state, producer = self.state, self.producer
+        if out is None:
+            return
+        if state is None or producer is None:
+            raise RuntimeError(f"partition {self.tp.partition} is not loaded")
+        self._committed_at = time.monotonic()
+        s, p = self.service.settings, self.tp.partition
         if repairs is not None:
             out.accounts = {**repairs.accounts, **out.accounts}
             out.alert_changes = {**repairs.alerts, **out.alert_changes}
@@ -327,6 +390,7 @@ class PartitionIngest:
             metrics.LEDGER_SNAPSHOTS.inc()
         self.batches += 1
         self.checked = True
+        self.open = self.repairs = None
         self.service.count(out)
 
     async def _seal(self, state: PartitionState) -> None:

@@ -1,15 +1,20 @@
-"""The provider stage's pure parts: who holds the ledger, and how its state is snapshotted."""
+"""The provider stage's pure parts: who holds the ledger, how its state is snapshotted, and
+which partitions' ingest it waits for."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+from aiokafka.structs import OffsetAndMetadata
 
 from detectors.provider_wide.run import Stage
-from pipeline.config import DetectionConfig
+from pipeline.config import DetectionConfig, Settings
 from pipeline.event import normalize
+from streams.ingest_backlog import BACKLOG_SECONDS, IngestBacklog, behind
 from streams.provider_assignment import OneActive
 from streams.provider_state import assemble, snapshot_records
 
@@ -153,3 +158,52 @@ def test_a_stage_whose_thread_ended_on_an_exception_makes_health_degraded() -> N
     assert body["provider_stage"]["status"] == "stopped"
     running = {"status": "running", "error": ""}
     assert health(None, True, external=True, warehouse_open=True, provider_stage=running)[0] == 200
+
+
+class _Offsets:
+    """The group's committed offsets (`list_consumer_group_offsets`) and the partitions' ends."""
+
+    def __init__(self) -> None:
+        self.ends: dict[int, int] = {}
+        self.committed: dict[int, int] = {}
+
+    async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        return {tp: self.ends[tp.partition] for tp in tps}
+
+    async def list_consumer_group_offsets(
+        self, group: str, partitions: list[Any]
+    ) -> dict[Any, Any]:
+        return {
+            tp: OffsetAndMetadata(self.committed[tp.partition], "")
+            for tp in partitions
+            if tp.partition in self.committed
+        }
+
+
+def test_ingest_is_behind_only_on_what_was_there_a_look_ago() -> None:
+    # live traffic: events on their way through ingest (end moved on, not yet committed) are
+    # not a backlog; a committed offset short of the previous look's end is
+    assert behind({0: 110, 1: 110}, {0: 100, 1: 100}, {0: 100, 1: 90}) == {1}
+    # the first look: the end as it is now; a partition the group never committed: offset 0
+    assert behind({0: 110, 1: 0, 2: 5}, {}, {0: 100}) == {0, 2}
+    # an end that went back (a recreated topic) is taken as it is now
+    assert behind({0: 10}, {0: 100}, {0: 10}) == set()
+
+
+def test_backlog_refresh_compares_with_the_previous_look_and_starts_over_after_a_pause() -> None:
+    backlog = IngestBacklog(Settings.from_env({}))
+    kafka = _Offsets()
+    backlog._admin = kafka
+
+    def look(ends: dict[int, int], committed: dict[int, int], *, paused: bool = False) -> set[int]:
+        kafka.ends, kafka.committed = ends, committed
+        # due now; `paused`: the previous look was long enough ago to be forgotten
+        backlog._at = time.monotonic() - (10 * BACKLOG_SECONDS if paused else BACKLOG_SECONDS)
+        asyncio.run(backlog.refresh(kafka, sorted(ends)))
+        return backlog.partitions
+
+    assert look({0: 100, 1: 100}, {0: 100, 1: 40}) == {1}
+    assert look({0: 130, 1: 130}, {0: 120, 1: 90}) == {1}  # 0: behind 130 only, not 100
+    assert look({0: 160, 1: 160}, {0: 125, 1: 130}) == {0}  # 0: behind 130, the last look's
+    # after a pause the previous look says nothing about now: the end as it is now
+    assert look({0: 5000, 1: 160}, {0: 160, 1: 160}, paused=True) == {0}
