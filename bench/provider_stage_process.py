@@ -50,7 +50,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from bench.procstats import cpu_seconds, metric
 from bench.provider_stage_costs import Record, ledger
@@ -135,6 +135,22 @@ def py_spy(output: Path | None, pid: int) -> subprocess.Popen[bytes] | None:
     )
 
 
+def start_stage(
+    root: Path, ns: Namespace, checkout: Path, port: int
+) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """`partnerwatch provider-stage` from `checkout` in `ns`, metrics on `port`; its log file
+    (the caller closes it)."""
+    log = open(root / f"stage-{ns.name}.log", "ab")  # noqa: SIM115 (the caller closes it)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "partnerwatch", "provider-stage", "--metrics-port", str(port)],
+        env={**ns.env, "PYTHONPATH": str(checkout)},
+        cwd=checkout,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return proc, log
+
+
 def one_run(
     checkout: Path,
     root: Path,
@@ -149,14 +165,7 @@ def one_run(
     asyncio.run(produce_ledger(ns, parts, per))
     count = sum(len(r) for r in parts.values())
     port = free_port()
-    log = open(root / f"stage-{ns.name}.log", "ab")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "partnerwatch", "provider-stage", "--metrics-port", str(port)],
-        env={**ns.env, "PYTHONPATH": str(checkout)},
-        cwd=checkout,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc, log = start_stage(root, ns, checkout, port)
     name = "pw_provider_stage_events_total"
     try:
         deadline = time.monotonic() + TIMEOUT
@@ -221,14 +230,7 @@ def live_run(
     produce(ns, messages)
     count = len(messages)
     port = free_port()
-    log = open(root / f"stage-{ns.name}.log", "ab")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "partnerwatch", "provider-stage", "--metrics-port", str(port)],
-        env={**ns.env, "PYTHONPATH": str(checkout)},
-        cwd=checkout,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc, log = start_stage(root, ns, checkout, port)
     worker = Worker(ns)
     name = "pw_provider_stage_events_total"
     marks: list[tuple[float, float, float]] = []  # (folded, cpu, time)

@@ -316,8 +316,14 @@ def test_generated_entries(warehouse: EmbeddedWarehouse, raws: list[bytes]) -> N
     )
 )
 def test_mutated_records(warehouse: EmbeddedWarehouse, edits: list[tuple[int, int, str]]) -> None:
-    raws = []
-    for n, raw in enumerate(SAMPLE[:40]):
+    roundtrip(warehouse, mutated(SAMPLE[:40], edits))
+
+
+def mutated(raws: list[bytes], edits: list[tuple[int, int, str]]) -> list[bytes]:
+    """Each record with `edits` applied (a byte set, dropped or inserted at a position that
+    shifts from record to record)."""
+    out = []
+    for n, raw in enumerate(raws):
         data = bytearray(raw)
         for where, byte, how in edits:
             i = (where + n * 7919) % len(data)
@@ -327,8 +333,8 @@ def test_mutated_records(warehouse: EmbeddedWarehouse, edits: list[tuple[int, in
                 del data[i]
             else:
                 data.insert(i, byte)
-        raws.append(bytes(data))
-    roundtrip(warehouse, raws)
+        out.append(bytes(data))
+    return out
 
 
 SAMPLE = simulated(200, seed=5)

@@ -26,6 +26,7 @@ from pipeline.ledger import LedgerState, encode_entry, entry_hash, entry_record
 from pipeline.simulation.traffic import generate
 from sinks.audit_store import RAW_REFUSED, BadRecord, ledger_line, store_lines, store_raw
 from sinks.clickhouse import EmbeddedWarehouse, WarehouseError, migrate
+from tests.unit.test_loader_lines import mutated
 
 COLUMNS = ", ".join(f"toString({c})" for c in EVENT_COLUMNS)
 
@@ -255,19 +256,7 @@ def test_generated_events_store_the_same_rows(
 def test_mutated_records_are_refused_or_the_same(
     warehouse: EmbeddedWarehouse, edits: list[tuple[int, int, str]]
 ) -> None:
-    raws = []
-    for n, raw in enumerate(SAMPLE[:40]):
-        data = bytearray(raw)
-        for where, byte, how in edits:
-            i = (where + n * 7919) % len(data)
-            if how == "set":
-                data[i] = byte
-            elif how == "drop":
-                del data[i]
-            else:
-                data.insert(i, byte)
-        raws.append(bytes(data))
-    same_or_refused(warehouse, raws)
+    same_or_refused(warehouse, mutated(SAMPLE[:40], edits))
 
 
 SAMPLE = simulated(200, seed=5)
