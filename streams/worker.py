@@ -13,14 +13,10 @@ from streams import (
     monitor,
 )
 from streams.app import app, settings
-from streams.provider_stage_service import ProviderStageService
+from streams.provider_stage_instance import provider_stage
 from streams.web import alerts as alert_views
 from streams.web import ingest as ingest_views
 from streams.web import sql as views
-
-#: The provider-wide stage (streams/provider_stage.py), in a thread of this worker.
-provider_stage = ProviderStageService(settings)
-app.service(provider_stage)  # type: ignore[arg-type]  # Faust accepts instances too
 
 __all__ = [
     "alert_views",

@@ -21,6 +21,7 @@ from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
 from streams.app import app, settings
 from streams.ingest import ingest_service
 from streams.loader_instance import loader_service
+from streams.provider_stage_instance import provider_stage
 from streams.warehouse_service import health
 from streams.web.ingest import producer_service, signature_ledger
 
@@ -40,18 +41,9 @@ class Health(web.View):
             external=loader_service.external,
             warehouse_open=loader_service.warehouse is not None,
             ingest=ingest_service.health(),
-            provider_stage=_provider_stage(),
+            provider_stage=dict(provider_stage.health()),
         )
         return self.json(body, status=status)
-
-
-def _provider_stage() -> dict[str, Any] | None:
-    """The provider stage's health, in the worker (which registers the stage's service)."""
-    import sys
-
-    worker = sys.modules.get("streams.worker")
-    service = getattr(worker, "provider_stage", None)
-    return None if service is None else dict(service.health())
 
 
 async def _geoip() -> dict[str, Any]:
