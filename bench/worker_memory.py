@@ -14,7 +14,10 @@ accepted (and at the end, when the warehouse holds them all) a breakdown of its 
   mappings behind a guard page), `other anon` (everything else: chDB's own allocator's extents,
   numpy and the filters, large buffers);
 - chDB's own count of the memory it tracks (`system.metrics` `MemoryTracking`, through
-  /v1/sql when its guard allows it).
+  /v1/sql when its guard allows it: it did not in the runs of 2026-12-03, so it is None in the
+  JSON);
+- the probe's figures (bench/memory_probe/sitecustomize.py), and with `--trim` what one
+  `malloc_trim(0)` gives back at each snapshot.
 
 Peak RSS is the kernel's high-water mark (VmHWM). Results go to
 bench/results/<date>-worker-memory[-<label>].json and .md; `--runs` runs are done in a row and
