@@ -119,6 +119,12 @@ class Settings(LayeredSettings, DerivedNames):
         allow_inf_nan=False,
     )
     max_event_bytes: int = setting(65536, "larger ingest messages go to the dead-letter topic")
+    malloc_trim_seconds: float = setting(
+        5,
+        "how often the worker hands the heap memory its threads freed back to the system (glibc's malloc_trim, on a thread of its own; a few ms each time); 0: never",
+        ge=0,
+        allow_inf_nan=False,
+    )
     warehouse_batch_rows: int = setting(
         20000, "warehouse insert batch: at most this many rows", ge=1
     )

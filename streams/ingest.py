@@ -61,6 +61,7 @@ from streams.ingest_batch import Ingest, IngestBatch
 from streams.ingest_partition import (
     FETCH_MAX_WAIT_MS,
     GC_THRESHOLD,
+    MAX_BATCH,
     PartitionIngest,
 )
 
@@ -127,7 +128,8 @@ class IngestService(Service):
         consumer = self.running_consumer()
         while not self.should_stop:
             try:
-                fetched = await consumer.getmany(timeout_ms=200, max_records=20_000)
+                # one batch's worth at a time: a partition's pending records stay near MAX_PENDING
+                fetched = await consumer.getmany(timeout_ms=200, max_records=MAX_BATCH)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # e.g. the broker away: the consumer reconnects by itself

@@ -40,9 +40,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 #: Records a partition takes into one batch (one transaction) at most, and records fetched for
-#: it but not yet worked on beyond which its fetching pauses.
+#: it but not yet worked on beyond which its fetching pauses (it resumes below half of that).
+#: Two batches: the next one is fetched while one is worked on. (20,000 held about 70,000
+#: records, 50 MiB of Python objects, over 4 partitions in a backlog, and Python's allocator
+#: keeps its peak: docs/performance.md, "Where the worker's memory goes".)
 MAX_BATCH = 5_000
-MAX_PENDING = 20_000
+MAX_PENDING = 2 * MAX_BATCH
 #: How long the broker may hold a fetch with no data for it (the latency floor of an idle worker).
 FETCH_MAX_WAIT_MS = 5
 #: Garbage collector thresholds once the state is loaded (Python's defaults: 700, 10, 10).
@@ -134,6 +137,9 @@ class PartitionIngest:
         self.producer: AIOKafkaProducer | None = None
         self.pending: list[Any] = []
         self.paused = False
+        #: the state is being loaded: what the consumer delivers meanwhile is dropped (the load
+        #: ends with a seek to where the ledger says), and the partition's fetching is paused
+        self.loading = False
         self.closing = False
         #: a batch is being worked on or open (revocation waits for it to commit)
         self.in_batch = False
@@ -164,6 +170,7 @@ class PartitionIngest:
         """Fence older producers of the partition, load its state, seek to where the ledger says."""
         s = self.service.settings
         self.pending = []
+        self.loading = True
         if self.transactional:
             producer = aio_producer(
                 s,
@@ -196,6 +203,7 @@ class PartitionIngest:
         # it holds or fetched for an older position); nothing in between awaits.
         consumer.seek(self.tp, position)
         self.pending = []
+        self.loading = False
         self.state.ledger.next_offset = position
         if self.paused:  # paused while records piled up during the load: they are gone now
             self.service.resume(self.tp)
@@ -203,6 +211,11 @@ class PartitionIngest:
 
     def feed(self, records: list[Any]) -> None:
         if self.closing:
+            return
+        if self.loading:  # fetched for a position the load's seek is about to move: not kept
+            if not self.paused:
+                self.service.pause(self.tp)
+                self.paused = True
             return
         self.pending.extend(records)
         self._wake.set()

@@ -8,6 +8,7 @@ from __future__ import annotations
 from streams import (
     consumer_lag,
     digest_service,
+    heap_trim,
     ingest,
     ml_models,
     monitor,
@@ -23,6 +24,7 @@ __all__ = [
     "app",
     "consumer_lag",
     "digest_service",
+    "heap_trim",
     "ingest",
     "ingest_views",
     "ml_models",
