@@ -11,10 +11,10 @@ client's and the broker's CPU for them) made the worker fall behind at half its 
 a partition that is idle, or busy for longer than that time per batch (a backlog), commits each
 batch at once as before (docs/performance.md, "Event-to-alert latency").
 
-A batch's transaction does not hold up the partition's next records: everything it writes is
-encoded when it starts (`_Transaction`: the state records from the state as it is after the
-batch), and while it is in flight the records that arrive are worked on into the next open
-batch, whose transaction begins only once the previous one has committed (one transaction in
+With `OVERLAP_COMMITS` (off by default), a batch's transaction does not hold up the
+partition's next records: everything it writes is encoded when it starts (`_Transaction`: the
+state records from the state as it is after the batch, which is done in either mode), and while
+it is in flight the records that arrive are worked on into the next open batch, whose transaction begins only once the previous one has committed (one transaction in
 flight and one open batch per partition at most). A batch that writes a ledger snapshot, and
 the last one before the partition is closed, are committed before anything else is worked on.
 A transaction that fails is aborted and the partition starts over (the work done meanwhile is
@@ -65,8 +65,11 @@ PUBLISH_EVERY = 200
 #: are worked on (their alerts published) into the open batch, which commits when it is up.
 COMMIT_MIN_SECONDS = 0.02
 #: Work on a partition's next records while its previous batch's transaction is in flight
-#: (False: each transaction is awaited before anything else is worked on).
-OVERLAP_COMMITS = True
+#: (False: each transaction is awaited before anything else is worked on). Off: on the shared
+#: 2-core machine it made transactions longer (their round trips wait behind the work on the
+#: one event loop), provider-wide alerts later and per-account ones no sooner
+#: (docs/performance.md, "Overlapping a transaction with the next records").
+OVERLAP_COMMITS = False
 #: How often a partition in bounded dedup mode asks the warehouse how far its loader stored the
 #: ledger (to move exact ids into the filters).
 SEAL_SECONDS = 5.0

@@ -1,5 +1,5 @@
 """A partition works on its next records while its previous batch's transaction is in flight
-(streams/ingest_partition.py, `OVERLAP_COMMITS`): one transaction in flight and one open batch
+(streams/ingest_partition.py, `OVERLAP_COMMITS`, switched on here): one transaction in flight and one open batch
 at most, the next transaction begun only once the previous one committed, and each writing what
 its batch made, encoded before anything later was worked on. A transaction that fails takes the
 work done meanwhile with it (the partition starts over); a close waits for the one in flight,
@@ -105,6 +105,7 @@ def txn_writer(
     """A loaded partition writer (exactly once, over fakes, every batch due at once) with its
     loop running; the last list notes each start-over after a failure."""
     monkeypatch.setattr(ingest_partition, "COMMIT_MIN_SECONDS", 0)
+    monkeypatch.setattr(ingest_partition, "OVERLAP_COMMITS", True)
     publisher = Publisher()
     monkeypatch.setattr(ingest_partition, "publisher", publisher)
     errors: list[str] = []
@@ -205,6 +206,30 @@ def test_a_failed_transaction_in_flight_drops_what_was_worked_on_meanwhile(
         await until(lambda: "commit" in producer.log)
         assert producer.log == ["begin", "abort", "begin", "commit"]
         assert producer.transactions[-1]["offsets"] == {0: 50}
+        await part.close()
+
+    asyncio.run(run())
+
+
+def test_off_each_transaction_commits_before_the_next_records_are_worked_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recs = traffic()
+
+    async def run() -> None:
+        part, producer, _, _ = txn_writer(monkeypatch)
+        monkeypatch.setattr(ingest_partition, "OVERLAP_COMMITS", False)
+        producer.gate.clear()
+        part.feed(recs[:100])
+        await until(lambda: producer.log == ["begin"])
+        part.feed(recs[100:350])
+        for _ in range(200):
+            await asyncio.sleep(0)
+        assert part.state is not None and part.state.next_offset == 100  # not worked on yet
+        producer.gate.set()
+        await worked_through(part, 350)
+        await until(lambda: producer.log.count("commit") == 2)
+        assert [t["offsets"] for t in producer.transactions] == [{0: 100}, {0: 350}]
         await part.close()
 
     asyncio.run(run())
