@@ -56,7 +56,11 @@ class DedupWindow:
         #: (bucket, slot) -> the ledger partition's end offset when the slot last took an entry
         #: that is committed (`committed`): the warehouse must hold the ledger up to it to seal.
         self.ends: dict[tuple[int, int], int] = {}
-        self._touched: set[tuple[int, int]] = set()
+        #: (bucket, slot) -> the batch (`close_batch`) that last took an entry in it, for the
+        #: slots whose latest entries are not committed yet (`seal` leaves them alone)
+        self._touched: dict[tuple[int, int], int] = {}
+        #: the batch being sequenced
+        self._batch = 0
         #: bucket -> the Bloom filter of the ids sealed out of the exact tier (bounded mode).
         self.filters: dict[int, IdFilter] = {}
         self.filter_bits = filter_bits(filter_mb, self.buckets + 1) if self.bounded else 0
@@ -111,7 +115,7 @@ class DedupWindow:
         if ids is None:
             ids = self.exact[key] = set()
         ids.add(digest)
-        self._touched.add(key)
+        self._touched[key] = self._batch
 
     def _sweep(self, today: int) -> None:
         self._swept_day = today
@@ -119,7 +123,7 @@ class DedupWindow:
         for key in [k for k in self.exact if k[0] < oldest]:
             del self.exact[key]
             self.ends.pop(key, None)
-            self._touched.discard(key)
+            self._touched.pop(key, None)
         for day in [d for d in self.filters if d < oldest]:
             del self.filters[day]
             self.dirty_filters.add(day)
@@ -155,14 +159,24 @@ class DedupWindow:
         """Mark the pairs the warehouse holds inside the window as seen, for this batch."""
         self.confirmed_seen = {id_digest(a, e) for a, e in seen}
 
-    def committed(self, ledger_end: int) -> None:
-        """The entries sequenced since the last call are committed, and the ledger partition
-        ends at `ledger_end` (after the last of them, or further)."""
+    def close_batch(self) -> int:
+        """End the batch being sequenced (what follows belongs to the next): its number, for
+        `committed` once its transaction has committed."""
+        self._batch += 1
+        return self._batch - 1
+
+    def committed(self, ledger_end: int, batch: int | None = None) -> None:
+        """The entries of the batches up to `batch` (None: every entry sequenced so far) are
+        committed, and the ledger partition ends at `ledger_end` (after the last of them, or
+        further). A slot that a later batch, still uncommitted, took entries in stays out of
+        `seal` until that batch is committed too."""
         self.ledger_end = max(self.ledger_end, ledger_end)
-        for key in self._touched:
+        done = [k for k, b in self._touched.items() if batch is None or b <= batch]
+        for key in done:
             self.ends[key] = self.ledger_end
-        self._touched.clear()
-        self.confirmed_seen = set()
+            del self._touched[key]
+        if batch is None:
+            self.confirmed_seen = set()
 
     def seal(self, stored_through: int) -> int:
         """Move exact slots older than the exact tier's span, whose entries the warehouse holds

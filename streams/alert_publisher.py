@@ -11,6 +11,7 @@ the event that raised it. Idempotent producer, acks from all replicas.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from mode import Service
@@ -26,6 +27,8 @@ class AlertPublisher(Service):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._producer: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[object]] = []
+        #: what an earlier `delivered` still waits for (its alerts are not acknowledged yet)
+        self._waiting: asyncio.Future[Any] | None = None
 
     async def on_start(self) -> None:
         self._producer = aio_producer(settings, role="alerts", linger_ms=0)
@@ -57,11 +60,25 @@ class AlertPublisher(Service):
         )
 
     async def delivered(self) -> None:
-        """Wait until every alert published so far is acknowledged by the broker."""
-        if not self._pending:
+        """Wait until every alert published so far is acknowledged by the broker.
+
+        Also those an earlier call, still waiting, took off the list: partitions call this side
+        by side, and one that found the list emptied by another must not return before the
+        alerts in it (its own among them) are acknowledged."""
+        earlier = self._waiting
+        if not self._pending and (earlier is None or earlier.done()):
+            if earlier is not None:
+                self._waiting = None
+                earlier.result()
             return
         pending, self._pending = self._pending, []
-        await asyncio.gather(*pending)
+        waiting = asyncio.gather(*pending, *([earlier] if earlier is not None else []))
+        self._waiting = waiting
+        try:
+            await asyncio.shield(waiting)
+        finally:
+            if self._waiting is waiting and waiting.done():
+                self._waiting = None
 
 
 publisher = AlertPublisher()

@@ -6,7 +6,9 @@ docs/performance.md). Its consumer is a member of the group `<app id>-ingest`, s
 share the actions topic's partitions; each partition it is given has one `PartitionIngest`,
 its only writer, which works through the partition's records in offset order, one batch at a
 time (`streams/ingest_batch.py` does the per-record work), while other partitions' batches run
-between its awaits.
+between its awaits. With `OVERLAP_COMMITS` (streams/ingest_partition.py, off by default) a
+batch's transaction does not hold up the partition's next records: they are worked on into the
+next batch while it is in flight (one transaction in flight and one open batch per partition).
 
 Exactly once (`PW_PROCESSING_GUARANTEE=exactly_once`, the default): each partition has a
 transactional producer of its own, `<app id>-ingest-<partition>`. One batch is one transaction:
@@ -24,10 +26,11 @@ consumer group, says where sequencing stands: reading resumes at the ledger's po
 the group's committed offset when that is further (what lies between was dead-lettered or was
 a duplicate, in the committed transaction that moved the offset); a group behind the ledger (a
 new group, offsets expired, at-least-once) is counted in `pw_ingest_catch_up_total`. On
-revocation the partition's batch in hand is finished and committed first; records fetched after
-it are dropped (the next owner reads them). A batch whose transaction fails is aborted, and the
-partition starts over as if newly assigned (a new producer, state reloaded, reading from the
-committed position).
+revocation the partition's transaction in flight (if any) commits, then its batch in hand is
+finished and committed; records fetched after it are dropped (the next owner reads them). A batch whose
+transaction fails is aborted, and the partition starts over as if newly assigned (a new
+producer, state reloaded, reading from the committed position); what was worked on while that
+transaction was in flight, if anything, is dropped with it.
 
 Alerts go out at once through the alert publisher (streams/alert_publisher.py), outside the
 transaction; a batch's source offsets commit only after its alerts are acknowledged.

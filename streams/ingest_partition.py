@@ -9,13 +9,23 @@ when it holds `MAX_BATCH` records, or the partition is revoked). Under live traf
 brings a few records per partition, and one transaction each (five broker round trips, and the
 client's and the broker's CPU for them) made the worker fall behind at half its maximum rate;
 a partition that is idle, or busy for longer than that time per batch (a backlog), commits each
-batch at once as before (docs/performance.md, "Event-to-alert latency")."""
+batch at once as before (docs/performance.md, "Event-to-alert latency").
+
+With `OVERLAP_COMMITS` (off by default), a batch's transaction does not hold up the
+partition's next records: everything it writes is encoded when it starts (`_Transaction`: the
+state records from the state as it is after the batch, which is done in either mode), and while
+it is in flight the records that arrive are worked on into the next open batch, whose transaction begins only once the previous one has committed (one transaction in
+flight and one open batch per partition at most). A batch that writes a ledger snapshot, and
+the last one before the partition is closed, are committed before anything else is worked on.
+A transaction that fails is aborted and the partition starts over (the work done meanwhile is
+dropped with the state it changed)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -57,6 +67,12 @@ PUBLISH_EVERY = 200
 #: Least time between the starts of two transactions of a partition: records that arrive sooner
 #: are worked on (their alerts published) into the open batch, which commits when it is up.
 COMMIT_MIN_SECONDS = 0.02
+#: Work on a partition's next records while its previous batch's transaction is in flight
+#: (False: each transaction is awaited before anything else is worked on). Off: on the shared
+#: 2-core machine it made transactions longer (their round trips wait behind the work on the
+#: one event loop), provider-wide alerts later and per-account ones no sooner
+#: (docs/performance.md, "Overlapping a transaction with the next records").
+OVERLAP_COMMITS = False
 #: How often a partition in bounded dedup mode asks the warehouse how far its loader stored the
 #: ledger (to move exact ids into the filters).
 SEAL_SECONDS = 5.0
@@ -141,16 +157,23 @@ class PartitionIngest:
         #: ends with a seek to where the ledger says), and the partition's fetching is paused
         self.loading = False
         self.closing = False
-        #: a batch is being worked on or open (revocation waits for it to commit)
-        self.in_batch = False
+        #: records are being worked on or committed (revocation waits for them)
+        self._working = False
         #: the batch worked on and not yet committed (records, state changes, alerts published)
         self.open: IngestBatch | None = None
+        #: the previous batch's transaction while it is in flight (`_commit`)
+        self._flight: asyncio.Future[None] | None = None
         self.repairs: Repairs | None = None
         #: when the last transaction started (`time.monotonic()`)
         self._committed_at = -COMMIT_MIN_SECONDS
         self.batches = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def in_batch(self) -> bool:
+        """A batch is being worked on, open, or committing (revocation waits for it to commit)."""
+        return self._working or self.open is not None or self._flight is not None
 
     @property
     def transactional(self) -> bool:
@@ -243,15 +266,17 @@ class PartitionIngest:
 
     async def _run(self) -> None:
         while not self.closing:
-            if self.pending:
+            if self.pending and self._room():
                 pass  # left over from a full batch: on at once
-            elif self.open is None:
+            elif self.open is None or self._flight is not None:
+                # records, the transaction in flight done (it wakes the loop), or a close
                 await self._wake.wait()
             else:  # records arriving meanwhile are worked on; the open batch commits when due
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._due_in())
+                    await asyncio.wait_for(self._wake.wait(), self._due_in() if self._room() else 0)
             self._wake.clear()
             try:
+                self._landed()
                 while self.pending and not self.closing and self._room():
                     records = self.pending[: self._room()]
                     self.pending = self.pending[len(records) :]
@@ -259,8 +284,13 @@ class PartitionIngest:
                         self.service.resume(self.tp)
                         self.paused = False
                     await self._marked(self._work(records))
-                if self.open is not None and (
-                    self.closing or not self._room() or self._due_in() <= 0
+                    self._landed()
+                if self.closing or (self._flight is not None and not self._room()):
+                    await self._marked(self._settle())
+                if (
+                    self.open is not None
+                    and self._flight is None
+                    and (self.closing or not self._room() or self._due_in() <= 0)
                 ):
                     await self._marked(self._commit())
             except ProducerFenced:
@@ -269,15 +299,17 @@ class PartitionIngest:
                     f"partition {self.tp.partition}: fenced by a newer producer"
                 )
                 self.closing = True
-                self.open, self.in_batch = None, False
+                self.open = None
+                await self._drop_flight()
                 return
             except Exception as exc:  # a failed batch: abort, and start the partition over
                 self.service.note_error(
                     f"partition {self.tp.partition}: {type(exc).__name__}: {exc}"
                 )
                 log.exception("ingest.batch_failed", partition=self.tp.partition)
+                # what was worked on after the failed transaction goes with the state it changed
                 self.open = self.repairs = None
-                self.in_batch = False  # nothing to finish: a revocation need not wait the reload
+                await self._drop_flight()
                 await self._take_up()
                 self.service.note_recovered()
 
@@ -290,16 +322,43 @@ class PartitionIngest:
         return self._committed_at + COMMIT_MIN_SECONDS - time.monotonic()
 
     async def _marked(self, step: Any) -> None:
-        self.in_batch = True
+        self._working = True
         try:
             await step
         finally:
-            self.in_batch = self.open is not None
+            self._working = False
 
     async def _batch(self, records: list[Any]) -> None:
         """Work on `records` and commit them (with whatever the open batch held) at once."""
         await self._work(records)
         await self._commit()
+        await self._settle()
+
+    def _landed(self) -> None:
+        """Done with the transaction in flight once it has committed; raises its failure."""
+        flight = self._flight
+        if flight is not None and flight.done():
+            self._flight = None
+            flight.result()
+
+    async def _settle(self) -> None:
+        """Wait for the transaction in flight to commit; raises its failure."""
+        flight = self._flight
+        if flight is not None:
+            try:
+                await asyncio.shield(flight)
+            finally:
+                if flight.done():
+                    self._flight = None
+            flight.result()
+
+    async def _drop_flight(self) -> None:
+        """After a failure: wait for the transaction in flight to end, whatever its outcome
+        (a failure of its own was logged where it happened; the partition starts over)."""
+        flight, self._flight = self._flight, None
+        if flight is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(flight)
 
     async def _work(self, records: list[Any]) -> None:
         """Sequence and detect `records` into the open batch (opened if none is), publishing
@@ -336,12 +395,25 @@ class PartitionIngest:
             self.open.absorb(out)
 
     async def _commit(self) -> None:
-        """Write the open batch in one transaction: its ledger entries, state records, dead
-        letters and source offset (exactly once; at least once: written, then the offset)."""
+        """Start the open batch's transaction (`_Transaction`): in flight while the next
+        records are worked on, or awaited when it writes a ledger snapshot (of the state after
+        this batch, so nothing later may be worked on first) or the partition is closing."""
+        txn = self._transaction()
+        if txn is None:
+            return
+        if not OVERLAP_COMMITS or txn.snapshot or self.closing:
+            await self._write(txn)
+            return
+        self._flight = asyncio.ensure_future(self._write(txn))
+        self._flight.add_done_callback(lambda _: self._wake.set())
+
+    def _transaction(self) -> _Transaction | None:
+        """The open batch closed into what its transaction writes, encoded now: the state
+        records are the state as it is after this batch (later work changes it in place)."""
         out, repairs = self.open, self.repairs
         state, producer = self.state, self.producer
         if out is None:
-            return
+            return None
         if state is None or producer is None:
             raise RuntimeError(f"partition {self.tp.partition} is not loaded")
         self._committed_at = time.monotonic()
@@ -357,14 +429,25 @@ class PartitionIngest:
         snapshot = bool(s.snapshot_seconds) and (
             time.monotonic() - self._snapshot_at >= s.snapshot_seconds
         )
+        self.open = self.repairs = None
+        # the state check's repairs go with this transaction: later batches need none (a
+        # failure of this one reloads the partition, and checks it again)
+        self.checked = True
+        return _Transaction(out, outputs, snapshot, state.ledger.close_batch(), state, producer, p)
+
+    async def _write(self, txn: _Transaction) -> None:
+        """Write a batch in one transaction: its ledger entries, state records, dead letters
+        and source offset (exactly once; at least once: written, then the offset)."""
+        out, state, producer, p = txn.out, txn.state, txn.producer, txn.partition
+        s = self.service.settings
         if self.transactional:
             await producer.begin_transaction()
             try:
                 ledger_sent = await _send(producer, s.ledger_topic, p, out.ledger)
-                for topic, batch in outputs:
+                for topic, batch in txn.outputs:
                     await _send(producer, topic, p, batch)
-                if snapshot:  # of the state after this batch, in its transaction
-                    state.ledger.committed(await _end_of(ledger_sent))
+                if txn.snapshot:  # of the state after this batch, in its transaction
+                    state.ledger.committed(await _end_of(ledger_sent), txn.ledger_batch)
                     await _send(
                         producer,
                         s.ledger_snapshot_topic,
@@ -381,16 +464,16 @@ class PartitionIngest:
             except BaseException:
                 await _abort(producer)
                 raise
-            if not snapshot:  # else marked committed above, for the snapshot
-                state.ledger.committed(await _end_of(ledger_sent))
+            if not txn.snapshot:  # else marked committed above, for the snapshot
+                state.ledger.committed(await _end_of(ledger_sent), txn.ledger_batch)
         else:
             ledger_sent = await _send(producer, s.ledger_topic, p, out.ledger)
-            waiting = [await _send(producer, topic, p, batch) for topic, batch in outputs]
+            waiting = [await _send(producer, topic, p, batch) for topic, batch in txn.outputs]
             # The ledger too is written before the source offset is committed: the ledger is
             # what a restart resumes after.
             await asyncio.gather(*(w[0] for w in (ledger_sent, *waiting) if w is not None))
-            state.ledger.committed(await _end_of(ledger_sent))
-            if snapshot:
+            state.ledger.committed(await _end_of(ledger_sent), txn.ledger_batch)
+            if txn.snapshot:
                 sent = await _send(
                     producer, s.ledger_snapshot_topic, p, self.snapshots.records(state.ledger)
                 )
@@ -398,12 +481,10 @@ class PartitionIngest:
                     await sent[0]
             await publisher.delivered()
             await self.service.running_consumer().commit({self.tp: out.next_offset})
-        if snapshot:
+        if txn.snapshot:
             self._snapshot_at = time.monotonic()
             metrics.LEDGER_SNAPSHOTS.inc()
         self.batches += 1
-        self.checked = True
-        self.open = self.repairs = None
         self.service.count(out)
 
     async def _seal(self, state: PartitionState) -> None:
@@ -446,6 +527,22 @@ class PartitionIngest:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+
+@dataclass
+class _Transaction:
+    """A closed batch, encoded: what its transaction writes."""
+
+    out: IngestBatch
+    #: (topic, records) besides the ledger: dead letters, account and open-alert state records
+    outputs: list[tuple[str, list[Record]]]
+    #: whether it writes a snapshot of the ledger state (then nothing is worked on meanwhile)
+    snapshot: bool
+    #: the ledger state's number of the batch (`LedgerState.close_batch`)
+    ledger_batch: int
+    state: PartitionState
+    producer: AIOKafkaProducer
+    partition: int
 
 
 async def _send(

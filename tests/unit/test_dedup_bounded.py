@@ -236,3 +236,24 @@ def test_digest_of_an_id_is_what_the_window_keys() -> None:
     state = LedgerState(1, exact_seconds=1, filter_mb=0.25)
     state.accept(event("A1", "e"), format_ms(T0))
     assert state.has_seen(id_digest("A1", "e")) and not state.has_seen(id_digest("A2", "e"))
+
+
+def test_a_slot_a_later_batch_took_entries_in_waits_for_that_batch_to_commit() -> None:
+    """A partition works on its next batch while the previous one's transaction is in flight
+    (streams/ingest_partition.py): the earlier batch committing must not let `seal` move a slot
+    holding the later batch's ids, which the warehouse cannot hold yet."""
+    state = LedgerState(1, exact_seconds=60, filter_mb=1)
+    state.accept(event("A1", "e-1"), format_ms(T0))
+    first = state.close_batch()
+    state.accept(event("A1", "e-2"), format_ms(T0 + 1_000))  # the same slot, the next batch
+    second = state.close_batch()
+    state.accept(event("A1", "e-3"), format_ms(T0 + 10 * MINUTE))  # later: the slots age
+    state.committed(1, first)
+    state.seal(10**9)  # the slot's latest entry is the second batch's, not committed
+    assert state.seen_count() == 3 and not state.filters
+    assert state.ends == {}
+    state.committed(2, second)
+    state.seal(1)  # committed, but the warehouse holds the ledger below 1 only
+    assert state.seen_count() == 3
+    state.seal(2)
+    assert state.seen_count() == 1 and state.filter_count() == 2
