@@ -13,6 +13,11 @@ account in `seq` order and deciding on event time only:
 `ALL` lists the detectors the detect agent runs, by state name: the module name, which is the
 detector id. A rule's only public function is `detect`; no rule imports another (what two rules
 share lives in a detectors/ module named for its domain: grants, networks, prices, rates).
+
+A rule that looks at some actions only says so with `ACTIONS` (action prefixes), and one that does
+nothing without the behaviour model with `NEEDS_MODEL`: for any other event it finds nothing and
+leaves its state as it was, so `detectors.run.observe` does not call it
+(tests/detectors/test_dispatch.py holds every rule to what it declares).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from detectors.context import Context
 from pipeline.alert import Finding
 from pipeline.event import Event
 
-__all__ = ["ALL", "MODULES", "Context", "DetectFn"]
+__all__ = ["ACTIONS", "ALL", "MODULES", "NEEDS_MODEL", "Context", "DetectFn"]
 
 DetectFn = Callable[[Event, dict[str, Any], Context], list[Finding]]
 
@@ -39,6 +44,19 @@ MODULES: tuple[str, ...] = tuple(
     )
 )
 
+_RULES = {name: import_module(f"detectors.rules.{name}") for name in MODULES}
+
 ALL: tuple[tuple[str, DetectFn], ...] = tuple(
-    (name, cast(DetectFn, import_module(f"detectors.rules.{name}").detect)) for name in MODULES
+    (name, cast(DetectFn, _RULES[name].detect)) for name in MODULES
+)
+
+#: Detector id -> the action prefixes its rule looks at (the rule's `ACTIONS`), for the rules
+#: that declare them; the others look at every action.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    name: tuple(module.ACTIONS) for name, module in _RULES.items() if hasattr(module, "ACTIONS")
+}
+
+#: The detector ids whose rules do nothing without a behaviour model (`NEEDS_MODEL`).
+NEEDS_MODEL: frozenset[str] = frozenset(
+    name for name, module in _RULES.items() if getattr(module, "NEEDS_MODEL", False)
 )

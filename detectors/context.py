@@ -7,8 +7,7 @@ a `.py` file (import-linter and grimp read the package from its `__init__.py`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from detectors.networks import declared_network
 from detectors.windows import bucket
@@ -21,27 +20,43 @@ if TYPE_CHECKING:
     from detectors.behaviour.model import BehaviourModel
 
 
-@dataclass(frozen=True, slots=True)
 class Context:
-    """What the detectors share for one event; built per event, so its memo is per event."""
+    """What the detectors share for one event; built per event, so its memo is per event.
 
-    auth: dict[str, Any]
-    config: DetectionConfig
-    memo: dict[str, Any] = field(default_factory=dict)
-    #: The behaviour model in force (read-only, shared by all accounts); None: not trained yet.
-    model: BehaviourModel | None = None
+    A plain class, not a dataclass: the optional mypyc build compiles its `__init__` (a
+    dataclass's is generated at import, so it stays interpreted, and a frozen one sets every
+    field through `object.__setattr__`), and the memo is two attributes rather than a dict.
+    """
+
+    __slots__ = ("_covering", "_declared", "_has_declared", "auth", "config", "model")
+
+    def __init__(
+        self,
+        auth: dict[str, Any],
+        config: DetectionConfig,
+        model: BehaviourModel | None = None,
+    ) -> None:
+        self.auth = auth
+        self.config = config
+        #: The behaviour model in force (read-only, shared by all accounts); None: not trained yet.
+        self.model = model
+        self._covering: list[dict[str, Any]] | None = None
+        self._declared: str | None = None
+        self._has_declared = False
 
     def covering(self, event: Event) -> list[dict[str, Any]]:
         """`pipeline.authorization.covering` for this event, computed once for all detectors."""
-        if "covering" not in self.memo:
-            self.memo["covering"] = covering(self.auth["grants"], event)
-        return cast(list[dict[str, Any]], self.memo["covering"])
+        found = self._covering
+        if found is None:
+            found = self._covering = covering(self.auth["grants"], event)
+        return found
 
     def declared_network(self, event: Event) -> str | None:
         """`detectors.networks.declared_network` for this event, computed once."""
-        if "declared" not in self.memo:
-            self.memo["declared"] = declared_network(event, self.auth["grants"], self)
-        return cast(str | None, self.memo["declared"])
+        if not self._has_declared:
+            self._declared = declared_network(event, self.auth["grants"], self)
+            self._has_declared = True
+        return self._declared
 
     def finding(
         self,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from detectors import ALL, Context
+from detectors import ACTIONS, ALL, NEEDS_MODEL, Context, DetectFn
 from pipeline import authorization
 from pipeline.alert import Alert, Finding, alert_id, closed_alerts, fold
 from pipeline.config import DetectionConfig
@@ -33,6 +33,33 @@ def new_state() -> dict[str, Any]:
     return {"auth": authorization.empty(), "det": {}}
 
 
+#: The detectors one event goes through, in `ALL`'s order.
+Plan = tuple[tuple[str, DetectFn], ...]
+#: Plans by action, without and with a behaviour model: built once per action (bounded, in case
+#: of unexpected action names).
+_PLANS: dict[str, Plan] = {}
+_MODEL_PLANS: dict[str, Plan] = {}
+MAX_PLANS = 4096
+
+
+def plan(action: str, modelled: bool) -> Plan:
+    """The detectors of `ALL` that look at `action` (detectors/__init__.py `ACTIONS`), less those
+    that need a behaviour model when there is none (`NEEDS_MODEL`): the others would find
+    nothing and leave their state as it was."""
+    plans = _MODEL_PLANS if modelled else _PLANS
+    found = plans.get(action)
+    if found is None:
+        found = tuple(
+            (name, detector)
+            for name, detector in ALL
+            if (modelled or name not in NEEDS_MODEL)
+            and (name not in ACTIONS or action.startswith(ACTIONS[name]))
+        )
+        if len(plans) < MAX_PLANS:
+            plans[action] = found
+    return found
+
+
 def observe(
     state: dict[str, Any],
     event: Event,
@@ -43,7 +70,12 @@ def observe(
     """Fold `event` into the account's state and return what the detectors found.
 
     With `timings`, each detector's time on this event (seconds) is added under its name: the
-    detect agent times a sample of events for its metrics, so the hot path stays untimed.
+    detect agent times a sample of events for its metrics, so the hot path stays untimed. A
+    detector not called for this event (see `plan`) counts as 0.
+
+    Only the detectors that look at the event run (`plan`), in `ALL`'s order: the others would
+    return nothing and leave their state as it was, so the findings, their order and the state
+    are what calling every detector gives.
 
     `model`: the behaviour model in force (detectors/behaviour/model.py), None before training.
     """
@@ -55,7 +87,11 @@ def observe(
     # A detector without state gets an empty dict, kept only if it put something in it (most
     # detectors keep none for most accounts): one spare dict per event, not one per detector.
     spare: dict[str, Any] = {}
-    for name, detector in ALL:
+    detectors = plan(event["action"], model is not None)
+    if timings is not None and len(detectors) < len(ALL):
+        for name, _ in ALL:
+            timings.setdefault(name, 0.0)
+    for name, detector in detectors:
         own = detector_state.get(name)
         if own is None:
             own = spare

@@ -34,6 +34,8 @@ CHANGES = frozenset({"account.contact_change", "funds.bank_account_change"})
 PAYOUTS = frozenset({"funds.disbursement_request", "funds.transfer_schedule_change"})
 #: At most this many changes are remembered per account (the newest).
 MAX_CHANGES = 16
+#: The actions this rule looks at, as prefixes (detectors/run.py calls it for no other action).
+ACTIONS = tuple(sorted(CHANGES | PAYOUTS))
 
 
 def _who(actor: dict[str, str]) -> str:

@@ -65,6 +65,9 @@ MIN_BASELINE_HOURS = 24
 #: A principal baseline weighs at most this many hours (older hours fade).
 BASELINE_HOURS_CAP = 168
 TOP_FEATURES = 3
+#: Without a model (`ctx.model` None) this rule finds nothing and keeps no state: detectors/run.py
+#: does not call it then.
+NEEDS_MODEL = True
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:

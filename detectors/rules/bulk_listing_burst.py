@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 DETECTOR = "bulk_listing_burst"
 EDIT_PREFIXES = ("listing.", "inventory.")
+#: The actions this rule looks at, as prefixes (detectors/run.py calls it for no other action).
+ACTIONS = EDIT_PREFIXES
 HISTORY = 6  # completed windows averaged for the baseline: recent ones (activity has a daily cycle)
 MIN_HISTORY = 3
 MAX_SKUS = 2000

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 DETECTOR = "failed_writes_spike"
 SEVERITY = "medium"
 WRITE_PREFIXES = ("listing.", "inventory.", "ads.")
+#: The actions this rule looks at, as prefixes (detectors/run.py calls it for no other action).
+ACTIONS = WRITE_PREFIXES
 FAILED = frozenset({"failure", "denied"})
 RESPONSE = (
     "Look at the failures' operations and resources (audit.events, outcome) with the provider:"

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 DETECTOR = "funds_without_approval"
 SEVERITY = "critical"
+#: The actions this rule looks at, as prefixes (detectors/run.py calls it for no other action).
+ACTIONS = ("funds.",)
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 DETECTOR = "listing_out_of_scope"
 SEVERITY = "high"
+#: The actions this rule looks at, as prefixes (detectors/run.py calls it for no other action).
+ACTIONS = CATALOGUE_PREFIXES
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 DETECTOR = "price_change_over_limit"
 SEVERITY = "high"
+#: The actions this rule looks at, as prefixes (detectors/run.py calls it for no other action).
+ACTIONS = ("listing.price_change",)
 RESPONSE = (
     "Restore the listing's previous price in Seller Central (or via the Listings API) now.",
     *responses.ABUSE,

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 DETECTOR = "provider_sensitive_action"
 SEVERITY = "critical"
 RESPONSE = (responses.REVOKE, responses.ROTATE, responses.CASE, responses.PRESERVE)
+#: The actions this rule looks at, as prefixes (detectors/run.py calls it for no other action).
+ACTIONS = tuple(sorted(SENSITIVE_ACTIONS))
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 DETECTOR = "refund_burst"
 SEVERITY = "high"
+#: The actions this rule looks at, as prefixes (detectors/run.py calls it for no other action).
+ACTIONS = ("funds.refund",)
 #: The sliding window moves in this many steps.
 SLICES = 6
 #: Completed windows (with refunds) the baseline averages over.

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 DETECTOR = "report_exfiltration"
 SEVERITY = "high"
 IDLE_HOURS = 30 * 24
+#: The actions this rule looks at, as prefixes (detectors/run.py calls it for no other action).
+ACTIONS = ("report.download",)
 
 RESPONSE = (
     "Ask the provider which job downloaded these reports and where the files are now; buyer"

@@ -1,0 +1,87 @@
+"""`detectors.windows.epoch_ms` reads a stored timestamp by position: the same milliseconds as
+`pipeline.event.timestamp_ms`, and the same refusal of what that refuses.
+
+Checked with hypothesis on stored-form strings (every field over its whole two-digit range, so
+impossible dates and times too, each after a time of the same date was read), on the stored form of random instants, and on strings that are
+not in the stored form (offsets, other separators, fractions of other lengths, non-ASCII digits).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detectors import windows
+from pipeline.event import format_ms, timestamp_ms
+from pipeline.rejection import Rejected
+
+
+def outcome(fn: Any, ts: str) -> tuple[str, Any]:
+    try:
+        return "ok", fn(ts)
+    except Rejected as e:
+        return "rejected", (e.reason, str(e))
+
+
+def same(ts: str) -> None:
+    windows.epoch_ms.cache_clear()
+    want = outcome(lambda v: timestamp_ms(v, "occurred_at"), ts)
+    assert outcome(windows.epoch_ms, ts) == want, ts
+    assert outcome(windows.epoch_ms, ts) == want, ts  # the day is remembered now
+
+
+two = st.integers(0, 99).map(lambda n: f"{n:02d}")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    year=st.sampled_from([1969, 1970, 1999, 2000, 2024, 2026, 2100, 2200, 2201, 9999]),
+    month=two,
+    day=two,
+    hour=two,
+    minute=two,
+    second=two,
+    millis=st.integers(0, 999),
+)
+def test_stored_form_fields_in_any_range(
+    year: int, month: str, day: str, hour: str, minute: str, second: str, millis: int
+) -> None:
+    date = f"{year:04d}-{month}-{day}"
+    same(f"{date}T12:00:00.000Z")  # the day remembered, when it is one
+    same(f"{date}T{hour}:{minute}:{second}.{millis:03d}Z")
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.integers(0, 7_258_118_399_999))  # 1970 to the end of 2199
+def test_stored_form_of_any_instant(ms: int) -> None:
+    ts = format_ms(ms)
+    same(ts)
+    assert windows.epoch_ms(ts) == ms
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.sampled_from(
+        [
+            "2026-11-02T06:00:00.395+00:00",
+            "2026-11-02T06:00:00.395z",
+            "2026-11-02 06:00:00.395Z",
+            "2026-11-02T06:00:00Z",
+            "2026-11-02T06:00:00.39Z",
+            "2026-11-02T06:00:00.3950Z",
+            "2026-11-02T06:00:00.395+01:30",
+            "2026-02-29T06:00:00.395Z",
+            "2028-02-29T23:59:59.999Z",
+            "2026-11-02T24:00:00.000Z",
+            "2026-11-02T06:00:60.000Z",
+            "\uff12\uff10\uff12\uff16-11-02T06:00:00.395Z",  # full-width digits
+            "2026-11-02T06:00:00.395Z ",
+            "",
+        ]
+    )
+    | st.text(max_size=30)
+)
+def test_other_strings(ts: str) -> None:
+    same(ts)
