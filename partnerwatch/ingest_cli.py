@@ -6,7 +6,10 @@ one (`deadletter tail|show` is in partnerwatch/deadletters.py).
 worker's verdict on every message: its ledger entry (accepted, with `seq`), its dead letter
 (reason and detail), or neither once the worker's consumer group has committed past it (a repeat
 of an `event_id` already accepted: stored once). The three outputs commit in one Kafka
-transaction with the worker's source offsets, so reading them after the group's offset is exact.
+transaction with the worker's source offsets. Kafka writes that transaction's commit markers
+to each partition separately, so the group's offset can be visible before the ledger entry is:
+a repeat is only concluded once the ledger and the dead letters have been read up to every
+record written before the offset was seen (their high watermarks then, not their committed ends).
 """
 
 from __future__ import annotations
@@ -159,6 +162,8 @@ class Verdicts:
 
         self.settings = settings
         self.consumer = consumer(settings, role="send-wait")
+        # the high watermarks: every record written, in open transactions too
+        self.written = consumer(settings, role="send-wait-ends", isolation_level="read_uncommitted")
         self.admin = admin(settings, role="send-wait-admin")
         self.start = _end_offsets(self.consumer, [settings.ledger_topic, settings.deadletter_topic])
         self.consumer.assign(list(self.start))
@@ -167,6 +172,7 @@ class Verdicts:
 
     def close(self) -> None:
         self.consumer.close()
+        self.written.close()
         self.admin.close()
 
     def _committed(self) -> dict[int, int]:
@@ -182,21 +188,28 @@ class Verdicts:
         by_position = {(s.partition, s.offset): s for s in sent}
         deadline = time.monotonic() + timeout
         while any(s.verdict == "pending" for s in sent) and time.monotonic() < deadline:
-            committed = self._committed()  # first: whatever it covers is readable below
-            ends = self.consumer.end_offsets(list(self.start))
-            drain_until = time.monotonic() + 5  # an open transaction may hold the end back
+            committed = self._committed()  # first: the outputs of what it covers were written
+            written = self.written.end_offsets(list(self.start))  # ... below these offsets
+            drain_until = min(deadline, time.monotonic() + 5)
             while (
-                any(self.consumer.position(tp) < end for tp, end in ends.items())
+                not self._read_up_to(written)
+                and any(s.verdict == "pending" for s in sent)
                 and time.monotonic() < drain_until
             ):
                 for tp, records in self.consumer.poll(timeout_ms=500).items():
                     for record in records:
                         self._observe(tp.topic, record, by_position)
-            for s in sent:
-                if s.verdict == "pending" and committed.get(s.partition, -1) > s.offset:
-                    s.verdict, s.detail = "repeat", "an event_id already accepted: stored once"
+            if self._read_up_to(written):  # every transaction open then has ended: exact
+                for s in sent:
+                    if s.verdict == "pending" and committed.get(s.partition, -1) > s.offset:
+                        s.verdict, s.detail = "repeat", "an event_id already accepted: stored once"
             if any(s.verdict == "pending" for s in sent):
                 time.sleep(0.3)
+
+    def _read_up_to(self, written: dict[Any, int]) -> bool:
+        """Has the read-committed consumer passed every record below `written` (committed ones
+        read, aborted ones and commit markers skipped)?"""
+        return all(self.consumer.position(tp) >= end for tp, end in written.items())
 
     def _observe(self, topic: str, record: Any, by_position: dict[tuple[int, int], Sent]) -> None:
         try:

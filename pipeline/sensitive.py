@@ -6,15 +6,18 @@ it is never masked). Each shape is recognized by its own check, to keep ordinary
 quantities, timestamps, IP addresses, event ids, seller ids) as they are:
 
 - a **card number**: 13-19 digits, unbroken or in groups of 4 (or 4-6-5 / 4-6-4) split by one
-  kind of space, dash or dot (the groups not joined to letters, nor part of a UUID), starting like an issuer's number of that length (13: 4; 14: 30, 36,
-  38, 39; 15: 34, 37; 16-19: 2200-2204, 2221-2720, 30, 34-39, 4, 5, 6) and passing the Luhn check;
+  kind of space, dash or dot (the groups not joined to letters, nor part of a UUID; in an
+  identifier, an unbroken run not glued to letters either: `A4244030000004` is a seller id),
+  starting like an issuer's number of that length (13: 4; 14: 30, 36, 38, 39; 15: 34, 37; 16-19:
+  2200-2204, 2221-2720, 30, 34-39, 4, 5, 6) and passing the Luhn check;
 - an **IBAN**: a country code with its registered IBAN length, the check digits and the account
   part (spaces, dashes or dots allowed between characters), passing the ISO 13616 mod-97 check;
 - an **e-mail address**: `local@domain.tld`;
 - a **phone number**: `+` and 8-15 digits; `00`, a country code and 8-15 digits with a separator;
   a North American `(NXX) NXX-XXXX` with separators; or a national number starting with `0`,
   9-13 digits in groups of two or more with separators, that is not a date; the last three not
-  when joined by `- _ . /` to further letters or digits (`AA-010-123456` is an id);
+  when joined by `- _ . /` to further letters or digits (`AA-010-123456` is an id); never the
+  parts of an RFC 3339 time inside a value (`evt-2000-01-01T00:00:01.000001-10:00`);
 - in free text only (`changes` values, `policy` strings): also **9 or more digits** in a row
   (single spaces or dashes between them allowed), which is how account numbers are written, unless
   the run is part of a decimal number (`100000000.00`) or of an id (`A000000000000`,
@@ -160,6 +163,13 @@ _DATE = re.compile(
 _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 _DIGIT_RUN = re.compile(r"(?<![0-9])(?<![0-9][.,])[0-9](?:[ -]?[0-9]){8,}(?![0-9]|[.,][0-9])")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+#: An RFC 3339 date and time anywhere in a value (its fraction and offset read like phone groups).
+_TIME_IN_TEXT = re.compile(
+    r"(?<![0-9])[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?"
+    r"(?:[Zz]|[+-][0-9]{2}:?[0-9]{2}(?![0-9]))?"
+)
+#: An unbroken run of card length glued to a letter: part of an identifier's word.
+_GLUED = re.compile(r"[A-Za-z][0-9]{13,19}(?![0-9])|(?<![0-9])[0-9]{13,19}[A-Za-z]")
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9:.]+([Zz]|[+-][0-9:]+)?)?")
 
 
@@ -188,10 +198,12 @@ def find_sensitive(value: str, *, free_text: bool = False) -> str | None:
     if digits < 7:
         return None
     text = _UUID.sub("-", text)  # a UUID's groups are neither cards nor phones
-    if digits >= 13 and any(
-        card_digits(_NON_DIGITS.sub("", m.group())) for m in _CARD.finditer(text)
-    ):
-        return CARD
+    if ":" in text:  # nor the parts of a date and time
+        text = _TIME_IN_TEXT.sub("-", text)
+    if digits >= 13:
+        cards = text if free_text else _GLUED.sub("-", text)  # `A4244030000004` is an id
+        if any(card_digits(_NON_DIGITS.sub("", m.group())) for m in _CARD.finditer(cards)):
+            return CARD
     if any(
         _is_phone(m.group()) and not _inside_token(text, m, strict=m.group()[0] != "+")
         for m in _PHONE_RUN.finditer(text)

@@ -471,6 +471,45 @@ def test_ordinary_ids_are_never_masked(event_id: str, account: str, sku: str) ->
     assert M.mask_event(event) == event
 
 
+#: Ordinary values that random examples once found masked or refused (each was a bug).
+FOUND_ORDINARY = [
+    # a seller id whose 13 digits pass Luhn after a `4`: glued to the `A`, part of the id
+    ("account_id", "A4244030000004"),
+    ("resource.id", "A4244030000004"),
+    # an RFC 3339 time: its fraction and offset (`01.000001-10`) read like phone groups
+    ("event_id", "2000-01-01T00:00:01.000001-10:00"),
+    ("event_id", "evt-2026-12-03T09:15:00.250-05:30"),
+    ("operation", "sync 2026-12-03 09:15:00.123456-08:00"),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), FOUND_ORDINARY)
+def test_found_ordinary_values_stay_as_they_are(path: str, value: str) -> None:
+    event = normalize(put(full("listing.update"), path, value))
+    assert M.mask_event(event) == event
+
+
+#: Sensitive values beside those shapes: still found.
+FOUND_SENSITIVE = [
+    ("operation", "call 030-1234-5678 at 2026-12-03T09:15:00Z"),  # a phone beside a time
+    ("operation", "2026-12-03T09:15:00Z 4111111111111111"),  # a card beside a time
+    ("operation", "card 4244030000004"),  # the same digits on their own: a card
+]
+
+
+@pytest.mark.parametrize(("path", "value"), FOUND_SENSITIVE)
+def test_sensitive_values_beside_those_shapes_are_masked(path: str, value: str) -> None:
+    event = normalize(put(full("listing.update"), path, value))
+    assert M.mask_event(event)[path] == M.mask_text(value)
+
+
+def test_a_card_glued_to_letters_in_free_text_is_still_masked() -> None:
+    doc = full("listing.update")
+    doc["changes"] = [{"field": "note", "old": None, "new": "ref4111111111111111"}]
+    masked = M.mask_event(normalize(doc))
+    assert "4111111111111111" not in orjson.dumps(masked).decode()
+
+
 # -- through the real worker ----------------------------------------------------------------------
 
 #: Paths that the integration run fills (each action x each path, one generated value each).
