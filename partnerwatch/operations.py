@@ -146,6 +146,7 @@ def provider_stage(
     from sinks.kafka_io import ensure_topics
     from streams.ingest_partition import GC_THRESHOLD
     from streams.provider_stage import ProviderStage
+    from streams.trim_thread import TrimThread
 
     settings = _settings()  # logging configured here
     ensure_topics(settings)
@@ -157,6 +158,7 @@ def provider_stage(
 
         start_http_server(metrics_port, addr="127.0.0.1")
     stage = ProviderStage(settings)
+    trim = TrimThread(settings.malloc_trim_seconds)  # as in a worker (streams/trim_thread.py)
     stopping = False
 
     def _stop(signum: int, frame: Any) -> None:
@@ -166,8 +168,12 @@ def provider_stage(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     stage.start()
-    while not stopping and stage.alive():
-        time.sleep(0.2)
+    trim.start()
+    try:
+        while not stopping and stage.alive():
+            time.sleep(0.2)
+    finally:
+        trim.stop()
     stage.stop()
 
 

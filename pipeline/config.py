@@ -121,7 +121,7 @@ class Settings(LayeredSettings, DerivedNames):
     max_event_bytes: int = setting(65536, "larger ingest messages go to the dead-letter topic")
     malloc_trim_seconds: float = setting(
         5,
-        "how often the worker hands the heap memory its threads freed back to the system (glibc's malloc_trim, on a thread of its own; a few ms each time); 0: never",
+        "how often the worker, `partnerwatch loader` and `partnerwatch provider-stage` hand the heap memory their threads freed back to the system (glibc's malloc_trim, on a thread of its own; a few ms each time; counted in pw_heap_trims_total); 0: never",
         ge=0,
         allow_inf_nan=False,
     )

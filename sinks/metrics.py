@@ -182,6 +182,12 @@ BEHAVIOUR_MODEL_REFUSED = Counter(
     "Behaviour model artifacts refused (feature version, hash, types)",
 )
 
+# -- memory (every long-running process: streams/trim_thread.py) --
+HEAP_TRIMS = Counter(
+    "pw_heap_trims_total",
+    "Times this process handed its freed heap memory back to the system (glibc malloc_trim)",
+)
+
 # -- alert feed (`partnerwatch alerts feed`, its own /metrics port); output = a name from the routes file --
 ALERT_DELIVERIES = Counter(
     "pw_alert_deliveries",

@@ -8,7 +8,8 @@ no SQL, no tokens, so it needs none.
 Run it with a ClickHouse server (PW_CLICKHOUSE_URL) and the workers on PW_WAREHOUSE_LOADER=external.
 With the embedded chDB warehouse it works only while no worker has that warehouse open (chDB locks
 its folder to one process, even for reading): e.g. to load a ledger into a new warehouse.
-SIGTERM or SIGINT stops it after the batch in hand is stored and committed.
+SIGTERM or SIGINT stops it after the batch in hand is stored and committed. Like the worker, it
+hands its freed heap memory back every PW_MALLOC_TRIM_SECONDS (streams/trim_thread.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config import Settings
 from sinks.clickhouse import WarehouseError
+from streams.trim_thread import TrimThread
 from streams.warehouse_loader import WarehouseLoader
 from streams.warehouse_service import loader_health
 
@@ -77,9 +79,13 @@ class LoaderProcess:
                 return 1
             self.loader.start()
             log.info("loader.started", backend=type(self.loader.warehouse).__name__)
-            while not stop.is_set() and self.loader.alive():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+            trim = TrimThread(s.malloc_trim_seconds).start()
+            try:
+                while not stop.is_set() and self.loader.alive():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+            finally:
+                await loop.run_in_executor(None, trim.stop)
             if (
                 not stop.is_set()
             ):  # the loader thread ended on its own (not an Exception): exit, be restarted

@@ -146,7 +146,14 @@ def test_an_external_loader_process_loads_what_the_worker_sequenced(
         assert len(ledger) == accepted
         assert committed(ns, ns.settings.ledger_topic) == {}, "the worker loaded the warehouse"
 
-        loader = Loader(ns, {"PW_CLICKHOUSE_URL": "", "PW_LOADER_PORT": str(free_port())}).start()
+        loader = Loader(
+            ns,
+            {
+                "PW_CLICKHOUSE_URL": "",
+                "PW_LOADER_PORT": str(free_port()),
+                "PW_MALLOC_TRIM_SECONDS": "0.5",
+            },
+        ).start()
         wait_for(
             lambda: loader is not None and loader.health().get("stored_events") == accepted,
             180,
@@ -173,6 +180,12 @@ def test_an_external_loader_process_loads_what_the_worker_sequenced(
             metric_value(loader.port, 'pw_warehouse_rows_total{table="audit.events"}') == accepted
         )
         assert metric_value(loader.port, "pw_warehouse_batch_rows_count") >= 1
+        # it hands freed heap memory back, as the worker does (streams/trim_thread.py)
+        wait_for(
+            lambda: loader is not None and metric_value(loader.port, "pw_heap_trims_total") >= 2,
+            30,
+            "the loader to trim its heap",
+        )
         loader.stop()
         assert loader.proc is not None and loader.proc.returncode == 0, loader.log_tail()
     finally:
