@@ -81,6 +81,16 @@ def ceiling(ns: Namespace, count: int) -> dict[str, Any]:
     }
 
 
+def _peak_reached(at: dict[str, Any], count: int) -> str:
+    if not at:
+        return "-"
+    stored = at.get("events_stored")
+    where = f"{at['events_accepted'] / count:.0%} of the events accepted"
+    if stored is not None:
+        where += f", {stored / count:.0%} stored"
+    return f"{at['seconds']} s into the run, {where} ({at['peak_mib']} MiB)"
+
+
 def run_pipeline(
     root: Path, messages: StoredStream, workers: int, recover: bool = False
 ) -> dict[str, Any]:
@@ -109,6 +119,9 @@ def run_pipeline(
     started = time.monotonic()
     quarters: list[float] = []
     sequenced = stored = None
+    # when the peak RSS (VmHWM) last rose, and how far the run was then (the quarters miss it)
+    high = 0.0
+    peak_at: dict[str, Any] = {}
     try:
         while time.monotonic() - started < 3600 and stored is None:
             accepted = sum(metric(p, "pw_events_accepted_total") for p in ports)
@@ -116,10 +129,20 @@ def run_pipeline(
                 quarters.append(round(sum(rss_mib(p) for p in pids), 1))
             if sequenced is None and accepted >= count:
                 sequenced = time.monotonic() - started
+            rows = None
             if sequenced is not None:
                 rows = sum(int(w.ns.scalar("SELECT count() FROM audit.events")) for w in procs)
                 if rows >= count:
                     stored = time.monotonic() - started
+            hwm = sum(rss_mib(p, "VmHWM") for p in pids)
+            if hwm > high + 1:
+                high = hwm
+                peak_at = {
+                    "seconds": round(time.monotonic() - started, 1),
+                    "events_accepted": int(accepted),
+                    "events_stored": rows,
+                    "peak_mib": round(hwm, 1),
+                }
             time.sleep(0.25)
         if sequenced is None or stored is None:
             raise SystemExit(f"the pipeline did not finish within an hour: {procs[0].log_tail()}")
@@ -150,6 +173,7 @@ def run_pipeline(
         else None,
         "worker_peak_rss_mib": round(peak, 1),
         "worker_rss_mib_at_quarters": quarters,
+        "worker_peak_rss_reached": peak_at,
         "warehouse": {
             "rows": int(insert_rows),
             "insert_seconds": round(insert_seconds, 3) if insert_seconds else None,
@@ -206,6 +230,10 @@ def markdown(figures: dict[str, Any]) -> str:
         (
             "worker RSS at 25/50/75/100 %",
             " / ".join(f"{v}" for v in one["worker_rss_mib_at_quarters"]) + " MiB",
+        ),
+        (
+            "worker peak RSS last rose (sampled every 0.25 s)",
+            _peak_reached(one.get("worker_peak_rss_reached") or {}, one["events"]),
         ),
         ("warehouse insert", f"{one['warehouse']['insert_rows_per_second'] or '-'} rows/s"),
         (
