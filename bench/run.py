@@ -148,7 +148,8 @@ def run_pipeline(
             raise SystemExit(f"the pipeline did not finish within an hour: {procs[0].log_tail()}")
         cpu = sum(cpu_seconds(p) for p in pids) - cpu0
         peak = sum(rss_mib(p, "VmHWM") for p in pids)
-        insert_rows = sum(metric(p, "pw_warehouse_rows_total") for p in ports)
+        insert_rows = sum(metric(p, "pw_warehouse_rows_total") for p in ports)  # every table
+        event_rows = sum(metric(p, 'pw_warehouse_rows_total{table="audit.events"}') for p in ports)
         insert_seconds = sum(metric(p, "pw_warehouse_insert_seconds_sum") for p in ports)
         parts = _active_parts(procs)
         alerts = sum(metric(p, "pw_alerts_total") for p in ports)
@@ -175,7 +176,8 @@ def run_pipeline(
         "worker_rss_mib_at_quarters": quarters,
         "worker_peak_rss_reached": peak_at,
         "warehouse": {
-            "rows": int(insert_rows),
+            "rows": int(insert_rows),  # audit.events and audit.alerts
+            "event_rows": int(event_rows),
             "insert_seconds": round(insert_seconds, 3) if insert_seconds else None,
             "insert_rows_per_second": round(insert_rows / insert_seconds)
             if insert_seconds
