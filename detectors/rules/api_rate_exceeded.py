@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import rates
 from detectors.responses import API_ABUSE
-from detectors.windows import epoch_ms, recent_after
+from detectors.windows import recent_after
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -40,7 +40,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if actor["type"] != "provider":
         return []
     provider: str = actor["provider_id"]
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     hour, step = now // 3_600_000, now // STEP_MS
     providers: dict[str, Any] = state.setdefault("p", {})
     rates.forget_idle(providers, hour - IDLE_HOURS)

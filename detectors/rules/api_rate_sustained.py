@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import rates
 from detectors.responses import API_ABUSE
-from detectors.windows import bucket, epoch_ms
+from detectors.windows import bucket
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -36,7 +36,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if actor["type"] != "provider":
         return []
     provider = actor["provider_id"]
-    hour = epoch_ms(event["occurred_at"]) // 3_600_000
+    hour = ctx.epoch_ms(event["occurred_at"]) // 3_600_000
     mine = rates.count(state.setdefault("p", {}), provider, hour, IDLE_HOURS, event["event_id"])
     if mine is None or "fired" in mine:
         return []

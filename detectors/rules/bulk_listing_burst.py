@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import responses
-from detectors.windows import epoch_ms, recent_after
+from detectors.windows import recent_after
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -62,11 +62,17 @@ def _touch(seen: dict[str, int], sku: str | None, at: int, cutoff: int) -> dict[
     if sku is not None and at > cutoff:
         seen.pop(sku, None)
         seen[sku] = at
-    while seen:
-        oldest = next(iter(seen))
-        if seen[oldest] > cutoff and len(seen) <= MAX_SKUS:
+    # the oldest first, until one is inside the window with no more than MAX_SKUS left (a loop
+    # over the dict, not `next(iter(seen))` per entry: nothing to drop is the common case)
+    over = len(seen) - MAX_SKUS
+    drop: list[str] = []
+    for name, last in seen.items():
+        if last > cutoff and over <= 0:
             break
-        del seen[oldest]
+        drop.append(name)
+        over -= 1
+    for name in drop:
+        del seen[name]
     return seen
 
 
@@ -150,7 +156,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if actor["type"] != "provider" or not action.startswith(EDIT_PREFIXES) or sku is None:
         return []
     size = max(1, ctx.config.bulk_window_minutes) * 60_000
-    at = epoch_ms(event["occurred_at"])
+    at = ctx.epoch_ms(event["occurred_at"])
     provider, principal = actor["provider_id"], actor["principal_id"]
     p = _principal(state.setdefault("principals", {}), f"{provider}|{principal}", at, size)
     cutoff = p["clock"] - size

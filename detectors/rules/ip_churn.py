@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import responses
 from detectors.networks import IPV4_PREFIX, IPV6_PREFIX, network
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -52,7 +51,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     net = ctx.declared_network(event) or network(ip)
     if net is None:
         return []
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     principals: dict[str, dict[str, int]] = state.setdefault("principals", {})
     _sweep(state, principals, now)
     nets = principals.setdefault(actor["principal_id"], {})

@@ -31,7 +31,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import geo, responses
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -65,7 +64,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     place = geo.lookup(ip)
     if place.country is None and place.asn_name is None and place.asn is None:
         return []
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     principals: dict[str, Any] = state.setdefault("principals", {})
     _sweep(state, principals, now)
     seen = principals.get(actor["principal_id"])
@@ -139,10 +138,14 @@ def _label(place: geo.Place) -> str:
 
 
 def _forget(items: dict[str, int], now: int) -> None:
-    # `min` over the values first: nothing to forget is the common case, and costs no list
-    if items and min(items.values()) < now - _MEMORY_MS:
-        for name in [n for n, last in items.items() if last < now - _MEMORY_MS]:
-            del items[name]
+    # a look at the values first: nothing to forget is the common case, and costs no list (nor a
+    # call of `min`, which cost more than the loop over the few places a principal uses)
+    cutoff = now - _MEMORY_MS
+    for last in items.values():
+        if last < cutoff:
+            for name in [n for n, at in items.items() if at < cutoff]:
+                del items[name]
+            return
 
 
 def _remember(items: dict[str, int], name: str | None, now: int, limit: int) -> None:
