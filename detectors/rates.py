@@ -11,13 +11,13 @@ learned. On event time only; a late event of a closed hour is not counted.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-HISTORY = 24
-MIN_HISTORY = 3
-LEARN_HOURS = 24
+HISTORY: Final = 24
+MIN_HISTORY: Final = 3
+LEARN_HOURS: Final = 24
 #: The latest events of the current hour a record names (`ids`), the evidence of an hour that fires.
-RECENT = 20
+RECENT: Final = 20
 
 
 def count(

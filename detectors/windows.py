@@ -5,20 +5,20 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from pipeline.event import format_ms, timestamp_ms
 
 #: A timestamp as events store it (pipeline/event.py `format_ms`), ASCII digits only.
-_NORMALIZED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+_NORMALIZED: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 #: Epoch milliseconds of the first instant of a `YYYY-MM-DD` (bounded: events come day by day).
-_DAYS: dict[str, int] = {}
-_MAX_DAYS = 100_000
+_DAYS: Final[dict[str, int]] = {}
+_MAX_DAYS: Final = 100_000
 #: Epoch milliseconds of the first instant of a `YYYY-MM-DDTHH:MM` (a stored timestamp's first 16
 #: characters), put here only by `_parse` once it has read a whole timestamp of that minute; emptied
 #: when full (events come minute by minute: the next ones fill it again).
-_MINUTES: dict[str, int] = {}
-_MAX_MINUTES = 4096
+_MINUTES: Final[dict[str, int]] = {}
+_MAX_MINUTES: Final = 4096
 
 
 @lru_cache(maxsize=8192)
@@ -105,7 +105,7 @@ def recent_after(record: dict[str, Any], name: str, floor: int, keep: int) -> li
 #: How late (event time, behind the newest event seen) an event may arrive and still count in
 #: the provider-wide rules' windows: the stage merges the ledger's partitions by event time, but
 #: a partition whose ingest lags delivers its events late.
-LATENESS_MS = 3_600_000
+LATENESS_MS: Final = 3_600_000
 
 
 def densest(items: list[list[Any]], now: int, size: int) -> list[list[Any]]:

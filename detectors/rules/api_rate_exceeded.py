@@ -15,7 +15,7 @@ minute (the evidence), its newest hour; providers idle for `IDLE_HOURS` are forg
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import rates
 from detectors.responses import API_ABUSE
@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 
 DETECTOR = "api_rate_exceeded"
 SEVERITY = "medium"
-STEP_MS = 10_000
-STEPS = 60_000 // STEP_MS
-IDLE_HOURS = 7 * 24
+STEP_MS: Final = 10_000
+STEPS: Final = 60_000 // STEP_MS
+IDLE_HOURS: Final = 7 * 24
 #: The latest requests of the minute named as the alert's evidence (with the one over the limit).
-RECENT = 20
+RECENT: Final = 20
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:

@@ -15,7 +15,7 @@ forgotten.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import rates
 from detectors.responses import API_ABUSE
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 DETECTOR = "api_rate_sustained"
 SEVERITY = "medium"
-IDLE_HOURS = 7 * 24
+IDLE_HOURS: Final = 7 * 24
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:

@@ -28,7 +28,7 @@ Deliberately ignored: sellers and Amazon (a seller bulk-editing its own catalogu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import responses
 from detectors.windows import recent_after
@@ -39,17 +39,18 @@ if TYPE_CHECKING:
     from detectors import Context
 
 DETECTOR = "bulk_listing_burst"
-EDIT_PREFIXES = ("listing.", "inventory.")
+EDIT_PREFIXES: Final = ("listing.", "inventory.")
 #: The actions this rule looks at, as prefixes (detectors/run.py calls it for no other action).
 ACTIONS = EDIT_PREFIXES
-HISTORY = 6  # completed windows averaged for the baseline: recent ones (activity has a daily cycle)
-MIN_HISTORY = 3
-MAX_SKUS = 2000
-MAX_PRINCIPALS = 200
+#: Completed windows averaged for the baseline: recent ones (activity has a daily cycle).
+HISTORY: Final = 6
+MIN_HISTORY: Final = 3
+MAX_SKUS: Final = 2000
+MAX_PRINCIPALS: Final = 200
 #: The principal's latest edits in the window, named as the burst's evidence with the event
 #: that crossed the threshold (the crossing event may be an ordinary edit after a scripted run).
-RECENT = 20
-IDLE_DAYS = 30
+RECENT: Final = 20
+IDLE_DAYS: Final = 30
 RESPONSE = (
     "Pause the principal's API access (SP-API authorization) and check the listings it touched;"
     " restore deleted or altered listings from the last flat-file export.",

@@ -27,7 +27,7 @@ then the event that jumped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import geo, responses
 from pipeline.alert import Finding
@@ -45,8 +45,8 @@ RESPONSE = (
     responses.PRESERVE,
 )
 
-HALF_EARTH_KM = 20_015.0
-_HOUR_MS = 3_600_000
+HALF_EARTH_KM: Final = 20_015.0
+_HOUR_MS: Final = 3_600_000
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:

@@ -21,7 +21,7 @@ window are dropped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import responses
 from detectors.networks import IPV4_PREFIX, IPV6_PREFIX, network
@@ -40,7 +40,7 @@ RESPONSE = (
     "Set an `ip_allowlist` on the provider's grant so only its own networks are accepted.",
 )
 
-WINDOW_MS = 3_600_000
+WINDOW_MS: Final = 3_600_000
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:

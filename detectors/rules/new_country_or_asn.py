@@ -28,7 +28,7 @@ again afterwards), and a principal silent that long is dropped and starts a new 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import geo, responses
 from pipeline.alert import Finding
@@ -47,13 +47,13 @@ RESPONSE = (
     " source_ip) and revoke the grant if any was not the provider's.",
 )
 
-BASELINE_EVENTS = 20
-BASELINE_HOURS = 24
-MAX_COUNTRIES = 32
-MAX_OPERATORS = 64
-MEMORY_DAYS = 90
-_HOUR_MS = 3_600_000
-_MEMORY_MS = MEMORY_DAYS * 24 * _HOUR_MS
+BASELINE_EVENTS: Final = 20
+BASELINE_HOURS: Final = 24
+MAX_COUNTRIES: Final = 32
+MAX_OPERATORS: Final = 64
+MEMORY_DAYS: Final = 90
+_HOUR_MS: Final = 3_600_000
+_MEMORY_MS: Final = MEMORY_DAYS * 24 * _HOUR_MS
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
