@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors.networks import declared_network
-from detectors.windows import bucket
+from detectors.windows import bucket, epoch_ms
 from pipeline.alert import Finding
 from pipeline.authorization import covering
 from pipeline.config import DetectionConfig
@@ -28,7 +28,7 @@ class Context:
     field through `object.__setattr__`), and the memo is two attributes rather than a dict.
     """
 
-    __slots__ = ("_covering", "_declared", "_has_declared", "auth", "config", "model")
+    __slots__ = ("_covering", "_declared", "_has_declared", "_ms", "_ts", "auth", "config", "model")
 
     def __init__(
         self,
@@ -43,6 +43,16 @@ class Context:
         self._covering: list[dict[str, Any]] | None = None
         self._declared: str | None = None
         self._has_declared = False
+        self._ts: str | None = None
+        self._ms = 0
+
+    def epoch_ms(self, ts: str) -> int:
+        """`detectors.windows.epoch_ms(ts)`, remembered for the last `ts` asked (the event's
+        time, which most rules ask for): one comparison instead of a call through the cache."""
+        if ts is not self._ts:
+            self._ms = epoch_ms(ts)
+            self._ts = ts
+        return self._ms
 
     def covering(self, event: Event) -> list[dict[str, Any]]:
         """`pipeline.authorization.covering` for this event, computed once for all detectors."""

@@ -21,7 +21,7 @@ Everything is pruned by event time (never the wall clock): calls after twice the
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Final
 
 from detectors.windows import epoch_ms
 from pipeline.event import Event
@@ -163,7 +163,7 @@ def nearest_call(state: dict[str, Any], key: str, at: int) -> list[Any] | None:
 
 
 #: The tables `prune` looks at, in the order it drops the empty ones.
-_TABLES = ("calls", "ids", "schedules", "alerted", "payouts", "asin", "hist")
+_TABLES: Final = ("calls", "ids", "schedules", "alerted", "payouts", "asin", "hist")
 
 
 def prune(state: dict[str, Any], newest: int, keep_calls_ms: int, keep_ids_ms: int) -> None:

@@ -17,6 +17,10 @@ it in `<id>.json` (the same format as detectors/rules/*.json). It differs in wha
   approvals, policy, folded by the stage from the same ledger), so `ctx.covering`,
   `ctx.declared_network` and approvals work as in the account rules.
 
+A rule that looks at some actions only says so with `ACTIONS` (action prefixes): for any other
+event it finds nothing and leaves its state as it was, so `run.Stage` does not call it
+(tests/detectors/test_provider_dispatch.py holds every rule to what it declares).
+
 Rules here never import the account rules, nor each other (import-linter); what they share
 lives in detectors/ modules named for their domain (networks, geo, prices, reports, windows).
 `run.Stage` runs them; streams/provider_stage.py feeds it from the ledger topic.
@@ -39,10 +43,17 @@ MODULES: tuple[str, ...] = tuple(
     )
 )
 
+_RULES = {name: import_module(f"detectors.provider_wide.rules.{name}") for name in MODULES}
+
 ALL: tuple[tuple[str, DetectFn], ...] = tuple(
-    (name, cast(DetectFn, import_module(f"detectors.provider_wide.rules.{name}").detect))
-    for name in MODULES
+    (name, cast(DetectFn, _RULES[name].detect)) for name in MODULES
 )
+
+#: Rule id -> the action prefixes its rule looks at (the rule's `ACTIONS`), for the rules that
+#: declare them (as account rules do, detectors/__init__.py); the others look at every action.
+ACTIONS: dict[str, tuple[str, ...]] = {
+    name: tuple(module.ACTIONS) for name, module in _RULES.items() if hasattr(module, "ACTIONS")
+}
 
 
 def provider_of(event: Event) -> str | None:

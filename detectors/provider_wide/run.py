@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from detectors import Context
+from detectors import Context, DetectFn
 from detectors.behaviour.scoring import provider_days
-from detectors.provider_wide import ALL, provider_of
+from detectors.provider_wide import ACTIONS, ALL, provider_of
 from detectors.sigma.evaluate import SigmaRules
 from detectors.windows import epoch_ms
 from pipeline import authorization
@@ -42,6 +42,34 @@ SIGMA = "s|sigma"
 _HOUR_MS = 3_600_000
 #: Approvers remembered per account (the least active dropped first).
 MAX_APPROVERS = 100
+
+
+#: The rules one event goes through, in `ALL`'s order.
+Plan = tuple[tuple[str, DetectFn], ...]
+#: Plans by action, built once per action (bounded, in case of unexpected action names), for the
+#: rules in `_PLANNED` (`ALL` when built; a benchmark may swap `ALL` for timed rules).
+_PLANS: dict[str, Plan] = {}
+_PLANNED: list[Plan] = []
+MAX_PLANS = 4096
+
+
+def plan(action: str) -> Plan:
+    """The rules of `ALL` that look at `action` (detectors/provider_wide/__init__.py
+    `ACTIONS`): the others would find nothing and leave their state as it was."""
+    rules = ALL
+    if not _PLANNED or _PLANNED[0] is not rules:
+        _PLANS.clear()
+        _PLANNED[:] = [rules]
+    found = _PLANS.get(action)
+    if found is None:
+        found = tuple(
+            (name, rule)
+            for name, rule in rules
+            if name not in ACTIONS or action.startswith(ACTIONS[name])
+        )
+        if len(_PLANS) < MAX_PLANS:
+            _PLANS[action] = found
+    return found
 
 
 class Stage:
@@ -103,13 +131,21 @@ class Stage:
             state = self.states[key] = {"det": {}}
         self.dirty.add(key)
         det: dict[str, Any] = state["det"]
-        for name, rule in ALL:
+        # Only the rules that look at the event's action (`plan`), in `ALL`'s order. A rule
+        # without state gets an empty dict, kept only if it put something in it (at the end of
+        # `det`, where inserting it before the call put it too: a rule sees its own state only).
+        spare: dict[str, Any] = {}
+        for name, rule in plan(event["action"]):
             own = det.get(name)
             if own is None:
-                own = det[name] = {}
+                own = spare
             for f in rule(event, own, ctx):
                 found.append((key, f))
-            if not own:
+            if own is spare:
+                if spare:
+                    det[name] = spare
+                    spare = {}
+            elif not own:
                 del det[name]
         model = self.model
         if model is not None and model.day is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors.responses import TAKEOVER
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -49,7 +48,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if action not in CHANGES and action not in PAYOUTS:
         return []
     window_ms = ctx.config.takeover_window_hours * 3_600_000
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     newest = max(now, state.get("newest", now))
     changes = [c for c in state.get("changes", []) if c["ms"] >= newest - window_ms]
 
@@ -92,7 +91,7 @@ def _finding(event: Event, earlier: list[dict[str, Any]], ctx: Context) -> Findi
         )
     amount = event.get("amount")
     money = f" of {amount['value']} {amount['currency']}" if amount else ""
-    minutes = (epoch_ms(event["occurred_at"]) - first["ms"]) // 60_000
+    minutes = (ctx.epoch_ms(event["occurred_at"]) - first["ms"]) // 60_000
     after = f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
     return ctx.finding(
         event,

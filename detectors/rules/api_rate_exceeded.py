@@ -15,11 +15,11 @@ minute (the evidence), its newest hour; providers idle for `IDLE_HOURS` are forg
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import rates
 from detectors.responses import API_ABUSE
-from detectors.windows import epoch_ms, recent_after
+from detectors.windows import recent_after
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 
 DETECTOR = "api_rate_exceeded"
 SEVERITY = "medium"
-STEP_MS = 10_000
-STEPS = 60_000 // STEP_MS
-IDLE_HOURS = 7 * 24
+STEP_MS: Final = 10_000
+STEPS: Final = 60_000 // STEP_MS
+IDLE_HOURS: Final = 7 * 24
 #: The latest requests of the minute named as the alert's evidence (with the one over the limit).
-RECENT = 20
+RECENT: Final = 20
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
@@ -40,7 +40,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if actor["type"] != "provider":
         return []
     provider: str = actor["provider_id"]
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     hour, step = now // 3_600_000, now // STEP_MS
     providers: dict[str, Any] = state.setdefault("p", {})
     rates.forget_idle(providers, hour - IDLE_HOURS)

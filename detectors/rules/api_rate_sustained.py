@@ -15,11 +15,11 @@ forgotten.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import rates
 from detectors.responses import API_ABUSE
-from detectors.windows import bucket, epoch_ms
+from detectors.windows import bucket
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 DETECTOR = "api_rate_sustained"
 SEVERITY = "medium"
-IDLE_HOURS = 7 * 24
+IDLE_HOURS: Final = 7 * 24
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
@@ -36,7 +36,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if actor["type"] != "provider":
         return []
     provider = actor["provider_id"]
-    hour = epoch_ms(event["occurred_at"]) // 3_600_000
+    hour = ctx.epoch_ms(event["occurred_at"]) // 3_600_000
     mine = rates.count(state.setdefault("p", {}), provider, hour, IDLE_HOURS, event["event_id"])
     if mine is None or "fired" in mine:
         return []

@@ -28,10 +28,10 @@ Deliberately ignored: sellers and Amazon (a seller bulk-editing its own catalogu
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import responses
-from detectors.windows import epoch_ms, recent_after
+from detectors.windows import recent_after
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -39,17 +39,18 @@ if TYPE_CHECKING:
     from detectors import Context
 
 DETECTOR = "bulk_listing_burst"
-EDIT_PREFIXES = ("listing.", "inventory.")
+EDIT_PREFIXES: Final = ("listing.", "inventory.")
 #: The actions this rule looks at, as prefixes (detectors/run.py calls it for no other action).
 ACTIONS = EDIT_PREFIXES
-HISTORY = 6  # completed windows averaged for the baseline: recent ones (activity has a daily cycle)
-MIN_HISTORY = 3
-MAX_SKUS = 2000
-MAX_PRINCIPALS = 200
+#: Completed windows averaged for the baseline: recent ones (activity has a daily cycle).
+HISTORY: Final = 6
+MIN_HISTORY: Final = 3
+MAX_SKUS: Final = 2000
+MAX_PRINCIPALS: Final = 200
 #: The principal's latest edits in the window, named as the burst's evidence with the event
 #: that crossed the threshold (the crossing event may be an ordinary edit after a scripted run).
-RECENT = 20
-IDLE_DAYS = 30
+RECENT: Final = 20
+IDLE_DAYS: Final = 30
 RESPONSE = (
     "Pause the principal's API access (SP-API authorization) and check the listings it touched;"
     " restore deleted or altered listings from the last flat-file export.",
@@ -62,11 +63,17 @@ def _touch(seen: dict[str, int], sku: str | None, at: int, cutoff: int) -> dict[
     if sku is not None and at > cutoff:
         seen.pop(sku, None)
         seen[sku] = at
-    while seen:
-        oldest = next(iter(seen))
-        if seen[oldest] > cutoff and len(seen) <= MAX_SKUS:
+    # the oldest first, until one is inside the window with no more than MAX_SKUS left (a loop
+    # over the dict, not `next(iter(seen))` per entry: nothing to drop is the common case)
+    over = len(seen) - MAX_SKUS
+    drop: list[str] = []
+    for name, last in seen.items():
+        if last > cutoff and over <= 0:
             break
-        del seen[oldest]
+        drop.append(name)
+        over -= 1
+    for name in drop:
+        del seen[name]
     return seen
 
 
@@ -150,7 +157,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if actor["type"] != "provider" or not action.startswith(EDIT_PREFIXES) or sku is None:
         return []
     size = max(1, ctx.config.bulk_window_minutes) * 60_000
-    at = epoch_ms(event["occurred_at"])
+    at = ctx.epoch_ms(event["occurred_at"])
     provider, principal = actor["provider_id"], actor["principal_id"]
     p = _principal(state.setdefault("principals", {}), f"{provider}|{principal}", at, size)
     cutoff = p["clock"] - size

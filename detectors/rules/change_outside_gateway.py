@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import reconciliation as rc
 from detectors import responses
+from detectors.reconciliation import GATEWAY, OBSERVERS
 from detectors.windows import bucket
 from pipeline.alert import Finding
+from pipeline.config import DetectionConfig
 from pipeline.event import Event, format_ms
 
 if TYPE_CHECKING:
@@ -53,23 +55,45 @@ RESPONSE = (
 VALUED = {"listing.price_observed": "price", "inventory.quantity_observed": "quantity"}
 
 
+#: The configuration last seen and its windows (`_windows`).
+_last: tuple[DetectionConfig, tuple[int, int, int, int, int]] | None = None
+
+
+def _windows(cfg: DetectionConfig) -> tuple[int, int, int, int, int]:
+    """The configuration's windows in milliseconds: the observation window, the skew, the grace,
+    how long calls are kept, how long ids are kept. Read from a configuration (a frozen
+    pydantic model, whose attributes cost a few hundred instructions each) once, not per event:
+    remembered for the last configuration seen, by identity."""
+    global _last
+    last = _last
+    if last is not None and last[0] is cfg:
+        return last[1]
+    window = cfg.outside_gateway_window_minutes * 60_000
+    skew = cfg.outside_gateway_skew_minutes * 60_000
+    found = (
+        window,
+        skew,
+        cfg.outside_gateway_grace_minutes * 60_000,
+        max(2 * window + skew, cfg.outside_gateway_late_hours * 3_600_000),
+        cfg.outside_gateway_id_days * 86_400_000,
+    )
+    _last = (cfg, found)
+    return found
+
+
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     cfg = ctx.config
-    at = rc.event_ms(event)
+    at = ctx.epoch_ms(event["occurred_at"])
     newest = max(at, state.get("newest", at))
     state["newest"] = newest
-    window, skew = (
-        cfg.outside_gateway_window_minutes * 60_000,
-        cfg.outside_gateway_skew_minutes * 60_000,
-    )
+    window, skew, grace, keep, keep_ids = _windows(cfg)
     found: list[dict[str, Any]] = []
     source = rc.adapter(event)
-    if source == rc.GATEWAY:
+    if source == GATEWAY:
         _learn_call(event, state, at)
-    elif source in rc.OBSERVERS and event["actor"]["type"] == "amazon":
+    elif source in OBSERVERS and event["actor"]["type"] == "amazon":
         found = _judge(event, state, at, window, skew, cfg.outside_gateway_ignore_quantity_decrease)
     findings = []
-    grace = cfg.outside_gateway_grace_minutes * 60_000
     for item in found:
         if grace and at + grace > newest and not item.get("always"):
             state.setdefault("pending", []).append(item)
@@ -77,8 +101,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
             findings.append(_finding(event, item, ctx))
     for item in _due(state, newest, grace, window, skew):
         findings.append(_finding(event, item, ctx))
-    keep = max(2 * window + skew, cfg.outside_gateway_late_hours * 3_600_000)
-    rc.prune(state, newest, keep, cfg.outside_gateway_id_days * 86_400_000)
+    rc.prune(state, newest, keep, keep_ids)
     return findings
 
 

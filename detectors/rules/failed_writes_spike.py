@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors.responses import DRIFT
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event, format_ms
 
@@ -44,7 +43,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     ):
         return []
     cfg = ctx.config
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     window_ms = cfg.failed_writes_window_minutes * 60_000
     need = max(1, cfg.failed_writes_min)
     recent = state.get("fw", [])

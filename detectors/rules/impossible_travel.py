@@ -27,10 +27,9 @@ then the event that jumped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import geo, responses
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -46,8 +45,8 @@ RESPONSE = (
     responses.PRESERVE,
 )
 
-HALF_EARTH_KM = 20_015.0
-_HOUR_MS = 3_600_000
+HALF_EARTH_KM: Final = 20_015.0
+_HOUR_MS: Final = 3_600_000
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
@@ -58,7 +57,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     country = geo.lookup(ip).country
     if country is None or country not in geo.centroids():
         return []
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     max_kmh = max(1.0, ctx.config.travel_max_kmh)
     horizon_ms = int(HALF_EARTH_KM / max_kmh * _HOUR_MS)
     principals: dict[str, dict[str, Any]] = state.setdefault("principals", {})

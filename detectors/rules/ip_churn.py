@@ -21,11 +21,10 @@ window are dropped.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import responses
 from detectors.networks import IPV4_PREFIX, IPV6_PREFIX, network
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -41,7 +40,7 @@ RESPONSE = (
     "Set an `ip_allowlist` on the provider's grant so only its own networks are accepted.",
 )
 
-WINDOW_MS = 3_600_000
+WINDOW_MS: Final = 3_600_000
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
@@ -52,7 +51,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     net = ctx.declared_network(event) or network(ip)
     if net is None:
         return []
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     principals: dict[str, dict[str, int]] = state.setdefault("principals", {})
     _sweep(state, principals, now)
     nets = principals.setdefault(actor["principal_id"], {})

@@ -28,10 +28,9 @@ again afterwards), and a principal silent that long is dropped and starts a new 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from detectors import geo, responses
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -48,13 +47,13 @@ RESPONSE = (
     " source_ip) and revoke the grant if any was not the provider's.",
 )
 
-BASELINE_EVENTS = 20
-BASELINE_HOURS = 24
-MAX_COUNTRIES = 32
-MAX_OPERATORS = 64
-MEMORY_DAYS = 90
-_HOUR_MS = 3_600_000
-_MEMORY_MS = MEMORY_DAYS * 24 * _HOUR_MS
+BASELINE_EVENTS: Final = 20
+BASELINE_HOURS: Final = 24
+MAX_COUNTRIES: Final = 32
+MAX_OPERATORS: Final = 64
+MEMORY_DAYS: Final = 90
+_HOUR_MS: Final = 3_600_000
+_MEMORY_MS: Final = MEMORY_DAYS * 24 * _HOUR_MS
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
@@ -65,7 +64,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     place = geo.lookup(ip)
     if place.country is None and place.asn_name is None and place.asn is None:
         return []
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     principals: dict[str, Any] = state.setdefault("principals", {})
     _sweep(state, principals, now)
     seen = principals.get(actor["principal_id"])
@@ -139,10 +138,14 @@ def _label(place: geo.Place) -> str:
 
 
 def _forget(items: dict[str, int], now: int) -> None:
-    # `min` over the values first: nothing to forget is the common case, and costs no list
-    if items and min(items.values()) < now - _MEMORY_MS:
-        for name in [n for n, last in items.items() if last < now - _MEMORY_MS]:
-            del items[name]
+    # a look at the values first: nothing to forget is the common case, and costs no list (nor a
+    # call of `min`, which cost more than the loop over the few places a principal uses)
+    cutoff = now - _MEMORY_MS
+    for last in items.values():
+        if last < cutoff:
+            for name in [n for n, at in items.items() if at < cutoff]:
+                del items[name]
+            return
 
 
 def _remember(items: dict[str, int], name: str | None, now: int, limit: int) -> None:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 DETECTOR = "provider_without_grant"
 SEVERITY = "high"
 RESPONSE = (responses.REVOKE, responses.ROTATE, responses.CONFIRM, responses.PRESERVE)
+#: Actions other rules judge when no grant covers them: the catalogue (listing_out_of_scope) and
+#: funds (funds_without_approval), as prefixes.
+ELSEWHERE = (*CATALOGUE_PREFIXES, "funds.")
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
@@ -30,7 +33,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if (
         actor["type"] != "provider"
         or action in SENSITIVE_ACTIONS
-        or action.startswith((*CATALOGUE_PREFIXES, "funds."))
+        or action.startswith(ELSEWHERE)
         or ctx.covering(event)
     ):
         return []

@@ -23,7 +23,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from detectors.responses import CASE, PRESERVE, REVOKE, ROTATE
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -55,7 +54,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         return []
     window_ms = max(1, ctx.config.refund_window_minutes) * 60_000
     slice_ms = max(1, window_ms // SLICES)
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     here = now // slice_ms
     newest = max(here, state.get("newest", here))
     if here <= newest - SLICES:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from detectors import rates
 from detectors.reports import BUYER_PII_REPORTS
 from detectors.responses import ABUSE, ROTATE
-from detectors.windows import bucket, epoch_ms
+from detectors.windows import bucket
 from pipeline.alert import Finding
 from pipeline.event import Event
 
@@ -92,7 +92,7 @@ def _buyer_data(event: Event, ctx: Context) -> Finding | None:
 def _volume(event: Event, state: dict[str, Any], ctx: Context) -> Finding | None:
     actor = event["actor"]
     principal = actor["principal_id"]
-    hour = epoch_ms(event["occurred_at"]) // 3_600_000
+    hour = ctx.epoch_ms(event["occurred_at"]) // 3_600_000
     mine = rates.count(state.setdefault("p", {}), principal, hour, IDLE_HOURS, event["event_id"])
     if mine is None:
         return None  # a late event of a closed hour

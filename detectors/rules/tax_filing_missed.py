@@ -27,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from detectors.responses import DRIFT
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event, format_ms
 
@@ -47,7 +46,7 @@ RESPONSE = (
 
 
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     state.setdefault("from", now)
     filed = event["action"] == "tax.filing" and event["outcome"] == "success"
     obligations = {

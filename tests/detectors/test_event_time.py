@@ -3,7 +3,9 @@
 
 Checked with hypothesis on stored-form strings (every field over its whole two-digit range, so
 impossible dates and times too, each after a time of the same date was read), on the stored form of random instants, and on strings that are
-not in the stored form (offsets, other separators, fractions of other lengths, non-ASCII digits).
+not in the stored form (offsets, other separators, fractions of other lengths, non-ASCII digits);
+and, as a minute once read is remembered (`_MINUTES`) and a later time of it read from its seconds
+and milliseconds alone, on any ending after a remembered minute.
 """
 
 from __future__ import annotations
@@ -85,3 +87,33 @@ def test_stored_form_of_any_instant(ms: int) -> None:
 )
 def test_other_strings(ts: str) -> None:
     same(ts)
+
+
+#: Digits and what passes for them elsewhere (`str.isdigit`): full-width, Arabic-Indic, superscript.
+DIGITS = "0123456789\uff10\uff15\u0661\u00b2"
+#: Endings after `YYYY-MM-DDTHH:MM`: the stored form's (seconds over their whole two-digit range),
+#: the stored form's shape with any of `DIGITS`, and anything built of characters that could pass
+#: for it.
+TAILS = (
+    st.builds(
+        lambda second, millis: f":{second:02d}.{millis:03d}Z",
+        st.integers(0, 99),
+        st.integers(0, 999),
+    )
+    | st.builds(
+        lambda second, millis: f":{second}.{millis}Z",
+        st.text(alphabet=DIGITS, min_size=2, max_size=2),
+        st.text(alphabet=DIGITS, min_size=3, max_size=3),
+    )
+    | st.text(alphabet=":.Zz+- T" + DIGITS, max_size=12)
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.integers(0, 7_258_118_399_999), TAILS)
+def test_any_ending_after_a_remembered_minute(ms: int, tail: str) -> None:
+    ts = format_ms(ms)
+    windows.clear_caches()
+    same(ts)
+    assert ts[:16] in windows._MINUTES  # the minute is remembered
+    same(ts[:16] + tail)

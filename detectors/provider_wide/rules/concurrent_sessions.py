@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import geo, responses
-from detectors.windows import LATENESS_MS, bucket, epoch_ms
+from detectors.windows import LATENESS_MS, bucket
 from pipeline.alert import Finding
 from pipeline.event import Event, format_ms
 
@@ -56,7 +56,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if country is None or country not in geo.centroids():
         return []
     cfg = ctx.config
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     overlap = max(1, cfg.session_overlap_minutes) * 60_000
     sessions: dict[str, dict[str, list[Any]]] | None = state.get("s")
     if sessions is None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import rates, responses
 from detectors.prices import price_move
-from detectors.windows import LATENESS_MS, densest, epoch_ms
+from detectors.windows import LATENESS_MS, densest
 from pipeline.alert import Finding
 from pipeline.authorization import live_approval
 from pipeline.event import Event, format_ms
@@ -48,6 +48,11 @@ RESPONSE = (
 )
 
 
+#: The actions this rule looks at, as prefixes (detectors/provider_wide/run.py calls it for no
+#: other action).
+ACTIONS = ("listing.price_change",)
+
+
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     actor = event["actor"]
     if event["action"] != "listing.price_change" or actor["type"] != "provider":
@@ -58,7 +63,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
         return []
     if event.get("approval_id") and live_approval(ctx.auth, event) is not None:
         return []  # the seller approved this cut
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     size = max(1, cfg.price_cut_window_minutes) * 60_000
     clock = max(now, state.get("clock", now))
     state["clock"] = clock

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import known_networks, responses
 from detectors.networks import network
-from detectors.windows import LATENESS_MS, densest, epoch_ms
+from detectors.windows import LATENESS_MS, densest
 from pipeline.alert import Finding
 from pipeline.event import Event, format_ms
 
@@ -65,7 +65,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if net is None:
         return []
     cfg = ctx.config
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     size = max(1, cfg.spray_window_minutes) * 60_000
     principals: dict[str, Any] = state.setdefault("p", {})
     record = principals.get(actor["principal_id"])

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 from detectors import known_networks, responses
 from detectors.grants import SENSITIVE_ACTIONS
 from detectors.networks import network
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.contract import WRITE_PREFIXES
 from pipeline.event import Event, format_ms
@@ -56,7 +55,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if actor["type"] != "provider":
         return []
     cfg = ctx.config
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     principals: dict[str, Any] = state.setdefault("p", {})
     rec = principals.get(actor["principal_id"])
     if rec is None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import responses
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.contract import action_matches
 from pipeline.event import Event
@@ -125,7 +124,7 @@ def _grant(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     versions[grant_id] = new
     if before and added:
         state.setdefault("open", {})[account] = {
-            "at": epoch_ms(event["occurred_at"]),
+            "at": ctx.epoch_ms(event["occurred_at"]),
             "ts": event["occurred_at"],
             "id": event["event_id"],
             "added": added,
@@ -156,7 +155,7 @@ def _use(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     provider = event["actor"]["provider_id"]
     opened = state["open"]
     widening = opened[event["account_id"]]
-    now = epoch_ms(event["occurred_at"])
+    now = ctx.epoch_ms(event["occurred_at"])
     window_ms = ctx.config.grant_abuse_window_minutes * 60_000
     if now - widening["at"] > window_ms:
         del opened[event["account_id"]]

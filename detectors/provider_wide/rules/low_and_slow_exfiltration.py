@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from detectors import reports, responses
-from detectors.windows import epoch_ms
 from pipeline.alert import Finding
 from pipeline.event import Event, format_ms
 
@@ -44,6 +43,11 @@ RESPONSE = (
 )
 
 
+#: The actions this rule looks at, as prefixes (detectors/provider_wide/run.py calls it for no
+#: other action).
+ACTIONS = ("report.download",)
+
+
 def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     actor = event["actor"]
     if (
@@ -56,7 +60,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     if not reports.sensitive(report):
         return []
     cfg = ctx.config
-    today = epoch_ms(event["occurred_at"]) // _DAY_MS
+    today = ctx.epoch_ms(event["occurred_at"]) // _DAY_MS
     newest = max(today, state.get("newest", today))
     state["newest"] = newest
     state["since"] = min(state.get("since", today), today)
