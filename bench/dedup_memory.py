@@ -3,7 +3,7 @@
 Sequences `--count` synthetic ids, 5,000 a batch, `--rate` per second of ingest time, through
 `LedgerState` in exact mode and in bounded mode (the warehouse holding everything up to the
 previous batch, so the exact tier seals as soon as it may; no repeat is sent, so no confirmation
-query is needed and `cold_suspects` measures the filters' cost), and reports for each: the
+query is needed and `prepare` measures the filters' cost and the exact tier's compaction), and reports for each: the
 Python heap the state holds (tracemalloc) at each quarter, CPU per event of sequencing (with the
 filter check), and the size and load time of one snapshot (pipeline/ledger_snapshot.py).
 
@@ -44,7 +44,7 @@ def run(count: int, rate: int, bounded: bool, s: Settings) -> dict[str, Any]:
         ids = [(f"A{i % 500:04d}", f"ev-{i:012d}") for i in range(start, min(count, start + BATCH))]
         now = format_ms(T0 + start * 1000 // rate)
         began = time.process_time()
-        suspects = state.cold_suspects(ids, now)
+        suspects = state.prepare(ids, now)
         assert not suspects or bounded
         for n, (account, event_id) in enumerate(ids):
             ms = T0 + (start + n) * 1000 // rate

@@ -183,7 +183,7 @@ class LedgerState(DedupWindow):
         account = entry["account_id"]
         self.heads[account] = ChainHead(int(entry["seq"]), entry["hash"])
         key = self._key(entry["ingested_at"])
-        self._remember(id_digest(account, entry["event_id"]), key)
+        self._remember_loaded(id_digest(account, entry["event_id"]), key)
         if "ingest_offset" in entry:
             self.next_offset = max(self.next_offset, int(entry["ingest_offset"]) + 1)
 

@@ -231,11 +231,8 @@ class Ingest:
                 )
                 continue
             events.append((record, self.masker.mask_event(action)))
-        suspects = (
-            ledger.cold_suspects([(e["account_id"], e["event_id"]) for _, e in events], self.now())
-            if ledger.filters
-            else []
-        )
+        # the dedup window's exact tier compacted, and the batch's ids looked up in it at once
+        suspects = ledger.prepare([(e["account_id"], e["event_id"]) for _, e in events], self.now())
         out.suspects = len(suspects)
         return Decoded(out, events, suspects)
 
