@@ -63,6 +63,10 @@ def prepared_exact_decisions(
             decisions.append(state.accept(event(account, event_id), format_ms(ms)) is not None)
         state.committed(len(decisions))
         assert sum(len(ids) for ids in state.exact.values()) <= dedup_window.RUN_IDS + batch
+        # each of a slot's runs holds over twice the next (each at least RUN_IDS): a few
+        for runs in state.runs.values():
+            assert all(len(a) > 2 * len(b) for a, b in zip(runs, runs[1:], strict=False))
+            assert len(runs) <= (len(decisions) // dedup_window.RUN_IDS).bit_length()
     return decisions
 
 
@@ -89,30 +93,34 @@ def test_the_compacted_window_decides_as_sets_do(
 
 
 def test_a_day_swept_in_the_middle_of_a_batch_is_forgotten_by_its_runs_too() -> None:
-    # A one-day window: day 0's ids are compacted when day 1's batch is prepared, and that
-    # batch runs into day 2, which sweeps day 0 (an id of day 0 then comes back as a late
-    # repeat, a new entry).
+    # A two-day window: days 0 and 1 are compacted when day 2's batch is prepared, and that
+    # batch runs into day 3, which sweeps day 0: an id of day 0 then comes back as a late
+    # repeat (a new entry), while day 1's ids are still repeats.
     day = 86_400_000
-    sets_only, compacted = LedgerState(1), LedgerState(1)
-    first = [(T0 + i, "A1", f"e-{i}") for i in range(5)]
+    earlier = [(T0 + i, "A1", f"e-{i}") for i in range(5)]
+    earlier += [(T0 + day + i, "A1", f"d-{i}") for i in range(5)]
     batch = [
-        (T0 + day + 1, "A1", "e-0"),
-        (T0 + 2 * day + 1, "A1", "e-new"),
-        (T0 + 2 * day + 2, "A1", "e-1"),
+        (T0 + 2 * day + 1, "A1", "e-0"),
+        (T0 + 3 * day + 1, "A1", "e-new"),
+        (T0 + 3 * day + 2, "A1", "e-1"),
+        (T0 + 3 * day + 3, "A1", "d-1"),
     ]
     decisions = []
-    for state in (sets_only, compacted):
-        if state is compacted:
-            state.prepare([(a, e) for _, a, e in first], format_ms(T0))
-        for ms, a, e in first:
-            state.accept(event(a, e), format_ms(ms))
-        if state is compacted:
-            state.prepare([(a, e) for _, a, e in batch], format_ms(T0 + day))
-            assert state.runs and not state.exact  # day 0 compacted, and looked up
-        decisions.append(
-            [state.accept(event(a, e), format_ms(ms)) is not None for ms, a, e in batch]
-        )
-    assert decisions[0] == decisions[1] == [False, True, True]
+    for prepared in (False, True):
+        state = LedgerState(2)
+        for part in (earlier[:5], earlier[5:], batch):
+            if prepared:
+                state.prepare([(a, e) for _, a, e in part], format_ms(part[0][0]))
+            if part is batch:
+                # prepared: both days compacted (not prepared: sets only, as replays keep them)
+                assert (not state.exact and len(state.runs) == 2) if prepared else not state.runs
+                decisions.append(
+                    [state.accept(event(a, e), format_ms(ms)) is not None for ms, a, e in part]
+                )
+            else:
+                for ms, a, e in part:
+                    state.accept(event(a, e), format_ms(ms))
+    assert decisions[0] == decisions[1] == [False, True, True, False]
 
 
 def test_a_recovery_compacts_as_it_reads() -> None:
