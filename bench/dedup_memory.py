@@ -44,12 +44,15 @@ def run(count: int, rate: int, bounded: bool, s: Settings) -> dict[str, Any]:
         ids = [(f"A{i % 500:04d}", f"ev-{i:012d}") for i in range(start, min(count, start + BATCH))]
         now = format_ms(T0 + start * 1000 // rate)
         began = time.process_time()
-        suspects = state.prepare(ids, now)
+        digests, suspects = state.prepare(ids, now)
         assert not suspects or bounded
         for n, (account, event_id) in enumerate(ids):
             ms = T0 + (start + n) * 1000 // rate
             state.sequence(
-                {"account_id": account, "event_id": event_id, "x": 1}, format_ms(ms), start + n
+                {"account_id": account, "event_id": event_id, "x": 1},
+                format_ms(ms),
+                start + n,
+                digests[n],
             )
         state.committed(start + len(ids))
         state.seal(start)  # the warehouse holds the ledger up to the previous batch

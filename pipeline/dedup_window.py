@@ -92,14 +92,15 @@ class DedupWindow:
         self.ledger_end = 0
 
     def _fresh(
-        self, account: str, event_id: str, ingested_at: str
+        self, account: str, event_id: str, ingested_at: str, digest: bytes | None = None
     ) -> tuple[bytes, tuple[int, int]] | None:
-        """The id's digest and exact-tier key, or None when the id was seen inside the window
-        (the window is swept first when the bucket changed)."""
+        """The id's digest (`digest`, when `prepare` gave it) and exact-tier key, or None when
+        the id was seen inside the window (the window is swept first when the bucket changed)."""
         key = self._key(ingested_at)
         if key[0] != self._swept_day:
             self._sweep(key[0])
-        digest = id_digest(account, event_id)
+        if digest is None:
+            digest = id_digest(account, event_id)
         if self.has_seen(digest) or digest in self.confirmed_seen:
             return None
         return digest, key
@@ -186,8 +187,8 @@ class DedupWindow:
         runs.append(IdRun.of(ids))
         if key[1] < self.slot_now:
             runs[:] = [IdRun.merged(runs)]
-        else:  # sizes halving or faster: a few runs, each id merged a few times
-            while len(runs) > 1 and len(runs[-2]) <= len(runs[-1]):
+        else:  # each run over twice the next: a few runs, each id merged a few times
+            while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
                 runs[-2:] = [IdRun.merged(runs[-2:])]
         self._in_runs = {}
 
@@ -211,10 +212,13 @@ class DedupWindow:
         at or after it counts as seen."""
         return (self._swept_day - self.buckets) * self.bucket_ms
 
-    def prepare(self, ids: list[tuple[str, str]], now: str) -> list[tuple[str, str]]:
+    def prepare(
+        self, ids: list[tuple[str, str]], now: str
+    ) -> tuple[list[bytes], list[tuple[str, str]]]:
         """Before `(account_id, event_id)` pairs are sequenced at `now` (a batch): compact the
-        exact tier (`_compact`), look the pairs' ids up in its runs for `has_seen`, and return
-        those not in the exact tier that a bucket's filter may hold (bounded mode): each must be
+        exact tier (`_compact`) and look the pairs' ids up in its runs for `has_seen`. Returns
+        the pairs' digests (for `LedgerState.sequence`, so that no id is hashed twice), and the
+        pairs not in the exact tier that a bucket's filter may hold (bounded mode): each must be
         confirmed (or not) against the warehouse before the batch is sequenced
         (`confirmed_seen`)."""
         self.confirmed_seen = set()
@@ -223,16 +227,16 @@ class DedupWindow:
         if day != self._swept_day:
             self._sweep(day)
         self._compact()
-        if not ids or not (self.runs or self.filters):
-            return []
         digests = [id_digest(a, e) for a, e in ids]
+        if not digests:
+            return digests, []
         if self.runs:
             held = any_holds(self._all_runs(), halves_of(digests))
             self._in_runs = dict(zip(digests, held, strict=True))
         if not self.filters:
-            return []
+            return digests, []
         maybe = any_contains(self.filters.values(), digests)
-        return [
+        return digests, [
             pair
             for pair, digest, hit in zip(ids, digests, maybe, strict=True)
             if hit and not self.has_seen(digest)

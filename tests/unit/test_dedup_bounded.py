@@ -81,7 +81,7 @@ def run_stream(
             exact_decisions.append(
                 exact.accept(event(account, event_id), format_ms(ms)) is not None
             )
-        suspects = bounded.prepare([(a, e) for _, a, e in batch], format_ms(batch[0][0]))
+        _, suspects = bounded.prepare([(a, e) for _, a, e in batch], format_ms(batch[0][0]))
         bounded.confirm(warehouse.seen(suspects, bounded.window_start_ms()))
         for ms, account, event_id in batch:
             accepted = bounded.accept(event(account, event_id), format_ms(ms)) is not None

@@ -4,6 +4,7 @@ with them as it did with sets only, and a ledger snapshot written before runs ex
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import struct
@@ -58,14 +59,14 @@ def prepared_exact_decisions(
     decisions: list[bool] = []
     for start in range(0, len(stream), batch):
         part = stream[start : start + batch]
-        assert not state.prepare([(a, e) for _, a, e in part], format_ms(part[0][0]))
+        assert not state.prepare([(a, e) for _, a, e in part], format_ms(part[0][0]))[1]
         for ms, account, event_id in part:
             decisions.append(state.accept(event(account, event_id), format_ms(ms)) is not None)
         state.committed(len(decisions))
         assert sum(len(ids) for ids in state.exact.values()) <= dedup_window.RUN_IDS + batch
         # each of a slot's runs holds over twice the next (each at least RUN_IDS): a few
         for runs in state.runs.values():
-            assert all(len(a) > 2 * len(b) for a, b in zip(runs, runs[1:], strict=False))
+            assert all(len(a) > 2 * len(b) for a, b in itertools.pairwise(runs))
             assert len(runs) <= (len(decisions) // dedup_window.RUN_IDS).bit_length()
     return decisions
 
@@ -183,7 +184,7 @@ def test_a_snapshot_written_before_runs_loads_and_decides_the_same(mode: str) ->
     # warehouse confirms), and new ones.
     last_ms = fixture["now_ms"]
     again = [*ids, ("A0000", "new-1"), ("A0001", "new-2")]
-    suspects = state.prepare(again, format_ms(last_ms))
+    _, suspects = state.prepare(again, format_ms(last_ms))
     assert sorted(suspects) == sorted(p for p, x in zip(ids, in_exact, strict=True) if not x)
     state.confirm(suspects)
     accepted = [state.accept(event(a, e), format_ms(last_ms)) is not None for a, e in again]
