@@ -10,14 +10,19 @@ import random
 import struct
 from pathlib import Path
 
+import orjson
 import pytest
 
 from pipeline import dedup_window, ledger_snapshot
+from pipeline.config import Settings
 from pipeline.event import format_ms
 from pipeline.id_runs import IdRun, any_holds, halves_of
 from pipeline.ledger import LedgerState, id_digest
 from pipeline.ledger_snapshot import SnapshotWriter
+from pipeline.simulation.traffic import generate
+from streams.ingest_batch import Ingest, PartitionState
 from tests.unit.test_dedup_bounded import T0, event, exact_tier, make_stream, run_stream
+from tests.unit.test_ingest_batch import Rec
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ledger_snapshot_v1.json"
 
@@ -208,3 +213,26 @@ def test_a_snapshot_of_runs_and_sets_loads_as_the_same_ids() -> None:
     assert loaded is not None
     assert exact_tier(loaded[0]) == exact_tier(state) and loaded[0].ends == state.ends
     assert loaded[0].seen_count() == state.seen_count()
+
+
+def test_the_ingest_service_and_a_recovery_agree_on_what_was_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`Ingest.decode` hashes each id once (`prepare`) and `finish` sequences with those
+    digests: a state rebuilt from the ledger it wrote (`observe`) knows the same ids."""
+    monkeypatch.setattr(dedup_window, "RUN_IDS", 64)
+    settings = Settings.from_env({})
+    events = [e for e, _ in generate(600, seed=3)]
+    ingest, live = Ingest(settings), PartitionState(0, 7)
+    first = ingest.batch(
+        live, [Rec(e["account_id"].encode(), orjson.dumps(e), i) for i, e in enumerate(events)]
+    )
+    assert first.accepted == 600
+    recovered = PartitionState(0, 7)
+    for _, value in first.ledger:
+        recovered.load_ledger(value)
+    assert recovered.ledger.runs and recovered.ledger.seen_count() == 600
+    again = [Rec(e["account_id"].encode(), orjson.dumps(e), 600 + i) for i, e in enumerate(events)]
+    for state in (live, recovered):
+        second = ingest.batch(state, [*again[:300], *again[300:]])
+        assert (second.accepted, second.duplicates) == (0, 600)
