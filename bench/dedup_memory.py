@@ -7,9 +7,9 @@ query is needed and `prepare` measures the filters' cost and the exact tier's co
 Python heap the state holds (tracemalloc) at each quarter, CPU per event of sequencing (with the
 filter check), and the size and load time of one snapshot (pipeline/ledger_snapshot.py).
 
-    python -m bench.dedup_memory [--count 2000000] [--rate 5000]
+    python -m bench.dedup_memory [--count 2000000] [--rate 5000] [--label LABEL]
 
-Results: bench/results/<date>-dedup-memory.json and .md.
+Results: bench/results/<date>-dedup-memory[-LABEL].json and .md.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=2_000_000)
     parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument("--label", default="", help="a suffix for the result files")
     args = parser.parse_args()
     s = Settings.from_env({})
     results = {
@@ -102,13 +103,14 @@ def main() -> None:
         "runs": [run(args.count, args.rate, False, s), run(args.count, args.rate, True, s)],
     }
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"{results['date']}-dedup-memory"
+    stem = RESULTS / f"{results['date']}-dedup-memory{'-' + args.label if args.label else ''}"
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         f"# Dedup window memory, {args.count:,} ids at {args.rate:,}/s of ingest time",
         "",
         "Command: `python -m bench.dedup_memory "
-        f"--count {args.count} --rate {args.rate}` (in-process, one partition, defaults: "
+        f"--count {args.count} --rate {args.rate}"
+        f"{' --label ' + args.label if args.label else ''}` (in-process, one partition, defaults: "
         f"window {s.dedup_window_days} days, exact {s.dedup_exact_seconds} s, filters "
         f"{s.dedup_filter_mb} MiB)",
         "",
