@@ -22,9 +22,10 @@ whatever the window and the rate.
 The exact tier keeps a slot's ids in a set as they are sequenced, and compacts them into sorted
 runs of their 16-byte digests (`pipeline.id_runs`, 16 bytes per id against about 110 in a set)
 before a batch is sequenced (`prepare`): every slot older than the current one, and the current
-one whenever its set holds `RUN_IDS` ids. `prepare` also looks the batch's ids up in the runs, once
-for the whole batch, so that sequencing an event asks only the sets and that answer. A state
-that is never prepared (replays, `evaluate`: `LedgerState.accept`) keeps sets only, as before.
+one whenever its set holds `RUN_IDS` ids. `prepare` also looks the batch's ids up in the runs,
+once for the whole batch, so that sequencing an event asks only the sets and that answer. A
+state that is never prepared (replays, `evaluate`: `LedgerState.accept`) keeps sets only, as
+before.
 """
 
 from __future__ import annotations
@@ -316,8 +317,8 @@ def id_digest(account: str, event_id: str) -> bytes:
 
     The exact tier holds ids as these digests, whose number grows with the event rate: about
     110 bytes per id in a set (against about 250 for the tuple of two strings it replaced), 16
-    in a sorted run (`pipeline.id_runs`); the filters take their bit positions from it (`pipeline.id_filter`). Two
-    different ids share a digest with probability about n^2 / 2^129 (1e-22 for a billion ids in
+    in a sorted run (`pipeline.id_runs`); the filters take their bit positions from it
+    (`pipeline.id_filter`). Two different ids share a digest with probability about n^2 / 2^129 (1e-22 for a billion ids in
     the window).
     """
     return hashlib.blake2b(f"{account}\x00{event_id}".encode(), digest_size=16).digest()
