@@ -3,13 +3,13 @@
 Sequences `--count` synthetic ids, 5,000 a batch, `--rate` per second of ingest time, through
 `LedgerState` in exact mode and in bounded mode (the warehouse holding everything up to the
 previous batch, so the exact tier seals as soon as it may; no repeat is sent, so no confirmation
-query is needed and `cold_suspects` measures the filters' cost), and reports for each: the
+query is needed and `prepare` measures the filters' cost and the exact tier's compaction), and reports for each: the
 Python heap the state holds (tracemalloc) at each quarter, CPU per event of sequencing (with the
 filter check), and the size and load time of one snapshot (pipeline/ledger_snapshot.py).
 
-    python -m bench.dedup_memory [--count 2000000] [--rate 5000]
+    python -m bench.dedup_memory [--count 2000000] [--rate 5000] [--label LABEL]
 
-Results: bench/results/<date>-dedup-memory.json and .md.
+Results: bench/results/<date>-dedup-memory[-LABEL].json and .md.
 """
 
 from __future__ import annotations
@@ -44,12 +44,15 @@ def run(count: int, rate: int, bounded: bool, s: Settings) -> dict[str, Any]:
         ids = [(f"A{i % 500:04d}", f"ev-{i:012d}") for i in range(start, min(count, start + BATCH))]
         now = format_ms(T0 + start * 1000 // rate)
         began = time.process_time()
-        suspects = state.cold_suspects(ids, now)
+        digests, suspects = state.prepare(ids, now)
         assert not suspects or bounded
         for n, (account, event_id) in enumerate(ids):
             ms = T0 + (start + n) * 1000 // rate
             state.sequence(
-                {"account_id": account, "event_id": event_id, "x": 1}, format_ms(ms), start + n
+                {"account_id": account, "event_id": event_id, "x": 1},
+                format_ms(ms),
+                start + n,
+                digests[n],
             )
         state.committed(start + len(ids))
         state.seal(start)  # the warehouse holds the ledger up to the previous batch
@@ -85,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=2_000_000)
     parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument("--label", default="", help="a suffix for the result files")
     args = parser.parse_args()
     s = Settings.from_env({})
     results = {
@@ -99,13 +103,14 @@ def main() -> None:
         "runs": [run(args.count, args.rate, False, s), run(args.count, args.rate, True, s)],
     }
     RESULTS.mkdir(exist_ok=True)
-    stem = RESULTS / f"{results['date']}-dedup-memory"
+    stem = RESULTS / f"{results['date']}-dedup-memory{'-' + args.label if args.label else ''}"
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         f"# Dedup window memory, {args.count:,} ids at {args.rate:,}/s of ingest time",
         "",
         "Command: `python -m bench.dedup_memory "
-        f"--count {args.count} --rate {args.rate}` (in-process, one partition, defaults: "
+        f"--count {args.count} --rate {args.rate}"
+        f"{' --label ' + args.label if args.label else ''}` (in-process, one partition, defaults: "
         f"window {s.dedup_window_days} days, exact {s.dedup_exact_seconds} s, filters "
         f"{s.dedup_filter_mb} MiB)",
         "",

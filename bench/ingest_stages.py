@@ -93,8 +93,11 @@ class Stages:
     def stage_sequence(self, masked: list[Any]) -> list[Any]:
         self.out = self._batch(0)
         ledger, now, out = self.state.ledger, self.ingest.now, []
-        for key, event, offset in masked:
-            sequenced = ledger.sequence(event, now(), offset)
+        # as `Ingest.decode` does before a batch is sequenced (the dedup window's compaction and
+        # batch lookup; the filters' check in bounded mode)
+        digests, _ = ledger.prepare([(e["account_id"], e["event_id"]) for _, e, _ in masked], now())
+        for (key, event, offset), digest in zip(masked, digests, strict=True):
+            sequenced = ledger.sequence(event, now(), offset, digest)
             if sequenced is not None:
                 self.out.ledger.append((key, sequenced[1]))
                 out.append((event, sequenced[0]))

@@ -8,16 +8,24 @@ least the window and at most the window plus one bucket. A repeat after that is 
 repeat*: a new ledger entry with its own seq, stored in the warehouse as a row of its own (rows
 are ledger entries, keyed by (account_id, seq)), so the chain stays gap-free.
 
-Exact mode (the default here, and what replays use) keeps every id of the window in sets.
+Exact mode (the default here, and what replays use) keeps every id of the window.
 Bounded mode (`exact_seconds` and `filter_mb`, the ingest service's `PW_DEDUP_EXACT_SECONDS`
 and `PW_DEDUP_FILTER_MB`) keeps ids exactly only for their first `exact_seconds`, in one-minute
 slots, and then moves a slot into its bucket's Bloom filter (`pipeline.id_filter`, a fixed size
 per bucket), once the warehouse holds the slot's entries (`seal`, given how far the warehouse
 loader has stored the ledger partition). Before a batch is sequenced, the ids the filters say
-may have been seen (`cold_suspects`) are looked up in the warehouse, and only those found there
+may have been seen (`prepare`) are looked up in the warehouse, and only those found there
 are duplicates (`confirmed_seen`): a filter's "maybe" is never acted on alone. Memory is then
 the exact tier (about `exact_seconds` of ids, more while the loader lags) plus the filters,
 whatever the window and the rate.
+
+The exact tier keeps a slot's ids in a set as they are sequenced, and compacts them into sorted
+runs of their 16-byte digests (`pipeline.id_runs`, 16 bytes per id against about 110 in a set)
+before a batch is sequenced (`prepare`): every slot older than the current one, and the current
+one whenever its set holds `RUN_IDS` ids. `prepare` also looks the batch's ids up in the runs,
+once for the whole batch, so that sequencing an event asks only the sets and that answer. A
+state that is never prepared (replays, `evaluate`: `LedgerState.accept`) keeps sets only, as
+before.
 """
 
 from __future__ import annotations
@@ -28,10 +36,14 @@ from datetime import date
 from functools import lru_cache
 
 from pipeline.id_filter import IdFilter, any_contains, filter_bits
+from pipeline.id_runs import IdRun, any_holds, halves_of
 
 DAY_MS = 86_400_000
 #: Slot length of the exact tier in bounded mode.
 SLOT_MS = 60_000
+#: Ids a slot's set takes before `prepare` (or, during a recovery, `observe`) compacts them into a
+#: sorted run: the sets then hold about this many ids per partition at most (2 MiB), plus a batch.
+RUN_IDS = 16_384
 
 
 class DedupWindow:
@@ -51,8 +63,15 @@ class DedupWindow:
         exact_ms = max(1000, round(exact_seconds * 1000))
         self.slot_ms = min(SLOT_MS, self.bucket_ms, exact_ms) if self.bounded else self.bucket_ms
         self.exact_slots = max(1, -(-round(exact_seconds * 1000) // self.slot_ms))
-        #: (bucket, slot) -> `id_digest` of every event sequenced in it that is held exactly.
+        #: (bucket, slot) -> `id_digest` of the events sequenced in it since it was last
+        #: compacted into `runs` (held exactly, as the runs are).
         self.exact: dict[tuple[int, int], set[bytes]] = {}
+        #: (bucket, slot) -> the slot's compacted ids: sorted runs of their digests (one run
+        #: once the slot is no longer written; a few, largest first, while it is).
+        self.runs: dict[tuple[int, int], list[IdRun]] = {}
+        #: digest -> whether `runs` holds it, for the ids of the batch being sequenced
+        #: (`prepare`); emptied whenever `runs` changes.
+        self._in_runs: dict[bytes, bool] = {}
         #: (bucket, slot) -> the ledger partition's end offset when the slot last took an entry
         #: that is committed (`committed`): the warehouse must hold the ledger up to it to seal.
         self.ends: dict[tuple[int, int], int] = {}
@@ -74,14 +93,15 @@ class DedupWindow:
         self.ledger_end = 0
 
     def _fresh(
-        self, account: str, event_id: str, ingested_at: str
+        self, account: str, event_id: str, ingested_at: str, digest: bytes | None = None
     ) -> tuple[bytes, tuple[int, int]] | None:
-        """The id's digest and exact-tier key, or None when the id was seen inside the window
-        (the window is swept first when the bucket changed)."""
+        """The id's digest (`digest`, when `prepare` gave it) and exact-tier key, or None when
+        the id was seen inside the window (the window is swept first when the bucket changed)."""
         key = self._key(ingested_at)
         if key[0] != self._swept_day:
             self._sweep(key[0])
-        digest = id_digest(account, event_id)
+        if digest is None:
+            digest = id_digest(account, event_id)
         if self.has_seen(digest) or digest in self.confirmed_seen:
             return None
         return digest, key
@@ -99,13 +119,37 @@ class DedupWindow:
         return key
 
     def has_seen(self, digest: bytes) -> bool:
-        """Whether the exact tier holds `digest` (the filters are asked per batch:
-        `cold_suspects`)."""
-        return any(digest in ids for ids in self.exact.values())
+        """Whether the exact tier holds `digest` (the filters are asked per batch: `prepare`).
+        The runs are searched for a digest `prepare` did not look up already."""
+        for ids in self.exact.values():
+            if digest in ids:
+                return True
+        if not self.runs:
+            return False
+        held = self._in_runs.get(digest)
+        if held is None:
+            held = any_holds(self._all_runs(), halves_of([digest]))[0]
+        return held
 
     def seen_count(self) -> int:
         """Ids held exactly (the filters' ids are in `filter_count`)."""
-        return sum(len(ids) for ids in self.exact.values())
+        return sum(len(ids) for ids in self.exact.values()) + sum(
+            len(run) for runs in self.runs.values() for run in runs
+        )
+
+    def exact_keys(self) -> set[tuple[int, int]]:
+        """The (bucket, slot) keys the exact tier holds ids of."""
+        return set(self.exact) | set(self.runs)
+
+    def exact_ids(self, key: tuple[int, int]) -> set[bytes]:
+        """Every digest the exact tier holds for `key`, its set's and its runs' (for tests)."""
+        ids = set(self.exact.get(key, ()))
+        for run in self.runs.get(key, ()):
+            ids.update(run.digests())
+        return ids
+
+    def _all_runs(self) -> list[IdRun]:
+        return [run for runs in self.runs.values() for run in runs]
 
     def filter_count(self) -> int:
         return sum(f.count for f in self.filters.values())
@@ -117,11 +161,45 @@ class DedupWindow:
         ids.add(digest)
         self._touched[key] = self._batch
 
+    def _remember_loaded(self, digest: bytes, key: tuple[int, int]) -> None:
+        """`_remember` for a committed entry read back (recovery, `LedgerState.observe`): a
+        slot's set is compacted as soon as it holds `RUN_IDS` ids, so a load holds no more in
+        sets than sequencing does."""
+        self._remember(digest, key)
+        if len(self.exact[key]) >= RUN_IDS:
+            self._compact_slot(key)
+
+    def _compact(self) -> None:
+        """Move into sorted runs the ids of the sets of the slots older than the current one,
+        and of a set that holds `RUN_IDS` ids; merge the runs of a slot no longer written."""
+        for key in [
+            k for k, ids in self.exact.items() if k[1] < self.slot_now or len(ids) >= RUN_IDS
+        ]:
+            self._compact_slot(key)
+        for key, runs in self.runs.items():
+            if len(runs) > 1 and key[1] < self.slot_now:
+                runs[:] = [IdRun.merged(runs)]
+
+    def _compact_slot(self, key: tuple[int, int]) -> None:
+        ids = self.exact.pop(key)
+        runs = self.runs.get(key)
+        if runs is None:
+            runs = self.runs[key] = []
+        runs.append(IdRun.of(ids))
+        if key[1] < self.slot_now:
+            runs[:] = [IdRun.merged(runs)]
+        else:  # each run over twice the next: a few runs, each id merged a few times
+            while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
+                runs[-2:] = [IdRun.merged(runs[-2:])]
+        self._in_runs = {}
+
     def _sweep(self, today: int) -> None:
         self._swept_day = today
         oldest = today - self.buckets
-        for key in [k for k in self.exact if k[0] < oldest]:
-            del self.exact[key]
+        for key in [k for k in self.exact_keys() if k[0] < oldest]:
+            self.exact.pop(key, None)
+            if self.runs.pop(key, None) is not None:
+                self._in_runs = {}
             self.ends.pop(key, None)
             self._touched.pop(key, None)
         for day in [d for d in self.filters if d < oldest]:
@@ -135,21 +213,31 @@ class DedupWindow:
         at or after it counts as seen."""
         return (self._swept_day - self.buckets) * self.bucket_ms
 
-    def cold_suspects(self, ids: list[tuple[str, str]], now: str) -> list[tuple[str, str]]:
-        """Of `(account_id, event_id)` pairs about to be sequenced at `now`, those not in the
-        exact tier that a bucket's filter may hold: each must be confirmed (or not) against the
-        warehouse before the batch is sequenced (`confirmed_seen`)."""
+    def prepare(
+        self, ids: list[tuple[str, str]], now: str
+    ) -> tuple[list[bytes], list[tuple[str, str]]]:
+        """Before `(account_id, event_id)` pairs are sequenced at `now` (a batch): compact the
+        exact tier (`_compact`) and look the pairs' ids up in its runs for `has_seen`. Returns
+        the pairs' digests (for `LedgerState.sequence`, so that no id is hashed twice), and the
+        pairs not in the exact tier that a bucket's filter may hold (bounded mode): each must be
+        confirmed (or not) against the warehouse before the batch is sequenced
+        (`confirmed_seen`)."""
         self.confirmed_seen = set()
-        if not self.filters or not ids:
-            return []
+        self._in_runs = {}
         day = self._key(now)[0]
         if day != self._swept_day:
             self._sweep(day)
-        if not self.filters:
-            return []
+        self._compact()
         digests = [id_digest(a, e) for a, e in ids]
+        if not digests:
+            return digests, []
+        if self.runs:
+            held = any_holds(self._all_runs(), halves_of(digests))
+            self._in_runs = dict(zip(digests, held, strict=True))
+        if not self.filters:
+            return digests, []
         maybe = any_contains(self.filters.values(), digests)
-        return [
+        return digests, [
             pair
             for pair, digest, hit in zip(ids, digests, maybe, strict=True)
             if hit and not self.has_seen(digest)
@@ -186,18 +274,25 @@ class DedupWindow:
             return 0
         moved = 0
         newest = self.slot_now - self.exact_slots
-        for key in sorted(self.exact):
+        for key in sorted(self.exact_keys()):
             end = self.ends.get(key)
             if key[1] > newest or end is None or end > stored_through or key in self._touched:
                 continue
-            ids = self.exact.pop(key)
+            ids = self.exact.pop(key, None)
+            runs = self.runs.pop(key, None)
             del self.ends[key]
             id_filter = self.filters.get(key[0])
             if id_filter is None:
                 id_filter = self.filters[key[0]] = IdFilter(self.filter_bits)
-            id_filter.add(list(ids))
+            if ids:
+                id_filter.add(list(ids))
+                moved += len(ids)
+            if runs is not None:
+                self._in_runs = {}
+                for run in runs:
+                    id_filter.add_halves(run.halves())
+                    moved += len(run)
             self.dirty_filters.add(key[0])
-            moved += len(ids)
         return moved
 
 
@@ -220,10 +315,10 @@ def _second_ms(second: str) -> int:
 def id_digest(account: str, event_id: str) -> bytes:
     """16 bytes standing for `(account, event_id)` in the dedup window.
 
-    The exact tier holds ids in sets, whose size grows with the event rate: a 16-byte BLAKE2b
-    digest costs about 80 bytes per id there, against about 250 for the tuple of two strings it
-    replaces; the filters take their bit positions from it (`pipeline.id_filter`). Two
-    different ids share a digest with probability about n^2 / 2^129 (1e-22 for a billion ids in
+    The exact tier holds ids as these digests, whose number grows with the event rate: about
+    110 bytes per id in a set (against about 250 for the tuple of two strings it replaced), 16
+    in a sorted run (`pipeline.id_runs`); the filters take their bit positions from it
+    (`pipeline.id_filter`). Two different ids share a digest with probability about n^2 / 2^129 (1e-22 for a billion ids in
     the window).
     """
     return hashlib.blake2b(f"{account}\x00{event_id}".encode(), digest_size=16).digest()

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.id_runs import halves_of
+
 #: Bit positions per id. 5 is near the best for 7-10 bits per id (the filter's design load).
 HASHES = 5
 
@@ -38,8 +40,8 @@ class IdFilter:
         self.count = 0
         self.array: npt.NDArray[np.uint8] = np.zeros(bits // 8, dtype=np.uint8)
 
-    def _positions(self, digests: Sequence[bytes]) -> npt.NDArray[np.uint64]:
-        halves = np.frombuffer(b"".join(digests), dtype="<u8").reshape(-1, 2)
+    def _positions(self, halves: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+        """The bit positions of each digest of `halves` ((n, 2): `id_runs.halves_of`)."""
         steps = np.arange(self.hashes, dtype=np.uint64)
         mask = np.uint64(self.bits - 1)
         with np.errstate(over="ignore"):  # the sums wrap modulo 2**64 by design
@@ -49,21 +51,26 @@ class IdFilter:
         return positions
 
     def add(self, digests: Sequence[bytes]) -> None:
-        if not digests:
+        if digests:
+            self.add_halves(halves_of(digests))
+
+    def add_halves(self, halves: npt.NDArray[np.uint64]) -> None:
+        """`add` for digests given as their halves (an `IdRun`'s, pipeline/id_runs.py)."""
+        if not halves.shape[0]:
             return
-        positions = self._positions(digests).ravel()
+        positions = self._positions(halves).ravel()
         np.bitwise_or.at(
             self.array,
             (positions >> np.uint64(3)).astype(np.intp),
             (np.uint8(1) << (positions & np.uint64(7)).astype(np.uint8)),
         )
-        self.count += len(digests)
+        self.count += int(halves.shape[0])
 
     def contains(self, digests: Sequence[bytes]) -> npt.NDArray[np.bool_]:
         """For each digest: True if it may have been added, False if it certainly was not."""
         if not digests:
             return np.zeros(0, dtype=np.bool_)
-        positions = self._positions(digests)
+        positions = self._positions(halves_of(digests))
         bytes_ = self.array[(positions >> np.uint64(3)).astype(np.intp)]
         bits = (bytes_ >> (positions & np.uint64(7)).astype(np.uint8)) & np.uint8(1)
         return np.asarray(bits.all(axis=1), dtype=np.bool_)

@@ -183,7 +183,7 @@ class LedgerState(DedupWindow):
         account = entry["account_id"]
         self.heads[account] = ChainHead(int(entry["seq"]), entry["hash"])
         key = self._key(entry["ingested_at"])
-        self._remember(id_digest(account, entry["event_id"]), key)
+        self._remember_loaded(id_digest(account, entry["event_id"]), key)
         if "ingest_offset" in entry:
             self.next_offset = max(self.next_offset, int(entry["ingest_offset"]) + 1)
 
@@ -205,14 +205,15 @@ class LedgerState(DedupWindow):
         return entry
 
     def sequence(
-        self, event: Event, ingested_at: str, ingest_offset: int
+        self, event: Event, ingested_at: str, ingest_offset: int, digest: bytes | None = None
     ) -> tuple[int, bytes] | None:
         """`accept` for the ingest service: `(seq, ledger record)`, or None when seen.
+        `digest`: the event's `id_digest`, as `prepare` gave it (else computed here).
 
         One canonical encoding of the event serves the hash and the ledger record
         (`entry_record`), and no entry dict is built."""
         account = event["account_id"]
-        fresh = self._fresh(account, event["event_id"], ingested_at)
+        fresh = self._fresh(account, event["event_id"], ingested_at, digest)
         if fresh is None:
             return None
         digest, key = fresh

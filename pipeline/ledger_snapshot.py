@@ -11,7 +11,9 @@ Records (the latest record per key is what counts, so compaction keeps a snapsho
 - `h:<account_id>` -> `<seq> <hash>`: an account's chain head, written only when it changed
   since the previous snapshot (heads are never deleted, as the ledger keeps each account's last
   entry forever);
-- `x:<i>` -> chunk i of the exact tier (every (bucket, slot) with its ledger end and digests);
+- `x:<i>` -> chunk i of the exact tier (every (bucket, slot) with its ledger end and digests:
+  those of its set and of its sorted runs, in no particular order; a load makes one sorted run
+  of them, pipeline/id_runs.py);
 - `f:<bucket>:<i>` -> chunk i of a bucket's Bloom filter, written when the filter changed, a
   tombstone once the bucket left the window;
 - `head` -> JSON: the snapshot's generation, the ledger's end offset and the next source offset
@@ -33,6 +35,7 @@ from typing import Any
 import orjson
 
 from pipeline.id_filter import IdFilter
+from pipeline.id_runs import IdRun
 from pipeline.ledger import ChainHead, LedgerState
 
 VERSION = 1
@@ -110,10 +113,14 @@ class SnapshotWriter:
 
 
 def _exact_bytes(state: LedgerState) -> bytes:
-    parts = []
-    for key, ids in state.exact.items():
-        parts.append(_SLOT.pack(key[0], key[1], state.ends.get(key, -1), len(ids)))
+    parts: list[bytes] = []
+    for key in sorted(state.exact_keys()):
+        ids = state.exact.get(key, set())
+        runs = state.runs.get(key, [])
+        count = len(ids) + sum(len(run) for run in runs)
+        parts.append(_SLOT.pack(key[0], key[1], state.ends.get(key, -1), count))
         parts.extend(ids)
+        parts.extend(run.to_bytes() for run in runs)
     return b"".join(parts)
 
 
@@ -160,7 +167,7 @@ def load(
             state.filters[int(name[2:])] = IdFilter.from_bytes(data)
         else:
             raise Unusable(f"unknown section {name!r}")
-    state.slot_now = max((key[1] for key in state.exact), default=-1)
+    state.slot_now = max((key[1] for key in state.exact_keys()), default=-1)
     state.ledger_end = int(head["ledger_end"])
     state.next_offset = int(head["next_offset"])
     return state, writer
@@ -184,7 +191,7 @@ def _load_exact(state: LedgerState, data: bytes) -> None:
         if len(data) < at + 16 * count:
             raise Unusable("the exact tier's section is cut short")
         key = (bucket, slot)
-        state.exact[key] = {data[i : i + 16] for i in range(at, at + 16 * count, 16)}
+        state.runs[key] = [IdRun.from_bytes(memoryview(data)[at : at + 16 * count])]
         at += 16 * count
         if end >= 0:
             state.ends[key] = end

@@ -152,6 +152,8 @@ class Decoded:
     events: list[tuple[SourceRecord, dict[str, Any]]]
     #: (account_id, event_id) pairs the dedup window's filters may hold: confirm before sequencing
     suspects: list[tuple[str, str]]
+    #: the `id_digest` of each event of `events`, in the same order (`DedupWindow.prepare`)
+    digests: list[bytes]
 
 
 class Ingest:
@@ -231,13 +233,12 @@ class Ingest:
                 )
                 continue
             events.append((record, self.masker.mask_event(action)))
-        suspects = (
-            ledger.cold_suspects([(e["account_id"], e["event_id"]) for _, e in events], self.now())
-            if ledger.filters
-            else []
+        # the dedup window's exact tier compacted, and the batch's ids looked up in it at once
+        digests, suspects = ledger.prepare(
+            [(e["account_id"], e["event_id"]) for _, e in events], self.now()
         )
         out.suspects = len(suspects)
-        return Decoded(out, events, suspects)
+        return Decoded(out, events, suspects, digests)
 
     def finish(
         self, state: PartitionState, decoded: Decoded, seen: Iterable[tuple[str, str]] = ()
@@ -258,8 +259,9 @@ class Ingest:
         ledger.confirm(seen)
         model = self.model()
         total = len(decoded.events)
+        digests = decoded.digests
         for done, (record, event) in enumerate(decoded.events, 1):
-            sequenced = ledger.sequence(event, self.now(), record.offset)
+            sequenced = ledger.sequence(event, self.now(), record.offset, digests[done - 1])
             if sequenced is None:
                 out.duplicates += 1
             else:

@@ -136,7 +136,7 @@ if os.environ.get("BENCH_MEMORY_PROBE"):
                             deep_accounts=_deep(state.accounts),
                             deep_open_alerts=_deep(state.open_alerts),
                             deep_heads=_deep(led.heads),
-                            deep_exact=_deep(led.exact),
+                            deep_exact=_deep((led.exact, getattr(led, "runs", None))),
                             deep_pending=_deep(part.pending),
                             deep_open_batch=_deep(part.open) if part.open is not None else 0,
                         )

@@ -237,7 +237,7 @@ def test_sweep_keeps_ids_seen_inside_the_window() -> None:
         if state.has_seen(id_digest("A0001SELLER", f"gw-{i:06d}"))
     }
     assert kept == {"gw-000002", "gw-000003"}
-    assert state.seen_count() == 2 and len(state.exact) == 2
+    assert state.seen_count() == 2 and len(state.exact_keys()) == 2
 
 
 def test_observe_then_accept_continues_the_chain_exactly() -> None:
