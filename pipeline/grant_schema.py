@@ -12,10 +12,9 @@ import re
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import orjson
-
 from pipeline.identifiers import check, identifier
 from pipeline.marketplaces import site_code
+from pipeline.origin import serialized_size
 from pipeline.rejection import MAX_LIST, Rejected, check_numbers, obj, string
 
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
@@ -169,10 +168,9 @@ def policy(value: Any) -> dict[str, Any]:
             if isinstance(day, bool) or not isinstance(day, int) or not 1 <= day <= 31:
                 raise Rejected("bad_value", f"policy.tax_filings[{i}].due_day must be 1-31")
         doc["tax_filings"] = [{**f, "marketplace": site_code(f["marketplace"])} for f in filings]
-    try:
-        size = len(orjson.dumps(doc))
-    except orjson.JSONEncodeError:  # deeper than orjson writes (255 levels), or a huge integer
-        raise Rejected("bad_value", "policy cannot be serialized (nested too deeply?)") from None
+    size = serialized_size(doc)
+    if size is None:  # nested too deeply to be written inside an event, or a huge integer
+        raise Rejected("bad_value", "policy cannot be serialized (nested too deeply?)")
     if size > 16384:
         raise Rejected("bad_value", "policy is larger than 16 KiB")
     check_numbers(doc, "policy")

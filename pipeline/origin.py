@@ -16,6 +16,24 @@ from typing import Any
 import orjson
 
 MAX_ORIGIN_BYTES = 8192
+#: Levels a free-form object (`origin`, `policy`) must leave to spare under orjson's nesting
+#: limit (255): one for the event it sits in, the rest for the records and responses that
+#: carry an event inside their own objects and lists.
+NESTING_HEADROOM = 8
+
+
+def serialized_size(value: Any) -> int | None:
+    """The size of `value` as JSON, or None when it cannot be written with NESTING_HEADROOM
+    levels around it (nested too deeply) or holds an integer orjson cannot write."""
+    wrapped = value
+    for _ in range(NESTING_HEADROOM):
+        wrapped = [wrapped]
+    try:
+        return len(orjson.dumps(wrapped)) - 2 * NESTING_HEADROOM
+    except orjson.JSONEncodeError:
+        return None
+
+
 ADAPTER = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 
@@ -30,10 +48,9 @@ def check_origin(value: Any) -> dict[str, Any]:
         raise ValueError("wrong_type", "origin.adapter must be a string")
     if not ADAPTER.fullmatch(adapter):
         raise ValueError("bad_value", "origin.adapter must be 1-64 characters of [a-z0-9._-]")
-    try:
-        size = len(orjson.dumps(value))
-    except orjson.JSONEncodeError:  # nested deeper than orjson writes, or a huge integer
-        raise ValueError("bad_value", "origin cannot be serialized (nested too deeply?)") from None
+    size = serialized_size(value)
+    if size is None:  # nested too deeply to be written inside an event, or a huge integer
+        raise ValueError("bad_value", "origin cannot be serialized (nested too deeply?)")
     if size > MAX_ORIGIN_BYTES:
         raise ValueError("bad_value", f"origin is larger than {MAX_ORIGIN_BYTES} bytes")
     return dict(value)

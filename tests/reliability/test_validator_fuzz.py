@@ -281,3 +281,14 @@ def test_found_examples_keep_their_event_id(event_id: str) -> None:
     out = parse_action(orjson.dumps(doc))
     assert MASKER.mask_event(out)["event_id"] == event_id
     check_doc(doc)
+
+
+@pytest.mark.parametrize("where", ["policy", "origin"])
+@pytest.mark.parametrize("depth", [254, 247, 246])
+def test_found_deep_nesting_is_refused_or_written(where: str, depth: int) -> None:
+    """The full run once found a policy 254 objects deep that the gate let through and the
+    canonical form could not write (orjson stops at 255 levels): every depth either is refused
+    or is written inside the event, with NESTING_HEADROOM levels to spare."""
+    check_bytes(
+        orjson.dumps(variant(RICH, **{where: "__D__"})).replace(b'"__D__"', _nest(depth, "dict"), 1)
+    )

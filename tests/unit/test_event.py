@@ -683,6 +683,18 @@ SCHEMA_BLIND_REJECTED: list[tuple[str, Any, str, str]] = [
         "bad_value",
         "the serializer's nesting limit",
     ),
+    (  # fits orjson's 255 levels alone, not inside the event (the full fuzz found it)
+        "policy_nested_to_the_serializer_limit",
+        variant(minimal("policy.update"), policy={"x": _deep(252)}),
+        "bad_value",
+        "the serializer's nesting limit",
+    ),
+    (
+        "origin_nested_to_the_serializer_limit",
+        variant(minimal(), origin={"adapter": "a", "x": _deep(252)}),
+        "bad_value",
+        "the serializer's nesting limit",
+    ),
     (
         "origin_too_large",
         variant(minimal(), origin={"adapter": "a", "body": "x" * 8200}),
