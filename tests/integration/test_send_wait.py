@@ -54,17 +54,23 @@ def commit_group_offset(settings: Settings, sent: Sent) -> None:
         group.close()
 
 
+def entry_in_open_transaction(settings: Settings, sent: Sent, seq: int) -> KafkaProducer:
+    """A transactional producer with `sent`'s ledger entry written and its transaction open."""
+    ledger = KafkaProducer(**connection(settings), transactional_id=f"t-{uuid.uuid4().hex}")
+    ledger.init_transactions()
+    ledger.begin_transaction()
+    entry = {"ingest_offset": sent.offset, "seq": seq}
+    ledger.send(
+        settings.ledger_topic, key=b"A1", value=orjson.dumps(entry), partition=sent.partition
+    ).get(30)
+    return ledger
+
+
 def test_an_entry_behind_an_open_transaction_is_not_a_repeat(settings: Settings) -> None:
     verdicts = Verdicts(settings)
-    ledger = KafkaProducer(**connection(settings), transactional_id=f"t-{uuid.uuid4().hex}")
+    sent = produce_action(settings, 0)
+    ledger = entry_in_open_transaction(settings, sent, seq=7)
     try:
-        sent = produce_action(settings, 0)
-        ledger.init_transactions()
-        ledger.begin_transaction()
-        entry = {"ingest_offset": sent.offset, "seq": 7}
-        ledger.send(settings.ledger_topic, key=b"A1", value=orjson.dumps(entry), partition=0).get(
-            30
-        )
         commit_group_offset(settings, sent)  # visible before the ledger's commit marker
 
         verdicts.wait([sent], timeout=4)
@@ -87,15 +93,9 @@ def test_an_entry_behind_an_open_transaction_is_not_a_repeat(settings: Settings)
 
 def test_an_aborted_transaction_leaves_a_repeat_decidable(settings: Settings) -> None:
     verdicts = Verdicts(settings)
-    ledger = KafkaProducer(**connection(settings), transactional_id=f"t-{uuid.uuid4().hex}")
+    sent = produce_action(settings, 1)
+    ledger = entry_in_open_transaction(settings, sent, seq=1)
     try:
-        sent = produce_action(settings, 1)
-        ledger.init_transactions()
-        ledger.begin_transaction()
-        entry = {"ingest_offset": sent.offset, "seq": 1}
-        ledger.send(settings.ledger_topic, key=b"A1", value=orjson.dumps(entry), partition=1).get(
-            30
-        )
         ledger.abort_transaction()  # the entry never counts
         commit_group_offset(settings, sent)
         verdicts.wait([sent], timeout=30)
