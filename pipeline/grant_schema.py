@@ -14,8 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.identifiers import check, identifier
 from pipeline.marketplaces import site_code
-from pipeline.origin import serialized_size
-from pipeline.rejection import MAX_LIST, Rejected, check_numbers, obj, string
+from pipeline.rejection import MAX_LIST, Rejected, check_numbers, obj, serialized_size, string
 
 _HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 

@@ -13,27 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
+from pipeline.rejection import serialized_size
 
 MAX_ORIGIN_BYTES = 8192
-#: Levels a free-form object (`origin`, `policy`) must leave to spare under orjson's nesting
-#: limit (255): one for the event it sits in, the rest for the records and responses that
-#: carry an event inside their own objects and lists.
-NESTING_HEADROOM = 8
-
-
-def serialized_size(value: Any) -> int | None:
-    """The size of `value` as JSON, or None when it cannot be written with NESTING_HEADROOM
-    levels around it (nested too deeply) or holds an integer orjson cannot write."""
-    wrapped = value
-    for _ in range(NESTING_HEADROOM):
-        wrapped = [wrapped]
-    try:
-        return len(orjson.dumps(wrapped)) - 2 * NESTING_HEADROOM
-    except orjson.JSONEncodeError:
-        return None
-
-
 ADAPTER = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 
 

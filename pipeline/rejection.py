@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 #: Rejection reasons (stable, machine-readable; documented in docs/contract.md).
 REASONS = (
     "too_large",
@@ -106,3 +108,21 @@ def check_numbers(value: Any, where: str) -> None:
             stack.extend(item)
         else:
             check_int(item, f"a number in {where}")
+
+
+#: Levels a free-form object (`origin`, `policy`) must leave to spare under orjson's nesting
+#: limit (255): one for the event it sits in, the rest for the records and responses that
+#: carry an event inside their own objects and lists.
+NESTING_HEADROOM = 8
+
+
+def serialized_size(value: Any) -> int | None:
+    """The size of `value` as JSON, or None when it cannot be written with NESTING_HEADROOM
+    levels around it (nested too deeply) or holds an integer orjson cannot write."""
+    wrapped = value
+    for _ in range(NESTING_HEADROOM):
+        wrapped = [wrapped]
+    try:
+        return len(orjson.dumps(wrapped)) - 2 * NESTING_HEADROOM
+    except orjson.JSONEncodeError:
+        return None
