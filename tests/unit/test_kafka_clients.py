@@ -332,3 +332,13 @@ class _Clock:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
+
+
+def test_kafka_python_checksums_records_in_c() -> None:
+    """kafka-python (the `partnerwatch ingest` producer, the command line's consumers) uses the
+    C CRC-32C of the `crc32c` package (its `[crc32c]` extra); without it every record written or
+    read is checksummed in pure Python, about 100 µs of CPU each (docs/performance.md)."""
+    from kafka.record import util
+
+    assert util.crc32c_c is not None, "install kafka-python[crc32c] (pyproject.toml)"
+    assert util.calc_crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
