@@ -24,6 +24,7 @@ import detectors.provider_wide.rules as provider_wide_rules
 from bench.procstats import broker_pid, cpu_seconds, metric
 from bench.workload import RESULTS, WORKER_ENV, stream
 from partnerwatch.local_worker import Namespace, Worker
+from pipeline.config import Settings
 from sinks.kafka_io import consumer, ensure_topics, producer
 
 
@@ -41,19 +42,15 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
     provider stage). `BENCH_LATENCY_SAMPLES=<file>` writes every alert's timestamps to a file.
     """
     ns = Namespace(root, extra_env=dict(WORKER_ENV))
-    ensure_topics(ns.settings)
+    settings = ns.settings  # built from the environment at each access: once, not per message
+    topic = settings.actions_topic
+    ensure_topics(settings)
     total = int(rate * seconds)
     messages = stream(total, seed=5)
     worker = Worker(ns).start()
     warm = stream(max(50, int(rate * warmup)), seed=6)
-    prod = producer(ns.settings, linger_ms=1, batch_size=256 * 1024)
-    started = time.monotonic()
-    for i, (key, value) in enumerate(warm):
-        pause = started + i / rate - time.monotonic()
-        if pause > 0:
-            time.sleep(pause)
-        prod.send(ns.settings.actions_topic, key=key, value=value)
-    prod.flush()
+    prod = _Paced(settings, topic)
+    warm_sent = prod.send(warm, rate)
     deadline = time.monotonic() + 120
     while metric(ns.port, "pw_events_accepted_total") < len(warm) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -74,18 +71,10 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
     worker_pid = worker.proc.pid if worker.proc is not None else None
     broker = broker_pid()
     try:
-        topic = ns.settings.actions_topic
         cpu0 = cpu_seconds(worker_pid) if worker_pid else 0.0
         broker0 = cpu_seconds(broker) if broker else 0.0
         transactions0 = _transactions(ns.port)
-        started = time.monotonic()
-        for i, (key, value) in enumerate(messages):
-            pause = started + i / rate - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            prod.send(topic, key=key, value=value)
-            sent[0] = i + 1
-        prod.flush()
+        sent_rate = prod.send(messages, rate, sent)
         prod.close()
         sampling.set()  # the backlog while sending, not while draining
         # the CPU and the transactions of the measured run (mostly while sending)
@@ -132,6 +121,9 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
         "seconds": seconds,
         "events": total,
         "warmup_seconds": warmup,
+        # the rates the producer reached (a producer slower than `rate` measures less load)
+        "warmup_sent_events_per_second": round(warm_sent),
+        "sent_events_per_second": round(sent_rate),
         "backlog_events_max": round(max(backlog)) if backlog else None,
         "backlog_events_median": round(statistics.median(backlog)) if backlog else None,
         "alert_records": len(produced),
@@ -159,6 +151,34 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
 
 #: The provider-wide detectors' names (their alerts come from the provider stage).
 PROVIDER_WIDE = frozenset(m.name for m in pkgutil.iter_modules(provider_wide_rules.__path__))
+
+
+class _Paced:
+    """The load: messages sent at a fixed rate by the project's kafka-python producer
+    (`linger_ms=1`). Each record's timestamp is its send time (CreateTime)."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.topic = topic
+        self.producer = producer(settings, linger_ms=1, batch_size=256 * 1024)
+
+    def send(
+        self, messages: list[tuple[bytes, bytes]], rate: float, sent: list[int] | None = None
+    ) -> float:
+        """Send `messages` at `rate` per second (`sent[0]`: how many so far) and flush them;
+        the rate reached."""
+        started = time.monotonic()
+        for i, (key, value) in enumerate(messages):
+            pause = started + i / rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            self.producer.send(self.topic, key=key, value=value)
+            if sent is not None:
+                sent[0] = i + 1
+        self.producer.flush()
+        return len(messages) / (time.monotonic() - started)
+
+    def close(self) -> None:
+        self.producer.close()
 
 
 def _transactions(port: int) -> int:
@@ -203,12 +223,12 @@ def _quantiles(values: list[float]) -> dict[str, float] | None:
     }
 
 
-def latency_only(rates: list[float], seconds: float) -> None:
+def latency_only(rates: list[float], seconds: float, warmup: float = 10.0) -> None:
     """The latency run alone at the given rates, e.g. to see where a worker stops keeping up."""
     runs = []
     with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
         for rate in rates:
-            runs.append(latency(Path(tmp), rate, seconds))
+            runs.append(latency(Path(tmp), rate, seconds, warmup))
             print("latency", runs[-1], flush=True)
     stem = RESULTS / (datetime.now(UTC).strftime("%Y-%m-%d") + "-latency")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -219,7 +239,7 @@ def latency_only(rates: list[float], seconds: float) -> None:
     lines = [
         f"# Event-to-alert latency {datetime.now(UTC).isoformat(timespec='seconds')}",
         "",
-        f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)}`",
+        f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)} --latency-seconds {seconds:g} --latency-warmup {warmup:g}`",
         "",
         "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts | worker / broker CPU per event (µs) | ingest transactions |",
         "|---|---|---|---|---|---|---|",

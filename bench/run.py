@@ -304,6 +304,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=1_000_000)
     parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--latency-warmup",
+        type=float,
+        default=10.0,
+        help="seconds of the same rate before the latency run is measured",
+    )
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument(
         "--latency-rate",
@@ -327,7 +333,7 @@ def main() -> None:
         return
     WORKER_ENV.update(item.split("=", 1) for item in args.env)
     if args.latency_rate:
-        latency_only(args.latency_rate, args.latency_seconds)
+        latency_only(args.latency_rate, args.latency_seconds, args.latency_warmup)
         return
     messages = StoredStream(args.count)
     figures: dict[str, Any] = {
@@ -369,7 +375,7 @@ def main() -> None:
                 one["end_to_end_events_per_second"] / figures["ceiling"]["events_per_second"], 4
             )
             rate = max(10.0, one["end_to_end_events_per_second"] / 2)
-            figures["latency"] = latency(root, rate, args.latency_seconds)
+            figures["latency"] = latency(root, rate, args.latency_seconds, args.latency_warmup)
             print("latency", figures["latency"], flush=True)
             if not args.skip_scaling:
                 figures["pipeline_2_workers"] = two = run_pipeline(root, messages, workers=2)
