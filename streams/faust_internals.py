@@ -40,3 +40,15 @@ def start_tables_without_pause(app: Any) -> None:
             await manager.recovery.start()
 
     manager.on_start = on_start
+
+
+def set_fetch_max_wait(consumer: Any, ms: int) -> None:
+    """How long the broker may hold the consumer's next fetch requests when it has nothing for
+    them (aiokafka reads `fetch_max_wait_ms` from its fetcher each time it builds a request,
+    aiokafka/consumer/fetcher.py `_get_actions_per_node`; a fetch in flight keeps its own)."""
+    consumer._fetcher._fetch_max_wait_ms = int(ms)
+
+
+def fetch_max_wait(consumer: Any) -> int:
+    """The wait `set_fetch_max_wait` set (or the consumer was built with)."""
+    return int(consumer._fetcher._fetch_max_wait_ms)

@@ -60,9 +60,10 @@ from streams import ml_models
 from streams.alert_publisher import publisher
 from streams.app import app, settings
 from streams.detect_metrics import DetectMetrics
+from streams.faust_internals import set_fetch_max_wait
+from streams.fetch_wait import BUSY_MS, FetchWait
 from streams.ingest_batch import Ingest, IngestBatch
 from streams.ingest_partition import (
-    FETCH_MAX_WAIT_MS,
     GC_THRESHOLD,
     MAX_BATCH,
     PartitionIngest,
@@ -110,7 +111,7 @@ class IngestService(Service):
             s,
             role="ingest",
             group=s.ingest_group,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            fetch_max_wait_ms=BUSY_MS,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
         )
@@ -129,6 +130,7 @@ class IngestService(Service):
 
     async def _consume(self) -> None:
         consumer = self.running_consumer()
+        wait = FetchWait()  # short while records arrive, longer once idle (streams/fetch_wait.py)
         while not self.should_stop:
             try:
                 # one batch's worth at a time: a partition's pending records stay near MAX_PENDING
@@ -144,6 +146,9 @@ class IngestService(Service):
                 part = self.partitions.get(tp.partition)
                 if part is not None:
                     part.feed(records)
+            busy = bool(fetched) or any(p.paused for p in self.partitions.values())
+            if (ms := wait.update(busy)) is not None:
+                set_fetch_max_wait(consumer, ms)
 
     async def assign(self, assigned: list[TopicPartition]) -> None:
         for tp in assigned:

@@ -56,8 +56,6 @@ log = structlog.get_logger(__name__)
 #: keeps its peak: docs/performance.md, "Where the worker's memory goes".)
 MAX_BATCH = 5_000
 MAX_PENDING = 2 * MAX_BATCH
-#: How long the broker may hold a fetch with no data for it (the latency floor of an idle worker).
-FETCH_MAX_WAIT_MS = 5
 #: Garbage collector thresholds once the state is loaded (Python's defaults: 700, 10, 10).
 #: Measured in-process on the benchmark's mix (bench/stages.py, median of 3): 97.2 µs per event
 #: with the defaults, 92.5 with these, 95.8 with (50,000, 50, 100).
