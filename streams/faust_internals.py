@@ -47,8 +47,3 @@ def set_fetch_max_wait(consumer: Any, ms: int) -> None:
     them (aiokafka reads `fetch_max_wait_ms` from its fetcher each time it builds a request,
     aiokafka/consumer/fetcher.py `_get_actions_per_node`; a fetch in flight keeps its own)."""
     consumer._fetcher._fetch_max_wait_ms = int(ms)
-
-
-def fetch_max_wait(consumer: Any) -> int:
-    """The wait `set_fetch_max_wait` set (or the consumer was built with)."""
-    return int(consumer._fetcher._fetch_max_wait_ms)

@@ -65,4 +65,4 @@ def test_the_fetcher_reads_the_wait_each_time_it_builds_a_request() -> None:
             _fetch_max_wait_ms = BUSY_MS
 
     faust_internals.set_fetch_max_wait(Consumer, IDLE_MS)
-    assert faust_internals.fetch_max_wait(Consumer) == IDLE_MS
+    assert Consumer._fetcher._fetch_max_wait_ms == IDLE_MS
