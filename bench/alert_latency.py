@@ -23,12 +23,17 @@ import orjson
 import detectors.provider_wide.rules as provider_wide_rules
 from bench.procstats import broker_pid, cpu_seconds, metric
 from bench.workload import RESULTS, WORKER_ENV, stream
-from partnerwatch.local_worker import Namespace, Worker
+from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics
 from pipeline.config import Settings
 from sinks.kafka_io import consumer, ensure_topics, producer
 
+#: The load producers `--latency-load` chooses from (`_Paced`).
+LOADS = ("confluent-kafka", "kafka-python")
 
-def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> dict[str, Any]:
+
+def latency(
+    root: Path, rate: float, seconds: float, warmup: float = 10.0, load: str = LOADS[0]
+) -> dict[str, Any]:
     """Feed a fresh worker at `rate` events/s for `seconds`; event-to-alert latency per alert record.
 
     Two clocks, both on this machine: the alert record's own Kafka timestamp (when the worker
@@ -40,6 +45,8 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
     CPU per event and the ingest transactions are counted over the measured run, and the produced
     latency is split by origin (per-account alerts from ingest, provider-wide ones from the
     provider stage). `BENCH_LATENCY_SAMPLES=<file>` writes every alert's timestamps to a file.
+    The bench's own CPU over the measured run (its load producer, the alert tail, the backlog
+    sampler) is reported too: it runs on the same cores as the worker and the broker.
     """
     ns = Namespace(root, extra_env=dict(WORKER_ENV))
     settings = ns.settings  # built from the environment at each access: once, not per message
@@ -49,7 +56,7 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
     messages = stream(total, seed=5)
     worker = Worker(ns).start()
     warm = stream(max(50, int(rate * warmup)), seed=6)
-    prod = _Paced(settings, topic)
+    prod = _Paced(settings, topic, load)
     warm_sent = prod.send(warm, rate)
     deadline = time.monotonic() + 120
     while metric(ns.port, "pw_events_accepted_total") < len(warm) and time.monotonic() < deadline:
@@ -74,7 +81,9 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
         cpu0 = cpu_seconds(worker_pid) if worker_pid else 0.0
         broker0 = cpu_seconds(broker) if broker else 0.0
         transactions0 = _transactions(ns.port)
+        own0 = time.process_time()
         sent_rate = prod.send(messages, rate, sent)
+        own_cpu = time.process_time() - own0
         prod.close()
         sampling.set()  # the backlog while sending, not while draining
         # the CPU and the transactions of the measured run (mostly while sending)
@@ -94,6 +103,8 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
     finally:
         sampling.set()  # also on failure: the sampler would poll a stopped worker
         worker.stop()
+        # its topics: left on the local broker they make every later run slower
+        delete_namespace_topics(settings, [ns.name])
     # (latency, detector) of each alert record of the measured events
     made = [
         (r.timestamp - sources[t], alert["detector"])
@@ -134,6 +145,8 @@ def latency(root: Path, rate: float, seconds: float, warmup: float = 10.0) -> di
         if broker_cpu is not None
         else None,
         "ingest_transactions": transactions,
+        "load_client": load,
+        "bench_cpu_us_per_event": round(own_cpu / total * 1e6, 1),
         "latency_ms_alert_produced": _quantiles(produced),
         "latency_ms_alert_visible": _quantiles(visible),
         # per-account alerts come from ingest; provider-wide ones from the provider stage,
@@ -154,12 +167,39 @@ PROVIDER_WIDE = frozenset(m.name for m in pkgutil.iter_modules(provider_wide_rul
 
 
 class _Paced:
-    """The load: messages sent at a fixed rate by the project's kafka-python producer
-    (`linger_ms=1`). Each record's timestamp is its send time (CreateTime)."""
+    """The load: messages sent at a fixed rate, each record's timestamp its send time
+    (CreateTime), acks from all replicas, idempotent.
 
-    def __init__(self, settings: Settings, topic: str) -> None:
+    `confluent-kafka` (the default): librdkafka with its default `linger.ms` of 5, what a
+    producer on another machine would be; it costs the bench a few µs of CPU per message.
+    `kafka-python`: the project's producer (`linger_ms=1`), the load of the runs before
+    2026-12-04; its sender thread alone took about half a core at 2,500 events/s, on the same
+    two cores as the worker and the broker (docs/performance.md, "The latency bench's load")."""
+
+    def __init__(self, settings: Settings, topic: str, load: str = LOADS[0]) -> None:
         self.topic = topic
-        self.producer = producer(settings, linger_ms=1, batch_size=256 * 1024)
+        self.load = load
+        self.failed: list[str] = []
+        if load == "kafka-python":
+            self.producer: Any = producer(settings, linger_ms=1, batch_size=256 * 1024)
+        elif load == "confluent-kafka":
+            from confluent_kafka import Producer
+
+            if settings.kafka_security_protocol != "PLAINTEXT":
+                raise SystemExit(
+                    "the confluent-kafka load speaks PLAINTEXT only: --latency-load kafka-python"
+                )
+            self.producer = Producer(
+                {
+                    "bootstrap.servers": settings.kafka_broker,
+                    "client.id": settings.client_id("bench-load"),
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                }
+            )
+        else:
+            raise ValueError(f"unknown load producer {load!r}: one of {', '.join(LOADS)}")
 
     def send(
         self, messages: list[tuple[bytes, bytes]], rate: float, sent: list[int] | None = None
@@ -169,16 +209,35 @@ class _Paced:
         started = time.monotonic()
         for i, (key, value) in enumerate(messages):
             pause = started + i / rate - time.monotonic()
-            if pause > 0:
+            if pause > 0.001:  # a sleep per message would cost the bench more than the sending
                 time.sleep(pause)
-            self.producer.send(self.topic, key=key, value=value)
+            self._send(key, value)
             if sent is not None:
                 sent[0] = i + 1
         self.producer.flush()
+        if self.failed:
+            raise RuntimeError(f"{len(self.failed)} load messages failed: {self.failed[0]}")
         return len(messages) / (time.monotonic() - started)
 
+    def _send(self, key: bytes, value: bytes) -> None:
+        if self.load == "kafka-python":
+            self.producer.send(self.topic, key=key, value=value)
+            return
+        while True:
+            try:
+                self.producer.produce(self.topic, value, key, on_delivery=self._delivered)
+                break
+            except BufferError:  # librdkafka's queue is full: let it drain
+                self.producer.poll(0.01)
+        self.producer.poll(0)
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self.failed.append(str(err))
+
     def close(self) -> None:
-        self.producer.close()
+        if self.load == "kafka-python":
+            self.producer.close()
 
 
 def _transactions(port: int) -> int:
@@ -223,12 +282,14 @@ def _quantiles(values: list[float]) -> dict[str, float] | None:
     }
 
 
-def latency_only(rates: list[float], seconds: float, warmup: float = 10.0) -> None:
+def latency_only(
+    rates: list[float], seconds: float, warmup: float = 10.0, load: str = LOADS[0]
+) -> None:
     """The latency run alone at the given rates, e.g. to see where a worker stops keeping up."""
     runs = []
     with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
         for rate in rates:
-            runs.append(latency(Path(tmp), rate, seconds, warmup))
+            runs.append(latency(Path(tmp), rate, seconds, warmup, load))
             print("latency", runs[-1], flush=True)
     stem = RESULTS / (datetime.now(UTC).strftime("%Y-%m-%d") + "-latency")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -239,9 +300,9 @@ def latency_only(rates: list[float], seconds: float, warmup: float = 10.0) -> No
     lines = [
         f"# Event-to-alert latency {datetime.now(UTC).isoformat(timespec='seconds')}",
         "",
-        f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)} --latency-seconds {seconds:g} --latency-warmup {warmup:g}`",
+        f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)} --latency-seconds {seconds:g} --latency-warmup {warmup:g} --latency-load {load}`",
         "",
-        "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts | worker / broker CPU per event (µs) | ingest transactions |",
+        "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts | worker / broker / bench CPU per event (µs) | ingest transactions |",
         "|---|---|---|---|---|---|---|",
     ]
     for run in runs:
@@ -249,7 +310,7 @@ def latency_only(rates: list[float], seconds: float, warmup: float = 10.0) -> No
         lines.append(
             f"| {run['rate_events_per_second']:,} | {p.get('p50')} / {p.get('p95')} / {p.get('p99')} / {p.get('max')}"
             f" | {v.get('p50')} / {v.get('p95')} / {v.get('p99')} | {run['backlog_events_median']} / {run['backlog_events_max']}"
-            f" | {run['alert_records']} | {run['worker_cpu_us_per_event']} / {run['broker_cpu_us_per_event']}"
+            f" | {run['alert_records']} | {run['worker_cpu_us_per_event']} / {run['broker_cpu_us_per_event']} / {run['bench_cpu_us_per_event']}"
             f" | {run['ingest_transactions']:,} |"
         )
     lines += [

@@ -38,12 +38,12 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
-from bench.alert_latency import latency, latency_only
+from bench.alert_latency import LOADS, latency, latency_only
 from bench.procstats import broker_pid, cpu_seconds, metric, rss_mib
 from bench.recovery import recovery
 from bench.stages import OPTIONAL, stage_rows, stages
 from bench.workload import RESULTS, WORKER_ENV, StoredStream, produce
-from partnerwatch.local_worker import Namespace, Worker, free_port
+from partnerwatch.local_worker import CREATED, Namespace, Worker, delete_namespace_topics, free_port
 from pipeline.config import Settings
 from sinks.kafka_io import aio_consumer
 
@@ -260,6 +260,13 @@ def markdown(figures: dict[str, Any]) -> str:
                 f"median {lat['backlog_events_median']:,}, max {lat['backlog_events_max']:,} events",
             )
         )
+    if lat.get("load_client"):
+        rows.append(
+            (
+                "the latency run's load (its producer; the bench's CPU per event, on the same cores)",
+                f"{lat['load_client']}, {lat['bench_cpu_us_per_event']} µs",
+            )
+        )
     for name, label in (("with_snapshots", "from the snapshots"), ("whole_ledger", "whole ledger")):
         load = (one.get("recovery") or {}).get(name)
         if load:
@@ -310,6 +317,12 @@ def main() -> None:
         default=10.0,
         help="seconds of the same rate before the latency run is measured",
     )
+    parser.add_argument(
+        "--latency-load",
+        choices=LOADS,
+        default=LOADS[0],
+        help="the latency run's load producer (bench/alert_latency.py, _Paced)",
+    )
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument(
         "--latency-rate",
@@ -333,7 +346,9 @@ def main() -> None:
         return
     WORKER_ENV.update(item.split("=", 1) for item in args.env)
     if args.latency_rate:
-        latency_only(args.latency_rate, args.latency_seconds, args.latency_warmup)
+        latency_only(
+            args.latency_rate, args.latency_seconds, args.latency_warmup, args.latency_load
+        )
         return
     messages = StoredStream(args.count)
     figures: dict[str, Any] = {
@@ -375,7 +390,9 @@ def main() -> None:
                 one["end_to_end_events_per_second"] / figures["ceiling"]["events_per_second"], 4
             )
             rate = max(10.0, one["end_to_end_events_per_second"] / 2)
-            figures["latency"] = latency(root, rate, args.latency_seconds, args.latency_warmup)
+            figures["latency"] = latency(
+                root, rate, args.latency_seconds, args.latency_warmup, args.latency_load
+            )
             print("latency", figures["latency"], flush=True)
             if not args.skip_scaling:
                 figures["pipeline_2_workers"] = two = run_pipeline(root, messages, workers=2)
@@ -385,6 +402,8 @@ def main() -> None:
                 print("scaling", two, flush=True)
     finally:
         messages.remove()
+        # the runs' topics: left on the local broker they make every later run slower
+        delete_namespace_topics(Settings.from_env(dict(os.environ)), CREATED)
     figures.update(stages([n for n in OPTIONAL if not getattr(args, f"skip_{n}")]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / datetime.now(UTC).strftime("%Y-%m-%d")

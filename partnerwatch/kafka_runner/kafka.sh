@@ -204,7 +204,7 @@ start() {
     exit 3
   fi
   write_props
-  log_from=$(( $(wc -l <"$logfile" 2>/dev/null || echo 0) + 1 ))
+  log_from=$(( $( { wc -l <"$logfile"; } 2>/dev/null || echo 0) + 1 ))
   if [ ! -f "$data/meta.properties" ]; then
     log "formatting KRaft storage in $data"
     local scram=()
