@@ -6,7 +6,7 @@ docs/performance.md). Its consumer is a member of the group `<app id>-ingest`, s
 share the actions topic's partitions; each partition it is given has one `PartitionIngest`,
 its only writer, which works through the partition's records in offset order, one batch at a
 time (`streams/ingest_batch.py` does the per-record work), while other partitions' batches run
-between its awaits. With `OVERLAP_COMMITS` (streams/ingest_partition.py, off by default) a
+between its awaits. With `OVERLAP_COMMITS` (streams/ingest_partition.py, on by default) a
 batch's transaction does not hold up the partition's next records: they are worked on into the
 next batch while it is in flight (one transaction in flight and one open batch per partition).
 
