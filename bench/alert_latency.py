@@ -6,6 +6,7 @@ several rates alone and writes bench/results/<date>-latency.json and .md.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pkgutil
 import statistics
@@ -25,7 +26,7 @@ from bench.procstats import broker_pid, cpu_seconds, metric
 from bench.workload import RESULTS, WORKER_ENV, stream
 from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics
 from pipeline.config import Settings
-from sinks.kafka_io import consumer, ensure_topics, producer
+from sinks.kafka_io import KafkaAccessError, consumer, ensure_topics, producer
 
 #: The load producers `--latency-load` chooses from (`_Paced`).
 LOADS = ("confluent-kafka", "kafka-python")
@@ -103,8 +104,10 @@ def latency(
     finally:
         sampling.set()  # also on failure: the sampler would poll a stopped worker
         worker.stop()
-        # its topics: left on the local broker they make every later run slower
-        delete_namespace_topics(settings, [ns.name])
+        # its topics: left on the local broker they make every later run slower (a broker that
+        # is gone has nothing to tidy, and must not hide why the run failed)
+        with contextlib.suppress(KafkaAccessError):
+            delete_namespace_topics(settings, [ns.name])
     # (latency, detector) of each alert record of the measured events
     made = [
         (r.timestamp - sources[t], alert["detector"])
@@ -171,10 +174,10 @@ class _Paced:
     (CreateTime), acks from all replicas, idempotent.
 
     `confluent-kafka` (the default): librdkafka with its default `linger.ms` of 5, what a
-    producer on another machine would be; it costs the bench a few µs of CPU per message.
-    `kafka-python`: the project's producer (`linger_ms=1`), the load of the runs before
-    2026-12-04; its sender thread alone took about half a core at 2,500 events/s, on the same
-    two cores as the worker and the broker (docs/performance.md, "The latency bench's load")."""
+    producer on another machine would be. `kafka-python`: the project's producer
+    (`linger_ms=1`), the load of the earlier runs; with it the bench spent about 205 µs of CPU
+    per event at 3,000 events/s, against about 62 with librdkafka, on the same two cores as the
+    worker and the broker (docs/performance.md, "The latency bench's load")."""
 
     def __init__(self, settings: Settings, topic: str, load: str = LOADS[0]) -> None:
         self.topic = topic
@@ -214,7 +217,10 @@ class _Paced:
             self._send(key, value)
             if sent is not None:
                 sent[0] = i + 1
-        self.producer.flush()
+        if self.load == "kafka-python":
+            self.producer.flush(timeout=60)  # raises KafkaTimeoutError when not done by then
+        elif left := self.producer.flush(60):
+            raise RuntimeError(f"{left} load messages not delivered in 60 s")
         if self.failed:
             raise RuntimeError(f"{len(self.failed)} load messages failed: {self.failed[0]}")
         return len(messages) / (time.monotonic() - started)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import tempfile
@@ -45,7 +46,7 @@ from bench.stages import OPTIONAL, stage_rows, stages
 from bench.workload import RESULTS, WORKER_ENV, StoredStream, produce
 from partnerwatch.local_worker import CREATED, Namespace, Worker, delete_namespace_topics, free_port
 from pipeline.config import Settings
-from sinks.kafka_io import aio_consumer
+from sinks.kafka_io import KafkaAccessError, aio_consumer
 
 
 async def _drain(settings: Settings, topic: str, partitions: int, count: int) -> float:
@@ -403,7 +404,8 @@ def main() -> None:
     finally:
         messages.remove()
         # the runs' topics: left on the local broker they make every later run slower
-        delete_namespace_topics(Settings.from_env(dict(os.environ)), CREATED)
+        with contextlib.suppress(KafkaAccessError):
+            delete_namespace_topics(Settings.from_env(dict(os.environ)), CREATED)
     figures.update(stages([n for n in OPTIONAL if not getattr(args, f"skip_{n}")]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / datetime.now(UTC).strftime("%Y-%m-%d")
