@@ -180,27 +180,10 @@ class _Paced:
     worker and the broker (docs/performance.md, "The latency bench's load")."""
 
     def __init__(self, settings: Settings, topic: str, load: str = LOADS[0]) -> None:
-        self.topic = topic
-        self.load = load
-        self.failed: list[str] = []
         if load == "kafka-python":
-            self.producer: Any = producer(settings, linger_ms=1, batch_size=256 * 1024)
+            self.producer: _KafkaPythonLoad | _ConfluentLoad = _KafkaPythonLoad(settings, topic)
         elif load == "confluent-kafka":
-            from confluent_kafka import Producer
-
-            if settings.kafka_security_protocol != "PLAINTEXT":
-                raise SystemExit(
-                    "the confluent-kafka load speaks PLAINTEXT only: --latency-load kafka-python"
-                )
-            self.producer = Producer(
-                {
-                    "bootstrap.servers": settings.kafka_broker,
-                    "client.id": settings.client_id("bench-load"),
-                    "enable.idempotence": True,
-                    "acks": "all",
-                    "linger.ms": 5,
-                }
-            )
+            self.producer = _ConfluentLoad(settings, topic)
         else:
             raise ValueError(f"unknown load producer {load!r}: one of {', '.join(LOADS)}")
 
@@ -214,21 +197,52 @@ class _Paced:
             pause = started + i / rate - time.monotonic()
             if pause > 0.001:  # a sleep per message would cost the bench more than the sending
                 time.sleep(pause)
-            self._send(key, value)
+            self.producer.send(key, value)
             if sent is not None:
                 sent[0] = i + 1
-        if self.load == "kafka-python":
-            self.producer.flush(timeout=60)  # raises KafkaTimeoutError when not done by then
-        elif left := self.producer.flush(60):
-            raise RuntimeError(f"{left} load messages not delivered in 60 s")
-        if self.failed:
-            raise RuntimeError(f"{len(self.failed)} load messages failed: {self.failed[0]}")
+        self.producer.flush(60)
         return len(messages) / (time.monotonic() - started)
 
-    def _send(self, key: bytes, value: bytes) -> None:
-        if self.load == "kafka-python":
-            self.producer.send(self.topic, key=key, value=value)
-            return
+    def close(self) -> None:
+        self.producer.close()
+
+
+class _KafkaPythonLoad:
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.topic = topic
+        self.producer = producer(settings, linger_ms=1, batch_size=256 * 1024)
+
+    def send(self, key: bytes, value: bytes) -> None:
+        self.producer.send(self.topic, key=key, value=value)
+
+    def flush(self, timeout: float) -> None:
+        self.producer.flush(timeout=timeout)  # raises KafkaTimeoutError when not done by then
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+class _ConfluentLoad:
+    def __init__(self, settings: Settings, topic: str) -> None:
+        from confluent_kafka import Producer
+
+        if settings.kafka_security_protocol != "PLAINTEXT":
+            raise SystemExit(
+                "the confluent-kafka load speaks PLAINTEXT only: --latency-load kafka-python"
+            )
+        self.topic = topic
+        self.failed: list[str] = []
+        self.producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_broker,
+                "client.id": settings.client_id("bench-load"),
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+            }
+        )
+
+    def send(self, key: bytes, value: bytes) -> None:
         while True:
             try:
                 self.producer.produce(self.topic, value, key, on_delivery=self._delivered)
@@ -241,9 +255,14 @@ class _Paced:
         if err is not None:
             self.failed.append(str(err))
 
+    def flush(self, timeout: float) -> None:
+        if left := self.producer.flush(timeout):
+            raise RuntimeError(f"{left} load messages not delivered in {timeout:g} s")
+        if self.failed:
+            raise RuntimeError(f"{len(self.failed)} load messages failed: {self.failed[0]}")
+
     def close(self) -> None:
-        if self.load == "kafka-python":
-            self.producer.close()
+        """Nothing to release: librdkafka's producer goes with the object."""
 
 
 def _transactions(port: int) -> int:
