@@ -55,7 +55,9 @@ def from_source() -> tuple[set[str], set[str]]:
     packages = (detectors.rules, detectors.provider_wide.rules)
     for package, info in ((p, i) for p in packages for i in pkgutil.iter_modules(p.__path__)):
         module = importlib.import_module(f"{package.__name__}.{info.name}")
-        tree = ast.parse(Path(module.__file__ or "").read_text())
+        # the source beside the module: a compiled tree (`make compile`) imports the extension
+        source = Path(package.__path__[0]) / f"{info.name}.py"
+        tree = ast.parse(source.read_text())
         for call in ast.walk(tree):
             if not (
                 isinstance(call, ast.Call)
