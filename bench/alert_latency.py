@@ -10,6 +10,7 @@ import contextlib
 import os
 import pkgutil
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -17,23 +18,32 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 import detectors.provider_wide.rules as provider_wide_rules
 from bench.procstats import broker_pid, cpu_seconds, metric
+from bench.provider_stage_process import start_stage
 from bench.workload import RESULTS, WORKER_ENV, stream
-from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics
-from pipeline.config import Settings
+from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics, free_port
+from pipeline.config import Settings, checkout
 from sinks.kafka_io import KafkaAccessError, consumer, ensure_topics, producer
 
 #: The load producers `--latency-load` chooses from (`_Paced`).
 LOADS = ("confluent-kafka", "kafka-python")
+#: Where the provider stage runs (`--latency-stage`): a thread of the worker (the default,
+#: `PW_PROVIDER_STAGE=worker`), or `partnerwatch provider-stage` beside it (the worker on `off`).
+STAGES = ("worker", "process")
 
 
 def latency(
-    root: Path, rate: float, seconds: float, warmup: float = 10.0, load: str = LOADS[0]
+    root: Path,
+    rate: float,
+    seconds: float,
+    warmup: float = 10.0,
+    load: str = LOADS[0],
+    stage: str = STAGES[0],
 ) -> dict[str, Any]:
     """Feed a fresh worker at `rate` events/s for `seconds`; event-to-alert latency per alert record.
 
@@ -47,15 +57,26 @@ def latency(
     latency is split by origin (per-account alerts from ingest, provider-wide ones from the
     provider stage). `BENCH_LATENCY_SAMPLES=<file>` writes every alert's timestamps to a file.
     The bench's own CPU over the measured run (its load producer, the alert tail, the backlog
-    sampler) is reported too: it runs on the same cores as the worker and the broker.
+    sampler) is reported too: it runs on the same cores as the worker and the broker. With
+    `stage="process"` the provider stage runs as `partnerwatch provider-stage` beside the worker
+    (`PW_PROVIDER_STAGE=off` in the worker), and its CPU per event is reported.
     """
-    ns = Namespace(root, extra_env=dict(WORKER_ENV))
+    if stage not in STAGES:
+        raise ValueError(f"unknown provider stage placement {stage!r}: one of {', '.join(STAGES)}")
+    env = dict(WORKER_ENV)
+    if stage == "process":
+        env["PW_PROVIDER_STAGE"] = "off"
+    ns = Namespace(root, extra_env=env)
     settings = ns.settings  # built from the environment at each access: once, not per message
     topic = settings.actions_topic
     ensure_topics(settings)
     total = int(rate * seconds)
     messages = stream(total, seed=5)
     worker = Worker(ns).start()
+    stage_proc: subprocess.Popen[bytes] | None = None
+    stage_log: IO[bytes] | None = None
+    if stage == "process":
+        stage_proc, stage_log = start_stage(root, ns, checkout() or root, free_port())
     warm = stream(max(50, int(rate * warmup)), seed=6)
     prod = _Paced(settings, topic, load)
     warm_sent = prod.send(warm, rate)
@@ -79,6 +100,9 @@ def latency(
     worker_pid = worker.proc.pid if worker.proc is not None else None
     broker = broker_pid()
     try:
+        if stage_proc is not None and stage_proc.poll() is not None:
+            raise RuntimeError(f"the provider stage process ended (see {root})")
+        stage0 = cpu_seconds(stage_proc.pid) if stage_proc is not None else 0.0
         cpu0 = cpu_seconds(worker_pid) if worker_pid else 0.0
         broker0 = cpu_seconds(broker) if broker else 0.0
         transactions0 = _transactions(ns.port)
@@ -90,6 +114,7 @@ def latency(
         # the CPU and the transactions of the measured run (mostly while sending)
         worker_cpu = cpu_seconds(worker_pid) - cpu0 if worker_pid else None
         broker_cpu = cpu_seconds(broker) - broker0 if broker else None
+        stage_cpu = cpu_seconds(stage_proc.pid) - stage0 if stage_proc is not None else None
         transactions = _transactions(ns.port) - transactions0
         time.sleep(5)  # let the last alerts out (commit interval)
         stop.set()
@@ -103,6 +128,15 @@ def latency(
         alerts = ns.read_topic(ns.settings.alerts_topic, expect=len(received), timeout=30)
     finally:
         sampling.set()  # also on failure: the sampler would poll a stopped worker
+        if stage_proc is not None:
+            stage_proc.terminate()
+            try:
+                stage_proc.wait(30)
+            except subprocess.TimeoutExpired:
+                stage_proc.kill()
+                stage_proc.wait(10)
+        if stage_log is not None:
+            stage_log.close()
         worker.stop()
         # its topics: left on the local broker they make every later run slower (a broker that
         # is gone has nothing to tidy, and must not hide why the run failed)
@@ -149,6 +183,10 @@ def latency(
         else None,
         "ingest_transactions": transactions,
         "load_client": load,
+        "provider_stage": stage,
+        "stage_cpu_us_per_event": round(stage_cpu / total * 1e6, 1)
+        if stage_cpu is not None
+        else None,
         "bench_cpu_us_per_event": round(own_cpu / total * 1e6, 1),
         "latency_ms_alert_produced": _quantiles(produced),
         "latency_ms_alert_visible": _quantiles(visible),
@@ -308,13 +346,17 @@ def _quantiles(values: list[float]) -> dict[str, float] | None:
 
 
 def latency_only(
-    rates: list[float], seconds: float, warmup: float = 10.0, load: str = LOADS[0]
+    rates: list[float],
+    seconds: float,
+    warmup: float = 10.0,
+    load: str = LOADS[0],
+    stage: str = STAGES[0],
 ) -> None:
     """The latency run alone at the given rates, e.g. to see where a worker stops keeping up."""
     runs = []
     with tempfile.TemporaryDirectory(prefix="pw-bench-") as tmp:
         for rate in rates:
-            runs.append(latency(Path(tmp), rate, seconds, warmup, load))
+            runs.append(latency(Path(tmp), rate, seconds, warmup, load, stage))
             print("latency", runs[-1], flush=True)
     stem = RESULTS / (datetime.now(UTC).strftime("%Y-%m-%d") + "-latency")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -325,9 +367,9 @@ def latency_only(
     lines = [
         f"# Event-to-alert latency {datetime.now(UTC).isoformat(timespec='seconds')}",
         "",
-        f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)} --latency-seconds {seconds:g} --latency-warmup {warmup:g} --latency-load {load}`",
+        f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)} --latency-seconds {seconds:g} --latency-warmup {warmup:g} --latency-load {load} --latency-stage {stage}`",
         "",
-        "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts | worker / broker / bench CPU per event (µs) | ingest transactions |",
+        "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts | worker / broker / bench / stage process CPU per event (µs) | ingest transactions |",
         "|---|---|---|---|---|---|---|",
     ]
     for run in runs:
@@ -336,7 +378,7 @@ def latency_only(
             f"| {run['rate_events_per_second']:,} | {p.get('p50')} / {p.get('p95')} / {p.get('p99')} / {p.get('max')}"
             f" | {v.get('p50')} / {v.get('p95')} / {v.get('p99')} | {run['backlog_events_median']} / {run['backlog_events_max']}"
             f" | {run['alert_records']} | {run['worker_cpu_us_per_event']} / {run['broker_cpu_us_per_event']} / {run['bench_cpu_us_per_event']}"
-            f" | {run['ingest_transactions']:,} |"
+            f" / {run.get('stage_cpu_us_per_event') or '-'} | {run['ingest_transactions']:,} |"
         )
     lines += [
         "",

@@ -40,6 +40,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from bench.alert_latency import LOADS, latency, latency_only
+from bench.alert_latency import STAGES as STAGE_PLACES
 from bench.procstats import broker_pid, cpu_seconds, metric, rss_mib
 from bench.recovery import recovery
 from bench.stages import OPTIONAL, stage_rows, stages
@@ -324,6 +325,13 @@ def main() -> None:
         default=LOADS[0],
         help="the latency run's load producer (bench/alert_latency.py, _Paced)",
     )
+    parser.add_argument(
+        "--latency-stage",
+        choices=STAGE_PLACES,
+        default=STAGE_PLACES[0],
+        help="where the latency run's provider stage runs: a thread of the worker, or "
+        "`partnerwatch provider-stage` beside it (bench/alert_latency.py)",
+    )
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument(
         "--latency-rate",
@@ -348,7 +356,11 @@ def main() -> None:
     WORKER_ENV.update(item.split("=", 1) for item in args.env)
     if args.latency_rate:
         latency_only(
-            args.latency_rate, args.latency_seconds, args.latency_warmup, args.latency_load
+            args.latency_rate,
+            args.latency_seconds,
+            args.latency_warmup,
+            args.latency_load,
+            args.latency_stage,
         )
         return
     messages = StoredStream(args.count)
@@ -359,6 +371,12 @@ def main() -> None:
         + (" --skip-recovery" if args.skip_recovery else "")
         + (" --skip-gateway" if args.skip_gateway else "")
         + (" --skip-notifications" if args.skip_notifications else "")
+        + (f" --latency-load {args.latency_load}" if args.latency_load != LOADS[0] else "")
+        + (
+            f" --latency-stage {args.latency_stage}"
+            if args.latency_stage != STAGE_PLACES[0]
+            else ""
+        )
         + "".join(f" --env {item}" for item in args.env),
         "worker_env": WORKER_ENV,
         "machine": {
@@ -392,7 +410,12 @@ def main() -> None:
             )
             rate = max(10.0, one["end_to_end_events_per_second"] / 2)
             figures["latency"] = latency(
-                root, rate, args.latency_seconds, args.latency_warmup, args.latency_load
+                root,
+                rate,
+                args.latency_seconds,
+                args.latency_warmup,
+                args.latency_load,
+                args.latency_stage,
             )
             print("latency", figures["latency"], flush=True)
             if not args.skip_scaling:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.alert_latency import LOADS, _Paced
+from bench.alert_latency import LOADS, _Paced, latency
 from partnerwatch.local_worker import Namespace
 from sinks.kafka_io import ensure_topics
 
@@ -39,3 +39,8 @@ def test_load_sends_every_message_once_in_key_order(
 def test_unknown_load_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown load producer 'nope'"):
         _Paced(Namespace(tmp_path).settings, "t", "nope")
+
+
+def test_unknown_stage_placement_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown provider stage placement 'nope'"):
+        latency(tmp_path, 1000, 1, stage="nope")
