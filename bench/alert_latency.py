@@ -24,7 +24,7 @@ import orjson
 
 import detectors.provider_wide.rules as provider_wide_rules
 from bench.procstats import broker_pid, cpu_seconds, metric
-from bench.provider_stage_process import start_stage
+from bench.provider_stage_process import start_stage, stop_stage
 from bench.workload import RESULTS, WORKER_ENV, stream
 from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics, free_port
 from pipeline.config import Settings, checkout
@@ -73,10 +73,9 @@ def latency(
     total = int(rate * seconds)
     messages = stream(total, seed=5)
     worker = Worker(ns).start()
-    stage_proc: subprocess.Popen[bytes] | None = None
-    stage_log: IO[bytes] | None = None
+    stage_proc: tuple[subprocess.Popen[bytes], IO[bytes]] | None = None
     if stage == "process":
-        stage_proc, stage_log = start_stage(root, ns, checkout() or root, free_port())
+        stage_proc = start_stage(root, ns, checkout() or root, free_port())
     warm = stream(max(50, int(rate * warmup)), seed=6)
     prod = _Paced(settings, topic, load)
     warm_sent = prod.send(warm, rate)
@@ -100,9 +99,9 @@ def latency(
     worker_pid = worker.proc.pid if worker.proc is not None else None
     broker = broker_pid()
     try:
-        if stage_proc is not None and stage_proc.poll() is not None:
-            raise RuntimeError(f"the provider stage process ended (see {root})")
-        stage0 = cpu_seconds(stage_proc.pid) if stage_proc is not None else 0.0
+        if stage_proc is not None and stage_proc[0].poll() is not None:
+            raise RuntimeError(f"the provider stage process ended (see {stage_proc[1].name})")
+        stage0 = cpu_seconds(stage_proc[0].pid) if stage_proc is not None else 0.0
         cpu0 = cpu_seconds(worker_pid) if worker_pid else 0.0
         broker0 = cpu_seconds(broker) if broker else 0.0
         transactions0 = _transactions(ns.port)
@@ -114,7 +113,7 @@ def latency(
         # the CPU and the transactions of the measured run (mostly while sending)
         worker_cpu = cpu_seconds(worker_pid) - cpu0 if worker_pid else None
         broker_cpu = cpu_seconds(broker) - broker0 if broker else None
-        stage_cpu = cpu_seconds(stage_proc.pid) - stage0 if stage_proc is not None else None
+        stage_cpu = cpu_seconds(stage_proc[0].pid) - stage0 if stage_proc is not None else None
         transactions = _transactions(ns.port) - transactions0
         time.sleep(5)  # let the last alerts out (commit interval)
         stop.set()
@@ -129,14 +128,7 @@ def latency(
     finally:
         sampling.set()  # also on failure: the sampler would poll a stopped worker
         if stage_proc is not None:
-            stage_proc.terminate()
-            try:
-                stage_proc.wait(30)
-            except subprocess.TimeoutExpired:
-                stage_proc.kill()
-                stage_proc.wait(10)
-        if stage_log is not None:
-            stage_log.close()
+            stop_stage(*stage_proc)
         worker.stop()
         # its topics: left on the local broker they make every later run slower (a broker that
         # is gone has nothing to tidy, and must not hide why the run failed)

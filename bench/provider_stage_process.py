@@ -151,6 +151,20 @@ def start_stage(
     return proc, log
 
 
+def stop_stage(proc: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    """Stop a stage `start_stage` started (SIGTERM; SIGKILL if it has not ended in 60 s), and
+    close its log."""
+    try:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    finally:
+        log.close()
+
+
 def one_run(
     checkout: Path,
     root: Path,
@@ -197,9 +211,7 @@ def one_run(
         time.sleep(idle)
         idle_cores = (cpu_seconds(proc.pid) - idle0) / idle
     finally:
-        proc.terminate()
-        proc.wait(60)
-        log.close()
+        stop_stage(proc, log)
     events = count - first
     alerts, digest = alerts_digest(ns)
     delete_namespace_topics(ns.settings, [ns.name])
@@ -257,9 +269,7 @@ def live_run(
                 time.sleep(0.25)
     finally:
         worker.stop()
-        proc.terminate()
-        proc.wait(60)
-        log.close()
+        stop_stage(proc, log)
     delete_namespace_topics(ns.settings, [ns.name])
     (e0, c0, t0), (e1, c1, t1) = marks
     return {
