@@ -10,9 +10,10 @@ replay with the same data. Two sources, per half:
   `PW_GEOIP_ASN_DB` for the network (MaxMind GeoLite2/GeoIP2 ASN, DB-IP ASN Lite): these give the
   AS number as well as the operator's name;
 - else the MaxMind GeoLite2 Country + ASN snapshot that the geoip2fast wheel ships
-  (`geoip2fast-asn-ipv6.dat.gz`, from 2024-06; loading takes ~0.3 s and ~110 MB, once per
-  process, on the first lookup). It names an address's operator (`asn_name`, e.g. "Deutsche
-  Telekom AG") but has no AS numbers, so `Place.asn` is None with it.
+  (`geoip2fast-asn-ipv6.dat.gz`, from 2024-06; loaded once per process, on the first lookup,
+  into compact arrays by detectors/geo_bundled.py: ~0.7 s and ~21 MiB, where the library's
+  own reader keeps ~110 MB of Python lists). It names an address's operator (`asn_name`, e.g.
+  "Deutsche Telekom AG") but has no AS numbers, so `Place.asn` is None with it.
 
 A lookup then costs ~10 us and is cached. `data_info()` says which data is in use and when it was
 built; GET /v1/health shows it, with a warning once it is older than PW_GEOIP_MAX_AGE_DAYS (60):
@@ -38,8 +39,12 @@ import threading
 from datetime import UTC, date, datetime
 from functools import cache, lru_cache
 from importlib import resources
+from ipaddress import IPv4Address, IPv6Address
+from pathlib import Path
 from typing import Any, NamedTuple
 
+from detectors.geo_bundled import BundledData
+from detectors.geo_bundled import load as load_bundled
 from pipeline.authorization import plain_address
 
 #: geoip2fast's bundled data file with country and ASN, IPv4 and IPv6.
@@ -129,7 +134,9 @@ def _configured() -> None:
 
 
 def _load() -> Any:
-    """The geoip2fast reader, loaded once per process (its data lives in module globals)."""
+    """The bundled data, loaded once per process: geoip2fast's file in compact arrays
+    (detectors/geo_bundled.py, about 21 MiB), or the library's own reader (its lists, about
+    110 MB) when the installed geoip2fast is not the release geo_bundled reads."""
     global _reader
     # Read into a local, checked again under the lock: compiled with mypyc, a global tested
     # `is None` is narrowed to None, and a second thread that waited on the lock then found the
@@ -152,8 +159,19 @@ def _load() -> Any:
                 # A full path: geoip2fast otherwise looks in the current directory first.
                 path = resources.files(geoip2fast) / DATA_FILE
                 with resources.as_file(path) as data_file:
-                    reader = _reader = GeoIP2Fast(geoip2fast_data_file=str(data_file))
+                    reader = load_bundled(Path(data_file))
+                    if reader is None:
+                        reader = GeoIP2Fast(geoip2fast_data_file=str(data_file))
+                _reader = reader
     return reader
+
+
+def _bundled_lookup(address: IPv4Address | IPv6Address) -> Any:
+    """geoip2fast's answer for a global address (`country_code`, `is_private`, `asn_name`)."""
+    reader = _load()
+    if isinstance(reader, BundledData):
+        return reader.lookup(int(address))
+    return reader.lookup(str(address))
 
 
 @lru_cache(maxsize=65536)
@@ -168,7 +186,7 @@ def lookup(ip: str) -> Place:
     asn: int | None = None
     asn_name: str | None = None
     if country_db is None or asn_db is None:
-        found = _load().lookup(str(address))
+        found = _bundled_lookup(address)
         if getattr(found, "is_private", False):
             return NOWHERE
         country = found.country_code if found.country_code not in _NO_COUNTRY else None
@@ -227,7 +245,12 @@ def data_info() -> tuple[GeoData, ...]:
 
 def _bundled_info() -> tuple[str, date | None]:
     """The bundled file's source line (`MAXMIND:GeoLite2-CountryASN-IPv4IPv6-en-20240618`) and its date."""
-    source = str(_load().get_database_info().get("source_info", ""))
+    reader = _load()
+    source = (
+        reader.source_info
+        if isinstance(reader, BundledData)
+        else str(reader.get_database_info().get("source_info", ""))
+    )
     found = re.search(r"(20\d{6})\b", source)
     built = (
         datetime.strptime(found.group(1), "%Y%m%d").replace(tzinfo=UTC).date() if found else None
