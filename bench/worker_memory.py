@@ -3,7 +3,8 @@
 Per run, a fresh namespace (its own topics, groups and embedded warehouse): `--count` events of
 the benchmark's mix (bench/workload.py) are produced to its actions topic, then one
 `partnerwatch worker` (the worker's settings of bench/workload.py `WORKER_ENV`, plus `--env`)
-works through them. While it runs, every 0.25 s: its RSS, and at each quarter of the events
+works through them. While it runs, every 0.25 s: its RSS (and, whenever it is the largest so
+far, its breakdown by kind below: the "highest" row), and at each quarter of the events
 accepted (and at the end, when the warehouse holds them all) a breakdown of its memory from
 /proc/PID/smaps:
 
@@ -180,6 +181,8 @@ def one_run(
     worker = Worker(ns)
     samples: list[tuple[float, float, float]] = []  # (seconds, accepted, rss)
     snaps: list[dict[str, Any]] = []
+    highest: dict[str, Any] = {}
+    highest_rss = 0.0
     try:
         worker.start()
         assert worker.proc is not None
@@ -189,7 +192,12 @@ def one_run(
         stored = False
         while not stored and time.monotonic() - started < 1800:
             accepted = metric(ns.port, "pw_events_accepted_total")
-            samples.append((round(time.monotonic() - started, 2), accepted, rss_mib(pid)))
+            rss = rss_mib(pid)
+            samples.append((round(time.monotonic() - started, 2), accepted, rss))
+            if rss > highest_rss:  # the largest RSS sampled, broken down by kind of mapping
+                highest_rss = rss
+                highest = {"at": f"highest ({accepted / count:.0%})", "rss": rss}
+                highest["kinds"] = smaps(pid)
             quarter = len(snaps)  # "started" is 0
             if quarter <= 4 and accepted >= count * quarter / 4:
                 snaps.append(snapshot(pid, ns, f"{quarter * 25} %", out))
@@ -212,6 +220,7 @@ def one_run(
         "peak_rss_mib": peak,
         "rss_mib_at_quarters": [s["rss"] for s in snaps[1:5]],
         "max_rss_sampled_mib": round(max(r for _, _, r in samples), 1),
+        "highest_sampled": highest,
         "snapshots": snaps,
         "samples": samples[:: max(1, len(samples) // 200)],
     }
@@ -242,6 +251,17 @@ def row(s: dict[str, Any]) -> str:
         + f" | {s['threads']} | {_mib(g.get('system_bytes'))} / {_mib(g.get('free_bytes'))}"
         f" | {_mib(pm.get('arenas_bytes'))} / {_mib(pm.get('allocated_blocks_bytes'))}"
         f" | {pending} / {buffered} / {batch} | {trimmed} |"
+    )
+
+
+def highest_row(s: dict[str, Any]) -> str:
+    """The largest RSS sampled (every 0.25 s) by kind of mapping: what the peak is made of."""
+    if not s:
+        return ""
+    return (
+        f"| {s['at']} | {s['rss']} | "
+        + " | ".join(str(s["kinds"][k]) for k in KINDS)
+        + " | - | - | - | - | - |"
     )
 
 
@@ -310,7 +330,8 @@ def main() -> None:
         " and what the probe in the worker saw (bench/memory_probe/sitecustomize.py): glibc malloc's"
         " bytes from the system and free in them, Python's object allocator's arenas and the blocks"
         " used in them, records pending in the ingest service (all partitions), in the provider"
-        " stage's buffers and in the loader's batch:",
+        " stage's buffers and in the loader's batch; the last row is the largest RSS sampled (every"
+        " 0.25 s, smaps only):",
         "",
         "| at | RSS | "
         + " | ".join(KINDS)
@@ -318,6 +339,7 @@ def main() -> None:
         " | pending / stage / loader | malloc_trim |",
         "|---" * (len(KINDS) + 7) + "|",
         *(row(s) for s in last),
+        highest_row(runs[-1]["highest_sampled"]),
         "",
         f"Load average at the end: {', '.join(f'{v:.2f}' for v in figures['load_average'])}.",
         "",
