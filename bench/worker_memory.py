@@ -182,7 +182,6 @@ def one_run(
     samples: list[tuple[float, float, float]] = []  # (seconds, accepted, rss)
     snaps: list[dict[str, Any]] = []
     highest: dict[str, Any] = {}
-    highest_rss = 0.0
     try:
         worker.start()
         assert worker.proc is not None
@@ -194,10 +193,14 @@ def one_run(
             accepted = metric(ns.port, "pw_events_accepted_total")
             rss = rss_mib(pid)
             samples.append((round(time.monotonic() - started, 2), accepted, rss))
-            if rss > highest_rss:  # the largest RSS sampled, broken down by kind of mapping
-                highest_rss = rss
-                highest = {"at": f"highest ({accepted / count:.0%})", "rss": rss}
-                highest["kinds"] = smaps(pid)
+            if round(rss, 1) > highest.get(
+                "rss", 0.0
+            ):  # the largest RSS sampled, by kind of mapping
+                highest = {
+                    "at": f"highest ({accepted / count:.0%})",
+                    "rss": rss,
+                    "kinds": smaps(pid),
+                }
             quarter = len(snaps)  # "started" is 0
             if quarter <= 4 and accepted >= count * quarter / 4:
                 snaps.append(snapshot(pid, ns, f"{quarter * 25} %", out))

@@ -101,6 +101,10 @@ class _Half:
         n4 = len(self.v4)
         return self.v4[i] if i < n4 else (self.v6_hi[i - n4] << 64) | self.v6_lo[i - n4]
 
+    def last(self, i: int, bits: int) -> int:
+        """Network i's last address, its prefix length counted in an address of `bits` bits."""
+        return self.first(i) + (1 << (bits - self.netlength[i])) - 1
+
 
 class BundledData:
     """geoip2fast's bundled country + ASN data in arrays; `lookup(int)` as the library answers."""
@@ -117,8 +121,8 @@ class BundledData:
     def lookup(self, ip: int) -> Found:
         country = self.country
         i = country.at(ip)
-        size = 32 if ip <= MAX_IPV4 else 128  # geoip2fast's test (`iplong <= MAX_IPv4`)
-        if i < 0 or ip > country.first(i) + 2 ** (size - country.netlength[i]) - 1:
+        bits = 32 if ip <= MAX_IPV4 else 128  # geoip2fast's test (`iplong <= MAX_IPv4`)
+        if i < 0 or ip > country.last(i, bits):
             return Found("--", False, "")
         code_index = country.ids[i]
         private = code_index < 16
@@ -129,8 +133,8 @@ class BundledData:
         j = asn.at(ip)
         if j < 0:
             return ""
-        size = 128 if self.ipv6 else 32  # geoip2fast's check (see the module's docstring)
-        if ip > asn.first(j) + 2 ** (size - asn.netlength[j]) - 1:
+        bits = 128 if self.ipv6 else 32  # geoip2fast's check (see the module's docstring)
+        if ip > asn.last(j, bits):
             return ""
         return self.names_asn[asn.ids[j]]
 

@@ -38,8 +38,8 @@ def _addresses(ours: BundledData, step: int) -> Iterator[int]:
         networks = len(half.netlength)
         for i in range(0, networks, step):
             first = half.first(i)
-            size = 2 ** ((32 if first < 2**32 else 128) - half.netlength[i])
-            yield from (first, first + size - 1, first + size, first + rng.randrange(size))
+            last = half.last(i, 32 if first < 2**32 else 128)
+            yield from (first, last, last + 1, rng.randint(first, last))
         yield from (half.first(networks - 1), half.first(0))
     for _ in range(5000):
         yield rng.randrange(2**32)
@@ -72,9 +72,8 @@ def test_every_reserved_network_and_every_ipv6_network_longer_than_64_bits(
         for i in range(len(half.netlength)):
             long_v6 = i >= n4 and half.netlength[i] > 64
             if (half is ours.country and half.ids[i] < 16) or long_v6:
-                first = half.first(i)
-                last = first + 2 ** ((32 if i < n4 else 128) - half.netlength[i]) - 1
-                for ip in (first, last, last + 1):
+                last = half.last(i, 32 if i < n4 else 128)
+                for ip in (half.first(i), last, last + 1):
                     assert ours.lookup(ip) == _library(library, ip), library._int2ip(ip)
                 checked += 1
     assert checked > 100
@@ -102,7 +101,7 @@ def test_an_ipv4_address_past_its_last_asn_network_keeps_geoip2fasts_answer(
     ours, library = readers
     asn = ours.asn
     for i in range(len(asn.v4) - 1):
-        end = asn.first(i) + 2 ** (32 - asn.netlength[i])
+        end = asn.last(i, 32) + 1
         if end < asn.first(i + 1):  # a gap after network i
             answer = _library(library, end)
             if answer.country_code not in ("", "--"):
