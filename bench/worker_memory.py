@@ -191,11 +191,9 @@ def one_run(
         stored = False
         while not stored and time.monotonic() - started < 1800:
             accepted = metric(ns.port, "pw_events_accepted_total")
-            rss = rss_mib(pid)
+            rss = round(rss_mib(pid), 1)
             samples.append((round(time.monotonic() - started, 2), accepted, rss))
-            if round(rss, 1) > highest.get(
-                "rss", 0.0
-            ):  # the largest RSS sampled, by kind of mapping
+            if rss > highest.get("rss", 0.0):  # the largest RSS sampled, by kind of mapping
                 highest = {
                     "at": f"highest ({accepted / count:.0%})",
                     "rss": rss,
