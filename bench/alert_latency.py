@@ -23,7 +23,7 @@ from typing import IO, Any
 import orjson
 
 import detectors.provider_wide.rules as provider_wide_rules
-from bench.procstats import broker_pid, cpu_seconds, metric
+from bench.procstats import broker_pid, cpu_seconds, metric, tree_cpu_seconds
 from bench.provider_stage_process import start_stage, stop_stage
 from bench.workload import RESULTS, WORKER_ENV, stream
 from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics, free_port
@@ -32,8 +32,9 @@ from sinks.kafka_io import KafkaAccessError, consumer, ensure_topics, producer
 
 #: The load producers `--latency-load` chooses from (`_Paced`).
 LOADS = ("confluent-kafka", "kafka-python")
-#: Where the provider stage runs (`--latency-stage`): a thread of the worker (the default,
-#: `PW_PROVIDER_STAGE=worker`), or `partnerwatch provider-stage` beside it (the worker on `off`).
+#: Where the provider stage runs (`--latency-stage`): run by the worker as its PW_PROVIDER_STAGE
+#: says (by default its child process; `--env PW_PROVIDER_STAGE=worker`: a thread of it), or
+#: `partnerwatch provider-stage` started by the bench beside it (the worker on `off`).
 STAGES = ("worker", "process")
 
 
@@ -102,7 +103,7 @@ def latency(
         if stage_proc is not None and stage_proc[0].poll() is not None:
             raise RuntimeError(f"the provider stage process ended (see {stage_proc[1].name})")
         stage0 = cpu_seconds(stage_proc[0].pid) if stage_proc is not None else 0.0
-        cpu0 = cpu_seconds(worker_pid) if worker_pid else 0.0
+        cpu0 = tree_cpu_seconds(worker_pid) if worker_pid else 0.0
         broker0 = cpu_seconds(broker) if broker else 0.0
         transactions0 = _transactions(ns.port)
         own0 = time.process_time()
@@ -111,7 +112,7 @@ def latency(
         prod.close()
         sampling.set()  # the backlog while sending, not while draining
         # the CPU and the transactions of the measured run (mostly while sending)
-        worker_cpu = cpu_seconds(worker_pid) - cpu0 if worker_pid else None
+        worker_cpu = tree_cpu_seconds(worker_pid) - cpu0 if worker_pid else None
         broker_cpu = cpu_seconds(broker) - broker0 if broker else None
         stage_cpu = cpu_seconds(stage_proc[0].pid) - stage0 if stage_proc is not None else None
         transactions = _transactions(ns.port) - transactions0

@@ -3,6 +3,7 @@ from /proc (Linux)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import urllib.request
 from pathlib import Path
@@ -25,6 +26,26 @@ def metric(port: int, name: str) -> float:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (a worker's provider stage, PW_PROVIDER_STAGE=process)."""
+    out: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of `pid` and of its live child processes."""
+    total = 0.0
+    for p in (pid, *children(pid)):
+        with contextlib.suppress(OSError):  # a child that ended meanwhile
+            total += cpu_seconds(p)
+    return total
 
 
 def rss_mib(pid: int, key: str = "VmRSS") -> float:

@@ -41,7 +41,7 @@ from aiokafka import TopicPartition
 
 from bench.alert_latency import LOADS, latency, latency_only
 from bench.alert_latency import STAGES as STAGE_PLACES
-from bench.procstats import broker_pid, cpu_seconds, metric, rss_mib
+from bench.procstats import broker_pid, children, cpu_seconds, metric, rss_mib, tree_cpu_seconds
 from bench.recovery import recovery
 from bench.stages import OPTIONAL, stage_rows, stages
 from bench.workload import RESULTS, WORKER_ENV, StoredStream, produce
@@ -117,7 +117,9 @@ def run_pipeline(
         w.start()
     pids = [w.proc.pid for w in procs if w.proc is not None]
     ports = [w.ns.port for w in procs]
-    cpu0 = sum(cpu_seconds(p) for p in pids)
+    # the workers' CPU includes their provider stage processes (PW_PROVIDER_STAGE=process)
+    cpu0 = sum(tree_cpu_seconds(p) for p in pids)
+    stage_pids = [c for p in pids for c in children(p)]
     started = time.monotonic()
     quarters: list[float] = []
     sequenced = stored = None
@@ -148,8 +150,9 @@ def run_pipeline(
             time.sleep(0.25)
         if sequenced is None or stored is None:
             raise SystemExit(f"the pipeline did not finish within an hour: {procs[0].log_tail()}")
-        cpu = sum(cpu_seconds(p) for p in pids) - cpu0
+        cpu = sum(tree_cpu_seconds(p) for p in pids) - cpu0
         peak = sum(rss_mib(p, "VmHWM") for p in pids)
+        stage_peak = max((rss_mib(p, "VmHWM") for p in stage_pids), default=None)
         insert_rows = sum(metric(p, "pw_warehouse_rows_total") for p in ports)  # every table
         event_rows = sum(metric(p, 'pw_warehouse_rows_total{table="audit.events"}') for p in ports)
         insert_seconds = sum(metric(p, "pw_warehouse_insert_seconds_sum") for p in ports)
@@ -177,6 +180,7 @@ def run_pipeline(
         "worker_peak_rss_mib": round(peak, 1),
         "worker_rss_mib_at_quarters": quarters,
         "worker_peak_rss_reached": peak_at,
+        "stage_process_peak_rss_mib": round(stage_peak, 1) if stage_peak else None,
         "warehouse": {
             "rows": int(insert_rows),  # audit.events and audit.alerts
             "event_rows": int(event_rows),
@@ -226,7 +230,8 @@ def markdown(figures: dict[str, Any]) -> str:
         ("ratio to the ceiling", f"{figures['ratio_to_ceiling']:.3f}"),
         ("worker CPU (cores busy)", f"{one['worker_cpu_cores_busy']}"),
         (
-            "worker CPU per event (all threads: ingest, detection, warehouse loader, web)",
+            "worker CPU per event (all threads: ingest, detection, warehouse loader, web;"
+            " and its provider stage process, if any)",
             f"{one.get('worker_cpu_us_per_event')} µs",
         ),
         ("broker CPU per event", f"{one.get('broker_cpu_us_per_event')} µs"),
@@ -238,6 +243,11 @@ def markdown(figures: dict[str, Any]) -> str:
         (
             "worker peak RSS last rose (sampled every 0.25 s)",
             _peak_reached(one.get("worker_peak_rss_reached") or {}, one["events"]),
+        ),
+        *(
+            [("provider stage process peak RSS", f"{one['stage_process_peak_rss_mib']} MiB")]
+            if one.get("stage_process_peak_rss_mib")
+            else []
         ),
         ("warehouse insert", f"{one['warehouse']['insert_rows_per_second'] or '-'} rows/s"),
         (
@@ -329,7 +339,8 @@ def main() -> None:
         "--latency-stage",
         choices=STAGE_PLACES,
         default=STAGE_PLACES[0],
-        help="where the latency run's provider stage runs: a thread of the worker, or "
+        help="where the latency run's provider stage runs: the worker runs it (as its "
+        "PW_PROVIDER_STAGE says: by default a child process), or the bench starts "
         "`partnerwatch provider-stage` beside it (bench/alert_latency.py)",
     )
     parser.add_argument("--skip-scaling", action="store_true")

@@ -139,10 +139,16 @@ def provider_stage(
     metrics_port: Annotated[
         int, typer.Option(help="serve /metrics on this port of 127.0.0.1 (0: none)")
     ] = 0,
+    parent_pid: Annotated[
+        int,
+        typer.Option(
+            help="stop when this process is no longer the parent (set by a worker on PW_PROVIDER_STAGE=process)"
+        ),
+    ] = 0,
 ) -> None:
     """Run the provider-wide stage on its own: pw.ledger of every account -> the provider-wide
     rules -> pw.alerts (workers then run with PW_PROVIDER_STAGE=off; several of these may run,
-    one holds the ledger and the others stand by)."""
+    one holds the ledger and the others stand by). Exits 1 when the stage ended on an error."""
     from sinks.kafka_io import ensure_topics
     from streams.ingest_partition import GC_THRESHOLD
     from streams.provider_stage import ProviderStage
@@ -167,14 +173,23 @@ def provider_stage(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if parent_pid and os.getppid() != parent_pid:
+        return  # the worker that started this is gone already
     stage.start()
     trim.start()
     try:
         while not stopping and stage.alive():
             time.sleep(0.2)
+            if parent_pid and os.getppid() != parent_pid:  # the worker is gone, SIGKILL included
+                structlog.get_logger(__name__).warning(
+                    "provider_stage.parent_gone", parent=parent_pid
+                )
+                break
     finally:
         trim.stop()
     stage.stop()
+    if stage.crashed:  # logged as provider_stage.crashed
+        raise typer.Exit(1)
 
 
 def migrate(

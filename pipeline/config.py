@@ -288,9 +288,9 @@ class Settings(LayeredSettings, DerivedNames):
         60, "GET /v1/health warns when the geoip data was built longer ago than this", ge=1
     )
 
-    provider_stage: Literal["worker", "off"] = setting(
-        "worker",
-        "the provider-wide stage (streams/provider_stage.py): `worker` runs it in every worker, one active at a time; `off` leaves it to `partnerwatch provider-stage`",
+    provider_stage: Literal["process", "worker", "off"] = setting(
+        "process",
+        "the provider-wide stage (streams/provider_stage.py), one active at a time: `process` runs it in a child process every worker starts, restarts and stops (`partnerwatch provider-stage`, streams/provider_stage_child.py); `worker` in a thread of every worker (one process, but the stage takes turns with ingest for the interpreter); `off` leaves it to `partnerwatch provider-stage` run by you",
     )
     rules_dir: str = setting(
         "",

@@ -113,6 +113,24 @@ PROVIDER_EVENT_TIME = Gauge(
     "Event time (Unix seconds) of the newest ledger entry the provider stage folded",
 )
 
+PROVIDER_PROCESS_RESTARTS = Counter(
+    "pw_provider_stage_process_restarts_total",
+    "Times the worker started its provider stage process again after it exited (PW_PROVIDER_STAGE=process)",
+)
+#: What the provider stage itself reports: with PW_PROVIDER_STAGE=process the worker's /metrics
+#: shows these as its child process reports them (streams/provider_stage_child.py).
+STAGE_METRICS = (
+    PROVIDER_EVENTS,
+    PROVIDER_ALERTS,
+    PROVIDER_UNCHECKPOINTED,
+    PROVIDER_CHECKPOINTS,
+    PROVIDER_RESTORED,
+    PROVIDER_ACTIVE,
+    SIGMA_RULES,
+    SIGMA_RELOAD_FAILURES,
+    PROVIDER_EVENT_TIME,
+)
+
 # -- observability (issue 7): labels are small closed sets, never an IP, principal or account id --
 #: Detector timing is sampled so the hot path pays for it on one event in this many.
 DETECTOR_SAMPLE_EVERY = 64

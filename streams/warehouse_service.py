@@ -73,9 +73,10 @@ def health(
         body["ingest"] = ingest
         if status == "ok" and ingest.get("status") == "failing":
             status = body["status"] = "degraded"
-    if provider_stage is not None:  # the provider-wide stage's thread (streams/provider_stage.py)
+    if provider_stage is not None:  # the provider-wide stage's thread or child process
         body["provider_stage"] = provider_stage
-        if status == "ok" and provider_stage.get("status") == "stopped" and provider_stage["error"]:
+        stage_down = provider_stage.get("status") in ("stopped", "restarting")
+        if status == "ok" and stage_down and provider_stage["error"]:
             status = body["status"] = "degraded"
     return (200 if status == "ok" else 503), body
 

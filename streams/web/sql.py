@@ -70,6 +70,7 @@ _geoip_health: tuple[float, dict[str, Any]] | None = None
 @app.page("/metrics")
 class Metrics(web.View):
     async def get(self, request: web.Request) -> web.Response:
+        await provider_stage.scrape()  # PW_PROVIDER_STAGE=process: the child's stage figures
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 

@@ -1,0 +1,70 @@
+"""The worker's provider stage process (streams/provider_stage_child.py) without a broker: what
+its health says, and which of the child's figures the worker's /metrics shows. (The process
+itself, killed, restarted and orphaned: tests/integration/test_provider_stage_child.py.)"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from pipeline.config import Settings
+from streams.provider_stage_child import ChildMetrics, StageProcess
+from streams.warehouse_service import health
+
+CHILD_METRICS = """\
+# HELP python_gc_objects_collected_total Objects collected during gc
+# TYPE python_gc_objects_collected_total counter
+python_gc_objects_collected_total{generation="0"} 123.0
+# HELP pw_heap_trims_total Heap trims
+# TYPE pw_heap_trims_total counter
+pw_heap_trims_total 7.0
+# HELP pw_provider_stage_events_total Ledger entries the provider-wide stage folded
+# TYPE pw_provider_stage_events_total counter
+pw_provider_stage_events_total 42.0
+# HELP pw_provider_stage_active 1 while this process holds the provider-wide stage (one worker at a time)
+# TYPE pw_provider_stage_active gauge
+pw_provider_stage_active 1.0
+# HELP pw_provider_stage_alerts_total Alert versions the provider-wide stage published
+# TYPE pw_provider_stage_alerts_total counter
+pw_provider_stage_alerts_total{detector="cross_account_spray"} 3.0
+"""
+
+
+def _exposed(collector: ChildMetrics) -> str:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return generate_latest(registry).decode()
+
+
+def test_the_worker_shows_only_the_stage_figures_of_its_child() -> None:
+    collector = ChildMetrics()
+    assert _exposed(collector) == ""  # nothing read yet: nothing shown
+    collector.text = CHILD_METRICS
+    text = _exposed(collector)
+    assert "pw_provider_stage_events_total 42.0" in text
+    assert "pw_provider_stage_active 1.0" in text
+    assert 'pw_provider_stage_alerts_total{detector="cross_account_spray"} 3.0' in text
+    # the child's own process, collector and trim figures would clash with the worker's
+    assert "python_gc" not in text and "pw_heap_trims" not in text
+    collector.text = CHILD_METRICS[:-30] + "\x00garbage {{"  # cut short, or not metrics at all
+    assert "python_gc" not in _exposed(collector)
+
+
+def test_health_of_a_stage_process_that_is_being_restarted_is_degraded() -> None:
+    child = StageProcess(Settings.from_env({"PW_PROVIDER_STAGE": "process"}))
+    assert child.health()["status"] == "starting"
+    assert (
+        health(None, True, external=True, warehouse_open=True, provider_stage=child.health())[0]
+        == 200
+    )
+    child.status = "restarting"
+    child.last_exit = "the provider stage process was ended by SIGKILL after 3 s"
+    status, body = health(
+        None, True, external=True, warehouse_open=True, provider_stage=child.health()
+    )
+    assert status == 503 and body["status"] == "degraded"
+    assert body["provider_stage"]["error"] == child.last_exit
+    child.status = "running"  # started again: healthy, and the last exit still on record
+    status, body = health(
+        None, True, external=True, warehouse_open=True, provider_stage=child.health()
+    )
+    assert status == 200 and body["provider_stage"]["last_exit"] == child.last_exit
