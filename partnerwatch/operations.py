@@ -149,11 +149,16 @@ def provider_stage(
     """Run the provider-wide stage on its own: pw.ledger of every account -> the provider-wide
     rules -> pw.alerts (workers then run with PW_PROVIDER_STAGE=off; several of these may run,
     one holds the ledger and the others stand by). Exits 1 when the stage ended on an error."""
+    import mode.loop
+
     from sinks.kafka_io import ensure_topics
     from streams.ingest_partition import GC_THRESHOLD
     from streams.provider_stage import ProviderStage
     from streams.trim_thread import TrimThread
 
+    # The stage's thread runs its own event loop (asyncio.run): uvloop, as in a worker, whose
+    # policy the stage's thread inherits with PW_PROVIDER_STAGE=worker.
+    mode.loop.use("uvloop")
     settings = _settings()  # logging configured here
     ensure_topics(settings)
     # The collector as in a worker (the stage is a thread of the worker by default); the heap
@@ -247,8 +252,11 @@ def loader() -> None:
     """Run the warehouse loader as a process of its own (pw.ledger and pw.alerts -> ClickHouse), with
     GET /v1/health and /metrics on PW_LOADER_HOST:PW_LOADER_PORT. Pair it with workers on
     PW_WAREHOUSE_LOADER=external and a ClickHouse server (PW_CLICKHOUSE_URL)."""
+    import mode.loop
+
     from sinks.kafka_io import ensure_topics
 
+    mode.loop.use("uvloop")  # the process's loop and the loader thread's, as in a worker
     settings = _settings()  # logging configured here
     ensure_topics(settings)
     from streams.loader_process import run
