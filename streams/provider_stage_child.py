@@ -151,7 +151,6 @@ class StageProcess:
             self.last_exit = f"the provider stage process {how} after {ran:.0f} s"
             self.status = "restarting"
             self.collector.text = ""
-            metrics.PROVIDER_PROCESS_RESTARTS.inc()
             if ran >= STEADY_SECONDS:
                 delay = RESTART_MIN_SECONDS
             log.error("provider_stage.process_exited", code=code, restart_in=delay)
@@ -161,13 +160,13 @@ class StageProcess:
                 return
             try:
                 await self._spawn()
-            except (
-                OSError
-            ) as exc:  # e.g. out of processes: the old (ended) child stays, so wait again
+            except OSError as exc:
+                # e.g. out of processes: the old (ended) child stays, so wait again
                 self.last_exit = f"the provider stage process could not start: {exc}"[:500]
                 log.error("provider_stage.process_start_failed", error=str(exc))
                 continue
             self.restarts += 1
+            metrics.PROVIDER_PROCESS_RESTARTS.inc()
 
     async def scrape(self) -> None:
         """Read the child's /metrics for the worker's next scrape (kept as it was on failure)."""
