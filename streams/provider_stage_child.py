@@ -154,17 +154,17 @@ class StageProcess:
             if ran >= STEADY_SECONDS:
                 delay = RESTART_MIN_SECONDS
             log.error("provider_stage.process_exited", code=code, restart_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RESTART_MAX_SECONDS)
-            if self._stopping:
-                return
-            try:
-                await self._spawn()
-            except OSError as exc:
-                # e.g. out of processes: the old (ended) child stays, so wait again
-                self.last_exit = f"the provider stage process could not start: {exc}"[:500]
-                log.error("provider_stage.process_start_failed", error=str(exc))
-                continue
+            while True:  # until a child starts (e.g. out of processes: try again, later)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_MAX_SECONDS)
+                if self._stopping:
+                    return
+                try:
+                    await self._spawn()
+                    break
+                except OSError as exc:
+                    self.last_exit = f"the provider stage process could not start: {exc}"[:500]
+                    log.error("provider_stage.process_start_failed", error=str(exc))
             self.restarts += 1
             metrics.PROVIDER_PROCESS_RESTARTS.inc()
 

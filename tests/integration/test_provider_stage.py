@@ -107,6 +107,23 @@ def spray_alerts(ns: Namespace, principal: str, timeout: float = 60.0) -> list[d
     raise AssertionError(f"no complete spray alert for {principal}: {found}")
 
 
+def first_half_checkpointed(ns: Namespace, principal: str) -> None:
+    """Send the principal's history and the first two acts of its spray (from minute 0, onto a
+    stage that has folded nothing yet), and wait until the stage has folded and checkpointed them."""
+    first = [*history(principal, 0), hit(principal, 0, 120), hit(principal, 1, 121)]
+    ns.send(first)
+    wait_for(
+        lambda: metric(ns.port, "pw_provider_stage_events_total") >= len(first),
+        60,
+        "first half folded",
+    )
+    wait_for(
+        lambda: metric(ns.port, "pw_provider_stage_uncheckpointed_entries") == 0,
+        30,
+        "a checkpoint",
+    )
+
+
 def test_provider_stage_alerts_within_seconds_and_survives_sigkill(
     kafka_broker: str, tmp_path: Path
 ) -> None:
@@ -123,18 +140,7 @@ def test_provider_stage_alerts_within_seconds_and_survives_sigkill(
         )
 
         # 1. Killed after a checkpoint that holds the first half of the spray.
-        first = [*history("p1", 0), hit("p1", 0, 120), hit("p1", 1, 121)]
-        ns.send(first)
-        wait_for(
-            lambda: metric(ns.port, "pw_provider_stage_events_total") >= len(first),
-            60,
-            "first half folded",
-        )
-        wait_for(
-            lambda: metric(ns.port, "pw_provider_stage_uncheckpointed_entries") == 0,
-            30,
-            "a checkpoint",
-        )
+        first_half_checkpointed(ns, "p1")
         worker.kill()
         worker = Worker(ns).start()
         wait_for(

@@ -21,7 +21,7 @@ import pytest
 
 from partnerwatch.common import http_open
 from partnerwatch.local_worker import Namespace, Worker, metric, wait_for
-from tests.integration.test_provider_stage import history, hit, spray_alerts
+from tests.integration.test_provider_stage import first_half_checkpointed, hit, spray_alerts
 
 pytestmark = pytest.mark.integration
 
@@ -69,18 +69,7 @@ def test_the_worker_runs_restarts_and_stops_its_stage_process(
             60,
             "the stage process holds the ledger",
         )
-        first = [*history("c1", 0), hit("c1", 0, 120), hit("c1", 1, 121)]
-        ns.send(first)
-        wait_for(
-            lambda: metric(ns.port, "pw_provider_stage_events_total") >= len(first),
-            60,
-            "first half folded",
-        )
-        wait_for(
-            lambda: metric(ns.port, "pw_provider_stage_uncheckpointed_entries") == 0,
-            30,
-            "a checkpoint",
-        )
+        first_half_checkpointed(ns, "c1")
 
         os.kill(first_pid, signal.SIGKILL)
         seen: list[tuple[int, dict[str, Any]]] = []
