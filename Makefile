@@ -21,10 +21,13 @@ demo: install
 
 ## the whole suite, as CI runs it (.ci/run): lint, types, then every test but those marked `slow`:
 ## unit, detectors, integration (real Kafka, chDB, ClickHouse server), security, and the fault
-## injection and long fuzz runs of tests/reliability
+## injection and long fuzz runs of tests/reliability. Two pytest processes (pytest-xdist): one runs
+## every test that uses the broker, one after the other, the other runs the rest beside it
+## (tests/conftest.py); PYTEST_PROCS=0 runs everything in one process
+PYTEST_PROCS ?= 2
 test: install lint typecheck
 	bash infra/kafka/kafka.sh start
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_PROCS) --dist loadgroup
 
 ## the quick loop while editing: no broker, no worker (unit and detector tests, about a minute)
 unit: install

@@ -63,6 +63,33 @@ def pytest_fixture_setup(
         request.session.stash.setdefault(_FIXTURES_USED, set()).add("kafka_broker")
 
 
+#: the markers of tests that share the broker (and the ClickHouse server), or stop it
+_SERIAL_MARKERS = ("integration", "reliability", "server")
+
+
+def serial(item: pytest.Item) -> bool:
+    """Whether the test must run alone with the other broker tests: it is marked so, or it uses
+    the broker. Fault tests stop the broker or load the machine, so these never run side by side."""
+    return "kafka_broker" in getattr(item, "fixturenames", ()) or any(
+        item.get_closest_marker(name) for name in _SERIAL_MARKERS
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (`make test`): every broker test goes to one xdist
+    process, in collection order, and the others (unit, detector, parser, page tests: no broker)
+    are shared out beside them. The broker's tests are put first, so that their process starts
+    on them at once: they are the longest part of the run."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    group = pytest.mark.xdist_group("broker")
+    first = [item for item in items if serial(item)]
+    for item in first:
+        item.add_marker(group)
+    rest = [item for item in items if not serial(item)]
+    items[:] = first + rest
+
+
 @pytest.fixture()
 def workdir(tmp_path: Path) -> Path:
     return tmp_path

@@ -50,12 +50,19 @@ conf=$run/elasticmq.conf
 fetch() {
   if [ -f "$libs/.complete" ]; then return 0; fi
   command -v mvn >/dev/null || { log "mvn not found: install Maven (apt-get install maven)"; exit 1; }
-  log "resolving ElasticMQ $version from Maven Central into $libs"
-  mkdir -p "$libs" "$home"
-  cp "$here/pom.xml" "$home/pom.xml"
-  mvn -q -B -Dstyle.color=never -f "$home/pom.xml" dependency:copy-dependencies \
-    -DoutputDirectory="$libs" -DincludeScope=runtime
-  touch "$libs/.complete"
+  mkdir -p "$home"
+  # one fetch at a time (two test processes may start a server at once): the second waits, then
+  # finds the jars complete
+  (
+    flock 9
+    if [ -f "$libs/.complete" ]; then exit 0; fi
+    log "resolving ElasticMQ $version from Maven Central into $libs"
+    mkdir -p "$libs"
+    cp "$here/pom.xml" "$home/pom.xml"
+    mvn -q -B -Dstyle.color=never -f "$home/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$libs" -DincludeScope=runtime
+    touch "$libs/.complete"
+  ) 9>"$home/.fetch.lock"
 }
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }

@@ -123,7 +123,15 @@ class World:
 def world(upstream: StatefulSandbox, pki: Any, elasticmq: str, tmp_path: Path) -> Iterator[World]:
     secret = tmp_path / "seller.json"
     secret.write_bytes(orjson.dumps(SELLER))
-    env = gateway_env(pki, upstream.base_url, secret, tmp_path / "gateway.sqlite", free_port())
+    # no ledger view (it is not used in observe mode): this test does not use the broker
+    env = gateway_env(
+        pki,
+        upstream.base_url,
+        secret,
+        tmp_path / "gateway.sqlite",
+        free_port(),
+        PW_GATEWAY_LEDGER_FOLLOW="false",
+    )
     gateway = InThreadGateway(
         in_thread_config(env), Settings.from_env({"PW_DATA_DIR": str(tmp_path)})
     ).start()
