@@ -21,13 +21,13 @@ demo: install
 
 ## the whole suite, as CI runs it (.ci/run): lint, types, then every test but those marked `slow`:
 ## unit, detectors, integration (real Kafka, chDB, ClickHouse server), security, and the fault
-## injection and long fuzz runs of tests/reliability. Two pytest processes (pytest-xdist): one runs
-## every test that uses the broker, one after the other, the other runs the rest beside it
-## (tests/conftest.py); PYTEST_PROCS=0 runs everything in one process
+## injection and long fuzz runs of tests/reliability. Two pytest processes (tools/split_tests.py):
+## one runs every test that uses the broker, one after the other, the other runs the rest beside
+## it; PYTEST_PROCS=1 runs everything in one process
 PYTEST_PROCS ?= 2
 test: install lint typecheck
 	bash infra/kafka/kafka.sh start
-	$(BIN)/python -m pytest -q -n $(PYTEST_PROCS) --dist loadgroup
+	if [ "$(PYTEST_PROCS)" = 1 ]; then $(BIN)/python -m pytest -q; else $(BIN)/python -m tools.split_tests; fi
 
 ## the quick loop while editing: no broker, no worker (unit and detector tests, about a minute)
 unit: install

@@ -67,7 +67,7 @@ def pytest_fixture_setup(
 _SERIAL_MARKERS = ("integration", "reliability", "server")
 
 
-def serial(item: pytest.Item) -> bool:
+def uses_broker(item: pytest.Item) -> bool:
     """Whether the test must run alone with the other broker tests: it is marked so, or it uses
     the broker. Fault tests stop the broker or load the machine, so these never run side by side."""
     return "kafka_broker" in getattr(item, "fixturenames", ()) or any(
@@ -75,19 +75,13 @@ def serial(item: pytest.Item) -> bool:
     )
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `pytest -n 2 --dist loadgroup` (`make test`): every broker test goes to one xdist
-    process, in collection order, and the others (unit, detector, parser, page tests: no broker)
-    are shared out beside them. The broker's tests are put first, so that their process starts
-    on them at once: they are the longest part of the run."""
-    if config.getoption("dist", "no") != "loadgroup":
-        return
-    group = pytest.mark.xdist_group("broker")
-    first = [item for item in items if serial(item)]
-    for item in first:
-        item.add_marker(group)
-    rest = [item for item in items if not serial(item)]
-    items[:] = first + rest
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: `-m broker` sees these marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `broker` every test that uses the broker: `make test` (tools/split_tests.py) runs
+    them one after the other in one pytest process, and the others beside them in another."""
+    for item in items:
+        if uses_broker(item):
+            item.add_marker(pytest.mark.broker)
 
 
 @pytest.fixture()
