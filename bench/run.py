@@ -93,6 +93,14 @@ def _peak_reached(at: dict[str, Any], count: int) -> str:
     return f"{at['seconds']} s into the run, {where} ({at['peak_mib']} MiB)"
 
 
+def _rss(pid: int) -> float:
+    """The process's RSS in MiB; 0 once it is gone (a stage process restarted meanwhile)."""
+    try:
+        return rss_mib(pid)
+    except OSError:
+        return 0.0
+
+
 def run_pipeline(
     root: Path, messages: StoredStream, workers: int, recover: bool = False
 ) -> dict[str, Any]:
@@ -122,6 +130,7 @@ def run_pipeline(
     stage_pids = [c for p in pids for c in children(p)]
     started = time.monotonic()
     quarters: list[float] = []
+    stage_quarters: list[float] = []  # the provider stage processes' RSS (children read again)
     sequenced = stored = None
     # when the peak RSS (VmHWM) last rose, and how far the run was then (the quarters miss it)
     high = 0.0
@@ -131,6 +140,7 @@ def run_pipeline(
             accepted = sum(metric(p, "pw_events_accepted_total") for p in ports)
             while len(quarters) < 4 and accepted >= count * (len(quarters) + 1) / 4:
                 quarters.append(round(sum(rss_mib(p) for p in pids), 1))
+                stage_quarters.append(round(sum(_rss(c) for p in pids for c in children(p)), 1))
             if sequenced is None and accepted >= count:
                 sequenced = time.monotonic() - started
             rows = None
@@ -181,6 +191,7 @@ def run_pipeline(
         "worker_rss_mib_at_quarters": quarters,
         "worker_peak_rss_reached": peak_at,
         "stage_process_peak_rss_mib": round(stage_peak, 1) if stage_peak else None,
+        "stage_process_rss_mib_at_quarters": stage_quarters if any(stage_quarters) else None,
         "warehouse": {
             "rows": int(insert_rows),  # audit.events and audit.alerts
             "event_rows": int(event_rows),
@@ -247,6 +258,16 @@ def markdown(figures: dict[str, Any]) -> str:
         *(
             [("provider stage process peak RSS", f"{one['stage_process_peak_rss_mib']} MiB")]
             if one.get("stage_process_peak_rss_mib")
+            else []
+        ),
+        *(
+            [
+                (
+                    "provider stage process RSS at 25/50/75/100 %",
+                    " / ".join(f"{v}" for v in one["stage_process_rss_mib_at_quarters"]) + " MiB",
+                )
+            ]
+            if one.get("stage_process_rss_mib_at_quarters")
             else []
         ),
         ("warehouse insert", f"{one['warehouse']['insert_rows_per_second'] or '-'} rows/s"),

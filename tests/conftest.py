@@ -63,8 +63,9 @@ def pytest_fixture_setup(
         request.session.stash.setdefault(_FIXTURES_USED, set()).add("kafka_broker")
 
 
-#: the markers of tests that share the broker (and the ClickHouse server), or stop it
-_SERIAL_MARKERS = ("integration", "reliability", "server")
+#: the markers of tests that share the broker (and the ClickHouse server), or stop it; the
+#: `reliability` fault tests carry `integration` too, its fuzz of the validator alone does not
+_SERIAL_MARKERS = ("integration", "server")
 
 
 def uses_broker(item: pytest.Item) -> bool:

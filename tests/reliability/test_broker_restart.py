@@ -16,7 +16,8 @@ from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.simulation.traffic import generate
 from tests.reliability.harness import assert_exact, private_broker, stored
 
-pytestmark = pytest.mark.reliability
+# integration: it stops and starts the shared broker (make test runs it with the broker's tests)
+pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 
 def test_broker_stopped_and_restarted_mid_stream(tmp_path: Path) -> None:

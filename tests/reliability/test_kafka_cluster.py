@@ -23,7 +23,8 @@ from pipeline.simulation.traffic import generate
 from tests.reliability.harness import Sender, assert_exact, stored
 from tests.reliability.kraft_cluster import PartitionState, kraft_cluster
 
-pytestmark = pytest.mark.reliability
+# integration: three brokers of its own, beside the shared one (make test runs it with the broker's tests)
+pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 EVENTS = 9_000
 
