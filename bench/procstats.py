@@ -55,6 +55,15 @@ def rss_mib(pid: int, key: str = "VmRSS") -> float:
     return 0.0
 
 
+def children_rss_mib(pid: int) -> float:
+    """RSS of the live child processes of `pid` (its provider stage), MiB."""
+    total = 0.0
+    for c in children(pid):
+        with contextlib.suppress(OSError):  # a child that ended meanwhile
+            total += rss_mib(c)
+    return total
+
+
 def broker_pid() -> int | None:
     # a broker of its own (partnerwatch/kafka_runner/kafka.sh) when PW_KAFKA_HOME is set
     home = os.environ.get("PW_KAFKA_HOME")

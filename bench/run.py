@@ -41,7 +41,15 @@ from aiokafka import TopicPartition
 
 from bench.alert_latency import LOADS, latency, latency_only
 from bench.alert_latency import STAGES as STAGE_PLACES
-from bench.procstats import broker_pid, children, cpu_seconds, metric, rss_mib, tree_cpu_seconds
+from bench.procstats import (
+    broker_pid,
+    children,
+    children_rss_mib,
+    cpu_seconds,
+    metric,
+    rss_mib,
+    tree_cpu_seconds,
+)
 from bench.recovery import recovery
 from bench.stages import OPTIONAL, stage_rows, stages
 from bench.workload import RESULTS, WORKER_ENV, StoredStream, produce
@@ -93,14 +101,6 @@ def _peak_reached(at: dict[str, Any], count: int) -> str:
     return f"{at['seconds']} s into the run, {where} ({at['peak_mib']} MiB)"
 
 
-def _rss(pid: int) -> float:
-    """The process's RSS in MiB; 0 once it is gone (a stage process restarted meanwhile)."""
-    try:
-        return rss_mib(pid)
-    except OSError:
-        return 0.0
-
-
 def run_pipeline(
     root: Path, messages: StoredStream, workers: int, recover: bool = False
 ) -> dict[str, Any]:
@@ -140,7 +140,7 @@ def run_pipeline(
             accepted = sum(metric(p, "pw_events_accepted_total") for p in ports)
             while len(quarters) < 4 and accepted >= count * (len(quarters) + 1) / 4:
                 quarters.append(round(sum(rss_mib(p) for p in pids), 1))
-                stage_quarters.append(round(sum(_rss(c) for p in pids for c in children(p)), 1))
+                stage_quarters.append(round(sum(children_rss_mib(p) for p in pids), 1))
             if sequenced is None and accepted >= count:
                 sequenced = time.monotonic() - started
             rows = None
