@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from bench.procstats import metric, rss_mib
+from bench.procstats import children, metric, rss_mib, tree_cpu_seconds
 from bench.workload import WORKER_ENV, StoredStream, produce, write_results
 from partnerwatch.local_worker import CREATED, Namespace, Worker, delete_namespace_topics
 
@@ -164,7 +164,18 @@ def snapshot(pid: int, ns: Namespace, label: str, out: Path, deep: bool = False)
         "threads": threads(pid),
     }
     snap["probe"] = probe(pid, out, deep)
+    snap["stage_process"] = stage_process(pid)
     return snap
+
+
+def stage_process(pid: int) -> dict[str, Any] | None:
+    """The worker's child process (its provider stage): RSS and by kind of mapping."""
+    for child in children(pid):
+        try:
+            return {"rss": round(rss_mib(child), 1), "kinds": smaps(child)}
+        except OSError:  # it ended meanwhile
+            continue
+    return None
 
 
 def one_run(
@@ -179,7 +190,7 @@ def one_run(
     produce(ns, stream)
     count = len(stream)
     worker = Worker(ns)
-    samples: list[tuple[float, float, float]] = []  # (seconds, accepted, rss)
+    samples: list[tuple[float, float, float, float]] = []  # (seconds, accepted, rss, VmHWM)
     snaps: list[dict[str, Any]] = []
     highest: dict[str, Any] = {}
     try:
@@ -188,11 +199,13 @@ def one_run(
         pid = worker.proc.pid
         snaps.append(snapshot(pid, ns, "started", out))
         started = time.monotonic()
+        cpu_started = tree_cpu_seconds(pid)
         stored = False
         while not stored and time.monotonic() - started < 1800:
             accepted = metric(ns.port, "pw_events_accepted_total")
             rss = round(rss_mib(pid), 1)
-            samples.append((round(time.monotonic() - started, 2), accepted, rss))
+            hwm = round(rss_mib(pid, "VmHWM"), 1)
+            samples.append((round(time.monotonic() - started, 2), accepted, rss, hwm))
             if rss > highest.get("rss", 0.0):  # the largest RSS sampled, by kind of mapping
                 highest = {
                     "at": f"highest ({accepted / count:.0%})",
@@ -208,6 +221,8 @@ def one_run(
         if not stored:
             raise SystemExit(f"the worker did not finish: {worker.log_tail()}")
         peak = round(rss_mib(pid, "VmHWM"), 1)  # before the deep probe, which allocates
+        cpu = tree_cpu_seconds(pid) - cpu_started  # the worker and its children, snapshots included
+        releases = metric(ns.port, "pw_warehouse_memory_releases_total")
         snaps.append(snapshot(pid, ns, "stored", out))
         time.sleep(5.0)
         snaps.append(snapshot(pid, ns, "idle 5 s", out, deep=True))
@@ -219,12 +234,34 @@ def one_run(
         "events": count,
         "seconds": round(seconds, 1),
         "peak_rss_mib": peak,
+        "cpu_us_per_event": round(cpu / count * 1e6, 1),
+        "warehouse_memory_releases": releases,
         "rss_mib_at_quarters": [s["rss"] for s in snaps[1:5]],
-        "max_rss_sampled_mib": round(max(r for _, _, r in samples), 1),
+        "stage_rss_mib_at_quarters": [(s["stage_process"] or {}).get("rss") for s in snaps[1:5]],
+        "max_rss_sampled_mib": round(max(r for _, _, r, _ in samples), 1),
+        "peak_reached": peak_reached(samples, peak, count),
         "highest_sampled": highest,
         "snapshots": snaps,
         "samples": samples[:: max(1, len(samples) // 200)],
     }
+
+
+def peak_reached(
+    samples: list[tuple[float, float, float, float]], peak: float, count: int
+) -> dict[str, Any]:
+    """When the high-water mark reached the peak: between the last sample below it and the
+    first at it (the peak is often a spike shorter than the 0.25 s between samples)."""
+    for i, (seconds, accepted, _, hwm) in enumerate(samples):
+        if hwm >= peak:
+            before = samples[i - 1] if i else None
+            return {
+                "after_s": before[0] if before else None,
+                "by_s": seconds,
+                "events_accepted": f"{accepted / count:.0%}",
+                "rss_before_mib": before[2] if before else None,
+                "rss_after_mib": samples[i][2],
+            }
+    return {"by_s": None}  # reached after the last sample (at the end, while storing)
 
 
 def _mib(v: Any) -> str:
@@ -252,6 +289,17 @@ def row(s: dict[str, Any]) -> str:
         + f" | {s['threads']} | {_mib(g.get('system_bytes'))} / {_mib(g.get('free_bytes'))}"
         f" | {_mib(pm.get('arenas_bytes'))} / {_mib(pm.get('allocated_blocks_bytes'))}"
         f" | {pending} / {buffered} / {batch} | {trimmed} |"
+    )
+
+
+def stage_row(s: dict[str, Any]) -> str:
+    stage = s.get("stage_process")
+    if not stage:
+        return f"| {s['at']} | - |" + " - |" * len(KINDS)
+    return (
+        f"| {s['at']} | {stage['rss']} | "
+        + " | ".join(str(stage["kinds"][k]) for k in KINDS)
+        + " |"
     )
 
 
@@ -286,7 +334,11 @@ def main() -> None:
                 runs.append(run)
                 print(
                     f"run {i + 1}: peak {run['peak_rss_mib']} MiB, quarters"
-                    f" {run['rss_mib_at_quarters']}, {run['seconds']} s",
+                    f" {run['rss_mib_at_quarters']} (stage process"
+                    f" {run['stage_rss_mib_at_quarters']}), {run['seconds']} s,"
+                    f" {run['cpu_us_per_event']} µs of CPU per event,"
+                    f" {run['warehouse_memory_releases']:.0f} warehouse memory releases; peak reached"
+                    f" {run['peak_reached']}",
                     flush=True,
                 )
                 for s in run["snapshots"]:
@@ -325,7 +377,11 @@ def main() -> None:
         "",
         f"Command: `{command}`. Peak RSS (VmHWM) median {peak} MiB (runs:"
         f" {', '.join(str(r['peak_rss_mib']) for r in runs)}); RSS at 25/50/75/100 % of the"
-        f" events accepted, medians: {' / '.join(str(q) for q in quarters)} MiB.",
+        f" events accepted, medians: {' / '.join(str(q) for q in quarters)} MiB. CPU per event"
+        f" (the worker and its children, from the first snapshot until the warehouse held every"
+        f" event): {', '.join(str(r['cpu_us_per_event']) for r in runs)} µs. When the peak was"
+        f" reached (between two samples, and the RSS sampled on either side):"
+        f" {'; '.join(str(r['peak_reached']) for r in runs)}.",
         "",
         "The last run's memory by kind of mapping, MiB (bench/worker_memory.py says what each is),"
         " and what the probe in the worker saw (bench/memory_probe/sitecustomize.py): glibc malloc's"
@@ -341,6 +397,13 @@ def main() -> None:
         "|---" * (len(KINDS) + 7) + "|",
         *(row(s) for s in last),
         highest_row(runs[-1]["highest_sampled"]),
+        "",
+        "The last run's provider stage process (the worker's child, PW_PROVIDER_STAGE=process),"
+        " MiB:",
+        "",
+        "| at | RSS | " + " | ".join(KINDS) + " |",
+        "|---" * (len(KINDS) + 2) + "|",
+        *(stage_row(s) for s in last),
         "",
         f"Load average at the end: {', '.join(f'{v:.2f}' for v in figures['load_average'])}.",
         "",

@@ -128,6 +128,11 @@ class Settings(LayeredSettings, DerivedNames):
     warehouse_batch_rows: int = setting(
         20000, "warehouse insert batch: at most this many rows", ge=1
     )
+    warehouse_release_above_mib: int = setting(
+        896,
+        "after each insert batch, while the worker's RSS is above this many MiB, the embedded warehouse hands the memory its engine freed back to the system (SYSTEM JEMALLOC PURGE; counted in pw_warehouse_memory_releases_total); 0: never",
+        ge=0,
+    )
     warehouse_batch_seconds: float = setting(1.0, "warehouse insert batch: at most this old")
     warehouse_loader: Literal["inprocess", "external"] = setting(
         "inprocess",

@@ -182,6 +182,15 @@ class EmbeddedWarehouse:
                 self._drain()
                 raise WarehouseError(str(exc).strip()) from exc
 
+    def release_memory(self) -> None:
+        """Hand the memory the engine freed back to the system now (`SYSTEM JEMALLOC PURGE`).
+
+        chDB's allocator (jemalloc, inside the library) keeps what an insert or a merge freed and
+        gives it back only after its decay time: while the warehouse loads, that kept memory was
+        about 250 MiB of the worker's RSS at its peak (docs/performance.md, "Where the worker's
+        memory goes"). Raises WarehouseError where the engine cannot (a build without jemalloc)."""
+        self.execute("SYSTEM JEMALLOC PURGE")
+
     def close(self) -> None:
         with self._lock:
             self._session.close()

@@ -201,6 +201,10 @@ BEHAVIOUR_MODEL_REFUSED = Counter(
 )
 
 # -- memory (every long-running process: streams/trim_thread.py) --
+WAREHOUSE_MEMORY_RELEASES = Counter(
+    "pw_warehouse_memory_releases_total",
+    "Times the embedded warehouse handed the memory its engine freed back to the system after an insert batch (PW_WAREHOUSE_RELEASE_ABOVE_MIB)",
+)
 HEAP_TRIMS = Counter(
     "pw_heap_trims_total",
     "Times this process handed its freed heap memory back to the system (glibc malloc_trim)",

@@ -15,6 +15,7 @@ call counts in `pw_heap_trims_total`.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from collections.abc import Callable
 
@@ -23,6 +24,19 @@ import structlog
 from sinks.metrics import HEAP_TRIMS
 
 log = structlog.get_logger(__name__)
+
+
+def rss_mib() -> float | None:
+    """This process's resident memory in MiB (/proc/self/statm), or None where there is no /proc."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * _PAGE / 1048576
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def malloc_trim() -> Callable[[int], int] | None:

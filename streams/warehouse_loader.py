@@ -54,8 +54,10 @@ from sinks.audit_store import (
     stored_keys,
 )
 from sinks.clickhouse import Warehouse, WarehouseError, migrate, open_warehouse
+from sinks.clickhouse_embedded import EmbeddedWarehouse
 from sinks.kafka_io import aio_consumer, aio_producer
 from sinks.loader_offsets import Mark, read_marks, write_marks
+from streams.trim_thread import rss_mib
 from streams.warehouse_batch import Batch, PartitionState
 
 log = structlog.get_logger(__name__)
@@ -100,6 +102,8 @@ class WarehouseLoader:
         self._revoking = False
         #: False once `store_raw` failed where the per-record insert then worked (until a restart)
         self._raw = True
+        #: False once the engine said it cannot release freed memory (`_release_memory`)
+        self._release = True
 
     def start(self) -> None:
         self._thread.start()
@@ -341,7 +345,29 @@ class WarehouseLoader:
         for p, end in ends.items():
             state = self._partitions[p]
             state.stored_below = max(state.stored_below, end)
+        self._release_memory()
         return bad
+
+    def _release_memory(self) -> None:
+        """After a batch, while the process's RSS is above `PW_WAREHOUSE_RELEASE_ABOVE_MIB`, the
+        embedded engine hands back the memory it freed (`EmbeddedWarehouse.release_memory`).
+
+        The engine keeps what an insert or a merge freed, so the worker's RSS peaked about 250 MiB
+        above what it held (docs/performance.md). Giving it back costs CPU (the pages are faulted
+        in again by the next insert), so only above the limit. A server's memory is its own."""
+        limit = self.settings.warehouse_release_above_mib
+        if not limit or not self._release or not isinstance(self.warehouse, EmbeddedWarehouse):
+            return
+        rss = rss_mib()
+        if rss is None or rss <= limit:
+            return
+        try:
+            self.warehouse.release_memory()
+        except WarehouseError as exc:  # an engine without jemalloc: nothing to release, ever
+            self._release = False
+            log.warning("warehouse.release_memory_unsupported", error=str(exc)[:300])
+            return
+        metrics.WAREHOUSE_MEMORY_RELEASES.inc()
 
     def _pending(self, batch: Batch) -> tuple[list[tuple[int, list[Any]]], int, bool]:
         """The batch's ledger records from each partition's `stored_below` on (by fetched run of

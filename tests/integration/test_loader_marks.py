@@ -339,3 +339,39 @@ def refused() -> float:
     from prometheus_client import REGISTRY
 
     return REGISTRY.get_sample_value("pw_warehouse_raw_refused_total") or 0.0
+
+
+def test_above_the_memory_limit_each_batch_releases_the_engines_freed_memory(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """`PW_WAREHOUSE_RELEASE_ABOVE_MIB=1` (this process is always above it): after each stored
+    batch the embedded engine is asked to hand back what it freed, and loading goes on as ever."""
+    from streams.warehouse_loader import WarehouseLoader
+
+    class Releasing(EmbeddedWarehouse):
+        releases = 0
+
+        def release_memory(self) -> None:
+            Releasing.releases += 1
+            super().release_memory()
+
+    ns = Namespace(
+        tmp_path,
+        extra_env={
+            "PW_WAREHOUSE_BATCH_ROWS": "300",
+            "PW_WAREHOUSE_BATCH_SECONDS": "0.3",
+            "PW_WAREHOUSE_RELEASE_ABOVE_MIB": "1",
+        },
+    )
+    ensure_topics(ns.settings)
+    Ledger(ns).produce(1_200)
+    wh = Releasing(tmp_path / "warehouse")
+    loader = WarehouseLoader(ns.settings, wh)
+    loader.start()
+    try:
+        wait_for(lambda: count(wh) >= 1_200, 120, "1,200 rows stored", 0.2)
+    finally:
+        loader.stop()
+    assert_exactly_once(wh, 1_200)
+    assert Releasing.releases >= 4  # at least one per batch of at most 300 rows
+    wh.close()

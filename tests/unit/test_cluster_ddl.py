@@ -191,6 +191,10 @@ def test_alter_runs_on_the_local_tables_and_mirrors_columns_on_the_distributed_t
         "    MODIFY TTL toDateTime(ingested_at) + INTERVAL 730 DAY",
         f"ALTER TABLE audit.alerts_local ON CLUSTER {CLUSTER}\n"
         "    MODIFY TTL toDateTime(stored_at) + INTERVAL 730 DAY",
+        # so are a MergeTree's settings
+        f"ALTER TABLE audit.events_local ON CLUSTER {CLUSTER}\n"
+        "    MODIFY SETTING vertical_merge_algorithm_min_rows_to_activate = 1,\n"
+        "    vertical_merge_algorithm_min_columns_to_activate = 1",
     ]
     # A clause list with commas inside parentheses and quotes splits only at the top level.
     rendered = render(
