@@ -25,6 +25,9 @@ from sinks.metrics import HEAP_TRIMS
 
 log = structlog.get_logger(__name__)
 
+#: bytes per page, for /proc/self/statm
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
 
 def rss_mib() -> float | None:
     """This process's resident memory in MiB (/proc/self/statm), or None where there is no /proc."""
@@ -34,9 +37,6 @@ def rss_mib() -> float | None:
     except (OSError, IndexError, ValueError):
         return None
     return pages * _PAGE / 1048576
-
-
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def malloc_trim() -> Callable[[int], int] | None:
