@@ -169,7 +169,10 @@ def provider_stage(
 
         start_http_server(metrics_port, addr="127.0.0.1")
     stage = ProviderStage(settings)
-    trim = TrimThread(settings.malloc_trim_seconds)  # as in a worker (streams/trim_thread.py)
+    # as in a worker (streams/trim_thread.py)
+    trim = TrimThread(
+        settings.malloc_trim_seconds, mmap_threshold_kib=settings.malloc_mmap_threshold_kib
+    )
     stopping = False
 
     def _stop(signum: int, frame: Any) -> None:

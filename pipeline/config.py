@@ -125,6 +125,12 @@ class Settings(LayeredSettings, DerivedNames):
         ge=0,
         allow_inf_nan=False,
     )
+    malloc_mmap_threshold_kib: int = setting(
+        256,
+        "in the worker, `partnerwatch loader` and `partnerwatch provider-stage`, glibc serves every allocation of this many KiB or more (record batches, fetch buffers) with a mapping of its own, returned to the system when freed, instead of raising the threshold as it goes and keeping such blocks in its arenas (mallopt M_MMAP_THRESHOLD); 0: glibc's own (also when MALLOC_MMAP_THRESHOLD_ or GLIBC_TUNABLES sets it)",
+        ge=0,
+        le=32768,
+    )
     warehouse_batch_rows: int = setting(
         20000, "warehouse insert batch: at most this many rows", ge=1
     )

@@ -17,7 +17,9 @@ class HeapTrimmer(Service):
     """Calls `malloc_trim(0)` every `PW_MALLOC_TRIM_SECONDS` on a thread of its own."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        self.trim_thread = TrimThread(settings.malloc_trim_seconds)
+        self.trim_thread = TrimThread(
+            settings.malloc_trim_seconds, mmap_threshold_kib=settings.malloc_mmap_threshold_kib
+        )
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:

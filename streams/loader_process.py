@@ -79,7 +79,9 @@ class LoaderProcess:
                 return 1
             self.loader.start()
             log.info("loader.started", backend=type(self.loader.warehouse).__name__)
-            trim = TrimThread(s.malloc_trim_seconds).start()
+            trim = TrimThread(
+                s.malloc_trim_seconds, mmap_threshold_kib=s.malloc_mmap_threshold_kib
+            ).start()
             try:
                 while not stop.is_set() and self.loader.alive():
                     with contextlib.suppress(TimeoutError):

@@ -10,6 +10,14 @@ worker's memory goes"). `malloc_trim(0)` returns every free page of every arena 
 (`madvise`); ctypes lets the GIL go during the call, so nothing else waits for it, and it takes a
 few milliseconds. Where the C library has no `malloc_trim` (musl, macOS) nothing runs. Each
 call counts in `pw_heap_trims_total`.
+
+The same processes fix glibc's mmap threshold when the thread starts (`PW_MALLOC_MMAP_THRESHOLD_KIB`,
+256 by default; `fix_mmap_threshold`). glibc serves a block of 128 KiB or more with a mapping of
+its own, but raises that threshold to the size of each such block freed, up to 32 MiB: after the
+first record batches and fetch buffers of a few MiB come and go, blocks of that size are carved
+from the arenas, between smaller blocks that live longer, and what they leave when freed is
+trimmed only page by page, if ever. A fixed threshold keeps them out of the arenas (docs/performance.md,
+"A fixed mmap threshold").
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import structlog
 
@@ -53,18 +61,69 @@ def malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
+#: glibc's `mallopt` parameter for the mmap threshold (`M_MMAP_THRESHOLD` in malloc.h)
+M_MMAP_THRESHOLD = -3
+
+
+def mallopt() -> Callable[[int, int], int] | None:
+    """glibc's `mallopt`, or None where the C library has none."""
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return None
+    opt = getattr(libc, "mallopt", None)
+    if opt is None:
+        return None
+    opt.argtypes = [ctypes.c_int, ctypes.c_int]
+    opt.restype = ctypes.c_int
+    return opt
+
+
+def fix_mmap_threshold(
+    kib: int,
+    *,
+    environ: Mapping[str, str] = os.environ,
+    opt: Callable[[int, int], int] | None = None,
+) -> bool:
+    """Have glibc serve every allocation of `kib` KiB or more with a mapping of its own, at a
+    threshold that no longer moves (`mallopt(M_MMAP_THRESHOLD)`); whether it was set. Nothing is
+    set for 0, without glibc's `mallopt`, or where the operator set the threshold for the process
+    (MALLOC_MMAP_THRESHOLD_, or mmap_threshold in GLIBC_TUNABLES): theirs stands."""
+    if kib <= 0:
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in environ or "mmap_threshold" in environ.get("GLIBC_TUNABLES", ""):
+        log.info("heap.mmap_threshold_from_environment")
+        return False
+    opt = opt or mallopt()
+    if opt is None:
+        log.info("heap.mmap_threshold_unsupported")
+        return False
+    if opt(M_MMAP_THRESHOLD, kib * 1024) != 1:
+        log.warning("heap.mmap_threshold_refused", kib=kib)
+        return False
+    return True
+
+
 class TrimThread:
     """Calls `malloc_trim(0)` every `seconds` until stopped; does nothing for 0 seconds or
-    without glibc."""
+    without glibc. Starting it first fixes the mmap threshold at `mmap_threshold_kib` (0: not)."""
 
-    def __init__(self, seconds: float, *, trim: Callable[[int], int] | None = None) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        *,
+        mmap_threshold_kib: int = 0,
+        trim: Callable[[int], int] | None = None,
+    ) -> None:
         self.seconds = seconds
+        self.mmap_threshold_kib = mmap_threshold_kib
         self.trims = 0
         self._trim = trim
         self._stop = threading.Event()
         self.thread: threading.Thread | None = None
 
     def start(self) -> TrimThread:
+        fix_mmap_threshold(self.mmap_threshold_kib)
         trim = self._trim or malloc_trim()
         if not self.seconds or trim is None:
             log.info("heap_trim.off", seconds=self.seconds, malloc_trim=trim is not None)

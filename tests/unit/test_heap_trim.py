@@ -1,12 +1,17 @@
 """streams/trim_thread.py and streams/heap_trim.py: a process hands freed heap memory back to
 glibc's system every PW_MALLOC_TRIM_SECONDS, on a thread of its own, and not at all when that
-is 0; the worker does it as a Faust service. (`partnerwatch loader`: test_loader_process.py;
-`partnerwatch provider-stage`: test_provider_stage_process.py.)"""
+is 0; the worker does it as a Faust service. Starting the thread fixes glibc's mmap threshold at
+PW_MALLOC_MMAP_THRESHOLD_KIB, unless that is 0 or the environment sets it. (`partnerwatch
+loader`: test_loader_process.py; `partnerwatch provider-stage`: test_provider_stage_process.py.)"""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import time
+from typing import Any
+
+import pytest
 
 from pipeline.config import Settings
 from sinks.metrics import HEAP_TRIMS
@@ -62,3 +67,103 @@ def test_the_worker_service_starts_and_stops_the_thread() -> None:
     asyncio.run(main())
     assert len(calls) >= 3
     assert trimmer.trim_thread.thread is not None and not trimmer.trim_thread.thread.is_alive()
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [  # ctypes' layout of glibc's struct mallinfo2
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def test_the_fixed_threshold_serves_a_block_above_it_with_a_mapping_of_its_own() -> None:
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    libc.malloc.argtypes, libc.malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    assert trim_thread.fix_mmap_threshold(256, environ={}) is True  # the real glibc mallopt
+
+    def mapped_blocks_after_malloc(size: int) -> int:
+        before = libc.mallinfo2().hblks
+        block = libc.malloc(size)
+        try:
+            return int(libc.mallinfo2().hblks - before)
+        finally:
+            libc.free(block)
+
+    # A block freed by mmap raises glibc's own threshold to its size; the fixed one stays put.
+    assert mapped_blocks_after_malloc(4 * 1024 * 1024) == 1
+    assert mapped_blocks_after_malloc(300 * 1024) == 1
+    assert mapped_blocks_after_malloc(64 * 1024) == 0
+
+
+def recorder(answer: int = 1) -> tuple[list[tuple[int, int]], Any]:
+    calls: list[tuple[int, int]] = []
+
+    def opt(param: int, value: int) -> int:
+        calls.append((param, value))
+        return answer
+
+    return calls, opt
+
+
+def test_fix_mmap_threshold_asks_glibc_in_bytes() -> None:
+    calls, opt = recorder()
+    assert trim_thread.fix_mmap_threshold(512, environ={}, opt=opt) is True
+    assert calls == [(trim_thread.M_MMAP_THRESHOLD, 512 * 1024)]
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"MALLOC_MMAP_THRESHOLD_": "1048576"},
+        {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536"},
+    ],
+)
+def test_the_operators_own_threshold_stands(environ: dict[str, str]) -> None:
+    calls, opt = recorder()
+    assert trim_thread.fix_mmap_threshold(256, environ=environ, opt=opt) is False
+    assert calls == []
+
+
+def test_zero_leaves_glibc_its_own_threshold_and_a_refusal_is_reported() -> None:
+    calls, opt = recorder()
+    assert trim_thread.fix_mmap_threshold(0, environ={}, opt=opt) is False
+    assert calls == []
+    calls, refusing = recorder(answer=0)
+    assert trim_thread.fix_mmap_threshold(256, environ={}, opt=refusing) is False
+    assert len(calls) == 1
+
+
+def test_starting_the_thread_fixes_the_threshold_even_without_trims(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[int] = []
+    monkeypatch.setattr(trim_thread, "fix_mmap_threshold", lambda kib: asked.append(kib) or True)
+    thread = trim_thread.TrimThread(0, mmap_threshold_kib=384, trim=lambda pad: 1).start()
+    thread.stop()
+    assert asked == [384] and thread.thread is None
+
+
+def test_the_worker_service_takes_the_setting() -> None:
+    default = heap_trim.HeapTrimmer(Settings.from_env({}))
+    assert default.trim_thread.mmap_threshold_kib == 256
+    off = heap_trim.HeapTrimmer(Settings.from_env({"PW_MALLOC_MMAP_THRESHOLD_KIB": "0"}))
+    assert off.trim_thread.mmap_threshold_kib == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "32769", "256;rm", "1e9"])
+def test_a_threshold_out_of_range_is_refused_at_start_up(value: str) -> None:
+    with pytest.raises(ValueError, match=r"^PW_MALLOC_MMAP_THRESHOLD_KIB="):
+        Settings.from_env({"PW_MALLOC_MMAP_THRESHOLD_KIB": value})
