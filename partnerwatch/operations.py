@@ -183,8 +183,8 @@ def provider_stage(
     signal.signal(signal.SIGINT, _stop)
     if parent_pid and os.getppid() != parent_pid:
         return  # the worker that started this is gone already
+    trim.start()  # first: it fixes the mmap threshold before the stage's buffers come and go
     stage.start()
-    trim.start()
     try:
         while not stopping and stage.alive():
             time.sleep(0.2)

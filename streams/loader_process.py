@@ -77,11 +77,12 @@ class LoaderProcess:
                 log.error("loader.warehouse_unavailable", error=str(exc))
                 print(f"warehouse unavailable: {exc}", file=sys.stderr)
                 return 1
-            self.loader.start()
-            log.info("loader.started", backend=type(self.loader.warehouse).__name__)
+            # before the loader's thread: it fixes the mmap threshold before record batches come and go
             trim = TrimThread(
                 s.malloc_trim_seconds, mmap_threshold_kib=s.malloc_mmap_threshold_kib
             ).start()
+            self.loader.start()
+            log.info("loader.started", backend=type(self.loader.warehouse).__name__)
             try:
                 while not stop.is_set() and self.loader.alive():
                     with contextlib.suppress(TimeoutError):
