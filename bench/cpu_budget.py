@@ -35,7 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procstats import CLK_TCK, broker_pid, children, cpu_seconds, metric
+from bench.procstats import broker_pid, children, cpu_seconds, metric
+from bench.profile import thread_cpu
 from bench.workload import WORKER_ENV, StoredStream, produce, write_results
 from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics
 
@@ -44,17 +45,9 @@ _DUMP_THREAD = re.compile(r'^Thread (\d+) \((?:idle|active|[^)]*)\): "([^"]*)"',
 
 
 def thread_times(pid: int) -> dict[int, tuple[str, float]]:
-    """tid -> (OS thread name, CPU seconds) for every live thread of `pid`."""
-    out: dict[int, tuple[str, float]] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:  # ended meanwhile
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / CLK_TCK)
-    return out
+    """tid -> (OS thread name, CPU seconds) for every live thread of `pid` (`bench.profile`'s
+    reading, keyed by tid)."""
+    return {int(tid): (name, cpu) for (tid, name), cpu in thread_cpu(pid).items()}
 
 
 def python_names(pid: int) -> dict[int, str]:

@@ -47,18 +47,22 @@ def rss_mib() -> float | None:
     return pages * _PAGE / 1048576
 
 
-def malloc_trim() -> Callable[[int], int] | None:
-    """glibc's `malloc_trim`, or None where the C library has none."""
+def _libc(name: str, *argtypes: type) -> Callable[..., int] | None:
+    """The C library's function `name` (returning an int), or None where it has none."""
     try:
         libc = ctypes.CDLL(None)
     except OSError:
         return None
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is None:
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+    function = getattr(libc, name, None)
+    if function is not None:
+        function.argtypes = list(argtypes)
+        function.restype = ctypes.c_int
+    return function
+
+
+def malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None where the C library has none."""
+    return _libc("malloc_trim", ctypes.c_size_t)
 
 
 #: glibc's `mallopt` parameter for the mmap threshold (`M_MMAP_THRESHOLD` in malloc.h)
@@ -67,16 +71,7 @@ M_MMAP_THRESHOLD = -3
 
 def mallopt() -> Callable[[int, int], int] | None:
     """glibc's `mallopt`, or None where the C library has none."""
-    try:
-        libc = ctypes.CDLL(None)
-    except OSError:
-        return None
-    opt = getattr(libc, "mallopt", None)
-    if opt is None:
-        return None
-    opt.argtypes = [ctypes.c_int, ctypes.c_int]
-    opt.restype = ctypes.c_int
-    return opt
+    return _libc("mallopt", ctypes.c_int, ctypes.c_int)
 
 
 def fix_mmap_threshold(
