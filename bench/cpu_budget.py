@@ -11,7 +11,10 @@ knows them (chDB's own: `ThreadPool`, `MergeMutate`, ...); the interpreter's thr
 `python` to the OS, are named by `py-spy dump` where py-spy is installed (`MainThread`: the
 event loop the ingest service runs on; `warehouse-loader` and the `uvloop_*` thread that runs its
 inserts; `provider-stage` in the child). A thread that ended between the readings is not
-counted.
+counted. Beside each thread's CPU, the time it waited for a core while it could have run (the
+scheduler's run-queue delay, `/proc/<pid>/task/<tid>/schedstat`), and the machine's idle share
+between the two readings (`/proc/stat`): a thread that waits while the machine idles is held up
+by something else (the broker, a lock), one that waits while no core idles by the other threads.
 
 The total per event bounds the rate of one worker on this machine: `cores` x 1,000,000 over the
 worker's, its children's and the broker's µs per event, were every core busy with nothing else.
@@ -50,6 +53,46 @@ def thread_times(pid: int) -> dict[int, tuple[str, float]]:
     return {int(tid): (name, cpu) for (tid, name), cpu in thread_cpu(pid).items()}
 
 
+def thread_waits(pid: int) -> dict[int, float]:
+    """tid -> seconds the thread waited on a run queue (ready to run, no core free), for every
+    live thread of `pid` (`schedstat`'s second field, in ns)."""
+    out: dict[int, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        out[int(tid)] = int(fields[1]) / 1e9
+    return out
+
+
+def machine_times() -> tuple[float, float]:
+    """(idle, all) seconds of every core since boot (`/proc/stat`'s `cpu` line; idle counts
+    waiting for I/O too)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (fields[3] + fields[4]) / tick, sum(fields[:8]) / tick
+
+
+def per_event(
+    after: dict[int, float], before: dict[int, float], names: dict[int, str], events: int
+) -> dict[str, float]:
+    """µs per event by thread name, of a per-thread reading taken twice (a thread new since the
+    first reading counts from 0); names of less than 0.05 µs left out, the largest first."""
+    per_name: dict[str, float] = collections.defaultdict(float)
+    for tid, value in after.items():
+        per_name[names.get(tid, str(tid))] += value - before.get(tid, 0.0)
+    return {
+        n: round(v / events * 1e6, 1)
+        for n, v in sorted(per_name.items(), key=lambda item: -item[1])
+        if v / events > 5e-8
+    }
+
+
 def python_names(pid: int) -> dict[int, str]:
     """tid -> the interpreter's name of the thread (py-spy), or nothing without py-spy."""
     if shutil.which("py-spy") is None:
@@ -79,8 +122,12 @@ def one_run(root: Path, stream: StoredStream, env: dict[str, str], skip: float) 
                 raise SystemExit(f"the worker did not start: {worker.log_tail()}")
             time.sleep(0.05)
         started = time.monotonic()
-        before = {p: thread_times(p) for p in (pid, *children(pid))}
+        pids = (pid, *children(pid))
+        before = {p: thread_times(p) for p in pids}
+        waits0 = {p: thread_waits(p) for p in pids}
         broker0 = cpu_seconds(broker) if broker else 0.0
+        broker_waits0 = thread_waits(broker) if broker else {}
+        machine0 = machine_times()
         while not (
             metric(ns.port, "pw_events_accepted_total") >= count
             and metric(ns.port, "pw_provider_stage_events_total") >= count
@@ -90,43 +137,53 @@ def one_run(root: Path, stream: StoredStream, env: dict[str, str], skip: float) 
                 raise SystemExit(f"the worker did not finish: {worker.log_tail()}")
             time.sleep(0.25)
         seconds = time.monotonic() - started
-        after = {p: thread_times(p) for p in (pid, *children(pid))}
+        machine1 = machine_times()
+        after = {p: thread_times(p) for p in pids}
+        waits1 = {p: thread_waits(p) for p in pids}
         broker1 = cpu_seconds(broker) if broker else 0.0
+        broker_waits1 = thread_waits(broker) if broker else {}
         names = {p: python_names(p) for p in after}
     finally:
         worker.stop()
         delete_namespace_topics(ns.settings, [ns.name])
     events = count - accepted0
     processes: dict[str, dict[str, float]] = {}
+    waiting: dict[str, dict[str, float]] = {}
     for p, threads in after.items():
         role = "worker" if p == pid else "provider stage process"
-        per_name: dict[str, float] = collections.defaultdict(float)
-        for tid, (os_name, cpu) in threads.items():
-            name = names[p].get(tid, os_name)
-            per_name[name] += cpu - before.get(p, {}).get(tid, (os_name, 0.0))[1]
-        processes[role] = {
-            n: round(c / events * 1e6, 1)
-            for n, c in sorted(per_name.items(), key=lambda item: -item[1])
-            if c / events > 5e-8
-        }
+        thread_names = {tid: names[p].get(tid, os_name) for tid, (os_name, _) in threads.items()}
+        processes[role] = per_event(
+            {tid: cpu for tid, (_, cpu) in threads.items()},
+            {tid: cpu for tid, (_, cpu) in before.get(p, {}).items()},
+            thread_names,
+            events,
+        )
+        waiting[role] = per_event(waits1[p], waits0.get(p, {}), thread_names, events)
+    idle = machine1[0] - machine0[0]
     return {
         "events": events,
         "seconds": round(seconds, 1),
         "events_per_second": round(events / seconds),
         "processes": processes,
+        "waiting_us_per_event": waiting,
         "broker_us_per_event": round((broker1 - broker0) / events * 1e6, 1) if broker else None,
+        "broker_waiting_us_per_event": round(
+            (sum(broker_waits1.values()) - sum(broker_waits0.values())) / events * 1e6, 1
+        )
+        if broker
+        else None,
+        "machine_idle_share": round(idle / max(machine1[1] - machine0[1], 1e-9), 3),
     }
 
 
-def median_budget(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per process and thread name, the median over the runs (0 where a run lacks it)."""
+def median_budget(runs: list[dict[str, Any]], key: str = "processes") -> dict[str, Any]:
+    """Per process and thread name, the median over the runs of `run[key]` (0 where a run lacks
+    it)."""
     out: dict[str, dict[str, float]] = {}
-    for role in dict.fromkeys(r for run in runs for r in run["processes"]):
-        names = dict.fromkeys(n for run in runs for n in run["processes"].get(role, {}))
+    for role in dict.fromkeys(r for run in runs for r in run[key]):
+        names = dict.fromkeys(n for run in runs for n in run[key].get(role, {}))
         out[role] = {
-            n: round(
-                statistics.median(run["processes"].get(role, {}).get(n, 0.0) for run in runs), 1
-            )
+            n: round(statistics.median(run[key].get(role, {}).get(n, 0.0) for run in runs), 1)
             for n in names
         }
     return out
@@ -158,7 +215,10 @@ def main() -> None:
     finally:
         stream.remove()
     budget = median_budget(runs)
+    waiting = median_budget(runs, "waiting_us_per_event")
     broker = statistics.median(r["broker_us_per_event"] or 0.0 for r in runs)
+    broker_waiting = statistics.median(r["broker_waiting_us_per_event"] or 0.0 for r in runs)
+    idle = statistics.median(r["machine_idle_share"] for r in runs)
     total = sum(sum(p.values()) for p in budget.values()) + broker
     cores = os.cpu_count() or 1
     figures = {
@@ -169,7 +229,10 @@ def main() -> None:
         "cores": cores,
         "events_per_second": statistics.median(r["events_per_second"] for r in runs),
         "budget_us_per_event": budget,
+        "waiting_us_per_event": waiting,
         "broker_us_per_event": broker,
+        "broker_waiting_us_per_event": broker_waiting,
+        "machine_idle_share": idle,
         "total_us_per_event": round(total, 1),
         "bound_events_per_second": round(cores * 1e6 / total) if total else None,
         "runs": runs,
@@ -181,15 +244,23 @@ def main() -> None:
         f"of {args.count:,} events ({figures['events_per_second']:,} events/s), from "
         f"{args.skip:.0%} of the events accepted until every event is stored and folded.",
         "",
-        "| process | thread | µs per event |",
-        "|---|---|---|",
+        "| process | thread | CPU, µs per event | waiting for a core, µs per event |",
+        "|---|---|---|---|",
     ]
     for role, threads in budget.items():
-        lines += [f"| {role} | {name} | {us} |" for name, us in threads.items()]
-        lines.append(f"| {role} | **all** | **{sum(threads.values()):.1f}** |")
+        waits = waiting.get(role, {})
+        lines += [
+            f"| {role} | {name} | {us} | {waits.get(name, 0.0)} |" for name, us in threads.items()
+        ]
+        lines.append(
+            f"| {role} | **all** | **{sum(threads.values()):.1f}** | "
+            f"**{sum(waits.values()):.1f}** |"
+        )
     lines += [
-        f"| broker | | {broker} |",
-        f"| **all** | | **{total:.1f}** |",
+        f"| broker | | {broker} | {broker_waiting} |",
+        f"| **all** | | **{total:.1f}** | |",
+        "",
+        f"The machine's cores were idle {idle:.1%} of the time between the two readings.",
         "",
         f"On {cores} cores, {total:.1f} µs per event bounds one worker with its broker at "
         f"{figures['bound_events_per_second']:,} events/s, were every core busy with nothing else.",

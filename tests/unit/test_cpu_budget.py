@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 
-from bench.cpu_budget import _DUMP_THREAD, median_budget, thread_times
+from bench.cpu_budget import (
+    _DUMP_THREAD,
+    machine_times,
+    median_budget,
+    per_event,
+    thread_times,
+    thread_waits,
+)
 
 
 def _spin(seconds: float) -> None:
@@ -69,3 +78,40 @@ def test_median_budget_per_process_and_thread() -> None:
         "worker": {"MainThread": 65.0, "ThreadPool": 10.0},
         "provider stage process": {"x": 0.0},
     }
+
+
+def test_thread_waits_is_time_ready_to_run_without_a_core() -> None:
+    # Three busy processes on one core: each runs about a third of the time and waits the rest,
+    # so what a waiting reading gives must be about twice its CPU (the CPU field would equal it).
+    spin = "import time\nend = time.time() + 1.2\nwhile time.time() < end: pass\n"
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", spin], preexec_fn=lambda: os.sched_setaffinity(0, {cpu})
+        )
+        for _ in range(3)
+    ]
+    try:
+        time.sleep(0.9)
+        readings = [(thread_times(p.pid), thread_waits(p.pid)) for p in procs]
+    finally:
+        for p in procs:
+            p.wait(10)
+    for cpu_times, waits in readings:
+        (tid,) = waits  # one thread each
+        assert cpu_times[tid][1] > 0.05
+        assert waits[tid] > 1.3 * cpu_times[tid][1]
+
+
+def test_per_event_groups_threads_by_name() -> None:
+    after = {1: 2.0, 2: 1.5, 3: 0.01, 4: 0.5}
+    before = {1: 1.0, 2: 1.0, 3: 0.0}  # 4 started between the readings
+    names = {1: "ThreadPool", 2: "ThreadPool", 3: "tiny", 4: "MainThread"}
+    # 1,000,000 events: 1 s is 1 µs per event; below 0.05 µs is left out
+    assert per_event(after, before, names, 1_000_000) == {"ThreadPool": 1.5, "MainThread": 0.5}
+    assert per_event(after, before, names, 1_000_000_000) == {}  # all under 0.05 µs
+
+
+def test_machine_times_idle_within_all() -> None:
+    idle, total = machine_times()
+    assert 0 <= idle <= total
