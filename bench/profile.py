@@ -6,12 +6,15 @@ reports events/s in the window, the CPU of each busy thread, and the main thread
 inclusive and by own (leaf) time, to bench/results/profile-<date>.md and on stdout. The raw
 collapsed stacks are kept beside it for flame graphs (`profile-<date>.txt`).
 
-    python -m bench.profile [--count 150000] [--seconds 30] [--warmup 10]
+    python -m bench.profile [--count 150000] [--seconds 30] [--warmup 10] [--gil | --idle]
 
 Percentages are of the main thread's busy samples (the event loop, where the ingest service runs).
 With `--gil`, py-spy records only the thread holding the interpreter lock at each sample, and the
 report gives each thread's share of the window: how close the process is to being bound by one
 interpreter (its threads, ingest, the warehouse loader and the provider stage, take turns).
+With `--idle`, the samples of threads not running are kept too: the main thread's own time then
+says where it waits as well as where it works (uvloop's poll for events when it has nothing to
+do; any other line when it waits for the interpreter lock or a page).
 Frames Faust and Python resume from C (uvloop) may lose their callers, so a cost can show up
 without the agent above it: read the own-time list with that in mind.
 """
@@ -106,7 +109,12 @@ def main() -> None:
     parser.add_argument(
         "--gil", action="store_true", help="sample only the thread holding the interpreter lock"
     )
+    parser.add_argument(
+        "--idle", action="store_true", help="keep the samples of threads not running, too"
+    )
     args = parser.parse_args()
+    if args.gil and args.idle:
+        parser.error("--gil and --idle do not go together")
     spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
         raise SystemExit("py-spy is not installed: pip install -e '.[dev]'")
@@ -142,6 +150,7 @@ def main() -> None:
                     "--nonblocking",
                     "--threads",
                     *(["--gil"] if args.gil else []),
+                    *(["--idle"] if args.idle else []),
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,
@@ -160,17 +169,24 @@ def main() -> None:
         f"# Worker profile {datetime.now(UTC).isoformat(timespec='seconds')}",
         "",
         f"Command: `python -m bench.profile --count {args.count} --seconds {args.seconds} --warmup {args.warmup:g}"
-        + (" --gil`" if args.gil else "`"),
+        + (" --gil`" if args.gil else " --idle`" if args.idle else "`"),
         "",
         f"{events:,.0f} events sequenced in {elapsed:.1f} s: **{events / elapsed:,.0f} events/s**;"
-        f" main thread busy in {samples} samples of {args.seconds * 50}.",
+        f" main thread {'sampled' if args.idle else 'busy'} in {samples} samples of"
+        f" {args.seconds * 50}.",
         "",
         "| thread | cores |",
         "|---|---|",
         *(f"| {name} | {cpu / elapsed:.2f} |" for name, cpu in busy if cpu / elapsed >= 0.01),
         "",
         "| thread | share of the samples"
-        + (" (holding the interpreter lock)" if args.gil else " (busy)")
+        + (
+            " (holding the interpreter lock)"
+            if args.gil
+            else " (busy or idle)"
+            if args.idle
+            else " (busy)"
+        )
         + " |",
         "|---|---|",
         *(f"| {name} | {n / window:.1%} |" for name, n in by_thread if n / window >= 0.005),
