@@ -12,7 +12,12 @@ from bench import profile
 
 def test_gil_and_idle_are_refused_together(monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[object] = []
-    monkeypatch.setattr(profile, "produce", lambda *a, **k: started.append(a))
+
+    def namespace(*args: object, **kwargs: object) -> None:
+        started.append(args)
+        raise RuntimeError("the bench went on to start a worker")
+
+    monkeypatch.setattr(profile, "Namespace", namespace)
     monkeypatch.setattr(sys, "argv", ["bench.profile", "--gil", "--idle"])
     with pytest.raises(SystemExit) as exc:
         profile.main()
