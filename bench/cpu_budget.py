@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procstats import broker_pid, children, cpu_seconds, metric
+from bench.procstats import CLK_TCK, broker_pid, children, cpu_seconds, metric, schedstat
 from bench.profile import thread_cpu
 from bench.workload import WORKER_ENV, StoredStream, produce, write_results
 from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics
@@ -63,10 +63,9 @@ def thread_waits(pid: int) -> dict[int, float]:
         return out
     for tid in tids:
         try:
-            fields = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+            out[int(tid)] = schedstat(f"/proc/{pid}/task/{tid}/schedstat")[1]
         except OSError:
             continue  # a thread that ended meanwhile
-        out[int(tid)] = int(fields[1]) / 1e9
     return out
 
 
@@ -74,12 +73,11 @@ def machine_times() -> tuple[float, float]:
     """(idle, all) seconds of every core since boot (`/proc/stat`'s `cpu` line; idle counts
     waiting for I/O too)."""
     fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    tick = os.sysconf("SC_CLK_TCK")
-    return (fields[3] + fields[4]) / tick, sum(fields[:8]) / tick
+    return (fields[3] + fields[4]) / CLK_TCK, sum(fields[:8]) / CLK_TCK
 
 
 def per_event(
-    after: dict[int, float], before: dict[int, float], names: dict[int, str], events: int
+    after: dict[int, float], before: dict[int, float], names: dict[int, str], events: float
 ) -> dict[str, float]:
     """µs per event by thread name, of a per-thread reading taken twice (a thread new since the
     first reading counts from 0); names of less than 0.05 µs left out, the largest first."""

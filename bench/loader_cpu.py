@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.procstats import CLK_TCK, schedstat
 from bench.workload import write_results
 from partnerwatch.local_worker import CREATED, Namespace, delete_namespace_topics
 from pipeline.config import Settings
@@ -46,8 +47,6 @@ from pipeline.simulation.traffic import generate
 from sinks.kafka_io import aio_producer, ensure_topics
 from sinks.loader_offsets import Mark, write_marks
 from streams.warehouse_loader import WarehouseLoader
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def fill_ledger(ns: Namespace, rows: int, seed: int) -> int:
@@ -95,12 +94,6 @@ def task_cpu() -> dict[int, float]:
     return out
 
 
-def schedstat() -> tuple[float, float]:
-    """(CPU seconds, run-queue seconds) of the calling thread."""
-    cpu, delay, _ = Path("/proc/thread-self/schedstat").read_text().split()
-    return int(cpu) / 1e9, int(delay) / 1e9
-
-
 class Probe(threading.Thread):
     """Spins a counter; `waited` is the wall time it was neither running nor runnable: waiting
     for the GIL (it never blocks otherwise)."""
@@ -113,7 +106,7 @@ class Probe(threading.Thread):
         self.wall = 0.0
 
     def run(self) -> None:
-        cpu0, delay0 = schedstat()
+        cpu0, delay0 = schedstat("/proc/thread-self/schedstat")
         wall0 = time.perf_counter()
         stopped = self.stop.is_set
         n = 0
@@ -121,7 +114,7 @@ class Probe(threading.Thread):
             for _ in range(1000):
                 n += 1
         self.wall = time.perf_counter() - wall0
-        cpu1, delay1 = schedstat()
+        cpu1, delay1 = schedstat("/proc/thread-self/schedstat")
         self.count = n
         self.waited = max(0.0, self.wall - (cpu1 - cpu0) - (delay1 - delay0))
 

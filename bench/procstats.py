@@ -23,6 +23,13 @@ def metric(port: int, name: str) -> float:
     return total
 
 
+def schedstat(path: str) -> tuple[float, float]:
+    """(seconds on a core, seconds waiting on a run queue: ready, no core free) of one thread,
+    from its `schedstat` file (e.g. /proc/thread-self/schedstat, /proc/<pid>/task/<tid>/schedstat)."""
+    cpu, delay, _ = Path(path).read_text().split()
+    return int(cpu) / 1e9, int(delay) / 1e9
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
