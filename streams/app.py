@@ -11,7 +11,10 @@ from faust.sensors import Monitor
 
 from pipeline.config import Settings
 from sinks.kafka_io import faust_options
-from streams.faust_internals import start_tables_without_pause
+from streams.faust_internals import (
+    send_produce_requests_without_copies,
+    start_tables_without_pause,
+)
 from streams.web.guard import WebGuard, exposure_error
 
 
@@ -118,6 +121,8 @@ app = faust.App(
     Monitor=LeanMonitor,
 )
 start_tables_without_pause(app)  # no Faust tables: skip the TableManager's one-second start pause
+# the ingest service's record batches (1 MiB each) go to the socket as they are, not copied
+send_produce_requests_without_copies()
 
 
 @app.task

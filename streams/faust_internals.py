@@ -8,7 +8,13 @@ the new code, then move the pins here and in pyproject.toml together.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
+
+import aiokafka.conn as aiokafka_conn
+import aiokafka.errors as aiokafka_errors
+from aiokafka.protocol.produce import ProduceRequest
+from aiokafka.protocol.types import Array, Bytes, Int32, Schema
 
 from pipeline.dependency_pins import require_tested
 
@@ -47,3 +53,98 @@ def set_fetch_max_wait(consumer: Any, ms: int) -> None:
     them (aiokafka reads `fetch_max_wait_ms` from its fetcher each time it builds a request,
     aiokafka/consumer/fetcher.py `_get_actions_per_node`; a fetch in flight keeps its own)."""
     consumer._fetcher._fetch_max_wait_ms = int(ms)
+
+
+#: A `Bytes` value this long (a produce request's record batch) goes to the socket as it is.
+_AS_IS = 64 * 1024
+
+
+def _pieces(field: Any, value: Any, out: list[Any]) -> None:
+    """`field.encode(value)` as a list of pieces that join to the same bytes, with every long
+    `Bytes` value a piece of its own, not copied (aiokafka/protocol/types.py `Schema`, `Array`
+    and `Bytes`; every other type encodes itself, as in aiokafka)."""
+    kind = type(field)
+    if kind is Schema:
+        if len(value) != len(field.fields):
+            raise ValueError("Item field count does not match Schema")
+        for member, item in zip(field.fields, value, strict=True):
+            _pieces(member, item, out)
+    elif kind is Array:
+        if value is None:
+            out.append(Int32.encode(-1))
+        else:
+            out.append(Int32.encode(len(value)))
+            for item in value:
+                _pieces(field.array_of, item, out)
+    elif field is Bytes and value is not None and len(value) >= _AS_IS:
+        out.append(Int32.encode(len(value)))
+        out.append(value)
+    else:
+        out.append(field.encode(value))
+
+
+def request_pieces(header: Any, request_struct: Any) -> list[Any]:
+    """The size-prefixed message `AIOKafkaConnection.send` writes for `request_struct` (aiokafka
+    builds `size + header.encode() + request_struct.encode()`), as few pieces: the short parts
+    joined, each long `Bytes` value as it is."""
+    parts: list[Any] = [header.encode()]
+    schema = type(request_struct).SCHEMA
+    _pieces(schema, [request_struct.__dict__[name] for name in schema.names], parts)
+    pieces: list[Any] = []
+    short: list[bytes] = []
+    for part in parts:
+        if len(part) >= _AS_IS:
+            if short:
+                pieces.append(b"".join(short))
+                short = []
+            pieces.append(part)
+        else:
+            short.append(part)
+    if short:
+        pieces.append(b"".join(short))
+    size = sum(len(piece) for piece in pieces)
+    return [struct.pack(">i", size) + pieces[0], *pieces[1:]]
+
+
+def _send_without_copies(self: Any, request: Any, expect_response: bool = True) -> Any:
+    """`AIOKafkaConnection.send` (aiokafka/conn.py), for produce requests: the record batches go
+    to the transport as they are (uvloop's `writelines` keeps a view of each and writes them
+    with one `writev`) instead of being copied into one message about eight times by aiokafka's
+    nested joins, each copy of a 1 MiB batch a fresh mapping at the worker's fixed mmap
+    threshold (streams/trim_thread.py). Every other request goes the library's own way."""
+    if not isinstance(request, ProduceRequest):
+        return _LIBRARY_SEND(self, request, expect_response)
+    if self._writer is None:
+        raise aiokafka_errors.KafkaConnectionError(
+            f"No connection to broker at {self._host}:{self._port}"
+        )
+    request_struct = request.prepare(self._versions)
+    correlation_id = self._next_correlation_id()
+    header = request_struct.build_request_header(
+        correlation_id=correlation_id, client_id=self._client_id
+    )
+    pieces = request_pieces(header, request_struct)
+    try:
+        self._writer.writelines(pieces)
+    except OSError as err:
+        self.close(reason=aiokafka_conn.CloseReason.CONNECTION_BROKEN)
+        raise aiokafka_errors.KafkaConnectionError(
+            f"Connection at {self._host}:{self._port} broken: {err}"
+        ) from err
+    aiokafka_conn.log.debug(
+        "Request to %s:%d %d: %s", self._host, self._port, correlation_id, request_struct
+    )
+    if not expect_response:
+        return self._writer.drain()
+    fut = self._loop.create_future()
+    self._requests.append((correlation_id, request_struct, fut))
+    return aiokafka_conn.wait_for(fut, self._request_timeout)
+
+
+_LIBRARY_SEND = aiokafka_conn.AIOKafkaConnection.send
+
+
+def send_produce_requests_without_copies() -> None:
+    """Every aiokafka connection of this process writes produce requests without copying their
+    record batches (`_send_without_copies`); idempotent."""
+    aiokafka_conn.AIOKafkaConnection.send = _send_without_copies
