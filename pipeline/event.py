@@ -232,10 +232,14 @@ def timestamp_ms(value: Any, name: str) -> int:
     return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
 
 
+#: `mmmZ` for each millisecond of a second (`format_ms`: a lookup costs less than formatting).
+_MILLIS = tuple(f"{millis:03d}Z" for millis in range(1000))
+
+
 def format_ms(ms: int) -> str:
     """Epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`."""
-    seconds, millis = divmod(ms, 1000)
-    return f"{_second_prefix(seconds)}{millis:03d}Z"
+    seconds = ms // 1000
+    return _second_prefix(seconds) + _MILLIS[ms - seconds * 1000]
 
 
 @lru_cache(maxsize=4096)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -29,7 +29,15 @@ from pipeline.contract import (
     OUTCOMES,
     needs_marketplace,
 )
-from pipeline.event import REASONS, Rejected, canonical, normalize, parse_action
+from pipeline.event import (
+    REASONS,
+    Rejected,
+    canonical,
+    format_ms,
+    normalize,
+    parse_action,
+    timestamp_ms,
+)
 from pipeline.grant_schema import GRANT_FIELDS
 from pipeline.marketplaces import ACCEPTED, MARKETPLACE_IDS
 
@@ -1299,3 +1307,13 @@ def test_known_crashers_are_rejected() -> None:
     for case in cases:
         with pytest.raises(Rejected):
             case()
+
+
+@given(st.integers(min_value=0, max_value=7_258_118_399_999))  # 1970 .. 2199
+def test_format_ms_is_datetimes_own_format(ms: int) -> None:
+    """`format_ms` (a lookup of the second's prefix and the millisecond's text) writes what
+    `datetime` writes for the same instant, to the millisecond."""
+    second = datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    expected = f"{second}{ms % 1000:03d}Z"
+    assert format_ms(ms) == expected
+    assert timestamp_ms(format_ms(ms), "t") == ms
