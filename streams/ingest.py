@@ -60,7 +60,7 @@ from streams import ml_models
 from streams.alert_publisher import publisher
 from streams.app import app, settings
 from streams.detect_metrics import DetectMetrics
-from streams.faust_internals import set_fetch_max_wait
+from streams.faust_internals import raw_value, records_as_fetched, set_fetch_max_wait
 from streams.fetch_wait import BUSY_MS, FetchWait
 from streams.ingest_batch import Ingest, IngestBatch
 from streams.ingest_partition import (
@@ -107,6 +107,7 @@ class IngestService(Service):
                 s, role="ingest", linger_ms=0, max_batch_size=1024 * 1024
             )
             await self.shared_producer.start()
+        records_as_fetched()  # no ConsumerRecord per record: the offset, key, value and time do
         self.consumer = aio_consumer(
             s,
             role="ingest",
@@ -114,6 +115,7 @@ class IngestService(Service):
             fetch_max_wait_ms=BUSY_MS,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
+            value_deserializer=raw_value,
         )
         self.consumer.subscribe([s.actions_topic], listener=_Rebalance(self))
         await self.consumer.start()

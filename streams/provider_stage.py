@@ -73,6 +73,7 @@ from pipeline.config import Settings
 from pipeline.ledger import strip_entry
 from sinks import metrics
 from sinks.kafka_io import aio_consumer, aio_producer
+from streams.faust_internals import raw_value, records_as_fetched
 from streams.ingest_backlog import IngestBacklog
 from streams.provider_assignment import OneActive, StageListener
 from streams.provider_state import load_states, write_checkpoint
@@ -171,12 +172,14 @@ class ProviderStage:
         s = self.settings
         self._alerts = aio_producer(s, role="provider-alerts", linger_ms=0)
         await self._alerts.start()
+        records_as_fetched()  # no ConsumerRecord per record: the offset and value do (`_take`)
         consumer = self._consumer = aio_consumer(
             s,
             role="provider-stage",
             group=s.provider_group,
             partition_assignment_strategy=(OneActive,),
             fetch_max_wait_ms=50,
+            value_deserializer=raw_value,
         )
         consumer.subscribe([s.ledger_topic], listener=StageListener(self))
         self.reload_rules()

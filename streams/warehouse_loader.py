@@ -57,6 +57,7 @@ from sinks.clickhouse import Warehouse, WarehouseError, migrate, open_warehouse
 from sinks.clickhouse_embedded import EmbeddedWarehouse
 from sinks.kafka_io import aio_consumer, aio_producer
 from sinks.loader_offsets import Mark, read_marks, write_marks
+from streams.faust_internals import raw_value, records_as_fetched
 from streams.trim_thread import rss_mib
 from streams.warehouse_batch import Batch, PartitionState
 
@@ -158,7 +159,10 @@ class WarehouseLoader:
         # A new run knows nothing: marks are read again, the uncommitted batch is redelivered.
         self._partitions, self._owned, self._batch = {}, set(), Batch()
         self._lock, self._revoking, self._raw = asyncio.Lock(), False, True
-        consumer = aio_consumer(s, role="warehouse", group=s.warehouse_group)
+        records_as_fetched()  # no ConsumerRecord per record: the offset, key and value do
+        consumer = aio_consumer(
+            s, role="warehouse", group=s.warehouse_group, value_deserializer=raw_value
+        )
         consumer.subscribe([s.ledger_topic, s.alerts_topic], listener=_Rebalance(self, consumer))
         producer = self._producer = aio_producer(s, role="warehouse-deadletter")
         await producer.start()
@@ -221,20 +225,23 @@ class WarehouseLoader:
                     try:
                         batch.alerts.append(checked_alert(record.value))
                     except BadRecord as bad:
-                        await self._dead_letter(producer, record, bad)
+                        await self._dead_letter(producer, tp, record, bad)
             batch.offsets[tp] = records[-1].offset + 1
 
-    async def _dead_letter(self, producer: AIOKafkaProducer, record: Any, bad: BadRecord) -> None:
-        """Send one unstorable record to the dead-letter topic (before its offset is committed)."""
+    async def _dead_letter(
+        self, producer: AIOKafkaProducer, tp: TopicPartition, record: Any, bad: BadRecord
+    ) -> None:
+        """Send one unstorable record of `tp` to the dead-letter topic (before its offset is
+        committed). The records are as fetched (`raw_value`): they carry no topic or partition."""
         value = deadletter.record(
-            bad.reason, bad.detail, record.topic, record.partition, record.offset, record.value
+            bad.reason, bad.detail, tp.topic, tp.partition, record.offset, record.value
         )
         await producer.send_and_wait(self.settings.deadletter_topic, value=value, key=record.key)
         self.deadlettered += 1
         log.warning(
             "warehouse.record_dead_lettered",
-            topic=record.topic,
-            partition=record.partition,
+            topic=tp.topic,
+            partition=tp.partition,
             offset=record.offset,
             reason=bad.reason,
         )
@@ -267,8 +274,8 @@ class WarehouseLoader:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         self.last_error = ""
-        for record, reason in bad:  # stored without them: dead-lettered before the commit
-            await self._dead_letter(self._held_producer(), record, reason)
+        for tp, record, reason in bad:  # stored without them: dead-lettered before the commit
+            await self._dead_letter(self._held_producer(), tp, record, reason)
         await consumer.commit(
             {tp: OffsetAndMetadata(offset, "") for tp, offset in batch.offsets.items()}
         )
@@ -277,7 +284,7 @@ class WarehouseLoader:
         metrics.WAREHOUSE_BATCH_ROWS.observe(batch.records)
         return True
 
-    def _write(self, batch: Batch) -> list[tuple[Any, BadRecord]]:
+    def _write(self, batch: Batch) -> list[tuple[TopicPartition, Any, BadRecord]]:
         """Marks, then the new rows, then the alerts (executor thread); the marks in memory move
         on only once all is stored. Returns the ledger records that cannot be stored, with why:
         the caller dead-letters them before it commits.
@@ -299,7 +306,7 @@ class WarehouseLoader:
             if state.check_below is None:
                 state.check_below = first + self.settings.warehouse_batch_rows
         pending, skipped, fast = self._pending(batch)
-        bad: list[tuple[Any, BadRecord]] = []
+        bad: list[tuple[TopicPartition, Any, BadRecord]] = []
         stored = 0
         if pending:
             write_marks(
@@ -392,18 +399,19 @@ class WarehouseLoader:
     def _store_checked(
         self,
         pending: list[tuple[int, list[Any]]],
-        bad: list[tuple[Any, BadRecord]],
+        bad: list[tuple[TopicPartition, Any, BadRecord]],
         check_all: bool,
     ) -> tuple[int, int]:
         """The per-record path: decode and check each record (the unstorable ones go to `bad`),
         leave out what audit.events holds, store the rest. Returns (stored, skipped)."""
         lines: list[tuple[int, int, LedgerLine]] = []
+        topic = self.settings.ledger_topic
         for p, records in pending:
             for record in records:
                 try:
                     lines.append((p, record.offset, ledger_line(record.value)))
                 except BadRecord as reason:
-                    bad.append((record, reason))
+                    bad.append((TopicPartition(topic, p), record, reason))
         new, skipped = self._new_lines(lines, check_all)
         return store_lines(self.warehouse, [line for _, _, line in new]), skipped
 
