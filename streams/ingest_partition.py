@@ -57,9 +57,14 @@ log = structlog.get_logger(__name__)
 MAX_BATCH = 5_000
 MAX_PENDING = 2 * MAX_BATCH
 #: Garbage collector thresholds once the state is loaded (Python's defaults: 700, 10, 10).
-#: Measured in-process on the benchmark's mix (bench/stages.py, median of 3): 97.2 µs per event
-#: with the defaults, 92.5 with these, 95.8 with (50,000, 50, 100).
-GC_THRESHOLD = (10_000, 20, 50)
+#: The youngest generation every 10,000 allocations (measured in-process on the benchmark's mix,
+#: bench/stages.py, median of 3: 97.2 µs per event with the defaults, 92.5 with 10,000 and 20).
+#: The middle one only every 1,000 of those: on a backlog it held the records fetched ahead and
+#: the batch being worked on, each collection walked them again (about 70 ms, every 2 s in a
+#: worker at 12,000 events/s: about 1.9 µs per event of the interpreter's time), and nearly
+#: all of them die before a rarer one comes (one collection of about 150 ms in 120 s, 0.1 µs
+#: per event; docs/performance.md, "The collector's middle generation").
+GC_THRESHOLD = (10_000, 1_000, 10)
 #: Events of a batch after which the alerts raised so far are published (and other work runs).
 PUBLISH_EVERY = 200
 #: Least time between the starts of two transactions of a partition: records that arrive sooner
