@@ -3,11 +3,12 @@
 Produces `--count` events of the benchmark mix (bench/workload.py) to a fresh namespace and
 starts one worker (compiled where the build is present) with a probe on its `sys.path`: a
 `sitecustomize` module that times every collection through `gc.callbacks` and writes, every
-second, how many collections of each generation ran, their time and the longest one, to a
-file per process. After `--warmup` seconds it reads the worker's counters and
-`pw_events_accepted_total`, again after `--seconds`, and reports for the window: events/s, and
-per generation the collections, their time per event accepted (µs) and the longest pause.
-Collections hold the interpreter lock whichever thread runs them, so their time is time the
+second (and at exit), how many collections of each generation ran, their time, and when each
+collection of 1 ms or more ran and how long it took, to a file per process. After `--warmup`
+seconds it reads the worker's counters and `pw_events_accepted_total`, again after
+`--seconds`, and reports for the window: events/s, and per generation the collections, their
+time per event accepted (µs) and the longest one (the probe's readings are up to a second old
+when read). Collections hold the interpreter lock whichever thread runs them, so their time is time the
 ingest service cannot run. `--threshold A,B,C` runs the worker with those thresholds in place
 of `streams/ingest_partition.py` `GC_THRESHOLD` (the probe turns the worker's own
 `gc.set_threshold` call into one with these), to compare.
@@ -38,29 +39,37 @@ REPO = Path(__file__).resolve().parent.parent
 
 #: The probe, loaded by the worker's interpreter at start (`sitecustomize`).
 PROBE = """
-import gc, json, os, threading, time
-_n = [0, 0, 0]; _spent = [0.0, 0.0, 0.0]; _longest = [0.0, 0.0, 0.0]; _started = [0.0]
+import atexit, collections, gc, json, os, threading, time
+_n = [0, 0, 0]; _spent = [0.0, 0.0, 0.0]; _started = [0.0]
+#: (wall time, generation, seconds) of each collection of 1 ms or more, the latest ones
+_pauses = collections.deque(maxlen=20000)
 def _timed(phase, info):
     if phase == "start":
         _started[0] = time.perf_counter()
         return
     g = info["generation"]
     took = time.perf_counter() - _started[0]
-    _n[g] += 1; _spent[g] += took; _longest[g] = max(_longest[g], took)
+    _n[g] += 1; _spent[g] += took
+    if took >= 0.001:
+        _pauses.append((time.time(), g, took))
 gc.callbacks.append(_timed)
 if os.environ.get("PW_GC_PROBE_THRESHOLD"):
+    # the process's own gc.set_threshold call (the worker's, once its state is loaded) sets these
     _forced = tuple(int(x) for x in os.environ["PW_GC_PROBE_THRESHOLD"].split(","))
     _set_threshold = gc.set_threshold
     gc.set_threshold = lambda *_: _set_threshold(*_forced)
-    gc.set_threshold()
-def _write():
+def _write_once():
     path = os.path.join(os.environ["PW_GC_PROBE_DIR"], f"{os.getpid()}.json")
+    doc = {"n": list(_n), "seconds": list(_spent), "pauses": list(_pauses),
+           "threshold": gc.get_threshold(), "at": time.time()}
+    with open(path + ".tmp", "w") as f:
+        json.dump(doc, f)
+    os.replace(path + ".tmp", path)
+def _write():
     while True:
         time.sleep(1)
-        doc = {"n": _n, "seconds": _spent, "longest": _longest, "threshold": gc.get_threshold()}
-        with open(path + ".tmp", "w") as f:
-            json.dump(doc, f)
-        os.replace(path + ".tmp", path)
+        _write_once()
+atexit.register(_write_once)
 threading.Thread(target=_write, daemon=True, name="gc-probe").start()
 """
 
@@ -70,7 +79,12 @@ def read_probe(folder: Path, pid: int) -> dict[str, Any]:
 
 
 def window(before: dict[str, Any], after: dict[str, Any], events: float) -> list[dict[str, Any]]:
-    """Per generation: collections in the window, their µs per event, the longest pause so far."""
+    """Per generation: collections between the two readings, their µs per event, and the
+    longest of them in ms (0.0: none of 1 ms or more)."""
+    longest = [0.0, 0.0, 0.0]
+    for at, g, took in after["pauses"]:
+        if before["at"] < at <= after["at"]:
+            longest[g] = max(longest[g], took * 1000)
     return [
         {
             "generation": g,
@@ -78,7 +92,7 @@ def window(before: dict[str, Any], after: dict[str, Any], events: float) -> list
             "us_per_event": (after["seconds"][g] - before["seconds"][g]) / events * 1e6
             if events
             else 0.0,
-            "longest_ms": after["longest"][g] * 1000,
+            "longest_ms": longest[g],
         }
         for g in range(3)
     ]
@@ -157,7 +171,7 @@ def main() -> None:
         f"{ended - started:.1f} s (**{rate:,.0f} events/s**), thresholds "
         f"{tuple(after['threshold'])}.",
         "",
-        "| generation | collections | µs per event | longest pause since start, ms |",
+        "| generation | collections | µs per event | longest, ms |",
         "|---|---|---|---|",
         *(
             f"| {r['generation']} | {r['collections']} | {r['us_per_event']:.2f} | "

@@ -109,10 +109,12 @@ def request_pieces(header: Any, request_struct: Any) -> list[Any]:
 
 def _send_without_copies(self: Any, request: Any, expect_response: bool = True) -> Any:
     """`AIOKafkaConnection.send` (aiokafka/conn.py), for produce requests: the record batches go
-    to the transport as they are (uvloop's `writelines` keeps a view of each and writes them
-    with one `writev`) instead of being copied into one message about eight times by aiokafka's
-    nested joins, each copy of a 1 MiB batch a fresh mapping at the worker's fixed mmap
-    threshold (streams/trim_thread.py). Every other request goes the library's own way."""
+    to the transport as they are instead of being copied into one message about eight times by
+    aiokafka's nested joins, each copy of a 1 MiB batch a fresh mapping at the worker's fixed
+    mmap threshold (streams/trim_thread.py). On uvloop (the worker's loop) `writelines` keeps a
+    view of each piece and writes them with one `writev`; asyncio's own loop joins them once,
+    and a TLS transport copies them into its buffer as it would one message. Every other
+    request goes the library's own way."""
     if not isinstance(request, ProduceRequest):
         return _LIBRARY_SEND(self, request, expect_response)
     if self._writer is None:

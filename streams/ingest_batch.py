@@ -43,7 +43,8 @@ Record = tuple[bytes | None, bytes | None]
 
 
 class SourceRecord(Protocol):
-    """A consumed Kafka record (aiokafka's `ConsumerRecord` fits)."""
+    """A consumed Kafka record: aiokafka's own record object as the ingest consumer gets it
+    (`streams/faust_internals.py` `records_as_fetched`), or a `ConsumerRecord`."""
 
     key: bytes | None
     value: bytes | None

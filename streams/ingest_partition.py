@@ -63,7 +63,11 @@ MAX_PENDING = 2 * MAX_BATCH
 #: the batch being worked on, each collection walked them again (about 70 ms, every 2 s in a
 #: worker at 12,000 events/s: about 1.9 µs per event of the interpreter's time), and nearly
 #: all of them die before a rarer one comes (one collection of about 150 ms in 120 s, 0.1 µs
-#: per event; docs/performance.md, "The collector's middle generation").
+#: per event; docs/performance.md, "The collector's middle generation"). A full collection
+#: after 10 middle ones (before: 50 of the more frequent ones), and only when a quarter of the
+#: long-lived heap is new since the last: about every 15 minutes at that rate instead of about
+#: every 90 s. Garbage in reference cycles that outlived a young collection (rare here: the state
+#: is plain dicts and lists) waits up to as long to be freed.
 GC_THRESHOLD = (10_000, 1_000, 10)
 #: Events of a batch after which the alerts raised so far are published (and other work runs).
 PUBLISH_EVERY = 200

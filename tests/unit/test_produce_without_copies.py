@@ -10,8 +10,10 @@ import random
 import struct
 from typing import Any
 
+import aiokafka.conn as aiokafka_conn
 import pytest
 from aiokafka.conn import AIOKafkaConnection
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.produce import ProduceRequest, ProduceRequest_v8
 from aiokafka.protocol.transaction import AddPartitionsToTxnRequest, TxnOffsetCommitRequest
@@ -186,6 +188,71 @@ def test_other_requests_take_the_librarys_own_send() -> None:
         loop.close()
 
 
-def test_installed_on_the_connection_class() -> None:
+def test_installed_on_the_connection_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(AIOKafkaConnection, "send", faust_internals._LIBRARY_SEND)
     faust_internals.send_produce_requests_without_copies()
     assert AIOKafkaConnection.send is faust_internals._send_without_copies
+
+
+def test_no_connection_and_a_broken_one_fail_as_the_librarys_do() -> None:
+    """No writer: `KafkaConnectionError` before anything is encoded; a write that fails with
+    OSError: the connection closed (as broken) and `KafkaConnectionError` raised."""
+    loop = asyncio.new_event_loop()
+    try:
+        request = ProduceRequest("pw-ingest-0", -1, 30_000, [("t", [(0, b"x")])])
+        conn = _connection(loop)
+        conn._writer = None
+        with pytest.raises(KafkaConnectionError, match="No connection"):
+            faust_internals._send_without_copies(conn, request)
+
+        class Broken(_Writer):
+            def writelines(self, pieces: list[Any]) -> None:
+                raise BrokenPipeError("gone")
+
+        closed: list[Any] = []
+        conn = _connection(loop)
+        conn._writer = Broken()
+        conn.close = lambda reason=None, exc=None: closed.append(reason)
+        with pytest.raises(KafkaConnectionError, match="broken: gone"):
+            faust_internals._send_without_copies(conn, request)
+        assert closed == [aiokafka_conn.CloseReason.CONNECTION_BROKEN]
+        assert not conn._requests
+    finally:
+        loop.close()
+
+
+def test_a_real_uvloop_stream_delivers_the_librarys_bytes() -> None:
+    """Over a socket pair with a small send buffer, so that uvloop writes the pieces in several
+    goes (keeping views of what is left): the peer reads exactly aiokafka's own message."""
+    import socket
+
+    import uvloop
+
+    rng = random.Random(5)
+    big = _batch(rng, 1024 * 1024)
+    request = ProduceRequest(
+        "pw-ingest-0", -1, 30_000, [("pw.ledger", [(0, big), (1, _batch(rng, 300))])]
+    )
+
+    async def main() -> tuple[bytes, bytes]:
+        ours, peer = socket.socketpair()
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        peer.setblocking(False)
+        _, writer = await asyncio.open_connection(sock=ours)
+        loop = asyncio.get_running_loop()
+        conn = _connection(loop)
+        conn._writer = writer
+        waiting = faust_internals._send_without_copies(conn, request)
+        correlation_id = conn._requests[0][0]
+        expected = _library_message(request.prepare(ALL_VERSIONS), correlation_id)
+        received = bytearray()
+        while len(received) < len(expected):
+            received += await loop.sock_recv(peer, 65536)
+        conn._requests[0][2].cancel()
+        waiting.close()
+        writer.close()
+        peer.close()
+        return bytes(received), expected
+
+    received, expected = uvloop.run(main())
+    assert received == expected

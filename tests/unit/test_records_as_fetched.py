@@ -53,7 +53,11 @@ def _records(value_deserializer: Any, key_deserializer: Any = None) -> list[Any]
 
 
 @pytest.fixture(autouse=True)
-def _installed() -> None:
+def _installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed for each test, and the class as it was afterwards."""
+    monkeypatch.setattr(
+        PartitionRecords, "_consumer_record", faust_internals._LIBRARY_CONSUMER_RECORD
+    )
     records_as_fetched()
 
 
@@ -97,12 +101,30 @@ def test_without_the_hook_a_raw_value_consumer_gets_the_same_values() -> None:
 def test_the_ingest_the_provider_stage_and_the_loader_consume_raw() -> None:
     """The three consumers of the per-event path, whose code reads only a record's offset,
     key, value and timestamp (the loader names the topic and partition of a dead letter from
-    the fetch's own, tests/security/test_loader_bad_record.py)."""
+    the fetch's own, tests/security/test_loader_bad_record.py): each builds its consumer with
+    `raw_value` (the calls, not a comment, checked on the parsed code)."""
+    import ast
     import inspect
 
     from streams import ingest, provider_stage, warehouse_loader
 
     for module in (ingest, provider_stage, warehouse_loader):
-        source = inspect.getsource(module)
-        assert "value_deserializer=raw_value" in source
-        assert "records_as_fetched()" in source
+        calls = [
+            n for n in ast.walk(ast.parse(inspect.getsource(module))) if isinstance(n, ast.Call)
+        ]
+        raw = [
+            c
+            for c in calls
+            if isinstance(c.func, ast.Name)
+            and c.func.id == "aio_consumer"
+            and any(
+                k.arg == "value_deserializer"
+                and isinstance(k.value, ast.Name)
+                and k.value.id == "raw_value"
+                for k in c.keywords
+            )
+        ]
+        installs = [
+            c for c in calls if isinstance(c.func, ast.Name) and c.func.id == "records_as_fetched"
+        ]
+        assert raw and installs, module.__name__
