@@ -12,6 +12,7 @@ from faust.sensors import Monitor
 from pipeline.config import Settings
 from sinks.kafka_io import faust_options
 from streams.faust_internals import (
+    release_dropped_fetches,
     send_produce_requests_without_copies,
     start_tables_without_pause,
 )
@@ -123,6 +124,8 @@ app = faust.App(
 start_tables_without_pause(app)  # no Faust tables: skip the TableManager's one-second start pause
 # the ingest service's record batches (1 MiB each) go to the socket as they are, not copied
 send_produce_requests_without_copies()
+# every consumer of the worker (Faust's too) frees records it fetched and then dropped unread
+release_dropped_fetches()
 
 
 @app.task

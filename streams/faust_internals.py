@@ -13,7 +13,7 @@ from typing import Any
 
 import aiokafka.conn as aiokafka_conn
 import aiokafka.errors as aiokafka_errors
-from aiokafka.consumer.fetcher import PartitionRecords
+from aiokafka.consumer.fetcher import FetchResult, PartitionRecords
 from aiokafka.protocol.produce import ProduceRequest
 from aiokafka.protocol.types import Array, Bytes, Int32, Schema
 
@@ -180,3 +180,42 @@ def records_as_fetched() -> None:
     fetched (`_record_as_fetched`); idempotent. Without it, they get `ConsumerRecord`s with the
     same values."""
     PartitionRecords._consumer_record = _record_as_fetched
+
+
+def _release(records: Any) -> None:
+    """Drop a `PartitionRecords`' record iterator: a generator whose frame holds the
+    `PartitionRecords` itself (aiokafka/consumer/fetcher.py `_unpack_records`), a reference cycle
+    that aiokafka breaks only when the iterator is exhausted. Without this, records fetched and
+    then dropped unread (the partition paused or sought: `FetchResult.check_assignment`; the
+    result discarded by the fetcher) stay in that cycle, with their fetch's record bytes (up to
+    `max_partition_fetch_bytes`, 1 MiB, each), until the collector's middle generation finds
+    them. Measured: the provider stage process, which pauses the partitions that run ahead,
+    grew from 208 to 400 MiB over 1,500,000 events with that generation collected rarely."""
+    if records is not None:
+        records._records_iterator = None
+
+
+def _check_assignment_releasing(self: Any, tp: Any) -> bool:
+    """`FetchResult.check_assignment`, and a result it refuses (paused, sought, unassigned:
+    it sets `_partition_records` to None) released at once (`_release`)."""
+    records = self._partition_records
+    if _LIBRARY_CHECK_ASSIGNMENT(self, tp):
+        return True
+    _release(records)
+    return False
+
+
+def _fetch_result_del(self: Any) -> None:
+    """A `FetchResult` the fetcher drops with records left (a seek, a reset, a lost
+    assignment: `del self._records[tp]`) releases them (`_release`)."""
+    _release(getattr(self, "_partition_records", None))
+
+
+_LIBRARY_CHECK_ASSIGNMENT = FetchResult.check_assignment
+
+
+def release_dropped_fetches() -> None:
+    """Records every consumer of this process fetched and then dropped unread are freed when
+    dropped, not when the collector next walks its middle generation (`_release`); idempotent."""
+    FetchResult.check_assignment = _check_assignment_releasing
+    FetchResult.__del__ = _fetch_result_del

@@ -60,7 +60,12 @@ from streams import ml_models
 from streams.alert_publisher import publisher
 from streams.app import app, settings
 from streams.detect_metrics import DetectMetrics
-from streams.faust_internals import raw_value, records_as_fetched, set_fetch_max_wait
+from streams.faust_internals import (
+    raw_value,
+    records_as_fetched,
+    release_dropped_fetches,
+    set_fetch_max_wait,
+)
 from streams.fetch_wait import BUSY_MS, FetchWait
 from streams.ingest_batch import Ingest, IngestBatch
 from streams.ingest_partition import (
@@ -108,6 +113,7 @@ class IngestService(Service):
             )
             await self.shared_producer.start()
         records_as_fetched()  # no ConsumerRecord per record: the offset, key, value and time do
+        release_dropped_fetches()  # records fetched, then dropped unread, freed at once
         self.consumer = aio_consumer(
             s,
             role="ingest",

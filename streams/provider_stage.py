@@ -73,7 +73,7 @@ from pipeline.config import Settings
 from pipeline.ledger import strip_entry
 from sinks import metrics
 from sinks.kafka_io import aio_consumer, aio_producer
-from streams.faust_internals import raw_value, records_as_fetched
+from streams.faust_internals import raw_value, records_as_fetched, release_dropped_fetches
 from streams.ingest_backlog import IngestBacklog
 from streams.provider_assignment import OneActive, StageListener
 from streams.provider_state import load_states, write_checkpoint
@@ -173,6 +173,8 @@ class ProviderStage:
         self._alerts = aio_producer(s, role="provider-alerts", linger_ms=0)
         await self._alerts.start()
         records_as_fetched()  # no ConsumerRecord per record: the offset and value do (`_take`)
+        # a partition paused by `_flow_control` drops its records fetched ahead: freed at once
+        release_dropped_fetches()
         consumer = self._consumer = aio_consumer(
             s,
             role="provider-stage",

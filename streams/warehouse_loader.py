@@ -57,7 +57,7 @@ from sinks.clickhouse import Warehouse, WarehouseError, migrate, open_warehouse
 from sinks.clickhouse_embedded import EmbeddedWarehouse
 from sinks.kafka_io import aio_consumer, aio_producer
 from sinks.loader_offsets import Mark, read_marks, write_marks
-from streams.faust_internals import raw_value, records_as_fetched
+from streams.faust_internals import raw_value, records_as_fetched, release_dropped_fetches
 from streams.trim_thread import rss_mib
 from streams.warehouse_batch import Batch, PartitionState
 
@@ -160,6 +160,7 @@ class WarehouseLoader:
         self._partitions, self._owned, self._batch = {}, set(), Batch()
         self._lock, self._revoking, self._raw = asyncio.Lock(), False, True
         records_as_fetched()  # no ConsumerRecord per record: the offset, key and value do
+        release_dropped_fetches()  # records fetched, then dropped unread, freed at once
         consumer = aio_consumer(
             s, role="warehouse", group=s.warehouse_group, value_deserializer=raw_value
         )
