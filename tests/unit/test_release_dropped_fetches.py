@@ -28,13 +28,17 @@ from tests.unit.test_records_as_fetched import TP, VALUES, _fetched
 def _restored(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test installs what it needs; the class is as it was afterwards, the collector on."""
     monkeypatch.setattr(FetchResult, "check_assignment", faust_internals._LIBRARY_CHECK_ASSIGNMENT)
-    monkeypatch.delattr(FetchResult, "__del__", raising=False)
+    monkeypatch.delattr(FetchResult, "__del__", raising=False)  # put back if it was there
+    enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.enable()
-        if "__del__" in vars(FetchResult):  # installed by the test: not there before it
+        if enabled:
+            gc.enable()
+        if "__del__" in vars(
+            FetchResult
+        ):  # the test's own install (monkeypatch restores any other)
             del FetchResult.__del__
 
 
@@ -139,3 +143,24 @@ def test_records_read_to_the_end_are_the_librarys() -> None:
         assert records() is None
 
     _on_a_loop(check)
+
+
+def test_every_consumer_of_the_per_event_path_installs_it() -> None:
+    """The worker (streams/app.py: Faust's consumers too), and where the ingest service, the
+    provider stage (also its own process, `partnerwatch provider-stage`, which does not import
+    the app) and the warehouse loader start their consumers: the calls, checked on the parsed
+    code."""
+    import ast
+    import inspect
+
+    from streams import app, ingest, provider_stage, warehouse_loader
+
+    for module in (app, ingest, provider_stage, warehouse_loader):
+        calls = [
+            n
+            for n in ast.walk(ast.parse(inspect.getsource(module)))
+            if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name)
+            and n.func.id == "release_dropped_fetches"
+        ]
+        assert calls, module.__name__
