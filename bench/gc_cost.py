@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.procstats import metric
-from bench.workload import RESULTS, WORKER_ENV, produce, stream
-from partnerwatch.local_worker import Namespace, Worker
+from bench.workload import RESULTS, WORKER_ENV, stream, worker_on_backlog
+from partnerwatch.local_worker import Namespace
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -116,11 +116,7 @@ def main() -> None:
         if args.threshold:
             env["PW_GC_PROBE_THRESHOLD"] = args.threshold
         ns = Namespace(Path(tmp) / "ns", extra_env=env)
-        produce(ns, stream(args.count))
-        worker = Worker(ns).start()
-        assert worker.proc is not None
-        pid = worker.proc.pid
-        try:
+        with worker_on_backlog(ns, stream(args.count)) as pid:
             time.sleep(args.warmup)
             events0, started, before = (
                 metric(ns.port, "pw_events_accepted_total"),
@@ -133,8 +129,6 @@ def main() -> None:
                 time.monotonic(),
                 read_probe(probe, pid),
             )
-        finally:
-            worker.stop()
     events = events1 - events0
     if events < 0.9 * args.seconds * 1000:
         raise SystemExit(

@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.procstats import metric
-from bench.workload import RESULTS, WORKER_ENV, produce, stream
-from partnerwatch.local_worker import Namespace, Worker
+from bench.workload import RESULTS, WORKER_ENV, stream, worker_on_backlog
+from partnerwatch.local_worker import Namespace
 
 #: Frames of the command line and start-up machinery, on every stack: left out of the lists.
 _SCAFFOLDING = (
@@ -122,11 +122,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pw-profile-") as tmp:
         ns = Namespace(Path(tmp), extra_env=dict(WORKER_ENV))
-        produce(ns, stream(args.count))
-        worker = Worker(ns).start()
-        assert worker.proc is not None
-        pid = worker.proc.pid
-        try:
+        with worker_on_backlog(ns, stream(args.count)) as pid:
             time.sleep(args.warmup)
             cpu0, events0, started = (
                 thread_cpu(pid),
@@ -159,8 +155,6 @@ def main() -> None:
             elapsed = time.monotonic() - started
             events = metric(ns.port, "pw_events_accepted_total") - events0
             cpu1 = thread_cpu(pid)
-        finally:
-            worker.stop()
     busy = sorted(((k[1], v - cpu0.get(k, 0.0)) for k, v in cpu1.items()), key=lambda kv: -kv[1])
     samples, inclusive, own = top_costs(stem.with_suffix(".txt"), args.top)
     window = args.seconds * 50

@@ -10,13 +10,14 @@ import struct
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from partnerwatch.local_worker import Namespace
+from partnerwatch.local_worker import Namespace, Worker
 from pipeline.config import REPO_ROOT
 from pipeline.simulation.traffic import ATTACKS, generate
 from sinks.kafka_io import action_key, ensure_topics, producer
@@ -94,6 +95,19 @@ def produce(ns: Namespace, messages: Iterable[tuple[bytes, bytes]]) -> float:
     prod.flush()
     prod.close()
     return time.monotonic() - started
+
+
+@contextmanager
+def worker_on_backlog(ns: Namespace, messages: Iterable[tuple[bytes, bytes]]) -> Iterator[int]:
+    """Produce `messages` to the namespace, start one worker on them and yield its pid; the
+    worker is stopped on the way out."""
+    produce(ns, messages)
+    worker = Worker(ns).start()
+    assert worker.proc is not None
+    try:
+        yield worker.proc.pid
+    finally:
+        worker.stop()
 
 
 def write_results(name: str, label: str, figures: dict[str, Any], lines: list[str]) -> None:
