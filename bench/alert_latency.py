@@ -23,6 +23,7 @@ from typing import IO, Any
 import orjson
 
 import detectors.provider_wide.rules as provider_wide_rules
+from bench.cpu_budget import per_event, python_names, thread_times
 from bench.procstats import broker_pid, cpu_seconds, metric, tree_cpu_seconds
 from bench.provider_stage_process import start_stage, stop_stage
 from bench.workload import RESULTS, WORKER_ENV, stream
@@ -99,10 +100,14 @@ def latency(
     tail.start()
     worker_pid = worker.proc.pid if worker.proc is not None else None
     broker = broker_pid()
+    # the worker's threads by the interpreter's names (py-spy, where installed), read before
+    # the measured run: the dump pauses the worker for a moment
+    names = python_names(worker_pid) if worker_pid else {}
     try:
         if stage_proc is not None and stage_proc[0].poll() is not None:
             raise RuntimeError(f"the provider stage process ended (see {stage_proc[1].name})")
         stage0 = cpu_seconds(stage_proc[0].pid) if stage_proc is not None else 0.0
+        threads0 = thread_times(worker_pid) if worker_pid else {}
         cpu0 = tree_cpu_seconds(worker_pid) if worker_pid else 0.0
         broker0 = cpu_seconds(broker) if broker else 0.0
         transactions0 = _transactions(ns.port)
@@ -113,6 +118,7 @@ def latency(
         sampling.set()  # the backlog while sending, not while draining
         # the CPU and the transactions of the measured run (mostly while sending)
         worker_cpu = tree_cpu_seconds(worker_pid) - cpu0 if worker_pid else None
+        threads1 = thread_times(worker_pid) if worker_pid else {}
         broker_cpu = cpu_seconds(broker) - broker0 if broker else None
         stage_cpu = cpu_seconds(stage_proc[0].pid) - stage0 if stage_proc is not None else None
         transactions = _transactions(ns.port) - transactions0
@@ -174,6 +180,14 @@ def latency(
         "broker_cpu_us_per_event": round(broker_cpu / total * 1e6, 1)
         if broker_cpu is not None
         else None,
+        # the worker's own threads (not its provider stage process), largest first: at live
+        # rates against a backlog's (bench.cpu_budget), where the time per event grows
+        "worker_threads_us_per_event": per_event(
+            {t: cpu for t, (_, cpu) in threads1.items()},
+            {t: cpu for t, (_, cpu) in threads0.items()},
+            {t: names.get(t, name) for t, (name, _) in {**threads0, **threads1}.items()},
+            total,
+        ),
         "ingest_transactions": transactions,
         "load_client": load,
         "provider_stage": stage,
@@ -386,5 +400,17 @@ def latency_only(
                 f"| {run['rate_events_per_second']:,} | {origin} | {q['alerts']}"
                 f" | {q.get('p50')} / {q.get('p95')} / {q.get('p99')} / {q.get('max')} |"
             )
+    lines += [
+        "",
+        "The worker's threads over the measured run (its provider stage process apart), CPU per"
+        " event sent (µs; on a backlog: `python -m bench.cpu_budget`):",
+        "",
+        "| rate (events/s) | threads |",
+        "|---|---|",
+    ]
+    for run in runs:
+        threads = run.get("worker_threads_us_per_event") or {}
+        shown = ", ".join(f"{name} {us}" for name, us in list(threads.items())[:8])
+        lines.append(f"| {run['rate_events_per_second']:,} | {shown or '-'} |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

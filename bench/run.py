@@ -293,6 +293,17 @@ def markdown(figures: dict[str, Any]) -> str:
                 f"median {lat['backlog_events_median']:,}, max {lat['backlog_events_max']:,} events",
             )
         )
+    if lat.get("worker_threads_us_per_event"):
+        rows.append(
+            (
+                "the worker's threads during the latency run, CPU per event (on a backlog:"
+                " `python -m bench.cpu_budget`)",
+                ", ".join(
+                    f"{name} {us} µs"
+                    for name, us in list(lat["worker_threads_us_per_event"].items())[:5]
+                ),
+            )
+        )
     if lat.get("load_client"):
         rows.append(
             (

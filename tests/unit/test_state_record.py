@@ -1,0 +1,56 @@
+"""A state record's value (streams/ingest_batch.py `state_record`) is the bytes the changelogs
+have always had, orjson with `OPT_NON_STR_KEYS`, though it is encoded without the option where
+it can be: over every account state and open alert of the simulator's mix with every attack,
+and for states with keys that are not strings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.simulation.traffic import ATTACKS, generate
+from streams.ingest_batch import Ingest, PartitionState, state_record
+from tests.unit.test_ingest_batch import SETTINGS, records
+
+
+def before(key: str, value: Any) -> tuple[bytes, bytes | None]:
+    return orjson.dumps(key), None if value is None else orjson.dumps(
+        value, option=orjson.OPT_NON_STR_KEYS
+    )
+
+
+def test_every_state_of_the_mix_is_encoded_as_before() -> None:
+    events = [e for e, _ in generate(3_000, seed=13, attack_rate=0.02, attack_kinds=ATTACKS)]
+    ingest, state = Ingest(SETTINGS), PartitionState(0, 7)
+    recs = records(events)
+    compared = 0
+    for start in range(0, len(recs), 20):
+        out = ingest.batch(state, recs[start : start + 20])
+        for table in (out.accounts, out.alert_changes):
+            for key, value in table.items():
+                assert state_record(key, value) == before(key, value)
+                compared += 1
+    assert compared > 300
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"det": {"a": {1: "x", "2": [1.5, None]}}, "seq": 1},
+        {1: "top", "det": {}},
+        {"auth": {"k": "é\u2028<script>\x00"}, "n": 2**63 - 1, "f": -0.0},
+        {True: 1, None: 2, 3.5: 3},
+        None,
+    ],
+)
+def test_unusual_values_are_encoded_as_before(value: Any) -> None:
+    assert state_record("acct", value) == before("acct", value)
+
+
+def test_what_orjson_cannot_encode_still_raises() -> None:
+    with pytest.raises(TypeError):
+        state_record("acct", {"x": object()})
+    with pytest.raises(TypeError):
+        state_record("acct", {"x": "\ud800"})
