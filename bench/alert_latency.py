@@ -100,14 +100,14 @@ def latency(
     tail.start()
     worker_pid = worker.proc.pid if worker.proc is not None else None
     broker = broker_pid()
-    # the worker's threads by the interpreter's names (py-spy, where installed), read before
-    # the measured run: the dump pauses the worker for a moment
-    names = python_names(worker_pid) if worker_pid else {}
     try:
         if stage_proc is not None and stage_proc[0].poll() is not None:
             raise RuntimeError(f"the provider stage process ended (see {stage_proc[1].name})")
+        # the worker's threads by the interpreter's names (py-spy, where installed), read before
+        # the measured run: the dump pauses the worker for a moment
+        names = python_names(worker_pid) if worker_pid else {}
         stage0 = cpu_seconds(stage_proc[0].pid) if stage_proc is not None else 0.0
-        threads0 = thread_times(worker_pid) if worker_pid else {}
+        threads0 = _threads(worker_pid)
         cpu0 = tree_cpu_seconds(worker_pid) if worker_pid else 0.0
         broker0 = cpu_seconds(broker) if broker else 0.0
         transactions0 = _transactions(ns.port)
@@ -118,7 +118,7 @@ def latency(
         sampling.set()  # the backlog while sending, not while draining
         # the CPU and the transactions of the measured run (mostly while sending)
         worker_cpu = tree_cpu_seconds(worker_pid) - cpu0 if worker_pid else None
-        threads1 = thread_times(worker_pid) if worker_pid else {}
+        threads1 = _threads(worker_pid)
         broker_cpu = cpu_seconds(broker) - broker0 if broker else None
         stage_cpu = cpu_seconds(stage_proc[0].pid) - stage0 if stage_proc is not None else None
         transactions = _transactions(ns.port) - transactions0
@@ -181,7 +181,9 @@ def latency(
         if broker_cpu is not None
         else None,
         # the worker's own threads (not its provider stage process), largest first: at live
-        # rates against a backlog's (bench.cpu_budget), where the time per event grows
+        # rates against a backlog's (bench.cpu_budget), where the time per event grows. Threads
+        # that ended within the run are not counted; without py-spy the interpreter's threads
+        # are not told apart (their OS name is the process's, "python")
         "worker_threads_us_per_event": per_event(
             {t: cpu for t, (_, cpu) in threads1.items()},
             {t: cpu for t, (_, cpu) in threads0.items()},
@@ -208,6 +210,17 @@ def latency(
             if (values := sorted(ms for ms, d in made if (d in PROVIDER_WIDE) == wide))
         },
     }
+
+
+def _threads(pid: int | None) -> dict[int, tuple[str, float]]:
+    """`bench.cpu_budget.thread_times` of the worker, or nothing when it is gone (its /proc
+    folder with it): the run then fails on what the worker left, not on this reading."""
+    if pid is None:
+        return {}
+    try:
+        return thread_times(pid)
+    except OSError:
+        return {}
 
 
 #: The provider-wide detectors' names (their alerts come from the provider stage).
