@@ -23,7 +23,7 @@ from typing import IO, Any
 import orjson
 
 import detectors.provider_wide.rules as provider_wide_rules
-from bench.cpu_budget import per_event, python_names, thread_times
+from bench.cpu_budget import python_names, thread_times, threads_per_event
 from bench.procstats import broker_pid, cpu_seconds, metric, tree_cpu_seconds
 from bench.provider_stage_process import start_stage, stop_stage
 from bench.workload import RESULTS, WORKER_ENV, stream
@@ -184,12 +184,7 @@ def latency(
         # rates against a backlog's (bench.cpu_budget), where the time per event grows. Threads
         # that ended within the run are not counted; without py-spy the interpreter's threads
         # are not told apart (their OS name is the process's, "python")
-        "worker_threads_us_per_event": per_event(
-            {t: cpu for t, (_, cpu) in threads1.items()},
-            {t: cpu for t, (_, cpu) in threads0.items()},
-            {t: names.get(t, name) for t, (name, _) in {**threads0, **threads1}.items()},
-            total,
-        ),
+        "worker_threads_us_per_event": threads_per_event(threads1, threads0, names, total),
         "ingest_transactions": transactions,
         "load_client": load,
         "provider_stage": stage,

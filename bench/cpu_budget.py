@@ -91,6 +91,22 @@ def per_event(
     }
 
 
+def threads_per_event(
+    after: dict[int, tuple[str, float]],
+    before: dict[int, tuple[str, float]],
+    py_names: dict[int, str],
+    events: float,
+) -> dict[str, float]:
+    """`per_event` of two `thread_times` readings of one process, each thread named as the
+    interpreter names it (`python_names`) or else as the OS does."""
+    return per_event(
+        {tid: cpu for tid, (_, cpu) in after.items()},
+        {tid: cpu for tid, (_, cpu) in before.items()},
+        {tid: py_names.get(tid, os_name) for tid, (os_name, _) in after.items()},
+        events,
+    )
+
+
 def python_names(pid: int) -> dict[int, str]:
     """tid -> the interpreter's name of the thread (py-spy), or nothing without py-spy."""
     if shutil.which("py-spy") is None:
@@ -150,12 +166,7 @@ def one_run(root: Path, stream: StoredStream, env: dict[str, str], skip: float) 
     for p, threads in after.items():
         role = "worker" if p == pid else "provider stage process"
         thread_names = {tid: names[p].get(tid, os_name) for tid, (os_name, _) in threads.items()}
-        processes[role] = per_event(
-            {tid: cpu for tid, (_, cpu) in threads.items()},
-            {tid: cpu for tid, (_, cpu) in before.get(p, {}).items()},
-            thread_names,
-            events,
-        )
+        processes[role] = threads_per_event(threads, before.get(p, {}), names[p], events)
         waiting[role] = per_event(waits1[p], waits0.get(p, {}), thread_names, events)
     idle = machine1[0] - machine0[0]
     return {
