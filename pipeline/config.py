@@ -118,6 +118,12 @@ class Settings(LayeredSettings, DerivedNames):
         ge=0,
         allow_inf_nan=False,
     )
+    state_checkpoint_seconds: float = setting(
+        1,
+        "how often each ingest partition writes the detection states and open alerts its events changed to their state topics (and when it is handed over or a ledger snapshot is written); a restart folds the ledger entries after them into the states again, without publishing their alerts again; 0: with every transaction",
+        ge=0,
+        allow_inf_nan=False,
+    )
     max_event_bytes: int = setting(65536, "larger ingest messages go to the dead-letter topic")
     malloc_trim_seconds: float = setting(
         5,

@@ -19,6 +19,11 @@ Records (the latest record per key is what counts, so compaction keeps a snapsho
 - `head` -> JSON: the snapshot's generation, the ledger's end offset and the next source offset
   it covers, the dedup settings it was made with, and for each chunked section its generation
   and chunk count. Every transaction that writes any other key writes `head` too, last.
+- `state_checkpoint` -> JSON: the source offset below which every event's detection state and
+  open alerts are in the state topics (the ingest service writes them every
+  `PW_STATE_CHECKPOINT_SECONDS`, with this record, and with every snapshot). A load folds the
+  ledger entries from that offset on into their accounts' states; without the record it folds
+  none (`checkpoint_of`). Not part of a snapshot: `load` ignores it.
 
 Chunks carry their section's generation, so a reader takes a section only if every chunk is the
 one `head` names; a snapshot made with other dedup settings, or that does not hold together, is
@@ -42,6 +47,7 @@ VERSION = 1
 #: Largest value of one record (the brokers' default limit is 1 MiB).
 CHUNK_BYTES = 512 * 1024
 HEAD_KEY = b"head"
+CHECKPOINT_KEY = b"state_checkpoint"
 _SLOT = struct.Struct(">qqqI")  # bucket, slot, ledger end (-1: not committed), id count
 _GEN = struct.Struct(">Q")
 
@@ -110,6 +116,29 @@ class SnapshotWriter:
         else:
             self.sections[name] = [gen, len(chunks)]
         return out
+
+
+def checkpoint_record(next_offset: int) -> Record:
+    """The record of a state checkpoint that covers the source records below `next_offset`."""
+    return CHECKPOINT_KEY, orjson.dumps({"v": VERSION, "next_offset": next_offset})
+
+
+def checkpoint_of(records: Iterable[tuple[bytes | None, bytes | None]]) -> int | None:
+    """The source offset of the latest state checkpoint among a partition's snapshot topic
+    records (in offset order), or None when there is none or it cannot be read."""
+    latest: bytes | None = None
+    for key, value in records:
+        if key == CHECKPOINT_KEY:
+            latest = value
+    if latest is None:
+        return None
+    try:
+        mark = orjson.loads(latest)
+        if mark.get("v") != VERSION:
+            return None
+        return int(mark["next_offset"])
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _exact_bytes(state: LedgerState) -> bytes:

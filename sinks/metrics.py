@@ -66,6 +66,14 @@ STATE_LOAD_LEDGER_ENTRIES = Counter(
     "pw_ingest_load_ledger_entries_total",
     "Ledger entries read to load ingest partitions' state (after the snapshot, when there is one)",
 )
+STATE_CHECKPOINTS = Counter(
+    "pw_ingest_state_checkpoints_total",
+    "Transactions of the ingest service that wrote the detection states and open alerts changed since the previous one (every PW_STATE_CHECKPOINT_SECONDS)",
+)
+STATE_LOAD_FOLDED = Counter(
+    "pw_ingest_load_folded_entries_total",
+    "Ledger entries folded into their accounts' detection states while loading ingest partitions (the entries after the states' last checkpoint)",
+)
 STATE_REPAIRS = Counter(
     "pw_detect_state_repairs_total",
     "Account detection states found not to match the ledger and rebuilt from it (streams/state_repair.py),"

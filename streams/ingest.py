@@ -12,10 +12,14 @@ next batch while it is in flight (one transaction in flight and one open batch p
 
 Exactly once (`PW_PROCESSING_GUARANTEE=exactly_once`, the default): each partition has a
 transactional producer of its own, `<app id>-ingest-<partition>`. One batch is one transaction:
-its ledger entries, its state records (each touched account's state, each changed open alert:
-compacted topics partitioned as the actions topic) and its dead letters, all on the source's
-partition number, and the source offset after the batch for the group. They commit together or
-not at all. Starting that producer (on assignment, or after a failure) fences any older one with
+its ledger entries and its dead letters, all on the source's partition number, and the source
+offset after the batch for the group. They commit together or not at all. Every
+`PW_STATE_CHECKPOINT_SECONDS` (1 s), with every ledger snapshot, and before a partition is handed
+over, the transaction is also a state checkpoint: it writes every account state and open alert
+changed since the previous one (compacted topics partitioned as the actions topic) and the source
+offset they stand at; a partition with no records commits one for them alone when it is due. A
+load folds the ledger entries after that offset into the states again (their alerts are not
+published again), so a restart ends with the states the partition had. Starting that producer (on assignment, or after a failure) fences any older one with
 the same id, wherever it runs, and ends its open transaction, so a worker that lost the
 partition cannot write to it again; only then is the state read back.
 
@@ -37,7 +41,8 @@ transaction; a batch's source offsets commit only after its alerts are acknowled
 
 `PW_PROCESSING_GUARANTEE=at_least_once`: one idempotent producer; a batch's records are flushed,
 then its offset is committed by the consumer. After a crash the ledger's position still decides
-where sequencing resumes, but state records may lag the ledger.
+where sequencing resumes, and the states are folded forward from their checkpoint, or rebuilt
+by the state check (streams/state_repair.py) where a checkpoint's records were not all written.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ For each source record, in offset order: validate (one typed decode, `pipeline.a
 mask (`pipeline.masking`), dedup and sequence over one canonical encoding that the hash and the
 ledger record share (`LedgerState.sequence`), then run every detector (`detectors.run.observe`)
 and fold findings into alerts (`pipeline.alert.fold`). The result, an `IngestBatch`, holds the
-ledger records, the dead letters, the alerts to publish, and the state records (each touched
-account's state, each changed open alert) that the ingest service (streams/ingest.py) writes in
-the partition's Kafka transaction together with the source offset.
+ledger records, the dead letters, the alerts to publish, and the accounts and open alerts it
+changed; the ingest service (streams/ingest.py) writes the ledger records and dead letters in the
+partition's Kafka transaction together with the source offset, and the changed states at its
+next state checkpoint (`PartitionState.unwritten_accounts`).
 
 `PartitionState` is what one partition's ingest knows: the ledger's chain heads and dedup window
 (`LedgerState`, rebuilt from the ledger partition), each account's detection state and the open
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from detectors.run import apply_event, new_state
+from detectors.run import apply_entry, apply_event, new_state
 from pipeline import deadletter
 from pipeline.action_decoder import decode_action
 from pipeline.config import Settings
@@ -38,6 +39,7 @@ from streams.detect_metrics import DetectMetrics
 
 if TYPE_CHECKING:
     from detectors.behaviour.model import BehaviourModel
+    from pipeline.detection_config import DetectionConfig
 
 Record = tuple[bytes | None, bytes | None]
 
@@ -68,6 +70,10 @@ class PartitionState:
         self.accounts: dict[str, dict[str, Any]] = {}
         #: alert_id -> the latest version of the open alert
         self.open_alerts: dict[str, dict[str, Any]] = {}
+        #: Changed since the state topics last got them (the next state checkpoint writes them):
+        #: accounts (the live state dicts), and alert ids with their latest version (None: closed).
+        self.unwritten_accounts: dict[str, dict[str, Any]] = {}
+        self.unwritten_alerts: dict[str, dict[str, Any] | None] = {}
 
     @property
     def next_offset(self) -> int:
@@ -75,8 +81,53 @@ class PartitionState:
         return self.ledger.next_offset
 
     # Recovery: committed records of the ledger and the state changelogs, in offset order.
-    def load_ledger(self, value: bytes | None) -> None:
-        self.ledger.observe(orjson.loads(value or b"{}"))
+    def load_ledger(
+        self,
+        value: bytes | None,
+        config: DetectionConfig | None = None,
+        model: BehaviourModel | None = None,
+        fold_from: int | None = None,
+    ) -> bool:
+        """Observe a ledger entry; with `config` (the state topics read already), an entry of a
+        source offset at or after `fold_from` (the last state checkpoint's) is folded into its
+        account's state when it is the state's next (`fold_entry`). True when it was folded."""
+        entry = orjson.loads(value or b"{}")
+        self.ledger.observe(entry)
+        return (
+            config is not None
+            and fold_from is not None
+            and int(entry.get("ingest_offset", -1)) >= fold_from
+            and self.fold_entry(entry, config, model)
+        )
+
+    def fold_entry(
+        self, entry: dict[str, Any], config: DetectionConfig, model: BehaviourModel | None
+    ) -> bool:
+        """Fold a ledger entry read at load into its account's state if it is the state's next
+        seq (or seq 1 of an account without one): the entries after the account's last state
+        checkpoint, which the ingest service folded before its restart (its alerts were
+        published then, and are not again). Anything else is left as it is: entries the state
+        holds already, and states with a gap before the entry, which the state check finds
+        (streams/state_repair.py). Folded states and changed alerts go to the next checkpoint."""
+        account = entry["account_id"]
+        seq = int(entry["seq"])
+        state = self.accounts.get(account)
+        if state is None:
+            if seq != 1:
+                return False
+            state = self.accounts[account] = new_state()
+        elif seq != int(state.get("seq", 0)) + 1:
+            return False
+        applied = apply_entry(state, entry, config, model, self.open_alerts.get)
+        self.unwritten_accounts[account] = state
+        if applied is not None:
+            for alert in applied.alerts:
+                key = alert["alert_id"]
+                self.open_alerts[key] = self.unwritten_alerts[key] = alert
+            for key in applied.closed:
+                if self.open_alerts.pop(key, None) is not None:
+                    self.unwritten_alerts[key] = None
+        return True
 
     def load_account(self, key: bytes | None, value: bytes | None) -> None:
         _load(self.accounts, key, value)

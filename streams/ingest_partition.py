@@ -11,6 +11,16 @@ client's and the broker's CPU for them) made the worker fall behind at half its 
 a partition that is idle, or busy for longer than that time per batch (a backlog), commits each
 batch at once as before (docs/performance.md, "Event-to-alert latency").
 
+A transaction writes the states its batch changed only when it is a state checkpoint (every
+`PW_STATE_CHECKPOINT_SECONDS`, with every ledger snapshot, with the state check's repairs, and
+the last one before the partition is closed); until then they wait in the partition's state
+(`PartitionState.unwritten_accounts`, `unwritten_alerts`), and a partition with no records
+commits a transaction for them alone when they are due. A checkpoint writes each of them as it
+is then, and the source offset they stand at (`ledger_snapshot.checkpoint_record`); a load folds
+the ledger entries from that offset on into the states (`load_state`). At live rates each small
+transaction wrote every account it touched whole, about 4.8 KB, on the event loop and on the
+alerts' path (docs/performance.md, "State checkpoints").
+
 With `OVERLAP_COMMITS` (on by default), a batch's transaction does not hold up the
 partition's next records: everything it writes is encoded when it starts (`_Transaction`: the
 state records from the state as it is after the batch, which is done in either mode), and while
@@ -40,11 +50,12 @@ from sinks import metrics
 from sinks.kafka_io import aio_producer
 from streams import dedup_confirm, state_repair
 from streams.alert_publisher import publisher
-from streams.ingest_batch import IngestBatch, PartitionState, Record
+from streams.ingest_batch import IngestBatch, PartitionState, Record, state_record
 from streams.partition_read import read_partition
 from streams.state_repair import Repairs
 
 if TYPE_CHECKING:
+    from detectors.behaviour.model import BehaviourModel
     from streams.ingest import IngestService
 
 log = structlog.get_logger(__name__)
@@ -89,10 +100,15 @@ SEAL_SECONDS = 5.0
 RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 0.5, 30.0
 
 
-async def load_state(s: Settings, partition: int) -> tuple[PartitionState, SnapshotWriter]:
+async def load_state(
+    s: Settings, partition: int, model: BehaviourModel | None = None
+) -> tuple[PartitionState, SnapshotWriter]:
     """One partition's state from its ledger snapshot and the ledger after it (or the whole
     ledger partition, without a usable snapshot) and its state topic partitions (committed
-    records)."""
+    records). The ledger entries after the last state checkpoint (`ledger_snapshot.checkpoint_of`)
+    are folded into their accounts' states as they are read (`PartitionState.fold_entry`, with
+    `model` as the behaviour model): a checkpoint is written with every ledger snapshot, so
+    they are all after the snapshot."""
     started = time.monotonic()
     state = PartitionState(partition, s.dedup_window_days, s.dedup_exact_seconds, s.dedup_filter_mb)
     writer = SnapshotWriter()
@@ -112,6 +128,7 @@ async def load_state(s: Settings, partition: int) -> tuple[PartitionState, Snaps
         read(s.open_alerts_topic, lambda r: state.load_alert(r.key, r.value)),
     )
     start: int | None = None
+    fold_from = ledger_snapshot.checkpoint_of(snapshot)
     try:
         loaded = ledger_snapshot.load(
             snapshot, s.dedup_window_days, s.dedup_exact_seconds, s.dedup_filter_mb
@@ -125,20 +142,27 @@ async def load_state(s: Settings, partition: int) -> tuple[PartitionState, Snaps
     snapshot.clear()
     last = -1
 
+    folded = 0
+    config = s.detect
+
     def entry(record: Any) -> None:
-        nonlocal last
-        state.load_ledger(record.value)
+        nonlocal last, folded
+        if state.load_ledger(record.value, config, model, fold_from):
+            folded += 1
         last = record.offset
 
     entries = await read(s.ledger_topic, entry, start)
     state.ledger.committed(last + 1)
     metrics.STATE_LOAD_LEDGER_ENTRIES.inc(entries)
+    metrics.STATE_LOAD_FOLDED.inc(folded)
     log.info(
         "ingest.state_loaded",
         partition=partition,
         snapshot=loaded is not None,
         ledger_from=start or 0,
         entries=entries,
+        checkpoint=fold_from,
+        folded=folded,
         accounts=len(state.accounts),
         open_alerts=len(state.open_alerts),
         changelog_records=accounts + alerts,
@@ -175,6 +199,8 @@ class PartitionIngest:
         self.repairs: Repairs | None = None
         #: when the last transaction started (`time.monotonic()`)
         self._committed_at = -COMMIT_MIN_SECONDS
+        #: when the last transaction that wrote the unwritten states started
+        self._checkpoint_at = time.monotonic()
         self.batches = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -183,6 +209,20 @@ class PartitionIngest:
     def in_batch(self) -> bool:
         """A batch is being worked on, open, or committing (revocation waits for it to commit)."""
         return self._working or self.open is not None or self._flight is not None
+
+    def _unwritten(self) -> bool:
+        """The loaded state holds changes the state topics do not have yet."""
+        state = self.state
+        return (
+            state is not None
+            and not self.loading
+            and bool(state.unwritten_accounts or state.unwritten_alerts)
+        )
+
+    def _checkpoint_in(self) -> float:
+        """Seconds until the unwritten states are due to be written (<= 0: now)."""
+        every = self.service.settings.state_checkpoint_seconds
+        return self._checkpoint_at + every - time.monotonic()
 
     @property
     def transactional(self) -> bool:
@@ -203,6 +243,7 @@ class PartitionIngest:
         s = self.service.settings
         self.pending = []
         self.loading = True
+        self.state = None  # a failed batch's state is not written: the load folds it again
         if self.transactional:
             producer = aio_producer(
                 s,
@@ -215,8 +256,10 @@ class PartitionIngest:
             self.producer = producer
         else:
             self.producer = self.service.shared_producer
-        self.state, self.snapshots = await load_state(s, self.tp.partition)
-        self._snapshot_at = time.monotonic()
+        self.state, self.snapshots = await load_state(
+            s, self.tp.partition, self.service.ingest.model()
+        )
+        self._snapshot_at = self._checkpoint_at = time.monotonic()
         self.checked = False
         consumer = self.service.running_consumer()
         committed = await consumer.committed(self.tp) or 0
@@ -260,7 +303,8 @@ class PartitionIngest:
         self.closing = True
         self._wake.set()
         if self._task is not None:
-            if not self.in_batch:  # loading, waiting to retry, or idle: nothing to finish
+            if not self.in_batch and not self._unwritten():
+                # loading, waiting to retry, or idle with every state written: nothing to finish
                 self._task.cancel()
             try:
                 await asyncio.shield(self._task)
@@ -277,6 +321,10 @@ class PartitionIngest:
         while not self.closing:
             if self.pending and self._room():
                 pass  # left over from a full batch: on at once
+            elif self.open is None and self._flight is None and self._unwritten():
+                # idle with states the state topics do not have: written when they are due
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, self._checkpoint_in()))
             elif self.open is None or self._flight is not None:
                 # records, the transaction in flight done (it wakes the loop), or a close
                 await self._wake.wait()
@@ -296,6 +344,16 @@ class PartitionIngest:
                     self._landed()
                 if self.closing or (self._flight is not None and not self._room()):
                     await self._marked(self._settle())
+                if (
+                    self.open is None
+                    and self._flight is None
+                    and self._unwritten()
+                    and (self.closing or self._checkpoint_in() <= 0)
+                    and self.state is not None
+                ):  # no records for a while, or handed over: a transaction for the states alone
+                    self.open = IngestBatch(
+                        self.tp.partition, next_offset=self.state.ledger.next_offset
+                    )
                 if (
                     self.open is not None
                     and self._flight is None
@@ -427,26 +485,46 @@ class PartitionIngest:
             raise RuntimeError(f"partition {self.tp.partition} is not loaded")
         self._committed_at = time.monotonic()
         s, p = self.service.settings, self.tp.partition
+        # What changed goes to the unwritten states (the check's repairs before the batch's own
+        # changes, which come after them); a checkpoint writes them all, as they are now.
         if repairs is not None:
-            out.accounts = {**repairs.accounts, **out.accounts}
-            out.alert_changes = {**repairs.alerts, **out.alert_changes}
-        outputs: list[tuple[str, list[Record]]] = [
-            (s.deadletter_topic, out.deadletters),
-            (s.account_state_topic, out.account_records()),
-            (s.open_alerts_topic, out.alert_records()),
-        ]
+            state.unwritten_accounts.update(repairs.accounts)
+            state.unwritten_alerts.update(repairs.alerts)
+        state.unwritten_accounts.update(out.accounts)
+        state.unwritten_alerts.update(out.alert_changes)
         snapshot = bool(s.snapshot_seconds) and (
             time.monotonic() - self._snapshot_at >= s.snapshot_seconds
         )
+        # With every snapshot (the load folds only the ledger after it), the state check's
+        # repairs, a handover, and every `state_checkpoint_seconds`.
+        checkpoint = snapshot or repairs is not None or self.closing or self._checkpoint_in() <= 0
+        outputs: list[tuple[str, list[Record]]] = [(s.deadletter_topic, out.deadletters)]
+        if checkpoint:
+            self._checkpoint_at = self._committed_at
+            outputs += [
+                (
+                    s.account_state_topic,
+                    [state_record(k, v) for k, v in state.unwritten_accounts.items()],
+                ),
+                (
+                    s.open_alerts_topic,
+                    [state_record(k, v) for k, v in state.unwritten_alerts.items()],
+                ),
+                # where they stand: a load folds the ledger from there on
+                (s.ledger_snapshot_topic, [ledger_snapshot.checkpoint_record(out.next_offset)]),
+            ]
+            state.unwritten_accounts, state.unwritten_alerts = {}, {}
         self.open = self.repairs = None
         # the state check's repairs go with this transaction: later batches need none (a
         # failure of this one reloads the partition, and checks it again)
         self.checked = True
-        return _Transaction(out, outputs, snapshot, state.ledger.close_batch(), state, producer, p)
+        return _Transaction(
+            out, outputs, snapshot, checkpoint, state.ledger.close_batch(), state, producer, p
+        )
 
     async def _write(self, txn: _Transaction) -> None:
-        """Write a batch in one transaction: its ledger entries, state records, dead letters
-        and source offset (exactly once; at least once: written, then the offset)."""
+        """Write a batch in one transaction: its ledger entries, dead letters, state records (at
+        a checkpoint) and source offset (exactly once; at least once: written, then the offset)."""
         out, state, producer, p = txn.out, txn.state, txn.producer, txn.partition
         s = self.service.settings
         if self.transactional:
@@ -493,6 +571,8 @@ class PartitionIngest:
         if txn.snapshot:
             self._snapshot_at = time.monotonic()
             metrics.LEDGER_SNAPSHOTS.inc()
+        if txn.checkpoint:
+            metrics.STATE_CHECKPOINTS.inc()
         self.batches += 1
         self.service.count(out)
 
@@ -543,10 +623,13 @@ class _Transaction:
     """A closed batch, encoded: what its transaction writes."""
 
     out: IngestBatch
-    #: (topic, records) besides the ledger: dead letters, account and open-alert state records
+    #: (topic, records) besides the ledger: dead letters, and at a checkpoint the account and
+    #: open-alert state records and the checkpoint's record
     outputs: list[tuple[str, list[Record]]]
     #: whether it writes a snapshot of the ledger state (then nothing is worked on meanwhile)
     snapshot: bool
+    #: whether it writes the states changed since the previous checkpoint
+    checkpoint: bool
     #: the ledger state's number of the batch (`LedgerState.close_batch`)
     ledger_batch: int
     state: PartitionState

@@ -3,12 +3,15 @@
 Each round: events are being sent; at a seeded random moment the worker gets SIGTERM or SIGKILL
 (seeded); it is started again 1-10 s (seeded) after it exited; once it has caught up with
 everything sent, every account's state in its tables (read from the changelogs, as the next
-recovery sees them) is compared with the state rebuilt from the ledger from scratch.
+recovery sees them) is compared with the state rebuilt from the ledger from scratch. Each round
+also notes how many ledger entries the restarted worker's loads folded into the states (the
+entries after their last state checkpoint: `ingest.state_loaded ... folded=N` in its log).
 """
 
 from __future__ import annotations
 
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,20 @@ class Round:
     killed_after: float
     down_for: float
     differences: list[str] = field(default_factory=list)
+    #: ledger entries the restarted worker's partition loads folded into the states
+    folded: int = 0
+
+
+def folded_since(log: Path, offset: int) -> int:
+    """The `folded=` counts of the `ingest.state_loaded` lines the worker logged after `offset`."""
+    with log.open("rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+    return sum(
+        int(m.group(1))
+        for line in text.splitlines()
+        if "ingest.state_loaded" in line and (m := re.search(r"\bfolded=(\d+)", line))
+    )
 
 
 def storm(
@@ -65,11 +82,13 @@ def storm(
             else:
                 worker.stop()
             time.sleep(this.down_for)  # the seeded time the worker stays down
+            logged = worker.log_path.stat().st_size if worker.log_path.exists() else 0
             worker = Worker(ns).start()
             sender.join()
             assert sender.error is None, sender.error
             wait_for(lambda: caught_up(ns), 300, f"round {n}: every event handled")
-            this.differences = reader.differences()
+            this.differences = reader.settled_differences()
+            this.folded = folded_since(worker.log_path, logged)
             # Exactly once: every event sent so far has one ledger entry, none has two.
             sent = 2_000 + (n + 1) * per_round
             ids = [(e["account_id"], e["event_id"]) for e in reader.ledger_entries()]
@@ -80,7 +99,7 @@ def storm(
             rounds.append(this)
             print(
                 f"restart {n + 1}/{restarts}: {this.signal} after {this.killed_after:.1f}s, down {this.down_for:.1f}s:"
-                f" {len(this.differences)} differing keys"
+                f" {len(this.differences)} differing keys, {this.folded} entries folded at load"
             )
     finally:
         worker.stop()

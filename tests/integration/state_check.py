@@ -3,14 +3,17 @@
 The worker's tables are read from their changelog topics (committed records only, the latest
 value per key), which is what the next recovery restores; the expected state is every ledger
 entry folded from scratch through `detectors.run.apply_entry`, the worker's own fold. Both are
-read once the worker has sequenced every source message (`caught_up`): a batch's ledger entries
-and changelog records commit in one transaction, so both are read as of the same batch.
+read once the worker has sequenced every source message (`caught_up`). The changelogs trail the
+ledger: a partition writes the states its events changed every `PW_STATE_CHECKPOINT_SECONDS` (also
+when no more records come), so a comparison is repeated until they match or `SETTLE_SECONDS` pass
+(`StateReader.settled_differences`); what differs then is reported.
 
 States are compared whole (never by detector key), after a JSON round trip as the changelog does.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +25,9 @@ from partnerwatch.local_worker import Namespace
 from pipeline.config import DetectionConfig, Settings
 
 TABLES = ("account_state", "open_alerts")
+#: How long the changelogs may take to match the ledger once it is caught up (a checkpoint is
+#: due every second by default; a worker just started loads and checks its partitions first).
+SETTLE_SECONDS = 30.0
 
 
 class CommittedReader:
@@ -169,6 +175,15 @@ class StateReader:
         expected = rebuilt_tables(self.ledger_entries(), Settings.from_env(self.ns.env).detect)
         return compare(expected, self.worker_tables())
 
+    def settled_differences(self, seconds: float = SETTLE_SECONDS) -> list[str]:
+        """`differences`, again every half second until there are none or `seconds` passed."""
+        deadline = time.monotonic() + seconds
+        while True:
+            found = self.differences()
+            if not found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.5)
+
     def close(self) -> None:
         for reader in (*self.readers.values(), self.ledger):
             if reader is not None:
@@ -211,9 +226,10 @@ def rebuilt_tables(
 
 
 def differences(ns: Namespace) -> list[str]:
-    """Where the worker's tables differ from the ledger's fold: one line per differing key."""
+    """Where the worker's tables differ from the ledger's fold once they settled
+    (`StateReader.settled_differences`): one line per differing key."""
     with StateReader(ns) as reader:
-        return reader.differences()
+        return reader.settled_differences()
 
 
 def compare(expected: dict[str, dict[str, Any]], actual: dict[str, dict[str, Any]]) -> list[str]:

@@ -196,7 +196,9 @@ def test_history_the_ledger_no_longer_holds_is_read_from_the_warehouse(
         everything = full + [
             e for e in ledger_entries(ns) if (e["account_id"], e["seq"]) not in seen
         ]
-        assert worker_tables(ns) == rebuilt_tables(everything)
+        wait_for(  # the changelogs trail the ledger by a state checkpoint
+            lambda: worker_tables(ns) == rebuilt_tables(everything), 30, "the rebuilt tables"
+        )
         repaired = accounts_to_repair(ns, ends)
         assert len(repaired) == 12
         assert labelled_metric(ns, "pw_detect_state_repairs_total", '{reason="missing"}') == len(

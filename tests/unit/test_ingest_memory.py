@@ -27,6 +27,7 @@ class Service:
             committed=self._committed, seek=lambda tp, position: self.calls.append("seek")
         )
         self.shared_producer = object()
+        self.ingest = SimpleNamespace(model=lambda: None)
 
     async def _committed(self, tp: TopicPartition) -> int:
         return 7
@@ -46,7 +47,7 @@ def test_records_delivered_while_loading_are_not_kept(monkeypatch: Any) -> None:
     part = ingest_partition.PartitionIngest(service, TP)  # type: ignore[arg-type]
     held: list[int] = []
 
-    async def load_state(settings: Settings, partition: int) -> Any:
+    async def load_state(settings: Settings, partition: int, model: Any) -> Any:
         assert part.loading
         part.feed(list(range(3000)))  # the consumer delivers while the state loads
         part.feed(list(range(3000)))

@@ -24,6 +24,10 @@ from tests.unit.test_ingest_batch import SETTINGS, Rec, records
 from tests.unit.test_ingest_partition_order import SETTINGS as AT_LEAST_ONCE
 from tests.unit.test_ingest_partition_order import Consumer, Producer
 
+#: The states written with every transaction, as the writes below are compared per transaction
+#: (their checkpoints: tests/unit/test_state_checkpoints.py).
+EVERY_TRANSACTION = AT_LEAST_ONCE.model_copy(update={"state_checkpoint_seconds": 0})
+
 
 def traffic() -> list[Rec]:
     """The simulator's mix with every attack, one record with a wrong key and one repeat."""
@@ -96,7 +100,7 @@ def writer(
     monkeypatch.setattr(ingest_partition, "publisher", publisher)
     consumer = Consumer()
     service = SimpleNamespace(
-        settings=AT_LEAST_ONCE,
+        settings=EVERY_TRANSACTION,
         ingest=Ingest(AT_LEAST_ONCE),
         running_consumer=lambda: consumer,
         count=lambda out: None,

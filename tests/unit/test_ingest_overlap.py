@@ -22,6 +22,9 @@ from tests.unit.test_ingest_open_batch import Publisher, fixed_clock, traffic, w
 from tests.unit.test_ingest_partition_order import Batch
 
 assert SETTINGS.processing_guarantee == "exactly_once"
+#: The states written with every transaction, as the writes below are compared per transaction
+#: (their checkpoints: tests/unit/test_state_checkpoints.py).
+EVERY_TRANSACTION = SETTINGS.model_copy(update={"state_checkpoint_seconds": 0})
 
 
 class TxnProducer:
@@ -110,7 +113,7 @@ def txn_writer(
     monkeypatch.setattr(ingest_partition, "publisher", publisher)
     errors: list[str] = []
     service = SimpleNamespace(
-        settings=SETTINGS,
+        settings=EVERY_TRANSACTION,
         ingest=Ingest(SETTINGS),
         count=lambda out: None,
         pause=lambda tp: None,
