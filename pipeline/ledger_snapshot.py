@@ -18,7 +18,7 @@ Records (the latest record per key is what counts, so compaction keeps a snapsho
   tombstone once the bucket left the window;
 - `head` -> JSON: the snapshot's generation, the ledger's end offset and the next source offset
   it covers, the dedup settings it was made with, and for each chunked section its generation
-  and chunk count. Every transaction that writes any other key writes `head` too, last.
+  and chunk count. Every transaction that writes an `h:`, `x:` or `f:` key writes `head` too, last.
 - `state_checkpoint` -> JSON: the source offset below which every event's detection state and
   open alerts are in the state topics (the ingest service writes them every
   `PW_STATE_CHECKPOINT_SECONDS`, with this record, and with every snapshot). A load folds the

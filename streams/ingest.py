@@ -14,8 +14,9 @@ Exactly once (`PW_PROCESSING_GUARANTEE=exactly_once`, the default): each partiti
 transactional producer of its own, `<app id>-ingest-<partition>`. One batch is one transaction:
 its ledger entries and its dead letters, all on the source's partition number, and the source
 offset after the batch for the group. They commit together or not at all. Every
-`PW_STATE_CHECKPOINT_SECONDS` (1 s), with every ledger snapshot, and before a partition is handed
-over, the transaction is also a state checkpoint: it writes every account state and open alert
+`PW_STATE_CHECKPOINT_SECONDS` (1 s), with every ledger snapshot, with the state check's repairs
+(streams/state_repair.py), and before a partition is handed over, the transaction is also a state
+checkpoint: it writes every account state and open alert
 changed since the previous one (compacted topics partitioned as the actions topic) and the source
 offset they stand at; a partition with no records commits one for them alone when it is due. A
 load folds the ledger entries after that offset into the states again (their alerts are not
@@ -81,6 +82,10 @@ from streams.ingest_partition import (
 
 log = structlog.get_logger(__name__)
 
+#: How long a partition's load waits for the worker's first look for a behaviour model (the
+#: load folds the ledger after the last state checkpoint with it, and the batches after it use it).
+MODEL_WAIT_SECONDS = 60.0
+
 
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, service: IngestService) -> None:
@@ -132,6 +137,13 @@ class IngestService(Service):
         await self.consumer.start()
         self.status = "running"
         self.add_future(self._consume())
+
+    async def loaded_model(self) -> Any:
+        """The behaviour model, once the worker's first look for one has ended (at most
+        `MODEL_WAIT_SECONDS`; then whatever is in force, and said so)."""
+        if not await ml_models.first_look(MODEL_WAIT_SECONDS):
+            log.warning("ingest.model_not_ready", waited_seconds=MODEL_WAIT_SECONDS)
+        return ml_models.current()
 
     async def on_stop(self) -> None:
         self.status = "stopping"

@@ -256,9 +256,10 @@ class PartitionIngest:
             self.producer = producer
         else:
             self.producer = self.service.shared_producer
-        self.state, self.snapshots = await load_state(
-            s, self.tp.partition, self.service.ingest.model()
-        )
+        # the fold at load detects with the model the worker uses (once its first look at the
+        # model directory ended), as the events were detected before the restart
+        model = await self.service.loaded_model()
+        self.state, self.snapshots = await load_state(s, self.tp.partition, model)
         self._snapshot_at = self._checkpoint_at = time.monotonic()
         self.checked = False
         consumer = self.service.running_consumer()
@@ -375,10 +376,20 @@ class PartitionIngest:
                 )
                 log.exception("ingest.batch_failed", partition=self.tp.partition)
                 # what was worked on after the failed transaction goes with the state it changed
-                self.open = self.repairs = None
+                # (dropped now: a close meanwhile has nothing to write, the load folds it again)
+                self.open = self.repairs = self.state = None
                 await self._drop_flight()
                 await self._take_up()
                 self.service.note_recovered()
+        if self._unwritten():
+            # closed while a transaction that was no checkpoint was written (or a load ended):
+            # the states go before the partition does
+            await self._marked(self._settle())
+            if self.open is None and self.state is not None:
+                self.open = IngestBatch(
+                    self.tp.partition, next_offset=self.state.ledger.next_offset
+                )
+            await self._marked(self._commit())
 
     def _room(self) -> int:
         """How many more records the open batch takes."""
@@ -516,8 +527,9 @@ class PartitionIngest:
             state.unwritten_accounts, state.unwritten_alerts = {}, {}
         self.open = self.repairs = None
         # the state check's repairs go with this transaction: later batches need none (a
-        # failure of this one reloads the partition, and checks it again)
-        self.checked = True
+        # failure of this one reloads the partition, and checks it again). A transaction of
+        # the states alone (an idle partition) comes before any check: the first batch checks.
+        self.checked = self.checked or repairs is not None
         return _Transaction(
             out, outputs, snapshot, checkpoint, state.ledger.close_batch(), state, producer, p
         )
@@ -573,8 +585,9 @@ class PartitionIngest:
             metrics.LEDGER_SNAPSHOTS.inc()
         if txn.checkpoint:
             metrics.STATE_CHECKPOINTS.inc()
-        self.batches += 1
-        self.service.count(out)
+        if out.consumed:  # not a transaction of the states alone
+            self.batches += 1
+            self.service.count(out)
 
     async def _seal(self, state: PartitionState) -> None:
         """In bounded dedup mode, every `SEAL_SECONDS`: move the exact ids the warehouse holds

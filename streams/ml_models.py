@@ -45,12 +45,30 @@ def publish(slot: ModelSlot, changed: bool, before: str | None, refused_before: 
         )
 
 
+#: Set once the first look for a model (at start) has ended, whatever it found.
+_looked = asyncio.Event()
+
+
 async def check() -> None:
-    async with _lock:
-        before = SLOT.model.name if SLOT.model is not None else None
-        refused = len(SLOT.refused)
-        changed = await asyncio.get_running_loop().run_in_executor(None, SLOT.reload)
-        publish(SLOT, changed, before, refused)
+    try:
+        async with _lock:
+            before = SLOT.model.name if SLOT.model is not None else None
+            refused = len(SLOT.refused)
+            changed = await asyncio.get_running_loop().run_in_executor(None, SLOT.reload)
+            publish(SLOT, changed, before, refused)
+    finally:
+        _looked.set()
+
+
+async def first_look(timeout: float) -> bool:
+    """Wait until the first look for a model has ended (True), or `timeout` seconds (False)."""
+    if _looked.is_set():
+        return True
+    try:
+        await asyncio.wait_for(_looked.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 @app.task

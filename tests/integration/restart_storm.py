@@ -32,15 +32,22 @@ class Round:
     folded: int = 0
 
 
-def folded_since(log: Path, offset: int) -> int:
-    """The `folded=` counts of the `ingest.state_loaded` lines the worker logged after `offset`."""
+def _loads(log: Path, offset: int) -> list[str]:
+    """The `ingest.state_loaded` lines the worker logged after `offset` (one per partition load)."""
     with log.open("rb") as f:
         f.seek(offset)
         text = f.read().decode(errors="replace")
+    return [line for line in text.splitlines() if "ingest.state_loaded" in line]
+
+
+def loads_since(log: Path, offset: int) -> int:
+    return len(_loads(log, offset))
+
+
+def folded_since(log: Path, offset: int) -> int:
+    """The `folded=` counts of the partition loads the worker logged after `offset`."""
     return sum(
-        int(m.group(1))
-        for line in text.splitlines()
-        if "ingest.state_loaded" in line and (m := re.search(r"\bfolded=(\d+)", line))
+        int(m.group(1)) for line in _loads(log, offset) if (m := re.search(r"\bfolded=(\d+)", line))
     )
 
 

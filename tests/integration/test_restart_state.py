@@ -4,7 +4,8 @@ Issue 15, finding 20: a restart could come back with empty tables (Faust's recov
 highwater of -1 on every changelog partition) and write the emptied state back. Four restarts
 here (SIGTERM and SIGKILL, seeded), each recovering from a ledger snapshot and the ledger after
 it, and every event sequenced exactly once; the detection states are written at checkpoints
-(every second), so a restart after SIGKILL folds the ledger after the last one into them again.
+(every second), so a restart after SIGKILL folds the ledger after the last one into them again:
+the second test makes that certain.
 tests/reliability/test_restarts.py runs twenty (with the default settings, which snapshot every
 minute).
 """
@@ -15,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.restart_storm import report, storm
+from partnerwatch.local_worker import Namespace, Worker, wait_for
+from pipeline.simulation.traffic import generate
+from tests.integration.restart_storm import folded_since, loads_since, report, storm
+from tests.integration.state_check import StateReader, caught_up, committed, differences
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +38,51 @@ def test_four_restarts_keep_every_accounts_detection_state(
     assert len(rounds) == 4
     assert {r.signal for r in rounds} == {"SIGTERM", "SIGKILL"}
     assert not any(r.differences for r in rounds), report(rounds)
-    # killed between state checkpoints, the worker folded the ledger after the last one again
-    assert sum(r.folded for r in rounds if r.signal == "SIGKILL") > 0, [
-        (r.signal, r.folded) for r in rounds
-    ]
+
+
+def test_a_restart_after_sigkill_folds_the_ledger_after_the_last_checkpoint(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """States written only with each partition's first transaction and at a handover (the
+    checkpoint interval far off, no ledger snapshots): killed with SIGKILL, the worker leaves
+    changelogs behind the ledger. The next load folds the entries after the checkpoint into the
+    states (no alert published again), and its handover writes them: the changelogs then equal
+    the ledger's fold, and a load after that folds nothing."""
+    ns = Namespace(
+        tmp_path, extra_env={"PW_STATE_CHECKPOINT_SECONDS": "3600", "PW_SNAPSHOT_SECONDS": "0"}
+    )
+    stream = [e for e, _ in generate(2_000, seed=2016, accounts=12, attack_rate=0.01)]
+    accounts = {e["account_id"].encode() for e in stream}
+
+    def account_alerts() -> int:
+        return sum(1 for r in committed(ns, ns.settings.alerts_topic) if r.key in accounts)
+
+    partitions = ns.settings.topic_partitions
+    worker = Worker(ns).start()
+    try:
+        ns.send(stream[:200])
+        wait_for(lambda: caught_up(ns), 240, "the first 200 events sequenced")
+        ns.send(stream[200:])
+        wait_for(lambda: caught_up(ns), 240, "2,000 events sequenced")
+        with StateReader(ns) as reader:
+            assert reader.differences(), "the changelogs hold every state: no checkpoint skipped"
+        published = account_alerts()
+        assert published
+        worker.kill()
+        logged = worker.log_path.stat().st_size
+        worker = Worker(ns).start()
+        wait_for(
+            lambda: loads_since(worker.log_path, logged) == partitions, 120, "the partitions loaded"
+        )
+        assert folded_since(worker.log_path, logged) > 0
+        worker.stop()  # the handover writes the folded states
+        assert differences(ns) == []
+        assert account_alerts() == published
+        logged = worker.log_path.stat().st_size
+        worker = Worker(ns).start()
+        wait_for(
+            lambda: loads_since(worker.log_path, logged) == partitions, 120, "the partitions loaded"
+        )
+        assert folded_since(worker.log_path, logged) == 0
+    finally:
+        worker.stop()

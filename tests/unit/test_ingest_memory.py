@@ -27,10 +27,12 @@ class Service:
             committed=self._committed, seek=lambda tp, position: self.calls.append("seek")
         )
         self.shared_producer = object()
-        self.ingest = SimpleNamespace(model=lambda: None)
 
     async def _committed(self, tp: TopicPartition) -> int:
         return 7
+
+    async def loaded_model(self) -> Any:
+        return None
 
     def running_consumer(self) -> Any:
         return self.consumer

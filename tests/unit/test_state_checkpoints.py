@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 
 from pipeline.config import Settings
-from pipeline.ledger_snapshot import checkpoint_of, checkpoint_record
+from pipeline.ledger import LedgerState
+from pipeline.ledger_snapshot import SnapshotWriter, checkpoint_of, checkpoint_record, load
+from streams import ingest_partition
 from streams.ingest_batch import Ingest, PartitionState, state_record
 from tests.unit.test_ingest_batch import SETTINGS, Rec
 from tests.unit.test_ingest_open_batch import fixed_clock, traffic, worked_through
@@ -92,6 +95,15 @@ def test_transactions_between_checkpoints_write_no_states_and_a_handover_writes_
     asyncio.run(run())
 
 
+class Clock:
+    """`time.monotonic` for streams/ingest_partition.py alone, moved on by hand (the event loop
+    keeps its own): a checkpoint is due when the test says so."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1_000.0
+        monkeypatch.setattr(ingest_partition, "time", SimpleNamespace(monotonic=lambda: self.now))
+
+
 def test_an_idle_partition_writes_its_states_when_they_are_due(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -100,22 +112,86 @@ def test_an_idle_partition_writes_its_states_when_they_are_due(
 
     async def run() -> None:
         part, producer, _, _ = txn_writer(monkeypatch)
+        clock = Clock(monkeypatch)
+        part._checkpoint_at = clock.now
         part.service.settings = every(1.0)
         part.feed(recs[:100])
         await settled(producer, 1)
         assert not any(t in producer.transactions[0] for t in STATES)
+        clock.now += 0.5
+        part._wake.set()
+        await asyncio.sleep(0.05)
+        assert producer.log.count("begin") == 1  # not due yet
+        clock.now += 0.5
+        part._wake.set()  # (the loop's own wait would end within the second)
         await settled(producer, 2)  # no more records: the states alone, once due
         alone = producer.transactions[1]
         assert SETTINGS.ledger_topic not in alone and alone[SETTINGS.account_state_topic]
         assert alone["offsets"] == {0: 100}
         assert checkpoint_of(alone[SETTINGS.ledger_snapshot_topic]) == 100
         assert part.state is not None and not part.state.unwritten_accounts
-        await asyncio.sleep(1.2)  # nothing changed since: no more transactions
+        clock.now += 5
+        part._wake.set()
+        await asyncio.sleep(0.05)  # nothing changed since: no more transactions
         assert producer.log.count("begin") == 2
         await part.close()
         assert producer.log.count("begin") == 2
 
     asyncio.run(run())
+
+
+def test_a_transaction_of_the_states_alone_leaves_the_state_check_to_the_first_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a load that folded entries, an idle partition writes them before any batch ran
+    the state check (streams/state_repair.py): the check still runs at the first batch."""
+    fixed_clock(monkeypatch)
+    recs = traffic()
+    checks: list[int] = []
+
+    async def check_partition(state: PartitionState) -> Any:
+        checks.append(len(state.accounts))
+        return await real_check(state)
+
+    real_check = ingest_partition.state_repair.check_partition
+    monkeypatch.setattr(ingest_partition.state_repair, "check_partition", check_partition)
+
+    async def run() -> None:
+        part, producer, _, _ = txn_writer(monkeypatch)
+        clock = Clock(monkeypatch)
+        part._checkpoint_at = clock.now
+        part.service.settings = every(1.0)
+        assert part.state is not None
+        live = PartitionState(0, SETTINGS.dedup_window_days)
+        out = Ingest(SETTINGS).batch(live, recs[:100])
+        for _, value in out.ledger:  # as a load folds the ledger after a checkpoint
+            part.state.load_ledger(value, SETTINGS.detect, None, 0)
+        part.state.ledger.next_offset = out.next_offset
+        part.checked = False
+        clock.now += 1
+        part._wake.set()
+        await settled(producer, 1)
+        assert producer.transactions[0][SETTINGS.account_state_topic]
+        assert not part.checked and checks == []
+        part.feed(recs[100:200])
+        await settled(producer, 2)
+        assert part.checked and len(checks) == 1
+        await part.close()
+
+    asyncio.run(run())
+
+
+def test_a_checkpoint_record_is_read_back_and_a_snapshot_ignores_it() -> None:
+    record = checkpoint_record(1234)
+    others = [(b"head", b"{}"), (b"h:acct", b"3 abc")]
+    assert checkpoint_of([]) is None and checkpoint_of(others) is None
+    assert checkpoint_of([checkpoint_record(7), *others, record]) == 1234  # the latest
+    for bad in (b"", b"[]", b"{}", b'{"v": 1}', b'{"v": 99, "next_offset": 5}', b"\xff", None):
+        assert checkpoint_of([(record[0], bad)]) is None, bad
+    state = LedgerState(7)
+    writer = SnapshotWriter()
+    snapshot = writer.records(state)
+    assert load([*snapshot, record], 7, 0, 0) is not None  # a checkpoint record is no section
 
 
 def test_with_checkpoints_off_every_transaction_writes_its_states(
