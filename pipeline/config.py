@@ -120,7 +120,7 @@ class Settings(LayeredSettings, DerivedNames):
     )
     state_checkpoint_seconds: float = setting(
         1,
-        "how often each ingest partition writes the detection states and open alerts its events changed to their state topics (and when it is handed over or a ledger snapshot is written); a restart folds the ledger entries after them into the states again, without publishing their alerts again; 0: with every transaction",
+        "how often each ingest partition writes the detection states and open alerts its events changed to their state topics (and with every ledger snapshot, the state check's repairs after a load, and a handover); a restart folds the ledger entries after them into the states again, without publishing their alerts again; 0: with every transaction",
         ge=0,
         allow_inf_nan=False,
     )

@@ -284,6 +284,7 @@ class PartitionIngest:
         if self.paused:  # paused while records piled up during the load: they are gone now
             self.service.resume(self.tp)
             self.paused = False
+        log.info("ingest.partition_ready", partition=self.tp.partition, position=position)
 
     def feed(self, records: list[Any]) -> None:
         if self.closing:
@@ -382,14 +383,25 @@ class PartitionIngest:
                 await self._take_up()
                 self.service.note_recovered()
         if self._unwritten():
-            # closed while a transaction that was no checkpoint was written (or a load ended):
-            # the states go before the partition does
-            await self._marked(self._settle())
-            if self.open is None and self.state is not None:
-                self.open = IngestBatch(
-                    self.tp.partition, next_offset=self.state.ledger.next_offset
+            # closed while a transaction that was no checkpoint was awaited (`OVERLAP_COMMITS`
+            # off): the states go before the partition does
+            try:
+                await self._marked(self._settle())
+                if self.open is None and self.state is not None:
+                    self.open = IngestBatch(
+                        self.tp.partition, next_offset=self.state.ledger.next_offset
+                    )
+                await self._marked(self._commit())
+            except ProducerFenced:
+                log.error("ingest.fenced", partition=self.tp.partition)
+                self.service.note_error(
+                    f"partition {self.tp.partition}: fenced by a newer producer"
                 )
-            await self._marked(self._commit())
+            except Exception as exc:  # the next owner's load folds the ledger after the mark
+                self.service.note_error(
+                    f"partition {self.tp.partition}: {type(exc).__name__}: {exc}"
+                )
+                log.exception("ingest.final_checkpoint_failed", partition=self.tp.partition)
 
     def _room(self) -> int:
         """How many more records the open batch takes."""

@@ -32,16 +32,23 @@ class Round:
     folded: int = 0
 
 
-def _loads(log: Path, offset: int) -> list[str]:
-    """The `ingest.state_loaded` lines the worker logged after `offset` (one per partition load)."""
+def _lines(log: Path, offset: int, event: str) -> list[str]:
+    """The worker's log lines of `event` after `offset`."""
     with log.open("rb") as f:
         f.seek(offset)
         text = f.read().decode(errors="replace")
-    return [line for line in text.splitlines() if "ingest.state_loaded" in line]
+    return [line for line in text.splitlines() if event in line]
 
 
-def loads_since(log: Path, offset: int) -> int:
-    return len(_loads(log, offset))
+def _loads(log: Path, offset: int) -> list[str]:
+    """The `ingest.state_loaded` lines after `offset` (one per partition load)."""
+    return _lines(log, offset, "ingest.state_loaded")
+
+
+def ready_since(log: Path, offset: int) -> int:
+    """Partitions taken up after `offset` (`ingest.partition_ready`: loaded, and at their
+    position; a close from then on writes their folded states)."""
+    return len(_lines(log, offset, "ingest.partition_ready"))
 
 
 def folded_since(log: Path, offset: int) -> int:

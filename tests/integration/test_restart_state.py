@@ -12,16 +12,21 @@ minute).
 
 from __future__ import annotations
 
+import pkgutil
 from pathlib import Path
 
+import orjson
 import pytest
 
+from detectors.provider_wide import rules as provider_wide_rules
 from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.simulation.traffic import generate
-from tests.integration.restart_storm import folded_since, loads_since, report, storm
+from tests.integration.restart_storm import folded_since, ready_since, report, storm
 from tests.integration.state_check import StateReader, caught_up, committed, differences
 
 pytestmark = pytest.mark.integration
+
+PROVIDER_WIDE = frozenset(m.name for m in pkgutil.iter_modules(provider_wide_rules.__path__))
 
 
 def test_four_restarts_keep_every_accounts_detection_state(
@@ -52,10 +57,15 @@ def test_a_restart_after_sigkill_folds_the_ledger_after_the_last_checkpoint(
         tmp_path, extra_env={"PW_STATE_CHECKPOINT_SECONDS": "3600", "PW_SNAPSHOT_SECONDS": "0"}
     )
     stream = [e for e, _ in generate(2_000, seed=2016, accounts=12, attack_rate=0.01)]
-    accounts = {e["account_id"].encode() for e in stream}
 
     def account_alerts() -> int:
-        return sum(1 for r in committed(ns, ns.settings.alerts_topic) if r.key in accounts)
+        """Alert versions of the ingest service (the provider stage folds its own tail again
+        after a SIGKILL and publishes what it raises there again, by design)."""
+        return sum(
+            1
+            for r in committed(ns, ns.settings.alerts_topic)
+            if orjson.loads(r.value)["detector"] not in PROVIDER_WIDE
+        )
 
     partitions = ns.settings.topic_partitions
     worker = Worker(ns).start()
@@ -72,7 +82,7 @@ def test_a_restart_after_sigkill_folds_the_ledger_after_the_last_checkpoint(
         logged = worker.log_path.stat().st_size
         worker = Worker(ns).start()
         wait_for(
-            lambda: loads_since(worker.log_path, logged) == partitions, 120, "the partitions loaded"
+            lambda: ready_since(worker.log_path, logged) >= partitions, 120, "the partitions loaded"
         )
         assert folded_since(worker.log_path, logged) > 0
         worker.stop()  # the handover writes the folded states
@@ -81,7 +91,7 @@ def test_a_restart_after_sigkill_folds_the_ledger_after_the_last_checkpoint(
         logged = worker.log_path.stat().st_size
         worker = Worker(ns).start()
         wait_for(
-            lambda: loads_since(worker.log_path, logged) == partitions, 120, "the partitions loaded"
+            lambda: ready_since(worker.log_path, logged) >= partitions, 120, "the partitions loaded"
         )
         assert folded_since(worker.log_path, logged) == 0
     finally:
