@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from detectors.run import apply_entry, apply_event, new_state
+from detectors.run import Applied, apply_entry, apply_event, new_state
 from pipeline import deadletter
 from pipeline.action_decoder import decode_action
 from pipeline.config import Settings
@@ -121,13 +121,18 @@ class PartitionState:
         applied = apply_entry(state, entry, config, model, self.open_alerts.get)
         self.unwritten_accounts[account] = state
         if applied is not None:
-            for alert in applied.alerts:
-                key = alert["alert_id"]
-                self.open_alerts[key] = self.unwritten_alerts[key] = alert
-            for key in applied.closed:
-                if self.open_alerts.pop(key, None) is not None:
-                    self.unwritten_alerts[key] = None
+            self.note_alerts(applied, self.unwritten_alerts)
         return True
+
+    def note_alerts(self, applied: Applied, changes: dict[str, dict[str, Any] | None]) -> None:
+        """Keep an event's alert versions and closures in the open alerts, and in `changes`
+        (alert id -> its latest version, None: closed)."""
+        for alert in applied.alerts:
+            key = alert["alert_id"]
+            self.open_alerts[key] = changes[key] = alert
+        for key in applied.closed:
+            if self.open_alerts.pop(key, None) is not None:
+                changes[key] = None
 
     def load_account(self, key: bytes | None, value: bytes | None) -> None:
         _load(self.accounts, key, value)
@@ -361,15 +366,11 @@ class Ingest:
             account_state, event, seq, self.config, model, state.open_alerts.get, timings
         )
         self.metrics.record(timings)
-        if applied is None:
-            return  # folded into this state already
+        if applied is None or not (applied.alerts or applied.closed):
+            return  # folded into this state already, or nothing to tell
+        state.note_alerts(applied, out.alert_changes)
         for alert in applied.alerts:
-            key = alert["alert_id"]
-            state.open_alerts[key] = out.alert_changes[key] = alert
             out.alerts.append((account.encode(), orjson.dumps(alert), timestamp))
-        for key in applied.closed:
-            if state.open_alerts.pop(key, None) is not None:
-                out.alert_changes[key] = None
 
 
 class StateGap(RuntimeError):

@@ -346,16 +346,8 @@ class PartitionIngest:
                     self._landed()
                 if self.closing or (self._flight is not None and not self._room()):
                     await self._marked(self._settle())
-                if (
-                    self.open is None
-                    and self._flight is None
-                    and self._unwritten()
-                    and (self.closing or self._checkpoint_in() <= 0)
-                    and self.state is not None
-                ):  # no records for a while, or handed over: a transaction for the states alone
-                    self.open = IngestBatch(
-                        self.tp.partition, next_offset=self.state.ledger.next_offset
-                    )
+                if self._flight is None and (self.closing or self._checkpoint_in() <= 0):
+                    self._open_for_states()  # no records for a while, or handed over
                 if (
                     self.open is not None
                     and self._flight is None
@@ -363,19 +355,13 @@ class PartitionIngest:
                 ):
                     await self._marked(self._commit())
             except ProducerFenced:
-                log.error("ingest.fenced", partition=self.tp.partition)
-                self.service.note_error(
-                    f"partition {self.tp.partition}: fenced by a newer producer"
-                )
+                self._fenced()
                 self.closing = True
                 self.open = None
                 await self._drop_flight()
                 return
             except Exception as exc:  # a failed batch: abort, and start the partition over
-                self.service.note_error(
-                    f"partition {self.tp.partition}: {type(exc).__name__}: {exc}"
-                )
-                log.exception("ingest.batch_failed", partition=self.tp.partition)
+                self._failed(exc, "ingest.batch_failed")
                 # what was worked on after the failed transaction goes with the state it changed
                 # (dropped now: a close meanwhile has nothing to write, the load folds it again)
                 self.open = self.repairs = self.state = None
@@ -387,21 +373,27 @@ class PartitionIngest:
             # off): the states go before the partition does
             try:
                 await self._marked(self._settle())
-                if self.open is None and self.state is not None:
-                    self.open = IngestBatch(
-                        self.tp.partition, next_offset=self.state.ledger.next_offset
-                    )
+                self._open_for_states()
                 await self._marked(self._commit())
             except ProducerFenced:
-                log.error("ingest.fenced", partition=self.tp.partition)
-                self.service.note_error(
-                    f"partition {self.tp.partition}: fenced by a newer producer"
-                )
+                self._fenced()
             except Exception as exc:  # the next owner's load folds the ledger after the mark
-                self.service.note_error(
-                    f"partition {self.tp.partition}: {type(exc).__name__}: {exc}"
-                )
-                log.exception("ingest.final_checkpoint_failed", partition=self.tp.partition)
+                self._failed(exc, "ingest.final_checkpoint_failed")
+
+    def _open_for_states(self) -> None:
+        """With no batch open or in flight and states the state topics lack: open an empty
+        batch, so that the next commit is a transaction for the states alone."""
+        state = self.state
+        if self.open is None and self._flight is None and self._unwritten() and state is not None:
+            self.open = IngestBatch(self.tp.partition, next_offset=state.ledger.next_offset)
+
+    def _fenced(self) -> None:
+        log.error("ingest.fenced", partition=self.tp.partition)
+        self.service.note_error(f"partition {self.tp.partition}: fenced by a newer producer")
+
+    def _failed(self, exc: Exception, event: str) -> None:
+        self.service.note_error(f"partition {self.tp.partition}: {type(exc).__name__}: {exc}")
+        log.exception(event, partition=self.tp.partition)
 
     def _room(self) -> int:
         """How many more records the open batch takes."""

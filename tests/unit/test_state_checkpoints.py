@@ -41,6 +41,16 @@ def every(seconds: float) -> Settings:
     return SETTINGS.model_copy(update={"state_checkpoint_seconds": seconds, "snapshot_seconds": 0})
 
 
+def checkpointing(
+    monkeypatch: pytest.MonkeyPatch, seconds: float
+) -> tuple[ingest_partition.PartitionIngest, Any]:
+    """A loaded partition writer over fakes (tests/unit/test_ingest_overlap.py `txn_writer`),
+    writing its states every `seconds`; and its producer."""
+    part, producer, _, _ = txn_writer(monkeypatch)
+    part.service.settings = every(seconds)
+    return part, producer
+
+
 def reference(recs: list[Rec]) -> tuple[PartitionState, dict[str, Any]]:
     """`recs` worked through in one state (batches as the writer cuts them do not change what
     the states end as); and every alert change, the latest per alert id."""
@@ -70,8 +80,7 @@ def test_transactions_between_checkpoints_write_no_states_and_a_handover_writes_
     assert changes  # alerts opened (the mix closes none this soon)
 
     async def run() -> None:
-        part, producer, _, _ = txn_writer(monkeypatch)
-        part.service.settings = every(3600)
+        part, producer = checkpointing(monkeypatch, 3600)
         part.feed(recs[:100])
         await worked_through(part, 100)
         part.feed(recs[100:350])
@@ -100,9 +109,12 @@ class Clock:
     """`time.monotonic` for streams/ingest_partition.py alone, moved on by hand (the event loop
     keeps its own): a checkpoint is due when the test says so."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, part: ingest_partition.PartitionIngest
+    ) -> None:
         self.now = 1_000.0
         monkeypatch.setattr(ingest_partition, "time", SimpleNamespace(monotonic=lambda: self.now))
+        part._checkpoint_at = self.now  # the interval starts now on this clock
 
 
 def test_an_idle_partition_writes_its_states_when_they_are_due(
@@ -112,10 +124,8 @@ def test_an_idle_partition_writes_its_states_when_they_are_due(
     recs = traffic()
 
     async def run() -> None:
-        part, producer, _, _ = txn_writer(monkeypatch)
-        clock = Clock(monkeypatch)
-        part._checkpoint_at = clock.now
-        part.service.settings = every(1.0)
+        part, producer = checkpointing(monkeypatch, 1.0)
+        clock = Clock(monkeypatch, part)
         part.feed(recs[:100])
         await settled(producer, 1)
         assert not any(t in producer.transactions[0] for t in STATES)
@@ -160,10 +170,8 @@ def test_a_transaction_of_the_states_alone_leaves_the_state_check_to_the_first_b
     monkeypatch.setattr(ingest_partition.state_repair, "check_partition", check_partition)
 
     async def run() -> None:
-        part, producer, _, _ = txn_writer(monkeypatch)
-        clock = Clock(monkeypatch)
-        part._checkpoint_at = clock.now
-        part.service.settings = every(1.0)
+        part, producer = checkpointing(monkeypatch, 1.0)
+        clock = Clock(monkeypatch, part)
         assert part.state is not None
         live = PartitionState(0, SETTINGS.dedup_window_days)
         out = Ingest(SETTINGS).batch(live, recs[:100])
@@ -205,8 +213,7 @@ def test_with_checkpoints_off_every_transaction_writes_its_states(
     recs = traffic()
 
     async def run() -> None:
-        part, producer, _, _ = txn_writer(monkeypatch)
-        part.service.settings = every(0)
+        part, producer = checkpointing(monkeypatch, 0)
         part.feed(recs[:100])
         await settled(producer, 1)
         part.feed(recs[100:200])
