@@ -24,7 +24,14 @@ import orjson
 
 import detectors.provider_wide.rules as provider_wide_rules
 from bench.cpu_budget import python_names, thread_times, threads_per_event
-from bench.procstats import broker_pid, cpu_seconds, metric, tree_cpu_seconds
+from bench.procstats import (
+    broker_pid,
+    cpu_seconds,
+    histogram,
+    histogram_figures,
+    metric,
+    tree_cpu_seconds,
+)
 from bench.provider_stage_process import start_stage, stop_stage
 from bench.workload import RESULTS, WORKER_ENV, stream
 from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics, free_port
@@ -37,6 +44,8 @@ LOADS = ("confluent-kafka", "kafka-python")
 #: says (by default its child process; `--env PW_PROVIDER_STAGE=worker`: a thread of it), or
 #: `partnerwatch provider-stage` started by the bench beside it (the worker on `off`).
 STAGES = ("worker", "process")
+#: The ingest transactions' start-to-commit histogram (streams/ingest_partition.py)
+TXN_SECONDS = "pw_ingest_transaction_seconds"
 
 
 def latency(
@@ -55,8 +64,9 @@ def latency(
     caches and warehouse come up; a backlog built meanwhile would be measured as latency), and
     the backlog (events sent, not yet sequenced) is sampled through the run: a rate the worker
     cannot hold shows as a growing backlog, not only as latency. The worker's and the broker's
-    CPU per event and the ingest transactions are counted over the measured run, and the produced
-    latency is split by origin (per-account alerts from ingest, provider-wide ones from the
+    CPU per event and the ingest transactions (how many, and the time from each one's start to
+    its commit: the worker's `pw_ingest_transaction_seconds`) are counted over the measured run,
+    and the produced latency is split by origin (per-account alerts from ingest, provider-wide ones from the
     provider stage). `BENCH_LATENCY_SAMPLES=<file>` writes every alert's timestamps to a file.
     The bench's own CPU over the measured run (its load producer, the alert tail, the backlog
     sampler) is reported too: it runs on the same cores as the worker and the broker. With
@@ -111,6 +121,7 @@ def latency(
         cpu0 = tree_cpu_seconds(worker_pid) if worker_pid else 0.0
         broker0 = cpu_seconds(broker) if broker else 0.0
         transactions0 = _transactions(ns.port)
+        txn_times0 = histogram(ns.port, TXN_SECONDS)
         own0 = time.process_time()
         sent_rate = prod.send(messages, rate, sent)
         own_cpu = time.process_time() - own0
@@ -122,6 +133,7 @@ def latency(
         broker_cpu = cpu_seconds(broker) - broker0 if broker else None
         stage_cpu = cpu_seconds(stage_proc[0].pid) - stage0 if stage_proc is not None else None
         transactions = _transactions(ns.port) - transactions0
+        txn_times = histogram_figures(histogram(ns.port, TXN_SECONDS), txn_times0)
         time.sleep(5)  # let the last alerts out (commit interval)
         stop.set()
         tail.join(30)
@@ -186,6 +198,9 @@ def latency(
         # are not told apart (their OS name is the process's, "python")
         "worker_threads_us_per_event": threads_per_event(threads1, threads0, names, total),
         "ingest_transactions": transactions,
+        # start to commit of each ingest transaction (states-only ones included), from the
+        # worker's histogram: p50/p90/p99 interpolated within its buckets
+        "ingest_transaction_ms": txn_times,
         "load_client": load,
         "provider_stage": stage,
         "stage_cpu_us_per_event": round(stage_cpu / total * 1e6, 1)
@@ -318,6 +333,12 @@ class _ConfluentLoad:
         """Nothing to release: librdkafka's producer goes with the object."""
 
 
+def _txn_times(figures: dict[str, Any] | None) -> str:
+    if not figures:
+        return "-"
+    return " / ".join(str(figures[k]) for k in ("mean_ms", "p50_ms", "p90_ms", "p99_ms"))
+
+
 def _transactions(port: int) -> int:
     """The worker's ingest batches (one transaction each) so far, from /v1/health."""
     try:
@@ -384,8 +405,8 @@ def latency_only(
         "",
         f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)} --latency-seconds {seconds:g} --latency-warmup {warmup:g} --latency-load {load} --latency-stage {stage}`",
         "",
-        "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts | worker / broker / bench / stage process CPU per event (µs) | ingest transactions |",
-        "|---|---|---|---|---|---|---|",
+        "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts | worker / broker / bench / stage process CPU per event (µs) | ingest transactions | transaction start to commit, mean / p50 / p90 / p99 (ms) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         p, v = run["latency_ms_alert_produced"] or {}, run["latency_ms_alert_visible"] or {}
@@ -393,7 +414,8 @@ def latency_only(
             f"| {run['rate_events_per_second']:,} | {p.get('p50')} / {p.get('p95')} / {p.get('p99')} / {p.get('max')}"
             f" | {v.get('p50')} / {v.get('p95')} / {v.get('p99')} | {run['backlog_events_median']} / {run['backlog_events_max']}"
             f" | {run['alert_records']} | {run['worker_cpu_us_per_event']} / {run['broker_cpu_us_per_event']} / {run['bench_cpu_us_per_event']}"
-            f" / {run.get('stage_cpu_us_per_event') or '-'} | {run['ingest_transactions']:,} |"
+            f" / {run.get('stage_cpu_us_per_event') or '-'} | {run['ingest_transactions']:,}"
+            f" | {_txn_times(run.get('ingest_transaction_ms'))} |"
         )
     lines += [
         "",

@@ -7,6 +7,7 @@ import contextlib
 import os
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import REPO_ROOT
 
@@ -21,6 +22,43 @@ def metric(port: int, name: str) -> float:
             if line.startswith(name) and line[len(name)] in " {":
                 total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def histogram(port: int, name: str) -> dict[str, float]:
+    """A histogram's cumulative bucket counts by `le`, and its `_sum` and `_count`, from a
+    worker's /metrics (empty when absent)."""
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + "_bucket{le="):
+                out[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+            elif line.startswith((name + "_sum ", name + "_count ")):
+                out[line.split(" ", 1)[0][len(name) + 1 :]] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def histogram_figures(after: dict[str, float], before: dict[str, float]) -> dict[str, Any] | None:
+    """Count, mean and p50/p90/p99 (interpolated within the buckets, in ms) of what a histogram
+    observed between two readings (`histogram`); None when nothing was observed."""
+    count = after.get("count", 0.0) - before.get("count", 0.0)
+    if count <= 0:
+        return None
+    bounds = sorted((float(le), after[le] - before.get(le, 0.0)) for le in after if le[0].isdigit())
+    figures: dict[str, Any] = {
+        "count": int(count),
+        "mean_ms": round((after["sum"] - before.get("sum", 0.0)) / count * 1000, 1),
+    }
+    for q in (0.5, 0.9, 0.99):
+        want, low, below = q * count, 0.0, 0.0
+        value = None
+        for bound, cumulative in bounds:
+            if cumulative >= want:
+                share = (want - below) / (cumulative - below) if cumulative > below else 1.0
+                value = low + (bound - low) * share
+                break
+            low, below = bound, cumulative
+        figures[f"p{round(q * 100)}_ms"] = round(value * 1000, 1) if value is not None else None
+    return figures
 
 
 def schedstat(path: str) -> tuple[float, float]:

@@ -70,6 +70,11 @@ STATE_CHECKPOINTS = Counter(
     "pw_ingest_state_checkpoints_total",
     "Transactions of the ingest service that wrote the detection states and open alerts changed since the previous one (every PW_STATE_CHECKPOINT_SECONDS)",
 )
+INGEST_TRANSACTION_SECONDS = Histogram(
+    "pw_ingest_transaction_seconds",
+    "Time from the start of an ingest batch's write to its commit: its transaction (exactly once; at least once: the writes, then the source offset), the round trips to the brokers and the waits for the worker's event loop between them",
+    buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 10.0),
+)
 STATE_LOAD_FOLDED = Counter(
     "pw_ingest_load_folded_entries_total",
     "Ledger entries folded into their accounts' detection states while loading ingest partitions (the entries after the states' last checkpoint)",

@@ -543,6 +543,7 @@ class PartitionIngest:
         a checkpoint) and source offset (exactly once; at least once: written, then the offset)."""
         out, state, producer, p = txn.out, txn.state, txn.producer, txn.partition
         s = self.service.settings
+        started = time.monotonic()
         if self.transactional:
             await producer.begin_transaction()
             try:
@@ -584,6 +585,7 @@ class PartitionIngest:
                     await sent[0]
             await publisher.delivered()
             await self.service.running_consumer().commit({self.tp: out.next_offset})
+        metrics.INGEST_TRANSACTION_SECONDS.observe(time.monotonic() - started)
         if txn.snapshot:
             self._snapshot_at = time.monotonic()
             metrics.LEDGER_SNAPSHOTS.inc()

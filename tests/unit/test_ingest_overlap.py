@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import TopicPartition
+from prometheus_client import REGISTRY
 
 from streams import ingest_partition
 from streams.ingest_batch import Ingest, IngestBatch, PartitionState
@@ -260,5 +261,40 @@ def test_a_close_waits_for_the_transaction_in_flight_then_commits_the_open_batch
         assert producer.log == ["begin", "commit", "begin", "commit", "stop"]
         assert [t["offsets"] for t in producer.transactions] == [{0: 100}, {0: 350}]
         assert part.open is None and not part.in_batch
+
+    asyncio.run(run())
+
+
+def _transaction_samples() -> tuple[float, float]:
+    """(count, sum) of `pw_ingest_transaction_seconds` so far (the registry is process-wide)."""
+    count = REGISTRY.get_sample_value("pw_ingest_transaction_seconds_count") or 0.0
+    total = REGISTRY.get_sample_value("pw_ingest_transaction_seconds_sum") or 0.0
+    return count, total
+
+
+def test_each_committed_transaction_is_timed_from_its_start_to_its_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`pw_ingest_transaction_seconds` observes a transaction once it has committed, for the
+    time its start waited (here: the held gate); an aborted one is not observed."""
+    recs = traffic()
+
+    async def run() -> None:
+        part, producer, _, taken_up = txn_writer(monkeypatch)
+        count0, sum0 = _transaction_samples()
+        producer.gate.clear()
+        part.feed(recs[:100])
+        await until(lambda: producer.log == ["begin"])
+        await asyncio.sleep(0.05)  # the transaction waits at its start
+        producer.gate.set()
+        await until(lambda: "commit" in producer.log)
+        await until(lambda: _transaction_samples()[0] == count0 + 1)
+        count1, sum1 = _transaction_samples()
+        assert count1 == count0 + 1 and 0.05 <= sum1 - sum0 < 5
+        producer.fail_commit = True  # a transaction that aborts is not counted
+        part.feed(recs[100:200])
+        await until(lambda: taken_up)
+        assert "abort" in producer.log and _transaction_samples() == (count1, sum1)
+        await part.close()
 
     asyncio.run(run())

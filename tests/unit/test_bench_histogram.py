@@ -1,0 +1,57 @@
+"""bench/procstats.py's histogram readings: a worker's /metrics histogram between two readings,
+its mean and quantiles interpolated within the buckets (the latency bench's transaction times)."""
+
+from __future__ import annotations
+
+import socket
+
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+
+from bench.procstats import histogram, histogram_figures
+
+BUCKETS = (0.005, 0.01, 0.02, 0.05)
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_histogram_read_off_metrics_gives_what_was_observed_between_two_readings() -> None:
+    registry = CollectorRegistry()
+    seconds = Histogram("pw_test_seconds", "test", buckets=BUCKETS, registry=registry)
+    port = _port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        for _ in range(5):  # before the first reading: not counted
+            seconds.observe(0.04)
+        before = histogram(port, "pw_test_seconds")
+        assert before["count"] == 5 and before["0.05"] == 5
+        for _ in range(10):
+            seconds.observe(0.004)
+        for _ in range(10):
+            seconds.observe(0.015)
+        after = histogram(port, "pw_test_seconds")
+        absent = histogram(port, "pw_absent_seconds")
+    finally:
+        server.shutdown()
+        thread.join(5)
+    figures = histogram_figures(after, before)
+    assert figures == {
+        "count": 20,
+        "mean_ms": 9.5,
+        "p50_ms": 5.0,  # the 10th of 20 is the last in (0, 5 ms]
+        "p90_ms": 18.0,  # the 18th: 8 of the 10 in (10, 20 ms]
+        "p99_ms": 19.8,
+    }
+    assert histogram_figures(after, after) is None  # nothing observed in between
+    assert absent == {}
+
+
+def test_a_quantile_beyond_the_last_bucket_is_not_made_up() -> None:
+    before: dict[str, float] = {}
+    after = {"0.005": 1.0, "0.01": 1.0, "+Inf": 10.0, "count": 10.0, "sum": 5.0}
+    figures = histogram_figures(after, before)
+    assert figures is not None
+    assert figures["p50_ms"] is None and figures["mean_ms"] == 500.0
