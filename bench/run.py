@@ -293,6 +293,15 @@ def markdown(figures: dict[str, Any]) -> str:
                 f"median {lat['backlog_events_median']:,}, max {lat['backlog_events_max']:,} events",
             )
         )
+    if txn := lat.get("ingest_transaction_ms"):
+        rows.append(
+            (
+                "ingest transactions during the latency run, start to commit (interpolated in the"
+                " histogram's buckets)",
+                f"{txn['count']:,}: mean {txn['mean_ms']} ms, p50 {txn['p50_ms']} ms,"
+                f" p90 {txn['p90_ms']} ms, p99 {txn['p99_ms']} ms",
+            )
+        )
     if lat.get("worker_threads_us_per_event"):
         rows.append(
             (

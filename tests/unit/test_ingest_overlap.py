@@ -275,8 +275,9 @@ def _transaction_samples() -> tuple[float, float]:
 def test_each_committed_transaction_is_timed_from_its_start_to_its_commit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`pw_ingest_transaction_seconds` observes a transaction once it has committed, for the
-    time its start waited (here: the held gate); an aborted one is not observed."""
+    """`pw_ingest_transaction_seconds` observes a transaction once it has committed, from its
+    start (the time its start waited, here at the held gate, included); an aborted one is not
+    observed."""
     recs = traffic()
 
     async def run() -> None:
@@ -290,7 +291,7 @@ def test_each_committed_transaction_is_timed_from_its_start_to_its_commit(
         await until(lambda: "commit" in producer.log)
         await until(lambda: _transaction_samples()[0] == count0 + 1)
         count1, sum1 = _transaction_samples()
-        assert count1 == count0 + 1 and 0.05 <= sum1 - sum0 < 5
+        assert 0.05 <= sum1 - sum0 < 5
         producer.fail_commit = True  # a transaction that aborts is not counted
         part.feed(recs[100:200])
         await until(lambda: taken_up)
