@@ -24,6 +24,7 @@ import orjson
 
 import detectors.provider_wide.rules as provider_wide_rules
 from bench.cpu_budget import python_names, thread_times, threads_per_event
+from bench.latency_load import LOADS, Paced
 from bench.procstats import (
     broker_pid,
     cpu_seconds,
@@ -35,11 +36,9 @@ from bench.procstats import (
 from bench.provider_stage_process import start_stage, stop_stage
 from bench.workload import RESULTS, WORKER_ENV, stream
 from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics, free_port
-from pipeline.config import Settings, checkout
-from sinks.kafka_io import KafkaAccessError, consumer, ensure_topics, producer
+from pipeline.config import checkout
+from sinks.kafka_io import KafkaAccessError, consumer, ensure_topics
 
-#: The load producers `--latency-load` chooses from (`_Paced`).
-LOADS = ("confluent-kafka", "kafka-python")
 #: Where the provider stage runs (`--latency-stage`): run by the worker as its PW_PROVIDER_STAGE
 #: says (by default its child process; `--env PW_PROVIDER_STAGE=worker`: a thread of it), or
 #: `partnerwatch provider-stage` started by the bench beside it (the worker on `off`).
@@ -66,8 +65,8 @@ def latency(
     cannot hold shows as a growing backlog, not only as latency. The worker's and the broker's
     CPU per event and the ingest transactions (how many, and the time from each one's start to
     its commit: the worker's `pw_ingest_transaction_seconds`) are counted over the measured run,
-    and the produced latency is split by origin (per-account alerts from ingest, provider-wide ones from the
-    provider stage). `BENCH_LATENCY_SAMPLES=<file>` writes every alert's timestamps to a file.
+    and the produced latency is split by origin (per-account alerts from ingest, provider-wide
+    ones from the provider stage). `BENCH_LATENCY_SAMPLES=<file>` writes every alert's timestamps to a file.
     The bench's own CPU over the measured run (its load producer, the alert tail, the backlog
     sampler) is reported too: it runs on the same cores as the worker and the broker. With
     `stage="process"` the provider stage runs as `partnerwatch provider-stage` beside the worker
@@ -89,7 +88,7 @@ def latency(
     if stage == "process":
         stage_proc = start_stage(root, ns, checkout() or root, free_port())
     warm = stream(max(50, int(rate * warmup)), seed=6)
-    prod = _Paced(settings, topic, load)
+    prod = Paced(settings, topic, load)
     warm_sent = prod.send(warm, rate)
     deadline = time.monotonic() + 120
     while metric(ns.port, "pw_events_accepted_total") < len(warm) and time.monotonic() < deadline:
@@ -198,7 +197,7 @@ def latency(
         # are not told apart (their OS name is the process's, "python")
         "worker_threads_us_per_event": threads_per_event(threads1, threads0, names, total),
         "ingest_transactions": transactions,
-        # start to commit of each ingest transaction (states-only ones included), from the
+        # start to commit of each committed ingest transaction (states-only ones included), from the
         # worker's histogram: p50/p90/p99 interpolated within its buckets
         "ingest_transaction_ms": txn_times,
         "load_client": load,
@@ -235,102 +234,6 @@ def _threads(pid: int | None) -> dict[int, tuple[str, float]]:
 
 #: The provider-wide detectors' names (their alerts come from the provider stage).
 PROVIDER_WIDE = frozenset(m.name for m in pkgutil.iter_modules(provider_wide_rules.__path__))
-
-
-class _Paced:
-    """The load: messages sent at a fixed rate, each record's timestamp its send time
-    (CreateTime), acks from all replicas, idempotent.
-
-    `confluent-kafka` (the default): librdkafka with its default `linger.ms` of 5, what a
-    producer on another machine would be. `kafka-python`: the project's producer
-    (`linger_ms=1`), the load of the earlier runs; with it the bench spent about 205 µs of CPU
-    per event at 3,000 events/s, against about 62 with librdkafka, on the same two cores as the
-    worker and the broker (docs/performance.md, "The latency bench's load")."""
-
-    def __init__(self, settings: Settings, topic: str, load: str = LOADS[0]) -> None:
-        if load == "kafka-python":
-            self.producer: _KafkaPythonLoad | _ConfluentLoad = _KafkaPythonLoad(settings, topic)
-        elif load == "confluent-kafka":
-            self.producer = _ConfluentLoad(settings, topic)
-        else:
-            raise ValueError(f"unknown load producer {load!r}: one of {', '.join(LOADS)}")
-
-    def send(
-        self, messages: list[tuple[bytes, bytes]], rate: float, sent: list[int] | None = None
-    ) -> float:
-        """Send `messages` at `rate` per second (`sent[0]`: how many so far) and flush them;
-        the rate reached."""
-        started = time.monotonic()
-        for i, (key, value) in enumerate(messages):
-            pause = started + i / rate - time.monotonic()
-            if pause > 0.001:  # a sleep per message would cost the bench more than the sending
-                time.sleep(pause)
-            self.producer.send(key, value)
-            if sent is not None:
-                sent[0] = i + 1
-        self.producer.flush(60)
-        return len(messages) / (time.monotonic() - started)
-
-    def close(self) -> None:
-        self.producer.close()
-
-
-class _KafkaPythonLoad:
-    def __init__(self, settings: Settings, topic: str) -> None:
-        self.topic = topic
-        self.producer = producer(settings, linger_ms=1, batch_size=256 * 1024)
-
-    def send(self, key: bytes, value: bytes) -> None:
-        self.producer.send(self.topic, key=key, value=value)
-
-    def flush(self, timeout: float) -> None:
-        self.producer.flush(timeout=timeout)  # raises KafkaTimeoutError when not done by then
-
-    def close(self) -> None:
-        self.producer.close()
-
-
-class _ConfluentLoad:
-    def __init__(self, settings: Settings, topic: str) -> None:
-        from confluent_kafka import Producer
-
-        if settings.kafka_security_protocol != "PLAINTEXT":
-            raise SystemExit(
-                "the confluent-kafka load speaks PLAINTEXT only: --latency-load kafka-python"
-            )
-        self.topic = topic
-        self.failed: list[str] = []
-        self.producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_broker,
-                "client.id": settings.client_id("bench-load"),
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-            }
-        )
-
-    def send(self, key: bytes, value: bytes) -> None:
-        while True:
-            try:
-                self.producer.produce(self.topic, value, key, on_delivery=self._delivered)
-                break
-            except BufferError:  # librdkafka's queue is full: let it drain
-                self.producer.poll(0.01)
-        self.producer.poll(0)
-
-    def _delivered(self, err: Any, _msg: Any) -> None:
-        if err is not None:
-            self.failed.append(str(err))
-
-    def flush(self, timeout: float) -> None:
-        if left := self.producer.flush(timeout):
-            raise RuntimeError(f"{left} load messages not delivered in {timeout:g} s")
-        if self.failed:
-            raise RuntimeError(f"{len(self.failed)} load messages failed: {self.failed[0]}")
-
-    def close(self) -> None:
-        """Nothing to release: librdkafka's producer goes with the object."""
 
 
 def _txn_times(figures: dict[str, Any] | None) -> str:

@@ -14,13 +14,18 @@ from pipeline.config import REPO_ROOT
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def _metrics_lines(port: int) -> list[str]:
+    """A worker's /metrics, line by line."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        return response.read().decode().splitlines()
+
+
 def metric(port: int, name: str) -> float:
     """Sum of a metric's samples on a worker's /metrics (0 when absent)."""
     total = 0.0
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name) and line[len(name)] in " {":
-                total += float(line.rsplit(" ", 1)[1])
+    for line in _metrics_lines(port):
+        if line.startswith(name) and line[len(name)] in " {":
+            total += float(line.rsplit(" ", 1)[1])
     return total
 
 
@@ -28,12 +33,11 @@ def histogram(port: int, name: str) -> dict[str, float]:
     """A histogram's cumulative bucket counts by `le`, and its `_sum` and `_count`, from a
     worker's /metrics (empty when absent)."""
     out: dict[str, float] = {}
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + "_bucket{le="):
-                out[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
-            elif line.startswith((name + "_sum ", name + "_count ")):
-                out[line.split(" ", 1)[0][len(name) + 1 :]] = float(line.rsplit(" ", 1)[1])
+    for line in _metrics_lines(port):
+        if line.startswith(name + "_bucket{le="):
+            out[line.split('"')[1]] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith((name + "_sum ", name + "_count ")):
+            out[line.split(" ", 1)[0][len(name) + 1 :]] = float(line.rsplit(" ", 1)[1])
     return out
 
 

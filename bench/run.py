@@ -39,8 +39,9 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
-from bench.alert_latency import LOADS, latency, latency_only
 from bench.alert_latency import STAGES as STAGE_PLACES
+from bench.alert_latency import latency, latency_only
+from bench.latency_load import LOADS
 from bench.procstats import (
     broker_pid,
     children,
@@ -375,7 +376,7 @@ def main() -> None:
         "--latency-load",
         choices=LOADS,
         default=LOADS[0],
-        help="the latency run's load producer (bench/alert_latency.py, _Paced)",
+        help="the latency run's load producer (bench/latency_load.py, Paced)",
     )
     parser.add_argument(
         "--latency-stage",

@@ -1,4 +1,4 @@
-"""The latency bench's load producers (bench/alert_latency.py, `_Paced`) against the real broker:
+"""The latency bench's load producers (bench/latency_load.py, `Paced`) against the real broker:
 each delivers every message once, with its key, in order per key, and says what it reached."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.alert_latency import LOADS, _Paced, latency
+from bench.alert_latency import latency
+from bench.latency_load import LOADS, Paced
 from partnerwatch.local_worker import Namespace
 from sinks.kafka_io import ensure_topics
 
@@ -20,7 +21,7 @@ def test_load_sends_every_message_once_in_key_order(
     settings = ns.settings
     ensure_topics(settings)
     messages = [(f"acct-{i % 7}".encode(), f'{{"n":{i}}}'.encode()) for i in range(300)]
-    paced = _Paced(settings, settings.actions_topic, load)
+    paced = Paced(settings, settings.actions_topic, load)
     sent: list[int] = [0]
     try:
         rate = paced.send(messages, 3000, sent)
@@ -38,7 +39,7 @@ def test_load_sends_every_message_once_in_key_order(
 
 def test_unknown_load_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown load producer 'nope'"):
-        _Paced(Namespace(tmp_path).settings, "t", "nope")
+        Paced(Namespace(tmp_path).settings, "t", "nope")
 
 
 def test_unknown_stage_placement_is_refused(tmp_path: Path) -> None:
