@@ -114,7 +114,7 @@ class Settings(LayeredSettings, DerivedNames):
     )
     snapshot_seconds: float = setting(
         60,
-        "how often each ingest partition snapshots its chain heads and dedup window to the ledger snapshot topic, so a restart reads the snapshot and the ledger after it; 0: never (a restart reads the whole ledger partition)",
+        "how often each ingest partition snapshots its chain heads and dedup window to the ledger snapshot topic (and once more when it hands the partition over, if the ledger moved on since), so a restart reads the snapshot and the ledger after it; 0: never (a restart reads the whole ledger partition)",
         ge=0,
         allow_inf_nan=False,
     )

@@ -3,9 +3,11 @@
 Without a snapshot, a partition's state is rebuilt by reading its whole ledger partition: every
 entry of the dedup window, a week of events at the default, which at tens of thousands of events
 a second would take hours. The ingest service (streams/ingest_partition.py) therefore writes a
-snapshot every `PW_SNAPSHOT_SECONDS`, in the same Kafka transaction as the batch it follows, to
-the partition of the same number of the compacted topic `<PW_APP_ID>-ledger_state-snapshot`; a
-restart reads that partition and the ledger after the snapshot's `ledger_end` only.
+snapshot every `PW_SNAPSHOT_SECONDS`, and with the last transaction before it hands a partition
+over (a clean stop or a rebalance) when the ledger moved on since the last one, in the same Kafka
+transaction as the batch it follows, to the partition of the same number of the compacted topic
+`<PW_APP_ID>-ledger_state-snapshot`; a restart reads that partition and the ledger after the
+snapshot's `ledger_end` only.
 
 Records (the latest record per key is what counts, so compaction keeps a snapshot whole):
 - `h:<account_id>` -> `<seq> <hash>`: an account's chain head, written only when it changed
@@ -71,6 +73,9 @@ class SnapshotWriter:
     generation: int = 0
     sections: dict[str, list[int]] = field(default_factory=dict)
     written_heads: dict[str, ChainHead] = field(default_factory=dict)
+    #: the `ledger_end` of the last snapshot written or loaded (0: none, as if one covered the
+    #: empty ledger): a snapshot is worth writing at a handover only when the ledger moved on
+    ledger_end: int = 0
 
     def records(self, state: LedgerState) -> list[Record]:
         """The records of a snapshot of `state` (its `ledger_end` and `next_offset` must be those
@@ -89,6 +94,7 @@ class SnapshotWriter:
             data = None if id_filter is None else id_filter.to_bytes()
             out += self._section(name, data, gen)
         state.dirty_filters.clear()
+        self.ledger_end = state.ledger_end
         header = {
             "v": VERSION,
             "gen": gen,
@@ -197,7 +203,7 @@ def load(
         else:
             raise Unusable(f"unknown section {name!r}")
     state.slot_now = max((key[1] for key in state.exact_keys()), default=-1)
-    state.ledger_end = int(head["ledger_end"])
+    state.ledger_end = writer.ledger_end = int(head["ledger_end"])
     state.next_offset = int(head["next_offset"])
     return state, writer
 

@@ -219,6 +219,17 @@ class PartitionIngest:
             and bool(state.unwritten_accounts or state.unwritten_alerts)
         )
 
+    def _stale_snapshot(self) -> bool:
+        """Snapshots are on and the loaded ledger moved on since the last one written or loaded
+        (a handover then writes one: `_transaction`)."""
+        state = self.state
+        return (
+            bool(self.service.settings.snapshot_seconds)
+            and state is not None
+            and not self.loading
+            and state.ledger.ledger_end != self.snapshots.ledger_end
+        )
+
     def _checkpoint_in(self) -> float:
         """Seconds until the unwritten states are due to be written (<= 0: now)."""
         every = self.service.settings.state_checkpoint_seconds
@@ -305,8 +316,9 @@ class PartitionIngest:
         self.closing = True
         self._wake.set()
         if self._task is not None:
-            if not self.in_batch and not self._unwritten():
-                # loading, waiting to retry, or idle with every state written: nothing to finish
+            if not self.in_batch and not self._unwritten() and not self._stale_snapshot():
+                # loading, waiting to retry, or idle with every state written and the last
+                # snapshot current: nothing to finish
                 self._task.cancel()
             try:
                 await asyncio.shield(self._task)
@@ -368,9 +380,9 @@ class PartitionIngest:
                 await self._drop_flight()
                 await self._take_up()
                 self.service.note_recovered()
-        if self._unwritten():
+        if self._unwritten() or self._stale_snapshot():
             # closed while a transaction that was no checkpoint was awaited (`OVERLAP_COMMITS`
-            # off): the states go before the partition does
+            # off): the states and a snapshot go before the partition does
             try:
                 await self._marked(self._settle())
                 self._open_for_states()
@@ -381,10 +393,12 @@ class PartitionIngest:
                 self._failed(exc, "ingest.final_checkpoint_failed")
 
     def _open_for_states(self) -> None:
-        """With no batch open or in flight and states the state topics lack: open an empty
-        batch, so that the next commit is a transaction for the states alone."""
+        """With no batch open or in flight and states the state topics lack (or, at a handover,
+        a snapshot behind the ledger): open an empty batch, so that the next commit is a
+        transaction for them alone."""
         state = self.state
-        if self.open is None and self._flight is None and self._unwritten() and state is not None:
+        due = self._unwritten() or (self.closing and self._stale_snapshot())
+        if self.open is None and self._flight is None and due and state is not None:
             self.open = IngestBatch(self.tp.partition, next_offset=state.ledger.next_offset)
 
     def _fenced(self) -> None:
@@ -507,8 +521,11 @@ class PartitionIngest:
             state.unwritten_alerts.update(repairs.alerts)
         state.unwritten_accounts.update(out.accounts)
         state.unwritten_alerts.update(out.alert_changes)
+        # Every `snapshot_seconds`, and with a handover's last transaction when the ledger moved
+        # on since the last snapshot (written or loaded): the next owner reads only what follows.
         snapshot = bool(s.snapshot_seconds) and (
             time.monotonic() - self._snapshot_at >= s.snapshot_seconds
+            or (self.closing and (bool(out.ledger) or self._stale_snapshot()))
         )
         # With every snapshot (the load folds only the ledger after it), the state check's
         # repairs, a handover, and every `state_checkpoint_seconds`.

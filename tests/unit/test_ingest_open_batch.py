@@ -25,8 +25,11 @@ from tests.unit.test_ingest_partition_order import SETTINGS as AT_LEAST_ONCE
 from tests.unit.test_ingest_partition_order import Consumer, Producer
 
 #: The states written with every transaction, as the writes below are compared per transaction
-#: (their checkpoints: tests/unit/test_state_checkpoints.py).
-EVERY_TRANSACTION = AT_LEAST_ONCE.model_copy(update={"state_checkpoint_seconds": 0})
+#: (their checkpoints: tests/unit/test_state_checkpoints.py), and no ledger snapshots (the one a
+#: handover writes: tests/unit/test_handover_snapshot.py).
+EVERY_TRANSACTION = AT_LEAST_ONCE.model_copy(
+    update={"state_checkpoint_seconds": 0, "snapshot_seconds": 0}
+)
 
 
 def traffic() -> list[Rec]:

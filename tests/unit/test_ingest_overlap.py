@@ -24,8 +24,11 @@ from tests.unit.test_ingest_partition_order import Batch
 
 assert SETTINGS.processing_guarantee == "exactly_once"
 #: The states written with every transaction, as the writes below are compared per transaction
-#: (their checkpoints: tests/unit/test_state_checkpoints.py).
-EVERY_TRANSACTION = SETTINGS.model_copy(update={"state_checkpoint_seconds": 0})
+#: (their checkpoints: tests/unit/test_state_checkpoints.py), and no ledger snapshots (the one a
+#: handover writes: tests/unit/test_handover_snapshot.py).
+EVERY_TRANSACTION = SETTINGS.model_copy(
+    update={"state_checkpoint_seconds": 0, "snapshot_seconds": 0}
+)
 
 
 class TxnProducer:
