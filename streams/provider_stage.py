@@ -402,12 +402,17 @@ class ProviderStage:
             self._held_since = None
 
     async def _expects_more(self, partition: int) -> bool:
-        """The ledger partition has committed records not fetched yet, or its ingest a backlog."""
+        """The ledger partition has committed records not fetched yet (by the last fetch's last
+        stable offset, or the backlog's last look), or its ingest a backlog."""
         if partition in self._backlog.partitions:
             return True
         tp = TopicPartition(self.settings.ledger_topic, partition)
-        lso = self.consumer.last_stable_offset(tp)
-        return lso is None or await self.consumer.position(tp) < lso
+        fetched = self.consumer.last_stable_offset(tp)
+        looked = self._backlog.ledger_ends.get(partition)
+        if fetched is None and looked is None:
+            return True
+        lso = max(-1 if fetched is None else fetched, -1 if looked is None else looked)
+        return await self.consumer.position(tp) < lso
 
     async def _publish(self, alerts: list[Alert]) -> None:
         """Send alert versions in order; a checkpoint waits for their acknowledgements."""

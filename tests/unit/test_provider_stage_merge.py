@@ -167,6 +167,41 @@ def test_a_partition_with_more_to_come_and_nothing_buffered_holds_the_merge_back
     assert stage.folded == {0: 4, 1: 2} and stage.folded_total == 6
 
 
+def test_ledger_records_committed_after_the_last_fetch_hold_the_merge_back() -> None:
+    """Ingest has just committed partition 1's records and its source offset (it is no longer
+    behind), after the stage's last fetch of it: that fetch's last stable offset says nothing
+    more is there; the backlog's look at the ledger's ends, read after the group's offsets
+    (streams/ingest_backlog.py), says there is."""
+
+    def stale(looked: dict[int, int]) -> tuple[ProviderStage, Folding]:
+        stage, folding, _ = holder({0: [1, 2, 5, 6], 1: [3, 4]}, fetched={0: 4, 1: 0})
+        stage._consumer.ends[1] = 0  # type: ignore[union-attr]  # as the last fetch saw it
+        stage._backlog.ledger_ends = looked
+        return stage, folding
+
+    # without the look, partition 0 is folded ahead of partition 1's minutes 3 and 4
+    stage, folding = stale({})
+    asyncio.run(stage._merge())
+    assert folding.seen == ["p0o0", "p0o1", "p0o2", "p0o3"]
+    # with it (and with a look that is behind the fetch, which counts for nothing), held back
+    for looked in ({0: 4, 1: 2}, {1: 2}):
+        stage, folding = stale(looked)
+        asyncio.run(stage._merge())
+        assert folding.seen == [] and stage._held_since is not None
+        stage._consumer.fetched[1] = 2  # type: ignore[union-attr]
+        stage._take(
+            {TopicPartition(TOPIC, 1): [Record(0, entry(1, 0, 3)), Record(1, entry(1, 1, 4))]}
+        )
+        asyncio.run(stage._merge())
+        assert folding.seen == ["p0o0", "p0o1", "p1o0", "p1o1", "p0o2", "p0o3"]
+    # a look that says less than the last fetch does not end a hold the fetch asks for
+    stage, folding, _ = holder({0: [1, 2, 5, 6], 1: [3, 4]}, fetched={0: 4, 1: 1})
+    stage._backlog.ledger_ends = {1: 0}
+    asyncio.run(stage._merge())
+    asyncio.run(stage._merge())
+    assert folding.seen == ["p0o0", "p0o1", "p1o0"] and stage._held_since is not None
+
+
 def test_alerts_are_published_in_order_and_awaited_by_the_checkpoint() -> None:
     alerting = frozenset({"p1o0", "p0o1"})
     stage, folding, producer = holder({0: [1, 4], 1: [2, 3]}, alerting=alerting)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import OffsetAndMetadata
 
 from detectors.provider_wide.run import Stage
@@ -17,6 +18,8 @@ from pipeline.event import normalize
 from streams.ingest_backlog import BACKLOG_SECONDS, IngestBacklog, behind
 from streams.provider_assignment import OneActive
 from streams.provider_state import assemble, snapshot_records
+
+SETTINGS_TOPICS = Settings.from_env({})
 
 
 class Cluster:
@@ -166,13 +169,23 @@ class _Offsets:
     def __init__(self) -> None:
         self.ends: dict[int, int] = {}
         self.committed: dict[int, int] = {}
+        #: the ledger partitions' last stable offsets
+        self.ledger: dict[int, int] = {}
+        self.calls: list[str] = []
+        self.fail = False
 
     async def end_offsets(self, tps: list[Any]) -> dict[Any, int]:
+        self.calls.append(f"end_offsets {tps[0].topic}")
+        if tps[0].topic == SETTINGS_TOPICS.ledger_topic:
+            return {tp: self.ledger.get(tp.partition, 0) for tp in tps}
         return {tp: self.ends[tp.partition] for tp in tps}
 
     async def list_consumer_group_offsets(
         self, group: str, partitions: list[Any]
     ) -> dict[Any, Any]:
+        self.calls.append("group offsets")
+        if self.fail:
+            raise KafkaConnectionError("the broker went away")
         return {
             tp: OffsetAndMetadata(self.committed[tp.partition], "")
             for tp in partitions
@@ -207,3 +220,22 @@ def test_backlog_refresh_compares_with_the_previous_look_and_starts_over_after_a
     assert look({0: 160, 1: 160}, {0: 125, 1: 130}) == {0}  # 0: behind 130, the last look's
     # after a pause the previous look says nothing about now: the end as it is now
     assert look({0: 5000, 1: 160}, {0: 160, 1: 160}, paused=True) == {0}
+
+
+def test_backlog_refresh_reads_the_ledger_ends_after_the_group_offsets() -> None:
+    """A transaction commits a partition's ledger records with its source offset: read after
+    the offsets, the ledger's end covers every record of a source offset read as committed."""
+    backlog = IngestBacklog(SETTINGS_TOPICS)
+    kafka = _Offsets()
+    backlog._admin = kafka  # type: ignore[assignment]
+    kafka.ends, kafka.committed, kafka.ledger = {0: 100, 1: 100}, {0: 100, 1: 100}, {0: 7, 1: 0}
+    backlog._at = time.monotonic() - BACKLOG_SECONDS
+    asyncio.run(backlog.refresh(kafka, [0, 1]))  # type: ignore[arg-type]
+    assert backlog.partitions == set() and backlog.ledger_ends == {0: 7, 1: 0}
+    actions, ledger = SETTINGS_TOPICS.actions_topic, SETTINGS_TOPICS.ledger_topic
+    assert kafka.calls == [f"end_offsets {actions}", "group offsets", f"end_offsets {ledger}"]
+    # a look that fails says nothing of either
+    kafka.fail = True
+    backlog._at = time.monotonic() - BACKLOG_SECONDS
+    asyncio.run(backlog.refresh(kafka, [0, 1]))  # type: ignore[arg-type]
+    assert backlog.partitions == set() and backlog.ledger_ends == {}
