@@ -9,15 +9,17 @@ provider-wide alert wait for the slowest partition's next transaction (docs/perf
 "Event-to-alert latency"). Ingest that has not worked through what was there a look ago is
 catching up, and that is what the hold is for.
 
-Each look also reads the ledger partitions' last stable offsets, after the group's offsets: a
-transaction that commits a partition's last records and its source offset together (the end of
-a backlog) is then known to have left committed ledger records the stage has not fetched yet,
-even before the stage's own next fetch says so. Without it, ingest that had just caught up was
-no longer behind, the stage's last fetch had seen none of its ledger records, and the merge
-folded the other partitions up to an hour of event time ahead (`partnerwatch evaluate`'s
-provider-wide alert ids differed from the replay's in 2 of 10 runs; 0 of 20 with the look). The
-broker writes a transaction's commit markers partition by partition, so a look can still fall
-between the source offset's and the ledger's: a window of a few milliseconds, not none.
+A partition that stops being behind (behind at the previous look, or this is the first look
+since the start or a pause, and not behind now) has its ledger partition's last stable offset
+read too, after the group's offsets (`ledger_ends`): the transaction that committed its last
+source offset committed its ledger records with it, and the merge waits until it has fetched up
+to there. Without it, ingest that had just caught up was no longer behind while the stage's last
+fetch had seen none of its ledger records, and the merge folded the other partitions up to an
+hour of event time ahead (`partnerwatch evaluate`'s provider-wide alert ids differed from the
+replay's in 2 of 10 runs). The broker writes a transaction's commit markers partition by
+partition, so a look can still fall between the source offset's and the ledger's: a window of
+a few milliseconds, not none. Under live traffic no partition is behind, and nothing more is
+read or waited for.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class IngestBacklog:
         self.partitions: set[int] = set()
         #: each actions partition's end offset at the previous look
         self.ends: dict[int, int] = {}
-        #: each ledger partition's last stable offset at the last look (after the group's offsets)
+        #: ledger partition -> the last stable offset read when its ingest stopped being behind
+        #: (after the group's offsets): the merge waits to have fetched up to it (`reached`)
         self.ledger_ends: dict[int, int] = {}
         self._at = 0.0
         self._admin: AIOKafkaAdminClient | None = None
@@ -62,15 +65,16 @@ class IngestBacklog:
     async def refresh(self, consumer: AIOKafkaConsumer, partitions: list[int]) -> None:
         """Which actions partitions ingest has not consumed up to where their end was at the
         previous look (asked every `BACKLOG_SECONDS`; at the first look, or the first after a
-        pause, the end now), and where the ledger partitions' committed records end after the
-        group's offsets were read (`consumer` reads committed records: its end offsets are the
-        last stable ones); on an error, none of either (the merge then goes by its fetches
-        alone)."""
+        pause, the end now), and for those that stopped being behind, where their ledger
+        partitions' committed records end (`consumer` reads committed records: its end offsets
+        are the last stable ones); on an error, none is behind (the merge then goes by its
+        fetches alone) and the ledger ends read before stay (they are facts)."""
         now = time.monotonic()
         if now < self._at + BACKLOG_SECONDS:
             return
         if now > self._at + 2 * BACKLOG_SECONDS:  # not looked at lately (idle): from now on
             self.ends = {}
+        first = not self.ends
         self._at = now
         s = self.settings
         try:
@@ -80,22 +84,38 @@ class IngestBacklog:
             tps = [TopicPartition(s.actions_topic, p) for p in partitions]
             end = await consumer.end_offsets(tps)
             offsets = await self._admin.list_consumer_group_offsets(s.ingest_group, partitions=tps)
-            # After the group's offsets: a source offset read as committed comes with its
+            now_behind = behind(
+                {tp.partition: end[tp] for tp in tps},
+                self.ends,
+                {tp.partition: offsets[tp].offset for tp in tps if tp in offsets},
+            )
+            caught_up = [
+                p for p in partitions if p not in now_behind and (first or p in self.partitions)
+            ]
+            # After the group's offsets: a source offset read as committed came with its
             # transaction's ledger records, which this end then covers.
-            ledger = [TopicPartition(s.ledger_topic, p) for p in partitions]
-            ledger_end = await consumer.end_offsets(ledger)
+            ledger = [TopicPartition(s.ledger_topic, p) for p in caught_up]
+            ledger_end = await consumer.end_offsets(ledger) if ledger else {}
         except KafkaError as exc:
             log.warning("provider_stage.backlog_unknown", error=str(exc))
             self.partitions = set()
-            self.ledger_ends = {}
+            self.ends = {}  # the next look is a first look: what caught up meanwhile counts
             return
-        self.ledger_ends = {tp.partition: ledger_end[tp] for tp in ledger}
-        self.partitions = behind(
-            {tp.partition: end[tp] for tp in tps},
-            self.ends,
-            {tp.partition: offsets[tp].offset for tp in tps if tp in offsets},
-        )
+        for tp in ledger:
+            self.ledger_ends[tp.partition] = max(
+                ledger_end[tp], self.ledger_ends.get(tp.partition, 0)
+            )
+        self.partitions = now_behind
         self.ends = {tp.partition: end[tp] for tp in tps}
+
+    def reached(self, partition: int, position: int) -> bool:
+        """Whether the stage, at `position` of the ledger partition, has fetched up to where its
+        ingest's catching up ended (`ledger_ends`; forgotten once reached)."""
+        end = self.ledger_ends.get(partition)
+        if end is None or position >= end:
+            self.ledger_ends.pop(partition, None)
+            return True
+        return False
 
     async def close(self) -> None:
         if self._admin is not None:

@@ -403,16 +403,15 @@ class ProviderStage:
 
     async def _expects_more(self, partition: int) -> bool:
         """The ledger partition has committed records not fetched yet (by the last fetch's last
-        stable offset, or the backlog's last look), or its ingest a backlog."""
+        stable offset, or where its ingest's catching up ended), or its ingest a backlog."""
         if partition in self._backlog.partitions:
             return True
         tp = TopicPartition(self.settings.ledger_topic, partition)
-        fetched = self.consumer.last_stable_offset(tp)
-        looked = self._backlog.ledger_ends.get(partition)
-        if fetched is None and looked is None:
+        position = await self.consumer.position(tp)
+        if not self._backlog.reached(partition, position):
             return True
-        lso = max(-1 if fetched is None else fetched, -1 if looked is None else looked)
-        return await self.consumer.position(tp) < lso
+        lso = self.consumer.last_stable_offset(tp)
+        return lso is None or position < lso
 
     async def _publish(self, alerts: list[Alert]) -> None:
         """Send alert versions in order; a checkpoint waits for their acknowledgements."""

@@ -222,20 +222,38 @@ def test_backlog_refresh_compares_with_the_previous_look_and_starts_over_after_a
     assert look({0: 5000, 1: 160}, {0: 160, 1: 160}, paused=True) == {0}
 
 
-def test_backlog_refresh_reads_the_ledger_ends_after_the_group_offsets() -> None:
+def test_backlog_refresh_reads_where_a_caught_up_ledger_ends_after_the_group_offsets() -> None:
     """A transaction commits a partition's ledger records with its source offset: read after
-    the offsets, the ledger's end covers every record of a source offset read as committed."""
+    the offsets, the ledger's end covers every record of a source offset read as committed.
+    Only for partitions that stop being behind (or at a first look): not under live traffic."""
     backlog = IngestBacklog(SETTINGS_TOPICS)
     kafka = _Offsets()
     backlog._admin = kafka  # type: ignore[assignment]
-    kafka.ends, kafka.committed, kafka.ledger = {0: 100, 1: 100}, {0: 100, 1: 100}, {0: 7, 1: 0}
-    backlog._at = time.monotonic() - BACKLOG_SECONDS
-    asyncio.run(backlog.refresh(kafka, [0, 1]))  # type: ignore[arg-type]
-    assert backlog.partitions == set() and backlog.ledger_ends == {0: 7, 1: 0}
     actions, ledger = SETTINGS_TOPICS.actions_topic, SETTINGS_TOPICS.ledger_topic
-    assert kafka.calls == [f"end_offsets {actions}", "group offsets", f"end_offsets {ledger}"]
-    # a look that fails says nothing of either
+
+    def look(ends: dict[int, int], committed: dict[int, int], lso: dict[int, int]) -> list[str]:
+        kafka.ends, kafka.committed, kafka.ledger, kafka.calls = ends, committed, lso, []
+        backlog._at = time.monotonic() - BACKLOG_SECONDS
+        asyncio.run(backlog.refresh(kafka, sorted(ends)))  # type: ignore[arg-type]
+        return kafka.calls
+
+    # the first look: 0 caught up already (its ledger end read, after the offsets), 1 behind
+    calls = look({0: 100, 1: 100}, {0: 100, 1: 40}, {0: 7, 1: 3})
+    assert calls == [f"end_offsets {actions}", "group offsets", f"end_offsets {ledger}"]
+    assert backlog.partitions == {1} and backlog.ledger_ends == {0: 7}
+    # nothing changed: no ledger end read (live traffic costs no more than before)
+    assert look({0: 100, 1: 100}, {0: 100, 1: 60}, {0: 7, 1: 5}) == calls[:2]
+    # 1 caught up: its end; 0's is kept until the merge has fetched up to it
+    assert look({0: 100, 1: 100}, {0: 100, 1: 100}, {0: 7, 1: 9})[2:] == [f"end_offsets {ledger}"]
+    assert backlog.partitions == set() and backlog.ledger_ends == {0: 7, 1: 9}
+    assert not backlog.reached(0, 6) and backlog.ledger_ends == {0: 7, 1: 9}
+    assert backlog.reached(0, 7) and backlog.ledger_ends == {1: 9}
+    assert backlog.reached(2, 0)  # never behind: nothing to wait for
+    # a look that fails: none behind, the ends read before stay (they are facts), and the
+    # next look is a first look again
     kafka.fail = True
-    backlog._at = time.monotonic() - BACKLOG_SECONDS
-    asyncio.run(backlog.refresh(kafka, [0, 1]))  # type: ignore[arg-type]
-    assert backlog.partitions == set() and backlog.ledger_ends == {}
+    look({0: 100, 1: 100}, {0: 100, 1: 100}, {})
+    assert backlog.partitions == set() and backlog.ledger_ends == {1: 9}
+    kafka.fail = False
+    look({0: 100, 1: 100}, {0: 100, 1: 100}, {0: 8, 1: 9})
+    assert backlog.ledger_ends == {0: 8, 1: 9}
