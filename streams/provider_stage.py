@@ -19,9 +19,10 @@ Design, and why:
 - Order: each partition is in ledger order (per account, `seq`); partitions are merged by event
   time (the oldest head first, holding back while a partition that will deliver more is empty:
   its ledger has committed records not fetched yet, or ingest is catching up on its actions
-  partition (streams/ingest_backlog.py); at most `HOLD_SECONDS` without progress), so a backlog
-  read at full speed does not run one partition hours of event time ahead of another. Rules
-  still tolerate arrival disorder, and lateness up to `windows.LATENESS_MS`.
+  partition or has just caught up (streams/ingest_backlog.py); at most `HOLD_SECONDS` without
+  progress), so a backlog read at full speed does not run one partition hours of event time
+  ahead of another. Rules still tolerate arrival disorder, and lateness up to
+  `windows.LATENESS_MS`.
 - State and recovery: checkpoints of the changed state, with the folded offsets, in one Kafka
   transaction; the next holder restores them (streams/provider_state.py).
 - Alerts: published at once (within seconds of the ledger commit) by an idempotent producer
@@ -347,7 +348,8 @@ class ProviderStage:
         """Fold buffered entries, oldest event time first across partitions, holding back while a
         partition that will deliver more has none buffered (at most `HOLD_SECONDS` without
         progress). A partition will deliver more while the ledger has committed records not yet
-        fetched, or while ingest is catching up on its actions partition (the worker group's
+        fetched (by the last fetch, or up to where the ledger ended when its ingest stopped
+        being behind), or while ingest is catching up on its actions partition (the worker group's
         committed offset behind where the end was a look ago, `IngestBacklog`; not the events
         merely on their way through ingest under live traffic, which would hold every fold for
         the slowest partition's next transaction): in a backlog, each partition's ledger grows
