@@ -16,7 +16,8 @@ its ledger entries and its dead letters, all on the source's partition number, a
 offset after the batch for the group. They commit together or not at all. Every
 `PW_STATE_CHECKPOINT_SECONDS` (1 s), with every ledger snapshot, with the state check's repairs
 (streams/state_repair.py), and before a partition is handed over, the transaction is also a state
-checkpoint: it writes every account state and open alert
+checkpoint (the one before a handover also a ledger snapshot, when the ledger moved on since the
+last one: pipeline/ledger_snapshot.py): it writes every account state and open alert
 changed since the previous one (compacted topics partitioned as the actions topic) and the source
 offset they stand at; a partition with no records commits one for them alone when it is due. A
 load folds the ledger entries after that offset into the states again (their alerts are not

@@ -18,8 +18,11 @@ fetch had seen none of its ledger records, and the merge folded the other partit
 hour of event time ahead (`partnerwatch evaluate`'s provider-wide alert ids differed from the
 replay's in 2 of 10 runs). The broker writes a transaction's commit markers partition by
 partition, so a look can still fall between the source offset's and the ledger's: a window of
-a few milliseconds, not none. Under live traffic no partition is behind, and nothing more is
-read or waited for.
+a few milliseconds, not none. A partition that stays behind, or never is, costs no more than
+before; under live traffic at half the maximum rate ingest still falls behind now and then
+(a trace at 6,300 events/s: 12 catch-ups in 30 s, each wait ended by the next fetch within
+0.2-5.7 ms), and after the stage was idle for over two looks every partition counts as caught
+up once (a first look).
 """
 
 from __future__ import annotations

@@ -98,6 +98,10 @@ OVERLAP_COMMITS = True
 SEAL_SECONDS = 5.0
 #: Backoff between attempts to restart a partition whose batch failed (doubling).
 RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 0.5, 30.0
+#: How long a close waits for a transaction that carries only the handover's snapshot (every state
+#: written, no batch in hand): a broker that does not answer must not hold a stop or a rebalance
+#: for it. The next owner reads the ledger after the last snapshot instead; nothing is lost.
+HANDOVER_SNAPSHOT_SECONDS = 10.0
 
 
 async def load_state(
@@ -315,13 +319,28 @@ class PartitionIngest:
         """Finish the batch in hand (its transaction commits), drop the rest, stop the producer."""
         self.closing = True
         self._wake.set()
-        if self._task is not None:
-            if not self.in_batch and not self._unwritten() and not self._stale_snapshot():
+        task = self._task
+        if task is not None:
+            finish = self.in_batch or self._unwritten()
+            snapshot_only = not finish and self._stale_snapshot()
+            if not finish and not snapshot_only:
                 # loading, waiting to retry, or idle with every state written and the last
                 # snapshot current: nothing to finish
-                self._task.cancel()
+                task.cancel()
             try:
-                await asyncio.shield(self._task)
+                if snapshot_only:
+                    await asyncio.wait_for(asyncio.shield(task), HANDOVER_SNAPSHOT_SECONDS)
+                else:
+                    await asyncio.shield(task)
+            except TimeoutError:
+                log.warning(
+                    "ingest.handover_snapshot_abandoned",
+                    partition=self.tp.partition,
+                    seconds=HANDOVER_SNAPSHOT_SECONDS,
+                )
+                task.cancel()  # its transaction is aborted (or fenced by the next owner)
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(asyncio.shield(task), HANDOVER_SNAPSHOT_SECONDS)
             except asyncio.CancelledError:
                 pass
             except Exception:  # its failure was logged where it happened

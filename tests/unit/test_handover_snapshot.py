@@ -109,25 +109,112 @@ def test_an_idle_partition_with_every_state_written_still_hands_over_a_snapshot(
     asyncio.run(run())
 
 
-@pytest.mark.parametrize("checkpoint_seconds", [0, 3600])
 def test_a_snapshot_as_current_as_the_ledger_is_not_written_again(
-    monkeypatch: pytest.MonkeyPatch, checkpoint_seconds: float
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Every transaction writes a snapshot here (due after 1 µs): the close finds the last one
-    current and writes no second (with unwritten states it commits them alone)."""
+    """Every transaction writes a snapshot here (due after 1 µs, and a snapshot always brings
+    the states): the close finds the last one current and nothing unwritten, and writes none."""
     fixed_clock(monkeypatch)
     recs = traffic()
 
     async def run() -> None:
-        part, producer = exactly_once(monkeypatch, checkpoint_seconds, 1e-6)
+        part, producer = exactly_once(monkeypatch, 3600, 1e-6)
         part.feed(recs[:200])
         await worked_through(part, 200)
         await settled(producer, 1)
         assert heads(producer.transactions[0][SNAPSHOTS])
-        assert part.state is not None
+        assert part.state is not None and not part.state.unwritten_accounts
         assert part.snapshots.ledger_end == part.state.ledger.ledger_end > 0
         await part.close()
         assert producer.log == ["begin", "commit", "stop"]
+
+    asyncio.run(run())
+
+
+def test_the_last_batch_and_its_snapshot_go_in_one_transaction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Records worked on into a batch not yet due commit with the close, and the snapshot in
+    that transaction covers them (the ledger's end after them)."""
+    fixed_clock(monkeypatch)
+    recs = traffic()
+
+    async def run() -> None:
+        part, producer = exactly_once(monkeypatch, 3600, 3600)
+        monkeypatch.setattr(ingest_partition, "COMMIT_MIN_SECONDS", 3600)  # never due
+        part._committed_at = ingest_partition.time.monotonic()
+        part.feed(recs[:150])
+        await worked_through(part, 150)
+        assert producer.log == [] and part.open is not None
+        await part.close()
+        assert producer.log == ["begin", "commit", "stop"]
+        (txn,) = producer.transactions
+        state = part.state
+        assert state is not None
+        assert len(txn[SETTINGS.ledger_topic]) == state.ledger.ledger_end > 0
+        assert [(h["ledger_end"], h["next_offset"]) for h in heads(txn[SNAPSHOTS])] == [
+            (state.ledger.ledger_end, 150)
+        ]
+
+    asyncio.run(run())
+
+
+def test_a_close_waits_for_the_transaction_in_flight_then_snapshots_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fixed_clock(monkeypatch)
+    recs = traffic()
+
+    async def run() -> None:
+        part, producer = exactly_once(monkeypatch, 3600, 3600)
+        producer.gate.clear()  # the first transaction waits at its start
+        part.feed(recs[:100])
+        await worked_through(part, 100)
+        part.feed(recs[100:250])  # worked on into the next batch meanwhile
+        await worked_through(part, 250)
+        assert producer.log == ["begin"] and part._flight is not None
+        closing = asyncio.ensure_future(part.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done()
+        producer.gate.set()
+        await closing
+        assert producer.log == ["begin", "commit", "begin", "commit", "stop"]
+        first, last = producer.transactions
+        assert SNAPSHOTS not in first
+        state = part.state
+        assert state is not None
+        assert len(first[SETTINGS.ledger_topic]) + len(last[SETTINGS.ledger_topic]) == (
+            state.ledger.ledger_end
+        )
+        assert [(h["ledger_end"], h["next_offset"]) for h in heads(last[SNAPSHOTS])] == [
+            (state.ledger.ledger_end, 250)
+        ]
+
+    asyncio.run(run())
+
+
+def test_a_snapshot_alone_is_given_up_when_the_broker_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every state written, only the snapshot to hand over, and the transaction never starts:
+    the close gives it up after `HANDOVER_SNAPSHOT_SECONDS` (aborted; the next owner reads the
+    ledger after the last snapshot) instead of holding a stop or a rebalance."""
+    fixed_clock(monkeypatch)
+    recs = traffic()
+    monkeypatch.setattr(ingest_partition, "HANDOVER_SNAPSHOT_SECONDS", 0.2)
+
+    async def run() -> None:
+        part, producer = exactly_once(monkeypatch, 0, 3600)
+        part.feed(recs[:100])
+        await worked_through(part, 100)
+        await settled(producer, 1)
+        assert part._stale_snapshot() and not part._unwritten() and not part.in_batch
+        producer.gate.clear()
+        await asyncio.wait_for(part.close(), 5)
+        # given up while its start waited (not begun on the broker: nothing to abort; the
+        # next owner's producer would fence it in any case)
+        assert producer.log == ["begin", "commit", "begin", "stop"]
+        assert part._task is not None and part._task.done()
 
     asyncio.run(run())
 
@@ -173,15 +260,24 @@ def test_at_least_once_a_handover_writes_the_snapshot_before_the_source_offset(
     async def run() -> None:
         part, consumer, _ = at_least_once_writer(monkeypatch, commit_min_seconds=0)
         part.service.settings = part.service.settings.model_copy(update={"snapshot_seconds": 3600})
+        sent = part.producer.sent  # type: ignore[union-attr]
+        commit = consumer.commit
+
+        async def logged(offsets: dict[Any, int]) -> None:  # one log: sends and the commit
+            sent.append(f"commit {offsets[part.tp]}")
+            await commit(offsets)
+
+        consumer.commit = logged  # type: ignore[method-assign]
         part.feed(recs[:200])
         await worked_through(part, 200)
-        sent = part.producer.sent  # type: ignore[union-attr]
-        assert sent.count(SNAPSHOTS) == 1  # the checkpoint record of the states (every 0 s)
-        assert consumer.commits == [{part.tp: 200}]
+        # the ledger, dead letters, states and their checkpoint record (every 0 s), the offset
+        assert sent.count(SNAPSHOTS) == 1 and sent[-1] == "commit 200"
+        first = len(sent)
         await part.close()
-        # one more round: the checkpoint record, then the snapshot; the offset after both
-        assert sent.count(SNAPSHOTS) == 3
-        assert sent[-1] == SNAPSHOTS
+        # one more round: the states' checkpoint record, then the snapshot, then the offset
+        last = sent[first:]
+        assert last.count(SNAPSHOTS) == 2 and last[-2:] == [SNAPSHOTS, "commit 200"]
+        assert SETTINGS.ledger_topic not in last
         assert consumer.commits == [{part.tp: 200}, {part.tp: 200}]
         assert part.state is not None
         assert part.snapshots.ledger_end == part.state.ledger.ledger_end > 0

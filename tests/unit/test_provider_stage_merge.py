@@ -183,7 +183,8 @@ def test_ledger_records_committed_after_the_last_fetch_hold_the_merge_back() -> 
     stage, folding = stale({})
     asyncio.run(stage._merge())
     assert folding.seen == ["p0o0", "p0o1", "p0o2", "p0o3"]
-    # with it (and with a look that is behind the fetch, which counts for nothing), held back
+    # with it (and beside a look the fetch has reached already, which counts for nothing), held
+    # back
     for looked in ({0: 4, 1: 2}, {1: 2}):
         stage, folding = stale(looked)
         asyncio.run(stage._merge())
