@@ -338,9 +338,8 @@ def _ensure_topics(settings: Settings, extra: Iterable[str]) -> list[str]:
         # The ingest service's state (streams/ingest.py): the latest record per key is the state.
         configs.update({topic: {"cleanup.policy": "compact"} for topic in settings.state_topics})
         # Ledger snapshots (pipeline/ledger_snapshot.py) are rewritten every PW_SNAPSHOT_SECONDS
-        # (and at each handover)
-        # and read whole at every partition load: roll and compact segments often, so a load
-        # reads about the latest snapshot, not every one of the last days.
+        # and at each handover, and read whole at every partition load: roll and compact segments
+        # often, so a load reads about the latest snapshot, not every one of the last days.
         configs[settings.ledger_snapshot_topic] = {
             "cleanup.policy": "compact",
             "segment.ms": str(10 * 60 * 1000),

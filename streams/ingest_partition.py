@@ -339,7 +339,7 @@ class PartitionIngest:
                     seconds=HANDOVER_SNAPSHOT_SECONDS,
                 )
                 task.cancel()  # its transaction is aborted (or fenced by the next owner)
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # TimeoutError too
                     await asyncio.wait_for(asyncio.shield(task), HANDOVER_SNAPSHOT_SECONDS)
             except asyncio.CancelledError:
                 pass

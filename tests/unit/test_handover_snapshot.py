@@ -18,8 +18,7 @@ from streams import ingest_partition
 from tests.unit.test_ingest_batch import SETTINGS
 from tests.unit.test_ingest_open_batch import fixed_clock, traffic, worked_through
 from tests.unit.test_ingest_open_batch import writer as at_least_once_writer
-from tests.unit.test_ingest_overlap import txn_writer
-from tests.unit.test_state_checkpoints import settled
+from tests.unit.test_state_checkpoints import checkpointing, settled
 
 SNAPSHOTS = SETTINGS.ledger_snapshot_topic
 
@@ -31,15 +30,18 @@ def snapshots_total() -> float:
 def exactly_once(
     monkeypatch: pytest.MonkeyPatch, checkpoint_seconds: float, snapshot_seconds: float
 ) -> tuple[ingest_partition.PartitionIngest, Any]:
-    """A loaded partition writer over fakes (tests/unit/test_ingest_overlap.py `txn_writer`)."""
-    part, producer, _, _ = txn_writer(monkeypatch)
-    part.service.settings = SETTINGS.model_copy(
-        update={
-            "state_checkpoint_seconds": checkpoint_seconds,
-            "snapshot_seconds": snapshot_seconds,
-        }
-    )
-    return part, producer
+    """A loaded partition writer over fakes (tests/unit/test_state_checkpoints.py
+    `checkpointing`), one ingest time for every record (`fixed_clock`)."""
+    fixed_clock(monkeypatch)
+    return checkpointing(monkeypatch, checkpoint_seconds, snapshot_seconds)
+
+
+async def worked(
+    part: ingest_partition.PartitionIngest, recs: list[Any], start: int, end: int
+) -> None:
+    """`recs[start:end]` fed to the writer, and worked on."""
+    part.feed(recs[start:end])
+    await worked_through(part, end)
 
 
 def heads(records: list[tuple[bytes | None, bytes | None]]) -> list[dict[str, Any]]:
@@ -49,16 +51,13 @@ def heads(records: list[tuple[bytes | None, bytes | None]]) -> list[dict[str, An
 def test_a_handover_writes_a_snapshot_of_the_ledger_as_it_ends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fixed_clock(monkeypatch)
     recs = traffic()
 
     async def run() -> None:
         # no checkpoint and no periodic snapshot due in this test's time
         part, producer = exactly_once(monkeypatch, 3600, 3600)
-        part.feed(recs[:100])
-        await worked_through(part, 100)
-        part.feed(recs[100:350])
-        await worked_through(part, 350)
+        await worked(part, recs, 0, 100)
+        await worked(part, recs, 100, 350)
         await settled(producer, 2)
         assert not any(SNAPSHOTS in txn for txn in producer.transactions)
         before = snapshots_total()
@@ -90,13 +89,11 @@ def test_an_idle_partition_with_every_state_written_still_hands_over_a_snapshot(
 ) -> None:
     """Every state written with its transaction (checkpoints every 0 s): nothing is unwritten
     when the partition closes, but the ledger moved on since the last snapshot (none)."""
-    fixed_clock(monkeypatch)
     recs = traffic()
 
     async def run() -> None:
         part, producer = exactly_once(monkeypatch, 0, 3600)
-        part.feed(recs[:200])
-        await worked_through(part, 200)
+        await worked(part, recs, 0, 200)
         await settled(producer, 1)
         assert part.state is not None and not part.state.unwritten_accounts
         assert not part.in_batch
@@ -114,13 +111,11 @@ def test_a_snapshot_as_current_as_the_ledger_is_not_written_again(
 ) -> None:
     """Every transaction writes a snapshot here (due after 1 µs, and a snapshot always brings
     the states): the close finds the last one current and nothing unwritten, and writes none."""
-    fixed_clock(monkeypatch)
     recs = traffic()
 
     async def run() -> None:
         part, producer = exactly_once(monkeypatch, 3600, 1e-6)
-        part.feed(recs[:200])
-        await worked_through(part, 200)
+        await worked(part, recs, 0, 200)
         await settled(producer, 1)
         assert heads(producer.transactions[0][SNAPSHOTS])
         assert part.state is not None and not part.state.unwritten_accounts
@@ -136,15 +131,13 @@ def test_the_last_batch_and_its_snapshot_go_in_one_transaction(
 ) -> None:
     """Records worked on into a batch not yet due commit with the close, and the snapshot in
     that transaction covers them (the ledger's end after them)."""
-    fixed_clock(monkeypatch)
     recs = traffic()
 
     async def run() -> None:
         part, producer = exactly_once(monkeypatch, 3600, 3600)
         monkeypatch.setattr(ingest_partition, "COMMIT_MIN_SECONDS", 3600)  # never due
         part._committed_at = ingest_partition.time.monotonic()
-        part.feed(recs[:150])
-        await worked_through(part, 150)
+        await worked(part, recs, 0, 150)
         assert producer.log == [] and part.open is not None
         await part.close()
         assert producer.log == ["begin", "commit", "stop"]
@@ -162,16 +155,13 @@ def test_the_last_batch_and_its_snapshot_go_in_one_transaction(
 def test_a_close_waits_for_the_transaction_in_flight_then_snapshots_after_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fixed_clock(monkeypatch)
     recs = traffic()
 
     async def run() -> None:
         part, producer = exactly_once(monkeypatch, 3600, 3600)
         producer.gate.clear()  # the first transaction waits at its start
-        part.feed(recs[:100])
-        await worked_through(part, 100)
-        part.feed(recs[100:250])  # worked on into the next batch meanwhile
-        await worked_through(part, 250)
+        await worked(part, recs, 0, 100)
+        await worked(part, recs, 100, 250)  # worked on into the next batch meanwhile
         assert producer.log == ["begin"] and part._flight is not None
         closing = asyncio.ensure_future(part.close())
         await asyncio.sleep(0.05)
@@ -199,14 +189,12 @@ def test_a_snapshot_alone_is_given_up_when_the_broker_does_not_answer(
     """Every state written, only the snapshot to hand over, and the transaction never starts:
     the close gives it up after `HANDOVER_SNAPSHOT_SECONDS` (aborted; the next owner reads the
     ledger after the last snapshot) instead of holding a stop or a rebalance."""
-    fixed_clock(monkeypatch)
     recs = traffic()
     monkeypatch.setattr(ingest_partition, "HANDOVER_SNAPSHOT_SECONDS", 0.2)
 
     async def run() -> None:
         part, producer = exactly_once(monkeypatch, 0, 3600)
-        part.feed(recs[:100])
-        await worked_through(part, 100)
+        await worked(part, recs, 0, 100)
         await settled(producer, 1)
         assert part._stale_snapshot() and not part._unwritten() and not part.in_batch
         producer.gate.clear()
@@ -234,13 +222,11 @@ def test_a_partition_that_wrote_nothing_hands_over_nothing(
 def test_with_snapshots_off_a_handover_writes_the_states_and_no_snapshot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fixed_clock(monkeypatch)
     recs = traffic()
 
     async def run() -> None:
         part, producer = exactly_once(monkeypatch, 3600, 0)
-        part.feed(recs[:200])
-        await worked_through(part, 200)
+        await worked(part, recs, 0, 200)
         await settled(producer, 1)
         await part.close()
         assert producer.log == ["begin", "commit", "begin", "commit", "stop"]
@@ -268,8 +254,7 @@ def test_at_least_once_a_handover_writes_the_snapshot_before_the_source_offset(
             await commit(offsets)
 
         consumer.commit = logged  # type: ignore[method-assign]
-        part.feed(recs[:200])
-        await worked_through(part, 200)
+        await worked(part, recs, 0, 200)
         # the ledger, dead letters, states and their checkpoint record (every 0 s), the offset
         assert sent.count(SNAPSHOTS) == 1 and sent[-1] == "commit 200"
         first = len(sent)

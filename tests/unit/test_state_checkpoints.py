@@ -36,18 +36,22 @@ STATES = (
 )
 
 
-def every(seconds: float) -> Settings:
-    """Checkpoints every `seconds`, and no ledger snapshots (each would bring a checkpoint)."""
-    return SETTINGS.model_copy(update={"state_checkpoint_seconds": seconds, "snapshot_seconds": 0})
+def every(seconds: float, snapshot_seconds: float = 0) -> Settings:
+    """Checkpoints every `seconds`, and no ledger snapshots (each would bring a checkpoint)
+    unless `snapshot_seconds` says so."""
+    return SETTINGS.model_copy(
+        update={"state_checkpoint_seconds": seconds, "snapshot_seconds": snapshot_seconds}
+    )
 
 
 def checkpointing(
-    monkeypatch: pytest.MonkeyPatch, seconds: float
+    monkeypatch: pytest.MonkeyPatch, seconds: float, snapshot_seconds: float = 0
 ) -> tuple[ingest_partition.PartitionIngest, Any]:
     """A loaded partition writer over fakes (tests/unit/test_ingest_overlap.py `txn_writer`),
-    writing its states every `seconds`; and its producer."""
+    writing its states every `seconds` (and ledger snapshots every `snapshot_seconds`, 0:
+    never); and its producer."""
     part, producer, _, _ = txn_writer(monkeypatch)
-    part.service.settings = every(seconds)
+    part.service.settings = every(seconds, snapshot_seconds)
     return part, producer
 
 
