@@ -190,23 +190,36 @@ def _ascii_digit(match: re.Match[str]) -> str:
 def find_sensitive(value: str, *, free_text: bool = False) -> str | None:
     """What bank or personal datum `value` holds (CARD, IBAN, EMAIL, PHONE, LONG_NUMBER), or None."""
     text = plain(value)
-    digits = len(_NON_DIGITS.sub("", text)) if len(text) > 6 else 0
+    # Each pattern below runs only where the text's shape (`_shape`) holds what any match of it
+    # must: the regular expressions cost a microsecond or more on an id, the shape a tenth.
+    shape = _shape(text)
+    digits = shape.count(b"d") if len(text) > 6 else 0
     if "@" in text and _EMAIL.search(text):
         return EMAIL
-    if _IBAN_START.search(text) and _has_iban(text):
+    if b"aadd" in shape and _IBAN_START.search(text) and _has_iban(text):
         return IBAN
     if digits < 7:
         return None
-    text = _UUID.sub("-", text)  # a UUID's groups are neither cards nor phones
+    if "-" in text:  # a UUID's groups are neither cards nor phones (a UUID has its hyphens)
+        text = _UUID.sub("-", text)
     if ":" in text:  # nor the parts of a date and time
         text = _TIME_IN_TEXT.sub("-", text)
-    if digits >= 13:
+    shape = _shape(text)  # the substitutions put `-` where digits were: never more digits
+    # every `_CARD` match: 13 digits in a row, or 4 digits, one of ` .-` and 4 more (`_GLUED`
+    # only puts `-` where a run glued to a letter was: it neither adds digits nor joins groups)
+    if digits >= 13 and (b"ddddddddddddd" in shape or b"ddddsdddd" in shape):
         cards = text if free_text else _GLUED.sub("-", text)  # `A4244030000004` is an id
         if any(card_digits(_NON_DIGITS.sub("", m.group())) for m in _CARD.finditer(cards)):
             return CARD
-    if any(
-        _is_phone(m.group()) and not _inside_token(text, m, strict=m.group()[0] != "+")
-        for m in _PHONE_RUN.finditer(text)
+    # every run `_is_phone` accepts has 8 digits or more and a `+`, a `(`, or a group of digits
+    # followed by a separator (` .-/` or `)`: the `00` and national forms, `_NANP`)
+    if (
+        digits >= 8
+        and ("+" in text or "(" in text or b"ds" in shape or b"dt" in shape)
+        and any(
+            _is_phone(m.group()) and not _inside_token(text, m, strict=m.group()[0] != "+")
+            for m in _PHONE_RUN.finditer(text)
+        )
     ):
         return PHONE
     long_number = (
@@ -217,6 +230,30 @@ def find_sensitive(value: str, *, free_text: bool = False) -> str | None:
         if any(not _DATE.search(m.group()) and not _in_word(text, m) for m in runs):
             return LONG_NUMBER
     return None
+
+
+#: Each byte of a text's UTF-8 as its kind: `d` an ASCII digit, `a` an ASCII letter, `s` one of
+#: ` .-`, `t` one of `/)`, `x` anything else (no byte of a non-ASCII character is a digit, a
+#: letter or a separator of ASCII).
+_SHAPES = bytes(
+    ord(
+        "d"
+        if chr(b).isascii() and chr(b).isdigit()
+        else "a"
+        if chr(b).isascii() and chr(b).isalpha()
+        else "s"
+        if chr(b) in " .-"
+        else "t"
+        if chr(b) in "/)"
+        else "x"
+    )
+    for b in range(256)
+)
+
+
+def _shape(text: str) -> bytes:
+    """`text`'s shape: one byte of `_SHAPES` per byte of its UTF-8 (a lone surrogate as it is)."""
+    return text.encode("utf-8", "surrogatepass").translate(_SHAPES)
 
 
 def _epoch_ms(text: str) -> bool:
@@ -328,6 +365,8 @@ def _in_word(text: str, match: re.Match[str]) -> bool:
 
 
 def _is_phone(run: str) -> bool:
+    if run[0] not in "+0(":  # only the North American form starts otherwise
+        return _NANP.fullmatch(run) is not None
     digits = _NON_DIGITS.sub("", run)
     separated = len(digits) < len(run.lstrip("+"))
     if run.startswith("+"):
