@@ -24,6 +24,7 @@ __all__ = [
     "checked_alert",
     "checked_entry",
     "event_row",
+    "holds_events",
     "ledger_line",
     "store_alerts",
     "store_events",
@@ -201,6 +202,11 @@ def stored_keys(warehouse: Warehouse, lines: Iterable[LedgerLine]) -> set[tuple[
         {"ids": sorted({line.event_id for line in lines})},
     )
     return {key for key in ((str(a), int(s)) for a, s in stored.rows) if key in wanted}
+
+
+def holds_events(warehouse: Warehouse) -> bool:
+    """Whether audit.events holds any row at all."""
+    return bool(warehouse.query("SELECT 1 FROM audit.events LIMIT 1").rows)
 
 
 def store_alerts(warehouse: Warehouse, alerts: Sequence[dict[str, Any]]) -> int:

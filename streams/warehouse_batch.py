@@ -20,9 +20,11 @@ class PartitionState:
 
     Records below `stored_below` are stored (skipped without a query); those below `check_below`
     may be (checked against audit.events); from `check_below` on none is. `check_below` is None
-    for a partition without a mark (a new warehouse, or one loaded before marks existed): then
-    the first `PW_WAREHOUSE_BATCH_ROWS` offsets from where reading starts are checked, the most
-    the batch in flight before could have held.
+    for a partition without a mark in a warehouse that holds events (loaded before marks
+    existed, or its marks deleted): then the first `PW_WAREHOUSE_BATCH_ROWS` offsets from where
+    reading starts are checked, the most the batch in flight before could have held. In a new
+    warehouse (no event and no mark at the loader's first look) a partition without a mark is
+    (0, 0): nothing of it can be stored, since a loader writes a mark before it inserts.
     """
 
     stored_below: int

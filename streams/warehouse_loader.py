@@ -13,7 +13,8 @@ and that its shape is one the per-record path stores unchanged, and derives ever
 record is not (an older layout, a broken or unstorable record, an entry twice), the engine
 refuses the whole batch, storing nothing, and the loader decodes and checks each record
 (`ledger_line`, `store_lines`): the unstorable ones are dead-lettered. So is every batch that
-may hold stored rows (after a failed insert, or a partition's first batch without a mark).
+may hold stored rows (after a failed insert, or a partition's first batch without a mark in a
+warehouse that held events or marks when the loader first looked; a new warehouse holds none).
 Duplicates are avoided with per-partition high-water marks
 (`sinks.loader_offsets`), not with a query per batch: before a batch is inserted its marks are
 written (everything below `start` is stored; `[start, end)` is being stored), then the rows, then
@@ -46,6 +47,7 @@ from sinks.audit_store import (
     BadRecord,
     LedgerLine,
     checked_alert,
+    holds_events,
     ledger_line,
     raw_layout,
     store_alerts,
@@ -96,6 +98,9 @@ class WarehouseLoader:
         self._thread = threading.Thread(target=self._run, name="warehouse-loader", daemon=True)
         # per run (each run has its own event loop)
         self._partitions: dict[int, PartitionState] = {}
+        #: whether the warehouse held no event and no mark of the ledger at this run's first
+        #: look (None: not looked yet); a run's partitions are forgotten on a restart, not this
+        self._new_warehouse: bool | None = None
         self._owned: set[TopicPartition] = set()
         self._batch = Batch()
         self._lock: asyncio.Lock | None = None
@@ -292,7 +297,7 @@ class WarehouseLoader:
 
         The ledger records go to ClickHouse as they are (`store_raw`: no Python per record) when
         none of them may be stored already; when some may be (after a failed insert, or in a
-        partition's first batch without a mark), or when the engine refuses the batch (a record
+        partition's first batch without a mark, unless the warehouse was new), or when the engine refuses the batch (a record
         that is not plain, or one entry twice), each record is decoded and checked
         (`ledger_line`, `_new_lines`), as ever."""
         topic = self.settings.ledger_topic
@@ -300,8 +305,17 @@ class WarehouseLoader:
         missing = [p for p in ends if p not in self._partitions]
         if missing:  # first batch of a partition in this run: where its mark stands
             marks = read_marks(self.warehouse, topic)
+            if self._new_warehouse is None:  # this run's first look
+                self._new_warehouse = not marks and not holds_events(self.warehouse)
             for p in missing:
-                self._partitions[p] = PartitionState.of(marks.get(p))
+                mark = marks.get(p)
+                if mark is None and self._new_warehouse:
+                    # A warehouse that held no event and no mark when this run began holds
+                    # nothing of a partition without a mark (a loader writes a partition's mark
+                    # before it inserts any of its records): nothing to look up.
+                    self._partitions[p] = PartitionState(0, 0)
+                else:
+                    self._partitions[p] = PartitionState.of(mark)
         for p, first in batch.first.items():
             state = self._partitions[p]
             if state.check_below is None:

@@ -83,6 +83,7 @@ class Faulty:
         self.inner, self.fraction, self.crashes = inner, fraction, crashes
         self.lookups = 0
         self.raw_inserts = 0
+        self.line_inserts = 0
         self.raw_broken = False
         self.kept = 0
         self.lock = threading.Lock()
@@ -104,6 +105,8 @@ class Faulty:
             self.raw_inserts += 1  # `store_raw`: the records as they are
             if self.raw_broken:
                 raise WarehouseError("Unknown function throwIf (a server without it)")
+        elif table == "audit.events":
+            self.line_inserts += 1  # `store_lines`: record by record
         if table == "audit.events" and self.crashes:
             self.crashes -= 1
             rows = len(next(iter(data.values())))
@@ -221,6 +224,65 @@ def test_after_a_clean_restart_no_batch_is_looked_up(
         ns
     )
     wh.close()
+
+
+def test_a_new_warehouse_takes_its_first_records_as_they_are(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """No mark and no event stored: the first batch of each partition is neither looked up nor
+    decoded record by record (before, the first `PW_WAREHOUSE_BATCH_ROWS` offsets of each were)."""
+    from streams.warehouse_loader import WarehouseLoader
+
+    ns = namespace(tmp_path, batch_rows=300)
+    ledger = Ledger(ns)
+    ledger.produce(1_200)
+    wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
+    try:
+        loader = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+        loader.start()
+        try:
+            wait_for(lambda: count(wh) >= 1_200, 120, "1,200 rows stored", 0.2)
+        finally:
+            loader.stop()
+        assert (wh.lookups, wh.line_inserts) == (0, 0)
+        assert wh.raw_inserts > 1  # several batches, each partition's first among them
+        assert_exactly_once(wh, 1_200)
+    finally:
+        wh.close()
+
+
+def test_events_stored_without_marks_are_looked_up(kafka_broker: str, tmp_path: Path) -> None:
+    """A warehouse that holds events but no mark (loaded before marks existed, or its marks
+    lost): each partition's first batch is checked against audit.events, and what it holds is
+    skipped, as before."""
+    from streams.warehouse_loader import WarehouseLoader
+
+    ns = namespace(tmp_path, batch_rows=300)
+    ledger = Ledger(ns)
+    ledger.produce(600)
+    wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
+    try:
+        first = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+        first.start()
+        try:
+            wait_for(lambda: count(wh) >= 600, 120, "600 rows stored", 0.2)
+        finally:
+            first.stop()
+        wh.execute("TRUNCATE TABLE audit.loader_offsets")
+        wh.lookups = 0
+        ledger.produce(300)
+        # another group (its name follows the app id): the ledger read again from its start
+        settings = ns.settings.model_copy(update={"app_id": f"{ns.settings.app_id}-again"})
+        again = WarehouseLoader(settings, wh)  # type: ignore[arg-type]
+        again.start()
+        try:
+            wait_for(lambda: again.stored_events + again.skipped >= 900, 120, "900 records")
+        finally:
+            again.stop()
+        assert wh.lookups > 0 and (again.skipped, again.stored_events) == (600, 300)
+        assert_exactly_once(wh, 900)
+    finally:
+        wh.close()
 
 
 def test_a_second_loader_joining_mid_load_stores_each_entry_once(
