@@ -35,7 +35,8 @@ class ChainHead:
     A plain class rather than a frozen dataclass: in the mypyc build (tools/compile_detectors.py)
     a dataclass's `__init__` is the one `dataclasses` writes at import, interpreted, setting each
     field through `object.__setattr__`, and the ingest service makes one head per event
-    sequenced (0.27 µs each that way, 0.06 compiled)."""
+    sequenced (0.27 µs each that way, 0.077 compiled). Its fields are `Final`: mypy refuses an
+    assignment, and the compiled class raises on one at run time (pure Python does not)."""
 
     __slots__ = ("hash", "seq")
 
@@ -44,13 +45,19 @@ class ChainHead:
         self.hash: Final = hash
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, ChainHead) and self.seq == other.seq and self.hash == other.hash
+        if not isinstance(other, ChainHead):
+            return NotImplemented
+        return self.seq == other.seq and self.hash == other.hash
 
     def __hash__(self) -> int:
         return hash((self.seq, self.hash))
 
     def __repr__(self) -> str:
         return f"ChainHead(seq={self.seq!r}, hash={self.hash!r})"
+
+    def __reduce__(self) -> tuple[type[ChainHead], tuple[int, str]]:
+        # copy and pickle build a new head (the compiled class's fields cannot be set afterwards)
+        return (ChainHead, (self.seq, self.hash))
 
     def to_json(self) -> list[Any]:
         return [self.seq, self.hash]

@@ -98,8 +98,8 @@ class WarehouseLoader:
         self._thread = threading.Thread(target=self._run, name="warehouse-loader", daemon=True)
         # per run (each run has its own event loop)
         self._partitions: dict[int, PartitionState] = {}
-        #: whether the warehouse held no event and no mark of the ledger at this run's first
-        #: look (None: not looked yet); a run's partitions are forgotten on a restart, not this
+        #: whether the warehouse held no event and no mark of the ledger at the run's first look
+        #: since it began or last had partitions assigned (None: not looked yet)
         self._new_warehouse: bool | None = None
         self._owned: set[TopicPartition] = set()
         self._batch = Batch()
@@ -164,6 +164,7 @@ class WarehouseLoader:
         # A new run knows nothing: marks are read again, the uncommitted batch is redelivered.
         self._partitions, self._owned, self._batch = {}, set(), Batch()
         self._lock, self._revoking, self._raw = asyncio.Lock(), False, True
+        self._new_warehouse = None
         records_as_fetched()  # no ConsumerRecord per record: the offset, key and value do
         release_dropped_fetches()  # records fetched, then dropped unread, freed at once
         consumer = aio_consumer(
@@ -297,7 +298,8 @@ class WarehouseLoader:
 
         The ledger records go to ClickHouse as they are (`store_raw`: no Python per record) when
         none of them may be stored already; when some may be (after a failed insert, or in a
-        partition's first batch without a mark, unless the warehouse was new), or when the engine refuses the batch (a record
+        partition's first batch without a mark, unless the warehouse was new when the run began
+        or last had partitions assigned), or when the engine refuses the batch (a record
         that is not plain, or one entry twice), each record is decoded and checked
         (`ledger_line`, `_new_lines`), as ever."""
         topic = self.settings.ledger_topic
@@ -305,14 +307,15 @@ class WarehouseLoader:
         missing = [p for p in ends if p not in self._partitions]
         if missing:  # first batch of a partition in this run: where its mark stands
             marks = read_marks(self.warehouse, topic)
-            if self._new_warehouse is None:  # this run's first look
+            if self._new_warehouse is None:  # the run's first look, or the first since a rebalance
                 self._new_warehouse = not marks and not holds_events(self.warehouse)
             for p in missing:
                 mark = marks.get(p)
                 if mark is None and self._new_warehouse:
-                    # A warehouse that held no event and no mark when this run began holds
-                    # nothing of a partition without a mark (a loader writes a partition's mark
-                    # before it inserts any of its records): nothing to look up.
+                    # The warehouse held no event and no mark when this loader began to own its
+                    # partitions, and only a partition's owner stores its records, each batch
+                    # after writing the partition's mark: a partition still without a mark has
+                    # nothing stored, and nothing to look up.
                     self._partitions[p] = PartitionState(0, 0)
                 else:
                     self._partitions[p] = PartitionState.of(mark)
@@ -493,8 +496,10 @@ class WarehouseLoader:
             self._revoking = False
 
     async def assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        """New partitions: their marks are read before their first batch is stored."""
+        """New partitions: their marks are read before their first batch is stored, and whether
+        the warehouse is new is asked again (another owner may have stored some of them)."""
         async with self._held_lock():
+            self._new_warehouse = None
             for tp in assigned:
                 self._owned.add(tp)
                 if tp.topic == self.settings.ledger_topic:

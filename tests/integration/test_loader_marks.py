@@ -28,6 +28,27 @@ pytestmark = pytest.mark.integration
 ACCOUNTS = [f"A{n:04d}SELLER" for n in range(12)]
 
 
+def listing_event(n: int, account: str) -> dict[str, Any]:
+    return {
+        "event_id": f"ev-{n}",
+        "occurred_at": format_ms(1_793_599_200_000 + n * 1_000),
+        "account_id": account,
+        "action": "listing.update",
+        "marketplace": "DE",
+        "actor": {"type": "provider", "provider_id": "PLISTER", "principal_id": "svc-lister"},
+        "resource": {"type": "listing", "id": f"sku-{n % 97}"},
+        "changes": [{"field": "price", "old": "10.00", "new": f"{10 + n % 5}.00"}],
+    }
+
+
+def ledger_record(state: LedgerState, n: int, account: str) -> bytes:
+    """Event `n` of `account` sequenced as ingest does: its ledger record."""
+    ingested_at = format_ms(1_793_599_260_000 + n)
+    sequenced = state.sequence(normalize(listing_event(n, account)), ingested_at, n)
+    assert sequenced is not None
+    return sequenced[1]
+
+
 class Ledger:
     """Ledger records for several accounts, sequenced as ingest does, produced keyed by account:
     in the ingest service's layout (`LedgerState.sequence`, which the loader hands to ClickHouse
@@ -46,27 +67,11 @@ class Ledger:
         for _ in range(count):
             n = self.sent
             account = ACCOUNTS[n % len(ACCOUNTS)]
-            event = {
-                "event_id": f"ev-{n}",
-                "occurred_at": format_ms(1_793_599_200_000 + n * 1_000),
-                "account_id": account,
-                "action": "listing.update",
-                "marketplace": "DE",
-                "actor": {
-                    "type": "provider",
-                    "provider_id": "PLISTER",
-                    "principal_id": "svc-lister",
-                },
-                "resource": {"type": "listing", "id": f"sku-{n % 97}"},
-                "changes": [{"field": "price", "old": "10.00", "new": f"{10 + n % 5}.00"}],
-            }
             ingested_at = format_ms(1_793_599_260_000 + n)
             if self.layout == "ingest":
-                sequenced = self.state.sequence(normalize(event), ingested_at, n)
-                assert sequenced is not None
-                value = sequenced[1]
+                value = ledger_record(self.state, n, account)
             else:
-                entry = self.state.accept(normalize(event), ingested_at)
+                entry = self.state.accept(normalize(listing_event(n, account)), ingested_at)
                 assert entry is not None
                 value = encode_entry(entry)
             producer.send(self.ns.settings.ledger_topic, key=account.encode(), value=value)
@@ -132,7 +137,7 @@ def count(wh: Any) -> int:
     return int(wh.query("SELECT count() FROM audit.events").rows[0][0])
 
 
-def assert_exactly_once(wh: Any, expected: int) -> None:
+def assert_exactly_once(wh: Any, expected: int, accounts: list[str] = ACCOUNTS) -> None:
     total, keys, ids = (
         int(v)
         for v in wh.query(
@@ -140,7 +145,7 @@ def assert_exactly_once(wh: Any, expected: int) -> None:
         ).rows[0]
     )
     assert (total, keys, ids) == (expected, expected, expected)
-    for account in ACCOUNTS:
+    for account in accounts:
         rows = wh.query(CHAIN_QUERY, {"account": account}).rows
         assert rows and verify_stored(rows) is None, account
 
@@ -247,6 +252,57 @@ def test_a_new_warehouse_takes_its_first_records_as_they_are(
         assert (wh.lookups, wh.line_inserts) == (0, 0)
         assert wh.raw_inserts > 1  # several batches, each partition's first among them
         assert_exactly_once(wh, 1_200)
+    finally:
+        wh.close()
+
+
+def test_after_a_rebalance_a_partition_without_a_mark_is_looked_up(tmp_path: Path) -> None:
+    """The loader's batches written straight (`_write`, as its executor thread does): in a new
+    warehouse no partition's first batch is looked up, also one first seen after others were
+    stored; once partitions are assigned again (another owner may have stored some), a partition
+    without a mark in a warehouse that holds events is."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+
+    from streams.warehouse_batch import Batch
+    from streams.warehouse_loader import WarehouseLoader
+
+    ns = Namespace(tmp_path, extra_env={"PW_WAREHOUSE_BATCH_ROWS": "300"})  # no Kafka here
+    topic = ns.settings.ledger_topic
+    state = LedgerState(7)
+
+    class Record:
+        def __init__(self, offset: int, value: bytes) -> None:
+            self.offset, self.value = offset, value
+
+    def batch(partition: int, count: int) -> Batch:
+        account = ACCOUNTS[partition]
+        records = [
+            Record(i, ledger_record(state, 1_000 * partition + i, account)) for i in range(count)
+        ]
+        return Batch(
+            ledger=[(partition, records)],
+            offsets={TopicPartition(topic, partition): count},
+            first={partition: 0},
+            records=count,
+        )
+
+    async def assigned(loader: WarehouseLoader, partitions: list[int]) -> None:
+        loader._lock = asyncio.Lock()
+        await loader.assigned([TopicPartition(topic, p) for p in partitions])
+
+    wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
+    try:
+        loader = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
+        asyncio.run(assigned(loader, [0, 1, 2]))
+        assert loader._write(batch(0, 50)) == []
+        assert loader._write(batch(1, 50)) == []  # first seen after partition 0 was stored
+        assert (wh.lookups, wh.line_inserts, wh.raw_inserts) == (0, 0, 2)
+        asyncio.run(assigned(loader, [2]))
+        assert loader._write(batch(2, 50)) == []
+        assert (wh.lookups, wh.line_inserts) == (1, 1)
+        assert_exactly_once(wh, 150, ACCOUNTS[:3])
     finally:
         wh.close()
 

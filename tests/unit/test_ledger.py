@@ -312,3 +312,17 @@ def test_verify_stored_rebuilds_the_ingest_timestamp(stamp: str) -> None:
     entry, _ = append(ChainHead(), event, at)
     row = [1, entry["event_id"], GENESIS, entry["hash"], stamp, canonical(event).decode()]
     assert verify_stored([row]) is None
+
+
+def test_a_chain_head_is_a_value() -> None:
+    import copy
+    import pickle
+    from unittest import mock
+
+    head = ChainHead(3, "a" * 64)
+    assert head == ChainHead(3, "a" * 64) and hash(head) == hash(ChainHead(3, "a" * 64))
+    assert head != ChainHead(4, "a" * 64) and head != ChainHead(3, "b" * 64)
+    assert head != (3, "a" * 64) and head == mock.ANY  # other types decide for themselves
+    assert copy.copy(head) == copy.deepcopy(head) == pickle.loads(pickle.dumps(head)) == head
+    assert repr(ChainHead()) == f"ChainHead(seq=0, hash='{'0' * 64}')"
+    assert {head: 1}[ChainHead(3, "a" * 64)] == 1
