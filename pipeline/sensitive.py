@@ -200,11 +200,13 @@ def find_sensitive(value: str, *, free_text: bool = False) -> str | None:
         return IBAN
     if digits < 7:
         return None
+    before = text
     if "-" in text:  # a UUID's groups are neither cards nor phones (a UUID has its hyphens)
         text = _UUID.sub("-", text)
     if ":" in text:  # nor the parts of a date and time
         text = _TIME_IN_TEXT.sub("-", text)
-    shape = _shape(text)  # the substitutions put `-` where digits were: never more digits
+    if text is not before:  # `sub` hands back its input when nothing matched
+        shape = _shape(text)  # `-` where digits were: never more digits
     # every `_CARD` match: 13 digits in a row, or 4 digits, one of ` .-` and 4 more (`_GLUED`
     # only puts `-` where a run glued to a letter was: it neither adds digits nor joins groups)
     if digits >= 13 and (b"ddddddddddddd" in shape or b"ddddsdddd" in shape):

@@ -150,6 +150,19 @@ def assert_exactly_once(wh: Any, expected: int, accounts: list[str] = ACCOUNTS) 
         assert rows and verify_stored(rows) is None, account
 
 
+def load_until(settings: Any, wh: Any, done: Any, what: str) -> Any:
+    """A loader run in this process until `done()` (waited for at most 120 s), then stopped."""
+    from streams.warehouse_loader import WarehouseLoader
+
+    loader = WarehouseLoader(settings, wh)
+    loader.start()
+    try:
+        wait_for(done, 120, what, 0.2)
+    finally:
+        loader.stop()
+    return loader
+
+
 def end_offsets(ns: Namespace) -> dict[int, int]:
     from kafka import KafkaConsumer, TopicPartition
 
@@ -196,30 +209,18 @@ def test_a_crash_during_or_after_an_insert_stores_each_entry_once(
 def test_after_a_clean_restart_no_batch_is_looked_up(
     kafka_broker: str, tmp_path: Path, layout: str
 ) -> None:
-    from streams.warehouse_loader import WarehouseLoader
-
     ns = namespace(tmp_path, batch_rows=300)
     ledger = Ledger(ns, layout)
     ledger.produce(1_200)
     wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
-    first = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
-    first.start()
-    try:
-        wait_for(lambda: count(wh) >= 1_200, 120, "1,200 rows stored", 0.2)
-    finally:
-        first.stop()
+    load_until(ns.settings, wh, lambda: count(wh) >= 1_200, "1,200 rows stored")
     ends = end_offsets(ns)
     marks = read_marks(wh, ns.settings.ledger_topic)
     assert {p: m.end for p, m in marks.items()} == ends  # one mark per partition, at its end
 
     wh.lookups = 0
     ledger.produce(1_500)
-    second = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
-    second.start()
-    try:
-        wait_for(lambda: count(wh) >= 2_700, 120, "2,700 rows stored", 0.2)
-    finally:
-        second.stop()
+    second = load_until(ns.settings, wh, lambda: count(wh) >= 2_700, "2,700 rows stored")
     assert wh.lookups == 0, "a batch past the marks was looked up in audit.events"
     assert second.stored_events == 1_500 and second.skipped == 0
     # past the first batches (checked: no marks yet), ingest's records go to ClickHouse as they are
@@ -236,19 +237,12 @@ def test_a_new_warehouse_takes_its_first_records_as_they_are(
 ) -> None:
     """No mark and no event stored: the first batch of each partition is neither looked up nor
     decoded record by record (before, the first `PW_WAREHOUSE_BATCH_ROWS` offsets of each were)."""
-    from streams.warehouse_loader import WarehouseLoader
-
     ns = namespace(tmp_path, batch_rows=300)
     ledger = Ledger(ns)
     ledger.produce(1_200)
     wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
     try:
-        loader = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
-        loader.start()
-        try:
-            wait_for(lambda: count(wh) >= 1_200, 120, "1,200 rows stored", 0.2)
-        finally:
-            loader.stop()
+        load_until(ns.settings, wh, lambda: count(wh) >= 1_200, "1,200 rows stored")
         assert (wh.lookups, wh.line_inserts) == (0, 0)
         assert wh.raw_inserts > 1  # several batches, each partition's first among them
         assert_exactly_once(wh, 1_200)
@@ -318,12 +312,7 @@ def test_events_stored_without_marks_are_looked_up(kafka_broker: str, tmp_path: 
     ledger.produce(600)
     wh = Faulty(EmbeddedWarehouse(tmp_path / "warehouse"))
     try:
-        first = WarehouseLoader(ns.settings, wh)  # type: ignore[arg-type]
-        first.start()
-        try:
-            wait_for(lambda: count(wh) >= 600, 120, "600 rows stored", 0.2)
-        finally:
-            first.stop()
+        load_until(ns.settings, wh, lambda: count(wh) >= 600, "600 rows stored")
         wh.execute("TRUNCATE TABLE audit.loader_offsets")
         wh.lookups = 0
         ledger.produce(300)
@@ -464,7 +453,6 @@ def test_above_the_memory_limit_each_batch_releases_the_engines_freed_memory(
 ) -> None:
     """`PW_WAREHOUSE_RELEASE_ABOVE_MIB=1` (this process is always above it): after each stored
     batch the embedded engine is asked to hand back what it freed, and loading goes on as ever."""
-    from streams.warehouse_loader import WarehouseLoader
 
     class Releasing(EmbeddedWarehouse):
         releases = 0
@@ -484,12 +472,7 @@ def test_above_the_memory_limit_each_batch_releases_the_engines_freed_memory(
     ensure_topics(ns.settings)
     Ledger(ns).produce(1_200)
     wh = Releasing(tmp_path / "warehouse")
-    loader = WarehouseLoader(ns.settings, wh)
-    loader.start()
-    try:
-        wait_for(lambda: count(wh) >= 1_200, 120, "1,200 rows stored", 0.2)
-    finally:
-        loader.stop()
+    load_until(ns.settings, wh, lambda: count(wh) >= 1_200, "1,200 rows stored")
     assert_exactly_once(wh, 1_200)
     assert Releasing.releases >= 4  # at least one per batch of at most 300 rows
     wh.close()
