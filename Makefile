@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# aiokafka from source with Kafka's CRC-32C by the crc32 instruction (x86-64; else, or if the
+	# build fails, the wheel stays): tools/kafka_crc.py
+	$(BIN)/python -m tools.kafka_crc build
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -42,6 +42,7 @@ from bench.procstats import CLK_TCK, broker_pid, children, cpu_seconds, metric, 
 from bench.profile import thread_cpu
 from bench.workload import WORKER_ENV, StoredStream, produce, write_results
 from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics
+from tools import kafka_crc
 
 #: `py-spy dump`'s line for a thread: its native id and its Python name.
 _DUMP_THREAD = re.compile(r'^Thread (\d+) \((?:idle|active|[^)]*)\): "([^"]*)"', re.MULTILINE)
@@ -236,6 +237,7 @@ def main() -> None:
         + "".join(f" --env {e}" for e in args.env)
         + (f" --label {args.label}" if args.label else ""),
         "cores": cores,
+        "kafka_crc": kafka_crc.mode(),
         "events_per_second": statistics.median(r["events_per_second"] for r in runs),
         "budget_us_per_event": budget,
         "waiting_us_per_event": waiting,
@@ -251,7 +253,8 @@ def main() -> None:
         "",
         f"Command: `{figures['command']}`; median of {args.runs} runs of one worker on a backlog "
         f"of {args.count:,} events ({figures['events_per_second']:,} events/s), from "
-        f"{args.skip:.0%} of the events accepted until every event is stored and folded.",
+        f"{args.skip:.0%} of the events accepted until every event is stored and folded;"
+        f" aiokafka's CRC-32C in {figures['kafka_crc']} (tools/kafka_crc.py).",
         "",
         "| process | thread | CPU, µs per event | waiting for a core, µs per event |",
         "|---|---|---|---|",

@@ -57,6 +57,7 @@ from bench.workload import RESULTS, WORKER_ENV, StoredStream, produce
 from partnerwatch.local_worker import CREATED, Namespace, Worker, delete_namespace_topics, free_port
 from pipeline.config import Settings
 from sinks.kafka_io import KafkaAccessError, aio_consumer
+from tools import kafka_crc
 
 
 async def _drain(settings: Settings, topic: str, partitions: int, count: int) -> float:
@@ -437,6 +438,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "system": platform.platform(),
+            "kafka_crc": kafka_crc.mode(),
         },
     }
     from bench.ingest_stages import STAGES, detectors_variant, run_once
