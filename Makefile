@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test unit integration reliability security mutation lint typecheck bench profile compile clean-compiled kafka-start kafka-stop clickhouse-server observability-check clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/kafka_crc.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	# aiokafka from source with Kafka's CRC-32C by the crc32 instruction (x86-64; else, or if the
-	# build fails, the wheel stays): tools/kafka_crc.py
+	# aiokafka from source with Kafka's CRC-32C by the crc32 instruction (x86-64; else, with
+	# PIP_ONLY_BINARY, or if the build fails or is not confirmed, the wheel stays): tools/kafka_crc.py
 	$(BIN)/python -m tools.kafka_crc build
 	touch $(STAMP)
 

@@ -38,6 +38,7 @@ from bench.workload import RESULTS, WORKER_ENV, stream
 from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics, free_port
 from pipeline.config import checkout
 from sinks.kafka_io import KafkaAccessError, consumer, ensure_topics
+from tools import kafka_crc
 
 #: Where the provider stage runs (`--latency-stage`): run by the worker as its PW_PROVIDER_STAGE
 #: says (by default its child process; `--env PW_PROVIDER_STAGE=worker`: a thread of it), or
@@ -297,16 +298,20 @@ def latency_only(
         for rate in rates:
             runs.append(latency(Path(tmp), rate, seconds, warmup, load, stage))
             print("latency", runs[-1], flush=True)
+    crc = kafka_crc.mode()  # the workers' aiokafka is this process's
     stem = RESULTS / (datetime.now(UTC).strftime("%Y-%m-%d") + "-latency")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(
-        orjson.dumps({"worker_env": WORKER_ENV, "runs": runs}, option=orjson.OPT_INDENT_2).decode()
+        orjson.dumps(
+            {"worker_env": WORKER_ENV, "kafka_crc": crc, "runs": runs}, option=orjson.OPT_INDENT_2
+        ).decode()
         + "\n"
     )
     lines = [
         f"# Event-to-alert latency {datetime.now(UTC).isoformat(timespec='seconds')}",
         "",
-        f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)} --latency-seconds {seconds:g} --latency-warmup {warmup:g} --latency-load {load} --latency-stage {stage}`",
+        f"Command: `python -m bench.run {' '.join(f'--latency-rate {r:g}' for r in rates)} --latency-seconds {seconds:g} --latency-warmup {warmup:g} --latency-load {load} --latency-stage {stage}`;"
+        f" aiokafka's CRC-32C in {crc} (tools/kafka_crc.py)",
         "",
         "| rate (events/s) | alert produced p50 / p95 / p99 / max (ms) | alert visible p50 / p95 / p99 (ms) | backlog median / max (events) | alerts | worker / broker / bench / stage process CPU per event (µs) | ingest transactions | transaction start to commit, mean / p50 / p90 / p99 (ms) |",
         "|---|---|---|---|---|---|---|---|",
