@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import signal
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -141,7 +143,15 @@ def error_of(data: str) -> object:
     return doc.get("error") if isinstance(doc, dict) else doc
 
 
+#: Seconds between two looks for Ctrl-C while the alerts topic is quiet.
+POLL_SECONDS = 0.2
+
+
 def tail_kafka(settings: Settings, printer: AlertPrinter, from_now: bool) -> None:
+    """Print pw.alerts from Kafka until Ctrl-C. Ctrl-C only asks the loop to stop (it ends within
+    `POLL_SECONDS`): raised in the middle of the Kafka client's own work it could leave the
+    client unable to close (once seen: the command still running 30 s after Ctrl-C, on a loaded
+    machine)."""
     from sinks.kafka_io import consumer as kafka_consumer
 
     consumer = kafka_consumer(
@@ -150,8 +160,15 @@ def tail_kafka(settings: Settings, printer: AlertPrinter, from_now: bool) -> Non
         role="alerts-tail",
         auto_offset_reset="latest" if from_now else "earliest",
     )
+    stop = threading.Event()
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) if main else None
     try:
-        for record in consumer:
-            printer.show_record(record.value)
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=int(POLL_SECONDS * 1000)).values():
+                for record in records:
+                    printer.show_record(record.value)
     finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
         consumer.close()
