@@ -96,19 +96,24 @@ def agrees() -> bool:
     return True
 
 
+def _mode_of(ms: float) -> str:
+    return "software" if ms > SOFTWARE_ABOVE_MS else "hardware"
+
+
 def mode() -> str:
     """ "hardware" or "software": how this process's aiokafka computes Kafka's CRC-32C."""
-    return "software" if ms_per_mib() > SOFTWARE_ABOVE_MS else "hardware"
+    return _mode_of(ms_per_mib())
 
 
-def agreement() -> str:
-    return "agrees" if agrees() else "disagrees"
+def state() -> str:
+    """`mode()` and whether the CRC agrees, in one line: "hardware agrees", "software disagrees"."""
+    return f"{mode()} {'agrees' if agrees() else 'disagrees'}"
 
 
-def _fresh(what: str) -> str:
-    """`what` (a function of this module, returning a str) asked in a new interpreter: the one
-    running this has the aiokafka it imported before a rebuild."""
-    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tools.kafka_crc import {what}; print({what}())"
+def _fresh() -> str:
+    """`state()` asked in a new interpreter: the one running this has the aiokafka it imported
+    before a rebuild."""
+    code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tools.kafka_crc import state; print(state())"
     try:
         out = subprocess.run(  # noqa: S603 (this interpreter, this module's own function)
             [sys.executable, "-c", code],
@@ -123,9 +128,8 @@ def _fresh(what: str) -> str:
     return out.stdout.strip() or f"unknown ({out.stderr.strip()[-300:]})"
 
 
-def _good() -> bool:
-    """The installed aiokafka (asked afresh) has the hardware CRC, and it agrees."""
-    return _fresh("mode") == "hardware" and _fresh("agreement") == "agrees"
+#: what `_fresh` says of a build to keep: the hardware CRC, agreeing
+GOOD = "hardware agrees"
 
 
 def _pip(version: str, source: bool) -> int:
@@ -166,20 +170,21 @@ def build() -> int:
     if _wheels_only():
         print("kafka_crc: PIP_ONLY_BINARY asks for wheels only; aiokafka's wheel stays")
         return 0
-    if _good():
+    if _fresh() == GOOD:
         print(f"kafka_crc: aiokafka {version} already computes CRC-32C in hardware")
         return 0
     print(f"kafka_crc: building aiokafka {version} from source with {FLAG}", flush=True)
     built = _pip(version, source=True)
-    if built == 0 and _good():
+    now = _fresh()
+    if built == 0 and now == GOOD:
         print(f"kafka_crc: aiokafka {version} now computes CRC-32C in hardware")
         return 0
     # pip keeps what was installed when a build fails; when it installed something that is not
     # the hardware CRC, or one that disagrees, the wheel goes back
     back = "kept the installed aiokafka" if built != 0 else "reinstalling the wheel"
     print(
-        f"kafka_crc: WARNING: no hardware CRC-32C (pip exit {built}, {_fresh('mode')},"
-        f" {_fresh('agreement')}): {back}; aiokafka computes it in software",
+        f"kafka_crc: WARNING: no hardware CRC-32C (pip exit {built}, now {now}): {back};"
+        " aiokafka computes it in software",
         file=sys.stderr,
     )
     if built == 0 and _pip(version, source=False) != 0:
@@ -195,7 +200,7 @@ def status() -> int:
     speed, ok = ms_per_mib(), agrees()
     print(
         f"aiokafka {metadata.version('aiokafka')}: CRC-32C in"
-        f" {'software' if speed > SOFTWARE_ABOVE_MS else 'hardware'}, {speed:.3f} ms per MiB;"
+        f" {_mode_of(speed)}, {speed:.3f} ms per MiB;"
         f" {'agrees' if ok else 'DISAGREES'} with aiokafka's pure-Python CRC-32C"
     )
     return 0 if ok and speed <= SOFTWARE_ABOVE_MS else 1
