@@ -45,3 +45,33 @@ def test_rollup_backfills_history_and_follows_new_inserts(tmp_path: Path) -> Non
         assert sum(r[5] for r in rollup) == len(entries)
     finally:
         wh.close()
+
+
+def test_rollup_is_exact_over_raw_batches_left_unmerged(tmp_path: Path) -> None:
+    """The loader's fast path (`store_raw`) inserts without merging the block on insert
+    (`optimize_on_insert = 0`): with merges stopped, every batch stays a part of its own in both
+    tables, and the rollup still answers what the events give, one row per stored record."""
+    from sinks.audit_store import store_raw
+    from tests.unit.test_loader_raw import simulated
+
+    raws = simulated(2_400, seed=11)
+    wh = EmbeddedWarehouse(tmp_path / "warehouse")
+    try:
+        migrate(wh, Settings.from_env({}))
+        wh.execute("SYSTEM STOP MERGES audit.events")
+        wh.execute("SYSTEM STOP MERGES audit.activity_1m")
+        for start in range(0, len(raws), 600):
+            assert store_raw(wh, raws[start : start + 600]) == len(raws[start : start + 600])
+        parts = (
+            "SELECT count() FROM system.parts WHERE database = 'audit' AND table = {t:String}"
+            " AND active"
+        )
+        assert wh.query(parts, {"t": "events"}).rows == [[4]]
+        assert wh.query(parts, {"t": "activity_1m"}).rows[0][0] >= 4
+        assert wh.query("SELECT count() FROM audit.events").rows == [[len(raws)]]
+        rollup, raw = wh.query(ROLLUP).rows, wh.query(RAW).rows
+        assert len(raw) > 300
+        assert rollup == raw
+        assert sum(r[5] for r in rollup) == len(raws)
+    finally:
+        wh.close()
