@@ -564,7 +564,7 @@ _RAW_SELECT = (
     # No merge of the block on insert (`optimize_on_insert`): the batch has no two rows with one
     # sorting key (the source refuses a repeated (account_id, seq), and seq is the key's
     # entry_seq), nor the rollup's block (the view groups it by the rollup's key), so the merge
-    # pass found nothing to collapse and cost about 1.5 µs per row (docs/performance.md).
+    # pass found nothing to collapse and cost about 2 µs per row (docs/performance.md).
     + " SETTINGS short_circuit_function_evaluation = 'disable', max_threads = 1, "
     "min_insert_block_size_rows = 1000000000000, min_insert_block_size_bytes = 1000000000000, "
     "optimize_on_insert = 0"
