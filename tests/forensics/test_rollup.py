@@ -20,6 +20,14 @@ RAW = (
 )
 
 
+def assert_rollup_exact(wh: EmbeddedWarehouse, events: int) -> None:
+    """The rollup answers what audit.events gives, key by key, and counts `events` in all."""
+    rollup, raw = wh.query(ROLLUP).rows, wh.query(RAW).rows
+    assert len(raw) > 300
+    assert rollup == raw
+    assert sum(r[5] for r in rollup) == events
+
+
 def test_rollup_backfills_history_and_follows_new_inserts(tmp_path: Path) -> None:
     entries = sequence(
         [e for e, _ in generate(1200, seed=5, accounts=3, providers=3, attack_rate=0.0)]
@@ -39,10 +47,7 @@ def test_rollup_backfills_history_and_follows_new_inserts(tmp_path: Path) -> Non
         assert "0003_rollups" in applied
         assert store_events(wh, entries[600:]) == 500  # 100 redelivered, skipped by the loader
         store_events(wh, entries[600:])
-        rollup, raw = wh.query(ROLLUP).rows, wh.query(RAW).rows
-        assert len(raw) > 300
-        assert rollup == raw
-        assert sum(r[5] for r in rollup) == len(entries)
+        assert_rollup_exact(wh, len(entries))
     finally:
         wh.close()
 
@@ -61,7 +66,8 @@ def test_rollup_is_exact_over_raw_batches_left_unmerged(tmp_path: Path) -> None:
         wh.execute("SYSTEM STOP MERGES audit.events")
         wh.execute("SYSTEM STOP MERGES audit.activity_1m")
         for start in range(0, len(raws), 600):
-            assert store_raw(wh, raws[start : start + 600]) == len(raws[start : start + 600])
+            batch = raws[start : start + 600]
+            assert store_raw(wh, batch) == len(batch)
         parts = (
             "SELECT count() FROM system.parts WHERE database = 'audit' AND table = {t:String}"
             " AND active"
@@ -69,9 +75,6 @@ def test_rollup_is_exact_over_raw_batches_left_unmerged(tmp_path: Path) -> None:
         assert wh.query(parts, {"t": "events"}).rows == [[4]]
         assert wh.query(parts, {"t": "activity_1m"}).rows == [[4]]
         assert wh.query("SELECT count() FROM audit.events").rows == [[len(raws)]]
-        rollup, raw = wh.query(ROLLUP).rows, wh.query(RAW).rows
-        assert len(raw) > 300
-        assert rollup == raw
-        assert sum(r[5] for r in rollup) == len(raws)
+        assert_rollup_exact(wh, len(raws))
     finally:
         wh.close()
