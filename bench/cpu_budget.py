@@ -2,8 +2,9 @@
 
 Produces `--count` events of the benchmark mix (bench/workload.py) to a fresh namespace, starts
 one worker (bench/workload.py `WORKER_ENV`, plus `--env`), and reads the CPU time of every thread
-of the worker, of its child processes (the provider stage, `PW_PROVIDER_STAGE=process`) and of
-the broker from /proc: first once the worker has accepted `--skip` of the events (its start-up,
+of the worker, of its child processes (the provider stage, `PW_PROVIDER_STAGE=process`, and the
+warehouse loader, `PW_WAREHOUSE_LOADER=process`, told apart by their command lines) and of the
+broker from /proc: first once the worker has accepted `--skip` of the events (its start-up,
 imports and first fetches left out), then once every event is accepted, stored in
 `audit.events` and folded by the provider stage. Each figure is the CPU of the threads of one
 name over the events between the two readings, in µs per event. Threads are named as the OS
@@ -38,11 +39,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.procstats import CLK_TCK, broker_pid, children, cpu_seconds, metric, schedstat
+from bench.procstats import (
+    CLK_TCK,
+    broker_pid,
+    child_role,
+    children,
+    cpu_seconds,
+    metric,
+    schedstat,
+)
 from bench.profile import thread_cpu
 from bench.workload import WORKER_ENV, StoredStream, produce, write_results
 from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics
 from tools import kafka_crc
+
+#: How the report names a worker's child process, by its `child_role`.
+CHILD_LABELS = {"provider-stage": "provider stage process", "loader": "loader process"}
 
 #: `py-spy dump`'s line for a thread: its native id and its Python name.
 _DUMP_THREAD = re.compile(r'^Thread (\d+) \((?:idle|active|[^)]*)\): "([^"]*)"', re.MULTILINE)
@@ -138,6 +150,10 @@ def one_run(root: Path, stream: StoredStream, env: dict[str, str], skip: float) 
             time.sleep(0.05)
         started = time.monotonic()
         pids = (pid, *children(pid))
+        # which process each is, read while they run (a child's command line is gone once it ends)
+        roles = {pid: "worker"} | {
+            c: CHILD_LABELS.get(child_role(c), "other child process") for c in pids[1:]
+        }
         before = {p: thread_times(p) for p in pids}
         waits0 = {p: thread_waits(p) for p in pids}
         broker0 = cpu_seconds(broker) if broker else 0.0
@@ -165,7 +181,7 @@ def one_run(root: Path, stream: StoredStream, env: dict[str, str], skip: float) 
     processes: dict[str, dict[str, float]] = {}
     waiting: dict[str, dict[str, float]] = {}
     for p, threads in after.items():
-        role = "worker" if p == pid else "provider stage process"
+        role = roles[p]
         thread_names = {tid: names[p].get(tid, os_name) for tid, (os_name, _) in threads.items()}
         processes[role] = threads_per_event(threads, before.get(p, {}), names[p], events)
         waiting[role] = per_event(waits1[p], waits0.get(p, {}), thread_names, events)

@@ -78,7 +78,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def children(pid: int) -> list[int]:
-    """The child processes of `pid` (a worker's provider stage, PW_PROVIDER_STAGE=process)."""
+    """The child processes of `pid` (a worker's provider stage, PW_PROVIDER_STAGE=process, and
+    its warehouse loader, PW_WAREHOUSE_LOADER=process; `child_role` tells them apart)."""
     out: list[int] = []
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():
@@ -86,6 +87,29 @@ def children(pid: int) -> list[int]:
     except OSError:
         pass
     return out
+
+
+#: The child processes a worker starts, by the argument after `partnerwatch` on their command line.
+ROLES = ("provider-stage", "loader")
+
+
+def child_role(pid: int) -> str:
+    """What the process `pid` is, by its command line (`<python> -m partnerwatch ROLE ...`):
+    "provider-stage", "loader", or "other" (anything else, or a process that ended meanwhile)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "other"
+    for i, arg in enumerate(args[:-1]):
+        if os.path.basename(arg) == b"partnerwatch":  # `-m partnerwatch` or the console script
+            role = args[i + 1].decode(errors="replace")
+            return role if role in ROLES else "other"
+    return "other"
+
+
+def children_of_role(pid: int, role: str) -> list[int]:
+    """The child processes of `pid` that `child_role` gives `role`."""
+    return [c for c in children(pid) if child_role(c) == role]
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -104,10 +128,11 @@ def rss_mib(pid: int, key: str = "VmRSS") -> float:
     return 0.0
 
 
-def children_rss_mib(pid: int) -> float:
-    """RSS of the live child processes of `pid` (its provider stage), MiB."""
+def children_rss_mib(pid: int, role: str = "provider-stage") -> float:
+    """RSS of the live child processes of `pid` of one `child_role` (by default its provider
+    stage), MiB."""
     total = 0.0
-    for c in children(pid):
+    for c in children_of_role(pid, role):
         with contextlib.suppress(OSError):  # a child that ended meanwhile
             total += rss_mib(c)
     return total

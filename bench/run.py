@@ -44,7 +44,7 @@ from bench.alert_latency import latency, latency_only
 from bench.latency_load import LOADS
 from bench.procstats import (
     broker_pid,
-    children,
+    children_of_role,
     children_rss_mib,
     cpu_seconds,
     metric,
@@ -127,12 +127,15 @@ def run_pipeline(
         w.start()
     pids = [w.proc.pid for w in procs if w.proc is not None]
     ports = [w.ns.port for w in procs]
-    # the workers' CPU includes their provider stage processes (PW_PROVIDER_STAGE=process)
+    # the workers' CPU includes their child processes: the provider stage
+    # (PW_PROVIDER_STAGE=process) and the warehouse loader (PW_WAREHOUSE_LOADER=process)
     cpu0 = sum(tree_cpu_seconds(p) for p in pids)
-    stage_pids = [c for p in pids for c in children(p)]
+    stage_pids = [c for p in pids for c in children_of_role(p, "provider-stage")]
+    loader_pids = [c for p in pids for c in children_of_role(p, "loader")]
     started = time.monotonic()
     quarters: list[float] = []
     stage_quarters: list[float] = []  # the provider stage processes' RSS (children read again)
+    loader_quarters: list[float] = []  # the warehouse loader processes' RSS, the same way
     sequenced = stored = None
     # when the peak RSS (VmHWM) last rose, and how far the run was then (the quarters miss it)
     high = 0.0
@@ -143,6 +146,7 @@ def run_pipeline(
             while len(quarters) < 4 and accepted >= count * (len(quarters) + 1) / 4:
                 quarters.append(round(sum(rss_mib(p) for p in pids), 1))
                 stage_quarters.append(round(sum(children_rss_mib(p) for p in pids), 1))
+                loader_quarters.append(round(sum(children_rss_mib(p, "loader") for p in pids), 1))
             if sequenced is None and accepted >= count:
                 sequenced = time.monotonic() - started
             rows = None
@@ -165,6 +169,7 @@ def run_pipeline(
         cpu = sum(tree_cpu_seconds(p) for p in pids) - cpu0
         peak = sum(rss_mib(p, "VmHWM") for p in pids)
         stage_peak = max((rss_mib(p, "VmHWM") for p in stage_pids), default=None)
+        loader_peak = max((rss_mib(p, "VmHWM") for p in loader_pids), default=None)
         insert_rows = sum(metric(p, "pw_warehouse_rows_total") for p in ports)  # every table
         event_rows = sum(metric(p, 'pw_warehouse_rows_total{table="audit.events"}') for p in ports)
         insert_seconds = sum(metric(p, "pw_warehouse_insert_seconds_sum") for p in ports)
@@ -204,6 +209,11 @@ def run_pipeline(
             "active_parts_events": parts,
         },
     }
+    if loader_pids:  # a warehouse loader process (PW_WAREHOUSE_LOADER=process)
+        result["loader_process_peak_rss_mib"] = round(loader_peak, 1) if loader_peak else None
+        result["loader_process_rss_mib_at_quarters"] = (
+            loader_quarters if any(loader_quarters) else None
+        )
     if recover:  # the state load of a restart on these topics, with and without snapshots
         result["recovery"] = recovery(ns)
         print("recovery", result["recovery"], flush=True)
@@ -241,10 +251,10 @@ def markdown(figures: dict[str, Any]) -> str:
             f"{one['end_to_end_events_per_second']:,} events/s",
         ),
         ("ratio to the ceiling", f"{figures['ratio_to_ceiling']:.3f}"),
-        ("worker CPU (cores busy)", f"{one['worker_cpu_cores_busy']}"),
+        ("worker and children CPU (cores busy)", f"{one['worker_cpu_cores_busy']}"),
         (
-            "worker CPU per event (all threads: ingest, detection, warehouse loader, web;"
-            " and its provider stage process, if any)",
+            "worker and children CPU per event (all threads: ingest, detection, warehouse loader,"
+            " web; and its child processes, the provider stage and the warehouse loader, if any)",
             f"{one.get('worker_cpu_us_per_event')} µs",
         ),
         ("broker CPU per event", f"{one.get('broker_cpu_us_per_event')} µs"),
@@ -270,6 +280,21 @@ def markdown(figures: dict[str, Any]) -> str:
                 )
             ]
             if one.get("stage_process_rss_mib_at_quarters")
+            else []
+        ),
+        *(
+            [("loader process peak RSS", f"{one['loader_process_peak_rss_mib']} MiB")]
+            if one.get("loader_process_peak_rss_mib")
+            else []
+        ),
+        *(
+            [
+                (
+                    "loader process RSS at 25/50/75/100 %",
+                    " / ".join(f"{v}" for v in one["loader_process_rss_mib_at_quarters"]) + " MiB",
+                )
+            ]
+            if one.get("loader_process_rss_mib_at_quarters")
             else []
         ),
         ("warehouse insert", f"{one['warehouse']['insert_rows_per_second'] or '-'} rows/s"),

@@ -44,7 +44,7 @@ from typing import Any
 
 import orjson
 
-from bench.procstats import children, metric, rss_mib, tree_cpu_seconds
+from bench.procstats import children_of_role, metric, rss_mib, tree_cpu_seconds
 from bench.workload import WORKER_ENV, StoredStream, produce, write_results
 from partnerwatch.local_worker import CREATED, Namespace, Worker, delete_namespace_topics
 
@@ -164,13 +164,16 @@ def snapshot(pid: int, ns: Namespace, label: str, out: Path, deep: bool = False)
         "threads": threads(pid),
     }
     snap["probe"] = probe(pid, out, deep)
-    snap["stage_process"] = stage_process(pid)
+    snap["stage_process"] = child_process(pid, "provider-stage")
+    if loader := child_process(pid, "loader"):
+        snap["loader_process"] = loader
     return snap
 
 
-def stage_process(pid: int) -> dict[str, Any] | None:
-    """The worker's child process (its provider stage): RSS and by kind of mapping."""
-    for child in children(pid):
+def child_process(pid: int, role: str) -> dict[str, Any] | None:
+    """The worker's child process of one `child_role` (its provider stage, or its warehouse
+    loader): RSS and by kind of mapping."""
+    for child in children_of_role(pid, role):
         try:
             return {"rss": round(rss_mib(child), 1), "kinds": smaps(child)}
         except OSError:  # it ended meanwhile
@@ -230,6 +233,15 @@ def one_run(
     finally:
         worker.stop()
         delete_namespace_topics(ns.settings, [ns.name])
+    loader = (
+        {
+            "loader_rss_mib_at_quarters": [
+                (s.get("loader_process") or {}).get("rss") for s in snaps[1:5]
+            ]
+        }
+        if any(s.get("loader_process") for s in snaps)
+        else {}
+    )
     return {
         "events": count,
         "seconds": round(seconds, 1),
@@ -238,6 +250,7 @@ def one_run(
         "warehouse_memory_releases": releases,
         "rss_mib_at_quarters": [s["rss"] for s in snaps[1:5]],
         "stage_rss_mib_at_quarters": [(s["stage_process"] or {}).get("rss") for s in snaps[1:5]],
+        **loader,
         "max_rss_sampled_mib": round(max(r for _, _, r, _ in samples), 1),
         "peak_reached": peak_reached(samples, peak, count),
         "highest_sampled": highest,
@@ -292,8 +305,9 @@ def row(s: dict[str, Any]) -> str:
     )
 
 
-def stage_row(s: dict[str, Any]) -> str:
-    stage = s.get("stage_process")
+def stage_row(s: dict[str, Any], key: str = "stage_process") -> str:
+    """A snapshot's row of one child process (`key`: "stage_process" or "loader_process")."""
+    stage = s.get(key)
     if not stage:
         return f"| {s['at']} | - |" + " - |" * len(KINDS)
     return (
@@ -335,7 +349,13 @@ def main() -> None:
                 print(
                     f"run {i + 1}: peak {run['peak_rss_mib']} MiB, quarters"
                     f" {run['rss_mib_at_quarters']} (stage process"
-                    f" {run['stage_rss_mib_at_quarters']}), {run['seconds']} s,"
+                    f" {run['stage_rss_mib_at_quarters']}"
+                    + (
+                        f", loader process {run['loader_rss_mib_at_quarters']}"
+                        if "loader_rss_mib_at_quarters" in run
+                        else ""
+                    )
+                    + f"), {run['seconds']} s,"
                     f" {run['cpu_us_per_event']} µs of CPU per event,"
                     f" {run['warehouse_memory_releases']:.0f} warehouse memory releases; peak reached"
                     f" {run['peak_reached']}",
@@ -405,6 +425,18 @@ def main() -> None:
         "|---" * (len(KINDS) + 2) + "|",
         *(stage_row(s) for s in last),
         "",
+    ]
+    if any(s.get("loader_process") for s in last):
+        lines += [
+            "The last run's warehouse loader process (the worker's child,"
+            " PW_WAREHOUSE_LOADER=process), MiB:",
+            "",
+            "| at | RSS | " + " | ".join(KINDS) + " |",
+            "|---" * (len(KINDS) + 2) + "|",
+            *(stage_row(s, "loader_process") for s in last),
+            "",
+        ]
+    lines += [
         f"Load average at the end: {', '.join(f'{v:.2f}' for v in figures['load_average'])}.",
         "",
     ]

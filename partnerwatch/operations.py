@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import structlog
@@ -251,17 +252,41 @@ def require_web_port(settings: Settings) -> None:
     )
 
 
-def loader() -> None:
+def loader(
+    socket: Annotated[
+        str,
+        typer.Option(
+            help="also serve the warehouse to the worker on this Unix socket (its folder 0700; set by a worker on PW_WAREHOUSE_LOADER=process)"
+        ),
+    ] = "",
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            help="serve /v1/health and /metrics on this port of 127.0.0.1 instead of PW_LOADER_HOST:PW_LOADER_PORT (0: those)"
+        ),
+    ] = 0,
+    parent_pid: Annotated[
+        int,
+        typer.Option(
+            help="stop when this process is no longer the parent (set by a worker on PW_WAREHOUSE_LOADER=process)"
+        ),
+    ] = 0,
+) -> None:
     """Run the warehouse loader as a process of its own (pw.ledger and pw.alerts -> ClickHouse), with
     GET /v1/health and /metrics on PW_LOADER_HOST:PW_LOADER_PORT. Pair it with workers on
-    PW_WAREHOUSE_LOADER=external and a ClickHouse server (PW_CLICKHOUSE_URL)."""
+    PW_WAREHOUSE_LOADER=external and a ClickHouse server (PW_CLICKHOUSE_URL); a worker on
+    PW_WAREHOUSE_LOADER=process runs it itself, with --socket."""
     import mode.loop
 
     from sinks.kafka_io import ensure_topics
 
     mode.loop.use("uvloop")  # the process's loop and the loader thread's, as in a worker
     settings = _settings()  # logging configured here
+    if metrics_port:
+        settings = settings.model_copy(
+            update={"loader_host": "127.0.0.1", "loader_port": metrics_port}
+        )
     ensure_topics(settings)
     from streams.loader_process import run
 
-    raise typer.Exit(run(settings))
+    raise typer.Exit(run(settings, socket=Path(socket) if socket else None, parent_pid=parent_pid))

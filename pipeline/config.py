@@ -142,13 +142,13 @@ class Settings(LayeredSettings, DerivedNames):
     )
     warehouse_release_above_mib: int = setting(
         896,
-        "after each insert batch, while the worker's RSS is above this many MiB, the embedded warehouse hands the memory its engine freed back to the system (SYSTEM JEMALLOC PURGE; counted in pw_warehouse_memory_releases_total); 0: never",
+        "after each insert batch, while the RSS of the process that loads (the loader process, or the worker with PW_WAREHOUSE_LOADER=inprocess) is above this many MiB, the embedded warehouse hands the memory its engine freed back to the system (SYSTEM JEMALLOC PURGE; counted in pw_warehouse_memory_releases_total); 0: never",
         ge=0,
     )
     warehouse_batch_seconds: float = setting(1.0, "warehouse insert batch: at most this old")
-    warehouse_loader: Literal["inprocess", "external"] = setting(
-        "inprocess",
-        "who loads the warehouse: inprocess (a thread of the worker; the only choice with the embedded chDB warehouse, which one process opens at a time) or external (`partnerwatch loader`, a process of its own; needs PW_CLICKHOUSE_URL)",
+    warehouse_loader: Literal["process", "inprocess", "external"] = setting(
+        "process",
+        "who loads the warehouse: process (a child process every worker starts, restarts and stops; with the embedded chDB warehouse it owns the warehouse and answers the worker's queries), inprocess (a thread of the worker) or external (`partnerwatch loader`, a process of its own you run; needs PW_CLICKHOUSE_URL)",
     )
     loader_host: str = setting(
         "127.0.0.1", "bind address of `partnerwatch loader`'s health and metrics server"

@@ -235,3 +235,20 @@ ALERT_DELIVERY_SECONDS = Histogram(
     ["output"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
 )
+
+LOADER_PROCESS_RESTARTS = Counter(
+    "pw_loader_process_restarts_total",
+    "Times the worker started its warehouse loader process again after it exited (PW_WAREHOUSE_LOADER=process)",
+)
+#: What the warehouse loader itself reports: with PW_WAREHOUSE_LOADER=process the worker's /metrics
+#: shows these as its child process reports them (streams/loader_child.py).
+LOADER_METRICS = (
+    WAREHOUSE_ROWS,
+    WAREHOUSE_FAILURES,
+    WAREHOUSE_BATCH_SECONDS,
+    WAREHOUSE_SKIPPED,
+    WAREHOUSE_RAW_REFUSED,
+    WAREHOUSE_BATCH_ROWS,
+    WAREHOUSE_INSERT_SECONDS,
+    WAREHOUSE_MEMORY_RELEASES,
+)

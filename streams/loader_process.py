@@ -1,13 +1,17 @@
 """`partnerwatch loader`: the warehouse loader as a process of its own.
 
 The same loader as the worker's thread (streams/warehouse_loader.py), with a small aiohttp server
-on PW_LOADER_HOST:PW_LOADER_PORT (127.0.0.1:6067): GET /v1/health (200 "ok", else 503 with the
-reason, as the worker's) and GET /metrics (its `pw_warehouse_*` figures). Nothing else is served:
-no SQL, no tokens, so it needs none.
+on PW_LOADER_HOST:PW_LOADER_PORT (127.0.0.1:6067; `--metrics-port` puts it on 127.0.0.1 at that
+port): GET /v1/health (200 "ok", else 503 with the reason, as the worker's) and GET /metrics
+(its `pw_warehouse_*` figures). Nothing else is served over HTTP: no SQL, no tokens, so it needs
+none.
 
 Run it with a ClickHouse server (PW_CLICKHOUSE_URL) and the workers on PW_WAREHOUSE_LOADER=external.
 With the embedded chDB warehouse it works only while no worker has that warehouse open (chDB locks
-its folder to one process, even for reading): e.g. to load a ledger into a new warehouse.
+its folder to one process, even for reading): e.g. to load a ledger into a new warehouse. A worker
+on PW_WAREHOUSE_LOADER=process runs it as its child with `--socket` (the warehouse served to the
+worker on that Unix socket once it is open and migrated: sinks/warehouse_remote.py) and
+`--parent-pid` (it stops when the worker is gone).
 SIGTERM or SIGINT stops it after the batch in hand is stored and committed. Like the worker, it
 hands its freed heap memory back every PW_MALLOC_TRIM_SECONDS (streams/trim_thread.py).
 """
@@ -16,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -25,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config import Settings
 from sinks.clickhouse import WarehouseError
+from sinks.warehouse_remote import WarehouseServer
 from streams.trim_thread import TrimThread
 from streams.warehouse_loader import WarehouseLoader
 from streams.warehouse_service import loader_health
@@ -33,16 +40,23 @@ log = structlog.get_logger(__name__)
 
 
 class LoaderProcess:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, socket: Path | None = None, parent_pid: int = 0) -> None:
         self.settings = settings
+        self.socket = socket
+        self.parent_pid = parent_pid
         self.loader: WarehouseLoader | None = None
+        self.server: WarehouseServer | None = None
         self.failure = ""
+
+    def orphaned(self) -> bool:
+        """The worker that started this is gone (SIGKILL included)."""
+        return bool(self.parent_pid) and os.getppid() != self.parent_pid
 
     async def health(self, request: web.Request) -> web.Response:
         status, body = loader_health(self.loader)
         if self.failure:
             status, body["status"], body["warehouse_error"] = "degraded", "degraded", self.failure
-        body["warehouse_loader"] = "external"
+        body["warehouse_loader"] = "process" if self.parent_pid else "external"
         return web.json_response(body, status=200 if status == "ok" else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -83,10 +97,24 @@ class LoaderProcess:
             ).start()
             self.loader.start()
             log.info("loader.started", backend=type(self.loader.warehouse).__name__)
+            if self.socket is not None:
+                try:  # the worker's queries: once the warehouse is open and migrated
+                    self.server = WarehouseServer(self.loader.warehouse, self.socket).start()
+                except (WarehouseError, OSError) as exc:
+                    self.failure = f"cannot serve the warehouse on {self.socket}: {exc}"
+                    log.error("loader.socket_failed", error=self.failure)
+                    print(self.failure, file=sys.stderr)
+                    await loop.run_in_executor(None, trim.stop)
+                    await loop.run_in_executor(None, self.loader.stop)
+                    return 1
+                log.info("loader.serving", socket=str(self.socket))
             try:
                 while not stop.is_set() and self.loader.alive():
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
+                    if self.orphaned():
+                        log.warning("loader.parent_gone", parent=self.parent_pid)
+                        stop.set()
             finally:
                 await loop.run_in_executor(None, trim.stop)
             if (
@@ -98,11 +126,18 @@ class LoaderProcess:
             await loop.run_in_executor(None, self.loader.stop)
             return 0
         finally:
+            if (
+                self.server is not None
+            ):  # no query of the worker's is left running on a closed engine
+                await loop.run_in_executor(None, self.server.close)
             if self.loader is not None:
                 self.loader.warehouse.close()
             await runner.cleanup()
 
 
-def run(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT; the exit code (1: the warehouse could not be opened, or the loader died)."""
-    return asyncio.run(LoaderProcess(settings).run())
+def run(settings: Settings, socket: Path | None = None, parent_pid: int = 0) -> int:
+    """Run until SIGTERM/SIGINT (or, with `parent_pid`, until that process is gone); the exit code
+    (1: the warehouse could not be opened or served, or the loader died)."""
+    if parent_pid and os.getppid() != parent_pid:
+        return 0  # the worker that started this is gone already
+    return asyncio.run(LoaderProcess(settings, socket, parent_pid).run())

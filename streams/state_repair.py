@@ -238,21 +238,24 @@ async def _from_warehouse(replay: _Replay, before: int, link: str) -> None:
 
 
 async def _warehouse_rows(account: str, after: int, before: int) -> list[Any] | None:
-    # The worker's warehouse: the loader owns the embedded engine (imported here, not at the top:
-    # importing it registers the loader service with the app, which only the worker wants).
+    # The worker's warehouse (the in-process loader's engine, the loader process's, or a server;
+    # imported here, not at the top: importing it registers the loader service with the app,
+    # which only the worker wants).
     from streams.loader_instance import loader_service
 
     waited = 0.0
-    while loader_service.loader is None and waited < LOADER_WAIT_SECONDS:  # the worker is starting
+    while (
+        loader_service.warehouse is None and waited < LOADER_WAIT_SECONDS
+    ):  # the worker is starting
         await asyncio.sleep(0.5)
         waited += 0.5
-    loader = loader_service.loader
-    if loader is None:
+    warehouse = loader_service.warehouse
+    if warehouse is None:
         return None
     params = {"account": account, "after": after, "before": before}
     try:
         result = await asyncio.get_running_loop().run_in_executor(
-            None, loader.warehouse.query, _WAREHOUSE_RANGE, params
+            None, warehouse.query, _WAREHOUSE_RANGE, params
         )
     except Exception as exc:  # any backend failure: the history stays incomplete, and says so
         log.error("detect.state_repair_warehouse_failed", account=account, error=str(exc))

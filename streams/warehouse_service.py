@@ -1,8 +1,10 @@
 """The worker's warehouse and its health: the loader in the worker or elsewhere, GET /v1/health.
 
 `WarehouseLoaderService` opens the warehouse at start and runs the loader
-(streams/warehouse_loader.py) inside the worker (PW_WAREHOUSE_LOADER=inprocess) or leaves it to
-`partnerwatch loader` (`external`); `health` is the worker's /v1/health answer.
+(streams/warehouse_loader.py) inside the worker (PW_WAREHOUSE_LOADER=inprocess), in a child
+process that owns the embedded warehouse and answers the worker's queries
+(`process`, streams/loader_child.py), or leaves it to `partnerwatch loader` (`external`);
+`health` is the worker's /v1/health answer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from mode import Service
 
 from pipeline.config import Settings
 from sinks.clickhouse import Warehouse, open_warehouse
+from streams.loader_child import LoaderChild
 from streams.warehouse_loader import WarehouseLoader
 
 log = structlog.get_logger(__name__)
@@ -25,7 +28,8 @@ def loader_mode_problem(settings: Settings) -> str:
         return (
             "PW_WAREHOUSE_LOADER=external needs a ClickHouse server (PW_CLICKHOUSE_URL): the embedded "
             "warehouse opens in one process at a time, and the worker needs it for /v1/sql, alert "
-            "actions and digests, so with it the loader runs inside the worker (inprocess)"
+            "actions and digests, so with it the loader runs in the worker's own child process "
+            "(process) or inside the worker (inprocess)"
         )
     return ""
 
@@ -53,18 +57,26 @@ def health(
     warehouse_open: bool = False,
     ingest: dict[str, Any] | None = None,
     provider_stage: dict[str, Any] | None = None,
+    loader_process: dict[str, Any] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """GET /v1/health of the worker: HTTP status and body. Anything but "ok" answers 503, so a
     container healthcheck (and any probe that checks the status code) sees a crashed or failing
     loader. With `external`, the loader is another process (its own /v1/health): the worker is
-    ok once its warehouse connection (for SQL, alert actions, digests) is open."""
+    ok once its warehouse connection (for SQL, alert actions, digests) is open. With
+    `loader_process` (`LoaderChild.health` and its last /v1/health answer, PW_WAREHOUSE_LOADER=
+    process) the loader's figures are the child's, and a child that is not running, or whose
+    warehouse does not answer yet, is not ok."""
     body: dict[str, Any]
-    if external:
+    if loader_process is not None:
+        status, body = _child_loader_health(loader_process, warehouse_open)
+    elif external:
         status = "ok" if warehouse_open else "starting"
         body = {"status": status, "warehouse_error": "" if warehouse_open else "starting"}
     else:
         status, body = loader_health(loader)
-    body["warehouse_loader"] = "external" if external else "inprocess"
+    body["warehouse_loader"] = (
+        "process" if loader_process is not None else "external" if external else "inprocess"
+    )
     # POST /v1/events answers 503 until it can take events (streams/web/sql.py).
     body["http_ingest"] = "ready" if http_ingest_ready else "starting"
     if geoip is not None:  # detectors.geo.staleness: stale geoip data is a warning, not a 503
@@ -81,12 +93,34 @@ def health(
     return (200 if status == "ok" else 503), body
 
 
+def _child_loader_health(
+    process: dict[str, Any], warehouse_open: bool
+) -> tuple[str, dict[str, Any]]:
+    answer = dict(process.get("answer") or {})
+    state = process.get("status", "starting")
+    if state in ("stopped", "restarting"):
+        status, why = "degraded", process.get("error") or f"the warehouse loader process is {state}"
+    elif state == "starting" or not warehouse_open or not answer:
+        status, why = "starting", "starting"
+    else:
+        status = answer.get("status", "degraded")
+        if status not in ("ok", "starting", "degraded"):
+            status = "degraded"
+        why = str(answer.get("warehouse_error", ""))
+    _, body = loader_health(None)
+    body.update({k: answer[k] for k in body if k in answer and k != "status"})
+    body["status"], body["warehouse_error"] = status, why
+    body["loader_process"] = {k: v for k, v in process.items() if k != "answer"}
+    return status, body
+
+
 class WarehouseLoaderService(Service):
     """The worker's warehouse: opened at start, with the loader running inside the worker's
     lifecycle (PW_WAREHOUSE_LOADER=inprocess) or elsewhere (`external`: `partnerwatch loader`)."""
 
     loader: WarehouseLoader | None = None
     warehouse: Warehouse | None = None
+    child: LoaderChild | None = None
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         self.settings = settings
@@ -100,6 +134,18 @@ class WarehouseLoaderService(Service):
         problem = loader_mode_problem(self.settings)
         if problem:
             raise RuntimeError(f"configuration error: {problem}")
+        if self.settings.warehouse_loader == "process":
+            # the embedded warehouse is the child's (it locks its folder): reached through it;
+            # a ClickHouse server is reached directly, the child only loads it
+            embedded = not self.settings.clickhouse_url
+            self.child = LoaderChild(self.settings, serve=embedded)
+            await self.child.start()
+            self.add_future(self.child.supervise())
+            if embedded:
+                self.add_future(self._open_when_reachable(self.child))
+            else:
+                self.warehouse = open_warehouse(self.settings)
+            return
         if self.external:
             self.warehouse = open_warehouse(
                 self.settings
@@ -111,7 +157,29 @@ class WarehouseLoaderService(Service):
         self.loader.start()
         log.info("warehouse.loader_started", backend=type(self.loader.warehouse).__name__)
 
+    async def _open_when_reachable(self, child: LoaderChild) -> None:
+        """The warehouse is the child's once it answers (it opens and migrates it first)."""
+        while not self.should_stop and self.warehouse is None:
+            if await child.reachable():
+                self.warehouse = child.warehouse
+                log.info("warehouse.loader_process_ready", socket=str(child.socket))
+                return
+            await self.sleep(0.2)
+
+    async def process_health(self) -> dict[str, Any] | None:
+        """PW_WAREHOUSE_LOADER=process: the child's state and its own /v1/health answer."""
+        if self.child is None:
+            return None
+        return {**self.child.health(), "answer": await self.child.refresh()}
+
+    async def scrape(self) -> None:
+        """Before the worker's /metrics answers: the child's loader figures (process mode)."""
+        if self.child is not None:
+            await self.child.scrape()
+
     async def on_stop(self) -> None:
+        if self.child is not None:
+            await self.child.stop()
         if self.loader is not None:
             self.loader.stop()
         if self.warehouse is not None:

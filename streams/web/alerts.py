@@ -266,8 +266,8 @@ class RecentAlerts(web.View):
                 raise ValueError("limit must be 1 to 1000")
         except ValueError as exc:
             return self.json({"error": str(exc)}, status=400)
-        loader = loader_service.loader
-        if loader is None:
+        warehouse = loader_service.warehouse
+        if warehouse is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
         params = {
             "severities": [
@@ -281,7 +281,7 @@ class RecentAlerts(web.View):
         }
         try:
             result = await asyncio.get_running_loop().run_in_executor(
-                None, loader.warehouse.query, RECENT_QUERY, params
+                None, warehouse.query, RECENT_QUERY, params
             )
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=503)

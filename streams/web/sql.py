@@ -42,6 +42,7 @@ class Health(web.View):
             warehouse_open=loader_service.warehouse is not None,
             ingest=ingest_service.health(),
             provider_stage=dict(provider_stage.health()),
+            loader_process=await loader_service.process_health(),
         )
         return self.json(body, status=status)
 
@@ -71,6 +72,7 @@ _geoip_health: tuple[float, dict[str, Any]] | None = None
 class Metrics(web.View):
     async def get(self, request: web.Request) -> web.Response:
         await provider_stage.scrape()  # PW_PROVIDER_STAGE=process: the child's stage figures
+        await loader_service.scrape()  # PW_WAREHOUSE_LOADER=process: the child's loader figures
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 

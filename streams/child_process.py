@@ -1,0 +1,218 @@
+"""A child process the worker runs, watches and stops: the provider stage
+(streams/provider_stage_child.py, `PW_PROVIDER_STAGE=process`) and the warehouse loader
+(streams/loader_child.py, `PW_WAREHOUSE_LOADER=process`).
+
+- The child gets the worker's environment (its settings come from the same `PW_*` variables and
+  `.env`), `--parent-pid` (it stops when the worker is gone, SIGKILL included) and a loopback
+  `--metrics-port`; its output goes where the worker's goes.
+- When it exits while the worker runs, it is started again after 1 s, doubling up to 30 s (back
+  to 1 s once a child has run for a minute); a counter of the worker counts the restarts and
+  /v1/health says `restarting`, with the exit code, until the next one runs.
+- The worker's /metrics shows the child's own figures (the families it names) read from the
+  child at each scrape, in place of the worker's (which stay at zero in this mode).
+- Stopping the worker stops the child with SIGTERM, SIGKILL after `STOP_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import aiohttp
+import structlog
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import REGISTRY, Collector
+
+from pipeline.config import Settings
+from sinks import metrics
+
+log = structlog.get_logger(__name__)
+
+RESTART_MIN_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+#: a child that ran this long before exiting restarts after RESTART_MIN_SECONDS again
+STEADY_SECONDS = 60.0
+#: the stage's own stop waits up to 30 s for its thread (the last checkpoint)
+STOP_SECONDS = 40.0
+#: how long a scrape of the worker waits for the child's /metrics
+SCRAPE_SECONDS = 2.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _families(shown: Sequence[Any]) -> frozenset[str]:
+    return frozenset(family.name for m in shown for family in m.describe())
+
+
+class ChildMetrics(Collector):
+    """The child's families (`shown`) as it last reported them (`ChildProcess.scrape`)."""
+
+    def __init__(self, shown: Sequence[Any] = metrics.STAGE_METRICS) -> None:
+        self.text = ""
+        self.shown = tuple(shown)
+        self.names = _families(self.shown)
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            families = list(text_string_to_metric_families(self.text))
+        except ValueError:  # a half-written answer: nothing rather than a broken scrape
+            return
+        for family in families:
+            if family.name in self.names:
+                yield family
+
+
+class ChildProcess:
+    """One child at a time, restarted when it exits. Subclasses say what it runs (`command`),
+    what it is called (`name`: logs; `label`: health), which of its figures the worker's /metrics
+    shows (`SHOWN`) and which counter counts its restarts (`RESTARTS`)."""
+
+    name = "child"
+    label = "the child process"
+    SHOWN: Sequence[Any] = ()
+    RESTARTS: Any = None
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+        self.status = "starting"
+        self.restarts = 0
+        #: why the last child ended ("" while none has ended on its own)
+        self.last_exit = ""
+        self.collector = ChildMetrics(self.SHOWN)
+        self._started_at = 0.0
+        self._stopping = False
+        self._session: aiohttp.ClientSession | None = None
+
+    def command(self) -> list[str]:
+        """`python -m partnerwatch <command> --metrics-port P --parent-pid N` and `arguments()`."""
+        return [
+            sys.executable,
+            "-m",
+            "partnerwatch",
+            *self.arguments(),
+            "--metrics-port",
+            str(self.port),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+
+    def arguments(self) -> list[str]:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Start the child; the worker's /metrics shows its figures from now on."""
+        if self._session is None:  # first start: the worker's own figures of the child make way
+            for metric in self.SHOWN:
+                with contextlib.suppress(KeyError):
+                    REGISTRY.unregister(metric)
+            REGISTRY.register(self.collector)
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=SCRAPE_SECONDS)
+            )
+        await self._spawn()
+
+    async def _spawn(self) -> None:
+        self.port = _free_port()
+        self.collector.text = ""
+        env = {**os.environ, "PW_LOG_LEVEL": self.settings.log_level}
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.command(), env=env, stdin=asyncio.subprocess.DEVNULL
+        )
+        self._started_at = time.monotonic()
+        self.status = "running"
+        log.info(f"{self.name}.process_started", pid=self.proc.pid)
+
+    async def supervise(self) -> None:
+        """Until `stop`: wait for the child to exit, and start another."""
+        delay = RESTART_MIN_SECONDS
+        while not self._stopping:
+            proc = self.proc
+            if proc is None:
+                return
+            code = await proc.wait()
+            if self._stopping:
+                return
+            ran = time.monotonic() - self._started_at
+            how = f"was ended by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+            self.last_exit = f"{self.label} {how} after {ran:.0f} s"
+            self.status = "restarting"
+            self.collector.text = ""
+            if ran >= STEADY_SECONDS:
+                delay = RESTART_MIN_SECONDS
+            log.error(f"{self.name}.process_exited", code=code, restart_in=delay)
+            while True:  # until a child starts (e.g. out of processes: try again, later)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_MAX_SECONDS)
+                if self._stopping:
+                    return
+                try:
+                    await self._spawn()
+                    break
+                except OSError as exc:
+                    self.last_exit = f"{self.label} could not start: {exc}"[:500]
+                    log.error(f"{self.name}.process_start_failed", error=str(exc))
+            self.restarts += 1
+            if self.RESTARTS is not None:
+                self.RESTARTS.inc()
+
+    async def scrape(self) -> None:
+        """Read the child's /metrics for the worker's next scrape (kept as it was on failure)."""
+        if self._session is None or self.status != "running":
+            return
+        try:
+            async with self._session.get(f"http://127.0.0.1:{self.port}/metrics") as response:
+                if response.status == 200:
+                    self.collector.text = await response.text()
+        except (aiohttp.ClientError, TimeoutError):
+            pass  # starting, or gone: the supervisor says which
+
+    async def stop(self) -> None:
+        """SIGTERM, and SIGKILL after STOP_SECONDS; no restart after this."""
+        self._stopping = True
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_SECONDS)
+            except TimeoutError:
+                log.error(f"{self.name}.process_kill", pid=proc.pid)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        self.status = "stopped"
+        if self._session is not None:
+            await self._session.close()
+
+    def health(self) -> dict[str, Any]:
+        """For /v1/health: running, restarting (with why) or stopped."""
+        running = self.status == "running"
+        return {
+            "status": self.status,
+            "error": "" if running or self.status == "starting" else self.last_exit,
+            "mode": "process",
+            "pid": self.proc.pid if self.proc is not None and running else None,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+        }

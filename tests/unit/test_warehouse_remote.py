@@ -1,0 +1,190 @@
+"""The embedded warehouse served to the worker by its loader process (sinks/warehouse_remote.py),
+over a real Unix socket onto a real chDB warehouse: the worker's calls give what the warehouse
+itself gives (hostile strings and bytes included), its errors come back as the same errors, user
+SQL is still admitted by the guard and can be cancelled, and the socket refuses what it must.
+(The whole worker with its loader process: tests/integration/test_loader_child.py.)"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipeline.forensics.sql_guard import UnsafeQuery
+from sinks import warehouse_remote
+from sinks.clickhouse import EmbeddedWarehouse, SqlLimits, WarehouseError, run_user_sql
+from sinks.warehouse_remote import RemoteWarehouse, WarehouseServer
+
+HOSTILE = "x'; DROP TABLE audit.t; --\n\t\\ \x00 \u202e<script>alert(1)</script> \u0430dmin"
+LIMITS = SqlLimits(
+    max_execution_time=20,
+    max_memory_usage=1 << 30,
+    max_result_rows=1000,
+    max_result_bytes=1 << 20,
+    max_rows_to_read=10_000_000,
+)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedWarehouse, Path]]:
+    root = tmp_path_factory.mktemp("remote")
+    folder = root / "socket"
+    folder.mkdir(mode=0o700)
+    warehouse = EmbeddedWarehouse(root / "wh")
+    warehouse.execute("CREATE DATABASE IF NOT EXISTS audit")
+    warehouse.execute(
+        "CREATE TABLE audit.t (a String, b UInt32, raw String) ENGINE = MergeTree ORDER BY b"
+    )
+    server = WarehouseServer(warehouse, folder / "warehouse.sock").start()
+    try:
+        yield warehouse, folder / "warehouse.sock"
+    finally:
+        server.close()
+        warehouse.close()
+
+
+def test_calls_give_what_the_warehouse_gives(served: tuple[EmbeddedWarehouse, Path]) -> None:
+    warehouse, path = served
+    remote = RemoteWarehouse(path)
+    assert remote.reachable()
+    remote.insert("audit.t", [{"a": HOSTILE, "b": 1, "raw": ""}])
+    remote.insert_select(
+        "audit.t",
+        ["a", "raw"],
+        "SELECT a, raw FROM {source}",
+        {"a": [b"\xff\xfe not utf-8 \x00"], "raw": [b"\x00\x01"]},
+    )
+    remote.execute("INSERT INTO audit.t (a, b) VALUES ({a:String}, 2)", {"a": HOSTILE})
+    sql = "SELECT a, b FROM audit.t WHERE a = {a:String} ORDER BY b"
+    got = remote.query(sql, {"a": HOSTILE})
+    assert got == warehouse.query(sql, {"a": HOSTILE})
+    assert got.rows == [[HOSTILE, 1], [HOSTILE, 2]] and got.types == ["String", "UInt32"]
+    binary = remote.query("SELECT hex(a), hex(raw) FROM audit.t WHERE b = 0").rows
+    assert binary == [[b"\xff\xfe not utf-8 \x00".hex().upper(), "0001"]]
+    counted = "SELECT count() FROM audit.t WHERE b IN {bs:Array(UInt32)}"
+    assert remote.query(counted, {"bs": (1, 2)}) == warehouse.query(counted, {"bs": [1, 2]})
+    assert remote.query(counted, {"bs": [1, 2]}).rows == [[2]]
+
+
+def test_the_engines_error_comes_back_as_the_same_error(
+    served: tuple[EmbeddedWarehouse, Path],
+) -> None:
+    warehouse, path = served
+    remote = RemoteWarehouse(path)
+    with pytest.raises(WarehouseError) as here:
+        warehouse.query("SELECT nonexistent FROM audit.t")
+    with pytest.raises(WarehouseError) as there:
+        remote.query("SELECT nonexistent FROM audit.t")
+    assert str(there.value) == str(here.value) and there.value.code == here.value.code
+    assert "nonexistent" in str(there.value)
+    with pytest.raises(WarehouseError, match="unsupported query parameter type"):
+        remote.query("SELECT {x:String}", {"x": {"a": 1}})  # a dict is no parameter here either
+
+
+def test_user_sql_is_guarded_limited_and_answered(served: tuple[EmbeddedWarehouse, Path]) -> None:
+    _, path = served
+    remote = RemoteWarehouse(path)
+    result = run_user_sql(remote.user_query({}, LIMITS), "SELECT count() FROM t")
+    assert result.columns == ["count()"] and int(result.rows[0][0]) >= 3
+    for refused in (
+        "INSERT INTO t (a, b) VALUES ('z', 9)",
+        "SELECT * FROM file('/etc/passwd')",
+        "SELECT 1; DROP TABLE t",
+    ):
+        with pytest.raises(UnsafeQuery):
+            run_user_sql(remote.user_query({}, LIMITS), refused)
+    small = SqlLimits(20, 1 << 30, 1, 1 << 20, 10_000_000)
+    with pytest.raises(WarehouseError, match="PW_SQL_MAX_RESULT_ROWS") as exc:
+        run_user_sql(remote.user_query({}, small), "SELECT b FROM t")
+    assert exc.value.code == 396
+    assert int(remote.query("SELECT count() FROM audit.t WHERE b = 9").rows[0][0]) == 0
+
+
+def test_a_user_query_is_cancelled_from_another_thread(
+    served: tuple[EmbeddedWarehouse, Path],
+) -> None:
+    _, path = served
+    long = SqlLimits(20, 1 << 30, 1000, 1 << 20, 10**13)
+    job = RemoteWarehouse(path).user_query({}, long)
+    timer = threading.Timer(0.5, job.cancel)
+    started = time.monotonic()
+    timer.start()
+    # the run itself, past the guard (which refuses table functions): 20 s without the cancel
+    with pytest.raises(WarehouseError) as exc:
+        job.run("SELECT sum(cityHash64(number)) FROM numbers(10000000000000)")
+    assert time.monotonic() - started < 5.0, exc.value
+    assert exc.value.code == 394, exc.value
+    timer.join()
+    with pytest.raises(WarehouseError, match="cancelled"):  # and it stays cancelled
+        job.run("SELECT 1")
+    job.close()
+
+
+def _raw(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(str(path))
+    return sock
+
+
+def _closed(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_what_is_not_a_request_ends_the_connection_and_the_server_goes_on(
+    served: tuple[EmbeddedWarehouse, Path],
+) -> None:
+    _, path = served
+    over = _raw(path)
+    over.sendall(struct.pack(">I", warehouse_remote.MAX_FRAME + 1))
+    assert _closed(over)
+    for body in (b"\xc1", warehouse_remote._encoder.encode(["drop_everything", []])):
+        sock = _raw(path)
+        sock.sendall(struct.pack(">I", len(body)) + body)
+        assert _closed(sock)
+    bad_args = _raw(path)
+    warehouse_remote._send(bad_args, ["query", [1, 2, 3, 4]])
+    answer = warehouse_remote._receive(bad_args)
+    assert answer[0] == 1 and "bad request query" in answer[2]
+    # a query's operations without a query open on the connection
+    warehouse_remote._send(bad_args, ["uq_run", ["SELECT 1"]])
+    assert "no user query open" in warehouse_remote._receive(bad_args)[2]
+    bad_args.close()
+    assert RemoteWarehouse(path).query("SELECT 1").rows == [[1]]
+
+
+def test_another_user_is_refused(
+    served: tuple[EmbeddedWarehouse, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, path = served
+    real = warehouse_remote._peer_uid
+    monkeypatch.setattr(warehouse_remote, "_peer_uid", lambda sock: real(sock) + 1)
+    with pytest.raises(WarehouseError, match="did not answer"):
+        RemoteWarehouse(path).query("SELECT 1")
+    monkeypatch.undo()
+    assert RemoteWarehouse(path).query("SELECT 1").rows == [[1]]
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_socket_folder_must_be_private(tmp_path: Path) -> None:
+    folder = tmp_path / "open"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    with pytest.raises(WarehouseError, match="open to others"):
+        WarehouseServer(EmbeddedWarehouse.__new__(EmbeddedWarehouse), folder / "w.sock")
+
+
+def test_nobody_answering_is_an_error_without_a_code(tmp_path: Path) -> None:
+    remote = RemoteWarehouse(tmp_path / "none.sock")
+    assert not remote.reachable()
+    with pytest.raises(WarehouseError, match="not reachable") as exc:
+        remote.query("SELECT 1")
+    assert exc.value.code is None
