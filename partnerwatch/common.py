@@ -107,7 +107,8 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def worker_running(settings: Settings) -> bool:
-    """The worker answers on its web port (it then owns the embedded warehouse), healthy or not."""
+    """The worker answers on its web port (it, or its loader child, then holds the embedded
+    warehouse), healthy or not."""
     return worker_health(settings.web_url) is not None
 
 

@@ -1,8 +1,10 @@
 """Where a row is written: the warehouse, one interface over two ClickHouse backends.
 
 - `EmbeddedWarehouse`: chDB, ClickHouse in-process on disk; the default, needs no server. The
-  engine locks its folder to one process, so while the worker runs, other processes query through
-  the worker's `/v1/sql` endpoint (see `partnerwatch.main sql`).
+  engine locks its folder to one process (the worker's loader child by default), so while the
+  worker runs, other processes query through the worker's `/v1/sql` endpoint (see
+  `partnerwatch.main sql`), and the worker itself through its child
+  (`sinks.warehouse_remote.RemoteWarehouse`, PW_WAREHOUSE_LOADER=process).
 - `ServerWarehouse`: clickhouse-driver over the native protocol to a ClickHouse server; the
   production path (`PW_CLICKHOUSE_URL=clickhouse://user:pass@host:9000/db`).
 

@@ -1,7 +1,8 @@
 """The embedded warehouse: chDB, ClickHouse in-process on disk; and chDB's parser for the guard.
 
-The engine locks its folder to one process, so while the worker runs, other processes query
-through the worker's `/v1/sql` endpoint (see `partnerwatch.main sql`).
+The engine locks its folder to one process (the worker's loader child by default,
+streams/loader_child.py), so while the worker runs, other processes query through the worker's
+`/v1/sql` endpoint (see `partnerwatch.main sql`).
 """
 
 from __future__ import annotations

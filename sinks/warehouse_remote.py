@@ -29,8 +29,9 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -43,16 +44,37 @@ from sinks.warehouse import InsertColumns, QueryResult, Row, Warehouse, Warehous
 
 log = structlog.get_logger(__name__)
 
-#: The largest frame either side reads (a user query's answer is bounded by PW_SQL_MAX_RESULT_BYTES
+#: The largest answer the worker reads (a user query's answer is bounded by PW_SQL_MAX_RESULT_BYTES
 #: as JSON; its msgpack is smaller).
 MAX_FRAME = 512 * 1024 * 1024
+#: The largest request the loader process reads (the worker's requests are SQL, parameters and
+#: the rare small insert).
+MAX_REQUEST = 64 * 1024 * 1024
+#: How long a call waits for the loader process's socket to take connections (it is starting or
+#: being restarted; 0 for user SQL, which answers 503 at once instead).
+WAIT_SECONDS = 60.0
+#: How long a call waits for its answer (a user query: its PW_SQL_MAX_EXECUTION_TIME and this
+#: margin; the guard's parser: PARSE_SECONDS).
+CALL_SECONDS = 600.0
+MARGIN_SECONDS = 30.0
+PARSE_SECONDS = 30.0
+#: ClickHouse's BAD_ARGUMENTS: a parameter the wire cannot carry (an integer over 64 bits, a lone
+#: surrogate), answered as a bad request
+BAD_ARGUMENTS = 36
 _HEADER = struct.Struct(">I")
+_CHUNK = 1 << 20
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
+#: what msgspec raises for a value msgpack cannot carry
+_UNENCODABLE = (msgspec.EncodeError, OverflowError, UnicodeEncodeError, TypeError)
 
 
 class _Closed(Exception):
     """The other side closed the connection."""
+
+
+class Unanswered(WarehouseError):
+    """The loader process did not answer (gone, restarting, too slow): the connection is spent."""
 
 
 def _send(sock: socket.socket, value: Any) -> None:
@@ -61,22 +83,26 @@ def _send(sock: socket.socket, value: Any) -> None:
 
 
 def _receive_exactly(sock: socket.socket, size: int) -> bytes:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    got = 0
-    while got < size:
-        n = sock.recv_into(view[got:])
-        if n == 0:
+    buffer = bytearray()
+    while len(buffer) < size:  # in chunks: a header alone does not make a large allocation
+        chunk = sock.recv(min(size - len(buffer), _CHUNK))
+        if not chunk:
             raise _Closed
-        got += n
+        buffer += chunk
     return bytes(buffer)
 
 
-def _receive(sock: socket.socket) -> Any:
+def _receive(sock: socket.socket, limit: int) -> Any:
     (size,) = _HEADER.unpack(_receive_exactly(sock, _HEADER.size))
-    if size > MAX_FRAME:
-        raise WarehouseError(f"a warehouse frame of {size} bytes is over the limit of {MAX_FRAME}")
+    if size > limit:
+        raise WarehouseError(f"a warehouse frame of {size} bytes is over the limit of {limit}")
     return _decoder.decode(_receive_exactly(sock, size))
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
 
 
 def _result(value: Any) -> QueryResult:
@@ -88,25 +114,49 @@ def _result(value: Any) -> QueryResult:
 
 
 class RemoteWarehouse:
-    """The `Warehouse` of the loader process at `path` (a Unix socket)."""
+    """The `Warehouse` of the loader process at `path` (a Unix socket).
 
-    def __init__(self, path: Path) -> None:
+    A call waits up to `wait_seconds` for the socket to take connections (the child starting or
+    restarting: connecting is safe to repeat, nothing has been sent), then up to `call_seconds`
+    for its answer; past that it is an `Unanswered` error (an insert may then have been applied).
+    """
+
+    def __init__(
+        self, path: Path, *, wait_seconds: float = WAIT_SECONDS, call_seconds: float = CALL_SECONDS
+    ) -> None:
         self.path = path
+        self.wait_seconds = wait_seconds
+        self.call_seconds = call_seconds
 
-    def connect(self) -> socket.socket:
-        """A new connection to the loader process (WarehouseError when it does not answer)."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.connect(str(self.path))
-        except OSError as exc:
+    def connect(self, wait: float = 0.0) -> socket.socket:
+        """A new connection to the loader process, retried for up to `wait` seconds while nothing
+        listens; `Unanswered` when none is made, WarehouseError when the peer is another user."""
+        deadline = time.monotonic() + wait
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(5.0)
+            try:
+                sock.connect(str(self.path))
+                break
+            except OSError as exc:
+                sock.close()
+                if time.monotonic() >= deadline or not isinstance(
+                    exc, FileNotFoundError | ConnectionRefusedError
+                ):
+                    raise Unanswered(
+                        f"the warehouse process is not reachable ({self.path}): {exc.strerror or exc}"
+                    ) from None
+            time.sleep(0.2)
+        uid = _peer_uid(sock)
+        if uid != os.getuid():  # a socket put there by someone else is not our child
             sock.close()
             raise WarehouseError(
-                f"the warehouse process is not reachable ({self.path}): {exc.strerror or exc}"
-            ) from None
+                f"the warehouse socket {self.path} is served by user id {uid}, not this user's"
+            )
         return sock
 
     def reachable(self) -> bool:
-        """Whether the loader process answers on its socket now."""
+        """Whether the loader process takes connections on its socket now."""
         try:
             self.connect().close()
         except WarehouseError:
@@ -115,9 +165,9 @@ class RemoteWarehouse:
 
     def call(self, op: str, *args: Any) -> Any:
         """One operation on a connection of its own."""
-        sock = self.connect()
+        sock = self.connect(self.wait_seconds)
         try:
-            return _exchange(sock, op, args)
+            return _exchange(sock, op, args, self.call_seconds)
         finally:
             sock.close()
 
@@ -150,13 +200,26 @@ class RemoteWarehouse:
         """Nothing held: the loader process closes the warehouse itself."""
 
 
-def _exchange(sock: socket.socket, op: str, args: Sequence[Any]) -> Any:
+def _exchange(sock: socket.socket, op: str, args: Sequence[Any], timeout: float) -> Any:
+    sock.settimeout(timeout)
     try:
         _send(sock, [op, list(args)])
-        answer = _receive(sock)
+    except _UNENCODABLE as exc:
+        raise WarehouseError(f"cannot send {op}: {exc}", BAD_ARGUMENTS) from None
+    except OSError as exc:
+        raise Unanswered(f"the warehouse process did not take {op}: {exc}") from None
+    try:
+        answer = _receive(sock, MAX_FRAME)
     except (OSError, _Closed) as exc:
-        why = "it closed the connection" if isinstance(exc, _Closed) else str(exc)
-        raise WarehouseError(f"the warehouse process did not answer ({op}): {why}") from None
+        why = (
+            f"no answer in {timeout:g} s"
+            if isinstance(exc, TimeoutError)
+            else "it closed the connection"
+            if isinstance(exc, _Closed)
+            else str(exc)
+        )
+        may = " (it may have been applied)" if op in ("execute", "insert", "insert_select") else ""
+        raise Unanswered(f"the warehouse process did not answer {op}: {why}{may}") from None
     if answer[0] == 0:
         return answer[1]
     _, kind, message, code = answer
@@ -166,39 +229,50 @@ def _exchange(sock: socket.socket, op: str, args: Sequence[Any]) -> Any:
 
 
 class _RemoteUserQuery:
-    """A user query in the loader process, on a connection of its own until `close`."""
+    """A user query in the loader process, on a connection of its own until `close` (or until the
+    process does not answer: the connection is then spent, and the query with it)."""
 
     def __init__(
         self, warehouse: RemoteWarehouse, params: dict[str, Any], limits: SqlLimits
     ) -> None:
         self._warehouse = warehouse
+        self._run_seconds = float(limits.max_execution_time) + MARGIN_SECONDS
         self._sock: socket.socket | None = warehouse.connect()
         self._lock = threading.Lock()
         try:
-            self._token = str(_exchange(self._sock, "user_query", [params, asdict(limits)]))
+            self._token = str(self._call("user_query", PARSE_SECONDS, params, asdict(limits)))
         except BaseException:
             self.close()
             raise
 
-    def _call(self, op: str, *args: Any) -> Any:
+    def _call(self, op: str, timeout: float, *args: Any) -> Any:
         with self._lock:
             if self._sock is None:
-                raise WarehouseError("the query was closed", 394)
-            return _exchange(self._sock, op, args)
+                raise WarehouseError("the query's connection is closed", 394)
+            try:
+                return _exchange(self._sock, op, args, timeout)
+            except Unanswered:
+                self._sock.close()  # an answer that comes late must not be read as the next one's
+                self._sock = None
+                raise
 
     def format_query(self, sql: str) -> str:
-        return str(self._call("uq_format", sql))
+        return str(self._call("uq_format", PARSE_SECONDS, sql))
 
     def parse_json(self, sql: str) -> str:
-        return str(self._call("uq_parse", sql))
+        return str(self._call("uq_parse", PARSE_SECONDS, sql))
 
     def run(self, sql: str) -> QueryResult:
-        return _result(self._call("uq_run", sql))
+        return _result(self._call("uq_run", self._run_seconds, sql))
 
     def cancel(self) -> None:
         """From another thread while `run` waits: on a connection of its own."""
         with contextlib.suppress(WarehouseError):
-            self._warehouse.call("uq_cancel", self._token)
+            sock = self._warehouse.connect()
+            try:
+                _exchange(sock, "uq_cancel", [self._token], PARSE_SECONDS)
+            finally:
+                sock.close()
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -224,9 +298,12 @@ class WarehouseServer:
                 f"the warehouse socket's folder {path.parent} is open to others "
                 f"(mode {folder_mode:o}): it must be 0700"
             )
-        with contextlib.suppress(FileNotFoundError):
+        if path.is_socket():
             path.unlink()  # a socket left by a child that was killed
+        elif path.exists() or path.is_symlink():
+            raise WarehouseError(f"{path} exists and is not a socket: not replaced")
         self._server = _Server(str(path), _Handler)
+        path.chmod(0o600)
         self._server.owner = self
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="warehouse-server", daemon=True
@@ -256,8 +333,8 @@ class WarehouseServer:
         try:
             while True:
                 try:
-                    request = _receive(sock)
-                except (_Closed, OSError):
+                    request = _receive(sock, MAX_REQUEST)
+                except (_Closed, OSError, msgspec.DecodeError):
                     return
                 except WarehouseError as exc:  # a frame over the limit: the connection ends
                     log.warning("warehouse_server.bad_frame", error=str(exc))
@@ -289,8 +366,18 @@ class WarehouseServer:
                     return
                 except TypeError as exc:  # the wrong arguments for the operation
                     answer = [1, "warehouse", f"bad request {op}: {exc}", None]
+                except (
+                    Exception
+                ) as exc:  # anything else the engine raised: an answer, not a hang-up
+                    log.exception("warehouse_server.failed", op=op)
+                    answer = [1, "warehouse", f"{type(exc).__name__}: {exc}"[:2000], None]
                 try:
                     _send(sock, answer)
+                except _UNENCODABLE as exc:  # a value msgpack cannot carry (an int over 64 bits)
+                    try:
+                        _send(sock, [1, "warehouse", f"the answer cannot be sent: {exc}", None])
+                    except OSError:
+                        return
                 except OSError:
                     return
         finally:
@@ -316,13 +403,8 @@ class WarehouseServer:
 
     def _run(self, op: str, args: list[Any], token: str) -> Any:
         w = self.warehouse
-        calls: dict[str, Callable[..., Any]] = {
-            "execute": w.execute,
-            "insert": w.insert,
-            "insert_select": w.insert_select,
-        }
-        if op in calls:
-            calls[op](*args)
+        if op in ("execute", "insert", "insert_select"):
+            getattr(w, op)(*args)
             return None
         if op == "query":
             result = w.query(*args)
@@ -349,22 +431,9 @@ class _UnknownOp(Exception):
     pass
 
 
-def _peer_uid(sock: socket.socket) -> int:
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
-
-
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     owner: WarehouseServer
-
-    def server_bind(self) -> None:
-        old = os.umask(0o177)  # the socket itself 0600, whatever the folder
-        try:
-            super().server_bind()
-        finally:
-            os.umask(old)
 
 
 class _Handler(socketserver.BaseRequestHandler):

@@ -135,6 +135,7 @@ class ChildProcess:
     async def _spawn(self) -> None:
         self.port = _free_port()
         self.collector.text = ""
+        self.prepare()
         env = {**os.environ, "PW_LOG_LEVEL": self.settings.log_level}
         self.proc = await asyncio.create_subprocess_exec(
             *self.command(), env=env, stdin=asyncio.subprocess.DEVNULL
@@ -142,6 +143,9 @@ class ChildProcess:
         self._started_at = time.monotonic()
         self.status = "running"
         log.info(f"{self.name}.process_started", pid=self.proc.pid)
+
+    def prepare(self) -> None:
+        """Before each child starts (a subclass's folder, its last answers forgotten)."""
 
     async def supervise(self) -> None:
         """Until `stop`: wait for the child to exit, and start another."""
@@ -168,6 +172,9 @@ class ChildProcess:
                     return
                 try:
                     await self._spawn()
+                    if self._stopping and self.proc is not None:  # `stop` came meanwhile
+                        with contextlib.suppress(ProcessLookupError):
+                            self.proc.send_signal(signal.SIGTERM)
                     break
                 except OSError as exc:
                     self.last_exit = f"{self.label} could not start: {exc}"[:500]

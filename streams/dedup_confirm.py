@@ -2,8 +2,9 @@
 mode): which suspected repeats it holds inside the window, and how far its loader has stored a
 ledger partition (before the exact tier may forget ids into the Bloom filters).
 
-Both read the worker's warehouse (the embedded engine the in-process loader owns, or the server
-of `PW_CLICKHOUSE_URL`) off the event loop. A failure raises: the batch waiting on a
+Both read the worker's warehouse (the embedded engine its loader process owns, reached over its
+socket, which a call waits for while that process restarts; the in-process loader's engine; or the
+server of `PW_CLICKHOUSE_URL`) off the event loop. A failure raises: the batch waiting on a
 confirmation fails and its partition starts over (`streams/ingest_partition.py`), so a suspected
 repeat is never dropped, nor accepted, on a guess.
 """

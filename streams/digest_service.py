@@ -2,7 +2,8 @@
 
 Every `PW_DIGEST_INTERVAL` seconds (when a digest key is configured) this service signs the
 periods closed since the last run (`pipeline.forensics.digests.create_digests`), on the worker's warehouse
-(the embedded engine is locked to this process). The work runs in an executor thread, off the
+(the embedded engine is locked to the worker's loader process, which runs the queries; or to the
+worker itself with PW_WAREHOUSE_LOADER=inprocess). The work runs in an executor thread, off the
 event loop; the warehouse serializes it with the loader's inserts. Only the key id is logged.
 """
 

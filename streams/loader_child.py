@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -64,6 +66,15 @@ class LoaderChild(ChildProcess):
         #: the child's last /v1/health answer
         self.answer: dict[str, Any] = {}
 
+    def prepare(self) -> None:
+        """Each child: the socket's folder as it must be (made again if a tmp cleaner took it),
+        and no answer of an earlier child."""
+        self.answer = {}
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        info = self.folder.lstat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o077 or not stat.S_ISDIR(info.st_mode):
+            raise OSError(f"the warehouse socket's folder {self.folder} is not this user's alone")
+
     def arguments(self) -> list[str]:
         return ["loader", "--socket", str(self.socket)] if self.serve else ["loader"]
 
@@ -71,15 +82,14 @@ class LoaderChild(ChildProcess):
         return await asyncio.get_running_loop().run_in_executor(None, self.warehouse.reachable)
 
     async def refresh(self) -> dict[str, Any]:
-        """The child's /v1/health answer now (the last one read, if it does not answer)."""
+        """The child's /v1/health answer now ({} when it does not answer in SCRAPE_SECONDS)."""
+        body: Any = {}
         if self._session is not None and self.status == "running":
             with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
                 async with self._session.get(f"http://127.0.0.1:{self.port}/v1/health") as answer:
-                    body = await answer.json()
-                    if isinstance(body, dict):
-                        self.answer = body
-        else:
-            self.answer = {}
+                    body = await answer.json(content_type=None)
+        # no answer now (starting, stuck, gone) is no answer: never an earlier "ok"
+        self.answer = body if isinstance(body, dict) else {}
         return self.answer
 
     async def stop(self) -> None:

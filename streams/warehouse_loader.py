@@ -1,9 +1,10 @@
 """Warehouse loader: pw.ledger and pw.alerts -> ClickHouse, in batches, off the detection path.
 
-It runs as a thread of the worker (`PW_WAREHOUSE_LOADER=inprocess`, the default, and the only
-choice with the embedded chDB warehouse, which one process opens at a time) or as a process of its
-own (`partnerwatch loader`, streams/loader_process.py; `external`, with a ClickHouse server). Either
-way it has its own event loop and consumer group (`<app id>-warehouse`) and reads committed records
+It runs in `partnerwatch loader` (streams/loader_process.py): a child process of the worker
+(`PW_WAREHOUSE_LOADER=process`, the default; with the embedded chDB warehouse, which one process
+opens at a time, the child owns it and answers the worker's queries, streams/loader_child.py) or a
+process you run (`external`, with a ClickHouse server); or as a thread of the worker
+(`inprocess`). Either way it has its own event loop and consumer group (`<app id>-warehouse`) and reads committed records
 only. A batch closes at `PW_WAREHOUSE_BATCH_ROWS` rows or `PW_WAREHOUSE_BATCH_SECONDS`.
 
 The ledger's records go to ClickHouse as they are, in one insert per batch, with no Python per

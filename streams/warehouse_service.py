@@ -115,8 +115,9 @@ def _child_loader_health(
 
 
 class WarehouseLoaderService(Service):
-    """The worker's warehouse: opened at start, with the loader running inside the worker's
-    lifecycle (PW_WAREHOUSE_LOADER=inprocess) or elsewhere (`external`: `partnerwatch loader`)."""
+    """The worker's warehouse: opened at start, with the loader in a child process of the worker
+    that owns the embedded warehouse (PW_WAREHOUSE_LOADER=process, the default), inside the
+    worker's lifecycle (`inprocess`) or elsewhere (`external`: `partnerwatch loader`)."""
 
     loader: WarehouseLoader | None = None
     warehouse: Warehouse | None = None
@@ -168,8 +169,10 @@ class WarehouseLoaderService(Service):
 
     async def process_health(self) -> dict[str, Any] | None:
         """PW_WAREHOUSE_LOADER=process: the child's state and its own /v1/health answer."""
-        if self.child is None:
+        if self.settings.warehouse_loader != "process":
             return None
+        if self.child is None:  # the web server answers before this service has started
+            return {"status": "starting", "error": "", "mode": "process", "answer": {}}
         return {**self.child.health(), "answer": await self.child.refresh()}
 
     async def scrape(self) -> None:

@@ -156,7 +156,9 @@ if os.environ.get("BENCH_MEMORY_PROBE"):
                 row["deep_stage"] = _deep(st.stage) if st.stage is not None else 0
             out["provider_stage"] = row
         loader_mod = sys.modules.get("streams.loader_instance")
-        if loader_mod is not None and loader_mod.loader_service.loader is not None:
+        if loader_mod is not None and loader_mod.loader_service.child is not None:
+            out["loader"] = "in its own process (PW_WAREHOUSE_LOADER=process)"
+        elif loader_mod is not None and loader_mod.loader_service.loader is not None:
             batch = loader_mod.loader_service.loader._batch
             row = {"records": batch.records}
             if deep:

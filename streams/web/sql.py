@@ -2,7 +2,8 @@
 
 Who may call what is decided in front of every view by streams/web/guard.py.
 
-The embedded warehouse is locked to the worker process, so `partnerwatch sql` sends its query
+The embedded warehouse is locked to one process (the worker's loader child, streams/loader_child.py,
+or the worker itself with PW_WAREHOUSE_LOADER=inprocess), so `partnerwatch sql` sends its query
 here while the worker runs.
 """
 
@@ -94,7 +95,10 @@ class Sql(web.View):
         if warehouse is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
         try:
-            job = warehouse.user_query(params, SqlLimits.from_settings(settings))
+            # off the event loop: with the loader process (PW_WAREHOUSE_LOADER=process) a round trip
+            job = await asyncio.get_running_loop().run_in_executor(
+                None, warehouse.user_query, params, SqlLimits.from_settings(settings)
+            )
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=400 if exc.code else 503)
         # Admitted by the engine's parser (pipeline/forensics/sql_guard.py), run read-only under
@@ -107,7 +111,7 @@ class Sql(web.View):
                 request, "transport", None
             )  # aiohttp's request under Faust's web.Request
             if not future.done() and (transport is None or transport.is_closing()):
-                job.cancel()
+                await asyncio.get_running_loop().run_in_executor(None, job.cancel)
                 log.info("sql.client_gone", action="cancelled")
                 try:
                     await future

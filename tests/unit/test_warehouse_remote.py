@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.forensics.sql_guard import UnsafeQuery
 from sinks import warehouse_remote
-from sinks.clickhouse import EmbeddedWarehouse, SqlLimits, WarehouseError, run_user_sql
+from sinks.clickhouse import EmbeddedWarehouse, QueryResult, SqlLimits, WarehouseError, run_user_sql
 from sinks.warehouse_remote import RemoteWarehouse, WarehouseServer
 
 HOSTILE = "x'; DROP TABLE audit.t; --\n\t\\ \x00 \u202e<script>alert(1)</script> \u0430dmin"
@@ -125,6 +125,16 @@ def test_a_user_query_is_cancelled_from_another_thread(
     job.close()
 
 
+class Odd:
+    """A stand-in warehouse (the real one is one per process) answering every query with `value`."""
+
+    def __init__(self, value: object = "late") -> None:
+        self.value = value
+
+    def query(self, sql: str, params: object = None) -> QueryResult:
+        return QueryResult(["n"], ["String"], [[self.value]])
+
+
 def _raw(path: Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(10)
@@ -144,7 +154,7 @@ def test_what_is_not_a_request_ends_the_connection_and_the_server_goes_on(
 ) -> None:
     _, path = served
     over = _raw(path)
-    over.sendall(struct.pack(">I", warehouse_remote.MAX_FRAME + 1))
+    over.sendall(struct.pack(">I", warehouse_remote.MAX_REQUEST + 1))
     assert _closed(over)
     for body in (b"\xc1", warehouse_remote._encoder.encode(["drop_everything", []])):
         sock = _raw(path)
@@ -152,26 +162,82 @@ def test_what_is_not_a_request_ends_the_connection_and_the_server_goes_on(
         assert _closed(sock)
     bad_args = _raw(path)
     warehouse_remote._send(bad_args, ["query", [1, 2, 3, 4]])
-    answer = warehouse_remote._receive(bad_args)
+    answer = warehouse_remote._receive(bad_args, warehouse_remote.MAX_FRAME)
     assert answer[0] == 1 and "bad request query" in answer[2]
     # a query's operations without a query open on the connection
     warehouse_remote._send(bad_args, ["uq_run", ["SELECT 1"]])
-    assert "no user query open" in warehouse_remote._receive(bad_args)[2]
+    assert (
+        "no user query open" in warehouse_remote._receive(bad_args, warehouse_remote.MAX_FRAME)[2]
+    )
     bad_args.close()
     assert RemoteWarehouse(path).query("SELECT 1").rows == [[1]]
 
 
-def test_another_user_is_refused(
+def test_another_user_is_refused_on_either_side(
     served: tuple[EmbeddedWarehouse, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, path = served
     real = warehouse_remote._peer_uid
-    monkeypatch.setattr(warehouse_remote, "_peer_uid", lambda sock: real(sock) + 1)
-    with pytest.raises(WarehouseError, match="did not answer"):
+
+    def seen_by(side: str) -> object:
+        def uid(sock: socket.socket) -> int:
+            in_server = threading.current_thread() is not threading.main_thread()
+            return real(sock) + (1 if in_server == (side == "server") else 0)
+
+        return uid
+
+    monkeypatch.setattr(warehouse_remote, "_peer_uid", seen_by("server"))
+    with pytest.raises(WarehouseError, match="did not answer"):  # the server hangs up on it
+        RemoteWarehouse(path).query("SELECT 1")
+    monkeypatch.setattr(warehouse_remote, "_peer_uid", seen_by("client"))
+    with pytest.raises(WarehouseError, match="served by user id"):  # not our child: not asked
         RemoteWarehouse(path).query("SELECT 1")
     monkeypatch.undo()
     assert RemoteWarehouse(path).query("SELECT 1").rows == [[1]]
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_socket_that_is_not_there_yet_is_waited_for(tmp_path: Path) -> None:
+    folder = tmp_path / "late"
+    folder.mkdir(mode=0o700)
+    path = folder / "w.sock"
+    warehouse = Odd()  # one embedded warehouse per process: the module's is open already
+    servers: list[WarehouseServer] = []
+    timer = threading.Timer(1.0, lambda: servers.append(WarehouseServer(warehouse, path).start()))  # type: ignore[arg-type]
+    timer.start()
+    try:
+        assert RemoteWarehouse(path, wait_seconds=30).query("SELECT 1").rows == [["late"]]
+        assert not RemoteWarehouse(tmp_path / "never.sock", wait_seconds=0.5).reachable()
+    finally:
+        timer.join()
+        for server in servers:
+            server.close()
+
+
+def test_a_silent_process_is_an_error_in_time_not_a_hang(tmp_path: Path) -> None:
+    folder = tmp_path / "silent"
+    folder.mkdir(mode=0o700)
+    path = folder / "w.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(4)  # takes connections, never answers (a stopped or stuck child)
+    try:
+        started = time.monotonic()
+        with pytest.raises(WarehouseError, match="no answer in 1 s") as exc:
+            RemoteWarehouse(path, call_seconds=1).execute("INSERT INTO audit.t VALUES (1)")
+        assert "may have been applied" in str(exc.value) and exc.value.code is None
+        assert time.monotonic() - started < 10
+    finally:
+        listener.close()
+
+
+def test_a_path_that_is_not_a_socket_is_not_replaced(tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir(mode=0o700)
+    (folder / "w.sock").write_text("keep me")
+    with pytest.raises(WarehouseError, match="not a socket"):
+        WarehouseServer(EmbeddedWarehouse.__new__(EmbeddedWarehouse), folder / "w.sock")
+    assert (folder / "w.sock").read_text() == "keep me"
 
 
 def test_the_socket_folder_must_be_private(tmp_path: Path) -> None:
@@ -183,8 +249,32 @@ def test_the_socket_folder_must_be_private(tmp_path: Path) -> None:
 
 
 def test_nobody_answering_is_an_error_without_a_code(tmp_path: Path) -> None:
-    remote = RemoteWarehouse(tmp_path / "none.sock")
+    remote = RemoteWarehouse(tmp_path / "none.sock", wait_seconds=0.3)
     assert not remote.reachable()
     with pytest.raises(WarehouseError, match="not reachable") as exc:
         remote.query("SELECT 1")
     assert exc.value.code is None
+
+
+def test_what_msgpack_cannot_carry_is_an_error_not_a_hang_up(
+    served: tuple[EmbeddedWarehouse, Path], tmp_path: Path
+) -> None:
+    _, path = served
+    remote = RemoteWarehouse(path)
+    for bad in (2**70, "\ud800"):  # JSON gives both; msgpack carries neither
+        with pytest.raises(WarehouseError, match="cannot send query") as exc:
+            remote.query("SELECT {x:String}", {"x": bad})
+        assert exc.value.code == warehouse_remote.BAD_ARGUMENTS  # a bad request, not a 503
+
+    folder = tmp_path / "odd"
+    folder.mkdir(mode=0o700)
+    server = WarehouseServer(Odd(2**70), folder / "w.sock").start()  # type: ignore[arg-type]
+    try:
+        odd = RemoteWarehouse(folder / "w.sock")
+        with pytest.raises(WarehouseError, match="the answer cannot be sent"):
+            odd.query("SELECT 1")
+        with pytest.raises(WarehouseError, match="the answer cannot be sent"):
+            odd.query("SELECT 1")  # the server thread lived on to answer the next call
+    finally:
+        server.close()
+    assert remote.query("SELECT 1").rows == [[1]]
