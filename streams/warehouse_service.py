@@ -146,6 +146,12 @@ class WarehouseLoaderService(Service):
                 self.add_future(self._open_when_reachable(self.child))
             else:
                 self.warehouse = open_warehouse(self.settings)
+                log.info(
+                    "warehouse.loader_started",
+                    mode="process",
+                    backend=type(self.warehouse).__name__,
+                    pid=self.child.proc.pid if self.child.proc else None,
+                )
             return
         if self.external:
             self.warehouse = open_warehouse(
@@ -156,14 +162,23 @@ class WarehouseLoaderService(Service):
         self.loader = WarehouseLoader(self.settings)
         self.warehouse = self.loader.warehouse
         self.loader.start()
-        log.info("warehouse.loader_started", backend=type(self.loader.warehouse).__name__)
+        log.info(
+            "warehouse.loader_started",
+            mode="inprocess",
+            backend=type(self.loader.warehouse).__name__,
+        )
 
     async def _open_when_reachable(self, child: LoaderChild) -> None:
         """The warehouse is the child's once it answers (it opens and migrates it first)."""
         while not self.should_stop and self.warehouse is None:
             if await child.reachable():
                 self.warehouse = child.warehouse
-                log.info("warehouse.loader_process_ready", socket=str(child.socket))
+                log.info(  # the same line as the other modes': the warehouse answers the worker
+                    "warehouse.loader_started",
+                    mode="process",
+                    backend="EmbeddedWarehouse",
+                    pid=child.proc.pid if child.proc else None,
+                )
                 return
             await self.sleep(0.2)
 
