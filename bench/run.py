@@ -237,6 +237,18 @@ def _active_parts(procs: list[Worker]) -> int | None:
         return None
 
 
+def _child_rows(one: dict[str, Any], key: str, label: str) -> list[tuple[str, str]]:
+    """A child process's peak RSS and RSS at the quarters (`key`: "stage_process" or
+    "loader_process"), where the run has them."""
+    rows = []
+    if one.get(f"{key}_peak_rss_mib"):
+        rows.append((f"{label} peak RSS", f"{one[f'{key}_peak_rss_mib']} MiB"))
+    if one.get(f"{key}_rss_mib_at_quarters"):
+        quarters = " / ".join(f"{v}" for v in one[f"{key}_rss_mib_at_quarters"])
+        rows.append((f"{label} RSS at 25/50/75/100 %", f"{quarters} MiB"))
+    return rows
+
+
 def markdown(figures: dict[str, Any]) -> str:
     one = figures["pipeline_1_worker"]
     rows = [
@@ -267,36 +279,8 @@ def markdown(figures: dict[str, Any]) -> str:
             "worker peak RSS last rose (sampled every 0.25 s)",
             _peak_reached(one.get("worker_peak_rss_reached") or {}, one["events"]),
         ),
-        *(
-            [("provider stage process peak RSS", f"{one['stage_process_peak_rss_mib']} MiB")]
-            if one.get("stage_process_peak_rss_mib")
-            else []
-        ),
-        *(
-            [
-                (
-                    "provider stage process RSS at 25/50/75/100 %",
-                    " / ".join(f"{v}" for v in one["stage_process_rss_mib_at_quarters"]) + " MiB",
-                )
-            ]
-            if one.get("stage_process_rss_mib_at_quarters")
-            else []
-        ),
-        *(
-            [("loader process peak RSS", f"{one['loader_process_peak_rss_mib']} MiB")]
-            if one.get("loader_process_peak_rss_mib")
-            else []
-        ),
-        *(
-            [
-                (
-                    "loader process RSS at 25/50/75/100 %",
-                    " / ".join(f"{v}" for v in one["loader_process_rss_mib_at_quarters"]) + " MiB",
-                )
-            ]
-            if one.get("loader_process_rss_mib_at_quarters")
-            else []
-        ),
+        *_child_rows(one, "stage_process", "provider stage process"),
+        *_child_rows(one, "loader_process", "loader process"),
         ("warehouse insert", f"{one['warehouse']['insert_rows_per_second'] or '-'} rows/s"),
         (
             "warehouse active parts (audit.events)",

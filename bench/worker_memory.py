@@ -418,24 +418,23 @@ def main() -> None:
         *(row(s) for s in last),
         highest_row(runs[-1]["highest_sampled"]),
         "",
-        "The last run's provider stage process (the worker's child, PW_PROVIDER_STAGE=process),"
-        " MiB:",
-        "",
-        "| at | RSS | " + " | ".join(KINDS) + " |",
-        "|---" * (len(KINDS) + 2) + "|",
-        *(stage_row(s) for s in last),
-        "",
     ]
-    if any(s.get("loader_process") for s in last):
-        lines += [
-            "The last run's warehouse loader process (the worker's child,"
-            " PW_WAREHOUSE_LOADER=process), MiB:",
-            "",
-            "| at | RSS | " + " | ".join(KINDS) + " |",
-            "|---" * (len(KINDS) + 2) + "|",
-            *(stage_row(s, "loader_process") for s in last),
-            "",
-        ]
+    for key, what in (
+        ("stage_process", "provider stage process (the worker's child, PW_PROVIDER_STAGE=process)"),
+        (
+            "loader_process",
+            "warehouse loader process (the worker's child, PW_WAREHOUSE_LOADER=process)",
+        ),
+    ):
+        if key == "stage_process" or any(s.get(key) for s in last):  # the stage's: always
+            lines += [
+                f"The last run's {what}, MiB:",
+                "",
+                "| at | RSS | " + " | ".join(KINDS) + " |",
+                "|---" * (len(KINDS) + 2) + "|",
+                *(stage_row(s, key) for s in last),
+                "",
+            ]
     lines += [
         f"Load average at the end: {', '.join(f'{v:.2f}' for v in figures['load_average'])}.",
         "",

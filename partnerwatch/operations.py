@@ -153,6 +153,7 @@ def provider_stage(
     import mode.loop
 
     from sinks.kafka_io import ensure_topics
+    from streams.child_process import parent_gone
     from streams.ingest_partition import GC_THRESHOLD
     from streams.provider_stage import ProviderStage
     from streams.trim_thread import TrimThread
@@ -182,14 +183,14 @@ def provider_stage(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    if parent_pid and os.getppid() != parent_pid:
+    if parent_gone(parent_pid):
         return  # the worker that started this is gone already
     trim.start()  # first: it fixes the mmap threshold before the stage's buffers come and go
     stage.start()
     try:
         while not stopping and stage.alive():
             time.sleep(0.2)
-            if parent_pid and os.getppid() != parent_pid:  # the worker is gone, SIGKILL included
+            if parent_gone(parent_pid):  # the worker is gone, SIGKILL included
                 structlog.get_logger(__name__).warning(
                     "provider_stage.parent_gone", parent=parent_pid
                 )

@@ -105,7 +105,12 @@ def _peer_uid(sock: socket.socket) -> int:
     return int(uid)
 
 
+def _wire(result: QueryResult) -> list[Any]:
+    return [result.columns, result.types, result.rows]
+
+
 def _result(value: Any) -> QueryResult:
+    """`_wire`'s value back."""
     columns, types, rows = value
     return QueryResult(list(columns), list(types), list(rows))
 
@@ -331,54 +336,14 @@ class WarehouseServer:
             return
         token = ""
         try:
-            while True:
-                try:
-                    request = _receive(sock, MAX_REQUEST)
-                except (_Closed, OSError, msgspec.DecodeError):
-                    return
-                except WarehouseError as exc:  # a frame over the limit: the connection ends
-                    log.warning("warehouse_server.bad_frame", error=str(exc))
-                    return
-                if (
-                    not isinstance(request, list)
-                    or len(request) != 2
-                    or not isinstance(request[0], str)
-                    or not isinstance(request[1], list)
-                ):
-                    log.warning("warehouse_server.bad_request")
-                    return
+            while (request := self._request(sock)) is not None:
                 op, args = request
                 try:
-                    if op == "user_query":
-                        if token:
-                            raise WarehouseError("one user query per connection")
-                        token = self._open_job(*args)
-                        value: Any = token
-                    else:
-                        value = self._run(op, args, token)
-                    answer: list[Any] = [0, value]
-                except WarehouseError as exc:
-                    answer = [1, "warehouse", str(exc), exc.code]
-                except ValueError as exc:
-                    answer = [1, "value", str(exc), None]
+                    answer, token = self._answer(op, args, token)
                 except _UnknownOp:
                     log.warning("warehouse_server.unknown_op", op=op[:40])
                     return
-                except TypeError as exc:  # the wrong arguments for the operation
-                    answer = [1, "warehouse", f"bad request {op}: {exc}", None]
-                except (
-                    Exception
-                ) as exc:  # anything else the engine raised: an answer, not a hang-up
-                    log.exception("warehouse_server.failed", op=op)
-                    answer = [1, "warehouse", f"{type(exc).__name__}: {exc}"[:2000], None]
-                try:
-                    _send(sock, answer)
-                except _UNENCODABLE as exc:  # a value msgpack cannot carry (an int over 64 bits)
-                    try:
-                        _send(sock, [1, "warehouse", f"the answer cannot be sent: {exc}", None])
-                    except OSError:
-                        return
-                except OSError:
+                if not self._reply(sock, answer):
                     return
         finally:
             if token:
@@ -386,6 +351,59 @@ class WarehouseServer:
                     job = self._jobs.pop(token, None)
                 if job is not None:
                     job.close()
+
+    @staticmethod
+    def _request(sock: socket.socket) -> tuple[str, list[Any]] | None:
+        """The next `[op, args]` (None: the connection ends, closed or not a request)."""
+        try:
+            request = _receive(sock, MAX_REQUEST)
+        except (_Closed, OSError, msgspec.DecodeError):
+            return None
+        except WarehouseError as exc:  # a frame over the limit
+            log.warning("warehouse_server.bad_frame", error=str(exc))
+            return None
+        if (
+            not isinstance(request, list)
+            or len(request) != 2
+            or not isinstance(request[0], str)
+            or not isinstance(request[1], list)
+        ):
+            log.warning("warehouse_server.bad_request")
+            return None
+        return request[0], request[1]
+
+    def _answer(self, op: str, args: list[Any], token: str) -> tuple[list[Any], str]:
+        """The answer to one operation, and the connection's user query token after it."""
+        try:
+            if op == "user_query":
+                if token:
+                    raise WarehouseError("one user query per connection")
+                token = self._open_job(*args)
+                return [0, token], token
+            return [0, self._run(op, args, token)], token
+        except WarehouseError as exc:
+            return [1, "warehouse", str(exc), exc.code], token
+        except ValueError as exc:
+            return [1, "value", str(exc), None], token
+        except _UnknownOp:
+            raise
+        except TypeError as exc:  # the wrong arguments for the operation
+            return [1, "warehouse", f"bad request {op}: {exc}", None], token
+        except Exception as exc:  # anything else the engine raised: an answer, not a hang-up
+            log.exception("warehouse_server.failed", op=op)
+            return [1, "warehouse", f"{type(exc).__name__}: {exc}"[:2000], None], token
+
+    @staticmethod
+    def _reply(sock: socket.socket, answer: list[Any]) -> bool:
+        """Send `answer` (an error in its place if msgpack cannot carry it); False: gone."""
+        try:
+            try:
+                _send(sock, answer)
+            except _UNENCODABLE as exc:  # a value msgpack cannot carry (an int over 64 bits)
+                _send(sock, [1, "warehouse", f"the answer cannot be sent: {exc}", None])
+        except OSError:
+            return False
+        return True
 
     def _open_job(self, params: dict[str, Any], limits: dict[str, Any]) -> str:
         job = self.warehouse.user_query(params, SqlLimits(**limits))
@@ -407,8 +425,7 @@ class WarehouseServer:
             getattr(w, op)(*args)
             return None
         if op == "query":
-            result = w.query(*args)
-            return [result.columns, result.types, result.rows]
+            return _wire(w.query(*args))
         if op == "uq_cancel":
             (wanted,) = args
             with self._jobs_lock:
@@ -416,14 +433,12 @@ class WarehouseServer:
             if job is not None:
                 job.cancel()
             return None
-        if op in ("uq_format", "uq_parse", "uq_run"):
-            job = self._job(token)
-            if op == "uq_format":
-                return job.format_query(*args)
-            if op == "uq_parse":
-                return job.parse_json(*args)
-            result = job.run(*args)
-            return [result.columns, result.types, result.rows]
+        if op == "uq_format":
+            return self._job(token).format_query(*args)
+        if op == "uq_parse":
+            return self._job(token).parse_json(*args)
+        if op == "uq_run":
+            return _wire(self._job(token).run(*args))
         raise _UnknownOp(op)
 
 

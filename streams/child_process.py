@@ -52,6 +52,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def parent_gone(parent_pid: int) -> bool:
+    """In a child: the worker that started it (`--parent-pid`; 0: none) is no longer its parent
+    (it ended, SIGKILL included)."""
+    return bool(parent_pid) and os.getppid() != parent_pid
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name

@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 
+from pipeline.config import Settings
 from sinks import metrics
 from sinks.warehouse_remote import RemoteWarehouse
 from streams.child_process import ChildProcess
@@ -49,7 +50,7 @@ class LoaderChild(ChildProcess):
     SHOWN = metrics.LOADER_METRICS
     RESTARTS = metrics.LOADER_PROCESS_RESTARTS
 
-    def __init__(self, settings: Any, *, serve: bool = True) -> None:
+    def __init__(self, settings: Settings, *, serve: bool = True) -> None:
         super().__init__(settings)
         #: whether the child serves the warehouse on `socket` (the embedded one; not a server)
         self.serve = serve

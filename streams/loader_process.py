@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.config import Settings
 from sinks.clickhouse import WarehouseError
 from sinks.warehouse_remote import WarehouseServer
+from streams.child_process import parent_gone
 from streams.trim_thread import TrimThread
 from streams.warehouse_loader import WarehouseLoader
 from streams.warehouse_service import loader_health
@@ -50,7 +50,7 @@ class LoaderProcess:
 
     def orphaned(self) -> bool:
         """The worker that started this is gone (SIGKILL included)."""
-        return bool(self.parent_pid) and os.getppid() != self.parent_pid
+        return parent_gone(self.parent_pid)
 
     async def health(self, request: web.Request) -> web.Response:
         status, body = loader_health(self.loader)
@@ -126,9 +126,8 @@ class LoaderProcess:
             await loop.run_in_executor(None, self.loader.stop)
             return 0
         finally:
-            if (
-                self.server is not None
-            ):  # no query of the worker's is left running on a closed engine
+            # no query of the worker's is left running on a closed engine
+            if self.server is not None:
                 await loop.run_in_executor(None, self.server.close)
             if self.loader is not None:
                 self.loader.warehouse.close()
@@ -138,6 +137,6 @@ class LoaderProcess:
 def run(settings: Settings, socket: Path | None = None, parent_pid: int = 0) -> int:
     """Run until SIGTERM/SIGINT (or, with `parent_pid`, until that process is gone); the exit code
     (1: the warehouse could not be opened or served, or the loader died)."""
-    if parent_pid and os.getppid() != parent_pid:
+    if parent_gone(parent_pid):
         return 0  # the worker that started this is gone already
     return asyncio.run(LoaderProcess(settings, socket, parent_pid).run())
