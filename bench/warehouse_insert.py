@@ -11,7 +11,10 @@ stored in batches of `--batch` rows (20,000) into a fresh embedded warehouse per
   canonical encoding), the partition marks, then `store_lines`: the engine parses each canonical
   event and derives the columns, reading the strings as Python objects (chDB's `Python()`);
 - `arrow`: `checked_entry` and `event_row` per record into columns, a pyarrow Table, inserted with
-  `INSERT ... SELECT * FROM Python(table)`.
+  `INSERT ... SELECT * FROM Python(table)`;
+- `raw` (the loader's fast path since session 25): the partition marks, then `store_raw`: no Python
+  per record, the engine splits, checks and parses the raw records (`python` is then only
+  building the batch's Arrow column: nothing per record but its bytes).
 
 Per method and batch: the Python CPU of the per-record step (it holds the GIL: in the worker it
 competes with ingest and detection), the process CPU of the whole batch (every thread, the
@@ -19,7 +22,7 @@ engine's included) and the wall time, per row; the medians over the batches are 
 machine's load average is recorded: other processes on a shared machine inflate wall times most.
 Nothing is asserted. Results: bench/results/<date>-warehouse.json and .md.
 
-    python -m bench.warehouse_insert --batches 5 --batch 20000
+    python -m bench.warehouse_insert --batches 5 --batch 20000 [--methods raw,lines] [--label L]
 """
 
 from __future__ import annotations
@@ -41,9 +44,16 @@ import orjson
 
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.event import format_ms, normalize
-from pipeline.ledger import LedgerState, encode_entry
+from pipeline.ledger import LedgerState
 from pipeline.simulation.traffic import generate
-from sinks.audit_store import checked_entry, event_row, ledger_line, store_events, store_lines
+from sinks.audit_store import (
+    checked_entry,
+    event_row,
+    ledger_line,
+    store_events,
+    store_lines,
+    store_raw,
+)
 from sinks.clickhouse import EmbeddedWarehouse, migrate
 from sinks.loader_offsets import Mark, write_marks
 
@@ -56,16 +66,17 @@ ATTACKS = (
 
 
 def ledger_batches(batches: int, size: int, seed: int) -> list[list[bytes]]:
-    """`batches` lists of `size` ledger records (JSON bytes, as on pw.ledger)."""
+    """`batches` lists of `size` ledger records, as the ingest service writes them to pw.ledger
+    (`LedgerState.sequence`: the canonical event, then the ledger's fields)."""
     state = LedgerState(7)
     records: list[bytes] = []
     clock = 1_793_599_260_000
     for n, (event, _) in enumerate(
         generate(batches * size * 2, seed=seed, attack_rate=0.01, attack_kinds=ATTACKS)
     ):
-        entry = state.accept(normalize(event), format_ms(clock + n))
-        if entry is not None:
-            records.append(encode_entry(entry))
+        done = state.sequence(normalize(event), format_ms(clock + n), n)
+        if done is not None:
+            records.append(done[1])
         if len(records) == batches * size:
             break
     return [records[i * size : (i + 1) * size] for i in range(batches)]
@@ -117,6 +128,19 @@ def run_lines(
         "python": prep.thread,
         "process": prep.process + store.process,
         "wall": prep.wall + store.wall,
+        "store_process": store.process,
+        "store_wall": store.wall,
+    }
+
+
+def run_raw(wh: EmbeddedWarehouse, batch: list[bytes], topic: str, offset: int) -> dict[str, float]:
+    with Clock() as store:
+        write_marks(wh, topic, {0: Mark(offset, offset + len(batch))})
+        store_raw(wh, batch)
+    return {
+        "python": 0.0,
+        "process": store.process,
+        "wall": store.wall,
         "store_process": store.process,
         "store_wall": store.wall,
     }
@@ -208,7 +232,8 @@ def markdown(figures: dict[str, Any]) -> str:
     out = [
         f"# Warehouse insert, {figures['date']}",
         "",
-        f"`python -m bench.warehouse_insert --batches {figures['batches']} --batch {figures['batch']}` on "
+        f"`python -m bench.warehouse_insert --batches {figures['batches']} --batch {figures['batch']} "
+        f"--methods {','.join(figures['methods'])}` on "
         f"{figures['machine']} ({figures['cpus']} CPUs), load average {figures['load_before']} before, "
         f"{figures['load_after']} after (a shared machine: wall times carry the others' load).",
         "",
@@ -224,6 +249,8 @@ def markdown(figures: dict[str, Any]) -> str:
             f"| {m['store_process_us_per_row']} | {m['store_wall_us_per_row']} |"
         )
     lookup = figures["lookup"]
+    if lookup is None:
+        return "\n".join([*out, ""])
     out += [
         "",
         f"The old per-batch lookup (`event_id IN` {figures['batch']:,} ids): {lookup['lookup_process_us_per_row_median']} µs "
@@ -241,18 +268,28 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
+    parser.add_argument(
+        "--methods",
+        default="store_events,store_events_no_lookup,lines,arrow,raw",
+        help="comma-separated, of: store_events, store_events_no_lookup, lines, arrow, raw",
+    )
+    parser.add_argument("--label", default="", help="appended to the result files' names")
     args = parser.parse_args()
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     batches = ledger_batches(args.batches, args.batch, args.seed)
-    methods = {
-        "store_events": measure("old", batches, lambda wh, b, _o: run_old(wh, b, lookup=True)),
-        "store_events_no_lookup": measure(
-            "old-nolookup", batches, lambda wh, b, _o: run_old(wh, b, lookup=False)
-        ),
-        "lines": measure("lines", batches, lambda wh, b, o: run_lines(wh, b, "pw.ledger", o)),
-        "arrow": measure("arrow", batches, lambda wh, b, _o: run_arrow(wh, b)),
+    work: dict[str, Callable[[EmbeddedWarehouse, list[bytes], int], dict[str, float]]] = {
+        "store_events": lambda wh, b, _o: run_old(wh, b, lookup=True),
+        "store_events_no_lookup": lambda wh, b, _o: run_old(wh, b, lookup=False),
+        "lines": lambda wh, b, o: run_lines(wh, b, "pw.ledger", o),
+        "arrow": lambda wh, b, _o: run_arrow(wh, b),
+        "raw": lambda wh, b, o: run_raw(wh, b, "pw.ledger", o),
     }
+    chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(chosen) - set(work))
+    if unknown:
+        parser.error(f"unknown methods: {', '.join(unknown)} (known: {', '.join(work)})")
+    methods = {name: measure(name, batches, work[name]) for name in chosen}
     figures = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": platform.platform(),
@@ -261,12 +298,12 @@ def main() -> None:
         "batches": args.batches,
         "batch": args.batch,
         "methods": methods,
-        "lookup": lookup_cost(batches),
+        "lookup": lookup_cost(batches) if "store_events" in methods else None,
         "load_before": load_before,
         "load_after": [round(x, 2) for x in os.getloadavg()],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"{figures['date']}-warehouse"
+    stem = args.out / (f"{figures['date']}-warehouse" + (f"-{args.label}" if args.label else ""))
     stem.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(figures))
     print(markdown(figures))

@@ -464,66 +464,79 @@ def _string_sql(raw: str) -> str:
 
 def _fields_sql(raw: str, fields: Iterable[str], required: Iterable[str] = ()) -> str:
     """`raw` is a JSON object without repeated keys whose `fields` (the `required` ones present)
-    are strings."""
+    are strings: one parse, one pass over its members (no map built, no lookup per field)."""
     kv = f"JSONExtractKeysAndValuesRaw({raw})"
-    keys = f"arrayMap(x -> x.1, {kv})"
-    members = f"mapFromArrays({keys}, arrayMap(x -> x.2, {kv}))"
-    checks = [f"startsWith({raw}, '{{')", f"length(arrayDistinct({keys})) = length({keys})"]
-    for name in fields:
-        present = f"mapContains({members}, {_sql_text(name)})"
-        value = _string_sql(f"{members}[{_sql_text(name)}]")
-        checks.append(
-            f"({present} AND {value})" if name in required else f"(NOT {present} OR {value})"
-        )
+    names = ", ".join(_sql_text(name) for name in fields)
+    checks = [
+        f"startsWith({raw}, '{{')",
+        f"arrayUniq({kv}.1) = length({kv}.1)",
+        f"arrayAll((k, v) -> NOT has([{names}], k) OR {_string_sql('v')}, {kv}.1, {kv}.2)",
+        *(f"has({kv}.1, {_sql_text(name)})" for name in required),
+    ]
     return "(" + " AND ".join(checks) + ")"
 
 
-#: The tail `pipeline.ledger.entry_record` appends to the canonical event (its last `}` dropped).
-_RECORD_TAIL = (
-    '^,"seq":[1-9][0-9]{0,19},"prev_hash":"[0-9a-f]{64}","hash":"[0-9a-f]{64}",'
-    '"ingested_at":"[^"]{24}"(,"ingest_offset":[0-9]{1,19})?}$'
-)
 #: Each raw record split as `entry_record` joined it: `payload` is the canonical event, the rest
-#: the ledger's fields as text (`at`: where the tail starts, `ph`: its `,"prev_hash":"`).
-_RAW_SPLIT = (
-    "SELECT line, length(line) - position(reverse(line), reverse(',\"seq\":')) - 5 AS at, "
+#: the ledger's fields as text (`at`: where the tail starts, found from the end in the record's
+#: last 300 bytes, more than any tail `_RAW_TAIL` accepts; `ph`: the tail's `,"prev_hash":"`),
+#: `keys` and `values` the payload's members as raw JSON, `e` the fields the columns derive from.
+_RAW_SPLIT = (  # constant SQL: no value is ever formatted into it
+    "SELECT line, "  # noqa: S608
+    "length(line) - position(reverse(right(line, 300)), reverse(',\"seq\":')) - 5 AS at, "
     'substring(line, at) AS tail, position(tail, \',"prev_hash":"\') AS ph, '
     "concat(substring(line, 1, at - 1), '}') AS payload, substring(tail, 8, ph - 8) AS seq, "
     "substring(tail, ph + 14, 64) AS prev_hash, substring(tail, ph + 88, 64) AS hash, "
     "substring(tail, ph + 169, 24) AS ingested_at, "
-    "JSONExtractKeysAndValuesRaw(payload) AS kv, arrayMap(x -> x.1, kv) AS keys, "
-    "mapFromArrays(keys, arrayMap(x -> x.2, kv)) AS members, "
-    "if(mapContains(members, 'changes') AND members['changes'] != 'null', members['changes'], '') AS changes "
+    "JSONExtractKeysAndValuesRaw(payload) AS kv, kv.1 AS keys, kv.2 AS values, "
+    "if(has(keys, 'changes') AND values[indexOf(keys, 'changes')] != 'null', "
+    "values[indexOf(keys, 'changes')], '') AS changes, "
+    f"JSONExtract(payload, '{_EVENT_TUPLE}') AS e "
     "FROM {source}"
 )
 
 
 def _member(name: str) -> str:
-    return f"members[{_sql_text(name)}]"
+    """The payload member `name` as raw JSON ('' when absent)."""
+    return f"values[indexOf(keys, {_sql_text(name)})]"
 
 
 def _has(name: str) -> str:
-    return f"mapContains(members, {_sql_text(name)})"
+    return f"has(keys, {_sql_text(name)})"
 
 
+#: The tail `pipeline.ledger.entry_record` appends to the canonical event (its last `}` dropped):
+#: `,"seq":[1-9][0-9]{0,19},"prev_hash":"<64 hex>","hash":"<64 hex>","ingested_at":"<24>"`, then
+#: `,"ingest_offset":[0-9]{1,19}` or nothing, then `}`. Checked as the split's parts put back
+#: together (cheaper than one regular expression over the tail); `hash` is checked as the
+#: digest's lowercase hex and `ingested_at` as a ledger time below.
+_RAW_TAIL = " AND ".join(
+    [
+        "match(seq, '^[1-9][0-9]{0,19}$')",
+        "match(prev_hash, '^[0-9a-f]{64}$')",
+        'concat(\',"seq":\', seq, \',"prev_hash":"\', prev_hash, \'","hash":"\', hash, '
+        '\'","ingested_at":"\', ingested_at, \'"\') = substring(tail, 1, ph + 193)',
+        "(substring(tail, ph + 194) = '}' OR "
+        "match(substring(tail, ph + 194), '^,\"ingest_offset\":[0-9]{1,19}}$'))",
+    ]
+)
 #: The row is one `ledger_line` stores as it is: the record is `entry_record`'s layout, its hash
 #: covers these exact bytes (so the payload is the canonical event ingest hashed, not a
 #: re-encoding to be made), and `_plain` holds for it (checked on the text ClickHouse reads).
 _RAW_PLAIN = " AND ".join(
     [
         "at > 1",
-        f"match(tail, {_sql_text(_RECORD_TAIL)})",
+        _RAW_TAIL,
         "isNotNull(toUInt64OrNull(seq))",
         _ledger_time_sql("ingested_at"),
         "lower(hex(SHA256(concat(prev_hash, '\\n', seq, '\\n', ingested_at, '\\n', payload)))) = hash",
-        "length(arrayDistinct(keys)) = length(keys)",
+        "arrayUniq(keys) = length(keys)",
         f"NOT hasAny(keys, [{', '.join(_sql_text(f) for f in LEDGER_FIELDS)}])",
         # `changes` is stored as text: the engine writes a value its own way (1.0 as 1, U+2028
         # escaped), so its text must be the payload's own: the one `"changes":` in the payload
         # (a key: in a string the quote would be escaped) followed by exactly that text.
-        "(NOT mapContains(members, 'changes') OR (countSubstrings(payload, '\"changes\":') = 1 "
-        "AND (position(payload, concat('\"changes\":', members['changes'], ',')) > 0 "
-        "OR position(payload, concat('\"changes\":', members['changes'], '}')) > 0)))",
+        "(NOT has(keys, 'changes') OR (countSubstrings(payload, '\"changes\":') = 1 "
+        f"AND (position(payload, concat('\"changes\":', {_member('changes')}, ',')) > 0 "
+        f"OR position(payload, concat('\"changes\":', {_member('changes')}, '}}')) > 0)))",
         *(
             f"({_has(name)} AND {_string_sql(_member(name))})"
             for name in ("event_id", "account_id", "action", "outcome")
@@ -551,13 +564,18 @@ RAW_REFUSED = "pw-loader: not a plain ledger batch"
 #: `store_raw`'s source: the split records, every one plain and none repeating (account_id, seq),
 #: else the whole insert fails. Short-circuit evaluation is off: each expression is computed once
 #: per block (with it, the shared JSON parse is repeated for every condition, 30x the CPU).
+#: `account_id` is the parsed event's: where the record is plain, the string JSONExtractString
+#: would give.
 _RAW_SOURCE = (  # constant SQL: no value is ever formatted into it
-    f"(SELECT {', '.join(LINE_COLUMNS)} FROM (SELECT *, ({_RAW_PLAIN}) AS plain, "  # noqa: S608
-    "count() OVER (PARTITION BY JSONExtractString(payload, 'account_id'), seq) AS copies "
+    f"(SELECT e, {', '.join(LINE_COLUMNS)} FROM (SELECT *, ({_RAW_PLAIN}) AS plain, "  # noqa: S608
+    "count() OVER (PARTITION BY tupleElement(e, 'account_id'), seq) AS copies "
     f"FROM ({_RAW_SPLIT})) WHERE throwIf(NOT plain OR copies > 1, {_sql_text(RAW_REFUSED)}) = 0)"
 )
 _RAW_SELECT = (
-    _LINES_SELECT.replace("{source}", _RAW_SOURCE)
+    # The columns from the event the split parsed once (`_LINES_SELECT` parses it itself).
+    "SELECT "  # noqa: S608
+    + ", ".join(_LINE_EXPRESSIONS.values())
+    + f" FROM {_RAW_SOURCE}"
     # One block reaches the table, at the end: a refused batch stores nothing. One thread: the
     # insert leaves the other core to the interpreter (engine threads that preempt the thread
     # holding the GIL make it wait for a core while every other Python thread waits for it).

@@ -161,6 +161,75 @@ def test_a_forged_record_the_per_record_path_refuses_is_refused(
     assert raw_rows(warehouse, batch) is None, what
 
 
+def forged_bytes(payload: bytes, tail: str | None = None) -> bytes:
+    """A record whose hash covers `payload` exactly as given (any bytes), with `tail` in place of
+    the ledger fields `entry_record` writes when given (the hash still over `payload`)."""
+    ingested_at = "2026-11-02T10:00:01.000Z"
+    digest = entry_hash("0" * 64, 1, ingested_at, payload)
+    if tail is None:
+        return entry_record(payload, 1, "0" * 64, digest, ingested_at, 0)
+    return payload[:-1] + tail.format(digest=digest, prev="0" * 64, at=ingested_at).encode()
+
+
+_PLAIN_PAYLOAD = orjson.dumps(base_event(), option=orjson.OPT_SORT_KEYS)
+_TAIL = ',"seq":{seq},"prev_hash":"{{prev}}","hash":"{{digest}}","ingested_at":"{{at}}"{rest}}}}}'
+FORGED_BYTES = [
+    ("a key twice", _PLAIN_PAYLOAD.replace(b'"action":', b'"action":"x","action":'), None),
+    (
+        "an actor key twice",
+        _PLAIN_PAYLOAD.replace(b'"principal_id":', b'"principal_id":"a","principal_id":'),
+        None,
+    ),
+    (
+        "a source key twice",
+        _PLAIN_PAYLOAD[:-1] + b',"source":{"ip":"1.2.3.4","ip":5}}',
+        None,
+    ),
+    ("an actor key not a string", _PLAIN_PAYLOAD.replace(b'"type":"provider"', b'"type":1'), None),
+    (
+        "actor not an object",
+        _PLAIN_PAYLOAD.replace(b'"actor":{', b'"actor":[{').replace(b'"P1"}', b'"P1"}]'),
+        None,
+    ),
+    ("seq 0", _PLAIN_PAYLOAD, _TAIL.format(seq="0", rest="")),
+    ("seq with a leading zero", _PLAIN_PAYLOAD, _TAIL.format(seq="01", rest="")),
+    ("seq of 21 digits", _PLAIN_PAYLOAD, _TAIL.format(seq="1" * 21, rest="")),
+    ("an offset not a number", _PLAIN_PAYLOAD, _TAIL.format(seq="1", rest=',"ingest_offset":x')),
+    ("an empty offset", _PLAIN_PAYLOAD, _TAIL.format(seq="1", rest=',"ingest_offset":')),
+    (
+        "something after the offset",
+        _PLAIN_PAYLOAD,
+        _TAIL.format(seq="1", rest=',"ingest_offset":5,"x":1'),
+    ),
+    (
+        "a space in the tail",
+        _PLAIN_PAYLOAD,
+        _TAIL.format(seq="1", rest="").replace('"seq":', '"seq": '),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "payload", "tail"), FORGED_BYTES, ids=[r[0] for r in FORGED_BYTES]
+)
+def test_forged_bytes_are_refused_or_stored_as_the_per_record_path_stores_them(
+    warehouse: EmbeddedWarehouse, what: str, payload: bytes, tail: str | None
+) -> None:
+    """Records no orjson encoding of a dict gives (repeated keys, odd tails): whatever the
+    per-record path makes of them, the fast path stores the same or refuses the batch."""
+    batch = [forged(base_event(2), 2), forged_bytes(payload, tail)]
+    assert not same_or_refused(warehouse, batch), what
+
+
+def test_a_forged_record_with_a_plain_tail_and_an_offset_is_stored(
+    warehouse: EmbeddedWarehouse,
+) -> None:
+    for rest in ("", ',"ingest_offset":0', ',"ingest_offset":9999999999999999999'):
+        assert same_or_refused(
+            warehouse, [forged_bytes(_PLAIN_PAYLOAD, _TAIL.format(seq="1", rest=rest))]
+        ), rest
+
+
 def test_other_layouts_repeats_and_broken_bytes_are_refused(warehouse: EmbeddedWarehouse) -> None:
     event = base_event()
     ingested_at = "2026-11-02T10:00:01.000Z"
