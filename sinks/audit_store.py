@@ -464,7 +464,8 @@ def _string_sql(raw: str) -> str:
 
 def _fields_sql(raw: str, fields: Iterable[str], required: Iterable[str] = ()) -> str:
     """`raw` is a JSON object without repeated keys whose `fields` (the `required` ones present)
-    are strings: one parse, one pass over its members (no map built, no lookup per field)."""
+    are strings: the object parsed once, its keys counted once and its members checked in one
+    pass (no map built, no lookup per field), a `has` per required field."""
     kv = f"JSONExtractKeysAndValuesRaw({raw})"
     names = ", ".join(_sql_text(name) for name in fields)
     checks = [
@@ -479,7 +480,9 @@ def _fields_sql(raw: str, fields: Iterable[str], required: Iterable[str] = ()) -
 #: Each raw record split as `entry_record` joined it: `payload` is the canonical event, the rest
 #: the ledger's fields as text (`at`: where the tail starts, found from the end in the record's
 #: last 300 bytes, more than any tail `_RAW_TAIL` accepts; `ph`: the tail's `,"prev_hash":"`),
-#: `keys` and `values` the payload's members as raw JSON, `e` the fields the columns derive from.
+#: `keys` the payload's member names (decoded) and `values` the engine's text of each value (not
+#: always the payload's own bytes: `1.0` is `1`, `"\/"` is `"/"`), `e` the fields the columns
+#: derive from.
 _RAW_SPLIT = (  # constant SQL: no value is ever formatted into it
     "SELECT line, "  # noqa: S608
     "length(line) - position(reverse(right(line, 300)), reverse(',\"seq\":')) - 5 AS at, "
@@ -496,7 +499,7 @@ _RAW_SPLIT = (  # constant SQL: no value is ever formatted into it
 
 
 def _member(name: str) -> str:
-    """The payload member `name` as raw JSON ('' when absent)."""
+    """The engine's text of the payload member `name` ('' when absent)."""
     return f"values[indexOf(keys, {_sql_text(name)})]"
 
 
@@ -506,7 +509,7 @@ def _has(name: str) -> str:
 
 #: The tail `pipeline.ledger.entry_record` appends to the canonical event (its last `}` dropped):
 #: `,"seq":[1-9][0-9]{0,19},"prev_hash":"<64 hex>","hash":"<64 hex>","ingested_at":"<24>"`, then
-#: `,"ingest_offset":[0-9]{1,19}` or nothing, then `}`. Checked as the split's parts put back
+#: `,"ingest_offset":` and an integer of up to 19 digits or nothing, then `}`. Checked as the split's parts put back
 #: together (cheaper than one regular expression over the tail); `hash` is checked as the
 #: digest's lowercase hex and `ingested_at` as a ledger time below.
 _RAW_TAIL = " AND ".join(
@@ -515,15 +518,19 @@ _RAW_TAIL = " AND ".join(
         "match(prev_hash, '^[0-9a-f]{64}$')",
         'concat(\',"seq":\', seq, \',"prev_hash":"\', prev_hash, \'","hash":"\', hash, '
         '\'","ingested_at":"\', ingested_at, \'"\') = substring(tail, 1, ph + 193)',
+        # An offset as JSON writes an integer: no leading zero (the per-record path's decoder
+        # refuses one).
         "(substring(tail, ph + 194) = '}' OR "
-        "match(substring(tail, ph + 194), '^,\"ingest_offset\":[0-9]{1,19}}$'))",
+        "match(substring(tail, ph + 194), '^,\"ingest_offset\":(0|[1-9][0-9]{0,18})}$'))",
     ]
 )
 #: The row is one `ledger_line` stores as it is: the record is `entry_record`'s layout, its hash
-#: covers these exact bytes (so the payload is the canonical event ingest hashed, not a
-#: re-encoding to be made), and `_plain` holds for it (checked on the text ClickHouse reads).
+#: covers these exact bytes (the payload stored is the bytes the hash covers), and `_plain` holds
+#: for it (checked on the text ClickHouse reads). The record starts with `{`: a byte order mark or
+#: a space before it the per-record path refuses or re-encodes.
 _RAW_PLAIN = " AND ".join(
     [
+        "startsWith(line, '{')",
         "at > 1",
         _RAW_TAIL,
         "isNotNull(toUInt64OrNull(seq))",
@@ -533,7 +540,8 @@ _RAW_PLAIN = " AND ".join(
         f"NOT hasAny(keys, [{', '.join(_sql_text(f) for f in LEDGER_FIELDS)}])",
         # `changes` is stored as text: the engine writes a value its own way (1.0 as 1, U+2028
         # escaped), so its text must be the payload's own: the one `"changes":` in the payload
-        # (a key: in a string the quote would be escaped) followed by exactly that text.
+        # (a key: in a string the quote would be escaped) followed by exactly that text. That is
+        # orjson's text for what ingest writes, not for every forged record (see `store_raw`).
         "(NOT has(keys, 'changes') OR (countSubstrings(payload, '\"changes\":') = 1 "
         f"AND (position(payload, concat('\"changes\":', {_member('changes')}, ',')) > 0 "
         f"OR position(payload, concat('\"changes\":', {_member('changes')}, '}}')) > 0)))",
@@ -599,6 +607,14 @@ def store_raw(warehouse: Warehouse, records: Sequence[bytes]) -> int:
     """Insert ledger records as they are on the topic, with no Python per record: ClickHouse
     splits each (`entry_record`'s layout), checks it and derives the columns, giving the rows
     `store_lines` gives for the same records (tests/unit/test_loader_raw.py).
+
+    For the records ingest writes, whose payload is orjson's canonical encoding, exactly. A record
+    forged with a valid hash over a payload that is well-formed but not canonical (spaces, escapes
+    such as `\\u0069` or U+2028 written `\\u2028`, keys out of order, numbers orjson writes
+    otherwise such as `1e22`, nesting deeper than orjson's 255 levels) is stored with the payload
+    and `changes` text the hash covers, where the per-record path stores orjson's re-encoding (or,
+    for the nesting, dead-letters it): its other columns are the same. `verify-chain` recomputes
+    the hash and the derived columns from the payload stored.
 
     All or nothing: when any record is not one `ledger_line` would store unchanged (another
     layout, a hash that does not cover these bytes, a shape `_plain` refuses) or two repeat an

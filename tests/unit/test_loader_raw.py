@@ -197,6 +197,13 @@ FORGED_BYTES = [
     ("an offset not a number", _PLAIN_PAYLOAD, _TAIL.format(seq="1", rest=',"ingest_offset":x')),
     ("an empty offset", _PLAIN_PAYLOAD, _TAIL.format(seq="1", rest=',"ingest_offset":')),
     (
+        "an offset with a leading zero",
+        _PLAIN_PAYLOAD,
+        _TAIL.format(seq="1", rest=',"ingest_offset":01'),
+    ),
+    ("a byte order mark first", b"\xef\xbb\xbf" + _PLAIN_PAYLOAD, None),
+    ("a space first", b" " + _PLAIN_PAYLOAD, None),
+    (
         "something after the offset",
         _PLAIN_PAYLOAD,
         _TAIL.format(seq="1", rest=',"ingest_offset":5,"x":1'),
