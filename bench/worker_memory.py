@@ -12,8 +12,11 @@ accepted (and at the end, when the warehouse holds them all) a breakdown of its 
 - `anon` by kind of mapping: `heap` (glibc malloc's main arena, `[heap]`), `malloc arenas`
   (glibc's per-thread arenas: 64 MiB-aligned reservations, one per thread that allocates),
   `1 MiB` (Python's object allocator's arenas, 1 MiB each), `stacks` (thread stacks: 8 MiB
-  mappings behind a guard page), `other anon` (everything else: chDB's own allocator's extents,
-  numpy and the filters, large buffers);
+  mappings behind a guard page that hold a thread's stack pointer, read from
+  /proc/PID/task/TID/syscall), `8 MiB, no thread` (mappings of that shape holding no thread's
+  stack pointer: numpy's buffers such as the dedup window's day filters of 8 MiB each, or, rarely,
+  the stack of a thread that was running when read, which gives no stack pointer), `other anon`
+  (everything else: chDB's own allocator's extents, numpy and the filters, large buffers);
 - chDB's own count of the memory it tracks (`system.metrics` `MemoryTracking`, through
   /v1/sql when its guard allows it: it did not in the runs of 2026-12-03, so it is None in the
   JSON);
@@ -49,13 +52,36 @@ from bench.workload import WORKER_ENV, StoredStream, produce, write_results
 from partnerwatch.local_worker import CREATED, Namespace, Worker, delete_namespace_topics
 
 _HEADER = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$")
-KINDS = ("file", "heap", "malloc arenas", "1 MiB", "stacks", "other anon")
+KINDS = ("file", "heap", "malloc arenas", "1 MiB", "stacks", "8 MiB, no thread", "other anon")
+
+
+def stack_pointers(pid: int) -> list[int]:
+    """Each thread's user stack pointer, from /proc/PID/task/TID/syscall (`nr args... sp pc`, or
+    `-1 sp pc` between system calls); a thread that is running gives none, nor one that ended or
+    that this user may not inspect."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "syscall").read_text().split()
+        except OSError:
+            continue
+        if len(fields) >= 3 and fields[-2].startswith("0x"):
+            out.append(int(fields[-2], 16))
+    return out
 
 
 def smaps(pid: int) -> dict[str, float]:
     """The process's resident memory by kind of mapping, MiB (see the module's docstring)."""
+    try:
+        pointers = stack_pointers(pid)
+    except OSError:
+        pointers = []
+    return classify(Path(f"/proc/{pid}/smaps").read_text(), pointers)
+
+
+def classify(text: str, pointers: list[int]) -> dict[str, float]:
+    """Resident memory by kind, MiB, of an smaps text whose threads' stack pointers are `pointers`."""
     out = dict.fromkeys(KINDS, 0.0)
-    text = Path(f"/proc/{pid}/smaps").read_text()
     lines = text.splitlines()
     maps: list[tuple[int, int, str, int, int]] = []  # start, end, name, rss kB, anon kB
     for line in lines:
@@ -100,7 +126,7 @@ def smaps(pid: int) -> dict[str, float]:
                 8 * 1024 * 1024,
             )
         ):
-            kind = "stacks"
+            kind = "stacks" if any(start <= sp < end for sp in pointers) else "8 MiB, no thread"
         else:
             kind = "other anon"
         out[kind] += anon / 1024
