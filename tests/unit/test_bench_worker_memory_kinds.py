@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 from bench.worker_memory import classify, stack_pointers
@@ -46,7 +47,13 @@ def test_a_waiting_threads_stack_pointer_is_inside_one_of_its_mappings() -> None
     thread.start()
     try:
         assert thread.native_id is not None
-        fields = Path(f"/proc/self/task/{thread.native_id}/syscall").read_text().split()
+        syscall = Path(f"/proc/self/task/{thread.native_id}/syscall")
+        deadline = time.monotonic() + 10
+        fields = syscall.read_text().split()
+        while len(fields) < 3:  # "running": not blocked in its wait yet
+            assert time.monotonic() < deadline, "the thread never blocked"
+            time.sleep(0.01)
+            fields = syscall.read_text().split()
         sp = int(fields[-2], 16)
         assert sp in stack_pointers(os.getpid())
         spans = []
