@@ -262,6 +262,16 @@ def markdown(figures: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+#: Each method's work on one batch (warehouse, records, the batch's first offset).
+METHODS: dict[str, Callable[[EmbeddedWarehouse, list[bytes], int], dict[str, float]]] = {
+    "store_events": lambda wh, b, _o: run_old(wh, b, lookup=True),
+    "store_events_no_lookup": lambda wh, b, _o: run_old(wh, b, lookup=False),
+    "lines": lambda wh, b, o: run_lines(wh, b, "pw.ledger", o),
+    "arrow": lambda wh, b, _o: run_arrow(wh, b),
+    "raw": lambda wh, b, o: run_raw(wh, b, "pw.ledger", o),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=5)
@@ -270,26 +280,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
     parser.add_argument(
         "--methods",
-        default="store_events,store_events_no_lookup,lines,arrow,raw",
-        help="comma-separated, of: store_events, store_events_no_lookup, lines, arrow, raw",
+        default=",".join(METHODS),
+        help=f"comma-separated, of: {', '.join(METHODS)} (default: all)",
     )
     parser.add_argument("--label", default="", help="appended to the result files' names")
     args = parser.parse_args()
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     batches = ledger_batches(args.batches, args.batch, args.seed)
-    work: dict[str, Callable[[EmbeddedWarehouse, list[bytes], int], dict[str, float]]] = {
-        "store_events": lambda wh, b, _o: run_old(wh, b, lookup=True),
-        "store_events_no_lookup": lambda wh, b, _o: run_old(wh, b, lookup=False),
-        "lines": lambda wh, b, o: run_lines(wh, b, "pw.ledger", o),
-        "arrow": lambda wh, b, _o: run_arrow(wh, b),
-        "raw": lambda wh, b, o: run_raw(wh, b, "pw.ledger", o),
-    }
     chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(chosen) - set(work))
+    unknown = sorted(set(chosen) - set(METHODS))
     if unknown:
-        parser.error(f"unknown methods: {', '.join(unknown)} (known: {', '.join(work)})")
-    methods = {name: measure(name, batches, work[name]) for name in chosen}
+        parser.error(f"unknown methods: {', '.join(unknown)} (known: {', '.join(METHODS)})")
+    methods = {name: measure(name, batches, METHODS[name]) for name in chosen}
     figures = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "machine": platform.platform(),

@@ -158,9 +158,10 @@ if tuple(_LINE_EXPRESSIONS) != EVENT_COLUMNS:
         "a column of audit.events is missing from _LINE_EXPRESSIONS (sinks/audit_store.py)"
     )
 #: Constant SQL (no value is ever formatted into it); `{source}` is the warehouse's table of the data.
+#: The columns of `EVENT_COLUMNS` as SQL over `e` and `LINE_COLUMNS`.
+_COLUMNS_SQL = ", ".join(_LINE_EXPRESSIONS.values())
 _LINES_SELECT = (
-    "SELECT "  # noqa: S608
-    + ", ".join(_LINE_EXPRESSIONS.values())
+    f"SELECT {_COLUMNS_SQL}"  # noqa: S608
     + f" FROM (SELECT JSONExtract(payload, '{_EVENT_TUPLE}') AS e, {', '.join(LINE_COLUMNS)} FROM {{source}})"  # noqa: S608
 )
 
@@ -477,6 +478,15 @@ def _fields_sql(raw: str, fields: Iterable[str], required: Iterable[str] = ()) -
     return "(" + " AND ".join(checks) + ")"
 
 
+def _member(name: str) -> str:
+    """The engine's text of the payload member `name` ('' when absent)."""
+    return f"values[indexOf(keys, {_sql_text(name)})]"
+
+
+def _has(name: str) -> str:
+    return f"has(keys, {_sql_text(name)})"
+
+
 #: Each raw record split as `entry_record` joined it: `payload` is the canonical event, the rest
 #: the ledger's fields as text (`at`: where the tail starts, found from the end in the record's
 #: last 300 bytes, more than any tail `_RAW_TAIL` accepts; `ph`: the tail's `,"prev_hash":"`),
@@ -491,20 +501,10 @@ _RAW_SPLIT = (  # constant SQL: no value is ever formatted into it
     "substring(tail, ph + 14, 64) AS prev_hash, substring(tail, ph + 88, 64) AS hash, "
     "substring(tail, ph + 169, 24) AS ingested_at, "
     "JSONExtractKeysAndValuesRaw(payload) AS kv, kv.1 AS keys, kv.2 AS values, "
-    "if(has(keys, 'changes') AND values[indexOf(keys, 'changes')] != 'null', "
-    "values[indexOf(keys, 'changes')], '') AS changes, "
+    f"if({_has('changes')} AND {_member('changes')} != 'null', {_member('changes')}, '') AS changes, "
     f"JSONExtract(payload, '{_EVENT_TUPLE}') AS e "
     "FROM {source}"
 )
-
-
-def _member(name: str) -> str:
-    """The engine's text of the payload member `name` ('' when absent)."""
-    return f"values[indexOf(keys, {_sql_text(name)})]"
-
-
-def _has(name: str) -> str:
-    return f"has(keys, {_sql_text(name)})"
 
 
 #: The tail `pipeline.ledger.entry_record` appends to the canonical event (its last `}` dropped):
@@ -581,9 +581,7 @@ _RAW_SOURCE = (  # constant SQL: no value is ever formatted into it
 )
 _RAW_SELECT = (
     # The columns from the event the split parsed once (`_LINES_SELECT` parses it itself).
-    "SELECT "  # noqa: S608
-    + ", ".join(_LINE_EXPRESSIONS.values())
-    + f" FROM {_RAW_SOURCE}"
+    f"SELECT {_COLUMNS_SQL} FROM {_RAW_SOURCE}"  # noqa: S608
     # One block reaches the table, at the end: a refused batch stores nothing. One thread: the
     # insert leaves the other core to the interpreter (engine threads that preempt the thread
     # holding the GIL make it wait for a core while every other Python thread waits for it).
