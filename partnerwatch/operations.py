@@ -140,6 +140,12 @@ def provider_stage(
     metrics_port: Annotated[
         int, typer.Option(help="serve /metrics on this port of 127.0.0.1 (0: none)")
     ] = 0,
+    metrics_fd: Annotated[
+        int,
+        typer.Option(
+            help="serve /metrics on this inherited socket, bound to 127.0.0.1 and listening (set by a worker on PW_PROVIDER_STAGE=process; -1: none)"
+        ),
+    ] = -1,
     parent_pid: Annotated[
         int,
         typer.Option(
@@ -162,11 +168,16 @@ def provider_stage(
     # policy the stage's thread inherits with PW_PROVIDER_STAGE=worker.
     mode.loop.use("uvloop")
     settings = _settings()  # logging configured here
+    listening = _inherited(metrics_fd)
     ensure_topics(settings)
     # The collector as in a worker (the stage is a thread of the worker by default); the heap
     # is frozen once the stage has restored its state (`ProviderStage._take_over`).
     gc.set_threshold(*GC_THRESHOLD)
-    if metrics_port:
+    if listening is not None:
+        from streams.child_process import serve_metrics
+
+        serve_metrics(listening)
+    elif metrics_port:
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr="127.0.0.1")
@@ -266,6 +277,12 @@ def loader(
             help="serve /v1/health and /metrics on this port of 127.0.0.1 instead of PW_LOADER_HOST:PW_LOADER_PORT (0: those)"
         ),
     ] = 0,
+    metrics_fd: Annotated[
+        int,
+        typer.Option(
+            help="serve /v1/health and /metrics on this inherited socket, bound to 127.0.0.1 and listening (set by a worker on PW_WAREHOUSE_LOADER=process; -1: none)"
+        ),
+    ] = -1,
     parent_pid: Annotated[
         int,
         typer.Option(
@@ -283,6 +300,7 @@ def loader(
 
     mode.loop.use("uvloop")  # the process's loop and the loader thread's, as in a worker
     settings = _settings()  # logging configured here
+    listening = _inherited(metrics_fd)
     if metrics_port:
         settings = settings.model_copy(
             update={"loader_host": "127.0.0.1", "loader_port": metrics_port}
@@ -290,4 +308,25 @@ def loader(
     ensure_topics(settings)
     from streams.loader_process import run
 
-    raise typer.Exit(run(settings, socket=Path(socket) if socket else None, parent_pid=parent_pid))
+    raise typer.Exit(
+        run(
+            settings,
+            socket=Path(socket) if socket else None,
+            parent_pid=parent_pid,
+            listening=listening,
+        )
+    )
+
+
+def _inherited(fd: int) -> Any:
+    """The listening socket of `--metrics-fd` (None for -1); exits 2 with the reason when `fd`
+    is no listening TCP socket on 127.0.0.1."""
+    if fd < 0:
+        return None
+    from streams.child_process import inherited_listener
+
+    try:
+        return inherited_listener(fd)
+    except ValueError as exc:
+        err.print(line("[red]cannot serve /metrics:[/] ", plain(exc)), soft_wrap=True)
+        raise typer.Exit(2) from None

@@ -20,6 +20,22 @@ class SqlLimits:
     max_result_bytes: int
     max_rows_to_read: int
 
+    def __post_init__(self) -> None:
+        # Each value goes into the engine's settings (for chDB, its connection string): only a
+        # number of the field's kind, not below zero, so nothing else can ride along with it.
+        for name, kind in (
+            ("max_execution_time", (int, float)),
+            ("max_memory_usage", (int,)),
+            ("max_result_rows", (int,)),
+            ("max_result_bytes", (int,)),
+            ("max_rows_to_read", (int,)),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise ValueError(f"the SQL limit {name} must be a number, not {value!r}"[:200])
+            if not value >= 0:  # NaN too
+                raise ValueError(f"the SQL limit {name} must not be below zero, not {value!r}")
+
     @classmethod
     def from_settings(cls, settings: Settings) -> SqlLimits:
         return cls(

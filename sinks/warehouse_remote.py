@@ -11,8 +11,9 @@ child over a Unix socket, where `WarehouseServer` runs it on the real warehouse.
   (`SO_PEERCRED`). There is no token: nothing reaches the socket over a network.
 - **The wire.** A frame is a 4-byte big-endian length and a msgpack value (msgspec): a request
   `[op, args]`, an answer `[0, value]` or `[1, kind, message, code]`. Values are JSON's plus bytes
-  and datetimes; nothing is unpickled, nothing becomes code. A frame over `MAX_FRAME` bytes, or
-  an unknown operation, ends that connection.
+  and datetimes; nothing is unpickled, nothing becomes code. A request over `MAX_REQUEST` bytes
+  (64 MiB), or an unknown operation, ends that connection; the worker reads answers of up to
+  `MAX_FRAME` bytes (512 MiB). A user query's limits must be numbers (`SqlLimits`).
 - **Errors.** The engine's error comes back as the same `WarehouseError` (message and code); a
   user query's parser errors as `ValueError`, as in-process. A child that is gone or restarting
   is a `WarehouseError` without a code ("not reachable"), as a ClickHouse server that is down.

@@ -3,8 +3,13 @@
 (streams/loader_child.py, `PW_WAREHOUSE_LOADER=process`).
 
 - The child gets the worker's environment (its settings come from the same `PW_*` variables and
-  `.env`), `--parent-pid` (it stops when the worker is gone, SIGKILL included) and a loopback
-  `--metrics-port`; its output goes where the worker's goes.
+  `.env`), `--parent-pid` (it stops when the worker is gone, SIGKILL included) and `--metrics-fd`:
+  a socket the worker bound on a free loopback port and listens on, inherited by the child, which
+  serves its /metrics (and the loader its /v1/health) on it. The worker binds before the child
+  starts and keeps its copy until the child has exited, so no other process can take the port
+  meanwhile (a port number handed over to be bound later could be taken by any local user, who
+  would then keep the child from starting, or answer the worker's scrapes and health checks in
+  its place). Its output goes where the worker's goes.
 - When it exits while the worker runs, it is started again after 1 s, doubling up to 30 s (back
   to 1 s once a child has run for a minute); a counter of the worker counts the restarts and
   /v1/health says `restarting`, with the exit code, until the next one runs.
@@ -21,12 +26,16 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import aiohttp
 import structlog
+from prometheus_client import make_wsgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import REGISTRY, Collector
@@ -44,12 +53,55 @@ STEADY_SECONDS = 60.0
 STOP_SECONDS = 40.0
 #: how long a scrape of the worker waits for the child's /metrics
 SCRAPE_SECONDS = 2.0
+#: how long the child's metrics server waits for a request's bytes before it drops the connection
+REQUEST_SECONDS = 5.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _listener() -> socket.socket:
+    """A socket bound to a free port of 127.0.0.1 and listening, for a child to inherit."""
+    return socket.create_server(("127.0.0.1", 0), backlog=16)
+
+
+def inherited_listener(fd: int) -> socket.socket:
+    """In a child: the listening socket the worker passed as `--metrics-fd` (refused, with a clear
+    error, when that descriptor is no listening TCP socket on 127.0.0.1)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ValueError(f"--metrics-fd {fd} is not an open socket: {exc}") from exc
+    host = sock.getsockname()[0] if sock.family == socket.AF_INET else None
+    listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    if sock.type != socket.SOCK_STREAM or host != "127.0.0.1" or not listening:
+        sock.detach()
+        raise ValueError(f"--metrics-fd {fd} is not a listening TCP socket on 127.0.0.1")
+    return sock
+
+
+class _QuietHandler(WSGIRequestHandler):
+    timeout = REQUEST_SECONDS  # a client that sends nothing does not hold a thread for ever
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _MetricsServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+    def __init__(self, sock: socket.socket) -> None:
+        address = sock.getsockname()
+        super().__init__(address, _QuietHandler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock  # bound and listening already (the worker's)
+        self.server_name, self.server_port = address[0], address[1]
+        self.setup_environ()
+
+
+def serve_metrics(sock: socket.socket) -> None:
+    """In a child: serve the registry's /metrics on `sock` (`inherited_listener`), from a daemon
+    thread, as `prometheus_client.start_http_server` does on a port of its own binding."""
+    server = _MetricsServer(sock)
+    server.set_app(make_wsgi_app())
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
 
 
 def parent_gone(parent_pid: int) -> bool:
@@ -101,6 +153,8 @@ class ChildProcess:
         self.settings = settings
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
+        #: the child's listening socket (the worker's copy), held until the child has exited
+        self._listening: socket.socket | None = None
         self.status = "starting"
         self.restarts = 0
         #: why the last child ended ("" while none has ended on its own)
@@ -111,14 +165,16 @@ class ChildProcess:
         self._session: aiohttp.ClientSession | None = None
 
     def command(self) -> list[str]:
-        """`python -m partnerwatch <command> --metrics-port P --parent-pid N` and `arguments()`."""
+        """`python -m partnerwatch <command> --metrics-fd F --parent-pid N` and `arguments()`."""
+        if self._listening is None:
+            raise RuntimeError("a child's command is built once its listening socket is (_spawn)")
         return [
             sys.executable,
             "-m",
             "partnerwatch",
             *self.arguments(),
-            "--metrics-port",
-            str(self.port),
+            "--metrics-fd",
+            str(self._listening.fileno()),
             "--parent-pid",
             str(os.getpid()),
         ]
@@ -139,19 +195,34 @@ class ChildProcess:
         await self._spawn()
 
     async def _spawn(self) -> None:
-        self.port = _free_port()
+        self._release()
+        listening = self._listening = _listener()
+        self.port = int(listening.getsockname()[1])
         self.collector.text = ""
         self.prepare()
         env = {**os.environ, "PW_LOG_LEVEL": self.settings.log_level}
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.command(), env=env, stdin=asyncio.subprocess.DEVNULL
-        )
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.command(),
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                pass_fds=(listening.fileno(),),
+            )
+        except BaseException:
+            self._release()
+            raise
         self._started_at = time.monotonic()
         self.status = "running"
         log.info(f"{self.name}.process_started", pid=self.proc.pid)
 
     def prepare(self) -> None:
         """Before each child starts (a subclass's folder, its last answers forgotten)."""
+
+    def _release(self) -> None:
+        """Close the worker's copy of the last child's listening socket (the child has exited)."""
+        if self._listening is not None:
+            self._listening.close()
+            self._listening = None
 
     async def supervise(self) -> None:
         """Until `stop`: wait for the child to exit, and start another."""
@@ -161,6 +232,7 @@ class ChildProcess:
             if proc is None:
                 return
             code = await proc.wait()
+            self._release()
             if self._stopping:
                 return
             ran = time.monotonic() - self._started_at
@@ -214,6 +286,7 @@ class ChildProcess:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+        self._release()
         self.status = "stopped"
         if self._session is not None:
             await self._session.close()

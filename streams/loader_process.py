@@ -2,7 +2,8 @@
 
 The same loader as the worker's thread (streams/warehouse_loader.py), with a small aiohttp server
 on PW_LOADER_HOST:PW_LOADER_PORT (127.0.0.1:6067; `--metrics-port` puts it on 127.0.0.1 at that
-port): GET /v1/health (200 "ok", else 503 with the reason, as the worker's) and GET /metrics
+port, and `--metrics-fd`, which a worker passes, serves it on a socket the worker bound and left
+listening, streams/child_process.py): GET /v1/health (200 "ok", else 503 with the reason, as the worker's) and GET /metrics
 (its `pw_warehouse_*` figures). Nothing else is served over HTTP: no SQL, no tokens, so it needs
 none.
 
@@ -11,7 +12,7 @@ With the embedded chDB warehouse it works only while no worker has that warehous
 its folder to one process, even for reading): e.g. to load a ledger into a new warehouse. A worker
 on PW_WAREHOUSE_LOADER=process runs it as its child with `--socket` (the warehouse served to the
 worker on that Unix socket once it is open and migrated: sinks/warehouse_remote.py) and
-`--parent-pid` (it stops when the worker is gone).
+`--parent-pid` (it stops when the worker is gone) and `--metrics-fd`.
 SIGTERM or SIGINT stops it after the batch in hand is stored and committed. Like the worker, it
 hands its freed heap memory back every PW_MALLOC_TRIM_SECONDS (streams/trim_thread.py).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket as stdsocket
 import sys
 from pathlib import Path
 
@@ -40,10 +42,18 @@ log = structlog.get_logger(__name__)
 
 
 class LoaderProcess:
-    def __init__(self, settings: Settings, socket: Path | None = None, parent_pid: int = 0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        socket: Path | None = None,
+        parent_pid: int = 0,
+        listening: stdsocket.socket | None = None,
+    ) -> None:
         self.settings = settings
         self.socket = socket
         self.parent_pid = parent_pid
+        #: the listening socket the worker passed (`--metrics-fd`): served instead of binding
+        self.listening = listening
         self.loader: WarehouseLoader | None = None
         self.server: WarehouseServer | None = None
         self.failure = ""
@@ -73,16 +83,21 @@ class LoaderProcess:
         app.router.add_get("/metrics", self.metrics)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        try:
-            await web.TCPSite(runner, s.loader_host, s.loader_port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            print(
-                f"cannot listen on {s.loader_host}:{s.loader_port} (PW_LOADER_HOST, PW_LOADER_PORT): {exc}",
-                file=sys.stderr,
-            )
-            return 2
-        log.info("loader.listening", host=s.loader_host, port=s.loader_port)
+        if self.listening is not None:  # the worker's, bound and listening: nothing to take
+            host, port = self.listening.getsockname()[:2]
+            await web.SockSite(runner, self.listening).start()
+            log.info("loader.listening", host=host, port=port)
+        else:
+            try:
+                await web.TCPSite(runner, s.loader_host, s.loader_port).start()
+            except OSError as exc:
+                await runner.cleanup()
+                print(
+                    f"cannot listen on {s.loader_host}:{s.loader_port} (PW_LOADER_HOST, PW_LOADER_PORT): {exc}",
+                    file=sys.stderr,
+                )
+                return 2
+            log.info("loader.listening", host=s.loader_host, port=s.loader_port)
         try:
             try:  # opens and migrates the warehouse (blocking: off the event loop)
                 self.loader = await loop.run_in_executor(None, WarehouseLoader, s)
@@ -134,9 +149,16 @@ class LoaderProcess:
             await runner.cleanup()
 
 
-def run(settings: Settings, socket: Path | None = None, parent_pid: int = 0) -> int:
+def run(
+    settings: Settings,
+    socket: Path | None = None,
+    parent_pid: int = 0,
+    listening: stdsocket.socket | None = None,
+) -> int:
     """Run until SIGTERM/SIGINT (or, with `parent_pid`, until that process is gone); the exit code
-    (1: the warehouse could not be opened or served, or the loader died)."""
+    (1: the warehouse could not be opened or served, or the loader died; 2: nowhere to listen).
+    `listening`: a socket bound and listening already (the worker's, `--metrics-fd`), served in
+    place of PW_LOADER_HOST:PW_LOADER_PORT."""
     if parent_gone(parent_pid):
         return 0  # the worker that started this is gone already
-    return asyncio.run(LoaderProcess(settings, socket, parent_pid).run())
+    return asyncio.run(LoaderProcess(settings, socket, parent_pid, listening).run())

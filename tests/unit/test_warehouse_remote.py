@@ -278,3 +278,31 @@ def test_what_msgpack_cannot_carry_is_an_error_not_a_hang_up(
     finally:
         server.close()
     assert remote.query("SELECT 1").rows == [[1]]
+
+
+def test_a_user_querys_limits_must_be_numbers(served: tuple[EmbeddedWarehouse, Path]) -> None:
+    """A limit goes into the engine's settings (chDB: its connection string): a string carrying
+    `&readonly=0`, a flag, a negative or NaN is refused, on the socket as anywhere else."""
+    _, path = served
+    good = {
+        "max_execution_time": 20,
+        "max_memory_usage": 1 << 30,
+        "max_result_rows": 10,
+        "max_result_bytes": 1 << 20,
+        "max_rows_to_read": 1000,
+    }
+    for name, bad in (
+        ("max_memory_usage", "1&readonly=0"),
+        ("max_result_rows", True),
+        ("max_rows_to_read", 1.5),
+        ("max_execution_time", float("nan")),
+        ("max_result_bytes", -1),
+    ):
+        with pytest.raises(ValueError, match=f"the SQL limit {name} must"):
+            SqlLimits(**{**good, name: bad})
+        sock = _raw(path)
+        warehouse_remote._send(sock, ["user_query", [{}, {**good, name: bad}]])
+        answer = warehouse_remote._receive(sock, warehouse_remote.MAX_FRAME)
+        sock.close()
+        assert answer[0] == 1 and answer[1] == "value" and f"the SQL limit {name}" in answer[2]
+    assert SqlLimits(**good).max_result_rows == 10
