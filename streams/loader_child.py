@@ -32,14 +32,40 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import structlog
 
 from pipeline.config import Settings
 from sinks import metrics
 from sinks.warehouse_remote import RemoteWarehouse
 from streams.child_process import ChildProcess
 
+log = structlog.get_logger(__name__)
+
 #: The longest path a Unix socket may have (Linux: 108 bytes with the terminating zero).
 SOCKET_PATH_MAX = 107
+
+
+def _private(folder: Path) -> bool:
+    """`folder` is there, a folder (not a link), this user's, and no one else may enter it."""
+    try:
+        info = folder.lstat()
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+def _private_folder() -> tuple[Path, Path]:
+    """A new folder only this user can enter (`mkdtemp`: 0700, a name no one held), and the
+    socket's path in it."""
+    folder = Path(tempfile.mkdtemp(prefix="pw-warehouse-"))
+    socket = folder / "warehouse.sock"
+    if len(str(socket).encode()) > SOCKET_PATH_MAX:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise RuntimeError(
+            f"the warehouse socket's path is too long for a Unix socket ({socket}): "
+            "set TMPDIR to a shorter folder"
+        )
+    return folder, socket
 
 
 class LoaderChild(ChildProcess):
@@ -55,26 +81,21 @@ class LoaderChild(ChildProcess):
         #: whether the child serves the warehouse on `socket` (the embedded one; not a server)
         self.serve = serve
         #: 0700, this user's only: the socket's access control
-        self.folder = Path(tempfile.mkdtemp(prefix="pw-warehouse-"))
-        self.socket = self.folder / "warehouse.sock"
-        if len(str(self.socket).encode()) > SOCKET_PATH_MAX:
-            shutil.rmtree(self.folder, ignore_errors=True)
-            raise RuntimeError(
-                f"the warehouse socket's path is too long for a Unix socket ({self.socket}): "
-                "set TMPDIR to a shorter folder"
-            )
+        self.folder, self.socket = _private_folder()
         self.warehouse = RemoteWarehouse(self.socket)
         #: the child's last /v1/health answer
         self.answer: dict[str, Any] = {}
 
     def prepare(self) -> None:
-        """Each child: the socket's folder as it must be (made again if a tmp cleaner took it),
-        and no answer of an earlier child."""
+        """Each child: the socket's folder as it must be, and no answer of an earlier child. A
+        folder a tmp cleaner took (or one that is no longer this user's alone) is not made again
+        under its old name, which anyone can read in /tmp and take first: a new one is made, and
+        the worker's calls go to its socket."""
         self.answer = {}
-        self.folder.mkdir(mode=0o700, exist_ok=True)
-        info = self.folder.lstat()
-        if info.st_uid != os.getuid() or info.st_mode & 0o077 or not stat.S_ISDIR(info.st_mode):
-            raise OSError(f"the warehouse socket's folder {self.folder} is not this user's alone")
+        if not _private(self.folder):
+            log.warning("loader.socket_folder_replaced", gone_or_not_private=str(self.folder))
+            self.folder, self.socket = _private_folder()
+            self.warehouse.path = self.socket
 
     def arguments(self) -> list[str]:
         return ["loader", "--socket", str(self.socket)] if self.serve else ["loader"]

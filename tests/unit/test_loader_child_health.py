@@ -70,3 +70,34 @@ def test_with_a_server_the_child_only_loads() -> None:
         import shutil
 
         shutil.rmtree(child.folder, ignore_errors=True)
+
+
+def test_a_socket_folder_that_is_gone_or_not_private_is_replaced_not_made_again() -> None:
+    """A tmp cleaner takes the folder, and another user may create its name (anyone can read it
+    in /tmp) first: the next child gets a new private folder, and the worker's calls follow."""
+    import os
+    import shutil
+
+    child = LoaderChild(Settings.from_env({}))
+    folders = [child.folder]
+    try:
+        first = child.folder
+        child.prepare()  # as it is: kept
+        assert child.folder == first and child.warehouse.path == child.socket
+        shutil.rmtree(first)
+        first.mkdir(mode=0o755)  # the old name, taken (here by this user, open to others)
+        child.prepare()
+        folders.append(child.folder)
+        assert child.folder != first and child.socket.parent == child.folder
+        assert child.folder.stat().st_mode & 0o777 == 0o700
+        assert child.warehouse.path == child.socket
+        assert child.arguments() == ["loader", "--socket", str(child.socket)]
+        second = child.folder
+        shutil.rmtree(second)  # gone
+        child.prepare()
+        folders.append(child.folder)
+        assert child.folder not in (first, second) and child.folder.is_dir()
+        os.rmdir(first)
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
