@@ -169,11 +169,7 @@ def provider_stage(
     mode.loop.use("uvloop")
     settings = _settings()  # logging configured here
     listening = _inherited(metrics_fd)
-    ensure_topics(settings)
-    # The collector as in a worker (the stage is a thread of the worker by default); the heap
-    # is frozen once the stage has restored its state (`ProviderStage._take_over`).
-    gc.set_threshold(*GC_THRESHOLD)
-    if listening is not None:
+    if listening is not None:  # first: the worker scrapes it from the start
         from streams.child_process import serve_metrics
 
         serve_metrics(listening)
@@ -181,6 +177,10 @@ def provider_stage(
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr="127.0.0.1")
+    ensure_topics(settings)
+    # The collector as in a worker (the stage is a thread of the worker by default); the heap
+    # is frozen once the stage has restored its state (`ProviderStage._take_over`).
+    gc.set_threshold(*GC_THRESHOLD)
     stage = ProviderStage(settings)
     # as in a worker (streams/trim_thread.py)
     trim = TrimThread(
@@ -296,8 +296,6 @@ def loader(
     PW_WAREHOUSE_LOADER=process runs it itself, with --socket."""
     import mode.loop
 
-    from sinks.kafka_io import ensure_topics
-
     mode.loop.use("uvloop")  # the process's loop and the loader thread's, as in a worker
     settings = _settings()  # logging configured here
     listening = _inherited(metrics_fd)
@@ -305,8 +303,7 @@ def loader(
         settings = settings.model_copy(
             update={"loader_host": "127.0.0.1", "loader_port": metrics_port}
         )
-    ensure_topics(settings)
-    from streams.loader_process import run
+    from streams.loader_process import run  # it makes the topics once it serves its health
 
     raise typer.Exit(
         run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,8 +34,10 @@ class SqlLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise ValueError(f"the SQL limit {name} must be a number, not {value!r}"[:200])
-            if not value >= 0:  # NaN too
-                raise ValueError(f"the SQL limit {name} must not be below zero, not {value!r}")
+            if not 0 <= value < math.inf:  # NaN and infinity too
+                raise ValueError(
+                    f"the SQL limit {name} must be finite and not below zero, not {value!r}"
+                )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SqlLimits:

@@ -9,7 +9,10 @@
   starts and keeps its copy until the child has exited, so no other process can take the port
   meanwhile (a port number handed over to be bound later could be taken by any local user, who
   would then keep the child from starting, or answer the worker's scrapes and health checks in
-  its place). Its output goes where the worker's goes.
+  its place). So, from the child's start until it serves (its imports, about a second), a scrape
+  or health check waits up to `SCRAPE_SECONDS` for an answer instead of being refused; the
+  children serve before they reach for Kafka or the warehouse. Its output goes where the
+  worker's goes.
 - When it exits while the worker runs, it is started again after 1 s, doubling up to 30 s (back
   to 1 s once a child has run for a minute); a counter of the worker counts the restarts and
   /v1/health says `restarting`, with the exit code, until the next one runs.
@@ -74,6 +77,7 @@ def inherited_listener(fd: int) -> socket.socket:
     if sock.type != socket.SOCK_STREAM or host != "127.0.0.1" or not listening:
         sock.detach()
         raise ValueError(f"--metrics-fd {fd} is not a listening TCP socket on 127.0.0.1")
+    sock.set_inheritable(False)  # the child's own children do not get it
     return sock
 
 
@@ -94,6 +98,13 @@ class _MetricsServer(ThreadingMixIn, WSGIServer):
         self.socket = sock  # bound and listening already (the worker's)
         self.server_name, self.server_port = address[0], address[1]
         self.setup_environ()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went quiet (`REQUEST_SECONDS`) or away is dropped without a traceback
+        in the log (any local process can connect); anything else is reported as the base does."""
+        if isinstance(sys.exc_info()[1], TimeoutError | ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def serve_metrics(sock: socket.socket) -> None:
@@ -196,10 +207,10 @@ class ChildProcess:
 
     async def _spawn(self) -> None:
         self._release()
-        listening = self._listening = _listener()
-        self.port = int(listening.getsockname()[1])
         self.collector.text = ""
         self.prepare()
+        listening = self._listening = _listener()
+        self.port = int(listening.getsockname()[1])
         env = {**os.environ, "PW_LOG_LEVEL": self.settings.log_level}
         try:
             self.proc = await asyncio.create_subprocess_exec(

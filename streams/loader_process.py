@@ -28,10 +28,12 @@ from pathlib import Path
 
 import structlog
 from aiohttp import web
+from kafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.config import Settings
 from sinks.clickhouse import WarehouseError
+from sinks.kafka_io import ensure_topics
 from sinks.warehouse_remote import WarehouseServer
 from streams.child_process import parent_gone
 from streams.trim_thread import TrimThread
@@ -99,6 +101,13 @@ class LoaderProcess:
                 return 2
             log.info("loader.listening", host=s.loader_host, port=s.loader_port)
         try:
+            try:  # the pipeline's topics, once /v1/health answers ("starting" meanwhile)
+                await loop.run_in_executor(None, ensure_topics, s)
+            except KafkaError as exc:
+                self.failure = f"cannot make the pipeline's topics: {type(exc).__name__}: {exc}"
+                log.error("loader.topics_failed", error=self.failure)
+                print(self.failure, file=sys.stderr)
+                return 1
             try:  # opens and migrates the warehouse (blocking: off the event loop)
                 self.loader = await loop.run_in_executor(None, WarehouseLoader, s)
             except WarehouseError as exc:
@@ -156,7 +165,8 @@ def run(
     listening: stdsocket.socket | None = None,
 ) -> int:
     """Run until SIGTERM/SIGINT (or, with `parent_pid`, until that process is gone); the exit code
-    (1: the warehouse could not be opened or served, or the loader died; 2: nowhere to listen).
+    (1: the topics could not be made, the warehouse could not be opened or served, or the loader
+    died; 2: nowhere to listen).
     `listening`: a socket bound and listening already (the worker's, `--metrics-fd`), served in
     place of PW_LOADER_HOST:PW_LOADER_PORT."""
     if parent_gone(parent_pid):

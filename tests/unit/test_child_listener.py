@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from partnerwatch.main import cli
 from pipeline.config import Settings
 from streams import child_process
-from streams.child_process import ChildProcess, inherited_listener
+from streams.child_process import ChildProcess, inherited_listener, serve_metrics
 
 #: A child: the worker's socket from `--metrics-fd`, /metrics served on it, then wait.
 CHILD = """
@@ -37,13 +37,23 @@ time.sleep(120)
 """
 
 
+#: A child that closes the socket it inherited and stays: the port must still be held.
+CLOSING_CHILD = """
+import os, sys, time
+os.close(int(sys.argv[sys.argv.index("--metrics-fd") + 1]))
+print("closed", flush=True)
+time.sleep(120)
+"""
+
+
 class ScriptChild(ChildProcess):
     name = "test_child"
     label = "the test child"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, script: str = CHILD) -> None:
         super().__init__(settings)
         self.commands: list[list[str]] = []
+        self.script = script
 
     def arguments(self) -> list[str]:
         return ["provider-stage"]
@@ -52,7 +62,7 @@ class ScriptChild(ChildProcess):
         real = super().command()  # what the worker would run: `--metrics-fd` of the socket
         self.commands.append(real)
         fd = real[real.index("--metrics-fd") + 1]
-        return [sys.executable, "-c", CHILD, "--metrics-fd", fd]
+        return [sys.executable, "-c", self.script, "--metrics-fd", fd]
 
 
 def _taken(port: int) -> bool:
@@ -122,16 +132,32 @@ def test_while_the_child_runs_the_worker_still_holds_the_port() -> None:
     take it and answer in the child's place until the worker has seen the child exit."""
 
     async def scenario() -> None:
-        child = ScriptChild(Settings.from_env({}))
+        child = ScriptChild(Settings.from_env({}), CLOSING_CHILD)
         await child.start()
         try:
-            await asyncio.to_thread(_get, child.port)
-            assert child._listening is not None and child._listening.fileno() >= 0
+            await asyncio.sleep(1.5)  # the child has started and closed its copy
+            assert child.proc is not None and child.proc.returncode is None
             assert _taken(child.port)
         finally:
             await child.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_client_that_goes_quiet_is_dropped_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(child_process._QuietHandler, "timeout", 0.3)
+    listening = socket.create_server(("127.0.0.1", 0))
+    port = listening.getsockname()[1]
+    serve_metrics(inherited_listener(os.dup(listening.fileno())))
+    listening.close()
+    with socket.create_connection(("127.0.0.1", port)) as quiet:
+        quiet.sendall(b"GET /metr")  # and nothing more
+        quiet.settimeout(5)
+        assert quiet.recv(100) == b""  # dropped by the server
+    assert "# TYPE" in _get(port)  # and it still serves
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def _refused(make: Any) -> str:

@@ -296,6 +296,7 @@ def test_a_user_querys_limits_must_be_numbers(served: tuple[EmbeddedWarehouse, P
         ("max_result_rows", True),
         ("max_rows_to_read", 1.5),
         ("max_execution_time", float("nan")),
+        ("max_execution_time", float("inf")),
         ("max_result_bytes", -1),
     ):
         with pytest.raises(ValueError, match=f"the SQL limit {name} must"):
