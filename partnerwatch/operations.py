@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import structlog
 import typer
@@ -35,6 +35,9 @@ from pipeline.config import (
     shown_value,
     variables,
 )
+
+if TYPE_CHECKING:
+    from socket import socket as Socket
 
 
 def config(
@@ -315,7 +318,7 @@ def loader(
     )
 
 
-def _inherited(fd: int) -> Any:
+def _inherited(fd: int) -> Socket | None:
     """The listening socket of `--metrics-fd` (None for -1); exits 2 with the reason when `fd`
     is no listening TCP socket on 127.0.0.1."""
     if fd < 0:

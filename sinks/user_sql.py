@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 from pipeline.config import Settings
@@ -24,14 +24,9 @@ class SqlLimits:
     def __post_init__(self) -> None:
         # Each value goes into the engine's settings (for chDB, its connection string): only a
         # number of the field's kind, not below zero, so nothing else can ride along with it.
-        for name, kind in (
-            ("max_execution_time", (int, float)),
-            ("max_memory_usage", (int,)),
-            ("max_result_rows", (int,)),
-            ("max_result_bytes", (int,)),
-            ("max_rows_to_read", (int,)),
-        ):
-            value = getattr(self, name)
+        for field in fields(self):
+            name, value = field.name, getattr(self, field.name)
+            kind = (int, float) if field.type in ("float", float) else (int,)  # a float field takes an int
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise ValueError(f"the SQL limit {name} must be a number, not {value!r}"[:200])
             if not 0 <= value < math.inf:  # NaN and infinity too

@@ -88,18 +88,18 @@ class LoaderProcess:
         if self.listening is not None:  # the worker's, bound and listening: nothing to take
             host, port = self.listening.getsockname()[:2]
             await web.SockSite(runner, self.listening).start()
-            log.info("loader.listening", host=host, port=port)
         else:
+            host, port = s.loader_host, s.loader_port
             try:
-                await web.TCPSite(runner, s.loader_host, s.loader_port).start()
+                await web.TCPSite(runner, host, port).start()
             except OSError as exc:
                 await runner.cleanup()
                 print(
-                    f"cannot listen on {s.loader_host}:{s.loader_port} (PW_LOADER_HOST, PW_LOADER_PORT): {exc}",
+                    f"cannot listen on {host}:{port} (PW_LOADER_HOST, PW_LOADER_PORT): {exc}",
                     file=sys.stderr,
                 )
                 return 2
-            log.info("loader.listening", host=s.loader_host, port=s.loader_port)
+        log.info("loader.listening", host=host, port=port)
         try:
             try:  # the pipeline's topics, once /v1/health answers ("starting" meanwhile)
                 await loop.run_in_executor(None, ensure_topics, s)
