@@ -26,7 +26,9 @@ class SqlLimits:
         # number of the field's kind, not below zero, so nothing else can ride along with it.
         for field in fields(self):
             name, value = field.name, getattr(self, field.name)
-            kind = (int, float) if field.type in ("float", float) else (int,)  # a float field takes an int
+            kind = (
+                (int, float) if field.type in ("float", float) else (int,)
+            )  # a float field takes an int
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise ValueError(f"the SQL limit {name} must be a number, not {value!r}"[:200])
             if not 0 <= value < math.inf:  # NaN and infinity too
