@@ -27,6 +27,7 @@ from bench.cpu_budget import python_names, thread_times, threads_per_event
 from bench.latency_load import LOADS, Paced
 from bench.procstats import (
     broker_pid,
+    by_label,
     cpu_seconds,
     histogram,
     histogram_figures,
@@ -46,6 +47,8 @@ from tools import kafka_crc
 STAGES = ("worker", "process")
 #: The ingest transactions' start-to-commit histogram (streams/ingest_partition.py)
 TXN_SECONDS = "pw_ingest_transaction_seconds"
+#: How long the provider stage's merge held entries back, by reason (streams/provider_stage.py)
+HELD_SECONDS = "pw_provider_stage_held_seconds_total"
 
 
 def latency(
@@ -122,6 +125,7 @@ def latency(
         broker0 = cpu_seconds(broker) if broker else 0.0
         transactions0 = _transactions(ns.port)
         txn_times0 = histogram(ns.port, TXN_SECONDS)
+        held0 = by_label(ns.port, HELD_SECONDS, "reason")
         own0 = time.process_time()
         sent_rate = prod.send(messages, rate, sent)
         own_cpu = time.process_time() - own0
@@ -134,6 +138,7 @@ def latency(
         stage_cpu = cpu_seconds(stage_proc[0].pid) - stage0 if stage_proc is not None else None
         transactions = _transactions(ns.port) - transactions0
         txn_times = histogram_figures(histogram(ns.port, TXN_SECONDS), txn_times0)
+        held = by_label(ns.port, HELD_SECONDS, "reason")
         time.sleep(5)  # let the last alerts out (commit interval)
         stop.set()
         tail.join(30)
@@ -201,6 +206,14 @@ def latency(
         # start to commit of each committed ingest transaction (states-only ones included), from the
         # worker's histogram: p50/p90/p99 interpolated within its buckets
         "ingest_transaction_ms": txn_times,
+        # seconds the provider stage's merge held entries back over the measured run, by reason
+        # (the worker's /metrics relays its stage's; a stage the bench runs beside it: None)
+        "provider_stage_held_seconds": {
+            why: round(held.get(why, 0.0) - held0.get(why, 0.0), 3)
+            for why in ("ingest_backlog", "ledger_unfetched")
+        }
+        if stage == "worker"
+        else None,
         "load_client": load,
         "provider_stage": stage,
         "stage_cpu_us_per_event": round(stage_cpu / total * 1e6, 1)
@@ -338,6 +351,21 @@ def latency_only(
                 f"| {run['rate_events_per_second']:,} | {origin} | {q['alerts']}"
                 f" | {q.get('p50')} / {q.get('p95')} / {q.get('p99')} / {q.get('max')} |"
             )
+    lines += [
+        "",
+        "The provider stage's merge held entries back, seconds over the measured run, by reason"
+        " (`pw_provider_stage_held_seconds_total`; ingest_backlog: ingest catching up on an"
+        " actions partition; ledger_unfetched: committed ledger records not fetched yet):",
+        "",
+        "| rate (events/s) | ingest_backlog | ledger_unfetched |",
+        "|---|---|---|",
+    ]
+    for run in runs:
+        held = run.get("provider_stage_held_seconds") or {}
+        lines.append(
+            f"| {run['rate_events_per_second']:,} | {held.get('ingest_backlog', '-')}"
+            f" | {held.get('ledger_unfetched', '-')} |"
+        )
     lines += [
         "",
         "The worker's threads over the measured run (its provider stage process apart), CPU per"

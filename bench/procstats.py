@@ -29,6 +29,17 @@ def metric(port: int, name: str) -> float:
     return total
 
 
+def by_label(port: int, name: str, label: str) -> dict[str, float]:
+    """A metric's samples on a worker's /metrics by the value of one label (empty when absent)."""
+    out: dict[str, float] = {}
+    start = f'{name}{{{label}="'
+    for line in _metrics_lines(port):
+        if line.startswith(start):
+            value = line[len(start) :].split('"', 1)[0]
+            out[value] = out.get(value, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def histogram(port: int, name: str) -> dict[str, float]:
     """A histogram's cumulative bucket counts by `le`, and its `_sum` and `_count`, from a
     worker's /metrics (empty when absent)."""

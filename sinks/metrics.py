@@ -121,6 +121,13 @@ SIGMA_RELOAD_FAILURES = Counter(
     "pw_sigma_reload_failures_total",
     "Changes of PW_RULES_DIR the provider stage refused (it keeps the rules it had)",
 )
+PROVIDER_HELD = Counter(
+    "pw_provider_stage_held_seconds_total",
+    "Seconds the provider stage's merge held buffered ledger entries back for a partition that"
+    " will deliver more, by reason: ingest_backlog (ingest catching up on its actions partition)"
+    " or ledger_unfetched (committed ledger records not fetched yet)",
+    ["reason"],
+)
 PROVIDER_EVENT_TIME = Gauge(
     "pw_provider_stage_event_time_seconds",
     "Event time (Unix seconds) of the newest ledger entry the provider stage folded",
@@ -142,6 +149,7 @@ STAGE_METRICS = (
     SIGMA_RULES,
     SIGMA_RELOAD_FAILURES,
     PROVIDER_EVENT_TIME,
+    PROVIDER_HELD,
 )
 
 # -- observability (issue 7): labels are small closed sets, never an IP, principal or account id --

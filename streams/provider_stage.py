@@ -90,10 +90,12 @@ BUFFER_RECORDS = 20_000
 
 
 class _Head(msgspec.Struct, gc=False):
-    """What the merge needs of a buffered ledger record: its event time (the rest is parsed
-    when the entry is folded)."""
+    """What the merge needs of a buffered ledger record: its event time, and the offset of its
+    source message on the actions partition (-1: none; for `IngestBacklog.holds`); the rest is
+    parsed when the entry is folded."""
 
     occurred_at: str
+    ingest_offset: int = -1
 
 
 _head = msgspec.json.Decoder(_Head).decode
@@ -111,6 +113,8 @@ class ProviderStage:
         #: partition -> offset after the last entry folded (what a checkpoint commits)
         self.folded: dict[int, int] = {}
         self.checkpointed: dict[int, int] = {}
+        #: partition -> the source offset (`ingest_offset`) of the last record fetched, plus one
+        self.ingested: dict[int, int] = {}
         self.folded_total = 0
         self.newest_ms = 0
         self.last_error = ""
@@ -121,8 +125,11 @@ class ProviderStage:
         self._state: AIOKafkaProducer | None = None
         self._pending: list[asyncio.Future[Any]] = []
         self._held_since: float | None = None
-        #: partitions the merge waits for, and those whose ingest has a backlog (see `_merge`)
-        self._waiting: set[int] = set()
+        #: the partitions the merge waits for, each with why (`_expects_more`; see `_merge`)
+        self._waiting: dict[int, str] = {}
+        #: since when, and why, the last merge held back ("": it did not): `PROVIDER_HELD`
+        self._held_at = 0.0
+        self._held_for = ""
         self._backlog = IngestBacklog(settings)
         #: the Sigma rules of PW_RULES_DIR (None: none), and when the folder was last looked at
         self.sigma: SigmaRules | None = None
@@ -259,6 +266,7 @@ class ProviderStage:
             self.consumer.seek(tp, beginning[tp] if start is None else start)
         self.partitions = partitions
         self.buffers = {p: deque() for p in partitions}
+        self.ingested = {}
         self.folded = {p: committed[p] for p in partitions if committed[p] is not None}
         self.checkpointed = dict(self.folded)
         metrics.PROVIDER_UNCHECKPOINTED.set(0)
@@ -323,6 +331,8 @@ class ProviderStage:
             await self._state.stop()
             self._state = None
         self.buffers = {}
+        self.ingested = {}
+        self._held_for = ""
         self.partitions = []
         metrics.PROVIDER_ACTIVE.set(0)
 
@@ -331,18 +341,28 @@ class ProviderStage:
     def _take(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """Buffer a fetched batch: each record keyed by its event time for the merge, as bytes.
 
-        Only the event time is decoded here (msgspec, into a struct the collector does not
-        track); the entry is parsed when it is folded. A buffer of parsed entries held up to
+        Only the event time and the source offset (`ingested`) are decoded here (msgspec, into
+        a struct the collector does not track); the entry is parsed when it is folded. A buffer of parsed entries held up to
         `BUFFER_RECORDS` dicts per partition, each a dozen objects the collector walked again
         at every collection until the entry was folded (a fifth of the stage process's CPU)."""
         head = _head
+        ingested = self.ingested
         for tp, records in batch.items():
-            if records and tp.partition in self._waiting:
+            if not records:
+                continue
+            p = tp.partition
+            if p in self._waiting:
                 self._held_since = None  # progress: the hold starts over
-            buffer = self.buffers[tp.partition]
+            buffer = self.buffers[p]
+            source = -1
             for record in records:
                 value = record.value
-                buffer.append((head(value).occurred_at, record.offset, value))
+                h = head(value)
+                buffer.append((h.occurred_at, record.offset, value))
+                if h.ingest_offset >= 0:
+                    source = h.ingest_offset
+            if source >= 0:  # the ledger is in its ingest's order: the last one fetched
+                ingested[p] = source + 1
 
     async def _merge(self) -> None:
         """Fold buffered entries, oldest event time first across partitions, holding back while a
@@ -350,7 +370,8 @@ class ProviderStage:
         progress). A partition will deliver more while the ledger has committed records not yet
         fetched (by the last fetch, or up to where the ledger ended when its ingest stopped
         being behind), or while ingest is catching up on its actions partition (the worker group's
-        committed offset behind where the end was a look ago, `IngestBacklog`; not the events
+        committed offset behind where the end was a look ago, `IngestBacklog`, until the stage
+        has fetched the ledger record of the source offset before that end; not the events
         merely on their way through ingest under live traffic, which would hold every fold for
         the slowest partition's next transaction): in a backlog, each partition's ledger grows
         as fast as its ingest, and a partition whose ingest runs ahead would otherwise be folded
@@ -359,11 +380,15 @@ class ProviderStage:
         The fold itself is synchronous: an event's alert versions are published (awaited) right
         after it is folded, in order, and only then is its offset counted as folded; an event
         without alerts costs no await. The metrics are counted once per merge."""
+        if self._held_for:  # the previous merge held back until now
+            metrics.PROVIDER_HELD.labels(self._held_for).inc(time.monotonic() - self._held_at)
+            self._held_for = ""
         await self._backlog.refresh(self.consumer, self.partitions)
         buffers = self.buffers
-        self._waiting = {
-            p for p in self.partitions if not buffers[p] and await self._expects_more(p)
-        }
+        self._waiting = {}
+        for p in self.partitions:
+            if not buffers[p] and (why := await self._expects_more(p)):
+                self._waiting[p] = why
         heads = [(b[0][0], p) for p, b in buffers.items() if b]
         heapq.heapify(heads)
         folded = self.folded
@@ -375,6 +400,9 @@ class ProviderStage:
                     if self._held_since is None:
                         self._held_since = time.monotonic()
                     if time.monotonic() - self._held_since < HOLD_SECONDS:
+                        self._held_at = time.monotonic()
+                        backlog = "ingest_backlog" in self._waiting.values()
+                        self._held_for = "ingest_backlog" if backlog else "ledger_unfetched"
                         return
                 _, p = heapq.heappop(heads)
                 buffer = buffers[p]
@@ -396,24 +424,26 @@ class ProviderStage:
                         break
                 if buffer:
                     heapq.heappush(heads, (buffer[0][0], p))
-                elif await self._expects_more(p):
-                    self._waiting.add(p)
+                elif why := await self._expects_more(p):
+                    self._waiting[p] = why
         finally:
             self._count(count, newest)
         if not self._waiting:
             self._held_since = None
 
-    async def _expects_more(self, partition: int) -> bool:
-        """The ledger partition has committed records not fetched yet (by the last fetch's last
-        stable offset, or where its ingest's catching up ended), or its ingest a backlog."""
-        if partition in self._backlog.partitions:
-            return True
+    async def _expects_more(self, partition: int) -> str:
+        """Why the partition will deliver more ("": it will not): `ingest_backlog`, its ingest has
+        a backlog whose ledger records the stage has not fetched yet (`IngestBacklog.holds`), or
+        `ledger_unfetched`, the ledger partition has committed records not fetched yet (by the
+        last fetch's last stable offset, or where its ingest's catching up ended)."""
+        if self._backlog.holds(partition, self.ingested.get(partition, 0)):
+            return "ingest_backlog"
         tp = TopicPartition(self.settings.ledger_topic, partition)
         position = await self.consumer.position(tp)
         if not self._backlog.reached(partition, position):
-            return True
+            return "ledger_unfetched"
         lso = self.consumer.last_stable_offset(tp)
-        return lso is None or position < lso
+        return "ledger_unfetched" if lso is None or position < lso else ""
 
     async def _publish(self, alerts: list[Alert]) -> None:
         """Send alert versions in order; a checkpoint waits for their acknowledgements."""

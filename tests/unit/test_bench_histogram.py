@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import socket
 
-from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from bench.procstats import histogram, histogram_figures
+from bench.procstats import by_label, histogram, histogram_figures
 
 BUCKETS = (0.005, 0.01, 0.02, 0.05)
 
@@ -55,3 +55,23 @@ def test_a_quantile_beyond_the_last_bucket_is_not_made_up() -> None:
     figures = histogram_figures(after, before)
     assert figures is not None
     assert figures["p50_ms"] is None and figures["mean_ms"] == 500.0
+
+
+def test_a_labelled_counter_is_read_by_label_value() -> None:
+    registry = CollectorRegistry()
+    held = Counter("pw_test_held_seconds", "test", ["reason"], registry=registry)
+    other = Counter("pw_test_held_seconds_other", "test", ["reason"], registry=registry)
+    port = _port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        assert by_label(port, "pw_test_held_seconds_total", "reason") == {}
+        held.labels("ingest_backlog").inc(1.5)
+        held.labels("ledger_unfetched").inc(0.25)
+        other.labels("ingest_backlog").inc(7)  # a metric whose name starts the same: not read
+        assert by_label(port, "pw_test_held_seconds_total", "reason") == {
+            "ingest_backlog": 1.5,
+            "ledger_unfetched": 0.25,
+        }
+    finally:
+        server.shutdown()
+        thread.join()

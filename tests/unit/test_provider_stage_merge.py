@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import deque
 from typing import Any, NamedTuple
 
@@ -18,6 +19,7 @@ import orjson
 from aiokafka import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import REGISTRY
 
 from pipeline.config import Settings
 from pipeline.ledger import event_of
@@ -79,18 +81,21 @@ class Folding:
         ]
 
 
-def entry(partition: int, offset: int, minute: int) -> bytes:
-    return orjson.dumps(
-        {
-            "event_id": f"p{partition}o{offset}",
-            "occurred_at": f"2026-11-02T08:{minute:02d}:00.000Z",
-            "account_id": f"A{partition}",
-            "seq": offset + 1,
-            "hash": "0" * 64,
-            "prev_hash": "0" * 64,
-            "ingested_at": "2026-11-02T09:00:00.000Z",
-        }
-    )
+def entry(partition: int, offset: int, minute: int, source: int | None = None) -> bytes:
+    """A ledger record; `source`: its event's offset on the actions partition (`ingest_offset`,
+    last, as the ledger writes it)."""
+    record = {
+        "event_id": f"p{partition}o{offset}",
+        "occurred_at": f"2026-11-02T08:{minute:02d}:00.000Z",
+        "account_id": f"A{partition}",
+        "seq": offset + 1,
+        "hash": "0" * 64,
+        "prev_hash": "0" * 64,
+        "ingested_at": "2026-11-02T09:00:00.000Z",
+    }
+    if source is not None:
+        record["ingest_offset"] = source
+    return orjson.dumps(record)
 
 
 def holder(
@@ -158,6 +163,7 @@ def test_a_partition_with_more_to_come_and_nothing_buffered_holds_the_merge_back
     # nothing buffered on 1 with more to come: the next merge folds nothing (held back)
     asyncio.run(stage._merge())
     assert folding.seen == ["p0o0", "p0o1", "p1o0"] and stage._held_since is not None
+    assert stage._waiting == {1: "ledger_unfetched"}
     # the rest of partition 1 arrives: the hold ends and the merge goes on in order
     stage._consumer.fetched[1] = 2  # type: ignore[union-attr]
     stage._take({TopicPartition(TOPIC, 1): [Record(1, entry(1, 1, 4))]})
@@ -201,6 +207,48 @@ def test_ledger_records_committed_after_the_last_fetch_hold_the_merge_back() -> 
     asyncio.run(stage._merge())
     asyncio.run(stage._merge())
     assert folding.seen == ["p0o0", "p0o1", "p1o0"] and stage._held_since is not None
+
+
+def test_a_backlog_holds_the_merge_until_its_ledger_records_are_fetched() -> None:
+    """Ingest was behind on partition 1 at the last look, with source offsets 10 and 11 to
+    commit (its end then: 12). The fetch that brings the ledger record of source offset 11 ends
+    the hold, without waiting for the next look; one that brings only 10's does not."""
+    stage, folding, _ = holder({0: [1, 2, 5, 6], 1: []})
+    stage._backlog.partitions, stage._backlog.targets = {1}, {1: 12}
+    held = held_seconds()
+    asyncio.run(stage._merge())
+    assert folding.seen == [] and stage._held_since is not None  # nothing of 1 fetched yet
+    assert stage._waiting == {1: "ingest_backlog"}
+    time.sleep(0.01)
+    fetched = stage._consumer.fetched  # type: ignore[union-attr]
+    ends = stage._consumer.ends  # type: ignore[union-attr]
+    fetched[1] = ends[1] = 1
+    stage._take({TopicPartition(TOPIC, 1): [Record(0, entry(1, 0, 3, source=10))]})
+    asyncio.run(stage._merge())
+    assert folding.seen == ["p0o0", "p0o1", "p1o0"]  # then held: 11 is still to come
+    assert stage.ingested == {1: 11} and stage._held_since is not None
+    # the time from the held merge to the next one is counted, by why it held
+    assert held_seconds()["ingest_backlog"] >= held["ingest_backlog"] + 0.01
+    assert held_seconds()["ledger_unfetched"] == held["ledger_unfetched"]
+    fetched[1] = ends[1] = 2
+    stage._take({TopicPartition(TOPIC, 1): [Record(1, entry(1, 1, 4, source=11))]})
+    asyncio.run(stage._merge())
+    assert folding.seen == ["p0o0", "p0o1", "p1o0", "p1o1", "p0o2", "p0o3"]
+    assert stage._backlog.partitions == {1}  # the look's finding stays until the next look
+    # a record that carries no source offset (written before the ledger had them) says nothing
+    stage, folding, _ = holder({0: [1, 2], 1: [0]})
+    stage._backlog.partitions, stage._backlog.targets = {1}, {1: 1}
+    asyncio.run(stage._merge())
+    assert folding.seen == ["p1o0"] and stage.ingested == {}
+
+
+def held_seconds() -> dict[str, float]:
+    """`pw_provider_stage_held_seconds_total` by reason, as counted so far."""
+    return {
+        why: REGISTRY.get_sample_value("pw_provider_stage_held_seconds_total", {"reason": why})
+        or 0.0
+        for why in ("ingest_backlog", "ledger_unfetched")
+    }
 
 
 def test_alerts_are_published_in_order_and_awaited_by_the_checkpoint() -> None:
