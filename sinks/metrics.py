@@ -125,7 +125,7 @@ PROVIDER_HELD = Counter(
     "pw_provider_stage_held_seconds_total",
     "Seconds the provider stage's merge held buffered ledger entries back for a partition that"
     " will deliver more, by reason: ingest_backlog (ingest catching up on its actions partition)"
-    " or ledger_unfetched (committed ledger records not fetched yet)",
+    " or ledger_unfetched (committed ledger records not fetched yet); ingest_backlog when both",
     ["reason"],
 )
 PROVIDER_EVENT_TIME = Gauge(

@@ -23,15 +23,6 @@ before; under live traffic at half the maximum rate ingest still falls behind no
 (a trace at 6,300 events/s: 12 catch-ups in 30 s, each wait ended by the next fetch within
 0.2-5.7 ms), and after the stage was idle for over two looks every partition counts as caught
 up once (a first look).
-
-A look's finding stands until the next look, except that a partition found behind is released
-as soon as the stage has fetched the ledger record of the last source offset before the look's
-target (each ledger record carries its `ingest_offset`; `holds`): that transaction has then
-committed, and its records on the partition are fetched. Before, a partition whose transaction
-was merely slow at one look held the merge up to `BACKLOG_SECONDS` after its records had come
-(at 6,900 events/s the merge's `ingest_backlog` hold, `pw_provider_stage_held_seconds_total`,
-was 1.9 / 0.8 / 1.5 s of a 20 s run before and 0.7 / 1.0 / 0.6 s after, in three interleaved
-pairs; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -66,10 +57,6 @@ class IngestBacklog:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.partitions: set[int] = set()
-        #: behind partition -> the source offset its ingest has to commit up to (the end at the
-        #: previous look): the merge's hold ends once the stage has fetched the ledger record of
-        #: the event before it (`holds`), without waiting for the next look
-        self.targets: dict[int, int] = {}
         #: each actions partition's end offset at the previous look
         self.ends: dict[int, int] = {}
         #: ledger partition -> the last stable offset read when its ingest stopped being behind
@@ -100,9 +87,10 @@ class IngestBacklog:
             tps = [TopicPartition(s.actions_topic, p) for p in partitions]
             end = await consumer.end_offsets(tps)
             offsets = await self._admin.list_consumer_group_offsets(s.ingest_group, partitions=tps)
-            ends = {tp.partition: end[tp] for tp in tps}
             now_behind = behind(
-                ends, self.ends, {tp.partition: offsets[tp].offset for tp in tps if tp in offsets}
+                {tp.partition: end[tp] for tp in tps},
+                self.ends,
+                {tp.partition: offsets[tp].offset for tp in tps if tp in offsets},
             )
             caught_up = [
                 p for p in partitions if p not in now_behind and (first or p in self.partitions)
@@ -114,7 +102,6 @@ class IngestBacklog:
         except KafkaError as exc:
             log.warning("provider_stage.backlog_unknown", error=str(exc))
             self.partitions = set()
-            self.targets = {}
             self.ends = {}  # the next look is a first look: what caught up meanwhile counts
             return
         for tp in ledger:
@@ -122,24 +109,7 @@ class IngestBacklog:
                 ledger_end[tp], self.ledger_ends.get(tp.partition, 0)
             )
         self.partitions = now_behind
-        self.targets = {p: min(ends[p], self.ends.get(p, ends[p])) for p in now_behind}
-        self.ends = ends
-
-    def holds(self, partition: int, ingested: int) -> bool:
-        """Whether ingest is behind on the actions partition, the stage having fetched the
-        ledger records of its events up to source offset `ingested` (exclusive: the highest
-        `ingest_offset` fetched, plus one).
-
-        Behind at the last look, until the stage has fetched the ledger record of the event
-        just before that look's target: the stage reads committed records only, so that record
-        means the transaction that committed the target's source offsets has committed, and
-        every ledger record of it on this partition is fetched. Under live traffic a partition
-        whose transaction was merely slow at one look is then released by the fetch that brings
-        its records, not up to `BACKLOG_SECONDS` later by the next look. An event that wrote no
-        ledger record (a duplicate, a dead letter) at the end of the target leaves the hold to
-        the next look, as before."""
-        target = self.targets.get(partition)
-        return target is not None and ingested < target
+        self.ends = {tp.partition: end[tp] for tp in tps}
 
     def reached(self, partition: int, position: int) -> bool:
         """Whether the stage, at `position` of the ledger partition, has fetched up to where its

@@ -90,12 +90,10 @@ BUFFER_RECORDS = 20_000
 
 
 class _Head(msgspec.Struct, gc=False):
-    """What the merge needs of a buffered ledger record: its event time, and the offset of its
-    source message on the actions partition (-1: none; for `IngestBacklog.holds`); the rest is
-    parsed when the entry is folded."""
+    """What the merge needs of a buffered ledger record: its event time (the rest is parsed
+    when the entry is folded)."""
 
     occurred_at: str
-    ingest_offset: int = -1
 
 
 _head = msgspec.json.Decoder(_Head).decode
@@ -113,8 +111,6 @@ class ProviderStage:
         #: partition -> offset after the last entry folded (what a checkpoint commits)
         self.folded: dict[int, int] = {}
         self.checkpointed: dict[int, int] = {}
-        #: partition -> the source offset (`ingest_offset`) of the last record fetched, plus one
-        self.ingested: dict[int, int] = {}
         self.folded_total = 0
         self.newest_ms = 0
         self.last_error = ""
@@ -266,7 +262,6 @@ class ProviderStage:
             self.consumer.seek(tp, beginning[tp] if start is None else start)
         self.partitions = partitions
         self.buffers = {p: deque() for p in partitions}
-        self.ingested = {}
         self.folded = {p: committed[p] for p in partitions if committed[p] is not None}
         self.checkpointed = dict(self.folded)
         metrics.PROVIDER_UNCHECKPOINTED.set(0)
@@ -321,6 +316,7 @@ class ProviderStage:
             await self._hand_over()
 
     async def _hand_over(self) -> None:
+        self._count_held()
         if self.stage is not None:
             try:
                 await self.checkpoint()
@@ -331,8 +327,6 @@ class ProviderStage:
             await self._state.stop()
             self._state = None
         self.buffers = {}
-        self.ingested = {}
-        self._held_for = ""
         self.partitions = []
         metrics.PROVIDER_ACTIVE.set(0)
 
@@ -341,28 +335,18 @@ class ProviderStage:
     def _take(self, batch: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """Buffer a fetched batch: each record keyed by its event time for the merge, as bytes.
 
-        Only the event time and the source offset (`ingested`) are decoded here (msgspec, into
-        a struct the collector does not track); the entry is parsed when it is folded. A buffer of parsed entries held up to
+        Only the event time is decoded here (msgspec, into a struct the collector does not
+        track); the entry is parsed when it is folded. A buffer of parsed entries held up to
         `BUFFER_RECORDS` dicts per partition, each a dozen objects the collector walked again
         at every collection until the entry was folded (a fifth of the stage process's CPU)."""
         head = _head
-        ingested = self.ingested
         for tp, records in batch.items():
-            if not records:
-                continue
-            p = tp.partition
-            if p in self._waiting:
+            if records and tp.partition in self._waiting:
                 self._held_since = None  # progress: the hold starts over
-            buffer = self.buffers[p]
-            source = -1
+            buffer = self.buffers[tp.partition]
             for record in records:
                 value = record.value
-                h = head(value)
-                buffer.append((h.occurred_at, record.offset, value))
-                if h.ingest_offset >= 0:
-                    source = h.ingest_offset
-            if source >= 0:  # the ledger is in its ingest's order: the last one fetched
-                ingested[p] = source + 1
+                buffer.append((head(value).occurred_at, record.offset, value))
 
     async def _merge(self) -> None:
         """Fold buffered entries, oldest event time first across partitions, holding back while a
@@ -370,8 +354,7 @@ class ProviderStage:
         progress). A partition will deliver more while the ledger has committed records not yet
         fetched (by the last fetch, or up to where the ledger ended when its ingest stopped
         being behind), or while ingest is catching up on its actions partition (the worker group's
-        committed offset behind where the end was a look ago, `IngestBacklog`, until the stage
-        has fetched the ledger record of the source offset before that end; not the events
+        committed offset behind where the end was a look ago, `IngestBacklog`; not the events
         merely on their way through ingest under live traffic, which would hold every fold for
         the slowest partition's next transaction): in a backlog, each partition's ledger grows
         as fast as its ingest, and a partition whose ingest runs ahead would otherwise be folded
@@ -380,9 +363,7 @@ class ProviderStage:
         The fold itself is synchronous: an event's alert versions are published (awaited) right
         after it is folded, in order, and only then is its offset counted as folded; an event
         without alerts costs no await. The metrics are counted once per merge."""
-        if self._held_for:  # the previous merge held back until now
-            metrics.PROVIDER_HELD.labels(self._held_for).inc(time.monotonic() - self._held_at)
-            self._held_for = ""
+        self._count_held()
         await self._backlog.refresh(self.consumer, self.partitions)
         buffers = self.buffers
         self._waiting = {}
@@ -431,12 +412,18 @@ class ProviderStage:
         if not self._waiting:
             self._held_since = None
 
+    def _count_held(self) -> None:
+        """Count the time since the last merge held back, if it did (`PROVIDER_HELD`)."""
+        if self._held_for:
+            metrics.PROVIDER_HELD.labels(self._held_for).inc(time.monotonic() - self._held_at)
+            self._held_for = ""
+
     async def _expects_more(self, partition: int) -> str:
         """Why the partition will deliver more ("": it will not): `ingest_backlog`, its ingest has
-        a backlog whose ledger records the stage has not fetched yet (`IngestBacklog.holds`), or
-        `ledger_unfetched`, the ledger partition has committed records not fetched yet (by the
-        last fetch's last stable offset, or where its ingest's catching up ended)."""
-        if self._backlog.holds(partition, self.ingested.get(partition, 0)):
+        a backlog (`IngestBacklog`), or `ledger_unfetched`, the ledger partition has committed
+        records not fetched yet (by the last fetch's last stable offset, or where its ingest's
+        catching up ended)."""
+        if partition in self._backlog.partitions:
             return "ingest_backlog"
         tp = TopicPartition(self.settings.ledger_topic, partition)
         position = await self.consumer.position(tp)

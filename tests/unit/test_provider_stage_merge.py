@@ -81,21 +81,18 @@ class Folding:
         ]
 
 
-def entry(partition: int, offset: int, minute: int, source: int | None = None) -> bytes:
-    """A ledger record; `source`: its event's offset on the actions partition (`ingest_offset`,
-    last, as the ledger writes it)."""
-    record = {
-        "event_id": f"p{partition}o{offset}",
-        "occurred_at": f"2026-11-02T08:{minute:02d}:00.000Z",
-        "account_id": f"A{partition}",
-        "seq": offset + 1,
-        "hash": "0" * 64,
-        "prev_hash": "0" * 64,
-        "ingested_at": "2026-11-02T09:00:00.000Z",
-    }
-    if source is not None:
-        record["ingest_offset"] = source
-    return orjson.dumps(record)
+def entry(partition: int, offset: int, minute: int) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"p{partition}o{offset}",
+            "occurred_at": f"2026-11-02T08:{minute:02d}:00.000Z",
+            "account_id": f"A{partition}",
+            "seq": offset + 1,
+            "hash": "0" * 64,
+            "prev_hash": "0" * 64,
+            "ingested_at": "2026-11-02T09:00:00.000Z",
+        }
+    )
 
 
 def holder(
@@ -161,9 +158,11 @@ def test_a_partition_with_more_to_come_and_nothing_buffered_holds_the_merge_back
     assert stage.folded == {0: 2, 1: 1} and stage.folded_total == 3
     assert [e[1] for e in stage.buffers[0]] == [2, 3]
     # nothing buffered on 1 with more to come: the next merge folds nothing (held back)
+    held = held_seconds()
     asyncio.run(stage._merge())
     assert folding.seen == ["p0o0", "p0o1", "p1o0"] and stage._held_since is not None
     assert stage._waiting == {1: "ledger_unfetched"}
+    time.sleep(0.01)
     # the rest of partition 1 arrives: the hold ends and the merge goes on in order
     stage._consumer.fetched[1] = 2  # type: ignore[union-attr]
     stage._take({TopicPartition(TOPIC, 1): [Record(1, entry(1, 1, 4))]})
@@ -171,6 +170,14 @@ def test_a_partition_with_more_to_come_and_nothing_buffered_holds_the_merge_back
     asyncio.run(stage._merge())
     assert folding.seen == ["p0o0", "p0o1", "p1o0", "p1o1", "p0o2", "p0o3"]
     assert stage.folded == {0: 4, 1: 2} and stage.folded_total == 6
+    # the held time was counted once, by its reason; a merge that did not hold adds nothing
+    after = held_seconds()
+    assert after["ledger_unfetched"] >= held["ledger_unfetched"] + 0.01
+    assert after["ingest_backlog"] == held["ingest_backlog"]
+    stage._take({TopicPartition(TOPIC, 0): [Record(4, entry(0, 4, 7))]})
+    stage._consumer.fetched[0] = stage._consumer.ends[0] = 5  # type: ignore[union-attr]
+    asyncio.run(stage._merge())
+    assert held_seconds() == after
 
 
 def test_ledger_records_committed_after_the_last_fetch_hold_the_merge_back() -> None:
@@ -209,37 +216,28 @@ def test_ledger_records_committed_after_the_last_fetch_hold_the_merge_back() -> 
     assert folding.seen == ["p0o0", "p0o1", "p1o0"] and stage._held_since is not None
 
 
-def test_a_backlog_holds_the_merge_until_its_ledger_records_are_fetched() -> None:
-    """Ingest was behind on partition 1 at the last look, with source offsets 10 and 11 to
-    commit (its end then: 12). The fetch that brings the ledger record of source offset 11 ends
-    the hold, without waiting for the next look; one that brings only 10's does not."""
+def test_a_backlog_holds_the_merge_and_the_time_is_counted_as_such() -> None:
+    """Ingest was behind on partition 1 at the last look: with nothing of 1 buffered the merge
+    holds, and the time until the next merge counts as `ingest_backlog`; once the look finds
+    it caught up and its records come, the merge goes on in order."""
     stage, folding, _ = holder({0: [1, 2, 5, 6], 1: []})
-    stage._backlog.partitions, stage._backlog.targets = {1}, {1: 12}
+    stage._backlog.partitions = {1}
     held = held_seconds()
     asyncio.run(stage._merge())
-    assert folding.seen == [] and stage._held_since is not None  # nothing of 1 fetched yet
-    assert stage._waiting == {1: "ingest_backlog"}
+    assert folding.seen == [] and stage._waiting == {1: "ingest_backlog"}
     time.sleep(0.01)
     fetched = stage._consumer.fetched  # type: ignore[union-attr]
     ends = stage._consumer.ends  # type: ignore[union-attr]
     fetched[1] = ends[1] = 1
-    stage._take({TopicPartition(TOPIC, 1): [Record(0, entry(1, 0, 3, source=10))]})
+    stage._take({TopicPartition(TOPIC, 1): [Record(0, entry(1, 0, 3))]})
     asyncio.run(stage._merge())
-    assert folding.seen == ["p0o0", "p0o1", "p1o0"]  # then held: 11 is still to come
-    assert stage.ingested == {1: 11} and stage._held_since is not None
-    # the time from the held merge to the next one is counted, by why it held
-    assert held_seconds()["ingest_backlog"] >= held["ingest_backlog"] + 0.01
-    assert held_seconds()["ledger_unfetched"] == held["ledger_unfetched"]
-    fetched[1] = ends[1] = 2
-    stage._take({TopicPartition(TOPIC, 1): [Record(1, entry(1, 1, 4, source=11))]})
+    assert folding.seen == ["p0o0", "p0o1", "p1o0"]  # then held again: still behind
+    after = held_seconds()
+    assert after["ingest_backlog"] >= held["ingest_backlog"] + 0.01
+    assert after["ledger_unfetched"] == held["ledger_unfetched"]
+    stage._backlog.partitions = set()  # the next look: caught up
     asyncio.run(stage._merge())
-    assert folding.seen == ["p0o0", "p0o1", "p1o0", "p1o1", "p0o2", "p0o3"]
-    assert stage._backlog.partitions == {1}  # the look's finding stays until the next look
-    # a record that carries no source offset (written before the ledger had them) says nothing
-    stage, folding, _ = holder({0: [1, 2], 1: [0]})
-    stage._backlog.partitions, stage._backlog.targets = {1}, {1: 1}
-    asyncio.run(stage._merge())
-    assert folding.seen == ["p1o0"] and stage.ingested == {}
+    assert folding.seen == ["p0o0", "p0o1", "p1o0", "p0o2", "p0o3"]
 
 
 def held_seconds() -> dict[str, float]:

@@ -222,34 +222,6 @@ def test_backlog_refresh_compares_with_the_previous_look_and_starts_over_after_a
     assert look({0: 5000, 1: 160}, {0: 160, 1: 160}, paused=True) == {0}
 
 
-def test_a_backlog_holds_until_the_ledger_record_of_the_event_before_the_looks_end() -> None:
-    backlog = IngestBacklog(Settings.from_env({}))
-    kafka = _Offsets()
-    backlog._admin = kafka  # type: ignore[assignment]
-
-    def look(ends: dict[int, int], committed: dict[int, int]) -> None:
-        kafka.ends, kafka.committed = ends, committed
-        backlog._at = time.monotonic() - BACKLOG_SECONDS
-        asyncio.run(backlog.refresh(kafka, sorted(ends)))  # type: ignore[arg-type]
-
-    look({0: 100, 1: 100}, {0: 100, 1: 40})  # a first look: the end now
-    assert backlog.partitions == {1} and backlog.targets == {1: 100}
-    # the stage has fetched partition 1's ledger up to the record of source offset 98: held;
-    # up to 99 (`ingested` 100): every event before the target is committed and fetched
-    assert backlog.holds(1, 0) and backlog.holds(1, 99)
-    assert not backlog.holds(1, 100) and not backlog.holds(1, 250)
-    assert not backlog.holds(0, 0)  # not behind
-    # the next look's target is the previous look's end, not the end now
-    look({0: 150, 1: 150}, {0: 95, 1: 90})
-    assert backlog.partitions == {0, 1} and backlog.targets == {0: 100, 1: 100}
-    assert backlog.holds(0, 99) and not backlog.holds(0, 100)
-    # a look that fails forgets the targets with the partitions
-    kafka.fail = True
-    look({0: 150, 1: 150}, {0: 100, 1: 90})
-    assert backlog.partitions == set() and backlog.targets == {}
-    assert not backlog.holds(0, 0)
-
-
 def test_backlog_refresh_reads_where_a_caught_up_ledger_ends_after_the_group_offsets() -> None:
     """A transaction commits a partition's ledger records with its source offset: read after
     the offsets, the ledger's end covers every record of a source offset read as committed.
