@@ -208,12 +208,7 @@ def latency(
         "ingest_transaction_ms": txn_times,
         # seconds the provider stage's merge held entries back over the measured run, by reason
         # (the worker's /metrics relays its stage's; a stage the bench runs beside it: None)
-        "provider_stage_held_seconds": {
-            why: round(held.get(why, 0.0) - held0.get(why, 0.0), 3)
-            for why in ("ingest_backlog", "ledger_unfetched")
-        }
-        if stage == "worker"
-        else None,
+        "provider_stage_held_seconds": held_between(held0, held) if stage == "worker" else None,
         "load_client": load,
         "provider_stage": stage,
         "stage_cpu_us_per_event": round(stage_cpu / total * 1e6, 1)
@@ -233,6 +228,16 @@ def latency(
             if (values := sorted(ms for ms, d in made if (d in PROVIDER_WIDE) == wide))
         },
     }
+
+
+def held_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float] | None:
+    """`pw_provider_stage_held_seconds_total` by reason between two readings; None when a count
+    went back (the stage process was restarted between them, its counters from zero)."""
+    held = {
+        why: round(after.get(why, 0.0) - before.get(why, 0.0), 3)
+        for why in ("ingest_backlog", "ledger_unfetched")
+    }
+    return held if min(held.values()) >= 0 else None
 
 
 def _threads(pid: int | None) -> dict[int, tuple[str, float]]:

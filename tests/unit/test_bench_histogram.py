@@ -1,5 +1,7 @@
 """bench/procstats.py's histogram readings: a worker's /metrics histogram between two readings,
-its mean and quantiles interpolated within the buckets (the latency bench's transaction times)."""
+its mean and quantiles interpolated within the buckets (the latency bench's transaction times);
+a labelled counter read by label, and the provider stage's held seconds between two readings
+(bench/alert_latency.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import socket
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
+from bench.alert_latency import held_between
 from bench.procstats import by_label, histogram, histogram_figures
 
 BUCKETS = (0.005, 0.01, 0.02, 0.05)
@@ -75,3 +78,15 @@ def test_a_labelled_counter_is_read_by_label_value() -> None:
     finally:
         server.shutdown()
         thread.join()
+
+
+def test_held_seconds_between_two_readings_are_none_after_a_restart() -> None:
+    before = {"ingest_backlog": 1.0, "ledger_unfetched": 0.5}
+    after = {"ingest_backlog": 3.25, "ledger_unfetched": 0.5}
+    assert held_between(before, after) == {"ingest_backlog": 2.25, "ledger_unfetched": 0.0}
+    assert held_between({}, {"ingest_backlog": 0.125}) == {
+        "ingest_backlog": 0.125,
+        "ledger_unfetched": 0.0,
+    }
+    # the stage process started again: its counters from zero, lower than the first reading
+    assert held_between(before, {"ingest_backlog": 0.25, "ledger_unfetched": 0.75}) is None
