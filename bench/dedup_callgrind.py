@@ -3,19 +3,24 @@ shared machine.
 
 `--count` synthetic ids (500 accounts, a small event each, as `bench.dedup_memory` sends them),
 `--rate` per second of ingest time, in batches of 5,000, through one partition's `LedgerState`:
-before each batch what the ingest service does before sequencing (`DedupWindow.prepare`, or on a
-tree without it, `cold_suspects` where there are filters), then `sequence` for each event; in
-bounded mode (`--bounded`: the default `PW_DEDUP_EXACT_SECONDS` and `PW_DEDUP_FILTER_MB`) the
-batch is committed and the warehouse holds everything up to the previous batch (`seal`). The
-batches run inside `functools.reduce`, so that callgrind collects them only:
+before each batch what the ingest service does before sequencing (`DedupWindow.prepare`, which
+compacts the exact tier, looks the batch's ids up in it and in the filters, and hands back their
+digests; then `confirm` with what the warehouse holds of the suspects: nothing, as no repeat is
+sent), then `sequence` for each event with its digest; in bounded mode (`--bounded`: the default
+`PW_DEDUP_EXACT_SECONDS` and `PW_DEDUP_FILTER_MB`) the batch is committed and the warehouse holds
+everything up to the previous batch (`seal`). The batches run inside `functools.reduce`, so that
+callgrind collects them only:
 
     valgrind --tool=callgrind --toggle-collect=functools_reduce \\
         python -m bench.dedup_callgrind [--count 300000] [--rate 1500] [--bounded]
 
 "Collected" in valgrind's summary, divided by `--count`, is the instructions per event. The
-script prints the ids held exactly and in filters, the filters' suspects, and a digest of the chain heads (to compare
-two trees) and where its modules came from: it runs against any tree's modules (`PYTHONPATH`,
-running this file by its path from that tree), with or without `prepare`.
+script prints the ids held exactly and in filters, the filters' suspects, and a digest of the
+chain heads (to compare two trees) and where its modules came from: it runs against any tree's
+modules (`PYTHONPATH`, running this file by its path from that tree) whose `prepare` returns the
+digests with the suspects (365f4ba on). The 2026-12-03 comparison with a tree from before
+`prepare` (bench/results/2026-12-03-dedup-callgrind.md) ran the script as of a1857ac, which called
+`cold_suspects` there.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ import orjson
 
 T0 = 1_796_000_000_000
 BATCH = 5_000
+
+#: One batch: its first offset, its (account_id, event_id) pairs, its events, each event's
+#: ingest time, and the batch's (its first event's).
+Batch = tuple[int, list[tuple[str, str]], list[dict[str, Any]], list[str], str]
 
 
 def main() -> None:
@@ -45,7 +54,7 @@ def main() -> None:
     exact_seconds = s.dedup_exact_seconds if args.bounded else 0
     filter_mb = s.dedup_filter_mb if args.bounded else 0
     state = LedgerState(s.dedup_window_days, exact_seconds, filter_mb)
-    batches: list[tuple[int, list[tuple[str, str]], list[dict[str, Any]], list[str], str]] = []
+    batches: list[Batch] = []
     for start in range(0, args.count, BATCH):
         ids = [
             (f"A{i % 500:04d}", f"ev-{i:012d}")
@@ -54,20 +63,15 @@ def main() -> None:
         events = [{"account_id": a, "event_id": e, "x": 1} for a, e in ids]
         times = [format_ms(T0 + (start + n) * 1000 // args.rate) for n in range(len(ids))]
         batches.append((start, ids, events, times, times[0]))
-    prepare = getattr(state, "prepare", None)
     suspected: list[int] = []
 
-    def step(done: int, batch: tuple[Any, ...]) -> int:
+    def step(done: int, batch: Batch) -> int:
         start, ids, events, times, now = batch
-        if prepare is not None:
-            digests, suspects = prepare(ids, now)
-            for n, event in enumerate(events):
-                state.sequence(event, times[n], start + n, digests[n])
-        else:
-            suspects = state.cold_suspects(ids, now) if state.filters else []
-            for n, event in enumerate(events):
-                state.sequence(event, times[n], start + n)
-        # no repeats are sent: a filter's "maybe" is a false positive, the warehouse says no
+        digests, suspects = state.prepare(ids, now)
+        # no repeats are sent: a filter's "maybe" is a false positive, the warehouse holds none
+        state.confirm(())
+        for n, event in enumerate(events):
+            state.sequence(event, times[n], start + n, digests[n])
         suspected.append(len(suspects))
         state.committed(start + len(ids))
         if args.bounded:

@@ -74,7 +74,8 @@ def main() -> None:
     for entry in entries:
         step(warm, entry)
     clear_event_times()
-    states, _, out = functools.reduce(step, entries, ({}, {}, []))
+    start: Run = ({}, {}, [])
+    states, _, out = functools.reduce(step, entries, start)
     print(
         f"{len(entries)} events, {len(out)} alert versions; states"
         f" {hashlib.sha256(orjson.dumps(states)).hexdigest()[:16]}, alerts"

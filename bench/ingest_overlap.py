@@ -134,7 +134,7 @@ async def _run(
         part = ingest_partition.PartitionIngest(service, TopicPartition(SETTINGS.actions_topic, p))  # type: ignore[arg-type]
         part.state = PartitionState(p, SETTINGS.dedup_window_days)
         broker = Broker(rtt)
-        part.producer = broker  # type: ignore[assignment]
+        part.producer = broker
         part.checked = True
         part._task = asyncio.ensure_future(part._run())
         parts.append(part)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
-from typing import Any
 
 import orjson
 
@@ -38,18 +37,22 @@ def main() -> None:
     from bench.provider_stage_costs import ledger, merged
     from detectors import windows
     from detectors.provider_wide.run import Stage
+    from pipeline.alert import Alert
     from pipeline.config import Settings
+    from pipeline.event import Event
     from pipeline.ledger import event_of
 
     events = [event_of(orjson.loads(v)) for v in merged(ledger(args.count, args.partitions))]
     config = Settings.from_env({}).detect
 
-    def step(run: tuple[Any, list[Any]], event: dict[str, Any]) -> tuple[Any, list[Any]]:
+    Run = tuple[Stage, list[Alert]]
+
+    def step(run: Run, event: Event) -> Run:
         stage, out = run
         out.extend(stage.observe(event))
         return run
 
-    warm: tuple[Any, list[Any]] = (Stage(config), [])
+    warm: Run = (Stage(config), [])
     for event in events:
         step(warm, event)
     # as bench/detect_callgrind.py `clear_event_times`, written out: this script also runs against
@@ -59,7 +62,8 @@ def main() -> None:
         clear()
     else:
         windows.epoch_ms.cache_clear()
-    stage, out = functools.reduce(step, events, (Stage(config), []))
+    start: Run = (Stage(config), [])
+    stage, out = functools.reduce(step, events, start)
     print(
         f"{len(events)} events, {len(out)} alert versions; alerts"
         f" {hashlib.sha256(orjson.dumps(out)).hexdigest()[:16]}, state"
