@@ -17,15 +17,43 @@ child over a Unix socket, where `WarehouseServer` runs it on the real warehouse.
 - **Errors.** The engine's error comes back as the same `WarehouseError` (message and code); a
   user query's parser errors as `ValueError`, as in-process. A child that is gone or restarting
   is a `WarehouseError` without a code ("not reachable"), as a ClickHouse server that is down.
-- **One connection per call**, none kept: a call is never retried on another connection (an
-  insert must not run twice), and a child restarted between two calls is simply met anew. A user
-  query holds its own connection from `user_query` to `close`; `cancel` comes on another one.
+- **One connection per call**, none kept: a call is never retried on another connection once its
+  request is sent (an insert must not run twice), and a child restarted between two calls is
+  simply met anew. A user query holds its own connection from `user_query` to `close`; `cancel`
+  comes on another one.
+- **Time limits on the loader process's side.** A new connection's first request, and every
+  request once its first byte came, must be whole within `FRAME_SECONDS` (30 s): the worker
+  writes each request whole, right after connecting. A connection that holds a user query waits
+  up to `KEEP_SECONDS` (600 s) for its next request; any other has nothing more to come (one call
+  per connection) and gets `FRAME_SECONDS`. A user query's calls come from the worker's
+  `run_user_sql` (streams/web/sql.py): `format_query` (twice), `parse_json` and `run`, one after
+  another on one thread, with only the guard's own checks between them
+  (pipeline/forensics/sql_guard.py: well under a second, even for its longest query). The one
+  long gap is between `user_query` and the first of them, while `run_user_sql` waits for a thread
+  of the worker's default executor, whose threads may all be busy with calls that last up to
+  their answer timeouts (user SQL: PW_SQL_MAX_EXECUTION_TIME and 30 s, 90 s by default; the
+  others `CALL_SECONDS`, 600 s). 600 s covers a query waiting behind a round of the longest
+  calls, but a queue has no fixed bound: so a user query whose connection the loader process
+  closed meanwhile (the worker sees it closed before it sends its next call, and the query only
+  parses and reads) opens the query again on a new connection; a legitimate query is not cut. A
+  peer that does not take its answer is dropped after `SEND_SECONDS` (600 s; the worker reads an
+  answer as it comes). A connection timed out is closed and logged
+  (`warehouse_server.idle_timeout`, `warehouse_server.frame_timeout`); the server goes on.
+- **At most `MAX_CONNECTIONS` (64) connections at once.** The worker makes its calls from its
+  event loop's default executor (asyncio's: at most 32 threads), one connection per call in flight
+  (a user query's `cancel` included), and a user query also holds its connection while its run
+  waits for a thread of that executor: 32 for the executor's threads and as many again for user
+  queries waiting. One more is refused at once, not queued: the loader process answers that it is
+  busy and closes it (logged as `warehouse_server.busy`), which the worker raises as `Busy` (a
+  `WarehouseError` without a code: user SQL answers 503), having run nothing; the worker's own
+  calls (`RemoteWarehouse.call`) try again for up to `WAIT_SECONDS`, as for a child restarting.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import socketserver
 import struct
@@ -59,6 +87,15 @@ WAIT_SECONDS = 60.0
 CALL_SECONDS = 600.0
 MARGIN_SECONDS = 30.0
 PARSE_SECONDS = 30.0
+#: The connections the loader process serves at once (the module's docstring says why 64).
+MAX_CONNECTIONS = 64
+#: How long the loader process waits for a new connection's first request, and for any request
+#: to be whole once its first byte came.
+FRAME_SECONDS = 30.0
+#: How long a connection that holds a user query waits for its next request.
+KEEP_SECONDS = 600.0
+#: How long the loader process waits for the worker to take an answer.
+SEND_SECONDS = 600.0
 #: ClickHouse's BAD_ARGUMENTS: a parameter the wire cannot carry (an integer over 64 bits, a lone
 #: surrogate), answered as a bad request
 BAD_ARGUMENTS = 36
@@ -74,8 +111,17 @@ class _Closed(Exception):
     """The other side closed the connection."""
 
 
+class _Idle(Exception):
+    """No request came on the connection in time."""
+
+
 class Unanswered(WarehouseError):
     """The loader process did not answer (gone, restarting, too slow): the connection is spent."""
+
+
+class Busy(Unanswered):
+    """The loader process refused the connection: it serves `MAX_CONNECTIONS` already. Nothing
+    was run."""
 
 
 def _send(sock: socket.socket, value: Any) -> None:
@@ -83,9 +129,15 @@ def _send(sock: socket.socket, value: Any) -> None:
     sock.sendall(_HEADER.pack(len(body)) + body)
 
 
-def _receive_exactly(sock: socket.socket, size: int) -> bytes:
+def _receive_exactly(sock: socket.socket, size: int, deadline: float | None = None) -> bytes:
+    """`size` bytes (`deadline`: all of them by then, else TimeoutError)."""
     buffer = bytearray()
     while len(buffer) < size:  # in chunks: a header alone does not make a large allocation
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the frame was not whole in time")
+            sock.settimeout(left)
         chunk = sock.recv(min(size - len(buffer), _CHUNK))
         if not chunk:
             raise _Closed
@@ -93,11 +145,54 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(buffer)
 
 
-def _receive(sock: socket.socket, limit: int) -> Any:
-    (size,) = _HEADER.unpack(_receive_exactly(sock, _HEADER.size))
+def _body(sock: socket.socket, header: bytes, limit: int, deadline: float | None = None) -> Any:
+    (size,) = _HEADER.unpack(header)
     if size > limit:
         raise WarehouseError(f"a warehouse frame of {size} bytes is over the limit of {limit}")
-    return _decoder.decode(_receive_exactly(sock, size))
+    return _decoder.decode(_receive_exactly(sock, size, deadline))
+
+
+def _receive(sock: socket.socket, limit: int) -> Any:
+    return _body(sock, _receive_exactly(sock, _HEADER.size), limit)
+
+
+def _receive_request(sock: socket.socket, wait: float) -> Any:
+    """The next request: its first byte within `wait` seconds (else `_Idle`), the whole frame
+    within `FRAME_SECONDS` of it (else TimeoutError)."""
+    sock.settimeout(wait)
+    try:
+        first = sock.recv(1)
+    except TimeoutError:
+        raise _Idle from None
+    if not first:
+        raise _Closed
+    deadline = time.monotonic() + FRAME_SECONDS
+    header = first + _receive_exactly(sock, _HEADER.size - 1, deadline)
+    return _body(sock, header, MAX_REQUEST, deadline)
+
+
+def _hung_up(sock: socket.socket) -> bool:
+    """The other side closed `sock`, where no answer is awaited (nothing else can be there)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    if not poller.poll(0):
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def _refusal(sock: socket.socket, op: str) -> Busy | None:
+    """The loader process's refusal of this connection, when it sent one before closing it."""
+    try:
+        sock.settimeout(1.0)
+        answer = _receive(sock, 64 * 1024)
+    except (OSError, _Closed, WarehouseError, msgspec.DecodeError):
+        return None
+    if isinstance(answer, list) and len(answer) == 4 and answer[:2] == [1, "busy"]:
+        return Busy(f"the warehouse process refused {op}: {answer[2]}")
+    return None
 
 
 def _peer_uid(sock: socket.socket) -> int:
@@ -170,12 +265,19 @@ class RemoteWarehouse:
         return True
 
     def call(self, op: str, *args: Any) -> Any:
-        """One operation on a connection of its own."""
-        sock = self.connect(self.wait_seconds)
-        try:
-            return _exchange(sock, op, args, self.call_seconds)
-        finally:
-            sock.close()
+        """One operation on a connection of its own (again on a new one while the loader process
+        is busy, up to `wait_seconds`: a refused connection ran nothing)."""
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            sock = self.connect(max(0.0, deadline - time.monotonic()))
+            try:
+                return _exchange(sock, op, args, self.call_seconds)
+            except Busy:
+                if time.monotonic() >= deadline:
+                    raise
+            finally:
+                sock.close()
+            time.sleep(0.2)
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> None:
         self.call("execute", sql, params)
@@ -212,8 +314,10 @@ def _exchange(sock: socket.socket, op: str, args: Sequence[Any], timeout: float)
         _send(sock, [op, list(args)])
     except _UNENCODABLE as exc:
         raise WarehouseError(f"cannot send {op}: {exc}", BAD_ARGUMENTS) from None
-    except OSError as exc:
-        raise Unanswered(f"the warehouse process did not take {op}: {exc}") from None
+    except OSError as exc:  # closed: refused as busy (and said so), or gone
+        raise _refusal(sock, op) or Unanswered(
+            f"the warehouse process did not take {op}: {exc}"
+        ) from None
     try:
         answer = _receive(sock, MAX_FRAME)
     except (OSError, _Closed) as exc:
@@ -231,6 +335,8 @@ def _exchange(sock: socket.socket, op: str, args: Sequence[Any], timeout: float)
     _, kind, message, code = answer
     if kind == "value":
         raise ValueError(message)
+    if kind == "busy":
+        raise Busy(f"the warehouse process refused {op}: {message}")
     raise WarehouseError(message, code)
 
 
@@ -242,25 +348,50 @@ class _RemoteUserQuery:
         self, warehouse: RemoteWarehouse, params: dict[str, Any], limits: SqlLimits
     ) -> None:
         self._warehouse = warehouse
+        self._opening = [params, asdict(limits)]
         self._run_seconds = float(limits.max_execution_time) + MARGIN_SECONDS
         self._sock: socket.socket | None = warehouse.connect()
         self._lock = threading.Lock()
+        self._cancelled = False
+        self._token = ""
         try:
-            self._token = str(self._call("user_query", PARSE_SECONDS, params, asdict(limits)))
+            with self._lock:
+                self._token = str(self._send("user_query", PARSE_SECONDS, *self._opening))
         except BaseException:
             self.close()
             raise
 
     def _call(self, op: str, timeout: float, *args: Any) -> Any:
         with self._lock:
-            if self._sock is None:
-                raise WarehouseError("the query's connection is closed", 394)
-            try:
-                return _exchange(self._sock, op, args, timeout)
-            except Unanswered:
-                self._sock.close()  # an answer that comes late must not be read as the next one's
-                self._sock = None
-                raise
+            if self._sock is not None and _hung_up(self._sock):
+                self._reopen(self._sock)
+            return self._send(op, timeout, *args)
+
+    def _reopen(self, spent: socket.socket) -> None:
+        """The loader process closed the query's connection while it waited for the next call
+        (`KEEP_SECONDS`; the call has not been sent, and the query only parses and reads): the
+        query again, on a new connection."""
+        spent.close()
+        self._sock = None
+        if self._cancelled:
+            raise WarehouseError("the query was cancelled", 394)
+        self._sock = self._warehouse.connect()
+        self._token = str(self._send("user_query", PARSE_SECONDS, *self._opening))
+        if self._cancelled:  # `cancel` came meanwhile, and may have named the old query
+            self._sock.close()
+            self._sock = None
+            raise WarehouseError("the query was cancelled", 394)
+
+    def _send(self, op: str, timeout: float, *args: Any) -> Any:
+        """`op` on the query's connection (the lock held)."""
+        if self._sock is None:
+            raise WarehouseError("the query's connection is closed", 394)
+        try:
+            return _exchange(self._sock, op, args, timeout)
+        except Unanswered:
+            self._sock.close()  # an answer that comes late must not be read as the next one's
+            self._sock = None
+            raise
 
     def format_query(self, sql: str) -> str:
         return str(self._call("uq_format", PARSE_SECONDS, sql))
@@ -273,6 +404,7 @@ class _RemoteUserQuery:
 
     def cancel(self) -> None:
         """From another thread while `run` waits: on a connection of its own."""
+        self._cancelled = True  # first: a query opened again (`_reopen`) after this looks
         with contextlib.suppress(WarehouseError):
             sock = self._warehouse.connect()
             try:
@@ -298,6 +430,9 @@ class WarehouseServer:
         self.path = path
         self._jobs: dict[str, UserQuery] = {}
         self._jobs_lock = threading.Lock()
+        #: the connections served now (at most MAX_CONNECTIONS), each until its thread closes it
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
         folder_mode = path.parent.stat().st_mode & 0o777
         if folder_mode & 0o077:
             raise WarehouseError(
@@ -320,7 +455,17 @@ class WarehouseServer:
         return self
 
     def close(self) -> None:
+        """No new connection; the user queries running are cancelled, the connections waiting
+        for a request closed, and the connections' threads waited for."""
         self._server.shutdown()
+        with self._jobs_lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.cancel()
+        with self._connections_lock:
+            for sock in self._connections:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
         self._server.server_close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
@@ -328,6 +473,26 @@ class WarehouseServer:
             jobs, self._jobs = list(self._jobs.values()), {}
         for job in jobs:
             job.cancel()
+
+    def admit(self, sock: socket.socket) -> bool:
+        """Whether to serve the new connection `sock`: one more than `MAX_CONNECTIONS` is told it
+        is refused (if it is this user's) and not served."""
+        with self._connections_lock:
+            serving = len(self._connections)
+            if serving < MAX_CONNECTIONS:
+                self._connections.add(sock)
+                return True
+        log.warning("warehouse_server.busy", connections=serving, limit=MAX_CONNECTIONS)
+        with contextlib.suppress(OSError):
+            if _peer_uid(sock) == os.getuid():
+                sock.setblocking(False)  # a new connection's buffer takes it whole, or nothing
+                _send(sock, [1, "busy", f"busy, {serving} connections open (its limit)", None])
+        return False
+
+    def release(self, sock: socket.socket) -> None:
+        """Forget `sock`, which is closed next (so `close` never shuts down a closed socket)."""
+        with self._connections_lock:
+            self._connections.discard(sock)
 
     # one connection's requests, in order
     def serve(self, sock: socket.socket) -> None:
@@ -337,7 +502,10 @@ class WarehouseServer:
             return
         token = ""
         try:
-            while (request := self._request(sock)) is not None:
+            # a new connection's request comes at once; only a user query's connection is kept
+            while (
+                request := self._request(sock, KEEP_SECONDS if token else FRAME_SECONDS)
+            ) is not None:
                 op, args = request
                 try:
                     answer, token = self._answer(op, args, token)
@@ -354,10 +522,17 @@ class WarehouseServer:
                     job.close()
 
     @staticmethod
-    def _request(sock: socket.socket) -> tuple[str, list[Any]] | None:
-        """The next `[op, args]` (None: the connection ends, closed or not a request)."""
+    def _request(sock: socket.socket, wait: float) -> tuple[str, list[Any]] | None:
+        """The next `[op, args]`, begun within `wait` seconds (None: the connection ends, closed,
+        quiet or not a request)."""
         try:
-            request = _receive(sock, MAX_REQUEST)
+            request = _receive_request(sock, wait)
+        except _Idle:
+            log.warning("warehouse_server.idle_timeout", seconds=wait)
+            return None
+        except TimeoutError:
+            log.warning("warehouse_server.frame_timeout", seconds=FRAME_SECONDS)
+            return None
         except (_Closed, OSError, msgspec.DecodeError):
             return None
         except WarehouseError as exc:  # a frame over the limit
@@ -396,7 +571,9 @@ class WarehouseServer:
 
     @staticmethod
     def _reply(sock: socket.socket, answer: list[Any]) -> bool:
-        """Send `answer` (an error in its place if msgpack cannot carry it); False: gone."""
+        """Send `answer` (an error in its place if msgpack cannot carry it); False: gone, or
+        not taking it (`SEND_SECONDS`)."""
+        sock.settimeout(SEND_SECONDS)
         try:
             try:
                 _send(sock, answer)
@@ -450,6 +627,17 @@ class _UnknownOp(Exception):
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     owner: WarehouseServer
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection, or (over `MAX_CONNECTIONS`) a refusal, at once."""
+        if self.owner.admit(request):
+            super().process_request(request, client_address)
+        else:
+            self.shutdown_request(request)
+
+    def shutdown_request(self, request: Any) -> None:
+        self.owner.release(request)
+        super().shutdown_request(request)
 
 
 class _Handler(socketserver.BaseRequestHandler):

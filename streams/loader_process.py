@@ -11,9 +11,13 @@ Run it with a ClickHouse server (PW_CLICKHOUSE_URL) and the workers on PW_WAREHO
 With the embedded chDB warehouse it works only while no worker has that warehouse open (chDB locks
 its folder to one process, even for reading): e.g. to load a ledger into a new warehouse. A worker
 on PW_WAREHOUSE_LOADER=process runs it as its child with `--socket` (the warehouse served to the
-worker on that Unix socket once it is open and migrated: sinks/warehouse_remote.py) and
+worker on that Unix socket once it is open and migrated: sinks/warehouse_remote.py),
 `--parent-pid` (it stops when the worker is gone) and `--metrics-fd`.
-SIGTERM or SIGINT stops it after the batch in hand is stored and committed. Like the worker, it
+SIGTERM or SIGINT stops it after the batch in hand is stored and committed. Whether the worker is
+gone is looked at every `WATCH_SECONDS` from the start: a worker that dies (or a signal that
+comes) while the child makes the topics or opens the warehouse, which can take long (the broker
+down), ends the child there: it gives up on the topics at once, or closes the warehouse once open,
+and starts neither the loader nor the socket's server. Like the worker, it
 hands its freed heap memory back every PW_MALLOC_TRIM_SECONDS (streams/trim_thread.py).
 """
 
@@ -24,7 +28,10 @@ import contextlib
 import signal
 import socket as stdsocket
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -41,6 +48,52 @@ from streams.warehouse_loader import WarehouseLoader
 from streams.warehouse_service import loader_health
 
 log = structlog.get_logger(__name__)
+
+#: How often the process looks whether the worker that started it is gone (`--parent-pid`).
+WATCH_SECONDS = 1.0
+
+T = TypeVar("T")
+
+
+async def unless_stopped(stop: asyncio.Event, name: str, work: Callable[[], T]) -> T | None:
+    """`work()` on a daemon thread of its own, or None as soon as `stop` is set (a signal, or the
+    worker gone): that thread is then left to finish, or to end with the process (a default
+    executor's thread would hold the process's exit until it is done). Not begun if `stop` is
+    set already."""
+    if stop.is_set():
+        return None
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T | None] = loop.create_future()
+
+    def settle(value: T | None, error: BaseException | None) -> None:
+        if done.done():  # given up on (`stop`)
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(value)
+
+    def run() -> None:
+        value: T | None = None
+        error: BaseException | None = None
+        try:
+            value = work()
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    stopped = asyncio.ensure_future(stop.wait())
+    either: set[asyncio.Future[Any]] = {done, stopped}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not done.done():
+        done.cancel()
+        return None
+    return done.result()
 
 
 class LoaderProcess:
@@ -64,6 +117,19 @@ class LoaderProcess:
         """The worker that started this is gone (SIGKILL included)."""
         return parent_gone(self.parent_pid)
 
+    def stopped(self, stop: asyncio.Event) -> bool:
+        """Whether to stop: `stop` is set (a signal), or is set now because the worker is gone."""
+        if not stop.is_set() and self.orphaned():
+            log.warning("loader.parent_gone", parent=self.parent_pid)
+            stop.set()
+        return stop.is_set()
+
+    async def watch_parent(self, stop: asyncio.Event) -> None:
+        """Set `stop` once the worker that started this is gone, from the start on."""
+        while not self.stopped(stop):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=WATCH_SECONDS)
+
     async def health(self, request: web.Request) -> web.Response:
         status, body = loader_health(self.loader)
         if self.failure:
@@ -75,11 +141,19 @@ class LoaderProcess:
         return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     async def run(self) -> int:
-        s = self.settings
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        watcher = asyncio.create_task(self.watch_parent(stop))
+        try:
+            return await self._run(stop)
+        finally:
+            watcher.cancel()
+
+    async def _run(self, stop: asyncio.Event) -> int:
+        s = self.settings
+        loop = asyncio.get_running_loop()
         app = web.Application()
         app.router.add_get("/v1/health", self.health)
         app.router.add_get("/metrics", self.metrics)
@@ -102,19 +176,27 @@ class LoaderProcess:
         log.info("loader.listening", host=host, port=port)
         try:
             try:  # the pipeline's topics, once /v1/health answers ("starting" meanwhile)
-                await loop.run_in_executor(None, ensure_topics, s)
+                if not self.stopped(stop):
+                    await unless_stopped(stop, "ensure-topics", lambda: ensure_topics(s))
             except KafkaError as exc:
                 self.failure = f"cannot make the pipeline's topics: {type(exc).__name__}: {exc}"
                 log.error("loader.topics_failed", error=self.failure)
                 print(self.failure, file=sys.stderr)
                 return 1
-            try:  # opens and migrates the warehouse (blocking: off the event loop)
+            if self.stopped(stop):  # the worker is gone, or a signal came: the warehouse stays shut
+                log.info("loader.stopped_starting", step="topics")
+                return 0
+            try:  # opens and migrates the warehouse (blocking: off the event loop; not given up
+                # on midway, the engine's folder in hand: closed at once below if stopped)
                 self.loader = await loop.run_in_executor(None, WarehouseLoader, s)
             except WarehouseError as exc:
                 self.failure = str(exc)
                 log.error("loader.warehouse_unavailable", error=str(exc))
                 print(f"warehouse unavailable: {exc}", file=sys.stderr)
                 return 1
+            if self.stopped(stop):  # no loader, no socket; the warehouse is closed below
+                log.info("loader.stopped_starting", step="warehouse")
+                return 0
             # before the loader's thread: it fixes the mmap threshold before record batches come and go
             trim = TrimThread(
                 s.malloc_trim_seconds, mmap_threshold_kib=s.malloc_mmap_threshold_kib
@@ -133,12 +215,9 @@ class LoaderProcess:
                     return 1
                 log.info("loader.serving", socket=str(self.socket))
             try:
-                while not stop.is_set() and self.loader.alive():
+                while not stop.is_set() and self.loader.alive():  # `watch_parent` sets `stop`
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
-                    if self.orphaned():
-                        log.warning("loader.parent_gone", parent=self.parent_pid)
-                        stop.set()
             finally:
                 await loop.run_in_executor(None, trim.stop)
             if (

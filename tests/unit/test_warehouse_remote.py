@@ -6,14 +6,17 @@ SQL is still admitted by the guard and can be cancelled, and the socket refuses 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+import structlog
 
 from pipeline.forensics.sql_guard import UnsafeQuery
 from sinks import warehouse_remote
@@ -309,3 +312,145 @@ def test_a_user_querys_limits_must_be_numbers(served: tuple[EmbeddedWarehouse, P
         sock.close()
         assert answer[0] == 1 and answer[1] == "value" and f"the SQL limit {name}" in answer[2]
     assert SqlLimits(**good).max_result_rows == 10
+
+
+class Jobs(Odd):
+    """`Odd` with user queries: each parses to its own text and runs as `Odd.query`."""
+
+    def __init__(self) -> None:
+        super().__init__("ran")
+        self.opened = 0
+
+    def user_query(self, params: object, limits: SqlLimits) -> Jobs.Job:
+        self.opened += 1
+        return Jobs.Job(self)
+
+    class Job:
+        def __init__(self, warehouse: Jobs) -> None:
+            self.warehouse = warehouse
+
+        def format_query(self, sql: str) -> str:
+            return sql
+
+        def parse_json(self, sql: str) -> str:
+            return "{}"
+
+        def run(self, sql: str) -> QueryResult:
+            return self.warehouse.query(sql)
+
+        def cancel(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+
+@pytest.fixture()
+def odd_server(tmp_path: Path) -> Iterator[tuple[Jobs, Path]]:
+    folder = tmp_path / "limits"
+    folder.mkdir(mode=0o700)
+    warehouse = Jobs()
+    server = WarehouseServer(warehouse, folder / "w.sock").start()  # type: ignore[arg-type]
+    try:
+        yield warehouse, folder / "w.sock"
+    finally:
+        server.close()
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes `sock` within `seconds` (it sends nothing on it meanwhile)."""
+    sock.settimeout(seconds)
+    try:
+        return _closed(sock)
+    except TimeoutError:
+        return False
+
+
+def test_a_quiet_or_half_sent_request_is_dropped_in_time_and_others_are_served(
+    odd_server: tuple[Jobs, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that connects and sends nothing, or half a frame, or keeps a user query's
+    connection quiet, holds a thread of the loader process only for a while."""
+    monkeypatch.setattr(warehouse_remote, "FRAME_SECONDS", 0.5)
+    monkeypatch.setattr(warehouse_remote, "KEEP_SECONDS", 1.0)
+    _, path = odd_server
+    with structlog.testing.capture_logs() as logs:
+        started = time.monotonic()
+        silent = _raw(path)
+        half = _raw(path)
+        half.sendall(struct.pack(">I", 100) + b"\x92" + b"x" * 9)  # 10 of its 100 bytes
+        kept = _raw(path)  # a user query, opened, and then nothing
+        warehouse_remote._send(kept, ["user_query", [{}, asdict(LIMITS)]])
+        assert warehouse_remote._receive(kept, warehouse_remote.MAX_FRAME)[0] == 0
+        # served meanwhile, on connections of their own
+        assert RemoteWarehouse(path).query("SELECT 1").rows == [["ran"]]
+        assert _closed_within(silent, 5.0) and _closed_within(half, 5.0)
+        assert time.monotonic() - started < 4.0
+        assert _closed_within(kept, 5.0)  # KEEP_SECONDS, not FRAME_SECONDS, for a user query
+        assert time.monotonic() - started >= 1.0
+        assert RemoteWarehouse(path).query("SELECT 1").rows == [["ran"]]
+    events = [e["event"] for e in logs]
+    assert events.count("warehouse_server.idle_timeout") == 2, events
+    assert events.count("warehouse_server.frame_timeout") == 1, events
+    for sock in (silent, half, kept):
+        sock.close()
+
+
+def test_a_user_query_left_waiting_past_the_keep_time_is_opened_again(
+    odd_server: tuple[Jobs, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's user query whose connection the loader process closed while the query waited
+    for its next call (a thread of the worker's executor) is not cut: it is opened again."""
+    monkeypatch.setattr(warehouse_remote, "KEEP_SECONDS", 0.3)
+    warehouse, path = odd_server
+    job = RemoteWarehouse(path).user_query({}, LIMITS)
+    time.sleep(1.0)
+    assert job.format_query("SELECT 1") == "SELECT 1"
+    assert job.run("SELECT 1").rows == [["ran"]]
+    job.close()
+    assert warehouse.opened == 2
+    cancelled = RemoteWarehouse(path).user_query({}, LIMITS)
+    time.sleep(1.0)
+    cancelled.cancel()  # the client went away: not opened again
+    with pytest.raises(WarehouseError, match="cancelled") as exc:
+        cancelled.run("SELECT 1")
+    assert exc.value.code == 394 and warehouse.opened == 3
+
+
+def test_connections_over_the_cap_are_refused_at_once_and_served_again_once_closed(
+    odd_server: tuple[Jobs, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warehouse_remote, "MAX_CONNECTIONS", 3)
+    _, path = odd_server
+    held = [_raw(path) for _ in range(3)]  # the cap's worth, quiet (FRAME_SECONDS: 30 s)
+    with structlog.testing.capture_logs() as logs:
+        started = time.monotonic()
+        with pytest.raises(WarehouseError, match="refused query: busy") as exc:
+            RemoteWarehouse(path, wait_seconds=0).query("SELECT 1")
+        assert isinstance(exc.value, warehouse_remote.Busy) and exc.value.code is None
+        # user SQL: a 503 at once, as for a child that is restarting
+        with pytest.raises(WarehouseError, match="refused user_query: busy") as exc:
+            RemoteWarehouse(path).user_query({}, LIMITS)
+        assert exc.value.code is None
+        raw = _raw(path)
+        answer = warehouse_remote._receive(raw, warehouse_remote.MAX_FRAME)
+        assert answer[:2] == [1, "busy"] and "3 connections" in answer[2]
+        assert _closed(raw)
+        assert time.monotonic() - started < 5.0
+    assert [e["event"] for e in logs].count("warehouse_server.busy") == 3
+    # the worker's own calls wait for a free connection (up to wait_seconds): nothing ran yet
+    timer = threading.Timer(0.5, held.pop().close)
+    timer.start()
+    assert RemoteWarehouse(path, wait_seconds=10).query("SELECT 1").rows == [["ran"]]
+    timer.join()
+    for sock in held:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the server's threads see them closed
+        with contextlib.suppress(warehouse_remote.Busy):
+            jobs = [RemoteWarehouse(path).user_query({}, LIMITS) for _ in range(3)]
+            break
+        time.sleep(0.1)
+    assert [j.run("SELECT 1").rows for j in jobs] == [[["ran"]]] * 3
+    for job in jobs:
+        job.close()
