@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.forensics.sql_guard import UnsafeQuery
 from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
+from sinks.warehouse_remote import Unanswered
 from streams.app import app, settings
 from streams.ingest import ingest_service
 from streams.loader_instance import loader_service
@@ -123,6 +124,10 @@ class Sql(web.View):
             result = future.result()
         except UnsafeQuery as exc:
             return self.json({"error": f"query refused: {exc}"}, status=400)
+        except (
+            Unanswered
+        ) as exc:  # the loader process gone, restarting or busy: not the query's fault
+            return self.json({"error": str(exc)}, status=503)
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=400)
         return self.json({"columns": result.columns, "types": result.types, "rows": result.rows})

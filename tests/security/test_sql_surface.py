@@ -614,3 +614,37 @@ def test_worker_cancels_the_query_of_a_client_that_went_away(
     line = [ln for ln in log.read_text(errors="replace").splitlines() if "sql.cancelled" in ln][-1]
     assert "394" in line, line  # QUERY_WAS_CANCELLED, not a timeout
     assert post(ns, "SELECT 1")[0] == 200
+
+
+@pytest.mark.integration
+def test_worker_answers_503_when_its_loader_process_dies_under_a_query(
+    worker: tuple[Namespace, Worker],
+) -> None:
+    """A query cut off by the loader process's end is the warehouse's failure, not the query's:
+    503 (retry later), as while the process restarts, never 400 (the query is bad)."""
+    from tests.integration.test_provider_stage_child import health
+
+    ns, running = worker
+    log = running.log_path
+    started = log.read_text(errors="replace").count("sql.started")
+    child = health(ns)[1]["loader_process"]["pid"]
+    answer: list[tuple[int, dict[str, Any]]] = []
+    thread = threading.Thread(target=lambda: answer.append(post(ns, HEAVY)), daemon=True)
+    thread.start()
+    wait_for(
+        lambda: log.read_text(errors="replace").count("sql.started") > started,
+        60,
+        "the worker to start the query",
+    )
+    time.sleep(0.5)  # the query is running in the loader process
+    os.kill(child, signal.SIGKILL)
+    thread.join(120)
+    assert answer, "no answer"
+    status, doc = answer[0]
+    assert status == 503, doc
+    wait_for(
+        lambda: health(ns)[0] == 200 and health(ns)[1]["loader_process"]["pid"] != child,
+        90,
+        "the loader process to run again",
+    )
+    assert post(ns, "SELECT 1")[0] == 200
