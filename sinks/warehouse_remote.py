@@ -21,11 +21,12 @@ child over a Unix socket, where `WarehouseServer` runs it on the real warehouse.
   request is sent (an insert must not run twice), and a child restarted between two calls is
   simply met anew. A user query holds its own connection from `user_query` to `close`; `cancel`
   comes on another one.
-- **Time limits on the loader process's side.** A new connection's first request, and every
+- **Time limits on the loader process's side.** A connection carries one call: the loader
+  process closes it once that call is answered, unless the call opened a user query, whose
+  connection then takes only that query's calls (`uq_*`). A new connection's request, and every
   request once its first byte came, must be whole within `FRAME_SECONDS` (30 s): the worker
   writes each request whole, right after connecting. A connection that holds a user query waits
-  up to `KEEP_SECONDS` (600 s) for its next request; any other has nothing more to come (one call
-  per connection) and gets `FRAME_SECONDS`. A user query's calls come from the worker's
+  up to `KEEP_SECONDS` (600 s) for its next request. A user query's calls come from the worker's
   `run_user_sql` (streams/web/sql.py): `format_query` (twice), `parse_json` and `run`, one after
   another on one thread, with only the guard's own checks between them
   (pipeline/forensics/sql_guard.py: well under a second, even for its longest query). The one
@@ -33,20 +34,26 @@ child over a Unix socket, where `WarehouseServer` runs it on the real warehouse.
   of the worker's default executor, whose threads may all be busy with calls that last up to
   their answer timeouts (user SQL: PW_SQL_MAX_EXECUTION_TIME and 30 s, 90 s by default; the
   others `CALL_SECONDS`, 600 s). 600 s covers a query waiting behind a round of the longest
-  calls, but a queue has no fixed bound: so a user query whose connection the loader process
-  closed meanwhile (the worker sees it closed before it sends its next call, and the query only
-  parses and reads) opens the query again on a new connection; a legitimate query is not cut. A
-  peer that does not take its answer is dropped after `SEND_SECONDS` (600 s; the worker reads an
-  answer as it comes). A connection timed out is closed and logged
+  calls, but a queue has no fixed bound. So a user query idle for `REOPEN_SECONDS` (540 s), or
+  whose connection the loader process closed meanwhile, opens the query again on a new
+  connection before its next call (nothing of that call was sent, and the query only parses and
+  reads). A peer that does not take its answer is dropped after `SEND_SECONDS` (600 s; the
+  worker reads an answer as it comes). A connection timed out is closed and logged
   (`warehouse_server.idle_timeout`, `warehouse_server.frame_timeout`); the server goes on.
 - **At most `MAX_CONNECTIONS` (64) connections at once.** The worker makes its calls from its
-  event loop's default executor (asyncio's: at most 32 threads), one connection per call in flight
-  (a user query's `cancel` included), and a user query also holds its connection while its run
-  waits for a thread of that executor: 32 for the executor's threads and as many again for user
-  queries waiting. One more is refused at once, not queued: the loader process answers that it is
-  busy and closes it (logged as `warehouse_server.busy`), which the worker raises as `Busy` (a
-  `WarehouseError` without a code: user SQL answers 503), having run nothing; the worker's own
-  calls (`RemoteWarehouse.call`) try again for up to `WAIT_SECONDS`, as for a child restarting.
+  event loop's default executor (asyncio's: at most 32 threads), one connection per call in
+  flight. A user query holds its connection from `user_query` until its run ends, including
+  while its run waits for a thread of that executor, so open user queries are bounded only by
+  the `/v1/sql` requests in flight. 64 leaves room for the executor's 32 calls and as many user
+  queries waiting. One more is refused at once, not queued: the loader process answers that it
+  is busy and closes it (logged as `warehouse_server.busy`). The worker raises that as `Busy` (a
+  `WarehouseError` without a code), having run nothing: user SQL answers 503; the worker's own
+  calls (`RemoteWarehouse.call`) try again for up to `WAIT_SECONDS`, as for a child restarting;
+  a user query's `cancel` tries again for up to `CANCEL_SECONDS` (10 s), and a query cancelled
+  sends no further call. Connections not yet accepted wait in the kernel's queue
+  (`socket.SOMAXCONN`), and a worker that finds that queue full tries again as well.
+- **Closing.** `WarehouseServer.close` cancels the user queries running, shuts every connection
+  down and waits up to `CLOSE_SECONDS` (10 s) for the connections' threads.
 """
 
 from __future__ import annotations
@@ -94,6 +101,13 @@ MAX_CONNECTIONS = 64
 FRAME_SECONDS = 30.0
 #: How long a connection that holds a user query waits for its next request.
 KEEP_SECONDS = 600.0
+#: A user query idle this long opens itself again before its next call, rather than send it on a
+#: connection the loader process may be closing at that moment (`KEEP_SECONDS`).
+REOPEN_SECONDS = KEEP_SECONDS - 60.0
+#: How long a user query's `cancel` is tried again while the loader process is busy.
+CANCEL_SECONDS = 10.0
+#: How long the loader process's `WarehouseServer.close` waits for its connections' threads.
+CLOSE_SECONDS = 10.0
 #: How long the loader process waits for the worker to take an answer.
 SEND_SECONDS = 600.0
 #: ClickHouse's BAD_ARGUMENTS: a parameter the wire cannot carry (an integer over 64 bits, a lone
@@ -231,7 +245,8 @@ class RemoteWarehouse:
 
     def connect(self, wait: float = 0.0) -> socket.socket:
         """A new connection to the loader process, retried for up to `wait` seconds while nothing
-        listens; `Unanswered` when none is made, WarehouseError when the peer is another user."""
+        listens or its queue of connections not yet accepted is full (nothing is sent before);
+        `Unanswered` when none is made, WarehouseError when the peer is another user."""
         deadline = time.monotonic() + wait
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -242,7 +257,7 @@ class RemoteWarehouse:
             except OSError as exc:
                 sock.close()
                 if time.monotonic() >= deadline or not isinstance(
-                    exc, FileNotFoundError | ConnectionRefusedError
+                    exc, FileNotFoundError | ConnectionRefusedError | BlockingIOError
                 ):
                     raise Unanswered(
                         f"the warehouse process is not reachable ({self.path}): {exc.strerror or exc}"
@@ -354,6 +369,7 @@ class _RemoteUserQuery:
         self._lock = threading.Lock()
         self._cancelled = False
         self._token = ""
+        self._answered = time.monotonic()
         try:
             with self._lock:
                 self._token = str(self._send("user_query", PARSE_SECONDS, *self._opening))
@@ -363,14 +379,18 @@ class _RemoteUserQuery:
 
     def _call(self, op: str, timeout: float, *args: Any) -> Any:
         with self._lock:
-            if self._sock is not None and _hung_up(self._sock):
+            if self._cancelled:  # `cancel` came before this call: nothing more is sent
+                raise WarehouseError("the query was cancelled", 394)
+            if self._sock is not None and (
+                _hung_up(self._sock) or time.monotonic() - self._answered > REOPEN_SECONDS
+            ):
                 self._reopen(self._sock)
             return self._send(op, timeout, *args)
 
     def _reopen(self, spent: socket.socket) -> None:
         """The loader process closed the query's connection while it waited for the next call
-        (`KEEP_SECONDS`; the call has not been sent, and the query only parses and reads): the
-        query again, on a new connection."""
+        (`KEEP_SECONDS`), or is about to (`REOPEN_SECONDS`: the call has not been sent, and the
+        query only parses and reads): the query again, on a new connection."""
         spent.close()
         self._sock = None
         if self._cancelled:
@@ -387,7 +407,9 @@ class _RemoteUserQuery:
         if self._sock is None:
             raise WarehouseError("the query's connection is closed", 394)
         try:
-            return _exchange(self._sock, op, args, timeout)
+            answer = _exchange(self._sock, op, args, timeout)
+            self._answered = time.monotonic()
+            return answer
         except Unanswered:
             self._sock.close()  # an answer that comes late must not be read as the next one's
             self._sock = None
@@ -403,14 +425,25 @@ class _RemoteUserQuery:
         return _result(self._call("uq_run", self._run_seconds, sql))
 
     def cancel(self) -> None:
-        """From another thread while `run` waits: on a connection of its own."""
-        self._cancelled = True  # first: a query opened again (`_reopen`) after this looks
-        with contextlib.suppress(WarehouseError):
-            sock = self._warehouse.connect()
+        """From another thread while `run` waits: on a connection of its own, tried again for up
+        to `CANCEL_SECONDS` while the loader process is busy (`uq_cancel` may come twice)."""
+        self._cancelled = True  # first: a call or a reopen (`_reopen`) after this sends nothing
+        deadline = time.monotonic() + CANCEL_SECONDS
+        while True:
             try:
-                _exchange(sock, "uq_cancel", [self._token], PARSE_SECONDS)
-            finally:
-                sock.close()
+                sock = self._warehouse.connect(max(0.0, deadline - time.monotonic()))
+                try:
+                    _exchange(sock, "uq_cancel", [self._token], PARSE_SECONDS)
+                finally:
+                    sock.close()
+                return
+            except Busy:
+                if time.monotonic() >= deadline:
+                    log.warning("warehouse_remote.cancel_refused", seconds=CANCEL_SECONDS)
+                    return
+                time.sleep(0.1)
+            except WarehouseError:
+                return  # the process is gone, and the query with it
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -432,6 +465,8 @@ class WarehouseServer:
         self._jobs_lock = threading.Lock()
         #: the connections served now (at most MAX_CONNECTIONS), each until its thread closes it
         self._connections: set[socket.socket] = set()
+        #: the threads serving them (socketserver does not keep daemon threads to join)
+        self._threads: set[threading.Thread] = set()
         self._connections_lock = threading.Lock()
         folder_mode = path.parent.stat().st_mode & 0o777
         if folder_mode & 0o077:
@@ -455,22 +490,30 @@ class WarehouseServer:
         return self
 
     def close(self) -> None:
-        """No new connection; the user queries running are cancelled, the connections waiting
-        for a request closed, and the connections' threads waited for."""
+        """No new connection; the user queries running are cancelled, every connection shut
+        down, and the connections' threads waited for, up to `CLOSE_SECONDS` in all. A thread
+        still in the engine after that is left to end with the process; its query, cancelled,
+        is closed by that thread."""
         self._server.shutdown()
-        with self._jobs_lock:
-            jobs = list(self._jobs.values())
-        for job in jobs:
-            job.cancel()
+        self._cancel_jobs()
         with self._connections_lock:
             for sock in self._connections:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+            threads = list(self._threads)
         self._server.server_close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        deadline = time.monotonic() + CLOSE_SECONDS
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._cancel_jobs()  # any opened meanwhile
+        if any(thread.is_alive() for thread in threads):
+            log.warning("warehouse_server.close_timeout", seconds=CLOSE_SECONDS)
+
+    def _cancel_jobs(self) -> None:
         with self._jobs_lock:
-            jobs, self._jobs = list(self._jobs.values()), {}
+            jobs = list(self._jobs.values())
         for job in jobs:
             job.cancel()
 
@@ -496,30 +539,40 @@ class WarehouseServer:
 
     # one connection's requests, in order
     def serve(self, sock: socket.socket) -> None:
-        uid = _peer_uid(sock)
-        if uid != os.getuid():
-            log.warning("warehouse_server.peer_refused", peer_uid=uid)
-            return
+        """One call per connection; a connection whose call opened a user query (`user_query`)
+        then takes only that query's calls (`uq_*`), each within `KEEP_SECONDS` of the last."""
+        me = threading.current_thread()
+        with self._connections_lock:
+            self._threads.add(me)
         token = ""
         try:
+            uid = _peer_uid(sock)
+            if uid != os.getuid():
+                log.warning("warehouse_server.peer_refused", peer_uid=uid)
+                return
             # a new connection's request comes at once; only a user query's connection is kept
             while (
                 request := self._request(sock, KEEP_SECONDS if token else FRAME_SECONDS)
             ) is not None:
                 op, args = request
+                if token and not op.startswith("uq_"):
+                    log.warning("warehouse_server.not_the_querys_call", op=op[:40])
+                    return
                 try:
                     answer, token = self._answer(op, args, token)
                 except _UnknownOp:
                     log.warning("warehouse_server.unknown_op", op=op[:40])
                     return
-                if not self._reply(sock, answer):
-                    return
+                if not self._reply(sock, answer) or not token:
+                    return  # gone, or its one call answered
         finally:
             if token:
                 with self._jobs_lock:
                     job = self._jobs.pop(token, None)
                 if job is not None:
                     job.close()
+            with self._connections_lock:
+                self._threads.discard(me)
 
     @staticmethod
     def _request(sock: socket.socket, wait: float) -> tuple[str, list[Any]] | None:
@@ -626,6 +679,9 @@ class _UnknownOp(Exception):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    #: the kernel's queue of connections not yet accepted (socketserver's default is 5): a burst
+    #: of the worker's calls waits there for `admit`, which answers each at once
+    request_queue_size = socket.SOMAXCONN
     owner: WarehouseServer
 
     def process_request(self, request: Any, client_address: Any) -> None:

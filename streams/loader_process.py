@@ -16,7 +16,8 @@ worker on that Unix socket once it is open and migrated: sinks/warehouse_remote.
 SIGTERM or SIGINT stops it after the batch in hand is stored and committed. Whether the worker is
 gone is looked at every `WATCH_SECONDS` from the start: a worker that dies (or a signal that
 comes) while the child makes the topics or opens the warehouse, which can take long (the broker
-down), ends the child there: it gives up on the topics at once, or closes the warehouse once open,
+down), ends the child there: it stops waiting for the topics at once (the thread making them
+ends with the process), or closes the warehouse once open,
 and starts neither the loader nor the socket's server. Like the worker, it
 hands its freed heap memory back every PW_MALLOC_TRIM_SECONDS (streams/trim_thread.py).
 """
@@ -229,7 +230,8 @@ class LoaderProcess:
             await loop.run_in_executor(None, self.loader.stop)
             return 0
         finally:
-            # no query of the worker's is left running on a closed engine
+            # no query of the worker's is left running on a closed engine (the server waits up to
+            # CLOSE_SECONDS for its connections' threads, the queries cancelled)
             if self.server is not None:
                 await loop.run_in_executor(None, self.server.close)
             if self.loader is not None:

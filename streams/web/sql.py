@@ -124,9 +124,9 @@ class Sql(web.View):
             result = future.result()
         except UnsafeQuery as exc:
             return self.json({"error": f"query refused: {exc}"}, status=400)
-        except (
-            Unanswered
-        ) as exc:  # the loader process gone, restarting or busy: not the query's fault
+        except Unanswered as exc:
+            # the loader process gone, restarting, busy or not answering in time (its limit and
+            # 30 s): the warehouse's failure, not the query's
             return self.json({"error": str(exc)}, status=503)
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=400)

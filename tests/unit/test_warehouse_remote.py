@@ -167,13 +167,22 @@ def test_what_is_not_a_request_ends_the_connection_and_the_server_goes_on(
     warehouse_remote._send(bad_args, ["query", [1, 2, 3, 4]])
     answer = warehouse_remote._receive(bad_args, warehouse_remote.MAX_FRAME)
     assert answer[0] == 1 and "bad request query" in answer[2]
+    assert _closed(bad_args)  # one call per connection: a second is not read
     # a query's operations without a query open on the connection
-    warehouse_remote._send(bad_args, ["uq_run", ["SELECT 1"]])
+    no_query = _raw(path)
+    warehouse_remote._send(no_query, ["uq_run", ["SELECT 1"]])
     assert (
-        "no user query open" in warehouse_remote._receive(bad_args, warehouse_remote.MAX_FRAME)[2]
+        "no user query open" in warehouse_remote._receive(no_query, warehouse_remote.MAX_FRAME)[2]
     )
-    bad_args.close()
+    assert _closed(no_query)
+    # a connection that opened a user query takes that query's calls only
+    querying = _raw(path)
+    warehouse_remote._send(querying, ["user_query", [{}, asdict(LIMITS)]])
+    assert warehouse_remote._receive(querying, warehouse_remote.MAX_FRAME)[0] == 0
+    warehouse_remote._send(querying, ["execute", ["DROP TABLE audit.t"]])
+    assert _closed(querying)
     assert RemoteWarehouse(path).query("SELECT 1").rows == [[1]]
+    assert RemoteWarehouse(path).query("EXISTS TABLE audit.t").rows == [[1]]  # not run
 
 
 def test_another_user_is_refused_on_either_side(
@@ -454,3 +463,130 @@ def test_connections_over_the_cap_are_refused_at_once_and_served_again_once_clos
     assert [j.run("SELECT 1").rows for j in jobs] == [[["ran"]]] * 3
     for job in jobs:
         job.close()
+
+
+class Slow(Jobs):
+    """`Jobs` whose queries take `delay` seconds and whose user queries run until cancelled (or
+    `run_seconds`), noting what happened, in order."""
+
+    def __init__(self, delay: float = 0.0, run_seconds: float = 0.0) -> None:
+        super().__init__()
+        self.delay, self.run_seconds = delay, run_seconds
+        self.seen: list[str] = []
+        self.cancelled = threading.Event()
+
+    def query(self, sql: str, params: object = None) -> QueryResult:
+        time.sleep(self.delay)
+        self.seen.append("query done")
+        return super().query(sql, params)
+
+    def user_query(self, params: object, limits: SqlLimits) -> Jobs.Job:
+        self.opened += 1
+        return Slow.Running(self)
+
+    class Running(Jobs.Job):
+        warehouse: Slow
+
+        def run(self, sql: str) -> QueryResult:
+            if self.warehouse.cancelled.wait(self.warehouse.run_seconds):
+                raise WarehouseError("the query was cancelled", 394)
+            return super().run(sql)
+
+        def cancel(self) -> None:
+            self.warehouse.cancelled.set()
+
+
+def _serve(tmp_path: Path, warehouse: Slow) -> tuple[WarehouseServer, Path]:
+    folder = tmp_path / "slow"
+    folder.mkdir(mode=0o700)
+    path = folder / "w.sock"
+    return WarehouseServer(warehouse, path).start(), path  # type: ignore[arg-type]
+
+
+def test_a_burst_of_the_workers_calls_is_served_not_refused(tmp_path: Path) -> None:
+    """The worker's executor makes up to 32 calls at once: none fails for want of room in the
+    queue of connections not yet accepted (socketserver's default held 5)."""
+    server, path = _serve(tmp_path, Slow(delay=0.05))
+    failed: list[str] = []
+    start = threading.Barrier(32)
+
+    def call() -> None:
+        start.wait()
+        try:
+            RemoteWarehouse(path, wait_seconds=30).query("SELECT 1")
+        except WarehouseError as exc:
+            failed.append(str(exc))
+
+    try:
+        for _ in range(3):
+            threads = [threading.Thread(target=call) for _ in range(32)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            start.reset()
+    finally:
+        server.close()
+    assert failed == []
+
+
+def test_a_cancel_while_the_process_is_busy_still_cancels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client went away while every connection was taken: the cancel is tried again until
+    one is free, and a query cancelled sends no further call."""
+    monkeypatch.setattr(warehouse_remote, "MAX_CONNECTIONS", 2)
+    warehouse = Slow(run_seconds=5.0)
+    server, path = _serve(tmp_path, warehouse)
+    try:
+        job = RemoteWarehouse(path).user_query({}, LIMITS)
+        held = _raw(path)  # the other connection: the cap is full
+        threading.Timer(0.3, job.cancel).start()
+        threading.Timer(1.0, held.close).start()
+        started = time.monotonic()
+        with pytest.raises(WarehouseError, match="cancelled") as exc:
+            job.run("SELECT 1")
+        assert exc.value.code == 394 and time.monotonic() - started < 4.0
+        with pytest.raises(WarehouseError, match="cancelled"):
+            job.format_query("SELECT 1")  # nothing more is sent
+        job.close()
+    finally:
+        server.close()
+
+
+def test_close_waits_for_the_calls_in_hand(tmp_path: Path) -> None:
+    """The loader process closes the engine after `close`: no call is still inside it then."""
+    warehouse = Slow(delay=1.0)
+    server, path = _serve(tmp_path, warehouse)
+    answers: list[str] = []
+
+    def call() -> None:
+        try:
+            RemoteWarehouse(path).query("SELECT 1")
+            answers.append("answered")
+        except WarehouseError as exc:  # its connection shut down by `close`: no answer
+            answers.append(type(exc).__name__)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    time.sleep(0.3)
+    server.close()
+    warehouse.seen.append("closed")
+    caller.join(10)
+    assert warehouse.seen == ["query done", "closed"]
+    assert answers == ["Unanswered"]
+
+
+def test_a_user_query_idle_for_long_opens_again_before_the_process_would_drop_it(
+    odd_server: tuple[Jobs, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call sent just as the loader process drops an idle query's connection would be lost: an
+    idle query opens again first, well before `KEEP_SECONDS`."""
+    monkeypatch.setattr(warehouse_remote, "REOPEN_SECONDS", 0.3)
+    warehouse, path = odd_server
+    job = RemoteWarehouse(path).user_query({}, LIMITS)
+    assert job.format_query("SELECT 1") == "SELECT 1" and warehouse.opened == 1
+    time.sleep(0.6)  # KEEP_SECONDS (600 s) is far: the connection is still open
+    assert job.run("SELECT 1").rows == [["ran"]]
+    assert warehouse.opened == 2
+    job.close()
