@@ -17,15 +17,16 @@ child over a Unix socket, where `WarehouseServer` runs it on the real warehouse.
 - **Errors.** The engine's error comes back as the same `WarehouseError` (message and code); a
   user query's parser errors as `ValueError`, as in-process. A child that is gone or restarting
   is a `WarehouseError` without a code ("not reachable"), as a ClickHouse server that is down.
-- **One connection per call**, none kept: a call is never retried on another connection once its
-  request is sent (an insert must not run twice), and a child restarted between two calls is
-  simply met anew. A user query holds its own connection from `user_query` to `close`; `cancel`
+- **One connection per call**, none kept: a call is tried again on another connection only when
+  the loader process refused it as busy, before reading any of it (an insert must not run
+  twice), and a child restarted between two calls is simply met anew. A user query holds its own connection from `user_query` to `close`; `cancel`
   comes on another one.
 - **Time limits on the loader process's side.** A connection carries one call: the loader
   process closes it once that call is answered, unless the call opened a user query, whose
-  connection then takes only that query's calls (`uq_*`). A new connection's request, and every
-  request once its first byte came, must be whole within `FRAME_SECONDS` (30 s): the worker
-  writes each request whole, right after connecting. A connection that holds a user query waits
+  connection then takes only that query's calls (`uq_*`), and ends once its `run` is answered
+  or after `QUERY_CALLS` (8) calls. A new connection's request must begin within
+  `FRAME_SECONDS` (30 s), and every request must be whole within `FRAME_SECONDS` of its first
+  byte: the worker writes each request whole, right after connecting. A connection that holds a user query waits
   up to `KEEP_SECONDS` (600 s) for its next request. A user query's calls come from the worker's
   `run_user_sql` (streams/web/sql.py): `format_query` (twice), `parse_json` and `run`, one after
   another on one thread, with only the guard's own checks between them
@@ -49,11 +50,14 @@ child over a Unix socket, where `WarehouseServer` runs it on the real warehouse.
   is busy and closes it (logged as `warehouse_server.busy`). The worker raises that as `Busy` (a
   `WarehouseError` without a code), having run nothing: user SQL answers 503; the worker's own
   calls (`RemoteWarehouse.call`) try again for up to `WAIT_SECONDS`, as for a child restarting;
-  a user query's `cancel` tries again for up to `CANCEL_SECONDS` (10 s), and a query cancelled
-  sends no further call. Connections not yet accepted wait in the kernel's queue
-  (`socket.SOMAXCONN`), and a worker that finds that queue full tries again as well.
-- **Closing.** `WarehouseServer.close` cancels the user queries running, shuts every connection
-  down and waits up to `CLOSE_SECONDS` (10 s) for the connections' threads.
+  a user query's `cancel` tries again for up to `CANCEL_SECONDS` (10 s) while it is refused as
+  busy (not when the process is gone), and a query cancelled sends no further call. Connections
+  not yet accepted wait in the kernel's queue (`socket.SOMAXCONN`); the worker's own calls and a
+  cancel that find that queue full try again as well, a user query answers 503 at once.
+- **Closing.** `WarehouseServer.close` runs nothing more that comes, cancels the user queries
+  running, shuts every connection down and waits up to `CLOSE_SECONDS` (5 s) for the
+  connections' threads to end (the loader process then closes the engine; with the loader's own
+  stop, up to 30 s, it stays inside the 40 s the worker gives its child to end).
 """
 
 from __future__ import annotations
@@ -107,7 +111,10 @@ REOPEN_SECONDS = KEEP_SECONDS - 60.0
 #: How long a user query's `cancel` is tried again while the loader process is busy.
 CANCEL_SECONDS = 10.0
 #: How long the loader process's `WarehouseServer.close` waits for its connections' threads.
-CLOSE_SECONDS = 10.0
+CLOSE_SECONDS = 5.0
+#: The calls a user query's connection takes (the worker sends `user_query`, `uq_format` twice,
+#: `uq_parse` and `uq_run`).
+QUERY_CALLS = 8
 #: How long the loader process waits for the worker to take an answer.
 SEND_SECONDS = 600.0
 #: ClickHouse's BAD_ARGUMENTS: a parameter the wire cannot carry (an integer over 64 bits, a lone
@@ -426,12 +433,13 @@ class _RemoteUserQuery:
 
     def cancel(self) -> None:
         """From another thread while `run` waits: on a connection of its own, tried again for up
-        to `CANCEL_SECONDS` while the loader process is busy (`uq_cancel` may come twice)."""
+        to `CANCEL_SECONDS` while the loader process refuses it as busy (having read none of it);
+        at once nothing more when the process is gone (the query with it)."""
         self._cancelled = True  # first: a call or a reopen (`_reopen`) after this sends nothing
         deadline = time.monotonic() + CANCEL_SECONDS
         while True:
             try:
-                sock = self._warehouse.connect(max(0.0, deadline - time.monotonic()))
+                sock = self._warehouse.connect()
                 try:
                     _exchange(sock, "uq_cancel", [self._token], PARSE_SECONDS)
                 finally:
@@ -464,10 +472,10 @@ class WarehouseServer:
         self._jobs: dict[str, UserQuery] = {}
         self._jobs_lock = threading.Lock()
         #: the connections served now (at most MAX_CONNECTIONS), each until its thread closes it
+        #: (socketserver does not keep its daemon threads to join: `close` waits for this instead)
         self._connections: set[socket.socket] = set()
-        #: the threads serving them (socketserver does not keep daemon threads to join)
-        self._threads: set[threading.Thread] = set()
-        self._connections_lock = threading.Lock()
+        self._connections_lock = threading.Condition()
+        self._closing = False
         folder_mode = path.parent.stat().st_mode & 0o777
         if folder_mode & 0o077:
             raise WarehouseError(
@@ -494,21 +502,22 @@ class WarehouseServer:
         down, and the connections' threads waited for, up to `CLOSE_SECONDS` in all. A thread
         still in the engine after that is left to end with the process; its query, cancelled,
         is closed by that thread."""
+        self._closing = True  # a request read from now on is not run
         self._server.shutdown()
         self._cancel_jobs()
         with self._connections_lock:
             for sock in self._connections:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-            threads = list(self._threads)
         self._server.server_close()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        deadline = time.monotonic() + CLOSE_SECONDS
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._connections_lock:  # each connection's thread releases it as it ends
+            ended = self._connections_lock.wait_for(
+                lambda: not self._connections, timeout=CLOSE_SECONDS
+            )
         self._cancel_jobs()  # any opened meanwhile
-        if any(thread.is_alive() for thread in threads):
+        if not ended:
             log.warning("warehouse_server.close_timeout", seconds=CLOSE_SECONDS)
 
     def _cancel_jobs(self) -> None:
@@ -536,43 +545,44 @@ class WarehouseServer:
         """Forget `sock`, which is closed next (so `close` never shuts down a closed socket)."""
         with self._connections_lock:
             self._connections.discard(sock)
+            self._connections_lock.notify_all()
 
     # one connection's requests, in order
     def serve(self, sock: socket.socket) -> None:
         """One call per connection; a connection whose call opened a user query (`user_query`)
-        then takes only that query's calls (`uq_*`), each within `KEEP_SECONDS` of the last."""
-        me = threading.current_thread()
-        with self._connections_lock:
-            self._threads.add(me)
+        then takes only that query's calls (`uq_*`), each within `KEEP_SECONDS` of the last,
+        until its `uq_run` is answered or `QUERY_CALLS` calls in all."""
+        uid = _peer_uid(sock)
+        if uid != os.getuid():
+            log.warning("warehouse_server.peer_refused", peer_uid=uid)
+            return
         token = ""
+        calls = 0
         try:
-            uid = _peer_uid(sock)
-            if uid != os.getuid():
-                log.warning("warehouse_server.peer_refused", peer_uid=uid)
-                return
             # a new connection's request comes at once; only a user query's connection is kept
             while (
                 request := self._request(sock, KEEP_SECONDS if token else FRAME_SECONDS)
             ) is not None:
                 op, args = request
-                if token and not op.startswith("uq_"):
-                    log.warning("warehouse_server.not_the_querys_call", op=op[:40])
+                calls += 1
+                if self._closing:
+                    return
+                if token and (not op.startswith("uq_") or calls > QUERY_CALLS):
+                    log.warning("warehouse_server.not_the_querys_call", op=op[:40], calls=calls)
                     return
                 try:
                     answer, token = self._answer(op, args, token)
                 except _UnknownOp:
                     log.warning("warehouse_server.unknown_op", op=op[:40])
                     return
-                if not self._reply(sock, answer) or not token:
-                    return  # gone, or its one call answered
+                if not self._reply(sock, answer) or not token or op == "uq_run":
+                    return  # gone, or its one call (its query's run) answered
         finally:
             if token:
                 with self._jobs_lock:
                     job = self._jobs.pop(token, None)
                 if job is not None:
                     job.close()
-            with self._connections_lock:
-                self._threads.discard(me)
 
     @staticmethod
     def _request(sock: socket.socket, wait: float) -> tuple[str, list[Any]] | None:
@@ -604,9 +614,7 @@ class WarehouseServer:
     def _answer(self, op: str, args: list[Any], token: str) -> tuple[list[Any], str]:
         """The answer to one operation, and the connection's user query token after it."""
         try:
-            if op == "user_query":
-                if token:
-                    raise WarehouseError("one user query per connection")
+            if op == "user_query":  # the connection's first call (`serve`)
                 token = self._open_job(*args)
                 return [0, token], token
             return [0, self._run(op, args, token)], token

@@ -2,7 +2,8 @@
 glibc's system every PW_MALLOC_TRIM_SECONDS, on a thread of its own, and not at all when that
 is 0; the worker does it as a Faust service. Starting the thread fixes glibc's mmap threshold at
 PW_MALLOC_MMAP_THRESHOLD_KIB, unless that is 0 or the environment sets it. (`partnerwatch
-loader`: test_loader_process.py; `partnerwatch provider-stage`: test_provider_stage_process.py.)"""
+loader`: tests/integration/test_loader_process.py; `partnerwatch provider-stage`:
+tests/integration/test_provider_stage_process.py.)"""
 
 from __future__ import annotations
 

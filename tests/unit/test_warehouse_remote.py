@@ -590,3 +590,48 @@ def test_a_user_query_idle_for_long_opens_again_before_the_process_would_drop_it
     assert job.run("SELECT 1").rows == [["ran"]]
     assert warehouse.opened == 2
     job.close()
+
+
+def test_a_cancel_when_the_process_is_gone_returns_at_once(tmp_path: Path) -> None:
+    """No loader process to tell: the query went with it, and the client's view is not held."""
+    warehouse = Slow()
+    server, path = _serve(tmp_path, warehouse)
+    job = RemoteWarehouse(path).user_query({}, LIMITS)
+    server.close()
+    started = time.monotonic()
+    job.cancel()
+    assert time.monotonic() - started < 1.0
+    job.close()
+
+
+def test_a_user_querys_connection_ends_with_its_run_or_after_a_few_calls(
+    odd_server: tuple[Jobs, Path],
+) -> None:
+    _, path = odd_server
+    ran = _raw(path)
+    for call in (["user_query", [{}, asdict(LIMITS)]], ["uq_run", ["SELECT 1"]]):
+        warehouse_remote._send(ran, call)
+        assert warehouse_remote._receive(ran, warehouse_remote.MAX_FRAME)[0] == 0
+    assert _closed(ran)  # nothing more after its run
+    chatty = _raw(path)  # a peer keeping its slot with cheap calls
+    warehouse_remote._send(chatty, ["user_query", [{}, asdict(LIMITS)]])
+    answered = 0
+    with contextlib.suppress(warehouse_remote._Closed, OSError):
+        for _ in range(20):
+            assert warehouse_remote._receive(chatty, warehouse_remote.MAX_FRAME)[0] == 0
+            answered += 1
+            warehouse_remote._send(chatty, ["uq_format", ["SELECT 1"]])
+    assert answered == warehouse_remote.QUERY_CALLS
+
+
+def test_a_request_read_once_closing_has_begun_is_not_run(tmp_path: Path) -> None:
+    warehouse = Slow()
+    server, path = _serve(tmp_path, warehouse)
+    try:
+        late = _raw(path)
+        server._closing = True  # as `close` sets it first
+        warehouse_remote._send(late, ["query", ["SELECT 1"]])
+        assert _closed(late)
+        assert warehouse.seen == []
+    finally:
+        server.close()
