@@ -47,7 +47,8 @@ child over a Unix socket, where `WarehouseServer` runs it on the real warehouse.
   while its run waits for a thread of that executor, so open user queries are bounded only by
   the `/v1/sql` requests in flight. 64 leaves room for the executor's 32 calls and as many user
   queries waiting. One more is refused at once, not queued: the loader process answers that it
-  is busy and closes it (logged as `warehouse_server.busy`). The worker raises that as `Busy` (a
+  is busy and closes it (logged as `warehouse_server.busy`, at most once every `BUSY_LOG_SECONDS`
+  (10 s) with the count of refusals since the last line). The worker raises that as `Busy` (a
   `WarehouseError` without a code), having run nothing: user SQL answers 503; the worker's own
   calls (`RemoteWarehouse.call`) try again for up to `WAIT_SECONDS`, as for a child restarting;
   a user query's `cancel` tries again for up to `CANCEL_SECONDS` (10 s) while it is refused as
@@ -112,6 +113,8 @@ REOPEN_SECONDS = KEEP_SECONDS - 60.0
 CANCEL_SECONDS = 10.0
 #: How long the loader process's `WarehouseServer.close` waits for its connections' threads.
 CLOSE_SECONDS = 5.0
+#: At most one `warehouse_server.busy` line this often; each counts the refusals since the last.
+BUSY_LOG_SECONDS = 10.0
 #: The calls a user query's connection takes (the worker sends `user_query`, `uq_format` twice,
 #: `uq_parse` and `uq_run`).
 QUERY_CALLS = 8
@@ -476,6 +479,9 @@ class WarehouseServer:
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Condition()
         self._closing = False
+        #: connections refused since the last `warehouse_server.busy` line, and when that was
+        self._refused = 0
+        self._busy_logged = float("-inf")
         folder_mode = path.parent.stat().st_mode & 0o777
         if folder_mode & 0o077:
             raise WarehouseError(
@@ -534,7 +540,18 @@ class WarehouseServer:
             if serving < MAX_CONNECTIONS:
                 self._connections.add(sock)
                 return True
-        log.warning("warehouse_server.busy", connections=serving, limit=MAX_CONNECTIONS)
+        self._refused += 1  # (one thread admits: `serve_forever`'s)
+        now = time.monotonic()
+        if (
+            now - self._busy_logged >= BUSY_LOG_SECONDS
+        ):  # a flood of refusals is not a flood of lines
+            log.warning(
+                "warehouse_server.busy",
+                connections=serving,
+                limit=MAX_CONNECTIONS,
+                refused=self._refused,
+            )
+            self._refused, self._busy_logged = 0, now
         with contextlib.suppress(OSError):
             if _peer_uid(sock) == os.getuid():
                 sock.setblocking(False)  # a new connection's buffer takes it whole, or nothing

@@ -430,6 +430,7 @@ def test_connections_over_the_cap_are_refused_at_once_and_served_again_once_clos
     odd_server: tuple[Jobs, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(warehouse_remote, "MAX_CONNECTIONS", 3)
+    monkeypatch.setattr(warehouse_remote, "BUSY_LOG_SECONDS", 1.0)
     _, path = odd_server
     held = [_raw(path) for _ in range(3)]  # the cap's worth, quiet (FRAME_SECONDS: 30 s)
     with structlog.testing.capture_logs() as logs:
@@ -446,7 +447,12 @@ def test_connections_over_the_cap_are_refused_at_once_and_served_again_once_clos
         assert answer[:2] == [1, "busy"] and "3 connections" in answer[2]
         assert _closed(raw)
         assert time.monotonic() - started < 5.0
-    assert [e["event"] for e in logs].count("warehouse_server.busy") == 3
+        time.sleep(warehouse_remote.BUSY_LOG_SECONDS)
+        with pytest.raises(warehouse_remote.Busy):
+            RemoteWarehouse(path, wait_seconds=0).query("SELECT 1")
+    # one line for the first refusal, then none until BUSY_LOG_SECONDS later, counting them
+    busy = [e for e in logs if e["event"] == "warehouse_server.busy"]
+    assert [e["refused"] for e in busy] == [1, 3], busy
     # the worker's own calls wait for a free connection (up to wait_seconds): nothing ran yet
     timer = threading.Timer(0.5, held.pop().close)
     timer.start()
