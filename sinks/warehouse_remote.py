@@ -143,6 +143,10 @@ class Unanswered(WarehouseError):
     """The loader process did not answer (gone, restarting, too slow): the connection is spent."""
 
 
+def _cancelled_error() -> WarehouseError:
+    return WarehouseError("the query was cancelled", 394)  # QUERY_WAS_CANCELLED
+
+
 class Busy(Unanswered):
     """The loader process refused the connection: it serves `MAX_CONNECTIONS` already. Nothing
     was run."""
@@ -292,11 +296,18 @@ class RemoteWarehouse:
     def call(self, op: str, *args: Any) -> Any:
         """One operation on a connection of its own (again on a new one while the loader process
         is busy, up to `wait_seconds`: a refused connection ran nothing)."""
-        deadline = time.monotonic() + self.wait_seconds
+        return self.exchange(op, args, self.call_seconds, self.wait_seconds)
+
+    def exchange(
+        self, op: str, args: Sequence[Any], timeout: float, seconds: float, *, wait: bool = True
+    ) -> Any:
+        """`op` on a connection of its own, on a new one again while the loader process refuses
+        it as busy, for up to `seconds` (then `Busy`); `wait`: also while nothing listens."""
+        deadline = time.monotonic() + seconds
         while True:
-            sock = self.connect(max(0.0, deadline - time.monotonic()))
+            sock = self.connect(max(0.0, deadline - time.monotonic()) if wait else 0.0)
             try:
-                return _exchange(sock, op, args, self.call_seconds)
+                return _exchange(sock, op, args, timeout)
             except Busy:
                 if time.monotonic() >= deadline:
                     raise
@@ -390,7 +401,7 @@ class _RemoteUserQuery:
     def _call(self, op: str, timeout: float, *args: Any) -> Any:
         with self._lock:
             if self._cancelled:  # `cancel` came before this call: nothing more is sent
-                raise WarehouseError("the query was cancelled", 394)
+                raise _cancelled_error()
             if self._sock is not None and (
                 _hung_up(self._sock) or time.monotonic() - self._answered > REOPEN_SECONDS
             ):
@@ -404,13 +415,13 @@ class _RemoteUserQuery:
         spent.close()
         self._sock = None
         if self._cancelled:
-            raise WarehouseError("the query was cancelled", 394)
+            raise _cancelled_error()
         self._sock = self._warehouse.connect()
         self._token = str(self._send("user_query", PARSE_SECONDS, *self._opening))
         if self._cancelled:  # `cancel` came meanwhile, and may have named the old query
             self._sock.close()
             self._sock = None
-            raise WarehouseError("the query was cancelled", 394)
+            raise _cancelled_error()
 
     def _send(self, op: str, timeout: float, *args: Any) -> Any:
         """`op` on the query's connection (the lock held)."""
@@ -439,22 +450,14 @@ class _RemoteUserQuery:
         to `CANCEL_SECONDS` while the loader process refuses it as busy (having read none of it);
         at once nothing more when the process is gone (the query with it)."""
         self._cancelled = True  # first: a call or a reopen (`_reopen`) after this sends nothing
-        deadline = time.monotonic() + CANCEL_SECONDS
-        while True:
-            try:
-                sock = self._warehouse.connect()
-                try:
-                    _exchange(sock, "uq_cancel", [self._token], PARSE_SECONDS)
-                finally:
-                    sock.close()
-                return
-            except Busy:
-                if time.monotonic() >= deadline:
-                    log.warning("warehouse_remote.cancel_refused", seconds=CANCEL_SECONDS)
-                    return
-                time.sleep(0.1)
-            except WarehouseError:
-                return  # the process is gone, and the query with it
+        try:
+            self._warehouse.exchange(
+                "uq_cancel", [self._token], PARSE_SECONDS, CANCEL_SECONDS, wait=False
+            )
+        except Busy:
+            log.warning("warehouse_remote.cancel_refused", seconds=CANCEL_SECONDS)
+        except WarehouseError:
+            pass  # the process is gone, and the query with it
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
