@@ -11,6 +11,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -72,6 +73,44 @@ def http_open(
         raise ValueError(f"not an http(s) URL: {url!r}")
     request = urllib.request.Request(url, data=data, headers=headers or {})  # noqa: S310 (scheme checked above)
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (scheme checked above)
+
+
+#: How long a client of /v1/sql waits, in all, while the worker answers 429 (busy: its
+#: PW_SQL_MAX_CONCURRENT queries running) before it gives up with that answer.
+SQL_BUSY_WAIT_SECONDS = 60.0
+
+
+def post_sql(
+    url: str,
+    timeout: float,
+    data: bytes,
+    headers: dict[str, str],
+    busy_wait: float = SQL_BUSY_WAIT_SECONDS,
+) -> Any:
+    """`http_open` of a worker's `/v1/sql`, waiting out its 429 (busy) answers: each wait as
+    its `Retry-After` says (0.2-5 s), up to `busy_wait` seconds in all; then the last 429 is
+    raised like any other `HTTPError`."""
+    deadline = time.monotonic() + busy_wait
+    while True:
+        try:
+            return http_open(url, timeout, data=data, headers=headers)
+        except urllib.error.HTTPError as exc:
+            if exc.code != 429:
+                raise
+            pause = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+            if time.monotonic() + pause > deadline:
+                raise
+            exc.close()
+            time.sleep(pause)
+
+
+def _retry_after(value: str | None) -> float:
+    """A `Retry-After` in seconds, held to 0.2-5 s (1 s when absent or not a number)."""
+    try:
+        seconds = float(value) if value is not None else 1.0
+    except ValueError:
+        seconds = 1.0
+    return min(5.0, max(0.2, seconds)) if seconds == seconds else 1.0
 
 
 def elasticmq_runner(action: str, endpoint: str = "", quiet: bool = False) -> int:
@@ -154,7 +193,7 @@ def run_query(
         headers["Authorization"] = f"Bearer {settings.api_token}"
     try:
         # the worker stops the query after PW_SQL_MAX_EXECUTION_TIME; a client that gives up earlier cancels it
-        with http_open(
+        with post_sql(
             f"{settings.web_url}/v1/sql",
             timeout=settings.sql_max_execution_time + 30,
             data=body,

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import typer
 
-from partnerwatch.common import err, http_open, line, plain
+from partnerwatch.common import err, line, plain, post_sql
 from pipeline.config import Settings
 
 #: How many known values an error lists.
@@ -61,7 +61,7 @@ def quiet_query(
     if settings.api_token:
         headers["Authorization"] = f"Bearer {settings.api_token}"
     try:
-        with http_open(
+        with post_sql(
             f"{settings.web_url}/v1/sql", timeout=30, data=body, headers=headers
         ) as response:
             return list(orjson.loads(response.read())["rows"])

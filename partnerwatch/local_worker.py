@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from partnerwatch.common import http_open, worker_health
+from partnerwatch.common import post_sql, worker_health
 from pipeline.config import Settings, checkout
 from sinks.kafka_io import consumer as kafka_consumer
 from sinks.kafka_io import ensure_topics, send_events
@@ -85,7 +85,7 @@ class Namespace:
         token = self.env.get("PW_API_TOKEN")
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        with http_open(
+        with post_sql(
             f"http://127.0.0.1:{self.port}/v1/sql", timeout=60, data=body, headers=headers
         ) as response:
             return list(orjson.loads(response.read())["rows"])

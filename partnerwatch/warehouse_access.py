@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import typer
 
-from partnerwatch.common import err, http_open, plain, worker_running
+from partnerwatch.common import err, plain, post_sql, worker_running
 from pipeline.config import Settings
 from pipeline.forensics.signing import SigningKeyError
 
@@ -43,7 +43,7 @@ class WorkerSql:
         if self.settings.api_token:
             headers["Authorization"] = f"Bearer {self.settings.api_token}"
         try:
-            with http_open(
+            with post_sql(
                 f"{self.settings.web_url}/v1/sql", timeout=300, data=body, headers=headers
             ) as response:
                 doc = orjson.loads(response.read())

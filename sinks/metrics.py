@@ -209,6 +209,14 @@ HTTP_AUTH_FAILURES = Counter(
     "failures from the client's address), bad_host (421: Host not allowed)",
     ["route", "reason"],
 )
+SQL_RUNNING = Gauge(
+    "pw_sql_running",
+    "User queries (POST /v1/sql) running in this worker now; at most PW_SQL_MAX_CONCURRENT",
+)
+SQL_REFUSED_BUSY = Counter(
+    "pw_sql_refused_busy_total",
+    "User queries (POST /v1/sql) answered 429 because PW_SQL_MAX_CONCURRENT were already running",
+)
 BEHAVIOUR_MODEL_LOADED = Gauge(
     "pw_behaviour_model_loaded",
     "1 when a behaviour model is loaded; 0: behaviour_anomaly is idle (cold start)",

@@ -5,12 +5,18 @@ Who may call what is decided in front of every view by streams/web/guard.py.
 The embedded warehouse is locked to one process (the worker's loader child, streams/loader_child.py,
 or the worker itself with PW_WAREHOUSE_LOADER=inprocess), so `partnerwatch sql` sends its query
 here while the worker runs.
+
+User queries run on a pool of their own, `PW_SQL_MAX_CONCURRENT` threads: one more query is
+answered 429 with `Retry-After` at once, so a token holder cannot take the threads (the event
+loop's default executor) that the worker's own warehouse calls need, nor more than that many
+times `PW_SQL_MAX_MEMORY_USAGE` of the engine's memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -19,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.forensics.sql_guard import UnsafeQuery
 from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
+from sinks.metrics import SQL_REFUSED_BUSY, SQL_RUNNING
 from sinks.warehouse_remote import Unanswered
 from streams.app import app, settings
 from streams.ingest import ingest_service
@@ -78,6 +85,43 @@ class Metrics(web.View):
         return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
 
+#: Seconds a client refused as busy is told to wait (`Retry-After`).
+BUSY_RETRY_SECONDS = 1
+
+
+class _Slots:
+    """At most `limit` user queries at once, each on a thread of `pool` (made on first use).
+
+    Only the event loop's thread takes and gives slots, so a plain count suffices; a slot is
+    given back only once its query's thread has finished with it (a cancelled query keeps its
+    slot until the engine has stopped it)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.running = 0
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.limit, thread_name_prefix="pw-user-sql")
+        return self._pool
+
+    def take(self) -> bool:
+        if self.running >= self.limit:
+            return False
+        self.running += 1
+        SQL_RUNNING.set(self.running)
+        return True
+
+    def give(self) -> None:
+        self.running -= 1
+        SQL_RUNNING.set(self.running)
+
+
+slots = _Slots(settings.sql_max_concurrent)
+
+
 @app.page("/v1/sql")
 class Sql(web.View):
     async def post(self, request: web.Request) -> web.Response:
@@ -95,24 +139,44 @@ class Sql(web.View):
         warehouse = loader_service.warehouse
         if warehouse is None:
             return self.json({"error": "the warehouse is not open yet"}, status=503)
+        if not slots.take():
+            SQL_REFUSED_BUSY.inc()
+            return self.json(
+                {
+                    "error": f"{slots.limit} user queries are running (PW_SQL_MAX_CONCURRENT):"
+                    " try again shortly"
+                },
+                status=429,
+                headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
+            )
+        try:
+            return await self._run(request, warehouse, query, params)
+        finally:
+            slots.give()
+
+    async def _run(
+        self, request: web.Request, warehouse: Any, query: str, params: dict[str, Any]
+    ) -> web.Response:
+        loop = asyncio.get_running_loop()
         try:
             # off the event loop: with the loader process (PW_WAREHOUSE_LOADER=process) a round trip
-            job = await asyncio.get_running_loop().run_in_executor(
-                None, warehouse.user_query, params, SqlLimits.from_settings(settings)
+            job = await loop.run_in_executor(
+                slots.pool, warehouse.user_query, params, SqlLimits.from_settings(settings)
             )
         except WarehouseError as exc:
             return self.json({"error": str(exc)}, status=400 if exc.code else 503)
         # Admitted by the engine's parser (pipeline/forensics/sql_guard.py), run read-only under
         # the PW_SQL_* limits, off the event loop; cancelled if the client goes away meanwhile.
         log.info("sql.started", chars=len(query))
-        future = asyncio.get_running_loop().run_in_executor(None, run_user_sql, job, query)
+        future = loop.run_in_executor(slots.pool, run_user_sql, job, query)
         while not future.done():
             await asyncio.wait({future}, timeout=0.2)
             transport = getattr(
                 request, "transport", None
             )  # aiohttp's request under Faust's web.Request
             if not future.done() and (transport is None or transport.is_closing()):
-                await asyncio.get_running_loop().run_in_executor(None, job.cancel)
+                # the default executor, not the query pool: its threads may all be running queries
+                await loop.run_in_executor(None, job.cancel)
                 log.info("sql.client_gone", action="cancelled")
                 try:
                     await future

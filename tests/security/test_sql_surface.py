@@ -528,6 +528,7 @@ def worker(
             "PW_API_TOKEN": SECRET,
             "PW_SQL_MAX_EXECUTION_TIME": "600",
             "PW_SQL_MAX_MEMORY_USAGE": str(256 << 20),
+            "PW_SQL_MAX_CONCURRENT": "2",
         },
     )
     running = Worker(ns).start()
@@ -648,3 +649,70 @@ def test_worker_answers_503_when_its_loader_process_dies_under_a_query(
         "the loader process to run again",
     )
     assert post(ns, "SELECT 1")[0] == 200
+
+
+def _get(ns: Namespace, path: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{ns.port}{path}", headers={"Authorization": f"Bearer {SECRET}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+
+
+@pytest.mark.integration
+def test_worker_runs_at_most_its_cap_of_user_queries_and_answers_the_rest_429(
+    worker: tuple[Namespace, Worker],
+) -> None:
+    """A token holder who sends many heavy queries at once gets PW_SQL_MAX_CONCURRENT (2 here) of
+    them run and 429 for the rest at once; the worker's own warehouse calls (here the recent
+    alerts, on the event loop's default executor, which the queries used to fill) still answer,
+    and once the clients go away their queries are cancelled and the slots come back."""
+    ns, running = worker
+    log = running.log_path
+
+    def count(word: str) -> int:
+        return log.read_text(errors="replace").count(word)
+
+    started, cancelled = count("sql.started"), count("sql.cancelled")
+    body = orjson.dumps({"query": HEAVY})
+    head = (
+        f"POST /v1/sql HTTP/1.1\r\nHost: 127.0.0.1:{ns.port}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {SECRET}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    clients = [socket.create_connection(("127.0.0.1", ns.port), timeout=30) for _ in range(8)]
+    try:
+        for client in clients:
+            client.sendall(head + body)
+        # six of the eight are refused at once; the two that run send nothing yet
+        refused: list[bytes] = []
+        deadline = time.monotonic() + 60
+        for client in clients:
+            client.settimeout(max(0.1, min(2.0, deadline - time.monotonic())))
+            with contextlib.suppress(TimeoutError):
+                answer = client.recv(65536)
+                if answer:
+                    refused.append(answer)
+        assert len(refused) == 6, [a[:80] for a in refused]
+        for answer in refused:
+            header, _, doc = answer.partition(b"\r\n\r\n")
+            assert header.startswith(b"HTTP/1.1 429"), header
+            assert b"\r\nRetry-After: 1\r\n" in header, header
+            assert b"PW_SQL_MAX_CONCURRENT" in doc, doc
+        wait_for(lambda: count("sql.started") >= started + 2, 60, "the two queries to start")
+        assert count("sql.started") == started + 2
+        # the worker's own warehouse calls are not queued behind the queries
+        status, _ = _get(ns, "/v1/alerts/recent")
+        assert status == 200
+        status, metrics = _get(ns, "/metrics")
+        assert status == 200
+        assert b"pw_sql_running 2.0" in metrics, metrics[-2000:]
+        assert b"pw_sql_refused_busy_total 6.0" in metrics
+    finally:
+        for client in clients:
+            client.close()
+    # the two clients are gone: their queries (minutes of work) are cancelled, the slots free
+    wait_for(lambda: count("sql.cancelled") >= cancelled + 2, 120, "the queries to be cancelled")
+    wait_for(lambda: post(ns, "SELECT 1")[0] == 200, 30, "a query to run again")

@@ -1,0 +1,113 @@
+"""partnerwatch/common.py `post_sql`: a client of the worker's /v1/sql waits out its 429 (busy:
+PW_SQL_MAX_CONCURRENT queries running) as `Retry-After` says, up to a bound, against a real HTTP
+server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+import urllib.error
+from collections.abc import Iterator
+
+import pytest
+
+from partnerwatch.common import _retry_after, post_sql
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    busy_answers = 0  # how many requests to answer 429 before a 200
+    retry_after: str | None = "1"
+    seen: list[float]
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.seen.append(time.monotonic())
+        if len(self.server.seen) <= self.server.busy_answers:
+            body = b'{"error": "2 user queries are running (PW_SQL_MAX_CONCURRENT)"}'
+            self.send_response(429)
+            if self.server.retry_after is not None:
+                self.send_header("Retry-After", self.server.retry_after)
+        else:
+            body = b'{"columns": ["x"], "rows": [[1]]}'
+            self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    srv = _Server(("127.0.0.1", 0), _Handler)
+    srv.seen = []
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _url(srv: _Server) -> str:
+    return f"http://127.0.0.1:{srv.server_address[1]}/v1/sql"
+
+
+def test_a_busy_answer_is_waited_out_as_retry_after_says(server: _Server) -> None:
+    server.busy_answers, server.retry_after = 2, "0.3"
+    with post_sql(_url(server), 10, data=b"{}", headers={}) as response:
+        assert response.status == 200
+        assert response.read() == b'{"columns": ["x"], "rows": [[1]]}'
+    assert len(server.seen) == 3
+    gaps = [b - a for a, b in zip(server.seen, server.seen[1:], strict=False)]
+    assert all(gap >= 0.25 for gap in gaps), gaps
+
+
+def test_busy_past_the_bound_raises_the_429(server: _Server) -> None:
+    server.busy_answers, server.retry_after = 1000, "0.2"
+    began = time.monotonic()
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        post_sql(_url(server), 10, data=b"{}", headers={}, busy_wait=1.0)
+    assert caught.value.code == 429
+    assert b"PW_SQL_MAX_CONCURRENT" in caught.value.read()
+    assert time.monotonic() - began < 3.0
+    assert 3 <= len(server.seen) <= 7, server.seen
+
+
+def test_other_errors_are_not_retried(server: _Server) -> None:
+    class Refusing(_Handler):
+        def do_POST(self) -> None:
+            self.server.seen.append(time.monotonic())
+            self.send_error(400, "bad query")
+
+    server.RequestHandlerClass = Refusing
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        post_sql(_url(server), 10, data=b"{}", headers={})
+    assert caught.value.code == 400
+    assert len(server.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (None, 1.0),
+        ("1", 1.0),
+        ("0", 0.2),
+        ("-5", 0.2),
+        ("3600", 5.0),
+        ("nan", 1.0),
+        ("inf", 5.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 1.0),  # an HTTP date: not what the worker sends
+        ("1\r\nX-Injected: 1", 1.0),
+    ],
+)
+def test_retry_after_is_held_to_a_sane_range(value: str | None, seconds: float) -> None:
+    assert _retry_after(value) == seconds
