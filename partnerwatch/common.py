@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -88,8 +89,10 @@ def post_sql(
     busy_wait: float = SQL_BUSY_WAIT_SECONDS,
 ) -> Any:
     """`http_open` of a worker's `/v1/sql`, waiting out its 429 (busy) answers: each wait as
-    its `Retry-After` says (0.2-5 s), up to `busy_wait` seconds in all; then the last 429 is
-    raised like any other `HTTPError`."""
+    its `Retry-After` says, up to `busy_wait` seconds in all; then the last 429 is raised like
+    any other `HTTPError`. A 429 that asks for no wait, or for more than `MAX_BUSY_PAUSE`
+    seconds, is not the busy answer (the web guard's throttle of failed authentications asks
+    for 30 s) and is raised at once."""
     deadline = time.monotonic() + busy_wait
     while True:
         try:
@@ -98,19 +101,26 @@ def post_sql(
             if exc.code != 429:
                 raise
             pause = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-            if time.monotonic() + pause > deadline:
+            if pause is None or time.monotonic() + pause > deadline:
                 raise
             exc.close()
             time.sleep(pause)
 
 
-def _retry_after(value: str | None) -> float:
-    """A `Retry-After` in seconds, held to 0.2-5 s (1 s when absent or not a number)."""
+#: The longest `Retry-After` `post_sql` waits for (the worker's busy answer asks for 1 s).
+MAX_BUSY_PAUSE = 5.0
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A `Retry-After` of 0-`MAX_BUSY_PAUSE` seconds, at least 0.2; None for anything else
+    (absent, not a number, longer)."""
     try:
-        seconds = float(value) if value is not None else 1.0
+        seconds = float(value) if value is not None else math.nan
     except ValueError:
-        seconds = 1.0
-    return min(5.0, max(0.2, seconds)) if seconds == seconds else 1.0
+        return None
+    if not 0 <= seconds <= MAX_BUSY_PAUSE:  # NaN and infinities too
+        return None
+    return max(0.2, seconds)
 
 
 def elasticmq_runner(action: str, endpoint: str = "", quiet: bool = False) -> int:

@@ -55,7 +55,9 @@ def quiet_query(
     settings: Settings, sql: str, params: dict[str, Any] | None = None
 ) -> list[list[Any]] | None:
     """Rows of a read-only query through the worker, else the embedded or server warehouse directly;
-    None (and nothing printed) when no warehouse can answer: the caller then cannot check."""
+    None when no warehouse can answer: the caller then cannot check. Nothing is printed then,
+    unless the worker answered with an error (busy past `post_sql`'s wait, a refused token):
+    that is said on stderr, so a check skipped is never silent."""
     body = orjson.dumps({"query": sql, "params": params or {}})
     headers = {"Content-Type": "application/json"}
     if settings.api_token:
@@ -65,7 +67,19 @@ def quiet_query(
             f"{settings.web_url}/v1/sql", timeout=30, data=body, headers=headers
         ) as response:
             return list(orjson.loads(response.read())["rows"])
-    except urllib.error.HTTPError:
+    except urllib.error.HTTPError as exc:
+        err.print(
+            line(
+                "[yellow]not checked against the warehouse:[/] ",
+                plain(f"the worker answered {exc.code}"),
+                plain(
+                    " (429: busy with user queries, PW_SQL_MAX_CONCURRENT)"
+                    if exc.code == 429
+                    else ""
+                ),
+            ),
+            soft_wrap=True,
+        )
         return None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         pass

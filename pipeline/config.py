@@ -284,13 +284,14 @@ class Settings(LayeredSettings, DerivedNames):
         134217728, "user SQL: bytes one answer may have (in the engine, and as JSON)", gt=0
     )
     sql_max_rows_to_read: int = setting(1000000000, "user SQL: table rows one query may read", gt=0)
-    # At most 32: each running query holds one of the loader process's 64 connections
-    # (sinks/warehouse_remote.py MAX_CONNECTIONS), and the worker's own calls need the rest.
+    # At most 16: a running query holds one of the loader process's 64 connections
+    # (sinks/warehouse_remote.py MAX_CONNECTIONS) and its cancel another, and the worker's own
+    # calls need theirs.
     sql_max_concurrent: int = setting(
         4,
         "user SQL: queries one worker runs at once, each on a thread of their own (one more is answered 429 with Retry-After); with PW_SQL_MAX_MEMORY_USAGE it bounds the memory user SQL may take",
         ge=1,
-        le=32,
+        le=16,
     )
     clickhouse_reader_user: str = setting(
         "partnerwatch_reader",

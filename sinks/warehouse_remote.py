@@ -43,10 +43,10 @@ child over a Unix socket, where `WarehouseServer` runs it on the real warehouse.
   (`warehouse_server.idle_timeout`, `warehouse_server.frame_timeout`); the server goes on.
 - **At most `MAX_CONNECTIONS` (64) connections at once.** The worker makes its calls from its
   event loop's default executor (asyncio's: at most 32 threads), one connection per call in
-  flight. A user query holds its connection from `user_query` until its run ends, including
-  while its run waits for a thread of that executor, so open user queries are bounded only by
-  the `/v1/sql` requests in flight. 64 leaves room for the executor's 32 calls and as many user
-  queries waiting. One more is refused at once, not queued: the loader process answers that it
+  flight. A user query holds its connection from `user_query` until its run ends; the worker
+  runs at most `PW_SQL_MAX_CONCURRENT` (at most 16) of them at once, on threads of their own,
+  and their cancels on as many more (streams/web/sql.py), so 64 leaves room for the executor's
+  32 calls beside them. One more is refused at once, not queued: the loader process answers that it
   is busy and closes it (logged as `warehouse_server.busy`, at most once every `BUSY_LOG_SECONDS`
   (10 s) with the count of refusals since the last line). The worker raises that as `Busy` (a
   `WarehouseError` without a code), having run nothing: user SQL answers 503; the worker's own

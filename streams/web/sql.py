@@ -15,8 +15,9 @@ times `PW_SQL_MAX_MEMORY_USAGE` of the engine's memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import structlog
@@ -90,22 +91,31 @@ BUSY_RETRY_SECONDS = 1
 
 
 class _Slots:
-    """At most `limit` user queries at once, each on a thread of `pool` (made on first use).
+    """At most `limit` user queries at once, each on a thread of `pool`; their cancels on
+    `cancels`, as many threads, so a cancel neither waits behind the queries nor takes the
+    default executor's threads (both made on first use).
 
-    Only the event loop's thread takes and gives slots, so a plain count suffices; a slot is
-    given back only once its query's thread has finished with it (a cancelled query keeps its
-    slot until the engine has stopped it)."""
+    A slot is taken by the event loop's thread and given back there (`give_when_done`) only
+    once the thread of the query's last step has finished with it: a query whose client went
+    away, or whose handler was cancelled, keeps its slot until the engine has stopped it."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.running = 0
         self._pool: ThreadPoolExecutor | None = None
+        self._cancels: ThreadPoolExecutor | None = None
 
     @property
     def pool(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.limit, thread_name_prefix="pw-user-sql")
         return self._pool
+
+    @property
+    def cancels(self) -> ThreadPoolExecutor:
+        if self._cancels is None:
+            self._cancels = ThreadPoolExecutor(self.limit, thread_name_prefix="pw-user-sql-cancel")
+        return self._cancels
 
     def take(self) -> bool:
         if self.running >= self.limit:
@@ -118,8 +128,24 @@ class _Slots:
         self.running -= 1
         SQL_RUNNING.set(self.running)
 
+    def give_when_done(self, step: Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+        """Give the slot back, on `loop`, once `step` (run on `pool`) is done."""
+
+        def done(_: Future[Any]) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing to give back to
+                loop.call_soon_threadsafe(self.give)
+
+        step.add_done_callback(done)
+
 
 slots = _Slots(settings.sql_max_concurrent)
+
+
+def _cancel_opened(opening: Future[Any]) -> None:
+    """A query opened for a handler that is gone: cancel it (on the cancel pool)."""
+    if not opening.cancelled() and opening.exception() is None:
+        with contextlib.suppress(RuntimeError):  # the pool shut down: the worker is stopping
+            slots.cancels.submit(opening.result().cancel)
 
 
 @app.page("/v1/sql")
@@ -149,41 +175,57 @@ class Sql(web.View):
                 status=429,
                 headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
             )
-        try:
-            return await self._run(request, warehouse, query, params)
-        finally:
-            slots.give()
-
-    async def _run(
-        self, request: web.Request, warehouse: Any, query: str, params: dict[str, Any]
-    ) -> web.Response:
         loop = asyncio.get_running_loop()
+        # off the event loop: with the loader process (PW_WAREHOUSE_LOADER=process) a round trip
         try:
-            # off the event loop: with the loader process (PW_WAREHOUSE_LOADER=process) a round trip
-            job = await loop.run_in_executor(
-                slots.pool, warehouse.user_query, params, SqlLimits.from_settings(settings)
+            opening = slots.pool.submit(
+                warehouse.user_query, params, SqlLimits.from_settings(settings)
             )
+        except BaseException:
+            slots.give()
+            raise
+        try:
+            job = await asyncio.wrap_future(opening)
         except WarehouseError as exc:
+            slots.give_when_done(opening, loop)
             return self.json({"error": str(exc)}, status=400 if exc.code else 503)
+        except BaseException:
+            # the handler cancelled (or the step failed otherwise): what opens is cancelled
+            opening.add_done_callback(_cancel_opened)
+            slots.give_when_done(opening, loop)
+            raise
         # Admitted by the engine's parser (pipeline/forensics/sql_guard.py), run read-only under
         # the PW_SQL_* limits, off the event loop; cancelled if the client goes away meanwhile.
+        try:
+            step = slots.pool.submit(run_user_sql, job, query)
+        except BaseException:
+            slots.give()
+            slots.cancels.submit(job.cancel)
+            raise
+        slots.give_when_done(step, loop)
         log.info("sql.started", chars=len(query))
-        future = loop.run_in_executor(slots.pool, run_user_sql, job, query)
-        while not future.done():
-            await asyncio.wait({future}, timeout=0.2)
-            transport = getattr(
-                request, "transport", None
-            )  # aiohttp's request under Faust's web.Request
-            if not future.done() and (transport is None or transport.is_closing()):
-                # the default executor, not the query pool: its threads may all be running queries
-                await loop.run_in_executor(None, job.cancel)
-                log.info("sql.client_gone", action="cancelled")
-                try:
-                    await future
-                    log.info("sql.finished_after_client_gone")
-                except (UnsafeQuery, WarehouseError) as exc:
-                    log.info("sql.cancelled", code=getattr(exc, "code", None), error=str(exc)[:200])
-                return self.json({"error": "client disconnected"}, status=499)
+        future = asyncio.wrap_future(step)
+        try:
+            while not future.done():
+                await asyncio.wait({future}, timeout=0.2)
+                transport = getattr(
+                    request, "transport", None
+                )  # aiohttp's request under Faust's web.Request
+                if not future.done() and (transport is None or transport.is_closing()):
+                    await asyncio.wrap_future(slots.cancels.submit(job.cancel))
+                    log.info("sql.client_gone", action="cancelled")
+                    try:
+                        await future
+                        log.info("sql.finished_after_client_gone")
+                    except (UnsafeQuery, WarehouseError) as exc:
+                        log.info(
+                            "sql.cancelled", code=getattr(exc, "code", None), error=str(exc)[:200]
+                        )
+                    return self.json({"error": "client disconnected"}, status=499)
+        except BaseException:
+            if not step.done():  # the handler cancelled, or the cancel failed: stop the query
+                slots.cancels.submit(job.cancel)
+            raise
         try:
             result = future.result()
         except UnsafeQuery as exc:
