@@ -71,3 +71,39 @@ def test_the_horizon_is_the_time_days_before(now: str, days: int) -> None:
 )
 def test_horizon_edges(now: str) -> None:
     assert _horizon_of(now, OPEN_DAYS) == _general_horizon(now, OPEN_DAYS)
+
+
+_SUFFIXES = [
+    ":00.000Z",
+    ":59.999Z",
+    ":60.000Z",
+    ":6a.000Z",
+    ":0\u0663.000Z",  # an Arabic-Indic digit: a digit to str.isdigit, not to [0-9]
+    ":00.00\u0663Z",
+    ":00,000Z",
+    ":00.000z",
+    ":00.000Z ",
+    ":00.000",
+    "-00.000Z",
+    ":00.0000Z",
+]
+
+
+@pytest.mark.parametrize("minute", ["2026-11-08T10:00", "2024-02-29T23:59", "1970-01-08T00:00"])
+def test_a_minute_seen_before_reads_the_rest_as_the_regular_path_would(minute: str) -> None:
+    """`_horizon`'s memo by the minute (OPEN_DAYS): once a minute is known, every other time of
+    that minute, well-formed or not, gives what the regular path gives."""
+    assert _horizon_of(minute + ":30.500Z", OPEN_DAYS) == _general_horizon(
+        minute + ":30.500Z", OPEN_DAYS
+    )
+    for suffix in _SUFFIXES:
+        now = minute + suffix
+        assert _horizon_of(now, OPEN_DAYS) == _general_horizon(now, OPEN_DAYS), now
+
+
+@settings(max_examples=500, deadline=None)
+@given(_times, st.sampled_from(_SUFFIXES) | st.text(max_size=9))
+def test_the_memo_by_minute_agrees_with_parsing(now: str, suffix: str) -> None:
+    _horizon_of(now, OPEN_DAYS)  # its minute remembered when it is well-formed
+    other = now[:16] + suffix
+    assert _horizon_of(other, OPEN_DAYS) == _general_horizon(other, OPEN_DAYS), other

@@ -1,0 +1,55 @@
+"""Instructions per event of the ingest service's in-process stages, for callgrind: repeatable
+on a shared machine whose speed drifts by a fifth within an hour.
+
+The same stages as `bench.ingest_stages` (validate, mask, sequence and hash, detect, encode: the
+functions `Ingest.batch` calls), over the benchmark's mix (bench/workload.py `stream`), in
+batches of `--batch`: `--warm` events first (caches and state fill as in a worker that has run a
+while), then `--count` events inside `functools.reduce`, so that callgrind collects those only:
+
+    valgrind --tool=callgrind --toggle-collect=functools_reduce \\
+        python -m bench.stages_callgrind [--warm 20000] [--count 10000] [--batch 500]
+
+"Collected" in valgrind's summary, divided by `--count`, is the instructions per event;
+`callgrind_annotate --inclusive=yes` ranks the functions, compiled ones by their mypyc names
+(`CPyDef_<module>___<function>`). Instructions are not time: under valgrind OpenSSL finds no
+SHA extensions, so hashing counts several times what it costs natively, and a compiler flag may
+save cycles without saving instructions. Use it to compare two builds or two trees of the same
+code path, not as a rate. The script prints the records and alert versions it made, to check
+that the two runs did the same work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--warm", type=int, default=20_000, help="events before the collected ones")
+    parser.add_argument("--count", type=int, default=10_000, help="events collected")
+    parser.add_argument("--batch", type=int, default=500, help="source messages per batch")
+    args = parser.parse_args()
+    from bench.ingest_stages import Stages
+    from bench.workload import stream
+    from pipeline.config import Settings
+
+    messages = stream(args.warm + args.count)
+    core = Stages(Settings.from_env({}))
+
+    def one(made: tuple[int, int], start: int) -> tuple[int, int]:
+        chunk = messages[start : start + args.batch]
+        validated = core.stage_validate(chunk, range(start, start + len(chunk)))
+        entries = core.stage_sequence(core.stage_mask(validated))
+        alerts = core.stage_detect(entries)
+        return made[0] + core.stage_encode(entries), made[1] + len(alerts)
+
+    made = (0, 0)
+    for start in range(0, args.warm, args.batch):  # not inside functools.reduce: not collected
+        made = one(made, start)
+    collected = functools.reduce(one, range(args.warm, args.warm + args.count, args.batch), (0, 0))
+    print(f"collected {args.count} events: {collected[0]} records, {collected[1]} alert versions")
+
+
+if __name__ == "__main__":
+    main()
