@@ -155,10 +155,10 @@ def loaded() -> dict[str, list[str]]:
 
 #: Added to mypyc's own flags (`-O3`, with CPython's): calls between the functions of one
 #: group's library may be bound and inlined (it exports them to no one else), and calls into
-#: libpython go through the GOT without the PLT's jump. 2.3 % fewer instructions over the ingest
-#: stages (callgrind, docs/performance.md "Compiler flags for the compiled modules"). Portable:
-#: no `-march`, since the modules are built where they run and an instruction set the build
-#: machine has and another lacks would stop the worker (valgrind, for one, cannot run AVX-512).
+#: libpython go through the GOT without the PLT's jump. 2.3 % fewer instructions over the
+#: ingest stages (callgrind; docs/performance.md, "Compiler flags for the compiled modules").
+#: Portable: no `-march`, since an instruction set the build machine has and another lacks
+#: would stop the worker there (valgrind, for one, cannot run AVX-512).
 EXTRA_CFLAGS = ("-fno-semantic-interposition", "-fno-plt") if sys.platform == "linux" else ()
 
 
