@@ -88,25 +88,29 @@ def post_sql(
     headers: dict[str, str],
     busy_wait: float = SQL_BUSY_WAIT_SECONDS,
 ) -> Any:
-    """`http_open` of a worker's `/v1/sql`, waiting out its 429 (busy) answers: each wait as
-    its `Retry-After` says, up to `busy_wait` seconds in all; then the last 429 is raised like
-    any other `HTTPError`. A 429 that asks for no wait, or for more than `MAX_BUSY_PAUSE`
-    seconds, is not the busy answer (the web guard's throttle of failed authentications asks
-    for 30 s) and is raised at once."""
+    """`http_open` of a worker's `/v1/sql`, waiting out its busy answers (429 marked
+    `PartnerWatch-Busy: sql`, streams/web/sql.py): each wait as its `Retry-After` says, up to
+    `busy_wait` seconds in all; then the last one is raised like any other `HTTPError`. Any
+    other 429 (the web guard's throttle of failed authentications), or a busy answer asking for
+    no wait or more than `MAX_BUSY_PAUSE` seconds, is raised at once."""
     deadline = time.monotonic() + busy_wait
     while True:
         try:
             return http_open(url, timeout, data=data, headers=headers)
         except urllib.error.HTTPError as exc:
-            if exc.code != 429:
+            answer = exc.headers
+            if exc.code != 429 or answer is None or answer.get(BUSY_HEADER) != "sql":
                 raise
-            pause = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+            pause = _retry_after(answer.get("Retry-After"))
             if pause is None or time.monotonic() + pause > deadline:
                 raise
             exc.close()
             time.sleep(pause)
 
 
+#: The header of the worker's busy answer (streams/web/sql.py `BUSY_HEADER`; the command line
+#: does not import the worker's web views).
+BUSY_HEADER = "PartnerWatch-Busy"
 #: The longest `Retry-After` `post_sql` waits for (the worker's busy answer asks for 1 s).
 MAX_BUSY_PAUSE = 5.0
 

@@ -113,7 +113,7 @@ _NORMALIZED = re.compile(
 
 
 #: `_horizon(now, OPEN_DAYS)` by the minute of `now` (`YYYY-MM-DDTHH:MM`, of a time that
-#: `_NORMALIZED` matched whole): the horizon's minute. Bounded; past the limit, the regular path.
+#: `_NORMALIZED` matched whole): the horizon's minute. Emptied when it holds `_MAX_MINUTES`.
 _OPEN_MINUTES: dict[str, str] = {}
 _MAX_MINUTES = 4096
 
@@ -134,7 +134,9 @@ def _horizon(now: str, days: int) -> str:
     if fields is not None:
         day = _days_before(fields[1], fields[2], fields[3], days)
         if day is not None:
-            if days == OPEN_DAYS and len(_OPEN_MINUTES) < _MAX_MINUTES:
+            if days == OPEN_DAYS:
+                if len(_OPEN_MINUTES) >= _MAX_MINUTES:
+                    _OPEN_MINUTES.clear()  # event time moves on: start over, as epoch_ms does
                 _OPEN_MINUTES[now[:16]] = day + now[10:16]
             return day + now[10:]
     from pipeline.event import format_ms, timestamp_ms

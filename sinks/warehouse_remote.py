@@ -32,10 +32,10 @@ child over a Unix socket, where `WarehouseServer` runs it on the real warehouse.
   another on one thread, with only the guard's own checks between them
   (pipeline/forensics/sql_guard.py: well under a second, even for its longest query). The one
   long gap is between `user_query` and the first of them, while `run_user_sql` waits for a thread
-  of the worker's default executor, whose threads may all be busy with calls that last up to
-  their answer timeouts (user SQL: PW_SQL_MAX_EXECUTION_TIME and 30 s, 90 s by default; the
-  others `CALL_SECONDS`, 600 s). 600 s covers a query waiting behind a round of the longest
-  calls, but a queue has no fixed bound. So a user query idle for `REOPEN_SECONDS` (540 s), or
+  of the worker's user-SQL pool (streams/web/sql.py, `PW_SQL_MAX_CONCURRENT` threads, as many as
+  queries admitted, so it should not wait; it is an executor's queue all the same, and a query
+  whose handler was cancelled keeps its thread until it stops). So a user query idle for
+  `REOPEN_SECONDS` (540 s), or
   whose connection the loader process closed meanwhile, opens the query again on a new
   connection before its next call (nothing of that call was sent, and the query only parses and
   reads). A peer that does not take its answer is dropped after `SEND_SECONDS` (600 s; the

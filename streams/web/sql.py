@@ -88,6 +88,9 @@ class Metrics(web.View):
 
 #: Seconds a client refused as busy is told to wait (`Retry-After`).
 BUSY_RETRY_SECONDS = 1
+#: The header that marks the busy answer, so that a client waits out this 429 and no other (the
+#: web guard answers 429 too, to a client address that failed to authenticate too often).
+BUSY_HEADER = "PartnerWatch-Busy"
 
 
 class _Slots:
@@ -173,7 +176,7 @@ class Sql(web.View):
                     " try again shortly"
                 },
                 status=429,
-                headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
+                headers={"Retry-After": str(BUSY_RETRY_SECONDS), BUSY_HEADER: "sql"},
             )
         loop = asyncio.get_running_loop()
         # off the event loop: with the loader process (PW_WAREHOUSE_LOADER=process) a round trip

@@ -700,6 +700,7 @@ def test_worker_runs_at_most_its_cap_of_user_queries_and_answers_the_rest_429(
             header, _, doc = answer.partition(b"\r\n\r\n")
             assert header.startswith(b"HTTP/1.1 429"), header
             assert b"\r\nRetry-After: 1\r\n" in header, header
+            assert b"\r\nPartnerWatch-Busy: sql\r\n" in header, header
             assert b"PW_SQL_MAX_CONCURRENT" in doc, doc
         wait_for(lambda: count("sql.started") >= started + 2, 60, "the two queries to start")
         assert count("sql.started") == started + 2

@@ -107,3 +107,16 @@ def test_the_memo_by_minute_agrees_with_parsing(now: str, suffix: str) -> None:
     _horizon_of(now, OPEN_DAYS)  # its minute remembered when it is well-formed
     other = now[:16] + suffix
     assert _horizon_of(other, OPEN_DAYS) == _general_horizon(other, OPEN_DAYS), other
+
+
+def test_the_memo_by_minute_starts_over_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long-running worker's event time moves on: a full memo is emptied, not frozen."""
+    import pipeline.alert as alert
+
+    monkeypatch.setattr(alert, "_MAX_MINUTES", 3)
+    alert._OPEN_MINUTES.clear()
+    for minute in range(5):
+        now = f"2026-11-08T10:0{minute}:00.000Z"
+        assert _horizon(now, OPEN_DAYS) == _general_horizon(now, OPEN_DAYS)
+    assert "2026-11-08T10:04" in alert._OPEN_MINUTES
+    assert len(alert._OPEN_MINUTES) <= 3

@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.error
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from partnerwatch.common import _retry_after, post_sql
 class _Server(http.server.ThreadingHTTPServer):
     busy_answers = 0  # how many requests to answer 429 before a 200
     retry_after: str | None = "1"
+    marked = True  # the busy answer's header (streams/web/sql.py BUSY_HEADER)
     seen: list[float]
 
 
@@ -32,6 +34,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(429)
             if self.server.retry_after is not None:
                 self.send_header("Retry-After", self.server.retry_after)
+            if self.server.marked:
+                self.send_header("PartnerWatch-Busy", "sql")
         else:
             body = b'{"columns": ["x"], "rows": [[1]]}'
             self.send_response(200)
@@ -93,6 +97,26 @@ def test_other_errors_are_not_retried(server: _Server) -> None:
         post_sql(_url(server), 10, data=b"{}", headers={})
     assert caught.value.code == 400
     assert len(server.seen) == 1
+
+
+def test_the_auth_throttles_429_is_not_waited(server: _Server) -> None:
+    """The web guard's throttle of failed authentications answers 429 with a Retry-After of up to
+    5 s at the default rate, without the busy header: raised at once, not retried."""
+    server.busy_answers, server.retry_after, server.marked = 1000, "5", False
+    began = time.monotonic()
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        post_sql(_url(server), 10, data=b"{}", headers={})
+    assert caught.value.code == 429
+    assert time.monotonic() - began < 2.0
+    assert len(server.seen) == 1
+
+
+def test_the_busy_header_and_the_worker_agree() -> None:
+    from partnerwatch.common import BUSY_HEADER
+
+    source = (Path(__file__).resolve().parents[2] / "streams" / "web" / "sql.py").read_text()
+    assert f'BUSY_HEADER = "{BUSY_HEADER}"' in source
+    assert 'BUSY_HEADER: "sql"' in source
 
 
 def test_a_429_asking_for_a_long_wait_is_not_waited(server: _Server) -> None:

@@ -94,7 +94,7 @@ def test_the_cap_refuses_one_more_with_429_and_retry_after(
         await _until(lambda: len(busy) == 2)
         status, doc, headers = await view.post(_Request())
         assert status == 429 and "PW_SQL_MAX_CONCURRENT" in doc["error"]
-        assert headers == {"Retry-After": "1"}
+        assert headers == {"Retry-After": "1", "PartnerWatch-Busy": "sql"}
         for r in requests:
             r.gone = True
         answers = await asyncio.gather(*running)
