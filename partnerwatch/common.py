@@ -33,6 +33,7 @@ from partnerwatch.terminal import plain as plain
 from pipeline.config import Settings
 from pipeline.logs import configure_logging
 from pipeline.text import visible
+from sinks.user_sql import BUSY_HEADER
 
 #: The local Kafka runner, package data (with its pom.xml and log4j2.properties), so it runs from
 #: an installed wheel as from a checkout. Its cache is outside the package (see the script).
@@ -108,9 +109,6 @@ def post_sql(
             time.sleep(pause)
 
 
-#: The header of the worker's busy answer (streams/web/sql.py `BUSY_HEADER`; the command line
-#: does not import the worker's web views).
-BUSY_HEADER = "PartnerWatch-Busy"
 #: The longest `Retry-After` `post_sql` waits for (the worker's busy answer asks for 1 s).
 MAX_BUSY_PAUSE = 5.0
 

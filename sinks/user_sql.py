@@ -10,6 +10,11 @@ from typing import Protocol
 from pipeline.config import Settings
 from sinks.warehouse import QueryResult, WarehouseError
 
+#: The header that marks a worker's busy answer to POST /v1/sql (429, streams/web/sql.py), so
+#: that a client waits out that 429 and no other (partnerwatch/common.py `post_sql`; the web
+#: guard answers 429 too, to a client address that failed to authenticate too often).
+BUSY_HEADER = "PartnerWatch-Busy"
+
 
 @dataclass(frozen=True)
 class SqlLimits:

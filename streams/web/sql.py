@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pipeline.forensics.sql_guard import UnsafeQuery
 from sinks.clickhouse import SqlLimits, WarehouseError, run_user_sql
 from sinks.metrics import SQL_REFUSED_BUSY, SQL_RUNNING
+from sinks.user_sql import BUSY_HEADER
 from sinks.warehouse_remote import Unanswered
 from streams.app import app, settings
 from streams.ingest import ingest_service
@@ -88,9 +89,6 @@ class Metrics(web.View):
 
 #: Seconds a client refused as busy is told to wait (`Retry-After`).
 BUSY_RETRY_SECONDS = 1
-#: The header that marks the busy answer, so that a client waits out this 429 and no other (the
-#: web guard answers 429 too, to a client address that failed to authenticate too often).
-BUSY_HEADER = "PartnerWatch-Busy"
 
 
 class _Slots:

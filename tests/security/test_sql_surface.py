@@ -551,6 +551,16 @@ def post(ns: Namespace, query: str) -> tuple[int, dict[str, Any]]:
         return int(exc.code), orjson.loads(exc.read())
 
 
+def raw_post(ns: Namespace, query: str) -> bytes:
+    """POST /v1/sql with the token, as bytes for a socket the test closes when it likes."""
+    body = orjson.dumps({"query": query})
+    head = (
+        f"POST /v1/sql HTTP/1.1\r\nHost: 127.0.0.1:{ns.port}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {SECRET}\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
 @pytest.mark.integration
 def test_worker_refuses_findings_1_to_4(worker: tuple[Namespace, Worker], tmp_path: Path) -> None:
     ns, _ = worker
@@ -602,13 +612,9 @@ def test_worker_cancels_the_query_of_a_client_that_went_away(
         return log.read_text(errors="replace").count(word)
 
     started, cancelled = count("sql.started"), count("sql.cancelled")
-    body = orjson.dumps({"query": HEAVY})
-    head = (
-        f"POST /v1/sql HTTP/1.1\r\nHost: 127.0.0.1:{ns.port}\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {SECRET}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    request = raw_post(ns, HEAVY)
     with socket.create_connection(("127.0.0.1", ns.port), timeout=30) as client:
-        client.sendall(head + body)
+        client.sendall(request)
         wait_for(lambda: count("sql.started") > started, 60, "the worker to start the query")
     # the client is gone; the query (minutes of work, PW_SQL_MAX_EXECUTION_TIME=600) is cancelled
     wait_for(lambda: count("sql.cancelled") > cancelled, 120, "the query to be cancelled")
@@ -677,15 +683,11 @@ def test_worker_runs_at_most_its_cap_of_user_queries_and_answers_the_rest_429(
         return log.read_text(errors="replace").count(word)
 
     started, cancelled = count("sql.started"), count("sql.cancelled")
-    body = orjson.dumps({"query": HEAVY})
-    head = (
-        f"POST /v1/sql HTTP/1.1\r\nHost: 127.0.0.1:{ns.port}\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {SECRET}\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    request = raw_post(ns, HEAVY)
     clients = [socket.create_connection(("127.0.0.1", ns.port), timeout=30) for _ in range(8)]
     try:
         for client in clients:
-            client.sendall(head + body)
+            client.sendall(request)
         # six of the eight are refused at once; the two that run send nothing yet
         refused: list[bytes] = []
         deadline = time.monotonic() + 60
