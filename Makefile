@@ -24,9 +24,9 @@ demo: install
 
 ## the whole suite, as CI runs it (.ci/run): lint, types, then every test but those marked `slow`:
 ## unit, detectors, integration (real Kafka, chDB, ClickHouse server), security, and the fault
-## injection and long fuzz runs of tests/reliability. Two pytest processes (tools/split_tests.py):
-## one runs every test that uses the broker, one after the other, the other runs the rest beside
-## it; PYTEST_PROCS=1 runs everything in one process
+## injection and long fuzz runs of tests/reliability. Three pytest processes (tools/split_tests.py):
+## the broker's tests in one, the rest beside it, then the broker's modules not yet run shared with
+## a second one (tools/module_claims.py); PYTEST_PROCS=1 runs everything in one process
 PYTEST_PROCS ?= 2
 test: install lint typecheck
 	bash infra/kafka/kafka.sh start

@@ -63,14 +63,14 @@ def pytest_fixture_setup(
         request.session.stash.setdefault(_FIXTURES_USED, set()).add("kafka_broker")
 
 
-#: the markers of tests that share the broker (and the ClickHouse server), or stop it; the
+#: the markers of tests that share the broker (and the ClickHouse server), or stop a server; the
 #: `reliability` fault tests carry `integration` too, its fuzz of the validator alone does not
 _SERIAL_MARKERS = ("integration", "server")
 
 
 def uses_broker(item: pytest.Item) -> bool:
-    """Whether the test must run alone with the other broker tests: it is marked so, or it uses
-    the broker. Fault tests stop the broker or load the machine, so these never run side by side."""
+    """Whether the test runs with the broker's tests (tools/split_tests.py): it is marked so, or it
+    uses the broker. At most two of their modules run at once (one while the other tests run)."""
     return "kafka_broker" in getattr(item, "fixturenames", ()) or any(
         item.get_closest_marker(name) for name in _SERIAL_MARKERS
     )
@@ -79,7 +79,7 @@ def uses_broker(item: pytest.Item) -> bool:
 @pytest.hookimpl(tryfirst=True)  # before `-m` selects: `-m broker` sees these marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark `broker` every test that uses the broker: `make test` (tools/split_tests.py) runs
-    them one after the other in one pytest process, and the others beside them in another."""
+    them in processes of their own, and the others beside them in another."""
     for item in items:
         if uses_broker(item):
             item.add_marker(pytest.mark.broker)

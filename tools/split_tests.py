@@ -1,31 +1,44 @@
-"""`make test`'s pytest: the broker's tests in one process, every other test beside it in another.
+"""`make test`'s pytest: the broker's tests in two processes, every other test beside them.
 
 tests/conftest.py marks `broker` every test that uses the broker (the `kafka_broker` fixture,
-directly or through another fixture) or is marked `integration` or `server`. Those share one
-broker and one ClickHouse server, and some stop them or load the machine, so they run one after
-the other, in one pytest process, as before. The rest (unit, detector, parser, chat card and
-page tests: no broker) run at the same time in a second pytest process, on the other core, at a
-lower priority (nice 10), so that the broker's half, the longer one, keeps the CPU when both
-want it. The broker half prints as it goes; the other half's output is kept in a file and
-printed after it, under a header. The exit status is 0 only when both halves pass.
+directly or through another fixture) or is marked `integration` or `server`. Three pytest
+processes share the work:
+
+- the broker's tests, in one process from the start; it prints as it goes;
+- the rest (unit, detector, parser, chat card and page tests: no broker), beside it, at a lower
+  priority (nice 10, its servers and browsers too), its output kept in a file;
+- when the rest is done, the broker's tests again, in a second process: the two take the
+  broker's test modules between them, each module whole in one of them
+  (tools/module_claims.py), its output kept in a file.
+
+The broker's tests mostly wait (for workers to start, stop and catch up; for records, merges and
+deadlines): alone, they kept about a third of the two cores busy. No test stops the shared
+broker (the fault tests stop brokers of their own, tests/reliability/harness.py), and every
+test works in a namespace of its own (topics, consumer groups, data folder), so two modules can
+run at once. The kept outputs are printed after the first process's, each under a header. The
+exit status is 0 only when every process passes.
 
     python -m tools.split_tests [pytest arguments, e.g. paths]    # make test
     make test PYTEST_PROCS=1                                       # plain `pytest -q` instead
 
-Why not pytest-xdist's `--dist loadgroup`: with pytest 9.2 and pytest-xdist 3.8 it does not
-group (xdist names a group by rewriting `item._nodeid`, which pytest 9.2 no longer reads:
-pytest-dev/pytest-xdist#1386, open), so the broker's tests ran side by side. Two plain pytest
-runs need no plugin and keep each half's output whole.
+Why not pytest-xdist's `--dist loadgroup` or `loadfile`: with pytest 9.2 and pytest-xdist 3.8
+`loadgroup` does not group (xdist names a group by rewriting `item._nodeid`, which pytest 9.2
+no longer reads: pytest-dev/pytest-xdist#1386, open), and neither runs the broker-free tests at
+a lower priority beside the rest. Plain pytest runs need no plugin but ours and keep each
+process's output whole.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from tools.module_claims import CLAIMS_ENV
 
 #: pytest's "no tests were collected": a half with nothing to run (e.g. only unit test paths given)
 NO_TESTS = 5
@@ -42,32 +55,55 @@ def _yield_cpu() -> None:
 
 def main(args: Sequence[str]) -> int:
     pytest = [sys.executable, "-m", "pytest", "-q"]
-    with tempfile.NamedTemporaryFile(prefix="pw-tests-rest-", suffix=".log", delete=False) as log:
-        rest_log = Path(log.name)
-        rest = subprocess.Popen(  # noqa: S603 (this interpreter, pytest, our arguments)
-            [*pytest, "-m", HALVES["the rest"], *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_yield_cpu,  # os.nice only, between the fork and the exec
-        )
+    broker = [*pytest, "-p", "tools.module_claims", "-m", HALVES["broker"], *args]
+    claims = tempfile.mkdtemp(prefix="pw-test-claims-")
+    claiming = {**os.environ, CLAIMS_ENV: claims}
+    logs = {
+        name: Path(tempfile.mkstemp(prefix=f"pw-tests-{name}-", suffix=".log")[1])
+        for name in ("rest", "broker-2")
+    }
+    procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
+        with logs["rest"].open("wb") as log:
+            procs["the rest"] = subprocess.Popen(  # noqa: S603 (this interpreter, pytest, our arguments)
+                [*pytest, "-m", HALVES["the rest"], *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_yield_cpu,  # os.nice only, between the fork and the exec
+            )
         print(
-            f"== the broker's tests (the other tests run beside them; their output: {rest_log})",
+            "== the broker's tests, first process (the other tests run beside it, then a second"
+            f" process of the broker's tests; their output: {logs['rest']}, {logs['broker-2']})",
             flush=True,
         )
-        broker_rc = subprocess.run(  # noqa: S603
-            [*pytest, "-m", HALVES["broker"], *args]
-        ).returncode
-        rest_rc = rest.wait()
+        procs["broker"] = subprocess.Popen(broker, env=claiming)  # noqa: S603
+        procs["the rest"].wait()
+        if procs["broker"].poll() is None:  # modules may be left: a second process takes some
+            with logs["broker-2"].open("wb") as log:
+                procs["broker, second process"] = subprocess.Popen(  # noqa: S603
+                    broker, env=claiming, stdout=log, stderr=subprocess.STDOUT
+                )
+        codes = {name: proc.wait() for name, proc in procs.items()}
     except BaseException:
-        rest.terminate()
-        rest.wait(30)
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            proc.wait(30)
         raise
-    print(f"\n== the other tests (-m '{HALVES['the rest']}'), run beside the broker's")
-    print(rest_log.read_text(errors="replace"), end="")
-    rest_log.unlink()
-    codes = {"broker": broker_rc, "the rest": rest_rc}
-    print("\n== " + ", ".join(f"{half}: exit {rc}" for half, rc in codes.items()))
+    finally:
+        shutil.rmtree(claims, ignore_errors=True)
+    for name, log_path in (
+        (
+            "the other tests (-m '" + HALVES["the rest"] + "'), run beside the broker's",
+            logs["rest"],
+        ),
+        ("the broker's tests, second process", logs["broker-2"]),
+    ):
+        if log_path.stat().st_size:
+            print(f"\n== {name}")
+            print(log_path.read_text(errors="replace"), end="")
+        log_path.unlink()
+    print("\n== " + ", ".join(f"{name}: exit {rc}" for name, rc in codes.items()))
     failed = [rc for rc in codes.values() if rc not in (0, NO_TESTS)]
     if failed:
         return failed[0]
