@@ -16,6 +16,10 @@ SHA extensions, so hashing counts several times what it costs natively, and a co
 save cycles without saving instructions. Use it to compare two builds or two trees of the same
 code path, not as a rate. The script prints the records and alert versions it made, to check
 that the two runs did the same work.
+
+`--whole` runs the batches through `Ingest.batch` itself (streams/ingest_batch.py: its own loops
+over the records and events included, as the ingest service runs them) instead of the stages
+one by one; the stages' own figures (`bench.ingest_stages`) leave those loops out.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=20_000, help="events before the collected ones")
     parser.add_argument("--count", type=int, default=10_000, help="events collected")
     parser.add_argument("--batch", type=int, default=500, help="source messages per batch")
+    parser.add_argument(
+        "--whole", action="store_true", help="through Ingest.batch, loops and all (see above)"
+    )
     args = parser.parse_args()
     from bench.ingest_stages import Stages
     from bench.workload import stream
@@ -37,7 +44,17 @@ def main() -> None:
     messages = stream(args.warm + args.count)
     core = Stages(Settings.from_env({}))
 
+    def whole(made: tuple[int, int], start: int) -> tuple[int, int]:
+        chunk = messages[start : start + args.batch]
+        records = [
+            ConsumerRecord(key, value, offset) for offset, (key, value) in enumerate(chunk, start)
+        ]
+        out = core.ingest.batch(core.state, records, confirm=lambda pairs, since_ms: ())
+        return made[0] + len(out.ledger), made[1] + len(out.alerts)
+
     def one(made: tuple[int, int], start: int) -> tuple[int, int]:
+        if args.whole:
+            return whole(made, start)
         chunk = messages[start : start + args.batch]
         validated = core.stage_validate(chunk, range(start, start + len(chunk)))
         entries = core.stage_sequence(core.stage_mask(validated))
@@ -49,6 +66,15 @@ def main() -> None:
         made = one(made, start)
     collected = functools.reduce(one, range(args.warm, args.warm + args.count, args.batch), (0, 0))
     print(f"collected {args.count} events: {collected[0]} records, {collected[1]} alert versions")
+
+
+class ConsumerRecord:
+    """What `Ingest.batch` reads of a consumed record (streams/ingest_batch.py `SourceRecord`)."""
+
+    __slots__ = ("key", "offset", "timestamp", "value")
+
+    def __init__(self, key: bytes | None, value: bytes | None, offset: int) -> None:
+        self.key, self.value, self.offset, self.timestamp = key, value, offset, 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from pipeline.event import Rejected, format_ms
 from pipeline.ledger import LedgerState
 from pipeline.masking import Masker
 from streams.detect_metrics import DetectMetrics
+from streams.state_gap import StateGap
 
 if TYPE_CHECKING:
     from detectors.behaviour.model import BehaviourModel
@@ -371,14 +372,3 @@ class Ingest:
         state.note_alerts(applied, out.alert_changes)
         for alert in applied.alerts:
             out.alerts.append((account.encode(), orjson.dumps(alert), timestamp))
-
-
-class StateGap(RuntimeError):
-    """An account's detection state lacks entries before the one to fold: the partition's state
-    must be reloaded and checked against the ledger (streams/state_repair.py)."""
-
-    def __init__(self, account: str, state_seq: int, seq: int) -> None:
-        super().__init__(
-            f"the detection state of {account} is at seq {state_seq}, the next entry is {seq}"
-        )
-        self.account = account

@@ -15,7 +15,7 @@ account's loaded state with the ledger's head for the account:
 - a state behind the ledger (`behind`): the ledger's tail after the state's seq is replayed.
 
 The ingest batch also refuses a state with a gap before the entry it gets
-(`streams.ingest_batch.StateGap`: the partition is loaded and checked again), so a stale state
+(`streams.state_gap.StateGap`: the partition is loaded and checked again), so a stale state
 is never folded into. The replay reads the account's entries from
 the ledger partition; entries the ledger no longer holds (it is compacted by account after the
 dedup window) are read from the warehouse (`audit.events`) and accepted only if their hash chain

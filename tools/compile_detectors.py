@@ -1,7 +1,7 @@
-"""Optional: compile the per-event code (detection, and the ingest path's validation, masking and
-sequencing) with mypyc, in place, beside the sources.
+"""Optional: compile the per-event code (detection, the ingest path's validation, masking and
+sequencing, and the ingest service's loops over a batch) with mypyc, in place, beside the sources.
 
-The extension modules (`<module>.cpython-*.so` in detectors/ and pipeline/, plus one shared
+The extension modules (`<module>.cpython-*.so` in detectors/, pipeline/ and streams/, plus one shared
 library per package, `<package>/_mypyc__mypyc.*.so`) sit next to the `.py` files they are built from;
 Python's import system prefers an extension module to a source file of the same name, so once
 built every process started from the checkout runs the compiled detectors, and once removed
@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 #: The packages the compiled modules belong to (no other extension module lives in them), and
 #: mypyc's groups: one shared library each, `<package>/_mypyc__mypyc.<suffix>`, inside the package
 #: it serves (not at the checkout's root), so that an editable install's import finder, which
-#: maps our packages and nothing else, finds it from any working directory. Two groups, so that
-#: importing a compiled pipeline module never imports the detectors package.
-PACKAGES = ("pipeline", "detectors")
+#: maps our packages and nothing else, finds it from any working directory. One group per package,
+#: so that importing a compiled pipeline module never imports the detectors package.
+PACKAGES = ("pipeline", "detectors", "streams")
 #: What one event goes through in the ingest service (streams/ingest_batch.py: validation,
 #: masking, sequencing, and `detectors.run.apply_event`) and in the provider stage's
 #: `detectors.provider_wide.run.Stage`, relative to ROOT, rules aside.
@@ -82,6 +82,9 @@ COMPILED = (
     "pipeline/masking.py",
     "pipeline/ledger.py",
     "pipeline/dedup_window.py",
+    # the ingest service's own loops over a batch's records and events (`Ingest.decode`,
+    # `finish_in_steps`, `_detect`): the rest of streams/ stays Python (Faust, Kafka, asyncio)
+    "streams/ingest_batch.py",
 )
 #: Rules left out: none so far (a rule mypyc cannot compile is named here with the reason).
 SKIPPED_RULES: dict[str, str] = {}

@@ -12,7 +12,8 @@ from detectors.run import apply_entry, new_state
 from pipeline.config import Settings
 from pipeline.ledger import verify
 from pipeline.simulation.traffic import ATTACKS, generate
-from streams.ingest_batch import Ingest, PartitionState, StateGap
+from streams.ingest_batch import Ingest, PartitionState
+from streams.state_gap import StateGap
 
 
 @dataclass
