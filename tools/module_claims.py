@@ -7,7 +7,12 @@ process wins), and it runs the module's tests only if it won. So every module ru
 whole, in one process (its module-scoped workers are started once), and a process that finishes
 its modules early takes the next ones: no list of durations to keep up to date.
 
-Without `PW_TEST_CLAIMS` (plain `pytest`) the plugin does nothing.
+Each process also writes there the list of every module it collected (`MODULES`) and, for each
+module it has run to its end, a `done-` file: `unfinished(folder)` names the modules no process
+finished (a process that crashed, or stopped at `-x`), which tools/split_tests.py reports.
+
+Without `PW_TEST_CLAIMS` (plain `pytest`) the plugin does nothing. The folder must be new and
+empty for each run: a module claimed in it already is not run again.
 
     PW_TEST_CLAIMS=DIR python -m pytest -p tools.module_claims -m broker    # in each process
 """
@@ -21,18 +26,46 @@ from pathlib import Path
 import pytest
 
 CLAIMS_ENV = "PW_TEST_CLAIMS"
+#: the file, in the claims folder, that lists every module collected (one node id a line)
+MODULES = "modules"
+
+
+def _name(module: str) -> str:
+    return hashlib.sha256(module.encode()).hexdigest()[:32]
 
 
 def claim(folder: Path, module: str) -> bool:
     """Whether this process is the first to claim `module` (a test file's node id) in `folder`."""
-    name = hashlib.sha256(module.encode()).hexdigest()[:32]
     try:
-        fd = os.open(folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        fd = os.open(folder / _name(module), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         return False
     with os.fdopen(fd, "w") as claimed:
         claimed.write(f"{os.getpid()} {module}\n")
     return True
+
+
+def _done(folder: Path, module: str) -> None:
+    (folder / f"done-{_name(module)}").write_text(module + "\n")
+
+
+def unfinished(folder: Path) -> list[str]:
+    """The modules collected whose tests no process ran to the end (crashed, stopped, never claimed)."""
+    listed = folder / MODULES
+    if not listed.exists():
+        return []
+    return [
+        module
+        for module in listed.read_text().splitlines()
+        if module and not (folder / f"done-{_name(module)}").exists()
+    ]
+
+
+def _list_modules(folder: Path, modules: list[str]) -> None:
+    """Write MODULES (every process writes the same list: each one whole, by a rename)."""
+    scratch = folder / f".{MODULES}.{os.getpid()}"
+    scratch.write_text("".join(f"{m}\n" for m in modules))
+    os.replace(scratch, folder / MODULES)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -52,6 +85,7 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     for item in session.items:  # in collection order (a module's tests kept together)
         modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
     order = list(modules)
+    _list_modules(Path(folder), order)
     claimed: list[str] = []
 
     def next_claimed(start: int) -> int | None:
@@ -75,6 +109,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
                 following = next_claimed(current + 1)
                 nextitem = None if following is None else modules[order[following]][0]
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            if k + 1 == len(items):
+                _done(Path(folder), order[current])
             if session.shouldfail:
                 raise session.Failed(session.shouldfail)
             if session.shouldstop:

@@ -16,7 +16,10 @@ deadlines): alone, they kept about a third of the two cores busy. No test stops 
 broker (the fault tests stop brokers of their own, tests/reliability/harness.py), and every
 test works in a namespace of its own (topics, consumer groups, data folder), so two modules can
 run at once. The kept outputs are printed after the first process's, each under a header. The
-exit status is 0 only when every process passes.
+exit status is 0 only when every process passes and every broker test module was run to its end
+(those that were not, when a process stopped early, are listed). Each process keeps pytest's
+cache in a folder of its own, started from the checkout's, and the tests each found failed or
+fixed are merged into the checkout's record for `pytest --lf`.
 
     python -m tools.split_tests [pytest arguments, e.g. paths]    # make test
     make test PYTEST_PROCS=1                                       # plain `pytest -q` instead
@@ -30,6 +33,7 @@ process's output whole.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -38,7 +42,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from tools.module_claims import CLAIMS_ENV
+from tools.module_claims import CLAIMS_ENV, unfinished
 
 #: pytest's "no tests were collected": a half with nothing to run (e.g. only unit test paths given)
 NO_TESTS = 5
@@ -53,60 +57,113 @@ def _yield_cpu() -> None:
     os.nice(REST_NICENESS)
 
 
+#: pytest's record of the tests that failed last (`--lf`), under the rootdir
+LASTFAILED = Path(__file__).resolve().parent.parent / ".pytest_cache" / "v" / "cache" / "lastfailed"
+#: the processes, in the order of the last line (`== broker: exit 0, ...`)
+NAMES = ("broker", "the rest", "broker, second process")
+
+
+def _read_failed(path: Path) -> dict[str, bool] | None:
+    """A `lastfailed` record, or None where there is none to read."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _merge_failed(before: dict[str, bool], caches: Sequence[Path]) -> dict[str, bool]:
+    """pytest's `lastfailed` after every process: each started from `before` in a cache of its
+    own and ran tests no other one ran, so what each added or dropped stands (a cache without a
+    record, from a process that ended before writing it, changes nothing)."""
+    merged = dict(before)
+    for cache in caches:
+        after = _read_failed(cache / "v" / "cache" / "lastfailed")
+        if after is None:
+            continue
+        for test in before.keys() - after.keys():
+            merged.pop(test, None)
+        merged.update({test: True for test in after.keys() - before.keys()})
+    return merged
+
+
 def main(args: Sequence[str]) -> int:
     pytest = [sys.executable, "-m", "pytest", "-q"]
-    broker = [*pytest, "-p", "tools.module_claims", "-m", HALVES["broker"], *args]
-    claims = tempfile.mkdtemp(prefix="pw-test-claims-")
-    claiming = {**os.environ, CLAIMS_ENV: claims}
-    logs = {
-        name: Path(tempfile.mkstemp(prefix=f"pw-tests-{name}-", suffix=".log")[1])
-        for name in ("rest", "broker-2")
-    }
+    work = Path(tempfile.mkdtemp(prefix="pw-tests-"))
+    claims = work / "claims"
+    claims.mkdir()
+    claiming = {**os.environ, CLAIMS_ENV: str(claims)}
+    # Each process keeps pytest's cache in a folder of its own, started from the checkout's, and
+    # their `--lf` records are merged at the end: one cache for all would keep the last writer's.
+    before = _read_failed(LASTFAILED) or {}
+    caches = {name: work / f"cache-{i}" for i, name in enumerate(NAMES)}
+    for cache in caches.values():
+        (cache / "v" / "cache").mkdir(parents=True)
+        (cache / "v" / "cache" / "lastfailed").write_text(json.dumps(before))
+
+    def command(name: str, marks: str, *extra: str) -> list[str]:
+        return [*pytest, "-o", f"cache_dir={caches[name]}", *extra, "-m", marks, *args]
+
+    logs = {"the rest": work / "rest.log", "broker, second process": work / "broker-2.log"}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        with logs["rest"].open("wb") as log:
+        with logs["the rest"].open("wb") as log:
             procs["the rest"] = subprocess.Popen(  # noqa: S603 (this interpreter, pytest, our arguments)
-                [*pytest, "-m", HALVES["the rest"], *args],
+                command("the rest", HALVES["the rest"]),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_yield_cpu,  # os.nice only, between the fork and the exec
             )
         print(
-            "== the broker's tests, first process (the other tests run beside it, then a second"
-            f" process of the broker's tests; their output: {logs['rest']}, {logs['broker-2']})",
+            "== the broker's tests, first process (the other tests run beside it, then, if"
+            f" broker tests are left, a second process of them; their output: {work})",
             flush=True,
         )
-        procs["broker"] = subprocess.Popen(broker, env=claiming)  # noqa: S603
+        broker = ("-p", "tools.module_claims")
+        procs["broker"] = subprocess.Popen(  # noqa: S603
+            command("broker", HALVES["broker"], *broker), env=claiming
+        )
         procs["the rest"].wait()
         if procs["broker"].poll() is None:  # modules may be left: a second process takes some
-            with logs["broker-2"].open("wb") as log:
+            with logs["broker, second process"].open("wb") as log:
                 procs["broker, second process"] = subprocess.Popen(  # noqa: S603
-                    broker, env=claiming, stdout=log, stderr=subprocess.STDOUT
+                    command("broker, second process", HALVES["broker"], *broker),
+                    env=claiming,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
-        codes = {name: proc.wait() for name, proc in procs.items()}
+        codes = {name: procs[name].wait() for name in NAMES if name in procs}
     except BaseException:
         for proc in procs.values():
             proc.terminate()
         for proc in procs.values():
             proc.wait(30)
+        print(f"\n== stopped; the outputs kept so far are in {work}", file=sys.stderr)
         raise
-    finally:
-        shutil.rmtree(claims, ignore_errors=True)
+    LASTFAILED.parent.mkdir(parents=True, exist_ok=True)
+    merged = _merge_failed(before, [caches[name] for name in procs])
+    LASTFAILED.write_text(json.dumps(merged, indent=2, sort_keys=True))
     for name, log_path in (
         (
             "the other tests (-m '" + HALVES["the rest"] + "'), run beside the broker's",
-            logs["rest"],
+            logs["the rest"],
         ),
-        ("the broker's tests, second process", logs["broker-2"]),
+        ("the broker's tests, second process", logs["broker, second process"]),
     ):
-        if log_path.stat().st_size:
+        if log_path.exists():
             print(f"\n== {name}")
             print(log_path.read_text(errors="replace"), end="")
-        log_path.unlink()
+    left = unfinished(claims)
+    shutil.rmtree(work, ignore_errors=True)
+    if left:
+        print(f"\n== {len(left)} broker test modules not run to their end (a process stopped):")
+        print("".join(f"   {module}\n" for module in left), end="")
     print("\n== " + ", ".join(f"{name}: exit {rc}" for name, rc in codes.items()))
     failed = [rc for rc in codes.values() if rc not in (0, NO_TESTS)]
     if failed:
         return failed[0]
+    if left:
+        return 1
     return NO_TESTS if all(rc == NO_TESTS for rc in codes.values()) else 0
 
 

@@ -16,7 +16,8 @@ from partnerwatch.local_worker import Namespace, Worker, wait_for
 from pipeline.simulation.traffic import generate
 from tests.reliability.harness import assert_exact, private_broker, stored
 
-# integration: it stops and starts the shared broker (make test runs it with the broker's tests)
+# integration: it stops and starts a broker of its own (tests/reliability/harness.py
+# `private_broker`), never the shared one; make test runs it with the broker's tests
 pytestmark = [pytest.mark.reliability, pytest.mark.integration]
 
 

@@ -6,6 +6,7 @@ module-scoped fixture and tests that write what ran, and when, to a shared file.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,29 +14,46 @@ from collections import Counter
 from pathlib import Path
 
 from pipeline.config import REPO_ROOT
-from tools.module_claims import CLAIMS_ENV, claim
+from tools.module_claims import CLAIMS_ENV, claim, unfinished
+from tools.split_tests import _merge_failed
 
 MODULES = ("a/test_one.py", "b/test_two.py", "a/test_three.py", "c/test_four.py")
 TESTS = ("test_x", "test_y", "test_z")
 
 
-def suite(root: Path, pause: float = 0.0) -> Path:
-    """Four modules, three folders (a module of folder `a` on each side of `b`), three tests each."""
+def suite(root: Path, *, meet: bool = False, crash: str = "") -> Path:
+    """Four modules in three folders, three tests each (pytest collects them folder by folder:
+    a/test_one, a/test_three, b/test_two, c/test_four).
+
+    `meet`: a module's setup waits (up to 60 s) until two processes have set up a module, so
+    that each of two processes started together takes at least one. `crash`: the test (node id
+    as `b/test_two.py::test_y`) that ends its process at once (`os._exit`)."""
     record = root / "ran.txt"
     (root / "pytest.ini").write_text("[pytest]\n")
     for module in MODULES:
         path = root / "suite" / module
         path.parent.mkdir(parents=True, exist_ok=True)
         tests = "".join(
-            f"def {name}(per_module):\n    note('{module}::{name}')\n    time.sleep({pause})\n\n"
+            f"def {name}(per_module):\n    note('{module}::{name}')\n"
+            + ("    os._exit(3)\n" if crash == f"{module}::{name}" else "")
+            + "\n"
             for name in TESTS
         )
         path.write_text(
             "import os, time\nimport pytest\n\n"
             f"def note(what):\n    with open({str(record)!r}, 'a') as f:\n"
             "        f.write(f'{os.getpid()} {what}\\n')\n\n"
+            "def meet():\n"
+            f"    if not {meet}:\n        return\n"
+            "    end = time.monotonic() + 60\n"
+            "    while time.monotonic() < end:\n"
+            f"        with open({str(record)!r}) as f:\n"
+            "            pids = {line.split()[0] for line in f if ' setup ' in line}\n"
+            "        if len(pids) >= 2:\n            return\n"
+            "        time.sleep(0.05)\n\n"
             "@pytest.fixture(scope='module')\ndef per_module():\n"
-            f"    note('setup {module}')\n    yield\n    note('teardown {module}')\n\n" + tests
+            f"    note('setup {module}')\n    meet()\n    yield\n"
+            f"    note('teardown {module}')\n\n" + tests
         )
     return record
 
@@ -81,7 +99,8 @@ def test_a_process_runs_only_the_modules_it_claims_and_tears_each_down(tmp_path:
     record = suite(tmp_path)
     claims = tmp_path / "claims"
     claims.mkdir()
-    # another process took b/test_two and a/test_three: this one goes from a/test_one to c/test_four
+    # another process took a/test_three and b/test_two: this one goes from a/test_one to
+    # c/test_four, out of folder a and into folder c
     for module in ("suite/b/test_two.py", "suite/a/test_three.py"):
         assert claim(claims, module)
     proc = pytest_run(tmp_path, claims)
@@ -101,7 +120,7 @@ def test_a_process_runs_only_the_modules_it_claims_and_tears_each_down(tmp_path:
 
 
 def test_two_processes_run_every_module_once_between_them(tmp_path: Path) -> None:
-    record = suite(tmp_path, pause=0.3)
+    record = suite(tmp_path, meet=True)
     claims = tmp_path / "claims"
     claims.mkdir()
     procs = [pytest_run(tmp_path, claims) for _ in range(2)]
@@ -121,6 +140,45 @@ def test_two_processes_run_every_module_once_between_them(tmp_path: Path) -> Non
             f"teardown {module}",
         ]
     assert {pid for pid, _ in ran} == {proc.pid for proc in procs}, ran  # both took modules
+    assert unfinished(claims) == []
+
+
+def test_the_modules_a_stopped_process_left_are_named(tmp_path: Path) -> None:
+    record = suite(tmp_path, crash="b/test_two.py::test_y")
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    proc = pytest_run(tmp_path, claims)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 3, out
+    assert [what for _, what in lines(record)][-2:] == [
+        "b/test_two.py::test_x",
+        "b/test_two.py::test_y",
+    ]
+    # b/test_two.py claimed and not ended; c/test_four.py never claimed
+    assert unfinished(claims) == ["suite/b/test_two.py", "suite/c/test_four.py"]
+
+
+def test_the_last_failed_record_of_each_process_is_kept(tmp_path: Path) -> None:
+    """pytest's `--lf` record after processes that each ran other tests, from one record before
+    (tools/split_tests.py gives each its own cache: a shared one keeps the last writer's)."""
+    before = {"t.py::fixed": True, "t.py::still": True, "u.py::not_run": True}
+    afters = [
+        {"t.py::still": True, "u.py::not_run": True, "t.py::new": True},  # `fixed` passed here
+        {"t.py::fixed": True, "t.py::still": True, "u.py::not_run": True, "v.py::new": True},
+    ]
+    folders = []
+    for i, after in enumerate(afters):
+        folder = tmp_path / f"cache-{i}"
+        (folder / "v" / "cache").mkdir(parents=True)
+        (folder / "v" / "cache" / "lastfailed").write_text(json.dumps(after))
+        folders.append(folder)
+    folders.append(tmp_path / "never-written")  # a process that wrote no cache
+    assert _merge_failed(before, folders) == {
+        "t.py::still": True,
+        "u.py::not_run": True,
+        "t.py::new": True,
+        "v.py::new": True,
+    }
 
 
 def test_without_the_claims_folder_pytest_runs_everything(tmp_path: Path) -> None:
