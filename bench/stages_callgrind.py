@@ -53,18 +53,17 @@ def main() -> None:
         return made[0] + len(out.ledger), made[1] + len(out.alerts)
 
     def one(made: tuple[int, int], start: int) -> tuple[int, int]:
-        if args.whole:
-            return whole(made, start)
         chunk = messages[start : start + args.batch]
         validated = core.stage_validate(chunk, range(start, start + len(chunk)))
         entries = core.stage_sequence(core.stage_mask(validated))
         alerts = core.stage_detect(entries)
         return made[0] + core.stage_encode(entries), made[1] + len(alerts)
 
+    step = whole if args.whole else one
     made = (0, 0)
     for start in range(0, args.warm, args.batch):  # not inside functools.reduce: not collected
-        made = one(made, start)
-    collected = functools.reduce(one, range(args.warm, args.warm + args.count, args.batch), (0, 0))
+        made = step(made, start)
+    collected = functools.reduce(step, range(args.warm, args.warm + args.count, args.batch), (0, 0))
     print(f"collected {args.count} events: {collected[0]} records, {collected[1]} alert versions")
 
 

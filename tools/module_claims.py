@@ -71,9 +71,10 @@ def _list_modules(folder: Path, modules: list[str]) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
     """pytest's own loop (`_pytest.main.pytest_runtestloop`), over the modules this process claims."""
-    folder = os.environ.get(CLAIMS_ENV)
-    if not folder:
+    named = os.environ.get(CLAIMS_ENV)
+    if not named:
         return None  # pytest's own loop
+    folder = Path(named)
     if session.testsfailed and not session.config.option.continue_on_collection_errors:
         raise session.Interrupted(
             f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''}"
@@ -85,12 +86,12 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
     for item in session.items:  # in collection order (a module's tests kept together)
         modules.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
     order = list(modules)
-    _list_modules(Path(folder), order)
+    _list_modules(folder, order)
     claimed: list[str] = []
 
     def next_claimed(start: int) -> int | None:
         for j in range(start, len(order)):
-            if claim(Path(folder), order[j]):
+            if claim(folder, order[j]):
                 claimed.append(order[j])
                 return j
         return None
@@ -100,7 +101,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
         items = modules[order[current]]
         following: int | None = None
         for k, item in enumerate(items):
-            if k + 1 < len(items):
+            last = k + 1 == len(items)
+            if not last:
                 nextitem: pytest.Item | None = items[k + 1]
             else:
                 # The next module is claimed before this module's last test runs: `nextitem`
@@ -109,8 +111,8 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
                 following = next_claimed(current + 1)
                 nextitem = None if following is None else modules[order[following]][0]
             item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
-            if k + 1 == len(items):
-                _done(Path(folder), order[current])
+            if last:
+                _done(folder, order[current])
             if session.shouldfail:
                 raise session.Failed(session.shouldfail)
             if session.shouldstop:

@@ -119,15 +119,15 @@ def main(args: Sequence[str]) -> int:
             f" broker tests are left, a second process of them; their output: {work})",
             flush=True,
         )
-        broker = ("-p", "tools.module_claims")
+        plugin = ("-p", "tools.module_claims")
         procs["broker"] = subprocess.Popen(  # noqa: S603
-            command("broker", HALVES["broker"], *broker), env=claiming
+            command("broker", HALVES["broker"], *plugin), env=claiming
         )
         procs["the rest"].wait()
         if procs["broker"].poll() is None:  # modules may be left: a second process takes some
             with logs["broker, second process"].open("wb") as log:
                 procs["broker, second process"] = subprocess.Popen(  # noqa: S603
-                    command("broker, second process", HALVES["broker"], *broker),
+                    command("broker, second process", HALVES["broker"], *plugin),
                     env=claiming,
                     stdout=log,
                     stderr=subprocess.STDOUT,
