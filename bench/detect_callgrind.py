@@ -34,7 +34,7 @@ def clear_event_times() -> None:
     if clear is not None:
         clear()
     else:
-        windows.epoch_ms.cache_clear()
+        windows.epoch_ms.cache_clear()  # type: ignore[attr-defined]  # an lru_cache before the minutes
 
 
 def main() -> None:

@@ -9,10 +9,10 @@ streams/detect_metrics.py). A run starts from empty state; each figure is the me
 those the detector looks at), in µs. Timing adds a clock read per detector per event, so the sum
 is somewhat above the detect stage of `bench.ingest_stages`.
 
-Shared work: the event's time (`detectors.windows.epoch_ms`, cached) is parsed before the
-detectors run and shown as a row of its own; the per-event memo of `Context` (`covering`,
-`declared_network`) is charged to the first detector that asks (impossible_travel, in the
-detectors' order, for the declared network).
+Shared work: the event's time (`detectors.windows.epoch_ms`, which remembers the last time read)
+is parsed before the detectors run and shown as a row of its own; the per-event memo of
+`Context` (`covering`, `declared_network`) is charged to the first detector that asks
+(impossible_travel, in the detectors' order, for the declared network).
 
 The detectors run as built (compiled where the optional mypyc build is present), or pure Python
 with `--pure-detectors`. Results go to bench/results/<date>-detector-costs.json and .md.
@@ -70,8 +70,8 @@ def run_once(entries: list[tuple[dict[str, Any], int]]) -> tuple[dict[str, float
     clock = time.perf_counter
     shared = 0.0
     for event, seq in entries:
-        # the event's time, parsed once and cached for every detector: timed on its own, not
-        # charged to whichever detector asks first
+        # the event's time, parsed once and remembered for every detector: timed on its own,
+        # not charged to whichever detector asks first
         begun = clock()
         epoch_ms(event["occurred_at"])
         shared += clock() - begun

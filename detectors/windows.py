@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, Final
 
 from pipeline.event import format_ms, timestamp_ms
@@ -19,24 +18,47 @@ _MAX_DAYS: Final = 100_000
 #: when full (events come minute by minute: the next ones fill it again).
 _MINUTES: Final[dict[str, int]] = {}
 _MAX_MINUTES: Final = 4096
+#: Milliseconds of a stored time's seconds (`00`-`59`) and of its milliseconds (`000`-`999`), by
+#: their text: two lookups where reading them as numbers took a check that they are ASCII digits
+#: and an `int` of a string; anything else (other digits, a 60th second) is not here.
+_SECONDS: Final[dict[str, int]] = {f"{s:02d}": s * 1000 for s in range(60)}
+_MILLIS: Final[dict[str, int]] = {f"{m:03d}": m for m in range(1000)}
 
 
-@lru_cache(maxsize=8192)
+#: The last time `epoch_ms` read and its milliseconds (None: none yet; one tuple, replaced whole:
+#: a reader on another thread sees an old pair or a new one, never half of each).
+_last: tuple[str | None, int] = (None, 0)
+
+
 def epoch_ms(ts: str) -> int:
-    """Milliseconds since the epoch of a normalized `...Z` timestamp (cached: every detector
-    asks for the same event's time; a rule asks through `Context.epoch_ms`, which remembers the
-    event's).
+    """Milliseconds since the epoch of a normalized `...Z` timestamp.
 
     `pipeline.event.timestamp_ms`, read by position when `ts` has the stored form: a minute
     already read (`_MINUTES`) plus the seconds and milliseconds (`:SS.mmmZ`, ASCII digits, at
-    most 59 seconds); anything else goes to `_parse`.
+    most 59 seconds: `_SECONDS`, `_MILLIS`); anything else goes to `_parse`.
+
+    The last time read is remembered (`_last`): the provider stage reads an event's time for its
+    merge, then its rules and its alert sweep ask again (the same text, not always the same
+    object). Nothing more is cached: each event's time is new (a cache of times missed on every
+    event and paid its own bookkeeping each time), and a rule asks through `Context.epoch_ms`,
+    which remembers the event's.
     """
-    minute = _MINUTES.get(ts[:16])
-    if minute is not None and len(ts) == 24 and ts[16] == ":" and ts[19] == "." and ts[23] == "Z":
-        rest = ts[17:19] + ts[20:23]  # SSmmm: seconds * 1000 + milliseconds
-        if rest.isascii() and rest.isdigit() and rest < "60000":
-            return minute + int(rest)
-    return _parse(ts)
+    global _last
+    last = _last
+    if ts == last[0]:
+        return last[1]
+    if len(ts) == 24 and ts[16] == ":" and ts[19] == "." and ts[23] == "Z":
+        minute = _MINUTES.get(ts[:16])
+        if minute is not None:
+            seconds = _SECONDS.get(ts[17:19])
+            millis = _MILLIS.get(ts[20:23])
+            if seconds is not None and millis is not None:
+                ms = minute + seconds + millis
+                _last = (ts, ms)
+                return ms
+    ms = _parse(ts)
+    _last = (ts, ms)
+    return ms
 
 
 def _parse(ts: str) -> int:
@@ -63,9 +85,10 @@ def _parse(ts: str) -> int:
 
 
 def clear_caches() -> None:
-    """Forget every event time read (`epoch_ms`'s cache and the minutes): what a benchmark does
-    to make each event's time new again, as it is in a real run."""
-    epoch_ms.cache_clear()
+    """Forget every event time read (the last one and the minutes): what a benchmark does to
+    make each event's time new again, as it is in a real run."""
+    global _last
+    _last = (None, 0)
     _MINUTES.clear()
 
 

@@ -5,7 +5,9 @@ Checked with hypothesis on stored-form strings (every field over its whole two-d
 impossible dates and times too, each after a time of the same date was read), on the stored form of random instants, and on strings that are
 not in the stored form (offsets, other separators, fractions of other lengths, non-ASCII digits);
 and, as a minute once read is remembered (`_MINUTES`) and a later time of it read from its seconds
-and milliseconds alone, on any ending after a remembered minute.
+and milliseconds alone, on any ending after a remembered minute. The last time read is
+remembered too (`_last`): sequences of times, valid or not, repeated or not, read one after
+another without forgetting anything, give what each gives alone.
 """
 
 from __future__ import annotations
@@ -27,11 +29,18 @@ def outcome(fn: Any, ts: str) -> tuple[str, Any]:
         return "rejected", (e.reason, str(e))
 
 
+def forget_last() -> None:
+    """Forget the last time read (`windows._last`), not the days and minutes."""
+    windows._last = (None, 0)
+
+
 def same(ts: str) -> None:
-    windows.epoch_ms.cache_clear()
+    forget_last()
     want = outcome(lambda v: timestamp_ms(v, "occurred_at"), ts)
     assert outcome(windows.epoch_ms, ts) == want, ts
+    forget_last()
     assert outcome(windows.epoch_ms, ts) == want, ts  # the day is remembered now
+    assert outcome(windows.epoch_ms, ts) == want, ts  # and the time itself, if it was one
 
 
 two = st.integers(0, 99).map(lambda n: f"{n:02d}")
@@ -117,3 +126,28 @@ def test_any_ending_after_a_remembered_minute(ms: int, tail: str) -> None:
     same(ts)
     assert ts[:16] in windows._MINUTES  # the minute is remembered
     same(ts[:16] + tail)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.integers(0, 7_258_118_399_999).map(format_ms)
+        | st.sampled_from(["", "2026-11-02T24:00:00.000Z", "2026-02-29T06:00:00.395Z", "x"])
+        | st.text(alphabet=":.Z-T" + DIGITS, max_size=24),
+        max_size=12,
+    ).flatmap(lambda times: st.permutations(times + times[: len(times) // 2]))
+)
+def test_a_sequence_read_without_forgetting(times: list[str]) -> None:
+    windows.clear_caches()
+    for ts in times:
+        # an equal string that is another object, half the time: the memo compares text
+        asked = "".join(list(ts)) if len(ts) % 2 else ts
+        want = outcome(lambda v: timestamp_ms(v, "occurred_at"), ts)
+        assert outcome(windows.epoch_ms, asked) == want, (times, ts)
+
+
+def test_nothing_read_yet_is_no_time() -> None:
+    """The memo's starting value answers for no string (an empty one is refused, as always)."""
+    windows.clear_caches()
+    assert outcome(windows.epoch_ms, "")[0] == "rejected"
+    assert outcome(windows.epoch_ms, "\x00")[0] == "rejected"
