@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, final
 
+import msgspec
 import orjson
 
 from pipeline.dedup_window import DedupWindow
@@ -113,15 +114,33 @@ def event_of(entry: dict[str, Any]) -> Event:
     tests every key (the provider stage parses every ledger entry)."""
     event = dict(entry)
     for name in LEDGER_FIELDS:
-        event.pop(name, None)
+        # compiled, a lookup and a delete; `pop` with a default is a method call
+        if name in event:
+            del event[name]  # noqa: RUF051
     return event
 
 
-def strip_entry(entry: dict[str, Any]) -> Event:
-    """`event_of` in place: the entry itself, less the ledger's own fields (for an entry parsed
-    only to be folded, as the provider stage's: no copy)."""
+#: A ledger record's parser for `entry_event` (untyped: any JSON, as `orjson.loads`).
+_ENTRY = msgspec.json.Decoder()
+
+
+def entry_event(record: bytes) -> Event:
+    """The event of a ledger record parsed only to be folded (the provider stage's): the entry
+    less the ledger's own fields, in place, no copy.
+
+    Parsed by msgspec, not orjson: orjson presizes the dict of an object of nine keys or more (an
+    entry has at least eleven) for keys of any type (CPython's "general" table), where every
+    lookup by a string that is not the very object stored (each rule's literal key against the
+    parser's own key strings) compares the two through the generic rich comparison; msgspec
+    fills a new dict key by key, which keeps the table for strings only, and is no slower to
+    parse (`python -m bench.provider_callgrind --parse`, docs/performance.md). The values are
+    orjson's for every record ingest writes (tests/unit/test_ledger.py); they differ only on
+    integers beyond 64 bits, which ingest refuses (`pipeline.rejection.MAX_INT`), where msgspec
+    keeps the integer and orjson makes a float."""
+    entry: Event = _ENTRY.decode(record)
     for name in LEDGER_FIELDS:
-        entry.pop(name, None)
+        if name in entry:  # as in `event_of`
+            del entry[name]
     return entry
 
 

@@ -71,7 +71,7 @@ from detectors.sigma.load import signature
 from detectors.windows import epoch_ms
 from pipeline.alert import Alert
 from pipeline.config import Settings
-from pipeline.ledger import strip_entry
+from pipeline.ledger import entry_event
 from sinks import metrics
 from sinks.kafka_io import aio_consumer, aio_producer
 from streams.faust_internals import raw_value, records_as_fetched, release_dropped_fetches
@@ -373,7 +373,6 @@ class ProviderStage:
         heads = [(b[0][0], p) for p, b in buffers.items() if b]
         heapq.heapify(heads)
         folded = self.folded
-        loads = orjson.loads
         count, newest = 0, self.newest_ms
         try:
             while heads:
@@ -393,7 +392,7 @@ class ProviderStage:
                 after = heads[0] if heads else None
                 while True:
                     at, offset, value = buffer.popleft()
-                    alerts = observe(strip_entry(loads(value)))
+                    alerts = observe(entry_event(value))
                     if alerts:
                         await self._publish(alerts)
                     folded[p] = offset + 1
