@@ -37,7 +37,7 @@ import os
 import re
 import threading
 from datetime import UTC, date, datetime
-from functools import cache, lru_cache
+from functools import cache
 from importlib import resources
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 from detectors.geo_bundled import BundledData
 from detectors.geo_bundled import load as load_bundled
 from pipeline.authorization import plain_address
+from pipeline.memo import MISSING, Memo
 
 #: geoip2fast's bundled data file with country and ASN, IPv4 and IPv6.
 DATA_FILE = "geoip2fast-asn-ipv6.dat.gz"
@@ -104,7 +105,7 @@ def configure(city_db: str = "", asn_db: str = "") -> None:
         _mmdb.clear()
         _mmdb.update(readers)
         _paths = (city_db, asn_db)
-    lookup.cache_clear()
+    _PLACES.clear()
     data_info.cache_clear()
 
 
@@ -174,9 +175,20 @@ def _bundled_lookup(address: IPv4Address | IPv6Address) -> Any:
     return reader.lookup(str(address))
 
 
-@lru_cache(maxsize=65536)
+#: `lookup`'s results (pipeline/memo.py), emptied when the data changes (`configure`).
+_PLACES = Memo(65536)
+
+
 def lookup(ip: str) -> Place:
     """Country and operator of `ip`; `NOWHERE` for private, reserved or unknown addresses."""
+    found = _PLACES.get(ip)
+    if found is MISSING:
+        found = _PLACES.put(ip, _lookup(ip))
+    place: Place = found
+    return place
+
+
+def _lookup(ip: str) -> Place:
     address = plain_address(ip)
     if address is None or not address.is_global:
         return NOWHERE

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.authorization import AccountGrants, covering, plain_address
 from pipeline.event import Event
+from pipeline.memo import MISSING, Memo
 
 if TYPE_CHECKING:
     from detectors import Context
@@ -41,9 +42,21 @@ IPV6_PREFIX = 48
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@lru_cache(maxsize=65536)
+#: `network`'s, `_address_key`'s and `_compiled`'s results (pipeline/memo.py).
+_NETWORKS = Memo(65536)
+_ADDRESS_KEYS = Memo(65536)
+_TABLES = Memo(1024)
+
+
 def network(ip: str) -> str | None:
     """The /24 (IPv4) or /48 (IPv6) holding `ip`, as a CIDR string; None if `ip` is no address."""
+    found = _NETWORKS.get(ip)
+    if found is MISSING:
+        found = _NETWORKS.put(ip, _network_of(ip))
+    return None if found is None else str(found)
+
+
+def _network_of(ip: str) -> str | None:
     address = plain_address(ip)
     if address is None:
         return None
@@ -66,18 +79,32 @@ _Tables = dict[int, list[tuple[int, int, dict[int, str]]]]
 _BITS = {4: 32, 6: 128}
 
 
-@lru_cache(maxsize=65536)
 def _address_key(ip: str) -> tuple[int, int] | None:
     """`plain_address(ip)` as (version, integer); None if `ip` is no address."""
+    found = _ADDRESS_KEYS.get(ip)
+    if found is MISSING:
+        found = _ADDRESS_KEYS.put(ip, _address_key_of(ip))
+    key: tuple[int, int] | None = found
+    return key
+
+
+def _address_key_of(ip: str) -> tuple[int, int] | None:
     address = plain_address(ip)
     if address is None:
         return None
     return address.version, int(address)
 
 
-@lru_cache(maxsize=1024)
 def _compiled(allowlist: tuple[str, ...]) -> _Tables:
     """The allowlist's declaring networks (see `_network`) as lookup tables (see `_Tables`)."""
+    found = _TABLES.get(allowlist)
+    if found is MISSING:
+        found = _TABLES.put(allowlist, _compile(allowlist))
+    tables: _Tables = found
+    return tables
+
+
+def _compile(allowlist: tuple[str, ...]) -> _Tables:
     by_prefix: dict[tuple[int, int], dict[int, str]] = {}
     for cidr in allowlist:
         net = _network(cidr)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -43,6 +42,7 @@ from pipeline.contract import ACTIONS, ACTOR_TYPES, AMOUNT_REQUIRED, OUTCOMES, n
 from pipeline.event import Event, Rejected, canonical_ip, parse_action, timestamp
 from pipeline.identifiers import GRAMMARS
 from pipeline.marketplaces import site_code
+from pipeline.memo import MISSING, Memo
 from pipeline.origin import check_origin
 from pipeline.rejection import MAX_INT, MAX_STR, check_numbers
 from pipeline.sensitive import find_sensitive
@@ -89,9 +89,17 @@ def _fits(value: str, kind: str, *, remember: bool = True) -> str:
     return value
 
 
-@lru_cache(maxsize=4096)
+#: `_account_holds_sensitive`'s and `_valid_day`'s results (pipeline/memo.py: each asked once an
+#: event, of values that repeat).
+_SENSITIVE_ACCOUNTS = Memo(4096)
+_VALID_DAYS = Memo(4096)
+
+
 def _account_holds_sensitive(account_id: str) -> bool:
-    return find_sensitive(account_id) is not None
+    found = _SENSITIVE_ACCOUNTS.get(account_id)
+    if found is MISSING:
+        found = _SENSITIVE_ACCOUNTS.put(account_id, find_sensitive(account_id) is not None)
+    return bool(found)
 
 
 _MS_UTC = re.compile(
@@ -99,9 +107,15 @@ _MS_UTC = re.compile(
 )
 
 
-@lru_cache(maxsize=4096)
 def _valid_day(day: str) -> bool:
     """A real calendar day of the years `timestamp` accepts."""
+    found = _VALID_DAYS.get(day)
+    if found is MISSING:
+        found = _VALID_DAYS.put(day, _is_day(day))
+    return bool(found)
+
+
+def _is_day(day: str) -> bool:
     try:
         return 1970 <= date(int(day[:4]), int(day[5:7]), int(day[8:10])).year <= 2200
     except ValueError:

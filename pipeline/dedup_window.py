@@ -37,6 +37,7 @@ from functools import lru_cache
 
 from pipeline.id_filter import IdFilter, any_contains, filter_bits
 from pipeline.id_runs import IdRun, any_holds, halves_of
+from pipeline.memo import MISSING, Memo
 
 DAY_MS = 86_400_000
 #: Slot length of the exact tier in bounded mode.
@@ -329,6 +330,13 @@ def epoch_day(ts: str) -> int:
     return _epoch_day_of_date(ts[:10])
 
 
-@lru_cache(maxsize=1024)
+#: `_epoch_day_of_date`'s results (pipeline/memo.py: asked once an event, with a day's text).
+_DAYS = Memo(1024)
+_EPOCH = date(1970, 1, 1)
+
+
 def _epoch_day_of_date(day: str) -> int:
-    return (date(int(day[0:4]), int(day[5:7]), int(day[8:10])) - date(1970, 1, 1)).days
+    found = _DAYS.get(day)
+    if found is MISSING:
+        found = _DAYS.put(day, (date(int(day[0:4]), int(day[5:7]), int(day[8:10])) - _EPOCH).days)
+    return int(found)

@@ -29,6 +29,7 @@ from pipeline.contract import (
 )
 from pipeline.identifiers import identifier
 from pipeline.marketplaces import site_code
+from pipeline.memo import MISSING, Memo
 from pipeline.origin import check_origin
 from pipeline.rejection import (
     MAX_LIST,
@@ -278,9 +279,20 @@ def _ip(value: Any, name: str) -> str:
     return canonical_ip
 
 
-@lru_cache(maxsize=65536)
+#: `_canonical_ip`'s results (pipeline/memo.py: sources repeat).
+_CANONICAL_IPS = Memo(65536)
+
+
 def _canonical_ip(value: str) -> str | None:
-    """The canonical text of an IP address, None if `value` is not one (cached: sources repeat)."""
+    """The canonical text of an IP address, None if `value` is not one (memoized: sources
+    repeat)."""
+    found = _CANONICAL_IPS.get(value)
+    if found is MISSING:
+        found = _CANONICAL_IPS.put(value, _canonical_ip_of(value))
+    return None if found is None else str(found)
+
+
+def _canonical_ip_of(value: str) -> str | None:
     if "%" in value:  # an IPv6 zone id names a host's interface, not a source address
         return None
     try:

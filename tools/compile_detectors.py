@@ -66,6 +66,9 @@ COMPILED = (
     "pipeline/alert.py",
     "pipeline/authorization.py",
     "pipeline/contract.py",
+    # the memo the per-event lookups keep their results in (a native class: a hit is a method
+    # call and a dict lookup)
+    "pipeline/memo.py",
     # the ingest service's per-event work besides detection (streams/ingest_batch.py
     # `Ingest.decode` / `finish`): validation and what it calls, masking, time handling and the
     # canonical encoding, dedup and sequencing. Left as Python: pipeline/action_structs.py (the
