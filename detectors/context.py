@@ -48,7 +48,7 @@ class Context:
 
     def epoch_ms(self, ts: str) -> int:
         """`detectors.windows.epoch_ms(ts)`, remembered for the last `ts` asked (the event's
-        time, which most rules ask for): one comparison instead of a call through the cache."""
+        time, which most rules ask for): an identity test instead of a call."""
         if ts is not self._ts:
             self._ms = epoch_ms(ts)
             self._ts = ts

@@ -41,7 +41,7 @@ from functools import cache
 from importlib import resources
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from detectors.geo_bundled import BundledData
 from detectors.geo_bundled import load as load_bundled
@@ -176,7 +176,7 @@ def _bundled_lookup(address: IPv4Address | IPv6Address) -> Any:
 
 
 #: `lookup`'s results (pipeline/memo.py), emptied when the data changes (`configure`).
-_PLACES = Memo(65536)
+_PLACES: Final = Memo(65536)
 
 
 def lookup(ip: str) -> Place:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pipeline.authorization import AccountGrants, covering, plain_address
 from pipeline.event import Event
@@ -43,9 +43,9 @@ _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 #: `network`'s, `_address_key`'s and `_compiled`'s results (pipeline/memo.py).
-_NETWORKS = Memo(65536)
-_ADDRESS_KEYS = Memo(65536)
-_TABLES = Memo(1024)
+_NETWORKS: Final = Memo(65536)
+_ADDRESS_KEYS: Final = Memo(65536)
+_TABLES: Final = Memo(1024)
 
 
 def network(ip: str) -> str | None:

@@ -25,9 +25,11 @@ _SECONDS: Final[dict[str, int]] = {f"{s:02d}": s * 1000 for s in range(60)}
 _MILLIS: Final[dict[str, int]] = {f"{m:03d}": m for m in range(1000)}
 
 
-#: The last time `epoch_ms` read and its milliseconds (None: none yet; one tuple, replaced whole:
-#: a reader on another thread sees an old pair or a new one, never half of each).
-_last: tuple[str | None, int] = (None, 0)
+#: The last time `epoch_ms` read and its milliseconds; at first, and once forgotten, an object
+#: equal to no string (None would pass for a time of None). One tuple, replaced whole: a reader on
+#: another thread sees an old pair or a new one, never half of each.
+_NO_TIME: Final = object()
+_last: tuple[object, int] = (_NO_TIME, 0)
 
 
 def epoch_ms(ts: str) -> int:
@@ -37,9 +39,9 @@ def epoch_ms(ts: str) -> int:
     already read (`_MINUTES`) plus the seconds and milliseconds (`:SS.mmmZ`, ASCII digits, at
     most 59 seconds: `_SECONDS`, `_MILLIS`); anything else goes to `_parse`.
 
-    The last time read is remembered (`_last`): the provider stage reads an event's time for its
-    merge, then its rules and its alert sweep ask again (the same text, not always the same
-    object). Nothing more is cached: each event's time is new (a cache of times missed on every
+    The last time read is remembered (`_last`): in the provider stage an event's rules ask for
+    its time, then its alert sweep and the merge's count of event time ask again (the same text,
+    not always the same object). Nothing more is cached: each event's time is new (a cache of times missed on every
     event and paid its own bookkeeping each time), and a rule asks through `Context.epoch_ms`,
     which remembers the event's.
     """
@@ -88,7 +90,7 @@ def clear_caches() -> None:
     """Forget every event time read (the last one and the minutes): what a benchmark does to
     make each event's time new again, as it is in a real run."""
     global _last
-    _last = (None, 0)
+    _last = (_NO_TIME, 0)
     _MINUTES.clear()
 
 

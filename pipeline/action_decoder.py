@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from msgspec import UNSET
@@ -91,8 +91,8 @@ def _fits(value: str, kind: str, *, remember: bool = True) -> str:
 
 #: `_account_holds_sensitive`'s and `_valid_day`'s results (pipeline/memo.py: each asked once an
 #: event, of values that repeat).
-_SENSITIVE_ACCOUNTS = Memo(4096)
-_VALID_DAYS = Memo(4096)
+_SENSITIVE_ACCOUNTS: Final = Memo(65536)
+_VALID_DAYS: Final = Memo(4096)
 
 
 def _account_holds_sensitive(account_id: str) -> bool:

@@ -34,6 +34,7 @@ import hashlib
 from collections.abc import Iterable
 from datetime import date
 from functools import lru_cache
+from typing import Final
 
 from pipeline.id_filter import IdFilter, any_contains, filter_bits
 from pipeline.id_runs import IdRun, any_holds, halves_of
@@ -331,8 +332,8 @@ def epoch_day(ts: str) -> int:
 
 
 #: `_epoch_day_of_date`'s results (pipeline/memo.py: asked once an event, with a day's text).
-_DAYS = Memo(1024)
-_EPOCH = date(1970, 1, 1)
+_DAYS: Final = Memo(1024)
+_EPOCH: Final = date(1970, 1, 1)
 
 
 def _epoch_day_of_date(day: str) -> int:

@@ -15,7 +15,7 @@ import json
 import re
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -280,7 +280,7 @@ def _ip(value: Any, name: str) -> str:
 
 
 #: `_canonical_ip`'s results (pipeline/memo.py: sources repeat).
-_CANONICAL_IPS = Memo(65536)
+_CANONICAL_IPS: Final = Memo(65536)
 
 
 def _canonical_ip(value: str) -> str | None:

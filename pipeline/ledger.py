@@ -135,8 +135,10 @@ def entry_event(record: bytes) -> Event:
     fills a new dict key by key, which keeps the table for strings only, and is no slower to
     parse (`python -m bench.provider_callgrind --parse`, docs/performance.md). The values are
     orjson's for every record ingest writes (tests/unit/test_ledger.py); they differ only on
-    integers beyond 64 bits, which ingest refuses (`pipeline.rejection.MAX_INT`), where msgspec
-    keeps the integer and orjson makes a float."""
+    integers outside [-2**63, 2**64), which ingest refuses (`pipeline.rejection.MAX_INT`), where
+    msgspec keeps the integer and orjson made a float. The stage trusts the ledger (it does not
+    check the chain): a record written to the topic by something else than ingest, malformed, stops
+    the stage's thread (GET /v1/health says so), with either parser."""
     entry: Event = _ENTRY.decode(record)
     for name in LEDGER_FIELDS:
         if name in entry:  # as in `event_of`
