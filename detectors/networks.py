@@ -53,7 +53,8 @@ def network(ip: str) -> str | None:
     found = _NETWORKS.get(ip)
     if found is MISSING:
         found = _NETWORKS.put(ip, _network_of(ip))
-    return None if found is None else str(found)
+    net: str | None = found
+    return net
 
 
 def _network_of(ip: str) -> str | None:

@@ -99,7 +99,8 @@ def _account_holds_sensitive(account_id: str) -> bool:
     found = _SENSITIVE_ACCOUNTS.get(account_id)
     if found is MISSING:
         found = _SENSITIVE_ACCOUNTS.put(account_id, find_sensitive(account_id) is not None)
-    return bool(found)
+    holds: bool = found
+    return holds
 
 
 _MS_UTC = re.compile(
@@ -112,7 +113,8 @@ def _valid_day(day: str) -> bool:
     found = _VALID_DAYS.get(day)
     if found is MISSING:
         found = _VALID_DAYS.put(day, _is_day(day))
-    return bool(found)
+    valid: bool = found
+    return valid
 
 
 def _is_day(day: str) -> bool:

@@ -340,4 +340,5 @@ def _epoch_day_of_date(day: str) -> int:
     found = _DAYS.get(day)
     if found is MISSING:
         found = _DAYS.put(day, (date(int(day[0:4]), int(day[5:7]), int(day[8:10])) - _EPOCH).days)
-    return int(found)
+    days: int = found
+    return days

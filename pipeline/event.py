@@ -289,7 +289,8 @@ def _canonical_ip(value: str) -> str | None:
     found = _CANONICAL_IPS.get(value)
     if found is MISSING:
         found = _CANONICAL_IPS.put(value, _canonical_ip_of(value))
-    return None if found is None else str(found)
+    canonical: str | None = found
+    return canonical
 
 
 def _canonical_ip_of(value: str) -> str | None:

@@ -13,16 +13,9 @@ and each memo is sized well above the distinct values a worker meets between two
 addresses, days, accounts, allowlists). Safe across threads: a get and a put are each one dict
 operation under the GIL; two threads may both compute a value, and either's is kept.
 
-    _PLACES: Final = Memo(65_536)
-
-    def lookup(ip: str) -> Place:
-        found = _PLACES.get(ip)
-        if found is MISSING:
-            found = _PLACES.put(ip, _lookup(ip))
-        place: Place = found
-        return place
-
-(`Final`: compiled, the memo is a static of the module, not a lookup in its namespace.)
+Used as `detectors.geo.lookup` uses it: the memo a `Final` of the module (compiled, a static, not
+a lookup in the module's namespace), `get`, on `MISSING` `put` of the body's result, and the
+value narrowed by a typed local.
 """
 
 from __future__ import annotations
