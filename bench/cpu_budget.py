@@ -49,7 +49,7 @@ from bench.procstats import (
     schedstat,
 )
 from bench.profile import thread_cpu
-from bench.workload import WORKER_ENV, StoredStream, produce, write_results
+from bench.workload import WORKER_ENV, StoredStream, interpreter, produce, write_results
 from partnerwatch.local_worker import Namespace, Worker, delete_namespace_topics
 from tools import kafka_crc
 
@@ -254,6 +254,7 @@ def main() -> None:
         + (f" --label {args.label}" if args.label else ""),
         "cores": cores,
         "kafka_crc": kafka_crc.mode(),
+        "interpreter": interpreter(),
         "events_per_second": statistics.median(r["events_per_second"] for r in runs),
         "budget_us_per_event": budget,
         "waiting_us_per_event": waiting,
@@ -270,7 +271,7 @@ def main() -> None:
         f"Command: `{figures['command']}`; median of {args.runs} runs of one worker on a backlog "
         f"of {args.count:,} events ({figures['events_per_second']:,} events/s), from "
         f"{args.skip:.0%} of the events accepted until every event is stored and folded;"
-        f" aiokafka's CRC-32C in {figures['kafka_crc']} (tools/kafka_crc.py).",
+        f" aiokafka's CRC-32C in {figures['kafka_crc']} (tools/kafka_crc.py); {figures['interpreter']}.",
         "",
         "| process | thread | CPU, µs per event | waiting for a core, µs per event |",
         "|---|---|---|---|",

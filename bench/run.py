@@ -53,7 +53,7 @@ from bench.procstats import (
 )
 from bench.recovery import recovery
 from bench.stages import OPTIONAL, stage_rows, stages
-from bench.workload import RESULTS, WORKER_ENV, StoredStream, produce
+from bench.workload import RESULTS, WORKER_ENV, StoredStream, interpreter, produce
 from partnerwatch.local_worker import CREATED, Namespace, Worker, delete_namespace_topics, free_port
 from pipeline.config import Settings
 from sinks.kafka_io import KafkaAccessError, aio_consumer
@@ -448,6 +448,7 @@ def main() -> None:
             "python": platform.python_version(),
             "system": platform.platform(),
             "kafka_crc": kafka_crc.mode(),
+            "interpreter": interpreter(),
         },
     }
     from bench.ingest_stages import STAGES, detectors_variant, run_once

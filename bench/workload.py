@@ -6,6 +6,7 @@ Shared by the benchmarks of bench/ (bench/run.py, bench/ingest_stages.py, ...), 
 
 from __future__ import annotations
 
+import platform
 import struct
 import tempfile
 import time
@@ -108,6 +109,21 @@ def worker_on_backlog(ns: Namespace, messages: Iterable[tuple[bytes, bytes]]) ->
         yield worker.proc.pid
     finally:
         worker.stop()
+
+
+def interpreter() -> str:
+    """The interpreter the benchmark and its workers run on (the workers are started with
+    `sys.executable`), and whether its executable carries the interpreter or loads a shared
+    libpython: an unoptimised shared build (pyenv's default) costs about a fifth more CPU per
+    event than Debian's static one (docs/performance.md, session 36)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        linked = "unknown linkage"
+    else:
+        linked = "shared libpython" if "libpython" in maps else "static interpreter"
+    built, compiler = platform.python_build()[1], platform.python_compiler()
+    return f"CPython {platform.python_version()} built {built} by {compiler} ({linked})"
 
 
 def write_results(name: str, label: str, figures: dict[str, Any], lines: list[str]) -> None:
