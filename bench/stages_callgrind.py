@@ -17,6 +17,10 @@ save cycles without saving instructions. Use it to compare two builds or two tre
 code path, not as a rate. The script prints the records and alert versions it made, to check
 that the two runs did the same work.
 
+`--timed` (natively, not under valgrind) sets the worker's collector (frozen heap, its
+thresholds) after the warm-up and prints the collected events' CPU per event and the interpreter:
+with `farm-bench` (paired A/B of the whole command) it compares two interpreters or builds.
+
 `--whole` runs the batches through `Ingest.batch` itself (streams/ingest_batch.py: its own loops
 over the records and events included, as the ingest service runs them) instead of the stages
 one by one; the stages' own figures (`bench.ingest_stages`) leave those loops out.
@@ -26,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
+import time
 
 
 def main() -> None:
@@ -36,10 +42,16 @@ def main() -> None:
     parser.add_argument(
         "--whole", action="store_true", help="through Ingest.batch, loops and all (see above)"
     )
+    parser.add_argument(
+        "--timed",
+        action="store_true",
+        help="natively: the worker's collector settings after the warm-up, CPU per event printed",
+    )
     args = parser.parse_args()
     from bench.ingest_stages import Stages
-    from bench.workload import stream
+    from bench.workload import interpreter, stream
     from pipeline.config import Settings
+    from streams.ingest_partition import GC_THRESHOLD
 
     messages = stream(args.warm + args.count)
     core = Stages(Settings.from_env({}))
@@ -63,8 +75,16 @@ def main() -> None:
     made = (0, 0)
     for start in range(0, args.warm, args.batch):  # not inside functools.reduce: not collected
         made = step(made, start)
+    if args.timed:  # as the worker once its state is loaded (streams/ingest.py `loaded`)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLD)
+    started = time.process_time()
     collected = functools.reduce(step, range(args.warm, args.warm + args.count, args.batch), (0, 0))
+    cpu = time.process_time() - started
     print(f"collected {args.count} events: {collected[0]} records, {collected[1]} alert versions")
+    if args.timed:
+        print(f"CPU {cpu / args.count * 1e6:.2f} µs per event ({interpreter()})")
 
 
 class ConsumerRecord:
