@@ -247,7 +247,8 @@ def migrate(
     except WarehouseError as exc:
         err.print(plain(exc, "red"))
         raise typer.Exit(1) from None
-    console.print(f"applied: {', '.join(applied) or 'none (up to date)'}")
+    # one line whatever the terminal's width (rich would wrap the list at 80 columns in a pipe)
+    console.print(f"applied: {', '.join(applied) or 'none (up to date)'}", soft_wrap=True)
 
 
 def require_web_port(settings: Settings) -> None:

@@ -195,6 +195,8 @@ def test_alter_runs_on_the_local_tables_and_mirrors_columns_on_the_distributed_t
         f"ALTER TABLE audit.events_local ON CLUSTER {CLUSTER}\n"
         "    MODIFY SETTING vertical_merge_algorithm_min_rows_to_activate = 1,\n"
         "    vertical_merge_algorithm_min_columns_to_activate = 1",
+        f"ALTER TABLE audit.events_local ON CLUSTER {CLUSTER}\n"
+        "    MODIFY SETTING min_bytes_for_wide_part = 134217728",
     ]
     # A clause list with commas inside parentheses and quotes splits only at the top level.
     rendered = render(
