@@ -10,7 +10,7 @@ seconds it reads the worker's counters and `pw_events_accepted_total`, again aft
 time per event accepted (µs) and the longest one (the probe's readings are up to a second old
 when read). Collections hold the interpreter lock whichever thread runs them, so their time is time the
 ingest service cannot run. `--threshold A,B,C` runs the worker with those thresholds in place
-of `streams/ingest_partition.py` `GC_THRESHOLD` (the probe turns the worker's own
+of `streams/collector.py` `GC_THRESHOLD` (the probe turns the worker's own
 `gc.set_threshold` call into one with these), to compare.
 
 Results go to bench/results/<date>-gc-cost[-<label>].json and .md. The probe's own cost (a

@@ -20,15 +20,20 @@ loop that wants the interpreter; from its wall time, its CPU time and its run-qu
 (/proc/thread-self/schedstat) the time it waited for the GIL is derived: what the loader took from
 it, per row. The machine's other load shows in run-queue delays, not in this figure.
 
+The collector runs as in `partnerwatch loader` (streams/collector.py's thresholds, the heap
+frozen before the first run; `--collector default`: Python's own settings, as the loader process
+had them until session 37).
+
 Medians over the runs; nothing is asserted. Results: bench/results/<date>-loader-cpu[-<label>].
 
-    python -m bench.loader_cpu --rows 200000 --runs 5 [--probe] [--label before]
+    python -m bench.loader_cpu --rows 200000 --runs 5 [--probe] [--collector default] [--label before]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import statistics
 import tempfile
@@ -46,6 +51,7 @@ from pipeline.ledger import LedgerState
 from pipeline.simulation.traffic import generate
 from sinks.kafka_io import aio_producer, ensure_topics
 from sinks.loader_offsets import Mark, write_marks
+from streams.collector import GC_THRESHOLD
 from streams.warehouse_loader import WarehouseLoader
 
 
@@ -183,8 +189,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--probe", action="store_true", help="measure the GIL the loader takes")
+    parser.add_argument(
+        "--collector",
+        choices=("process", "default"),
+        default="process",
+        help="process: the collector as `partnerwatch loader` sets it (streams/collector.py "
+        "thresholds, the heap frozen before loading); default: Python's",
+    )
     parser.add_argument("--label", default="")
     args = parser.parse_args()
+    if args.collector == "process":
+        gc.set_threshold(*GC_THRESHOLD)
+        gc.freeze()
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     samples: list[dict[str, float]] = []
@@ -207,6 +223,7 @@ def main() -> None:
         "batch_rows": settings.warehouse_batch_rows,
         "partitions": settings.topic_partitions,
         "probe": args.probe,
+        "collector": args.collector,
         "medians": medians,
         "samples": samples,
         "load_before": load_before,
@@ -216,7 +233,7 @@ def main() -> None:
         f"# Warehouse loader CPU per row{f' ({args.label})' if args.label else ''}",
         "",
         f"`python -m bench.loader_cpu --rows {args.rows} --runs {args.runs}"
-        f"{' --probe' if args.probe else ''}`: the real loader on a pre-filled ledger topic "
+        f"{' --probe' if args.probe else ''} --collector {args.collector}`: the real loader on a pre-filled ledger topic "
         f"({args.rows:,} records of {figures['record_bytes_mean']} bytes on average, "
         f"{settings.topic_partitions} partitions, batches of {settings.warehouse_batch_rows:,}), "
         f"a fresh embedded warehouse per run; load average {load_before} before, "

@@ -29,7 +29,7 @@ Every pass checks that it published the same alert versions, in the same order, 
 alone (a digest of their bytes is in the results, to compare across changes), and the final
 state's digest (orjson, dict order kept, as the snapshot topic stores it) is reported too.
 
-The collector runs with the worker's thresholds (streams/ingest_partition.py `GC_THRESHOLD`: the
+The collector runs with the worker's thresholds (streams/collector.py `GC_THRESHOLD`: the
 stage is a thread of the worker). The detectors run as built (compiled where the optional mypyc build is present), or pure Python
 with `--pure-detectors`. Results go to bench/results/<date>-provider-stage-costs[-<label>].json
 and .md.
@@ -294,7 +294,7 @@ def main() -> None:
         pure_python()  # before anything imports detectors
     from bench.ingest_stages import detectors_variant
     from bench.workload import write_results
-    from streams.ingest_partition import GC_THRESHOLD
+    from streams.collector import GC_THRESHOLD
 
     gc.set_threshold(*GC_THRESHOLD)  # as in a worker, whose threads the stage is one of
 

@@ -51,7 +51,7 @@ def main() -> None:
     from bench.ingest_stages import Stages
     from bench.workload import interpreter, stream
     from pipeline.config import Settings
-    from streams.ingest_partition import GC_THRESHOLD
+    from streams.collector import GC_THRESHOLD
 
     messages = stream(args.warm + args.count)
     core = Stages(Settings.from_env({}))

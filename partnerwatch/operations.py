@@ -163,7 +163,7 @@ def provider_stage(
 
     from sinks.kafka_io import ensure_topics
     from streams.child_process import parent_gone
-    from streams.ingest_partition import GC_THRESHOLD
+    from streams.collector import GC_THRESHOLD
     from streams.provider_stage import ProviderStage
     from streams.trim_thread import TrimThread
 

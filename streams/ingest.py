@@ -66,6 +66,7 @@ from sinks.kafka_io import aio_consumer, aio_producer
 from streams import ml_models
 from streams.alert_publisher import publisher
 from streams.app import app, settings
+from streams.collector import GC_THRESHOLD
 from streams.detect_metrics import DetectMetrics
 from streams.faust_internals import (
     raw_value,
@@ -75,11 +76,7 @@ from streams.faust_internals import (
 )
 from streams.fetch_wait import BUSY_MS, FetchWait
 from streams.ingest_batch import Ingest, IngestBatch
-from streams.ingest_partition import (
-    GC_THRESHOLD,
-    MAX_BATCH,
-    PartitionIngest,
-)
+from streams.ingest_partition import MAX_BATCH, PartitionIngest
 
 log = structlog.get_logger(__name__)
 

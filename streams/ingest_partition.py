@@ -67,19 +67,6 @@ log = structlog.get_logger(__name__)
 #: keeps its peak: docs/performance.md, "Where the worker's memory goes".)
 MAX_BATCH = 5_000
 MAX_PENDING = 2 * MAX_BATCH
-#: Garbage collector thresholds once the state is loaded (Python's defaults: 700, 10, 10).
-#: The youngest generation every 10,000 allocations (measured in-process on the benchmark's mix,
-#: bench/stages.py, median of 3: 97.2 µs per event with the defaults, 92.5 with 10,000 and 20).
-#: The middle one only every 1,000 of those: on a backlog it held the records fetched ahead and
-#: the batch being worked on, and each collection walked them again (bench/gc_cost.py;
-#: docs/performance.md, "The collector's middle generation"). A full collection after 10 middle
-#: ones, and only when a quarter of the long-lived heap is new since the last. Garbage in
-#: reference cycles that outlived a young collection waits that long to be freed: tried in
-#: session 19 and withdrawn, because aiokafka's records fetched and then dropped unread (a paused
-#: partition) were such garbage, each with its fetch's bytes, and the provider stage process
-#: grew by about 190 MiB over 1,500,000 events; since `faust_internals.release_dropped_fetches`
-#: they are freed when dropped.
-GC_THRESHOLD = (10_000, 1_000, 10)
 #: Events of a batch after which the alerts raised so far are published (and other work runs).
 PUBLISH_EVERY = 200
 #: Least time between the starts of two transactions of a partition: records that arrive sooner

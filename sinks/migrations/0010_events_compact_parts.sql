@@ -1,9 +1,9 @@
--- audit.events keeps its smaller parts compact (every column in one file) until they hold 128 MiB
--- of uncompressed data (about 150,000 events of the benchmark's mix). A wide part writes two files
--- per column and per skip index: 104 files for each 20,000-row batch the loader inserts, and as
--- many again for every merge of small parts, each file created, written and later deleted on the
--- warehouse's filesystem; a compact part is 14. ClickHouse's default (10 MiB) made every insert
--- of the loader's batches (about 17 MiB) wide. Parts merged past the threshold are wide, merged
--- column by column (0009); the small parts' merges are horizontal, over one file per part.
--- Measured in docs/performance.md ("Compact parts for the loader's inserts").
-ALTER TABLE audit.events MODIFY SETTING min_bytes_for_wide_part = 134217728
+-- audit.events writes a part holding less than 32 MiB of uncompressed data compact (every column
+-- in one file) instead of wide (two files per column and per skip index). The loader's batches of
+-- 20,000 events (about 17 MiB on the benchmark's mix) were over ClickHouse's default of 10 MiB:
+-- each insert created 104 files on the warehouse's filesystem, to be deleted again at its first
+-- merge; a compact part is 14. Merges of the small parts give wide parts past the threshold, merged
+-- column by column (0009). With 128 MiB (merges of compact parts, done horizontally, up to about
+-- 150,000 events) the CPU was the same and the peak memory of loading 1,000,000 events about
+-- 100 MiB higher. Measured in docs/performance.md ("Compact parts for the loader's inserts").
+ALTER TABLE audit.events MODIFY SETTING min_bytes_for_wide_part = 33554432

@@ -196,7 +196,7 @@ def test_alter_runs_on_the_local_tables_and_mirrors_columns_on_the_distributed_t
         "    MODIFY SETTING vertical_merge_algorithm_min_rows_to_activate = 1,\n"
         "    vertical_merge_algorithm_min_columns_to_activate = 1",
         f"ALTER TABLE audit.events_local ON CLUSTER {CLUSTER}\n"
-        "    MODIFY SETTING min_bytes_for_wide_part = 134217728",
+        "    MODIFY SETTING min_bytes_for_wide_part = 33554432",
     ]
     # A clause list with commas inside parentheses and quotes splits only at the top level.
     rendered = render(
