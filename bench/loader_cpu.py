@@ -20,9 +20,10 @@ loop that wants the interpreter; from its wall time, its CPU time and its run-qu
 (/proc/thread-self/schedstat) the time it waited for the GIL is derived: what the loader took from
 it, per row. The machine's other load shows in run-queue delays, not in this figure.
 
-The collector runs as in `partnerwatch loader` (streams/collector.py's thresholds, the heap
-frozen before the first run; `--collector default`: Python's own settings, as the loader process
-had them until session 37).
+The collector runs with `partnerwatch loader`'s thresholds (streams/collector.py), the heap
+frozen at the start, before the ledger is filled (the loader process freezes its heap once its
+warehouse is open: the same objects less those of the filling and the warehouse);
+`--collector default`: Python's own settings, as the loader process had them until session 37.
 
 Medians over the runs; nothing is asserted. Results: bench/results/<date>-loader-cpu[-<label>].
 
@@ -193,8 +194,8 @@ def main() -> None:
         "--collector",
         choices=("process", "default"),
         default="process",
-        help="process: the collector as `partnerwatch loader` sets it (streams/collector.py "
-        "thresholds, the heap frozen before loading); default: Python's",
+        help="process: `partnerwatch loader`'s thresholds (streams/collector.py), the heap "
+        "frozen at the start; default: Python's settings",
     )
     parser.add_argument("--label", default="")
     args = parser.parse_args()
