@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import os
 import statistics
 import tempfile
@@ -52,7 +51,7 @@ from pipeline.ledger import LedgerState
 from pipeline.simulation.traffic import generate
 from sinks.kafka_io import aio_producer, ensure_topics
 from sinks.loader_offsets import Mark, write_marks
-from streams.collector import GC_THRESHOLD
+from streams.collector import settle
 from streams.warehouse_loader import WarehouseLoader
 
 
@@ -200,8 +199,7 @@ def main() -> None:
     parser.add_argument("--label", default="")
     args = parser.parse_args()
     if args.collector == "process":
-        gc.set_threshold(*GC_THRESHOLD)
-        gc.freeze()
+        settle()
 
     load_before = [round(x, 2) for x in os.getloadavg()]
     samples: list[dict[str, float]] = []

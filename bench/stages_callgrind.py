@@ -51,7 +51,7 @@ def main() -> None:
     from bench.ingest_stages import Stages
     from bench.workload import interpreter, stream
     from pipeline.config import Settings
-    from streams.collector import GC_THRESHOLD
+    from streams.collector import settle
 
     messages = stream(args.warm + args.count)
     core = Stages(Settings.from_env({}))
@@ -77,8 +77,7 @@ def main() -> None:
         made = step(made, start)
     if args.timed:  # as the worker once its state is loaded (streams/ingest.py `loaded`)
         gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLD)
+        settle()
     started = time.process_time()
     collected = functools.reduce(step, range(args.warm, args.warm + args.count, args.batch), (0, 0))
     cpu = time.process_time() - started

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.procstats import rss_mib
 from bench.warehouse_insert import ledger_batches
 from bench.workload import interpreter, write_results
 
@@ -65,13 +66,6 @@ def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def _status_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def one_run(records_path: Path, size: int, batch: int) -> dict[str, Any]:
     """One fresh warehouse loaded with the records at `min_bytes_for_wide_part = size` (this
     process's figures: run it in a process of its own)."""
@@ -86,12 +80,12 @@ def one_run(records_path: Path, size: int, batch: int) -> dict[str, Any]:
             migrate(wh, Settings.from_env({}))
             wh.execute(f"ALTER TABLE audit.events MODIFY SETTING min_bytes_for_wide_part = {size}")
             _reset_peak()
-            rss_before = _status_mib("VmRSS")
+            rss_before = rss_mib(os.getpid())
             cpu0, wall0 = time.process_time(), time.perf_counter()
             for start in range(0, len(records), batch):
                 store_raw(wh, records[start : start + batch])
             cpu1, wall1 = time.process_time(), time.perf_counter()
-            inserts_peak = _status_mib("VmHWM")
+            inserts_peak = rss_mib(os.getpid(), "VmHWM")
             parts = wh.query(
                 "SELECT part_type, count(), sum(rows) FROM system.parts "
                 "WHERE active AND database = 'audit' AND table = 'events' GROUP BY part_type"
@@ -108,7 +102,9 @@ def one_run(records_path: Path, size: int, batch: int) -> dict[str, Any]:
         "insert_wall_s": round(wall1 - wall0, 2),
         "parts_after_inserts": {str(kind): [int(n), int(r)] for kind, n, r in parts},
         "peak_rss_above_start_mib": round(inserts_peak - rss_before, 1),
-        "peak_rss_above_start_with_final_merge_mib": round(_status_mib("VmHWM") - rss_before, 1),
+        "peak_rss_above_start_with_final_merge_mib": round(
+            rss_mib(os.getpid(), "VmHWM") - rss_before, 1
+        ),
     }
 
 

@@ -5,6 +5,7 @@ modules, the loaded state, the embedded engine's objects are then never walked a
 
 from __future__ import annotations
 
+import gc
 from typing import Final
 
 #: Garbage collector thresholds once the state is loaded (Python's defaults: 700, 10, 10).
@@ -24,3 +25,10 @@ from typing import Final
 #: took about 1 µs less per row (bench/loader_cpu.py; docs/performance.md, "Compact parts for
 #: the loader's inserts").
 GC_THRESHOLD: Final = (10_000, 1_000, 10)
+
+
+def settle() -> None:
+    """What a process does once the heap it works with is built: freeze it out of every collection
+    (it lives as long as the process) and collect at `GC_THRESHOLD` from then on."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 from typing import Any
 
@@ -63,10 +62,9 @@ from mode import Service
 from pipeline.config import Settings
 from sinks import metrics
 from sinks.kafka_io import aio_consumer, aio_producer
-from streams import ml_models
+from streams import collector, ml_models
 from streams.alert_publisher import publisher
 from streams.app import app, settings
-from streams.collector import GC_THRESHOLD
 from streams.detect_metrics import DetectMetrics
 from streams.faust_internals import (
     raw_value,
@@ -183,11 +181,10 @@ class IngestService(Service):
     def loaded(self, part: PartitionIngest) -> None:
         """A partition's state is loaded: once all are, the first time, freeze the heap."""
         if not self._froze and all(p.state is not None for p in self.partitions.values()):
-            # Everything loaded so far lives as long as the process: out of the collector's view.
-            gc.freeze()
-            # A batch allocates (and frees) dicts by the thousand: collect the youngest
-            # generation every GC_THRESHOLD allocations instead of every 700.
-            gc.set_threshold(*GC_THRESHOLD)
+            # Everything loaded so far lives as long as the process: out of the collector's view;
+            # a batch allocates (and frees) dicts by the thousand: the youngest generation every
+            # GC_THRESHOLD allocations instead of every 700.
+            collector.settle()
             self._froze = True
 
     async def revoke(self, revoked: list[TopicPartition]) -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import socket as stdsocket
 import sys
@@ -44,8 +43,8 @@ from pipeline.config import Settings
 from sinks.clickhouse import WarehouseError
 from sinks.kafka_io import ensure_topics
 from sinks.warehouse_remote import WarehouseServer
+from streams import collector
 from streams.child_process import parent_gone
-from streams.collector import GC_THRESHOLD
 from streams.trim_thread import TrimThread
 from streams.warehouse_loader import WarehouseLoader
 from streams.warehouse_service import loader_health
@@ -203,8 +202,7 @@ class LoaderProcess:
             # The collector as in a worker (streams/collector.py): young collections every 10,000
             # allocations (each fetched record is a tracked object), the heap built so far (the
             # modules, the engine's objects) frozen out of every collection.
-            gc.set_threshold(*GC_THRESHOLD)
-            gc.freeze()
+            collector.settle()
             # before the loader's thread: it fixes the mmap threshold before record batches come and go
             trim = TrimThread(
                 s.malloc_trim_seconds, mmap_threshold_kib=s.malloc_mmap_threshold_kib
