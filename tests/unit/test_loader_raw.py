@@ -338,24 +338,23 @@ def test_mutated_records_are_refused_or_the_same(
 SAMPLE = simulated(200, seed=5)
 
 
-def test_a_loader_batch_is_written_as_one_compact_part(tmp_path: Path) -> None:
+def test_a_loader_batch_is_written_as_one_compact_part(warehouse: EmbeddedWarehouse) -> None:
     """A batch of the loader's size (20,000 records, over ClickHouse's 10 MiB default for a wide
-    part) is one compact part of audit.events (migration 0010): one file for its columns, not two
-    per column and per skip index."""
-    wh = EmbeddedWarehouse(tmp_path / "warehouse")
+    part) is stored as compact parts of audit.events (migration 0010): one file for its columns,
+    not two per column and per skip index."""
+    raws = simulated(21_000, seed=7)[:20_000]
+    assert len(raws) == 20_000
+    warehouse.execute("TRUNCATE TABLE audit.events")
+    warehouse.execute("SYSTEM STOP MERGES audit.events")
     try:
-        migrate(wh, Settings.from_env({}))
-        raws = simulated(21_000, seed=7)[:20_000]
-        assert len(raws) == 20_000
-        wh.execute("SYSTEM STOP MERGES audit.events")
-        store_raw(wh, raws)
-        parts = wh.query(
+        store_raw(warehouse, raws)
+        parts = warehouse.query(
             "SELECT part_type, rows, data_uncompressed_bytes FROM system.parts "
             "WHERE active AND database = 'audit' AND table = 'events'"
         ).rows
-        assert sum(int(r[1]) for r in parts) == 20_000
-        # the batch's months: a part each, the largest past the default threshold
-        assert max(int(r[2]) for r in parts) > 10 * 1024 * 1024
-        assert {r[0] for r in parts} == {"Compact"}
     finally:
-        wh.close()
+        warehouse.execute("SYSTEM START MERGES audit.events")
+    assert sum(int(r[1]) for r in parts) == 20_000
+    # the batch's months: a part each, the largest past the default threshold
+    assert max(int(r[2]) for r in parts) > 10 * 1024 * 1024
+    assert {r[0] for r in parts} == {"Compact"}
