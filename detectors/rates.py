@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from pipeline.floors import Floors
+
 HISTORY: Final = 24
 MIN_HISTORY: Final = 3
 LEARN_HOURS: Final = 24
@@ -27,7 +29,7 @@ def count(
     record (`n`: this hour's count; `ids`: the hour's latest `RECENT` event ids when `event_id` is
     given); None for a late event of a closed hour. Keys idle for `idle_hours` are forgotten
     first."""
-    forget_idle(hours, hour - idle_hours)
+    forget_idle(hours, hour - idle_hours, hour)
     mine: dict[str, Any] | None = hours.get(key)
     if mine is None:
         mine = hours[key] = {"h": hour, "n": 0, "since": hour}
@@ -51,14 +53,36 @@ def count(
     return mine
 
 
-def forget_idle(records: dict[str, Any], cutoff: int) -> None:
-    """Forget the records whose newest hour (`h`) is before `cutoff` (a loop that allocates
-    nothing while none is, the common case)."""
-    for record in records.values():
-        if record["h"] < cutoff:
-            for idle in [k for k, r in records.items() if r["h"] < cutoff]:
-                del records[idle]
-            return
+def forget_idle(records: dict[str, Any], cutoff: int, hour: int) -> None:
+    """Forget the records whose newest hour (`h`) is before `cutoff`, for an event of `hour`
+    (after `cutoff`): the caller then writes into `records` only a new record of `hour` or a
+    record's `h` raised. Skipped while the records' floor (`_IDLE`) is at or above `cutoff`, the
+    common case; a walk keeps the least hour left (or `hour`) as the floor."""
+    floor = _IDLE.floor(records)
+    if floor is not None and floor >= cutoff:
+        if hour < floor:
+            _IDLE.put(records, hour)
+        return
+    least = hour
+    idle: list[str] | None = None
+    for key, record in records.items():
+        h: int = record["h"]
+        if h < cutoff:
+            if idle is None:
+                idle = [key]
+            else:
+                idle.append(key)
+        elif h < least:
+            least = h
+    if idle is not None:
+        for key in idle:
+            del records[key]
+    _IDLE.put(records, least)
+
+
+#: The floors of the records `forget_idle` swept (see pipeline/floors.py): about one dict per
+#: account and rate detector.
+_IDLE: Final = Floors(1 << 16)
 
 
 def count_step(mine: dict[str, Any], step: int, steps: int) -> int | None:

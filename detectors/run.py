@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from detectors import ACTIONS, ALL, NEEDS_MODEL, Context, DetectFn
 from pipeline import authorization
-from pipeline.alert import Alert, Finding, alert_id, closed_alerts, fold
+from pipeline.alert import Alert, Finding, alert_id, expired, fold, keep_open
 from pipeline.config import DetectionConfig
 from pipeline.event import Event
 from pipeline.ledger import event_of
@@ -169,10 +169,10 @@ def apply_event(
         if applied is None:
             applied = Applied()
         applied.alerts.append(alert)
-        state.setdefault("open", {})[key] = alert["last_seen"]
+        keep_open(state.setdefault("open", {}), key, alert["last_seen"])
     opened = state.get("open")
     if opened:
-        for key in closed_alerts(opened, event["occurred_at"]):
+        for key in expired(opened, event["occurred_at"]):
             del opened[key]
             if applied is None:
                 applied = Applied()

@@ -12,9 +12,10 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from pipeline.event import Event
+from pipeline.floors import Floors
 
 Alert = dict[str, Any]
 MAX_EVIDENCE = 50
@@ -104,6 +105,41 @@ def closed_alerts(opened: dict[str, str], now: str, days: int = OPEN_DAYS) -> li
         return []
     horizon = _horizon(now, days)
     return [alert for alert, last_seen in opened.items() if last_seen < horizon]
+
+
+#: The floors of the accounts' open alerts (pipeline/floors.py): the least `last_seen` in each.
+_OPEN: Final = Floors(1 << 16)
+
+
+def keep_open(opened: dict[str, str], alert: str, last_seen: str) -> None:
+    """Note that `alert` is open with its last evidence at `last_seen`: the only writer of an
+    `opened` that `expired` sweeps."""
+    opened[alert] = last_seen
+    _OPEN.lower(opened, last_seen)
+
+
+def expired(opened: dict[str, str], now: str) -> list[str]:
+    """`closed_alerts(opened, now)`, for a caller that deletes each id returned from `opened` and
+    writes it only with `keep_open`: nothing to read while the least `last_seen` left by the
+    previous sweep is inside the horizon, the common case."""
+    if not opened:
+        return []
+    horizon = _horizon(now, OPEN_DAYS)
+    floor = _OPEN.floor(opened)
+    if floor is not None and floor >= horizon:
+        return []
+    closed: list[str] = []
+    least: str | None = None
+    for alert, last_seen in opened.items():
+        if last_seen < horizon:
+            closed.append(alert)
+        elif least is None or last_seen < least:
+            least = last_seen
+    if least is None:
+        _OPEN.forget(opened)
+    else:
+        _OPEN.put(opened, least)
+    return closed
 
 
 #: The normalized event time (`pipeline.event.format_ms`): its day, and the time of day after it.

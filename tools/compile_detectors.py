@@ -69,6 +69,9 @@ COMPILED = (
     # the memo the per-event lookups keep their results in (a native class: a hit is a method
     # call and a dict lookup)
     "pipeline/memo.py",
+    # the floors the per-event sweeps of open alerts and idle rate records skip by (a native
+    # class, as the memo)
+    "pipeline/floors.py",
     # the ingest service's per-event work besides detection (streams/ingest_batch.py
     # `Ingest.decode` / `finish`): validation and what it calls, masking, time handling and the
     # canonical encoding, dedup and sequencing. Left as Python: pipeline/action_structs.py (the

@@ -43,7 +43,7 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     now = ctx.epoch_ms(event["occurred_at"])
     hour, step = now // 3_600_000, now // STEP_MS
     providers: dict[str, Any] = state.setdefault("p", {})
-    rates.forget_idle(providers, hour - IDLE_HOURS)
+    rates.forget_idle(providers, hour - IDLE_HOURS, hour)
     mine: dict[str, Any] | None = providers.get(provider)
     if mine is None:
         mine = providers[provider] = {"h": hour}
