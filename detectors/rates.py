@@ -146,7 +146,17 @@ def hour_evidence(mine: dict[str, Any], event_id: str) -> tuple[str, ...]:
 
 def usual_hour(mine: dict[str, Any]) -> int | None:
     """The key's busy hour, None while it is still learning."""
-    history = mine.get("hist", [])
+    history: list[Any] = mine.get("hist", [])
     if len(history) < MIN_HISTORY or mine["h"] - mine["since"] < LEARN_HOURS:
         return None
-    return int(sorted(history)[-2])
+    # `sorted(history)[-2]` in one pass, without the sorted copy (asked at every event)
+    top, second = history[0], history[1]
+    if second > top:
+        top, second = second, top
+    for index in range(2, len(history)):
+        count = history[index]
+        if count > top:
+            top, second = count, top
+        elif count > second:
+            second = count
+    return int(second)

@@ -40,8 +40,11 @@ def detect(event: Event, state: dict[str, Any], ctx: Context) -> list[Finding]:
     mine = rates.count(state.setdefault("p", {}), provider, hour, IDLE_HOURS, event["event_id"])
     if mine is None or "fired" in mine:
         return []
-    usual, count, cfg = rates.usual_hour(mine), mine["n"], ctx.config
-    if usual is None or count < cfg.rate_sustained_min or count < cfg.rate_sustained_factor * usual:
+    count, cfg = mine["n"], ctx.config
+    if count < cfg.rate_sustained_min:
+        return []
+    usual = rates.usual_hour(mine)
+    if usual is None or count < cfg.rate_sustained_factor * usual:
         return []
     mine["fired"] = True
     start = bucket(event["occurred_at"], 60)
