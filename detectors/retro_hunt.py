@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from detectors.run import new_state, observe
+from pipeline import floors
 from pipeline.alert import Alert, alert_id, closed_alerts, fold
 from pipeline.config import DetectionConfig
 from pipeline.event import Event, format_ms, timestamp_ms
@@ -144,6 +145,7 @@ def replay(
                 in_range.add(key)
         for key in closed_alerts(opened, event["occurred_at"]):
             del opened[key]  # closed like the detect agent closes it: a later finding starts anew
+    floors.clear_all()  # the replay's state is dropped: its rate records need not be held
     alerts = []
     for key in sorted(in_range, key=lambda k: (latest[k]["first_seen"], k)):
         alert = dict(latest[key])

@@ -5,28 +5,29 @@ The detect path sweeps two kinds of dict on every event: an account's open alert
 last evidence; `pipeline.alert.expired`) and the rate detectors' records by provider or principal
 (`detectors.rates.forget_idle`, records by their newest hour). Nearly always nothing goes, but the
 sweep reads every entry, and each is an object the event touches nowhere else: under a profiler
-of the worker the two sweeps were about 6% of its CPU, most of it cache misses. A `Floors` holds,
-for each dict a sweep walked, a value at or below every value in it: a sweep whose cutoff is at or
-below the floor skips the dict; otherwise it walks it as before and puts the remaining entries'
-least value.
+of the worker the two sweeps were about 6.5 % of its CPU (8 with the horizon's computation),
+most of it cache misses. A `Floors` holds, for each dict a sweep walked, a value at or below
+every value in it: a sweep whose cutoff is at or below the floor skips the dict; otherwise it
+walks it as before and puts the remaining entries' least value.
 
 The floor is kept beside the state, never in it: the state stays byte for byte what the
 changelog stored before (tests/detectors/test_state_sameness.py). A dict is known by its
 identity, and the `Floors` holds the dict itself, so that its id is not reused while its floor is
-held; full, it is emptied (the next sweep of each dict walks it again). A dict loaded from a
-changelog or a snapshot is a new object, without a floor: its first sweep walks it.
+held; full, it is emptied (the next sweep of each dict walks it again), and `clear_all` empties
+every `Floors` where states are dropped or replaced. A dict loaded from a changelog or a
+snapshot is a new object, without a floor: its first sweep walks it.
 
 What keeps a floor true: it is set by a sweep to the least value it left, and every later write
 that may bring a value below it calls `lower` (a new entry, or one whose value went down); a
 write that only raises a value leaves it a lower bound. The dicts are written only by the
 functions that sweep them (`pipeline.alert.keep_open`, and the rate detectors after
-`forget_idle`). Not shared across threads: each partition's state has one writer; a `get` and a
-`put` are each one dict operation under the GIL.
+`forget_idle`). Each partition's state has one writer; a `get` and a `put` are each one dict
+operation under the GIL, and a floor forgotten by another thread's `clear_all` only means a walk.
 """
 
 from __future__ import annotations
 
-from typing import Any, final
+from typing import Any, Final, final
 
 
 @final
@@ -39,6 +40,7 @@ class Floors:
         self.limit = limit
         # id(dict) -> (the dict, its floor): the dict is held so that its id stays its own
         self._floors: dict[int, tuple[dict[Any, Any], Any]] = {}
+        _ALL.append(self)
 
     def floor(self, values: dict[Any, Any]) -> Any:
         """The floor held for `values`, else None (unknown: walk the dict)."""
@@ -67,3 +69,16 @@ class Floors:
 
     def __len__(self) -> int:
         return len(self._floors)
+
+
+#: Every `Floors` made, for `clear_all`.
+_ALL: Final[list[Floors]] = []
+
+
+def clear_all() -> None:
+    """Forget every floor, and let go of the dicts held for them: called where states are dropped
+    or replaced (a partition revoked or reloaded, accounts repaired, a retro hunt's replay done),
+    so that a dropped state is not kept alive until a `Floors` fills. The next sweep of each live
+    dict walks it once."""
+    for floors in _ALL:
+        floors.clear()

@@ -59,6 +59,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import IllegalStateError
 from mode import Service
 
+from pipeline import floors
 from pipeline.config import Settings
 from sinks import metrics
 from sinks.kafka_io import aio_consumer, aio_producer
@@ -193,6 +194,7 @@ class IngestService(Service):
         ]
         await asyncio.gather(*(p.close() for p in parts))
         if parts:
+            floors.clear_all()  # let go of the revoked states' dicts (pipeline/floors.py)
             log.info("ingest.revoked", partitions=sorted(p.tp.partition for p in parts))
 
     def running_consumer(self) -> AIOKafkaConsumer:

@@ -43,7 +43,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
-from pipeline import ledger_snapshot
+from pipeline import floors, ledger_snapshot
 from pipeline.config import Settings
 from pipeline.ledger_snapshot import SnapshotWriter
 from sinks import metrics
@@ -246,6 +246,7 @@ class PartitionIngest:
         self.pending = []
         self.loading = True
         self.state = None  # a failed batch's state is not written: the load folds it again
+        floors.clear_all()  # nor kept alive by the sweeps' floors (pipeline/floors.py)
         if self.transactional:
             producer = aio_producer(
                 s,

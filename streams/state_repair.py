@@ -39,6 +39,7 @@ import orjson
 import structlog
 
 from detectors.run import apply_entry, new_state
+from pipeline import floors
 from pipeline.alert import Alert
 from pipeline.ledger import ChainHead, entry_hash
 from sinks import metrics
@@ -197,6 +198,7 @@ async def repair(state: PartitionState, stale: Iterable[Stale]) -> Repairs:
         )
         if not complete:
             metrics.STATE_REPAIR_INCOMPLETE.inc()
+    floors.clear_all()  # the replaced states need not be held by the sweeps' floors
     return repairs
 
 

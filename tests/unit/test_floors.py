@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors import rates
+from pipeline import floors
 from pipeline.alert import _OPEN, closed_alerts, expired, keep_open
 from pipeline.event import format_ms
 from pipeline.floors import Floors
@@ -162,3 +163,34 @@ def test_a_walk_keeps_the_least_hour_left() -> None:
     records["r"] = {"h": 120}
     rates.forget_idle(records, 149 - _IDLE_HOURS, 149)  # the cutoff, 101, passes p
     assert list(records) == ["q", "r"]
+
+
+def test_a_sweep_inside_the_floor_does_not_read_the_dict() -> None:
+    """The skip is real: a value written behind the floors' back (not through `keep_open`, not
+    after `forget_idle`) is not seen until the floors are cleared (`clear_all`, as a revoke, a
+    reload or a repair does), after which the sweep walks again."""
+    opened: dict[str, str] = {}
+    keep_open(opened, "new", "2026-11-10T00:00:00.000Z")
+    assert expired(opened, "2026-11-10T00:00:01.000Z") == []
+    opened["behind"] = "2026-11-01T00:00:00.000Z"  # not through keep_open
+    now = "2026-11-08T00:00:01.000Z"
+    assert expired(opened, now) == []  # skipped by the floor, the 10th
+    records: dict[str, Any] = {"p": {"h": 100}}
+    rates.forget_idle(records, 100 - _IDLE_HOURS, 100)
+    records["behind"] = {"h": 10}  # older than any cutoff below
+    rates.forget_idle(records, 101 - _IDLE_HOURS, 101)
+    assert "behind" in records
+    floors.clear_all()
+    assert _OPEN.floor(opened) is None
+    assert expired(opened, now) == ["behind"]
+    rates.forget_idle(records, 101 - _IDLE_HOURS, 101)
+    assert list(records) == ["p"]
+
+
+def test_a_sweep_that_closes_everything_forgets_the_floor() -> None:
+    opened: dict[str, str] = {}
+    keep_open(opened, "a", "2026-11-01T00:00:00.000Z")
+    assert expired(opened, "2026-11-01T00:00:01.000Z") == []
+    assert _OPEN.floor(opened) == "2026-11-01T00:00:00.000Z"
+    assert expired(opened, "2026-11-20T00:00:00.000Z") == ["a"]
+    assert _OPEN.floor(opened) is None
