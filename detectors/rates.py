@@ -58,26 +58,15 @@ def forget_idle(records: dict[str, Any], cutoff: int, hour: int) -> None:
     (after `cutoff`): the caller then writes into `records` only a new record of `hour` or a
     record's `h` raised. Skipped while the records' floor (`_IDLE`) is at or above `cutoff`, the
     common case; a walk keeps the least hour left (or `hour`) as the floor."""
-    floor = _IDLE.floor(records)
-    if floor is not None and floor >= cutoff:
-        if hour < floor:
-            _IDLE.put(records, hour)
-        return
-    least = hour
-    idle: list[str] | None = None
-    for key, record in records.items():
-        h: int = record["h"]
-        if h < cutoff:
-            if idle is None:
-                idle = [key]
-            else:
-                idle.append(key)
-        elif h < least:
-            least = h
-    if idle is not None:
+    idle = _IDLE.below(records, cutoff, _hour_of, hour)
+    if idle:
         for key in idle:
             del records[key]
-    _IDLE.put(records, least)
+
+
+def _hour_of(record: dict[str, Any]) -> int:
+    hour: int = record["h"]
+    return hour
 
 
 #: The floors of the records `forget_idle` swept (see pipeline/floors.py): about one dict per

@@ -124,22 +124,7 @@ def expired(opened: dict[str, str], now: str) -> list[str]:
     previous sweep is inside the horizon, the common case."""
     if not opened:
         return []
-    horizon = _horizon(now, OPEN_DAYS)
-    floor = _OPEN.floor(opened)
-    if floor is not None and floor >= horizon:
-        return []
-    closed: list[str] = []
-    least: str | None = None
-    for alert, last_seen in opened.items():
-        if last_seen < horizon:
-            closed.append(alert)
-        elif least is None or last_seen < least:
-            least = last_seen
-    if least is None:
-        _OPEN.forget(opened)
-    else:
-        _OPEN.put(opened, least)
-    return closed
+    return _OPEN.below(opened, _horizon(now, OPEN_DAYS)) or []
 
 
 #: The normalized event time (`pipeline.event.format_ms`): its day, and the time of day after it.

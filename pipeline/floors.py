@@ -7,8 +7,8 @@ last evidence; `pipeline.alert.expired`) and the rate detectors' records by prov
 sweep reads every entry, and each is an object the event touches nowhere else: under a profiler
 of the worker the two sweeps were about 6.5 % of its CPU (8 with the horizon's computation),
 most of it cache misses. A `Floors` holds, for each dict a sweep walked, a value at or below
-every value in it: a sweep whose cutoff is at or below the floor skips the dict; otherwise it
-walks it as before and puts the remaining entries' least value.
+every value in it: a sweep (`Floors.below`) whose cutoff is at or below the floor skips the dict;
+otherwise it walks it as before and puts the remaining entries' least value.
 
 The floor is kept beside the state, never in it: the state stays byte for byte what the
 changelog stored before (tests/detectors/test_state_sameness.py). A dict is known by its
@@ -27,6 +27,7 @@ operation under the GIL, and a floor forgotten by another thread's `clear_all` o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final, final
 
 
@@ -60,6 +61,38 @@ class Floors:
         held = self._floors.get(id(values))
         if held is not None and value < held[1]:
             self._floors[id(values)] = (values, value)
+
+    def below(
+        self,
+        values: dict[Any, Any],
+        cutoff: Any,
+        value_of: Callable[[Any], Any] | None = None,
+        written: Any = None,
+    ) -> list[Any] | None:
+        """The sweep: the keys of `values` whose value (`value_of(value)` when given) is below
+        `cutoff`, in the dict's order, for the caller to delete; None without reading the dict
+        while its floor is at or above `cutoff`. A walk holds the least value it leaves as the
+        floor (none left: no floor). `written`: a value the caller writes into `values` next
+        (a new entry), which lowers the floor; writes after the sweep may otherwise only raise
+        values, or go through `lower`."""
+        held = self._floors.get(id(values))
+        if held is not None and held[1] >= cutoff:
+            if written is not None and written < held[1]:
+                self._floors[id(values)] = (values, written)
+            return None
+        stale: list[Any] = []
+        least = written
+        for key, value in values.items():
+            at = value if value_of is None else value_of(value)
+            if at < cutoff:
+                stale.append(key)
+            elif least is None or at < least:
+                least = at
+        if least is None:
+            self.forget(values)
+        else:
+            self.put(values, least)
+        return stale
 
     def forget(self, values: dict[Any, Any]) -> None:
         self._floors.pop(id(values), None)
