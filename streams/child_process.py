@@ -17,7 +17,9 @@
   to 1 s once a child has run for a minute); a counter of the worker counts the restarts and
   /v1/health says `restarting`, with the exit code, until the next one runs.
 - The worker's /metrics shows the child's own figures (the families it names) read from the
-  child at each scrape, in place of the worker's (which stay at zero in this mode).
+  child at each scrape, in place of the worker's (which stay at zero in this mode). The worker
+  asks for those families only (`?name[]=...`), so it parses a few of them, not the child's
+  whole registry.
 - Stopping the worker stops the child with SIGTERM, SIGKILL after `STOP_SECONDS`.
 """
 
@@ -132,6 +134,29 @@ def _families(shown: Sequence[Any]) -> frozenset[str]:
     return frozenset(family.name for m in shown for family in m.describe())
 
 
+#: The sample names of a family besides its own name, by type (as prometheus_client's registry
+#: names them, for a `name[]` query).
+_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "summary": ("_sum", "_count", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+    "info": ("_info",),
+}
+
+
+def sample_names(shown: Sequence[Any]) -> tuple[str, ...]:
+    """Every sample name of the families of `shown`: a `/metrics?name[]=...` query for them
+    answers with those families only (prometheus_client's exposition restricts its registry to
+    the sample names asked for)."""
+    names: list[str] = []
+    for m in shown:
+        for family in m.describe():
+            names.append(family.name)
+            names.extend(family.name + suffix for suffix in _SUFFIXES.get(family.type, ()))
+    return tuple(dict.fromkeys(names))
+
+
 class ChildMetrics(Collector):
     """The child's families (`shown`) as it last reported them (`ChildProcess.scrape`)."""
 
@@ -139,6 +164,10 @@ class ChildMetrics(Collector):
         self.text = ""
         self.shown = tuple(shown)
         self.names = _families(self.shown)
+        #: the scrape's query: the child answers with these families only, not its whole
+        #: registry (its process, collector and client figures), which the worker would parse
+        #: at every scrape of its own only to drop them
+        self.query = tuple(("name[]", name) for name in sample_names(self.shown))
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -277,7 +306,9 @@ class ChildProcess:
         if self._session is None or self.status != "running":
             return
         try:
-            async with self._session.get(f"http://127.0.0.1:{self.port}/metrics") as response:
+            async with self._session.get(
+                f"http://127.0.0.1:{self.port}/metrics", params=self.collector.query
+            ) as response:
                 if response.status == 200:
                     self.collector.text = await response.text()
         except (aiohttp.ClientError, TimeoutError):

@@ -3,8 +3,8 @@
 The same loader as the worker's thread (streams/warehouse_loader.py), with a small aiohttp server
 on PW_LOADER_HOST:PW_LOADER_PORT (127.0.0.1:6067; `--metrics-port` puts it on 127.0.0.1 at that
 port, and `--metrics-fd`, which a worker passes, serves it on a socket the worker bound and left
-listening, streams/child_process.py): GET /v1/health (200 "ok", else 503 with the reason, as the worker's) and GET /metrics
-(its `pw_warehouse_*` figures). Nothing else is served over HTTP: no SQL, no tokens, so it needs
+listening, streams/child_process.py): GET /v1/health (200 "ok", else 503 with the reason, as the
+worker's) and GET /metrics (its `pw_warehouse_*` figures; `?name[]=` for some samples only). Nothing else is served over HTTP: no SQL, no tokens, so it needs
 none.
 
 Run it with a ClickHouse server (PW_CLICKHOUSE_URL) and the workers on PW_WAREHOUSE_LOADER=external.
@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 import structlog
 from aiohttp import web
 from kafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from pipeline.config import Settings
 from sinks.clickhouse import WarehouseError
@@ -140,7 +140,13 @@ class LoaderProcess:
         return web.json_response(body, status=200 if status == "ok" else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        # `?name[]=...` (the worker's scrape of its child, streams/child_process.py): those samples
+        # only, as prometheus_client's own exposition answers that query
+        names = request.query.getall("name[]", [])
+        registry = REGISTRY.restricted_registry(names) if names else REGISTRY
+        return web.Response(
+            body=generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0]
+        )
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()

@@ -4,9 +4,18 @@ itself, killed, restarted and orphaned: tests/integration/test_provider_stage_ch
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    Summary,
+    generate_latest,
+)
 
 from pipeline.config import Settings
+from streams.child_process import sample_names
 from streams.provider_stage_child import ChildMetrics, StageProcess
 from streams.warehouse_service import health
 
@@ -68,3 +77,42 @@ def test_health_of_a_stage_process_that_is_being_restarted_is_degraded() -> None
         None, True, external=True, warehouse_open=True, provider_stage=child.health()
     )
     assert status == 200 and body["provider_stage"]["last_exit"] == child.last_exit
+
+
+def test_the_scrape_asks_the_child_for_the_shown_families_whole() -> None:
+    """The query (`name[]` of every sample name) makes a child's exposition answer with the
+    shown families, every sample of them, and nothing else: checked against prometheus_client's
+    own restriction of a registry holding the shown metrics, observed, beside others."""
+    registry = CollectorRegistry()
+    events = Counter("pw_t_events", "events", registry=registry)
+    held = Histogram("pw_t_held_seconds", "held", ["reason"], registry=registry)
+    active = Gauge("pw_t_active", "active", registry=registry)
+    info = Info("pw_t_build", "build", registry=registry)
+    spread = Summary("pw_t_spread", "spread", registry=registry)
+    other = Counter("pw_t_other", "not shown", registry=registry)
+    events.inc(3)
+    held.labels("ingest_backlog").observe(0.2)
+    active.set(1)
+    info.info({"version": "1"})
+    spread.observe(4)
+    other.inc()
+    shown = (events, held, active, info, spread)
+    names = sample_names(shown)
+    asked = generate_latest(registry.restricted_registry(names)).decode()
+    whole = generate_latest(registry).decode()
+    assert "pw_t_other" in whole and "pw_t_other" not in asked
+    for metric in shown:
+        for family in metric.describe():
+            lines = [
+                line
+                for line in whole.splitlines()
+                if line.split("{")[0].split(" ")[0].startswith(family.name)
+                or line.startswith((f"# HELP {family.name} ", f"# TYPE {family.name} "))
+            ]
+            assert lines and all(line in asked.splitlines() for line in lines), family.name
+    collector = ChildMetrics(shown)
+    assert [value for key, value in collector.query if key == "name[]"] == list(names)
+    collector.text = asked
+    assert _exposed(collector).count("pw_t_held_seconds_bucket") == len(
+        [line for line in whole.splitlines() if line.startswith("pw_t_held_seconds_bucket")]
+    )
