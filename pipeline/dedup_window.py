@@ -231,14 +231,15 @@ class DedupWindow:
             self._sweep(day)
         self._compact()
         digests = [id_digest(a, e) for a, e in ids]
-        if not digests:
+        if not digests or not (self.runs or self.filters):
             return digests, []
+        halves = halves_of(digests)  # once, for the runs and the filters
         if self.runs:
-            held = any_holds(self._all_runs(), halves_of(digests))
+            held = any_holds(self._all_runs(), halves)
             self._in_runs = dict(zip(digests, held, strict=True))
         if not self.filters:
             return digests, []
-        maybe = any_contains(self.filters.values(), digests)
+        maybe = any_contains(self.filters.values(), halves)
         return digests, [
             pair
             for pair, digest, hit in zip(ids, digests, maybe, strict=True)

@@ -40,7 +40,7 @@ class IdFilter:
         self.count = 0
         self.array: npt.NDArray[np.uint8] = np.zeros(bits // 8, dtype=np.uint8)
 
-    def _positions(self, halves: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    def positions(self, halves: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
         """The bit positions of each digest of `halves` ((n, 2): `id_runs.halves_of`)."""
         steps = np.arange(self.hashes, dtype=np.uint64)
         mask = np.uint64(self.bits - 1)
@@ -58,7 +58,7 @@ class IdFilter:
         """`add` for digests given as their halves (an `IdRun`'s, pipeline/id_runs.py)."""
         if not halves.shape[0]:
             return
-        positions = self._positions(halves).ravel()
+        positions = self.positions(halves).ravel()
         np.bitwise_or.at(
             self.array,
             (positions >> np.uint64(3)).astype(np.intp),
@@ -70,7 +70,7 @@ class IdFilter:
         """For each digest: True if it may have been added, False if it certainly was not."""
         if not digests:
             return np.zeros(0, dtype=np.bool_)
-        positions = self._positions(halves_of(digests))
+        positions = self.positions(halves_of(digests))
         bytes_ = self.array[(positions >> np.uint64(3)).astype(np.intp)]
         bits = (bytes_ >> (positions & np.uint64(7)).astype(np.uint8)) & np.uint8(1)
         return np.asarray(bits.all(axis=1), dtype=np.bool_)
@@ -97,11 +97,46 @@ class IdFilter:
         return made
 
 
-def any_contains(filters: Iterable[IdFilter], digests: Sequence[bytes]) -> list[bool]:
-    """For each digest: whether any of `filters` may hold it."""
-    maybe = np.zeros(len(digests), dtype=np.bool_)
+#: From this many digests in a batch on, `any_contains` asks each filter for the first bit first.
+TWO_ROUNDS = 256
+
+
+def any_contains(filters: Iterable[IdFilter], halves: npt.NDArray[np.uint64]) -> list[bool]:
+    """For each digest of `halves` ((n, 2): `id_runs.halves_of`): whether any of `filters` may
+    hold it, as `IdFilter.contains` of each filter answers.
+
+    A digest's bit positions are the same in every filter of one size (and number of
+    positions): they are computed once per batch. For an id a filter does not hold, its first
+    bit is set only as often as the filter is full: so each filter is asked that bit for the
+    whole batch first, and only the digests whose first bit is set are asked the others. Each
+    probe is a cache miss somewhere in megabytes of filter, and a worker that has run for a week
+    asks eight filters per batch (bench/dedup_prepare.py)."""
+    n = halves.shape[0]
+    maybe = np.zeros(n, dtype=np.bool_)
+    if not n:
+        return []
+    # every digest's bit positions (as bytes of the array, and a mask in the byte), computed once
+    # per batch for all the filters of one size and number of positions
+    probes: dict[tuple[int, int], tuple[npt.NDArray[np.intp], npt.NDArray[np.uint8]]] = {}
     for id_filter in filters:
-        maybe |= id_filter.contains(digests)
+        shape = (id_filter.bits, id_filter.hashes)
+        probe = probes.get(shape)
+        if probe is None:
+            positions = id_filter.positions(halves)
+            probe = probes[shape] = (
+                (positions >> np.uint64(3)).astype(np.intp),
+                np.left_shift(np.uint8(1), (positions & np.uint64(7)).astype(np.uint8)),
+            )
+        at, mask = probe
+        array = id_filter.array
+        if n < TWO_ROUNDS:  # a few digests: every bit at once costs fewer calls into numpy
+            maybe |= ((array[at] & mask) != 0).all(axis=1)
+            continue
+        candidates = np.flatnonzero(array[at[:, 0]] & mask[:, 0])
+        if candidates.size and id_filter.hashes > 1:
+            rest = (array[at[candidates, 1:]] & mask[candidates, 1:]) != 0
+            candidates = candidates[rest.all(axis=1)]
+        maybe[candidates] = True
     return [bool(x) for x in maybe.tolist()]
 
 
