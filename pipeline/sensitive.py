@@ -221,7 +221,8 @@ def find_sensitive(value: str, *, free_text: bool = False) -> str | None:
         digits >= 8
         and ("+" in text or "(" in text or shape.find(b"ds") >= 0 or shape.find(b"dt") >= 0)
         and any(
-            _is_phone(m.group()) and not _inside_token(text, m, strict=m.group()[0] != "+")
+            # the cheap test first: most runs in an id are parts of it (`sim-07-000000001`)
+            not _inside_token(text, m, strict=m.group()[0] != "+") and _is_phone(m.group())
             for m in _PHONE_RUN.finditer(text)
         )
     ):
