@@ -186,6 +186,24 @@ def test_same_as_before_at_the_edges_of_the_gates() -> None:
     assert sum(reference.find_sensitive(value) is not None for value in EDGES) == 9
 
 
+def test_an_iban_where_a_word_starts_and_where_none_does() -> None:
+    """The IBAN gate asks for two letters and two digits where a word starts: at the start, or
+    after anything that is no ASCII letter or digit (a separator, a bracket, a non-ASCII
+    letter), as `_IBAN_START`'s look-behind does."""
+    iban = "DE89370400440532013000"
+    found = [
+        f"{before}{iban}" for before in ("", " ", "-", ".", "/", ")", "(", "_", "\u00c4", "\u200b")
+    ]
+    inside = [f"{before}{iban}" for before in ("x", "7", "ab", "Z9")]
+    for value in found + inside + ["gw-de89370400440532013000", "gw-0de89370400440532013000"]:
+        for free_text in (False, True):
+            assert find_sensitive(value, free_text=free_text) == reference.find_sensitive(
+                value, free_text=free_text
+            ), value
+    assert all(find_sensitive(value) == "an IBAN" for value in found)
+    assert not any(find_sensitive(value) == "an IBAN" for value in inside)
+
+
 def test_what_each_shape_gate_lets_through_is_still_found() -> None:
     # one value per pattern the shape gates: each reaches its pattern and is found
     assert find_sensitive("card 4111 1111 1111 1111", free_text=True) == "a card number"
