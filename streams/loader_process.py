@@ -142,7 +142,7 @@ class LoaderProcess:
     async def metrics(self, request: web.Request) -> web.Response:
         # `?name[]=...` (the worker's scrape of its child, streams/child_process.py): those samples
         # only, as prometheus_client's own exposition answers that query
-        names = request.query.getall("name[]", [])
+        names = [name for name in request.query.getall("name[]", []) if name]  # as parse_qs
         registry = REGISTRY.restricted_registry(names) if names else REGISTRY
         return web.Response(
             body=generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0]
