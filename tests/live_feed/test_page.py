@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,15 @@ async def _drive(live: Namespace, profile: Path) -> None:
     )
     assert rows == [["acknowledged", "carol", "from the page", account]]
 
-    # A page opened later shows the stored alert (from the warehouse, with its status), then goes live
+    # A page opened later shows the stored alert (from the warehouse, with its status), then goes
+    # live. It reads the stored alerts once, when it opens: first wait until the warehouse loader
+    # has stored this one (on a busy machine it may lag the live feed by seconds).
+    deadline = time.monotonic() + 60
+    while not live.sql(
+        "SELECT count() FROM audit.alerts WHERE alert_id = {id:String}", {"id": row["id"]}
+    )[0][0]:
+        assert time.monotonic() < deadline, "the alert was not stored in 60 s"
+        await asyncio.sleep(0.5)
     (profile / "later").mkdir()
     async with chromium(profile / "later") as page:
         await page.call("Page.navigate", url=f"http://127.0.0.1:{live.port}/alerts")
