@@ -83,24 +83,39 @@ def test_median_budget_per_process_and_thread() -> None:
 def test_thread_waits_is_time_ready_to_run_without_a_core() -> None:
     # Three busy processes on one core: each runs about a third of the time and waits the rest,
     # so what a waiting reading gives must be about twice its CPU (the CPU field would equal it).
-    spin = "import time\nend = time.time() + 1.2\nwhile time.time() < end: pass\n"
+    # Each spinner says when it spins, and the readings are differences over a window in which
+    # all three do: on a loaded machine the last interpreter can take most of a second to start,
+    # and the first ran alone until then (CI on 25efc8b: 0.64 s of CPU and 0.74 s waited).
+    spin = (
+        "import sys, time\nprint(flush=True)\nend = time.time() + 30\n"
+        "while time.time() < end: pass\n"
+    )
     cpu = sorted(os.sched_getaffinity(0))[0]
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", spin], preexec_fn=lambda: os.sched_setaffinity(0, {cpu})
+            [sys.executable, "-c", spin],
+            stdout=subprocess.PIPE,
+            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
         )
         for _ in range(3)
     ]
     try:
+        for p in procs:
+            assert p.stdout is not None
+            p.stdout.readline()
+        before = [(thread_times(p.pid), thread_waits(p.pid)) for p in procs]
         time.sleep(0.9)
-        readings = [(thread_times(p.pid), thread_waits(p.pid)) for p in procs]
+        after = [(thread_times(p.pid), thread_waits(p.pid)) for p in procs]
     finally:
         for p in procs:
+            p.kill()
             p.wait(10)
-    for cpu_times, waits in readings:
-        (tid,) = waits  # one thread each
-        assert cpu_times[tid][1] > 0.05
-        assert waits[tid] > 1.3 * cpu_times[tid][1]
+    for (cpu0, waits0), (cpu1, waits1) in zip(before, after, strict=True):
+        (tid,) = waits1  # one thread each
+        ran = cpu1[tid][1] - cpu0[tid][1]
+        waited = waits1[tid] - waits0[tid]
+        assert ran > 0.05
+        assert waited > 1.3 * ran
 
 
 def test_per_event_groups_threads_by_name() -> None:
