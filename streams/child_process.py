@@ -33,7 +33,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -168,6 +168,16 @@ class ChildMetrics(Collector):
         #: registry (its process, collector and client figures), which the worker would parse
         #: at every scrape of its own only to drop them
         self.query = tuple(("name[]", name) for name in sample_names(self.shown))
+        #: those sample names: a scrape of the worker that asks for none of them (`name[]`)
+        #: does not read the child
+        self.samples = frozenset(name for _, name in self.query)
+
+    def describe(self) -> Iterator[Metric]:
+        """The shown families, by which the registry knows this collector's names (a
+        `?name[]=` scrape of the worker collects it only when it asks for one of them; with
+        no `describe`, the registry would read `collect` once, before the child has answered)."""
+        for metric in self.shown:
+            yield from metric.describe()
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -301,9 +311,13 @@ class ChildProcess:
             if self.RESTARTS is not None:
                 self.RESTARTS.inc()
 
-    async def scrape(self) -> None:
-        """Read the child's /metrics for the worker's next scrape (kept as it was on failure)."""
+    async def scrape(self, names: Collection[str] = ()) -> None:
+        """Read the child's /metrics for the worker's next scrape (kept as it was on failure);
+        `names`: the sample names that scrape asks for (`?name[]=`; none: all), so the child is
+        not read when none of them are its own."""
         if self._session is None or self.status != "running":
+            return
+        if names and self.collector.samples.isdisjoint(names):
             return
         try:
             async with self._session.get(

@@ -4,6 +4,7 @@ streams/provider_stage.py) or a child process it runs (`process`, streams/provid
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from typing import Any
 
 import structlog
@@ -50,10 +51,11 @@ class ProviderStageService(Service):
             return {"status": "running", "error": ""}
         return {"status": "stopped", "error": self.stage.crashed}
 
-    async def scrape(self) -> None:
-        """Before the worker's /metrics answers: the child's stage figures (process mode)."""
+    async def scrape(self, names: Collection[str] = ()) -> None:
+        """Before the worker's /metrics answers: the child's stage figures (process mode); `names`:
+        the sample names asked for (none: all; `ChildProcess.scrape`)."""
         if self.child is not None:
-            await self.child.scrape()
+            await self.child.scrape(names)
 
     async def on_stop(self) -> None:
         if self.child is not None:

@@ -9,6 +9,7 @@ process that owns the embedded warehouse and answers the worker's queries
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import structlog
@@ -190,10 +191,11 @@ class WarehouseLoaderService(Service):
             return {"status": "starting", "error": "", "mode": "process", "answer": {}}
         return {**self.child.health(), "answer": await self.child.refresh()}
 
-    async def scrape(self) -> None:
-        """Before the worker's /metrics answers: the child's loader figures (process mode)."""
+    async def scrape(self, names: Collection[str] = ()) -> None:
+        """Before the worker's /metrics answers: the child's loader figures (process mode); `names`:
+        the sample names asked for (none: all; `ChildProcess.scrape`)."""
         if self.child is not None:
-            await self.child.scrape()
+            await self.child.scrape(names)
 
     async def on_stop(self) -> None:
         if self.child is not None:

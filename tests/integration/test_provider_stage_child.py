@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,12 @@ def parent_of(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def named_metrics(ns: Namespace, *names: str) -> list[str]:
+    query = urllib.parse.urlencode([("name[]", name) for name in names])
+    with http_open(f"http://127.0.0.1:{ns.port}/metrics?{query}", timeout=10) as response:
+        return response.read().decode().splitlines()
+
+
 def test_the_worker_runs_restarts_and_stops_its_stage_process(
     kafka_broker: str, tmp_path: Path
 ) -> None:
@@ -69,6 +76,13 @@ def test_the_worker_runs_restarts_and_stops_its_stage_process(
             60,
             "the stage process holds the ledger",
         )
+        # `?name[]=`: those samples only, the child's read through the worker; a query for the
+        # worker's own figures leaves the child's out
+        only = [x for x in named_metrics(ns, "pw_provider_stage_active") if x[0] != "#"]
+        assert only == ["pw_provider_stage_active 1.0"], only
+        own = named_metrics(ns, "pw_events_consumed_total")
+        assert "pw_events_consumed_total 0.0" in own
+        assert not [x for x in own if "pw_provider_stage" in x or "python_gc" in x], own
         first_half_checkpointed(ns, "c1")
 
         os.kill(first_pid, signal.SIGKILL)

@@ -116,3 +116,56 @@ def test_the_scrape_asks_the_child_for_the_shown_families_whole() -> None:
     assert _exposed(collector).count("pw_t_held_seconds_bucket") == len(
         [line for line in whole.splitlines() if line.startswith("pw_t_held_seconds_bucket")]
     )
+
+
+def test_a_worker_scrape_that_asks_for_none_of_the_childs_figures_does_not_read_it() -> None:
+    """`?name[]=` on the worker's /metrics: the child is read only when a name asked for is one
+    of its samples (or none is named), against a real HTTP server standing in for the child."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    asked: list[list[str]] = []
+
+    async def child_metrics(request: web.Request) -> web.Response:
+        asked.append(request.query.getall("name[]", []))
+        return web.Response(text=CHILD_METRICS)
+
+    async def scenario() -> None:
+        server = web.Application()
+        server.router.add_get("/metrics", child_metrics)
+        runner = web.AppRunner(server)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        child = StageProcess(Settings())
+        child.port = runner.addresses[0][1]
+        child.status = "running"
+        child._session = aiohttp.ClientSession()
+        try:
+            await child.scrape(["pw_events_accepted_total"])  # the worker's own figure only
+            assert asked == [] and child.collector.text == ""
+            await child.scrape(["pw_events_accepted_total", "pw_provider_stage_active"])
+            assert len(asked) == 1 and child.collector.text == CHILD_METRICS
+            await child.scrape()  # the whole registry
+            assert len(asked) == 2
+            # the child is always asked for its shown families whole, whatever the worker's query
+            assert asked[0] == asked[1] == [v for _, v in child.collector.query]
+        finally:
+            await child._session.close()
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_a_restricted_scrape_of_the_worker_finds_the_childs_figures() -> None:
+    """The worker's registry (auto-describing, as prometheus_client's global one) registers the
+    collector before the child has answered; a `?name[]=` scrape must still find it by name."""
+    registry = CollectorRegistry(auto_describe=True)
+    collector = ChildMetrics()
+    registry.register(collector)
+    collector.text = CHILD_METRICS
+    text = generate_latest(registry.restricted_registry(["pw_provider_stage_active"])).decode()
+    assert [x for x in text.splitlines() if x[0] != "#"] == ["pw_provider_stage_active 1.0"]
+    assert "pw_provider_stage_events" not in text
