@@ -162,7 +162,7 @@ def provider_stage(
     import mode.loop
 
     from sinks.kafka_io import ensure_topics
-    from streams.child_process import parent_gone
+    from streams.child_process import parent_gone, unless_parent_gone
     from streams.collector import GC_THRESHOLD
     from streams.provider_stage import ProviderStage
     from streams.trim_thread import TrimThread
@@ -180,15 +180,6 @@ def provider_stage(
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr="127.0.0.1")
-    ensure_topics(settings)
-    # The collector as in a worker (the stage is a thread of the worker by default); the heap
-    # is frozen once the stage has restored its state (`ProviderStage._take_over`).
-    gc.set_threshold(*GC_THRESHOLD)
-    stage = ProviderStage(settings)
-    # as in a worker (streams/trim_thread.py)
-    trim = TrimThread(
-        settings.malloc_trim_seconds, mmap_threshold_kib=settings.malloc_mmap_threshold_kib
-    )
     stopping = False
 
     def _stop(signum: int, frame: Any) -> None:
@@ -197,6 +188,21 @@ def provider_stage(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # the topics on a thread of their own: a broker that does not answer is retried for 30 s,
+    # and a worker killed meanwhile must not leave this process behind it that long
+    created = unless_parent_gone(
+        parent_pid, lambda: stopping, "ensure-topics", lambda: ensure_topics(settings)
+    )
+    if created is None:
+        return  # the worker that started this is gone, or it was told to stop
+    # The collector as in a worker (the stage is a thread of the worker by default); the heap
+    # is frozen once the stage has restored its state (`ProviderStage._take_over`).
+    gc.set_threshold(*GC_THRESHOLD)
+    stage = ProviderStage(settings)
+    # as in a worker (streams/trim_thread.py)
+    trim = TrimThread(
+        settings.malloc_trim_seconds, mmap_threshold_kib=settings.malloc_mmap_threshold_kib
+    )
     if parent_gone(parent_pid):
         return  # the worker that started this is gone already
     trim.start()  # first: it fixes the mmap threshold before the stage's buffers come and go

@@ -33,9 +33,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import aiohttp
@@ -49,6 +49,8 @@ from pipeline.config import Settings
 from sinks import metrics
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 RESTART_MIN_SECONDS = 1.0
 RESTART_MAX_SECONDS = 30.0
@@ -121,6 +123,37 @@ def parent_gone(parent_pid: int) -> bool:
     """In a child: the worker that started it (`--parent-pid`; 0: none) is no longer its parent
     (it ended, SIGKILL included)."""
     return bool(parent_pid) and os.getppid() != parent_pid
+
+
+def unless_parent_gone(
+    parent_pid: int, stopping: Callable[[], bool], name: str, work: Callable[[], T]
+) -> T | None:
+    """In a child, before its own loop runs: `work()` on a daemon thread of its own, or None as
+    soon as the worker is gone (`parent_gone`) or `stopping()` (a signal); that thread is then
+    left to end with the process. `work`'s exception is raised here. (A child that waited in
+    `ensure_topics` for an unreachable broker outlived a killed worker by its 30 s of retries.)"""
+    box: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(work())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(PARENT_POLL_SECONDS)
+        if thread.is_alive() and (stopping() or parent_gone(parent_pid)):
+            return None
+    if errors:
+        raise errors[0]
+    return box[0]
+
+
+#: How often a child waiting on `unless_parent_gone` looks for its worker.
+PARENT_POLL_SECONDS = 0.2
 
 
 def _signal_name(number: int) -> str:

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.request
 from typing import Any
@@ -213,3 +214,31 @@ def test_the_commands_refuse_a_metrics_fd_that_is_not_a_listening_socket(command
     assert result.exit_code == 2, result.output
     assert "cannot serve /metrics" in result.output
     assert "is not an open socket" in result.output
+
+
+def test_work_before_the_childs_loop_is_given_up_when_the_worker_is_gone() -> None:
+    """`unless_parent_gone`: the work's value, or its exception, when it ends; None as soon as
+    the parent is gone or a stop is asked for, while the work still runs (`partnerwatch
+    provider-stage` checks the topics this way: with a broker that stopped answering,
+    `ensure_topics` retries for 30 s)."""
+    from streams.child_process import unless_parent_gone
+
+    parent = os.getppid()
+    assert unless_parent_gone(parent, lambda: False, "t", lambda: 42) == 42
+    assert unless_parent_gone(parent, lambda: False, "t", lambda: []) == []
+    with pytest.raises(ValueError, match="boom"):
+        unless_parent_gone(
+            parent, lambda: False, "t", lambda: (_ for _ in ()).throw(ValueError("boom"))
+        )
+    release = threading.Event()
+    try:
+        started = time.monotonic()
+        # a pid that is not this process's parent: the worker is gone
+        wait = lambda: release.wait(30)  # noqa: E731  # True after 30 s: not given up on
+        assert unless_parent_gone(parent + 1, lambda: False, "t", wait) is None
+        stopping = threading.Event()
+        threading.Timer(0.3, stopping.set).start()
+        assert unless_parent_gone(parent, stopping.is_set, "t", wait) is None
+        assert time.monotonic() - started < 20  # neither waited for the work, which never ends
+    finally:
+        release.set()
