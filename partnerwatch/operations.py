@@ -203,8 +203,8 @@ def provider_stage(
     trim = TrimThread(
         settings.malloc_trim_seconds, mmap_threshold_kib=settings.malloc_mmap_threshold_kib
     )
-    if parent_gone(parent_pid):
-        return  # the worker that started this is gone already
+    if stopping or parent_gone(parent_pid):
+        return  # told to stop, or the worker that started this is gone already
     trim.start()  # first: it fixes the mmap threshold before the stage's buffers come and go
     stage.start()
     try:

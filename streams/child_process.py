@@ -222,6 +222,11 @@ class ChildMetrics(Collector):
                 yield family
 
 
+#: The collector each kind of child (`ChildProcess.name`) shows its figures by in the worker's
+#: registry: a new instance's takes its place (it describes the same families).
+_SHOWING: dict[str, ChildMetrics] = {}
+
+
 class ChildProcess:
     """One child at a time, restarted when it exits. Subclasses say what it runs (`command`),
     what it is called (`name`: logs; `label`: health), which of its figures the worker's /metrics
@@ -271,7 +276,11 @@ class ChildProcess:
             for metric in self.SHOWN:
                 with contextlib.suppress(KeyError):
                     REGISTRY.unregister(metric)
+            # and so does an earlier child of the same name's (its collector holds the names)
+            with contextlib.suppress(KeyError):
+                REGISTRY.unregister(_SHOWING.pop(self.name))
             REGISTRY.register(self.collector)
+            _SHOWING[self.name] = self.collector
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=SCRAPE_SECONDS)
             )

@@ -84,8 +84,8 @@ class Metrics(web.View):
     async def get(self, request: web.Request) -> web.Response:
         # `?name[]=...`: those samples only, as prometheus_client's own exposition answers that
         # query (blank names ignored, as parse_qs drops them); a child none of whose samples
-        # are asked for is not read. A probe that wants one figure then costs the worker's loop
-        # about a millisecond, not the whole registry's (docs/performance.md).
+        # are asked for is not read. A probe that wants one figure then cost the worker about 0.3 ms
+        # of CPU after 100,000 events, not the whole registry's 10.6 (docs/performance.md).
         query: Any = request.query
         names = [name for name in query.getall("name[]", []) if name]
         await provider_stage.scrape(names)  # PW_PROVIDER_STAGE=process: the child's stage figures

@@ -234,7 +234,7 @@ def test_work_before_the_childs_loop_is_given_up_when_the_worker_is_gone() -> No
     try:
         started = time.monotonic()
         # a pid that is not this process's parent: the worker is gone
-        wait = lambda: release.wait(30)  # noqa: E731  # True after 30 s: not given up on
+        wait = lambda: release.wait(30)  # noqa: E731  # False after 30 s: not None, so not given up on
         assert unless_parent_gone(parent + 1, lambda: False, "t", wait) is None
         stopping = threading.Event()
         threading.Timer(0.3, stopping.set).start()

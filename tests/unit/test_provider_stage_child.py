@@ -169,3 +169,38 @@ def test_a_restricted_scrape_of_the_worker_finds_the_childs_figures() -> None:
     text = generate_latest(registry.restricted_registry(["pw_provider_stage_active"])).decode()
     assert [x for x in text.splitlines() if x[0] != "#"] == ["pw_provider_stage_active 1.0"]
     assert "pw_provider_stage_events" not in text
+
+
+def test_a_new_stage_process_instance_takes_over_the_workers_figures() -> None:
+    """The collector describes its families, so the registry knows it by their names: a second
+    instance started in the same worker (a restarted service) replaces the first one's collector
+    instead of clashing with it."""
+    import asyncio
+
+    from prometheus_client.registry import REGISTRY
+
+    async def started(child: StageProcess) -> None:
+        async def no_spawn() -> None:  # no process: only the registration is under test
+            return None
+
+        child._spawn = no_spawn  # type: ignore[method-assign]
+        await child.start()
+        assert child._session is not None
+        await child._session.close()
+
+    first, second = StageProcess(Settings()), StageProcess(Settings())
+    try:
+        asyncio.run(started(first))
+        asyncio.run(started(second))
+        first.collector.text = CHILD_METRICS.replace("42.0", "1.0")
+        second.collector.text = CHILD_METRICS
+        text = generate_latest(REGISTRY.restricted_registry(["pw_provider_stage_events_total"]))
+        assert [x for x in text.decode().splitlines() if x[0] != "#"] == [
+            "pw_provider_stage_events_total 42.0"
+        ]
+    finally:  # the registry as it was: the worker's own stage figures, no child collector
+        from streams import child_process
+
+        REGISTRY.unregister(child_process._SHOWING.pop(second.name))
+        for metric in StageProcess.SHOWN:
+            REGISTRY.register(metric)
