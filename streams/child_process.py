@@ -40,7 +40,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 import aiohttp
 import structlog
-from prometheus_client import make_wsgi_app
+from prometheus_client import generate_latest, make_wsgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import REGISTRY, Collector
@@ -188,6 +188,18 @@ def sample_names(shown: Sequence[Any]) -> tuple[str, ...]:
             names.append(family.name)
             names.extend(family.name + suffix for suffix in _SUFFIXES.get(family.type, ()))
     return tuple(dict.fromkeys(names))
+
+
+def asked_samples(query: Any) -> list[str]:
+    """The sample names a `/metrics?name[]=...` query asks for (blank ones dropped, as `parse_qs`
+    drops them); none: the whole registry."""
+    return [name for name in query.getall("name[]", []) if name]
+
+
+def exposition(names: Sequence[str]) -> bytes:
+    """The registry's text exposition, of the samples `names` only when any are given, as
+    prometheus_client's own exposition answers a `name[]` query."""
+    return generate_latest(REGISTRY.restricted_registry(names) if names else REGISTRY)
 
 
 class ChildMetrics(Collector):

@@ -37,14 +37,14 @@ from typing import Any, TypeVar
 import structlog
 from aiohttp import web
 from kafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from pipeline.config import Settings
 from sinks.clickhouse import WarehouseError
 from sinks.kafka_io import ensure_topics
 from sinks.warehouse_remote import WarehouseServer
 from streams import collector
-from streams.child_process import parent_gone
+from streams.child_process import asked_samples, exposition, parent_gone
 from streams.trim_thread import TrimThread
 from streams.warehouse_loader import WarehouseLoader
 from streams.warehouse_service import loader_health
@@ -142,10 +142,9 @@ class LoaderProcess:
     async def metrics(self, request: web.Request) -> web.Response:
         # `?name[]=...` (the worker's scrape of its child, streams/child_process.py): those samples
         # only, as prometheus_client's own exposition answers that query
-        names = [name for name in request.query.getall("name[]", []) if name]  # as parse_qs
-        registry = REGISTRY.restricted_registry(names) if names else REGISTRY
         return web.Response(
-            body=generate_latest(registry), content_type=CONTENT_TYPE_LATEST.split(";")[0]
+            body=exposition(asked_samples(request.query)),
+            content_type=CONTENT_TYPE_LATEST.split(";")[0],
         )
 
     async def run(self) -> int:
