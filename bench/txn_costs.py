@@ -4,7 +4,7 @@ way), on the local broker.
 
 The ingest service commits each partition's batch in a transaction of that partition's own
 producer (streams/ingest_partition.py). On a backlog a transaction carries up to 5,000 records and
-its cost disappears; under live traffic it carries a few dozen, and the worker runs 60-90 of them
+its cost disappears; under live traffic it carries a few dozen, and the worker runs 45-100 of them
 a second at half its rate (docs/performance.md, "Transactions at live rates"). This bench runs
 only the transactions, with no work per record, so their cost can be read apart from everything
 else the worker does:
@@ -28,7 +28,8 @@ aiokafka 0.14 sends the group's offsets without the consumer's generation and me
 (TxnOffsetCommit v0), so `one` measures what one producer across partitions costs, not KIP-447's
 fencing of a stale worker, which a real single producer needs.
 
-    python -m bench.txn_costs [--rate 6300] [--seconds 20] [--runs 2] [--interval 0.02]
+    python -m bench.txn_costs [--rate 6300] [--seconds 20] [--warmup 3] [--runs 2]
+        [--interval 0.02] [--size 713] [--label L]
 
 The modes alternate (`per-partition`, `one`, `one`, `per-partition`, ... for `--runs 2`), each on
 topics of its own, deleted afterwards. Results: bench/results/<date>-txn-costs[-<label>].json and
@@ -191,7 +192,8 @@ def _report(args: argparse.Namespace, runs: list[dict[str, Any]]) -> list[str]:
     lines = [
         "# Kafka transactions at a live rate: a producer per partition against one for all",
         "",
-        f"Command: `python -m bench.txn_costs --rate {args.rate:g} --seconds {args.seconds:g} --runs"
+        f"Command: `python -m bench.txn_costs --rate {args.rate:g} --seconds {args.seconds:g}"
+        f" --warmup {args.warmup:g} --runs"
         f" {args.runs} --interval {args.interval:g} --size {args.size}`; {PARTITIONS} partitions,"
         f" a transaction per producer at most every {args.interval * 1000:g} ms, no work per record.",
         "",
