@@ -506,6 +506,34 @@ class WarehouseLoader:
                 if tp.topic == self.settings.ledger_topic:
                     self._partitions.pop(tp.partition, None)
 
+    def note_share(self, consumer: AIOKafkaConsumer) -> str | None:
+        """Warn when this loader stores a share of the ledger into an embedded warehouse: another
+        loader (another worker's) has the other partitions and stores them into its own folder,
+        so no embedded warehouse holds the whole record. The warning, or None."""
+        if not isinstance(self.warehouse, EmbeddedWarehouse):
+            return None  # a ClickHouse server: every loader stores into the same tables
+        topic = self.settings.ledger_topic
+        owned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+        warning = embedded_share(owned, consumer.partitions_for_topic(topic))
+        if warning is not None:
+            log.warning("warehouse.embedded_holds_a_share", detail=warning)
+        return warning
+
+
+def embedded_share(owned: set[int], partitions: set[int] | None) -> str | None:
+    """Why an embedded warehouse whose loader was given the ledger partitions `owned`, of the
+    topic's `partitions`, does not hold the whole record (None: it holds all, or nothing is known
+    yet: no partition given, the topic's partitions not known)."""
+    if not owned or not partitions or partitions <= owned:
+        return None
+    return (
+        f"this loader stores ledger partitions {sorted(owned)} of {len(partitions)} into its"
+        " embedded warehouse; the others are stored by another worker's loader into its own, so"
+        " SQL, verify-chain and alert actions on this worker see only part of the record. Run"
+        " more than one worker against a ClickHouse server (PW_CLICKHOUSE_URL); a single worker"
+        " is given every partition again once the others have left the group"
+    )
+
 
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, loader: WarehouseLoader, consumer: AIOKafkaConsumer) -> None:
@@ -516,6 +544,7 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self.loader.assigned(assigned)
+        self.loader.note_share(self.consumer)
 
 
 async def _caught_up(consumer: AIOKafkaConsumer) -> bool:

@@ -476,3 +476,69 @@ def test_above_the_memory_limit_each_batch_releases_the_engines_freed_memory(
     assert_exactly_once(wh, 1_200)
     assert Releasing.releases >= 4  # at least one per batch of at most 300 rows
     wh.close()
+
+
+def test_a_loader_sharing_the_ledger_with_another_says_its_embedded_warehouse_holds_a_share(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """Another member in the loaders' group (another worker's loader, which stores into an
+    embedded warehouse of its own: here a plain consumer of the ledger that commits nothing) takes
+    some of the ledger's partitions, so this loader's embedded warehouse holds only part of the
+    record, and it says so. Alone, given every partition, it says nothing; once the other has
+    left it is given them all again and stores the whole ledger."""
+    import structlog
+
+    from sinks.kafka_io import consumer
+    from streams.warehouse_loader import WarehouseLoader
+
+    ns = namespace(tmp_path, batch_rows=250)
+    settings = ns.settings
+    ledger = Ledger(ns)
+    ledger.produce(1_000)
+    wh = EmbeddedWarehouse(tmp_path / "warehouse")
+    loader = WarehouseLoader(settings, wh)
+    other_done = threading.Event()
+    took: set[int] = set()
+
+    def other_member() -> None:
+        other = consumer(
+            settings,
+            settings.ledger_topic,
+            role="other-loader",
+            group=settings.warehouse_group,
+            enable_auto_commit=False,
+        )
+        try:
+            while not other_done.is_set():
+                other.poll(timeout_ms=200)
+                took.update(tp.partition for tp in other.assignment())
+        finally:
+            other.close()
+
+    with structlog.testing.capture_logs() as logs:
+        loader.start()
+        member = threading.Thread(target=other_member, daemon=True)
+        try:
+            wait_for(lambda: count(wh) >= 1_000, 120, "the loader alone", 0.1)
+            alone = [e for e in logs if e["event"] == "warehouse.embedded_holds_a_share"]
+            member.start()
+            wait_for(
+                lambda: any(e["event"] == "warehouse.embedded_holds_a_share" for e in logs),
+                120,
+                "the loader's warning once the other member took partitions",
+                0.2,
+            )
+            other_done.set()
+            member.join(30)
+            ledger.produce(1_000)
+            wait_for(lambda: count(wh) >= 2_000, 180, "the whole ledger stored again", 0.2)
+        finally:
+            other_done.set()
+            loader.stop()
+    assert alone == []
+    assert took, "the other member was given no ledger partition"
+    shares = [e for e in logs if e["event"] == "warehouse.embedded_holds_a_share"]
+    assert all(e["log_level"] == "warning" for e in shares)
+    assert all("PW_CLICKHOUSE_URL" in e["detail"] for e in shares)
+    assert_exactly_once(wh, 2_000)
+    wh.close()
