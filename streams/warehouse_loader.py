@@ -506,32 +506,44 @@ class WarehouseLoader:
                 if tp.topic == self.settings.ledger_topic:
                     self._partitions.pop(tp.partition, None)
 
-    def note_share(self, consumer: AIOKafkaConsumer) -> str | None:
-        """Warn when this loader stores a share of the ledger into an embedded warehouse: another
-        loader (another worker's) has the other partitions and stores them into its own folder,
-        so no embedded warehouse holds the whole record. The warning, or None."""
+    def note_share(self, consumer: AIOKafkaConsumer) -> list[str]:
+        """Warn when this loader stores only part of a topic into an embedded warehouse: other
+        members of the loader group (another worker's loader, `partnerwatch loader`) have the
+        other partitions and store them elsewhere, so this warehouse does not hold the whole
+        record. The warnings, one per topic concerned (none with a ClickHouse server)."""
         if not isinstance(self.warehouse, EmbeddedWarehouse):
-            return None  # a ClickHouse server: every loader stores into the same tables
-        topic = self.settings.ledger_topic
-        owned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
-        warning = embedded_share(owned, consumer.partitions_for_topic(topic))
-        if warning is not None:
-            log.warning("warehouse.embedded_holds_a_share", detail=warning)
-        return warning
+            return []  # a ClickHouse server: every loader stores into the same tables
+        assigned = consumer.assignment()
+        warnings = []
+        for topic in (self.settings.ledger_topic, self.settings.alerts_topic):
+            owned = {tp.partition for tp in assigned if tp.topic == topic}
+            partitions = consumer.partitions_for_topic(topic)
+            warning = embedded_share(topic, owned, partitions)
+            if warning is not None and partitions is not None:
+                log.warning(
+                    "warehouse.embedded_holds_a_share",
+                    topic=topic,
+                    partitions=sorted(owned),
+                    of=len(partitions),
+                    detail=warning,
+                )
+                warnings.append(warning)
+        return warnings
 
 
-def embedded_share(owned: set[int], partitions: set[int] | None) -> str | None:
-    """Why an embedded warehouse whose loader was given the ledger partitions `owned`, of the
-    topic's `partitions`, does not hold the whole record (None: it holds all, or nothing is known
-    yet: no partition given, the topic's partitions not known)."""
-    if not owned or not partitions or partitions <= owned:
+def embedded_share(topic: str, owned: set[int], partitions: set[int] | None) -> str | None:
+    """Why an embedded warehouse whose loader was given the partitions `owned` of `topic`,
+    whose partitions are `partitions`, does not hold all of it (None: it was given every
+    partition, or the topic's partitions are not known). After a rebalance a loader alone in
+    its group is given every partition, so one given fewer, none included, shares the topic."""
+    if not partitions or owned >= partitions:
         return None
     return (
-        f"this loader stores ledger partitions {sorted(owned)} of {len(partitions)} into its"
-        " embedded warehouse; the others are stored by another worker's loader into its own, so"
-        " SQL, verify-chain and alert actions on this worker see only part of the record. Run"
-        " more than one worker against a ClickHouse server (PW_CLICKHOUSE_URL); a single worker"
-        " is given every partition again once the others have left the group"
+        f"this loader stores partitions {sorted(owned)} of the {len(partitions)} of {topic} into"
+        " its embedded warehouse: other members of the loader group store the others elsewhere,"
+        " so SQL, verify-chain and alert actions on this worker see only part of the record, and"
+        " what the others stored is not loaded here later (the group's offsets have moved past"
+        " it). Run more than one worker against a ClickHouse server (PW_CLICKHOUSE_URL)"
     )
 
 
