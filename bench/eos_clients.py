@@ -30,7 +30,7 @@ import orjson
 
 from bench.workload import RESULTS, stream
 from pipeline.config import Settings
-from sinks.kafka_io import aio_consumer, aio_producer, ensure_topics, producer
+from sinks.kafka_io import aio_batch_producer, aio_consumer, ensure_topics, producer
 
 PARTITIONS = 4
 
@@ -86,13 +86,7 @@ async def _aiokafka(settings: Settings, source: str, target: str, count: int, ba
     producers: dict[int, Any] = {}
     try:
         for p in range(PARTITIONS):
-            prod = aio_producer(
-                settings,
-                role="bench-eos",
-                transactional_id=f"{group}-{p}",
-                linger_ms=0,
-                max_batch_size=1024 * 1024,
-            )
+            prod = aio_batch_producer(settings, role="bench-eos", transactional_id=f"{group}-{p}")
             await prod.start()
             producers[p] = prod
         done, started = 0, time.monotonic()

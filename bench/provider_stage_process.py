@@ -65,15 +65,11 @@ TIMEOUT = 180.0
 async def produce_ledger(ns: Namespace, parts: dict[int, list[Record]], per: int) -> None:
     """The ledger records to the namespace's ledger topic, in transactions of `per` records per
     partition, round robin over the partitions (as ingest's partitions commit side by side)."""
-    from sinks.kafka_io import aio_producer
+    from sinks.kafka_io import aio_batch_producer
 
     s = ns.settings
-    producer = aio_producer(
-        s,
-        role="bench-ledger",
-        transactional_id=f"{s.app_id}-bench-ledger",
-        linger_ms=0,
-        max_batch_size=1024 * 1024,
+    producer = aio_batch_producer(
+        s, role="bench-ledger", transactional_id=f"{s.app_id}-bench-ledger"
     )
     await producer.start()
     try:

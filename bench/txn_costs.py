@@ -130,7 +130,7 @@ class _Loop:
 
 async def one_run(settings: Any, mode: str, args: argparse.Namespace) -> dict[str, Any]:
     """One mode on topics of its own: warm-up, then the measured seconds."""
-    from sinks.kafka_io import aio_producer
+    from sinks.kafka_io import aio_batch_producer
 
     tag = uuid.uuid4().hex[:8]
     ledger, source = await _topics(settings, tag)
@@ -141,12 +141,8 @@ async def one_run(settings: Any, mode: str, args: argparse.Namespace) -> dict[st
     loops: list[_Loop] = []
     try:
         for i, partitions in enumerate(shares):
-            producer = aio_producer(
-                settings,
-                role="bench-txn",
-                transactional_id=f"{group}-{i}",
-                linger_ms=0,
-                max_batch_size=1024 * 1024,
+            producer = aio_batch_producer(
+                settings, role="bench-txn", transactional_id=f"{group}-{i}"
             )
             await producer.start()
             loops.append(_Loop(producer, partitions, args))

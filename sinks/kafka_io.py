@@ -133,6 +133,18 @@ def aio_producer(settings: Settings, *, role: str, **options: Any) -> AIOKafkaPr
     return AIOKafkaProducer(**_producer_options(settings, role, options))
 
 
+def aio_batch_producer(
+    settings: Settings, *, role: str, transactional_id: str | None = None
+) -> AIOKafkaProducer:
+    """An aiokafka producer (not started) for ready-built record batches (`create_batch`,
+    `send_batch`), as the ingest service writes its ledger: each batch sent at once (no linger),
+    up to 1 MiB; transactional when `transactional_id` is given."""
+    options: dict[str, Any] = {"linger_ms": 0, "max_batch_size": 1024 * 1024}
+    if transactional_id is not None:
+        options["transactional_id"] = transactional_id
+    return aio_producer(settings, role=role, **options)
+
+
 def aio_admin(settings: Settings, *, role: str) -> AIOKafkaAdminClient:
     """An aiokafka admin client (not started)."""
     from aiokafka.admin import AIOKafkaAdminClient

@@ -62,7 +62,7 @@ from mode import Service
 from pipeline import floors
 from pipeline.config import Settings
 from sinks import metrics
-from sinks.kafka_io import aio_consumer, aio_producer
+from sinks.kafka_io import aio_batch_producer, aio_consumer
 from streams import collector, ml_models
 from streams.alert_publisher import publisher
 from streams.app import app, settings
@@ -115,9 +115,7 @@ class IngestService(Service):
         await self.add_runtime_dependency(publisher)
         s = self.settings
         if s.processing_guarantee != "exactly_once":
-            self.shared_producer = aio_producer(
-                s, role="ingest", linger_ms=0, max_batch_size=1024 * 1024
-            )
+            self.shared_producer = aio_batch_producer(s, role="ingest")
             await self.shared_producer.start()
         records_as_fetched()  # no ConsumerRecord per record: the offset, key, value and time do
         release_dropped_fetches()  # records fetched, then dropped unread, freed at once

@@ -47,7 +47,7 @@ from pipeline import floors, ledger_snapshot
 from pipeline.config import Settings
 from pipeline.ledger_snapshot import SnapshotWriter
 from sinks import metrics
-from sinks.kafka_io import aio_producer
+from sinks.kafka_io import aio_batch_producer
 from streams import dedup_confirm, state_repair
 from streams.alert_publisher import publisher
 from streams.ingest_batch import IngestBatch, PartitionState, Record, state_record
@@ -248,12 +248,10 @@ class PartitionIngest:
         self.state = None  # a failed batch's state is not written: the load folds it again
         floors.clear_all()  # nor kept alive by the sweeps' floors (pipeline/floors.py)
         if self.transactional:
-            producer = aio_producer(
+            producer = aio_batch_producer(
                 s,
                 role=f"ingest-{self.tp.partition}",
                 transactional_id=s.ingest_transactional_id(self.tp.partition),
-                linger_ms=0,
-                max_batch_size=1024 * 1024,
             )
             await producer.start()  # InitProducerId: any older producer of this id is fenced now
             self.producer = producer
