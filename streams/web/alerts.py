@@ -23,6 +23,7 @@ which this server never grants, so a web page elsewhere cannot ack on the user's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -168,10 +169,11 @@ class AlertStream(web.View):
     ) -> None:
         if resume is not None:
             try:
-                async for record in feed.catch_up(resume, sub.start):
-                    position[record.partition] = record.offset + 1
-                    if sub.filter.matches(record.alert):
-                        await _write(response, request, _event(record, position))
+                async with contextlib.aclosing(feed.replay(sub, resume)) as records:
+                    async for record in records:
+                        position[record.partition] = record.offset + 1
+                        if sub.filter.matches(record.alert):
+                            await _write(response, request, _event(record, position))
             except TimeoutError as exc:
                 await _write(
                     response,

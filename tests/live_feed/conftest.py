@@ -101,12 +101,19 @@ class Reader:
         return [orjson.loads(e.data) for e in self.events if e.event == "alert"]
 
     def wait_alerts(self, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
-        wait_for(
-            lambda: len(self.alerts()) >= count,
-            timeout,
-            f"{count} alerts on the stream",
-            interval=0.1,
-        )
+        try:
+            wait_for(
+                lambda: len(self.alerts()) >= count,
+                timeout,
+                f"{count} alerts on the stream",
+                interval=0.1,
+            )
+        except AssertionError as exc:
+            others = [(e.event, e.data[:300]) for e in self.events if e.event != "alert"]
+            raise AssertionError(
+                f"{exc}: {len(self.alerts())} came, the stream ended: {self.ended.is_set()},"
+                f" its other events: {others}"
+            ) from None
         return self.alerts()
 
     def close(self) -> None:
