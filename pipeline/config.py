@@ -224,7 +224,7 @@ class Settings(LayeredSettings, DerivedNames):
     )
     sse_queue_size: int = setting(
         1000,
-        "GET /v1/alerts/stream: alerts queued per subscriber; a client that falls further behind is disconnected (it resumes with Last-Event-ID)",
+        "GET /v1/alerts/stream: alerts queued per subscriber; past it, a client whose writes waited is disconnected (it resumes with Last-Event-ID), one that reads catches up from the topic",
         ge=1,
     )
     sse_keepalive: float = setting(

@@ -12,12 +12,19 @@ exactly there, so a client that reconnects gets every record it had not seen, on
 filter skipped are read and filtered again on resume, which changes nothing. `0` is "from the
 beginning" (missing partitions count as offset 0).
 
-Catch-up. A resuming subscriber first joins the fan-out (remembering where the tailer stands,
-`start`), then reads each partition from its resume offset up to `start` with a consumer of its
-own, then continues with its queue, skipping what it already has. Alerts that arrive while it
-reads wait in its queue; if more arrive than the queue holds (a burst, or a tailer that was behind
-the topic when the client came), that is not the client being slow: the subscriber is re-armed at
-the tailer's new position and reads on to there (`replay`), up to `CATCH_UP_ROUNDS` times.
+Catch-up. A resuming subscriber joins the fan-out, then reads each partition from its resume
+offset with a reader of its own (`catch_up`) until it is level with the tailer; there its queue
+is re-armed (emptied, starting where the tailer stands) and the connection continues with it,
+skipping what it already sent.
+
+Too slow, or only behind. A queue overflows when more alerts come than the connection has
+written. If a write had to wait for the client (`SLOW_WRITE_SECONDS`) since it was last level
+with the tailer, the client is too slow: it gets an `error` event and is disconnected, and resumes
+with its last id. Otherwise the client is reading and the queue only filled faster than the event
+loop handed records over (the tailer fans out a whole fetch at once, or the tailer was behind the
+topic when the client resumed): the connection reads what it dropped from the topic, as a
+resuming client does, and stays. A write that waits while it reads the topic drops the client
+the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -46,9 +53,18 @@ log = structlog.get_logger(__name__)
 KNOWN_ALERTS = 50_000
 #: a catch-up read that makes no progress for this long gives up (the client may retry)
 CATCH_UP_STALL_SECONDS = 30.0
-#: reads of history a resuming subscriber may need before its queue keeps up; after them it is
-#: told it is too slow (and resumes again, losing nothing)
-CATCH_UP_ROUNDS = 5
+#: a write that waits this long for the client marks it as too slow while it is behind the tailer
+SLOW_WRITE_SECONDS = 1.0
+
+
+class Connection(Protocol):
+    """One client's stream, as the delivery loop sees it (streams/web/alerts.py adapts aiohttp's)."""
+
+    async def write(self, data: bytes) -> None:
+        """Send, or raise when the client is gone (closing the connection)."""
+
+    def closed(self) -> bool:
+        """The client went away."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +111,21 @@ def parse_position(text: str, partitions: int) -> list[int]:
 
 def format_position(offsets: Iterable[int]) -> str:
     return ".".join(str(o) for o in offsets)
+
+
+def sse_event(record: FeedRecord, position: list[int]) -> bytes:
+    """One alert as an SSE event whose id is the stream position just after it."""
+    return (
+        b"id: "
+        + format_position(position).encode()
+        + b"\nevent: alert\ndata: "
+        + orjson.dumps(record.alert)
+        + b"\n\n"
+    )
+
+
+def sse_error(message: str) -> bytes:
+    return b"event: error\ndata: " + orjson.dumps({"error": message}) + b"\n\n"
 
 
 @dataclass(eq=False)
@@ -199,8 +230,7 @@ class AlertFeed(Service):
                             self.positions[tp.partition] if tp.partition < self.partitions else 0,
                         )
                 while not self.closing:
-                    batch = await consumer.getmany(timeout_ms=500, max_records=20)
-                    import os; await asyncio.sleep(float(os.environ.get("PW_X_TAIL_DELAY", "0")))
+                    batch = await consumer.getmany(timeout_ms=500)
                     for tp, records in batch.items():
                         for r in records:
                             self._fan_out(FeedRecord(tp.partition, r.offset, orjson.loads(r.value)))
@@ -226,55 +256,147 @@ class AlertFeed(Service):
         for sub in list(self.subscribers):
             sub.offer(record)
 
-    async def replay(self, sub: Subscriber, resume: list[int]) -> AsyncGenerator[FeedRecord, None]:
-        """Every committed record from `resume` up to where `sub`'s queue begins, in order per
-        partition. When the queue overflowed during a read, it is re-armed and the read goes on
-        to its new start; after `CATCH_UP_ROUNDS` reads it is left overflowed (the connection then
-        tells the client it is too slow)."""
-        position = list(resume) + [0] * max(0, len(sub.start) - len(resume))
-        for done in range(1, CATCH_UP_ROUNDS + 1):
-            until = list(sub.start)
-            async with contextlib.aclosing(self.catch_up(position, until)) as records:
-                async for record in records:
-                    position[record.partition] = record.offset + 1
-                    yield record
-            if not sub.overflowed or done == CATCH_UP_ROUNDS:
-                return
-            self.rearm(sub)
-            log.info("alert_feed.catch_up_again", round=done + 1, until=format_position(sub.start))
+    async def deliver(self, sub: Subscriber, resume: list[int] | None, conn: Connection) -> None:
+        """Send `sub`'s alerts to one client until it goes, it is too slow, or the feed stops: first
+        what it missed since `resume` (when given), then its queue; when the queue overflows, what
+        it dropped, from the topic."""
+        position = list(resume) if resume is not None else list(sub.start)
+        slow = False  # a write waited for the client since it was last level with the tailer
+        behind = resume is not None
+        last_write = time.monotonic()
+        tick = min(1.0, self.settings.sse_keepalive)
+
+        async def send(record: FeedRecord) -> None:
+            nonlocal slow, last_write
+            position[record.partition] = record.offset + 1
+            began = time.monotonic()
+            await conn.write(sse_event(record, position))
+            last_write = time.monotonic()
+            slow = slow or last_write - began >= SLOW_WRITE_SECONDS
+
+        async def too_slow(reading_topic: bool) -> None:
+            message = (
+                f"too slow: more than {self.settings.sse_queue_size} alerts waiting for this"
+                " client; reconnect with Last-Event-ID to resume where it stopped"
+            )
+            await conn.write(sse_error(message))
+            log.warning(
+                "alert_feed.slow_subscriber_dropped",
+                queued=sub.queue.qsize(),
+                reading_topic=reading_topic,
+            )
+
+        while not self.closing:
+            if sub.overflowed:
+                if slow:
+                    await too_slow(reading_topic=False)
+                    return
+                behind = True  # the client reads: the queue only filled faster than it was sent
+            if behind:
+                behind = False
+                try:
+                    records = self.catch_up(sub, list(position))
+                    async with contextlib.aclosing(records):
+                        async for record in records:
+                            if not sub.filter.matches(record.alert):
+                                position[record.partition] = record.offset + 1
+                                continue
+                            await send(record)
+                            if slow:
+                                await too_slow(reading_topic=True)
+                                return
+                except TimeoutError as exc:
+                    await conn.write(sse_error(str(exc)))
+                    return
+                continue
+            try:
+                record = await asyncio.wait_for(sub.queue.get(), tick)
+            except TimeoutError:
+                if conn.closed():
+                    return
+                if time.monotonic() - last_write >= self.settings.sse_keepalive:
+                    await conn.write(b": keep-alive\n\n")
+                    last_write = time.monotonic()
+                continue
+            if record.offset < position[record.partition]:
+                continue  # already sent from the topic
+            await send(record)
+            if sub.queue.empty():
+                slow = False  # level with the tailer
+
+    def open_reader(self, position: list[int]) -> TopicReader:
+        return KafkaTopicReader(self.settings, position)
 
     async def catch_up(
-        self, resume: list[int], until: list[int]
+        self, sub: Subscriber, position: list[int]
     ) -> AsyncGenerator[FeedRecord, None]:
-        """Every committed record from `resume` up to (not including) `until`, per partition."""
-        topic = self.settings.alerts_topic
-        wanted = {
-            p: (resume[p], until[p])
-            for p in range(min(len(resume), len(until)))
-            if resume[p] < until[p]
-        }
-        if not wanted:
-            return
-        consumer = self._consumer()
-        await consumer.start()
+        """Every committed record from `position` on, with a reader of its own, until it is level
+        with the tailer; then `sub` is re-armed there (its queue continues right after)."""
+        reader = self.open_reader(position)
         try:
-            tps = {p: TopicPartition(topic, p) for p in wanted}
-            consumer.assign(list(tps.values()))
-            for p, (begin, _) in wanted.items():
-                consumer.seek(tps[p], begin)
+            await reader.open()
             progress = time.monotonic()
-            while wanted:
-                batch = await consumer.getmany(*[tps[p] for p in wanted], timeout_ms=500)
-                for tp, records in batch.items():
-                    end = wanted.get(tp.partition, (0, 0))[1]
-                    for r in records:
-                        if r.offset < end:
-                            yield FeedRecord(tp.partition, r.offset, orjson.loads(r.value))
+            while True:
+                at = await reader.positions()
+                if all(p < len(at) and at[p] >= tailer for p, tailer in enumerate(self.positions)):
+                    self.rearm(sub)  # no await since the check: the tailer is where it was
+                    return
+                records = await reader.fetch()
+                for record in records:
+                    yield record
+                if records:
                     progress = time.monotonic()
-                for p in list(wanted):
-                    if await consumer.position(tps[p]) >= wanted[p][1]:
-                        del wanted[p]
-                if wanted and time.monotonic() - progress > CATCH_UP_STALL_SECONDS:
-                    raise TimeoutError(f"catch-up read stalled on partitions {sorted(wanted)}")
+                elif time.monotonic() - progress > CATCH_UP_STALL_SECONDS:
+                    behind = [p for p, t in enumerate(self.positions) if p >= len(at) or at[p] < t]
+                    raise TimeoutError(f"catch-up read stalled on partitions {behind}")
         finally:
-            await consumer.stop()
+            await reader.close()
+
+
+class TopicReader(Protocol):
+    """A connection's own read of the alerts topic, from a position (Kafka's: KafkaTopicReader)."""
+
+    async def open(self) -> None: ...
+
+    async def fetch(self) -> list[FeedRecord]:
+        """The next committed records, in order per partition (none after a short wait)."""
+
+    async def positions(self) -> list[int]:
+        """The next offset to read, per partition."""
+
+    async def close(self) -> None: ...
+
+
+class KafkaTopicReader:
+    """An aiokafka consumer with no group on every partition of the alerts topic."""
+
+    def __init__(self, settings: Settings, position: list[int]) -> None:
+        self.settings = settings
+        self.position = position
+        self.consumer = aio_consumer(settings, role="live-alert-feed")
+        self.tps = [TopicPartition(settings.alerts_topic, p) for p in range(len(position))]
+
+    async def open(self) -> None:
+        await self.consumer.start()
+        self.consumer.assign(self.tps)
+        for tp, offset in zip(self.tps, self.position, strict=True):
+            self.consumer.seek(tp, offset)
+
+    async def fetch(self) -> list[FeedRecord]:
+        batch = await self.consumer.getmany(timeout_ms=500)
+        return [
+            FeedRecord(tp.partition, r.offset, orjson.loads(r.value))
+            for tp, records in batch.items()
+            for r in records
+        ]
+
+    async def positions(self) -> list[int]:
+        return [await self.consumer.position(tp) for tp in self.tps]
+
+    async def close(self) -> None:
+        # aiokafka 0.14's consumer without a group cancels a task of its own on stop; if that task
+        # has not run yet (a reader closed right after it opened, level at once), the cancellation
+        # comes out of stop() and would end the client's connection. One turn of the loop lets it
+        # start.
+        await asyncio.sleep(0)
+        await self.consumer.stop()

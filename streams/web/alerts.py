@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import socket
 from typing import Any
 
-import orjson
 import structlog
 from aiohttp import web as aioweb
 from faust import web
@@ -47,8 +46,6 @@ from sinks.clickhouse import WarehouseError
 from streams.alert_feed import (
     AlertFeed,
     AlertFilter,
-    FeedRecord,
-    Subscriber,
     format_position,
     parse_position,
 )
@@ -64,6 +61,10 @@ app.service(feed)  # type: ignore[arg-type]  # Faust accepts instances too
 
 #: a write a client does not take for this long closes its connection
 WRITE_TIMEOUT = max(30.0, 2 * settings.sse_keepalive)
+#: the kernel's send buffer of a stream's socket (Linux doubles it): without a cap it grows to
+#: net.ipv4.tcp_wmem's maximum (4 MiB, some 2,700 alert versions) for a client that stopped reading,
+#: which is memory per client and hides a stalled client from the writes that should wait for it
+SEND_BUFFER = 128 * 1024
 _status_lock = asyncio.Lock()
 #: seconds the lifecycle record may take to reach the broker before the answer says it did not
 STATUS_PUBLISH_TIMEOUT = 10.0
@@ -90,30 +91,30 @@ async def _tell_outputs(warehouse: Any, row: StatusRow) -> bool:
     return True
 
 
-def _event(record: FeedRecord, position: list[int]) -> bytes:
-    return (
-        b"id: "
-        + format_position(position).encode()
-        + b"\nevent: alert\ndata: "
-        + orjson.dumps(record.alert)
-        + b"\n\n"
-    )
-
-
 class _Gone(Exception):
     """The client went away, or stopped reading."""
 
 
-async def _write(response: aioweb.StreamResponse, request: Any, data: bytes) -> None:
-    transport = request.transport
-    if transport is None or transport.is_closing():
-        raise _Gone
-    try:
-        await asyncio.wait_for(response.write(data), WRITE_TIMEOUT)
-    except (TimeoutError, ConnectionError, RuntimeError) as exc:
-        if request.transport is not None:
-            request.transport.abort()
-        raise _Gone from exc
+class _Client:
+    """The aiohttp side of one stream (streams/alert_feed.py `Connection`)."""
+
+    def __init__(self, response: aioweb.StreamResponse, request: Any) -> None:
+        self.response = response
+        self.request = request
+
+    def closed(self) -> bool:
+        transport = self.request.transport
+        return transport is None or transport.is_closing()
+
+    async def write(self, data: bytes) -> None:
+        if self.closed():
+            raise _Gone
+        try:
+            await asyncio.wait_for(self.response.write(data), WRITE_TIMEOUT)
+        except (TimeoutError, ConnectionError, RuntimeError) as exc:
+            if self.request.transport is not None:
+                self.request.transport.abort()
+            raise _Gone from exc
 
 
 @app.page("/v1/alerts/stream")
@@ -144,73 +145,24 @@ class AlertStream(web.View):
                 "X-Accel-Buffering": "no",
             }
         )
+        client = _Client(response, request)
         try:
             await response.prepare(request)  # type: ignore[arg-type]
-            position = resume if resume is not None else list(sub.start)
-            await _write(
-                response,
-                request,
-                b": connected " + format_position(position).encode() + b"\nretry: 2000\n\n",
+            transport = request.transport  # type: ignore[attr-defined]  # aiohttp's request
+            sock = transport.get_extra_info("socket") if transport is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+            position = resume if resume is not None else sub.start
+            await client.write(
+                b": connected " + format_position(position).encode() + b"\nretry: 2000\n\n"
             )
-            await self._stream(response, request, sub, position, resume)
+            await feed.deliver(sub, resume, client)
         except _Gone:
             pass
         finally:
             feed.unsubscribe(sub)
         return response
-
-    async def _stream(
-        self,
-        response: aioweb.StreamResponse,
-        request: Any,
-        sub: Subscriber,
-        position: list[int],
-        resume: list[int] | None,
-    ) -> None:
-        if resume is not None:
-            try:
-                async with contextlib.aclosing(feed.replay(sub, resume)) as records:
-                    async for record in records:
-                        position[record.partition] = record.offset + 1
-                        if sub.filter.matches(record.alert):
-                            await _write(response, request, _event(record, position))
-            except TimeoutError as exc:
-                await _write(
-                    response,
-                    request,
-                    b"event: error\ndata: " + orjson.dumps({"error": str(exc)}) + b"\n\n",
-                )
-                return
-        last_write = time.monotonic()
-        tick = min(1.0, settings.sse_keepalive)
-        while not feed.closing:
-            if sub.overflowed:
-                message = (
-                    f"too slow: more than {settings.sse_queue_size} alerts waiting for this client;"
-                    " reconnect with Last-Event-ID to resume where it stopped"
-                )
-                await _write(
-                    response,
-                    request,
-                    b"event: error\ndata: " + orjson.dumps({"error": message}) + b"\n\n",
-                )
-                log.warning("alert_feed.slow_subscriber_dropped", queued=sub.queue.qsize())
-                return
-            try:
-                record = await asyncio.wait_for(sub.queue.get(), tick)
-            except TimeoutError:
-                transport = request.transport
-                if transport is None or transport.is_closing():
-                    return
-                if time.monotonic() - last_write >= settings.sse_keepalive:
-                    await _write(response, request, b": keep-alive\n\n")
-                    last_write = time.monotonic()
-                continue
-            if record.offset < position[record.partition]:
-                continue  # already sent by the catch-up read
-            position[record.partition] = record.offset + 1
-            await _write(response, request, _event(record, position))
-            last_write = time.monotonic()
 
 
 #: The latest version of the newest alerts (ReplacingMergeTree by count) and each one's current

@@ -1,0 +1,260 @@
+"""One stream client's delivery loop (streams/alert_feed.py `AlertFeed.deliver`), on a simulated
+topic and tailer (the real ones: tests/live_feed/test_feed.py).
+
+A client's queue overflows when alerts come faster than the connection hands them over. A client
+that reads (its writes do not wait) is only behind: it reads what it dropped from the topic until
+it is level with the tailer, and stays. One whose writes wait for it while it is behind is told it
+is too slow. Either way it has each record once, in order, so it can resume from its last id."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+import streams.alert_feed as alert_feed
+from pipeline.config import Settings
+from streams.alert_feed import AlertFeed, AlertFilter, FeedRecord
+
+QUEUE = 4
+
+
+class Topic:
+    """Two partitions of alerts, and the feed's tailer, which may be behind them: `publish` puts
+    alerts on the topic, `tail` hands the oldest ones the tailer has not read to the feed."""
+
+    def __init__(self, feed: AlertFeed) -> None:
+        self.feed = feed
+        self.records: dict[int, list[FeedRecord]] = {0: [], 1: []}
+        self.pending: list[FeedRecord] = []
+        self.reads = 0
+        feed.positions = [0, 0]
+        feed.partitions = 2
+
+    def publish(self, count: int) -> None:
+        for _ in range(count):
+            p = (len(self.records[0]) + len(self.records[1])) % 2
+            offset = len(self.records[p])
+            record = FeedRecord(p, offset, {"alert_id": f"a{p}-{offset}", "p": p, "o": offset})
+            self.records[p].append(record)
+            self.pending.append(record)
+
+    def tail(self, count: int) -> None:
+        for record in self.pending[:count]:
+            self.feed._fan_out(record)
+        del self.pending[:count]
+
+    def total(self) -> int:
+        return len(self.records[0]) + len(self.records[1])
+
+
+class Reader:
+    """The connection's own read of the simulated topic, `per_fetch` records per partition a
+    fetch: per record it returns, `arrivals` alerts are published (for its first
+    `reads_with_arrivals` records) and the tailer reads `tailed` more."""
+
+    def __init__(
+        self,
+        topic: Topic,
+        position: list[int],
+        arrivals: int,
+        tailed: int,
+        reads_with_arrivals: int,
+    ) -> None:
+        self.topic, self.position = topic, list(position)
+        self.arrivals, self.tailed, self.reads_with_arrivals = arrivals, tailed, reads_with_arrivals
+        self.closed = False
+
+    async def open(self) -> None:
+        pass
+
+    async def fetch(self) -> list[FeedRecord]:
+        await asyncio.sleep(0)
+        out = []
+        for p, records in self.topic.records.items():
+            out += records[self.position[p] : self.position[p] + 5]
+            self.position[p] += len(records[self.position[p] : self.position[p] + 5])
+        for _ in out:
+            self.topic.reads += 1
+            if self.topic.reads <= self.reads_with_arrivals:
+                self.topic.publish(self.arrivals)
+            self.topic.tail(self.tailed)
+        return out
+
+    async def positions(self) -> list[int]:
+        return list(self.position)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def read_topic(
+    feed: AlertFeed, topic: Topic, arrivals: int = 0, tailed: int = 0, reads_with_arrivals: int = 0
+) -> list[Reader]:
+    """Give the feed simulated readers; the list of those it opened."""
+    opened: list[Reader] = []
+
+    def open_reader(position: list[int]) -> Reader:
+        opened.append(Reader(topic, position, arrivals, tailed, reads_with_arrivals))
+        return opened[-1]
+
+    feed.open_reader = open_reader  # type: ignore[method-assign]
+    return opened
+
+
+class Client:
+    """Keeps what it is sent; its `stall_at`-th write waits `stall` seconds for it."""
+
+    def __init__(self, stall_at: int = 0, stall: float = 0.0) -> None:
+        self.writes: list[bytes] = []
+        self.stall_at, self.stall = stall_at, stall
+
+    async def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        await asyncio.sleep(self.stall if len(self.writes) == self.stall_at else 0)
+
+    def closed(self) -> bool:
+        return False
+
+    def alerts(self) -> list[tuple[int, int]]:
+        return [
+            (alert["p"], alert["o"])
+            for w in self.writes
+            if b"\nevent: alert\n" in w
+            for alert in [orjson.loads(w.split(b"\ndata: ", 1)[1])]
+        ]
+
+    def errors(self) -> list[str]:
+        return [w.decode() for w in self.writes if w.startswith(b"event: error")]
+
+
+def each_once_in_order(client: Client, resume: list[int]) -> dict[int, list[int]]:
+    got = {p: [o for q, o in client.alerts() if q == p] for p in (0, 1)}
+    for p, offsets in got.items():
+        assert offsets == list(range(resume[p], resume[p] + len(offsets))), (p, offsets)
+    return got
+
+
+def new_feed() -> tuple[AlertFeed, Topic]:
+    feed = AlertFeed(Settings(sse_queue_size=QUEUE, sse_keepalive=0.05))
+    return feed, Topic(feed)
+
+
+async def tailer(topic: Topic, chunk: int) -> None:
+    """The tailer catching up with the topic a whole fetch (`chunk` records) at a time."""
+    while True:
+        topic.tail(chunk)
+        await asyncio.sleep(0)
+
+
+async def until(predicate: object, timeout: float = 5.0) -> None:
+    async def poll() -> None:
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+def test_a_client_that_reads_stays_through_bursts_and_a_tailer_behind_the_topic() -> None:
+    async def run() -> None:
+        feed, topic = new_feed()
+        topic.publish(40)
+        topic.tail(10)  # the tailer is 30 behind the topic when the client resumes
+        resume = [2, 3]
+        sub = feed.subscribe(AlertFilter())
+        read_topic(feed, topic, arrivals=3, tailed=4, reads_with_arrivals=30)
+        client = Client()
+        delivery = asyncio.ensure_future(feed.deliver(sub, resume, client))
+        fetches = asyncio.ensure_future(tailer(topic, chunk=20))  # 20 at once: more than QUEUE
+        for _ in range(5):  # and bursts of live alerts after the catch-up
+            topic.publish(25)
+            await asyncio.sleep(0.01)
+        await until(lambda: len(client.alerts()) == topic.total() - sum(resume))
+        await asyncio.sleep(0.1)
+        feed.closing = True
+        await delivery
+        fetches.cancel()
+        assert client.errors() == []
+        got = each_once_in_order(client, resume)
+        assert [len(got[0]) + resume[0], len(got[1]) + resume[1]] == [
+            len(topic.records[0]),
+            len(topic.records[1]),
+        ]
+
+    asyncio.run(run())
+
+
+def test_a_client_whose_write_waits_is_told_it_is_too_slow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alert_feed, "SLOW_WRITE_SECONDS", 0.05)
+
+    async def run() -> None:
+        feed, topic = new_feed()
+        sub = feed.subscribe(AlertFilter())
+        read_topic(feed, topic)
+        client = Client(stall_at=3, stall=0.3)  # it stops reading at its third alert, for a while
+        delivery = asyncio.ensure_future(feed.deliver(sub, None, client))
+        fetches = asyncio.ensure_future(tailer(topic, chunk=1))
+        for _ in range(10):
+            topic.publish(2)
+            await asyncio.sleep(0.02)
+        await asyncio.wait_for(delivery, 5)  # it ends by itself
+        fetches.cancel()
+        assert len(client.errors()) == 1 and "too slow" in client.errors()[0]
+        assert client.writes[-1] == client.writes[-1].split(b"\n\n")[0] + b"\n\n"
+        got = each_once_in_order(client, [0, 0])
+        assert 3 <= len(got[0]) + len(got[1]) < topic.total()
+
+    asyncio.run(run())
+
+
+def test_a_resuming_client_whose_write_waits_is_told_it_is_too_slow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alert_feed, "SLOW_WRITE_SECONDS", 0.05)
+
+    async def run() -> None:
+        feed, topic = new_feed()
+        topic.publish(60)
+        topic.tail(60)
+        sub = feed.subscribe(AlertFilter())
+        readers = read_topic(feed, topic)
+        client = Client(stall_at=7, stall=0.2)
+        await asyncio.wait_for(feed.deliver(sub, [0, 0], client), 5)
+        assert len(client.errors()) == 1 and "too slow" in client.errors()[0]
+        each_once_in_order(client, [0, 0])
+        assert len(client.alerts()) == 7  # it stalled on the 7th, then was told
+        assert len(readers) == 1 and readers[0].closed
+
+    asyncio.run(run())
+
+
+def test_a_client_that_read_past_the_tailer_gets_what_the_tailer_reads_later_once() -> None:
+    async def run() -> None:
+        feed, topic = new_feed()
+        topic.publish(40)
+        topic.tail(10)  # the tailer is 30 behind the topic, at 5 and 5
+        resume = [2, 3]
+        sub = feed.subscribe(AlertFilter())
+        read_topic(feed, topic)
+        client = Client()
+        delivery = asyncio.ensure_future(feed.deliver(sub, resume, client))
+        # its own read takes 5 a partition, to 7 and 8: past the tailer, which then reads 5 to 7
+        # and 5 to 8 again
+        await until(lambda: len(client.alerts()) == 10)
+        while topic.pending:  # the tailer catches up, a few at a time
+            topic.tail(2)
+            await asyncio.sleep(0.01)
+        topic.publish(3)
+        topic.tail(3)
+        await until(lambda: len(client.alerts()) >= topic.total() - sum(resume))
+        await asyncio.sleep(0.1)
+        feed.closing = True
+        await delivery
+        assert client.errors() == []
+        got = each_once_in_order(client, resume)
+        assert sum(len(v) for v in got.values()) == topic.total() - sum(resume)
+
+    asyncio.run(run())
