@@ -3,8 +3,8 @@
 One aiokafka consumer with no group (it commits nothing and never slows detection) reads the
 alerts topic from its end, `read_committed`, on the worker's event loop, and offers every record
 to each subscriber's bounded queue. A subscriber whose queue is full is marked overflowed and
-gets nothing more: its connection tells the client it was too slow and closes; the client
-resumes from its last event id, so nothing is lost and memory stays bounded.
+gets nothing more from the fan-out until its connection has read what it missed from the topic
+(below), so memory per client stays bounded and nothing is lost.
 
 Positions. Every SSE event names the stream position just after it as a vector of per-partition
 next offsets, `o0.o1.o2...` (e.g. `12.0.4.9`): resuming from it reads each partition from
@@ -13,18 +13,21 @@ filter skipped are read and filtered again on resume, which changes nothing. `0`
 beginning" (missing partitions count as offset 0).
 
 Catch-up. A resuming subscriber joins the fan-out, then reads each partition from its resume
-offset with a reader of its own (`catch_up`) until it is level with the tailer; there its queue
-is re-armed (emptied, starting where the tailer stands) and the connection continues with it,
-skipping what it already sent.
+offset with a reader of its own (`catch_up`, at most `CATCH_UP_READERS` at once in a worker)
+until it is level with the tailer; there its queue is re-armed (emptied, starting where the
+tailer stands) and the connection continues with it, skipping what it already sent.
 
 Too slow, or only behind. A queue overflows when more alerts come than the connection has
-written. If a write had to wait for the client (`SLOW_WRITE_SECONDS`) since it was last level
-with the tailer, the client is too slow: it gets an `error` event and is disconnected, and resumes
-with its last id. Otherwise the client is reading and the queue only filled faster than the event
-loop handed records over (the tailer fans out a whole fetch at once, or the tailer was behind the
-topic when the client resumed): the connection reads what it dropped from the topic, as a
-resuming client does, and stays. A write that waits while it reads the topic drops the client
-the same way.
+written. What decides is whether the client reads. A write that found the socket's buffers full
+and then waited `SLOW_WRITE_SECONDS` for the client means it stopped reading: when that happened
+since the client was last level with the tailer, an overflow makes it too slow (an `error` event,
+then the connection closes; it resumes with its last id), and during a read of the topic it does
+at once. Otherwise (the tailer hands over a whole fetch at once, or it was behind the topic when
+the client came) the connection reads what it dropped from the topic, as a resuming client does,
+and the client stays. A read of the topic that has not got closer to the tailer in
+`CATCH_UP_PROGRESS_SECONDS` makes the client too slow as well: it reads more slowly than alerts
+come. Time the event loop spends elsewhere does not count: only writes that began with the
+buffers full are timed.
 """
 
 from __future__ import annotations
@@ -53,8 +56,17 @@ log = structlog.get_logger(__name__)
 KNOWN_ALERTS = 50_000
 #: a catch-up read that makes no progress for this long gives up (the client may retry)
 CATCH_UP_STALL_SECONDS = 30.0
-#: a write that waits this long for the client marks it as too slow while it is behind the tailer
+#: a write that found the socket's buffers full and waited this long for the client: it stopped reading
 SLOW_WRITE_SECONDS = 1.0
+#: a connection reading the topic whose distance to the tailer has not shrunk over this long reads
+#: more slowly than alerts come: the client is too slow
+CATCH_UP_PROGRESS_SECONDS = 30.0
+#: connections reading the topic with readers of their own at once, in a worker (the others wait)
+CATCH_UP_READERS = 8
+#: a reader's fetch per partition (aiokafka's default is 1 MiB): what a reader holds per client
+CATCH_UP_FETCH_BYTES = 256 * 1024
+#: records the tailer hands over per fetch (then the connections get a turn of the loop)
+TAIL_BATCH = 500
 
 
 class Connection(Protocol):
@@ -62,6 +74,9 @@ class Connection(Protocol):
 
     async def write(self, data: bytes) -> None:
         """Send, or raise when the client is gone (closing the connection)."""
+
+    def full(self) -> bool:
+        """The socket's buffers are full: a write now waits until the client reads."""
 
     def closed(self) -> bool:
         """The client went away."""
@@ -158,6 +173,7 @@ class AlertFeed(Service):
         self.closing = False
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._readers = asyncio.Semaphore(CATCH_UP_READERS)
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -230,10 +246,11 @@ class AlertFeed(Service):
                             self.positions[tp.partition] if tp.partition < self.partitions else 0,
                         )
                 while not self.closing:
-                    batch = await consumer.getmany(timeout_ms=500)
+                    batch = await consumer.getmany(timeout_ms=500, max_records=TAIL_BATCH)
                     for tp, records in batch.items():
                         for r in records:
                             self._fan_out(FeedRecord(tp.partition, r.offset, orjson.loads(r.value)))
+                    self.partitions = max(self.partitions, len(self.positions))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # broker trouble: log, wait, reconnect
@@ -261,53 +278,67 @@ class AlertFeed(Service):
         what it missed since `resume` (when given), then its queue; when the queue overflows, what
         it dropped, from the topic."""
         position = list(resume) if resume is not None else list(sub.start)
-        slow = False  # a write waited for the client since it was last level with the tailer
+        stalled = False  # a write waited for the client (SLOW_WRITE_SECONDS) since it was level
         behind = resume is not None
         last_write = time.monotonic()
         tick = min(1.0, self.settings.sse_keepalive)
 
-        async def send(record: FeedRecord) -> None:
-            nonlocal slow, last_write
-            position[record.partition] = record.offset + 1
-            began = time.monotonic()
-            await conn.write(sse_event(record, position))
-            last_write = time.monotonic()
-            slow = slow or last_write - began >= SLOW_WRITE_SECONDS
+        def event(record: FeedRecord) -> bytes:
+            """The record's event; `position` moves past it."""
+            past(record)
+            return sse_event(record, position)
 
-        async def too_slow(reading_topic: bool) -> None:
-            message = (
-                f"too slow: more than {self.settings.sse_queue_size} alerts waiting for this"
-                " client; reconnect with Last-Event-ID to resume where it stopped"
-            )
+        def past(record: FeedRecord) -> None:
+            if record.partition >= len(position):
+                position.extend([0] * (record.partition + 1 - len(position)))
+            position[record.partition] = record.offset + 1
+
+        async def write(data: bytes) -> None:
+            nonlocal stalled, last_write
+            full = conn.full()  # only then can the write wait for the client, not for the loop
+            began = time.monotonic()
+            await conn.write(data)
+            last_write = time.monotonic()
+            stalled = stalled or (full and last_write - began >= SLOW_WRITE_SECONDS)
+
+        async def too_slow(why: str) -> None:
+            message = f"too slow: {why}; reconnect with Last-Event-ID to resume where it stopped"
             await conn.write(sse_error(message))
-            log.warning(
-                "alert_feed.slow_subscriber_dropped",
-                queued=sub.queue.qsize(),
-                reading_topic=reading_topic,
-            )
+            log.warning("alert_feed.slow_subscriber_dropped", why=why)
 
         while not self.closing:
             if sub.overflowed:
-                if slow:
-                    await too_slow(reading_topic=False)
+                if stalled:
+                    await too_slow(
+                        f"more than {self.settings.sse_queue_size} alerts came while this client"
+                        " did not read"
+                    )
                     return
-                behind = True  # the client reads: the queue only filled faster than it was sent
+                behind = True  # the client reads: it catches up from the topic
             if behind:
                 behind = False
                 try:
                     records = self.catch_up(sub, list(position))
                     async with contextlib.aclosing(records):
                         async for record in records:
-                            if not sub.filter.matches(record.alert):
-                                position[record.partition] = record.offset + 1
+                            if sub.filter.matches(record.alert):
+                                await write(event(record))
+                                if stalled:
+                                    await too_slow("this client stopped reading")
+                                    return
                                 continue
-                            await send(record)
-                            if slow:
-                                await too_slow(reading_topic=True)
+                            past(record)
+                            if conn.closed():
                                 return
+                            if time.monotonic() - last_write >= self.settings.sse_keepalive:
+                                await write(b": keep-alive\n\n")
+                except FallingBehind as exc:
+                    await too_slow(str(exc))
+                    return
                 except TimeoutError as exc:
                     await conn.write(sse_error(str(exc)))
                     return
+                stalled = False  # level with the tailer
                 continue
             try:
                 record = await asyncio.wait_for(sub.queue.get(), tick)
@@ -315,42 +346,75 @@ class AlertFeed(Service):
                 if conn.closed():
                     return
                 if time.monotonic() - last_write >= self.settings.sse_keepalive:
-                    await conn.write(b": keep-alive\n\n")
-                    last_write = time.monotonic()
+                    await write(b": keep-alive\n\n")
                 continue
-            if record.offset < position[record.partition]:
-                continue  # already sent from the topic
-            await send(record)
-            if sub.queue.empty():
-                slow = False  # level with the tailer
+            events = []  # everything queued goes in one write
+            while True:
+                if record.partition >= len(position) or record.offset >= position[record.partition]:
+                    events.append(event(record))  # (else already sent from the topic)
+                if sub.queue.empty():
+                    break
+                record = sub.queue.get_nowait()
+            if events:
+                await write(b"".join(events))
+            if sub.queue.empty() and not sub.overflowed:
+                stalled = False  # level with the tailer
 
     def open_reader(self, position: list[int]) -> TopicReader:
         return KafkaTopicReader(self.settings, position)
+
+    def _distance(self, at: list[int]) -> int:
+        """Records between `at` and the tailer."""
+        return sum(
+            max(0, tailer - (at[p] if p < len(at) else 0))
+            for p, tailer in enumerate(self.positions)
+        )
+
+    def _level(self, at: list[int]) -> bool:
+        return all(p < len(at) and at[p] >= tailer for p, tailer in enumerate(self.positions))
 
     async def catch_up(
         self, sub: Subscriber, position: list[int]
     ) -> AsyncGenerator[FeedRecord, None]:
         """Every committed record from `position` on, with a reader of its own, until it is level
         with the tailer; then `sub` is re-armed there (its queue continues right after)."""
-        reader = self.open_reader(position)
-        try:
-            await reader.open()
-            progress = time.monotonic()
-            while True:
-                at = await reader.positions()
-                if all(p < len(at) and at[p] >= tailer for p, tailer in enumerate(self.positions)):
-                    self.rearm(sub)  # no await since the check: the tailer is where it was
-                    return
-                records = await reader.fetch()
-                for record in records:
-                    yield record
-                if records:
-                    progress = time.monotonic()
-                elif time.monotonic() - progress > CATCH_UP_STALL_SECONDS:
-                    behind = [p for p, t in enumerate(self.positions) if p >= len(at) or at[p] < t]
-                    raise TimeoutError(f"catch-up read stalled on partitions {behind}")
-        finally:
-            await reader.close()
+        position = position + [0] * (len(self.positions) - len(position))
+        if self._level(position):
+            self.rearm(sub)  # nothing to read (no await since the check)
+            return
+        async with self._readers:
+            reader = self.open_reader(position)
+            try:
+                await reader.open()
+                progress, moved = time.monotonic(), position
+                checked, distance = time.monotonic(), self._distance(position)
+                while True:
+                    at = await reader.positions()
+                    if self._level(at):
+                        self.rearm(sub)  # no await since the check: the tailer is where it was
+                        return
+                    if time.monotonic() - checked >= CATCH_UP_PROGRESS_SECONDS:
+                        if self._distance(at) >= distance:
+                            raise FallingBehind(
+                                f"{self._distance(at)} alerts behind, not closer than"
+                                f" {CATCH_UP_PROGRESS_SECONDS:.0f} s ago"
+                            )
+                        checked, distance = time.monotonic(), self._distance(at)
+                    if at != moved:  # records, or only markers and aborted batches
+                        progress, moved = time.monotonic(), at
+                    elif time.monotonic() - progress > CATCH_UP_STALL_SECONDS:
+                        behind = [
+                            p for p, t in enumerate(self.positions) if p >= len(at) or at[p] < t
+                        ]
+                        raise TimeoutError(f"catch-up read stalled on partitions {behind}")
+                    for record in await reader.fetch():
+                        yield record
+            finally:
+                await reader.close()
+
+
+class FallingBehind(Exception):
+    """A connection's read of the topic is not getting closer to the tailer."""
 
 
 class TopicReader(Protocol):
@@ -373,7 +437,9 @@ class KafkaTopicReader:
     def __init__(self, settings: Settings, position: list[int]) -> None:
         self.settings = settings
         self.position = position
-        self.consumer = aio_consumer(settings, role="live-alert-feed")
+        self.consumer = aio_consumer(
+            settings, role="live-alert-feed", max_partition_fetch_bytes=CATCH_UP_FETCH_BYTES
+        )
         self.tps = [TopicPartition(settings.alerts_topic, p) for p in range(len(position))]
 
     async def open(self) -> None:
@@ -395,8 +461,13 @@ class KafkaTopicReader:
 
     async def close(self) -> None:
         # aiokafka 0.14's consumer without a group cancels a task of its own on stop; if that task
-        # has not run yet (a reader closed right after it opened, level at once), the cancellation
-        # comes out of stop() and would end the client's connection. One turn of the loop lets it
-        # start.
+        # has not run yet (a reader closed right after it opened), the cancellation comes out of
+        # stop() (aio-libs/aiokafka#647) and would end the client's connection. One turn of the
+        # loop lets it start; a CancelledError that is not ours is dropped all the same.
         await asyncio.sleep(0)
-        await self.consumer.stop()
+        try:
+            await self.consumer.stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise

@@ -61,9 +61,11 @@ app.service(feed)  # type: ignore[arg-type]  # Faust accepts instances too
 
 #: a write a client does not take for this long closes its connection
 WRITE_TIMEOUT = max(30.0, 2 * settings.sse_keepalive)
-#: the kernel's send buffer of a stream's socket (Linux doubles it): without a cap it grows to
-#: net.ipv4.tcp_wmem's maximum (4 MiB, some 2,700 alert versions) for a client that stopped reading,
-#: which is memory per client and hides a stalled client from the writes that should wait for it
+#: the kernel's send buffer of a stream's socket, 128 KiB asked, which Linux doubles to 256 KiB:
+#: without a cap it grows towards net.ipv4.tcp_wmem's maximum (4 MiB; 2.9 MB measured on loopback,
+#: some 2,000 alert versions) for a client that stopped reading, which is memory per client and
+#: hides a stalled client from the writes that should wait for it. It also limits one stream to
+#: 256 KiB per round trip (2.5 MB/s at 100 ms), far above any alert rate.
 SEND_BUFFER = 128 * 1024
 _status_lock = asyncio.Lock()
 #: seconds the lifecycle record may take to reach the broker before the answer says it did not
@@ -105,6 +107,11 @@ class _Client:
     def closed(self) -> bool:
         transport = self.request.transport
         return transport is None or transport.is_closing()
+
+    def full(self) -> bool:
+        """The socket took less than the last write: the rest waits in the transport."""
+        transport = self.request.transport
+        return transport is not None and transport.get_write_buffer_size() > 0
 
     async def write(self, data: bytes) -> None:
         if self.closed():

@@ -2,13 +2,15 @@
 topic and tailer (the real ones: tests/live_feed/test_feed.py).
 
 A client's queue overflows when alerts come faster than the connection hands them over. A client
-that reads (its writes do not wait) is only behind: it reads what it dropped from the topic until
-it is level with the tailer, and stays. One whose writes wait for it while it is behind is told it
-is too slow. Either way it has each record once, in order, so it can resume from its last id."""
+that reads is only behind: it reads what it dropped from the topic until it is level with the
+tailer, and stays. One that stopped reading (a write found the buffers full and waited), or whose
+read of the topic does not get closer to the tailer, is told it is too slow. Either way it has
+each record once, in order, so it can resume from its last id."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -104,15 +106,21 @@ def read_topic(
 
 
 class Client:
-    """Keeps what it is sent; its `stall_at`-th write waits `stall` seconds for it."""
+    """Keeps what it is sent. Its `stall_at`-th write finds the buffers full and waits `stall`
+    seconds for it; its `gone_at`-th write finds it gone."""
 
-    def __init__(self, stall_at: int = 0, stall: float = 0.0) -> None:
+    def __init__(self, stall_at: int = 0, stall: float = 0.0, gone_at: int = 0) -> None:
         self.writes: list[bytes] = []
-        self.stall_at, self.stall = stall_at, stall
+        self.stall_at, self.stall, self.gone_at = stall_at, stall, gone_at
 
     async def write(self, data: bytes) -> None:
+        if len(self.writes) + 1 == self.gone_at:
+            raise ConnectionResetError("gone")
         self.writes.append(data)
         await asyncio.sleep(self.stall if len(self.writes) == self.stall_at else 0)
+
+    def full(self) -> bool:
+        return len(self.writes) + 1 == self.stall_at
 
     def closed(self) -> bool:
         return False
@@ -120,9 +128,9 @@ class Client:
     def alerts(self) -> list[tuple[int, int]]:
         return [
             (alert["p"], alert["o"])
-            for w in self.writes
-            if b"\nevent: alert\n" in w
-            for alert in [orjson.loads(w.split(b"\ndata: ", 1)[1])]
+            for block in b"".join(self.writes).split(b"\n\n")
+            if b"\nevent: alert\n" in block
+            for alert in [orjson.loads(block.split(b"\ndata: ", 1)[1])]
         ]
 
     def errors(self) -> list[str]:
@@ -163,11 +171,14 @@ def test_a_client_that_reads_stays_through_bursts_and_a_tailer_behind_the_topic(
         topic.tail(10)  # the tailer is 30 behind the topic when the client resumes
         resume = [2, 3]
         sub = feed.subscribe(AlertFilter())
-        read_topic(feed, topic, arrivals=3, tailed=4, reads_with_arrivals=30)
+        readers = read_topic(feed, topic, arrivals=3, tailed=4, reads_with_arrivals=30)
         client = Client()
         delivery = asyncio.ensure_future(feed.deliver(sub, resume, client))
+        # the catch-up: 90 more come while it reads, and it ends level with the tailer
+        await until(lambda: len(client.alerts()) == topic.total() - sum(resume))
+        assert not topic.pending and len(readers) == 1
         fetches = asyncio.ensure_future(tailer(topic, chunk=20))  # 20 at once: more than QUEUE
-        for _ in range(5):  # and bursts of live alerts after the catch-up
+        for _ in range(5):  # then bursts of live alerts
             topic.publish(25)
             await asyncio.sleep(0.01)
         await until(lambda: len(client.alerts()) == topic.total() - sum(resume))
@@ -176,6 +187,7 @@ def test_a_client_that_reads_stays_through_bursts_and_a_tailer_behind_the_topic(
         await delivery
         fetches.cancel()
         assert client.errors() == []
+        assert len(readers) > 1 and all(r.closed for r in readers)  # it overflowed, and read again
         got = each_once_in_order(client, resume)
         assert [len(got[0]) + resume[0], len(got[1]) + resume[1]] == [
             len(topic.records[0]),
@@ -256,5 +268,105 @@ def test_a_client_that_read_past_the_tailer_gets_what_the_tailer_reads_later_onc
         assert client.errors() == []
         got = each_once_in_order(client, resume)
         assert sum(len(v) for v in got.values()) == topic.total() - sum(resume)
+
+    asyncio.run(run())
+
+
+def test_a_reading_client_is_not_too_slow_when_the_loop_was_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alert_feed, "SLOW_WRITE_SECONDS", 0.05)
+
+    async def run() -> None:
+        feed, topic = new_feed()
+        sub = feed.subscribe(AlertFilter())
+        read_topic(feed, topic)
+        client = Client()  # its buffers never fill: it reads
+        plain = client.write
+
+        async def write(data: bytes) -> None:
+            await plain(data)
+            if len(client.writes) % 3 == 0:
+                time.sleep(0.1)  # the worker's loop busy elsewhere meanwhile, twice the slow time
+
+        client.write = write  # type: ignore[method-assign]
+        delivery = asyncio.ensure_future(feed.deliver(sub, None, client))
+        fetches = asyncio.ensure_future(tailer(topic, chunk=10))  # more than QUEUE: overflows
+        for _ in range(5):
+            topic.publish(10)
+            await asyncio.sleep(0.01)
+        await until(lambda: len(client.alerts()) == topic.total())
+        feed.closing = True
+        await delivery
+        fetches.cancel()
+        assert client.errors() == []
+        each_once_in_order(client, [0, 0])
+
+    asyncio.run(run())
+
+
+def test_a_read_of_the_topic_that_gets_no_closer_to_the_tailer_is_too_slow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alert_feed, "CATCH_UP_PROGRESS_SECONDS", 0.05)
+
+    async def run() -> None:
+        feed, topic = new_feed()
+        topic.publish(20)
+        topic.tail(20)
+        sub = feed.subscribe(AlertFilter())
+        # per record read, 3 more come and the tailer reads them: the distance only grows
+        read_topic(feed, topic, arrivals=3, tailed=3, reads_with_arrivals=10**9)
+        client = Client()
+
+        async def slowly(data: bytes) -> None:
+            client.writes.append(data)
+            await asyncio.sleep(0.002)
+
+        client.write = slowly  # type: ignore[method-assign]
+        await asyncio.wait_for(feed.deliver(sub, [0, 0], client), 5)
+        assert len(client.errors()) == 1 and "behind" in client.errors()[0]
+        each_once_in_order(client, [0, 0])
+
+    asyncio.run(run())
+
+
+def test_a_read_of_the_topic_that_stalls_ends_the_stream_with_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alert_feed, "CATCH_UP_STALL_SECONDS", 0.05)
+
+    async def run() -> None:
+        feed, topic = new_feed()
+        topic.publish(20)
+        topic.tail(20)
+        sub = feed.subscribe(AlertFilter())
+        readers = read_topic(feed, topic)
+        readers_fetch = Reader.fetch
+
+        async def nothing(self: Reader) -> list[FeedRecord]:
+            await asyncio.sleep(0.01)
+            return []  # the broker answers, with nothing
+
+        monkeypatch.setattr(Reader, "fetch", nothing)
+        client = Client()
+        await asyncio.wait_for(feed.deliver(sub, [0, 0], client), 5)
+        monkeypatch.setattr(Reader, "fetch", readers_fetch)
+        assert len(client.errors()) == 1 and "stalled on partitions [0, 1]" in client.errors()[0]
+        assert readers[0].closed
+
+    asyncio.run(run())
+
+
+def test_a_client_gone_during_a_read_of_the_topic_closes_the_reader() -> None:
+    async def run() -> None:
+        feed, topic = new_feed()
+        topic.publish(20)
+        topic.tail(20)
+        sub = feed.subscribe(AlertFilter())
+        readers = read_topic(feed, topic)
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(feed.deliver(sub, [0, 0], Client(gone_at=4)), 5)
+        assert len(readers) == 1 and readers[0].closed
 
     asyncio.run(run())
