@@ -13,21 +13,22 @@ filter skipped are read and filtered again on resume, which changes nothing. `0`
 beginning" (missing partitions count as offset 0).
 
 Catch-up. A resuming subscriber joins the fan-out, then reads each partition from its resume
-offset with a reader of its own (`catch_up`, at most `CATCH_UP_READERS` at once in a worker)
-until it is level with the tailer; there its queue is re-armed (emptied, starting where the
+offset with a reader of its own (`catch_up`; a connection has at most one at a time) until it
+is level with the tailer; there its queue is re-armed (emptied, starting where the
 tailer stands) and the connection continues with it, skipping what it already sent.
 
 Too slow, or only behind. A queue overflows when more alerts come than the connection has
-written. What decides is whether the client reads. A write that found the socket's buffers full
-and then waited `SLOW_WRITE_SECONDS` for the client means it stopped reading: when that happened
-since the client was last level with the tailer, an overflow makes it too slow (an `error` event,
-then the connection closes; it resumes with its last id), and during a read of the topic it does
-at once. Otherwise (the tailer hands over a whole fetch at once, or it was behind the topic when
-the client came) the connection reads what it dropped from the topic, as a resuming client does,
-and the client stays. A read of the topic that has not got closer to the tailer in
-`CATCH_UP_PROGRESS_SECONDS` makes the client too slow as well: it reads more slowly than alerts
-come. Time the event loop spends elsewhere does not count: only writes that began with the
-buffers full are timed.
+written. What decides is whether the client reads. A write returns at once unless the socket's
+buffers are full, when it waits for the client to read (the connection's writes do not give up
+the event loop otherwise, and take at most `WRITE_CHUNK` bytes): one that waited
+`SLOW_WRITE_SECONDS` means the client stopped reading. When that happened since the client was
+last level with the tailer, an overflow makes it too slow (an `error` event, then the connection
+closes; it resumes with its last id), and during a read of the topic it does at once. Otherwise
+(the tailer hands over a whole fetch at once, or it was behind the topic when the client came)
+the connection reads what it dropped from the topic, as a resuming client does, and the client
+stays. A read of the topic whose distance to the topic's end has not shrunk in two
+`CATCH_UP_PROGRESS_SECONDS` periods in a row makes the client too slow as well: it reads more
+slowly than alerts come.
 """
 
 from __future__ import annotations
@@ -58,25 +59,25 @@ KNOWN_ALERTS = 50_000
 CATCH_UP_STALL_SECONDS = 30.0
 #: a write that found the socket's buffers full and waited this long for the client: it stopped reading
 SLOW_WRITE_SECONDS = 1.0
-#: a connection reading the topic whose distance to the tailer has not shrunk over this long reads
-#: more slowly than alerts come: the client is too slow
+#: a connection reading the topic whose distance to the topic's end has not shrunk in two such
+#: periods in a row reads more slowly than alerts come: the client is too slow
 CATCH_UP_PROGRESS_SECONDS = 30.0
-#: connections reading the topic with readers of their own at once, in a worker (the others wait)
-CATCH_UP_READERS = 8
 #: a reader's fetch per partition (aiokafka's default is 1 MiB): what a reader holds per client
 CATCH_UP_FETCH_BYTES = 256 * 1024
 #: records the tailer hands over per fetch (then the connections get a turn of the loop)
 TAIL_BATCH = 500
+#: bytes of queued events a connection writes at once: a write waits (when it waits) for the
+#: client to take about this much, not a whole queue
+WRITE_CHUNK = 64 * 1024
 
 
 class Connection(Protocol):
     """One client's stream, as the delivery loop sees it (streams/web/alerts.py adapts aiohttp's)."""
 
     async def write(self, data: bytes) -> None:
-        """Send, or raise when the client is gone (closing the connection)."""
-
-    def full(self) -> bool:
-        """The socket's buffers are full: a write now waits until the client reads."""
+        """Send, or raise when the client is gone (closing the connection). It returns without
+        giving up the event loop unless the socket's buffers are full, when it waits for the
+        client to read: so a write's time is the client's, not the loop's."""
 
     def closed(self) -> bool:
         """The client went away."""
@@ -173,7 +174,6 @@ class AlertFeed(Service):
         self.closing = False
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._readers = asyncio.Semaphore(CATCH_UP_READERS)
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -295,11 +295,10 @@ class AlertFeed(Service):
 
         async def write(data: bytes) -> None:
             nonlocal stalled, last_write
-            full = conn.full()  # only then can the write wait for the client, not for the loop
             began = time.monotonic()
             await conn.write(data)
             last_write = time.monotonic()
-            stalled = stalled or (full and last_write - began >= SLOW_WRITE_SECONDS)
+            stalled = stalled or last_write - began >= SLOW_WRITE_SECONDS
 
         async def too_slow(why: str) -> None:
             message = f"too slow: {why}; reconnect with Last-Event-ID to resume where it stopped"
@@ -348,27 +347,21 @@ class AlertFeed(Service):
                 if time.monotonic() - last_write >= self.settings.sse_keepalive:
                     await write(b": keep-alive\n\n")
                 continue
-            events = []  # everything queued goes in one write
+            chunk = bytearray()  # what is queued goes in writes of up to WRITE_CHUNK bytes
             while True:
                 if record.partition >= len(position) or record.offset >= position[record.partition]:
-                    events.append(event(record))  # (else already sent from the topic)
+                    chunk += event(record)  # (else already sent from the topic)
+                if len(chunk) >= WRITE_CHUNK or (sub.queue.empty() and chunk):
+                    await write(bytes(chunk))
+                    chunk.clear()
                 if sub.queue.empty():
                     break
                 record = sub.queue.get_nowait()
-            if events:
-                await write(b"".join(events))
             if sub.queue.empty() and not sub.overflowed:
                 stalled = False  # level with the tailer
 
     def open_reader(self, position: list[int]) -> TopicReader:
         return KafkaTopicReader(self.settings, position)
-
-    def _distance(self, at: list[int]) -> int:
-        """Records between `at` and the tailer."""
-        return sum(
-            max(0, tailer - (at[p] if p < len(at) else 0))
-            for p, tailer in enumerate(self.positions)
-        )
 
     def _level(self, at: list[int]) -> bool:
         return all(p < len(at) and at[p] >= tailer for p, tailer in enumerate(self.positions))
@@ -382,35 +375,38 @@ class AlertFeed(Service):
         if self._level(position):
             self.rearm(sub)  # nothing to read (no await since the check)
             return
-        async with self._readers:
-            reader = self.open_reader(position)
+        reader = self.open_reader(position)
+        try:
+            await reader.open()
+            progress, moved = time.monotonic(), position
+            checked, distance, windows = time.monotonic(), None, 0
+            while True:
+                at = await reader.positions()
+                if self._level(at):
+                    self.rearm(sub)  # no await since the check: the tailer is where it was
+                    return
+                if time.monotonic() - checked >= CATCH_UP_PROGRESS_SECONDS:
+                    now = reader.distance()
+                    closer = now is None or distance is None or now < distance
+                    windows = 0 if closer else windows + 1
+                    if windows >= 2:
+                        raise FallingBehind(
+                            f"{now} records behind the end of the alerts topic, no closer than"
+                            f" {2 * CATCH_UP_PROGRESS_SECONDS:.0f} s ago"
+                        )
+                    checked, distance = time.monotonic(), now
+                if at != moved:  # records, or only markers and aborted batches
+                    progress, moved = time.monotonic(), at
+                elif time.monotonic() - progress > CATCH_UP_STALL_SECONDS:
+                    behind = [p for p, t in enumerate(self.positions) if p >= len(at) or at[p] < t]
+                    raise TimeoutError(f"catch-up read stalled on partitions {behind}")
+                for record in await reader.fetch():
+                    yield record
+        finally:
             try:
-                await reader.open()
-                progress, moved = time.monotonic(), position
-                checked, distance = time.monotonic(), self._distance(position)
-                while True:
-                    at = await reader.positions()
-                    if self._level(at):
-                        self.rearm(sub)  # no await since the check: the tailer is where it was
-                        return
-                    if time.monotonic() - checked >= CATCH_UP_PROGRESS_SECONDS:
-                        if self._distance(at) >= distance:
-                            raise FallingBehind(
-                                f"{self._distance(at)} alerts behind, not closer than"
-                                f" {CATCH_UP_PROGRESS_SECONDS:.0f} s ago"
-                            )
-                        checked, distance = time.monotonic(), self._distance(at)
-                    if at != moved:  # records, or only markers and aborted batches
-                        progress, moved = time.monotonic(), at
-                    elif time.monotonic() - progress > CATCH_UP_STALL_SECONDS:
-                        behind = [
-                            p for p, t in enumerate(self.positions) if p >= len(at) or at[p] < t
-                        ]
-                        raise TimeoutError(f"catch-up read stalled on partitions {behind}")
-                    for record in await reader.fetch():
-                        yield record
-            finally:
                 await reader.close()
+            except Exception as exc:  # the client's own outcome matters more
+                log.warning("alert_feed.reader_close_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 class FallingBehind(Exception):
@@ -428,6 +424,9 @@ class TopicReader(Protocol):
     async def positions(self) -> list[int]:
         """The next offset to read, per partition."""
 
+    def distance(self) -> int | None:
+        """Records from where it reads to the end of the topic (None before it knows the end)."""
+
     async def close(self) -> None: ...
 
 
@@ -441,6 +440,7 @@ class KafkaTopicReader:
             settings, role="live-alert-feed", max_partition_fetch_bytes=CATCH_UP_FETCH_BYTES
         )
         self.tps = [TopicPartition(settings.alerts_topic, p) for p in range(len(position))]
+        self.at = list(position)
 
     async def open(self) -> None:
         await self.consumer.start()
@@ -457,7 +457,14 @@ class KafkaTopicReader:
         ]
 
     async def positions(self) -> list[int]:
-        return [await self.consumer.position(tp) for tp in self.tps]
+        self.at = [await self.consumer.position(tp) for tp in self.tps]
+        return self.at
+
+    def distance(self) -> int | None:
+        ends = [self.consumer.last_stable_offset(tp) for tp in self.tps]
+        if any(end is None for end in ends):
+            return None  # (known after a fetch of every partition)
+        return sum(max(0, end - at) for end, at in zip(ends, self.at, strict=True))
 
     async def close(self) -> None:
         # aiokafka 0.14's consumer without a group cancels a task of its own on stop; if that task

@@ -108,16 +108,14 @@ class _Client:
         transport = self.request.transport
         return transport is None or transport.is_closing()
 
-    def full(self) -> bool:
-        """The socket took less than the last write: the rest waits in the transport."""
-        transport = self.request.transport
-        return transport is not None and transport.get_write_buffer_size() > 0
-
     async def write(self, data: bytes) -> None:
         if self.closed():
             raise _Gone
         try:
-            await asyncio.wait_for(self.response.write(data), WRITE_TIMEOUT)
+            # asyncio.timeout, not wait_for: no task of its own, so a write the socket takes at
+            # once returns without giving up the loop (streams/alert_feed.py times the others)
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await self.response.write(data)
         except (TimeoutError, ConnectionError, RuntimeError) as exc:
             if self.request.transport is not None:
                 self.request.transport.abort()

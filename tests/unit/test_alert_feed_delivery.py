@@ -17,7 +17,7 @@ import pytest
 
 import streams.alert_feed as alert_feed
 from pipeline.config import Settings
-from streams.alert_feed import AlertFeed, AlertFilter, FeedRecord
+from streams.alert_feed import AlertFeed, AlertFilter, FeedRecord, Subscriber
 
 QUEUE = 4
 
@@ -71,8 +71,10 @@ class Reader:
     async def open(self) -> None:
         pass
 
+    pause = 0.0
+
     async def fetch(self) -> list[FeedRecord]:
-        await asyncio.sleep(0)
+        await asyncio.sleep(self.pause)
         out = []
         for p, records in self.topic.records.items():
             out += records[self.position[p] : self.position[p] + 5]
@@ -86,6 +88,9 @@ class Reader:
 
     async def positions(self) -> list[int]:
         return list(self.position)
+
+    def distance(self) -> int | None:
+        return sum(len(self.topic.records[p]) - self.position[p] for p in self.topic.records)
 
     async def close(self) -> None:
         self.closed = True
@@ -106,8 +111,9 @@ def read_topic(
 
 
 class Client:
-    """Keeps what it is sent. Its `stall_at`-th write finds the buffers full and waits `stall`
-    seconds for it; its `gone_at`-th write finds it gone."""
+    """Keeps what it is sent. A write returns at once, as the real one does while the socket takes
+    the data (streams/web/alerts.py), except its `stall_at`-th, which waits `stall` seconds for the
+    client to read; its `gone_at`-th finds the client gone."""
 
     def __init__(self, stall_at: int = 0, stall: float = 0.0, gone_at: int = 0) -> None:
         self.writes: list[bytes] = []
@@ -117,10 +123,8 @@ class Client:
         if len(self.writes) + 1 == self.gone_at:
             raise ConnectionResetError("gone")
         self.writes.append(data)
-        await asyncio.sleep(self.stall if len(self.writes) == self.stall_at else 0)
-
-    def full(self) -> bool:
-        return len(self.writes) + 1 == self.stall_at
+        if len(self.writes) == self.stall_at:
+            await asyncio.sleep(self.stall)
 
     def closed(self) -> bool:
         return False
@@ -162,6 +166,16 @@ async def until(predicate: object, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.001)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def until_level(
+    feed: AlertFeed, sub: Subscriber, client: Client, readers: list[Reader], timeout: float = 5.0
+) -> None:
+    """Deliver from the topic's start until the read of the topic is over, then stop the feed."""
+    delivery = asyncio.ensure_future(feed.deliver(sub, [0, 0], client))
+    await until(lambda: delivery.done() or (bool(readers) and readers[-1].closed), timeout)
+    feed.closing = True
+    await delivery
 
 
 def test_a_client_that_reads_stays_through_bursts_and_a_tailer_behind_the_topic() -> None:
@@ -281,20 +295,13 @@ def test_a_reading_client_is_not_too_slow_when_the_loop_was_busy(
         feed, topic = new_feed()
         sub = feed.subscribe(AlertFilter())
         read_topic(feed, topic)
-        client = Client()  # its buffers never fill: it reads
-        plain = client.write
-
-        async def write(data: bytes) -> None:
-            await plain(data)
-            if len(client.writes) % 3 == 0:
-                time.sleep(0.1)  # the worker's loop busy elsewhere meanwhile, twice the slow time
-
-        client.write = write  # type: ignore[method-assign]
+        client = Client()  # it reads: its writes return at once
         delivery = asyncio.ensure_future(feed.deliver(sub, None, client))
         fetches = asyncio.ensure_future(tailer(topic, chunk=10))  # more than QUEUE: overflows
         for _ in range(5):
             topic.publish(10)
             await asyncio.sleep(0.01)
+            time.sleep(0.1)  # the worker's loop busy elsewhere, twice the slow-write time
         await until(lambda: len(client.alerts()) == topic.total())
         feed.closing = True
         await delivery
@@ -305,10 +312,51 @@ def test_a_reading_client_is_not_too_slow_when_the_loop_was_busy(
     asyncio.run(run())
 
 
-def test_a_read_of_the_topic_that_gets_no_closer_to_the_tailer_is_too_slow(
+def test_a_long_read_of_the_topic_that_gets_closer_is_not_too_slow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(alert_feed, "CATCH_UP_PROGRESS_SECONDS", 0.01)
+    monkeypatch.setattr(Reader, "pause", 0.004)  # many progress periods end while it reads
+
+    async def run() -> None:
+        feed, topic = new_feed()
+        topic.publish(400)
+        topic.tail(400)
+        sub = feed.subscribe(AlertFilter())
+        readers = read_topic(feed, topic)
+        client = Client()
+        await until_level(feed, sub, client, readers, timeout=10)
+        assert client.errors() == []
+        assert len(client.alerts()) == 400
+
+    asyncio.run(run())
+
+
+def test_only_what_the_filter_selects_is_sent_and_the_rest_is_read_past() -> None:
+    async def run() -> None:
+        feed, topic = new_feed()
+        topic.publish(40)
+        for records in topic.records.values():
+            for record in records:
+                record.alert["account_id"] = "A" if record.offset % 3 == 0 else "B"
+        topic.tail(40)
+        sub = feed.subscribe(AlertFilter(accounts=frozenset({"A"})))
+        readers = read_topic(feed, topic)
+        client = Client()
+        await until_level(feed, sub, client, readers)
+        assert sorted(client.alerts()) == [(p, o) for p in (0, 1) for o in range(0, 20, 3)]
+        # the last event's id is past what was read after it too: p0's 19 came before p1's 18
+        events = [b for b in b"".join(client.writes).split(b"\n\n") if b.startswith(b"id: ")]
+        assert events[-1].startswith(b"id: 20.19\n")
+
+    asyncio.run(run())
+
+
+def test_a_read_of_the_topic_that_gets_no_closer_to_the_end_is_too_slow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(alert_feed, "CATCH_UP_PROGRESS_SECONDS", 0.05)
+    monkeypatch.setattr(Reader, "pause", 0.002)
 
     async def run() -> None:
         feed, topic = new_feed()
@@ -316,17 +364,12 @@ def test_a_read_of_the_topic_that_gets_no_closer_to_the_tailer_is_too_slow(
         topic.tail(20)
         sub = feed.subscribe(AlertFilter())
         # per record read, 3 more come and the tailer reads them: the distance only grows
-        read_topic(feed, topic, arrivals=3, tailed=3, reads_with_arrivals=10**9)
+        readers = read_topic(feed, topic, arrivals=3, tailed=3, reads_with_arrivals=10**9)
         client = Client()
-
-        async def slowly(data: bytes) -> None:
-            client.writes.append(data)
-            await asyncio.sleep(0.002)
-
-        client.write = slowly  # type: ignore[method-assign]
         await asyncio.wait_for(feed.deliver(sub, [0, 0], client), 5)
-        assert len(client.errors()) == 1 and "behind" in client.errors()[0]
+        assert len(client.errors()) == 1 and "no closer than" in client.errors()[0]
         each_once_in_order(client, [0, 0])
+        assert len(readers) == 1 and readers[0].closed
 
     asyncio.run(run())
 
@@ -336,22 +379,20 @@ def test_a_read_of_the_topic_that_stalls_ends_the_stream_with_an_error(
 ) -> None:
     monkeypatch.setattr(alert_feed, "CATCH_UP_STALL_SECONDS", 0.05)
 
+    async def nothing(self: Reader) -> list[FeedRecord]:
+        await asyncio.sleep(0.01)
+        return []  # the broker answers, with nothing
+
+    monkeypatch.setattr(Reader, "fetch", nothing)
+
     async def run() -> None:
         feed, topic = new_feed()
         topic.publish(20)
         topic.tail(20)
         sub = feed.subscribe(AlertFilter())
         readers = read_topic(feed, topic)
-        readers_fetch = Reader.fetch
-
-        async def nothing(self: Reader) -> list[FeedRecord]:
-            await asyncio.sleep(0.01)
-            return []  # the broker answers, with nothing
-
-        monkeypatch.setattr(Reader, "fetch", nothing)
         client = Client()
         await asyncio.wait_for(feed.deliver(sub, [0, 0], client), 5)
-        monkeypatch.setattr(Reader, "fetch", readers_fetch)
         assert len(client.errors()) == 1 and "stalled on partitions [0, 1]" in client.errors()[0]
         assert readers[0].closed
 
