@@ -461,6 +461,8 @@ class KafkaTopicReader:
         return self.at
 
     def distance(self) -> int | None:
+        # the last stable offset is known only to a read_committed consumer (aio_consumer's); it
+        # is -1 otherwise, which would make every distance 0
         ends = [self.consumer.last_stable_offset(tp) for tp in self.tps]
         if any(end is None for end in ends):
             return None  # (known after a fetch of every partition)
